@@ -1,0 +1,241 @@
+using System.Diagnostics.CodeAnalysis;
+using static PageRange.Interop;
+
+namespace PageRange.Memory;
+
+/// <summary>
+/// A sealed memfd mapped <c>MAP_SHARED</c>: the memory one process receives transactions in, written by its peer.
+/// </summary>
+/// <remarks>
+/// The size is fixed at creation and sealed (<c>F_SEAL_SHRINK | F_SEAL_GROW</c>), so a peer can neither truncate the
+/// file under the other side's mapping (which would raise SIGBUS there) nor grow it. Pages are backed only while
+/// used; <see cref="ResidentBytes"/> is the kernel's own count of backed bytes. The mapping is not inherited by
+/// fork children and the descriptor is close-on-exec. Thread safety: every member may be called from any thread;
+/// <see cref="Dispose"/> unmaps only after every internal borrower has let go.
+/// </remarks>
+public sealed unsafe class SharedRegion : IDisposable
+{
+    /// <summary>The largest region <see cref="Create"/> accepts unless told otherwise: 1 GiB.</summary>
+    public const long DefaultMaxSize = 1L << 30;
+
+    /// <summary>The seals every region carries; a descriptor without them is refused by <see cref="Open"/>.</summary>
+    internal const int RequiredSeals = F_SEAL_SHRINK | F_SEAL_GROW;
+
+    private readonly SafeMemfdHandle _fd;
+    private readonly SafeMappingHandle _mapping;
+    private readonly byte* _base;
+    private int _disposed;
+
+    private SharedRegion(SafeMemfdHandle fd, SafeMappingHandle mapping, long size)
+    {
+        _fd = fd;
+        _mapping = mapping;
+        Size = size;
+        // SAFETY: the mapping handle is valid (mmap succeeded) and stays mapped until every reference taken
+        // through AddRef is released and Dispose has run, so the address outlives every use of _base.
+        _base = (byte*)mapping.DangerousGetHandle();
+    }
+
+    /// <summary>The size of the system's pages, the unit in which regions are backed and reclaimed.</summary>
+    public static int PageSize { get; } = OperatingSystem.IsLinux() ? Interop.Libc.GetPageSize() : 4096;
+
+    /// <summary>The region's size in bytes.</summary>
+    public long Size { get; }
+
+    /// <summary>The bytes of the region the kernel has backed with memory right now (<c>st_blocks * 512</c>).</summary>
+    /// <exception cref="ObjectDisposedException">The region was disposed.</exception>
+    public long ResidentBytes
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            return Fstat(_fd).AllocatedBytes;
+        }
+    }
+
+    /// <summary>The region's first byte. Valid while a reference is held (see <see cref="AddRef"/>).</summary>
+    internal byte* BasePointer => _base;
+
+    /// <summary>The memfd, for passing to the peer with SCM_RIGHTS.</summary>
+    internal SafeMemfdHandle Handle => _fd;
+
+    /// <summary>Test seam: when set and it returns <see langword="true"/> for an offset, backing that page fails as if with ENOSPC.</summary>
+    internal Func<long, bool>? AllocationFaultInjector { get; set; }
+
+    /// <summary>Creates a region of <paramref name="size"/> bytes, sealed against resizing and mapped read-write.</summary>
+    /// <param name="name">A name for the memfd, shown in <c>/proc/&lt;pid&gt;/fd</c>; at most 249 bytes.</param>
+    /// <param name="size">The size in bytes: positive, a multiple of <see cref="PageSize"/>, at most <paramref name="maxSize"/>.</param>
+    /// <param name="maxSize">The largest size accepted. Defaults to <see cref="DefaultMaxSize"/>.</param>
+    /// <returns>The region; no page of it is backed yet.</returns>
+    /// <exception cref="ArgumentException">A size is zero, negative, not page-aligned or too large, or the name is empty.</exception>
+    /// <exception cref="PlatformNotSupportedException">Not on Linux.</exception>
+    /// <exception cref="SystemCallException">The kernel refused to create, seal or map the memfd.</exception>
+    public static SharedRegion Create(string name, long size, long maxSize = DefaultMaxSize)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (System.Text.Encoding.UTF8.GetByteCount(name) > 249)
+        {
+            throw new ArgumentException("A memfd name is at most 249 bytes of UTF-8.", nameof(name));
+        }
+        ValidateSize(size, maxSize);
+        EnsureLinux();
+
+        SafeMemfdHandle fd = MemfdCreate(name);
+        try
+        {
+            Ftruncate(fd, size);
+            AddSeals(fd, RequiredSeals);
+            SafeMappingHandle mapping = MapShared(fd, size, writable: true);
+            return new SharedRegion(fd, mapping, size);
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Maps a region from a descriptor received from the peer, refusing one whose size is not
+    /// <paramref name="expectedSize"/> or which lacks the size seals.
+    /// </summary>
+    /// <param name="fd">The descriptor; the region takes ownership of it, also when this throws.</param>
+    /// <param name="expectedSize">The size the peer announced.</param>
+    /// <param name="writableBytes">Bytes from the start mapped read-write; the rest is mapped read-only.
+    /// A multiple of <see cref="PageSize"/>; pass <paramref name="expectedSize"/> for a fully writable view.</param>
+    /// <exception cref="ArgumentException">A size is invalid.</exception>
+    /// <exception cref="ProtocolViolationException">The descriptor's size or seals are not what was announced.</exception>
+    internal static SharedRegion Open(SafeMemfdHandle fd, long expectedSize, long writableBytes)
+    {
+        ArgumentNullException.ThrowIfNull(fd);
+        try
+        {
+            ValidateSize(expectedSize, DefaultMaxSize);
+            ArgumentOutOfRangeException.ThrowIfNegative(writableBytes);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(writableBytes, expectedSize);
+            if (writableBytes % PageSize != 0)
+            {
+                throw new ArgumentException($"The writable prefix must be a multiple of the page size ({PageSize}).", nameof(writableBytes));
+            }
+            EnsureLinux();
+
+            int seals = GetSeals(fd);
+            if ((seals & RequiredSeals) != RequiredSeals)
+            {
+                throw new ProtocolViolationException(
+                    $"The peer's region is not sealed against resizing (seals 0x{seals:x}); it could be truncated under our mapping.");
+            }
+            long actualSize = Fstat(fd).Size;
+            if (actualSize != expectedSize)
+            {
+                throw new ProtocolViolationException(
+                    $"The peer's region is {actualSize} bytes but {expectedSize} were announced.");
+            }
+
+            SafeMappingHandle mapping = MapShared(fd, expectedSize, writable: true);
+            if (writableBytes < expectedSize)
+            {
+                try
+                {
+                    Protect(mapping.DangerousGetHandle() + (nint)writableBytes, expectedSize - writableBytes, PROT_READ);
+                }
+                catch
+                {
+                    mapping.Dispose();
+                    throw;
+                }
+            }
+            return new SharedRegion(fd, mapping, expectedSize);
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A span over <c>[offset, offset+length)</c>. Valid while a reference is held.</summary>
+    internal Span<byte> GetSpan(long offset, int length)
+    {
+        CheckRange(offset, length);
+        // SAFETY: [offset, offset+length) lies inside the mapping (checked above), which stays mapped while the caller holds a reference.
+        return new Span<byte>(_base + offset, length);
+    }
+
+    /// <summary>Backs <c>[offset, offset+length)</c> with zeroed memory (<c>fallocate</c> mode 0).</summary>
+    /// <exception cref="BackingAllocationException">The kernel has no memory, or the fault seam said so.</exception>
+    internal void Allocate(long offset, long length)
+    {
+        CheckRange(offset, length);
+        if (AllocationFaultInjector is { } inject && inject(offset))
+        {
+            throw GetExceptionForErrno(ENOSPC, "fallocate");
+        }
+        Interop.Allocate(_fd, offset, length);
+    }
+
+    /// <summary>Returns <c>[offset, offset+length)</c> to the kernel (<c>fallocate(PUNCH_HOLE | KEEP_SIZE)</c>).</summary>
+    internal void PunchHole(long offset, long length)
+    {
+        CheckRange(offset, length);
+        Interop.PunchHole(_fd, offset, length);
+    }
+
+    /// <summary>Keeps the descriptor and mapping alive until the matching <see cref="ReleaseRef"/>, even across <see cref="Dispose"/>.</summary>
+    internal void AddRef()
+    {
+        bool fdAdded = false;
+        bool mappingAdded = false;
+        try
+        {
+            _fd.DangerousAddRef(ref fdAdded);
+            _mapping.DangerousAddRef(ref mappingAdded);
+        }
+        catch (ObjectDisposedException)
+        {
+            if (fdAdded)
+            {
+                _fd.DangerousRelease();
+            }
+            throw;
+        }
+    }
+
+    /// <summary>Gives back a reference taken with <see cref="AddRef"/>.</summary>
+    internal void ReleaseRef()
+    {
+        _mapping.DangerousRelease();
+        _fd.DangerousRelease();
+    }
+
+    /// <summary>Closes the descriptor and unmaps the region once no internal borrower holds it.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        _mapping.Dispose();
+        _fd.Dispose();
+    }
+
+    private void CheckRange(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > Size - length)
+        {
+            ThrowHelper.ThrowOutOfRange(offset, length, Size);
+        }
+    }
+
+    [SuppressMessage("Style", "IDE0046", Justification = "One check per line reads better.")]
+    private static void ValidateSize(long size, long maxSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxSize);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(size, maxSize);
+        if (size % PageSize != 0)
+        {
+            throw new ArgumentException($"A region's size must be a multiple of the page size ({PageSize}); {size} is not.", nameof(size));
+        }
+    }
+}

@@ -1,0 +1,2 @@
+global using PageRange;
+global using Xunit;
