@@ -1,1 +1,44 @@
-internal static class Program { private static int Main() => 0; }
+namespace PageRange.TestHost;
+
+/// <summary>
+/// The second process of the cross-process tests. The first argument names a scenario; each scenario writes
+/// <c>key: value</c> lines on stdout for the test to read, and exits 0 when it went as planned.
+/// </summary>
+internal static class Program
+{
+    private static int Main(string[] args)
+    {
+        if (args.Length == 0)
+        {
+            Console.Error.WriteLine("usage: PageRange.TestHost <scenario> [arguments]");
+            return 2;
+        }
+        try
+        {
+            return args[0] switch
+            {
+                "echo-args" => EchoArgs(args),
+                "map-region" => MemoryScenarios.MapRegion(args),
+                _ => Unknown(args[0]),
+            };
+        }
+        catch (Exception error)
+        {
+            Console.Error.WriteLine(error);
+            Console.WriteLine($"error: {error.GetType().Name}: {error.Message}");
+            return 1;
+        }
+    }
+
+    private static int EchoArgs(string[] args)
+    {
+        Console.WriteLine($"args: {string.Join(' ', args[1..])}");
+        return 0;
+    }
+
+    private static int Unknown(string scenario)
+    {
+        Console.Error.WriteLine($"unknown scenario '{scenario}'");
+        return 2;
+    }
+}

@@ -1,2 +1,3 @@
 global using PageRange;
 global using Xunit;
+global using Xunit.Abstractions;

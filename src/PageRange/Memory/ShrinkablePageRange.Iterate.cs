@@ -1,0 +1,87 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace PageRange.Memory;
+
+/// <summary>Reading and writing the bytes of Used pages.</summary>
+internal sealed unsafe partial class ShrinkablePageRange
+{
+    /// <summary>
+    /// The seed's <c>iterate</c>: checks that <c>[offset, offset+size)</c> lies in the range without overflow and that
+    /// every page it touches is Used, then returns the bytes. Pages are contiguous in our mapping, so one span serves
+    /// where the seed walks page by page.
+    /// </summary>
+    /// <remarks>Safety: the caller keeps every touched page Used for as long as it uses the span.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The range overflows or lies outside the pages.</exception>
+    /// <exception cref="PageNotInUseException">A touched page is Free or Available.</exception>
+    private Span<byte> Iterate(long offset, long size)
+    {
+        if (offset < 0 || size < 0 || size > int.MaxValue || offset > ByteCount - size)
+        {
+            ThrowHelper.ThrowOutOfRange(offset, size, ByteCount);
+        }
+        if (size == 0)
+        {
+            return [];
+        }
+
+        int first = (int)(offset / _pageSize);
+        int last = (int)((offset + size - 1) / _pageSize);
+        _lock.Enter();
+        try
+        {
+            ThrowIfDisposedUnsynchronized();
+            for (int i = first; i <= last; i++)
+            {
+                PageInfo page = _pages[i];
+                if (!page.Backed || page.IsQueued)
+                {
+                    ThrowHelper.ThrowPageNotInUse(i);
+                }
+            }
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+        // SAFETY: [offset, offset+size) lies within the pages (checked above), which lie within the region's mapping
+        // (checked by the constructor); the mapping stays alive while this range holds its reference (until Dispose).
+        return new Span<byte>(_region.BasePointer + _dataOffset + offset, (int)size);
+    }
+
+    /// <summary>A writable view of Used bytes, for callers that fill a buffer in place (zero-copy send).</summary>
+    /// <remarks>Safety: valid while every touched page stays Used.</remarks>
+    internal Span<byte> GetSpan(long offset, int size) => Iterate(offset, size);
+
+    /// <summary>Copies <paramref name="source"/> into the range at <paramref name="offset"/>.</summary>
+    internal void CopyFrom(long offset, ReadOnlySpan<byte> source) => source.CopyTo(Iterate(offset, source.Length));
+
+    /// <summary>Copies every segment of <paramref name="source"/> into the range at <paramref name="offset"/>.</summary>
+    internal void CopyFrom(long offset, in ReadOnlySequence<byte> source) => source.CopyTo(Iterate(offset, source.Length));
+
+    /// <summary>Writes <paramref name="bytes"/> at <paramref name="offset"/> (the seed's <c>write</c> of an unsized object).</summary>
+    internal void Write(long offset, ReadOnlySpan<byte> bytes) => CopyFrom(offset, bytes);
+
+    /// <summary>Writes the bytes of <paramref name="value"/> at <paramref name="offset"/>; no alignment is needed.</summary>
+    internal void Write<T>(long offset, in T value)
+        where T : unmanaged
+    {
+        Span<byte> target = Iterate(offset, sizeof(T));
+        Unsafe.WriteUnaligned(ref MemoryMarshal.GetReference(target), value);
+    }
+
+    /// <summary>Reads a <typeparamref name="T"/> from <paramref name="offset"/>; no alignment is needed.</summary>
+    internal T Read<T>(long offset)
+        where T : unmanaged
+    {
+        Span<byte> source = Iterate(offset, sizeof(T));
+        return Unsafe.ReadUnaligned<T>(ref MemoryMarshal.GetReference(source));
+    }
+
+    /// <summary>Copies <c>destination.Length</c> bytes at <paramref name="offset"/> into <paramref name="destination"/>.</summary>
+    internal void Read(long offset, Span<byte> destination) => Iterate(offset, destination.Length).CopyTo(destination);
+
+    /// <summary>Writes zeros over <c>[offset, offset+size)</c>.</summary>
+    internal void FillZero(long offset, long size) => Iterate(offset, size).Clear();
+}

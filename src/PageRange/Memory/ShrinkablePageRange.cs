@@ -1,0 +1,339 @@
+// To avoid deadlocks, locks are taken in the order:
+//
+//  1. mm lock     (_mmLock: serialises backing a page with reclaiming it)
+//  2. range lock  (_lock: protects PageInfo.Backed of this range's pages)
+//  3. LRU lock    (Shrinker.LruLock: protects the LRU links of every range sharing the shrinker)
+//
+// The shrinker walks the LRU holding the LRU lock, so it only *tries* the other two and skips on contention.
+
+using System.Diagnostics;
+
+namespace PageRange.Memory;
+
+/// <summary>
+/// Tracks each page of a region's data area as Free, Available or Used, backs pages when they are used and lets
+/// the <see cref="Memory.Shrinker"/> reclaim them once they are not: the seed's <c>ShrinkablePageRange</c> over a memfd.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Think of the pages as an array of "in use" booleans: <see cref="UseRange"/> sets a range to true and
+/// <see cref="StopUsingRange"/> to false. A page that goes out of use is not freed at once; it joins the shrinker's
+/// LRU and keeps its bytes until the shrinker reclaims it, after which it reads as zeros.
+/// </para>
+/// <para>
+/// Races, as the seed allows them: <see cref="UseRange"/> and <see cref="StopUsingRange"/> may race with each other
+/// (the page then ends up in either state) and with themselves (two <see cref="UseRange"/> calls on one page back it
+/// once, and neither returns before it is backed). The read and write methods require every page they touch to be
+/// Used for their whole duration: calling <see cref="StopUsingRange"/> on a page that is being read or written is a
+/// bug in the caller.
+/// </para>
+/// </remarks>
+internal sealed unsafe partial class ShrinkablePageRange : IDisposable
+{
+    private readonly Shrinker _shrinker;
+    private readonly SharedRegion _region;
+    private readonly long _dataOffset;
+    private readonly int _pageSize;
+    private readonly PageInfo[] _pages;
+
+    /// <summary>Held while backing a page and while reclaiming one (the seed's <c>mm_lock</c>).</summary>
+    private readonly Lock _mmLock = new();
+
+    /// <summary>Protects <see cref="PageInfo.Backed"/> of this range's pages (the seed's spinlock).</summary>
+    private readonly Lock _lock = new();
+
+    private int _highWaterMark;
+    private bool _disposed;
+
+    /// <summary>Creates a range over <paramref name="pageCount"/> pages of <paramref name="region"/> starting at <paramref name="dataOffset"/>.</summary>
+    /// <param name="region">The region; the range keeps it mapped until the range is disposed.</param>
+    /// <param name="dataOffset">Byte offset of the first page in the region; a multiple of the page size.</param>
+    /// <param name="pageCount">How many pages; at least one, and within the region.</param>
+    /// <param name="shrinker">The shrinker whose LRU receives available pages. Defaults to <see cref="Shrinker.Shared"/>.</param>
+    internal ShrinkablePageRange(SharedRegion region, long dataOffset, int pageCount, Shrinker? shrinker = null)
+    {
+        ArgumentNullException.ThrowIfNull(region);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(pageCount);
+        ArgumentOutOfRangeException.ThrowIfNegative(dataOffset);
+        _pageSize = SharedRegion.PageSize;
+        if (dataOffset % _pageSize != 0)
+        {
+            throw new ArgumentException("The data offset must be a multiple of the page size.", nameof(dataOffset));
+        }
+        if (dataOffset + ((long)pageCount * _pageSize) > region.Size)
+        {
+            throw new ArgumentOutOfRangeException(nameof(pageCount), "The pages do not fit in the region.");
+        }
+
+        _shrinker = shrinker ?? Shrinker.Shared;
+        _region = region;
+        _dataOffset = dataOffset;
+        _pages = new PageInfo[pageCount];
+        for (int i = 0; i < pageCount; i++)
+        {
+            _pages[i] = new PageInfo(this, i);
+        }
+        region.AddRef();
+        Pid = Environment.ProcessId;
+    }
+
+    /// <summary>The number of pages in the range.</summary>
+    internal int PageCount => _pages.Length;
+
+    /// <summary>The number of bytes in the range.</summary>
+    internal long ByteCount => (long)_pages.Length * _pageSize;
+
+    /// <summary>The process that owns the range; debugging information only, as in the seed.</summary>
+    internal int Pid { get; }
+
+    /// <summary>The region the pages live in.</summary>
+    internal SharedRegion Region => _region;
+
+    /// <summary>The shrinker this range's available pages are queued on.</summary>
+    internal Shrinker Shrinker => _shrinker;
+
+    /// <summary>Makes sure pages <c>[start, end)</c> are backed and marks them Used.</summary>
+    /// <remarks>
+    /// Fast path: a backed page just leaves the LRU. Slow path: the page is backed with <c>fallocate</c> while the mm
+    /// lock is held, so it never interleaves with the shrinker punching the same page. An empty or inverted range is
+    /// a no-op; calling this on Used pages is idempotent.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="end"/> is beyond the range.</exception>
+    /// <exception cref="BackingAllocationException">The kernel had no memory for a page. Pages before it are Used,
+    /// the failing page and those after it are unchanged; the caller stops using what it asked for.</exception>
+    internal void UseRange(int start, int end)
+    {
+        if (start >= end)
+        {
+            return;
+        }
+        ArgumentOutOfRangeException.ThrowIfNegative(start);
+
+        _lock.Enter();
+        try
+        {
+            ThrowIfDisposedUnsynchronized();
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(end, _pages.Length);
+            for (int i = start; i < end; i++)
+            {
+                PageInfo page = _pages[i];
+                if (page.Backed)
+                {
+                    // We are going to use the page, so take it off the LRU so the shrinker will not free it. The
+                    // shrinker cannot free it between the check and this call because we hold the range lock.
+                    _shrinker.LruDel(page);
+                }
+                else
+                {
+                    // We have to back a new page: the slow path, which takes the mm lock, so drop the range lock.
+                    _lock.Exit();
+                    try
+                    {
+                        UsePageSlow(i);
+                    }
+                    finally
+                    {
+                        _lock.Enter();
+                    }
+                    ThrowIfDisposedUnsynchronized();
+                }
+            }
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>Backs page <paramref name="index"/> and marks it Used: the slow path of <see cref="UseRange"/>.</summary>
+    private void UsePageSlow(int index)
+    {
+        PageInfo page = _pages[index];
+        _mmLock.Enter();
+        try
+        {
+            _lock.Enter();
+            try
+            {
+                ThrowIfDisposedUnsynchronized();
+                // Another caller may have backed the page since we dropped the range lock. Pages only become
+                // backed under the mm lock, which we hold, so after this check nobody else can back it.
+                if (page.Backed)
+                {
+                    _shrinker.LruDel(page);
+                    return;
+                }
+            }
+            finally
+            {
+                _lock.Exit();
+            }
+
+            // fallocate turns "no memory" into ENOSPC/ENOMEM here instead of a SIGBUS on first touch.
+            _region.Allocate(_dataOffset + ((long)index * _pageSize), _pageSize);
+
+            _lock.Enter();
+            try
+            {
+                page.Backed = true;
+                if (index + 1 > _highWaterMark)
+                {
+                    _highWaterMark = index + 1;
+                }
+            }
+            finally
+            {
+                _lock.Exit();
+            }
+        }
+        finally
+        {
+            _mmLock.Exit();
+        }
+    }
+
+    /// <summary>Marks the backed pages of <c>[start, end)</c> Available, queueing them on the shrinker's LRU in reverse order.</summary>
+    /// <remarks>Never blocks on I/O and never allocates. Free pages are skipped; an empty or inverted range is a no-op.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="end"/> is beyond the range.</exception>
+    internal void StopUsingRange(int start, int end)
+    {
+        if (start >= end)
+        {
+            return;
+        }
+        ArgumentOutOfRangeException.ThrowIfNegative(start);
+
+        _lock.Enter();
+        try
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(end, _pages.Length);
+            for (int i = end - 1; i >= start; i--)
+            {
+                PageInfo page = _pages[i];
+                if (page.Backed)
+                {
+                    _shrinker.LruAdd(page);
+                }
+            }
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>The state of page <paramref name="index"/> right now.</summary>
+    internal PageState GetPageState(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _pages.Length);
+        _lock.Enter();
+        try
+        {
+            return StateOfUnsynchronized(_pages[index]);
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>A consistent snapshot of the page counts per state, the high-water mark and the resident bytes.</summary>
+    internal PageRangeStats GetStats()
+    {
+        int used = 0;
+        int available = 0;
+        int highWaterMark;
+        _lock.Enter();
+        try
+        {
+            foreach (PageInfo page in _pages)
+            {
+                switch (StateOfUnsynchronized(page))
+                {
+                    case PageState.Used:
+                        used++;
+                        break;
+                    case PageState.Available:
+                        available++;
+                        break;
+                    default:
+                        break;
+                }
+            }
+            highWaterMark = _highWaterMark;
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+        return new PageRangeStats(used, available, _pages.Length - used - available, highWaterMark, _disposed ? 0 : _region.ResidentBytes);
+    }
+
+    /// <summary>
+    /// Called by the shrinker with this range's mm lock held and the page already marked Free: gives the page's
+    /// memory back to the kernel.
+    /// </summary>
+    internal void PunchPageUnsynchronized(int index)
+    {
+        Debug.Assert(_mmLock.IsHeldByCurrentThread, "The mm lock serialises punching with UsePageSlow.");
+        _region.PunchHole(_dataOffset + ((long)index * _pageSize), _pageSize);
+    }
+
+    /// <summary>The mm lock, for the shrinker's try-lock.</summary>
+    internal Lock MmLock => _mmLock;
+
+    /// <summary>The range lock, for the shrinker's try-lock.</summary>
+    internal Lock RangeLock => _lock;
+
+    /// <summary>Takes every page off the LRU under the mm lock; afterwards the shrinker never touches this range.</summary>
+    public void Dispose()
+    {
+        // Taking the mm lock waits for a shrinker that is punching one of our pages right now (it holds the lock
+        // across the punch), so the region is still mapped and open while it does.
+        _mmLock.Enter();
+        try
+        {
+            _lock.Enter();
+            try
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+                _disposed = true;
+                foreach (PageInfo page in _pages)
+                {
+                    if (page.Backed)
+                    {
+                        _shrinker.LruDel(page);
+                    }
+                }
+            }
+            finally
+            {
+                _lock.Exit();
+            }
+        }
+        finally
+        {
+            _mmLock.Exit();
+        }
+        _region.ReleaseRef();
+    }
+
+    private static PageState StateOfUnsynchronized(PageInfo page) =>
+        !page.Backed ? PageState.Free : page.IsQueued ? PageState.Available : PageState.Used;
+
+    private void ThrowIfDisposedUnsynchronized()
+    {
+        if (_disposed)
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
+    }
+}
