@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using static PageRange.Interop;
 
@@ -26,6 +27,11 @@ public sealed unsafe class SharedRegion : IDisposable
     private readonly byte* _base;
     private int _disposed;
 
+    // The owner's reference (dropped by Dispose) plus one per AddRef. The handles are disposed only when this reaches
+    // zero: a disposed SafeHandle refuses DangerousAddRef, so a P/Invoke through it would throw even while a borrower
+    // (a page range, a shrinker punching one of its pages) still needs the descriptor.
+    private int _refCount = 1;
+
     private SharedRegion(SafeMemfdHandle fd, SafeMappingHandle mapping, long size)
     {
         _fd = fd;
@@ -49,9 +55,12 @@ public sealed unsafe class SharedRegion : IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            return Fstat(_fd).AllocatedBytes;
+            return ResidentBytesCore;
         }
     }
+
+    /// <summary><see cref="ResidentBytes"/> for a borrower that holds a reference (see <see cref="AddRef"/>), also after <see cref="Dispose"/>.</summary>
+    internal long ResidentBytesCore => Fstat(_fd).AllocatedBytes;
 
     /// <summary>The region's first byte. Valid while a reference is held (see <see cref="AddRef"/>).</summary>
     internal byte* BasePointer => _base;
@@ -137,6 +146,7 @@ public sealed unsafe class SharedRegion : IDisposable
             {
                 try
                 {
+                    // SAFETY: we own the fresh mapping and [writableBytes, expectedSize) lies inside it.
                     Protect(mapping.DangerousGetHandle() + (nint)writableBytes, expectedSize - writableBytes, PROT_READ);
                 }
                 catch
@@ -181,31 +191,33 @@ public sealed unsafe class SharedRegion : IDisposable
         Interop.PunchHole(_fd, offset, length);
     }
 
-    /// <summary>Keeps the descriptor and mapping alive until the matching <see cref="ReleaseRef"/>, even across <see cref="Dispose"/>.</summary>
+    /// <summary>Keeps the descriptor and mapping alive and usable until the matching <see cref="ReleaseRef"/>, even across <see cref="Dispose"/>.</summary>
+    /// <exception cref="ObjectDisposedException">Every reference is gone already: the region is closed.</exception>
     internal void AddRef()
     {
-        bool fdAdded = false;
-        bool mappingAdded = false;
-        try
+        int count = Volatile.Read(ref _refCount);
+        while (true)
         {
-            _fd.DangerousAddRef(ref fdAdded);
-            _mapping.DangerousAddRef(ref mappingAdded);
-        }
-        catch (ObjectDisposedException)
-        {
-            if (fdAdded)
+            ObjectDisposedException.ThrowIf(count == 0, this);
+            int seen = Interlocked.CompareExchange(ref _refCount, count + 1, count);
+            if (seen == count)
             {
-                _fd.DangerousRelease();
+                return;
             }
-            throw;
+            count = seen;
         }
     }
 
-    /// <summary>Gives back a reference taken with <see cref="AddRef"/>.</summary>
+    /// <summary>Gives back a reference taken with <see cref="AddRef"/>; the last one closes the descriptor and unmaps.</summary>
     internal void ReleaseRef()
     {
-        _mapping.DangerousRelease();
-        _fd.DangerousRelease();
+        int count = Interlocked.Decrement(ref _refCount);
+        Debug.Assert(count >= 0, "More references released than taken.");
+        if (count == 0)
+        {
+            _mapping.Dispose();
+            _fd.Dispose();
+        }
     }
 
     /// <summary>Closes the descriptor and unmaps the region once no internal borrower holds it.</summary>
@@ -215,8 +227,7 @@ public sealed unsafe class SharedRegion : IDisposable
         {
             return;
         }
-        _mapping.Dispose();
-        _fd.Dispose();
+        ReleaseRef();
     }
 
     private void CheckRange(long offset, long length)

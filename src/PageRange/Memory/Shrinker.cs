@@ -15,7 +15,7 @@ namespace PageRange.Memory;
 /// LRU's tail when they become Available and are reclaimed from its head, oldest first. Thread safety: every member
 /// may be called from any thread, concurrently with the ranges using and releasing pages.
 /// </remarks>
-public sealed class Shrinker
+public sealed partial class Shrinker
 {
     private readonly PageInfo _head = new(range: null, index: -1);
     private long _count;
@@ -71,10 +71,9 @@ public sealed class Shrinker
     }
 
     /// <summary>
-    /// The seed's <c>rust_shrink_scan</c> + <c>list_lru_walk</c> + <c>rust_shrink_free_page</c>: walk from the head
-    /// holding the LRU lock; for each page try the mm lock and the range lock (skip and rotate it to the tail if
-    /// either is busy); else isolate it, mark it Free, drop the range and LRU locks, punch the hole while still
-    /// holding the mm lock, and re-take the LRU lock to go on from the head.
+    /// The seed's <c>rust_shrink_scan</c> + <c>list_lru_walk</c>: walk from the head holding the LRU lock and hand each
+    /// page to <see cref="FreePageLruLocked"/>. A skipped page is rotated to the tail so the walk moves past it; a
+    /// freed page means the LRU lock was dropped, so the walk starts again from the head (<c>LRU_REMOVED_RETRY</c>).
     /// </summary>
     private long ScanCore(long pagesToScan, long olderThanTicks)
     {
@@ -84,61 +83,31 @@ public sealed class Shrinker
         LruLock.Enter();
         try
         {
-            PageInfo? page = _head.Next;
-            while (walked < pagesToScan && page != _head && page is not null)
+            PageInfo page = _head.Next!;
+            while (walked < pagesToScan && page != _head)
             {
                 if (page.QueuedAt > olderThanTicks)
                 {
-                    // The LRU is ordered by queueing time, so everything after this page is younger still.
+                    // The LRU is ordered by queueing time (rotation re-stamps), so everything after this page is younger.
                     break;
                 }
                 walked++;
-                ShrinkablePageRange range = page.Range!;
                 PageInfo next = page.Next!;
-
-                if (!range.MmLock.TryEnter())
+                switch (FreePageLruLocked(page))
                 {
-                    skipped++;
-                    RotateToTailUnsynchronized(page);
-                    page = next;
-                    continue;
+                    case FreePageResult.Skipped:
+                        skipped++;
+                        RotateToTailUnsynchronized(page);
+                        page = next;
+                        break;
+                    case FreePageResult.Freed:
+                        freed++;
+                        page = _head.Next!;
+                        break;
+                    default:
+                        page = _head.Next!;
+                        break;
                 }
-                if (!range.RangeLock.TryEnter())
-                {
-                    range.MmLock.Exit();
-                    skipped++;
-                    RotateToTailUnsynchronized(page);
-                    page = next;
-                    continue;
-                }
-
-                // Isolate the page and mark it Free. UsePageSlow cannot back it again until we release the mm lock,
-                // which we hold across the punch below.
-                UnlinkUnsynchronized(page);
-                page.Backed = false;
-                int index = page.Index;
-                range.RangeLock.Exit();
-
-                // From here on we touch neither the page nor the range's state, only the region (kept open by the
-                // range's reference, which Dispose cannot drop while we hold the mm lock).
-                LruLock.Exit();
-                try
-                {
-                    range.PunchPageUnsynchronized(index);
-                    freed++;
-                }
-                catch (SystemCallException)
-                {
-                    // The page is Free in our books either way; its memory comes back when the region closes.
-                    Interlocked.Increment(ref _punchFailures);
-                }
-                finally
-                {
-                    range.MmLock.Exit();
-                    LruLock.Enter();
-                }
-                // We dropped the LRU lock, so the list may have changed: restart from the head (LRU_REMOVED_RETRY).
-                page = _head.Next;
             }
         }
         finally
@@ -149,6 +118,58 @@ public sealed class Shrinker
             Interlocked.Add(ref _pagesSkipped, skipped);
         }
         return freed;
+    }
+
+    /// <summary>
+    /// The seed's <c>rust_shrink_free_page</c>, entered and left with the LRU lock held: try the range's mm lock and
+    /// range lock (skip if either is busy); isolate the page and mark it Free; drop the range lock and the LRU lock;
+    /// punch the hole while still holding the mm lock; drop it and re-take the LRU lock.
+    /// </summary>
+    private FreePageResult FreePageLruLocked(PageInfo page)
+    {
+        Debug.Assert(LruLock.IsHeldByCurrentThread, "The walk holds the LRU lock.");
+        // The back-pointer never changes, and a queued page's range is not disposed: Dispose dequeues every page
+        // under the LRU lock, which we hold.
+        ShrinkablePageRange range = page.Range!;
+        if (!range.MmLock.TryEnter())
+        {
+            return FreePageResult.Skipped;
+        }
+        if (!range.RangeLock.TryEnter())
+        {
+            range.MmLock.Exit();
+            return FreePageResult.Skipped;
+        }
+
+        // Mark the page Free before its memory is gone. UsePageSlow cannot back it again until we release the mm
+        // lock, which we hold across the punch below, so no allocation of this page interleaves with the punch.
+        UnlinkUnsynchronized(page);
+        page.Backed = false;
+        int index = page.Index;
+        range.RangeLock.Exit();
+
+        // From here on we touch only the region, through the range's reference, which Dispose cannot drop while we
+        // hold the mm lock: the seed's "don't access this PageInfo or ShrinkablePageRange again" but for mm_lock.
+        LruLock.Exit();
+        FreePageResult result = FreePageResult.Freed;
+        try
+        {
+            range.PunchPageUnsynchronized(index);
+        }
+        catch (SystemCallException)
+        {
+            // The memory is still there: put the page back as Available rather than calling it Free, so that the
+            // books match ResidentBytes and a later use does not find old bytes in a "fresh" page.
+            Interlocked.Increment(ref _punchFailures);
+            range.RequeueAfterFailedPunchUnsynchronized(index);
+            result = FreePageResult.PunchFailed;
+        }
+        finally
+        {
+            range.MmLock.Exit();
+            LruLock.Enter();
+        }
+        return result;
     }
 
     /// <summary>Queues <paramref name="page"/> at the LRU's tail unless it is queued already (<c>list_lru_add</c>).</summary>
@@ -204,18 +225,38 @@ public sealed class Shrinker
         _count--;
     }
 
+    /// <summary>Moves a queued page to the tail (the kernel's <c>LRU_ROTATE</c>) and re-stamps its queueing time.</summary>
+    /// <remarks>
+    /// The page's <see cref="PageInfo.Next"/> never passes through <see langword="null"/> here: readers that hold only
+    /// the page's range lock (Iterate, GetStats) read <see cref="PageInfo.IsQueued"/>, and a rotation must not make an
+    /// Available page look Used to them for an instant.
+    /// </remarks>
     private void RotateToTailUnsynchronized(PageInfo page)
     {
+        Debug.Assert(LruLock.IsHeldByCurrentThread, "LRU links change only under the LRU lock.");
+        page.QueuedAt = Environment.TickCount64;
         if (page.Next == _head)
         {
             return;
         }
-        UnlinkUnsynchronized(page);
+        page.Prev!.Next = page.Next;
+        page.Next!.Prev = page.Prev;
         PageInfo tail = _head.Prev!;
         page.Prev = tail;
-        page.Next = _head;
         tail.Next = page;
+        page.Next = _head;
         _head.Prev = page;
-        _count++;
+    }
+
+    private enum FreePageResult
+    {
+        /// <summary>The page's range was busy (<c>LRU_SKIP</c>).</summary>
+        Skipped,
+
+        /// <summary>The page was reclaimed; the LRU lock was dropped meanwhile (<c>LRU_REMOVED_RETRY</c>).</summary>
+        Freed,
+
+        /// <summary>The kernel refused the punch; the page was queued again; the LRU lock was dropped meanwhile.</summary>
+        PunchFailed,
     }
 }
