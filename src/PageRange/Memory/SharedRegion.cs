@@ -71,6 +71,9 @@ public sealed unsafe class SharedRegion : IDisposable
     /// <summary>Test seam: when set and it returns <see langword="true"/> for an offset, backing that page fails as if with ENOSPC.</summary>
     internal Func<long, bool>? AllocationFaultInjector { get; set; }
 
+    /// <summary>Test seam: when set and it returns <see langword="true"/> for an offset, punching that page fails as if with EINVAL.</summary>
+    internal Func<long, bool>? PunchFaultInjector { get; set; }
+
     /// <summary>Creates a region of <paramref name="size"/> bytes, sealed against resizing and mapped read-write.</summary>
     /// <param name="name">A name for the memfd, shown in <c>/proc/&lt;pid&gt;/fd</c>; at most 249 bytes.</param>
     /// <param name="size">The size in bytes: positive, a multiple of <see cref="PageSize"/>, at most <paramref name="maxSize"/>.</param>
@@ -185,9 +188,14 @@ public sealed unsafe class SharedRegion : IDisposable
     }
 
     /// <summary>Returns <c>[offset, offset+length)</c> to the kernel (<c>fallocate(PUNCH_HOLE | KEEP_SIZE)</c>).</summary>
+    /// <exception cref="SystemCallException">The kernel refused, or the fault seam said so.</exception>
     internal void PunchHole(long offset, long length)
     {
         CheckRange(offset, length);
+        if (PunchFaultInjector is { } inject && inject(offset))
+        {
+            throw GetExceptionForErrno(EINVAL, "fallocate(PUNCH_HOLE)");
+        }
         Interop.PunchHole(_fd, offset, length);
     }
 

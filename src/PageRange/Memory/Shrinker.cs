@@ -23,6 +23,7 @@ public sealed partial class Shrinker
     private long _pagesFreed;
     private long _pagesSkipped;
     private long _punchFailures;
+    private MemoryPressureMonitor? _monitor;
 
     internal Shrinker()
     {
@@ -47,6 +48,42 @@ public sealed partial class Shrinker
 
     /// <summary>Punches the kernel refused; the page was marked Free anyway and its memory stays until the region closes.</summary>
     public long PunchFailures => Interlocked.Read(ref _punchFailures);
+
+    /// <summary>The memory-pressure monitor driving this shrinker, or <see langword="null"/> when none runs.</summary>
+    public MemoryPressureMonitor? Monitor => Volatile.Read(ref _monitor);
+
+    /// <summary>
+    /// Starts a <see cref="MemoryPressureMonitor"/> that makes this shrinker reclaim pages under memory pressure, and,
+    /// when <see cref="ShrinkerOptions.IdleAge"/> is set, pages idle for that long. Dispose it to stop it.
+    /// </summary>
+    /// <param name="options">Thresholds and polling period; copied. Defaults to <see cref="ShrinkerOptions"/>'s defaults.</param>
+    /// <returns>The running monitor; when <see cref="ShrinkerOptions.Enabled"/> is false, one that never polls.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="InvalidOperationException">A monitor already runs for this shrinker (see <see cref="Monitor"/>).</exception>
+    /// <remarks>One monitor per shrinker: the process-wide <see cref="Shared"/> shrinker wants one process-wide monitor.</remarks>
+    public MemoryPressureMonitor StartMonitor(ShrinkerOptions? options = null) =>
+        StartMonitorCore(options, new MemoryPressureReader().Read);
+
+    /// <summary><see cref="StartMonitor(ShrinkerOptions?)"/> with the signals read by <paramref name="read"/>.</summary>
+    internal MemoryPressureMonitor StartMonitorCore(ShrinkerOptions? options, Func<MemoryPressureReading> read)
+    {
+        ShrinkerOptions copy = (options ?? new ShrinkerOptions()).Clone();
+        copy.Validate();
+        var monitor = new MemoryPressureMonitor(this, copy, read);
+        if (!copy.Enabled)
+        {
+            return monitor;
+        }
+        if (Interlocked.CompareExchange(ref _monitor, monitor, null) is not null)
+        {
+            throw new InvalidOperationException("A memory-pressure monitor already runs for this shrinker; dispose it before starting another.");
+        }
+        monitor.Start();
+        return monitor;
+    }
+
+    /// <summary>Forgets <paramref name="monitor"/> if it is the running one.</summary>
+    internal void OnMonitorDisposed(MemoryPressureMonitor monitor) => Interlocked.CompareExchange(ref _monitor, null, monitor);
 
     /// <summary>The number of Available pages: what <see cref="Scan"/> could free now (<c>list_lru_count</c>).</summary>
     /// <returns>The length of the LRU.</returns>
@@ -74,17 +111,21 @@ public sealed partial class Shrinker
     /// The seed's <c>rust_shrink_scan</c> + <c>list_lru_walk</c>: walk from the head holding the LRU lock and hand each
     /// page to <see cref="FreePageLruLocked"/>. A skipped page is rotated to the tail so the walk moves past it; a
     /// freed page means the LRU lock was dropped, so the walk starts again from the head (<c>LRU_REMOVED_RETRY</c>).
+    /// At most <paramref name="pagesToScan"/> pages are looked at, each at most once.
     /// </summary>
     private long ScanCore(long pagesToScan, long olderThanTicks)
     {
         long walked = 0;
         long freed = 0;
         long skipped = 0;
+        // The first page rotated to the tail: meeting it again means every page queued before it has been seen, so
+        // the walk is one pass over the list, as list_lru_walk's, and never revisits a busy page in one scan.
+        PageInfo? firstRotated = null;
         LruLock.Enter();
         try
         {
             PageInfo page = _head.Next!;
-            while (walked < pagesToScan && page != _head)
+            while (walked < pagesToScan && page != _head && page != firstRotated)
             {
                 if (page.QueuedAt > olderThanTicks)
                 {
@@ -97,6 +138,7 @@ public sealed partial class Shrinker
                 {
                     case FreePageResult.Skipped:
                         skipped++;
+                        firstRotated ??= page;
                         RotateToTailUnsynchronized(page);
                         page = next;
                         break;
