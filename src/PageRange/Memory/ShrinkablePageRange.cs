@@ -27,6 +27,13 @@ namespace PageRange.Memory;
 /// Used for their whole duration: calling <see cref="StopUsingRange"/> on a page that is being read or written is a
 /// bug in the caller.
 /// </para>
+/// <para>
+/// A difference from binder, where touching a reclaimed page raises SIGBUS: a reclaimed page reads as zeros through
+/// any mapping of the region, and a fault on it, even a read fault in the peer's read-only mapping, makes the kernel
+/// back it again (shmem allocates on every fault of a shared mapping). The page stays Free in these books, so the
+/// region holds more than <c>(Used + Available) * PageSize</c> until the page is used and reclaimed again or the region
+/// closes. A receiver reads only live buffers, which are Used, so only a misbehaving peer costs memory this way.
+/// </para>
 /// </remarks>
 internal sealed unsafe partial class ShrinkablePageRange : IDisposable
 {
