@@ -13,7 +13,7 @@ namespace PageRange.Benchmarks.Micro;
 public class ShrinkablePageRangeBenchmarks
 {
     /// <summary>Pages per invocation: enough that an invocation lasts well beyond the timer's resolution.</summary>
-    public const int Pages = 2048;
+    public const int Pages = 8192;
 
     private Shrinker _shrinker = null!;
     private SharedRegion _region = null!;
