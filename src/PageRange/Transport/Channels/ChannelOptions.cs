@@ -4,7 +4,7 @@ namespace PageRange.Transport;
 
 /// <summary>How a channel's region is laid out and how its threads wait.</summary>
 /// <remarks>
-/// For an <see cref="InboundChannel"/> these values create the region. For an <c>OutboundChannel</c> the ring
+/// For an <see cref="InboundChannel"/> these values create the region. For an <see cref="OutboundChannel"/> the ring
 /// capacities are what the peer announced, and the header it wrote must match them; <see cref="RegionSize"/> is
 /// not used there (the size of the mapping is).
 /// </remarks>

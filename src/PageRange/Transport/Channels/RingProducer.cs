@@ -90,6 +90,10 @@ internal sealed unsafe class RingProducer<TRecord>
         return (int)(_capacity - (_tail - head));
     }
 
+    /// <summary>Whether a slot is free; loads the consumer's head only when our last view says the ring is full.</summary>
+    /// <exception cref="ProtocolViolationException">The head is invalid.</exception>
+    internal bool HasFreeSlot() => _tail - _head < _capacity || FreeSlots() > 0;
+
     /// <summary>
     /// If a slot is free, makes the stores of a publish in order (payload, record, release store of the tail)
     /// and returns <see langword="true"/>; else makes none and returns <see langword="false"/>.
@@ -99,7 +103,7 @@ internal sealed unsafe class RingProducer<TRecord>
         where TStores : IPublishStores<TRecord>, allows ref struct
     {
         // Only look at the shared head when our last view says the ring is full: one shared load per wrap, not per publish.
-        if (_tail - _head >= _capacity && FreeSlots() == 0)
+        if (!HasFreeSlot())
         {
             return false;
         }
