@@ -391,4 +391,31 @@ public sealed class OutboundInboundChannelTests
         Task waiter = Task.Factory.StartNew(() => pair.Inbound.WaitForTransaction(TestTimeouts.Long, cts.Token), TaskCreationOptions.LongRunning);
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiter.WaitAsync(TestTimeouts.Long));
     }
+
+    [Fact]
+    public void Free_ClearOnFree_ZeroesTheBufferBeforeItIsReused()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        byte[] secret = [.. Enumerable.Repeat((byte)0xA5, 300)];
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.TwoWay | TransactionFlags.ClearOnFree, secret));
+        TransactionRecord record = pair.ReceiveOne();
+        Assert.Equal(TransactionFlags.TwoWay | TransactionFlags.ClearOnFree, record.Flags);
+        pair.Inbound.Free(record);
+        pair.Outbound.DrainFrees();
+        // The page is still backed (Available), so what we read is the writer's zeroing, not a punched hole.
+        Assert.Equal(1, pair.Outbound.Pages.GetStats().Available);
+        Assert.True(pair.Inbound.GetPayload(record).IndexOfAnyExcept((byte)0) < 0);
+    }
+
+    [Theory]
+    [InlineData(TransactionFlags.TwoWay)]
+    [InlineData(TransactionFlags.Reply)]
+    [InlineData(TransactionFlags.ErrorReply)]
+    public void TrySend_NotOneway_DoesNotChargeTheOnewayQuota(TransactionFlags flags)
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        Assert.True(pair.Outbound.TrySend(1, 0, flags, new byte[1000]));
+        Assert.Equal(pair.Outbound.Allocator.OnewayQuota, pair.Outbound.Allocator.FreeOnewaySpace);
+        Assert.Equal(flags, pair.ReceiveOne().Flags);
+    }
 }

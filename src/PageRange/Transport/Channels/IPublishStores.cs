@@ -37,7 +37,7 @@ internal readonly struct InPlaceStores<TRecord> : IPublishStores<TRecord>
 
     /// <inheritdoc/>
     public void StoreTail(ref ulong tail, ulong value) =>
-        // Release: pairs with the acquire load of the tail in RingConsumer.TryPeek; the payload and the record
+        // Release: pairs with the acquire load of the tail in RingConsumer.LoadTail; the payload and the record
         // stored before this are visible to a consumer that sees the new tail.
         Volatile.Write(ref tail, value);
 }
@@ -58,7 +58,7 @@ internal readonly ref struct CopyPayloadStores(ReadOnlySpan<byte> source, Span<b
 
     /// <inheritdoc/>
     public void StoreTail(ref ulong tail, ulong value) =>
-        // Release: pairs with the acquire load of the tail in RingConsumer.TryPeek; the payload copied and the
+        // Release: pairs with the acquire load of the tail in RingConsumer.LoadTail; the payload copied and the
         // record stored above are visible to a receiver that sees the new tail.
         Volatile.Write(ref tail, value);
 }

@@ -90,6 +90,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         catch
         {
+            _pages?.Dispose();
             peerRegion.ReleaseRef();
             peerRegion.Dispose();
             throw;

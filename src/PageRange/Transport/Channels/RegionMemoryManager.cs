@@ -9,7 +9,8 @@ namespace PageRange.Transport;
 /// <remarks>
 /// The mapping is never moved, so pinning is free. After the owning channel is disposed every access throws
 /// <see cref="ObjectDisposedException"/> instead of touching an unmapped address (a memory taken before the dispose and
-/// used concurrently with it is the caller's bug, as for any span over the payload).
+/// used concurrently with it is the caller's bug, as for any span over the payload). The channel hands out only
+/// <see cref="ReadOnlyMemory{T}"/>: the data area is mapped read-only, so a write through <see cref="GetSpan"/> would fault.
 /// </remarks>
 internal sealed unsafe class RegionMemoryManager : MemoryManager<byte>
 {
