@@ -14,7 +14,7 @@ namespace PageRange.Memory;
 /// fork children and the descriptor is close-on-exec. Thread safety: every member may be called from any thread;
 /// <see cref="Dispose"/> unmaps only after every internal borrower has let go.
 /// </remarks>
-public sealed unsafe class SharedRegion : IDisposable
+public sealed unsafe partial class SharedRegion : IDisposable
 {
     /// <summary>The largest region <see cref="Create"/> accepts unless told otherwise: 1 GiB.</summary>
     public const long DefaultMaxSize = 1L << 30;
