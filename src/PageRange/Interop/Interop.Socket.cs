@@ -97,6 +97,9 @@ internal static partial class Interop
             BitConverter.ToUInt32(credentials[8..]));
     }
 
+    /// <summary>The most descriptors one <see cref="TrySendMessage(SafeSocketHandle, ReadOnlySpan{byte}, ReadOnlySpan{SafeMemfdHandle}, out int)"/> passes.</summary>
+    internal const int MaxDescriptorsPerMessage = 4;
+
     /// <summary>
     /// Sends <paramref name="data"/> on a stream socket with <c>sendmsg</c>, attaching <paramref name="descriptor"/>
     /// with <c>SCM_RIGHTS</c> when it is not null. Never blocks and never raises SIGPIPE.
@@ -107,37 +110,58 @@ internal static partial class Interop
     /// <param name="sent">The bytes the kernel took, possibly fewer than <paramref name="data"/> holds.</param>
     /// <returns><see langword="false"/> if the socket's send buffer is full now (EAGAIN) and nothing was sent.</returns>
     /// <exception cref="SystemCallException">sendmsg failed, e.g. EPIPE when the peer is gone.</exception>
-    internal static unsafe bool TrySendMessage(SafeSocketHandle socket, ReadOnlySpan<byte> data, SafeMemfdHandle? descriptor, out int sent)
+    internal static bool TrySendMessage(SafeSocketHandle socket, ReadOnlySpan<byte> data, SafeMemfdHandle? descriptor, out int sent) =>
+        descriptor is null
+            ? TrySendMessage(socket, data, ReadOnlySpan<SafeMemfdHandle>.Empty, out sent)
+            : TrySendMessage(socket, data, new ReadOnlySpan<SafeMemfdHandle>(in descriptor), out sent);
+
+    /// <summary>
+    /// Sends <paramref name="data"/> with up to <see cref="MaxDescriptorsPerMessage"/> descriptors in one <c>SCM_RIGHTS</c>
+    /// message. The protocol passes one; tests pass more to prove the receiver refuses them.
+    /// </summary>
+    internal static unsafe bool TrySendMessage(SafeSocketHandle socket, ReadOnlySpan<byte> data, ReadOnlySpan<SafeMemfdHandle> descriptors, out int sent)
     {
         ArgumentOutOfRangeException.ThrowIfZero(data.Length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(descriptors.Length, MaxDescriptorsPerMessage);
         bool socketAdded = false;
-        bool descriptorAdded = false;
+        int descriptorsAdded = 0;
         try
         {
             socket.DangerousAddRef(ref socketAdded);
-            descriptor?.DangerousAddRef(ref descriptorAdded);
-            // nuint-aligned storage for one control message; 4 words = 32 bytes >= CMSG_SPACE(4) = 24.
-            nuint* control = stackalloc nuint[4];
-            new Span<byte>(control, 4 * sizeof(nuint)).Clear();
+            for (; descriptorsAdded < descriptors.Length; descriptorsAdded++)
+            {
+                bool added = false;
+                descriptors[descriptorsAdded].DangerousAddRef(ref added);
+            }
+
+            // nuint-aligned storage for one control message: 5 words = 40 bytes >= CMSG_SPACE(4 * 4) = 32.
+            const int ControlWords = 5;
+            nuint* control = stackalloc nuint[ControlWords];
+            new Span<byte>(control, ControlWords * sizeof(nuint)).Clear();
             fixed (byte* bytes = data)
             {
                 IoVec iov = new() { Base = bytes, Length = (nuint)data.Length };
                 MsgHdr header = new() { Iov = &iov, IovLength = 1 };
-                if (descriptor is not null)
+                if (descriptors.Length > 0)
                 {
-                    // SAFETY: control is a zeroed, pointer-aligned stack buffer of 32 bytes; the header takes 16 and the
-                    // descriptor 4 at offset CMSG_ALIGN(16) = 16, so both writes stay inside it.
+                    nuint dataLength = (nuint)(descriptors.Length * sizeof(int));
+                    // SAFETY: control is a zeroed, pointer-aligned stack buffer of 40 bytes; the header takes 16 and the
+                    // descriptors at most 16 more from offset CMSG_ALIGN(16) = 16, so every write stays inside it.
                     CmsgHdr* message = (CmsgHdr*)control;
-                    message->Length = CmsgLen(sizeof(int));
+                    message->Length = CmsgLen(dataLength);
                     message->Level = SOL_SOCKET;
                     message->Type = SCM_RIGHTS;
-                    *(int*)((byte*)control + CmsgAlign((nuint)sizeof(CmsgHdr))) = descriptor.Fd;
+                    int* slots = (int*)((byte*)control + CmsgAlign((nuint)sizeof(CmsgHdr)));
+                    for (int i = 0; i < descriptors.Length; i++)
+                    {
+                        slots[i] = descriptors[i].Fd;
+                    }
                     header.Control = control;
-                    header.ControlLength = OneDescriptorControlSpace;
+                    header.ControlLength = CmsgSpace(dataLength);
                 }
 
-                // SAFETY: socket and descriptor are AddRef'd, so neither number can be closed and reused during the call;
-                // header, iov and control are live locals and bytes is pinned by the fixed statement.
+                // SAFETY: the socket and every descriptor are AddRef'd, so none of their numbers can be closed and reused
+                // during the call; header, iov and control are live locals and bytes is pinned by the fixed statement.
                 int fd = (int)socket.DangerousGetHandle();
                 nint result;
                 do
@@ -158,9 +182,9 @@ internal static partial class Interop
         }
         finally
         {
-            if (descriptorAdded)
+            for (int i = 0; i < descriptorsAdded; i++)
             {
-                descriptor!.DangerousRelease();
+                descriptors[i].DangerousRelease();
             }
             if (socketAdded)
             {
@@ -200,8 +224,8 @@ internal static partial class Interop
                     Iov = &iov,
                     IovLength = 1,
                     Control = control,
-                    // Room for exactly one descriptor: a second one, or anything else, sets MSG_CTRUNC and the kernel
-                    // closes what did not fit instead of installing it in our table.
+                    // Room for one descriptor (CMSG_SPACE rounds it up to room for two): anything more sets MSG_CTRUNC and
+                    // the kernel closes what did not fit instead of installing it in our table.
                     ControlLength = OneDescriptorControlSpace,
                 };
 
@@ -223,27 +247,50 @@ internal static partial class Interop
                 received = (int)result;
 
                 ProtocolViolationException? violation = null;
-                if (header.ControlLength >= CmsgLen(0))
+                nuint controlLength = header.ControlLength;
+                if (controlLength >= CmsgLen(0))
                 {
-                    // SAFETY: the kernel wrote header.ControlLength (<= 24) bytes of control data into our 32-byte
-                    // buffer, and at least a full cmsghdr (checked above), so reading the header is in bounds.
+                    // SAFETY: the kernel wrote controlLength (<= 24) bytes of control data into our 32-byte buffer, at
+                    // least a full cmsghdr (checked above), so reading the header is in bounds.
                     CmsgHdr message = *(CmsgHdr*)control;
-                    if (message.Level == SOL_SOCKET && message.Type == SCM_RIGHTS && message.Length == CmsgLen(sizeof(int)))
+                    if (message.Level == SOL_SOCKET && message.Type == SCM_RIGHTS && message.Length >= CmsgLen(0) && message.Length <= controlLength)
                     {
-                        // SAFETY: cmsg_len says 4 bytes of data follow the aligned header, inside the 24 bytes written.
-                        int passed = *(int*)((byte*)control + CmsgAlign((nuint)sizeof(CmsgHdr)));
-                        descriptor = new SafeMemfdHandle(passed, ownsHandle: true);
+                        // The 24 bytes meant for one descriptor have room for two (CMSG_SPACE rounds up), so the kernel may
+                        // have installed two without MSG_CTRUNC. Wrap every one at once so each is closed on every path.
+                        int count = (int)((message.Length - CmsgLen(0)) / sizeof(int));
+                        // SAFETY: cmsg_len (<= controlLength, checked) says count descriptors follow the aligned header.
+                        int* passed = (int*)((byte*)control + CmsgAlign((nuint)sizeof(CmsgHdr)));
+                        var extra = new SafeMemfdHandle?[count];
+                        for (int i = 0; i < count; i++)
+                        {
+                            extra[i] = new SafeMemfdHandle(passed[i], ownsHandle: true);
+                        }
+                        if (count == 1)
+                        {
+                            descriptor = extra[0];
+                        }
+                        else
+                        {
+                            foreach (SafeMemfdHandle? handle in extra)
+                            {
+                                handle?.Dispose();
+                            }
+                            violation = new ProtocolViolationException(
+                                $"The peer passed {count} descriptors in one message; the protocol passes one. They were closed.");
+                        }
                     }
                     else
                     {
                         violation = new ProtocolViolationException(
-                            $"The peer sent control data other than one descriptor (level {message.Level}, type {message.Type}, length {message.Length}).");
+                            $"The peer sent control data other than descriptors (level {message.Level}, type {message.Type}, length {message.Length}).");
                     }
                 }
                 if ((header.Flags & MSG_CTRUNC) != 0)
                 {
-                    violation ??= new ProtocolViolationException(
-                        "The peer sent more than one descriptor or oversized control data (MSG_CTRUNC); what did not fit was closed.");
+                    descriptor?.Dispose();
+                    descriptor = null;
+                    violation = new ProtocolViolationException(
+                        "The peer passed more descriptors or control data than one descriptor's room (MSG_CTRUNC); all of it was closed.");
                 }
                 if (violation is not null)
                 {

@@ -98,16 +98,7 @@ public sealed class PageRangeListener : IAsyncDisposable
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposing.Token);
         while (true)
         {
-            Socket accepted;
-            try
-            {
-                accepted = await _socket.AcceptAsync(linked.Token).ConfigureAwait(false);
-            }
-            catch (Exception error) when (error is ObjectDisposedException or OperationCanceledException or SocketException
-                                          && _disposing.IsCancellationRequested)
-            {
-                throw new ObjectDisposedException(nameof(PageRangeListener), $"The listener on '{Name}' was disposed.");
-            }
+            Socket accepted = await AcceptSocketAsync(linked.Token).ConfigureAwait(false);
 
             TOwn own;
             try
@@ -141,6 +132,21 @@ public sealed class PageRangeListener : IAsyncDisposable
                 own.Dispose();
                 throw;
             }
+        }
+    }
+
+    /// <summary>Accepts the next connected socket, before any handshake. A seam for tests that drive the handshake themselves.</summary>
+    /// <exception cref="ObjectDisposedException">The listener was disposed.</exception>
+    internal async ValueTask<Socket> AcceptSocketAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _socket.AcceptAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception error) when (error is ObjectDisposedException or OperationCanceledException or SocketException
+                                      && Volatile.Read(ref _disposed) != 0)
+        {
+            throw new ObjectDisposedException(nameof(PageRangeListener), $"The listener on '{Name}' was disposed.");
         }
     }
 
