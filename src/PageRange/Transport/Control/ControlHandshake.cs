@@ -134,7 +134,7 @@ internal static class ControlHandshake
                     timeout.Token).ConfigureAwait(false);
             }
 
-            await channel.SendAsync(ownHello, ownDescriptor, timeout.Token).ConfigureAwait(false);
+            await SendAsync(channel, ownHello, ownDescriptor, Listener, timeout.Token).ConfigureAwait(false);
             ControlMessage? reply = await ReadOrRefuseAsync(channel, timeout.Token).ConfigureAwait(false);
             HelloMessage peerHello = reply switch
             {
@@ -147,7 +147,7 @@ internal static class ControlHandshake
             SharedRegion peerRegion = await OpenPeerRegionAsync(channel, peerHello, Listener, Connector, timeout.Token).ConfigureAwait(false);
             try
             {
-                await channel.SendAsync(new ReadyMessage(), descriptor: null, timeout.Token).ConfigureAwait(false);
+                await SendAsync(channel, new ReadyMessage(), descriptor: null, Listener, timeout.Token).ConfigureAwait(false);
                 return new HandshakeResult(channel, peerRegion, peerHello);
             }
             catch
@@ -219,7 +219,7 @@ internal static class ControlHandshake
             SharedRegion peerRegion = await OpenPeerRegionAsync(channel, peerHello, Connector, Listener, timeout.Token).ConfigureAwait(false);
             try
             {
-                await channel.SendAsync(ownHello, ownDescriptor, timeout.Token).ConfigureAwait(false);
+                await SendAsync(channel, ownHello, ownDescriptor, Connector, timeout.Token).ConfigureAwait(false);
                 ControlMessage? last = await ReadOrRefuseAsync(channel, timeout.Token).ConfigureAwait(false);
                 switch (last)
                 {
@@ -314,6 +314,37 @@ internal static class ControlHandshake
         {
             throw await RefuseAsync(channel, $"{peer} offered a bad region: {AsClause(violation.Message)}", cancellationToken, violation)
                 .ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Sends a handshake message. If the peer is already gone, the reason is usually waiting in our receive queue: a
+    /// peer that refuses does so at once (a uid check needs no message from us) and closes, so our send can meet a
+    /// closed socket. The refusal then explains the failure better than the broken pipe does.
+    /// </summary>
+    private static async ValueTask SendAsync(
+        ControlChannel channel, ControlMessage message, SafeMemfdHandle? descriptor, string peer, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await channel.SendAsync(message, descriptor, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PeerDiedException)
+        {
+            ControlMessage? pending;
+            try
+            {
+                pending = await channel.ReadMessageAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (ProtocolViolationException)
+            {
+                pending = null;
+            }
+            if (pending is RefusalMessage refusal)
+            {
+                throw RefusedByPeer(channel, peer, refusal);
+            }
+            throw;
         }
     }
 
