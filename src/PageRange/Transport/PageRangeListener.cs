@@ -117,8 +117,9 @@ public sealed class PageRangeListener : IAsyncDisposable
                     .ConfigureAwait(false);
                 return (handshake, own);
             }
-            catch (Exception error) when (error is ConnectionRefusedException or TimeoutException or PeerDiedException or ProtocolViolationException)
+            catch (Exception error) when (error is not OperationCanceledException)
             {
+                // Whatever one client did wrong, the listener keeps serving the others.
                 own.Dispose();
                 HandshakeFailed?.Invoke(this, new HandshakeFailedEventArgs(error));
             }

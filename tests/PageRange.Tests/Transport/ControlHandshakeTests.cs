@@ -109,6 +109,7 @@ public sealed class ControlHandshakeTests
     [InlineData("wrong-size", "bytes but 131072 were announced")]
     [InlineData("no-descriptor", "came without the memfd")]
     [InlineData("bad-size", "announced a region of 1000 bytes")]
+    [InlineData("not-memfd", "fcntl(F_GET_SEALS) failed")]
     public async Task Connect_BadRegion_RefusedByTheListener(string kind, string reason)
     {
         string name = UniqueName();
@@ -119,12 +120,14 @@ public sealed class ControlHandshakeTests
         using SharedRegion own = SharedRegion.Create("test-own", s_options.RegionSize);
         using SafeMemfdHandle unsealed = Interop.MemfdCreate("test-unsealed");
         Interop.Ftruncate(unsealed, s_options.RegionSize);
+        using SafeMemfdHandle devNull = Interop.OpenReadWrite("/dev/null");
         HelloMessage hello = ControlHandshake.CreateHello(s_options, own);
         (HelloMessage announced, SafeMemfdHandle? offered) = kind switch
         {
             "unsealed" => (hello, unsealed),
             "wrong-size" => (hello with { RegionSize = 2 * s_options.RegionSize }, own.Handle),
             "bad-size" => (hello with { RegionSize = 1000 }, own.Handle),
+            "not-memfd" => (hello, devNull),
             _ => (hello, (SafeMemfdHandle?)null),
         };
 

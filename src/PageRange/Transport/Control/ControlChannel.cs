@@ -290,6 +290,13 @@ internal sealed class ControlChannel : IAsyncDisposable
                     reason = new PeerDiedException(DescribeEnd(), Volatile.Read(ref _pumpError));
                     break;
                 }
+                if (message is RefusalMessage refusal)
+                {
+                    // The listener may still refuse after our Ready (it found a stray descriptor): the connection is over.
+                    reason = new PeerDiedException($"The peer (pid {PeerCredentials.Pid}) on '{_name}' closed the connection: {refusal.Reason}");
+                    ShutdownSocket();
+                    break;
+                }
                 if (message is not CancelMessage)
                 {
                     throw new ProtocolViolationException($"The peer sent a {message.Kind} message after the handshake.");

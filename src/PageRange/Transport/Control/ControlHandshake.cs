@@ -147,6 +147,11 @@ internal static class ControlHandshake
             SharedRegion peerRegion = await OpenPeerRegionAsync(channel, peerHello, Listener, Connector, timeout.Token).ConfigureAwait(false);
             try
             {
+                if (channel.TakeDescriptor() is { } extra)
+                {
+                    extra.Dispose();
+                    throw await RefuseAsync(channel, $"{Listener} passed more descriptors than its region's", timeout.Token).ConfigureAwait(false);
+                }
                 await SendAsync(channel, new ReadyMessage(), descriptor: null, Listener, timeout.Token).ConfigureAwait(false);
                 return new HandshakeResult(channel, peerRegion, peerHello);
             }
@@ -310,9 +315,10 @@ internal static class ControlHandshake
             // against the announced one, and the seals that keep it from shrinking under our mapping.
             return SharedRegion.Open(descriptor, hello.RegionSize, writableBytes: hello.RegionSize);
         }
-        catch (ProtocolViolationException violation)
+        catch (Exception error) when (error is ProtocolViolationException or SystemCallException)
         {
-            throw await RefuseAsync(channel, $"{peer} offered a bad region: {AsClause(violation.Message)}", cancellationToken, violation)
+            // A SystemCallException here means the descriptor is no memfd at all (F_GET_SEALS or mmap refused it).
+            throw await RefuseAsync(channel, $"{peer} offered a bad region: {AsClause(error.Message)}", cancellationToken, error)
                 .ConfigureAwait(false);
         }
     }

@@ -13,7 +13,8 @@ public sealed class HandshakeFailedEventArgs : EventArgs
 
     /// <summary>
     /// Why the handshake failed: a <see cref="ConnectionRefusedException"/> (either side refused the other; the message
-    /// says why), a <see cref="TimeoutException"/>, or a <see cref="PeerDiedException"/> (the peer left half-way).
+    /// says why), a <see cref="TimeoutException"/>, a <see cref="PeerDiedException"/> (the peer left half-way), or
+    /// another error confined to that one client, such as a socket error.
     /// </summary>
     public Exception Exception { get; }
 }
