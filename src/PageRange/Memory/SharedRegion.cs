@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using static PageRange.Interop;
 
@@ -13,7 +14,7 @@ namespace PageRange.Memory;
 /// fork children and the descriptor is close-on-exec. Thread safety: every member may be called from any thread;
 /// <see cref="Dispose"/> unmaps only after every internal borrower has let go.
 /// </remarks>
-public sealed unsafe class SharedRegion : IDisposable
+public sealed unsafe partial class SharedRegion : IDisposable
 {
     /// <summary>The largest region <see cref="Create"/> accepts unless told otherwise: 1 GiB.</summary>
     public const long DefaultMaxSize = 1L << 30;
@@ -25,6 +26,11 @@ public sealed unsafe class SharedRegion : IDisposable
     private readonly SafeMappingHandle _mapping;
     private readonly byte* _base;
     private int _disposed;
+
+    // The owner's reference (dropped by Dispose) plus one per AddRef. The handles are disposed only when this reaches
+    // zero: a disposed SafeHandle refuses DangerousAddRef, so a P/Invoke through it would throw even while a borrower
+    // (a page range, a shrinker punching one of its pages) still needs the descriptor.
+    private int _refCount = 1;
 
     private SharedRegion(SafeMemfdHandle fd, SafeMappingHandle mapping, long size)
     {
@@ -49,9 +55,12 @@ public sealed unsafe class SharedRegion : IDisposable
         get
         {
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            return Fstat(_fd).AllocatedBytes;
+            return ResidentBytesCore;
         }
     }
+
+    /// <summary><see cref="ResidentBytes"/> for a borrower that holds a reference (see <see cref="AddRef"/>), also after <see cref="Dispose"/>.</summary>
+    internal long ResidentBytesCore => Fstat(_fd).AllocatedBytes;
 
     /// <summary>The region's first byte. Valid while a reference is held (see <see cref="AddRef"/>).</summary>
     internal byte* BasePointer => _base;
@@ -61,6 +70,9 @@ public sealed unsafe class SharedRegion : IDisposable
 
     /// <summary>Test seam: when set and it returns <see langword="true"/> for an offset, backing that page fails as if with ENOSPC.</summary>
     internal Func<long, bool>? AllocationFaultInjector { get; set; }
+
+    /// <summary>Test seam: when set and it returns <see langword="true"/> for an offset, punching that page fails as if with EINVAL.</summary>
+    internal Func<long, bool>? PunchFaultInjector { get; set; }
 
     /// <summary>Creates a region of <paramref name="size"/> bytes, sealed against resizing and mapped read-write.</summary>
     /// <param name="name">A name for the memfd, shown in <c>/proc/&lt;pid&gt;/fd</c>; at most 249 bytes.</param>
@@ -137,6 +149,7 @@ public sealed unsafe class SharedRegion : IDisposable
             {
                 try
                 {
+                    // SAFETY: we own the fresh mapping and [writableBytes, expectedSize) lies inside it.
                     Protect(mapping.DangerousGetHandle() + (nint)writableBytes, expectedSize - writableBytes, PROT_READ);
                 }
                 catch
@@ -175,37 +188,44 @@ public sealed unsafe class SharedRegion : IDisposable
     }
 
     /// <summary>Returns <c>[offset, offset+length)</c> to the kernel (<c>fallocate(PUNCH_HOLE | KEEP_SIZE)</c>).</summary>
+    /// <exception cref="SystemCallException">The kernel refused, or the fault seam said so.</exception>
     internal void PunchHole(long offset, long length)
     {
         CheckRange(offset, length);
+        if (PunchFaultInjector is { } inject && inject(offset))
+        {
+            throw GetExceptionForErrno(EINVAL, "fallocate(PUNCH_HOLE)");
+        }
         Interop.PunchHole(_fd, offset, length);
     }
 
-    /// <summary>Keeps the descriptor and mapping alive until the matching <see cref="ReleaseRef"/>, even across <see cref="Dispose"/>.</summary>
+    /// <summary>Keeps the descriptor and mapping alive and usable until the matching <see cref="ReleaseRef"/>, even across <see cref="Dispose"/>.</summary>
+    /// <exception cref="ObjectDisposedException">Every reference is gone already: the region is closed.</exception>
     internal void AddRef()
     {
-        bool fdAdded = false;
-        bool mappingAdded = false;
-        try
+        int count = Volatile.Read(ref _refCount);
+        while (true)
         {
-            _fd.DangerousAddRef(ref fdAdded);
-            _mapping.DangerousAddRef(ref mappingAdded);
-        }
-        catch (ObjectDisposedException)
-        {
-            if (fdAdded)
+            ObjectDisposedException.ThrowIf(count == 0, this);
+            int seen = Interlocked.CompareExchange(ref _refCount, count + 1, count);
+            if (seen == count)
             {
-                _fd.DangerousRelease();
+                return;
             }
-            throw;
+            count = seen;
         }
     }
 
-    /// <summary>Gives back a reference taken with <see cref="AddRef"/>.</summary>
+    /// <summary>Gives back a reference taken with <see cref="AddRef"/>; the last one closes the descriptor and unmaps.</summary>
     internal void ReleaseRef()
     {
-        _mapping.DangerousRelease();
-        _fd.DangerousRelease();
+        int count = Interlocked.Decrement(ref _refCount);
+        Debug.Assert(count >= 0, "More references released than taken.");
+        if (count == 0)
+        {
+            _mapping.Dispose();
+            _fd.Dispose();
+        }
     }
 
     /// <summary>Closes the descriptor and unmaps the region once no internal borrower holds it.</summary>
@@ -215,8 +235,7 @@ public sealed unsafe class SharedRegion : IDisposable
         {
             return;
         }
-        _mapping.Dispose();
-        _fd.Dispose();
+        ReleaseRef();
     }
 
     private void CheckRange(long offset, long length)

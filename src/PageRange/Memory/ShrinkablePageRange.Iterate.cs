@@ -13,17 +13,20 @@ internal sealed unsafe partial class ShrinkablePageRange
     /// where the seed walks page by page.
     /// </summary>
     /// <remarks>Safety: the caller keeps every touched page Used for as long as it uses the span.</remarks>
-    /// <exception cref="ArgumentOutOfRangeException">The range overflows or lies outside the pages.</exception>
-    /// <exception cref="PageNotInUseException">A touched page is Free or Available.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The range overflows or lies outside the pages (the seed's EFAULT).</exception>
+    /// <exception cref="PageNotInUseException">A touched page is Free or Available (the seed's "Page is null!"); nothing
+    /// was read or written, since every page is checked before the span is handed out.</exception>
+    /// <exception cref="ObjectDisposedException">The range was disposed.</exception>
     private Span<byte> Iterate(long offset, long size)
     {
-        if (offset < 0 || size < 0 || size > int.MaxValue || offset > ByteCount - size)
-        {
-            ThrowHelper.ThrowOutOfRange(offset, size, ByteCount);
-        }
+        // As the seed: size 0 succeeds at once, whatever the offset.
         if (size == 0)
         {
             return [];
+        }
+        if (offset < 0 || size < 0 || size > int.MaxValue || offset > ByteCount - size)
+        {
+            ThrowHelper.ThrowOutOfRange(offset, size, ByteCount);
         }
 
         int first = (int)(offset / _pageSize);

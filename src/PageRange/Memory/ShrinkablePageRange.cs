@@ -27,6 +27,13 @@ namespace PageRange.Memory;
 /// Used for their whole duration: calling <see cref="StopUsingRange"/> on a page that is being read or written is a
 /// bug in the caller.
 /// </para>
+/// <para>
+/// A difference from binder, where touching a reclaimed page raises SIGBUS: a reclaimed page reads as zeros through
+/// any mapping of the region, and a fault on it, even a read fault in the peer's read-only mapping, makes the kernel
+/// back it again (shmem allocates on every fault of a shared mapping). The page stays Free in these books, so the
+/// region holds more than <c>(Used + Available) * PageSize</c> until the page is used and reclaimed again or the region
+/// closes. A receiver reads only live buffers, which are Used, so only a misbehaving peer costs memory this way.
+/// </para>
 /// </remarks>
 internal sealed unsafe partial class ShrinkablePageRange : IDisposable
 {
@@ -243,11 +250,16 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     }
 
     /// <summary>A consistent snapshot of the page counts per state, the high-water mark and the resident bytes.</summary>
+    /// <remarks>
+    /// The counts are taken together under the range lock. The resident bytes come from the kernel right after (the
+    /// system call is made outside the lock so the shrinker is not made to skip); after <see cref="Dispose"/> they are 0.
+    /// </remarks>
     internal PageRangeStats GetStats()
     {
         int used = 0;
         int available = 0;
         int highWaterMark;
+        bool disposed;
         _lock.Enter();
         try
         {
@@ -266,12 +278,31 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
                 }
             }
             highWaterMark = _highWaterMark;
+            disposed = _disposed;
+            if (!disposed)
+            {
+                // Our own reference may be dropped by a Dispose right after we release the lock: take another.
+                _region.AddRef();
+            }
         }
         finally
         {
             _lock.Exit();
         }
-        return new PageRangeStats(used, available, _pages.Length - used - available, highWaterMark, _disposed ? 0 : _region.ResidentBytes);
+
+        long residentBytes = 0;
+        if (!disposed)
+        {
+            try
+            {
+                residentBytes = _region.ResidentBytesCore;
+            }
+            finally
+            {
+                _region.ReleaseRef();
+            }
+        }
+        return new PageRangeStats(used, available, _pages.Length - used - available, highWaterMark, residentBytes);
     }
 
     /// <summary>
@@ -282,6 +313,27 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     {
         Debug.Assert(_mmLock.IsHeldByCurrentThread, "The mm lock serialises punching with UsePageSlow.");
         _region.PunchHole(_dataOffset + ((long)index * _pageSize), _pageSize);
+    }
+
+    /// <summary>
+    /// Called by the shrinker, with this range's mm lock held, when the kernel refused to punch page
+    /// <paramref name="index"/>: its memory is still there, so it becomes Available again instead of Free.
+    /// </summary>
+    internal void RequeueAfterFailedPunchUnsynchronized(int index)
+    {
+        Debug.Assert(_mmLock.IsHeldByCurrentThread, "Only the shrinker, under the mm lock, marks a page backed outside UsePageSlow.");
+        // Lock order mm -> range -> LRU: the shrinker dropped the LRU lock before punching.
+        _lock.Enter();
+        try
+        {
+            PageInfo page = _pages[index];
+            page.Backed = true;
+            _shrinker.LruAdd(page);
+        }
+        finally
+        {
+            _lock.Exit();
+        }
     }
 
     /// <summary>The mm lock, for the shrinker's try-lock.</summary>

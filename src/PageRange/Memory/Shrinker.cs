@@ -15,7 +15,7 @@ namespace PageRange.Memory;
 /// LRU's tail when they become Available and are reclaimed from its head, oldest first. Thread safety: every member
 /// may be called from any thread, concurrently with the ranges using and releasing pages.
 /// </remarks>
-public sealed class Shrinker
+public sealed partial class Shrinker
 {
     private readonly PageInfo _head = new(range: null, index: -1);
     private long _count;
@@ -23,6 +23,7 @@ public sealed class Shrinker
     private long _pagesFreed;
     private long _pagesSkipped;
     private long _punchFailures;
+    private MemoryPressureMonitor? _monitor;
 
     internal Shrinker()
     {
@@ -48,6 +49,42 @@ public sealed class Shrinker
     /// <summary>Punches the kernel refused; the page was marked Free anyway and its memory stays until the region closes.</summary>
     public long PunchFailures => Interlocked.Read(ref _punchFailures);
 
+    /// <summary>The memory-pressure monitor driving this shrinker, or <see langword="null"/> when none runs.</summary>
+    public MemoryPressureMonitor? Monitor => Volatile.Read(ref _monitor);
+
+    /// <summary>
+    /// Starts a <see cref="MemoryPressureMonitor"/> that makes this shrinker reclaim pages under memory pressure, and,
+    /// when <see cref="ShrinkerOptions.IdleAge"/> is set, pages idle for that long. Dispose it to stop it.
+    /// </summary>
+    /// <param name="options">Thresholds and polling period; copied. Defaults to <see cref="ShrinkerOptions"/>'s defaults.</param>
+    /// <returns>The running monitor; when <see cref="ShrinkerOptions.Enabled"/> is false, one that never polls.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="InvalidOperationException">A monitor already runs for this shrinker (see <see cref="Monitor"/>).</exception>
+    /// <remarks>One monitor per shrinker: the process-wide <see cref="Shared"/> shrinker wants one process-wide monitor.</remarks>
+    public MemoryPressureMonitor StartMonitor(ShrinkerOptions? options = null) =>
+        StartMonitorCore(options, new MemoryPressureReader().Read);
+
+    /// <summary><see cref="StartMonitor(ShrinkerOptions?)"/> with the signals read by <paramref name="read"/>.</summary>
+    internal MemoryPressureMonitor StartMonitorCore(ShrinkerOptions? options, Func<MemoryPressureReading> read)
+    {
+        ShrinkerOptions copy = (options ?? new ShrinkerOptions()).Clone();
+        copy.Validate();
+        var monitor = new MemoryPressureMonitor(this, copy, read);
+        if (!copy.Enabled)
+        {
+            return monitor;
+        }
+        if (Interlocked.CompareExchange(ref _monitor, monitor, null) is not null)
+        {
+            throw new InvalidOperationException("A memory-pressure monitor already runs for this shrinker; dispose it before starting another.");
+        }
+        monitor.Start();
+        return monitor;
+    }
+
+    /// <summary>Forgets <paramref name="monitor"/> if it is the running one.</summary>
+    internal void OnMonitorDisposed(MemoryPressureMonitor monitor) => Interlocked.CompareExchange(ref _monitor, null, monitor);
+
     /// <summary>The number of Available pages: what <see cref="Scan"/> could free now (<c>list_lru_count</c>).</summary>
     /// <returns>The length of the LRU.</returns>
     public long Count() => Interlocked.Read(ref _count);
@@ -71,74 +108,48 @@ public sealed class Shrinker
     }
 
     /// <summary>
-    /// The seed's <c>rust_shrink_scan</c> + <c>list_lru_walk</c> + <c>rust_shrink_free_page</c>: walk from the head
-    /// holding the LRU lock; for each page try the mm lock and the range lock (skip and rotate it to the tail if
-    /// either is busy); else isolate it, mark it Free, drop the range and LRU locks, punch the hole while still
-    /// holding the mm lock, and re-take the LRU lock to go on from the head.
+    /// The seed's <c>rust_shrink_scan</c> + <c>list_lru_walk</c>: walk from the head holding the LRU lock and hand each
+    /// page to <see cref="FreePageLruLocked"/>. A skipped page is rotated to the tail so the walk moves past it; a
+    /// freed page means the LRU lock was dropped, so the walk starts again from the head (<c>LRU_REMOVED_RETRY</c>).
+    /// At most <paramref name="pagesToScan"/> pages are looked at, each at most once.
     /// </summary>
     private long ScanCore(long pagesToScan, long olderThanTicks)
     {
         long walked = 0;
         long freed = 0;
         long skipped = 0;
+        // The first page rotated to the tail: meeting it again means every page queued before it has been seen, so
+        // the walk is one pass over the list, as list_lru_walk's, and never revisits a busy page in one scan.
+        PageInfo? firstRotated = null;
         LruLock.Enter();
         try
         {
-            PageInfo? page = _head.Next;
-            while (walked < pagesToScan && page != _head && page is not null)
+            PageInfo page = _head.Next!;
+            while (walked < pagesToScan && page != _head && page != firstRotated)
             {
                 if (page.QueuedAt > olderThanTicks)
                 {
-                    // The LRU is ordered by queueing time, so everything after this page is younger still.
+                    // The LRU is ordered by queueing time (rotation re-stamps), so everything after this page is younger.
                     break;
                 }
                 walked++;
-                ShrinkablePageRange range = page.Range!;
                 PageInfo next = page.Next!;
-
-                if (!range.MmLock.TryEnter())
+                switch (FreePageLruLocked(page))
                 {
-                    skipped++;
-                    RotateToTailUnsynchronized(page);
-                    page = next;
-                    continue;
+                    case FreePageResult.Skipped:
+                        skipped++;
+                        firstRotated ??= page;
+                        RotateToTailUnsynchronized(page);
+                        page = next;
+                        break;
+                    case FreePageResult.Freed:
+                        freed++;
+                        page = _head.Next!;
+                        break;
+                    default:
+                        page = _head.Next!;
+                        break;
                 }
-                if (!range.RangeLock.TryEnter())
-                {
-                    range.MmLock.Exit();
-                    skipped++;
-                    RotateToTailUnsynchronized(page);
-                    page = next;
-                    continue;
-                }
-
-                // Isolate the page and mark it Free. UsePageSlow cannot back it again until we release the mm lock,
-                // which we hold across the punch below.
-                UnlinkUnsynchronized(page);
-                page.Backed = false;
-                int index = page.Index;
-                range.RangeLock.Exit();
-
-                // From here on we touch neither the page nor the range's state, only the region (kept open by the
-                // range's reference, which Dispose cannot drop while we hold the mm lock).
-                LruLock.Exit();
-                try
-                {
-                    range.PunchPageUnsynchronized(index);
-                    freed++;
-                }
-                catch (SystemCallException)
-                {
-                    // The page is Free in our books either way; its memory comes back when the region closes.
-                    Interlocked.Increment(ref _punchFailures);
-                }
-                finally
-                {
-                    range.MmLock.Exit();
-                    LruLock.Enter();
-                }
-                // We dropped the LRU lock, so the list may have changed: restart from the head (LRU_REMOVED_RETRY).
-                page = _head.Next;
             }
         }
         finally
@@ -149,6 +160,58 @@ public sealed class Shrinker
             Interlocked.Add(ref _pagesSkipped, skipped);
         }
         return freed;
+    }
+
+    /// <summary>
+    /// The seed's <c>rust_shrink_free_page</c>, entered and left with the LRU lock held: try the range's mm lock and
+    /// range lock (skip if either is busy); isolate the page and mark it Free; drop the range lock and the LRU lock;
+    /// punch the hole while still holding the mm lock; drop it and re-take the LRU lock.
+    /// </summary>
+    private FreePageResult FreePageLruLocked(PageInfo page)
+    {
+        Debug.Assert(LruLock.IsHeldByCurrentThread, "The walk holds the LRU lock.");
+        // The back-pointer never changes, and a queued page's range is not disposed: Dispose dequeues every page
+        // under the LRU lock, which we hold.
+        ShrinkablePageRange range = page.Range!;
+        if (!range.MmLock.TryEnter())
+        {
+            return FreePageResult.Skipped;
+        }
+        if (!range.RangeLock.TryEnter())
+        {
+            range.MmLock.Exit();
+            return FreePageResult.Skipped;
+        }
+
+        // Mark the page Free before its memory is gone. UsePageSlow cannot back it again until we release the mm
+        // lock, which we hold across the punch below, so no allocation of this page interleaves with the punch.
+        UnlinkUnsynchronized(page);
+        page.Backed = false;
+        int index = page.Index;
+        range.RangeLock.Exit();
+
+        // From here on we touch only the region, through the range's reference, which Dispose cannot drop while we
+        // hold the mm lock: the seed's "don't access this PageInfo or ShrinkablePageRange again" but for mm_lock.
+        LruLock.Exit();
+        FreePageResult result = FreePageResult.Freed;
+        try
+        {
+            range.PunchPageUnsynchronized(index);
+        }
+        catch (SystemCallException)
+        {
+            // The memory is still there: put the page back as Available rather than calling it Free, so that the
+            // books match ResidentBytes and a later use does not find old bytes in a "fresh" page.
+            Interlocked.Increment(ref _punchFailures);
+            range.RequeueAfterFailedPunchUnsynchronized(index);
+            result = FreePageResult.PunchFailed;
+        }
+        finally
+        {
+            range.MmLock.Exit();
+            LruLock.Enter();
+        }
+        return result;
     }
 
     /// <summary>Queues <paramref name="page"/> at the LRU's tail unless it is queued already (<c>list_lru_add</c>).</summary>
@@ -204,18 +267,38 @@ public sealed class Shrinker
         _count--;
     }
 
+    /// <summary>Moves a queued page to the tail (the kernel's <c>LRU_ROTATE</c>) and re-stamps its queueing time.</summary>
+    /// <remarks>
+    /// The page's <see cref="PageInfo.Next"/> never passes through <see langword="null"/> here: readers that hold only
+    /// the page's range lock (Iterate, GetStats) read <see cref="PageInfo.IsQueued"/>, and a rotation must not make an
+    /// Available page look Used to them for an instant.
+    /// </remarks>
     private void RotateToTailUnsynchronized(PageInfo page)
     {
+        Debug.Assert(LruLock.IsHeldByCurrentThread, "LRU links change only under the LRU lock.");
+        page.QueuedAt = Environment.TickCount64;
         if (page.Next == _head)
         {
             return;
         }
-        UnlinkUnsynchronized(page);
+        page.Prev!.Next = page.Next;
+        page.Next!.Prev = page.Prev;
         PageInfo tail = _head.Prev!;
         page.Prev = tail;
-        page.Next = _head;
         tail.Next = page;
+        page.Next = _head;
         _head.Prev = page;
-        _count++;
+    }
+
+    private enum FreePageResult
+    {
+        /// <summary>The page's range was busy (<c>LRU_SKIP</c>).</summary>
+        Skipped,
+
+        /// <summary>The page was reclaimed; the LRU lock was dropped meanwhile (<c>LRU_REMOVED_RETRY</c>).</summary>
+        Freed,
+
+        /// <summary>The kernel refused the punch; the page was queued again; the LRU lock was dropped meanwhile.</summary>
+        PunchFailed,
     }
 }

@@ -1,0 +1,203 @@
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+
+namespace PageRange.Allocation;
+
+/// <summary>Delivering, aborting and freeing buffers, and what a freed buffer gives back to the page range.</summary>
+internal sealed partial class BufferAllocator
+{
+    /// <summary>Delivers a Reserved buffer: it becomes Allocated, and only <see cref="Free"/> gives it back.</summary>
+    /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, or it is not Reserved.</exception>
+    internal void Commit(long offset)
+    {
+        ExtentState found;
+        using (_lock.EnterScope())
+        {
+            int index = FindLiveUnsynchronized(offset);
+            found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
+            if (found == ExtentState.Reserved)
+            {
+                LiveUnsynchronized(index).State = ExtentState.Allocated;
+                return;
+            }
+        }
+        ThrowNotInState(offset, found, "commit", ExtentState.Reserved);
+    }
+
+    /// <summary>Gives back a Reserved buffer that was never delivered (a failed send), zeroing it first if asked to.</summary>
+    /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, or it is not Reserved
+    /// (binder's EINVAL and EPERM).</exception>
+    internal void Abort(long offset)
+    {
+        ExtentState found;
+        long clearSize = 0;
+        using (_lock.EnterScope())
+        {
+            int index = FindLiveUnsynchronized(offset);
+            found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
+            if (found == ExtentState.Reserved)
+            {
+                clearSize = BeginReleaseUnsynchronized(index);
+            }
+        }
+
+        if (found != ExtentState.Reserved)
+        {
+            if (found == ExtentState.Allocated && _log is { } log)
+            {
+                log($"abort of the delivered buffer at offset {offset} refused");
+            }
+            ThrowNotInState(offset, found, "abort", ExtentState.Reserved);
+        }
+        if (clearSize > 0)
+        {
+            ClearAndRelease(offset, clearSize);
+        }
+    }
+
+    /// <summary>
+    /// Frees an Allocated buffer (binder's <c>BC_FREE_BUFFER</c>): zeroes it if it was reserved with clear-on-free,
+    /// returns its range, refunds the oneway quota and marks the pages it alone covered Available.
+    /// </summary>
+    /// <returns>
+    /// <see langword="false"/> if no buffer starts at <paramref name="offset"/>, or it was never delivered or is
+    /// already being freed: binder logs such a free and ignores it, and so do we (see <see cref="IgnoredFrees"/>).
+    /// </returns>
+    internal bool Free(long offset)
+    {
+        ExtentState found;
+        long clearSize = 0;
+        using (_lock.EnterScope())
+        {
+            int index = FindLiveUnsynchronized(offset);
+            found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
+            if (found == ExtentState.Allocated)
+            {
+                clearSize = BeginReleaseUnsynchronized(index);
+            }
+            else
+            {
+                _ignoredFrees++;
+            }
+        }
+
+        if (found != ExtentState.Allocated)
+        {
+            if (_log is { } log)
+            {
+                log(found switch
+                {
+                    ExtentState.Reserved => $"free of offset {offset} ignored: the buffer was never delivered",
+                    ExtentState.Freeing => $"free of offset {offset} ignored: the buffer is already being freed",
+                    _ => $"free of offset {offset} ignored: no buffer starts there (unknown or already freed)",
+                });
+            }
+            return false;
+        }
+        if (clearSize > 0)
+        {
+            ClearAndRelease(offset, clearSize);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Takes a live buffer back for freeing. Without clear-on-free its range is released at once and 0 is returned;
+    /// with it, the buffer is marked Freeing and its size returned: the caller zeroes it outside the lock (it still
+    /// covers its pages, so they stay Used) and then calls <see cref="ClearAndRelease"/>.
+    /// </summary>
+    private long BeginReleaseUnsynchronized(int index)
+    {
+        ref Extent buffer = ref LiveUnsynchronized(index);
+        if (buffer.ClearOnFree)
+        {
+            buffer.State = ExtentState.Freeing;
+            return buffer.Size;
+        }
+        ReleaseUnsynchronized(index);
+        return 0;
+    }
+
+    /// <summary>Zeroes a Freeing buffer, then returns its range (binder's free order: clear, then return the extent).</summary>
+    private void ClearAndRelease(long offset, long size)
+    {
+        try
+        {
+            _pages.FillZero(offset, size);
+        }
+        finally
+        {
+            using (_lock.EnterScope())
+            {
+                int index = FindLiveUnsynchronized(offset);
+                Debug.Assert(index != Nil && LiveUnsynchronized(index).State == ExtentState.Freeing, "Only we release a Freeing buffer.");
+                ReleaseUnsynchronized(index);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Removes the live buffer at <paramref name="index"/>, merges its range with free neighbours, refunds the oneway
+    /// quota and stops using the pages no other live buffer overlaps (B.6).
+    /// </summary>
+    private void ReleaseUnsynchronized(int index)
+    {
+        long offset;
+        long end;
+        bool oneway;
+        long previousLiveEnd;
+        long nextLiveStart;
+        if (_mode == AllocatorMode.Array)
+        {
+            ReleaseFromArrayUnsynchronized(index, out offset, out end, out oneway, out previousLiveEnd, out nextLiveStart);
+        }
+        else
+        {
+            ReleaseFromTreeUnsynchronized(index, out offset, out end, out oneway, out previousLiveEnd, out nextLiveStart);
+        }
+        _bufferCount--;
+        if (oneway)
+        {
+            // Exactly what was charged: the padded size.
+            _freeOnewaySpace += end - offset;
+        }
+
+        // Under the allocator lock, as binder: a reservation that would cover these pages can only be placed after
+        // we release the lock, so its UseRange never races with this StopUsingRange on the same page.
+        (int firstPage, int endPage) = PagesToRelease(offset, end, previousLiveEnd, nextLiveStart);
+        _pages.StopUsingRange(firstPage, endPage);
+
+        if (_mode == AllocatorMode.Tree && _bufferCount == 0)
+        {
+            ResetToEmptyUnsynchronized();
+        }
+    }
+
+    /// <summary>
+    /// The pages a freed buffer <c>[offset, end)</c> leaves unused: its interior pages, plus each partial boundary
+    /// page that no other live buffer overlaps (the closest live neighbours end at <paramref name="previousLiveEnd"/>
+    /// and start at <paramref name="nextLiveStart"/>). This is binder's rule in both modes: in tree mode "the free
+    /// neighbour covers the rest of the page" says the same thing, because free ranges are merged.
+    /// </summary>
+    private (int First, int End) PagesToRelease(long offset, long end, long previousLiveEnd, long nextLiveStart)
+    {
+        long first = offset / _pageSize;
+        if (offset % _pageSize != 0 && previousLiveEnd > first * _pageSize)
+        {
+            first++;
+        }
+        long last = end / _pageSize;
+        if (end % _pageSize != 0 && nextLiveStart >= (last + 1) * _pageSize)
+        {
+            last++;
+        }
+        // An inverted range (a buffer inside one shared page) is a no-op for StopUsingRange.
+        return ((int)first, (int)last);
+    }
+
+    [DoesNotReturn]
+    private static void ThrowNotInState(long offset, ExtentState found, string operation, ExtentState expected) =>
+        throw new InvalidOperationException(found == ExtentState.Free
+            ? $"Cannot {operation} offset {offset}: no buffer starts there."
+            : $"Cannot {operation} the buffer at offset {offset}: it is {found}, not {expected}.");
+}

@@ -1,0 +1,57 @@
+using PageRange.Memory;
+
+namespace PageRange.Transport;
+
+/// <summary>How a channel's region is laid out and how its threads wait.</summary>
+/// <remarks>
+/// For an <see cref="InboundChannel"/> these values create the region. For an <see cref="OutboundChannel"/> the ring
+/// capacities are what the peer announced, and the header it wrote must match them; <see cref="RegionSize"/> is
+/// not used there (the size of the mapping is).
+/// </remarks>
+internal sealed class ChannelOptions
+{
+    /// <summary>Defaults: a 4 MiB region (binder's default), 1024-slot rings, spin 20 µs then park.</summary>
+    internal static ChannelOptions Default { get; } = new();
+
+    /// <summary>The region's size in bytes: a page multiple, at most 1 GiB. Defaults to 4 MiB.</summary>
+    internal long RegionSize { get; init; } = 4L << 20;
+
+    /// <summary>Transaction ring slots, a power of two. Defaults to 1024.</summary>
+    internal int TxRingCapacity { get; init; } = 1024;
+
+    /// <summary>Free ring slots, a power of two; also bounds live buffers. Defaults to 1024.</summary>
+    internal int FreeRingCapacity { get; init; } = 1024;
+
+    /// <summary>How threads wait for the peer. Defaults to <see cref="WaitStrategy.SpinThenPark"/>.</summary>
+    internal WaitStrategy WaitStrategy { get; init; } = WaitStrategy.SpinThenPark;
+
+    /// <summary>How long <see cref="WaitStrategy.SpinThenPark"/> spins before parking. Defaults to 20 µs.</summary>
+    internal TimeSpan SpinDuration { get; init; } = TimeSpan.FromMicroseconds(20);
+
+    /// <summary>
+    /// The longest single futex wait: a backstop so a lost wake (or a dead peer) costs at most this long before the
+    /// waiter looks again. Defaults to 100 ms.
+    /// </summary>
+    internal TimeSpan ParkTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Checks every value and computes the layout.</summary>
+    /// <exception cref="ArgumentException">A value is out of range.</exception>
+    internal RegionLayout Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(RegionSize, SharedRegion.DefaultMaxSize, nameof(RegionSize));
+        ValidateWaits();
+        return RegionLayout.Compute(RegionSize, TxRingCapacity, FreeRingCapacity);
+    }
+
+    /// <summary>Checks the wait settings only.</summary>
+    /// <exception cref="ArgumentException">A value is out of range.</exception>
+    internal void ValidateWaits()
+    {
+        if (!Enum.IsDefined(WaitStrategy))
+        {
+            throw new ArgumentOutOfRangeException(nameof(WaitStrategy), WaitStrategy, "Unknown wait strategy.");
+        }
+        ArgumentOutOfRangeException.ThrowIfLessThan(SpinDuration, TimeSpan.Zero, nameof(SpinDuration));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ParkTimeout, TimeSpan.Zero, nameof(ParkTimeout));
+    }
+}

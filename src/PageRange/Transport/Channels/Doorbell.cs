@@ -1,0 +1,199 @@
+using System.Diagnostics;
+using PageRange.Memory;
+
+namespace PageRange.Transport;
+
+/// <summary>
+/// Wakes a consumer that waits for a ring: it spins a bounded time, then announces it is parked, re-checks, and waits
+/// on a non-private futex (with a timeout); the producer makes the <c>FUTEX_WAKE</c> system call only when a consumer
+/// said it is parked, so the fast path makes none.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Two shared words, each on its own line: the sequence (the futex word, bumped by the producer) and the parked count
+/// (incremented and decremented by consumers). The protocol is Dekker's: the consumer increments parked (a full fence),
+/// loads the sequence, then re-checks the ring; the producer stores the tail, fences, then loads parked. With both
+/// fences at least one side sees the other's store: either the consumer sees the new tail and does not sleep, or the
+/// producer sees parked != 0, bumps the sequence and wakes; a consumer that had not reached <c>futex_wait</c> yet then
+/// finds the sequence changed and returns at once (it loaded the sequence before re-checking the ring).
+/// </para>
+/// <para>
+/// The peer can write anything into both words. That can only cost wake-ups (spurious ones, or missed ones that the
+/// futex timeout backstops); neither word is ever used as an index or a size, so neither needs validation.
+/// Thread safety: any number of consumers may wait and any number of producers ring concurrently.
+/// </para>
+/// </remarks>
+internal sealed unsafe class Doorbell
+{
+    private readonly int* _sequence;
+    private readonly int* _parked;
+
+    /// <summary>Creates a doorbell over two 4-byte aligned words.</summary>
+    /// <remarks>Safety: both words stay mapped while this object is used (the owner holds a reference on the region).</remarks>
+    internal Doorbell(int* sequence, int* parked)
+    {
+        _sequence = sequence;
+        _parked = parked;
+    }
+
+    /// <summary>Creates a doorbell over two words of <paramref name="region"/>.</summary>
+    /// <param name="region">The region; the caller keeps it mapped (holds a reference) while the doorbell is used.</param>
+    /// <param name="sequenceOffset">Byte offset of the sequence (futex) word, 4-byte aligned.</param>
+    /// <param name="parkedOffset">Byte offset of the parked count, 4-byte aligned.</param>
+    /// <exception cref="ArgumentException">A word lies outside the region or is misaligned.</exception>
+    internal static Doorbell Over(SharedRegion region, long sequenceOffset, long parkedOffset)
+    {
+        ArgumentNullException.ThrowIfNull(region);
+        if (sequenceOffset % 4 != 0 || parkedOffset % 4 != 0)
+        {
+            throw new ArgumentException("A futex word must be 4-byte aligned.", nameof(sequenceOffset));
+        }
+        // SAFETY: each GetSpan checks that its bytes lie inside the mapping; the caller keeps it alive.
+        fixed (byte* sequence = region.GetSpan(sequenceOffset, sizeof(int)))
+        fixed (byte* parked = region.GetSpan(parkedOffset, sizeof(int)))
+        {
+            return new Doorbell((int*)sequence, (int*)parked);
+        }
+    }
+
+    /// <summary>Producer side, after the release store of the tail: wakes parked consumers, if any.</summary>
+    /// <returns>Whether a wake was issued (a consumer had announced it was parked).</returns>
+    internal bool Ring()
+    {
+        // Full fence: orders our tail store before the load of the parked count (Dekker, see the remarks); pairs
+        // with the Interlocked.Increment of the parked count in Wait.
+        Interlocked.MemoryBarrier();
+        // SAFETY: _parked points at a word of the mapping the owner keeps alive.
+        if (Volatile.Read(ref *_parked) == 0)
+        {
+            return false;
+        }
+        WakeAll();
+        return true;
+    }
+
+    /// <summary>Bumps the sequence and wakes every parked waiter, whatever the parked count says.</summary>
+    internal void WakeAll()
+    {
+        // SAFETY: _sequence points at a 4-byte aligned word of the mapping the owner keeps alive.
+        Interlocked.Increment(ref *_sequence);
+        Interop.FutexWake(_sequence, int.MaxValue);
+    }
+
+    /// <summary>Waits until <paramref name="condition"/> holds, the deadline passes, or the token is cancelled.</summary>
+    /// <param name="condition">What to wait for.</param>
+    /// <param name="strategy">Spin, spin then park, or park.</param>
+    /// <param name="spinDuration">How long <see cref="WaitStrategy.SpinThenPark"/> spins.</param>
+    /// <param name="parkTimeout">The longest single futex wait (the backstop against a lost wake or a dead peer).</param>
+    /// <param name="deadline">A <see cref="Stopwatch.GetTimestamp"/> value; <see cref="long.MaxValue"/> for none.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>Whether the condition holds (<see langword="false"/>: the deadline passed).</returns>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    /// <remarks>Allocates only when it parks with a cancellable token (the token registration).</remarks>
+    internal bool Wait<TCondition>(
+        ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,
+        CancellationToken cancellationToken)
+        where TCondition : struct, IWaitCondition
+    {
+        if (condition.IsReady)
+        {
+            return true;
+        }
+
+        if (strategy != WaitStrategy.Park)
+        {
+            long spinEnd = strategy == WaitStrategy.BusySpin
+                ? deadline
+                : Math.Min(deadline, Stopwatch.GetTimestamp() + ToStopwatchTicks(spinDuration));
+            SpinWait spinner = default;
+            while (!condition.IsReady)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (Stopwatch.GetTimestamp() >= spinEnd)
+                {
+                    if (strategy == WaitStrategy.BusySpin)
+                    {
+                        return condition.IsReady;
+                    }
+                    break;
+                }
+                // -1: yield now and then but never Sleep(1), which would cost a millisecond.
+                spinner.SpinOnce(sleep1Threshold: -1);
+            }
+            if (condition.IsReady)
+            {
+                return true;
+            }
+        }
+
+        return Park(ref condition, parkTimeout, deadline, cancellationToken);
+    }
+
+    private bool Park<TCondition>(ref TCondition condition, TimeSpan parkTimeout, long deadline, CancellationToken cancellationToken)
+        where TCondition : struct, IWaitCondition
+    {
+        // A cancelled token wakes us through the futex instead of waiting for the park timeout.
+        using CancellationTokenRegistration registration = cancellationToken.CanBeCanceled
+            ? cancellationToken.UnsafeRegister(static state => ((Doorbell)state!).WakeAll(), this)
+            : default;
+        long parkTicks = ToStopwatchTicks(parkTimeout);
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            long remaining = deadline == long.MaxValue ? long.MaxValue : deadline - Stopwatch.GetTimestamp();
+            if (remaining <= 0)
+            {
+                return condition.IsReady;
+            }
+
+            // SAFETY (this block): _parked and _sequence point at words of the mapping the owner keeps alive for the
+            // duration of the wait.
+            // Full fence: pairs with the fence in Ring (Dekker): the producer either sees us parked or we see its tail.
+            Interlocked.Increment(ref *_parked);
+            try
+            {
+                // Load the sequence before re-checking the condition: a wake issued after the check bumps it, and
+                // futex_wait then returns at once instead of sleeping through it.
+                int sequence = Volatile.Read(ref *_sequence);
+                if (condition.IsReady)
+                {
+                    return true;
+                }
+                Interop.FutexWait(_sequence, sequence, FromStopwatchTicks(Math.Min(parkTicks, remaining)));
+            }
+            finally
+            {
+                Interlocked.Decrement(ref *_parked);
+            }
+            if (condition.IsReady)
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>A deadline <paramref name="timeout"/> from now, in <see cref="Stopwatch"/> ticks; infinite -> <see cref="long.MaxValue"/>.</summary>
+    internal static long DeadlineAfter(TimeSpan timeout)
+    {
+        if (timeout == Timeout.InfiniteTimeSpan)
+        {
+            return long.MaxValue;
+        }
+        long ticks = ToStopwatchTicks(timeout);
+        long now = Stopwatch.GetTimestamp();
+        return ticks >= long.MaxValue - now ? long.MaxValue : now + ticks;
+    }
+
+    private static long ToStopwatchTicks(TimeSpan span)
+    {
+        if (span <= TimeSpan.Zero)
+        {
+            return 0;
+        }
+        double ticks = span.TotalSeconds * Stopwatch.Frequency;
+        return ticks >= long.MaxValue ? long.MaxValue : (long)ticks;
+    }
+
+    private static TimeSpan FromStopwatchTicks(long ticks) =>
+        TimeSpan.FromTicks((long)(ticks * ((double)TimeSpan.TicksPerSecond / Stopwatch.Frequency)));
+}

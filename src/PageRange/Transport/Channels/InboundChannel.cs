@@ -1,0 +1,278 @@
+// Locks: _receiveLock (transaction ring consumer) and _freeLock (free ring producer) are never held together,
+// except by Dispose, which takes them in that order.
+
+using System.Diagnostics.CodeAnalysis;
+using PageRange.Memory;
+
+namespace PageRange.Transport;
+
+/// <summary>
+/// The receiving side of one direction: creates the region the peer writes into, reads transactions in place and
+/// hands buffers back through the free ring.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The region's header is written here once, before the peer sees the region; afterwards this side never reads its
+/// configuration back (the layout is kept privately). The data area is mapped read-only, as binder maps a receiver's
+/// view. Every transaction record is copied to a local once and validated (offset and length inside the data area,
+/// no overflow, known flags) before use; anything invalid is a <see cref="ProtocolViolationException"/>, and the bad
+/// record is not consumed, so every later receive fails the same way until the connection is closed.
+/// </para>
+/// <para>
+/// Thread safety: every member may be called from any thread. Receives are serialised among themselves, frees among
+/// themselves. A payload span is valid until its transaction is freed or the channel is disposed.
+/// </para>
+/// </remarks>
+internal sealed unsafe class InboundChannel : IDisposable
+{
+    private readonly SharedRegion _region;
+    private readonly RegionLayout _layout;
+    private readonly ChannelOptions _options;
+    private readonly byte* _data;
+    private readonly RingConsumer<TransactionRecordLayout> _txRing;
+    private readonly RingProducer<FreeRecordLayout> _freeRing;
+    private readonly Doorbell _txDoorbell;
+    private readonly Doorbell _freeDoorbell;
+    private readonly RegionMemoryManager _memory;
+    private readonly Lock _receiveLock = new();
+    private readonly Lock _freeLock = new();
+    private int _disposed;
+
+    private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
+    {
+        region.AddRef();
+        _region = region;
+        _layout = layout;
+        _options = options;
+        _txRing = RingConsumer<TransactionRecordLayout>.Over(
+            region, RegionHeaderLayout.TxTailOffset, RegionHeaderLayout.TxHeadOffset, layout.TxRingOffset, layout.TxRingCapacity, "transaction");
+        _freeRing = RingProducer<FreeRecordLayout>.Over(
+            region, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, layout.FreeRingOffset, layout.FreeRingCapacity, "free");
+        _txDoorbell = Doorbell.Over(region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset);
+        _freeDoorbell = Doorbell.Over(region, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
+        // SAFETY: the data area lies inside the mapping (the layout was computed for its size), which the reference
+        // taken above keeps alive until Dispose releases it after every operation has left.
+        _data = region.BasePointer + layout.DataOffset;
+        _memory = new RegionMemoryManager(_data, checked((int)layout.DataSize), this);
+    }
+
+    /// <summary>The region; its <see cref="SharedRegion.Handle"/> is what the peer receives.</summary>
+    internal SharedRegion Region => _region;
+
+    /// <summary>Where the header, rings and data area lie.</summary>
+    internal RegionLayout Layout => _layout;
+
+    /// <summary>The options the region was created with.</summary>
+    internal ChannelOptions Options => _options;
+
+    /// <summary>Transactions received so far.</summary>
+    internal ulong Received => _txRing.Head;
+
+    /// <summary>Frees published so far.</summary>
+    internal ulong Freed => _freeRing.Tail;
+
+    /// <summary>Creates the region, writes its header, backs the header pages and maps the data area read-only.</summary>
+    /// <param name="name">The memfd's name, shown in <c>/proc/&lt;pid&gt;/fd</c>.</param>
+    /// <param name="options">Size, ring capacities and waits.</param>
+    /// <exception cref="ArgumentException">An option is out of range.</exception>
+    /// <exception cref="SystemCallException">The kernel refused the memfd, the mapping or the header's backing.</exception>
+    internal static InboundChannel Create(string name, ChannelOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        RegionLayout layout = options.Validate();
+        SharedRegion region = SharedRegion.Create(name, layout.RegionSize);
+        try
+        {
+            // Back the header pages now: fallocate reports a lack of memory here, as an exception, rather than as a
+            // SIGBUS on the first ring store. They are never shrunk.
+            region.Allocate(0, layout.HeaderBytes);
+            // SAFETY: the header structure lies in the first page, backed and mapped read-write above; nobody else
+            // has the descriptor yet.
+            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader();
+            region.ProtectReadOnly(layout.DataOffset, layout.DataSize);
+            return new InboundChannel(region, layout, options);
+        }
+        catch
+        {
+            region.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Takes the next transaction off the ring, if one is published.</summary>
+    /// <param name="record">The validated record; <c>default</c> when none is ready.</param>
+    /// <returns>Whether a transaction was received.</returns>
+    /// <exception cref="ProtocolViolationException">The peer published an invalid ring index or record.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal bool TryReceive(out TransactionRecord record)
+    {
+        _receiveLock.Enter();
+        try
+        {
+            ThrowIfDisposed();
+            if (!_txRing.TryPeek(out TransactionRecordLayout raw))
+            {
+                record = default;
+                return false;
+            }
+            record = Validate(raw);
+            _txRing.Advance();
+            return true;
+        }
+        finally
+        {
+            _receiveLock.Exit();
+        }
+    }
+
+    /// <summary>The payload of a received transaction, in place.</summary>
+    /// <remarks>Valid until the transaction is freed or the channel is disposed; the memory is read-only.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal ReadOnlySpan<byte> GetPayload(in TransactionRecord record)
+    {
+        ThrowIfDisposed();
+        CheckInDataArea(record);
+        // SAFETY: [Offset, Offset+Length) lies inside the data area (checked above), mapped until Dispose.
+        return new ReadOnlySpan<byte>(_data + record.Offset, record.Length);
+    }
+
+    /// <summary>The payload of a received transaction as memory, in place (no copy, no allocation).</summary>
+    /// <remarks>Valid until the transaction is freed or the channel is disposed.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal ReadOnlyMemory<byte> GetPayloadMemory(in TransactionRecord record)
+    {
+        ThrowIfDisposed();
+        CheckInDataArea(record);
+        return _memory.Memory.Slice((int)record.Offset, record.Length);
+    }
+
+    /// <summary>Gives a received transaction's buffer back to the writer (binder's <c>BC_FREE_BUFFER</c>) and wakes it if it is parked.</summary>
+    /// <exception cref="ProtocolViolationException">The free ring is full: the writer let more buffers live than
+    /// the ring holds, or this buffer was freed twice.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal void Free(in TransactionRecord record)
+    {
+        FreeRecordLayout free = new() { BufferOffset = (ulong)record.Offset, TransactionId = record.TransactionId };
+        _freeLock.Enter();
+        try
+        {
+            ThrowIfDisposed();
+            InPlaceStores<FreeRecordLayout> stores = default;
+            if (!_freeRing.TryPublish(ref stores, in free))
+            {
+                ThrowFreeRingFull();
+            }
+            // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
+            _freeDoorbell.Ring();
+        }
+        finally
+        {
+            _freeLock.Exit();
+        }
+    }
+
+    /// <summary>Waits until a transaction is published, using the options' <see cref="WaitStrategy"/>.</summary>
+    /// <param name="timeout">How long to wait; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>Whether a transaction is ready (<see langword="false"/>: timed out).</returns>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed, before or during the wait.</exception>
+    internal bool WaitForTransaction(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        long deadline = Doorbell.DeadlineAfter(ValidateTimeout(timeout));
+        ThrowIfDisposed();
+        // The reference keeps the doorbell's words mapped while we wait, even if Dispose runs meanwhile.
+        _region.AddRef();
+        try
+        {
+            TransactionReady condition = new(this);
+            bool ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+            ThrowIfDisposed();
+            return ready;
+        }
+        finally
+        {
+            _region.ReleaseRef();
+        }
+    }
+
+    /// <summary>Wakes every waiter, then unmaps the region once no receive or free is running.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        // Waiters hold their own reference, so the words stay mapped for them; the wake makes them see the dispose.
+        _txDoorbell.WakeAll();
+        _receiveLock.Enter();
+        _freeLock.Enter();
+        _freeLock.Exit();
+        _receiveLock.Exit();
+        _region.ReleaseRef();
+        _region.Dispose();
+    }
+
+    internal void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
+    }
+
+    internal static TimeSpan ValidateTimeout(TimeSpan timeout)
+    {
+        if (timeout < TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "A timeout is zero or more, or Timeout.InfiniteTimeSpan.");
+        }
+        return timeout;
+    }
+
+    /// <summary>Turns a private copy of a record into a <see cref="TransactionRecord"/>, or throws.</summary>
+    private TransactionRecord Validate(in TransactionRecordLayout raw)
+    {
+        ulong dataSize = (ulong)_layout.DataSize;
+        TransactionFlags flags = (TransactionFlags)raw.Flags;
+        // Each check reads only the private copy. Length <= dataSize - offset after offset <= dataSize cannot overflow.
+        if (raw.BufferOffset > dataSize
+            || raw.Length > dataSize - raw.BufferOffset
+            || (raw.BufferOffset & 7) != 0
+            || !flags.IsValid()
+            || raw.Reserved != 0)
+        {
+            ThrowBadRecord(raw, _layout.DataSize);
+        }
+        return new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags);
+    }
+
+    private void CheckInDataArea(in TransactionRecord record)
+    {
+        if (record.Offset < 0 || record.Length < 0 || record.Offset > _layout.DataSize - record.Length)
+        {
+            ThrowHelper.ThrowOutOfRange(record.Offset, record.Length, _layout.DataSize);
+        }
+    }
+
+    [DoesNotReturn]
+    private static void ThrowBadRecord(in TransactionRecordLayout raw, long dataSize) =>
+        throw new ProtocolViolationException(
+            $"The peer published an invalid transaction record: id {raw.TransactionId}, offset {raw.BufferOffset}, length {raw.Length}, " +
+            $"code {raw.Code}, flags 0x{raw.Flags:x}, reserved {raw.Reserved} (data area {dataSize} bytes, offsets 8-byte aligned, " +
+            "exactly one of Oneway/TwoWay/Reply/ErrorReply).");
+
+    [DoesNotReturn]
+    private void ThrowFreeRingFull() =>
+        throw new ProtocolViolationException(
+            $"The free ring ({_freeRing.Capacity} slots) is full: the writer kept more buffers live than it may, " +
+            "or a buffer was freed twice.");
+
+    /// <summary>Ready when a transaction is published or the channel is disposed.</summary>
+    private readonly struct TransactionReady(InboundChannel channel) : IWaitCondition
+    {
+        public bool IsReady => Volatile.Read(ref channel._disposed) != 0 || channel._txRing.HasData;
+    }
+}

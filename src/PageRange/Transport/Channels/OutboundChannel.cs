@@ -1,0 +1,457 @@
+// Locks: _lock (transaction ring producer, free ring consumer, live-buffer count) comes before the allocator's lock,
+// which comes before the page range's locks (mm lock -> range lock -> LRU lock).
+
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+using PageRange.Allocation;
+using PageRange.Memory;
+
+namespace PageRange.Transport;
+
+/// <summary>
+/// The writing side of one direction: copies payloads once into the peer's region, publishes their records on the
+/// transaction ring and drains the free ring the peer hands buffers back on.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The peer created the region and wrote its header; this side checks that header once (magic, version, every size
+/// against what was announced) and from then on keeps the layout privately. The bookkeeping of the data area
+/// (<see cref="BufferAllocator"/>, <see cref="ShrinkablePageRange"/>) lives only here, in private memory, so a peer
+/// cannot corrupt it. At most <see cref="RegionLayout.MaxLiveBuffers"/> buffers are live (reserved or delivered and
+/// not yet freed) at once, so the receiver's free always finds a slot on the free ring.
+/// </para>
+/// <para>
+/// Hot path (<see cref="TrySend"/> with space available, pages already backed): drain frees, reserve, copy, publish,
+/// wake the receiver if it is parked: no system call and no heap allocation.
+/// Thread safety: every member may be called from any thread; sends are serialised by one lock.
+/// </para>
+/// </remarks>
+internal sealed unsafe class OutboundChannel : IDisposable
+{
+    private static readonly int s_pid = Environment.ProcessId;
+
+    private readonly SharedRegion _region;
+    private readonly RegionLayout _layout;
+    private readonly ChannelOptions _options;
+    private readonly ShrinkablePageRange _pages;
+    private readonly BufferAllocator _allocator;
+    private readonly RingProducer<TransactionRecordLayout> _txRing;
+    private readonly RingConsumer<FreeRecordLayout> _freeRing;
+    private readonly Doorbell _txDoorbell;
+    private readonly Doorbell _freeDoorbell;
+    private readonly Lock _lock = new();
+    private int _liveBuffers;
+    private long _outOfRangeFrees;
+    private long _buffersFreed;
+    private int _disposed;
+
+    /// <summary>Opens the writing side over a region the peer created and announced.</summary>
+    /// <param name="peerRegion">The peer's region, mapped read-write; the channel owns it from now on (also when this throws).</param>
+    /// <param name="options">The ring capacities the peer announced, and how to wait.</param>
+    /// <param name="shrinker">The shrinker for the data area's pages. Defaults to <see cref="Shrinker.Shared"/>.</param>
+    /// <exception cref="ProtocolViolationException">The header is not what the peer announced, or its rings are not empty.</exception>
+    /// <exception cref="ArgumentException">A wait option is out of range.</exception>
+    internal OutboundChannel(SharedRegion peerRegion, ChannelOptions options, Shrinker? shrinker = null)
+    {
+        ArgumentNullException.ThrowIfNull(peerRegion);
+        try
+        {
+            ArgumentNullException.ThrowIfNull(options);
+            options.ValidateWaits();
+            peerRegion.AddRef();
+        }
+        catch
+        {
+            peerRegion.Dispose();
+            throw;
+        }
+
+        try
+        {
+            // Copy the header once; from here on only ring words and records are read from shared memory.
+            // SAFETY: a region is at least one page, larger than the header structure, and our reference keeps it mapped.
+            RegionHeaderLayout header = *(RegionHeaderLayout*)peerRegion.BasePointer;
+            _layout = RegionLayout.Validate(header, peerRegion.Size, options.TxRingCapacity, options.FreeRingCapacity);
+            if (header.TxTail != 0 || header.TxHead != 0 || header.FreeTail != 0 || header.FreeHead != 0)
+            {
+                throw new ProtocolViolationException(
+                    $"The peer's region is not fresh: ring indices tx {header.TxHead}..{header.TxTail}, free {header.FreeHead}..{header.FreeTail}.");
+            }
+            _region = peerRegion;
+            _options = options;
+            _txRing = RingProducer<TransactionRecordLayout>.Over(
+                peerRegion, RegionHeaderLayout.TxTailOffset, RegionHeaderLayout.TxHeadOffset, _layout.TxRingOffset, _layout.TxRingCapacity, "transaction");
+            _freeRing = RingConsumer<FreeRecordLayout>.Over(
+                peerRegion, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, _layout.FreeRingOffset, _layout.FreeRingCapacity, "free");
+            _txDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset);
+            _freeDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
+            _pages = new ShrinkablePageRange(peerRegion, _layout.DataOffset, checked((int)(_layout.DataSize / SharedRegion.PageSize)), shrinker);
+            _allocator = new BufferAllocator(_pages);
+        }
+        catch
+        {
+            _pages?.Dispose();
+            peerRegion.ReleaseRef();
+            peerRegion.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The data area's allocator, for stats.</summary>
+    internal BufferAllocator Allocator => _allocator;
+
+    /// <summary>The data area's pages, for stats.</summary>
+    internal ShrinkablePageRange Pages => _pages;
+
+    /// <summary>The peer's region.</summary>
+    internal SharedRegion Region => _region;
+
+    /// <summary>Where the header, rings and data area lie.</summary>
+    internal RegionLayout Layout => _layout;
+
+    /// <summary>Buffers reserved or delivered and not yet freed (at most <see cref="RegionLayout.MaxLiveBuffers"/>).</summary>
+    internal int LiveBuffers => Volatile.Read(ref _liveBuffers);
+
+    /// <summary>Frees the peer pushed that matched no live delivered buffer (binder logs and ignores them).</summary>
+    internal long IgnoredFrees => Interlocked.Read(ref _outOfRangeFrees) + _allocator.IgnoredFrees;
+
+    /// <summary>Transactions published so far.</summary>
+    internal ulong Sent => _txRing.Tail;
+
+    /// <summary>
+    /// Copies <paramref name="payload"/> into a new buffer in the peer's region and publishes it, if there is room now.
+    /// </summary>
+    /// <param name="transactionId">The id the receiver sees; a reply carries the id of its call.</param>
+    /// <param name="code">What the transaction asks for.</param>
+    /// <param name="flags">Exactly one kind flag, plus modifiers; <see cref="TransactionFlags.Oneway"/> charges the oneway quota.</param>
+    /// <param name="payload">The bytes, copied once.</param>
+    /// <returns><see langword="false"/> if the region is full now (no free range fits, the oneway quota is used up,
+    /// or the live-buffer limit is reached); freeing buffers on the other side makes room.</returns>
+    /// <exception cref="ArgumentException">The flags are invalid.</exception>
+    /// <exception cref="MessageTooLargeException">The payload can never fit (larger than the data area, or than the
+    /// oneway quota for a oneway transaction).</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
+    /// <exception cref="BackingAllocationException">The kernel had no memory for a page of the buffer.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload)
+    {
+        ValidateFlags(flags);
+        bool oneway = flags.IsOneway();
+        bool clearOnFree = (flags & TransactionFlags.ClearOnFree) != 0;
+        _lock.Enter();
+        try
+        {
+            ThrowIfDisposed();
+            if (!TryReserveUnsynchronized(payload.Length, oneway, clearOnFree, out long offset))
+            {
+                return false;
+            }
+            CopyPayloadStores stores = new(payload, _pages.GetSpan(offset, payload.Length));
+            PublishUnsynchronized(ref stores, offset, payload.Length, transactionId, code, flags);
+            return true;
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="TrySend"/> in a loop: while the region is full, drains frees and waits on the free ring's doorbell,
+    /// until the payload fits or <paramref name="timeout"/> passes.
+    /// </summary>
+    /// <param name="transactionId">The id the receiver sees.</param>
+    /// <param name="code">What the transaction asks for.</param>
+    /// <param name="flags">Exactly one kind flag, plus modifiers.</param>
+    /// <param name="payload">The bytes, copied once.</param>
+    /// <param name="timeout">How long to wait for room; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <exception cref="RegionFullException">No room came within <paramref name="timeout"/>.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled; nothing was sent.</exception>
+    /// <exception cref="ArgumentException">The flags are invalid.</exception>
+    /// <exception cref="MessageTooLargeException">The payload can never fit.</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal void Send(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        long deadline = Doorbell.DeadlineAfter(InboundChannel.ValidateTimeout(timeout));
+        while (true)
+        {
+            // Read before trying: a free drained after a failed try (by another sender) changes it, so we do not park
+            // through room that appeared in between.
+            long freedBefore = Volatile.Read(ref _buffersFreed);
+            if (TrySend(transactionId, code, flags, payload))
+            {
+                return;
+            }
+            if (Stopwatch.GetTimestamp() >= deadline)
+            {
+                ThrowRegionFull(payload.Length, flags, timeout);
+            }
+            WaitForFrees(freedBefore, deadline, cancellationToken);
+        }
+    }
+
+    /// <summary>Reserves a buffer of <paramref name="maxSize"/> bytes for a zero-copy send, if there is room now.</summary>
+    /// <inheritdoc cref="TryReserve(int, bool, bool, out PendingBuffer)"/>
+    internal bool TryReserve(int maxSize, bool oneway, out PendingBuffer buffer) => TryReserve(maxSize, oneway, clearOnFree: false, out buffer);
+
+    /// <summary>Reserves a buffer of <paramref name="maxSize"/> bytes for a zero-copy send, if there is room now.</summary>
+    /// <param name="maxSize">The most bytes the payload will have.</param>
+    /// <param name="oneway">Charge the oneway quota; the committed flags must say <see cref="TransactionFlags.Oneway"/> then.</param>
+    /// <param name="clearOnFree">Zero the buffer when freed; the committed flags must say <see cref="TransactionFlags.ClearOnFree"/> then.</param>
+    /// <param name="buffer">The reserved buffer: write into its <see cref="PendingBuffer.Span"/>, then commit or abort it.</param>
+    /// <returns><see langword="false"/> if the region is full now.</returns>
+    /// <exception cref="MessageTooLargeException">The payload can never fit.</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal bool TryReserve(int maxSize, bool oneway, bool clearOnFree, out PendingBuffer buffer)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
+        _lock.Enter();
+        try
+        {
+            ThrowIfDisposed();
+            if (!TryReserveUnsynchronized(maxSize, oneway, clearOnFree, out long offset))
+            {
+                buffer = default;
+                return false;
+            }
+            buffer = new PendingBuffer(this, offset, maxSize, oneway, clearOnFree);
+            return true;
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>Publishes a reserved buffer whose first <paramref name="actualSize"/> bytes hold the payload.</summary>
+    /// <param name="buffer">The buffer from <see cref="TryReserve(int, bool, bool, out PendingBuffer)"/>; completed on return.</param>
+    /// <param name="actualSize">The payload's length, at most <see cref="PendingBuffer.MaxSize"/>.</param>
+    /// <param name="transactionId">The id the receiver sees.</param>
+    /// <param name="code">What the transaction asks for.</param>
+    /// <param name="flags">Exactly one kind flag, plus modifiers; Oneway and ClearOnFree as reserved.</param>
+    /// <exception cref="ArgumentException">The buffer is not pending on this channel, the size is out of range, or the flags disagree with the reservation.</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal void Commit(ref PendingBuffer buffer, int actualSize, ulong transactionId, uint code, TransactionFlags flags)
+    {
+        CheckPending(buffer);
+        ArgumentOutOfRangeException.ThrowIfNegative(actualSize);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(actualSize, buffer.MaxSize);
+        ValidateFlags(flags);
+        if (flags.IsOneway() != buffer.Oneway || ((flags & TransactionFlags.ClearOnFree) != 0) != buffer.ClearOnFree)
+        {
+            throw new ArgumentException(
+                $"The flags ({flags}) disagree with the reservation (oneway {buffer.Oneway}, clear on free {buffer.ClearOnFree}).", nameof(flags));
+        }
+        _lock.Enter();
+        try
+        {
+            ThrowIfDisposed();
+            InPlaceStores<TransactionRecordLayout> stores = default;
+            PublishUnsynchronized(ref stores, buffer.Offset, actualSize, transactionId, code, flags);
+            buffer.Complete();
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>Gives back a reserved buffer without sending it.</summary>
+    /// <exception cref="ArgumentException">The buffer is not pending on this channel.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal void Abort(ref PendingBuffer buffer)
+    {
+        CheckPending(buffer);
+        _lock.Enter();
+        try
+        {
+            ThrowIfDisposed();
+            AbortUnsynchronized(buffer.Offset);
+            buffer.Complete();
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>Reads every free the peer published and gives the buffers back to the allocator.</summary>
+    /// <returns>How many free records were read (ignored ones included).</returns>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid free ring tail.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal int DrainFrees()
+    {
+        _lock.Enter();
+        try
+        {
+            ThrowIfDisposed();
+            return DrainFreesUnsynchronized();
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>Wakes parked senders (they see the dispose), then unmaps the region once no send is running.</summary>
+    /// <remarks>Pages of buffers still live leave the shrinker's LRU; the memory goes when the last mapping does.</remarks>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        _freeDoorbell.WakeAll();
+        _lock.Enter();
+        _lock.Exit();
+        _pages.Dispose();
+        _region.ReleaseRef();
+        _region.Dispose();
+    }
+
+    private bool TryReserveUnsynchronized(int size, bool oneway, bool clearOnFree, out long offset)
+    {
+        DrainFreesUnsynchronized();
+        if (_liveBuffers >= _layout.MaxLiveBuffers)
+        {
+            offset = 0;
+            return false;
+        }
+        if (!_allocator.TryReserve(size, oneway, clearOnFree, s_pid, out offset))
+        {
+            return false;
+        }
+        _liveBuffers++;
+        return true;
+    }
+
+    /// <summary>Commits the reserved buffer at <paramref name="offset"/> and publishes its record: payload, record, tail.</summary>
+    private void PublishUnsynchronized<TStores>(ref TStores stores, long offset, int length, ulong transactionId, uint code, TransactionFlags flags)
+        where TStores : IPublishStores<TransactionRecordLayout>, allows ref struct
+    {
+        // An honest receiver consumes a record before it frees the buffer, so records waiting on the ring are live
+        // buffers, fewer than MaxLiveBuffers <= capacity: a slot is free. If none is, the peer freed buffers it had
+        // not received. Check before committing, so the buffer can still be aborted.
+        bool hasSlot;
+        try
+        {
+            hasSlot = _txRing.HasFreeSlot();
+        }
+        catch (ProtocolViolationException)
+        {
+            AbortUnsynchronized(offset);
+            throw;
+        }
+        if (!hasSlot)
+        {
+            AbortUnsynchronized(offset);
+            throw new ProtocolViolationException(
+                $"The transaction ring is full with only {_liveBuffers} other buffers live: the peer freed buffers it had not received.");
+        }
+        _allocator.Commit(offset);
+        TransactionRecordLayout record = new()
+        {
+            TransactionId = transactionId,
+            BufferOffset = (ulong)offset,
+            Length = (uint)length,
+            Code = code,
+            Flags = (uint)flags,
+        };
+        bool published = _txRing.TryPublish(ref stores, in record);
+        Debug.Assert(published, "FreeSlots said a slot is free, and only this thread (holding the lock) publishes.");
+        // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
+        _txDoorbell.Ring();
+    }
+
+    private void AbortUnsynchronized(long offset)
+    {
+        _allocator.Abort(offset);
+        _liveBuffers--;
+    }
+
+    private int DrainFreesUnsynchronized()
+    {
+        int drained = 0;
+        while (_freeRing.TryPeek(out FreeRecordLayout free))
+        {
+            // The record is a private copy now: hand the slot back before acting on it.
+            _freeRing.Advance();
+            drained++;
+            ulong offset = free.BufferOffset;
+            if (offset >= (ulong)_layout.DataSize)
+            {
+                _outOfRangeFrees++;
+            }
+            else if (_allocator.Free((long)offset))
+            {
+                _liveBuffers--;
+                Volatile.Write(ref _buffersFreed, _buffersFreed + 1);
+            }
+        }
+        return drained;
+    }
+
+    private void WaitForFrees(long freedBefore, long deadline, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        // The reference keeps the doorbell's words mapped while we wait, even if Dispose runs meanwhile.
+        _region.AddRef();
+        try
+        {
+            FreesReady condition = new(this, freedBefore);
+            _freeDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+            ThrowIfDisposed();
+        }
+        finally
+        {
+            _region.ReleaseRef();
+        }
+    }
+
+    private void CheckPending(in PendingBuffer buffer)
+    {
+        if (!ReferenceEquals(buffer.Channel, this))
+        {
+            throw new ArgumentException("The buffer is not pending on this channel: it was committed or aborted already, or reserved elsewhere.", nameof(buffer));
+        }
+    }
+
+    private static void ValidateFlags(TransactionFlags flags)
+    {
+        if (!flags.IsValid())
+        {
+            ThrowBadFlags(flags);
+        }
+    }
+
+    private void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
+    }
+
+    [DoesNotReturn]
+    private static void ThrowBadFlags(TransactionFlags flags) =>
+        throw new ArgumentException($"Transaction flags need exactly one of Oneway, TwoWay, Reply, ErrorReply and no unknown bit; got 0x{(uint)flags:x}.", nameof(flags));
+
+    [DoesNotReturn]
+    private void ThrowRegionFull(int size, TransactionFlags flags, TimeSpan timeout) =>
+        throw new RegionFullException(
+            $"No room for a {size}-byte {(flags.IsOneway() ? "oneway " : "")}transaction in the peer's region within {timeout}: " +
+            $"{LiveBuffers} buffers live (limit {_layout.MaxLiveBuffers}), {_allocator.GetStats()}.");
+
+    /// <summary>Ready when the peer published a free, another sender drained one, or the channel is disposed.</summary>
+    private readonly struct FreesReady(OutboundChannel channel, long freedBefore) : IWaitCondition
+    {
+        public bool IsReady =>
+            Volatile.Read(ref channel._disposed) != 0
+            || Volatile.Read(ref channel._buffersFreed) != freedBefore
+            || channel._freeRing.HasData;
+    }
+}

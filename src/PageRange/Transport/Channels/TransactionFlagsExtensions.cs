@@ -1,0 +1,20 @@
+namespace PageRange.Transport;
+
+/// <summary>Validation of <see cref="TransactionFlags"/> read from shared memory or given by a caller.</summary>
+internal static class TransactionFlagsExtensions
+{
+    private const TransactionFlags KindMask =
+        TransactionFlags.Oneway | TransactionFlags.TwoWay | TransactionFlags.Reply | TransactionFlags.ErrorReply;
+
+    private const TransactionFlags KnownMask = KindMask | TransactionFlags.ClearOnFree | TransactionFlags.Cancel;
+
+    /// <summary>No unknown bit, and exactly one kind bit.</summary>
+    internal static bool IsValid(this TransactionFlags flags)
+    {
+        TransactionFlags kind = flags & KindMask;
+        return (flags & ~KnownMask) == 0 && kind != 0 && (kind & (kind - 1)) == 0;
+    }
+
+    /// <summary>Whether the transaction counts against the oneway quota.</summary>
+    internal static bool IsOneway(this TransactionFlags flags) => (flags & TransactionFlags.Oneway) != 0;
+}

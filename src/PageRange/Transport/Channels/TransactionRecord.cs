@@ -1,0 +1,13 @@
+namespace PageRange.Transport;
+
+/// <summary>A transaction record after validation: a private copy, never re-read from shared memory.</summary>
+/// <param name="TransactionId">The sender's id; a reply carries the id of the call it answers.</param>
+/// <param name="Offset">The payload's offset from the start of the data area; inside it with <paramref name="Length"/>.</param>
+/// <param name="Length">The payload's length in bytes.</param>
+/// <param name="Code">What the transaction asks for (binder's <c>code</c>).</param>
+/// <param name="Flags">Valid flags: exactly one kind.</param>
+internal readonly record struct TransactionRecord(ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags)
+{
+    /// <summary>Whether no reply is expected.</summary>
+    internal bool IsOneway => Flags.IsOneway();
+}

@@ -1,0 +1,155 @@
+using System.Numerics;
+using PageRange.Memory;
+
+namespace PageRange.Transport;
+
+/// <summary>Where each part of a region lies: header, transaction ring, free ring, data area.</summary>
+/// <remarks>
+/// <code>
+/// 0                 RegionHeaderLayout (576 bytes)
+/// TxRingOffset      TxRingCapacity   x TransactionRecordLayout (32 bytes)   writer -> receiver
+/// FreeRingOffset    FreeRingCapacity x FreeRecordLayout (16 bytes)          receiver -> writer
+/// DataOffset        data area, page-aligned, to the end of the region
+/// </code>
+/// Both rings start on a 64-byte line; the header pages (everything before <see cref="DataOffset"/>) stay backed for
+/// the life of the region, the data area is managed by a <see cref="ShrinkablePageRange"/>.
+/// </remarks>
+/// <param name="RegionSize">The whole region in bytes.</param>
+/// <param name="TxRingCapacity">Transaction ring slots, a power of two.</param>
+/// <param name="FreeRingCapacity">Free ring slots, a power of two.</param>
+/// <param name="TxRingOffset">Byte offset of the transaction ring's first record.</param>
+/// <param name="FreeRingOffset">Byte offset of the free ring's first record.</param>
+/// <param name="DataOffset">Byte offset of the data area: the header pages' size, a page multiple.</param>
+/// <param name="DataSize">The data area's size in bytes, at least one page.</param>
+internal readonly record struct RegionLayout(
+    long RegionSize, int TxRingCapacity, int FreeRingCapacity, int TxRingOffset, int FreeRingOffset, long DataOffset, long DataSize)
+{
+    /// <summary>The fewest slots a ring may have.</summary>
+    internal const int MinRingCapacity = 1;
+
+    /// <summary>The most slots a ring may have (2 MiB of transaction records).</summary>
+    internal const int MaxRingCapacity = 1 << 16;
+
+    private const int CacheLine = 64;
+
+    /// <summary>Header pages in bytes (the same as <see cref="DataOffset"/>).</summary>
+    internal long HeaderBytes => DataOffset;
+
+    /// <summary>
+    /// The number of buffers a writer may have live at once: no more than either ring holds, so a receiver's free
+    /// always finds a slot and a commit always finds a transaction slot.
+    /// </summary>
+    internal int MaxLiveBuffers => Math.Min(TxRingCapacity, FreeRingCapacity);
+
+    /// <summary>Lays out a region of <paramref name="regionSize"/> bytes with rings of the given capacities.</summary>
+    /// <exception cref="ArgumentException">A size is not page-aligned or out of range, a capacity is not a power of
+    /// two in [<see cref="MinRingCapacity"/>, <see cref="MaxRingCapacity"/>], or no data page is left.</exception>
+    internal static RegionLayout Compute(long regionSize, int txRingCapacity, int freeRingCapacity)
+    {
+        int pageSize = SharedRegion.PageSize;
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(regionSize);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(regionSize, SharedRegion.DefaultMaxSize);
+        if (regionSize % pageSize != 0)
+        {
+            throw new ArgumentException($"A region's size must be a multiple of the page size ({pageSize}); {regionSize} is not.", nameof(regionSize));
+        }
+        ValidateCapacity(txRingCapacity, nameof(txRingCapacity));
+        ValidateCapacity(freeRingCapacity, nameof(freeRingCapacity));
+
+        int txRingOffset = RegionHeaderLayout.Size;
+        int freeRingOffset = AlignUp(txRingOffset + (txRingCapacity * TransactionRecordLayout.Size), CacheLine);
+        int headerEnd = freeRingOffset + (freeRingCapacity * FreeRecordLayout.Size);
+        long dataOffset = AlignUp(headerEnd, pageSize);
+        if (dataOffset >= regionSize)
+        {
+            throw new ArgumentException(
+                $"A region of {regionSize} bytes leaves no data page after {dataOffset} header bytes; make it larger or the rings smaller.",
+                nameof(regionSize));
+        }
+        return new RegionLayout(regionSize, txRingCapacity, freeRingCapacity, txRingOffset, freeRingOffset, dataOffset, regionSize - dataOffset);
+    }
+
+    /// <summary>The header a receiver writes for this layout, with every ring index and doorbell word zero.</summary>
+    internal RegionHeaderLayout ToHeader() => new()
+    {
+        Magic = RegionHeaderLayout.ExpectedMagic,
+        Version = RegionHeaderLayout.CurrentVersion,
+        RegionSize = (ulong)RegionSize,
+        DataOffset = (ulong)DataOffset,
+        DataSize = (ulong)DataSize,
+        TxRingOffset = (uint)TxRingOffset,
+        TxRingCapacity = (uint)TxRingCapacity,
+        FreeRingOffset = (uint)FreeRingOffset,
+        FreeRingCapacity = (uint)FreeRingCapacity,
+        TxRecordSize = TransactionRecordLayout.Size,
+        FreeRecordSize = FreeRecordLayout.Size,
+    };
+
+    /// <summary>
+    /// Checks a header the peer wrote against the layout it announced: every configuration field must be exactly what
+    /// <see cref="Compute"/> gives for that size and those capacities.
+    /// </summary>
+    /// <param name="header">A private copy of the header, taken once.</param>
+    /// <param name="regionSize">The size of the mapping (already checked against the announced size).</param>
+    /// <param name="txRingCapacity">The announced transaction ring capacity.</param>
+    /// <param name="freeRingCapacity">The announced free ring capacity.</param>
+    /// <returns>The layout to use from now on, never re-read from shared memory.</returns>
+    /// <exception cref="ProtocolViolationException">A field differs, or the announced values are impossible.</exception>
+    internal static RegionLayout Validate(in RegionHeaderLayout header, long regionSize, int txRingCapacity, int freeRingCapacity)
+    {
+        if (header.Magic != RegionHeaderLayout.ExpectedMagic)
+        {
+            throw new ProtocolViolationException($"The peer's region does not start with the PageRange magic (found 0x{header.Magic:x16}).");
+        }
+        if (header.Version != RegionHeaderLayout.CurrentVersion)
+        {
+            throw new ProtocolViolationException(
+                $"The peer's region has layout version {header.Version}; this side reads version {RegionHeaderLayout.CurrentVersion}.");
+        }
+
+        RegionLayout expected;
+        try
+        {
+            expected = Compute(regionSize, txRingCapacity, freeRingCapacity);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ProtocolViolationException($"The peer announced an impossible region layout: {e.Message}", e);
+        }
+
+        RegionHeaderLayout want = expected.ToHeader();
+        if (header.Reserved != 0
+            || header.RegionSize != want.RegionSize
+            || header.DataOffset != want.DataOffset
+            || header.DataSize != want.DataSize
+            || header.TxRingOffset != want.TxRingOffset
+            || header.TxRingCapacity != want.TxRingCapacity
+            || header.FreeRingOffset != want.FreeRingOffset
+            || header.FreeRingCapacity != want.FreeRingCapacity
+            || header.TxRecordSize != want.TxRecordSize
+            || header.FreeRecordSize != want.FreeRecordSize)
+        {
+            throw new ProtocolViolationException(
+                $"The peer's region header does not match what it announced: region {header.RegionSize} (expected {want.RegionSize}), " +
+                $"data at {header.DataOffset}+{header.DataSize} (expected {want.DataOffset}+{want.DataSize}), " +
+                $"tx ring {header.TxRingCapacity}x{header.TxRecordSize} at {header.TxRingOffset} (expected {want.TxRingCapacity}x{want.TxRecordSize} at {want.TxRingOffset}), " +
+                $"free ring {header.FreeRingCapacity}x{header.FreeRecordSize} at {header.FreeRingOffset} (expected {want.FreeRingCapacity}x{want.FreeRecordSize} at {want.FreeRingOffset}), " +
+                $"reserved {header.Reserved}.");
+        }
+        return expected;
+    }
+
+    private static void ValidateCapacity(int capacity, string name)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, MinRingCapacity, name);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(capacity, MaxRingCapacity, name);
+        if (!BitOperations.IsPow2(capacity))
+        {
+            throw new ArgumentException($"A ring's capacity must be a power of two; {capacity} is not.", name);
+        }
+    }
+
+    private static int AlignUp(int value, int alignment) => (value + alignment - 1) & ~(alignment - 1);
+
+    private static long AlignUp(long value, long alignment) => (value + alignment - 1) & ~(alignment - 1);
+}

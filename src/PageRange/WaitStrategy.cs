@@ -1,0 +1,19 @@
+namespace PageRange;
+
+/// <summary>How a thread waits for the peer (a transaction to arrive, or a buffer to be freed).</summary>
+/// <remarks>
+/// Spinning answers in well under a microsecond but burns a core; parking costs a futex round trip (a few
+/// microseconds) but leaves the core to others. On a machine with few cores, prefer <see cref="SpinThenPark"/>
+/// with a short spin, or <see cref="Park"/>.
+/// </remarks>
+public enum WaitStrategy
+{
+    /// <summary>Spin (yielding now and then) until the condition holds or the timeout passes; never park.</summary>
+    BusySpin,
+
+    /// <summary>Spin for a bounded, configurable time, then park on the futex. The default.</summary>
+    SpinThenPark,
+
+    /// <summary>Park on the futex at once.</summary>
+    Park,
+}

@@ -1,0 +1,194 @@
+using System.Runtime.InteropServices;
+using PageRange.Memory;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>A peer that writes garbage into the shared header: the reading side throws ProtocolViolationException, nothing else.</summary>
+public sealed class ChannelProtocolViolationTests
+{
+    private static readonly int s_page = SharedRegion.PageSize;
+
+    private static ChannelOptions Options => new() { RegionSize = 16L * s_page, TxRingCapacity = 4, FreeRingCapacity = 4 };
+
+    [Theory]
+    [InlineData(5UL)]
+    [InlineData(ulong.MaxValue)]
+    public void TryReceive_TxTailMoreThanARingAhead_ThrowsEveryTime(ulong tail)
+    {
+        using var pair = new ChannelPair(Options);
+        pair.WriteHeader(RegionHeaderLayout.TxTailOffset, tail);
+        Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+        Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+        Assert.Equal(0UL, pair.Inbound.Received);
+    }
+
+    [Fact]
+    public void TryReceive_TxTailGoesBackwards_Throws()
+    {
+        using var pair = new ChannelPair(Options);
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, [1]));
+        Assert.True(pair.Outbound.TrySend(2, 0, TransactionFlags.Oneway, [2]));
+        pair.ReceiveOne();
+        pair.ReceiveOne();
+        pair.WriteHeader(RegionHeaderLayout.TxTailOffset, 1UL);
+        Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+    }
+
+    private static (string What, ulong Offset, uint Length, uint Flags, uint Reserved)[] BadRecords(long dataSize) =>
+    [
+        ("offset beyond the data area", (ulong)dataSize + 8, 0, 1, 0),
+        ("length runs past the end", (ulong)dataSize - 8, 16, 1, 0),
+        ("offset + length overflows", ulong.MaxValue - 7, 16, 1, 0),
+        ("huge length", 0, uint.MaxValue, 1, 0),
+        ("misaligned offset", 3, 1, 1, 0),
+        ("no kind flag", 0, 1, 0, 0),
+        ("two kind flags", 0, 1, 3, 0),
+        ("unknown flag", 0, 1, 0x101, 0),
+        ("reserved set", 0, 1, 1, 1),
+    ];
+
+    [Fact]
+    public void TryReceive_InvalidRecord_ThrowsAndDoesNotConsumeIt()
+    {
+        foreach ((string what, ulong offset, uint length, uint flags, uint reserved) in BadRecords(Options.Validate().DataSize))
+        {
+            using var pair = new ChannelPair(Options);
+            Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, [1, 2, 3]));
+            int slot = pair.Inbound.Layout.TxRingOffset;
+            TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(slot);
+            record.BufferOffset = offset;
+            record.Length = length;
+            record.Flags = flags;
+            record.Reserved = reserved;
+            pair.WriteHeader(slot, record);
+
+            ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+            Assert.True(error.Message.Contains("invalid transaction record", StringComparison.Ordinal), what);
+            Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+            Assert.Equal(0UL, pair.Inbound.Received);
+        }
+    }
+
+    [Fact]
+    public void TryReceive_RecordAtTheVeryEndOfTheDataArea_IsValid()
+    {
+        using var pair = new ChannelPair(Options);
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, [1]));
+        long dataSize = pair.Inbound.Layout.DataSize;
+        int slot = pair.Inbound.Layout.TxRingOffset;
+        TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(slot);
+        record.BufferOffset = (ulong)dataSize - 8;
+        record.Length = 8;
+        pair.WriteHeader(slot, record);
+        TransactionRecord received = pair.ReceiveOne();
+        Assert.Equal(8, pair.Inbound.GetPayload(received).Length);
+    }
+
+    [Fact]
+    public void GetPayload_ForgedRecordOutsideDataArea_ThrowsArgumentOutOfRange()
+    {
+        using var pair = new ChannelPair(Options);
+        var forged = new TransactionRecord(1, pair.Inbound.Layout.DataSize - 4, 8, 0, TransactionFlags.Oneway);
+        Assert.Throws<ArgumentOutOfRangeException>(() => pair.Inbound.GetPayload(forged));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pair.Inbound.GetPayloadMemory(forged));
+    }
+
+    [Theory]
+    [InlineData(0, 0x1234UL)]                                      // magic
+    [InlineData(8, 2UL)]                                           // version
+    [InlineData(44, 8UL)]                                          // tx ring capacity differs from the announced one
+    [InlineData(24, 0UL)]                                          // data offset
+    [InlineData(RegionHeaderLayout.TxTailOffset, 1UL)]             // not a fresh ring
+    [InlineData(RegionHeaderLayout.FreeHeadOffset, 3UL)]
+    public void OutboundChannel_CorruptHeader_ThrowsAndDisposesTheRegion(int offset, ulong value)
+    {
+        using InboundChannel inbound = InboundChannel.Create("corrupt", Options);
+        Span<byte> header = inbound.Region.GetSpan(0, RegionHeaderLayout.Size);
+        if (offset is 8 or 44)
+        {
+            MemoryMarshal.Write(header[offset..], (uint)value);
+        }
+        else
+        {
+            MemoryMarshal.Write(header[offset..], value);
+        }
+        SharedRegion view = SharedRegion.Open(Interop.Dup(inbound.Region.Handle), inbound.Region.Size, inbound.Region.Size);
+        Assert.Throws<ProtocolViolationException>(() => new OutboundChannel(view, Options, new Shrinker()));
+        Assert.Throws<ObjectDisposedException>(() => view.ResidentBytes);
+    }
+
+    [Fact]
+    public void OutboundChannel_AnnouncedCapacityDiffers_Throws()
+    {
+        using InboundChannel inbound = InboundChannel.Create("corrupt", Options);
+        SharedRegion view = SharedRegion.Open(Interop.Dup(inbound.Region.Handle), inbound.Region.Size, inbound.Region.Size);
+        var announced = new ChannelOptions { RegionSize = Options.RegionSize, TxRingCapacity = 8, FreeRingCapacity = 4 };
+        Assert.Throws<ProtocolViolationException>(() => new OutboundChannel(view, announced, new Shrinker()));
+    }
+
+    [Theory]
+    [InlineData(5UL)]
+    [InlineData(ulong.MaxValue)]
+    public void DrainFrees_FreeTailMoreThanARingAhead_Throws(ulong tail)
+    {
+        using var pair = new ChannelPair(Options);
+        pair.WriteHeader(RegionHeaderLayout.FreeTailOffset, tail);
+        Assert.Throws<ProtocolViolationException>(() => pair.Outbound.DrainFrees());
+        Assert.Throws<ProtocolViolationException>(() => pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, [1]));
+    }
+
+    [Theory]
+    [InlineData(ulong.MaxValue)]  // outside the data area
+    [InlineData(8UL)]             // inside, but no buffer starts there
+    [InlineData(4096UL)]
+    public void DrainFrees_FreeOfNoLiveBuffer_IsCountedAndIgnored(ulong offset)
+    {
+        using var pair = new ChannelPair(Options);
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.TwoWay, new byte[16]));
+        TransactionRecord record = pair.ReceiveOne();
+        pair.Inbound.Free(record);
+        // The peer rewrites the free it just published to name some other offset.
+        int slot = pair.Inbound.Layout.FreeRingOffset;
+        pair.WriteHeader(slot, new FreeRecordLayout { BufferOffset = offset, TransactionId = 1 });
+        Assert.Equal(1, pair.Outbound.DrainFrees());
+        Assert.Equal(1, pair.Outbound.IgnoredFrees);
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+    }
+
+    [Fact]
+    public void Free_FreeRingFullBecauseOfADoubleFree_Throws()
+    {
+        using var pair = new ChannelPair(Options);
+        List<TransactionRecord> records = [];
+        for (ulong id = 0; id < 4; id++)
+        {
+            Assert.True(pair.Outbound.TrySend(id, 0, TransactionFlags.Oneway, [1]));
+            records.Add(pair.ReceiveOne());
+        }
+        foreach (TransactionRecord record in records)
+        {
+            pair.Inbound.Free(record);
+        }
+        Assert.Throws<ProtocolViolationException>(() => pair.Inbound.Free(records[0]));
+    }
+
+    [Fact]
+    public void TrySend_PeerFreedBuffersItHadNotReceived_ThrowsAndAbortsTheReservation()
+    {
+        using var pair = new ChannelPair(Options);
+        for (ulong id = 0; id < 4; id++)
+        {
+            Assert.True(pair.Outbound.TrySend(id, 0, TransactionFlags.Oneway, [1]));
+        }
+        // A misbehaving receiver frees all four without taking them off the transaction ring.
+        for (int i = 0; i < 4; i++)
+        {
+            var raw = pair.ReadHeader<TransactionRecordLayout>(pair.Inbound.Layout.TxRingOffset + (i * TransactionRecordLayout.Size));
+            pair.Inbound.Free(new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, TransactionFlags.Oneway));
+        }
+        Assert.Throws<ProtocolViolationException>(() => pair.Outbound.TrySend(9, 0, TransactionFlags.Oneway, [1]));
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.Allocator.BufferCount);
+    }
+}
