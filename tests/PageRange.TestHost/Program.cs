@@ -19,6 +19,8 @@ internal static class Program
             {
                 "echo-args" => EchoArgs(args),
                 "map-region" => MemoryScenarios.MapRegion(args),
+                "control-listen" => ControlScenarios.Listen(args),
+                "control-connect" => ControlScenarios.Connect(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -12,6 +12,7 @@ public sealed partial class PageRangeConnection
     private int _asyncReceivers;
     private int _liveTransactions;
     private volatile bool _drainedAfterDeath;
+    private bool _inboundClosing;
 
     /// <summary>Waits for the next incoming call or oneway message.</summary>
     /// <param name="cancellationToken">Cancels the wait.</param>
@@ -185,9 +186,16 @@ public sealed partial class PageRangeConnection
             slot.Generation = generation + 1;
             cancellation = slot.Cancellation;
             slot.Cancellation = null;
-            if (Volatile.Read(ref _disposed) == 0)
+            if (!_inboundClosing)
             {
-                _inbound.Free(slot.Record);
+                try
+                {
+                    _inbound.Free(slot.Record);
+                }
+                catch (ProtocolViolationException)
+                {
+                    // The free ring is full: the writer broke its live-buffer limit. The reader closes the connection.
+                }
             }
             if ((slot.Record.Flags & TransactionFlags.Oneway) != 0)
             {
@@ -203,7 +211,7 @@ public sealed partial class PageRangeConnection
             }
             _freeIncoming[_freeIncomingCount++] = slot.Index;
             _liveTransactions--;
-            disposeInbound = Volatile.Read(ref _disposed) != 0 && _liveTransactions == 0;
+            disposeInbound = _inboundClosing && _liveTransactions == 0;
         }
         cancellation?.Dispose();
         if (disposeInbound)
@@ -217,7 +225,7 @@ public sealed partial class PageRangeConnection
     /// Waits until <paramref name="call"/> completed (or, with no call, until an incoming transaction is ready), the
     /// peer died, or the deadline passed. Reads the ring itself when no other thread is reading it.
     /// </summary>
-    private void WaitForProgress(PendingCall? call, long deadline, CancellationToken cancellationToken = default)
+    private void WaitForProgress(PendingCall? call, long deadline, CancellationToken cancellationToken)
     {
         if (TryTakeReaderRole())
         {
@@ -241,7 +249,14 @@ public sealed partial class PageRangeConnection
                         return;
                     }
                     long sliceTicks = Math.Min(_options.ParkTimeout.Ticks, TicksUntil(deadline, now));
-                    _inbound.WaitForTransaction(TimeSpan.FromTicks(sliceTicks), cancellationToken);
+                    try
+                    {
+                        _inbound.WaitForTransaction(TimeSpan.FromTicks(sliceTicks), cancellationToken);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
                 }
             }
             finally
@@ -356,7 +371,7 @@ public sealed partial class PageRangeConnection
     {
         IncomingSlot slot = AcquireIncoming(record);
         var transaction = new Transaction(this, slot, slot.Generation);
-        if ((record.Flags & TransactionFlags.Reply) != 0)
+        if ((record.Flags & (TransactionFlags.Reply | TransactionFlags.ErrorReply)) != 0)
         {
             int index = (int)(record.TransactionId & PendingCallIndexMask);
             if (index >= _calls.Length || !_calls[index].TryComplete(record.TransactionId, transaction, null))
@@ -416,8 +431,9 @@ public sealed partial class PageRangeConnection
     {
         if (!_peerDead)
         {
-            _control.Dispose();
             OnPeerDied(violation);
+            // Closing the control socket is the peer's notice; the rest is torn down by Dispose.
+            _ = Task.Run(async () => await _control.DisposeAsync().ConfigureAwait(false));
         }
     }
 
@@ -483,15 +499,15 @@ public sealed partial class PageRangeConnection
             return;
         }
         _lastHousekeeping = now;
-        if (!_peerDead && _sendLock.TryEnter())
+        if (!_peerDead)
         {
             try
             {
                 _outbound.DrainFrees();
             }
-            finally
+            catch (ProtocolViolationException violation)
             {
-                _sendLock.Exit();
+                CloseForViolation(violation);
             }
         }
         // Backstop for the control socket's end-of-file: a peer whose process is gone is dead.

@@ -73,12 +73,12 @@ public sealed partial class PageRangeConnection
                 }
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutSource.IsCancellationRequested)
                 {
-                    _control.SendCancel(call.Id);
+                    SendCancel(call.Id);
                     throw new TimeoutException($"The peer did not reply to call {call.Id} within {timeout ?? _options.CallTimeout}.");
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
-                    _control.SendCancel(call.Id);
+                    SendCancel(call.Id);
                     throw new OperationCanceledException(cancellationToken);
                 }
             }
@@ -102,7 +102,7 @@ public sealed partial class PageRangeConnection
         {
             throw new InvalidOperationException($"Call {slot.Record.TransactionId} was already replied to.");
         }
-        TransactionFlags flags = TransactionFlags.Reply | (isError ? TransactionFlags.ErrorReply : 0);
+        TransactionFlags flags = isError ? TransactionFlags.ErrorReply : TransactionFlags.Reply;
         SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
     }
 
@@ -114,43 +114,48 @@ public sealed partial class PageRangeConnection
         {
             throw NewPeerDied();
         }
-        lock (_sendLock)
+        try
         {
             if (_outbound.TrySend(id, code, flags, payload))
             {
                 return;
             }
+            SendSlow(id, code, flags, payload, cancellationToken);
         }
-        SendSlow(id, code, flags, payload, cancellationToken);
+        catch (ProtocolViolationException violation)
+        {
+            CloseForViolation(violation);
+            throw;
+        }
+        catch (ObjectDisposedException) when (_peerDead)
+        {
+            throw NewPeerDied();
+        }
     }
 
-    /// <summary>Back-pressure: the peer's region is full, so wait (bounded, cancellable) for it to free buffers.</summary>
+    /// <summary>Back-pressure: the peer's region is full, so wait (bounded, cancellable, ended by death) for frees.</summary>
     private void SendSlow(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
     {
-        long deadline = Stopwatch.GetTimestamp() + (long)(_options.RegionFullTimeout.TotalSeconds * Stopwatch.Frequency);
-        while (true)
+        using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (_peerDead)
-            {
-                throw NewPeerDied();
-            }
-            lock (_sendLock)
-            {
-                _outbound.DrainFrees();
-                if (_outbound.TrySend(id, code, flags, payload))
-                {
-                    return;
-                }
-            }
-            long left = deadline - Stopwatch.GetTimestamp();
-            if (left <= 0)
-            {
-                throw new RegionFullException(
-                    $"The peer's region had no room for {payload.Length} bytes for {_options.RegionFullTimeout}; the peer is not freeing its buffers.");
-            }
-            _outbound.WaitForFrees(TimeSpan.FromTicks(Math.Min(left * TimeSpan.TicksPerSecond / Stopwatch.Frequency, _options.ParkTimeout.Ticks)), cancellationToken);
+            _outbound.Send(id, code, flags, payload, _options.RegionFullTimeout, linked.Token);
         }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
+        {
+            throw NewPeerDied();
+        }
+    }
+
+    private void SendCancel(ulong id)
+    {
+        if (_peerDead)
+        {
+            return;
+        }
+        // Best effort: a lost cancel only means the callee's handler runs to the end.
+        _ = _control.SendCancelAsync(id).AsTask().ContinueWith(
+            static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
     }
 
     private ulong NextOnewayId()
@@ -195,14 +200,16 @@ public sealed partial class PageRangeConnection
 
     private void WaitForReply(PendingCall call, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        long deadline = timeout == Timeout.InfiniteTimeSpan
+            ? long.MaxValue
+            : Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         while (!call.IsCompleted)
         {
             if (cancellationToken.IsCancellationRequested)
             {
                 if (call.TryComplete(call.Id, default, new OperationCanceledException(cancellationToken)))
                 {
-                    _control.SendCancel(call.Id);
+                    SendCancel(call.Id);
                 }
                 break;
             }
@@ -210,11 +217,11 @@ public sealed partial class PageRangeConnection
             {
                 if (call.TryComplete(call.Id, default, new TimeoutException($"The peer did not reply to call {call.Id} within {timeout}.")))
                 {
-                    _control.SendCancel(call.Id);
+                    SendCancel(call.Id);
                 }
                 break;
             }
-            WaitForProgress(call, deadline);
+            WaitForProgress(call, deadline, cancellationToken);
         }
     }
 

@@ -6,6 +6,7 @@
 // its holder consumes the inbound ring or parks on its doorbell.
 
 using PageRange.Memory;
+using PageRange.Transport.Control;
 
 namespace PageRange.Transport;
 
@@ -29,12 +30,12 @@ namespace PageRange.Transport;
 /// </remarks>
 public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
 {
-    private readonly IControlLink _control;
+    private readonly HandshakeResult _handshake;
+    private readonly ControlChannel _control;
     private readonly InboundChannel _inbound;
     private readonly OutboundChannel _outbound;
     private readonly PageRangeOptions _options;
 
-    private readonly Lock _sendLock = new();
     private readonly Lock _slotLock = new();
     private readonly object _gate = new();
 
@@ -52,6 +53,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
 
     private readonly Thread _pumpThread;
     private readonly ManualResetEventSlim _pumpWake = new(false);
+    private readonly CancellationTokenSource _closed = new();
+    private readonly CancellationTokenRegistration _peerDiedRegistration;
 
     private int _readerRole;
     private int _generation;
@@ -61,15 +64,27 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private volatile bool _peerDead;
     private int _disposed;
 
-    internal PageRangeConnection(IControlLink control, InboundChannel inbound, OutboundChannel outbound, PageRangeOptions options)
+    private PageRangeConnection(string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options)
     {
-        _control = control;
+        Name = name;
+        _handshake = handshake;
+        _control = handshake.Control;
         _inbound = inbound;
-        _outbound = outbound;
         _options = options;
+        // The peer's hello announced its rings; the header it wrote must match them (OutboundChannel validates it).
+        var outboundOptions = new ChannelOptions
+        {
+            RegionSize = handshake.PeerRegion.Size,
+            TxRingCapacity = handshake.PeerHello.TransactionRingCapacity,
+            FreeRingCapacity = handshake.PeerHello.FreeRingCapacity,
+            WaitStrategy = options.WaitStrategy,
+            SpinDuration = options.SpinDuration,
+            ParkTimeout = options.ParkTimeout,
+        };
+        _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);
 
         // One incoming slot per buffer the peer may have live in our region: the writer never has more than the
-        // free ring holds, so a slot is always there when a record arrives.
+        // rings allow, so a slot is always there when a record arrives.
         int slots = inbound.MaxLiveBuffers;
         _incomingSlots = new IncomingSlot[slots];
         _freeIncoming = new int[slots];
@@ -82,7 +97,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _onewayBacklog = new Queue<IncomingSlot>(slots);
         _incomingReady = new Queue<IncomingSlot>(slots);
 
-        int calls = Math.Min(options.MaxConcurrentCalls, PendingCallIndexMask + 1);
+        int calls = Math.Min(options.MaxConcurrentCalls, PendingCallIndexMask);
         _calls = new PendingCall[calls];
         _freeCalls = new int[calls];
         for (int i = 0; i < calls; i++)
@@ -95,47 +110,132 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _pumpThread = new Thread(PumpLoop)
         {
             IsBackground = true,
-            Name = $"PageRange reader (peer {control.PeerPid})",
+            Name = $"PageRange reader ({name})",
         };
         _pumpThread.Start();
-        control.Start(OnPeerDied, OnCancelRequested);
+        _control.StartWatching(OnControlMessage);
+        _peerDiedRegistration = _control.PeerDied.UnsafeRegister(static state =>
+        {
+            var connection = (PageRangeConnection)state!;
+            connection.OnPeerDied(connection._control.CloseReason);
+        }, this);
     }
 
+    /// <summary>The listener's name.</summary>
+    public string Name { get; }
+
     /// <summary>The peer's process id (<c>SO_PEERCRED</c>; binder's <c>getCallingPid</c>).</summary>
-    public int PeerPid => _control.PeerPid;
+    public int PeerPid => _handshake.PeerCredentials.Pid;
 
     /// <summary>The peer's user id (<c>SO_PEERCRED</c>; binder's <c>getCallingUid</c>).</summary>
-    public int PeerUid => _control.PeerUid;
+    public uint PeerUid => _handshake.PeerCredentials.Uid;
 
     /// <summary>The peer's group id (<c>SO_PEERCRED</c>).</summary>
-    public int PeerGid => _control.PeerGid;
+    public uint PeerGid => _handshake.PeerCredentials.Gid;
+
+    /// <summary>
+    /// Cancelled once the connection is over: the peer closed its end, exited or was killed, sent something invalid,
+    /// or this connection was disposed.
+    /// </summary>
+    public CancellationToken PeerDied => _closed.Token;
 
     /// <summary>Whether the peer is still there; once false, calls fail with <see cref="PeerDiedException"/>.</summary>
     public bool IsPeerAlive => !_peerDead;
 
-    /// <summary>The largest two-way payload the peer's region can ever take, in bytes.</summary>
+    /// <summary>The largest two-way payload or reply the peer's region can ever take, in bytes: its data area.</summary>
     public long MaxMessageSize => _outbound.MaxMessageSize;
 
-    /// <summary>The largest oneway payload the peer's region can ever take (its oneway quota), in bytes.</summary>
+    /// <summary>The largest oneway payload the peer's region can ever take, in bytes: its oneway quota (half the data area).</summary>
     public long MaxOnewayMessageSize => _outbound.MaxOnewayMessageSize;
 
-    /// <summary>Statistics of the region we write into (the peer's) and of ours.</summary>
+    /// <summary>Connects to the listener <paramref name="name"/>.</summary>
+    /// <param name="name">The listener's name.</param>
+    /// <param name="options">This side's options; null for the defaults.</param>
+    /// <param name="cancellationToken">Cancels connecting.</param>
+    /// <returns>The connection.</returns>
+    /// <exception cref="ArgumentException">The name is empty, too long or contains a NUL.</exception>
+    /// <exception cref="PageRangeException">Nobody listens on <paramref name="name"/>.</exception>
+    /// <exception cref="ConnectionRefusedException">Either side refused the other (uid, version, region); the message says why.</exception>
+    /// <exception cref="TimeoutException">Connecting took longer than <see cref="PageRangeOptions.ConnectTimeout"/>.</exception>
+    /// <exception cref="PlatformNotSupportedException">Not on Linux.</exception>
+    public static async ValueTask<PageRangeConnection> ConnectAsync(
+        string name, PageRangeOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ControlHandshake.ValidateName(name);
+        options = (options ?? new PageRangeOptions()).Clone();
+        InboundChannel inbound = CreateInbound(name, options);
+        HandshakeResult handshake;
+        try
+        {
+            handshake = await ControlHandshake.ConnectAsync(name, options, inbound.Region, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            inbound.Dispose();
+            throw;
+        }
+        return await CreateAsync(name, handshake, inbound, options).ConfigureAwait(false);
+    }
+
+    /// <summary>Builds the connection over a completed handshake; on failure closes both (the peer sees the end).</summary>
+    internal static async ValueTask<PageRangeConnection> CreateAsync(string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options)
+    {
+        try
+        {
+            return new PageRangeConnection(name, handshake, inbound, options);
+        }
+        catch
+        {
+            await handshake.DisposeAsync().ConfigureAwait(false);
+            inbound.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates the channel this side receives in, sized by <paramref name="options"/>.</summary>
+    internal static InboundChannel CreateInbound(string name, PageRangeOptions options) =>
+        InboundChannel.Create($"pagerange:{name}", new ChannelOptions
+        {
+            RegionSize = options.RegionSize,
+            TxRingCapacity = options.TransactionRingCapacity,
+            FreeRingCapacity = options.FreeRingCapacity,
+            WaitStrategy = options.WaitStrategy,
+            SpinDuration = options.SpinDuration,
+            ParkTimeout = options.ParkTimeout,
+        });
+
+    /// <summary>
+    /// A text dump in the spirit of binder's debugfs: both regions' buffers, page counts, high-water marks, free oneway
+    /// space and ring positions.
+    /// </summary>
     public string DumpState()
     {
         var text = new System.Text.StringBuilder();
-        text.AppendLine(System.Globalization.CultureInfo.InvariantCulture, $"connection to pid {PeerPid} (uid {PeerUid}), peer alive: {IsPeerAlive}");
-        text.AppendLine("outbound (peer's region, written by us):");
-        lock (_sendLock)
-        {
-            text.Append(_outbound.DumpState());
-        }
-        text.AppendLine("inbound (our region, written by the peer):");
+        text.Append(System.Globalization.CultureInfo.InvariantCulture,
+            $"connection '{Name}' to pid {PeerPid} (uid {PeerUid}, gid {PeerGid}), peer alive: {IsPeerAlive}\n");
+        text.Append(System.Globalization.CultureInfo.InvariantCulture,
+            $"incoming: {Volatile.Read(ref _liveTransactions)} live transactions, {Volatile.Read(ref _readyCount)} ready\n");
+        text.Append("outbound (the peer's region, written by us):\n");
+        text.Append(_outbound.DumpState());
+        text.Append("inbound (our region, written by the peer):\n");
         text.Append(_inbound.DumpState());
         return text.ToString();
     }
 
+    private void OnControlMessage(ControlMessage message)
+    {
+        if (message is CancelMessage cancel)
+        {
+            OnCancelRequested(cancel.CallId);
+        }
+    }
+
     private void OnPeerDied(Exception? cause)
     {
+        if (_peerDead)
+        {
+            return;
+        }
         _deathCause = cause;
         _peerDead = true;
         // Fail every pending call; transactions already published stay in the ring and are still delivered.
@@ -151,10 +251,24 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _outbound.WakeWriter();
         NotifyFollowers();
         _pumpWake.Set();
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed concurrently.
+        }
     }
 
-    private PeerDiedException NewPeerDied() =>
-        new($"The peer process {PeerPid} is gone; its connection is closed.", _deathCause);
+    private Exception NewPeerDied() =>
+        _deathCause switch
+        {
+            ProtocolViolationException violation => new ProtocolViolationException(
+                $"The connection to pid {PeerPid} was closed: the peer broke the protocol ({violation.Message})", violation),
+            ObjectDisposedException => new ObjectDisposedException(nameof(PageRangeConnection), "This connection was closed."),
+            var cause => new PeerDiedException($"The peer process {PeerPid} is gone; its connection '{Name}' is closed.", cause),
+        };
 
     private void ThrowIfDisposed()
     {
@@ -164,35 +278,34 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>Closes the connection: the peer sees it as our death; pending calls fail; regions are unmapped.</summary>
-    public void Dispose()
+    /// <summary>Closes the connection: the peer sees it as our end; pending calls fail; regions are unmapped.</summary>
+    /// <remarks>Our region stays mapped until every transaction we still hold is disposed, so their payloads stay readable.</remarks>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    /// <inheritdoc cref="Dispose"/>
+    public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
         }
-        _control.Dispose();
         OnPeerDied(new ObjectDisposedException(nameof(PageRangeConnection)));
-        _pumpThread.Join(_options.ParkTimeout * 4 + TimeSpan.FromSeconds(1));
-
-        // Wait for a reader still holding the role (it notices the death within one park slice) before unmapping.
-        var deadline = Environment.TickCount64 + 5000;
-        while (Interlocked.CompareExchange(ref _readerRole, 1, 0) != 0 && Environment.TickCount64 < deadline)
+        await _peerDiedRegistration.DisposeAsync().ConfigureAwait(false);
+        await _handshake.DisposeAsync().ConfigureAwait(false);
+        _pumpWake.Set();
+        _pumpThread.Join();
+        _outbound.Dispose();
+        bool disposeInbound;
+        lock (_slotLock)
         {
-            Thread.Yield();
+            _inboundClosing = true;
+            disposeInbound = _liveTransactions == 0;
         }
-        lock (_sendLock)
+        if (disposeInbound)
         {
-            _outbound.Dispose();
+            // InboundChannel.Dispose waits for a receive in progress, so a reader still holding the role is safe.
+            _inbound.Dispose();
         }
-        _inbound.Dispose();
-        _pumpWake.Dispose();
-    }
-
-    /// <inheritdoc cref="Dispose"/>
-    public ValueTask DisposeAsync()
-    {
-        Dispose();
-        return ValueTask.CompletedTask;
+        _closed.Dispose();
     }
 }

@@ -1,0 +1,268 @@
+using System.Numerics;
+using PageRange.Memory;
+
+namespace PageRange;
+
+/// <summary>
+/// Settings of a PageRange connection: the size of the region this side receives in, its rings, who may connect, and
+/// the timeouts of connecting, calling and waiting for space.
+/// </summary>
+/// <remarks>
+/// Every setter checks its value at once and throws <see cref="ArgumentOutOfRangeException"/> with the rule it broke, so
+/// a bad setting fails where it is made, not later inside a connection. A listener or connection copies the options it
+/// is given; changing them afterwards does not affect it. Not thread-safe while being changed.
+/// </remarks>
+public sealed class PageRangeOptions
+{
+    /// <summary>The default <see cref="RegionSize"/>: 4 MiB, binder's usable mapping size.</summary>
+    public const long DefaultRegionSize = 4L << 20;
+
+    /// <summary>The smallest <see cref="RegionSize"/>: 64 KiB.</summary>
+    public const long MinRegionSize = 64L << 10;
+
+    /// <summary>The largest <see cref="RegionSize"/>: 1 GiB.</summary>
+    public const long MaxRegionSize = 1L << 30;
+
+    /// <summary>The default <see cref="TransactionRingCapacity"/>: 1024 records.</summary>
+    public const int DefaultTransactionRingCapacity = 1024;
+
+    /// <summary>The default <see cref="FreeRingCapacity"/>: 4096 records.</summary>
+    public const int DefaultFreeRingCapacity = 4096;
+
+    /// <summary>The smallest ring capacity: 16 records.</summary>
+    public const int MinRingCapacity = 16;
+
+    /// <summary>The largest ring capacity: 65536 records.</summary>
+    public const int MaxRingCapacity = 1 << 16;
+
+    /// <summary>The most receiving threads: 256.</summary>
+    public const int MaxReceiveThreads = 256;
+
+    private static readonly TimeSpan s_maxSpinDuration = TimeSpan.FromSeconds(1);
+
+    private long _regionSize = DefaultRegionSize;
+    private int _transactionRingCapacity = DefaultTransactionRingCapacity;
+    private int _freeRingCapacity = DefaultFreeRingCapacity;
+    private TimeSpan _spinDuration = TimeSpan.FromMicroseconds(20);
+    private int _receiveThreads = 4;
+    private TimeSpan _connectTimeout = TimeSpan.FromSeconds(10);
+    private TimeSpan _callTimeout = Timeout.InfiniteTimeSpan;
+    private TimeSpan _regionFullTimeout = TimeSpan.FromSeconds(5);
+    private TimeSpan _parkTimeout = TimeSpan.FromMilliseconds(100);
+    private int _maxConcurrentCalls = 1024;
+
+    /// <summary>Creates options with every default.</summary>
+    public PageRangeOptions()
+    {
+    }
+
+    private PageRangeOptions(PageRangeOptions values, HashSet<uint> allowedUids)
+    {
+        _regionSize = values._regionSize;
+        _transactionRingCapacity = values._transactionRingCapacity;
+        _freeRingCapacity = values._freeRingCapacity;
+        _spinDuration = values._spinDuration;
+        _receiveThreads = values._receiveThreads;
+        _connectTimeout = values._connectTimeout;
+        _callTimeout = values._callTimeout;
+        _regionFullTimeout = values._regionFullTimeout;
+        _parkTimeout = values._parkTimeout;
+        _maxConcurrentCalls = values._maxConcurrentCalls;
+        WaitStrategy = values.WaitStrategy;
+        AllowAnyUid = values.AllowAnyUid;
+        AllowedUids = allowedUids;
+    }
+
+    /// <summary>
+    /// The size in bytes of the region this side receives transactions in (its memory budget for the peer).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to 4 MiB. A multiple of the page size, from 64 KiB to 1 GiB. Pages are backed only while buffers cover
+    /// them, so a generous region costs nothing at rest. The largest two-way message is the region's data area; the
+    /// largest oneway message is half of it.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds or not a page multiple.</exception>
+    public long RegionSize
+    {
+        get => _regionSize;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, MinRegionSize);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxRegionSize);
+            if (value % SharedRegion.PageSize != 0)
+            {
+                throw new ArgumentOutOfRangeException(
+                    nameof(value), value, $"RegionSize must be a multiple of the page size ({SharedRegion.PageSize}).");
+            }
+            _regionSize = value;
+        }
+    }
+
+    /// <summary>How many transaction records the ring of this side's region holds: transactions published and not yet received.</summary>
+    /// <remarks>Defaults to 1024. A power of two from 16 to 65536.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds or not a power of two.</exception>
+    public int TransactionRingCapacity
+    {
+        get => _transactionRingCapacity;
+        set => _transactionRingCapacity = CheckRingCapacity(value);
+    }
+
+    /// <summary>
+    /// How many free records the free ring of this side's region holds. It also bounds how many buffers the peer may
+    /// have live in this region at once, so a free never has to wait for room.
+    /// </summary>
+    /// <remarks>Defaults to 4096. A power of two from 16 to 65536.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds or not a power of two.</exception>
+    public int FreeRingCapacity
+    {
+        get => _freeRingCapacity;
+        set => _freeRingCapacity = CheckRingCapacity(value);
+    }
+
+    /// <summary>How long a waiting receiver spins before it parks on the futex.</summary>
+    /// <remarks>Defaults to 20 microseconds. From zero (park at once) to one second.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative or longer than one second.</exception>
+    public TimeSpan SpinDuration
+    {
+        get => _spinDuration;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, s_maxSpinDuration);
+            _spinDuration = value;
+        }
+    }
+
+    /// <summary>How many threads may handle two-way calls of one connection at once. Oneway transactions are handled one at a time, in order.</summary>
+    /// <remarks>Defaults to 4. From 1 to 256.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public int ReceiveThreads
+    {
+        get => _receiveThreads;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxReceiveThreads);
+            _receiveThreads = value;
+        }
+    }
+
+    /// <summary>
+    /// Uids besides this process's own effective uid whose processes may connect (checked with <c>SO_PEERCRED</c>).
+    /// </summary>
+    /// <remarks>
+    /// Empty by default: only processes running as the same uid may connect, on either side of the connection. A
+    /// connecting process checks the listener's uid the same way.
+    /// </remarks>
+    public ISet<uint> AllowedUids { get; } = new HashSet<uint>();
+
+    /// <summary>Lets a process running as any uid connect. Defaults to <see langword="false"/>.</summary>
+    public bool AllowAnyUid { get; set; }
+
+    /// <summary>The longest connecting and the handshake that follows may take, on either side.</summary>
+    /// <remarks>Defaults to 10 seconds. Positive, or <see cref="Timeout.InfiniteTimeSpan"/>.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is zero or negative and not infinite.</exception>
+    public TimeSpan ConnectTimeout
+    {
+        get => _connectTimeout;
+        set => _connectTimeout = CheckTimeout(value, allowZero: false);
+    }
+
+    /// <summary>The longest a two-way call waits for its reply.</summary>
+    /// <remarks>Defaults to <see cref="Timeout.InfiniteTimeSpan"/>, as binder: a call waits until the reply or the peer's death.
+    /// Positive, or infinite.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is zero or negative and not infinite.</exception>
+    public TimeSpan CallTimeout
+    {
+        get => _callTimeout;
+        set => _callTimeout = CheckTimeout(value, allowZero: false);
+    }
+
+    /// <summary>The longest a sender waits for the peer to free space in its region before failing with <see cref="RegionFullException"/>.</summary>
+    /// <remarks>Defaults to 5 seconds. Zero fails at once; infinite waits until space, cancellation or death.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative and not infinite.</exception>
+    public TimeSpan RegionFullTimeout
+    {
+        get => _regionFullTimeout;
+        set => _regionFullTimeout = CheckTimeout(value, allowZero: true);
+    }
+
+    /// <summary>How a thread waiting for the peer waits: spin, spin then park on a futex, or park at once.</summary>
+    /// <remarks>
+    /// Defaults to <see cref="PageRange.WaitStrategy.SpinThenPark"/>: the lowest latency that does not burn a core while
+    /// idle. <see cref="PageRange.WaitStrategy.BusySpin"/> gives the lowest latency and owns a core per waiting thread;
+    /// use it only with a core to spare for each side.
+    /// </remarks>
+    public WaitStrategy WaitStrategy { get; set; } = WaitStrategy.SpinThenPark;
+
+    /// <summary>
+    /// The longest a parked thread sleeps on the futex before it re-checks on its own: the backstop that notices a dead
+    /// peer or a lost wake-up, and how often an idle connection drains the peer's frees so freed pages reach the shrinker.
+    /// </summary>
+    /// <remarks>Defaults to 100 milliseconds. From 1 millisecond to 10 seconds.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public TimeSpan ParkTimeout
+    {
+        get => _parkTimeout;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromSeconds(10));
+            _parkTimeout = value;
+        }
+    }
+
+    /// <summary>How many two-way calls this side may have waiting for replies at once, over all threads.</summary>
+    /// <remarks>Defaults to 1024. From 1 to 65535.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public int MaxConcurrentCalls
+    {
+        get => _maxConcurrentCalls;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, 65535);
+            _maxConcurrentCalls = value;
+        }
+    }
+
+    /// <summary>Whether a peer running as <paramref name="peerUid"/> may connect to a process running as <paramref name="ownUid"/>.</summary>
+    internal bool IsUidAllowed(uint peerUid, uint ownUid) => AllowAnyUid || peerUid == ownUid || AllowedUids.Contains(peerUid);
+
+    /// <summary>A copy that later changes to this instance do not reach.</summary>
+    internal PageRangeOptions Clone() => new(this, new HashSet<uint>(AllowedUids));
+
+    /// <summary>The description of who may connect, for refusal messages.</summary>
+    internal string DescribeAllowedUids(uint ownUid) =>
+        AllowedUids.Count == 0
+            ? $"allows only its own uid {ownUid} (add the uid to PageRangeOptions.AllowedUids, or set AllowAnyUid, to widen that)"
+            : $"allows only its own uid {ownUid} and PageRangeOptions.AllowedUids [{string.Join(", ", AllowedUids.Order())}]";
+
+    private static int CheckRingCapacity(int value)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(value, MinRingCapacity);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxRingCapacity);
+        if (!BitOperations.IsPow2(value))
+        {
+            throw new ArgumentOutOfRangeException(nameof(value), value, "A ring capacity must be a power of two.");
+        }
+        return value;
+    }
+
+    private static TimeSpan CheckTimeout(TimeSpan value, bool allowZero)
+    {
+        if (value == Timeout.InfiniteTimeSpan)
+        {
+            return value;
+        }
+        if (allowZero)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero);
+        }
+        else
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero);
+        }
+        return value;
+    }
+}
