@@ -146,7 +146,9 @@ public sealed class ControlHandshakeTests
     public async Task Accept_ClientSaysNothing_TimesOutAndKeepsAccepting()
     {
         string name = UniqueName();
-        var options = new PageRangeOptions { RegionSize = PageRangeOptions.MinRegionSize, ConnectTimeout = TimeSpan.FromMilliseconds(200) };
+        // Short enough to keep the test quick, long enough that the well-behaved client below finishes within it on a
+        // loaded machine: the same timeout bounds its handshake on the listener's side.
+        var options = new PageRangeOptions { RegionSize = PageRangeOptions.MinRegionSize, ConnectTimeout = TimeSpan.FromSeconds(2) };
         await using PageRangeListener listener = PageRangeListener.Listen(name, options);
         var failures = FailureRecorder.On(listener);
         using var accepting = new CancellationTokenSource(TestTimeouts.Long);
@@ -259,6 +261,7 @@ public sealed class ControlHandshakeTests
         Assert.Equal(name, server.Name);
         await server.DisposeAsync();
         await WaitCancelledAsync(client.PeerDied);
+        Assert.True(server.PeerDied.IsCancellationRequested, "PeerDied still answers after disposal");
     }
 
     [Fact]

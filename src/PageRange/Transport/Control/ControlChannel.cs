@@ -217,7 +217,8 @@ internal sealed class ControlChannel : IAsyncDisposable
         }
         _sendLock.Dispose();
         _stopping.Dispose();
-        _peerDied.Dispose();
+        // _peerDied stays undisposed on purpose: PeerDied must keep answering (cancelled) after disposal, and a
+        // source without timer or wait handle holds nothing to release.
     }
 
     private async Task PumpAsync()
