@@ -225,7 +225,7 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    private Transaction TakeReply(PendingCall call)
+    private static Transaction TakeReply(PendingCall call)
     {
         if (call.Error is { } error)
         {

@@ -6,7 +6,6 @@
 // its holder consumes the inbound ring or parks on its doorbell.
 
 using PageRange.Memory;
-using PageRange.Transport.Control;
 
 namespace PageRange.Transport;
 
