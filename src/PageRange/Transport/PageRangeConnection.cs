@@ -305,6 +305,6 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             // InboundChannel.Dispose waits for a receive in progress, so a reader still holding the role is safe.
             _inbound.Dispose();
         }
-        _closed.Dispose();
+        // _closed is not disposed: PeerDied stays readable after Dispose, and a source without timers holds nothing.
     }
 }
