@@ -48,6 +48,8 @@ public sealed class PageRangeOptions
     private TimeSpan _connectTimeout = TimeSpan.FromSeconds(10);
     private TimeSpan _callTimeout = Timeout.InfiniteTimeSpan;
     private TimeSpan _regionFullTimeout = TimeSpan.FromSeconds(5);
+    private TimeSpan _parkTimeout = TimeSpan.FromMilliseconds(100);
+    private int _maxConcurrentCalls = 1024;
 
     /// <summary>Creates options with every default.</summary>
     public PageRangeOptions()
@@ -64,6 +66,9 @@ public sealed class PageRangeOptions
         _connectTimeout = values._connectTimeout;
         _callTimeout = values._callTimeout;
         _regionFullTimeout = values._regionFullTimeout;
+        _parkTimeout = values._parkTimeout;
+        _maxConcurrentCalls = values._maxConcurrentCalls;
+        WaitStrategy = values.WaitStrategy;
         AllowAnyUid = values.AllowAnyUid;
         AllowedUids = allowedUids;
     }
@@ -180,6 +185,45 @@ public sealed class PageRangeOptions
     {
         get => _regionFullTimeout;
         set => _regionFullTimeout = CheckTimeout(value, allowZero: true);
+    }
+
+    /// <summary>How a thread waiting for the peer waits: spin, spin then park on a futex, or park at once.</summary>
+    /// <remarks>
+    /// Defaults to <see cref="PageRange.WaitStrategy.SpinThenPark"/>: the lowest latency that does not burn a core while
+    /// idle. <see cref="PageRange.WaitStrategy.BusySpin"/> gives the lowest latency and owns a core per waiting thread;
+    /// use it only with a core to spare for each side.
+    /// </remarks>
+    public WaitStrategy WaitStrategy { get; set; } = WaitStrategy.SpinThenPark;
+
+    /// <summary>
+    /// The longest a parked thread sleeps on the futex before it re-checks on its own: the backstop that notices a dead
+    /// peer or a lost wake-up, and how often an idle connection drains the peer's frees so freed pages reach the shrinker.
+    /// </summary>
+    /// <remarks>Defaults to 100 milliseconds. From 1 millisecond to 10 seconds.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public TimeSpan ParkTimeout
+    {
+        get => _parkTimeout;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromSeconds(10));
+            _parkTimeout = value;
+        }
+    }
+
+    /// <summary>How many two-way calls this side may have waiting for replies at once, over all threads.</summary>
+    /// <remarks>Defaults to 1024. From 1 to 65535.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public int MaxConcurrentCalls
+    {
+        get => _maxConcurrentCalls;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, 65535);
+            _maxConcurrentCalls = value;
+        }
     }
 
     /// <summary>Whether a peer running as <paramref name="peerUid"/> may connect to a process running as <paramref name="ownUid"/>.</summary>

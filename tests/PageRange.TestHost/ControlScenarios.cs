@@ -40,7 +40,7 @@ internal static class ControlScenarios
         {
             DropPrivileges(uint.Parse(uidText, CultureInfo.InvariantCulture));
         }
-        var options = new PageRangeOptions { RegionSize = PageRangeOptions.MinRegionSize };
+        var options = new PageRangeOptions { RegionSize = PageRangeOptions.MinRegionSize, TransactionRingCapacity = 64, FreeRingCapacity = 64 };
         if (flags.TryGetValue("--allow-uid", out string? allowed))
         {
             options.AllowedUids.Add(uint.Parse(allowed, CultureInfo.InvariantCulture));
@@ -50,7 +50,10 @@ internal static class ControlScenarios
             : ControlHandshake.ProtocolVersion;
         flags.TryGetValue("--region", out string? regionKind);
 
-        using SharedRegion ownRegion = SharedRegion.Create("testhost-own", options.RegionSize);
+        // A real receive region (header and rings initialised), so that the public PageRangeConnection on the other side
+        // accepts it; the refusal scenarios replace what is offered, not what is kept.
+        using InboundChannel inbound = PageRangeConnection.CreateInbound(name, options);
+        SharedRegion ownRegion = inbound.Region;
         using SafeMemfdHandle offered = regionKind switch
         {
             null => Interop.Dup(ownRegion.Handle),

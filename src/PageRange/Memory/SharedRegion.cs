@@ -216,6 +216,22 @@ public sealed unsafe partial class SharedRegion : IDisposable
         }
     }
 
+    /// <summary>Like <see cref="AddRef"/>, but returns <see langword="false"/> instead of throwing once the region is gone.</summary>
+    internal bool TryAddRef()
+    {
+        int count = Volatile.Read(ref _refCount);
+        while (count != 0)
+        {
+            int seen = Interlocked.CompareExchange(ref _refCount, count + 1, count);
+            if (seen == count)
+            {
+                return true;
+            }
+            count = seen;
+        }
+        return false;
+    }
+
     /// <summary>Gives back a reference taken with <see cref="AddRef"/>; the last one closes the descriptor and unmaps.</summary>
     internal void ReleaseRef()
     {

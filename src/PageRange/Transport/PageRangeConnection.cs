@@ -1,53 +1,151 @@
+// Locks, in the order they may nest:
+//  1. _sendLock    serialises the single producer of the outbound channel (reserve, copy, publish, drain frees)
+//  2. _slotLock    protects the free lists of incoming slots and pending calls, and the oneway backlog
+//  3. _gate        the condition variable followers park on (Monitor); nothing is taken while holding it
+// The reader role (_readerRole) is not a lock anyone blocks on: it is taken with a compare-exchange, and only
+// its holder consumes the inbound ring or parks on its doorbell.
+
 using PageRange.Memory;
 
 namespace PageRange.Transport;
 
 /// <summary>
-/// One end of a PageRange connection between two processes: each side receives in a region it owns and writes into
-/// the peer's.
+/// One end of a PageRange connection: calls, oneway messages and replies to the peer process, and the transactions
+/// the peer sends us. Symmetric once set up: either side may call the other.
 /// </summary>
 /// <remarks>
-/// Made by <see cref="ConnectAsync"/> or <see cref="PageRangeListener.AcceptAsync"/>; symmetric once set up. The
-/// control socket stays open for the connection's life, and its end is the peer's death notification
-/// (<see cref="PeerDied"/>). Thread safety: every member may be called from any thread.
+/// <para>
+/// Each side owns a receive region that the peer writes payloads into once; we read them in place and free them by
+/// disposing the <see cref="Transaction"/>. Any thread may call, send or receive, concurrently. Whichever thread is
+/// waiting for something from the peer reads the shared ring itself (a leader/follower scheme), so a synchronous
+/// call's reply is usually read by the calling thread without any hand-off; a background thread takes over the
+/// reading while async callers or receivers wait.
+/// </para>
+/// <para>
+/// Oneway transactions are handed out one at a time, in order: the next is released when the previous one is
+/// disposed (binder's rule). Two-way calls may be handled in parallel by as many threads as call
+/// <see cref="Receive"/>.
+/// </para>
 /// </remarks>
-public sealed class PageRangeConnection : IAsyncDisposable
+public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
 {
     private readonly HandshakeResult _handshake;
-    private readonly SharedRegion _ownRegion;
+    private readonly ControlChannel _control;
+    private readonly InboundChannel _inbound;
+    private readonly OutboundChannel _outbound;
+    private readonly PageRangeOptions _options;
+
+    private readonly Lock _slotLock = new();
+    private readonly object _gate = new();
+
+    private readonly IncomingSlot[] _incomingSlots;
+    private readonly int[] _freeIncoming;
+    private int _freeIncomingCount;
+
+    private readonly PendingCall[] _calls;
+    private readonly int[] _freeCalls;
+    private int _freeCallCount;
+    private ulong _callSequence;
+
+    private readonly Queue<IncomingSlot> _onewayBacklog;
+    private bool _onewayInProgress;
+
+    private readonly Thread _pumpThread;
+    private readonly ManualResetEventSlim _pumpWake = new(false);
+    private readonly CancellationTokenSource _closed = new();
+    private readonly CancellationTokenRegistration _peerDiedRegistration;
+
+    private int _readerRole;
+    private int _generation;
+    private int _parkedFollowers;
+    private int _asyncInterest;
+    private volatile Exception? _deathCause;
+    private volatile bool _peerDead;
     private int _disposed;
 
-    internal PageRangeConnection(string name, HandshakeResult handshake, SharedRegion ownRegion)
+    private PageRangeConnection(string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options)
     {
         Name = name;
         _handshake = handshake;
-        _ownRegion = ownRegion;
-        handshake.Control.StartWatching();
+        _control = handshake.Control;
+        _inbound = inbound;
+        _options = options;
+        // The peer's hello announced its rings; the header it wrote must match them (OutboundChannel validates it).
+        var outboundOptions = new ChannelOptions
+        {
+            RegionSize = handshake.PeerRegion.Size,
+            TxRingCapacity = handshake.PeerHello.TransactionRingCapacity,
+            FreeRingCapacity = handshake.PeerHello.FreeRingCapacity,
+            WaitStrategy = options.WaitStrategy,
+            SpinDuration = options.SpinDuration,
+            ParkTimeout = options.ParkTimeout,
+        };
+        _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);
+
+        // One incoming slot per buffer the peer may have live in our region: the writer never has more than the
+        // rings allow, so a slot is always there when a record arrives.
+        int slots = inbound.MaxLiveBuffers;
+        _incomingSlots = new IncomingSlot[slots];
+        _freeIncoming = new int[slots];
+        for (int i = 0; i < slots; i++)
+        {
+            _incomingSlots[i] = new IncomingSlot(i);
+            _freeIncoming[i] = slots - 1 - i;
+        }
+        _freeIncomingCount = slots;
+        _onewayBacklog = new Queue<IncomingSlot>(slots);
+        _incomingReady = new Queue<IncomingSlot>(slots);
+
+        int calls = Math.Min(options.MaxConcurrentCalls, PendingCallIndexMask);
+        _calls = new PendingCall[calls];
+        _freeCalls = new int[calls];
+        for (int i = 0; i < calls; i++)
+        {
+            _calls[i] = new PendingCall(i);
+            _freeCalls[i] = calls - 1 - i;
+        }
+        _freeCallCount = calls;
+
+        _pumpThread = new Thread(PumpLoop)
+        {
+            IsBackground = true,
+            Name = $"PageRange reader ({name})",
+        };
+        _pumpThread.Start();
+        _control.StartWatching(OnControlMessage);
+        _peerDiedRegistration = _control.PeerDied.UnsafeRegister(static state =>
+        {
+            var connection = (PageRangeConnection)state!;
+            connection.OnPeerDied(connection._control.CloseReason);
+        }, this);
     }
 
     /// <summary>The listener's name.</summary>
     public string Name { get; }
 
-    /// <summary>The peer's process id, from <c>SO_PEERCRED</c> (binder's <c>getCallingPid</c>).</summary>
+    /// <summary>The peer's process id (<c>SO_PEERCRED</c>; binder's <c>getCallingPid</c>).</summary>
     public int PeerPid => _handshake.PeerCredentials.Pid;
 
-    /// <summary>The peer's effective uid when it connected or listened, from <c>SO_PEERCRED</c> (binder's <c>getCallingUid</c>).</summary>
+    /// <summary>The peer's user id (<c>SO_PEERCRED</c>; binder's <c>getCallingUid</c>).</summary>
     public uint PeerUid => _handshake.PeerCredentials.Uid;
 
-    /// <summary>The peer's effective gid when it connected or listened, from <c>SO_PEERCRED</c>.</summary>
+    /// <summary>The peer's group id (<c>SO_PEERCRED</c>).</summary>
     public uint PeerGid => _handshake.PeerCredentials.Gid;
 
     /// <summary>
     /// Cancelled once the connection is over: the peer closed its end, exited or was killed, sent something invalid,
     /// or this connection was disposed.
     /// </summary>
-    public CancellationToken PeerDied => _handshake.Control.PeerDied;
+    public CancellationToken PeerDied => _closed.Token;
 
-    /// <summary>The handshake's result: control socket, peer region and hello. For the transport layered on top.</summary>
-    internal HandshakeResult Handshake => _handshake;
+    /// <summary>Whether the peer is still there; once false, calls fail with <see cref="PeerDiedException"/>.</summary>
+    public bool IsPeerAlive => !_peerDead;
 
-    /// <summary>The region this side receives in.</summary>
-    internal SharedRegion OwnRegion => _ownRegion;
+    /// <summary>The largest two-way payload or reply the peer's region can ever take, in bytes: its data area.</summary>
+    public long MaxMessageSize => _outbound.MaxMessageSize;
+
+    /// <summary>The largest oneway payload the peer's region can ever take, in bytes: its oneway quota (half the data area).</summary>
+    public long MaxOnewayMessageSize => _outbound.MaxOnewayMessageSize;
 
     /// <summary>Connects to the listener <paramref name="name"/>.</summary>
     /// <param name="name">The listener's name.</param>
@@ -64,31 +162,149 @@ public sealed class PageRangeConnection : IAsyncDisposable
     {
         ControlHandshake.ValidateName(name);
         options = (options ?? new PageRangeOptions()).Clone();
-        SharedRegion ownRegion = CreateOwnRegion(name, options);
+        InboundChannel inbound = CreateInbound(name, options);
+        HandshakeResult handshake;
         try
         {
-            HandshakeResult handshake = await ControlHandshake.ConnectAsync(name, options, ownRegion, cancellationToken).ConfigureAwait(false);
-            return new PageRangeConnection(name, handshake, ownRegion);
+            handshake = await ControlHandshake.ConnectAsync(name, options, inbound.Region, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
-            ownRegion.Dispose();
+            inbound.Dispose();
+            throw;
+        }
+        return await CreateAsync(name, handshake, inbound, options).ConfigureAwait(false);
+    }
+
+    /// <summary>Builds the connection over a completed handshake; on failure closes both (the peer sees the end).</summary>
+    internal static async ValueTask<PageRangeConnection> CreateAsync(string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options)
+    {
+        try
+        {
+            return new PageRangeConnection(name, handshake, inbound, options);
+        }
+        catch
+        {
+            await handshake.DisposeAsync().ConfigureAwait(false);
+            inbound.Dispose();
             throw;
         }
     }
 
-    /// <summary>Creates the region this side receives in, sized by <paramref name="options"/>.</summary>
-    internal static SharedRegion CreateOwnRegion(string name, PageRangeOptions options) =>
-        SharedRegion.Create($"pagerange:{name}", options.RegionSize, PageRangeOptions.MaxRegionSize);
+    /// <summary>Creates the channel this side receives in, sized by <paramref name="options"/>.</summary>
+    internal static InboundChannel CreateInbound(string name, PageRangeOptions options) =>
+        InboundChannel.Create($"pagerange:{name}", new ChannelOptions
+        {
+            RegionSize = options.RegionSize,
+            TxRingCapacity = options.TransactionRingCapacity,
+            FreeRingCapacity = options.FreeRingCapacity,
+            WaitStrategy = options.WaitStrategy,
+            SpinDuration = options.SpinDuration,
+            ParkTimeout = options.ParkTimeout,
+        });
 
-    /// <summary>Closes the control socket (the peer sees the connection end) and unmaps both regions.</summary>
+    /// <summary>
+    /// A text dump in the spirit of binder's debugfs: both regions' buffers, page counts, high-water marks, free oneway
+    /// space and ring positions.
+    /// </summary>
+    public string DumpState()
+    {
+        var text = new System.Text.StringBuilder();
+        text.Append(System.Globalization.CultureInfo.InvariantCulture,
+            $"connection '{Name}' to pid {PeerPid} (uid {PeerUid}, gid {PeerGid}), peer alive: {IsPeerAlive}\n");
+        text.Append(System.Globalization.CultureInfo.InvariantCulture,
+            $"incoming: {Volatile.Read(ref _liveTransactions)} live transactions, {Volatile.Read(ref _readyCount)} ready\n");
+        text.Append("outbound (the peer's region, written by us):\n");
+        text.Append(_outbound.DumpState());
+        text.Append("inbound (our region, written by the peer):\n");
+        text.Append(_inbound.DumpState());
+        return text.ToString();
+    }
+
+    private void OnControlMessage(ControlMessage message)
+    {
+        if (message is CancelMessage cancel)
+        {
+            OnCancelRequested(cancel.CallId);
+        }
+    }
+
+    private void OnPeerDied(Exception? cause)
+    {
+        if (_peerDead)
+        {
+            return;
+        }
+        _deathCause = cause;
+        _peerDead = true;
+        // Fail every pending call; transactions already published stay in the ring and are still delivered.
+        foreach (PendingCall call in _calls)
+        {
+            ulong id = Volatile.Read(ref call.Id);
+            if (id != 0 && !call.IsCompleted)
+            {
+                call.TryComplete(id, default, NewPeerDied());
+            }
+        }
+        _inbound.WakeReader();
+        _outbound.WakeWriter();
+        NotifyFollowers();
+        _pumpWake.Set();
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed concurrently.
+        }
+    }
+
+    private Exception NewPeerDied() =>
+        _deathCause switch
+        {
+            ProtocolViolationException violation => new ProtocolViolationException(
+                $"The connection to pid {PeerPid} was closed: the peer broke the protocol ({violation.Message})", violation),
+            ObjectDisposedException => new ObjectDisposedException(nameof(PageRangeConnection), "This connection was closed."),
+            var cause => new PeerDiedException($"The peer process {PeerPid} is gone; its connection '{Name}' is closed.", cause),
+        };
+
+    private void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
+    }
+
+    /// <summary>Closes the connection: the peer sees it as our end; pending calls fail; regions are unmapped.</summary>
+    /// <remarks>Our region stays mapped until every transaction we still hold is disposed, so their payloads stay readable.</remarks>
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    /// <inheritdoc cref="Dispose"/>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
         }
+        OnPeerDied(new ObjectDisposedException(nameof(PageRangeConnection)));
+        await _peerDiedRegistration.DisposeAsync().ConfigureAwait(false);
         await _handshake.DisposeAsync().ConfigureAwait(false);
-        _ownRegion.Dispose();
+        _pumpWake.Set();
+        _pumpThread.Join();
+        _outbound.Dispose();
+        bool disposeInbound;
+        lock (_slotLock)
+        {
+            _inboundClosing = true;
+            disposeInbound = _liveTransactions == 0;
+        }
+        if (disposeInbound)
+        {
+            // InboundChannel.Dispose waits for a receive in progress, so a reader still holding the role is safe.
+            _inbound.Dispose();
+        }
+        // _closed is not disposed: PeerDied stays readable after Dispose, and a source without timers holds nothing.
     }
 }

@@ -75,9 +75,9 @@ public sealed class PageRangeListener : IAsyncDisposable
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask<PageRangeConnection> AcceptAsync(CancellationToken cancellationToken = default)
     {
-        (HandshakeResult handshake, SharedRegion ownRegion) = await AcceptHandshakeAsync(
-            () => PageRangeConnection.CreateOwnRegion(Name, _options), static region => region, cancellationToken).ConfigureAwait(false);
-        return new PageRangeConnection(Name, handshake, ownRegion);
+        (HandshakeResult handshake, InboundChannel inbound) = await AcceptHandshakeAsync(
+            () => PageRangeConnection.CreateInbound(Name, _options), static inbound => inbound.Region, cancellationToken).ConfigureAwait(false);
+        return await PageRangeConnection.CreateAsync(Name, handshake, inbound, _options).ConfigureAwait(false);
     }
 
     /// <summary>

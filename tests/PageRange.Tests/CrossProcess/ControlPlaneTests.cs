@@ -14,7 +14,7 @@ namespace PageRange.Tests.CrossProcess;
 public sealed class ControlPlaneTests(ITestOutputHelper output)
 {
     // The TestHost's regions are 64 KiB; ours match so either side may offer either.
-    private static readonly PageRangeOptions s_options = new() { RegionSize = PageRangeOptions.MinRegionSize };
+    private static readonly PageRangeOptions s_options = new() { RegionSize = PageRangeOptions.MinRegionSize, TransactionRingCapacity = 64, FreeRingCapacity = 64 };
 
     private const uint Nobody = 65534;
 

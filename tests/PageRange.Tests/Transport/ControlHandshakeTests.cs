@@ -10,7 +10,7 @@ namespace PageRange.Tests.Transport;
 /// <summary>Both sides of the handshake in one process: real sockets, memfds and mappings; uid checks need a second process.</summary>
 public sealed class ControlHandshakeTests
 {
-    private static readonly PageRangeOptions s_options = new() { RegionSize = PageRangeOptions.MinRegionSize };
+    private static readonly PageRangeOptions s_options = new() { RegionSize = PageRangeOptions.MinRegionSize, TransactionRingCapacity = 64, FreeRingCapacity = 64 };
 
     [Fact]
     public async Task ConnectAndAccept_SameProcess_ExchangeCredentialsAndRegions()

@@ -198,6 +198,31 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
     }
 
+    /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
+    internal int MaxLiveBuffers => _layout.MaxLiveBuffers;
+
+    /// <summary>Wakes a reader parked in <see cref="WaitForTransaction"/> without publishing anything, e.g. when the peer died.</summary>
+    internal void WakeReader()
+    {
+        // The reference keeps the doorbell's words mapped even if Dispose runs concurrently.
+        if (_region.TryAddRef())
+        {
+            try
+            {
+                _txDoorbell.WakeAll();
+            }
+            finally
+            {
+                _region.ReleaseRef();
+            }
+        }
+    }
+
+    /// <summary>Ring positions of this region, for the connection's state dump.</summary>
+    internal string DumpState() =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}, resident {(Volatile.Read(ref _disposed) == 0 ? _region.ResidentBytes : 0)} bytes\n  transactions received: {Received}, frees published: {Freed}\n");
+
     /// <summary>Wakes every waiter, then unmaps the region once no receive or free is running.</summary>
     public void Dispose()
     {

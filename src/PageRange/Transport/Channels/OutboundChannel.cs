@@ -297,6 +297,48 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
     }
 
+    /// <summary>The largest payload a two-way transaction or reply can ever have: the data area.</summary>
+    internal long MaxMessageSize => _allocator.DataSize;
+
+    /// <summary>The largest payload a oneway transaction can ever have: the oneway quota.</summary>
+    internal long MaxOnewayMessageSize => _allocator.OnewayQuota;
+
+    /// <summary>Wakes senders parked waiting for frees, e.g. when the peer died, so they re-check.</summary>
+    internal void WakeWriter()
+    {
+        // The reference keeps the doorbell's words mapped even if Dispose runs concurrently.
+        if (_region.TryAddRef())
+        {
+            try
+            {
+                _freeDoorbell.WakeAll();
+            }
+            finally
+            {
+                _region.ReleaseRef();
+            }
+        }
+    }
+
+    /// <summary>The allocator's binder-style dump plus ring positions, for the connection's state dump.</summary>
+    internal string DumpState()
+    {
+        _lock.Enter();
+        try
+        {
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                return "  (closed)\n";
+            }
+            return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"  transactions published: {Sent}, live buffers: {LiveBuffers}, ignored frees: {IgnoredFrees}\n{_allocator.DumpState()}\n");
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
     /// <summary>Wakes parked senders (they see the dispose), then unmaps the region once no send is running.</summary>
     /// <remarks>Pages of buffers still live leave the shrinker's LRU; the memory goes when the last mapping does.</remarks>
     public void Dispose()

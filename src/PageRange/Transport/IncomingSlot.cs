@@ -1,0 +1,27 @@
+namespace PageRange.Transport;
+
+/// <summary>
+/// The connection-side state of one delivered transaction, from receipt until its buffer is freed. Slots are
+/// preallocated (one per buffer the peer may have live in our region) and reused; <see cref="Generation"/> changes
+/// on every reuse, so a stale <see cref="Transaction"/> copy is detected instead of touching someone else's buffer.
+/// </summary>
+internal sealed class IncomingSlot
+{
+    internal IncomingSlot(int index) => Index = index;
+
+    internal int Index { get; }
+
+    /// <summary>Odd while the slot holds a live transaction, even while it is free.</summary>
+    internal int Generation;
+
+    internal TransactionRecord Record;
+
+    /// <summary>1 once a reply (or error reply) was sent for a two-way call.</summary>
+    internal int Replied;
+
+    /// <summary>Created only if the handler asks for the call's cancellation token.</summary>
+    internal CancellationTokenSource? Cancellation;
+
+    /// <summary>Set when the caller cancelled before the handler asked for the token.</summary>
+    internal volatile bool CancelRequested;
+}

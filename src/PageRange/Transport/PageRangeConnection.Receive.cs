@@ -1,0 +1,519 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+
+namespace PageRange.Transport;
+
+/// <summary>Receiving: the reader role, routing of records, and the receive API.</summary>
+public sealed partial class PageRangeConnection
+{
+    private readonly Queue<IncomingSlot> _incomingReady;
+    private readonly SemaphoreSlim _asyncReady = new(0);
+    private int _readyCount;
+    private int _asyncReceivers;
+    private int _liveTransactions;
+    private volatile bool _drainedAfterDeath;
+    private bool _inboundClosing;
+
+    /// <summary>Waits for the next incoming call or oneway message.</summary>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The transaction, read in place. Dispose it; reply first if it is a two-way call.</returns>
+    /// <exception cref="PeerDiedException">The peer is gone and everything it published has been delivered.</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote something invalid; the connection is closed.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    public Transaction Receive(CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            if (TryReceive(out Transaction transaction))
+            {
+                return transaction;
+            }
+            cancellationToken.ThrowIfCancellationRequested();
+            if (_drainedAfterDeath)
+            {
+                throw NewPeerDied();
+            }
+            WaitForProgress(call: null, long.MaxValue, cancellationToken);
+        }
+    }
+
+    /// <summary>Takes the next incoming transaction if one is ready, without waiting.</summary>
+    /// <returns><see langword="true"/> and the transaction, or <see langword="false"/> if none is ready.</returns>
+    public bool TryReceive(out Transaction transaction)
+    {
+        ThrowIfDisposed();
+        if (Volatile.Read(ref _readyCount) == 0 && TryTakeReaderRole())
+        {
+            try
+            {
+                PumpAvailable();
+            }
+            finally
+            {
+                ReleaseReaderRole();
+            }
+        }
+        lock (_slotLock)
+        {
+            if (_incomingReady.TryDequeue(out IncomingSlot? slot))
+            {
+                _readyCount--;
+                transaction = new Transaction(this, slot, slot.Generation);
+                return true;
+            }
+        }
+        transaction = default;
+        return false;
+    }
+
+    /// <summary>Completes with the next incoming call or oneway message.</summary>
+    /// <inheritdoc cref="Receive"/>
+    public async ValueTask<Transaction> ReceiveAsync(CancellationToken cancellationToken = default)
+    {
+        if (TryReceive(out Transaction ready))
+        {
+            return ready;
+        }
+        Interlocked.Increment(ref _asyncInterest);
+        Interlocked.Increment(ref _asyncReceivers);
+        _pumpWake.Set();
+        try
+        {
+            while (true)
+            {
+                if (TryReceive(out Transaction transaction))
+                {
+                    return transaction;
+                }
+                if (_drainedAfterDeath)
+                {
+                    throw NewPeerDied();
+                }
+                await _asyncReady.WaitAsync(_options.ParkTimeout, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _asyncReceivers);
+            Interlocked.Decrement(ref _asyncInterest);
+        }
+    }
+
+    /// <summary>Yields incoming transactions until the peer is gone or the token is cancelled.</summary>
+    /// <remarks>Dispose each transaction before moving to the next one, or oneway messages stop flowing.</remarks>
+    public async IAsyncEnumerable<Transaction> ReceiveAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            Transaction transaction;
+            try
+            {
+                transaction = await ReceiveAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (PeerDiedException)
+            {
+                yield break;
+            }
+            yield return transaction;
+        }
+    }
+
+    internal ReadOnlySpan<byte> GetPayload(in TransactionRecord record) => _inbound.GetPayload(record);
+
+    internal ReadOnlyMemory<byte> GetPayloadMemory(in TransactionRecord record) => _inbound.GetPayloadMemory(record);
+
+    internal CancellationToken GetCallCancellationToken(IncomingSlot slot)
+    {
+        CancellationTokenSource source;
+        lock (_slotLock)
+        {
+            source = slot.Cancellation ??= new CancellationTokenSource();
+        }
+        if (slot.CancelRequested || _peerDead)
+        {
+            source.Cancel();
+        }
+        return source.Token;
+    }
+
+    private void OnCancelRequested(ulong transactionId)
+    {
+        CancellationTokenSource? source = null;
+        lock (_slotLock)
+        {
+            foreach (IncomingSlot slot in _incomingSlots)
+            {
+                if ((slot.Generation & 1) == 1 && slot.Record.TransactionId == transactionId && (slot.Record.Flags & TransactionFlags.TwoWay) != 0)
+                {
+                    slot.CancelRequested = true;
+                    source = slot.Cancellation;
+                    break;
+                }
+            }
+        }
+        source?.Cancel();
+    }
+
+    /// <summary>Frees a delivered transaction's buffer (binder's <c>BC_FREE_BUFFER</c>); ignores a second call.</summary>
+    internal void Release(IncomingSlot slot, int generation)
+    {
+        if ((slot.Record.Flags & TransactionFlags.TwoWay) != 0 && Volatile.Read(ref slot.Replied) == 0
+            && Volatile.Read(ref slot.Generation) == generation && !_peerDead && Volatile.Read(ref _disposed) == 0)
+        {
+            try
+            {
+                SendReply(slot, "The peer disposed the call without replying."u8, isError: true);
+            }
+            catch (InvalidOperationException)
+            {
+                // Replied concurrently.
+            }
+            catch (PageRangeException)
+            {
+                // The caller is gone or its region is full; it will time out or see the death.
+            }
+        }
+
+        CancellationTokenSource? cancellation;
+        bool disposeInbound;
+        lock (_slotLock)
+        {
+            if (slot.Generation != generation)
+            {
+                return;
+            }
+            // Even: free. Stale copies of the Transaction now fail their generation check.
+            slot.Generation = generation + 1;
+            cancellation = slot.Cancellation;
+            slot.Cancellation = null;
+            if (!_inboundClosing)
+            {
+                try
+                {
+                    _inbound.Free(slot.Record);
+                }
+                catch (ProtocolViolationException)
+                {
+                    // The free ring is full: the writer broke its live-buffer limit. The reader closes the connection.
+                }
+            }
+            if ((slot.Record.Flags & TransactionFlags.Oneway) != 0)
+            {
+                // binder: the next oneway transaction is released when the previous one's buffer is freed.
+                if (_onewayBacklog.TryDequeue(out IncomingSlot? next))
+                {
+                    EnqueueReadyUnsynchronized(next);
+                }
+                else
+                {
+                    _onewayInProgress = false;
+                }
+            }
+            _freeIncoming[_freeIncomingCount++] = slot.Index;
+            _liveTransactions--;
+            disposeInbound = _inboundClosing && _liveTransactions == 0;
+        }
+        cancellation?.Dispose();
+        if (disposeInbound)
+        {
+            _inbound.Dispose();
+        }
+        NotifyFollowers();
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="call"/> completed (or, with no call, until an incoming transaction is ready), the
+    /// peer died, or the deadline passed. Reads the ring itself when no other thread is reading it.
+    /// </summary>
+    private void WaitForProgress(PendingCall? call, long deadline, CancellationToken cancellationToken)
+    {
+        if (TryTakeReaderRole())
+        {
+            try
+            {
+                while (!IsSatisfied(call) && !cancellationToken.IsCancellationRequested)
+                {
+                    if (PumpAvailable() > 0)
+                    {
+                        continue;
+                    }
+                    if (_peerDead)
+                    {
+                        // Everything the peer published before dying has now been delivered.
+                        _drainedAfterDeath = true;
+                        return;
+                    }
+                    long now = Stopwatch.GetTimestamp();
+                    if (now >= deadline)
+                    {
+                        return;
+                    }
+                    long sliceTicks = Math.Min(_options.ParkTimeout.Ticks, TicksUntil(deadline, now));
+                    try
+                    {
+                        _inbound.WaitForTransaction(TimeSpan.FromTicks(sliceTicks), cancellationToken);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                }
+            }
+            finally
+            {
+                ReleaseReaderRole();
+            }
+        }
+        else
+        {
+            WaitAsFollower(call, deadline);
+        }
+    }
+
+    private static long TicksUntil(long deadline, long now) =>
+        deadline == long.MaxValue ? long.MaxValue : (long)((deadline - now) * (double)TimeSpan.TicksPerSecond / Stopwatch.Frequency);
+
+    private bool IsSatisfied(PendingCall? call) =>
+        call is not null ? call.IsCompleted : Volatile.Read(ref _readyCount) > 0;
+
+    /// <summary>Waits while another thread holds the reader role: spin, then park on the gate until something changes.</summary>
+    private void WaitAsFollower(PendingCall? call, long deadline)
+    {
+        int generation = Volatile.Read(ref _generation);
+        long spinUntil = _options.WaitStrategy == WaitStrategy.BusySpin
+            ? Stopwatch.GetTimestamp() + (long)(_options.ParkTimeout.TotalSeconds * Stopwatch.Frequency)
+            : _options.WaitStrategy == WaitStrategy.Park
+                ? 0
+                : Stopwatch.GetTimestamp() + (long)(_options.SpinDuration.TotalSeconds * Stopwatch.Frequency);
+        var spinner = default(SpinWait);
+        while (Stopwatch.GetTimestamp() < spinUntil)
+        {
+            if (Changed(call, generation))
+            {
+                return;
+            }
+            if (_options.WaitStrategy == WaitStrategy.BusySpin)
+            {
+                Thread.SpinWait(8);
+            }
+            else
+            {
+                spinner.SpinOnce(sleep1Threshold: -1);
+            }
+        }
+        lock (_gate)
+        {
+            _parkedFollowers++;
+            try
+            {
+                while (!Changed(call, generation) && Stopwatch.GetTimestamp() < deadline)
+                {
+                    Monitor.Wait(_gate, _options.ParkTimeout);
+                }
+            }
+            finally
+            {
+                _parkedFollowers--;
+            }
+        }
+    }
+
+    private bool Changed(PendingCall? call, int generation) =>
+        IsSatisfied(call) || _peerDead || Volatile.Read(ref _readerRole) == 0 || Volatile.Read(ref _generation) != generation;
+
+    /// <summary>Tells waiting threads that something happened (a record routed, the reader role released).</summary>
+    private void NotifyFollowers()
+    {
+        Interlocked.Increment(ref _generation);
+        if (Volatile.Read(ref _parkedFollowers) > 0)
+        {
+            lock (_gate)
+            {
+                Monitor.PulseAll(_gate);
+            }
+        }
+    }
+
+    private bool TryTakeReaderRole() => Interlocked.CompareExchange(ref _readerRole, 1, 0) == 0;
+
+    private void ReleaseReaderRole()
+    {
+        Volatile.Write(ref _readerRole, 0);
+        NotifyFollowers();
+    }
+
+    /// <summary>Routes every record the ring holds now. Only the reader-role holder calls this.</summary>
+    /// <returns>How many records were routed.</returns>
+    private int PumpAvailable()
+    {
+        int routed = 0;
+        try
+        {
+            while (_inbound.TryReceive(out TransactionRecord record))
+            {
+                Route(record);
+                routed++;
+            }
+        }
+        catch (ProtocolViolationException violation)
+        {
+            CloseForViolation(violation);
+            throw;
+        }
+        if (routed > 0)
+        {
+            NotifyFollowers();
+        }
+        return routed;
+    }
+
+    private void Route(in TransactionRecord record)
+    {
+        IncomingSlot slot = AcquireIncoming(record);
+        var transaction = new Transaction(this, slot, slot.Generation);
+        if ((record.Flags & (TransactionFlags.Reply | TransactionFlags.ErrorReply)) != 0)
+        {
+            int index = (int)(record.TransactionId & PendingCallIndexMask);
+            if (index >= _calls.Length || !_calls[index].TryComplete(record.TransactionId, transaction, null))
+            {
+                // A reply to a call that timed out or was cancelled: nobody will dispose it, so free it now.
+                transaction.Dispose();
+            }
+            return;
+        }
+        lock (_slotLock)
+        {
+            if ((record.Flags & TransactionFlags.Oneway) != 0)
+            {
+                if (_onewayInProgress)
+                {
+                    _onewayBacklog.Enqueue(slot);
+                    return;
+                }
+                _onewayInProgress = true;
+            }
+            EnqueueReadyUnsynchronized(slot);
+        }
+    }
+
+    private void EnqueueReadyUnsynchronized(IncomingSlot slot)
+    {
+        _incomingReady.Enqueue(slot);
+        _readyCount++;
+        if (Volatile.Read(ref _asyncReceivers) > 0 && _asyncReady.CurrentCount == 0)
+        {
+            _asyncReady.Release();
+        }
+    }
+
+    private IncomingSlot AcquireIncoming(in TransactionRecord record)
+    {
+        lock (_slotLock)
+        {
+            if (_freeIncomingCount == 0)
+            {
+                throw new ProtocolViolationException(
+                    $"The peer published more than {_incomingSlots.Length} live buffers, beyond what its free ring allows.");
+            }
+            IncomingSlot slot = _incomingSlots[_freeIncoming[--_freeIncomingCount]];
+            slot.Record = record;
+            slot.Replied = 0;
+            slot.CancelRequested = false;
+            slot.Cancellation = null;
+            // Odd: live.
+            slot.Generation++;
+            _liveTransactions++;
+            return slot;
+        }
+    }
+
+    private void CloseForViolation(ProtocolViolationException violation)
+    {
+        if (!_peerDead)
+        {
+            OnPeerDied(violation);
+            // Closing the control socket is the peer's notice; the rest is torn down by Dispose.
+            _ = Task.Run(async () => await _control.DisposeAsync().ConfigureAwait(false));
+        }
+    }
+
+    /// <summary>
+    /// The background reader: reads the ring while async callers or receivers wait and no other thread reads it; and,
+    /// at least every park timeout, drains the peer's frees so idle pages reach the shrinker, and checks the peer.
+    /// </summary>
+    private void PumpLoop()
+    {
+        while (Volatile.Read(ref _disposed) == 0)
+        {
+            try
+            {
+                if (Volatile.Read(ref _asyncInterest) > 0 && TryTakeReaderRole())
+                {
+                    try
+                    {
+                        if (PumpAvailable() == 0)
+                        {
+                            if (_peerDead)
+                            {
+                                _drainedAfterDeath = true;
+                                _asyncReady.Release();
+                                _pumpWake.Wait(_options.ParkTimeout);
+                                _pumpWake.Reset();
+                            }
+                            else
+                            {
+                                _inbound.WaitForTransaction(_options.ParkTimeout, CancellationToken.None);
+                            }
+                        }
+                    }
+                    finally
+                    {
+                        ReleaseReaderRole();
+                    }
+                }
+                else
+                {
+                    _pumpWake.Wait(_options.ParkTimeout);
+                    _pumpWake.Reset();
+                }
+                Housekeeping();
+            }
+            catch (ProtocolViolationException)
+            {
+                // Already turned into the connection's death by PumpAvailable.
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+        }
+    }
+
+    private long _lastHousekeeping;
+
+    private void Housekeeping()
+    {
+        long now = Environment.TickCount64;
+        if (now - _lastHousekeeping < _options.ParkTimeout.TotalMilliseconds)
+        {
+            return;
+        }
+        _lastHousekeeping = now;
+        if (!_peerDead)
+        {
+            try
+            {
+                _outbound.DrainFrees();
+            }
+            catch (ProtocolViolationException violation)
+            {
+                CloseForViolation(violation);
+            }
+        }
+        // Backstop for the control socket's end-of-file: a peer whose process is gone is dead.
+        if (!_peerDead && !Directory.Exists($"/proc/{PeerPid}"))
+        {
+            OnPeerDied(null);
+        }
+    }
+}

@@ -1,0 +1,247 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+
+namespace PageRange.Transport;
+
+/// <summary>Sending: oneway messages, calls and replies.</summary>
+public sealed partial class PageRangeConnection
+{
+    /// <summary>The low bits of a call's transaction id name its pending-call slot.</summary>
+    private const int PendingCallIndexBits = 16;
+    private const int PendingCallIndexMask = (1 << PendingCallIndexBits) - 1;
+
+    private static readonly OperationCanceledException s_abandoned = new("The call was abandoned before its reply arrived.");
+
+    /// <summary>Sends a oneway message: copied once into the peer's region; returns without waiting for the peer.</summary>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="payload">The bytes to send; may be empty.</param>
+    /// <exception cref="MessageTooLargeException">The payload is larger than the peer's oneway quota and can never fit.</exception>
+    /// <exception cref="RegionFullException">The peer's region (or its oneway quota) stayed full for <see cref="PageRangeOptions.RegionFullTimeout"/>.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
+    public void SendOneway(uint code, ReadOnlySpan<byte> payload) =>
+        SendCore(NextOnewayId(), code, TransactionFlags.Oneway, payload, CancellationToken.None);
+
+    /// <summary>Calls the peer and waits on this thread for its reply (binder-style).</summary>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="payload">The request bytes; may be empty.</param>
+    /// <param name="timeout">How long to wait for the reply; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <param name="cancellationToken">Cancels the wait; the peer's handler sees it through <see cref="Transaction.CallCancelled"/>.</param>
+    /// <returns>The reply, read in place from our region. Dispose it.</returns>
+    /// <exception cref="TimeoutException">No reply within the timeout.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone, or died before replying.</exception>
+    /// <exception cref="RemoteCallException">The peer's handler failed or disposed the call without replying.</exception>
+    /// <exception cref="MessageTooLargeException">The request can never fit the peer's region.</exception>
+    /// <exception cref="RegionFullException">The peer's region stayed full.</exception>
+    public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        PendingCall call = RentCall(isAsync: false);
+        try
+        {
+            SendCore(call.Id, code, TransactionFlags.TwoWay, payload, cancellationToken);
+            WaitForReply(call, timeout ?? _options.CallTimeout, cancellationToken);
+            return TakeReply(call);
+        }
+        finally
+        {
+            ReturnCall(call);
+        }
+    }
+
+    /// <summary>Calls the peer and completes when its reply arrives.</summary>
+    /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?, CancellationToken)"/>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        PendingCall call = RentCall(isAsync: true);
+        Interlocked.Increment(ref _asyncInterest);
+        _pumpWake.Set();
+        try
+        {
+            SendCore(call.Id, code, TransactionFlags.TwoWay, payload.Span, cancellationToken);
+            using var timeoutSource = new CancellationTokenSource(timeout ?? _options.CallTimeout);
+            using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(timeoutSource.Token, cancellationToken);
+            await using (linked.Token.UnsafeRegister(static (state, _) =>
+            {
+                var pending = (PendingCall)state!;
+                pending.TryComplete(pending.Id, default, new OperationCanceledException());
+            }, call).ConfigureAwait(false))
+            {
+                try
+                {
+                    await new ValueTask<Transaction>(call, call.Version).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutSource.IsCancellationRequested)
+                {
+                    SendCancel(call.Id);
+                    throw new TimeoutException($"The peer did not reply to call {call.Id} within {timeout ?? _options.CallTimeout}.");
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    SendCancel(call.Id);
+                    throw new OperationCanceledException(cancellationToken);
+                }
+            }
+            return TakeReply(call);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _asyncInterest);
+            ReturnCall(call);
+        }
+    }
+
+    /// <summary>Sends the reply (or error reply) to an incoming two-way call.</summary>
+    internal void SendReply(IncomingSlot slot, ReadOnlySpan<byte> payload, bool isError)
+    {
+        if ((slot.Record.Flags & TransactionFlags.TwoWay) == 0)
+        {
+            throw new InvalidOperationException("Only a two-way call can be replied to; this transaction is oneway or a reply.");
+        }
+        if (Interlocked.Exchange(ref slot.Replied, 1) != 0)
+        {
+            throw new InvalidOperationException($"Call {slot.Record.TransactionId} was already replied to.");
+        }
+        TransactionFlags flags = isError ? TransactionFlags.ErrorReply : TransactionFlags.Reply;
+        SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
+    }
+
+    /// <summary>Reserve, copy once, publish, wake the peer if it is parked; waits for frees while the region is full.</summary>
+    private void SendCore(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        if (_peerDead)
+        {
+            throw NewPeerDied();
+        }
+        try
+        {
+            if (_outbound.TrySend(id, code, flags, payload))
+            {
+                return;
+            }
+            SendSlow(id, code, flags, payload, cancellationToken);
+        }
+        catch (ProtocolViolationException violation)
+        {
+            CloseForViolation(violation);
+            throw;
+        }
+        catch (ObjectDisposedException) when (_peerDead)
+        {
+            throw NewPeerDied();
+        }
+    }
+
+    /// <summary>Back-pressure: the peer's region is full, so wait (bounded, cancellable, ended by death) for frees.</summary>
+    private void SendSlow(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
+    {
+        using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+        try
+        {
+            _outbound.Send(id, code, flags, payload, _options.RegionFullTimeout, linked.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
+        {
+            throw NewPeerDied();
+        }
+    }
+
+    private void SendCancel(ulong id)
+    {
+        if (_peerDead)
+        {
+            return;
+        }
+        // Best effort: a lost cancel only means the callee's handler runs to the end.
+        _ = _control.SendCancelAsync(id).AsTask().ContinueWith(
+            static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+    }
+
+    private ulong NextOnewayId()
+    {
+        // Oneway ids have the pending-call index bits all set, outside every real slot index, so a forged "reply" to
+        // one never matches a pending call.
+        return (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | PendingCallIndexMask;
+    }
+
+    private PendingCall RentCall(bool isAsync)
+    {
+        ThrowIfDisposed();
+        PendingCall call;
+        lock (_slotLock)
+        {
+            if (_freeCallCount == 0)
+            {
+                throw new InvalidOperationException(
+                    $"More than {_calls.Length} calls are outstanding on this connection; raise PageRangeOptions.MaxConcurrentCalls.");
+            }
+            call = _calls[_freeCalls[--_freeCallCount]];
+        }
+        ulong id = (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | (uint)call.Index;
+        call.Arm(id, isAsync);
+        return call;
+    }
+
+    private void ReturnCall(PendingCall call)
+    {
+        // A call abandoned by timeout, cancellation or an exception while sending is marked done, so a reply that
+        // arrives later finds no one waiting and is freed by the reader.
+        if (!call.IsCompleted)
+        {
+            call.TryComplete(call.Id, default, s_abandoned);
+        }
+        call.Id = 0;
+        lock (_slotLock)
+        {
+            _freeCalls[_freeCallCount++] = call.Index;
+        }
+    }
+
+    private void WaitForReply(PendingCall call, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        long deadline = timeout == Timeout.InfiniteTimeSpan
+            ? long.MaxValue
+            : Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (!call.IsCompleted)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                if (call.TryComplete(call.Id, default, new OperationCanceledException(cancellationToken)))
+                {
+                    SendCancel(call.Id);
+                }
+                break;
+            }
+            if (Stopwatch.GetTimestamp() >= deadline)
+            {
+                if (call.TryComplete(call.Id, default, new TimeoutException($"The peer did not reply to call {call.Id} within {timeout}.")))
+                {
+                    SendCancel(call.Id);
+                }
+                break;
+            }
+            WaitForProgress(call, deadline, cancellationToken);
+        }
+    }
+
+    private static Transaction TakeReply(PendingCall call)
+    {
+        if (call.Error is { } error)
+        {
+            if (error is PageRangeException or TimeoutException or OperationCanceledException)
+            {
+                throw error;
+            }
+            throw new PageRangeException(error.Message, error);
+        }
+        Transaction reply = call.Reply;
+        if ((reply.Flags & TransactionFlags.ErrorReply) != 0)
+        {
+            string message = System.Text.Encoding.UTF8.GetString(reply.Payload);
+            reply.Dispose();
+            throw new RemoteCallException(message);
+        }
+        return reply;
+    }
+}

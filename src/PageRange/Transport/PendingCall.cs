@@ -1,0 +1,96 @@
+using System.Threading.Tasks.Sources;
+
+namespace PageRange.Transport;
+
+/// <summary>
+/// One outstanding two-way call: the slot its reply is routed to. Preallocated and reused; the call's transaction id
+/// carries the slot index in its low bits and a sequence number above, so a late reply to an abandoned call finds
+/// a different id in the slot and is dropped.
+/// </summary>
+/// <remarks>
+/// <see cref="_awaiting"/> holds the id while the call waits and 0 once it completed: completing is one
+/// compare-exchange from the expected id to 0, so a reply, a timeout and a death race safely, and a reply for an
+/// older call that used this slot can never complete a newer one.
+/// </remarks>
+internal sealed class PendingCall : IValueTaskSource<Transaction>
+{
+    private ManualResetValueTaskSourceCore<Transaction> _core;
+    private ulong _awaiting;
+
+    internal PendingCall(int index)
+    {
+        Index = index;
+        // The reader thread completes calls; their continuations must not run on it.
+        _core.RunContinuationsAsynchronously = true;
+    }
+
+    internal int Index { get; }
+
+    /// <summary>The id of the call using this slot, 0 while free. Written only by the slot's owner.</summary>
+    internal ulong Id;
+
+    internal bool IsAsync;
+
+    internal Transaction Reply;
+
+    internal Exception? Error;
+
+    /// <summary>Whether the reply (or an error) has arrived for the current call.</summary>
+    internal bool IsCompleted => Volatile.Read(ref _awaiting) == 0;
+
+    internal short Version => _core.Version;
+
+    /// <summary>Prepares the slot for a new call.</summary>
+    internal void Arm(ulong id, bool isAsync)
+    {
+        Reply = default;
+        Error = null;
+        IsAsync = isAsync;
+        if (isAsync)
+        {
+            _core.Reset();
+        }
+        Id = id;
+        // Release: pairs with the compare-exchange in TryComplete; the fields above are set before anyone can match.
+        Volatile.Write(ref _awaiting, id);
+    }
+
+    /// <summary>Completes call <paramref name="id"/>; false if that call is no longer waiting here.</summary>
+    internal bool TryComplete(ulong id, Transaction reply, Exception? error)
+    {
+        if (id == 0 || Volatile.Read(ref _awaiting) != id)
+        {
+            return false;
+        }
+        // Publish the result first, then claim: only the winner of the compare-exchange may have written, so write
+        // into locals of the winner by claiming first and then setting fields before signalling.
+        if (Interlocked.CompareExchange(ref _awaiting, ulong.MaxValue, id) != id)
+        {
+            return false;
+        }
+        Reply = reply;
+        Error = error;
+        // Release: the owner reads Reply/Error after seeing 0.
+        Volatile.Write(ref _awaiting, 0);
+        if (IsAsync)
+        {
+            if (error is null)
+            {
+                _core.SetResult(reply);
+            }
+            else
+            {
+                _core.SetException(error);
+            }
+        }
+        return true;
+    }
+
+    Transaction IValueTaskSource<Transaction>.GetResult(short token) => _core.GetResult(token);
+
+    ValueTaskSourceStatus IValueTaskSource<Transaction>.GetStatus(short token) => _core.GetStatus(token);
+
+    void IValueTaskSource<Transaction>.OnCompleted(
+        Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+}
