@@ -1,9 +1,27 @@
 using BenchmarkDotNet.Running;
+using PageRange.Benchmarks.CrossProcess;
 
 namespace PageRange.Benchmarks;
 
-/// <summary>Hands the arguments to BenchmarkDotNet, so <c>--filter</c>, <c>--job</c> and the rest work.</summary>
+/// <summary>
+/// <c>cross-process</c> runs the two-process harness, <c>memory</c> the memory-over-time workload, <c>--peer</c> is the
+/// second process they start; anything else goes to BenchmarkDotNet, so <c>--filter</c>, <c>--job</c> and the rest work.
+/// </summary>
 internal static class Program
 {
-    private static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+    private static async Task<int> Main(string[] args)
+    {
+        switch (args.FirstOrDefault())
+        {
+            case "cross-process":
+                return await CrossProcessCommand.RunAsync(args[1..]);
+            case "memory":
+                return await MemoryOverTime.RunAsync(args[1..]);
+            case "--peer":
+                return CrossProcessPeer.Run(args[1..]);
+            default:
+                BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+                return 0;
+        }
+    }
 }

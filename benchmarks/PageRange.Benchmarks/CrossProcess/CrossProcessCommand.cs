@@ -1,0 +1,75 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace PageRange.Benchmarks.CrossProcess;
+
+/// <summary><c>cross-process</c>: runs the harness and writes results.md, results.csv and the charts.</summary>
+internal static class CrossProcessCommand
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        CrossProcessOptions options;
+        try
+        {
+            options = CrossProcessOptions.Parse(args);
+        }
+        catch (ArgumentException error)
+        {
+            Console.Error.WriteLine(error.Message);
+            Console.Error.WriteLine(CrossProcessOptions.Usage);
+            return 2;
+        }
+        if (options.Help)
+        {
+            Console.WriteLine(CrossProcessOptions.Usage);
+            return 0;
+        }
+
+        MachineInfo machine = MachineInfo.Capture();
+        string directory = options.ResolveOutputDirectory();
+        Directory.CreateDirectory(directory);
+        Console.WriteLine($"machine: {machine}");
+        Console.WriteLine($"transports: {string.Join(", ", options.Transports)}");
+        string loadBefore = MachineInfo.LoadAverage();
+        TimeSpan busyBefore = MachineInfo.MachineBusyTime();
+        var wall = Stopwatch.StartNew();
+
+        List<Measurement> results;
+        TimeSpan ourCpu;
+        using (var host = new CrossProcessHost(options))
+        {
+            await host.ConnectAsync(options.Transports);
+            TimeSpan cpuBefore = host.CpuTime();
+            results = host.RunAll(step => Console.WriteLine($"[{wall.Elapsed.TotalSeconds,6:F1} s] {step}"));
+            ourCpu = host.CpuTime() - cpuBefore;
+        }
+        wall.Stop();
+
+        // Whatever the machine was busy with besides our two processes: the other helpers' builds and tests.
+        double others = Math.Max(0, (MachineInfo.MachineBusyTime() - busyBefore - ourCpu).TotalSeconds / wall.Elapsed.TotalSeconds);
+        string load = string.Create(CultureInfo.InvariantCulture,
+            $"other processes kept {others:F2} of {machine.Cores} cores busy on average during the run; load average before: {loadBefore}, after: {MachineInfo.LoadAverage()}");
+        string run = string.Create(CultureInfo.InvariantCulture,
+            $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {options.Rounds} interleaved round(s) of {options.Slice.TotalMilliseconds:F0} ms per transport and size after a {options.Warmup.TotalMilliseconds:F0} ms warm-up, PageRange regions of {options.RegionSize >> 20} MiB, {wall.Elapsed.TotalSeconds:F0} s in all");
+        var report = new ReportWriter(results, machine, run, load);
+        List<string> charts = [];
+        if (options.Charts)
+        {
+            try
+            {
+                charts = Charts.Write(results, machine, directory);
+            }
+            catch (Exception error) when (error is TypeInitializationException or DllNotFoundException)
+            {
+                Console.Error.WriteLine($"charts skipped: {error.Message}");
+            }
+        }
+        string command = "dotnet run -c Release --project benchmarks/PageRange.Benchmarks -- cross-process " + string.Join(' ', args);
+        await File.WriteAllTextAsync(Path.Combine(directory, "results.csv"), report.Csv());
+        string markdown = report.Markdown(command.TrimEnd(), charts);
+        await File.WriteAllTextAsync(Path.Combine(directory, "results.md"), markdown);
+        Console.WriteLine(markdown);
+        Console.WriteLine($"written: {Path.Combine(directory, "results.md")}, results.csv{(charts.Count > 0 ? ", " + string.Join(", ", charts) : "")}");
+        return 0;
+    }
+}

@@ -1,0 +1,166 @@
+using System.Diagnostics;
+
+namespace PageRange.Benchmarks.CrossProcess;
+
+/// <summary>
+/// The measuring process: sets up every transport, starts the peer, runs each workload over every transport in
+/// interleaved rounds (A, B, C, A, B, C, ... with the order rotated each round), and hands the sums to the report.
+/// </summary>
+internal sealed class CrossProcessHost : IDisposable
+{
+    private readonly CrossProcessOptions _options;
+    private readonly List<IHostTransport> _transports = [];
+    private readonly Process _self = Process.GetCurrentProcess();
+    private PeerProcess? _peer;
+
+    public CrossProcessHost(CrossProcessOptions options) => _options = options;
+
+    public IReadOnlyList<IHostTransport> Transports => _transports;
+
+    public PeerProcess Peer => _peer ?? throw new InvalidOperationException("The peer is not started.");
+
+    /// <summary>Creates the listening ends, starts the peer and waits until every transport is connected.</summary>
+    public async Task ConnectAsync(IReadOnlyList<string> transports)
+    {
+        string runId = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var pending = transports.Select((transport, index) => TransportSetup.CreateHost(transport, runId, index, _options.RegionSize)).ToList();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        List<Task<IHostTransport>> accepts = pending.Select(p => p.AcceptAsync(timeout.Token)).ToList();
+        _peer = PeerProcess.Start(_options.RegionSize, pending.Select(p => p.PeerSpec));
+        foreach (TransportSetup.Pending p in pending)
+        {
+            p.AfterPeerStarted();
+        }
+        Task connected = Task.WhenAll(Task.WhenAll(accepts), _peer.WaitConnectedAsync(timeout.Token));
+        Task exited = _peer.WaitForExitAsync(timeout.Token);
+        if (await Task.WhenAny(connected, exited) != connected)
+        {
+            throw new InvalidOperationException("The peer exited before every transport was connected; see its standard error above.");
+        }
+        await connected;
+        foreach (Task<IHostTransport> accept in accepts)
+        {
+            _transports.Add(await accept);
+        }
+    }
+
+    /// <summary>Runs every workload and size the options name; returns one measurement per transport, workload and size.</summary>
+    public List<Measurement> RunAll(Action<string> progress)
+    {
+        var results = new List<Measurement>();
+        foreach ((Workload workload, IReadOnlyList<int> sizes) in new[] { (Workload.PingPong, _options.PingPongSizes), (Workload.Oneway, _options.OnewaySizes) })
+        {
+            foreach (int size in sizes)
+            {
+                progress($"{workload} {size} B");
+                results.AddRange(RunInterleaved(workload, new BenchPayload(size)));
+            }
+        }
+        return results;
+    }
+
+    /// <summary>One workload and size over every transport: a warm-up each, then the rounds, the order rotated each round.</summary>
+    public Measurement[] RunInterleaved(Workload workload, BenchPayload payload)
+    {
+        var measurements = _transports.Select(t => new Measurement(t.Transport, t.Mode, workload, payload.Size)).ToArray();
+        for (int i = 0; i < _transports.Count; i++)
+        {
+            RunSlice(i, workload, payload, _options.Warmup, measurement: null);
+        }
+        for (int round = 0; round < _options.Rounds; round++)
+        {
+            for (int k = 0; k < _transports.Count; k++)
+            {
+                int i = (k + round) % _transports.Count;
+                RunSlice(i, workload, payload, _options.Slice, measurements[i]);
+            }
+        }
+        return measurements;
+    }
+
+    /// <summary>One serve session of the peer: the workload for <paramref name="duration"/>, then a stop that checks every message arrived intact.</summary>
+    public void RunSlice(int index, Workload workload, BenchPayload payload, TimeSpan duration, Measurement? measurement)
+    {
+        IHostTransport transport = _transports[index];
+        Peer.Serve(index);
+        long messages = 0;
+        // A few unrecorded round trips wake the peer's thread and warm this transport's cache lines after the switch.
+        const int PreRoll = 16;
+        if (workload == Workload.PingPong)
+        {
+            for (int i = 0; i < PreRoll; i++)
+            {
+                Verify(transport.RoundTrip(payload), payload, transport);
+            }
+        }
+        TimeSpan cpuBefore = CpuTime();
+        long start = Stopwatch.GetTimestamp();
+        long deadline = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        if (workload == Workload.PingPong)
+        {
+            long now;
+            do
+            {
+                long before = Stopwatch.GetTimestamp();
+                ulong checksum = transport.RoundTrip(payload);
+                now = Stopwatch.GetTimestamp();
+                measurement?.Histogram!.RecordValue(ToNanoseconds(now - before));
+                Verify(checksum, payload, transport);
+                messages++;
+            }
+            while (now < deadline);
+        }
+        else
+        {
+            // Check the clock once per batch of about 1 MiB, so reading it costs nothing next to 64 B messages.
+            int batch = Math.Clamp((1 << 20) / Math.Max(payload.Size, 1), 1, 256);
+            while (Stopwatch.GetTimestamp() < deadline)
+            {
+                for (int i = 0; i < batch; i++)
+                {
+                    transport.SendOneway(payload);
+                }
+                messages += batch;
+            }
+        }
+        StopReport report = transport.Stop();
+        long end = Stopwatch.GetTimestamp();
+        TimeSpan cpu = CpuTime() - cpuBefore;
+        long expected = workload == Workload.PingPong ? messages + PreRoll : messages;
+        if (report.Messages != expected || report.Bytes != expected * payload.Size
+            || (workload == Workload.Oneway && report.Checksum != unchecked(payload.Checksum * (ulong)messages)))
+        {
+            throw new InvalidOperationException(
+                $"{transport.Transport} ({transport.Mode}): the peer saw {report.Messages} messages and {report.Bytes} bytes of {expected}, or a wrong checksum.");
+        }
+        measurement?.Add(messages, Stopwatch.GetElapsedTime(start, end), cpu);
+    }
+
+    /// <summary>CPU time of both processes so far.</summary>
+    public TimeSpan CpuTime()
+    {
+        _self.Refresh();
+        return _self.TotalProcessorTime + Peer.CpuTime;
+    }
+
+    private static void Verify(ulong checksum, BenchPayload payload, IHostTransport transport)
+    {
+        if (checksum != payload.Checksum)
+        {
+            throw new InvalidOperationException($"{transport.Transport} ({transport.Mode}): the echo of a {payload.Size}-byte ping differs from what was sent.");
+        }
+    }
+
+    private static long ToNanoseconds(long ticks) => (long)(ticks * (1e9 / Stopwatch.Frequency));
+
+    public void Dispose()
+    {
+        _peer?.Quit();
+        foreach (IHostTransport transport in _transports)
+        {
+            transport.Dispose();
+        }
+        _peer?.Dispose();
+        _self.Dispose();
+    }
+}

@@ -1,0 +1,51 @@
+namespace PageRange.Benchmarks.CrossProcess;
+
+/// <summary>The measuring side of one transport: the same three operations for every transport, so the workloads are identical.</summary>
+internal interface IHostTransport : IDisposable
+{
+    /// <summary>The transport, as the CSV names it: <c>pagerange-raw</c>, <c>unix-socket</c>, ...</summary>
+    string Transport { get; }
+
+    /// <summary>How it waits: a PageRange wait strategy, or <c>blocking</c> for the kernel's transports.</summary>
+    string Mode { get; }
+
+    /// <summary>Sends <paramref name="payload"/>, waits for the peer's echo, and returns the checksum of the reply (touching every byte).</summary>
+    ulong RoundTrip(BenchPayload payload);
+
+    /// <summary>Sends <paramref name="payload"/> without waiting for the peer.</summary>
+    void SendOneway(BenchPayload payload);
+
+    /// <summary>Ends the peer's serve session once it has handled everything sent before, and returns what it saw.</summary>
+    StopReport Stop();
+}
+
+/// <summary>The answering side of one transport.</summary>
+internal interface IPeerTransport : IDisposable
+{
+    /// <summary>Echoes pings and checksums oneway messages until a stop, then replies with the session's report.</summary>
+    void Serve();
+}
+
+/// <summary>Counts what a peer saw in one serve session.</summary>
+internal struct ServeTally
+{
+    public long Messages;
+    public long Bytes;
+    public ulong Checksum;
+
+    public void Add(ReadOnlySpan<byte> payload)
+    {
+        Messages++;
+        Bytes += payload.Length;
+        Checksum += CrossProcess.Checksum.Of(payload);
+    }
+
+    /// <summary>An echoed ping: counted; its bytes are checked by the host, which checksums the echo.</summary>
+    public void AddEcho(int length)
+    {
+        Messages++;
+        Bytes += length;
+    }
+
+    public readonly StopReport Report => new(Messages, Bytes, Checksum);
+}

@@ -1,0 +1,57 @@
+using HdrHistogram;
+
+namespace PageRange.Benchmarks.CrossProcess;
+
+/// <summary>The two workloads.</summary>
+internal enum Workload
+{
+    /// <summary>A round trip: request out, the same bytes echoed back.</summary>
+    PingPong,
+
+    /// <summary>Oneway messages as fast as the receiver takes them.</summary>
+    Oneway,
+}
+
+/// <summary>Everything measured for one transport, workload and size, summed over the interleaved rounds.</summary>
+internal sealed class Measurement(string transport, string mode, Workload workload, int size)
+{
+    public string Transport => transport;
+
+    public string Mode => mode;
+
+    public string Label => mode == "blocking" ? transport : $"{transport} ({mode})";
+
+    public Workload Workload => workload;
+
+    public int Size => size;
+
+    /// <summary>Round-trip times in nanoseconds (ping-pong only); up to 10 s, 3 significant digits.</summary>
+    public LongHistogram? Histogram { get; } = workload == Workload.PingPong ? new LongHistogram(10_000_000_000L, 3) : null;
+
+    public long Messages { get; private set; }
+
+    public TimeSpan Elapsed { get; private set; }
+
+    /// <summary>CPU time of both processes over the measured windows.</summary>
+    public TimeSpan Cpu { get; private set; }
+
+    public void Add(long messages, TimeSpan elapsed, TimeSpan cpu)
+    {
+        Messages += messages;
+        Elapsed += elapsed;
+        Cpu += cpu;
+    }
+
+    public double MessagesPerSecond => Messages / Elapsed.TotalSeconds;
+
+    /// <summary>Payload bytes per second in one direction.</summary>
+    public double BytesPerSecond => MessagesPerSecond * size;
+
+    public double CpuNanosecondsPerMessage => Cpu.TotalNanoseconds / Messages;
+
+    public double Percentile(double percentile) => Histogram is { } histogram ? histogram.GetValueAtPercentile(percentile) : double.NaN;
+
+    public double Max => Histogram is { } histogram ? histogram.GetMaxValue() : double.NaN;
+
+    public bool IsPageRange => transport.StartsWith("pagerange", StringComparison.Ordinal);
+}

@@ -1,0 +1,119 @@
+using PageRange.Serialization;
+using PageRange.Transport;
+
+namespace PageRange.Benchmarks.CrossProcess;
+
+/// <summary>PageRange, measuring side: raw bytes (<c>Call</c>, <c>SendOneway</c>) or typed MessagePack messages.</summary>
+internal sealed class PageRangeHostTransport(PageRangeConnection connection, PageRangeListener listener, bool messagePack, WaitStrategy wait)
+    : IHostTransport
+{
+    public string Transport => messagePack ? "pagerange-msgpack" : "pagerange-raw";
+
+    public string Mode => WaitStrategyNames.Of(wait);
+
+    public ulong RoundTrip(BenchPayload payload)
+    {
+        if (messagePack)
+        {
+            BenchMessage reply = connection.Call<BenchMessage, BenchMessage>(payload.Message, BenchCodes.Ping);
+            return Checksum.Of(reply.Data);
+        }
+        using Transaction transaction = connection.Call(BenchCodes.Ping, payload.Data);
+        return Checksum.Of(transaction.Payload);
+    }
+
+    public void SendOneway(BenchPayload payload)
+    {
+        if (messagePack)
+        {
+            connection.SendOneway(payload.Message, BenchCodes.Oneway);
+        }
+        else
+        {
+            connection.SendOneway(BenchCodes.Oneway, payload.Data);
+        }
+    }
+
+    public StopReport Stop()
+    {
+        // The stop goes oneway and so does its report: a two-way call may overtake oneway messages still queued at
+        // the receiver (binder's rule: oneway transactions queue behind each other, calls do not), so a call could
+        // stop the session before the stream is drained. Oneway after oneway stays in order.
+        connection.SendOneway(BenchCodes.Stop, []);
+        using Transaction report = connection.Receive();
+        if (report.Code != BenchCodes.Stop)
+        {
+            throw new InvalidOperationException($"Expected the peer's stop report, got code {report.Code}.");
+        }
+        return StopReport.ReadFrom(report.Payload);
+    }
+
+    /// <summary>The connection, for the memory benchmark's look at the peer's region.</summary>
+    public PageRangeConnection Connection => connection;
+
+    public void Dispose()
+    {
+        connection.Dispose();
+        listener.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
+}
+
+/// <summary>PageRange, answering side: replies with the payload read in place (raw) or the deserialized message re-sent (MessagePack).</summary>
+internal sealed class PageRangePeerTransport(PageRangeConnection connection, bool messagePack) : IPeerTransport
+{
+    public void Serve()
+    {
+        var tally = new ServeTally();
+        Span<byte> report = stackalloc byte[StopReport.Size];
+        while (true)
+        {
+            using Transaction transaction = connection.Receive();
+            switch (transaction.Code)
+            {
+                case BenchCodes.Ping when messagePack:
+                    BenchMessage ping = transaction.Deserialize<BenchMessage>();
+                    tally.AddEcho(ping.Data.Length);
+                    transaction.Reply(ping);
+                    break;
+                case BenchCodes.Ping:
+                    tally.AddEcho(transaction.Length);
+                    transaction.Reply(transaction.Payload);
+                    break;
+                case BenchCodes.Oneway when messagePack:
+                    tally.Add(transaction.Deserialize<BenchMessage>().Data);
+                    break;
+                case BenchCodes.Oneway:
+                    tally.Add(transaction.Payload);
+                    break;
+                case BenchCodes.Stop:
+                    tally.Report.WriteTo(report);
+                    connection.SendOneway(BenchCodes.Stop, report);
+                    return;
+                default:
+                    throw new InvalidOperationException($"Unknown code {transaction.Code}.");
+            }
+        }
+    }
+
+    public void Dispose() => connection.Dispose();
+}
+
+/// <summary>The spelling of wait strategies on the command line and in the results.</summary>
+internal static class WaitStrategyNames
+{
+    public static string Of(WaitStrategy wait) => wait switch
+    {
+        WaitStrategy.BusySpin => "busy-spin",
+        WaitStrategy.SpinThenPark => "spin-then-park",
+        WaitStrategy.Park => "park",
+        _ => throw new ArgumentOutOfRangeException(nameof(wait), wait, null),
+    };
+
+    public static WaitStrategy Parse(string text) => text switch
+    {
+        "busy-spin" => WaitStrategy.BusySpin,
+        "spin-then-park" => WaitStrategy.SpinThenPark,
+        "park" => WaitStrategy.Park,
+        _ => throw new ArgumentException($"Unknown wait strategy '{text}'.", nameof(text)),
+    };
+}

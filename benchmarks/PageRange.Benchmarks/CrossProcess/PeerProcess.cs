@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace PageRange.Benchmarks.CrossProcess;
+
+/// <summary>The peer, from the host's side: started as this same executable with <c>--peer</c>, commanded over its standard input.</summary>
+internal sealed class PeerProcess : IDisposable
+{
+    private readonly Process _process;
+
+    private PeerProcess(Process process) => _process = process;
+
+    public int Id => _process.Id;
+
+    public static PeerProcess Start(long regionSize, IEnumerable<string> specs)
+    {
+        // Under `dotnet run` the process path is the app host; under `dotnet PageRange.Benchmarks.dll` it is dotnet itself.
+        string processPath = Environment.ProcessPath ?? "dotnet";
+        var start = new ProcessStartInfo(processPath)
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+        };
+        if (Path.GetFileNameWithoutExtension(processPath) == "dotnet")
+        {
+            start.ArgumentList.Add(typeof(PeerProcess).Assembly.Location);
+        }
+        start.ArgumentList.Add("--peer");
+        start.ArgumentList.Add("--region-size");
+        start.ArgumentList.Add(regionSize.ToString(CultureInfo.InvariantCulture));
+        foreach (string spec in specs)
+        {
+            start.ArgumentList.Add(spec);
+        }
+        Process process = Process.Start(start) ?? throw new InvalidOperationException("The peer process could not be started.");
+        return new PeerProcess(process);
+    }
+
+    /// <summary>Waits for the peer's "connected" line.</summary>
+    public async Task WaitConnectedAsync(CancellationToken cancellationToken)
+    {
+        string? line = await _process.StandardOutput.ReadLineAsync(cancellationToken);
+        if (line != "connected")
+        {
+            throw new InvalidOperationException($"The peer did not connect (it said '{line}', exit code {(_process.HasExited ? _process.ExitCode : -1)}).");
+        }
+    }
+
+    public Task WaitForExitAsync(CancellationToken cancellationToken) => _process.WaitForExitAsync(cancellationToken);
+
+    /// <summary>Tells the peer to serve transport <paramref name="index"/> until its next stop.</summary>
+    public void Serve(int index)
+    {
+        _process.StandardInput.WriteLine(string.Create(CultureInfo.InvariantCulture, $"serve {index}"));
+        _process.StandardInput.Flush();
+    }
+
+    /// <summary>The peer's CPU time so far (user + system, from <c>/proc/&lt;pid&gt;/stat</c>, in clock ticks of 10 ms).</summary>
+    public TimeSpan CpuTime
+    {
+        get
+        {
+            _process.Refresh();
+            return _process.TotalProcessorTime;
+        }
+    }
+
+    public void Quit()
+    {
+        if (_process.HasExited)
+        {
+            return;
+        }
+        _process.StandardInput.WriteLine("quit");
+        _process.StandardInput.Flush();
+        if (!_process.WaitForExit(TimeSpan.FromSeconds(10)))
+        {
+            _process.Kill();
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+        }
+        _process.Dispose();
+    }
+}

@@ -1,0 +1,188 @@
+using System.Globalization;
+using System.Text;
+
+namespace PageRange.Benchmarks.CrossProcess;
+
+/// <summary>Writes the run's results: a Markdown report (tables, ratios, targets), a CSV, and PNG charts.</summary>
+internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineInfo machine, string runDescription, string loadDescription)
+{
+    private static readonly CultureInfo s_invariant = CultureInfo.InvariantCulture;
+
+    public const string CsvHeader = "transport,mode,workload,size_bytes,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,bytes_per_s,cpu_ns_per_msg";
+
+    public string Csv()
+    {
+        var text = new StringBuilder();
+        text.Append(s_invariant, $"# machine: {machine}; {runDescription}; {loadDescription}\n");
+        text.Append(CsvHeader).Append('\n');
+        foreach (Measurement m in results)
+        {
+            string Ns(double value) => double.IsNaN(value) ? "" : value.ToString("F0", s_invariant);
+            text.Append(s_invariant,
+                $"{m.Transport},{m.Mode},{(m.Workload == Workload.PingPong ? "pingpong" : "oneway")},{m.Size},{Ns(m.Percentile(50))},{Ns(m.Percentile(99))},{Ns(m.Percentile(99.9))},{Ns(m.Max)},{m.MessagesPerSecond:F0},{m.BytesPerSecond:F0},{m.CpuNanosecondsPerMessage:F0}\n");
+        }
+        return text.ToString();
+    }
+
+    public string Markdown(string command, IReadOnlyList<string> charts)
+    {
+        var text = new StringBuilder();
+        text.Append("# PageRange cross-process benchmark\n\n");
+        text.Append(s_invariant, $"- Machine: {machine}\n");
+        text.Append(s_invariant, $"- Command: `{command}`\n");
+        text.Append(s_invariant, $"- Run: {runDescription}\n");
+        text.Append(s_invariant, $"- Load: {loadDescription}\n\n");
+        text.Append("Latencies are round trips measured by the calling process (request out, the same bytes echoed back, every byte of the reply checksummed). ");
+        text.Append("Oneway rates count messages the receiver has checksummed, up to its final stop reply. ");
+        text.Append("CPU is user + system time of both processes over the measured windows, per message (per round trip for ping-pong).\n\n");
+        foreach (string chart in charts)
+        {
+            text.Append(s_invariant, $"![{Path.GetFileNameWithoutExtension(chart)}]({chart})\n\n");
+        }
+        AppendTargets(text);
+        AppendPingPong(text);
+        AppendOneway(text);
+        AppendRatios(text);
+        return text.ToString();
+    }
+
+    private void AppendPingPong(StringBuilder text)
+    {
+        text.Append("## Ping-pong round trip\n\n");
+        foreach (IGrouping<int, Measurement> group in results.Where(m => m.Workload == Workload.PingPong).GroupBy(m => m.Size))
+        {
+            text.Append(s_invariant, $"### {SizeName(group.Key)}\n\n");
+            text.Append("| transport | mode | p50 µs | p99 µs | p99.9 µs | max µs | round trips/s | CPU µs per round trip | round trips |\n");
+            text.Append("|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
+            foreach (Measurement m in group)
+            {
+                text.Append(s_invariant,
+                    $"| {m.Transport} | {m.Mode} | {Micros(m.Percentile(50))} | {Micros(m.Percentile(99))} | {Micros(m.Percentile(99.9))} | {Micros(m.Max)} | {m.MessagesPerSecond:N0} | {Micros(m.CpuNanosecondsPerMessage)} | {m.Messages:N0} |\n");
+            }
+            text.Append('\n');
+        }
+    }
+
+    private void AppendOneway(StringBuilder text)
+    {
+        text.Append("## Oneway streaming\n\n");
+        foreach (IGrouping<int, Measurement> group in results.Where(m => m.Workload == Workload.Oneway).GroupBy(m => m.Size))
+        {
+            text.Append(s_invariant, $"### {SizeName(group.Key)}\n\n");
+            text.Append("| transport | mode | messages/s | GB/s | CPU ns per message | messages |\n");
+            text.Append("|---|---|--:|--:|--:|--:|\n");
+            foreach (Measurement m in group)
+            {
+                text.Append(s_invariant,
+                    $"| {m.Transport} | {m.Mode} | {m.MessagesPerSecond:N0} | {m.BytesPerSecond / 1e9:F3} | {m.CpuNanosecondsPerMessage:N0} | {m.Messages:N0} |\n");
+            }
+            text.Append('\n');
+        }
+    }
+
+    /// <summary>How many times better each PageRange variant is than each baseline: latency ratio baseline/PageRange, throughput PageRange/baseline.</summary>
+    private void AppendRatios(StringBuilder text)
+    {
+        text.Append("## Ratios to PageRange\n\n");
+        text.Append("Each cell is how many times better the PageRange variant of its row is than the baseline of its column: ");
+        text.Append("baseline p50 ÷ PageRange p50 for ping-pong, PageRange GB/s ÷ baseline GB/s for oneway. Above 1, PageRange is ahead.\n\n");
+        foreach (Workload workload in new[] { Workload.PingPong, Workload.Oneway })
+        {
+            List<Measurement> ofWorkload = results.Where(m => m.Workload == workload).ToList();
+            string[] baselines = ofWorkload.Where(m => !m.IsPageRange).Select(m => m.Transport).Distinct().ToArray();
+            if (baselines.Length == 0 || !ofWorkload.Any(m => m.IsPageRange))
+            {
+                continue;
+            }
+            text.Append(workload == Workload.PingPong ? "### Ping-pong p50 latency\n\n" : "### Oneway throughput\n\n");
+            text.Append("| size | PageRange | ").Append(string.Join(" | ", baselines)).Append(" |\n");
+            text.Append("|---|---|").Append(string.Concat(baselines.Select(_ => "--:|"))).Append('\n');
+            foreach (IGrouping<int, Measurement> group in ofWorkload.GroupBy(m => m.Size))
+            {
+                foreach (Measurement pageRange in group.Where(m => m.IsPageRange))
+                {
+                    text.Append(s_invariant, $"| {SizeName(group.Key)} | {pageRange.Label} |");
+                    foreach (string baseline in baselines)
+                    {
+                        Measurement? other = group.FirstOrDefault(m => m.Transport == baseline);
+                        text.Append(other is null ? " |" : string.Create(s_invariant, $" {Ratio(pageRange, other):F1}× |"));
+                    }
+                    text.Append('\n');
+                }
+            }
+            text.Append('\n');
+        }
+    }
+
+    /// <summary>How many times better <paramref name="pageRange"/> is than <paramref name="baseline"/>.</summary>
+    public static double Ratio(Measurement pageRange, Measurement baseline) => pageRange.Workload == Workload.PingPong
+        ? baseline.Percentile(50) / pageRange.Percentile(50)
+        : pageRange.BytesPerSecond / baseline.BytesPerSecond;
+
+    /// <summary>The targets of issue 6, each checked against this run.</summary>
+    private void AppendTargets(StringBuilder text)
+    {
+        text.Append("## Targets (issue 6)\n\n| target | measured | met |\n|---|---|---|\n");
+        Measurement? Find(string transport, string? mode, Workload workload, int size) =>
+            results.FirstOrDefault(m => m.Transport == transport && (mode is null || m.Mode == mode) && m.Workload == workload && m.Size == size);
+        void Row(string target, string measured, bool? met) =>
+            text.Append(s_invariant, $"| {target} | {measured} | {(met is null ? "not measured" : met.Value ? "yes" : "**no**")} |\n");
+        void LatencyRatio(string target, string transport, string mode, int size, double atLeast, bool strictlyAbove = false)
+        {
+            Measurement? pageRange = Find(transport, mode, Workload.PingPong, size);
+            Measurement? socket = Find("unix-socket", null, Workload.PingPong, size);
+            if (pageRange is null || socket is null)
+            {
+                Row(target, "", null);
+                return;
+            }
+            double ratio = Ratio(pageRange, socket);
+            Row(target, string.Create(s_invariant, $"{ratio:F1}× (p50 {Micros(pageRange.Percentile(50))} µs vs {Micros(socket.Percentile(50))} µs)"),
+                strictlyAbove ? ratio > atLeast : ratio >= atLeast);
+        }
+
+        LatencyRatio("busy-spin `Call` 64 B raw ≥ 100× faster than a Unix socket", "pagerange-raw", "busy-spin", 64, 100);
+        LatencyRatio("busy-spin typed MessagePack call 64 B ≥ 50× faster than a Unix socket", "pagerange-msgpack", "busy-spin", 64, 50);
+        LatencyRatio("park (futex) round trip 64 B no slower than a Unix socket", "pagerange-raw", "park", 64, 1);
+        foreach (int size in results.Where(m => m.Workload == Workload.PingPong && m.Size >= 16 << 10).Select(m => m.Size).Distinct())
+        {
+            LatencyRatio($"park round trip {SizeName(size)} faster than a Unix socket", "pagerange-raw", "park", size, 1, strictlyAbove: true);
+        }
+
+        Measurement? best64 = results.Where(m => m.Transport == "pagerange-raw" && m.Workload == Workload.Oneway && m.Size == 64)
+            .MaxBy(m => m.MessagesPerSecond);
+        Row("oneway 64 B ≥ 20 million messages/s",
+            best64 is null ? "" : string.Create(s_invariant, $"{best64.MessagesPerSecond / 1e6:F2} M/s ({best64.Mode})"),
+            best64 is null ? null : best64.MessagesPerSecond >= 20e6);
+        foreach (int size in new[] { 64 << 10, 1 << 20 })
+        {
+            Measurement? best = results.Where(m => m.Transport == "pagerange-raw" && m.Workload == Workload.Oneway && m.Size == size)
+                .MaxBy(m => m.BytesPerSecond);
+            Measurement? socket = Find("unix-socket", null, Workload.Oneway, size);
+            if (best is null || socket is null)
+            {
+                Row($"oneway {SizeName(size)} ≥ 2.5× the Unix socket's GB/s", "", null);
+                continue;
+            }
+            double ratio = Ratio(best, socket);
+            Row($"oneway {SizeName(size)} ≥ 2.5× the Unix socket's GB/s",
+                string.Create(s_invariant, $"{ratio:F2}× ({best.BytesPerSecond / 1e9:F2} GB/s {best.Mode} vs {socket.BytesPerSecond / 1e9:F2} GB/s)"),
+                ratio >= 2.5);
+        }
+        text.Append('\n');
+    }
+
+    public static string SizeName(int size) => size switch
+    {
+        >= 1 << 20 when size % (1 << 20) == 0 => $"{size >> 20} MiB",
+        >= 1 << 10 when size % (1 << 10) == 0 => $"{size >> 10} KiB",
+        _ => $"{size} B",
+    };
+
+    private static string Micros(double nanoseconds) => double.IsNaN(nanoseconds) ? "" : (nanoseconds / 1000) switch
+    {
+        < 10 => (nanoseconds / 1000).ToString("F2", s_invariant),
+        < 100 => (nanoseconds / 1000).ToString("F1", s_invariant),
+        _ => (nanoseconds / 1000).ToString("N0", s_invariant),
+    };
+}
