@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Globalization;
+using PageRange.Tests.Infrastructure;
+
+namespace PageRange.Tests.Benchmarks;
+
+/// <summary>
+/// Runs the benchmark harness's <c>--quick</c> modes once, as CI's smoke test: the two-process run over every transport
+/// must finish, write its files and check every message it sent; the memory run must show pages reused from the LRU
+/// and returned to the kernel. Timing numbers are not asserted: the machine is shared.
+/// </summary>
+[Collection(CrossProcessCollection.Name)]
+public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("pagerange-bench-smoke-").FullName;
+
+    [Fact]
+    public async Task CrossProcessQuick_EveryTransport_WritesResultsForEachWorkload()
+    {
+        await RunAsync("cross-process", "--quick", "--out", _directory);
+
+        string[] lines = await File.ReadAllLinesAsync(Path.Combine(_directory, "results.csv"));
+        Assert.StartsWith("# machine: ", lines[0], StringComparison.Ordinal);
+        Assert.Equal("transport,mode,workload,size_bytes,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,bytes_per_s,cpu_ns_per_msg", lines[1]);
+        string[][] rows = lines.Skip(2).Select(line => line.Split(',')).ToArray();
+        // Ten transports (six PageRange variants, four baselines) times two ping-pong and two oneway sizes.
+        Assert.Equal(40, rows.Length);
+        Assert.All(rows, row => Assert.True(double.Parse(row[8], CultureInfo.InvariantCulture) > 0, string.Join(',', row)));
+        Assert.Contains(rows, row => row[0] == "unix-socket" && row[2] == "pingpong" && row[3] == "64");
+        Assert.Contains(rows, row => row[0] == "pagerange-msgpack" && row[1] == "park" && row[2] == "oneway" && row[3] == "65536");
+        string markdown = await File.ReadAllTextAsync(Path.Combine(_directory, "results.md"));
+        Assert.Contains("## Targets (issue 6)", markdown, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(_directory, "roundtrip.png")));
+        Assert.True(File.Exists(Path.Combine(_directory, "throughput.png")));
+    }
+
+    [Fact]
+    public async Task MemoryQuick_SecondBurstReusesLruPages_ScanReturnsThemToTheKernel()
+    {
+        await RunAsync("memory", "--quick", "--out", _directory);
+
+        string[] lines = await File.ReadAllLinesAsync(Path.Combine(_directory, "memory.csv"));
+        // time_s,phase,used,available,free,resident,...
+        var samples = lines.Skip(2).Select(line =>
+        {
+            string[] quoted = line.Split('"');
+            string[] after = quoted[2].Split(',');
+            return (Phase: quoted[1], Free: int.Parse(after[3], CultureInfo.InvariantCulture), Resident: long.Parse(after[4], CultureInfo.InvariantCulture));
+        }).ToList();
+        var burst1 = samples.Where(s => s.Phase.StartsWith("burst 1", StringComparison.Ordinal)).ToList();
+        var burst2 = samples.Where(s => s.Phase.StartsWith("burst 2", StringComparison.Ordinal)).ToList();
+        var scan = samples.Where(s => s.Phase.StartsWith("explicit", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(burst2);
+        // Burst 1 backed pages; burst 2 backed none (no page left Free): it took them all from the LRU.
+        Assert.True(burst1[^1].Free < burst1[0].Free, "burst 1 backed no page");
+        Assert.All(burst2, s => Assert.Equal(burst2[0].Free, s.Free));
+        // The explicit scan punched them: the memfd's resident bytes fell by the burst's footprint.
+        Assert.True(scan[^1].Resident < burst2[^1].Resident / 4, $"resident {scan[^1].Resident} after the scan, {burst2[^1].Resident} before");
+    }
+
+    private async Task RunAsync(params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(BenchmarksAssemblyPath);
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using Process process = Process.Start(start)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(120));
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+        output.WriteLine(await stdout);
+        output.WriteLine(await stderr);
+        Assert.Equal(0, process.ExitCode);
+    }
+
+    /// <summary>The benchmarks assembly built beside this test assembly (the test project references it), in the same configuration.</summary>
+    private static string BenchmarksAssemblyPath
+    {
+        get
+        {
+            string baseDirectory = AppContext.BaseDirectory;
+            string marker = $"{Path.DirectorySeparatorChar}tests{Path.DirectorySeparatorChar}PageRange.Tests{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}";
+            int at = baseDirectory.LastIndexOf(marker, StringComparison.Ordinal);
+            Assert.True(at >= 0, $"Cannot find the benchmarks relative to {baseDirectory}.");
+            return Path.Combine(
+                string.Concat(baseDirectory.AsSpan(0, at), $"{Path.DirectorySeparatorChar}benchmarks{Path.DirectorySeparatorChar}PageRange.Benchmarks{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", baseDirectory.AsSpan(at + marker.Length)),
+                "PageRange.Benchmarks.dll");
+        }
+    }
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+}
