@@ -7,7 +7,7 @@ internal sealed class CrossProcessOptions
 {
     public const string Usage =
         "usage: dotnet run -c Release --project benchmarks/PageRange.Benchmarks -- cross-process [--quick] [--rounds N] [--slice-ms MS] " +
-        "[--warmup-ms MS] [--transports a,b,...] [--pingpong-sizes 64,1024,...] [--oneway-sizes 64,4096,...] [--region-size BYTES] [--out DIR] [--no-charts]";
+        "[--warmup-ms MS] [--transports a,b,...] [--pingpong-sizes 64,1024,...] [--oneway-sizes 64,4096,...] [--region-size BYTES] [--pin-peer CPU] [--out DIR] [--no-charts]";
 
     public bool Quick { get; private set; }
 
@@ -27,6 +27,12 @@ internal sealed class CrossProcessOptions
     public long RegionSize { get; private set; } = 8L << 20;
 
     public string? OutputDirectory { get; private set; }
+
+    /// <summary>
+    /// Starts the peer under <c>taskset -c CPU</c>. Run the host under <c>taskset -c</c> another core, and each process
+    /// keeps a core of its own: what busy-spinning assumes.
+    /// </summary>
+    public int? PinPeerToCpu { get; private set; }
 
     public bool Charts { get; private set; } = true;
 
@@ -75,6 +81,9 @@ internal sealed class CrossProcessOptions
                     break;
                 case "--region-size":
                     options.RegionSize = long.Parse(Next(), CultureInfo.InvariantCulture);
+                    break;
+                case "--pin-peer":
+                    options.PinPeerToCpu = int.Parse(Next(), CultureInfo.InvariantCulture);
                     break;
                 case "--out":
                     options.OutputDirectory = Next();

@@ -12,16 +12,23 @@ internal sealed class PeerProcess : IDisposable
 
     public int Id => _process.Id;
 
-    public static PeerProcess Start(long regionSize, IEnumerable<string> specs)
+    /// <summary>Starts the peer; with <paramref name="pinToCpu"/>, under <c>taskset -c</c> so its every thread stays on that core.</summary>
+    public static PeerProcess Start(long regionSize, IEnumerable<string> specs, int? pinToCpu = null)
     {
         // Under `dotnet run` the process path is the app host; under `dotnet PageRange.Benchmarks.dll` it is dotnet itself.
         string processPath = Environment.ProcessPath ?? "dotnet";
-        var start = new ProcessStartInfo(processPath)
+        var start = new ProcessStartInfo(pinToCpu is null ? processPath : "taskset")
         {
             UseShellExecute = false,
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
         };
+        if (pinToCpu is { } cpu)
+        {
+            start.ArgumentList.Add("-c");
+            start.ArgumentList.Add(cpu.ToString(CultureInfo.InvariantCulture));
+            start.ArgumentList.Add(processPath);
+        }
         if (Path.GetFileNameWithoutExtension(processPath) == "dotnet")
         {
             start.ArgumentList.Add(typeof(PeerProcess).Assembly.Location);
