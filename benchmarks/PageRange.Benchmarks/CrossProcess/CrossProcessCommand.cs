@@ -65,11 +65,25 @@ internal static class CrossProcessCommand
             }
         }
         string command = "dotnet run -c Release --project benchmarks/PageRange.Benchmarks -- cross-process " + string.Join(' ', args);
+        if (options.PinPeerToCpu is not null && HostCpus() is { } cpus)
+        {
+            // The host's own pinning came from outside (taskset); say so, or the command would not reproduce the run.
+            command = $"taskset -c {cpus} {command}";
+        }
         await File.WriteAllTextAsync(Path.Combine(directory, "results.csv"), report.Csv());
         string markdown = report.Markdown(command.TrimEnd(), charts);
         await File.WriteAllTextAsync(Path.Combine(directory, "results.md"), markdown);
         Console.WriteLine(markdown);
         Console.WriteLine($"written: {Path.Combine(directory, "results.md")}, results.csv{(charts.Count > 0 ? ", " + string.Join(", ", charts) : "")}");
         return 0;
+    }
+
+    /// <summary>The cores this process may run on (<c>Cpus_allowed_list</c>), or null when it may run on all of them.</summary>
+    private static string? HostCpus()
+    {
+        string? allowed = File.ReadLines("/proc/self/status")
+            .FirstOrDefault(line => line.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal))?
+            .Split(':')[1].Trim();
+        return allowed == $"0-{Environment.ProcessorCount - 1}" ? null : allowed;
     }
 }

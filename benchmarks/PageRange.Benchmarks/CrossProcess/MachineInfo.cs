@@ -19,7 +19,9 @@ internal sealed record MachineInfo(string CpuModel, int Cores, string Kernel, st
         string kernel = ReadLines("/proc/sys/kernel/osrelease").FirstOrDefault() is { } release
             ? $"Linux {release.Trim()} ({RuntimeInformation.OSDescription})"
             : RuntimeInformation.OSDescription;
-        return new MachineInfo(cpu, Environment.ProcessorCount, kernel, RuntimeInformation.FrameworkDescription, memory);
+        // The machine's cores, not Environment.ProcessorCount: that counts only the cores a taskset leaves us.
+        int cores = ReadLines("/proc/cpuinfo").Count(line => line.StartsWith("processor", StringComparison.Ordinal));
+        return new MachineInfo(cpu, cores > 0 ? cores : Environment.ProcessorCount, kernel, RuntimeInformation.FrameworkDescription, memory);
     }
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
