@@ -208,7 +208,14 @@ internal static class Host
             sent += 256;
             progress.Value = clock.Elapsed.TotalMilliseconds;
         }
-        StreamReport report = connection.Call<int, StreamReport>(0, Codes.StreamEnd);
+        // The end marker is oneway too, so it is handled after every message before it (oneway transactions are
+        // handled in order; a two-way call could overtake the queue, as in binder). The peer answers with a oneway report.
+        connection.SendOneway(Codes.StreamEnd, []);
+        StreamReport report;
+        using (Transaction answer = connection.Receive())
+        {
+            report = answer.Deserialize<StreamReport>();
+        }
         TimeSpan elapsed = clock.Elapsed;
         progress.Value = progress.MaxValue;
         if (report.Messages != sent || report.Checksum != checksum * (ulong)sent)
@@ -297,7 +304,10 @@ internal static class Peer
                         checksum += Checksum.Of(transaction.Payload);
                         break;
                     case Codes.StreamEnd:
-                        transaction.Reply(new StreamReport(messages, bytes, checksum));
+                        connection.SendOneway(new StreamReport(messages, bytes, checksum), Codes.StreamEnd);
+                        messages = 0;
+                        bytes = 0;
+                        checksum = 0;
                         break;
                     case Codes.Quit:
                         return 0;
