@@ -1,24 +1,37 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
+using System.Numerics;
 using MessagePack;
 using PageRange.Transport;
 
 namespace PageRange.Serialization;
 
 /// <summary>
-/// Typed messages over a <see cref="PageRangeConnection"/> with MessagePack: each message is serialized once into a
-/// per-thread buffer (the "Parcel"), copied once into the peer's region, and deserialized in place on the other side.
+/// Typed messages over a <see cref="PageRangeConnection"/> with MessagePack: each message is serialized straight into a
+/// buffer reserved in the peer's region (zero-copy), published, and deserialized in place on the other side.
 /// </summary>
 /// <remarks>
+/// <para>
+/// A MessagePack message's size is known only once it is written, so each send reserves a size estimated from the
+/// last message of the same type (twice its size, at least <see cref="MinReservation"/> bytes). A message that
+/// outgrows its reservation is finished in a per-thread buffer (the "Parcel"), the reservation is given back, and the
+/// message is sent with one copy as a raw send would; the estimate then grows. So a stream of similar messages is
+/// serialized once into the receiver's memory and never copied, and an unusually large one costs one copy.
+/// </para>
+/// <para>
 /// The default options (<see cref="DefaultOptions"/>) treat every payload as untrusted data from another process
 /// (<see cref="MessagePackSecurity.UntrustedData"/>: bounded depth, hash-collision-resistant dictionaries).
 /// MessagePack's default resolver generates code at run time, so these methods are not AOT-safe unless the options
 /// carry a source-generated resolver.
+/// </para>
 /// </remarks>
 public static class PageRangeMessagePack
 {
     /// <summary>The code typed sends use when the caller names none.</summary>
     public const uint DefaultCode = 1;
+
+    /// <summary>The smallest buffer a typed send reserves, in bytes.</summary>
+    public const int MinReservation = 256;
 
     [ThreadStatic]
     private static ArrayBufferWriter<byte>? t_parcel;
@@ -27,19 +40,41 @@ public static class PageRangeMessagePack
     public static MessagePackSerializerOptions DefaultOptions { get; } =
         MessagePackSerializerOptions.Standard.WithSecurity(MessagePackSecurity.UntrustedData);
 
-    /// <summary>Serializes <paramref name="message"/> and sends it oneway.</summary>
+    /// <summary>Serializes <paramref name="message"/> into the peer's region and sends it oneway.</summary>
+    /// <param name="connection">The connection.</param>
+    /// <param name="message">The message.</param>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="options">Serializer options; defaults to <see cref="DefaultOptions"/>.</param>
     /// <exception cref="MessageTooLargeException">The serialized message can never fit the peer's oneway quota.</exception>
+    /// <exception cref="RegionFullException">The peer's region (or its oneway quota) stayed full.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static void SendOneway<T>(this PageRangeConnection connection, T message, uint code = DefaultCode, MessagePackSerializerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        ArrayBufferWriter<byte> parcel = Serialize(message, options);
-        connection.SendOneway(code, parcel.WrittenSpan);
+        Reservation reservation = connection.Reserve(Estimate<T>(connection.MaxOnewayMessageSize), oneway: true).Reservation;
+        if (SerializeInto(reservation, message, options))
+        {
+            connection.CommitOneway(reservation, code, length: null);
+        }
+        else
+        {
+            connection.SendOneway(code, t_parcel!.WrittenSpan);
+        }
     }
 
     /// <summary>Calls the peer with a typed request and waits on this thread for its typed reply.</summary>
+    /// <param name="connection">The connection.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="options">Serializer options for the request and the reply; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <param name="timeout">How long to wait for the reply; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The reply, deserialized in place (the reply's buffer is freed before this returns).</returns>
     /// <exception cref="InvalidMessageException">The reply is not a valid <typeparamref name="TResponse"/>.</exception>
+    /// <exception cref="RemoteCallException">The peer's handler failed or disposed the call without replying.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static TResponse Call<TRequest, TResponse>(
@@ -47,13 +82,15 @@ public static class PageRangeMessagePack
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        ArrayBufferWriter<byte> parcel = Serialize(request, options);
-        using Transaction reply = connection.Call(code, parcel.WrittenSpan, timeout, cancellationToken);
+        Reservation reservation = connection.Reserve(Estimate<TRequest>(connection.MaxMessageSize), oneway: false, cancellationToken).Reservation;
+        using Transaction reply = SerializeInto(reservation, request, options)
+            ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken)
+            : connection.Call(code, t_parcel!.WrittenSpan, timeout, cancellationToken);
         return reply.Deserialize<TResponse>(options);
     }
 
     /// <summary>Calls the peer with a typed request and completes with its typed reply.</summary>
-    /// <exception cref="InvalidMessageException">The reply is not a valid <typeparamref name="TResponse"/>.</exception>
+    /// <inheritdoc cref="Call{TRequest, TResponse}"/>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static async ValueTask<TResponse> CallAsync<TRequest, TResponse>(
@@ -61,19 +98,27 @@ public static class PageRangeMessagePack
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        // The parcel is per thread and the await may resume elsewhere, so copy it into a rented array first.
-        ArrayBufferWriter<byte> parcel = Serialize(request, options);
-        byte[] rented = ArrayPool<byte>.Shared.Rent(parcel.WrittenCount);
-        int length = parcel.WrittenCount;
-        parcel.WrittenSpan.CopyTo(rented);
+        Reservation reservation = connection.Reserve(Estimate<TRequest>(connection.MaxMessageSize), oneway: false, cancellationToken).Reservation;
         Transaction reply;
-        try
+        if (SerializeInto(reservation, request, options))
         {
-            reply = await connection.CallAsync(code, rented.AsMemory(0, length), timeout, cancellationToken).ConfigureAwait(false);
+            reply = await connection.CommitCallAsync(reservation, code, length: null, timeout, cancellationToken).ConfigureAwait(false);
         }
-        finally
+        else
         {
-            ArrayPool<byte>.Shared.Return(rented);
+            // The parcel is per thread and the await may resume elsewhere, so copy it into a rented array first.
+            ArrayBufferWriter<byte> parcel = t_parcel!;
+            int length = parcel.WrittenCount;
+            byte[] rented = ArrayPool<byte>.Shared.Rent(length);
+            parcel.WrittenSpan.CopyTo(rented);
+            try
+            {
+                reply = await connection.CallAsync(code, rented.AsMemory(0, length), timeout, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
         }
         using (reply)
         {
@@ -82,6 +127,9 @@ public static class PageRangeMessagePack
     }
 
     /// <summary>Deserializes the payload in place, without copying it out of the region.</summary>
+    /// <param name="transaction">The transaction; it stays live (dispose it yourself).</param>
+    /// <param name="options">Serializer options; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <returns>The message. Only the object graph is allocated: MessagePack reads straight from the mapped region.</returns>
     /// <exception cref="InvalidMessageException">The payload is not a valid <typeparamref name="T"/>; the connection is unaffected.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
@@ -98,22 +146,68 @@ public static class PageRangeMessagePack
         }
     }
 
-    /// <summary>Serializes <paramref name="message"/> and sends it as the reply to this call.</summary>
+    /// <summary>Serializes <paramref name="message"/> into the caller's region and sends it as the reply to this call.</summary>
+    /// <param name="transaction">The incoming two-way call.</param>
+    /// <param name="message">The reply.</param>
+    /// <param name="options">Serializer options; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <exception cref="InvalidOperationException">This is not a two-way call, or it was already replied to.</exception>
+    /// <exception cref="PeerDiedException">The caller's process is gone.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static void Reply<T>(this Transaction transaction, T message, MessagePackSerializerOptions? options = null)
     {
-        ArrayBufferWriter<byte> parcel = Serialize(message, options);
-        transaction.Reply(parcel.WrittenSpan);
+        ReservedBuffer handle = transaction.ReserveReply(Estimate<T>(int.MaxValue));
+        Reservation reservation = handle.Reservation;
+        if (SerializeInto(reservation, message, options))
+        {
+            reservation.Connection.CommitReply(reservation, length: null);
+        }
+        else
+        {
+            // The aborted reservation gave the call back its "not replied" state, so the plain reply goes through.
+            transaction.Reply(t_parcel!.WrittenSpan);
+        }
     }
 
+    /// <summary>
+    /// Serializes into the reservation. Returns <see langword="true"/> if the message fit (commit the reservation);
+    /// otherwise the reservation was aborted and the whole message is in <see cref="t_parcel"/>.
+    /// </summary>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
-    private static ArrayBufferWriter<byte> Serialize<T>(T message, MessagePackSerializerOptions? options)
+    private static bool SerializeInto<T>(Reservation reservation, T message, MessagePackSerializerOptions? options)
     {
-        ArrayBufferWriter<byte> parcel = t_parcel ??= new ArrayBufferWriter<byte>(4096);
-        parcel.ResetWrittenCount();
-        MessagePackSerializer.Serialize(parcel, message, options ?? DefaultOptions);
-        return parcel;
+        reservation.Spill = t_parcel ??= new ArrayBufferWriter<byte>(4096);
+        try
+        {
+            MessagePackSerializer.Serialize(reservation, message, options ?? DefaultOptions);
+        }
+        catch
+        {
+            reservation.Connection.AbortReservation(reservation);
+            throw;
+        }
+        SizeEstimate<T>.Update(reservation.Length);
+        if (!reservation.Spilled)
+        {
+            return true;
+        }
+        reservation.Connection.AbortReservation(reservation);
+        return false;
+    }
+
+    private static int Estimate<T>(long limit) => (int)Math.Min(Volatile.Read(ref SizeEstimate<T>.Bytes), limit);
+
+    /// <summary>How many bytes to reserve for the next <typeparamref name="T"/>: twice the last one's size, rounded up.</summary>
+    /// <remarks>Racy on purpose: a lost update only costs one copy or a few spare bytes.</remarks>
+    private static class SizeEstimate<T>
+    {
+        internal static int Bytes = MinReservation;
+
+        internal static void Update(int length)
+        {
+            long wanted = Math.Max(MinReservation, (long)BitOperations.RoundUpToPowerOf2((ulong)length * 2));
+            Volatile.Write(ref Bytes, (int)Math.Min(wanted, 1L << 30));
+        }
     }
 }
