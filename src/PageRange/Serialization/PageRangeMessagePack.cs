@@ -156,7 +156,7 @@ public static class PageRangeMessagePack
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static void Reply<T>(this Transaction transaction, T message, MessagePackSerializerOptions? options = null)
     {
-        ReservedBuffer handle = transaction.ReserveReply(Estimate<T>(int.MaxValue));
+        ReservedBuffer handle = transaction.ReserveReply(Estimate<T>(transaction.Connection.MaxMessageSize));
         Reservation reservation = handle.Reservation;
         if (SerializeInto(reservation, message, options))
         {

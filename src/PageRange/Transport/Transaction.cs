@@ -114,6 +114,9 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     /// <summary>Compares two transaction handles.</summary>
     public static bool operator !=(Transaction left, Transaction right) => !left.Equals(right);
 
+    /// <summary>The connection the transaction arrived on.</summary>
+    internal PageRangeConnection Connection => _connection ?? throw new ObjectDisposedException(nameof(Transaction));
+
     internal IncomingSlot Slot
     {
         get
