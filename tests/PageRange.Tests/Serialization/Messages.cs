@@ -58,17 +58,22 @@ public sealed record OrderLine([property: Key(0)] string Sku, [property: Key(1)]
 [MessagePackObject]
 public sealed record Blob([property: Key(0)] byte[] Data);
 
-/// <summary>A message whose serialization fails halfway, after bytes were written.</summary>
+/// <summary>A message of 2001 bytes whose serialization, if asked to, fails halfway, after bytes were written.</summary>
 [MessagePackFormatter(typeof(Formatter))]
 public sealed class Exploding
 {
+    public bool Explode { get; init; }
+
     public sealed class Formatter : IMessagePackFormatter<Exploding>
     {
         public void Serialize(ref MessagePackWriter writer, Exploding value, MessagePackSerializerOptions options)
         {
-            writer.WriteArrayHeader(2);
             writer.Write(new byte[1000]);
-            throw new InvalidOperationException("boom");
+            if (value.Explode)
+            {
+                throw new InvalidOperationException("boom");
+            }
+            writer.Write(new byte[995]);
         }
 
         public Exploding Deserialize(ref MessagePackReader reader, MessagePackSerializerOptions options) => throw new NotSupportedException();

@@ -55,8 +55,9 @@ public sealed class PageRangeMessagePackTests
     public async Task SendOneway_MessageOutgrowsItsReservation_StillArrivesWhole()
     {
         await using ConnectedPair pair = await ConnectedPair.CreateAsync();
-        // Small messages first set a small estimate; the large one spills, is copied once and arrives whole.
-        foreach (int size in new[] { 1, 10, 30_000, 10, 60_000, 100_000 })
+        // Each size is estimated from the one before: 2000 is copied (no estimate yet), 30 000 outgrows its 2 KiB
+        // reservation, spills and is copied once, 2000 fits its 34 KiB reservation, and so on.
+        foreach (int size in new[] { 2000, 30_000, 2000, 60_000, 100_000 })
         {
             var blob = new Blob(ReservedBufferTests.Pattern(size, size));
             pair.Client.SendOneway(blob, OrderCode);
@@ -70,7 +71,13 @@ public sealed class PageRangeMessagePackTests
     public async Task SendOneway_SerializerThrows_ReservationIsAbortedAndNothingIsSent()
     {
         await using ConnectedPair pair = await ConnectedPair.CreateAsync();
-        var error = Assert.Throws<MessagePackSerializationException>(() => pair.Client.SendOneway(new Exploding(), OrderCode));
+        // The first sets the estimate, so the second is serialized into a reservation when it fails.
+        pair.Client.SendOneway(new Exploding(), OrderCode);
+        using (Transaction first = pair.Server.Receive())
+        {
+            Assert.Equal(2001, first.Length);
+        }
+        var error = Assert.Throws<MessagePackSerializationException>(() => pair.Client.SendOneway(new Exploding { Explode = true }, OrderCode));
         Assert.IsType<InvalidOperationException>(error.InnerException);
         Assert.Equal(0, pair.Client.OutboundLiveBuffers);
         Assert.Equal(0, pair.Client.OutboundStats.BufferCount);
@@ -161,7 +168,8 @@ public sealed class PageRangeMessagePackTests
     {
         await using ConnectedPair pair = await ConnectedPair.CreateAsync();
         Task server = pair.Serve(call => call.Reply(new Blob(ReservedBufferTests.Pattern(call.Deserialize<int>(), 7))));
-        foreach (int size in new[] { 5, 50_000, 5, 90_000 })
+        // As for oneway: copied, spilled, reserved, spilled.
+        foreach (int size in new[] { 2000, 50_000, 2000, 90_000 })
         {
             Blob reply = pair.Client.Call<int, Blob>(size, timeout: TestTimeouts.Long);
             Assert.True(reply.Data.AsSpan().SequenceEqual(ReservedBufferTests.Pattern(size, 7)));
