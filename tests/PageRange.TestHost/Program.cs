@@ -21,6 +21,7 @@ internal static class Program
                 "map-region" => MemoryScenarios.MapRegion(args),
                 "control-listen" => ControlScenarios.Listen(args),
                 "control-connect" => ControlScenarios.Connect(args),
+                "pipe-sink" => SerializationScenarios.PipeSink(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -226,6 +226,40 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="TryReserve(int, bool, bool, out PendingBuffer)"/> in a loop, as <see cref="Send"/>: while the region
+    /// is full, drains frees and waits on the free ring's doorbell, until the buffer fits or <paramref name="timeout"/> passes.
+    /// </summary>
+    /// <param name="maxSize">The most bytes the payload will have.</param>
+    /// <param name="oneway">Charge the oneway quota.</param>
+    /// <param name="clearOnFree">Zero the buffer when freed.</param>
+    /// <param name="timeout">How long to wait for room; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The reserved buffer: write into its <see cref="PendingBuffer.Span"/>, then commit or abort it.</returns>
+    /// <exception cref="RegionFullException">No room came within <paramref name="timeout"/>.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled; nothing was reserved.</exception>
+    /// <exception cref="MessageTooLargeException">The payload can never fit.</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal PendingBuffer Reserve(int maxSize, bool oneway, bool clearOnFree, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        long deadline = Doorbell.DeadlineAfter(InboundChannel.ValidateTimeout(timeout));
+        while (true)
+        {
+            // Read before trying, as in Send.
+            long freedBefore = Volatile.Read(ref _buffersFreed);
+            if (TryReserve(maxSize, oneway, clearOnFree, out PendingBuffer buffer))
+            {
+                return buffer;
+            }
+            if (Stopwatch.GetTimestamp() >= deadline)
+            {
+                ThrowRegionFull(maxSize, oneway ? TransactionFlags.Oneway : TransactionFlags.TwoWay, timeout);
+            }
+            WaitForFrees(freedBefore, deadline, cancellationToken);
+        }
+    }
+
     /// <summary>Publishes a reserved buffer whose first <paramref name="actualSize"/> bytes hold the payload.</summary>
     /// <param name="buffer">The buffer from <see cref="TryReserve(int, bool, bool, out PendingBuffer)"/>; completed on return.</param>
     /// <param name="actualSize">The payload's length, at most <see cref="PendingBuffer.MaxSize"/>.</param>
