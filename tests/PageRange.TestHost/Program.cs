@@ -21,6 +21,7 @@ internal static class Program
                 "map-region" => MemoryScenarios.MapRegion(args),
                 "control-listen" => ControlScenarios.Listen(args),
                 "control-connect" => ControlScenarios.Connect(args),
+                "transport-connect" => TransportScenarios.Connect(args),
                 _ => Unknown(args[0]),
             };
         }
