@@ -103,7 +103,17 @@ public sealed partial class PageRangeConnection
             throw new InvalidOperationException($"Call {slot.Record.TransactionId} was already replied to.");
         }
         TransactionFlags flags = isError ? TransactionFlags.ErrorReply : TransactionFlags.Reply;
-        SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
+        try
+        {
+            SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
+        }
+        catch
+        {
+            // Nothing was sent: the handler may try a smaller reply, and disposing the call still sends the caller an
+            // error reply (binder's BR_FAILED_REPLY) instead of leaving it waiting for ever.
+            Volatile.Write(ref slot.Replied, 0);
+            throw;
+        }
     }
 
     /// <summary>Reserve, copy once, publish, wake the peer if it is parked; waits for frees while the region is full.</summary>
