@@ -36,15 +36,18 @@ public sealed partial class PageRangeConnection
     public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         PendingCall call = RentCall(isAsync: false);
+        bool taken = false;
         try
         {
             SendCore(call.Id, code, TransactionFlags.TwoWay, payload, cancellationToken);
             WaitForReply(call, timeout ?? _options.CallTimeout, cancellationToken);
-            return TakeReply(call);
+            Transaction reply = TakeReply(call);
+            taken = true;
+            return reply;
         }
         finally
         {
-            ReturnCall(call);
+            ReturnCall(call, taken);
         }
     }
 
@@ -54,6 +57,7 @@ public sealed partial class PageRangeConnection
     public async ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         PendingCall call = RentCall(isAsync: true);
+        bool taken = false;
         Interlocked.Increment(ref _asyncInterest);
         _pumpWake.Set();
         try
@@ -82,12 +86,14 @@ public sealed partial class PageRangeConnection
                     throw new OperationCanceledException(cancellationToken);
                 }
             }
-            return TakeReply(call);
+            Transaction reply = TakeReply(call);
+            taken = true;
+            return reply;
         }
         finally
         {
             Interlocked.Decrement(ref _asyncInterest);
-            ReturnCall(call);
+            ReturnCall(call, taken);
         }
     }
 
@@ -193,14 +199,18 @@ public sealed partial class PageRangeConnection
         return call;
     }
 
-    private void ReturnCall(PendingCall call)
+    private void ReturnCall(PendingCall call, bool taken)
     {
-        // A call abandoned by timeout, cancellation or an exception while sending is marked done, so a reply that
-        // arrives later finds no one waiting and is freed by the reader.
-        if (!call.IsCompleted)
+        // A call abandoned by timeout, cancellation or an exception is marked done, so a reply that arrives later finds
+        // no one waiting and is freed by the reader.
+        call.Abandon(s_abandoned);
+        if (!taken && call.Reply.IsLive)
         {
-            call.TryComplete(call.Id, default, s_abandoned);
+            // The reply arrived, but the caller left by an exception (the reader failed right after routing it):
+            // free it, or our region would stay mapped for a transaction nobody holds.
+            call.Reply.Dispose();
         }
+        call.Reply = default;
         call.Id = 0;
         lock (_slotLock)
         {
