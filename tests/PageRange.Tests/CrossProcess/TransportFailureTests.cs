@@ -173,6 +173,8 @@ public sealed class TransportFailureTests(ITestOutputHelper output)
             Assert.Equal(4, warm.Length);
         }
 
+        // The host stops receiving first: an honest free of its own would overwrite a corrupt free ring tail.
+        Assert.Equal("0", bad.Command("pause", "paused: "));
         Assert.Equal("ok", bad.Command($"corrupt {kind}", "corrupted: "));
 
         // A corrupt transaction ring is found by whoever reads it; a corrupt free ring by the next send (or by the
@@ -186,6 +188,7 @@ public sealed class TransportFailureTests(ITestOutputHelper output)
         Assert.False(bad.Connection.IsPeerAlive);
         Assert.Throws<ProtocolViolationException>(() => bad.Connection.Call(TransportHost.Codes.Echo, "after"u8, TestTimeouts.Short));
         // The bad host learns that we closed the connection.
+        Assert.Equal("ok", bad.Command("resume", "resumed: "));
         Assert.StartsWith("PeerDiedException", bad.Process.ReadUntil("receiver-ended: "), StringComparison.Ordinal);
 
         // This process keeps running, and its other connection keeps working.

@@ -95,6 +95,8 @@ internal sealed class TransportHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await Connection.DisposeAsync();
+        // Kill and reap it before disposing, so that no output is still being delivered while its reader goes away.
+        Process.Kill();
         Process.Dispose();
     }
 
