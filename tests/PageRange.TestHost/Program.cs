@@ -22,6 +22,7 @@ internal static class Program
                 "control-listen" => ControlScenarios.Listen(args),
                 "control-connect" => ControlScenarios.Connect(args),
                 "pipe-sink" => SerializationScenarios.PipeSink(args),
+                "transport-connect" => TransportScenarios.Connect(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -143,18 +143,16 @@ public sealed partial class PageRangeConnection
         try
         {
             Publish(reservation, call.Id, code, TransactionFlags.TwoWay, size);
-            WaitForReply(call, timeout ?? _options.CallTimeout, cancellationToken);
-            return TakeReply(call);
         }
-        finally
+        catch
         {
-            ReturnCall(call);
+            ReturnCall(call, taken: false);
+            throw;
         }
+        return FinishCall(call, timeout, cancellationToken);
     }
 
-    /// <remarks>The wait mirrors <see cref="CallAsync"/>; only the send differs (a commit instead of a copy).</remarks>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    internal async ValueTask<Transaction> CommitCallAsync(
+    internal ValueTask<Transaction> CommitCallAsync(
         Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken)
     {
         int size = CheckCommit(reservation, ReservationKind.Call, length);
@@ -168,42 +166,16 @@ public sealed partial class PageRangeConnection
             AbortReservation(reservation);
             throw;
         }
-        Interlocked.Increment(ref _asyncInterest);
-        _pumpWake.Set();
         try
         {
             Publish(reservation, call.Id, code, TransactionFlags.TwoWay, size);
-            TimeSpan limit = timeout ?? _options.CallTimeout;
-            using var timeoutSource = new CancellationTokenSource(limit);
-            using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(timeoutSource.Token, cancellationToken);
-            await using (linked.Token.UnsafeRegister(static (state, _) =>
-            {
-                var pending = (PendingCall)state!;
-                pending.TryComplete(pending.Id, default, new OperationCanceledException());
-            }, call).ConfigureAwait(false))
-            {
-                try
-                {
-                    await new ValueTask<Transaction>(call, call.Version).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutSource.IsCancellationRequested)
-                {
-                    SendCancel(call.Id);
-                    throw new TimeoutException($"The peer did not reply to call {call.Id} within {limit}.");
-                }
-                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-                {
-                    SendCancel(call.Id);
-                    throw new OperationCanceledException(cancellationToken);
-                }
-            }
-            return TakeReply(call);
         }
-        finally
+        catch
         {
-            Interlocked.Decrement(ref _asyncInterest);
-            ReturnCall(call);
+            ReturnCall(call, taken: false);
+            throw;
         }
+        return FinishCallAsync(call, timeout, cancellationToken);
     }
 
     /// <summary>Gives the reservation's buffer back unsent and returns the reservation to the pool.</summary>
