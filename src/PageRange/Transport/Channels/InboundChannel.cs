@@ -219,9 +219,25 @@ internal sealed unsafe class InboundChannel : IDisposable
     }
 
     /// <summary>Ring positions of this region, for the connection's state dump.</summary>
-    internal string DumpState() =>
-        string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}, resident {(Volatile.Read(ref _disposed) == 0 ? _region.ResidentBytes : 0)} bytes\n  transactions received: {Received}, frees published: {Freed}\n");
+    /// <remarks>Safe against a concurrent <see cref="Dispose"/>: resident bytes read 0 once the region is closed.</remarks>
+    internal string DumpState()
+    {
+        long resident = 0;
+        // A reference, not a disposed check: Dispose may close the region between a check and the fstat.
+        if (_region.TryAddRef())
+        {
+            try
+            {
+                resident = _region.ResidentBytesCore;
+            }
+            finally
+            {
+                _region.ReleaseRef();
+            }
+        }
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}, resident {resident} bytes\n  transactions received: {Received}, frees published: {Freed}\n");
+    }
 
     /// <summary>Wakes every waiter, then unmaps the region once no receive or free is running.</summary>
     public void Dispose()
