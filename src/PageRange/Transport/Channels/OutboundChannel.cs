@@ -338,21 +338,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     internal long MaxOnewayMessageSize => _allocator.OnewayQuota;
 
     /// <summary>Wakes senders parked waiting for frees, e.g. when the peer died, so they re-check.</summary>
-    internal void WakeWriter()
-    {
-        // The reference keeps the doorbell's words mapped even if Dispose runs concurrently.
-        if (_region.TryAddRef())
-        {
-            try
-            {
-                _freeDoorbell.WakeAll();
-            }
-            finally
-            {
-                _region.ReleaseRef();
-            }
-        }
-    }
+    internal void WakeWriter() => _freeDoorbell.WakeAllIfOpen();
 
     /// <summary>The allocator's binder-style dump plus ring positions, for the connection's state dump.</summary>
     internal string DumpState()
@@ -474,18 +460,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private void WaitForFrees(long freedBefore, long deadline, CancellationToken cancellationToken)
     {
         ThrowIfDisposed();
-        // The reference keeps the doorbell's words mapped while we wait, even if Dispose runs meanwhile.
-        _region.AddRef();
-        try
-        {
-            FreesReady condition = new(this, freedBefore);
-            _freeDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
-            ThrowIfDisposed();
-        }
-        finally
-        {
-            _region.ReleaseRef();
-        }
+        // The doorbell holds a reference while it waits, so its words stay mapped even if Dispose runs meanwhile.
+        FreesReady condition = new(this, freedBefore);
+        _freeDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        ThrowIfDisposed();
     }
 
     private void CheckPending(in PendingBuffer buffer)
