@@ -163,8 +163,9 @@ public sealed partial class PageRangeConnection
     /// <summary>Frees a delivered transaction's buffer (binder's <c>BC_FREE_BUFFER</c>); ignores a second call.</summary>
     internal void Release(IncomingSlot slot, int generation)
     {
-        if ((slot.Record.Flags & TransactionFlags.TwoWay) != 0 && Volatile.Read(ref slot.Replied) == 0
-            && Volatile.Read(ref slot.Generation) == generation && !_peerDead && Volatile.Read(ref _disposed) == 0)
+        // The generation first: a stale handle must not read the record of the slot's next transaction.
+        if (Volatile.Read(ref slot.Generation) == generation && (slot.Record.Flags & TransactionFlags.TwoWay) != 0
+            && Volatile.Read(ref slot.Replied) == 0 && !_peerDead && Volatile.Read(ref _disposed) == 0)
         {
             try
             {
@@ -467,7 +468,8 @@ public sealed partial class PageRangeConnection
         {
             OnPeerDied(violation);
             // Closing the control socket is the peer's notice; the rest is torn down by Dispose.
-            _ = Task.Run(async () => await _control.DisposeAsync().ConfigureAwait(false));
+            _ = Task.Run(async () => await _control.DisposeAsync().ConfigureAwait(false)).ContinueWith(
+                static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         }
     }
 
@@ -531,6 +533,7 @@ public sealed partial class PageRangeConnection
     }
 
     private long _lastHousekeeping;
+    private string? _peerProcPath;
 
     private void Housekeeping()
     {
@@ -547,7 +550,7 @@ public sealed partial class PageRangeConnection
             }
         }
         // Backstop for the control socket's end-of-file: a peer whose process is gone is dead.
-        if (!_peerDead && !Directory.Exists($"/proc/{PeerPid}"))
+        if (!_peerDead && !Directory.Exists(_peerProcPath ??= $"/proc/{PeerPid}"))
         {
             OnPeerDied(null);
         }

@@ -35,6 +35,7 @@ public sealed partial class PageRangeConnection
     /// <exception cref="RegionFullException">The peer's region stayed full.</exception>
     public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
+        ValidateCallTimeout(timeout);
         PendingCall call = RentCall(isAsync: false);
         try
         {
@@ -52,6 +53,7 @@ public sealed partial class PageRangeConnection
     /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?, CancellationToken)"/>
     public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
+        ValidateCallTimeout(timeout);
         PendingCall call = RentCall(isAsync: true);
         try
         {
@@ -93,19 +95,26 @@ public sealed partial class PageRangeConnection
         try
         {
             TimeSpan limit = timeout ?? _options.CallTimeout;
-            using var timeoutSource = new CancellationTokenSource(limit);
-            using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(timeoutSource.Token, cancellationToken);
-            await using (linked.Token.UnsafeRegister(static (state, _) =>
-            {
-                var pending = (PendingCall)state!;
-                pending.TryComplete(pending.Id, default, new OperationCanceledException());
-            }, call).ConfigureAwait(false))
+            // Only what can fire is built: with no timeout and a token that cannot be cancelled, an async call
+            // allocates nothing beyond its pooled state machine.
+            using CancellationTokenSource? timeoutSource = limit == Timeout.InfiniteTimeSpan ? null : new CancellationTokenSource(limit);
+            using CancellationTokenSource? linked = timeoutSource is not null && cancellationToken.CanBeCanceled
+                ? CancellationTokenSource.CreateLinkedTokenSource(timeoutSource.Token, cancellationToken)
+                : null;
+            CancellationToken ends = linked?.Token ?? timeoutSource?.Token ?? cancellationToken;
+            await using (ends.CanBeCanceled
+                ? ends.UnsafeRegister(static (state, _) =>
+                {
+                    var pending = (PendingCall)state!;
+                    pending.TryComplete(pending.Id, default, new OperationCanceledException());
+                }, call)
+                : default(CancellationTokenRegistration))
             {
                 try
                 {
                     await new ValueTask<Transaction>(call, call.Version).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutSource.IsCancellationRequested)
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutSource?.IsCancellationRequested == true)
                 {
                     SendCancel(call.Id);
                     throw new TimeoutException($"The peer did not reply to call {call.Id} within {limit}.");
@@ -250,9 +259,7 @@ public sealed partial class PageRangeConnection
 
     private void WaitForReply(PendingCall call, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        long deadline = timeout == Timeout.InfiniteTimeSpan
-            ? long.MaxValue
-            : Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        long deadline = Doorbell.DeadlineAfter(timeout);
         while (!call.IsCompleted)
         {
             if (cancellationToken.IsCancellationRequested)
@@ -275,13 +282,23 @@ public sealed partial class PageRangeConnection
         }
     }
 
+    /// <summary>A call timeout is positive (or infinite) and fits a timer: about 49 days at most.</summary>
+    private static void ValidateCallTimeout(TimeSpan? timeout)
+    {
+        if (timeout is { } value && value != Timeout.InfiniteTimeSpan)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero, nameof(timeout));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromMilliseconds(int.MaxValue - 1), nameof(timeout));
+        }
+    }
+
     private static Transaction TakeReply(PendingCall call)
     {
         if (call.Error is { } error)
         {
             if (error is PageRangeException or TimeoutException or OperationCanceledException)
             {
-                throw error;
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
             }
             throw new PageRangeException(error.Message, error);
         }

@@ -62,8 +62,7 @@ internal sealed class PendingCall : IValueTaskSource<Transaction>
         {
             return false;
         }
-        // Publish the result first, then claim: only the winner of the compare-exchange may have written, so write
-        // into locals of the winner by claiming first and then setting fields before signalling.
+        // Claim with a compare-exchange to a sentinel first: only the winner writes Reply/Error, then releases with 0.
         if (Interlocked.CompareExchange(ref _awaiting, ulong.MaxValue, id) != id)
         {
             return false;
