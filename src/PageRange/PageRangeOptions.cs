@@ -50,6 +50,7 @@ public sealed class PageRangeOptions
     private TimeSpan _regionFullTimeout = TimeSpan.FromSeconds(5);
     private TimeSpan _parkTimeout = TimeSpan.FromMilliseconds(100);
     private int _maxConcurrentCalls = 1024;
+    private WaitStrategy _waitStrategy = WaitStrategy.SpinThenPark;
 
     /// <summary>Creates options with every default.</summary>
     public PageRangeOptions()
@@ -193,7 +194,19 @@ public sealed class PageRangeOptions
     /// idle. <see cref="PageRange.WaitStrategy.BusySpin"/> gives the lowest latency and owns a core per waiting thread;
     /// use it only with a core to spare for each side.
     /// </remarks>
-    public WaitStrategy WaitStrategy { get; set; } = WaitStrategy.SpinThenPark;
+    /// <exception cref="ArgumentOutOfRangeException">The value is not a defined strategy.</exception>
+    public WaitStrategy WaitStrategy
+    {
+        get => _waitStrategy;
+        set
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "Not a defined WaitStrategy.");
+            }
+            _waitStrategy = value;
+        }
+    }
 
     /// <summary>
     /// The longest a parked thread sleeps on the futex before it re-checks on its own: the backstop that notices a dead

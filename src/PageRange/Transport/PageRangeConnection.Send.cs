@@ -35,46 +35,89 @@ public sealed partial class PageRangeConnection
     /// <exception cref="RegionFullException">The peer's region stayed full.</exception>
     public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
+        ValidateCallTimeout(timeout);
         PendingCall call = RentCall(isAsync: false);
         try
         {
             SendCore(call.Id, code, TransactionFlags.TwoWay, payload, cancellationToken);
-            WaitForReply(call, timeout ?? _options.CallTimeout, cancellationToken);
-            return TakeReply(call);
         }
-        finally
+        catch
         {
-            ReturnCall(call);
+            ReturnCall(call, taken: false);
+            throw;
         }
+        return FinishCall(call, timeout, cancellationToken);
     }
 
     /// <summary>Calls the peer and completes when its reply arrives.</summary>
     /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?, CancellationToken)"/>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
+        ValidateCallTimeout(timeout);
         PendingCall call = RentCall(isAsync: true);
+        try
+        {
+            SendCore(call.Id, code, TransactionFlags.TwoWay, payload.Span, cancellationToken);
+        }
+        catch
+        {
+            ReturnCall(call, taken: false);
+            throw;
+        }
+        return FinishCallAsync(call, timeout, cancellationToken);
+    }
+
+    /// <summary>Waits on this thread for the reply to <paramref name="call"/>, already sent, and gives the slot back.</summary>
+    internal Transaction FinishCall(PendingCall call, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        bool taken = false;
+        try
+        {
+            WaitForReply(call, timeout ?? _options.CallTimeout, cancellationToken);
+            Transaction reply = TakeReply(call);
+            taken = true;
+            return reply;
+        }
+        finally
+        {
+            ReturnCall(call, taken);
+        }
+    }
+
+    /// <summary>Completes with the reply to <paramref name="call"/>, already sent, and gives the slot back.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<Transaction> FinishCallAsync(PendingCall call, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        bool taken = false;
+        // The background reader reads the ring for async callers; tell it there is one.
         Interlocked.Increment(ref _asyncInterest);
         _pumpWake.Set();
         try
         {
-            SendCore(call.Id, code, TransactionFlags.TwoWay, payload.Span, cancellationToken);
-            using var timeoutSource = new CancellationTokenSource(timeout ?? _options.CallTimeout);
-            using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(timeoutSource.Token, cancellationToken);
-            await using (linked.Token.UnsafeRegister(static (state, _) =>
-            {
-                var pending = (PendingCall)state!;
-                pending.TryComplete(pending.Id, default, new OperationCanceledException());
-            }, call).ConfigureAwait(false))
+            TimeSpan limit = timeout ?? _options.CallTimeout;
+            // Only what can fire is built: with no timeout and a token that cannot be cancelled, an async call
+            // allocates nothing beyond its pooled state machine.
+            using CancellationTokenSource? timeoutSource = limit == Timeout.InfiniteTimeSpan ? null : new CancellationTokenSource(limit);
+            using CancellationTokenSource? linked = timeoutSource is not null && cancellationToken.CanBeCanceled
+                ? CancellationTokenSource.CreateLinkedTokenSource(timeoutSource.Token, cancellationToken)
+                : null;
+            CancellationToken ends = linked?.Token ?? timeoutSource?.Token ?? cancellationToken;
+            await using (ends.CanBeCanceled
+                ? ends.UnsafeRegister(static (state, _) =>
+                {
+                    var pending = (PendingCall)state!;
+                    pending.TryComplete(pending.Id, default, new OperationCanceledException());
+                }, call)
+                : default(CancellationTokenRegistration))
             {
                 try
                 {
                     await new ValueTask<Transaction>(call, call.Version).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutSource.IsCancellationRequested)
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutSource?.IsCancellationRequested == true)
                 {
                     SendCancel(call.Id);
-                    throw new TimeoutException($"The peer did not reply to call {call.Id} within {timeout ?? _options.CallTimeout}.");
+                    throw new TimeoutException($"The peer did not reply to call {call.Id} within {limit}.");
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
@@ -82,12 +125,14 @@ public sealed partial class PageRangeConnection
                     throw new OperationCanceledException(cancellationToken);
                 }
             }
-            return TakeReply(call);
+            Transaction reply = TakeReply(call);
+            taken = true;
+            return reply;
         }
         finally
         {
             Interlocked.Decrement(ref _asyncInterest);
-            ReturnCall(call);
+            ReturnCall(call, taken);
         }
     }
 
@@ -103,7 +148,17 @@ public sealed partial class PageRangeConnection
             throw new InvalidOperationException($"Call {slot.Record.TransactionId} was already replied to.");
         }
         TransactionFlags flags = isError ? TransactionFlags.ErrorReply : TransactionFlags.Reply;
-        SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
+        try
+        {
+            SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
+        }
+        catch
+        {
+            // Nothing was sent: the handler may try a smaller reply, and disposing the call still sends the caller an
+            // error reply (binder's BR_FAILED_REPLY) instead of leaving it waiting for ever.
+            Volatile.Write(ref slot.Replied, 0);
+            throw;
+        }
     }
 
     /// <summary>Reserve, copy once, publish, wake the peer if it is parked; waits for frees while the region is full.</summary>
@@ -183,14 +238,18 @@ public sealed partial class PageRangeConnection
         return call;
     }
 
-    private void ReturnCall(PendingCall call)
+    private void ReturnCall(PendingCall call, bool taken)
     {
-        // A call abandoned by timeout, cancellation or an exception while sending is marked done, so a reply that
-        // arrives later finds no one waiting and is freed by the reader.
-        if (!call.IsCompleted)
+        // A call abandoned by timeout, cancellation or an exception is marked done, so a reply that arrives later finds
+        // no one waiting and is freed by the reader.
+        call.Abandon(s_abandoned);
+        if (!taken && call.Reply.IsLive)
         {
-            call.TryComplete(call.Id, default, s_abandoned);
+            // The reply arrived, but the caller left by an exception (the reader failed right after routing it):
+            // free it, or our region would stay mapped for a transaction nobody holds.
+            call.Reply.Dispose();
         }
+        call.Reply = default;
         call.Id = 0;
         lock (_slotLock)
         {
@@ -200,9 +259,7 @@ public sealed partial class PageRangeConnection
 
     private void WaitForReply(PendingCall call, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        long deadline = timeout == Timeout.InfiniteTimeSpan
-            ? long.MaxValue
-            : Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        long deadline = Doorbell.DeadlineAfter(timeout);
         while (!call.IsCompleted)
         {
             if (cancellationToken.IsCancellationRequested)
@@ -225,13 +282,23 @@ public sealed partial class PageRangeConnection
         }
     }
 
+    /// <summary>A call timeout is positive (or infinite) and fits a timer: about 49 days at most.</summary>
+    private static void ValidateCallTimeout(TimeSpan? timeout)
+    {
+        if (timeout is { } value && value != Timeout.InfiniteTimeSpan)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero, nameof(timeout));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromMilliseconds(int.MaxValue - 1), nameof(timeout));
+        }
+    }
+
     private static Transaction TakeReply(PendingCall call)
     {
         if (call.Error is { } error)
         {
             if (error is PageRangeException or TimeoutException or OperationCanceledException)
             {
-                throw error;
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
             }
             throw new PageRangeException(error.Message, error);
         }

@@ -183,45 +183,39 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         long deadline = Doorbell.DeadlineAfter(ValidateTimeout(timeout));
         ThrowIfDisposed();
-        // The reference keeps the doorbell's words mapped while we wait, even if Dispose runs meanwhile.
-        _region.AddRef();
-        try
-        {
-            TransactionReady condition = new(this);
-            bool ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
-            ThrowIfDisposed();
-            return ready;
-        }
-        finally
-        {
-            _region.ReleaseRef();
-        }
+        // The doorbell holds a reference while it waits, so its words stay mapped even if Dispose runs meanwhile.
+        TransactionReady condition = new(this);
+        bool ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        ThrowIfDisposed();
+        return ready;
     }
 
     /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;
 
     /// <summary>Wakes a reader parked in <see cref="WaitForTransaction"/> without publishing anything, e.g. when the peer died.</summary>
-    internal void WakeReader()
+    internal void WakeReader() => _txDoorbell.WakeAllIfOpen();
+
+    /// <summary>Ring positions of this region, for the connection's state dump.</summary>
+    /// <remarks>Safe against a concurrent <see cref="Dispose"/>: resident bytes read 0 once the region is closed.</remarks>
+    internal string DumpState()
     {
-        // The reference keeps the doorbell's words mapped even if Dispose runs concurrently.
+        long resident = 0;
+        // A reference, not a disposed check: Dispose may close the region between a check and the fstat.
         if (_region.TryAddRef())
         {
             try
             {
-                _txDoorbell.WakeAll();
+                resident = _region.ResidentBytesCore;
             }
             finally
             {
                 _region.ReleaseRef();
             }
         }
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}, resident {resident} bytes\n  transactions received: {Received}, frees published: {Freed}\n");
     }
-
-    /// <summary>Ring positions of this region, for the connection's state dump.</summary>
-    internal string DumpState() =>
-        string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}, resident {(Volatile.Read(ref _disposed) == 0 ? _region.ResidentBytes : 0)} bytes\n  transactions received: {Received}, frees published: {Freed}\n");
 
     /// <summary>Wakes every waiter, then unmaps the region once no receive or free is running.</summary>
     public void Dispose()
