@@ -157,8 +157,17 @@ internal sealed unsafe class Doorbell
                     }
                     break;
                 }
-                // -1: yield now and then but never Sleep(1), which would cost a millisecond.
-                spinner.SpinOnce(sleep1Threshold: -1);
+                if (strategy == WaitStrategy.BusySpin)
+                {
+                    // Pause instructions only: SpinWait.SpinOnce would call sched_yield every few dozen rounds and hand
+                    // the core to any runnable thread, which is what a busy-spinning user chose to avoid.
+                    Thread.SpinWait(16);
+                }
+                else
+                {
+                    // -1: yield now and then but never Sleep(1), which would cost a millisecond.
+                    spinner.SpinOnce(sleep1Threshold: -1);
+                }
             }
             if (condition.IsReady)
             {
