@@ -5,6 +5,7 @@
 // The reader role (_readerRole) is not a lock anyone blocks on: it is taken with a compare-exchange, and only
 // its holder consumes the inbound ring or parks on its doorbell.
 
+using PageRange.Diagnostics;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -118,6 +119,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             var connection = (PageRangeConnection)state!;
             connection.OnPeerDied(connection._control.CloseReason);
         }, this);
+        RegisterMetrics();
     }
 
     /// <summary>The listener's name.</summary>
@@ -218,6 +220,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         text.Append(_outbound.DumpState());
         text.Append("inbound (our region, written by the peer):\n");
         text.Append(_inbound.DumpState());
+        AppendInboundBuffers(text);
         return text.ToString();
     }
 
@@ -237,6 +240,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         }
         _deathCause = cause;
         _peerDead = true;
+        PageRangeMetrics.RecordConnectionClosed(cause);
         // Fail every pending call; transactions already published stay in the ring and are still delivered.
         foreach (PendingCall call in _calls)
         {
@@ -288,6 +292,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         {
             return;
         }
+        UnregisterMetrics();
         OnPeerDied(new ObjectDisposedException(nameof(PageRangeConnection)));
         await _peerDiedRegistration.DisposeAsync().ConfigureAwait(false);
         await _handshake.DisposeAsync().ConfigureAwait(false);
