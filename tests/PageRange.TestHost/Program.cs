@@ -21,6 +21,10 @@ internal static class Program
                 "map-region" => MemoryScenarios.MapRegion(args),
                 "control-listen" => ControlScenarios.Listen(args),
                 "control-connect" => ControlScenarios.Connect(args),
+                "fault-send-stream" => FaultScenarios.SendStream(args),
+                "fault-hold" => FaultScenarios.Hold(args),
+                "fault-slow-reader" => FaultScenarios.SlowReader(args),
+                "fault-fuzz" => FaultScenarios.Fuzz(args),
                 _ => Unknown(args[0]),
             };
         }
