@@ -135,7 +135,7 @@ internal static class FaultScenarios
     /// case, sends an honest probe and then writes seeded random bytes into the victim's header and rings (and lies on
     /// its own free ring, which the victim reads as a writer). After each case it prints
     /// <c>case &lt;k&gt; &lt;target&gt; intact|any keep|fresh</c> and waits for the victim's verdict on stdin: <c>next</c>
-    /// (same connection) or <c>reconnect</c>. <c>intact</c> promises that nothing hostile happened on this connection
+    /// (same connection) or <c>reconnect</c>; after connecting it waits for <c>ready</c>. <c>intact</c> promises that nothing hostile happened on this connection
     /// yet, so the victim must get the probe intact; <c>fresh</c> says the fuzzer broke its own view and reconnects.
     /// Ends with <c>done: &lt;connections&gt;</c>.
     /// </summary>
@@ -153,6 +153,11 @@ internal static class FaultScenarios
             if (peer is null)
             {
                 peer = FuzzPeer.ConnectAsync(name, options).GetAwaiter().GetResult();
+                // The victim checks our region's header once it has its end: scribble only after that.
+                if (Console.ReadLine() != "ready")
+                {
+                    return 2;
+                }
                 clean = true;
                 connections++;
             }
