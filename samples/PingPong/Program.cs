@@ -33,13 +33,18 @@ internal static class Program
             Console.WriteLine(SampleOptions.Usage);
             return 0;
         }
+        if (Console.IsOutputRedirected)
+        {
+            // Redirected output has no terminal width; Spectre would assume 80 columns and wrap every cell.
+            AnsiConsole.Console.Profile.Width = 120;
+        }
         try
         {
             return options.PeerName is { } name ? Peer.Run(name, options) : await Host.RunAsync(options);
         }
         catch (PlatformNotSupportedException error)
         {
-            Console.Error.WriteLine(error.Message);
+            Console.Error.WriteLine($"error: {error.Message}");
             return 1;
         }
     }
@@ -51,10 +56,21 @@ internal static class Host
     public static async Task<int> RunAsync(SampleOptions options)
     {
         string name = $"pingpong-{Environment.ProcessId}";
-        var connectionOptions = new PageRangeOptions { WaitStrategy = options.WaitStrategy };
+        // A bounded call timeout: a peer that hangs ends the run with an error instead of a hang.
+        var connectionOptions = new PageRangeOptions { WaitStrategy = options.WaitStrategy, CallTimeout = TimeSpan.FromSeconds(10) };
         await using PageRangeListener listener = PageRangeListener.Listen(name, connectionOptions);
 
-        using Process peer = StartPeer(name, options);
+        Process peer;
+        try
+        {
+            peer = StartPeer(name, options);
+        }
+        catch (Exception error) when (error is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"error: the peer process could not be started ({error.Message.TrimEnd('.')}).");
+            return 1;
+        }
+        using Process owned = peer;
         try
         {
             using var acceptTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -62,7 +78,7 @@ internal static class Host
             Task exited = peer.WaitForExitAsync(acceptTimeout.Token);
             if (await Task.WhenAny(accept, exited) != accept)
             {
-                Console.Error.WriteLine($"The peer process could not start or exited before connecting (exit code {(peer.HasExited ? peer.ExitCode : -1)}).");
+                Console.Error.WriteLine($"error: the peer process exited before connecting (exit code {(peer.HasExited ? peer.ExitCode : -1)}).");
                 return 1;
             }
             await using PageRangeConnection connection = await accept;
@@ -84,19 +100,29 @@ internal static class Host
             connection.SendOneway(Codes.Quit, []);
             if (!await WaitForExit(peer, TimeSpan.FromSeconds(10)))
             {
-                Console.Error.WriteLine("The peer did not exit after the run.");
+                Console.Error.WriteLine("error: the peer process did not exit after the run.");
                 return 1;
             }
             return 0;
         }
-        catch (PeerDiedException error)
+        catch (PeerDiedException)
         {
-            Console.Error.WriteLine($"The peer process died during the run ({error.Message}).");
+            Console.Error.WriteLine($"error: the peer process {peer.Id} died during the run{ExitCodeOf(peer)}.");
+            return 1;
+        }
+        catch (TimeoutException)
+        {
+            Console.Error.WriteLine($"error: the peer process {peer.Id} stopped answering for 10 seconds.");
             return 1;
         }
         catch (OperationCanceledException)
         {
-            Console.Error.WriteLine("The peer process did not connect within 30 seconds.");
+            Console.Error.WriteLine("error: the peer process did not connect within 30 seconds.");
+            return 1;
+        }
+        catch (Exception error) when (error is PageRangeException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"error: the run failed: {error.Message.TrimEnd('.')}.");
             return 1;
         }
         finally
@@ -107,6 +133,9 @@ internal static class Host
             }
         }
     }
+
+    private static string ExitCodeOf(Process peer) =>
+        peer.WaitForExit(TimeSpan.FromSeconds(2)) ? $" (exit code {peer.ExitCode})" : "";
 
     private static async Task<bool> WaitForExit(Process process, TimeSpan timeout)
     {
@@ -135,6 +164,11 @@ internal static class Host
         start.ArgumentList.Add(name);
         start.ArgumentList.Add("--wait");
         start.ArgumentList.Add(options.WaitStrategy.ToString());
+        if (options.PeerExitAfter is { } exitAfter)
+        {
+            start.ArgumentList.Add("--peer-exit-after");
+            start.ArgumentList.Add(exitAfter.ToString(CultureInfo.InvariantCulture));
+        }
         return Process.Start(start) ?? throw new InvalidOperationException("The peer process could not be started.");
     }
 
@@ -208,8 +242,8 @@ internal static class Host
             sent += 256;
             progress.Value = clock.Elapsed.TotalMilliseconds;
         }
-        // The end marker is oneway too, so it is handled after every message before it (oneway transactions are
-        // handled in order; a two-way call could overtake the queue, as in binder). The peer answers with a oneway report.
+        // The end marker is oneway too: oneway messages are delivered in order, while a call could overtake the ones
+        // still queued. The peer answers with a oneway report.
         connection.SendOneway(Codes.StreamEnd, []);
         StreamReport report;
         using (Transaction answer = connection.Receive())
@@ -273,8 +307,16 @@ internal sealed record Result(string Phase, long Messages, double P50Us, double 
 /// <summary>The answering side: replies to pings, counts the stream, exits on Quit or when the host is gone.</summary>
 internal static class Peer
 {
+    /// <summary>The exit code of a peer that quits on purpose (<c>--peer-exit-after</c>), to test the host's handling.</summary>
+    public const int FaultExitCode = 17;
+
     public static int Run(string name, SampleOptions options)
     {
+        if (options.PeerExitAfter == 0)
+        {
+            return FaultExitCode;
+        }
+        long pings = 0;
         var connectionOptions = new PageRangeOptions { WaitStrategy = options.WaitStrategy };
         using PageRangeConnection connection = PageRangeConnection.ConnectAsync(name, connectionOptions).AsTask().GetAwaiter().GetResult();
         long messages = 0;
@@ -296,6 +338,11 @@ internal static class Peer
                 switch (transaction.Code)
                 {
                     case Codes.Ping:
+                        if (++pings == options.PeerExitAfter)
+                        {
+                            // A crash in the middle of a call: no reply, no goodbye.
+                            Environment.Exit(FaultExitCode);
+                        }
                         transaction.Reply(new Pong(transaction.Deserialize<Ping>().Seq));
                         break;
                     case Codes.Stream:
@@ -305,9 +352,6 @@ internal static class Peer
                         break;
                     case Codes.StreamEnd:
                         connection.SendOneway(new StreamReport(messages, bytes, checksum), Codes.StreamEnd);
-                        messages = 0;
-                        bytes = 0;
-                        checksum = 0;
                         break;
                     case Codes.Quit:
                         return 0;
@@ -361,6 +405,9 @@ internal sealed class SampleOptions
 
     public string? PeerName { get; private set; }
 
+    /// <summary>Hidden, for tests: the peer exits after this many pings (0: before connecting).</summary>
+    public long? PeerExitAfter { get; private set; }
+
     public static SampleOptions Parse(string[] args)
     {
         var options = new SampleOptions();
@@ -396,6 +443,9 @@ internal sealed class SampleOptions
                     break;
                 case "--peer":
                     options.PeerName = Next();
+                    break;
+                case "--peer-exit-after":
+                    options.PeerExitAfter = long.Parse(Next(), CultureInfo.InvariantCulture);
                     break;
                 case "--help" or "-h":
                     options.Help = true;

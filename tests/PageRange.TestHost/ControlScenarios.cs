@@ -146,7 +146,7 @@ internal static class ControlScenarios
         return fd;
     }
 
-    private static void DropPrivileges(uint id)
+    internal static void DropPrivileges(uint id)
     {
         // Order matters: supplementary groups and the gid can only be changed while still root.
         if (NativeMethods.SetGroups(0, 0) != 0 || NativeMethods.SetGid(id) != 0 || NativeMethods.SetUid(id) != 0)

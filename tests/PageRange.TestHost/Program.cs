@@ -21,6 +21,8 @@ internal static class Program
                 "map-region" => MemoryScenarios.MapRegion(args),
                 "control-listen" => ControlScenarios.Listen(args),
                 "control-connect" => ControlScenarios.Connect(args),
+                "pipe-sink" => SerializationScenarios.PipeSink(args),
+                "transport-connect" => TransportScenarios.Connect(args),
                 "fault-send-stream" => FaultScenarios.SendStream(args),
                 "fault-hold" => FaultScenarios.Hold(args),
                 "fault-slow-reader" => FaultScenarios.SlowReader(args),

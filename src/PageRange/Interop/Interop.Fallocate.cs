@@ -15,32 +15,24 @@ internal static partial class Interop
 
     /// <summary>Backs <c>[offset, offset+length)</c> with zeroed memory now, so a later touch cannot take SIGBUS.</summary>
     /// <exception cref="BackingAllocationException">The kernel has no memory for it (ENOMEM, ENOSPC).</exception>
-    internal static void Allocate(SafeMemfdHandle fd, long offset, long length)
-    {
-        int result;
-        do
-        {
-            result = Libc.Fallocate(fd, 0, offset, length);
-        }
-        while (result != 0 && Marshal.GetLastPInvokeError() == EINTR);
-        if (result != 0)
-        {
-            throw GetLastErrorException("fallocate");
-        }
-    }
+    internal static void Allocate(SafeMemfdHandle fd, long offset, long length) =>
+        Fallocate(fd, 0, offset, length, "fallocate");
 
     /// <summary>Gives <c>[offset, offset+length)</c> back to the kernel; the bytes then read as zeros.</summary>
-    internal static void PunchHole(SafeMemfdHandle fd, long offset, long length)
+    internal static void PunchHole(SafeMemfdHandle fd, long offset, long length) =>
+        Fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length, "fallocate(PUNCH_HOLE)");
+
+    private static void Fallocate(SafeMemfdHandle fd, int mode, long offset, long length, string syscall)
     {
         int result;
         do
         {
-            result = Libc.Fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+            result = Libc.Fallocate(fd, mode, offset, length);
         }
         while (result != 0 && Marshal.GetLastPInvokeError() == EINTR);
         if (result != 0)
         {
-            throw GetLastErrorException("fallocate(PUNCH_HOLE)");
+            throw GetLastErrorException(syscall);
         }
     }
 }

@@ -7,12 +7,13 @@ internal static partial class Interop
     internal const uint MFD_CLOEXEC = 0x0001;
     internal const uint MFD_ALLOW_SEALING = 0x0002;
 
+    internal const int F_GETFD = 1;
+    internal const int FD_CLOEXEC = 1;
+    internal const int F_DUPFD_CLOEXEC = 1030;
     internal const int F_ADD_SEALS = 1033;
     internal const int F_GET_SEALS = 1034;
-    internal const int F_SEAL_SEAL = 0x0001;
     internal const int F_SEAL_SHRINK = 0x0002;
     internal const int F_SEAL_GROW = 0x0004;
-    internal const int F_SEAL_WRITE = 0x0008;
 
     internal const int AT_EMPTY_PATH = 0x1000;
     internal const uint STATX_SIZE = 0x0200;
@@ -29,8 +30,11 @@ internal static partial class Interop
 
     internal static partial class Libc
     {
+        // Returns int, as the C function does, not a SafeHandle: a SafeHandle return is marshalled as a pointer-sized
+        // value, and the upper half of the register is not sign-extended, so -1 would arrive as 0xFFFFFFFF and pass
+        // for a valid descriptor.
         [LibraryImport(Libraries.Libc, EntryPoint = "memfd_create", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-        internal static partial SafeMemfdHandle MemfdCreate(string name, uint flags);
+        internal static partial int MemfdCreate(string name, uint flags);
 
         [LibraryImport(Libraries.Libc, EntryPoint = "ftruncate", SetLastError = true)]
         internal static partial int Ftruncate(SafeMemfdHandle fd, long length);
@@ -44,23 +48,11 @@ internal static partial class Interop
 
         [LibraryImport(Libraries.Libc, EntryPoint = "close", SetLastError = true)]
         internal static partial int Close(nint fd);
-
-        [LibraryImport(Libraries.Libc, EntryPoint = "dup", SetLastError = true)]
-        internal static partial SafeMemfdHandle Dup(SafeMemfdHandle fd);
     }
 
     /// <summary>Creates a close-on-exec, sealable memfd.</summary>
-    internal static SafeMemfdHandle MemfdCreate(string name)
-    {
-        SafeMemfdHandle fd = Libc.MemfdCreate(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (fd.IsInvalid)
-        {
-            Exception error = GetLastErrorException("memfd_create");
-            fd.Dispose();
-            throw error;
-        }
-        return fd;
-    }
+    internal static SafeMemfdHandle MemfdCreate(string name) =>
+        OwnDescriptor(Libc.MemfdCreate(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), "memfd_create");
 
     internal static void Ftruncate(SafeMemfdHandle fd, long length)
     {
@@ -100,17 +92,10 @@ internal static partial class Interop
         return ((long)stat.Size, (long)stat.Blocks * 512);
     }
 
-    internal static SafeMemfdHandle Dup(SafeMemfdHandle fd)
-    {
-        SafeMemfdHandle copy = Libc.Dup(fd);
-        if (copy.IsInvalid)
-        {
-            Exception error = GetLastErrorException("dup");
-            copy.Dispose();
-            throw error;
-        }
-        return copy;
-    }
+    /// <summary>A second descriptor for the same open file, close-on-exec like every descriptor we create.</summary>
+    internal static SafeMemfdHandle Dup(SafeMemfdHandle fd) =>
+        // F_DUPFD_CLOEXEC, not dup: a plain dup clears close-on-exec, and the copy would leak into every child we start.
+        OwnDescriptor(Libc.Fcntl(fd, F_DUPFD_CLOEXEC, 0), "fcntl(F_DUPFD_CLOEXEC)");
 }
 
 internal static partial class Interop
@@ -120,20 +105,22 @@ internal static partial class Interop
 
     internal static partial class Libc
     {
+        // Returns int, not a SafeHandle, for the reason given at MemfdCreate.
         [LibraryImport(Libraries.Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-        internal static partial SafeMemfdHandle Open(string path, int flags);
+        internal static partial int Open(string path, int flags);
     }
 
     /// <summary>Opens a path read-write and close-on-exec, e.g. <c>/proc/&lt;pid&gt;/fd/&lt;n&gt;</c> of another process's memfd.</summary>
-    internal static SafeMemfdHandle OpenReadWrite(string path)
+    internal static SafeMemfdHandle OpenReadWrite(string path) =>
+        OwnDescriptor(Libc.Open(path, O_RDWR | O_CLOEXEC), "open");
+
+    /// <summary>Wraps the descriptor a system call returned, or throws the exception for its errno if it returned -1.</summary>
+    private static SafeMemfdHandle OwnDescriptor(int fd, string syscall)
     {
-        SafeMemfdHandle fd = Libc.Open(path, O_RDWR | O_CLOEXEC);
-        if (fd.IsInvalid)
+        if (fd < 0)
         {
-            Exception error = GetLastErrorException("open");
-            fd.Dispose();
-            throw error;
+            throw GetLastErrorException(syscall);
         }
-        return fd;
+        return new SafeMemfdHandle(fd, ownsHandle: true);
     }
 }

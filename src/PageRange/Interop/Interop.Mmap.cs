@@ -4,7 +4,6 @@ namespace PageRange;
 
 internal static partial class Interop
 {
-    internal const int PROT_NONE = 0;
     internal const int PROT_READ = 1;
     internal const int PROT_WRITE = 2;
     internal const int MAP_SHARED = 0x01;

@@ -5,8 +5,6 @@ namespace PageRange;
 
 internal static partial class Interop
 {
-    internal const int ECONNRESET = 104;
-
     internal const int SOL_SOCKET = 1;
     internal const int SO_PEERCRED = 17;
     internal const int SCM_RIGHTS = 1;

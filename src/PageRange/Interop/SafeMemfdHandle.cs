@@ -5,11 +5,6 @@ namespace PageRange;
 /// <summary>Owns one file descriptor (a memfd or a socket) and closes it exactly once.</summary>
 internal sealed class SafeMemfdHandle : SafeHandleZeroOrMinusOneIsInvalid
 {
-    public SafeMemfdHandle()
-        : base(ownsHandle: true)
-    {
-    }
-
     internal SafeMemfdHandle(nint fd, bool ownsHandle)
         : base(ownsHandle) => SetHandle(fd);
 

@@ -71,6 +71,8 @@ internal sealed unsafe partial class ShrinkablePageRange
         where T : unmanaged
     {
         Span<byte> target = Iterate(offset, sizeof(T));
+        // SAFETY: Iterate returned exactly sizeof(T) bytes of Used pages, so the unaligned store stays inside them;
+        // T is unmanaged, so writing its bytes into shared memory exposes no object reference.
         Unsafe.WriteUnaligned(ref MemoryMarshal.GetReference(target), value);
     }
 
@@ -79,6 +81,8 @@ internal sealed unsafe partial class ShrinkablePageRange
         where T : unmanaged
     {
         Span<byte> source = Iterate(offset, sizeof(T));
+        // SAFETY: Iterate returned exactly sizeof(T) bytes of Used pages, so the unaligned load stays inside them; T is
+        // unmanaged, so any bit pattern the peer left there is a value of T, not a forged reference.
         return Unsafe.ReadUnaligned<T>(ref MemoryMarshal.GetReference(source));
     }
 

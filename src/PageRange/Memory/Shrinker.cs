@@ -46,7 +46,7 @@ public sealed partial class Shrinker
     /// <summary>Pages the shrinker skipped because their range was busy.</summary>
     public long PagesSkipped => Interlocked.Read(ref _pagesSkipped);
 
-    /// <summary>Punches the kernel refused; the page was marked Free anyway and its memory stays until the region closes.</summary>
+    /// <summary>Punches the kernel refused; each such page went back on the LRU as Available, since its memory is still there.</summary>
     public long PunchFailures => Interlocked.Read(ref _punchFailures);
 
     /// <summary>The memory-pressure monitor driving this shrinker, or <see langword="null"/> when none runs.</summary>

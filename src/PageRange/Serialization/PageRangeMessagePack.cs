@@ -6,19 +6,33 @@ using PageRange.Transport;
 namespace PageRange.Serialization;
 
 /// <summary>
-/// Typed messages over a <see cref="PageRangeConnection"/> with MessagePack: each message is serialized once into a
-/// per-thread buffer (the "Parcel"), copied once into the peer's region, and deserialized in place on the other side.
+/// Typed messages over a <see cref="PageRangeConnection"/> with MessagePack: each message is serialized straight into a
+/// buffer reserved in the peer's region (zero-copy), published, and deserialized in place on the other side.
 /// </summary>
 /// <remarks>
+/// <para>
+/// A MessagePack message's size is known only once it is written, so each send estimates it from the last message of
+/// the same type (its size plus an eighth). Below <see cref="ZeroCopyThreshold"/> bytes the message is serialized
+/// into a per-thread buffer (the "Parcel") and copied once: for small messages one reservation and one publish under
+/// the send lock cost less than a separate reserve and commit (measured: 32-byte messages ~1 µs copied against
+/// ~1.5 µs reserved; 64 KiB 7 µs against 5 µs; 1 MiB 56 µs against 35 µs). Above it the message is serialized straight
+/// into a buffer reserved in the receiver's region and never copied. A message that outgrows its reservation is
+/// finished in the Parcel, the reservation is given back, and the message is sent with one copy; the estimate grows.
+/// </para>
+/// <para>
 /// The default options (<see cref="DefaultOptions"/>) treat every payload as untrusted data from another process
 /// (<see cref="MessagePackSecurity.UntrustedData"/>: bounded depth, hash-collision-resistant dictionaries).
 /// MessagePack's default resolver generates code at run time, so these methods are not AOT-safe unless the options
 /// carry a source-generated resolver.
+/// </para>
 /// </remarks>
 public static class PageRangeMessagePack
 {
     /// <summary>The code typed sends use when the caller names none.</summary>
     public const uint DefaultCode = 1;
+
+    /// <summary>The estimated size from which typed sends serialize straight into the peer's region: 1 KiB.</summary>
+    public const int ZeroCopyThreshold = 1024;
 
     [ThreadStatic]
     private static ArrayBufferWriter<byte>? t_parcel;
@@ -27,19 +41,47 @@ public static class PageRangeMessagePack
     public static MessagePackSerializerOptions DefaultOptions { get; } =
         MessagePackSerializerOptions.Standard.WithSecurity(MessagePackSecurity.UntrustedData);
 
-    /// <summary>Serializes <paramref name="message"/> and sends it oneway.</summary>
+    /// <summary>Serializes <paramref name="message"/> into the peer's region and sends it oneway.</summary>
+    /// <param name="connection">The connection.</param>
+    /// <param name="message">The message.</param>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="options">Serializer options; defaults to <see cref="DefaultOptions"/>.</param>
     /// <exception cref="MessageTooLargeException">The serialized message can never fit the peer's oneway quota.</exception>
+    /// <exception cref="RegionFullException">The peer's region (or its oneway quota) stayed full.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static void SendOneway<T>(this PageRangeConnection connection, T message, uint code = DefaultCode, MessagePackSerializerOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        ArrayBufferWriter<byte> parcel = Serialize(message, options);
-        connection.SendOneway(code, parcel.WrittenSpan);
+        int estimate = Estimate<T>(connection.MaxOnewayMessageSize);
+        if (estimate < ZeroCopyThreshold)
+        {
+            connection.SendOneway(code, Serialize(message, options).WrittenSpan);
+            return;
+        }
+        Reservation reservation = connection.Reserve(estimate, oneway: true).Reservation;
+        if (SerializeInto(reservation, message, options))
+        {
+            connection.CommitOneway(reservation, code, length: null);
+        }
+        else
+        {
+            connection.SendOneway(code, t_parcel!.WrittenSpan);
+        }
     }
 
     /// <summary>Calls the peer with a typed request and waits on this thread for its typed reply.</summary>
+    /// <param name="connection">The connection.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="options">Serializer options for the request and the reply; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <param name="timeout">How long to wait for the reply; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The reply, deserialized in place (the reply's buffer is freed before this returns).</returns>
     /// <exception cref="InvalidMessageException">The reply is not a valid <typeparamref name="TResponse"/>.</exception>
+    /// <exception cref="RemoteCallException">The peer's handler failed or disposed the call without replying.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static TResponse Call<TRequest, TResponse>(
@@ -47,13 +89,17 @@ public static class PageRangeMessagePack
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        ArrayBufferWriter<byte> parcel = Serialize(request, options);
-        using Transaction reply = connection.Call(code, parcel.WrittenSpan, timeout, cancellationToken);
+        int estimate = Estimate<TRequest>(connection.MaxMessageSize);
+        using Transaction reply = estimate >= ZeroCopyThreshold
+            && connection.Reserve(estimate, oneway: false, cancellationToken).Reservation is var reservation
+            && SerializeInto(reservation, request, options)
+            ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken)
+            : connection.Call(code, ParcelOf(request, options, estimate).WrittenSpan, timeout, cancellationToken);
         return reply.Deserialize<TResponse>(options);
     }
 
     /// <summary>Calls the peer with a typed request and completes with its typed reply.</summary>
-    /// <exception cref="InvalidMessageException">The reply is not a valid <typeparamref name="TResponse"/>.</exception>
+    /// <inheritdoc cref="Call{TRequest, TResponse}"/>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static async ValueTask<TResponse> CallAsync<TRequest, TResponse>(
@@ -61,19 +107,29 @@ public static class PageRangeMessagePack
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
-        // The parcel is per thread and the await may resume elsewhere, so copy it into a rented array first.
-        ArrayBufferWriter<byte> parcel = Serialize(request, options);
-        byte[] rented = ArrayPool<byte>.Shared.Rent(parcel.WrittenCount);
-        int length = parcel.WrittenCount;
-        parcel.WrittenSpan.CopyTo(rented);
+        int estimate = Estimate<TRequest>(connection.MaxMessageSize);
         Transaction reply;
-        try
+        if (estimate >= ZeroCopyThreshold
+            && connection.Reserve(estimate, oneway: false, cancellationToken).Reservation is var reservation
+            && SerializeInto(reservation, request, options))
         {
-            reply = await connection.CallAsync(code, rented.AsMemory(0, length), timeout, cancellationToken).ConfigureAwait(false);
+            reply = await connection.CommitCallAsync(reservation, code, length: null, timeout, cancellationToken).ConfigureAwait(false);
         }
-        finally
+        else
         {
-            ArrayPool<byte>.Shared.Return(rented);
+            // The parcel is per thread and the await may resume elsewhere, so copy it into a rented array first.
+            ArrayBufferWriter<byte> parcel = ParcelOf(request, options, estimate);
+            int length = parcel.WrittenCount;
+            byte[] rented = ArrayPool<byte>.Shared.Rent(length);
+            parcel.WrittenSpan.CopyTo(rented);
+            try
+            {
+                reply = await connection.CallAsync(code, rented.AsMemory(0, length), timeout, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
         }
         using (reply)
         {
@@ -82,6 +138,9 @@ public static class PageRangeMessagePack
     }
 
     /// <summary>Deserializes the payload in place, without copying it out of the region.</summary>
+    /// <param name="transaction">The transaction; it stays live (dispose it yourself).</param>
+    /// <param name="options">Serializer options; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <returns>The message. Only the object graph is allocated: MessagePack reads straight from the mapped region.</returns>
     /// <exception cref="InvalidMessageException">The payload is not a valid <typeparamref name="T"/>; the connection is unaffected.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
@@ -98,15 +157,68 @@ public static class PageRangeMessagePack
         }
     }
 
-    /// <summary>Serializes <paramref name="message"/> and sends it as the reply to this call.</summary>
+    /// <summary>Serializes <paramref name="message"/> into the caller's region and sends it as the reply to this call.</summary>
+    /// <param name="transaction">The incoming two-way call.</param>
+    /// <param name="message">The reply.</param>
+    /// <param name="options">Serializer options; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <exception cref="InvalidOperationException">This is not a two-way call, or it was already replied to.</exception>
+    /// <exception cref="PeerDiedException">The caller's process is gone.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static void Reply<T>(this Transaction transaction, T message, MessagePackSerializerOptions? options = null)
     {
-        ArrayBufferWriter<byte> parcel = Serialize(message, options);
-        transaction.Reply(parcel.WrittenSpan);
+        int estimate = Estimate<T>(transaction.Connection.MaxMessageSize);
+        if (estimate < ZeroCopyThreshold)
+        {
+            transaction.Reply(Serialize(message, options).WrittenSpan);
+            return;
+        }
+        Reservation reservation = transaction.ReserveReply(estimate).Reservation;
+        if (SerializeInto(reservation, message, options))
+        {
+            reservation.Connection.CommitReply(reservation, length: null);
+        }
+        else
+        {
+            // The aborted reservation gave the call back its "not replied" state, so the plain reply goes through.
+            transaction.Reply(t_parcel!.WrittenSpan);
+        }
     }
 
+    /// <summary>
+    /// Serializes into the reservation. Returns <see langword="true"/> if the message fit (commit the reservation);
+    /// otherwise the reservation was aborted and the whole message is in <see cref="t_parcel"/>.
+    /// </summary>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    private static bool SerializeInto<T>(Reservation reservation, T message, MessagePackSerializerOptions? options)
+    {
+        reservation.Spill = t_parcel ??= new ArrayBufferWriter<byte>(4096);
+        try
+        {
+            MessagePackSerializer.Serialize(reservation, message, options ?? DefaultOptions);
+        }
+        catch
+        {
+            reservation.Connection.AbortReservation(reservation);
+            throw;
+        }
+        SizeEstimate<T>.Update(reservation.Length);
+        if (!reservation.Spilled)
+        {
+            return true;
+        }
+        reservation.Connection.AbortReservation(reservation);
+        return false;
+    }
+
+    /// <summary>The parcel holding the message: already there after a spill, else serialized now.</summary>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    private static ArrayBufferWriter<byte> ParcelOf<T>(T message, MessagePackSerializerOptions? options, int estimate) =>
+        estimate >= ZeroCopyThreshold ? t_parcel! : Serialize(message, options);
+
+    /// <summary>Serializes into the per-thread parcel, for the copying path.</summary>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     private static ArrayBufferWriter<byte> Serialize<T>(T message, MessagePackSerializerOptions? options)
@@ -114,6 +226,22 @@ public static class PageRangeMessagePack
         ArrayBufferWriter<byte> parcel = t_parcel ??= new ArrayBufferWriter<byte>(4096);
         parcel.ResetWrittenCount();
         MessagePackSerializer.Serialize(parcel, message, options ?? DefaultOptions);
+        SizeEstimate<T>.Update(parcel.WrittenCount);
         return parcel;
+    }
+
+    private static int Estimate<T>(long limit) => (int)Math.Min(Volatile.Read(ref SizeEstimate<T>.Bytes), limit);
+
+    /// <summary>How many bytes to reserve for the next <typeparamref name="T"/>: the last one's size plus an eighth and a little.</summary>
+    /// <remarks>Racy on purpose: a lost update only costs one copy or a few spare bytes.</remarks>
+    private static class SizeEstimate<T>
+    {
+        internal static int Bytes;
+
+        internal static void Update(int length)
+        {
+            long wanted = ((long)length + (length >> 3) + 64 + 7) & ~7L;
+            Volatile.Write(ref Bytes, (int)Math.Min(wanted, 1L << 30));
+        }
     }
 }

@@ -12,6 +12,7 @@ public sealed partial class PageRangeConnection
     private int _asyncReceivers;
     private int _liveTransactions;
     private volatile bool _drainedAfterDeath;
+    private volatile bool _violated;
     private bool _inboundClosing;
 
     /// <summary>Waits for the next incoming call or oneway message.</summary>
@@ -131,7 +132,7 @@ public sealed partial class PageRangeConnection
         }
         if (slot.CancelRequested || _peerDead)
         {
-            source.Cancel();
+            CancelQuietly(source);
         }
         return source.Token;
     }
@@ -151,7 +152,12 @@ public sealed partial class PageRangeConnection
                 }
             }
         }
-        source?.Cancel();
+        if (source is not null)
+        {
+            // On the control socket's watch: a handler that disposed its transaction meanwhile disposed the source too,
+            // and that must not end the watch.
+            CancelQuietly(source);
+        }
     }
 
     /// <summary>Frees a delivered transaction's buffer (binder's <c>BC_FREE_BUFFER</c>); ignores a second call.</summary>
@@ -233,14 +239,16 @@ public sealed partial class PageRangeConnection
             {
                 while (!IsSatisfied(call) && !cancellationToken.IsCancellationRequested)
                 {
+                    // Read the death before draining: the peer published everything before it died, so a drain that
+                    // starts after we saw the death and finds the ring empty has delivered everything.
+                    bool dead = _peerDead;
                     if (PumpAvailable() > 0)
                     {
                         continue;
                     }
-                    if (_peerDead)
+                    if (dead)
                     {
-                        // Everything the peer published before dying has now been delivered.
-                        _drainedAfterDeath = true;
+                        MarkDrainedAfterDeath();
                         return;
                     }
                     long now = Stopwatch.GetTimestamp();
@@ -266,8 +274,24 @@ public sealed partial class PageRangeConnection
         }
         else
         {
-            WaitAsFollower(call, deadline);
+            WaitAsFollower(call, deadline, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// The ring was drained after the peer's death: every transaction it published has been routed, so the calls still
+    /// waiting will never get a reply, and receivers may now be told that the peer is gone.
+    /// </summary>
+    private void MarkDrainedAfterDeath()
+    {
+        if (_drainedAfterDeath)
+        {
+            return;
+        }
+        _drainedAfterDeath = true;
+        FailPendingCalls();
+        _asyncReady.Release();
+        NotifyFollowers();
     }
 
     private static long TicksUntil(long deadline, long now) =>
@@ -277,7 +301,7 @@ public sealed partial class PageRangeConnection
         call is not null ? call.IsCompleted : Volatile.Read(ref _readyCount) > 0;
 
     /// <summary>Waits while another thread holds the reader role: spin, then park on the gate until something changes.</summary>
-    private void WaitAsFollower(PendingCall? call, long deadline)
+    private void WaitAsFollower(PendingCall? call, long deadline, CancellationToken cancellationToken)
     {
         int generation = Volatile.Read(ref _generation);
         long spinUntil = _options.WaitStrategy == WaitStrategy.BusySpin
@@ -288,7 +312,7 @@ public sealed partial class PageRangeConnection
         var spinner = default(SpinWait);
         while (Stopwatch.GetTimestamp() < spinUntil)
         {
-            if (Changed(call, generation))
+            if (Changed(call, generation) || cancellationToken.IsCancellationRequested)
             {
                 return;
             }
@@ -303,23 +327,27 @@ public sealed partial class PageRangeConnection
         }
         lock (_gate)
         {
-            _parkedFollowers++;
+            // Full fence: pairs with the one in NotifyFollowers (Dekker): either it sees us parked and pulses, or we
+            // see its new generation in Changed below. A plain increment could be reordered after that load.
+            Interlocked.Increment(ref _parkedFollowers);
             try
             {
-                while (!Changed(call, generation) && Stopwatch.GetTimestamp() < deadline)
+                // A cancellation is noticed within a park timeout: the token does not pulse the gate.
+                while (!Changed(call, generation) && !cancellationToken.IsCancellationRequested && Stopwatch.GetTimestamp() < deadline)
                 {
                     Monitor.Wait(_gate, _options.ParkTimeout);
                 }
             }
             finally
             {
-                _parkedFollowers--;
+                Interlocked.Decrement(ref _parkedFollowers);
             }
         }
     }
 
+    // Not the death itself: the reader still drains what the peer published before it; followers wait for that drain.
     private bool Changed(PendingCall? call, int generation) =>
-        IsSatisfied(call) || _peerDead || Volatile.Read(ref _readerRole) == 0 || Volatile.Read(ref _generation) != generation;
+        IsSatisfied(call) || _drainedAfterDeath || Volatile.Read(ref _readerRole) == 0 || Volatile.Read(ref _generation) != generation;
 
     /// <summary>Tells waiting threads that something happened (a record routed, the reader role released).</summary>
     private void NotifyFollowers()
@@ -336,10 +364,15 @@ public sealed partial class PageRangeConnection
 
     private bool TryTakeReaderRole() => Interlocked.CompareExchange(ref _readerRole, 1, 0) == 0;
 
-    private void ReleaseReaderRole()
+    private void ReleaseReaderRole(bool wakePump = true)
     {
         Volatile.Write(ref _readerRole, 0);
         NotifyFollowers();
+        // Async callers or receivers wait on the pump: without this it would find the role free only after a park timeout.
+        if (wakePump && Volatile.Read(ref _asyncInterest) > 0)
+        {
+            _pumpWake.Set();
+        }
     }
 
     /// <summary>Routes every record the ring holds now. Only the reader-role holder calls this.</summary>
@@ -429,6 +462,7 @@ public sealed partial class PageRangeConnection
 
     private void CloseForViolation(ProtocolViolationException violation)
     {
+        _violated = true;
         if (!_peerDead)
         {
             OnPeerDied(violation);
@@ -439,52 +473,59 @@ public sealed partial class PageRangeConnection
 
     /// <summary>
     /// The background reader: reads the ring while async callers or receivers wait and no other thread reads it; and,
-    /// at least every park timeout, drains the peer's frees so idle pages reach the shrinker, and checks the peer.
+    /// at least every park timeout, drains the ring (so a late reply is freed and a violation noticed on an idle
+    /// connection), drains the peer's frees so idle pages reach the shrinker, and checks that the peer is alive.
     /// </summary>
     private void PumpLoop()
     {
         while (Volatile.Read(ref _disposed) == 0)
         {
+            bool busy = false;
             try
             {
-                if (Volatile.Read(ref _asyncInterest) > 0 && TryTakeReaderRole())
+                bool housekeeping = Environment.TickCount64 - _lastHousekeeping >= (long)_options.ParkTimeout.TotalMilliseconds;
+                bool drainDeath = _peerDead && !_drainedAfterDeath;
+                if ((housekeeping || drainDeath || Volatile.Read(ref _asyncInterest) > 0) && !_violated && TryTakeReaderRole())
                 {
                     try
                     {
-                        if (PumpAvailable() == 0)
+                        bool dead = _peerDead;
+                        if (PumpAvailable() > 0)
                         {
-                            if (_peerDead)
-                            {
-                                _drainedAfterDeath = true;
-                                _asyncReady.Release();
-                                _pumpWake.Wait(_options.ParkTimeout);
-                                _pumpWake.Reset();
-                            }
-                            else
-                            {
-                                _inbound.WaitForTransaction(_options.ParkTimeout, CancellationToken.None);
-                            }
+                            busy = true;
+                        }
+                        else if (dead)
+                        {
+                            MarkDrainedAfterDeath();
+                        }
+                        else if (Volatile.Read(ref _asyncInterest) > 0)
+                        {
+                            _inbound.WaitForTransaction(_options.ParkTimeout, CancellationToken.None);
+                            busy = true;
                         }
                     }
                     finally
                     {
-                        ReleaseReaderRole();
+                        ReleaseReaderRole(wakePump: false);
                     }
                 }
-                else
+                if (housekeeping)
                 {
-                    _pumpWake.Wait(_options.ParkTimeout);
-                    _pumpWake.Reset();
+                    Housekeeping();
                 }
-                Housekeeping();
             }
             catch (ProtocolViolationException)
             {
-                // Already turned into the connection's death by PumpAvailable.
+                // Already turned into the connection's death by PumpAvailable; the ring is not read again.
             }
             catch (ObjectDisposedException)
             {
                 return;
+            }
+            if (!busy)
+            {
+                _pumpWake.Wait(_options.ParkTimeout);
+                _pumpWake.Reset();
             }
         }
     }
@@ -493,12 +534,7 @@ public sealed partial class PageRangeConnection
 
     private void Housekeeping()
     {
-        long now = Environment.TickCount64;
-        if (now - _lastHousekeeping < _options.ParkTimeout.TotalMilliseconds)
-        {
-            return;
-        }
-        _lastHousekeeping = now;
+        _lastHousekeeping = Environment.TickCount64;
         if (!_peerDead)
         {
             try

@@ -40,27 +40,61 @@ public sealed partial class PageRangeConnection
         try
         {
             SendCore(call.Id, code, TransactionFlags.TwoWay, payload, cancellationToken);
-            WaitForReply(call, timeout ?? _options.CallTimeout, cancellationToken);
-            return TakeReply(call);
         }
-        finally
+        catch
         {
-            ReturnCall(call);
+            ReturnCall(call, taken: false);
+            throw;
         }
+        return FinishCall(call, timeout, cancellationToken);
     }
 
     /// <summary>Calls the peer and completes when its reply arrives.</summary>
     /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?, CancellationToken)"/>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         PendingCall call = RentCall(isAsync: true);
+        try
+        {
+            SendCore(call.Id, code, TransactionFlags.TwoWay, payload.Span, cancellationToken);
+        }
+        catch
+        {
+            ReturnCall(call, taken: false);
+            throw;
+        }
+        return FinishCallAsync(call, timeout, cancellationToken);
+    }
+
+    /// <summary>Waits on this thread for the reply to <paramref name="call"/>, already sent, and gives the slot back.</summary>
+    internal Transaction FinishCall(PendingCall call, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        bool taken = false;
+        try
+        {
+            WaitForReply(call, timeout ?? _options.CallTimeout, cancellationToken);
+            Transaction reply = TakeReply(call);
+            taken = true;
+            return reply;
+        }
+        finally
+        {
+            ReturnCall(call, taken);
+        }
+    }
+
+    /// <summary>Completes with the reply to <paramref name="call"/>, already sent, and gives the slot back.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<Transaction> FinishCallAsync(PendingCall call, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        bool taken = false;
+        // The background reader reads the ring for async callers; tell it there is one.
         Interlocked.Increment(ref _asyncInterest);
         _pumpWake.Set();
         try
         {
-            SendCore(call.Id, code, TransactionFlags.TwoWay, payload.Span, cancellationToken);
-            using var timeoutSource = new CancellationTokenSource(timeout ?? _options.CallTimeout);
+            TimeSpan limit = timeout ?? _options.CallTimeout;
+            using var timeoutSource = new CancellationTokenSource(limit);
             using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(timeoutSource.Token, cancellationToken);
             await using (linked.Token.UnsafeRegister(static (state, _) =>
             {
@@ -75,7 +109,7 @@ public sealed partial class PageRangeConnection
                 catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && timeoutSource.IsCancellationRequested)
                 {
                     SendCancel(call.Id);
-                    throw new TimeoutException($"The peer did not reply to call {call.Id} within {timeout ?? _options.CallTimeout}.");
+                    throw new TimeoutException($"The peer did not reply to call {call.Id} within {limit}.");
                 }
                 catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
                 {
@@ -83,12 +117,14 @@ public sealed partial class PageRangeConnection
                     throw new OperationCanceledException(cancellationToken);
                 }
             }
-            return TakeReply(call);
+            Transaction reply = TakeReply(call);
+            taken = true;
+            return reply;
         }
         finally
         {
             Interlocked.Decrement(ref _asyncInterest);
-            ReturnCall(call);
+            ReturnCall(call, taken);
         }
     }
 
@@ -104,7 +140,17 @@ public sealed partial class PageRangeConnection
             throw new InvalidOperationException($"Call {slot.Record.TransactionId} was already replied to.");
         }
         TransactionFlags flags = isError ? TransactionFlags.ErrorReply : TransactionFlags.Reply;
-        SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
+        try
+        {
+            SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
+        }
+        catch
+        {
+            // Nothing was sent: the handler may try a smaller reply, and disposing the call still sends the caller an
+            // error reply (binder's BR_FAILED_REPLY) instead of leaving it waiting for ever.
+            Volatile.Write(ref slot.Replied, 0);
+            throw;
+        }
     }
 
     /// <summary>Reserve, copy once, publish, wake the peer if it is parked; waits for frees while the region is full.</summary>
@@ -185,14 +231,18 @@ public sealed partial class PageRangeConnection
         return call;
     }
 
-    private void ReturnCall(PendingCall call)
+    private void ReturnCall(PendingCall call, bool taken)
     {
-        // A call abandoned by timeout, cancellation or an exception while sending is marked done, so a reply that
-        // arrives later finds no one waiting and is freed by the reader.
-        if (!call.IsCompleted)
+        // A call abandoned by timeout, cancellation or an exception is marked done, so a reply that arrives later finds
+        // no one waiting and is freed by the reader.
+        call.Abandon(s_abandoned);
+        if (!taken && call.Reply.IsLive)
         {
-            call.TryComplete(call.Id, default, s_abandoned);
+            // The reply arrived, but the caller left by an exception (the reader failed right after routing it):
+            // free it, or our region would stay mapped for a transaction nobody holds.
+            call.Reply.Dispose();
         }
+        call.Reply = default;
         call.Id = 0;
         lock (_slotLock)
         {

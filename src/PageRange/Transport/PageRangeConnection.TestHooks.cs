@@ -1,13 +1,30 @@
-using PageRange.Memory;
-
 namespace PageRange.Transport;
 
-/// <summary>Read-only views for tests: the regions behind a connection, to inject faults and count resources.</summary>
+/// <summary>Read-only views and seams for tests and the TestHost; nothing here is used by the library itself.</summary>
 public sealed partial class PageRangeConnection
 {
-    /// <summary>The peer's region, which this side writes into (set its <see cref="SharedRegion.AllocationFaultInjector"/>).</summary>
-    internal SharedRegion OutboundRegionForTests => _outbound.Region;
+    /// <summary>The channel this side receives in (our region).</summary>
+    internal InboundChannel Inbound => _inbound;
 
-    /// <summary>This side's own receive region, which the peer writes into.</summary>
-    internal SharedRegion InboundRegionForTests => _inbound.Region;
+    /// <summary>The channel this side writes into (the peer's region).</summary>
+    internal OutboundChannel Outbound => _outbound;
+
+    /// <summary>Transactions the peer published that we read and have not freed yet (ready, held or backlogged).</summary>
+    internal int LiveIncomingTransactions
+    {
+        get
+        {
+            lock (_slotLock)
+            {
+                return _liveTransactions;
+            }
+        }
+    }
+
+    /// <summary>Takes the reader role so that no thread reads the inbound ring until <see cref="ReleaseReaderRoleForTest"/>.</summary>
+    /// <returns>Whether the role was free.</returns>
+    internal bool TryHoldReaderRoleForTest() => TryTakeReaderRole();
+
+    /// <summary>Gives back the role <see cref="TryHoldReaderRoleForTest"/> took.</summary>
+    internal void ReleaseReaderRoleForTest() => ReleaseReaderRole();
 }

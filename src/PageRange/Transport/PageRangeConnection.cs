@@ -62,6 +62,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private int _asyncInterest;
     private volatile Exception? _deathCause;
     private volatile bool _peerDead;
+    private int _deathNoticed;
     private int _disposed;
 
     private PageRangeConnection(string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options)
@@ -234,22 +235,23 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
 
     private void OnPeerDied(Exception? cause)
     {
-        if (_peerDead)
+        // Once only, whichever comes first: the control socket's end, a violation, the /proc backstop, Dispose.
+        if (Interlocked.Exchange(ref _deathNoticed, 1) != 0)
         {
             return;
         }
         _deathCause = cause;
         _peerDead = true;
         PageRangeMetrics.RecordConnectionClosed(cause);
-        // Fail every pending call; transactions already published stay in the ring and are still delivered.
-        foreach (PendingCall call in _calls)
+        if (cause is ObjectDisposedException or ProtocolViolationException)
         {
-            ulong id = Volatile.Read(ref call.Id);
-            if (id != 0 && !call.IsCompleted)
-            {
-                call.TryComplete(id, default, NewPeerDied());
-            }
+            // Nothing more will be read from the ring (it is being unmapped, or it is corrupt): fail every pending call now.
+            FailPendingCalls();
         }
+        // Else the peer is gone but what it published before is still in the ring, replies included: the next reader
+        // drains it (routing those replies to their callers) and only then fails the calls still pending
+        // (MarkDrainedAfterDeath). Readers check for death before they drain, so nothing published is missed.
+        CancelHandlers();
         _inbound.WakeReader();
         _outbound.WakeWriter();
         NotifyFollowers();
@@ -261,6 +263,55 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         catch (ObjectDisposedException)
         {
             // Disposed concurrently.
+        }
+    }
+
+    /// <summary>Fails every call still waiting for a reply with the death's exception.</summary>
+    private void FailPendingCalls()
+    {
+        foreach (PendingCall call in _calls)
+        {
+            ulong id = Volatile.Read(ref call.Id);
+            if (id != 0 && !call.IsCompleted)
+            {
+                call.TryComplete(id, default, NewPeerDied());
+            }
+        }
+    }
+
+    /// <summary>Cancels the <see cref="Transaction.CallCancelled"/> tokens handlers hold: their callers are gone too.</summary>
+    private void CancelHandlers()
+    {
+        List<CancellationTokenSource>? sources = null;
+        lock (_slotLock)
+        {
+            foreach (IncomingSlot slot in _incomingSlots)
+            {
+                if ((slot.Generation & 1) == 1 && slot.Cancellation is { } source)
+                {
+                    (sources ??= []).Add(source);
+                }
+            }
+        }
+        if (sources is not null)
+        {
+            foreach (CancellationTokenSource source in sources)
+            {
+                CancelQuietly(source);
+            }
+        }
+    }
+
+    /// <summary>Cancels a handler's token; its transaction may have been disposed (and the source with it) meanwhile.</summary>
+    private static void CancelQuietly(CancellationTokenSource source)
+    {
+        try
+        {
+            source.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The handler disposed its transaction first: nobody listens any more.
         }
     }
 

@@ -86,6 +86,25 @@ internal sealed class PendingCall : IValueTaskSource<Transaction>
         return true;
     }
 
+    /// <summary>
+    /// Ends the current call for good: completes it with <paramref name="error"/> if it is still waiting, and waits out a
+    /// completion in progress on another thread, so that it cannot land in the next call that rents this slot.
+    /// </summary>
+    internal void Abandon(Exception error)
+    {
+        var spinner = default(SpinWait);
+        while (true)
+        {
+            ulong awaiting = Volatile.Read(ref _awaiting);
+            if (awaiting == 0 || (awaiting != ulong.MaxValue && TryComplete(awaiting, default, error)))
+            {
+                return;
+            }
+            // Another thread claimed the completion and is writing the result: a few instructions away.
+            spinner.SpinOnce(sleep1Threshold: -1);
+        }
+    }
+
     Transaction IValueTaskSource<Transaction>.GetResult(short token) => _core.GetResult(token);
 
     ValueTaskSourceStatus IValueTaskSource<Transaction>.GetStatus(short token) => _core.GetStatus(token);

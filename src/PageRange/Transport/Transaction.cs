@@ -72,6 +72,21 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     /// <exception cref="MessageTooLargeException">The reply can never fit the caller's region.</exception>
     public void Reply(ReadOnlySpan<byte> payload) => _connection!.SendReply(Slot, payload, isError: false);
 
+    /// <summary>
+    /// Reserves the reply to this call in the caller's region, to write it in place and publish it with
+    /// <see cref="ReservedBuffer.CommitReply"/> (zero-copy).
+    /// </summary>
+    /// <param name="maxSize">The most bytes the reply will have.</param>
+    /// <param name="cancellationToken">Cancels waiting for room.</param>
+    /// <remarks>The call counts as replied to from now on; disposing the reservation uncommitted undoes that, so
+    /// disposing the call still sends the caller an error reply.</remarks>
+    /// <exception cref="InvalidOperationException">This is not a two-way call, or it was already replied to.</exception>
+    /// <exception cref="PeerDiedException">The caller's process is gone.</exception>
+    /// <exception cref="RegionFullException">The caller's region stayed full for the configured timeout.</exception>
+    /// <exception cref="MessageTooLargeException">The reply can never fit the caller's region.</exception>
+    public ReservedBuffer ReserveReply(int maxSize, CancellationToken cancellationToken = default) =>
+        _connection!.ReserveReply(Slot, _generation, maxSize, cancellationToken);
+
     /// <summary>Frees the transaction's buffer; the second and later calls do nothing.</summary>
     public void Dispose()
     {
@@ -98,6 +113,9 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
 
     /// <summary>Compares two transaction handles.</summary>
     public static bool operator !=(Transaction left, Transaction right) => !left.Equals(right);
+
+    /// <summary>The connection the transaction arrived on.</summary>
+    internal PageRangeConnection Connection => _connection ?? throw new ObjectDisposedException(nameof(Transaction));
 
     internal IncomingSlot Slot
     {

@@ -29,7 +29,7 @@ public sealed class FaultAllocationTests(ITestOutputHelper output)
         int failing = 1;
         var injectorRandom = new Random(4242);
         // Called under the range's mm lock, one page at a time, so the Random is never used concurrently.
-        pair.Client.OutboundRegionForTests.AllocationFaultInjector = _ => Volatile.Read(ref failing) == 1 && injectorRandom.Next(4) == 0;
+        pair.Client.Outbound.Region.AllocationFaultInjector = _ => Volatile.Read(ref failing) == 1 && injectorRandom.Next(4) == 0;
 
         var received = new ConcurrentDictionary<ulong, int>();
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
@@ -116,14 +116,14 @@ public sealed class FaultAllocationTests(ITestOutputHelper output)
     {
         var clientOptions = new PageRangeOptions { CallTimeout = TimeSpan.FromSeconds(10) };
         await using LoopbackPair pair = await LoopbackPair.OpenAsync(clientOptions: clientOptions);
-        pair.Server.OutboundRegionForTests.AllocationFaultInjector = _ => true;
+        pair.Server.Outbound.Region.AllocationFaultInjector = _ => true;
         Task serving = Task.Run(() =>
         {
             using Transaction call = pair.Server.Receive();
             Assert.Throws<BackingAllocationException>(() => call.Reply(new byte[3 * SharedRegion.PageSize]));
             // Disposing the call unanswered must still tell the caller (binder's BR_FAILED_REPLY). The error reply needs
             // a buffer of its own, so let its page be backed.
-            pair.Server.OutboundRegionForTests.AllocationFaultInjector = null;
+            pair.Server.Outbound.Region.AllocationFaultInjector = null;
         });
 
         var clock = System.Diagnostics.Stopwatch.StartNew();

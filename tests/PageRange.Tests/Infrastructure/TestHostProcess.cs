@@ -44,13 +44,21 @@ internal sealed class TestHostProcess : IDisposable
         var host = new TestHostProcess(process, output);
         process.OutputDataReceived += (_, e) =>
         {
-            if (e.Data is null)
+            try
             {
-                host._lines.CompleteAdding();
+                if (e.Data is null)
+                {
+                    host._lines.CompleteAdding();
+                }
+                else
+                {
+                    host._lines.Add(e.Data);
+                }
             }
-            else
+            catch (Exception error) when (error is ObjectDisposedException or InvalidOperationException)
             {
-                host._lines.Add(e.Data);
+                // A line that arrives while the test disposes the host: thrown here, on a pool thread, it would crash
+                // the whole test run.
             }
         };
         process.ErrorDataReceived += (_, e) =>

@@ -25,13 +25,15 @@ namespace PageRange.Transport;
 /// </remarks>
 internal sealed unsafe class Doorbell
 {
+    private readonly SharedRegion _region;
     private readonly int* _sequence;
     private readonly int* _parked;
 
-    /// <summary>Creates a doorbell over two 4-byte aligned words.</summary>
-    /// <remarks>Safety: both words stay mapped while this object is used (the owner holds a reference on the region).</remarks>
-    internal Doorbell(int* sequence, int* parked)
+    /// <summary>Creates a doorbell over two 4-byte aligned words of <paramref name="region"/>.</summary>
+    /// <remarks>Safety: both words lie in the region's mapping, which stays mapped while a reference on it is held.</remarks>
+    private Doorbell(SharedRegion region, int* sequence, int* parked)
     {
+        _region = region;
         _sequence = sequence;
         _parked = parked;
     }
@@ -52,7 +54,7 @@ internal sealed unsafe class Doorbell
         fixed (byte* sequence = region.GetSpan(sequenceOffset, sizeof(int)))
         fixed (byte* parked = region.GetSpan(parkedOffset, sizeof(int)))
         {
-            return new Doorbell((int*)sequence, (int*)parked);
+            return new Doorbell(region, (int*)sequence, (int*)parked);
         }
     }
 
@@ -72,6 +74,25 @@ internal sealed unsafe class Doorbell
         return true;
     }
 
+    /// <summary>
+    /// <see cref="WakeAll"/> for a waker that may race the owner's dispose (a death notice, say): takes a reference so the
+    /// words stay mapped for the call, and does nothing once the region is closed (nobody can be parked on it then).
+    /// </summary>
+    internal void WakeAllIfOpen()
+    {
+        if (_region.TryAddRef())
+        {
+            try
+            {
+                WakeAll();
+            }
+            finally
+            {
+                _region.ReleaseRef();
+            }
+        }
+    }
+
     /// <summary>Bumps the sequence and wakes every parked waiter, whatever the parked count says.</summary>
     internal void WakeAll()
     {
@@ -89,7 +110,11 @@ internal sealed unsafe class Doorbell
     /// <param name="cancellationToken">Cancels the wait.</param>
     /// <returns>Whether the condition holds (<see langword="false"/>: the deadline passed).</returns>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    /// <remarks>Allocates only when it parks with a cancellable token (the token registration).</remarks>
+    /// <remarks>
+    /// Allocates only when it parks with a cancellable token (the token registration). Holds a reference on the region
+    /// while it spins or parks, so the words stay mapped even if the owner is disposed meanwhile.
+    /// </remarks>
+    /// <exception cref="ObjectDisposedException">The region was closed before the wait began.</exception>
     internal bool Wait<TCondition>(
         ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,
         CancellationToken cancellationToken)
@@ -99,7 +124,22 @@ internal sealed unsafe class Doorbell
         {
             return true;
         }
+        _region.AddRef();
+        try
+        {
+            return SpinThenPark(ref condition, strategy, spinDuration, parkTimeout, deadline, cancellationToken);
+        }
+        finally
+        {
+            _region.ReleaseRef();
+        }
+    }
 
+    private bool SpinThenPark<TCondition>(
+        ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,
+        CancellationToken cancellationToken)
+        where TCondition : struct, IWaitCondition
+    {
         if (strategy != WaitStrategy.Park)
         {
             long spinEnd = strategy == WaitStrategy.BusySpin
@@ -146,8 +186,8 @@ internal sealed unsafe class Doorbell
                 return condition.IsReady;
             }
 
-            // SAFETY (this block): _parked and _sequence point at words of the mapping the owner keeps alive for the
-            // duration of the wait.
+            // SAFETY (this block): _parked and _sequence point at words of the mapping, which the reference Wait holds
+            // keeps alive for the duration of the wait.
             // Full fence: pairs with the fence in Ring (Dekker): the producer either sees us parked or we see its tail.
             Interlocked.Increment(ref *_parked);
             try

@@ -188,40 +188,18 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         long deadline = Doorbell.DeadlineAfter(ValidateTimeout(timeout));
         ThrowIfDisposed();
-        // The reference keeps the doorbell's words mapped while we wait, even if Dispose runs meanwhile.
-        _region.AddRef();
-        try
-        {
-            TransactionReady condition = new(this);
-            bool ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
-            ThrowIfDisposed();
-            return ready;
-        }
-        finally
-        {
-            _region.ReleaseRef();
-        }
+        // The doorbell holds a reference while it waits, so its words stay mapped even if Dispose runs meanwhile.
+        TransactionReady condition = new(this);
+        bool ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        ThrowIfDisposed();
+        return ready;
     }
 
     /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;
 
     /// <summary>Wakes a reader parked in <see cref="WaitForTransaction"/> without publishing anything, e.g. when the peer died.</summary>
-    internal void WakeReader()
-    {
-        // The reference keeps the doorbell's words mapped even if Dispose runs concurrently.
-        if (_region.TryAddRef())
-        {
-            try
-            {
-                _txDoorbell.WakeAll();
-            }
-            finally
-            {
-                _region.ReleaseRef();
-            }
-        }
-    }
+    internal void WakeReader() => _txDoorbell.WakeAllIfOpen();
 
     /// <summary>Ring positions of this region, for the connection's state dump.</summary>
     /// <remarks>

@@ -228,6 +228,40 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="TryReserve(int, bool, bool, out PendingBuffer)"/> in a loop, as <see cref="Send"/>: while the region
+    /// is full, drains frees and waits on the free ring's doorbell, until the buffer fits or <paramref name="timeout"/> passes.
+    /// </summary>
+    /// <param name="maxSize">The most bytes the payload will have.</param>
+    /// <param name="oneway">Charge the oneway quota.</param>
+    /// <param name="clearOnFree">Zero the buffer when freed.</param>
+    /// <param name="timeout">How long to wait for room; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The reserved buffer: write into its <see cref="PendingBuffer.Span"/>, then commit or abort it.</returns>
+    /// <exception cref="RegionFullException">No room came within <paramref name="timeout"/>.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled; nothing was reserved.</exception>
+    /// <exception cref="MessageTooLargeException">The payload can never fit.</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal PendingBuffer Reserve(int maxSize, bool oneway, bool clearOnFree, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        long deadline = Doorbell.DeadlineAfter(InboundChannel.ValidateTimeout(timeout));
+        while (true)
+        {
+            // Read before trying, as in Send.
+            long freedBefore = Volatile.Read(ref _buffersFreed);
+            if (TryReserve(maxSize, oneway, clearOnFree, out PendingBuffer buffer))
+            {
+                return buffer;
+            }
+            if (Stopwatch.GetTimestamp() >= deadline)
+            {
+                ThrowRegionFull(maxSize, oneway ? TransactionFlags.Oneway : TransactionFlags.TwoWay, timeout);
+            }
+            WaitForFrees(freedBefore, deadline, cancellationToken);
+        }
+    }
+
     /// <summary>Publishes a reserved buffer whose first <paramref name="actualSize"/> bytes hold the payload.</summary>
     /// <param name="buffer">The buffer from <see cref="TryReserve(int, bool, bool, out PendingBuffer)"/>; completed on return.</param>
     /// <param name="actualSize">The payload's length, at most <see cref="PendingBuffer.MaxSize"/>.</param>
@@ -306,21 +340,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     internal long MaxOnewayMessageSize => _allocator.OnewayQuota;
 
     /// <summary>Wakes senders parked waiting for frees, e.g. when the peer died, so they re-check.</summary>
-    internal void WakeWriter()
-    {
-        // The reference keeps the doorbell's words mapped even if Dispose runs concurrently.
-        if (_region.TryAddRef())
-        {
-            try
-            {
-                _freeDoorbell.WakeAll();
-            }
-            finally
-            {
-                _region.ReleaseRef();
-            }
-        }
-    }
+    internal void WakeWriter() => _freeDoorbell.WakeAllIfOpen();
 
     /// <summary>The allocator's binder-style dump plus ring positions, for the connection's state dump.</summary>
     internal string DumpState()
@@ -450,18 +470,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private void WaitForFrees(long freedBefore, long deadline, CancellationToken cancellationToken)
     {
         ThrowIfDisposed();
-        // The reference keeps the doorbell's words mapped while we wait, even if Dispose runs meanwhile.
-        _region.AddRef();
-        try
-        {
-            FreesReady condition = new(this, freedBefore);
-            _freeDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
-            ThrowIfDisposed();
-        }
-        finally
-        {
-            _region.ReleaseRef();
-        }
+        // The doorbell holds a reference while it waits, so its words stay mapped even if Dispose runs meanwhile.
+        FreesReady condition = new(this, freedBefore);
+        _freeDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        ThrowIfDisposed();
     }
 
     private void CheckPending(in PendingBuffer buffer)

@@ -1,5 +1,4 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Numerics;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -17,60 +16,21 @@ namespace PageRange.Transport;
 internal sealed unsafe class RingConsumer<TRecord>
     where TRecord : unmanaged
 {
-    private readonly ulong* _tailWord;
-    private readonly ulong* _headWord;
-    private readonly TRecord* _slots;
-    private readonly ulong _capacity;
-    private readonly ulong _mask;
-    private readonly string _name;
+    private readonly RingWords<TRecord> _ring;
     private ulong _head;
     private ulong _tail;
 
     /// <summary>Creates the consumer over words and slots that stay mapped for its whole life.</summary>
-    /// <param name="tailWord">The ring's tail word (the producer's), 8-byte aligned.</param>
-    /// <param name="headWord">The ring's head word (ours), 8-byte aligned.</param>
-    /// <param name="slots">The first of <paramref name="capacity"/> slots.</param>
-    /// <param name="capacity">A power of two.</param>
-    /// <param name="name">The ring's name, for error messages.</param>
     /// <remarks>Safety: the caller keeps the mapping alive while this object is used; both indices start at zero.</remarks>
-    internal RingConsumer(ulong* tailWord, ulong* headWord, TRecord* slots, int capacity, string name)
-    {
-        _tailWord = tailWord;
-        _headWord = headWord;
-        _slots = slots;
-        _capacity = (ulong)capacity;
-        _mask = (ulong)capacity - 1;
-        _name = name;
-    }
+    private RingConsumer(RingWords<TRecord> ring) => _ring = ring;
 
     /// <summary>Creates the consumer over a ring laid out in <paramref name="region"/>, checking that every part lies inside it.</summary>
-    /// <param name="region">The region; the caller keeps it mapped (holds a reference) while the consumer is used.</param>
-    /// <param name="tailOffset">Byte offset of the tail word, 8-byte aligned.</param>
-    /// <param name="headOffset">Byte offset of the head word, 8-byte aligned.</param>
-    /// <param name="slotsOffset">Byte offset of the first slot.</param>
-    /// <param name="capacity">Slots, a power of two.</param>
-    /// <param name="name">The ring's name, for error messages.</param>
-    /// <exception cref="ArgumentException">A part lies outside the region, is misaligned, or the capacity is not a power of two.</exception>
-    internal static RingConsumer<TRecord> Over(SharedRegion region, long tailOffset, long headOffset, long slotsOffset, int capacity, string name)
-    {
-        ArgumentNullException.ThrowIfNull(region);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
-        if (!BitOperations.IsPow2(capacity) || tailOffset % 8 != 0 || headOffset % 8 != 0)
-        {
-            throw new ArgumentException("A ring needs a power-of-two capacity and 8-byte aligned index words.", nameof(capacity));
-        }
-        // SAFETY: each GetSpan checks that its bytes lie inside the mapping; the pointers are taken from the spans'
-        // first elements and the caller keeps the mapping alive for the ring's life.
-        fixed (byte* tail = region.GetSpan(tailOffset, sizeof(ulong)))
-        fixed (byte* head = region.GetSpan(headOffset, sizeof(ulong)))
-        fixed (byte* slots = region.GetSpan(slotsOffset, checked(capacity * sizeof(TRecord))))
-        {
-            return new RingConsumer<TRecord>((ulong*)tail, (ulong*)head, (TRecord*)slots, capacity, name);
-        }
-    }
+    /// <inheritdoc cref="RingWords{TRecord}.Over"/>
+    internal static RingConsumer<TRecord> Over(SharedRegion region, long tailOffset, long headOffset, long slotsOffset, int capacity, string name) =>
+        new(RingWords<TRecord>.Over(region, tailOffset, headOffset, slotsOffset, capacity, name));
 
     /// <summary>The number of slots.</summary>
-    internal int Capacity => (int)_capacity;
+    internal int Capacity => (int)_ring.Capacity;
 
     /// <summary>Records consumed so far (our private copy of the head).</summary>
     internal ulong Head => _head;
@@ -79,8 +39,8 @@ internal sealed unsafe class RingConsumer<TRecord>
     /// Whether the producer's tail differs from our head: a hint for waiters, not validated (the next
     /// <see cref="TryPeek"/> validates).
     /// </summary>
-    // SAFETY: _tailWord points into the mapping the owner keeps alive; an aligned 8-byte load is atomic.
-    internal bool HasData => Volatile.Read(ref *_tailWord) != Volatile.Read(ref _head);
+    // SAFETY: _ring.Tail points into the mapping the owner keeps alive; an aligned 8-byte load is atomic.
+    internal bool HasData => Volatile.Read(ref *_ring.Tail) != Volatile.Read(ref _head);
 
     /// <summary>Loads the producer's tail, validates it and returns how many records are ready.</summary>
     /// <exception cref="ProtocolViolationException">The tail went backwards or more than a ring ahead.</exception>
@@ -104,9 +64,9 @@ internal sealed unsafe class RingConsumer<TRecord>
                 return false;
             }
         }
-        // SAFETY: _head & _mask < _capacity, so the slot lies within the ring the owner keeps mapped. The producer
+        // SAFETY: _head & _ring.Mask < _ring.Capacity, so the slot lies within the ring the owner keeps mapped. The producer
         // may be misbehaving and writing it right now: we copy it once and the caller validates the copy.
-        record = _slots[_head & _mask];
+        record = _ring.Slots[_head & _ring.Mask];
         return true;
     }
 
@@ -117,18 +77,18 @@ internal sealed unsafe class RingConsumer<TRecord>
         Volatile.Write(ref _head, head);
         // Release: pairs with the acquire load of the head in RingProducer.FreeSlots: our copy of the slot is
         // complete before the producer may overwrite it.
-        // SAFETY: _headWord points at the ring's head word in the mapping the owner keeps alive.
-        Volatile.Write(ref *_headWord, head);
+        // SAFETY: _ring.Head points at the ring's head word in the mapping the owner keeps alive.
+        Volatile.Write(ref *_ring.Head, head);
     }
 
     private void LoadTail()
     {
         // Acquire: pairs with the release store of the tail in the producer's IPublishStores.StoreTail: every
         // record (and payload) published before that tail is visible once we see it.
-        // SAFETY: _tailWord points at the ring's tail word in the mapping the owner keeps alive.
-        ulong tail = Volatile.Read(ref *_tailWord);
+        // SAFETY: _ring.Tail points at the ring's tail word in the mapping the owner keeps alive.
+        ulong tail = Volatile.Read(ref *_ring.Tail);
         // Valid iff _tail <= tail <= _head + capacity on the free-running counters.
-        if (tail - _tail > _capacity - (_tail - _head))
+        if (tail - _tail > _ring.Capacity - (_tail - _head))
         {
             ThrowBadTail(tail);
         }
@@ -138,5 +98,5 @@ internal sealed unsafe class RingConsumer<TRecord>
     [DoesNotReturn]
     private void ThrowBadTail(ulong tail) =>
         throw new ProtocolViolationException(
-            $"The peer's {_name} ring tail is {tail}, outside [{_tail}, {_head + _capacity}] (the last tail seen and our head plus the capacity).");
+            $"The peer's {_ring.Name} ring tail is {tail}, outside [{_tail}, {_head + _ring.Capacity}] (the last tail seen and our head plus the capacity).");
 }

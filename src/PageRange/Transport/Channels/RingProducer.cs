@@ -1,5 +1,4 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Numerics;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -15,61 +14,21 @@ namespace PageRange.Transport;
 internal sealed unsafe class RingProducer<TRecord>
     where TRecord : unmanaged
 {
-    private readonly ulong* _tailWord;
-    private readonly ulong* _headWord;
-    private readonly TRecord* _slots;
-    private readonly ulong _capacity;
-    private readonly ulong _mask;
-    private readonly string _name;
+    private readonly RingWords<TRecord> _ring;
     private ulong _tail;
     private ulong _head;
 
     /// <summary>Creates the producer over words and slots that stay mapped for its whole life.</summary>
-    /// <param name="tailWord">The ring's tail word (ours), 8-byte aligned.</param>
-    /// <param name="headWord">The ring's head word (the consumer's), 8-byte aligned.</param>
-    /// <param name="slots">The first of <paramref name="capacity"/> slots.</param>
-    /// <param name="capacity">A power of two.</param>
-    /// <param name="name">The ring's name, for error messages.</param>
-    /// <remarks>Safety: the caller keeps the mapping alive while this object is used, and the tail starts at the
-    /// value the consumer's head starts at (both zero in a fresh region).</remarks>
-    internal RingProducer(ulong* tailWord, ulong* headWord, TRecord* slots, int capacity, string name)
-    {
-        _tailWord = tailWord;
-        _headWord = headWord;
-        _slots = slots;
-        _capacity = (ulong)capacity;
-        _mask = (ulong)capacity - 1;
-        _name = name;
-    }
+    /// <remarks>Safety: the caller keeps the mapping alive while this object is used; both indices start at zero.</remarks>
+    private RingProducer(RingWords<TRecord> ring) => _ring = ring;
 
     /// <summary>Creates the producer over a ring laid out in <paramref name="region"/>, checking that every part lies inside it.</summary>
-    /// <param name="region">The region; the caller keeps it mapped (holds a reference) while the producer is used.</param>
-    /// <param name="tailOffset">Byte offset of the tail word, 8-byte aligned.</param>
-    /// <param name="headOffset">Byte offset of the head word, 8-byte aligned.</param>
-    /// <param name="slotsOffset">Byte offset of the first slot.</param>
-    /// <param name="capacity">Slots, a power of two.</param>
-    /// <param name="name">The ring's name, for error messages.</param>
-    /// <exception cref="ArgumentException">A part lies outside the region, is misaligned, or the capacity is not a power of two.</exception>
-    internal static RingProducer<TRecord> Over(SharedRegion region, long tailOffset, long headOffset, long slotsOffset, int capacity, string name)
-    {
-        ArgumentNullException.ThrowIfNull(region);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
-        if (!BitOperations.IsPow2(capacity) || tailOffset % 8 != 0 || headOffset % 8 != 0)
-        {
-            throw new ArgumentException("A ring needs a power-of-two capacity and 8-byte aligned index words.", nameof(capacity));
-        }
-        // SAFETY: each GetSpan checks that its bytes lie inside the mapping; the pointers are taken from the spans'
-        // first elements and the caller keeps the mapping alive for the ring's life.
-        fixed (byte* tail = region.GetSpan(tailOffset, sizeof(ulong)))
-        fixed (byte* head = region.GetSpan(headOffset, sizeof(ulong)))
-        fixed (byte* slots = region.GetSpan(slotsOffset, checked(capacity * sizeof(TRecord))))
-        {
-            return new RingProducer<TRecord>((ulong*)tail, (ulong*)head, (TRecord*)slots, capacity, name);
-        }
-    }
+    /// <inheritdoc cref="RingWords{TRecord}.Over"/>
+    internal static RingProducer<TRecord> Over(SharedRegion region, long tailOffset, long headOffset, long slotsOffset, int capacity, string name) =>
+        new(RingWords<TRecord>.Over(region, tailOffset, headOffset, slotsOffset, capacity, name));
 
     /// <summary>The number of slots.</summary>
-    internal int Capacity => (int)_capacity;
+    internal int Capacity => (int)_ring.Capacity;
 
     /// <summary>Records published so far (our private copy of the tail).</summary>
     internal ulong Tail => _tail;
@@ -80,19 +39,19 @@ internal sealed unsafe class RingProducer<TRecord>
     {
         // Acquire: pairs with the release store of the head in RingConsumer.Advance: the consumer has finished
         // copying every slot before the head we see, so we may overwrite them.
-        ulong head = Volatile.Read(ref *_headWord);
+        ulong head = Volatile.Read(ref *_ring.Head);
         // Unsigned distances: valid iff _head <= head <= _tail on the free-running counters.
         if (head - _head > _tail - _head)
         {
             ThrowBadHead(head);
         }
         _head = head;
-        return (int)(_capacity - (_tail - head));
+        return (int)(_ring.Capacity - (_tail - head));
     }
 
     /// <summary>Whether a slot is free; loads the consumer's head only when our last view says the ring is full.</summary>
     /// <exception cref="ProtocolViolationException">The head is invalid.</exception>
-    internal bool HasFreeSlot() => _tail - _head < _capacity || FreeSlots() > 0;
+    internal bool HasFreeSlot() => _tail - _head < _ring.Capacity || FreeSlots() > 0;
 
     /// <summary>
     /// If a slot is free, makes the stores of a publish in order (payload, record, release store of the tail)
@@ -109,11 +68,11 @@ internal sealed unsafe class RingProducer<TRecord>
         }
         ulong tail = _tail;
         stores.StorePayload();
-        // SAFETY: tail & _mask < _capacity, so the slot lies within the ring the constructor was given, which the
+        // SAFETY: tail & _ring.Mask < _ring.Capacity, so the slot lies within the ring the constructor was given, which the
         // owner keeps mapped; the slot is free (tail - head < capacity), so the consumer is not reading it.
-        stores.StoreRecord(ref _slots[tail & _mask], in record);
-        // SAFETY: _tailWord points at the ring's tail word in the mapping the owner keeps alive.
-        stores.StoreTail(ref *_tailWord, tail + 1);
+        stores.StoreRecord(ref _ring.Slots[tail & _ring.Mask], in record);
+        // SAFETY: _ring.Tail points at the ring's tail word in the mapping the owner keeps alive.
+        stores.StoreTail(ref *_ring.Tail, tail + 1);
         _tail = tail + 1;
         return true;
     }
@@ -121,5 +80,5 @@ internal sealed unsafe class RingProducer<TRecord>
     [DoesNotReturn]
     private void ThrowBadHead(ulong head) =>
         throw new ProtocolViolationException(
-            $"The peer's {_name} ring head is {head}, outside [{_head}, {_tail}] (the last head seen and our tail).");
+            $"The peer's {_ring.Name} ring head is {head}, outside [{_head}, {_tail}] (the last head seen and our tail).");
 }

@@ -124,15 +124,7 @@ internal static class ControlHandshake
 
         try
         {
-            uint ownUid = Interop.GetEffectiveUserId();
-            Interop.PeerCredentials peer = channel.PeerCredentials;
-            if (!options.IsUidAllowed(peer.Uid, ownUid))
-            {
-                throw await RefuseAsync(
-                    channel,
-                    $"{Listener} runs as uid {peer.Uid}, and {Connector} {options.DescribeAllowedUids(ownUid)}",
-                    timeout.Token).ConfigureAwait(false);
-            }
+            await RefuseUnlessUidAllowedAsync(channel, options, Listener, Connector, timeout.Token).ConfigureAwait(false);
 
             await SendAsync(channel, ownHello, ownDescriptor, Listener, timeout.Token).ConfigureAwait(false);
             ControlMessage? reply = await ReadOrRefuseAsync(channel, timeout.Token).ConfigureAwait(false);
@@ -147,11 +139,7 @@ internal static class ControlHandshake
             SharedRegion peerRegion = await OpenPeerRegionAsync(channel, peerHello, Listener, Connector, timeout.Token).ConfigureAwait(false);
             try
             {
-                if (channel.TakeDescriptor() is { } extra)
-                {
-                    extra.Dispose();
-                    throw await RefuseAsync(channel, $"{Listener} passed more descriptors than its region's", timeout.Token).ConfigureAwait(false);
-                }
+                await RefuseIfExtraDescriptorAsync(channel, Listener, timeout.Token).ConfigureAwait(false);
                 await SendAsync(channel, new ReadyMessage(), descriptor: null, Listener, timeout.Token).ConfigureAwait(false);
                 return new HandshakeResult(channel, peerRegion, peerHello);
             }
@@ -202,15 +190,7 @@ internal static class ControlHandshake
         timeout.CancelAfter(options.ConnectTimeout);
         try
         {
-            uint ownUid = Interop.GetEffectiveUserId();
-            Interop.PeerCredentials peer = channel.PeerCredentials;
-            if (!options.IsUidAllowed(peer.Uid, ownUid))
-            {
-                throw await RefuseAsync(
-                    channel,
-                    $"{Connector} runs as uid {peer.Uid}, and {Listener} {options.DescribeAllowedUids(ownUid)}",
-                    timeout.Token).ConfigureAwait(false);
-            }
+            await RefuseUnlessUidAllowedAsync(channel, options, Connector, Listener, timeout.Token).ConfigureAwait(false);
 
             ControlMessage? first = await ReadOrRefuseAsync(channel, timeout.Token).ConfigureAwait(false);
             HelloMessage peerHello = first switch
@@ -237,11 +217,7 @@ internal static class ControlHandshake
                     default:
                         throw await RefuseAsync(channel, $"{Connector} answered the hello with a {last.Kind} message", timeout.Token).ConfigureAwait(false);
                 }
-                if (channel.TakeDescriptor() is { } extra)
-                {
-                    extra.Dispose();
-                    throw await RefuseAsync(channel, $"{Connector} passed more descriptors than its region's", timeout.Token).ConfigureAwait(false);
-                }
+                await RefuseIfExtraDescriptorAsync(channel, Connector, timeout.Token).ConfigureAwait(false);
                 return new HandshakeResult(channel, peerRegion, peerHello);
             }
             catch
@@ -294,6 +270,29 @@ internal static class ControlHandshake
 
     private static bool IsValidRingCapacity(int capacity) =>
         capacity is >= PageRangeOptions.MinRingCapacity and <= PageRangeOptions.MaxRingCapacity && BitOperations.IsPow2(capacity);
+
+    /// <summary>Refuses the peer unless its uid, as <c>SO_PEERCRED</c> reports it, is one <paramref name="options"/> allow.</summary>
+    private static async ValueTask RefuseUnlessUidAllowedAsync(
+        ControlChannel channel, PageRangeOptions options, string peer, string self, CancellationToken cancellationToken)
+    {
+        uint ownUid = Interop.GetEffectiveUserId();
+        uint peerUid = channel.PeerCredentials.Uid;
+        if (!options.IsUidAllowed(peerUid, ownUid))
+        {
+            throw await RefuseAsync(channel, $"{peer} runs as uid {peerUid}, and {self} {options.DescribeAllowedUids(ownUid)}", cancellationToken)
+                .ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Refuses the peer if it passed a descriptor beyond its region's: the protocol passes exactly one.</summary>
+    private static async ValueTask RefuseIfExtraDescriptorAsync(ControlChannel channel, string peer, CancellationToken cancellationToken)
+    {
+        if (channel.TakeDescriptor() is { } extra)
+        {
+            extra.Dispose();
+            throw await RefuseAsync(channel, $"{peer} passed more descriptors than its region's", cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     /// <summary>Validates the hello, takes the memfd that came with it and maps it; refuses the peer on anything wrong.</summary>
     private static async ValueTask<SharedRegion> OpenPeerRegionAsync(

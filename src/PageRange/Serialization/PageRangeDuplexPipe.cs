@@ -1,0 +1,164 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text;
+using PageRange.Transport;
+
+namespace PageRange.Serialization;
+
+/// <summary>
+/// The <see cref="IDuplexPipe"/> behind <see cref="PageRangeStreams.AsDuplexPipe"/>: two <see cref="Pipe"/>s and two
+/// pumps. The send pump, a thread of its own because sending blocks while the peer's region is full, reads what the
+/// application wrote and sends it in chunks reserved in the peer's region; the receive pump copies each data message
+/// into the input pipe and frees it.
+/// </summary>
+internal sealed class PageRangeDuplexPipe : IDuplexPipe
+{
+    private readonly PageRangeConnection _connection;
+    private readonly int _chunkSize;
+    private readonly Pipe _input;
+    private readonly Pipe _output;
+    private readonly Thread _sendPump;
+
+    internal PageRangeDuplexPipe(PageRangeConnection connection, int chunkSize)
+    {
+        _connection = connection;
+        _chunkSize = chunkSize;
+        // About two chunks buffered on each side before the writer waits; the region holds the rest in flight.
+        var options = new PipeOptions(
+            pauseWriterThreshold: 2L * chunkSize,
+            resumeWriterThreshold: chunkSize,
+            minimumSegmentSize: Math.Min(chunkSize, 64 << 10),
+            useSynchronizationContext: false);
+        _input = new Pipe(options);
+        _output = new Pipe(options);
+        _sendPump = new Thread(SendLoop) { IsBackground = true, Name = $"PageRange stream sender ({connection.Name})" };
+    }
+
+    public PipeReader Input => _input.Reader;
+
+    public PipeWriter Output => _output.Writer;
+
+    internal void Start()
+    {
+        _sendPump.Start();
+        _ = Task.Run(ReceiveLoopAsync);
+        // A send pump waiting for the application's bytes learns of the peer's death here.
+        _connection.PeerDied.UnsafeRegister(static state => ((Pipe)state!).Reader.CancelPendingRead(), _output);
+    }
+
+    private void SendLoop()
+    {
+        PipeReader reader = _output.Reader;
+        Exception? failure = null;
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                try
+                {
+                    ValueTask<ReadResult> read = reader.ReadAsync();
+                    result = read.IsCompleted ? read.Result : read.AsTask().GetAwaiter().GetResult();
+                }
+                catch (Exception writerError) when (writerError is not (PageRangeException or ObjectDisposedException))
+                {
+                    // The application completed its writer with an error: tell the peer why the stream ends.
+                    byte[] message = Encoding.UTF8.GetBytes($"{writerError.GetType().Name}: {writerError.Message}");
+                    _connection.SendOneway(PageRangeStreams.AbortCode, message.AsSpan(0, Math.Min(message.Length, _chunkSize)));
+                    return;
+                }
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                while (!buffer.IsEmpty)
+                {
+                    int length = (int)Math.Min(buffer.Length, _chunkSize);
+                    SendChunk(buffer.Slice(0, length));
+                    buffer = buffer.Slice(length);
+                }
+                reader.AdvanceTo(result.Buffer.End);
+                if (result.IsCompleted)
+                {
+                    _connection.SendOneway(PageRangeStreams.EndCode, []);
+                    return;
+                }
+                if (result.IsCanceled && !_connection.IsPeerAlive)
+                {
+                    throw new PeerDiedException($"The peer process {_connection.PeerPid} is gone; the stream was cut short.");
+                }
+            }
+        }
+        catch (Exception error)
+        {
+            // Completing the reader with the error makes the application's next flush throw it.
+            failure = error;
+        }
+        finally
+        {
+            reader.Complete(failure);
+        }
+    }
+
+    private void SendChunk(in ReadOnlySequence<byte> chunk)
+    {
+        int length = (int)chunk.Length;
+        // A stream waits for its reader as long as the reader takes, so no region-full timeout; death still ends it.
+        Reservation reservation = _connection.RentReservation(length, ReservationKind.Oneway, Timeout.InfiniteTimeSpan, CancellationToken.None);
+        try
+        {
+            chunk.CopyTo(reservation.Span);
+        }
+        catch
+        {
+            _connection.AbortReservation(reservation);
+            throw;
+        }
+        _connection.CommitOneway(reservation, PageRangeStreams.DataCode, length);
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        PipeWriter writer = _input.Writer;
+        try
+        {
+            while (true)
+            {
+                Transaction transaction = await _connection.ReceiveAsync().ConfigureAwait(false);
+                using (transaction)
+                {
+                    switch (transaction.Code)
+                    {
+                        case PageRangeStreams.DataCode when transaction.IsOneway:
+                            writer.Write(transaction.Payload);
+                            break;
+                        case PageRangeStreams.EndCode when transaction.IsOneway:
+                            await writer.CompleteAsync().ConfigureAwait(false);
+                            return;
+                        case PageRangeStreams.AbortCode when transaction.IsOneway:
+                            await writer.CompleteAsync(new PageRangeException(
+                                $"The peer aborted the stream: {Encoding.UTF8.GetString(transaction.Payload)}")).ConfigureAwait(false);
+                            return;
+                        default:
+                            await writer.CompleteAsync(new InvalidMessageException(
+                                $"Transaction {transaction.Id} (code {transaction.Code}, {transaction.Flags}) is not part of the stream: " +
+                                "a connection is dedicated to its duplex pipe.")).ConfigureAwait(false);
+                            return;
+                    }
+                }
+                FlushResult flushed = await writer.FlushAsync().ConfigureAwait(false);
+                if (flushed.IsCompleted)
+                {
+                    // The application completed its reader: it wants no more.
+                    return;
+                }
+            }
+        }
+        catch (ObjectDisposedException closed)
+        {
+            await writer.CompleteAsync(new PeerDiedException($"The connection closed before the stream ended ({closed.Message}).", closed)).ConfigureAwait(false);
+        }
+        catch (Exception error)
+        {
+            // Whatever ended receiving ends the application's reads, with the reason.
+            await writer.CompleteAsync(error).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+using System.Runtime.CompilerServices;
+using PageRange.Memory;
+
+namespace PageRange.Transport;
+
+/// <summary>Zero-copy sending: reserve a buffer in the peer's region, write the payload in place, commit it.</summary>
+/// <remarks>
+/// <see cref="_reservationLock"/> guards only the pool of <see cref="Reservation"/> objects and nests inside nothing.
+/// A reservation holds no lock between reserve and commit: other threads send meanwhile, and records are published in
+/// commit order.
+/// </remarks>
+public sealed partial class PageRangeConnection
+{
+    /// <summary>Reservations kept for reuse; more may be live at once, the rest are allocated and dropped.</summary>
+    private const int ReservationPoolSize = 16;
+
+    private readonly Lock _reservationLock = new();
+    private readonly Stack<Reservation> _reservationPool = new(ReservationPoolSize);
+
+    /// <summary>The peer's region as this side's bookkeeping sees it (buffers reserved or delivered, free bytes), for tests.</summary>
+    internal Allocation.BufferAllocatorStats OutboundStats => _outbound.Allocator.GetStats();
+
+    /// <summary>Buffers reserved or delivered in the peer's region and not yet freed, for tests.</summary>
+    internal int OutboundLiveBuffers => _outbound.LiveBuffers;
+
+    /// <summary>
+    /// Reserves a buffer of <paramref name="maxSize"/> bytes in the peer's region, to write a payload straight into the
+    /// receiver's memory and then commit it without a copy.
+    /// </summary>
+    /// <param name="maxSize">The most bytes the payload will have.</param>
+    /// <param name="oneway">Reserve for a oneway message (charged to the peer's oneway quota) rather than a call.</param>
+    /// <param name="cancellationToken">Cancels waiting for room.</param>
+    /// <returns>The reservation: fill it, then <see cref="ReservedBuffer.CommitOneway"/> (oneway) or
+    /// <see cref="ReservedBuffer.CommitCall"/> / <see cref="ReservedBuffer.CommitCallAsync"/> (call). Dispose it.</returns>
+    /// <remarks>While the peer's region is full this waits for it to free buffers, up to
+    /// <see cref="PageRangeOptions.RegionFullTimeout"/>.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxSize"/> is negative.</exception>
+    /// <exception cref="MessageTooLargeException">The buffer can never fit the peer's region (or its oneway quota).</exception>
+    /// <exception cref="RegionFullException">The peer's region stayed full.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
+    public ReservedBuffer Reserve(int maxSize, bool oneway = false, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
+        return new ReservedBuffer(RentReservation(maxSize, oneway ? ReservationKind.Oneway : ReservationKind.Call, _options.RegionFullTimeout, cancellationToken));
+    }
+
+    /// <summary>Reserves the reply to the incoming call in <paramref name="call"/>; see <see cref="Transaction.ReserveReply"/>.</summary>
+    internal ReservedBuffer ReserveReply(IncomingSlot call, int callGeneration, int maxSize, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
+        return new ReservedBuffer(RentReplyReservation(call, callGeneration, maxSize, cancellationToken));
+    }
+
+    /// <summary>Reserves a buffer and takes a pooled reservation for it.</summary>
+    /// <param name="maxSize">The buffer's size.</param>
+    /// <param name="kind">Oneway or call (replies go through <see cref="RentReplyReservation"/>).</param>
+    /// <param name="timeout">How long to wait for room.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    internal Reservation RentReservation(int maxSize, ReservationKind kind, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        // The reference keeps the peer's region mapped while the reservation's spans are in use, even across Dispose.
+        SharedRegion region = _outbound.Region;
+        if (!region.TryAddRef())
+        {
+            throw NewPeerDied();
+        }
+        try
+        {
+            PendingBuffer buffer = ReserveCore(maxSize, kind == ReservationKind.Oneway, timeout, cancellationToken);
+            Reservation reservation = TakeReservation();
+            reservation.Buffer = buffer;
+            reservation.Kind = kind;
+            reservation.Written = 0;
+            reservation.Spilled = false;
+            // Odd: live. Published last, so a handle made from it sees a complete reservation.
+            Volatile.Write(ref reservation.Generation, reservation.Generation + 1);
+            return reservation;
+        }
+        catch
+        {
+            region.ReleaseRef();
+            throw;
+        }
+    }
+
+    /// <summary>Reserves the reply to <paramref name="call"/>; marks the call replied so no other reply (or error reply) races it.</summary>
+    internal Reservation RentReplyReservation(IncomingSlot call, int callGeneration, int maxSize, CancellationToken cancellationToken)
+    {
+        TransactionRecord record = call.Record;
+        if ((record.Flags & TransactionFlags.TwoWay) == 0)
+        {
+            throw new InvalidOperationException("Only a two-way call can be replied to; this transaction is oneway or a reply.");
+        }
+        if (Interlocked.Exchange(ref call.Replied, 1) != 0)
+        {
+            throw new InvalidOperationException($"Call {record.TransactionId} was already replied to.");
+        }
+        Reservation reservation;
+        try
+        {
+            reservation = RentReservation(maxSize, ReservationKind.Reply, _options.RegionFullTimeout, cancellationToken);
+        }
+        catch
+        {
+            // No reply is coming after all: disposing the call must still send the error reply.
+            Volatile.Write(ref call.Replied, 0);
+            throw;
+        }
+        reservation.Call = call;
+        reservation.CallGeneration = callGeneration;
+        reservation.ReplyId = record.TransactionId;
+        reservation.ReplyCode = record.Code;
+        return reservation;
+    }
+
+    internal void CommitOneway(Reservation reservation, uint code, int? length)
+    {
+        int size = CheckCommit(reservation, ReservationKind.Oneway, length);
+        Publish(reservation, NextOnewayId(), code, TransactionFlags.Oneway, size);
+    }
+
+    internal void CommitReply(Reservation reservation, int? length)
+    {
+        int size = CheckCommit(reservation, ReservationKind.Reply, length);
+        Publish(reservation, reservation.ReplyId, reservation.ReplyCode, TransactionFlags.Reply, size);
+    }
+
+    internal Transaction CommitCall(Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        int size = CheckCommit(reservation, ReservationKind.Call, length);
+        PendingCall call;
+        try
+        {
+            call = RentCall(isAsync: false);
+        }
+        catch
+        {
+            AbortReservation(reservation);
+            throw;
+        }
+        try
+        {
+            Publish(reservation, call.Id, code, TransactionFlags.TwoWay, size);
+        }
+        catch
+        {
+            ReturnCall(call, taken: false);
+            throw;
+        }
+        return FinishCall(call, timeout, cancellationToken);
+    }
+
+    internal ValueTask<Transaction> CommitCallAsync(
+        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken)
+    {
+        int size = CheckCommit(reservation, ReservationKind.Call, length);
+        PendingCall call;
+        try
+        {
+            call = RentCall(isAsync: true);
+        }
+        catch
+        {
+            AbortReservation(reservation);
+            throw;
+        }
+        try
+        {
+            Publish(reservation, call.Id, code, TransactionFlags.TwoWay, size);
+        }
+        catch
+        {
+            ReturnCall(call, taken: false);
+            throw;
+        }
+        return FinishCallAsync(call, timeout, cancellationToken);
+    }
+
+    /// <summary>Gives the reservation's buffer back unsent and returns the reservation to the pool.</summary>
+    internal void AbortReservation(Reservation reservation)
+    {
+        if (!reservation.IsLive)
+        {
+            return;
+        }
+        try
+        {
+            if (reservation.Buffer.IsPending)
+            {
+                _outbound.Abort(ref reservation.Buffer);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // The connection is closed: the region and its bookkeeping are gone with it.
+        }
+        finally
+        {
+            if (reservation.Kind == ReservationKind.Reply)
+            {
+                AbandonReply(reservation);
+            }
+            EndReservation(reservation);
+        }
+    }
+
+    /// <summary>Waits for room as <see cref="SendCore"/> does, and reserves instead of copying.</summary>
+    private PendingBuffer ReserveCore(int maxSize, bool oneway, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (_peerDead)
+        {
+            throw NewPeerDied();
+        }
+        try
+        {
+            if (_outbound.TryReserve(maxSize, oneway, out PendingBuffer buffer))
+            {
+                return buffer;
+            }
+            using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+            try
+            {
+                return _outbound.Reserve(maxSize, oneway, clearOnFree: false, timeout, linked.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
+            {
+                throw NewPeerDied();
+            }
+        }
+        catch (ProtocolViolationException violation)
+        {
+            CloseForViolation(violation);
+            throw;
+        }
+        catch (ObjectDisposedException) when (_peerDead)
+        {
+            throw NewPeerDied();
+        }
+    }
+
+    private static int CheckCommit(Reservation reservation, ReservationKind kind, int? length)
+    {
+        if (reservation.Kind != kind)
+        {
+            throw new InvalidOperationException(reservation.Kind switch
+            {
+                ReservationKind.Oneway => "This buffer was reserved for a oneway message: commit it with CommitOneway.",
+                ReservationKind.Call => "This buffer was reserved for a call: commit it with CommitCall or CommitCallAsync.",
+                _ => "This buffer was reserved for a reply: commit it with CommitReply.",
+            });
+        }
+        int size = length ?? reservation.Written;
+        ArgumentOutOfRangeException.ThrowIfNegative(size, nameof(length));
+        if (size > reservation.Buffer.MaxSize)
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(length), size, $"Only {reservation.Buffer.MaxSize} bytes were reserved; a commit cannot publish more than its reservation.");
+        }
+        return size;
+    }
+
+    /// <summary>Publishes the reservation's buffer and ends the reservation, whatever happens.</summary>
+    private void Publish(Reservation reservation, ulong id, uint code, TransactionFlags flags, int length)
+    {
+        try
+        {
+            ThrowIfDisposed();
+            if (_peerDead)
+            {
+                throw NewPeerDied();
+            }
+            try
+            {
+                _outbound.Commit(ref reservation.Buffer, length, id, code, flags);
+            }
+            finally
+            {
+                // Whatever Commit did, the buffer is no longer ours to abort: it was published, or aborted by the channel
+                // (a protocol violation), or the channel is gone.
+                reservation.Buffer.Complete();
+            }
+        }
+        catch (ProtocolViolationException violation)
+        {
+            CloseForViolation(violation);
+            throw;
+        }
+        catch (ObjectDisposedException) when (_peerDead)
+        {
+            throw NewPeerDied();
+        }
+        finally
+        {
+            if (reservation.Buffer.IsPending)
+            {
+                AbortReservation(reservation);
+            }
+            else
+            {
+                EndReservation(reservation);
+            }
+        }
+    }
+
+    /// <summary>A reply reservation ended without a reply: the caller must still hear something.</summary>
+    private void AbandonReply(Reservation reservation)
+    {
+        IncomingSlot call = reservation.Call!;
+        lock (_slotLock)
+        {
+            if (call.Generation == reservation.CallGeneration)
+            {
+                // The call is still live: its Dispose sends the error reply, or the handler replies after all.
+                Volatile.Write(ref call.Replied, 0);
+                return;
+            }
+        }
+        if (!_peerDead && Volatile.Read(ref _disposed) == 0)
+        {
+            try
+            {
+                SendCore(reservation.ReplyId, reservation.ReplyCode, TransactionFlags.ErrorReply, "The peer abandoned its reply."u8, CancellationToken.None);
+            }
+            catch (PageRangeException)
+            {
+                // The caller is gone or its region is full; it will time out or see the death.
+            }
+        }
+    }
+
+    private Reservation TakeReservation()
+    {
+        lock (_reservationLock)
+        {
+            if (_reservationPool.TryPop(out Reservation? pooled))
+            {
+                return pooled;
+            }
+        }
+        return new Reservation(this);
+    }
+
+    private void EndReservation(Reservation reservation)
+    {
+        // Even: ended. Stale handles now fail their generation check.
+        Volatile.Write(ref reservation.Generation, reservation.Generation + 1);
+        reservation.Call = null;
+        reservation.Spill = null;
+        _outbound.Region.ReleaseRef();
+        lock (_reservationLock)
+        {
+            if (_reservationPool.Count < ReservationPoolSize)
+            {
+                _reservationPool.Push(reservation);
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using PageRange.Tests.Infrastructure;
+
+namespace PageRange.Tests.CrossProcess;
+
+/// <summary>
+/// The ping-pong sample end to end, as a user runs it (<c>dotnet PingPong.dll</c>, which starts its own peer process):
+/// a tiny run succeeds and prints its figures; a peer that cannot start or dies ends it with one sentence and a
+/// non-zero exit code.
+/// </summary>
+[Collection(CrossProcessCollection.Name)]
+public sealed partial class SampleSmokeTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Sample_TinyRun_ExitsZeroAndPrintsLatencyAndThroughput()
+    {
+        (int exitCode, string stdout, string stderr) = RunSample("--count", "200", "--duration", "0.5");
+
+        Assert.Equal(0, exitCode);
+        Assert.Equal("", stderr);
+        Assert.Matches(LatencyLine(), stdout);
+        Assert.Matches(ThroughputLine(), stdout);
+        // The table is laid out for 120 columns when redirected, so no phase name is wrapped.
+        Assert.Contains("│ await CallAsync │", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Sample_PeerExitsBeforeConnecting_OneSentenceErrorAndNonZeroExit()
+    {
+        (int exitCode, _, string stderr) = RunSample("--count", "200", "--duration", "0.5", "--peer-exit-after", "0");
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Equal("error: the peer process exited before connecting (exit code 17).", stderr.Trim());
+    }
+
+    [Fact]
+    public void Sample_PeerDiesMidRun_OneSentenceErrorAndNonZeroExit()
+    {
+        (int exitCode, string stdout, string stderr) = RunSample("--count", "1000", "--duration", "0.5", "--peer-exit-after", "300");
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Matches(PeerDiedLine(), stderr.Trim());
+        Assert.DoesNotMatch(LatencyLine(), stdout);
+    }
+
+    private (int ExitCode, string Stdout, string Stderr) RunSample(params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.ArgumentList.Add(SampleAssemblyPath);
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start.");
+        try
+        {
+            Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+            Task<string> stderr = process.StandardError.ReadToEndAsync();
+            Assert.True(process.WaitForExit(TestTimeouts.Long), "The sample did not finish within the time limit.");
+            process.WaitForExit();
+            string outText = stdout.GetAwaiter().GetResult();
+            string errText = stderr.GetAwaiter().GetResult();
+            output.WriteLine($"exit code {process.ExitCode}\n--- stdout\n{outText}--- stderr\n{errText}");
+            return (process.ExitCode, outText, errText);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                // Kills the sample's peer too.
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    /// <summary>The sample built beside this test assembly, in the same configuration.</summary>
+    private static string SampleAssemblyPath
+    {
+        get
+        {
+            string baseDirectory = AppContext.BaseDirectory;
+            char slash = Path.DirectorySeparatorChar;
+            string marker = $"{slash}tests{slash}PageRange.Tests{slash}bin{slash}";
+            int at = baseDirectory.LastIndexOf(marker, StringComparison.Ordinal);
+            if (at < 0)
+            {
+                throw new InvalidOperationException($"Cannot find the sample relative to {baseDirectory}.");
+            }
+            return Path.Combine(
+                string.Concat(baseDirectory.AsSpan(0, at), $"{slash}samples{slash}PingPong{slash}bin{slash}", baseDirectory.AsSpan(at + marker.Length)),
+                "PingPong.dll");
+        }
+    }
+
+    [GeneratedRegex(@"^latency: sync Call p50 \d+\.\d+ us p99 \d+\.\d+ us p99\.9 \d+\.\d+ us$", RegexOptions.Multiline)]
+    private static partial Regex LatencyLine();
+
+    [GeneratedRegex(@"^throughput: oneway 4096 B \d+ messages/s \d+\.\d+ GB/s$", RegexOptions.Multiline)]
+    private static partial Regex ThroughputLine();
+
+    [GeneratedRegex(@"^error: the peer process \d+ died during the run( \(exit code 17\))?\.$")]
+    private static partial Regex PeerDiedLine();
+}

@@ -1,0 +1,182 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using PageRange.Serialization;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Serialization;
+
+/// <summary>
+/// <see cref="PageRangeStreams.AsDuplexPipe"/> over a real connection: bytes arrive whole and in order in both
+/// directions, completion and errors cross over, a pending read can be cancelled, and a reader that stops reading
+/// stops the writer.
+/// </summary>
+public sealed class PageRangeDuplexPipeTests
+{
+    [Fact]
+    public async Task Streams_BothDirections_ArriveWholeAndCompletionEndsTheReader()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe client = pair.Client.AsDuplexPipe();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        byte[] up = ReservedBufferTests.Pattern(3 << 20, 1);
+        byte[] down = ReservedBufferTests.Pattern(1 << 20, 2);
+
+        Task<byte[]> serverReads = ReadToEndAsync(server.Input);
+        Task<byte[]> clientReads = ReadToEndAsync(client.Input);
+        await Task.WhenAll(WriteAsync(client.Output, up, 7_777), WriteAsync(server.Output, down, 65_536)).WaitAsync(TestTimeouts.Long);
+
+        Assert.True((await serverReads.WaitAsync(TestTimeouts.Long)).AsSpan().SequenceEqual(up));
+        Assert.True((await clientReads.WaitAsync(TestTimeouts.Long)).AsSpan().SequenceEqual(down));
+    }
+
+    [Fact]
+    public async Task PendingRead_Cancelled_ReturnsCanceledOrThrowsAndLosesNoData()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe client = pair.Client.AsDuplexPipe();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+
+        ValueTask<ReadResult> pending = server.Input.ReadAsync();
+        Assert.False(pending.IsCompleted);
+        server.Input.CancelPendingRead();
+        ReadResult cancelled = await pending.AsTask().WaitAsync(TestTimeouts.Short);
+        Assert.True(cancelled.IsCanceled);
+        Assert.True(cancelled.Buffer.IsEmpty);
+        server.Input.AdvanceTo(cancelled.Buffer.Start);
+
+        using var token = new CancellationTokenSource();
+        ValueTask<ReadResult> withToken = server.Input.ReadAsync(token.Token);
+        Assert.False(withToken.IsCompleted);
+        await token.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await withToken.AsTask().WaitAsync(TestTimeouts.Short));
+
+        await client.Output.WriteAsync("hello"u8.ToArray());
+        ReadResult result = await server.Input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Short);
+        Assert.Equal("hello"u8.ToArray(), result.Buffer.ToArray());
+        server.Input.AdvanceTo(result.Buffer.End);
+    }
+
+    [Fact]
+    public async Task Output_CompletedWithAnError_PeerReaderThrowsItsMessage()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe client = pair.Client.AsDuplexPipe();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        await client.Output.WriteAsync(new byte[100]);
+        await client.Output.CompleteAsync(new InvalidDataException("the source went bad"));
+
+        var error = await Assert.ThrowsAsync<PageRangeException>(async () => await ReadToEndAsync(server.Input).WaitAsync(TestTimeouts.Long));
+        Assert.Contains("The peer aborted the stream: InvalidDataException: the source went bad", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task PeerGone_ReaderGetsTheBytesSentThenPeerDied_AndTheWriterFails()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe client = pair.Client.AsDuplexPipe();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        await client.Output.WriteAsync(new byte[1000]);
+        ReadResult first = await server.Input.ReadAtLeastAsync(1000).AsTask().WaitAsync(TestTimeouts.Long);
+        Assert.Equal(1000, first.Buffer.Length);
+        server.Input.AdvanceTo(first.Buffer.End);
+
+        await pair.Client.DisposeAsync();
+        await Assert.ThrowsAsync<PeerDiedException>(async () => await server.Input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Long));
+        await Assert.ThrowsAnyAsync<PageRangeException>(async () =>
+        {
+            // The send pump completes its reader with the death; the next flush sees it.
+            for (int i = 0; i < 1000; i++)
+            {
+                await server.Output.WriteAsync(new byte[1000]).AsTask().WaitAsync(TestTimeouts.Long);
+                await Task.Delay(10);
+            }
+        });
+    }
+
+    [Fact]
+    public async Task SlowReader_StopsTheWriter_ThenEverythingArrives()
+    {
+        const int Total = 8 << 20;
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe client = pair.Client.AsDuplexPipe();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        byte[] data = ReservedBufferTests.Pattern(Total, 3);
+        long flushed = 0;
+        Task writing = Task.Run(async () =>
+        {
+            for (int at = 0; at < Total; at += 64 << 10)
+            {
+                await client.Output.WriteAsync(data.AsMemory(at, 64 << 10));
+                Interlocked.Add(ref flushed, 64 << 10);
+            }
+            await client.Output.CompleteAsync();
+        });
+
+        // Nobody reads: the writer must stall once the region and both pipes' buffers are full.
+        long seen = -1;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < TestTimeouts.Short)
+        {
+            // Stalled means no progress over a whole interval after some progress: a writer task that has not started
+            // yet on a busy machine has not stalled.
+            long now = Interlocked.Read(ref flushed);
+            if (now == seen && now > 0)
+            {
+                break;
+            }
+            seen = now;
+            await Task.Delay(300);
+        }
+        Assert.False(writing.IsCompleted);
+        // 256 KiB region, 30 KiB chunks: well under 1 MiB can be in flight.
+        Assert.InRange(seen, 1, 1 << 20);
+
+        byte[] received = await ReadToEndAsync(server.Input).WaitAsync(TestTimeouts.Long);
+        await writing.WaitAsync(TestTimeouts.Long);
+        Assert.True(received.AsSpan().SequenceEqual(data));
+    }
+
+    [Fact]
+    public async Task ForeignTransaction_CompletesTheInputWithInvalidMessage()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        pair.Client.SendOneway(5, [1, 2, 3]);
+        var error = await Assert.ThrowsAsync<InvalidMessageException>(async () => await server.Input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Long));
+        Assert.Contains("is not part of the stream", error.Message, StringComparison.Ordinal);
+        Assert.Throws<InvalidOperationException>(() => pair.Server.AsDuplexPipe());
+    }
+
+    internal static async Task WriteAsync(PipeWriter writer, byte[] data, int step)
+    {
+        for (int at = 0; at < data.Length; at += step)
+        {
+            int n = Math.Min(step, data.Length - at);
+            data.AsSpan(at, n).CopyTo(writer.GetSpan(n));
+            writer.Advance(n);
+            FlushResult result = await writer.FlushAsync();
+            Assert.False(result.IsCompleted);
+        }
+        await writer.CompleteAsync();
+    }
+
+    internal static async Task<byte[]> ReadToEndAsync(PipeReader reader)
+    {
+        var received = new ArrayBufferWriter<byte>();
+        while (true)
+        {
+            ReadResult result = await reader.ReadAsync();
+            foreach (ReadOnlyMemory<byte> segment in result.Buffer)
+            {
+                received.Write(segment.Span);
+            }
+            reader.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                await reader.CompleteAsync();
+                return received.WrittenSpan.ToArray();
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using MessagePack;
+using PageRange.Serialization;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Serialization;
+
+/// <summary>
+/// Typed messages over a real connection: nested types round-trip sync and async, in both directions; deserializing
+/// reads the payload in place; a payload that is not the expected type fails that transaction only.
+/// </summary>
+public sealed class PageRangeMessagePackTests
+{
+    private const uint OrderCode = 11;
+    private const uint GarbageCode = 12;
+
+    [Theory]
+    [InlineData(0, 0)]
+    [InlineData(3, 100)]
+    [InlineData(40, 20_000)]
+    public async Task Call_NestedTypes_RoundTripSyncAndAsync(int lines, int attachment)
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        Task server = pair.Serve(EchoOrder);
+
+        for (int id = 1; id <= 4; id++)
+        {
+            Order request = Order.Sample(id, lines, attachment);
+            Order reply = id % 2 == 0
+                ? pair.Client.Call<Order, Order>(request, OrderCode, timeout: TestTimeouts.Long)
+                : await pair.Client.CallAsync<Order, Order>(request, OrderCode, timeout: TestTimeouts.Long);
+            AssertSame(Order.Sample(id, lines, attachment).WithId(id + 1000), reply);
+        }
+        Assert.Equal(0, pair.Client.OutboundStats.ReservedBuffers);
+        await pair.DisposeAsync();
+        await server.WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task SendOneway_NestedTypes_ArriveInOrder()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        for (int id = 0; id < 20; id++)
+        {
+            pair.Client.SendOneway(Order.Sample(id, id, id * 10), OrderCode);
+            using Transaction received = pair.Server.Receive();
+            Assert.True(received.IsOneway);
+            AssertSame(Order.Sample(id, id, id * 10), received.Deserialize<Order>());
+        }
+    }
+
+    [Fact]
+    public async Task SendOneway_MessageOutgrowsItsReservation_StillArrivesWhole()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        // Each size is estimated from the one before: 2000 is copied (no estimate yet), 30 000 outgrows its 2 KiB
+        // reservation, spills and is copied once, 2000 fits its 34 KiB reservation, and so on.
+        foreach (int size in new[] { 2000, 30_000, 2000, 60_000, 100_000 })
+        {
+            var blob = new Blob(ReservedBufferTests.Pattern(size, size));
+            pair.Client.SendOneway(blob, OrderCode);
+            Assert.Equal(0, pair.Client.OutboundStats.ReservedBuffers);
+            using Transaction received = pair.Server.Receive();
+            Assert.True(received.Deserialize<Blob>().Data.AsSpan().SequenceEqual(blob.Data));
+        }
+    }
+
+    [Fact]
+    public async Task SendOneway_SerializerThrows_ReservationIsAbortedAndNothingIsSent()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        // The first sets the estimate, so the second is serialized into a reservation when it fails.
+        pair.Client.SendOneway(new Exploding(), OrderCode);
+        using (Transaction first = pair.Server.Receive())
+        {
+            Assert.Equal(2001, first.Length);
+        }
+        var error = Assert.Throws<MessagePackSerializationException>(() => pair.Client.SendOneway(new Exploding { Explode = true }, OrderCode));
+        Assert.IsType<InvalidOperationException>(error.InnerException);
+        Assert.Equal(0, pair.Client.OutboundLiveBuffers);
+        Assert.Equal(0, pair.Client.OutboundStats.BufferCount);
+        Assert.False(pair.Server.TryReceive(out _));
+
+        pair.Client.SendOneway(new Blob([1, 2, 3]), OrderCode);
+        using Transaction received = pair.Server.Receive();
+        Assert.Equal([1, 2, 3], received.Deserialize<Blob>().Data);
+    }
+
+    [Fact]
+    public async Task Deserialize_ReadsInPlace_AllocatesThePayloadOnlyOnce()
+    {
+        const int Size = 1 << 20;
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync(new PageRangeOptions { RegionSize = 8 << 20 });
+        // Warm up: the formatter is generated and jitted on first use, which allocates.
+        pair.Client.SendOneway(new Blob(new byte[16]), OrderCode);
+        using (Transaction warm = pair.Server.Receive())
+        {
+            _ = warm.Deserialize<Blob>();
+        }
+
+        var blob = new Blob(ReservedBufferTests.Pattern(Size, 3));
+        pair.Client.SendOneway(blob, OrderCode);
+        using Transaction received = pair.Server.Receive();
+        // The payload is the mapped region itself, not a copy.
+        Assert.True(MemoryMarshal.TryGetMemoryManager(received.Memory, out MemoryManager<byte>? manager));
+        Assert.Equal("RegionMemoryManager", manager!.GetType().Name);
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Blob result = received.Deserialize<Blob>();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(result.Data.AsSpan().SequenceEqual(blob.Data));
+        // The byte[] itself is the only large allocation: copying the payload out first would double this.
+        Assert.InRange(allocated, Size, Size + (16 << 10));
+    }
+
+    [Fact]
+    public async Task Deserialize_MalformedPayload_ThrowsInvalidMessageAndTheConnectionKeepsWorking()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        // 0xc1 is never used in MessagePack; the second payload is an Order cut short.
+        byte[] truncated = MessagePackSerializer.Serialize(Order.Sample(1, 5, 50), PageRangeMessagePack.DefaultOptions)[..40];
+        foreach (byte[] garbage in new[] { new byte[] { 0xc1 }, truncated, [] })
+        {
+            pair.Client.SendOneway(GarbageCode, garbage);
+            using Transaction received = pair.Server.Receive();
+            var error = Assert.Throws<InvalidMessageException>(() => received.Deserialize<Order>());
+            Assert.Contains($"code {GarbageCode}", error.Message, StringComparison.Ordinal);
+            Assert.Contains("is not a valid Order", error.Message, StringComparison.Ordinal);
+            Assert.IsType<MessagePackSerializationException>(error.InnerException);
+        }
+
+        Task server = pair.Serve(EchoOrder);
+        AssertSame(Order.Sample(1, 2, 2).WithId(1001), pair.Client.Call<Order, Order>(Order.Sample(1, 2, 2), OrderCode, timeout: TestTimeouts.Long));
+        await pair.DisposeAsync();
+        await server.WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task Call_MalformedReply_ThrowsInvalidMessageAndTheConnectionKeepsWorking()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        Task server = pair.Serve(call =>
+        {
+            if (call.Code == GarbageCode)
+            {
+                call.Reply([0x92, 0xc1]);
+            }
+            else
+            {
+                EchoOrder(call);
+            }
+        });
+
+        Assert.Throws<InvalidMessageException>(() => pair.Client.Call<Order, Order>(Order.Sample(1, 1, 1), GarbageCode, timeout: TestTimeouts.Long));
+        await Assert.ThrowsAsync<InvalidMessageException>(
+            async () => await pair.Client.CallAsync<Order, Order>(Order.Sample(1, 1, 1), GarbageCode, timeout: TestTimeouts.Long));
+        AssertSame(Order.Sample(2, 1, 1).WithId(1002), await pair.Client.CallAsync<Order, Order>(Order.Sample(2, 1, 1), OrderCode, timeout: TestTimeouts.Long));
+        Assert.Equal(0, pair.Client.OutboundStats.ReservedBuffers);
+        await pair.DisposeAsync();
+        await server.WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task Reply_MessageOutgrowsItsReservation_StillArrivesWhole()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        Task server = pair.Serve(call => call.Reply(new Blob(ReservedBufferTests.Pattern(call.Deserialize<int>(), 7))));
+        // As for oneway: copied, spilled, reserved, spilled.
+        foreach (int size in new[] { 2000, 50_000, 2000, 90_000 })
+        {
+            Blob reply = pair.Client.Call<int, Blob>(size, timeout: TestTimeouts.Long);
+            Assert.True(reply.Data.AsSpan().SequenceEqual(ReservedBufferTests.Pattern(size, 7)));
+        }
+        await pair.DisposeAsync();
+        await server.WaitAsync(TestTimeouts.Long);
+    }
+
+    /// <summary>The server's handler: replies with the order, its id raised by 1000, through the typed reply.</summary>
+    private static void EchoOrder(Transaction call)
+    {
+        Order order = call.Deserialize<Order>();
+        order.Id += 1000;
+        call.Reply(order);
+    }
+
+    private static void AssertSame(Order expected, Order actual) =>
+        Assert.Equal(
+            MessagePackSerializer.Serialize(expected, PageRangeMessagePack.DefaultOptions),
+            MessagePackSerializer.Serialize(actual, PageRangeMessagePack.DefaultOptions));
+}

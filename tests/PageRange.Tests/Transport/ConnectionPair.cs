@@ -1,0 +1,73 @@
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>Both ends of one real connection inside this process: a listener accepts what <c>ConnectAsync</c> opens.</summary>
+internal sealed class ConnectionPair : IAsyncDisposable
+{
+    private ConnectionPair(PageRangeConnection server, PageRangeConnection client)
+    {
+        Server = server;
+        Client = client;
+    }
+
+    /// <summary>The accepted end.</summary>
+    public PageRangeConnection Server { get; }
+
+    /// <summary>The connecting end.</summary>
+    public PageRangeConnection Client { get; }
+
+    /// <summary>Small regions and a short park timeout unless told otherwise.</summary>
+    public static PageRangeOptions DefaultOptions() => new()
+    {
+        RegionSize = 1 << 20,
+        TransactionRingCapacity = 64,
+        FreeRingCapacity = 64,
+        ParkTimeout = TimeSpan.FromMilliseconds(50),
+    };
+
+    public static async Task<ConnectionPair> CreateAsync(PageRangeOptions? options = null)
+    {
+        options ??= DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync(timeout.Token).AsTask();
+        PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options, timeout.Token).AsTask().WaitAsync(TestTimeouts.Long);
+        PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
+        return new ConnectionPair(server, client);
+    }
+
+    /// <summary>Starts a thread that replies to every two-way call on <paramref name="connection"/> with its payload, until <paramref name="stop"/>.</summary>
+    public static Thread StartEchoThread(PageRangeConnection connection, CancellationToken stop)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                while (true)
+                {
+                    using Transaction transaction = connection.Receive(stop);
+                    if (transaction.IsTwoWay)
+                    {
+                        transaction.Reply(transaction.Payload);
+                    }
+                }
+            }
+            catch (Exception error) when (error is OperationCanceledException or PeerDiedException or ObjectDisposedException)
+            {
+                // Stopped, or the connection is over.
+            }
+        })
+        { IsBackground = true, Name = "echo" };
+        thread.Start();
+        return thread;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Client.DisposeAsync();
+        await Server.DisposeAsync();
+    }
+}
