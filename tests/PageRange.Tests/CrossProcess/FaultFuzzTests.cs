@@ -65,7 +65,7 @@ public sealed class FaultFuzzTests(ITestOutputHelper output)
                     bool intact = words[3] == "intact";
                     bool fresh = words[4] == "fresh";
 
-                    CaseOutcome outcome = RunCase(victim, k, Seed);
+                    CaseOutcome outcome = RunCase(victim, k, Seed, waitForProbe: intact);
                     cases++;
                     delivered += outcome.Delivered;
                     (int targetCases, int targetViolations) = byTarget.GetValueOrDefault(words[2]);
@@ -150,16 +150,38 @@ public sealed class FaultFuzzTests(ITestOutputHelper output)
         Assert.Throws<ProtocolViolationException>(() => victim.SendOneway(1, new byte[8]));
     }
 
-    /// <summary>Reads everything the ring holds now, touching every byte, answering calls and freeing.</summary>
-    private static CaseOutcome RunCase(PageRangeConnection victim, int k, int seed)
+    /// <summary>
+    /// Reads everything the ring holds now, touching every byte, answering calls and freeing. When the probe must be
+    /// there, waits for it: the connection's background reader may be draining the ring at this moment (its periodic
+    /// housekeeping), in which case what it routed is ready a moment later. Otherwise takes only what is ready; the
+    /// rest is read with the next case.
+    /// </summary>
+    private static CaseOutcome RunCase(PageRangeConnection victim, int k, int seed, bool waitForProbe)
     {
         int delivered = 0;
         bool probeIntact = false;
         bool violated = false;
+        using var bound = new CancellationTokenSource(TestTimeouts.Short);
         try
         {
-            while (victim.TryReceive(out Transaction transaction))
+            while (true)
             {
+                Transaction transaction;
+                if (waitForProbe && !probeIntact)
+                {
+                    try
+                    {
+                        transaction = victim.Receive(bound.Token);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
+                }
+                else if (!victim.TryReceive(out transaction))
+                {
+                    break;
+                }
                 using (transaction)
                 {
                     delivered++;
