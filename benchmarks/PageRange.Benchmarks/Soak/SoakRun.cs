@@ -301,7 +301,7 @@ internal sealed class SoakRun(SoakSettings settings)
         Console.WriteLine();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ran {_clock.Elapsed.TotalSeconds:F0} s, {_kills} peers killed with SIGKILL and restarted"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"sent by us: {_onewaysSent} oneways, {_callsAnswered + _callsFailedByDeath} calls ({_bytesSent / (1 << 20)} MiB); region full {_regionFull} times"));
+            $"sent by us: {_onewaysSent} oneways published, {_callsAnswered + _callsFailedByDeath} calls made ({_bytesSent / (1 << 20)} MiB); gave up on a full region {_regionFull} times"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"acknowledged by the peer: {_onewaysAcknowledged} oneways, {_callsAnswered} calls answered; at the kills {_onewaysUnacknowledgedAtKill} oneways were unacknowledged " +
             $"and {_callsFailedByDeath} calls failed with PeerDiedException (not counted as lost)"));
