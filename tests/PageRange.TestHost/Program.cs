@@ -23,6 +23,10 @@ internal static class Program
                 "control-connect" => ControlScenarios.Connect(args),
                 "pipe-sink" => SerializationScenarios.PipeSink(args),
                 "transport-connect" => TransportScenarios.Connect(args),
+                "fault-send-stream" => FaultScenarios.SendStream(args),
+                "fault-hold" => FaultScenarios.Hold(args),
+                "fault-slow-reader" => FaultScenarios.SlowReader(args),
+                "fault-fuzz" => FaultScenarios.Fuzz(args),
                 _ => Unknown(args[0]),
             };
         }

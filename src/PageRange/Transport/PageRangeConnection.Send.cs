@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using PageRange.Diagnostics;
 
 namespace PageRange.Transport;
 
@@ -191,6 +192,7 @@ public sealed partial class PageRangeConnection
     /// <summary>Back-pressure: the peer's region is full, so wait (bounded, cancellable, ended by death) for frees.</summary>
     private void SendSlow(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
     {
+        PageRangeMetrics.RecordRegionFullWait();
         using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
         try
         {

@@ -5,6 +5,7 @@
 // The reader role (_readerRole) is not a lock anyone blocks on: it is taken with a compare-exchange, and only
 // its holder consumes the inbound ring or parks on its doorbell.
 
+using PageRange.Diagnostics;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -119,6 +120,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             var connection = (PageRangeConnection)state!;
             connection.OnPeerDied(connection._control.CloseReason);
         }, this);
+        RegisterMetrics();
     }
 
     /// <summary>The listener's name.</summary>
@@ -219,6 +221,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         text.Append(_outbound.DumpState());
         text.Append("inbound (our region, written by the peer):\n");
         text.Append(_inbound.DumpState());
+        AppendInboundBuffers(text);
         return text.ToString();
     }
 
@@ -239,6 +242,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         }
         _deathCause = cause;
         _peerDead = true;
+        PageRangeMetrics.RecordConnectionClosed(cause);
         if (cause is ObjectDisposedException or ProtocolViolationException)
         {
             // Nothing more will be read from the ring (it is being unmapped, or it is corrupt): fail every pending call now.
@@ -339,6 +343,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         {
             return;
         }
+        UnregisterMetrics();
         OnPeerDied(new ObjectDisposedException(nameof(PageRangeConnection)));
         await _peerDiedRegistration.DisposeAsync().ConfigureAwait(false);
         await _handshake.DisposeAsync().ConfigureAwait(false);

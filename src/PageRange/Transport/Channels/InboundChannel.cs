@@ -2,6 +2,7 @@
 // except by Dispose, which takes them in that order.
 
 using System.Diagnostics.CodeAnalysis;
+using PageRange.Diagnostics;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -37,6 +38,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     private readonly Lock _receiveLock = new();
     private readonly Lock _freeLock = new();
     private int _disposed;
+    private long _highWaterMark;
 
     private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
     {
@@ -117,6 +119,8 @@ internal sealed unsafe class InboundChannel : IDisposable
             }
             record = Validate(raw);
             _txRing.Advance();
+            TransportMetrics.OnReceived(record.Flags, record.Length);
+            _highWaterMark = Math.Max(_highWaterMark, record.Offset + record.Length);
             return true;
         }
         finally
@@ -166,6 +170,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             }
             // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
             _freeDoorbell.Ring();
+            PageRangeMetrics.RecordFree();
         }
         finally
         {
@@ -197,24 +202,38 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal void WakeReader() => _txDoorbell.WakeAllIfOpen();
 
     /// <summary>Ring positions of this region, for the connection's state dump.</summary>
-    /// <remarks>Safe against a concurrent <see cref="Dispose"/>: resident bytes read 0 once the region is closed.</remarks>
+    /// <remarks>
+    /// The shared words are shown as they are now, unvalidated (the peer writes some of them); our own positions are
+    /// the private copies. Resident pages count the header pages too.
+    /// </remarks>
     internal string DumpState()
     {
-        long resident = 0;
-        // A reference, not a disposed check: Dispose may close the region between a check and the fstat.
-        if (_region.TryAddRef())
+        // The reference keeps the header mapped while we read it, even if Dispose runs meanwhile.
+        if (!_region.TryAddRef())
         {
-            try
-            {
-                resident = _region.ResidentBytesCore;
-            }
-            finally
-            {
-                _region.ReleaseRef();
-            }
+            return "  (closed)\n";
         }
-        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}, resident {resident} bytes\n  transactions received: {Received}, frees published: {Freed}\n");
+        try
+        {
+            // SAFETY: the header lies in the first page, mapped while we hold the reference; a torn read of a word the
+            // peer is writing only shows a stale value in the dump.
+            RegionHeaderLayout shared = *(RegionHeaderLayout*)_region.BasePointer;
+            long resident = _region.ResidentBytesCore;
+            long highWaterMark = Volatile.Read(ref _highWaterMark);
+            int pageSize = SharedRegion.PageSize;
+            return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset} ({_layout.DataSize / pageSize} pages)\n" +
+                $"  resident {resident} bytes ({resident / pageSize} pages, {_layout.HeaderBytes / pageSize} of them header)\n" +
+                $"  pages high watermark: {(highWaterMark + pageSize - 1) / pageSize} (highest payload byte received: {highWaterMark})\n" +
+                $"  transactions received: {Received}, frees published: {Freed}\n" +
+                $"  ring positions: tx head {_txRing.Head} (ours) tail {shared.TxTail} (peer's) of {_layout.TxRingCapacity}, " +
+                $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
+                $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n");
+        }
+        finally
+        {
+            _region.ReleaseRef();
+        }
     }
 
     /// <summary>Wakes every waiter, then unmaps the region once no receive or free is running.</summary>

@@ -4,6 +4,7 @@
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using PageRange.Allocation;
+using PageRange.Diagnostics;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -186,6 +187,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             }
             if (Stopwatch.GetTimestamp() >= deadline)
             {
+                PageRangeMetrics.RecordRegionFullFailure();
                 ThrowRegionFull(payload.Length, flags, timeout);
             }
             WaitForFrees(freedBefore, deadline, cancellationToken);
@@ -350,8 +352,15 @@ internal sealed unsafe class OutboundChannel : IDisposable
             {
                 return "  (closed)\n";
             }
+            // SAFETY: not disposed, and Dispose takes the lock we hold before unmapping, so the header is mapped; a torn
+            // read of a word the peer is writing only shows a stale value in the dump.
+            RegionHeaderLayout shared = *(RegionHeaderLayout*)_region.BasePointer;
             return string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"  transactions published: {Sent}, live buffers: {LiveBuffers}, ignored frees: {IgnoredFrees}\n{_allocator.DumpState()}\n");
+                $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}\n" +
+                $"  transactions published: {Sent}, live buffers: {LiveBuffers} (limit {_layout.MaxLiveBuffers}), ignored frees: {IgnoredFrees}\n" +
+                $"  ring positions: tx tail {_txRing.Tail} (ours) head {shared.TxHead} (peer's) of {_layout.TxRingCapacity}, " +
+                $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
+                $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n{_allocator.DumpState()}");
         }
         finally
         {
@@ -427,6 +436,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         Debug.Assert(published, "FreeSlots said a slot is free, and only this thread (holding the lock) publishes.");
         // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
         _txDoorbell.Ring();
+        TransportMetrics.OnSent(flags, length);
     }
 
     private void AbortUnsynchronized(long offset)

@@ -1,0 +1,274 @@
+using System.Diagnostics;
+using PageRange.Diagnostics;
+using PageRange.Memory;
+using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Transport;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Diagnostics;
+
+/// <summary>The <c>PageRange</c> meter seen through a <see cref="System.Diagnostics.Metrics.MeterListener"/>, over real connections.</summary>
+[Collection(MetricsCollection.Name)]
+public sealed class PageRangeMetricsTests(ITestOutputHelper output)
+{
+    private static readonly int s_page = SharedRegion.PageSize;
+
+    private static PageRangeOptions SmallRegion() => new()
+    {
+        RegionSize = 256L << 10,
+        TransactionRingCapacity = 64,
+        FreeRingCapacity = 64,
+        RegionFullTimeout = TimeSpan.FromMilliseconds(200),
+    };
+
+    [Fact]
+    public async Task Counters_OnewayCallAndReply_CountedByKindWithBytesAndFrees()
+    {
+        using var metrics = new MetricsRecorder();
+        await using LoopbackPair pair = await LoopbackPair.OpenAsync();
+
+        for (int i = 0; i < 3; i++)
+        {
+            pair.Client.SendOneway(1, new byte[100]);
+            using Transaction oneway = pair.Server.Receive();
+        }
+        Task serving = Task.Run(() =>
+        {
+            using Transaction call = pair.Server.Receive();
+            call.Reply(new byte[50]);
+        });
+        using (Transaction reply = pair.Client.Call(2, new byte[200], TestTimeouts.Long))
+        {
+            Assert.Equal(50, reply.Length);
+        }
+        await serving.WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal(3, metrics.Get("pagerange.transactions.sent", "oneway"));
+        Assert.Equal(1, metrics.Get("pagerange.transactions.sent", "call"));
+        Assert.Equal(1, metrics.Get("pagerange.transactions.sent", "reply"));
+        Assert.Equal(300, metrics.Get("pagerange.bytes.sent", "oneway"));
+        Assert.Equal(200, metrics.Get("pagerange.bytes.sent", "call"));
+        Assert.Equal(50, metrics.Get("pagerange.bytes.sent", "reply"));
+        Assert.Equal(3, metrics.Get("pagerange.transactions.received", "oneway"));
+        Assert.Equal(1, metrics.Get("pagerange.transactions.received", "call"));
+        Assert.Equal(1, metrics.Get("pagerange.transactions.received", "reply"));
+        Assert.Equal(300, metrics.Get("pagerange.bytes.received", "oneway"));
+        Assert.Equal(200, metrics.Get("pagerange.bytes.received", "call"));
+        Assert.Equal(50, metrics.Get("pagerange.bytes.received", "reply"));
+        // Three oneways and the call freed by the server, the reply by the client.
+        Assert.Equal(5, metrics.Get("pagerange.frees"));
+        Assert.Equal(0, metrics.Get("pagerange.protocol_violations"));
+    }
+
+    [Fact]
+    public async Task Counters_DisposeCallWithoutReply_CountsAnErrorReply()
+    {
+        using var metrics = new MetricsRecorder();
+        await using LoopbackPair pair = await LoopbackPair.OpenAsync();
+
+        Task serving = Task.Run(() =>
+        {
+            using Transaction call = pair.Server.Receive();
+        });
+        Assert.Throws<RemoteCallException>(() => pair.Client.Call(2, new byte[8], TestTimeouts.Long).Dispose());
+        await serving.WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal(1, metrics.Get("pagerange.transactions.sent", "error_reply"));
+        Assert.Equal(1, metrics.Get("pagerange.transactions.received", "error_reply"));
+    }
+
+    [Fact]
+    public async Task Gauges_HeldAndFreedBuffers_FollowPagesInFlightResidentAndOnewaySpace()
+    {
+        using var metrics = new MetricsRecorder();
+        metrics.Observe();
+        long connections = metrics.Get("pagerange.connections");
+        long used = metrics.Get("pagerange.pages", "used");
+        long available = metrics.Get("pagerange.pages", "available");
+        long free = metrics.Get("pagerange.pages", "free");
+        long outboundInFlight = metrics.Get("pagerange.transactions.in_flight", "outbound");
+        long inboundInFlight = metrics.Get("pagerange.transactions.in_flight", "inbound");
+        long onewaySpace = metrics.Get("pagerange.oneway.free_space");
+        long outboundResident = metrics.Get("pagerange.resident_bytes", "outbound");
+
+        await using LoopbackPair pair = await LoopbackPair.OpenAsync(SmallRegion(), SmallRegion());
+        metrics.Observe();
+        Assert.Equal(connections + 2, metrics.Get("pagerange.connections"));
+        long pagesPerRegion = (metrics.Get("pagerange.pages", "free") - free) / 2;
+        Assert.True(pagesPerRegion > 0);
+        long quotaPerRegion = (metrics.Get("pagerange.oneway.free_space") - onewaySpace) / 2;
+        Assert.Equal(pagesPerRegion * s_page / 2, quotaPerRegion);
+
+        // Two oneways of three whole pages each, both still unread: six pages Used in the server's region.
+        pair.Client.SendOneway(1, new byte[3 * s_page]);
+        pair.Client.SendOneway(1, new byte[3 * s_page]);
+        metrics.Observe();
+        Assert.Equal(used + 6, metrics.Get("pagerange.pages", "used"));
+        Assert.Equal(outboundInFlight + 2, metrics.Get("pagerange.transactions.in_flight", "outbound"));
+        Assert.Equal(onewaySpace + (2 * quotaPerRegion) - (6 * s_page), metrics.Get("pagerange.oneway.free_space"));
+        Assert.True(metrics.Get("pagerange.resident_bytes", "outbound") >= outboundResident + (6 * s_page));
+        Assert.True(metrics.Get("pagerange.resident_bytes", "inbound") >= 6 * s_page);
+
+        // The server takes both off its ring (one delivered, one backlogged behind it): both are in flight inbound.
+        Transaction first = pair.Server.Receive();
+        Assert.False(pair.Server.TryReceive(out _));
+        metrics.Observe();
+        Assert.Equal(inboundInFlight + 2, metrics.Get("pagerange.transactions.in_flight", "inbound"));
+
+        first.Dispose();
+        pair.Server.Receive().Dispose();
+        // The client drains the frees on its next send or within a park timeout: the pages join the LRU.
+        await EventuallyAsync(() =>
+        {
+            metrics.Observe();
+            return metrics.Get("pagerange.transactions.in_flight", "outbound") == outboundInFlight;
+        });
+        Assert.Equal(inboundInFlight, metrics.Get("pagerange.transactions.in_flight", "inbound"));
+        Assert.Equal(used, metrics.Get("pagerange.pages", "used"));
+        Assert.True(metrics.Get("pagerange.pages", "available") >= available + 6);
+        Assert.Equal(onewaySpace + (2 * quotaPerRegion), metrics.Get("pagerange.oneway.free_space"));
+
+        // The shrinker gives them back: counted, and the pages turn Free.
+        long scanned = ReadShrinker(metrics, "pagerange.shrinker.pages_scanned");
+        long freed = ReadShrinker(metrics, "pagerange.shrinker.pages_freed");
+        long reclaimed = Shrinker.Shared.Scan(long.MaxValue);
+        Assert.True(reclaimed >= 6);
+        Assert.Equal(freed + reclaimed, ReadShrinker(metrics, "pagerange.shrinker.pages_freed"));
+        Assert.True(ReadShrinker(metrics, "pagerange.shrinker.pages_scanned") >= scanned + reclaimed);
+        Assert.Equal(0, metrics.Get("pagerange.pages", "available"));
+
+        await pair.DisposeAsync();
+        metrics.Observe();
+        Assert.Equal(connections, metrics.Get("pagerange.connections"));
+    }
+
+    [Fact]
+    public async Task Counters_RegionFullAndOnewaySpam_CountWaitsFailuresAndSuspects()
+    {
+        using var metrics = new MetricsRecorder();
+        metrics.Observe();
+        long suspects = metrics.Get("pagerange.oneway_spam.suspects");
+        await using LoopbackPair pair = await LoopbackPair.OpenAsync(SmallRegion(), SmallRegion());
+
+        // Oneways of four pages, held by the server: the seventh leaves less than a tenth of the area in the quota while
+        // the sender holds more than a quarter of it (binder's spam rule); the eighth no longer fits the quota.
+        int sent = 0;
+        RegionFullException? full = null;
+        while (full is null && sent < 64)
+        {
+            try
+            {
+                pair.Client.SendOneway(1, new byte[4 * s_page]);
+                sent++;
+            }
+            catch (RegionFullException error)
+            {
+                full = error;
+            }
+        }
+        output.WriteLine($"{sent} oneways fit; then: {full?.Message}");
+        Assert.NotNull(full);
+        Assert.Equal(1, metrics.Get("pagerange.region_full.waits"));
+        Assert.Equal(1, metrics.Get("pagerange.region_full.failures"));
+        metrics.Observe();
+        Assert.Equal(suspects + 1, metrics.Get("pagerange.oneway_spam.suspects"));
+
+        // The suspect count outlives the connection: the meter keeps the totals of closed connections.
+        await pair.DisposeAsync();
+        metrics.Observe();
+        Assert.Equal(suspects + 1, metrics.Get("pagerange.oneway_spam.suspects"));
+    }
+
+    [Fact]
+    public async Task Counters_PeerScribblesAndForgesFrees_CountViolationAndIgnoredFrees()
+    {
+        using var metrics = new MetricsRecorder();
+        metrics.Observe();
+        long ignored = metrics.Get("pagerange.frees.ignored");
+        string name = ControlHandshakeTests.UniqueName();
+        PageRangeOptions options = SmallRegion();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using RawPeer peer = await RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+
+        // A free of a buffer the victim never sent: its writer drains it on the next send and ignores it.
+        peer.Inbound.Free(new TransactionRecord(7, 3L * s_page, 8, 0, TransactionFlags.Oneway));
+        victim.SendOneway(1, new byte[8]);
+        metrics.Observe();
+        Assert.Equal(ignored + 1, metrics.Get("pagerange.frees.ignored"));
+
+        // A transaction ring tail far ahead of anything published: the victim closes the connection.
+        peer.Scribble(RegionHeaderLayout.TxTailOffset, BitConverter.GetBytes(1UL << 40));
+        Assert.Throws<ProtocolViolationException>(() => victim.TryReceive(out _));
+        Assert.Equal(1, metrics.Get("pagerange.protocol_violations"));
+        Assert.False(victim.IsPeerAlive);
+
+        await victim.DisposeAsync();
+        metrics.Observe();
+        Assert.Equal(ignored + 1, metrics.Get("pagerange.frees.ignored"));
+        Assert.Equal(1, metrics.Get("pagerange.protocol_violations"));
+    }
+
+    [Fact]
+    public async Task HotPath_OnewaySendReceiveFree_AllocatesNothingWithOrWithoutAListener()
+    {
+        await using LoopbackPair pair = await LoopbackPair.OpenAsync();
+        byte[] payload = new byte[64];
+
+        long withoutListener = AllocatedBytesOver(pair, payload, 2000);
+        long withListener;
+        using (var metrics = new MetricsRecorder())
+        {
+            // The first measurements create the recorder's dictionary entries and the meter's per-thread tag buffer.
+            AllocatedBytesOver(pair, payload, 200);
+            withListener = AllocatedBytesOver(pair, payload, 2000);
+            Assert.True(metrics.Measurements >= 2000 * 5);
+        }
+        output.WriteLine($"allocated over 2000 round trips: {withoutListener} bytes without a listener, {withListener} with one");
+        Assert.Equal(0, withoutListener);
+        Assert.Equal(0, withListener);
+    }
+
+    private static long AllocatedBytesOver(LoopbackPair pair, byte[] payload, int count)
+    {
+        // Warm up this exact loop (tiered compilation, first-use paths) before measuring.
+        SendReceiveFree(pair, payload, 100);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        SendReceiveFree(pair, payload, count);
+        return GC.GetAllocatedBytesForCurrentThread() - before;
+    }
+
+    private static void SendReceiveFree(LoopbackPair pair, byte[] payload, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            pair.Client.SendOneway(1, payload);
+            // The background reader may hold the reader role for a moment (its periodic drain); then the record is
+            // ready an instant later. Spinning, unlike a blocking Receive, allocates nothing on any path.
+            Transaction transaction;
+            var spinner = default(SpinWait);
+            while (!pair.Server.TryReceive(out transaction))
+            {
+                spinner.SpinOnce();
+            }
+            transaction.Dispose();
+        }
+    }
+
+    private static long ReadShrinker(MetricsRecorder metrics, string instrument)
+    {
+        metrics.Observe();
+        return metrics.Get(instrument);
+    }
+
+    internal static async Task EventuallyAsync(Func<bool> condition)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TestTimeouts.Long, "The condition did not come true in time.");
+            await Task.Delay(10);
+        }
+    }
+}
