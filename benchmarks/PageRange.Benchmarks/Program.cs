@@ -4,7 +4,8 @@ using PageRange.Benchmarks.CrossProcess;
 namespace PageRange.Benchmarks;
 
 /// <summary>
-/// <c>cross-process</c> runs the two-process harness, <c>memory</c> the memory-over-time workload, <c>--peer</c> is the
+/// <c>cross-process</c> runs the two-process harness, <c>memory</c> the memory-over-time workload, <c>soak</c> the
+/// reliability soak (random sizes, mixes and peer kills; not in CI), <c>--peer</c> is the
 /// second process they start; anything else goes to BenchmarkDotNet, so <c>--filter</c>, <c>--job</c> and the rest work.
 /// </summary>
 internal static class Program
@@ -17,6 +18,8 @@ internal static class Program
                 return await CrossProcessCommand.RunAsync(args[1..]);
             case "memory":
                 return await MemoryOverTime.RunAsync(args[1..]);
+            case "soak":
+                return await Soak.SoakCommand.RunAsync(args[1..]);
             case "--peer":
                 return CrossProcessPeer.Run(args[1..]);
             default:

@@ -54,6 +54,9 @@ internal static class MemoryOverTime
         sampler.Phase("burst 2: pages reused from the LRU");
         Burst(host, transport, outbound, payload, burst);
         sampler.Phase("explicit Shrinker.Shared.Scan");
+        // The peer's last frees reach the writer at its next send or within a park timeout; take them now, so the scan
+        // sees every page the burst left Available instead of racing the connection's housekeeping.
+        outbound.DrainFrees();
         long scanned = Shrinker.Shared.Scan(Shrinker.Shared.Count());
         Thread.Sleep(idle / 2);
         sampler.Phase("burst 3: pages backed and faulted in again");

@@ -183,6 +183,7 @@ public sealed partial class PageRangeConnection
 
         CancellationTokenSource? cancellation;
         bool disposeInbound;
+        ProtocolViolationException? violation = null;
         lock (_slotLock)
         {
             if (slot.Generation != generation)
@@ -199,9 +200,11 @@ public sealed partial class PageRangeConnection
                 {
                     _inbound.Free(slot.Record);
                 }
-                catch (ProtocolViolationException)
+                catch (ProtocolViolationException error)
                 {
-                    // The free ring is full: the writer broke its live-buffer limit. The reader closes the connection.
+                    // The free ring is full or its head is corrupt: the writer broke the protocol. Every later free
+                    // would be lost, so the connection closes (after we leave the lock).
+                    violation = error;
                 }
             }
             if ((slot.Record.Flags & TransactionFlags.Oneway) != 0)
@@ -221,6 +224,10 @@ public sealed partial class PageRangeConnection
             disposeInbound = _inboundClosing && _liveTransactions == 0;
         }
         cancellation?.Dispose();
+        if (violation is not null)
+        {
+            CloseForViolation(violation);
+        }
         if (disposeInbound)
         {
             _inbound.Dispose();

@@ -130,8 +130,7 @@ public sealed class FaultFuzzTests(ITestOutputHelper output)
         Assert.Equal(baseline.MemfdMappings, after.MemfdMappings);
     }
 
-    [Fact(Skip = "Library bug, reported: PageRangeConnection.Release swallows the ProtocolViolationException of a free " +
-        "ring whose head the peer corrupted, so the connection stays open and every later free is lost.")]
+    [Fact]
     public async Task PeerCorruptsFreeRingHead_VictimsFreeClosesTheConnection()
     {
         string name = ControlHandshakeTests.UniqueName();
@@ -140,11 +139,22 @@ public sealed class FaultFuzzTests(ITestOutputHelper output)
         Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
         await using RawPeer peer = await RawPeer.ConnectAsync(name, options);
         await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
-        Assert.True(peer.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[64]));
-
-        // The free ring's head is the writer's word; one far beyond the victim's tail is a lie.
+        // The victim reads the peer's free-ring head only when its own view says the ring is full: after 16 frees (the
+        // ring's capacity). So: 16 messages received and freed; a 17th sent (the peer drains the 16 frees first, writing
+        // an honest head); then the head corrupted; then the 17th free must find the lie and close the connection.
+        for (int i = 0; i < 16; i++)
+        {
+            Assert.True(peer.Outbound.TrySend((ulong)i + 1, 1, TransactionFlags.Oneway, new byte[64]));
+            using var bound = new CancellationTokenSource(TestTimeouts.Short);
+            victim.Receive(bound.Token).Dispose();
+        }
+        Assert.True(peer.Outbound.TrySend(17, 1, TransactionFlags.Oneway, new byte[64]));
+        // A head far beyond the victim's tail: the writer's word, and a lie.
         peer.Scribble(RegionHeaderLayout.FreeHeadOffset, BitConverter.GetBytes(1UL << 40));
-        victim.Receive().Dispose();
+        using (var bound = new CancellationTokenSource(TestTimeouts.Short))
+        {
+            victim.Receive(bound.Token).Dispose();
+        }
 
         Assert.False(victim.IsPeerAlive);
         Assert.Throws<ProtocolViolationException>(() => victim.SendOneway(1, new byte[8]));

@@ -160,9 +160,7 @@ public sealed class FaultKillTests(ITestOutputHelper output)
         Assert.Equal(baseline.MemfdMappings, after.MemfdMappings);
     }
 
-    [Fact(Skip = "Library bug, reported: OnPeerDied's WakeReader bumps the doorbell, but Doorbell.Wait re-checks only " +
-        "its ring condition and parks again, so a thread parked in Receive or a sync Call sees the death only at its " +
-        "next ParkTimeout slice (100 ms by default, up to 10 s).")]
+    [Fact]
     public async Task PeerKilled_WhileParkedInReceive_DeathSeenWithoutWaitingOutTheParkTimeout()
     {
         string name = ControlHandshakeTests.UniqueName();

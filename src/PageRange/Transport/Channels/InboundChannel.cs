@@ -38,6 +38,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     private readonly Lock _receiveLock = new();
     private readonly Lock _freeLock = new();
     private int _disposed;
+
+    /// <summary>Set by <see cref="WakeReader"/>: waits return at once from then on.</summary>
+    private int _released;
     private long _highWaterMark;
 
     private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
@@ -199,7 +202,15 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;
 
     /// <summary>Wakes a reader parked in <see cref="WaitForTransaction"/> without publishing anything, e.g. when the peer died.</summary>
-    internal void WakeReader() => _txDoorbell.WakeAllIfOpen();
+    /// <remarks>
+    /// Sticky: the wait condition reads the flag, so a reader woken (or about to park) does not park again for a whole
+    /// park timeout; it returns, and its caller notices what changed (the peer's death).
+    /// </remarks>
+    internal void WakeReader()
+    {
+        Volatile.Write(ref _released, 1);
+        _txDoorbell.WakeAllIfOpen();
+    }
 
     /// <summary>Ring positions of this region, for the connection's state dump.</summary>
     /// <remarks>
@@ -311,6 +322,6 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Ready when a transaction is published or the channel is disposed.</summary>
     private readonly struct TransactionReady(InboundChannel channel) : IWaitCondition
     {
-        public bool IsReady => Volatile.Read(ref channel._disposed) != 0 || channel._txRing.HasData;
+        public bool IsReady => Volatile.Read(ref channel._disposed) != 0 || Volatile.Read(ref channel._released) != 0 || channel._txRing.HasData;
     }
 }
