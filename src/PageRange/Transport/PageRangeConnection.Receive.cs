@@ -137,6 +137,18 @@ public sealed partial class PageRangeConnection
         return source.Token;
     }
 
+    /// <summary>The peer could not reply to our call <paramref name="callId"/> even with an error reply: fail the call now.</summary>
+    private void OnFailedReply(ulong callId)
+    {
+        int index = (int)(callId & PendingCallIndexMask);
+        if (index < _calls.Length)
+        {
+            _calls[index].TryComplete(callId, default, new RemoteCallException(
+                $"The peer failed call {callId} and had no room in this side's region for its error reply."));
+            NotifyFollowers();
+        }
+    }
+
     private void OnCancelRequested(ulong transactionId)
     {
         CancellationTokenSource? source = null;
@@ -177,7 +189,9 @@ public sealed partial class PageRangeConnection
             }
             catch (PageRangeException)
             {
-                // The caller is gone or its region is full; it will time out or see the death.
+                // Not even an error reply fits the caller's region (full, or no page for it): say it over the control
+                // socket, binder's BR_FAILED_REPLY, which needs no buffer. If the caller is gone, it sees the death.
+                SendFailedReply(slot.Record.TransactionId);
             }
         }
 

@@ -215,6 +215,16 @@ public sealed partial class PageRangeConnection
             static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
     }
 
+    private void SendFailedReply(ulong id)
+    {
+        if (_peerDead)
+        {
+            return;
+        }
+        _ = _control.SendFailedReplyAsync(id).AsTask().ContinueWith(
+            static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+    }
+
     private ulong NextOnewayId()
     {
         // Oneway ids have the pending-call index bits all set, outside every real slot index, so a forged "reply" to

@@ -227,9 +227,16 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
 
     private void OnControlMessage(ControlMessage message)
     {
-        if (message is CancelMessage cancel)
+        switch (message)
         {
-            OnCancelRequested(cancel.CallId);
+            case CancelMessage cancel:
+                OnCancelRequested(cancel.CallId);
+                break;
+            case FailedReplyMessage failed:
+                OnFailedReply(failed.CallId);
+                break;
+            default:
+                break;
         }
     }
 

@@ -10,6 +10,32 @@ namespace PageRange.Tests.Transport;
 public sealed class ConnectionTests(ITestOutputHelper output)
 {
     [Fact]
+    public async Task Call_ErrorReplyCannotBePlaced_CallerFailsAtOnceOverTheControlSocket()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.RegionFullTimeout = TimeSpan.FromMilliseconds(50);
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        // Every page of the caller's region that the callee would back for a reply fails to back: no reply, not even
+        // an error reply, can be placed there.
+        pair.Server.Outbound.Region.AllocationFaultInjector = _ => true;
+        var handler = new Thread(() =>
+        {
+            using Transaction call = pair.Server.Receive();
+            // Disposed without a reply: the connection tries an error reply, which cannot be placed either.
+        })
+        { IsBackground = true };
+        handler.Start();
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // No call timeout: before the control-socket fallback this call waited for ever.
+        var error = Assert.Throws<RemoteCallException>(() => pair.Client.Call(1, new byte[16]));
+        output.WriteLine($"failed after {clock.Elapsed.TotalMilliseconds:F0} ms: {error.Message}");
+        Assert.Contains("no room", error.Message, StringComparison.Ordinal);
+        Assert.True(handler.Join(TestTimeouts.Long));
+        Assert.True(pair.Client.IsPeerAlive);
+    }
+
+    [Fact]
     public async Task Call_SteadyState_AllocatesNothingOnTheCallingThread()
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();

@@ -130,6 +130,10 @@ internal sealed class ControlChannel : IAsyncDisposable
     public ValueTask SendCancelAsync(ulong callId, CancellationToken cancellationToken = default) =>
         SendAsync(new CancelMessage(callId), descriptor: null, cancellationToken);
 
+    /// <summary>Tells the peer that its call <paramref name="callId"/> failed without a reply in its region.</summary>
+    public ValueTask SendFailedReplyAsync(ulong callId, CancellationToken cancellationToken = default) =>
+        SendAsync(new FailedReplyMessage(callId), descriptor: null, cancellationToken);
+
     /// <summary>Reads the next message; for the handshake, before <see cref="StartWatching"/>.</summary>
     /// <returns>The message, or <see langword="null"/> when the peer closed its end (or the connection was reset).</returns>
     /// <exception cref="ProtocolViolationException">The peer sent a malformed frame or invalid control data.</exception>
@@ -184,7 +188,7 @@ internal sealed class ControlChannel : IAsyncDisposable
     /// cancels <see cref="PeerDied"/> when the connection is over.
     /// </summary>
     /// <param name="onMessage">Called on the watch's thread for each message after the handshake (a
-    /// <see cref="CancelMessage"/>); must not throw or block. Any other message kind, or a descriptor, is a protocol violation.</param>
+    /// <see cref="CancelMessage"/> or a <see cref="FailedReplyMessage"/>); must not throw or block. Any other message kind, or a descriptor, is a protocol violation.</param>
     public void StartWatching(Action<ControlMessage>? onMessage = null)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -298,7 +302,7 @@ internal sealed class ControlChannel : IAsyncDisposable
                     ShutdownSocket();
                     break;
                 }
-                if (message is not CancelMessage)
+                if (message is not (CancelMessage or FailedReplyMessage))
                 {
                     throw new ProtocolViolationException($"The peer sent a {message.Kind} message after the handshake.");
                 }

@@ -55,6 +55,11 @@ internal static class ControlFrameCodec
                 writer.Write((int)ControlMessageKind.Cancel);
                 writer.Write(cancel.CallId);
                 break;
+            case FailedReplyMessage failed:
+                writer.WriteArrayHeader(2);
+                writer.Write((int)ControlMessageKind.FailedReply);
+                writer.Write(failed.CallId);
+                break;
             default:
                 throw new ArgumentException($"No encoding for {message.GetType().Name}.", nameof(message));
         }
@@ -114,6 +119,7 @@ internal static class ControlFrameCodec
                 ControlMessageKind.Refusal when count == 2 => new RefusalMessage(reader.ReadString() ?? string.Empty),
                 ControlMessageKind.Ready when count == 1 => new ReadyMessage(),
                 ControlMessageKind.Cancel when count == 2 => new CancelMessage(reader.ReadUInt64()),
+                ControlMessageKind.FailedReply when count == 2 => new FailedReplyMessage(reader.ReadUInt64()),
                 _ => throw new ProtocolViolationException(
                     $"The peer sent a control message of kind {(int)kind} with {count} fields, which this protocol does not have."),
             };

@@ -14,4 +14,7 @@ internal enum ControlMessageKind
 
     /// <summary><see cref="CancelMessage"/>: the caller gave up on a call.</summary>
     Cancel = 4,
+
+    /// <summary><see cref="FailedReplyMessage"/>: the callee could not place even an error reply in the caller's region.</summary>
+    FailedReply = 5,
 }
