@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using PageRange.Testing;
 using PageRange.Transport;
 
 namespace PageRange.TestHost;
@@ -440,49 +441,6 @@ internal static class FaultScenarios
             _outbound.Dispose();
             await _handshake.DisposeAsync();
             _inbound.Dispose();
-        }
-    }
-
-    /// <summary>
-    /// Self-checking payloads: <c>seq u64 | length u32 | filler | FNV-1a 64 of everything before it</c>. A partial or
-    /// corrupt transaction fails the length or the checksum. The tests carry the same code (FaultPayload.cs).
-    /// </summary>
-    internal static class FaultPayload
-    {
-        internal const int MinLength = 20;
-
-        internal static void Fill(Span<byte> payload, ulong seq)
-        {
-            BinaryPrimitives.WriteUInt64LittleEndian(payload, seq);
-            BinaryPrimitives.WriteUInt32LittleEndian(payload[8..], (uint)payload.Length);
-            ulong x = seq * 0x9E3779B97F4A7C15UL;
-            Span<byte> filler = payload[12..^8];
-            for (int i = 0; i < filler.Length; i++)
-            {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                filler[i] = (byte)x;
-            }
-            BinaryPrimitives.WriteUInt64LittleEndian(payload[^8..], Fnv(payload[..^8]));
-        }
-
-        internal static bool TryVerify(ReadOnlySpan<byte> payload, out ulong seq)
-        {
-            seq = payload.Length >= 8 ? BinaryPrimitives.ReadUInt64LittleEndian(payload) : 0;
-            return payload.Length >= MinLength
-                && BinaryPrimitives.ReadUInt32LittleEndian(payload[8..]) == payload.Length
-                && BinaryPrimitives.ReadUInt64LittleEndian(payload[^8..]) == Fnv(payload[..^8]);
-        }
-
-        private static ulong Fnv(ReadOnlySpan<byte> bytes)
-        {
-            ulong hash = 0xCBF29CE484222325UL;
-            foreach (byte b in bytes)
-            {
-                hash = (hash ^ b) * 0x100000001B3UL;
-            }
-            return hash;
         }
     }
 }

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using PageRange.Memory;
+using PageRange.Testing;
 using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;

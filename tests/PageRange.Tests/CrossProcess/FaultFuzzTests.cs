@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using PageRange.Memory;
+using PageRange.Testing;
 using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Tests.Transport;

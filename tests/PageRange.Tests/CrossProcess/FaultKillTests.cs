@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using PageRange.Testing;
 using PageRange.Tests.Infrastructure;
 using PageRange.Tests.Transport;
 using PageRange.Transport;

@@ -1,3 +1,4 @@
+using PageRange.Testing;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 
@@ -59,12 +60,12 @@ public sealed class TransportCallTests(ITestOutputHelper output)
         // Two receiving threads on the host: oneway messages must still be handed out one at a time, in order.
         await using TransportHost host = await TransportHost.StartAsync(output, null, "--receivers", "2");
         const int Count = 100_000;
-        byte[] buffer = new byte[TransportHost.StreamMessage.MaxLength];
+        byte[] buffer = new byte[StreamMessage.MaxLength];
 
         for (ulong sequence = 0; sequence < Count; sequence++)
         {
-            Span<byte> message = buffer.AsSpan(0, TransportHost.StreamMessage.LengthOf(sequence));
-            TransportHost.StreamMessage.Write(message, sequence);
+            Span<byte> message = buffer.AsSpan(0, StreamMessage.LengthOf(sequence));
+            StreamMessage.Write(message, sequence);
             host.Connection.SendOneway(TransportHost.Codes.Stream, message);
         }
 
@@ -86,7 +87,7 @@ public sealed class TransportCallTests(ITestOutputHelper output)
             using Transaction transaction = await ReceiveBoundedAsync(host.Connection);
             Assert.True(transaction.IsOneway);
             Assert.Equal(TransportHost.Codes.Stream, transaction.Code);
-            Assert.Equal(expected, TransportHost.StreamMessage.Check(transaction.Payload));
+            Assert.Equal(expected, StreamMessage.Check(transaction.Payload));
         }
         Assert.Equal($"{Count}", host.Process.ReadUntil("sent: "));
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using PageRange.Testing;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 
@@ -20,7 +21,7 @@ public sealed class TransportFailureTests(ITestOutputHelper output)
         await using TransportHost host = await TransportHost.StartAsync(output, options);
         PageRangeConnection connection = host.Connection;
         Assert.Equal("0", host.Command("pause", "paused: "));
-        byte[] buffer = new byte[TransportHost.StreamMessage.MaxLength];
+        byte[] buffer = new byte[StreamMessage.MaxLength];
 
         // Send until the host's region (or its live-buffer limit) is full; the failing send waits first.
         ulong sequence = 0;
@@ -29,8 +30,8 @@ public sealed class TransportFailureTests(ITestOutputHelper output)
         while (full is null)
         {
             Assert.True(sequence < 1_000_000, "the region never filled up");
-            Span<byte> message = buffer.AsSpan(0, TransportHost.StreamMessage.LengthOf(sequence));
-            TransportHost.StreamMessage.Write(message, sequence);
+            Span<byte> message = buffer.AsSpan(0, StreamMessage.LengthOf(sequence));
+            StreamMessage.Write(message, sequence);
             waited.Restart();
             try
             {
@@ -53,8 +54,8 @@ public sealed class TransportFailureTests(ITestOutputHelper output)
         ulong total = sequence + 5_000;
         for (; sequence < total; sequence++)
         {
-            Span<byte> message = buffer.AsSpan(0, TransportHost.StreamMessage.LengthOf(sequence));
-            TransportHost.StreamMessage.Write(message, sequence);
+            Span<byte> message = buffer.AsSpan(0, StreamMessage.LengthOf(sequence));
+            StreamMessage.Write(message, sequence);
             connection.SendOneway(TransportHost.Codes.Stream, message);
         }
 
@@ -100,7 +101,7 @@ public sealed class TransportFailureTests(ITestOutputHelper output)
         for (; expected < 5_000; expected++)
         {
             using Transaction transaction = await TransportCallTests.ReceiveBoundedAsync(connection);
-            Assert.Equal(expected, TransportHost.StreamMessage.Check(transaction.Payload));
+            Assert.Equal(expected, StreamMessage.Check(transaction.Payload));
         }
 
         host.Process.Kill();
@@ -114,7 +115,7 @@ public sealed class TransportFailureTests(ITestOutputHelper output)
             try
             {
                 using Transaction transaction = connection.Receive();
-                Assert.Equal(expected, TransportHost.StreamMessage.Check(transaction.Payload));
+                Assert.Equal(expected, StreamMessage.Check(transaction.Payload));
                 expected++;
             }
             catch (PeerDiedException error)

@@ -110,49 +110,4 @@ internal sealed class TransportHost : IAsyncDisposable
         public const uint Hold = 5;
         public const uint ReplyThenExit = 6;
     }
-
-    /// <summary>Mirrors <c>TransportScenarios.StreamMessage</c>: <c>[u64 sequence][u32 FNV-1a of the rest][rest]</c>.</summary>
-    public static class StreamMessage
-    {
-        public const int HeaderSize = 12;
-
-        public static int MaxLength => LengthOf(60);
-
-        public static int LengthOf(ulong sequence) => HeaderSize + (int)(sequence % 61 * 17);
-
-        public static void Write(Span<byte> message, ulong sequence)
-        {
-            BinaryPrimitives.WriteUInt64LittleEndian(message, sequence);
-            Span<byte> rest = message[HeaderSize..];
-            for (int i = 0; i < rest.Length; i++)
-            {
-                rest[i] = (byte)((sequence * 31) + (ulong)i);
-            }
-            BinaryPrimitives.WriteUInt32LittleEndian(message[8..], Fnv1a(rest));
-        }
-
-        public static ulong? Check(ReadOnlySpan<byte> message)
-        {
-            if (message.Length < HeaderSize)
-            {
-                return null;
-            }
-            ulong sequence = BinaryPrimitives.ReadUInt64LittleEndian(message);
-            if (message.Length != LengthOf(sequence) || BinaryPrimitives.ReadUInt32LittleEndian(message[8..]) != Fnv1a(message[HeaderSize..]))
-            {
-                return null;
-            }
-            return sequence;
-        }
-
-        private static uint Fnv1a(ReadOnlySpan<byte> bytes)
-        {
-            uint hash = 2166136261;
-            foreach (byte b in bytes)
-            {
-                hash = (hash ^ b) * 16777619;
-            }
-            return hash;
-        }
-    }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using PageRange.Memory;
+using PageRange.Testing;
 using PageRange.Tests.Infrastructure;
 using PageRange.Tests.Transport;
 using PageRange.Transport;
@@ -83,11 +84,11 @@ public sealed class TransportLifecycleTests(ITestOutputHelper output)
             using Transaction reply = connection.Call(TransportHost.Codes.Echo, new byte[size], TestTimeouts.Long);
             Assert.Equal(size, reply.Length);
         }
-        byte[] buffer = new byte[TransportHost.StreamMessage.MaxLength];
+        byte[] buffer = new byte[StreamMessage.MaxLength];
         for (ulong sequence = 0; sequence < 2_000; sequence++)
         {
-            Span<byte> message = buffer.AsSpan(0, TransportHost.StreamMessage.LengthOf(sequence));
-            TransportHost.StreamMessage.Write(message, sequence);
+            Span<byte> message = buffer.AsSpan(0, StreamMessage.LengthOf(sequence));
+            StreamMessage.Write(message, sequence);
             connection.SendOneway(TransportHost.Codes.Stream, message);
         }
         host.Process.WriteLine("send-stream 2000");

@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
 
-namespace PageRange.Tests.CrossProcess;
+namespace PageRange.Testing;
 
 /// <summary>
-/// Self-checking payloads, the same as the TestHost's: <c>seq u64 | length u32 | filler | FNV-1a 64 of everything before
+/// Self-checking payloads, written by one process and checked by the other (compiled into the tests and the TestHost): <c>seq u64 | length u32 | filler | FNV-1a 64 of everything before
 /// it</c>. A partial or corrupt transaction fails the length or the checksum.
 /// </summary>
 internal static class FaultPayload
