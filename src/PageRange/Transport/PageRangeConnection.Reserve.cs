@@ -127,39 +127,21 @@ public sealed partial class PageRangeConnection
         Publish(reservation, reservation.ReplyId, reservation.ReplyCode, TransactionFlags.Reply, size);
     }
 
-    internal Transaction CommitCall(Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken)
-    {
-        int size = CheckCommit(reservation, ReservationKind.Call, length);
-        PendingCall call;
-        try
-        {
-            call = RentCall(isAsync: false);
-        }
-        catch
-        {
-            AbortReservation(reservation);
-            throw;
-        }
-        try
-        {
-            Publish(reservation, call.Id, code, TransactionFlags.TwoWay, size);
-        }
-        catch
-        {
-            ReturnCall(call, taken: false);
-            throw;
-        }
-        return FinishCall(call, timeout, cancellationToken);
-    }
+    internal Transaction CommitCall(Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken) =>
+        FinishCall(PublishCall(reservation, code, length, isAsync: false), timeout, cancellationToken);
 
     internal ValueTask<Transaction> CommitCallAsync(
-        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken)
+        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken) =>
+        FinishCallAsync(PublishCall(reservation, code, length, isAsync: true), timeout, cancellationToken);
+
+    /// <summary>Publishes a reserved call under a freshly rented pending-call slot; on failure gives both back.</summary>
+    private PendingCall PublishCall(Reservation reservation, uint code, int? length, bool isAsync)
     {
         int size = CheckCommit(reservation, ReservationKind.Call, length);
         PendingCall call;
         try
         {
-            call = RentCall(isAsync: true);
+            call = RentCall(isAsync);
         }
         catch
         {
@@ -175,7 +157,7 @@ public sealed partial class PageRangeConnection
             ReturnCall(call, taken: false);
             throw;
         }
-        return FinishCallAsync(call, timeout, cancellationToken);
+        return call;
     }
 
     /// <summary>Gives the reservation's buffer back unsent and returns the reservation to the pool.</summary>
