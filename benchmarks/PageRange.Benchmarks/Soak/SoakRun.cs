@@ -322,11 +322,12 @@ internal sealed class SoakRun(SoakSettings settings)
         return ok ? 0 : 1;
     }
 
-    /// <summary>Open descriptors (not counting assemblies the runtime maps lazily) and mappings of PageRange regions.</summary>
+    /// <summary>Open descriptors (not counting assemblies the runtime maps lazily, also ones rebuilt on disk meanwhile,
+    /// which read "x.dll (deleted)") and mappings of PageRange regions.</summary>
     private static (int Descriptors, int RegionMappings) Descriptors()
     {
         int descriptors = Directory.EnumerateFileSystemEntries("/proc/self/fd")
-            .Count(fd => new FileInfo(fd).LinkTarget?.EndsWith(".dll", StringComparison.Ordinal) != true);
+            .Count(fd => new FileInfo(fd).LinkTarget?.Contains(".dll", StringComparison.Ordinal) != true);
         int regionMappings = File.ReadLines("/proc/self/maps").Count(line => line.Contains("/memfd:pagerange:", StringComparison.Ordinal));
         return (descriptors, regionMappings);
     }
