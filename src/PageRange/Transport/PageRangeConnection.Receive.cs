@@ -523,7 +523,10 @@ public sealed partial class PageRangeConnection
                         }
                         else if (Volatile.Read(ref _asyncInterest) > 0)
                         {
-                            _inbound.WaitForTransaction(_options.ParkTimeout, CancellationToken.None);
+                            // Never a pure busy-spin here: the async continuations this thread completes need a
+                            // core to run on, and a spinner that never yields would starve them on a small machine.
+                            WaitStrategy strategy = _options.WaitStrategy == WaitStrategy.BusySpin ? WaitStrategy.SpinThenPark : _options.WaitStrategy;
+                            _inbound.WaitForTransaction(_options.ParkTimeout, strategy, CancellationToken.None);
                             busy = true;
                         }
                     }

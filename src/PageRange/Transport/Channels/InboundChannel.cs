@@ -187,13 +187,18 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <returns>Whether a transaction is ready (<see langword="false"/>: timed out).</returns>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed, before or during the wait.</exception>
-    internal bool WaitForTransaction(TimeSpan timeout, CancellationToken cancellationToken)
+    internal bool WaitForTransaction(TimeSpan timeout, CancellationToken cancellationToken) =>
+        WaitForTransaction(timeout, _options.WaitStrategy, cancellationToken);
+
+    /// <summary>Waits until a transaction is published, with <paramref name="strategy"/> instead of the options' one.</summary>
+    /// <inheritdoc cref="WaitForTransaction(TimeSpan, CancellationToken)"/>
+    internal bool WaitForTransaction(TimeSpan timeout, WaitStrategy strategy, CancellationToken cancellationToken)
     {
         long deadline = Doorbell.DeadlineAfter(ValidateTimeout(timeout));
         ThrowIfDisposed();
         // The doorbell holds a reference while it waits, so its words stay mapped even if Dispose runs meanwhile.
         TransactionReady condition = new(this);
-        bool ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        bool ready = _txDoorbell.Wait(ref condition, strategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
         ThrowIfDisposed();
         return ready;
     }
@@ -201,7 +206,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;
 
-    /// <summary>Wakes a reader parked in <see cref="WaitForTransaction"/> without publishing anything, e.g. when the peer died.</summary>
+    /// <summary>Wakes a reader parked in <see cref="WaitForTransaction(TimeSpan, CancellationToken)"/> without publishing anything, e.g. when the peer died.</summary>
     /// <remarks>
     /// Sticky: the wait condition reads the flag, so a reader woken (or about to park) does not park again for a whole
     /// park timeout; it returns, and its caller notices what changed (the peer's death).
