@@ -39,6 +39,8 @@ internal sealed unsafe class RingProducer<TRecord>
     {
         // Acquire: pairs with the release store of the head in RingConsumer.Advance: the consumer has finished
         // copying every slot before the head we see, so we may overwrite them.
+        // SAFETY: _ring.Head points at the head word in the region's header, which the owner keeps mapped while it
+        // produces; the value is the peer's, so it is read once here and validated below before any use.
         ulong head = Volatile.Read(ref *_ring.Head);
         // Unsigned distances: valid iff _head <= head <= _tail on the free-running counters.
         if (head - _head > _tail - _head)
