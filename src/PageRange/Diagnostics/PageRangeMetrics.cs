@@ -35,6 +35,11 @@ namespace PageRange.Diagnostics;
 /// <item><c>pagerange.oneway.free_space</c>: the oneway quota left in the peers' regions.</item>
 /// <item><c>pagerange.connections</c>: live connections.</item>
 /// </list>
+/// <para>Servers (<c>PageRange.Server.PageRangeServer</c>): <c>pagerange.server.clients</c> and
+/// <c>pagerange.server.threads</c> (up-down counters: connected clients, worker threads);
+/// <c>pagerange.server.clients.disconnected</c> {reason = peer_closed, protocol_violation, server_stopping, failed},
+/// <c>pagerange.server.clients.refused</c>, <c>pagerange.server.handshakes.failed</c> and
+/// <c>pagerange.server.calls.failed</c> {status}.</para>
 /// <para>
 /// Recording allocates nothing and, while nobody listens, costs one field read per instrument: every hot-path
 /// method checks <see cref="Instrument.Enabled"/> first and passes its one tag by value, never in an array.
@@ -125,6 +130,50 @@ public static class PageRangeMetrics
 
     private static readonly ObservableGauge<long> s_connections = s_meter.CreateObservableGauge(
         "pagerange.connections", static () => MetricsRegistry.Collect().Connections, "{connection}", "Live connections.");
+
+    internal static readonly UpDownCounter<long> ServerClients = s_meter.CreateUpDownCounter<long>(
+        "pagerange.server.clients", "{client}", "Clients connected to this process's servers.");
+
+    internal static readonly Counter<long> ServerClientsDisconnected = s_meter.CreateCounter<long>(
+        "pagerange.server.clients.disconnected", "{client}", "Clients whose connection ended, by reason.");
+
+    internal static readonly Counter<long> ServerClientsRefused = s_meter.CreateCounter<long>(
+        "pagerange.server.clients.refused", "{client}", "Clients a server's limits refused after their handshake.");
+
+    internal static readonly Counter<long> ServerHandshakesFailed = s_meter.CreateCounter<long>(
+        "pagerange.server.handshakes.failed", "{handshake}", "Processes whose handshake with a server failed.");
+
+    internal static readonly Counter<long> ServerCallsFailed = s_meter.CreateCounter<long>(
+        "pagerange.server.calls.failed", "{call}", "Calls a server answered with an error status, by status.");
+
+    internal static readonly UpDownCounter<long> ServerThreads = s_meter.CreateUpDownCounter<long>(
+        "pagerange.server.threads", "{thread}", "Worker threads of this process's servers.");
+
+    /// <summary>Counts a server's client in (+1) or out (-1).</summary>
+    internal static void RecordServerClients(int delta) => ServerClients.Add(delta);
+
+    /// <summary>Counts a server's client whose connection ended.</summary>
+    /// <param name="reason">Why, as the tag <c>reason</c>.</param>
+    internal static void RecordServerClientDisconnected(string reason) =>
+        ServerClientsDisconnected.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    /// <summary>Counts a client a server's limit refused.</summary>
+    internal static void RecordServerClientRefused() => ServerClientsRefused.Add(1);
+
+    /// <summary>Counts a failed handshake with a server.</summary>
+    internal static void RecordServerHandshakeFailed() => ServerHandshakesFailed.Add(1);
+
+    /// <summary>Counts a call a server failed, tagged with its status.</summary>
+    internal static void RecordServerCallFailed(CallStatus status)
+    {
+        if (ServerCallsFailed.Enabled)
+        {
+            ServerCallsFailed.Add(1, new KeyValuePair<string, object?>("status", status.ToString()));
+        }
+    }
+
+    /// <summary>Counts a server's worker thread started (+1) or ended (-1).</summary>
+    internal static void RecordServerThreads(int delta) => ServerThreads.Add(delta);
 
     /// <summary>Counts a published transaction and its bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -328,6 +328,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             ProtocolViolationException violation => new ProtocolViolationException(
                 $"The connection to pid {PeerPid} was closed: the peer broke the protocol ({violation.Message})", violation),
             ObjectDisposedException => new ObjectDisposedException(nameof(PageRangeConnection), "This connection was closed."),
+            PeerDiedException { PeerReason: { } said } goodbye => new PeerDiedException(
+                $"The peer process {PeerPid} closed its connection '{Name}': {said}.", goodbye, said),
             var cause => new PeerDiedException($"The peer process {PeerPid} is gone; its connection '{Name}' is closed.", cause),
         };
 
@@ -337,6 +339,27 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         {
             ThrowHelper.ThrowObjectDisposed(this);
         }
+    }
+
+    /// <summary>
+    /// Tells the peer why this side closes the connection (its <see cref="PeerDiedException.PeerReason"/>), then closes
+    /// it as <see cref="DisposeAsync"/> does. Best effort: a peer already gone just sees the end.
+    /// </summary>
+    internal async ValueTask CloseAsync(string reason)
+    {
+        if (!_peerDead && Volatile.Read(ref _disposed) == 0)
+        {
+            try
+            {
+                using var bound = new CancellationTokenSource(_options.ParkTimeout * 10);
+                await _control.SendGoodbyeAsync(reason, bound.Token).ConfigureAwait(false);
+            }
+            catch (Exception error) when (error is PageRangeException or OperationCanceledException or ObjectDisposedException)
+            {
+                // The peer is gone or its socket is full (it stopped reading): it sees the end without the reason.
+            }
+        }
+        await DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>Closes the connection: the peer sees it as our end; pending calls fail; regions are unmapped.</summary>

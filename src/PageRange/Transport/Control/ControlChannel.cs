@@ -134,6 +134,11 @@ internal sealed class ControlChannel : IAsyncDisposable
     public ValueTask SendFailedReplyAsync(ulong callId, CancellationToken cancellationToken = default) =>
         SendAsync(new FailedReplyMessage(callId), descriptor: null, cancellationToken);
 
+    /// <summary>Tells the peer that this side closes the connection on purpose, and why; the caller closes it next.</summary>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
+    public ValueTask SendGoodbyeAsync(string reason, CancellationToken cancellationToken = default) =>
+        SendAsync(new GoodbyeMessage(reason), descriptor: null, cancellationToken);
+
     /// <summary>Reads the next message; for the handshake, before <see cref="StartWatching"/>.</summary>
     /// <returns>The message, or <see langword="null"/> when the peer closed its end (or the connection was reset).</returns>
     /// <exception cref="ProtocolViolationException">The peer sent a malformed frame or invalid control data.</exception>
@@ -299,6 +304,14 @@ internal sealed class ControlChannel : IAsyncDisposable
                 {
                     // The listener may still refuse after our Ready (it found a stray descriptor): the connection is over.
                     reason = new PeerDiedException($"The peer (pid {PeerCredentials.Pid}) on '{_name}' closed the connection: {refusal.Reason}");
+                    ShutdownSocket();
+                    break;
+                }
+                if (message is GoodbyeMessage goodbye)
+                {
+                    // The peer closes on purpose and says why (a server shutting down): the death carries its reason.
+                    string said = PeerText.Sanitize(goodbye.Reason);
+                    reason = new PeerDiedException($"The peer (pid {PeerCredentials.Pid}) on '{_name}' closed the connection: {said}", null, said);
                     ShutdownSocket();
                     break;
                 }

@@ -60,6 +60,11 @@ internal static class ControlFrameCodec
                 writer.Write((int)ControlMessageKind.FailedReply);
                 writer.Write(failed.CallId);
                 break;
+            case GoodbyeMessage goodbye:
+                writer.WriteArrayHeader(2);
+                writer.Write((int)ControlMessageKind.Goodbye);
+                writer.Write(goodbye.Reason.Length > MaxReasonLength ? goodbye.Reason[..MaxReasonLength] : goodbye.Reason);
+                break;
             default:
                 throw new ArgumentException($"No encoding for {message.GetType().Name}.", nameof(message));
         }
@@ -120,6 +125,7 @@ internal static class ControlFrameCodec
                 ControlMessageKind.Ready when count == 1 => new ReadyMessage(),
                 ControlMessageKind.Cancel when count == 2 => new CancelMessage(reader.ReadUInt64()),
                 ControlMessageKind.FailedReply when count == 2 => new FailedReplyMessage(reader.ReadUInt64()),
+                ControlMessageKind.Goodbye when count == 2 => new GoodbyeMessage(reader.ReadString() ?? string.Empty),
                 _ => throw new ProtocolViolationException(
                     $"The peer sent a control message of kind {(int)kind} with {count} fields, which this protocol does not have."),
             };

@@ -17,4 +17,7 @@ internal enum ControlMessageKind
 
     /// <summary><see cref="FailedReplyMessage"/>: the callee could not place even an error reply in the caller's region.</summary>
     FailedReply = 5,
+
+    /// <summary><see cref="GoodbyeMessage"/>: a side closes the connection on purpose, with a reason.</summary>
+    Goodbye = 6,
 }

@@ -1,0 +1,124 @@
+using System.Diagnostics.CodeAnalysis;
+using MessagePack;
+using PageRange.Serialization;
+using PageRange.Transport;
+
+namespace PageRange.Server;
+
+/// <summary>
+/// What a handler knows about the call it runs: who called (binder's <c>getCallingPid</c>/<c>getCallingUid</c>), the
+/// code, a cancellation token, and the connection for calls back into the same client.
+/// </summary>
+/// <remarks>Valid while the handler runs; the server ends it when the handler returns.</remarks>
+public sealed class CallContext
+{
+    private readonly Transaction _transaction;
+    private readonly CancellationToken _serverStopping;
+    private CancellationTokenSource? _linked;
+    private int _disposed;
+
+    internal CallContext(ClientInfo client, PageRangeConnection connection, Transaction transaction, CancellationToken serverStopping)
+    {
+        Client = client;
+        Connection = connection;
+        _transaction = transaction;
+        Code = transaction.Code;
+        IsOneway = transaction.IsOneway;
+        _serverStopping = serverStopping;
+    }
+
+    /// <summary>The calling client.</summary>
+    public ClientInfo Client { get; }
+
+    /// <summary>The caller's process id (<c>SO_PEERCRED</c>).</summary>
+    public int PeerPid => Client.Pid;
+
+    /// <summary>The caller's user id (<c>SO_PEERCRED</c>).</summary>
+    public uint PeerUid => Client.Uid;
+
+    /// <summary>The caller's group id (<c>SO_PEERCRED</c>).</summary>
+    public uint PeerGid => Client.Gid;
+
+    /// <summary>The connection to the caller, for calls back into it.</summary>
+    public PageRangeConnection Connection { get; }
+
+    /// <summary>The call's code.</summary>
+    public uint Code { get; }
+
+    /// <summary>Whether this is a oneway message (no reply is expected).</summary>
+    public bool IsOneway { get; }
+
+    /// <summary>
+    /// Cancelled when the caller cancels the call or gives up waiting, when the caller is gone, or when the server stops
+    /// and the grace period of <see cref="PageRangeServer.StopAsync"/> is over.
+    /// </summary>
+    public CancellationToken CancellationToken
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            if (Volatile.Read(ref _linked) is { } linked)
+            {
+                return linked.Token;
+            }
+            // Built on first use only: most handlers never look, and a linked source costs an allocation and a registration.
+            var created = CancellationTokenSource.CreateLinkedTokenSource(_transaction.CallCancelled, _serverStopping);
+            if (Interlocked.CompareExchange(ref _linked, created, null) is { } raced)
+            {
+                created.Dispose();
+                return raced.Token;
+            }
+            return created.Token;
+        }
+    }
+
+    /// <summary>Calls back into the client and waits on this thread for its reply (a nested call).</summary>
+    /// <param name="code">The code for the client's handler.</param>
+    /// <param name="payload">The request bytes.</param>
+    /// <param name="timeout">How long to wait; defaults to the connection's <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <returns>The reply, read in place. Dispose it.</returns>
+    /// <exception cref="PeerDiedException">The client is gone.</exception>
+    /// <exception cref="RemoteCallException">The client's handler failed the call.</exception>
+    /// <exception cref="OperationCanceledException">This call was cancelled meanwhile.</exception>
+    public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null) =>
+        Connection.Call(code, payload, timeout, CancellationToken);
+
+    /// <summary>Calls back into the client and completes with its reply (a nested call).</summary>
+    /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?)"/>
+    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null) =>
+        Connection.CallAsync(code, payload, timeout, CancellationToken);
+
+    /// <summary>Calls back into the client with a typed request and waits on this thread for its typed reply.</summary>
+    /// <typeparam name="TRequest">The request type.</typeparam>
+    /// <typeparam name="TResponse">The reply type.</typeparam>
+    /// <param name="request">The request.</param>
+    /// <param name="code">The code for the client's handler.</param>
+    /// <param name="options">Serializer options; defaults to <see cref="PageRangeMessagePack.DefaultOptions"/>.</param>
+    /// <param name="timeout">How long to wait.</param>
+    /// <returns>The reply.</returns>
+    /// <exception cref="InvalidMessageException">The reply is not a valid <typeparamref name="TResponse"/>.</exception>
+    /// <exception cref="PeerDiedException">The client is gone.</exception>
+    /// <exception cref="RemoteCallException">The client's handler failed the call.</exception>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public TResponse Call<TRequest, TResponse>(TRequest request, uint code = PageRangeMessagePack.DefaultCode,
+        MessagePackSerializerOptions? options = null, TimeSpan? timeout = null) =>
+        Connection.Call<TRequest, TResponse>(request, code, options, timeout, CancellationToken);
+
+    /// <summary>Calls back into the client with a typed request and completes with its typed reply.</summary>
+    /// <inheritdoc cref="Call{TRequest, TResponse}(TRequest, uint, MessagePackSerializerOptions?, TimeSpan?)"/>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public ValueTask<TResponse> CallAsync<TRequest, TResponse>(TRequest request, uint code = PageRangeMessagePack.DefaultCode,
+        MessagePackSerializerOptions? options = null, TimeSpan? timeout = null) =>
+        Connection.CallAsync<TRequest, TResponse>(request, code, options, timeout, CancellationToken);
+
+    /// <summary>Ends the context when the handler has returned.</summary>
+    internal void End()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            Interlocked.Exchange(ref _linked, null)?.Dispose();
+        }
+    }
+}

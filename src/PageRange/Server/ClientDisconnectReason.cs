@@ -1,0 +1,17 @@
+namespace PageRange.Server;
+
+/// <summary>Why a client's connection ended.</summary>
+public enum ClientDisconnectReason
+{
+    /// <summary>The client closed its connection, exited or was killed.</summary>
+    PeerClosed,
+
+    /// <summary>The client wrote something invalid into shared memory or onto its control socket; only its connection closed.</summary>
+    ProtocolViolation,
+
+    /// <summary>The server is stopping and closed the connection, telling the client why.</summary>
+    ServerStopping,
+
+    /// <summary>Anything else confined to that one connection (an unexpected error while serving it).</summary>
+    Failed,
+}

@@ -1,0 +1,31 @@
+namespace PageRange.Server;
+
+/// <summary>
+/// A client completed its handshake but a limit refused it (<see cref="PageRangeServerOptions.MaxClients"/>,
+/// <see cref="PageRangeServerOptions.MaxClientsPerUid"/>). The client is told only that it was refused; the reason is here.
+/// </summary>
+public sealed class ClientRefusedEventArgs : EventArgs
+{
+    internal ClientRefusedEventArgs(int pid, uint uid, uint gid, string reason)
+    {
+        Pid = pid;
+        Uid = uid;
+        Gid = gid;
+        Reason = reason;
+    }
+
+    /// <summary>The refused process's id.</summary>
+    public int Pid { get; }
+
+    /// <summary>Its user id.</summary>
+    public uint Uid { get; }
+
+    /// <summary>Its group id.</summary>
+    public uint Gid { get; }
+
+    /// <summary>Which limit refused it, with the numbers.</summary>
+    public string Reason { get; }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"pid {Pid} (uid {Uid}) refused: {Reason}";
+}

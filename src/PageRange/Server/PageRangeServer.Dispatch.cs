@@ -1,0 +1,133 @@
+using PageRange.Diagnostics;
+using PageRange.Transport;
+
+namespace PageRange.Server;
+
+/// <summary>Dispatch: from a session's receive loop to the pool, from a worker to the handler, and the error replies.</summary>
+public sealed partial class PageRangeServer
+{
+    /// <summary>Hands a received transaction to the pool; while stopping, answers it at once instead.</summary>
+    internal void Dispatch(ClientSession session, Transaction transaction)
+    {
+        if (_stopping)
+        {
+            using (transaction)
+            {
+                if (transaction.IsTwoWay)
+                {
+                    ReplyError(transaction, CallStatus.Unavailable, "The server is shutting down and takes no new calls.");
+                }
+            }
+            return;
+        }
+        Interlocked.Increment(ref _inFlight);
+        session.OnDispatched();
+        _pool.Enqueue(new ServerWorkItem(session, transaction));
+    }
+
+    /// <summary>A worker runs one item: the handler, inline; an asynchronous handler's rest runs where it resumes.</summary>
+    private void Run(ServerWorkItem item)
+    {
+        // DispatchAsync never throws: whatever happens ends in a reply (or a report) and the transaction's release.
+        _ = DispatchAsync(item.Session, item.Transaction);
+    }
+
+    private async Task DispatchAsync(ClientSession session, Transaction transaction)
+    {
+        CallContext? context = null;
+        uint code = transaction.Code;
+        bool oneway = transaction.IsOneway;
+        try
+        {
+            if (!_registry.TryGet(code, out ServerHandler? handler))
+            {
+                Fail(session, transaction, CallStatus.Unimplemented, $"No handler is mapped to code {code} on server '{Name}'.");
+                return;
+            }
+            if (handler!.OnewayOnly && !oneway)
+            {
+                Fail(session, transaction, CallStatus.FailedPrecondition, $"Code {code} on server '{Name}' takes oneway messages only.");
+                return;
+            }
+            context = new CallContext(session.Info, session.Connection, transaction, _callsCancelled.Token);
+            await handler.Invoke(transaction, context).ConfigureAwait(false);
+        }
+        catch (PageRangeStatusException failure)
+        {
+            Fail(session, transaction, failure.Status, failure.Message);
+        }
+        catch (OperationCanceledException) when (_callsCancelled.IsCancellationRequested)
+        {
+            Fail(session, transaction, CallStatus.Cancelled, "The call was cancelled: the server is shutting down.");
+        }
+        catch (OperationCanceledException) when (!session.Connection.IsPeerAlive || IsCallCancelled(transaction))
+        {
+            // The caller gave up or is gone: nobody reads a reply.
+        }
+        catch (Exception error) when (!session.Connection.IsPeerAlive && error is PageRangeException or ObjectDisposedException)
+        {
+            // The client died under the handler (its reply or nested call failed): the session reports the death.
+        }
+#pragma warning disable CA1031 // Any exception of a handler is the call's failure, never the server's.
+        catch (Exception error)
+#pragma warning restore CA1031
+        {
+            Raise(CallFailed, new CallFailedEventArgs(session.Info, code, oneway, error));
+            Fail(session, transaction, CallStatus.Internal, _options.IncludeExceptionDetails
+                ? $"The handler of code {code} failed: {error.GetType().FullName}: {error.Message}"
+                : $"The server failed the call (code {code}).");
+        }
+        finally
+        {
+            context?.End();
+            // Frees the buffer; for a oneway message it releases the client's next one (binder's rule). A two-way
+            // call nobody replied to gets an error reply from the connection.
+            transaction.Dispose();
+            session.OnCompleted();
+            if (Interlocked.Decrement(ref _inFlight) == 0 && _stopping)
+            {
+                Volatile.Read(ref _drained)?.TrySetResult();
+            }
+        }
+    }
+
+    private static bool IsCallCancelled(Transaction transaction)
+    {
+        try
+        {
+            return transaction.CallCancelled.IsCancellationRequested;
+        }
+        catch (ObjectDisposedException)
+        {
+            return true;
+        }
+    }
+
+    private static void Fail(ClientSession session, Transaction transaction, CallStatus status, string message)
+    {
+        _ = session;
+        PageRangeMetrics.RecordServerCallFailed(status);
+        if (transaction.IsLive && transaction.IsTwoWay)
+        {
+            ReplyError(transaction, status, message);
+        }
+    }
+
+    /// <summary>Sends an error reply with a status; quietly does nothing if the call was answered or the caller is gone.</summary>
+    private static void ReplyError(Transaction transaction, CallStatus status, string message)
+    {
+        try
+        {
+            ServerReplies.ReplyError(transaction, status, message);
+        }
+        catch (InvalidOperationException)
+        {
+            // The handler replied before it failed: the caller has its answer.
+        }
+        catch (PageRangeException)
+        {
+            // The caller is gone, or its region has no room even for the error: disposing the call tells it over the
+            // control socket (binder's BR_FAILED_REPLY).
+        }
+    }
+}

@@ -1,0 +1,334 @@
+// Locks: _sessionsLock only, never held while calling out (events, connections, handlers).
+
+using PageRange.Diagnostics;
+using PageRange.Memory;
+using PageRange.Transport;
+
+namespace PageRange.Server;
+
+/// <summary>
+/// One process serving many client processes, binder's service model: one listener, handlers registered by code, and
+/// one pool of worker threads running every client's calls. Each client is isolated: whatever it does (dies, breaks
+/// the protocol, floods, goes silent) ends its own connection only, and the server reports it.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Two-way calls of one client run concurrently on the pool; its oneway messages run one at a time, in the order
+/// sent (binder's rule). A handler learns its caller from <see cref="CallContext"/> (<c>SO_PEERCRED</c>), fails a call
+/// with <see cref="PageRangeStatusException"/>, and sees cancellation (the caller gave up, or the server is stopping)
+/// through <see cref="CallContext.CancellationToken"/>. An unmapped code gets <see cref="CallStatus.Unimplemented"/>.
+/// </para>
+/// <para>
+/// Events are raised on the thread that noticed (an accept loop, a session's receive loop, a worker); a handler of
+/// them must be quick and must not throw. Thread safety: every member may be called from any thread.
+/// </para>
+/// </remarks>
+public sealed partial class PageRangeServer : IAsyncDisposable
+{
+    private const string StoppingReason = "the server is shutting down";
+    private const string RefusedReason = "the server refused the connection";
+
+    private readonly PageRangeServerOptions _options;
+    private readonly HandlerRegistry _registry;
+    private readonly ServerWorkerPool _pool;
+    private readonly ServerAcceptLoop _accept;
+    private readonly PageRangeListener _listener;
+    private readonly MemoryPressureMonitor? _monitor;
+    private readonly Lock _sessionsLock = new();
+    private readonly Dictionary<long, ClientSession> _sessions = [];
+    private readonly Dictionary<uint, int> _clientsPerUid = [];
+    private readonly CancellationTokenSource _callsCancelled = new();
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? _drained;
+    private long _nextClientId;
+    private int _inFlight;
+    private volatile bool _stopping;
+    private int _stopStarted;
+
+    private PageRangeServer(string name, PageRangeServerOptions options, HandlerRegistry registry, PageRangeListener listener)
+    {
+        Name = name;
+        _options = options;
+        _registry = registry;
+        _listener = listener;
+        _listener.HandshakeFailed += OnHandshakeFailed;
+        _pool = new ServerWorkerPool(name, options.MinThreads, options.MaxThreads, options.IdleThreadTimeout, Run);
+        _accept = new ServerAcceptLoop(listener, options.ConcurrentHandshakes, AdmitAsync, OnAcceptFailed);
+        if (options.StartShrinkerMonitor && Shrinker.Shared.Monitor is null)
+        {
+            try
+            {
+                _monitor = Shrinker.Shared.StartMonitor(options.ShrinkerOptions);
+            }
+            catch (InvalidOperationException)
+            {
+                // Another part of the process started it meanwhile: one monitor serves every region, ours included.
+            }
+        }
+    }
+
+    /// <summary>Raised when a client completed its handshake and was admitted.</summary>
+    public event EventHandler<ClientConnectedEventArgs>? ClientConnected;
+
+    /// <summary>Raised when a client's connection ended, with the reason; the server goes on serving the others.</summary>
+    public event EventHandler<ClientDisconnectedEventArgs>? ClientDisconnected;
+
+    /// <summary>Raised when a limit refused a client after its handshake; the reason names the limit.</summary>
+    public event EventHandler<ClientRefusedEventArgs>? ClientRefused;
+
+    /// <summary>Raised when a process that connected failed its handshake (refused uid, bad hello, silent, gone).</summary>
+    public event EventHandler<HandshakeFailedEventArgs>? HandshakeFailed;
+
+    /// <summary>Raised when a handler threw an unexpected exception (the caller got <see cref="CallStatus.Internal"/>).</summary>
+    public event EventHandler<CallFailedEventArgs>? CallFailed;
+
+    /// <summary>The name clients connect to.</summary>
+    public string Name { get; }
+
+    /// <summary>Clients connected now.</summary>
+    public int ClientCount
+    {
+        get
+        {
+            lock (_sessionsLock)
+            {
+                return _sessions.Count;
+            }
+        }
+    }
+
+    /// <summary>The clients connected now (a snapshot).</summary>
+    public IReadOnlyList<ClientInfo> Clients
+    {
+        get
+        {
+            lock (_sessionsLock)
+            {
+                return [.. _sessions.Values.Select(static session => session.Info)];
+            }
+        }
+    }
+
+    /// <summary>The worker pool's live threads.</summary>
+    public int ThreadCount => _pool.ThreadCount;
+
+    /// <summary>The most worker threads alive at once so far (never more than <see cref="PageRangeServerOptions.MaxThreads"/>).</summary>
+    public int PeakThreadCount => _pool.PeakThreadCount;
+
+    /// <summary>Calls and oneway messages being handled or waiting for a worker now, for every client together.</summary>
+    public int InFlightCalls => Volatile.Read(ref _inFlight);
+
+    /// <summary>Starts a server on <paramref name="name"/> with the default options.</summary>
+    /// <inheritdoc cref="Start(string, PageRangeServerOptions?, Action{PageRangeServerBuilder})"/>
+    public static PageRangeServer Start(string name, Action<PageRangeServerBuilder> configure) => Start(name, null, configure);
+
+    /// <summary>Registers the handlers, listens on <paramref name="name"/> and starts accepting clients.</summary>
+    /// <param name="name">The name clients connect to (<see cref="PageRangeConnection.ConnectAsync"/>).</param>
+    /// <param name="options">The server's options; null for the defaults. Copied.</param>
+    /// <param name="configure">Maps codes to handlers.</param>
+    /// <returns>The running server. Stop it with <see cref="StopAsync"/> or <see cref="DisposeAsync"/>.</returns>
+    /// <exception cref="ArgumentException">The name is invalid, or a code is mapped twice.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range (e.g. <c>MinThreads</c> &gt; <c>MaxThreads</c>).</exception>
+    /// <exception cref="PageRangeException">Another listener already has the name.</exception>
+    /// <exception cref="PlatformNotSupportedException">Not on Linux.</exception>
+    public static PageRangeServer Start(string name, PageRangeServerOptions? options, Action<PageRangeServerBuilder> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        PageRangeServerOptions copy = (options ?? new PageRangeServerOptions()).Clone();
+        copy.Validate();
+        var builder = new PageRangeServerBuilder();
+        configure(builder);
+        HandlerRegistry registry = builder.Build();
+        PageRangeListener listener = PageRangeListener.Listen(name, copy.ConnectionOptions);
+        var server = new PageRangeServer(name, copy, registry, listener);
+        server._pool.Start();
+        server._accept.Start();
+        return server;
+    }
+
+    /// <summary>
+    /// Stops the server: stops accepting at once, answers new calls with <see cref="CallStatus.Unavailable"/>, lets the
+    /// calls in flight finish until <paramref name="cancellationToken"/> fires, then cancels them (handlers see
+    /// <see cref="CallContext.CancellationToken"/>), and closes every client, which sees a <see cref="PeerDiedException"/>
+    /// whose <see cref="PeerDiedException.PeerReason"/> is "the server is shutting down".
+    /// </summary>
+    /// <param name="cancellationToken">Ends the grace period for calls in flight; already cancelled, they are cancelled at once.</param>
+    /// <returns>Completes when every client is closed. A second call waits for the first.</returns>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _stopStarted, 1) != 0)
+        {
+            await _stopped.Task.ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            await StopCoreAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _stopped.TrySetResult();
+        }
+    }
+
+    /// <summary>Stops the server at once (<see cref="StopAsync"/> with no grace period). Always returns.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        using var now = new CancellationTokenSource();
+        await now.CancelAsync().ConfigureAwait(false);
+        await StopAsync(now.Token).ConfigureAwait(false);
+    }
+
+    private async Task StopCoreAsync(CancellationToken cancellationToken)
+    {
+        TaskCompletionSource drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_sessionsLock)
+        {
+            _stopping = true;
+            _drained = drained;
+        }
+        if (Volatile.Read(ref _inFlight) == 0)
+        {
+            drained.TrySetResult();
+        }
+        await _accept.StopAsync().ConfigureAwait(false);
+
+        // The grace period: calls in flight finish on their own until the token fires.
+        try
+        {
+            await drained.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            await _callsCancelled.CancelAsync().ConfigureAwait(false);
+            // Handlers that honour their token end now; one that ignores it keeps its worker, but does not hold the
+            // server: its client is closed below and its late reply fails quietly.
+            await Task.WhenAny(drained.Task, Task.Delay(_options.ConnectionOptions.ParkTimeout * 20, CancellationToken.None)).ConfigureAwait(false);
+        }
+
+        ClientSession[] sessions;
+        lock (_sessionsLock)
+        {
+            sessions = [.. _sessions.Values];
+        }
+        foreach (ClientSession session in sessions)
+        {
+            session.StopReceiving();
+        }
+        await Task.WhenAll(sessions.Select(static session => session.Completion)).ConfigureAwait(false);
+
+        _pool.Stop();
+        await Task.WhenAny(_pool.Completion, Task.Delay(_options.ConnectionOptions.ParkTimeout * 20, CancellationToken.None)).ConfigureAwait(false);
+        _pool.Dispose();
+        _monitor?.Dispose();
+        _listener.HandshakeFailed -= OnHandshakeFailed;
+    }
+
+    /// <summary>Admits a connection that completed its handshake, or refuses it if a limit says so.</summary>
+    private async Task AdmitAsync(PageRangeConnection connection)
+    {
+        string? refusal = null;
+        ClientSession? session = null;
+        lock (_sessionsLock)
+        {
+            _clientsPerUid.TryGetValue(connection.PeerUid, out int ofUid);
+            if (_stopping)
+            {
+                refusal = "the server is stopping";
+            }
+            else if (_sessions.Count >= _options.MaxClients)
+            {
+                refusal = $"MaxClients reached: {_sessions.Count} of {_options.MaxClients} clients are connected";
+            }
+            else if (ofUid >= _options.MaxClientsPerUid)
+            {
+                refusal = $"MaxClientsPerUid reached: uid {connection.PeerUid} has {ofUid} of {_options.MaxClientsPerUid} clients connected";
+            }
+            else
+            {
+                var info = new ClientInfo(++_nextClientId, connection.PeerPid, connection.PeerUid, connection.PeerGid, DateTimeOffset.UtcNow);
+                session = new ClientSession(this, connection, info);
+                _sessions.Add(info.Id, session);
+                _clientsPerUid[connection.PeerUid] = ofUid + 1;
+            }
+        }
+        if (session is null)
+        {
+            PageRangeMetrics.RecordServerClientRefused();
+            Raise(ClientRefused, new ClientRefusedEventArgs(connection.PeerPid, connection.PeerUid, connection.PeerGid, refusal!));
+            // The refused peer learns only that it was refused; the limit is the server's business.
+            await connection.CloseAsync(RefusedReason).ConfigureAwait(false);
+            return;
+        }
+        PageRangeMetrics.RecordServerClients(1);
+        Raise(ClientConnected, new ClientConnectedEventArgs(session.Info));
+        session.Start();
+    }
+
+    /// <summary>A session's receive loop ended: close its connection, forget it, report it.</summary>
+    internal async Task OnSessionEndedAsync(ClientSession session, ClientDisconnectReason reason, Exception? cause)
+    {
+        if (reason == ClientDisconnectReason.ServerStopping)
+        {
+            await session.Connection.CloseAsync(StoppingReason).ConfigureAwait(false);
+        }
+        else
+        {
+            await session.Connection.DisposeAsync().ConfigureAwait(false);
+        }
+        lock (_sessionsLock)
+        {
+            _sessions.Remove(session.Info.Id);
+            uint uid = session.Info.Uid;
+            if (_clientsPerUid.TryGetValue(uid, out int count))
+            {
+                if (count <= 1)
+                {
+                    _clientsPerUid.Remove(uid);
+                }
+                else
+                {
+                    _clientsPerUid[uid] = count - 1;
+                }
+            }
+        }
+        PageRangeMetrics.RecordServerClients(-1);
+        PageRangeMetrics.RecordServerClientDisconnected(reason switch
+        {
+            ClientDisconnectReason.PeerClosed => "peer_closed",
+            ClientDisconnectReason.ProtocolViolation => "protocol_violation",
+            ClientDisconnectReason.ServerStopping => "server_stopping",
+            _ => "failed",
+        });
+        Raise(ClientDisconnected, new ClientDisconnectedEventArgs(session.Info, reason, cause, session.Calls, session.Connected));
+    }
+
+    private void OnHandshakeFailed(object? sender, HandshakeFailedEventArgs e)
+    {
+        PageRangeMetrics.RecordServerHandshakeFailed();
+        Raise(HandshakeFailed, e);
+    }
+
+    private void OnAcceptFailed(Exception error) => OnHandshakeFailed(this, new HandshakeFailedEventArgs(error));
+
+    private void Raise<T>(EventHandler<T>? handler, T args)
+        where T : EventArgs
+    {
+        if (handler is null)
+        {
+            return;
+        }
+        foreach (EventHandler<T> each in handler.GetInvocationList().Cast<EventHandler<T>>())
+        {
+            try
+            {
+                each(this, args);
+            }
+#pragma warning disable CA1031 // A subscriber's bug must not end an accept loop, a session or a worker: it only loses its own event.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+        }
+    }
+}

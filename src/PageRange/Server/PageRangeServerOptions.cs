@@ -1,0 +1,146 @@
+using PageRange.Memory;
+
+namespace PageRange.Server;
+
+/// <summary>How a <see cref="PageRangeServer"/> accepts clients and runs their calls.</summary>
+/// <remarks>The server copies these when it starts; later changes do not reach it.</remarks>
+public sealed class PageRangeServerOptions
+{
+    /// <summary>The most threads a worker pool may have: <see cref="MaxThreads"/> is at most this.</summary>
+    public const int MaxPoolThreads = 1024;
+
+    private int _maxClients = 1024;
+    private int _maxClientsPerUid = 1024;
+    private int _minThreads = 1;
+    private int _maxThreads = Math.Max(4, Environment.ProcessorCount * 2);
+    private TimeSpan _idleThreadTimeout = TimeSpan.FromSeconds(10);
+    private int _concurrentHandshakes = 4;
+
+    /// <summary>The options of every client connection (region size, rings, timeouts, allowed uids).</summary>
+    /// <remarks>Defaults to <see cref="PageRangeOptions"/>'s defaults.</remarks>
+    public PageRangeOptions ConnectionOptions { get; set; } = new();
+
+    /// <summary>How many clients may be connected at once; one more is refused (and told only that it was refused).</summary>
+    /// <remarks>Defaults to 1024. At least 1.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1.</exception>
+    public int MaxClients
+    {
+        get => _maxClients;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            _maxClients = value;
+        }
+    }
+
+    /// <summary>How many clients running as one uid may be connected at once.</summary>
+    /// <remarks>Defaults to 1024. At least 1.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1.</exception>
+    public int MaxClientsPerUid
+    {
+        get => _maxClientsPerUid;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            _maxClientsPerUid = value;
+        }
+    }
+
+    /// <summary>The worker threads kept even when idle.</summary>
+    /// <remarks>Defaults to 1. From 1 to <see cref="MaxThreads"/>.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1 or more than <see cref="MaxPoolThreads"/>.</exception>
+    public int MinThreads
+    {
+        get => _minThreads;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxPoolThreads);
+            _minThreads = value;
+        }
+    }
+
+    /// <summary>
+    /// The most worker threads running handlers at once, for every client together (binder's
+    /// <c>BINDER_SET_MAX_THREADS</c>). A thread is added when work waits and no worker is idle.
+    /// </summary>
+    /// <remarks>Defaults to twice the processor count, at least 4. From <see cref="MinThreads"/> to <see cref="MaxPoolThreads"/>.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1 or more than <see cref="MaxPoolThreads"/>.</exception>
+    public int MaxThreads
+    {
+        get => _maxThreads;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxPoolThreads);
+            _maxThreads = value;
+        }
+    }
+
+    /// <summary>How long a worker beyond <see cref="MinThreads"/> waits for work before it retires.</summary>
+    /// <remarks>Defaults to 10 seconds. From 1 millisecond to one hour.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public TimeSpan IdleThreadTimeout
+    {
+        get => _idleThreadTimeout;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromHours(1));
+            _idleThreadTimeout = value;
+        }
+    }
+
+    /// <summary>
+    /// How many handshakes may run at once, each bounded by <see cref="PageRangeOptions.ConnectTimeout"/>: a client that
+    /// connects and stays silent holds one of them, never the others.
+    /// </summary>
+    /// <remarks>Defaults to 4. From 1 to 64.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public int ConcurrentHandshakes
+    {
+        get => _concurrentHandshakes;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, 64);
+            _concurrentHandshakes = value;
+        }
+    }
+
+    /// <summary>
+    /// Whether a handler's unexpected exception is described to the caller (type and message). Off, the caller gets
+    /// <see cref="CallStatus.Internal"/> with a generic message and the details go only to
+    /// <see cref="PageRangeServer.CallFailed"/>.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="false"/>: exception text can carry paths, names and data the caller must not see.</remarks>
+    public bool IncludeExceptionDetails { get; set; }
+
+    /// <summary>
+    /// Whether the server starts the memory-pressure monitor of <see cref="Shrinker.Shared"/> (if none runs yet) and stops
+    /// it when it stops.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    public bool StartShrinkerMonitor { get; set; } = true;
+
+    /// <summary>The monitor's thresholds when <see cref="StartShrinkerMonitor"/> is on; null for the defaults.</summary>
+    public ShrinkerOptions? ShrinkerOptions { get; set; }
+
+    internal PageRangeServerOptions Clone()
+    {
+        var copy = (PageRangeServerOptions)MemberwiseClone();
+        copy.ConnectionOptions = ConnectionOptions.Clone();
+        copy.ShrinkerOptions = ShrinkerOptions?.Clone();
+        return copy;
+    }
+
+    /// <summary>Checks what one property setter cannot: the thread bounds against each other.</summary>
+    internal void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(ConnectionOptions, nameof(ConnectionOptions));
+        if (MinThreads > MaxThreads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MinThreads), MinThreads, $"MinThreads ({MinThreads}) is more than MaxThreads ({MaxThreads}).");
+        }
+    }
+}
