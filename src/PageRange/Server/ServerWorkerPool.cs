@@ -25,6 +25,7 @@ internal sealed class ServerWorkerPool : IDisposable
     private readonly TaskCompletionSource _allExited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _threads;
     private int _idle;
+    private int _pending;
     private int _peak;
     private int _spawned;
     private volatile bool _stopping;
@@ -65,9 +66,11 @@ internal sealed class ServerWorkerPool : IDisposable
     internal void Enqueue(ServerWorkItem item)
     {
         _queue.Enqueue(item);
+        Interlocked.Increment(ref _pending);
         _signal.Release();
-        // binder's BR_SPAWN_LOOPER: work waits and no thread is waiting for work.
-        if (Volatile.Read(ref _idle) == 0)
+        // binder's BR_SPAWN_LOOPER: more work waits than there are threads waiting for work. (A woken worker counts as
+        // idle until it takes its item, so comparing with the queue, not with zero, is what sees a busy pool.)
+        if (Volatile.Read(ref _pending) > Volatile.Read(ref _idle))
         {
             TrySpawn();
         }
@@ -147,6 +150,7 @@ internal sealed class ServerWorkerPool : IDisposable
                 }
                 if (signalled && _queue.TryDequeue(out ServerWorkItem item))
                 {
+                    Interlocked.Decrement(ref _pending);
                     _run(item);
                     continue;
                 }
