@@ -72,6 +72,7 @@ public sealed class PageRangeOptions
         WaitStrategy = values.WaitStrategy;
         AllowAnyUid = values.AllowAnyUid;
         AllowedUids = allowedUids;
+        CopyConnectionProtocolOptions(values);
     }
 
     /// <summary>
@@ -277,5 +278,64 @@ public sealed class PageRangeOptions
             ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero);
         }
         return value;
+    }
+
+    // Connection protocol options (call chains, incoming payload copies): one block, kept together.
+
+    /// <summary>The default <see cref="MaxCallDepth"/>: 32 nested calls.</summary>
+    public const int DefaultMaxCallDepth = 32;
+
+    /// <summary>The largest <see cref="MaxCallDepth"/> the protocol carries: 1024.</summary>
+    public const int MaxCallDepthLimit = 1024;
+
+    private int _maxCallDepth = DefaultMaxCallDepth;
+    private IncomingPayloadCopy _copyIncomingPayloads = IncomingPayloadCopy.Auto;
+
+    /// <summary>
+    /// How deep a chain of nested calls may go (A calls B, B calls A back on its behalf, and so on; binder's
+    /// transaction stack). An incoming call deeper than this gets an automatic error reply
+    /// (<see cref="CallStatus.ResourceExhausted"/>) and never reaches a handler; an outgoing nested call deeper than this
+    /// fails at once.
+    /// </summary>
+    /// <remarks>Defaults to 32. From 0 (no nested calls) to 1024.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public int MaxCallDepth
+    {
+        get => _maxCallDepth;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxCallDepthLimit);
+            _maxCallDepth = value;
+        }
+    }
+
+    /// <summary>
+    /// Whether each incoming payload is copied once into private pooled memory before a handler or deserializer sees
+    /// it. A payload is read in place from memory the sender can still write: a sender that changes it while it is read
+    /// can make a handler see two different values for one field (a double fetch). The copy closes that.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see cref="IncomingPayloadCopy.Auto"/>: copy when the peer runs as another uid (it does not trust us
+    /// and we should not trust it); a peer of our own uid could read and write our memory anyway.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is not a defined <see cref="IncomingPayloadCopy"/>.</exception>
+    public IncomingPayloadCopy CopyIncomingPayloads
+    {
+        get => _copyIncomingPayloads;
+        set
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "Not a defined IncomingPayloadCopy.");
+            }
+            _copyIncomingPayloads = value;
+        }
+    }
+
+    private void CopyConnectionProtocolOptions(PageRangeOptions values)
+    {
+        _maxCallDepth = values._maxCallDepth;
+        _copyIncomingPayloads = values._copyIncomingPayloads;
     }
 }

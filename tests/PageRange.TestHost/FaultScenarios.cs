@@ -396,7 +396,7 @@ internal static class FaultScenarios
                     record.TransactionId = random.Next(3) == 0 ? record.TransactionId ^ 0xFFFF : (ulong)random.NextInt64();
                     record.Flags = kinds[random.Next(kinds.Length)];
                     record.Code = (uint)random.Next();
-                    record.Reserved = 0;
+                    (record.Status, record.ChainId, record.Depth, record.MetadataLength, record.Reserved0, record.Reserved1) = (0, 0, 0, 0, 0, 0);
                     (record.BufferOffset, record.Length) = random.Next(5) switch
                     {
                         0 => ((ulong)layout.DataSize, 0u),

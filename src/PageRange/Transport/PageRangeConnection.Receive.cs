@@ -143,7 +143,7 @@ public sealed partial class PageRangeConnection
         int index = (int)(callId & PendingCallIndexMask);
         if (index < _calls.Length)
         {
-            _calls[index].TryComplete(callId, default, new RemoteCallException(
+            _calls[index].TryComplete(callId, default, new RemoteCallException(CallStatus.ResourceExhausted,
                 $"The peer failed call {callId} and had no room in this side's region for its error reply."));
             NotifyFollowers();
         }
@@ -181,7 +181,7 @@ public sealed partial class PageRangeConnection
         {
             try
             {
-                SendReply(slot, "The peer disposed the call without replying."u8, isError: true);
+                SendReply(slot, "The peer disposed the call without replying."u8, CallStatus.Unknown);
             }
             catch (InvalidOperationException)
             {

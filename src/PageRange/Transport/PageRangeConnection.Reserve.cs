@@ -139,9 +139,11 @@ public sealed partial class PageRangeConnection
     {
         int size = CheckCommit(reservation, ReservationKind.Call, length);
         PendingCall call;
+        RecordContext context;
         try
         {
-            call = RentCall(isAsync);
+            context = ContextFor(default);
+            call = RentCall(isAsync, context.ChainId);
         }
         catch
         {
@@ -150,7 +152,7 @@ public sealed partial class PageRangeConnection
         }
         try
         {
-            Publish(reservation, call.Id, code, TransactionFlags.TwoWay, size);
+            Publish(reservation, call.Id, code, TransactionFlags.TwoWay, size, context);
         }
         catch
         {
@@ -244,7 +246,7 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Publishes the reservation's buffer and ends the reservation, whatever happens.</summary>
-    private void Publish(Reservation reservation, ulong id, uint code, TransactionFlags flags, int length)
+    private void Publish(Reservation reservation, ulong id, uint code, TransactionFlags flags, int length, in RecordContext context = default)
     {
         try
         {
@@ -255,7 +257,7 @@ public sealed partial class PageRangeConnection
             }
             try
             {
-                _outbound.Commit(ref reservation.Buffer, length, id, code, flags);
+                _outbound.Commit(ref reservation.Buffer, length, id, code, flags, context);
             }
             finally
             {
@@ -303,7 +305,8 @@ public sealed partial class PageRangeConnection
         {
             try
             {
-                SendCore(reservation.ReplyId, reservation.ReplyCode, TransactionFlags.ErrorReply, "The peer abandoned its reply."u8, CancellationToken.None);
+                SendCore(reservation.ReplyId, reservation.ReplyCode, TransactionFlags.ErrorReply, "The peer abandoned its reply."u8,
+                    CancellationToken.None, RecordContext.ForError(CallStatus.Unknown));
             }
             catch (PageRangeException)
             {

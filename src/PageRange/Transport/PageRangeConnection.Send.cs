@@ -11,6 +11,9 @@ public sealed partial class PageRangeConnection
     private const int PendingCallIndexBits = 16;
     private const int PendingCallIndexMask = (1 << PendingCallIndexBits) - 1;
 
+    /// <summary>The bit of a chain id that says which side started the chain: set for the accepting side.</summary>
+    private const ulong ChainSideBit = 1UL << 63;
+
     private static readonly OperationCanceledException s_abandoned = new("The call was abandoned before its reply arrived.");
 
     /// <summary>Sends a oneway message: copied once into the peer's region; returns without waiting for the peer.</summary>
@@ -34,13 +37,41 @@ public sealed partial class PageRangeConnection
     /// <exception cref="RemoteCallException">The peer's handler failed or disposed the call without replying.</exception>
     /// <exception cref="MessageTooLargeException">The request can never fit the peer's region.</exception>
     /// <exception cref="RegionFullException">The peer's region stayed full.</exception>
-    public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        Call(code, payload, default(CallChain), timeout, cancellationToken);
+
+    /// <summary>
+    /// Calls the peer in <paramref name="chain"/> (a nested call made on behalf of an incoming call) and waits on this
+    /// thread for its reply.
+    /// </summary>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="payload">The request bytes; may be empty.</param>
+    /// <param name="chain">The chain, from <see cref="Transaction.NestedChain"/> of the call being handled; <c>default</c>
+    /// starts a new chain.</param>
+    /// <param name="timeout">How long to wait for the reply; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <param name="cancellationToken">Cancels the wait; the peer's handler sees it through <see cref="Transaction.CallCancelled"/>.</param>
+    /// <returns>The reply, read in place from our region. Dispose it.</returns>
+    /// <remarks>
+    /// While this thread waits, a call of the same chain that the peer makes back to us (binder's transaction stack)
+    /// is handled on this thread by the connection's nested-call handler, if one is set (the server sets it); other
+    /// calls go to the receivers as usual.
+    /// </remarks>
+    /// <exception cref="PageRangeStatusException">The call would be deeper than <see cref="PageRangeOptions.MaxCallDepth"/>
+    /// (<see cref="CallStatus.ResourceExhausted"/>); nothing was sent.</exception>
+    /// <exception cref="TimeoutException">No reply within the timeout.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone, or died before replying.</exception>
+    /// <exception cref="RemoteCallException">The peer failed the call (its status and message), or disposed it without replying.</exception>
+    /// <exception cref="MessageTooLargeException">The request can never fit the peer's region.</exception>
+    /// <exception cref="RegionFullException">The peer's region stayed full.</exception>
+    public Transaction Call(uint code, ReadOnlySpan<byte> payload, CallChain chain, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ValidateCallTimeout(timeout);
-        PendingCall call = RentCall(isAsync: false);
+        RecordContext context = ContextFor(chain);
+        PendingCall call = RentCall(isAsync: false, context.ChainId);
         try
         {
-            SendCore(call.Id, code, TransactionFlags.TwoWay, payload, cancellationToken);
+            SendCore(call.Id, code, TransactionFlags.TwoWay, payload, cancellationToken, context);
         }
         catch
         {
@@ -52,13 +83,20 @@ public sealed partial class PageRangeConnection
 
     /// <summary>Calls the peer and completes when its reply arrives.</summary>
     /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?, CancellationToken)"/>
-    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        CallAsync(code, payload, default(CallChain), timeout, cancellationToken);
+
+    /// <summary>Calls the peer in <paramref name="chain"/> and completes when its reply arrives.</summary>
+    /// <remarks>An asynchronous caller does not run the peer's nested calls itself: they go to the receivers.</remarks>
+    /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, CallChain, TimeSpan?, CancellationToken)"/>
+    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, CallChain chain, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ValidateCallTimeout(timeout);
-        PendingCall call = RentCall(isAsync: true);
+        RecordContext context = ContextFor(chain);
+        PendingCall call = RentCall(isAsync: true, context.ChainId);
         try
         {
-            SendCore(call.Id, code, TransactionFlags.TwoWay, payload.Span, cancellationToken);
+            SendCore(call.Id, code, TransactionFlags.TwoWay, payload.Span, cancellationToken, context);
         }
         catch
         {
@@ -137,8 +175,8 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    /// <summary>Sends the reply (or error reply) to an incoming two-way call.</summary>
-    internal void SendReply(IncomingSlot slot, ReadOnlySpan<byte> payload, bool isError)
+    /// <summary>Sends the reply (<see cref="CallStatus.Ok"/>) or error reply (any other status) to an incoming two-way call.</summary>
+    internal void SendReply(IncomingSlot slot, ReadOnlySpan<byte> payload, CallStatus status)
     {
         if ((slot.Record.Flags & TransactionFlags.TwoWay) == 0)
         {
@@ -148,10 +186,10 @@ public sealed partial class PageRangeConnection
         {
             throw new InvalidOperationException($"Call {slot.Record.TransactionId} was already replied to.");
         }
-        TransactionFlags flags = isError ? TransactionFlags.ErrorReply : TransactionFlags.Reply;
+        TransactionFlags flags = status == CallStatus.Ok ? TransactionFlags.Reply : TransactionFlags.ErrorReply;
         try
         {
-            SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None);
+            SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None, RecordContext.ForError(status));
         }
         catch
         {
@@ -163,7 +201,7 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Reserve, copy once, publish, wake the peer if it is parked; waits for frees while the region is full.</summary>
-    private void SendCore(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
+    private void SendCore(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken, in RecordContext context = default)
     {
         ThrowIfDisposed();
         if (_peerDead)
@@ -172,11 +210,11 @@ public sealed partial class PageRangeConnection
         }
         try
         {
-            if (_outbound.TrySend(id, code, flags, payload))
+            if (_outbound.TrySend(id, code, flags, payload, context))
             {
                 return;
             }
-            SendSlow(id, code, flags, payload, cancellationToken);
+            SendSlow(id, code, flags, payload, cancellationToken, context);
         }
         catch (ProtocolViolationException violation)
         {
@@ -190,13 +228,13 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Back-pressure: the peer's region is full, so wait (bounded, cancellable, ended by death) for frees.</summary>
-    private void SendSlow(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken)
+    private void SendSlow(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken, in RecordContext context)
     {
         PageRangeMetrics.RecordRegionFullWait();
         using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
         try
         {
-            _outbound.Send(id, code, flags, payload, _options.RegionFullTimeout, linked.Token);
+            _outbound.Send(id, code, flags, payload, _options.RegionFullTimeout, linked.Token, context);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
         {
@@ -232,7 +270,24 @@ public sealed partial class PageRangeConnection
         return (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | PendingCallIndexMask;
     }
 
-    private PendingCall RentCall(bool isAsync)
+    /// <summary>The record context of a call in <paramref name="chain"/>: a new chain if none, else checked against the depth limit.</summary>
+    private RecordContext ContextFor(CallChain chain)
+    {
+        if (chain.IsNone)
+        {
+            // Our side's bit keeps the chains we start apart from those the peer starts.
+            return new RecordContext(_chainSide | (Interlocked.Increment(ref _chainSequence) & ~ChainSideBit), 0, CallStatus.Ok);
+        }
+        if (chain.DepthValue > (uint)_options.MaxCallDepth)
+        {
+            throw new PageRangeStatusException(CallStatus.ResourceExhausted,
+                $"call depth limit {_options.MaxCallDepth} exceeded: a nested call at depth {chain.DepthValue} in {chain} was not sent " +
+                "(PageRangeOptions.MaxCallDepth).");
+        }
+        return RecordContext.ForCall(chain);
+    }
+
+    private PendingCall RentCall(bool isAsync, ulong chainId)
     {
         ThrowIfDisposed();
         PendingCall call;
@@ -246,7 +301,7 @@ public sealed partial class PageRangeConnection
             call = _calls[_freeCalls[--_freeCallCount]];
         }
         ulong id = (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | (uint)call.Index;
-        call.Arm(id, isAsync);
+        call.Arm(id, isAsync, chainId);
         return call;
     }
 
@@ -317,9 +372,11 @@ public sealed partial class PageRangeConnection
         Transaction reply = call.Reply;
         if ((reply.Flags & TransactionFlags.ErrorReply) != 0)
         {
-            string message = System.Text.Encoding.UTF8.GetString(reply.Payload);
+            // The status was validated (at most Unauthenticated) when the record was read; an error without one is Unknown.
+            CallStatus status = reply.Slot.Record.Context.Status;
+            string message = PeerText.Sanitize(reply.Payload);
             reply.Dispose();
-            throw new RemoteCallException(message);
+            throw new RemoteCallException(status == CallStatus.Ok ? CallStatus.Unknown : status, message);
         }
         return reply;
     }

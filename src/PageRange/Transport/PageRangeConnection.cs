@@ -47,6 +47,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly int[] _freeCalls;
     private int _freeCallCount;
     private ulong _callSequence;
+    private readonly ulong _chainSide;
+    private ulong _chainSequence;
 
     private readonly Queue<IncomingSlot> _onewayBacklog;
     private bool _onewayInProgress;
@@ -65,9 +67,10 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private int _deathNoticed;
     private int _disposed;
 
-    private PageRangeConnection(string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options)
+    private PageRangeConnection(string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options, bool connecting)
     {
         Name = name;
+        _chainSide = connecting ? 0 : ChainSideBit;
         _handshake = handshake;
         _control = handshake.Control;
         _inbound = inbound;
@@ -176,15 +179,17 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             inbound.Dispose();
             throw;
         }
-        return await CreateAsync(name, handshake, inbound, options).ConfigureAwait(false);
+        return await CreateAsync(name, handshake, inbound, options, connecting: true).ConfigureAwait(false);
     }
 
     /// <summary>Builds the connection over a completed handshake; on failure closes both (the peer sees the end).</summary>
-    internal static async ValueTask<PageRangeConnection> CreateAsync(string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options)
+    /// <remarks>The two sides of a connection pass different <paramref name="connecting"/> values: it keeps their call chains apart.</remarks>
+    internal static async ValueTask<PageRangeConnection> CreateAsync(
+        string name, HandshakeResult handshake, InboundChannel inbound, PageRangeOptions options, bool connecting = false)
     {
         try
         {
-            return new PageRangeConnection(name, handshake, inbound, options);
+            return new PageRangeConnection(name, handshake, inbound, options, connecting);
         }
         catch
         {

@@ -31,6 +31,9 @@ internal sealed class PendingCall : IValueTaskSource<Transaction>
 
     internal bool IsAsync;
 
+    /// <summary>The chain the call was made in: a nested call of that chain from the peer may be routed to this call's thread.</summary>
+    internal ulong ChainId;
+
     internal Transaction Reply;
 
     internal Exception? Error;
@@ -41,11 +44,12 @@ internal sealed class PendingCall : IValueTaskSource<Transaction>
     internal short Version => _core.Version;
 
     /// <summary>Prepares the slot for a new call.</summary>
-    internal void Arm(ulong id, bool isAsync)
+    internal void Arm(ulong id, bool isAsync, ulong chainId)
     {
         Reply = default;
         Error = null;
         IsAsync = isAsync;
+        ChainId = chainId;
         if (isAsync)
         {
             _core.Reset();

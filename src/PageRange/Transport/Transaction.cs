@@ -70,7 +70,53 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     /// <exception cref="PeerDiedException">The caller's process is gone.</exception>
     /// <exception cref="RegionFullException">The caller's region stayed full for the configured timeout.</exception>
     /// <exception cref="MessageTooLargeException">The reply can never fit the caller's region.</exception>
-    public void Reply(ReadOnlySpan<byte> payload) => _connection!.SendReply(Slot, payload, isError: false);
+    public void Reply(ReadOnlySpan<byte> payload) => _connection!.SendReply(Slot, payload, CallStatus.Ok);
+
+    /// <summary>
+    /// Fails this call with <paramref name="status"/> and <paramref name="message"/>: the caller's <c>Call</c> throws
+    /// <see cref="RemoteCallException"/> with both.
+    /// </summary>
+    /// <param name="status">Why the call failed; not <see cref="CallStatus.Ok"/>.</param>
+    /// <param name="message">What the caller reads; bounded to 512 characters and stripped of control characters
+    /// before it is sent (UTF-8).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="status"/> is <see cref="CallStatus.Ok"/> or not defined.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is null.</exception>
+    /// <exception cref="InvalidOperationException">This is not a two-way call, or it was already replied to.</exception>
+    /// <exception cref="PeerDiedException">The caller's process is gone.</exception>
+    /// <exception cref="RegionFullException">The caller's region stayed full for the configured timeout.</exception>
+    public void ReplyError(CallStatus status, string message)
+    {
+        ValidateErrorStatus(status);
+        ArgumentNullException.ThrowIfNull(message);
+        string text = PeerText.Sanitize(message);
+        // At most 513 characters after sanitizing, so at most about 1.5 KiB of UTF-8: the stack holds it.
+        Span<byte> utf8 = stackalloc byte[System.Text.Encoding.UTF8.GetMaxByteCount(PeerText.MaxLength + 1)];
+        int length = System.Text.Encoding.UTF8.GetBytes(text, utf8);
+        _connection!.SendReply(Slot, utf8[..length], status);
+    }
+
+    /// <summary>
+    /// The chain a call made on behalf of this one belongs to: this call's chain, one level deeper. Pass it to
+    /// <see cref="PageRangeConnection.Call(uint, ReadOnlySpan{byte}, CallChain, TimeSpan?, CancellationToken)"/> so the
+    /// peer's thread waiting for this call's reply runs the nested call (binder's transaction stack).
+    /// </summary>
+    /// <remarks><c>default</c> (a new chain) for a oneway message or a reply: they belong to no chain.</remarks>
+    public CallChain NestedChain
+    {
+        get
+        {
+            TransactionRecord record = Slot.Record;
+            return (record.Flags & TransactionFlags.TwoWay) != 0
+                ? new CallChain(record.Context.ChainId, record.Context.Depth + 1)
+                : default;
+        }
+    }
+
+    /// <summary>The chain this two-way call belongs to; 0 for other transactions.</summary>
+    internal ulong ChainId => Slot.Record.Context.ChainId;
+
+    /// <summary>How deep in its chain this two-way call is; 0 for the call that started it and for other transactions.</summary>
+    internal int Depth => (int)Slot.Record.Context.Depth;
 
     /// <summary>
     /// Reserves the reply to this call in the caller's region, to write it in place and publish it with
@@ -113,6 +159,15 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
 
     /// <summary>Compares two transaction handles.</summary>
     public static bool operator !=(Transaction left, Transaction right) => !left.Equals(right);
+
+    /// <summary>An error reply's status: a defined one, not <see cref="CallStatus.Ok"/>.</summary>
+    internal static void ValidateErrorStatus(CallStatus status)
+    {
+        if (status == CallStatus.Ok || !Enum.IsDefined(status))
+        {
+            throw new ArgumentOutOfRangeException(nameof(status), status, "An error reply needs a defined status other than Ok.");
+        }
+    }
 
     /// <summary>The connection the transaction arrived on.</summary>
     internal PageRangeConnection Connection => _connection ?? throw new ObjectDisposedException(nameof(Transaction));

@@ -58,7 +58,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
         string name = ControlHandshakeTests.UniqueName();
         await using PageRangeListener listener = PageRangeListener.Listen(name, s_options);
         Task<Exception> failure = NextFailureAsync(listener);
-        using TestHostProcess host = TestHostProcess.Start(output, "control-connect", name, "--version", "99");
+        using TestHostProcess host = TestHostProcess.Start(output, "control-connect", name, "--version", "1");
 
         var ours = Assert.IsType<ConnectionRefusedException>(await failure.WaitAsync(TestTimeouts.Long));
         string theirs = host.ReadUntil("refused: ");
@@ -66,9 +66,9 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
         output.WriteLine($"listener: {ours.Message}");
         Assert.False(ours.RefusedByPeer);
         Assert.Contains($"pid {host.Id}", ours.Message, StringComparison.Ordinal);
-        Assert.Contains("the connecting process speaks PageRange protocol version 99, and the listener speaks version 1", ours.Message, StringComparison.Ordinal);
+        Assert.Contains("the connecting process speaks PageRange protocol version 1, and the listener speaks version 2", ours.Message, StringComparison.Ordinal);
         Assert.Contains("The listener", theirs, StringComparison.Ordinal);
-        Assert.Contains("refused the connection: the connecting process speaks PageRange protocol version 99", theirs, StringComparison.Ordinal);
+        Assert.Contains("refused the connection: the connecting process speaks PageRange protocol version 1", theirs, StringComparison.Ordinal);
         Assert.Equal("True", host.ReadUntil("refused-by-peer: "));
         Assert.Equal(0, host.WaitForExit());
     }

@@ -35,32 +35,40 @@ public sealed class ChannelProtocolViolationTests
         Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
     }
 
-    private static (string What, ulong Offset, uint Length, uint Flags, uint Reserved)[] BadRecords(long dataSize) =>
+    private delegate void Spoil(ref TransactionRecordLayout record);
+
+    private static (string What, Spoil Spoil)[] BadRecords(long dataSize) =>
     [
-        ("offset beyond the data area", (ulong)dataSize + 8, 0, 1, 0),
-        ("length runs past the end", (ulong)dataSize - 8, 16, 1, 0),
-        ("offset + length overflows", ulong.MaxValue - 7, 16, 1, 0),
-        ("huge length", 0, uint.MaxValue, 1, 0),
-        ("misaligned offset", 3, 1, 1, 0),
-        ("no kind flag", 0, 1, 0, 0),
-        ("two kind flags", 0, 1, 3, 0),
-        ("unknown flag", 0, 1, 0x101, 0),
-        ("reserved set", 0, 1, 1, 1),
+        ("offset beyond the data area", (ref r) => (r.BufferOffset, r.Length) = ((ulong)dataSize + 8, 0)),
+        ("length runs past the end", (ref r) => (r.BufferOffset, r.Length) = ((ulong)dataSize - 8, 16)),
+        ("offset + length overflows", (ref r) => (r.BufferOffset, r.Length) = (ulong.MaxValue - 7, 16)),
+        ("huge length", (ref r) => (r.BufferOffset, r.Length) = (0, uint.MaxValue)),
+        ("misaligned offset", (ref r) => r.BufferOffset = 3),
+        ("no kind flag", (ref r) => r.Flags = 0),
+        ("two kind flags", (ref r) => r.Flags = 3),
+        ("unknown flag", (ref r) => r.Flags = 0x101),
+        ("status on a oneway", (ref r) => r.Status = (uint)CallStatus.Internal),
+        ("status on a call", (ref r) => (r.Flags, r.ChainId, r.Status) = ((uint)TransactionFlags.TwoWay, 5, 1)),
+        ("status on a reply", (ref r) => (r.Flags, r.Status) = ((uint)TransactionFlags.Reply, 3)),
+        ("status past the last", (ref r) => (r.Flags, r.Status) = ((uint)TransactionFlags.ErrorReply, 17)),
+        ("chain on a oneway", (ref r) => r.ChainId = 1),
+        ("depth on a reply", (ref r) => (r.Flags, r.Depth) = ((uint)TransactionFlags.Reply, 1)),
+        ("depth past the protocol's", (ref r) => (r.Flags, r.ChainId, r.Depth) = ((uint)TransactionFlags.TwoWay, 5, TransactionRecordLayout.MaxDepth + 1)),
+        ("metadata length set", (ref r) => r.MetadataLength = 8),
+        ("reserved0 set", (ref r) => r.Reserved0 = 1),
+        ("reserved1 set", (ref r) => r.Reserved1 = 1UL << 63),
     ];
 
     [Fact]
     public void TryReceive_InvalidRecord_ThrowsAndDoesNotConsumeIt()
     {
-        foreach ((string what, ulong offset, uint length, uint flags, uint reserved) in BadRecords(Options.Validate().DataSize))
+        foreach ((string what, Spoil spoil) in BadRecords(Options.Validate().DataSize))
         {
             using var pair = new ChannelPair(Options);
             Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, [1, 2, 3]));
             int slot = pair.Inbound.Layout.TxRingOffset;
             TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(slot);
-            record.BufferOffset = offset;
-            record.Length = length;
-            record.Flags = flags;
-            record.Reserved = reserved;
+            spoil(ref record);
             pair.WriteHeader(slot, record);
 
             ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
@@ -68,6 +76,20 @@ public sealed class ChannelProtocolViolationTests
             Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
             Assert.Equal(0UL, pair.Inbound.Received);
         }
+    }
+
+    [Theory]
+    [InlineData(TransactionFlags.ErrorReply, 0UL, 0U, CallStatus.Ok)]
+    [InlineData(TransactionFlags.ErrorReply, 0UL, 0U, CallStatus.Unauthenticated)]
+    [InlineData(TransactionFlags.TwoWay, 0x8000_0000_0000_0001UL, TransactionRecordLayout.MaxDepth, CallStatus.Ok)]
+    [InlineData(TransactionFlags.TwoWay, 0UL, 0U, CallStatus.Ok)]
+    public void TryReceive_StatusAndChainWhereTheyBelong_AreDelivered(TransactionFlags flags, ulong chain, uint depth, CallStatus status)
+    {
+        using var pair = new ChannelPair(Options);
+        Assert.True(pair.Outbound.TrySend(1, 0, flags, [1, 2, 3], new RecordContext(chain, depth, status)));
+        TransactionRecord record = pair.ReceiveOne();
+        Assert.Equal(new RecordContext(chain, depth, status), record.Context);
+        Assert.Equal(flags, record.Flags);
     }
 
     [Fact]
@@ -96,7 +118,7 @@ public sealed class ChannelProtocolViolationTests
 
     [Theory]
     [InlineData(0, 0x1234UL)]                                      // magic
-    [InlineData(8, 2UL)]                                           // version
+    [InlineData(8, 1UL)]                                           // version 1: an older peer
     [InlineData(44, 8UL)]                                          // tx ring capacity differs from the announced one
     [InlineData(24, 0UL)]                                          // data offset
     [InlineData(RegionHeaderLayout.TxTailOffset, 1UL)]             // not a fresh ring

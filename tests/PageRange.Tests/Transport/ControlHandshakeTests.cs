@@ -71,7 +71,7 @@ public sealed class ControlHandshakeTests
             () => ControlHandshake.ConnectCoreAsync(name, s_options, hello, own.Handle, CancellationToken.None).AsTask().WaitAsync(TestTimeouts.Long));
 
         Assert.True(refused.RefusedByPeer);
-        Assert.Contains("the connecting process speaks PageRange protocol version 42, and the listener speaks version 1", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("the connecting process speaks PageRange protocol version 42, and the listener speaks version 2", refused.Message, StringComparison.Ordinal);
         var ours = Assert.IsType<ConnectionRefusedException>(await failures.NextAsync());
         Assert.False(ours.RefusedByPeer);
         Assert.Contains("protocol version 42", ours.Message, StringComparison.Ordinal);
@@ -99,7 +99,7 @@ public sealed class ControlHandshakeTests
         var theirs = await Assert.ThrowsAsync<ConnectionRefusedException>(() => accept.WaitAsync(TestTimeouts.Long));
 
         Assert.False(ours.RefusedByPeer);
-        Assert.Contains("the listener speaks PageRange protocol version 7, and the connecting process speaks version 1", ours.Message, StringComparison.Ordinal);
+        Assert.Contains("the listener speaks PageRange protocol version 7, and the connecting process speaks version 2", ours.Message, StringComparison.Ordinal);
         Assert.True(theirs.RefusedByPeer);
         Assert.Contains("protocol version 7", theirs.Message, StringComparison.Ordinal);
     }

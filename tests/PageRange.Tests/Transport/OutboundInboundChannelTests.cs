@@ -136,7 +136,7 @@ public sealed class OutboundInboundChannelTests
     [Fact]
     public void Send_ReceiverStopsFreeing_FailsWithRegionFullThenResumesAfterFrees()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 17, rings: 1024));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 25, rings: 1024));
         byte[] payload = new byte[1000];
         ulong next = 0;
         while (true)

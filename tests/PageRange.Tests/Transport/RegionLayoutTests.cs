@@ -73,14 +73,19 @@ public sealed class RegionLayoutTests
     [Fact]
     public void TransactionRecordLayout_SizeAndOffsets_ArePinned()
     {
-        Assert.Equal(32, Unsafe.SizeOf<TransactionRecordLayout>());
+        Assert.Equal(64, Unsafe.SizeOf<TransactionRecordLayout>());
         Assert.Equal(TransactionRecordLayout.Size, Unsafe.SizeOf<TransactionRecordLayout>());
         Assert.Equal(0, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.TransactionId)));
         Assert.Equal(8, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.BufferOffset)));
         Assert.Equal(16, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.Length)));
         Assert.Equal(20, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.Code)));
         Assert.Equal(24, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.Flags)));
-        Assert.Equal(28, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.Reserved)));
+        Assert.Equal(28, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.Status)));
+        Assert.Equal(32, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.ChainId)));
+        Assert.Equal(40, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.Depth)));
+        Assert.Equal(44, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.MetadataLength)));
+        Assert.Equal(48, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.Reserved0)));
+        Assert.Equal(56, (int)Marshal.OffsetOf<TransactionRecordLayout>(nameof(TransactionRecordLayout.Reserved1)));
     }
 
     [Fact]
@@ -122,7 +127,7 @@ public sealed class RegionLayoutTests
     {
         RegionLayout layout = RegionLayout.Compute(4L << 20, 1024, 1024);
         Assert.Equal(576, layout.TxRingOffset);
-        Assert.Equal(576 + (1024 * 32), layout.FreeRingOffset);
+        Assert.Equal(576 + (1024 * 64), layout.FreeRingOffset);
         long headerEnd = layout.FreeRingOffset + (1024 * 16);
         Assert.Equal((headerEnd + s_page - 1) / s_page * s_page, layout.DataOffset);
         Assert.Equal(layout.DataOffset, layout.HeaderBytes);

@@ -118,7 +118,7 @@ public sealed class RingTests : IDisposable
         Assert.True(_producer.TryPublish(ref stores, Record(1)));
         Assert.Equal(["payload", "record", "tail"], log);
         Assert.Equal(1UL, SharedTail);
-        Assert.Equal(Record(1), MemoryMarshal.Read<TransactionRecordLayout>(_region.GetSpan(SlotsOffset, 32)));
+        Assert.Equal(Record(1), MemoryMarshal.Read<TransactionRecordLayout>(_region.GetSpan(SlotsOffset, TransactionRecordLayout.Size)));
     }
 
     [Fact]
@@ -213,7 +213,7 @@ public sealed class RingTests : IDisposable
         public void StorePayload()
         {
             Assert.Equal(0UL, Tail);
-            Assert.Equal(default, MemoryMarshal.Read<TransactionRecordLayout>(region.GetSpan(SlotsOffset, 32)));
+            Assert.Equal(default, MemoryMarshal.Read<TransactionRecordLayout>(region.GetSpan(SlotsOffset, TransactionRecordLayout.Size)));
             log.Add("payload");
         }
 

@@ -16,7 +16,7 @@ namespace PageRange.Transport;
 /// The region's header is written here once, before the peer sees the region; afterwards this side never reads its
 /// configuration back (the layout is kept privately). The data area is mapped read-only, as binder maps a receiver's
 /// view. Every transaction record is copied to a local once and validated (offset and length inside the data area,
-/// no overflow, known flags) before use; anything invalid is a <see cref="ProtocolViolationException"/>, and the bad
+/// no overflow, known flags, status and chain where they belong, reserved words zero) before use; anything invalid is a <see cref="ProtocolViolationException"/>, and the bad
 /// record is not consumed, so every later receive fails the same way until the connection is closed.
 /// </para>
 /// <para>
@@ -291,16 +291,27 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         ulong dataSize = (ulong)_layout.DataSize;
         TransactionFlags flags = (TransactionFlags)raw.Flags;
+        bool twoWay = (flags & TransactionFlags.TwoWay) != 0;
+        bool errorReply = (flags & TransactionFlags.ErrorReply) != 0;
         // Each check reads only the private copy. Length <= dataSize - offset after offset <= dataSize cannot overflow.
+        // A status only on an error reply, a chain only on a two-way call: anything else is a peer that does not speak
+        // this version, and trusting half of its record would be worse than closing.
         if (raw.BufferOffset > dataSize
             || raw.Length > dataSize - raw.BufferOffset
             || (raw.BufferOffset & 7) != 0
             || !flags.IsValid()
-            || raw.Reserved != 0)
+            || raw.Status > TransactionRecordLayout.MaxStatus
+            || (raw.Status != 0 && !errorReply)
+            || raw.Depth > TransactionRecordLayout.MaxDepth
+            || (!twoWay && (raw.ChainId != 0 || raw.Depth != 0))
+            || raw.MetadataLength != 0
+            || raw.Reserved0 != 0
+            || raw.Reserved1 != 0)
         {
             ThrowBadRecord(raw, _layout.DataSize);
         }
-        return new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags);
+        return new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags,
+            new RecordContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status));
     }
 
     private void CheckInDataArea(in TransactionRecord record)
@@ -315,8 +326,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     private static void ThrowBadRecord(in TransactionRecordLayout raw, long dataSize) =>
         throw new ProtocolViolationException(
             $"The peer published an invalid transaction record: id {raw.TransactionId}, offset {raw.BufferOffset}, length {raw.Length}, " +
-            $"code {raw.Code}, flags 0x{raw.Flags:x}, reserved {raw.Reserved} (data area {dataSize} bytes, offsets 8-byte aligned, " +
-            "exactly one of Oneway/TwoWay/Reply/ErrorReply).");
+            $"code {raw.Code}, flags 0x{raw.Flags:x}, status {raw.Status}, chain {raw.ChainId} depth {raw.Depth}, metadata {raw.MetadataLength}, " +
+            $"reserved {raw.Reserved0}/{raw.Reserved1} (data area {dataSize} bytes, offsets 8-byte aligned, exactly one of " +
+            $"Oneway/TwoWay/Reply/ErrorReply, a status up to {TransactionRecordLayout.MaxStatus} only on ErrorReply, a chain only on " +
+            $"TwoWay, depth up to {TransactionRecordLayout.MaxDepth}, metadata and reserved words zero).");
 
     [DoesNotReturn]
     private void ThrowFreeRingFull() =>

@@ -134,7 +134,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
     /// <exception cref="BackingAllocationException">The kernel had no memory for a page of the buffer.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload)
+    /// <param name="context">The call chain of a two-way call, the status of an error reply; default otherwise.</param>
+    internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context = default)
     {
         ValidateFlags(flags);
         bool oneway = flags.IsOneway();
@@ -148,7 +149,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 return false;
             }
             CopyPayloadStores stores = new(payload, _pages.GetSpan(offset, payload.Length));
-            PublishUnsynchronized(ref stores, offset, payload.Length, transactionId, code, flags);
+            PublishUnsynchronized(ref stores, offset, payload.Length, transactionId, code, flags, context);
             return true;
         }
         finally
@@ -173,7 +174,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <exception cref="MessageTooLargeException">The payload can never fit.</exception>
     /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    internal void Send(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <param name="context">The call chain of a two-way call, the status of an error reply; default otherwise.</param>
+    internal void Send(
+        ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, TimeSpan timeout, CancellationToken cancellationToken,
+        in RecordContext context = default)
     {
         long deadline = Doorbell.DeadlineAfter(InboundChannel.ValidateTimeout(timeout));
         while (true)
@@ -181,7 +185,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // Read before trying: a free drained after a failed try (by another sender) changes it, so we do not park
             // through room that appeared in between.
             long freedBefore = Volatile.Read(ref _buffersFreed);
-            if (TrySend(transactionId, code, flags, payload))
+            if (TrySend(transactionId, code, flags, payload, context))
             {
                 return;
             }
@@ -271,7 +275,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <exception cref="ArgumentException">The buffer is not pending on this channel, the size is out of range, or the flags disagree with the reservation.</exception>
     /// <exception cref="ProtocolViolationException">The peer wrote an invalid ring index.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    internal void Commit(ref PendingBuffer buffer, int actualSize, ulong transactionId, uint code, TransactionFlags flags)
+    /// <param name="context">The call chain of a two-way call; default otherwise.</param>
+    internal void Commit(ref PendingBuffer buffer, int actualSize, ulong transactionId, uint code, TransactionFlags flags, in RecordContext context = default)
     {
         CheckPending(buffer);
         ArgumentOutOfRangeException.ThrowIfNegative(actualSize);
@@ -287,7 +292,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             ThrowIfDisposed();
             InPlaceStores<TransactionRecordLayout> stores = default;
-            PublishUnsynchronized(ref stores, buffer.Offset, actualSize, transactionId, code, flags);
+            PublishUnsynchronized(ref stores, buffer.Offset, actualSize, transactionId, code, flags, context);
             buffer.Complete();
         }
         finally
@@ -401,7 +406,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>Commits the reserved buffer at <paramref name="offset"/> and publishes its record: payload, record, tail.</summary>
-    private void PublishUnsynchronized<TStores>(ref TStores stores, long offset, int length, ulong transactionId, uint code, TransactionFlags flags)
+    private void PublishUnsynchronized<TStores>(
+        ref TStores stores, long offset, int length, ulong transactionId, uint code, TransactionFlags flags, in RecordContext context)
         where TStores : IPublishStores<TransactionRecordLayout>, allows ref struct
     {
         // An honest receiver consumes a record before it frees the buffer, so records waiting on the ring are live
@@ -431,6 +437,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
             Length = (uint)length,
             Code = code,
             Flags = (uint)flags,
+            Status = (uint)context.Status,
+            ChainId = context.ChainId,
+            Depth = context.Depth,
         };
         bool published = _txRing.TryPublish(ref stores, in record);
         Debug.Assert(published, "FreeSlots said a slot is free, and only this thread (holding the lock) publishes.");

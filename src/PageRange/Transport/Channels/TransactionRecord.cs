@@ -6,7 +6,8 @@ namespace PageRange.Transport;
 /// <param name="Length">The payload's length in bytes.</param>
 /// <param name="Code">What the transaction asks for (binder's <c>code</c>).</param>
 /// <param name="Flags">Valid flags: exactly one kind.</param>
-internal readonly record struct TransactionRecord(ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags)
+/// <param name="Context">The chain of a two-way call, or the status of an error reply.</param>
+internal readonly record struct TransactionRecord(ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags, RecordContext Context = default)
 {
     /// <summary>Whether no reply is expected.</summary>
     internal bool IsOneway => Flags.IsOneway();

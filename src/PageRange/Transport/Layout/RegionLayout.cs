@@ -7,7 +7,7 @@ namespace PageRange.Transport;
 /// <remarks>
 /// <code>
 /// 0                 RegionHeaderLayout (576 bytes)
-/// TxRingOffset      TxRingCapacity   x TransactionRecordLayout (32 bytes)   writer -> receiver
+/// TxRingOffset      TxRingCapacity   x TransactionRecordLayout (64 bytes)   writer -> receiver
 /// FreeRingOffset    FreeRingCapacity x FreeRecordLayout (16 bytes)          receiver -> writer
 /// DataOffset        data area, page-aligned, to the end of the region
 /// </code>
