@@ -5,10 +5,10 @@ namespace PageRange;
 /// the region it offered is invalid. The message says which side refused and why.
 /// </summary>
 /// <remarks>
-/// Both sides learn of a refusal: the refusing side sends the reason to its peer before closing, so the refused side
-/// raises this exception with the peer's reason (<see cref="RefusedByPeer"/> is <see langword="true"/>), and the
-/// refusing side raises it with its own (<see langword="false"/>; a listener reports it through
-/// <c>PageRangeListener.HandshakeFailed</c> and keeps accepting).
+/// Both sides learn of a refusal, but only the refusing side learns why: it raises this exception with the reason
+/// (<see cref="RefusedByPeer"/> is <see langword="false"/>; a listener reports it through
+/// <c>PageRangeListener.HandshakeFailed</c> and keeps accepting), while the refused side is only told that it was
+/// refused (<see langword="true"/>), because the reason may name the refusing side's limits and configuration.
 /// </remarks>
 public sealed class ConnectionRefusedException : PageRangeException
 {

@@ -73,6 +73,7 @@ public sealed class PageRangeOptions
         AllowAnyUid = values.AllowAnyUid;
         AllowedUids = allowedUids;
         CopyConnectionProtocolOptions(values);
+        CopyHardeningFrom(values);
     }
 
     /// <summary>
@@ -337,5 +338,33 @@ public sealed class PageRangeOptions
     {
         _maxCallDepth = values._maxCallDepth;
         _copyIncomingPayloads = values._copyIncomingPayloads;
+    }
+
+    // Hardening of the control plane and the listener (issue 11): every option of that work is in this block.
+
+    private TimeSpan _helloTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// The longest a listener waits, after accepting a socket, for the connecting process's first frame (its hello).
+    /// Each handshake has its own deadline, so a silent client costs only its own slot, never another client's time.
+    /// </summary>
+    /// <remarks>Defaults to 5 seconds; <see cref="ConnectTimeout"/> still bounds the whole handshake when it is shorter.
+    /// Positive, or <see cref="Timeout.InfiniteTimeSpan"/>.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is zero or negative and not infinite.</exception>
+    public TimeSpan HelloTimeout
+    {
+        get => _helloTimeout;
+        set => _helloTimeout = CheckTimeout(value, allowZero: false);
+    }
+
+    /// <summary>The first-frame deadline a listener applies: the shorter of <see cref="HelloTimeout"/> and <see cref="ConnectTimeout"/>.</summary>
+    internal TimeSpan EffectiveHelloTimeout =>
+        _helloTimeout == Timeout.InfiniteTimeSpan ? _connectTimeout
+        : _connectTimeout == Timeout.InfiniteTimeSpan ? _helloTimeout
+        : _helloTimeout < _connectTimeout ? _helloTimeout : _connectTimeout;
+
+    private void CopyHardeningFrom(PageRangeOptions values)
+    {
+        _helloTimeout = values._helloTimeout;
     }
 }

@@ -15,7 +15,7 @@ public sealed partial class PageRangeServer
             {
                 if (transaction.IsTwoWay)
                 {
-                    ReplyError(transaction, CallStatus.Unavailable, "The server is shutting down and takes no new calls.");
+                    ServerReplies.ReplyError(transaction, CallStatus.Unavailable, "The server is shutting down and takes no new calls.");
                 }
             }
             return;
@@ -109,25 +109,7 @@ public sealed partial class PageRangeServer
         PageRangeMetrics.RecordServerCallFailed(status);
         if (transaction.IsLive && transaction.IsTwoWay)
         {
-            ReplyError(transaction, status, message);
-        }
-    }
-
-    /// <summary>Sends an error reply with a status; quietly does nothing if the call was answered or the caller is gone.</summary>
-    private static void ReplyError(Transaction transaction, CallStatus status, string message)
-    {
-        try
-        {
             ServerReplies.ReplyError(transaction, status, message);
-        }
-        catch (InvalidOperationException)
-        {
-            // The handler replied before it failed: the caller has its answer.
-        }
-        catch (PageRangeException)
-        {
-            // The caller is gone, or its region has no room even for the error: disposing the call tells it over the
-            // control socket (binder's BR_FAILED_REPLY).
         }
     }
 }

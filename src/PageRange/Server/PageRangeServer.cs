@@ -53,7 +53,10 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         _listener = listener;
         _listener.HandshakeFailed += OnHandshakeFailed;
         _pool = new ServerWorkerPool(name, options.MinThreads, options.MaxThreads, options.IdleThreadTimeout, Run);
-        _accept = new ServerAcceptLoop(listener, options.ConcurrentHandshakes, AdmitAsync, OnAcceptFailed);
+        _accept = new ServerAcceptLoop(listener, AdmitAsync, OnAcceptFailed);
+        // Refuse over a limit before the handshake maps anything; AdmitAsync checks again once the handshake is done,
+        // exactly, because two clients may pass this early check at the same time.
+        _listener.Admit = AdmitEarly;
         if (options.StartShrinkerMonitor && Shrinker.Shared.Monitor is null)
         {
             try
@@ -73,7 +76,10 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     /// <summary>Raised when a client's connection ended, with the reason; the server goes on serving the others.</summary>
     public event EventHandler<ClientDisconnectedEventArgs>? ClientDisconnected;
 
-    /// <summary>Raised when a limit refused a client after its handshake; the reason names the limit.</summary>
+    /// <summary>
+    /// Raised when a limit refused a client; the reason names the limit. Refused before its handshake (the usual
+    /// case), the client also shows in <see cref="HandshakeFailed"/>; the client itself learns only that it was refused.
+    /// </summary>
     public event EventHandler<ClientRefusedEventArgs>? ClientRefused;
 
     /// <summary>Raised when a process that connected failed its handshake (refused uid, bad hello, silent, gone).</summary>
@@ -224,6 +230,31 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         _listener.HandshakeFailed -= OnHandshakeFailed;
     }
 
+    /// <summary>The listener's admission hook: refuses a peer at once if a limit is reached now.</summary>
+    private string? AdmitEarly(Interop.PeerCredentials peer)
+    {
+        string? refusal;
+        lock (_sessionsLock)
+        {
+            refusal = CheckLimitsUnsynchronized(peer.Uid);
+        }
+        if (refusal is not null)
+        {
+            PageRangeMetrics.RecordServerClientRefused();
+            Raise(ClientRefused, new ClientRefusedEventArgs(peer.Pid, peer.Uid, peer.Gid, refusal));
+        }
+        return refusal;
+    }
+
+    private string? CheckLimitsUnsynchronized(uint uid)
+    {
+        _clientsPerUid.TryGetValue(uid, out int ofUid);
+        return _stopping ? "the server is stopping"
+            : _sessions.Count >= _options.MaxClients ? $"MaxClients reached: {_sessions.Count} of {_options.MaxClients} clients are connected"
+            : ofUid >= _options.MaxClientsPerUid ? $"MaxClientsPerUid reached: uid {uid} has {ofUid} of {_options.MaxClientsPerUid} clients connected"
+            : null;
+    }
+
     /// <summary>Admits a connection that completed its handshake, or refuses it if a limit says so.</summary>
     private async Task AdmitAsync(PageRangeConnection connection)
     {
@@ -231,21 +262,10 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         ClientSession? session = null;
         lock (_sessionsLock)
         {
-            _clientsPerUid.TryGetValue(connection.PeerUid, out int ofUid);
-            if (_stopping)
+            refusal = CheckLimitsUnsynchronized(connection.PeerUid);
+            if (refusal is null)
             {
-                refusal = "the server is stopping";
-            }
-            else if (_sessions.Count >= _options.MaxClients)
-            {
-                refusal = $"MaxClients reached: {_sessions.Count} of {_options.MaxClients} clients are connected";
-            }
-            else if (ofUid >= _options.MaxClientsPerUid)
-            {
-                refusal = $"MaxClientsPerUid reached: uid {connection.PeerUid} has {ofUid} of {_options.MaxClientsPerUid} clients connected";
-            }
-            else
-            {
+                _clientsPerUid.TryGetValue(connection.PeerUid, out int ofUid);
                 var info = new ClientInfo(++_nextClientId, connection.PeerPid, connection.PeerUid, connection.PeerGid, DateTimeOffset.UtcNow);
                 session = new ClientSession(this, connection, info);
                 _sessions.Add(info.Id, session);

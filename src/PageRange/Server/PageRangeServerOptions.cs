@@ -14,7 +14,6 @@ public sealed class PageRangeServerOptions
     private int _minThreads = 1;
     private int _maxThreads = Math.Max(4, Environment.ProcessorCount * 2);
     private TimeSpan _idleThreadTimeout = TimeSpan.FromSeconds(10);
-    private int _concurrentHandshakes = 4;
 
     /// <summary>The options of every client connection (region size, rings, timeouts, allowed uids).</summary>
     /// <remarks>Defaults to <see cref="PageRangeOptions"/>'s defaults.</remarks>
@@ -88,23 +87,6 @@ public sealed class PageRangeServerOptions
             ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1));
             ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromHours(1));
             _idleThreadTimeout = value;
-        }
-    }
-
-    /// <summary>
-    /// How many handshakes may run at once, each bounded by <see cref="PageRangeOptions.ConnectTimeout"/>: a client that
-    /// connects and stays silent holds one of them, never the others.
-    /// </summary>
-    /// <remarks>Defaults to 4. From 1 to 64.</remarks>
-    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
-    public int ConcurrentHandshakes
-    {
-        get => _concurrentHandshakes;
-        set
-        {
-            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
-            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, 64);
-            _concurrentHandshakes = value;
         }
     }
 

@@ -3,9 +3,9 @@ using PageRange.Transport;
 namespace PageRange.Server;
 
 /// <summary>
-/// A server's accept side: several handshakes at once on one listener, so a client that connects and stays silent
-/// holds one of them for at most its handshake deadline and never delays the others; each accepted connection goes to
-/// the admission callback; nothing one client does ends the loop.
+/// A server's accept side: takes each connection whose handshake completed (the listener runs handshakes concurrently,
+/// each with its own deadline, so a silent client never delays another) and hands it to the admission callback;
+/// nothing one client does ends the loop.
 /// </summary>
 internal sealed class ServerAcceptLoop : IDisposable
 {
@@ -17,34 +17,27 @@ internal sealed class ServerAcceptLoop : IDisposable
     private readonly Func<PageRangeConnection, Task> _admit;
     private readonly Action<Exception> _failed;
     private readonly CancellationTokenSource _stop = new();
-    private readonly Task[] _loops;
+    private Task _loop = Task.CompletedTask;
 
-    internal ServerAcceptLoop(PageRangeListener listener, int concurrency, Func<PageRangeConnection, Task> admit, Action<Exception> failed)
+    internal ServerAcceptLoop(PageRangeListener listener, Func<PageRangeConnection, Task> admit, Action<Exception> failed)
     {
         _listener = listener;
         _admit = admit;
         _failed = failed;
-        _loops = new Task[concurrency];
     }
 
-    internal void Start()
-    {
-        for (int i = 0; i < _loops.Length; i++)
-        {
-            _loops[i] = Task.Run(AcceptLoopAsync);
-        }
-    }
+    internal void Start() => _loop = Task.Run(AcceptLoopAsync);
 
-    /// <summary>Stops accepting: closes the listener (its name is free at once) and waits for the loops to end.</summary>
+    /// <summary>Stops accepting: closes the listener (its name is free at once) and waits for the loop to end.</summary>
     internal async Task StopAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
         await _listener.DisposeAsync().ConfigureAwait(false);
-        await Task.WhenAll(_loops).ConfigureAwait(false);
+        await _loop.ConfigureAwait(false);
         Dispose();
     }
 
-    /// <summary>Frees the stop signal; <see cref="StopAsync"/> calls this once the loops ended.</summary>
+    /// <summary>Frees the stop signal; <see cref="StopAsync"/> calls this once the loop ended.</summary>
     public void Dispose() => _stop.Dispose();
 
     private async Task AcceptLoopAsync()

@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Net.Sockets;
+using System.Threading.Channels;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -8,33 +10,81 @@ namespace PageRange.Transport;
 /// no file behind and disappears with the process, even after a crash.
 /// </summary>
 /// <remarks>
+/// <para>
 /// Every process that connects is checked with <c>SO_PEERCRED</c> (by default only the same uid is allowed; see
-/// <see cref="PageRangeOptions.AllowedUids"/>) and must complete the handshake within
-/// <see cref="PageRangeOptions.ConnectTimeout"/>. A handshake that fails is reported through <see cref="HandshakeFailed"/>
-/// and does not end <see cref="AcceptAsync"/>, so a bad client cannot stop a server. Handshakes run one at a time.
-/// Thread safety: every member may be called from any thread.
+/// <see cref="PageRangeOptions.AllowedUids"/>) and must send its hello within <see cref="PageRangeOptions.HelloTimeout"/>
+/// and complete the handshake within <see cref="PageRangeOptions.ConnectTimeout"/>. Handshakes run concurrently, each
+/// on its own task with its own deadlines, from the first <see cref="AcceptAsync"/> on: a silent or slow client never
+/// delays another, and <see cref="AcceptAsync"/> returns the next handshake that completed. A handshake that fails is
+/// reported through <see cref="HandshakeFailed"/> and never ends <see cref="AcceptAsync"/>, so a bad client cannot stop
+/// a server.
+/// </para>
+/// <para>
+/// Bounded work: at most <see cref="MaxConcurrentHandshakes"/> handshakes run at once and at most
+/// <see cref="MaxCompletedWaiting"/> completed ones wait for <see cref="AcceptAsync"/>; beyond that the listener stops
+/// taking new sockets (they wait in the kernel's backlog) until one is done.
+/// </para>
+/// <para>Thread safety: every member may be called from any thread.</para>
 /// </remarks>
 public sealed class PageRangeListener : IAsyncDisposable
 {
+    /// <summary>The most handshakes that run at once.</summary>
+    internal const int MaxConcurrentHandshakes = 64;
+
+    /// <summary>The most completed handshakes that wait for <see cref="AcceptAsync"/>.</summary>
+    internal const int MaxCompletedWaiting = 16;
+
     private const int Backlog = 128;
+
+    // How long the accept loop pauses after accept(2) failed for a reason that is not one client's (EMFILE, ENOBUFS):
+    // long enough not to spin, short enough that the listener recovers at once when descriptors free up.
+    private static readonly TimeSpan s_acceptRetryDelay = TimeSpan.FromMilliseconds(50);
 
     private readonly Socket _socket;
     private readonly PageRangeOptions _options;
     private readonly CancellationTokenSource _disposing = new();
+    private readonly SemaphoreSlim _handshakeSlots = new(MaxConcurrentHandshakes, MaxConcurrentHandshakes);
+    private readonly Channel<CompletedHandshake> _completed = Channel.CreateBounded<CompletedHandshake>(
+        new BoundedChannelOptions(MaxCompletedWaiting) { FullMode = BoundedChannelFullMode.Wait });
+    private readonly ConcurrentDictionary<Task, bool> _handshakes = new();
+    private readonly Lock _startLock = new();
+    private readonly IDisposable? _ownedPath;
+    private Task _acceptLoop = Task.CompletedTask;
+    private OwnFactory? _factory;
     private int _disposed;
 
-    private PageRangeListener(Socket socket, string name, PageRangeOptions options)
+    private PageRangeListener(Socket socket, string name, PageRangeOptions options, IDisposable? ownedPath)
     {
         _socket = socket;
         Name = name;
         _options = options;
+        _ownedPath = ownedPath;
     }
 
-    /// <summary>Raised, on the accepting thread, for each process whose handshake failed.</summary>
+    /// <summary>
+    /// Raised for each process whose handshake failed, and when accepting a socket failed for a reason that is not one
+    /// client's (the process is out of descriptors); the listener keeps accepting either way.
+    /// </summary>
+    /// <remarks>
+    /// Raised on the failed handshake's own task, so handlers may run concurrently with each other; a handler must be
+    /// thread-safe and should return quickly. An exception a handler throws is ignored: it must not stop the listener.
+    /// </remarks>
     public event EventHandler<HandshakeFailedEventArgs>? HandshakeFailed;
 
     /// <summary>The name this listener listens on.</summary>
     public string Name { get; }
+
+    /// <summary>
+    /// The admission check, called on each handshake's task right after the peer's credentials (<c>SO_PEERCRED</c>)
+    /// were read and its uid allowed: a non-null result refuses that peer, and the result is the reason given to
+    /// <see cref="HandshakeFailed"/> (the peer only learns that it was refused).
+    /// </summary>
+    /// <remarks>
+    /// May be called concurrently from several handshakes, so it must be thread-safe. A peer it admits may still fail
+    /// its handshake later (its <see cref="HandshakeFailedEventArgs.PeerPid"/> then says so). An exception it throws
+    /// fails only that handshake.
+    /// </remarks>
+    internal Func<Interop.PeerCredentials, string?>? Admit { get; set; }
 
     /// <summary>Starts listening on <paramref name="name"/>.</summary>
     /// <param name="name">The name: 1 to 97 bytes of UTF-8, no NUL. Processes connect with the same name.</param>
@@ -45,8 +95,10 @@ public sealed class PageRangeListener : IAsyncDisposable
     /// <exception cref="PlatformNotSupportedException">Not on Linux.</exception>
     public static PageRangeListener Listen(string name, PageRangeOptions? options = null)
     {
-        UnixDomainSocketEndPoint endPoint = ControlHandshake.GetEndPoint(name);
+        options = (options ?? new PageRangeOptions()).Clone();
+        ControlHandshake.ValidateName(name);
         Interop.EnsureLinux();
+        UnixDomainSocketEndPoint endPoint = ControlHandshake.GetEndPoint(name);
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
@@ -65,78 +117,67 @@ public sealed class PageRangeListener : IAsyncDisposable
             socket.Dispose();
             throw;
         }
-        return new PageRangeListener(socket, name, (options ?? new PageRangeOptions()).Clone());
+        return new PageRangeListener(socket, name, options, ownedPath: null);
     }
 
-    /// <summary>Waits for a process to connect and completes the handshake with it.</summary>
-    /// <param name="cancellationToken">Stops waiting.</param>
+    /// <summary>Waits for the next process whose handshake completed and returns its connection.</summary>
+    /// <param name="cancellationToken">Stops waiting; handshakes in progress go on for the next call.</param>
     /// <returns>The connection.</returns>
     /// <exception cref="ObjectDisposedException">The listener was disposed.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask<PageRangeConnection> AcceptAsync(CancellationToken cancellationToken = default)
     {
-        (HandshakeResult handshake, InboundChannel inbound) = await AcceptHandshakeAsync(
-            () => PageRangeConnection.CreateInbound(Name, _options), static inbound => inbound.Region, cancellationToken).ConfigureAwait(false);
-        return await PageRangeConnection.CreateAsync(Name, handshake, inbound, _options).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Accepts the next process whose handshake succeeds. For each attempt it creates this side's receive state with
-    /// <paramref name="createOwn"/> and offers the region <paramref name="regionOf"/> returns; a failed attempt disposes
-    /// that state (the refused peer may hold its memfd, so it is never reused) and is reported through
-    /// <see cref="HandshakeFailed"/>.
-    /// </summary>
-    /// <typeparam name="TOwn">What owns this side's region, e.g. the inbound channel.</typeparam>
-    /// <returns>The handshake and the state created for it, both the caller's.</returns>
-    internal async ValueTask<(HandshakeResult Handshake, TOwn Own)> AcceptHandshakeAsync<TOwn>(
-        Func<TOwn> createOwn, Func<TOwn, SharedRegion> regionOf, CancellationToken cancellationToken)
-        where TOwn : IDisposable
-    {
-        ArgumentNullException.ThrowIfNull(createOwn);
-        ArgumentNullException.ThrowIfNull(regionOf);
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _disposing.Token);
         while (true)
         {
-            Socket accepted = await AcceptSocketAsync(linked.Token).ConfigureAwait(false);
-
-            TOwn own;
+            (HandshakeResult handshake, InboundChannel inbound) = await AcceptHandshakeAsync(
+                () => PageRangeConnection.CreateInbound(Name, _options), static inbound => inbound.Region, cancellationToken).ConfigureAwait(false);
+            Interop.PeerCredentials peer = handshake.PeerCredentials;
             try
             {
-                own = createOwn();
-            }
-            catch
-            {
-                accepted.Dispose();
-                throw;
-            }
-
-            try
-            {
-                HandshakeResult handshake = await ControlHandshake.AcceptAsync(accepted, Name, _options, regionOf(own), linked.Token)
-                    .ConfigureAwait(false);
-                return (handshake, own);
+                return await PageRangeConnection.CreateAsync(Name, handshake, inbound, _options).ConfigureAwait(false);
             }
             catch (Exception error) when (error is not OperationCanceledException)
             {
-                // Whatever one client did wrong, the listener keeps serving the others.
-                own.Dispose();
-                HandshakeFailed?.Invoke(this, new HandshakeFailedEventArgs(error));
-            }
-            catch (OperationCanceledException) when (_disposing.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                own.Dispose();
-                throw new ObjectDisposedException(nameof(PageRangeListener), $"The listener on '{Name}' was disposed.");
-            }
-            catch
-            {
-                own.Dispose();
-                throw;
+                // CreateAsync closed both. The handshake validated the peer's region, but the peer may have rewritten its
+                // header since: that is its failure, not the listener's.
+                RaiseHandshakeFailed(error, peer);
             }
         }
     }
 
+    /// <summary>
+    /// Takes the next completed handshake. The first call fixes how every handshake of this listener creates this
+    /// side's receive state: <paramref name="createOwn"/>, called once the peer's hello passed its checks, and the
+    /// region <paramref name="regionOf"/> returns is offered to the peer. A failed handshake disposes that state (the
+    /// refused peer may hold its memfd, so it is never reused) and is reported through <see cref="HandshakeFailed"/>.
+    /// </summary>
+    /// <typeparam name="TOwn">What owns this side's region, e.g. the inbound channel; the same on every call.</typeparam>
+    /// <returns>The handshake and the state created for it, both the caller's.</returns>
+    /// <exception cref="InvalidOperationException">An earlier call fixed another <typeparamref name="TOwn"/>.</exception>
+    internal async ValueTask<(HandshakeResult Handshake, TOwn Own)> AcceptHandshakeAsync<TOwn>(
+        Func<TOwn> createOwn, Func<TOwn, SharedRegion> regionOf, CancellationToken cancellationToken)
+        where TOwn : class, IDisposable
+    {
+        ArgumentNullException.ThrowIfNull(createOwn);
+        ArgumentNullException.ThrowIfNull(regionOf);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        EnsureStarted(new OwnFactory(typeof(TOwn), () => createOwn(), own => regionOf((TOwn)own)));
+        CompletedHandshake completed;
+        try
+        {
+            completed = await _completed.Reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException closed)
+        {
+            throw closed.InnerException is { } fatal
+                ? new PageRangeException($"The listener on '{Name}' stopped accepting: {fatal.Message}", fatal)
+                : new ObjectDisposedException(nameof(PageRangeListener), $"The listener on '{Name}' was disposed.");
+        }
+        return (completed.Handshake, (TOwn)completed.Own);
+    }
+
     /// <summary>Accepts the next connected socket, before any handshake. A seam for tests that drive the handshake themselves.</summary>
+    /// <remarks>Do not mix with <see cref="AcceptAsync"/> on one listener: both take sockets from the same queue.</remarks>
     /// <exception cref="ObjectDisposedException">The listener was disposed.</exception>
     internal async ValueTask<Socket> AcceptSocketAsync(CancellationToken cancellationToken)
     {
@@ -151,7 +192,10 @@ public sealed class PageRangeListener : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops listening and frees the name at once; connections already accepted are not affected.</summary>
+    /// <summary>
+    /// Stops listening and frees the name at once, ends the handshakes in progress and closes the completed ones nobody
+    /// accepted; connections already accepted are not affected.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -160,6 +204,164 @@ public sealed class PageRangeListener : IAsyncDisposable
         }
         await _disposing.CancelAsync().ConfigureAwait(false);
         _socket.Dispose();
+        _ownedPath?.Dispose();
+        Task loop;
+        lock (_startLock)
+        {
+            loop = _acceptLoop;
+        }
+        await loop.ConfigureAwait(false);
+        // The loop has ended, so no handshake starts any more; wait for those in flight (they see _disposing at once).
+        await Task.WhenAll(_handshakes.Keys).ConfigureAwait(false);
+        _completed.Writer.TryComplete();
+        while (_completed.Reader.TryRead(out CompletedHandshake completed))
+        {
+            await completed.Handshake.DisposeAsync().ConfigureAwait(false);
+            completed.Own.Dispose();
+        }
         _disposing.Dispose();
     }
+
+    private void EnsureStarted(OwnFactory factory)
+    {
+        lock (_startLock)
+        {
+            if (_factory is null)
+            {
+                ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+                _factory = factory;
+                _acceptLoop = Task.Run(AcceptLoopAsync);
+            }
+            else if (_factory.OwnType != factory.OwnType)
+            {
+                throw new InvalidOperationException(
+                    $"The listener on '{Name}' creates {_factory.OwnType.Name} for its handshakes; it cannot also create {factory.OwnType.Name}.");
+            }
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        CancellationToken stopping = _disposing.Token;
+        try
+        {
+            while (true)
+            {
+                await _handshakeSlots.WaitAsync(stopping).ConfigureAwait(false);
+                Socket accepted;
+                try
+                {
+                    accepted = await _socket.AcceptAsync(stopping).ConfigureAwait(false);
+                }
+                catch (SocketException error) when (!stopping.IsCancellationRequested)
+                {
+                    // EMFILE, ENOBUFS, ECONNABORTED...: the process's trouble or one client's, never a reason to stop.
+                    _handshakeSlots.Release();
+                    RaiseHandshakeFailed(
+                        new PageRangeException($"Accepting a connection on '{Name}' failed: {error.Message}", error), peer: null);
+                    await Task.Delay(s_acceptRetryDelay, stopping).ConfigureAwait(false);
+                    continue;
+                }
+                catch
+                {
+                    _handshakeSlots.Release();
+                    throw;
+                }
+                StartHandshake(accepted);
+            }
+        }
+        catch (Exception error) when (stopping.IsCancellationRequested && error is OperationCanceledException or ObjectDisposedException or SocketException)
+        {
+            // Disposed: DisposeAsync closes what is left.
+        }
+        catch (Exception error)
+        {
+            // Nothing a client does gets here; AcceptAsync reports it from now on.
+            _completed.Writer.TryComplete(error);
+        }
+    }
+
+    private void StartHandshake(Socket socket)
+    {
+        Task handshake = HandshakeAsync(socket);
+        _handshakes.TryAdd(handshake, true);
+        // Remove it once done; if it finished before TryAdd, this runs inline and still removes it.
+        _ = handshake.ContinueWith(
+            static (done, state) => ((ConcurrentDictionary<Task, bool>)state!).TryRemove(done, out _),
+            _handshakes, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private async Task HandshakeAsync(Socket socket)
+    {
+        // Leave the accept loop's thread at once: this handshake's work must not delay the next accept.
+        await Task.Yield();
+        CancellationToken stopping = _disposing.Token;
+        OwnFactory factory = _factory!;
+        IDisposable? own = null;
+        Interop.PeerCredentials? peer = null;
+        try
+        {
+            ControlChannel channel = new(socket, Name);
+            peer = channel.PeerCredentials;
+            HandshakeResult handshake = await ControlHandshake.AcceptChannelAsync(
+                channel, _options, OfferOwn, Admit, stopping).ConfigureAwait(false);
+            try
+            {
+                await _completed.Writer.WriteAsync(new CompletedHandshake(handshake, own!), stopping).ConfigureAwait(false);
+            }
+            catch
+            {
+                await handshake.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+        catch (Exception error)
+        {
+            own?.Dispose();
+            if (!stopping.IsCancellationRequested)
+            {
+                RaiseHandshakeFailed(error, peer);
+            }
+        }
+        finally
+        {
+            _handshakeSlots.Release();
+        }
+
+        (HelloMessage, SafeMemfdHandle) OfferOwn()
+        {
+            own = factory.Create();
+            SharedRegion region = factory.RegionOf(own);
+            return (ControlHandshake.CreateHello(_options, region), region.Handle);
+        }
+    }
+
+    private void RaiseHandshakeFailed(Exception error, Interop.PeerCredentials? peer)
+    {
+        EventHandler<HandshakeFailedEventArgs>? handlers = HandshakeFailed;
+        if (handlers is null)
+        {
+            return;
+        }
+        var args = new HandshakeFailedEventArgs(error, peer);
+        foreach (EventHandler<HandshakeFailedEventArgs> handler in handlers.GetInvocationList().Cast<EventHandler<HandshakeFailedEventArgs>>())
+        {
+            try
+            {
+                handler(this, args);
+            }
+#pragma warning disable CA1031 // A handler's bug must not stop the listener, and there is nobody to rethrow to.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+                // Ignored on purpose (see the event's remarks).
+            }
+        }
+    }
+
+    /// <summary>How every handshake of this listener creates this side's receive state.</summary>
+    private sealed record OwnFactory(Type OwnType, Func<IDisposable> Create, Func<IDisposable, SharedRegion> RegionOf);
+
+    /// <summary>A handshake that completed and waits for <see cref="AcceptAsync"/>, with the state created for it.</summary>
+    private readonly record struct CompletedHandshake(HandshakeResult Handshake, IDisposable Own);
 }

@@ -57,7 +57,7 @@ public sealed class ControlHandshakeTests
     }
 
     [Fact]
-    public async Task Connect_WrongProtocolVersion_RefusedWithTheReasonOnBothSides()
+    public async Task Connect_WrongProtocolVersion_RefusedWithTheReasonOnlyOnTheListener()
     {
         string name = UniqueName();
         await using PageRangeListener listener = PageRangeListener.Listen(name, s_options);
@@ -71,7 +71,8 @@ public sealed class ControlHandshakeTests
             () => ControlHandshake.ConnectCoreAsync(name, s_options, hello, own.Handle, CancellationToken.None).AsTask().WaitAsync(TestTimeouts.Long));
 
         Assert.True(refused.RefusedByPeer);
-        Assert.Contains("the connecting process speaks PageRange protocol version 42, and the listener speaks version 2", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("version", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("refused the connection; it keeps the reason to itself", refused.Message, StringComparison.Ordinal);
         var ours = Assert.IsType<ConnectionRefusedException>(await failures.NextAsync());
         Assert.False(ours.RefusedByPeer);
         Assert.Contains("protocol version 42", ours.Message, StringComparison.Ordinal);
@@ -101,7 +102,7 @@ public sealed class ControlHandshakeTests
         Assert.False(ours.RefusedByPeer);
         Assert.Contains("the listener speaks PageRange protocol version 7, and the connecting process speaks version 2", ours.Message, StringComparison.Ordinal);
         Assert.True(theirs.RefusedByPeer);
-        Assert.Contains("protocol version 7", theirs.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("version", theirs.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -135,7 +136,7 @@ public sealed class ControlHandshakeTests
             () => ControlHandshake.ConnectCoreAsync(name, s_options, announced, offered!, CancellationToken.None).AsTask().WaitAsync(TestTimeouts.Long));
 
         Assert.True(refused.RefusedByPeer);
-        Assert.Contains(reason, refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(reason, refused.Message, StringComparison.Ordinal);
         var ours = Assert.IsType<ConnectionRefusedException>(await failures.NextAsync());
         Assert.Contains(reason, ours.Message, StringComparison.Ordinal);
         await accepting.CancelAsync();

@@ -303,7 +303,10 @@ internal sealed class ControlChannel : IAsyncDisposable
                 if (message is RefusalMessage refusal)
                 {
                     // The listener may still refuse after our Ready (it found a stray descriptor): the connection is over.
-                    reason = new PeerDiedException($"The peer (pid {PeerCredentials.Pid}) on '{_name}' closed the connection: {refusal.Reason}");
+                    string said = PeerText.Sanitize(refusal.Reason);
+                    reason = new PeerDiedException(said.Length == 0
+                        ? $"The peer (pid {PeerCredentials.Pid}) on '{_name}' refused the connection after it was set up."
+                        : $"The peer (pid {PeerCredentials.Pid}) on '{_name}' refused the connection after it was set up; it said: \"{said}\".");
                     ShutdownSocket();
                     break;
                 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Numerics;
 using System.Text;
@@ -136,7 +137,7 @@ internal static class ControlHandshake
                 _ => throw await RefuseAsync(channel, $"{Listener} answered the hello with a {reply.Kind} message", timeout.Token).ConfigureAwait(false),
             };
 
-            SharedRegion peerRegion = await OpenPeerRegionAsync(channel, peerHello, Listener, Connector, timeout.Token).ConfigureAwait(false);
+            SharedRegion peerRegion = await OpenPeerRegionAsync(channel, peerHello, options, Listener, Connector, timeout.Token).ConfigureAwait(false);
             try
             {
                 await RefuseIfExtraDescriptorAsync(channel, Listener, timeout.Token).ConfigureAwait(false);
@@ -182,17 +183,51 @@ internal static class ControlHandshake
     }
 
     /// <summary>The body of <see cref="AcceptAsync"/>, which tests also call to announce any hello with any descriptor.</summary>
-    internal static async ValueTask<HandshakeResult> AcceptCoreAsync(
+    internal static ValueTask<HandshakeResult> AcceptCoreAsync(
         Socket socket, string name, PageRangeOptions options, HelloMessage ownHello, SafeMemfdHandle ownDescriptor, CancellationToken cancellationToken)
     {
         var channel = new ControlChannel(socket, name);
+        return AcceptChannelAsync(channel, options, () => (ownHello, ownDescriptor), admit: null, cancellationToken);
+    }
+
+    /// <summary>
+    /// The listening side of the handshake over a channel whose credentials were read: checks the peer's uid and
+    /// <paramref name="admit"/>, waits at most <see cref="PageRangeOptions.HelloTimeout"/> for its hello, validates
+    /// it and its region, and only then calls <paramref name="offerOwn"/> for what to offer in return.
+    /// </summary>
+    /// <param name="channel">The control channel; owned by the result, or disposed when this throws.</param>
+    /// <param name="options">The listener's options.</param>
+    /// <param name="offerOwn">This side's hello and memfd, called once the peer's hello and region passed every check.
+    /// What it created stays the caller's; once sent it must not be offered again if this throws.</param>
+    /// <param name="admit">The admission check (see <see cref="PageRangeListener.Admit"/>); null admits every allowed uid.</param>
+    /// <param name="cancellationToken">Cancels the handshake.</param>
+    /// <exception cref="ConnectionRefusedException">Either side refused the other.</exception>
+    /// <exception cref="PeerDiedException">The peer closed the socket during the handshake.</exception>
+    /// <exception cref="TimeoutException">The peer sent no hello within the hello timeout, or did not finish within
+    /// <see cref="PageRangeOptions.ConnectTimeout"/>.</exception>
+    internal static async ValueTask<HandshakeResult> AcceptChannelAsync(
+        ControlChannel channel, PageRangeOptions options, Func<(HelloMessage Hello, SafeMemfdHandle Descriptor)> offerOwn,
+        Func<Interop.PeerCredentials, string?>? admit, CancellationToken cancellationToken)
+    {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.ConnectTimeout);
+        TimeSpan helloTimeout = options.EffectiveHelloTimeout;
+        timeout.CancelAfter(helloTimeout);
+        long started = Stopwatch.GetTimestamp();
+        bool helloArrived = false;
         try
         {
             await RefuseUnlessUidAllowedAsync(channel, options, Connector, Listener, timeout.Token).ConfigureAwait(false);
+            if (admit?.Invoke(channel.PeerCredentials) is { } notAdmitted)
+            {
+                throw await RefuseAsync(channel, notAdmitted, timeout.Token).ConfigureAwait(false);
+            }
 
             ControlMessage? first = await ReadOrRefuseAsync(channel, timeout.Token).ConfigureAwait(false);
+            helloArrived = true;
+            // The first frame came in time; from here the whole handshake's deadline applies.
+            timeout.CancelAfter(options.ConnectTimeout == Timeout.InfiniteTimeSpan
+                ? Timeout.InfiniteTimeSpan
+                : TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, (options.ConnectTimeout - Stopwatch.GetElapsedTime(started)).Ticks)));
             HelloMessage peerHello = first switch
             {
                 HelloMessage hello => hello,
@@ -201,9 +236,10 @@ internal static class ControlHandshake
                 _ => throw await RefuseAsync(channel, $"{Connector} opened with a {first.Kind} message instead of a hello", timeout.Token).ConfigureAwait(false),
             };
 
-            SharedRegion peerRegion = await OpenPeerRegionAsync(channel, peerHello, Connector, Listener, timeout.Token).ConfigureAwait(false);
+            SharedRegion peerRegion = await OpenPeerRegionAsync(channel, peerHello, options, Connector, Listener, timeout.Token).ConfigureAwait(false);
             try
             {
+                (HelloMessage ownHello, SafeMemfdHandle ownDescriptor) = offerOwn();
                 await SendAsync(channel, ownHello, ownDescriptor, Connector, timeout.Token).ConfigureAwait(false);
                 ControlMessage? last = await ReadOrRefuseAsync(channel, timeout.Token).ConfigureAwait(false);
                 switch (last)
@@ -229,8 +265,9 @@ internal static class ControlHandshake
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             await channel.DisposeAsync().ConfigureAwait(false);
-            throw new TimeoutException(
-                $"The peer (pid {channel.PeerCredentials.Pid}) did not finish the handshake on '{name}' within {options.ConnectTimeout}.");
+            throw new TimeoutException(helloArrived
+                ? $"The peer (pid {channel.PeerCredentials.Pid}) did not finish the handshake on '{channel.Name}' within {options.ConnectTimeout}."
+                : $"The peer (pid {channel.PeerCredentials.Pid}) did not finish the handshake on '{channel.Name}': it sent no hello within {helloTimeout}.");
         }
         catch
         {
@@ -296,7 +333,7 @@ internal static class ControlHandshake
 
     /// <summary>Validates the hello, takes the memfd that came with it and maps it; refuses the peer on anything wrong.</summary>
     private static async ValueTask<SharedRegion> OpenPeerRegionAsync(
-        ControlChannel channel, HelloMessage hello, string peer, string self, CancellationToken cancellationToken)
+        ControlChannel channel, HelloMessage hello, PageRangeOptions options, string peer, string self, CancellationToken cancellationToken)
     {
         SafeMemfdHandle? descriptor = channel.TakeDescriptor();
         if (ValidateHello(hello, peer, self) is { } problem)
@@ -366,14 +403,18 @@ internal static class ControlHandshake
         }
     }
 
-    /// <summary>Sends the refusal (best effort: the peer may already be gone) and returns the exception this side raises.</summary>
+    /// <summary>
+    /// Tells the peer it was refused (best effort: it may already be gone) and returns the exception this side raises,
+    /// which carries the reason. The reason stays here: it may name our limits and configuration, which are not the
+    /// refused peer's business, so the refusal on the wire carries no text.
+    /// </summary>
     private static async ValueTask<ConnectionRefusedException> RefuseAsync(
         ControlChannel channel, string reason, CancellationToken cancellationToken, Exception? innerException = null)
     {
         Interop.PeerCredentials peer = channel.PeerCredentials;
         try
         {
-            await channel.SendAsync(new RefusalMessage(reason), descriptor: null, cancellationToken).ConfigureAwait(false);
+            await channel.SendAsync(new RefusalMessage(string.Empty), descriptor: null, cancellationToken).ConfigureAwait(false);
         }
         catch (PeerDiedException)
         {
@@ -385,9 +426,17 @@ internal static class ControlHandshake
             innerException);
     }
 
-    private static ConnectionRefusedException RefusedByPeer(ControlChannel channel, string peer, RefusalMessage refusal) =>
-        new($"{FirstCharToUpper(peer)} on '{channel.Name}' (pid {channel.PeerCredentials.Pid}) refused the connection: {AsClause(refusal.Reason)}.",
+    private static ConnectionRefusedException RefusedByPeer(ControlChannel channel, string peer, RefusalMessage refusal)
+    {
+        // This build sends no reason; an older or foreign peer might, and whatever it sent is its text, not ours.
+        string said = PeerText.Sanitize(refusal.Reason);
+        return new(
+            $"{FirstCharToUpper(peer)} on '{channel.Name}' (pid {channel.PeerCredentials.Pid}) refused the connection; "
+            + (said.Length == 0
+                ? $"it keeps the reason to itself (see its log{(peer == Listener ? " or its HandshakeFailed event" : string.Empty)})."
+                : $"it said: \"{said}\"."),
             refusedByPeer: true);
+    }
 
     private static PeerDiedException ClosedWithoutAnswer(ControlChannel channel) =>
         new($"The peer on '{channel.Name}' (pid {channel.PeerCredentials.Pid}) closed the control socket in the middle of the handshake.");
