@@ -27,6 +27,10 @@ internal static class Program
                 "fault-hold" => FaultScenarios.Hold(args),
                 "fault-slow-reader" => FaultScenarios.SlowReader(args),
                 "fault-fuzz" => FaultScenarios.Fuzz(args),
+                "server-client" => ServerScenarios.Client(args),
+                "server-garbage" => ServerScenarios.Garbage(args),
+                "server-silent" => ServerScenarios.Silent(args),
+                "server-fd-flood" => ServerScenarios.DescriptorFlood(args),
                 _ => Unknown(args[0]),
             };
         }

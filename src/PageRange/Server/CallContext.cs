@@ -80,13 +80,16 @@ public sealed class CallContext
     /// <exception cref="PeerDiedException">The client is gone.</exception>
     /// <exception cref="RemoteCallException">The client's handler failed the call.</exception>
     /// <exception cref="OperationCanceledException">This call was cancelled meanwhile.</exception>
+    /// <remarks>The call carries this call's chain one level deeper, so the client's thread waiting for this call's reply
+    /// runs it (binder's transaction stack); deeper than <see cref="PageRangeOptions.MaxCallDepth"/> it fails with
+    /// <see cref="PageRangeStatusException"/> (<see cref="CallStatus.ResourceExhausted"/>).</remarks>
     public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null) =>
-        Connection.Call(code, payload, timeout, CancellationToken);
+        Connection.Call(code, payload, NestedChain, timeout, CancellationToken);
 
     /// <summary>Calls back into the client and completes with its reply (a nested call).</summary>
     /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?)"/>
     public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null) =>
-        Connection.CallAsync(code, payload, timeout, CancellationToken);
+        Connection.CallAsync(code, payload, NestedChain, timeout, CancellationToken);
 
     /// <summary>Calls back into the client with a typed request and waits on this thread for its typed reply.</summary>
     /// <typeparam name="TRequest">The request type.</typeparam>
@@ -102,16 +105,34 @@ public sealed class CallContext
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public TResponse Call<TRequest, TResponse>(TRequest request, uint code = PageRangeMessagePack.DefaultCode,
-        MessagePackSerializerOptions? options = null, TimeSpan? timeout = null) =>
-        Connection.Call<TRequest, TResponse>(request, code, options, timeout, CancellationToken);
+        MessagePackSerializerOptions? options = null, TimeSpan? timeout = null)
+    {
+        byte[] bytes = MessagePackSerializer.Serialize(request, options ?? PageRangeMessagePack.DefaultOptions);
+        using Transaction reply = Call(code, bytes, timeout);
+        return reply.Deserialize<TResponse>(options);
+    }
 
     /// <summary>Calls back into the client with a typed request and completes with its typed reply.</summary>
     /// <inheritdoc cref="Call{TRequest, TResponse}(TRequest, uint, MessagePackSerializerOptions?, TimeSpan?)"/>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public ValueTask<TResponse> CallAsync<TRequest, TResponse>(TRequest request, uint code = PageRangeMessagePack.DefaultCode,
-        MessagePackSerializerOptions? options = null, TimeSpan? timeout = null) =>
-        Connection.CallAsync<TRequest, TResponse>(request, code, options, timeout, CancellationToken);
+        MessagePackSerializerOptions? options = null, TimeSpan? timeout = null)
+    {
+        byte[] bytes = MessagePackSerializer.Serialize(request, options ?? PageRangeMessagePack.DefaultOptions);
+        return CallTypedAsync<TResponse>(CallAsync(code, bytes, timeout), options);
+    }
+
+    /// <summary>The chain of calls made on behalf of this one (read while the transaction is live).</summary>
+    private CallChain NestedChain => _transaction.NestedChain;
+
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    private static async ValueTask<TResponse> CallTypedAsync<TResponse>(ValueTask<Transaction> call, MessagePackSerializerOptions? options)
+    {
+        using Transaction reply = await call.ConfigureAwait(false);
+        return reply.Deserialize<TResponse>(options);
+    }
 
     /// <summary>Ends the context when the handler has returned.</summary>
     internal void End()

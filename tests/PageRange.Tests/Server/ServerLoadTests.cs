@@ -1,0 +1,156 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using PageRange.Server;
+using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Transport;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Server;
+
+/// <summary>
+/// One server in this process, many real client processes (TestHost): every reply checked byte for byte, every
+/// client's oneways in order, and hostile clients that end only their own connection.
+/// </summary>
+[Collection(CrossProcessCollection.Name)]
+public sealed class ServerLoadTests(ITestOutputHelper output)
+{
+    private const int HonestClients = 16;
+    private const int OperationsPerClient = 2000;
+    private static readonly TimeSpan s_loadBound = TimeSpan.FromMinutes(4);
+
+    private static PageRangeServerOptions Options() => new()
+    {
+        MaxThreads = 4,
+        StartShrinkerMonitor = false,
+        ConnectionOptions = new PageRangeOptions
+        {
+            RegionSize = 1L << 20,
+            WaitStrategy = WaitStrategy.SpinThenPark,
+            // Generous: sixteen processes start at once on two shared cores, and each JITs its handshake.
+            HelloTimeout = TimeSpan.FromSeconds(15),
+        },
+    };
+
+    [Fact]
+    public async Task SixteenClients_MixedCallsAndOneways_MaxThreadsFour_EveryReplyExactAndOnewaysInOrder()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        var service = new ServerLoadService();
+        var disconnects = new ConcurrentQueue<ClientDisconnectedEventArgs>();
+        await using PageRangeServer server = PageRangeServer.Start(name, Options(), service.Configure);
+        server.ClientDisconnected += (_, e) => disconnects.Enqueue(e);
+        server.HandshakeFailed += (_, e) => output.WriteLine($"handshake failed: pid {e.PeerPid}: {e.Exception.Message}");
+        var hosts = new List<TestHostProcess>();
+        try
+        {
+            for (int i = 0; i < HonestClients; i++)
+            {
+                hosts.Add(TestHostProcess.Start(output, "server-client", name,
+                    OperationsPerClient.ToString(CultureInfo.InvariantCulture), (1000 + i).ToString(CultureInfo.InvariantCulture)));
+            }
+            double[] maxMs = await Task.WhenAll(hosts.Select(host => Task.Run(() => FinishHonest(host)))).WaitAsync(s_loadBound);
+            output.WriteLine($"max call latency per client (ms, after warm-up): {string.Join(", ", maxMs.Select(ms => ms.ToString("F1", CultureInfo.InvariantCulture)))}");
+            Assert.InRange(server.PeakThreadCount, 1, 4);
+            await PageRangeServerTests.WaitUntilAsync(() => disconnects.Count == HonestClients);
+            Assert.All(disconnects, e => Assert.Equal(ClientDisconnectReason.PeerClosed, e.Reason));
+            Assert.All(disconnects, e => Assert.True(e.Calls > OperationsPerClient, $"{e.Client} handled {e.Calls} calls"));
+        }
+        finally
+        {
+            foreach (TestHostProcess host in hosts)
+            {
+                host.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public async Task IsolationUnderFire_KilledGarbageSilentAndFlood_HonestClientsUnaffected_ResourcesBackToBaseline()
+    {
+        FaultResources baseline = await FaultResources.SettledAsync();
+        string name = ControlHandshakeTests.UniqueName();
+        var service = new ServerLoadService();
+        var disconnects = new ConcurrentQueue<ClientDisconnectedEventArgs>();
+        var handshakeFailures = new ConcurrentQueue<HandshakeFailedEventArgs>();
+        PageRangeServer server = PageRangeServer.Start(name, Options(), service.Configure);
+        server.ClientDisconnected += (_, e) => disconnects.Enqueue(e);
+        server.HandshakeFailed += (_, e) =>
+        {
+            handshakeFailures.Enqueue(e);
+            output.WriteLine($"handshake failed: pid {e.PeerPid}: {e.Exception.Message}");
+        };
+        var honest = new List<TestHostProcess>();
+        var hostile = new List<TestHostProcess>();
+        try
+        {
+            for (int i = 0; i < HonestClients; i++)
+            {
+                honest.Add(TestHostProcess.Start(output, "server-client", name,
+                    OperationsPerClient.ToString(CultureInfo.InvariantCulture), (2000 + i).ToString(CultureInfo.InvariantCulture)));
+            }
+            TestHostProcess victim = TestHostProcess.Start(output, "server-client", name, "100000000", "7");
+            TestHostProcess garbage = TestHostProcess.Start(output, "server-garbage", name);
+            TestHostProcess silent = TestHostProcess.Start(output, "server-silent", name);
+            TestHostProcess flood = TestHostProcess.Start(output, "server-fd-flood", name);
+            hostile.AddRange([victim, garbage, silent, flood]);
+            Task<double[]> honestDone = Task.WhenAll(honest.Select(host => Task.Run(() => FinishHonest(host))));
+
+            // The victim dies by SIGKILL in the middle of its stream of calls and oneways.
+            Assert.Equal("ok", victim.ReadUntil("connected: "));
+            await PageRangeServerTests.WaitUntilAsync(() => service.OperationsOf(victim.Id) >= 300);
+            victim.Kill();
+            Assert.Equal("written", garbage.ReadUntil("garbage: "));
+            Assert.Equal("connected", silent.ReadUntil("silent: "));
+            string flooded = flood.ReadUntil("flood: ");
+            output.WriteLine($"descriptors the flooder sent before the server closed it: {flooded}");
+
+            double[] maxMs = await honestDone.WaitAsync(s_loadBound);
+            output.WriteLine($"max call latency per honest client (ms, after warm-up): {string.Join(", ", maxMs.Select(ms => ms.ToString("F1", CultureInfo.InvariantCulture)))}");
+            Assert.All(maxMs, ms => Assert.True(ms < 1000, $"an honest client waited {ms:F1} ms for the server"));
+
+            Assert.Equal("closed", silent.ReadUntil("silent: "));
+            await PageRangeServerTests.WaitUntilAsync(() => disconnects.Count == HonestClients + 3);
+            foreach (ClientDisconnectedEventArgs e in disconnects)
+            {
+                output.WriteLine(e.ToString());
+            }
+            ClientDisconnectedEventArgs Of(TestHostProcess host) => Assert.Single(disconnects, e => e.Client.Pid == host.Id);
+            Assert.Equal(ClientDisconnectReason.PeerClosed, Of(victim).Reason);
+            Assert.Equal(ClientDisconnectReason.ProtocolViolation, Of(garbage).Reason);
+            Assert.Equal(ClientDisconnectReason.ProtocolViolation, Of(flood).Reason);
+            Assert.Contains(handshakeFailures, e => e.PeerPid == silent.Id);
+            Assert.All(honest, host => Assert.Equal(ClientDisconnectReason.PeerClosed, Of(host).Reason));
+            Assert.InRange(server.PeakThreadCount, 1, 4);
+        }
+        finally
+        {
+            foreach (TestHostProcess host in honest.Concat(hostile))
+            {
+                host.Dispose();
+            }
+            await server.DisposeAsync();
+        }
+
+        // Every connection is gone: the server's descriptors and region mappings are back where they started.
+        FaultResources after = FaultResources.Now();
+        for (int attempt = 0; attempt < 100 && (after.Descriptors > baseline.Descriptors || after.MemfdMappings > baseline.MemfdMappings); attempt++)
+        {
+            await Task.Delay(100);
+            after = await FaultResources.SettledAsync();
+        }
+        output.WriteLine($"before: {baseline}; after: {after}");
+        Assert.Equal(baseline.MemfdDescriptors, after.MemfdDescriptors);
+        Assert.Equal(baseline.MemfdMappings, after.MemfdMappings);
+        Assert.Equal(baseline.Descriptors, after.Descriptors);
+    }
+
+    private static double FinishHonest(TestHostProcess host)
+    {
+        string done = host.ReadUntil("done: ", s_loadBound);
+        Assert.Equal(0, host.WaitForExit());
+        string max = done.Split(' ').Single(part => part.StartsWith("max-ms=", StringComparison.Ordinal))["max-ms=".Length..];
+        return double.Parse(max, CultureInfo.InvariantCulture);
+    }
+}
