@@ -26,12 +26,15 @@ internal static class ServerScenarios
 {
     private static readonly TimeSpan s_bound = TimeSpan.FromSeconds(120);
 
+    // Twenty processes start at once on a small shared machine: a handshake may wait its turn for a core.
+    private static PageRangeOptions Options() => new() { RegionSize = 1L << 20, ConnectTimeout = TimeSpan.FromSeconds(60) };
+
     public static int Client(string[] args)
     {
         string name = args[1];
         int operations = int.Parse(args[2], CultureInfo.InvariantCulture);
         var random = new Random(int.Parse(args[3], CultureInfo.InvariantCulture));
-        using PageRangeConnection connection = PageRangeConnection.ConnectAsync(name, new PageRangeOptions { RegionSize = 1L << 20 })
+        using PageRangeConnection connection = PageRangeConnection.ConnectAsync(name, Options())
             .AsTask().WaitAsync(s_bound).GetAwaiter().GetResult();
         Console.WriteLine("connected: ok");
         byte[] request = new byte[128 << 10];
@@ -86,7 +89,7 @@ internal static class ServerScenarios
     public static int Garbage(string[] args)
     {
         string name = args[1];
-        var options = new PageRangeOptions { RegionSize = 1L << 20 };
+        PageRangeOptions options = Options();
         InboundChannel inbound = PageRangeConnection.CreateInbound(name, options);
         HandshakeResult handshake = ControlHandshake.ConnectAsync(name, options, inbound.Region, CancellationToken.None)
             .AsTask().WaitAsync(s_bound).GetAwaiter().GetResult();
@@ -145,7 +148,7 @@ internal static class ServerScenarios
     public static int DescriptorFlood(string[] args)
     {
         string name = args[1];
-        var options = new PageRangeOptions { RegionSize = 1L << 20 };
+        PageRangeOptions options = Options();
         InboundChannel inbound = PageRangeConnection.CreateInbound(name, options);
         HandshakeResult handshake = ControlHandshake.ConnectAsync(name, options, inbound.Region, CancellationToken.None)
             .AsTask().WaitAsync(s_bound).GetAwaiter().GetResult();

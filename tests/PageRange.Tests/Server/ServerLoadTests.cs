@@ -27,8 +27,9 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
         {
             RegionSize = 1L << 20,
             WaitStrategy = WaitStrategy.SpinThenPark,
-            // Generous: sixteen processes start at once on two shared cores, and each JITs its handshake.
-            HelloTimeout = TimeSpan.FromSeconds(15),
+            // Generous: twenty processes start at once on two shared cores, and each JITs its handshake.
+            HelloTimeout = TimeSpan.FromSeconds(20),
+            ConnectTimeout = TimeSpan.FromSeconds(60),
         },
     };
 
@@ -49,7 +50,7 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
                 hosts.Add(TestHostProcess.Start(output, "server-client", name,
                     OperationsPerClient.ToString(CultureInfo.InvariantCulture), (1000 + i).ToString(CultureInfo.InvariantCulture)));
             }
-            double[] maxMs = await Task.WhenAll(hosts.Select(host => Task.Run(() => FinishHonest(host)))).WaitAsync(s_loadBound);
+            double[] maxMs = await Task.WhenAll(hosts.Select(FinishHonestAsync)).WaitAsync(s_loadBound);
             output.WriteLine($"max call latency per client (ms, after warm-up): {string.Join(", ", maxMs.Select(ms => ms.ToString("F1", CultureInfo.InvariantCulture)))}");
             Assert.InRange(server.PeakThreadCount, 1, 4);
             await PageRangeServerTests.WaitUntilAsync(() => disconnects.Count == HonestClients);
@@ -95,7 +96,7 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
             TestHostProcess silent = TestHostProcess.Start(output, "server-silent", name);
             TestHostProcess flood = TestHostProcess.Start(output, "server-fd-flood", name);
             hostile.AddRange([victim, garbage, silent, flood]);
-            Task<double[]> honestDone = Task.WhenAll(honest.Select(host => Task.Run(() => FinishHonest(host))));
+            Task<double[]> honestDone = Task.WhenAll(honest.Select(FinishHonestAsync));
 
             // The victim dies by SIGKILL in the middle of its stream of calls and oneways.
             Assert.Equal("ok", victim.ReadUntil("connected: "));
@@ -108,7 +109,12 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
 
             double[] maxMs = await honestDone.WaitAsync(s_loadBound);
             output.WriteLine($"max call latency per honest client (ms, after warm-up): {string.Join(", ", maxMs.Select(ms => ms.ToString("F1", CultureInfo.InvariantCulture)))}");
-            Assert.All(maxMs, ms => Assert.True(ms < 1000, $"an honest client waited {ms:F1} ms for the server"));
+            // A second, on a machine that is not overloaded; when other work keeps the load average above twice the
+            // cores, a process may simply not be scheduled for longer than that, whoever it waits for.
+            double load = LoadAverage();
+            double boundMs = load <= 2 * Environment.ProcessorCount ? 1000 : 5000;
+            output.WriteLine($"load average {load:F1} on {Environment.ProcessorCount} cores: bound {boundMs} ms");
+            Assert.All(maxMs, ms => Assert.True(ms < boundMs, $"an honest client waited {ms:F1} ms for the server (load average {load:F1})"));
 
             Assert.Equal("closed", silent.ReadUntil("silent: "));
             await PageRangeServerTests.WaitUntilAsync(() => disconnects.Count == HonestClients + 3);
@@ -145,6 +151,15 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
         Assert.Equal(baseline.MemfdMappings, after.MemfdMappings);
         Assert.Equal(baseline.Descriptors, after.Descriptors);
     }
+
+    private static double LoadAverage() =>
+        double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture);
+
+    /// <summary>Waits for an honest client's verdict on a thread of its own.</summary>
+    /// <remarks>Not on the thread pool: sixteen blocked pool threads would starve the server's own asynchronous
+    /// receive loops (the pool grows by about one thread a second), and the clients would measure the test, not the server.</remarks>
+    private static Task<double> FinishHonestAsync(TestHostProcess host) =>
+        Task.Factory.StartNew(() => FinishHonest(host), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     private static double FinishHonest(TestHostProcess host)
     {
