@@ -94,16 +94,18 @@ public sealed partial class PageRangeConnection
         ValidateCallTimeout(timeout);
         RecordContext context = ContextFor(chain);
         PendingCall call = RentCall(isAsync: true, context.ChainId);
+        bool sent;
         try
         {
-            SendCore(call.Id, code, TransactionFlags.TwoWay, payload.Span, cancellationToken, context);
+            sent = TrySendNow(call.Id, code, TransactionFlags.TwoWay, payload.Span, context);
         }
         catch
         {
             ReturnCall(call, taken: false);
             throw;
         }
-        return FinishCallAsync(call, timeout, cancellationToken);
+        // While the peer's region is full the request waits for room asynchronously: no thread is blocked.
+        return sent ? FinishCallAsync(call, timeout, cancellationToken) : CallSlowAsync(call, code, payload, context, timeout, cancellationToken);
     }
 
     /// <summary>Waits on this thread for the reply to <paramref name="call"/>, already sent, and gives the slot back.</summary>
