@@ -31,6 +31,7 @@ internal static class Program
                 "server-garbage" => ServerScenarios.Garbage(args),
                 "server-silent" => ServerScenarios.Silent(args),
                 "server-fd-flood" => ServerScenarios.DescriptorFlood(args),
+                "nested-serve" => NestedScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -37,6 +37,10 @@ public static class PageRangeMessagePack
     [ThreadStatic]
     private static ArrayBufferWriter<byte>? t_parcel;
 
+    /// <summary>Set when the last <see cref="SerializeInto"/> on this thread spilled: the parcel holds that message.</summary>
+    [ThreadStatic]
+    private static bool t_spilled;
+
     /// <summary>Standard resolvers with <see cref="MessagePackSecurity.UntrustedData"/>.</summary>
     public static MessagePackSerializerOptions DefaultOptions { get; } =
         MessagePackSerializerOptions.Standard.WithSecurity(MessagePackSecurity.UntrustedData);
@@ -67,7 +71,7 @@ public static class PageRangeMessagePack
         }
         else
         {
-            connection.SendOneway(code, t_parcel!.WrittenSpan);
+            connection.SendOneway(code, TakeSpilledParcel().WrittenSpan);
         }
     }
 
@@ -94,11 +98,12 @@ public static class PageRangeMessagePack
             && connection.Reserve(estimate, oneway: false, cancellationToken).Reservation is var reservation
             && SerializeInto(reservation, request, options)
             ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken)
-            : connection.Call(code, ParcelOf(request, options, estimate).WrittenSpan, timeout, cancellationToken);
+            : connection.Call(code, ParcelFor(request, options, estimate).WrittenSpan, timeout, cancellationToken);
         return reply.Deserialize<TResponse>(options);
     }
 
     /// <summary>Calls the peer with a typed request and completes with its typed reply.</summary>
+    /// <remarks>While the peer's region is full the request waits for room asynchronously: no thread is blocked.</remarks>
     /// <inheritdoc cref="Call{TRequest, TResponse}"/>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
@@ -110,7 +115,7 @@ public static class PageRangeMessagePack
         int estimate = Estimate<TRequest>(connection.MaxMessageSize);
         Transaction reply;
         if (estimate >= ZeroCopyThreshold
-            && connection.Reserve(estimate, oneway: false, cancellationToken).Reservation is var reservation
+            && connection.TryRentReservation(estimate, ReservationKind.Call) is { } reservation
             && SerializeInto(reservation, request, options))
         {
             reply = await connection.CommitCallAsync(reservation, code, length: null, timeout, cancellationToken).ConfigureAwait(false);
@@ -118,10 +123,7 @@ public static class PageRangeMessagePack
         else
         {
             // The parcel is per thread and the await may resume elsewhere, so copy it into a rented array first.
-            ArrayBufferWriter<byte> parcel = ParcelOf(request, options, estimate);
-            int length = parcel.WrittenCount;
-            byte[] rented = ArrayPool<byte>.Shared.Rent(length);
-            parcel.WrittenSpan.CopyTo(rented);
+            byte[] rented = RentCopy(ParcelFor(request, options, estimate), out int length);
             try
             {
                 reply = await connection.CallAsync(code, rented.AsMemory(0, length), timeout, cancellationToken).ConfigureAwait(false);
@@ -135,6 +137,119 @@ public static class PageRangeMessagePack
         {
             return reply.Deserialize<TResponse>(options);
         }
+    }
+
+    /// <summary>Serializes <paramref name="message"/> into the peer's region and sends it oneway, waiting asynchronously for room.</summary>
+    /// <param name="connection">The connection.</param>
+    /// <param name="message">The message.</param>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="options">Serializer options; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <param name="cancellationToken">Cancels waiting for room; nothing is sent then.</param>
+    /// <returns>Completes once the message is published.</returns>
+    /// <exception cref="MessageTooLargeException">The serialized message can never fit the peer's oneway quota.</exception>
+    /// <exception cref="RegionFullException">The peer's region (or its oneway quota) stayed full.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled before the message could be placed.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public static ValueTask SendOnewayAsync<T>(
+        this PageRangeConnection connection, T message, uint code = DefaultCode, MessagePackSerializerOptions? options = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        int estimate = Estimate<T>(connection.MaxOnewayMessageSize);
+        if (estimate >= ZeroCopyThreshold
+            && connection.TryRentReservation(estimate, ReservationKind.Oneway) is { } reservation
+            && SerializeInto(reservation, message, options))
+        {
+            connection.CommitOneway(reservation, code, length: null);
+            return ValueTask.CompletedTask;
+        }
+        return SendCopyAsync(connection, RentCopy(ParcelFor(message, options, estimate), out int length), length, code, cancellationToken);
+    }
+
+    /// <summary>Serializes <paramref name="message"/> into the caller's region and sends it as the reply, waiting asynchronously for room.</summary>
+    /// <param name="transaction">The incoming two-way call.</param>
+    /// <param name="message">The reply.</param>
+    /// <param name="options">Serializer options; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <param name="cancellationToken">Cancels waiting for room; nothing is sent then, and the call can still be answered.</param>
+    /// <returns>Completes once the reply is published.</returns>
+    /// <exception cref="InvalidOperationException">This is not a two-way call, or it was already replied to.</exception>
+    /// <exception cref="PeerDiedException">The caller's process is gone.</exception>
+    /// <exception cref="RegionFullException">The caller's region stayed full.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled before the reply could be placed.</exception>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public static ValueTask ReplyAsync<T>(this Transaction transaction, T message, MessagePackSerializerOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        PageRangeConnection connection = transaction.Connection;
+        int estimate = Estimate<T>(connection.MaxMessageSize);
+        if (estimate >= ZeroCopyThreshold
+            && connection.TryRentReplyReservation(transaction.Slot, transaction.Generation, estimate) is { } reservation
+            && SerializeInto(reservation, message, options))
+        {
+            connection.CommitReply(reservation, length: null);
+            return ValueTask.CompletedTask;
+        }
+        return ReplyCopyAsync(transaction, RentCopy(ParcelFor(message, options, estimate), out int length), length, cancellationToken);
+    }
+
+    private static async ValueTask SendCopyAsync(PageRangeConnection connection, byte[] rented, int length, uint code, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await connection.SendOnewayAsync(code, rented.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    private static async ValueTask ReplyCopyAsync(Transaction transaction, byte[] rented, int length, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await transaction.ReplyAsync(rented.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>
+    /// The parcel holding the message for the copying path: already there after a spill (a reservation was tried and
+    /// the message outgrew it), else serialized now.
+    /// </summary>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    private static ArrayBufferWriter<byte> ParcelFor<T>(T message, MessagePackSerializerOptions? options, int estimate)
+    {
+        // A spill leaves the whole message in the parcel with its length; a reservation that was never made leaves
+        // whatever the last send put there, so serialize then. SerializeInto marks which happened.
+        if (estimate >= ZeroCopyThreshold && t_spilled)
+        {
+            t_spilled = false;
+            return t_parcel!;
+        }
+        return Serialize(message, options);
+    }
+
+    /// <summary>The parcel after a spill, clearing the mark so a later send does not take it for its own message.</summary>
+    private static ArrayBufferWriter<byte> TakeSpilledParcel()
+    {
+        t_spilled = false;
+        return t_parcel!;
+    }
+
+    /// <summary>A pooled copy of the parcel, which is per thread and cannot cross an await.</summary>
+    private static byte[] RentCopy(ArrayBufferWriter<byte> parcel, out int length)
+    {
+        length = parcel.WrittenCount;
+        byte[] rented = ArrayPool<byte>.Shared.Rent(length);
+        parcel.WrittenSpan.CopyTo(rented);
+        return rented;
     }
 
     /// <summary>Deserializes the payload in place, without copying it out of the region.</summary>
@@ -181,7 +296,7 @@ public static class PageRangeMessagePack
         else
         {
             // The aborted reservation gave the call back its "not replied" state, so the plain reply goes through.
-            transaction.Reply(t_parcel!.WrittenSpan);
+            transaction.Reply(TakeSpilledParcel().WrittenSpan);
         }
     }
 
@@ -209,14 +324,9 @@ public static class PageRangeMessagePack
             return true;
         }
         reservation.Connection.AbortReservation(reservation);
+        t_spilled = true;
         return false;
     }
-
-    /// <summary>The parcel holding the message: already there after a spill, else serialized now.</summary>
-    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
-    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
-    private static ArrayBufferWriter<byte> ParcelOf<T>(T message, MessagePackSerializerOptions? options, int estimate) =>
-        estimate >= ZeroCopyThreshold ? t_parcel! : Serialize(message, options);
 
     /// <summary>Serializes into the per-thread parcel, for the copying path.</summary>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]

@@ -7,9 +7,9 @@ namespace PageRange.Transport;
 public sealed partial class PageRangeConnection
 {
     private readonly Queue<IncomingSlot> _incomingReady;
-    private readonly SemaphoreSlim _asyncReady = new(0);
+    private readonly List<ReceiveWaiter> _receiveWaiters = [];
+    private readonly Stack<ReceiveWaiter> _receiveWaiterPool = new();
     private int _readyCount;
-    private int _asyncReceivers;
     private int _liveTransactions;
     private volatile bool _drainedAfterDeath;
     private volatile bool _violated;
@@ -68,15 +68,17 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Completes with the next incoming call or oneway message.</summary>
+    /// <remarks>A wait allocates nothing in steady state: the waiter is pooled and so is the state machine.</remarks>
     /// <inheritdoc cref="Receive"/>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<Transaction> ReceiveAsync(CancellationToken cancellationToken = default)
     {
         if (TryReceive(out Transaction ready))
         {
             return ready;
         }
+        // The background reader reads the ring for async receivers; tell it there is one.
         Interlocked.Increment(ref _asyncInterest);
-        Interlocked.Increment(ref _asyncReceivers);
         _pumpWake.Set();
         try
         {
@@ -90,13 +92,81 @@ public sealed partial class PageRangeConnection
                 {
                     throw NewPeerDied();
                 }
-                await _asyncReady.WaitAsync(_options.ParkTimeout, cancellationToken).ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+                ReceiveWaiter? waiter = RegisterReceiveWaiter();
+                if (waiter is null)
+                {
+                    // Something became ready (or the peer's last transaction was delivered) meanwhile.
+                    continue;
+                }
+                CancellationTokenRegistration registration = cancellationToken.UnsafeRegister(
+                    static state => ((ReceiveWaiter)state!).Owner.CompleteReceiveWaiter((ReceiveWaiter)state, ready: false), waiter);
+                try
+                {
+                    await new ValueTask<bool>(waiter, waiter.Version).ConfigureAwait(false);
+                }
+                finally
+                {
+                    // Waits for a cancellation callback in progress, so the waiter is complete and unused before it is pooled.
+                    registration.Dispose();
+                    ReturnReceiveWaiter(waiter);
+                }
             }
         }
         finally
         {
-            Interlocked.Decrement(ref _asyncReceivers);
             Interlocked.Decrement(ref _asyncInterest);
+        }
+    }
+
+    /// <summary>Joins the waiting receivers, unless a transaction is ready or the connection is drained after death.</summary>
+    /// <returns>The waiter to await, or null if the caller should look again instead.</returns>
+    private ReceiveWaiter? RegisterReceiveWaiter()
+    {
+        lock (_slotLock)
+        {
+            if (_readyCount > 0 || _drainedAfterDeath)
+            {
+                return null;
+            }
+            ReceiveWaiter waiter = _receiveWaiterPool.TryPop(out ReceiveWaiter? pooled) ? pooled : new ReceiveWaiter(this);
+            waiter.Reset();
+            _receiveWaiters.Add(waiter);
+            return waiter;
+        }
+    }
+
+    /// <summary>Completes <paramref name="waiter"/> if it still waits (whoever takes it out of the list completes it).</summary>
+    private void CompleteReceiveWaiter(ReceiveWaiter waiter, bool ready)
+    {
+        lock (_slotLock)
+        {
+            if (!_receiveWaiters.Remove(waiter))
+            {
+                return;
+            }
+            waiter.Complete(ready);
+        }
+    }
+
+    /// <summary>Wakes every waiting receiver so it looks again (the connection ended, or its last transaction was routed).</summary>
+    private void WakeAllReceiveWaiters()
+    {
+        lock (_slotLock)
+        {
+            foreach (ReceiveWaiter waiter in _receiveWaiters)
+            {
+                waiter.Complete(false);
+            }
+            _receiveWaiters.Clear();
+        }
+    }
+
+    private void ReturnReceiveWaiter(ReceiveWaiter waiter)
+    {
+        lock (_slotLock)
+        {
+            _receiveWaiterPool.Push(waiter);
         }
     }
 
@@ -312,7 +382,7 @@ public sealed partial class PageRangeConnection
         }
         _drainedAfterDeath = true;
         FailPendingCalls();
-        _asyncReady.Release();
+        WakeAllReceiveWaiters();
         NotifyFollowers();
     }
 
@@ -320,7 +390,7 @@ public sealed partial class PageRangeConnection
         deadline == long.MaxValue ? long.MaxValue : (long)((deadline - now) * (double)TimeSpan.TicksPerSecond / Stopwatch.Frequency);
 
     private bool IsSatisfied(PendingCall? call) =>
-        call is not null ? call.IsCompleted : Volatile.Read(ref _readyCount) > 0;
+        call is not null ? call.IsCompleted || Volatile.Read(ref call.NestedCount) > 0 : Volatile.Read(ref _readyCount) > 0;
 
     /// <summary>Waits while another thread holds the reader role: spin, then park on the gate until something changes.</summary>
     private void WaitAsFollower(PendingCall? call, long deadline, CancellationToken cancellationToken)
@@ -436,8 +506,17 @@ public sealed partial class PageRangeConnection
             }
             return;
         }
+        if ((record.Flags & TransactionFlags.TwoWay) != 0 && record.Context.Depth > (uint)_options.MaxCallDepth)
+        {
+            RejectTooDeep(slot);
+            return;
+        }
         lock (_slotLock)
         {
+            if ((record.Flags & TransactionFlags.TwoWay) != 0 && TryRouteNestedUnsynchronized(slot))
+            {
+                return;
+            }
             if ((record.Flags & TransactionFlags.Oneway) != 0)
             {
                 if (_onewayInProgress)
@@ -455,9 +534,12 @@ public sealed partial class PageRangeConnection
     {
         _incomingReady.Enqueue(slot);
         _readyCount++;
-        if (Volatile.Read(ref _asyncReceivers) > 0 && _asyncReady.CurrentCount == 0)
+        if (_receiveWaiters.Count > 0)
         {
-            _asyncReady.Release();
+            // One transaction, one receiver woken: the newest waiter (its state is still in the cache).
+            ReceiveWaiter waiter = _receiveWaiters[^1];
+            _receiveWaiters.RemoveAt(_receiveWaiters.Count - 1);
+            waiter.Complete(ready: true);
         }
     }
 

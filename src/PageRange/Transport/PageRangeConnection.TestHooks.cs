@@ -21,6 +21,9 @@ public sealed partial class PageRangeConnection
         }
     }
 
+    /// <summary>Asynchronous senders waiting for room in the peer's region right now.</summary>
+    internal int RoomWaiters => Volatile.Read(ref _roomWaiters);
+
     /// <summary>Takes the reader role so that no thread reads the inbound ring until <see cref="ReleaseReaderRoleForTest"/>.</summary>
     /// <returns>Whether the role was free.</returns>
     internal bool TryHoldReaderRoleForTest() => TryTakeReaderRole();

@@ -264,6 +264,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         // drains it (routing those replies to their callers) and only then fails the calls still pending
         // (MarkDrainedAfterDeath). Readers check for death before they drain, so nothing published is missed.
         CancelHandlers();
+        SignalRoom();
+        WakeAllReceiveWaiters();
         _inbound.WakeReader();
         _outbound.WakeWriter();
         NotifyFollowers();
@@ -384,6 +386,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         await _handshake.DisposeAsync().ConfigureAwait(false);
         _pumpWake.Set();
         _pumpThread.Join();
+        StopRoomWatcher();
         _outbound.Dispose();
         bool disposeInbound;
         lock (_slotLock)

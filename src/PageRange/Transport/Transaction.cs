@@ -73,6 +73,21 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     public void Reply(ReadOnlySpan<byte> payload) => _connection!.SendReply(Slot, payload, CallStatus.Ok);
 
     /// <summary>
+    /// Sends <paramref name="payload"/> as the reply to this call, waiting asynchronously (no thread blocked) while the
+    /// caller's region is full.
+    /// </summary>
+    /// <param name="payload">The reply's bytes; not used after the returned task completes.</param>
+    /// <param name="cancellationToken">Cancels waiting for room; nothing is sent then, and the call can still be answered.</param>
+    /// <returns>Completes once the reply is published.</returns>
+    /// <exception cref="InvalidOperationException">This is not a two-way call, or it was already replied to.</exception>
+    /// <exception cref="PeerDiedException">The caller's process is gone.</exception>
+    /// <exception cref="RegionFullException">The caller's region stayed full for the configured timeout.</exception>
+    /// <exception cref="MessageTooLargeException">The reply can never fit the caller's region.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled before the reply could be placed.</exception>
+    public ValueTask ReplyAsync(ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default) =>
+        _connection!.SendReplyAsync(Slot, payload, CallStatus.Ok, cancellationToken);
+
+    /// <summary>
     /// Fails this call with <paramref name="status"/> and <paramref name="message"/>: the caller's <c>Call</c> throws
     /// <see cref="RemoteCallException"/> with both.
     /// </summary>
@@ -168,6 +183,9 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
             throw new ArgumentOutOfRangeException(nameof(status), status, "An error reply needs a defined status other than Ok.");
         }
     }
+
+    /// <summary>The slot generation this handle refers to.</summary>
+    internal int Generation => _generation;
 
     /// <summary>The connection the transaction arrived on.</summary>
     internal PageRangeConnection Connection => _connection ?? throw new ObjectDisposedException(nameof(Transaction));

@@ -344,6 +344,22 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>The largest payload a oneway transaction can ever have: the oneway quota.</summary>
     internal long MaxOnewayMessageSize => _allocator.OnewayQuota;
 
+    /// <summary>Buffers given back by the peer so far (drained frees that matched a live buffer).</summary>
+    internal long BuffersFreed => Volatile.Read(ref _buffersFreed);
+
+    /// <summary>
+    /// Parks (never busy-spins) until the peer publishes a free, another sender drains one (so <see cref="BuffersFreed"/>
+    /// differs from <paramref name="freedBefore"/>), the channel is disposed, or <paramref name="timeout"/> passes: for
+    /// the one thread that completes asynchronous senders waiting for room.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal void WaitForFrees(long freedBefore, TimeSpan timeout)
+    {
+        ThrowIfDisposed();
+        FreesReady condition = new(this, freedBefore);
+        _freeDoorbell.Wait(ref condition, WaitStrategy.Park, _options.SpinDuration, _options.ParkTimeout, Doorbell.DeadlineAfter(timeout), CancellationToken.None);
+    }
+
     /// <summary>Wakes senders parked waiting for frees, e.g. when the peer died, so they re-check.</summary>
     internal void WakeWriter() => _freeDoorbell.WakeAllIfOpen();
 

@@ -1,0 +1,217 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using PageRange.Serialization;
+using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Serialization;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// Asynchronous all the way: calls, oneways and replies wait for room in a full peer region without a blocked thread.
+/// In the non-parallel collection: the thread pool's size is measured over the whole process.
+/// </summary>
+[Collection(CrossProcessCollection.Name)]
+public sealed class ConnectionAsyncTests(ITestOutputHelper output)
+{
+    /// <summary>A peer region that holds only 16 live buffers (the rings' capacity), with a short park timeout.</summary>
+    private static PageRangeOptions SmallRings(TimeSpan? regionFullTimeout = null) => new()
+    {
+        RegionSize = 1 << 20,
+        TransactionRingCapacity = 16,
+        FreeRingCapacity = 16,
+        ParkTimeout = TimeSpan.FromMilliseconds(50),
+        RegionFullTimeout = regionFullTimeout ?? TestTimeouts.Long,
+    };
+
+    /// <summary>Receives <paramref name="count"/> transactions on a thread and keeps them live, so the sender's view of our region stays full.</summary>
+    private static (Thread Thread, ConcurrentQueue<Transaction> Held) Hold(PageRangeConnection connection, int count)
+    {
+        var held = new ConcurrentQueue<Transaction>();
+        var thread = new Thread(() =>
+        {
+            for (int i = 0; i < count; i++)
+            {
+                held.Enqueue(connection.Receive());
+            }
+        })
+        { IsBackground = true, Name = "holder" };
+        thread.Start();
+        return (thread, held);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
+            await Task.Delay(10);
+        }
+    }
+
+    [Fact]
+    public async Task CallAsync_200OntoAFullRegion_NoThreadBlockedAndAllCompleteOnceThePeerFrees()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(SmallRings());
+        (Thread holder, ConcurrentQueue<Transaction> held) = Hold(pair.Server, 16);
+        // Sent at once (16 live buffers fit); their replies come when the holder lets go.
+        var first = Enumerable.Range(0, 16).Select(i => pair.Client.CallAsync(1, new byte[] { (byte)i }, TestTimeouts.Long).AsTask()).ToArray();
+        Assert.True(holder.Join(TestTimeouts.Long));
+        int threadsBefore = ThreadPool.ThreadCount;
+
+        // Started from pool threads, as a server's handlers would: with a blocking wait for room each would hold one.
+        var calls = Enumerable.Range(0, 200).Select(i => Task.Run(async () =>
+        {
+            using Transaction reply = await pair.Client.CallAsync(2, BitConverter.GetBytes(i), TestTimeouts.Long);
+            return BitConverter.ToInt32(reply.Payload);
+        })).ToArray();
+        await WaitUntilAsync(() => pair.Client.RoomWaiters == 200, "200 calls wait for room");
+        int threadsWaiting = ThreadPool.ThreadCount;
+        output.WriteLine($"thread pool: {threadsBefore} threads before, {threadsWaiting} while 200 calls wait for room");
+        Assert.True(threadsWaiting <= threadsBefore + 4, $"the pool grew from {threadsBefore} to {threadsWaiting} threads");
+        Assert.All(calls, call => Assert.False(call.IsCompleted));
+
+        // The peer lets go: replies to the held calls, then serves the rest.
+        using var stop = new CancellationTokenSource();
+        while (held.TryDequeue(out Transaction call))
+        {
+            call.Reply(call.Payload);
+            call.Dispose();
+        }
+        // Their replies fill our region (16 live buffers) until we dispose them.
+        foreach (Task<Transaction> call in first)
+        {
+            (await call.WaitAsync(TestTimeouts.Long)).Dispose();
+        }
+        Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
+        int[] answers = await Task.WhenAll(calls).WaitAsync(TestTimeouts.Long);
+        await stop.CancelAsync();
+        Assert.True(echo.Join(TestTimeouts.Long));
+        Assert.Equal(Enumerable.Range(0, 200), answers);
+        Assert.Equal(0, pair.Client.RoomWaiters);
+    }
+
+    [Fact]
+    public async Task CallAsync_FullRegion_CancelledThrowsAndSendsNothing()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(SmallRings());
+        (Thread holder, ConcurrentQueue<Transaction> held) = Hold(pair.Server, 16);
+        var first = Enumerable.Range(0, 16).Select(_ => pair.Client.CallAsync(1, new byte[8], TestTimeouts.Long).AsTask()).ToArray();
+        Assert.True(holder.Join(TestTimeouts.Long));
+        ulong sent = pair.Client.Outbound.Sent;
+
+        using var cancel = new CancellationTokenSource();
+        Task<Transaction> waiting = pair.Client.CallAsync(2, new byte[8], TestTimeouts.Long, cancel.Token).AsTask();
+        await WaitUntilAsync(() => pair.Client.RoomWaiters == 1, "the call waits for room");
+        await cancel.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(sent, pair.Client.Outbound.Sent);
+        Assert.Equal(0, pair.Client.RoomWaiters);
+        while (held.TryDequeue(out Transaction call))
+        {
+            call.Dispose();
+        }
+        foreach (Task<Transaction> call in first)
+        {
+            await Assert.ThrowsAsync<RemoteCallException>(() => call.WaitAsync(TestTimeouts.Long));
+        }
+    }
+
+    [Fact]
+    public async Task SendOnewayAsync_FullRegion_RegionFullAfterTheTimeoutWithoutBlocking()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(SmallRings(TimeSpan.FromMilliseconds(300)));
+        // Nobody receives: the 16 oneways stay live in the server's region.
+        for (int i = 0; i < 16; i++)
+        {
+            await pair.Client.SendOnewayAsync(1, new byte[8]).AsTask().WaitAsync(TestTimeouts.Long);
+        }
+
+        var clock = Stopwatch.StartNew();
+        ValueTask sending = pair.Client.SendOnewayAsync(1, new byte[8]);
+        // It returned to us without waiting: the wait is asynchronous.
+        Assert.False(sending.IsCompleted);
+        await Assert.ThrowsAsync<RegionFullException>(() => sending.AsTask().WaitAsync(TestTimeouts.Long));
+        output.WriteLine($"failed after {clock.Elapsed.TotalMilliseconds:F0} ms");
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(250), $"failed after {clock.Elapsed}");
+        Assert.True(pair.Client.IsPeerAlive);
+        Assert.Equal(0, pair.Client.RoomWaiters);
+    }
+
+    [Fact]
+    public async Task SendOnewayAsync_RegionFreesLater_CompletesInOrder()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(SmallRings());
+        for (int i = 0; i < 16; i++)
+        {
+            await pair.Client.SendOnewayAsync(1, new byte[] { (byte)i }).AsTask().WaitAsync(TestTimeouts.Long);
+        }
+        Task later = pair.Client.SendOnewayAsync(1, new byte[] { 16 }).AsTask();
+        await WaitUntilAsync(() => pair.Client.RoomWaiters == 1, "the oneway waits for room");
+
+        var seen = new List<byte>();
+        for (int i = 0; i < 17; i++)
+        {
+            using Transaction message = await pair.Server.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+            seen.Add(message.Payload[0]);
+        }
+        await later.WaitAsync(TestTimeouts.Long);
+        Assert.Equal(Enumerable.Range(0, 17).Select(i => (byte)i), seen);
+    }
+
+    [Fact]
+    public async Task ReplyAsync_CallersRegionFull_WaitsThenArrives()
+    {
+        PageRangeOptions options = SmallRings();
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        // The server fills the client's region with oneways the client holds, then replies asynchronously to a call.
+        for (int i = 0; i < 16; i++)
+        {
+            pair.Server.SendOneway(5, [1]);
+        }
+        Task<Transaction> call = pair.Client.CallAsync(1, new byte[] { 7 }, TestTimeouts.Long).AsTask();
+        using Transaction incoming = await pair.Server.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        ValueTask replying = incoming.ReplyAsync(new byte[] { 8 });
+        Assert.False(replying.IsCompleted);
+
+        // The client drains its oneways one at a time (binder's order), which frees room for the reply.
+        for (int i = 0; i < 16; i++)
+        {
+            using Transaction oneway = await pair.Client.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        }
+        await replying.AsTask().WaitAsync(TestTimeouts.Long);
+        using Transaction reply = await call.WaitAsync(TestTimeouts.Long);
+        Assert.Equal([8], reply.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task TypedAsyncForms_SmallAndLarge_RoundTrip()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        using var stop = new CancellationTokenSource();
+        var server = Task.Run(async () =>
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                using Transaction transaction = await pair.Server.ReceiveAsync(stop.Token);
+                Order order = transaction.Deserialize<Order>();
+                if (transaction.IsTwoWay)
+                {
+                    await transaction.ReplyAsync(order.WithId(order.Id + 1000));
+                }
+            }
+        });
+
+        Order small = await pair.Client.CallAsync<Order, Order>(Order.Sample(1, 1, 10)).AsTask().WaitAsync(TestTimeouts.Long);
+        Order large = await pair.Client.CallAsync<Order, Order>(Order.Sample(2, 50, 20_000)).AsTask().WaitAsync(TestTimeouts.Long);
+        await pair.Client.SendOnewayAsync(Order.Sample(3, 1, 10)).AsTask().WaitAsync(TestTimeouts.Long);
+        await pair.Client.SendOnewayAsync(Order.Sample(4, 50, 20_000)).AsTask().WaitAsync(TestTimeouts.Long);
+
+        await server.WaitAsync(TestTimeouts.Long);
+        Assert.Equal(1001, small.Id);
+        Assert.Equal(1002, large.Id);
+        Assert.Equal(Order.Sample(2, 50, 20_000).Attachment, large.Attachment);
+    }
+}
