@@ -328,8 +328,27 @@ public sealed class PageRangeOptions
         }
     }
 
+    /// <summary>The default <see cref="ControlSendTimeout"/>: 5 seconds.</summary>
+    public static readonly TimeSpan DefaultControlSendTimeout = TimeSpan.FromSeconds(5);
+
+    private TimeSpan _controlSendTimeout = DefaultControlSendTimeout;
+
+    /// <summary>
+    /// The longest one message on the control socket (a hello, a call's cancellation) may wait for the peer to make room
+    /// for it. A peer that stops reading its control socket cannot block this side: when the bound passes, the
+    /// connection is closed.
+    /// </summary>
+    /// <remarks>Defaults to 5 seconds. Positive, or <see cref="Timeout.InfiniteTimeSpan"/>.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is zero or negative and not infinite.</exception>
+    public TimeSpan ControlSendTimeout
+    {
+        get => _controlSendTimeout;
+        set => _controlSendTimeout = CheckTimeout(value, allowZero: false);
+    }
+
     private void CopyHardeningFrom(PageRangeOptions values)
     {
+        _controlSendTimeout = values._controlSendTimeout;
         _helloTimeout = values._helloTimeout;
         _maxPeerRegionSize = values._maxPeerRegionSize;
     }

@@ -103,7 +103,7 @@ internal static class ControlHandshake
         try
         {
             await socket.ConnectAsync(endPoint, timeout.Token).ConfigureAwait(false);
-            channel = new ControlChannel(socket, name);
+            channel = new ControlChannel(socket, name, options.ControlSendTimeout);
         }
         catch (SocketException error) when (error.SocketErrorCode is SocketError.ConnectionRefused or SocketError.AddressNotAvailable)
         {
@@ -186,7 +186,7 @@ internal static class ControlHandshake
     internal static ValueTask<HandshakeResult> AcceptCoreAsync(
         Socket socket, string name, PageRangeOptions options, HelloMessage ownHello, SafeMemfdHandle ownDescriptor, CancellationToken cancellationToken)
     {
-        var channel = new ControlChannel(socket, name);
+        var channel = new ControlChannel(socket, name, options.ControlSendTimeout);
         return AcceptChannelAsync(channel, options, () => (ownHello, ownDescriptor), admit: null, cancellationToken);
     }
 
