@@ -363,8 +363,53 @@ public sealed class PageRangeOptions
         : _connectTimeout == Timeout.InfiniteTimeSpan ? _helloTimeout
         : _helloTimeout < _connectTimeout ? _helloTimeout : _connectTimeout;
 
+    private long _maxPeerRegionSize = MaxRegionSize;
+
+    /// <summary>
+    /// The largest region a peer may announce for this side to write into: the peer chooses its region's size, and this
+    /// side pays for the mapping and the bookkeeping, so a larger announcement is refused during the handshake.
+    /// </summary>
+    /// <remarks>Defaults to <see cref="MaxRegionSize"/> (1 GiB). A multiple of the page size, from 64 KiB to 1 GiB.
+    /// A refusal names this option in this side's exception (and a listener's <c>HandshakeFailed</c> event), not to the peer.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds or not a page multiple.</exception>
+    public long MaxPeerRegionSize
+    {
+        get => _maxPeerRegionSize;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, MinRegionSize);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxRegionSize);
+            if (value % SharedRegion.PageSize != 0)
+            {
+                throw new ArgumentOutOfRangeException(
+                    nameof(value), value, $"MaxPeerRegionSize must be a multiple of the page size ({SharedRegion.PageSize}).");
+            }
+            _maxPeerRegionSize = value;
+        }
+    }
+
+    /// <summary>The default <see cref="ControlSendTimeout"/>: 5 seconds.</summary>
+    public static readonly TimeSpan DefaultControlSendTimeout = TimeSpan.FromSeconds(5);
+
+    private TimeSpan _controlSendTimeout = DefaultControlSendTimeout;
+
+    /// <summary>
+    /// The longest one message on the control socket (a hello, a call's cancellation) may wait for the peer to make room
+    /// for it. A peer that stops reading its control socket cannot block this side: when the bound passes, the
+    /// connection is closed.
+    /// </summary>
+    /// <remarks>Defaults to 5 seconds. Positive, or <see cref="Timeout.InfiniteTimeSpan"/>.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is zero or negative and not infinite.</exception>
+    public TimeSpan ControlSendTimeout
+    {
+        get => _controlSendTimeout;
+        set => _controlSendTimeout = CheckTimeout(value, allowZero: false);
+    }
+
     private void CopyHardeningFrom(PageRangeOptions values)
     {
+        _controlSendTimeout = values._controlSendTimeout;
         _helloTimeout = values._helloTimeout;
+        _maxPeerRegionSize = values._maxPeerRegionSize;
     }
 }

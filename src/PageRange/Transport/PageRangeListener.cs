@@ -301,7 +301,7 @@ public sealed class PageRangeListener : IAsyncDisposable
         Interop.PeerCredentials? peer = null;
         try
         {
-            ControlChannel channel = new(socket, Name);
+            ControlChannel channel = new(socket, Name, _options.ControlSendTimeout);
             peer = channel.PeerCredentials;
             HandshakeResult handshake = await ControlHandshake.AcceptChannelAsync(
                 channel, _options, OfferOwn, Admit, stopping).ConfigureAwait(false);

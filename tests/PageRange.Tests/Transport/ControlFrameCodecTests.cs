@@ -128,6 +128,24 @@ public sealed class ControlFrameCodecTests
     }
 
     [Fact]
+    [Trait("Category", "Hostile")]
+    public void TryDecode_HelloOfAnotherVersion_ParsesNothingAfterTheVersion()
+    {
+        // After a foreign version nothing more is parsed: not even skipped. The bytes that follow are no MessagePack at
+        // all (0xc1 is "never used"), and a nesting a million arrays deep is announced, so any parsing would throw.
+        byte[] body = [0x94, (byte)ControlMessageKind.Hello, 0x02, 0xc1, 0xdd, 0x00, 0x0f, 0x42, 0x40];
+        byte[] frame = new byte[ControlFrameCodec.HeaderLength + body.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)body.Length);
+        body.CopyTo(frame, ControlFrameCodec.HeaderLength);
+        var buffer = new ReadOnlySequence<byte>(frame);
+
+        Assert.True(ControlFrameCodec.TryDecode(ref buffer, out ControlMessage? message));
+
+        Assert.Equal(new HelloMessage(2, 0, 0, 0, 0), message);
+        Assert.True(buffer.IsEmpty);
+    }
+
+    [Fact]
     public void TryDecode_HelloOfOurVersionWithMissingFields_ThrowsProtocolViolation()
     {
         var buffer = new ReadOnlySequence<byte>(Frame((ref MessagePackWriter writer) =>

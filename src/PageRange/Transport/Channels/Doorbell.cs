@@ -19,15 +19,30 @@ namespace PageRange.Transport;
 /// </para>
 /// <para>
 /// The peer can write anything into both words. That can only cost wake-ups (spurious ones, or missed ones that the
-/// futex timeout backstops); neither word is ever used as an index or a size, so neither needs validation.
+/// futex timeout backstops); neither word is ever used as an index or a size, so neither needs validation. A peer that
+/// flips the sequence word (or calls <c>FUTEX_WAKE</c> on it) without publishing anything would turn a parked thread
+/// into a spinning one: after <see cref="SpuriousWakesBeforeBackOff"/> wakes in a row that brought nothing, a waiter
+/// backs off to a real timed park on a private word the peer cannot reach (1 ms, doubling up to the park timeout)
+/// before it parks on the shared word again, and returns to normal once a park times out undisturbed.
 /// Thread safety: any number of consumers may wait and any number of producers ring concurrently.
 /// </para>
 /// </remarks>
 internal sealed unsafe class Doorbell
 {
+    /// <summary>Wakes in a row that brought nothing before a waiter backs off to a timed park the peer cannot cut short.</summary>
+    internal const int SpuriousWakesBeforeBackOff = 8;
+
+    // A word of our own, in pinned memory, that nobody ever changes: a futex wait on it is a plain timed sleep that only
+    // a cancellation (WakeBackOff) ends early. One for every doorbell: a cancellation wakes other backed-off waiters too,
+    // and they re-check and sleep again, which is harmless.
+    private static readonly int[] s_backOffWord = GC.AllocateArray<int>(1, pinned: true);
+
+    private static readonly long s_firstBackOffTicks = ToStopwatchTicks(TimeSpan.FromMilliseconds(1));
+
     private readonly SharedRegion _region;
     private readonly int* _sequence;
     private readonly int* _parked;
+    private long _parks;
 
     /// <summary>Creates a doorbell over two 4-byte aligned words of <paramref name="region"/>.</summary>
     /// <remarks>Safety: both words lie in the region's mapping, which stays mapped while a reference on it is held.</remarks>
@@ -92,6 +107,9 @@ internal sealed unsafe class Doorbell
             }
         }
     }
+
+    /// <summary>Futex waits so far, on the shared word or backing off: what a spurious-wake flood would inflate.</summary>
+    internal long Parks => Interlocked.Read(ref _parks);
 
     /// <summary>Bumps the sequence and wakes every parked waiter, whatever the parked count says.</summary>
     internal void WakeAll()
@@ -183,9 +201,11 @@ internal sealed unsafe class Doorbell
     {
         // A cancelled token wakes us through the futex instead of waiting for the park timeout.
         using CancellationTokenRegistration registration = cancellationToken.CanBeCanceled
-            ? cancellationToken.UnsafeRegister(static state => ((Doorbell)state!).WakeAll(), this)
+            ? cancellationToken.UnsafeRegister(static state => ((Doorbell)state!).WakeForCancellation(), this)
             : default;
         long parkTicks = ToStopwatchTicks(parkTimeout);
+        int fruitlessWakes = 0;
+        long backOffTicks = s_firstBackOffTicks;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -195,10 +215,29 @@ internal sealed unsafe class Doorbell
                 return condition.IsReady;
             }
 
+            if (fruitlessWakes >= SpuriousWakesBeforeBackOff)
+            {
+                // Someone keeps waking us without publishing: sleep where they cannot reach, then look again. Not counted
+                // as parked meanwhile, so an honest producer makes no futex call for us (we see its tail when we wake).
+                BackOff(Math.Min(Math.Min(backOffTicks, parkTicks), remaining));
+                backOffTicks = Math.Min(backOffTicks * 2, parkTicks);
+                if (condition.IsReady)
+                {
+                    return true;
+                }
+                cancellationToken.ThrowIfCancellationRequested();
+                remaining = deadline == long.MaxValue ? long.MaxValue : deadline - Stopwatch.GetTimestamp();
+                if (remaining <= 0)
+                {
+                    return condition.IsReady;
+                }
+            }
+
             // SAFETY (this block): _parked and _sequence point at words of the mapping, which the reference Wait holds
             // keeps alive for the duration of the wait.
             // Full fence: pairs with the fence in Ring (Dekker): the producer either sees us parked or we see its tail.
             Interlocked.Increment(ref *_parked);
+            bool woken;
             try
             {
                 // Load the sequence before re-checking the condition: a wake issued after the check bumps it, and
@@ -208,7 +247,8 @@ internal sealed unsafe class Doorbell
                 {
                     return true;
                 }
-                Interop.FutexWait(_sequence, sequence, FromStopwatchTicks(Math.Min(parkTicks, remaining)));
+                Interlocked.Increment(ref _parks);
+                woken = Interop.FutexWait(_sequence, sequence, FromStopwatchTicks(Math.Min(parkTicks, remaining)));
             }
             finally
             {
@@ -218,6 +258,39 @@ internal sealed unsafe class Doorbell
             {
                 return true;
             }
+            if (woken)
+            {
+                fruitlessWakes++;
+            }
+            else
+            {
+                // A park that timed out undisturbed: nobody is flipping the word (any more).
+                fruitlessWakes = 0;
+                backOffTicks = s_firstBackOffTicks;
+            }
+        }
+    }
+
+    /// <summary>A timed sleep on the private word, which only <see cref="WakeForCancellation"/> cuts short.</summary>
+    private void BackOff(long ticks)
+    {
+        Interlocked.Increment(ref _parks);
+        // SAFETY: s_backOffWord is a pinned array (never moved, never freed: it is static), so the address stays valid
+        // and 4-byte aligned for the wait.
+        fixed (int* word = s_backOffWord)
+        {
+            Interop.FutexWait(word, 0, FromStopwatchTicks(ticks));
+        }
+    }
+
+    /// <summary>A cancelled wait's registration: wakes waiters parked on the shared word and those backing off.</summary>
+    private void WakeForCancellation()
+    {
+        WakeAll();
+        // SAFETY: as in BackOff, the pinned static array's address is valid and aligned for as long as the process runs.
+        fixed (int* word = s_backOffWord)
+        {
+            Interop.FutexWake(word, int.MaxValue);
         }
     }
 

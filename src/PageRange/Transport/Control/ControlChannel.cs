@@ -32,21 +32,26 @@ internal sealed class ControlChannel : IAsyncDisposable
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly CancellationTokenSource _stopping = new();
     private readonly CancellationTokenSource _peerDied = new();
+    private readonly TimeSpan _sendTimeout;
     private readonly Task _pump;
     private Task _watch = Task.CompletedTask;
     private Action<ControlMessage>? _onMessage;
     private Exception? _pumpError;
     private Exception? _closeReason;
     private int _watching;
+    private int _descriptorsReceived;
     private int _disposed;
 
     /// <summary>Takes ownership of a connected Unix stream socket and starts receiving from it.</summary>
     /// <param name="socket">The connected socket; disposed with the channel, also when this constructor throws.</param>
     /// <param name="name">The listener's name, for messages.</param>
-    public ControlChannel(Socket socket, string name)
+    /// <param name="sendTimeout">The longest one send may wait for the peer to make room (<see cref="PageRangeOptions.ControlSendTimeout"/>);
+    /// null for that option's default.</param>
+    public ControlChannel(Socket socket, string name, TimeSpan? sendTimeout = null)
     {
         _socket = socket;
         _name = name;
+        _sendTimeout = sendTimeout ?? PageRangeOptions.DefaultControlSendTimeout;
         try
         {
             PeerCredentials = Interop.GetPeerCredentials(socket);
@@ -91,27 +96,37 @@ internal sealed class ControlChannel : IAsyncDisposable
     /// <param name="message">The message.</param>
     /// <param name="descriptor">A descriptor to pass; still owned by the caller afterwards.</param>
     /// <param name="cancellationToken">Cancels waiting for the send lock or for room in the socket's buffer.</param>
-    /// <exception cref="PeerDiedException">The socket is closed or the peer is gone.</exception>
+    /// <exception cref="PeerDiedException">The socket is closed or the peer is gone; or the peer left no room for the
+    /// frame within the send timeout, and the connection was closed for it.</exception>
+    /// <remarks>
+    /// Every send is bounded by the send timeout, waiting for the lock included: a peer that stops reading its control
+    /// socket fills our socket's buffer, and without a bound it would hold every later sender. When the bound passes, the
+    /// connection is over: the socket is shut down, so <see cref="PeerDied"/> follows with the stall as its reason.
+    /// </remarks>
     public async ValueTask SendAsync(ControlMessage message, SafeMemfdHandle? descriptor, CancellationToken cancellationToken)
     {
         byte[] frame = ControlFrameCodec.Encode(message);
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        await _sendLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bounded.CancelAfter(_sendTimeout);
+        bool locked = false;
         try
         {
+            await _sendLock.WaitAsync(bounded.Token).ConfigureAwait(false);
+            locked = true;
             int offset = 0;
             if (descriptor is not null)
             {
                 int sent;
                 while (!Interop.TrySendMessage(_socket.SafeHandle, frame, descriptor, out sent))
                 {
-                    WaitUntilWritable(cancellationToken);
+                    WaitUntilWritable(bounded.Token);
                 }
                 offset = sent;
             }
             while (offset < frame.Length)
             {
-                offset += await _socket.SendAsync(frame.AsMemory(offset), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                offset += await _socket.SendAsync(frame.AsMemory(offset), SocketFlags.None, bounded.Token).ConfigureAwait(false);
             }
         }
         catch (Exception error) when (error is SocketException or SystemCallException or ObjectDisposedException)
@@ -119,9 +134,20 @@ internal sealed class ControlChannel : IAsyncDisposable
             throw new PeerDiedException(
                 $"Could not send a {message.Kind} message on '{_name}': the control socket to pid {PeerCredentials.Pid} is closed.", error);
         }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            var stalled = new PeerDiedException(
+                $"The peer (pid {PeerCredentials.Pid}) on '{_name}' left no room on its control socket for {_sendTimeout} (it stopped reading it): the connection is closed.");
+            Interlocked.CompareExchange(ref _closeReason, stalled, null);
+            ShutdownSocket();
+            throw stalled;
+        }
         finally
         {
-            _sendLock.Release();
+            if (locked)
+            {
+                _sendLock.Release();
+            }
         }
     }
 
@@ -255,6 +281,15 @@ internal sealed class ControlChannel : IAsyncDisposable
                 // Queue the descriptor before its bytes reach the reader, so the frame it came with finds it.
                 if (descriptor is not null)
                 {
+                    // The protocol passes exactly one descriptor per connection, with the hello. A second one (a flood, or
+                    // any SCM_RIGHTS after the handshake) is closed at once and ends the connection: it is never queued,
+                    // so the peer cannot make us hold descriptors by sending faster than we read frames.
+                    if (Interlocked.Increment(ref _descriptorsReceived) > 1)
+                    {
+                        descriptor.Dispose();
+                        throw new ProtocolViolationException(
+                            "The peer passed a second descriptor; the protocol passes exactly one, with its hello. It was closed.");
+                    }
                     _descriptors.Enqueue(descriptor);
                 }
                 if (received == 0)
@@ -274,6 +309,12 @@ internal sealed class ControlChannel : IAsyncDisposable
             // A reset, a violation or our own disposal: complete the pipe cleanly anyway, so frames that arrived before
             // (a refusal, typically) are still read; the reader asks _pumpError why the stream ended.
             Volatile.Write(ref _pumpError, error);
+            if (error is ProtocolViolationException)
+            {
+                // Nothing more is read from this peer; shut the socket now so it learns at once, and so that whatever it
+                // still queues (descriptors included) is dropped by the kernel rather than waiting in our receive queue.
+                ShutdownSocket();
+            }
         }
         finally
         {

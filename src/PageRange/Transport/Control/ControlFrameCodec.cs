@@ -129,6 +129,11 @@ internal static class ControlFrameCodec
                 _ => throw new ProtocolViolationException(
                     $"The peer sent a control message of kind {(int)kind} with {count} fields, which this protocol does not have."),
             };
+            if (message is HelloMessage { ProtocolVersion: not ControlHandshake.ProtocolVersion })
+            {
+                // Another version's hello: the rest of the frame is not parsed at all (see DecodeHello).
+                return message;
+            }
             if (!reader.End)
             {
                 throw new ProtocolViolationException($"The peer's {kind} control message has bytes after its last field.");
@@ -150,11 +155,8 @@ internal static class ControlFrameCodec
         int version = reader.ReadInt32();
         if (version != ControlHandshake.ProtocolVersion)
         {
-            // Another version may shape its hello differently: keep only the version, so the refusal can name it.
-            for (int i = 2; i < count; i++)
-            {
-                reader.Skip();
-            }
+            // Another version may shape its hello differently: keep only the version, so the refusal can name it, and
+            // parse nothing more of what the peer sent (not even to skip it: skipping nested values is parsing too).
             return new HelloMessage(version, 0, 0, 0, 0);
         }
         if (count != 6)
