@@ -25,6 +25,17 @@ public sealed partial class PageRangeServer
         _pool.Enqueue(new ServerWorkItem(session, transaction));
     }
 
+    /// <summary>
+    /// Runs a nested call on the thread that waits in its chain (the connection calls this there), to its end: that
+    /// thread goes back to waiting for its own reply only once the nested call is answered.
+    /// </summary>
+    private void RunNested(ClientSession session, Transaction transaction)
+    {
+        Interlocked.Increment(ref _inFlight);
+        session.OnDispatched();
+        DispatchAsync(session, transaction).GetAwaiter().GetResult();
+    }
+
     /// <summary>A worker runs one item: the handler, inline; an asynchronous handler's rest runs where it resumes.</summary>
     private void Run(ServerWorkItem item)
     {
@@ -54,6 +65,13 @@ public sealed partial class PageRangeServer
         }
         catch (PageRangeStatusException failure)
         {
+            Fail(session, transaction, failure.Status, failure.Message);
+        }
+        catch (RemoteCallException failure) when (session.Connection.IsPeerAlive)
+        {
+            // A call the handler made failed and the handler let it through: the caller gets that status, as a gRPC
+            // server passes on an RpcException (a nested call too deep comes back this way). Its text is peer text,
+            // bounded and cleaned already.
             Fail(session, transaction, failure.Status, failure.Message);
         }
         catch (OperationCanceledException) when (_callsCancelled.IsCancellationRequested)

@@ -16,7 +16,8 @@ namespace PageRange.Server;
 /// Two-way calls of one client run concurrently on the pool; its oneway messages run one at a time, in the order
 /// sent (binder's rule). A handler learns its caller from <see cref="CallContext"/> (<c>SO_PEERCRED</c>), fails a call
 /// with <see cref="PageRangeStatusException"/>, and sees cancellation (the caller gave up, or the server is stopping)
-/// through <see cref="CallContext.CancellationToken"/>. An unmapped code gets <see cref="CallStatus.Unimplemented"/>.
+/// through <see cref="CallContext.CancellationToken"/>. An unmapped code gets <see cref="CallStatus.Unimplemented"/>. A
+/// <see cref="RemoteCallException"/> a handler lets through (a call it made failed) fails the call with that status.
 /// </para>
 /// <para>
 /// Events are raised on the thread that noticed (an accept loop, a session's receive loop, a worker); a handler of
@@ -280,6 +281,9 @@ public sealed partial class PageRangeServer : IAsyncDisposable
             await connection.CloseAsync(RefusedReason).ConfigureAwait(false);
             return;
         }
+        // binder's transaction stack: a worker waiting in a call back into this client runs the client's calls of the
+        // same chain itself, so A -> B -> A -> B needs one thread on each side.
+        connection.SetNestedCallHandler(transaction => RunNested(session, transaction));
         PageRangeMetrics.RecordServerClients(1);
         Raise(ClientConnected, new ClientConnectedEventArgs(session.Info));
         session.Start();
