@@ -77,27 +77,37 @@ internal static class ClientRole
     }
 
     /// <summary>
-    /// The hostile part: this process holds the server's region (a memfd it writes payloads into) and its own. Reopen
-    /// both through /proc/self/fd and write a huge value over the transaction ring's tail (byte 64 of the header), as a
-    /// buggy or malicious client could. The server must close this client's connection and nobody else's.
+    /// The hostile part: this process holds the server's region (a memfd it writes payloads into). Find it in
+    /// /proc/self/fd (its inode is not the one of our own region, whose data area we map read-only), reopen it and write
+    /// a huge value over the transaction ring's tail (byte 64 of the header), as a buggy or malicious client could. The
+    /// server must close this client's connection and nobody else's.
     /// </summary>
     private static void Scribble()
     {
         const long TxTailOffset = 64;
+        const string Prefix = "/memfd:pagerange:";
+        // Our own region: the mapping we only read (its data area). Columns: range perms offset dev inode path.
+        HashSet<string> ownInodes = [.. File.ReadLines("/proc/self/maps")
+            .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(fields => fields.Length >= 6 && fields[5].StartsWith(Prefix, StringComparison.Ordinal) && fields[1].StartsWith("r--", StringComparison.Ordinal))
+            .Select(fields => fields[4])];
         Span<byte> junk = stackalloc byte[8];
         junk.Fill(0xEE);
         foreach (string fd in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
         {
             string? target;
+            string? inode;
             try
             {
                 target = new FileInfo(fd).LinkTarget;
+                inode = File.ReadLines($"/proc/self/fdinfo/{Path.GetFileName(fd)}")
+                    .FirstOrDefault(line => line.StartsWith("ino:", StringComparison.Ordinal))?[4..].Trim();
             }
             catch (IOException)
             {
                 continue;
             }
-            if (target is null || !target.StartsWith("/memfd:pagerange:", StringComparison.Ordinal))
+            if (target is null || !target.StartsWith(Prefix, StringComparison.Ordinal) || (inode is not null && ownInodes.Contains(inode)))
             {
                 continue;
             }
