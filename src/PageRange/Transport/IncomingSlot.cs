@@ -22,6 +22,12 @@ internal sealed class IncomingSlot
     /// <summary>Created only if the handler asks for the call's cancellation token.</summary>
     internal CancellationTokenSource? Cancellation;
 
+    /// <summary>
+    /// The payload copied out of the shared region when the connection copies incoming payloads (from
+    /// <see cref="System.Buffers.ArrayPool{T}.Shared"/>, returned when the transaction is freed); null when read in place.
+    /// </summary>
+    internal byte[]? PayloadCopy;
+
     /// <summary>Set when the caller cancelled before the handler asked for the token.</summary>
     internal volatile bool CancelRequested;
 }

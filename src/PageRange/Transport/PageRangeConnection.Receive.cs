@@ -8,6 +8,7 @@ public sealed partial class PageRangeConnection
 {
     private readonly Queue<IncomingSlot> _incomingReady;
     private readonly List<ReceiveWaiter> _receiveWaiters = [];
+    private readonly Dictionary<ulong, IncomingSlot> _liveCallsById;
     private readonly Stack<ReceiveWaiter> _receiveWaiterPool = new();
     private int _readyCount;
     private int _liveTransactions;
@@ -43,6 +44,11 @@ public sealed partial class PageRangeConnection
     public bool TryReceive(out Transaction transaction)
     {
         ThrowIfDisposed();
+        if (_violated && Volatile.Read(ref _readyCount) == 0)
+        {
+            // The ring is not read again (and may be unmapped already): the violation is the answer.
+            throw NewPeerDied();
+        }
         if (Volatile.Read(ref _readyCount) == 0 && TryTakeReaderRole())
         {
             try
@@ -189,9 +195,14 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    internal ReadOnlySpan<byte> GetPayload(in TransactionRecord record) => _inbound.GetPayload(record);
+    /// <summary>Whether incoming payloads are copied out of the shared region before anyone reads them.</summary>
+    internal bool CopiesIncomingPayloads => _copyPayloads;
 
-    internal ReadOnlyMemory<byte> GetPayloadMemory(in TransactionRecord record) => _inbound.GetPayloadMemory(record);
+    internal ReadOnlySpan<byte> GetPayload(IncomingSlot slot) =>
+        slot.PayloadCopy is { } copy ? copy.AsSpan(0, slot.Record.Length) : _inbound.GetPayload(slot.Record);
+
+    internal ReadOnlyMemory<byte> GetPayloadMemory(IncomingSlot slot) =>
+        slot.PayloadCopy is { } copy ? copy.AsMemory(0, slot.Record.Length) : _inbound.GetPayloadMemory(slot.Record);
 
     internal CancellationToken GetCallCancellationToken(IncomingSlot slot)
     {
@@ -224,14 +235,11 @@ public sealed partial class PageRangeConnection
         CancellationTokenSource? source = null;
         lock (_slotLock)
         {
-            foreach (IncomingSlot slot in _incomingSlots)
+            // Indexed by id: a flood of cancel frames costs one lookup each, not a scan of every slot.
+            if (_liveCallsById.TryGetValue(transactionId, out IncomingSlot? slot))
             {
-                if ((slot.Generation & 1) == 1 && slot.Record.TransactionId == transactionId && (slot.Record.Flags & TransactionFlags.TwoWay) != 0)
-                {
-                    slot.CancelRequested = true;
-                    source = slot.Cancellation;
-                    break;
-                }
+                slot.CancelRequested = true;
+                source = slot.Cancellation;
             }
         }
         if (source is not null)
@@ -278,6 +286,12 @@ public sealed partial class PageRangeConnection
             slot.Generation = generation + 1;
             cancellation = slot.Cancellation;
             slot.Cancellation = null;
+            if (slot.PayloadCopy is { } copy)
+            {
+                // After the generation moved on: no handle can reach the copy any more.
+                slot.PayloadCopy = null;
+                System.Buffers.ArrayPool<byte>.Shared.Return(copy);
+            }
             if (!_inboundClosing)
             {
                 try
@@ -302,6 +316,11 @@ public sealed partial class PageRangeConnection
                 {
                     _onewayInProgress = false;
                 }
+            }
+            if ((slot.Record.Flags & TransactionFlags.TwoWay) != 0
+                && _liveCallsById.TryGetValue(slot.Record.TransactionId, out IncomingSlot? indexed) && ReferenceEquals(indexed, slot))
+            {
+                _liveCallsById.Remove(slot.Record.TransactionId);
             }
             _freeIncoming[_freeIncomingCount++] = slot.Index;
             _liveTransactions--;
@@ -329,13 +348,18 @@ public sealed partial class PageRangeConnection
         {
             try
             {
-                while (!IsSatisfied(call) && !cancellationToken.IsCancellationRequested)
+                while (!IsSatisfied(call) && !cancellationToken.IsCancellationRequested && Volatile.Read(ref _disposed) == 0)
                 {
                     // Read the death before draining: the peer published everything before it died, so a drain that
                     // starts after we saw the death and finds the ring empty has delivered everything.
                     bool dead = _peerDead;
                     if (PumpAvailable() > 0)
                     {
+                        // A bounded pass: the deadline holds even while the peer keeps the ring busy.
+                        if (Stopwatch.GetTimestamp() >= deadline)
+                        {
+                            return;
+                        }
                         continue;
                     }
                     if (dead)
@@ -467,17 +491,23 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    /// <summary>Routes every record the ring holds now. Only the reader-role holder calls this.</summary>
+    /// <summary>
+    /// Routes the records the ring holds now, at most one ring's capacity: a peer that keeps the ring busy for ever
+    /// (late replies we free at once, say) cannot keep the reader here; callers check deadlines, cancellation and
+    /// disposal between passes. Only the reader-role holder calls this.
+    /// </summary>
     /// <returns>How many records were routed.</returns>
     private int PumpAvailable()
     {
         int routed = 0;
+        int limit = _inbound.Layout.TxRingCapacity;
         try
         {
-            while (_inbound.TryReceive(out TransactionRecord record))
+            while (routed < limit && _inbound.TryReceive(out TransactionRecord record))
             {
                 Route(record);
                 routed++;
+                RecordRoutedForTest?.Invoke();
             }
         }
         catch (ProtocolViolationException violation)
@@ -545,6 +575,14 @@ public sealed partial class PageRangeConnection
 
     private IncomingSlot AcquireIncoming(in TransactionRecord record)
     {
+        byte[]? copy = null;
+        if (_copyPayloads)
+        {
+            // Copied once, here, before any receiver, handler or deserializer can see the transaction: the sender can
+            // change the shared bytes later, but not these.
+            copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(record.Length, 1));
+            _inbound.GetPayload(record).CopyTo(copy);
+        }
         lock (_slotLock)
         {
             if (_freeIncomingCount == 0)
@@ -557,9 +595,15 @@ public sealed partial class PageRangeConnection
             slot.Replied = 0;
             slot.CancelRequested = false;
             slot.Cancellation = null;
+            slot.PayloadCopy = copy;
             // Odd: live.
             slot.Generation++;
             _liveTransactions++;
+            if ((record.Flags & TransactionFlags.TwoWay) != 0)
+            {
+                // A peer that reuses an id only makes its own earlier call uncancellable.
+                _liveCallsById[record.TransactionId] = slot;
+            }
             return slot;
         }
     }
@@ -570,9 +614,66 @@ public sealed partial class PageRangeConnection
         if (!_peerDead)
         {
             OnPeerDied(violation);
-            // Closing the control socket is the peer's notice; the rest is torn down by Dispose.
-            _ = Task.Run(async () => await _control.DisposeAsync().ConfigureAwait(false)).ContinueWith(
+            // Closing the control socket is the peer's notice. Nothing more is delivered from a peer that broke the
+            // protocol, so both regions go now (not when the owner disposes the connection, nor when the GC finalizes
+            // them): transactions routed but never received are freed, and our region is unmapped once the ones the
+            // application still holds are disposed.
+            _ = Task.Run(async () =>
+            {
+                await _control.DisposeAsync().ConfigureAwait(false);
+                ReleaseUndelivered();
+                _outbound.Dispose();
+            }).ContinueWith(
                 static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>
+    /// The connection is closing (disposed, or the peer broke the protocol): frees every transaction routed to us that
+    /// no receiver took (ready, backlogged oneways, nested calls not yet run), as if delivered and disposed, so our region
+    /// can be unmapped at once. No reply is sent for the calls among them: the peer sees the end of the connection.
+    /// </summary>
+    private void ReleaseUndelivered()
+    {
+        List<(IncomingSlot Slot, int Generation)> undelivered = [];
+        lock (_slotLock)
+        {
+            _inboundClosing = true;
+            while (_incomingReady.TryDequeue(out IncomingSlot? slot))
+            {
+                _readyCount--;
+                undelivered.Add((slot, slot.Generation));
+            }
+            while (_onewayBacklog.TryDequeue(out IncomingSlot? slot))
+            {
+                undelivered.Add((slot, slot.Generation));
+            }
+            foreach (PendingCall top in _chainWaiters.Values)
+            {
+                for (PendingCall? waiter = top; waiter is not null; waiter = waiter.PreviousInChain)
+                {
+                    while (waiter.NestedInbox.TryDequeue(out IncomingSlot? slot))
+                    {
+                        undelivered.Add((slot, slot.Generation));
+                    }
+                    waiter.NestedCount = 0;
+                }
+            }
+        }
+        foreach ((IncomingSlot slot, int generation) in undelivered)
+        {
+            // Nobody answers a call of a closed connection; Release must not try.
+            Volatile.Write(ref slot.Replied, 1);
+            Release(slot, generation);
+        }
+        bool disposeInbound;
+        lock (_slotLock)
+        {
+            disposeInbound = _liveTransactions == 0;
+        }
+        if (disposeInbound)
+        {
+            _inbound.Dispose();
         }
     }
 

@@ -21,6 +21,12 @@ public sealed partial class PageRangeConnection
         }
     }
 
+    /// <summary>Runs after each record the reader routes: lets a test play a peer that publishes as fast as we consume.</summary>
+    internal Action? RecordRoutedForTest { get; set; }
+
+    /// <summary>Sends a cancel frame for <paramref name="callId"/> over the control socket, as a caller giving up would.</summary>
+    internal ValueTask SendCancelForTest(ulong callId) => _control.SendCancelAsync(callId);
+
     /// <summary>Asynchronous senders waiting for room in the peer's region right now.</summary>
     internal int RoomWaiters => Volatile.Read(ref _roomWaiters);
 

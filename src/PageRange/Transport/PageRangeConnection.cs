@@ -48,6 +48,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private int _freeCallCount;
     private ulong _callSequence;
     private readonly ulong _chainSide;
+    private readonly bool _copyPayloads;
     private ulong _chainSequence;
 
     private readonly Queue<IncomingSlot> _onewayBacklog;
@@ -98,6 +99,14 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             _freeIncoming[i] = slots - 1 - i;
         }
         _freeIncomingCount = slots;
+        _copyPayloads = options.CopyIncomingPayloads switch
+        {
+            IncomingPayloadCopy.Always => true,
+            IncomingPayloadCopy.Never => false,
+            // A peer of another uid does not share our trust; one of our own uid could write our memory anyway.
+            _ => handshake.PeerCredentials.Uid != Interop.GetEffectiveUserId(),
+        };
+        _liveCallsById = new Dictionary<ulong, IncomingSlot>(slots);
         _onewayBacklog = new Queue<IncomingSlot>(slots);
         _incomingReady = new Queue<IncomingSlot>(slots);
 
@@ -388,17 +397,10 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _pumpThread.Join();
         StopRoomWatcher();
         _outbound.Dispose();
-        bool disposeInbound;
-        lock (_slotLock)
-        {
-            _inboundClosing = true;
-            disposeInbound = _liveTransactions == 0;
-        }
-        if (disposeInbound)
-        {
-            // InboundChannel.Dispose waits for a receive in progress, so a reader still holding the role is safe.
-            _inbound.Dispose();
-        }
+        // Transactions routed to us that nobody received are freed now, so the region goes at once instead of when the
+        // GC finalizes it; the ones the application holds keep it mapped until they are disposed. InboundChannel.Dispose
+        // waits for a receive in progress, so a reader still holding the role is safe.
+        ReleaseUndelivered();
         // _closed is not disposed: PeerDied stays readable after Dispose, and a source without timers holds nothing.
     }
 }

@@ -40,24 +40,17 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     public bool IsTwoWay => (Flags & TransactionFlags.TwoWay) != 0;
 
     /// <summary>The payload, in place in the receive region. Valid until the transaction is disposed.</summary>
-    public ReadOnlySpan<byte> Payload
-    {
-        get
-        {
-            IncomingSlot slot = Slot;
-            return _connection!.GetPayload(slot.Record);
-        }
-    }
+    /// <remarks>
+    /// The bytes are the peer's: read in place, they lie in shared memory the sender can still write, so a sender
+    /// that changes a published payload while it is read can make two reads of one field disagree. Read each value
+    /// once (as the deserializers do), or set <see cref="PageRangeOptions.CopyIncomingPayloads"/> so that every payload
+    /// is copied once into private pooled memory before anyone sees it (the default for peers of another uid).
+    /// </remarks>
+    public ReadOnlySpan<byte> Payload => _connection!.GetPayload(Slot);
 
     /// <summary>The payload as memory, in place in the receive region. Valid until the transaction is disposed.</summary>
-    public ReadOnlyMemory<byte> Memory
-    {
-        get
-        {
-            IncomingSlot slot = Slot;
-            return _connection!.GetPayloadMemory(slot.Record);
-        }
-    }
+    /// <remarks>The same bytes as <see cref="Payload"/>, with the same caveat: see there.</remarks>
+    public ReadOnlyMemory<byte> Memory => _connection!.GetPayloadMemory(Slot);
 
     /// <summary>The payload's length in bytes.</summary>
     public int Length => Slot.Record.Length;

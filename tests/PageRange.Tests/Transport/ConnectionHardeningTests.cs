@@ -1,0 +1,229 @@
+using System.Diagnostics;
+using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// A misbehaving peer against the connection (issue 11 items 1, 7, 8, 13): bounded reader passes, payload copies,
+/// indexed cancels, and a closed connection that lets go of everything at once. In the non-parallel collection:
+/// descriptors and mappings are counted over the whole process.
+/// </summary>
+[Collection(CrossProcessCollection.Name)]
+[Trait("Category", "Hostile")]
+public sealed class ConnectionHardeningTests(ITestOutputHelper output)
+{
+    /// <summary>A reply to no call of ours: the victim frees it at once, so the peer can publish another for ever.</summary>
+    private const ulong BogusReplyId = (1UL << 16) | 0xFFFF;
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
+            await Task.Delay(10);
+        }
+    }
+
+    [Fact]
+    public async Task Call_PeerKeepsTheRingBusyForever_TimesOutOnTimeAndDisposeReturns()
+    {
+        (int Descriptors, int Mappings) baseline = default;
+        string name;
+        var clock = new Stopwatch();
+        {
+            ConnectionPair pair = await ConnectionPair.CreateAsync();
+            name = pair.Client.Name;
+            PageRangeConnection victim = pair.Client;
+            long flooded = 0;
+            // Every record the victim routes, the peer replaces with another: the ring is never empty when the reader
+            // looks, which used to keep it in its drain loop for ever.
+            victim.RecordRoutedForTest = () =>
+            {
+                if (pair.Server.Outbound.TrySend(BogusReplyId, 0, TransactionFlags.Reply, [1, 2, 3]))
+                {
+                    flooded++;
+                }
+            };
+            Assert.True(pair.Server.Outbound.TrySend(BogusReplyId, 0, TransactionFlags.Reply, [1, 2, 3]));
+
+            clock.Start();
+            // Nobody serves the call: it can only end by its timeout.
+            Assert.Throws<TimeoutException>(() => victim.Call(1, [1], TimeSpan.FromMilliseconds(300)));
+            TimeSpan timedOut = clock.Elapsed;
+            output.WriteLine($"call timed out after {timedOut.TotalMilliseconds:F0} ms, {flooded} records flooded so far");
+            Assert.True(timedOut < TimeSpan.FromSeconds(20), $"a 300 ms call took {timedOut}");
+            Assert.True(flooded > 16, "the peer flooded more than a ring");
+
+            await victim.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
+            await pair.Server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
+            baseline = FaultResources.Naming($"pagerange:{name}");
+        }
+        Assert.Equal((0, 0), baseline);
+    }
+
+    [Fact]
+    public async Task Violation_AfterTransactionsNobodyReceived_RegionsReleasedAtOnce()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        // The attacker: transport parts only. Its region has the same name as the victim's, so the counts below hold
+        // both: two descriptors (the victim's region, the victim's view of the attacker's) are the victim's.
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        string victimRegion = $"pagerange:{name}";
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
+        output.WriteLine($"connected: {connected}");
+
+        const int Published = 12;
+        for (int i = 0; i < Published; i++)
+        {
+            Assert.True(attacker.Outbound.TrySend((ulong)i + 1, 5, i % 2 == 0 ? TransactionFlags.Oneway : TransactionFlags.TwoWay, new byte[4096],
+                i % 2 == 0 ? default : new RecordContext((ulong)i + 1, 0, CallStatus.Ok)));
+        }
+        // The victim's background reader routes them (nobody receives): they are live in its region.
+        await WaitUntilAsync(() => victim.LiveIncomingTransactions == Published, "the victim routed every transaction");
+        long resident = victim.Inbound.Region.ResidentBytes;
+        Assert.True(resident >= Published * 4096L, $"{resident} bytes resident");
+
+        // Now a corrupt transaction ring tail: more than a ring ahead of the victim's head.
+        ulong tail = attacker.Outbound.Sent + (ulong)(attacker.Outbound.Layout.TxRingCapacity * 4);
+        System.Runtime.InteropServices.MemoryMarshal.Write(attacker.Handshake.PeerRegion.GetSpan(RegionHeaderLayout.TxTailOffset, 8), in tail);
+
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim noticed the violation");
+        // Without the owner disposing anything: the victim's region and its view of the attacker's go at once.
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Descriptors == connected.Descriptors - 2, "the victim closed both regions' descriptors");
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Mappings < connected.Mappings, "the victim unmapped its region");
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+        Assert.Throws<ObjectDisposedException>(() => victim.Inbound.Region.ResidentBytes);
+        Assert.Throws<ObjectDisposedException>(() => victim.Outbound.Region.ResidentBytes);
+        Assert.Throws<ProtocolViolationException>(() => victim.TryReceive(out _));
+        output.WriteLine($"after the violation: {FaultResources.Naming(victimRegion)}");
+    }
+
+    [Fact]
+    public async Task Dispose_TransactionsNobodyReceived_RegionReleasedWithoutTheGc()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        for (int i = 0; i < 8; i++)
+        {
+            pair.Client.SendOneway(1, new byte[100]);
+        }
+        // The background reader routes them within a park timeout: one ready, seven backlogged behind it.
+        await WaitUntilAsync(() => pair.Server.LiveIncomingTransactions == 8, "the server routed every oneway");
+
+        await pair.Server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
+
+        // No GC ran: the undelivered transactions were freed by Dispose, so nothing keeps the region mapped.
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        Assert.Throws<ObjectDisposedException>(() => pair.Server.Inbound.Region.ResidentBytes);
+    }
+
+    [Fact]
+    public async Task Dispose_WhileHoldingOneTransaction_RegionStaysUntilItIsDisposed()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        pair.Client.SendOneway(1, [1, 2, 3]);
+        pair.Client.SendOneway(1, [4]);
+        Transaction held = pair.Server.Receive();
+        await WaitUntilAsync(() => pair.Server.LiveIncomingTransactions == 2, "the second oneway was routed");
+
+        await pair.Server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
+
+        // The backlogged one is freed; the held one is still readable until its owner disposes it.
+        Assert.Equal(1, pair.Server.LiveIncomingTransactions);
+        Assert.Equal([1, 2, 3], held.Payload.ToArray());
+        held.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => pair.Server.Inbound.Region.ResidentBytes);
+    }
+
+    [Theory]
+    [InlineData(IncomingPayloadCopy.Always, true)]
+    [InlineData(IncomingPayloadCopy.Never, false)]
+    [InlineData(IncomingPayloadCopy.Auto, false)]
+    public async Task Payload_SenderRewritesItAfterPublishing_CopyDecidesWhatTheReceiverSees(IncomingPayloadCopy mode, bool copied)
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.CopyIncomingPayloads = mode;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        Assert.Equal(copied, pair.Server.CopiesIncomingPayloads);
+        pair.Client.SendOneway(1, [1, 2, 3, 4]);
+        using Transaction message = pair.Server.Receive();
+
+        // The sender writes the published buffer again, through its own (writable) view of the receiver's region.
+        long offset = pair.Client.Outbound.Layout.DataOffset + message.Slot.Record.Offset;
+        new byte[] { 9, 9, 9, 9 }.CopyTo(pair.Client.Outbound.Region.GetSpan(offset, 4));
+
+        byte[] expected = copied ? [1, 2, 3, 4] : [9, 9, 9, 9];
+        Assert.Equal(expected, message.Payload.ToArray());
+        Assert.Equal(expected, message.Memory.ToArray());
+    }
+
+    [Fact]
+    public async Task Payload_Copied_ReturnedOnDisposeAndCallsWork()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.CopyIncomingPayloads = IncomingPayloadCopy.Always;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        using var stop = new CancellationTokenSource();
+        Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
+        for (int i = 0; i < 100; i++)
+        {
+            byte[] request = [.. Enumerable.Range(0, i).Select(b => (byte)(b + i))];
+            using Transaction reply = pair.Client.Call(1, request, TestTimeouts.Long);
+            Assert.Equal(request, reply.Payload.ToArray());
+        }
+        await stop.CancelAsync();
+        Assert.True(echo.Join(TestTimeouts.Long));
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+    }
+
+    [Fact]
+    public void CopyIncomingPayloads_Undefined_Throws()
+    {
+        var options = new PageRangeOptions();
+        Assert.Equal(IncomingPayloadCopy.Auto, options.CopyIncomingPayloads);
+        Assert.Throws<ArgumentOutOfRangeException>(() => options.CopyIncomingPayloads = (IncomingPayloadCopy)7);
+        options.CopyIncomingPayloads = IncomingPayloadCopy.Always;
+        Assert.Equal(IncomingPayloadCopy.Always, options.Clone().CopyIncomingPayloads);
+    }
+
+    [Fact]
+    public async Task CancelFlood_UnknownIds_IgnoredAndTheRealCancelStillLands()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        // 40 calls live on the server, so that a scan per frame would have had work to do.
+        var calls = Enumerable.Range(0, 40).Select(i => pair.Client.CallAsync(1, new byte[] { (byte)i }, TestTimeouts.Long).AsTask()).ToArray();
+        var held = new List<Transaction>();
+        for (int i = 0; i < 40; i++)
+        {
+            held.Add(pair.Server.Receive());
+        }
+        CancellationToken[] tokens = [.. held.Select(t => t.CallCancelled)];
+
+        for (int i = 0; i < 5_000; i++)
+        {
+            await pair.Client.SendCancelForTest(0xDEAD_0000UL + (ulong)i).AsTask().WaitAsync(TestTimeouts.Long);
+        }
+        Transaction target = held[17];
+        await pair.Client.SendCancelForTest(target.Id).AsTask().WaitAsync(TestTimeouts.Long);
+
+        await WaitUntilAsync(() => tokens[17].IsCancellationRequested, "the real cancel reached its handler");
+        Assert.Equal(1, tokens.Count(t => t.IsCancellationRequested));
+        Assert.True(pair.Server.IsPeerAlive);
+        foreach (Transaction call in held)
+        {
+            call.Reply(call.Payload);
+            call.Dispose();
+        }
+        foreach (Task<Transaction> call in calls)
+        {
+            (await call.WaitAsync(TestTimeouts.Long)).Dispose();
+        }
+    }
+}
