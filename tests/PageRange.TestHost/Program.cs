@@ -27,6 +27,7 @@ internal static class Program
                 "fault-hold" => FaultScenarios.Hold(args),
                 "fault-slow-reader" => FaultScenarios.SlowReader(args),
                 "fault-fuzz" => FaultScenarios.Fuzz(args),
+                "hostile-pidns-connect" => HostileControlScenarios.PidNamespaceConnect(args),
                 _ => Unknown(args[0]),
             };
         }
