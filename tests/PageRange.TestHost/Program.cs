@@ -32,6 +32,7 @@ internal static class Program
                 "server-silent" => ServerScenarios.Silent(args),
                 "server-fd-flood" => ServerScenarios.DescriptorFlood(args),
                 "nested-serve" => NestedScenarios.Serve(args),
+                "hostile-pidns-connect" => HostileControlScenarios.PidNamespaceConnect(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -740,7 +740,6 @@ public sealed partial class PageRangeConnection
     }
 
     private long _lastHousekeeping;
-    private string? _peerProcPath;
 
     private void Housekeeping()
     {
@@ -756,8 +755,10 @@ public sealed partial class PageRangeConnection
                 CloseForViolation(violation);
             }
         }
-        // Backstop for the control socket's end-of-file: a peer whose process is gone is dead.
-        if (!_peerDead && !Directory.Exists(_peerProcPath ??= $"/proc/{PeerPid}"))
+        // Backstop for the control socket's end-of-file: a peer whose process is gone is dead. Only a process watched
+        // through a pidfd counts (PeerProcess): a pid of 0 (another pid namespace) or one already gone at connect
+        // time never raises the alarm; those peers die by the socket's end-of-file alone.
+        if (!_peerDead && _control.PeerProcess.HasExited)
         {
             OnPeerDied(null);
         }

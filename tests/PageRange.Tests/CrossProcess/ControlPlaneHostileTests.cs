@@ -395,6 +395,30 @@ public sealed class ControlPlaneHostileTests
         }
     }
 
+    [Fact]
+    public async Task Connection_PeerInAnotherPidNamespace_NotDeclaredDeadByTheBackstopOnEitherSide()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        PageRangeOptions options = NewOptions();
+        options.WaitStrategy = WaitStrategy.Park;
+        options.ParkTimeout = TimeSpan.FromMilliseconds(10);
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        using TestHostProcess host = TestHostProcess.Start(null, "hostile-pidns-connect", name);
+
+        await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
+        int innerPid = int.Parse(host.ReadUntil("own-pid: "), System.Globalization.CultureInfo.InvariantCulture);
+        // In its own pid namespace the host cannot see our pid: SO_PEERCRED shows it 0, and that must not read as death.
+        Assert.Equal("0", host.ReadUntil("peer-pid: "));
+        Assert.Equal("True", host.ReadUntil("alive: "));
+        // On our side its pid is visible but is not the one its hello names: not watched, so not declared dead either.
+        Assert.NotEqual(innerPid, server.PeerPid);
+        Assert.True(server.IsPeerAlive);
+        Assert.Equal(0, host.WaitForExit());
+        // Its death still arrives, by the socket's end-of-file.
+        await ControlHandshakeTests.WaitCancelledAsync(server.PeerDied);
+    }
+
     /// <summary>Sends up to <paramref name="count"/> one-byte messages, each passing <paramref name="descriptor"/>; stops when the victim closes.</summary>
     private static int SendDescriptors(Socket raw, SafeMemfdHandle descriptor, int count)
     {

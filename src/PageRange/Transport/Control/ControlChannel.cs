@@ -55,6 +55,8 @@ internal sealed class ControlChannel : IAsyncDisposable
         try
         {
             PeerCredentials = Interop.GetPeerCredentials(socket);
+            // At once, with the credentials: the later the pidfd is taken, the longer the pid has to be reused.
+            PeerProcess = PeerProcess.Open(socket, PeerCredentials);
         }
         catch
         {
@@ -69,6 +71,9 @@ internal sealed class ControlChannel : IAsyncDisposable
 
     /// <summary>The peer's pid, uid and gid as the kernel saw them when the socket was connected (<c>SO_PEERCRED</c>).</summary>
     public Interop.PeerCredentials PeerCredentials { get; }
+
+    /// <summary>The peer's process, for the death backstop; watched only where that can raise no false alarm.</summary>
+    public PeerProcess PeerProcess { get; }
 
     /// <summary>The listener's name.</summary>
     public string Name => _name;
@@ -252,6 +257,7 @@ internal sealed class ControlChannel : IAsyncDisposable
         }
         _sendLock.Dispose();
         _stopping.Dispose();
+        PeerProcess.Dispose();
         // _peerDied stays undisposed on purpose: PeerDied must keep answering (cancelled) after disposal, and a
         // source without timer or wait handle holds nothing to release.
     }

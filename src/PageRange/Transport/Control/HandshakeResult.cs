@@ -18,6 +18,8 @@ internal sealed class HandshakeResult : IAsyncDisposable
         Control = control;
         PeerRegion = peerRegion;
         PeerHello = peerHello;
+        // The backstop watches the peer's process only if the process that handshook is the one the kernel names.
+        control.PeerProcess.KeepOnlyIf(peerHello.Pid, control.PeerCredentials);
     }
 
     /// <summary>The control socket: death watch and rare control messages.</summary>
