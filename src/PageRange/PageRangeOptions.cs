@@ -57,6 +57,18 @@ public sealed class PageRangeOptions
     {
     }
 
+    // Memory hardening options (issue 11): kept together in this block.
+
+    /// <summary>
+    /// Whether every buffer this side sends is zeroed in the peer's region when the peer frees it, and when the
+    /// connection ends while it is still live (binder's <c>TF_CLEAR_BUF</c>, as a connection default).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see langword="false"/>. Turn it on when payloads carry secrets that must not linger in the peer's
+    /// memory after use; it costs one pass over each buffer's bytes when it is freed.
+    /// </remarks>
+    public bool ClearBuffersOnFree { get; set; }
+
     private PageRangeOptions(PageRangeOptions values, HashSet<uint> allowedUids)
     {
         _regionSize = values._regionSize;
@@ -69,6 +81,7 @@ public sealed class PageRangeOptions
         _regionFullTimeout = values._regionFullTimeout;
         _parkTimeout = values._parkTimeout;
         _maxConcurrentCalls = values._maxConcurrentCalls;
+        ClearBuffersOnFree = values.ClearBuffersOnFree;
         WaitStrategy = values.WaitStrategy;
         AllowAnyUid = values.AllowAnyUid;
         AllowedUids = allowedUids;

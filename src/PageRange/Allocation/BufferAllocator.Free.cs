@@ -6,9 +6,16 @@ namespace PageRange.Allocation;
 /// <summary>Delivering, aborting and freeing buffers, and what a freed buffer gives back to the page range.</summary>
 internal sealed partial class BufferAllocator
 {
-    /// <summary>Delivers a Reserved buffer: it becomes Allocated, and only <see cref="Free"/> gives it back.</summary>
+    /// <summary>Delivers a Reserved buffer: it becomes Allocated, and only <see cref="Free(long)"/> gives it back.</summary>
     /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, or it is not Reserved.</exception>
-    internal void Commit(long offset)
+    internal void Commit(long offset) => Commit(offset, sequence: 0);
+
+    /// <summary>
+    /// Delivers a Reserved buffer whose record goes to position <paramref name="sequence"/> of the transaction ring:
+    /// <see cref="Free(long, ulong)"/> honours a free of it only once the receiver's head is past that position.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, or it is not Reserved.</exception>
+    internal void Commit(long offset, ulong sequence)
     {
         ExtentState found;
         using (_lock.EnterScope())
@@ -17,7 +24,9 @@ internal sealed partial class BufferAllocator
             found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
             if (found == ExtentState.Reserved)
             {
-                LiveUnsynchronized(index).State = ExtentState.Allocated;
+                ref Extent buffer = ref LiveUnsynchronized(index);
+                buffer.State = ExtentState.Allocated;
+                buffer.Sequence = sequence;
                 return;
             }
         }
@@ -63,15 +72,34 @@ internal sealed partial class BufferAllocator
     /// <see langword="false"/> if no buffer starts at <paramref name="offset"/>, or it was never delivered or is
     /// already being freed: binder logs such a free and ignores it, and so do we (see <see cref="IgnoredFrees"/>).
     /// </returns>
-    internal bool Free(long offset)
+    internal bool Free(long offset) => Free(offset, deliveredBefore: ulong.MaxValue) == FreeResult.Freed;
+
+    /// <summary>
+    /// <see cref="Free(long)"/> under binder's delivery rule: a buffer becomes freeable only once the receiver has
+    /// taken its record off the transaction ring, i.e. its ring position (given to <see cref="Commit(long, ulong)"/>)
+    /// is below <paramref name="deliveredBefore"/>, the receiver's head as the writer sees it. A free of a buffer whose
+    /// record is still on the ring is ignored and counted, as binder ignores a free of an undelivered buffer: freeing
+    /// it would let the writer reuse bytes the receiver has not read yet, and a slot the record still occupies.
+    /// </summary>
+    /// <param name="offset">The offset the receiver named.</param>
+    /// <param name="deliveredBefore">The transaction ring's head, validated: records before it have been received.</param>
+    /// <returns>What became of the free.</returns>
+    internal FreeResult Free(long offset, ulong deliveredBefore)
     {
         ExtentState found;
+        bool undelivered = false;
         long clearSize = 0;
         using (_lock.EnterScope())
         {
             int index = FindLiveUnsynchronized(offset);
             found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
-            if (found == ExtentState.Allocated)
+            if (found == ExtentState.Allocated && LiveUnsynchronized(index).Sequence >= deliveredBefore)
+            {
+                undelivered = true;
+                _undeliveredFrees++;
+                _ignoredFrees++;
+            }
+            else if (found == ExtentState.Allocated)
             {
                 clearSize = BeginReleaseUnsynchronized(index);
             }
@@ -81,24 +109,52 @@ internal sealed partial class BufferAllocator
             }
         }
 
-        if (found != ExtentState.Allocated)
+        if (found != ExtentState.Allocated || undelivered)
         {
             if (_log is { } log)
             {
                 log(found switch
                 {
+                    ExtentState.Allocated => $"free of offset {offset} ignored: its record is still on the transaction ring",
                     ExtentState.Reserved => $"free of offset {offset} ignored: the buffer was never delivered",
                     ExtentState.Freeing => $"free of offset {offset} ignored: the buffer is already being freed",
                     _ => $"free of offset {offset} ignored: no buffer starts there (unknown or already freed)",
                 });
             }
-            return false;
+            return undelivered ? FreeResult.Undelivered : FreeResult.Ignored;
         }
         if (clearSize > 0)
         {
             ClearAndRelease(offset, clearSize);
         }
-        return true;
+        return FreeResult.Freed;
+    }
+
+    /// <summary>
+    /// Zeroes every live buffer reserved with clear-on-free, for a connection that ends while they are live: their
+    /// bytes must not outlive it in the peer's region any more than a freed buffer's would.
+    /// </summary>
+    /// <returns>How many bytes were zeroed.</returns>
+    /// <remarks>
+    /// Safety: the caller makes sure no reservation, commit or free runs meanwhile (the channel is closing and holds
+    /// its lock); every live buffer's pages are Used, so zeroing them goes through the checked page range.
+    /// </remarks>
+    internal long ClearLiveBuffers()
+    {
+        long cleared = 0;
+        using (_lock.EnterScope())
+        {
+            for (int index = FirstLiveUnsynchronized(); index != Nil; index = NextLiveUnsynchronized(index))
+            {
+                ref Extent buffer = ref LiveUnsynchronized(index);
+                if (buffer.ClearOnFree && buffer.State != ExtentState.Freeing)
+                {
+                    _pages.FillZero(buffer.Offset, buffer.Size);
+                    cleared += buffer.Size;
+                }
+            }
+        }
+        return cleared;
     }
 
     /// <summary>

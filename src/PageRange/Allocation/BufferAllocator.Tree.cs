@@ -104,6 +104,7 @@ internal sealed partial class BufferAllocator
         extent.Oneway = buffer.Oneway;
         extent.ClearOnFree = buffer.ClearOnFree;
         extent.SenderPid = buffer.SenderPid;
+        extent.Sequence = buffer.Sequence;
         _offsetRoot = ExtentTree<ByOffsetOrder>.Insert(extents, _offsetRoot, fit);
         return true;
     }
@@ -130,6 +131,7 @@ internal sealed partial class BufferAllocator
         extent.Oneway = false;
         extent.ClearOnFree = false;
         extent.SenderPid = 0;
+        extent.Sequence = 0;
         int merged = node;
         if (next != Nil && !extents[next].IsLive)
         {

@@ -19,8 +19,8 @@ namespace PageRange.Allocation;
 /// Free neighbours are always merged. Sizes are rounded up to 8 bytes, with a minimum of 8.
 /// </para>
 /// <para>
-/// Lifecycle: <see cref="Reserve"/> makes a Reserved buffer the writer fills; <see cref="Commit"/> delivers it
-/// (Allocated); <see cref="Free"/> gives an Allocated buffer back, <see cref="Abort"/> a Reserved one.
+/// Lifecycle: <see cref="Reserve"/> makes a Reserved buffer the writer fills; <see cref="Commit(long, ulong)"/> delivers it
+/// (Allocated); <see cref="Free(long, ulong)"/> gives an Allocated buffer back, <see cref="Abort"/> a Reserved one.
 /// </para>
 /// <para>
 /// The allocator runs in the region's writer process and its state is private to it. Thread safety: every member
@@ -78,6 +78,7 @@ internal sealed partial class BufferAllocator
     /// <summary>C's <c>oneway_spam_detected</c>: set by the report, cleared by a oneway reservation that leaves enough quota.</summary>
     private bool _onewaySpamDetected;
     private long _ignoredFrees;
+    private long _undeliveredFrees;
     private long _failedReservations;
     private long _onewaySpamReports;
 
@@ -144,6 +145,18 @@ internal sealed partial class BufferAllocator
             using (_lock.EnterScope())
             {
                 return _ignoredFrees;
+            }
+        }
+    }
+
+    /// <summary>Frees of buffers whose record was still on the transaction ring, ignored so far (counted in <see cref="IgnoredFrees"/> too).</summary>
+    internal long UndeliveredFrees
+    {
+        get
+        {
+            using (_lock.EnterScope())
+            {
+                return _undeliveredFrees;
             }
         }
     }

@@ -29,6 +29,12 @@ internal struct Extent
     /// <summary>The process that reserved the buffer, for oneway-spam detection and the dump.</summary>
     internal int SenderPid;
 
+    /// <summary>
+    /// Where the buffer's record sits on the transaction ring (the ring's tail when it was committed): the receiver has
+    /// taken the record off the ring once the ring's head is past it. 0 until committed.
+    /// </summary>
+    internal ulong Sequence;
+
     /// <summary>The extent just before this one in address order, or <see cref="ExtentTree{TOrder}.Nil"/>.</summary>
     internal int Prev;
 

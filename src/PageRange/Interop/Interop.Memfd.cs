@@ -12,8 +12,13 @@ internal static partial class Interop
     internal const int F_DUPFD_CLOEXEC = 1030;
     internal const int F_ADD_SEALS = 1033;
     internal const int F_GET_SEALS = 1034;
+    internal const uint MFD_HUGETLB = 0x0004;
+    internal const int F_SEAL_SEAL = 0x0001;
     internal const int F_SEAL_SHRINK = 0x0002;
     internal const int F_SEAL_GROW = 0x0004;
+    internal const int F_SEAL_WRITE = 0x0008;
+    internal const int F_SEAL_FUTURE_WRITE = 0x0010;
+    internal const int F_SEAL_EXEC = 0x0020;
 
     internal const int AT_EMPTY_PATH = 0x1000;
     internal const uint STATX_SIZE = 0x0200;
@@ -51,8 +56,11 @@ internal static partial class Interop
     }
 
     /// <summary>Creates a close-on-exec, sealable memfd.</summary>
-    internal static SafeMemfdHandle MemfdCreate(string name) =>
-        OwnDescriptor(Libc.MemfdCreate(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), "memfd_create");
+    internal static SafeMemfdHandle MemfdCreate(string name) => MemfdCreate(name, extraFlags: 0);
+
+    /// <summary>Creates a close-on-exec, sealable memfd with <paramref name="extraFlags"/> too (tests: <c>MFD_HUGETLB</c>).</summary>
+    internal static SafeMemfdHandle MemfdCreate(string name, uint extraFlags) =>
+        OwnDescriptor(Libc.MemfdCreate(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | extraFlags), "memfd_create");
 
     internal static void Ftruncate(SafeMemfdHandle fd, long length)
     {

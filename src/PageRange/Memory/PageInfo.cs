@@ -7,7 +7,8 @@ namespace PageRange.Memory;
 /// States: Free (<see cref="Backed"/> false, not linked); Available (backed, linked); Used (backed, not linked).
 /// <see cref="Backed"/> is written under the owning range's lock, and set to true only while the range's mm lock
 /// is also held. <see cref="Prev"/>/<see cref="Next"/> are written only under the shrinker's LRU lock.
-/// Every slot is allocated once, when its range is created, so moving pages between states never allocates.
+/// Every slot is allocated once, with its range's chunk, the first time a page of that chunk is used; from then on
+/// moving pages between states never allocates.
 /// </remarks>
 internal sealed class PageInfo
 {
@@ -34,6 +35,10 @@ internal sealed class PageInfo
 
     /// <summary><see cref="Environment.TickCount64"/> when the page was last queued on the LRU, for idle-age reclaim.</summary>
     internal long QueuedAt;
+
+    /// <summary>The number of the last <see cref="Shrinker.Scan"/> that visited this page: one scan visits a page once.</summary>
+    /// <remarks>Written only under the shrinker's LRU lock.</remarks>
+    internal long ScanEpoch;
 
     internal bool IsQueued => Next is not null;
 }

@@ -9,7 +9,10 @@ namespace PageRange.Memory;
 /// </summary>
 /// <remarks>
 /// The size is fixed at creation and sealed (<c>F_SEAL_SHRINK | F_SEAL_GROW</c>), so a peer can neither truncate the
-/// file under the other side's mapping (which would raise SIGBUS there) nor grow it. Pages are backed only while
+/// file under the other side's mapping (which would raise SIGBUS there) nor grow it; <c>F_SEAL_SEAL</c> then forbids
+/// any further seal, so nobody can later add <c>F_SEAL_WRITE</c> or <c>F_SEAL_FUTURE_WRITE</c> to stop the writer's
+/// stores and hole punches. A region received from a peer must carry exactly these seals and live on tmpfs/shmem
+/// (never hugetlbfs, whose pages cannot be punched page by page and are not reclaimed the same way). Pages are backed only while
 /// used; <see cref="ResidentBytes"/> is the kernel's own count of backed bytes. The mapping is not inherited by
 /// fork children and the descriptor is close-on-exec. Thread safety: every member may be called from any thread;
 /// <see cref="Dispose"/> unmaps only after every internal borrower has let go.
@@ -19,8 +22,14 @@ public sealed unsafe partial class SharedRegion : IDisposable
     /// <summary>The largest region <see cref="Create"/> accepts unless told otherwise: 1 GiB.</summary>
     public const long DefaultMaxSize = 1L << 30;
 
-    /// <summary>The seals every region carries; a descriptor without them is refused by <see cref="Open"/>.</summary>
-    internal const int RequiredSeals = F_SEAL_SHRINK | F_SEAL_GROW;
+    /// <summary>The seals every region carries; <see cref="Open"/> refuses a descriptor with any other set.</summary>
+    internal const int RequiredSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+    /// <summary>
+    /// Seals <see cref="Open"/> tolerates besides <see cref="RequiredSeals"/>: the kernel adds <c>F_SEAL_EXEC</c> by
+    /// itself where <c>vm.memfd_noexec</c> asks for it, and it stops neither writes nor punches (only chmod +x).
+    /// </summary>
+    internal const int ToleratedSeals = F_SEAL_EXEC;
 
     private readonly SafeMemfdHandle _fd;
     private readonly SafeMappingHandle _mapping;
@@ -108,15 +117,17 @@ public sealed unsafe partial class SharedRegion : IDisposable
     }
 
     /// <summary>
-    /// Maps a region from a descriptor received from the peer, refusing one whose size is not
-    /// <paramref name="expectedSize"/> or which lacks the size seals.
+    /// Maps a region from a descriptor received from the peer, refusing one that is not a tmpfs/shmem memfd, whose
+    /// seals are not exactly <see cref="RequiredSeals"/>, or whose size is not <paramref name="expectedSize"/>.
     /// </summary>
     /// <param name="fd">The descriptor; the region takes ownership of it, also when this throws.</param>
     /// <param name="expectedSize">The size the peer announced.</param>
     /// <param name="writableBytes">Bytes from the start mapped read-write; the rest is mapped read-only.
     /// A multiple of <see cref="PageSize"/>; pass <paramref name="expectedSize"/> for a fully writable view.</param>
     /// <exception cref="ArgumentException">A size is invalid.</exception>
-    /// <exception cref="ProtocolViolationException">The descriptor's size or seals are not what was announced.</exception>
+    /// <exception cref="ProtocolViolationException">The descriptor is not on tmpfs/shmem (hugetlbfs, a disk file), its
+    /// seals are not exactly F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, or its size is not what was announced.</exception>
+    /// <exception cref="SystemCallException">The kernel refused to describe or map it.</exception>
     internal static SharedRegion Open(SafeMemfdHandle fd, long expectedSize, long writableBytes)
     {
         ArgumentNullException.ThrowIfNull(fd);
@@ -131,11 +142,26 @@ public sealed unsafe partial class SharedRegion : IDisposable
             }
             EnsureLinux();
 
-            int seals = GetSeals(fd);
-            if ((seals & RequiredSeals) != RequiredSeals)
+            // The file system first: a disk file or a hugetlbfs memfd may not support seals at all, and the question
+            // that decides is where the pages live.
+            long fileSystem = GetFileSystemType(fd);
+            if (fileSystem != TMPFS_MAGIC)
             {
+                throw new ProtocolViolationException(fileSystem == HUGETLBFS_MAGIC
+                    ? "The peer's region is a hugetlbfs memfd; only tmpfs/shmem memfds are accepted (huge pages cannot be reclaimed page by page)."
+                    : $"The peer's region is not a tmpfs/shmem memfd (file system magic 0x{fileSystem:x}); only those are accepted.");
+            }
+            int seals = GetSeals(fd);
+            if ((seals & ~ToleratedSeals) != RequiredSeals)
+            {
+                const int sizeSeals = F_SEAL_SHRINK | F_SEAL_GROW;
+                string why = (seals & sizeSeals) != sizeSeals
+                    ? "is not sealed against resizing, so it could be truncated under our mapping"
+                    : (seals & F_SEAL_SEAL) == 0
+                        ? "is not sealed against further seals, so a write seal could be added later to stop our writes and hole punches"
+                        : "carries a seal beyond the size seals, which would stop our writes or hole punches";
                 throw new ProtocolViolationException(
-                    $"The peer's region is not sealed against resizing (seals 0x{seals:x}); it could be truncated under our mapping.");
+                    $"The peer's region {why} (seals 0x{seals:x}; exactly F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, 0x{RequiredSeals:x}, is required).");
             }
             long actualSize = Fstat(fd).Size;
             if (actualSize != expectedSize)

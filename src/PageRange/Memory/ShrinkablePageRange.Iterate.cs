@@ -37,8 +37,7 @@ internal sealed unsafe partial class ShrinkablePageRange
             ThrowIfDisposedUnsynchronized();
             for (int i = first; i <= last; i++)
             {
-                PageInfo page = _pages[i];
-                if (!page.Backed || page.IsQueued)
+                if (PageOrNull(i) is not { Backed: true, IsQueued: false })
                 {
                     ThrowHelper.ThrowPageNotInUse(i);
                 }

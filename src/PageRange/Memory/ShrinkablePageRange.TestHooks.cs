@@ -7,13 +7,17 @@ internal sealed partial class ShrinkablePageRange
     /// <exception cref="InvalidOperationException">A page is Free but on the LRU (invariant A.10.3).</exception>
     internal PageState[] GetPageStates()
     {
-        var states = new PageState[_pages.Length];
+        var states = new PageState[_pageCount];
         _lock.Enter();
         try
         {
-            for (int i = 0; i < _pages.Length; i++)
+            for (int i = 0; i < _pageCount; i++)
             {
-                PageInfo page = _pages[i];
+                if (PageOrNull(i) is not { } page)
+                {
+                    states[i] = PageState.Free;
+                    continue;
+                }
                 if (!page.Backed && page.IsQueued)
                 {
                     throw new InvalidOperationException($"Page {i} is Free but on the LRU.");

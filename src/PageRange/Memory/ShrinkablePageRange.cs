@@ -28,6 +28,12 @@ namespace PageRange.Memory;
 /// bug in the caller.
 /// </para>
 /// <para>
+/// The per-page bookkeeping grows with the pages actually used, not with the range: pages are tracked in chunks of
+/// <see cref="ChunkPages"/>, each allocated the first time one of its pages is used and kept until the range is
+/// disposed. The peer chooses how large a region it announces; it does not choose what that costs us until we write
+/// into it (a 1 GiB range costs one reference per chunk, kilobytes, until then).
+/// </para>
+/// <para>
 /// A difference from binder, where touching a reclaimed page raises SIGBUS: a reclaimed page reads as zeros through
 /// any mapping of the region, and a fault on it, even a read fault in the peer's read-only mapping, makes the kernel
 /// back it again (shmem allocates on every fault of a shared mapping). The page stays Free in these books, so the
@@ -37,11 +43,23 @@ namespace PageRange.Memory;
 /// </remarks>
 internal sealed unsafe partial class ShrinkablePageRange : IDisposable
 {
+    /// <summary>Pages per bookkeeping chunk: a chunk is allocated the first time one of its pages is used.</summary>
+    internal const int ChunkPages = 1 << ChunkShift;
+
+    private const int ChunkShift = 8;
+    private const int ChunkMask = ChunkPages - 1;
+
     private readonly Shrinker _shrinker;
     private readonly SharedRegion _region;
     private readonly long _dataOffset;
     private readonly int _pageSize;
-    private readonly PageInfo[] _pages;
+    private readonly int _pageCount;
+
+    /// <summary>
+    /// The page slots, <see cref="ChunkPages"/> per chunk; a chunk is <see langword="null"/> until one of its pages is
+    /// first used, and then never changes (so its pages, which the shrinker's LRU links, stay the same objects).
+    /// </summary>
+    private readonly PageInfo[]?[] _chunks;
 
     /// <summary>Held while backing a page and while reclaiming one (the seed's <c>mm_lock</c>).</summary>
     private readonly Lock _mmLock = new();
@@ -75,20 +93,34 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         _shrinker = shrinker ?? Shrinker.Shared;
         _region = region;
         _dataOffset = dataOffset;
-        _pages = new PageInfo[pageCount];
-        for (int i = 0; i < pageCount; i++)
-        {
-            _pages[i] = new PageInfo(this, i);
-        }
+        _pageCount = pageCount;
+        _chunks = new PageInfo[]?[(pageCount + ChunkMask) >> ChunkShift];
         region.AddRef();
         Pid = Environment.ProcessId;
     }
 
     /// <summary>The number of pages in the range.</summary>
-    internal int PageCount => _pages.Length;
+    internal int PageCount => _pageCount;
 
     /// <summary>The number of bytes in the range.</summary>
-    internal long ByteCount => (long)_pages.Length * _pageSize;
+    internal long ByteCount => (long)_pageCount * _pageSize;
+
+    /// <summary>How many bookkeeping chunks have been allocated so far (each covers <see cref="ChunkPages"/> pages).</summary>
+    internal int AllocatedChunks
+    {
+        get
+        {
+            int count = 0;
+            for (int i = 0; i < _chunks.Length; i++)
+            {
+                if (Volatile.Read(ref _chunks[i]) is not null)
+                {
+                    count++;
+                }
+            }
+            return count;
+        }
+    }
 
     /// <summary>The process that owns the range; debugging information only, as in the seed.</summary>
     internal int Pid { get; }
@@ -115,15 +147,17 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
             return;
         }
         ArgumentOutOfRangeException.ThrowIfNegative(start);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(end, _pageCount);
+        // Outside every lock: allocating may run the GC, which must not find the shrinker's locks held.
+        EnsureChunks(start, end);
 
         _lock.Enter();
         try
         {
             ThrowIfDisposedUnsynchronized();
-            ArgumentOutOfRangeException.ThrowIfGreaterThan(end, _pages.Length);
             for (int i = start; i < end; i++)
             {
-                PageInfo page = _pages[i];
+                PageInfo page = PageAt(i);
                 if (page.Backed)
                 {
                     // We are going to use the page, so take it off the LRU so the shrinker will not free it. The
@@ -155,7 +189,7 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     /// <summary>Backs page <paramref name="index"/> and marks it Used: the slow path of <see cref="UseRange"/>.</summary>
     private void UsePageSlow(int index)
     {
-        PageInfo page = _pages[index];
+        PageInfo page = PageAt(index);
         _mmLock.Enter();
         try
         {
@@ -217,11 +251,11 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
             {
                 return;
             }
-            ArgumentOutOfRangeException.ThrowIfGreaterThan(end, _pages.Length);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(end, _pageCount);
             for (int i = end - 1; i >= start; i--)
             {
-                PageInfo page = _pages[i];
-                if (page.Backed)
+                // A page of a chunk never allocated was never used, so it is Free and stays so.
+                if (PageOrNull(i) is { Backed: true } page)
                 {
                     _shrinker.LruAdd(page);
                 }
@@ -237,11 +271,11 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     internal PageState GetPageState(int index)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _pages.Length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _pageCount);
         _lock.Enter();
         try
         {
-            return StateOfUnsynchronized(_pages[index]);
+            return PageOrNull(index) is { } page ? StateOfUnsynchronized(page) : PageState.Free;
         }
         finally
         {
@@ -263,18 +297,25 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         _lock.Enter();
         try
         {
-            foreach (PageInfo page in _pages)
+            foreach (PageInfo[]? chunk in _chunks)
             {
-                switch (StateOfUnsynchronized(page))
+                if (chunk is null)
                 {
-                    case PageState.Used:
-                        used++;
-                        break;
-                    case PageState.Available:
-                        available++;
-                        break;
-                    default:
-                        break;
+                    continue;
+                }
+                foreach (PageInfo page in chunk)
+                {
+                    switch (StateOfUnsynchronized(page))
+                    {
+                        case PageState.Used:
+                            used++;
+                            break;
+                        case PageState.Available:
+                            available++;
+                            break;
+                        default:
+                            break;
+                    }
                 }
             }
             highWaterMark = _highWaterMark;
@@ -302,7 +343,7 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
                 _region.ReleaseRef();
             }
         }
-        return new PageRangeStats(used, available, _pages.Length - used - available, highWaterMark, residentBytes);
+        return new PageRangeStats(used, available, _pageCount - used - available, highWaterMark, residentBytes);
     }
 
     /// <summary>
@@ -326,7 +367,7 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         _lock.Enter();
         try
         {
-            PageInfo page = _pages[index];
+            PageInfo page = PageAt(index);
             page.Backed = true;
             _shrinker.LruAdd(page);
         }
@@ -342,7 +383,15 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     /// <summary>The range lock, for the shrinker's try-lock.</summary>
     internal Lock RangeLock => _lock;
 
-    /// <summary>Takes every page off the LRU under the mm lock; afterwards the shrinker never touches this range.</summary>
+    /// <summary>
+    /// Takes every page off the LRU under the mm lock, so that afterwards the shrinker never touches this range, and
+    /// gives back every page the range backed.
+    /// </summary>
+    /// <remarks>
+    /// The punch is what makes the memory go now rather than when the region's last mapping and descriptor do: the
+    /// region may be the peer's, which can keep it open as long as it likes, while the pages we backed are charged
+    /// to us. If the kernel refuses the punch the pages stay until the region closes; Dispose never throws for it.
+    /// </remarks>
     public void Dispose()
     {
         // Taking the mm lock waits for a shrinker that is punching one of our pages right now (it holds the lock
@@ -350,6 +399,7 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         _mmLock.Enter();
         try
         {
+            int highWaterMark;
             _lock.Enter();
             try
             {
@@ -358,11 +408,19 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
                     return;
                 }
                 _disposed = true;
-                foreach (PageInfo page in _pages)
+                highWaterMark = _highWaterMark;
+                foreach (PageInfo[]? chunk in _chunks)
                 {
-                    if (page.Backed)
+                    if (chunk is null)
                     {
-                        _shrinker.LruDel(page);
+                        continue;
+                    }
+                    foreach (PageInfo page in chunk)
+                    {
+                        if (page.Backed)
+                        {
+                            _shrinker.LruDel(page);
+                        }
                     }
                 }
             }
@@ -370,12 +428,90 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
             {
                 _lock.Exit();
             }
+            PunchAllOnDispose(highWaterMark);
         }
         finally
         {
             _mmLock.Exit();
         }
         _region.ReleaseRef();
+    }
+
+    /// <summary>Whether the kernel refused the punch of <see cref="Dispose"/> (the pages then stay until the region closes).</summary>
+    internal bool DisposePunchFailed { get; private set; }
+
+    /// <summary>
+    /// Punches pages <c>[0, highWaterMark)</c>, every page this range ever backed, in one call: holes in between cost
+    /// the kernel nothing. Called by <see cref="Dispose"/> with the mm lock held and the range marked disposed, so no
+    /// page is backed again meanwhile.
+    /// </summary>
+    private void PunchAllOnDispose(int highWaterMark)
+    {
+        Debug.Assert(_mmLock.IsHeldByCurrentThread, "Pages are backed only under the mm lock.");
+        if (highWaterMark == 0)
+        {
+            return;
+        }
+        try
+        {
+            _region.PunchHole(_dataOffset, (long)highWaterMark * _pageSize);
+        }
+        catch (SystemCallException)
+        {
+            DisposePunchFailed = true;
+            return;
+        }
+        _lock.Enter();
+        try
+        {
+            foreach (PageInfo[]? chunk in _chunks)
+            {
+                if (chunk is null)
+                {
+                    continue;
+                }
+                foreach (PageInfo page in chunk)
+                {
+                    page.Backed = false;
+                }
+            }
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>The slot of page <paramref name="index"/>, whose chunk <see cref="EnsureChunks"/> has allocated.</summary>
+    private PageInfo PageAt(int index)
+    {
+        PageInfo[]? chunk = Volatile.Read(ref _chunks[index >> ChunkShift]);
+        Debug.Assert(chunk is not null, "UseRange allocates the chunks of the pages it uses before it touches them.");
+        return chunk[index & ChunkMask];
+    }
+
+    /// <summary>The slot of page <paramref name="index"/>, or <see langword="null"/> if no page of its chunk was ever used (so it is Free).</summary>
+    private PageInfo? PageOrNull(int index) => Volatile.Read(ref _chunks[index >> ChunkShift])?[index & ChunkMask];
+
+    /// <summary>Allocates the bookkeeping chunks of pages <c>[start, end)</c> that do not exist yet.</summary>
+    /// <remarks>Called outside every lock; two callers may race to create one chunk, and the first to publish it wins.</remarks>
+    private void EnsureChunks(int start, int end)
+    {
+        for (int c = start >> ChunkShift; c <= (end - 1) >> ChunkShift; c++)
+        {
+            if (Volatile.Read(ref _chunks[c]) is not null)
+            {
+                continue;
+            }
+            int first = c << ChunkShift;
+            var chunk = new PageInfo[Math.Min(ChunkPages, _pageCount - first)];
+            for (int i = 0; i < chunk.Length; i++)
+            {
+                chunk[i] = new PageInfo(this, first + i);
+            }
+            // Release: the slots are complete before another thread can see the chunk.
+            Interlocked.CompareExchange(ref _chunks[c], chunk, null);
+        }
     }
 
     private static PageState StateOfUnsynchronized(PageInfo page) =>

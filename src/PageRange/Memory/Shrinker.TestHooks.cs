@@ -3,6 +3,9 @@ namespace PageRange.Memory;
 /// <summary>Read-only views of the LRU for tests.</summary>
 public sealed partial class Shrinker
 {
+    /// <summary>How often a scan released and re-took the LRU lock after <see cref="SkipBatch"/> skips in a row.</summary>
+    internal long SkipBatchReleases => Interlocked.Read(ref _skipBatchReleases);
+
     /// <summary>
     /// Walks the LRU under its lock, checks every link and that every entry is a backed page, and returns how many
     /// entries each range has on it. Throws <see cref="InvalidOperationException"/> when the list is corrupt or its

@@ -17,8 +17,17 @@ namespace PageRange.Memory;
 /// </remarks>
 public sealed partial class Shrinker
 {
+    /// <summary>The most busy pages one scan skips in a row before it releases the LRU lock and takes it again.</summary>
+    internal const int SkipBatch = 32;
+
     private readonly PageInfo _head = new(range: null, index: -1);
     private long _count;
+
+    /// <summary>The number of the latest scan, stamped on every page it visits. Written under the LRU lock.</summary>
+    private long _scanEpoch;
+
+    /// <summary>How often a scan let go of the LRU lock after a batch of skips, for tests.</summary>
+    private long _skipBatchReleases;
     private long _pagesScanned;
     private long _pagesFreed;
     private long _pagesSkipped;
@@ -109,45 +118,65 @@ public sealed partial class Shrinker
 
     /// <summary>
     /// The seed's <c>rust_shrink_scan</c> + <c>list_lru_walk</c>: walk from the head holding the LRU lock and hand each
-    /// page to <see cref="FreePageLruLocked"/>. A skipped page is rotated to the tail so the walk moves past it; a
-    /// freed page means the LRU lock was dropped, so the walk starts again from the head (<c>LRU_REMOVED_RETRY</c>).
-    /// At most <paramref name="pagesToScan"/> pages are looked at, each at most once.
+    /// page to <see cref="FreePageLruLocked"/>. A skipped page is rotated to the tail (<c>LRU_ROTATE</c>); a freed
+    /// page, or one whose punch failed, means the LRU lock was dropped (<c>LRU_REMOVED_RETRY</c>). Either way the
+    /// walk goes on from the head, where the oldest page not yet visited now is.
     /// </summary>
+    /// <remarks>
+    /// Bounded three ways, so no page and no peer can make a scan run away: at most
+    /// min(<paramref name="pagesToScan"/>, the LRU's length when the scan began) visits; each page is visited at most
+    /// once (stamped with this scan's epoch, and a stamped page back at the head means every older page has been
+    /// seen, so a page whose punch keeps failing is met once and ends the walk); and the LRU lock is released and
+    /// re-taken after every <see cref="SkipBatch"/> consecutive skips, so a long run of busy pages does not keep
+    /// every <see cref="ShrinkablePageRange.UseRange"/> and <see cref="ShrinkablePageRange.StopUsingRange"/> waiting.
+    /// </remarks>
     private long ScanCore(long pagesToScan, long olderThanTicks)
     {
         long walked = 0;
         long freed = 0;
         long skipped = 0;
-        // The first page rotated to the tail: meeting it again means every page queued before it has been seen, so
-        // the walk is one pass over the list, as list_lru_walk's, and never revisits a busy page in one scan.
-        PageInfo? firstRotated = null;
+        int skippedInBatch = 0;
         LruLock.Enter();
         try
         {
-            PageInfo page = _head.Next!;
-            while (walked < pagesToScan && page != _head && page != firstRotated)
+            long epoch = ++_scanEpoch;
+            long limit = Math.Min(pagesToScan, _count);
+            while (walked < limit)
             {
+                PageInfo page = _head.Next!;
+                if (page == _head || page.ScanEpoch == epoch)
+                {
+                    // Empty, or every page queued before this one has been visited: the rest were skipped, requeued
+                    // after a failed punch, or queued after the scan began.
+                    break;
+                }
                 if (page.QueuedAt > olderThanTicks)
                 {
                     // The LRU is ordered by queueing time (rotation re-stamps), so everything after this page is younger.
                     break;
                 }
                 walked++;
-                PageInfo next = page.Next!;
+                page.ScanEpoch = epoch;
                 switch (FreePageLruLocked(page))
                 {
                     case FreePageResult.Skipped:
                         skipped++;
-                        firstRotated ??= page;
                         RotateToTailUnsynchronized(page);
-                        page = next;
+                        if (++skippedInBatch == SkipBatch)
+                        {
+                            // Let the ranges' UseRange and StopUsingRange in between: they may be what keeps us skipping.
+                            skippedInBatch = 0;
+                            Interlocked.Increment(ref _skipBatchReleases);
+                            LruLock.Exit();
+                            LruLock.Enter();
+                        }
                         break;
                     case FreePageResult.Freed:
                         freed++;
-                        page = _head.Next!;
+                        skippedInBatch = 0;
                         break;
                     default:
-                        page = _head.Next!;
+                        skippedInBatch = 0;
                         break;
                 }
             }

@@ -85,6 +85,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             WaitStrategy = options.WaitStrategy,
             SpinDuration = options.SpinDuration,
             ParkTimeout = options.ParkTimeout,
+            ClearBuffersOnFree = options.ClearBuffersOnFree,
         };
         _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);
 

@@ -24,6 +24,7 @@ internal sealed class TestHostProcess : IDisposable
     public int Id => _process.Id;
 
     /// <summary>Starts the TestHost with <paramref name="scenario"/> and its arguments.</summary>
+    /// <remarks>A scenario that drops to another uid (<c>--uid</c>) runs from a copy that uid can read (<see cref="StagedTestHost"/>).</remarks>
     public static TestHostProcess Start(ITestOutputHelper? output, string scenario, params string[] arguments)
     {
         var startInfo = new ProcessStartInfo("dotnet")
@@ -33,7 +34,14 @@ internal sealed class TestHostProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        startInfo.ArgumentList.Add(HostAssemblyPath);
+        string hostAssembly = HostAssemblyPath;
+        if (!OperatingSystem.IsWindows() && arguments.Contains("--uid", StringComparer.Ordinal))
+        {
+            hostAssembly = StagedTestHost.AssemblyPath;
+            // Our working directory may be one the other uid cannot enter.
+            startInfo.WorkingDirectory = StagedTestHost.DirectoryPath;
+        }
+        startInfo.ArgumentList.Add(hostAssembly);
         startInfo.ArgumentList.Add(scenario);
         foreach (string argument in arguments)
         {

@@ -1,3 +1,5 @@
+using System.Runtime.Versioning;
+
 namespace PageRange.Tests.Infrastructure;
 
 [Collection(CrossProcessCollection.Name)]
@@ -9,5 +11,27 @@ public sealed class TestHostProcessTests(ITestOutputHelper output)
         using var host = TestHostProcess.Start(output, "echo-args", "a", "b");
         Assert.Equal("a b", host.ReadUntil("args: "));
         Assert.Equal(0, host.WaitForExit());
+    }
+
+    [Fact]
+    [UnsupportedOSPlatform("windows")]
+    public void StagedTestHost_EveryUidCanReachAndReadIt()
+    {
+        string assembly = StagedTestHost.AssemblyPath;
+        Assert.True(File.Exists(assembly));
+        Assert.NotEqual(Path.GetDirectoryName(TestHostProcess.HostAssemblyPath), StagedTestHost.DirectoryPath);
+        // Every directory from the root down is searchable by others, and every staged file readable by them.
+        for (DirectoryInfo? directory = new(StagedTestHost.DirectoryPath); directory is not null; directory = directory.Parent)
+        {
+            Assert.True((directory.UnixFileMode & UnixFileMode.OtherExecute) != 0, $"{directory.FullName} is not searchable by other uids");
+        }
+        foreach (string file in Directory.EnumerateFiles(StagedTestHost.DirectoryPath, "*", SearchOption.AllDirectories))
+        {
+            Assert.True((File.GetUnixFileMode(file) & UnixFileMode.OtherRead) != 0, $"{file} is not readable by other uids");
+        }
+        foreach (string name in new[] { "PageRange.dll", "MessagePack.dll", "PageRange.TestHost.runtimeconfig.json" })
+        {
+            Assert.True(File.Exists(Path.Combine(StagedTestHost.DirectoryPath, name)), $"{name} is staged");
+        }
     }
 }

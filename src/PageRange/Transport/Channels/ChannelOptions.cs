@@ -34,6 +34,12 @@ internal sealed class ChannelOptions
     /// </summary>
     internal TimeSpan ParkTimeout { get; init; } = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// Zero every buffer this side sends when the receiver frees it (binder's <c>TF_CLEAR_BUF</c> on every
+    /// transaction): the writer ORs <see cref="TransactionFlags.ClearOnFree"/> into each send. Defaults to false.
+    /// </summary>
+    internal bool ClearBuffersOnFree { get; init; }
+
     /// <summary>Checks every value and computes the layout.</summary>
     /// <exception cref="ArgumentException">A value is out of range.</exception>
     internal RegionLayout Validate()

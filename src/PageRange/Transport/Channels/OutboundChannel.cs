@@ -116,6 +116,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Frees the peer pushed that matched no live delivered buffer (binder logs and ignores them).</summary>
     internal long IgnoredFrees => Interlocked.Read(ref _outOfRangeFrees) + _allocator.IgnoredFrees;
 
+    /// <summary>Of <see cref="IgnoredFrees"/>, those of buffers whose record the peer had not yet taken off the transaction ring.</summary>
+    internal long UndeliveredFrees => _allocator.UndeliveredFrees;
+
+    /// <summary>Whether every buffer sent through this channel is zeroed when freed (<see cref="ChannelOptions.ClearBuffersOnFree"/>).</summary>
+    internal bool ClearBuffersOnFree => _options.ClearBuffersOnFree;
+
     /// <summary>Transactions published so far.</summary>
     internal ulong Sent => _txRing.Tail;
 
@@ -138,6 +144,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context = default)
     {
         ValidateFlags(flags);
+        if (_options.ClearBuffersOnFree)
+        {
+            flags |= TransactionFlags.ClearOnFree;
+        }
         bool oneway = flags.IsOneway();
         bool clearOnFree = (flags & TransactionFlags.ClearOnFree) != 0;
         _lock.Enter();
@@ -182,6 +192,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
         long deadline = Doorbell.DeadlineAfter(InboundChannel.ValidateTimeout(timeout));
         while (true)
         {
+            // Between passes: a peer that keeps the free ring busy makes every wait return at once, so the wait is not
+            // where cancellation would be noticed. Each pass drains at most one ring of frees (DrainFreesUnsynchronized).
+            cancellationToken.ThrowIfCancellationRequested();
             // Read before trying: a free drained after a failed try (by another sender) changes it, so we do not park
             // through room that appeared in between.
             long freedBefore = Volatile.Read(ref _buffersFreed);
@@ -214,6 +227,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     internal bool TryReserve(int maxSize, bool oneway, bool clearOnFree, out PendingBuffer buffer)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
+        clearOnFree |= _options.ClearBuffersOnFree;
         _lock.Enter();
         try
         {
@@ -252,6 +266,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         long deadline = Doorbell.DeadlineAfter(InboundChannel.ValidateTimeout(timeout));
         while (true)
         {
+            // Between passes, as in Send.
+            cancellationToken.ThrowIfCancellationRequested();
             // Read before trying, as in Send.
             long freedBefore = Volatile.Read(ref _buffersFreed);
             if (TryReserve(maxSize, oneway, clearOnFree, out PendingBuffer buffer))
@@ -282,6 +298,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(actualSize);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(actualSize, buffer.MaxSize);
         ValidateFlags(flags);
+        if (_options.ClearBuffersOnFree)
+        {
+            flags |= TransactionFlags.ClearOnFree;
+        }
         if (flags.IsOneway() != buffer.Oneway || ((flags & TransactionFlags.ClearOnFree) != 0) != buffer.ClearOnFree)
         {
             throw new ArgumentException(
@@ -320,8 +340,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
     }
 
-    /// <summary>Reads every free the peer published and gives the buffers back to the allocator.</summary>
-    /// <returns>How many free records were read (ignored ones included).</returns>
+    /// <summary>Reads the frees the peer published and gives the buffers back to the allocator: at most one ring's worth.</summary>
+    /// <returns>How many free records were read (ignored ones included), at most the free ring's capacity.</returns>
     /// <exception cref="ProtocolViolationException">The peer wrote an invalid free ring tail.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal int DrainFrees()
@@ -389,8 +409,16 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
     }
 
-    /// <summary>Wakes parked senders (they see the dispose), then unmaps the region once no send is running.</summary>
-    /// <remarks>Pages of buffers still live leave the shrinker's LRU; the memory goes when the last mapping does.</remarks>
+    /// <summary>
+    /// Wakes parked senders (they see the dispose), zeroes live clear-on-free buffers, gives back every page this side
+    /// backed in the peer's region, then unmaps it once no send is running.
+    /// </summary>
+    /// <remarks>
+    /// The pages are punched out rather than left to the last mapping: the peer may keep the descriptor (and its
+    /// mapping) as long as it likes, and the memory was charged to us. A peer still reading a buffer we sent reads
+    /// zeros from then on; the connection is over, and payload bytes were never the receiver's to trust (the writer
+    /// may change them at any time). Never blocks on the peer: a send holding the lock finishes its bounded pass.
+    /// </remarks>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -399,7 +427,20 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         _freeDoorbell.WakeAll();
         _lock.Enter();
-        _lock.Exit();
+        try
+        {
+            // Binder clears a TF_CLEAR_BUF buffer when it is freed; one that is still live when the connection ends
+            // is cleared now, before the punch below (which zeroes it too, unless the kernel refuses).
+            _allocator.ClearLiveBuffers();
+        }
+        catch (PageRangeException)
+        {
+            // Dispose does not throw; the punch below still zeroes what it can.
+        }
+        finally
+        {
+            _lock.Exit();
+        }
         _pages.Dispose();
         _region.ReleaseRef();
         _region.Dispose();
@@ -445,7 +486,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
             throw new ProtocolViolationException(
                 $"The transaction ring is full with only {_liveBuffers} other buffers live: the peer freed buffers it had not received.");
         }
-        _allocator.Commit(offset);
+        // The record goes to position Tail of the ring: the buffer becomes freeable once the receiver's head passes it.
+        _allocator.Commit(offset, _txRing.Tail);
         TransactionRecordLayout record = new()
         {
             TransactionId = transactionId,
@@ -470,26 +512,40 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _liveBuffers--;
     }
 
+    /// <summary>
+    /// One bounded pass over the free ring: takes only the frees published when it began (the tail is loaded once and
+    /// lies at most a ring ahead of our head), so a peer that keeps publishing frees for ever cannot keep this loop,
+    /// and the lock, for ever. Callers check their deadline, cancellation and disposal between passes.
+    /// </summary>
     private int DrainFreesUnsynchronized()
     {
-        int drained = 0;
-        while (_freeRing.TryPeek(out FreeRecordLayout free))
+        int ready = _freeRing.Count();
+        if (ready == 0)
         {
+            return 0;
+        }
+        // Binder's delivery rule: a buffer is freeable once the receiver took its record off the transaction ring.
+        // The head is loaded after the free ring's tail, so it is at least the head the receiver had stored when it
+        // published these frees (it advances the head, with a release store, before it frees).
+        ulong delivered = _txRing.LoadHead();
+        for (int i = 0; i < ready; i++)
+        {
+            bool peeked = _freeRing.TryPeek(out FreeRecordLayout free);
+            Debug.Assert(peeked, "Count said this many records are ready, and only this thread (holding the lock) consumes.");
             // The record is a private copy now: hand the slot back before acting on it.
             _freeRing.Advance();
-            drained++;
             ulong offset = free.BufferOffset;
             if (offset >= (ulong)_layout.DataSize)
             {
                 _outOfRangeFrees++;
             }
-            else if (_allocator.Free((long)offset))
+            else if (_allocator.Free((long)offset, delivered) == FreeResult.Freed)
             {
                 _liveBuffers--;
                 Volatile.Write(ref _buffersFreed, _buffersFreed + 1);
             }
         }
-        return drained;
+        return ready;
     }
 
     private void WaitForFrees(long freedBefore, long deadline, CancellationToken cancellationToken)

@@ -35,7 +35,11 @@ internal sealed unsafe class RingProducer<TRecord>
 
     /// <summary>Loads the consumer's head once, validates it and returns how many slots are free now.</summary>
     /// <exception cref="ProtocolViolationException">The head went backwards or past the tail.</exception>
-    internal int FreeSlots()
+    internal int FreeSlots() => (int)(_ring.Capacity - (_tail - LoadHead()));
+
+    /// <summary>Loads the consumer's head once, validates it and returns it: records before it have been consumed.</summary>
+    /// <exception cref="ProtocolViolationException">The head went backwards or past the tail.</exception>
+    internal ulong LoadHead()
     {
         // Acquire: pairs with the release store of the head in RingConsumer.Advance: the consumer has finished
         // copying every slot before the head we see, so we may overwrite them.
@@ -48,7 +52,7 @@ internal sealed unsafe class RingProducer<TRecord>
             ThrowBadHead(head);
         }
         _head = head;
-        return (int)(_ring.Capacity - (_tail - head));
+        return head;
     }
 
     /// <summary>Whether a slot is free; loads the consumer's head only when our last view says the ring is full.</summary>
