@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using PageRange.Diagnostics;
 
 namespace PageRange.Allocation;
 
@@ -52,9 +53,9 @@ internal sealed partial class BufferAllocator
 
         if (found != ExtentState.Reserved)
         {
-            if (found == ExtentState.Allocated && _log is { } log)
+            if (found == ExtentState.Allocated)
             {
-                log($"abort of the delivered buffer at offset {offset} refused");
+                PageRangeLog.AbortRefused(_logger, offset);
             }
             ThrowNotInState(offset, found, "abort", ExtentState.Reserved);
         }
@@ -111,16 +112,13 @@ internal sealed partial class BufferAllocator
 
         if (found != ExtentState.Allocated || undelivered)
         {
-            if (_log is { } log)
+            PageRangeLog.IgnoredFree(_logger, offset, found switch
             {
-                log(found switch
-                {
-                    ExtentState.Allocated => $"free of offset {offset} ignored: its record is still on the transaction ring",
-                    ExtentState.Reserved => $"free of offset {offset} ignored: the buffer was never delivered",
-                    ExtentState.Freeing => $"free of offset {offset} ignored: the buffer is already being freed",
-                    _ => $"free of offset {offset} ignored: no buffer starts there (unknown or already freed)",
-                });
-            }
+                ExtentState.Allocated => "its record is still on the transaction ring",
+                ExtentState.Reserved => "the buffer was never delivered",
+                ExtentState.Freeing => "the buffer is already being freed",
+                _ => "no buffer starts there (unknown or already freed)",
+            });
             return undelivered ? FreeResult.Undelivered : FreeResult.Ignored;
         }
         if (clearSize > 0)

@@ -25,6 +25,24 @@ namespace PageRange.Serialization;
 /// MessagePack's default resolver generates code at run time, so these methods are not AOT-safe unless the options
 /// carry a source-generated resolver.
 /// </para>
+/// <para>
+/// Trimmed and native AOT applications: generate the formatters at build time (MessagePack's <c>mpc</c> tool,
+/// MessagePack.Generator, writes a <c>GeneratedResolver</c> for the <c>[MessagePackObject]</c> types of a project) and
+/// pass options whose resolver finds every message type there before any dynamic resolver is asked, once, in a static:
+/// <code>
+/// static readonly MessagePackSerializerOptions s_aot = MessagePackSerializerOptions.Standard
+///     .WithResolver(CompositeResolver.Create(GeneratedResolver.Instance, BuiltinResolver.Instance, PrimitiveObjectResolver.Instance))
+///     .WithSecurity(MessagePackSecurity.UntrustedData);
+/// // ...
+/// Pong pong = connection.Call&lt;Ping, Pong&gt;(ping, options: s_aot);
+/// </code>
+/// The methods keep their <see cref="RequiresDynamicCodeAttribute"/> and <see cref="RequiresUnreferencedCodeAttribute"/>
+/// annotations, because the analyzer cannot see which resolver the options carry: with a resolver like the one above
+/// the dynamic path is never taken, so a caller may suppress IL3050 and IL2026 at its call site with
+/// <see cref="UnconditionalSuppressMessageAttribute"/> and a justification that names the resolver. The raw-bytes API
+/// (<see cref="PageRangeConnection.Call(uint, ReadOnlySpan{byte}, TimeSpan?, CancellationToken)"/>, <c>Reserve</c>) needs
+/// neither.
+/// </para>
 /// </remarks>
 public static class PageRangeMessagePack
 {
