@@ -1,4 +1,5 @@
 using System.Numerics;
+using Microsoft.Extensions.Logging;
 using PageRange.Memory;
 
 namespace PageRange;
@@ -69,6 +70,7 @@ public sealed class PageRangeOptions
         _regionFullTimeout = values._regionFullTimeout;
         _parkTimeout = values._parkTimeout;
         _maxConcurrentCalls = values._maxConcurrentCalls;
+        LoggerFactory = values.LoggerFactory;
         WaitStrategy = values.WaitStrategy;
         AllowAnyUid = values.AllowAnyUid;
         AllowedUids = allowedUids;
@@ -226,6 +228,17 @@ public sealed class PageRangeOptions
             _parkTimeout = value;
         }
     }
+
+    /// <summary>
+    /// Where connections and listeners made with these options write their log events (handshakes refused or failed, peer
+    /// deaths, protocol violations, ignored frees, oneway-spam suspects, region-full episodes), with the stable ids of
+    /// <see cref="Diagnostics.PageRangeLogEvents"/>.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see langword="null"/>: no logging, at no cost (no logger is created and no message is formatted).
+    /// The factory is shared, not copied, and must outlive the connections that use it.
+    /// </remarks>
+    public ILoggerFactory? LoggerFactory { get; set; }
 
     /// <summary>How many two-way calls this side may have waiting for replies at once, over all threads.</summary>
     /// <remarks>Defaults to 1024. From 1 to 65535.</remarks>

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+
 namespace PageRange;
 
 /// <summary>
@@ -47,6 +49,16 @@ public sealed class ShrinkerOptions
     /// Defaults to <see langword="null"/> (off).
     /// </summary>
     public TimeSpan? IdleAge { get; set; }
+
+    /// <summary>
+    /// Where the monitor logs changes of memory pressure and the shrinker logs its passes
+    /// (<see cref="Diagnostics.PageRangeLogEvents.MemoryCategory"/>).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see langword="null"/>: no logging, at no cost. The shrinker serves the whole process, so the first
+    /// factory it is given stays its own.
+    /// </remarks>
+    public ILoggerFactory? LoggerFactory { get; set; }
 
     /// <summary>Checks every value; called when a monitor starts.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A value is out of range.</exception>

@@ -6,25 +6,9 @@ namespace PageRange.Benchmarks.CrossProcess;
 /// <summary><c>cross-process</c>: runs the harness and writes results.md, results.csv and the charts.</summary>
 internal static class CrossProcessCommand
 {
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>Runs with <paramref name="options"/>; <paramref name="args"/> (after the command's name) go into the report's command.</summary>
+    public static async Task<int> RunAsync(CrossProcessOptions options, string[] args)
     {
-        CrossProcessOptions options;
-        try
-        {
-            options = CrossProcessOptions.Parse(args);
-        }
-        catch (ArgumentException error)
-        {
-            Console.Error.WriteLine(error.Message);
-            Console.Error.WriteLine(CrossProcessOptions.Usage);
-            return 2;
-        }
-        if (options.Help)
-        {
-            Console.WriteLine(CrossProcessOptions.Usage);
-            return 0;
-        }
-
         MachineInfo machine = MachineInfo.Capture();
         string directory = options.ResolveOutputDirectory();
         Directory.CreateDirectory(directory);

@@ -1,112 +1,200 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 
 namespace PageRange.Benchmarks.CrossProcess;
 
-/// <summary>The command line of <c>cross-process</c>.</summary>
+/// <summary>The command line of <c>cross-process</c> (System.CommandLine): its options, their defaults and their checks.</summary>
 internal sealed class CrossProcessOptions
 {
-    public const string Usage =
-        "usage: dotnet run -c Release --project benchmarks/PageRange.Benchmarks -- cross-process [--quick] [--rounds N] [--slice-ms MS] " +
-        "[--warmup-ms MS] [--transports a,b,...] [--pingpong-sizes 64,1024,...] [--oneway-sizes 64,4096,...] [--region-size BYTES] [--pin-peer CPU] [--out DIR] [--no-charts]";
+    public const string CommandName = "cross-process";
 
-    public bool Quick { get; private set; }
+    private static readonly Option<bool> s_quick = new("--quick")
+    {
+        Description = "A short run for CI: 1 round, 150 ms slices, 60 ms warm-up, ping-pong 64 B and 16 KiB, oneway 64 B and 64 KiB; explicit options still win.",
+    };
 
-    public int Rounds { get; private set; } = 3;
+    private static readonly Option<int> s_rounds = OptionRules.Positive(new Option<int>("--rounds")
+    {
+        Description = "Interleaved rounds over every transport and size.",
+        DefaultValueFactory = _ => 3,
+    });
 
-    public TimeSpan Slice { get; private set; } = TimeSpan.FromMilliseconds(400);
+    private static readonly Option<int> s_sliceMs = OptionRules.Positive(new Option<int>("--slice-ms")
+    {
+        Description = "Milliseconds each transport and size is measured per round.",
+        DefaultValueFactory = _ => 400,
+    });
 
-    public TimeSpan Warmup { get; private set; } = TimeSpan.FromMilliseconds(200);
+    private static readonly Option<int> s_warmupMs = OptionRules.NotNegative(new Option<int>("--warmup-ms")
+    {
+        Description = "Milliseconds of warm-up before each measurement.",
+        DefaultValueFactory = _ => 200,
+    });
 
-    public IReadOnlyList<string> Transports { get; private set; } = TransportSetup.All;
+    private static readonly Option<string[]> s_transports = new("--transports")
+    {
+        Description = $"A comma list of transports; a name without ':mode' takes every mode. Known: {string.Join(", ", TransportSetup.All)}.",
+        CustomParser = ParseTransports,
+        HelpName = "a,b,...",
+    };
 
-    public IReadOnlyList<int> PingPongSizes { get; private set; } = [64, 1024, 16 << 10, 256 << 10, 1 << 20];
+    private static readonly Option<int[]> s_pingPongSizes = OptionRules.Sizes(new Option<int[]>("--pingpong-sizes")
+    {
+        Description = "Message sizes of the round trips, in bytes.",
+        HelpName = "64,1024,...",
+    });
 
-    public IReadOnlyList<int> OnewaySizes { get; private set; } = [64, 4 << 10, 64 << 10, 1 << 20];
+    private static readonly Option<int[]> s_onewaySizes = OptionRules.Sizes(new Option<int[]>("--oneway-sizes")
+    {
+        Description = "Message sizes of the oneway streams, in bytes.",
+        HelpName = "64,4096,...",
+    });
+
+    private static readonly Option<long> s_regionSize = new("--region-size")
+    {
+        Description = "Bytes of each PageRange region: a page multiple from 64 KiB to 1 GiB.",
+        DefaultValueFactory = _ => 8L << 20,
+        CustomParser = ParseRegionSize,
+        HelpName = "bytes",
+    };
+
+    private static readonly Option<int?> s_pinPeer = new("--pin-peer")
+    {
+        Description = "Start the peer under 'taskset -c CPU'; run the host under taskset on another core.",
+        CustomParser = ParseCpu,
+        HelpName = "cpu",
+    };
+
+    private static readonly Option<string> s_out = new("--out")
+    {
+        Description = "Where results.md, results.csv and the charts go (default: benchmarks/results, or benchmarks/results/quick with --quick).",
+        HelpName = "dir",
+    };
+
+    private static readonly Option<bool> s_noCharts = new("--no-charts")
+    {
+        Description = "Write no charts.",
+    };
+
+    public bool Quick { get; private init; }
+
+    public int Rounds { get; private init; } = 3;
+
+    public TimeSpan Slice { get; private init; } = TimeSpan.FromMilliseconds(400);
+
+    public TimeSpan Warmup { get; private init; } = TimeSpan.FromMilliseconds(200);
+
+    public IReadOnlyList<string> Transports { get; private init; } = TransportSetup.All;
+
+    public IReadOnlyList<int> PingPongSizes { get; private init; } = [64, 1024, 16 << 10, 256 << 10, 1 << 20];
+
+    public IReadOnlyList<int> OnewaySizes { get; private init; } = [64, 4 << 10, 64 << 10, 1 << 20];
 
     /// <summary>Each PageRange region: 8 MiB, so a 1 MiB oneway stream has several messages in flight (the quota is half).</summary>
-    public long RegionSize { get; private set; } = 8L << 20;
+    public long RegionSize { get; private init; } = 8L << 20;
 
-    public string? OutputDirectory { get; private set; }
+    public string? OutputDirectory { get; private init; }
 
     /// <summary>
     /// Starts the peer under <c>taskset -c CPU</c>. Run the host under <c>taskset -c</c> another core, and each process
     /// keeps a core of its own: what busy-spinning assumes.
     /// </summary>
-    public int? PinPeerToCpu { get; private set; }
+    public int? PinPeerToCpu { get; private init; }
 
-    public bool Charts { get; private set; } = true;
+    public bool Charts { get; private init; } = true;
 
-    public bool Help { get; private set; }
-
-    public static CrossProcessOptions Parse(string[] args)
+    /// <summary>The <c>cross-process</c> command; <paramref name="run"/> runs with the checked options.</summary>
+    public static Command CreateCommand(Func<CrossProcessOptions, Task<int>> run)
     {
-        var options = new CrossProcessOptions();
-        // --quick first, so explicit options after it still win.
-        if (args.Contains("--quick"))
+        var command = new Command(CommandName,
+            "Ping-pong and oneway streams between two processes over PageRange and the usual .NET transports (Unix socket, " +
+            "pipes, TCP), interleaved in one run; writes results.md, results.csv and the charts.")
         {
-            options.Quick = true;
-            options.Rounds = 1;
-            options.Slice = TimeSpan.FromMilliseconds(150);
-            options.Warmup = TimeSpan.FromMilliseconds(60);
-            options.PingPongSizes = [64, 16 << 10];
-            options.OnewaySizes = [64, 64 << 10];
-        }
-        for (int i = 0; i < args.Length; i++)
-        {
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
-            switch (args[i])
-            {
-                case "--quick":
-                    break;
-                case "--rounds":
-                    options.Rounds = int.Parse(Next(), CultureInfo.InvariantCulture);
-                    break;
-                case "--slice-ms":
-                    options.Slice = TimeSpan.FromMilliseconds(int.Parse(Next(), CultureInfo.InvariantCulture));
-                    break;
-                case "--warmup-ms":
-                    options.Warmup = TimeSpan.FromMilliseconds(int.Parse(Next(), CultureInfo.InvariantCulture));
-                    break;
-                case "--transports":
-                    options.Transports = Next().Split(',', StringSplitOptions.RemoveEmptyEntries)
-                        .SelectMany(name => TransportSetup.All.Where(known => known == name || known.StartsWith(name + ":", StringComparison.Ordinal)))
-                        .Distinct()
-                        .ToArray();
-                    break;
-                case "--pingpong-sizes":
-                    options.PingPongSizes = ParseSizes(Next());
-                    break;
-                case "--oneway-sizes":
-                    options.OnewaySizes = ParseSizes(Next());
-                    break;
-                case "--region-size":
-                    options.RegionSize = long.Parse(Next(), CultureInfo.InvariantCulture);
-                    break;
-                case "--pin-peer":
-                    options.PinPeerToCpu = int.Parse(Next(), CultureInfo.InvariantCulture);
-                    break;
-                case "--out":
-                    options.OutputDirectory = Next();
-                    break;
-                case "--no-charts":
-                    options.Charts = false;
-                    break;
-                case "--help" or "-h":
-                    options.Help = true;
-                    break;
-                default:
-                    throw new ArgumentException($"Unknown argument '{args[i]}'.");
-            }
-        }
-        if (options.Rounds <= 0 || options.Slice <= TimeSpan.Zero || options.Warmup < TimeSpan.Zero || options.Transports.Count == 0)
-        {
-            throw new ArgumentException("--rounds and --slice-ms must be positive, --warmup-ms not negative, and --transports must name a known transport.");
-        }
-        return options;
+            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_transports, s_pingPongSizes, s_onewaySizes, s_regionSize, s_pinPeer, s_out, s_noCharts,
+        };
+        command.SetAction((parse, _) => run(Bind(parse)));
+        return command;
     }
 
-    private static int[] ParseSizes(string text) =>
-        text.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(size => int.Parse(size, CultureInfo.InvariantCulture)).ToArray();
+    /// <summary>Parses the options of <c>cross-process</c> (without the command's name).</summary>
+    /// <exception cref="ArgumentException">An option is unknown or its value breaks its rule.</exception>
+    public static CrossProcessOptions Parse(string[] args)
+    {
+        Command command = CreateCommand(_ => Task.FromResult(0));
+        ParseResult parse = command.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            throw new ArgumentException(parse.Errors[0].Message);
+        }
+        return Bind(parse);
+    }
+
+    private static CrossProcessOptions Bind(ParseResult parse)
+    {
+        bool quick = parse.GetValue(s_quick);
+        // --quick changes the defaults; an option given explicitly still wins.
+        T Pick<T>(Option<T> option, T quickValue) => quick && !parse.IsGiven(option) ? quickValue : parse.GetValue(option)!;
+        var defaults = new CrossProcessOptions();
+        return new CrossProcessOptions
+        {
+            Quick = quick,
+            Rounds = Pick(s_rounds, 1),
+            Slice = TimeSpan.FromMilliseconds(Pick(s_sliceMs, 150)),
+            Warmup = TimeSpan.FromMilliseconds(Pick(s_warmupMs, 60)),
+            Transports = parse.IsGiven(s_transports) ? parse.GetValue(s_transports)! : defaults.Transports,
+            PingPongSizes = parse.IsGiven(s_pingPongSizes) ? parse.GetValue(s_pingPongSizes)! : quick ? [64, 16 << 10] : defaults.PingPongSizes,
+            OnewaySizes = parse.IsGiven(s_onewaySizes) ? parse.GetValue(s_onewaySizes)! : quick ? [64, 64 << 10] : defaults.OnewaySizes,
+            RegionSize = parse.GetValue(s_regionSize),
+            PinPeerToCpu = parse.GetValue(s_pinPeer),
+            OutputDirectory = parse.GetValue(s_out),
+            Charts = !parse.GetValue(s_noCharts),
+        };
+    }
+
+    private static string[] ParseTransports(ArgumentResult result)
+    {
+        string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        var chosen = new List<string>();
+        foreach (string name in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string[] matches = TransportSetup.All.Where(known => known == name || known.StartsWith(name + ":", StringComparison.Ordinal)).ToArray();
+            if (matches.Length == 0)
+            {
+                result.AddError($"--transports: '{name}' is not a transport; known: {string.Join(", ", TransportSetup.All)}");
+                return [];
+            }
+            chosen.AddRange(matches.Except(chosen));
+        }
+        if (chosen.Count == 0)
+        {
+            result.AddError("--transports takes a comma list of at least one transport");
+        }
+        return [.. chosen];
+    }
+
+    private static long ParseRegionSize(ArgumentResult result)
+    {
+        string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out long size)
+            && size >= PageRangeOptions.MinRegionSize && size <= PageRangeOptions.MaxRegionSize && size % Environment.SystemPageSize == 0)
+        {
+            return size;
+        }
+        result.AddError($"--region-size takes bytes from {PageRangeOptions.MinRegionSize} to {PageRangeOptions.MaxRegionSize}, a multiple of the page size {Environment.SystemPageSize}, not '{text}'");
+        return 0;
+    }
+
+    private static int? ParseCpu(ArgumentResult result)
+    {
+        string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        if (int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int cpu) && cpu >= 0 && cpu < Environment.ProcessorCount)
+        {
+            return cpu;
+        }
+        result.AddError($"--pin-peer takes a CPU number from 0 to {Environment.ProcessorCount - 1}, not '{text}'");
+        return null;
+    }
 
     /// <summary>Where results go: <c>--out</c>, else <c>benchmarks/results</c> (<c>benchmarks/results/quick</c> for <c>--quick</c>) of the repository.</summary>
     public string ResolveOutputDirectory()

@@ -1,10 +1,6 @@
-using System.Buffers.Binary;
-using System.Diagnostics;
-using System.Diagnostics.Metrics;
+using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
-using PageRange.Diagnostics;
-using PageRange.Memory;
-using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Soak;
 
@@ -19,53 +15,85 @@ namespace PageRange.Benchmarks.Soak;
 /// <remarks>Not part of CI: it runs for minutes. <c>Program.cs</c> hands it <c>soak ...</c>, the peer included.</remarks>
 internal static class SoakCommand
 {
-    private const string Usage =
-        "usage: soak [--duration SECONDS (60)] [--seed N (1)] [--senders N (2)] [--life MIN-MAX seconds (2-8)] [--sample SECONDS (10)]";
+    public const string CommandName = "soak";
 
-    public static async Task<int> RunAsync(string[] args)
+    private static readonly Option<double> s_duration = OptionRules.Positive(new Option<double>("--duration")
     {
-        if (args is ["--peer", string peerName, string peerSeed])
+        Description = "Seconds the soak runs.",
+        DefaultValueFactory = _ => 60,
+    });
+
+    private static readonly Option<int> s_seed = new("--seed")
+    {
+        Description = "Seed of the random sizes, mixes and kill times: the same seed gives the same run.",
+        DefaultValueFactory = _ => 1,
+    };
+
+    private static readonly Option<int> s_senders = OptionRules.Positive(new Option<int>("--senders")
+    {
+        Description = $"Sender threads (at most {SoakPeer.MaxStreams}).",
+        DefaultValueFactory = _ => 2,
+    });
+
+    private static readonly Option<(double Min, double Max)> s_life = new("--life")
+    {
+        Description = "The peer's lifetime before it is killed, in seconds: MIN-MAX.",
+        DefaultValueFactory = _ => (2, 8),
+        CustomParser = ParseLife,
+        HelpName = "min-max",
+    };
+
+    private static readonly Option<double> s_sample = OptionRules.Positive(new Option<double>("--sample")
+    {
+        Description = "Seconds between two samples of memory, descriptors and mappings.",
+        DefaultValueFactory = _ => 10,
+    });
+
+    /// <summary>The <c>soak</c> command.</summary>
+    public static Command CreateCommand()
+    {
+        var command = new Command(CommandName,
+            "Traffic against a peer process that is killed with SIGKILL at random moments and restarted; exits 1 if " +
+            "anything acknowledged was lost or damaged, a protocol violation happened, or descriptors leaked. Not part of CI.")
         {
-            return SoakPeer.Run(peerName, int.Parse(peerSeed, CultureInfo.InvariantCulture));
-        }
-        SoakSettings settings;
-        try
-        {
-            settings = SoakSettings.Parse(args);
-        }
-        catch (Exception error) when (error is ArgumentException or FormatException or IndexOutOfRangeException)
-        {
-            Console.Error.WriteLine(error.Message);
-            Console.Error.WriteLine(Usage);
-            return 2;
-        }
-        return await new SoakRun(settings).RunAsync();
+            s_duration, s_seed, s_senders, s_life, s_sample,
+        };
+        command.SetAction((parse, _) => new SoakRun(Bind(parse)).RunAsync());
+        return command;
     }
-}
 
-/// <summary>What the soak was asked to do.</summary>
-internal sealed record SoakSettings(TimeSpan Duration, int Seed, int Senders, TimeSpan MinLife, TimeSpan MaxLife, TimeSpan Sample)
-{
-    public static SoakSettings Parse(string[] args)
+    /// <summary>The peer process the soak starts: <c>soak --peer NAME SEED</c>.</summary>
+    public static int RunPeer(string name, string seed) => SoakPeer.Run(name, int.Parse(seed, CultureInfo.InvariantCulture));
+
+    private static SoakSettings Bind(ParseResult parse)
     {
-        var settings = new SoakSettings(TimeSpan.FromSeconds(60), 1, 2, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(8), TimeSpan.FromSeconds(10));
-        for (int i = 0; i < args.Length; i += 2)
+        (double minLife, double maxLife) = parse.GetValue(s_life);
+        int senders = parse.GetValue(s_senders);
+        if (senders > SoakPeer.MaxStreams)
         {
-            string value = args[i + 1];
-            settings = args[i] switch
-            {
-                "--duration" => settings with { Duration = TimeSpan.FromSeconds(double.Parse(value, CultureInfo.InvariantCulture)) },
-                "--seed" => settings with { Seed = int.Parse(value, CultureInfo.InvariantCulture) },
-                "--senders" => settings with { Senders = Math.Clamp(int.Parse(value, CultureInfo.InvariantCulture), 1, SoakPeer.MaxStreams) },
-                "--life" => settings with
-                {
-                    MinLife = TimeSpan.FromSeconds(double.Parse(value.Split('-')[0], CultureInfo.InvariantCulture)),
-                    MaxLife = TimeSpan.FromSeconds(double.Parse(value.Split('-')[1], CultureInfo.InvariantCulture)),
-                },
-                "--sample" => settings with { Sample = TimeSpan.FromSeconds(double.Parse(value, CultureInfo.InvariantCulture)) },
-                _ => throw new ArgumentException($"unknown option '{args[i]}'"),
-            };
+            Console.Error.WriteLine($"soak: --senders {senders} is more than the peer serves; using {SoakPeer.MaxStreams}.");
         }
-        return settings;
+        return new SoakSettings(
+            TimeSpan.FromSeconds(parse.GetValue(s_duration)),
+            parse.GetValue(s_seed),
+            Math.Min(senders, SoakPeer.MaxStreams),
+            TimeSpan.FromSeconds(minLife),
+            TimeSpan.FromSeconds(maxLife),
+            TimeSpan.FromSeconds(parse.GetValue(s_sample)));
+    }
+
+    private static (double Min, double Max) ParseLife(ArgumentResult result)
+    {
+        string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+        string[] parts = text.Split('-');
+        if (parts.Length == 2
+            && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out double min)
+            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double max)
+            && min > 0 && max >= min)
+        {
+            return (min, max);
+        }
+        result.AddError($"--life takes MIN-MAX seconds with 0 < MIN <= MAX, not '{text}'");
+        return default;
     }
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using PageRange.Diagnostics;
 
 namespace PageRange.Allocation;
 
@@ -43,9 +44,9 @@ internal sealed partial class BufferAllocator
 
         if (found != ExtentState.Reserved)
         {
-            if (found == ExtentState.Allocated && _log is { } log)
+            if (found == ExtentState.Allocated)
             {
-                log($"abort of the delivered buffer at offset {offset} refused");
+                PageRangeLog.AbortRefused(_logger, offset);
             }
             ThrowNotInState(offset, found, "abort", ExtentState.Reserved);
         }
@@ -83,15 +84,12 @@ internal sealed partial class BufferAllocator
 
         if (found != ExtentState.Allocated)
         {
-            if (_log is { } log)
+            PageRangeLog.IgnoredFree(_logger, offset, found switch
             {
-                log(found switch
-                {
-                    ExtentState.Reserved => $"free of offset {offset} ignored: the buffer was never delivered",
-                    ExtentState.Freeing => $"free of offset {offset} ignored: the buffer is already being freed",
-                    _ => $"free of offset {offset} ignored: no buffer starts there (unknown or already freed)",
-                });
-            }
+                ExtentState.Reserved => "the buffer was never delivered",
+                ExtentState.Freeing => "the buffer is already being freed",
+                _ => "no buffer starts there (unknown or already freed)",
+            });
             return false;
         }
         if (clearSize > 0)

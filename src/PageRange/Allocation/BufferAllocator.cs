@@ -3,6 +3,8 @@
 // is a system call that may block and binder, too, installs pages after dropping its allocator lock.
 
 using System.Diagnostics.CodeAnalysis;
+using Microsoft.Extensions.Logging;
+using PageRange.Diagnostics;
 using PageRange.Memory;
 
 namespace PageRange.Allocation;
@@ -56,7 +58,7 @@ internal sealed partial class BufferAllocator
 
     private readonly Lock _lock = new();
     private readonly ShrinkablePageRange _pages;
-    private readonly Action<string>? _log;
+    private readonly ILogger _logger;
     private readonly long _pageSize;
 
     /// <summary>Array mode: the live buffers, sorted by offset, in <c>[0, _arrayCount)</c>.</summary>
@@ -88,7 +90,7 @@ internal sealed partial class BufferAllocator
     {
         ArgumentNullException.ThrowIfNull(pages);
         _pages = pages;
-        _log = options?.Log;
+        _logger = options?.Logger ?? PageRangeLog.CreateLogger(null, PageRangeLogEvents.AllocationCategory);
         _pageSize = SharedRegion.PageSize;
         DataSize = pages.ByteCount;
         _freeOnewaySpace = OnewayQuota;
@@ -291,7 +293,7 @@ internal sealed partial class BufferAllocator
     private void ReportOnewaySpam(int senderPid, long offset, int buffers, long bytes, long freeOnewaySpace)
     {
         var args = new OnewaySpamSuspectedEventArgs(senderPid, offset, buffers, bytes, freeOnewaySpace);
-        _log?.Invoke(args.ToString());
+        PageRangeLog.OnewaySpamSuspected(_logger, senderPid, buffers, bytes);
         try
         {
             OnewaySpamSuspected?.Invoke(this, args);
@@ -461,11 +463,7 @@ internal sealed partial class BufferAllocator
         string message = status == ReserveStatus.OnewayQuotaExhausted
             ? $"The oneway quota has {freeOnewaySpace} bytes left, fewer than the {padded} this oneway message needs."
             : $"No free range of the data area fits {padded} bytes now; {summary.Summary}.";
-        if (_log is { } log)
-        {
-            log(status == ReserveStatus.OnewayQuotaExhausted ? $"no oneway space for {padded} bytes" : $"no address space for {padded} bytes");
-            log(summary.Summary);
-        }
+        PageRangeLog.AllocationFailed(_logger, status == ReserveStatus.OnewayQuotaExhausted ? "oneway" : "address", padded, summary.Summary);
         throw new RegionFullException(message);
     }
 

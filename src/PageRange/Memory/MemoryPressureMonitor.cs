@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using PageRange.Diagnostics;
+
 namespace PageRange.Memory;
 
 /// <summary>
@@ -18,6 +21,7 @@ public sealed class MemoryPressureMonitor : IDisposable
     private readonly Shrinker _shrinker;
     private readonly ShrinkerOptions _options;
     private readonly Func<MemoryPressureReading> _read;
+    private readonly ILogger _logger;
 
     // Held for a whole poll, so polls never overlap and Dispose waits for one in flight.
     private readonly Lock _pollLock = new();
@@ -40,6 +44,7 @@ public sealed class MemoryPressureMonitor : IDisposable
         _shrinker = shrinker;
         _options = options;
         _read = read;
+        _logger = PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.MemoryCategory);
     }
 
     /// <summary>Whether a timer is polling: started, enabled and not yet disposed.</summary>
@@ -154,8 +159,13 @@ public sealed class MemoryPressureMonitor : IDisposable
         Interlocked.Increment(ref _polls);
         MemoryPressureReading reading = _read();
         MemoryPressureSignals signals = reading.Evaluate(_options);
+        MemoryPressureSignals previous = _lastSignals;
         _lastReading = reading;
         _lastSignals = signals;
+        if (signals != previous)
+        {
+            LogPressureChanged(signals, previous, reading);
+        }
 
         if (signals != MemoryPressureSignals.None)
         {
@@ -171,5 +181,19 @@ public sealed class MemoryPressureMonitor : IDisposable
             Interlocked.Add(ref _pagesFreedIdle, _shrinker.ScanIdle(idleAge));
         }
         return signals;
+    }
+
+    /// <summary>Logs a change of the signals: only on a change, so a steady state writes nothing.</summary>
+    private void LogPressureChanged(MemoryPressureSignals signals, MemoryPressureSignals previous, MemoryPressureReading reading)
+    {
+        // The check spares the two strings when nobody listens; CA1873 does not see a guard around a static log method.
+        if (_logger.IsEnabled(LogLevel.Information))
+        {
+#pragma warning disable CA1873
+            PageRangeLog.MemoryPressureChanged(
+                _logger, signals.ToString(), previous.ToString(),
+                reading.PsiSomeAvg10, reading.MemAvailableBytes, reading.MemTotalBytes, reading.GcMemoryLoadPercent);
+#pragma warning restore CA1873
+        }
     }
 }

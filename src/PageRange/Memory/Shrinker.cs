@@ -3,6 +3,9 @@
 // range lock and skips the page when either is taken.
 
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using PageRange.Diagnostics;
 
 namespace PageRange.Memory;
 
@@ -24,6 +27,7 @@ public sealed partial class Shrinker
     private long _pagesSkipped;
     private long _punchFailures;
     private MemoryPressureMonitor? _monitor;
+    private ILogger _logger = NullLogger.Instance;
 
     internal Shrinker()
     {
@@ -69,6 +73,7 @@ public sealed partial class Shrinker
     {
         ShrinkerOptions copy = (options ?? new ShrinkerOptions()).Clone();
         copy.Validate();
+        UseLoggerFactory(copy.LoggerFactory);
         var monitor = new MemoryPressureMonitor(this, copy, read);
         if (!copy.Enabled)
         {
@@ -80,6 +85,21 @@ public sealed partial class Shrinker
         }
         monitor.Start();
         return monitor;
+    }
+
+    /// <summary>Where passes are logged (<see cref="PageRangeLogEvents.ShrinkerPass"/>); the no-op logger until a factory is given.</summary>
+    internal ILogger Logger => Volatile.Read(ref _logger);
+
+    /// <summary>
+    /// Logs this shrinker's passes to <paramref name="factory"/> unless a logger was given before: the shrinker serves the
+    /// whole process, so the first factory wins (a monitor's, or the first connection's that has one).
+    /// </summary>
+    internal void UseLoggerFactory(ILoggerFactory? factory)
+    {
+        if (factory is not null && Volatile.Read(ref _logger) == NullLogger.Instance)
+        {
+            Interlocked.CompareExchange(ref _logger, PageRangeLog.CreateLogger(factory, PageRangeLogEvents.MemoryCategory), NullLogger.Instance);
+        }
     }
 
     /// <summary>Forgets <paramref name="monitor"/> if it is the running one.</summary>
@@ -158,6 +178,11 @@ public sealed partial class Shrinker
             Interlocked.Add(ref _pagesScanned, walked);
             Interlocked.Add(ref _pagesFreed, freed);
             Interlocked.Add(ref _pagesSkipped, skipped);
+        }
+        if (walked > 0)
+        {
+            // After the LRU lock is released: a logger may take its own locks or block on I/O.
+            PageRangeLog.ShrinkerPass(Logger, walked, freed, skipped);
         }
         return freed;
     }

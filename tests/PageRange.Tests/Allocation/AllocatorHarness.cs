@@ -1,5 +1,8 @@
 using PageRange.Allocation;
+using Microsoft.Extensions.Logging;
+using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Tests.Diagnostics;
 
 namespace PageRange.Tests.Allocation;
 
@@ -11,7 +14,7 @@ internal sealed class AllocatorHarness : IDisposable
 {
     internal static readonly int Page = SharedRegion.PageSize;
 
-    private readonly List<string> _log = [];
+    private readonly LogCapture _log = new();
 
     internal AllocatorHarness(int pageCount)
     {
@@ -19,13 +22,7 @@ internal sealed class AllocatorHarness : IDisposable
         Pages = new ShrinkablePageRange(Region, 0, pageCount, Shrinker);
         Allocator = new BufferAllocator(Pages, new BufferAllocatorOptions
         {
-            Log = line =>
-            {
-                lock (_log)
-                {
-                    _log.Add(line);
-                }
-            },
+            Logger = _log.Factory.CreateLogger(PageRangeLogEvents.AllocationCategory),
         });
     }
 
@@ -39,16 +36,11 @@ internal sealed class AllocatorHarness : IDisposable
 
     internal int PageCount => Pages.PageCount;
 
-    internal string[] LogLines
-    {
-        get
-        {
-            lock (_log)
-            {
-                return [.. _log];
-            }
-        }
-    }
+    /// <summary>The allocator's log messages, formatted.</summary>
+    internal string[] LogLines => _log.Messages;
+
+    /// <summary>The allocator's log events.</summary>
+    internal LogEntry[] LogEntries => _log.Entries;
 
     internal PageState[] PageStates() => [.. Enumerable.Range(0, PageCount).Select(Pages.GetPageState)];
 
@@ -91,5 +83,6 @@ internal sealed class AllocatorHarness : IDisposable
     {
         Pages.Dispose();
         Region.Dispose();
+        _log.Dispose();
     }
 }

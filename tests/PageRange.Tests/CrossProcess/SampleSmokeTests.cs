@@ -6,8 +6,9 @@ namespace PageRange.Tests.CrossProcess;
 
 /// <summary>
 /// The ping-pong sample end to end, as a user runs it (<c>dotnet PingPong.dll</c>, which starts its own peer process):
-/// a tiny run succeeds and prints its figures; a peer that cannot start or dies ends it with one sentence and a
-/// non-zero exit code.
+/// a tiny run succeeds and prints its figures, the Unix socket's beside them and the ratio; a peer that cannot start or
+/// dies ends it with one sentence and a non-zero exit code; a bad argument is one line and exit code 2, before any
+/// process is started.
 /// </summary>
 [Collection(CrossProcessCollection.Name)]
 public sealed partial class SampleSmokeTests(ITestOutputHelper output)
@@ -21,8 +22,54 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
         Assert.Equal("", stderr);
         Assert.Matches(LatencyLine(), stdout);
         Assert.Matches(ThroughputLine(), stdout);
+        Assert.Matches(SocketLatencyLine(), stdout);
+        Assert.Matches(RatioLine(), stdout);
         // The table is laid out for 120 columns when redirected, so no phase name is wrapped.
-        Assert.Contains("│ await CallAsync │", stdout, StringComparison.Ordinal);
+        Assert.Matches("│ await CallAsync +│", stdout);
+        Assert.Matches("│ sync Unix socket +│", stdout);
+    }
+
+    [Fact]
+    public void Sample_NoSocket_SkipsTheSocketPhaseAndTheRatio()
+    {
+        (int exitCode, string stdout, string stderr) = RunSample("--count", "200", "--duration", "0.2", "--no-socket");
+
+        Assert.Equal(0, exitCode);
+        Assert.Equal("", stderr);
+        Assert.Matches(LatencyLine(), stdout);
+        Assert.DoesNotMatch(SocketLatencyLine(), stdout);
+        Assert.DoesNotMatch(RatioLine(), stdout);
+    }
+
+    [Theory]
+    [InlineData(new[] { "--count", "abc" }, "error: --count takes a whole number above zero, not 'abc'. See --help.")]
+    [InlineData(new[] { "--count", "0" }, "error: --count takes a whole number above zero, not '0'. See --help.")]
+    [InlineData(new[] { "--size", "-1" }, "error: --size takes a whole number of zero or more, not '-1'. See --help.")]
+    [InlineData(new[] { "--duration", "soon" }, "error: --duration takes a number above zero, not 'soon'. See --help.")]
+    [InlineData(new[] { "--wait", "sometimes" }, "error: 'sometimes' is not a wait strategy for --wait: use busy-spin, spin-then-park or park. See --help.")]
+    [InlineData(new[] { "--colour", "blue" }, "error: Unrecognized command or argument '--colour'. See --help.")]
+    public void Sample_BadArgument_OneLineOnStderrAndExitCode2(string[] arguments, string expected)
+    {
+        (int exitCode, string stdout, string stderr) = RunSample(arguments);
+
+        Assert.Equal(2, exitCode);
+        Assert.Equal(expected + Environment.NewLine, stderr);
+        Assert.Equal("", stdout);
+    }
+
+    [Fact]
+    public void Sample_Help_ExitsZeroAndListsEveryOption()
+    {
+        (int exitCode, string stdout, string stderr) = RunSample("--help");
+
+        Assert.Equal(0, exitCode);
+        Assert.Equal("", stderr);
+        foreach (string option in new[] { "--count", "--size", "--stream-size", "--duration", "--wait", "--dump", "--no-socket" })
+        {
+            Assert.Contains(option, stdout, StringComparison.Ordinal);
+        }
+        // The peer's options are for the sample itself and for tests, not for a reader of the help.
+        Assert.DoesNotContain("--peer", stdout, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -103,6 +150,12 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
 
     [GeneratedRegex(@"^throughput: oneway 4096 B \d+ messages/s \d+\.\d+ GB/s$", RegexOptions.Multiline)]
     private static partial Regex ThroughputLine();
+
+    [GeneratedRegex(@"^latency: sync Unix socket p50 \d+\.\d+ us p99 \d+\.\d+ us p99\.9 \d+\.\d+ us$", RegexOptions.Multiline)]
+    private static partial Regex SocketLatencyLine();
+
+    [GeneratedRegex(@"^ratio: sync Call / sync Unix socket p50 \d+\.\d{3} p99 \d+\.\d{3} \(PageRange \d+\.\d+x (faster|slower) at p50\)$", RegexOptions.Multiline)]
+    private static partial Regex RatioLine();
 
     [GeneratedRegex(@"^error: the peer process \d+ died during the run( \(exit code 17\))?\.$")]
     private static partial Regex PeerDiedLine();

@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using PageRange.Tests.Infrastructure;
+
+namespace PageRange.Tests.Tools;
+
+/// <summary>
+/// Runs a program of this repository as a user would (<c>dotnet Program.dll args</c>), built beside the test assembly
+/// in the same configuration, and returns its exit code and output. Kills it (and what it started) if it overruns.
+/// </summary>
+internal static class DotnetRun
+{
+    /// <summary>The assembly of the project in <paramref name="projectDirectory"/> (relative to the repository), built in this configuration.</summary>
+    internal static string BuiltAssembly(string projectDirectory, string assemblyName)
+    {
+        string baseDirectory = AppContext.BaseDirectory;
+        char slash = Path.DirectorySeparatorChar;
+        string marker = $"{slash}tests{slash}PageRange.Tests{slash}bin{slash}";
+        int at = baseDirectory.LastIndexOf(marker, StringComparison.Ordinal);
+        if (at < 0)
+        {
+            throw new InvalidOperationException($"Cannot find {assemblyName} relative to {baseDirectory}.");
+        }
+        return Path.Combine(
+            string.Concat(baseDirectory.AsSpan(0, at + 1), projectDirectory.Replace('/', slash), $"{slash}bin{slash}", baseDirectory.AsSpan(at + marker.Length)),
+            assemblyName);
+    }
+
+    /// <summary>Runs <c>dotnet</c> with <paramref name="arguments"/> and waits for it, within <see cref="TestTimeouts.Long"/>.</summary>
+    internal static (int ExitCode, string Stdout, string Stderr) Run(ITestOutputHelper output, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start.");
+        try
+        {
+            Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+            Task<string> stderr = process.StandardError.ReadToEndAsync();
+            Assert.True(process.WaitForExit(TestTimeouts.Long), $"dotnet {string.Join(' ', arguments)} did not finish within the time limit.");
+            process.WaitForExit();
+            string outText = stdout.GetAwaiter().GetResult();
+            string errText = stderr.GetAwaiter().GetResult();
+            output.WriteLine($"dotnet {string.Join(' ', arguments)}: exit code {process.ExitCode}\n--- stdout\n{outText}--- stderr\n{errText}");
+            return (process.ExitCode, outText, errText);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+}
