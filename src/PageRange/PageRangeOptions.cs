@@ -376,8 +376,34 @@ public sealed class PageRangeOptions
         : _connectTimeout == Timeout.InfiniteTimeSpan ? _helloTimeout
         : _helloTimeout < _connectTimeout ? _helloTimeout : _connectTimeout;
 
+    private long _maxPeerRegionSize = MaxRegionSize;
+
+    /// <summary>
+    /// The largest region a peer may announce for this side to write into: the peer chooses its region's size, and this
+    /// side pays for the mapping and the bookkeeping, so a larger announcement is refused during the handshake.
+    /// </summary>
+    /// <remarks>Defaults to <see cref="MaxRegionSize"/> (1 GiB). A multiple of the page size, from 64 KiB to 1 GiB.
+    /// A refusal names this option in this side's exception (and a listener's <c>HandshakeFailed</c> event), not to the peer.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds or not a page multiple.</exception>
+    public long MaxPeerRegionSize
+    {
+        get => _maxPeerRegionSize;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, MinRegionSize);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, MaxRegionSize);
+            if (value % SharedRegion.PageSize != 0)
+            {
+                throw new ArgumentOutOfRangeException(
+                    nameof(value), value, $"MaxPeerRegionSize must be a multiple of the page size ({SharedRegion.PageSize}).");
+            }
+            _maxPeerRegionSize = value;
+        }
+    }
+
     private void CopyHardeningFrom(PageRangeOptions values)
     {
         _helloTimeout = values._helloTimeout;
+        _maxPeerRegionSize = values._maxPeerRegionSize;
     }
 }

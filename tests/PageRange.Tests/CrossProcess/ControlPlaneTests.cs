@@ -23,7 +23,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
     {
         string name = ControlHandshakeTests.UniqueName();
         using TestHostProcess host = StartListening(name);
-        using SharedRegion own = SharedRegion.Create("test-own", s_options.RegionSize);
+        using SharedRegion own = ControlHandshakeTests.CreateRegion("test-own");
 
         await using HandshakeResult handshake = await ConnectAsync(name, s_options, own);
 
@@ -102,7 +102,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
     public async Task Accept_DifferentUid_AllowedByOptions()
     {
         string name = ControlHandshakeTests.UniqueName();
-        var options = new PageRangeOptions { RegionSize = s_options.RegionSize };
+        var options = new PageRangeOptions { RegionSize = s_options.RegionSize, TransactionRingCapacity = 64, FreeRingCapacity = 64 };
         options.AllowedUids.Add(Nobody);
         await using PageRangeListener listener = PageRangeListener.Listen(name, options);
         Task<(HandshakeResult, SharedRegion)> accepting = AcceptAsync(listener);
@@ -126,7 +126,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
     {
         string name = ControlHandshakeTests.UniqueName();
         using TestHostProcess host = StartListening(name, "--uid", $"{Nobody}", "--allow-uid", $"{Interop.GetEffectiveUserId()}");
-        using SharedRegion own = SharedRegion.Create("test-own", s_options.RegionSize);
+        using SharedRegion own = ControlHandshakeTests.CreateRegion("test-own");
 
         var ours = await Assert.ThrowsAsync<ConnectionRefusedException>(() => ConnectAsync(name, s_options, own));
         string theirs = host.ReadUntil("handshake-failed: ");
@@ -165,7 +165,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
     {
         string name = ControlHandshakeTests.UniqueName();
         using TestHostProcess host = StartListening(name);
-        using SharedRegion own = SharedRegion.Create("test-own", s_options.RegionSize);
+        using SharedRegion own = ControlHandshakeTests.CreateRegion("test-own");
         await using HandshakeResult handshake = await ConnectAsync(name, s_options, own);
         handshake.Control.StartWatching();
         host.ReadUntil("connected: ");
@@ -251,7 +251,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
     {
         using var timeout = new CancellationTokenSource(TestTimeouts.Long);
         return await listener.AcceptHandshakeAsync(
-            () => SharedRegion.Create("test-accepted", s_options.RegionSize), static region => region, timeout.Token);
+            () => ControlHandshakeTests.CreateRegion("test-accepted"), static region => region, timeout.Token);
     }
 
     private static Task<Exception> NextFailureAsync(PageRangeListener listener)

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using PageRange.Memory;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
@@ -34,7 +35,7 @@ public sealed class ControlHandshakeTests
     public async Task Connect_NobodyListens_FailsAtOnceNamingTheName()
     {
         string name = UniqueName();
-        using SharedRegion own = SharedRegion.Create("test-own", s_options.RegionSize);
+        using SharedRegion own = CreateRegion("test-own");
         var clock = Stopwatch.StartNew();
 
         var error = await Assert.ThrowsAsync<PageRangeException>(
@@ -64,7 +65,7 @@ public sealed class ControlHandshakeTests
         var failures = FailureRecorder.On(listener);
         using var accepting = new CancellationTokenSource(TestTimeouts.Long);
         Task accept = AcceptOneAsync(listener, accepting.Token);
-        using SharedRegion own = SharedRegion.Create("test-own", s_options.RegionSize);
+        using SharedRegion own = CreateRegion("test-own");
         HelloMessage hello = ControlHandshake.CreateHello(s_options, own) with { ProtocolVersion = 42 };
 
         var refused = await Assert.ThrowsAsync<ConnectionRefusedException>(
@@ -86,8 +87,8 @@ public sealed class ControlHandshakeTests
     {
         string name = UniqueName();
         await using PageRangeListener listener = PageRangeListener.Listen(name, s_options);
-        using SharedRegion listenerRegion = SharedRegion.Create("test-listener", s_options.RegionSize);
-        using SharedRegion connectorRegion = SharedRegion.Create("test-connector", s_options.RegionSize);
+        using SharedRegion listenerRegion = CreateRegion("test-listener");
+        using SharedRegion connectorRegion = CreateRegion("test-connector");
         Task<HandshakeResult> accept = Task.Run(async () =>
         {
             Socket socket = await listener.AcceptSocketAsync(CancellationToken.None);
@@ -118,7 +119,7 @@ public sealed class ControlHandshakeTests
         var failures = FailureRecorder.On(listener);
         using var accepting = new CancellationTokenSource(TestTimeouts.Long);
         Task accept = AcceptOneAsync(listener, accepting.Token);
-        using SharedRegion own = SharedRegion.Create("test-own", s_options.RegionSize);
+        using SharedRegion own = CreateRegion("test-own");
         using SafeMemfdHandle unsealed = Interop.MemfdCreate("test-unsealed");
         Interop.Ftruncate(unsealed, s_options.RegionSize);
         using SafeMemfdHandle devNull = Interop.OpenReadWrite("/dev/null");
@@ -149,7 +150,7 @@ public sealed class ControlHandshakeTests
         string name = UniqueName();
         // Short enough to keep the test quick, long enough that the well-behaved client below finishes within it on a
         // loaded machine: the same timeout bounds its handshake on the listener's side.
-        var options = new PageRangeOptions { RegionSize = PageRangeOptions.MinRegionSize, ConnectTimeout = TimeSpan.FromSeconds(2) };
+        var options = new PageRangeOptions { RegionSize = PageRangeOptions.MinRegionSize, TransactionRingCapacity = 64, FreeRingCapacity = 64, ConnectTimeout = TimeSpan.FromSeconds(2) };
         await using PageRangeListener listener = PageRangeListener.Listen(name, options);
         var failures = FailureRecorder.On(listener);
         using var accepting = new CancellationTokenSource(TestTimeouts.Long);
@@ -161,7 +162,7 @@ public sealed class ControlHandshakeTests
         Assert.Contains("did not finish the handshake", timeout.Message, StringComparison.Ordinal);
 
         // The listener still accepts a well-behaved client afterwards.
-        using SharedRegion own = SharedRegion.Create("test-own", options.RegionSize);
+        using SharedRegion own = CreateRegion("test-own");
         await using HandshakeResult connected = await ControlHandshake.ConnectAsync(name, s_options, own, CancellationToken.None).AsTask().WaitAsync(TestTimeouts.Long);
         await using HandshakeResult accepted = await accept.WaitAsync(TestTimeouts.Long);
         Assert.Equal(Environment.ProcessId, accepted.PeerCredentials.Pid);
@@ -308,6 +309,22 @@ public sealed class ControlHandshakeTests
 
     internal static string UniqueName() => $"test-{Guid.NewGuid():N}";
 
+    /// <summary>
+    /// A receive region with the header <paramref name="options"/> (default: 64 KiB, rings of 64) describe, as a real
+    /// receiver writes it: the handshake checks the header of every region it is offered.
+    /// </summary>
+    internal static SharedRegion CreateRegion(string name, PageRangeOptions? options = null)
+    {
+        options ??= s_options;
+        RegionLayout layout = RegionLayout.Compute(options.RegionSize, options.TransactionRingCapacity, options.FreeRingCapacity);
+        SharedRegion region = SharedRegion.Create(name, layout.RegionSize);
+        RegionHeaderLayout header = layout.ToHeader();
+        // SAFETY: RegionHeaderLayout is an unmanaged struct of exactly RegionHeaderLayout.Size bytes, and the span is
+        // that long (GetSpan checks it lies inside the mapping).
+        MemoryMarshal.Write(region.GetSpan(0, RegionHeaderLayout.Size), in header);
+        return region;
+    }
+
     internal static HashSet<string> AbstractSocketNames() =>
         File.ReadLines("/proc/net/unix").Skip(1)
             .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
@@ -325,7 +342,7 @@ public sealed class ControlHandshakeTests
     private static async Task<HandshakeResult> AcceptOneAsync(PageRangeListener listener, CancellationToken cancellationToken)
     {
         (HandshakeResult handshake, SharedRegion own) = await listener.AcceptHandshakeAsync(
-            () => SharedRegion.Create("test-accepted", s_options.RegionSize), static region => region, cancellationToken);
+            () => CreateRegion("test-accepted"), static region => region, cancellationToken);
         own.Dispose();
         return handshake;
     }
@@ -371,8 +388,8 @@ public sealed class ControlHandshakeTests
         {
             listener ??= PageRangeListener.Listen(UniqueName(), s_options);
             ValueTask<(HandshakeResult, SharedRegion)> accepting = listener.AcceptHandshakeAsync(
-                () => SharedRegion.Create("test-acceptor", s_options.RegionSize), static region => region, CancellationToken.None);
-            SharedRegion connectorRegion = SharedRegion.Create("test-connector", s_options.RegionSize);
+                () => CreateRegion("test-acceptor"), static region => region, CancellationToken.None);
+            SharedRegion connectorRegion = CreateRegion("test-connector");
             HandshakeResult connector = await ControlHandshake.ConnectAsync(listener.Name, s_options, connectorRegion, CancellationToken.None)
                 .AsTask().WaitAsync(TestTimeouts.Long);
             (HandshakeResult acceptor, SharedRegion acceptorRegion) = await accepting.AsTask().WaitAsync(TestTimeouts.Long);

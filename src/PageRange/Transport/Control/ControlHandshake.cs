@@ -278,13 +278,19 @@ internal static class ControlHandshake
 
     /// <summary>Why a peer's hello is unacceptable, or <see langword="null"/> if it is fine.</summary>
     /// <param name="hello">The peer's hello.</param>
+    /// <param name="options">This side's options: <see cref="PageRangeOptions.MaxPeerRegionSize"/> caps the region.</param>
     /// <param name="peer">How the reason names the peer ("the listener").</param>
     /// <param name="self">How the reason names this side.</param>
-    internal static string? ValidateHello(HelloMessage hello, string peer, string self)
+    internal static string? ValidateHello(HelloMessage hello, PageRangeOptions options, string peer, string self)
     {
         if (hello.ProtocolVersion != ProtocolVersion)
         {
             return $"{peer} speaks PageRange protocol version {hello.ProtocolVersion}, and {self} speaks version {ProtocolVersion}";
+        }
+        if (hello.RegionSize > options.MaxPeerRegionSize)
+        {
+            // Before the size rules below: the local limit is the clearer reason, and the peer's cost is ours to cap.
+            return $"{peer} announced a region of {hello.RegionSize} bytes, more than the {options.MaxPeerRegionSize} bytes {self} accepts (PageRangeOptions.MaxPeerRegionSize)";
         }
         if (hello.Pid <= 0)
         {
@@ -336,7 +342,7 @@ internal static class ControlHandshake
         ControlChannel channel, HelloMessage hello, PageRangeOptions options, string peer, string self, CancellationToken cancellationToken)
     {
         SafeMemfdHandle? descriptor = channel.TakeDescriptor();
-        if (ValidateHello(hello, peer, self) is { } problem)
+        if (ValidateHello(hello, options, peer, self) is { } problem)
         {
             descriptor?.Dispose();
             throw await RefuseAsync(channel, problem, cancellationToken).ConfigureAwait(false);
@@ -345,17 +351,50 @@ internal static class ControlHandshake
         {
             throw await RefuseAsync(channel, $"the hello of {peer} came without the memfd of its region", cancellationToken).ConfigureAwait(false);
         }
+        SharedRegion? region = null;
         try
         {
             // Open takes ownership of the descriptor and checks what the peer could lie about: the memfd's real size
             // against the announced one, and the seals that keep it from shrinking under our mapping.
-            return SharedRegion.Open(descriptor, hello.RegionSize, writableBytes: hello.RegionSize);
+            region = SharedRegion.Open(descriptor, hello.RegionSize, writableBytes: hello.RegionSize);
+            // Then what the peer wrote into it: the header and the rings, the checks the outbound channel makes too, so
+            // that a bad region is this handshake's refusal rather than a failure after the connection exists.
+            ValidatePeerHeader(region, hello);
+            return region;
         }
         catch (Exception error) when (error is ProtocolViolationException or SystemCallException)
         {
+            region?.Dispose();
             // A SystemCallException here means the descriptor is no memfd at all (F_GET_SEALS or mmap refused it).
             throw await RefuseAsync(channel, $"{peer} offered a bad region: {AsClause(error.Message)}", cancellationToken, error)
                 .ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Checks the header of a peer's region against its hello: the layout (<see cref="RegionLayout.Validate"/>) and
+    /// rings that are still empty, as <see cref="OutboundChannel"/> requires them.
+    /// </summary>
+    /// <exception cref="ProtocolViolationException">The header is not what the peer announced, or a ring is not empty.</exception>
+    internal static unsafe void ValidatePeerHeader(SharedRegion region, HelloMessage hello)
+    {
+        region.AddRef();
+        try
+        {
+            // Copy the header once and check only the copy: the peer can rewrite the shared one at any time.
+            // SAFETY: the region is at least MinRegionSize (the hello was validated), larger than the header structure,
+            // and the reference taken above keeps it mapped for the copy.
+            RegionHeaderLayout header = *(RegionHeaderLayout*)region.BasePointer;
+            RegionLayout.Validate(header, region.Size, hello.TransactionRingCapacity, hello.FreeRingCapacity);
+            if (header.TxTail != 0 || header.TxHead != 0 || header.FreeTail != 0 || header.FreeHead != 0)
+            {
+                throw new ProtocolViolationException(
+                    $"The peer's region is not fresh: ring indices tx {header.TxHead}..{header.TxTail}, free {header.FreeHead}..{header.FreeTail}.");
+            }
+        }
+        finally
+        {
+            region.ReleaseRef();
         }
     }
 
