@@ -27,6 +27,7 @@ internal static class Program
                 "fault-hold" => FaultScenarios.Hold(args),
                 "fault-slow-reader" => FaultScenarios.SlowReader(args),
                 "fault-fuzz" => FaultScenarios.Fuzz(args),
+                "nested-serve" => NestedScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }

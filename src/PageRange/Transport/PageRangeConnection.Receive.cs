@@ -320,7 +320,7 @@ public sealed partial class PageRangeConnection
         deadline == long.MaxValue ? long.MaxValue : (long)((deadline - now) * (double)TimeSpan.TicksPerSecond / Stopwatch.Frequency);
 
     private bool IsSatisfied(PendingCall? call) =>
-        call is not null ? call.IsCompleted : Volatile.Read(ref _readyCount) > 0;
+        call is not null ? call.IsCompleted || Volatile.Read(ref call.NestedCount) > 0 : Volatile.Read(ref _readyCount) > 0;
 
     /// <summary>Waits while another thread holds the reader role: spin, then park on the gate until something changes.</summary>
     private void WaitAsFollower(PendingCall? call, long deadline, CancellationToken cancellationToken)
@@ -436,8 +436,17 @@ public sealed partial class PageRangeConnection
             }
             return;
         }
+        if ((record.Flags & TransactionFlags.TwoWay) != 0 && record.Context.Depth > (uint)_options.MaxCallDepth)
+        {
+            RejectTooDeep(slot);
+            return;
+        }
         lock (_slotLock)
         {
+            if ((record.Flags & TransactionFlags.TwoWay) != 0 && TryRouteNestedUnsynchronized(slot))
+            {
+                return;
+            }
             if ((record.Flags & TransactionFlags.Oneway) != 0)
             {
                 if (_onewayInProgress)

@@ -299,9 +299,11 @@ public sealed partial class PageRangeConnection
                     $"More than {_calls.Length} calls are outstanding on this connection; raise PageRangeOptions.MaxConcurrentCalls.");
             }
             call = _calls[_freeCalls[--_freeCallCount]];
+            ulong id = (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | (uint)call.Index;
+            call.Arm(id, isAsync, chainId);
+            // Before the call is sent: the peer's nested call may come back before this thread starts waiting.
+            RegisterChainWaiterUnsynchronized(call);
         }
-        ulong id = (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | (uint)call.Index;
-        call.Arm(id, isAsync, chainId);
         return call;
     }
 
@@ -320,6 +322,7 @@ public sealed partial class PageRangeConnection
         call.Id = 0;
         lock (_slotLock)
         {
+            UnregisterChainWaiterUnsynchronized(call);
             _freeCalls[_freeCallCount++] = call.Index;
         }
     }
@@ -329,6 +332,12 @@ public sealed partial class PageRangeConnection
         long deadline = Doorbell.DeadlineAfter(timeout);
         while (!call.IsCompleted)
         {
+            if (Volatile.Read(ref call.NestedCount) > 0)
+            {
+                // The peer called back in our chain while it handles our call: binder runs it on the waiting thread.
+                RunNestedCalls(call);
+                continue;
+            }
             if (cancellationToken.IsCancellationRequested)
             {
                 if (call.TryComplete(call.Id, default, new OperationCanceledException(cancellationToken)))

@@ -34,6 +34,18 @@ internal sealed class PendingCall : IValueTaskSource<Transaction>
     /// <summary>The chain the call was made in: a nested call of that chain from the peer may be routed to this call's thread.</summary>
     internal ulong ChainId;
 
+    /// <summary>Whether a synchronous caller waits in this call and runs the peer's nested calls of its chain (guarded by the slot lock).</summary>
+    internal bool IsChainWaiter;
+
+    /// <summary>The call this one is nested in on the same chain, waiting under it (guarded by the slot lock).</summary>
+    internal PendingCall? PreviousInChain;
+
+    /// <summary>Nested calls of this chain routed to the waiting thread and not yet taken (guarded by the slot lock).</summary>
+    internal readonly Queue<IncomingSlot> NestedInbox = new();
+
+    /// <summary><see cref="NestedInbox"/>'s count, readable without the lock by the waiting thread.</summary>
+    internal int NestedCount;
+
     internal Transaction Reply;
 
     internal Exception? Error;
