@@ -36,6 +36,7 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     private Task<PageRangeConnection>? _connecting;
     private int _failedAttempts;
     private long _nextAttemptTimestamp;
+    private DateTimeOffset _nextAttemptAt;
     private Exception? _lastError;
     private bool _disposed;
 
@@ -292,6 +293,7 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
                 failures = ++_failedAttempts;
                 delay = ReconnectBackoff.Delay(failures, _settings.ReconnectDelay, _settings.MaxReconnectDelay, _settings.ReconnectJitter, Random.Shared.NextDouble());
                 _nextAttemptTimestamp = _time.GetTimestamp() + (long)(delay.TotalSeconds * _time.TimestampFrequency);
+                _nextAttemptAt = _time.GetUtcNow() + delay;
                 _lastError = error;
                 _connecting = null;
             }
@@ -362,7 +364,7 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
         TimeSpan wait = _failedAttempts > 0 && _nextAttemptTimestamp > now
             ? TimeSpan.FromSeconds((double)(_nextAttemptTimestamp - now) / _time.TimestampFrequency)
             : TimeSpan.Zero;
-        DateTimeOffset retryAt = _time.GetUtcNow() + wait;
+        DateTimeOffset retryAt = wait == TimeSpan.Zero ? _time.GetUtcNow() : _nextAttemptAt;
         string reason = cause switch
         {
             PeerDiedException { PeerReason: { } said } => $"the server said \"{said}\"",

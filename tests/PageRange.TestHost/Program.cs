@@ -28,6 +28,7 @@ internal static class Program
                 "fault-slow-reader" => FaultScenarios.SlowReader(args),
                 "fault-fuzz" => FaultScenarios.Fuzz(args),
                 "nested-serve" => NestedScenarios.Serve(args),
+                "hosting-serve" => HostingScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }
