@@ -33,6 +33,7 @@ internal static class Program
                 "server-fd-flood" => ServerScenarios.DescriptorFlood(args),
                 "nested-serve" => NestedScenarios.Serve(args),
                 "hostile-pidns-connect" => HostileControlScenarios.PidNamespaceConnect(args),
+                "hosting-serve" => HostingScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -1,0 +1,164 @@
+using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using PageRange.Hosting;
+using PageRange.Server;
+using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Transport;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Hosting;
+
+/// <summary>The reconnecting client in one process: no server, a server that appears, stops and comes back; its backoff.</summary>
+public sealed class PageRangeClientTests
+{
+    private const uint Echo = 1;
+
+    private static PageRangeServerOptions ServerOptions() => new()
+    {
+        MaxThreads = 2,
+        StartShrinkerMonitor = false,
+        ConnectionOptions = new PageRangeOptions { RegionSize = 1L << 20 },
+    };
+
+    private static PageRangeServer StartServer(string name, byte mark) =>
+        PageRangeServer.Start(name, ServerOptions(), server => server.Map(Echo, (Transaction tx, CallContext _) => tx.Reply([mark])));
+
+    private static IHost BuildClientHost(string name, TimeSpan reconnectDelay) => HostingTestHost.Build(services => services
+        .AddPageRangeClient(name, options =>
+        {
+            options.ReconnectDelay = reconnectDelay;
+            options.MaxReconnectDelay = reconnectDelay * 4;
+            options.ReconnectJitter = 0;
+            options.ConnectionOptions.RegionSize = 1L << 20;
+        }));
+
+    [Fact]
+    public async Task Call_NoServer_FailsAtOnceNamingTheServerAndTheNextAttempt()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using IHost host = BuildClientHost(name, TimeSpan.FromSeconds(30));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+
+        ServerUnavailableException first = await Assert.ThrowsAsync<ServerUnavailableException>(
+            () => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
+        Assert.Equal(name, first.ServerName);
+        Assert.Equal(name, first.ClientName);
+        Assert.Equal(1, first.FailedAttempts);
+        Assert.Contains($"PageRange server '{name}' is unavailable", first.Message, StringComparison.Ordinal);
+        Assert.Contains("next attempt is at", first.Message, StringComparison.Ordinal);
+        Assert.InRange(first.RetryAt, DateTimeOffset.UtcNow.AddSeconds(10), DateTimeOffset.UtcNow.AddSeconds(31));
+        Assert.IsType<PageRangeException>(first.InnerException, exactMatch: false);
+
+        // Within the backoff no attempt is made (the count stays), even with a server now listening; sync calls too.
+        await using PageRangeServer server = StartServer(name, 1);
+        ServerUnavailableException second = Assert.Throws<ServerUnavailableException>(() => client.Call(Echo, []));
+        Assert.Equal(1, second.FailedAttempts);
+        Assert.Equal(first.RetryAt, second.RetryAt);
+        Assert.Throws<ServerUnavailableException>(() => client.SendOneway(Echo, []));
+        Assert.False(client.IsConnected);
+    }
+
+    [Fact]
+    public async Task Call_ServerStartsLater_ConnectsOnceTheBackoffEnds()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using IHost host = BuildClientHost(name, TimeSpan.FromMilliseconds(200));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+        await Assert.ThrowsAsync<ServerUnavailableException>(() => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
+
+        await using PageRangeServer server = StartServer(name, 7);
+        byte answer = await CallUntilConnectedAsync(client);
+        Assert.Equal(7, answer);
+        Assert.True(client.IsConnected);
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task Call_ServerStoppedAndRestarted_FailsClearlyThenReconnects()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using IHost host = BuildClientHost(name, TimeSpan.FromMilliseconds(50));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+
+        PageRangeServer first = StartServer(name, 1);
+        Assert.Equal(1, await CallUntilConnectedAsync(client));
+        await first.StopAsync().WaitAsync(TestTimeouts.Long);
+
+        ServerUnavailableException lost = await Assert.ThrowsAsync<ServerUnavailableException>(
+            () => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
+        Assert.Equal(name, lost.ServerName);
+        Assert.False(client.IsConnected);
+
+        await using PageRangeServer second = StartServer(name, 2);
+        Assert.Equal(2, await CallUntilConnectedAsync(client));
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task Dispose_WithTheHost_ClosesTheConnectionAndRefusesLaterUse()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeServer server = StartServer(name, 1);
+        IHost host = BuildClientHost(name, TimeSpan.FromMilliseconds(50));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+        Assert.Equal(1, await CallUntilConnectedAsync(client));
+        await HostingTestHost.WaitUntilAsync(() => server.ClientCount == 1, "the server to count the client");
+
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+        host.Dispose();
+
+        await HostingTestHost.WaitUntilAsync(() => server.ClientCount == 0, "the server to see the client leave");
+        Assert.Throws<ObjectDisposedException>(() => client.Call(Echo, []));
+    }
+
+    [Theory]
+    [InlineData(1, 100)]
+    [InlineData(2, 200)]
+    [InlineData(4, 800)]
+    [InlineData(7, 1000)]
+    [InlineData(1000, 1000)]
+    public void Backoff_NoJitter_DoublesUpToTheCap(int failedAttempts, int expectedMilliseconds)
+    {
+        TimeSpan delay = ReconnectBackoff.Delay(failedAttempts, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), jitter: 0, random: 0.9);
+        Assert.Equal(TimeSpan.FromMilliseconds(expectedMilliseconds), delay);
+    }
+
+    [Fact]
+    public void Backoff_Jitter_SpreadsWithinTheFractionAndNeverPassesTheCap()
+    {
+        TimeSpan initial = TimeSpan.FromMilliseconds(100);
+        TimeSpan max = TimeSpan.FromSeconds(1);
+        Assert.Equal(TimeSpan.FromMilliseconds(80), ReconnectBackoff.Delay(1, initial, max, jitter: 0.2, random: 0));
+        Assert.Equal(TimeSpan.FromMilliseconds(120), ReconnectBackoff.Delay(1, initial, max, jitter: 0.2, random: 1));
+        Assert.Equal(max, ReconnectBackoff.Delay(10, initial, max, jitter: 0.2, random: 1));
+        Assert.Equal(TimeSpan.FromMilliseconds(800), ReconnectBackoff.Delay(10, initial, max, jitter: 0.2, random: 0));
+    }
+
+    /// <summary>Calls until the client connects (each failure a ServerUnavailableException), waiting out each backoff; returns the reply's first byte.</summary>
+    internal static Task<byte> CallUntilConnectedAsync(PageRangeClient client) =>
+        CallUntilConnectedAsync(client, Echo, static payload => payload[0]);
+
+    /// <summary>Calls <paramref name="code"/> until the client connects, waiting out each backoff; returns what <paramref name="read"/> makes of the reply.</summary>
+    internal static async Task<T> CallUntilConnectedAsync<T>(PageRangeClient client, uint code, Func<byte[], T> read)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                using Transaction reply = await client.CallAsync(code, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long);
+                return read(reply.Payload.ToArray());
+            }
+            catch (ServerUnavailableException unavailable) when (clock.Elapsed < TestTimeouts.Long)
+            {
+                TimeSpan wait = unavailable.RetryAt - DateTimeOffset.UtcNow;
+                await Task.Delay(wait > TimeSpan.FromMilliseconds(5) ? wait : TimeSpan.FromMilliseconds(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,324 @@
+using System.Diagnostics.CodeAnalysis;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using PageRange.Diagnostics;
+using PageRange.Hosting;
+using PageRange.Server;
+using PageRange.Tests.Diagnostics;
+using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Server;
+using PageRange.Tests.Transport;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Hosting;
+
+/// <summary>Hosted servers and clients in one generic host: start, calls, graceful stop, options and logging.</summary>
+[SuppressMessage("Trimming", "IL2026", Justification = "Tests run on the JIT.")]
+[SuppressMessage("AOT", "IL3050", Justification = "Tests run on the JIT.")]
+public sealed class PageRangeHostingTests
+{
+    private const uint Echo = 1;
+    private const uint Add = 2;
+    private const uint Note = 3;
+
+    [Fact]
+    public async Task AddPageRangeServer_HostStarted_ClientCallsRawTypedAndOneway()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        var notes = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using IHost host = HostingTestHost.Build(services => services
+            .AddPageRangeServer(name, HostingTestHost.Small, server => server
+                .Map(Echo, (Transaction tx, CallContext _) => tx.Reply(tx.Payload))
+                .Map<AddRequest, AddResponse>(Add, (request, _) => new AddResponse(request.A + request.B))
+                .MapOneway<Tests.Server.Note>(Note, (note, _) => notes.TrySetResult(note.Seq)))
+            .AddPageRangeClient(name));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+        Assert.Same(client, host.Services.GetRequiredService<IPageRangeClientFactory>().GetClient(name));
+        Assert.False(client.IsConnected);
+        using (Transaction reply = await client.CallAsync(Echo, new byte[] { 1, 2, 3 }).AsTask().WaitAsync(TestTimeouts.Long))
+        {
+            Assert.Equal(new byte[] { 1, 2, 3 }, reply.Payload.ToArray());
+        }
+        Assert.True(client.IsConnected);
+        using (Transaction reply = client.Call(Echo, [9]))
+        {
+            Assert.Equal(new byte[] { 9 }, reply.Payload.ToArray());
+        }
+        AddResponse sum = await client.CallAsync<AddRequest, AddResponse>(new AddRequest(40, 2), Add).AsTask().WaitAsync(TestTimeouts.Long);
+        Assert.Equal(42, sum.Sum);
+        Assert.Equal(7, client.Call<AddRequest, AddResponse>(new AddRequest(3, 4), Add).Sum);
+        client.SendOneway(new Tests.Server.Note(5), Note);
+        Assert.Equal(5, await notes.Task.WaitAsync(TestTimeouts.Long));
+
+        PageRangeHostedServer hosted = host.Services.GetRequiredKeyedService<PageRangeHostedServer>(name);
+        Assert.NotNull(hosted.Server);
+        Assert.Equal(1, hosted.Server.ClientCount);
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+        Assert.Null(hosted.Server);
+        // Stopped with the host: nobody listens on the name any more.
+        await Assert.ThrowsAsync<PageRangeException>(() => PageRangeConnection.ConnectAsync(name).AsTask().WaitAsync(TestTimeouts.Long));
+    }
+
+    [Fact]
+    public async Task AddPageRangeServer_TwoNames_BothServeTheirOwnHandlers()
+    {
+        string first = ControlHandshakeTests.UniqueName();
+        string second = ControlHandshakeTests.UniqueName();
+        using IHost host = HostingTestHost.Build(services => services
+            .AddPageRangeServer(first, HostingTestHost.Small, server => server.Map(Echo, (Transaction tx, CallContext _) => tx.Reply([1])))
+            .AddPageRangeServer(second, HostingTestHost.Small, server => server.Map(Echo, (Transaction tx, CallContext _) => tx.Reply([2])))
+            .AddPageRangeClient(first)
+            .AddPageRangeClient("other", options => options.ServerName = second));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        try
+        {
+            IPageRangeClientFactory factory = host.Services.GetRequiredService<IPageRangeClientFactory>();
+            using Transaction one = await factory.GetClient(first).CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long);
+            using Transaction two = await factory.GetClient("other").CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long);
+            Assert.Equal(1, one.Payload[0]);
+            Assert.Equal(2, two.Payload[0]);
+            Assert.Equal(second, factory.GetClient("other").ServerName);
+            Assert.Throws<InvalidOperationException>(() => factory.GetClient("nobody"));
+        }
+        finally
+        {
+            await host.StopAsync().WaitAsync(TestTimeouts.Long);
+        }
+    }
+
+    [Fact]
+    public void AddPageRangeServerOrClient_SameNameTwice_Throws()
+    {
+        var services = new ServiceCollection();
+        services.AddPageRangeServer("twice", _ => { });
+        services.AddPageRangeClient("twice");
+        Assert.Throws<ArgumentException>(() => services.AddPageRangeServer("twice", _ => { }));
+        Assert.Throws<ArgumentException>(() => services.AddPageRangeClient("twice"));
+        Assert.Throws<ArgumentException>(() => services.AddPageRangeServer("", _ => { }));
+    }
+
+    [Fact]
+    public async Task HostStop_CallInFlight_FinishesWithinTheShutdownTimeout()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        var handlerStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using IHost host = HostingTestHost.Build(services => services
+            .AddPageRangeServer(name, HostingTestHost.Small, server => server.Map(Echo, async (Transaction tx, CallContext _) =>
+            {
+                handlerStarted.TrySetResult();
+                await release.Task.WaitAsync(TestTimeouts.Long);
+                tx.Reply(tx.Payload);
+            }))
+            .AddPageRangeClient(name), shutdownTimeout: TestTimeouts.Long);
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+        PageRangeHostedServer hosted = host.Services.GetRequiredKeyedService<PageRangeHostedServer>(name);
+
+        Task<Transaction> call = client.CallAsync(Echo, new byte[] { 4, 5, 6 }).AsTask();
+        await handlerStarted.Task.WaitAsync(TestTimeouts.Long);
+        Task stop = host.StopAsync();
+        await HostingTestHost.WaitUntilAsync(() => hosted.Server is null, "the hosted server to begin stopping");
+
+        // The stop waits for the call: it cannot finish before the handler is released.
+        Assert.False(stop.IsCompleted);
+        release.SetResult();
+        using Transaction reply = await call.WaitAsync(TestTimeouts.Long);
+        Assert.Equal(new byte[] { 4, 5, 6 }, reply.Payload.ToArray());
+        await stop.WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task HostStop_ShutdownTimeoutExpires_CallInFlightIsCancelled()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        var handlerStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var handlerCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using IHost host = HostingTestHost.Build(services => services
+            .AddPageRangeServer(name, HostingTestHost.Small, server => server.Map(Echo, async (Transaction tx, CallContext context) =>
+            {
+                handlerStarted.TrySetResult();
+                try
+                {
+                    await Task.Delay(TestTimeouts.Long, context.CancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    handlerCancelled.TrySetResult();
+                    throw;
+                }
+                tx.Reply(tx.Payload);
+            }))
+            .AddPageRangeClient(name), shutdownTimeout: TimeSpan.FromMilliseconds(300));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+
+        Task<Transaction> call = client.CallAsync(Echo, new byte[] { 1 }).AsTask();
+        await handlerStarted.Task.WaitAsync(TestTimeouts.Long);
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+
+        await handlerCancelled.Task.WaitAsync(TestTimeouts.Long);
+        // Cancelled by the server (RemoteCallException, Cancelled) or closed with it (ServerUnavailableException): never a hang.
+        PageRangeException error = await Assert.ThrowsAnyAsync<PageRangeException>(() => call.WaitAsync(TestTimeouts.Long));
+        Assert.True(error is RemoteCallException { Status: CallStatus.Cancelled } or ServerUnavailableException, error.ToString());
+    }
+
+    [Fact]
+    public async Task ServerOptions_MaxThreadsZero_StartFailsNamingTheSetting()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using IHost host = HostingTestHost.Build(services => services
+            .AddPageRangeServer(name, options => options.MaxThreads = 0, server => server.Map(Echo, (Transaction tx, CallContext _) => tx.Reply([]))));
+
+        OptionsValidationException error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WaitAsync(TestTimeouts.Long));
+        Assert.Contains($"PageRange server '{name}': MaxThreads (0) must be between 1 and 1024.", error.Message, StringComparison.Ordinal);
+        Assert.Null(host.Services.GetRequiredKeyedService<PageRangeHostedServer>(name).Server);
+        await Assert.ThrowsAsync<PageRangeException>(() => PageRangeConnection.ConnectAsync(name).AsTask().WaitAsync(TestTimeouts.Long));
+    }
+
+    [Fact]
+    public async Task ServerOptions_BadValuesInConfiguration_StartFailsNamingEachSetting()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        IConfiguration configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["MinThreads"] = "8",
+            ["MaxThreads"] = "2",
+            ["ConnectionOptions:RegionSize"] = "100000",
+            ["ConnectionOptions:TransactionRingCapacity"] = "100",
+            ["ConnectionOptions:CallTimeout"] = "00:00:00",
+        }).Build();
+        using IHost host = HostingTestHost.Build(services => services.AddPageRangeServer(name, configuration, _ => { }));
+
+        OptionsValidationException error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WaitAsync(TestTimeouts.Long));
+        string prefix = $"PageRange server '{name}': ";
+        Assert.Contains($"{prefix}MinThreads (8) must not be more than MaxThreads (2).", error.Failures);
+        Assert.Contains(error.Failures, failure => failure.StartsWith($"{prefix}ConnectionOptions.RegionSize (100000) must be a multiple of the page size", StringComparison.Ordinal));
+        Assert.Contains($"{prefix}ConnectionOptions.TransactionRingCapacity (100) must be a power of two between 16 and 65536.", error.Failures);
+        Assert.Contains(error.Failures, failure => failure.StartsWith($"{prefix}ConnectionOptions.CallTimeout (00:00:00) must be positive", StringComparison.Ordinal));
+        Assert.Equal(4, error.Failures.Count());
+    }
+
+    [Fact]
+    public async Task ServerOptions_CallbackSetsABadValue_StartFailsNamingTheServer()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using IHost host = HostingTestHost.Build(services => services.AddPageRangeServer(
+            name, options => options.ConfigureServerOptions = server => server.MaxClients = 0, _ => { }));
+
+        OptionsValidationException error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WaitAsync(TestTimeouts.Long));
+        Assert.StartsWith($"PageRange server '{name}': the server options were refused (ConfigureServerOptions?)", Assert.Single(error.Failures), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ClientOptions_BadBackoff_StartFailsNamingTheSettings()
+    {
+        using IHost host = HostingTestHost.Build(services => services.AddPageRangeClient("backoff", options =>
+        {
+            options.ReconnectJitter = 2;
+            options.ReconnectDelay = TimeSpan.FromSeconds(5);
+            options.MaxReconnectDelay = TimeSpan.FromSeconds(1);
+            options.ConnectionOptions.ReceiveThreads = 0;
+        }));
+
+        OptionsValidationException error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WaitAsync(TestTimeouts.Long));
+        Assert.Contains("PageRange client 'backoff': ReconnectJitter (2) must be between 0 and 1.", error.Failures);
+        Assert.Contains("PageRange client 'backoff': MaxReconnectDelay (00:00:01) must not be less than ReconnectDelay (00:00:05).", error.Failures);
+        Assert.Contains("PageRange client 'backoff': ConnectionOptions.ReceiveThreads (0) must be between 1 and 256.", error.Failures);
+    }
+
+    [Fact]
+    public async Task ServerOptions_FromConfiguration_AreApplied()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        IConfiguration configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["MaxThreads"] = "2",
+            ["StartShrinkerMonitor"] = "false",
+            ["ConnectionOptions:RegionSize"] = "262144",
+            ["ConnectionOptions:WaitStrategy"] = "Park",
+        }).Build();
+        using IHost host = HostingTestHost.Build(services => services
+            .AddPageRangeServer(name, configuration, server => server.Map(Echo, (Transaction tx, CallContext _) => tx.Reply([])))
+            .AddPageRangeClient(name));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        try
+        {
+            PageRangeConnection connection = await host.Services.GetRequiredKeyedService<PageRangeClient>(name)
+                .GetConnectionAsync().AsTask().WaitAsync(TestTimeouts.Long);
+            // The server's region is the one the client writes into: 256 KiB, not the 4 MiB default.
+            Assert.InRange(connection.MaxMessageSize, 1, 262144);
+        }
+        finally
+        {
+            await host.StopAsync().WaitAsync(TestTimeouts.Long);
+        }
+    }
+
+    [Fact]
+    public async Task HostLoggerFactory_LogsTheHostingEventsWithTheirIds()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using var logs = new LogCapture();
+        using IHost host = HostingTestHost.Build(services => services
+            .AddPageRangeServer(name, HostingTestHost.Small, server => server.Map(Echo, (Transaction tx, CallContext _) => tx.Reply([])))
+            .AddPageRangeClient(name), logs);
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+        using (await client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long))
+        {
+        }
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+        // The client sees the server stop: it logs the loss, then a failed attempt when used again.
+        await Assert.ThrowsAsync<ServerUnavailableException>(() => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
+        await Assert.ThrowsAsync<ServerUnavailableException>(() => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
+
+        Assert.Contains($"'{name}'", Assert.Single(logs.WithId(PageRangeHostingLogEvents.ServerStarted)).Message, StringComparison.Ordinal);
+        Assert.Single(logs.WithId(PageRangeHostingLogEvents.ServerStopping));
+        Assert.Single(logs.WithId(PageRangeHostingLogEvents.ServerStopped));
+        Assert.Single(logs.WithId(PageRangeHostingLogEvents.ClientConnected));
+        await HostingTestHost.WaitUntilAsync(() => logs.WithId(PageRangeHostingLogEvents.ClientConnectionLost).Length == 1, "the client to log the lost connection");
+        Assert.NotEmpty(logs.WithId(PageRangeHostingLogEvents.ClientConnectFailed));
+        Assert.All(logs.Entries.Where(entry => entry.EventId.Id is >= 400 and < 500), entry => Assert.Equal(PageRangeHostingLogEvents.Category, entry.Category));
+    }
+
+    [Fact]
+    public void ServerOptions_LoggerFactory_IsTheHostsUnlessTheCallbackSetsOne()
+    {
+        using var hostLogs = new LogCapture();
+        using var ownLogs = new LogCapture();
+        var settings = new PageRangeHostedServerOptions();
+        PageRangeServerOptions flowed = settings.CreateServerOptions(hostLogs.Factory);
+        Assert.Same(hostLogs.Factory, flowed.ConnectionOptions.LoggerFactory);
+        Assert.Same(hostLogs.Factory, flowed.ShrinkerOptions?.LoggerFactory);
+
+        settings.ConfigureServerOptions = server => server.ConnectionOptions.LoggerFactory = ownLogs.Factory;
+        Assert.Same(ownLogs.Factory, settings.CreateServerOptions(hostLogs.Factory).ConnectionOptions.LoggerFactory);
+
+        var client = new PageRangeClientOptions();
+        Assert.Same(hostLogs.Factory, client.CreateConnectionOptions(hostLogs.Factory).LoggerFactory);
+        client.ConfigureConnectionOptions = connection => connection.LoggerFactory = ownLogs.Factory;
+        Assert.Same(ownLogs.Factory, client.CreateConnectionOptions(hostLogs.Factory).LoggerFactory);
+    }
+
+    [Fact]
+    public void ServerOptions_Settings_AreAppliedToTheLibraryOptions()
+    {
+        var settings = new PageRangeHostedServerOptions { MinThreads = 6, MaxThreads = 8, MaxClients = 3, IncludeExceptionDetails = true };
+        settings.ConnectionOptions.RegionSize = 1L << 20;
+        settings.ConnectionOptions.CallTimeout = TimeSpan.FromSeconds(3);
+        settings.ConnectionOptions.AllowedUids.Add(1234);
+        PageRangeServerOptions options = settings.CreateServerOptions(loggerFactory: null);
+        Assert.Equal((6, 8, 3, true), (options.MinThreads, options.MaxThreads, options.MaxClients, options.IncludeExceptionDetails));
+        Assert.Equal(1L << 20, options.ConnectionOptions.RegionSize);
+        Assert.Equal(TimeSpan.FromSeconds(3), options.ConnectionOptions.CallTimeout);
+        Assert.Contains(1234u, options.ConnectionOptions.AllowedUids);
+        // Unset settings keep the library's defaults.
+        Assert.Equal(new PageRangeServerOptions().MaxClientsPerUid, options.MaxClientsPerUid);
+        Assert.Equal(new PageRangeOptions().ReceiveThreads, options.ConnectionOptions.ReceiveThreads);
+    }
+}
