@@ -108,6 +108,29 @@ public static class PageRangeMessagePack
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static TResponse Call<TRequest, TResponse>(
         this PageRangeConnection connection, TRequest request, uint code = DefaultCode, MessagePackSerializerOptions? options = null,
+        TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        Call<TRequest, TResponse>(connection, request, default(CallChain), code, options, timeout, cancellationToken);
+
+    /// <summary>
+    /// Calls the peer in <paramref name="chain"/> (a nested call made on behalf of an incoming call, from
+    /// <see cref="Transaction.NestedChain"/>) with a typed request and waits on this thread for its typed reply.
+    /// </summary>
+    /// <param name="connection">The connection.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="chain">The chain; <c>default</c> starts a new one.</param>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="options">Serializer options for the request and the reply; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <param name="timeout">How long to wait for the reply; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The reply, deserialized in place (the reply's buffer is freed before this returns).</returns>
+    /// <exception cref="PageRangeStatusException">The call would be deeper than <see cref="PageRangeOptions.MaxCallDepth"/>.</exception>
+    /// <exception cref="InvalidMessageException">The reply is not a valid <typeparamref name="TResponse"/>.</exception>
+    /// <exception cref="RemoteCallException">The peer failed the call (its status and message), or disposed it without replying.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public static TResponse Call<TRequest, TResponse>(
+        this PageRangeConnection connection, TRequest request, CallChain chain, uint code = DefaultCode, MessagePackSerializerOptions? options = null,
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -115,18 +138,31 @@ public static class PageRangeMessagePack
         using Transaction reply = estimate >= ZeroCopyThreshold
             && connection.Reserve(estimate, oneway: false, cancellationToken).Reservation is var reservation
             && SerializeInto(reservation, request, options)
-            ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken)
-            : connection.Call(code, ParcelFor(request, options, estimate).WrittenSpan, timeout, cancellationToken);
+            ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken, chain)
+            : connection.Call(code, ParcelFor(request, options, estimate).WrittenSpan, chain, timeout, cancellationToken);
         return reply.Deserialize<TResponse>(options);
     }
 
     /// <summary>Calls the peer with a typed request and completes with its typed reply.</summary>
     /// <remarks>While the peer's region is full the request waits for room asynchronously: no thread is blocked.</remarks>
-    /// <inheritdoc cref="Call{TRequest, TResponse}"/>
+    /// <inheritdoc cref="Call{TRequest, TResponse}(PageRangeConnection, TRequest, uint, MessagePackSerializerOptions?, TimeSpan?, CancellationToken)"/>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public static ValueTask<TResponse> CallAsync<TRequest, TResponse>(
+        this PageRangeConnection connection, TRequest request, uint code = DefaultCode, MessagePackSerializerOptions? options = null,
+        TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        CallAsync<TRequest, TResponse>(connection, request, default(CallChain), code, options, timeout, cancellationToken);
+
+    /// <summary>Calls the peer in <paramref name="chain"/> with a typed request and completes with its typed reply.</summary>
+    /// <remarks>
+    /// While the peer's region is full the request waits for room asynchronously. An asynchronous caller does not run
+    /// the peer's nested calls itself: they go to the receivers.
+    /// </remarks>
+    /// <inheritdoc cref="Call{TRequest, TResponse}(PageRangeConnection, TRequest, CallChain, uint, MessagePackSerializerOptions?, TimeSpan?, CancellationToken)"/>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static async ValueTask<TResponse> CallAsync<TRequest, TResponse>(
-        this PageRangeConnection connection, TRequest request, uint code = DefaultCode, MessagePackSerializerOptions? options = null,
+        this PageRangeConnection connection, TRequest request, CallChain chain, uint code = DefaultCode, MessagePackSerializerOptions? options = null,
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -136,7 +172,7 @@ public static class PageRangeMessagePack
             && connection.TryRentReservation(estimate, ReservationKind.Call) is { } reservation
             && SerializeInto(reservation, request, options))
         {
-            reply = await connection.CommitCallAsync(reservation, code, length: null, timeout, cancellationToken).ConfigureAwait(false);
+            reply = await connection.CommitCallAsync(reservation, code, length: null, timeout, cancellationToken, chain).ConfigureAwait(false);
         }
         else
         {
@@ -144,7 +180,7 @@ public static class PageRangeMessagePack
             byte[] rented = RentCopy(ParcelFor(request, options, estimate), out int length);
             try
             {
-                reply = await connection.CallAsync(code, rented.AsMemory(0, length), timeout, cancellationToken).ConfigureAwait(false);
+                reply = await connection.CallAsync(code, rented.AsMemory(0, length), chain, timeout, cancellationToken).ConfigureAwait(false);
             }
             finally
             {

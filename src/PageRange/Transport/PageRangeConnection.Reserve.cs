@@ -127,22 +127,23 @@ public sealed partial class PageRangeConnection
         Publish(reservation, reservation.ReplyId, reservation.ReplyCode, TransactionFlags.Reply, size);
     }
 
-    internal Transaction CommitCall(Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken) =>
-        FinishCall(PublishCall(reservation, code, length, isAsync: false), timeout, cancellationToken);
+    internal Transaction CommitCall(
+        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken, CallChain chain = default) =>
+        FinishCall(PublishCall(reservation, code, length, isAsync: false, chain), timeout, cancellationToken);
 
     internal ValueTask<Transaction> CommitCallAsync(
-        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken) =>
-        FinishCallAsync(PublishCall(reservation, code, length, isAsync: true), timeout, cancellationToken);
+        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken, CallChain chain = default) =>
+        FinishCallAsync(PublishCall(reservation, code, length, isAsync: true, chain), timeout, cancellationToken);
 
-    /// <summary>Publishes a reserved call under a freshly rented pending-call slot; on failure gives both back.</summary>
-    private PendingCall PublishCall(Reservation reservation, uint code, int? length, bool isAsync)
+    /// <summary>Publishes a reserved call in <paramref name="chain"/> under a freshly rented pending-call slot; on failure gives both back.</summary>
+    private PendingCall PublishCall(Reservation reservation, uint code, int? length, bool isAsync, CallChain chain)
     {
         int size = CheckCommit(reservation, ReservationKind.Call, length);
         PendingCall call;
         RecordContext context;
         try
         {
-            context = ContextFor(default);
+            context = ContextFor(chain);
             call = RentCall(isAsync, context.ChainId);
         }
         catch

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using PageRange.Serialization;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 
@@ -270,6 +271,45 @@ public sealed class ConnectionNestedCallTests(ITestOutputHelper output)
         Assert.True(server.Join(TestTimeouts.Long) && client.Join(TestTimeouts.Long));
         Assert.Empty(nestedHandled);
         Assert.Equal([1], pool.ToArray());
+    }
+
+    [Fact]
+    public async Task TypedCall_InChain_RunsOnTheWaitingThreadOneLevelDeeper()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        var visits = new ConcurrentQueue<Visit>();
+        pair.Client.SetNestedCallHandler(call =>
+        {
+            visits.Enqueue(new Visit("client", Environment.CurrentManagedThreadId, call.ChainId, call.Depth));
+            Serialization.Order order = PageRangeMessagePack.Deserialize<Serialization.Order>(call);
+            PageRangeMessagePack.Reply(call, order.WithId(order.Id + 1));
+        });
+        using var stop = new CancellationTokenSource();
+        Thread server = StartServing(pair.Server, call =>
+        {
+            Serialization.Order nested = PageRangeMessagePack.Call<Serialization.Order, Serialization.Order>(
+                pair.Server, Serialization.Order.Sample(5, 1, 10), call.NestedChain, timeout: TestTimeouts.Long);
+            PageRangeMessagePack.Reply(call, nested.WithId(nested.Id + 10));
+        }, stop.Token);
+
+        int id = 0;
+        int callerThread = 0;
+        var caller = new Thread(() =>
+        {
+            callerThread = Environment.CurrentManagedThreadId;
+            id = PageRangeMessagePack.Call<Serialization.Order, Serialization.Order>(
+                pair.Client, Serialization.Order.Sample(1, 1, 10), timeout: TestTimeouts.Long).Id;
+        })
+        { IsBackground = true };
+        caller.Start();
+
+        Assert.True(caller.Join(TestTimeouts.Long), "the chain deadlocked");
+        await stop.CancelAsync();
+        Assert.True(server.Join(TestTimeouts.Long));
+        Assert.Equal(16, id);
+        Visit visit = Assert.Single(visits);
+        Assert.Equal(1, visit.Depth);
+        Assert.Equal(callerThread, visit.Thread);
     }
 
     [Fact]

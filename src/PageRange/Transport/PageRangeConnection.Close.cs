@@ -1,0 +1,74 @@
+namespace PageRange.Transport;
+
+/// <summary>Closing on a protocol violation, and letting go of what was routed to us but never received.</summary>
+public sealed partial class PageRangeConnection
+{
+    private void CloseForViolation(ProtocolViolationException violation)
+    {
+        _violated = true;
+        if (!_peerDead)
+        {
+            OnPeerDied(violation);
+            // Closing the control socket is the peer's notice. Nothing more is delivered from a peer that broke the
+            // protocol, so both regions go now (not when the owner disposes the connection, nor when the GC finalizes
+            // them): transactions routed but never received are freed, and our region is unmapped once the ones the
+            // application still holds are disposed.
+            _ = Task.Run(async () =>
+            {
+                await _control.DisposeAsync().ConfigureAwait(false);
+                ReleaseUndelivered();
+                _outbound.Dispose();
+            }).ContinueWith(
+                static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>
+    /// The connection is closing (disposed, or the peer broke the protocol): frees every transaction routed to us that
+    /// no receiver took (ready, backlogged oneways, nested calls not yet run), as if delivered and disposed, so our region
+    /// can be unmapped at once. No reply is sent for the calls among them: the peer sees the end of the connection.
+    /// </summary>
+    private void ReleaseUndelivered()
+    {
+        List<(IncomingSlot Slot, int Generation)> undelivered = [];
+        lock (_slotLock)
+        {
+            _inboundClosing = true;
+            while (_incomingReady.TryDequeue(out IncomingSlot? slot))
+            {
+                _readyCount--;
+                undelivered.Add((slot, slot.Generation));
+            }
+            while (_onewayBacklog.TryDequeue(out IncomingSlot? slot))
+            {
+                undelivered.Add((slot, slot.Generation));
+            }
+            foreach (PendingCall top in _chainWaiters.Values)
+            {
+                for (PendingCall? waiter = top; waiter is not null; waiter = waiter.PreviousInChain)
+                {
+                    while (waiter.NestedInbox.TryDequeue(out IncomingSlot? slot))
+                    {
+                        undelivered.Add((slot, slot.Generation));
+                    }
+                    waiter.NestedCount = 0;
+                }
+            }
+        }
+        foreach ((IncomingSlot slot, int generation) in undelivered)
+        {
+            // Nobody answers a call of a closed connection; Release must not try.
+            Volatile.Write(ref slot.Replied, 1);
+            Release(slot, generation);
+        }
+        bool disposeInbound;
+        lock (_slotLock)
+        {
+            disposeInbound = _liveTransactions == 0;
+        }
+        if (disposeInbound)
+        {
+            _inbound.Dispose();
+        }
+    }
+}

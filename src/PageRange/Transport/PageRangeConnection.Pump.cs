@@ -1,0 +1,92 @@
+namespace PageRange.Transport;
+
+/// <summary>The background reader and housekeeping thread.</summary>
+public sealed partial class PageRangeConnection
+{
+    /// <summary>
+    /// The background reader: reads the ring while async callers or receivers wait and no other thread reads it; and,
+    /// at least every park timeout, drains the ring (so a late reply is freed and a violation noticed on an idle
+    /// connection), drains the peer's frees so idle pages reach the shrinker, and checks that the peer is alive.
+    /// </summary>
+    private void PumpLoop()
+    {
+        while (Volatile.Read(ref _disposed) == 0)
+        {
+            bool busy = false;
+            try
+            {
+                bool housekeeping = Environment.TickCount64 - _lastHousekeeping >= (long)_options.ParkTimeout.TotalMilliseconds;
+                bool drainDeath = _peerDead && !_drainedAfterDeath;
+                if ((housekeeping || drainDeath || Volatile.Read(ref _asyncInterest) > 0) && !_violated && TryTakeReaderRole())
+                {
+                    try
+                    {
+                        bool dead = _peerDead;
+                        if (PumpAvailable() > 0)
+                        {
+                            busy = true;
+                        }
+                        else if (dead)
+                        {
+                            MarkDrainedAfterDeath();
+                        }
+                        else if (Volatile.Read(ref _asyncInterest) > 0)
+                        {
+                            // Never a pure busy-spin here: the async continuations this thread completes need a
+                            // core to run on, and a spinner that never yields would starve them on a small machine.
+                            WaitStrategy strategy = _options.WaitStrategy == WaitStrategy.BusySpin ? WaitStrategy.SpinThenPark : _options.WaitStrategy;
+                            _inbound.WaitForTransaction(_options.ParkTimeout, strategy, CancellationToken.None);
+                            busy = true;
+                        }
+                    }
+                    finally
+                    {
+                        ReleaseReaderRole(wakePump: false);
+                    }
+                }
+                if (housekeeping)
+                {
+                    Housekeeping();
+                }
+            }
+            catch (ProtocolViolationException)
+            {
+                // Already turned into the connection's death by PumpAvailable; the ring is not read again.
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            if (!busy)
+            {
+                _pumpWake.Wait(_options.ParkTimeout);
+                _pumpWake.Reset();
+            }
+        }
+    }
+
+    private long _lastHousekeeping;
+
+    private void Housekeeping()
+    {
+        _lastHousekeeping = Environment.TickCount64;
+        if (!_peerDead)
+        {
+            try
+            {
+                _outbound.DrainFrees();
+            }
+            catch (ProtocolViolationException violation)
+            {
+                CloseForViolation(violation);
+            }
+        }
+        // Backstop for the control socket's end-of-file: a peer whose process is gone is dead. Only a process watched
+        // through a pidfd counts (PeerProcess): a pid of 0 (another pid namespace) or one already gone at connect
+        // time never raises the alarm; those peers die by the socket's end-of-file alone.
+        if (!_peerDead && _control.PeerProcess.HasExited)
+        {
+            OnPeerDied(null);
+        }
+    }
+}
