@@ -28,6 +28,7 @@ internal static class Program
                 "fault-slow-reader" => FaultScenarios.SlowReader(args),
                 "fault-fuzz" => FaultScenarios.Fuzz(args),
                 "hostile-pidns-connect" => HostileControlScenarios.PidNamespaceConnect(args),
+                "hostile-private-listen" => HostileControlScenarios.PrivateListen(args),
                 _ => Unknown(args[0]),
             };
         }
