@@ -432,8 +432,34 @@ public sealed class PageRangeOptions
         set => _controlSendTimeout = CheckTimeout(value, allowZero: false);
     }
 
+    private PageRangeNamespace _namespace = PageRangeNamespace.Abstract;
+
+    /// <summary>
+    /// Where the listener's name lives, on both sides: an abstract socket (the default) or a socket file in a directory
+    /// only this uid can enter (<c>$XDG_RUNTIME_DIR/pagerange/NAME</c>, else <c>/tmp/pagerange-UID/NAME</c>).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see cref="PageRangeNamespace.Abstract"/>. Abstract names are per network namespace and any uid can bind
+    /// a free one first; <see cref="PageRangeNamespace.Private"/> names cannot be taken or reached by another user, but
+    /// only processes of the same uid (and root) can connect. The listener and its clients must use the same value.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is not a defined namespace.</exception>
+    public PageRangeNamespace Namespace
+    {
+        get => _namespace;
+        set
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "Not a defined PageRangeNamespace.");
+            }
+            _namespace = value;
+        }
+    }
+
     private void CopyHardeningFrom(PageRangeOptions values)
     {
+        _namespace = values._namespace;
         _controlSendTimeout = values._controlSendTimeout;
         _helloTimeout = values._helloTimeout;
         _maxPeerRegionSize = values._maxPeerRegionSize;

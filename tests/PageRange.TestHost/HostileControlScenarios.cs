@@ -10,6 +10,9 @@ namespace PageRange.TestHost;
 /// pid namespace of its own, and connects from there: <c>SO_PEERCRED</c> shows it the listener's pid as 0. With a 10 ms
 /// park timeout (the death backstop runs every 10 ms) it prints <c>peer-pid: &lt;pid&gt;</c>, waits a second, prints
 /// <c>alive: True|False</c> and exits.</item>
+/// <item><c>hostile-private-listen &lt;name&gt;</c>: listens on the private name (<see cref="PageRangeNamespace.Private"/>),
+/// prints <c>listening: ok</c>, accepts and serves nothing, and exits on stdin <c>quit</c> (or is killed, leaving its
+/// socket file behind as a crash does).</item>
 /// </list>
 /// </summary>
 internal static class HostileControlScenarios
@@ -49,6 +52,19 @@ internal static class HostileControlScenarios
                 inner.Kill(entireProcessTree: true);
             }
         }
+    }
+
+    public static int PrivateListen(string[] args) => PrivateListenAsync(args[1]).GetAwaiter().GetResult();
+
+    private static async Task<int> PrivateListenAsync(string name)
+    {
+        var options = new PageRangeOptions { Namespace = PageRangeNamespace.Private };
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Console.WriteLine("listening: ok");
+        while (await Console.In.ReadLineAsync() is { } line && line != "quit")
+        {
+        }
+        return 0;
     }
 
     private static async Task<int> PidNamespaceConnectInnerAsync(string name)

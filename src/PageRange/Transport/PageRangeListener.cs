@@ -6,10 +6,21 @@ using PageRange.Memory;
 namespace PageRange.Transport;
 
 /// <summary>
-/// Listens for PageRange connections on a name: the abstract Unix socket <c>\0pagerange/&lt;name&gt;</c>, which leaves
-/// no file behind and disappears with the process, even after a crash.
+/// Listens for PageRange connections on a name: by default the abstract Unix socket <c>\0pagerange/&lt;name&gt;</c>,
+/// which leaves no file behind and disappears with the process, even after a crash; or, with
+/// <see cref="PageRangeNamespace.Private"/>, a socket file in a directory only this uid can enter.
 /// </summary>
 /// <remarks>
+/// <para>
+/// Which to choose (<see cref="PageRangeOptions.Namespace"/>): abstract names are per network namespace, and any process
+/// in it, of any uid, can bind a free name first and so impersonate the service (its clients would still refuse it
+/// on the uid check, but the real service could not start), or connect to it (and be refused by the uid check). Choose
+/// <see cref="PageRangeNamespace.Private"/> for a service whose clients all run as its own uid: another user can
+/// neither take the name nor reach the socket; a stale socket file left by a crash is replaced safely (the listener
+/// holds a lock beside it for its life). Choose <see cref="PageRangeNamespace.Abstract"/> when clients of other uids
+/// must connect (<see cref="PageRangeOptions.AllowedUids"/>), or across mount namespaces (containers) that share the
+/// network namespace. Either way every connection is checked with <c>SO_PEERCRED</c>, both ways.
+/// </para>
 /// <para>
 /// Every process that connects is checked with <c>SO_PEERCRED</c> (by default only the same uid is allowed; see
 /// <see cref="PageRangeOptions.AllowedUids"/>) and must send its hello within <see cref="PageRangeOptions.HelloTimeout"/>
@@ -87,37 +98,22 @@ public sealed class PageRangeListener : IAsyncDisposable
     internal Func<Interop.PeerCredentials, string?>? Admit { get; set; }
 
     /// <summary>Starts listening on <paramref name="name"/>.</summary>
-    /// <param name="name">The name: 1 to 97 bytes of UTF-8, no NUL. Processes connect with the same name.</param>
+    /// <param name="name">The name: 1 to 97 bytes of UTF-8, no NUL; with <see cref="PageRangeNamespace.Private"/> also no
+    /// '/', not "." or "..", and short enough for the socket file's path. Processes connect with the same name and the
+    /// same <see cref="PageRangeOptions.Namespace"/>.</param>
     /// <param name="options">The options of every connection accepted here; null for the defaults. Copied.</param>
     /// <returns>The listener.</returns>
     /// <exception cref="ArgumentException">The name is empty, too long or contains a NUL.</exception>
-    /// <exception cref="PageRangeException">Another listener already has the name.</exception>
+    /// <exception cref="PageRangeException">Another listener already has the name, or the private directory is not this
+    /// uid's alone (another user created it, or its mode lets others in).</exception>
     /// <exception cref="PlatformNotSupportedException">Not on Linux.</exception>
     public static PageRangeListener Listen(string name, PageRangeOptions? options = null)
     {
         options = (options ?? new PageRangeOptions()).Clone();
         ControlHandshake.ValidateName(name);
         Interop.EnsureLinux();
-        UnixDomainSocketEndPoint endPoint = ControlHandshake.GetEndPoint(name);
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            socket.Bind(endPoint);
-            socket.Listen(Backlog);
-        }
-        catch (SocketException error) when (error.SocketErrorCode == SocketError.AddressAlreadyInUse)
-        {
-            socket.Dispose();
-            throw new PageRangeException(
-                $"The PageRange name '{name}' is taken: another listener (abstract socket @{ControlHandshake.AbstractPrefix}{name}) is listening on it.",
-                error);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-        return new PageRangeListener(socket, name, options, ownedPath: null);
+        (Socket socket, IDisposable? ownedPath) = ListenerEndPoint.Bind(name, options.Namespace, Backlog);
+        return new PageRangeListener(socket, name, options, ownedPath);
     }
 
     /// <summary>Waits for the next process whose handshake completed and returns its connection.</summary>

@@ -31,6 +31,31 @@ public sealed class ControlHandshakeValidationTests
     }
 
     [Fact]
+    public void HardeningOptions_HaveDocumentedDefaults_ValidateAndAreCopied()
+    {
+        var options = new PageRangeOptions();
+        Assert.Equal(TimeSpan.FromSeconds(5), options.HelloTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(5), options.ControlSendTimeout);
+        Assert.Equal(PageRangeNamespace.Abstract, options.Namespace);
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => options.HelloTimeout = TimeSpan.Zero);
+        Assert.Throws<ArgumentOutOfRangeException>(() => options.ControlSendTimeout = TimeSpan.FromSeconds(-2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => options.Namespace = (PageRangeNamespace)7);
+
+        options.HelloTimeout = Timeout.InfiniteTimeSpan;
+        options.ControlSendTimeout = TimeSpan.FromSeconds(1);
+        options.Namespace = PageRangeNamespace.Private;
+        PageRangeOptions copy = options.Clone();
+        Assert.Equal(Timeout.InfiniteTimeSpan, copy.HelloTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(1), copy.ControlSendTimeout);
+        Assert.Equal(PageRangeNamespace.Private, copy.Namespace);
+        // An infinite hello timeout still leaves the handshake bounded by ConnectTimeout; the shorter of the two applies.
+        Assert.Equal(options.ConnectTimeout, copy.EffectiveHelloTimeout);
+        copy.HelloTimeout = TimeSpan.FromSeconds(2);
+        Assert.Equal(TimeSpan.FromSeconds(2), copy.EffectiveHelloTimeout);
+    }
+
+    [Fact]
     public async Task Accept_PeerRegionAboveMaxPeerRegionSize_RefusedWithTheLimitNamedLocally()
     {
         string name = ControlHandshakeTests.UniqueName();

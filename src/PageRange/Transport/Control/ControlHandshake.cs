@@ -93,8 +93,9 @@ internal static class ControlHandshake
     internal static async ValueTask<HandshakeResult> ConnectCoreAsync(
         string name, PageRangeOptions options, HelloMessage ownHello, SafeMemfdHandle ownDescriptor, CancellationToken cancellationToken)
     {
-        UnixDomainSocketEndPoint endPoint = GetEndPoint(name);
+        ValidateName(name);
         Interop.EnsureLinux();
+        UnixDomainSocketEndPoint endPoint = ListenerEndPoint.ForConnect(name, options.Namespace);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.ConnectTimeout);
 
@@ -109,7 +110,7 @@ internal static class ControlHandshake
         {
             socket.Dispose();
             throw new PageRangeException(
-                $"Nobody listens on the PageRange name '{name}' (abstract socket @{AbstractPrefix}{name}): start the listener first, or check the name.",
+                $"Nobody listens on the PageRange name '{name}' ({ListenerEndPoint.Describe(name, options.Namespace)}): start the listener first, or check the name and PageRangeOptions.Namespace.",
                 error);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
