@@ -1,4 +1,3 @@
-using PageRange;
 using Spectre.Console;
 
 namespace PingPong;

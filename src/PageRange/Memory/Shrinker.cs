@@ -101,7 +101,7 @@ public sealed partial class Shrinker
 
     /// <summary>
     /// Logs this shrinker's passes to <paramref name="factory"/> unless a logger was given before: the shrinker serves the
-    /// whole process, so the first factory wins (a monitor's, or the first connection's that has one).
+    /// whole process, so the first factory wins.
     /// </summary>
     internal void UseLoggerFactory(ILoggerFactory? factory)
     {

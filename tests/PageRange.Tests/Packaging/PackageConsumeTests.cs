@@ -56,6 +56,26 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
         Assert.True(Directory.Exists(Path.Combine(_directory, "packages", "pagerange", _version)), "PageRange was not restored into the temporary packages folder");
     }
 
+    [Fact]
+    public async Task PackTool_InstalledIntoAToolPath_PagerangeListFindsOurListener()
+    {
+        string feed = Path.Combine(_directory, "feed");
+        string tools = Path.Combine(_directory, "tools");
+        Run(Path.Combine(RepositoryRoot, "tools", "PageRange.Cli"),
+            "pack", "-c", Configuration, "--no-build", "-o", feed, $"-p:Version={_version}", "--disable-build-servers", "-nodeReuse:false");
+        WriteNuGetConfig(feed);
+        // From the temporary folder, so its nuget.config (this feed, the temporary packages folder) is the one read.
+        Run(_directory, "tool", "install", "PageRange.Cli", "--version", _version, "--tool-path", tools);
+
+        string name = $"pack-tool-{Environment.ProcessId}";
+        await using PageRange.Transport.PageRangeListener listener = PageRange.Transport.PageRangeListener.Listen(name);
+        (string stdout, _) = RunProgram(_directory, Path.Combine(tools, "pagerange"), "list", "--json");
+
+        using var document = System.Text.Json.JsonDocument.Parse(stdout);
+        System.Text.Json.JsonElement ours = Assert.Single(document.RootElement.EnumerateArray(), e => e.GetProperty("name").GetString() == name);
+        Assert.Equal(Environment.ProcessId, ours.GetProperty("pid").GetInt32());
+    }
+
     private static void CheckPackage(string package, string symbols)
     {
         using (ZipArchive zip = ZipFile.OpenRead(package))
@@ -88,13 +108,13 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    /// <summary>A console project outside the repository (no Directory.Build.props or central versions reach it).</summary>
-    private string WriteConsumer(string feed)
+    /// <summary>
+    /// A nuget.config in the temporary folder: this test's feed and packages folder. Only the feed is added: the usual
+    /// feed comes from the machine's own NuGet configuration. The global cache is a read-only fallback, so what it
+    /// already holds is not downloaded again and nothing is added to it.
+    /// </summary>
+    private void WriteNuGetConfig(string feed)
     {
-        string consumer = Path.Combine(_directory, "consumer");
-        Directory.CreateDirectory(consumer);
-        // Only this test's feed is added: the usual feed comes from the machine's own NuGet configuration. The global
-        // cache is a read-only fallback, so what it already holds is not downloaded again and nothing is added to it.
         string fallback = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } configured
             ? configured
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
@@ -109,6 +129,14 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
               {fallbackFolders}
             </configuration>
             """);
+    }
+
+    /// <summary>A console project outside the repository (no Directory.Build.props or central versions reach it).</summary>
+    private string WriteConsumer(string feed)
+    {
+        string consumer = Path.Combine(_directory, "consumer");
+        Directory.CreateDirectory(consumer);
+        WriteNuGetConfig(feed);
         File.WriteAllText(Path.Combine(consumer, "Consumer.csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup>
@@ -158,9 +186,12 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
         return consumer;
     }
 
-    private (string Stdout, string Stderr) Run(string workingDirectory, params string[] arguments)
+    private (string Stdout, string Stderr) Run(string workingDirectory, params string[] arguments) =>
+        RunProgram(workingDirectory, "dotnet", arguments);
+
+    private (string Stdout, string Stderr) RunProgram(string workingDirectory, string program, params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(program)
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -179,13 +210,13 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
         start.Environment["DOTNET_CLI_UI_LANGUAGE"] = "en";
-        using Process process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start.");
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException($"{program} did not start.");
         try
         {
             Task<string> stdout = process.StandardOutput.ReadToEndAsync();
             Task<string> stderr = process.StandardError.ReadToEndAsync();
             bool exited = process.WaitForExit(s_stepTimeout);
-            string command = $"dotnet {string.Join(' ', arguments)}";
+            string command = $"{Path.GetFileName(program)} {string.Join(' ', arguments)}";
             Assert.True(exited, $"{command} did not finish within {s_stepTimeout}.");
             process.WaitForExit();
             string outText = stdout.GetAwaiter().GetResult();
