@@ -14,7 +14,7 @@ namespace PageRange.Benchmarks.Server;
 internal static class ServerBenchmark
 {
     public const string Usage = """
-        usage: server [--clients 1,2,4,8] [--size BYTES] [--warmup MS] [--measure MS] [--threads N] [--out DIR] [--quick]
+        usage: server [--clients 1,2,4,8] [--size BYTES] [--warmup MS] [--measure MS] [--threads N] [--wait park|spin-then-park] [--out DIR] [--quick]
           --quick   1 and 2 clients, 200 ms warm-up, 500 ms measured (the smoke test's mode)
         """;
 
@@ -26,6 +26,7 @@ internal static class ServerBenchmark
         int measureMs = 3000;
         int threads = 4;
         string? outDirectory = null;
+        WaitStrategy wait = WaitStrategy.SpinThenPark;
         for (int i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -44,6 +45,14 @@ internal static class ServerBenchmark
                     break;
                 case "--threads" when i + 1 < args.Length:
                     threads = int.Parse(args[++i], CultureInfo.InvariantCulture);
+                    break;
+                case "--wait" when i + 1 < args.Length:
+                    wait = args[++i] switch
+                    {
+                        "park" => WaitStrategy.Park,
+                        "spin-then-park" => WaitStrategy.SpinThenPark,
+                        var other => throw new ArgumentException($"unknown wait strategy '{other}'"),
+                    };
                     break;
                 case "--out" when i + 1 < args.Length:
                     outDirectory = args[++i];
@@ -69,7 +78,7 @@ internal static class ServerBenchmark
             // Interleaved: both transports at each client count, so a change in the machine's load hits both.
             foreach (string transport in new[] { "pagerange", "socket" })
             {
-                Row row = await MeasureAsync(transport, clients, size, threads, warmupMs, measureMs);
+                Row row = await MeasureAsync(transport, clients, size, threads, wait, warmupMs, measureMs);
                 string line = string.Create(CultureInfo.InvariantCulture,
                     $"| {transport} | {clients} | {row.CallsPerSecond:N0} | {row.P50Micros:F1} | {row.P99Micros:F1} |");
                 Console.WriteLine(line);
@@ -77,7 +86,7 @@ internal static class ServerBenchmark
             }
         }
         var markdown = new StringBuilder();
-        markdown.AppendLine(CultureInfo.InvariantCulture, $"Server workload: {size} B calls, {threads} worker threads, {warmupMs} ms warm-up, {measureMs} ms measured per row; {Environment.ProcessorCount} cores; load average before: {load}; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        markdown.AppendLine(CultureInfo.InvariantCulture, $"Server workload: {size} B calls, {threads} worker threads, PageRange wait {wait}, {warmupMs} ms warm-up, {measureMs} ms measured per row; {Environment.ProcessorCount} cores; load average before: {load}; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         markdown.AppendLine();
         markdown.AppendLine("| server | clients | calls/s (all clients) | p50 µs | p99 µs |");
         markdown.AppendLine("|---|--:|--:|--:|--:|");
@@ -99,7 +108,7 @@ internal static class ServerBenchmark
 
     private readonly record struct Row(double CallsPerSecond, double P50Micros, double P99Micros);
 
-    private static async Task<Row> MeasureAsync(string transport, int clients, int size, int threads, int warmupMs, int measureMs)
+    private static async Task<Row> MeasureAsync(string transport, int clients, int size, int threads, WaitStrategy wait, int warmupMs, int measureMs)
     {
         string name = $"bench-server-{Environment.ProcessId}-{transport}-{clients}";
         PageRangeServer? server = null;
@@ -107,7 +116,13 @@ internal static class ServerBenchmark
         string target;
         if (transport == "pagerange")
         {
-            server = PageRangeServer.Start(name, new PageRangeServerOptions { MinThreads = threads, MaxThreads = threads, StartShrinkerMonitor = false },
+            server = PageRangeServer.Start(name, new PageRangeServerOptions
+                {
+                    MinThreads = threads,
+                    MaxThreads = threads,
+                    StartShrinkerMonitor = false,
+                    ConnectionOptions = new PageRangeOptions { WaitStrategy = wait },
+                },
                 builder => builder.Map(1, static (tx, _) => tx.Reply(tx.Payload)));
             target = name;
         }
@@ -122,7 +137,7 @@ internal static class ServerBenchmark
         {
             for (int i = 0; i < clients; i++)
             {
-                processes.Add(StartClient(transport, target, size, warmupMs, measureMs));
+                processes.Add(StartClient(transport, target, size, wait, warmupMs, measureMs));
             }
             foreach (Process process in processes)
             {
@@ -169,7 +184,7 @@ internal static class ServerBenchmark
         }
     }
 
-    private static Process StartClient(string transport, string target, int size, int warmupMs, int measureMs)
+    private static Process StartClient(string transport, string target, int size, WaitStrategy wait, int warmupMs, int measureMs)
     {
         var start = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet")
         {
@@ -182,7 +197,7 @@ internal static class ServerBenchmark
             start.ArgumentList.Add(typeof(ServerBenchmark).Assembly.Location);
         }
         foreach (string argument in new[] { "--server-client", transport, target, size.ToString(CultureInfo.InvariantCulture),
-                     warmupMs.ToString(CultureInfo.InvariantCulture), measureMs.ToString(CultureInfo.InvariantCulture) })
+                     warmupMs.ToString(CultureInfo.InvariantCulture), measureMs.ToString(CultureInfo.InvariantCulture), wait.ToString() })
         {
             start.ArgumentList.Add(argument);
         }

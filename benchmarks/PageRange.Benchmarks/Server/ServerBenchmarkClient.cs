@@ -9,7 +9,7 @@ namespace PageRange.Benchmarks.Server;
 
 /// <summary>
 /// A client process of the server benchmark (<c>--server-client &lt;pagerange|socket&gt; &lt;name or path&gt; &lt;size&gt;
-/// &lt;warm-up ms&gt; &lt;measure ms&gt;</c>): synchronous calls of one size, back to back; prints <c>ready</c>, waits for
+/// &lt;warm-up ms&gt; &lt;measure ms&gt; [wait strategy]</c>): synchronous calls of one size, back to back; prints <c>ready</c>, waits for
 /// <c>go</c> on stdin (so every client measures the same interval), then <c>result &lt;calls&gt; &lt;seconds&gt;</c> and
 /// <c>hist v:c v:c ...</c> (latencies in nanoseconds) for the host to merge.
 /// </summary>
@@ -24,7 +24,8 @@ internal static class ServerBenchmarkClient
         var measure = TimeSpan.FromMilliseconds(double.Parse(args[4], CultureInfo.InvariantCulture));
         byte[] request = new byte[size];
         new Random(size).NextBytes(request);
-        Func<bool> call = transport == "pagerange" ? PageRangeCall(target, request) : SocketCall(target, request);
+        WaitStrategy wait = args.Length > 5 ? Enum.Parse<WaitStrategy>(args[5]) : WaitStrategy.SpinThenPark;
+        Func<bool> call = transport == "pagerange" ? PageRangeCall(target, request, wait) : SocketCall(target, request);
         Console.WriteLine("ready");
         if (Console.ReadLine() != "go")
         {
@@ -56,9 +57,9 @@ internal static class ServerBenchmarkClient
         return 0;
     }
 
-    private static Func<bool> PageRangeCall(string name, byte[] request)
+    private static Func<bool> PageRangeCall(string name, byte[] request, WaitStrategy wait)
     {
-        PageRangeConnection connection = PageRangeConnection.ConnectAsync(name, new PageRangeOptions { RegionSize = 4L << 20 })
+        PageRangeConnection connection = PageRangeConnection.ConnectAsync(name, new PageRangeOptions { RegionSize = 4L << 20, WaitStrategy = wait })
             .AsTask().WaitAsync(TimeSpan.FromSeconds(60)).GetAwaiter().GetResult();
         return () =>
         {

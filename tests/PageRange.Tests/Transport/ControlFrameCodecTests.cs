@@ -133,7 +133,8 @@ public sealed class ControlFrameCodecTests
     {
         // After a foreign version nothing more is parsed: not even skipped. The bytes that follow are no MessagePack at
         // all (0xc1 is "never used"), and a nesting a million arrays deep is announced, so any parsing would throw.
-        byte[] body = [0x94, (byte)ControlMessageKind.Hello, 0x02, 0xc1, 0xdd, 0x00, 0x0f, 0x42, 0x40];
+        // Version 99 (0x63): foreign to every version this code has had (the connection work made 2 the current one).
+        byte[] body = [0x94, (byte)ControlMessageKind.Hello, 0x63, 0xc1, 0xdd, 0x00, 0x0f, 0x42, 0x40];
         byte[] frame = new byte[ControlFrameCodec.HeaderLength + body.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(frame, (uint)body.Length);
         body.CopyTo(frame, ControlFrameCodec.HeaderLength);
@@ -141,7 +142,7 @@ public sealed class ControlFrameCodecTests
 
         Assert.True(ControlFrameCodec.TryDecode(ref buffer, out ControlMessage? message));
 
-        Assert.Equal(new HelloMessage(2, 0, 0, 0, 0), message);
+        Assert.Equal(new HelloMessage(99, 0, 0, 0, 0), message);
         Assert.True(buffer.IsEmpty);
     }
 
