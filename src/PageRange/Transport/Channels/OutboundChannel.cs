@@ -398,7 +398,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             RegionHeaderLayout shared = *(RegionHeaderLayout*)_region.BasePointer;
             return string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}\n" +
-                $"  transactions published: {Sent}, live buffers: {LiveBuffers} (limit {_layout.MaxLiveBuffers}), ignored frees: {IgnoredFrees}\n" +
+                $"  transactions published: {Sent}, live buffers: {LiveBuffers} (limit {_layout.MaxLiveBuffers}), ignored frees: {IgnoredFrees} ({UndeliveredFrees} of buffers still on the ring)\n" +
                 $"  ring positions: tx tail {_txRing.Tail} (ours) head {shared.TxHead} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n{_allocator.DumpState()}");
