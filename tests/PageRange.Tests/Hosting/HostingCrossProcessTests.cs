@@ -50,6 +50,7 @@ public sealed class HostingCrossProcessTests(ITestOutputHelper output)
                 Assert.Equal(name, unavailable.ServerName);
                 Assert.Contains($"PageRange server '{name}' is unavailable", unavailable.Message, StringComparison.Ordinal);
                 Assert.NotNull(unavailable.InnerException);
+                output.WriteLine($"outage call {i}: {unavailable.Message}");
             }
             Assert.False(client.IsConnected);
             // The dead connection is closed: its regions are unmapped.
