@@ -32,12 +32,13 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _disposing = new();
-    private PageRangeConnection? _connection;
-    private Task<PageRangeConnection>? _connecting;
+    private ClientConnection? _connection;
+    private Task<ClientConnection>? _connecting;
     private int _failedAttempts;
     private long _nextAttemptTimestamp;
     private DateTimeOffset _nextAttemptAt;
     private Exception? _lastError;
+    private Task _retiring = Task.CompletedTask;
     private bool _disposed;
 
     internal PageRangeClient(string name, PageRangeClientOptions settings, ILoggerFactory? loggerFactory, TimeProvider time)
@@ -57,18 +58,20 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     public string ServerName { get; }
 
     /// <summary>Whether it has a live connection now (a use may still find it lost a moment later).</summary>
-    public bool IsConnected => Volatile.Read(ref _connection) is { IsPeerAlive: true };
+    public bool IsConnected => Volatile.Read(ref _connection) is { Connection.IsPeerAlive: true };
 
     /// <summary>Returns the live connection, connecting first if there is none.</summary>
     /// <param name="cancellationToken">Cancels this caller's wait for a connection in progress (not the attempt, which others may share).</param>
-    /// <returns>The connection. Do not dispose it: the client owns it. It may die at any time; the client then makes a new one.</returns>
+    /// <returns>The connection. Do not dispose it: the client owns it. It may die at any time; the client then closes it
+    /// (a call still waiting on it directly may then fail with <see cref="ObjectDisposedException"/>) and makes a new one.</returns>
     /// <exception cref="ServerUnavailableException">No connection now: the attempt failed, or the next one is not due yet.</exception>
     /// <exception cref="ObjectDisposedException">The client was disposed.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
-    public ValueTask<PageRangeConnection> GetConnectionAsync(CancellationToken cancellationToken = default)
+    public async ValueTask<PageRangeConnection> GetConnectionAsync(CancellationToken cancellationToken = default)
     {
-        PageRangeConnection? connection = Volatile.Read(ref _connection);
-        return connection is { IsPeerAlive: true } ? new(connection) : GetConnectionSlowAsync(cancellationToken);
+        ClientConnection holder = await EnterAsync(cancellationToken).ConfigureAwait(false);
+        Exit(holder);
+        return holder.Connection;
     }
 
     /// <summary>Calls the server and completes with its reply.</summary>
@@ -82,14 +85,19 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     /// <remarks>The other exceptions are those of <see cref="PageRangeConnection.CallAsync(uint, ReadOnlyMemory{byte}, TimeSpan?, CancellationToken)"/>.</remarks>
     public async ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
-        PageRangeConnection connection = await GetConnectionAsync(cancellationToken).ConfigureAwait(false);
+        ClientConnection holder = await EnterAsync(cancellationToken).ConfigureAwait(false);
+        PageRangeConnection connection = holder.Connection;
         try
         {
             return await connection.CallAsync(code, payload, timeout, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception error) when (IsConnectionLoss(connection, error))
         {
-            throw Lost(connection, error);
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
         }
     }
 
@@ -97,14 +105,19 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     /// <inheritdoc cref="CallAsync(uint, ReadOnlyMemory{byte}, TimeSpan?, CancellationToken)"/>
     public Transaction Call(uint code, ReadOnlySpan<byte> payload, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
-        PageRangeConnection connection = GetConnection(cancellationToken);
+        ClientConnection holder = Enter(cancellationToken);
+        PageRangeConnection connection = holder.Connection;
         try
         {
             return connection.Call(code, payload, timeout, cancellationToken);
         }
         catch (Exception error) when (IsConnectionLoss(connection, error))
         {
-            throw Lost(connection, error);
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
         }
     }
 
@@ -115,14 +128,19 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     /// <remarks>The other exceptions are those of <see cref="PageRangeConnection.SendOneway(uint, ReadOnlySpan{byte})"/>.</remarks>
     public void SendOneway(uint code, ReadOnlySpan<byte> payload)
     {
-        PageRangeConnection connection = GetConnection(CancellationToken.None);
+        ClientConnection holder = Enter(CancellationToken.None);
+        PageRangeConnection connection = holder.Connection;
         try
         {
             connection.SendOneway(code, payload);
         }
         catch (Exception error) when (IsConnectionLoss(connection, error))
         {
-            throw Lost(connection, error);
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
         }
     }
 
@@ -143,14 +161,19 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
         TRequest request, uint code = PageRangeMessagePack.DefaultCode, MessagePackSerializerOptions? options = null,
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
-        PageRangeConnection connection = await GetConnectionAsync(cancellationToken).ConfigureAwait(false);
+        ClientConnection holder = await EnterAsync(cancellationToken).ConfigureAwait(false);
+        PageRangeConnection connection = holder.Connection;
         try
         {
             return await connection.CallAsync<TRequest, TResponse>(request, code, options, timeout, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception error) when (IsConnectionLoss(connection, error))
         {
-            throw Lost(connection, error);
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
         }
     }
 
@@ -162,14 +185,19 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
         TRequest request, uint code = PageRangeMessagePack.DefaultCode, MessagePackSerializerOptions? options = null,
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
-        PageRangeConnection connection = GetConnection(cancellationToken);
+        ClientConnection holder = Enter(cancellationToken);
+        PageRangeConnection connection = holder.Connection;
         try
         {
             return connection.Call<TRequest, TResponse>(request, code, options, timeout, cancellationToken);
         }
         catch (Exception error) when (IsConnectionLoss(connection, error))
         {
-            throw Lost(connection, error);
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
         }
     }
 
@@ -183,22 +211,28 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public void SendOneway<T>(T message, uint code = PageRangeMessagePack.DefaultCode, MessagePackSerializerOptions? options = null)
     {
-        PageRangeConnection connection = GetConnection(CancellationToken.None);
+        ClientConnection holder = Enter(CancellationToken.None);
+        PageRangeConnection connection = holder.Connection;
         try
         {
             connection.SendOneway(message, code, options);
         }
         catch (Exception error) when (IsConnectionLoss(connection, error))
         {
-            throw Lost(connection, error);
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
         }
     }
 
     /// <summary>Closes the connection (the server sees this client leave) and fails later uses with <see cref="ObjectDisposedException"/>.</summary>
+    /// <remarks>Waits for the calls still in progress on a connection that died to be failed by it, then for every connection to close.</remarks>
     public async ValueTask DisposeAsync()
     {
-        PageRangeConnection? connection;
-        Task<PageRangeConnection>? connecting;
+        ClientConnection? current;
+        Task<ClientConnection>? connecting;
         lock (_lock)
         {
             if (_disposed)
@@ -206,43 +240,92 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
                 return;
             }
             _disposed = true;
-            connection = _connection;
+            current = _connection;
             connecting = _connecting;
             _connection = null;
         }
         await _disposing.CancelAsync().ConfigureAwait(false);
         if (connecting is not null)
         {
-            // The attempt sees the cancellation and disposes what it made; wait so nothing outlives the client.
+            // The attempt sees the cancellation and closes what it made; wait so nothing outlives the client.
             await connecting.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).ConfigureAwait(false);
         }
-        if (connection is not null)
+        if (current is not null && current.Exit())
         {
-            await connection.DisposeAsync().ConfigureAwait(false);
+            // Nobody is calling: close it here. (A live connection with calls in progress is closed by the last of
+            // them; a dead one only after its reader failed them.)
+            await current.Connection.DisposeAsync().ConfigureAwait(false);
         }
+        else if (current is not null && current.Connection.IsPeerAlive)
+        {
+            // Calls are in progress on a live connection: closing it fails them at once, as disposing a connection does.
+            await current.Connection.DisposeAsync().ConfigureAwait(false);
+        }
+        Task retiring;
+        lock (_lock)
+        {
+            retiring = _retiring;
+        }
+        await retiring.ConfigureAwait(false);
         _disposing.Dispose();
     }
 
     /// <inheritdoc cref="DisposeAsync"/>
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
-    private PageRangeConnection GetConnection(CancellationToken cancellationToken)
+    /// <summary>The current connection, counted as in use until <see cref="Exit"/>; connects first if there is none.</summary>
+    private ValueTask<ClientConnection> EnterAsync(CancellationToken cancellationToken)
     {
-        PageRangeConnection? connection = Volatile.Read(ref _connection);
-        // Blocking only on a connect, which takes a handshake, never on the steady path.
-        return connection is { IsPeerAlive: true } ? connection : GetConnectionSlowAsync(cancellationToken).AsTask().GetAwaiter().GetResult();
+        ClientConnection? holder = Volatile.Read(ref _connection);
+        if (holder is { Connection.IsPeerAlive: true })
+        {
+            holder.Enter();
+            return new(holder);
+        }
+        return EnterSlowAsync(cancellationToken);
     }
 
-    private async ValueTask<PageRangeConnection> GetConnectionSlowAsync(CancellationToken cancellationToken)
+    private ClientConnection Enter(CancellationToken cancellationToken)
     {
-        Task<PageRangeConnection> attempt;
+        ClientConnection? holder = Volatile.Read(ref _connection);
+        if (holder is { Connection.IsPeerAlive: true })
+        {
+            holder.Enter();
+            return holder;
+        }
+        // Blocking only on a connect, which takes a handshake, never on the steady path.
+        return EnterSlowAsync(cancellationToken).AsTask().GetAwaiter().GetResult();
+    }
+
+    private void Exit(ClientConnection holder)
+    {
+        if (holder.Exit())
+        {
+            Close(holder);
+        }
+    }
+
+    private async ValueTask<ClientConnection> EnterSlowAsync(CancellationToken cancellationToken)
+    {
+        Task<ClientConnection> attempt;
         bool started = false;
+        ClientConnection? dead = null;
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_connection is { IsPeerAlive: true } live)
+            if (_connection is { Connection.IsPeerAlive: true } live)
             {
+                live.Enter();
                 return live;
+            }
+            if (_connection is not null)
+            {
+                // Dead, and its death notification has not run yet: let go of it here, or the new connection would
+                // replace it unclosed. (Failed attempts are 0 while a connection is set, so the throw below cannot
+                // skip this.)
+                dead = _connection;
+                _connection = null;
+                _lastError = null;
             }
             if (_connecting is null)
             {
@@ -255,14 +338,19 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
             }
             attempt = _connecting;
         }
+        if (dead is not null)
+        {
+            Retire(dead, cause: null);
+        }
         if (started)
         {
             // Observed here once: every waiter may have given up (cancelled) before the attempt failed.
             _ = attempt.ContinueWith(static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         }
+        ClientConnection connected;
         try
         {
-            return await attempt.WaitAsync(cancellationToken).ConfigureAwait(false);
+            connected = await attempt.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception error) when (error is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
@@ -272,10 +360,13 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
                 throw UnavailableUnsynchronized(error, "connecting failed");
             }
         }
+        // It may have died or been let go of since; a call on it then fails at once and is reported as unavailable.
+        connected.Enter();
+        return connected;
     }
 
     /// <summary>One attempt to connect; on failure it schedules the next one. Started under the lock, runs outside it.</summary>
-    private async Task<PageRangeConnection> ConnectAsync()
+    private async Task<ClientConnection> ConnectAsync()
     {
         // Leave the caller's lock before the handshake's first system call.
         await Task.Yield();
@@ -300,13 +391,14 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
             HostingLog.ClientConnectFailed(_logger, Name, ServerName, failures, (long)delay.TotalMilliseconds, error.Message);
             throw;
         }
+        var holder = new ClientConnection(connection);
         bool disposed;
         lock (_lock)
         {
             disposed = _disposed;
             if (!disposed)
             {
-                _connection = connection;
+                _connection = holder;
                 _failedAttempts = 0;
                 _lastError = null;
             }
@@ -320,19 +412,19 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
         // The registration lives as long as the connection: its token is cancelled once, when the connection ends.
         connection.PeerDied.UnsafeRegister(static (state, _) =>
         {
-            var (client, lost) = ((PageRangeClient, PageRangeConnection))state!;
+            var (client, lost) = ((PageRangeClient, ClientConnection))state!;
             client.OnConnectionLost(lost, cause: null);
-        }, (this, connection));
+        }, (this, holder));
         HostingLog.ClientConnected(_logger, Name, ServerName, connection.PeerPid);
-        return connection;
+        return holder;
     }
 
-    /// <summary>Forgets a dead connection (once) so the next use connects again, and closes it off the caller's thread.</summary>
-    private void OnConnectionLost(PageRangeConnection connection, Exception? cause)
+    /// <summary>Lets go of a dead connection (once) so the next use connects again.</summary>
+    private void OnConnectionLost(ClientConnection holder, Exception? cause)
     {
         lock (_lock)
         {
-            if (!ReferenceEquals(_connection, connection))
+            if (!ReferenceEquals(_connection, holder))
             {
                 return;
             }
@@ -340,17 +432,33 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
             _failedAttempts = 0;
             _lastError = cause;
         }
+        Retire(holder, cause);
+    }
+
+    /// <summary>Logs the loss of a connection no longer current and drops the client's reference to it.</summary>
+    private void Retire(ClientConnection holder, Exception? cause)
+    {
         HostingLog.ClientConnectionLost(_logger, Name, ServerName, cause?.Message ?? "the server closed the connection or exited");
+        Exit(holder);
+    }
+
+    /// <summary>Closes a connection nobody uses any more, off the caller's thread.</summary>
+    private void Close(ClientConnection holder)
+    {
         // Not on this thread: it may be the connection's own death notification, which its disposal waits for.
-        _ = Task.Run(async () => await connection.DisposeAsync().ConfigureAwait(false));
+        Task closing = Task.Run(async () => await holder.Connection.DisposeAsync().ConfigureAwait(false));
+        lock (_lock)
+        {
+            _retiring = Task.WhenAll(_retiring, closing);
+        }
     }
 
     private bool IsConnectionLoss(PageRangeConnection connection, Exception error) =>
         error is PeerDiedException || (error is ObjectDisposedException && !connection.IsPeerAlive && !Volatile.Read(ref _disposed));
 
-    private ServerUnavailableException Lost(PageRangeConnection connection, Exception error)
+    private ServerUnavailableException Lost(ClientConnection holder, Exception error)
     {
-        OnConnectionLost(connection, error);
+        OnConnectionLost(holder, error);
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);

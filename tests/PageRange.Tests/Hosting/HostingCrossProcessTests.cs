@@ -17,6 +17,7 @@ namespace PageRange.Tests.Hosting;
 public sealed class HostingCrossProcessTests(ITestOutputHelper output)
 {
     private const uint EchoWithPid = 1;
+    private const uint Hold = 2;
 
     [Fact]
     public async Task Client_ServerProcessKilledAndRestarted_FailsClearlyThenReconnects()
@@ -50,6 +51,7 @@ public sealed class HostingCrossProcessTests(ITestOutputHelper output)
                 Assert.Equal(name, unavailable.ServerName);
                 Assert.Contains($"PageRange server '{name}' is unavailable", unavailable.Message, StringComparison.Ordinal);
                 Assert.NotNull(unavailable.InnerException);
+                output.WriteLine($"outage call {i}: {unavailable.Message}");
             }
             Assert.False(client.IsConnected);
             // The dead connection is closed: its regions are unmapped.
@@ -65,6 +67,36 @@ public sealed class HostingCrossProcessTests(ITestOutputHelper output)
         second.WriteLine("quit");
         Assert.Equal("ok", second.ReadUntil("stopped: "));
         Assert.Equal(0, second.WaitForExit());
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task Call_InFlightWhenTheServerProcessIsKilled_FailsWithServerUnavailable()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using IHost host = HostingTestHost.Build(services => services.AddPageRangeClient(name, options =>
+        {
+            options.ReconnectDelay = TimeSpan.FromMilliseconds(50);
+            options.ConnectionOptions.RegionSize = 1L << 20;
+        }));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+        int mappingsBefore = CountMappings(name);
+
+        using (TestHostProcess server = TestHostProcess.Start(output, "hosting-serve", name))
+        {
+            int pid = int.Parse(server.ReadUntil("ready: "), CultureInfo.InvariantCulture);
+            Assert.Equal(pid, await CallForPidAsync(client));
+            Task<Transaction> held = client.CallAsync(Hold, new byte[] { 1 }).AsTask();
+            Assert.Equal("1", server.ReadUntil("holding: "));
+
+            server.Kill();
+
+            ServerUnavailableException lost = await Assert.ThrowsAsync<ServerUnavailableException>(() => held.WaitAsync(TestTimeouts.Long));
+            Assert.IsType<PeerDiedException>(lost.InnerException);
+            Assert.Contains("may have run", lost.Message, StringComparison.Ordinal);
+        }
+        await HostingTestHost.WaitUntilAsync(() => CountMappings(name) == mappingsBefore, "the dead connection's regions to be unmapped");
         await host.StopAsync().WaitAsync(TestTimeouts.Long);
     }
 

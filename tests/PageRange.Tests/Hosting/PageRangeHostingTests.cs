@@ -321,4 +321,54 @@ public sealed class PageRangeHostingTests
         Assert.Equal(new PageRangeServerOptions().MaxClientsPerUid, options.MaxClientsPerUid);
         Assert.Equal(new PageRangeOptions().ReceiveThreads, options.ConnectionOptions.ReceiveThreads);
     }
+
+    [Fact]
+    public void Configuration_BindsEveryKindOfSetting()
+    {
+        IConfiguration configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Servers:calc:ListenName"] = "calc-v2",
+            ["Servers:calc:MaxThreads"] = "3",
+            ["Servers:calc:IdleThreadTimeout"] = "00:00:02",
+            ["Servers:calc:IncludeExceptionDetails"] = "true",
+            ["Servers:calc:ConnectionOptions:RegionSize"] = "131072",
+            ["Servers:calc:ConnectionOptions:WaitStrategy"] = "Park",
+            ["Servers:calc:ConnectionOptions:AllowedUids:0"] = "1234",
+            ["Servers:calc:ConnectionOptions:AllowedUids:1"] = "5678",
+            ["Clients:calc:ServerName"] = "calc-v2",
+            ["Clients:calc:ReconnectDelay"] = "00:00:00.250",
+            ["Clients:calc:ReconnectJitter"] = "0.5",
+            ["Clients:calc:ConnectionOptions:CallTimeout"] = "00:00:07",
+        }).Build();
+        var services = new ServiceCollection();
+        services.AddPageRangeServer("calc", configuration.GetSection("Servers:calc"), _ => { });
+        services.AddPageRangeClient("calc", configuration.GetSection("Clients:calc"));
+        using ServiceProvider provider = services.BuildServiceProvider();
+
+        PageRangeHostedServerOptions server = provider.GetRequiredService<IOptionsMonitor<PageRangeHostedServerOptions>>().Get("calc");
+        Assert.Equal(("calc-v2", 3, TimeSpan.FromSeconds(2), true), (server.ListenName, server.MaxThreads, server.IdleThreadTimeout, server.IncludeExceptionDetails));
+        Assert.Equal((131072L, WaitStrategy.Park), (server.ConnectionOptions.RegionSize, server.ConnectionOptions.WaitStrategy));
+        Assert.Equal([1234u, 5678u], server.ConnectionOptions.AllowedUids);
+        Assert.Null(server.MinThreads);
+
+        PageRangeClientOptions client = provider.GetRequiredService<IOptionsMonitor<PageRangeClientOptions>>().Get("calc");
+        Assert.Equal(("calc-v2", TimeSpan.FromMilliseconds(250), 0.5), (client.ServerName, client.ReconnectDelay, client.ReconnectJitter));
+        Assert.Equal(TimeSpan.FromSeconds(7), client.ConnectionOptions.CallTimeout);
+        Assert.Equal("calc-v2", provider.GetRequiredKeyedService<PageRangeClient>("calc").ServerName);
+    }
+
+    [Fact]
+    public void Configuration_UnparsableValue_FailsNamingThePath()
+    {
+        IConfiguration configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["MaxThreads"] = "many",
+        }).Build();
+        var services = new ServiceCollection();
+        services.AddPageRangeServer("calc", configuration, _ => { });
+        using ServiceProvider provider = services.BuildServiceProvider();
+        InvalidOperationException error = Assert.Throws<InvalidOperationException>(
+            () => provider.GetRequiredService<IOptionsMonitor<PageRangeHostedServerOptions>>().Get("calc"));
+        Assert.Contains("MaxThreads", error.Message, StringComparison.Ordinal);
+    }
 }
