@@ -173,6 +173,32 @@ public sealed class ConnectionLogTests
         Assert.Equal($"Peer pid {Environment.ProcessId} on '{name}' is gone; 0 pending calls failed", died.Message);
     }
 
+    [Fact]
+    public async Task Send_PeerNeverReceives_RegionFullEpisodeBeganOnceAndEndedOnceWithItsSends()
+    {
+        using var capture = new LogCapture();
+        await using LoopbackPair pair = await LoopbackPair.OpenAsync(SmallRegion(), SmallRegion(capture.Factory));
+        byte[] payload = new byte[16 << 10];
+
+        // The server never receives: the oneway quota (half the region) runs out, the next send waits and times out.
+        var full = Assert.Throws<RegionFullException>(() =>
+        {
+            for (int i = 0; i < 64; i++)
+            {
+                pair.Client.SendOneway(1, payload);
+            }
+        });
+        Assert.NotNull(full);
+
+        LogEntry began = Assert.Single(capture.WithId(PageRangeLogEvents.RegionFullBegan));
+        Assert.Equal(LogLevel.Debug, began.Level);
+        Assert.Equal(PageRangeLogEvents.TransportCategory, began.Category);
+        Assert.Contains($"is full: {payload.Length} bytes wait", began.Message, StringComparison.Ordinal);
+        LogEntry ended = Assert.Single(capture.WithId(PageRangeLogEvents.RegionFullEnded));
+        Assert.EndsWith("(1 sends waited)", ended.Message, StringComparison.Ordinal);
+        Assert.True(Array.IndexOf(capture.Entries, began) < Array.IndexOf(capture.Entries, ended));
+    }
+
     private static async Task<LogEntry[]> WaitForAsync(LogCapture capture, int eventId, int count)
     {
         // The listener logs on its handshake task, after the refusal reached the client: wait for it, bounded.
