@@ -62,6 +62,31 @@ internal static class OptionRules
         return option;
     }
 
+    /// <summary>A comma list of whole numbers, each above zero: <c>1,2,4,8</c>.</summary>
+    public static Option<int[]> Counts(Option<int[]> option)
+    {
+        option.CustomParser = result =>
+        {
+            string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            string[] items = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var counts = new int[items.Length];
+            for (int i = 0; i < items.Length; i++)
+            {
+                if (!int.TryParse(items[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out counts[i]) || counts[i] <= 0)
+                {
+                    result.AddError($"{option.Name} takes a comma list of whole numbers above zero, and '{items[i]}' is not one");
+                    return [];
+                }
+            }
+            if (counts.Length == 0)
+            {
+                result.AddError($"{option.Name} takes a comma list of whole numbers above zero, not '{text}'");
+            }
+            return counts;
+        };
+        return option;
+    }
+
     private static Option<T> Number<T>(Option<T> option, Func<T, bool> allowed, string rule)
         where T : struct, INumber<T>
     {

@@ -24,8 +24,6 @@ internal static class Program
             // The processes the harness and the soak start themselves: their arguments are a private protocol.
             case ["--peer", ..]:
                 return CrossProcessPeer.Run(args[1..]);
-            case ["server", ..]:
-                return await Server.ServerBenchmark.RunAsync(args[1..]);
             case ["--server-client", ..]:
                 return Server.ServerBenchmarkClient.Run(args[1..]);
             case [SoakCommand.CommandName, "--peer", string name, string seed]:
@@ -34,7 +32,7 @@ internal static class Program
             case [MicroCommandName, ..]:
                 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args[1..]);
                 return 0;
-            case [CrossProcessOptions.CommandName or MemoryCommandName or SoakCommand.CommandName or "--help" or "-h" or "-?" or "--version", ..]:
+            case [CrossProcessOptions.CommandName or MemoryCommandName or SoakCommand.CommandName or Server.ServerBenchmark.CommandName or "--help" or "-h" or "-?" or "--version", ..]:
                 return await InvokeAsync(args);
             default:
                 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
@@ -44,11 +42,12 @@ internal static class Program
 
     private static async Task<int> InvokeAsync(string[] args)
     {
-        var root = new RootCommand("PageRange's benchmarks: the two-process harness, memory over time, the soak, and BenchmarkDotNet's micro benchmarks.")
+        var root = new RootCommand("PageRange's benchmarks: the two-process harness, memory over time, the soak, the server workload, and BenchmarkDotNet's micro benchmarks.")
         {
             CrossProcessOptions.CreateCommand(options => CrossProcessCommand.RunAsync(options, args[1..])),
             MemoryCommand(),
             SoakCommand.CreateCommand(),
+            Server.ServerBenchmark.CreateCommand(args[1..]),
             MicroCommand(),
         };
         ParseResult parse = root.Parse(args);

@@ -249,10 +249,10 @@ public sealed class PageRangeOptions
     /// </summary>
     /// <remarks>
     /// Defaults to <see langword="null"/>: no logging, at no cost (no logger is created and no message is formatted).
-    /// The factory is shared, not copied, and must outlive the connections that use it.
+    /// The factory is shared, not copied, and must outlive the connections that use it. A server logs its own events
+    /// (<see cref="Diagnostics.PageRangeLogEvents.ServerCategory"/>) to its connection options' factory; the first
+    /// factory a connection brings also becomes <see cref="Memory.Shrinker.Shared"/>'s, if it had none.
     /// </remarks>
-    // TODO(#13): the connection, listener and server read this factory and write their events through PageRangeLog;
-    // the allocator, shrinker and monitor already log through the ILogger they are given.
     public ILoggerFactory? LoggerFactory { get; set; }
 
     /// <summary>How many two-way calls this side may have waiting for replies at once, over all threads.</summary>

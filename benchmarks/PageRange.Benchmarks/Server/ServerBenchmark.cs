@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -13,64 +14,89 @@ namespace PageRange.Benchmarks.Server;
 /// </summary>
 internal static class ServerBenchmark
 {
-    public const string Usage = """
-        usage: server [--clients 1,2,4,8] [--size BYTES] [--warmup MS] [--measure MS] [--threads N] [--wait park|spin-then-park] [--out DIR] [--quick]
-          --quick   1 and 2 clients, 200 ms warm-up, 500 ms measured (the smoke test's mode)
-        """;
+    /// <summary>The command's name, the first argument.</summary>
+    public const string CommandName = "server";
 
-    public static async Task<int> RunAsync(string[] args)
+    private static readonly Option<int[]> s_clients = OptionRules.Counts(new Option<int[]>("--clients")
     {
-        int[] clientCounts = [1, 2, 4, 8];
-        int size = 64;
-        int warmupMs = 1000;
-        int measureMs = 3000;
-        int threads = 4;
-        string? outDirectory = null;
-        WaitStrategy wait = WaitStrategy.SpinThenPark;
-        for (int i = 0; i < args.Length; i++)
-        {
-            switch (args[i])
-            {
-                case "--clients" when i + 1 < args.Length:
-                    clientCounts = [.. args[++i].Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture))];
-                    break;
-                case "--size" when i + 1 < args.Length:
-                    size = int.Parse(args[++i], CultureInfo.InvariantCulture);
-                    break;
-                case "--warmup" when i + 1 < args.Length:
-                    warmupMs = int.Parse(args[++i], CultureInfo.InvariantCulture);
-                    break;
-                case "--measure" when i + 1 < args.Length:
-                    measureMs = int.Parse(args[++i], CultureInfo.InvariantCulture);
-                    break;
-                case "--threads" when i + 1 < args.Length:
-                    threads = int.Parse(args[++i], CultureInfo.InvariantCulture);
-                    break;
-                case "--wait" when i + 1 < args.Length:
-                    wait = args[++i] switch
-                    {
-                        "park" => WaitStrategy.Park,
-                        "spin-then-park" => WaitStrategy.SpinThenPark,
-                        var other => throw new ArgumentException($"unknown wait strategy '{other}'"),
-                    };
-                    break;
-                case "--out" when i + 1 < args.Length:
-                    outDirectory = args[++i];
-                    break;
-                case "--quick":
-                    clientCounts = [1, 2];
-                    warmupMs = 200;
-                    measureMs = 500;
-                    break;
-                case "--help" or "-h":
-                    Console.WriteLine(Usage);
-                    return 0;
-                default:
-                    Console.Error.WriteLine($"unknown argument '{args[i]}'\n{Usage}");
-                    return 2;
-            }
-        }
+        Description = "Comma list of client process counts, one row pair (pagerange, socket) each.",
+        DefaultValueFactory = _ => [1, 2, 4, 8],
+        HelpName = "1,2,4,8",
+    });
 
+    private static readonly Option<int> s_size = OptionRules.Positive(new Option<int>("--size")
+    {
+        Description = "Bytes of each call's payload (and reply).",
+        DefaultValueFactory = _ => 64,
+        HelpName = "bytes",
+    });
+
+    private static readonly Option<int> s_warmup = OptionRules.NotNegative(new Option<int>("--warmup")
+    {
+        Description = "Milliseconds of warm-up per row, not measured.",
+        DefaultValueFactory = _ => 1000,
+        HelpName = "ms",
+    });
+
+    private static readonly Option<int> s_measure = OptionRules.Positive(new Option<int>("--measure")
+    {
+        Description = "Milliseconds measured per row.",
+        DefaultValueFactory = _ => 3000,
+        HelpName = "ms",
+    });
+
+    private static readonly Option<int> s_threads = OptionRules.Positive(new Option<int>("--threads")
+    {
+        Description = "Worker threads of each server.",
+        DefaultValueFactory = _ => 4,
+        HelpName = "n",
+    });
+
+    private static readonly Option<string> s_out = new("--out")
+    {
+        Description = "Where server-results.md goes (default: not written).",
+        HelpName = "dir",
+    };
+
+    private static readonly Option<string> s_wait = new("--wait")
+    {
+        Description = "How PageRange's processes wait: park or spin-then-park.",
+        DefaultValueFactory = _ => "spin-then-park",
+        HelpName = "park|spin-then-park",
+    }.AcceptOnlyFromAmong("park", "spin-then-park");
+
+    private static readonly Option<bool> s_quick = new("--quick")
+    {
+        Description = "1 and 2 clients, 200 ms warm-up, 500 ms measured (the smoke test's mode); overrides those three options.",
+    };
+
+    /// <summary>The <c>server</c> command; <paramref name="args"/> (after <c>server</c>) go into the results' command line.</summary>
+    public static Command CreateCommand(string[] args)
+    {
+        var command = new Command(CommandName,
+            "Client processes calling one server: PageRangeServer beside a Unix-socket server with the same thread model, " +
+            "interleaved; calls/s and p50/p99 of the merged client latencies. Not a timed test.")
+        {
+            s_clients, s_size, s_warmup, s_measure, s_threads, s_wait, s_out, s_quick,
+        };
+        command.SetAction((parse, _) =>
+        {
+            bool quick = parse.GetValue(s_quick);
+            return RunAsync(
+                quick ? [1, 2] : parse.GetValue(s_clients)!,
+                parse.GetValue(s_size),
+                quick ? 200 : parse.GetValue(s_warmup),
+                quick ? 500 : parse.GetValue(s_measure),
+                parse.GetValue(s_threads),
+                parse.GetValue(s_wait) == "park" ? WaitStrategy.Park : WaitStrategy.SpinThenPark,
+                parse.GetValue(s_out),
+                args);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(int[] clientCounts, int size, int warmupMs, int measureMs, int threads, WaitStrategy wait, string? outDirectory, string[] args)
+    {
         string load = File.ReadLines("/proc/loadavg").FirstOrDefault() ?? "n/a";
         var rows = new List<string>();
         foreach (int clients in clientCounts)

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Transport;
 
@@ -90,6 +91,7 @@ public sealed partial class PageRangeServer
         catch (Exception error)
 #pragma warning restore CA1031
         {
+            PageRangeLog.HandlerFailed(_logger, error, Name, session.Info.Pid, code);
             Raise(CallFailed, new CallFailedEventArgs(session.Info, code, oneway, error));
             Fail(session, transaction, CallStatus.Internal, _options.IncludeExceptionDetails
                 ? $"The handler of code {code} failed: {error.GetType().FullName}: {error.Message}"

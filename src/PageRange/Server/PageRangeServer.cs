@@ -1,5 +1,7 @@
+using System.Runtime.CompilerServices;
 // Locks: _sessionsLock only, never held while calling out (events, connections, handlers).
 
+using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Memory;
 using PageRange.Transport;
@@ -30,6 +32,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     private const string RefusedReason = "the server refused the connection";
 
     private readonly PageRangeServerOptions _options;
+    private readonly ILogger _logger;
     private readonly HandlerRegistry _registry;
     private readonly ServerWorkerPool _pool;
     private readonly ServerAcceptLoop _accept;
@@ -50,6 +53,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     {
         Name = name;
         _options = options;
+        _logger = PageRangeLog.CreateLogger(options.ConnectionOptions.LoggerFactory, PageRangeLogEvents.ServerCategory);
         _registry = registry;
         _listener = listener;
         _listener.HandshakeFailed += OnHandshakeFailed;
@@ -134,7 +138,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     /// <param name="options">The server's options; null for the defaults. Copied.</param>
     /// <param name="configure">Maps codes to handlers.</param>
     /// <returns>The running server. Stop it with <see cref="StopAsync"/> or <see cref="DisposeAsync"/>.</returns>
-    /// <exception cref="ArgumentException">The name is invalid, or a code is mapped twice.</exception>
+    /// <exception cref="ArgumentException">The name is invalid, or a code is mapped twice or is <see cref="DiagnosticsCode"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range (e.g. <c>MinThreads</c> &gt; <c>MaxThreads</c>).</exception>
     /// <exception cref="PageRangeException">Another listener already has the name.</exception>
     /// <exception cref="PlatformNotSupportedException">Not on Linux.</exception>
@@ -145,9 +149,15 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         copy.Validate();
         var builder = new PageRangeServerBuilder();
         configure(builder);
+        var self = new StrongBox<PageRangeServer?>();
+        if (copy.EnableDiagnostics)
+        {
+            builder.AddReserved(DiagnosticsHandler(self));
+        }
         HandlerRegistry registry = builder.Build();
         PageRangeListener listener = PageRangeListener.Listen(name, copy.ConnectionOptions);
         var server = new PageRangeServer(name, copy, registry, listener);
+        self.Value = server;
         server._pool.Start();
         server._accept.Start();
         return server;
@@ -285,6 +295,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         // same chain itself, so A -> B -> A -> B needs one thread on each side.
         connection.SetNestedCallHandler(transaction => RunNested(session, transaction));
         PageRangeMetrics.RecordServerClients(1);
+        PageRangeLog.ClientConnected(_logger, Name, session.Info.Pid, session.Info.Uid);
         Raise(ClientConnected, new ClientConnectedEventArgs(session.Info));
         session.Start();
     }
@@ -324,6 +335,12 @@ public sealed partial class PageRangeServer : IAsyncDisposable
             ClientDisconnectReason.ServerStopping => "server_stopping",
             _ => "failed",
         });
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            // The cause may quote the peer (its goodbye, a violation's values): peer text.
+            PageRangeLog.ClientDisconnected(_logger, Name, session.Info.Pid,
+                cause is null ? reason.ToString() : $"{reason}: {PeerText.Sanitize(cause.Message)}");
+        }
         Raise(ClientDisconnected, new ClientDisconnectedEventArgs(session.Info, reason, cause, session.Calls, session.Connected));
     }
 

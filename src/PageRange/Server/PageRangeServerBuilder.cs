@@ -116,8 +116,15 @@ public sealed class PageRangeServerBuilder
 
     internal HandlerRegistry Build() => new(_handlers.Values);
 
+    /// <summary>Maps a code the server reserves for itself (<see cref="PageRangeServer.DiagnosticsCode"/>).</summary>
+    internal void AddReserved(ServerHandler handler) => _handlers.Add(handler.Code, handler);
+
     private PageRangeServerBuilder Add(ServerHandler handler)
     {
+        if (handler.Code == PageRangeServer.DiagnosticsCode)
+        {
+            throw new ArgumentException($"Code {handler.Code} (0x{handler.Code:X8}) is reserved for the server's diagnostics (PageRangeServer.DiagnosticsCode).", nameof(handler));
+        }
         if (!_handlers.TryAdd(handler.Code, handler))
         {
             throw new ArgumentException($"Code {handler.Code} already has a handler.", nameof(handler));

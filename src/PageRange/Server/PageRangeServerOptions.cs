@@ -108,6 +108,13 @@ public sealed class PageRangeServerOptions
     /// <summary>The monitor's thresholds when <see cref="StartShrinkerMonitor"/> is on; null for the defaults.</summary>
     public ShrinkerOptions? ShrinkerOptions { get; set; }
 
+    /// <summary>
+    /// Whether the server answers <see cref="PageRangeServer.DiagnosticsCode"/> with its state dump (clients, both regions'
+    /// pages, buffers, rings, worker threads), for <c>pagerange dump NAME</c>; callers of another uid are refused.
+    /// </summary>
+    /// <remarks>Defaults to <see langword="false"/>: the code is then not served, like any unmapped code.</remarks>
+    public bool EnableDiagnostics { get; set; }
+
     internal PageRangeServerOptions Clone()
     {
         var copy = (PageRangeServerOptions)MemberwiseClone();

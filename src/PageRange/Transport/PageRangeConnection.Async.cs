@@ -129,15 +129,23 @@ public sealed partial class PageRangeConnection
     {
         PageRangeMetrics.RecordRegionFullWait();
         long started = Stopwatch.GetTimestamp();
-        while (true)
+        EnterRegionFull(payload.Length);
+        try
         {
-            // Read before trying: room that appears after a failed try completes this signal.
-            Task signal = Volatile.Read(ref _roomSignal).Task;
-            if (TrySendNow(id, code, flags, payload.Span, context))
+            while (true)
             {
-                return;
+                // Read before trying: room that appears after a failed try completes this signal.
+                Task signal = Volatile.Read(ref _roomSignal).Task;
+                if (TrySendNow(id, code, flags, payload.Span, context))
+                {
+                    return;
+                }
+                await WaitForRoomAsync(signal, started, payload.Length, flags, cancellationToken).ConfigureAwait(false);
             }
-            await WaitForRoomAsync(signal, started, payload.Length, flags, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            LeaveRegionFull();
         }
     }
 

@@ -233,6 +233,7 @@ public sealed partial class PageRangeConnection
     private void SendSlow(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken, in RecordContext context)
     {
         PageRangeMetrics.RecordRegionFullWait();
+        EnterRegionFull(payload.Length);
         using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
         try
         {
@@ -241,6 +242,10 @@ public sealed partial class PageRangeConnection
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
         {
             throw NewPeerDied();
+        }
+        finally
+        {
+            LeaveRegionFull();
         }
     }
 

@@ -5,6 +5,7 @@
 // The reader role (_readerRole) is not a lock anyone blocks on: it is taken with a compare-exchange, and only
 // its holder consumes the inbound ring or parks on its doorbell.
 
+using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Memory;
 
@@ -35,6 +36,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly InboundChannel _inbound;
     private readonly OutboundChannel _outbound;
     private readonly PageRangeOptions _options;
+    private readonly ILogger _logger;
 
     private readonly Lock _slotLock = new();
     private readonly object _gate = new();
@@ -76,6 +78,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _control = handshake.Control;
         _inbound = inbound;
         _options = options;
+        _logger = PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.TransportCategory);
+        // The first factory any part of the process gives the shared shrinker is the one it logs to.
+        Shrinker.Shared.UseLoggerFactory(options.LoggerFactory);
         // The peer's hello announced its rings; the header it wrote must match them (OutboundChannel validates it).
         var outboundOptions = new ChannelOptions
         {
@@ -86,6 +91,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             SpinDuration = options.SpinDuration,
             ParkTimeout = options.ParkTimeout,
             ClearBuffersOnFree = options.ClearBuffersOnFree,
+            AllocationLogger = options.LoggerFactory is null ? null : PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.AllocationCategory),
         };
         _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);
 
@@ -184,9 +190,10 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         {
             handshake = await ControlHandshake.ConnectAsync(name, options, inbound.Region, cancellationToken).ConfigureAwait(false);
         }
-        catch
+        catch (Exception error)
         {
             inbound.Dispose();
+            LogHandshakeFailure(PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.TransportCategory), name, error, peer: null);
             throw;
         }
         return await CreateAsync(name, handshake, inbound, options, connecting: true).ConfigureAwait(false);
@@ -265,6 +272,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _deathCause = cause;
         _peerDead = true;
         PageRangeMetrics.RecordConnectionClosed(cause);
+        LogDeath(cause);
         if (cause is ObjectDisposedException or ProtocolViolationException)
         {
             // Nothing more will be read from the ring (it is being unmapped, or it is corrupt): fail every pending call now.

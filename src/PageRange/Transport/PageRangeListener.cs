@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using PageRange.Diagnostics;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -53,6 +55,7 @@ public sealed class PageRangeListener : IAsyncDisposable
 
     private readonly Socket _socket;
     private readonly PageRangeOptions _options;
+    private readonly ILogger _logger;
     private readonly CancellationTokenSource _disposing = new();
     private readonly SemaphoreSlim _handshakeSlots = new(MaxConcurrentHandshakes, MaxConcurrentHandshakes);
     private readonly Channel<CompletedHandshake> _completed = Channel.CreateBounded<CompletedHandshake>(
@@ -69,6 +72,7 @@ public sealed class PageRangeListener : IAsyncDisposable
         _socket = socket;
         Name = name;
         _options = options;
+        _logger = PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.TransportCategory);
         _ownedPath = ownedPath;
     }
 
@@ -334,6 +338,7 @@ public sealed class PageRangeListener : IAsyncDisposable
 
     private void RaiseHandshakeFailed(Exception error, Interop.PeerCredentials? peer)
     {
+        PageRangeConnection.LogHandshakeFailure(_logger, Name, error, peer);
         EventHandler<HandshakeFailedEventArgs>? handlers = HandshakeFailed;
         if (handlers is null)
         {

@@ -14,6 +14,7 @@ public sealed class BenchmarkCommandLineTests(ITestOutputHelper output)
     [InlineData("cross-process", "--quick", "--rounds", "--slice-ms", "--warmup-ms", "--transports", "--pingpong-sizes", "--oneway-sizes", "--region-size", "--pin-peer", "--out", "--no-charts")]
     [InlineData("memory", "--quick", "--out")]
     [InlineData("soak", "--duration", "--seed", "--senders", "--life", "--sample")]
+    [InlineData("server", "--clients", "--size", "--warmup", "--measure", "--threads", "--out", "--quick")]
     public void Help_EveryCommand_ExitsZeroAndListsItsOptions(string command, params string[] options)
     {
         (int exitCode, string stdout, string stderr) = DotnetRun.Run(output, s_benchmarks, command, "--help");
@@ -28,6 +29,11 @@ public sealed class BenchmarkCommandLineTests(ITestOutputHelper output)
     [InlineData(new[] { "cross-process", "--transports", "carrier-pigeon" }, "error: --transports: 'carrier-pigeon' is not a transport; known: ")]
     [InlineData(new[] { "cross-process", "--oneway-sizes", "64,big" }, "error: --oneway-sizes takes a comma list of sizes in bytes above zero, and 'big' is not one. See cross-process --help.")]
     [InlineData(new[] { "memory", "--fast" }, "error: Unrecognized command or argument '--fast'. See memory --help.")]
+    [InlineData(new[] { "server", "--clients", "1,x" }, "error: --clients takes a comma list of whole numbers above zero, and 'x' is not one. See server --help.")]
+    [InlineData(new[] { "server", "--size", "0" }, "error: --size takes a whole number above zero, not '0'. See server --help.")]
+    [InlineData(new[] { "server", "--threads", "abc" }, "error: --threads takes a whole number above zero, not 'abc'. See server --help.")]
+    [InlineData(new[] { "server", "--warmup", "-5" }, "error: --warmup takes a whole number of zero or more, not '-5'. See server --help.")]
+    [InlineData(new[] { "server", "--fast" }, "error: Unrecognized command or argument '--fast'. See server --help.")]
     [InlineData(new[] { "soak", "--life", "8-2" }, "error: --life takes MIN-MAX seconds with 0 < MIN <= MAX, not '8-2'. See soak --help.")]
     public void BadArgument_OneLineOnStderrAndExitCode2(string[] arguments, string expectedStart)
     {

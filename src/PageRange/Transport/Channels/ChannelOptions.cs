@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -60,4 +61,7 @@ internal sealed class ChannelOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(SpinDuration, TimeSpan.Zero, nameof(SpinDuration));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ParkTimeout, TimeSpan.Zero, nameof(ParkTimeout));
     }
+
+    /// <summary>Where the outbound allocator writes its events (ignored frees, oneway-spam suspects, no space); null for none.</summary>
+    internal ILogger? AllocationLogger { get; init; }
 }

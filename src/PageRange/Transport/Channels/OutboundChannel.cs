@@ -87,7 +87,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _txDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset);
             _freeDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
             _pages = new ShrinkablePageRange(peerRegion, _layout.DataOffset, checked((int)(_layout.DataSize / SharedRegion.PageSize)), shrinker);
-            _allocator = new BufferAllocator(_pages);
+            _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger });
         }
         catch
         {
