@@ -34,6 +34,7 @@ internal static class Program
                 "nested-serve" => NestedScenarios.Serve(args),
                 "hostile-pidns-connect" => HostileControlScenarios.PidNamespaceConnect(args),
                 "hosting-serve" => HostingScenarios.Serve(args),
+                "tracing-serve" => TracingScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }
