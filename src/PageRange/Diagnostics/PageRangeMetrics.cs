@@ -40,6 +40,10 @@ namespace PageRange.Diagnostics;
 /// <c>pagerange.server.clients.disconnected</c> {reason = peer_closed, protocol_violation, server_stopping, failed},
 /// <c>pagerange.server.clients.refused</c>, <c>pagerange.server.handshakes.failed</c> and
 /// <c>pagerange.server.calls.failed</c> {status}.</para>
+/// <para>Histograms after OpenTelemetry's RPC conventions (tags <c>rpc.system</c> = <c>pagerange</c> and
+/// <c>rpc.pagerange.status</c> = the <see cref="CallStatus"/> name), recorded only while someone listens:
+/// <c>rpc.client.call.duration</c> and <c>rpc.server.call.duration</c> (s), <c>rpc.client.request.size</c>,
+/// <c>rpc.client.response.size</c> and <c>rpc.server.request.size</c> (By, payload bytes).</para>
 /// <para>
 /// Recording allocates nothing and, while nobody listens, costs one field read per instrument: every hot-path
 /// method checks <see cref="Instrument.Enabled"/> first and passes its one tag by value, never in an array.
