@@ -35,6 +35,7 @@ internal static class Program
                 "hostile-pidns-connect" => HostileControlScenarios.PidNamespaceConnect(args),
                 "hosting-serve" => HostingScenarios.Serve(args),
                 "hostile-private-listen" => HostileControlScenarios.PrivateListen(args),
+                "tracing-serve" => TracingScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -40,6 +40,10 @@ namespace PageRange.Diagnostics;
 /// <c>pagerange.server.clients.disconnected</c> {reason = peer_closed, protocol_violation, server_stopping, failed},
 /// <c>pagerange.server.clients.refused</c>, <c>pagerange.server.handshakes.failed</c> and
 /// <c>pagerange.server.calls.failed</c> {status}.</para>
+/// <para>Histograms after OpenTelemetry's RPC conventions (tags <c>rpc.system</c> = <c>pagerange</c> and
+/// <c>rpc.pagerange.status</c> = the <see cref="CallStatus"/> name), recorded only while someone listens:
+/// <c>rpc.client.call.duration</c> and <c>rpc.server.call.duration</c> (s), <c>rpc.client.request.size</c>,
+/// <c>rpc.client.response.size</c> and <c>rpc.server.request.size</c> (By, payload bytes).</para>
 /// <para>
 /// Recording allocates nothing and, while nobody listens, costs one field read per instrument: every hot-path
 /// method checks <see cref="Instrument.Enabled"/> first and passes its one tag by value, never in an array.
@@ -52,6 +56,10 @@ public static class PageRangeMetrics
 
     // Field initializers run in textual order: the meter first, then the instruments it creates.
     private static readonly Meter s_meter = new(MeterName, typeof(PageRangeMetrics).Assembly.GetName().Version?.ToString());
+
+    // OpenTelemetry's advice for RPC durations (seconds), finer at the low end where shared-memory calls live.
+    private static readonly double[] s_durationBuckets =
+        [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
     // Indexed by TransactionKind; a KeyValuePair is passed by value, so recording with one of these allocates nothing.
     private static readonly KeyValuePair<string, object?>[] s_kindTags =
@@ -170,6 +178,83 @@ public static class PageRangeMetrics
         {
             ServerCallsFailed.Add(1, new KeyValuePair<string, object?>("status", status.ToString()));
         }
+    }
+
+    private static readonly KeyValuePair<string, object?> s_rpcSystem = new("rpc.system", "pagerange");
+
+    // Indexed by CallStatus (0 .. Unauthenticated): pre-built, so recording a call allocates nothing.
+    private static readonly KeyValuePair<string, object?>[] s_statusTags = BuildStatusTags();
+
+    internal static readonly Histogram<double> ClientCallDuration = s_meter.CreateHistogram<double>(
+        "rpc.client.call.duration", "s", "Duration of calls this process made, from send to reply, by status.",
+        tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_durationBuckets });
+
+    internal static readonly Histogram<double> ServerCallDuration = s_meter.CreateHistogram<double>(
+        "rpc.server.call.duration", "s", "Duration of calls this process's servers handled, from dispatch to the handler's end, by status.",
+        tags: null, advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_durationBuckets });
+
+    internal static readonly Histogram<long> ClientRequestSize = s_meter.CreateHistogram<long>(
+        "rpc.client.request.size", "By", "Payload bytes of the requests of calls this process made.");
+
+    internal static readonly Histogram<long> ClientResponseSize = s_meter.CreateHistogram<long>(
+        "rpc.client.response.size", "By", "Payload bytes of the replies to calls this process made.");
+
+    internal static readonly Histogram<long> ServerRequestSize = s_meter.CreateHistogram<long>(
+        "rpc.server.request.size", "By", "Payload bytes of the calls and oneway messages this process's servers handled.");
+
+    /// <summary>Whether anyone listens to the client call histograms (then calls are timed).</summary>
+    internal static bool ClientCallObserved => ClientCallDuration.Enabled || ClientRequestSize.Enabled || ClientResponseSize.Enabled;
+
+    /// <summary>Records a call this process made: its duration since <paramref name="started"/> and its sizes.</summary>
+    /// <param name="status">How it ended.</param>
+    /// <param name="started">A <see cref="System.Diagnostics.Stopwatch"/> timestamp taken before the send.</param>
+    /// <param name="requestBytes">The request's payload bytes.</param>
+    /// <param name="responseBytes">The reply's payload bytes; negative when there was none.</param>
+    internal static void RecordClientCall(CallStatus status, long started, int requestBytes, int responseBytes)
+    {
+        KeyValuePair<string, object?> statusTag = StatusTag(status);
+        if (ClientCallDuration.Enabled)
+        {
+            ClientCallDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, s_rpcSystem, statusTag);
+        }
+        if (ClientRequestSize.Enabled)
+        {
+            ClientRequestSize.Record(requestBytes, s_rpcSystem, statusTag);
+        }
+        if (responseBytes >= 0 && ClientResponseSize.Enabled)
+        {
+            ClientResponseSize.Record(responseBytes, s_rpcSystem, statusTag);
+        }
+    }
+
+    /// <summary>Records a call a server handled: its duration since <paramref name="started"/> and its request size.</summary>
+    internal static void RecordServerCall(CallStatus status, long started, int requestBytes)
+    {
+        KeyValuePair<string, object?> statusTag = StatusTag(status);
+        if (ServerCallDuration.Enabled)
+        {
+            ServerCallDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, s_rpcSystem, statusTag);
+        }
+        if (ServerRequestSize.Enabled)
+        {
+            ServerRequestSize.Record(requestBytes, s_rpcSystem, statusTag);
+        }
+    }
+
+    /// <summary>Whether anyone listens to the server call histograms (then handled calls are timed).</summary>
+    internal static bool ServerCallObserved => ServerCallDuration.Enabled || ServerRequestSize.Enabled;
+
+    private static KeyValuePair<string, object?> StatusTag(CallStatus status) =>
+        (uint)status < (uint)s_statusTags.Length ? s_statusTags[(int)status] : s_statusTags[(int)CallStatus.Unknown];
+
+    private static KeyValuePair<string, object?>[] BuildStatusTags()
+    {
+        var tags = new KeyValuePair<string, object?>[(int)CallStatus.Unauthenticated + 1];
+        for (int i = 0; i < tags.Length; i++)
+        {
+            tags[i] = new KeyValuePair<string, object?>("rpc.pagerange.status", ((CallStatus)i).ToString());
+        }
+        return tags;
     }
 
     /// <summary>Counts a server's worker thread started (+1) or ended (-1).</summary>

@@ -24,8 +24,17 @@ public sealed class CallContext
         _transaction = transaction;
         Code = transaction.Code;
         IsOneway = transaction.IsOneway;
+        // Read now: the context outlives the transaction's buffer in a handler that keeps it.
+        Metadata = transaction.Metadata;
+        Deadline = transaction.Deadline;
         _serverStopping = serverStopping;
     }
+
+    /// <summary>The caller's deadline (<see cref="PageRangeCallOptions.Deadline"/>), UTC; <c>null</c> when it set none.</summary>
+    public DateTimeOffset? Deadline { get; }
+
+    /// <summary>The caller's key/values (<see cref="PageRangeCallOptions.Metadata"/>); empty when none.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Metadata { get; }
 
     /// <summary>The calling client.</summary>
     public ClientInfo Client { get; }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Transport;
@@ -49,15 +50,22 @@ public sealed partial class PageRangeServer
         CallContext? context = null;
         uint code = transaction.Code;
         bool oneway = transaction.IsOneway;
+        // Observed only when someone listens: otherwise neither the clock nor the tracer is touched.
+        long started = PageRangeMetrics.ServerCallObserved ? Stopwatch.GetTimestamp() : 0;
+        int requestBytes = started != 0 ? transaction.Length : 0;
+        Activity? activity = PageRangeTracing.StartServer(code, Name, transaction.TraceContext);
+        CallStatus outcome = CallStatus.Ok;
         try
         {
             if (!_registry.TryGet(code, out ServerHandler? handler))
             {
+                outcome = CallStatus.Unimplemented;
                 Fail(session, transaction, CallStatus.Unimplemented, $"No handler is mapped to code {code} on server '{Name}'.");
                 return;
             }
             if (handler!.OnewayOnly && !oneway)
             {
+                outcome = CallStatus.FailedPrecondition;
                 Fail(session, transaction, CallStatus.FailedPrecondition, $"Code {code} on server '{Name}' takes oneway messages only.");
                 return;
             }
@@ -66,6 +74,7 @@ public sealed partial class PageRangeServer
         }
         catch (PageRangeStatusException failure)
         {
+            outcome = failure.Status;
             Fail(session, transaction, failure.Status, failure.Message);
         }
         catch (RemoteCallException failure) when (session.Connection.IsPeerAlive)
@@ -73,19 +82,23 @@ public sealed partial class PageRangeServer
             // A call the handler made failed and the handler let it through: the caller gets that status, as a gRPC
             // server passes on an RpcException (a nested call too deep comes back this way). Its text is peer text,
             // bounded and cleaned already.
+            outcome = failure.Status;
             Fail(session, transaction, failure.Status, failure.Message);
         }
         catch (OperationCanceledException) when (_callsCancelled.IsCancellationRequested)
         {
+            outcome = CallStatus.Cancelled;
             Fail(session, transaction, CallStatus.Cancelled, "The call was cancelled: the server is shutting down.");
         }
         catch (OperationCanceledException) when (!session.Connection.IsPeerAlive || IsCallCancelled(transaction))
         {
             // The caller gave up or is gone: nobody reads a reply.
+            outcome = CallStatus.Cancelled;
         }
         catch (Exception error) when (!session.Connection.IsPeerAlive && error is PageRangeException or ObjectDisposedException)
         {
             // The client died under the handler (its reply or nested call failed): the session reports the death.
+            outcome = CallStatus.Unavailable;
         }
 #pragma warning disable CA1031 // Any exception of a handler is the call's failure, never the server's.
         catch (Exception error)
@@ -93,12 +106,25 @@ public sealed partial class PageRangeServer
         {
             PageRangeLog.HandlerFailed(_logger, error, Name, session.Info.Pid, code);
             Raise(CallFailed, new CallFailedEventArgs(session.Info, code, oneway, error));
+            outcome = CallStatus.Internal;
             Fail(session, transaction, CallStatus.Internal, _options.IncludeExceptionDetails
                 ? $"The handler of code {code} failed: {error.GetType().FullName}: {error.Message}"
                 : $"The server failed the call (code {code}).");
         }
         finally
         {
+            if (activity is not null)
+            {
+                if (outcome != CallStatus.Ok)
+                {
+                    PageRangeTracing.SetError(activity, outcome, $"The call ended with status {outcome}.");
+                }
+                activity.Dispose();
+            }
+            if (started != 0)
+            {
+                PageRangeMetrics.RecordServerCall(outcome, started, requestBytes);
+            }
             context?.End();
             // Frees the buffer; for a oneway message it releases the client's next one (binder's rule). A two-way
             // call nobody replied to gets an error reply from the connection.

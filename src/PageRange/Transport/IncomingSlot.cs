@@ -28,6 +28,9 @@ internal sealed class IncomingSlot
     /// </summary>
     internal byte[]? PayloadCopy;
 
+    /// <summary>The transaction's metadata block, copied once and parsed; null when it carried none.</summary>
+    internal CallMetadata? Metadata;
+
     /// <summary>Set when the caller cancelled before the handler asked for the token.</summary>
     internal volatile bool CancelRequested;
 }

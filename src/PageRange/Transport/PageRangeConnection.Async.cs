@@ -85,11 +85,12 @@ public sealed partial class PageRangeConnection
 
     /// <summary>A call whose request did not fit at once: waits for room asynchronously, then for the reply.</summary>
     private async ValueTask<Transaction> CallSlowAsync(
-        PendingCall call, uint code, ReadOnlyMemory<byte> payload, RecordContext context, TimeSpan? timeout, CancellationToken cancellationToken)
+        PendingCall call, uint code, TransactionFlags flags, ReadOnlyMemory<byte> payload, RecordContext context, TimeSpan? timeout,
+        CancellationToken cancellationToken)
     {
         try
         {
-            await SendSlowAsync(call.Id, code, TransactionFlags.TwoWay, payload, context, cancellationToken).ConfigureAwait(false);
+            await SendSlowAsync(call.Id, code, flags, payload, context, cancellationToken).ConfigureAwait(false);
         }
         catch
         {

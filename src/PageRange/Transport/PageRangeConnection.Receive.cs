@@ -94,10 +94,10 @@ public sealed partial class PageRangeConnection
     internal bool CopiesIncomingPayloads => _copyPayloads;
 
     internal ReadOnlySpan<byte> GetPayload(IncomingSlot slot) =>
-        slot.PayloadCopy is { } copy ? copy.AsSpan(0, slot.Record.Length) : _inbound.GetPayload(slot.Record);
+        slot.PayloadCopy is { } copy ? copy.AsSpan(0, slot.Record.PayloadLength) : _inbound.GetPayload(slot.Record);
 
     internal ReadOnlyMemory<byte> GetPayloadMemory(IncomingSlot slot) =>
-        slot.PayloadCopy is { } copy ? copy.AsMemory(0, slot.Record.Length) : _inbound.GetPayloadMemory(slot.Record);
+        slot.PayloadCopy is { } copy ? copy.AsMemory(0, slot.Record.PayloadLength) : _inbound.GetPayloadMemory(slot.Record);
 
     internal CancellationToken GetCallCancellationToken(IncomingSlot slot)
     {
@@ -181,6 +181,7 @@ public sealed partial class PageRangeConnection
             slot.Generation = generation + 1;
             cancellation = slot.Cancellation;
             slot.Cancellation = null;
+            slot.Metadata = null;
             if (slot.PayloadCopy is { } copy)
             {
                 // After the generation moved on: no handle can reach the copy any more.
@@ -470,12 +471,14 @@ public sealed partial class PageRangeConnection
 
     private IncomingSlot AcquireIncoming(in TransactionRecord record)
     {
+        // Parsed before a slot is taken: a bad block closes the connection (the pump's caller) with nothing to undo.
+        CallMetadata? metadata = record.MetadataLength == 0 ? null : ReadMetadata(record);
         byte[]? copy = null;
         if (_copyPayloads)
         {
             // Copied once, here, before any receiver, handler or deserializer can see the transaction: the sender can
             // change the shared bytes later, but not these.
-            copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(record.Length, 1));
+            copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(record.PayloadLength, 1));
             _inbound.GetPayload(record).CopyTo(copy);
         }
         lock (_slotLock)
@@ -491,6 +494,7 @@ public sealed partial class PageRangeConnection
             slot.CancelRequested = false;
             slot.Cancellation = null;
             slot.PayloadCopy = copy;
+            slot.Metadata = metadata;
             // Odd: live.
             slot.Generation++;
             _liveTransactions++;
@@ -501,5 +505,17 @@ public sealed partial class PageRangeConnection
             }
             return slot;
         }
+    }
+
+    /// <summary>Copies a record's metadata block once out of the shared region and parses the copy.</summary>
+    /// <exception cref="ProtocolViolationException">The block is malformed.</exception>
+    private CallMetadata ReadMetadata(in TransactionRecord record)
+    {
+        // The sender can still write the shared bytes: parse only the private copy. The record's validation bounded
+        // the length by CallMetadataBlock.MaxLength, so the stack holds it.
+        Span<byte> block = stackalloc byte[CallMetadataBlock.MaxLength];
+        block = block[..record.MetadataLength];
+        _inbound.GetMetadata(record).CopyTo(block);
+        return CallMetadataBlock.Parse(block);
     }
 }

@@ -64,14 +64,17 @@ public sealed partial class PageRangeConnection
     /// <exception cref="RemoteCallException">The peer failed the call (its status and message), or disposed it without replying.</exception>
     /// <exception cref="MessageTooLargeException">The request can never fit the peer's region.</exception>
     /// <exception cref="RegionFullException">The peer's region stayed full.</exception>
-    public Transaction Call(uint code, ReadOnlySpan<byte> payload, CallChain chain, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public Transaction Call(uint code, ReadOnlySpan<byte> payload, CallChain chain, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        Call(code, payload, chain, options: null, timeout, cancellationToken);
+
+    /// <summary>Sends a two-way call (in <paramref name="context"/>'s chain, with its metadata) and waits for the reply.</summary>
+    private Transaction CallCore(
+        uint code, ReadOnlySpan<byte> payload, TransactionFlags flags, in RecordContext context, TimeSpan? timeout, CancellationToken cancellationToken)
     {
-        ValidateCallTimeout(timeout);
-        RecordContext context = ContextFor(chain);
         PendingCall call = RentCall(isAsync: false, context.ChainId);
         try
         {
-            SendCore(call.Id, code, TransactionFlags.TwoWay, payload, cancellationToken, context);
+            SendCore(call.Id, code, flags, payload, cancellationToken, context);
         }
         catch
         {
@@ -89,15 +92,18 @@ public sealed partial class PageRangeConnection
     /// <summary>Calls the peer in <paramref name="chain"/> and completes when its reply arrives.</summary>
     /// <remarks>An asynchronous caller does not run the peer's nested calls itself: they go to the receivers.</remarks>
     /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, CallChain, TimeSpan?, CancellationToken)"/>
-    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, CallChain chain, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, CallChain chain, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        CallAsync(code, payload, chain, options: null, timeout, cancellationToken);
+
+    /// <summary>Sends a two-way call (in <paramref name="context"/>'s chain, with its metadata) and completes with the reply.</summary>
+    private ValueTask<Transaction> CallAsyncCore(
+        uint code, ReadOnlyMemory<byte> payload, TransactionFlags flags, RecordContext context, TimeSpan? timeout, CancellationToken cancellationToken)
     {
-        ValidateCallTimeout(timeout);
-        RecordContext context = ContextFor(chain);
         PendingCall call = RentCall(isAsync: true, context.ChainId);
         bool sent;
         try
         {
-            sent = TrySendNow(call.Id, code, TransactionFlags.TwoWay, payload.Span, context);
+            sent = TrySendNow(call.Id, code, flags, payload.Span, context);
         }
         catch
         {
@@ -105,7 +111,7 @@ public sealed partial class PageRangeConnection
             throw;
         }
         // While the peer's region is full the request waits for room asynchronously: no thread is blocked.
-        return sent ? FinishCallAsync(call, timeout, cancellationToken) : CallSlowAsync(call, code, payload, context, timeout, cancellationToken);
+        return sent ? FinishCallAsync(call, timeout, cancellationToken) : CallSlowAsync(call, code, flags, payload, context, timeout, cancellationToken);
     }
 
     /// <summary>Waits on this thread for the reply to <paramref name="call"/>, already sent, and gives the slot back.</summary>

@@ -52,8 +52,19 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     /// <remarks>The same bytes as <see cref="Payload"/>, with the same caveat: see there.</remarks>
     public ReadOnlyMemory<byte> Memory => _connection!.GetPayloadMemory(Slot);
 
-    /// <summary>The payload's length in bytes.</summary>
-    public int Length => Slot.Record.Length;
+    /// <summary>The payload's length in bytes (the metadata block not counted).</summary>
+    public int Length => Slot.Record.PayloadLength;
+
+    /// <summary>The caller's deadline (<see cref="PageRangeCallOptions.Deadline"/>), UTC; <c>null</c> when it set none.</summary>
+    /// <remarks>Advice from the peer: after it, the caller no longer waits for the reply. The clocks agree (one machine).</remarks>
+    public DateTimeOffset? Deadline => Slot.Metadata?.Deadline;
+
+    /// <summary>The caller's key/values (<see cref="PageRangeCallOptions.Metadata"/>), in the order sent; empty when none.</summary>
+    /// <remarks>Copied and validated on receipt (bounded, printable ASCII keys, valid UTF-8 values); still peer text.</remarks>
+    public IReadOnlyList<KeyValuePair<string, string>> Metadata => Slot.Metadata?.Pairs ?? [];
+
+    /// <summary>The caller's W3C trace context; <c>default</c> when it carried none.</summary>
+    internal System.Diagnostics.ActivityContext TraceContext => Slot.Metadata?.TraceContext ?? default;
 
     /// <summary>Cancelled when the caller of this two-way call cancels it or gives up waiting.</summary>
     public CancellationToken CallCancelled => _connection!.GetCallCancellationToken(Slot);

@@ -54,7 +54,10 @@ public sealed class ChannelProtocolViolationTests
         ("chain on a oneway", (ref r) => r.ChainId = 1),
         ("depth on a reply", (ref r) => (r.Flags, r.Depth) = ((uint)TransactionFlags.Reply, 1)),
         ("depth past the protocol's", (ref r) => (r.Flags, r.ChainId, r.Depth) = ((uint)TransactionFlags.TwoWay, 5, TransactionRecordLayout.MaxDepth + 1)),
-        ("metadata length set", (ref r) => r.MetadataLength = 8),
+        ("metadata longer than the buffer", (ref r) => r.MetadataLength = 8),
+        ("metadata not a multiple of 8", (ref r) => (r.Length, r.MetadataLength) = (16, 4)),
+        ("metadata on a reply", (ref r) => (r.Flags, r.Length, r.MetadataLength) = ((uint)TransactionFlags.Reply, 16, 8)),
+        ("metadata past the protocol's limit", (ref r) => (r.Length, r.MetadataLength) = (8192, CallMetadataBlock.MaxLength + 8)),
         ("reserved0 set", (ref r) => r.Reserved0 = 1),
         ("reserved1 set", (ref r) => r.Reserved1 = 1UL << 63),
     ];

@@ -42,16 +42,25 @@ internal readonly struct InPlaceStores<TRecord> : IPublishStores<TRecord>
         Volatile.Write(ref tail, value);
 }
 
-/// <summary>The production stores for a publish that copies its payload into the buffer first.</summary>
+/// <summary>The production stores for a publish that copies its payload (after a metadata block, if any) into the buffer first.</summary>
+/// <param name="prefix">The metadata block, written first; empty for most transactions.</param>
 /// <param name="source">The caller's payload.</param>
-/// <param name="destination">The reserved buffer, at least as long as <paramref name="source"/>.</param>
-internal readonly ref struct CopyPayloadStores(ReadOnlySpan<byte> source, Span<byte> destination) : IPublishStores<TransactionRecordLayout>
+/// <param name="destination">The reserved buffer, at least as long as <paramref name="prefix"/> and <paramref name="source"/> together.</param>
+internal readonly ref struct CopyPayloadStores(ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> source, Span<byte> destination) : IPublishStores<TransactionRecordLayout>
 {
+    private readonly ReadOnlySpan<byte> _prefix = prefix;
     private readonly ReadOnlySpan<byte> _source = source;
     private readonly Span<byte> _destination = destination;
 
     /// <inheritdoc/>
-    public void StorePayload() => _source.CopyTo(_destination);
+    public void StorePayload()
+    {
+        if (!_prefix.IsEmpty)
+        {
+            _prefix.CopyTo(_destination);
+        }
+        _source.CopyTo(_destination[_prefix.Length..]);
+    }
 
     /// <inheritdoc/>
     public void StoreRecord(ref TransactionRecordLayout slot, in TransactionRecordLayout record) => slot = record;

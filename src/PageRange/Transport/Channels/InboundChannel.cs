@@ -140,8 +140,22 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         ThrowIfDisposed();
         CheckInDataArea(record);
-        // SAFETY: [Offset, Offset+Length) lies inside the data area (checked above), mapped until Dispose.
-        return new ReadOnlySpan<byte>(_data + record.Offset, record.Length);
+        // SAFETY: [Offset, Offset+Length) lies inside the data area (checked above), mapped until Dispose; the payload
+        // is its tail after MetadataLength bytes, and MetadataLength <= Length was validated with the record.
+        return new ReadOnlySpan<byte>(_data + record.PayloadOffset, record.PayloadLength);
+    }
+
+    /// <summary>The metadata block at the start of a received transaction's buffer, in place (empty when it has none).</summary>
+    /// <remarks>The peer can still write these bytes: copy them once before parsing.</remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal ReadOnlySpan<byte> GetMetadata(in TransactionRecord record)
+    {
+        ThrowIfDisposed();
+        CheckInDataArea(record);
+        // SAFETY: [Offset, Offset+MetadataLength) lies inside [Offset, Offset+Length), inside the data area (checked
+        // above), mapped until Dispose.
+        return new ReadOnlySpan<byte>(_data + record.Offset, record.MetadataLength);
     }
 
     /// <summary>The payload of a received transaction as memory, in place (no copy, no allocation).</summary>
@@ -152,7 +166,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         ThrowIfDisposed();
         CheckInDataArea(record);
-        return _memory.Memory.Slice((int)record.Offset, record.Length);
+        return _memory.Memory.Slice((int)record.PayloadOffset, record.PayloadLength);
     }
 
     /// <summary>Gives a received transaction's buffer back to the writer (binder's <c>BC_FREE_BUFFER</c>) and wakes it if it is parked.</summary>
@@ -304,19 +318,23 @@ internal sealed unsafe class InboundChannel : IDisposable
             || (raw.Status != 0 && !errorReply)
             || raw.Depth > TransactionRecordLayout.MaxDepth
             || (!twoWay && (raw.ChainId != 0 || raw.Depth != 0))
-            || raw.MetadataLength != 0
+            || raw.MetadataLength > raw.Length
+            || raw.MetadataLength > CallMetadataBlock.MaxLength
+            || (raw.MetadataLength & 7) != 0
+            || (raw.MetadataLength != 0 && (flags & (TransactionFlags.TwoWay | TransactionFlags.Oneway)) == 0)
             || raw.Reserved0 != 0
             || raw.Reserved1 != 0)
         {
             ThrowBadRecord(raw, _layout.DataSize);
         }
         return new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags,
-            new RecordContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status));
+            new RecordContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status), (int)raw.MetadataLength);
     }
 
     private void CheckInDataArea(in TransactionRecord record)
     {
-        if (record.Offset < 0 || record.Length < 0 || record.Offset > _layout.DataSize - record.Length)
+        if (record.Offset < 0 || record.Length < 0 || record.Offset > _layout.DataSize - record.Length
+            || record.MetadataLength < 0 || record.MetadataLength > record.Length)
         {
             ThrowHelper.ThrowOutOfRange(record.Offset, record.Length, _layout.DataSize);
         }
@@ -329,7 +347,8 @@ internal sealed unsafe class InboundChannel : IDisposable
             $"code {raw.Code}, flags 0x{raw.Flags:x}, status {raw.Status}, chain {raw.ChainId} depth {raw.Depth}, metadata {raw.MetadataLength}, " +
             $"reserved {raw.Reserved0}/{raw.Reserved1} (data area {dataSize} bytes, offsets 8-byte aligned, exactly one of " +
             $"Oneway/TwoWay/Reply/ErrorReply, a status up to {TransactionRecordLayout.MaxStatus} only on ErrorReply, a chain only on " +
-            $"TwoWay, depth up to {TransactionRecordLayout.MaxDepth}, metadata and reserved words zero).");
+            $"TwoWay, depth up to {TransactionRecordLayout.MaxDepth}, metadata only on TwoWay/Oneway, within the length, a multiple of 8 " +
+            $"and at most {CallMetadataBlock.MaxLength} bytes, reserved words zero).");
 
     [DoesNotReturn]
     private void ThrowFreeRingFull() =>

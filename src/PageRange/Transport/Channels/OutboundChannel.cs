@@ -154,12 +154,15 @@ internal sealed unsafe class OutboundChannel : IDisposable
         try
         {
             ThrowIfDisposed();
-            if (!TryReserveUnsynchronized(payload.Length, oneway, clearOnFree, out long offset))
+            // The metadata block (if any) goes first in the same buffer: one reservation, one publish, one free.
+            ReadOnlySpan<byte> metadata = context.Metadata.Span;
+            int length = checked(metadata.Length + payload.Length);
+            if (!TryReserveUnsynchronized(length, oneway, clearOnFree, out long offset))
             {
                 return false;
             }
-            CopyPayloadStores stores = new(payload, _pages.GetSpan(offset, payload.Length));
-            PublishUnsynchronized(ref stores, offset, payload.Length, transactionId, code, flags, context);
+            CopyPayloadStores stores = new(metadata, payload, _pages.GetSpan(offset, length));
+            PublishUnsynchronized(ref stores, offset, length, transactionId, code, flags, context);
             return true;
         }
         finally
@@ -498,6 +501,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             Status = (uint)context.Status,
             ChainId = context.ChainId,
             Depth = context.Depth,
+            MetadataLength = (uint)context.Metadata.Length,
         };
         bool published = _txRing.TryPublish(ref stores, in record);
         Debug.Assert(published, "FreeSlots said a slot is free, and only this thread (holding the lock) publishes.");

@@ -2,13 +2,22 @@ namespace PageRange.Transport;
 
 /// <summary>A transaction record after validation: a private copy, never re-read from shared memory.</summary>
 /// <param name="TransactionId">The sender's id; a reply carries the id of the call it answers.</param>
-/// <param name="Offset">The payload's offset from the start of the data area; inside it with <paramref name="Length"/>.</param>
-/// <param name="Length">The payload's length in bytes.</param>
+/// <param name="Offset">The buffer's offset from the start of the data area; inside it with <paramref name="Length"/>.</param>
+/// <param name="Length">The buffer's length in bytes: metadata block and payload.</param>
 /// <param name="Code">What the transaction asks for (binder's <c>code</c>).</param>
 /// <param name="Flags">Valid flags: exactly one kind.</param>
 /// <param name="Context">The chain of a two-way call, or the status of an error reply.</param>
-internal readonly record struct TransactionRecord(ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags, RecordContext Context = default)
+/// <param name="MetadataLength">How many bytes at the start of the buffer are the metadata block, not payload; at most
+/// <paramref name="Length"/>.</param>
+internal readonly record struct TransactionRecord(
+    ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags, RecordContext Context = default, int MetadataLength = 0)
 {
+    /// <summary>Where the payload starts in the data area: after the metadata block.</summary>
+    internal long PayloadOffset => Offset + MetadataLength;
+
+    /// <summary>The payload's length: the buffer without its metadata block.</summary>
+    internal int PayloadLength => Length - MetadataLength;
+
     /// <summary>Whether no reply is expected.</summary>
     internal bool IsOneway => Flags.IsOneway();
 }

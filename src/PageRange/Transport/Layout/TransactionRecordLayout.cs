@@ -10,7 +10,7 @@ namespace PageRange.Transport;
 /// </code>
 /// One cache line. <see cref="BufferOffset"/> is relative to the data area. The receiver copies a slot to a local once
 /// and validates the copy (offset and length inside the data area, known flags, a status only on an error reply, a
-/// chain only on a two-way call, a depth within <see cref="MaxDepth"/>, reserved words zero) before it touches the payload.
+/// chain only on a two-way call, a depth within <see cref="MaxDepth"/>, a bounded metadata length, reserved words zero) before it touches the payload.
 /// </remarks>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 internal struct TransactionRecordLayout
@@ -48,7 +48,11 @@ internal struct TransactionRecordLayout
     /// <summary>How deep in its chain a two-way call is (0: a call nobody nested); zero on every other record.</summary>
     [FieldOffset(40)] public uint Depth;
 
-    /// <summary>Zero: reserved for trace context before the payload (issue 13).</summary>
+    /// <summary>
+    /// How many bytes at the start of the buffer are a metadata block (deadline, trace context, user metadata; see
+    /// <see cref="CallMetadataBlock"/>) rather than payload: zero, or on a call or oneway message a multiple of 8 up to
+    /// <see cref="CallMetadataBlock.MaxLength"/> and within <see cref="Length"/>.
+    /// </summary>
     [FieldOffset(44)] public uint MetadataLength;
 
     /// <summary>Zero; room for a later version.</summary>
