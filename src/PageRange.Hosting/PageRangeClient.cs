@@ -136,7 +136,7 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The reply, deserialized.</returns>
     /// <exception cref="ServerUnavailableException">No connection now, or it was lost during the call (which may have run).</exception>
-    /// <remarks>The other exceptions are those of <see cref="PageRangeMessagePack.CallAsync{TRequest, TResponse}"/>.</remarks>
+    /// <remarks>The other exceptions are those of <see cref="PageRangeMessagePack.CallAsync{TRequest, TResponse}(PageRange.Transport.PageRangeConnection, TRequest, uint, MessagePack.MessagePackSerializerOptions, System.Nullable{System.TimeSpan}, System.Threading.CancellationToken)"/>.</remarks>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public async ValueTask<TResponse> CallAsync<TRequest, TResponse>(

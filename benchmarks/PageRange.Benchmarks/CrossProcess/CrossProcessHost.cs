@@ -22,6 +22,11 @@ internal sealed class CrossProcessHost : IDisposable
     /// <summary>Creates the listening ends, starts the peer and waits until every transport is connected.</summary>
     public async Task ConnectAsync(IReadOnlyList<string> transports)
     {
+        // Every run measures the floor: each number is read against what this machine can do at this moment.
+        if (!transports.Contains("floor"))
+        {
+            transports = ["floor", .. transports];
+        }
         string runId = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var pending = transports.Select((transport, index) => TransportSetup.CreateHost(transport, runId, index, _options.RegionSize)).ToList();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
