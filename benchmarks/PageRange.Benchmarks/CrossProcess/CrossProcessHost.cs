@@ -20,10 +20,11 @@ internal sealed class CrossProcessHost : IDisposable
     public PeerProcess Peer => _peer ?? throw new InvalidOperationException("The peer is not started.");
 
     /// <summary>Creates the listening ends, starts the peer and waits until every transport is connected.</summary>
-    public async Task ConnectAsync(IReadOnlyList<string> transports)
+    /// <param name="transports">The transports to connect.</param>
+    /// <param name="withFloor">Adds the floor when it is not listed: every measuring run reads its numbers against it.</param>
+    public async Task ConnectAsync(IReadOnlyList<string> transports, bool withFloor = true)
     {
-        // Every run measures the floor: each number is read against what this machine can do at this moment.
-        if (!transports.Contains("floor"))
+        if (withFloor && !transports.Contains("floor"))
         {
             transports = ["floor", .. transports];
         }

@@ -20,7 +20,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
             string Ns(double value) => double.IsNaN(value) ? "" : value.ToString("F0", s_invariant);
             double floorRatio = FloorRatio(m);
             text.Append(s_invariant,
-                $"{m.Transport},{m.Mode},{(m.Workload == Workload.PingPong ? "pingpong" : "oneway")},{m.Size},{Ns(m.Percentile(50))},{Ns(m.Percentile(99))},{Ns(m.Percentile(99.9))},{Ns(m.Max)},{m.MessagesPerSecond:F0},{m.BytesPerSecond:F0},{m.CpuNanosecondsPerMessage:F0},{(double.IsNaN(floorRatio) ? "" : floorRatio.ToString("F2", s_invariant))}\n");
+                $"{m.Transport},{m.Mode},{(m.Workload == Workload.PingPong ? "pingpong" : "oneway")},{m.Size},{Ns(m.Percentile(50))},{Ns(m.Percentile(99))},{Ns(m.Percentile(99.9))},{Ns(m.Max)},{m.MessagesPerSecond:F0},{m.BytesPerSecond:F0},{m.CpuNanosecondsPerMessage:F0},{(double.IsNaN(floorRatio) ? "" : floorRatio.ToString("G4", s_invariant))}\n");
         }
         return text.ToString();
     }
@@ -134,7 +134,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
             : floor.MessagesPerSecond / m.MessagesPerSecond;
     }
 
-    private string FloorCell(Measurement m) => FloorRatio(m) is var ratio && double.IsNaN(ratio) ? "" : string.Create(s_invariant, $"{ratio:F1}×");
+    private string FloorCell(Measurement m) => FloorRatio(m) is var ratio && double.IsNaN(ratio) ? "" : string.Create(s_invariant, $"{ratio:G3}×");
 
     /// <summary>How many times better <paramref name="pageRange"/> is than <paramref name="baseline"/>.</summary>
     public static double Ratio(Measurement pageRange, Measurement baseline) => pageRange.Workload == Workload.PingPong
