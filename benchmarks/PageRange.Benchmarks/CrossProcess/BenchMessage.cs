@@ -2,7 +2,7 @@ using MessagePack;
 
 namespace PageRange.Benchmarks.CrossProcess;
 
-/// <summary>The typed message of the MessagePack mode: a sequence number and the payload bytes.</summary>
+/// <summary>The typed message of the MessagePack mode: a sequence number and the payload bytes, a blob as users send it.</summary>
 /// <remarks>Public because MessagePack's dynamic resolver generates its formatter at run time for public types only.</remarks>
 [MessagePackObject]
 public sealed class BenchMessage
@@ -11,9 +11,7 @@ public sealed class BenchMessage
     [Key(0)]
     public long Seq { get; set; }
 
-    /// <summary>The payload.</summary>
+    /// <summary>The payload: read in place, a slice of the transaction's payload in the region (issue 12 item 4).</summary>
     [Key(1)]
-#pragma warning disable CA1819 // The message's shape is what users send: a blob. MessagePack needs the settable array.
-    public byte[] Data { get; set; } = [];
-#pragma warning restore CA1819
+    public ReadOnlyMemory<byte> Data { get; set; }
 }

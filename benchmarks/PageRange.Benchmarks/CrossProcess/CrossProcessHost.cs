@@ -20,8 +20,14 @@ internal sealed class CrossProcessHost : IDisposable
     public PeerProcess Peer => _peer ?? throw new InvalidOperationException("The peer is not started.");
 
     /// <summary>Creates the listening ends, starts the peer and waits until every transport is connected.</summary>
-    public async Task ConnectAsync(IReadOnlyList<string> transports)
+    /// <param name="transports">The transports to connect.</param>
+    /// <param name="withFloor">Adds the floor when it is not listed: every measuring run reads its numbers against it.</param>
+    public async Task ConnectAsync(IReadOnlyList<string> transports, bool withFloor = true)
     {
+        if (withFloor && !transports.Contains("floor"))
+        {
+            transports = ["floor", .. transports];
+        }
         string runId = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var pending = transports.Select((transport, index) => TransportSetup.CreateHost(transport, runId, index, _options.RegionSize)).ToList();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));

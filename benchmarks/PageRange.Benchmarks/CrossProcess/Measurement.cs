@@ -53,5 +53,8 @@ internal sealed class Measurement(string transport, string mode, Workload worklo
 
     public double Max => Histogram is { } histogram ? histogram.GetMaxValue() : double.NaN;
 
+    /// <summary>The bare shared-memory ring every run measures: the machine's limit at that moment.</summary>
+    public bool IsFloor => transport == "floor";
+
     public bool IsPageRange => transport.StartsWith("pagerange", StringComparison.Ordinal);
 }

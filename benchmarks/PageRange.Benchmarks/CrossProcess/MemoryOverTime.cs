@@ -36,7 +36,7 @@ internal static class MemoryOverTime
 
         var options = CrossProcessOptions.Parse(["--region-size", (8L << 20).ToString(CultureInfo.InvariantCulture)]);
         using var host = new CrossProcessHost(options);
-        await host.ConnectAsync(["pagerange-raw:spin-then-park"]);
+        await host.ConnectAsync(["pagerange-raw:spin-then-park"], withFloor: false);
         var transport = (PageRangeHostTransport)host.Transports[0];
         OutboundChannel outbound = OutboundOf(transport.Connection);
         var payload = new BenchPayload(MessageSize);

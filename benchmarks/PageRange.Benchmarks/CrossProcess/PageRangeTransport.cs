@@ -16,7 +16,7 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
         if (messagePack)
         {
             BenchMessage reply = connection.Call<BenchMessage, BenchMessage>(payload.Message, BenchCodes.Ping);
-            return Checksum.Of(reply.Data);
+            return Checksum.Of(reply.Data.Span);
         }
         using Transaction transaction = connection.Call(BenchCodes.Ping, payload.Data);
         return Checksum.Of(transaction.Payload);
@@ -80,7 +80,7 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
                     transaction.Reply(transaction.Payload);
                     break;
                 case BenchCodes.Oneway when messagePack:
-                    tally.Add(transaction.Deserialize<BenchMessage>().Data);
+                    tally.Add(transaction.Deserialize<BenchMessage>().Data.Span);
                     break;
                 case BenchCodes.Oneway:
                     tally.Add(transaction.Payload);

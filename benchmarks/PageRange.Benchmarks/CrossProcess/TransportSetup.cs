@@ -14,6 +14,7 @@ internal static class TransportSetup
     /// <summary>Every transport the harness knows, in the order of the results.</summary>
     public static readonly string[] All =
     [
+        "floor",
         "pagerange-raw:busy-spin", "pagerange-raw:spin-then-park", "pagerange-raw:park",
         "pagerange-msgpack:busy-spin", "pagerange-msgpack:spin-then-park", "pagerange-msgpack:park",
         "unix-socket", "anon-pipe", "named-pipe", "tcp",
@@ -56,6 +57,11 @@ internal static class TransportSetup
                     PageRangeConnection connection = await listener.AcceptAsync(cancellationToken);
                     return new PageRangeHostTransport(connection, listener, messagePack, wait);
                 });
+            }
+            case "floor":
+            {
+                FloorChannel channel = FloorChannel.CreateHost(regionSize);
+                return new Pending($"floor:busy-spin:{channel.PeerAddress}", _ => Task.FromResult<IHostTransport>(new FloorHostTransport(channel)));
             }
             case "unix-socket":
             {
@@ -132,6 +138,8 @@ internal static class TransportSetup
                 PageRangeConnection connection = PageRangeConnection.ConnectAsync(address, options).AsTask().GetAwaiter().GetResult();
                 return new PageRangePeerTransport(connection, kind == "pagerange-msgpack");
             }
+            case "floor":
+                return new FloorPeerTransport(FloorChannel.OpenPeer(address, regionSize));
             case "unix-socket":
             {
                 var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

@@ -60,8 +60,16 @@ public static class PageRangeMessagePack
     private static bool t_spilled;
 
     /// <summary>Standard resolvers with <see cref="MessagePackSecurity.UntrustedData"/>.</summary>
+    /// <remarks>
+    /// A <see cref="ReadOnlyMemory{T}"/> of bytes in a message read with <see cref="Deserialize{T}"/> is a slice of the
+    /// transaction's payload in the region, valid until the transaction is disposed (copy it to keep it longer); the
+    /// replies of the typed <c>Call</c>, whose transaction is freed before it returns, get a copy.
+    /// </remarks>
     public static MessagePackSerializerOptions DefaultOptions { get; } =
-        MessagePackSerializerOptions.Standard.WithSecurity(MessagePackSecurity.UntrustedData);
+        MessagePackSerializerOptions.Standard
+            .WithResolver(MessagePack.Resolvers.CompositeResolver.Create(
+                [RegionMemoryFormatter.Instance], [MessagePack.Resolvers.StandardResolver.Instance]))
+            .WithSecurity(MessagePackSecurity.UntrustedData);
 
     /// <summary>Serializes <paramref name="message"/> into the peer's region and sends it oneway.</summary>
     /// <param name="connection">The connection.</param>
@@ -140,7 +148,7 @@ public static class PageRangeMessagePack
             && SerializeInto(reservation, request, options)
             ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken, chain)
             : connection.Call(code, ParcelFor(request, options, estimate).WrittenSpan, chain, timeout, cancellationToken);
-        return reply.Deserialize<TResponse>(options);
+        return DeserializeCore<TResponse>(reply, options, sliceInPlace: false);
     }
 
     /// <summary>Calls the peer with a typed request and completes with its typed reply.</summary>
@@ -189,7 +197,7 @@ public static class PageRangeMessagePack
         }
         using (reply)
         {
-            return reply.Deserialize<TResponse>(options);
+            return DeserializeCore<TResponse>(reply, options, sliceInPlace: false);
         }
     }
 
@@ -313,8 +321,19 @@ public static class PageRangeMessagePack
     /// <exception cref="InvalidMessageException">The payload is not a valid <typeparamref name="T"/>; the connection is unaffected.</exception>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
-    public static T Deserialize<T>(this Transaction transaction, MessagePackSerializerOptions? options = null)
+    public static T Deserialize<T>(this Transaction transaction, MessagePackSerializerOptions? options = null) =>
+        DeserializeCore<T>(transaction, options, sliceInPlace: true);
+
+    /// <summary>
+    /// Deserializes in place; byte memory members are slices of the payload when <paramref name="sliceInPlace"/> (the
+    /// caller keeps the transaction), copies when the transaction is freed before the message is handed out.
+    /// </summary>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    internal static T DeserializeCore<T>(Transaction transaction, MessagePackSerializerOptions? options, bool sliceInPlace)
     {
+        bool outer = RegionMemoryFormatter.t_sliceInPlace;
+        RegionMemoryFormatter.t_sliceInPlace = sliceInPlace;
         try
         {
             return MessagePackSerializer.Deserialize<T>(transaction.Memory, options ?? DefaultOptions);
@@ -323,6 +342,10 @@ public static class PageRangeMessagePack
         {
             throw new InvalidMessageException(
                 $"Transaction {transaction.Id} (code {transaction.Code}, {transaction.Length} bytes) is not a valid {typeof(T).Name}: {error.Message}", error);
+        }
+        finally
+        {
+            RegionMemoryFormatter.t_sliceInPlace = outer;
         }
     }
 

@@ -118,7 +118,8 @@ public sealed class CallContext
     {
         byte[] bytes = MessagePackSerializer.Serialize(request, options ?? PageRangeMessagePack.DefaultOptions);
         using Transaction reply = Call(code, bytes, timeout);
-        return reply.Deserialize<TResponse>(options);
+        // The reply is freed on return: byte memory members must be copies, not slices of it.
+        return PageRangeMessagePack.DeserializeCore<TResponse>(reply, options, sliceInPlace: false);
     }
 
     /// <summary>Calls back into the client with a typed request and completes with its typed reply.</summary>
@@ -140,7 +141,8 @@ public sealed class CallContext
     private static async ValueTask<TResponse> CallTypedAsync<TResponse>(ValueTask<Transaction> call, MessagePackSerializerOptions? options)
     {
         using Transaction reply = await call.ConfigureAwait(false);
-        return reply.Deserialize<TResponse>(options);
+        // The reply is freed on return: byte memory members must be copies, not slices of it.
+        return PageRangeMessagePack.DeserializeCore<TResponse>(reply, options, sliceInPlace: false);
     }
 
     /// <summary>Ends the context when the handler has returned.</summary>

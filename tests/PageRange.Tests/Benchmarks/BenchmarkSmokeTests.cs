@@ -21,17 +21,32 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
 
         string[] lines = await File.ReadAllLinesAsync(Path.Combine(_directory, "results.csv"));
         Assert.StartsWith("# machine: ", lines[0], StringComparison.Ordinal);
-        Assert.Equal("transport,mode,workload,size_bytes,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,bytes_per_s,cpu_ns_per_msg", lines[1]);
+        Assert.Equal("transport,mode,workload,size_bytes,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,bytes_per_s,cpu_ns_per_msg,floor_ratio", lines[1]);
         string[][] rows = lines.Skip(2).Select(line => line.Split(',')).ToArray();
-        // Ten transports (six PageRange variants, four baselines) times two ping-pong and two oneway sizes.
-        Assert.Equal(40, rows.Length);
+        // Eleven transports (the floor, six PageRange variants, four baselines) times two ping-pong and two oneway sizes.
+        Assert.Equal(44, rows.Length);
         Assert.All(rows, row => Assert.True(double.Parse(row[8], CultureInfo.InvariantCulture) > 0, string.Join(',', row)));
         Assert.Contains(rows, row => row[0] == "unix-socket" && row[2] == "pingpong" && row[3] == "64");
         Assert.Contains(rows, row => row[0] == "pagerange-msgpack" && row[1] == "park" && row[2] == "oneway" && row[3] == "65536");
+        // The floor is measured in the run, and every row carries its ratio to it (the floor's own is 1).
+        Assert.Equal(4, rows.Count(row => row[0] == "floor"));
+        Assert.All(rows, row => Assert.True(double.Parse(row[11], CultureInfo.InvariantCulture) > 0, string.Join(',', row)));
+        Assert.All(rows.Where(row => row[0] == "floor"), row => Assert.Equal(1.0, double.Parse(row[11], CultureInfo.InvariantCulture)));
         string markdown = await File.ReadAllTextAsync(Path.Combine(_directory, "results.md"));
         Assert.Contains("## Targets (issue 6)", markdown, StringComparison.Ordinal);
+        Assert.Contains("## Targets (issue 12, against this run's floor)", markdown, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(_directory, "roundtrip.png")));
         Assert.True(File.Exists(Path.Combine(_directory, "throughput.png")));
+    }
+
+    [Fact]
+    public async Task CrossProcessQuick_TransportsWithoutFloor_MeasuresTheFloorAnyway()
+    {
+        await RunAsync("cross-process", "--quick", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "64", "--no-charts", "--out", _directory);
+
+        string[] rows = (await File.ReadAllLinesAsync(Path.Combine(_directory, "results.csv"))).Skip(2).ToArray();
+        Assert.Equal(4, rows.Length);
+        Assert.Equal(2, rows.Count(row => row.StartsWith("floor,busy-spin,", StringComparison.Ordinal)));
     }
 
     [Fact]
