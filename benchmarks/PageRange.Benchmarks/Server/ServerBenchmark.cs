@@ -58,7 +58,7 @@ internal static class ServerBenchmark
         HelpName = "dir",
     };
 
-    private static readonly Option<string> s_wait = new("--wait")
+    private static readonly Option<string> s_wait = new Option<string>("--wait")
     {
         Description = "How PageRange's processes wait: park or spin-then-park.",
         DefaultValueFactory = _ => "spin-then-park",

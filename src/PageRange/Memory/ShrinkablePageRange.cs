@@ -286,7 +286,7 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     /// <summary>A consistent snapshot of the page counts per state, the high-water mark and the resident bytes.</summary>
     /// <remarks>
     /// The counts are taken together under the range lock. The resident bytes come from the kernel right after (the
-    /// system call is made outside the lock so the shrinker is not made to skip); after <see cref="Dispose"/> they are 0.
+    /// system call is made outside the lock so the shrinker is not made to skip); after <see cref="Dispose()"/> they are 0.
     /// </remarks>
     internal PageRangeStats GetStats()
     {
@@ -392,7 +392,16 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     /// region may be the peer's, which can keep it open as long as it likes, while the pages we backed are charged
     /// to us. If the kernel refuses the punch the pages stay until the region closes; Dispose never throws for it.
     /// </remarks>
-    public void Dispose()
+    public void Dispose() => Dispose(keepUsedPages: false);
+
+    /// <summary>
+    /// <see cref="Dispose()"/>, but with <paramref name="keepUsedPages"/> the pages a live buffer covers (Used) stay
+    /// backed: on a graceful close the peer may still be reading transactions we published, and punching them would
+    /// turn those payloads into zeros under its feet. Only Available pages are punched then; the Used ones go when the
+    /// peer closes the region (at most what was in flight when we closed).
+    /// </summary>
+    /// <param name="keepUsedPages">Keep the pages of live buffers; false punches every page this range backed.</param>
+    internal void Dispose(bool keepUsedPages)
     {
         // Taking the mm lock waits for a shrinker that is punching one of our pages right now (it holds the lock
         // across the punch), so the region is still mapped and open while it does.
@@ -400,6 +409,7 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         try
         {
             int highWaterMark;
+            bool[]? keep = null;
             _lock.Enter();
             try
             {
@@ -419,6 +429,11 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
                     {
                         if (page.Backed)
                         {
+                            // Used = backed and not on the LRU: read before LruDel makes every page look Used.
+                            if (keepUsedPages && !page.IsQueued)
+                            {
+                                (keep ??= new bool[_pageCount])[page.Index] = true;
+                            }
                             _shrinker.LruDel(page);
                         }
                     }
@@ -428,7 +443,14 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
             {
                 _lock.Exit();
             }
-            PunchAllOnDispose(highWaterMark);
+            if (keep is null)
+            {
+                PunchAllOnDispose(highWaterMark);
+            }
+            else
+            {
+                PunchAllButOnDispose(highWaterMark, keep);
+            }
         }
         finally
         {
@@ -437,12 +459,12 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         _region.ReleaseRef();
     }
 
-    /// <summary>Whether the kernel refused the punch of <see cref="Dispose"/> (the pages then stay until the region closes).</summary>
+    /// <summary>Whether the kernel refused the punch of <see cref="Dispose()"/> (the pages then stay until the region closes).</summary>
     internal bool DisposePunchFailed { get; private set; }
 
     /// <summary>
     /// Punches pages <c>[0, highWaterMark)</c>, every page this range ever backed, in one call: holes in between cost
-    /// the kernel nothing. Called by <see cref="Dispose"/> with the mm lock held and the range marked disposed, so no
+    /// the kernel nothing. Called by <see cref="Dispose()"/> with the mm lock held and the range marked disposed, so no
     /// page is backed again meanwhile.
     /// </summary>
     private void PunchAllOnDispose(int highWaterMark)
@@ -479,6 +501,54 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         finally
         {
             _lock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Punches pages <c>[0, highWaterMark)</c> except those <paramref name="keep"/> marks, run by run. Called by
+    /// <see cref="Dispose(bool)"/> under the mm lock with the range marked disposed, like <see cref="PunchAllOnDispose"/>.
+    /// </summary>
+    private void PunchAllButOnDispose(int highWaterMark, bool[] keep)
+    {
+        Debug.Assert(_mmLock.IsHeldByCurrentThread, "Pages are backed only under the mm lock.");
+        int start = 0;
+        while (start < highWaterMark)
+        {
+            if (keep[start])
+            {
+                start++;
+                continue;
+            }
+            int end = start;
+            while (end < highWaterMark && !keep[end])
+            {
+                end++;
+            }
+            try
+            {
+                _region.PunchHole(_dataOffset + ((long)start * _pageSize), (long)(end - start) * _pageSize);
+            }
+            catch (SystemCallException)
+            {
+                DisposePunchFailed = true;
+                return;
+            }
+            _lock.Enter();
+            try
+            {
+                for (int i = start; i < end; i++)
+                {
+                    if (PageOrNull(i) is { } page)
+                    {
+                        page.Backed = false;
+                    }
+                }
+            }
+            finally
+            {
+                _lock.Exit();
+            }
+            start = end;
         }
     }
 

@@ -405,7 +405,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _pumpWake.Set();
         _pumpThread.Join();
         StopRoomWatcher();
-        _outbound.Dispose();
+        // Our own close is graceful: the peer may still read the transactions we published (a reply, a last oneway), so
+        // their pages stay until it frees or closes. A peer that died or broke the protocol reads nothing more.
+        _outbound.Dispose(keepLiveBuffers: _deathCause is ObjectDisposedException);
         // Transactions routed to us that nobody received are freed now, so the region goes at once instead of when the
         // GC finalizes it; the ones the application holds keep it mapped until they are disposed. InboundChannel.Dispose
         // waits for a receive in progress, so a reader still holding the role is safe.

@@ -422,7 +422,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// zeros from then on; the connection is over, and payload bytes were never the receiver's to trust (the writer
     /// may change them at any time). Never blocks on the peer: a send holding the lock finishes its bounded pass.
     /// </remarks>
-    public void Dispose()
+    public void Dispose() => Dispose(keepLiveBuffers: false);
+
+    /// <summary>Closes the writing side; with <paramref name="keepLiveBuffers"/> the pages of buffers still live stay backed.</summary>
+    /// <param name="keepLiveBuffers">A graceful close: the peer may still read what we published (see <see cref="ShrinkablePageRange.Dispose(bool)"/>).</param>
+    internal void Dispose(bool keepLiveBuffers)
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
@@ -444,7 +448,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             _lock.Exit();
         }
-        _pages.Dispose();
+        _pages.Dispose(keepLiveBuffers);
         _region.ReleaseRef();
         _region.Dispose();
     }
