@@ -57,6 +57,27 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void PackBoth_ThenConsumeHosting_ServesAndCallsInOneHost()
+    {
+        string feed = Path.Combine(_directory, "feed");
+        foreach (string project in new[] { "PageRange", "PageRange.Hosting" })
+        {
+            Run(Path.Combine(RepositoryRoot, "src", project),
+                "pack", "-c", Configuration, "--no-build", "-o", feed, $"-p:Version={_version}", "--disable-build-servers", "-nodeReuse:false");
+            Assert.True(File.Exists(Path.Combine(feed, $"{project}.{_version}.nupkg")), $"no {project} package");
+            Assert.True(File.Exists(Path.Combine(feed, $"{project}.{_version}.snupkg")), $"no {project} symbols");
+        }
+
+        string consumer = WriteHostingConsumer(feed);
+        Run(consumer, "build", "-c", "Release", "--disable-build-servers", "-nodeReuse:false", "-p:UseSharedCompilation=false");
+        (string stdout, _) = Run(consumer, Path.Combine("bin", "Release", "net10.0", "Consumer.dll"));
+
+        // The host's console logger writes its start and stop lines around ours.
+        Assert.Contains("consumer: hosted pong 42", stdout.Split('\n').Select(line => line.Trim()));
+        Assert.True(Directory.Exists(Path.Combine(_directory, "packages", "pagerange.hosting", _version)), "PageRange.Hosting was not restored from the feed");
+    }
+
+    [Fact]
     public async Task PackTool_InstalledIntoAToolPath_PagerangeListFindsOurListener()
     {
         string feed = Path.Combine(_directory, "feed");
@@ -182,6 +203,59 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
             Pong pong = client.Call<Ping, Pong>(new Ping(41));
             await serving;
             Console.WriteLine($"consumer: pong {pong.Seq}");
+
+            [MessagePackObject]
+            public sealed record Ping([property: Key(0)] long Seq);
+
+            [MessagePackObject]
+            public sealed record Pong([property: Key(0)] long Seq);
+            """);
+        return consumer;
+    }
+
+    /// <summary>A console project outside the repository that runs a hosted server and a hosted client from the packages.</summary>
+    private string WriteHostingConsumer(string feed)
+    {
+        string consumer = Path.Combine(_directory, "consumer-hosting");
+        Directory.CreateDirectory(consumer);
+        WriteNuGetConfig(feed);
+        string hostingVersion = typeof(Microsoft.Extensions.Hosting.Host).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "10.0.0";
+        File.WriteAllText(Path.Combine(consumer, "Consumer.csproj"), $"""
+            <Project Sdk="Microsoft.NET.Sdk">
+              <PropertyGroup>
+                <OutputType>Exe</OutputType>
+                <TargetFramework>net10.0</TargetFramework>
+                <Nullable>enable</Nullable>
+                <ImplicitUsings>enable</ImplicitUsings>
+                <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
+                <NuGetAudit>false</NuGetAudit>
+              </PropertyGroup>
+              <ItemGroup>
+                <PackageReference Include="PageRange.Hosting" Version="{_version}" />
+                <PackageReference Include="Microsoft.Extensions.Hosting" Version="{hostingVersion}" />
+              </ItemGroup>
+            </Project>
+            """);
+        File.WriteAllText(Path.Combine(consumer, "Program.cs"), """
+            using System.Runtime.Versioning;
+            using MessagePack;
+            using Microsoft.Extensions.DependencyInjection;
+            using Microsoft.Extensions.Hosting;
+            using PageRange.Hosting;
+
+            [assembly: SupportedOSPlatform("linux")]
+
+            string name = $"pack-hosting-{Environment.ProcessId}";
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            HostApplicationBuilder builder = Host.CreateApplicationBuilder();
+            builder.Services.AddPageRangeServer(name, server => server.Map<Ping, Pong>(1, (ping, context) => new Pong(ping.Seq + 1)));
+            builder.Services.AddPageRangeClient(name);
+            using IHost host = builder.Build();
+            await host.StartAsync(timeout.Token);
+            PageRangeClient client = host.Services.GetRequiredService<IPageRangeClientFactory>().GetClient(name);
+            Pong pong = await client.CallAsync<Ping, Pong>(new Ping(41), code: 1, cancellationToken: timeout.Token);
+            await host.StopAsync(timeout.Token);
+            Console.WriteLine($"consumer: hosted pong {pong.Seq}");
 
             [MessagePackObject]
             public sealed record Ping([property: Key(0)] long Seq);
