@@ -125,7 +125,9 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
             ClientDisconnectedEventArgs Of(TestHostProcess host) => Assert.Single(disconnects, e => e.Client.Pid == host.Id);
             Assert.Equal(ClientDisconnectReason.PeerClosed, Of(victim).Reason);
             Assert.Equal(ClientDisconnectReason.ProtocolViolation, Of(garbage).Reason);
-            Assert.Equal(ClientDisconnectReason.ProtocolViolation, Of(flood).Reason);
+            // The flooder may exit before the server reads its extra descriptors: then its end is what the server sees
+            // first. Either way its connection ended alone (the resource checks below hold in both cases).
+            Assert.Contains(Of(flood).Reason, new[] { ClientDisconnectReason.ProtocolViolation, ClientDisconnectReason.PeerClosed });
             Assert.Contains(handshakeFailures, e => e.PeerPid == silent.Id);
             Assert.All(honest, host => Assert.Equal(ClientDisconnectReason.PeerClosed, Of(host).Reason));
             Assert.InRange(server.PeakThreadCount, 1, 4);
