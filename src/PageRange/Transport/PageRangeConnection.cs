@@ -66,6 +66,10 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private int _parkedFollowers;
     private int _asyncInterest;
     private volatile Exception? _deathCause;
+
+    // Set by CloseAsync before it says goodbye: the peer answers by shutting its control socket, and that end may be
+    // noticed (as a PeerDiedException) before DisposeAsync records ours; the close is still ours, and graceful.
+    private volatile bool _closingGracefully;
     private volatile bool _peerDead;
     private int _deathNoticed;
     private int _disposed;
@@ -374,6 +378,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     {
         if (!_peerDead && Volatile.Read(ref _disposed) == 0)
         {
+            _closingGracefully = true;
             try
             {
                 using var bound = new CancellationTokenSource(_options.ParkTimeout * 10);
@@ -407,7 +412,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         StopRoomWatcher();
         // Our own close is graceful: the peer may still read the transactions we published (a reply, a last oneway), so
         // their pages stay until it frees or closes. A peer that died or broke the protocol reads nothing more.
-        _outbound.Dispose(keepLiveBuffers: _deathCause is ObjectDisposedException);
+        _outbound.Dispose(keepLiveBuffers: _deathCause is ObjectDisposedException || (_closingGracefully && _deathCause is PeerDiedException));
         // Transactions routed to us that nobody received are freed now, so the region goes at once instead of when the
         // GC finalizes it; the ones the application holds keep it mapped until they are disposed. InboundChannel.Dispose
         // waits for a receive in progress, so a reader still holding the role is safe.
