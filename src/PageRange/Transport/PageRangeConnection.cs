@@ -396,6 +396,10 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         await _handshake.DisposeAsync().ConfigureAwait(false);
         _pumpWake.Set();
         _pumpThread.Join();
+        // The peer's death may have been noticed before Dispose (so the notice above did nothing) while the ring was
+        // not drained yet: nobody drains it now, so the calls still pending fail here instead of waiting for ever.
+        FailPendingCalls();
+        NotifyFollowers();
         StopRoomWatcher();
         _outbound.Dispose();
         // Transactions routed to us that nobody received are freed now, so the region goes at once instead of when the
