@@ -35,6 +35,8 @@ internal static class Program
                 "hostile-pidns-connect" => HostileControlScenarios.PidNamespaceConnect(args),
                 "hosting-serve" => HostingScenarios.Serve(args),
                 "hostile-private-listen" => HostileControlScenarios.PrivateListen(args),
+                "adversary-honest" => AdversaryScenarios.Honest(args),
+                "adversary-attack" => AdversaryScenarios.Attack(args),
                 _ => Unknown(args[0]),
             };
         }
