@@ -36,6 +36,8 @@ internal static class Program
                 "hosting-serve" => HostingScenarios.Serve(args),
                 "hostile-private-listen" => HostileControlScenarios.PrivateListen(args),
                 "tracing-serve" => TracingScenarios.Serve(args),
+                "adversary-honest" => AdversaryScenarios.Honest(args),
+                "adversary-attack" => AdversaryScenarios.Attack(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -170,6 +170,7 @@ public sealed partial class PageRangeConnection
 
         CancellationTokenSource? cancellation;
         bool disposeInbound;
+        bool releasedOneway = false;
         ProtocolViolationException? violation = null;
         lock (_slotLock)
         {
@@ -207,6 +208,7 @@ public sealed partial class PageRangeConnection
                 if (_onewayBacklog.TryDequeue(out IncomingSlot? next))
                 {
                     EnqueueReadyUnsynchronized(next);
+                    releasedOneway = true;
                 }
                 else
                 {
@@ -226,6 +228,12 @@ public sealed partial class PageRangeConnection
         if (violation is not null)
         {
             CloseForViolation(violation);
+        }
+        if (releasedOneway && !disposeInbound && Volatile.Read(ref _readerRole) != 0)
+        {
+            // A receiver holding the reader role parks on the ring's doorbell, and nothing arrives in the ring for
+            // this oneway: without the nudge it would find it only after a whole park timeout.
+            _inbound.NudgeReader();
         }
         if (disposeInbound)
         {

@@ -409,6 +409,10 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         await _handshake.DisposeAsync().ConfigureAwait(false);
         _pumpWake.Set();
         _pumpThread.Join();
+        // The peer's death may have been noticed before Dispose (so the notice above did nothing) while the ring was
+        // not drained yet: nobody drains it now, so the calls still pending fail here instead of waiting for ever.
+        FailPendingCalls();
+        NotifyFollowers();
         StopRoomWatcher();
         // Our own close is graceful: the peer may still read the transactions we published (a reply, a last oneway), so
         // their pages stay until it frees or closes. A peer that died or broke the protocol reads nothing more.

@@ -41,6 +41,8 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Set by <see cref="WakeReader"/>: waits return at once from then on.</summary>
     private int _released;
+    /// <summary>Set by <see cref="NudgeReader"/>: the current (or next) wait returns once, then it is cleared.</summary>
+    private int _nudged;
     private long _highWaterMark;
 
     private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
@@ -212,10 +214,23 @@ internal sealed unsafe class InboundChannel : IDisposable
         ThrowIfDisposed();
         // The doorbell holds a reference while it waits, so its words stay mapped even if Dispose runs meanwhile.
         TransactionReady condition = new(this);
-        bool ready = _txDoorbell.Wait(ref condition, strategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        bool ready;
+        try
+        {
+            ready = _txDoorbell.Wait(ref condition, strategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        }
+        finally
+        {
+            // Cleared after the wait, never before: a nudge that lands between the caller's last check and this wait
+            // must still cut it short. A stale nudge costs one early return, and the caller looks again.
+            Volatile.Write(ref _nudged, 0);
+        }
         ThrowIfDisposed();
         return ready;
     }
+
+    /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>
+    internal long ReaderParks => _txDoorbell.Parks;
 
     /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;
@@ -228,6 +243,16 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal void WakeReader()
     {
         Volatile.Write(ref _released, 1);
+        _txDoorbell.WakeAllIfOpen();
+    }
+
+    /// <summary>
+    /// Wakes a reader parked in <see cref="WaitForTransaction(TimeSpan, CancellationToken)"/> once, without publishing
+    /// anything: something it waits for became ready on our side (a backlogged oneway released), not in the ring.
+    /// </summary>
+    internal void NudgeReader()
+    {
+        Volatile.Write(ref _nudged, 1);
         _txDoorbell.WakeAllIfOpen();
     }
 
@@ -359,6 +384,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Ready when a transaction is published or the channel is disposed.</summary>
     private readonly struct TransactionReady(InboundChannel channel) : IWaitCondition
     {
-        public bool IsReady => Volatile.Read(ref channel._disposed) != 0 || Volatile.Read(ref channel._released) != 0 || channel._txRing.HasData;
+        public bool IsReady =>
+            Volatile.Read(ref channel._disposed) != 0 || Volatile.Read(ref channel._released) != 0
+            || Volatile.Read(ref channel._nudged) != 0 || channel._txRing.HasData;
     }
 }

@@ -1,0 +1,84 @@
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// Waits that used to end only by a park timeout, or never: a call pending when the connection is disposed after the
+/// peer's death was noticed but not drained, and a receiver holding the reader role when a backlogged oneway is released.
+/// </summary>
+public sealed class ConnectionWakeupTests
+{
+    [Fact]
+    public async Task DisposeAsync_PeerDeathNoticedButRingNotDrained_PendingCallFailsPromptly()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        // Nobody may drain the client's ring: the death is noticed (the socket's end) but the drain that would fail the
+        // call never runs, which is the window Dispose must close.
+        Assert.True(pair.Client.TryHoldReaderRoleForTest(), "the reader role was taken");
+        Task<Transaction> call;
+        try
+        {
+            call = pair.Client.CallAsync(1, "pending"u8.ToArray(), Timeout.InfiniteTimeSpan).AsTask();
+            // The call is published; the peer goes away without replying.
+            using (Transaction received = pair.Server.Receive(new CancellationTokenSource(TestTimeouts.Long).Token))
+            {
+                Assert.True(received.IsTwoWay);
+            }
+            await pair.Server.DisposeAsync();
+            await Task.Delay(Timeout.Infinite, pair.Client.PeerDied).ContinueWith(static _ => { }, TaskScheduler.Default).WaitAsync(TestTimeouts.Long);
+            Assert.False(call.IsCompleted, "the call ended before Dispose: the scenario did not happen");
+
+            await pair.Client.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        }
+        finally
+        {
+            pair.Client.ReleaseReaderRoleForTest();
+        }
+
+        // Infinite call timeout: before the fix this wait failed with a TimeoutException of its own.
+        Exception error = await Assert.ThrowsAnyAsync<Exception>(() => call.WaitAsync(TestTimeouts.Short));
+        Assert.True(error is PeerDiedException or ObjectDisposedException, $"unexpected {error.GetType().Name}: {error.Message}");
+    }
+
+    [Fact]
+    public async Task Receive_ReaderParkedWhenBackloggedOnewayReleased_GetsItWellBeforeParkTimeout()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.ParkTimeout = TimeSpan.FromSeconds(10);
+        options.WaitStrategy = WaitStrategy.Park;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+        pair.Client.SendOneway(1, "first"u8);
+        pair.Client.SendOneway(2, "second"u8);
+        Transaction first = pair.Server.Receive(bound.Token);
+        Assert.Equal(1u, first.Code);
+
+        long parksBefore = pair.Server.Inbound.ReaderParks;
+        Task<(uint Code, byte[] Payload)> second = Task.Factory.StartNew(
+            () =>
+            {
+                using Transaction transaction = pair.Server.Receive(bound.Token);
+                return (transaction.Code, transaction.Payload.ToArray());
+            },
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        // The receiver holds the reader role and is parked on the ring's doorbell: the second oneway is in the backlog,
+        // not in the ring, so nothing the peer does will wake it.
+        while (pair.Server.Inbound.ReaderParks == parksBefore)
+        {
+            Assert.False(second.IsCompleted, "the second oneway was delivered before the first was disposed");
+            await Task.Delay(10).WaitAsync(TestTimeouts.Long);
+        }
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        first.Dispose();
+        (uint code, byte[] payload) = await second.WaitAsync(TestTimeouts.Long);
+        clock.Stop();
+
+        Assert.Equal(2u, code);
+        Assert.Equal("second"u8.ToArray(), payload);
+        // Generous, but well under the 10 s park timeout that the receiver waited out before the fix.
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the released oneway took {clock.Elapsed} to reach the parked receiver");
+    }
+}
