@@ -38,6 +38,7 @@ internal static class Program
                 "tracing-serve" => TracingScenarios.Serve(args),
                 "adversary-honest" => AdversaryScenarios.Honest(args),
                 "adversary-attack" => AdversaryScenarios.Attack(args),
+                "server-stop-reading" => ReplyRoomScenarios.StopReading(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -82,6 +82,10 @@ internal static partial class PageRangeLog
         Message = "Client pid {PeerPid} disconnected from '{Name}': {Reason}")]
     internal static partial void ClientDisconnected(ILogger logger, string name, int peerPid, string reason);
 
+    [LoggerMessage(EventId = PageRangeLogEvents.ClientStoppedReading, Level = LogLevel.Warning,
+        Message = "Client pid {PeerPid} on '{Name}' stopped reading its replies (no room for a reply within {TimeoutMilliseconds} ms); its connection is closed")]
+    internal static partial void ClientStoppedReading(ILogger logger, string name, int peerPid, double timeoutMilliseconds);
+
     [LoggerMessage(EventId = PageRangeLogEvents.HandlerFailed, Level = LogLevel.Error,
         Message = "The handler of code {Code} failed on a call from pid {PeerPid} on '{Name}'")]
     internal static partial void HandlerFailed(ILogger logger, Exception exception, string name, int peerPid, uint code);

@@ -74,4 +74,7 @@ public static class PageRangeLogEvents
 
     /// <summary>302, Error: a server's handler threw.</summary>
     public const int HandlerFailed = 302;
+
+    /// <summary>303, Warning: a client stopped reading its replies (a reply found no room in time); its connection is closed.</summary>
+    public const int ClientStoppedReading = 303;
 }

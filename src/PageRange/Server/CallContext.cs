@@ -12,6 +12,8 @@ namespace PageRange.Server;
 /// <remarks>Valid while the handler runs; the server ends it when the handler returns.</remarks>
 public sealed class CallContext
 {
+    private static readonly TimeSpan s_longestTimer = TimeSpan.FromMilliseconds(int.MaxValue - 1);
+
     private readonly Transaction _transaction;
     private readonly CancellationToken _serverStopping;
     private CancellationTokenSource? _linked;
@@ -58,9 +60,12 @@ public sealed class CallContext
     public bool IsOneway { get; }
 
     /// <summary>
-    /// Cancelled when the caller cancels the call or gives up waiting, when the caller is gone, or when the server stops
-    /// and the grace period of <see cref="PageRangeServer.StopAsync"/> is over.
+    /// Cancelled when the caller cancels the call or gives up waiting, when the caller is gone, when the caller's
+    /// <see cref="Deadline"/> passes (also for a oneway message), or when the server stops and the grace period of
+    /// <see cref="PageRangeServer.StopAsync"/> is over.
     /// </summary>
+    /// <remarks>A handler that lets the resulting <see cref="OperationCanceledException"/> through after the deadline fails
+    /// the call with <see cref="CallStatus.DeadlineExceeded"/>.</remarks>
     public CancellationToken CancellationToken
     {
         get
@@ -72,6 +77,20 @@ public sealed class CallContext
             }
             // Built on first use only: most handlers never look, and a linked source costs an allocation and a registration.
             var created = CancellationTokenSource.CreateLinkedTokenSource(_transaction.CallCancelled, _serverStopping);
+            if (Deadline is { } deadline)
+            {
+                // The caller stops caring at its deadline, whether or not its cancel arrives (a oneway sends none): past
+                // it, the handler's work is wasted. CancelAfter takes at most about 49 days; a later deadline is as none.
+                TimeSpan left = deadline - DateTimeOffset.UtcNow;
+                if (left <= TimeSpan.Zero)
+                {
+                    created.Cancel();
+                }
+                else if (left < s_longestTimer)
+                {
+                    created.CancelAfter(left);
+                }
+            }
             if (Interlocked.CompareExchange(ref _linked, created, null) is { } raced)
             {
                 created.Dispose();

@@ -14,4 +14,11 @@ public enum ClientDisconnectReason
 
     /// <summary>Anything else confined to that one connection (an unexpected error while serving it).</summary>
     Failed,
+
+    /// <summary>
+    /// The client stopped reading its replies: a reply found no room in its region within
+    /// <see cref="PageRangeServerOptions.ReplyRoomTimeout"/>, so the server closed the connection rather than hold a
+    /// worker for it.
+    /// </summary>
+    StoppedReading,
 }

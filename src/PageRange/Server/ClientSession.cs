@@ -14,6 +14,7 @@ internal sealed class ClientSession : IDisposable
     private readonly long _started = Environment.TickCount64;
     private long _calls;
     private int _inFlight;
+    private int _stoppedReading;
 
     internal ClientSession(PageRangeServer server, PageRangeConnection connection, ClientInfo info)
     {
@@ -52,6 +53,26 @@ internal sealed class ClientSession : IDisposable
         }
     }
 
+    /// <summary>
+    /// A reply to this client found no room within the server's limit: ends the session with
+    /// <see cref="ClientDisconnectReason.StoppedReading"/>. Called on the replying worker, so the ending runs elsewhere.
+    /// </summary>
+    /// <returns>Whether this was the first such report.</returns>
+    internal bool StopForNotReading()
+    {
+        if (Interlocked.Exchange(ref _stoppedReading, 1) != 0)
+        {
+            return false;
+        }
+        // Not inline: cancelling runs the receive loop's continuation, which closes the connection, and the worker
+        // reporting this is inside a send on that very connection.
+        ThreadPool.UnsafeQueueUserWorkItem(static session => session.StopReceiving(), this, preferLocal: false);
+        return true;
+    }
+
+    /// <summary>Whether this client stopped reading its replies (its connection is being closed).</summary>
+    internal bool StoppedReading => Volatile.Read(ref _stoppedReading) != 0;
+
     internal void OnDispatched() => Interlocked.Increment(ref _inFlight);
 
     internal void OnCompleted() => Interlocked.Decrement(ref _inFlight);
@@ -74,7 +95,7 @@ internal sealed class ClientSession : IDisposable
         }
         catch (OperationCanceledException) when (_stopReceiving.IsCancellationRequested)
         {
-            reason = ClientDisconnectReason.ServerStopping;
+            reason = Volatile.Read(ref _stoppedReading) != 0 ? ClientDisconnectReason.StoppedReading : ClientDisconnectReason.ServerStopping;
         }
         catch (ProtocolViolationException violation)
         {

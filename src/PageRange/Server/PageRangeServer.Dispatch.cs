@@ -57,6 +57,12 @@ public sealed partial class PageRangeServer
         CallStatus outcome = CallStatus.Ok;
         try
         {
+            if (session.StoppedReading)
+            {
+                // Its connection is being closed: the work of a call whose reply it would not read is wasted.
+                outcome = CallStatus.Unavailable;
+                return;
+            }
             if (!_registry.TryGet(code, out ServerHandler? handler))
             {
                 outcome = CallStatus.Unimplemented;
@@ -89,6 +95,16 @@ public sealed partial class PageRangeServer
         {
             outcome = CallStatus.Cancelled;
             Fail(session, transaction, CallStatus.Cancelled, "The call was cancelled: the server is shutting down.");
+        }
+        catch (OperationCanceledException) when (context?.Deadline is { } deadline && deadline <= DateTimeOffset.UtcNow)
+        {
+            // The handler honoured the caller's deadline (CallContext.CancellationToken fired at it). A caller that gave
+            // up already reads no reply, so none is sent then.
+            outcome = CallStatus.DeadlineExceeded;
+            if (session.Connection.IsPeerAlive && !IsCallCancelled(transaction))
+            {
+                Fail(session, transaction, CallStatus.DeadlineExceeded, $"The deadline of the call (code {code}) passed while its handler ran.");
+            }
         }
         catch (OperationCanceledException) when (!session.Connection.IsPeerAlive || IsCallCancelled(transaction))
         {

@@ -30,6 +30,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
 {
     private const string StoppingReason = "the server is shutting down";
     private const string RefusedReason = "the server refused the connection";
+    private const string StoppedReadingReason = "the client stopped reading its replies";
 
     private readonly PageRangeServerOptions _options;
     private readonly ILogger _logger;
@@ -294,18 +295,31 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         // binder's transaction stack: a worker waiting in a call back into this client runs the client's calls of the
         // same chain itself, so A -> B -> A -> B needs one thread on each side.
         connection.SetNestedCallHandler(transaction => RunNested(session, transaction));
+        // A client that stops reading its replies must not hold the workers every client shares: a reply waits for room
+        // at most ReplyRoomTimeout, then the client is closed.
+        connection.SetReplyRoomLimit(_options.ReplyRoomTimeout, _ => OnStoppedReading(session));
         PageRangeMetrics.RecordServerClients(1);
         PageRangeLog.ClientConnected(_logger, Name, session.Info.Pid, session.Info.Uid);
         Raise(ClientConnected, new ClientConnectedEventArgs(session.Info));
         session.Start();
     }
 
+    private void OnStoppedReading(ClientSession session)
+    {
+        if (session.StopForNotReading())
+        {
+            PageRangeLog.ClientStoppedReading(_logger, Name, session.Info.Pid, _options.ReplyRoomTimeout.TotalMilliseconds);
+        }
+    }
+
     /// <summary>A session's receive loop ended: close its connection, forget it, report it.</summary>
     internal async Task OnSessionEndedAsync(ClientSession session, ClientDisconnectReason reason, Exception? cause)
     {
-        if (reason == ClientDisconnectReason.ServerStopping)
+        if (reason is ClientDisconnectReason.ServerStopping or ClientDisconnectReason.StoppedReading)
         {
-            await session.Connection.CloseAsync(StoppingReason).ConfigureAwait(false);
+            // Told why: the client sees a PeerDiedException with this reason.
+            await session.Connection.CloseAsync(reason == ClientDisconnectReason.ServerStopping ? StoppingReason : StoppedReadingReason)
+                .ConfigureAwait(false);
         }
         else
         {
@@ -333,6 +347,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
             ClientDisconnectReason.PeerClosed => "peer_closed",
             ClientDisconnectReason.ProtocolViolation => "protocol_violation",
             ClientDisconnectReason.ServerStopping => "server_stopping",
+            ClientDisconnectReason.StoppedReading => "stopped_reading",
             _ => "failed",
         });
         if (_logger.IsEnabled(LogLevel.Debug))

@@ -14,6 +14,7 @@ public sealed class PageRangeServerOptions
     private int _minThreads = 1;
     private int _maxThreads = Math.Max(4, Environment.ProcessorCount * 2);
     private TimeSpan _idleThreadTimeout = TimeSpan.FromSeconds(10);
+    private TimeSpan _replyRoomTimeout = TimeSpan.FromMilliseconds(250);
 
     /// <summary>The options of every client connection (region size, rings, timeouts, allowed uids).</summary>
     /// <remarks>Defaults to <see cref="PageRangeOptions"/>'s defaults.</remarks>
@@ -87,6 +88,29 @@ public sealed class PageRangeServerOptions
             ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1));
             ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromHours(1));
             _idleThreadTimeout = value;
+        }
+    }
+
+    /// <summary>
+    /// The longest a reply (or error reply) waits for room in the caller's region. A client whose region stays full that
+    /// long has stopped reading its replies: the reply fails, and the server closes that client's connection with
+    /// <see cref="ClientDisconnectReason.StoppedReading"/>, so it cannot hold the workers that every client shares
+    /// (binder fails a reply that does not fit at once). Replaces <see cref="PageRangeOptions.RegionFullTimeout"/> for
+    /// the server's replies; its calls back into a client keep that one.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to 250 milliseconds: a client reading its replies frees room within a scheduling delay. From 1
+    /// millisecond to one hour. Raise it for clients that keep many large replies unread on purpose.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public TimeSpan ReplyRoomTimeout
+    {
+        get => _replyRoomTimeout;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromHours(1));
+            _replyRoomTimeout = value;
         }
     }
 

@@ -242,14 +242,16 @@ public sealed partial class PageRangeConnection
     /// <summary>Waits for <paramref name="signal"/> (room may have appeared), bounded by the region-full timeout from <paramref name="started"/>.</summary>
     private async ValueTask WaitForRoomAsync(Task signal, long started, int size, TransactionFlags flags, CancellationToken cancellationToken)
     {
-        TimeSpan limit = _options.RegionFullTimeout;
+        TimeSpan limit = RoomTimeout(flags);
         TimeSpan remaining = Timeout.InfiniteTimeSpan;
         if (limit != Timeout.InfiniteTimeSpan)
         {
             remaining = limit - Stopwatch.GetElapsedTime(started);
             if (remaining <= TimeSpan.Zero)
             {
-                throw NewRegionFull(size, flags, limit);
+                RegionFullException full = NewRegionFull(size, flags, limit);
+                OnReplyRoomExhausted(flags, full);
+                throw full;
             }
         }
         Interlocked.Increment(ref _roomWaiters);
@@ -262,7 +264,9 @@ public sealed partial class PageRangeConnection
         catch (TimeoutException)
         {
             PageRangeMetrics.RecordRegionFullFailure();
-            throw NewRegionFull(size, flags, limit);
+            RegionFullException full = NewRegionFull(size, flags, limit);
+            OnReplyRoomExhausted(flags, full);
+            throw full;
         }
         finally
         {

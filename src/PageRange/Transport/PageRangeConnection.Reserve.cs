@@ -100,10 +100,14 @@ public sealed partial class PageRangeConnection
         Reservation reservation;
         try
         {
-            reservation = RentReservation(maxSize, ReservationKind.Reply, _options.RegionFullTimeout, cancellationToken);
+            reservation = RentReservation(maxSize, ReservationKind.Reply, RoomTimeout(TransactionFlags.Reply), cancellationToken);
         }
-        catch
+        catch (Exception error)
         {
+            if (error is RegionFullException full)
+            {
+                OnReplyRoomExhausted(TransactionFlags.Reply, full);
+            }
             // No reply is coming after all: disposing the call must still send the error reply.
             Volatile.Write(ref call.Replied, 0);
             throw;

@@ -243,7 +243,12 @@ public sealed partial class PageRangeConnection
         using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
         try
         {
-            _outbound.Send(id, code, flags, payload, _options.RegionFullTimeout, linked.Token, context);
+            _outbound.Send(id, code, flags, payload, RoomTimeout(flags), linked.Token, context);
+        }
+        catch (RegionFullException full)
+        {
+            OnReplyRoomExhausted(flags, full);
+            throw;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
         {

@@ -154,7 +154,7 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
         Assert.Equal(baseline.Descriptors, after.Descriptors);
     }
 
-    private static double LoadAverage() =>
+    internal static double LoadAverage() =>
         double.Parse(File.ReadAllText("/proc/loadavg").Split(' ')[0], CultureInfo.InvariantCulture);
 
     /// <summary>Waits for an honest client's verdict on a thread of its own.</summary>
