@@ -285,19 +285,19 @@ internal sealed class SoakRun(SoakSettings settings)
         Shrinker.Shared.ScanIdle(TimeSpan.FromSeconds(1));
         _listener.RecordObservableInstruments();
         (int descriptors, int regionMappings) = Descriptors();
-        long sentTotal = Meter("pagerange.transactions.sent", "oneway") + Meter("pagerange.transactions.sent", "call") + Meter("pagerange.transactions.sent", "reply");
+        long sentTotal = Meter("pagerange.transaction.sent", "oneway") + Meter("pagerange.transaction.sent", "call") + Meter("pagerange.transaction.sent", "reply");
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{_clock.Elapsed.TotalSeconds,5:F0}s {_kills,5} {sentTotal,10} {_onewaysAcknowledged + _callsAnswered,10} {Environment.WorkingSet / (1 << 20),8} " +
-            $"{Meter("pagerange.resident_bytes", "inbound") / 1024,10} {Meter("pagerange.resident_bytes", "outbound") / 1024,11} " +
-            $"{$"{Meter("pagerange.pages", "used")}:{Meter("pagerange.pages", "available")}:{Meter("pagerange.pages", "free")}",16} " +
-            $"{descriptors,5} {File.ReadLines("/proc/self/maps").Count(),5} {regionMappings,11} {Meter("pagerange.shrinker.pages_freed"),8}"));
+            $"{Meter("pagerange.region.resident", "inbound") / 1024,10} {Meter("pagerange.region.resident", "outbound") / 1024,11} " +
+            $"{$"{Meter("pagerange.region.pages", "used")}:{Meter("pagerange.region.pages", "available")}:{Meter("pagerange.region.pages", "free")}",16} " +
+            $"{descriptors,5} {File.ReadLines("/proc/self/maps").Count(),5} {regionMappings,11} {Meter("pagerange.shrinker.pages.freed"),8}"));
     }
 
     private int PrintSummary((int Descriptors, int RegionMappings) baseline, (int Descriptors, int RegionMappings) final)
     {
         _listener.RecordObservableInstruments();
         double[] death = [.. _deathNoticedMs.Order()];
-        long violations = Meter("pagerange.protocol_violations");
+        long violations = Meter("pagerange.protocol.violations");
         Console.WriteLine();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"ran {_clock.Elapsed.TotalSeconds:F0} s, {_kills} peers killed with SIGKILL and restarted"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -308,9 +308,9 @@ internal sealed class SoakRun(SoakSettings settings)
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"received from the peer: {_peerCallsReceived} calls"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"lost among acknowledged: {_lost}, damaged: {_damaged}, protocol violations: {violations}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"meter: sent oneway {Meter("pagerange.transactions.sent", "oneway")}, call {Meter("pagerange.transactions.sent", "call")}, reply {Meter("pagerange.transactions.sent", "reply")}, " +
-            $"error reply {Meter("pagerange.transactions.sent", "error_reply")}; received oneway {Meter("pagerange.transactions.received", "oneway")}, call {Meter("pagerange.transactions.received", "call")}, " +
-            $"reply {Meter("pagerange.transactions.received", "reply")}; frees {Meter("pagerange.frees")}; region-full waits {Meter("pagerange.region_full.waits")}, failures {Meter("pagerange.region_full.failures")}"));
+            $"meter: sent oneway {Meter("pagerange.transaction.sent", "oneway")}, call {Meter("pagerange.transaction.sent", "call")}, reply {Meter("pagerange.transaction.sent", "reply")}, " +
+            $"error reply {Meter("pagerange.transaction.sent", "error_reply")}; received oneway {Meter("pagerange.transaction.received", "oneway")}, call {Meter("pagerange.transaction.received", "call")}, " +
+            $"reply {Meter("pagerange.transaction.received", "reply")}; frees {Meter("pagerange.buffer.freed")}; region-full waits {Meter("pagerange.region.full.waits")}, failures {Meter("pagerange.region.full.failures")}"));
         if (death.Length > 0)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

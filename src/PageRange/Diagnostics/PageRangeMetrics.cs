@@ -9,41 +9,17 @@ namespace PageRange.Diagnostics;
 /// (<c>AddMeter(PageRangeMetrics.MeterName)</c>), with no code in the application.
 /// </summary>
 /// <remarks>
-/// <para>Counters, recorded as things happen (a tag <c>kind</c> = <c>oneway</c>, <c>call</c>, <c>reply</c> or
-/// <c>error_reply</c> where shown):</para>
-/// <list type="bullet">
-/// <item><c>pagerange.transactions.sent</c> {kind}: transactions this process published into its peers' regions.</item>
-/// <item><c>pagerange.transactions.received</c> {kind}: transactions this process took off its own rings.</item>
-/// <item><c>pagerange.bytes.sent</c>, <c>pagerange.bytes.received</c> {kind}: their payload bytes.</item>
-/// <item><c>pagerange.frees</c>: buffers this process handed back to its peers (binder's <c>BC_FREE_BUFFER</c>).</item>
-/// <item><c>pagerange.protocol_violations</c>: connections closed because the peer broke the protocol.</item>
-/// <item><c>pagerange.region_full.waits</c>: sends that found the peer's region full and had to wait for frees.</item>
-/// <item><c>pagerange.region_full.failures</c>: sends that gave up with <see cref="RegionFullException"/>.</item>
-/// </list>
-/// <para>Observable counters, read when a listener collects:</para>
-/// <list type="bullet">
-/// <item><c>pagerange.frees.ignored</c>: frees from peers that matched no live buffer (binder logs and ignores them).</item>
-/// <item><c>pagerange.oneway_spam.suspects</c>: oneway-spam suspects (binder's <c>BR_ONEWAY_SPAM_SUSPECT</c>).</item>
-/// <item><c>pagerange.shrinker.pages_scanned</c>, <c>.pages_freed</c>, <c>.pages_skipped</c>: the shared shrinker's work.</item>
-/// </list>
-/// <para>Observable gauges, summed over the live connections:</para>
-/// <list type="bullet">
-/// <item><c>pagerange.pages</c> {state = used, available, free}: pages of the peers' regions this process writes into.</item>
-/// <item><c>pagerange.resident_bytes</c> {region = inbound, outbound}: backed bytes of our regions and of the peers'.</item>
-/// <item><c>pagerange.transactions.in_flight</c> {direction = outbound, inbound}: sent and not yet freed by the peer;
-/// received and not yet disposed here.</item>
-/// <item><c>pagerange.oneway.free_space</c>: the oneway quota left in the peers' regions.</item>
-/// <item><c>pagerange.connections</c>: live connections.</item>
-/// </list>
-/// <para>Servers (<c>PageRange.Server.PageRangeServer</c>): <c>pagerange.server.clients</c> and
-/// <c>pagerange.server.threads</c> (up-down counters: connected clients, worker threads);
-/// <c>pagerange.server.clients.disconnected</c> {reason = peer_closed, protocol_violation, server_stopping, failed},
-/// <c>pagerange.server.clients.refused</c>, <c>pagerange.server.handshakes.failed</c> and
-/// <c>pagerange.server.calls.failed</c> {status}.</para>
-/// <para>Histograms after OpenTelemetry's RPC conventions (tags <c>rpc.system</c> = <c>pagerange</c> and
-/// <c>rpc.pagerange.status</c> = the <see cref="CallStatus"/> name), recorded only while someone listens:
-/// <c>rpc.client.call.duration</c> and <c>rpc.server.call.duration</c> (s), <c>rpc.client.request.size</c>,
-/// <c>rpc.client.response.size</c> and <c>rpc.server.request.size</c> (By, payload bytes).</para>
+/// <para>
+/// Names, units and tags follow OpenTelemetry's conventions: <c>pagerange.*</c> names of dot-separated lower-case
+/// words, UCUM units (<c>By</c>, <c>s</c>, <c>{transaction}</c>), tags in the <c>pagerange.</c> namespace, and the
+/// RPC conventions' <c>rpc.*</c> histograms (tags <c>rpc.system</c> = <c>pagerange</c> and <c>rpc.pagerange.status</c>
+/// = the <see cref="CallStatus"/> name) for calls. The README's metrics table lists every instrument with its kind,
+/// unit, tags and meaning (a test keeps it complete).
+/// </para>
+/// <para>
+/// Counters are recorded as things happen; observable counters and gauges (summed over the live connections) are read
+/// when a listener collects; histograms are recorded only while someone listens.
+/// </para>
 /// <para>
 /// Recording allocates nothing and, while nobody listens, costs one field read per instrument: every hot-path
 /// method checks <see cref="Instrument.Enabled"/> first and passes its one tag by value, never in an array.
@@ -64,98 +40,98 @@ public static class PageRangeMetrics
     // Indexed by TransactionKind; a KeyValuePair is passed by value, so recording with one of these allocates nothing.
     private static readonly KeyValuePair<string, object?>[] s_kindTags =
     [
-        new("kind", "oneway"),
-        new("kind", "call"),
-        new("kind", "reply"),
-        new("kind", "error_reply"),
+        new("pagerange.transaction.kind", "oneway"),
+        new("pagerange.transaction.kind", "call"),
+        new("pagerange.transaction.kind", "reply"),
+        new("pagerange.transaction.kind", "error_reply"),
     ];
 
-    private static readonly KeyValuePair<string, object?> s_used = new("state", "used");
-    private static readonly KeyValuePair<string, object?> s_available = new("state", "available");
-    private static readonly KeyValuePair<string, object?> s_free = new("state", "free");
-    private static readonly KeyValuePair<string, object?> s_inboundRegion = new("region", "inbound");
-    private static readonly KeyValuePair<string, object?> s_outboundRegion = new("region", "outbound");
-    private static readonly KeyValuePair<string, object?> s_outbound = new("direction", "outbound");
-    private static readonly KeyValuePair<string, object?> s_inbound = new("direction", "inbound");
+    private static readonly KeyValuePair<string, object?> s_used = new("pagerange.page.state", "used");
+    private static readonly KeyValuePair<string, object?> s_available = new("pagerange.page.state", "available");
+    private static readonly KeyValuePair<string, object?> s_free = new("pagerange.page.state", "free");
+    private static readonly KeyValuePair<string, object?> s_inboundRegion = new("pagerange.region.direction", "inbound");
+    private static readonly KeyValuePair<string, object?> s_outboundRegion = new("pagerange.region.direction", "outbound");
+    private static readonly KeyValuePair<string, object?> s_outbound = new("pagerange.transaction.direction", "outbound");
+    private static readonly KeyValuePair<string, object?> s_inbound = new("pagerange.transaction.direction", "inbound");
 
     internal static readonly Counter<long> TransactionsSent = s_meter.CreateCounter<long>(
-        "pagerange.transactions.sent", "{transaction}", "Transactions published into the peers' regions.");
+        "pagerange.transaction.sent", "{transaction}", "Transactions published into the peers' regions.");
 
     internal static readonly Counter<long> TransactionsReceived = s_meter.CreateCounter<long>(
-        "pagerange.transactions.received", "{transaction}", "Transactions taken off this process's rings.");
+        "pagerange.transaction.received", "{transaction}", "Transactions taken off this process's rings.");
 
     internal static readonly Counter<long> BytesSent = s_meter.CreateCounter<long>(
-        "pagerange.bytes.sent", "By", "Payload bytes copied into the peers' regions.");
+        "pagerange.payload.sent", "By", "Payload bytes copied into the peers' regions.");
 
     internal static readonly Counter<long> BytesReceived = s_meter.CreateCounter<long>(
-        "pagerange.bytes.received", "By", "Payload bytes received in place.");
+        "pagerange.payload.received", "By", "Payload bytes received in place.");
 
     internal static readonly Counter<long> Frees = s_meter.CreateCounter<long>(
-        "pagerange.frees", "{buffer}", "Buffers handed back to the peers (binder's BC_FREE_BUFFER).");
+        "pagerange.buffer.freed", "{buffer}", "Buffers handed back to the peers (binder's BC_FREE_BUFFER).");
 
     internal static readonly Counter<long> ProtocolViolations = s_meter.CreateCounter<long>(
-        "pagerange.protocol_violations", "{connection}", "Connections closed because the peer broke the protocol.");
+        "pagerange.protocol.violations", "{connection}", "Connections closed because the peer broke the protocol.");
 
     internal static readonly Counter<long> RegionFullWaits = s_meter.CreateCounter<long>(
-        "pagerange.region_full.waits", "{transaction}", "Sends that found the peer's region full and waited for frees.");
+        "pagerange.region.full.waits", "{transaction}", "Sends that found the peer's region full and waited for frees.");
 
     internal static readonly Counter<long> RegionFullFailures = s_meter.CreateCounter<long>(
-        "pagerange.region_full.failures", "{transaction}", "Sends that gave up: the peer's region stayed full.");
+        "pagerange.region.full.failures", "{transaction}", "Sends that gave up: the peer's region stayed full.");
 
     private static readonly ObservableCounter<long> s_ignoredFrees = s_meter.CreateObservableCounter(
-        "pagerange.frees.ignored", static () => MetricsRegistry.Collect().IgnoredFrees, "{free}",
+        "pagerange.buffer.free.ignored", static () => MetricsRegistry.Collect().IgnoredFrees, "{free}",
         "Frees from peers that matched no live buffer, ignored.");
 
     private static readonly ObservableCounter<long> s_onewaySpam = s_meter.CreateObservableCounter(
-        "pagerange.oneway_spam.suspects", static () => MetricsRegistry.Collect().OnewaySpamSuspects, "{report}",
+        "pagerange.oneway.spam.suspects", static () => MetricsRegistry.Collect().OnewaySpamSuspects, "{report}",
         "Oneway-spam suspects (binder's BR_ONEWAY_SPAM_SUSPECT).");
 
     private static readonly ObservableCounter<long> s_pagesScanned = s_meter.CreateObservableCounter(
-        "pagerange.shrinker.pages_scanned", static () => MetricsRegistry.Collect().ShrinkerPagesScanned, "{page}",
+        "pagerange.shrinker.pages.scanned", static () => MetricsRegistry.Collect().ShrinkerPagesScanned, "{page}",
         "Pages the shared shrinker looked at.");
 
     private static readonly ObservableCounter<long> s_pagesFreed = s_meter.CreateObservableCounter(
-        "pagerange.shrinker.pages_freed", static () => MetricsRegistry.Collect().ShrinkerPagesFreed, "{page}",
+        "pagerange.shrinker.pages.freed", static () => MetricsRegistry.Collect().ShrinkerPagesFreed, "{page}",
         "Pages the shared shrinker gave back to the kernel.");
 
     private static readonly ObservableCounter<long> s_pagesSkipped = s_meter.CreateObservableCounter(
-        "pagerange.shrinker.pages_skipped", static () => MetricsRegistry.Collect().ShrinkerPagesSkipped, "{page}",
+        "pagerange.shrinker.pages.skipped", static () => MetricsRegistry.Collect().ShrinkerPagesSkipped, "{page}",
         "Pages the shared shrinker skipped because their range was busy.");
 
     private static readonly ObservableGauge<long> s_pages = s_meter.CreateObservableGauge(
-        "pagerange.pages", ObservePages, "{page}", "Pages of the peers' regions by state: used, available (on the LRU), free.");
+        "pagerange.region.pages", ObservePages, "{page}", "Pages of the peers' regions by state: used, available (on the LRU), free.");
 
     private static readonly ObservableGauge<long> s_residentBytes = s_meter.CreateObservableGauge(
-        "pagerange.resident_bytes", ObserveResidentBytes, "By", "Backed bytes of our receive regions (inbound) and of the peers' (outbound).");
+        "pagerange.region.resident", ObserveResidentBytes, "By", "Backed bytes of our receive regions (inbound) and of the peers' (outbound).");
 
     private static readonly ObservableGauge<long> s_inFlight = s_meter.CreateObservableGauge(
-        "pagerange.transactions.in_flight", ObserveInFlight, "{transaction}",
+        "pagerange.transaction.in_flight", ObserveInFlight, "{transaction}",
         "Sent and not yet freed by the peer (outbound); received and not yet disposed (inbound).");
 
     private static readonly ObservableGauge<long> s_freeOnewaySpace = s_meter.CreateObservableGauge(
-        "pagerange.oneway.free_space", static () => MetricsRegistry.Collect().FreeOnewaySpace, "By",
+        "pagerange.oneway.space.available", static () => MetricsRegistry.Collect().FreeOnewaySpace, "By",
         "The oneway quota left in the peers' regions.");
 
     private static readonly ObservableGauge<long> s_connections = s_meter.CreateObservableGauge(
-        "pagerange.connections", static () => MetricsRegistry.Collect().Connections, "{connection}", "Live connections.");
+        "pagerange.connection.count", static () => MetricsRegistry.Collect().Connections, "{connection}", "Live connections.");
 
     internal static readonly UpDownCounter<long> ServerClients = s_meter.CreateUpDownCounter<long>(
-        "pagerange.server.clients", "{client}", "Clients connected to this process's servers.");
+        "pagerange.server.client.count", "{client}", "Clients connected to this process's servers.");
 
     internal static readonly Counter<long> ServerClientsDisconnected = s_meter.CreateCounter<long>(
-        "pagerange.server.clients.disconnected", "{client}", "Clients whose connection ended, by reason.");
+        "pagerange.server.client.disconnected", "{client}", "Clients whose connection ended, by reason.");
 
     internal static readonly Counter<long> ServerClientsRefused = s_meter.CreateCounter<long>(
-        "pagerange.server.clients.refused", "{client}", "Clients a server's limits refused after their handshake.");
+        "pagerange.server.client.refused", "{client}", "Clients a server's limits refused after their handshake.");
 
     internal static readonly Counter<long> ServerHandshakesFailed = s_meter.CreateCounter<long>(
-        "pagerange.server.handshakes.failed", "{handshake}", "Processes whose handshake with a server failed.");
+        "pagerange.server.handshake.failed", "{handshake}", "Processes whose handshake with a server failed.");
 
     internal static readonly Counter<long> ServerCallsFailed = s_meter.CreateCounter<long>(
-        "pagerange.server.calls.failed", "{call}", "Calls a server answered with an error status, by status.");
+        "pagerange.server.call.failed", "{call}", "Calls a server answered with an error status, by status.");
 
     internal static readonly UpDownCounter<long> ServerThreads = s_meter.CreateUpDownCounter<long>(
-        "pagerange.server.threads", "{thread}", "Worker threads of this process's servers.");
+        "pagerange.server.thread.count", "{thread}", "Worker threads of this process's servers.");
 
     /// <summary>Counts a server's client in (+1) or out (-1).</summary>
     internal static void RecordServerClients(int delta) => ServerClients.Add(delta);
@@ -163,7 +139,7 @@ public static class PageRangeMetrics
     /// <summary>Counts a server's client whose connection ended.</summary>
     /// <param name="reason">Why, as the tag <c>reason</c>.</param>
     internal static void RecordServerClientDisconnected(string reason) =>
-        ServerClientsDisconnected.Add(1, new KeyValuePair<string, object?>("reason", reason));
+        ServerClientsDisconnected.Add(1, new KeyValuePair<string, object?>("pagerange.disconnect.reason", reason));
 
     /// <summary>Counts a client a server's limit refused.</summary>
     internal static void RecordServerClientRefused() => ServerClientsRefused.Add(1);
@@ -176,7 +152,7 @@ public static class PageRangeMetrics
     {
         if (ServerCallsFailed.Enabled)
         {
-            ServerCallsFailed.Add(1, new KeyValuePair<string, object?>("status", status.ToString()));
+            ServerCallsFailed.Add(1, StatusTag(status));
         }
     }
 

@@ -60,8 +60,8 @@ public sealed class FaultBackPressureTests(ITestOutputHelper output)
         failedSend.Stop();
         output.WriteLine($"after {seq} sends: {full.Message} (after {failedSend.ElapsedMilliseconds} ms)");
         Assert.InRange(failedSend.Elapsed, regionFullTimeout * 0.9, regionFullTimeout + TestTimeouts.Short);
-        Assert.True(metrics.Get("pagerange.region_full.waits") >= 1);
-        Assert.Equal(1, metrics.Get("pagerange.region_full.failures"));
+        Assert.True(metrics.Get("pagerange.region.full.waits") >= 1);
+        Assert.Equal(1, metrics.Get("pagerange.region.full.failures"));
         Assert.True(sender.IsPeerAlive);
 
         // Reading again: the very message that failed goes through, then the stream goes on.

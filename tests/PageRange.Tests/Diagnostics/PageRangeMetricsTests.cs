@@ -43,21 +43,21 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
         }
         await serving.WaitAsync(TestTimeouts.Long);
 
-        Assert.Equal(3, metrics.Get("pagerange.transactions.sent", "oneway"));
-        Assert.Equal(1, metrics.Get("pagerange.transactions.sent", "call"));
-        Assert.Equal(1, metrics.Get("pagerange.transactions.sent", "reply"));
-        Assert.Equal(300, metrics.Get("pagerange.bytes.sent", "oneway"));
-        Assert.Equal(200, metrics.Get("pagerange.bytes.sent", "call"));
-        Assert.Equal(50, metrics.Get("pagerange.bytes.sent", "reply"));
-        Assert.Equal(3, metrics.Get("pagerange.transactions.received", "oneway"));
-        Assert.Equal(1, metrics.Get("pagerange.transactions.received", "call"));
-        Assert.Equal(1, metrics.Get("pagerange.transactions.received", "reply"));
-        Assert.Equal(300, metrics.Get("pagerange.bytes.received", "oneway"));
-        Assert.Equal(200, metrics.Get("pagerange.bytes.received", "call"));
-        Assert.Equal(50, metrics.Get("pagerange.bytes.received", "reply"));
+        Assert.Equal(3, metrics.Get("pagerange.transaction.sent", "oneway"));
+        Assert.Equal(1, metrics.Get("pagerange.transaction.sent", "call"));
+        Assert.Equal(1, metrics.Get("pagerange.transaction.sent", "reply"));
+        Assert.Equal(300, metrics.Get("pagerange.payload.sent", "oneway"));
+        Assert.Equal(200, metrics.Get("pagerange.payload.sent", "call"));
+        Assert.Equal(50, metrics.Get("pagerange.payload.sent", "reply"));
+        Assert.Equal(3, metrics.Get("pagerange.transaction.received", "oneway"));
+        Assert.Equal(1, metrics.Get("pagerange.transaction.received", "call"));
+        Assert.Equal(1, metrics.Get("pagerange.transaction.received", "reply"));
+        Assert.Equal(300, metrics.Get("pagerange.payload.received", "oneway"));
+        Assert.Equal(200, metrics.Get("pagerange.payload.received", "call"));
+        Assert.Equal(50, metrics.Get("pagerange.payload.received", "reply"));
         // Three oneways and the call freed by the server, the reply by the client.
-        Assert.Equal(5, metrics.Get("pagerange.frees"));
-        Assert.Equal(0, metrics.Get("pagerange.protocol_violations"));
+        Assert.Equal(5, metrics.Get("pagerange.buffer.freed"));
+        Assert.Equal(0, metrics.Get("pagerange.protocol.violations"));
     }
 
     [Fact]
@@ -73,8 +73,8 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
         Assert.Throws<RemoteCallException>(() => pair.Client.Call(2, new byte[8], TestTimeouts.Long).Dispose());
         await serving.WaitAsync(TestTimeouts.Long);
 
-        Assert.Equal(1, metrics.Get("pagerange.transactions.sent", "error_reply"));
-        Assert.Equal(1, metrics.Get("pagerange.transactions.received", "error_reply"));
+        Assert.Equal(1, metrics.Get("pagerange.transaction.sent", "error_reply"));
+        Assert.Equal(1, metrics.Get("pagerange.transaction.received", "error_reply"));
     }
 
     [Fact]
@@ -82,38 +82,38 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     {
         using var metrics = new MetricsRecorder();
         metrics.Observe();
-        long connections = metrics.Get("pagerange.connections");
-        long used = metrics.Get("pagerange.pages", "used");
-        long available = metrics.Get("pagerange.pages", "available");
-        long free = metrics.Get("pagerange.pages", "free");
-        long outboundInFlight = metrics.Get("pagerange.transactions.in_flight", "outbound");
-        long inboundInFlight = metrics.Get("pagerange.transactions.in_flight", "inbound");
-        long onewaySpace = metrics.Get("pagerange.oneway.free_space");
-        long outboundResident = metrics.Get("pagerange.resident_bytes", "outbound");
+        long connections = metrics.Get("pagerange.connection.count");
+        long used = metrics.Get("pagerange.region.pages", "used");
+        long available = metrics.Get("pagerange.region.pages", "available");
+        long free = metrics.Get("pagerange.region.pages", "free");
+        long outboundInFlight = metrics.Get("pagerange.transaction.in_flight", "outbound");
+        long inboundInFlight = metrics.Get("pagerange.transaction.in_flight", "inbound");
+        long onewaySpace = metrics.Get("pagerange.oneway.space.available");
+        long outboundResident = metrics.Get("pagerange.region.resident", "outbound");
 
         await using LoopbackPair pair = await LoopbackPair.OpenAsync(SmallRegion(), SmallRegion());
         metrics.Observe();
-        Assert.Equal(connections + 2, metrics.Get("pagerange.connections"));
-        long pagesPerRegion = (metrics.Get("pagerange.pages", "free") - free) / 2;
+        Assert.Equal(connections + 2, metrics.Get("pagerange.connection.count"));
+        long pagesPerRegion = (metrics.Get("pagerange.region.pages", "free") - free) / 2;
         Assert.True(pagesPerRegion > 0);
-        long quotaPerRegion = (metrics.Get("pagerange.oneway.free_space") - onewaySpace) / 2;
+        long quotaPerRegion = (metrics.Get("pagerange.oneway.space.available") - onewaySpace) / 2;
         Assert.Equal(pagesPerRegion * s_page / 2, quotaPerRegion);
 
         // Two oneways of three whole pages each, both still unread: six pages Used in the server's region.
         pair.Client.SendOneway(1, new byte[3 * s_page]);
         pair.Client.SendOneway(1, new byte[3 * s_page]);
         metrics.Observe();
-        Assert.Equal(used + 6, metrics.Get("pagerange.pages", "used"));
-        Assert.Equal(outboundInFlight + 2, metrics.Get("pagerange.transactions.in_flight", "outbound"));
-        Assert.Equal(onewaySpace + (2 * quotaPerRegion) - (6 * s_page), metrics.Get("pagerange.oneway.free_space"));
-        Assert.True(metrics.Get("pagerange.resident_bytes", "outbound") >= outboundResident + (6 * s_page));
-        Assert.True(metrics.Get("pagerange.resident_bytes", "inbound") >= 6 * s_page);
+        Assert.Equal(used + 6, metrics.Get("pagerange.region.pages", "used"));
+        Assert.Equal(outboundInFlight + 2, metrics.Get("pagerange.transaction.in_flight", "outbound"));
+        Assert.Equal(onewaySpace + (2 * quotaPerRegion) - (6 * s_page), metrics.Get("pagerange.oneway.space.available"));
+        Assert.True(metrics.Get("pagerange.region.resident", "outbound") >= outboundResident + (6 * s_page));
+        Assert.True(metrics.Get("pagerange.region.resident", "inbound") >= 6 * s_page);
 
         // The server takes both off its ring (one delivered, one backlogged behind it): both are in flight inbound.
         Transaction first = pair.Server.Receive();
         Assert.False(pair.Server.TryReceive(out _));
         metrics.Observe();
-        Assert.Equal(inboundInFlight + 2, metrics.Get("pagerange.transactions.in_flight", "inbound"));
+        Assert.Equal(inboundInFlight + 2, metrics.Get("pagerange.transaction.in_flight", "inbound"));
 
         first.Dispose();
         pair.Server.Receive().Dispose();
@@ -121,25 +121,25 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
         await EventuallyAsync(() =>
         {
             metrics.Observe();
-            return metrics.Get("pagerange.transactions.in_flight", "outbound") == outboundInFlight;
+            return metrics.Get("pagerange.transaction.in_flight", "outbound") == outboundInFlight;
         });
-        Assert.Equal(inboundInFlight, metrics.Get("pagerange.transactions.in_flight", "inbound"));
-        Assert.Equal(used, metrics.Get("pagerange.pages", "used"));
-        Assert.True(metrics.Get("pagerange.pages", "available") >= available + 6);
-        Assert.Equal(onewaySpace + (2 * quotaPerRegion), metrics.Get("pagerange.oneway.free_space"));
+        Assert.Equal(inboundInFlight, metrics.Get("pagerange.transaction.in_flight", "inbound"));
+        Assert.Equal(used, metrics.Get("pagerange.region.pages", "used"));
+        Assert.True(metrics.Get("pagerange.region.pages", "available") >= available + 6);
+        Assert.Equal(onewaySpace + (2 * quotaPerRegion), metrics.Get("pagerange.oneway.space.available"));
 
         // The shrinker gives them back: counted, and the pages turn Free.
-        long scanned = ReadShrinker(metrics, "pagerange.shrinker.pages_scanned");
-        long freed = ReadShrinker(metrics, "pagerange.shrinker.pages_freed");
+        long scanned = ReadShrinker(metrics, "pagerange.shrinker.pages.scanned");
+        long freed = ReadShrinker(metrics, "pagerange.shrinker.pages.freed");
         long reclaimed = Shrinker.Shared.Scan(long.MaxValue);
         Assert.True(reclaimed >= 6);
-        Assert.Equal(freed + reclaimed, ReadShrinker(metrics, "pagerange.shrinker.pages_freed"));
-        Assert.True(ReadShrinker(metrics, "pagerange.shrinker.pages_scanned") >= scanned + reclaimed);
-        Assert.Equal(0, metrics.Get("pagerange.pages", "available"));
+        Assert.Equal(freed + reclaimed, ReadShrinker(metrics, "pagerange.shrinker.pages.freed"));
+        Assert.True(ReadShrinker(metrics, "pagerange.shrinker.pages.scanned") >= scanned + reclaimed);
+        Assert.Equal(0, metrics.Get("pagerange.region.pages", "available"));
 
         await pair.DisposeAsync();
         metrics.Observe();
-        Assert.Equal(connections, metrics.Get("pagerange.connections"));
+        Assert.Equal(connections, metrics.Get("pagerange.connection.count"));
     }
 
     [Fact]
@@ -147,7 +147,7 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     {
         using var metrics = new MetricsRecorder();
         metrics.Observe();
-        long suspects = metrics.Get("pagerange.oneway_spam.suspects");
+        long suspects = metrics.Get("pagerange.oneway.spam.suspects");
         await using LoopbackPair pair = await LoopbackPair.OpenAsync(SmallRegion(), SmallRegion());
 
         // Oneways of four pages, held by the server: the seventh leaves less than a tenth of the area in the quota while
@@ -168,15 +168,15 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
         }
         output.WriteLine($"{sent} oneways fit; then: {full?.Message}");
         Assert.NotNull(full);
-        Assert.Equal(1, metrics.Get("pagerange.region_full.waits"));
-        Assert.Equal(1, metrics.Get("pagerange.region_full.failures"));
+        Assert.Equal(1, metrics.Get("pagerange.region.full.waits"));
+        Assert.Equal(1, metrics.Get("pagerange.region.full.failures"));
         metrics.Observe();
-        Assert.Equal(suspects + 1, metrics.Get("pagerange.oneway_spam.suspects"));
+        Assert.Equal(suspects + 1, metrics.Get("pagerange.oneway.spam.suspects"));
 
         // The suspect count outlives the connection: the meter keeps the totals of closed connections.
         await pair.DisposeAsync();
         metrics.Observe();
-        Assert.Equal(suspects + 1, metrics.Get("pagerange.oneway_spam.suspects"));
+        Assert.Equal(suspects + 1, metrics.Get("pagerange.oneway.spam.suspects"));
     }
 
     [Fact]
@@ -184,7 +184,7 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     {
         using var metrics = new MetricsRecorder();
         metrics.Observe();
-        long ignored = metrics.Get("pagerange.frees.ignored");
+        long ignored = metrics.Get("pagerange.buffer.free.ignored");
         string name = ControlHandshakeTests.UniqueName();
         PageRangeOptions options = SmallRegion();
         await using PageRangeListener listener = PageRangeListener.Listen(name, options);
@@ -196,18 +196,18 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
         peer.Inbound.Free(new TransactionRecord(7, 3L * s_page, 8, 0, TransactionFlags.Oneway));
         victim.SendOneway(1, new byte[8]);
         metrics.Observe();
-        Assert.Equal(ignored + 1, metrics.Get("pagerange.frees.ignored"));
+        Assert.Equal(ignored + 1, metrics.Get("pagerange.buffer.free.ignored"));
 
         // A transaction ring tail far ahead of anything published: the victim closes the connection.
         peer.Scribble(RegionHeaderLayout.TxTailOffset, BitConverter.GetBytes(1UL << 40));
         Assert.Throws<ProtocolViolationException>(() => victim.TryReceive(out _));
-        Assert.Equal(1, metrics.Get("pagerange.protocol_violations"));
+        Assert.Equal(1, metrics.Get("pagerange.protocol.violations"));
         Assert.False(victim.IsPeerAlive);
 
         await victim.DisposeAsync();
         metrics.Observe();
-        Assert.Equal(ignored + 1, metrics.Get("pagerange.frees.ignored"));
-        Assert.Equal(1, metrics.Get("pagerange.protocol_violations"));
+        Assert.Equal(ignored + 1, metrics.Get("pagerange.buffer.free.ignored"));
+        Assert.Equal(1, metrics.Get("pagerange.protocol.violations"));
     }
 
     [Fact]

@@ -79,7 +79,7 @@ public sealed class ServerReplyRoomTests(ITestOutputHelper output)
             Assert.All(honest, host => Assert.Equal(ClientDisconnectReason.PeerClosed, Of(host).Reason));
             LogEntry logged = Assert.Single(logs.WithId(PageRangeLogEvents.ClientStoppedReading));
             Assert.Contains(stalled.Id.ToString(CultureInfo.InvariantCulture), logged.Message, StringComparison.Ordinal);
-            Assert.Equal(1, metrics.Get("pagerange.server.clients.disconnected", "stopped_reading"));
+            Assert.Equal(1, metrics.Get("pagerange.server.client.disconnected", "stopped_reading"));
             Assert.InRange(server.PeakThreadCount, 1, 2);
         }
         finally
