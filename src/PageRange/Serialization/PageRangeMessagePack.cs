@@ -44,7 +44,7 @@ namespace PageRange.Serialization;
 /// neither.
 /// </para>
 /// </remarks>
-public static class PageRangeMessagePack
+public static partial class PageRangeMessagePack
 {
     /// <summary>The code typed sends use when the caller names none.</summary>
     public const uint DefaultCode = 1;

@@ -152,6 +152,61 @@ public sealed class CallContext
         return CallTypedAsync<TResponse>(CallAsync(code, bytes, timeout), options);
     }
 
+    /// <summary>Calls back into the client with per-call options and waits on this thread for its reply (a nested call).</summary>
+    /// <param name="code">The code for the client's handler.</param>
+    /// <param name="payload">The request bytes.</param>
+    /// <param name="options">Deadline, metadata and clear-on-free for this call.</param>
+    /// <param name="timeout">How long to wait; defaults to the connection's <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <returns>The reply, read in place. Dispose it.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="TimeoutException">The deadline or the timeout passed (a deadline already past: nothing was sent).</exception>
+    /// <exception cref="PeerDiedException">The client is gone.</exception>
+    /// <exception cref="RemoteCallException">The client's handler failed the call.</exception>
+    /// <exception cref="OperationCanceledException">This call was cancelled meanwhile.</exception>
+    /// <remarks>As <see cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?)"/>: the call carries this call's chain one level
+    /// deeper. This call's own <see cref="Deadline"/> is not passed on by itself: put it in <paramref name="options"/>.</remarks>
+    public Transaction Call(uint code, ReadOnlySpan<byte> payload, PageRangeCallOptions options, TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return Connection.Call(code, payload, NestedChain, options, timeout, CancellationToken);
+    }
+
+    /// <summary>Calls back into the client with per-call options and completes with its reply (a nested call).</summary>
+    /// <inheritdoc cref="Call(uint, ReadOnlySpan{byte}, PageRangeCallOptions, TimeSpan?)"/>
+    public ValueTask<Transaction> CallAsync(uint code, ReadOnlyMemory<byte> payload, PageRangeCallOptions options, TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return Connection.CallAsync(code, payload, NestedChain, options, timeout, CancellationToken);
+    }
+
+    /// <summary>Calls back into the client with a typed request and per-call options, and waits on this thread for its typed reply.</summary>
+    /// <typeparam name="TRequest">The request type.</typeparam>
+    /// <typeparam name="TResponse">The reply type.</typeparam>
+    /// <param name="request">The request.</param>
+    /// <param name="callOptions">Deadline, metadata and clear-on-free for this call.</param>
+    /// <param name="code">The code for the client's handler.</param>
+    /// <param name="options">Serializer options; defaults to <see cref="PageRangeMessagePack.DefaultOptions"/>.</param>
+    /// <param name="timeout">How long to wait.</param>
+    /// <returns>The reply.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="callOptions"/> is null.</exception>
+    /// <exception cref="TimeoutException">The deadline or the timeout passed.</exception>
+    /// <exception cref="InvalidMessageException">The reply is not a valid <typeparamref name="TResponse"/>.</exception>
+    /// <exception cref="PeerDiedException">The client is gone.</exception>
+    /// <exception cref="RemoteCallException">The client's handler failed the call.</exception>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public TResponse Call<TRequest, TResponse>(TRequest request, PageRangeCallOptions callOptions, uint code = PageRangeMessagePack.DefaultCode,
+        MessagePackSerializerOptions? options = null, TimeSpan? timeout = null) =>
+        Connection.Call<TRequest, TResponse>(request, NestedChain, callOptions, code, options, timeout, CancellationToken);
+
+    /// <summary>Calls back into the client with a typed request and per-call options, and completes with its typed reply.</summary>
+    /// <inheritdoc cref="Call{TRequest, TResponse}(TRequest, PageRangeCallOptions, uint, MessagePackSerializerOptions?, TimeSpan?)"/>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public ValueTask<TResponse> CallAsync<TRequest, TResponse>(TRequest request, PageRangeCallOptions callOptions, uint code = PageRangeMessagePack.DefaultCode,
+        MessagePackSerializerOptions? options = null, TimeSpan? timeout = null) =>
+        Connection.CallAsync<TRequest, TResponse>(request, NestedChain, callOptions, code, options, timeout, CancellationToken);
+
     /// <summary>The chain of calls made on behalf of this one (read while the transaction is live).</summary>
     private CallChain NestedChain => _transaction.NestedChain;
 
