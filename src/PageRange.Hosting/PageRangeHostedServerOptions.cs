@@ -32,6 +32,9 @@ public sealed class PageRangeHostedServerOptions
     /// <summary><see cref="PageRangeServerOptions.IdleThreadTimeout"/>: from 1 millisecond to one hour.</summary>
     public TimeSpan? IdleThreadTimeout { get; set; }
 
+    /// <summary><see cref="PageRangeServerOptions.ReplyRoomTimeout"/>: from 1 millisecond to one hour.</summary>
+    public TimeSpan? ReplyRoomTimeout { get; set; }
+
     /// <summary><see cref="PageRangeServerOptions.IncludeExceptionDetails"/>.</summary>
     public bool? IncludeExceptionDetails { get; set; }
 
@@ -60,6 +63,7 @@ public sealed class PageRangeHostedServerOptions
         check.Range(nameof(MinThreads), MinThreads, 1, PageRangeServerOptions.MaxPoolThreads);
         check.Range(nameof(MaxThreads), MaxThreads, 1, PageRangeServerOptions.MaxPoolThreads);
         check.Range(nameof(IdleThreadTimeout), IdleThreadTimeout, TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1));
+        check.Range(nameof(ReplyRoomTimeout), ReplyRoomTimeout, TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1));
         if (ListenName is { Length: 0 })
         {
             errors.Add($"{prefix}ListenName must not be empty (leave it unset to listen on '{serverName}').");
@@ -110,6 +114,10 @@ public sealed class PageRangeHostedServerOptions
         if (IdleThreadTimeout is { } idle)
         {
             options.IdleThreadTimeout = idle;
+        }
+        if (ReplyRoomTimeout is { } replyRoom)
+        {
+            options.ReplyRoomTimeout = replyRoom;
         }
         if (IncludeExceptionDetails is { } details)
         {

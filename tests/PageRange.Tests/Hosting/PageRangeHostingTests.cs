@@ -191,6 +191,7 @@ public sealed class PageRangeHostingTests
             ["ConnectionOptions:RegionSize"] = "100000",
             ["ConnectionOptions:TransactionRingCapacity"] = "100",
             ["ConnectionOptions:CallTimeout"] = "00:00:00",
+            ["ReplyRoomTimeout"] = "00:00:00",
         }).Build();
         using IHost host = HostingTestHost.Build(services => services.AddPageRangeServer(name, configuration, _ => { }));
 
@@ -200,7 +201,8 @@ public sealed class PageRangeHostingTests
         Assert.Contains(error.Failures, failure => failure.StartsWith($"{prefix}ConnectionOptions.RegionSize (100000) must be a multiple of the page size", StringComparison.Ordinal));
         Assert.Contains($"{prefix}ConnectionOptions.TransactionRingCapacity (100) must be a power of two between 16 and 65536.", error.Failures);
         Assert.Contains(error.Failures, failure => failure.StartsWith($"{prefix}ConnectionOptions.CallTimeout (00:00:00) must be positive", StringComparison.Ordinal));
-        Assert.Equal(4, error.Failures.Count());
+        Assert.Contains(error.Failures, failure => failure.StartsWith($"{prefix}ReplyRoomTimeout (00:00:00)", StringComparison.Ordinal));
+        Assert.Equal(5, error.Failures.Count());
     }
 
     [Fact]
@@ -308,12 +310,16 @@ public sealed class PageRangeHostingTests
     [Fact]
     public void ServerOptions_Settings_AreAppliedToTheLibraryOptions()
     {
-        var settings = new PageRangeHostedServerOptions { MinThreads = 6, MaxThreads = 8, MaxClients = 3, IncludeExceptionDetails = true };
+        var settings = new PageRangeHostedServerOptions
+        {
+            MinThreads = 6, MaxThreads = 8, MaxClients = 3, IncludeExceptionDetails = true, ReplyRoomTimeout = TimeSpan.FromSeconds(2),
+        };
         settings.ConnectionOptions.RegionSize = 1L << 20;
         settings.ConnectionOptions.CallTimeout = TimeSpan.FromSeconds(3);
         settings.ConnectionOptions.AllowedUids.Add(1234);
         PageRangeServerOptions options = settings.CreateServerOptions(loggerFactory: null);
         Assert.Equal((6, 8, 3, true), (options.MinThreads, options.MaxThreads, options.MaxClients, options.IncludeExceptionDetails));
+        Assert.Equal(TimeSpan.FromSeconds(2), options.ReplyRoomTimeout);
         Assert.Equal(1L << 20, options.ConnectionOptions.RegionSize);
         Assert.Equal(TimeSpan.FromSeconds(3), options.ConnectionOptions.CallTimeout);
         Assert.Contains(1234u, options.ConnectionOptions.AllowedUids);
