@@ -137,8 +137,12 @@ public sealed class PageRangeOptions
         set => _freeRingCapacity = CheckRingCapacity(value);
     }
 
-    /// <summary>How long a waiting receiver spins before it parks on the futex.</summary>
-    /// <remarks>Defaults to 20 microseconds. From zero (park at once) to one second.</remarks>
+    /// <summary>The longest a waiting receiver spins before it parks on the futex (<see cref="WaitStrategy.SpinThenPark"/>).</summary>
+    /// <remarks>
+    /// Defaults to 20 microseconds. From zero (park at once) to one second. The cap of the spin each waiter learns from
+    /// its recent waits: it spins about as long as the peer usually takes, and not at all while the peer takes longer
+    /// than this.
+    /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">The value is negative or longer than one second.</exception>
     public TimeSpan SpinDuration
     {

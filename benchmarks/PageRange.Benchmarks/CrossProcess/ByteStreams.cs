@@ -153,6 +153,7 @@ internal sealed class StreamPeerTransport(FrameChannel channel) : IPeerTransport
             {
                 case BenchCodes.Ping:
                     tally.AddEcho(payload.Length);
+                    ReplyDelay.Apply();
                     channel.Write(frame);
                     break;
                 case BenchCodes.Oneway:

@@ -32,7 +32,7 @@ internal sealed class CrossProcessHost : IDisposable
         var pending = transports.Select((transport, index) => TransportSetup.CreateHost(transport, runId, index, _options.RegionSize)).ToList();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         List<Task<IHostTransport>> accepts = pending.Select(p => p.AcceptAsync(timeout.Token)).ToList();
-        _peer = PeerProcess.Start(_options.RegionSize, pending.Select(p => p.PeerSpec), _options.PinPeerToCpu);
+        _peer = PeerProcess.Start(_options.RegionSize, pending.Select(p => p.PeerSpec), _options.PinPeerToCpu, _options.ReplyDelay);
         foreach (TransportSetup.Pending p in pending)
         {
             p.AfterPeerStarted();

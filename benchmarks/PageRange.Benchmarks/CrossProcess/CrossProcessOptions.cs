@@ -66,6 +66,13 @@ internal sealed class CrossProcessOptions
         HelpName = "cpu",
     };
 
+    private static readonly Option<int> s_replyDelayUs = OptionRules.NotNegative(new Option<int>("--reply-delay-us")
+    {
+        Description = "A slow peer: microseconds the peer waits before each ping-pong reply (1000 and up: Thread.Sleep, below: a spin). 0 by default.",
+        DefaultValueFactory = _ => 0,
+        HelpName = "us",
+    });
+
     private static readonly Option<string> s_out = new("--out")
     {
         Description = "Where results.md, results.csv and the charts go (default: benchmarks/results, or benchmarks/results/quick with --quick).",
@@ -104,6 +111,9 @@ internal sealed class CrossProcessOptions
 
     public bool Charts { get; private init; } = true;
 
+    /// <summary>How long the peer waits before each ping-pong reply: a slow peer, to see what each wait strategy costs then.</summary>
+    public TimeSpan ReplyDelay { get; private init; }
+
     /// <summary>The <c>cross-process</c> command; <paramref name="run"/> runs with the checked options.</summary>
     public static Command CreateCommand(Func<CrossProcessOptions, Task<int>> run)
     {
@@ -111,7 +121,7 @@ internal sealed class CrossProcessOptions
             "Ping-pong and oneway streams between two processes over PageRange and the usual .NET transports (Unix socket, " +
             "pipes, TCP), interleaved in one run; writes results.md, results.csv and the charts.")
         {
-            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_transports, s_pingPongSizes, s_onewaySizes, s_regionSize, s_pinPeer, s_out, s_noCharts,
+            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_transports, s_pingPongSizes, s_onewaySizes, s_regionSize, s_pinPeer, s_replyDelayUs, s_out, s_noCharts,
         };
         command.SetAction((parse, _) => run(Bind(parse)));
         return command;
@@ -149,6 +159,7 @@ internal sealed class CrossProcessOptions
             PinPeerToCpu = parse.GetValue(s_pinPeer),
             OutputDirectory = parse.GetValue(s_out),
             Charts = !parse.GetValue(s_noCharts),
+            ReplyDelay = TimeSpan.FromMicroseconds(parse.GetValue(s_replyDelayUs)),
         };
     }
 

@@ -14,6 +14,7 @@ internal sealed class FloorPeerTransport(FloorChannel channel) : IPeerTransport
             {
                 case BenchCodes.Ping:
                     tally.AddEcho(payload.Length);
+                    ReplyDelay.Apply();
                     channel.Outbound.Send(BenchCodes.Ping, payload);
                     channel.Inbound.Release();
                     break;

@@ -73,10 +73,12 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
                 case BenchCodes.Ping when messagePack:
                     BenchMessage ping = transaction.Deserialize<BenchMessage>();
                     tally.AddEcho(ping.Data.Length);
+                    ReplyDelay.Apply();
                     transaction.Reply(ping);
                     break;
                 case BenchCodes.Ping:
                     tally.AddEcho(transaction.Length);
+                    ReplyDelay.Apply();
                     transaction.Reply(transaction.Payload);
                     break;
                 case BenchCodes.Oneway when messagePack:

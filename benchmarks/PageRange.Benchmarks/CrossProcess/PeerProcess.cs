@@ -13,7 +13,11 @@ internal sealed class PeerProcess : IDisposable
     public int Id => _process.Id;
 
     /// <summary>Starts the peer; with <paramref name="pinToCpu"/>, under <c>taskset -c</c> so its every thread stays on that core.</summary>
-    public static PeerProcess Start(long regionSize, IEnumerable<string> specs, int? pinToCpu = null)
+    /// <param name="regionSize">Bytes of each PageRange region.</param>
+    /// <param name="specs">The transports to connect.</param>
+    /// <param name="pinToCpu">The core to pin the peer to, if any.</param>
+    /// <param name="replyDelay">How long the peer waits before each ping-pong reply (<see cref="ReplyDelay"/>).</param>
+    public static PeerProcess Start(long regionSize, IEnumerable<string> specs, int? pinToCpu = null, TimeSpan replyDelay = default)
     {
         // Under `dotnet run` the process path is the app host; under `dotnet PageRange.Benchmarks.dll` it is dotnet itself.
         string processPath = Environment.ProcessPath ?? "dotnet";
@@ -23,6 +27,7 @@ internal sealed class PeerProcess : IDisposable
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
         };
+        start.Environment[ReplyDelay.EnvironmentVariable] = ((long)replyDelay.TotalMicroseconds).ToString(CultureInfo.InvariantCulture);
         if (pinToCpu is { } cpu)
         {
             start.ArgumentList.Add("-c");

@@ -61,14 +61,14 @@ public static partial class PageRangeMessagePack
 
     /// <summary>Standard resolvers with <see cref="MessagePackSecurity.UntrustedData"/>.</summary>
     /// <remarks>
-    /// A <see cref="ReadOnlyMemory{T}"/> of bytes in a message read with <see cref="Deserialize{T}"/> is a slice of the
+    /// A <see cref="ReadOnlyMemory{T}"/> or <see cref="System.Buffers.ReadOnlySequence{T}"/> of bytes in a message read with <see cref="Deserialize{T}"/> is a slice of the
     /// transaction's payload in the region, valid until the transaction is disposed (copy it to keep it longer); the
     /// replies of the typed <c>Call</c>, whose transaction is freed before it returns, get a copy.
     /// </remarks>
     public static MessagePackSerializerOptions DefaultOptions { get; } =
         MessagePackSerializerOptions.Standard
             .WithResolver(MessagePack.Resolvers.CompositeResolver.Create(
-                [RegionMemoryFormatter.Instance], [MessagePack.Resolvers.StandardResolver.Instance]))
+                [RegionMemoryFormatter.Instance, RegionSequenceFormatter.Instance], [MessagePack.Resolvers.StandardResolver.Instance]))
             .WithSecurity(MessagePackSecurity.UntrustedData);
 
     /// <summary>Serializes <paramref name="message"/> into the peer's region and sends it oneway.</summary>
@@ -142,13 +142,45 @@ public static partial class PageRangeMessagePack
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        using Transaction reply = CallCore(connection, request, chain, code, options, timeout, cancellationToken);
+        return DeserializeCore<TResponse>(reply, options, sliceInPlace: false);
+    }
+
+    /// <summary>
+    /// Calls the peer with a typed request and returns its reply as a transaction the caller keeps: read it with
+    /// <see cref="Deserialize{T}"/>, in place (byte memory and sequence members are slices of the region), then dispose it.
+    /// </summary>
+    /// <param name="connection">The connection.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="options">Serializer options for the request; defaults to <see cref="DefaultOptions"/>.</param>
+    /// <param name="timeout">How long to wait for the reply; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The reply, in the region until disposed. Dispose it, or the peer's region stays charged.</returns>
+    /// <exception cref="RemoteCallException">The peer's handler failed or disposed the call without replying.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    public static Transaction CallForReply<TRequest>(
+        this PageRangeConnection connection, TRequest request, uint code = DefaultCode, MessagePackSerializerOptions? options = null,
+        TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        return CallCore(connection, request, default, code, options, timeout, cancellationToken);
+    }
+
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    private static Transaction CallCore<TRequest>(
+        PageRangeConnection connection, TRequest request, CallChain chain, uint code, MessagePackSerializerOptions? options,
+        TimeSpan? timeout, CancellationToken cancellationToken)
+    {
         int estimate = Estimate<TRequest>(connection.MaxMessageSize);
-        using Transaction reply = estimate >= ZeroCopyThreshold
+        return estimate >= ZeroCopyThreshold
             && connection.Reserve(estimate, oneway: false, cancellationToken).Reservation is var reservation
             && SerializeInto(reservation, request, options)
             ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken, chain)
             : connection.Call(code, ParcelFor(request, options, estimate).WrittenSpan, chain, timeout, cancellationToken);
-        return DeserializeCore<TResponse>(reply, options, sliceInPlace: false);
     }
 
     /// <summary>Calls the peer with a typed request and completes with its typed reply.</summary>

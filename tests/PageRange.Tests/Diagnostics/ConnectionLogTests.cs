@@ -42,9 +42,13 @@ public sealed class ConnectionLogTests
             await using RawPeer peer = await RawPeer.ConnectAsync(name, SmallRegion());
             await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
 
-            // A free of a buffer the victim never sent: its writer drains it on the next send and ignores it.
+            // A free of a buffer the victim never sent: its writer drains it with a batch of sends (frees are read once
+            // OutboundChannel.LazyDrainBuffers buffers are live) and ignores it.
             peer.Inbound.Free(new TransactionRecord(7, 3L * s_page, 8, 0, TransactionFlags.Oneway));
-            victim.SendOneway(1, new byte[8]);
+            for (int i = 0; i <= OutboundChannel.LazyDrainBuffers; i++)
+            {
+                victim.SendOneway(1, new byte[8]);
+            }
             LogEntry ignored = Assert.Single(capture.WithId(PageRangeLogEvents.IgnoredFree));
             Assert.Equal(PageRangeLogEvents.AllocationCategory, ignored.Category);
             Assert.Equal(LogLevel.Warning, ignored.Level);

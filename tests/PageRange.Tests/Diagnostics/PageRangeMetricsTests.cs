@@ -192,9 +192,13 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
         await using RawPeer peer = await RawPeer.ConnectAsync(name, options);
         await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
 
-        // A free of a buffer the victim never sent: its writer drains it on the next send and ignores it.
+        // A free of a buffer the victim never sent: its writer drains it with a batch of sends (frees are read once
+        // OutboundChannel.LazyDrainBuffers buffers are live) and ignores it.
         peer.Inbound.Free(new TransactionRecord(7, 3L * s_page, 8, 0, TransactionFlags.Oneway));
-        victim.SendOneway(1, new byte[8]);
+        for (int i = 0; i <= OutboundChannel.LazyDrainBuffers; i++)
+        {
+            victim.SendOneway(1, new byte[8]);
+        }
         metrics.Observe();
         Assert.Equal(ignored + 1, metrics.Get("pagerange.buffer.free.ignored"));
 

@@ -73,6 +73,23 @@ public sealed class RegionMemoryFormatterTests
     }
 
     [Fact]
+    public async Task CallForReply_ReplyKeptByTheCaller_MemoryMemberIsASliceOfTheReply()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync(LargeOptions());
+        Task serving = pair.Serve(transaction => transaction.Reply(transaction.Deserialize<RegionBlob>()));
+        byte[] data = Enumerable.Range(0, 4096).Select(i => (byte)(i * 13)).ToArray();
+
+        using Transaction reply = await Task.Run(() => pair.Client.CallForReply(new RegionBlob { Seq = 7, Data = data })).WaitAsync(TestTimeouts.Long);
+        RegionBlob blob = reply.Deserialize<RegionBlob>();
+
+        Assert.True(reply.Payload.Overlaps(blob.Data.Span), "the reply's blob was copied out of the region");
+        Assert.False(MemoryMarshal.TryGetArray(blob.Data, out _), "the reply's blob is backed by a managed array");
+        Assert.Equal(data, blob.Data.ToArray());
+        Assert.Equal(7, blob.Seq);
+        Assert.False(serving.IsFaulted);
+    }
+
+    [Fact]
     public async Task Call_ReplyWithReadOnlyMemoryMember_IsACopyBecauseTheReplyIsFreed()
     {
         await using ConnectedPair pair = await ConnectedPair.CreateAsync(LargeOptions());

@@ -44,6 +44,9 @@ internal sealed unsafe class Doorbell
     private readonly int* _parked;
     private long _parks;
 
+    // Learned from this side's waits on this doorbell; local, never shared with the peer (see SpinBudget).
+    private SpinBudget _spinBudget;
+
     /// <summary>Creates a doorbell over two 4-byte aligned words of <paramref name="region"/>.</summary>
     /// <remarks>Safety: both words lie in the region's mapping, which stays mapped while a reference on it is held.</remarks>
     private Doorbell(SharedRegion region, int* sequence, int* parked)
@@ -122,7 +125,8 @@ internal sealed unsafe class Doorbell
     /// <summary>Waits until <paramref name="condition"/> holds, the deadline passes, or the token is cancelled.</summary>
     /// <param name="condition">What to wait for.</param>
     /// <param name="strategy">Spin, spin then park, or park.</param>
-    /// <param name="spinDuration">How long <see cref="WaitStrategy.SpinThenPark"/> spins.</param>
+    /// <param name="spinDuration">The longest <see cref="WaitStrategy.SpinThenPark"/> spins: the cap of the budget it learns
+    /// from recent waits (<see cref="PageRange.Transport.SpinBudget"/>).</param>
     /// <param name="parkTimeout">The longest single futex wait (the backstop against a lost wake or a dead peer).</param>
     /// <param name="deadline">A <see cref="Stopwatch.GetTimestamp"/> value; <see cref="long.MaxValue"/> for none.</param>
     /// <param name="cancellationToken">Cancels the wait.</param>
@@ -158,43 +162,69 @@ internal sealed unsafe class Doorbell
         CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition
     {
-        if (strategy != WaitStrategy.Park)
+        if (strategy == WaitStrategy.SpinThenPark)
         {
-            long spinEnd = strategy == WaitStrategy.BusySpin
-                ? deadline
-                : Math.Min(deadline, Stopwatch.GetTimestamp() + ToStopwatchTicks(spinDuration));
-            SpinWait spinner = default;
+            return LearnedSpinThenPark(ref condition, ToStopwatchTicks(spinDuration), parkTimeout, deadline, cancellationToken);
+        }
+        if (strategy == WaitStrategy.BusySpin)
+        {
+            long spinEnd = deadline;
             while (!condition.IsReady)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 if (Stopwatch.GetTimestamp() >= spinEnd)
                 {
-                    if (strategy == WaitStrategy.BusySpin)
-                    {
-                        return condition.IsReady;
-                    }
-                    break;
+                    return condition.IsReady;
                 }
-                if (strategy == WaitStrategy.BusySpin)
-                {
-                    // Pause instructions only: SpinWait.SpinOnce would call sched_yield every few dozen rounds and hand
-                    // the core to any runnable thread, which is what a busy-spinning user chose to avoid.
-                    Thread.SpinWait(16);
-                }
-                else
-                {
-                    // -1: yield now and then but never Sleep(1), which would cost a millisecond.
-                    spinner.SpinOnce(sleep1Threshold: -1);
-                }
+                // Pause instructions only: SpinWait.SpinOnce would call sched_yield every few dozen rounds and hand
+                // the core to any runnable thread, which is what a busy-spinning user chose to avoid.
+                Thread.SpinWait(16);
             }
-            if (condition.IsReady)
-            {
-                return true;
-            }
+            return true;
         }
 
         return Park(ref condition, parkTimeout, deadline, cancellationToken);
     }
+
+    /// <summary>
+    /// Spins for the budget learned from this doorbell's recent waits (<see cref="SpinBudget"/>, at most
+    /// <paramref name="capTicks"/>), then parks; tells the budget whether the wait ended while spinning, and after how long.
+    /// </summary>
+    private bool LearnedSpinThenPark<TCondition>(
+        ref TCondition condition, long capTicks, TimeSpan parkTimeout, long deadline, CancellationToken cancellationToken)
+        where TCondition : struct, IWaitCondition
+    {
+        long budget = _spinBudget.Next(capTicks);
+        if (budget > 0)
+        {
+            long start = Stopwatch.GetTimestamp();
+            long spinEnd = deadline - start <= budget ? deadline : start + budget;
+            SpinWait spinner = default;
+            while (true)
+            {
+                if (condition.IsReady)
+                {
+                    _spinBudget.RecordHit(Stopwatch.GetTimestamp() - start, capTicks);
+                    return true;
+                }
+                cancellationToken.ThrowIfCancellationRequested();
+                if (Stopwatch.GetTimestamp() >= spinEnd)
+                {
+                    break;
+                }
+                // -1: yield now and then but never Sleep(1), which would cost a millisecond.
+                spinner.SpinOnce(sleep1Threshold: -1);
+            }
+            // Not ready within the budget: whatever the park brings, the peer took longer than this spin.
+            _spinBudget.RecordMiss(capTicks);
+        }
+        // With no budget (the peer has been slower than the cap lately) nothing is learned from this wait: a park says
+        // only that the wake came, not when the peer answered; the budget's probes find out when traffic speeds up.
+        return Park(ref condition, parkTimeout, deadline, cancellationToken);
+    }
+
+    /// <summary>The learned spin budget, for tests and the state dump.</summary>
+    internal SpinBudget SpinBudget => _spinBudget;
 
     private bool Park<TCondition>(ref TCondition condition, TimeSpan parkTimeout, long deadline, CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition

@@ -22,8 +22,9 @@ namespace PageRange.Transport;
 /// not yet freed) at once, so the receiver's free always finds a slot on the free ring.
 /// </para>
 /// <para>
-/// Hot path (<see cref="TrySend"/> with space available, pages already backed): drain frees, reserve, copy, publish,
-/// wake the receiver if it is parked: no system call and no heap allocation.
+/// Hot path (<see cref="TrySend"/> with space available, pages already backed): reserve, copy, publish, wake the
+/// receiver if it is parked: no system call and no heap allocation. Frees are drained in batches (see
+/// <see cref="LazyDrainBuffers"/>), and always before a send finds the region full.
 /// Thread safety: every member may be called from any thread; sends are serialised by one lock.
 /// </para>
 /// </remarks>
@@ -44,7 +45,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private int _liveBuffers;
     private long _outOfRangeFrees;
     private long _buffersFreed;
+    private long _bytesSinceDrain;
+    private bool _eagerDrain;
     private int _disposed;
+
+    /// <summary>Live buffers from which a send reads the peer's frees first; below it, frees wait for the next batch.</summary>
+    internal const int LazyDrainBuffers = 16;
 
     /// <summary>Opens the writing side over a region the peer created and announced.</summary>
     /// <param name="peerRegion">The peer's region, mapped read-write; the channel owns it from now on (also when this throws).</param>
@@ -455,18 +461,37 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     private bool TryReserveUnsynchronized(int size, bool oneway, bool clearOnFree, out long offset)
     {
-        DrainFreesUnsynchronized();
+        // Frees are read lazily: the free ring's tail and the transaction ring's head are lines the receiver writes
+        // with every message, so reading them on every send costs two cache-line transfers per message. They are read
+        // once a batch has built up (LazyDrainBuffers live, or an eighth of the data area reserved since the last
+        // drain, which bounds the freed-but-undrained memory), and always before this side reports the region full.
+        // A channel that ever sent a clear-on-free buffer drains at every send, as before: its buffers are zeroed when
+        // the free is taken, and a secret should not wait in the region for a batch to fill.
+        _eagerDrain |= clearOnFree;
+        if (_eagerDrain || _liveBuffers >= LazyDrainBuffers || _bytesSinceDrain >= _allocator.DataSize / 8)
+        {
+            DrainFreesUnsynchronized();
+        }
+        if (!TryReserveAfterDrain(size, oneway, clearOnFree, out offset))
+        {
+            if (DrainFreesUnsynchronized() == 0 || !TryReserveAfterDrain(size, oneway, clearOnFree, out offset))
+            {
+                return false;
+            }
+        }
+        _liveBuffers++;
+        _bytesSinceDrain += size;
+        return true;
+    }
+
+    private bool TryReserveAfterDrain(int size, bool oneway, bool clearOnFree, out long offset)
+    {
         if (_liveBuffers >= _layout.MaxLiveBuffers)
         {
             offset = 0;
             return false;
         }
-        if (!_allocator.TryReserve(size, oneway, clearOnFree, s_pid, out offset))
-        {
-            return false;
-        }
-        _liveBuffers++;
-        return true;
+        return _allocator.TryReserve(size, oneway, clearOnFree, s_pid, out offset);
     }
 
     /// <summary>Commits the reserved buffer at <paramref name="offset"/> and publishes its record: payload, record, tail.</summary>
@@ -527,6 +552,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// </summary>
     private int DrainFreesUnsynchronized()
     {
+        _bytesSinceDrain = 0;
         int ready = _freeRing.Count();
         if (ready == 0)
         {

@@ -1,0 +1,57 @@
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>The writer reads the receiver's frees in batches, and always before it reports the region full.</summary>
+public sealed class ChannelLazyFreeTests
+{
+    [Fact]
+    public void TrySend_FewBuffersLive_LeavesFreesOnTheRingUntilABatchIsLive()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, new byte[64]));
+        pair.Inbound.Free(pair.ReceiveOne());
+        // The free is published, but a send with a single buffer live does not read the free ring's lines.
+        Assert.True(pair.Outbound.TrySend(2, 0, TransactionFlags.Oneway, new byte[64]));
+        Assert.Equal(2, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.BuffersFreed);
+        pair.Inbound.Free(pair.ReceiveOne());
+
+        for (ulong id = 3; pair.Outbound.LiveBuffers < OutboundChannel.LazyDrainBuffers; id++)
+        {
+            Assert.True(pair.Outbound.TrySend(id, 0, TransactionFlags.Oneway, new byte[64]));
+            pair.Inbound.Free(pair.ReceiveOne());
+        }
+        Assert.Equal(0, pair.Outbound.BuffersFreed);
+        // A batch is live: the next send drains every free first (all of them were freed), then reserves.
+        Assert.True(pair.Outbound.TrySend(99, 0, TransactionFlags.Oneway, new byte[64]));
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+        Assert.Equal(OutboundChannel.LazyDrainBuffers, pair.Outbound.BuffersFreed);
+    }
+
+    [Fact]
+    public void TrySend_RegionFullOfFreedBuffers_DrainsAndSucceeds()
+    {
+        // Four slots per ring: at most four buffers live, fewer than a lazy batch, so the live limit is what fills.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(rings: 4));
+        Assert.True(pair.Outbound.Layout.MaxLiveBuffers < OutboundChannel.LazyDrainBuffers);
+        for (ulong id = 0; id < 100; id++)
+        {
+            Assert.True(pair.Outbound.TrySend(id, 0, TransactionFlags.Oneway, new byte[64]), $"send {id} found the region full");
+            pair.Inbound.Free(pair.ReceiveOne());
+        }
+        Assert.InRange(pair.Outbound.LiveBuffers, 1, pair.Outbound.Layout.MaxLiveBuffers);
+    }
+
+    [Fact]
+    public void TrySend_ClearOnFreeSent_DrainsAtEverySend()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway | TransactionFlags.ClearOnFree, new byte[64]));
+        pair.Inbound.Free(pair.ReceiveOne());
+        // The secret's buffer is taken back (and zeroed) by the very next send, not a batch later.
+        Assert.True(pair.Outbound.TrySend(2, 0, TransactionFlags.Oneway, new byte[64]));
+        Assert.Equal(1, pair.Outbound.BuffersFreed);
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+    }
+}

@@ -1,0 +1,90 @@
+using PageRange.Memory;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>How <see cref="Doorbell.Wait"/> feeds and uses its learned spin budget (conditions driven by check counts, not by time).</summary>
+public sealed class DoorbellSpinBudgetTests : IDisposable
+{
+    private const int SequenceOffset = 0;
+    private const int ParkedOffset = 64;
+
+    private static readonly TimeSpan s_cap = TimeSpan.FromMilliseconds(1);
+
+    private readonly SharedRegion _region = SharedRegion.Create("doorbell-budget-test", SharedRegion.PageSize);
+
+    public void Dispose() => _region.Dispose();
+
+    [Fact]
+    public void Wait_ReadyAtOnce_LearnsNothing()
+    {
+        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        var ready = new ReadyAfterChecks(new Counter(), 0);
+        Assert.True(Wait(bell, ref ready, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, bell.SpinBudget.MeanTicks);
+        Assert.False(bell.SpinBudget.ParksAtOnce);
+    }
+
+    [Fact]
+    public void Wait_ReadyWhileSpinning_RecordsAHit()
+    {
+        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        var ready = new ReadyAfterChecks(new Counter(), 3);
+        Assert.True(Wait(bell, ref ready, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
+        Assert.InRange(bell.SpinBudget.MeanTicks, 1, long.MaxValue);
+        Assert.Equal(0, bell.Parks);
+    }
+
+    [Fact]
+    public void Wait_PeerNeverAnswersWithinTheSpin_ParksAtOnceAfterTheThreshold()
+    {
+        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        for (int i = 0; i < SpinBudget.ParkThreshold; i++)
+        {
+            Assert.False(bell.SpinBudget.ParksAtOnce);
+            var never = new ReadyAfterChecks(new Counter(), int.MaxValue);
+            // A deadline a few caps away: the spin ends first, then the park times out at the deadline.
+            Assert.False(Wait(bell, ref never, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(5)));
+        }
+        Assert.True(bell.SpinBudget.ParksAtOnce);
+
+        // Parking at once: the condition is checked a few times around the park, not hundreds of times in a spin.
+        var counter = new Counter();
+        var stillNever = new ReadyAfterChecks(counter, int.MaxValue);
+        long parksBefore = bell.Parks;
+        Assert.False(Wait(bell, ref stillNever, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(5)));
+        Assert.True(bell.Parks > parksBefore);
+        Assert.InRange(counter.Checks, 1, 20);
+    }
+
+    [Theory]
+    [InlineData(WaitStrategy.BusySpin)]
+    [InlineData(WaitStrategy.Park)]
+    public void Wait_OtherStrategies_LearnNothing(WaitStrategy strategy)
+    {
+        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        for (int i = 0; i < SpinBudget.ParkThreshold; i++)
+        {
+            var never = new ReadyAfterChecks(new Counter(), int.MaxValue);
+            Assert.False(Wait(bell, ref never, strategy, TimeSpan.FromMilliseconds(2)));
+            var soon = new ReadyAfterChecks(new Counter(), 2);
+            Assert.True(Wait(bell, ref soon, strategy, TimeSpan.FromSeconds(10)));
+        }
+        Assert.Equal(0, bell.SpinBudget.MeanTicks);
+        Assert.False(bell.SpinBudget.ParksAtOnce);
+    }
+
+    private static bool Wait(Doorbell bell, ref ReadyAfterChecks condition, WaitStrategy strategy, TimeSpan timeout) =>
+        bell.Wait(ref condition, strategy, s_cap, TimeSpan.FromMilliseconds(2), Doorbell.DeadlineAfter(timeout), default);
+
+    private sealed class Counter
+    {
+        public int Checks;
+    }
+
+    /// <summary>Ready from the (<paramref name="after"/> + 1)-th check on: how a peer answering "soon" looks, without a clock.</summary>
+    private readonly struct ReadyAfterChecks(Counter counter, int after) : IWaitCondition
+    {
+        public bool IsReady => ++counter.Checks > after;
+    }
+}
