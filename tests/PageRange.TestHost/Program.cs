@@ -38,6 +38,7 @@ internal static class Program
                 "tracing-serve" => TracingScenarios.Serve(args),
                 "adversary-honest" => AdversaryScenarios.Honest(args),
                 "adversary-attack" => AdversaryScenarios.Attack(args),
+                "grpc-serve" => GrpcScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }
