@@ -116,6 +116,10 @@ internal sealed class ConformanceService : GrpcConformance.GrpcConformanceBase
     {
         for (int i = 0; i < request.Count; i++)
         {
+            if (request.FailCode != 0 && i == request.FailAfter)
+            {
+                throw new RpcException(new Status((StatusCode)request.FailCode, $"failed after {i} messages"));
+            }
             await responseStream.WriteAsync(PatternChunk(i, request.Size), context.CancellationToken);
         }
     }

@@ -33,6 +33,9 @@ public abstract class GrpcConformanceTests
     /// <summary>What <see cref="ServerCallContext.Host"/> reads on this transport.</summary>
     private protected abstract void AssertHost(string host);
 
+    /// <summary>A channel to an address where no server listens, and what disposes it.</summary>
+    private protected abstract IAsyncDisposable InvokerToNoServer(out CallInvoker invoker);
+
     [Theory]
     [InlineData(0)]
     [InlineData(64)]
@@ -197,6 +200,36 @@ public abstract class GrpcConformanceTests
         Assert.Equal(Count, index);
         Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
         Assert.NotNull(call.GetTrailers());
+    }
+
+    [Fact]
+    public async Task ServerStreaming_HandlerThrowsMidStream_ReadsTheMessagesThenTheStatus()
+    {
+        using AsyncServerStreamingCall<Chunk> call = Client.ServerStream(new StreamRequest { Count = 100, Size = 10, FailAfter = 5, FailCode = (int)StatusCode.DataLoss });
+        int read = 0;
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))
+            {
+                read++;
+            }
+        });
+
+        Assert.Equal(5, read);
+        Assert.Equal(StatusCode.DataLoss, error.StatusCode);
+        Assert.Equal("failed after 5 messages", error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task Unavailable_NoServerListening_ClientGetsUnavailable()
+    {
+        await using IAsyncDisposable owner = InvokerToNoServer(out CallInvoker invoker);
+        var client = new GrpcConformance.GrpcConformanceClient(invoker);
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.EchoAsync(new EchoRequest()).ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
     }
 
     [Fact]

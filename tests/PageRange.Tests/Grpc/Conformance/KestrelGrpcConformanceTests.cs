@@ -1,3 +1,6 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+
 namespace PageRange.Tests.Grpc.Conformance;
 
 /// <summary>The conformance assertions against the reference: Grpc.AspNetCore on Kestrel over a Unix domain socket.</summary>
@@ -10,4 +13,20 @@ public sealed class KestrelGrpcConformanceTests(KestrelConformanceFixture fixtur
 
     // The :authority of the channel's address.
     private protected override void AssertHost(string host) => Assert.Equal("localhost", host);
+
+    private protected override IAsyncDisposable InvokerToNoServer(out CallInvoker invoker)
+    {
+        GrpcChannel channel = KestrelConformanceFixture.CreateChannel(Path.Combine(Path.GetTempPath(), $"no-server-{Guid.NewGuid():N}.sock"));
+        invoker = channel.CreateCallInvoker();
+        return new ChannelOwner(channel);
+    }
+
+    private sealed class ChannelOwner(GrpcChannel channel) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            channel.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
 }
