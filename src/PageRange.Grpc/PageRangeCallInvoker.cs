@@ -122,6 +122,7 @@ public sealed class PageRangeCallInvoker : CallInvoker, IAsyncDisposable, IDispo
             }
             if (current is not null)
             {
+                _current = null;
                 await current.DisposeAsync().ConfigureAwait(false);
             }
             PageRangeConnection connection;
