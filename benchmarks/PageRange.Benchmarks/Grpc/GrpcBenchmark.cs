@@ -1,0 +1,343 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Pipes;
+using System.Net.Sockets;
+using System.Text;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using PageRange.Grpc;
+
+namespace PageRange.Benchmarks.Grpc;
+
+/// <summary>
+/// <c>grpc</c>: the same generated client calling the same service in a second process over gRPC on PageRange, on
+/// Kestrel over a Unix domain socket, and on Kestrel over a named pipe where the platform has that transport (Kestrel's
+/// named pipes are Windows-only: the row then says why it is missing). Unary round trips of 64 B and 16 KiB (p50 and
+/// p99 of every call, rounds interleaved across transports) and a server stream of 1 KiB messages (median msgs/s of the
+/// rounds), with the ratios of each baseline to PageRange, in one run. Not a timed test.
+/// </summary>
+internal static class GrpcBenchmark
+{
+    /// <summary>The command's name, the first argument.</summary>
+    public const string CommandName = "grpc";
+
+    private static readonly int[] s_unarySizes = [64, 16 << 10];
+    private const int StreamMessageSize = 1024;
+
+    private static readonly Option<int> s_calls = OptionRules.Positive(new Option<int>("--calls")
+    {
+        Description = "Unary calls measured per size, transport and round.",
+        DefaultValueFactory = _ => 5000,
+        HelpName = "n",
+    });
+
+    private static readonly Option<int> s_messages = OptionRules.Positive(new Option<int>("--stream-messages")
+    {
+        Description = "1 KiB messages of each server stream.",
+        DefaultValueFactory = _ => 50_000,
+        HelpName = "n",
+    });
+
+    private static readonly Option<int> s_rounds = OptionRules.Positive(new Option<int>("--rounds")
+    {
+        Description = "Rounds; each measures every transport in turn, so a change in the machine's load hits all of them.",
+        DefaultValueFactory = _ => 5,
+        HelpName = "n",
+    });
+
+    private static readonly Option<string> s_wait = new Option<string>("--wait")
+    {
+        Description = "How PageRange's processes wait: park or spin-then-park.",
+        DefaultValueFactory = _ => "spin-then-park",
+        HelpName = "park|spin-then-park",
+    }.AcceptOnlyFromAmong("park", "spin-then-park");
+
+    private static readonly Option<string> s_out = new("--out")
+    {
+        Description = "Where grpc-results.md and grpc-results.csv go (default: not written).",
+        HelpName = "dir",
+    };
+
+    private static readonly Option<bool> s_quick = new("--quick")
+    {
+        Description = "300 calls, 2000 stream messages, 1 round (the smoke test's mode); overrides those three options.",
+    };
+
+    /// <summary>The <c>grpc</c> command; <paramref name="args"/> (after <c>grpc</c>) go into the results' command line.</summary>
+    public static Command CreateCommand(string[] args)
+    {
+        var command = new Command(CommandName,
+            "gRPC over PageRange beside gRPC over a Unix socket and a named pipe (Kestrel server in a second process, GrpcChannel client): " +
+            "unary 64 B and 16 KiB round trips, a server stream of 1 KiB messages, and their ratios. Not a timed test.")
+        {
+            s_calls, s_messages, s_rounds, s_wait, s_out, s_quick,
+        };
+        command.SetAction((parse, _) =>
+        {
+            bool quick = parse.GetValue(s_quick);
+            return RunAsync(
+                quick ? 300 : parse.GetValue(s_calls),
+                quick ? 2000 : parse.GetValue(s_messages),
+                quick ? 1 : parse.GetValue(s_rounds),
+                parse.GetValue(s_wait) == "park" ? WaitStrategy.Park : WaitStrategy.SpinThenPark,
+                parse.GetValue(s_out),
+                args);
+        });
+        return command;
+    }
+
+    private sealed class Target(string transport, CallInvoker invoker, IDisposable owner)
+    {
+        public string Transport { get; } = transport;
+
+        public GrpcBench.GrpcBenchClient Client { get; } = new(invoker);
+
+        public IDisposable Owner { get; } = owner;
+
+        public Dictionary<int, List<long>> UnaryTicks { get; } = [];
+
+        public List<double> StreamRates { get; } = [];
+    }
+
+    private static async Task<int> RunAsync(int calls, int messages, int rounds, WaitStrategy wait, string? outDirectory, string[] args)
+    {
+        string load = File.ReadLines("/proc/loadavg").FirstOrDefault() ?? "n/a";
+        string directory = Directory.CreateTempSubdirectory("pagerange-grpc-bench-").FullName;
+        string name = $"bench-grpc-{Environment.ProcessId}";
+        string socketPath = Path.Combine(directory, "kestrel.sock");
+        string pipeName = $"pagerange-grpc-bench-{Environment.ProcessId}";
+        using Process server = StartServer(name, socketPath, pipeName, wait);
+        var targets = new List<Target>();
+        try
+        {
+            string pipe = Expect(server, "pipe: ");
+            Expect(server, "ready");
+            PageRangeCallInvoker invoker = PageRangeGrpcChannel.Create(name, new PageRangeGrpcChannelOptions
+            {
+                ConnectionOptions = new PageRangeOptions { WaitStrategy = wait, RegionSize = 8L << 20 },
+            });
+            targets.Add(new Target("pagerange", invoker, invoker));
+            GrpcChannel uds = Channel(() => UnixSocketStreamAsync(socketPath));
+            targets.Add(new Target("uds", uds.CreateCallInvoker(), uds));
+            string? pipeNote = null;
+            if (pipe == "ok")
+            {
+                GrpcChannel named = Channel(() => NamedPipeStreamAsync(pipeName));
+                targets.Add(new Target("named-pipe", named.CreateCallInvoker(), named));
+            }
+            else
+            {
+                pipeNote = pipe["unsupported ".Length..];
+                Console.WriteLine($"named-pipe: no figure; Kestrel's named-pipe transport did not start on {Environment.OSVersion}: {pipeNote}");
+            }
+
+            foreach (Target target in targets)
+            {
+                // Warm-up: JIT, connections, pools and pages on both sides.
+                await UnaryAsync(target, 64, Math.Min(calls, 500), null);
+                await UnaryAsync(target, 16 << 10, Math.Min(calls, 200), null);
+                await StreamAsync(target, Math.Min(messages, 2000));
+            }
+            for (int round = 0; round < rounds; round++)
+            {
+                foreach (int size in s_unarySizes)
+                {
+                    foreach (Target target in targets)
+                    {
+                        await UnaryAsync(target, size, calls, target.UnaryTicks.TryGetValue(size, out List<long>? list) ? list : target.UnaryTicks[size] = []);
+                    }
+                }
+                foreach (Target target in targets)
+                {
+                    target.StreamRates.Add(await StreamAsync(target, messages));
+                }
+            }
+            string markdown = Report(targets, pipeNote, calls, messages, rounds, wait, load, args, out string csv);
+            Console.WriteLine();
+            Console.WriteLine(markdown);
+            if (outDirectory is not null)
+            {
+                Directory.CreateDirectory(outDirectory);
+                await File.WriteAllTextAsync(Path.Combine(outDirectory, "grpc-results.md"), markdown);
+                await File.WriteAllTextAsync(Path.Combine(outDirectory, "grpc-results.csv"), csv);
+            }
+            return 0;
+        }
+        finally
+        {
+            foreach (Target target in targets)
+            {
+                target.Owner.Dispose();
+            }
+            if (!server.HasExited)
+            {
+                server.Kill();
+            }
+            server.WaitForExit(10_000);
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private static async Task UnaryAsync(Target target, int size, int calls, List<long>? ticks)
+    {
+        var request = new BenchPayload { Data = UnsafeByteOperations.UnsafeWrap(new byte[size]) };
+        for (int i = 0; i < calls; i++)
+        {
+            long started = Stopwatch.GetTimestamp();
+            BenchPayload reply = await target.Client.UnaryAsync(request);
+            long took = Stopwatch.GetTimestamp() - started;
+            if (reply.Data.Length != size)
+            {
+                throw new InvalidOperationException($"{target.Transport}: a {size} B call came back with {reply.Data.Length} B.");
+            }
+            ticks?.Add(took);
+        }
+    }
+
+    private static async Task<double> StreamAsync(Target target, int messages)
+    {
+        long started = Stopwatch.GetTimestamp();
+        using AsyncServerStreamingCall<BenchPayload> call = target.Client.Stream(new BenchStreamRequest { Count = messages, Size = StreamMessageSize });
+        int received = 0;
+        while (await call.ResponseStream.MoveNext(CancellationToken.None))
+        {
+            received++;
+        }
+        double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        if (received != messages)
+        {
+            throw new InvalidOperationException($"{target.Transport}: the stream ended after {received} of {messages} messages.");
+        }
+        return messages / seconds;
+    }
+
+    private static string Report(List<Target> targets, string? pipeNote, int calls, int messages, int rounds, WaitStrategy wait, string load, string[] args, out string csv)
+    {
+        var table = new StringBuilder();
+        var rows = new StringBuilder("transport,workload,size_bytes,p50_us,p99_us,msgs_per_s\n");
+        Target pagerange = targets[0];
+        table.AppendLine(CultureInfo.InvariantCulture, $"gRPC: {calls} unary calls per size, transport and round; server streams of {messages} x {StreamMessageSize} B; {rounds} rounds interleaved; PageRange wait {wait}; server in a second process; {Environment.ProcessorCount} cores; load average before: {load}; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        table.AppendLine();
+        table.AppendLine("| transport | unary 64 B p50 µs | p99 µs | unary 16 KiB p50 µs | p99 µs | stream 1 KiB msgs/s (median) |");
+        table.AppendLine("|---|--:|--:|--:|--:|--:|");
+        foreach (Target target in targets)
+        {
+            (double p50Small, double p99Small) = Percentiles(target.UnaryTicks[s_unarySizes[0]]);
+            (double p50Large, double p99Large) = Percentiles(target.UnaryTicks[s_unarySizes[1]]);
+            double rate = Median(target.StreamRates);
+            table.AppendLine(CultureInfo.InvariantCulture, $"| {target.Transport} | {p50Small:F1} | {p99Small:F1} | {p50Large:F1} | {p99Large:F1} | {rate:N0} |");
+            rows.AppendLine(CultureInfo.InvariantCulture, $"{target.Transport},unary,{s_unarySizes[0]},{p50Small:F2},{p99Small:F2},0");
+            rows.AppendLine(CultureInfo.InvariantCulture, $"{target.Transport},unary,{s_unarySizes[1]},{p50Large:F2},{p99Large:F2},0");
+            rows.AppendLine(CultureInfo.InvariantCulture, $"{target.Transport},server-stream,{StreamMessageSize},0,0,{rate:F0}");
+        }
+        if (pipeNote is not null)
+        {
+            table.AppendLine("| named-pipe | n/a | n/a | n/a | n/a | n/a |");
+        }
+        table.AppendLine();
+        table.AppendLine("Ratios (baseline / PageRange: latency above 1 means PageRange is faster; for the stream, PageRange msgs/s / baseline msgs/s):");
+        table.AppendLine();
+        foreach (Target baseline in targets.Skip(1))
+        {
+            table.AppendLine(CultureInfo.InvariantCulture,
+                $"- {baseline.Transport}: unary 64 B p50 x{Ratio(baseline, pagerange, s_unarySizes[0]):F2}, unary 16 KiB p50 x{Ratio(baseline, pagerange, s_unarySizes[1]):F2}, stream x{Median(pagerange.StreamRates) / Median(baseline.StreamRates):F2}");
+        }
+        if (pipeNote is not null)
+        {
+            table.AppendLine(CultureInfo.InvariantCulture, $"- named-pipe: no figure. Kestrel's named-pipe transport did not start here: {pipeNote}");
+        }
+        table.AppendLine();
+        table.AppendLine("command: dotnet run -c Release --project benchmarks/PageRange.Benchmarks -- grpc " + string.Join(' ', args));
+        csv = rows.ToString();
+        return table.ToString();
+    }
+
+    private static double Ratio(Target baseline, Target pagerange, int size) =>
+        Percentiles(baseline.UnaryTicks[size]).P50 / Percentiles(pagerange.UnaryTicks[size]).P50;
+
+    private static (double P50, double P99) Percentiles(List<long> ticks)
+    {
+        long[] sorted = [.. ticks];
+        Array.Sort(sorted);
+        double perMicro = Stopwatch.Frequency / 1e6;
+        return (sorted[(sorted.Length - 1) / 2] / perMicro, sorted[(int)((sorted.Length - 1) * 0.99)] / perMicro);
+    }
+
+    private static double Median(List<double> values)
+    {
+        double[] sorted = [.. values];
+        Array.Sort(sorted);
+        return sorted[(sorted.Length - 1) / 2];
+    }
+
+    private static GrpcChannel Channel(Func<ValueTask<Stream>> connect) =>
+        GrpcChannel.ForAddress("http://localhost", new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler { ConnectCallback = (_, _) => connect() },
+            DisposeHttpClient = true,
+        });
+
+    private static async ValueTask<Stream> UnixSocketStreamAsync(string path)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+            return new NetworkStream(socket, ownsSocket: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static async ValueTask<Stream> NamedPipeStreamAsync(string pipeName)
+    {
+        var pipe = new NamedPipeClientStream(".", pipeName, PipeDirection.InOut, PipeOptions.WriteThrough | PipeOptions.Asynchronous);
+        try
+        {
+            await pipe.ConnectAsync();
+            return pipe;
+        }
+        catch
+        {
+            await pipe.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static Process StartServer(string name, string socketPath, string pipeName, WaitStrategy wait)
+    {
+        var start = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+        };
+        if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
+        {
+            start.ArgumentList.Add(typeof(GrpcBenchmark).Assembly.Location);
+        }
+        foreach (string argument in new[] { "--grpc-server", name, socketPath, pipeName, wait.ToString() })
+        {
+            start.ArgumentList.Add(argument);
+        }
+        return Process.Start(start) ?? throw new InvalidOperationException("The gRPC server process did not start.");
+    }
+
+    /// <summary>Reads the server's lines until one starts with <paramref name="prefix"/>; returns the rest of it.</summary>
+    private static string Expect(Process process, string prefix)
+    {
+        while (process.StandardOutput.ReadLine() is { } line)
+        {
+            if (line.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                return line[prefix.Length..];
+            }
+        }
+        throw new InvalidOperationException($"The gRPC server {process.Id} ended before '{prefix}'.");
+    }
+}

@@ -1,0 +1,334 @@
+using Grpc.Core;
+using PageRange.Transport;
+
+namespace PageRange.Grpc;
+
+/// <summary>
+/// A streaming call on the client (server, client or duplex streaming). A two-way PageRange call opens it and its reply
+/// carries the status, trailers, how many messages the server sent and (client streaming) the response; the messages
+/// travel as frames tagged with the stream's id, under credits, in both directions.
+/// </summary>
+internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStream, IAsyncStreamReader<TResponse>, IClientStreamWriter<TRequest>
+    where TRequest : class
+    where TResponse : class
+{
+    private readonly PageRangeCallInvoker _invoker;
+    private readonly Method<TRequest, TResponse> _method;
+    private readonly string? _host;
+    private readonly CallOptions _options;
+    private readonly GrpcCallResult _result = new();
+    private readonly CancellationTokenSource _cancel;
+    private readonly CancellationToken _callToken;
+    private readonly TaskCompletionSource<GrpcClientConnection> _opened = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly GrpcCreditGate _gate = new(0, 0);
+    private readonly Lock _lock = new();
+    private GrpcInbox<TResponse>? _inbox;
+    private GrpcClientConnection? _connection;
+    private ulong _streamId;
+    private uint _received;
+    private uint? _expected;
+    private bool _halfClosed;
+    private Task<TResponse>? _run;
+
+    internal GrpcClientStreamCall(PageRangeCallInvoker invoker, Method<TRequest, TResponse> method, string? host, CallOptions options)
+    {
+        _invoker = invoker;
+        _method = method;
+        _host = host;
+        _options = options;
+        _cancel = CancellationTokenSource.CreateLinkedTokenSource(options.CancellationToken);
+        _callToken = _cancel.Token;
+    }
+
+    internal IAsyncStreamReader<TResponse> ResponseStream => this;
+
+    internal IClientStreamWriter<TRequest> RequestStream => this;
+
+    internal Task<Metadata> ResponseHeadersAsync => _result.HeadersTask;
+
+    internal Task<TResponse> SingleResponseAsync => _run!;
+
+    /// <inheritdoc/>
+    public TResponse Current => _inbox?.Current ?? throw new InvalidOperationException("No message: call MoveNext first.");
+
+    /// <inheritdoc/>
+    public WriteOptions? WriteOptions { get; set; }
+
+    internal void Start(TRequest request, bool hasRequest)
+    {
+        _run = RunAsync(request, hasRequest);
+        if (_method.Type != MethodType.ClientStreaming)
+        {
+            // Its outcome reaches the application through the reader and GetStatus; nobody awaits this task.
+            _ = _run.ContinueWith(static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        }
+    }
+
+    internal Status GetStatus() => _result.GetStatus();
+
+    internal Metadata GetTrailers() => _result.GetTrailers();
+
+    /// <summary>Cancels the call if it is still running (the server's handler sees its token fire) and lets its stream go.</summary>
+    internal void Dispose()
+    {
+        if (!_result.IsComplete)
+        {
+            try
+            {
+                _cancel.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The call ended meanwhile.
+            }
+        }
+        var cancelled = new RpcException(new Status(StatusCode.Cancelled, "The call was disposed."));
+        _inbox?.End(cancelled);
+        _gate.Fail(cancelled);
+        Unregister();
+        if (_result.IsComplete)
+        {
+            // Only a complete call lets its source go: a running one may still read the token.
+            _cancel.Dispose();
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task<bool> MoveNext(CancellationToken cancellationToken)
+    {
+        GrpcInbox<TResponse> inbox;
+        try
+        {
+            await _opened.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            inbox = _inbox!;
+            return await inbox.MoveNextAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // As grpc-dotnet: cancelling a read cancels the call.
+            Dispose();
+            throw new RpcException(new Status(StatusCode.Cancelled, "Call canceled by the client."));
+        }
+    }
+
+    /// <inheritdoc/>
+    public Task WriteAsync(TRequest message) => WriteAsync(message, CancellationToken.None);
+
+    /// <inheritdoc/>
+    public async Task WriteAsync(TRequest message, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (_halfClosed)
+        {
+            throw new InvalidOperationException("Request stream has already been completed.");
+        }
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _callToken);
+        GrpcClientConnection connection;
+        try
+        {
+            connection = await _opened.Task.WaitAsync(linked.Token).ConfigureAwait(false);
+            await _gate.TakeAsync(linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException error) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw GrpcClientErrors.ToRpc(error);
+        }
+        try
+        {
+            using GrpcSerializationContext serializer = GrpcSerializationContext.ForOneway(connection.Connection);
+            serializer.Serialize(_method.RequestMarshaller, message, GrpcFrames.HeadLength);
+            ReservedBuffer reserved = serializer.Reserved;
+            GrpcFrames.WriteHead(reserved.Span, GrpcFrameKind.Message, _streamId);
+            int total = serializer.TotalLength;
+            reserved.CommitOneway(GrpcWire.FrameCode, total);
+            _gate.Consume(total - GrpcFrames.HeadLength);
+        }
+        catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
+        {
+            throw GrpcClientErrors.ToRpc(error);
+        }
+    }
+
+    /// <inheritdoc/>
+    public async Task CompleteAsync()
+    {
+        if (_halfClosed)
+        {
+            return;
+        }
+        _halfClosed = true;
+        GrpcClientConnection connection;
+        try
+        {
+            connection = await _opened.Task.WaitAsync(_callToken).ConfigureAwait(false);
+            // The half-close must find the stream on the server: it exists once the server granted credits.
+            await _gate.WaitGrantedAsync(_callToken).ConfigureAwait(false);
+        }
+        catch (Exception error) when (error is RpcException or InvalidOperationException or OperationCanceledException)
+        {
+            // The call ended already: there is nothing left to close.
+            return;
+        }
+        try
+        {
+            GrpcFrames.SendEmpty(connection.Connection, GrpcFrameKind.HalfClose, _streamId);
+        }
+        catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
+        {
+            throw GrpcClientErrors.ToRpc(error);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void OnFrame(GrpcFrameKind kind, ReadOnlyMemory<byte> body)
+    {
+        switch (kind)
+        {
+            case GrpcFrameKind.Message when _method.Type is MethodType.ServerStreaming or MethodType.DuplexStreaming:
+                _result.SetHeaders([]);
+                TResponse message;
+                try
+                {
+                    message = GrpcDeserializationContext.Deserialize(_method.ResponseMarshaller, body, "response");
+                }
+                catch (RpcException error)
+                {
+                    _inbox!.End(error);
+                    Dispose();
+                    return;
+                }
+                if (!_inbox!.TryAdd(message, body.Length))
+                {
+                    throw GrpcReader.Violation($"stream {_streamId} got a message past the window its reader granted.");
+                }
+                lock (_lock)
+                {
+                    _received++;
+                    if (_received == _expected)
+                    {
+                        _inbox.End();
+                        UnregisterUnlocked();
+                    }
+                }
+                return;
+            case GrpcFrameKind.Headers:
+                var reader = new GrpcReader(body.Span);
+                Metadata headers = GrpcMetadataCodec.Read(ref reader);
+                if (reader.Remaining != 0)
+                {
+                    throw GrpcReader.Violation($"{reader.Remaining} bytes follow the headers of stream {_streamId}.");
+                }
+                _result.SetHeaders(headers);
+                return;
+            case GrpcFrameKind.Credit when _method.Type is MethodType.ClientStreaming or MethodType.DuplexStreaming:
+                (int messages, int bytes) = GrpcFrames.ReadCredit(body.Span);
+                if (!_gate.TryGrant(messages, bytes))
+                {
+                    throw GrpcReader.Violation($"stream {_streamId} was granted more credit than it used.");
+                }
+                return;
+            default:
+                throw GrpcReader.Violation($"the server sent a {kind} frame on stream {_streamId} of {_method.FullName}.");
+        }
+    }
+
+    /// <inheritdoc/>
+    public void OnConnectionLost(Exception error)
+    {
+        RpcException rpc = GrpcClientErrors.ToRpc(error);
+        _inbox?.End(rpc);
+        _gate.Fail(rpc);
+    }
+
+    private async Task<TResponse> RunAsync(TRequest request, bool hasRequest)
+    {
+        try
+        {
+            GrpcClientConnection connection = await _invoker.GetConnectionAsync(_callToken).ConfigureAwait(false);
+            _connection = connection;
+            _inbox = new GrpcInbox<TResponse>((messages, bytes) => GrpcFrames.SendCredit(connection.Connection, _streamId, messages, bytes));
+            _streamId = connection.Register(this);
+            _opened.TrySetResult(connection);
+
+            var head = new GrpcRequestHead(GrpcCallKind.Stream, _streamId, _method.FullName, _host, hasRequest, _options.Headers ?? []);
+            int headLength = head.GetSize();
+            using GrpcSerializationContext serializer = GrpcSerializationContext.ForArray();
+            if (hasRequest)
+            {
+                serializer.Serialize(_method.RequestMarshaller, request, headLength);
+            }
+            else
+            {
+                serializer.SerializeEmpty(headLength);
+            }
+            head.Write(serializer.Written.Span[..headLength]);
+            using Transaction reply = await connection.Connection.CallAsync(
+                GrpcWire.MethodCode(_method.FullName), serializer.Written, default(CallChain), GrpcClientErrors.TransportOptions(_options),
+                _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
+            return OnReply(connection, reply);
+        }
+        catch (Exception error)
+        {
+            RpcException rpc = GrpcClientErrors.ToRpc(error);
+            _result.Fail(rpc);
+            _inbox?.End(rpc);
+            _gate.Fail(rpc);
+            _opened.TrySetException(rpc);
+            _ = _opened.Task.Exception;
+            Unregister();
+            throw rpc;
+        }
+    }
+
+    private TResponse OnReply(GrpcClientConnection connection, Transaction reply)
+    {
+        GrpcReplyHead head = GrpcClientErrors.ReadReply(connection.Connection, reply.Payload, out int length);
+        var status = new Status(head.Code, head.Detail);
+        TResponse? response = null;
+        if (head.Code == StatusCode.OK && _method.Type == MethodType.ClientStreaming)
+        {
+            if (!head.HasMessage)
+            {
+                status = new Status(StatusCode.Internal, "The server's OK reply has no response message.");
+            }
+            else
+            {
+                response = GrpcDeserializationContext.Deserialize(_method.ResponseMarshaller, reply.Memory[length..], "response");
+            }
+        }
+        _result.Complete(status, head.Trailers, head.ResponseHeaders);
+        RpcException? failure = status.StatusCode == StatusCode.OK ? null : new RpcException(status, head.Trailers);
+        _gate.Fail(failure ?? (Exception)new InvalidOperationException("Can't write the message because the call is complete."));
+        lock (_lock)
+        {
+            _expected = head.MessagesSent;
+            if (failure is not null)
+            {
+                _inbox!.End(failure);
+                UnregisterUnlocked();
+            }
+            else if (_received >= head.MessagesSent)
+            {
+                _inbox!.End();
+                UnregisterUnlocked();
+            }
+        }
+        return failure is not null ? throw failure : response!;
+    }
+
+    private void Unregister()
+    {
+        lock (_lock)
+        {
+            UnregisterUnlocked();
+        }
+    }
+
+    private void UnregisterUnlocked()
+    {
+        if (_connection is { } connection && _streamId != 0)
+        {
+            connection.Unregister(_streamId);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+using Grpc.Core;
+using PageRange.Transport;
+
+namespace PageRange.Grpc;
+
+/// <summary>
+/// Unary calls: one PageRange two-way call. The request (head + message) goes out with the deadline in the transport's
+/// own field; the reply holds the status, headers, trailers and, when OK, the response, read in place.
+/// </summary>
+internal static class GrpcClientUnary
+{
+    internal static TResponse Blocking<TRequest, TResponse>(PageRangeCallInvoker invoker, Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
+        where TRequest : class
+        where TResponse : class
+    {
+        var result = new GrpcCallResult();
+        try
+        {
+            ValueTask<GrpcClientConnection> connecting = invoker.GetConnectionAsync(options.CancellationToken);
+            GrpcClientConnection connection = connecting.IsCompletedSuccessfully ? connecting.Result : connecting.AsTask().GetAwaiter().GetResult();
+            using GrpcSerializationContext serializer = Serialize(method, host, options, request);
+            using Transaction reply = connection.Connection.Call(
+                GrpcWire.MethodCode(method.FullName), serializer.Written.Span, default(CallChain), GrpcClientErrors.TransportOptions(options),
+                invoker.Options.CallTimeout, options.CancellationToken);
+            return ReadResponse(connection.Connection, method, reply, result);
+        }
+        catch (Exception error) when (error is not RpcException)
+        {
+            throw GrpcClientErrors.ToRpc(error);
+        }
+    }
+
+    internal static AsyncUnaryCall<TResponse> Start<TRequest, TResponse>(PageRangeCallInvoker invoker, Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
+        where TRequest : class
+        where TResponse : class
+    {
+        var result = new GrpcCallResult();
+        CancellationTokenSource cancel = CancellationTokenSource.CreateLinkedTokenSource(options.CancellationToken);
+        Task<TResponse> response = RunAsync(invoker, method, host, options, request, result, cancel);
+        return new AsyncUnaryCall<TResponse>(response, result.HeadersTask, result.GetStatus, result.GetTrailers, () =>
+        {
+            if (!result.IsComplete)
+            {
+                try
+                {
+                    cancel.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The call ended meanwhile.
+                }
+            }
+        });
+    }
+
+    private static async Task<TResponse> RunAsync<TRequest, TResponse>(
+        PageRangeCallInvoker invoker, Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request,
+        GrpcCallResult result, CancellationTokenSource cancel)
+        where TRequest : class
+        where TResponse : class
+    {
+        try
+        {
+            GrpcClientConnection connection = await invoker.GetConnectionAsync(cancel.Token).ConfigureAwait(false);
+            using GrpcSerializationContext serializer = Serialize(method, host, options, request);
+            using Transaction reply = await connection.Connection.CallAsync(
+                GrpcWire.MethodCode(method.FullName), serializer.Written, default(CallChain), GrpcClientErrors.TransportOptions(options),
+                invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false);
+            return ReadResponse(connection.Connection, method, reply, result);
+        }
+        catch (Exception error)
+        {
+            RpcException rpc = GrpcClientErrors.ToRpc(error);
+            result.Fail(rpc);
+            throw rpc;
+        }
+        finally
+        {
+            cancel.Dispose();
+        }
+    }
+
+    private static GrpcSerializationContext Serialize<TRequest, TResponse>(Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
+    {
+        var head = new GrpcRequestHead(GrpcCallKind.Unary, 0, method.FullName, host, HasMessage: true, options.Headers ?? []);
+        int headLength = head.GetSize();
+        GrpcSerializationContext serializer = GrpcSerializationContext.ForArray();
+        try
+        {
+            serializer.Serialize(method.RequestMarshaller, request, headLength);
+            head.Write(serializer.Written.Span[..headLength]);
+            return serializer;
+        }
+        catch
+        {
+            serializer.Dispose();
+            throw;
+        }
+    }
+
+    private static TResponse ReadResponse<TRequest, TResponse>(PageRangeConnection connection, Method<TRequest, TResponse> method, Transaction reply, GrpcCallResult result)
+    {
+        GrpcReplyHead head = GrpcClientErrors.ReadReply(connection, reply.Payload, out int length);
+        var status = new Status(head.Code, head.Detail);
+        if (head.Code != StatusCode.OK)
+        {
+            var failure = new RpcException(status, head.Trailers);
+            result.Complete(status, head.Trailers, head.ResponseHeaders);
+            throw failure;
+        }
+        if (!head.HasMessage)
+        {
+            var missing = new Status(StatusCode.Internal, "The server's OK reply has no response message.");
+            result.Complete(missing, head.Trailers, head.ResponseHeaders);
+            throw new RpcException(missing, head.Trailers);
+        }
+        TResponse response = GrpcDeserializationContext.Deserialize(method.ResponseMarshaller, reply.Memory[length..], "response");
+        result.Complete(status, head.Trailers, head.ResponseHeaders);
+        return response;
+    }
+}

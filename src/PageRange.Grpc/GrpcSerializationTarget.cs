@@ -1,0 +1,14 @@
+namespace PageRange.Grpc;
+
+/// <summary>Where <see cref="GrpcSerializationContext"/> writes.</summary>
+internal enum GrpcSerializationTarget
+{
+    /// <summary>A pooled array.</summary>
+    Array,
+
+    /// <summary>A oneway reservation in the peer's region.</summary>
+    Oneway,
+
+    /// <summary>A reply reservation in the caller's region.</summary>
+    Reply,
+}

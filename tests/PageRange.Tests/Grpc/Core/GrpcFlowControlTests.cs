@@ -1,0 +1,133 @@
+using Google.Protobuf;
+using Grpc.Core;
+using PageRange.Grpc;
+using PageRange.Tests.Grpc.Core.Protos;
+using PageRange.Tests.Infrastructure;
+
+namespace PageRange.Tests.Grpc.Core;
+
+/// <summary>Credits: a slow reader holds its writer back, and what is buffered stays within the window.</summary>
+public sealed class GrpcFlowControlTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task ClientStream_100MiBToASlowReader_WriterStaysWithinTheWindowAndTheRegionStaysSmall()
+    {
+        const int MessageSize = 64 * 1024;
+        const int Messages = 100 * 1024 * 1024 / MessageSize;
+        // A region far larger than the window: without credits the writer would run ahead into it.
+        await using GrpcTestServer server = GrpcTestServer.Start(regionSize: 64L << 20);
+        await using PageRangeCallInvoker channel = server.Channel(regionSize: 64L << 20);
+        var client = new CoreTest.CoreTestClient(channel);
+        long maxResident = 0;
+        server.Service.OnClientMessageRead = () =>
+        {
+            long resident = server.Service.LastConnection!.Inbound.Region.ResidentBytes;
+            long seen;
+            while (resident > (seen = Interlocked.Read(ref maxResident)) && Interlocked.CompareExchange(ref maxResident, resident, seen) != seen)
+            {
+            }
+        };
+        ByteString data = ByteString.CopyFrom(new byte[MessageSize]);
+        long maxAhead = 0;
+
+        using AsyncClientStreamingCall<CoreMessage, CoreMessage> call = client.ClientStream();
+        for (int i = 0; i < Messages; i++)
+        {
+            // The reader sleeps a little after every message: it is the slow side.
+            await call.RequestStream.WriteAsync(new CoreMessage { Data = data, DelayMs = 1 }).WaitAsync(TestTimeouts.Long);
+            maxAhead = Math.Max(maxAhead, i + 1 - server.Service.ClientMessagesRead);
+        }
+        await call.RequestStream.CompleteAsync().WaitAsync(TestTimeouts.Long);
+        CoreMessage reply = await call.ResponseAsync.WaitAsync(TestTimeouts.Long);
+
+        output.WriteLine($"writer ahead of the reader by at most {maxAhead} messages; server region resident at most {maxResident >> 10} KiB");
+        Assert.Equal((long)Messages * MessageSize, reply.Number);
+        // Written means sent under a credit; credits come back only for messages read (the reader's counter moves just
+        // after its read returns: one more).
+        Assert.InRange(maxAhead, 1, GrpcWire.WindowMessages + 1);
+        // The window (1 MiB) plus the region's rings and header, never the 64 MiB the region could hold.
+        Assert.InRange(maxResident, 1, 4L << 20);
+    }
+
+    [Fact]
+    public async Task Inbox_WriterPastTheWindow_Refused()
+    {
+        var inbox = new GrpcInbox<object>(static (_, _) => { });
+        for (int i = 0; i < GrpcWire.WindowMessages; i++)
+        {
+            Assert.True(inbox.TryAdd(new object(), 10));
+        }
+
+        Assert.False(inbox.TryAdd(new object(), 10));
+        Assert.True(await inbox.MoveNextAsync(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        // A read that has not been granted back yet still counts against the writer.
+        Assert.False(inbox.TryAdd(new object(), 10));
+    }
+
+    [Fact]
+    public async Task Inbox_Reads_GrantCreditsBackInQuarterWindowBatches()
+    {
+        var grants = new List<(int Messages, int Bytes)>();
+        var inbox = new GrpcInbox<object>((messages, bytes) => grants.Add((messages, bytes)));
+        for (int i = 0; i < GrpcWire.WindowMessages; i++)
+        {
+            Assert.True(inbox.TryAdd(new object(), 100));
+        }
+
+        for (int i = 0; i < GrpcWire.WindowMessages; i++)
+        {
+            Assert.True(await inbox.MoveNextAsync(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        }
+
+        Assert.Equal(4, grants.Count);
+        Assert.All(grants, static grant => Assert.Equal((GrpcWire.WindowMessages / 4, 100 * GrpcWire.WindowMessages / 4), grant));
+        // Every credit granted back: the writer may fill the window again.
+        for (int i = 0; i < GrpcWire.WindowMessages; i++)
+        {
+            Assert.True(inbox.TryAdd(new object(), 100));
+        }
+    }
+
+    [Fact]
+    public async Task Inbox_LargeMessages_ByteWindowGrantsSooner()
+    {
+        var grants = new List<(int Messages, int Bytes)>();
+        var inbox = new GrpcInbox<object>((messages, bytes) => grants.Add((messages, bytes)));
+        Assert.True(inbox.TryAdd(new object(), GrpcWire.WindowBytes / 2));
+        Assert.True(inbox.TryAdd(new object(), GrpcWire.WindowBytes / 2));
+        // The byte window is used up: a third is past it.
+        Assert.False(inbox.TryAdd(new object(), 1));
+
+        Assert.True(await inbox.MoveNextAsync(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal([(1, GrpcWire.WindowBytes / 2)], grants);
+    }
+
+    [Fact]
+    public async Task CreditGate_WaitsForAGrant_AndRefusesAGrantPastTheWindow()
+    {
+        var gate = new GrpcCreditGate(0, 0);
+        ValueTask take = gate.TakeAsync(CancellationToken.None);
+        Assert.False(take.IsCompleted);
+
+        Assert.True(gate.TryGrant(GrpcWire.WindowMessages, GrpcWire.WindowBytes));
+        await take.AsTask().WaitAsync(TestTimeouts.Long);
+        gate.Consume(100);
+
+        Assert.Equal(GrpcWire.WindowMessages - 1, gate.Messages);
+        Assert.False(gate.TryGrant(2, 100));
+        Assert.True(gate.TryGrant(1, 100));
+    }
+
+    [Fact]
+    public async Task CreditGate_Failed_TakersGetTheError()
+    {
+        var gate = new GrpcCreditGate(0, 0);
+        ValueTask take = gate.TakeAsync(CancellationToken.None);
+
+        gate.Fail(new RpcException(new Status(StatusCode.Aborted, "gone")));
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => take.AsTask().WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.Aborted, error.StatusCode);
+    }
+}

@@ -1,0 +1,277 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using PageRange.Grpc;
+using PageRange.Server;
+using PageRange.Tests.Grpc.Core.Protos;
+using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Transport;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Grpc.Core;
+
+/// <summary>Unary calls of a generated client against a mapped service, in one process.</summary>
+public sealed class GrpcUnaryTests
+{
+    [Fact]
+    public async Task AsyncUnary_Echo_ReturnsTheServiceResponse()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        CoreMessage reply = await client.UnaryAsync(new CoreMessage { Text = "hi", Number = 41, Data = ByteString.CopyFrom(1, 2, 3) }).ResponseAsync.WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal("hi", reply.Text);
+        Assert.Equal(42, reply.Number);
+        Assert.Equal(new byte[] { 1, 2, 3 }, reply.Data.ToByteArray());
+    }
+
+    [Fact]
+    public async Task BlockingUnary_ManyCalls_EachGetsItsResponse()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        await Task.Run(() =>
+        {
+            for (int i = 0; i < 200; i++)
+            {
+                CoreMessage reply = client.Unary(new CoreMessage { Number = i, Data = ByteString.CopyFrom(new byte[i * 37]) });
+                Assert.Equal(i + 1, reply.Number);
+                Assert.Equal(i * 37, reply.Data.Length);
+            }
+        }).WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task AsyncUnary_LargeMessage_RoundTrips()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+        byte[] data = new byte[1 << 20];
+        new Random(5).NextBytes(data);
+
+        CoreMessage reply = await client.UnaryAsync(new CoreMessage { Data = ByteString.CopyFrom(data) }).ResponseAsync.WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal(data, reply.Data.ToByteArray());
+    }
+
+    [Fact]
+    public async Task AsyncUnary_HandlerThrowsRpcException_ClientGetsItsStatusAndTrailers()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "throw-rpc" });
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.NotFound, error.StatusCode);
+        Assert.Equal("not here", error.Status.Detail);
+        Assert.Equal("because", error.Trailers.GetValue("why"));
+        Assert.Equal(StatusCode.NotFound, call.GetStatus().StatusCode);
+        Assert.Equal("because", call.GetTrailers().GetValue("why"));
+    }
+
+    [Fact]
+    public async Task BlockingUnary_HandlerThrowsOtherException_ClientGetsUnknown()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => Task.Run(() => client.Unary(new CoreMessage { Text = "throw" })).WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.Unknown, error.StatusCode);
+        Assert.Equal("Exception was thrown by handler.", error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task AsyncUnary_HandlerSetsStatus_ClientGetsIt()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage { Text = "status" }).ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.FailedPrecondition, error.StatusCode);
+        Assert.Equal("set, not thrown", error.Status.Detail);
+    }
+
+    [Fact]
+    public async Task AsyncUnary_Context_ServerSeesPeerMethodHostHeadersDeadline_ClientSeesResponseHeadersAndTrailers()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+        DateTime deadline = DateTime.UtcNow.AddMinutes(5);
+
+        AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "context" }, new Metadata { { "req-h", "r1" } }, deadline);
+        CoreMessage reply = await call.ResponseAsync.WaitAsync(TestTimeouts.Long);
+        Metadata headers = await call.ResponseHeadersAsync.WaitAsync(TestTimeouts.Long);
+
+        string[] parts = reply.Text.Split('|');
+        Assert.Equal($"pagerange:pid={Environment.ProcessId},uid={Interop.GetEffectiveUserId()}", parts[0]);
+        Assert.Equal("/pagerange.grpc.coretest.CoreTest/Unary", parts[1]);
+        Assert.Equal("r1", parts[3]);
+        DateTime seen = DateTime.Parse(parts[4], System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.RoundtripKind);
+        Assert.True(Math.Abs((seen - deadline).TotalMilliseconds) < 5, $"deadline {deadline:O} seen as {seen:O}");
+        Assert.Equal("v1", headers.GetValue("resp-h"));
+        Metadata trailers = call.GetTrailers();
+        Assert.Equal("t1", trailers.GetValue("trail"));
+        Assert.Equal(new byte[] { 1, 2, 3 }, trailers.GetValueBytes("trail-bin"));
+        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+    }
+
+    [Fact]
+    public async Task AsyncUnary_DeadlinePasses_ClientGetsDeadlineExceededAndServerTokenFires()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "wait" }, deadline: DateTime.UtcNow.AddMilliseconds(300));
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
+        Assert.Equal(StatusCode.DeadlineExceeded, await server.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
+    }
+
+    [Fact]
+    public async Task AsyncUnary_ClientCancels_ClientGetsCancelledAndServerTokenFires()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+        using var cancel = new CancellationTokenSource();
+
+        AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "wait" }, cancellationToken: cancel.Token);
+        await Task.Delay(200);
+        await cancel.CancelAsync();
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.Cancelled, error.StatusCode);
+        Assert.Equal(StatusCode.Cancelled, await server.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
+    }
+
+    [Fact]
+    public async Task AsyncUnary_NoServer_Unavailable()
+    {
+        await using PageRangeCallInvoker channel = PageRangeGrpcChannel.Create(ControlHandshakeTests.UniqueName());
+        var client = new CoreTest.CoreTestClient(channel);
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage()).ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task AsyncUnary_ServerStopsThenComesBack_UnavailableThenTheChannelReconnects()
+    {
+        GrpcTestServer first = GrpcTestServer.Start();
+        string name = first.Name;
+        await using PageRangeCallInvoker channel = first.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+        Assert.Equal(2, (await client.UnaryAsync(new CoreMessage { Number = 1 }).ResponseAsync.WaitAsync(TestTimeouts.Long)).Number);
+
+        await first.DisposeAsync();
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage()).ResponseAsync.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+
+        await using PageRangeServer second = PageRangeServer.Start(name, new PageRangeServerOptions { StartShrinkerMonitor = false, ConnectionOptions = GrpcTestServer.ConnectionOptions() },
+            builder => builder.MapGrpcService(new CoreTestService()));
+        Assert.Equal(8, (await client.UnaryAsync(new CoreMessage { Number = 7 }).ResponseAsync.WaitAsync(TestTimeouts.Long)).Number);
+    }
+
+    [Fact]
+    public async Task AsyncUnary_MethodNotMapped_Unimplemented()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start((builder, service) => builder.Map(1, (Transaction tx, CallContext ctx) => tx.Reply([])));
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage()).ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.Unimplemented, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task Interceptors_ClientAndServer_BothRunAroundTheCall()
+    {
+        var serverSeen = new List<string>();
+        var options = new PageRangeGrpcServiceOptions();
+        options.Interceptors.Add(new RecordingInterceptor("outer", serverSeen));
+        options.Interceptors.Add(new RecordingInterceptor("inner", serverSeen));
+        await using GrpcTestServer server = GrpcTestServer.Start((builder, service) => builder.MapGrpcService(service, options));
+        await using PageRangeCallInvoker channel = server.Channel();
+        var clientSeen = new List<string>();
+        var client = new CoreTest.CoreTestClient(channel.Intercept(new RecordingInterceptor("client", clientSeen)));
+
+        CoreMessage reply = await client.UnaryAsync(new CoreMessage { Number = 1 }).ResponseAsync.WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal(2, reply.Number);
+        Assert.Equal(["client:/pagerange.grpc.coretest.CoreTest/Unary"], clientSeen);
+        Assert.Equal(["outer:/pagerange.grpc.coretest.CoreTest/Unary", "inner:/pagerange.grpc.coretest.CoreTest/Unary"], serverSeen);
+    }
+
+    [Fact]
+    public async Task MapGrpcService_PerCall_MakesAnInstanceForEachCall()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start((builder, service) => builder.MapGrpcService<CoreTestService>());
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+        await client.UnaryAsync(new CoreMessage()).ResponseAsync.WaitAsync(TestTimeouts.Long);
+        int before = CoreTestService.Instances;
+
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(i + 1, (await client.UnaryAsync(new CoreMessage { Number = i }).ResponseAsync.WaitAsync(TestTimeouts.Long)).Number);
+        }
+
+        // Other tests make instances at the same time: at least one per call here.
+        Assert.True(CoreTestService.Instances - before >= 3);
+    }
+
+    [Fact]
+    public void MapGrpcService_SameServiceTwice_Refused()
+    {
+        var error = Assert.Throws<ArgumentException>(() => PageRangeServer.Start(ControlHandshakeTests.UniqueName(), builder =>
+        {
+            builder.MapGrpcService(new CoreTestService());
+            builder.MapGrpcService(new CoreTestService());
+        }));
+        Assert.Contains("mapped already", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MapGrpcService_NotAGrpcService_Refused()
+    {
+        Assert.Throws<ArgumentException>(() => PageRangeServer.Start(ControlHandshakeTests.UniqueName(), builder => builder.MapGrpcService(new object())));
+    }
+
+    private sealed class RecordingInterceptor(string name, List<string> seen) : Interceptor
+    {
+        public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+        {
+            lock (seen)
+            {
+                seen.Add($"{name}:{context.Method}");
+            }
+            return continuation(request, context);
+        }
+
+        public override AsyncUnaryCall<TResponse> AsyncUnaryCall<TRequest, TResponse>(
+            TRequest request, ClientInterceptorContext<TRequest, TResponse> context, AsyncUnaryCallContinuation<TRequest, TResponse> continuation)
+        {
+            lock (seen)
+            {
+                seen.Add($"{name}:{context.Method.FullName}");
+            }
+            return continuation(request, context);
+        }
+    }
+}
