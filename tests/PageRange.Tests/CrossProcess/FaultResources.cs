@@ -92,6 +92,12 @@ internal readonly record struct FaultResources(int Descriptors, int Mappings, in
         return (descriptors, mappings);
     }
 
+    /// <summary>What each open descriptor names (its number and link target), for the message of a failed leak check.</summary>
+    public static string ListDescriptors() =>
+        string.Join(", ", Directory.EnumerateFileSystemEntries("/proc/self/fd")
+            .Select(fd => $"{Path.GetFileName(fd)}={new FileInfo(fd).LinkTarget ?? "?"}")
+            .Where(entry => !entry.EndsWith(".dll", StringComparison.Ordinal)));
+
     public override string ToString() =>
         $"{Descriptors} descriptors ({MemfdDescriptors} of regions), {Mappings} mappings ({MemfdMappings} of regions)";
 }

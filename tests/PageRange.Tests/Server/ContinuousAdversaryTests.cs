@@ -51,6 +51,7 @@ public sealed class ContinuousAdversaryTests(ITestOutputHelper output)
         server.HandshakeFailed += (_, _) => Interlocked.Increment(ref handshakeFailures);
         // After the server started: its listening socket belongs to the baseline; its clients' regions do not.
         FaultResources baseline = await FaultResources.SettledAsync();
+        string descriptorsBefore = FaultResources.ListDescriptors();
         var honest = new List<TestHostProcess>();
         var attackers = new List<TestHostProcess>();
         var launched = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -136,6 +137,11 @@ public sealed class ContinuousAdversaryTests(ITestOutputHelper output)
                 after = await FaultResources.SettledAsync();
             }
             output.WriteLine($"before: {baseline}; after: {after}");
+            if (after.Descriptors != baseline.Descriptors)
+            {
+                output.WriteLine($"descriptors before: {descriptorsBefore}");
+                output.WriteLine($"descriptors after: {FaultResources.ListDescriptors()}");
+            }
             Assert.Equal(baseline.MemfdDescriptors, after.MemfdDescriptors);
             Assert.Equal(baseline.MemfdMappings, after.MemfdMappings);
             Assert.Equal(baseline.Descriptors, after.Descriptors);
