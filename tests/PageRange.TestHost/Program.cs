@@ -39,6 +39,7 @@ internal static class Program
                 "adversary-honest" => AdversaryScenarios.Honest(args),
                 "adversary-attack" => AdversaryScenarios.Attack(args),
                 "server-stop-reading" => ReplyRoomScenarios.StopReading(args),
+                "tool-serve" => ToolScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }
