@@ -40,6 +40,7 @@ internal static class Program
                 "adversary-attack" => AdversaryScenarios.Attack(args),
                 "server-stop-reading" => ReplyRoomScenarios.StopReading(args),
                 "grpc-serve" => GrpcScenarios.Serve(args),
+                "tool-serve" => ToolScenarios.Serve(args),
                 _ => Unknown(args[0]),
             };
         }

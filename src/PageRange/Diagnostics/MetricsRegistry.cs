@@ -108,6 +108,7 @@ internal static class MetricsRegistry
     private static void Add(ref MetricsSample sum, in MetricsSample one)
     {
         sum.Connections += one.Connections;
+        sum.AcceptedConnections += one.AcceptedConnections;
         sum.PagesUsed += one.PagesUsed;
         sum.PagesAvailable += one.PagesAvailable;
         sum.PagesFree += one.PagesFree;

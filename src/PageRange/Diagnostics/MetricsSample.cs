@@ -9,6 +9,9 @@ internal struct MetricsSample
     /// <summary>Live connections.</summary>
     internal long Connections;
 
+    /// <summary>Live connections a listener accepted (the server's side); the rest connected (the client's side).</summary>
+    internal long AcceptedConnections;
+
     /// <summary>Pages of the peers' regions covered by a live buffer we wrote.</summary>
     internal long PagesUsed;
 

@@ -53,6 +53,8 @@ public static class PageRangeMetrics
     private static readonly KeyValuePair<string, object?> s_outboundRegion = new("pagerange.region.direction", "outbound");
     private static readonly KeyValuePair<string, object?> s_outbound = new("pagerange.transaction.direction", "outbound");
     private static readonly KeyValuePair<string, object?> s_inbound = new("pagerange.transaction.direction", "inbound");
+    private static readonly KeyValuePair<string, object?> s_clientRole = new("pagerange.connection.role", "client");
+    private static readonly KeyValuePair<string, object?> s_serverRole = new("pagerange.connection.role", "server");
 
     internal static readonly Counter<long> TransactionsSent = s_meter.CreateCounter<long>(
         "pagerange.transaction.sent", "{transaction}", "Transactions published into the peers' regions.");
@@ -113,7 +115,8 @@ public static class PageRangeMetrics
         "The oneway quota left in the peers' regions.");
 
     private static readonly ObservableGauge<long> s_connections = s_meter.CreateObservableGauge(
-        "pagerange.connection.count", static () => MetricsRegistry.Collect().Connections, "{connection}", "Live connections.");
+        "pagerange.connection.count", ObserveConnections, "{connection}",
+        "Live connections by role: client (this process connected) or server (a listener of this process accepted).");
 
     internal static readonly UpDownCounter<long> ServerClients = s_meter.CreateUpDownCounter<long>(
         "pagerange.server.client.count", "{client}", "Clients connected to this process's servers.");
@@ -309,6 +312,16 @@ public static class PageRangeMetrics
         [
             new Measurement<long>(sample.InboundResidentBytes, s_inboundRegion),
             new Measurement<long>(sample.OutboundResidentBytes, s_outboundRegion),
+        ];
+    }
+
+    private static IEnumerable<Measurement<long>> ObserveConnections()
+    {
+        MetricsSample sample = MetricsRegistry.Collect();
+        return
+        [
+            new Measurement<long>(sample.Connections - sample.AcceptedConnections, s_clientRole),
+            new Measurement<long>(sample.AcceptedConnections, s_serverRole),
         ];
     }
 

@@ -287,6 +287,8 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         if (session is null)
         {
             PageRangeMetrics.RecordServerClientRefused();
+            // The limit goes to the server's log (as the listener logs an early refusal), never to the refused peer.
+            PageRangeLog.HandshakeRefused(_logger, Name, connection.PeerPid, connection.PeerUid, refusal!);
             Raise(ClientRefused, new ClientRefusedEventArgs(connection.PeerPid, connection.PeerUid, connection.PeerGid, refusal!));
             // The refused peer learns only that it was refused; the limit is the server's business.
             await connection.CloseAsync(RefusedReason).ConfigureAwait(false);

@@ -25,6 +25,7 @@ public sealed partial class PageRangeConnection : IMetricsSource
         // One consistent snapshot of the allocator, with its page range's counts and resident bytes.
         BufferAllocatorStats stats = _outbound.Allocator.GetStats();
         sample.Connections++;
+        sample.AcceptedConnections += _chainSide != 0 ? 1 : 0;
         sample.PagesUsed += stats.Pages.Used;
         sample.PagesAvailable += stats.Pages.Available;
         sample.PagesFree += stats.Pages.Free;

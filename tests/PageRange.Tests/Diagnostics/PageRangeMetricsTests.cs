@@ -82,7 +82,8 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     {
         using var metrics = new MetricsRecorder();
         metrics.Observe();
-        long connections = metrics.Get("pagerange.connection.count");
+        long clients = metrics.Get("pagerange.connection.count", "client");
+        long servers = metrics.Get("pagerange.connection.count", "server");
         long used = metrics.Get("pagerange.region.pages", "used");
         long available = metrics.Get("pagerange.region.pages", "available");
         long free = metrics.Get("pagerange.region.pages", "free");
@@ -93,7 +94,9 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
 
         await using LoopbackPair pair = await LoopbackPair.OpenAsync(SmallRegion(), SmallRegion());
         metrics.Observe();
-        Assert.Equal(connections + 2, metrics.Get("pagerange.connection.count"));
+        // One side connected, the other was accepted by a listener.
+        Assert.Equal(clients + 1, metrics.Get("pagerange.connection.count", "client"));
+        Assert.Equal(servers + 1, metrics.Get("pagerange.connection.count", "server"));
         long pagesPerRegion = (metrics.Get("pagerange.region.pages", "free") - free) / 2;
         Assert.True(pagesPerRegion > 0);
         long quotaPerRegion = (metrics.Get("pagerange.oneway.space.available") - onewaySpace) / 2;
@@ -139,7 +142,8 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
 
         await pair.DisposeAsync();
         metrics.Observe();
-        Assert.Equal(connections, metrics.Get("pagerange.connection.count"));
+        Assert.Equal(clients, metrics.Get("pagerange.connection.count", "client"));
+        Assert.Equal(servers, metrics.Get("pagerange.connection.count", "server"));
     }
 
     [Fact]

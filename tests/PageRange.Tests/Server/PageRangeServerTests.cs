@@ -341,6 +341,16 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Start_DefaultOptions_TheSharedShrinkerMonitorRuns()
+    {
+        // One monitor serves every region of the process; a server starts it unless told not to (another part of the
+        // process may have started it already: then that one serves the server's regions too).
+        string name = ControlHandshakeTests.UniqueName();
+        await using var server = PageRangeServer.Start(name, _ => { });
+        Assert.NotNull(PageRange.Memory.Shrinker.Shared.Monitor);
+    }
+
+    [Fact]
     public async Task DisposeAsync_HandlerIgnoringItsToken_StillReturns()
     {
         string name = ControlHandshakeTests.UniqueName();
