@@ -1,4 +1,5 @@
 using Grpc.Core;
+using PageRange.Diagnostics;
 using PageRange.Transport;
 
 namespace PageRange.Grpc;
@@ -18,10 +19,12 @@ internal static class GrpcClientUnary
         {
             ValueTask<GrpcClientConnection> connecting = invoker.GetConnectionAsync(options.CancellationToken);
             GrpcClientConnection connection = connecting.IsCompletedSuccessfully ? connecting.Result : connecting.AsTask().GetAwaiter().GetResult();
-            using GrpcSerializationContext serializer = Serialize(method, host, options, request);
-            using Transaction reply = connection.Connection.Call(
-                GrpcWire.MethodCode(method.FullName), serializer.Written.Span, default(CallChain), GrpcClientErrors.TransportOptions(options),
-                invoker.Options.CallTimeout, options.CancellationToken);
+            PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(options);
+            uint code = GrpcWire.MethodCode(method.FullName);
+            using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request);
+            using Transaction reply = serializer.IsReserved
+                ? serializer.Reserved.CommitCall(code, serializer.TotalLength, invoker.Options.CallTimeout, options.CancellationToken)
+                : connection.Connection.Call(code, serializer.Written.Span, default(CallChain), transport, invoker.Options.CallTimeout, options.CancellationToken);
             return ReadResponse(connection.Connection, method, reply, result);
         }
         catch (Exception error) when (error is not RpcException)
@@ -62,10 +65,12 @@ internal static class GrpcClientUnary
         try
         {
             GrpcClientConnection connection = await invoker.GetConnectionAsync(cancel.Token).ConfigureAwait(false);
-            using GrpcSerializationContext serializer = Serialize(method, host, options, request);
-            using Transaction reply = await connection.Connection.CallAsync(
-                GrpcWire.MethodCode(method.FullName), serializer.Written, default(CallChain), GrpcClientErrors.TransportOptions(options),
-                invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false);
+            PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(options);
+            uint code = GrpcWire.MethodCode(method.FullName);
+            using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request);
+            using Transaction reply = serializer.IsReserved
+                ? await serializer.Reserved.CommitCallAsync(code, serializer.TotalLength, invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false)
+                : await connection.Connection.CallAsync(code, serializer.Written, default(CallChain), transport, invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false);
             return ReadResponse(connection.Connection, method, reply, result);
         }
         catch (Exception error)
@@ -80,15 +85,22 @@ internal static class GrpcClientUnary
         }
     }
 
-    private static GrpcSerializationContext Serialize<TRequest, TResponse>(Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
+    /// <summary>
+    /// The request, head then message: straight into the server's region when the call carries nothing the transport
+    /// adds beside the payload (no deadline, no trace context, no call metrics: a zero-copy commit cannot carry them);
+    /// otherwise into a pooled buffer the transport copies.
+    /// </summary>
+    private static GrpcSerializationContext Serialize<TRequest, TResponse>(
+        PageRangeConnection connection, PageRangeCallOptions? transport, Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
     {
         var head = new GrpcRequestHead(GrpcCallKind.Unary, 0, method.FullName, host, HasMessage: true, options.Headers ?? []);
         int headLength = head.GetSize();
-        GrpcSerializationContext serializer = GrpcSerializationContext.ForArray();
+        bool zeroCopy = transport is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
+        GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection) : GrpcSerializationContext.ForArray();
         try
         {
             serializer.Serialize(method.RequestMarshaller, request, headLength);
-            head.Write(serializer.Written.Span[..headLength]);
+            head.Write(serializer.IsReserved ? serializer.Reserved.Span[..headLength] : serializer.Written.Span[..headLength]);
             return serializer;
         }
         catch

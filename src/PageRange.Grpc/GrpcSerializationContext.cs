@@ -32,6 +32,9 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
     /// <summary>Into a pooled array (for a request sent with per-call options, which the transport copies).</summary>
     internal static GrpcSerializationContext ForArray() => new(GrpcSerializationTarget.Array, null, default);
 
+    /// <summary>Into a call reservation in <paramref name="connection"/>'s peer region (a call without per-call options).</summary>
+    internal static GrpcSerializationContext ForCall(PageRangeConnection connection) => new(GrpcSerializationTarget.Call, connection, default);
+
     /// <summary>Into a oneway reservation in <paramref name="connection"/>'s peer region.</summary>
     internal static GrpcSerializationContext ForOneway(PageRangeConnection connection) => new(GrpcSerializationTarget.Oneway, connection, default);
 
@@ -46,6 +49,9 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
 
     /// <summary>The array's bytes: head then message. Valid after <see cref="Serialize{T}"/> for the array target.</summary>
     internal Memory<byte> Written => _array.AsMemory(0, _arrayWritten);
+
+    /// <summary>Whether the bytes are in a reservation (else in the array).</summary>
+    internal bool IsReserved => _hasReserved;
 
     /// <summary>The bytes of head and message together.</summary>
     internal int TotalLength => _hasReserved ? _reserved.WrittenCount : _arrayWritten;
@@ -218,6 +224,9 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
                 return;
             case GrpcSerializationTarget.Oneway:
                 _reserved = _connection!.Reserve(total, oneway: true);
+                break;
+            case GrpcSerializationTarget.Call:
+                _reserved = _connection!.Reserve(total, oneway: false);
                 break;
             default:
                 _reserved = _call.ReserveReply(total);

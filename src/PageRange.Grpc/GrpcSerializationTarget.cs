@@ -9,6 +9,9 @@ internal enum GrpcSerializationTarget
     /// <summary>A oneway reservation in the peer's region.</summary>
     Oneway,
 
+    /// <summary>A call reservation in the peer's region.</summary>
+    Call,
+
     /// <summary>A reply reservation in the caller's region.</summary>
     Reply,
 }

@@ -10,6 +10,7 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
 {
     private static int s_instances;
     private long _clientMessagesRead;
+    private long _serverMessagesWritten;
 
     /// <summary>Completes when a handler saw its cancellation token fire.</summary>
     public TaskCompletionSource<StatusCode> Cancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -19,6 +20,9 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
 
     /// <summary>Messages the client-streaming handler has read so far.</summary>
     public long ClientMessagesRead => Interlocked.Read(ref _clientMessagesRead);
+
+    /// <summary>Messages the server-streaming handler has written so far.</summary>
+    public long ServerMessagesWritten => Interlocked.Read(ref _serverMessagesWritten);
 
     /// <summary>The server's end of the last call's connection.</summary>
     public PageRangeConnection? LastConnection { get; private set; }
@@ -67,6 +71,7 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
         for (int i = 0; i < request.Count; i++)
         {
             await responseStream.WriteAsync(new CoreMessage { Number = i, Data = ByteString.CopyFrom(data) }).ConfigureAwait(false);
+            Interlocked.Increment(ref _serverMessagesWritten);
         }
         context.ResponseTrailers.Add("sent", request.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
         switch (request.Text)

@@ -50,6 +50,32 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task ServerStream_SlowClientReader_ServerWriterStaysWithinTheWindow()
+    {
+        const int Messages = 200;
+        await using GrpcTestServer server = GrpcTestServer.Start(regionSize: 64L << 20);
+        await using PageRangeCallInvoker channel = server.Channel(regionSize: 64L << 20);
+        var client = new CoreTest.CoreTestClient(channel);
+        long maxAhead = 0;
+
+        using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Count = Messages, Number = 64 * 1024 });
+        int read = 0;
+        while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))
+        {
+            read++;
+            maxAhead = Math.Max(maxAhead, server.Service.ServerMessagesWritten - read);
+            await Task.Delay(2);
+        }
+
+        output.WriteLine($"server writer ahead of the client reader by at most {maxAhead} messages");
+        Assert.Equal(Messages, read);
+        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+        // The handler counts a message once its write returned: sent under a credit, and credits come back only for
+        // messages the client read.
+        Assert.InRange(maxAhead, 1, GrpcWire.WindowMessages);
+    }
+
+    [Fact]
     public async Task Inbox_WriterPastTheWindow_Refused()
     {
         var inbox = new GrpcInbox<object>(static (_, _) => { });

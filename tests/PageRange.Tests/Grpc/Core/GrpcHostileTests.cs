@@ -2,6 +2,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using PageRange.Grpc;
 using PageRange.Server;
+using PageRange.Tests.CrossProcess;
 using PageRange.Tests.Grpc.Core.Protos;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
@@ -32,8 +33,9 @@ public sealed class GrpcHostileTests
 
         ClientDisconnectedEventArgs end = await disconnected.WaitAsync(TestTimeouts.Long);
         Assert.Equal(ClientDisconnectReason.ProtocolViolation, end.Reason);
-        Assert.True(residentBefore >= 0);
+        Assert.True(residentBefore > 0);
         await AssertServesAsync(server);
+        await AssertRegionsGoneAsync(server.Name);
     }
 
     [Fact]
@@ -112,6 +114,8 @@ public sealed class GrpcHostileTests
         }
 
         await AssertServesAsync(server);
+        // The victim let go of everything of that connection: no descriptor or mapping of its regions is left.
+        await AssertRegionsGoneAsync(server.Name);
     }
 
     [Fact]
@@ -130,6 +134,18 @@ public sealed class GrpcHostileTests
         Assert.Equal(StatusCode.Unimplemented, read.Code);
         Assert.False(read.HasMessage);
         Assert.Equal(1, server.Server.ClientCount);
+    }
+
+    /// <summary>Waits until no descriptor or mapping of this server's connections' regions is left in the process.</summary>
+    private static async Task AssertRegionsGoneAsync(string name)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        (int Descriptors, int Mappings) left;
+        while ((left = FaultResources.Naming(name)) != (0, 0) && waited.Elapsed < TestTimeouts.Long)
+        {
+            await Task.Delay(50);
+        }
+        Assert.Equal((0, 0), left);
     }
 
     private static Task<PageRangeConnection> ConnectRawAsync(GrpcTestServer server) =>

@@ -72,7 +72,9 @@ public sealed class GrpcStreamingTests
         await using PageRangeCallInvoker channel = server.Channel();
         var client = new CoreTest.CoreTestClient(channel);
 
-        using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "wait", Count = 1 }, deadline: DateTime.UtcNow.AddMilliseconds(400));
+        // Long enough for a loaded machine to start the handler before it (one that starts after it never runs).
+        using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "wait", Count = 1 }, deadline: DateTime.UtcNow.AddSeconds(3));
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
         RpcException error = await Assert.ThrowsAsync<RpcException>(async () =>
         {
             while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))

@@ -134,7 +134,8 @@ public sealed class GrpcUnaryTests
         await using PageRangeCallInvoker channel = server.Channel();
         var client = new CoreTest.CoreTestClient(channel);
 
-        AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "wait" }, deadline: DateTime.UtcNow.AddMilliseconds(300));
+        // Long enough for a loaded machine to start the handler before it (one that starts after it never runs).
+        AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "wait" }, deadline: DateTime.UtcNow.AddSeconds(2));
         RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
 
         Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
@@ -237,6 +238,87 @@ public sealed class GrpcUnaryTests
     }
 
     [Fact]
+    public async Task MapGrpcService_Factory_CalledForEachCall()
+    {
+        int made = 0;
+        await using GrpcTestServer server = GrpcTestServer.Start((builder, service) => builder.MapGrpcService(() =>
+        {
+            Interlocked.Increment(ref made);
+            return new CoreTestService();
+        }));
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+        int afterMapping = Volatile.Read(ref made);
+
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(i + 1, (await client.UnaryAsync(new CoreMessage { Number = i }).ResponseAsync.WaitAsync(TestTimeouts.Long)).Number);
+        }
+        using AsyncDuplexStreamingCall<CoreMessage, CoreMessage> duplex = client.Duplex();
+        await duplex.RequestStream.CompleteAsync().WaitAsync(TestTimeouts.Long);
+        Assert.False(await duplex.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(1, afterMapping);
+        Assert.Equal(afterMapping + 4, Volatile.Read(ref made));
+    }
+
+    [Fact]
+    public async Task Interceptors_Server_WrapStreamingMethodsToo()
+    {
+        var seen = new List<string>();
+        var options = new PageRangeGrpcServiceOptions();
+        options.Interceptors.Add(new RecordingInterceptor("server", seen));
+        await using GrpcTestServer server = GrpcTestServer.Start((builder, service) => builder.MapGrpcService(service, options));
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        using AsyncDuplexStreamingCall<CoreMessage, CoreMessage> duplex = client.Duplex();
+        await duplex.RequestStream.WriteAsync(new CoreMessage { Number = 4 }).WaitAsync(TestTimeouts.Long);
+        Assert.True(await duplex.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        long doubled = duplex.ResponseStream.Current.Number;
+        await duplex.RequestStream.CompleteAsync().WaitAsync(TestTimeouts.Long);
+        Assert.False(await duplex.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        using AsyncServerStreamingCall<CoreMessage> stream = client.ServerStream(new CoreMessage { Count = 1 });
+        Assert.True(await stream.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(8, doubled);
+        lock (seen)
+        {
+            Assert.Equal(["server:duplex", "server:server-streaming"], seen);
+        }
+    }
+
+    [Fact]
+    public async Task Reply_MalformedFromARawServer_InternalAndTheClientClosesThatConnection()
+    {
+        await using PageRangeListener listener = PageRangeListener.Listen(ControlHandshakeTests.UniqueName(), GrpcTestServer.ConnectionOptions());
+        Task<bool> serve = Task.Run(async () =>
+        {
+            await using PageRangeConnection connection = await listener.AcceptAsync();
+            using (Transaction call = await connection.ReceiveAsync())
+            {
+                // Status code 99 does not exist.
+                call.Reply([99, 0, 0, 0, 0, 0]);
+            }
+            try
+            {
+                await Task.Delay(Timeout.Infinite, connection.PeerDied);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            return connection.IsPeerAlive;
+        });
+        await using PageRangeCallInvoker channel = PageRangeGrpcChannel.Create(listener.Name, new PageRangeGrpcChannelOptions { ConnectionOptions = GrpcTestServer.ConnectionOptions() });
+        var client = new CoreTest.CoreTestClient(channel);
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage()).ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.Internal, error.StatusCode);
+        Assert.False(await serve.WaitAsync(TestTimeouts.Long));
+    }
+
+    [Fact]
     public void MapGrpcService_SameServiceTwice_Refused()
     {
         var error = Assert.Throws<ArgumentException>(() => PageRangeServer.Start(ControlHandshakeTests.UniqueName(), builder =>
@@ -255,6 +337,27 @@ public sealed class GrpcUnaryTests
 
     private sealed class RecordingInterceptor(string name, List<string> seen) : Interceptor
     {
+        public override Task DuplexStreamingServerHandler<TRequest, TResponse>(
+            IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context,
+            DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+        {
+            lock (seen)
+            {
+                seen.Add($"{name}:duplex");
+            }
+            return continuation(requestStream, responseStream, context);
+        }
+
+        public override Task ServerStreamingServerHandler<TRequest, TResponse>(
+            TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
+        {
+            lock (seen)
+            {
+                seen.Add($"{name}:server-streaming");
+            }
+            return continuation(request, responseStream, context);
+        }
+
         public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
         {
             lock (seen)
