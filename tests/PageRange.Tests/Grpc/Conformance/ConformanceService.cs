@@ -141,6 +141,21 @@ internal sealed class ConformanceService : GrpcConformance.GrpcConformanceBase
             }
         }
         var sum = new Sum();
+        try
+        {
+            await ReadAllAsync(requestStream, context, sum, record, delayMs);
+        }
+        catch (Exception) when (context.CancellationToken.IsCancellationRequested && record is not null)
+        {
+            // However the transport ends the read (OperationCanceledException, IOException), the token says why.
+            record.Cancelled = true;
+            throw;
+        }
+        return sum;
+    }
+
+    private static async Task ReadAllAsync(IAsyncStreamReader<Chunk> requestStream, ServerCallContext context, Sum sum, CallRecord? record, int delayMs)
+    {
         while (await requestStream.MoveNext(context.CancellationToken))
         {
             Chunk chunk = requestStream.Current;
@@ -159,7 +174,6 @@ internal sealed class ConformanceService : GrpcConformance.GrpcConformanceBase
                 await Task.Delay(delayMs, context.CancellationToken);
             }
         }
-        return sum;
     }
 
     public override async Task Duplex(IAsyncStreamReader<Chunk> requestStream, IServerStreamWriter<Chunk> responseStream, ServerCallContext context)

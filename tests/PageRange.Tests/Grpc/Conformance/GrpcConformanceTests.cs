@@ -171,6 +171,23 @@ public abstract class GrpcConformanceTests
     }
 
     [Fact]
+    public async Task Cancellation_ClientCancelsAClientStream_ServerReaderSeesIt()
+    {
+        string key = NewKey();
+        using var cancel = new CancellationTokenSource();
+        using AsyncClientStreamingCall<Chunk, Sum> call = Client.ClientStream(
+            new Metadata { { ConformanceService.RecordKeyHeader, key } }, cancellationToken: cancel.Token);
+        await call.RequestStream.WriteAsync(ConformanceService.PatternChunk(0, 10)).WaitAsync(TestTimeouts.Long);
+        await WaitForRecordAsync(key, r => r.Read == 1);
+
+        await cancel.CancelAsync();
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.Cancelled, error.StatusCode);
+        await WaitForRecordAsync(key, r => r.Cancelled);
+    }
+
+    [Fact]
     public async Task Cancellation_ClientDisposesTheCall_ServerTokenFires()
     {
         string key = NewKey();
