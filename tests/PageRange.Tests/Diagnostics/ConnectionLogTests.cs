@@ -42,13 +42,10 @@ public sealed class ConnectionLogTests
             await using RawPeer peer = await RawPeer.ConnectAsync(name, SmallRegion());
             await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
 
-            // A free of a buffer the victim never sent: its writer drains it with a batch of sends (frees are read once
-            // OutboundChannel.LazyDrainBuffers buffers are live) and ignores it.
+            // A free of a buffer the victim never sent: its writer drains it before its next send of more than
+            // OutboundChannel.LazyDrainMaxMessage bytes (smaller ones leave frees for a batch) and ignores it.
             peer.Inbound.Free(new TransactionRecord(7, 3L * s_page, 8, 0, TransactionFlags.Oneway));
-            for (int i = 0; i <= OutboundChannel.LazyDrainBuffers; i++)
-            {
-                victim.SendOneway(1, new byte[8]);
-            }
+            victim.SendOneway(1, new byte[OutboundChannel.LazyDrainMaxMessage + 1]);
             LogEntry ignored = Assert.Single(capture.WithId(PageRangeLogEvents.IgnoredFree));
             Assert.Equal(PageRangeLogEvents.AllocationCategory, ignored.Category);
             Assert.Equal(LogLevel.Warning, ignored.Level);

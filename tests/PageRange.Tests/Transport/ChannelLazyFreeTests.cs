@@ -44,6 +44,21 @@ public sealed class ChannelLazyFreeTests
     }
 
     [Fact]
+    public void TrySend_LargerMessage_DrainsFirstAndReusesTheFreedBuffer()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        byte[] large = new byte[OutboundChannel.LazyDrainMaxMessage + 1];
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, large));
+        TransactionRecord first = pair.ReceiveOne();
+        pair.Inbound.Free(first);
+        Assert.True(pair.Outbound.TrySend(2, 0, TransactionFlags.Oneway, large));
+        Assert.Equal(1, pair.Outbound.BuffersFreed);
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+        // Taken back before the reservation, so the same (still backed) buffer is reused.
+        Assert.Equal(first.Offset, pair.ReceiveOne().Offset);
+    }
+
+    [Fact]
     public void TrySend_ClearOnFreeSent_DrainsAtEverySend()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());

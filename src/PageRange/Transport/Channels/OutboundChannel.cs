@@ -23,8 +23,8 @@ namespace PageRange.Transport;
 /// </para>
 /// <para>
 /// Hot path (<see cref="TrySend"/> with space available, pages already backed): reserve, copy, publish, wake the
-/// receiver if it is parked: no system call and no heap allocation. Frees are drained in batches (see
-/// <see cref="LazyDrainBuffers"/>), and always before a send finds the region full.
+/// receiver if it is parked: no system call and no heap allocation. Frees behind small messages are drained in
+/// batches (see <see cref="LazyDrainBuffers"/>), and always before a send finds the region full.
 /// Thread safety: every member may be called from any thread; sends are serialised by one lock.
 /// </para>
 /// </remarks>
@@ -51,6 +51,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>Live buffers from which a send reads the peer's frees first; below it, frees wait for the next batch.</summary>
     internal const int LazyDrainBuffers = 16;
+
+    /// <summary>The largest message whose send may leave frees for the next batch; a larger one drains first.</summary>
+    internal const int LazyDrainMaxMessage = 2048;
+
+    /// <summary>Bytes reserved since the last drain from which a send drains first: bounds the freed-but-untaken memory.</summary>
+    internal const long LazyDrainBytes = 64 << 10;
 
     /// <summary>Opens the writing side over a region the peer created and announced.</summary>
     /// <param name="peerRegion">The peer's region, mapped read-write; the channel owns it from now on (also when this throws).</param>
@@ -461,14 +467,16 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     private bool TryReserveUnsynchronized(int size, bool oneway, bool clearOnFree, out long offset)
     {
-        // Frees are read lazily: the free ring's tail and the transaction ring's head are lines the receiver writes
-        // with every message, so reading them on every send costs two cache-line transfers per message. They are read
-        // once a batch has built up (LazyDrainBuffers live, or an eighth of the data area reserved since the last
-        // drain, which bounds the freed-but-undrained memory), and always before this side reports the region full.
-        // A channel that ever sent a clear-on-free buffer drains at every send, as before: its buffers are zeroed when
-        // the free is taken, and a secret should not wait in the region for a batch to fill.
+        // Frees of small messages are read lazily: the free ring's tail and the transaction ring's head are lines the
+        // receiver writes with every message, so reading them on every send costs two cache-line transfers per
+        // message, which matters next to a small copy. They are read once a batch has built up (LazyDrainBuffers
+        // live, or LazyDrainBytes reserved since the last drain, which bounds the freed-but-untaken memory), and
+        // always before this side reports the region full. A larger message drains first, as before: its copy dwarfs
+        // two line transfers, and taking the frees first lets it reuse the pages just freed (still backed, on the LRU)
+        // instead of backing new ones. A channel that ever sent a clear-on-free buffer drains at every send: its
+        // buffers are zeroed when the free is taken, and a secret should not wait in the region for a batch to fill.
         _eagerDrain |= clearOnFree;
-        if (_eagerDrain || _liveBuffers >= LazyDrainBuffers || _bytesSinceDrain >= _allocator.DataSize / 8)
+        if (_eagerDrain || size > LazyDrainMaxMessage || _liveBuffers >= LazyDrainBuffers || _bytesSinceDrain >= LazyDrainBytes)
         {
             DrainFreesUnsynchronized();
         }
