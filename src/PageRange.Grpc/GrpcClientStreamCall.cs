@@ -27,6 +27,8 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     private ulong _streamId;
     private uint _received;
     private uint? _expected;
+    // The server's non-OK final status, delivered to the reader once the messages it sent before it are read.
+    private RpcException? _finalFailure;
     private bool _halfClosed;
     private Task<TResponse>? _run;
 
@@ -206,7 +208,8 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
                     _received++;
                     if (_received == _expected)
                     {
-                        _inbox.End();
+                        // A failed status waits for the messages the server sent before it: they come first, as in gRPC.
+                        _inbox.End(_finalFailure, afterQueued: true);
                         UnregisterUnlocked();
                     }
                 }
@@ -267,7 +270,9 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
                 _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
             return OnReply(connection, reply);
         }
-        catch (Exception error)
+        // The server's own failed status (thrown by OnReply) already ended the call; its messages still in flight stay
+        // readable, so the stream stays registered until they arrive.
+        catch (Exception error) when (!ReferenceEquals(error, _finalFailure))
         {
             RpcException rpc = GrpcClientErrors.ToRpc(error);
             _result.Fail(rpc);
@@ -302,14 +307,10 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         lock (_lock)
         {
             _expected = head.MessagesSent;
-            if (failure is not null)
+            _finalFailure = failure;
+            if (_received >= head.MessagesSent)
             {
-                _inbox!.End(failure);
-                UnregisterUnlocked();
-            }
-            else if (_received >= head.MessagesSent)
-            {
-                _inbox!.End();
+                _inbox!.End(failure, afterQueued: true);
                 UnregisterUnlocked();
             }
         }

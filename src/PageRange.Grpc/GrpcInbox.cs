@@ -15,6 +15,8 @@ internal sealed class GrpcInbox<T>
     private TaskCompletionSource? _waiter;
     private bool _ended;
     private Exception? _error;
+    // Thrown after the queued messages are read: the sender's final status when it is not OK.
+    private Exception? _finalError;
     private long _queuedBytes;
     private int _ungrantedMessages;
     private long _ungrantedBytes;
@@ -64,13 +66,27 @@ internal sealed class GrpcInbox<T>
     }
 
     /// <summary>No more messages: reads end after the queued ones, or at once with <paramref name="error"/>.</summary>
-    internal void End(Exception? error = null)
+    internal void End(Exception? error = null) => End(error, afterQueued: false);
+
+    /// <summary>
+    /// No more messages: reads end after the queued ones; with <paramref name="afterQueued"/>, <paramref name="error"/>
+    /// is thrown once the queued messages are read (a status the sender ended with after its messages, as gRPC delivers
+    /// it), otherwise at once (a local cancellation or a broken connection).
+    /// </summary>
+    internal void End(Exception? error, bool afterQueued)
     {
         TaskCompletionSource? waiter;
         lock (_lock)
         {
             _ended = true;
-            _error ??= error;
+            if (afterQueued)
+            {
+                _finalError ??= error;
+            }
+            else
+            {
+                _error ??= error;
+            }
             waiter = _waiter;
             _waiter = null;
         }
@@ -109,6 +125,10 @@ internal sealed class GrpcInbox<T>
                 else if (_ended)
                 {
                     Current = null;
+                    if (_finalError is not null)
+                    {
+                        throw _finalError;
+                    }
                     return false;
                 }
                 else
