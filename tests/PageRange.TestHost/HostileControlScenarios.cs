@@ -9,7 +9,8 @@ namespace PageRange.TestHost;
 /// <item><c>hostile-pidns-connect &lt;name&gt;</c>: re-runs itself under <c>unshare --pid --fork</c>, so that it lives in a
 /// pid namespace of its own, and connects from there: <c>SO_PEERCRED</c> shows it the listener's pid as 0. With a 10 ms
 /// park timeout (the death backstop runs every 10 ms) it prints <c>peer-pid: &lt;pid&gt;</c>, waits a second, prints
-/// <c>alive: True|False</c> and exits.</item>
+/// <c>alive: True|False</c>, and exits on stdin <c>quit</c> (or its end), so that the test can look at its own side of
+/// the connection while this one is still open.</item>
 /// <item><c>hostile-private-listen &lt;name&gt;</c>: listens on the private name (<see cref="PageRangeNamespace.Private"/>),
 /// prints <c>listening: ok</c>, accepts and serves nothing, and exits on stdin <c>quit</c> (or is killed, leaving its
 /// socket file behind as a crash does).</item>
@@ -84,6 +85,10 @@ internal static class HostileControlScenarios
         // A hundred rounds of the death backstop.
         await Task.Delay(TimeSpan.FromSeconds(1));
         Console.WriteLine($"alive: {connection.IsPeerAlive}");
+        // Stdin is inherited through unshare: stay connected until the test has checked its side.
+        while (await Console.In.ReadLineAsync() is { } line && line != "quit")
+        {
+        }
         return 0;
     }
 }

@@ -61,6 +61,9 @@ public sealed partial class PageRangeServer
             ClientInfo client = session.Info;
             text.Append(CultureInfo.InvariantCulture,
                 $"\nclient {client.Id}: pid {client.Pid} uid {client.Uid} gid {client.Gid}, connected {session.Connected.TotalSeconds:F1} s, {session.Calls} calls\n");
+            // What holds a session that does not end: its receive loop (a faulted one never reports the end), handlers.
+            text.Append(CultureInfo.InvariantCulture,
+                $"  session: {session.InFlight} in handlers{(session.StoppedReading ? ", stopped reading" : "")}, receive loop {session.Completion.Status}\n");
             text.Append(DumpConnection(session.Connection));
         }
         return text.ToString();

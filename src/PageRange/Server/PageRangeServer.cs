@@ -317,29 +317,36 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     /// <summary>A session's receive loop ended: close its connection, forget it, report it.</summary>
     internal async Task OnSessionEndedAsync(ClientSession session, ClientDisconnectReason reason, Exception? cause)
     {
-        if (reason is ClientDisconnectReason.ServerStopping or ClientDisconnectReason.StoppedReading)
+        try
         {
-            // Told why: the client sees a PeerDiedException with this reason.
-            await session.Connection.CloseAsync(reason == ClientDisconnectReason.ServerStopping ? StoppingReason : StoppedReadingReason)
-                .ConfigureAwait(false);
-        }
-        else
-        {
-            await session.Connection.DisposeAsync().ConfigureAwait(false);
-        }
-        lock (_sessionsLock)
-        {
-            _sessions.Remove(session.Info.Id);
-            uint uid = session.Info.Uid;
-            if (_clientsPerUid.TryGetValue(uid, out int count))
+            if (reason is ClientDisconnectReason.ServerStopping or ClientDisconnectReason.StoppedReading)
             {
-                if (count <= 1)
+                // Told why: the client sees a PeerDiedException with this reason.
+                await session.Connection.CloseAsync(reason == ClientDisconnectReason.ServerStopping ? StoppingReason : StoppedReadingReason)
+                    .ConfigureAwait(false);
+            }
+            else
+            {
+                await session.Connection.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // Whatever the close threw, the session is over: a client left counted would never be forgotten.
+            lock (_sessionsLock)
+            {
+                _sessions.Remove(session.Info.Id);
+                uint uid = session.Info.Uid;
+                if (_clientsPerUid.TryGetValue(uid, out int count))
                 {
-                    _clientsPerUid.Remove(uid);
-                }
-                else
-                {
-                    _clientsPerUid[uid] = count - 1;
+                    if (count <= 1)
+                    {
+                        _clientsPerUid.Remove(uid);
+                    }
+                    else
+                    {
+                        _clientsPerUid[uid] = count - 1;
+                    }
                 }
             }
         }

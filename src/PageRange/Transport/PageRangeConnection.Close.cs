@@ -21,6 +21,12 @@ public sealed partial class PageRangeConnection
             }).ContinueWith(
                 static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
         }
+        // The ring is never read again (the pump skips a violated connection), so the drain after death that fails the
+        // calls still pending and tells waiting receivers never comes: end them now. This matters when the peer died
+        // first (its socket's end-of-file: death noticed without a violation, so nothing was failed, and a receiver
+        // woken by it went back to wait for that drain) and the drain that followed found the violation; without it
+        // that receiver (a server session's receive loop) waits forever.
+        MarkDrainedAfterDeath();
     }
 
     /// <summary>

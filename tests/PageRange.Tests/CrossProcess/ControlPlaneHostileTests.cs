@@ -413,7 +413,10 @@ public sealed class ControlPlaneHostileTests
         Assert.Equal("True", host.ReadUntil("alive: "));
         // On our side its pid is visible but is not the one its hello names: not watched, so not declared dead either.
         Assert.NotEqual(innerPid, server.PeerPid);
+        // The host stays connected until told to quit, so this checks the backstop, not a race with its exit.
         Assert.True(server.IsPeerAlive);
+        Assert.False(server.PeerDied.IsCancellationRequested);
+        host.WriteLine("quit");
         Assert.Equal(0, host.WaitForExit());
         // Its death still arrives, by the socket's end-of-file.
         await ControlHandshakeTests.WaitCancelledAsync(server.PeerDied);

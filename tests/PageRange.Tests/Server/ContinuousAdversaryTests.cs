@@ -128,7 +128,16 @@ public sealed class ContinuousAdversaryTests(ITestOutputHelper output)
         try
         {
             // Every client is gone: the server's descriptors and region mappings come back to where they were.
-            await PageRangeServerTests.WaitUntilAsync(() => server.ClientCount == 0);
+            try
+            {
+                await PageRangeServerTests.WaitUntilAsync(() => server.ClientCount == 0);
+            }
+            catch (OperationCanceledException)
+            {
+                // Say which sessions never ended and what each was doing (receive loop, handlers, its peer's death).
+                output.WriteLine($"sessions still alive: {server.DumpState()}");
+                throw;
+            }
             FaultResources after = await FaultResources.SettledAsync();
             for (int attempt = 0; attempt < 100 && (after.Descriptors > baseline.Descriptors || after.MemfdMappings > baseline.MemfdMappings
                 || after.MemfdDescriptors > baseline.MemfdDescriptors); attempt++)
