@@ -120,7 +120,17 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
             Assert.All(maxMs, ms => Assert.True(ms < boundMs, $"an honest client waited {ms:F1} ms for the server (load average {load:F1})"));
 
             Assert.Equal("closed", silent.ReadUntil("silent: "));
-            await PageRangeServerTests.WaitUntilAsync(() => disconnects.Count == HonestClients + 3);
+            try
+            {
+                await PageRangeServerTests.WaitUntilAsync(() => disconnects.Count == HonestClients + 3);
+            }
+            catch (OperationCanceledException)
+            {
+                // Say which sessions never ended and what each was doing (receive loop, handlers, its peer's death).
+                output.WriteLine($"disconnected: {string.Join(", ", disconnects.Select(e => $"{e.Client.Pid}:{e.Reason}"))}");
+                output.WriteLine($"sessions still alive: {server.DumpState()}");
+                throw;
+            }
             foreach (ClientDisconnectedEventArgs e in disconnects)
             {
                 output.WriteLine(e.ToString());
