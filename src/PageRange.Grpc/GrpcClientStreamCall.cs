@@ -27,6 +27,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     private ulong _streamId;
     private uint _received;
     private uint? _expected;
+    private RpcException? _failure;
     private bool _halfClosed;
     private Task<TResponse>? _run;
 
@@ -206,7 +207,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
                     _received++;
                     if (_received == _expected)
                     {
-                        _inbox.End();
+                        EndReads();
                         UnregisterUnlocked();
                     }
                 }
@@ -267,8 +268,10 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
                 _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
             return OnReply(connection, reply);
         }
-        catch (Exception error)
+        catch (Exception error) when (!ReferenceEquals(error, _failure))
         {
+            // (The server's error status is thrown by OnReply once it is recorded: reads end with it after the
+            // announced messages, not at once.)
             RpcException rpc = GrpcClientErrors.ToRpc(error);
             _result.Fail(rpc);
             _inbox?.End(rpc);
@@ -302,18 +305,29 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         lock (_lock)
         {
             _expected = head.MessagesSent;
-            if (failure is not null)
+            _failure = failure;
+            // The reply may overtake the last frames: reads end (with the status, if it is an error) only after every
+            // message the server announced, so the application reads them all before the status, as over HTTP/2.
+            if (_received >= head.MessagesSent)
             {
-                _inbox!.End(failure);
-                UnregisterUnlocked();
-            }
-            else if (_received >= head.MessagesSent)
-            {
-                _inbox!.End();
-                UnregisterUnlocked();
+                EndReads();
             }
         }
         return failure is not null ? throw failure : response!;
+    }
+
+    /// <summary>Every announced message arrived: reads end after them, with the error status if there is one.</summary>
+    private void EndReads()
+    {
+        if (_failure is not null)
+        {
+            _inbox!.EndAfterQueued(_failure);
+        }
+        else
+        {
+            _inbox!.End();
+        }
+        UnregisterUnlocked();
     }
 
     private void Unregister()

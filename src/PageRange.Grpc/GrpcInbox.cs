@@ -15,6 +15,7 @@ internal sealed class GrpcInbox<T>
     private TaskCompletionSource? _waiter;
     private bool _ended;
     private Exception? _error;
+    private bool _errorAfterQueued;
     private long _queuedBytes;
     private int _ungrantedMessages;
     private long _ungrantedBytes;
@@ -64,13 +65,30 @@ internal sealed class GrpcInbox<T>
     }
 
     /// <summary>No more messages: reads end after the queued ones, or at once with <paramref name="error"/>.</summary>
-    internal void End(Exception? error = null)
+    internal void End(Exception? error = null) => End(error, afterQueued: false);
+
+    /// <summary>
+    /// No more messages: reads return the queued ones, then throw <paramref name="error"/> (a status that followed the
+    /// messages, as gRPC delivers every message before the status).
+    /// </summary>
+    internal void EndAfterQueued(Exception error) => End(error, afterQueued: true);
+
+    private void End(Exception? error, bool afterQueued)
     {
         TaskCompletionSource? waiter;
         lock (_lock)
         {
             _ended = true;
-            _error ??= error;
+            if (_error is null)
+            {
+                _error = error;
+                _errorAfterQueued = afterQueued;
+            }
+            else if (error is not null && !afterQueued)
+            {
+                // An error that ends reads at once (cancellation, a lost connection) overrides one waiting its turn.
+                _errorAfterQueued = false;
+            }
             waiter = _waiter;
             _waiter = null;
         }
@@ -88,7 +106,7 @@ internal sealed class GrpcInbox<T>
             int grantBytes = 0;
             lock (_lock)
             {
-                if (_error is not null)
+                if (_error is not null && !_errorAfterQueued)
                 {
                     throw _error;
                 }
@@ -108,6 +126,10 @@ internal sealed class GrpcInbox<T>
                 }
                 else if (_ended)
                 {
+                    if (_error is not null)
+                    {
+                        throw _error;
+                    }
                     Current = null;
                     return false;
                 }
