@@ -27,8 +27,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     private ulong _streamId;
     private uint _received;
     private uint? _expected;
-    // The server's non-OK final status, delivered to the reader once the messages it sent before it are read.
-    private RpcException? _finalFailure;
+    private RpcException? _failure;
     private bool _halfClosed;
     private Task<TResponse>? _run;
 
@@ -208,8 +207,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
                     _received++;
                     if (_received == _expected)
                     {
-                        // A failed status waits for the messages the server sent before it: they come first, as in gRPC.
-                        _inbox.End(_finalFailure, afterQueued: true);
+                        EndReads();
                         UnregisterUnlocked();
                     }
                 }
@@ -270,10 +268,10 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
                 _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
             return OnReply(connection, reply);
         }
-        // The server's own failed status (thrown by OnReply) already ended the call; its messages still in flight stay
-        // readable, so the stream stays registered until they arrive.
-        catch (Exception error) when (!ReferenceEquals(error, _finalFailure))
+        catch (Exception error) when (!ReferenceEquals(error, _failure))
         {
+            // (The server's error status is thrown by OnReply once it is recorded: reads end with it after the
+            // announced messages, not at once.)
             RpcException rpc = GrpcClientErrors.ToRpc(error);
             _result.Fail(rpc);
             _inbox?.End(rpc);
@@ -307,14 +305,29 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         lock (_lock)
         {
             _expected = head.MessagesSent;
-            _finalFailure = failure;
+            _failure = failure;
+            // The reply may overtake the last frames: reads end (with the status, if it is an error) only after every
+            // message the server announced, so the application reads them all before the status, as over HTTP/2.
             if (_received >= head.MessagesSent)
             {
-                _inbox!.End(failure, afterQueued: true);
-                UnregisterUnlocked();
+                EndReads();
             }
         }
         return failure is not null ? throw failure : response!;
+    }
+
+    /// <summary>Every announced message arrived: reads end after them, with the error status if there is one.</summary>
+    private void EndReads()
+    {
+        if (_failure is not null)
+        {
+            _inbox!.EndAfterQueued(_failure);
+        }
+        else
+        {
+            _inbox!.End();
+        }
+        UnregisterUnlocked();
     }
 
     private void Unregister()

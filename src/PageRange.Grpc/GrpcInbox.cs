@@ -15,8 +15,7 @@ internal sealed class GrpcInbox<T>
     private TaskCompletionSource? _waiter;
     private bool _ended;
     private Exception? _error;
-    // Thrown after the queued messages are read: the sender's final status when it is not OK.
-    private Exception? _finalError;
+    private bool _errorAfterQueued;
     private long _queuedBytes;
     private int _ungrantedMessages;
     private long _ungrantedBytes;
@@ -69,23 +68,26 @@ internal sealed class GrpcInbox<T>
     internal void End(Exception? error = null) => End(error, afterQueued: false);
 
     /// <summary>
-    /// No more messages: reads end after the queued ones; with <paramref name="afterQueued"/>, <paramref name="error"/>
-    /// is thrown once the queued messages are read (a status the sender ended with after its messages, as gRPC delivers
-    /// it), otherwise at once (a local cancellation or a broken connection).
+    /// No more messages: reads return the queued ones, then throw <paramref name="error"/> (a status that followed the
+    /// messages, as gRPC delivers every message before the status).
     /// </summary>
-    internal void End(Exception? error, bool afterQueued)
+    internal void EndAfterQueued(Exception error) => End(error, afterQueued: true);
+
+    private void End(Exception? error, bool afterQueued)
     {
         TaskCompletionSource? waiter;
         lock (_lock)
         {
             _ended = true;
-            if (afterQueued)
+            if (_error is null)
             {
-                _finalError ??= error;
+                _error = error;
+                _errorAfterQueued = afterQueued;
             }
-            else
+            else if (error is not null && !afterQueued)
             {
-                _error ??= error;
+                // An error that ends reads at once (cancellation, a lost connection) overrides one waiting its turn.
+                _errorAfterQueued = false;
             }
             waiter = _waiter;
             _waiter = null;
@@ -104,7 +106,7 @@ internal sealed class GrpcInbox<T>
             int grantBytes = 0;
             lock (_lock)
             {
-                if (_error is not null)
+                if (_error is not null && !_errorAfterQueued)
                 {
                     throw _error;
                 }
@@ -124,11 +126,11 @@ internal sealed class GrpcInbox<T>
                 }
                 else if (_ended)
                 {
-                    Current = null;
-                    if (_finalError is not null)
+                    if (_error is not null)
                     {
-                        throw _finalError;
+                        throw _error;
                     }
+                    Current = null;
                     return false;
                 }
                 else

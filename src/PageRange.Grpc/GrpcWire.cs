@@ -24,8 +24,11 @@ internal static class GrpcWire
     /// <summary>The most bytes of a status detail.</summary>
     internal const int MaxDetailBytes = 4 * 1024;
 
-    /// <summary>Messages a stream's reader lets its writer have in flight.</summary>
-    internal const int WindowMessages = 16;
+    /// <summary>
+    /// Messages a stream's reader lets its writer have in flight. Large enough that a stream of small messages rarely
+    /// waits for a grant (credits come back every quarter window); the byte window bounds a stream of large ones.
+    /// </summary>
+    internal const int WindowMessages = 256;
 
     /// <summary>Bytes a stream's reader lets its writer have in flight (a single larger message still passes, alone).</summary>
     internal const int WindowBytes = 1024 * 1024;

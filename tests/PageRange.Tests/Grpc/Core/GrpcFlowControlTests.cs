@@ -71,8 +71,43 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
         Assert.Equal(Messages, read);
         Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
         // The handler counts a message once its write returned: sent under a credit, and credits come back only for
-        // messages the client read.
-        Assert.InRange(maxAhead, 1, GrpcWire.WindowMessages);
+        // messages the client read. 64 KiB messages: the byte window (one message may start with some credit left)
+        // holds the writer back long before the message window.
+        Assert.InRange(maxAhead, 1, (GrpcWire.WindowBytes / (64 * 1024)) + 1);
+    }
+
+    [Fact]
+    public async Task ServerStream_SmallMessagesToAReaderThatStops_WriterStopsAtTheMessageWindow()
+    {
+        const int Messages = 3 * GrpcWire.WindowMessages;
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Count = Messages, Number = 16 });
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        // The reader stops after one message: the writer goes on until its credits run out, then waits. Wait until
+        // the count settles (it reaches the window, or stays short of it for a while if something held it back).
+        long written = -1;
+        for (int settled = 0; settled < 10;)
+        {
+            await Task.Delay(50);
+            long now = server.Service.ServerMessagesWritten;
+            settled = now == written ? settled + 1 : 0;
+            written = now;
+        }
+        output.WriteLine($"a stopped reader let the server write {written} small messages");
+        // Small messages: the message window, not the byte window, is what stops the writer; and it does stop.
+        Assert.InRange(written, 1, GrpcWire.WindowMessages);
+
+        int read = 1;
+        while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))
+        {
+            Assert.Equal(read, call.ResponseStream.Current.Number);
+            read++;
+        }
+        Assert.Equal(Messages, read);
+        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
     }
 
     [Fact]
@@ -88,6 +123,38 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
         Assert.True(await inbox.MoveNextAsync(CancellationToken.None).WaitAsync(TestTimeouts.Long));
         // A read that has not been granted back yet still counts against the writer.
         Assert.False(inbox.TryAdd(new object(), 10));
+    }
+
+    [Fact]
+    public async Task Inbox_EndedAfterQueuedWithAStatus_ReadsEveryQueuedMessageThenThrowsTheStatus()
+    {
+        var inbox = new GrpcInbox<string>(static (_, _) => { });
+        Assert.True(inbox.TryAdd("a", 1));
+        Assert.True(inbox.TryAdd("b", 1));
+        var status = new RpcException(new Status(StatusCode.DataLoss, "after two"));
+
+        inbox.EndAfterQueued(status);
+
+        Assert.True(await inbox.MoveNextAsync(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        Assert.Equal("a", inbox.Current);
+        Assert.True(await inbox.MoveNextAsync(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        Assert.Equal("b", inbox.Current);
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => inbox.MoveNextAsync(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        Assert.Same(status, error);
+    }
+
+    [Fact]
+    public async Task Inbox_EndedAfterQueuedThenAtOnce_ThrowsWithoutTheQueuedMessages()
+    {
+        var inbox = new GrpcInbox<string>(static (_, _) => { });
+        Assert.True(inbox.TryAdd("a", 1));
+        var status = new RpcException(new Status(StatusCode.DataLoss, "after one"));
+        inbox.EndAfterQueued(status);
+
+        // The call was cancelled meanwhile: reads end at once.
+        inbox.End(new RpcException(new Status(StatusCode.Cancelled, "cancelled")));
+
+        await Assert.ThrowsAsync<RpcException>(() => inbox.MoveNextAsync(CancellationToken.None).WaitAsync(TestTimeouts.Long));
     }
 
     [Fact]

@@ -92,7 +92,7 @@ public sealed class GrpcHostileTests
                 Assert.Equal(GrpcWire.FrameCode, credit.Code);
                 Assert.Equal((GrpcFrameKind.Credit, StreamId), GrpcFrames.ReadHead(credit.Payload));
             }
-            // The handler reads the first message, then sleeps long: the rest wait unread, and the window ends at 16.
+            // The handler reads the first message, then sleeps long: the rest wait unread, and the window ends at WindowMessages.
             for (int i = 0; i <= GrpcWire.WindowMessages + 1; i++)
             {
                 byte[] message = new CoreMessage { DelayMs = i == 0 ? 600_000 : 0 }.ToByteArray();

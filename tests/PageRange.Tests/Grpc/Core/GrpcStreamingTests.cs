@@ -51,6 +51,47 @@ public sealed class GrpcStreamingTests
     }
 
     [Fact]
+    public async Task ServerStream_ErrorStatusArrivesBeforeTheReaderReads_ReaderGetsEveryMessageThenTheStatus()
+    {
+        await using GrpcTestServer server = GrpcTestServer.Start();
+        await using PageRangeCallInvoker channel = server.Channel();
+        var client = new CoreTest.CoreTestClient(channel);
+
+        using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "fail-after", Count = 3 });
+        // Nobody reads until the call's status is in: the reply has been handled before the first read.
+        Status status = await WaitForStatusAsync(call).WaitAsync(TestTimeouts.Long);
+        var numbers = new List<long>();
+        RpcException error = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))
+            {
+                numbers.Add(call.ResponseStream.Current.Number);
+            }
+        });
+
+        Assert.Equal(StatusCode.Aborted, status.StatusCode);
+        // As over HTTP/2: the messages sent before the error, in order, then the error.
+        Assert.Equal([0L, 1L, 2L], numbers);
+        Assert.Equal(StatusCode.Aborted, error.StatusCode);
+    }
+
+    private static async Task<Status> WaitForStatusAsync(AsyncServerStreamingCall<CoreMessage> call)
+    {
+        while (true)
+        {
+            try
+            {
+                return call.GetStatus();
+            }
+            catch (InvalidOperationException)
+            {
+                // Not complete yet.
+            }
+            await Task.Delay(10);
+        }
+    }
+
+    [Fact]
     public async Task ServerStream_ClientDisposesMidStream_ServerTokenFires()
     {
         await using GrpcTestServer server = GrpcTestServer.Start();

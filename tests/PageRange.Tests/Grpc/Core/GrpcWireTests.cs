@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Text;
 using CsCheck;
 using Grpc.Core;
@@ -180,7 +181,10 @@ public sealed class GrpcWireTests
         Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadHead(head));
         Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadHead(head.AsSpan(0, 4)));
         Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadCredit(new byte[7]));
-        Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadCredit([17, 0, 0, 0, 0, 0, 0, 0]));
+        byte[] pastWindow = new byte[8];
+        BinaryPrimitives.WriteUInt32LittleEndian(pastWindow, GrpcWire.WindowMessages + 1);
+        Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadCredit(pastWindow));
+        Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadCredit([0, 0, 0, 0, 1, 0, 0x10, 0]));
         Assert.Equal((3, 4), GrpcFrames.ReadCredit([3, 0, 0, 0, 4, 0, 0, 0]));
     }
 
