@@ -96,7 +96,7 @@ public sealed class GrpcCrossProcessTests(ITestOutputHelper output)
     {
         const int Size = 64 << 10;
         const int Count = (100 << 20) / Size;
-        // The credit window is 16 messages or 1 MiB: ahead by more than 4 MiB means the writer was not held back.
+        // The credit window is 256 messages or 1 MiB (16 messages of 64 KiB): ahead by more than 4 MiB means the writer was not held back.
         const int MaxAhead = (4 << 20) / Size;
         // The server holds a window of messages and the garbage of those it read: 100 MiB buffered would show.
         const long MaxGrowth = 48L << 20;
