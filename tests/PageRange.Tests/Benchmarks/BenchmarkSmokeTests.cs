@@ -1,6 +1,6 @@
-using System.Diagnostics;
 using System.Globalization;
 using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Tools;
 
 namespace PageRange.Tests.Benchmarks;
 
@@ -17,7 +17,7 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task CrossProcessQuick_EveryTransport_WritesResultsForEachWorkload()
     {
-        await RunAsync("cross-process", "--quick", "--out", _directory);
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--out", _directory);
 
         string[] lines = await File.ReadAllLinesAsync(Path.Combine(_directory, "results.csv"));
         Assert.StartsWith("# machine: ", lines[0], StringComparison.Ordinal);
@@ -42,7 +42,7 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task CrossProcessQuick_TransportsWithoutFloor_MeasuresTheFloorAnyway()
     {
-        await RunAsync("cross-process", "--quick", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "64", "--no-charts", "--out", _directory);
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "64", "--no-charts", "--out", _directory);
 
         string[] rows = (await File.ReadAllLinesAsync(Path.Combine(_directory, "results.csv"))).Skip(2).ToArray();
         Assert.Equal(4, rows.Length);
@@ -52,7 +52,7 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task MemoryQuick_SecondBurstReusesLruPages_ScanReturnsThemToTheKernel()
     {
-        await RunAsync("memory", "--quick", "--out", _directory);
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "memory", "--quick", "--out", _directory);
 
         string[] lines = await File.ReadAllLinesAsync(Path.Combine(_directory, "memory.csv"));
         // time_s,phase,used,available,free,resident,...
@@ -71,48 +71,6 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
         Assert.All(burst2, s => Assert.Equal(burst2[0].Free, s.Free));
         // The explicit scan punched them: the memfd's resident bytes fell by the burst's footprint.
         Assert.True(scan[^1].Resident < burst2[^1].Resident / 4, $"resident {scan[^1].Resident} after the scan, {burst2[^1].Resident} before");
-    }
-
-    private async Task RunAsync(params string[] arguments)
-    {
-        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(BenchmarksAssemblyPath);
-        foreach (string argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using Process process = Process.Start(start)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        try
-        {
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(120));
-        }
-        finally
-        {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-            }
-        }
-        output.WriteLine(await stdout);
-        output.WriteLine(await stderr);
-        Assert.Equal(0, process.ExitCode);
-    }
-
-    /// <summary>The benchmarks assembly built beside this test assembly (the test project references it), in the same configuration.</summary>
-    private static string BenchmarksAssemblyPath
-    {
-        get
-        {
-            string baseDirectory = AppContext.BaseDirectory;
-            string marker = $"{Path.DirectorySeparatorChar}tests{Path.DirectorySeparatorChar}PageRange.Tests{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}";
-            int at = baseDirectory.LastIndexOf(marker, StringComparison.Ordinal);
-            Assert.True(at >= 0, $"Cannot find the benchmarks relative to {baseDirectory}.");
-            return Path.Combine(
-                string.Concat(baseDirectory.AsSpan(0, at), $"{Path.DirectorySeparatorChar}benchmarks{Path.DirectorySeparatorChar}PageRange.Benchmarks{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", baseDirectory.AsSpan(at + marker.Length)),
-                "PageRange.Benchmarks.dll");
-        }
     }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);

@@ -1,6 +1,6 @@
-using System.Diagnostics;
 using System.Globalization;
 using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Tools;
 
 namespace PageRange.Tests.Benchmarks;
 
@@ -17,7 +17,7 @@ public sealed class GrpcBenchmarkSmokeTests(ITestOutputHelper output) : IDisposa
     [Fact]
     public async Task GrpcQuick_PageRangeAndUnixSocket_WritesEveryWorkloadAndTheRatios()
     {
-        await RunAsync("grpc", "--quick", "--wait", "park", "--out", _directory);
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(180), "grpc", "--quick", "--wait", "park", "--out", _directory);
 
         string[][] rows = (await File.ReadAllLinesAsync(Path.Combine(_directory, "grpc-results.csv"))).Skip(1).Select(line => line.Split(',')).ToArray();
         foreach (string transport in new[] { "pagerange", "uds" })
@@ -33,48 +33,6 @@ public sealed class GrpcBenchmarkSmokeTests(ITestOutputHelper output) : IDisposa
     }
 
     private static bool Positive(string value) => double.Parse(value, CultureInfo.InvariantCulture) > 0;
-
-    private async Task RunAsync(params string[] arguments)
-    {
-        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(BenchmarksAssemblyPath);
-        foreach (string argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-        using Process process = Process.Start(start)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        try
-        {
-            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(180));
-        }
-        finally
-        {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-            }
-        }
-        output.WriteLine(await stdout);
-        output.WriteLine(await stderr);
-        Assert.Equal(0, process.ExitCode);
-    }
-
-    /// <summary>The benchmarks assembly built beside this test assembly (the test project references it), in the same configuration.</summary>
-    private static string BenchmarksAssemblyPath
-    {
-        get
-        {
-            string baseDirectory = AppContext.BaseDirectory;
-            string marker = $"{Path.DirectorySeparatorChar}tests{Path.DirectorySeparatorChar}PageRange.Tests{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}";
-            int at = baseDirectory.LastIndexOf(marker, StringComparison.Ordinal);
-            Assert.True(at >= 0, $"Cannot find the benchmarks relative to {baseDirectory}.");
-            return Path.Combine(
-                string.Concat(baseDirectory.AsSpan(0, at), $"{Path.DirectorySeparatorChar}benchmarks{Path.DirectorySeparatorChar}PageRange.Benchmarks{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}", baseDirectory.AsSpan(at + marker.Length)),
-                "PageRange.Benchmarks.dll");
-        }
-    }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 }

@@ -25,6 +25,40 @@ internal static class DotnetRun
             assemblyName);
     }
 
+    /// <summary>The benchmark harness built beside the test assembly (the test project references it), in the same configuration.</summary>
+    internal static string BenchmarksAssembly => BuiltAssembly("benchmarks/PageRange.Benchmarks", "PageRange.Benchmarks.dll");
+
+    /// <summary>
+    /// Runs the benchmark harness with <paramref name="arguments"/>, waits up to <paramref name="timeout"/> (killing it and
+    /// what it started after that), writes its output to the test's log, and asserts it exited with 0.
+    /// </summary>
+    internal static async Task RunBenchmarksAsync(ITestOutputHelper output, TimeSpan timeout, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(BenchmarksAssembly);
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start.");
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+        output.WriteLine(await stdout);
+        output.WriteLine(await stderr);
+        Assert.Equal(0, process.ExitCode);
+    }
+
     /// <summary>Runs <c>dotnet</c> with <paramref name="arguments"/> and waits for it, within <see cref="TestTimeouts.Long"/>.</summary>
     internal static (int ExitCode, string Stdout, string Stderr) Run(ITestOutputHelper output, params string[] arguments)
     {
