@@ -16,10 +16,17 @@ internal sealed partial class BufferAllocator
     /// <see cref="Free(long, ulong)"/> honours a free of it only once the receiver's head is past that position.
     /// </summary>
     /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, or it is not Reserved.</exception>
-    internal void Commit(long offset, ulong sequence)
+    internal void Commit(long offset, ulong sequence) => CommitCore(offset, sequence, callerHoldsLock: false);
+
+    /// <summary><see cref="Commit(long, ulong)"/> for an owner that holds the <see cref="BufferAllocatorOptions.SharedLock"/>: no second lock.</summary>
+    /// <remarks>Safety: the caller holds the shared lock (asserted in Debug builds).</remarks>
+    /// <inheritdoc cref="Commit(long, ulong)"/>
+    internal void CommitUnderLock(long offset, ulong sequence) => CommitCore(offset, sequence, callerHoldsLock: true);
+
+    private void CommitCore(long offset, ulong sequence, bool callerHoldsLock)
     {
         ExtentState found;
-        using (_lock.EnterScope())
+        using (EnterUnlessHeld(callerHoldsLock))
         {
             int index = FindLiveUnsynchronized(offset);
             found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
@@ -37,11 +44,18 @@ internal sealed partial class BufferAllocator
     /// <summary>Gives back a Reserved buffer that was never delivered (a failed send), zeroing it first if asked to.</summary>
     /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, or it is not Reserved
     /// (binder's EINVAL and EPERM).</exception>
-    internal void Abort(long offset)
+    internal void Abort(long offset) => AbortCore(offset, callerHoldsLock: false);
+
+    /// <summary><see cref="Abort"/> for an owner that holds the <see cref="BufferAllocatorOptions.SharedLock"/>: no second lock.</summary>
+    /// <remarks>Safety: the caller holds the shared lock (asserted in Debug builds).</remarks>
+    /// <inheritdoc cref="Abort"/>
+    internal void AbortUnderLock(long offset) => AbortCore(offset, callerHoldsLock: true);
+
+    private void AbortCore(long offset, bool callerHoldsLock)
     {
         ExtentState found;
         long clearSize = 0;
-        using (_lock.EnterScope())
+        using (EnterUnlessHeld(callerHoldsLock))
         {
             int index = FindLiveUnsynchronized(offset);
             found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
@@ -61,7 +75,7 @@ internal sealed partial class BufferAllocator
         }
         if (clearSize > 0)
         {
-            ClearAndRelease(offset, clearSize);
+            ClearAndRelease(offset, clearSize, callerHoldsLock);
         }
     }
 
@@ -85,12 +99,19 @@ internal sealed partial class BufferAllocator
     /// <param name="offset">The offset the receiver named.</param>
     /// <param name="deliveredBefore">The transaction ring's head, validated: records before it have been received.</param>
     /// <returns>What became of the free.</returns>
-    internal FreeResult Free(long offset, ulong deliveredBefore)
+    internal FreeResult Free(long offset, ulong deliveredBefore) => FreeCore(offset, deliveredBefore, callerHoldsLock: false);
+
+    /// <summary><see cref="Free(long, ulong)"/> for an owner that holds the <see cref="BufferAllocatorOptions.SharedLock"/>: no second lock.</summary>
+    /// <remarks>Safety: the caller holds the shared lock (asserted in Debug builds).</remarks>
+    /// <inheritdoc cref="Free(long, ulong)"/>
+    internal FreeResult FreeUnderLock(long offset, ulong deliveredBefore) => FreeCore(offset, deliveredBefore, callerHoldsLock: true);
+
+    private FreeResult FreeCore(long offset, ulong deliveredBefore, bool callerHoldsLock)
     {
         ExtentState found;
         bool undelivered = false;
         long clearSize = 0;
-        using (_lock.EnterScope())
+        using (EnterUnlessHeld(callerHoldsLock))
         {
             int index = FindLiveUnsynchronized(offset);
             found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
@@ -123,7 +144,7 @@ internal sealed partial class BufferAllocator
         }
         if (clearSize > 0)
         {
-            ClearAndRelease(offset, clearSize);
+            ClearAndRelease(offset, clearSize, callerHoldsLock);
         }
         return FreeResult.Freed;
     }
@@ -173,7 +194,7 @@ internal sealed partial class BufferAllocator
     }
 
     /// <summary>Zeroes a Freeing buffer, then returns its range (binder's free order: clear, then return the extent).</summary>
-    private void ClearAndRelease(long offset, long size)
+    private void ClearAndRelease(long offset, long size, bool callerHoldsLock)
     {
         try
         {
@@ -181,7 +202,7 @@ internal sealed partial class BufferAllocator
         }
         finally
         {
-            using (_lock.EnterScope())
+            using (EnterUnlessHeld(callerHoldsLock))
             {
                 int index = FindLiveUnsynchronized(offset);
                 Debug.Assert(index != Nil && LiveUnsynchronized(index).State == ExtentState.Freeing, "Only we release a Freeing buffer.");

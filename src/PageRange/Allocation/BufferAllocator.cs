@@ -2,6 +2,7 @@
 // StopUsingRange runs while the allocator lock is held; UseRange runs after it is released, because backing a page
 // is a system call that may block and binder, too, installs pages after dropping its allocator lock.
 
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
@@ -56,7 +57,7 @@ internal sealed partial class BufferAllocator
     /// </summary>
     private const int ConversionExtents = (2 * TreeThreshold) + 2;
 
-    private readonly Lock _lock = new();
+    private readonly Lock _lock;
     private readonly ShrinkablePageRange _pages;
     private readonly ILogger _logger;
     private readonly long _pageSize;
@@ -91,6 +92,7 @@ internal sealed partial class BufferAllocator
     {
         ArgumentNullException.ThrowIfNull(pages);
         _pages = pages;
+        _lock = options?.SharedLock ?? new Lock();
         _logger = options?.Logger ?? PageRangeLog.CreateLogger(null, PageRangeLogEvents.AllocationCategory);
         _pageSize = SharedRegion.PageSize;
         DataSize = pages.ByteCount;
@@ -203,7 +205,7 @@ internal sealed partial class BufferAllocator
     /// <exception cref="BackingAllocationException">A page could not be backed; the reservation was rolled back.</exception>
     internal long Reserve(long size, bool oneway, bool clearOnFree = false, int senderPid = 0)
     {
-        ReserveCore(size, oneway, clearOnFree, senderPid, throwIfFull: true, out long offset);
+        ReserveCore(size, oneway, clearOnFree, senderPid, throwIfFull: true, callerHoldsLock: false, out long offset);
         return offset;
     }
 
@@ -216,9 +218,30 @@ internal sealed partial class BufferAllocator
     /// <exception cref="MessageTooLargeException">The buffer can never fit.</exception>
     /// <exception cref="BackingAllocationException">A page could not be backed; the reservation was rolled back.</exception>
     internal bool TryReserve(long size, bool oneway, bool clearOnFree, int senderPid, out long offset) =>
-        ReserveCore(size, oneway, clearOnFree, senderPid, throwIfFull: false, out offset);
+        ReserveCore(size, oneway, clearOnFree, senderPid, throwIfFull: false, callerHoldsLock: false, out offset);
 
-    private bool ReserveCore(long size, bool oneway, bool clearOnFree, int senderPid, bool throwIfFull, out long offset)
+    /// <summary><see cref="TryReserve"/> for an owner that holds the <see cref="BufferAllocatorOptions.SharedLock"/>: no second lock.</summary>
+    /// <remarks>Safety: the caller holds the shared lock (asserted in Debug builds).</remarks>
+    /// <inheritdoc cref="TryReserve"/>
+    internal bool TryReserveUnderLock(long size, bool oneway, bool clearOnFree, int senderPid, out long offset) =>
+        ReserveCore(size, oneway, clearOnFree, senderPid, throwIfFull: false, callerHoldsLock: true, out offset);
+
+    /// <summary>
+    /// Enters the bookkeeping lock, unless the caller says it holds it already (the owner's shared lock): then it is
+    /// only asserted, and the returned scope releases nothing.
+    /// </summary>
+    private Guard EnterUnlessHeld(bool callerHoldsLock)
+    {
+        if (callerHoldsLock)
+        {
+            Debug.Assert(_lock.IsHeldByCurrentThread, "An ...UnderLock call without the shared lock held.");
+            return default;
+        }
+        _lock.Enter();
+        return new Guard(_lock);
+    }
+
+    private bool ReserveCore(long size, bool oneway, bool clearOnFree, int senderPid, bool throwIfFull, bool callerHoldsLock, out long offset)
     {
         long padded = PadSize(size);
         if (padded > DataSize)
@@ -240,7 +263,7 @@ internal sealed partial class BufferAllocator
         {
             int capacity;
             int extentsNeeded;
-            using (_lock.EnterScope())
+            using (EnterUnlessHeld(callerHoldsLock))
             {
                 status = PlaceUnsynchronized(padded, oneway, clearOnFree, senderPid, out offset, out extentsNeeded);
                 spamSuspect = false;
@@ -289,7 +312,7 @@ internal sealed partial class BufferAllocator
         {
             // Binder drops the half-built allocation, which aborts the reservation and stops using its pages. Nothing
             // was written yet and some pages may not be backed, so the buffer is not cleared.
-            using (_lock.EnterScope())
+            using (EnterUnlessHeld(callerHoldsLock))
             {
                 ReleaseUnsynchronized(FindLiveUnsynchronized(offset));
             }
@@ -478,6 +501,12 @@ internal sealed partial class BufferAllocator
             : $"No free range of the data area fits {padded} bytes now; {summary.Summary}.";
         PageRangeLog.AllocationFailed(_logger, status == ReserveStatus.OnewayQuotaExhausted ? "oneway" : "address", padded, summary.Summary);
         throw new RegionFullException(message);
+    }
+
+    /// <summary>Exits the lock it was given, if any, once.</summary>
+    private ref struct Guard(Lock? entered)
+    {
+        public void Dispose() => entered?.Exit();
     }
 
     private enum ReserveStatus

@@ -12,4 +12,14 @@ internal sealed class BufferAllocatorOptions
     /// </summary>
     /// <remarks>Written outside the allocator's lock, on the thread that hit the event. Defaults to no logging.</remarks>
     internal ILogger? Logger { get; init; }
+
+    /// <summary>
+    /// The lock that guards the bookkeeping, when the owner already holds a lock of its own around every reservation,
+    /// commit and free: the allocator then uses that lock, and the owner's <c>…UnderLock</c> calls skip a second
+    /// lock round trip per operation. Defaults to a lock of the allocator's own.
+    /// </summary>
+    /// <remarks>
+    /// The shared lock takes the allocator lock's place in the lock order (before every lock of the page range).
+    /// </remarks>
+    internal Lock? SharedLock { get; init; }
 }

@@ -193,7 +193,8 @@ public sealed partial class PageRangeConnection
             {
                 try
                 {
-                    _inbound.Free(slot.Record);
+                    // _slotLock is the inbound channel's free lock (see the constructor): held here, so no second lock.
+                    _inbound.FreeUnderLock(slot.Record);
                 }
                 catch (ProtocolViolationException error)
                 {

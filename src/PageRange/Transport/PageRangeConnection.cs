@@ -1,6 +1,8 @@
 // Locks, in the order they may nest:
 //  1. _sendLock    serialises the single producer of the outbound channel (reserve, copy, publish, drain frees)
-//  2. _slotLock    protects the free lists of incoming slots and pending calls, and the oneway backlog
+//  2. _slotLock    protects the free lists of incoming slots and pending calls, and the oneway backlog; it is the
+//                  inbound channel's free lock (InboundChannel.FreeLock), so Release publishes a free without a second
+//                  lock, and nothing takes the inbound receive lock while holding it
 //  3. _gate        the condition variable followers park on (Monitor); nothing is taken while holding it
 // The reader role (_readerRole) is not a lock anyone blocks on: it is taken with a compare-exchange, and only
 // its holder consumes the inbound ring or parks on its doorbell.
@@ -38,7 +40,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly PageRangeOptions _options;
     private readonly ILogger _logger;
 
-    private readonly Lock _slotLock = new();
+    private readonly Lock _slotLock;
     private readonly object _gate = new();
 
     private readonly IncomingSlot[] _incomingSlots;
@@ -81,6 +83,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _handshake = handshake;
         _control = handshake.Control;
         _inbound = inbound;
+        _slotLock = inbound.FreeLock;
         _options = options;
         _logger = PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.TransportCategory);
         // The first factory any part of the process gives the shared shrinker is the one it logs to.

@@ -1,6 +1,9 @@
 // Locks: _receiveLock (transaction ring consumer) and _freeLock (free ring producer) are never held together,
-// except by Dispose, which takes them in that order.
+// except by Dispose, which takes them in that order. A connection adopts _freeLock (FreeLock) as its own slot lock, so
+// its release path, which holds that lock anyway, publishes frees through FreeUnderLock without a second round trip;
+// nobody may take _receiveLock while holding it.
 
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using PageRange.Diagnostics;
 using PageRange.Memory;
@@ -171,30 +174,46 @@ internal sealed unsafe class InboundChannel : IDisposable
         return _memory.Memory.Slice((int)record.PayloadOffset, record.PayloadLength);
     }
 
+    /// <summary>
+    /// The lock that serialises frees (and that <see cref="Dispose"/> takes before unmapping): an owner that frees
+    /// under a lock of its own uses this one as that lock and calls <see cref="FreeUnderLock"/>.
+    /// </summary>
+    internal Lock FreeLock => _freeLock;
+
     /// <summary>Gives a received transaction's buffer back to the writer (binder's <c>BC_FREE_BUFFER</c>) and wakes it if it is parked.</summary>
     /// <exception cref="ProtocolViolationException">The free ring is full: the writer let more buffers live than
     /// the ring holds, or this buffer was freed twice.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal void Free(in TransactionRecord record)
     {
-        FreeRecordLayout free = new() { BufferOffset = (ulong)record.Offset, TransactionId = record.TransactionId };
         _freeLock.Enter();
         try
         {
-            ThrowIfDisposed();
-            InPlaceStores<FreeRecordLayout> stores = default;
-            if (!_freeRing.TryPublish(ref stores, in free))
-            {
-                ThrowFreeRingFull();
-            }
-            // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
-            _freeDoorbell.Ring();
-            PageRangeMetrics.RecordFree();
+            FreeUnderLock(record);
         }
         finally
         {
             _freeLock.Exit();
         }
+    }
+
+    /// <summary><see cref="Free"/> for a caller that holds <see cref="FreeLock"/> already: no second lock round trip.</summary>
+    /// <remarks>Safety: the caller holds <see cref="FreeLock"/> (asserted in Debug builds), so no other free publishes
+    /// and <see cref="Dispose"/> cannot unmap the ring meanwhile.</remarks>
+    /// <inheritdoc cref="Free"/>
+    internal void FreeUnderLock(in TransactionRecord record)
+    {
+        Debug.Assert(_freeLock.IsHeldByCurrentThread, "FreeUnderLock without the free lock held.");
+        ThrowIfDisposed();
+        FreeRecordLayout free = new() { BufferOffset = (ulong)record.Offset, TransactionId = record.TransactionId };
+        InPlaceStores<FreeRecordLayout> stores = default;
+        if (!_freeRing.TryPublish(ref stores, in free))
+        {
+            ThrowFreeRingFull();
+        }
+        // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
+        _freeDoorbell.Ring();
+        PageRangeMetrics.RecordFree();
     }
 
     /// <summary>Waits until a transaction is published, using the options' <see cref="WaitStrategy"/>.</summary>

@@ -1,5 +1,7 @@
-// Locks: _lock (transaction ring producer, free ring consumer, live-buffer count) comes before the allocator's lock,
-// which comes before the page range's locks (mm lock -> range lock -> LRU lock).
+// Locks: _lock (transaction ring producer, free ring consumer, live-buffer count) is also the allocator's lock (given
+// to it as BufferAllocatorOptions.SharedLock), so the send path, which holds it anyway, reserves, commits, aborts and
+// frees through the allocator's ...UnderLock calls without a second lock round trip. It comes before the page
+// range's locks (mm lock -> range lock -> LRU lock), the allocator lock's place in the seed's order.
 
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
@@ -99,7 +101,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _txDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset);
             _freeDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
             _pages = new ShrinkablePageRange(peerRegion, _layout.DataOffset, checked((int)(_layout.DataSize / SharedRegion.PageSize)), shrinker);
-            _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger });
+            _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger, SharedLock = _lock });
         }
         catch
         {
@@ -499,7 +501,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             offset = 0;
             return false;
         }
-        return _allocator.TryReserve(size, oneway, clearOnFree, s_pid, out offset);
+        return _allocator.TryReserveUnderLock(size, oneway, clearOnFree, s_pid, out offset);
     }
 
     /// <summary>Commits the reserved buffer at <paramref name="offset"/> and publishes its record: payload, record, tail.</summary>
@@ -527,7 +529,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"The transaction ring is full with only {_liveBuffers} other buffers live: the peer freed buffers it had not received.");
         }
         // The record goes to position Tail of the ring: the buffer becomes freeable once the receiver's head passes it.
-        _allocator.Commit(offset, _txRing.Tail);
+        _allocator.CommitUnderLock(offset, _txRing.Tail);
         TransactionRecordLayout record = new()
         {
             TransactionId = transactionId,
@@ -549,7 +551,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     private void AbortUnsynchronized(long offset)
     {
-        _allocator.Abort(offset);
+        _allocator.AbortUnderLock(offset);
         _liveBuffers--;
     }
 
@@ -581,7 +583,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             {
                 _outOfRangeFrees++;
             }
-            else if (_allocator.Free((long)offset, delivered) == FreeResult.Freed)
+            else if (_allocator.FreeUnderLock((long)offset, delivered) == FreeResult.Freed)
             {
                 _liveBuffers--;
                 Volatile.Write(ref _buffersFreed, _buffersFreed + 1);
