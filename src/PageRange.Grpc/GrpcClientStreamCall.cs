@@ -1,4 +1,5 @@
 using Grpc.Core;
+using PageRange.Diagnostics;
 using PageRange.Transport;
 
 namespace PageRange.Grpc;
@@ -309,7 +310,11 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
 
             var head = new GrpcRequestHead(GrpcCallKind.Stream, _streamId, _method.FullName, _host, hasRequest, _options.Headers ?? []);
             int headLength = head.GetSize();
-            using GrpcSerializationContext serializer = GrpcSerializationContext.ForArray();
+            PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(_options);
+            uint code = GrpcWire.MethodCode(_method.FullName);
+            // As a unary request: straight into the server's region unless the transport has a metadata block to add.
+            bool zeroCopy = transport is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
+            using GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection.Connection) : GrpcSerializationContext.ForArray();
             if (hasRequest)
             {
                 serializer.Serialize(_method.RequestMarshaller, request, headLength);
@@ -318,10 +323,10 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             {
                 serializer.SerializeEmpty(headLength);
             }
-            head.Write(serializer.Written.Span[..headLength]);
-            using Transaction reply = await connection.Connection.CallAsync(
-                GrpcWire.MethodCode(_method.FullName), serializer.Written, default(CallChain), GrpcClientErrors.TransportOptions(_options),
-                _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
+            head.Write(serializer.IsReserved ? serializer.Reserved.Span[..headLength] : serializer.Written.Span[..headLength]);
+            using Transaction reply = serializer.IsReserved
+                ? await serializer.Reserved.CommitCallAsync(code, serializer.TotalLength, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false)
+                : await connection.Connection.CallAsync(code, serializer.Written, default(CallChain), transport, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
             return OnReply(connection, reply);
         }
         catch (Exception error) when (!ReferenceEquals(error, _failure))
