@@ -29,6 +29,8 @@ internal static class Program
                 return Server.ServerBenchmarkClient.Run(args[1..]);
             case ["--grpc-server", ..]:
                 return Grpc.GrpcBenchmarkServer.Run(args[1..]);
+            case [Grpc.GrpcProfile.CommandName, ..]:
+                return Grpc.GrpcProfile.Run(args[1..]);
             case [SoakCommand.CommandName, "--peer", string name, string seed]:
                 return SoakCommand.RunPeer(name, seed);
             // BenchmarkDotNet parses its own command line (--filter, --job, --list, its own --help).

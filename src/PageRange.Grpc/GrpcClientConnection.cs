@@ -15,6 +15,7 @@ internal sealed class GrpcClientConnection : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _reader;
     private long _nextStreamId;
+    private long _messageFrames;
     private int _disposed;
 
     internal GrpcClientConnection(PageRangeConnection connection, bool owned)
@@ -27,6 +28,9 @@ internal sealed class GrpcClientConnection : IAsyncDisposable
     internal PageRangeConnection Connection { get; }
 
     internal bool IsAlive => Connection.IsPeerAlive && !_reader.IsCompleted;
+
+    /// <summary>Frames of messages received so far (tests look: a fast writer packs several messages per frame).</summary>
+    internal long MessageFramesReceived => Volatile.Read(ref _messageFrames);
 
     /// <summary>Streams open now (tests look).</summary>
     internal int OpenStreams => _streams.Count;
@@ -80,6 +84,10 @@ internal sealed class GrpcClientConnection : IAsyncDisposable
                 try
                 {
                     (GrpcFrameKind kind, ulong streamId) = GrpcFrames.ReadHead(transaction.Payload);
+                    if (kind is GrpcFrameKind.Message or GrpcFrameKind.Messages)
+                    {
+                        Volatile.Write(ref _messageFrames, _messageFrames + 1);
+                    }
                     if (_streams.TryGetValue(streamId, out IGrpcClientStream? stream))
                     {
                         stream.OnFrame(kind, transaction.Memory[GrpcFrames.HeadLength..]);

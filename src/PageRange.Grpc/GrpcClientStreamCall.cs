@@ -1,4 +1,5 @@
 using Grpc.Core;
+using PageRange.Diagnostics;
 using PageRange.Transport;
 
 namespace PageRange.Grpc;
@@ -23,6 +24,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     private readonly GrpcCreditGate _gate = new(0, 0);
     private readonly Lock _lock = new();
     private GrpcInbox<TResponse>? _inbox;
+    private GrpcFrameWriter? _frames;
     private GrpcClientConnection? _connection;
     private ulong _streamId;
     private uint _received;
@@ -86,6 +88,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         var cancelled = new RpcException(new Status(StatusCode.Cancelled, "The call was disposed."));
         _inbox?.End(cancelled);
         _gate.Fail(cancelled);
+        _frames?.Close(send: false);
         Unregister();
         if (_result.IsComplete)
         {
@@ -116,38 +119,65 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     public Task WriteAsync(TRequest message) => WriteAsync(message, CancellationToken.None);
 
     /// <inheritdoc/>
-    public async Task WriteAsync(TRequest message, CancellationToken cancellationToken)
+    /// <remarks>Completes once the message is serialized into the stream's open frame (see <see cref="GrpcFrameWriter"/>).</remarks>
+    public Task WriteAsync(TRequest message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         if (_halfClosed)
         {
             throw new InvalidOperationException("Request stream has already been completed.");
         }
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _callToken);
-        GrpcClientConnection connection;
         try
         {
-            connection = await _opened.Task.WaitAsync(linked.Token).ConfigureAwait(false);
+            if (_opened.Task.IsCompletedSuccessfully && !cancellationToken.IsCancellationRequested && !_callToken.IsCancellationRequested && _gate.TryTake())
+            {
+                WriteTaken(message);
+                return Task.CompletedTask;
+            }
+        }
+        catch (Exception error) when (error is RpcException)
+        {
+            return Task.FromException(error);
+        }
+        catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
+        {
+            return Task.FromException(GrpcClientErrors.ToRpc(error));
+        }
+        return WriteSlowAsync(message, cancellationToken);
+    }
+
+    private async Task WriteSlowAsync(TRequest message, CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _callToken);
+        try
+        {
+            await _opened.Task.WaitAsync(linked.Token).ConfigureAwait(false);
+            // The server grants credit as it reads: what this stream holds must reach it first.
+            _frames!.Flush();
             await _gate.TakeAsync(linked.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException error) when (!cancellationToken.IsCancellationRequested)
         {
             throw GrpcClientErrors.ToRpc(error);
         }
+        catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
+        {
+            throw GrpcClientErrors.ToRpc(error);
+        }
         try
         {
-            using GrpcSerializationContext serializer = GrpcSerializationContext.ForOneway(connection.Connection);
-            serializer.Serialize(_method.RequestMarshaller, message, GrpcFrames.HeadLength);
-            ReservedBuffer reserved = serializer.Reserved;
-            GrpcFrames.WriteHead(reserved.Span, GrpcFrameKind.Message, _streamId);
-            int total = serializer.TotalLength;
-            reserved.CommitOneway(GrpcWire.FrameCode, total);
-            _gate.Consume(total - GrpcFrames.HeadLength);
+            WriteTaken(message);
         }
         catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
         {
             throw GrpcClientErrors.ToRpc(error);
         }
+    }
+
+    private void WriteTaken(TRequest message)
+    {
+        int size = _frames!.Write(_method.RequestMarshaller, message);
+        _gate.Consume(size);
     }
 
     /// <inheritdoc/>
@@ -164,10 +194,12 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             connection = await _opened.Task.WaitAsync(_callToken).ConfigureAwait(false);
             // The half-close must find the stream on the server: it exists once the server granted credits.
             await _gate.WaitGrantedAsync(_callToken).ConfigureAwait(false);
+            // It follows every message written.
+            _frames!.Flush();
         }
-        catch (Exception error) when (error is RpcException or InvalidOperationException or OperationCanceledException)
+        catch (Exception error) when (error is RpcException or InvalidOperationException or OperationCanceledException or PageRangeException)
         {
-            // The call ended already: there is nothing left to close.
+            // The call ended already (or its connection did): there is nothing left to close.
             return;
         }
         try
@@ -180,35 +212,59 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
     }
 
+    /// <summary>Deserializes one message into the inbox; the last one the reply announced ends the reads.</summary>
+    /// <returns>False if the stream ended (a message that does not deserialize).</returns>
+    /// <exception cref="ProtocolViolationException">Past the window.</exception>
+    private bool Deliver(ReadOnlyMemory<byte> body)
+    {
+        if (!_result.HeadersTask.IsCompleted)
+        {
+            _result.SetHeaders([]);
+        }
+        TResponse message;
+        try
+        {
+            message = GrpcDeserializationContext.Deserialize(_method.ResponseMarshaller, body, "response");
+        }
+        catch (RpcException error)
+        {
+            _inbox!.End(error);
+            Dispose();
+            return false;
+        }
+        if (!_inbox!.TryAdd(message, body.Length))
+        {
+            throw GrpcReader.Violation($"stream {_streamId} got a message past the window its reader granted.");
+        }
+        lock (_lock)
+        {
+            _received++;
+            if (_received == _expected)
+            {
+                EndReads();
+                UnregisterUnlocked();
+            }
+        }
+        return true;
+    }
+
     /// <inheritdoc/>
     public void OnFrame(GrpcFrameKind kind, ReadOnlyMemory<byte> body)
     {
         switch (kind)
         {
             case GrpcFrameKind.Message when _method.Type is MethodType.ServerStreaming or MethodType.DuplexStreaming:
-                _result.SetHeaders([]);
-                TResponse message;
-                try
+                Deliver(body);
+                return;
+            case GrpcFrameKind.Messages when _method.Type is MethodType.ServerStreaming or MethodType.DuplexStreaming:
+                Span<int> lengths = stackalloc int[GrpcWire.WindowMessages];
+                int count = GrpcFrames.ReadMessageLengths(body.Span, lengths);
+                int offset = 2;
+                for (int i = 0; i < count; i++)
                 {
-                    message = GrpcDeserializationContext.Deserialize(_method.ResponseMarshaller, body, "response");
-                }
-                catch (RpcException error)
-                {
-                    _inbox!.End(error);
-                    Dispose();
-                    return;
-                }
-                if (!_inbox!.TryAdd(message, body.Length))
-                {
-                    throw GrpcReader.Violation($"stream {_streamId} got a message past the window its reader granted.");
-                }
-                lock (_lock)
-                {
-                    _received++;
-                    if (_received == _expected)
+                    if (!Deliver(GrpcFrames.MessageAt(body, ref offset, lengths[i])))
                     {
-                        EndReads();
-                        UnregisterUnlocked();
+                        return;
                     }
                 }
                 return;
@@ -249,11 +305,16 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             _connection = connection;
             _inbox = new GrpcInbox<TResponse>((messages, bytes) => GrpcFrames.SendCredit(connection.Connection, _streamId, messages, bytes));
             _streamId = connection.Register(this);
+            _frames = new GrpcFrameWriter(connection.Connection, _streamId);
             _opened.TrySetResult(connection);
 
             var head = new GrpcRequestHead(GrpcCallKind.Stream, _streamId, _method.FullName, _host, hasRequest, _options.Headers ?? []);
             int headLength = head.GetSize();
-            using GrpcSerializationContext serializer = GrpcSerializationContext.ForArray();
+            PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(_options);
+            uint code = GrpcWire.MethodCode(_method.FullName);
+            // As a unary request: straight into the server's region unless the transport has a metadata block to add.
+            bool zeroCopy = transport is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
+            using GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection.Connection) : GrpcSerializationContext.ForArray();
             if (hasRequest)
             {
                 serializer.Serialize(_method.RequestMarshaller, request, headLength);
@@ -262,10 +323,10 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             {
                 serializer.SerializeEmpty(headLength);
             }
-            head.Write(serializer.Written.Span[..headLength]);
-            using Transaction reply = await connection.Connection.CallAsync(
-                GrpcWire.MethodCode(_method.FullName), serializer.Written, default(CallChain), GrpcClientErrors.TransportOptions(_options),
-                _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
+            head.Write(serializer.IsReserved ? serializer.Reserved.Span[..headLength] : serializer.Written.Span[..headLength]);
+            using Transaction reply = serializer.IsReserved
+                ? await serializer.Reserved.CommitCallAsync(code, serializer.TotalLength, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false)
+                : await connection.Connection.CallAsync(code, serializer.Written, default(CallChain), transport, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
             return OnReply(connection, reply);
         }
         catch (Exception error) when (!ReferenceEquals(error, _failure))

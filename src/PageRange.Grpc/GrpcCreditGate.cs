@@ -33,6 +33,26 @@ internal sealed class GrpcCreditGate
         }
     }
 
+    /// <summary>Takes a message credit if one (and some byte credit) is held now.</summary>
+    /// <returns>False if the writer has to wait (<see cref="TakeAsync"/>).</returns>
+    /// <exception cref="Exception">What <see cref="Fail"/> was given.</exception>
+    internal bool TryTake()
+    {
+        lock (_lock)
+        {
+            if (_failed is not null)
+            {
+                throw _failed;
+            }
+            if (_messages > 0 && _bytes > 0)
+            {
+                _messages--;
+                return true;
+            }
+            return false;
+        }
+    }
+
     /// <summary>Waits for a message credit and some byte credit, and takes the message credit.</summary>
     /// <exception cref="Exception">What <see cref="Fail"/> was given.</exception>
     internal async ValueTask TakeAsync(CancellationToken cancellationToken)

@@ -14,4 +14,7 @@ internal enum GrpcFrameKind : byte
 
     /// <summary>The server's response headers: a metadata block.</summary>
     Headers = 4,
+
+    /// <summary>Several messages of the stream: u16 count, then per message a u32 length and the message.</summary>
+    Messages = 5,
 }

@@ -5,7 +5,8 @@ namespace PageRange.Grpc;
 
 /// <summary>
 /// Stream frames: oneway messages with <see cref="GrpcWire.FrameCode"/>, payload u8 kind, u64 stream id, then the
-/// kind's body (a message; nothing; u32 messages + u32 bytes of credit; a metadata block of response headers).
+/// kind's body (a message; nothing; u32 messages + u32 bytes of credit; a metadata block of response headers; a count
+/// and that many length-prefixed messages).
 /// </summary>
 internal static class GrpcFrames
 {
@@ -50,6 +51,52 @@ internal static class GrpcFrames
         return ((int)messages, (int)bytes);
     }
 
+    /// <summary>
+    /// Reads the count and the lengths of a <see cref="GrpcFrameKind.Messages"/> frame's body into
+    /// <paramref name="lengths"/> (each read once from the peer's bytes): at least one message and at most a window's,
+    /// each length within what is left, and the lengths with their prefixes filling the body exactly. The messages are
+    /// then sliced with these local lengths: see <see cref="MessageAt"/>.
+    /// </summary>
+    /// <param name="body">The frame's body, in our region (the peer may still write there: it is read once).</param>
+    /// <param name="lengths">At least <see cref="GrpcWire.WindowMessages"/> entries.</param>
+    /// <returns>The count.</returns>
+    /// <exception cref="ProtocolViolationException">Malformed.</exception>
+    internal static int ReadMessageLengths(ReadOnlySpan<byte> body, Span<int> lengths)
+    {
+        var reader = new GrpcReader(body);
+        int count = reader.ReadUInt16();
+        if (count is 0 || count > GrpcWire.WindowMessages)
+        {
+            throw GrpcReader.Violation($"a frame of {count} messages (1 to {GrpcWire.WindowMessages}).");
+        }
+        for (int i = 0; i < count; i++)
+        {
+            uint length = reader.ReadUInt32();
+            if (length > (uint)reader.Remaining)
+            {
+                throw GrpcReader.Violation($"message {i} of {count} claims {length} bytes; {reader.Remaining} are left in the frame.");
+            }
+            _ = reader.ReadBytes((int)length);
+            lengths[i] = (int)length;
+        }
+        if (reader.Remaining != 0)
+        {
+            throw GrpcReader.Violation($"{reader.Remaining} bytes follow the {count} messages of a frame.");
+        }
+        return count;
+    }
+
+    /// <summary>The next message of a <see cref="GrpcFrameKind.Messages"/> body, by the lengths already checked.</summary>
+    /// <param name="body">The body.</param>
+    /// <param name="offset">Where the message's length prefix starts (2 for the first); moved past the message.</param>
+    /// <param name="length">Its length, from <see cref="ReadMessageLengths"/>.</param>
+    internal static ReadOnlyMemory<byte> MessageAt(ReadOnlyMemory<byte> body, ref int offset, int length)
+    {
+        ReadOnlyMemory<byte> message = body.Slice(offset + GrpcFrameWriter.LengthPrefix, length);
+        offset += GrpcFrameWriter.LengthPrefix + length;
+        return message;
+    }
+
     /// <summary>Reads a frame's head.</summary>
     /// <exception cref="ProtocolViolationException">Malformed, or an unknown kind.</exception>
     internal static (GrpcFrameKind Kind, ulong StreamId) ReadHead(ReadOnlySpan<byte> payload)
@@ -57,7 +104,7 @@ internal static class GrpcFrames
         var reader = new GrpcReader(payload);
         byte kind = reader.ReadByte();
         ulong streamId = reader.ReadUInt64();
-        if (kind is < (byte)GrpcFrameKind.Message or > (byte)GrpcFrameKind.Headers)
+        if (kind is < (byte)GrpcFrameKind.Message or > (byte)GrpcFrameKind.Messages)
         {
             throw GrpcReader.Violation($"unknown frame kind {kind}.");
         }

@@ -72,7 +72,8 @@ internal sealed class GrpcServerMethod<TRequest, TResponse> : IGrpcServerMethod
             return;
         }
 
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(call.CancellationToken);
+        // Only a call with a deadline needs a source of its own (its timer); the others use the call's token as it is.
+        using CancellationTokenSource? cancel = call.Deadline is null ? null : CancellationTokenSource.CreateLinkedTokenSource(call.CancellationToken);
         if (call.Deadline is { } deadline)
         {
             TimeSpan left = deadline - DateTimeOffset.UtcNow;
@@ -81,16 +82,17 @@ internal sealed class GrpcServerMethod<TRequest, TResponse> : IGrpcServerMethod
                 Reply(transaction, new Status(StatusCode.DeadlineExceeded, "Deadline Exceeded"), [], null, null, 0);
                 return;
             }
-            cancel.CancelAfter(left > TimeSpan.FromDays(20) ? TimeSpan.FromDays(20) : left);
+            cancel!.CancelAfter(left > TimeSpan.FromDays(20) ? TimeSpan.FromDays(20) : left);
         }
+        CancellationToken token = cancel?.Token ?? call.CancellationToken;
 
         if (_method.Type == MethodType.Unary)
         {
-            await RunUnaryAsync(transaction, call, head, headLength, cancel.Token).ConfigureAwait(false);
+            await RunUnaryAsync(transaction, call, head, headLength, token).ConfigureAwait(false);
         }
         else
         {
-            await RunStreamAsync(transaction, call, state, head, headLength, cancel.Token).ConfigureAwait(false);
+            await RunStreamAsync(transaction, call, state, head, headLength, token).ConfigureAwait(false);
         }
     }
 

@@ -18,6 +18,7 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
     private readonly CancellationToken _callCancelled;
     private readonly GrpcInbox<TRequest> _inbox;
     private readonly GrpcCreditGate _gate = new(GrpcWire.WindowMessages, GrpcWire.WindowBytes);
+    private readonly GrpcFrameWriter _frames;
     private uint _sent;
 
     internal GrpcServerStream(PageRangeConnection connection, ulong streamId, Method<TRequest, TResponse> method, bool readsRequests, CancellationToken callCancelled)
@@ -28,7 +29,11 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
         _readsRequests = readsRequests;
         _callCancelled = callCancelled;
         _inbox = new GrpcInbox<TRequest>((messages, bytes) => GrpcFrames.SendCredit(connection, streamId, messages, bytes));
+        _frames = new GrpcFrameWriter(connection, streamId);
     }
+
+    /// <summary>Frames of messages sent (tests look).</summary>
+    internal int FramesSent => _frames.FramesSent;
 
     /// <summary>Set before the handler runs.</summary>
     internal PageRangeServerCallContext? Context { get; set; }
@@ -60,10 +65,34 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
     public Task WriteAsync(TResponse message) => WriteAsync(message, CancellationToken.None);
 
     /// <inheritdoc/>
-    public async Task WriteAsync(TResponse message, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Completes as soon as the message is serialized into the stream's open frame (in the client's region); the frame
+    /// goes out with the messages written after it (see <see cref="GrpcFrameWriter"/>). It waits only for credit, and
+    /// then sends what it holds first.
+    /// </remarks>
+    public Task WriteAsync(TResponse message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
-        if (!cancellationToken.CanBeCanceled)
+        try
+        {
+            if (!_gate.TryTake())
+            {
+                return WriteAfterCreditAsync(message, cancellationToken);
+            }
+            WriteTaken(message);
+            return Task.CompletedTask;
+        }
+        catch (Exception error)
+        {
+            return Task.FromException(error);
+        }
+    }
+
+    private async Task WriteAfterCreditAsync(TResponse message, CancellationToken cancellationToken)
+    {
+        // The reader grants credit as it reads: what this stream holds must reach it first.
+        _frames.Flush();
+        if (!cancellationToken.CanBeCanceled || cancellationToken == _callCancelled)
         {
             await _gate.TakeAsync(_callCancelled).ConfigureAwait(false);
         }
@@ -72,20 +101,21 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _callCancelled);
             await _gate.TakeAsync(linked.Token).ConfigureAwait(false);
         }
+        WriteTaken(message);
+    }
+
+    private void WriteTaken(TResponse message)
+    {
         Context?.MarkHeadersSent();
-        using GrpcSerializationContext serializer = GrpcSerializationContext.ForOneway(_connection);
-        serializer.Serialize(_method.ResponseMarshaller, message, GrpcFrames.HeadLength);
-        ReservedBuffer reserved = serializer.Reserved;
-        GrpcFrames.WriteHead(reserved.Span, GrpcFrameKind.Message, _streamId);
-        int total = serializer.TotalLength;
-        reserved.CommitOneway(GrpcWire.FrameCode, total);
-        _gate.Consume(total - GrpcFrames.HeadLength);
+        int size = _frames.Write(_method.ResponseMarshaller, message);
+        _gate.Consume(size);
         Interlocked.Increment(ref _sent);
     }
 
     /// <summary>Sends the response headers as a frame (before any message: frames keep their order).</summary>
     internal Task SendHeadersAsync(Metadata headers)
     {
+        _frames.Flush();
         int size = GrpcFrames.HeadLength + GrpcMetadataCodec.GetSize(headers);
         byte[] frame = new byte[size];
         GrpcFrames.WriteHead(frame, GrpcFrameKind.Headers, _streamId);
@@ -99,6 +129,30 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
     {
         _inbox.End(new InvalidOperationException("The call is complete."));
         _gate.Fail(new InvalidOperationException("Can't write the message because the call is complete."));
+        // Every message goes out before the reply that follows this.
+        _frames.Close(send: true);
+    }
+
+    /// <summary>Deserializes one message into the inbox.</summary>
+    /// <returns>False if the stream's reads ended (a message that does not deserialize).</returns>
+    /// <exception cref="ProtocolViolationException">Past the window.</exception>
+    private bool Deliver(ReadOnlyMemory<byte> body)
+    {
+        TRequest message;
+        try
+        {
+            message = GrpcDeserializationContext.Deserialize(_method.RequestMarshaller, body, "request");
+        }
+        catch (RpcException error)
+        {
+            _inbox.End(error);
+            return false;
+        }
+        if (!_inbox.TryAdd(message, body.Length))
+        {
+            throw GrpcReader.Violation($"stream {_streamId} got a message past the window its reader granted.");
+        }
+        return true;
     }
 
     /// <inheritdoc/>
@@ -107,19 +161,18 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
         switch (kind)
         {
             case GrpcFrameKind.Message when _readsRequests:
-                TRequest message;
-                try
+                Deliver(body);
+                return;
+            case GrpcFrameKind.Messages when _readsRequests:
+                Span<int> lengths = stackalloc int[GrpcWire.WindowMessages];
+                int count = GrpcFrames.ReadMessageLengths(body.Span, lengths);
+                int offset = 2;
+                for (int i = 0; i < count; i++)
                 {
-                    message = GrpcDeserializationContext.Deserialize(_method.RequestMarshaller, body, "request");
-                }
-                catch (RpcException error)
-                {
-                    _inbox.End(error);
-                    return;
-                }
-                if (!_inbox.TryAdd(message, body.Length))
-                {
-                    throw GrpcReader.Violation($"stream {_streamId} got a message past the window its reader granted.");
+                    if (!Deliver(GrpcFrames.MessageAt(body, ref offset, lengths[i])))
+                    {
+                        return;
+                    }
                 }
                 return;
             case GrpcFrameKind.HalfClose when _readsRequests:

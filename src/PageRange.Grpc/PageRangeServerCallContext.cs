@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text;
 using Grpc.Core;
 using PageRange.Server;
 
@@ -6,7 +8,11 @@ namespace PageRange.Grpc;
 /// <summary>A gRPC call's <see cref="ServerCallContext"/> over PageRange.</summary>
 internal sealed class PageRangeServerCallContext : ServerCallContext
 {
-    private static readonly AuthContext NoAuth = new(null, new Dictionary<string, List<AuthProperty>>());
+    /// <summary>The <see cref="AuthContext"/> property holding the caller's pid (decimal, UTF-8).</summary>
+    internal const string PidProperty = "pagerange.pid";
+
+    /// <summary>The <see cref="AuthContext"/> property holding the caller's uid (decimal, UTF-8): the peer's identity.</summary>
+    internal const string UidProperty = "pagerange.uid";
 
     private readonly string _method;
     private readonly string? _host;
@@ -16,6 +22,7 @@ internal sealed class PageRangeServerCallContext : ServerCallContext
     private readonly CancellationToken _cancellationToken;
     private readonly Func<Metadata, Task>? _sendHeaders;
     private Status _status;
+    private AuthContext? _auth;
 
     /// <param name="method">The method's full name.</param>
     /// <param name="host">The host the client named, if any.</param>
@@ -74,11 +81,27 @@ internal sealed class PageRangeServerCallContext : ServerCallContext
     protected override WriteOptions? WriteOptionsCore { get; set; }
 
     /// <inheritdoc/>
-    protected override AuthContext AuthContextCore => NoAuth;
+    /// <remarks>
+    /// The caller's pid and uid, from <c>SO_PEERCRED</c>: the kernel vouches for them, so the peer is authenticated and
+    /// its identity is the uid. Made on first use.
+    /// </remarks>
+    protected override AuthContext AuthContextCore => _auth ??= new AuthContext(UidProperty, new Dictionary<string, List<AuthProperty>>
+    {
+        [PidProperty] = [AuthProperty.Create(PidProperty, Encoding.UTF8.GetBytes(Transport.PeerPid.ToString(CultureInfo.InvariantCulture)))],
+        [UidProperty] = [AuthProperty.Create(UidProperty, Encoding.UTF8.GetBytes(Transport.PeerUid.ToString(CultureInfo.InvariantCulture)))],
+    });
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// Not supported, as in grpc-dotnet's server: <see cref="ContextPropagationToken"/>'s only constructor is internal
+    /// to Grpc.Core.Api (visible to the retired Grpc.Core alone), so no other implementation can make one. Pass
+    /// <see cref="ServerCallContext.Deadline"/> and <see cref="ServerCallContext.CancellationToken"/> to the child call's
+    /// <see cref="CallOptions"/> instead.
+    /// </remarks>
     protected override ContextPropagationToken CreatePropagationTokenCore(ContextPropagationOptions? options) =>
-        throw new NotSupportedException("Context propagation is not supported by gRPC over PageRange.");
+        throw new NotSupportedException(
+            "CreatePropagationToken is not supported by gRPC over PageRange (Grpc.Core.Api lets no other implementation make a token): " +
+            "pass context.Deadline and context.CancellationToken to the child call's CallOptions.");
 
     /// <inheritdoc/>
     protected override async Task WriteResponseHeadersAsyncCore(Metadata responseHeaders)

@@ -52,6 +52,26 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
                     Text = string.Join('|', context.Peer, context.Method, context.Host, context.RequestHeaders.GetValue("req-h"),
                         context.Deadline == DateTime.MaxValue ? "none" : context.Deadline.ToString("O")),
                 };
+            case "auth":
+                AuthContext auth = context.AuthContext;
+                return new CoreMessage
+                {
+                    Text = string.Join('|', auth.IsPeerAuthenticated, auth.PeerIdentityPropertyName,
+                        string.Join(',', auth.PeerIdentity.Select(static property => property.Value)),
+                        string.Join(',', auth.FindPropertiesByName("pagerange.pid").Select(static property => property.Value)),
+                        string.Join(',', auth.FindPropertiesByName("pagerange.uid").Select(static property => property.Value)),
+                        auth.Properties.Count()),
+                };
+            case "propagate":
+                try
+                {
+                    _ = context.CreatePropagationToken();
+                    return new CoreMessage { Text = "made" };
+                }
+                catch (NotSupportedException error)
+                {
+                    return new CoreMessage { Text = error.Message };
+                }
             case "status":
                 context.Status = new Status(StatusCode.FailedPrecondition, "set, not thrown");
                 return request;
