@@ -31,7 +31,7 @@ public sealed class ServerReplyRoomTests(ITestOutputHelper output)
         var service = new ServerLoadService();
         var disconnects = new ConcurrentQueue<ClientDisconnectedEventArgs>();
         using var logs = new LogCapture();
-        using var metrics = new MetricsRecorder();
+        using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync();
         var options = new PageRangeServerOptions
         {
             MaxThreads = 2,
