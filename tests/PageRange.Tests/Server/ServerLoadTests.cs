@@ -21,20 +21,8 @@ public sealed class ServerLoadTests(ITestOutputHelper output)
 
     /// <param name="helloTimeout">How long a connected client may stay silent: the isolation test's silent client must
     /// fail its handshake within the test, while the sixteen-client test only needs slow starters admitted.</param>
-    private static PageRangeServerOptions Options(TimeSpan helloTimeout) => new()
-    {
-        MaxThreads = 4,
-        StartShrinkerMonitor = false,
-        ConnectionOptions = new PageRangeOptions
-        {
-            RegionSize = 1L << 20,
-            WaitStrategy = WaitStrategy.SpinThenPark,
-            // Generous: twenty processes start at once on two shared cores, and each JITs its handshake between its
-            // connect and its hello (at a load average of 64 that took more than 20 seconds once).
-            HelloTimeout = helloTimeout,
-            ConnectTimeout = TimeSpan.FromSeconds(60),
-        },
-    };
+    private static PageRangeServerOptions Options(TimeSpan helloTimeout) =>
+        ServerTestOptions.ForClientProcesses(maxThreads: 4, helloTimeout, WaitStrategy.SpinThenPark);
 
     [Fact]
     public async Task SixteenClients_MixedCallsAndOneways_MaxThreadsFour_EveryReplyExactAndOnewaysInOrder()

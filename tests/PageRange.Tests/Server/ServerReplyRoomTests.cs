@@ -32,21 +32,10 @@ public sealed class ServerReplyRoomTests(ITestOutputHelper output)
         var disconnects = new ConcurrentQueue<ClientDisconnectedEventArgs>();
         using var logs = new LogCapture();
         using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync();
-        var options = new PageRangeServerOptions
-        {
-            MaxThreads = 2,
-            StartShrinkerMonitor = false,
-            ConnectionOptions = new PageRangeOptions
-            {
-                RegionSize = 1L << 20,
-                WaitStrategy = WaitStrategy.SpinThenPark,
-                HelloTimeout = TimeSpan.FromSeconds(20),
-                ConnectTimeout = TimeSpan.FromSeconds(60),
-                // Long, so that only the server's reply limit can explain a quick end of the stalled client.
-                RegionFullTimeout = TimeSpan.FromSeconds(30),
-                LoggerFactory = logs.Factory,
-            },
-        };
+        PageRangeServerOptions options = ServerTestOptions.ForClientProcesses(maxThreads: 2, TimeSpan.FromSeconds(20), WaitStrategy.SpinThenPark);
+        // Long, so that only the server's reply limit can explain a quick end of the stalled client.
+        options.ConnectionOptions.RegionFullTimeout = TimeSpan.FromSeconds(30);
+        options.ConnectionOptions.LoggerFactory = logs.Factory;
         PageRangeServer server = PageRangeServer.Start(name, options, service.Configure);
         server.ClientDisconnected += (_, e) => disconnects.Enqueue(e);
         var honest = new List<TestHostProcess>();
