@@ -129,13 +129,7 @@ public sealed class ContinuousAdversaryTests(ITestOutputHelper output)
                 output.WriteLine($"sessions still alive: {server.DumpState()}");
                 throw;
             }
-            FaultResources after = await FaultResources.SettledAsync();
-            for (int attempt = 0; attempt < 100 && (after.Descriptors > baseline.Descriptors || after.MemfdMappings > baseline.MemfdMappings
-                || after.MemfdDescriptors > baseline.MemfdDescriptors); attempt++)
-            {
-                await Task.Delay(100).WaitAsync(TestTimeouts.Long);
-                after = await FaultResources.SettledAsync();
-            }
+            FaultResources after = await FaultResources.BackToAsync(baseline);
             output.WriteLine($"before: {baseline}; after: {after}");
             if (after.Descriptors != baseline.Descriptors)
             {

@@ -81,12 +81,7 @@ public sealed class ServerReplyRoomTests(ITestOutputHelper output)
             await server.DisposeAsync();
         }
 
-        FaultResources after = FaultResources.Now();
-        for (int attempt = 0; attempt < 100 && (after.Descriptors > baseline.Descriptors || after.MemfdMappings > baseline.MemfdMappings); attempt++)
-        {
-            await Task.Delay(100);
-            after = await FaultResources.SettledAsync();
-        }
+        FaultResources after = await FaultResources.BackToAsync(baseline);
         output.WriteLine($"before: {baseline}; after: {after}");
         Assert.Equal(baseline.MemfdDescriptors, after.MemfdDescriptors);
         Assert.Equal(baseline.MemfdMappings, after.MemfdMappings);
