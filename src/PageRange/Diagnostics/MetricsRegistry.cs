@@ -7,15 +7,16 @@ namespace PageRange.Diagnostics;
 /// opens and closes; the hot path never touches the registry.
 /// </summary>
 /// <remarks>
-/// The cumulative values (ignored frees, oneway-spam suspects) of a source that unregisters are folded into retired
-/// totals under the same lock, so an observable counter never goes backwards when a connection closes.
+/// The cumulative counts (<see cref="IMetricsSource.CollectCounts"/>) are read apart from what a source holds: they
+/// stay readable after the source closed (a protocol violation unmaps a connection's regions before its owner disposes
+/// it), and those of a source that unregisters are folded into retired totals under the same lock, so an observable
+/// counter never goes backwards when a connection closes.
 /// </remarks>
 internal static class MetricsRegistry
 {
     private static readonly Lock s_lock = new();
     private static readonly List<IMetricsSource> s_sources = [];
-    private static long s_retiredIgnoredFrees;
-    private static long s_retiredOnewaySpamSuspects;
+    private static MetricsSample s_retired;
 
     /// <summary>How many sources are registered.</summary>
     internal static int Count
@@ -62,12 +63,7 @@ internal static class MetricsRegistry
             {
                 return;
             }
-            MetricsSample last = default;
-            if (TryCollect(source, ref last))
-            {
-                s_retiredIgnoredFrees += last.IgnoredFrees;
-                s_retiredOnewaySpamSuspects += last.OnewaySpamSuspects;
-            }
+            source.CollectCounts(ref s_retired);
         }
     }
 
@@ -76,15 +72,14 @@ internal static class MetricsRegistry
     {
         using (s_lock.EnterScope())
         {
-            MetricsSample sample = default;
-            sample.IgnoredFrees = s_retiredIgnoredFrees;
-            sample.OnewaySpamSuspects = s_retiredOnewaySpamSuspects;
+            MetricsSample sample = s_retired;
             foreach (IMetricsSource source in s_sources)
             {
+                source.CollectCounts(ref sample);
                 MetricsSample one = default;
                 if (TryCollect(source, ref one))
                 {
-                    Add(ref sample, one);
+                    AddHoldings(ref sample, one);
                 }
             }
             return sample;
@@ -105,7 +100,8 @@ internal static class MetricsRegistry
         }
     }
 
-    private static void Add(ref MetricsSample sum, in MetricsSample one)
+    /// <summary>Adds what <see cref="IMetricsSource.Collect"/> reports; the cumulative counts come from <see cref="IMetricsSource.CollectCounts"/> alone.</summary>
+    private static void AddHoldings(ref MetricsSample sum, in MetricsSample one)
     {
         sum.Connections += one.Connections;
         sum.AcceptedConnections += one.AcceptedConnections;
@@ -117,10 +113,5 @@ internal static class MetricsRegistry
         sum.OutboundInFlight += one.OutboundInFlight;
         sum.InboundInFlight += one.InboundInFlight;
         sum.FreeOnewaySpace += one.FreeOnewaySpace;
-        sum.IgnoredFrees += one.IgnoredFrees;
-        sum.OnewaySpamSuspects += one.OnewaySpamSuspects;
-        sum.ShrinkerPagesScanned += one.ShrinkerPagesScanned;
-        sum.ShrinkerPagesFreed += one.ShrinkerPagesFreed;
-        sum.ShrinkerPagesSkipped += one.ShrinkerPagesSkipped;
     }
 }

@@ -2,7 +2,8 @@ namespace PageRange.Diagnostics;
 
 /// <summary>
 /// What the observable instruments report, summed over every live connection (plus, for the cumulative counts, the
-/// connections already closed) and the process's shrinker. Filled by <see cref="IMetricsSource.Collect"/>.
+/// connections already closed) and the process's shrinker. Filled by <see cref="IMetricsSource.Collect"/> (what the
+/// sources hold now) and <see cref="IMetricsSource.CollectCounts"/> (the cumulative counts).
 /// </summary>
 internal struct MetricsSample
 {

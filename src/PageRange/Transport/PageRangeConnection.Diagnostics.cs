@@ -31,12 +31,18 @@ public sealed partial class PageRangeConnection : IMetricsSource
         sample.PagesFree += stats.Pages.Free;
         sample.OutboundResidentBytes += stats.Pages.ResidentBytes;
         sample.FreeOnewaySpace += stats.FreeOnewaySpace;
-        sample.OnewaySpamSuspects += stats.OnewaySpamReports;
-        sample.IgnoredFrees += _outbound.IgnoredFrees;
         sample.OutboundInFlight += _outbound.LiveBuffers;
         sample.InboundInFlight += Volatile.Read(ref _liveTransactions);
         // Throws ObjectDisposedException once our region is unmapped; the registry skips us then.
         sample.InboundResidentBytes += _inbound.Region.ResidentBytes;
+    }
+
+    /// <inheritdoc/>
+    void IMetricsSource.CollectCounts(ref MetricsSample sample)
+    {
+        // The allocator and the channel keep their counts after they are disposed: readable at any time.
+        sample.OnewaySpamSuspects += _outbound.Allocator.GetStats().OnewaySpamReports;
+        sample.IgnoredFrees += _outbound.IgnoredFrees;
     }
 
     /// <summary>
@@ -75,6 +81,11 @@ public sealed partial class PageRangeConnection : IMetricsSource
         internal static readonly ShrinkerMetricsSource Instance = new();
 
         public void Collect(ref MetricsSample sample)
+        {
+            // The shrinker holds nothing of its own: it only counts.
+        }
+
+        public void CollectCounts(ref MetricsSample sample)
         {
             Shrinker shrinker = Shrinker.Shared;
             sample.ShrinkerPagesScanned += shrinker.PagesScanned;

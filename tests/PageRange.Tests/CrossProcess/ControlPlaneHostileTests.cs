@@ -300,63 +300,45 @@ public sealed class ControlPlaneHostileTests
     }
 
     [Fact]
-    public async Task Accept_PeerFloodsDescriptorsDuringTheHandshake_HandshakeFailsAndEveryDescriptorIsClosed()
-    {
-        FaultResources baseline = await SettledAsync();
-        string name = ControlHandshakeTests.UniqueName();
-        string floodName = $"flood-{Guid.NewGuid():N}";
-        PageRangeOptions options = NewOptions();
-        await using (PageRangeListener listener = PageRangeListener.Listen(name, options))
-        using (SafeMemfdHandle flood = Interop.MemfdCreate(floodName))
-        using (InboundChannel own = PageRangeConnection.CreateInbound($"{name}-raw", options))
-        {
-            var failures = new ListenerFailures(listener);
-            Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-            using (Socket raw = await ConnectRawAsync(name))
+    public Task Accept_PeerFloodsDescriptorsDuringTheHandshake_HandshakeFailsAndEveryDescriptorIsClosed() =>
+        HandshakeWithExtraDescriptorsAsync(
+            (raw, hello, own, flood) =>
             {
-                byte[] hello = ControlFrameCodec.Encode(ControlHandshake.CreateHello(options, own.Region));
-                Assert.True(Interop.TrySendMessage(raw.SafeHandle, hello, own.Region.Handle, out _));
+                Assert.True(Interop.TrySendMessage(raw.SafeHandle, hello, own.Handle, out _));
                 SendDescriptors(raw, flood, count: 100);
-
-                Exception failure = await failures.NextAsync();
-                Assert.True(failure is ConnectionRefusedException or PeerDiedException, failure.ToString());
-                Assert.Equal(1, FaultResources.Naming(floodName).Descriptors);
-            }
-
-            await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-            await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
-        }
-        AssertBackTo(baseline, name);
-    }
+                return Task.CompletedTask;
+            },
+            failure => Assert.True(failure is ConnectionRefusedException or PeerDiedException, failure.ToString()));
 
     [Fact]
-    public async Task Accept_TwoDescriptorsWithTheHello_RefusedAndBothClosed()
-    {
-        FaultResources baseline = await SettledAsync();
-        string name = ControlHandshakeTests.UniqueName();
-        string floodName = $"flood-{Guid.NewGuid():N}";
-        PageRangeOptions options = NewOptions();
-        await using (PageRangeListener listener = PageRangeListener.Listen(name, options))
-        using (SafeMemfdHandle extra = Interop.MemfdCreate(floodName))
-        using (InboundChannel own = PageRangeConnection.CreateInbound($"{name}-raw", options))
-        {
-            var failures = new ListenerFailures(listener);
-            Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-            using (Socket raw = await ConnectRawAsync(name))
+    public Task Accept_TwoDescriptorsWithTheHello_RefusedAndBothClosed() =>
+        HandshakeWithExtraDescriptorsAsync(
+            (raw, hello, own, extra) =>
             {
-                byte[] hello = ControlFrameCodec.Encode(ControlHandshake.CreateHello(options, own.Region));
-                Assert.True(Interop.TrySendMessage(raw.SafeHandle, hello, [own.Region.Handle, extra], out _));
-
-                var refused = Assert.IsType<ConnectionRefusedException>(await failures.NextAsync());
+                Assert.True(Interop.TrySendMessage(raw.SafeHandle, hello, [own.Handle, extra], out _));
+                return Task.CompletedTask;
+            },
+            failure =>
+            {
+                var refused = Assert.IsType<ConnectionRefusedException>(failure);
                 Assert.IsType<ProtocolViolationException>(refused.InnerException);
-                Assert.Equal(1, FaultResources.Naming(floodName).Descriptors);
-            }
+            });
 
-            await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-            await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
-        }
-        AssertBackTo(baseline, name);
-    }
+    [Fact]
+    public Task Accept_DescriptorInTheSameReceiveAsReady_HandshakeFailsAndTheDescriptorIsClosed() =>
+        // A client whose handshake is done on its side (its Ready is sent) and that passes a descriptor at once: when the
+        // listener's control socket takes both in one receive before its handshake read the Ready (a starved listener,
+        // as the server isolation test meets it), the handshake fails instead of becoming a connection. Here Ready and
+        // the next frame go in one message carrying the descriptor, so that receive is certain.
+        HandshakeWithExtraDescriptorsAsync(
+            async (raw, hello, own, extra) =>
+            {
+                Assert.True(Interop.TrySendMessage(raw.SafeHandle, hello, own.Handle, out _));
+                await ReadListenerHelloAsync(raw);
+                byte[] readyThenCancel = [.. ControlFrameCodec.Encode(new ReadyMessage()), .. ControlFrameCodec.Encode(new CancelMessage(1))];
+                Assert.True(Interop.TrySendMessage(raw.SafeHandle, readyThenCancel, extra, out _));
+            },
+            failure => Assert.True(failure is ConnectionRefusedException or PeerDiedException, failure.ToString()));
 
     [Fact]
     public async Task Send_PeerStopsReadingItsControlSocket_SendTimesOutAndTheConnectionCloses()
@@ -483,6 +465,14 @@ public sealed class ControlPlaneHostileTests
         byte[] hello = ControlFrameCodec.Encode(ControlHandshake.CreateHello(options, own));
         Assert.True(Interop.TrySendMessage(socket.SafeHandle, hello, own.Handle, out int sent));
         Assert.Equal(hello.Length, sent);
+        await ReadListenerHelloAsync(socket);
+        await socket.SendAsync(ControlFrameCodec.Encode(new ReadyMessage()));
+        return socket;
+    }
+
+    /// <summary>Reads the listener's answer to our hello, one frame, with recvmsg; the memfd that comes with it is closed at once.</summary>
+    private static async Task ReadListenerHelloAsync(Socket socket)
+    {
         byte[] frame = new byte[ControlFrameCodec.HeaderLength + ControlFrameCodec.MaxBodyLength];
         int have = 0;
         while (have < ControlFrameCodec.HeaderLength || have < ControlFrameCodec.HeaderLength + BinaryPrimitives.ReadInt32LittleEndian(frame))
@@ -495,8 +485,40 @@ public sealed class ControlPlaneHostileTests
                 have += received;
             }
         }
-        await socket.SendAsync(ControlFrameCodec.Encode(new ReadyMessage()));
-        return socket;
+    }
+
+    /// <summary>
+    /// A raw client attacks the listener's handshake: <paramref name="attack"/> sends its hello (encoded for its own
+    /// region) and descriptors of a memfd of the test's. The handshake fails as <paramref name="assertFailure"/> expects,
+    /// every descriptor the listener received is closed, the listener accepts the next honest client, and what the
+    /// attempt cost comes back.
+    /// </summary>
+    private static async Task HandshakeWithExtraDescriptorsAsync(
+        Func<Socket, byte[], SharedRegion, SafeMemfdHandle, Task> attack, Action<Exception> assertFailure)
+    {
+        FaultResources baseline = await SettledAsync();
+        string name = ControlHandshakeTests.UniqueName();
+        string extraName = $"extra-{Guid.NewGuid():N}";
+        PageRangeOptions options = NewOptions();
+        await using (PageRangeListener listener = PageRangeListener.Listen(name, options))
+        using (SafeMemfdHandle extra = Interop.MemfdCreate(extraName))
+        using (InboundChannel own = PageRangeConnection.CreateInbound($"{name}-raw", options))
+        {
+            var failures = new ListenerFailures(listener);
+            Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+            using (Socket raw = await ConnectRawAsync(name))
+            {
+                await attack(raw, ControlFrameCodec.Encode(ControlHandshake.CreateHello(options, own.Region)), own.Region, extra);
+
+                assertFailure(await failures.NextAsync());
+                // The test's own is the only descriptor naming the memfd: every one the listener received was closed.
+                Assert.Equal(1, FaultResources.Naming(extraName).Descriptors);
+            }
+
+            await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
+            await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
+        }
+        AssertBackTo(baseline, name);
     }
 
     internal static async Task<Socket> ConnectRawAsync(string name)

@@ -26,7 +26,8 @@ public sealed class FaultBackPressureTests(ITestOutputHelper output)
         await using PageRangeListener listener = PageRangeListener.Listen(name, options);
         using TestHostProcess host = TestHostProcess.Start(output, "fault-slow-reader", name);
         await using PageRangeConnection sender = await listener.AcceptAsync().AsTask().WaitAsync(TestTimeouts.Long);
-        using var metrics = new MetricsRecorder();
+        // The sender is this test's; another test's closing connection must not count its region-full failures here.
+        using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync(ownConnections: 1);
         byte[] payload = new byte[MessageSize];
         ulong seq = 0;
 

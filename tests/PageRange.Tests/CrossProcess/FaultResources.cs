@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 
@@ -6,7 +7,8 @@ namespace PageRange.Tests.CrossProcess;
 /// <summary>This process's open descriptors and mappings, as the kernel lists them in <c>/proc/self</c>.</summary>
 /// <remarks>
 /// The memfd counts are PageRange's regions only (<c>memfd:pagerange:…</c>): the runtime keeps memfds of its own for
-/// its double-mapped code, and those grow as methods are compiled. The total of mappings is informative only: thread
+/// its double-mapped code, and those grow as methods are compiled. The total of descriptors leaves out the runtime's own
+/// (<see cref="IsTheRuntimes"/>). The total of mappings is informative only: thread
 /// stacks, code and heap segments come and go with the runtime's mood; the mappings PageRange makes are its regions'.
 /// </remarks>
 internal readonly record struct FaultResources(int Descriptors, int Mappings, int MemfdDescriptors, int MemfdMappings)
@@ -50,6 +52,25 @@ internal readonly record struct FaultResources(int Descriptors, int Mappings, in
         return Now();
     }
 
+    /// <summary>
+    /// Settled counts (<see cref="SettledAsync"/>) once none is above <paramref name="baseline"/> any more, or the last
+    /// ones when <see cref="TestTimeouts.Long"/> has passed: what a test's peers cost is given back asynchronously (a
+    /// closing connection's socket, pidfd and regions go when its disposal ends, a killed child's pipes at its exit),
+    /// later on a starved machine. The caller asserts the counts equal the baseline; this only waits for them.
+    /// </summary>
+    public static async Task<FaultResources> BackToAsync(FaultResources baseline)
+    {
+        var clock = Stopwatch.StartNew();
+        FaultResources after = await SettledAsync();
+        while ((after.Descriptors > baseline.Descriptors || after.MemfdDescriptors > baseline.MemfdDescriptors
+            || after.MemfdMappings > baseline.MemfdMappings) && clock.Elapsed < TestTimeouts.Long)
+        {
+            await Task.Delay(100);
+            after = await SettledAsync();
+        }
+        return after;
+    }
+
     public static FaultResources Now()
     {
         int descriptors = 0;
@@ -57,9 +78,7 @@ internal readonly record struct FaultResources(int Descriptors, int Mappings, in
         foreach (string fd in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
         {
             string? target = new FileInfo(fd).LinkTarget;
-            // The runtime opens assemblies lazily (System.Net.NameResolution.dll turns up after a few thousand
-            // connections): those are not ours to count.
-            if (target is not null && target.EndsWith(".dll", StringComparison.Ordinal))
+            if (target is not null && IsTheRuntimes(target))
             {
                 continue;
             }
@@ -82,6 +101,19 @@ internal readonly record struct FaultResources(int Descriptors, int Mappings, in
         // The listing's own descriptor is counted too, the same way every time.
         return new FaultResources(descriptors, mappings, memfdDescriptors, memfdMappings);
     }
+
+    /// <summary>
+    /// Whether a descriptor is one the runtime opens for itself, when it likes: an assembly it loads lazily
+    /// (System.Net.NameResolution.dll turns up after a few thousand connections), the memfd of its double-mapped code,
+    /// an event-poll instance or an eventfd of its socket engine and thread pool, a timer, a random source. PageRange
+    /// opens none of these kinds (its descriptors are sockets, pidfds and region memfds), nor do the tests' peers (their
+    /// pipes and sockets): a leak of theirs is still counted, a runtime's whim is not.
+    /// </summary>
+    private static bool IsTheRuntimes(string target) =>
+        target.EndsWith(".dll", StringComparison.Ordinal)
+        || target.StartsWith("/memfd:doublemapper", StringComparison.Ordinal)
+        || target is "anon_inode:[eventpoll]" or "anon_inode:[eventfd]" or "anon_inode:[timerfd]" or "anon_inode:inotify"
+            or "/dev/urandom" or "/dev/random";
 
     /// <summary>Descriptors and mappings that name <paramref name="needle"/> (a memfd's name), e.g. one connection's region.</summary>
     public static (int Descriptors, int Mappings) Naming(string needle)

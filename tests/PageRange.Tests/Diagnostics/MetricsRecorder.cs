@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using PageRange.Diagnostics;
+using PageRange.Tests.Infrastructure;
 
 namespace PageRange.Tests.Diagnostics;
 
@@ -29,6 +31,30 @@ internal sealed class MetricsRecorder : IDisposable
         };
         _listener.SetMeasurementEventCallback<long>(OnMeasurement);
         _listener.Start();
+    }
+
+    /// <summary>
+    /// Starts recording once the process holds no connection but the test's own: the meter is process-wide, so a
+    /// connection another test left closing (a server session ending, a violated connection its owner has not disposed
+    /// yet) would add its traffic, or its closing, to the counts this test checks.
+    /// </summary>
+    /// <param name="ownConnections">Connections the test opened before it starts recording.</param>
+    /// <remarks>
+    /// The metrics tests run in non-parallel collections, which xunit runs after every parallel one, one at a time: what
+    /// is left to wait for is what earlier tests have not finished closing. A connection that never closes fails here,
+    /// by name of the count, rather than as a count off by one later.
+    /// </remarks>
+    public static async Task<MetricsRecorder> StartAloneAsync(int ownConnections = 0)
+    {
+        var clock = Stopwatch.StartNew();
+        int others;
+        // The registry holds the live connections plus, once the first connection registered it, the shared shrinker.
+        while ((others = Math.Max(0, MetricsRegistry.Count - 1) - ownConnections) > 0)
+        {
+            Assert.True(clock.Elapsed < TestTimeouts.Long, $"{others} connections of other tests are still open");
+            await Task.Delay(10);
+        }
+        return new MetricsRecorder();
     }
 
     /// <summary>How many measurements arrived so far.</summary>

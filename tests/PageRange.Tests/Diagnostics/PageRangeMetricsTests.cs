@@ -24,7 +24,7 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     [Fact]
     public async Task Counters_OnewayCallAndReply_CountedByKindWithBytesAndFrees()
     {
-        using var metrics = new MetricsRecorder();
+        using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync();
         await using LoopbackPair pair = await LoopbackPair.OpenAsync();
 
         for (int i = 0; i < 3; i++)
@@ -63,7 +63,7 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     [Fact]
     public async Task Counters_DisposeCallWithoutReply_CountsAnErrorReply()
     {
-        using var metrics = new MetricsRecorder();
+        using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync();
         await using LoopbackPair pair = await LoopbackPair.OpenAsync();
 
         Task serving = Task.Run(() =>
@@ -80,7 +80,7 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     [Fact]
     public async Task Gauges_HeldAndFreedBuffers_FollowPagesInFlightResidentAndOnewaySpace()
     {
-        using var metrics = new MetricsRecorder();
+        using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync();
         metrics.Observe();
         long clients = metrics.Get("pagerange.connection.count", "client");
         long servers = metrics.Get("pagerange.connection.count", "server");
@@ -149,7 +149,7 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     [Fact]
     public async Task Counters_RegionFullAndOnewaySpam_CountWaitsFailuresAndSuspects()
     {
-        using var metrics = new MetricsRecorder();
+        using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync();
         metrics.Observe();
         long suspects = metrics.Get("pagerange.oneway.spam.suspects");
         await using LoopbackPair pair = await LoopbackPair.OpenAsync(SmallRegion(), SmallRegion());
@@ -186,9 +186,10 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
     [Fact]
     public async Task Counters_PeerScribblesAndForgesFrees_CountViolationAndIgnoredFrees()
     {
-        using var metrics = new MetricsRecorder();
+        using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync();
         metrics.Observe();
         long ignored = metrics.Get("pagerange.buffer.free.ignored");
+        long servers = metrics.Get("pagerange.connection.count", "server");
         string name = ControlHandshakeTests.UniqueName();
         PageRangeOptions options = SmallRegion();
         await using PageRangeListener listener = PageRangeListener.Listen(name, options);
@@ -208,6 +209,15 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
         Assert.Throws<ProtocolViolationException>(() => victim.TryReceive(out _));
         Assert.Equal(1, metrics.Get("pagerange.protocol.violations"));
         Assert.False(victim.IsPeerAlive);
+
+        // The violation unmaps the victim's regions before its owner disposes it: what it holds can no longer be read
+        // (it leaves the connection count), what it counted still can.
+        await EventuallyAsync(() =>
+        {
+            metrics.Observe();
+            return metrics.Get("pagerange.connection.count", "server") == servers;
+        });
+        Assert.Equal(ignored + 1, metrics.Get("pagerange.buffer.free.ignored"));
 
         await victim.DisposeAsync();
         metrics.Observe();

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Runtime.InteropServices;
 using PageRange.Serialization;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
@@ -7,36 +6,11 @@ using PageRange.Transport;
 namespace PageRange.Tests.Serialization;
 
 /// <summary>
-/// Typed messages with a <see cref="ReadOnlySequence{T}"/> member: read in place as a slice of the transaction's
-/// payload, copied where the transaction is freed before the message is handed out (the typed Call's reply).
+/// Typed messages with a <see cref="ReadOnlySequence{T}"/> member (the shared tests in
+/// <see cref="RegionBlobFormatterTests{TBlob}"/>), and a sequence sent in several segments.
 /// </summary>
-public sealed class RegionSequenceFormatterTests
+public sealed class RegionSequenceFormatterTests : RegionBlobFormatterTests<RegionSequenceBlob>
 {
-    private const int MiB = 1 << 20;
-
-    private static PageRangeOptions LargeOptions() => new()
-    {
-        RegionSize = 8 << 20,
-        RegionFullTimeout = TimeSpan.FromSeconds(30),
-    };
-
-    [Fact]
-    public async Task Deserialize_ReadOnlySequenceMember_IsASliceOfTheTransactionPayload()
-    {
-        await using ConnectedPair pair = await ConnectedPair.CreateAsync(LargeOptions());
-        byte[] data = Enumerable.Range(0, 64 << 10).Select(i => (byte)(i * 5)).ToArray();
-
-        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
-        pair.Client.SendOneway(new RegionSequenceBlob { Seq = 1, Data = new ReadOnlySequence<byte>(data) });
-        using Transaction transaction = pair.Server.Receive(timeout.Token);
-        RegionSequenceBlob blob = transaction.Deserialize<RegionSequenceBlob>();
-
-        Assert.True(blob.Data.IsSingleSegment);
-        Assert.True(transaction.Payload.Overlaps(blob.Data.FirstSpan), "the sequence was copied out of the region");
-        Assert.False(MemoryMarshal.TryGetArray(blob.Data.First, out _), "the sequence is backed by a managed array");
-        Assert.Equal(data, blob.Data.ToArray());
-    }
-
     [Fact]
     public async Task SendOneway_MultiSegmentSequence_ArrivesWhole()
     {
@@ -55,54 +29,17 @@ public sealed class RegionSequenceFormatterTests
         Assert.True(transaction.Payload.Overlaps(blob.Data.FirstSpan));
     }
 
-    [Fact]
-    public async Task SendOnewayAndDeserialize_OneMebibyteSequence_AllocatesNoLargeObjectPerMessage()
-    {
-        await using ConnectedPair pair = await ConnectedPair.CreateAsync(LargeOptions());
-        var message = new RegionSequenceBlob { Data = new ReadOnlySequence<byte>(Enumerable.Range(0, MiB).Select(i => (byte)i).ToArray()) };
-        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
-        long sum = 0;
-        void SendAndReceiveOne()
-        {
-            message.Seq++;
-            pair.Client.SendOneway(message);
-            using Transaction transaction = pair.Server.Receive(timeout.Token);
-            RegionSequenceBlob received = transaction.Deserialize<RegionSequenceBlob>();
-            sum += received.Data.FirstSpan[^1] + received.Seq;
-        }
+    protected override RegionSequenceBlob Create(long seq, byte[] data) => new() { Seq = seq, Data = new ReadOnlySequence<byte>(data) };
 
-        for (int i = 0; i < 4; i++)
-        {
-            SendAndReceiveOne();
-        }
-        const int Messages = 16;
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < Messages; i++)
-        {
-            SendAndReceiveOne();
-        }
-        long perMessage = (GC.GetAllocatedBytesForCurrentThread() - before) / Messages;
+    protected override long SeqOf(RegionSequenceBlob blob) => blob.Seq;
 
-        Assert.True(perMessage < 4096, $"{perMessage} bytes allocated per 1 MiB message");
-        Assert.True(sum > 0);
-    }
+    protected override void SetSeq(RegionSequenceBlob blob, long seq) => blob.Seq = seq;
 
-    [Fact]
-    public async Task Call_ReplyWithReadOnlySequenceMember_IsACopyBecauseTheReplyIsFreed()
-    {
-        await using ConnectedPair pair = await ConnectedPair.CreateAsync(LargeOptions());
-        Task serving = pair.Serve(transaction => transaction.Reply(transaction.Deserialize<RegionSequenceBlob>()));
-        byte[] data = Enumerable.Range(0, 4096).Select(i => (byte)(i * 11)).ToArray();
+    protected override ReadOnlyMemory<byte> FirstSegment(RegionSequenceBlob blob) => blob.Data.First;
 
-        RegionSequenceBlob reply = await Task.Run(() =>
-            pair.Client.Call<RegionSequenceBlob, RegionSequenceBlob>(new RegionSequenceBlob { Seq = 6, Data = new ReadOnlySequence<byte>(data) }))
-            .WaitAsync(TestTimeouts.Long);
+    protected override bool IsSingleSegment(RegionSequenceBlob blob) => blob.Data.IsSingleSegment;
 
-        Assert.True(MemoryMarshal.TryGetArray(reply.Data.First, out _), "the reply's sequence points into a freed region buffer");
-        Assert.Equal(data, reply.Data.ToArray());
-        Assert.Equal(6, reply.Seq);
-        Assert.False(serving.IsFaulted);
-    }
+    protected override byte[] DataOf(RegionSequenceBlob blob) => blob.Data.ToArray();
 
     private sealed class Segment : ReadOnlySequenceSegment<byte>
     {

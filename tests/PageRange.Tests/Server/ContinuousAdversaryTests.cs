@@ -24,19 +24,10 @@ public sealed class ContinuousAdversaryTests(ITestOutputHelper output)
     private static readonly string[] s_attacks =
         ["kill-mid-call", "garbage", "bad-frees", "silent", "fd-flood", "bad-hello", "cancel-flood", "region-full"];
 
-    private static PageRangeServerOptions Options() => new()
-    {
-        MaxThreads = 4,
-        StartShrinkerMonitor = false,
-        ConnectionOptions = new PageRangeOptions
-        {
-            RegionSize = 1L << 20,
-            WaitStrategy = WaitStrategy.Park,
-            // Short enough that silent sockets are dropped during the run, long enough for a JIT on a busy machine.
-            HelloTimeout = TimeSpan.FromSeconds(5),
-            ConnectTimeout = TimeSpan.FromSeconds(60),
-        },
-    };
+    // The hello timeout is short enough that silent sockets are dropped during the run, long enough for a JIT on a busy
+    // machine.
+    private static PageRangeServerOptions Options() =>
+        ServerTestOptions.ForClientProcesses(maxThreads: 4, helloTimeout: TimeSpan.FromSeconds(5), WaitStrategy.Park);
 
     [Fact]
     [Trait("Category", "Hostile")]
@@ -138,13 +129,7 @@ public sealed class ContinuousAdversaryTests(ITestOutputHelper output)
                 output.WriteLine($"sessions still alive: {server.DumpState()}");
                 throw;
             }
-            FaultResources after = await FaultResources.SettledAsync();
-            for (int attempt = 0; attempt < 100 && (after.Descriptors > baseline.Descriptors || after.MemfdMappings > baseline.MemfdMappings
-                || after.MemfdDescriptors > baseline.MemfdDescriptors); attempt++)
-            {
-                await Task.Delay(100).WaitAsync(TestTimeouts.Long);
-                after = await FaultResources.SettledAsync();
-            }
+            FaultResources after = await FaultResources.BackToAsync(baseline);
             output.WriteLine($"before: {baseline}; after: {after}");
             if (after.Descriptors != baseline.Descriptors)
             {

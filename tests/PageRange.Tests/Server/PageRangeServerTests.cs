@@ -13,15 +13,7 @@ namespace PageRange.Tests.Server;
 [SuppressMessage("AOT", "IL3050", Justification = "Tests run on the JIT.")]
 public sealed class PageRangeServerTests(ITestOutputHelper output)
 {
-    private static PageRangeServerOptions Options(int maxThreads = 4) => new()
-    {
-        MaxThreads = maxThreads,
-        StartShrinkerMonitor = false,
-        ConnectionOptions = new PageRangeOptions { RegionSize = 1L << 20, WaitStrategy = WaitStrategy.SpinThenPark },
-    };
-
-    private static Task<PageRangeConnection> ConnectAsync(string name) =>
-        PageRangeConnection.ConnectAsync(name, new PageRangeOptions { RegionSize = 1L << 20 }).AsTask().WaitAsync(TestTimeouts.Long);
+    private static PageRangeServerOptions Options(int maxThreads = 4) => ServerTestOptions.InProcess(maxThreads);
 
     [Fact]
     public async Task Map_RawEcho_ReplyHasTheRequestBytesAndTheCallerCredentials()
@@ -35,7 +27,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
             Assert.False(ctx.IsOneway);
             tx.Reply(tx.Payload);
         }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         byte[] request = [.. Enumerable.Range(0, 3000).Select(i => (byte)(i * 7))];
         using Transaction reply = await client.CallAsync(7, request).AsTask().WaitAsync(TestTimeouts.Long);
         Assert.Equal(request, reply.Payload.ToArray());
@@ -53,7 +45,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
             Array.Reverse(copy);
             tx.Reply(copy);
         }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         using Transaction reply = await client.CallAsync(3, new byte[] { 1, 2, 3 }).AsTask().WaitAsync(TestTimeouts.Long);
         Assert.Equal(new byte[] { 3, 2, 1 }, reply.Payload.ToArray());
     }
@@ -69,7 +61,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
                 await Task.Yield();
                 return new AddResponse(request.A * request.B);
             }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         AddResponse sum = await client.CallAsync<AddRequest, AddResponse>(new AddRequest(40, 2), code: 1).AsTask().WaitAsync(TestTimeouts.Long);
         AddResponse product = await client.CallAsync<AddRequest, AddResponse>(new AddRequest(6, 7), code: 2).AsTask().WaitAsync(TestTimeouts.Long);
         Assert.Equal(42, sum.Sum);
@@ -81,7 +73,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
     {
         string name = ControlHandshakeTests.UniqueName();
         await using var server = PageRangeServer.Start(name, Options(), builder => builder.Map(1, (tx, _) => tx.Reply([])));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         RemoteCallException error = await Assert.ThrowsAsync<RemoteCallException>(
             () => client.CallAsync(99, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
         output.WriteLine(error.Message);
@@ -95,7 +87,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         string name = ControlHandshakeTests.UniqueName();
         await using var server = PageRangeServer.Start(name, Options(), builder => builder.Map(5, (_, _) =>
             throw new PageRangeStatusException(CallStatus.NotFound, "order 17 does not exist")));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         RemoteCallException error = await Assert.ThrowsAsync<RemoteCallException>(
             () => client.CallAsync(5, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
         Assert.Equal(CallStatus.NotFound, error.Status);
@@ -110,7 +102,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         await using var server = PageRangeServer.Start(name, Options(), builder => builder.Map(5, (_, _) =>
             throw new InvalidOperationException("secret: /home/alice/.ssh/id_rsa")));
         server.CallFailed += (_, e) => failures.Enqueue(e);
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         RemoteCallException error = await Assert.ThrowsAsync<RemoteCallException>(
             () => client.CallAsync(5, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
         Assert.Equal(CallStatus.Internal, error.Status);
@@ -130,7 +122,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         options.IncludeExceptionDetails = true;
         await using var server = PageRangeServer.Start(name, options, builder => builder.Map(5, (_, _) =>
             throw new InvalidOperationException("the detail")));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         RemoteCallException error = await Assert.ThrowsAsync<RemoteCallException>(
             () => client.CallAsync(5, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
         Assert.Contains("InvalidOperationException: the detail", error.Message, StringComparison.Ordinal);
@@ -155,7 +147,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
                 Interlocked.Decrement(ref running);
             })
             .Map(11, (tx, _) => tx.Reply(tx.Payload)));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         const int count = 2000;
         for (int i = 0; i < count; i++)
         {
@@ -176,7 +168,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
     {
         string name = ControlHandshakeTests.UniqueName();
         await using var server = PageRangeServer.Start(name, Options(), builder => builder.MapOneway<Note>(10, (_, _) => { }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         RemoteCallException error = await Assert.ThrowsAsync<RemoteCallException>(
             () => client.CallAsync(10, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
         Assert.Equal(CallStatus.FailedPrecondition, error.Status);
@@ -198,7 +190,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
             tx.Reply([]);
         }));
         Assert.Equal(1, server.ThreadCount);
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         Task[] calls = [.. Enumerable.Range(0, 8).Select(_ => client.CallAsync(1, ReadOnlyMemory<byte>.Empty).AsTask()
             .ContinueWith(t => t.Result.Dispose(), TaskScheduler.Default))];
         await WaitUntilAsync(() => Volatile.Read(ref entered) == 3 && server.InFlightCalls == 8);
@@ -219,10 +211,10 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         var refused = new ConcurrentQueue<ClientRefusedEventArgs>();
         await using var server = PageRangeServer.Start(name, options, builder => builder.Map(1, (tx, _) => tx.Reply([1])));
         server.ClientRefused += (_, e) => refused.Enqueue(e);
-        await using PageRangeConnection first = await ConnectAsync(name);
-        await using PageRangeConnection second = await ConnectAsync(name);
+        await using PageRangeConnection first = await ServerTestOptions.ConnectAsync(name);
+        await using PageRangeConnection second = await ServerTestOptions.ConnectAsync(name);
         await WaitUntilAsync(() => server.ClientCount == 2);
-        ConnectionRefusedException theirs = await Assert.ThrowsAsync<ConnectionRefusedException>(() => ConnectAsync(name));
+        ConnectionRefusedException theirs = await Assert.ThrowsAsync<ConnectionRefusedException>(() => ServerTestOptions.ConnectAsync(name));
         ClientRefusedEventArgs refusal = Assert.Single(refused);
         output.WriteLine($"server: {refusal}\nclient: {theirs.Message}");
         Assert.Contains("MaxClients reached: 2 of 2", refusal.Reason, StringComparison.Ordinal);
@@ -242,13 +234,13 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         var refused = new ConcurrentQueue<ClientRefusedEventArgs>();
         await using var server = PageRangeServer.Start(name, options, builder => builder.Map(1, (tx, _) => tx.Reply([1])));
         server.ClientRefused += (_, e) => refused.Enqueue(e);
-        await using PageRangeConnection first = await ConnectAsync(name);
+        await using PageRangeConnection first = await ServerTestOptions.ConnectAsync(name);
         await WaitUntilAsync(() => server.ClientCount == 1);
-        await Assert.ThrowsAsync<ConnectionRefusedException>(() => ConnectAsync(name));
+        await Assert.ThrowsAsync<ConnectionRefusedException>(() => ServerTestOptions.ConnectAsync(name));
         Assert.Contains($"MaxClientsPerUid reached: uid {Interop.GetEffectiveUserId()} has 1 of 1", Assert.Single(refused).Reason, StringComparison.Ordinal);
         await first.DisposeAsync();
         await WaitUntilAsync(() => server.ClientCount == 0);
-        await using PageRangeConnection third = await ConnectAsync(name);
+        await using PageRangeConnection third = await ServerTestOptions.ConnectAsync(name);
         using Transaction ok = await third.CallAsync(1, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long);
         Assert.Equal(1, ok.Payload[0]);
     }
@@ -262,7 +254,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         await using var server = PageRangeServer.Start(name, Options(), builder => builder.Map(1, (tx, _) => tx.Reply([])));
         server.ClientConnected += (_, e) => events.Enqueue($"connected {e.Client.Id}");
         server.ClientDisconnected += (_, e) => disconnected.TrySetResult(e);
-        PageRangeConnection client = await ConnectAsync(name);
+        PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         (await client.CallAsync(1, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long)).Dispose();
         await client.DisposeAsync();
         ClientDisconnectedEventArgs e = await disconnected.Task.WaitAsync(TestTimeouts.Long);
@@ -303,7 +295,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
                 }
             }));
         server.ClientDisconnected += (_, e) => disconnects.Enqueue(e);
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         Task<Transaction> quick = client.CallAsync(1, ReadOnlyMemory<byte>.Empty).AsTask();
         Task<Transaction> slow = client.CallAsync(2, ReadOnlyMemory<byte>.Empty).AsTask();
         await WaitUntilAsync(() => Volatile.Read(ref slowEntered) == 1 && Volatile.Read(ref quickEntered) == 1);
@@ -356,7 +348,7 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         string name = ControlHandshakeTests.UniqueName();
         using var never = new ManualResetEventSlim(false);
         PageRangeServer server = PageRangeServer.Start(name, Options(), builder => builder.Map(1, (_, _) => never.Wait(TestTimeouts.Long)));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         Task<Transaction> stuck = client.CallAsync(1, ReadOnlyMemory<byte>.Empty).AsTask();
         await WaitUntilAsync(() => server.InFlightCalls == 1);
         await server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);

@@ -16,15 +16,7 @@ namespace PageRange.Tests.Server;
 [SuppressMessage("AOT", "IL3050", Justification = "Tests run on the JIT.")]
 public sealed class ServerCallOptionsTests
 {
-    private static PageRangeServerOptions Options() => new()
-    {
-        MaxThreads = 2,
-        StartShrinkerMonitor = false,
-        ConnectionOptions = new PageRangeOptions { RegionSize = 1L << 20, WaitStrategy = WaitStrategy.SpinThenPark },
-    };
-
-    private static Task<PageRangeConnection> ConnectAsync(string name) =>
-        PageRangeConnection.ConnectAsync(name, new PageRangeOptions { RegionSize = 1L << 20 }).AsTask().WaitAsync(TestTimeouts.Long);
+    private static PageRangeServerOptions Options() => ServerTestOptions.InProcess(maxThreads: 2);
 
     private static string? ValueOf(IReadOnlyList<KeyValuePair<string, string>> metadata, string key) =>
         metadata.Where(pair => pair.Key == key).Select(pair => pair.Value).FirstOrDefault();
@@ -40,7 +32,7 @@ public sealed class ServerCallOptionsTests
                 seen.Enqueue((ValueOf(ctx.Metadata, "tenant"), ctx.Deadline));
                 return new AddResponse(request.A + request.B);
             }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         DateTimeOffset deadline = DateTimeOffset.UtcNow.AddMinutes(5);
         var callOptions = new PageRangeCallOptions { Deadline = deadline, Metadata = [new("tenant", "blue")] };
 
@@ -68,7 +60,7 @@ public sealed class ServerCallOptionsTests
                 Interlocked.Increment(ref handled);
                 return new AddResponse(0);
             }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         var past = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddSeconds(-1) };
         Assert.Throws<TimeoutException>(() => client.Call<AddRequest, AddResponse>(new AddRequest(1, 2), past, code: 1));
         await Assert.ThrowsAsync<TimeoutException>(
@@ -83,7 +75,7 @@ public sealed class ServerCallOptionsTests
         var seen = new ConcurrentQueue<(int Seq, string? Tag)>();
         await using var server = PageRangeServer.Start(name, Options(), builder => builder
             .MapOneway<Note>(10, (note, ctx) => seen.Enqueue((note.Seq, ValueOf(ctx.Metadata, "tag")))));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         client.SendOneway(new Note(1), new PageRangeCallOptions { Metadata = [new("tag", "first")] }, code: 10);
         await client.SendOnewayAsync(new Note(2), new PageRangeCallOptions { Metadata = [new("tag", "second")], ClearOnFree = true }, code: 10)
             .AsTask().WaitAsync(TestTimeouts.Long);
@@ -104,7 +96,7 @@ public sealed class ServerCallOptionsTests
                 new PageRangeCallOptions { Metadata = [new("hop", "typed")] }, code: 21, timeout: TestTimeouts.Long);
             tx.Reply([raw.Payload[0], (byte)typed.Sum]);
         }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         var nested = new ConcurrentQueue<(uint Code, string? Hop, bool ClearOnFree)>();
         // The client's thread waiting in its call runs the server's calls back into it (binder's transaction stack).
         client.SetNestedCallHandler(tx =>
@@ -133,7 +125,7 @@ public sealed class ServerCallOptionsTests
     {
         string name = ControlHandshakeTests.UniqueName();
         await using var server = PageRangeServer.Start(name, Options(), _ => { });
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         Assert.Throws<ArgumentNullException>(() => client.SendOneway(new Note(1), (PageRangeCallOptions)null!));
         Assert.Throws<ArgumentNullException>(() => client.Call<AddRequest, AddResponse>(new AddRequest(1, 2), (PageRangeCallOptions)null!));
         await Assert.ThrowsAsync<ArgumentNullException>(() => client.CallAsync<AddRequest, AddResponse>(new AddRequest(1, 2), (PageRangeCallOptions)null!).AsTask());

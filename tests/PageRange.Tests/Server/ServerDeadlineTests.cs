@@ -8,15 +8,7 @@ namespace PageRange.Tests.Server;
 /// <summary>The caller's deadline, known to the server from the record's metadata, cancels the handler's token.</summary>
 public sealed class ServerDeadlineTests
 {
-    private static PageRangeServerOptions Options() => new()
-    {
-        MaxThreads = 2,
-        StartShrinkerMonitor = false,
-        ConnectionOptions = new PageRangeOptions { RegionSize = 1L << 20, WaitStrategy = WaitStrategy.SpinThenPark },
-    };
-
-    private static Task<PageRangeConnection> ConnectAsync(string name) =>
-        PageRangeConnection.ConnectAsync(name, new PageRangeOptions { RegionSize = 1L << 20 }).AsTask().WaitAsync(TestTimeouts.Long);
+    private static PageRangeServerOptions Options() => ServerTestOptions.InProcess(maxThreads: 2);
 
     [Fact]
     public async Task Oneway_DeadlinePassesWhileHandlerRuns_HandlerTokenCancelledAtTheDeadline()
@@ -29,7 +21,7 @@ public sealed class ServerDeadlineTests
             bool cancelled = ctx.CancellationToken.WaitHandle.WaitOne(TestTimeouts.Long);
             outcome.TrySetResult((cancelled, DateTimeOffset.UtcNow, ctx.Deadline));
         }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         DateTimeOffset deadline = DateTimeOffset.UtcNow.AddMilliseconds(500);
         client.SendOneway(5, [1, 2, 3], new PageRangeCallOptions { Deadline = deadline });
 
@@ -49,7 +41,7 @@ public sealed class ServerDeadlineTests
             bool cancelled = ctx.CancellationToken.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(300));
             tx.Reply([cancelled ? (byte)1 : (byte)0]);
         }));
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         using Transaction reply = await client.CallAsync(6, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long);
         Assert.Equal(0, reply.Payload[0]);
     }
@@ -65,7 +57,7 @@ public sealed class ServerDeadlineTests
             .Map(7, async (Transaction _, CallContext ctx) => await Task.Delay(TestTimeouts.Long, ctx.CancellationToken))
             .Map(8, (tx, _) => tx.Reply([8])));
         server.CallFailed += (_, _) => Interlocked.Increment(ref failed);
-        await using PageRangeConnection client = await ConnectAsync(name);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         var options = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddMilliseconds(300) };
         await Assert.ThrowsAnyAsync<Exception>(() => client.CallAsync(7, ReadOnlyMemory<byte>.Empty, options).AsTask().WaitAsync(TestTimeouts.Long));
         await PageRangeServerTests.WaitUntilAsync(() => server.InFlightCalls == 0);

@@ -31,22 +31,11 @@ public sealed class ServerReplyRoomTests(ITestOutputHelper output)
         var service = new ServerLoadService();
         var disconnects = new ConcurrentQueue<ClientDisconnectedEventArgs>();
         using var logs = new LogCapture();
-        using var metrics = new MetricsRecorder();
-        var options = new PageRangeServerOptions
-        {
-            MaxThreads = 2,
-            StartShrinkerMonitor = false,
-            ConnectionOptions = new PageRangeOptions
-            {
-                RegionSize = 1L << 20,
-                WaitStrategy = WaitStrategy.SpinThenPark,
-                HelloTimeout = TimeSpan.FromSeconds(20),
-                ConnectTimeout = TimeSpan.FromSeconds(60),
-                // Long, so that only the server's reply limit can explain a quick end of the stalled client.
-                RegionFullTimeout = TimeSpan.FromSeconds(30),
-                LoggerFactory = logs.Factory,
-            },
-        };
+        using MetricsRecorder metrics = await MetricsRecorder.StartAloneAsync();
+        PageRangeServerOptions options = ServerTestOptions.ForClientProcesses(maxThreads: 2, TimeSpan.FromSeconds(20), WaitStrategy.SpinThenPark);
+        // Long, so that only the server's reply limit can explain a quick end of the stalled client.
+        options.ConnectionOptions.RegionFullTimeout = TimeSpan.FromSeconds(30);
+        options.ConnectionOptions.LoggerFactory = logs.Factory;
         PageRangeServer server = PageRangeServer.Start(name, options, service.Configure);
         server.ClientDisconnected += (_, e) => disconnects.Enqueue(e);
         var honest = new List<TestHostProcess>();
@@ -92,12 +81,7 @@ public sealed class ServerReplyRoomTests(ITestOutputHelper output)
             await server.DisposeAsync();
         }
 
-        FaultResources after = FaultResources.Now();
-        for (int attempt = 0; attempt < 100 && (after.Descriptors > baseline.Descriptors || after.MemfdMappings > baseline.MemfdMappings); attempt++)
-        {
-            await Task.Delay(100);
-            after = await FaultResources.SettledAsync();
-        }
+        FaultResources after = await FaultResources.BackToAsync(baseline);
         output.WriteLine($"before: {baseline}; after: {after}");
         Assert.Equal(baseline.MemfdDescriptors, after.MemfdDescriptors);
         Assert.Equal(baseline.MemfdMappings, after.MemfdMappings);
