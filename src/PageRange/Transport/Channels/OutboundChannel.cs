@@ -39,6 +39,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private readonly ChannelOptions _options;
     private readonly ShrinkablePageRange _pages;
     private readonly BufferAllocator _allocator;
+    private readonly BufferSlabs _slabs;
     private readonly RingProducer<TransactionRecordLayout> _txRing;
     private readonly RingConsumer<FreeRecordLayout> _freeRing;
     private readonly Doorbell _txDoorbell;
@@ -46,6 +47,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private readonly Lock _lock = new();
     private int _liveBuffers;
     private long _outOfRangeFrees;
+    private long _slotUndeliveredFrees;
     private long _buffersFreed;
     private long _bytesSinceDrain;
     private bool _eagerDrain;
@@ -102,6 +104,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _freeDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
             _pages = new ShrinkablePageRange(peerRegion, _layout.DataOffset, checked((int)(_layout.DataSize / SharedRegion.PageSize)), shrinker);
             _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger, SharedLock = _lock });
+            _slabs = new BufferSlabs(_allocator);
         }
         catch
         {
@@ -128,10 +131,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
     internal int LiveBuffers => Volatile.Read(ref _liveBuffers);
 
     /// <summary>Frees the peer pushed that matched no live delivered buffer (binder logs and ignores them).</summary>
-    internal long IgnoredFrees => Interlocked.Read(ref _outOfRangeFrees) + _allocator.IgnoredFrees;
+    internal long IgnoredFrees => Interlocked.Read(ref _outOfRangeFrees) + Interlocked.Read(ref _slotUndeliveredFrees) + _allocator.IgnoredFrees;
 
     /// <summary>Of <see cref="IgnoredFrees"/>, those of buffers whose record the peer had not yet taken off the transaction ring.</summary>
-    internal long UndeliveredFrees => _allocator.UndeliveredFrees;
+    internal long UndeliveredFrees => Interlocked.Read(ref _slotUndeliveredFrees) + _allocator.UndeliveredFrees;
+
+    /// <summary>The slabs small oneway messages share, for stats and tests; read it under no lock only in a test that sends from one thread.</summary>
+    internal BufferSlabs Slabs => _slabs;
 
     /// <summary>Whether every buffer sent through this channel is zeroed when freed (<see cref="ChannelOptions.ClearBuffersOnFree"/>).</summary>
     internal bool ClearBuffersOnFree => _options.ClearBuffersOnFree;
@@ -367,7 +373,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
         try
         {
             ThrowIfDisposed();
-            return DrainFreesUnsynchronized();
+            int drained = DrainFreesUnsynchronized();
+            // Called between sends (the connection's housekeeping, an idle writer): an empty slab being filled goes back
+            // to the allocator, so its pages can reach the shrinker; a stream's sends never give it back themselves.
+            _slabs.ReleaseIdle();
+            return drained;
         }
         finally
         {
@@ -418,7 +428,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"  transactions published: {Sent}, live buffers: {LiveBuffers} (limit {_layout.MaxLiveBuffers}), ignored frees: {IgnoredFrees} ({UndeliveredFrees} of buffers still on the ring)\n" +
                 $"  ring positions: tx tail {_txRing.Tail} (ours) head {shared.TxHead} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
-                $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n{_allocator.DumpState()}");
+                $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
+                $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n{_allocator.DumpState()}");
         }
         finally
         {
@@ -501,6 +512,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
             offset = 0;
             return false;
         }
+        // A small oneway message takes a slot of a shared slab: no allocator reservation or page-state change. Not one
+        // to be cleared on free (a slot is not zeroed), and not a two-way call or reply (a slab is charged to the
+        // oneway quota). The receiver sees a slot as any buffer: no wire change.
+        if (oneway && !clearOnFree && BufferSlabs.Fits(size) && _slabs.TryReserveUnderLock(s_pid, out offset))
+        {
+            return true;
+        }
         return _allocator.TryReserveUnderLock(size, oneway, clearOnFree, s_pid, out offset);
     }
 
@@ -529,7 +547,14 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"The transaction ring is full with only {_liveBuffers} other buffers live: the peer freed buffers it had not received.");
         }
         // The record goes to position Tail of the ring: the buffer becomes freeable once the receiver's head passes it.
-        _allocator.CommitUnderLock(offset, _txRing.Tail);
+        if (_slabs.Find(offset) is { } slab)
+        {
+            slab.Commit(offset, _txRing.Tail);
+        }
+        else
+        {
+            _allocator.CommitUnderLock(offset, _txRing.Tail);
+        }
         TransactionRecordLayout record = new()
         {
             TransactionId = transactionId,
@@ -551,7 +576,14 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     private void AbortUnsynchronized(long offset)
     {
-        _allocator.AbortUnderLock(offset);
+        if (_slabs.Find(offset) is { } slab)
+        {
+            _slabs.AbortUnderLock(slab, offset);
+        }
+        else
+        {
+            _allocator.AbortUnderLock(offset);
+        }
         _liveBuffers--;
     }
 
@@ -583,6 +615,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
             {
                 _outOfRangeFrees++;
             }
+            else if (_slabs.Find((long)offset) is { } slab)
+            {
+                FreeSlotUnsynchronized(slab, (long)offset, delivered);
+            }
             else if (_allocator.FreeUnderLock((long)offset, delivered) == FreeResult.Freed)
             {
                 _liveBuffers--;
@@ -590,6 +626,35 @@ internal sealed unsafe class OutboundChannel : IDisposable
             }
         }
         return ready;
+    }
+
+    /// <summary>
+    /// A free of an offset inside a slab, from the private copy of the record. A slot is freed once, after its record
+    /// was taken off the ring, as a buffer is; unlike a stray free of a buffer (binder ignores those), a free inside a
+    /// slab that names no slot's start, or a slot that is free or was never published, is a violation: the slab is
+    /// this side's own arrangement, and no honest receiver can name an offset in it that was not sent to it, or free
+    /// one twice without freeing a slot the writer has meanwhile handed to a later message.
+    /// </summary>
+    /// <exception cref="ProtocolViolationException">The free is forged or doubled.</exception>
+    private void FreeSlotUnsynchronized(BufferSlab slab, long offset, ulong delivered)
+    {
+        switch (_slabs.FreeUnderLock(slab, offset, delivered))
+        {
+            case SlotFreeResult.Freed:
+                _liveBuffers--;
+                Volatile.Write(ref _buffersFreed, _buffersFreed + 1);
+                break;
+            case SlotFreeResult.Undelivered:
+                // As a buffer's: the receiver cannot have read it yet; ignored and counted, the slot stays live.
+                Volatile.Write(ref _slotUndeliveredFrees, _slotUndeliveredFrees + 1);
+                break;
+            case SlotFreeResult.NotASlot:
+                throw new ProtocolViolationException(
+                    $"The peer freed offset {offset}, inside the slab at {slab.Offset} but at no slot's start ({BufferSlab.SlotSize}-byte slots).");
+            default:
+                throw new ProtocolViolationException(
+                    $"The peer freed the slot at offset {offset} (slab at {slab.Offset}), which is not live: a double or forged free.");
+        }
     }
 
     private void WaitForFrees(long freedBefore, long deadline, CancellationToken cancellationToken)

@@ -1,0 +1,176 @@
+using System.Diagnostics;
+using PageRange.Allocation;
+using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// A receiver that forges frees inside a slab: a free at no slot's start, a double free, a free of a slot never
+/// published. Each is a protocol violation of the writer's channel (and closes only that connection); a free of a slot
+/// still on the ring is ignored and counted, as a buffer's is. In the non-parallel collection: the connection test
+/// counts descriptors and mappings over the whole process.
+/// </summary>
+[Collection(CrossProcessCollection.Name)]
+[Trait("Category", "Hostile")]
+public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
+{
+    /// <summary>Sends <paramref name="count"/> small oneways (slots), takes them off the ring as the raw peer, and returns their offsets.</summary>
+    private static ulong[] SendSlots(ChannelPair pair, RawReceiverPeer peer, int count)
+    {
+        ulong[] offsets = new ulong[count];
+        for (int i = 0; i < count; i++)
+        {
+            Assert.True(pair.Outbound.TrySend((ulong)i, 0, TransactionFlags.Oneway, new byte[64]));
+            offsets[i] = peer.PeekRecord((ulong)i).BufferOffset;
+        }
+        peer.AdvanceTxHead((ulong)count);
+        Assert.Equal(1, pair.Outbound.Slabs.SlabsInUse);
+        return offsets;
+    }
+
+    private static void AssertViolationThenClosed(ChannelPair pair)
+    {
+        long header = pair.Inbound.Layout.HeaderBytes;
+        var violation = Assert.Throws<ProtocolViolationException>(() => pair.Outbound.DrainFrees());
+        Assert.Contains("slab", violation.Message, StringComparison.Ordinal);
+        // What the connection does with a violation: close the writing side, which gives back every page it backed.
+        pair.Outbound.Dispose();
+        Assert.Equal(header, pair.Inbound.Region.ResidentBytes);
+    }
+
+    [Theory]
+    [InlineData(8)]
+    [InlineData(BufferSlab.SlotSize - 8)]
+    [InlineData(BufferSlab.SlotSize + 64)]
+    public void DrainFrees_FreeInsideASlabAtNoSlotsStart_ProtocolViolation(long within)
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        var peer = new RawReceiverPeer(pair);
+        ulong[] offsets = SendSlots(pair, peer, 2);
+        peer.PublishFree(offsets[0] + (ulong)within);
+        AssertViolationThenClosed(pair);
+    }
+
+    [Fact]
+    public void DrainFrees_SlotFreedTwice_ProtocolViolation()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        var peer = new RawReceiverPeer(pair);
+        ulong[] offsets = SendSlots(pair, peer, 2);
+        peer.PublishFree(offsets[1]);
+        peer.PublishFree(offsets[1]);
+        AssertViolationThenClosed(pair);
+    }
+
+    [Fact]
+    public void DrainFrees_SlotReservedButNeverPublished_ProtocolViolation()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        var peer = new RawReceiverPeer(pair);
+        ulong[] offsets = SendSlots(pair, peer, 1);
+        // A zero-copy reservation takes the next slot; the peer guesses its offset and frees it before it is published.
+        Assert.True(pair.Outbound.TryReserve(64, oneway: true, out PendingBuffer pending));
+        Assert.Equal((long)offsets[0] + BufferSlab.SlotSize, pending.Offset);
+        peer.PublishFree((ulong)pending.Offset);
+        AssertViolationThenClosed(pair);
+    }
+
+    [Fact]
+    public void DrainFrees_SlotStillOnTheRing_IgnoredCountedAndFreedLater()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        var peer = new RawReceiverPeer(pair);
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, new byte[64]));
+        ulong offset = peer.PeekRecord(0).BufferOffset;
+        // Freed before the peer took the record off the ring: binder's delivery rule ignores it.
+        peer.PublishFree(offset);
+        Assert.Equal(1, pair.Outbound.DrainFrees());
+        Assert.Equal(1, pair.Outbound.UndeliveredFrees);
+        Assert.Equal(1, pair.Outbound.IgnoredFrees);
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+
+        peer.AdvanceTxHead(1);
+        peer.PublishFree(offset);
+        Assert.Equal(1, pair.Outbound.DrainFrees());
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.Slabs.SlabsInUse);
+    }
+
+    [Fact]
+    public void DrainFrees_PastEverySlabWhereNoBufferStarts_IgnoredAsAStrayFree()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        var peer = new RawReceiverPeer(pair);
+        ulong[] offsets = SendSlots(pair, peer, 1);
+        // Outside the slab: the allocator's rule for a buffer that is not live applies (binder logs and ignores it).
+        peer.PublishFree(offsets[0] + (ulong)BufferSlab.Bytes + 8);
+        Assert.Equal(1, pair.Outbound.DrainFrees());
+        Assert.Equal(1, pair.Outbound.IgnoredFrees);
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+    }
+
+    [Fact]
+    public async Task RawPeer_ForgesAFreeInsideASlab_OnlyThatConnectionClosesAndLetsGoOfEverything()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+
+        // An honest neighbour on the same listener: it must not notice.
+        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
+        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
+        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
+
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        string victimView = $"pagerange:{name}";
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(victimView);
+        output.WriteLine($"connected: {connected}");
+
+        // The victim sends small oneways into the attacker's region: slots of one slab.
+        for (int i = 0; i < 4; i++)
+        {
+            victim.SendOneway(1, new byte[64]);
+        }
+        Assert.True(attacker.Inbound.TryReceive(out TransactionRecord first));
+        Assert.True(attacker.Inbound.TryReceive(out TransactionRecord second));
+        Assert.Equal(BufferSlab.SlotSize, second.Offset - first.Offset);
+        long attackerResident = attacker.Inbound.Region.ResidentBytes;
+        Assert.True(attackerResident > attacker.Inbound.Layout.HeaderBytes);
+
+        // The forged free: 8 bytes into the first slot. The victim sees it at its next drain (a send of more than
+        // LazyDrainMaxMessage bytes drains first) and closes the connection.
+        attacker.Inbound.Free(new TransactionRecord(first.TransactionId, first.Offset + 8, 8, 0, TransactionFlags.Oneway));
+        Assert.Throws<ProtocolViolationException>(() => victim.SendOneway(1, new byte[OutboundChannel.LazyDrainMaxMessage + 1]));
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim closed the connection");
+        Assert.False(victim.IsPeerAlive);
+        // The victim's pages in the attacker's region (the slab's) are punched out with its writing side, which the
+        // close disposes in the background.
+        await WaitUntilAsync(() => attacker.Inbound.Region.ResidentBytes == attacker.Inbound.Layout.HeaderBytes, "the slab's pages were given back");
+        await WaitUntilAsync(() => FaultResources.Naming(victimView).Descriptors < connected.Descriptors, "the victim closed its descriptors");
+        await WaitUntilAsync(() => FaultResources.Naming(victimView).Mappings < connected.Mappings, "the victim unmapped its views");
+        output.WriteLine($"after the violation: {FaultResources.Naming(victimView)}");
+
+        // The neighbour goes on: a oneway each way and a call.
+        honestClient.SendOneway(2, new byte[64]);
+        using (Transaction received = await honestServer.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long))
+        {
+            Assert.Equal(2u, received.Code);
+        }
+        Assert.True(honestClient.IsPeerAlive);
+        Assert.True(honestServer.IsPeerAlive);
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
+            await Task.Delay(10);
+        }
+    }
+}
