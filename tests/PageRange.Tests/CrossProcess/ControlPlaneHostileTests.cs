@@ -151,9 +151,7 @@ public sealed class ControlPlaneHostileTests
                 Assert.Equal(Environment.ProcessId, failures.LastArgs!.PeerPid);
             }
 
-            await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-            await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
-            Assert.Equal(Environment.ProcessId, server.PeerPid);
+            await NextClientIsAcceptedAsync(name, options, accepting);
         }
         AssertBackTo(baseline, name);
     }
@@ -181,8 +179,7 @@ public sealed class ControlPlaneHostileTests
             }
             Assert.IsType<PeerDiedException>(await failures.NextAsync());
 
-            await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-            await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
+            await NextClientIsAcceptedAsync(name, options, accepting);
         }
         AssertBackTo(baseline, name);
     }
@@ -217,8 +214,7 @@ public sealed class ControlPlaneHostileTests
 
         // Admitted again, the next one connects.
         listener.Admit = static _ => null;
-        await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection server = await accept.WaitAsync(TestTimeouts.Long);
+        await NextClientIsAcceptedAsync(name, options, accept);
     }
 
     [Fact]
@@ -236,8 +232,7 @@ public sealed class ControlPlaneHostileTests
             await failures.NextAsync();
         }
 
-        await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
+        await NextClientIsAcceptedAsync(name, options, accepting);
     }
 
     [Fact]
@@ -404,6 +399,14 @@ public sealed class ControlPlaneHostileTests
         await ControlHandshakeTests.WaitCancelledAsync(server.PeerDied);
     }
 
+    /// <summary>The listener goes on: an honest client from this process connects, and the pending accept returns it.</summary>
+    private static async Task NextClientIsAcceptedAsync(string name, PageRangeOptions options, Task<PageRangeConnection> accepting)
+    {
+        await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
+        await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
+        Assert.Equal(Environment.ProcessId, server.PeerPid);
+    }
+
     /// <summary>Sends up to <paramref name="count"/> one-byte messages, each passing <paramref name="descriptor"/>; stops when the victim closes.</summary>
     private static int SendDescriptors(Socket raw, SafeMemfdHandle descriptor, int count)
     {
@@ -515,8 +518,7 @@ public sealed class ControlPlaneHostileTests
                 Assert.Equal(1, FaultResources.Naming(extraName).Descriptors);
             }
 
-            await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-            await using PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
+            await NextClientIsAcceptedAsync(name, options, accepting);
         }
         AssertBackTo(baseline, name);
     }

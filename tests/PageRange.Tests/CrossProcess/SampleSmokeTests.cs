@@ -127,23 +127,7 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
     }
 
     /// <summary>The sample built beside this test assembly, in the same configuration.</summary>
-    private static string SampleAssemblyPath
-    {
-        get
-        {
-            string baseDirectory = AppContext.BaseDirectory;
-            char slash = Path.DirectorySeparatorChar;
-            string marker = $"{slash}tests{slash}PageRange.Tests{slash}bin{slash}";
-            int at = baseDirectory.LastIndexOf(marker, StringComparison.Ordinal);
-            if (at < 0)
-            {
-                throw new InvalidOperationException($"Cannot find the sample relative to {baseDirectory}.");
-            }
-            return Path.Combine(
-                string.Concat(baseDirectory.AsSpan(0, at), $"{slash}samples{slash}PingPong{slash}bin{slash}", baseDirectory.AsSpan(at + marker.Length)),
-                "PingPong.dll");
-        }
-    }
+    private static string SampleAssemblyPath => RepositoryPaths.BuiltAssembly("samples/PingPong", "PingPong.dll");
 
     [GeneratedRegex(@"^latency: sync Call p50 \d+\.\d+ us p99 \d+\.\d+ us p99\.9 \d+\.\d+ us$", RegexOptions.Multiline)]
     private static partial Regex LatencyLine();

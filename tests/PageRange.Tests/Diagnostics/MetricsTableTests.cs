@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using PageRange.Diagnostics;
+using PageRange.Tests.Infrastructure;
 
 namespace PageRange.Tests.Diagnostics;
 
@@ -78,7 +79,7 @@ public sealed class MetricsTableTests
     /// <summary>The rows of the README table whose header starts with <c>| instrument | kind | unit |</c>.</summary>
     private static Dictionary<string, (string Kind, string Unit)> ReadmeTable()
     {
-        string[] lines = File.ReadAllLines(Path.Combine(RepositoryRoot, "README.md"));
+        string[] lines = File.ReadAllLines(Path.Combine(RepositoryPaths.Root, "README.md"));
         int header = Array.FindIndex(lines, line => line.StartsWith("| instrument | kind | unit |", StringComparison.Ordinal));
         Assert.True(header >= 0, "README.md has no metrics table");
         var rows = new Dictionary<string, (string, string)>(StringComparer.Ordinal);
@@ -89,20 +90,5 @@ public sealed class MetricsTableTests
             Assert.True(rows.TryAdd(name, (cells[1], cells[2])), $"{name} is in the table twice");
         }
         return rows;
-    }
-
-    private static string RepositoryRoot
-    {
-        get
-        {
-            for (DirectoryInfo? directory = new(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-            {
-                if (File.Exists(Path.Combine(directory.FullName, "PageRange.sln")))
-                {
-                    return directory.FullName;
-                }
-            }
-            throw new InvalidOperationException($"No PageRange.sln above {AppContext.BaseDirectory}.");
-        }
     }
 }

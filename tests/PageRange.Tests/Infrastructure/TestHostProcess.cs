@@ -82,24 +82,7 @@ internal sealed class TestHostProcess : IDisposable
     }
 
     /// <summary>The TestHost assembly built beside this test assembly, in the same configuration.</summary>
-    public static string HostAssemblyPath
-    {
-        get
-        {
-            string baseDirectory = AppContext.BaseDirectory;
-            string marker = $"{Path.DirectorySeparatorChar}PageRange.Tests{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}";
-            int at = baseDirectory.LastIndexOf(marker, StringComparison.Ordinal);
-            if (at < 0)
-            {
-                throw new InvalidOperationException($"Cannot find the TestHost relative to {baseDirectory}.");
-            }
-            string hostDirectory = string.Concat(
-                baseDirectory.AsSpan(0, at),
-                $"{Path.DirectorySeparatorChar}PageRange.TestHost{Path.DirectorySeparatorChar}bin{Path.DirectorySeparatorChar}",
-                baseDirectory.AsSpan(at + marker.Length));
-            return Path.Combine(hostDirectory, "PageRange.TestHost.dll");
-        }
-    }
+    public static string HostAssemblyPath => RepositoryPaths.BuiltAssembly("tests/PageRange.TestHost", "PageRange.TestHost.dll");
 
     /// <summary>Sends one line to the child's stdin.</summary>
     public void WriteLine(string line)

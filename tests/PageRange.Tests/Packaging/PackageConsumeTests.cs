@@ -38,7 +38,7 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
     public void Pack_ThenConsumeFromTheFeed_BuildsAndRunsATypedCall()
     {
         string feed = Path.Combine(_directory, "feed");
-        Run(Path.Combine(RepositoryRoot, "src", "PageRange"),
+        Run(Path.Combine(RepositoryPaths.Root, "src", "PageRange"),
             "pack", "-c", Configuration, "--no-build", "-o", feed, $"-p:Version={_version}", "--disable-build-servers", "-nodeReuse:false");
 
         string package = Path.Combine(feed, $"PageRange.{_version}.nupkg");
@@ -62,7 +62,7 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
         string feed = Path.Combine(_directory, "feed");
         foreach (string project in new[] { "PageRange", "PageRange.Hosting" })
         {
-            Run(Path.Combine(RepositoryRoot, "src", project),
+            Run(Path.Combine(RepositoryPaths.Root, "src", project),
                 "pack", "-c", Configuration, "--no-build", "-o", feed, $"-p:Version={_version}", "--disable-build-servers", "-nodeReuse:false");
             Assert.True(File.Exists(Path.Combine(feed, $"{project}.{_version}.nupkg")), $"no {project} package");
             Assert.True(File.Exists(Path.Combine(feed, $"{project}.{_version}.snupkg")), $"no {project} symbols");
@@ -82,7 +82,7 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
     {
         string feed = Path.Combine(_directory, "feed");
         string tools = Path.Combine(_directory, "tools");
-        Run(Path.Combine(RepositoryRoot, "tools", "PageRange.Cli"),
+        Run(Path.Combine(RepositoryPaths.Root, "tools", "PageRange.Cli"),
             "pack", "-c", Configuration, "--no-build", "-o", feed, $"-p:Version={_version}", "--disable-build-servers", "-nodeReuse:false");
         WriteNuGetConfig(feed);
         // From the temporary folder, so its nuget.config (this feed, the temporary packages folder) is the one read.
@@ -316,20 +316,4 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>The configuration this test assembly was built in: the library's build of it is what gets packed.</summary>
     private static string Configuration => new DirectoryInfo(Path.TrimEndingDirectorySeparator(AppContext.BaseDirectory)).Parent!.Name;
-
-    /// <summary>The folder holding PageRange.sln above this test assembly.</summary>
-    private static string RepositoryRoot
-    {
-        get
-        {
-            for (DirectoryInfo? directory = new(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-            {
-                if (File.Exists(Path.Combine(directory.FullName, "PageRange.sln")))
-                {
-                    return directory.FullName;
-                }
-            }
-            throw new InvalidOperationException($"No PageRange.sln above {AppContext.BaseDirectory}.");
-        }
-    }
 }

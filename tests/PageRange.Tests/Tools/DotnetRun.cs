@@ -9,21 +9,8 @@ namespace PageRange.Tests.Tools;
 /// </summary>
 internal static class DotnetRun
 {
-    /// <summary>The assembly of the project in <paramref name="projectDirectory"/> (relative to the repository), built in this configuration.</summary>
-    internal static string BuiltAssembly(string projectDirectory, string assemblyName)
-    {
-        string baseDirectory = AppContext.BaseDirectory;
-        char slash = Path.DirectorySeparatorChar;
-        string marker = $"{slash}tests{slash}PageRange.Tests{slash}bin{slash}";
-        int at = baseDirectory.LastIndexOf(marker, StringComparison.Ordinal);
-        if (at < 0)
-        {
-            throw new InvalidOperationException($"Cannot find {assemblyName} relative to {baseDirectory}.");
-        }
-        return Path.Combine(
-            string.Concat(baseDirectory.AsSpan(0, at + 1), projectDirectory.Replace('/', slash), $"{slash}bin{slash}", baseDirectory.AsSpan(at + marker.Length)),
-            assemblyName);
-    }
+    /// <inheritdoc cref="RepositoryPaths.BuiltAssembly"/>
+    internal static string BuiltAssembly(string projectDirectory, string assemblyName) => RepositoryPaths.BuiltAssembly(projectDirectory, assemblyName);
 
     /// <summary>The benchmark harness built beside the test assembly (the test project references it), in the same configuration.</summary>
     internal static string BenchmarksAssembly => BuiltAssembly("benchmarks/PageRange.Benchmarks", "PageRange.Benchmarks.dll");
