@@ -312,9 +312,10 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             int headLength = head.GetSize();
             PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(_options);
             uint code = GrpcWire.MethodCode(_method.FullName);
-            // As a unary request: straight into the server's region unless the transport has a metadata block to add.
-            bool zeroCopy = transport is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
-            using GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection.Connection) : GrpcSerializationContext.ForArray();
+            // As a unary request: straight into the server's region (after a deadline's metadata block) unless someone
+            // traces or measures client calls.
+            bool zeroCopy = !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
+            using GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection.Connection, transport) : GrpcSerializationContext.ForArray();
             if (hasRequest)
             {
                 serializer.Serialize(_method.RequestMarshaller, request, headLength);
@@ -323,10 +324,12 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             {
                 serializer.SerializeEmpty(headLength);
             }
-            head.Write(serializer.IsReserved ? serializer.Reserved.Span[..headLength] : serializer.Written.Span[..headLength]);
-            using Transaction reply = serializer.IsReserved
-                ? await serializer.Reserved.CommitCallAsync(code, serializer.TotalLength, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false)
-                : await connection.Connection.CallAsync(code, serializer.Written, default(CallChain), transport, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
+            head.Write(serializer.IsReserved ? serializer.Reserved.Span.Slice(serializer.HeadOffset, headLength) : serializer.Written.Span[..headLength]);
+            using Transaction reply = !serializer.IsReserved
+                ? await connection.Connection.CallAsync(code, serializer.Written, default(CallChain), transport, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false)
+                : transport is null
+                    ? await serializer.Reserved.CommitCallAsync(code, serializer.TotalLength, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false)
+                    : await connection.Connection.CommitCallAsync(serializer.Reserved, code, serializer.HeadOffset, transport, _invoker.Options.CallTimeout, _callToken).ConfigureAwait(false);
             return OnReply(connection, reply);
         }
         catch (Exception error) when (!ReferenceEquals(error, _failure))

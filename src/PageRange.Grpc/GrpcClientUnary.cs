@@ -22,9 +22,11 @@ internal static class GrpcClientUnary
             PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(options);
             uint code = GrpcWire.MethodCode(method.FullName);
             using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request);
-            using Transaction reply = serializer.IsReserved
-                ? serializer.Reserved.CommitCall(code, serializer.TotalLength, invoker.Options.CallTimeout, options.CancellationToken)
-                : connection.Connection.Call(code, serializer.Written.Span, default(CallChain), transport, invoker.Options.CallTimeout, options.CancellationToken);
+            using Transaction reply = !serializer.IsReserved
+                ? connection.Connection.Call(code, serializer.Written.Span, default(CallChain), transport, invoker.Options.CallTimeout, options.CancellationToken)
+                : transport is null
+                    ? serializer.Reserved.CommitCall(code, serializer.TotalLength, invoker.Options.CallTimeout, options.CancellationToken)
+                    : connection.Connection.CommitCall(serializer.Reserved, code, serializer.HeadOffset, transport, invoker.Options.CallTimeout, options.CancellationToken);
             return ReadResponse(connection.Connection, method, reply, result);
         }
         catch (Exception error) when (error is not RpcException)
@@ -68,9 +70,11 @@ internal static class GrpcClientUnary
             PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(options);
             uint code = GrpcWire.MethodCode(method.FullName);
             using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request);
-            using Transaction reply = serializer.IsReserved
-                ? await serializer.Reserved.CommitCallAsync(code, serializer.TotalLength, invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false)
-                : await connection.Connection.CallAsync(code, serializer.Written, default(CallChain), transport, invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false);
+            using Transaction reply = !serializer.IsReserved
+                ? await connection.Connection.CallAsync(code, serializer.Written, default(CallChain), transport, invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false)
+                : transport is null
+                    ? await serializer.Reserved.CommitCallAsync(code, serializer.TotalLength, invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false)
+                    : await connection.Connection.CommitCallAsync(serializer.Reserved, code, serializer.HeadOffset, transport, invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false);
             return ReadResponse(connection.Connection, method, reply, result);
         }
         catch (Exception error)
@@ -86,21 +90,23 @@ internal static class GrpcClientUnary
     }
 
     /// <summary>
-    /// The request, head then message: straight into the server's region when the call carries nothing the transport
-    /// adds beside the payload (no deadline, no trace context, no call metrics: a zero-copy commit cannot carry them);
-    /// otherwise into a pooled buffer the transport copies.
+    /// The request, head then message: straight into the server's region (after the transport's metadata block when the
+    /// call has a deadline) unless someone traces or measures client calls; then into a pooled buffer the transport
+    /// copies (its observed path starts the activity whose context the block carries).
     /// </summary>
     private static GrpcSerializationContext Serialize<TRequest, TResponse>(
         PageRangeConnection connection, PageRangeCallOptions? transport, Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
     {
         var head = new GrpcRequestHead(GrpcCallKind.Unary, 0, method.FullName, host, HasMessage: true, options.Headers ?? []);
         int headLength = head.GetSize();
-        bool zeroCopy = transport is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
-        GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection) : GrpcSerializationContext.ForArray();
+        // A deadline's metadata block goes in front of the request in the same reservation; a call someone traces or
+        // measures goes through the transport's copying path, which observes it.
+        bool zeroCopy = !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
+        GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection, transport) : GrpcSerializationContext.ForArray();
         try
         {
             serializer.Serialize(method.RequestMarshaller, request, headLength);
-            head.Write(serializer.IsReserved ? serializer.Reserved.Span[..headLength] : serializer.Written.Span[..headLength]);
+            head.Write(serializer.IsReserved ? serializer.Reserved.Span.Slice(serializer.HeadOffset, headLength) : serializer.Written.Span[..headLength]);
             return serializer;
         }
         catch

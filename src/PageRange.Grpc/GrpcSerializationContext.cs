@@ -15,6 +15,7 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
     private readonly GrpcSerializationTarget _target;
     private readonly PageRangeConnection? _connection;
     private readonly Transaction _call;
+    private readonly PageRangeCallOptions? _options;
     private int _head;
     private ReservedBuffer _reserved;
     private bool _hasReserved;
@@ -22,18 +23,24 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
     private int _arrayWritten;
     private bool _completed;
 
-    private GrpcSerializationContext(GrpcSerializationTarget target, PageRangeConnection? connection, Transaction call)
+    private GrpcSerializationContext(GrpcSerializationTarget target, PageRangeConnection? connection, Transaction call, PageRangeCallOptions? options = null)
     {
         _target = target;
         _connection = connection;
         _call = call;
+        _options = options;
     }
 
     /// <summary>Into a pooled array (for a request sent with per-call options, which the transport copies).</summary>
     internal static GrpcSerializationContext ForArray() => new(GrpcSerializationTarget.Array, null, default);
 
-    /// <summary>Into a call reservation in <paramref name="connection"/>'s peer region (a call without per-call options).</summary>
-    internal static GrpcSerializationContext ForCall(PageRangeConnection connection) => new(GrpcSerializationTarget.Call, connection, default);
+    /// <summary>Into a call reservation in <paramref name="connection"/>'s peer region, after the metadata block of
+    /// <paramref name="options"/> (a deadline) when given.</summary>
+    internal static GrpcSerializationContext ForCall(PageRangeConnection connection, PageRangeCallOptions? options = null) =>
+        new(GrpcSerializationTarget.Call, connection, default, options);
+
+    /// <summary>Where the head starts in <see cref="Reserved"/>: after the transport's metadata block, if any.</summary>
+    internal int HeadOffset { get; private set; }
 
     /// <summary>Into a oneway reservation in <paramref name="connection"/>'s peer region.</summary>
     internal static GrpcSerializationContext ForOneway(PageRangeConnection connection) => new(GrpcSerializationTarget.Oneway, connection, default);
@@ -224,6 +231,10 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
                 return;
             case GrpcSerializationTarget.Oneway:
                 _reserved = _connection!.Reserve(total, oneway: true);
+                break;
+            case GrpcSerializationTarget.Call when _options is not null:
+                _reserved = _connection!.ReserveCall(total, _options, out int metadataLength);
+                HeadOffset = metadataLength;
                 break;
             case GrpcSerializationTarget.Call:
                 _reserved = _connection!.Reserve(total, oneway: false);

@@ -140,14 +140,15 @@ public sealed partial class PageRangeConnection
         FinishCallAsync(PublishCall(reservation, code, length, isAsync: true, chain), timeout, cancellationToken);
 
     /// <summary>Publishes a reserved call in <paramref name="chain"/> under a freshly rented pending-call slot; on failure gives both back.</summary>
-    private PendingCall PublishCall(Reservation reservation, uint code, int? length, bool isAsync, CallChain chain)
+    /// <remarks>A <c>metadata</c> block, if given, is already written at the buffer's start: only its length is used.</remarks>
+    private PendingCall PublishCall(Reservation reservation, uint code, int? length, bool isAsync, CallChain chain, ReadOnlyMemory<byte> metadata = default)
     {
         int size = CheckCommit(reservation, ReservationKind.Call, length);
         PendingCall call;
         RecordContext context;
         try
         {
-            context = ContextFor(chain);
+            context = ContextFor(chain) with { Metadata = metadata };
             call = RentCall(isAsync, context.ChainId);
         }
         catch

@@ -108,6 +108,51 @@ public sealed class GrpcSerializationContextTests
         Assert.Equal(StatusCode.Internal, error.StatusCode);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Call_WithDeadline_BlockThenHeadThenMessageInOneReservation_ReceiverSeesDeadlineAndExactPayload(bool silentMarshaller)
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        var deadline = new DateTimeOffset(2099, 1, 2, 3, 4, 5, TimeSpan.Zero);
+        var options = new PageRangeCallOptions { Deadline = deadline };
+        using GrpcSerializationContext context = GrpcSerializationContext.ForCall(pair.Client, options);
+
+        context.Serialize(silentMarshaller ? s_silent : s_announcing, s_message, Head);
+
+        Assert.True(context.IsReserved);
+        Assert.Equal(silentMarshaller, context.UsedFallback);
+        Assert.True(context.HeadOffset > 0, "the deadline's metadata block comes first");
+        Assert.Equal(context.HeadOffset + Head + s_message.CalculateSize(), context.TotalLength);
+        context.Reserved.Span.Slice(context.HeadOffset, Head).Fill(0xAB);
+        Task<Transaction> call = pair.Client.CommitCallAsync(context.Reserved, 42, context.HeadOffset, options, TestTimeouts.Long, CancellationToken.None).AsTask();
+        using (Transaction received = await pair.Server.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long))
+        {
+            Assert.Equal(deadline, received.Deadline);
+            Assert.Equal(Head + s_message.CalculateSize(), received.Length);
+            Assert.True(received.Payload[..Head].IndexOfAnyExcept((byte)0xAB) < 0);
+            Assert.Equal(s_message, GrpcDeserializationContext.Deserialize(s_announcing, received.Memory[Head..], "test"));
+            received.Reply([7]);
+        }
+        using Transaction reply = await call.WaitAsync(TestTimeouts.Long);
+        Assert.Equal([7], reply.Payload.ToArray());
+    }
+
+    [Fact]
+    public async Task Call_DeadlinePassed_NothingSentAndTheReservationGoesBack()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        var options = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddMilliseconds(-1) };
+        int liveBefore = pair.Client.OutboundLiveBuffers;
+        using (GrpcSerializationContext context = GrpcSerializationContext.ForCall(pair.Client, options))
+        {
+            context.Serialize(s_announcing, s_message, Head);
+            Assert.Throws<TimeoutException>(() => pair.Client.CommitCall(context.Reserved, 42, context.HeadOffset, options, TestTimeouts.Long, CancellationToken.None));
+        }
+
+        Assert.Equal(liveBefore, pair.Client.OutboundLiveBuffers);
+    }
+
     private static async Task CommitAndCheckAsync(ConnectedPair pair, GrpcSerializationContext context)
     {
         context.Reserved.Span[..Head].Fill(0xAB);
