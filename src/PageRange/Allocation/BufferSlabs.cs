@@ -17,7 +17,7 @@ namespace PageRange.Allocation;
 /// <para>
 /// A slab is reserved as a oneway buffer, so its whole size counts against the oneway quota while it exists (binder's
 /// limit on what asynchronous messages may hold stays a limit). The slab being filled is given back when it is empty
-/// and the writer goes idle (<see cref="ReleaseIdle"/>, from the writer's drains between sends).
+/// and the writer goes idle (<see cref="ReleaseIdle"/>, from the connection's housekeeping of an idle writer).
 /// </para>
 /// <para>
 /// Thread safety: none of its own; the owner holds the allocator's shared lock (<see cref="BufferAllocatorOptions.SharedLock"/>)

@@ -74,7 +74,8 @@ public sealed partial class PageRangeConnection
         {
             try
             {
-                _outbound.DrainFrees();
+                // The idle writer's frees reach the allocator, and an empty slab the allocator, within a park timeout.
+                _outbound.DrainFreesAndReleaseIdleSlab();
             }
             catch (ProtocolViolationException violation)
             {

@@ -92,7 +92,7 @@ public sealed class ChannelSharedLockTests
                     _ = pair.Outbound.IgnoredFrees;
                     _ = pair.Outbound.DumpState();
                     pair.Shrinker.Scan(8);
-                    pair.Outbound.DrainFrees();
+                    pair.Outbound.DrainFreesAndReleaseIdleSlab();
                     Thread.Yield();
                 }
             },
@@ -108,7 +108,7 @@ public sealed class ChannelSharedLockTests
         }
         await observer.WaitAsync(TestTimeouts.Long);
 
-        pair.Outbound.DrainFrees();
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
         Assert.Equal(0, pair.Outbound.LiveBuffers);
         Assert.Equal(0, pair.Outbound.IgnoredFrees);
         Assert.Equal(0, pair.Outbound.Allocator.BufferCount);

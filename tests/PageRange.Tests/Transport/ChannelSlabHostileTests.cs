@@ -93,7 +93,7 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
 
         peer.AdvanceTxHead(1);
         peer.PublishFree(offset);
-        Assert.Equal(1, pair.Outbound.DrainFrees());
+        Assert.Equal(1, pair.Outbound.DrainFreesAndReleaseIdleSlab());
         Assert.Equal(0, pair.Outbound.LiveBuffers);
         Assert.Equal(0, pair.Outbound.Slabs.SlabsInUse);
     }

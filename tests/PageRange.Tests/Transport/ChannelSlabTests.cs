@@ -52,7 +52,7 @@ public sealed class ChannelSlabTests
 
         await Task.WhenAll(writer, reader).WaitAsync(TimeSpan.FromSeconds(120));
         Assert.True(pair.Outbound.Slabs.SlabsOpened > 0, "small messages took slots");
-        pair.Outbound.DrainFrees();
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
         Assert.Equal(0, pair.Outbound.LiveBuffers);
         Assert.Equal(0, pair.Outbound.IgnoredFrees);
         Assert.Equal(0, pair.Outbound.Slabs.SlabsInUse);
@@ -93,7 +93,7 @@ public sealed class ChannelSlabTests
         {
             pair.Inbound.Free(record);
         }
-        pair.Outbound.DrainFrees();
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
         Assert.Equal(0, pair.Outbound.Slabs.SlabsInUse);
         Assert.Equal(3, pair.Outbound.Slabs.SlabsReleased);
         Assert.Equal(pair.Outbound.Allocator.OnewayQuota, pair.Outbound.Allocator.FreeOnewaySpace);
@@ -115,10 +115,23 @@ public sealed class ChannelSlabTests
         Assert.True(pair.Inbound.Region.ResidentBytes > header);
 
         // The writer goes idle: its drain takes the frees and gives the empty slab back.
-        pair.Outbound.DrainFrees();
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
         Assert.Equal(0, pair.Outbound.Slabs.SlabsInUse);
         pair.Shrinker.Scan(long.MaxValue);
         Assert.Equal(header, pair.Inbound.Region.ResidentBytes);
+    }
+
+    [Fact]
+    public void DrainFrees_SlabEmpty_KeptForTheNextMessages()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, new byte[64]));
+        pair.Inbound.Free(pair.ReceiveOne());
+        // A drain between sends (a larger message's, a waiting sender's) keeps the empty slab: only idleness gives it back.
+        Assert.Equal(1, pair.Outbound.DrainFrees());
+        Assert.Equal(1, pair.Outbound.Slabs.SlabsInUse);
+        Assert.True(pair.Outbound.TrySend(2, 0, TransactionFlags.Oneway, new byte[64]));
+        Assert.Equal(1, pair.Outbound.Slabs.SlabsOpened);
     }
 
     [Theory]

@@ -373,9 +373,29 @@ internal sealed unsafe class OutboundChannel : IDisposable
         try
         {
             ThrowIfDisposed();
+            return DrainFreesUnsynchronized();
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// <see cref="DrainFrees"/>, then gives the slab being filled back to the allocator if no slot of it is live, so
+    /// its pages become Available and the shrinker can reclaim them: for the connection's housekeeping of an idle
+    /// writer. A stream's sends never give that slab back themselves (the next small message would open another).
+    /// </summary>
+    /// <returns>How many free records were read.</returns>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid free ring tail or a forged free.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal int DrainFreesAndReleaseIdleSlab()
+    {
+        _lock.Enter();
+        try
+        {
+            ThrowIfDisposed();
             int drained = DrainFreesUnsynchronized();
-            // Called between sends (the connection's housekeeping, an idle writer): an empty slab being filled goes back
-            // to the allocator, so its pages can reach the shrinker; a stream's sends never give it back themselves.
             _slabs.ReleaseIdle();
             return drained;
         }
