@@ -6,6 +6,7 @@ using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Allocation;
 
@@ -56,7 +57,7 @@ internal sealed partial class BufferAllocator
     /// </summary>
     private const int ConversionExtents = (2 * TreeThreshold) + 2;
 
-    private readonly Lock _lock = new();
+    private readonly MonitorLock _lock = new();
     private readonly ShrinkablePageRange _pages;
     private readonly ILogger _logger;
     private readonly long _pageSize;

@@ -8,6 +8,7 @@
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -38,7 +39,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly PageRangeOptions _options;
     private readonly ILogger _logger;
 
-    private readonly Lock _slotLock = new();
+    private readonly MonitorLock _slotLock = new();
     private readonly object _gate = new();
 
     private readonly IncomingSlot[] _incomingSlots;

@@ -4,6 +4,7 @@
 using System.Diagnostics.CodeAnalysis;
 using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -35,8 +36,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     private readonly Doorbell _txDoorbell;
     private readonly Doorbell _freeDoorbell;
     private readonly RegionMemoryManager _memory;
-    private readonly Lock _receiveLock = new();
-    private readonly Lock _freeLock = new();
+    private readonly MonitorLock _receiveLock = new();
+    private readonly MonitorLock _freeLock = new();
     private int _disposed;
 
     /// <summary>Set by <see cref="WakeReader"/>: waits return at once from then on.</summary>
