@@ -7,6 +7,7 @@ using System.Diagnostics.CodeAnalysis;
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Allocation;
 
@@ -57,7 +58,7 @@ internal sealed partial class BufferAllocator
     /// </summary>
     private const int ConversionExtents = (2 * TreeThreshold) + 2;
 
-    private readonly Lock _lock;
+    private readonly MonitorLock _lock;
     private readonly ShrinkablePageRange _pages;
     private readonly ILogger _logger;
     private readonly long _pageSize;
@@ -92,7 +93,7 @@ internal sealed partial class BufferAllocator
     {
         ArgumentNullException.ThrowIfNull(pages);
         _pages = pages;
-        _lock = options?.SharedLock ?? new Lock();
+        _lock = options?.SharedLock ?? new MonitorLock();
         _logger = options?.Logger ?? PageRangeLog.CreateLogger(null, PageRangeLogEvents.AllocationCategory);
         _pageSize = SharedRegion.PageSize;
         DataSize = pages.ByteCount;
@@ -504,7 +505,7 @@ internal sealed partial class BufferAllocator
     }
 
     /// <summary>Exits the lock it was given, if any, once.</summary>
-    private ref struct Guard(Lock? entered)
+    private ref struct Guard(MonitorLock? entered)
     {
         public void Dispose() => entered?.Exit();
     }

@@ -1,3 +1,4 @@
+using PageRange.Threading;
 using Microsoft.Extensions.Logging;
 
 namespace PageRange.Allocation;
@@ -21,5 +22,5 @@ internal sealed class BufferAllocatorOptions
     /// <remarks>
     /// The shared lock takes the allocator lock's place in the lock order (before every lock of the page range).
     /// </remarks>
-    internal Lock? SharedLock { get; init; }
+    internal MonitorLock? SharedLock { get; init; }
 }

@@ -6,6 +6,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using PageRange.Diagnostics;
+using PageRange.Threading;
 
 namespace PageRange.Memory;
 
@@ -48,7 +49,7 @@ public sealed partial class Shrinker
     public static Shrinker Shared { get; } = new();
 
     /// <summary>Protects the LRU links; the last lock of the lock order.</summary>
-    internal Lock LruLock { get; } = new();
+    internal MonitorLock LruLock { get; } = new();
 
     /// <summary>Pages the shrinker has looked at in <see cref="Scan"/>.</summary>
     public long PagesScanned => Interlocked.Read(ref _pagesScanned);

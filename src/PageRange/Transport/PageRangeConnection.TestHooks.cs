@@ -36,4 +36,13 @@ public sealed partial class PageRangeConnection
 
     /// <summary>Gives back the role <see cref="TryHoldReaderRoleForTest"/> took.</summary>
     internal void ReleaseReaderRoleForTest() => ReleaseReaderRole();
+
+    /// <summary>Runs <paramref name="whileHeld"/> holding the slot lock: lets a test make a caller block on it.</summary>
+    internal void HoldSlotLockForTest(Action whileHeld)
+    {
+        lock (_slotLock)
+        {
+            whileHeld();
+        }
+    }
 }

@@ -10,6 +10,7 @@
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -40,7 +41,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly PageRangeOptions _options;
     private readonly ILogger _logger;
 
-    private readonly Lock _slotLock;
+    private readonly MonitorLock _slotLock;
     private readonly object _gate = new();
 
     private readonly IncomingSlot[] _incomingSlots;

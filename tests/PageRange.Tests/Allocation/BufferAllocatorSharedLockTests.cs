@@ -1,3 +1,4 @@
+using PageRange.Threading;
 using PageRange.Allocation;
 using PageRange.Memory;
 using PageRange.Tests.Infrastructure;
@@ -130,7 +131,7 @@ public sealed class BufferAllocatorSharedLockTests
             Allocator = new BufferAllocator(Pages, new BufferAllocatorOptions { SharedLock = Lock });
         }
 
-        internal Lock Lock { get; } = new();
+        internal MonitorLock Lock { get; } = new();
 
         internal Shrinker Shrinker { get; } = new();
 

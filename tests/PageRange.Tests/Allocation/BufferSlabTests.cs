@@ -1,3 +1,4 @@
+using PageRange.Threading;
 using PageRange.Allocation;
 using PageRange.Memory;
 
@@ -189,7 +190,7 @@ public sealed class BufferSlabTests
             Slabs = new BufferSlabs(Allocator);
         }
 
-        internal Lock Lock { get; } = new();
+        internal MonitorLock Lock { get; } = new();
 
         internal Shrinker Shrinker { get; } = new();
 

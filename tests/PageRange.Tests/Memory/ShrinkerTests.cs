@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using PageRange.Memory;
 using PageRange.Tests.Infrastructure;
+using PageRange.Threading;
 
 namespace PageRange.Tests.Memory;
 
@@ -46,7 +47,7 @@ public sealed class ShrinkerTests
     public void Scan_RangeLockHeldByAnotherThread_SkipsAndCountsSkipped() =>
         AssertSkipsWhileHeld(range => range.RangeLock);
 
-    private static void AssertSkipsWhileHeld(Func<ShrinkablePageRange, Lock> which)
+    private static void AssertSkipsWhileHeld(Func<ShrinkablePageRange, MonitorLock> which)
     {
         var shrinker = new Shrinker();
         using var region = SharedRegion.Create("skip", 6 * s_page);
@@ -61,7 +62,7 @@ public sealed class ShrinkerTests
         using var release = new ManualResetEventSlim();
         var holder = new Thread(() =>
         {
-            Lock gate = which(busy);
+            MonitorLock gate = which(busy);
             gate.Enter();
             try
             {

@@ -86,4 +86,94 @@ public sealed class ConnectionAllocationTests(ITestOutputHelper output)
         // A SemaphoreSlim.WaitAsync with a timeout, as before, is well over 128 bytes per wait.
         Assert.True(perWait < 64, $"{perWait} bytes allocated per ReceiveAsync");
     }
+
+    [Fact]
+    public async Task Call_BlocksOnALockAnotherThreadHolds_AllocatesNothingOnTheCallingThread()
+    {
+        // The rare path behind a flake of ConnectionTests.Call_SteadyState_AllocatesNothingOnTheCallingThread (280 bytes
+        // once in 5,000 calls): the first time a thread blocks on a System.Threading.Lock, the lock creates its waiter
+        // event (56 bytes) on that thread. Here another thread holds the connection's slot lock until the caller is seen
+        // blocked on it, three times: a lock whose contention allocates passes none of them.
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = WaitStrategy.SpinThenPark;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        using var stop = new CancellationTokenSource();
+        Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
+        const int Blocked = 3;
+        long[] allocated = new long[Blocked];
+        Exception? failure = null;
+        int ready = 0;
+        int held = 0;
+        int calling = 0;
+        var caller = new Thread(() =>
+        {
+            try
+            {
+                byte[] payload = new byte[64];
+                for (int i = 0; i < 2_000; i++)
+                {
+                    pair.Client.Call(1, payload).Dispose();
+                }
+                for (int i = 1; i <= Blocked; i++)
+                {
+                    Volatile.Write(ref ready, i);
+                    int round = i;
+                    Assert.True(SpinUntil(() => Volatile.Read(ref held) == round), "the lock was not taken");
+                    long before = GC.GetAllocatedBytesForCurrentThread();
+                    Volatile.Write(ref calling, i);
+                    pair.Client.Call(1, payload).Dispose();
+                    allocated[i - 1] = GC.GetAllocatedBytesForCurrentThread() - before;
+                }
+            }
+            catch (Exception error)
+            {
+                failure = error;
+            }
+        })
+        { IsBackground = true, Name = "caller" };
+        caller.Start();
+
+        int seenBlocked = 0;
+        for (int i = 1; i <= Blocked; i++)
+        {
+            int round = i;
+            if (!SpinUntil(() => Volatile.Read(ref ready) == round || failure is not null) || failure is not null)
+            {
+                break;
+            }
+            pair.Client.HoldSlotLockForTest(() =>
+            {
+                Volatile.Write(ref held, round);
+                // Held until the caller blocks in the kernel on it (a waiter still spinning is Running), bounded.
+                if (SpinUntil(() => (Volatile.Read(ref calling) == round && (caller.ThreadState & ThreadState.WaitSleepJoin) != 0) || failure is not null)
+                    && failure is null)
+                {
+                    seenBlocked++;
+                }
+            });
+        }
+
+        Assert.True(caller.Join(TestTimeouts.Long), "the calls did not finish");
+        await stop.CancelAsync();
+        Assert.True(echo.Join(TestTimeouts.Short), "the echo thread did not stop");
+        Assert.Null(failure);
+        output.WriteLine($"bytes allocated by each blocked call: {string.Join(", ", allocated)}; seen blocked {seenBlocked} of {Blocked}");
+        Assert.Equal(Blocked, seenBlocked);
+        Assert.All(allocated, bytes => Assert.Equal(0, bytes));
+    }
+
+    /// <summary>Polls <paramref name="condition"/> (yielding between checks) for at most <see cref="TestTimeouts.Long"/>.</summary>
+    private static bool SpinUntil(Func<bool> condition)
+    {
+        long deadline = Environment.TickCount64 + (long)TestTimeouts.Long.TotalMilliseconds;
+        while (!condition())
+        {
+            if (Environment.TickCount64 >= deadline)
+            {
+                return false;
+            }
+            Thread.Yield();
+        }
+        return true;
+    }
 }

@@ -43,8 +43,9 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
         {
             Assert.False(bell.SpinBudget.ParksAtOnce);
             var never = new ReadyAfterChecks(new Counter(), int.MaxValue);
-            // A deadline a few caps away: the spin ends first, then the park times out at the deadline.
-            Assert.False(Wait(bell, ref never, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(5)));
+            // A deadline a hundred caps away: the spin ends first (a spin the deadline cuts short teaches nothing, and a
+            // preempted test thread on a loaded machine could lose a few milliseconds), then the park times out at it.
+            Assert.False(Wait(bell, ref never, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(100)));
         }
         Assert.True(bell.SpinBudget.ParksAtOnce);
 

@@ -8,6 +8,7 @@ using System.Diagnostics.CodeAnalysis;
 using PageRange.Allocation;
 using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -44,7 +45,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private readonly RingConsumer<FreeRecordLayout> _freeRing;
     private readonly Doorbell _txDoorbell;
     private readonly Doorbell _freeDoorbell;
-    private readonly Lock _lock = new();
+    private readonly MonitorLock _lock = new();
     private int _liveBuffers;
     private long _outOfRangeFrees;
     private long _slotUndeliveredFrees;
