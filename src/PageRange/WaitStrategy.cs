@@ -8,16 +8,14 @@ namespace PageRange;
 /// </remarks>
 public enum WaitStrategy
 {
-    /// <summary>Spin (pause instructions, no system call) until the condition holds or the timeout passes; never park.</summary>
+    /// <summary>Spin (yielding now and then) until the condition holds or the timeout passes; never park.</summary>
     BusySpin,
 
     /// <summary>Spin for a bounded time, then park on the futex. The default.</summary>
     /// <remarks>
-    /// The spin is learned from recent waits: long enough to catch the answers that come within the configured spin
-    /// duration, slower ones of the usual spread included, and never longer than that duration, which is taken as the
-    /// price of a park; a waiter whose peer mostly takes longer parks at once, and spins the full duration now and then
-    /// to notice when the peer speeds up again. The spin uses pause instructions, not <c>sched_yield</c>, unless the
-    /// process has more spinning threads than the machine has cores.
+    /// The spin is learned from recent waits: about twice as long as the peer usually took, at most the configured spin
+    /// duration; a waiter whose peer keeps taking longer than that parks at once, and spins the full duration now and
+    /// then to notice when the peer speeds up again.
     /// </remarks>
     SpinThenPark,
 

@@ -39,14 +39,6 @@ internal sealed unsafe class Doorbell
 
     private static readonly long s_firstBackOffTicks = ToStopwatchTicks(TimeSpan.FromMilliseconds(1));
 
-    /// <summary>The most pause instructions (<see cref="Thread.SpinWait(int)"/> units) between two checks of a spin.</summary>
-    internal const int MaxPausesPerCheck = 16;
-
-    private static readonly int s_cores = Environment.ProcessorCount;
-
-    // Threads of this process in the long part of a SpinThenPark spin (past the first few checks), on any doorbell.
-    private static int s_spinners;
-
     private readonly SharedRegion _region;
     private readonly int* _sequence;
     private readonly int* _parked;
@@ -206,88 +198,29 @@ internal sealed unsafe class Doorbell
         if (budget > 0)
         {
             long start = Stopwatch.GetTimestamp();
-            bool deadlineFirst = deadline - start <= budget;
-            long spinEnd = deadlineFirst ? deadline : start + budget;
-            if (Spin(ref condition, start, spinEnd, cancellationToken, out long readyAt))
-            {
-                _spinBudget.RecordHit(readyAt - start, capTicks);
-                return true;
-            }
-            // Not ready within the budget: whatever the park brings, the peer took longer than this spin. A spin the
-            // caller's deadline cut short says nothing about the peer.
-            if (!deadlineFirst)
-            {
-                _spinBudget.RecordMiss(budget, capTicks);
-            }
-        }
-        // With no budget (the peer has been slower than the cap lately) nothing is learned from this wait: a park says
-        // only that the wake came, not when the peer answered; the budget's probes find out when traffic speeds up.
-        return Park(ref condition, parkTimeout, deadline, cancellationToken);
-    }
-
-    /// <summary>
-    /// Spins until <paramref name="condition"/> holds (<see langword="true"/>, <paramref name="readyAt"/> the time it was
-    /// seen) or <paramref name="spinEnd"/> passes, with pause instructions only, unless this process has more threads
-    /// spinning than the machine has cores: then it yields the core between checks.
-    /// </summary>
-    /// <remarks>
-    /// <see cref="SpinWait.SpinOnce()"/> would call <c>sched_yield</c> (a system call) every other round after ten: dozens
-    /// of system calls in a 20 µs spin, and the core handed to whatever else is runnable while the peer's answer lands.
-    /// The pause count doubles from 1 to <see cref="MaxPausesPerCheck"/>, so a fast answer is seen within a few dozen
-    /// nanoseconds and a longer spin reads the shared line (and the clock) less often. A spin that got that far counts
-    /// itself in <see cref="s_spinners"/>, which a quick hit never touches.
-    /// </remarks>
-    private static bool Spin<TCondition>(
-        ref TCondition condition, long start, long spinEnd, CancellationToken cancellationToken, out long readyAt)
-        where TCondition : struct, IWaitCondition
-    {
-        int pauses = 1;
-        bool counted = false;
-        long now = start;
-        try
-        {
+            long spinEnd = deadline - start <= budget ? deadline : start + budget;
+            SpinWait spinner = default;
             while (true)
             {
                 if (condition.IsReady)
                 {
-                    // The clock read of the round before: one clock read fewer on the way out, at most a round early.
-                    readyAt = now;
+                    _spinBudget.RecordHit(Stopwatch.GetTimestamp() - start, capTicks);
                     return true;
                 }
                 cancellationToken.ThrowIfCancellationRequested();
-                if (now >= spinEnd)
+                if (Stopwatch.GetTimestamp() >= spinEnd)
                 {
-                    readyAt = 0;
-                    return false;
+                    break;
                 }
-                if (pauses < MaxPausesPerCheck)
-                {
-                    pauses *= 2;
-                }
-                else if (!counted)
-                {
-                    counted = true;
-                    Interlocked.Increment(ref s_spinners);
-                }
-                if (counted && Volatile.Read(ref s_spinners) > s_cores)
-                {
-                    // More spinners than cores: a pause would keep a core from the thread that could end our wait.
-                    Thread.Yield();
-                }
-                else
-                {
-                    Thread.SpinWait(pauses);
-                }
-                now = Stopwatch.GetTimestamp();
+                // -1: yield now and then but never Sleep(1), which would cost a millisecond.
+                spinner.SpinOnce(sleep1Threshold: -1);
             }
+            // Not ready within the budget: whatever the park brings, the peer took longer than this spin.
+            _spinBudget.RecordMiss(capTicks);
         }
-        finally
-        {
-            if (counted)
-            {
-                Interlocked.Decrement(ref s_spinners);
-            }
-        }
+        // With no budget (the peer has been slower than the cap lately) nothing is learned from this wait: a park says
+        // only that the wake came, not when the peer answered; the budget's probes find out when traffic speeds up.
+        return Park(ref condition, parkTimeout, deadline, cancellationToken);
     }
 
     /// <summary>The learned spin budget, for tests and the state dump.</summary>
