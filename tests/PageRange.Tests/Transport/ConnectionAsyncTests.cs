@@ -4,6 +4,7 @@ using PageRange.Serialization;
 using PageRange.Tests.Infrastructure;
 using PageRange.Tests.Serialization;
 using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
 
 namespace PageRange.Tests.Transport;
 
@@ -38,16 +39,6 @@ public sealed class ConnectionAsyncTests(ITestOutputHelper output)
         { IsBackground = true, Name = "holder" };
         thread.Start();
         return (thread, held);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
-            await Task.Delay(10);
-        }
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using PageRange.Tests.CrossProcess;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
 
 namespace PageRange.Tests.Transport;
 
@@ -16,16 +17,6 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
 {
     /// <summary>A reply to no call of ours: the victim frees it at once, so the peer can publish another for ever.</summary>
     private const ulong BogusReplyId = (1UL << 16) | 0xFFFF;
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
-            await Task.Delay(10);
-        }
-    }
 
     [Fact]
     public async Task Call_PeerKeepsTheRingBusyForever_TimesOutOnTimeAndDisposeReturns()

@@ -3,6 +3,7 @@ using PageRange.Allocation;
 using PageRange.Memory;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
 
 namespace PageRange.Tests.Transport;
 
@@ -12,16 +13,6 @@ namespace PageRange.Tests.Transport;
 /// </summary>
 public sealed class ConnectionSlabTests
 {
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
-            await Task.Delay(10);
-        }
-    }
-
     [Fact]
     public async Task SendOneway_SmallMessages_ReceivedOneAtATimeInOrderFromSlots()
     {

@@ -1,0 +1,19 @@
+using System.Diagnostics;
+
+namespace PageRange.Tests.Infrastructure;
+
+/// <summary>Waiting for a condition another thread or process makes true, bounded by <see cref="TestTimeouts.Long"/>.</summary>
+internal static class Poll
+{
+    /// <summary>Re-checks <paramref name="condition"/> every 10 ms until it holds; fails the test naming <paramref name="what"/> after <see cref="TestTimeouts.Long"/>.</summary>
+    /// <remarks>A poll interval, not a race cover: the condition is re-checked until the bound.</remarks>
+    internal static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
+            await Task.Delay(10);
+        }
+    }
+}
