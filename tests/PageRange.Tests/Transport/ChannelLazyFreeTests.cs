@@ -69,4 +69,39 @@ public sealed class ChannelLazyFreeTests
         Assert.Equal(1, pair.Outbound.BuffersFreed);
         Assert.Equal(1, pair.Outbound.LiveBuffers);
     }
+
+    [Fact]
+    public void TrySend_StreamKeepsABatchLive_DrainsOncePerBatchOfSendsNotAtEverySend()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        const int batch = OutboundChannel.LazyDrainBuffers;
+        var received = new Queue<TransactionRecord>();
+        ulong id = 0;
+        // A receiver a batch behind (as in a stream): a batch live, then the oldest freed before every send.
+        for (; id < batch; id++)
+        {
+            Assert.True(pair.Outbound.TrySend(id, 0, TransactionFlags.Oneway, new byte[64]));
+            received.Enqueue(pair.ReceiveOne());
+        }
+        pair.Inbound.Free(received.Dequeue());
+        Assert.True(pair.Outbound.TrySend(id++, 0, TransactionFlags.Oneway, new byte[64]));
+        received.Enqueue(pair.ReceiveOne());
+        // That send found a batch live and a batch of sends since the start: it took the one free.
+        Assert.Equal(1, pair.Outbound.BuffersFreed);
+
+        // Now more than a batch stays live while frees keep coming: the next batch-1 sends leave them on the ring.
+        for (int i = 0; i < batch - 1; i++)
+        {
+            pair.Inbound.Free(received.Dequeue());
+            Assert.True(pair.Outbound.TrySend(id++, 0, TransactionFlags.Oneway, new byte[64]));
+            received.Enqueue(pair.ReceiveOne());
+            Assert.True(pair.Outbound.LiveBuffers > batch, "the frees of this batch were taken early");
+            Assert.Equal(1, pair.Outbound.BuffersFreed);
+        }
+        // The batch-th send since the last drain takes every free published since.
+        pair.Inbound.Free(received.Dequeue());
+        Assert.True(pair.Outbound.TrySend(id++, 0, TransactionFlags.Oneway, new byte[64]));
+        Assert.Equal(1 + batch, pair.Outbound.BuffersFreed);
+        Assert.Equal(batch, pair.Outbound.LiveBuffers);
+    }
 }

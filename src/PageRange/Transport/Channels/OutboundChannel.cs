@@ -51,6 +51,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private long _slotUndeliveredFrees;
     private long _buffersFreed;
     private long _bytesSinceDrain;
+    private int _sendsSinceDrain;
     private bool _eagerDrain;
     private int _disposed;
 
@@ -509,8 +510,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // two line transfers, and taking the frees first lets it reuse the pages just freed (still backed, on the LRU)
         // instead of backing new ones. A channel that ever sent a clear-on-free buffer drains at every send: its
         // buffers are zeroed when the free is taken, and a secret should not wait in the region for a batch to fill.
+        // In a stream more than a batch is always live, so the batch is also counted in sends: without that, every
+        // send of a stream drained (and paid the two line transfers) once the first LazyDrainBuffers were live.
         _eagerDrain |= clearOnFree;
-        if (_eagerDrain || size > LazyDrainMaxMessage || _liveBuffers >= LazyDrainBuffers || _bytesSinceDrain >= LazyDrainBytes)
+        if (_eagerDrain || size > LazyDrainMaxMessage || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
         {
             DrainFreesUnsynchronized();
         }
@@ -523,6 +526,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         _liveBuffers++;
         _bytesSinceDrain += size;
+        _sendsSinceDrain++;
         return true;
     }
 
@@ -616,6 +620,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private int DrainFreesUnsynchronized()
     {
         _bytesSinceDrain = 0;
+        _sendsSinceDrain = 0;
         int ready = _freeRing.Count();
         if (ready == 0)
         {
