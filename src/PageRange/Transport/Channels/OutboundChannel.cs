@@ -505,13 +505,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // Frees of small messages are read lazily: the free ring's tail and the transaction ring's head are lines the
         // receiver writes with every message, so reading them on every send costs two cache-line transfers per
         // message, which matters next to a small copy. They are read once a batch has built up (LazyDrainBuffers
-        // live, or LazyDrainBytes reserved since the last drain, which bounds the freed-but-untaken memory), and
+        // live and as many sends since the last drain: in a stream more than a batch is always live, and counting
+        // live buffers alone drained at every send; or LazyDrainBytes reserved since the last drain, which bounds the
+        // freed-but-untaken memory), and
         // always before this side reports the region full. A larger message drains first, as before: its copy dwarfs
         // two line transfers, and taking the frees first lets it reuse the pages just freed (still backed, on the LRU)
         // instead of backing new ones. A channel that ever sent a clear-on-free buffer drains at every send: its
         // buffers are zeroed when the free is taken, and a secret should not wait in the region for a batch to fill.
-        // In a stream more than a batch is always live, so the batch is also counted in sends: without that, every
-        // send of a stream drained (and paid the two line transfers) once the first LazyDrainBuffers were live.
         _eagerDrain |= clearOnFree;
         if (_eagerDrain || size > LazyDrainMaxMessage || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
         {
