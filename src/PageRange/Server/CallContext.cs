@@ -100,6 +100,17 @@ public sealed class CallContext
         }
     }
 
+    /// <summary>
+    /// Whether <see cref="CancellationToken"/> fired from the deadline's timer: neither the caller's cancel nor the
+    /// server's stop did it. The timer counts whole milliseconds of a coarse clock and can fire a little before
+    /// <see cref="Deadline"/> by the wall clock, so comparing the deadline with the time alone misreads that moment.
+    /// </summary>
+    internal bool DeadlineTimerFired =>
+        Deadline is not null
+        && Volatile.Read(ref _linked) is { IsCancellationRequested: true }
+        && !_serverStopping.IsCancellationRequested
+        && !_transaction.CallCancelled.IsCancellationRequested;
+
     /// <summary>Calls back into the client and waits on this thread for its reply (a nested call).</summary>
     /// <param name="code">The code for the client's handler.</param>
     /// <param name="payload">The request bytes.</param>

@@ -65,4 +65,29 @@ public sealed class ServerDeadlineTests
         using Transaction reply = await client.CallAsync(8, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long);
         Assert.Equal(8, reply.Payload[0]);
     }
+    [Fact]
+    public async Task Call_ManyShortDeadlinesHonoured_NoneCountedAsAHandlerFailure()
+    {
+        // The deadline's timer runs on a coarse millisecond clock and can fire a little before the deadline by the wall
+        // clock: a handler that honours its token at that moment must still end as DeadlineExceeded, not as a failure.
+        string name = ControlHandshakeTests.UniqueName();
+        int failed = 0;
+        await using var server = PageRangeServer.Start(name, Options(), builder => builder
+            .Map(7, async (Transaction _, CallContext ctx) => await Task.Delay(TestTimeouts.Long, ctx.CancellationToken)));
+        server.CallFailed += (_, _) => Interlocked.Increment(ref failed);
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
+        var calls = new List<Task>();
+        for (int i = 0; i < 60; i++)
+        {
+            var options = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddMilliseconds(5 + (i % 13)) };
+            calls.Add(Assert.ThrowsAnyAsync<Exception>(() => client.CallAsync(7, ReadOnlyMemory<byte>.Empty, options).AsTask().WaitAsync(TestTimeouts.Long)));
+            if (i % 2 == 1)
+            {
+                await Task.WhenAll(calls);
+                calls.Clear();
+            }
+        }
+        await PageRangeServerTests.WaitUntilAsync(() => server.InFlightCalls == 0);
+        Assert.Equal(0, Volatile.Read(ref failed));
+    }
 }
