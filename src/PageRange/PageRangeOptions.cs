@@ -139,9 +139,8 @@ public sealed class PageRangeOptions
 
     /// <summary>The longest a waiting receiver spins before it parks on the futex (<see cref="WaitStrategy.SpinThenPark"/>).</summary>
     /// <remarks>
-    /// Defaults to 20 microseconds. From zero (park at once) to one second. The cap of the spin each waiter learns from
-    /// its recent waits: it spins about as long as the peer usually takes, and not at all while the peer takes longer
-    /// than this.
+    /// Defaults to 20 microseconds. From zero (park at once) to one second. A waiter whose recent waits took more than
+    /// eight times this parks at once instead, until its waits are short again.
     /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">The value is negative or longer than one second.</exception>
     public TimeSpan SpinDuration

@@ -13,9 +13,9 @@ public enum WaitStrategy
 
     /// <summary>Spin for a bounded time, then park on the futex. The default.</summary>
     /// <remarks>
-    /// The spin is learned from recent waits: about twice as long as the peer usually took, at most the configured spin
-    /// duration; a waiter whose peer keeps taking longer than that parks at once, and spins the full duration now and
-    /// then to notice when the peer speeds up again.
+    /// A waiter spins for the configured spin duration (the spin ends as soon as the answer comes); one whose recent waits
+    /// took far longer than that (more than eight times, spin and park included) parks at once, and spins again as soon
+    /// as its waits, parks included, become short.
     /// </remarks>
     SpinThenPark,
 

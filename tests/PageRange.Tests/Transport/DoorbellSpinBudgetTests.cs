@@ -3,7 +3,7 @@ using PageRange.Transport;
 
 namespace PageRange.Tests.Transport;
 
-/// <summary>How <see cref="Doorbell.Wait"/> feeds and uses its learned spin budget (conditions driven by check counts, not by time).</summary>
+/// <summary>How <see cref="Doorbell.Wait"/> feeds and uses its spin budget (conditions driven by check counts, not by time).</summary>
 public sealed class DoorbellSpinBudgetTests : IDisposable
 {
     private const int SequenceOffset = 0;
@@ -21,30 +21,29 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
         Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
         var ready = new ReadyAfterChecks(new Counter(), 0);
         Assert.True(Wait(bell, ref ready, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
-        Assert.Equal(0, bell.SpinBudget.MeanTicks);
+        Assert.Equal(0, bell.SpinBudget.SlowScore);
         Assert.False(bell.SpinBudget.ParksAtOnce);
     }
 
     [Fact]
-    public void Wait_ReadyWhileSpinning_RecordsAHit()
+    public void Wait_ReadyWhileSpinning_NeitherParksNorCountsASlowWait()
     {
         Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
         var ready = new ReadyAfterChecks(new Counter(), 3);
         Assert.True(Wait(bell, ref ready, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
-        Assert.InRange(bell.SpinBudget.MeanTicks, 1, long.MaxValue);
+        Assert.Equal(0, bell.SpinBudget.SlowScore);
         Assert.Equal(0, bell.Parks);
     }
 
     [Fact]
-    public void Wait_PeerNeverAnswersWithinTheSpin_ParksAtOnceAfterTheThreshold()
+    public void Wait_PeerFarSlowerThanTheSpin_ParksAtOnceAfterTheThreshold_ThenSpinsAgainWhenWaitsAreShort()
     {
         Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
         for (int i = 0; i < SpinBudget.ParkThreshold; i++)
         {
             Assert.False(bell.SpinBudget.ParksAtOnce);
             var never = new ReadyAfterChecks(new Counter(), int.MaxValue);
-            // A deadline a hundred caps away: the spin ends first (a spin the deadline cuts short teaches nothing, and a
-            // preempted test thread on a loaded machine could lose a few milliseconds), then the park times out at it.
+            // 100 ms, far beyond the slow bound (8 caps of 1 ms): each wait spins the cap, parks and times out.
             Assert.False(Wait(bell, ref never, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(100)));
         }
         Assert.True(bell.SpinBudget.ParksAtOnce);
@@ -56,6 +55,14 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
         Assert.False(Wait(bell, ref stillNever, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(5)));
         Assert.True(bell.Parks > parksBefore);
         Assert.InRange(counter.Checks, 1, 20);
+
+        // The peer answers quickly again: waits that end around the park are short, and spinning comes back.
+        for (int i = 0; i < SpinBudget.MaxScore && bell.SpinBudget.ParksAtOnce; i++)
+        {
+            var soon = new ReadyAfterChecks(new Counter(), 1);
+            Assert.True(Wait(bell, ref soon, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
+        }
+        Assert.False(bell.SpinBudget.ParksAtOnce);
     }
 
     [Theory]
@@ -71,7 +78,7 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
             var soon = new ReadyAfterChecks(new Counter(), 2);
             Assert.True(Wait(bell, ref soon, strategy, TimeSpan.FromSeconds(10)));
         }
-        Assert.Equal(0, bell.SpinBudget.MeanTicks);
+        Assert.Equal(0, bell.SpinBudget.SlowScore);
         Assert.False(bell.SpinBudget.ParksAtOnce);
     }
 

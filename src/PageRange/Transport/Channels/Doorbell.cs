@@ -125,8 +125,8 @@ internal sealed unsafe class Doorbell
     /// <summary>Waits until <paramref name="condition"/> holds, the deadline passes, or the token is cancelled.</summary>
     /// <param name="condition">What to wait for.</param>
     /// <param name="strategy">Spin, spin then park, or park.</param>
-    /// <param name="spinDuration">The longest <see cref="WaitStrategy.SpinThenPark"/> spins: the cap of the budget it learns
-    /// from recent waits (<see cref="PageRange.Transport.SpinBudget"/>).</param>
+    /// <param name="spinDuration">How long <see cref="WaitStrategy.SpinThenPark"/> spins, unless its recent waits say the peer
+    /// is far slower than that and it parks at once (<see cref="PageRange.Transport.SpinBudget"/>).</param>
     /// <param name="parkTimeout">The longest single futex wait (the backstop against a lost wake or a dead peer).</param>
     /// <param name="deadline">A <see cref="Stopwatch.GetTimestamp"/> value; <see cref="long.MaxValue"/> for none.</param>
     /// <param name="cancellationToken">Cancels the wait.</param>
@@ -187,40 +187,44 @@ internal sealed unsafe class Doorbell
     }
 
     /// <summary>
-    /// Spins for the budget learned from this doorbell's recent waits (<see cref="SpinBudget"/>, at most
-    /// <paramref name="capTicks"/>), then parks; tells the budget whether the wait ended while spinning, and after how long.
+    /// Spins for the cap, or parks at once while the peer has been far slower than that (<see cref="SpinBudget"/>); tells
+    /// the budget how long the whole wait took.
     /// </summary>
     private bool LearnedSpinThenPark<TCondition>(
         ref TCondition condition, long capTicks, TimeSpan parkTimeout, long deadline, CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition
     {
         long budget = _spinBudget.Next(capTicks);
-        if (budget > 0)
+        long start = Stopwatch.GetTimestamp();
+        try
         {
-            long start = Stopwatch.GetTimestamp();
-            long spinEnd = deadline - start <= budget ? deadline : start + budget;
-            SpinWait spinner = default;
-            while (true)
+            if (budget > 0)
             {
-                if (condition.IsReady)
+                long spinEnd = deadline - start <= budget ? deadline : start + budget;
+                SpinWait spinner = default;
+                while (true)
                 {
-                    _spinBudget.RecordHit(Stopwatch.GetTimestamp() - start, capTicks);
-                    return true;
+                    if (condition.IsReady)
+                    {
+                        return true;
+                    }
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (Stopwatch.GetTimestamp() >= spinEnd)
+                    {
+                        break;
+                    }
+                    // -1: yield now and then but never Sleep(1), which would cost a millisecond.
+                    spinner.SpinOnce(sleep1Threshold: -1);
                 }
-                cancellationToken.ThrowIfCancellationRequested();
-                if (Stopwatch.GetTimestamp() >= spinEnd)
-                {
-                    break;
-                }
-                // -1: yield now and then but never Sleep(1), which would cost a millisecond.
-                spinner.SpinOnce(sleep1Threshold: -1);
             }
-            // Not ready within the budget: whatever the park brings, the peer took longer than this spin.
-            _spinBudget.RecordMiss(capTicks);
+            return Park(ref condition, parkTimeout, deadline, cancellationToken);
         }
-        // With no budget (the peer has been slower than the cap lately) nothing is learned from this wait: a park says
-        // only that the wake came, not when the peer answered; the budget's probes find out when traffic speeds up.
-        return Park(ref condition, parkTimeout, deadline, cancellationToken);
+        finally
+        {
+            // Every end counts, a park's too: its length includes the peer's wake of us, which is how a waiter parking at
+            // once sees the peer speed up again. A wait cut short by its deadline or a cancellation is a lower bound.
+            _spinBudget.Record(Stopwatch.GetTimestamp() - start, capTicks);
+        }
     }
 
     /// <summary>The learned spin budget, for tests and the state dump.</summary>
