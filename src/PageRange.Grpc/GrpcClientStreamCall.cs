@@ -9,7 +9,7 @@ namespace PageRange.Grpc;
 /// carries the status, trailers, how many messages the server sent and (client streaming) the response; the messages
 /// travel as frames tagged with the stream's id, under credits, in both directions.
 /// </summary>
-internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStream, IAsyncStreamReader<TResponse>, IClientStreamWriter<TRequest>
+internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStream, IGrpcMessageSink, IAsyncStreamReader<TResponse>, IClientStreamWriter<TRequest>
     where TRequest : class
     where TResponse : class
 {
@@ -215,7 +215,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     /// <summary>Deserializes one message into the inbox; the last one the reply announced ends the reads.</summary>
     /// <returns>False if the stream ended (a message that does not deserialize).</returns>
     /// <exception cref="ProtocolViolationException">Past the window.</exception>
-    private bool Deliver(ReadOnlyMemory<byte> body)
+    public bool Deliver(ReadOnlyMemory<byte> body)
     {
         if (!_result.HeadersTask.IsCompleted)
         {
@@ -257,16 +257,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
                 Deliver(body);
                 return;
             case GrpcFrameKind.Messages when _method.Type is MethodType.ServerStreaming or MethodType.DuplexStreaming:
-                Span<int> lengths = stackalloc int[GrpcWire.WindowMessages];
-                int count = GrpcFrames.ReadMessageLengths(body.Span, lengths);
-                int offset = 2;
-                for (int i = 0; i < count; i++)
-                {
-                    if (!Deliver(GrpcFrames.MessageAt(body, ref offset, lengths[i])))
-                    {
-                        return;
-                    }
-                }
+                GrpcFrames.DeliverMessages(body, this);
                 return;
             case GrpcFrameKind.Headers:
                 var reader = new GrpcReader(body.Span);

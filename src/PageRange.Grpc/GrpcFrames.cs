@@ -97,6 +97,23 @@ internal static class GrpcFrames
         return message;
     }
 
+    /// <summary>Hands each message of a <see cref="GrpcFrameKind.Messages"/> body to <paramref name="sink"/>, in order, until it refuses one.</summary>
+    /// <exception cref="ProtocolViolationException">Malformed (see <see cref="ReadMessageLengths"/>).</exception>
+    internal static void DeliverMessages<TSink>(ReadOnlyMemory<byte> body, TSink sink)
+        where TSink : IGrpcMessageSink
+    {
+        Span<int> lengths = stackalloc int[GrpcWire.WindowMessages];
+        int count = ReadMessageLengths(body.Span, lengths);
+        int offset = 2;
+        for (int i = 0; i < count; i++)
+        {
+            if (!sink.Deliver(MessageAt(body, ref offset, lengths[i])))
+            {
+                return;
+            }
+        }
+    }
+
     /// <summary>Reads a frame's head.</summary>
     /// <exception cref="ProtocolViolationException">Malformed, or an unknown kind.</exception>
     internal static (GrpcFrameKind Kind, ulong StreamId) ReadHead(ReadOnlySpan<byte> payload)

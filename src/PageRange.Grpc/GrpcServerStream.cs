@@ -7,7 +7,7 @@ namespace PageRange.Grpc;
 /// One streaming call on the server: the client's messages (arriving as frames, read by the handler through
 /// <see cref="IAsyncStreamReader{T}"/>) and the handler's messages (sent as frames under the client's credits).
 /// </summary>
-internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream, IAsyncStreamReader<TRequest>, IServerStreamWriter<TResponse>
+internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream, IGrpcMessageSink, IAsyncStreamReader<TRequest>, IServerStreamWriter<TResponse>
     where TRequest : class
     where TResponse : class
 {
@@ -136,7 +136,7 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
     /// <summary>Deserializes one message into the inbox.</summary>
     /// <returns>False if the stream's reads ended (a message that does not deserialize).</returns>
     /// <exception cref="ProtocolViolationException">Past the window.</exception>
-    private bool Deliver(ReadOnlyMemory<byte> body)
+    public bool Deliver(ReadOnlyMemory<byte> body)
     {
         TRequest message;
         try
@@ -164,16 +164,7 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
                 Deliver(body);
                 return;
             case GrpcFrameKind.Messages when _readsRequests:
-                Span<int> lengths = stackalloc int[GrpcWire.WindowMessages];
-                int count = GrpcFrames.ReadMessageLengths(body.Span, lengths);
-                int offset = 2;
-                for (int i = 0; i < count; i++)
-                {
-                    if (!Deliver(GrpcFrames.MessageAt(body, ref offset, lengths[i])))
-                    {
-                        return;
-                    }
-                }
+                GrpcFrames.DeliverMessages(body, this);
                 return;
             case GrpcFrameKind.HalfClose when _readsRequests:
                 _inbox.End();

@@ -20,9 +20,9 @@ public sealed class GrpcHostileTests
     public async Task MalformedRequestHead_ConnectionEndsAsViolation_NextClientServed()
     {
         await using GrpcTestServer server = GrpcTestServer.Start();
-        Task<ClientDisconnectedEventArgs> disconnected = NextDisconnect(server.Server);
+        Task<ClientDisconnectedEventArgs> disconnected = GrpcRawPeer.NextDisconnect(server.Server);
         long residentBefore = 0;
-        await using (PageRangeConnection raw = await ConnectRawAsync(server))
+        await using (PageRangeConnection raw = await GrpcRawPeer.ConnectAsync(server))
         {
             // Call kind 9 does not exist.
             byte[] request = [9, .. new byte[40]];
@@ -35,15 +35,15 @@ public sealed class GrpcHostileTests
         Assert.Equal(ClientDisconnectReason.ProtocolViolation, end.Reason);
         Assert.True(residentBefore > 0);
         await AssertServesAsync(server);
-        await AssertRegionsGoneAsync(server.Name);
+        await GrpcRawPeer.AssertRegionsGoneAsync(server.Name);
     }
 
     [Fact]
     public async Task MetadataBlockOverTheLimit_ConnectionEndsAsViolation()
     {
         await using GrpcTestServer server = GrpcTestServer.Start();
-        Task<ClientDisconnectedEventArgs> disconnected = NextDisconnect(server.Server);
-        await using (PageRangeConnection raw = await ConnectRawAsync(server))
+        Task<ClientDisconnectedEventArgs> disconnected = GrpcRawPeer.NextDisconnect(server.Server);
+        await using (PageRangeConnection raw = await GrpcRawPeer.ConnectAsync(server))
         {
             var head = new GrpcRequestHead(GrpcCallKind.Unary, 0, UnaryMethod, null, HasMessage: true, []);
             byte[] bytes = new byte[head.GetSize()];
@@ -61,8 +61,8 @@ public sealed class GrpcHostileTests
     public async Task FrameOfUnknownKind_ConnectionEndsAsViolation()
     {
         await using GrpcTestServer server = GrpcTestServer.Start();
-        Task<ClientDisconnectedEventArgs> disconnected = NextDisconnect(server.Server);
-        await using (PageRangeConnection raw = await ConnectRawAsync(server))
+        Task<ClientDisconnectedEventArgs> disconnected = GrpcRawPeer.NextDisconnect(server.Server);
+        await using (PageRangeConnection raw = await GrpcRawPeer.ConnectAsync(server))
         {
             byte[] frame = new byte[GrpcFrames.HeadLength];
             frame[0] = 99;
@@ -77,8 +77,8 @@ public sealed class GrpcHostileTests
     public async Task StreamWriterPastItsCredits_ConnectionEndsAsViolation()
     {
         await using GrpcTestServer server = GrpcTestServer.Start();
-        Task<ClientDisconnectedEventArgs> disconnected = NextDisconnect(server.Server);
-        await using (PageRangeConnection raw = await ConnectRawAsync(server))
+        Task<ClientDisconnectedEventArgs> disconnected = GrpcRawPeer.NextDisconnect(server.Server);
+        await using (PageRangeConnection raw = await GrpcRawPeer.ConnectAsync(server))
         {
             const ulong StreamId = 1;
             var head = new GrpcRequestHead(GrpcCallKind.Stream, StreamId, ClientStreamMethod, null, HasMessage: false, []);
@@ -115,14 +115,14 @@ public sealed class GrpcHostileTests
 
         await AssertServesAsync(server);
         // The victim let go of everything of that connection: no descriptor or mapping of its regions is left.
-        await AssertRegionsGoneAsync(server.Name);
+        await GrpcRawPeer.AssertRegionsGoneAsync(server.Name);
     }
 
     [Fact]
     public async Task MethodNameDoesNotMatchTheCode_UnimplementedNotMisDispatched()
     {
         await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeConnection raw = await ConnectRawAsync(server);
+        await using PageRangeConnection raw = await GrpcRawPeer.ConnectAsync(server);
         // The code of Unary, the name of a method the server does not have (as a hash collision would send).
         var head = new GrpcRequestHead(GrpcCallKind.Unary, 0, "/other.Service/Unknown", null, HasMessage: true, []);
         byte[] bytes = new byte[head.GetSize()];
@@ -134,28 +134,6 @@ public sealed class GrpcHostileTests
         Assert.Equal(StatusCode.Unimplemented, read.Code);
         Assert.False(read.HasMessage);
         Assert.Equal(1, server.Server.ClientCount);
-    }
-
-    /// <summary>Waits until no descriptor or mapping of this server's connections' regions is left in the process.</summary>
-    private static async Task AssertRegionsGoneAsync(string name)
-    {
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        (int Descriptors, int Mappings) left;
-        while ((left = FaultResources.Naming(name)) != (0, 0) && waited.Elapsed < TestTimeouts.Long)
-        {
-            await Task.Delay(50);
-        }
-        Assert.Equal((0, 0), left);
-    }
-
-    private static Task<PageRangeConnection> ConnectRawAsync(GrpcTestServer server) =>
-        PageRangeConnection.ConnectAsync(server.Name, GrpcTestServer.ConnectionOptions()).AsTask().WaitAsync(TestTimeouts.Long);
-
-    private static Task<ClientDisconnectedEventArgs> NextDisconnect(PageRangeServer server)
-    {
-        var ended = new TaskCompletionSource<ClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
-        server.ClientDisconnected += (_, args) => ended.TrySetResult(args);
-        return ended.Task;
     }
 
     private static async Task AssertServesAsync(GrpcTestServer server)

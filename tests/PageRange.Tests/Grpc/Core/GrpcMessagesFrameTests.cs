@@ -23,7 +23,7 @@ public sealed class GrpcMessagesFrameTests
     public async Task MessagesFrame_FromRawPeer_EveryMessageReadInOrder()
     {
         await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeConnection raw = await ConnectRawAsync(server);
+        await using PageRangeConnection raw = await GrpcRawPeer.ConnectAsync(server);
         Task<Transaction> call = await OpenClientStreamAsync(raw);
         byte[][] messages = [.. Enumerable.Range(1, 5).Select(i => new CoreMessage { Data = ByteString.CopyFrom(new byte[i * 10]) }.ToByteArray())];
         raw.SendOneway(GrpcWire.FrameCode, MessagesFrame(messages));
@@ -46,8 +46,8 @@ public sealed class GrpcMessagesFrameTests
     public async Task MalformedMessagesFrame_ConnectionEndsAsViolation_ServerServesOn(string malformed)
     {
         await using GrpcTestServer server = GrpcTestServer.Start();
-        Task<ClientDisconnectedEventArgs> disconnected = NextDisconnect(server.Server);
-        await using (PageRangeConnection raw = await ConnectRawAsync(server))
+        Task<ClientDisconnectedEventArgs> disconnected = GrpcRawPeer.NextDisconnect(server.Server);
+        await using (PageRangeConnection raw = await GrpcRawPeer.ConnectAsync(server))
         {
             Task<Transaction> call = await OpenClientStreamAsync(raw);
             byte[] message = new CoreMessage { Number = 7 }.ToByteArray();
@@ -65,7 +65,7 @@ public sealed class GrpcMessagesFrameTests
             await Assert.ThrowsAnyAsync<Exception>(() => call.WaitAsync(TestTimeouts.Long));
         }
 
-        await AssertRegionsGoneAsync(server.Name);
+        await GrpcRawPeer.AssertRegionsGoneAsync(server.Name);
         await using PageRangeCallInvoker channel = server.Channel();
         CoreMessage reply = await new CoreTest.CoreTestClient(channel).UnaryAsync(new CoreMessage { Number = 1 }).ResponseAsync.WaitAsync(TestTimeouts.Long);
         Assert.Equal(2, reply.Number);
@@ -76,8 +76,8 @@ public sealed class GrpcMessagesFrameTests
     public async Task MessagesFramePastTheWindow_ConnectionEndsAsViolation()
     {
         await using GrpcTestServer server = GrpcTestServer.Start();
-        Task<ClientDisconnectedEventArgs> disconnected = NextDisconnect(server.Server);
-        await using (PageRangeConnection raw = await ConnectRawAsync(server))
+        Task<ClientDisconnectedEventArgs> disconnected = GrpcRawPeer.NextDisconnect(server.Server);
+        await using (PageRangeConnection raw = await GrpcRawPeer.ConnectAsync(server))
         {
             Task<Transaction> call = await OpenClientStreamAsync(raw);
             // The first message makes the handler sleep: the rest wait unread, and one frame carries one past the window.
@@ -90,7 +90,7 @@ public sealed class GrpcMessagesFrameTests
             await Assert.ThrowsAnyAsync<Exception>(() => call.WaitAsync(TestTimeouts.Long));
         }
 
-        await AssertRegionsGoneAsync(server.Name);
+        await GrpcRawPeer.AssertRegionsGoneAsync(server.Name);
     }
 
     [Fact]
@@ -159,26 +159,5 @@ public sealed class GrpcMessagesFrameTests
             BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(offset), value);
         }
         return frame;
-    }
-
-    private static async Task AssertRegionsGoneAsync(string name)
-    {
-        var waited = System.Diagnostics.Stopwatch.StartNew();
-        (int Descriptors, int Mappings) left;
-        while ((left = FaultResources.Naming(name)) != (0, 0) && waited.Elapsed < TestTimeouts.Long)
-        {
-            await Task.Delay(50);
-        }
-        Assert.Equal((0, 0), left);
-    }
-
-    private static Task<PageRangeConnection> ConnectRawAsync(GrpcTestServer server) =>
-        PageRangeConnection.ConnectAsync(server.Name, GrpcTestServer.ConnectionOptions()).AsTask().WaitAsync(TestTimeouts.Long);
-
-    private static Task<ClientDisconnectedEventArgs> NextDisconnect(PageRangeServer server)
-    {
-        var ended = new TaskCompletionSource<ClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
-        server.ClientDisconnected += (_, args) => ended.TrySetResult(args);
-        return ended.Task;
     }
 }
