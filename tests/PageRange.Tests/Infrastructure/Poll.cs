@@ -16,4 +16,21 @@ internal static class Poll
             await Task.Delay(10);
         }
     }
+
+    /// <summary>Re-checks <paramref name="condition"/> on this thread (yielding between checks) for at most <see cref="TestTimeouts.Long"/>.</summary>
+    /// <returns>Whether it held in time.</returns>
+    /// <remarks>For a thread that must not await (it is itself part of what is measured or blocked).</remarks>
+    internal static bool SpinUntil(Func<bool> condition)
+    {
+        long deadline = Environment.TickCount64 + (long)TestTimeouts.Long.TotalMilliseconds;
+        while (!condition())
+        {
+            if (Environment.TickCount64 >= deadline)
+            {
+                return false;
+            }
+            Thread.Yield();
+        }
+        return true;
+    }
 }

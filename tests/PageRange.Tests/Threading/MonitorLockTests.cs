@@ -20,7 +20,7 @@ public sealed class MonitorLockTests
             for (int i = 1; i <= Rounds; i++)
             {
                 int round = i;
-                if (!SpinUntil(() => Volatile.Read(ref held) == round))
+                if (!Poll.SpinUntil(() => Volatile.Read(ref held) == round))
                 {
                     return;
                 }
@@ -44,7 +44,7 @@ public sealed class MonitorLockTests
                 Volatile.Write(ref held, i);
                 int round = i;
                 // Held until the waiter blocks in the kernel on it (a waiter still spinning is Running).
-                if (SpinUntil(() => Volatile.Read(ref trying) == round && (waiter.ThreadState & ThreadState.WaitSleepJoin) != 0))
+                if (Poll.SpinUntil(() => Volatile.Read(ref trying) == round && (waiter.ThreadState & ThreadState.WaitSleepJoin) != 0))
                 {
                     seenBlocked++;
                 }
@@ -55,7 +55,7 @@ public sealed class MonitorLockTests
                 gate.Exit();
             }
             int done = i;
-            Assert.True(SpinUntil(() => Volatile.Read(ref entered) == done), "the waiter never got the lock");
+            Assert.True(Poll.SpinUntil(() => Volatile.Read(ref entered) == done), "the waiter never got the lock");
         }
 
         Assert.True(waiter.Join(TestTimeouts.Long));
@@ -91,19 +91,5 @@ public sealed class MonitorLockTests
         after.Start();
         Assert.True(after.Join(TestTimeouts.Long));
         Assert.True(taken);
-    }
-
-    private static bool SpinUntil(Func<bool> condition)
-    {
-        long deadline = Environment.TickCount64 + (long)TestTimeouts.Long.TotalMilliseconds;
-        while (!condition())
-        {
-            if (Environment.TickCount64 >= deadline)
-            {
-                return false;
-            }
-            Thread.Yield();
-        }
-        return true;
     }
 }

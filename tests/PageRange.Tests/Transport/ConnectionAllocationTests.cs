@@ -118,7 +118,7 @@ public sealed class ConnectionAllocationTests(ITestOutputHelper output)
                 {
                     Volatile.Write(ref ready, i);
                     int round = i;
-                    Assert.True(SpinUntil(() => Volatile.Read(ref held) == round), "the lock was not taken");
+                    Assert.True(Poll.SpinUntil(() => Volatile.Read(ref held) == round), "the lock was not taken");
                     long before = GC.GetAllocatedBytesForCurrentThread();
                     Volatile.Write(ref calling, i);
                     pair.Client.Call(1, payload).Dispose();
@@ -137,7 +137,7 @@ public sealed class ConnectionAllocationTests(ITestOutputHelper output)
         for (int i = 1; i <= Blocked; i++)
         {
             int round = i;
-            if (!SpinUntil(() => Volatile.Read(ref ready) == round || failure is not null) || failure is not null)
+            if (!Poll.SpinUntil(() => Volatile.Read(ref ready) == round || failure is not null) || failure is not null)
             {
                 break;
             }
@@ -145,7 +145,7 @@ public sealed class ConnectionAllocationTests(ITestOutputHelper output)
             {
                 Volatile.Write(ref held, round);
                 // Held until the caller blocks in the kernel on it (a waiter still spinning is Running), bounded.
-                if (SpinUntil(() => (Volatile.Read(ref calling) == round && (caller.ThreadState & ThreadState.WaitSleepJoin) != 0) || failure is not null)
+                if (Poll.SpinUntil(() => (Volatile.Read(ref calling) == round && (caller.ThreadState & ThreadState.WaitSleepJoin) != 0) || failure is not null)
                     && failure is null)
                 {
                     seenBlocked++;
@@ -160,20 +160,5 @@ public sealed class ConnectionAllocationTests(ITestOutputHelper output)
         output.WriteLine($"bytes allocated by each blocked call: {string.Join(", ", allocated)}; seen blocked {seenBlocked} of {Blocked}");
         Assert.Equal(Blocked, seenBlocked);
         Assert.All(allocated, bytes => Assert.Equal(0, bytes));
-    }
-
-    /// <summary>Polls <paramref name="condition"/> (yielding between checks) for at most <see cref="TestTimeouts.Long"/>.</summary>
-    private static bool SpinUntil(Func<bool> condition)
-    {
-        long deadline = Environment.TickCount64 + (long)TestTimeouts.Long.TotalMilliseconds;
-        while (!condition())
-        {
-            if (Environment.TickCount64 >= deadline)
-            {
-                return false;
-            }
-            Thread.Yield();
-        }
-        return true;
     }
 }
