@@ -160,8 +160,9 @@ internal sealed unsafe class Doorbell
     internal long Parks => Interlocked.Read(ref _parks);
 
     /// <summary>
-    /// Futex waits on the shared word that ran their whole park timeout: a peer idle that long, or a lost wake that the
-    /// timeout backstopped. Waits cut short by their deadline are not counted.
+    /// Futex waits on the shared word that ended by their timeout (the park timeout or the deadline) rather than by a
+    /// wake: a peer idle that long, a deadline that passed, or a lost wake that the timeout backstopped. A test whose
+    /// peer answers well within the timeout reads any count here as a lost wake.
     /// </summary>
     internal long ParkTimeouts => Interlocked.Read(ref _parkTimeouts);
 
@@ -375,7 +376,6 @@ internal sealed unsafe class Doorbell
             // Full fence: pairs with the fence in Ring (Dekker): the producer either sees us parked or we see its tail.
             Interlocked.Increment(ref *_parked);
             bool woken;
-            bool fullPark;
             try
             {
                 if (_membarrier)
@@ -392,7 +392,6 @@ internal sealed unsafe class Doorbell
                     return true;
                 }
                 Interlocked.Increment(ref _parks);
-                fullPark = parkTicks <= remaining;
                 woken = Interop.FutexWait(_sequence, sequence, FromStopwatchTicks(Math.Min(parkTicks, remaining)));
             }
             finally
@@ -409,10 +408,7 @@ internal sealed unsafe class Doorbell
             }
             else
             {
-                if (fullPark)
-                {
-                    Interlocked.Increment(ref _parkTimeouts);
-                }
+                Interlocked.Increment(ref _parkTimeouts);
                 // A park that timed out undisturbed: nobody is flipping the word (any more).
                 fruitlessWakes = 0;
                 backOffTicks = s_firstBackOffTicks;
