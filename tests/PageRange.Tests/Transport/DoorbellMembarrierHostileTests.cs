@@ -23,13 +23,13 @@ public sealed class DoorbellMembarrierHostileTests(ITestOutputHelper output)
         var victimOptions = new PageRangeOptions
         {
             RegionSize = 1 << 20, TransactionRingCapacity = 64, FreeRingCapacity = 64,
-            WaitStrategy = WaitStrategy.Park, ParkTimeout = TimeSpan.FromSeconds(10),
+            WaitStrategy = WaitStrategy.SpinThenPark, SpinDuration = TimeSpan.FromMicroseconds(1), ParkTimeout = TimeSpan.FromSeconds(10),
         };
         // The liar's backstop is short: whatever wakes it loses, it finds the messages a few milliseconds later.
         var liarOptions = new PageRangeOptions
         {
             RegionSize = 1 << 20, TransactionRingCapacity = 64, FreeRingCapacity = 64,
-            WaitStrategy = WaitStrategy.Park, ParkTimeout = TimeSpan.FromMilliseconds(20),
+            WaitStrategy = WaitStrategy.SpinThenPark, SpinDuration = TimeSpan.FromMicroseconds(1), ParkTimeout = TimeSpan.FromMilliseconds(20),
         };
         string name = ControlHandshakeTests.UniqueName();
         string regions = $"pagerange:{name}";

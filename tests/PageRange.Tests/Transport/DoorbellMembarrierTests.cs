@@ -93,6 +93,17 @@ public sealed class DoorbellMembarrierTests : IDisposable
     }
 
     [Theory]
+    [InlineData(WaitStrategy.SpinThenPark, true)]
+    [InlineData(WaitStrategy.BusySpin, true)]
+    [InlineData(WaitStrategy.Park, false)]
+    public void InboundChannel_Create_AnnouncesTheMembarrierUnlessItParksOnEveryWait(WaitStrategy strategy, bool announced)
+    {
+        using InboundChannel inbound = InboundChannel.Create("capabilities-strategy-test", ChannelPair.SmallOptions(strategy: strategy));
+        Assert.Equal(announced ? RegionCapabilities.ParksWithMembarrier : RegionCapabilities.None, inbound.Capabilities);
+        Assert.Equal((uint)inbound.Capabilities, ReadWord(inbound.Region, RegionHeaderLayout.CapabilitiesOffset));
+    }
+
+    [Theory]
     [InlineData(0u, 0u, false)]
     [InlineData(1u, 0u, false)]
     [InlineData(0u, 1u, false)]

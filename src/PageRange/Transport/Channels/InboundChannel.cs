@@ -100,7 +100,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             // SIGBUS on the first ring store. They are never shrunk.
             region.Allocate(0, layout.HeaderBytes);
             // What we announce is kept privately too: the connection chooses its doorbells' fences from it (Doorbell).
-            RegionCapabilities capabilities = Doorbell.LocalCapabilities;
+            RegionCapabilities capabilities = Doorbell.CapabilitiesFor(options.WaitStrategy);
             // SAFETY: the header structure lies in the first page, backed and mapped read-write above; nobody else
             // has the descriptor yet.
             *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader(capabilities);

@@ -19,6 +19,7 @@ internal enum RegionCapabilities : uint
     /// The creator's process is registered for <c>MEMBARRIER_CMD_GLOBAL_EXPEDITED</c> and, on a connection whose peer
     /// announces the same, issues that membarrier after announcing itself parked and before re-checking (on every
     /// doorbell it parks on); its producers then skip the fence before loading the parked count (see <see cref="Doorbell"/>).
+    /// A side that waits with <see cref="WaitStrategy.Park"/> does not announce it (<see cref="Doorbell.CapabilitiesFor"/>).
     /// </summary>
     ParksWithMembarrier = 1 << 0,
 
