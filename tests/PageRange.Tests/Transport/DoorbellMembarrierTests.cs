@@ -12,7 +12,7 @@ namespace PageRange.Tests.Transport;
 /// the asymmetric protocol itself between two threads on two mappings, where a lost wake would show as a park that
 /// ran its whole (long) timeout.
 /// </summary>
-public sealed class DoorbellMembarrierTests : IDisposable
+public sealed class DoorbellMembarrierTests(ITestOutputHelper output) : IDisposable
 {
     private const int PingSequenceOffset = 0;
     private const int PingParkedOffset = 64;
@@ -162,6 +162,85 @@ public sealed class DoorbellMembarrierTests : IDisposable
         Assert.True(pingBellB.Parks >= rounds / 4, $"the ponger parked {pingBellB.Parks} times in {rounds} rounds");
         Assert.Equal(0, pongBellA.ParkTimeouts);
         Assert.Equal(0, pingBellB.ParkTimeouts);
+    }
+
+    /// <summary>
+    /// The race the protocol exists for, provoked: the producer busy-spins for each ping and publishes its pong after a
+    /// jitter of a fraction of a microsecond, so its store and its look at the parked count land while the consumer
+    /// announces itself parked and re-checks. Without either side's fence (the membarrier skipped, say) the store
+    /// buffer may let both miss each other, and the consumer sleeps its park timeout out: counted below. The window is
+    /// a few nanoseconds wide: on the 2-core VM a copy with the membarrier removed ran 124-216 k rounds in 3 s without a
+    /// hit, so this is a stress of the protocol, not its proof (that is in Doorbell's remarks).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Race_PongPublishedAsThePingerParks_NoWakeIsLost(bool membarrier)
+    {
+        using SharedRegion peerView = SharedRegion.Open(Interop.Dup(_region.Handle), _region.Size, writableBytes: _region.Size);
+        Doorbell pingBellA = Doorbell.Over(_region, PingSequenceOffset, PingParkedOffset);
+        Doorbell pongBellA = Doorbell.Over(_region, PongSequenceOffset, PongParkedOffset);
+        Doorbell pingBellB = Doorbell.Over(peerView, PingSequenceOffset, PingParkedOffset);
+        Doorbell pongBellB = Doorbell.Over(peerView, PongSequenceOffset, PongParkedOffset);
+        if (membarrier)
+        {
+            foreach (Doorbell bell in new[] { pingBellA, pongBellA, pingBellB, pongBellB })
+            {
+                bell.UseMembarrier();
+            }
+        }
+        // Short enough that a lost wake costs little time, long beside every honest hand-off here.
+        TimeSpan parkTimeout = TimeSpan.FromMilliseconds(200);
+        long budget = Stopwatch.Frequency * 3;
+        int rounds = 0;
+        using var stop = new CancellationTokenSource();
+
+        Task ponger = Task.Factory.StartNew(
+            () =>
+            {
+                var random = new Random(12);
+                for (int i = 1; !stop.IsCancellationRequested; i++)
+                {
+                    var ping = new WordEquals(peerView, PingOffset, i);
+                    if (!pingBellB.Wait(ref ping, WaitStrategy.BusySpin, TimeSpan.Zero, parkTimeout, Doorbell.DeadlineAfter(TestTimeouts.Long), stop.Token))
+                    {
+                        return;
+                    }
+                    Thread.SpinWait(random.Next(0, 8));
+                    WriteWord(peerView, PongOffset, (uint)i);
+                    pongBellB.Ring();
+                }
+            },
+            TaskCreationOptions.LongRunning);
+
+        long start = Stopwatch.GetTimestamp();
+        try
+        {
+            while (Stopwatch.GetTimestamp() - start < budget)
+            {
+                rounds++;
+                WriteWord(_region, PingOffset, (uint)rounds);
+                pingBellA.Ring();
+                var pong = new WordEquals(_region, PongOffset, rounds);
+                Assert.True(pongBellA.Wait(ref pong, WaitStrategy.Park, TimeSpan.Zero, parkTimeout, Doorbell.DeadlineAfter(TestTimeouts.Long), default));
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+        }
+        try
+        {
+            await ponger.WaitAsync(TestTimeouts.Long);
+        }
+        catch (OperationCanceledException)
+        {
+            // The ponger's busy wait for a ping that never came.
+        }
+
+        output.WriteLine($"{rounds} rounds, membarrier {membarrier}: the pinger parked {pongBellA.Parks} times, {pongBellA.ParkTimeouts} ran out");
+        Assert.True(pongBellA.Parks >= 1_000, $"the pinger parked only {pongBellA.Parks} times in {rounds} rounds");
+        Assert.Equal(0, pongBellA.ParkTimeouts);
     }
 
     [Fact]
