@@ -38,8 +38,9 @@ namespace PageRange.Transport;
 /// <para>
 /// The producer may skip its fence only when its own process is registered (else B never reaches it) and the consumer
 /// promised the membarrier: each side announces <see cref="RegionCapabilities.ParksWithMembarrier"/> in the header of the
-/// region it creates (unless it waits with <see cref="WaitStrategy.Park"/>: <see cref="CapabilitiesFor"/>), and a connection switches both sides' doorbells over only when both announced it, so both sides
-/// agree on the protocol without another message; a peer that announces nothing (an older build, a kernel without
+/// region it creates (unless it waits with <see cref="WaitStrategy.Park"/>: <see cref="CapabilitiesFor"/>), and a
+/// connection switches both sides' doorbells over only when both announced it, so both sides agree on the protocol
+/// without another message; a peer that announces nothing (an older build, a kernel without
 /// the command, a seccomp filter) keeps the fences on both sides. A peer that announces the capability and then parks
 /// without the membarrier loses only its own wakes: our producer skips the fence for its waits, so it may sleep through
 /// a publish until its park timeout. Our waits never depend on what the peer promised: when we park we issue the
@@ -205,10 +206,11 @@ internal sealed unsafe class Doorbell
     /// </summary>
     /// <remarks>
     /// <see cref="WaitStrategy.Park"/> announces nothing, so its connections keep the fences: it parks on every wait,
-    /// and a membarrier per park (about 1-2 µs, and an interrupt on the peer's core) measured a clearly slower round trip
-    /// (p50 +2-3 µs, about +20%) to save a fence of some 20-40 ns per publish. Spin-then-park parks only once the peer
-    /// has been slower than its spin, where the membarrier is a small part of a wait that already costs a futex call
-    /// and a context switch; busy-spin never parks, so its promise costs nothing.
+    /// and a membarrier per park (about 2 µs on a quiet machine, 6-10 µs under load, and an interrupt on the peer's
+    /// core) measured a clearly slower round trip (p50 worse in 5 of 6 alternated pairs, median +3 µs) to save a fence
+    /// of a few nanoseconds uncontended, a few tens when the tail's line is in flight. Spin-then-park parks only once the
+    /// peer has been slower than its spin, where the membarrier is one part of a wait that already costs a futex call and
+    /// two context switches; busy-spin never parks, so its promise costs nothing.
     /// </remarks>
     internal static RegionCapabilities CapabilitiesFor(WaitStrategy strategy) =>
         strategy != WaitStrategy.Park && !s_membarrierDisabledForTest && ProcessRegisteredForMembarrier
