@@ -72,6 +72,37 @@ public sealed class ConnectionReceiveBatchTests
         await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 2, "the writer took the free back");
     }
 
+    [Fact]
+    public async Task Release_BackloggedOnewayWhileAnotherThreadHoldsTheRoleAndNobodyIsParked_NoFutexWake()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        for (int i = 0; i < 3; i++)
+        {
+            pair.Client.SendOneway((uint)i, new byte[64]);
+        }
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        Transaction first = pair.Server.Receive(bound.Token);
+        // All three routed (the background reader routes what the first receive left on the ring): two wait behind it.
+        await WaitUntilAsync(() => pair.Server.LiveIncomingTransactions == 3, "the server routed every oneway");
+        // The role is held by a thread that does not wait on the doorbell (as an async receiver's background reader
+        // between its waits): the release's nudge must not make a FUTEX_WAKE, which bumps the sequence word first.
+        await WaitUntilAsync(pair.Server.TryHoldReaderRoleForTest, "the reader role was taken");
+        try
+        {
+            Span<byte> sequence = pair.Server.Inbound.Region.GetSpan(RegionHeaderLayout.TxDoorbellSequenceOffset, sizeof(int));
+            int before = BitConverter.ToInt32(sequence);
+            first.Dispose();
+            Assert.Equal(before, BitConverter.ToInt32(sequence));
+            Assert.True(pair.Server.TryReceive(out Transaction second), "the released oneway is ready");
+            Assert.Equal(1u, second.Code);
+            second.Dispose();
+        }
+        finally
+        {
+            pair.Server.ReleaseReaderRoleForTest();
+        }
+    }
+
     [Theory]
     [InlineData(WaitStrategy.Park)]
     [InlineData(WaitStrategy.SpinThenPark)]

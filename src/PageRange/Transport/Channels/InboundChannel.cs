@@ -392,10 +392,28 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// Wakes a reader parked in <see cref="WaitForTransaction(TimeSpan, CancellationToken)"/> once, without publishing
     /// anything: something it waits for became ready on our side (a backlogged oneway released), not in the ring.
     /// </summary>
+    /// <remarks>
+    /// A system call only when a reader announced it is parked: a spinning reader sees the flag in its wait condition.
+    /// This is the doorbell's producer side, as after a publish (the flag's store, then <see cref="Doorbell.Ring"/>'s
+    /// check of the parked count, Dekker with the reader's announcement): without it, a receiver that is behind on
+    /// oneways while another thread holds the reader role (an async receiver's background reader) made a
+    /// <c>FUTEX_WAKE</c> at every release.
+    /// </remarks>
     internal void NudgeReader()
     {
         Volatile.Write(ref _nudged, 1);
-        _txDoorbell.WakeAllIfOpen();
+        // The reference keeps the doorbell's words mapped even if Dispose runs meanwhile; once closed, nobody is parked.
+        if (_region.TryAddRef())
+        {
+            try
+            {
+                _txDoorbell.Ring();
+            }
+            finally
+            {
+                _region.ReleaseRef();
+            }
+        }
     }
 
     /// <summary>Ring positions of this region, for the connection's state dump.</summary>
