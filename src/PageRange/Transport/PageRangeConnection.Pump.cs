@@ -70,6 +70,9 @@ public sealed partial class PageRangeConnection
     private void Housekeeping()
     {
         _lastHousekeeping = Environment.TickCount64;
+        // The backstop for frees held back for a batch whose receiver then stopped receiving (a ready transaction
+        // nobody takes): the writer gets them within a park timeout, as it gets a lost wake's.
+        PublishHeldFrees();
         if (!_peerDead)
         {
             try

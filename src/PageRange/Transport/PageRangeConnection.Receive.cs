@@ -14,6 +14,9 @@ public sealed partial class PageRangeConnection
     private volatile bool _violated;
     private bool _inboundClosing;
 
+    // The reader role's batch: records taken off the ring in one pass (PumpAvailable), used only by the role's holder.
+    private readonly TransactionRecord[] _pumpBatch = new TransactionRecord[InboundChannel.ReceiveBatch];
+
     /// <summary>Waits for the next incoming call or oneway message.</summary>
     /// <param name="cancellationToken">Cancels the wait.</param>
     /// <returns>The transaction, read in place. Dispose it; reply first if it is a two-way call.</returns>
@@ -193,8 +196,14 @@ public sealed partial class PageRangeConnection
             {
                 try
                 {
+                    // The receiver is behind when another transaction is ready, or this oneway releases the next: its
+                    // loop comes straight back, so this free may wait for a batch (published by a later free, or
+                    // before the receiver waits: PumpAvailable publishes whenever it finds the ring empty). Otherwise
+                    // (the receiver caught up, a free from a handler thread with nothing queued) it is published now.
+                    bool receiverBehind = _readyCount > 0
+                        || ((slot.Record.Flags & TransactionFlags.Oneway) != 0 && _onewayBacklog.Count > 0);
                     // _slotLock is the inbound channel's free lock (see the constructor): held here, so no second lock.
-                    _inbound.FreeUnderLock(slot.Record);
+                    _inbound.FreeUnderLock(slot.Record, deferPublish: receiverBehind);
                 }
                 catch (ProtocolViolationException error)
                 {
@@ -408,11 +417,21 @@ public sealed partial class PageRangeConnection
         int limit = _inbound.Layout.TxRingCapacity;
         try
         {
-            while (routed < limit && _inbound.TryReceive(out TransactionRecord record))
+            while (routed < limit)
             {
-                Route(record);
-                routed++;
-                RecordRoutedForTest?.Invoke();
+                // One receive lock and one head store per batch (TryReceiveBatch), one slot lock per run of calls and
+                // oneways (RouteBatch), instead of one receive lock and two slot locks per record.
+                Span<TransactionRecord> batch = _pumpBatch.AsSpan(0, Math.Min(_pumpBatch.Length, limit - routed));
+                int taken = _inbound.TryReceiveBatch(batch);
+                if (taken == 0)
+                {
+                    // The ring is empty: the receiver may wait next, so the frees held for a batch go now. A writer
+                    // waiting for room must never wait on frees we hold while we wait for it.
+                    PublishHeldFrees();
+                    break;
+                }
+                RouteBatch(batch[..taken]);
+                routed += taken;
             }
         }
         catch (ProtocolViolationException violation)
@@ -426,6 +445,62 @@ public sealed partial class PageRangeConnection
         }
         return routed;
     }
+
+    /// <summary>Publishes the frees held back for a batch (see <see cref="Release"/>), if any.</summary>
+    private void PublishHeldFrees()
+    {
+        // A lock-free look first: in a stream whose receiver keeps up nothing is held, and this costs one load.
+        if (_inbound.UnpublishedFrees == 0)
+        {
+            return;
+        }
+        lock (_slotLock)
+        {
+            if (!_inboundClosing)
+            {
+                _inbound.PublishFreesUnderLock();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Routes a batch taken off the ring in order: each run of plain calls and oneway messages (no metadata block to
+    /// parse, no payload to copy, within the call depth) under one slot lock; anything else one at a time, as before.
+    /// </summary>
+    private void RouteBatch(ReadOnlySpan<TransactionRecord> batch)
+    {
+        int i = 0;
+        while (i < batch.Length)
+        {
+            if (!IsPlain(batch[i]))
+            {
+                Route(batch[i]);
+                i++;
+                RecordRoutedForTest?.Invoke();
+                continue;
+            }
+            int start = i;
+            lock (_slotLock)
+            {
+                do
+                {
+                    RouteUnsynchronized(AcquireIncomingUnsynchronized(batch[i], metadata: null, copy: null));
+                    i++;
+                }
+                while (i < batch.Length && IsPlain(batch[i]));
+            }
+            for (int routed = start; routed < i; routed++)
+            {
+                RecordRoutedForTest?.Invoke();
+            }
+        }
+    }
+
+    /// <summary>A call or oneway message that needs no work outside the slot lock before it is routed.</summary>
+    private bool IsPlain(in TransactionRecord record) =>
+        !_copyPayloads && record.MetadataLength == 0
+        && ((record.Flags & TransactionFlags.Oneway) != 0
+            || ((record.Flags & TransactionFlags.TwoWay) != 0 && record.Context.Depth <= (uint)_options.MaxCallDepth));
 
     private void Route(in TransactionRecord record)
     {
@@ -448,21 +523,28 @@ public sealed partial class PageRangeConnection
         }
         lock (_slotLock)
         {
-            if ((record.Flags & TransactionFlags.TwoWay) != 0 && TryRouteNestedUnsynchronized(slot))
+            RouteUnsynchronized(slot);
+        }
+    }
+
+    /// <summary>Routes a live call or oneway message: to a nested call waiting for it, the oneway backlog, or the ready queue.</summary>
+    private void RouteUnsynchronized(IncomingSlot slot)
+    {
+        TransactionFlags flags = slot.Record.Flags;
+        if ((flags & TransactionFlags.TwoWay) != 0 && TryRouteNestedUnsynchronized(slot))
+        {
+            return;
+        }
+        if ((flags & TransactionFlags.Oneway) != 0)
+        {
+            if (_onewayInProgress)
             {
+                _onewayBacklog.Enqueue(slot);
                 return;
             }
-            if ((record.Flags & TransactionFlags.Oneway) != 0)
-            {
-                if (_onewayInProgress)
-                {
-                    _onewayBacklog.Enqueue(slot);
-                    return;
-                }
-                _onewayInProgress = true;
-            }
-            EnqueueReadyUnsynchronized(slot);
+            _onewayInProgress = true;
         }
+        EnqueueReadyUnsynchronized(slot);
     }
 
     private void EnqueueReadyUnsynchronized(IncomingSlot slot)
@@ -492,28 +574,35 @@ public sealed partial class PageRangeConnection
         }
         lock (_slotLock)
         {
-            if (_freeIncomingCount == 0)
-            {
-                throw new ProtocolViolationException(
-                    $"The peer published more than {_incomingSlots.Length} live buffers, beyond what its free ring allows.");
-            }
-            IncomingSlot slot = _incomingSlots[_freeIncoming[--_freeIncomingCount]];
-            slot.Record = record;
-            slot.Replied = 0;
-            slot.CancelRequested = false;
-            slot.Cancellation = null;
-            slot.PayloadCopy = copy;
-            slot.Metadata = metadata;
-            // Odd: live.
-            slot.Generation++;
-            _liveTransactions++;
-            if ((record.Flags & TransactionFlags.TwoWay) != 0)
-            {
-                // A peer that reuses an id only makes its own earlier call uncancellable.
-                _liveCallsById[record.TransactionId] = slot;
-            }
-            return slot;
+            return AcquireIncomingUnsynchronized(record, metadata, copy);
         }
+    }
+
+    /// <summary>Takes a free incoming slot for <paramref name="record"/>; the caller holds the slot lock.</summary>
+    /// <exception cref="ProtocolViolationException">The peer has more buffers live than its free ring allows.</exception>
+    private IncomingSlot AcquireIncomingUnsynchronized(in TransactionRecord record, CallMetadata? metadata, byte[]? copy)
+    {
+        if (_freeIncomingCount == 0)
+        {
+            throw new ProtocolViolationException(
+                $"The peer published more than {_incomingSlots.Length} live buffers, beyond what its free ring allows.");
+        }
+        IncomingSlot slot = _incomingSlots[_freeIncoming[--_freeIncomingCount]];
+        slot.Record = record;
+        slot.Replied = 0;
+        slot.CancelRequested = false;
+        slot.Cancellation = null;
+        slot.PayloadCopy = copy;
+        slot.Metadata = metadata;
+        // Odd: live.
+        slot.Generation++;
+        _liveTransactions++;
+        if ((record.Flags & TransactionFlags.TwoWay) != 0)
+        {
+            // A peer that reuses an id only makes its own earlier call uncancellable.
+            _liveCallsById[record.TransactionId] = slot;
+        }
+        return slot;
     }
 
     /// <summary>Copies a record's metadata block once out of the shared region and parses the copy.</summary>

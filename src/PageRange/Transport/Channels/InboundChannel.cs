@@ -2,6 +2,12 @@
 // except by Dispose, which takes them in that order. A connection adopts _freeLock (FreeLock) as its own slot lock, so
 // its release path, which holds that lock anyway, publishes frees through FreeUnderLock without a second round trip;
 // nobody may take _receiveLock while holding it.
+//
+// Batches: TryReceiveBatch takes several records under one receive lock and stores the shared head once, before it
+// returns, so every record it hands out is covered by the head the writer loads after a free (binder's delivery rule:
+// a free is honoured only for a record below that head); a free can therefore never reach the writer ahead of its
+// record's head. FreeUnderLock may hold a small free's tail back (deferPublish): the record is written, the tail is
+// stored once per batch by a later free or by PublishFreesUnderLock, which the owner calls before its receiver waits.
 
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
@@ -40,6 +46,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     private readonly Doorbell _freeDoorbell;
     private readonly RegionMemoryManager _memory;
     private readonly RegionCapabilities _capabilities;
+    private readonly int* _freeParked;
     private readonly MonitorLock _receiveLock = new();
     private readonly MonitorLock _freeLock = new();
     private int _disposed;
@@ -67,7 +74,22 @@ internal sealed unsafe class InboundChannel : IDisposable
         // taken above keeps alive until Dispose releases it after every operation has left.
         _data = region.BasePointer + layout.DataOffset;
         _memory = new RegionMemoryManager(_data, checked((int)layout.DataSize), this);
+        // SAFETY: GetSpan checks that the word lies inside the mapping, which the reference taken above keeps alive;
+        // the word is the writer's (it counts its parked threads), read only as a hint, never as an index or size.
+        fixed (byte* parked = region.GetSpan(RegionHeaderLayout.FreeDoorbellParkedOffset, sizeof(int)))
+        {
+            _freeParked = (int*)parked;
+        }
     }
+
+    /// <summary>Frees written to the ring before their tail is published, at most (see <see cref="FreeUnderLock(in TransactionRecord, bool)"/>).</summary>
+    internal const int FreeBatch = 16;
+
+    /// <summary>The largest buffer whose free may wait for a batch: a slab slot or a small buffer (the writer's lazy drain bound).</summary>
+    internal const int FreeBatchMaxLength = 2048;
+
+    /// <summary>The most records <see cref="TryReceiveBatch"/> takes in one pass that a caller should ask for.</summary>
+    internal const int ReceiveBatch = 32;
 
     /// <summary>The region; its <see cref="SharedRegion.Handle"/> is what the peer receives.</summary>
     internal SharedRegion Region => _region;
@@ -81,8 +103,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Transactions received so far.</summary>
     internal ulong Received => _txRing.Head;
 
-    /// <summary>Frees published so far.</summary>
-    internal ulong Freed => _freeRing.Tail;
+    /// <summary>Frees published so far (not counting those held back for a batch).</summary>
+    internal ulong Freed => _freeRing.PublishedTail;
 
     /// <summary>Creates the region, writes its header, backs the header pages and maps the data area read-only.</summary>
     /// <param name="name">The memfd's name, shown in <c>/proc/&lt;pid&gt;/fd</c>.</param>
@@ -142,6 +164,59 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
     }
 
+    /// <summary>
+    /// Takes up to <paramref name="records"/>.Length published transactions off the ring under one receive lock, and
+    /// stores the shared head once for all of them before returning.
+    /// </summary>
+    /// <param name="records">Receives the validated records, oldest first.</param>
+    /// <returns>How many were taken; 0 when none is published.</returns>
+    /// <remarks>
+    /// A bad record ends the batch without being consumed: the records before it are returned, and the next call
+    /// (whose first record it is) throws, as every later one does, so nothing after a violation is ever delivered.
+    /// </remarks>
+    /// <exception cref="ProtocolViolationException">The first record, or the ring's tail, is invalid.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal int TryReceiveBatch(Span<TransactionRecord> records)
+    {
+        // Still a lock although the connection's reader role already keeps out other receivers: Dispose waits on this
+        // lock, not on the role, before it unmaps the ring, so without it a close could unmap the ring under us. Taken
+        // once per batch, its cost is shared by the batch.
+        _receiveLock.Enter();
+        try
+        {
+            ThrowIfDisposed();
+            int count = 0;
+            long highWaterMark = _highWaterMark;
+            while (count < records.Length && _txRing.TryPeek(out TransactionRecordLayout raw))
+            {
+                if (!TryValidate(raw, out TransactionRecord record))
+                {
+                    if (count == 0)
+                    {
+                        ThrowBadRecord(raw, _layout.DataSize);
+                    }
+                    break;
+                }
+                records[count++] = record;
+                _txRing.AdvanceUnpublished();
+                TransportMetrics.OnReceived(record.Flags, record.Length);
+                highWaterMark = Math.Max(highWaterMark, record.Offset + record.Length);
+            }
+            if (count > 0)
+            {
+                // Once for the batch, and before any of these records leaves this method: a free of one of them is
+                // published only after this store, so the writer's delivery check always sees its record consumed.
+                _txRing.PublishHead();
+                _highWaterMark = highWaterMark;
+            }
+            return count;
+        }
+        finally
+        {
+            _receiveLock.Exit();
+        }
+    }
+
     /// <summary>The payload of a received transaction, in place.</summary>
     /// <remarks>Valid until the transaction is freed or the channel is disposed; the memory is read-only.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
@@ -181,7 +256,7 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>
     /// The lock that serialises frees (and that <see cref="Dispose"/> takes before unmapping): an owner that frees
-    /// under a lock of its own uses this one as that lock and calls <see cref="FreeUnderLock"/>.
+    /// under a lock of its own uses this one as that lock and calls <see cref="FreeUnderLock(in TransactionRecord)"/>.
     /// </summary>
     internal MonitorLock FreeLock => _freeLock;
 
@@ -206,19 +281,66 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <remarks>Safety: the caller holds <see cref="FreeLock"/> (asserted in Debug builds), so no other free publishes
     /// and <see cref="Dispose"/> cannot unmap the ring meanwhile.</remarks>
     /// <inheritdoc cref="Free"/>
-    internal void FreeUnderLock(in TransactionRecord record)
+    internal void FreeUnderLock(in TransactionRecord record) => FreeUnderLock(record, deferPublish: false);
+
+    /// <summary>
+    /// <see cref="FreeUnderLock(in TransactionRecord)"/> that may hold the free ring's tail back for a batch: with
+    /// <paramref name="deferPublish"/>, a small buffer's free (at most <see cref="FreeBatchMaxLength"/> bytes, not
+    /// clear-on-free) is written to the ring and published later, with the next free that publishes or by
+    /// <see cref="PublishFreesUnderLock"/>; one tail store and one doorbell ring then cover the batch.
+    /// </summary>
+    /// <param name="record">The received transaction whose buffer goes back.</param>
+    /// <param name="deferPublish">The caller will publish soon (its receiver is behind and comes straight back for
+    /// the next message), and promises to call <see cref="PublishFreesUnderLock"/> before its receiver waits.</param>
+    /// <remarks>
+    /// The tail is published now anyway when <see cref="FreeBatch"/> frees are held, when the buffer is large or to be
+    /// cleared (the writer wants that memory, or a secret zeroed, without waiting for a batch), and when the writer
+    /// says it is parked on the free doorbell (waiting for room: it must not wait on frees we hold).
+    /// </remarks>
+    /// <inheritdoc cref="Free"/>
+    internal void FreeUnderLock(in TransactionRecord record, bool deferPublish)
     {
         Debug.Assert(_freeLock.IsHeldByCurrentThread, "FreeUnderLock without the free lock held.");
         ThrowIfDisposed();
         FreeRecordLayout free = new() { BufferOffset = (ulong)record.Offset, TransactionId = record.TransactionId };
-        InPlaceStores<FreeRecordLayout> stores = default;
-        if (!_freeRing.TryPublish(ref stores, in free))
+        if (!_freeRing.TryWriteUnpublished(in free))
         {
             ThrowFreeRingFull();
         }
-        // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
-        _freeDoorbell.Ring();
         PageRangeMetrics.RecordFree();
+        // SAFETY (the parked word): _freeParked points into the mapping, which Dispose unmaps only after taking the free
+        // lock we hold. A plain load, a hint: the word's line is written only when the writer parks, so it stays shared
+        // in both caches and costs no transfer. A parked count we miss (the writer parks just after) is caught by the
+        // publish before our receiver waits, and by the doorbell's own Dekker check then.
+        if (deferPublish && _freeRing.Unpublished < FreeBatch && record.Length <= FreeBatchMaxLength
+            && (record.Flags & TransactionFlags.ClearOnFree) == 0 && Volatile.Read(ref *_freeParked) == 0)
+        {
+            return;
+        }
+        PublishFreesCore();
+    }
+
+    /// <summary>Frees written but not yet published (a hint from any thread; exact under <see cref="FreeLock"/>).</summary>
+    internal int UnpublishedFrees => _freeRing.Unpublished;
+
+    /// <summary>Publishes the frees <see cref="FreeUnderLock(in TransactionRecord, bool)"/> held back, if any, and wakes a parked writer.</summary>
+    /// <remarks>Safety: the caller holds <see cref="FreeLock"/>. Does nothing once the channel is disposed (the ring is gone).</remarks>
+    internal void PublishFreesUnderLock()
+    {
+        Debug.Assert(_freeLock.IsHeldByCurrentThread, "PublishFreesUnderLock without the free lock held.");
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            PublishFreesCore();
+        }
+    }
+
+    private void PublishFreesCore()
+    {
+        if (_freeRing.PublishTail())
+        {
+            // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
+            _freeDoorbell.Ring();
+        }
     }
 
     /// <summary>Waits until a transaction is published, using the options' <see cref="WaitStrategy"/>.</summary>
@@ -290,10 +412,28 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// Wakes a reader parked in <see cref="WaitForTransaction(TimeSpan, CancellationToken)"/> once, without publishing
     /// anything: something it waits for became ready on our side (a backlogged oneway released), not in the ring.
     /// </summary>
+    /// <remarks>
+    /// A system call only when a reader announced it is parked: a spinning reader sees the flag in its wait condition.
+    /// This is the doorbell's producer side, as after a publish (the flag's store, then <see cref="Doorbell.Ring"/>'s
+    /// check of the parked count, Dekker with the reader's announcement): without it, a receiver that is behind on
+    /// oneways while another thread holds the reader role (an async receiver's background reader) made a
+    /// <c>FUTEX_WAKE</c> at every release.
+    /// </remarks>
     internal void NudgeReader()
     {
         Volatile.Write(ref _nudged, 1);
-        _txDoorbell.WakeAllIfOpen();
+        // The reference keeps the doorbell's words mapped even if Dispose runs meanwhile; once closed, nobody is parked.
+        if (_region.TryAddRef())
+        {
+            try
+            {
+                _txDoorbell.Ring();
+            }
+            finally
+            {
+                _region.ReleaseRef();
+            }
+        }
     }
 
     /// <summary>Ring positions of this region, for the connection's state dump.</summary>
@@ -320,7 +460,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                 $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset} ({_layout.DataSize / pageSize} pages)\n" +
                 $"  resident {resident} bytes ({resident / pageSize} pages, {_layout.HeaderBytes / pageSize} of them header)\n" +
                 $"  pages high watermark: {(highWaterMark + pageSize - 1) / pageSize} (highest payload byte received: {highWaterMark})\n" +
-                $"  transactions received: {Received}, frees published: {Freed}\n" +
+                $"  transactions received: {Received}, frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
                 $"  ring positions: tx head {_txRing.Head} (ours) tail {shared.TxTail} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n");
@@ -368,6 +508,16 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Turns a private copy of a record into a <see cref="TransactionRecord"/>, or throws.</summary>
     private TransactionRecord Validate(in TransactionRecordLayout raw)
     {
+        if (!TryValidate(raw, out TransactionRecord record))
+        {
+            ThrowBadRecord(raw, _layout.DataSize);
+        }
+        return record;
+    }
+
+    /// <summary>Turns a private copy of a record into a <see cref="TransactionRecord"/>, if it is valid.</summary>
+    private bool TryValidate(in TransactionRecordLayout raw, out TransactionRecord record)
+    {
         ulong dataSize = (ulong)_layout.DataSize;
         TransactionFlags flags = (TransactionFlags)raw.Flags;
         bool twoWay = (flags & TransactionFlags.TwoWay) != 0;
@@ -390,10 +540,12 @@ internal sealed unsafe class InboundChannel : IDisposable
             || raw.Reserved0 != 0
             || raw.Reserved1 != 0)
         {
-            ThrowBadRecord(raw, _layout.DataSize);
+            record = default;
+            return false;
         }
-        return new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags,
+        record = new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags,
             new RecordContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status), (int)raw.MetadataLength);
+        return true;
     }
 
     private void CheckInDataArea(in TransactionRecord record)

@@ -73,13 +73,22 @@ internal sealed unsafe class RingConsumer<TRecord>
     /// <summary>Consumes the record <see cref="TryPeek"/> returned, handing its slot back to the producer.</summary>
     internal void Advance()
     {
-        ulong head = _head + 1;
-        Volatile.Write(ref _head, head);
-        // Release: pairs with the acquire load of the head in RingProducer.FreeSlots: our copy of the slot is
-        // complete before the producer may overwrite it.
-        // SAFETY: _ring.Head points at the ring's head word in the mapping the owner keeps alive.
-        Volatile.Write(ref *_ring.Head, head);
+        AdvanceUnpublished();
+        PublishHead();
     }
+
+    /// <summary>
+    /// Consumes the record <see cref="TryPeek"/> returned in our private head only: the producer does not see the slot
+    /// handed back until <see cref="PublishHead"/>. A batch of records consumed this way costs one shared store.
+    /// </summary>
+    internal void AdvanceUnpublished() => Volatile.Write(ref _head, _head + 1);
+
+    /// <summary>Stores our private head to the shared head word: every record consumed so far is handed back.</summary>
+    internal void PublishHead() =>
+        // Release: pairs with the acquire load of the head in RingProducer.LoadHead: our copies of the slots are
+        // complete before the producer may overwrite them.
+        // SAFETY: _ring.Head points at the ring's head word in the mapping the owner keeps alive.
+        Volatile.Write(ref *_ring.Head, _head);
 
     private void LoadTail()
     {

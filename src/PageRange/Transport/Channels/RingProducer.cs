@@ -16,6 +16,7 @@ internal sealed unsafe class RingProducer<TRecord>
 {
     private readonly RingWords<TRecord> _ring;
     private ulong _tail;
+    private ulong _publishedTail;
     private ulong _head;
 
     /// <summary>Creates the producer over words and slots that stay mapped for its whole life.</summary>
@@ -30,8 +31,14 @@ internal sealed unsafe class RingProducer<TRecord>
     /// <summary>The number of slots.</summary>
     internal int Capacity => (int)_ring.Capacity;
 
-    /// <summary>Records published so far (our private copy of the tail).</summary>
+    /// <summary>Records written so far (our private copy of the tail), published or not.</summary>
     internal ulong Tail => _tail;
+
+    /// <summary>Records published so far: the tail last stored to shared memory.</summary>
+    internal ulong PublishedTail => Volatile.Read(ref _publishedTail);
+
+    /// <summary>Records written by <see cref="TryWriteUnpublished"/> whose tail is not stored yet; any thread may read it as a hint.</summary>
+    internal int Unpublished => (int)(Volatile.Read(ref _tail) - Volatile.Read(ref _publishedTail));
 
     /// <summary>Loads the consumer's head once, validates it and returns how many slots are free now.</summary>
     /// <exception cref="ProtocolViolationException">The head went backwards or past the tail.</exception>
@@ -79,7 +86,46 @@ internal sealed unsafe class RingProducer<TRecord>
         stores.StoreRecord(ref _ring.Slots[tail & _ring.Mask], in record);
         // SAFETY: _ring.Tail points at the ring's tail word in the mapping the owner keeps alive.
         stores.StoreTail(ref *_ring.Tail, tail + 1);
-        _tail = tail + 1;
+        // The tail stored covers the records written unpublished before this one too.
+        Volatile.Write(ref _tail, tail + 1);
+        Volatile.Write(ref _publishedTail, tail + 1);
+        return true;
+    }
+
+    /// <summary>
+    /// If a slot is free, writes <paramref name="record"/> into it without storing the tail: the consumer sees it only
+    /// at the next <see cref="PublishTail"/> (or <see cref="TryPublish"/>), which hands over a batch with one store.
+    /// </summary>
+    /// <returns><see langword="false"/> if the ring is full (nothing written).</returns>
+    /// <exception cref="ProtocolViolationException">The consumer's head is invalid.</exception>
+    internal bool TryWriteUnpublished(in TRecord record)
+    {
+        if (!HasFreeSlot())
+        {
+            return false;
+        }
+        ulong tail = _tail;
+        // SAFETY: as in TryPublish: the slot lies within the ring, and it is free (tail - head < capacity, with the
+        // unpublished records counted in our tail), so the consumer is not reading it.
+        _ring.Slots[tail & _ring.Mask] = record;
+        Volatile.Write(ref _tail, tail + 1);
+        return true;
+    }
+
+    /// <summary>Stores our private tail to the shared tail word: every record written so far is published.</summary>
+    /// <returns>Whether anything was unpublished.</returns>
+    internal bool PublishTail()
+    {
+        ulong tail = _tail;
+        if (tail == _publishedTail)
+        {
+            return false;
+        }
+        // Release: pairs with the acquire load of the tail in RingConsumer.LoadTail: the records written before are
+        // visible to a consumer that sees the new tail.
+        // SAFETY: _ring.Tail points at the ring's tail word in the mapping the owner keeps alive.
+        Volatile.Write(ref *_ring.Tail, tail);
+        Volatile.Write(ref _publishedTail, tail);
         return true;
     }
 

@@ -1,0 +1,82 @@
+using System.Runtime.InteropServices;
+using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// A raw writer against the batched receiver: a batch whose last record is forged. The records before it are taken
+/// (and the head the writer sees covers them, no more), the forged one closes only that connection, and the victim
+/// lets go of its descriptors, mappings and memory. In the non-parallel collection: descriptors and mappings are
+/// counted over the whole process.
+/// </summary>
+[Collection(CrossProcessCollection.Name)]
+[Trait("Category", "Hostile")]
+public sealed class ConnectionReceiveBatchHostileTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Receive_ForgedRecordAfterGoodOnesInOneBatch_OnlyThatConnectionClosesAndItsResourcesGo()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        // An honest connection on the same listener, which must carry on.
+        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
+        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
+        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
+        string victimRegion = $"pagerange:{name}";
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
+        output.WriteLine($"connected: {connected}");
+
+        const int Good = 5;
+        // Nobody reads the victim's ring while the batch is laid out: all of it is there when the reader looks.
+        Assert.True(victim.TryHoldReaderRoleForTest(), "the reader role was taken");
+        try
+        {
+            for (int i = 0; i < Good + 1; i++)
+            {
+                Assert.True(attacker.Outbound.TrySend((ulong)i + 1, 7, TransactionFlags.Oneway, new byte[100]));
+            }
+            // The last record gets a reserved word set, in the victim's region as the attacker maps it.
+            long slot = attacker.Outbound.Layout.TxRingOffset + ((long)Good * TransactionRecordLayout.Size);
+            Span<byte> record = attacker.Handshake.PeerRegion.GetSpan(slot, TransactionRecordLayout.Size);
+            TransactionRecordLayout forged = MemoryMarshal.Read<TransactionRecordLayout>(record);
+            forged.Reserved1 = 1;
+            MemoryMarshal.Write(record, in forged);
+        }
+        finally
+        {
+            victim.ReleaseReaderRoleForTest();
+        }
+
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        await Assert.ThrowsAnyAsync<PageRangeException>(async () =>
+        {
+            while (true)
+            {
+                using Transaction transaction = await victim.ReceiveAsync(bound.Token).AsTask().WaitAsync(TestTimeouts.Long);
+                Assert.Equal(7u, transaction.Code);
+            }
+        });
+        // The good records were consumed in one batch, the forged one was not: the head the attacker sees says so.
+        ulong head = MemoryMarshal.Read<ulong>(attacker.Handshake.PeerRegion.GetSpan(RegionHeaderLayout.TxHeadOffset, sizeof(ulong)));
+        Assert.Equal((ulong)Good, head);
+
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim noticed the violation");
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Descriptors <= connected.Descriptors - 2, "the victim closed both regions' descriptors");
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Mappings < connected.Mappings, "the victim unmapped its region");
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+        Assert.Throws<ObjectDisposedException>(() => victim.Inbound.Region.ResidentBytes);
+
+        // The honest connection on the same listener is untouched.
+        honestClient.SendOneway(9, [1, 2, 3]);
+        using Transaction honest = await honestServer.ReceiveAsync(bound.Token).AsTask().WaitAsync(TestTimeouts.Long);
+        Assert.Equal(9u, honest.Code);
+        Assert.Equal([1, 2, 3], honest.Payload.ToArray());
+    }
+}
