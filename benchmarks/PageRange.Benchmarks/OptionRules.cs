@@ -43,6 +43,11 @@ internal static class OptionRules
         option.CustomParser = result =>
         {
             string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (text.Trim() == "none")
+            {
+                // That workload is skipped (the system-call count script streams oneways only).
+                return [];
+            }
             string[] items = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var sizes = new int[items.Length];
             for (int i = 0; i < items.Length; i++)
@@ -55,7 +60,7 @@ internal static class OptionRules
             }
             if (sizes.Length == 0)
             {
-                result.AddError($"{option.Name} takes a comma list of sizes in bytes above zero, not '{text}'");
+                result.AddError($"{option.Name} takes a comma list of sizes in bytes above zero (or none), not '{text}'");
             }
             return sizes;
         };

@@ -41,14 +41,14 @@ internal sealed class CrossProcessOptions
 
     private static readonly Option<int[]> s_pingPongSizes = OptionRules.Sizes(new Option<int[]>("--pingpong-sizes")
     {
-        Description = "Message sizes of the round trips, in bytes.",
-        HelpName = "64,1024,...",
+        Description = "Message sizes of the round trips, in bytes; none skips them.",
+        HelpName = "64,1024,...|none",
     });
 
     private static readonly Option<int[]> s_onewaySizes = OptionRules.Sizes(new Option<int[]>("--oneway-sizes")
     {
-        Description = "Message sizes of the oneway streams, in bytes.",
-        HelpName = "64,4096,...",
+        Description = "Message sizes of the oneway streams, in bytes; none skips them.",
+        HelpName = "64,4096,...|none",
     });
 
     private static readonly Option<long> s_regionSize = new("--region-size")
