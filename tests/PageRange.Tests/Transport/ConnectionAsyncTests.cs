@@ -51,16 +51,19 @@ public sealed class ConnectionAsyncTests(ITestOutputHelper output)
         Assert.True(holder.Join(TestTimeouts.Long));
         int threadsBefore = ThreadPool.ThreadCount;
 
-        // Started from pool threads, as a server's handlers would: with a blocking wait for room each would hold one.
+        // Started from pool threads, as a server's handlers would: with a blocking wait for room each would hold one, and
+        // CallAsync would not return to its caller until room came (it comes only below, once every call waits).
+        int returned = 0;
         var calls = Enumerable.Range(0, 200).Select(i => Task.Run(async () =>
         {
-            using Transaction reply = await pair.Client.CallAsync(2, BitConverter.GetBytes(i), TestTimeouts.Long);
+            ValueTask<Transaction> pending = pair.Client.CallAsync(2, BitConverter.GetBytes(i), TestTimeouts.Long);
+            Interlocked.Increment(ref returned);
+            using Transaction reply = await pending;
             return BitConverter.ToInt32(reply.Payload);
         })).ToArray();
-        await WaitUntilAsync(() => pair.Client.RoomWaiters == 200, "200 calls wait for room");
-        int threadsWaiting = ThreadPool.ThreadCount;
-        output.WriteLine($"thread pool: {threadsBefore} threads before, {threadsWaiting} while 200 calls wait for room");
-        Assert.True(threadsWaiting <= threadsBefore + 4, $"the pool grew from {threadsBefore} to {threadsWaiting} threads");
+        await WaitUntilAsync(() => pair.Client.RoomWaiters == 200 && Volatile.Read(ref returned) == 200, "200 calls return to their callers and wait for room");
+        // The pool's size is printed, not asserted: other tests running beside this one make the pool grow too.
+        output.WriteLine($"thread pool: {threadsBefore} threads before, {ThreadPool.ThreadCount} while 200 calls wait for room");
         Assert.All(calls, call => Assert.False(call.IsCompleted));
 
         // The peer lets go: replies to the held calls, then serves the rest.
