@@ -10,7 +10,6 @@ internal sealed class CrossProcessHost : IDisposable
 {
     private readonly CrossProcessOptions _options;
     private readonly List<IHostTransport> _transports = [];
-    private readonly Process _self = Process.GetCurrentProcess();
     private PeerProcess? _peer;
 
     public CrossProcessHost(CrossProcessOptions options) => _options = options;
@@ -142,12 +141,8 @@ internal sealed class CrossProcessHost : IDisposable
         measurement?.Add(messages, Stopwatch.GetElapsedTime(start, end), cpu);
     }
 
-    /// <summary>CPU time of both processes so far.</summary>
-    public TimeSpan CpuTime()
-    {
-        _self.Refresh();
-        return _self.TotalProcessorTime + Peer.CpuTime;
-    }
+    /// <summary>CPU time of both processes so far, to the nanosecond (<see cref="ProcessCpuClock"/>).</summary>
+    public TimeSpan CpuTime() => ProcessCpuClock.Of(Environment.ProcessId) + Peer.CpuTime;
 
     private static void Verify(ulong checksum, BenchPayload payload, IHostTransport transport)
     {
@@ -167,6 +162,5 @@ internal sealed class CrossProcessHost : IDisposable
             transport.Dispose();
         }
         _peer?.Dispose();
-        _self.Dispose();
     }
 }
