@@ -65,55 +65,6 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
         Assert.False(bell.SpinBudget.ParksAtOnce);
     }
 
-    [Fact]
-    public void Wait_AfterAbsencesThePeerKeepsOutlastingTheSpin_ParksAtOnceAfterAbsencesOnly_AndProbes()
-    {
-        // A cap of 5 ms: the absence bound is 40 ms, and each wait that misses (10 ms) stays far below the slow bound.
-        TimeSpan cap = TimeSpan.FromMilliseconds(5);
-        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
-        var first = new ReadyAfterChecks(new Counter(), 1);
-        Assert.True(Wait(bell, ref first, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10), cap));
-        for (int i = 0; i < SpinBudget.ParkThreshold; i++)
-        {
-            Assert.False(bell.SpinBudget.ParksAtOnceAfterAbsence);
-            Away();
-            var never = new ReadyAfterChecks(new Counter(), int.MaxValue);
-            Assert.False(Wait(bell, ref never, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(10), cap));
-        }
-        Assert.True(bell.SpinBudget.ParksAtOnceAfterAbsence);
-        Assert.Equal(SpinBudget.ParkThreshold, bell.SpinBudget.AbsenceScore);
-
-        // Right after a wait (no absence) it still spins: ready on the fourth check, before any park.
-        long parksBefore = bell.Parks;
-        var soon = new ReadyAfterChecks(new Counter(), 3);
-        Assert.True(Wait(bell, ref soon, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10), cap));
-        Assert.Equal(parksBefore, bell.Parks);
-
-        // After an absence it parks at once (one futex wait before the fourth check), but for one probe in the interval,
-        // which spins, is answered within the spin, and brings spinning after absences back.
-        int parkedWaits = 0;
-        int spunWaits = 0;
-        for (int i = 0; i < SpinBudget.ProbeInterval; i++)
-        {
-            Away();
-            parksBefore = bell.Parks;
-            var answered = new ReadyAfterChecks(new Counter(), 3);
-            Assert.True(Wait(bell, ref answered, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10), cap));
-            if (bell.Parks == parksBefore)
-            {
-                spunWaits++;
-            }
-            else
-            {
-                parkedWaits++;
-            }
-        }
-        Assert.Equal(1, spunWaits);
-        Assert.Equal(SpinBudget.ProbeInterval - 1, parkedWaits);
-        Assert.False(bell.SpinBudget.ParksAtOnceAfterAbsence);
-        Assert.Equal(0, bell.SpinBudget.SlowScore);
-    }
-
     [Theory]
     [InlineData(WaitStrategy.BusySpin)]
     [InlineData(WaitStrategy.Park)]
@@ -132,14 +83,7 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
     }
 
     private static bool Wait(Doorbell bell, ref ReadyAfterChecks condition, WaitStrategy strategy, TimeSpan timeout) =>
-        Wait(bell, ref condition, strategy, timeout, s_cap);
-
-    private static bool Wait(Doorbell bell, ref ReadyAfterChecks condition, WaitStrategy strategy, TimeSpan timeout, TimeSpan cap) =>
-        bell.Wait(ref condition, strategy, cap, TimeSpan.FromMilliseconds(2), Doorbell.DeadlineAfter(timeout), default);
-
-    /// <summary>This side is away from the doorbell (a handler at work) for longer than the absence bound of the 5 ms cap.</summary>
-    /// <remarks>A sleep, and the subject of the test: the budget measures this side's absence on the clock.</remarks>
-    private static void Away() => Thread.Sleep(TimeSpan.FromMilliseconds(60));
+        bell.Wait(ref condition, strategy, s_cap, TimeSpan.FromMilliseconds(2), Doorbell.DeadlineAfter(timeout), default);
 
     private sealed class Counter
     {

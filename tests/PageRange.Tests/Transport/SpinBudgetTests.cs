@@ -9,16 +9,12 @@ public sealed class SpinBudgetTests
     private const long Cap = 1_000_000;
     private const long Slow = (Cap * SpinBudget.SlowWaitFactor) + 1;
 
-    // A wait that outlasts the cap but is not slow: a parked client's wake-up, say.
-    private const long Late = Cap * 3;
-
     [Fact]
     public void Next_NothingLearned_SpinsTheCap()
     {
         SpinBudget budget = default;
-        Assert.Equal(Cap, budget.Next(Cap, afterAbsence: false));
+        Assert.Equal(Cap, budget.Next(Cap));
         Assert.False(budget.ParksAtOnce);
-        Assert.False(budget.IsAfterAbsence(long.MaxValue, Cap));
     }
 
     [Theory]
@@ -27,12 +23,10 @@ public sealed class SpinBudgetTests
     public void Next_CapZeroOrNegative_NeverSpinsAndLearnsNothing(long cap)
     {
         SpinBudget budget = default;
-        Assert.Equal(0, budget.Next(cap, afterAbsence: true));
-        budget.Record(1, long.MaxValue, cap, afterAbsence: true, spun: true, answeredWhileSpinning: false);
+        Assert.Equal(0, budget.Next(cap));
+        budget.Record(long.MaxValue, cap);
         Assert.Equal(0, budget.SlowScore);
-        Assert.Equal(0, budget.AbsenceScore);
-        Assert.False(budget.IsAfterAbsence(long.MaxValue, cap));
-        Assert.Equal(0, budget.Next(cap, afterAbsence: false));
+        Assert.Equal(0, budget.Next(cap));
     }
 
     [Fact]
@@ -40,70 +34,74 @@ public sealed class SpinBudgetTests
     {
         // A spin ends when the answer comes: a shorter one would save nothing while the peer is fast, and would make both
         // sides park (see the remarks of SpinBudget).
-        var waits = new Waits();
+        SpinBudget budget = default;
         for (int i = 0; i < 64; i++)
         {
-            Assert.Equal(Cap, waits.Wait(Cap / 50));
+            budget.Record(Cap / 50, Cap);
         }
-        Assert.False(waits.Budget.ParksAtOnce);
+        Assert.Equal(Cap, budget.Next(Cap));
+        Assert.False(budget.ParksAtOnce);
     }
 
     [Fact]
     public void Next_WaitsOfAFewCaps_KeepSpinning()
     {
         // Waits that end a few caps in (a park's wake-up included) are what two parked sides answering each other at once
-        // look like: they must not read as a slow peer, and with no absence between them the absence score is not read.
-        var waits = new Waits();
+        // look like: they must not read as a slow peer.
+        SpinBudget budget = default;
         for (int i = 0; i < 64; i++)
         {
-            Assert.Equal(Cap, waits.Wait(Cap * SpinBudget.SlowWaitFactor));
+            budget.Record(Cap * SpinBudget.SlowWaitFactor, Cap);
         }
-        Assert.Equal(0, waits.Budget.AbsenceScore);
+        Assert.Equal(Cap, budget.Next(Cap));
     }
 
     [Fact]
     public void Next_SlowPeer_ParksAtOnceFromTheThreshold()
     {
-        var waits = new Waits();
-        for (int i = 0; i < SpinBudget.ParkThreshold; i++)
+        SpinBudget budget = default;
+        for (int i = 0; i < SpinBudget.ParkThreshold - 1; i++)
         {
-            Assert.Equal(Cap, waits.Wait(Slow));
+            budget.Record(Slow, Cap);
+            Assert.Equal(Cap, budget.Next(Cap));
         }
-        Assert.True(waits.Budget.ParksAtOnce);
-        Assert.Equal(0, waits.Budget.Next(Cap, afterAbsence: false));
+        budget.Record(Slow, Cap);
+        Assert.True(budget.ParksAtOnce);
+        Assert.Equal(0, budget.Next(Cap));
     }
 
     [Fact]
     public void Next_SlowPeerStaysSlow_KeepsParkingWithoutProbing()
     {
-        Waits waits = ParkingAtOnce();
+        SpinBudget budget = ParkingAtOnce();
         for (int i = 0; i < 1000; i++)
         {
-            Assert.Equal(0, waits.Wait(Slow * 10));
+            Assert.Equal(0, budget.Next(Cap));
+            budget.Record(Slow * 10, Cap);
         }
-        Assert.Equal(SpinBudget.MaxScore, waits.Budget.SlowScore);
+        Assert.Equal(SpinBudget.MaxScore, budget.SlowScore);
     }
 
     [Fact]
     public void Next_PeerSpeedsUpWhileParkingAtOnce_SpinsAgainAfterTwoShortWaits()
     {
         // A long slow spell (the score at its cap) is left in a couple of waits: the parked waits themselves are short.
-        Waits waits = ParkingAtOnce();
-        Assert.Equal(0, waits.Wait(Late));
-        Assert.True(waits.Budget.ParksAtOnce);
-        Assert.Equal(0, waits.Wait(Late));
-        Assert.False(waits.Budget.ParksAtOnce);
-        Assert.Equal(Cap, waits.Wait(Cap / 10));
+        SpinBudget budget = ParkingAtOnce();
+        budget.Record(Cap * 3, Cap);
+        Assert.True(budget.ParksAtOnce);
+        budget.Record(Cap * 3, Cap);
+        Assert.False(budget.ParksAtOnce);
+        Assert.Equal(Cap, budget.Next(Cap));
     }
 
     [Fact]
     public void Next_MostlyFastPeerWithRareSlowWaits_KeepsSpinning()
     {
-        var waits = new Waits();
+        SpinBudget budget = default;
         for (int i = 0; i < 1000; i++)
         {
-            waits.Wait(i % 3 == 0 ? Slow : Cap / 10);
-            Assert.False(waits.Budget.ParksAtOnce);
+            budget.Record(i % 3 == 0 ? Slow : Cap / 10, Cap);
+            Assert.False(budget.ParksAtOnce);
         }
     }
 
@@ -111,137 +109,22 @@ public sealed class SpinBudgetTests
     public void Record_HugeCap_DoesNotOverflowTheSlowBound()
     {
         SpinBudget budget = default;
-        long cap = long.MaxValue / 2;
         for (int i = 0; i < SpinBudget.MaxScore; i++)
         {
-            budget.Record(0, long.MaxValue, cap, afterAbsence: false, spun: true, answeredWhileSpinning: false);
+            budget.Record(long.MaxValue, long.MaxValue / 2);
         }
         Assert.False(budget.ParksAtOnce);
-        Assert.False(budget.IsAfterAbsence(long.MaxValue, cap));
-        Assert.Equal(cap, budget.Next(cap, afterAbsence: true));
+        Assert.Equal(long.MaxValue / 2, budget.Next(long.MaxValue / 2));
     }
 
-    [Fact]
-    public void IsAfterAbsence_ComparesTheTimeSinceTheLastWaitEndedWithTheSlowBound()
+    private static SpinBudget ParkingAtOnce()
     {
         SpinBudget budget = default;
-        budget.Record(100, 200, Cap, afterAbsence: false, spun: true, answeredWhileSpinning: true);
-        Assert.False(budget.IsAfterAbsence(200 + (Cap * SpinBudget.SlowWaitFactor), Cap));
-        Assert.True(budget.IsAfterAbsence(200 + Slow, Cap));
-    }
-
-    [Fact]
-    public void Next_AfterAbsencesThePeerAnswersLate_ParksAtOnceAfterAbsencesOnly()
-    {
-        // A server whose handler takes a millisecond: its client parked meanwhile and calls again only after its wake-up,
-        // later than the cap. The waits are short (no slow score), but every spin after an absence is lost.
-        var waits = new Waits();
-        waits.Wait(Cap / 10);
-        for (int i = 0; i < SpinBudget.ParkThreshold; i++)
-        {
-            Assert.False(waits.Budget.ParksAtOnceAfterAbsence);
-            Assert.Equal(Cap, waits.Wait(Late, absence: Slow));
-        }
-        Assert.True(waits.Budget.ParksAtOnceAfterAbsence);
-        Assert.Equal(0, waits.Wait(Late, absence: Slow));
-        Assert.Equal(0, waits.Budget.SlowScore);
-        Assert.False(waits.Budget.ParksAtOnce);
-
-        // The same side's waits after no absence (a burst of fast calls) spin as before and leave the absence score alone.
-        for (int i = 0; i < 16; i++)
-        {
-            Assert.Equal(Cap, waits.Wait(Late));
-        }
-        Assert.True(waits.Budget.ParksAtOnceAfterAbsence);
-    }
-
-    [Fact]
-    public void Next_ParkingAfterAbsences_ProbesOnceInEveryProbeInterval()
-    {
-        Waits waits = ParkingAfterAbsences();
-        int spins = 0;
-        const int Intervals = 10;
-        for (int i = 0; i < SpinBudget.ProbeInterval * Intervals; i++)
-        {
-            if (waits.Wait(Late, absence: Slow) > 0)
-            {
-                spins++;
-            }
-        }
-        Assert.Equal(Intervals, spins);
-        Assert.Equal(SpinBudget.MaxScore, waits.Budget.AbsenceScore);
-    }
-
-    [Fact]
-    public void Next_ProbesAnsweredWithinTheSpin_SpinAfterAbsencesAgain()
-    {
-        Waits waits = ParkingAfterAbsences();
-        int waitsUntilSpinning = 0;
-        while (waits.Budget.ParksAtOnceAfterAbsence)
-        {
-            waits.Wait(Cap / 10, absence: Slow);
-            waitsUntilSpinning++;
-            Assert.InRange(waitsUntilSpinning, 1, SpinBudget.ProbeInterval * 3);
-        }
-        for (int i = 0; i < 64; i++)
-        {
-            Assert.Equal(Cap, waits.Wait(Cap / 10, absence: Slow));
-        }
-    }
-
-    [Fact]
-    public void Next_AfterAbsencesThePeerAnswersWithinTheSpin_KeepsSpinning()
-    {
-        // A server whose client busy-spins for the reply: the next call comes at once after a long handler.
-        var waits = new Waits();
-        for (int i = 0; i < 1000; i++)
-        {
-            Assert.Equal(Cap, waits.Wait(i % 3 == 0 ? Late : Cap / 10, absence: Slow));
-        }
-        Assert.False(waits.Budget.ParksAtOnceAfterAbsence);
-    }
-
-    private static Waits ParkingAtOnce()
-    {
-        var waits = new Waits();
         for (int i = 0; i < SpinBudget.MaxScore * 2; i++)
         {
-            waits.Wait(Slow);
+            budget.Record(Slow, Cap);
         }
-        Assert.Equal(SpinBudget.MaxScore, waits.Budget.SlowScore);
-        return waits;
-    }
-
-    private static Waits ParkingAfterAbsences()
-    {
-        var waits = new Waits();
-        // The first wait ever has no previous end to be absent from.
-        waits.Wait(Cap / 10);
-        for (int i = 0; i < SpinBudget.ParkThreshold; i++)
-        {
-            waits.Wait(Late, absence: Slow);
-        }
-        Assert.True(waits.Budget.ParksAtOnceAfterAbsence);
-        return waits;
-    }
-
-    /// <summary>Waits on a budget along a made-up clock, the way the doorbell calls it.</summary>
-    private sealed class Waits
-    {
-        public SpinBudget Budget;
-
-        private long _now = 1;
-
-        /// <summary>A wait that the peer answers <paramref name="waited"/> after it begins, <paramref name="absence"/> after the last one ended.</summary>
-        /// <returns>What the wait spun: the cap or 0.</returns>
-        public long Wait(long waited, long absence = 1)
-        {
-            long start = _now + absence;
-            bool afterAbsence = Budget.IsAfterAbsence(start, Cap);
-            long spin = Budget.Next(Cap, afterAbsence);
-            _now = start + waited;
-            Budget.Record(start, _now, Cap, afterAbsence, spin > 0, spin > 0 && waited <= spin);
-            return spin;
-        }
+        Assert.Equal(SpinBudget.MaxScore, budget.SlowScore);
+        return budget;
     }
 }

@@ -187,17 +187,15 @@ internal sealed unsafe class Doorbell
     }
 
     /// <summary>
-    /// Spins for the cap, or parks at once while the peer has been far slower than that, or, after this side was away
-    /// long, while such waits kept outlasting their spin (<see cref="SpinBudget"/>); tells the budget how the wait went.
+    /// Spins for the cap, or parks at once while the peer has been far slower than that (<see cref="SpinBudget"/>); tells
+    /// the budget how long the whole wait took.
     /// </summary>
     private bool LearnedSpinThenPark<TCondition>(
         ref TCondition condition, long capTicks, TimeSpan parkTimeout, long deadline, CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition
     {
+        long budget = _spinBudget.Next(capTicks);
         long start = Stopwatch.GetTimestamp();
-        bool afterAbsence = _spinBudget.IsAfterAbsence(start, capTicks);
-        long budget = _spinBudget.Next(capTicks, afterAbsence);
-        bool answeredWhileSpinning = false;
         try
         {
             if (budget > 0)
@@ -208,7 +206,6 @@ internal sealed unsafe class Doorbell
                 {
                     if (condition.IsReady)
                     {
-                        answeredWhileSpinning = true;
                         return true;
                     }
                     cancellationToken.ThrowIfCancellationRequested();
@@ -226,7 +223,7 @@ internal sealed unsafe class Doorbell
         {
             // Every end counts, a park's too: its length includes the peer's wake of us, which is how a waiter parking at
             // once sees the peer speed up again. A wait cut short by its deadline or a cancellation is a lower bound.
-            _spinBudget.Record(start, Stopwatch.GetTimestamp(), capTicks, afterAbsence, budget > 0, answeredWhileSpinning);
+            _spinBudget.Record(Stopwatch.GetTimestamp() - start, capTicks);
         }
     }
 
