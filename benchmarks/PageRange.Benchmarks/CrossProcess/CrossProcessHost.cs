@@ -10,7 +10,6 @@ internal sealed class CrossProcessHost : IDisposable
 {
     private readonly CrossProcessOptions _options;
     private readonly List<IHostTransport> _transports = [];
-    private readonly Process _self = Process.GetCurrentProcess();
     private PeerProcess? _peer;
 
     public CrossProcessHost(CrossProcessOptions options) => _options = options;
@@ -100,6 +99,7 @@ internal sealed class CrossProcessHost : IDisposable
             }
         }
         TimeSpan cpuBefore = CpuTime();
+        var compiler = CompilerThreadsCpu.Start(Environment.ProcessId, Peer.Id);
         long start = Stopwatch.GetTimestamp();
         long deadline = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
         if (workload == Workload.PingPong)
@@ -131,7 +131,8 @@ internal sealed class CrossProcessHost : IDisposable
         }
         StopReport report = transport.Stop();
         long end = Stopwatch.GetTimestamp();
-        TimeSpan cpu = CpuTime() - cpuBefore;
+        // Without the JIT's tier-up, which belongs to the run's start, not to this slice's messages.
+        TimeSpan cpu = CpuTime() - cpuBefore - compiler.Elapsed();
         long expected = workload == Workload.PingPong ? messages + PreRoll : messages;
         if (report.Messages != expected || report.Bytes != expected * payload.Size
             || (workload == Workload.Oneway && report.Checksum != unchecked(payload.Checksum * (ulong)messages)))
@@ -142,12 +143,8 @@ internal sealed class CrossProcessHost : IDisposable
         measurement?.Add(messages, Stopwatch.GetElapsedTime(start, end), cpu);
     }
 
-    /// <summary>CPU time of both processes so far.</summary>
-    public TimeSpan CpuTime()
-    {
-        _self.Refresh();
-        return _self.TotalProcessorTime + Peer.CpuTime;
-    }
+    /// <summary>CPU time of both processes so far, to the nanosecond (<see cref="ProcessCpuClock"/>).</summary>
+    public TimeSpan CpuTime() => ProcessCpuClock.Of(Environment.ProcessId) + Peer.CpuTime;
 
     private static void Verify(ulong checksum, BenchPayload payload, IHostTransport transport)
     {
@@ -167,6 +164,5 @@ internal sealed class CrossProcessHost : IDisposable
             transport.Dispose();
         }
         _peer?.Dispose();
-        _self.Dispose();
     }
 }

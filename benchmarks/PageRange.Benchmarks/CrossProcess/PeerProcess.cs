@@ -68,15 +68,8 @@ internal sealed class PeerProcess : IDisposable
         _process.StandardInput.Flush();
     }
 
-    /// <summary>The peer's CPU time so far (user + system, from <c>/proc/&lt;pid&gt;/stat</c>, in clock ticks of 10 ms).</summary>
-    public TimeSpan CpuTime
-    {
-        get
-        {
-            _process.Refresh();
-            return _process.TotalProcessorTime;
-        }
-    }
+    /// <summary>The peer's CPU time so far (user + system, to the nanosecond: <see cref="ProcessCpuClock"/>).</summary>
+    public TimeSpan CpuTime => ProcessCpuClock.Of(_process.Id);
 
     public void Quit()
     {
