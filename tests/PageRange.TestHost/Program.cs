@@ -41,7 +41,6 @@ internal static class Program
                 "server-stop-reading" => ReplyRoomScenarios.StopReading(args),
                 "grpc-serve" => GrpcScenarios.Serve(args),
                 "tool-serve" => ToolScenarios.Serve(args),
-                "fence-echo" => FenceScenarios.Echo(args),
                 _ => Unknown(args[0]),
             };
         }

@@ -102,13 +102,6 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             AllocationLogger = options.LoggerFactory is null ? null : PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.AllocationCategory),
         };
         _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);
-        // Both sides promised to issue a membarrier before they park: the producers skip their fence (Doorbell's
-        // remarks). Switched before the reader thread starts and before anyone else has the connection.
-        if (Doorbell.BothParkWithMembarrier(inbound.Capabilities, _outbound.PeerCapabilities))
-        {
-            inbound.UseMembarrier();
-            _outbound.UseMembarrier();
-        }
 
         // One incoming slot per buffer the peer may have live in our region: the writer never has more than the
         // rings allow, so a slot is always there when a record arrives.

@@ -18,35 +18,6 @@ namespace PageRange.Transport;
 /// finds the sequence changed and returns at once (it loaded the sequence before re-checking the ring).
 /// </para>
 /// <para>
-/// <b>The fence moved to the parker (issue 12).</b> A producer rings after every publish and a consumer parks rarely, so
-/// when both processes can, the consumer pays for both fences: after incrementing parked it issues
-/// <c>membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)</c> (<see cref="UseMembarrier"/>), and the producer's fence becomes a
-/// compiler ordering only: its tail store and parked load go through pointers into the mapping that the JIT cannot prove
-/// distinct, and both are volatile, so it emits them in program order; only the CPU's store buffer may still let the
-/// load pass the store. The membarrier returns only after every running thread of every registered process (the
-/// producer's process registered: <see cref="ProcessRegisteredForMembarrier"/>) executed a full barrier B, with full
-/// barriers on the consumer's own syscall entry and exit, so B comes after the consumer's increment in the global order
-/// and before its re-check. Where B lands in the producer's program order (store tail S, load parked L):
-/// (1) B before S: L comes after B, so it sees parked != 0 and wakes; (2) B between S and L: B is the full fence the
-/// symmetric protocol had there, and L after B sees parked != 0; (3) B after L: S is globally visible once B completes,
-/// before the membarrier returns, so the consumer's re-check sees the tail and does not sleep. A producer that is not
-/// running during the membarrier is covered by the context switch (a full barrier) that took it off its CPU, and the
-/// one that puts it back: its S before that switch falls under (3), its S after it under (1). Either the consumer
-/// sees the tail or the producer sees parked, as before; the sequence word closes the gap between the re-check and
-/// <c>futex_wait</c> as before.
-/// </para>
-/// <para>
-/// The producer may skip its fence only when its own process is registered (else B never reaches it) and the consumer
-/// promised the membarrier: each side announces <see cref="RegionCapabilities.ParksWithMembarrier"/> in the header of the
-/// region it creates (unless it waits with <see cref="WaitStrategy.Park"/>: <see cref="CapabilitiesFor"/>), and a
-/// connection switches both sides' doorbells over only when both announced it, so both sides agree on the protocol
-/// without another message; a peer that announces nothing (an older build, a kernel without
-/// the command, a seccomp filter) keeps the fences on both sides. A peer that announces the capability and then parks
-/// without the membarrier loses only its own wakes: our producer skips the fence for its waits, so it may sleep through
-/// a publish until its park timeout. Our waits never depend on what the peer promised: when we park we issue the
-/// membarrier ourselves, and a peer producer that neither fences nor rings could have stopped ringing anyway.
-/// </para>
-/// <para>
 /// The peer can write anything into both words. That can only cost wake-ups (spurious ones, or missed ones that the
 /// futex timeout backstops); neither word is ever used as an index or a size, so neither needs validation. A peer that
 /// flips the sequence word (or calls <c>FUTEX_WAKE</c> on it) without publishing anything would turn a parked thread
@@ -68,21 +39,10 @@ internal sealed unsafe class Doorbell
 
     private static readonly long s_firstBackOffTicks = ToStopwatchTicks(TimeSpan.FromMilliseconds(1));
 
-    // 0: not asked yet; 1: this process is registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED; -1: not available. Chosen once
-    // per process: a registration cannot be undone.
-    private static int s_membarrier;
-
-    private static volatile bool s_membarrierDisabledForTest;
-
     private readonly SharedRegion _region;
     private readonly int* _sequence;
     private readonly int* _parked;
     private long _parks;
-    private long _parkTimeouts;
-
-    // Set once, by the connection, before any thread of this process waits on or rings this doorbell for it (see
-    // UseMembarrier); a plain field read on every ring, with the publishing stores of the connection's construction.
-    private bool _membarrier;
 
     // Learned from this side's waits on this doorbell; local, never shared with the peer (see SpinBudget).
     private SpinBudget _spinBudget;
@@ -120,15 +80,9 @@ internal sealed unsafe class Doorbell
     /// <returns>Whether a wake was issued (a consumer had announced it was parked).</returns>
     internal bool Ring()
     {
-        if (!_membarrier)
-        {
-            // Full fence: orders our tail store before the load of the parked count (Dekker, see the remarks); pairs
-            // with the Interlocked.Increment of the parked count in Park.
-            Interlocked.MemoryBarrier();
-        }
-        // Otherwise no fence: the parker's membarrier orders our tail store before this load wherever it lands (the
-        // three cases in the remarks); the load is volatile and through a pointer the JIT cannot tell from the tail's,
-        // so it stays after that store in the code.
+        // Full fence: orders our tail store before the load of the parked count (Dekker, see the remarks); pairs
+        // with the Interlocked.Increment of the parked count in Wait.
+        Interlocked.MemoryBarrier();
         // SAFETY: _parked points at a word of the mapping the owner keeps alive.
         if (Volatile.Read(ref *_parked) == 0)
         {
@@ -159,82 +113,6 @@ internal sealed unsafe class Doorbell
 
     /// <summary>Futex waits so far, on the shared word or backing off: what a spurious-wake flood would inflate.</summary>
     internal long Parks => Interlocked.Read(ref _parks);
-
-    /// <summary>
-    /// Futex waits on the shared word that ended by their timeout (the park timeout or the deadline) rather than by a
-    /// wake: a peer idle that long, a deadline that passed, or a lost wake that the timeout backstopped. A test whose
-    /// peer answers well within the timeout reads any count here as a lost wake.
-    /// </summary>
-    internal long ParkTimeouts => Interlocked.Read(ref _parkTimeouts);
-
-    /// <summary>Whether this doorbell runs the asymmetric protocol (<see cref="UseMembarrier"/>).</summary>
-    internal bool UsesMembarrier => _membarrier;
-
-    /// <summary>
-    /// Whether this process is registered for <c>MEMBARRIER_CMD_GLOBAL_EXPEDITED</c>: asked (and registered) once per
-    /// process, the first time anyone looks.
-    /// </summary>
-    internal static bool ProcessRegisteredForMembarrier
-    {
-        get
-        {
-            int state = Volatile.Read(ref s_membarrier);
-            if (state == 0)
-            {
-                // Two threads may both register: registering twice is harmless, and both get the same answer.
-                state = Interop.TryRegisterGlobalExpeditedMembarrier() ? 1 : -1;
-                Interlocked.CompareExchange(ref s_membarrier, state, 0);
-                state = Volatile.Read(ref s_membarrier);
-            }
-            return state > 0;
-        }
-    }
-
-    /// <summary>
-    /// Test switch: while set, regions created by this process announce nothing, so their connections keep the
-    /// symmetric fences (what a kernel without the command gets). A connection keeps what its region announced.
-    /// </summary>
-    internal static bool MembarrierDisabledForTest
-    {
-        get => s_membarrierDisabledForTest;
-        set => s_membarrierDisabledForTest = value;
-    }
-
-    /// <summary>
-    /// What a region this process creates now for a connection waiting with <paramref name="strategy"/> announces
-    /// (<see cref="RegionHeaderLayout.Capabilities"/>).
-    /// </summary>
-    /// <remarks>
-    /// <see cref="WaitStrategy.Park"/> announces nothing, so its connections keep the fences: it parks on every wait,
-    /// and a membarrier per park (about 2 µs on a quiet machine, 6-10 µs under load, and an interrupt on the peer's
-    /// core) measured a clearly slower round trip (p50 worse in 5 of 6 alternated pairs, median +3 µs) to save a fence
-    /// of a few nanoseconds uncontended, a few tens when the tail's line is in flight. Spin-then-park parks only once the
-    /// peer has been slower than its spin, where the membarrier is one part of a wait that already costs a futex call and
-    /// two context switches; busy-spin never parks, so its promise costs nothing.
-    /// </remarks>
-    internal static RegionCapabilities CapabilitiesFor(WaitStrategy strategy) =>
-        strategy != WaitStrategy.Park && !s_membarrierDisabledForTest && ProcessRegisteredForMembarrier
-            ? RegionCapabilities.ParksWithMembarrier
-            : RegionCapabilities.None;
-
-    /// <summary>
-    /// Whether a connection runs the asymmetric protocol: both sides announced
-    /// <see cref="RegionCapabilities.ParksWithMembarrier"/> (ours from private memory, the peer's from its header, read once).
-    /// </summary>
-    internal static bool BothParkWithMembarrier(RegionCapabilities own, RegionCapabilities peer) =>
-        (own & peer & RegionCapabilities.ParksWithMembarrier) != 0;
-
-    /// <summary>
-    /// Switches this doorbell to the asymmetric protocol: <see cref="Ring"/> skips its fence and a park issues the
-    /// membarrier. Both sides of the connection switch (see <see cref="BothParkWithMembarrier"/>).
-    /// </summary>
-    /// <remarks>Called before any thread of this process rings or waits on the doorbell (the connection's constructor,
-    /// before its reader thread starts), so every user sees the flag; never switched back.</remarks>
-    internal void UseMembarrier()
-    {
-        Debug.Assert(ProcessRegisteredForMembarrier, "The asymmetric protocol needs this process registered for the membarrier.");
-        _membarrier = true;
-    }
 
     /// <summary>Bumps the sequence and wakes every parked waiter, whatever the parked count says.</summary>
     internal void WakeAll()
@@ -396,12 +274,6 @@ internal sealed unsafe class Doorbell
             bool woken;
             try
             {
-                if (_membarrier)
-                {
-                    // The producer's half of the fence, paid here (see the remarks): after our increment, before the
-                    // loads below. Inside the try: a failure still takes us off the parked count.
-                    Interop.MembarrierGlobalExpedited();
-                }
                 // Load the sequence before re-checking the condition: a wake issued after the check bumps it, and
                 // futex_wait then returns at once instead of sleeping through it.
                 int sequence = Volatile.Read(ref *_sequence);
@@ -426,7 +298,6 @@ internal sealed unsafe class Doorbell
             }
             else
             {
-                Interlocked.Increment(ref _parkTimeouts);
                 // A park that timed out undisturbed: nobody is flipping the word (any more).
                 fruitlessWakes = 0;
                 backOffTicks = s_firstBackOffTicks;

@@ -45,7 +45,6 @@ internal sealed unsafe class InboundChannel : IDisposable
     private readonly Doorbell _txDoorbell;
     private readonly Doorbell _freeDoorbell;
     private readonly RegionMemoryManager _memory;
-    private readonly RegionCapabilities _capabilities;
     private readonly int* _freeParked;
     private readonly MonitorLock _receiveLock = new();
     private readonly MonitorLock _freeLock = new();
@@ -57,13 +56,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     private int _nudged;
     private long _highWaterMark;
 
-    private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options, RegionCapabilities capabilities)
+    private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
     {
         region.AddRef();
         _region = region;
         _layout = layout;
         _options = options;
-        _capabilities = capabilities;
         _txRing = RingConsumer<TransactionRecordLayout>.Over(
             region, RegionHeaderLayout.TxTailOffset, RegionHeaderLayout.TxHeadOffset, layout.TxRingOffset, layout.TxRingCapacity, "transaction");
         _freeRing = RingProducer<FreeRecordLayout>.Over(
@@ -121,13 +119,11 @@ internal sealed unsafe class InboundChannel : IDisposable
             // Back the header pages now: fallocate reports a lack of memory here, as an exception, rather than as a
             // SIGBUS on the first ring store. They are never shrunk.
             region.Allocate(0, layout.HeaderBytes);
-            // What we announce is kept privately too: the connection chooses its doorbells' fences from it (Doorbell).
-            RegionCapabilities capabilities = Doorbell.CapabilitiesFor(options.WaitStrategy);
             // SAFETY: the header structure lies in the first page, backed and mapped read-write above; nobody else
             // has the descriptor yet.
-            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader(capabilities);
+            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader();
             region.ProtectReadOnly(layout.DataOffset, layout.DataSize);
-            return new InboundChannel(region, layout, options, capabilities);
+            return new InboundChannel(region, layout, options);
         }
         catch
         {
@@ -377,22 +373,6 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>
     internal long ReaderParks => _txDoorbell.Parks;
-
-    /// <summary>Reader parks that ran their whole park timeout (<see cref="Doorbell.ParkTimeouts"/>).</summary>
-    internal long ReaderParkTimeouts => _txDoorbell.ParkTimeouts;
-
-    /// <summary>What this side announced in the region's header, kept privately.</summary>
-    internal RegionCapabilities Capabilities => _capabilities;
-
-    /// <summary>Whether both doorbells run the asymmetric protocol (<see cref="UseMembarrier"/>).</summary>
-    internal bool UsesMembarrier => _txDoorbell.UsesMembarrier;
-
-    /// <summary>Switches both doorbells to the asymmetric protocol (<see cref="Doorbell.UseMembarrier"/>): before use.</summary>
-    internal void UseMembarrier()
-    {
-        _txDoorbell.UseMembarrier();
-        _freeDoorbell.UseMembarrier();
-    }
 
     /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;

@@ -91,7 +91,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // SAFETY: a region is at least one page, larger than the header structure, and our reference keeps it mapped.
             RegionHeaderLayout header = *(RegionHeaderLayout*)peerRegion.BasePointer;
             _layout = RegionLayout.Validate(header, peerRegion.Size, options.TxRingCapacity, options.FreeRingCapacity);
-            PeerCapabilities = RegionLayout.ReadCapabilities(header);
             if (header.TxTail != 0 || header.TxHead != 0 || header.FreeTail != 0 || header.FreeHead != 0)
             {
                 throw new ProtocolViolationException(
@@ -120,19 +119,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>The data area's allocator, for stats.</summary>
     internal BufferAllocator Allocator => _allocator;
-
-    /// <summary>What the peer announced in its region's header, read once when the channel opened.</summary>
-    internal RegionCapabilities PeerCapabilities { get; }
-
-    /// <summary>Whether both doorbells run the asymmetric protocol (<see cref="UseMembarrier"/>).</summary>
-    internal bool UsesMembarrier => _txDoorbell.UsesMembarrier;
-
-    /// <summary>Switches both doorbells to the asymmetric protocol (<see cref="Doorbell.UseMembarrier"/>): before use.</summary>
-    internal void UseMembarrier()
-    {
-        _txDoorbell.UseMembarrier();
-        _freeDoorbell.UseMembarrier();
-    }
 
     /// <summary>The data area's pages, for stats.</summary>
     internal ShrinkablePageRange Pages => _pages;

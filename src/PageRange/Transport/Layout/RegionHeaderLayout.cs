@@ -12,7 +12,6 @@ namespace PageRange.Transport;
 /// 128 TxHead u64                (line 2: written by the receiver, its consumer)
 /// 192 TxDoorbellSequence i32    (line 3: bumped by the writer to wake a parked receiver; the futex word)
 /// 256 TxDoorbellParked i32      (line 4: receiver threads parked on the transaction ring)
-/// 260 Capabilities u32          (line 4: written once by the receiver with the configuration; see RegionCapabilities)
 /// 320 FreeTail u64              (line 5: written by the receiver, the free ring's producer)
 /// 384 FreeHead u64              (line 6: written by the writer, its consumer)
 /// 448 FreeDoorbellSequence i32  (line 7: bumped by the receiver to wake a parked writer; the futex word)
@@ -22,8 +21,6 @@ namespace PageRange.Transport;
 /// The configuration (line 0) is written once by the receiver before the peer sees the region; each side copies it
 /// to private memory once and never reads it again, so a peer that scribbles over it later changes nothing. Every
 /// word both sides write sits on its own 64-byte line, so a producer's stores never bounce the consumer's line.
-/// <see cref="Capabilities"/> is configuration too, outside line 0 because line 0 is full: it lies in what was padding,
-/// so readers that predate it neither read it nor refuse it, and their regions carry zero there.
 /// Ring indices are free-running 64-bit counters (they never wrap in practice); a slot is <c>index &amp; (capacity - 1)</c>.
 /// </remarks>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
@@ -42,7 +39,6 @@ internal struct RegionHeaderLayout
     internal const int TxHeadOffset = 128;
     internal const int TxDoorbellSequenceOffset = 192;
     internal const int TxDoorbellParkedOffset = 256;
-    internal const int CapabilitiesOffset = 260;
     internal const int FreeTailOffset = 320;
     internal const int FreeHeadOffset = 384;
     internal const int FreeDoorbellSequenceOffset = 448;
@@ -95,9 +91,6 @@ internal struct RegionHeaderLayout
 
     /// <summary>How many receiver threads are parked (or about to park) on <see cref="TxDoorbellSequence"/>.</summary>
     [FieldOffset(TxDoorbellParkedOffset)] public int TxDoorbellParked;
-
-    /// <summary>What the receiver promises about its waits (<see cref="RegionCapabilities"/>); the writer reads it once.</summary>
-    [FieldOffset(CapabilitiesOffset)] public uint Capabilities;
 
     /// <summary>Frees published so far (producer: the receiver).</summary>
     [FieldOffset(FreeTailOffset)] public ulong FreeTail;

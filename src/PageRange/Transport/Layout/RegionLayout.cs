@@ -70,12 +70,8 @@ internal readonly record struct RegionLayout(
     }
 
     /// <summary>The header a receiver writes for this layout, with every ring index and doorbell word zero.</summary>
-    internal RegionHeaderLayout ToHeader() => ToHeader(RegionCapabilities.None);
-
-    /// <summary>The header a receiver writes for this layout announcing <paramref name="capabilities"/>.</summary>
-    internal RegionHeaderLayout ToHeader(RegionCapabilities capabilities) => new()
+    internal RegionHeaderLayout ToHeader() => new()
     {
-        Capabilities = (uint)capabilities,
         Magic = RegionHeaderLayout.ExpectedMagic,
         Version = RegionHeaderLayout.CurrentVersion,
         RegionSize = (ulong)RegionSize,
@@ -98,7 +94,6 @@ internal readonly record struct RegionLayout(
     /// <param name="txRingCapacity">The announced transaction ring capacity.</param>
     /// <param name="freeRingCapacity">The announced free ring capacity.</param>
     /// <returns>The layout to use from now on, never re-read from shared memory.</returns>
-    /// <remarks><see cref="RegionHeaderLayout.Capabilities"/> is not checked here: <see cref="ReadCapabilities"/> reads it.</remarks>
     /// <exception cref="ProtocolViolationException">A field differs, or the announced values are impossible.</exception>
     internal static RegionLayout Validate(in RegionHeaderLayout header, long regionSize, int txRingCapacity, int freeRingCapacity)
     {
@@ -143,13 +138,6 @@ internal readonly record struct RegionLayout(
         }
         return expected;
     }
-
-    /// <summary>
-    /// What the peer announced in <paramref name="header"/> (a private copy, taken once): the bits this build knows, the
-    /// others ignored (see <see cref="RegionCapabilities"/>).
-    /// </summary>
-    internal static RegionCapabilities ReadCapabilities(in RegionHeaderLayout header) =>
-        (RegionCapabilities)header.Capabilities & RegionCapabilities.Known;
 
     private static void ValidateCapacity(int capacity, string name)
     {
