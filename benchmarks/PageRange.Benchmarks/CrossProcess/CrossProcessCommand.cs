@@ -20,12 +20,14 @@ internal static class CrossProcessCommand
 
         List<Measurement> results;
         TimeSpan ourCpu;
+        string settled;
         using (var host = new CrossProcessHost(options))
         {
             await host.ConnectAsync(options.Transports);
             TimeSpan cpuBefore = host.CpuTime();
             results = host.RunAll(step => Console.WriteLine($"[{wall.Elapsed.TotalSeconds,6:F1} s] {step}"));
             ourCpu = host.CpuTime() - cpuBefore;
+            settled = DescribeSettles(host.Settles, options.JitSettle);
         }
         wall.Stop();
 
@@ -34,7 +36,7 @@ internal static class CrossProcessCommand
         string load = string.Create(CultureInfo.InvariantCulture,
             $"other processes kept {others:F2} of {machine.Cores} cores busy on average during the run; load average before: {loadBefore}, after: {MachineInfo.LoadAverage()}");
         string run = string.Create(CultureInfo.InvariantCulture,
-            $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {options.Rounds} interleaved round(s) of {options.Slice.TotalMilliseconds:F0} ms per transport and size after a {options.Warmup.TotalMilliseconds:F0} ms warm-up, PageRange regions of {options.RegionSize >> 20} MiB, {wall.Elapsed.TotalSeconds:F0} s in all");
+            $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {options.Rounds} interleaved round(s) of {options.Slice.TotalMilliseconds:F0} ms per transport and size after a {options.Warmup.TotalMilliseconds:F0} ms warm-up{settled}, PageRange regions of {options.RegionSize >> 20} MiB, {wall.Elapsed.TotalSeconds:F0} s in all");
         var report = new ReportWriter(results, machine, run, load);
         List<string> charts = [];
         if (options.Charts)
@@ -60,6 +62,22 @@ internal static class CrossProcessCommand
         Console.WriteLine(markdown);
         Console.WriteLine($"written: {Path.Combine(directory, "results.md")}, results.csv{(charts.Count > 0 ? ", " + string.Join(", ", charts) : "")}");
         return 0;
+    }
+
+    /// <summary>How the JIT settled after the warm-ups, for the report's run line (empty when settling was off).</summary>
+    private static string DescribeSettles(IReadOnlyList<JitSettle> settles, TimeSpan limit)
+    {
+        if (settles.Count == 0)
+        {
+            return "";
+        }
+        string text = string.Create(CultureInfo.InvariantCulture,
+            $" and JIT settling (short rounds with pauses until two in a row compile nothing: {settles.Min(s => s.Rounds)}-{settles.Max(s => s.Rounds)} rounds, at most {settles.Max(s => s.Elapsed.TotalSeconds):F1} s)");
+        JitSettle[] unsettled = settles.Where(s => !s.Settled).ToArray();
+        return unsettled.Length == 0
+            ? text
+            : text + string.Create(CultureInfo.InvariantCulture,
+                $" (**not settled within {limit.TotalSeconds:F0} s**: {string.Join(", ", unsettled.Select(s => $"{s.Workload} {s.Size} B"))})");
     }
 
     /// <summary>The cores this process may run on (<c>Cpus_allowed_list</c>), or null when it may run on all of them.</summary>

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Runtime;
 
 namespace PageRange.Benchmarks.CrossProcess;
 
@@ -9,12 +11,31 @@ namespace PageRange.Benchmarks.CrossProcess;
 internal sealed class CrossProcessHost : IDisposable
 {
     private readonly CrossProcessOptions _options;
+    /// <summary>
+    /// Each transport's slice in a settle round: thousands of messages, well past the 30 calls that promote a method,
+    /// and short beside the pause that follows.
+    /// </summary>
+    private static readonly TimeSpan s_settleSlice = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>
+    /// The pause after each settle round, with both processes idle: longer than the runtime's call-counting delay
+    /// (100 ms after the last tier-0 compilation), so its timer fires and the background compiler runs with the cores free.
+    /// </summary>
+    private static readonly TimeSpan s_settlePause = TimeSpan.FromMilliseconds(150);
+
+    /// <summary>Compiler-thread CPU in a round below which that round counts as quiet (the thread's own wake-ups).</summary>
+    private static readonly TimeSpan s_quietCompilerCpu = TimeSpan.FromMilliseconds(1);
+
     private readonly List<IHostTransport> _transports = [];
+    private readonly List<JitSettle> _settles = [];
     private PeerProcess? _peer;
 
     public CrossProcessHost(CrossProcessOptions options) => _options = options;
 
     public IReadOnlyList<IHostTransport> Transports => _transports;
+
+    /// <summary>How the JIT settled before each workload and size measured so far (none when settling is off).</summary>
+    public IReadOnlyList<JitSettle> Settles => _settles;
 
     public PeerProcess Peer => _peer ?? throw new InvalidOperationException("The peer is not started.");
 
@@ -58,7 +79,13 @@ internal sealed class CrossProcessHost : IDisposable
             foreach (int size in sizes)
             {
                 progress($"{workload} {size} B");
+                int settlesBefore = _settles.Count;
                 results.AddRange(RunInterleaved(workload, new BenchPayload(size)));
+                if (_settles.Count > settlesBefore && _settles[^1] is var settle)
+                {
+                    progress(string.Create(CultureInfo.InvariantCulture,
+                        $"  JIT {(settle.Settled ? "settled" : "NOT settled")} after {settle.Rounds} round(s), {settle.Elapsed.TotalSeconds:F1} s, {settle.CompilerCpu.TotalMilliseconds:F0} ms of compiler CPU"));
+                }
             }
         }
         return results;
@@ -72,6 +99,10 @@ internal sealed class CrossProcessHost : IDisposable
         {
             RunSlice(i, workload, payload, _options.Warmup, measurement: null);
         }
+        if (_options.JitSettle > TimeSpan.Zero)
+        {
+            _settles.Add(SettleJit(workload, payload));
+        }
         for (int round = 0; round < _options.Rounds; round++)
         {
             for (int k = 0; k < _transports.Count; k++)
@@ -81,6 +112,45 @@ internal sealed class CrossProcessHost : IDisposable
             }
         }
         return measurements;
+    }
+
+    /// <summary>
+    /// Runs short unmeasured rounds over every transport, each followed by a pause, until two rounds in a row in which
+    /// neither process compiled anything (or <see cref="CrossProcessOptions.JitSettle"/> has passed).
+    /// </summary>
+    /// <remarks>
+    /// The runtime re-compiles hot methods (tier 0, then instrumented, then optimized: tiered PGO) on a background
+    /// thread, after a 100 ms timer. Under <c>chrt -f</c> every thread of both processes is SCHED_FIFO at one priority,
+    /// and FIFO does not share a core between equals: while the host and the peer busy-spin on the 2 cores, the
+    /// compiler thread and the timer get none, so without this the tier-up crept through the measured slices (50-90
+    /// ms of compiler CPU in some, 300 methods compiled in the host after the warm-up, 13:08 UTC) and the slices
+    /// measured unoptimized code: the typed path, with the more methods, the most (round trip 64 B 1.6-2× raw's, against
+    /// 1.5× with the tier-up off). The pauses give the compiler the cores; a round is quiet when the host compiled no
+    /// method (<see cref="JitInfo.GetCompiledMethodCount"/>) and the compiler threads of both processes used under a
+    /// millisecond (a peer's first compilation of a method runs on its serving thread, which the next rounds' tier-up
+    /// then shows).
+    /// </remarks>
+    private JitSettle SettleJit(Workload workload, BenchPayload payload)
+    {
+        long start = Stopwatch.GetTimestamp();
+        int rounds = 0;
+        int quiet = 0;
+        TimeSpan compilerCpu = TimeSpan.Zero;
+        while (quiet < 2 && Stopwatch.GetElapsedTime(start) < _options.JitSettle)
+        {
+            long methods = JitInfo.GetCompiledMethodCount();
+            var compiler = CompilerThreadsCpu.Start(Environment.ProcessId, Peer.Id);
+            for (int i = 0; i < _transports.Count; i++)
+            {
+                RunSlice(i, workload, payload, s_settleSlice, measurement: null);
+            }
+            Thread.Sleep(s_settlePause);
+            TimeSpan used = compiler.Elapsed();
+            compilerCpu += used;
+            rounds++;
+            quiet = JitInfo.GetCompiledMethodCount() == methods && used < s_quietCompilerCpu ? quiet + 1 : 0;
+        }
+        return new JitSettle(workload, payload.Size, rounds, Stopwatch.GetElapsedTime(start), compilerCpu, Settled: quiet >= 2);
     }
 
     /// <summary>One serve session of the peer: the workload for <paramref name="duration"/>, then a stop that checks every message arrived intact.</summary>
@@ -166,3 +236,6 @@ internal sealed class CrossProcessHost : IDisposable
         _peer?.Dispose();
     }
 }
+
+/// <summary>How the JIT settled before one workload and size: rounds run, time taken, compiler CPU of both processes, whether it went quiet.</summary>
+internal sealed record JitSettle(Workload Workload, int Size, int Rounds, TimeSpan Elapsed, TimeSpan CompilerCpu, bool Settled);

@@ -11,7 +11,7 @@ internal sealed class CrossProcessOptions
 
     private static readonly Option<bool> s_quick = new("--quick")
     {
-        Description = "A short run for CI: 1 round, 150 ms slices, 60 ms warm-up, ping-pong 64 B and 16 KiB, oneway 64 B and 64 KiB; explicit options still win.",
+        Description = "A short run for CI: 1 round, 150 ms slices, 60 ms warm-up, at most 3 s of JIT settling, ping-pong 64 B and 16 KiB, oneway 64 B and 64 KiB; explicit options still win.",
     };
 
     private static readonly Option<int> s_rounds = OptionRules.Positive(new Option<int>("--rounds")
@@ -30,6 +30,12 @@ internal sealed class CrossProcessOptions
     {
         Description = "Milliseconds of warm-up before each measurement.",
         DefaultValueFactory = _ => 200,
+    });
+
+    private static readonly Option<int> s_jitSettleMs = OptionRules.NotNegative(new Option<int>("--jit-settle-ms")
+    {
+        Description = "At most this many milliseconds per workload and size, after the warm-up, of short unmeasured rounds with pauses until neither process's JIT compiles anything (under chrt -f the tier-up gets no CPU while both sides spin); 0 skips.",
+        DefaultValueFactory = _ => 10_000,
     });
 
     private static readonly Option<string[]> s_transports = new("--transports")
@@ -92,6 +98,12 @@ internal sealed class CrossProcessOptions
 
     public TimeSpan Warmup { get; private init; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>
+    /// How long, at most, <see cref="CrossProcessHost"/> lets the JIT settle after each warm-up (short rounds, then a
+    /// pause, until a round in which neither process compiled anything); zero skips it.
+    /// </summary>
+    public TimeSpan JitSettle { get; private init; } = TimeSpan.FromSeconds(10);
+
     public IReadOnlyList<string> Transports { get; private init; } = TransportSetup.All;
 
     public IReadOnlyList<int> PingPongSizes { get; private init; } = [64, 1024, 16 << 10, 256 << 10, 1 << 20];
@@ -121,7 +133,7 @@ internal sealed class CrossProcessOptions
             "Ping-pong and oneway streams between two processes over PageRange and the usual .NET transports (Unix socket, " +
             "pipes, TCP), interleaved in one run; writes results.md, results.csv and the charts.")
         {
-            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_transports, s_pingPongSizes, s_onewaySizes, s_regionSize, s_pinPeer, s_replyDelayUs, s_out, s_noCharts,
+            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_jitSettleMs, s_transports, s_pingPongSizes, s_onewaySizes, s_regionSize, s_pinPeer, s_replyDelayUs, s_out, s_noCharts,
         };
         command.SetAction((parse, _) => run(Bind(parse)));
         return command;
@@ -152,6 +164,7 @@ internal sealed class CrossProcessOptions
             Rounds = Pick(s_rounds, 1),
             Slice = TimeSpan.FromMilliseconds(Pick(s_sliceMs, 150)),
             Warmup = TimeSpan.FromMilliseconds(Pick(s_warmupMs, 60)),
+            JitSettle = TimeSpan.FromMilliseconds(Pick(s_jitSettleMs, 3_000)),
             Transports = parse.IsGiven(s_transports) ? parse.GetValue(s_transports)! : defaults.Transports,
             PingPongSizes = parse.IsGiven(s_pingPongSizes) ? parse.GetValue(s_pingPongSizes)! : quick ? [64, 16 << 10] : defaults.PingPongSizes,
             OnewaySizes = parse.IsGiven(s_onewaySizes) ? parse.GetValue(s_onewaySizes)! : quick ? [64, 64 << 10] : defaults.OnewaySizes,
