@@ -11,7 +11,7 @@ public sealed class BenchmarkCommandLineTests(ITestOutputHelper output)
     private static readonly string s_benchmarks = DotnetRun.BuiltAssembly("benchmarks/PageRange.Benchmarks", "PageRange.Benchmarks.dll");
 
     [Theory]
-    [InlineData("cross-process", "--quick", "--rounds", "--slice-ms", "--warmup-ms", "--transports", "--pingpong-sizes", "--oneway-sizes", "--region-size", "--pin-peer", "--reply-delay-us", "--out", "--no-charts")]
+    [InlineData("cross-process", "--quick", "--rounds", "--slice-ms", "--warmup-ms", "--jit-settle-ms", "--transports", "--pingpong-sizes", "--oneway-sizes", "--region-size", "--pin-peer", "--reply-delay-us", "--out", "--no-charts")]
     [InlineData("memory", "--quick", "--out")]
     [InlineData("soak", "--duration", "--seed", "--senders", "--life", "--sample")]
     [InlineData("server", "--clients", "--size", "--warmup", "--measure", "--threads", "--out", "--quick")]
@@ -28,6 +28,7 @@ public sealed class BenchmarkCommandLineTests(ITestOutputHelper output)
     [InlineData(new[] { "cross-process", "--rounds", "abc" }, "error: --rounds takes a whole number above zero, not 'abc'. See cross-process --help.")]
     [InlineData(new[] { "cross-process", "--transports", "carrier-pigeon" }, "error: --transports: 'carrier-pigeon' is not a transport; known: ")]
     [InlineData(new[] { "cross-process", "--oneway-sizes", "64,big" }, "error: --oneway-sizes takes a comma list of sizes in bytes above zero, and 'big' is not one. See cross-process --help.")]
+    [InlineData(new[] { "cross-process", "--jit-settle-ms", "-1" }, "error: --jit-settle-ms takes a whole number of zero or more, not '-1'. See cross-process --help.")]
     [InlineData(new[] { "cross-process", "--reply-delay-us", "-1" }, "error: --reply-delay-us takes a whole number of zero or more, not '-1'. See cross-process --help.")]
     [InlineData(new[] { "memory", "--fast" }, "error: Unrecognized command or argument '--fast'. See memory --help.")]
     [InlineData(new[] { "server", "--clients", "1,x" }, "error: --clients takes a comma list of whole numbers above zero, and 'x' is not one. See server --help.")]

@@ -47,6 +47,20 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
         string[] rows = (await File.ReadAllLinesAsync(Path.Combine(_directory, "results.csv"))).Skip(2).ToArray();
         Assert.Equal(4, rows.Length);
         Assert.Equal(2, rows.Count(row => row.StartsWith("floor,busy-spin,", StringComparison.Ordinal)));
+        // Each workload and size let the JIT settle after its warm-up (at least the two quiet rounds it waits for, or
+        // the quick limit of 3 s), and the run line says how it went.
+        string markdown = await File.ReadAllTextAsync(Path.Combine(_directory, "results.md"));
+        Assert.Matches(@"after a 60 ms warm-up and JIT settling \(short rounds with pauses until two in a row compile nothing: ([2-9]|[1-9]\d+)-\d+ rounds, at most \d+\.\d s\)", markdown);
+    }
+
+    [Fact]
+    public async Task CrossProcess_JitSettleZero_MeasuresRightAfterTheWarmup()
+    {
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--jit-settle-ms", "0", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "none", "--no-charts", "--out", _directory);
+
+        string markdown = await File.ReadAllTextAsync(Path.Combine(_directory, "results.md"));
+        Assert.Contains("after a 60 ms warm-up, PageRange regions", markdown, StringComparison.Ordinal);
+        Assert.DoesNotContain("JIT settling", markdown, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -58,6 +58,10 @@ public sealed record OrderLine([property: Key(0)] string Sku, [property: Key(1)]
 [MessagePackObject]
 public sealed record Blob([property: Key(0)] byte[] Data);
 
+/// <summary>A struct with a blob read in place: deserializing it from a transaction the caller keeps allocates nothing.</summary>
+[MessagePackObject]
+public readonly record struct Frame([property: Key(0)] long Seq, [property: Key(1)] ReadOnlyMemory<byte> Data);
+
 /// <summary>A message of 2001 bytes whose serialization, if asked to, fails halfway, after bytes were written.</summary>
 [MessagePackFormatter(typeof(Formatter))]
 public sealed class Exploding

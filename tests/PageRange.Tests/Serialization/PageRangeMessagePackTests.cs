@@ -128,6 +128,38 @@ public sealed class PageRangeMessagePackTests
     }
 
     [Fact]
+    public async Task Deserialize_PayloadsAcrossThePrefetchLimit_ReadIntactInPlaceWithoutAllocating()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        byte[] pattern = ReservedBufferTests.Pattern(PageRangeMessagePack.PrefetchLimit + 128, 7);
+        // Warm up: the formatter is generated and jitted on first use, which allocates.
+        for (int i = 0; i < 4; i++)
+        {
+            pair.Client.SendOneway(new Frame(i, pattern.AsMemory(0, 8)), OrderCode);
+            using Transaction warm = pair.Server.Receive();
+            _ = warm.Deserialize<Frame>();
+        }
+
+        // Every blob length from empty to past the limit: payloads of 3 bytes to PrefetchLimit + 131, from wherever
+        // the allocator places them, so each line layout the prefetch walks (a first line entered mid-way, a last line
+        // reached only by the final byte, one line, sixteen, none prefetched at all) is read back in place.
+        long allocated = 0;
+        for (int length = 0; length <= PageRangeMessagePack.PrefetchLimit + 128; length++)
+        {
+            pair.Client.SendOneway(new Frame(length, pattern.AsMemory(0, length)), OrderCode);
+            using Transaction received = pair.Server.Receive();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            Frame frame = received.Deserialize<Frame>();
+            allocated += GC.GetAllocatedBytesForCurrentThread() - before;
+
+            Assert.Equal(length, frame.Seq);
+            Assert.True(frame.Data.Span.SequenceEqual(pattern.AsSpan(0, length)), $"blob of {length} bytes");
+            Assert.True(length == 0 || received.Payload.Overlaps(frame.Data.Span), $"blob of {length} bytes is not a slice of the payload");
+        }
+        Assert.Equal(0, allocated);
+    }
+
+    [Fact]
     public async Task Deserialize_MalformedPayload_ThrowsInvalidMessageAndTheConnectionKeepsWorking()
     {
         await using ConnectedPair pair = await ConnectedPair.CreateAsync();
