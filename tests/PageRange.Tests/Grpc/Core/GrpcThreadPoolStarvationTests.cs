@@ -24,13 +24,14 @@ public sealed class GrpcThreadPoolStarvationTests
         var client = new CoreTest.CoreTestClient(channel);
         Assert.Equal(2, client.Unary(new CoreMessage { Number = 1 }).Number);
 
-        using var release = new ManualResetEventSlim();
+        // Not disposable: blockers still queued when the test ends run (and return) later.
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         // More blockers than the pool has threads: every thread blocks, the rest wait in the queue, and the pool adds
         // threads slowly (about one or two a second), each of which takes a blocker too.
         int blockers = ThreadPool.ThreadCount + 16;
         for (int i = 0; i < blockers; i++)
         {
-            ThreadPool.UnsafeQueueUserWorkItem(static state => ((ManualResetEventSlim)state!).Wait(), release, preferLocal: false);
+            ThreadPool.UnsafeQueueUserWorkItem(static state => ((Task)state!).Wait(), release.Task, preferLocal: false);
         }
         TimeSpan took;
         long pendingAfter;
@@ -62,7 +63,7 @@ public sealed class GrpcThreadPoolStarvationTests
         }
         finally
         {
-            release.Set();
+            release.SetResult();
         }
         Assert.Null(failure);
         Assert.True(took < TimeSpan.FromSeconds(5), $"{Calls} blocking calls took {took.TotalMilliseconds:F0} ms with the thread pool starved");
