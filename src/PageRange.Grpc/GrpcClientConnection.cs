@@ -8,26 +8,39 @@ namespace PageRange.Grpc;
 /// its own (stream frames) and hands each frame to its stream by id. Calls the server makes into the client are
 /// answered <see cref="CallStatus.Unimplemented"/>.
 /// </summary>
+/// <remarks>
+/// The reader runs only while a stream is open. A pending <see cref="PageRangeConnection.ReceiveAsync"/> makes the
+/// connection's background thread read the ring all the time, and a blocking unary call then waits for that thread to
+/// hand it its reply (a second wake: ~20 µs parked) instead of reading its reply itself. Unary calls need no reader,
+/// so with no stream open none runs. The last stream's end stops it (after taking what is queued already); frames that
+/// arrive later (a stream cancelled while the server was still writing) wait in our region until the next stream's
+/// reader drops them or the connection closes. A server's calls into the client are answered only while a reader runs.
+/// </remarks>
 internal sealed class GrpcClientConnection : IAsyncDisposable
 {
     private readonly bool _owned;
     private readonly ConcurrentDictionary<ulong, IGrpcClientStream> _streams = new();
     private readonly CancellationTokenSource _stop = new();
-    private readonly Task _reader;
+    private readonly Lock _readerLock = new();
+    private Task _reader = Task.CompletedTask;
+    // The running reader's stop signal, linked to _stop; null while no reader runs. Guarded by _readerLock.
+    private CancellationTokenSource? _idle;
+    // Why the connection ended, once the reader saw it end; guarded by _readerLock.
+    private Exception? _ended;
     private long _nextStreamId;
     private long _messageFrames;
+    private long _readerStarts;
     private int _disposed;
 
     internal GrpcClientConnection(PageRangeConnection connection, bool owned)
     {
         Connection = connection;
         _owned = owned;
-        _reader = Task.Run(ReadLoopAsync);
     }
 
     internal PageRangeConnection Connection { get; }
 
-    internal bool IsAlive => Connection.IsPeerAlive && !_reader.IsCompleted;
+    internal bool IsAlive => Connection.IsPeerAlive && Volatile.Read(ref _ended) is null;
 
     /// <summary>Frames of messages received so far (tests look: a fast writer packs several messages per frame).</summary>
     internal long MessageFramesReceived => Volatile.Read(ref _messageFrames);
@@ -35,20 +48,71 @@ internal sealed class GrpcClientConnection : IAsyncDisposable
     /// <summary>Streams open now (tests look).</summary>
     internal int OpenStreams => _streams.Count;
 
+    /// <summary>Whether the frame reader runs now (tests look: it runs only while a stream is open).</summary>
+    internal bool IsReading
+    {
+        get
+        {
+            lock (_readerLock)
+            {
+                return _idle is not null;
+            }
+        }
+    }
+
+    /// <summary>How many times a reader was started (tests look).</summary>
+    internal long ReaderStarts => Interlocked.Read(ref _readerStarts);
+
     /// <summary>Registers a stream under a new id, before its opening call goes out (so no frame of it is missed).</summary>
     internal ulong Register(IGrpcClientStream stream)
     {
         ulong id = (ulong)Interlocked.Increment(ref _nextStreamId);
-        _streams[id] = stream;
-        if (_reader.IsCompleted)
+        Exception? ended;
+        lock (_readerLock)
         {
-            _streams.TryRemove(id, out _);
-            stream.OnConnectionLost(new PeerDiedException($"The connection to '{Connection.Name}' has ended."));
+            ended = _ended;
+            if (ended is null)
+            {
+                _streams[id] = stream;
+                if (_idle is null)
+                {
+                    // No reader runs: start one. (One that is stopping sees the new stream and goes on: see ReadLoopAsync.)
+                    try
+                    {
+                        _idle = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        _streams.TryRemove(id, out _);
+                        ended = new ObjectDisposedException(nameof(GrpcClientConnection));
+                    }
+                    if (_idle is not null)
+                    {
+                        Interlocked.Increment(ref _readerStarts);
+                        CancellationToken token = _idle.Token;
+                        _reader = Task.Run(() => ReadLoopAsync(token));
+                    }
+                }
+            }
+        }
+        if (ended is not null)
+        {
+            stream.OnConnectionLost(new PeerDiedException($"The connection to '{Connection.Name}' has ended.", ended));
         }
         return id;
     }
 
-    internal void Unregister(ulong streamId) => _streams.TryRemove(streamId, out _);
+    internal void Unregister(ulong streamId)
+    {
+        lock (_readerLock)
+        {
+            if (_streams.TryRemove(streamId, out _) && _streams.IsEmpty)
+            {
+                // The last stream ended: the reader stops (a stream registered before it notices keeps it going).
+                _idle?.Cancel();
+            }
+        }
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -61,43 +125,62 @@ internal sealed class GrpcClientConnection : IAsyncDisposable
         {
             await Connection.DisposeAsync().ConfigureAwait(false);
         }
-        await _reader.ConfigureAwait(false);
-        _stop.Dispose();
+        Task reader;
+        lock (_readerLock)
+        {
+            reader = _reader;
+        }
+        await reader.ConfigureAwait(false);
+        lock (_readerLock)
+        {
+            _stop.Dispose();
+        }
     }
 
-    private async Task ReadLoopAsync()
+    private async Task ReadLoopAsync(CancellationToken idle)
     {
         Exception? end = null;
         try
         {
             while (true)
             {
-                using Transaction transaction = await Connection.ReceiveAsync(_stop.Token).ConfigureAwait(false);
-                if (transaction.Code != GrpcWire.FrameCode || !transaction.IsOneway)
+                Transaction received;
+                try
                 {
-                    if (transaction.IsTwoWay)
+                    received = await Connection.ReceiveAsync(idle).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (idle.IsCancellationRequested && !_stop.IsCancellationRequested)
+                {
+                    // The last stream ended. What is queued already is taken (late frames of ended streams are
+                    // dropped, the server's calls answered) before the reader stops.
+                    while (Connection.TryReceive(out Transaction ready))
                     {
-                        transaction.ReplyError(CallStatus.Unimplemented, "A gRPC client over PageRange serves no calls.");
+                        if (!TakeOrClose(ready, ref end))
+                        {
+                            break;
+                        }
+                    }
+                    if (end is not null)
+                    {
+                        break;
+                    }
+                    lock (_readerLock)
+                    {
+                        if (_streams.IsEmpty)
+                        {
+                            _idle!.Dispose();
+                            _idle = null;
+                            return;
+                        }
+                        // A stream registered meanwhile: read on, with a fresh signal.
+                        _idle!.Dispose();
+                        _idle = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                        idle = _idle.Token;
                     }
                     continue;
                 }
-                try
+                if (!TakeOrClose(received, ref end))
                 {
-                    (GrpcFrameKind kind, ulong streamId) = GrpcFrames.ReadHead(transaction.Payload);
-                    if (kind is GrpcFrameKind.Message or GrpcFrameKind.Messages)
-                    {
-                        Volatile.Write(ref _messageFrames, _messageFrames + 1);
-                    }
-                    if (_streams.TryGetValue(streamId, out IGrpcClientStream? stream))
-                    {
-                        stream.OnFrame(kind, transaction.Memory[GrpcFrames.HeadLength..]);
-                    }
-                }
-                catch (ProtocolViolationException violation)
-                {
-                    // The server broke the protocol: this connection ends; the invoker makes a new one for later calls.
-                    Connection.ClosePeerViolation(violation);
-                    end = violation;
                     break;
                 }
             }
@@ -106,6 +189,12 @@ internal sealed class GrpcClientConnection : IAsyncDisposable
         {
             end = error;
         }
+        lock (_readerLock)
+        {
+            _ended = end ?? new ObjectDisposedException(nameof(GrpcClientConnection));
+            _idle?.Dispose();
+            _idle = null;
+        }
         var lost = new PeerDiedException($"The connection to '{Connection.Name}' has ended.", end);
         foreach (KeyValuePair<ulong, IGrpcClientStream> entry in _streams)
         {
@@ -113,6 +202,49 @@ internal sealed class GrpcClientConnection : IAsyncDisposable
             {
                 stream.OnConnectionLost(lost);
             }
+        }
+    }
+
+    /// <summary>Takes <paramref name="transaction"/> and frees it; false (and the connection closed) if it broke the protocol.</summary>
+    private bool TakeOrClose(Transaction transaction, ref Exception? end)
+    {
+        using (transaction)
+        {
+            try
+            {
+                Take(transaction);
+                return true;
+            }
+            catch (ProtocolViolationException violation)
+            {
+                // The server broke the protocol: this connection ends; the invoker makes a new one for later calls.
+                Connection.ClosePeerViolation(violation);
+                end = violation;
+                return false;
+            }
+        }
+    }
+
+    /// <summary>Hands one transaction from the server to its stream (frames), or answers it (calls).</summary>
+    /// <exception cref="ProtocolViolationException">A frame breaks the protocol.</exception>
+    private void Take(Transaction transaction)
+    {
+        if (transaction.Code != GrpcWire.FrameCode || !transaction.IsOneway)
+        {
+            if (transaction.IsTwoWay)
+            {
+                transaction.ReplyError(CallStatus.Unimplemented, "A gRPC client over PageRange serves no calls.");
+            }
+            return;
+        }
+        (GrpcFrameKind kind, ulong streamId) = GrpcFrames.ReadHead(transaction.Payload);
+        if (kind is GrpcFrameKind.Message or GrpcFrameKind.Messages)
+        {
+            Volatile.Write(ref _messageFrames, _messageFrames + 1);
+        }
+        if (_streams.TryGetValue(streamId, out IGrpcClientStream? stream))
+        {
+            stream.OnFrame(kind, transaction.Memory[GrpcFrames.HeadLength..]);
         }
     }
 }

@@ -8,6 +8,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 using PageRange.Grpc;
+using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Grpc;
 
@@ -16,7 +17,10 @@ namespace PageRange.Benchmarks.Grpc;
 /// Kestrel over a Unix domain socket, and on Kestrel over a named pipe where the platform has that transport (Kestrel's
 /// named pipes are Windows-only: the row then says why it is missing). Unary round trips of 64 B and 16 KiB (p50 and
 /// p99 of every call, rounds interleaved across transports) and a server stream of 1 KiB messages (median msgs/s of the
-/// rounds), with the ratios of each baseline to PageRange, in one run. Not a timed test.
+/// rounds), with the ratios of each baseline to PageRange, in one run. Beside them, measured in the same rounds between
+/// the same two processes with the same wait strategy: the blocking gRPC call (<c>client.Unary</c>) and PageRange's own
+/// <c>CallAsync</c> and <c>Call</c> to a plain handler on the same server, so a reader sees what gRPC adds on the
+/// transport. Not a timed test.
 /// </summary>
 internal static class GrpcBenchmark
 {
@@ -88,13 +92,20 @@ internal static class GrpcBenchmark
         return command;
     }
 
-    private sealed class Target(string transport, CallInvoker invoker, IDisposable owner)
+    /// <summary>
+    /// One row: how a unary call of a size is made (<see cref="Unary"/>) and, for a gRPC client, the server stream
+    /// (<see cref="Stream"/>; null: the row measures no stream).
+    /// </summary>
+    private sealed class Target(string transport, Func<int, Func<Task>> unary, Func<int, Task<double>>? stream, IDisposable? owner)
     {
         public string Transport { get; } = transport;
 
-        public GrpcBench.GrpcBenchClient Client { get; } = new(invoker);
+        /// <summary>For a size, the action that makes one call of that size (the request is made once, outside the timing).</summary>
+        public Func<int, Func<Task>> Unary { get; } = unary;
 
-        public IDisposable Owner { get; } = owner;
+        public Func<int, Task<double>>? Stream { get; } = stream;
+
+        public IDisposable? Owner { get; } = owner;
 
         public Dictionary<int, List<long>> UnaryTicks { get; } = [];
 
@@ -114,18 +125,37 @@ internal static class GrpcBenchmark
         {
             string pipe = Expect(server, "pipe: ");
             Expect(server, "ready");
-            PageRangeCallInvoker invoker = PageRangeGrpcChannel.Create(name, new PageRangeGrpcChannelOptions
+            var connectionOptions = new PageRangeOptions { WaitStrategy = wait, RegionSize = 8L << 20 };
+            PageRangeCallInvoker invoker = PageRangeGrpcChannel.Create(name, new PageRangeGrpcChannelOptions { ConnectionOptions = connectionOptions });
+            var client = new GrpcBench.GrpcBenchClient(invoker);
+            targets.Add(new Target("pagerange", size => GrpcAsync(client, size), messages => StreamAsync(client, messages), invoker));
+            targets.Add(new Target("pagerange blocking", size => GrpcBlocking(client, size), null, null));
+            // The references: PageRange's own calls to a plain handler on the same server, from this process, over a
+            // connection of their own with the same options: what the transport costs without gRPC on top.
+            PageRangeConnection raw = await PageRangeConnection.ConnectAsync(name, connectionOptions);
+            targets.Add(new Target("pagerange-raw CallAsync", size => RawAsync(raw, size), null, new DisposeAction(() => raw.Dispose())));
+            targets.Add(new Target("pagerange-raw Call", size => RawBlocking(raw, size), null, null));
+            // The same over a connection with a ReceiveAsync pending all the time, as a gRPC client's frame reader
+            // keeps one: its background reader then holds the ring, and a blocking caller waits on it.
+            PageRangeConnection receiving = await PageRangeConnection.ConnectAsync(name, connectionOptions);
+            var stopReceiving = new CancellationTokenSource();
+            Task pendingReceive = ReceiveUntilStoppedAsync(receiving, stopReceiving.Token);
+            targets.Add(new Target("pagerange-raw CallAsync, receiving", size => RawAsync(receiving, size), null, new DisposeAction(() =>
             {
-                ConnectionOptions = new PageRangeOptions { WaitStrategy = wait, RegionSize = 8L << 20 },
-            });
-            targets.Add(new Target("pagerange", invoker, invoker));
+                stopReceiving.Cancel();
+                pendingReceive.GetAwaiter().GetResult();
+                receiving.Dispose();
+            })));
+            targets.Add(new Target("pagerange-raw Call, receiving", size => RawBlocking(receiving, size), null, null));
             GrpcChannel uds = Channel(() => UnixSocketStreamAsync(socketPath));
-            targets.Add(new Target("uds", uds.CreateCallInvoker(), uds));
+            var udsClient = new GrpcBench.GrpcBenchClient(uds.CreateCallInvoker());
+            targets.Add(new Target("uds", size => GrpcAsync(udsClient, size), messages => StreamAsync(udsClient, messages), uds));
             string? pipeNote = null;
             if (pipe == "ok")
             {
                 GrpcChannel named = Channel(() => NamedPipeStreamAsync(pipeName));
-                targets.Add(new Target("named-pipe", named.CreateCallInvoker(), named));
+                var namedClient = new GrpcBench.GrpcBenchClient(named.CreateCallInvoker());
+                targets.Add(new Target("named-pipe", size => GrpcAsync(namedClient, size), messages => StreamAsync(namedClient, messages), named));
             }
             else
             {
@@ -133,12 +163,21 @@ internal static class GrpcBenchmark
                 Console.WriteLine($"named-pipe: no figure; Kestrel's named-pipe transport did not start on {Environment.OSVersion}: {pipeNote}");
             }
 
-            foreach (Target target in targets)
+            // Warm-up: JIT, connections, pools and pages on both sides. Twice, with a pause between: the runtime
+            // compiles the hot methods again, optimized, in the background about 100 ms after they got hot, and
+            // without the pause the first round's first rows (gRPC over PageRange's) ran partly on unoptimized code.
+            for (int pass = 0; pass < 2; pass++)
             {
-                // Warm-up: JIT, connections, pools and pages on both sides.
-                await UnaryAsync(target, 64, Math.Min(calls, 500), null);
-                await UnaryAsync(target, 16 << 10, Math.Min(calls, 200), null);
-                await StreamAsync(target, Math.Min(messages, 2000));
+                foreach (Target target in targets)
+                {
+                    await UnaryAsync(target, 64, Math.Min(calls, 500), null);
+                    await UnaryAsync(target, 16 << 10, Math.Min(calls, 200), null);
+                    if (target.Stream is not null)
+                    {
+                        await target.Stream(Math.Min(messages, 2000));
+                    }
+                }
+                await Task.Delay(500);
             }
             for (int round = 0; round < rounds; round++)
             {
@@ -151,7 +190,10 @@ internal static class GrpcBenchmark
                 }
                 foreach (Target target in targets)
                 {
-                    target.StreamRates.Add(await StreamAsync(target, messages));
+                    if (target.Stream is not null)
+                    {
+                        target.StreamRates.Add(await target.Stream(messages));
+                    }
                 }
             }
             string markdown = Report(targets, pipeNote, calls, messages, rounds, wait, load, args, out string csv);
@@ -169,7 +211,7 @@ internal static class GrpcBenchmark
         {
             foreach (Target target in targets)
             {
-                target.Owner.Dispose();
+                target.Owner?.Dispose();
             }
             if (!server.HasExited)
             {
@@ -182,24 +224,79 @@ internal static class GrpcBenchmark
 
     private static async Task UnaryAsync(Target target, int size, int calls, List<long>? ticks)
     {
-        var request = new BenchPayload { Data = UnsafeByteOperations.UnsafeWrap(new byte[size]) };
+        Func<Task> call = target.Unary(size);
         for (int i = 0; i < calls; i++)
         {
             long started = Stopwatch.GetTimestamp();
-            BenchPayload reply = await target.Client.UnaryAsync(request);
+            await call();
             long took = Stopwatch.GetTimestamp() - started;
-            if (reply.Data.Length != size)
-            {
-                throw new InvalidOperationException($"{target.Transport}: a {size} B call came back with {reply.Data.Length} B.");
-            }
             ticks?.Add(took);
         }
     }
 
-    private static async Task<double> StreamAsync(Target target, int messages)
+    private static Func<Task> GrpcAsync(GrpcBench.GrpcBenchClient client, int size)
+    {
+        var request = new BenchPayload { Data = UnsafeByteOperations.UnsafeWrap(new byte[size]) };
+        return async () => Check("gRPC", size, (await client.UnaryAsync(request)).Data.Length);
+    }
+
+    private static Func<Task> GrpcBlocking(GrpcBench.GrpcBenchClient client, int size)
+    {
+        var request = new BenchPayload { Data = UnsafeByteOperations.UnsafeWrap(new byte[size]) };
+        return () =>
+        {
+            Check("gRPC blocking", size, client.Unary(request).Data.Length);
+            return Task.CompletedTask;
+        };
+    }
+
+    private static Func<Task> RawAsync(PageRangeConnection connection, int size)
+    {
+        byte[] payload = new byte[size];
+        return async () =>
+        {
+            using Transaction reply = await connection.CallAsync(GrpcBenchmarkServer.RawCode, payload);
+            Check("raw CallAsync", size, reply.Length);
+        };
+    }
+
+    private static Func<Task> RawBlocking(PageRangeConnection connection, int size)
+    {
+        byte[] payload = new byte[size];
+        return () =>
+        {
+            using Transaction reply = connection.Call(GrpcBenchmarkServer.RawCode, payload);
+            Check("raw Call", size, reply.Length);
+            return Task.CompletedTask;
+        };
+    }
+
+    private static async Task ReceiveUntilStoppedAsync(PageRangeConnection connection, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                (await connection.ReceiveAsync(cancellationToken)).Dispose();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private static void Check(string what, int size, int length)
+    {
+        if (length != size)
+        {
+            throw new InvalidOperationException($"{what}: a {size} B call came back with {length} B.");
+        }
+    }
+
+    private static async Task<double> StreamAsync(GrpcBench.GrpcBenchClient client, int messages)
     {
         long started = Stopwatch.GetTimestamp();
-        using AsyncServerStreamingCall<BenchPayload> call = target.Client.Stream(new BenchStreamRequest { Count = messages, Size = StreamMessageSize });
+        using AsyncServerStreamingCall<BenchPayload> call = client.Stream(new BenchStreamRequest { Count = messages, Size = StreamMessageSize });
         int received = 0;
         while (await call.ResponseStream.MoveNext(CancellationToken.None))
         {
@@ -208,9 +305,14 @@ internal static class GrpcBenchmark
         double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         if (received != messages)
         {
-            throw new InvalidOperationException($"{target.Transport}: the stream ended after {received} of {messages} messages.");
+            throw new InvalidOperationException($"the stream ended after {received} of {messages} messages.");
         }
         return messages / seconds;
+    }
+
+    private sealed class DisposeAction(Action dispose) : IDisposable
+    {
+        public void Dispose() => dispose();
     }
 
     private static string Report(List<Target> targets, string? pipeNote, int calls, int messages, int rounds, WaitStrategy wait, string load, string[] args, out string csv)
@@ -226,23 +328,37 @@ internal static class GrpcBenchmark
         {
             (double p50Small, double p99Small) = Percentiles(target.UnaryTicks[s_unarySizes[0]]);
             (double p50Large, double p99Large) = Percentiles(target.UnaryTicks[s_unarySizes[1]]);
-            double rate = Median(target.StreamRates);
-            table.AppendLine(CultureInfo.InvariantCulture, $"| {target.Transport} | {p50Small:F1} | {p99Small:F1} | {p50Large:F1} | {p99Large:F1} | {rate:N0} |");
-            rows.AppendLine(CultureInfo.InvariantCulture, $"{target.Transport},unary,{s_unarySizes[0]},{p50Small:F2},{p99Small:F2},0");
-            rows.AppendLine(CultureInfo.InvariantCulture, $"{target.Transport},unary,{s_unarySizes[1]},{p50Large:F2},{p99Large:F2},0");
-            rows.AppendLine(CultureInfo.InvariantCulture, $"{target.Transport},server-stream,{StreamMessageSize},0,0,{rate:F0}");
+            string rate = target.Stream is null ? "" : Median(target.StreamRates).ToString("N0", CultureInfo.InvariantCulture);
+            table.AppendLine(CultureInfo.InvariantCulture, $"| {target.Transport} | {p50Small:F1} | {p99Small:F1} | {p50Large:F1} | {p99Large:F1} | {rate} |");
+            string key = target.Transport.Replace(' ', '-');
+            rows.AppendLine(CultureInfo.InvariantCulture, $"{key},unary,{s_unarySizes[0]},{p50Small:F2},{p99Small:F2},0");
+            rows.AppendLine(CultureInfo.InvariantCulture, $"{key},unary,{s_unarySizes[1]},{p50Large:F2},{p99Large:F2},0");
+            if (target.Stream is not null)
+            {
+                rows.AppendLine(CultureInfo.InvariantCulture, $"{key},server-stream,{StreamMessageSize},0,0,{Median(target.StreamRates):F0}");
+            }
         }
         if (pipeNote is not null)
         {
             table.AppendLine("| named-pipe | n/a | n/a | n/a | n/a | n/a |");
         }
         table.AppendLine();
-        table.AppendLine("Ratios (baseline / PageRange: latency above 1 means PageRange is faster; for the stream, PageRange msgs/s / baseline msgs/s):");
+        table.AppendLine("gRPC over PageRange against PageRange's own calls in this run (p50 gRPC / p50 raw: what gRPC adds on the transport; 1 is none):");
         table.AppendLine();
-        foreach (Target baseline in targets.Skip(1))
+        Target blocking = Find(targets, "pagerange blocking");
+        Target rawAsync = Find(targets, "pagerange-raw CallAsync");
+        Target rawBlocking = Find(targets, "pagerange-raw Call");
+        table.AppendLine(CultureInfo.InvariantCulture,
+            $"- async (UnaryAsync / CallAsync): 64 B x{Ratio(pagerange, rawAsync, s_unarySizes[0]):F2}, 16 KiB x{Ratio(pagerange, rawAsync, s_unarySizes[1]):F2}");
+        table.AppendLine(CultureInfo.InvariantCulture,
+            $"- blocking (Unary / Call): 64 B x{Ratio(blocking, rawBlocking, s_unarySizes[0]):F2}, 16 KiB x{Ratio(blocking, rawBlocking, s_unarySizes[1]):F2}");
+        table.AppendLine();
+        table.AppendLine("Ratios (baseline / gRPC over PageRange: latency above 1 means PageRange is faster; for the stream, PageRange msgs/s / baseline msgs/s):");
+        table.AppendLine();
+        foreach (Target baseline in targets.Where(static target => target.Stream is not null).Skip(1))
         {
             table.AppendLine(CultureInfo.InvariantCulture,
-                $"- {baseline.Transport}: unary 64 B p50 x{Ratio(baseline, pagerange, s_unarySizes[0]):F2}, unary 16 KiB p50 x{Ratio(baseline, pagerange, s_unarySizes[1]):F2}, stream x{Median(pagerange.StreamRates) / Median(baseline.StreamRates):F2}");
+                $"- {baseline.Transport}: unary 64 B p50 x{Ratio(baseline, pagerange, s_unarySizes[0]):F2} (blocking x{Ratio(baseline, blocking, s_unarySizes[0]):F2}), unary 16 KiB p50 x{Ratio(baseline, pagerange, s_unarySizes[1]):F2} (blocking x{Ratio(baseline, blocking, s_unarySizes[1]):F2}), stream x{Median(pagerange.StreamRates) / Median(baseline.StreamRates):F2}");
         }
         if (pipeNote is not null)
         {
@@ -253,6 +369,8 @@ internal static class GrpcBenchmark
         csv = rows.ToString();
         return table.ToString();
     }
+
+    private static Target Find(List<Target> targets, string transport) => targets.First(target => target.Transport == transport);
 
     private static double Ratio(Target baseline, Target pagerange, int size) =>
         Percentiles(baseline.UnaryTicks[size]).P50 / Percentiles(pagerange.UnaryTicks[size]).P50;

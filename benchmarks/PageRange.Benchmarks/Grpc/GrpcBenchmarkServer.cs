@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using PageRange.Grpc;
 using PageRange.Server;
+using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Grpc;
 
@@ -18,6 +19,9 @@ namespace PageRange.Benchmarks.Grpc;
 /// </summary>
 internal static class GrpcBenchmarkServer
 {
+    /// <summary>A plain PageRange handler (it replies with the request) beside the gRPC methods: the clients' reference rows.</summary>
+    internal const uint RawCode = 7;
+
     public static int Run(string[] args) => RunAsync(args[0], args[1], args[2], Enum.Parse<WaitStrategy>(args[3])).GetAwaiter().GetResult();
 
     private static async Task<int> RunAsync(string name, string socketPath, string pipeName, WaitStrategy wait)
@@ -29,7 +33,9 @@ internal static class GrpcBenchmarkServer
             StartShrinkerMonitor = false,
             ConnectionOptions = new PageRangeOptions { WaitStrategy = wait, RegionSize = 8L << 20 },
         };
-        await using PageRangeServer server = PageRangeServer.Start(name, options, builder => builder.MapGrpcService(service));
+        await using PageRangeServer server = PageRangeServer.Start(name, options, builder => builder
+            .MapGrpcService(service)
+            .Map(RawCode, static (transaction, _) => transaction.Reply(transaction.Payload)));
         await using WebApplication kestrel = Build(service, kestrel => kestrel.ListenUnixSocket(socketPath, l => l.Protocols = HttpProtocols.Http2));
         await kestrel.StartAsync();
         WebApplication? pipe = null;

@@ -7,6 +7,15 @@ namespace PageRange.Server;
 /// are handed on as they arrive (so they run concurrently); the connection releases the next oneway message only when
 /// the previous one is disposed, which the dispatcher does when its handler returns (binder's oneway rule).
 /// </summary>
+/// <remarks>
+/// The receiving runs on a thread of the session's own that reads the connection's ring itself (a blocking
+/// <see cref="PageRangeConnection.Receive"/>), so a call reaches a worker with one wake: the ring's doorbell wakes this
+/// thread, which queues the call to the pool. An asynchronous receive would take two more steps (the connection's
+/// background reader wakes, then completes the receive on the thread pool, which queues the call), each a thread wake
+/// on a parked machine (~10-20 µs), and would stall whenever the process's thread pool is starved. With
+/// <see cref="WaitStrategy.BusySpin"/> the session keeps the asynchronous receive instead: a dedicated thread per client
+/// spinning on its ring would hold a core per client, and the background reader never busy-spins.
+/// </remarks>
 internal sealed class ClientSession : IDisposable
 {
     private readonly PageRangeServer _server;
@@ -16,9 +25,12 @@ internal sealed class ClientSession : IDisposable
     private int _inFlight;
     private int _stoppedReading;
 
-    internal ClientSession(PageRangeServer server, PageRangeConnection connection, ClientInfo info)
+    private readonly bool _dedicatedThread;
+
+    internal ClientSession(PageRangeServer server, PageRangeConnection connection, ClientInfo info, bool dedicatedThread)
     {
         _server = server;
+        _dedicatedThread = dedicatedThread;
         Connection = connection;
         Info = info;
     }
@@ -38,7 +50,38 @@ internal sealed class ClientSession : IDisposable
     /// <summary>Completes once the session ended and the server reported it.</summary>
     internal Task Completion { get; private set; } = Task.CompletedTask;
 
-    internal void Start() => Completion = Task.Run(ReceiveLoopAsync);
+    internal void Start()
+    {
+        if (!_dedicatedThread)
+        {
+            Completion = Task.Run(ReceiveLoopAsync);
+            return;
+        }
+        var ended = new TaskCompletionSource<Task>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Completion = ended.Task.Unwrap();
+        var thread = new Thread(() =>
+        {
+            (ClientDisconnectReason reason, Exception? cause) = ReceiveLoop();
+            Dispose();
+            Task reported;
+            try
+            {
+                reported = _server.OnSessionEndedAsync(this, reason, cause);
+            }
+#pragma warning disable CA1031 // Handed to Completion, as the asynchronous loop's task would carry it.
+            catch (Exception error)
+#pragma warning restore CA1031
+            {
+                reported = Task.FromException(error);
+            }
+            ended.SetResult(reported);
+        })
+        {
+            IsBackground = true,
+            Name = $"PageRange session pid {Info.Pid}",
+        };
+        thread.Start();
+    }
 
     /// <summary>Stops taking this client's transactions (the server is stopping); the loop then ends the session.</summary>
     internal void StopReceiving()
@@ -80,10 +123,42 @@ internal sealed class ClientSession : IDisposable
     /// <summary>Frees the stop signal; the receive loop calls this when it ends.</summary>
     public void Dispose() => _stopReceiving.Dispose();
 
+    /// <summary>The dedicated thread's loop: receives until the session ends, and says why it ended.</summary>
+    private (ClientDisconnectReason Reason, Exception? Cause) ReceiveLoop()
+    {
+        try
+        {
+            while (true)
+            {
+                Transaction transaction;
+                try
+                {
+                    transaction = Connection.Receive(_stopReceiving.Token);
+                }
+                catch (ObjectDisposedException) when (!Connection.IsPeerAlive)
+                {
+                    // The peer's death or violation released the ring under this thread's wait (the background reader
+                    // of an asynchronous receive swallows that): TryReceive gives what is still ready, or the end as
+                    // the asynchronous receive reports it (the violation, the death).
+                    if (!Connection.TryReceive(out transaction))
+                    {
+                        throw;
+                    }
+                }
+                Interlocked.Increment(ref _calls);
+                _server.Dispatch(this, transaction);
+            }
+        }
+        catch (Exception error) when (Ended(error, out ClientDisconnectReason reason, out Exception? cause))
+        {
+            return (reason, cause);
+        }
+    }
+
     private async Task ReceiveLoopAsync()
     {
         ClientDisconnectReason reason;
-        Exception? cause = null;
+        Exception? cause;
         try
         {
             while (true)
@@ -93,28 +168,39 @@ internal sealed class ClientSession : IDisposable
                 _server.Dispatch(this, transaction);
             }
         }
-        catch (OperationCanceledException) when (_stopReceiving.IsCancellationRequested)
+        catch (Exception error) when (Ended(error, out reason, out cause))
         {
-            reason = Volatile.Read(ref _stoppedReading) != 0 ? ClientDisconnectReason.StoppedReading : ClientDisconnectReason.ServerStopping;
-        }
-        catch (ProtocolViolationException violation)
-        {
-            reason = ClientDisconnectReason.ProtocolViolation;
-            cause = violation;
-        }
-        catch (PeerDiedException died)
-        {
-            // The control socket may have ended because the client broke the protocol on it (a descriptor after the
-            // handshake, a malformed frame): the death's cause says so.
-            reason = died.InnerException is ProtocolViolationException ? ClientDisconnectReason.ProtocolViolation : ClientDisconnectReason.PeerClosed;
-            cause = died;
-        }
-        catch (Exception error) when (error is PageRangeException or ObjectDisposedException or InvalidOperationException)
-        {
-            reason = ClientDisconnectReason.Failed;
-            cause = error;
         }
         Dispose();
         await _server.OnSessionEndedAsync(this, reason, cause).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether <paramref name="error"/> from a receive ends the session normally, and with which reason.</summary>
+    private bool Ended(Exception error, out ClientDisconnectReason reason, out Exception? cause)
+    {
+        cause = null;
+        switch (error)
+        {
+            case OperationCanceledException when _stopReceiving.IsCancellationRequested:
+                reason = Volatile.Read(ref _stoppedReading) != 0 ? ClientDisconnectReason.StoppedReading : ClientDisconnectReason.ServerStopping;
+                return true;
+            case ProtocolViolationException violation:
+                reason = ClientDisconnectReason.ProtocolViolation;
+                cause = violation;
+                return true;
+            case PeerDiedException died:
+                // The control socket may have ended because the client broke the protocol on it (a descriptor after the
+                // handshake, a malformed frame): the death's cause says so.
+                reason = died.InnerException is ProtocolViolationException ? ClientDisconnectReason.ProtocolViolation : ClientDisconnectReason.PeerClosed;
+                cause = died;
+                return true;
+            case PageRangeException or ObjectDisposedException or InvalidOperationException:
+                reason = ClientDisconnectReason.Failed;
+                cause = error;
+                return true;
+            default:
+                reason = default;
+                return false;
+        }
     }
 }

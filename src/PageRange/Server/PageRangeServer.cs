@@ -279,7 +279,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
             {
                 _clientsPerUid.TryGetValue(connection.PeerUid, out int ofUid);
                 var info = new ClientInfo(++_nextClientId, connection.PeerPid, connection.PeerUid, connection.PeerGid, DateTimeOffset.UtcNow);
-                session = new ClientSession(this, connection, info);
+                session = new ClientSession(this, connection, info, dedicatedThread: _options.ConnectionOptions.WaitStrategy != WaitStrategy.BusySpin);
                 _sessions.Add(info.Id, session);
                 _clientsPerUid[connection.PeerUid] = ofUid + 1;
             }
