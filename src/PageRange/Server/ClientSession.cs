@@ -153,6 +153,13 @@ internal sealed class ClientSession : IDisposable
         {
             return (reason, cause);
         }
+#pragma warning disable CA1031 // Nothing may escape a thread of our own: it would end the process, not the session.
+        catch (Exception error)
+#pragma warning restore CA1031
+        {
+            // What the asynchronous loop would leave in its task (and the server's report of the session carries).
+            return (ClientDisconnectReason.Failed, error);
+        }
     }
 
     private async Task ReceiveLoopAsync()
