@@ -371,6 +371,34 @@ internal sealed unsafe class InboundChannel : IDisposable
         return ready;
     }
 
+    /// <summary>
+    /// <see cref="WaitForTransaction(TimeSpan, CancellationToken)"/> until a <see cref="Stopwatch"/> deadline the caller
+    /// already computed: no clock read or time conversion of its own before the wait's first check, which is all a
+    /// wait costs when the transaction is already there.
+    /// </summary>
+    /// <param name="deadline">A <see cref="Stopwatch.GetTimestamp"/> value; <see cref="long.MaxValue"/> for none.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>Whether a transaction is ready (or the channel was released, nudged or disposed).</returns>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal bool WaitForTransactionUntil(long deadline, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        TransactionReady condition = new(this);
+        bool ready;
+        try
+        {
+            ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        }
+        finally
+        {
+            // As in WaitForTransaction: cleared after the wait, never before.
+            Volatile.Write(ref _nudged, 0);
+        }
+        ThrowIfDisposed();
+        return ready;
+    }
+
     /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>
     internal long ReaderParks => _txDoorbell.Parks;
 
