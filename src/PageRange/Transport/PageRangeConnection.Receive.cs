@@ -275,16 +275,17 @@ public sealed partial class PageRangeConnection
         {
             try
             {
-                // Wait first, then read the ring: the wait's first check is a load of the ring's tail, so no pass is
-                // made just to find the ring empty (the receive lock, the tail's validation) before every wait, and a
-                // caller that has just sent its call waits at once. One clock read per pass.
+                // Look, then read the ring or wait: a load of the ring's tail (the wait's own first check) says whether
+                // there is anything, so no pass is made just to find the ring empty (the receive lock, the tail's
+                // validation) before every wait, and a caller that has just sent its call waits at once. Frees held for
+                // a batch stay held while the ring has more (as when PumpAvailable finds it busy). One clock read per wait.
                 bool pump = false;
                 while (!IsSatisfied(call) && !cancellationToken.IsCancellationRequested && Volatile.Read(ref _disposed) == 0)
                 {
                     // Read the death before draining: the peer published everything before it died, so a drain that
                     // starts after we saw the death and finds the ring empty has delivered everything.
                     bool dead = _peerDead;
-                    if (pump || dead)
+                    if (pump || dead || _inbound.TransactionMaybeReady)
                     {
                         pump = false;
                         int routed = PumpAvailable(notify: false);
@@ -295,6 +296,11 @@ public sealed partial class PageRangeConnection
                             if (!IsSatisfied(call))
                             {
                                 NotifyFollowers();
+                                // A bounded pass: the deadline holds even while the peer keeps the ring busy.
+                                if (Stopwatch.GetTimestamp() >= deadline)
+                                {
+                                    return;
+                                }
                             }
                             continue;
                         }
@@ -310,7 +316,6 @@ public sealed partial class PageRangeConnection
                         // empty): a writer waiting for room must never wait on frees we hold while we wait for it.
                         PublishHeldFrees();
                     }
-                    // A bounded pass: the deadline holds even while the peer keeps the ring busy.
                     long now = Stopwatch.GetTimestamp();
                     if (now >= deadline)
                     {

@@ -399,6 +399,13 @@ internal sealed unsafe class InboundChannel : IDisposable
         return ready;
     }
 
+    /// <summary>
+    /// Whether a wait for a transaction would return at once (one is published, or the channel was released, nudged or
+    /// disposed): the wait's own first check, for a reader that reads the ring at once if so instead of waiting.
+    /// </summary>
+    /// <remarks>A hint, read as the doorbell's first check is (the disposed flag first, then the ring's tail).</remarks>
+    internal bool TransactionMaybeReady => new TransactionReady(this).IsReady;
+
     /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>
     internal long ReaderParks => _txDoorbell.Parks;
 
