@@ -298,7 +298,7 @@ public sealed class OutboundInboundChannelTests
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         // Larger than a slab's slot: a buffer of its own, whose stray second free binder ignores (a slot's second free
         // is a violation: ChannelSlabHostileTests).
-        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.TwoWay, new byte[Allocation.BufferSlab.SlotSize + 8]));
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.TwoWay, new byte[PageRange.Allocation.BufferSlab.SlotSize + 8]));
         TransactionRecord record = pair.ReceiveOne();
         pair.Inbound.Free(record);
         pair.Inbound.Free(record);
