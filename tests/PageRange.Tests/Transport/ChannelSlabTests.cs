@@ -161,6 +161,12 @@ public sealed class ChannelSlabTests
         // One allocator buffer (the slab), not charged to the oneway quota: oneway messages keep all of it.
         Assert.Equal(1, pair.Outbound.Allocator.BufferCount);
         Assert.Equal(pair.Outbound.Allocator.OnewayQuota, pair.Outbound.Allocator.FreeOnewaySpace);
+        // The slab is a reserved buffer to the allocator, but no reservation waiting for a commit to the connection.
+        Assert.Equal(1, pair.Outbound.Allocator.GetStats().ReservedBuffers);
+        Assert.Equal(0, pair.Outbound.GetSendStats().ReservedBuffers);
+        Assert.True(pair.Outbound.TryReserve(4096, oneway: false, out PendingBuffer pending));
+        Assert.Equal(1, pair.Outbound.GetSendStats().ReservedBuffers);
+        pair.Outbound.Abort(ref pending);
         TransactionRecord first = pair.ReceiveOne();
         TransactionRecord second = pair.ReceiveOne();
         Assert.Equal(BufferSlab.SlotSize, second.Offset - first.Offset);

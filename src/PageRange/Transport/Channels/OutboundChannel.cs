@@ -122,6 +122,26 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>The data area's allocator, for stats.</summary>
     internal BufferAllocator Allocator => _allocator;
 
+    /// <summary>
+    /// The allocator's stats with the open slabs left out of <see cref="BufferAllocatorStats.ReservedBuffers"/>: a slab
+    /// is the channel's own arrangement, reserved for as long as it is open, not a reservation waiting for a commit.
+    /// </summary>
+    internal BufferAllocatorStats GetSendStats()
+    {
+        // The send lock (the allocator's) keeps the slab count and the allocator's count of one moment; it comes before
+        // the page range's lock GetStats takes, as everywhere.
+        _lock.Enter();
+        try
+        {
+            BufferAllocatorStats stats = _allocator.GetStats();
+            return stats with { ReservedBuffers = stats.ReservedBuffers - _slabs.SlabsInUse - _callSlabs.SlabsInUse };
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
+
     /// <summary>The data area's pages, for stats.</summary>
     internal ShrinkablePageRange Pages => _pages;
 
