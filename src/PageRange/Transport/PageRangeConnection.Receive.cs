@@ -471,6 +471,15 @@ public sealed partial class PageRangeConnection
                 }
                 RouteBatch(batch[..taken]);
                 routed += taken;
+                if (taken < batch.Length)
+                {
+                    // The batch took fewer than it could: the ring was empty when it ended, so this pass ends here, as if
+                    // the next had found nothing, without that next pass's receive lock (one per pump that routes).
+                    // A record published since is seen by the caller's next look at the ring. A bad record also ends a
+                    // batch early; the next pass, at the caller's next look (the tail says there is more), throws.
+                    PublishHeldFrees();
+                    break;
+                }
             }
         }
         catch (ProtocolViolationException violation)

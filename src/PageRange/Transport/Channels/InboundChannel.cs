@@ -55,6 +55,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Set by <see cref="NudgeReader"/>: the current (or next) wait returns once, then it is cleared.</summary>
     private int _nudged;
     private long _highWaterMark;
+    private long _emptyReceivePasses;
 
     private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
     {
@@ -204,6 +205,12 @@ internal sealed unsafe class InboundChannel : IDisposable
                 // published only after this store, so the writer's delivery check always sees its record consumed.
                 _txRing.PublishHead();
                 _highWaterMark = highWaterMark;
+            }
+            else
+            {
+                // Under the receive lock: a plain increment. Lets a test see that readers do not pass over an empty ring
+                // before every wait.
+                _emptyReceivePasses++;
             }
             return count;
         }
@@ -405,6 +412,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// </summary>
     /// <remarks>A hint, read as the doorbell's first check is (the disposed flag first, then the ring's tail).</remarks>
     internal bool TransactionMaybeReady => new TransactionReady(this).IsReady;
+
+    /// <summary>Batch receives (<see cref="TryReceiveBatch"/>) that found the ring empty, for tests.</summary>
+    internal long EmptyReceivePasses => Volatile.Read(ref _emptyReceivePasses);
 
     /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>
     internal long ReaderParks => _txDoorbell.Parks;
