@@ -3,7 +3,8 @@ using System.Diagnostics;
 namespace PageRange.Allocation;
 
 /// <summary>
-/// The slabs small oneway messages share (<see cref="BufferSlab"/>): one is being filled, the others were filled up
+/// The slabs small messages share (<see cref="BufferSlab"/>), one set for oneway messages and one for two-way calls
+/// and replies: one is being filled, the others were filled up
 /// and wait for their last slot to be freed, when their buffer goes back to the allocator (its pages Available, so
 /// the shrinker can reclaim them).
 /// </summary>
@@ -15,8 +16,10 @@ namespace PageRange.Allocation;
 /// that, or when the allocator has no room for a slab, a message takes a buffer of its own as before.
 /// </para>
 /// <para>
-/// A slab is reserved as a oneway buffer, so its whole size counts against the oneway quota while it exists (binder's
-/// limit on what asynchronous messages may hold stays a limit). The slab being filled is given back when it is empty
+/// A oneway set's slab is reserved as a oneway buffer, so its whole size counts against the oneway quota while it
+/// exists (binder's limit on what asynchronous messages may hold stays a limit); a two-way set's slab is reserved as
+/// a plain buffer, as the calls and replies it holds would be, so oneway messages can never take room from calls
+/// through it, nor calls from oneways. The slab being filled is given back when it is empty
 /// and the writer goes idle (<see cref="ReleaseIdle"/>, from the connection's housekeeping of an idle writer).
 /// </para>
 /// <para>
@@ -29,21 +32,29 @@ internal sealed class BufferSlabs
     /// <summary>The most slabs at once (16 KiB each, so at most 128 KiB of the oneway quota, and at most a quarter of it).</summary>
     internal const int MaxSlabs = 8;
 
+    /// <summary>The most slabs of calls and replies at once: a round trip keeps about one lazy-drain batch live, a slab
+    /// holds four such batches, and the rest take buffers of their own (room for large calls matters more).</summary>
+    internal const int MaxCallSlabs = 2;
+
     private readonly BufferAllocator _allocator;
+    private readonly bool _oneway;
     private readonly BufferSlab[] _slabs;
     private BufferSlab? _filling;
     private long _slabsOpened;
     private long _slabsReleased;
 
     /// <summary>Creates the (empty) set of slabs over <paramref name="allocator"/>, which must use its owner's shared lock.</summary>
-    internal BufferSlabs(BufferAllocator allocator)
+    /// <param name="allocator">The data area's allocator.</param>
+    /// <param name="oneway">Slabs for oneway messages (charged to the oneway quota); otherwise for calls and replies.</param>
+    internal BufferSlabs(BufferAllocator allocator, bool oneway = true)
     {
         ArgumentNullException.ThrowIfNull(allocator);
         _allocator = allocator;
-        // Slabs may hold at most a quarter of the oneway quota: in a small region they would crowd out the messages
-        // that need a buffer of their own (and one that cannot hold four slabs has none).
+        _oneway = oneway;
+        // Slabs may hold at most a quarter of the oneway quota (an eighth of the data area): in a small region they
+        // would crowd out the messages that need a buffer of their own (and one that cannot hold four slabs has none).
         long limit = allocator.OnewayQuota / 4 / BufferSlab.Bytes;
-        _slabs = new BufferSlab[(int)Math.Min(MaxSlabs, limit)];
+        _slabs = new BufferSlab[(int)Math.Min(oneway ? MaxSlabs : MaxCallSlabs, limit)];
         for (int i = 0; i < _slabs.Length; i++)
         {
             _slabs[i] = new BufferSlab();
@@ -94,7 +105,7 @@ internal sealed class BufferSlabs
             }
         }
         if (spare is null
-            || !_allocator.TryReserveUnderLock(BufferSlab.Bytes, oneway: true, clearOnFree: false, senderPid, out long slabOffset))
+            || !_allocator.TryReserveUnderLock(BufferSlab.Bytes, _oneway, clearOnFree: false, senderPid, out long slabOffset))
         {
             offset = 0;
             return false;

@@ -27,6 +27,14 @@ public sealed partial class PageRangeConnection
     {
         while (true)
         {
+            if (Volatile.Read(ref _readyCount) == 0 && !_violated && !_drainedAfterDeath)
+            {
+                // Nothing ready: wait at once. The wait reads the ring itself, so the pass TryReceive would make first
+                // (the reader role taken and given back, the receive lock, the slot lock, all to find nothing) is saved.
+                ThrowIfDisposed();
+                cancellationToken.ThrowIfCancellationRequested();
+                WaitForProgress(call: null, long.MaxValue, cancellationToken);
+            }
             if (TryReceive(out Transaction transaction))
             {
                 return transaction;
@@ -36,7 +44,6 @@ public sealed partial class PageRangeConnection
             {
                 throw NewPeerDied();
             }
-            WaitForProgress(call: null, long.MaxValue, cancellationToken);
         }
     }
 
@@ -54,7 +61,8 @@ public sealed partial class PageRangeConnection
         {
             try
             {
-                PumpAvailable();
+                // No notice of its own: releasing the role just after notifies the followers once for both.
+                PumpAvailable(notify: false);
             }
             finally
             {
@@ -249,7 +257,12 @@ public sealed partial class PageRangeConnection
         {
             _inbound.Dispose();
         }
-        NotifyFollowers();
+        // Followers wait for a transaction ready, their call's reply, the role, or the drain after a death: a free changes
+        // none of these unless it released a backlogged oneway (or closed the connection), so only then are they told.
+        if (releasedOneway || disposeInbound || violation is not null)
+        {
+            NotifyFollowers();
+        }
     }
 
     /// <summary>
@@ -262,39 +275,62 @@ public sealed partial class PageRangeConnection
         {
             try
             {
+                // Look, then read the ring or wait: a load of the ring's tail (the wait's own first check) says whether
+                // there is anything, so no pass is made just to find the ring empty (the receive lock, the tail's
+                // validation) before every wait, and a caller that has just sent its call waits at once. Frees held for
+                // a batch stay held while the ring has more (as when PumpAvailable finds it busy). One clock read per wait.
+                bool pump = false;
                 while (!IsSatisfied(call) && !cancellationToken.IsCancellationRequested && Volatile.Read(ref _disposed) == 0)
                 {
                     // Read the death before draining: the peer published everything before it died, so a drain that
                     // starts after we saw the death and finds the ring empty has delivered everything.
                     bool dead = _peerDead;
-                    if (PumpAvailable() > 0)
+                    if (pump || dead || _inbound.TransactionMaybeReady)
                     {
-                        // A bounded pass: the deadline holds even while the peer keeps the ring busy.
-                        if (Stopwatch.GetTimestamp() >= deadline)
+                        pump = false;
+                        int routed = PumpAvailable(notify: false);
+                        if (routed > 0)
                         {
+                            // Followers are told now only if what was routed is not what we waited for; otherwise the
+                            // role's release below tells them, once.
+                            if (!IsSatisfied(call))
+                            {
+                                NotifyFollowers();
+                                // A bounded pass: the deadline holds even while the peer keeps the ring busy.
+                                if (Stopwatch.GetTimestamp() >= deadline)
+                                {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
+                        if (dead)
+                        {
+                            MarkDrainedAfterDeath();
                             return;
                         }
-                        continue;
                     }
-                    if (dead)
+                    else
                     {
-                        MarkDrainedAfterDeath();
-                        return;
+                        // The frees held for a batch go before we wait (PumpAvailable does this when it finds the ring
+                        // empty): a writer waiting for room must never wait on frees we hold while we wait for it.
+                        PublishHeldFrees();
                     }
                     long now = Stopwatch.GetTimestamp();
                     if (now >= deadline)
                     {
                         return;
                     }
-                    long sliceTicks = Math.Min(_options.ParkTimeout.Ticks, TicksUntil(deadline, now));
+                    long waitUntil = deadline - now <= _parkTimeoutTicks ? deadline : now + _parkTimeoutTicks;
                     try
                     {
-                        _inbound.WaitForTransaction(TimeSpan.FromTicks(sliceTicks), cancellationToken);
+                        _inbound.WaitForTransactionUntil(waitUntil, cancellationToken);
                     }
                     catch (OperationCanceledException)
                     {
                         return;
                     }
+                    pump = true;
                 }
             }
             finally
@@ -324,9 +360,6 @@ public sealed partial class PageRangeConnection
         NotifyFollowers();
     }
 
-    private static long TicksUntil(long deadline, long now) =>
-        deadline == long.MaxValue ? long.MaxValue : (long)((deadline - now) * (double)TimeSpan.TicksPerSecond / Stopwatch.Frequency);
-
     private bool IsSatisfied(PendingCall? call) =>
         call is not null ? call.IsCompleted || Volatile.Read(ref call.NestedCount) > 0 : Volatile.Read(ref _readyCount) > 0;
 
@@ -340,13 +373,16 @@ public sealed partial class PageRangeConnection
                 ? 0
                 : Stopwatch.GetTimestamp() + (long)(_options.SpinDuration.TotalSeconds * Stopwatch.Frequency);
         var spinner = default(SpinWait);
-        while (Stopwatch.GetTimestamp() < spinUntil)
+        bool busySpin = _options.WaitStrategy == WaitStrategy.BusySpin;
+        int polls = 0;
+        // A busy spinner reads the clock every 32 polls (as Doorbell's busy spin), the others at every round.
+        while ((busySpin && (++polls & 31) != 0) || Stopwatch.GetTimestamp() < spinUntil)
         {
             if (Changed(call, generation) || cancellationToken.IsCancellationRequested)
             {
                 return;
             }
-            if (_options.WaitStrategy == WaitStrategy.BusySpin)
+            if (busySpin)
             {
                 // One unit, as Doorbell's busy spin: a unit is scaled to at least ~37 ns, so 8 polled every ~300 ns.
                 Thread.SpinWait(1);
@@ -412,7 +448,9 @@ public sealed partial class PageRangeConnection
     /// disposal between passes. Only the reader-role holder calls this.
     /// </summary>
     /// <returns>How many records were routed.</returns>
-    private int PumpAvailable()
+    /// <param name="notify">Tell the followers when something was routed; <see langword="false"/> for a caller that
+    /// tells them itself (it releases the role next, which does).</param>
+    private int PumpAvailable(bool notify = true)
     {
         int routed = 0;
         int limit = _inbound.Layout.TxRingCapacity;
@@ -433,6 +471,15 @@ public sealed partial class PageRangeConnection
                 }
                 RouteBatch(batch[..taken]);
                 routed += taken;
+                if (taken < batch.Length)
+                {
+                    // The batch took fewer than it could: the ring was empty when it ended, so this pass ends here, as if
+                    // the next had found nothing, without that next pass's receive lock (one per pump that routes).
+                    // A record published since is seen by the caller's next look at the ring. A bad record also ends a
+                    // batch early; the next pass, at the caller's next look (the tail says there is more), throws.
+                    PublishHeldFrees();
+                    break;
+                }
             }
         }
         catch (ProtocolViolationException violation)
@@ -440,7 +487,7 @@ public sealed partial class PageRangeConnection
             CloseForViolation(violation);
             throw;
         }
-        if (routed > 0)
+        if (routed > 0 && notify)
         {
             NotifyFollowers();
         }

@@ -18,7 +18,7 @@ public sealed partial class PageRangeConnection
     private readonly Stack<Reservation> _reservationPool = new(ReservationPoolSize);
 
     /// <summary>The peer's region as this side's bookkeeping sees it (buffers reserved or delivered, free bytes), for tests.</summary>
-    internal Allocation.BufferAllocatorStats OutboundStats => _outbound.Allocator.GetStats();
+    internal Allocation.BufferAllocatorStats OutboundStats => _outbound.GetSendStats();
 
     /// <summary>Buffers reserved or delivered in the peer's region and not yet freed, for tests.</summary>
     internal int OutboundLiveBuffers => _outbound.LiveBuffers;

@@ -348,6 +348,8 @@ public sealed partial class PageRangeConnection
     private void WaitForReply(PendingCall call, TimeSpan timeout, CancellationToken cancellationToken)
     {
         long deadline = Doorbell.DeadlineAfter(timeout);
+        // The clock is read by WaitForProgress before it waits; here only once a wait came back without the reply.
+        bool waited = false;
         while (!call.IsCompleted)
         {
             if (Volatile.Read(ref call.NestedCount) > 0)
@@ -364,7 +366,7 @@ public sealed partial class PageRangeConnection
                 }
                 break;
             }
-            if (Stopwatch.GetTimestamp() >= deadline)
+            if (waited && Stopwatch.GetTimestamp() >= deadline)
             {
                 if (call.TryComplete(call.Id, default, new TimeoutException($"The peer did not reply to call {call.Id} within {timeout}.")))
                 {
@@ -373,6 +375,7 @@ public sealed partial class PageRangeConnection
                 break;
             }
             WaitForProgress(call, deadline, cancellationToken);
+            waited = true;
         }
     }
 

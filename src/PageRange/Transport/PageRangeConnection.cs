@@ -39,6 +39,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly InboundChannel _inbound;
     private readonly OutboundChannel _outbound;
     private readonly PageRangeOptions _options;
+    private readonly long _parkTimeoutTicks;
     private readonly ILogger _logger;
 
     private readonly MonitorLock _slotLock;
@@ -86,6 +87,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _inbound = inbound;
         _slotLock = inbound.FreeLock;
         _options = options;
+        // In Stopwatch ticks, once: the reader's wait slices are computed from it without a conversion per wait.
+        _parkTimeoutTicks = Math.Max(1, (long)(options.ParkTimeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency));
         _logger = PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.TransportCategory);
         // The first factory any part of the process gives the shared shrinker is the one it logs to.
         Shrinker.Shared.UseLoggerFactory(options.LoggerFactory);

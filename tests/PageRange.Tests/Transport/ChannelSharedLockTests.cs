@@ -59,7 +59,9 @@ public sealed class ChannelSharedLockTests
                 {
                     // Sizes on both sides of the lazy-drain limit, so both drain paths run.
                     int size = (i * 131) % buffer.Length;
-                    pair.Outbound.Send((ulong)((sender * perSender) + i), 0, TransactionFlags.Oneway, buffer.AsSpan(0, size), TestTimeouts.Long, default);
+                    // Both kinds of slab (oneway, and calls and replies) and buffers, from both senders.
+                    TransactionFlags flags = (i % 3) switch { 0 => TransactionFlags.TwoWay, 1 => TransactionFlags.Reply, _ => TransactionFlags.Oneway };
+                    pair.Outbound.Send((ulong)((sender * perSender) + i), 0, flags, buffer.AsSpan(0, size), TestTimeouts.Long, default);
                 }
             },
             TaskCreationOptions.LongRunning))];

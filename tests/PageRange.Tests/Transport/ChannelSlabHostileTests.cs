@@ -16,19 +16,25 @@ namespace PageRange.Tests.Transport;
 [Trait("Category", "Hostile")]
 public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
 {
-    /// <summary>Sends <paramref name="count"/> small oneways (slots), takes them off the ring as the raw peer, and returns their offsets.</summary>
-    private static ulong[] SendSlots(ChannelPair pair, RawReceiverPeer peer, int count)
+    /// <summary>
+    /// Sends <paramref name="count"/> small messages of kind <paramref name="flags"/> (slots of the oneway or the call
+    /// slabs), takes them off the ring as the raw peer, and returns their offsets.
+    /// </summary>
+    private static ulong[] SendSlots(ChannelPair pair, RawReceiverPeer peer, int count, TransactionFlags flags = TransactionFlags.Oneway)
     {
         ulong[] offsets = new ulong[count];
         for (int i = 0; i < count; i++)
         {
-            Assert.True(pair.Outbound.TrySend((ulong)i, 0, TransactionFlags.Oneway, new byte[64]));
+            Assert.True(pair.Outbound.TrySend((ulong)i, 0, flags, new byte[64]));
             offsets[i] = peer.PeekRecord((ulong)i).BufferOffset;
         }
         peer.AdvanceTxHead((ulong)count);
-        Assert.Equal(1, pair.Outbound.Slabs.SlabsInUse);
+        Assert.Equal(1, SlabsOf(pair, flags).SlabsInUse);
         return offsets;
     }
+
+    private static BufferSlabs SlabsOf(ChannelPair pair, TransactionFlags flags) =>
+        (flags & TransactionFlags.Oneway) != 0 ? pair.Outbound.Slabs : pair.Outbound.CallSlabs;
 
     private static void AssertViolationThenClosed(ChannelPair pair)
     {
@@ -41,48 +47,57 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(8)]
-    [InlineData(BufferSlab.SlotSize - 8)]
-    [InlineData(BufferSlab.SlotSize + 64)]
-    public void DrainFrees_FreeInsideASlabAtNoSlotsStart_ProtocolViolation(long within)
+    [InlineData(8, TransactionFlags.Oneway)]
+    [InlineData(BufferSlab.SlotSize - 8, TransactionFlags.Oneway)]
+    [InlineData(BufferSlab.SlotSize + 64, TransactionFlags.Oneway)]
+    [InlineData(8, TransactionFlags.TwoWay)]
+    [InlineData(BufferSlab.SlotSize + 64, TransactionFlags.Reply)]
+    public void DrainFrees_FreeInsideASlabAtNoSlotsStart_ProtocolViolation(long within, TransactionFlags flags)
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         var peer = new RawReceiverPeer(pair);
-        ulong[] offsets = SendSlots(pair, peer, 2);
+        ulong[] offsets = SendSlots(pair, peer, 2, flags);
         peer.PublishFree(offsets[0] + (ulong)within);
         AssertViolationThenClosed(pair);
     }
 
-    [Fact]
-    public void DrainFrees_SlotFreedTwice_ProtocolViolation()
+    [Theory]
+    [InlineData(TransactionFlags.Oneway)]
+    [InlineData(TransactionFlags.TwoWay)]
+    [InlineData(TransactionFlags.ErrorReply)]
+    public void DrainFrees_SlotFreedTwice_ProtocolViolation(TransactionFlags flags)
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         var peer = new RawReceiverPeer(pair);
-        ulong[] offsets = SendSlots(pair, peer, 2);
+        ulong[] offsets = SendSlots(pair, peer, 2, flags);
         peer.PublishFree(offsets[1]);
         peer.PublishFree(offsets[1]);
         AssertViolationThenClosed(pair);
     }
 
-    [Fact]
-    public void DrainFrees_SlotReservedButNeverPublished_ProtocolViolation()
+    [Theory]
+    [InlineData(TransactionFlags.Oneway)]
+    [InlineData(TransactionFlags.TwoWay)]
+    public void DrainFrees_SlotReservedButNeverPublished_ProtocolViolation(TransactionFlags flags)
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         var peer = new RawReceiverPeer(pair);
-        ulong[] offsets = SendSlots(pair, peer, 1);
+        ulong[] offsets = SendSlots(pair, peer, 1, flags);
         // A zero-copy reservation takes the next slot; the peer guesses its offset and frees it before it is published.
-        Assert.True(pair.Outbound.TryReserve(64, oneway: true, out PendingBuffer pending));
+        Assert.True(pair.Outbound.TryReserve(64, oneway: flags == TransactionFlags.Oneway, out PendingBuffer pending));
         Assert.Equal((long)offsets[0] + BufferSlab.SlotSize, pending.Offset);
         peer.PublishFree((ulong)pending.Offset);
         AssertViolationThenClosed(pair);
     }
 
-    [Fact]
-    public void DrainFrees_SlotStillOnTheRing_IgnoredCountedAndFreedLater()
+    [Theory]
+    [InlineData(TransactionFlags.Oneway)]
+    [InlineData(TransactionFlags.Reply)]
+    public void DrainFrees_SlotStillOnTheRing_IgnoredCountedAndFreedLater(TransactionFlags flags)
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         var peer = new RawReceiverPeer(pair);
-        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, new byte[64]));
+        Assert.True(pair.Outbound.TrySend(1, 0, flags, new byte[64]));
         ulong offset = peer.PeekRecord(0).BufferOffset;
         // Freed before the peer took the record off the ring: binder's delivery rule ignores it.
         peer.PublishFree(offset);
@@ -96,14 +111,17 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
         Assert.Equal(1, pair.Outbound.DrainFreesAndReleaseIdleSlab());
         Assert.Equal(0, pair.Outbound.LiveBuffers);
         Assert.Equal(0, pair.Outbound.Slabs.SlabsInUse);
+        Assert.Equal(0, pair.Outbound.CallSlabs.SlabsInUse);
     }
 
-    [Fact]
-    public void DrainFrees_PastEverySlabWhereNoBufferStarts_IgnoredAsAStrayFree()
+    [Theory]
+    [InlineData(TransactionFlags.Oneway)]
+    [InlineData(TransactionFlags.TwoWay)]
+    public void DrainFrees_PastEverySlabWhereNoBufferStarts_IgnoredAsAStrayFree(TransactionFlags flags)
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         var peer = new RawReceiverPeer(pair);
-        ulong[] offsets = SendSlots(pair, peer, 1);
+        ulong[] offsets = SendSlots(pair, peer, 1, flags);
         // Outside the slab: the allocator's rule for a buffer that is not live applies (binder logs and ignores it).
         peer.PublishFree(offsets[0] + (ulong)BufferSlab.Bytes + 8);
         Assert.Equal(1, pair.Outbound.DrainFrees());
@@ -162,6 +180,54 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
         }
         Assert.True(honestClient.IsPeerAlive);
         Assert.True(honestServer.IsPeerAlive);
+    }
+
+    [Fact]
+    public async Task RawPeer_ForgesAFreeInsideACallSlab_OnlyThatConnectionClosesAndItsCallsFail()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+
+        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
+        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
+        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
+
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+
+        // The victim calls into the attacker's region twice: slots of one call slab.
+        Task<Transaction> firstCall = victim.CallAsync(1, new byte[64]).AsTask();
+        Task<Transaction> secondCall = victim.CallAsync(1, new byte[64]).AsTask();
+        Assert.True(attacker.Inbound.TryReceive(out TransactionRecord first));
+        Assert.True(attacker.Inbound.TryReceive(out TransactionRecord second));
+        Assert.True((first.Flags & TransactionFlags.TwoWay) != 0);
+        Assert.Equal(BufferSlab.SlotSize, Math.Abs(second.Offset - first.Offset));
+        Assert.True(attacker.Inbound.Region.ResidentBytes > attacker.Inbound.Layout.HeaderBytes);
+
+        // The forged free: 8 bytes into a call's slot, seen by the victim's next drain (a large send drains first).
+        attacker.Inbound.Free(new TransactionRecord(first.TransactionId, first.Offset + 8, 8, 0, TransactionFlags.TwoWay));
+        Assert.Throws<ProtocolViolationException>(() => victim.SendOneway(1, new byte[OutboundChannel.LazyDrainMaxMessage + 1]));
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim closed the connection");
+        // The calls waiting on the attacker fail instead of hanging, and the slab's pages go with the writing side.
+        await Assert.ThrowsAnyAsync<PageRangeException>(() => firstCall.WaitAsync(TestTimeouts.Long));
+        await Assert.ThrowsAnyAsync<PageRangeException>(() => secondCall.WaitAsync(TestTimeouts.Long));
+        await WaitUntilAsync(() => attacker.Inbound.Region.ResidentBytes == attacker.Inbound.Layout.HeaderBytes, "the call slab's pages were given back");
+
+        // The neighbour goes on with a small call, which takes a slot of its own connection's call slab.
+        Task serving = Task.Run(() =>
+        {
+            using Transaction call = honestServer.Receive();
+            call.Reply(call.Payload);
+        });
+        using (Transaction reply = honestClient.Call(3, new byte[64]))
+        {
+            Assert.Equal(64, reply.Payload.Length);
+        }
+        await serving.WaitAsync(TestTimeouts.Long);
+        Assert.Equal(1, honestClient.Outbound.CallSlabs.SlabsOpened);
+        Assert.True(honestClient.IsPeerAlive);
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition, string what)

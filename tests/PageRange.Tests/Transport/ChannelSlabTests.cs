@@ -6,7 +6,8 @@ namespace PageRange.Tests.Transport;
 
 /// <summary>
 /// Small oneway messages share slabs: in order with every other message, one slab reused while the receiver keeps up,
-/// given back (and its pages reclaimed) once idle, never for two-way or clear-on-free messages.
+/// given back (and its pages reclaimed) once idle, never for clear-on-free messages; small calls and replies have
+/// slabs of their own, not charged to the oneway quota.
 /// </summary>
 public sealed class ChannelSlabTests
 {
@@ -135,14 +136,106 @@ public sealed class ChannelSlabTests
     }
 
     [Theory]
-    [InlineData(TransactionFlags.TwoWay)]
+    [InlineData(TransactionFlags.TwoWay | TransactionFlags.ClearOnFree)]
     [InlineData(TransactionFlags.Oneway | TransactionFlags.ClearOnFree)]
-    public void Send_TwoWayOrClearOnFree_TakesABufferOfItsOwn(TransactionFlags flags)
+    public void Send_ClearOnFree_TakesABufferOfItsOwn(TransactionFlags flags)
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         Assert.True(pair.Outbound.TrySend(1, 0, flags, new byte[64]));
         Assert.Equal(0, pair.Outbound.Slabs.SlabsOpened);
+        Assert.Equal(0, pair.Outbound.CallSlabs.SlabsOpened);
         Assert.Equal(1, pair.Outbound.Allocator.BufferCount);
+    }
+
+    [Theory]
+    [InlineData(TransactionFlags.TwoWay)]
+    [InlineData(TransactionFlags.Reply)]
+    [InlineData(TransactionFlags.ErrorReply)]
+    public void Send_SmallCallOrReply_TakesASlotOfACallSlabNotChargedToTheOnewayQuota(TransactionFlags flags)
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        Assert.True(pair.Outbound.TrySend(1, 0, flags, new byte[64]));
+        Assert.True(pair.Outbound.TrySend(2, 0, flags, new byte[BufferSlab.SlotSize]));
+        Assert.Equal(0, pair.Outbound.Slabs.SlabsOpened);
+        Assert.Equal(1, pair.Outbound.CallSlabs.SlabsOpened);
+        // One allocator buffer (the slab), not charged to the oneway quota: oneway messages keep all of it.
+        Assert.Equal(1, pair.Outbound.Allocator.BufferCount);
+        Assert.Equal(pair.Outbound.Allocator.OnewayQuota, pair.Outbound.Allocator.FreeOnewaySpace);
+        // The slab is a reserved buffer to the allocator, but no reservation waiting for a commit to the connection.
+        Assert.Equal(1, pair.Outbound.Allocator.GetStats().ReservedBuffers);
+        Assert.Equal(0, pair.Outbound.GetSendStats().ReservedBuffers);
+        Assert.True(pair.Outbound.TryReserve(4096, oneway: false, out PendingBuffer pending));
+        Assert.Equal(1, pair.Outbound.GetSendStats().ReservedBuffers);
+        pair.Outbound.Abort(ref pending);
+        TransactionRecord first = pair.ReceiveOne();
+        TransactionRecord second = pair.ReceiveOne();
+        Assert.Equal(BufferSlab.SlotSize, second.Offset - first.Offset);
+
+        // A oneway message takes its own slab: the two kinds never share one.
+        Assert.True(pair.Outbound.TrySend(3, 0, TransactionFlags.Oneway, new byte[64]));
+        Assert.Equal(1, pair.Outbound.Slabs.SlabsOpened);
+        Assert.Equal(2, pair.Outbound.Allocator.BufferCount);
+
+        // A call one byte over a slot takes a buffer of its own.
+        Assert.True(pair.Outbound.TrySend(4, 0, flags, new byte[BufferSlab.SlotSize + 1]));
+        Assert.Equal(1, pair.Outbound.CallSlabs.SlabsOpened);
+        Assert.Equal(3, pair.Outbound.Allocator.BufferCount);
+    }
+
+    [Fact]
+    public void Send_CallsWhileTheReceiverKeepsUp_OneCallSlabServesThemAllThenIsGivenBackAndReclaimed()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long header = pair.Inbound.Layout.HeaderBytes;
+        for (ulong id = 0; id < 10_000; id++)
+        {
+            TransactionFlags flags = id % 2 == 0 ? TransactionFlags.TwoWay : TransactionFlags.Reply;
+            Assert.True(pair.Outbound.TrySend(id, (uint)id, flags, new byte[(int)(id % BufferSlab.SlotSize)]));
+            TransactionRecord record = pair.ReceiveOne();
+            Assert.Equal(id, record.TransactionId);
+            pair.Inbound.Free(record);
+        }
+        Assert.Equal(1, pair.Outbound.CallSlabs.SlabsOpened);
+        Assert.Equal(0, pair.Outbound.Slabs.SlabsOpened);
+
+        // Idle: the empty slab goes back to the allocator, and its pages to the shrinker.
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.CallSlabs.SlabsInUse);
+        Assert.Equal(1, pair.Outbound.CallSlabs.SlabsReleased);
+        Assert.Equal(0, pair.Outbound.Allocator.BufferCount);
+        pair.Outbound.Allocator.Validate();
+        pair.Shrinker.Scan(long.MaxValue);
+        Assert.Equal(header, pair.Inbound.Region.ResidentBytes);
+    }
+
+    [Fact]
+    public void Send_CallsWhileTheReceiverIsBehind_FullCallSlabsDrainAndGoBackThenBuffersTakeOver()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 256, rings: 256));
+        long header = pair.Inbound.Layout.HeaderBytes;
+        int slots = BufferSlabs.MaxCallSlabs * BufferSlab.SlotCount;
+        var records = new List<TransactionRecord>();
+        // Every call slab fills up; the next call takes a buffer of its own.
+        for (int i = 0; i <= slots; i++)
+        {
+            Assert.True(pair.Outbound.TrySend((ulong)i, 0, TransactionFlags.TwoWay, new byte[64]));
+            records.Add(pair.ReceiveOne());
+        }
+        Assert.Equal(BufferSlabs.MaxCallSlabs, pair.Outbound.CallSlabs.SlabsInUse);
+        Assert.Equal(BufferSlabs.MaxCallSlabs + 1, pair.Outbound.Allocator.BufferCount);
+
+        foreach (TransactionRecord record in records)
+        {
+            pair.Inbound.Free(record);
+        }
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        // The full slab went back with its last free, the one being filled when idle.
+        Assert.Equal(0, pair.Outbound.CallSlabs.SlabsInUse);
+        Assert.Equal(BufferSlabs.MaxCallSlabs, pair.Outbound.CallSlabs.SlabsReleased);
+        Assert.Equal(0, pair.Outbound.Allocator.BufferCount);
+        pair.Shrinker.Scan(long.MaxValue);
+        Assert.Equal(header, pair.Inbound.Region.ResidentBytes);
     }
 
     [Fact]

@@ -55,6 +55,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Set by <see cref="NudgeReader"/>: the current (or next) wait returns once, then it is cleared.</summary>
     private int _nudged;
     private long _highWaterMark;
+    private long _emptyReceivePasses;
 
     private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
     {
@@ -204,6 +205,12 @@ internal sealed unsafe class InboundChannel : IDisposable
                 // published only after this store, so the writer's delivery check always sees its record consumed.
                 _txRing.PublishHead();
                 _highWaterMark = highWaterMark;
+            }
+            else
+            {
+                // Under the receive lock: a plain increment. Lets a test see that readers do not pass over an empty ring
+                // before every wait.
+                _emptyReceivePasses++;
             }
             return count;
         }
@@ -370,6 +377,44 @@ internal sealed unsafe class InboundChannel : IDisposable
         ThrowIfDisposed();
         return ready;
     }
+
+    /// <summary>
+    /// <see cref="WaitForTransaction(TimeSpan, CancellationToken)"/> until a <see cref="Stopwatch"/> deadline the caller
+    /// already computed: no clock read or time conversion of its own before the wait's first check, which is all a
+    /// wait costs when the transaction is already there.
+    /// </summary>
+    /// <param name="deadline">A <see cref="Stopwatch.GetTimestamp"/> value; <see cref="long.MaxValue"/> for none.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>Whether a transaction is ready (or the channel was released, nudged or disposed).</returns>
+    /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal bool WaitForTransactionUntil(long deadline, CancellationToken cancellationToken)
+    {
+        ThrowIfDisposed();
+        TransactionReady condition = new(this);
+        bool ready;
+        try
+        {
+            ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+        }
+        finally
+        {
+            // As in WaitForTransaction: cleared after the wait, never before.
+            Volatile.Write(ref _nudged, 0);
+        }
+        ThrowIfDisposed();
+        return ready;
+    }
+
+    /// <summary>
+    /// Whether a wait for a transaction would return at once (one is published, or the channel was released, nudged or
+    /// disposed): the wait's own first check, for a reader that reads the ring at once if so instead of waiting.
+    /// </summary>
+    /// <remarks>A hint, read as the doorbell's first check is (the disposed flag first, then the ring's tail).</remarks>
+    internal bool TransactionMaybeReady => new TransactionReady(this).IsReady;
+
+    /// <summary>Batch receives (<see cref="TryReceiveBatch"/>) that found the ring empty, for tests.</summary>
+    internal long EmptyReceivePasses => Volatile.Read(ref _emptyReceivePasses);
 
     /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>
     internal long ReaderParks => _txDoorbell.Parks;

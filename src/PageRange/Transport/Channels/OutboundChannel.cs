@@ -41,6 +41,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private readonly ShrinkablePageRange _pages;
     private readonly BufferAllocator _allocator;
     private readonly BufferSlabs _slabs;
+    private readonly BufferSlabs _callSlabs;
     private readonly RingProducer<TransactionRecordLayout> _txRing;
     private readonly RingConsumer<FreeRecordLayout> _freeRing;
     private readonly Doorbell _txDoorbell;
@@ -107,6 +108,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _pages = new ShrinkablePageRange(peerRegion, _layout.DataOffset, checked((int)(_layout.DataSize / SharedRegion.PageSize)), shrinker);
             _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger, SharedLock = _lock });
             _slabs = new BufferSlabs(_allocator);
+            _callSlabs = new BufferSlabs(_allocator, oneway: false);
         }
         catch
         {
@@ -119,6 +121,26 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>The data area's allocator, for stats.</summary>
     internal BufferAllocator Allocator => _allocator;
+
+    /// <summary>
+    /// The allocator's stats with the open slabs left out of <see cref="BufferAllocatorStats.ReservedBuffers"/>: a slab
+    /// is the channel's own arrangement, reserved for as long as it is open, not a reservation waiting for a commit.
+    /// </summary>
+    internal BufferAllocatorStats GetSendStats()
+    {
+        // The send lock (the allocator's) keeps the slab count and the allocator's count of one moment; it comes before
+        // the page range's lock GetStats takes, as everywhere.
+        _lock.Enter();
+        try
+        {
+            BufferAllocatorStats stats = _allocator.GetStats();
+            return stats with { ReservedBuffers = stats.ReservedBuffers - _slabs.SlabsInUse - _callSlabs.SlabsInUse };
+        }
+        finally
+        {
+            _lock.Exit();
+        }
+    }
 
     /// <summary>The data area's pages, for stats.</summary>
     internal ShrinkablePageRange Pages => _pages;
@@ -140,6 +162,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>The slabs small oneway messages share, for stats and tests; read it under no lock only in a test that sends from one thread.</summary>
     internal BufferSlabs Slabs => _slabs;
+
+    /// <summary>The slabs small calls and replies share, for stats and tests (read as <see cref="Slabs"/>).</summary>
+    internal BufferSlabs CallSlabs => _callSlabs;
 
     /// <summary>Whether every buffer sent through this channel is zeroed when freed (<see cref="ChannelOptions.ClearBuffersOnFree"/>).</summary>
     internal bool ClearBuffersOnFree => _options.ClearBuffersOnFree;
@@ -399,6 +424,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             ThrowIfDisposed();
             int drained = DrainFreesUnsynchronized();
             _slabs.ReleaseIdle();
+            _callSlabs.ReleaseIdle();
             return drained;
         }
         finally
@@ -451,7 +477,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"  ring positions: tx tail {_txRing.Tail} (ours) head {shared.TxHead} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
-                $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n{_allocator.DumpState()}");
+                $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
+                $"  slabs of small calls and replies: {_callSlabs.SlabsInUse} in use, {_callSlabs.SlabsOpened} opened, {_callSlabs.SlabsReleased} given back\n{_allocator.DumpState()}");
         }
         finally
         {
@@ -537,10 +564,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
             offset = 0;
             return false;
         }
-        // A small oneway message takes a slot of a shared slab: no allocator reservation or page-state change. Not one
-        // to be cleared on free (a slot is not zeroed), and not a two-way call or reply (a slab is charged to the
-        // oneway quota). The receiver sees a slot as any buffer: no wire change.
-        if (oneway && !clearOnFree && BufferSlabs.Fits(size) && _slabs.TryReserveUnderLock(s_pid, out offset))
+        // A small message takes a slot of a shared slab: no allocator reservation or page-state change. Not one to be
+        // cleared on free (a slot is not zeroed). Oneway messages and calls/replies have slabs of their own, as a
+        // oneway slab is charged to the oneway quota and a call's is not. The receiver sees a slot as any buffer: no
+        // wire change.
+        if (!clearOnFree && BufferSlabs.Fits(size) && (oneway ? _slabs : _callSlabs).TryReserveUnderLock(s_pid, out offset))
         {
             return true;
         }
@@ -572,7 +600,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"The transaction ring is full with only {_liveBuffers} other buffers live: the peer freed buffers it had not received.");
         }
         // The record goes to position Tail of the ring: the buffer becomes freeable once the receiver's head passes it.
-        if (_slabs.Find(offset) is { } slab)
+        if (TryFindSlab(offset, out BufferSlab? slab, out _))
         {
             slab.Commit(offset, _txRing.Tail);
         }
@@ -599,11 +627,24 @@ internal sealed unsafe class OutboundChannel : IDisposable
         TransportMetrics.OnSent(flags, length);
     }
 
+    /// <summary>The slab (oneway or call) whose buffer holds <paramref name="offset"/>, and its set; or <see langword="null"/>.</summary>
+    private bool TryFindSlab(long offset, [NotNullWhen(true)] out BufferSlab? slab, [NotNullWhen(true)] out BufferSlabs? owner)
+    {
+        owner = _slabs;
+        slab = _slabs.Find(offset);
+        if (slab is null)
+        {
+            owner = _callSlabs;
+            slab = _callSlabs.Find(offset);
+        }
+        return slab is not null;
+    }
+
     private void AbortUnsynchronized(long offset)
     {
-        if (_slabs.Find(offset) is { } slab)
+        if (TryFindSlab(offset, out BufferSlab? slab, out BufferSlabs? owner))
         {
-            _slabs.AbortUnderLock(slab, offset);
+            owner.AbortUnderLock(slab, offset);
         }
         else
         {
@@ -641,9 +682,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
             {
                 _outOfRangeFrees++;
             }
-            else if (_slabs.Find((long)offset) is { } slab)
+            else if (TryFindSlab((long)offset, out BufferSlab? slab, out BufferSlabs? owner))
             {
-                FreeSlotUnsynchronized(slab, (long)offset, delivered);
+                FreeSlotUnsynchronized(owner, slab, (long)offset, delivered);
             }
             else if (_allocator.FreeUnderLock((long)offset, delivered) == FreeResult.Freed)
             {
@@ -662,9 +703,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// one twice without freeing a slot the writer has meanwhile handed to a later message.
     /// </summary>
     /// <exception cref="ProtocolViolationException">The free is forged or doubled.</exception>
-    private void FreeSlotUnsynchronized(BufferSlab slab, long offset, ulong delivered)
+    private void FreeSlotUnsynchronized(BufferSlabs owner, BufferSlab slab, long offset, ulong delivered)
     {
-        switch (_slabs.FreeUnderLock(slab, offset, delivered))
+        switch (owner.FreeUnderLock(slab, offset, delivered))
         {
             case SlotFreeResult.Freed:
                 _liveBuffers--;
