@@ -63,6 +63,39 @@ public sealed class ConnectionBlockingReceiveEndTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Receive_PeerDiesThenItsRingIsFoundBroken_ThrowsPeerDiedAsReceiveAsyncDoes()
+    {
+        // The end is the death that came first (as ConnectionViolationAfterDeathTests has it for ReceiveAsync): the
+        // blocked receiver, a follower while the test holds the reader role, is told by the violation's close.
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        PageRangeConnection victim = pair.Server;
+        while (!victim.TryHoldReaderRoleForTest())
+        {
+            await Task.Yield();
+        }
+        bool held = true;
+        try
+        {
+            await pair.Client.DisposeAsync();
+            await ControlHandshakeTests.WaitCancelledAsync(victim.PeerDied);
+            Task<Exception> receiving = StartBlockedReceive(victim);
+            await Task.Delay(50);
+            Assert.False(receiving.IsCompleted, "the receiver waits for the drain after death");
+            victim.ClosePeerViolation(new ProtocolViolationException("garbage left in the ring by a dead peer"));
+            victim.ReleaseReaderRoleForTest();
+            held = false;
+            Assert.IsType<PeerDiedException>(await receiving.WaitAsync(TestTimeouts.Long));
+        }
+        finally
+        {
+            if (held)
+            {
+                victim.ReleaseReaderRoleForTest();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Receive_UserDisposesWhileAThreadWaits_StillThrowsObjectDisposed()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
