@@ -63,6 +63,44 @@ public sealed class ConnectionBlockingReceiveEndTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Call_ViolationReportedWhileAThreadWaitsForTheReply_ThrowsProtocolViolation()
+    {
+        // The synchronous call waits on the ring as a receive does (it reads it for its reply): the same release.
+        Dictionary<string, int> seen = [];
+        for (int round = 0; round < Rounds; round++)
+        {
+            await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+            PageRangeConnection victim = pair.Server;
+            var result = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var thread = new Thread(() =>
+            {
+                try
+                {
+                    // The client never receives: the call waits until the connection ends.
+                    using Transaction reply = victim.Call(5, [1, 2, 3], TestTimeouts.Long);
+                    result.SetResult(new InvalidOperationException("The call got a reply."));
+                }
+#pragma warning disable CA1031 // Whatever Call throws is the test's answer.
+                catch (Exception error)
+#pragma warning restore CA1031
+                {
+                    result.SetResult(error);
+                }
+            })
+            { IsBackground = true, Name = "blocked call" };
+            thread.Start();
+            if (round % 2 == 0)
+            {
+                await WaitParkedAsync(victim, result.Task);
+            }
+            victim.ClosePeerViolation(new ProtocolViolationException("a malformed frame above the transport"));
+            Count(seen, await result.Task.WaitAsync(TestTimeouts.Long));
+        }
+        Report(seen);
+        Assert.Equal([nameof(ProtocolViolationException)], seen.Keys);
+    }
+
+    [Fact]
     public async Task Receive_PeerDiesThenItsRingIsFoundBroken_ThrowsPeerDiedAsReceiveAsyncDoes()
     {
         // The end is the death that came first (as ConnectionViolationAfterDeathTests has it for ReceiveAsync): the
