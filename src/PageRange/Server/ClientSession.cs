@@ -130,21 +130,9 @@ internal sealed class ClientSession : IDisposable
         {
             while (true)
             {
-                Transaction transaction;
-                try
-                {
-                    transaction = Connection.Receive(_stopReceiving.Token);
-                }
-                catch (ObjectDisposedException) when (!Connection.IsPeerAlive)
-                {
-                    // The peer's death or violation released the ring under this thread's wait (the background reader
-                    // of an asynchronous receive swallows that): TryReceive gives what is still ready, or the end as
-                    // the asynchronous receive reports it (the violation, the death).
-                    if (!Connection.TryReceive(out transaction))
-                    {
-                        throw;
-                    }
-                }
+                // The peer's end (a violation, a death) arrives as the asynchronous receive reports it, even when it
+                // released the ring under this thread's wait.
+                Transaction transaction = Connection.Receive(_stopReceiving.Token);
                 Interlocked.Increment(ref _calls);
                 _server.Dispatch(this, transaction);
             }

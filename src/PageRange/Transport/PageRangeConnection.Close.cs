@@ -5,10 +5,16 @@ public sealed partial class PageRangeConnection
 {
     private void CloseForViolation(ProtocolViolationException violation)
     {
-        _violated = true;
-        if (!_peerDead)
+        bool first = !_peerDead;
+        if (first)
         {
             OnPeerDied(violation);
+        }
+        // After the death's cause is set, never before: a receiver that sees the violation reports it from that cause
+        // (NewPeerDied), and one that looked in between would report a plain death.
+        _violated = true;
+        if (first)
+        {
             // Closing the control socket is the peer's notice. Nothing more is delivered from a peer that broke the
             // protocol, so both regions go now (not when the owner disposes the connection, nor when the GC finalizes
             // them): transactions routed but never received are freed, and our region is unmapped once the ones the

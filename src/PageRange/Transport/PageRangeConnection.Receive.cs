@@ -49,6 +49,9 @@ public sealed partial class PageRangeConnection
 
     /// <summary>Takes the next incoming transaction if one is ready, without waiting.</summary>
     /// <returns><see langword="true"/> and the transaction, or <see langword="false"/> if none is ready.</returns>
+    /// <exception cref="ProtocolViolationException">The peer broke the protocol; nothing it sent is delivered any more.</exception>
+    /// <exception cref="PeerDiedException">The peer died, then its ring was found broken; nothing is delivered any more.</exception>
+    /// <exception cref="ObjectDisposedException">This connection was disposed.</exception>
     public bool TryReceive(out Transaction transaction)
     {
         ThrowIfDisposed();
@@ -64,6 +67,11 @@ public sealed partial class PageRangeConnection
                 // No notice of its own: releasing the role just after notifies the followers once for both.
                 PumpAvailable(notify: false);
             }
+            catch (ObjectDisposedException) when (RingReleasedByPeer)
+            {
+                // The peer's end released the ring under this pass (see RingReleasedByPeer): what is still ready is
+                // taken below, then the end is the answer, as ReceiveAsync gives it.
+            }
             finally
             {
                 ReleaseReaderRole();
@@ -78,9 +86,23 @@ public sealed partial class PageRangeConnection
                 return true;
             }
         }
+        if (_violated)
+        {
+            // The violation came while this call looked (the check above came before it): the ring is not read again.
+            throw NewPeerDied();
+        }
         transaction = default;
         return false;
     }
+
+    /// <summary>
+    /// Whether an <see cref="ObjectDisposedException"/> from the inbound ring means the peer's end released it, not the
+    /// user's <see cref="Dispose"/>: the ring is released only by <see cref="ReleaseUndelivered"/>, which runs after a
+    /// violation (<see cref="CloseForViolation"/>, on whichever thread found it) or after our own dispose, which sets
+    /// <c>_disposed</c> first. A receiver blocked on the ring then reports the peer's end (<see cref="NewPeerDied"/>:
+    /// the violation, or the death that came first), never the disposal of a connection the user did not dispose.
+    /// </summary>
+    private bool RingReleasedByPeer => _peerDead && Volatile.Read(ref _disposed) == 0;
 
     /// <summary>Yields incoming transactions until the peer is gone or the token is cancelled.</summary>
     /// <remarks>Dispose each transaction before moving to the next one, or oneway messages stop flowing.</remarks>
@@ -332,6 +354,13 @@ public sealed partial class PageRangeConnection
                     }
                     pump = true;
                 }
+            }
+            catch (ObjectDisposedException) when (RingReleasedByPeer)
+            {
+                // The peer's end released the ring under this wait or pass: nothing more will be routed, so the drain
+                // after death is complete (pending calls fail with the end, receivers are told; done already by the
+                // violation's close, which this makes sure of). The caller then reports the end with its typed error.
+                MarkDrainedAfterDeath();
             }
             finally
             {
