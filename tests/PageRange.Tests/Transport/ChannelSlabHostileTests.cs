@@ -1,8 +1,9 @@
-using System.Diagnostics;
 using PageRange.Allocation;
 using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
 
 namespace PageRange.Tests.Transport;
 
@@ -132,19 +133,11 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_ForgesAFreeInsideASlab_OnlyThatConnectionClosesAndLetsGoOfEverything()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
         // An honest neighbour on the same listener: it must not notice.
-        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
-        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
-
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
-        string victimView = $"pagerange:{name}";
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimView = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimView);
         output.WriteLine($"connected: {connected}");
 
@@ -185,17 +178,9 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_ForgesAFreeInsideACallSlab_OnlyThatConnectionClosesAndItsCallsFail()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-
-        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
-        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
-
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
 
         // The victim calls into the attacker's region twice: slots of one call slab.
         Task<Transaction> firstCall = victim.CallAsync(1, new byte[64]).AsTask();
@@ -228,15 +213,5 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
         await serving.WaitAsync(TestTimeouts.Long);
         Assert.Equal(1, honestClient.Outbound.CallSlabs.SlabsOpened);
         Assert.True(honestClient.IsPeerAlive);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
-            await Task.Delay(10);
-        }
     }
 }

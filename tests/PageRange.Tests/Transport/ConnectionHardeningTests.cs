@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 using static PageRange.Tests.Infrastructure.Poll;
@@ -58,15 +59,11 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
     [Fact]
     public async Task Violation_AfterTransactionsNobodyReceived_RegionsReleasedAtOnce()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
         // The attacker: transport parts only. Its region has the same name as the victim's, so the counts below hold
         // both: two descriptors (the victim's region, the victim's view of the attacker's) are the victim's.
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
-        string victimRegion = $"pagerange:{name}";
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        string victimRegion = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
         output.WriteLine($"connected: {connected}");
 

@@ -1,6 +1,8 @@
 using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
 using Xunit.Abstractions;
 
 namespace PageRange.Tests.Transport;
@@ -29,13 +31,9 @@ public sealed class ConnectionMetadataHostileTests(ITestOutputHelper output)
     [MemberData(nameof(BadBlocks))]
     public async Task RawPeer_BadMetadataBlock_VictimClosesTheConnectionAndReleasesItsRegions(string what, byte[] block)
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
-        string victimRegion = $"pagerange:{name}";
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        string victimRegion = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
 
         // First an honest block: delivered, so the bad one below is what closes the connection.
@@ -56,15 +54,5 @@ public sealed class ConnectionMetadataHostileTests(ITestOutputHelper output)
         await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Mappings < connected.Mappings, "the victim unmapped its region");
         Assert.Equal(0, victim.LiveIncomingTransactions);
         Assert.Throws<ObjectDisposedException>(() => victim.Inbound.Region.ResidentBytes);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
-        while (!condition())
-        {
-            Assert.False(timeout.IsCancellationRequested, $"timed out waiting until {what}");
-            await Task.Delay(20);
-        }
     }
 }

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 using static PageRange.Tests.Infrastructure.Poll;
@@ -19,17 +20,11 @@ public sealed class ConnectionReceiveBatchHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task Receive_ForgedRecordAfterGoodOnesInOneBatch_OnlyThatConnectionClosesAndItsResourcesGo()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
         // An honest connection on the same listener, which must carry on.
-        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
-        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
-        string victimRegion = $"pagerange:{name}";
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimRegion = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
         output.WriteLine($"connected: {connected}");
 
