@@ -1,3 +1,4 @@
+using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 
@@ -20,30 +21,16 @@ public sealed class ConnectionBlockingReceiveEndTests(ITestOutputHelper output)
     {
         // The victim's background reader reads the free ring at housekeeping (every park timeout): it, not the
         // receiver, finds the violation, and closes the connection under the receiver's wait.
-        Dictionary<string, int> seen = [];
-        for (int round = 0; round < Rounds; round++)
-        {
-            Exception error = await RoundAsync(round, (attacker, _) =>
-                attacker.Inbound.Region.GetSpan(RegionHeaderLayout.FreeTailOffset, sizeof(ulong)).Fill(0x7f));
-            Count(seen, error);
-        }
-        Report(seen);
-        Assert.Equal([nameof(ProtocolViolationException)], seen.Keys);
+        await EveryRoundThrowsProtocolViolationAsync(round => RoundAsync(round, (attacker, _) =>
+            attacker.Inbound.Region.GetSpan(RegionHeaderLayout.FreeTailOffset, sizeof(ulong)).Fill(0x7f)));
     }
 
     [Fact]
     public async Task Receive_ViolationReportedByALayerAboveWhileAThreadWaits_ThrowsProtocolViolation()
     {
         // A layer above (gRPC's framing) closes the connection for a violation from a thread of its own.
-        Dictionary<string, int> seen = [];
-        for (int round = 0; round < Rounds; round++)
-        {
-            Exception error = await RoundAsync(round, (_, victim) =>
-                victim.ClosePeerViolation(new ProtocolViolationException("a malformed frame above the transport")));
-            Count(seen, error);
-        }
-        Report(seen);
-        Assert.Equal([nameof(ProtocolViolationException)], seen.Keys);
+        await EveryRoundThrowsProtocolViolationAsync(round => RoundAsync(round, (_, victim) =>
+            victim.ClosePeerViolation(new ProtocolViolationException("a malformed frame above the transport"))));
     }
 
     [Fact]
@@ -51,53 +38,27 @@ public sealed class ConnectionBlockingReceiveEndTests(ITestOutputHelper output)
     {
         // The receiver (or the background reader, whichever reads the ring first) finds a tail far ahead of anything
         // published.
-        Dictionary<string, int> seen = [];
-        for (int round = 0; round < Rounds; round++)
-        {
-            Exception error = await RoundAsync(round, (attacker, _) =>
-                attacker.Scribble(RegionHeaderLayout.TxTailOffset, BitConverter.GetBytes(1UL << 40)));
-            Count(seen, error);
-        }
-        Report(seen);
-        Assert.Equal([nameof(ProtocolViolationException)], seen.Keys);
+        await EveryRoundThrowsProtocolViolationAsync(round => RoundAsync(round, (attacker, _) =>
+            attacker.Scribble(RegionHeaderLayout.TxTailOffset, BitConverter.GetBytes(1UL << 40))));
     }
 
     [Fact]
     public async Task Call_ViolationReportedWhileAThreadWaitsForTheReply_ThrowsProtocolViolation()
     {
         // The synchronous call waits on the ring as a receive does (it reads it for its reply): the same release.
-        Dictionary<string, int> seen = [];
-        for (int round = 0; round < Rounds; round++)
+        await EveryRoundThrowsProtocolViolationAsync(async round =>
         {
             await using ConnectionPair pair = await ConnectionPair.CreateAsync();
             PageRangeConnection victim = pair.Server;
-            var result = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var thread = new Thread(() =>
-            {
-                try
-                {
-                    // The client never receives: the call waits until the connection ends.
-                    using Transaction reply = victim.Call(5, [1, 2, 3], TestTimeouts.Long);
-                    result.SetResult(new InvalidOperationException("The call got a reply."));
-                }
-#pragma warning disable CA1031 // Whatever Call throws is the test's answer.
-                catch (Exception error)
-#pragma warning restore CA1031
-                {
-                    result.SetResult(error);
-                }
-            })
-            { IsBackground = true, Name = "blocked call" };
-            thread.Start();
+            // The client never receives: the call waits until the connection ends.
+            Task<Exception> calling = StartBlocked("Call", () => victim.Call(5, [1, 2, 3], TestTimeouts.Long));
             if (round % 2 == 0)
             {
-                await WaitParkedAsync(victim, result.Task);
+                await WaitParkedAsync(victim, calling);
             }
             victim.ClosePeerViolation(new ProtocolViolationException("a malformed frame above the transport"));
-            Count(seen, await result.Task.WaitAsync(TestTimeouts.Long));
-        }
-        Report(seen);
-        Assert.Equal([nameof(ProtocolViolationException)], seen.Keys);
+            return await calling.WaitAsync(TestTimeouts.Long);
+        });
     }
 
     [Fact]
@@ -107,30 +68,13 @@ public sealed class ConnectionBlockingReceiveEndTests(ITestOutputHelper output)
         // blocked receiver, a follower while the test holds the reader role, is told by the violation's close.
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
         PageRangeConnection victim = pair.Server;
-        while (!victim.TryHoldReaderRoleForTest())
-        {
-            await Task.Yield();
-        }
-        bool held = true;
-        try
-        {
-            await pair.Client.DisposeAsync();
-            await ControlHandshakeTests.WaitCancelledAsync(victim.PeerDied);
-            Task<Exception> receiving = StartBlockedReceive(victim);
-            await Task.Delay(50);
-            Assert.False(receiving.IsCompleted, "the receiver waits for the drain after death");
-            victim.ClosePeerViolation(new ProtocolViolationException("garbage left in the ring by a dead peer"));
-            victim.ReleaseReaderRoleForTest();
-            held = false;
-            Assert.IsType<PeerDiedException>(await receiving.WaitAsync(TestTimeouts.Long));
-        }
-        finally
-        {
-            if (held)
-            {
-                victim.ReleaseReaderRoleForTest();
-            }
-        }
+        using ReaderRoleHold reader = await ConnectionViolationAfterDeathTests.PeerDiesWhileNobodyReadsAsync(pair);
+        Task<Exception> receiving = StartBlockedReceive(victim);
+        await Task.Delay(50);
+        Assert.False(receiving.IsCompleted, "the receiver waits for the drain after death");
+        victim.ClosePeerViolation(new ProtocolViolationException("garbage left in the ring by a dead peer"));
+        reader.Release();
+        Assert.IsType<PeerDiedException>(await receiving.WaitAsync(TestTimeouts.Long));
     }
 
     [Fact]
@@ -145,14 +89,10 @@ public sealed class ConnectionBlockingReceiveEndTests(ITestOutputHelper output)
     }
 
     /// <summary>One connection from a raw peer; a thread blocked in Receive; <paramref name="breakIt"/>; what Receive threw.</summary>
-    private static async Task<Exception> RoundAsync(int round, Action<Diagnostics.RawPeer, PageRangeConnection> breakIt)
+    private static async Task<Exception> RoundAsync(int round, Action<RawPeer, PageRangeConnection> breakIt)
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
 
         // One transaction first, received and disposed: the receiver has been through the ring before it waits.
         Assert.True(attacker.Outbound.TrySend(1, 7, TransactionFlags.Oneway, new byte[64]));
@@ -173,25 +113,31 @@ public sealed class ConnectionBlockingReceiveEndTests(ITestOutputHelper output)
     }
 
     /// <summary>A thread that calls Receive once and hands back what it threw (a transaction is a failure).</summary>
-    private static Task<Exception> StartBlockedReceive(PageRangeConnection connection)
+    private static Task<Exception> StartBlockedReceive(PageRangeConnection connection) => StartBlocked("Receive", () =>
+    {
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        return connection.Receive(bound.Token);
+    });
+
+    /// <summary>A thread that runs <paramref name="wait"/> (a blocking <paramref name="what"/>) once and hands back what it threw (a transaction is a failure).</summary>
+    private static Task<Exception> StartBlocked(string what, Func<Transaction> wait)
     {
         var result = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
-            using var bound = new CancellationTokenSource(TestTimeouts.Long);
             try
             {
-                using Transaction transaction = connection.Receive(bound.Token);
-                result.SetResult(new InvalidOperationException($"Receive returned transaction {transaction.Id} (code {transaction.Code})."));
+                using Transaction transaction = wait();
+                result.SetResult(new InvalidOperationException($"{what} returned transaction {transaction.Id} (code {transaction.Code})."));
             }
-#pragma warning disable CA1031 // Whatever Receive throws is the test's answer.
+#pragma warning disable CA1031 // Whatever the wait throws is the test's answer.
             catch (Exception error)
 #pragma warning restore CA1031
             {
                 result.SetResult(error);
             }
         })
-        { IsBackground = true, Name = "blocked receive" };
+        { IsBackground = true, Name = $"blocked {what}" };
         thread.Start();
         return result.Task;
     }
@@ -206,21 +152,27 @@ public sealed class ConnectionBlockingReceiveEndTests(ITestOutputHelper output)
         }
     }
 
-    private static void Count(Dictionary<string, int> seen, Exception error)
+    /// <summary>
+    /// Runs <see cref="Rounds"/> rounds of <paramref name="round"/> (given its number), writes how often each exception
+    /// came (with the message of any other than the violation), and asserts that every round threw the violation.
+    /// </summary>
+    private async Task EveryRoundThrowsProtocolViolationAsync(Func<int, Task<Exception>> round)
     {
-        string key = error.GetType().Name;
-        seen[key] = seen.GetValueOrDefault(key) + 1;
-        if (error is not ProtocolViolationException)
+        Dictionary<string, int> seen = [];
+        for (int i = 0; i < Rounds; i++)
         {
-            seen[$"{key}: {error.Message}"] = 1;
+            Exception error = await round(i);
+            string key = error.GetType().Name;
+            seen[key] = seen.GetValueOrDefault(key) + 1;
+            if (error is not ProtocolViolationException)
+            {
+                seen[$"{key}: {error.Message}"] = 1;
+            }
         }
-    }
-
-    private void Report(Dictionary<string, int> seen)
-    {
         foreach ((string what, int count) in seen)
         {
             output.WriteLine($"{count} x {what}");
         }
+        Assert.Equal([nameof(ProtocolViolationException)], seen.Keys);
     }
 }

@@ -14,35 +14,38 @@ public sealed class ConnectionViolationAfterDeathTests
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
         PageRangeConnection victim = pair.Server;
-        // Nobody reads the ring until released: the drain after death, which tells receivers, cannot happen first.
-        while (!victim.TryHoldReaderRoleForTest())
-        {
-            await Task.Yield();
-        }
-        bool held = true;
+        using ReaderRoleHold reader = await PeerDiesWhileNobodyReadsAsync(pair);
+
+        // The receiver woken by the death looked again, found nothing drained, and waits for the drain.
+        ValueTask<Transaction> receiving = victim.ReceiveAsync();
+        Assert.False(receiving.IsCompleted);
+        Task<Transaction> received = receiving.AsTask();
+
+        // The reader then finds a violation in what the dead peer left: the ring is never read again.
+        victim.ClosePeerViolation(new ProtocolViolationException("garbage left in the ring by a dead peer"));
+        reader.Release();
+
+        await Assert.ThrowsAsync<PeerDiedException>(() => received.WaitAsync(TestTimeouts.Long));
+    }
+
+    /// <summary>
+    /// Takes the reader role of <paramref name="pair"/>'s server, ends its client and waits until the server has noticed
+    /// the death. Nobody reads the ring until the hold is released: the drain after death, which tells receivers, cannot
+    /// happen first.
+    /// </summary>
+    internal static async Task<ReaderRoleHold> PeerDiesWhileNobodyReadsAsync(ConnectionPair pair)
+    {
+        ReaderRoleHold reader = await ReaderRoleHold.TakeAsync(pair.Server);
         try
         {
             await pair.Client.DisposeAsync();
-            await ControlHandshakeTests.WaitCancelledAsync(victim.PeerDied);
-
-            // The receiver woken by the death looked again, found nothing drained, and waits for the drain.
-            ValueTask<Transaction> receiving = victim.ReceiveAsync();
-            Assert.False(receiving.IsCompleted);
-            Task<Transaction> received = receiving.AsTask();
-
-            // The reader then finds a violation in what the dead peer left: the ring is never read again.
-            victim.ClosePeerViolation(new ProtocolViolationException("garbage left in the ring by a dead peer"));
-            victim.ReleaseReaderRoleForTest();
-            held = false;
-
-            await Assert.ThrowsAsync<PeerDiedException>(() => received.WaitAsync(TestTimeouts.Long));
+            await ControlHandshakeTests.WaitCancelledAsync(pair.Server.PeerDied);
+            return reader;
         }
-        finally
+        catch
         {
-            if (held)
-            {
-                victim.ReleaseReaderRoleForTest();
-            }
+            reader.Dispose();
+            throw;
         }
     }
 }
