@@ -14,9 +14,8 @@ public sealed class GrpcAuthContextTests
     [Fact]
     public async Task AuthContext_CallerPidAndUid_AuthenticatedByUid()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using global::PageRange.Grpc.PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         CoreMessage reply = await client.UnaryAsync(new CoreMessage { Text = "auth" }).ResponseAsync.WaitAsync(TestTimeouts.Long);
 
@@ -28,9 +27,8 @@ public sealed class GrpcAuthContextTests
     [Fact]
     public async Task CreatePropagationToken_NotSupported_MessageSaysWhatToDoInstead()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using global::PageRange.Grpc.PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         CoreMessage reply = await client.UnaryAsync(new CoreMessage { Text = "propagate" }).ResponseAsync.WaitAsync(TestTimeouts.Long);
 

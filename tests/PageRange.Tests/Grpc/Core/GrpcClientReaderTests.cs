@@ -3,6 +3,7 @@ using Grpc.Core;
 using PageRange.Grpc;
 using PageRange.Tests.Grpc.Core.Protos;
 using PageRange.Tests.Infrastructure;
+using static PageRange.Tests.Infrastructure.Poll;
 
 namespace PageRange.Tests.Grpc.Core;
 
@@ -17,20 +18,19 @@ public sealed class GrpcClientReaderTests
     [Fact]
     public async Task UnaryCalls_StartNoReader_AStreamStartsOne_ItsEndStopsIt()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         Assert.Equal(2, client.Unary(new CoreMessage { Number = 1 }).Number);
         Assert.Equal(3, (await client.UnaryAsync(new CoreMessage { Number = 2 }).ResponseAsync.WaitAsync(TestTimeouts.Long)).Number);
-        GrpcClientConnection connection = await channel.GetConnectionAsync(CancellationToken.None).AsTask().WaitAsync(TestTimeouts.Long);
+        GrpcClientConnection connection = await grpc.ConnectionAsync();
         Assert.False(connection.IsReading);
         Assert.Equal(0, connection.ReaderStarts);
 
         for (int stream = 1; stream <= 3; stream++)
         {
             Assert.Equal(Enumerable.Range(0, 20), await ReadStreamAsync(client, 20));
-            await WaitUntilAsync(() => !connection.IsReading);
+            await WaitUntilAsync(() => !connection.IsReading, "the reader stopped");
             Assert.Equal(stream, connection.ReaderStarts);
             Assert.Equal(0, connection.OpenStreams);
             Assert.Equal(2, client.Unary(new CoreMessage { Number = 1 }).Number);
@@ -41,10 +41,9 @@ public sealed class GrpcClientReaderTests
     [Fact]
     public async Task StreamCancelledWhileTheServerWrites_TheNextStreamReadsItsOwnMessagesOnly()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
-        GrpcClientConnection connection = await channel.GetConnectionAsync(CancellationToken.None).AsTask().WaitAsync(TestTimeouts.Long);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
+        GrpcClientConnection connection = await grpc.ConnectionAsync();
 
         using (var cancel = new CancellationTokenSource())
         {
@@ -64,7 +63,7 @@ public sealed class GrpcClientReaderTests
             });
             Assert.Equal(StatusCode.Cancelled, cancelled.StatusCode);
         }
-        await WaitUntilAsync(() => !connection.IsReading);
+        await WaitUntilAsync(() => !connection.IsReading, "the reader stopped");
 
         Assert.Equal(Enumerable.Range(0, 300), await ReadStreamAsync(client, 300));
         Assert.Equal(2, client.Unary(new CoreMessage { Number = 1 }).Number);
@@ -74,10 +73,9 @@ public sealed class GrpcClientReaderTests
     [Fact]
     public async Task StreamsAndUnaryCalls_FromManyThreads_EveryStreamGetsEveryMessageInOrder()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
-        GrpcClientConnection connection = await channel.GetConnectionAsync(CancellationToken.None).AsTask().WaitAsync(TestTimeouts.Long);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
+        GrpcClientConnection connection = await grpc.ConnectionAsync();
 
         // Streams start and end all the time, so the reader is stopped and started again while others register: a
         // stream left without a reader would never get its messages and time out here.
@@ -103,7 +101,7 @@ public sealed class GrpcClientReaderTests
         }))];
         await Task.WhenAll(workers).WaitAsync(TestTimeouts.Long);
 
-        await WaitUntilAsync(() => !connection.IsReading);
+        await WaitUntilAsync(() => !connection.IsReading, "the reader stopped");
         Assert.Equal(0, connection.OpenStreams);
         Assert.True(connection.ReaderStarts >= 1);
         Assert.True(connection.IsAlive);
@@ -119,15 +117,5 @@ public sealed class GrpcClientReaderTests
         }
         Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
         return numbers;
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + TestTimeouts.Long;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "The condition did not become true in time.");
-            await Task.Delay(5);
-        }
     }
 }

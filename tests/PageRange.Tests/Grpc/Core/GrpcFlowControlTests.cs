@@ -15,13 +15,12 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
         const int MessageSize = 64 * 1024;
         const int Messages = 100 * 1024 * 1024 / MessageSize;
         // A region far larger than the window: without credits the writer would run ahead into it.
-        await using GrpcTestServer server = GrpcTestServer.Start(regionSize: 64L << 20);
-        await using PageRangeCallInvoker channel = server.Channel(regionSize: 64L << 20);
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start(regionSize: 64L << 20);
+        var client = grpc.Client;
         long maxResident = 0;
-        server.Service.OnClientMessageRead = () =>
+        grpc.Service.OnClientMessageRead = () =>
         {
-            long resident = server.Service.LastConnection!.Inbound.Region.ResidentBytes;
+            long resident = grpc.Service.LastConnection!.Inbound.Region.ResidentBytes;
             long seen;
             while (resident > (seen = Interlocked.Read(ref maxResident)) && Interlocked.CompareExchange(ref maxResident, resident, seen) != seen)
             {
@@ -35,7 +34,7 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
         {
             // The reader sleeps a little after every message: it is the slow side.
             await call.RequestStream.WriteAsync(new CoreMessage { Data = data, DelayMs = 1 }).WaitAsync(TestTimeouts.Long);
-            maxAhead = Math.Max(maxAhead, i + 1 - server.Service.ClientMessagesRead);
+            maxAhead = Math.Max(maxAhead, i + 1 - grpc.Service.ClientMessagesRead);
         }
         await call.RequestStream.CompleteAsync().WaitAsync(TestTimeouts.Long);
         CoreMessage reply = await call.ResponseAsync.WaitAsync(TestTimeouts.Long);
@@ -53,9 +52,8 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
     public async Task ServerStream_SlowClientReader_ServerWriterStaysWithinTheWindow()
     {
         const int Messages = 200;
-        await using GrpcTestServer server = GrpcTestServer.Start(regionSize: 64L << 20);
-        await using PageRangeCallInvoker channel = server.Channel(regionSize: 64L << 20);
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start(regionSize: 64L << 20);
+        var client = grpc.Client;
         long maxAhead = 0;
 
         using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Count = Messages, Number = 64 * 1024 });
@@ -63,7 +61,7 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
         while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))
         {
             read++;
-            maxAhead = Math.Max(maxAhead, server.Service.ServerMessagesWritten - read);
+            maxAhead = Math.Max(maxAhead, grpc.Service.ServerMessagesWritten - read);
             await Task.Delay(2);
         }
 
@@ -80,9 +78,8 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
     public async Task ServerStream_SmallMessagesToAReaderThatStops_WriterStopsAtTheMessageWindow()
     {
         const int Messages = 3 * GrpcWire.WindowMessages;
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Count = Messages, Number = 16 });
         Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
@@ -92,7 +89,7 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
         for (int settled = 0; settled < 10;)
         {
             await Task.Delay(50);
-            long now = server.Service.ServerMessagesWritten;
+            long now = grpc.Service.ServerMessagesWritten;
             settled = now == written ? settled + 1 : 0;
             written = now;
         }

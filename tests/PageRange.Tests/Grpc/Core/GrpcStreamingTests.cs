@@ -1,6 +1,5 @@
 using Google.Protobuf;
 using Grpc.Core;
-using PageRange.Grpc;
 using PageRange.Tests.Grpc.Core.Protos;
 using PageRange.Tests.Infrastructure;
 
@@ -12,9 +11,8 @@ public sealed class GrpcStreamingTests
     [Fact]
     public async Task ServerStream_ManyMessages_AllArriveInOrderThenOkAndTrailers()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "headers", Count = 500, Number = 100 });
         Metadata headers = await call.ResponseHeadersAsync.WaitAsync(TestTimeouts.Long);
@@ -34,9 +32,8 @@ public sealed class GrpcStreamingTests
     [Fact]
     public async Task ServerStream_HandlerFailsAfterMessages_ReaderGetsTheStatus()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "fail-after", Count = 3 });
         RpcException error = await Assert.ThrowsAsync<RpcException>(async () =>
@@ -53,9 +50,8 @@ public sealed class GrpcStreamingTests
     [Fact]
     public async Task ServerStream_ErrorStatusArrivesBeforeTheReaderReads_ReaderGetsEveryMessageThenTheStatus()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "fail-after", Count = 3 });
         // Nobody reads until the call's status is in: the reply has been handled before the first read.
@@ -94,24 +90,22 @@ public sealed class GrpcStreamingTests
     [Fact]
     public async Task ServerStream_ClientDisposesMidStream_ServerTokenFires()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "wait", Count = 2 });
         Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
         call.Dispose();
 
-        Assert.Equal(StatusCode.Cancelled, await server.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.Cancelled, await grpc.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
         await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
     }
 
     [Fact]
     public async Task ServerStream_Deadline_ReaderGetsDeadlineExceededAndServerTokenFires()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         // Long enough for a loaded machine to start the handler before it (one that starts after it never runs).
         using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "wait", Count = 1 }, deadline: DateTime.UtcNow.AddSeconds(3));
@@ -124,15 +118,14 @@ public sealed class GrpcStreamingTests
         });
 
         Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
-        Assert.Equal(StatusCode.DeadlineExceeded, await server.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.DeadlineExceeded, await grpc.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
     }
 
     [Fact]
     public async Task ClientStream_ManyMessages_ServerSumsThem()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         using AsyncClientStreamingCall<CoreMessage, CoreMessage> call = client.ClientStream();
         long expected = 0;
@@ -152,9 +145,8 @@ public sealed class GrpcStreamingTests
     [Fact]
     public async Task ClientStream_ServerFailsEarly_WritesAndResponseGetTheStatus()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         using AsyncClientStreamingCall<CoreMessage, CoreMessage> call = client.ClientStream();
         await call.RequestStream.WriteAsync(new CoreMessage { Text = "stop" }).WaitAsync(TestTimeouts.Long);
@@ -168,9 +160,8 @@ public sealed class GrpcStreamingTests
     [Fact]
     public async Task Duplex_EchoesEachMessage_ThenOk()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         using AsyncDuplexStreamingCall<CoreMessage, CoreMessage> call = client.Duplex();
         for (int i = 0; i < 100; i++)
@@ -189,9 +180,8 @@ public sealed class GrpcStreamingTests
     [Fact]
     public async Task Duplex_ClientCancels_ServerTokenFiresAndReaderGetsCancelled()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
         using var cancel = new CancellationTokenSource();
 
         using AsyncDuplexStreamingCall<CoreMessage, CoreMessage> call = client.Duplex(cancellationToken: cancel.Token);
@@ -199,7 +189,7 @@ public sealed class GrpcStreamingTests
         await Task.Delay(100);
         await cancel.CancelAsync();
 
-        Assert.Equal(StatusCode.Cancelled, await server.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.Cancelled, await grpc.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
         RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
         Assert.Equal(StatusCode.Cancelled, error.StatusCode);
     }

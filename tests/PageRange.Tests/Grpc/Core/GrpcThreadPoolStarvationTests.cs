@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using PageRange.Grpc;
 using PageRange.Tests.Grpc.Core.Protos;
 using PageRange.Tests.Infrastructure;
 
@@ -19,9 +18,8 @@ public sealed class GrpcThreadPoolStarvationTests
     [Fact]
     public async Task BlockingUnary_WhileTheThreadPoolIsStarved_CompletesAtOnce()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
         Assert.Equal(2, client.Unary(new CoreMessage { Number = 1 }).Number);
 
         // Not disposable: blockers still queued when the test ends run (and return) later.

@@ -16,9 +16,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task AsyncUnary_Echo_ReturnsTheServiceResponse()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         CoreMessage reply = await client.UnaryAsync(new CoreMessage { Text = "hi", Number = 41, Data = ByteString.CopyFrom(1, 2, 3) }).ResponseAsync.WaitAsync(TestTimeouts.Long);
 
@@ -30,9 +29,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task BlockingUnary_ManyCalls_EachGetsItsResponse()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         await Task.Run(() =>
         {
@@ -48,9 +46,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task AsyncUnary_LargeMessage_RoundTrips()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
         byte[] data = new byte[1 << 20];
         new Random(5).NextBytes(data);
 
@@ -62,9 +59,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task AsyncUnary_HandlerThrowsRpcException_ClientGetsItsStatusAndTrailers()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "throw-rpc" });
         RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
@@ -79,9 +75,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task BlockingUnary_HandlerThrowsOtherException_ClientGetsUnknown()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         RpcException error = await Assert.ThrowsAsync<RpcException>(() => Task.Run(() => client.Unary(new CoreMessage { Text = "throw" })).WaitAsync(TestTimeouts.Long));
 
@@ -92,9 +87,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task AsyncUnary_HandlerSetsStatus_ClientGetsIt()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage { Text = "status" }).ResponseAsync.WaitAsync(TestTimeouts.Long));
 
@@ -105,9 +99,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task AsyncUnary_Context_ServerSeesPeerMethodHostHeadersDeadline_ClientSeesResponseHeadersAndTrailers()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
         DateTime deadline = DateTime.UtcNow.AddMinutes(5);
 
         AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "context" }, new Metadata { { "req-h", "r1" } }, deadline);
@@ -130,24 +123,22 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task AsyncUnary_DeadlinePasses_ClientGetsDeadlineExceededAndServerTokenFires()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
 
         // Long enough for a loaded machine to start the handler before it (one that starts after it never runs).
         AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "wait" }, deadline: DateTime.UtcNow.AddSeconds(2));
         RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
 
         Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
-        Assert.Equal(StatusCode.DeadlineExceeded, await server.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.DeadlineExceeded, await grpc.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
     }
 
     [Fact]
     public async Task AsyncUnary_ClientCancels_ClientGetsCancelledAndServerTokenFires()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start();
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
         using var cancel = new CancellationTokenSource();
 
         AsyncUnaryCall<CoreMessage> call = client.UnaryAsync(new CoreMessage { Text = "wait" }, cancellationToken: cancel.Token);
@@ -156,7 +147,7 @@ public sealed class GrpcUnaryTests
         RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
 
         Assert.Equal(StatusCode.Cancelled, error.StatusCode);
-        Assert.Equal(StatusCode.Cancelled, await server.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.Cancelled, await grpc.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
     }
 
     [Fact]
@@ -191,9 +182,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task AsyncUnary_MethodNotMapped_Unimplemented()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start((builder, service) => builder.Map(1, (Transaction tx, CallContext ctx) => tx.Reply([])));
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start((builder, service) => builder.Map(1, (Transaction tx, CallContext ctx) => tx.Reply([])));
+        var client = grpc.Client;
 
         RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage()).ResponseAsync.WaitAsync(TestTimeouts.Long));
 
@@ -222,9 +212,8 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task MapGrpcService_PerCall_MakesAnInstanceForEachCall()
     {
-        await using GrpcTestServer server = GrpcTestServer.Start((builder, service) => builder.MapGrpcService<CoreTestService>());
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start((builder, service) => builder.MapGrpcService<CoreTestService>());
+        var client = grpc.Client;
         await client.UnaryAsync(new CoreMessage()).ResponseAsync.WaitAsync(TestTimeouts.Long);
         int before = CoreTestService.Instances;
 
@@ -268,9 +257,8 @@ public sealed class GrpcUnaryTests
         var seen = new List<string>();
         var options = new PageRangeGrpcServiceOptions();
         options.Interceptors.Add(new RecordingInterceptor("server", seen));
-        await using GrpcTestServer server = GrpcTestServer.Start((builder, service) => builder.MapGrpcService(service, options));
-        await using PageRangeCallInvoker channel = server.Channel();
-        var client = new CoreTest.CoreTestClient(channel);
+        await using GrpcTestClient grpc = GrpcTestClient.Start((builder, service) => builder.MapGrpcService(service, options));
+        var client = grpc.Client;
 
         using AsyncDuplexStreamingCall<CoreMessage, CoreMessage> duplex = client.Duplex();
         await duplex.RequestStream.WriteAsync(new CoreMessage { Number = 4 }).WaitAsync(TestTimeouts.Long);
