@@ -9,23 +9,17 @@ namespace PageRange.Tests.Grpc.Core;
 /// What most gRPC tests start with: a <see cref="GrpcTestServer"/>, a channel to it and a generated client on that
 /// channel, disposed together (the channel first, then the server).
 /// </summary>
-internal sealed class GrpcTestClient : IAsyncDisposable
+/// <remarks>Made by <see cref="Start"/>, which disposes the server if the channel cannot be made.</remarks>
+internal sealed class GrpcTestClient(GrpcTestServer server, PageRangeCallInvoker channel) : IAsyncDisposable
 {
-    private GrpcTestClient(GrpcTestServer server, PageRangeCallInvoker channel)
-    {
-        Server = server;
-        Channel = channel;
-        Client = new CoreTest.CoreTestClient(channel);
-    }
-
-    public GrpcTestServer Server { get; }
+    public GrpcTestServer Server { get; } = server;
 
     /// <summary>The server's service: what its handlers saw.</summary>
     public CoreTestService Service => Server.Service;
 
-    public PageRangeCallInvoker Channel { get; }
+    public PageRangeCallInvoker Channel { get; } = channel;
 
-    public CoreTest.CoreTestClient Client { get; }
+    public CoreTest.CoreTestClient Client { get; } = new(channel);
 
     /// <summary>Starts a server as <see cref="GrpcTestServer.Start"/> does and opens a channel to it with the same region size.</summary>
     public static GrpcTestClient Start(Action<PageRangeServerBuilder, CoreTestService>? configure = null, long regionSize = 4L << 20)
