@@ -134,12 +134,8 @@ public sealed class FaultFuzzTests(ITestOutputHelper output)
     [Fact]
     public async Task PeerCorruptsFreeRingHead_VictimsFreeClosesTheConnection()
     {
-        string name = ControlHandshakeTests.UniqueName();
-        PageRangeOptions options = VictimOptions();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using RawPeer peer = await RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        await using RawAttack attack = await RawAttack.StartAsync(VictimOptions());
+        (RawPeer peer, PageRangeConnection victim) = attack;
         // The victim reads the peer's free-ring head only when its own view says the ring is full: after 16 frees (the
         // ring's capacity). So: 16 messages received and freed; a 17th sent (the peer drains the 16 frees first, writing
         // an honest head); then the head corrupted; then the 17th free must find the lie and close the connection.

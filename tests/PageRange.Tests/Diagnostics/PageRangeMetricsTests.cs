@@ -190,12 +190,8 @@ public sealed class PageRangeMetricsTests(ITestOutputHelper output)
         metrics.Observe();
         long ignored = metrics.Get("pagerange.buffer.free.ignored");
         long servers = metrics.Get("pagerange.connection.count", "server");
-        string name = ControlHandshakeTests.UniqueName();
-        PageRangeOptions options = SmallRegion();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using RawPeer peer = await RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        await using RawAttack attack = await RawAttack.StartAsync(SmallRegion());
+        (RawPeer peer, PageRangeConnection victim) = attack;
 
         // A free of a buffer the victim never sent: its writer drains it before its next send of more than
         // OutboundChannel.LazyDrainMaxMessage bytes (smaller ones leave frees for a batch) and ignores it.
