@@ -1,0 +1,254 @@
+using System.Buffers.Binary;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// The connection's own locks per message: a receiver that pumps the ring takes the transaction it made ready under the
+/// lock that routed it (no second slot lock to dequeue it), and the rules hold with receivers of every kind racing.
+/// </summary>
+public sealed class ConnectionReceiveLockTests
+{
+    [Theory]
+    [InlineData(WaitStrategy.BusySpin)]
+    [InlineData(WaitStrategy.SpinThenPark)]
+    public async Task Receive_CallRoundTrips_TheReceiverTakesWhatItsPumpRoutedWithoutASecondLock(WaitStrategy strategy)
+    {
+        const int calls = 2000;
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = strategy;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        using var stop = new CancellationTokenSource();
+        Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
+        try
+        {
+            byte[] payload = new byte[64];
+            for (int i = 0; i < 100; i++)
+            {
+                using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
+            }
+            long before = pair.Server.LockedDequeues;
+            for (int i = 0; i < calls; i++)
+            {
+                BinaryPrimitives.WriteInt32LittleEndian(payload, i);
+                using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
+                Assert.Equal(i, BinaryPrimitives.ReadInt32LittleEndian(reply.Payload));
+            }
+            long locked = pair.Server.LockedDequeues - before;
+            // Before: every call the echo thread received was dequeued under a slot lock of its own after the pump had
+            // routed it under another (2,000 of 2,000). Now only a call that a follower or a later look finds ready is.
+            Assert.True(locked < calls / 10, $"the receiver dequeued {locked} of {calls} calls under a lock of its own");
+        }
+        finally
+        {
+            stop.Cancel();
+            echo.Join(TestTimeouts.Long);
+        }
+    }
+
+    [Theory]
+    [InlineData(WaitStrategy.BusySpin)]
+    [InlineData(WaitStrategy.SpinThenPark)]
+    public async Task Receive_SyncAndAsyncReceiversRacingCallersAndOneways_OnewaysOneAtATimeInOrderEveryCallAnswered(WaitStrategy strategy)
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = strategy;
+        options.RegionFullTimeout = TestTimeouts.Long;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        const int onewayCount = 20_000;
+        const int syncCallers = 2;
+        const int callsEach = 1_000;
+        const int asyncCalls = 1_000;
+        int expectedCalls = (syncCallers * callsEach) + asyncCalls;
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        int lastOneway = -1;
+        int onewaysInHand = 0;
+        int callsSeen = 0;
+        int onewaysSeen = 0;
+        string? failure = null;
+
+        // What every receiver does with a transaction: a oneway must be the next in order and the only one delivered
+        // and not yet freed (binder: the next is released when the previous buffer is freed); a call is echoed.
+        void Handle(Transaction transaction)
+        {
+            using (transaction)
+            {
+                if (transaction.IsTwoWay)
+                {
+                    transaction.Reply(transaction.Payload);
+                    Interlocked.Increment(ref callsSeen);
+                    return;
+                }
+                int sequence = BinaryPrimitives.ReadInt32LittleEndian(transaction.Payload);
+                if (Interlocked.Increment(ref onewaysInHand) != 1)
+                {
+                    failure ??= $"oneway {sequence} delivered while another was not freed";
+                }
+                int previous = Interlocked.Exchange(ref lastOneway, sequence);
+                if (previous != sequence - 1)
+                {
+                    failure ??= $"oneway {sequence} delivered after {previous}";
+                }
+                Interlocked.Decrement(ref onewaysInHand);
+                Interlocked.Increment(ref onewaysSeen);
+            }
+        }
+
+        bool Done() => Volatile.Read(ref onewaysSeen) == onewayCount && Volatile.Read(ref callsSeen) == expectedCalls;
+
+        Task[] syncReceivers = Enumerable.Range(0, 2).Select(_ => Task.Factory.StartNew(
+            () =>
+            {
+                while (!Done())
+                {
+                    Transaction transaction;
+                    try
+                    {
+                        transaction = pair.Server.Receive(bound.Token);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                    Handle(transaction);
+                }
+            },
+            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+        Task asyncReceiver = Task.Run(async () =>
+        {
+            while (!Done())
+            {
+                Transaction transaction;
+                try
+                {
+                    transaction = await pair.Server.ReceiveAsync(bound.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                Handle(transaction);
+            }
+        });
+        // TryReceive from a polling thread too: it pumps and takes under the same lock when it holds the role.
+        Task poller = Task.Factory.StartNew(
+            () =>
+            {
+                while (!Done() && !bound.IsCancellationRequested)
+                {
+                    if (pair.Server.TryReceive(out Transaction transaction))
+                    {
+                        Handle(transaction);
+                    }
+                    else
+                    {
+                        Thread.Yield();
+                    }
+                }
+            },
+            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+        Task onewaySender = Task.Factory.StartNew(
+            () =>
+            {
+                Span<byte> payload = stackalloc byte[64];
+                for (int i = 0; i < onewayCount; i++)
+                {
+                    BinaryPrimitives.WriteInt32LittleEndian(payload, i);
+                    pair.Client.SendOneway(1, payload[..(4 + (i % 60))]);
+                }
+            },
+            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Task[] callers = Enumerable.Range(0, syncCallers).Select(c => Task.Factory.StartNew(
+            () =>
+            {
+                byte[] request = new byte[64];
+                for (int i = 0; i < callsEach; i++)
+                {
+                    BinaryPrimitives.WriteInt32LittleEndian(request, (c * callsEach) + i);
+                    using Transaction reply = pair.Client.Call(2, request, TestTimeouts.Long, bound.Token);
+                    Assert.True(reply.Payload.SequenceEqual(request));
+                }
+            },
+            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+        Task asyncCaller = Task.Run(async () =>
+        {
+            byte[] request = new byte[32];
+            for (int i = 0; i < asyncCalls; i++)
+            {
+                BinaryPrimitives.WriteInt32LittleEndian(request, 1_000_000 + i);
+                using Transaction reply = await pair.Client.CallAsync(3, request, TestTimeouts.Long, bound.Token);
+                Assert.True(reply.Payload.SequenceEqual(request));
+            }
+        });
+
+        await Task.WhenAll([onewaySender, .. callers, asyncCaller]).WaitAsync(TestTimeouts.Long);
+        await WaitUntilAsync(Done, "every oneway and call was received");
+        bound.Cancel();
+        await Task.WhenAll([.. syncReceivers, asyncReceiver, poller]).WaitAsync(TestTimeouts.Long);
+
+        Assert.Null(failure);
+        Assert.Equal(onewayCount - 1, lastOneway);
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+    }
+
+    [Fact]
+    public async Task Receive_PeerDiesMidStreamWithReceiversOfEveryKind_EveryReceiverEndsWithPeerDied()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = WaitStrategy.SpinThenPark;
+        ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        try
+        {
+            using var bound = new CancellationTokenSource(TestTimeouts.Long);
+            int received = 0;
+            Task[] syncReceivers = Enumerable.Range(0, 2).Select(_ => Task.Factory.StartNew(
+                () =>
+                {
+                    while (true)
+                    {
+                        using Transaction transaction = pair.Server.Receive(bound.Token);
+                        Interlocked.Increment(ref received);
+                    }
+                },
+                bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+            Task asyncReceiver = Task.Run(async () =>
+            {
+                while (true)
+                {
+                    using Transaction transaction = await pair.Server.ReceiveAsync(bound.Token);
+                    Interlocked.Increment(ref received);
+                }
+            });
+            byte[] payload = new byte[64];
+            for (int i = 0; i < 5_000; i++)
+            {
+                pair.Client.SendOneway(1, payload);
+            }
+            await WaitUntilAsync(() => Volatile.Read(ref received) > 100, "the receivers got part of the stream");
+            // The peer goes away mid-stream: what it published is delivered, then every receiver hears of its end.
+            await pair.Client.DisposeAsync();
+            foreach (Task receiver in (Task[])[.. syncReceivers, asyncReceiver])
+            {
+                await Assert.ThrowsAsync<PeerDiedException>(() => receiver.WaitAsync(TestTimeouts.Long));
+            }
+            Assert.Equal(5_000, Volatile.Read(ref received));
+            Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        }
+        finally
+        {
+            await pair.Server.DisposeAsync();
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string what)
+    {
+        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
+        while (!condition())
+        {
+            await Task.Delay(5, timeout.Token).ConfigureAwait(false);
+        }
+        Assert.True(condition(), what);
+    }
+}
