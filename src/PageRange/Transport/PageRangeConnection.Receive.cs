@@ -9,6 +9,11 @@ public sealed partial class PageRangeConnection
     private readonly Queue<IncomingSlot> _incomingReady;
     private readonly Dictionary<ulong, IncomingSlot> _liveCallsById;
     private int _readyCount;
+
+    // The oneway a free just released from the backlog (binder's next oneway) while nothing else was ready: in front of
+    // the ready queue, taken by whichever receiver comes first with one exchange instead of a slot lock. Set under the
+    // slot lock (Release), only while the ready queue is empty and no async receiver waits; not in _readyCount.
+    private IncomingSlot? _handoff;
     private int _liveTransactions;
     private volatile bool _drainedAfterDeath;
     private volatile bool _violated;
@@ -31,7 +36,7 @@ public sealed partial class PageRangeConnection
     {
         while (true)
         {
-            if (Volatile.Read(ref _readyCount) == 0 && !_violated && !_drainedAfterDeath)
+            if (Volatile.Read(ref _readyCount) == 0 && Volatile.Read(ref _handoff) is null && !_violated && !_drainedAfterDeath)
             {
                 // Nothing ready: wait at once. The wait reads the ring itself, so the pass TryReceive would make first
                 // (the reader role taken and given back, the receive lock, the slot lock, all to find nothing) is saved.
@@ -63,6 +68,10 @@ public sealed partial class PageRangeConnection
     public bool TryReceive(out Transaction transaction)
     {
         ThrowIfDisposed();
+        if (TryTakeHandoff(out transaction))
+        {
+            return true;
+        }
         if (_violated && Volatile.Read(ref _readyCount) == 0)
         {
             // The ring is not read again (and may be unmapped already): the violation is the answer.
@@ -106,6 +115,20 @@ public sealed partial class PageRangeConnection
         {
             // The violation came while this call looked (the check above came before it): the ring is not read again.
             throw NewPeerDied();
+        }
+        transaction = default;
+        return false;
+    }
+
+    /// <summary>Takes the oneway a free released into <see cref="_handoff"/>, if it is still there.</summary>
+    private bool TryTakeHandoff(out Transaction transaction)
+    {
+        // A load first: the exchange (a locked operation) only when there is something to take.
+        if (Volatile.Read(ref _handoff) is not null && Interlocked.Exchange(ref _handoff, null) is { } slot)
+        {
+            // Ours alone now: its generation changes only when it is freed.
+            transaction = new Transaction(this, slot, slot.Generation);
+            return true;
         }
         transaction = default;
         return false;
@@ -246,7 +269,7 @@ public sealed partial class PageRangeConnection
                     // loop comes straight back, so this free may wait for a batch (published by a later free, or
                     // before the receiver waits: PumpAvailable publishes whenever it finds the ring empty). Otherwise
                     // (the receiver caught up, a free from a handler thread with nothing queued) it is published now.
-                    bool receiverBehind = _readyCount > 0
+                    bool receiverBehind = _readyCount > 0 || _handoff is not null
                         || ((slot.Record.Flags & TransactionFlags.Oneway) != 0 && _onewayBacklog.Count > 0);
                     // _slotLock is the inbound channel's free lock (see the constructor): held here, so no second lock.
                     _inbound.FreeUnderLock(slot.Record, deferPublish: receiverBehind);
@@ -263,7 +286,18 @@ public sealed partial class PageRangeConnection
                 // binder: the next oneway transaction is released when the previous one's buffer is freed.
                 if (_onewayBacklog.TryDequeue(out IncomingSlot? next))
                 {
-                    EnqueueReadyUnsynchronized(next);
+                    if (_incomingReady.Count == 0 && _receiveWaiters.Count == 0 && !_inboundClosing)
+                    {
+                        // Nothing ready ahead of it and no async receiver to wake: the next receiver (often this thread,
+                        // back from freeing) takes it with an exchange instead of a second slot lock. Release: the
+                        // slot's fields written above and at its routing are visible to the taker.
+                        Debug.Assert(_handoff is null, "Only one oneway is released at a time.");
+                        Volatile.Write(ref _handoff, next);
+                    }
+                    else
+                    {
+                        EnqueueReadyUnsynchronized(next);
+                    }
                     releasedOneway = true;
                 }
                 else
@@ -416,7 +450,9 @@ public sealed partial class PageRangeConnection
     }
 
     private bool IsSatisfied(PendingCall? call) =>
-        call is not null ? call.IsCompleted || Volatile.Read(ref call.NestedCount) > 0 : Volatile.Read(ref _readyCount) > 0;
+        call is not null
+            ? call.IsCompleted || Volatile.Read(ref call.NestedCount) > 0
+            : Volatile.Read(ref _readyCount) > 0 || Volatile.Read(ref _handoff) is not null;
 
     /// <summary>Waits while another thread holds the reader role: spin, then park on the gate until something changes.</summary>
     private void WaitAsFollower(PendingCall? call, long deadline, CancellationToken cancellationToken)
@@ -608,7 +644,7 @@ public sealed partial class PageRangeConnection
             {
                 // An async receiver already waiting gets what is routed (it was woken for it): this receiver then
                 // dequeues under its own lock, as before, if anything is left.
-                bool mayTake = take && _receiveWaiters.Count == 0;
+                bool mayTake = take && _receiveWaiters.Count == 0 && _handoff is null;
                 do
                 {
                     RouteUnsynchronized(AcquireIncomingUnsynchronized(batch[i], metadata: null, copy: null));

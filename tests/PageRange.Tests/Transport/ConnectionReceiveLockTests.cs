@@ -50,6 +50,126 @@ public sealed class ConnectionReceiveLockTests
     [Theory]
     [InlineData(WaitStrategy.BusySpin)]
     [InlineData(WaitStrategy.SpinThenPark)]
+    public async Task Receive_OnewayStream_TheNextOnewayAFreeReleasesIsTakenWithoutASlotLock(WaitStrategy strategy)
+    {
+        const int count = 20_000;
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = strategy;
+        options.RegionFullTimeout = TestTimeouts.Long;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        long before = pair.Server.LockedDequeues;
+        Task receiver = Task.Factory.StartNew(
+            () =>
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    using Transaction transaction = pair.Server.Receive(bound.Token);
+                    Assert.Equal(i, BinaryPrimitives.ReadInt32LittleEndian(transaction.Payload));
+                }
+            },
+            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        byte[] payload = new byte[64];
+        for (int i = 0; i < count; i++)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(payload, i);
+            pair.Client.SendOneway(1, payload);
+        }
+        await receiver.WaitAsync(TestTimeouts.Long);
+        long locked = pair.Server.LockedDequeues - before;
+        // Before: every oneway was dequeued under a slot lock of its own, after the free that released it from the
+        // backlog had queued it under another (20,000 of 20,000). Now the free hands it over, and the first of a batch
+        // is taken by the pump that routed it.
+        Assert.True(locked < count / 10, $"the receiver dequeued {locked} of {count} oneways under a lock of its own");
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+    }
+
+    [Fact]
+    public async Task Receive_OnewaysFreedOnAHandlerThreadWhileReceiversWait_OneAtATimeInOrderNothingLeftLive()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = WaitStrategy.SpinThenPark;
+        options.RegionFullTimeout = TestTimeouts.Long;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        const int count = 10_000;
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        using var handlerQueue = new System.Collections.Concurrent.BlockingCollection<Transaction>();
+        int received = 0;
+        int last = -1;
+        string? failure = null;
+        // Receivers (two sync, one async) pass every oneway to one handler thread, which checks and frees it: each free
+        // releases the next oneway while the receivers are waiting, from a thread that never receives.
+        Task handler = Task.Factory.StartNew(
+            () =>
+            {
+                foreach (Transaction transaction in handlerQueue.GetConsumingEnumerable(bound.Token))
+                {
+                    using (transaction)
+                    {
+                        int sequence = BinaryPrimitives.ReadInt32LittleEndian(transaction.Payload);
+                        if (sequence != last + 1)
+                        {
+                            failure ??= $"oneway {sequence} after {last}";
+                        }
+                        last = sequence;
+                    }
+                    if (last == count - 1)
+                    {
+                        return;
+                    }
+                }
+            },
+            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Task[] syncReceivers = Enumerable.Range(0, 2).Select(_ => Task.Factory.StartNew(
+            () =>
+            {
+                while (Volatile.Read(ref received) < count)
+                {
+                    try
+                    {
+                        handlerQueue.Add(pair.Server.Receive(bound.Token));
+                        Interlocked.Increment(ref received);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
+                }
+            },
+            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+        Task asyncReceiver = Task.Run(async () =>
+        {
+            while (Volatile.Read(ref received) < count)
+            {
+                try
+                {
+                    handlerQueue.Add(await pair.Server.ReceiveAsync(bound.Token));
+                    Interlocked.Increment(ref received);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        });
+        byte[] payload = new byte[64];
+        for (int i = 0; i < count; i++)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(payload, i);
+            pair.Client.SendOneway(1, payload);
+        }
+        await handler.WaitAsync(TestTimeouts.Long);
+        bound.Cancel();
+        await Task.WhenAll([.. syncReceivers, asyncReceiver]).WaitAsync(TestTimeouts.Long);
+        Assert.Null(failure);
+        Assert.Equal(count - 1, last);
+        Assert.Equal(count, Volatile.Read(ref received));
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+    }
+
+    [Theory]
+    [InlineData(WaitStrategy.BusySpin)]
+    [InlineData(WaitStrategy.SpinThenPark)]
     public async Task Receive_SyncAndAsyncReceiversRacingCallersAndOneways_OnewaysOneAtATimeInOrderEveryCallAnswered(WaitStrategy strategy)
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
