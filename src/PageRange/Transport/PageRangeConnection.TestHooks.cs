@@ -36,6 +36,18 @@ public sealed partial class PageRangeConnection
         }
     }
 
+    /// <summary>Calls that rented their pending-call slot under the slot lock rather than taking the spare one.</summary>
+    internal long LockedCallRents
+    {
+        get
+        {
+            lock (_slotLock)
+            {
+                return _lockedRents;
+            }
+        }
+    }
+
     /// <summary>Runs after each record the reader routes: lets a test play a peer that publishes as fast as we consume.</summary>
     internal Action? RecordRoutedForTest { get; set; }
 

@@ -53,6 +53,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly int[] _freeCalls;
     private int _freeCallCount;
 
+    // One free pending-call slot kept out of _freeCalls: a call without a chain to register takes and gives it back with
+    // one exchange each instead of the slot lock (RentCall, ReturnCall). Counts as free with the stack.
+    private PendingCall? _spareCall;
     private ulong _callSequence;
     private readonly ulong _chainSide;
     private readonly bool _copyPayloads;

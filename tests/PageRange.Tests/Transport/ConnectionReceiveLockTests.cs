@@ -372,3 +372,124 @@ public sealed class ConnectionReceiveLockTests
         Assert.True(condition(), what);
     }
 }
+
+/// <summary>
+/// A call that has no chain to register (no nested-call handler, or async) takes its pending-call slot from the spare
+/// and gives it back there with one exchange each, instead of the slot lock twice; the limit on outstanding calls holds.
+/// </summary>
+public sealed class ConnectionPendingCallSpareTests
+{
+    [Fact]
+    public async Task Call_RoundTrips_RentAndReturnThePendingCallWithoutTheSlotLock()
+    {
+        const int calls = 2000;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        using var stop = new CancellationTokenSource();
+        Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
+        try
+        {
+            byte[] payload = new byte[64];
+            using (Transaction warm = pair.Client.Call(1, payload, TestTimeouts.Long))
+            {
+            }
+            long before = pair.Client.LockedCallRents;
+            for (int i = 0; i < calls; i++)
+            {
+                BinaryPrimitives.WriteInt32LittleEndian(payload, i);
+                using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
+                Assert.Equal(i, BinaryPrimitives.ReadInt32LittleEndian(reply.Payload));
+            }
+            for (int i = 0; i < calls / 10; i++)
+            {
+                using Transaction reply = await pair.Client.CallAsync(1, payload, TestTimeouts.Long);
+            }
+            // Before: every call rented under the slot lock (and returned under it again). Now one after another they
+            // pass the spare between them.
+            Assert.Equal(0, pair.Client.LockedCallRents - before);
+        }
+        finally
+        {
+            stop.Cancel();
+            echo.Join(TestTimeouts.Long);
+        }
+    }
+
+    [Fact]
+    public async Task Call_AtTheLimitTwiceOver_TheSpareCountsAsFreeAndTheNextCallIsRefused()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.MaxConcurrentCalls = 2;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        byte[] payload = new byte[16];
+        for (int round = 0; round < 3; round++)
+        {
+            // Two calls outstanding: one takes the spare (after the first round), the other the stack.
+            ValueTask<Transaction> first = pair.Client.CallAsync(1, payload, TestTimeouts.Long);
+            ValueTask<Transaction> second = pair.Client.CallAsync(1, payload, TestTimeouts.Long);
+            // Thrown at once, or through the task when a listener observes calls (metrics or tracing in another test).
+            await Assert.ThrowsAsync<InvalidOperationException>(async () => await pair.Client.CallAsync(1, payload, TestTimeouts.Long));
+            for (int answered = 0; answered < 2; answered++)
+            {
+                using Transaction call = pair.Server.Receive(new CancellationTokenSource(TestTimeouts.Long).Token);
+                call.Reply(call.Payload);
+            }
+            using (Transaction reply = await first)
+            {
+            }
+            using (Transaction reply = await second)
+            {
+            }
+        }
+        Assert.Equal(0, pair.Client.LiveIncomingTransactions);
+    }
+
+    [Fact]
+    public async Task Call_SyncAndAsyncCallersRacingForTheSpareAndTheStack_EveryReplyMatches()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.MaxConcurrentCalls = 3;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        using var stop = new CancellationTokenSource();
+        Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
+        Thread echo2 = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
+        const int callsEach = 2_000;
+        try
+        {
+            // Three callers and three slots: the spare and the stack are both emptied and refilled all the time.
+            Task[] callers =
+            [
+                .. Enumerable.Range(0, 2).Select(c => Task.Factory.StartNew(
+                    () =>
+                    {
+                        byte[] request = new byte[64];
+                        for (int i = 0; i < callsEach; i++)
+                        {
+                            BinaryPrimitives.WriteInt32LittleEndian(request, (c * callsEach) + i);
+                            using Transaction reply = pair.Client.Call(2, request, TestTimeouts.Long, bound.Token);
+                            Assert.True(reply.Payload.SequenceEqual(request));
+                        }
+                    },
+                    bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default)),
+                Task.Run(async () =>
+                {
+                    byte[] request = new byte[40];
+                    for (int i = 0; i < callsEach; i++)
+                    {
+                        BinaryPrimitives.WriteInt32LittleEndian(request, 1_000_000 + i);
+                        using Transaction reply = await pair.Client.CallAsync(3, request, TestTimeouts.Long, bound.Token);
+                        Assert.True(reply.Payload.SequenceEqual(request));
+                    }
+                }),
+            ];
+            await Task.WhenAll(callers).WaitAsync(TestTimeouts.Long);
+        }
+        finally
+        {
+            stop.Cancel();
+            echo.Join(TestTimeouts.Long);
+            echo2.Join(TestTimeouts.Long);
+        }
+        Assert.Equal(0, pair.Client.LiveIncomingTransactions);
+    }
+}
