@@ -577,8 +577,12 @@ public sealed partial class PageRangeConnection
                 if (taken.IsLive)
                 {
                     // Delivered to the receiver pumping: it returns now, the rest stays ready for the others. Nothing
-                    // may throw past this point (the transaction would be lost): the held frees stay held, as when the
-                    // ring is busy, and go with the next free or before the next wait.
+                    // may throw past this point (the transaction would be lost; publishing frees does not throw). The
+                    // held frees go as below when the ring was found empty, and stay held while it is busy.
+                    if (count < batch.Length)
+                    {
+                        PublishHeldFrees();
+                    }
                     break;
                 }
                 if (count < batch.Length)
