@@ -475,8 +475,8 @@ public sealed partial class PageRangeConnection
             }
             if (busySpin)
             {
-                // One unit, as Doorbell's busy spin: a unit is scaled to at least ~37 ns, so 8 polled every ~300 ns.
-                Thread.SpinWait(1);
+                // One pause, as Doorbell's busy spin (the instruction, inlined: see Doorbell.PausePoll).
+                Doorbell.PausePoll();
             }
             else
             {
