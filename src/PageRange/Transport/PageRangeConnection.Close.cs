@@ -46,6 +46,11 @@ public sealed partial class PageRangeConnection
         lock (_slotLock)
         {
             _inboundClosing = true;
+            // A receiver may take it concurrently (outside the lock): whoever exchanges it out has it.
+            if (Interlocked.Exchange(ref _handoff, null) is { } handedOff)
+            {
+                undelivered.Add((handedOff, handedOff.Generation));
+            }
             while (_incomingReady.TryDequeue(out IncomingSlot? slot))
             {
                 _readyCount--;

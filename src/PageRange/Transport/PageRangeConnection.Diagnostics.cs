@@ -62,7 +62,7 @@ public sealed partial class PageRangeConnection : IMetricsSource
                     continue;
                 }
                 TransactionRecord record = slot.Record;
-                string where = _incomingReady.Contains(slot) ? "ready" : _onewayBacklog.Contains(slot) ? "backlog" : "delivered";
+                string where = _incomingReady.Contains(slot) || ReferenceEquals(Volatile.Read(ref _handoff), slot) ? "ready" : _onewayBacklog.Contains(slot) ? "backlog" : "delivered";
                 text.AppendLine(invariant,
                     $"  buffer: {record.Offset} size {record.Length} id {record.TransactionId} code {record.Code} {TransportMetrics.KindOf(record.Flags) switch
                     {

@@ -9,6 +9,11 @@ public sealed partial class PageRangeConnection
     private readonly Queue<IncomingSlot> _incomingReady;
     private readonly Dictionary<ulong, IncomingSlot> _liveCallsById;
     private int _readyCount;
+
+    // The oneway a free just released from the backlog (binder's next oneway) while nothing else was ready: in front of
+    // the ready queue, taken by whichever receiver comes first with one exchange instead of a slot lock. Set under the
+    // slot lock (Release), only while the ready queue is empty and no async receiver waits; not in _readyCount.
+    private IncomingSlot? _handoff;
     private int _liveTransactions;
     private volatile bool _drainedAfterDeath;
     private volatile bool _violated;
@@ -16,6 +21,10 @@ public sealed partial class PageRangeConnection
 
     // The reader role's batch: records taken off the ring in one pass (PumpAvailable), used only by the role's holder.
     private readonly TransactionRecord[] _pumpBatch = new TransactionRecord[InboundChannel.ReceiveBatch];
+
+    // Transactions a receiver dequeued from the ready queue under a slot lock of its own (TryReceive), as opposed to
+    // taken by its own pump under the routing lock: counted under the slot lock, for tests.
+    private long _lockedDequeues;
 
     /// <summary>Waits for the next incoming call or oneway message.</summary>
     /// <param name="cancellationToken">Cancels the wait.</param>
@@ -27,13 +36,17 @@ public sealed partial class PageRangeConnection
     {
         while (true)
         {
-            if (Volatile.Read(ref _readyCount) == 0 && !_violated && !_drainedAfterDeath)
+            if (Volatile.Read(ref _readyCount) == 0 && Volatile.Read(ref _handoff) is null && !_violated && !_drainedAfterDeath)
             {
                 // Nothing ready: wait at once. The wait reads the ring itself, so the pass TryReceive would make first
                 // (the reader role taken and given back, the receive lock, the slot lock, all to find nothing) is saved.
                 ThrowIfDisposed();
                 cancellationToken.ThrowIfCancellationRequested();
-                WaitForProgress(call: null, long.MaxValue, cancellationToken);
+                if (WaitForProgress(call: null, long.MaxValue, cancellationToken) is { } taken)
+                {
+                    // Our own pump routed it and took it under the same slot lock: no second lock to dequeue it.
+                    return taken;
+                }
             }
             if (TryReceive(out Transaction transaction))
             {
@@ -55,6 +68,10 @@ public sealed partial class PageRangeConnection
     public bool TryReceive(out Transaction transaction)
     {
         ThrowIfDisposed();
+        if (TryTakeHandoff(out transaction))
+        {
+            return true;
+        }
         if (_violated && Volatile.Read(ref _readyCount) == 0)
         {
             // The ring is not read again (and may be unmapped already): the violation is the answer.
@@ -62,10 +79,12 @@ public sealed partial class PageRangeConnection
         }
         if (Volatile.Read(ref _readyCount) == 0 && TryTakeReaderRole())
         {
+            Transaction taken = default;
             try
             {
-                // No notice of its own: releasing the role just after notifies the followers once for both.
-                PumpAvailable(notify: false);
+                // No notice of its own: releasing the role just after notifies the followers once for both. The pump
+                // takes the first ready transaction for us under its routing lock (no second slot lock below).
+                PumpAvailable(notify: false, ref taken);
             }
             catch (ObjectDisposedException) when (RingReleasedByPeer)
             {
@@ -76,12 +95,18 @@ public sealed partial class PageRangeConnection
             {
                 ReleaseReaderRole();
             }
+            if (taken.IsLive)
+            {
+                transaction = taken;
+                return true;
+            }
         }
         lock (_slotLock)
         {
             if (_incomingReady.TryDequeue(out IncomingSlot? slot))
             {
                 _readyCount--;
+                _lockedDequeues++;
                 transaction = new Transaction(this, slot, slot.Generation);
                 return true;
             }
@@ -90,6 +115,20 @@ public sealed partial class PageRangeConnection
         {
             // The violation came while this call looked (the check above came before it): the ring is not read again.
             throw NewPeerDied();
+        }
+        transaction = default;
+        return false;
+    }
+
+    /// <summary>Takes the oneway a free released into <see cref="_handoff"/>, if it is still there.</summary>
+    private bool TryTakeHandoff(out Transaction transaction)
+    {
+        // A load first: the exchange (a locked operation) only when there is something to take.
+        if (Volatile.Read(ref _handoff) is not null && Interlocked.Exchange(ref _handoff, null) is { } slot)
+        {
+            // Ours alone now: its generation changes only when it is freed.
+            transaction = new Transaction(this, slot, slot.Generation);
+            return true;
         }
         transaction = default;
         return false;
@@ -230,7 +269,7 @@ public sealed partial class PageRangeConnection
                     // loop comes straight back, so this free may wait for a batch (published by a later free, or
                     // before the receiver waits: PumpAvailable publishes whenever it finds the ring empty). Otherwise
                     // (the receiver caught up, a free from a handler thread with nothing queued) it is published now.
-                    bool receiverBehind = _readyCount > 0
+                    bool receiverBehind = _readyCount > 0 || _handoff is not null
                         || ((slot.Record.Flags & TransactionFlags.Oneway) != 0 && _onewayBacklog.Count > 0);
                     // _slotLock is the inbound channel's free lock (see the constructor): held here, so no second lock.
                     _inbound.FreeUnderLock(slot.Record, deferPublish: receiverBehind);
@@ -247,7 +286,18 @@ public sealed partial class PageRangeConnection
                 // binder: the next oneway transaction is released when the previous one's buffer is freed.
                 if (_onewayBacklog.TryDequeue(out IncomingSlot? next))
                 {
-                    EnqueueReadyUnsynchronized(next);
+                    if (_incomingReady.Count == 0 && _receiveWaiters.Count == 0 && !_inboundClosing)
+                    {
+                        // Nothing ready ahead of it and no async receiver to wake: the next receiver (often this thread,
+                        // back from freeing) takes it with an exchange instead of a second slot lock. Release: the
+                        // slot's fields written above and at its routing are visible to the taker.
+                        Debug.Assert(_handoff is null, "Only one oneway is released at a time.");
+                        Volatile.Write(ref _handoff, next);
+                    }
+                    else
+                    {
+                        EnqueueReadyUnsynchronized(next);
+                    }
                     releasedOneway = true;
                 }
                 else
@@ -291,10 +341,14 @@ public sealed partial class PageRangeConnection
     /// Waits until <paramref name="call"/> completed (or, with no call, until an incoming transaction is ready), the
     /// peer died, or the deadline passed. Reads the ring itself when no other thread is reading it.
     /// </summary>
-    private void WaitForProgress(PendingCall? call, long deadline, CancellationToken cancellationToken)
+    /// <returns>With no call: the transaction this thread's own pump routed and took for it (delivered: the caller
+    /// returns it), or null (the caller looks in the ready queue). With a call: always null.</returns>
+    private Transaction? WaitForProgress(PendingCall? call, long deadline, CancellationToken cancellationToken)
     {
         if (TryTakeReaderRole())
         {
+            // A receiver (no call) lets its pump take the first transaction it makes ready, under the routing lock.
+            Transaction taken = default;
             try
             {
                 // Look, then read the ring or wait: a load of the ring's tail (the wait's own first check) says whether
@@ -310,7 +364,12 @@ public sealed partial class PageRangeConnection
                     if (pump || dead || _inbound.TransactionMaybeReady)
                     {
                         pump = false;
-                        int routed = PumpAvailable(notify: false);
+                        int routed = call is null ? PumpAvailable(notify: false, ref taken) : PumpAvailable(notify: false);
+                        if (taken.IsLive)
+                        {
+                            // Delivered to this receiver; the role's release below tells the followers of the rest.
+                            return taken;
+                        }
                         if (routed > 0)
                         {
                             // Followers are told now only if what was routed is not what we waited for; otherwise the
@@ -321,7 +380,7 @@ public sealed partial class PageRangeConnection
                                 // A bounded pass: the deadline holds even while the peer keeps the ring busy.
                                 if (Stopwatch.GetTimestamp() >= deadline)
                                 {
-                                    return;
+                                    return null;
                                 }
                             }
                             continue;
@@ -329,7 +388,7 @@ public sealed partial class PageRangeConnection
                         if (dead)
                         {
                             MarkDrainedAfterDeath();
-                            return;
+                            return null;
                         }
                     }
                     else
@@ -341,7 +400,7 @@ public sealed partial class PageRangeConnection
                     long now = Stopwatch.GetTimestamp();
                     if (now >= deadline)
                     {
-                        return;
+                        return null;
                     }
                     long waitUntil = deadline - now <= _parkTimeoutTicks ? deadline : now + _parkTimeoutTicks;
                     try
@@ -350,7 +409,7 @@ public sealed partial class PageRangeConnection
                     }
                     catch (OperationCanceledException)
                     {
-                        return;
+                        return null;
                     }
                     pump = true;
                 }
@@ -371,6 +430,7 @@ public sealed partial class PageRangeConnection
         {
             WaitAsFollower(call, deadline, cancellationToken);
         }
+        return null;
     }
 
     /// <summary>
@@ -390,7 +450,9 @@ public sealed partial class PageRangeConnection
     }
 
     private bool IsSatisfied(PendingCall? call) =>
-        call is not null ? call.IsCompleted || Volatile.Read(ref call.NestedCount) > 0 : Volatile.Read(ref _readyCount) > 0;
+        call is not null
+            ? call.IsCompleted || Volatile.Read(ref call.NestedCount) > 0
+            : Volatile.Read(ref _readyCount) > 0 || Volatile.Read(ref _handoff) is not null;
 
     /// <summary>Waits while another thread holds the reader role: spin, then park on the gate until something changes.</summary>
     private void WaitAsFollower(PendingCall? call, long deadline, CancellationToken cancellationToken)
@@ -413,8 +475,8 @@ public sealed partial class PageRangeConnection
             }
             if (busySpin)
             {
-                // One unit, as Doorbell's busy spin: a unit is scaled to at least ~37 ns, so 8 polled every ~300 ns.
-                Thread.SpinWait(1);
+                // One pause, as Doorbell's busy spin (the instruction, inlined: see Doorbell.PausePoll).
+                Doorbell.PausePoll();
             }
             else
             {
@@ -481,6 +543,18 @@ public sealed partial class PageRangeConnection
     /// tells them itself (it releases the role next, which does).</param>
     private int PumpAvailable(bool notify = true)
     {
+        Transaction none = default;
+        return PumpAvailable(notify, ref none, take: false);
+    }
+
+    /// <summary>
+    /// <see cref="PumpAvailable(bool)"/> for a receiver: the first transaction made ready is dequeued for it under the
+    /// same slot lock that routed it (delivered to <paramref name="taken"/>), and the pass ends there.
+    /// </summary>
+    private int PumpAvailable(bool notify, ref Transaction taken) => PumpAvailable(notify, ref taken, take: true);
+
+    private int PumpAvailable(bool notify, ref Transaction taken, bool take)
+    {
         int routed = 0;
         int limit = _inbound.Layout.TxRingCapacity;
         try
@@ -490,17 +564,28 @@ public sealed partial class PageRangeConnection
                 // One receive lock and one head store per batch (TryReceiveBatch), one slot lock per run of calls and
                 // oneways (RouteBatch), instead of one receive lock and two slot locks per record.
                 Span<TransactionRecord> batch = _pumpBatch.AsSpan(0, Math.Min(_pumpBatch.Length, limit - routed));
-                int taken = _inbound.TryReceiveBatch(batch);
-                if (taken == 0)
+                int count = _inbound.TryReceiveBatch(batch);
+                if (count == 0)
                 {
                     // The ring is empty: the receiver may wait next, so the frees held for a batch go now. A writer
                     // waiting for room must never wait on frees we hold while we wait for it.
                     PublishHeldFrees();
                     break;
                 }
-                RouteBatch(batch[..taken]);
-                routed += taken;
-                if (taken < batch.Length)
+                RouteBatch(batch[..count], take, ref taken);
+                routed += count;
+                if (taken.IsLive)
+                {
+                    // Delivered to the receiver pumping: it returns now, the rest stays ready for the others. Nothing
+                    // may throw past this point (the transaction would be lost; publishing frees does not throw). The
+                    // held frees go as below when the ring was found empty, and stay held while it is busy.
+                    if (count < batch.Length)
+                    {
+                        PublishHeldFrees();
+                    }
+                    break;
+                }
+                if (count < batch.Length)
                 {
                     // The batch took fewer than it could: the ring was empty when it ended, so this pass ends here, as if
                     // the next had found nothing, without that next pass's receive lock (one per pump that routes).
@@ -543,8 +628,10 @@ public sealed partial class PageRangeConnection
     /// <summary>
     /// Routes a batch taken off the ring in order: each run of plain calls and oneway messages (no metadata block to
     /// parse, no payload to copy, within the call depth) under one slot lock; anything else one at a time, as before.
+    /// With <paramref name="take"/>, a batch that ends with such a run also dequeues the first ready transaction for
+    /// the receiver pumping, under that run's lock (<paramref name="taken"/>); the queue's order is kept.
     /// </summary>
-    private void RouteBatch(ReadOnlySpan<TransactionRecord> batch)
+    private void RouteBatch(ReadOnlySpan<TransactionRecord> batch, bool take, ref Transaction taken)
     {
         int i = 0;
         while (i < batch.Length)
@@ -559,12 +646,21 @@ public sealed partial class PageRangeConnection
             int start = i;
             lock (_slotLock)
             {
+                // An async receiver already waiting gets what is routed (it was woken for it): this receiver then
+                // dequeues under its own lock, as before, if anything is left.
+                bool mayTake = take && _receiveWaiters.Count == 0 && _handoff is null;
                 do
                 {
                     RouteUnsynchronized(AcquireIncomingUnsynchronized(batch[i], metadata: null, copy: null));
                     i++;
                 }
                 while (i < batch.Length && IsPlain(batch[i]));
+                if (mayTake && i == batch.Length && _incomingReady.TryDequeue(out IncomingSlot? first))
+                {
+                    // The head of the queue, not necessarily one of this batch: the order of delivery is the queue's.
+                    _readyCount--;
+                    taken = new Transaction(this, first, first.Generation);
+                }
             }
             for (int routed = start; routed < i; routed++)
             {

@@ -70,7 +70,7 @@ public sealed partial class PageRangeConnection
     {
         lock (_slotLock)
         {
-            if (_readyCount > 0 || _drainedAfterDeath)
+            if (_readyCount > 0 || _handoff is not null || _drainedAfterDeath)
             {
                 return null;
             }

@@ -305,24 +305,50 @@ public sealed partial class PageRangeConnection
         return RecordContext.ForCall(chain);
     }
 
+    // Calls that rented their pending-call slot under the slot lock (not the spare), counted under it, for tests.
+    private long _lockedRents;
+
     private PendingCall RentCall(bool isAsync, ulong chainId)
     {
         ThrowIfDisposed();
-        PendingCall call;
+        PendingCall? call;
+        if ((_nestedHandler is null || isAsync) && (call = TryTakeSpareCall()) is not null)
+        {
+            // Nothing to register for a chain (no nested-call handler, or an async caller, which never runs nested
+            // calls): the spare slot, taken with one exchange, needs no slot lock.
+            ArmCall(call, isAsync, chainId);
+            return call;
+        }
         lock (_slotLock)
         {
-            if (_freeCallCount == 0)
+            if (_freeCallCount > 0)
+            {
+                call = _calls[_freeCalls[--_freeCallCount]];
+            }
+            else if ((call = TryTakeSpareCall()) is null)
             {
                 throw new InvalidOperationException(
                     $"More than {_calls.Length} calls are outstanding on this connection; raise PageRangeOptions.MaxConcurrentCalls.");
             }
-            call = _calls[_freeCalls[--_freeCallCount]];
-            ulong id = (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | (uint)call.Index;
-            call.Arm(id, isAsync, chainId);
+            _lockedRents++;
+            ArmCall(call, isAsync, chainId);
             // Before the call is sent: the peer's nested call may come back before this thread starts waiting.
             RegisterChainWaiterUnsynchronized(call);
         }
         return call;
+    }
+
+    private void ArmCall(PendingCall call, bool isAsync, ulong chainId)
+    {
+        ulong id = (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | (uint)call.Index;
+        call.Arm(id, isAsync, chainId);
+    }
+
+    /// <summary>Takes the spare pending-call slot (the one a call gave back last), if there is one.</summary>
+    private PendingCall? TryTakeSpareCall()
+    {
+        // A load first: the exchange only when there is something to take.
+        return Volatile.Read(ref _spareCall) is null ? null : Interlocked.Exchange(ref _spareCall, null);
     }
 
     private void ReturnCall(PendingCall call, bool taken)
@@ -338,6 +364,13 @@ public sealed partial class PageRangeConnection
         }
         call.Reply = default;
         call.Id = 0;
+        // Set and cleared only by this call's own thread (RentCall, the unregistration below), so read without the lock.
+        if (!call.IsChainWaiter && Interlocked.CompareExchange(ref _spareCall, call, null) is null)
+        {
+            // The next call (often this thread's) takes it back with one exchange: no slot lock either way. The
+            // exchange publishes the fields reset above to whoever takes it.
+            return;
+        }
         lock (_slotLock)
         {
             UnregisterChainWaiterUnsynchronized(call);

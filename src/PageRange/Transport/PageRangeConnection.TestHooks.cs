@@ -21,6 +21,33 @@ public sealed partial class PageRangeConnection
         }
     }
 
+    /// <summary>
+    /// Transactions receivers dequeued under a slot lock of their own (<see cref="TryReceive"/>) rather than taken by
+    /// their own pump under the lock that routed them.
+    /// </summary>
+    internal long LockedDequeues
+    {
+        get
+        {
+            lock (_slotLock)
+            {
+                return _lockedDequeues;
+            }
+        }
+    }
+
+    /// <summary>Calls that rented their pending-call slot under the slot lock rather than taking the spare one.</summary>
+    internal long LockedCallRents
+    {
+        get
+        {
+            lock (_slotLock)
+            {
+                return _lockedRents;
+            }
+        }
+    }
+
     /// <summary>Runs after each record the reader routes: lets a test play a peer that publishes as fast as we consume.</summary>
     internal Action? RecordRoutedForTest { get; set; }
 

@@ -52,6 +52,10 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly PendingCall[] _calls;
     private readonly int[] _freeCalls;
     private int _freeCallCount;
+
+    // One free pending-call slot kept out of _freeCalls: a call without a chain to register takes and gives it back with
+    // one exchange each instead of the slot lock (RentCall, ReturnCall). Counts as free with the stack.
+    private PendingCall? _spareCall;
     private ulong _callSequence;
     private readonly ulong _chainSide;
     private readonly bool _copyPayloads;
@@ -249,7 +253,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         text.Append(System.Globalization.CultureInfo.InvariantCulture,
             $"connection '{Name}' to pid {PeerPid} (uid {PeerUid}, gid {PeerGid}), peer alive: {IsPeerAlive}\n");
         text.Append(System.Globalization.CultureInfo.InvariantCulture,
-            $"incoming: {Volatile.Read(ref _liveTransactions)} live transactions, {Volatile.Read(ref _readyCount)} ready\n");
+            $"incoming: {Volatile.Read(ref _liveTransactions)} live transactions, {Volatile.Read(ref _readyCount) + (Volatile.Read(ref _handoff) is null ? 0 : 1)} ready\n");
         text.Append("outbound (the peer's region, written by us):\n");
         text.Append(_outbound.DumpState());
         text.Append("inbound (our region, written by the peer):\n");
