@@ -349,8 +349,17 @@ public sealed partial class PageRangeConnection
         {
             // A receiver (no call) lets its pump take the first transaction it makes ready, under the routing lock.
             Transaction taken = default;
+            bool reading = false;
             try
             {
+                // One reference on the ring's region for the whole loop: its looks at the tail and its waits read shared
+                // words outside the receive lock, and a violation's close on another thread may dispose the channel
+                // meanwhile; the reference keeps them mapped (the looks see the dispose instead of faulting).
+                reading = _inbound.TryEnterReading();
+                if (!reading)
+                {
+                    ThrowHelper.ThrowObjectDisposed(_inbound);
+                }
                 // Look, then read the ring or wait: a load of the ring's tail (the wait's own first check) says whether
                 // there is anything, so no pass is made just to find the ring empty (the receive lock, the tail's
                 // validation) before every wait, and a caller that has just sent its call waits at once. Frees held for
@@ -423,6 +432,10 @@ public sealed partial class PageRangeConnection
             }
             finally
             {
+                if (reading)
+                {
+                    _inbound.ExitReading();
+                }
                 ReleaseReaderRole();
             }
         }

@@ -161,7 +161,9 @@ internal sealed unsafe class Doorbell
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     /// <remarks>
     /// Allocates only when it parks with a cancellable token (the token registration). Holds a reference on the region
-    /// while it spins or parks, so the words stay mapped even if the owner is disposed meanwhile.
+    /// from before its first check until it returns, so the words stay mapped even if the owner is disposed meanwhile:
+    /// the condition reads shared words (a ring's tail), and an owner disposed on another thread between a check and
+    /// an unreferenced read would unmap them under it (a fault that ends the process, not an exception).
     /// </remarks>
     /// <exception cref="ObjectDisposedException">The region was closed before the wait began.</exception>
     internal bool Wait<TCondition>(
@@ -169,20 +171,27 @@ internal sealed unsafe class Doorbell
         CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition
     {
-        if (condition.IsReady)
-        {
-            return true;
-        }
         _region.AddRef();
         try
         {
-            return SpinThenPark(ref condition, strategy, spinDuration, parkTimeout, deadline, cancellationToken);
+            return WaitReferenced(ref condition, strategy, spinDuration, parkTimeout, deadline, cancellationToken);
         }
         finally
         {
             _region.ReleaseRef();
         }
     }
+
+    /// <summary>
+    /// <see cref="Wait{TCondition}"/> for a caller that holds a reference on the region for as long as this runs (a
+    /// reader that keeps one across its whole wait loop): no reference round trip of its own.
+    /// </summary>
+    /// <inheritdoc cref="Wait{TCondition}"/>
+    internal bool WaitReferenced<TCondition>(
+        ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,
+        CancellationToken cancellationToken)
+        where TCondition : struct, IWaitCondition =>
+        condition.IsReady || SpinThenPark(ref condition, strategy, spinDuration, parkTimeout, deadline, cancellationToken);
 
     private bool SpinThenPark<TCondition>(
         ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,

@@ -388,6 +388,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <returns>Whether a transaction is ready (or the channel was released, nudged or disposed).</returns>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    /// <remarks>The caller holds a reading reference (<see cref="TryEnterReading"/>) for the whole call.</remarks>
     internal bool WaitForTransactionUntil(long deadline, CancellationToken cancellationToken)
     {
         ThrowIfDisposed();
@@ -395,7 +396,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         bool ready;
         try
         {
-            ready = _txDoorbell.Wait(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+            ready = _txDoorbell.WaitReferenced(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
         }
         finally
         {
@@ -410,8 +411,24 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// Whether a wait for a transaction would return at once (one is published, or the channel was released, nudged or
     /// disposed): the wait's own first check, for a reader that reads the ring at once if so instead of waiting.
     /// </summary>
-    /// <remarks>A hint, read as the doorbell's first check is (the disposed flag first, then the ring's tail).</remarks>
+    /// <remarks>
+    /// A hint, read as the doorbell's first check is (the disposed flag first, then the ring's tail). The caller holds a
+    /// reading reference (<see cref="TryEnterReading"/>): the tail is a shared word, and a dispose on another thread
+    /// between the flag and the tail would otherwise unmap it under the read.
+    /// </remarks>
     internal bool TransactionMaybeReady => new TransactionReady(this).IsReady;
+
+    /// <summary>
+    /// Takes a reference that keeps the ring's shared words mapped until <see cref="ExitReading"/>, for a reader that looks
+    /// at the ring (<see cref="TransactionMaybeReady"/>) and waits on it (<see cref="WaitForTransactionUntil"/>) in a loop
+    /// outside the receive lock: one reference round trip per loop instead of one per look. <see cref="Dispose"/> run
+    /// meanwhile still marks the channel disposed (the looks and waits see it); the unmap waits for the exit.
+    /// </summary>
+    /// <returns><see langword="false"/> once the region is closed (nothing may be read from it then).</returns>
+    internal bool TryEnterReading() => _region.TryAddRef();
+
+    /// <summary>Gives back the reference <see cref="TryEnterReading"/> took.</summary>
+    internal void ExitReading() => _region.ReleaseRef();
 
     /// <summary>Batch receives (<see cref="TryReceiveBatch"/>) that found the ring empty, for tests.</summary>
     internal long EmptyReceivePasses => Volatile.Read(ref _emptyReceivePasses);
