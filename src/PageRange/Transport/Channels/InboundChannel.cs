@@ -68,6 +68,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     private int _packPending;
     private int _packSearch;
     private long _packsReceived;
+    private ulong _delivered;
     // Every pack still owed a free: the current one (one reference for being current) and finished ones with messages
     // not yet freed (one reference per message). The receive lock adds, the free lock (or the receive lock, for the
     // current reference) drops; whoever drops the last writes the pack's free. A slot is free when Refs is zero.
@@ -126,6 +127,9 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Records taken off the transaction ring so far (a pack's record counts once).</summary>
     internal ulong Received => _txRing.Head;
+
+    /// <summary>Transactions handed out so far: records of their own and messages taken from packs.</summary>
+    internal ulong Delivered => Volatile.Read(ref _delivered);
 
     /// <summary>Packs taken off the ring so far.</summary>
     internal long PacksReceived => Interlocked.Read(ref _packsReceived);
@@ -242,6 +246,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             }
             // Before any message leaves: a free of one of them (another thread, the free lock) must find it counted.
             FlushPackPending();
+            Volatile.Write(ref _delivered, _delivered + (ulong)count);
             if (advanced)
             {
                 _txRing.PublishHead();
@@ -662,7 +667,8 @@ internal sealed unsafe class InboundChannel : IDisposable
         _packIndex = index;
         _packCapacity = (int)raw.Length;
         _packSeen = 0;
-        _packConsumed = 0;
+        // Entries start after the header line; consumed counts from the pack's first byte.
+        _packConsumed = PackLayout.HeaderSize;
         _packsReceived++;
         // Last: a waiter that sees the offset reads the pack's word (a hint) with the fields above set.
         Volatile.Write(ref _packOffset, (long)raw.BufferOffset);

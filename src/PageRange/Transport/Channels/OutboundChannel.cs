@@ -629,6 +629,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             return;
         }
+        // The frees published so far were published before the seal, so none may name this pack: an honest receiver
+        // frees a pack only once it saw the seal. Drained now (once per pack), a forged one is caught here; after the
+        // seal the writer could not tell it from an honest one.
+        DrainFreesUnsynchronized();
         // Release: every entry is visible before the seal. Before any later record is published (the caller's), so
         // a receiver that sees that record sees the seal.
         // SAFETY: as in TrySendPackedUnsynchronized: the open pack is Used, live and mapped while we hold the lock.
