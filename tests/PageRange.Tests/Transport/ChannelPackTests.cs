@@ -199,14 +199,26 @@ public sealed class ChannelPackTests
         }
         var batch = new TransactionRecord[InboundChannel.MaxPackedLive + 8];
         Assert.Equal(InboundChannel.MaxPackedLive, pair.Inbound.TryReceiveBatch(batch));
+        TransactionRecord[] held = batch[..InboundChannel.MaxPackedLive];
         Assert.Equal(0, pair.Inbound.TryReceiveBatch(batch));
-        // A waiter does not spin on entries it may not take.
+        // A waiter does not spin on entries it may not take, nor on a later record that waits behind them.
         Assert.False(pair.Inbound.TransactionMaybeReady);
-        TransactionRecord first = batch[0];
-        pair.Inbound.Free(first);
+        Assert.True(pair.Outbound.TrySend(1000, 0, TransactionFlags.TwoWay, new byte[8], new RecordContext(1, 0, CallStatus.Ok)));
+        Assert.False(pair.Inbound.TransactionMaybeReady);
+        Assert.Equal(0, pair.Inbound.TryReceiveBatch(batch));
+        pair.Inbound.Free(held[0]);
         Assert.True(pair.Inbound.TransactionMaybeReady);
         Assert.Equal(1, pair.Inbound.TryReceiveBatch(batch));
         Assert.Equal((ulong)InboundChannel.MaxPackedLive, batch[0].TransactionId);
+        // Freeing the rest lets the pack's last entries and then the call through, in order.
+        foreach (TransactionRecord record in held[1..])
+        {
+            pair.Inbound.Free(record);
+        }
+        pair.Inbound.Free(batch[0]);
+        int taken = pair.Inbound.TryReceiveBatch(batch);
+        Assert.Equal(8, taken);
+        Assert.Equal(Enumerable.Range(InboundChannel.MaxPackedLive + 1, 7).Select(i => (ulong)i).Append(1000UL), batch.Take(8).Select(r => r.TransactionId));
     }
 
     [Fact]

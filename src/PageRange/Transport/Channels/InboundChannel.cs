@@ -808,24 +808,33 @@ internal sealed unsafe class InboundChannel : IDisposable
     }
 
     /// <summary>
-    /// Whether the current pack has something to take (its word differs from what was consumed) and the message cap
-    /// leaves room: a hint for waiters, read with no lock (the pack's word lies in the data area, mapped while the
-    /// waiter holds its reference).
+    /// Whether a receive would make progress: with no current pack, whether the ring has a record; with one, whether
+    /// it has entries to take and the message cap leaves room, or (every committed entry taken) whether its word changed
+    /// (the seal) or a later record is on the ring (which finishes the pack, or proves it a violation). A hint for
+    /// waiters, read with no lock (the pack's word lies in the data area, mapped while the waiter holds its reference).
     /// </summary>
-    private bool PackMaybeReady
+    /// <remarks>
+    /// While a pack is current the ring's later records wait for it, so they alone do not make a waiter return: at the
+    /// message cap that would be a busy loop until a message is freed (whose release of the next oneway nudges us).
+    /// </remarks>
+    private bool ReceiveMaybeReady
     {
         get
         {
             long offset = Volatile.Read(ref _packOffset);
-            if (offset < 0 || Volatile.Read(ref _packedLive) >= MaxPackedLive)
+            if (offset < 0)
             {
-                return false;
+                return _txRing.HasData;
             }
             // SAFETY: offset is a validated pack offset inside the data area (set only after validation); the data
             // area stays mapped while the waiter holds its reference on the region. A torn or stale view costs one
             // early return or one wake, as any hint.
             uint word = Volatile.Read(ref *(uint*)(_data + offset));
-            return word != _packSeen || (int)(word & PackLayout.CommittedMask) + PackLayout.HeaderSize != _packConsumed;
+            if ((int)(word & PackLayout.CommittedMask) + PackLayout.HeaderSize != _packConsumed)
+            {
+                return Volatile.Read(ref _packedLive) < MaxPackedLive;
+            }
+            return word != _packSeen || _txRing.HasData;
         }
     }
 
@@ -900,7 +909,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         public bool IsReady =>
             Volatile.Read(ref channel._disposed) != 0 || Volatile.Read(ref channel._released) != 0
-            || Volatile.Read(ref channel._nudged) != 0 || channel._txRing.HasData || channel.PackMaybeReady;
+            || Volatile.Read(ref channel._nudged) != 0 || channel.ReceiveMaybeReady;
     }
 
     /// <summary>One pack owed a free: its offset and the references that keep it (see <see cref="_packs"/>).</summary>
