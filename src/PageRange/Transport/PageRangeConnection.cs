@@ -112,7 +112,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
 
         // One incoming slot per buffer the peer may have live in our region: the writer never has more than the
         // rings allow, so a slot is always there when a record arrives.
-        int slots = inbound.MaxLiveBuffers;
+        int slots = inbound.MaxLiveTransactions;
         _incomingSlots = new IncomingSlot[slots];
         _freeIncoming = new int[slots];
         for (int i = 0; i < slots; i++)

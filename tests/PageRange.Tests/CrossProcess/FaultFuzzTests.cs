@@ -141,11 +141,12 @@ public sealed class FaultFuzzTests(ITestOutputHelper output)
         // an honest head); then the head corrupted; then the 17th free must find the lie and close the connection.
         for (int i = 0; i < 16; i++)
         {
-            Assert.True(peer.Outbound.TrySend((ulong)i + 1, 1, TransactionFlags.Oneway, new byte[64]));
+            // Larger than a pack's entry may be: a buffer and a free each, as counted here.
+            Assert.True(peer.Outbound.TrySend((ulong)i + 1, 1, TransactionFlags.Oneway, new byte[PackLayout.MaxPayload + 8]));
             using var bound = new CancellationTokenSource(TestTimeouts.Short);
             victim.Receive(bound.Token).Dispose();
         }
-        Assert.True(peer.Outbound.TrySend(17, 1, TransactionFlags.Oneway, new byte[64]));
+        Assert.True(peer.Outbound.TrySend(17, 1, TransactionFlags.Oneway, new byte[PackLayout.MaxPayload + 8]));
         // A head far beyond the victim's tail: the writer's word, and a lie.
         peer.Scribble(RegionHeaderLayout.FreeHeadOffset, BitConverter.GetBytes(1UL << 40));
         using (var bound = new CancellationTokenSource(TestTimeouts.Short))

@@ -8,7 +8,7 @@ public sealed class ChannelLazyFreeTests
     [Fact]
     public void TrySend_FewBuffersLive_LeavesFreesOnTheRingUntilABatchIsLive()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, new byte[64]));
         pair.Inbound.Free(pair.ReceiveOne());
         // The free is published, but a send with a single buffer live does not read the free ring's lines.
@@ -33,7 +33,7 @@ public sealed class ChannelLazyFreeTests
     public void TrySend_RegionFullOfFreedBuffers_DrainsAndSucceeds()
     {
         // Four slots per ring: at most four buffers live, fewer than a lazy batch, so the live limit is what fills.
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(rings: 4));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(rings: 4, pack: false));
         Assert.True(pair.Outbound.Layout.MaxLiveBuffers < OutboundChannel.LazyDrainBuffers);
         for (ulong id = 0; id < 100; id++)
         {
@@ -46,7 +46,7 @@ public sealed class ChannelLazyFreeTests
     [Fact]
     public void TrySend_LargerMessage_DrainsFirstAndReusesTheFreedBuffer()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         byte[] large = new byte[OutboundChannel.LazyDrainMaxMessage + 1];
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, large));
         TransactionRecord first = pair.ReceiveOne();
@@ -61,7 +61,7 @@ public sealed class ChannelLazyFreeTests
     [Fact]
     public void TrySend_ClearOnFreeSent_DrainsAtEverySend()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway | TransactionFlags.ClearOnFree, new byte[64]));
         pair.Inbound.Free(pair.ReceiveOne());
         // The secret's buffer is taken back (and zeroed) by the very next send, not a batch later.
@@ -73,7 +73,7 @@ public sealed class ChannelLazyFreeTests
     [Fact]
     public void TrySend_StreamKeepsABatchLive_DrainsOncePerBatchOfSendsNotAtEverySend()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         const int batch = OutboundChannel.LazyDrainBuffers;
         var received = new Queue<TransactionRecord>();
         ulong id = 0;

@@ -28,8 +28,11 @@ internal sealed class ChannelPair : IDisposable
 
     internal OutboundChannel Outbound { get; }
 
-    internal static ChannelOptions SmallOptions(int pages = 64, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark) => new()
+    /// <param name="pack">Whether small oneways share packs (the default); off for tests about one record (and one buffer
+    /// or slab slot) per message.</param>
+    internal static ChannelOptions SmallOptions(int pages = 64, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, bool pack = true) => new()
     {
+        PackSmallOneways = pack,
         RegionSize = (long)pages * SharedRegion.PageSize,
         TxRingCapacity = rings,
         FreeRingCapacity = rings,

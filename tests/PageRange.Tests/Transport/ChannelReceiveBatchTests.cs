@@ -8,7 +8,7 @@ namespace PageRange.Tests.Transport;
 /// </summary>
 public sealed class ChannelReceiveBatchTests
 {
-    private static readonly ChannelOptions Options = ChannelPair.SmallOptions();
+    private static readonly ChannelOptions Options = ChannelPair.SmallOptions(pack: false);
 
     [Fact]
     public void TryReceiveBatch_SeveralPublished_TakesThemInOrderAndStoresTheHeadOnceForAll()

@@ -13,7 +13,7 @@ public sealed class ChannelSharedLockTests
     [Fact]
     public void FreeUnderLock_HoldingTheFreeLock_PublishesTheFreeTheWriterTakes()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, new byte[64]));
         TransactionRecord record = pair.ReceiveOne();
         using (pair.Inbound.FreeLock.EnterScope())
@@ -29,7 +29,7 @@ public sealed class ChannelSharedLockTests
     [Fact]
     public void FreeUnderLock_FreeRingFull_ThrowsProtocolViolation()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(rings: 4));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(rings: 4, pack: false));
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, new byte[64]));
         TransactionRecord record = pair.ReceiveOne();
         using (pair.Inbound.FreeLock.EnterScope())

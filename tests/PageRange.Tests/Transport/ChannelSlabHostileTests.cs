@@ -55,7 +55,7 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [InlineData(BufferSlab.SlotSize + 64, TransactionFlags.Reply)]
     public void DrainFrees_FreeInsideASlabAtNoSlotsStart_ProtocolViolation(long within, TransactionFlags flags)
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         var peer = new RawReceiverPeer(pair);
         ulong[] offsets = SendSlots(pair, peer, 2, flags);
         peer.PublishFree(offsets[0] + (ulong)within);
@@ -68,7 +68,7 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [InlineData(TransactionFlags.ErrorReply)]
     public void DrainFrees_SlotFreedTwice_ProtocolViolation(TransactionFlags flags)
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         var peer = new RawReceiverPeer(pair);
         ulong[] offsets = SendSlots(pair, peer, 2, flags);
         peer.PublishFree(offsets[1]);
@@ -81,7 +81,7 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [InlineData(TransactionFlags.TwoWay)]
     public void DrainFrees_SlotReservedButNeverPublished_ProtocolViolation(TransactionFlags flags)
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         var peer = new RawReceiverPeer(pair);
         ulong[] offsets = SendSlots(pair, peer, 1, flags);
         // A zero-copy reservation takes the next slot; the peer guesses its offset and frees it before it is published.
@@ -96,7 +96,7 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [InlineData(TransactionFlags.Reply)]
     public void DrainFrees_SlotStillOnTheRing_IgnoredCountedAndFreedLater(TransactionFlags flags)
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         var peer = new RawReceiverPeer(pair);
         Assert.True(pair.Outbound.TrySend(1, 0, flags, new byte[64]));
         ulong offset = peer.PeekRecord(0).BufferOffset;
@@ -120,7 +120,7 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [InlineData(TransactionFlags.TwoWay)]
     public void DrainFrees_PastEverySlabWhereNoBufferStarts_IgnoredAsAStrayFree(TransactionFlags flags)
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         var peer = new RawReceiverPeer(pair);
         ulong[] offsets = SendSlots(pair, peer, 1, flags);
         // Outside the slab: the allocator's rule for a buffer that is not live applies (binder logs and ignores it).
@@ -141,10 +141,12 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimView);
         output.WriteLine($"connected: {connected}");
 
-        // The victim sends small oneways into the attacker's region: slots of one slab.
+        // The victim sends small oneways into the attacker's region: slots of one slab (with a metadata block, a deadline,
+        // so they are not packed).
+        var withDeadline = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddHours(1) };
         for (int i = 0; i < 4; i++)
         {
-            victim.SendOneway(1, new byte[64]);
+            victim.SendOneway(1, new byte[64], withDeadline);
         }
         Assert.True(attacker.Inbound.TryReceive(out TransactionRecord first));
         Assert.True(attacker.Inbound.TryReceive(out TransactionRecord second));

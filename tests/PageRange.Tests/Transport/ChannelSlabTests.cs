@@ -15,7 +15,7 @@ public sealed class ChannelSlabTests
     public async Task Send_SlabAndBufferSizesMixed_ArriveInOrderWithTheirBytes()
     {
         const int count = 50_000;
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 64, rings: 128));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 64, rings: 128, pack: false));
 
         Task writer = Task.Factory.StartNew(
             () =>
@@ -67,7 +67,7 @@ public sealed class ChannelSlabTests
     [Fact]
     public void Send_ReceiverKeepsUp_OneSlabServesEveryMessage()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         for (ulong id = 0; id < 10_000; id++)
         {
             Assert.True(pair.Outbound.TrySend(id, 0, TransactionFlags.Oneway, new byte[64]));
@@ -82,7 +82,7 @@ public sealed class ChannelSlabTests
     [Fact]
     public void Send_ReceiverBehind_MoreSlabsThenEachGivenBackWithItsLastFree()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 256, rings: 256));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 256, rings: 256, pack: false));
         var records = new List<TransactionRecord>();
         for (ulong id = 0; id < 3 * BufferSlab.SlotCount; id++)
         {
@@ -103,7 +103,7 @@ public sealed class ChannelSlabTests
     [Fact]
     public void DrainFrees_BurstThenIdle_SlabGivenBackAndTheShrinkerReclaimsItsPages()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         long header = pair.Inbound.Layout.HeaderBytes;
         for (ulong id = 0; id < 40; id++)
         {
@@ -125,7 +125,7 @@ public sealed class ChannelSlabTests
     [Fact]
     public void DrainFrees_SlabEmpty_KeptForTheNextMessages()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, new byte[64]));
         pair.Inbound.Free(pair.ReceiveOne());
         // A drain between sends (a larger message's, a waiting sender's) keeps the empty slab: only idleness gives it back.
@@ -140,7 +140,7 @@ public sealed class ChannelSlabTests
     [InlineData(TransactionFlags.Oneway | TransactionFlags.ClearOnFree)]
     public void Send_ClearOnFree_TakesABufferOfItsOwn(TransactionFlags flags)
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         Assert.True(pair.Outbound.TrySend(1, 0, flags, new byte[64]));
         Assert.Equal(0, pair.Outbound.Slabs.SlabsOpened);
         Assert.Equal(0, pair.Outbound.CallSlabs.SlabsOpened);
@@ -153,7 +153,7 @@ public sealed class ChannelSlabTests
     [InlineData(TransactionFlags.ErrorReply)]
     public void Send_SmallCallOrReply_TakesASlotOfACallSlabNotChargedToTheOnewayQuota(TransactionFlags flags)
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         Assert.True(pair.Outbound.TrySend(1, 0, flags, new byte[64]));
         Assert.True(pair.Outbound.TrySend(2, 0, flags, new byte[BufferSlab.SlotSize]));
         Assert.Equal(0, pair.Outbound.Slabs.SlabsOpened);
@@ -185,7 +185,7 @@ public sealed class ChannelSlabTests
     [Fact]
     public void Send_CallsWhileTheReceiverKeepsUp_OneCallSlabServesThemAllThenIsGivenBackAndReclaimed()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         long header = pair.Inbound.Layout.HeaderBytes;
         for (ulong id = 0; id < 10_000; id++)
         {
@@ -212,7 +212,7 @@ public sealed class ChannelSlabTests
     [Fact]
     public void Send_CallsWhileTheReceiverIsBehind_FullCallSlabsDrainAndGoBackThenBuffersTakeOver()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 256, rings: 256));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 256, rings: 256, pack: false));
         long header = pair.Inbound.Layout.HeaderBytes;
         int slots = BufferSlabs.MaxCallSlabs * BufferSlab.SlotCount;
         var records = new List<TransactionRecord>();
@@ -241,7 +241,7 @@ public sealed class ChannelSlabTests
     [Fact]
     public void TryReserve_SmallOneway_IsASlotAndCommitsInOrder()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pack: false));
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Oneway, [1, 2, 3]));
         Assert.True(pair.Outbound.TryReserve(BufferSlab.SlotSize, oneway: true, out PendingBuffer buffer));
         buffer.Span[..4].Fill(7);

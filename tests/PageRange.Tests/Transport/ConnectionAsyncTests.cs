@@ -15,6 +15,16 @@ namespace PageRange.Tests.Transport;
 [Collection(CrossProcessCollection.Name)]
 public sealed class ConnectionAsyncTests(ITestOutputHelper output)
 {
+    /// <summary>A oneway payload too large for a pack: one buffer and one record each, as these tests count.</summary>
+    private const int Unpacked = PackLayout.MaxPayload + 8;
+
+    private static byte[] Unpackable(byte first)
+    {
+        byte[] payload = new byte[Unpacked];
+        payload[0] = first;
+        return payload;
+    }
+
     /// <summary>A peer region that holds only 16 live buffers (the rings' capacity), with a short park timeout.</summary>
     private static PageRangeOptions SmallRings(TimeSpan? regionFullTimeout = null) => new()
     {
@@ -117,14 +127,15 @@ public sealed class ConnectionAsyncTests(ITestOutputHelper output)
     public async Task SendOnewayAsync_FullRegion_RegionFullAfterTheTimeoutWithoutBlocking()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(SmallRings(TimeSpan.FromMilliseconds(300)));
-        // Nobody receives: the 16 oneways stay live in the server's region.
+        // Nobody receives: the 16 oneways stay live in the server's region (each larger than a pack's entry may be, so
+        // each is a buffer of its own and 16 fill the live-buffer limit).
         for (int i = 0; i < 16; i++)
         {
-            await pair.Client.SendOnewayAsync(1, new byte[8]).AsTask().WaitAsync(TestTimeouts.Long);
+            await pair.Client.SendOnewayAsync(1, new byte[Unpacked]).AsTask().WaitAsync(TestTimeouts.Long);
         }
 
         var clock = Stopwatch.StartNew();
-        ValueTask sending = pair.Client.SendOnewayAsync(1, new byte[8]);
+        ValueTask sending = pair.Client.SendOnewayAsync(1, new byte[Unpacked]);
         // It returned to us without waiting: the wait is asynchronous.
         Assert.False(sending.IsCompleted);
         await Assert.ThrowsAsync<RegionFullException>(() => sending.AsTask().WaitAsync(TestTimeouts.Long));
@@ -138,11 +149,12 @@ public sealed class ConnectionAsyncTests(ITestOutputHelper output)
     public async Task SendOnewayAsync_RegionFreesLater_CompletesInOrder()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(SmallRings());
+        // A buffer each (larger than a pack's entry may be): 16 fill the live-buffer limit.
         for (int i = 0; i < 16; i++)
         {
-            await pair.Client.SendOnewayAsync(1, new byte[] { (byte)i }).AsTask().WaitAsync(TestTimeouts.Long);
+            await pair.Client.SendOnewayAsync(1, Unpackable((byte)i)).AsTask().WaitAsync(TestTimeouts.Long);
         }
-        Task later = pair.Client.SendOnewayAsync(1, new byte[] { 16 }).AsTask();
+        Task later = pair.Client.SendOnewayAsync(1, Unpackable(16)).AsTask();
         await WaitUntilAsync(() => pair.Client.RoomWaiters == 1, "the oneway waits for room");
 
         var seen = new List<byte>();
@@ -163,7 +175,8 @@ public sealed class ConnectionAsyncTests(ITestOutputHelper output)
         // The server fills the client's region with oneways the client holds, then replies asynchronously to a call.
         for (int i = 0; i < 16; i++)
         {
-            pair.Server.SendOneway(5, [1]);
+            // A buffer each (larger than a pack's entry may be): 16 fill the live-buffer limit.
+            pair.Server.SendOneway(5, new byte[Unpacked]);
         }
         Task<Transaction> call = pair.Client.CallAsync(1, new byte[] { 7 }, TestTimeouts.Long).AsTask();
         using Transaction incoming = await pair.Server.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);

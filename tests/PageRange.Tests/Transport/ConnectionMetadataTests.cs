@@ -180,9 +180,11 @@ public sealed class ConnectionMetadataTests(ITestOutputHelper output)
         {
             Assert.Equal(2u, drained.Code);
         }
-        // The oneway may reuse the buffer's first bytes: look past them, at the rest of the secret's page.
+        // The oneway may reuse the buffer's first bytes (a pack's header line and its first entry): look past them, at
+        // the rest of the secret's page.
         InboundChannel inbound = pair.Server.Inbound;
-        ReadOnlySpan<byte> rest = inbound.Region.GetSpan(inbound.Layout.DataOffset + offset + 64, secret.Length - 64);
+        const int reused = PackLayout.HeaderSize + 64;
+        ReadOnlySpan<byte> rest = inbound.Region.GetSpan(inbound.Layout.DataOffset + offset + reused, secret.Length - reused);
         output.WriteLine($"clear-on-free {clearOnFree}: secret bytes left {rest.Count((byte)0xA5)} of {rest.Length}");
         if (clearOnFree)
         {

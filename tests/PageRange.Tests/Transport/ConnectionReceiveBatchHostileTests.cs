@@ -35,7 +35,8 @@ public sealed class ConnectionReceiveBatchHostileTests(ITestOutputHelper output)
         {
             for (int i = 0; i < Good + 1; i++)
             {
-                Assert.True(attacker.Outbound.TrySend((ulong)i + 1, 7, TransactionFlags.Oneway, new byte[100]));
+                // Larger than a pack's entry may be: one record each, as the head counted below.
+                Assert.True(attacker.Outbound.TrySend((ulong)i + 1, 7, TransactionFlags.Oneway, new byte[PackLayout.MaxPayload + 8]));
             }
             // The last record gets a reserved word set, in the victim's region as the attacker maps it.
             long slot = attacker.Outbound.Layout.TxRingOffset + ((long)Good * TransactionRecordLayout.Size);

@@ -14,6 +14,12 @@ namespace PageRange.Tests.Transport;
 /// </summary>
 public sealed class ConnectionReceiveBatchTests
 {
+    /// <summary>
+    /// A small oneway too large for a pack: a buffer and a free each, still small enough for its free to wait for a
+    /// batch, which the tests below count (a pack's messages have no free of their own).
+    /// </summary>
+    private const int Unpacked = PackLayout.MaxPayload + 8;
+
     [Fact]
     public async Task Receive_BehindOnSmallOneways_FreesHeldForABatchAndAllPublishedWhenCaughtUp()
     {
@@ -21,7 +27,7 @@ public sealed class ConnectionReceiveBatchTests
         const int count = 40;
         for (int i = 0; i < count; i++)
         {
-            pair.Client.SendOneway((uint)i, new byte[64]);
+            pair.Client.SendOneway((uint)i, new byte[Unpacked]);
         }
         InboundChannel inbound = pair.Server.Inbound;
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
@@ -60,7 +66,7 @@ public sealed class ConnectionReceiveBatchTests
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
         for (int i = 0; i < 3; i++)
         {
-            pair.Client.SendOneway((uint)i, new byte[64]);
+            pair.Client.SendOneway((uint)i, new byte[Unpacked]);
         }
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
         using (Transaction first = pair.Server.Receive(bound.Token))

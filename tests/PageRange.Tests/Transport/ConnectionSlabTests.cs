@@ -17,11 +17,13 @@ public sealed class ConnectionSlabTests
     public async Task SendOneway_SmallMessages_ReceivedOneAtATimeInOrderFromSlots()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
-        // Fewer than the rings hold (64): all of them are live at once, in one slab.
+        // Fewer than the rings hold (64): all of them are live at once, in one slab. With a metadata block (a deadline)
+        // a small oneway is not packed: slabs serve those.
         const int count = 60;
+        var withDeadline = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddHours(1) };
         for (int i = 0; i < count; i++)
         {
-            pair.Client.SendOneway((uint)i, BitConverter.GetBytes(i));
+            pair.Client.SendOneway((uint)i, BitConverter.GetBytes(i), withDeadline);
         }
         Assert.True(pair.Client.Outbound.Slabs.SlabsOpened > 0);
         long? previousOffset = null;

@@ -192,6 +192,8 @@ public sealed class OutboundInboundChannelTests
         var options = new ChannelOptions
         {
             RegionSize = 17L * s_page, TxRingCapacity = 4, FreeRingCapacity = 4, WaitStrategy = WaitStrategy.Park, ParkTimeout = TimeSpan.FromSeconds(120),
+            // Four live buffers fill the region: one record and one buffer per message (packed, all five would share one).
+            PackSmallOneways = false,
         };
         using var pair = new ChannelPair(options);
         for (ulong id = 0; id < 4; id++)
@@ -279,8 +281,11 @@ public sealed class OutboundInboundChannelTests
         {
             pair.Inbound.Free(record);
         }
-        // The writer is idle now: its housekeeping drain also gives back the empty slab the small messages used.
+        // The writer is idle now: its housekeeping drain also gives back the empty slab the small messages used, and
+        // seals the pack they shared; the receiver's next look finishes that pack and frees it.
         pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        Assert.False(pair.Inbound.TryReceive(out _));
+        pair.Outbound.DrainFrees();
         Assert.Equal(0, pair.Outbound.LiveBuffers);
         Assert.True(pair.Inbound.Region.ResidentBytes > header, "freed pages stay backed until the shrinker runs");
         Assert.Equal(0, pair.Outbound.Pages.GetStats().Used);

@@ -41,6 +41,14 @@ internal sealed class ChannelOptions
     /// </summary>
     internal bool ClearBuffersOnFree { get; init; }
 
+    /// <summary>
+    /// Append small oneway messages (no metadata, not clear-on-free, at most <see cref="PackLayout.MaxPayload"/> bytes)
+    /// to a shared pack buffer published by one record, instead of one buffer and one record each. Defaults to true;
+    /// a writer-side choice (every receiver of this layout version reads packs), off in tests that look at one record
+    /// per message.
+    /// </summary>
+    internal bool PackSmallOneways { get; init; } = true;
+
     /// <summary>Checks every value and computes the layout.</summary>
     /// <exception cref="ArgumentException">A value is out of range.</exception>
     internal RegionLayout Validate()

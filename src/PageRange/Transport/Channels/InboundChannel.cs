@@ -57,6 +57,25 @@ internal sealed unsafe class InboundChannel : IDisposable
     private long _highWaterMark;
     private long _emptyReceivePasses;
 
+    // The current pack (see PackLayout), under the receive lock: its offset (-1: none; also read by waiters as a hint),
+    // capacity, table index, the Committed word as last validated, and the bytes of entries consumed (from the header).
+    private long _packOffset = -1;
+    private int _packCapacity;
+    private int _packIndex;
+    private uint _packSeen;
+    private int _packConsumed;
+    // Messages handed out from the current pack in this batch, not yet added to its count and _packedLive.
+    private int _packPending;
+    private int _packSearch;
+    private long _packsReceived;
+    private ulong _delivered;
+    // Every pack still owed a free: the current one (one reference for being current) and finished ones with messages
+    // not yet freed (one reference per message). The receive lock adds, the free lock (or the receive lock, for the
+    // current reference) drops; whoever drops the last writes the pack's free. A slot is free when Refs is zero.
+    private readonly PackState[] _packs = new PackState[MaxPackedLive + 2];
+    // Messages taken from packs and not yet freed: at most MaxPackedLive (the connection has that many extra slots).
+    private int _packedLive;
+
     private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
     {
         region.AddRef();
@@ -90,6 +109,13 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>The most records <see cref="TryReceiveBatch"/> takes in one pass that a caller should ask for.</summary>
     internal const int ReceiveBatch = 32;
 
+    /// <summary>
+    /// The most messages taken from packs and not yet freed: a pack's messages are not buffers of their own, so the
+    /// writer's live-buffer limit does not bound them; this does. The owner keeps this many slots beyond
+    /// <see cref="MaxLiveBuffers"/> (see <see cref="MaxLiveTransactions"/>).
+    /// </summary>
+    internal const int MaxPackedLive = 32;
+
     /// <summary>The region; its <see cref="SharedRegion.Handle"/> is what the peer receives.</summary>
     internal SharedRegion Region => _region;
 
@@ -99,8 +125,17 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>The options the region was created with.</summary>
     internal ChannelOptions Options => _options;
 
-    /// <summary>Transactions received so far.</summary>
+    /// <summary>Records taken off the transaction ring so far (a pack's record counts once).</summary>
     internal ulong Received => _txRing.Head;
+
+    /// <summary>Transactions handed out so far: records of their own and messages taken from packs.</summary>
+    internal ulong Delivered => Volatile.Read(ref _delivered);
+
+    /// <summary>Packs taken off the ring so far.</summary>
+    internal long PacksReceived => Interlocked.Read(ref _packsReceived);
+
+    /// <summary>Messages taken from packs and not yet freed (at most <see cref="MaxPackedLive"/>).</summary>
+    internal int PackedLive => Volatile.Read(ref _packedLive);
 
     /// <summary>Frees published so far (not counting those held back for a batch).</summary>
     internal ulong Freed => _freeRing.PublishedTail;
@@ -140,25 +175,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal bool TryReceive(out TransactionRecord record)
     {
-        _receiveLock.Enter();
-        try
-        {
-            ThrowIfDisposed();
-            if (!_txRing.TryPeek(out TransactionRecordLayout raw))
-            {
-                record = default;
-                return false;
-            }
-            record = Validate(raw);
-            _txRing.Advance();
-            TransportMetrics.OnReceived(record.Flags, record.Length);
-            _highWaterMark = Math.Max(_highWaterMark, record.Offset + record.Length);
-            return true;
-        }
-        finally
-        {
-            _receiveLock.Exit();
-        }
+        // A batch of one: a pack's messages come out one at a time, as records do.
+        record = default;
+        return TryReceiveBatch(new Span<TransactionRecord>(ref record)) == 1;
     }
 
     /// <summary>
@@ -183,9 +202,34 @@ internal sealed unsafe class InboundChannel : IDisposable
         {
             ThrowIfDisposed();
             int count = 0;
+            bool advanced = false;
             long highWaterMark = _highWaterMark;
-            while (count < records.Length && _txRing.TryPeek(out TransactionRecordLayout raw))
+            while (count < records.Length)
             {
+                if (_packOffset >= 0 && !TakePackEntries(records, ref count, ref advanced, ref highWaterMark))
+                {
+                    // The pack has no more to give now (or a bad word or entry ends the batch): its later records wait.
+                    break;
+                }
+                if (count == records.Length || !_txRing.TryPeek(out TransactionRecordLayout raw))
+                {
+                    break;
+                }
+                if ((raw.Flags & PackLayout.RecordFlag) != 0)
+                {
+                    if (!IsValidPackRecord(raw))
+                    {
+                        if (count == 0)
+                        {
+                            ThrowBadPackRecord(raw, _layout.DataSize);
+                        }
+                        break;
+                    }
+                    _txRing.AdvanceUnpublished();
+                    advanced = true;
+                    OpenPack(raw);
+                    continue;
+                }
                 if (!TryValidate(raw, out TransactionRecord record))
                 {
                     if (count == 0)
@@ -196,14 +240,22 @@ internal sealed unsafe class InboundChannel : IDisposable
                 }
                 records[count++] = record;
                 _txRing.AdvanceUnpublished();
+                advanced = true;
                 TransportMetrics.OnReceived(record.Flags, record.Length);
                 highWaterMark = Math.Max(highWaterMark, record.Offset + record.Length);
             }
+            // Before any message leaves: a free of one of them (another thread, the free lock) must find it counted.
+            FlushPackPending();
+            Volatile.Write(ref _delivered, _delivered + (ulong)count);
+            if (advanced)
+            {
+                _txRing.PublishHead();
+            }
             if (count > 0)
             {
-                // Once for the batch, and before any of these records leaves this method: a free of one of them is
-                // published only after this store, so the writer's delivery check always sees its record consumed.
-                _txRing.PublishHead();
+                // The head was stored once for the batch above, before any of these records leaves this method: a free
+                // of one of them is published only after that store, so the writer's delivery check always sees its
+                // record consumed.
                 _highWaterMark = highWaterMark;
             }
             else
@@ -305,6 +357,11 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         Debug.Assert(_freeLock.IsHeldByCurrentThread, "FreeUnderLock without the free lock held.");
         ThrowIfDisposed();
+        if (record.Pack != 0)
+        {
+            FreePackedUnderLock(record, deferPublish);
+            return;
+        }
         FreeRecordLayout free = new() { BufferOffset = (ulong)record.Offset, TransactionId = record.TransactionId };
         if (!_freeRing.TryWriteUnpublished(in free))
         {
@@ -320,6 +377,41 @@ internal sealed unsafe class InboundChannel : IDisposable
         {
             return;
         }
+        PublishFreesCore();
+    }
+
+    /// <summary>
+    /// Counts a pack's message freed; the pack's own free goes to the writer once it is finished (sealed and consumed)
+    /// and this was the last of its messages still live.
+    /// </summary>
+    private void FreePackedUnderLock(in TransactionRecord record, bool deferPublish)
+    {
+        ref PackState pack = ref _packs[record.Pack - 1];
+        // Read before the release below: once the count reaches zero the receiver may reuse the slot for a new pack.
+        long offset = pack.Offset;
+        Debug.Assert(Volatile.Read(ref pack.Refs) > 0, "A pack's message freed after the pack itself.");
+        PageRangeMetrics.RecordFree();
+        Interlocked.Decrement(ref _packedLive);
+        if (Interlocked.Decrement(ref pack.Refs) == 0)
+        {
+            WritePackFreeUnderLock(offset);
+        }
+        else if (!deferPublish)
+        {
+            // Frees held for a batch go with this one, as a published free of a buffer would take them.
+            PublishFreesCore();
+        }
+    }
+
+    /// <summary>Writes and publishes the one free of a finished pack whose messages were all freed.</summary>
+    private void WritePackFreeUnderLock(long offset)
+    {
+        FreeRecordLayout free = new() { BufferOffset = (ulong)offset };
+        if (!_freeRing.TryWriteUnpublished(in free))
+        {
+            ThrowFreeRingFull();
+        }
+        // Now: a pack's pages are worth more to the writer than one small buffer's, and it is one free per pack.
         PublishFreesCore();
     }
 
@@ -439,6 +531,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;
 
+    /// <summary>
+    /// The most transactions this channel hands out that may be live at once: one per live buffer, plus the messages
+    /// taken from packs (<see cref="MaxPackedLive"/>); the owner keeps one slot for each.
+    /// </summary>
+    internal int MaxLiveTransactions => _layout.MaxLiveBuffers + MaxPackedLive;
+
     /// <summary>Wakes a reader parked in <see cref="WaitForTransaction(TimeSpan, CancellationToken)"/> without publishing anything, e.g. when the peer died.</summary>
     /// <remarks>
     /// Sticky: the wait condition reads the flag, so a reader woken (or about to park) does not park again for a whole
@@ -547,14 +645,214 @@ internal sealed unsafe class InboundChannel : IDisposable
         return timeout;
     }
 
-    /// <summary>Turns a private copy of a record into a <see cref="TransactionRecord"/>, or throws.</summary>
-    private TransactionRecord Validate(in TransactionRecordLayout raw)
+    /// <summary>Whether a private copy of a record marked as a pack's is a valid one (see <see cref="PackLayout"/>).</summary>
+    private bool IsValidPackRecord(in TransactionRecordLayout raw)
     {
-        if (!TryValidate(raw, out TransactionRecord record))
+        ulong dataSize = (ulong)_layout.DataSize;
+        // Only the private copy; Length <= dataSize - offset after offset <= dataSize cannot overflow.
+        return raw.Flags == ((uint)TransactionFlags.Oneway | PackLayout.RecordFlag)
+            && raw.BufferOffset <= dataSize
+            && raw.Length <= dataSize - raw.BufferOffset
+            && (raw.BufferOffset & 7) == 0
+            && raw.Length >= PackLayout.MinCapacity
+            && raw.Length <= PackLayout.MaxCapacity
+            && (raw.Length & 7) == 0
+            && raw.TransactionId == 0
+            && raw.Code == 0
+            && raw.Status == 0
+            && raw.ChainId == 0
+            && raw.Depth == 0
+            && raw.MetadataLength == 0
+            && raw.Reserved0 == 0
+            && raw.Reserved1 == 0;
+    }
+
+    /// <summary>Makes a validated pack record's pack the current one, with a slot of the table that owes it its free.</summary>
+    private void OpenPack(in TransactionRecordLayout raw)
+    {
+        // A free slot exists: at most MaxPackedLive finished packs have messages live (each holds one at least), and
+        // the previous current pack was finished before this record was reached.
+        int index = _packSearch;
+        while (Volatile.Read(ref _packs[index].Refs) != 0)
         {
-            ThrowBadRecord(raw, _layout.DataSize);
+            index = index + 1 == _packs.Length ? 0 : index + 1;
         }
-        return record;
+        _packSearch = index + 1 == _packs.Length ? 0 : index + 1;
+        _packs[index].Offset = (long)raw.BufferOffset;
+        // The current pack's own reference, dropped when it is finished.
+        Volatile.Write(ref _packs[index].Refs, 1);
+        _packIndex = index;
+        _packCapacity = (int)raw.Length;
+        _packSeen = 0;
+        // Entries start after the header line; consumed counts from the pack's first byte.
+        _packConsumed = PackLayout.HeaderSize;
+        _packsReceived++;
+        // Last: a waiter that sees the offset reads the pack's word (a hint) with the fields above set.
+        Volatile.Write(ref _packOffset, (long)raw.BufferOffset);
+    }
+
+    /// <summary>
+    /// Takes the current pack's committed entries into <paramref name="records"/>; finishes the pack when it is sealed
+    /// and consumed.
+    /// </summary>
+    /// <returns><see langword="true"/> if the pack is finished (the batch goes on with the ring); <see langword="false"/>
+    /// if the batch ends here: it is full, the message cap is reached, the writer has not sealed the pack yet and
+    /// nothing later is published, or (with messages already in the batch) the pack's word or an entry is bad, which
+    /// the next call (with nothing taken yet) throws.</returns>
+    /// <exception cref="ProtocolViolationException">With nothing taken yet in this batch: the pack's Committed word or
+    /// an entry is invalid, or a later record is published while the pack is not sealed.</exception>
+    private bool TakePackEntries(Span<TransactionRecord> records, ref int count, ref bool advanced, ref long highWaterMark)
+    {
+        while (true)
+        {
+            // SAFETY: the pack's record was validated (its offset and capacity lie inside the data area, 8-aligned),
+            // and the data area is mapped until Dispose, which takes the receive lock we hold. Acquire: pairs with the
+            // writer's release store of Committed, so the entries it covers are visible. The peer may change the word
+            // at any time: it is loaded once into a local and only the local is used.
+            uint word = Volatile.Read(ref *(uint*)(_data + _packOffset));
+            uint bytes = word & PackLayout.CommittedMask;
+            bool sealed_ = (word & PackLayout.SealedBit) != 0;
+            uint seenBytes = _packSeen & PackLayout.CommittedMask;
+            if (bytes > (uint)(_packCapacity - PackLayout.HeaderSize)
+                || (bytes & 7) != 0
+                || bytes < seenBytes
+                || ((_packSeen & PackLayout.SealedBit) != 0 && word != _packSeen))
+            {
+                return PackViolation(count, $"its Committed word is 0x{word:x8} (capacity {_packCapacity} bytes, a {PackLayout.HeaderSize}-byte header, " +
+                    $"a multiple of 8, never below the 0x{_packSeen:x8} seen before, never changing once sealed)");
+            }
+            _packSeen = word;
+            int end = PackLayout.HeaderSize + (int)bytes;
+            while (_packConsumed < end)
+            {
+                if (count == records.Length || Volatile.Read(ref _packedLive) + _packPending >= MaxPackedLive)
+                {
+                    return false;
+                }
+                int left = end - _packConsumed;
+                if (left < PackLayout.EntryHeaderSize)
+                {
+                    return PackViolation(count, $"{left} committed bytes at {_packConsumed} are too few for an entry header");
+                }
+                // SAFETY: [_packConsumed, _packConsumed + 16) lies inside the committed bytes, inside the pack (checked
+                // above), inside the mapped data area; copied once, and only the copy is used.
+                PackEntryLayout entry = *(PackEntryLayout*)(_data + _packOffset + _packConsumed);
+                if (entry.Length > PackLayout.MaxPayload || PackLayout.EntrySize((int)entry.Length) > left)
+                {
+                    return PackViolation(count, $"the entry at {_packConsumed} has length {entry.Length} (at most {PackLayout.MaxPayload}, " +
+                        $"inside the {bytes} committed bytes with its header and padding)");
+                }
+                long payloadOffset = _packOffset + _packConsumed + PackLayout.EntryHeaderSize;
+                records[count++] = new TransactionRecord(entry.TransactionId, payloadOffset, (int)entry.Length, entry.Code, TransactionFlags.Oneway,
+                    Pack: _packIndex + 1);
+                _packConsumed += PackLayout.EntrySize((int)entry.Length);
+                _packPending++;
+                TransportMetrics.OnReceived(TransactionFlags.Oneway, (int)entry.Length);
+                highWaterMark = Math.Max(highWaterMark, payloadOffset + entry.Length);
+            }
+            if (sealed_)
+            {
+                FinishPack(advanced);
+                return true;
+            }
+            // Every committed entry taken, not sealed: an honest writer seals before it publishes anything later, so
+            // with a later record on the ring the word (loaded again after the tail, whose acquire makes the seal
+            // visible) must say sealed by now. Without this check a writer could make us spin on the pack for nothing.
+            if (count == records.Length || !_txRing.TryPeek(out _))
+            {
+                return false;
+            }
+            // SAFETY: as above.
+            uint again = Volatile.Read(ref *(uint*)(_data + _packOffset));
+            if ((again & PackLayout.SealedBit) == 0)
+            {
+                return PackViolation(count, $"a later record is published while it is not sealed (Committed 0x{again:x8})");
+            }
+            // Sealed now, perhaps with more entries: validate and take them as any.
+        }
+    }
+
+    /// <summary>A bad pack word or entry: throws if nothing is in the batch yet, else ends the batch (the next call throws).</summary>
+    private bool PackViolation(int count, string what)
+    {
+        if (count == 0)
+        {
+            throw new ProtocolViolationException(
+                $"The peer's pack at offset {_packOffset} (capacity {_packCapacity}) is invalid: {what}.");
+        }
+        return false;
+    }
+
+    /// <summary>Adds the messages handed out from the current pack in this batch to its count and to <see cref="_packedLive"/>.</summary>
+    private void FlushPackPending()
+    {
+        if (_packPending != 0)
+        {
+            Interlocked.Add(ref _packs[_packIndex].Refs, _packPending);
+            Interlocked.Add(ref _packedLive, _packPending);
+            _packPending = 0;
+        }
+    }
+
+    /// <summary>The current pack is sealed and consumed: drops its current reference, and frees it if no message is live.</summary>
+    /// <param name="headUnpublished">This batch consumed records whose head is not yet stored.</param>
+    private void FinishPack(bool headUnpublished)
+    {
+        FlushPackPending();
+        ref PackState pack = ref _packs[_packIndex];
+        long offset = pack.Offset;
+        Volatile.Write(ref _packOffset, -1);
+        if (Interlocked.Decrement(ref pack.Refs) != 0)
+        {
+            // A message of it is still live: its free writes the pack's.
+            return;
+        }
+        // Binder's delivery rule: the writer honours the free only once the pack's record is below the head it loads.
+        if (headUnpublished)
+        {
+            _txRing.PublishHead();
+        }
+        // The free lock after the receive lock: the order Dispose takes them in; nobody takes them the other way.
+        _freeLock.Enter();
+        try
+        {
+            WritePackFreeUnderLock(offset);
+        }
+        finally
+        {
+            _freeLock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Whether a receive would make progress: with no current pack, whether the ring has a record; with one, whether
+    /// it has entries to take and the message cap leaves room, or (every committed entry taken) whether its word changed
+    /// (the seal) or a later record is on the ring (which finishes the pack, or proves it a violation). A hint for
+    /// waiters, read with no lock (the pack's word lies in the data area, mapped while the waiter holds its reference).
+    /// </summary>
+    /// <remarks>
+    /// While a pack is current the ring's later records wait for it, so they alone do not make a waiter return: at the
+    /// message cap that would be a busy loop until a message is freed (whose release of the next oneway nudges us).
+    /// </remarks>
+    private bool ReceiveMaybeReady
+    {
+        get
+        {
+            long offset = Volatile.Read(ref _packOffset);
+            if (offset < 0)
+            {
+                return _txRing.HasData;
+            }
+            // SAFETY: offset is a validated pack offset inside the data area (set only after validation); the data
+            // area stays mapped while the waiter holds its reference on the region. A torn or stale view costs one
+            // early return or one wake, as any hint.
+            uint word = Volatile.Read(ref *(uint*)(_data + offset));
+            if ((int)(word & PackLayout.CommittedMask) + PackLayout.HeaderSize != _packConsumed)
+            {
+                return Volatile.Read(ref _packedLive) < MaxPackedLive;
+            }
+            return word != _packSeen || _txRing.HasData;
+        }
     }
 
     /// <summary>Turns a private copy of a record into a <see cref="TransactionRecord"/>, if it is valid.</summary>
@@ -610,6 +908,14 @@ internal sealed unsafe class InboundChannel : IDisposable
             $"and at most {CallMetadataBlock.MaxLength} bytes, reserved words zero).");
 
     [DoesNotReturn]
+    private static void ThrowBadPackRecord(in TransactionRecordLayout raw, long dataSize) =>
+        throw new ProtocolViolationException(
+            $"The peer published an invalid pack record: offset {raw.BufferOffset}, capacity {raw.Length}, id {raw.TransactionId}, code {raw.Code}, " +
+            $"flags 0x{raw.Flags:x}, status {raw.Status}, chain {raw.ChainId} depth {raw.Depth}, metadata {raw.MetadataLength}, " +
+            $"reserved {raw.Reserved0}/{raw.Reserved1} (data area {dataSize} bytes; a pack record is exactly Oneway plus the pack bit, " +
+            $"8-aligned inside the data area, a capacity of {PackLayout.MinCapacity}..{PackLayout.MaxCapacity} bytes and a multiple of 8, every other field zero).");
+
+    [DoesNotReturn]
     private void ThrowFreeRingFull() =>
         throw new ProtocolViolationException(
             $"The free ring ({_freeRing.Capacity} slots) is full: the writer kept more buffers live than it may, " +
@@ -620,6 +926,13 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         public bool IsReady =>
             Volatile.Read(ref channel._disposed) != 0 || Volatile.Read(ref channel._released) != 0
-            || Volatile.Read(ref channel._nudged) != 0 || channel._txRing.HasData;
+            || Volatile.Read(ref channel._nudged) != 0 || channel.ReceiveMaybeReady;
+    }
+
+    /// <summary>One pack owed a free: its offset and the references that keep it (see <see cref="_packs"/>).</summary>
+    private struct PackState
+    {
+        internal long Offset;
+        internal int Refs;
     }
 }

@@ -56,6 +56,15 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private bool _eagerDrain;
     private int _disposed;
 
+    // The open pack (see PackLayout), under the lock: its offset (-1: none), a pointer to its first byte in our
+    // mapping, and the bytes of entries written. Sealed packs are live buffers like any other, known to the allocator.
+    private readonly bool _packing;
+    private long _packOffset = -1;
+    private byte* _packBase;
+    private uint _packCommitted;
+    private long _packsOpened;
+    private long _packedSent;
+
     /// <summary>Live buffers from which a send reads the peer's frees first; below it, frees wait for the next batch.</summary>
     internal const int LazyDrainBuffers = 16;
 
@@ -109,6 +118,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger, SharedLock = _lock });
             _slabs = new BufferSlabs(_allocator);
             _callSlabs = new BufferSlabs(_allocator, oneway: false);
+            // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
+            _packing = options.PackSmallOneways && _allocator.OnewayQuota >= 4L * PackLayout.Capacity;
         }
         catch
         {
@@ -169,8 +180,17 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Whether every buffer sent through this channel is zeroed when freed (<see cref="ChannelOptions.ClearBuffersOnFree"/>).</summary>
     internal bool ClearBuffersOnFree => _options.ClearBuffersOnFree;
 
-    /// <summary>Transactions published so far.</summary>
+    /// <summary>Records published so far on the transaction ring (a pack's record counts once, however many messages it carries).</summary>
     internal ulong Sent => _txRing.Tail;
+
+    /// <summary>Packs opened so far (each published by one record).</summary>
+    internal long PacksOpened => Interlocked.Read(ref _packsOpened);
+
+    /// <summary>Oneway messages sent as entries of a pack so far.</summary>
+    internal long PackedSent => Interlocked.Read(ref _packedSent);
+
+    /// <summary>The offset of the pack small oneways are appended to now, or -1; for tests (read under no lock: a hint).</summary>
+    internal long OpenPackOffset => Volatile.Read(ref _packOffset);
 
     /// <summary>
     /// Copies <paramref name="payload"/> into a new buffer in the peer's region and publishes it, if there is room now.
@@ -197,10 +217,18 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         bool oneway = flags.IsOneway();
         bool clearOnFree = (flags & TransactionFlags.ClearOnFree) != 0;
+        bool packable = _packing && flags == TransactionFlags.Oneway && payload.Length <= PackLayout.MaxPayload && context.Metadata.IsEmpty;
         _lock.Enter();
         try
         {
             ThrowIfDisposed();
+            if (packable)
+            {
+                return TrySendPackedUnsynchronized(transactionId, code, payload);
+            }
+            // Any other record comes after every message of the open pack: seal it first, so the receiver, which
+            // finishes a pack before it looks at the ring again, keeps the order.
+            SealPackUnsynchronized();
             // The metadata block (if any) goes first in the same buffer: one reservation, one publish, one free.
             ReadOnlySpan<byte> metadata = context.Metadata.Span;
             int length = checked(metadata.Length + payload.Length);
@@ -361,6 +389,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         try
         {
             ThrowIfDisposed();
+            // As in TrySend: a record after the open pack's messages seals it first.
+            SealPackUnsynchronized();
             InPlaceStores<TransactionRecordLayout> stores = default;
             PublishUnsynchronized(ref stores, buffer.Offset, actualSize, transactionId, code, flags, context);
             buffer.Complete();
@@ -422,6 +452,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
         try
         {
             ThrowIfDisposed();
+            // An idle stream's pack is sealed, so the receiver, once it has taken its messages, frees it and its pages
+            // can become Available. The next small oneway opens another.
+            SealPackUnsynchronized();
             int drained = DrainFreesUnsynchronized();
             _slabs.ReleaseIdle();
             _callSlabs.ReleaseIdle();
@@ -478,6 +511,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
                 $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
+                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, open pack at {_packOffset} with {_packCommitted} bytes\n" +
                 $"  slabs of small calls and replies: {_callSlabs.SlabsInUse} in use, {_callSlabs.SlabsOpened} opened, {_callSlabs.SlabsReleased} given back\n{_allocator.DumpState()}");
         }
         finally
@@ -527,7 +561,89 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _region.Dispose();
     }
 
-    private bool TryReserveUnsynchronized(int size, bool oneway, bool clearOnFree, out long offset)
+    /// <summary>
+    /// Appends a small oneway message to the open pack, or seals it and opens a new one with this message first.
+    /// </summary>
+    /// <returns><see langword="false"/> if a new pack was needed and the region has no room for it now.</returns>
+    private bool TrySendPackedUnsynchronized(ulong transactionId, uint code, ReadOnlySpan<byte> payload)
+    {
+        int entrySize = PackLayout.EntrySize(payload.Length);
+        if (_packOffset >= 0 && PackLayout.HeaderSize + _packCommitted + (uint)entrySize <= PackLayout.Capacity)
+        {
+            uint committed = _packCommitted;
+            WriteEntry(_packBase + PackLayout.HeaderSize + committed, transactionId, code, payload);
+            _packCommitted = committed + (uint)entrySize;
+            // Release: the entry's bytes are visible to a receiver that sees the new Committed (its acquire load).
+            // SAFETY: _packBase points at the open pack, Used and live (the peer cannot free an open pack: such a free
+            // is a violation, see DrainFreesUnsynchronized) and mapped until Dispose, which takes the lock we hold.
+            Volatile.Write(ref *(uint*)_packBase, _packCommitted);
+            // As a publish: wake the receiver only if it is parked (one load of the parked word otherwise).
+            _txDoorbell.Ring();
+            _packedSent++;
+            TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
+            return true;
+        }
+        SealPackUnsynchronized();
+        if (!TryReserveUnsynchronized(PackLayout.Capacity, oneway: true, clearOnFree: false, out long offset, allowSlab: false))
+        {
+            return false;
+        }
+        Span<byte> pack = _pages.GetSpan(offset, PackLayout.Capacity);
+        byte* packBase;
+        // SAFETY: the span is our mapping of the peer's region (not the heap, so nothing moves it): the whole pack, Used
+        // while the buffer is live. The pointer is used only while the pack is open (see the note above).
+        fixed (byte* first = pack)
+        {
+            packBase = first;
+        }
+        // The header line: Committed and the rest zero (a reused buffer holds old bytes). Plain stores: the record's
+        // release store of the tail publishes them with the first entry.
+        pack[..PackLayout.HeaderSize].Clear();
+        WriteEntry(packBase + PackLayout.HeaderSize, transactionId, code, payload);
+        *(uint*)packBase = (uint)entrySize;
+        InPlaceStores<TransactionRecordLayout> stores = default;
+        PublishUnsynchronized(
+            ref stores, offset, PackLayout.Capacity, 0, 0, (TransactionFlags)((uint)TransactionFlags.Oneway | PackLayout.RecordFlag), default, countSent: false);
+        _packOffset = offset;
+        _packBase = packBase;
+        _packCommitted = (uint)entrySize;
+        _packsOpened++;
+        _packedSent++;
+        TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
+        return true;
+    }
+
+    /// <summary>Writes one entry (header and payload) at <paramref name="target"/>, inside the open pack.</summary>
+    private static void WriteEntry(byte* target, ulong transactionId, uint code, ReadOnlySpan<byte> payload)
+    {
+        // SAFETY: the caller checked that the entry (EntrySize(payload.Length) bytes) fits before the pack's capacity,
+        // and the pack is Used and mapped (see TrySendPackedUnsynchronized).
+        *(PackEntryLayout*)target = new PackEntryLayout { Length = (uint)payload.Length, Code = code, TransactionId = transactionId };
+        payload.CopyTo(new Span<byte>(target + PackLayout.EntryHeaderSize, payload.Length));
+    }
+
+    /// <summary>Seals the open pack, if any: no more entries; the next small oneway opens a new one.</summary>
+    private void SealPackUnsynchronized()
+    {
+        if (_packOffset < 0)
+        {
+            return;
+        }
+        // The frees published so far were published before the seal, so none may name this pack: an honest receiver
+        // frees a pack only once it saw the seal. Drained now (once per pack), a forged one is caught here; after the
+        // seal the writer could not tell it from an honest one.
+        DrainFreesUnsynchronized();
+        // Release: every entry is visible before the seal. Before any later record is published (the caller's), so
+        // a receiver that sees that record sees the seal.
+        // SAFETY: as in TrySendPackedUnsynchronized: the open pack is Used, live and mapped while we hold the lock.
+        Volatile.Write(ref *(uint*)_packBase, _packCommitted | PackLayout.SealedBit);
+        Volatile.Write(ref _packOffset, -1);
+        _packBase = null;
+        // A parked receiver that has taken every entry waits for the seal to finish the pack (and free it).
+        _txDoorbell.Ring();
+    }
+
+    private bool TryReserveUnsynchronized(int size, bool oneway, bool clearOnFree, out long offset, bool allowSlab = true)
     {
         // Frees of small messages are read lazily: the free ring's tail and the transaction ring's head are lines the
         // receiver writes with every message, so reading them on every send costs two cache-line transfers per
@@ -544,9 +660,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             DrainFreesUnsynchronized();
         }
-        if (!TryReserveAfterDrain(size, oneway, clearOnFree, out offset))
+        if (!TryReserveAfterDrain(size, oneway, clearOnFree, allowSlab, out offset))
         {
-            if (DrainFreesUnsynchronized() == 0 || !TryReserveAfterDrain(size, oneway, clearOnFree, out offset))
+            if (DrainFreesUnsynchronized() == 0 || !TryReserveAfterDrain(size, oneway, clearOnFree, allowSlab, out offset))
             {
                 return false;
             }
@@ -557,7 +673,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         return true;
     }
 
-    private bool TryReserveAfterDrain(int size, bool oneway, bool clearOnFree, out long offset)
+    private bool TryReserveAfterDrain(int size, bool oneway, bool clearOnFree, bool allowSlab, out long offset)
     {
         if (_liveBuffers >= _layout.MaxLiveBuffers)
         {
@@ -568,7 +684,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // cleared on free (a slot is not zeroed). Oneway messages and calls/replies have slabs of their own, as a
         // oneway slab is charged to the oneway quota and a call's is not. The receiver sees a slot as any buffer: no
         // wire change.
-        if (!clearOnFree && BufferSlabs.Fits(size) && (oneway ? _slabs : _callSlabs).TryReserveUnderLock(s_pid, out offset))
+        if (allowSlab && !clearOnFree && BufferSlabs.Fits(size) && (oneway ? _slabs : _callSlabs).TryReserveUnderLock(s_pid, out offset))
         {
             return true;
         }
@@ -577,7 +693,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>Commits the reserved buffer at <paramref name="offset"/> and publishes its record: payload, record, tail.</summary>
     private void PublishUnsynchronized<TStores>(
-        ref TStores stores, long offset, int length, ulong transactionId, uint code, TransactionFlags flags, in RecordContext context)
+        ref TStores stores, long offset, int length, ulong transactionId, uint code, TransactionFlags flags, in RecordContext context,
+        bool countSent = true)
         where TStores : IPublishStores<TransactionRecordLayout>, allows ref struct
     {
         // An honest receiver consumes a record before it frees the buffer, so records waiting on the ring are live
@@ -624,7 +741,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
         Debug.Assert(published, "FreeSlots said a slot is free, and only this thread (holding the lock) publishes.");
         // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
         _txDoorbell.Ring();
-        TransportMetrics.OnSent(flags, length);
+        if (countSent)
+        {
+            TransportMetrics.OnSent(flags, length);
+        }
     }
 
     /// <summary>The slab (oneway or call) whose buffer holds <paramref name="offset"/>, and its set; or <see langword="null"/>.</summary>
@@ -681,6 +801,14 @@ internal sealed unsafe class OutboundChannel : IDisposable
             if (offset >= (ulong)_layout.DataSize)
             {
                 _outOfRangeFrees++;
+            }
+            else if (_packOffset >= 0 && offset - (ulong)_packOffset < PackLayout.Capacity)
+            {
+                // We are still appending to it: an honest receiver frees a pack only once it is sealed and consumed,
+                // and no message inside a pack has a buffer of its own. Honouring it would hand the pack's pages to
+                // another message while we write entries into them.
+                throw new ProtocolViolationException(
+                    $"The peer freed offset {offset}, inside the pack at {_packOffset} that is still open: a forged free.");
             }
             else if (TryFindSlab((long)offset, out BufferSlab? slab, out BufferSlabs? owner))
             {

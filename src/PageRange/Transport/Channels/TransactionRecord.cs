@@ -9,8 +9,11 @@ namespace PageRange.Transport;
 /// <param name="Context">The chain of a two-way call, or the status of an error reply.</param>
 /// <param name="MetadataLength">How many bytes at the start of the buffer are the metadata block, not payload; at most
 /// <paramref name="Length"/>.</param>
+/// <param name="Pack">For a oneway message taken from a pack (see <see cref="PackLayout"/>): the receiving channel's
+/// private marker of that pack (its table index plus one), which its free counts; zero for a record of its own.</param>
 internal readonly record struct TransactionRecord(
-    ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags, RecordContext Context = default, int MetadataLength = 0)
+    ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags, RecordContext Context = default, int MetadataLength = 0,
+    int Pack = 0)
 {
     /// <summary>Where the payload starts in the data area: after the metadata block.</summary>
     internal long PayloadOffset => Offset + MetadataLength;

@@ -33,7 +33,7 @@ internal struct RegionHeaderLayout
     internal const ulong ExpectedMagic = 0x3145474E41524750;
 
     /// <summary>The layout version this code reads and writes.</summary>
-    internal const uint CurrentVersion = 2;
+    internal const uint CurrentVersion = 3;
 
     internal const int TxTailOffset = 64;
     internal const int TxHeadOffset = 128;

@@ -1,0 +1,74 @@
+using System.Runtime.InteropServices;
+
+namespace PageRange.Transport;
+
+/// <summary>
+/// A pack: one buffer of the data area that a stream of small oneway messages is appended to, published by one ring
+/// record and freed by one free record (issue 12: small messages share one buffer when they come faster than one
+/// record each can carry).
+/// </summary>
+/// <remarks>
+/// <code>
+/// pack buffer (BufferOffset of its record, Length = capacity; written only by the writer):
+///   0 Committed u32   bytes of entries written so far (a multiple of 8); top bit = Sealed: no more entries will come
+///   4 .. 63           zero (the header has its own line: the writer stores Committed once per entry)
+///  64 entry 0: 0 Length u32 | 4 Code u32 | 8 TransactionId u64 | 16 payload (Length bytes), padded to 8 bytes
+///     entry 1 ...     up to 64 + Committed
+///
+/// pack record (transaction ring): Flags = Oneway | <see cref="RecordFlag"/>, BufferOffset = the pack (8-aligned),
+///   Length = its capacity (<see cref="MinCapacity"/>..<see cref="MaxCapacity"/>, a multiple of 8), every other field zero.
+/// </code>
+/// The writer appends an entry, then release-stores Committed; it seals the pack (stores Committed | Sealed) before it
+/// publishes any later record, so the receiver, which takes entries in order and moves on to the ring only once the
+/// pack is sealed and consumed, keeps the order of every message. The receiver loads Committed once per look into a
+/// local and validates it (within the capacity, a multiple of 8, never below what it saw, never changing once
+/// sealed), and copies each entry header once before using it (Length at most <see cref="MaxPayload"/>, the entry
+/// inside Committed). The pack's one free goes back once the pack is sealed and consumed and every message taken
+/// from it was freed.
+/// </remarks>
+internal static class PackLayout
+{
+    /// <summary>The wire-only flag bit that marks a oneway record as a pack's; never a <see cref="TransactionFlags"/> member.</summary>
+    internal const uint RecordFlag = 1u << 31;
+
+    /// <summary>The header line before the first entry.</summary>
+    internal const int HeaderSize = 64;
+
+    /// <summary>Length, code and id before each entry's payload.</summary>
+    internal const int EntryHeaderSize = 16;
+
+    /// <summary>Set in Committed once the writer will append nothing more.</summary>
+    internal const uint SealedBit = 1u << 31;
+
+    /// <summary>The bytes of entries in Committed.</summary>
+    internal const uint CommittedMask = SealedBit - 1;
+
+    /// <summary>The largest payload an entry may carry; larger oneways get a buffer (or slab slot) each.</summary>
+    internal const int MaxPayload = 256;
+
+    /// <summary>The capacity the writer gives each pack (a page: its pages are backed once and reused).</summary>
+    internal const int Capacity = 4096;
+
+    /// <summary>The smallest capacity a receiver accepts: a header and one empty entry.</summary>
+    internal const int MinCapacity = HeaderSize + EntryHeaderSize;
+
+    /// <summary>The largest capacity a receiver accepts.</summary>
+    internal const int MaxCapacity = 64 << 10;
+
+    /// <summary>The bytes an entry with <paramref name="payloadLength"/> bytes of payload takes, padded to 8.</summary>
+    internal static int EntrySize(int payloadLength) => (EntryHeaderSize + payloadLength + 7) & ~7;
+}
+
+/// <summary>The header of one entry in a pack (see <see cref="PackLayout"/>).</summary>
+[StructLayout(LayoutKind.Explicit, Size = PackLayout.EntryHeaderSize)]
+internal struct PackEntryLayout
+{
+    /// <summary>The payload's length in bytes, at most <see cref="PackLayout.MaxPayload"/>.</summary>
+    [FieldOffset(0)] public uint Length;
+
+    /// <summary>What the message asks for (binder's <c>code</c>).</summary>
+    [FieldOffset(4)] public uint Code;
+
+    /// <summary>The sender's id for the message.</summary>
+    [FieldOffset(8)] public ulong TransactionId;
+}

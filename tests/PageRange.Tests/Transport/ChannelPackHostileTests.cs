@@ -1,0 +1,214 @@
+using System.Runtime.InteropServices;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// A writer that corrupts a pack (its record, its Committed word, an entry) or publishes past an unsealed pack, and a
+/// receiver that frees an open pack: each is a <see cref="ProtocolViolationException"/> of the victim's channel, and
+/// nothing after the bad entry is delivered (every later receive throws again).
+/// </summary>
+[Trait("Category", "Hostile")]
+public sealed class ChannelPackHostileTests
+{
+    private static readonly int s_entry64 = PackLayout.EntrySize(64);
+
+    /// <summary>Sends <paramref name="count"/> 64-byte oneways into one pack and returns its offset.</summary>
+    private static long SendPacked(ChannelPair pair, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            Assert.True(pair.Outbound.TrySend((ulong)i, 3, TransactionFlags.Oneway, new byte[64]));
+        }
+        long pack = pair.Outbound.OpenPackOffset;
+        Assert.True(pack >= 0);
+        return pack;
+    }
+
+    /// <summary>The pack's bytes as the writer maps them (read-write).</summary>
+    private static Span<byte> PackBytes(ChannelPair pair, long pack) => pair.Outbound.Pages.GetSpan(pack, PackLayout.Capacity);
+
+    private static void WriteWord(ChannelPair pair, long pack, uint word) => MemoryMarshal.Write(PackBytes(pair, pack), in word);
+
+    private static void AssertViolationEveryTime(ChannelPair pair, string contains = "pack")
+    {
+        ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+        Assert.Contains(contains, error.Message, StringComparison.Ordinal);
+        Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+        var batch = new TransactionRecord[8];
+        Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceiveBatch(batch));
+    }
+
+    [Fact]
+    public void TryReceive_CommittedBeyondTheCapacity_Violation()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 1);
+        WriteWord(pair, pack, (uint)(PackLayout.Capacity - PackLayout.HeaderSize + 8));
+        AssertViolationEveryTime(pair, "Committed");
+    }
+
+    [Fact]
+    public void TryReceive_CommittedNotAMultipleOf8_Violation()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 1);
+        WriteWord(pair, pack, (uint)s_entry64 - 4);
+        AssertViolationEveryTime(pair, "Committed");
+    }
+
+    [Fact]
+    public void TryReceive_CommittedTooFewBytesForAnEntryHeader_Violation()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 1);
+        WriteWord(pair, pack, 8);
+        AssertViolationEveryTime(pair, "too few");
+    }
+
+    [Fact]
+    public void TryReceive_CommittedGoesBackwards_ViolationAfterTheEntriesTaken()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 2);
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord first));
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord second));
+        Assert.Equal((0UL, 1UL), (first.TransactionId, second.TransactionId));
+        WriteWord(pair, pack, (uint)s_entry64);
+        AssertViolationEveryTime(pair, "Committed");
+    }
+
+    [Fact]
+    public void TryReceive_CommittedGrowsAfterTheSeal_Violation()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 3);
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        uint sealedWord = MemoryMarshal.Read<uint>(PackBytes(pair, pack));
+        Assert.Equal((uint)(3 * s_entry64) | PackLayout.SealedBit, sealedWord);
+        // One message taken: the receiver saw the sealed word.
+        Assert.True(pair.Inbound.TryReceive(out _));
+        // A fourth, well-formed entry appended after the seal.
+        var entry = new PackEntryLayout { Length = 64, Code = 3, TransactionId = 99 };
+        MemoryMarshal.Write(PackBytes(pair, pack)[(PackLayout.HeaderSize + (3 * s_entry64))..], in entry);
+        WriteWord(pair, pack, (uint)(4 * s_entry64) | PackLayout.SealedBit);
+        AssertViolationEveryTime(pair, "Committed");
+    }
+
+    [Theory]
+    [InlineData(PackLayout.MaxPayload + 1, "length")]
+    [InlineData(uint.MaxValue, "length")]
+    [InlineData(128u, "length")]
+    public void TryReceive_EntryLongerThanTheBoundOrThanCommitted_Violation(uint length, string contains)
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 1);
+        var entry = new PackEntryLayout { Length = length, Code = 3, TransactionId = 0 };
+        MemoryMarshal.Write(PackBytes(pair, pack)[PackLayout.HeaderSize..], in entry);
+        // Committed stays one 64-byte entry; 257 also exceeds the bound with Committed covering it.
+        if (length == PackLayout.MaxPayload + 1)
+        {
+            WriteWord(pair, pack, (uint)PackLayout.EntrySize((int)length));
+        }
+        AssertViolationEveryTime(pair, contains);
+    }
+
+    [Fact]
+    public void TryReceive_LaterRecordPublishedWhilePackNotSealed_ViolationAndTheLaterRecordNeverDelivered()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 1);
+        // The call seals the pack before its record; the writer then takes the seal back.
+        Assert.True(pair.Outbound.TrySend(50, 4, TransactionFlags.TwoWay, new byte[8], new RecordContext(1, 0, CallStatus.Ok)));
+        WriteWord(pair, pack, (uint)s_entry64);
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord first));
+        Assert.Equal(0UL, first.TransactionId);
+        AssertViolationEveryTime(pair, "not sealed");
+        Assert.Equal(1UL, pair.Inbound.Received);
+    }
+
+    [Fact]
+    public void TryReceive_UnsealedPackFullyConsumedRingEmpty_WaitsWithoutSpinning()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        SendPacked(pair, 1);
+        Assert.True(pair.Inbound.TryReceive(out _));
+        Assert.False(pair.Inbound.TryReceive(out _));
+        Assert.False(pair.Inbound.TransactionMaybeReady);
+    }
+
+    private delegate void Spoil(ref TransactionRecordLayout record);
+
+    private static (string What, Spoil Spoil)[] BadPackRecords(long dataSize) =>
+    [
+        ("offset beyond the data area", (ref r) => r.BufferOffset = (ulong)dataSize + 8),
+        ("capacity runs past the end", (ref r) => r.BufferOffset = (ulong)dataSize - 64),
+        ("misaligned offset", (ref r) => r.BufferOffset += 4),
+        ("capacity below a header and an entry", (ref r) => r.Length = PackLayout.MinCapacity - 8),
+        ("capacity above the limit", (ref r) => r.Length = PackLayout.MaxCapacity + 8),
+        ("capacity not a multiple of 8", (ref r) => r.Length = PackLayout.Capacity - 4),
+        ("a status", (ref r) => r.Status = 1),
+        ("a chain", (ref r) => r.ChainId = 1),
+        ("a depth", (ref r) => r.Depth = 1),
+        ("metadata", (ref r) => r.MetadataLength = 8),
+        ("an id", (ref r) => r.TransactionId = 1),
+        ("a code", (ref r) => r.Code = 1),
+        ("clear on free", (ref r) => r.Flags |= (uint)TransactionFlags.ClearOnFree),
+        ("a call, not a oneway", (ref r) => r.Flags = (uint)TransactionFlags.TwoWay | PackLayout.RecordFlag),
+        ("reserved0 set", (ref r) => r.Reserved0 = 1),
+        ("reserved1 set", (ref r) => r.Reserved1 = 1),
+    ];
+
+    [Fact]
+    public void TryReceive_InvalidPackRecord_ThrowsAndDoesNotConsumeIt()
+    {
+        foreach ((string what, Spoil spoil) in BadPackRecords(ChannelPair.SmallOptions().Validate().DataSize))
+        {
+            using var pair = new ChannelPair(ChannelPair.SmallOptions());
+            SendPacked(pair, 2);
+            int slot = pair.Inbound.Layout.TxRingOffset;
+            TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(slot);
+            Assert.Equal((uint)TransactionFlags.Oneway | PackLayout.RecordFlag, record.Flags);
+            spoil(ref record);
+            pair.WriteHeader(slot, record);
+
+            ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+            Assert.True(error.Message.Contains("invalid pack record", StringComparison.Ordinal) || error.Message.Contains("invalid transaction record", StringComparison.Ordinal), what);
+            Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+            Assert.Equal(0UL, pair.Inbound.Received);
+        }
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(PackLayout.HeaderSize + PackLayout.EntryHeaderSize)]
+    [InlineData(PackLayout.Capacity - 8)]
+    public void DrainFrees_ReceiverFreesTheOpenPackOrAnOffsetInsideIt_Violation(int within)
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        var peer = new RawReceiverPeer(pair);
+        long pack = SendPacked(pair, 3);
+        peer.AdvanceTxHead(1);
+        peer.PublishFree((ulong)(pack + within));
+        ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Outbound.DrainFrees());
+        Assert.Contains("still open", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void DrainFrees_SealedPackFreedBeforeItsRecordWasTaken_IgnoredAndCountedAsAnyBuffer()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        var peer = new RawReceiverPeer(pair);
+        long pack = SendPacked(pair, 3);
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        peer.PublishFree((ulong)pack);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(1, pair.Outbound.UndeliveredFrees);
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+        // Taken, then freed: the pack goes back.
+        peer.AdvanceTxHead(1);
+        peer.PublishFree((ulong)pack);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+    }
+}

@@ -1,0 +1,255 @@
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// Small oneway messages share a pack: one ring record and one free for many messages, in order with every other
+/// record, and the pack's free goes back only once it is sealed, consumed and each of its messages was freed.
+/// </summary>
+public sealed class ChannelPackTests
+{
+    private static readonly int s_perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / PackLayout.EntrySize(64);
+
+    private static byte[] PayloadFor(ulong id, int size)
+    {
+        byte[] payload = new byte[size];
+        ChannelPair.Fill(payload, id);
+        return payload;
+    }
+
+    /// <summary>Receives everything the ring and the current pack give now, checking each payload against its id.</summary>
+    private static List<TransactionRecord> ReceiveAll(ChannelPair pair, bool free = true)
+    {
+        var received = new List<TransactionRecord>();
+        var batch = new TransactionRecord[InboundChannel.ReceiveBatch];
+        int taken;
+        while ((taken = pair.Inbound.TryReceiveBatch(batch)) > 0)
+        {
+            foreach (TransactionRecord record in batch.AsSpan(0, taken))
+            {
+                ReadOnlySpan<byte> payload = pair.Inbound.GetPayload(record);
+                Assert.Equal(ChannelPair.Checksum(payload), record.Code);
+                Assert.True(payload.SequenceEqual(PayloadFor(record.TransactionId, payload.Length)), $"payload of {record.TransactionId}");
+                received.Add(record);
+                if (free)
+                {
+                    pair.Inbound.Free(record);
+                }
+            }
+        }
+        return received;
+    }
+
+    private static void SendOneway(ChannelPair pair, ulong id, int size)
+    {
+        byte[] payload = PayloadFor(id, size);
+        Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload));
+    }
+
+    [Fact]
+    public void TrySend_SmallOneways_OneRecordOnePackAllDeliveredInOrder()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        for (ulong i = 0; i < 20; i++)
+        {
+            SendOneway(pair, i, (int)(i * 13 % 257));
+        }
+        Assert.Equal(1UL, pair.Outbound.Sent);
+        Assert.Equal(1, pair.Outbound.PacksOpened);
+        Assert.Equal(20, pair.Outbound.PackedSent);
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+
+        List<TransactionRecord> received = ReceiveAll(pair);
+        Assert.Equal(Enumerable.Range(0, 20).Select(i => (ulong)i), received.Select(r => r.TransactionId));
+        Assert.All(received, r => Assert.Equal(TransactionFlags.Oneway, r.Flags));
+        Assert.Equal(1UL, pair.Inbound.Received);
+        Assert.Equal(1, pair.Inbound.PacksReceived);
+        // Every message freed, but the pack is still open: its own free waits for the seal.
+        Assert.Equal(0UL, pair.Inbound.Freed);
+        Assert.Equal(0, pair.Inbound.PackedLive);
+    }
+
+    [Fact]
+    public void TrySend_ManySmallOneways_OpenANewPackWhenFullAndKeepOrder()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        int count = (s_perPack * 2) + 5;
+        for (int i = 0; i < count; i++)
+        {
+            SendOneway(pair, (ulong)i, 64);
+        }
+        Assert.Equal(3, pair.Outbound.PacksOpened);
+        Assert.Equal(3UL, pair.Outbound.Sent);
+
+        List<TransactionRecord> received = ReceiveAll(pair);
+        Assert.Equal(Enumerable.Range(0, count).Select(i => (ulong)i), received.Select(r => r.TransactionId));
+        // The two sealed packs were consumed and all their messages freed: two frees; the open one waits.
+        Assert.Equal(2UL, pair.Inbound.Freed);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+    }
+
+    [Fact]
+    public void TrySend_PacksInterleavedWithCallsLargeOnewaysAndZeroCopy_DeliveredInSendOrder()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        ulong id = 0;
+        var kinds = new List<TransactionFlags>();
+        for (int round = 0; round < 6; round++)
+        {
+            for (int i = 0; i < 3 + round; i++)
+            {
+                SendOneway(pair, id++, 40);
+                kinds.Add(TransactionFlags.Oneway);
+            }
+            switch (round % 3)
+            {
+                case 0:
+                    byte[] call = PayloadFor(id, 40);
+                    Assert.True(pair.Outbound.TrySend(id++, ChannelPair.Checksum(call), TransactionFlags.TwoWay, call, new RecordContext(7, 0, CallStatus.Ok)));
+                    kinds.Add(TransactionFlags.TwoWay);
+                    break;
+                case 1:
+                    SendOneway(pair, id++, 1024);
+                    kinds.Add(TransactionFlags.Oneway);
+                    break;
+                default:
+                    Assert.True(pair.Outbound.TryReserve(64, oneway: true, out PendingBuffer buffer));
+                    byte[] zeroCopy = PayloadFor(id, 64);
+                    zeroCopy.CopyTo(buffer.Span);
+                    pair.Outbound.Commit(ref buffer, 64, id++, ChannelPair.Checksum(zeroCopy), TransactionFlags.Oneway);
+                    kinds.Add(TransactionFlags.Oneway);
+                    break;
+            }
+        }
+        // Each call, large or zero-copy oneway sealed the pack before it: a new pack after each.
+        Assert.Equal(6, pair.Outbound.PacksOpened);
+
+        List<TransactionRecord> received = ReceiveAll(pair);
+        Assert.Equal(Enumerable.Range(0, (int)id).Select(i => (ulong)i), received.Select(r => r.TransactionId));
+        Assert.Equal(kinds, received.Select(r => r.Flags));
+        // Each pack was sealed by the record after it, so all six are finished and freed, with the six records of their own.
+        Assert.Equal(6, pair.Inbound.PacksReceived);
+        Assert.Equal(12UL, pair.Inbound.Freed);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+    }
+
+    [Fact]
+    public void Free_PackFreedOnlyAfterItsLastMessageAndItsSeal()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        for (ulong i = 0; i < 3; i++)
+        {
+            SendOneway(pair, i, 64);
+        }
+        List<TransactionRecord> held = ReceiveAll(pair, free: false);
+        Assert.Equal(3, held.Count);
+        Assert.Equal(3, pair.Inbound.PackedLive);
+
+        // The idle housekeeping seals the pack; the receiver finishes it at its next look, but two messages are live.
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        Assert.Empty(ReceiveAll(pair));
+        pair.Inbound.Free(held[0]);
+        pair.Inbound.Free(held[2]);
+        Assert.Equal(0UL, pair.Inbound.Freed);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+
+        // The last message's free writes the pack's.
+        pair.Inbound.Free(held[1]);
+        Assert.Equal(1UL, pair.Inbound.Freed);
+        Assert.Equal(0, pair.Inbound.PackedLive);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+    }
+
+    [Fact]
+    public void Seal_AllMessagesFreedBefore_ReceiverFreesThePackAtItsNextLookAndPagesBecomeReclaimable()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long header = pair.Inbound.Layout.HeaderBytes;
+        for (ulong i = 0; i < 10; i++)
+        {
+            SendOneway(pair, i, 200);
+        }
+        Assert.Equal(10, ReceiveAll(pair).Count);
+        Assert.True(pair.Inbound.Region.ResidentBytes > header);
+
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        Assert.True(pair.Inbound.TransactionMaybeReady, "the seal makes a waiting receiver look");
+        Assert.Empty(ReceiveAll(pair));
+        Assert.Equal(1UL, pair.Inbound.Freed);
+        Assert.False(pair.Inbound.TransactionMaybeReady);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        pair.Shrinker.Scan(long.MaxValue);
+        Assert.Equal(header, pair.Inbound.Region.ResidentBytes);
+    }
+
+    [Fact]
+    public void TryReceiveBatch_PackedMessagesLiveAtTheCap_TakesNoMoreUntilOneIsFreed()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        for (ulong i = 0; i < InboundChannel.MaxPackedLive + 8; i++)
+        {
+            SendOneway(pair, i, 8);
+        }
+        var batch = new TransactionRecord[InboundChannel.MaxPackedLive + 8];
+        Assert.Equal(InboundChannel.MaxPackedLive, pair.Inbound.TryReceiveBatch(batch));
+        TransactionRecord[] held = batch[..InboundChannel.MaxPackedLive];
+        Assert.Equal(0, pair.Inbound.TryReceiveBatch(batch));
+        // A waiter does not spin on entries it may not take, nor on a later record that waits behind them.
+        Assert.False(pair.Inbound.TransactionMaybeReady);
+        Assert.True(pair.Outbound.TrySend(1000, 0, TransactionFlags.TwoWay, new byte[8], new RecordContext(1, 0, CallStatus.Ok)));
+        Assert.False(pair.Inbound.TransactionMaybeReady);
+        Assert.Equal(0, pair.Inbound.TryReceiveBatch(batch));
+        pair.Inbound.Free(held[0]);
+        Assert.True(pair.Inbound.TransactionMaybeReady);
+        Assert.Equal(1, pair.Inbound.TryReceiveBatch(batch));
+        Assert.Equal((ulong)InboundChannel.MaxPackedLive, batch[0].TransactionId);
+        // Freeing the rest lets the pack's last entries and then the call through, in order.
+        foreach (TransactionRecord record in held[1..])
+        {
+            pair.Inbound.Free(record);
+        }
+        pair.Inbound.Free(batch[0]);
+        int taken = pair.Inbound.TryReceiveBatch(batch);
+        Assert.Equal(8, taken);
+        Assert.Equal(Enumerable.Range(InboundChannel.MaxPackedLive + 1, 7).Select(i => (ulong)i).Append(1000UL), batch.Take(8).Select(r => r.TransactionId));
+    }
+
+    [Fact]
+    public async Task TrySend_AppendToOpenPack_WakesAWaitingReceiver()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.Park));
+        SendOneway(pair, 0, 16);
+        Assert.Single(ReceiveAll(pair));
+        Assert.False(pair.Inbound.TransactionMaybeReady);
+        var waiter = Task.Run(() => pair.Inbound.WaitForTransaction(TestTimeouts.Long, default));
+        await Task.Delay(50);
+        SendOneway(pair, 1, 16);
+        Assert.True(await waiter.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(1UL, Assert.Single(ReceiveAll(pair)).TransactionId);
+    }
+
+    [Fact]
+    public void TrySend_OptionOffMetadataClearOnFreeOrLarge_OneRecordEach()
+    {
+        using var pair = new ChannelPair(new ChannelOptions { RegionSize = 64L * 4096, TxRingCapacity = 64, FreeRingCapacity = 64, PackSmallOneways = false });
+        SendOneway(pair, 0, 8);
+        SendOneway(pair, 1, 8);
+        Assert.Equal(2UL, pair.Outbound.Sent);
+        Assert.Equal(0, pair.Outbound.PacksOpened);
+
+        using var packing = new ChannelPair(ChannelPair.SmallOptions());
+        byte[] small = PayloadFor(2, 8);
+        Assert.True(packing.Outbound.TrySend(2, ChannelPair.Checksum(small), TransactionFlags.Oneway | TransactionFlags.ClearOnFree, small));
+        SendOneway(packing, 3, PackLayout.MaxPayload + 8);
+        Assert.True(packing.Outbound.TrySend(4, 0, TransactionFlags.Oneway, small, new RecordContext(0, 0, CallStatus.Ok, new byte[16])));
+        Assert.Equal(3UL, packing.Outbound.Sent);
+        Assert.Equal(0, packing.Outbound.PacksOpened);
+    }
+}

@@ -1,0 +1,136 @@
+using PageRange.Memory;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// Small oneways between two connections travel in packs: still one at a time and in order for the receiver, a slow
+/// receiver never runs the connection out of slots, and an idle stream's pack is sealed, freed and its pages reclaimed.
+/// </summary>
+public sealed class ConnectionPackTests
+{
+    [Fact]
+    public async Task SendOneway_SmallMessages_ReceivedOneAtATimeInOrderFromPacks()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 200;
+        for (int i = 0; i < count; i++)
+        {
+            pair.Client.SendOneway((uint)i, BitConverter.GetBytes(i));
+        }
+        Assert.True(pair.Client.Outbound.PackedSent >= count);
+        Assert.True(pair.Client.Outbound.Sent < 10, $"{pair.Client.Outbound.Sent} records for {count} messages");
+        for (int i = 0; i < count; i++)
+        {
+            using Transaction transaction = await pair.Server.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+            Assert.Equal((uint)i, transaction.Code);
+            Assert.Equal(i, BitConverter.ToInt32(transaction.Payload));
+            Assert.True(transaction.IsOneway);
+            // binder's rule: the next oneway is not handed out while this one is held.
+            Assert.False(pair.Server.TryReceive(out _));
+        }
+    }
+
+    [Fact]
+    public async Task SendOneway_BurstThenIdle_PackSealedFreedAndTheShrinkerReclaimsThePages()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        SharedRegion serverRegion = pair.Server.Inbound.Region;
+        long header = pair.Server.Inbound.Layout.HeaderBytes;
+        for (int i = 0; i < 40; i++)
+        {
+            pair.Client.SendOneway(1, new byte[200]);
+        }
+        for (int i = 0; i < 40; i++)
+        {
+            using Transaction transaction = await pair.Server.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        }
+        Assert.True(serverRegion.ResidentBytes > header);
+
+        // Nothing more is sent: the client's housekeeping seals the pack, the server's background reader finishes it and
+        // frees it, and the client's next housekeeping takes the free, so its pages join the LRU.
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0 && pair.Client.Outbound.OpenPackOffset < 0, "the idle writer's pack was sealed and freed");
+        Shrinker.Shared.Scan(long.MaxValue);
+        Assert.Equal(header, serverRegion.ResidentBytes);
+    }
+
+    [Fact]
+    public async Task SendOneway_SlowReceiverManyMessages_NeverRunsOutOfSlotsAllInOrder()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 5_000;
+        var sender = Task.Run(() =>
+        {
+            for (int i = 0; i < count; i++)
+            {
+                pair.Client.SendOneway((uint)i, BitConverter.GetBytes(i));
+            }
+        });
+        // Let the writer fill packs (and the region) ahead of us before we start.
+        await Task.Delay(100);
+        for (int i = 0; i < count; i++)
+        {
+            using Transaction transaction = pair.Server.Receive(new CancellationTokenSource(TestTimeouts.Long).Token);
+            Assert.Equal((uint)i, transaction.Code);
+            Assert.True(pair.Server.Inbound.PackedLive <= InboundChannel.MaxPackedLive);
+        }
+        await sender.WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task SendOneway_InterleavedWithCalls_OnewayOrderKeptAndCallsAnswered()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        using var stop = new CancellationTokenSource();
+        var received = new List<uint>();
+        var oneways = new List<uint>();
+        var server = new Thread(() =>
+        {
+            try
+            {
+                while (true)
+                {
+                    using Transaction transaction = pair.Server.Receive(stop.Token);
+                    lock (received)
+                    {
+                        received.Add(transaction.Code);
+                        if (transaction.IsOneway)
+                        {
+                            oneways.Add(transaction.Code);
+                        }
+                    }
+                    if (transaction.IsTwoWay)
+                    {
+                        transaction.Reply(transaction.Payload);
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        })
+        { IsBackground = true };
+        server.Start();
+        uint code = 0;
+        var sentOneways = new List<uint>();
+        for (int round = 0; round < 50; round++)
+        {
+            for (int i = 0; i < round % 7; i++)
+            {
+                sentOneways.Add(code);
+                pair.Client.SendOneway(code++, new byte[32]);
+            }
+            uint callCode = code++;
+            using Transaction reply = pair.Client.Call(callCode, BitConverter.GetBytes(callCode), TestTimeouts.Long);
+            Assert.Equal(callCode, BitConverter.ToUInt32(reply.Payload));
+        }
+        await WaitUntilAsync(() => { lock (received) { return received.Count == (int)code; } }, "every message arrived");
+        stop.Cancel();
+        server.Join(TestTimeouts.Long);
+        // binder's rule: oneways are in order among themselves (a call may overtake a backlogged oneway, as before packs).
+        Assert.Equal(sentOneways, oneways);
+        Assert.Equal(Enumerable.Range(0, (int)code).Select(i => (uint)i), received.Order());
+    }
+}
