@@ -49,6 +49,23 @@ public sealed class ChannelPackHostileTests
     }
 
     [Fact]
+    public void TryReceive_MoreEntriesThanAPackHolds_ViolationAfterTheFirst64()
+    {
+        // The receiver's slots cover MaxLivePacks packs of MaxEntries: a writer that packs more breaks the promise.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 1);
+        int entries = PackLayout.MaxEntries + 1;
+        PackBytes(pair, pack).Slice(PackLayout.HeaderSize, entries * PackLayout.EntrySize(0)).Clear();
+        WriteWord(pair, pack, (uint)(entries * PackLayout.EntrySize(0)));
+
+        var batch = new TransactionRecord[2 * PackLayout.MaxEntries];
+        Assert.Equal(PackLayout.MaxEntries, pair.Inbound.TryReceiveBatch(batch));
+        ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceiveBatch(batch));
+        Assert.Contains($"more than {PackLayout.MaxEntries} entries", error.Message, StringComparison.Ordinal);
+        Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+    }
+
+    [Fact]
     public void TryReceive_CommittedNotAMultipleOf8_Violation()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());

@@ -123,15 +123,18 @@ public sealed class ChannelPackTests
                     break;
             }
         }
-        // Each call, large or zero-copy oneway sealed the pack before it: a new pack after each.
-        Assert.Equal(6, pair.Outbound.PacksOpened);
+        // Each call, large or zero-copy oneway sealed the pack before it: a new pack after each, until the writer's
+        // MaxLivePacks are live (nothing is freed before the end); the last two rounds' small oneways (7 + 8) then go
+        // as records of their own.
+        Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.PacksOpened);
 
         List<TransactionRecord> received = ReceiveAll(pair);
         Assert.Equal(Enumerable.Range(0, (int)id).Select(i => (ulong)i), received.Select(r => r.TransactionId));
         Assert.Equal(kinds, received.Select(r => r.Flags));
-        // Each pack was sealed by the record after it, so all six are finished and freed, with the six records of their own.
-        Assert.Equal(6, pair.Inbound.PacksReceived);
-        Assert.Equal(12UL, pair.Inbound.Freed);
+        // Each pack was sealed by the record after it, so all four are finished and freed, with the six records of
+        // their own and the fifteen small ones.
+        Assert.Equal(PackLayout.MaxLivePacks, pair.Inbound.PacksReceived);
+        Assert.Equal(25UL, pair.Inbound.Freed);
         pair.Outbound.DrainFrees();
         Assert.Equal(0, pair.Outbound.LiveBuffers);
     }
@@ -190,35 +193,38 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
-    public void TryReceiveBatch_PackedMessagesLiveAtTheCap_TakesNoMoreUntilOneIsFreed()
+    public void TrySend_WriterAtItsLivePackLimit_SmallOnewaysGoAsRecordsAndTheReceiverTakesEverythingWithoutAFree()
     {
+        // The writer keeps at most MaxLivePacks packs of MaxEntries live, so the receiver's MaxPackedLive slots always
+        // hold them whole: it never stops inside a pack, and the call behind reaches it with nothing freed.
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
-        for (ulong i = 0; i < InboundChannel.MaxPackedLive + 8; i++)
+        const int extra = 8;
+        for (ulong i = 0; i < InboundChannel.MaxPackedLive + extra; i++)
         {
             SendOneway(pair, i, 8);
         }
-        var batch = new TransactionRecord[InboundChannel.MaxPackedLive + 8];
-        Assert.Equal(InboundChannel.MaxPackedLive, pair.Inbound.TryReceiveBatch(batch));
-        TransactionRecord[] held = batch[..InboundChannel.MaxPackedLive];
-        Assert.Equal(0, pair.Inbound.TryReceiveBatch(batch));
-        // A waiter does not spin on entries it may not take, nor on a later record that waits behind them.
-        Assert.False(pair.Inbound.TransactionMaybeReady);
+        Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.PacksOpened);
+        Assert.Equal(InboundChannel.MaxPackedLive, pair.Outbound.PackedSent);
         Assert.True(pair.Outbound.TrySend(1000, 0, TransactionFlags.TwoWay, new byte[8], new RecordContext(1, 0, CallStatus.Ok)));
-        Assert.False(pair.Inbound.TransactionMaybeReady);
-        Assert.Equal(0, pair.Inbound.TryReceiveBatch(batch));
-        pair.Inbound.Free(held[0]);
-        Assert.True(pair.Inbound.TransactionMaybeReady);
-        Assert.Equal(1, pair.Inbound.TryReceiveBatch(batch));
-        Assert.Equal((ulong)InboundChannel.MaxPackedLive, batch[0].TransactionId);
-        // Freeing the rest lets the pack's last entries and then the call through, in order.
-        foreach (TransactionRecord record in held[1..])
+
+        var taken = new List<TransactionRecord>();
+        var batch = new TransactionRecord[InboundChannel.ReceiveBatch];
+        int got;
+        while ((got = pair.Inbound.TryReceiveBatch(batch)) > 0)
+        {
+            taken.AddRange(batch[..got]);
+        }
+        Assert.Equal(Enumerable.Range(0, InboundChannel.MaxPackedLive + extra).Select(i => (ulong)i).Append(1000UL), taken.Select(r => r.TransactionId));
+        Assert.Equal(InboundChannel.MaxPackedLive, pair.Inbound.PackedLive);
+
+        // Freed and drained, the packs are forgotten: the next small oneway opens a pack again.
+        foreach (TransactionRecord record in taken)
         {
             pair.Inbound.Free(record);
         }
-        pair.Inbound.Free(batch[0]);
-        int taken = pair.Inbound.TryReceiveBatch(batch);
-        Assert.Equal(8, taken);
-        Assert.Equal(Enumerable.Range(InboundChannel.MaxPackedLive + 1, 7).Select(i => (ulong)i).Append(1000UL), batch.Take(8).Select(r => r.TransactionId));
+        pair.Outbound.DrainFrees();
+        SendOneway(pair, 2000, 8);
+        Assert.Equal(PackLayout.MaxLivePacks + 1, pair.Outbound.PacksOpened);
     }
 
     [Fact]

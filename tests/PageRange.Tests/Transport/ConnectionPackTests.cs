@@ -34,6 +34,52 @@ public sealed class ConnectionPackTests
     }
 
     [Fact]
+    public async Task Call_BehindPacksOfOnewaysAHandlerHolds_DeliveredToAnotherReceiverAtOnce()
+    {
+        // binder routes a call past a node's queued oneways. Here the first oneway's handler holds it until the call
+        // behind 250 oneways (four full packs, then records of their own) is answered by another thread: the receiver
+        // must take every pack whole to reach the call (it stopped after 32 packed messages before the writer's
+        // promise of at most four live packs, and this hung until the timeout).
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int onewaysBefore = 250;
+        for (int i = 0; i < onewaysBefore; i++)
+        {
+            pair.Client.SendOneway((uint)i, new byte[64]);
+        }
+        Assert.True(pair.Client.Outbound.PacksOpened >= PackLayout.MaxLivePacks);
+
+        using var answered = new ManualResetEventSlim();
+        Task<int> handler = Task.Factory.StartNew(() =>
+        {
+            using (Transaction first = pair.Server.Receive())
+            {
+                Assert.Equal(0u, first.Code);
+                Assert.True(answered.Wait(TestTimeouts.Long), "the call behind the oneways was answered while this one is held");
+            }
+            int next = 1;
+            while (next < onewaysBefore)
+            {
+                using Transaction oneway = pair.Server.Receive();
+                Assert.Equal((uint)next, oneway.Code);
+                next++;
+            }
+            return next;
+        }, TaskCreationOptions.LongRunning);
+        Task callee = Task.Factory.StartNew(() =>
+        {
+            using Transaction call = pair.Server.Receive();
+            Assert.True(call.IsTwoWay, $"got code {call.Code} ({(call.IsOneway ? "oneway" : "call")}) instead of the call");
+            call.Reply([42]);
+            answered.Set();
+        }, TaskCreationOptions.LongRunning);
+
+        using Transaction reply = await Task.Run(() => pair.Client.Call(7777, [1], TestTimeouts.Long)).WaitAsync(TestTimeouts.Long);
+        Assert.Equal(42, reply.Payload[0]);
+        await callee.WaitAsync(TestTimeouts.Long);
+        Assert.Equal(onewaysBefore, await handler.WaitAsync(TestTimeouts.Long));
+    }
+
+    [Fact]
     public async Task SendOneway_BurstThenIdle_PackSealedFreedAndTheShrinkerReclaimsThePages()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();

@@ -64,6 +64,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     private int _packIndex;
     private uint _packSeen;
     private int _packConsumed;
+    // Entries taken from the current pack: at most PackLayout.MaxEntries.
+    private int _packEntries;
     // Messages handed out from the current pack in this batch, not yet added to its count and _packedLive.
     private int _packPending;
     private int _packSearch;
@@ -112,9 +114,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>
     /// The most messages taken from packs and not yet freed: a pack's messages are not buffers of their own, so the
     /// writer's live-buffer limit does not bound them; this does. The owner keeps this many slots beyond
-    /// <see cref="MaxLiveBuffers"/> (see <see cref="MaxLiveTransactions"/>).
+    /// <see cref="MaxLiveBuffers"/> (see <see cref="MaxLiveTransactions"/>). An honest writer keeps at most
+    /// <see cref="PackLayout.MaxLivePacks"/> packs of <see cref="PackLayout.MaxEntries"/> live, so it never makes a
+    /// receiver stop inside a pack (and hold back the calls behind it); only a writer that breaks that promise meets
+    /// this cap, and only its own later records wait.
     /// </summary>
-    internal const int MaxPackedLive = 32;
+    internal const int MaxPackedLive = PackLayout.MaxLivePacks * PackLayout.MaxEntries;
 
     /// <summary>The region; its <see cref="SharedRegion.Handle"/> is what the peer receives.</summary>
     internal SharedRegion Region => _region;
@@ -684,6 +689,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         _packIndex = index;
         _packCapacity = (int)raw.Length;
         _packSeen = 0;
+        _packEntries = 0;
         // Entries start after the header line; consumed counts from the pack's first byte.
         _packConsumed = PackLayout.HeaderSize;
         _packsReceived++;
@@ -729,6 +735,10 @@ internal sealed unsafe class InboundChannel : IDisposable
                 {
                     return false;
                 }
+                if (_packEntries == PackLayout.MaxEntries)
+                {
+                    return PackViolation(count, $"it holds more than {PackLayout.MaxEntries} entries");
+                }
                 int left = end - _packConsumed;
                 if (left < PackLayout.EntryHeaderSize)
                 {
@@ -746,6 +756,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                 records[count++] = new TransactionRecord(entry.TransactionId, payloadOffset, (int)entry.Length, entry.Code, TransactionFlags.Oneway,
                     Pack: _packIndex + 1);
                 _packConsumed += PackLayout.EntrySize((int)entry.Length);
+                _packEntries++;
                 _packPending++;
                 TransportMetrics.OnReceived(TransactionFlags.Oneway, (int)entry.Length);
                 highWaterMark = Math.Max(highWaterMark, payloadOffset + entry.Length);

@@ -62,6 +62,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private long _packOffset = -1;
     private byte* _packBase;
     private uint _packCommitted;
+    private int _packEntries;
+    // Packs live (the open one and sealed ones not yet freed back), at most PackLayout.MaxLivePacks: their offsets.
+    private readonly long[] _livePacks = new long[PackLayout.MaxLivePacks];
+    private int _livePackCount;
     private long _packsOpened;
     private long _packedSent;
 
@@ -222,7 +226,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         try
         {
             ThrowIfDisposed();
-            if (packable)
+            if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < PackLayout.MaxLivePacks))
             {
                 return TrySendPackedUnsynchronized(transactionId, code, payload);
             }
@@ -568,11 +572,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private bool TrySendPackedUnsynchronized(ulong transactionId, uint code, ReadOnlySpan<byte> payload)
     {
         int entrySize = PackLayout.EntrySize(payload.Length);
-        if (_packOffset >= 0 && PackLayout.HeaderSize + _packCommitted + (uint)entrySize <= PackLayout.Capacity)
+        if (HasRoomInOpenPack(payload.Length))
         {
             uint committed = _packCommitted;
             WriteEntry(_packBase + PackLayout.HeaderSize + committed, transactionId, code, payload);
             _packCommitted = committed + (uint)entrySize;
+            _packEntries++;
             // Release: the entry's bytes are visible to a receiver that sees the new Committed (its acquire load).
             // SAFETY: _packBase points at the open pack, Used and live (the peer cannot free an open pack: such a free
             // is a violation, see DrainFreesUnsynchronized) and mapped until Dispose, which takes the lock we hold.
@@ -607,10 +612,30 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _packOffset = offset;
         _packBase = packBase;
         _packCommitted = (uint)entrySize;
+        _packEntries = 1;
+        _livePacks[_livePackCount++] = offset;
         _packsOpened++;
         _packedSent++;
         TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
         return true;
+    }
+
+    /// <summary>Whether a message of <paramref name="payloadLength"/> bytes fits in the open pack (its bytes and its entry count).</summary>
+    private bool HasRoomInOpenPack(int payloadLength) =>
+        _packOffset >= 0 && _packEntries < PackLayout.MaxEntries
+        && PackLayout.HeaderSize + _packCommitted + (uint)PackLayout.EntrySize(payloadLength) <= PackLayout.Capacity;
+
+    /// <summary>Forgets a live pack whose free was just honoured: a pack may be opened in its place.</summary>
+    private void ForgetLivePack(long offset)
+    {
+        for (int i = 0; i < _livePackCount; i++)
+        {
+            if (_livePacks[i] == offset)
+            {
+                _livePacks[i] = _livePacks[--_livePackCount];
+                return;
+            }
+        }
     }
 
     /// <summary>Writes one entry (header and payload) at <paramref name="target"/>, inside the open pack.</summary>
@@ -818,6 +843,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
             {
                 _liveBuffers--;
                 Volatile.Write(ref _buffersFreed, _buffersFreed + 1);
+                if (_livePackCount != 0)
+                {
+                    ForgetLivePack((long)offset);
+                }
             }
         }
         return ready;

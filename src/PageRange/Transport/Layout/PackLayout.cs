@@ -46,6 +46,18 @@ internal static class PackLayout
     /// <summary>The largest payload an entry may carry; larger oneways get a buffer (or slab slot) each.</summary>
     internal const int MaxPayload = 256;
 
+    /// <summary>The most entries one pack holds: the writer seals a pack at this many; more is a violation.</summary>
+    internal const int MaxEntries = 64;
+
+    /// <summary>
+    /// The most packs a writer keeps live (open, or sealed and not yet freed back to it): with
+    /// <see cref="MaxEntries"/>, the most packed messages a receiver can ever hold undelivered or unfreed from an honest
+    /// writer. The receiver keeps that many slots, so it always takes a pack whole and reaches the records behind it: a
+    /// call published after a pack is never held up by oneways a slow handler has not taken yet (binder routes calls
+    /// past a node's queued oneways). With the packs used up, a small oneway goes as a record of its own.
+    /// </summary>
+    internal const int MaxLivePacks = 4;
+
     /// <summary>The capacity the writer gives each pack (a page: its pages are backed once and reused).</summary>
     internal const int Capacity = 4096;
 
