@@ -1,9 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics.Arm;
-using System.Runtime.Intrinsics.X86;
 using PageRange.Memory;
+using PageRange.Transport;
 
 namespace PageRange.Benchmarks.CrossProcess;
 
@@ -141,20 +140,9 @@ internal struct FloorSpin
 
     public void Once()
     {
-        // The pause instruction itself, as PageRange's busy polls (about 20 ns on the EPYC VM; one runtime SpinWait
-        // unit is 46-51 ns there): a floor that polled slower than the transport would flatter its ratios.
-        if (X86Base.IsSupported)
-        {
-            X86Base.Pause();
-        }
-        else if (ArmBase.IsSupported)
-        {
-            ArmBase.Yield();
-        }
-        else
-        {
-            Thread.SpinWait(1);
-        }
+        // PageRange's own busy poll (the pause instruction itself, about 20 ns on the EPYC VM; a runtime SpinWait unit
+        // is 46-51 ns there): a floor that polled slower than the transport would flatter its ratios.
+        Doorbell.PausePoll();
         if ((++_count & 0xFFF) == 0)
         {
             Thread.Yield();

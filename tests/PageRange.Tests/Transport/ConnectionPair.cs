@@ -39,6 +39,43 @@ internal sealed class ConnectionPair : IAsyncDisposable
         return new ConnectionPair(server, client);
     }
 
+    /// <summary>
+    /// Over a new pair with <paramref name="strategy"/>: 100 warm-up calls, then <paramref name="calls"/> numbered 64-byte
+    /// calls a thread on the server echoes (each reply checked); returns how much each of <paramref name="counters"/>
+    /// grew over the counted calls.
+    /// </summary>
+    public static async Task<long[]> CountOverEchoedCallsAsync(WaitStrategy strategy, int calls, Func<ConnectionPair, long[]> counters)
+    {
+        PageRangeOptions options = DefaultOptions();
+        options.WaitStrategy = strategy;
+        await using ConnectionPair pair = await CreateAsync(options);
+        using var stop = new CancellationTokenSource();
+        Thread echo = StartEchoThread(pair.Server, stop.Token);
+        try
+        {
+            byte[] payload = new byte[64];
+            for (int i = 0; i < 100; i++)
+            {
+                using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
+            }
+            long[] before = counters(pair);
+            for (int i = 0; i < calls; i++)
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(payload, i);
+                using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
+                Assert.Equal(64, reply.Payload.Length);
+                Assert.Equal(i, System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(reply.Payload));
+            }
+            long[] after = counters(pair);
+            return [.. after.Zip(before, (a, b) => a - b)];
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            echo.Join(TestTimeouts.Long);
+        }
+    }
+
     /// <summary>Starts a thread that replies to every two-way call on <paramref name="connection"/> with its payload, until <paramref name="stop"/>.</summary>
     public static Thread StartEchoThread(PageRangeConnection connection, CancellationToken stop)
     {

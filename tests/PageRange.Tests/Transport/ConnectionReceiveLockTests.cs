@@ -16,35 +16,10 @@ public sealed class ConnectionReceiveLockTests
     public async Task Receive_CallRoundTrips_TheReceiverTakesWhatItsPumpRoutedWithoutASecondLock(WaitStrategy strategy)
     {
         const int calls = 2000;
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        options.WaitStrategy = strategy;
-        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
-        using var stop = new CancellationTokenSource();
-        Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
-        try
-        {
-            byte[] payload = new byte[64];
-            for (int i = 0; i < 100; i++)
-            {
-                using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
-            }
-            long before = pair.Server.LockedDequeues;
-            for (int i = 0; i < calls; i++)
-            {
-                BinaryPrimitives.WriteInt32LittleEndian(payload, i);
-                using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
-                Assert.Equal(i, BinaryPrimitives.ReadInt32LittleEndian(reply.Payload));
-            }
-            long locked = pair.Server.LockedDequeues - before;
-            // Before: every call the echo thread received was dequeued under a slot lock of its own after the pump had
-            // routed it under another (2,000 of 2,000). Now only a call that a follower or a later look finds ready is.
-            Assert.True(locked < calls / 10, $"the receiver dequeued {locked} of {calls} calls under a lock of its own");
-        }
-        finally
-        {
-            stop.Cancel();
-            echo.Join(TestTimeouts.Long);
-        }
+        long locked = (await ConnectionPair.CountOverEchoedCallsAsync(strategy, calls, pair => [pair.Server.LockedDequeues]))[0];
+        // Before: every call the echo thread received was dequeued under a slot lock of its own after the pump had
+        // routed it under another (2,000 of 2,000). Now only a call that a follower or a later look finds ready is.
+        Assert.True(locked < calls / 10, $"the receiver dequeued {locked} of {calls} calls under a lock of its own");
     }
 
     [Theory]
