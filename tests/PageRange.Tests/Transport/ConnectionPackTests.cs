@@ -15,7 +15,9 @@ public sealed class ConnectionPackTests
     public async Task SendOneway_SmallMessages_ReceivedOneAtATimeInOrderFromPacks()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
-        const int count = 200;
+        // Three packs of 64 entries (4-byte payloads): room for the fourth a loaded machine's housekeeping may need if it
+        // seals one early (the writer keeps at most four live, and nothing is freed before the receives below).
+        const int count = 150;
         for (int i = 0; i < count; i++)
         {
             pair.Client.SendOneway((uint)i, BitConverter.GetBytes(i));
@@ -40,7 +42,12 @@ public sealed class ConnectionPackTests
         // behind 250 oneways (four full packs, then records of their own) is answered by another thread: the receiver
         // must take every pack whole to reach the call (it stopped after 32 packed messages before the writer's
         // promise of at most four live packs, and this hung until the timeout).
-        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        // Rings of 512: the idle housekeeping may seal a pack early on a loaded machine, so more of the 250 may go as
+        // records of their own than the default 64 live buffers hold before the server receives anything.
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.TransactionRingCapacity = 512;
+        options.FreeRingCapacity = 512;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         const int onewaysBefore = 250;
         for (int i = 0; i < onewaysBefore; i++)
         {
@@ -49,11 +56,13 @@ public sealed class ConnectionPackTests
         Assert.True(pair.Client.Outbound.PacksOpened >= PackLayout.MaxLivePacks);
 
         using var answered = new ManualResetEventSlim();
+        using var holding = new ManualResetEventSlim();
         Task<int> handler = Task.Factory.StartNew(() =>
         {
             using (Transaction first = pair.Server.Receive())
             {
                 Assert.Equal(0u, first.Code);
+                holding.Set();
                 Assert.True(answered.Wait(TestTimeouts.Long), "the call behind the oneways was answered while this one is held");
             }
             int next = 1;
@@ -65,6 +74,8 @@ public sealed class ConnectionPackTests
             }
             return next;
         }, TaskCreationOptions.LongRunning);
+        // The second receiver starts once the first holds oneway 0: otherwise it could be the one to take it.
+        Assert.True(holding.Wait(TestTimeouts.Long), "the handler took the first oneway");
         Task callee = Task.Factory.StartNew(() =>
         {
             using Transaction call = pair.Server.Receive();
