@@ -21,18 +21,26 @@ public sealed class ChannelAllocationTests
         {
             Ping(pair, payload, (ulong)i);
         }
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 20_000; i++)
+        // Up to three windows of 20,000: an allocation on the hot path shows in every window, while a one-time
+        // allocation on this thread that is not the hot path's shows in one at most (seen once: 6,816 B in the only
+        // window, at size 0, with the other test classes running in parallel; never when this class runs alone; the
+        // runtime's, not ours, as far as we could tell, e.g. a method's first compilation at a higher tier).
+        var windows = new List<long>();
+        for (int window = 0; window < 3 && (windows.Count == 0 || windows[^1] != 0); window++)
         {
-            Ping(pair, payload, (ulong)i);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 20_000; i++)
+            {
+                Ping(pair, payload, (ulong)i);
+            }
+            windows.Add(GC.GetAllocatedBytesForCurrentThread() - before);
         }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
 
-        Assert.Equal(0, allocated);
+        Assert.True(windows[^1] == 0, $"allocated per window of 20,000: {string.Join(", ", windows)} B");
         // A small oneway travels in a pack (opened, appended to, sealed, finished and freed along the loop): the open
         // one stays live until the writer's housekeeping seals it.
         bool packed = size <= PackLayout.MaxPayload;
-        Assert.Equal(packed, pair.Outbound.PackedSent > 20_000);
+        Assert.Equal(packed, pair.Outbound.PackedSent > 20_000 * windows.Count);
         Assert.Equal(packed ? 1 : 0, pair.Outbound.LiveBuffers);
     }
 
