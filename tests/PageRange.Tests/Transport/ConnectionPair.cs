@@ -76,6 +76,24 @@ internal sealed class ConnectionPair : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Starts <paramref name="callers"/> long-running callers on <paramref name="client"/>, each making
+    /// <paramref name="callsEach"/> numbered 64-byte calls (code 2) and checking that each reply echoes its request.
+    /// </summary>
+    public static Task[] StartEchoCheckingCallers(PageRangeConnection client, int callers, int callsEach, CancellationToken token) =>
+        [.. Enumerable.Range(0, callers).Select(c => Task.Factory.StartNew(
+            () =>
+            {
+                byte[] request = new byte[64];
+                for (int i = 0; i < callsEach; i++)
+                {
+                    System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(request, (c * callsEach) + i);
+                    using Transaction reply = client.Call(2, request, TestTimeouts.Long, token);
+                    Assert.True(reply.Payload.SequenceEqual(request));
+                }
+            },
+            token, TaskCreationOptions.LongRunning, TaskScheduler.Default))];
+
     /// <summary>Starts a thread that replies to every two-way call on <paramref name="connection"/> with its payload, until <paramref name="stop"/>.</summary>
     public static Thread StartEchoThread(PageRangeConnection connection, CancellationToken stop)
     {

@@ -250,18 +250,7 @@ public sealed class ConnectionReceiveBatchTests
                 }
             },
             bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        Task[] callerTasks = Enumerable.Range(0, callers).Select(c => Task.Factory.StartNew(
-            () =>
-            {
-                byte[] request = new byte[64];
-                for (int i = 0; i < callsEach; i++)
-                {
-                    BinaryPrimitives.WriteInt32LittleEndian(request, (c * callsEach) + i);
-                    using Transaction reply = pair.Client.Call(2, request, TestTimeouts.Long, bound.Token);
-                    Assert.True(reply.Payload.SequenceEqual(request));
-                }
-            },
-            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+        Task[] callerTasks = ConnectionPair.StartEchoCheckingCallers(pair.Client, callers, callsEach, bound.Token);
 
         try
         {

@@ -255,18 +255,7 @@ public sealed class ConnectionReceiveLockTests
                 }
             },
             bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        Task[] callers = Enumerable.Range(0, syncCallers).Select(c => Task.Factory.StartNew(
-            () =>
-            {
-                byte[] request = new byte[64];
-                for (int i = 0; i < callsEach; i++)
-                {
-                    BinaryPrimitives.WriteInt32LittleEndian(request, (c * callsEach) + i);
-                    using Transaction reply = pair.Client.Call(2, request, TestTimeouts.Long, bound.Token);
-                    Assert.True(reply.Payload.SequenceEqual(request));
-                }
-            },
-            bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+        Task[] callers = ConnectionPair.StartEchoCheckingCallers(pair.Client, syncCallers, callsEach, bound.Token);
         Task asyncCaller = Task.Run(async () =>
         {
             byte[] request = new byte[32];
