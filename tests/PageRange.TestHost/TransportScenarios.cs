@@ -12,7 +12,7 @@ namespace PageRange.TestHost;
 /// <see cref="PageRangeConnection"/> to the test's listener and serves it. Flags:
 /// <list type="bullet">
 /// <item><c>--uid N</c>: drop privileges to uid and gid N first; <c>--allow-uid N</c>: add N to AllowedUids.</item>
-/// <item><c>--receivers N</c>: receiving threads (default 1); <c>--wait Park|SpinThenPark</c>; <c>--region-size N</c>.</item>
+/// <item><c>--receivers N</c>: receiving threads (default 1); <c>--wait Park|SpinThenPark</c>; <c>--park-timeout-ms N</c> (50 by default); <c>--region-size N</c>.</item>
 /// </list>
 /// It prints <c>connected: &lt;peer pid&gt; &lt;MaxMessageSize&gt; &lt;MaxOnewayMessageSize&gt;</c> (or <c>refused: ...</c>),
 /// serves the codes of <see cref="Codes"/> on its receiving threads and answers stdin commands, one line each:
@@ -63,7 +63,7 @@ internal static class TransportScenarios
         {
             RegionSize = flags.TryGetValue("--region-size", out string? size) ? long.Parse(size, CultureInfo.InvariantCulture) : PageRangeOptions.DefaultRegionSize,
             WaitStrategy = flags.TryGetValue("--wait", out string? wait) ? Enum.Parse<WaitStrategy>(wait) : WaitStrategy.SpinThenPark,
-            ParkTimeout = TimeSpan.FromMilliseconds(50),
+            ParkTimeout = TimeSpan.FromMilliseconds(flags.TryGetValue("--park-timeout-ms", out string? park) ? int.Parse(park, CultureInfo.InvariantCulture) : 50),
             RegionFullTimeout = TimeSpan.FromSeconds(30),
         };
         if (flags.TryGetValue("--allow-uid", out string? allowed))

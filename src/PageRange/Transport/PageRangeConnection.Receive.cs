@@ -188,7 +188,7 @@ public sealed partial class PageRangeConnection
     /// <summary>The peer could not reply to our call <paramref name="callId"/> even with an error reply: fail the call now.</summary>
     private void OnFailedReply(ulong callId)
     {
-        int index = (int)(callId & PendingCallIndexMask);
+        int index = (int)(callId & TransactionIds.PendingCallIndexMask);
         if (index < _calls.Length)
         {
             _calls[index].TryComplete(callId, default, new RemoteCallException(CallStatus.ResourceExhausted,
@@ -694,7 +694,7 @@ public sealed partial class PageRangeConnection
         var transaction = new Transaction(this, slot, slot.Generation);
         if ((record.Flags & (TransactionFlags.Reply | TransactionFlags.ErrorReply)) != 0)
         {
-            int index = (int)(record.TransactionId & PendingCallIndexMask);
+            int index = (int)(record.TransactionId & TransactionIds.PendingCallIndexMask);
             if (index >= _calls.Length || !_calls[index].TryComplete(record.TransactionId, transaction, null))
             {
                 // A reply to a call that timed out or was cancelled: nobody will dispose it, so free it now.

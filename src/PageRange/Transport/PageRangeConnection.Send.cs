@@ -7,10 +7,6 @@ namespace PageRange.Transport;
 /// <summary>Sending: oneway messages, calls and replies.</summary>
 public sealed partial class PageRangeConnection
 {
-    /// <summary>The low bits of a call's transaction id name its pending-call slot.</summary>
-    private const int PendingCallIndexBits = 16;
-    private const int PendingCallIndexMask = (1 << PendingCallIndexBits) - 1;
-
     /// <summary>The bit of a chain id that says which side started the chain: set for the accepting side.</summary>
     private const ulong ChainSideBit = 1UL << 63;
 
@@ -281,12 +277,11 @@ public sealed partial class PageRangeConnection
             static task => _ = task.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
     }
 
-    private ulong NextOnewayId()
-    {
-        // Oneway ids have the pending-call index bits all set, outside every real slot index, so a forged "reply" to
-        // one never matches a pending call.
-        return (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | PendingCallIndexMask;
-    }
+    // A oneway's id is given by the outbound channel under the send lock it takes anyway (TransactionIds.Oneway of its
+    // own count): an Interlocked.Increment here was a locked instruction per message, and each one waits for the
+    // previous message's stores to reach lines the receiver is reading (about half the oneway rate, see
+    // benchmarks/README.md).
+    private static ulong NextOnewayId() => TransactionIds.AssignedOnSend;
 
     /// <summary>The record context of a call in <paramref name="chain"/>: a new chain if none, else checked against the depth limit.</summary>
     private RecordContext ContextFor(CallChain chain)
@@ -340,7 +335,7 @@ public sealed partial class PageRangeConnection
 
     private void ArmCall(PendingCall call, bool isAsync, ulong chainId)
     {
-        ulong id = (Interlocked.Increment(ref _callSequence) << PendingCallIndexBits) | (uint)call.Index;
+        ulong id = TransactionIds.Call(Interlocked.Increment(ref _callSequence), call.Index);
         call.Arm(id, isAsync, chainId);
     }
 

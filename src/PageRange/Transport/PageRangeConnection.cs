@@ -132,7 +132,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _onewayBacklog = new Queue<IncomingSlot>(slots);
         _incomingReady = new Queue<IncomingSlot>(slots);
 
-        int calls = Math.Min(options.MaxConcurrentCalls, PendingCallIndexMask);
+        int calls = Math.Min(options.MaxConcurrentCalls, TransactionIds.PendingCallIndexMask);
         _calls = new PendingCall[calls];
         _freeCalls = new int[calls];
         for (int i = 0; i < calls; i++)

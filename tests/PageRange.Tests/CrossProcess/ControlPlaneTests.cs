@@ -66,7 +66,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
         output.WriteLine($"listener: {ours.Message}");
         Assert.False(ours.RefusedByPeer);
         Assert.Contains($"pid {host.Id}", ours.Message, StringComparison.Ordinal);
-        Assert.Contains("the connecting process speaks PageRange protocol version 1, and the listener speaks version 3", ours.Message, StringComparison.Ordinal);
+        Assert.Contains($"the connecting process speaks PageRange protocol version 1, and the listener speaks version {ControlHandshake.ProtocolVersion}", ours.Message, StringComparison.Ordinal);
         // The refused side learns only that it was refused: the reason stays with the listener.
         Assert.Contains("The listener", theirs, StringComparison.Ordinal);
         Assert.Contains("refused the connection; it keeps the reason to itself", theirs, StringComparison.Ordinal);

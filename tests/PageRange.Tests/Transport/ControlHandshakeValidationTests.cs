@@ -112,7 +112,7 @@ public sealed class ControlHandshakeValidationTests
     [InlineData("version", "has layout version 9")]
     [InlineData("tx-capacity", "does not match what it announced")]
     [InlineData("data-size", "does not match what it announced")]
-    [InlineData("reserved", "does not match what it announced")]
+    [InlineData("unknown-flag", "does not match what it announced")]
     [InlineData("tx-tail", "is not fresh")]
     [InlineData("free-head", "is not fresh")]
     [InlineData("no-header", "does not start with the PageRange magic")]
@@ -135,7 +135,7 @@ public sealed class ControlHandshakeValidationTests
                 case "version": fields.Version = 9; break;
                 case "tx-capacity": fields.TxRingCapacity = 128; break;
                 case "data-size": fields.DataSize += 4096; break;
-                case "reserved": fields.Reserved = 1; break;
+                case "unknown-flag": fields.Flags |= 0x8000_0000; break;
                 case "tx-tail": fields.TxTail = 5; break;
                 case "free-head": fields.FreeHead = 1; break;
                 default: break;

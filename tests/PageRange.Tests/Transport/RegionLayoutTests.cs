@@ -18,7 +18,7 @@ public sealed class RegionLayoutTests
         [
             (nameof(RegionHeaderLayout.Magic), 0),
             (nameof(RegionHeaderLayout.Version), 8),
-            (nameof(RegionHeaderLayout.Reserved), 12),
+            (nameof(RegionHeaderLayout.Flags), 12),
             (nameof(RegionHeaderLayout.RegionSize), 16),
             (nameof(RegionHeaderLayout.DataOffset), 24),
             (nameof(RegionHeaderLayout.DataSize), 32),

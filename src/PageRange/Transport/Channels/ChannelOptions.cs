@@ -49,6 +49,14 @@ internal sealed class ChannelOptions
     /// </summary>
     internal bool PackSmallOneways { get; init; } = true;
 
+    /// <summary>
+    /// Whether this side uses the asymmetric doorbell fence where the kernel allows it (see <see cref="ParkBarrier"/>):
+    /// its receiving threads issue the barrier before they park (and its region says so), and its writer publishes
+    /// without a fence to a receiver whose region says so. Off: the symmetric fences of <see cref="Doorbell"/>, for
+    /// tests of either protocol and of a peer without the barrier.
+    /// </summary>
+    internal bool UseParkBarrier { get; init; } = true;
+
     /// <summary>Checks every value and computes the layout.</summary>
     /// <exception cref="ArgumentException">A value is out of range.</exception>
     internal RegionLayout Validate()

@@ -21,6 +21,12 @@ namespace PageRange.Transport;
 /// finds the sequence changed and returns at once (it loaded the sequence before re-checking the ring).
 /// </para>
 /// <para>
+/// Where both sides can (<see cref="ParkBarrier"/>), the producer's fence moves to the consumer: the consumer issues a
+/// global expedited membarrier after its increment, which orders every registered producer thread's stores before its
+/// loads at that moment, and the producer rings with a plain load (no fence per message, which on x86 waited for the
+/// message's stores to reach lines the consumer was reading).
+/// </para>
+/// <para>
 /// The peer can write anything into both words. That can only cost wake-ups (spurious ones, or missed ones that the
 /// futex timeout backstops); neither word is ever used as an index or a size, so neither needs validation. A peer that
 /// flips the sequence word (or calls <c>FUTEX_WAKE</c> on it) without publishing anything would turn a parked thread
@@ -45,26 +51,37 @@ internal sealed unsafe class Doorbell
     private readonly SharedRegion _region;
     private readonly int* _sequence;
     private readonly int* _parked;
+    // Producer side: ring without the fence (the consumers issue a ParkBarrier before they park). Consumer side: issue
+    // it. Each is set only when the other side's half is known to be there (see ParkBarrier).
+    private readonly bool _ringWithoutFence;
+    private readonly bool _parkWithBarrier;
     private long _parks;
+    private long _parkBarriers;
 
     // Learned from this side's waits on this doorbell; local, never shared with the peer (see SpinBudget).
     private SpinBudget _spinBudget;
 
     /// <summary>Creates a doorbell over two 4-byte aligned words of <paramref name="region"/>.</summary>
     /// <remarks>Safety: both words lie in the region's mapping, which stays mapped while a reference on it is held.</remarks>
-    private Doorbell(SharedRegion region, int* sequence, int* parked)
+    private Doorbell(SharedRegion region, int* sequence, int* parked, bool ringWithoutFence, bool parkWithBarrier)
     {
         _region = region;
         _sequence = sequence;
         _parked = parked;
+        _ringWithoutFence = ringWithoutFence;
+        _parkWithBarrier = parkWithBarrier;
     }
 
     /// <summary>Creates a doorbell over two words of <paramref name="region"/>.</summary>
     /// <param name="region">The region; the caller keeps it mapped (holds a reference) while the doorbell is used.</param>
     /// <param name="sequenceOffset">Byte offset of the sequence (futex) word, 4-byte aligned.</param>
     /// <param name="parkedOffset">Byte offset of the parked count, 4-byte aligned.</param>
+    /// <param name="ringWithoutFence">Producer side: <see cref="Ring"/> makes no fence, because every consumer issues a
+    /// <see cref="ParkBarrier"/> before it parks and this process is registered for it.</param>
+    /// <param name="parkWithBarrier">Consumer side: issue a <see cref="ParkBarrier"/> before every park, so producers
+    /// may ring without a fence.</param>
     /// <exception cref="ArgumentException">A word lies outside the region or is misaligned.</exception>
-    internal static Doorbell Over(SharedRegion region, long sequenceOffset, long parkedOffset)
+    internal static Doorbell Over(SharedRegion region, long sequenceOffset, long parkedOffset, bool ringWithoutFence = false, bool parkWithBarrier = false)
     {
         ArgumentNullException.ThrowIfNull(region);
         if (sequenceOffset % 4 != 0 || parkedOffset % 4 != 0)
@@ -75,7 +92,7 @@ internal sealed unsafe class Doorbell
         fixed (byte* sequence = region.GetSpan(sequenceOffset, sizeof(int)))
         fixed (byte* parked = region.GetSpan(parkedOffset, sizeof(int)))
         {
-            return new Doorbell(region, (int*)sequence, (int*)parked);
+            return new Doorbell(region, (int*)sequence, (int*)parked, ringWithoutFence, parkWithBarrier);
         }
     }
 
@@ -83,9 +100,13 @@ internal sealed unsafe class Doorbell
     /// <returns>Whether a wake was issued (a consumer had announced it was parked).</returns>
     internal bool Ring()
     {
-        // Full fence: orders our tail store before the load of the parked count (Dekker, see the remarks); pairs
-        // with the Interlocked.Increment of the parked count in Wait.
-        Interlocked.MemoryBarrier();
+        if (!_ringWithoutFence)
+        {
+            // Full fence: orders our tail store before the load of the parked count (Dekker, see the remarks); pairs
+            // with the Interlocked.Increment of the parked count in Wait. Without it, the consumers' ParkBarrier
+            // orders both sides' stores before their loads instead.
+            Interlocked.MemoryBarrier();
+        }
         // SAFETY: _parked points at a word of the mapping the owner keeps alive.
         if (Volatile.Read(ref *_parked) == 0)
         {
@@ -116,6 +137,15 @@ internal sealed unsafe class Doorbell
 
     /// <summary>Futex waits so far, on the shared word or backing off: what a spurious-wake flood would inflate.</summary>
     internal long Parks => Interlocked.Read(ref _parks);
+
+    /// <summary>Barriers issued before parking (consumer side, with <c>parkWithBarrier</c>).</summary>
+    internal long ParkBarriers => Interlocked.Read(ref _parkBarriers);
+
+    /// <summary>Whether <see cref="Ring"/> makes no fence (producer side).</summary>
+    internal bool RingsWithoutFence => _ringWithoutFence;
+
+    /// <summary>Whether parks issue a <see cref="ParkBarrier"/> first (consumer side).</summary>
+    internal bool ParksWithBarrier => _parkWithBarrier;
 
     /// <summary>Bumps the sequence and wakes every parked waiter, whatever the parked count says.</summary>
     internal void WakeAll()
@@ -314,6 +344,13 @@ internal sealed unsafe class Doorbell
             bool woken;
             try
             {
+                if (_parkWithBarrier)
+                {
+                    // The producer's half of the fence, for producers that ring without one (see ParkBarrier): after
+                    // this, a publish is either visible to the re-check below or its producer sees us parked.
+                    ParkBarrier.Issue();
+                    Interlocked.Increment(ref _parkBarriers);
+                }
                 // Load the sequence before re-checking the condition: a wake issued after the check bumps it, and
                 // futex_wait then returns at once instead of sleeping through it.
                 int sequence = Volatile.Read(ref *_sequence);

@@ -88,7 +88,9 @@ internal sealed unsafe class InboundChannel : IDisposable
             region, RegionHeaderLayout.TxTailOffset, RegionHeaderLayout.TxHeadOffset, layout.TxRingOffset, layout.TxRingCapacity, "transaction");
         _freeRing = RingProducer<FreeRecordLayout>.Over(
             region, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, layout.FreeRingOffset, layout.FreeRingCapacity, "free");
-        _txDoorbell = Doorbell.Over(region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset);
+        // As the header says (Create): our readers pay for the writer's fence when they park.
+        _txDoorbell = Doorbell.Over(
+            region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, parkWithBarrier: ParksWithBarrier(options));
         _freeDoorbell = Doorbell.Over(region, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
         // SAFETY: the data area lies inside the mapping (the layout was computed for its size), which the reference
         // taken above keeps alive until Dispose releases it after every operation has left.
@@ -145,6 +147,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Frees published so far (not counting those held back for a batch).</summary>
     internal ulong Freed => _freeRing.PublishedTail;
 
+    /// <summary>Whether this side's readers issue a <see cref="ParkBarrier"/> before they park (and the region says so).</summary>
+    private static bool ParksWithBarrier(ChannelOptions options) => options.UseParkBarrier && ParkBarrier.CanIssue;
+
     /// <summary>Creates the region, writes its header, backs the header pages and maps the data area read-only.</summary>
     /// <param name="name">The memfd's name, shown in <c>/proc/&lt;pid&gt;/fd</c>.</param>
     /// <param name="options">Size, ring capacities and waits.</param>
@@ -162,7 +167,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             region.Allocate(0, layout.HeaderBytes);
             // SAFETY: the header structure lies in the first page, backed and mapped read-write above; nobody else
             // has the descriptor yet.
-            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader();
+            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader(ParksWithBarrier(options) ? RegionHeaderLayout.ParkBarrierFlag : 0);
             region.ProtectReadOnly(layout.DataOffset, layout.DataSize);
             return new InboundChannel(region, layout, options);
         }
@@ -532,6 +537,12 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>
     internal long ReaderParks => _txDoorbell.Parks;
+
+    /// <summary>Park barriers our readers issued (each before a park; see <see cref="ParkBarrier"/>).</summary>
+    internal long ReaderParkBarriers => _txDoorbell.ParkBarriers;
+
+    /// <summary>Whether our readers issue the park barrier (and the region's header says so).</summary>
+    internal bool ReadersParkWithBarrier => _txDoorbell.ParksWithBarrier;
 
     /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;

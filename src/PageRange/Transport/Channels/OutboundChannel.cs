@@ -55,6 +55,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private int _sendsSinceDrain;
     private bool _eagerDrain;
     private int _disposed;
+    // Oneway messages given an id under the lock (TransactionIds.AssignedOnSend): the count the next id is made of.
+    private ulong _onewaySequence;
 
     // The open pack (see PackLayout), under the lock: its offset (-1: none), a pointer to its first byte in our
     // mapping, and the bytes of entries written. Sealed packs are live buffers like any other, known to the allocator.
@@ -116,7 +118,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 peerRegion, RegionHeaderLayout.TxTailOffset, RegionHeaderLayout.TxHeadOffset, _layout.TxRingOffset, _layout.TxRingCapacity, "transaction");
             _freeRing = RingConsumer<FreeRecordLayout>.Over(
                 peerRegion, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, _layout.FreeRingOffset, _layout.FreeRingCapacity, "free");
-            _txDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset);
+            // A receiver whose region says its readers issue the park barrier, and a process the barrier reaches: no
+            // fence per publish (see ParkBarrier). The flag is read from our private copy of the header, once.
+            bool ringWithoutFence = options.UseParkBarrier && (header.Flags & RegionHeaderLayout.ParkBarrierFlag) != 0 && ParkBarrier.Registered;
+            _txDoorbell = Doorbell.Over(
+                peerRegion, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, ringWithoutFence: ringWithoutFence);
             _freeDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
             _pages = new ShrinkablePageRange(peerRegion, _layout.DataOffset, checked((int)(_layout.DataSize / SharedRegion.PageSize)), shrinker);
             _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger, SharedLock = _lock });
@@ -187,6 +193,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Records published so far on the transaction ring (a pack's record counts once, however many messages it carries).</summary>
     internal ulong Sent => _txRing.Tail;
 
+    /// <summary>Whether publishes make no fence (the receiver's readers issue the park barrier; see <see cref="ParkBarrier"/>).</summary>
+    internal bool RingsWithoutFence => _txDoorbell.RingsWithoutFence;
+
     /// <summary>Packs opened so far (each published by one record).</summary>
     internal long PacksOpened => Interlocked.Read(ref _packsOpened);
 
@@ -199,7 +208,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>
     /// Copies <paramref name="payload"/> into a new buffer in the peer's region and publishes it, if there is room now.
     /// </summary>
-    /// <param name="transactionId">The id the receiver sees; a reply carries the id of its call.</param>
+    /// <param name="transactionId">The id the receiver sees; a reply carries the id of its call; <see cref="TransactionIds.AssignedOnSend"/>
+    /// gives a oneway message a new id under the lock.</param>
     /// <param name="code">What the transaction asks for.</param>
     /// <param name="flags">Exactly one kind flag, plus modifiers; <see cref="TransactionFlags.Oneway"/> charges the oneway quota.</param>
     /// <param name="payload">The bytes, copied once.</param>
@@ -226,6 +236,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         try
         {
             ThrowIfDisposed();
+            transactionId = IdUnsynchronized(transactionId);
             if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < PackLayout.MaxLivePacks))
             {
                 return TrySendPackedUnsynchronized(transactionId, code, payload);
@@ -396,7 +407,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // As in TrySend: a record after the open pack's messages seals it first.
             SealPackUnsynchronized();
             InPlaceStores<TransactionRecordLayout> stores = default;
-            PublishUnsynchronized(ref stores, buffer.Offset, actualSize, transactionId, code, flags, context);
+            PublishUnsynchronized(ref stores, buffer.Offset, actualSize, IdUnsynchronized(transactionId), code, flags, context);
             buffer.Complete();
         }
         finally
@@ -619,6 +630,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
         TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
         return true;
     }
+
+    /// <summary>
+    /// <paramref name="transactionId"/>, or a new oneway id if it is <see cref="TransactionIds.AssignedOnSend"/>: under the
+    /// lock, so a plain increment, and ids increase in the order the messages are published.
+    /// </summary>
+    private ulong IdUnsynchronized(ulong transactionId) =>
+        transactionId != TransactionIds.AssignedOnSend ? transactionId : TransactionIds.Oneway(++_onewaySequence);
 
     /// <summary>Whether a message of <paramref name="payloadLength"/> bytes fits in the open pack (its bytes and its entry count).</summary>
     private bool HasRoomInOpenPack(int payloadLength) =>

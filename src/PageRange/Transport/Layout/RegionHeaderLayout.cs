@@ -5,7 +5,7 @@ namespace PageRange.Transport;
 /// <summary>The first bytes of every region: what the receiver announces, and the words both sides race on.</summary>
 /// <remarks>
 /// <code>
-///   0 Magic u64 | 8 Version u32 | 12 Reserved u32 | 16 RegionSize u64 | 24 DataOffset u64 | 32 DataSize u64
+///   0 Magic u64 | 8 Version u32 | 12 Flags u32 | 16 RegionSize u64 | 24 DataOffset u64 | 32 DataSize u64
 ///  40 TxRingOffset u32 | 44 TxRingCapacity u32 | 48 FreeRingOffset u32 | 52 FreeRingCapacity u32
 ///  56 TxRecordSize u32 | 60 FreeRecordSize u32
 ///  64 TxTail u64                (line 1: written by the writer, the transaction ring's producer)
@@ -33,7 +33,16 @@ internal struct RegionHeaderLayout
     internal const ulong ExpectedMagic = 0x3145474E41524750;
 
     /// <summary>The layout version this code reads and writes.</summary>
-    internal const uint CurrentVersion = 3;
+    internal const uint CurrentVersion = 4;
+
+    /// <summary>
+    /// <see cref="Flags"/>: the receiver's threads issue a <see cref="ParkBarrier"/> before they park on the transaction
+    /// ring's doorbell, so the writer may publish without a fence (if its own process is registered for the barrier).
+    /// </summary>
+    internal const uint ParkBarrierFlag = 1;
+
+    /// <summary>Every <see cref="Flags"/> bit this version knows; any other set is a protocol violation.</summary>
+    internal const uint KnownFlags = ParkBarrierFlag;
 
     internal const int TxTailOffset = 64;
     internal const int TxHeadOffset = 128;
@@ -50,8 +59,8 @@ internal struct RegionHeaderLayout
     /// <summary><see cref="CurrentVersion"/>.</summary>
     [FieldOffset(8)] public uint Version;
 
-    /// <summary>Zero; room for a later version.</summary>
-    [FieldOffset(12)] public uint Reserved;
+    /// <summary>What the receiver's side does, as bits: <see cref="ParkBarrierFlag"/>; no other bit is known.</summary>
+    [FieldOffset(12)] public uint Flags;
 
     /// <summary>The region's size in bytes, as sealed into the memfd.</summary>
     [FieldOffset(16)] public ulong RegionSize;

@@ -70,10 +70,12 @@ internal readonly record struct RegionLayout(
     }
 
     /// <summary>The header a receiver writes for this layout, with every ring index and doorbell word zero.</summary>
-    internal RegionHeaderLayout ToHeader() => new()
+    /// <param name="flags">The header's <see cref="RegionHeaderLayout.Flags"/>.</param>
+    internal RegionHeaderLayout ToHeader(uint flags = 0) => new()
     {
         Magic = RegionHeaderLayout.ExpectedMagic,
         Version = RegionHeaderLayout.CurrentVersion,
+        Flags = flags,
         RegionSize = (ulong)RegionSize,
         DataOffset = (ulong)DataOffset,
         DataSize = (ulong)DataSize,
@@ -118,7 +120,7 @@ internal readonly record struct RegionLayout(
         }
 
         RegionHeaderLayout want = expected.ToHeader();
-        if (header.Reserved != 0
+        if ((header.Flags & ~RegionHeaderLayout.KnownFlags) != 0
             || header.RegionSize != want.RegionSize
             || header.DataOffset != want.DataOffset
             || header.DataSize != want.DataSize
@@ -134,7 +136,7 @@ internal readonly record struct RegionLayout(
                 $"data at {header.DataOffset}+{header.DataSize} (expected {want.DataOffset}+{want.DataSize}), " +
                 $"tx ring {header.TxRingCapacity}x{header.TxRecordSize} at {header.TxRingOffset} (expected {want.TxRingCapacity}x{want.TxRecordSize} at {want.TxRingOffset}), " +
                 $"free ring {header.FreeRingCapacity}x{header.FreeRecordSize} at {header.FreeRingOffset} (expected {want.FreeRingCapacity}x{want.FreeRecordSize} at {want.FreeRingOffset}), " +
-                $"reserved {header.Reserved}.");
+                $"flags 0x{header.Flags:x} (known: 0x{RegionHeaderLayout.KnownFlags:x}).");
         }
         return expected;
     }

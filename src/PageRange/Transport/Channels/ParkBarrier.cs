@@ -1,0 +1,40 @@
+namespace PageRange.Transport;
+
+/// <summary>
+/// The heavy half of an asymmetric Dekker fence between a ring's producer, which publishes and then looks whether a
+/// consumer is parked, and a consumer about to park: the consumer pays for both sides with one
+/// <c>membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)</c> per park, so the producer's publish needs no fence at all.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The doorbell's protocol is Dekker's (see <see cref="Doorbell"/>): the producer stores the tail and loads the parked
+/// count; the consumer increments the parked count and loads the tail. Each side needs its store ordered before its
+/// load, or both can miss the other (the producer sees nobody parked, the consumer sees no new tail, and it sleeps
+/// through a message until the park timeout). A fence on the producer's side costs every message: on x86 it waits for
+/// the message's stores to reach lines the consumer has just read (measured: about half the oneway rate of 64-byte
+/// messages, see benchmarks/README.md). Parking is rare and already costs a system call, so the consumer takes the
+/// producer's half: after its parked increment (a locked instruction, globally visible) it issues a global expedited
+/// membarrier, which returns only after every running thread of every registered process has executed a full barrier
+/// (a thread not running had one in its context switch). A producer thread's publish then either came before that
+/// barrier (so it is visible to the consumer's re-check after the call) or after it (so its load of the parked count,
+/// later in program order, sees the increment and wakes the consumer).
+/// </para>
+/// <para>
+/// Both halves must be present: a receiver announces in its region header (<see cref="RegionHeaderLayout.ParkBarrierFlag"/>)
+/// that its waiters issue the barrier, and a writer rings without a fence only if the flag is set and its own process is
+/// registered (so the barrier reaches its threads). A peer that sets the flag and does not issue the barrier only delays
+/// its own wakes (the futex timeout still ends every park); the writer's side needs nothing from the peer.
+/// </para>
+/// </remarks>
+internal static class ParkBarrier
+{
+    /// <summary>Whether this process can issue the barrier (the kernel has the command and no filter refuses it).</summary>
+    internal static bool CanIssue { get; } = Interop.CanIssueGlobalExpeditedMembarrier();
+
+    /// <summary>Whether this process is registered for the barrier, so a peer's barrier reaches its threads.</summary>
+    internal static bool Registered { get; } = Interop.TryRegisterGlobalExpeditedMembarrier();
+
+    /// <summary>Issues the barrier: returns once every running thread of every registered process has executed a full fence.</summary>
+    /// <exception cref="SystemCallException">The kernel refused.</exception>
+    internal static void Issue() => Interop.GlobalExpeditedMembarrier();
+}

@@ -1,0 +1,145 @@
+using System.Diagnostics;
+using PageRange.Memory;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// The asymmetric doorbell fence (<see cref="ParkBarrier"/>): a receiver whose threads issue a global expedited
+/// membarrier before they park says so in its region header, and only then does a writer publish without a fence.
+/// Both sides with real memfds and mappings; a lost wake shows as a wait as long as the (long) park timeout.
+/// </summary>
+public sealed class ParkBarrierTests
+{
+    private static readonly TimeSpan s_longPark = TimeSpan.FromSeconds(10);
+
+    private static ChannelOptions Options(bool useBarrier = true, int rings = 64) => new()
+    {
+        UseParkBarrier = useBarrier,
+        RegionSize = 64L * SharedRegion.PageSize,
+        TxRingCapacity = rings,
+        FreeRingCapacity = rings,
+        WaitStrategy = WaitStrategy.Park,
+        ParkTimeout = s_longPark,
+    };
+
+    [Fact]
+    public void Kernel_OffersTheBarrier_ThisMachineRunsTheFenceFreePath()
+    {
+        // Linux 4.16+ without a filter refusing membarrier: the CI machine must run the path the benchmarks measure.
+        Assert.True(ParkBarrier.CanIssue, "membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) is refused here");
+        Assert.True(ParkBarrier.Registered, "membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) is refused here");
+    }
+
+    [Fact]
+    public void Region_OfAReceiverThatIssuesTheBarrier_SaysSo_AndItsWriterRingsWithoutAFence()
+    {
+        using var pair = new ChannelPair(Options());
+        Assert.Equal(RegionHeaderLayout.ParkBarrierFlag, pair.ReadHeader<uint>(12));
+        Assert.True(pair.Inbound.ReadersParkWithBarrier);
+        Assert.True(pair.Outbound.RingsWithoutFence);
+    }
+
+    [Fact]
+    public void Region_OfAReceiverWithoutTheBarrier_SaysNothing_AndAWriterThatWouldSkipItFences()
+    {
+        var receiverOptions = Options(useBarrier: false);
+        using var receiver = new ChannelPair(receiverOptions);
+        Assert.Equal(0u, receiver.ReadHeader<uint>(12));
+        Assert.False(receiver.Inbound.ReadersParkWithBarrier);
+        // The writer would skip the fence (its own option on), but the receiver's header does not promise the barrier.
+        using SharedRegion writerView = SharedRegion.Open(
+            Interop.Dup(receiver.Inbound.Region.Handle), receiver.Inbound.Region.Size, writableBytes: receiver.Inbound.Region.Size);
+        var shrinker = new Shrinker();
+        using var writer = new OutboundChannel(writerView, Options(useBarrier: true), shrinker);
+        Assert.False(writer.RingsWithoutFence);
+    }
+
+    [Fact]
+    public void Writer_WithTheBarrierOff_FencesEvenForAReceiverThatIssuesIt()
+    {
+        using var pair = new ChannelPair(Options());
+        using SharedRegion writerView = SharedRegion.Open(
+            Interop.Dup(pair.Inbound.Region.Handle), pair.Inbound.Region.Size, writableBytes: pair.Inbound.Region.Size);
+        using var writer = new OutboundChannel(writerView, Options(useBarrier: false), new Shrinker());
+        Assert.False(writer.RingsWithoutFence);
+    }
+
+    [Fact]
+    public async Task Park_IssuesOneBarrierPerPark_AndAFenceFreePublishWakesTheReader()
+    {
+        using var pair = new ChannelPair(Options());
+        long parks = pair.Inbound.ReaderParks;
+        Task<bool> waiting = Task.Run(() => pair.Inbound.WaitForTransaction(TimeSpan.FromSeconds(60), CancellationToken.None));
+        var parked = Stopwatch.StartNew();
+        while (pair.Inbound.ReaderParks == parks && parked.Elapsed < TestTimeouts.Long)
+        {
+            Thread.Sleep(1);
+        }
+        Assert.True(pair.Inbound.ReaderParks > parks, "the reader never parked");
+        Assert.True(pair.Inbound.ReaderParkBarriers >= 1, "it parked without issuing the barrier");
+        Assert.Equal(pair.Inbound.ReaderParks, pair.Inbound.ReaderParkBarriers);
+
+        var woken = Stopwatch.StartNew();
+        Assert.True(pair.Outbound.TrySend(TransactionIds.AssignedOnSend, 7, TransactionFlags.Oneway, [1, 2, 3]));
+        Assert.True(await waiting.WaitAsync(TestTimeouts.Long), "the publish did not wake the parked reader");
+        // Woken by the publish, not by the 10 s park timeout.
+        Assert.True(woken.Elapsed < TimeSpan.FromSeconds(3), $"woken after {woken.Elapsed}");
+    }
+
+    /// <summary>
+    /// The race the barrier closes: a reader parking at the moment a writer publishes without a fence. Many rounds of a
+    /// writer publishing after a random short pause while the reader, in park mode with a 10 s park timeout (the longest allowed), alternates
+    /// between finding the message and parking for it. A lost wake would cost one round the whole park timeout.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ParkAndPublish_Racing_NoWakeIsLost(bool useBarrier)
+    {
+        const int Rounds = 4_000;
+        using var pair = new ChannelPair(Options(useBarrier, rings: 256));
+        Assert.Equal(useBarrier, pair.Outbound.RingsWithoutFence);
+        long taken = 0;
+        Task reader = Task.Run(() =>
+        {
+            for (int i = 0; i < Rounds; i++)
+            {
+                // The wait may end with nothing to take (an open pack with no new entry wakes it too): look, then wait.
+                TransactionRecord record;
+                var waited = Stopwatch.StartNew();
+                while (!pair.Inbound.TryReceive(out record))
+                {
+                    Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"round {i}: no message within 60 s");
+                    pair.Inbound.WaitForTransaction(TimeSpan.FromSeconds(60), CancellationToken.None);
+                }
+                Assert.Equal((uint)i, record.Code);
+                pair.Inbound.Free(record);
+                Volatile.Write(ref taken, i + 1);
+            }
+        });
+        var random = new Random(12345);
+        var worst = TimeSpan.Zero;
+        for (int i = 0; i < Rounds && !reader.IsCompleted; i++)
+        {
+            // 0-50 µs: the publish lands before the reader parks, while it parks, or after.
+            long pauseEnd = Stopwatch.GetTimestamp() + (random.Next(0, 50) * Stopwatch.Frequency / 1_000_000);
+            while (Stopwatch.GetTimestamp() < pauseEnd)
+            {
+                Thread.SpinWait(1);
+            }
+            var sent = Stopwatch.StartNew();
+            pair.Outbound.Send(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i], TestTimeouts.Long, CancellationToken.None);
+            // One message in flight per round, so each round is at most one wake.
+            while (Volatile.Read(ref taken) <= i && !reader.IsCompleted && sent.Elapsed < TimeSpan.FromSeconds(40))
+            {
+                Thread.SpinWait(8);
+            }
+            worst = sent.Elapsed > worst ? sent.Elapsed : worst;
+        }
+        await reader.WaitAsync(TimeSpan.FromSeconds(120));
+        Assert.True(worst < TimeSpan.FromSeconds(3), $"a message waited {worst} to be taken: a lost wake (the park timeout is 10 s)");
+        Assert.True(pair.Inbound.ReaderParks > Rounds / 10, $"only {pair.Inbound.ReaderParks} parks in {Rounds} rounds: the race was barely run");
+    }
+}
