@@ -16,9 +16,9 @@ internal static class TransactionIds
     /// <summary>
     /// Not an id: what a sender passes for a oneway message whose id the outbound channel gives it under its send lock
     /// (<see cref="Oneway"/> of the channel's own count), so sending a oneway takes no interlocked operation for its id.
-    /// No real id is zero (a call's sequence starts at 1; a oneway id has its index bits set).
+    /// No real id is all ones: a call's index bits are below the mask, and a oneway's sequence would need 2^48 messages.
     /// </summary>
-    internal const ulong AssignedOnSend = 0;
+    internal const ulong AssignedOnSend = ulong.MaxValue;
 
     /// <summary>The id of the <paramref name="sequence"/>th oneway message.</summary>
     internal static ulong Oneway(ulong sequence) => (sequence << PendingCallIndexBits) | PendingCallIndexMask;

@@ -168,7 +168,7 @@ public sealed class RegionLayoutTests
     }
 
     public static TheoryData<string> CorruptFields =>
-        ["Magic", "Version", "Reserved", "RegionSize", "DataOffset", "DataSize", "TxRingOffset", "TxRingCapacity",
+        ["Magic", "Version", "Flags", "RegionSize", "DataOffset", "DataSize", "TxRingOffset", "TxRingCapacity",
          "FreeRingOffset", "FreeRingCapacity", "TxRecordSize", "FreeRecordSize"];
 
     [Theory]
@@ -180,6 +180,14 @@ public sealed class RegionLayoutTests
         Span<byte> bytes = MemoryMarshal.AsBytes(new Span<RegionHeaderLayout>(ref header));
         bytes[(int)Marshal.OffsetOf<RegionHeaderLayout>(field)] ^= 0x10;
         Assert.Throws<ProtocolViolationException>(() => RegionLayout.Validate(header, layout.RegionSize, 256, 128));
+    }
+
+    [Fact]
+    public void Validate_TheParkBarrierFlag_IsAKnownFlag()
+    {
+        RegionLayout layout = RegionLayout.Compute(64L * s_page, 256, 128);
+        RegionHeaderLayout header = layout.ToHeader(RegionHeaderLayout.ParkBarrierFlag);
+        Assert.Equal(layout, RegionLayout.Validate(header, layout.RegionSize, 256, 128));
     }
 
     [Fact]

@@ -148,7 +148,14 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal ulong Freed => _freeRing.PublishedTail;
 
     /// <summary>Whether this side's readers issue a <see cref="ParkBarrier"/> before they park (and the region says so).</summary>
-    private static bool ParksWithBarrier(ChannelOptions options) => options.UseParkBarrier && ParkBarrier.CanIssue;
+    /// <remarks>
+    /// Only for a busy-spinning receiver, which parks only in the rare waits that do not follow its strategy: a receiver
+    /// that parks as a rule would pay the membarrier (an inter-processor interrupt, 2-10 µs) in every park, and with a
+    /// fast peer that tripled spin-then-park's p99 round trip when this was tried for every strategy (benchmarks/README.md,
+    /// "The fence moved to the parker"). Its writer keeps the fence.
+    /// </remarks>
+    private static bool ParksWithBarrier(ChannelOptions options) =>
+        options.UseParkBarrier && options.WaitStrategy == WaitStrategy.BusySpin && ParkBarrier.CanIssue;
 
     /// <summary>Creates the region, writes its header, backs the header pages and maps the data area read-only.</summary>
     /// <param name="name">The memfd's name, shown in <c>/proc/&lt;pid&gt;/fd</c>.</param>
