@@ -72,6 +72,50 @@ public sealed class ParkBarrierTests
         Assert.False(pair.Outbound.RingsWithoutFence);
     }
 
+    /// <summary>
+    /// A receiver that announces the barrier and parks without it: the writer skips its fence on the liar's word, so
+    /// only the liar's own wakes can be lost (its park timeout still ends every park); the writer's sends, its state and
+    /// its mapping are as with an honest peer.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public async Task Receiver_AnnouncesTheBarrierAndParksWithoutIt_OnlyItsOwnWakesAreAtRisk()
+    {
+        ChannelOptions liarOptions = Options(useBarrier: false);
+        using InboundChannel liar = InboundChannel.Create("park-barrier-liar", liarOptions);
+        // The lie: the flag in its header, though its readers issue no barrier.
+        liar.Region.GetSpan(12, sizeof(uint))[0] = (byte)RegionHeaderLayout.ParkBarrierFlag;
+        Assert.False(liar.ReadersParkWithBarrier);
+        using SharedRegion writerView = SharedRegion.Open(Interop.Dup(liar.Region.Handle), liar.Region.Size, writableBytes: liar.Region.Size);
+        using var writer = new OutboundChannel(writerView, Options(), new Shrinker());
+        Assert.True(writer.RingsWithoutFence);
+
+        const int Messages = 300;
+        Task reading = Task.Run(() =>
+        {
+            for (int i = 0; i < Messages; i++)
+            {
+                TransactionRecord record;
+                while (!liar.TryReceive(out record))
+                {
+                    liar.WaitForTransaction(TimeSpan.FromSeconds(60), WaitStrategy.Park, CancellationToken.None);
+                }
+                Assert.Equal((uint)i, record.Code);
+                liar.Free(record);
+            }
+        });
+        for (int i = 0; i < Messages; i++)
+        {
+            writer.Send(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i], TestTimeouts.Long, CancellationToken.None);
+            Thread.SpinWait(i % 64 * 20);
+        }
+        await reading.WaitAsync(TimeSpan.FromSeconds(120));
+        writer.DrainFrees();
+        Assert.Equal(0, writer.IgnoredFrees);
+        // Only the open pack (or nothing) is still live: every message was taken and freed back.
+        Assert.InRange(writer.LiveBuffers, 0, 1);
+    }
+
     [Fact]
     public void Writer_WithTheBarrierOff_FencesEvenForAReceiverThatIssuesIt()
     {
