@@ -25,17 +25,7 @@ internal static partial class Interop
     /// Whether the kernel offers <c>MEMBARRIER_CMD_GLOBAL_EXPEDITED</c> and lets this process issue it (a seccomp filter
     /// may refuse it: one real call is made to find out).
     /// </summary>
-    internal static bool CanIssueGlobalExpeditedMembarrier()
-    {
-        if (SysMembarrier < 0)
-        {
-            return false;
-        }
-        long commands = Libc.SyscallMembarrier(SysMembarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-        return commands >= 0
-            && (commands & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0
-            && Libc.SyscallMembarrier(SysMembarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
-    }
+    internal static bool CanIssueGlobalExpeditedMembarrier() => TryMembarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
 
     /// <summary>
     /// Registers this process for <c>MEMBARRIER_CMD_GLOBAL_EXPEDITED</c>: from now on every running thread of it executes
@@ -43,16 +33,17 @@ internal static partial class Interop
     /// switch). Once per process; it cannot be undone.
     /// </summary>
     /// <returns>Whether the kernel registered the process.</returns>
-    internal static bool TryRegisterGlobalExpeditedMembarrier()
+    internal static bool TryRegisterGlobalExpeditedMembarrier() => TryMembarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
+
+    /// <summary>Whether the kernel lists <paramref name="command"/> and carries it out now; no error either way.</summary>
+    private static bool TryMembarrier(int command)
     {
         if (SysMembarrier < 0)
         {
             return false;
         }
         long commands = Libc.SyscallMembarrier(SysMembarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-        return commands >= 0
-            && (commands & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0
-            && Libc.SyscallMembarrier(SysMembarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+        return commands >= 0 && (commands & command) != 0 && Libc.SyscallMembarrier(SysMembarrier, command, 0, 0) == 0;
     }
 
     /// <summary>
