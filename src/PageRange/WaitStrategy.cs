@@ -9,6 +9,11 @@ namespace PageRange;
 public enum WaitStrategy
 {
     /// <summary>Spin (yielding now and then) until the condition holds or the timeout passes; never park.</summary>
+    /// <remarks>
+    /// A receiver that busy-spins also spares its peer's writer a full fence per message: its rare parks (waits that do
+    /// not follow the strategy) issue a process-wide memory barrier instead, where the kernel offers one
+    /// (<c>membarrier</c>, Linux 4.16+). For a stream of small oneway messages that is about twice the rate.
+    /// </remarks>
     BusySpin,
 
     /// <summary>Spin for a bounded time, then park on the futex. The default.</summary>
