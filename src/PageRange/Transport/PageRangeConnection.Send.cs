@@ -214,29 +214,9 @@ public sealed partial class PageRangeConnection
         }
         try
         {
-            if (_outbound.TrySend(id, code, flags, payload, context, mayWaitForPack: true, out bool waitForPack))
+            if (_outbound.TrySend(id, code, flags, payload, context))
             {
                 return;
-            }
-            while (waitForPack)
-            {
-                // Every live pack is in use (the receiver is behind by all of them): one of them comes back within
-                // microseconds in a stream, and a pack's entry is cheaper for both sides than a record of its own. The
-                // channel bounds this wait (OutboundChannel.PackWaitTicks), then sends records. A spin: no allocation,
-                // no system call; a few pauses between tries keep the free ring's lines with the receiver.
-                for (int i = 0; i < 16; i++)
-                {
-                    Doorbell.PausePoll();
-                }
-                if (_peerDead)
-                {
-                    throw NewPeerDied();
-                }
-                cancellationToken.ThrowIfCancellationRequested();
-                if (_outbound.TrySend(id, code, flags, payload, context, mayWaitForPack: true, out waitForPack))
-                {
-                    return;
-                }
             }
             SendSlow(id, code, flags, payload, cancellationToken, context);
         }

@@ -223,52 +223,6 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
-    public void TrySendMayWaitForPack_AtTheLivePackLimit_WaitsForAPackThenRecordsUntilOneComesBack()
-    {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
-        ulong id = 0;
-        for (; id < InboundChannel.MaxPackedLive; id++)
-        {
-            SendOneway(pair, id, 8);
-        }
-        Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.PacksOpened);
-        byte[] payload = PayloadFor(id, 8);
-        uint code = ChannelPair.Checksum(payload);
-
-        // Every pack live: a sender that may wait is asked to, nothing is sent, until the wait runs out.
-        long started = System.Diagnostics.Stopwatch.GetTimestamp();
-        Assert.False(pair.Outbound.TrySend(id, code, TransactionFlags.Oneway, payload, default, mayWaitForPack: true, out bool waitForPack));
-        Assert.True(waitForPack);
-        Assert.Equal(InboundChannel.MaxPackedLive, pair.Outbound.PackedSent);
-        ulong recordsBefore = pair.Outbound.Sent;
-        bool sent;
-        while (!(sent = pair.Outbound.TrySend(id, code, TransactionFlags.Oneway, payload, default, mayWaitForPack: true, out waitForPack)))
-        {
-            Assert.True(waitForPack);
-            Assert.True(System.Diagnostics.Stopwatch.GetElapsedTime(started) < TestTimeouts.Long, "the pack wait never ran out");
-        }
-        Assert.True(System.Diagnostics.Stopwatch.GetElapsedTime(started).Ticks * System.Diagnostics.Stopwatch.Frequency / TimeSpan.TicksPerSecond
-            >= OutboundChannel.PackWaitTicks);
-        // Sent as a record of its own; the next ones too, at once, while no pack came back.
-        Assert.Equal(recordsBefore + 1, pair.Outbound.Sent);
-        id++;
-        payload = PayloadFor(id, 8);
-        Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload, default, mayWaitForPack: true, out waitForPack));
-        Assert.False(waitForPack);
-        Assert.Equal(InboundChannel.MaxPackedLive, pair.Outbound.PackedSent);
-
-        // The receiver takes and frees everything: once the writer reads the frees (its next drain: lazily, in a stream
-        // within LazyDrainBuffers sends), the packs are back, the next small oneway is packed and the wait is armed anew.
-        Assert.Equal(InboundChannel.MaxPackedLive + 2, ReceiveAll(pair).Count);
-        pair.Outbound.DrainFrees();
-        id++;
-        payload = PayloadFor(id, 8);
-        Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload, default, mayWaitForPack: true, out waitForPack));
-        Assert.Equal(InboundChannel.MaxPackedLive + 1, pair.Outbound.PackedSent);
-        Assert.Single(ReceiveAll(pair));
-    }
-
-    [Fact]
     public void Seal_AllMessagesFreedBefore_ReceiverFreesThePackAtItsNextLookAndPagesBecomeReclaimable()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());

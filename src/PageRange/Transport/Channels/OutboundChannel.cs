@@ -25,7 +25,7 @@ namespace PageRange.Transport;
 /// not yet freed) at once, so the receiver's free always finds a slot on the free ring.
 /// </para>
 /// <para>
-/// Hot path (<see cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext)"/> with space available, pages already backed): reserve, copy, publish, wake the
+/// Hot path (<see cref="TrySend"/> with space available, pages already backed): reserve, copy, publish, wake the
 /// receiver if it is parked: no system call and no heap allocation. Frees behind small messages are drained in
 /// batches (see <see cref="LazyDrainBuffers"/>), and always before a send finds the region full.
 /// Thread safety: every member may be called from any thread; sends are serialised by one lock.
@@ -68,23 +68,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     // Packs live (the open one and sealed ones not yet freed back), at most PackLayout.MaxLivePacks: their offsets.
     private readonly long[] _livePacks = new long[PackLayout.MaxLivePacks];
     private int _livePackCount;
-    // Under the lock: when oneway senders began waiting for one of the live packs to come back (0: none waits), and
-    // whether that wait ran out (records of their own until a pack's free comes back; see TrySend's mayWaitForPack).
-    private long _packWaitSince;
-    private bool _packWaitOver;
     private long _packsOpened;
     private long _packedSent;
-
-    /// <summary>
-    /// How long oneway senders wait for one of their <see cref="PackLayout.MaxLivePacks"/> live packs to be freed before
-    /// small oneways go as records of their own (see <see cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext, bool, out bool)"/>).
-    /// </summary>
-    /// <remarks>
-    /// A receiver that keeps up frees a pack every few microseconds (one per <see cref="PackLayout.MaxEntries"/> or fewer
-    /// messages), so in a stream the wait ends with a pack; a receiver that holds a oneway makes the senders wait once,
-    /// and records go from then on until a pack's free comes back.
-    /// </remarks>
-    internal static readonly long PackWaitTicks = Stopwatch.Frequency * 50 / 1_000_000;
 
     /// <summary>Live buffers from which a send reads the peer's frees first; below it, frees wait for the next batch.</summary>
     internal const int LazyDrainBuffers = 16;
@@ -237,33 +222,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <exception cref="BackingAllocationException">The kernel had no memory for a page of the buffer.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     /// <param name="context">The call chain of a two-way call, the status of an error reply; default otherwise.</param>
-    internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context = default) =>
-        TrySend(transactionId, code, flags, payload, context, mayWaitForPack: false, out _);
-
-    /// <summary>
-    /// <see cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext)"/> for a sender that may
-    /// wait a little for a pack: a small oneway that finds every live pack in use (the receiver is behind by all of them)
-    /// is not sent as a record of its own at once; <paramref name="waitForPack"/> then asks the caller to try again
-    /// shortly, for at most <see cref="PackWaitTicks"/> in all, after which records go as before.
-    /// </summary>
-    /// <remarks>
-    /// Why: a record of its own costs both sides more than a pack's entry (an allocation and a free each, a ring
-    /// record, a free record), so a writer that outruns its receiver and fills the gap with records slows the receiver
-    /// further: with busy-spin, 64 B oneways ran at 8.4 M/s with records, 12.2 M/s waiting for packs (benchmarks/README.md,
-    /// "Issue 12: the receiver's work per packed oneway").
-    /// </remarks>
-    /// <param name="transactionId">The id the receiver sees.</param>
-    /// <param name="code">What the transaction asks for.</param>
-    /// <param name="flags">Exactly one kind flag, plus modifiers.</param>
-    /// <param name="payload">The bytes, copied once.</param>
-    /// <param name="context">The call chain of a two-way call, the status of an error reply; default otherwise.</param>
-    /// <param name="mayWaitForPack">The caller retries when asked (<paramref name="waitForPack"/>).</param>
-    /// <param name="waitForPack">Nothing was sent: try again shortly, a pack may come back.</param>
-    /// <returns>Whether the message was sent.</returns>
-    internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context,
-        bool mayWaitForPack, out bool waitForPack)
+    internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context = default)
     {
-        waitForPack = false;
         ValidateFlags(flags);
         if (_options.ClearBuffersOnFree)
         {
@@ -280,27 +240,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
             if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < PackLayout.MaxLivePacks))
             {
                 return TrySendPackedUnsynchronized(transactionId, code, payload);
-            }
-            if (packable && mayWaitForPack && !_packWaitOver)
-            {
-                // A pack's free may be in the ring already, not yet read (frees are read lazily).
-                DrainFreesUnsynchronized();
-                if (_livePackCount < PackLayout.MaxLivePacks)
-                {
-                    return TrySendPackedUnsynchronized(transactionId, code, payload);
-                }
-                long now = Stopwatch.GetTimestamp();
-                if (_packWaitSince == 0)
-                {
-                    _packWaitSince = now;
-                }
-                if (now - _packWaitSince < PackWaitTicks)
-                {
-                    waitForPack = true;
-                    return false;
-                }
-                // No pack came back in time (the receiver holds a oneway, say): records until one does.
-                _packWaitOver = true;
             }
             // Any other record comes after every message of the open pack: seal it first, so the receiver, which
             // finishes a pack before it looks at the ring again, keeps the order.
@@ -323,7 +262,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>
-    /// <see cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext)"/> in a loop: while the region is full, drains frees and waits on the free ring's doorbell,
+    /// <see cref="TrySend"/> in a loop: while the region is full, drains frees and waits on the free ring's doorbell,
     /// until the payload fits or <paramref name="timeout"/> passes.
     /// </summary>
     /// <param name="transactionId">The id the receiver sees.</param>
@@ -712,9 +651,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
             if (_livePacks[i] == offset)
             {
                 _livePacks[i] = _livePacks[--_livePackCount];
-                // A pack came back: senders may wait for the next one again.
-                _packWaitSince = 0;
-                _packWaitOver = false;
                 return;
             }
         }
