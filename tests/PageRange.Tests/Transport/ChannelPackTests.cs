@@ -170,6 +170,59 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    public void Free_MessagesOfSeveralPacksFreedLastFirst_EachPackFreedOnceByItsLastFreeOrItsFinish()
+    {
+        // Each pack counts its messages taken (receive lock) and freed (free lock); whichever of the finish and the last
+        // free comes second writes the pack's free, exactly once (a second would be a double free the writer rejects).
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        int total = (3 * s_perPack) + 5;
+        for (ulong i = 0; i < (ulong)total; i++)
+        {
+            SendOneway(pair, i, 64);
+        }
+        Assert.Equal(4, pair.Outbound.PacksOpened);
+        List<TransactionRecord> held = ReceiveAll(pair, free: false);
+        Assert.Equal(total, held.Count);
+        Assert.Equal(total, pair.Inbound.PackedLive);
+
+        // Last first: the open pack's messages (not finished: no free), then each full pack's, whose free goes with its
+        // first message, the last of it freed.
+        for (int i = total - 1; i >= 0; i--)
+        {
+            pair.Inbound.Free(held[i]);
+            int finishedPacksFreed = i >= 3 * s_perPack ? 0 : 3 - (i / s_perPack) - (i % s_perPack == 0 ? 0 : 1);
+            Assert.Equal((ulong)finishedPacksFreed, pair.Inbound.Freed);
+            Assert.Equal(i, pair.Inbound.PackedLive);
+        }
+        pair.Outbound.DrainFrees();
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+
+        // The open pack, all its messages freed, is sealed: the receiver's finish writes its free at its next look.
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        Assert.Empty(ReceiveAll(pair));
+        Assert.Equal(4UL, pair.Inbound.Freed);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+
+        // More packs, received and freed as they come: each freed by its finish or its last message, whichever is second.
+        for (ulong i = 0; i < (ulong)(6 * s_perPack); i++)
+        {
+            SendOneway(pair, 10_000 + i, 64);
+            if (i % 7 == 0)
+            {
+                ReceiveAll(pair);
+            }
+        }
+        ReceiveAll(pair);
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        Assert.Empty(ReceiveAll(pair));
+        Assert.Equal(0, pair.Inbound.PackedLive);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+    }
+
+    [Fact]
     public void Seal_AllMessagesFreedBefore_ReceiverFreesThePackAtItsNextLookAndPagesBecomeReclaimable()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());

@@ -66,17 +66,22 @@ internal sealed unsafe class InboundChannel : IDisposable
     private int _packConsumed;
     // Entries taken from the current pack: at most PackLayout.MaxEntries.
     private int _packEntries;
-    // Messages handed out from the current pack in this batch, not yet added to its count and _packedLive.
+    // Messages handed out from the current pack in this batch, not yet added to its Taken and _packedTaken.
     private int _packPending;
     private int _packSearch;
     private long _packsReceived;
     private ulong _delivered;
-    // Every pack still owed a free: the current one (one reference for being current) and finished ones with messages
-    // not yet freed (one reference per message). The receive lock adds, the free lock (or the receive lock, for the
-    // current reference) drops; whoever drops the last writes the pack's free. A slot is free when Refs is zero.
+    // Every pack still owed a free (InUse): the current one, and finished ones with messages not yet freed. Each pack
+    // counts the messages taken from it (Taken: the receive lock, while it is current) and those freed (Freed: the free
+    // lock); Finished (the free lock, set once Taken is final) decides, under the free lock, who writes the pack's free:
+    // the finish if every message was freed by then, else the free of the last message. No locked instruction per
+    // message: a free is under the free lock anyway, and the receive lock's side is a plain count per batch.
     private readonly PackState[] _packs = new PackState[MaxPackedLive + 2];
-    // Messages taken from packs and not yet freed: at most MaxPackedLive (the connection has that many extra slots).
-    private int _packedLive;
+    // Messages taken from packs (the receive lock) and freed (the free lock): their difference, the messages live, is
+    // at most MaxPackedLive (the connection has that many extra slots). Two counters with one writer each instead of one
+    // counter both sides change with a locked instruction.
+    private long _packedTaken;
+    private long _packedFreed;
 
     private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
     {
@@ -142,7 +147,20 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal long PacksReceived => Interlocked.Read(ref _packsReceived);
 
     /// <summary>Messages taken from packs and not yet freed (at most <see cref="MaxPackedLive"/>).</summary>
-    internal int PackedLive => Volatile.Read(ref _packedLive);
+    internal int PackedLive => PackedLiveAtMost;
+
+    /// <summary>
+    /// Messages taken from packs and not yet freed, or more (never fewer): the freed count is read first, so a free
+    /// racing with the read only makes the answer larger, which keeps the cap (<see cref="MaxPackedLive"/>) safe.
+    /// </summary>
+    private int PackedLiveAtMost
+    {
+        get
+        {
+            long freed = Volatile.Read(ref _packedFreed);
+            return (int)(Volatile.Read(ref _packedTaken) - freed);
+        }
+    }
 
     /// <summary>Frees published so far (not counting those held back for a batch).</summary>
     internal ulong Freed => _freeRing.PublishedTail;
@@ -404,14 +422,16 @@ internal sealed unsafe class InboundChannel : IDisposable
     private void FreePackedUnderLock(in TransactionRecord record, bool deferPublish)
     {
         ref PackState pack = ref _packs[record.Pack - 1];
-        // Read before the release below: once the count reaches zero the receiver may reuse the slot for a new pack.
-        long offset = pack.Offset;
-        Debug.Assert(Volatile.Read(ref pack.Refs) > 0, "A pack's message freed after the pack itself.");
+        Debug.Assert(Volatile.Read(ref pack.InUse) != 0, "A pack's message freed after the pack itself.");
         PageRangeMetrics.RecordFree();
-        Interlocked.Decrement(ref _packedLive);
-        if (Interlocked.Decrement(ref pack.Refs) == 0)
+        // Plain counts: every writer of Freed and _packedFreed holds the free lock (we do). Release: the receiver's cap
+        // check reads _packedFreed without it.
+        Volatile.Write(ref _packedFreed, _packedFreed + 1);
+        pack.Freed++;
+        // Finished is set under the free lock (FinishPack) after Taken is final: Taken is read only then.
+        if (pack.Finished && pack.Freed == pack.Taken)
         {
-            WritePackFreeUnderLock(offset);
+            WritePackFreeAndReleaseUnderLock(ref pack);
         }
         else if (!deferPublish)
         {
@@ -420,14 +440,19 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
     }
 
-    /// <summary>Writes and publishes the one free of a finished pack whose messages were all freed.</summary>
-    private void WritePackFreeUnderLock(long offset)
+    /// <summary>
+    /// Writes and publishes the one free of a finished pack whose messages were all freed, then gives its table slot
+    /// back (the receiver may reuse it for a new pack from then on). The caller holds the free lock.
+    /// </summary>
+    private void WritePackFreeAndReleaseUnderLock(ref PackState pack)
     {
-        FreeRecordLayout free = new() { BufferOffset = (ulong)offset };
+        FreeRecordLayout free = new() { BufferOffset = (ulong)pack.Offset };
         if (!_freeRing.TryWriteUnpublished(in free))
         {
             ThrowFreeRingFull();
         }
+        // Release, last: the receiver's OpenPack reads InUse with acquire and only then rewrites the slot's fields.
+        Volatile.Write(ref pack.InUse, 0);
         // Now: a pack's pages are worth more to the writer than one small buffer's, and it is one free per pack.
         PublishFreesCore();
     }
@@ -696,14 +721,20 @@ internal sealed unsafe class InboundChannel : IDisposable
         // A free slot exists: at most MaxPackedLive finished packs have messages live (each holds one at least), and
         // the previous current pack was finished before this record was reached.
         int index = _packSearch;
-        while (Volatile.Read(ref _packs[index].Refs) != 0)
+        while (Volatile.Read(ref _packs[index].InUse) != 0)
         {
             index = index + 1 == _packs.Length ? 0 : index + 1;
         }
         _packSearch = index + 1 == _packs.Length ? 0 : index + 1;
-        _packs[index].Offset = (long)raw.BufferOffset;
-        // The current pack's own reference, dropped when it is finished.
-        Volatile.Write(ref _packs[index].Refs, 1);
+        // Not in use: no free touches the slot (its last one wrote InUse after everything else, with release), and none
+        // can until a message of this pack is handed out, after this batch (the connection's routing lock, or the
+        // caller's own hand-off, orders these stores before that free).
+        ref PackState pack = ref _packs[index];
+        pack.Offset = (long)raw.BufferOffset;
+        pack.Taken = 0;
+        pack.Freed = 0;
+        pack.Finished = false;
+        pack.InUse = 1;
         _packIndex = index;
         _packCapacity = (int)raw.Length;
         _packSeen = 0;
@@ -749,7 +780,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             int end = PackLayout.HeaderSize + (int)bytes;
             while (_packConsumed < end)
             {
-                if (count == records.Length || Volatile.Read(ref _packedLive) + _packPending >= MaxPackedLive)
+                if (count == records.Length || PackedLiveAtMost + _packPending >= MaxPackedLive)
                 {
                     return false;
                 }
@@ -812,40 +843,45 @@ internal sealed unsafe class InboundChannel : IDisposable
         return false;
     }
 
-    /// <summary>Adds the messages handed out from the current pack in this batch to its count and to <see cref="_packedLive"/>.</summary>
+    /// <summary>Adds the messages handed out from the current pack in this batch to its Taken and to <see cref="_packedTaken"/>.</summary>
+    /// <remarks>Plain stores under the receive lock (their only writer): a free of one of these messages happens after
+    /// they leave this batch, ordered after these stores by whatever handed the message over.</remarks>
     private void FlushPackPending()
     {
         if (_packPending != 0)
         {
-            Interlocked.Add(ref _packs[_packIndex].Refs, _packPending);
-            Interlocked.Add(ref _packedLive, _packPending);
+            _packs[_packIndex].Taken += _packPending;
+            Volatile.Write(ref _packedTaken, _packedTaken + _packPending);
             _packPending = 0;
         }
     }
 
-    /// <summary>The current pack is sealed and consumed: drops its current reference, and frees it if no message is live.</summary>
+    /// <summary>
+    /// The current pack is sealed and consumed: marks it finished (its Taken is final), and frees it if every message
+    /// taken from it was freed already; otherwise the free of its last live message does.
+    /// </summary>
     /// <param name="headUnpublished">This batch consumed records whose head is not yet stored.</param>
+    /// <remarks>One free lock round trip per pack (not per message): Finished and Freed are compared under it.</remarks>
     private void FinishPack(bool headUnpublished)
     {
         FlushPackPending();
         ref PackState pack = ref _packs[_packIndex];
-        long offset = pack.Offset;
         Volatile.Write(ref _packOffset, -1);
-        if (Interlocked.Decrement(ref pack.Refs) != 0)
-        {
-            // A message of it is still live: its free writes the pack's.
-            return;
-        }
-        // Binder's delivery rule: the writer honours the free only once the pack's record is below the head it loads.
-        if (headUnpublished)
-        {
-            _txRing.PublishHead();
-        }
         // The free lock after the receive lock: the order Dispose takes them in; nobody takes them the other way.
         _freeLock.Enter();
         try
         {
-            WritePackFreeUnderLock(offset);
+            pack.Finished = true;
+            if (pack.Freed == pack.Taken)
+            {
+                // Binder's delivery rule: the writer honours the free only once the pack's record is below the head it
+                // loads. A store of our own position (no lock): the receive lock we hold keeps other readers out.
+                if (headUnpublished)
+                {
+                    _txRing.PublishHead();
+                }
+                WritePackFreeAndReleaseUnderLock(ref pack);
+            }
         }
         finally
         {
@@ -878,7 +914,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             uint word = Volatile.Read(ref *(uint*)(_data + offset));
             if ((int)(word & PackLayout.CommittedMask) + PackLayout.HeaderSize != _packConsumed)
             {
-                return Volatile.Read(ref _packedLive) < MaxPackedLive;
+                return PackedLiveAtMost < MaxPackedLive;
             }
             return word != _packSeen || _txRing.HasData;
         }
@@ -958,10 +994,17 @@ internal sealed unsafe class InboundChannel : IDisposable
             || Volatile.Read(ref channel._nudged) != 0 || channel.ReceiveMaybeReady;
     }
 
-    /// <summary>One pack owed a free: its offset and the references that keep it (see <see cref="_packs"/>).</summary>
+    /// <summary>One pack owed a free: its offset and its messages' counts (see <see cref="_packs"/>).</summary>
     private struct PackState
     {
         internal long Offset;
-        internal int Refs;
+        // Messages taken from it: written under the receive lock while it is current, read under the free lock once Finished.
+        internal int Taken;
+        // Messages freed: under the free lock.
+        internal int Freed;
+        // Sealed and consumed, Taken final: set under the free lock.
+        internal bool Finished;
+        // 1 while the pack is owed its free: set by OpenPack, cleared (release) under the free lock by its free's writer.
+        internal int InUse;
     }
 }
