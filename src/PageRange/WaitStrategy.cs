@@ -10,7 +10,7 @@ public enum WaitStrategy
 {
     /// <summary>Spin (yielding now and then) until the condition holds or the timeout passes; never park.</summary>
     /// <remarks>
-    /// A receiver that busy-spins also spares its peer's writer a full fence per message: its rare parks (waits that do
+    /// A receiver that busy-spins also spares its peer's writer a full fence per small oneway message: its rare parks (waits that do
     /// not follow the strategy) issue a process-wide memory barrier instead, where the kernel offers one
     /// (<c>membarrier</c>, Linux 4.16+). For a stream of small oneway messages that is about twice the rate.
     /// </remarks>

@@ -23,8 +23,8 @@ namespace PageRange.Transport;
 /// <para>
 /// Where both sides can (<see cref="ParkBarrier"/>), the producer's fence moves to the consumer: the consumer issues a
 /// global expedited membarrier after its increment, which orders every registered producer thread's stores before its
-/// loads at that moment, and the producer rings with a plain load (no fence per message, which on x86 waited for the
-/// message's stores to reach lines the consumer was reading).
+/// loads at that moment, and the producer rings after a packed message with a plain load (no fence per message, which on
+/// x86 waited for the message's stores to reach lines the consumer was reading).
 /// </para>
 /// <para>
 /// The peer can write anything into both words. That can only cost wake-ups (spurious ones, or missed ones that the
@@ -100,13 +100,28 @@ internal sealed unsafe class Doorbell
     /// <returns>Whether a wake was issued (a consumer had announced it was parked).</returns>
     internal bool Ring()
     {
+        // Full fence: orders our tail store before the load of the parked count (Dekker, see the remarks); pairs
+        // with the Interlocked.Increment of the parked count in Wait.
+        Interlocked.MemoryBarrier();
+        return WakeIfParked();
+    }
+
+    /// <summary>
+    /// <see cref="Ring"/> after a packed message's <c>Committed</c> store: without the fence when the consumers issue a
+    /// <see cref="ParkBarrier"/> before they park (it orders both sides' stores before their loads instead).
+    /// </summary>
+    /// <returns>Whether a wake was issued.</returns>
+    internal bool RingAfterPackEntry()
+    {
         if (!_ringWithoutFence)
         {
-            // Full fence: orders our tail store before the load of the parked count (Dekker, see the remarks); pairs
-            // with the Interlocked.Increment of the parked count in Wait. Without it, the consumers' ParkBarrier
-            // orders both sides' stores before their loads instead.
             Interlocked.MemoryBarrier();
         }
+        return WakeIfParked();
+    }
+
+    private bool WakeIfParked()
+    {
         // SAFETY: _parked points at a word of the mapping the owner keeps alive.
         if (Volatile.Read(ref *_parked) == 0)
         {

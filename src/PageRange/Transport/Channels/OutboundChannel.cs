@@ -193,7 +193,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Records published so far on the transaction ring (a pack's record counts once, however many messages it carries).</summary>
     internal ulong Sent => _txRing.Tail;
 
-    /// <summary>Whether publishes make no fence (the receiver's readers issue the park barrier; see <see cref="ParkBarrier"/>).</summary>
+    /// <summary>Whether a packed message's publish makes no fence (the receiver's readers issue the park barrier; see <see cref="ParkBarrier"/>).</summary>
     internal bool RingsWithoutFence => _txDoorbell.RingsWithoutFence;
 
     /// <summary>Packs opened so far (each published by one record).</summary>
@@ -593,8 +593,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // SAFETY: _packBase points at the open pack, Used and live (the peer cannot free an open pack: such a free
             // is a violation, see DrainFreesUnsynchronized) and mapped until Dispose, which takes the lock we hold.
             Volatile.Write(ref *(uint*)_packBase, _packCommitted);
-            // As a publish: wake the receiver only if it is parked (one load of the parked word otherwise).
-            _txDoorbell.Ring();
+            // As a publish: wake the receiver only if it is parked (one load of the parked word otherwise), with no fence
+            // if the receiver pays for it (see ParkBarrier): only here, per packed message. A record's publish keeps its
+            // fence: without it the busy-spin round trip measured no better (1.03-1.25 against 1.02-1.21 µs, far vCPUs).
+            _txDoorbell.RingAfterPackEntry();
             _packedSent++;
             TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
             return true;

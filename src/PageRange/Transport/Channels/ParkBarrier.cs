@@ -3,7 +3,8 @@ namespace PageRange.Transport;
 /// <summary>
 /// The heavy half of an asymmetric Dekker fence between a ring's producer, which publishes and then looks whether a
 /// consumer is parked, and a consumer about to park: the consumer pays for both sides with one
-/// <c>membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)</c> per park, so the producer's publish needs no fence at all.
+/// <c>membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)</c> per park, so the producer's publish of a packed oneway needs no
+/// fence at all (a record's publish keeps it: the round trip measured no better without).
 /// </summary>
 /// <remarks>
 /// <para>
