@@ -76,8 +76,8 @@ internal sealed unsafe class Doorbell
     /// <param name="region">The region; the caller keeps it mapped (holds a reference) while the doorbell is used.</param>
     /// <param name="sequenceOffset">Byte offset of the sequence (futex) word, 4-byte aligned.</param>
     /// <param name="parkedOffset">Byte offset of the parked count, 4-byte aligned.</param>
-    /// <param name="ringWithoutFence">Producer side: <see cref="Ring"/> makes no fence, because every consumer issues a
-    /// <see cref="ParkBarrier"/> before it parks and this process is registered for it.</param>
+    /// <param name="ringWithoutFence">Producer side: <see cref="RingAfterPackEntry"/> makes no fence, because every
+    /// consumer issues a <see cref="ParkBarrier"/> before it parks and this process is registered for it.</param>
     /// <param name="parkWithBarrier">Consumer side: issue a <see cref="ParkBarrier"/> before every park, so producers
     /// may ring without a fence.</param>
     /// <exception cref="ArgumentException">A word lies outside the region or is misaligned.</exception>
@@ -156,7 +156,7 @@ internal sealed unsafe class Doorbell
     /// <summary>Barriers issued before parking (consumer side, with <c>parkWithBarrier</c>).</summary>
     internal long ParkBarriers => Interlocked.Read(ref _parkBarriers);
 
-    /// <summary>Whether <see cref="Ring"/> makes no fence (producer side).</summary>
+    /// <summary>Whether <see cref="RingAfterPackEntry"/> makes no fence (producer side).</summary>
     internal bool RingsWithoutFence => _ringWithoutFence;
 
     /// <summary>Whether parks issue a <see cref="ParkBarrier"/> first (consumer side).</summary>
