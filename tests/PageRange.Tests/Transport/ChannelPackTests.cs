@@ -41,6 +41,15 @@ public sealed class ChannelPackTests
         return received;
     }
 
+    /// <summary>No packed message live on the receiver, and every buffer back with the writer once it reads the frees.</summary>
+    private static void AssertEveryPackFreedBack(ChannelPair pair)
+    {
+        Assert.Equal(0, pair.Inbound.PackedLive);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+    }
+
     private static void SendOneway(ChannelPair pair, ulong id, int size)
     {
         byte[] payload = PayloadFor(id, size);
@@ -163,10 +172,7 @@ public sealed class ChannelPackTests
         // The last message's free writes the pack's.
         pair.Inbound.Free(held[1]);
         Assert.Equal(1UL, pair.Inbound.Freed);
-        Assert.Equal(0, pair.Inbound.PackedLive);
-        pair.Outbound.DrainFrees();
-        Assert.Equal(0, pair.Outbound.LiveBuffers);
-        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+        AssertEveryPackFreedBack(pair);
     }
 
     [Fact]
@@ -216,10 +222,7 @@ public sealed class ChannelPackTests
         ReceiveAll(pair);
         pair.Outbound.DrainFreesAndReleaseIdleSlab();
         Assert.Empty(ReceiveAll(pair));
-        Assert.Equal(0, pair.Inbound.PackedLive);
-        pair.Outbound.DrainFrees();
-        Assert.Equal(0, pair.Outbound.LiveBuffers);
-        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+        AssertEveryPackFreedBack(pair);
     }
 
     [Fact]

@@ -26,6 +26,10 @@ public sealed class ParkBarrierTests
         ParkTimeout = s_longPark,
     };
 
+    /// <summary>A second writer over <paramref name="receiver"/>'s region (its own mapping, which it owns), with its own options.</summary>
+    private static OutboundChannel WriterFor(InboundChannel receiver, ChannelOptions options) =>
+        new(SharedRegion.Open(Interop.Dup(receiver.Region.Handle), receiver.Region.Size, writableBytes: receiver.Region.Size), options, new Shrinker());
+
     private static bool WaitParked(ChannelPair pair) =>
         pair.Inbound.WaitForTransaction(TimeSpan.FromSeconds(60), WaitStrategy.Park, CancellationToken.None);
 
@@ -54,10 +58,7 @@ public sealed class ParkBarrierTests
         Assert.Equal(0u, receiver.ReadHeader<uint>(12));
         Assert.False(receiver.Inbound.ReadersParkWithBarrier);
         // The writer would skip the fence (its own option on), but the receiver's header does not promise the barrier.
-        using SharedRegion writerView = SharedRegion.Open(
-            Interop.Dup(receiver.Inbound.Region.Handle), receiver.Inbound.Region.Size, writableBytes: receiver.Inbound.Region.Size);
-        var shrinker = new Shrinker();
-        using var writer = new OutboundChannel(writerView, Options(useBarrier: true), shrinker);
+        using OutboundChannel writer = WriterFor(receiver.Inbound, Options(useBarrier: true));
         Assert.False(writer.RingsWithoutFence);
     }
 
@@ -86,8 +87,7 @@ public sealed class ParkBarrierTests
         // The lie: the flag in its header, though its readers issue no barrier.
         liar.Region.GetSpan(12, sizeof(uint))[0] = (byte)RegionHeaderLayout.ParkBarrierFlag;
         Assert.False(liar.ReadersParkWithBarrier);
-        using SharedRegion writerView = SharedRegion.Open(Interop.Dup(liar.Region.Handle), liar.Region.Size, writableBytes: liar.Region.Size);
-        using var writer = new OutboundChannel(writerView, Options(), new Shrinker());
+        using OutboundChannel writer = WriterFor(liar, Options());
         Assert.True(writer.RingsWithoutFence);
 
         const int Messages = 300;
@@ -120,9 +120,7 @@ public sealed class ParkBarrierTests
     public void Writer_WithTheBarrierOff_FencesEvenForAReceiverThatIssuesIt()
     {
         using var pair = new ChannelPair(Options());
-        using SharedRegion writerView = SharedRegion.Open(
-            Interop.Dup(pair.Inbound.Region.Handle), pair.Inbound.Region.Size, writableBytes: pair.Inbound.Region.Size);
-        using var writer = new OutboundChannel(writerView, Options(useBarrier: false), new Shrinker());
+        using OutboundChannel writer = WriterFor(pair.Inbound, Options(useBarrier: false));
         Assert.False(writer.RingsWithoutFence);
     }
 
