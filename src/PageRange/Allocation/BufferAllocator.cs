@@ -58,7 +58,7 @@ internal sealed partial class BufferAllocator
     /// </summary>
     private const int ConversionExtents = (2 * TreeThreshold) + 2;
 
-    private readonly MonitorLock _lock;
+    private readonly ThinLock _lock;
     private readonly ShrinkablePageRange _pages;
     private readonly ILogger _logger;
     private readonly long _pageSize;
@@ -93,7 +93,7 @@ internal sealed partial class BufferAllocator
     {
         ArgumentNullException.ThrowIfNull(pages);
         _pages = pages;
-        _lock = options?.SharedLock ?? new MonitorLock();
+        _lock = options?.SharedLock ?? new ThinLock();
         _logger = options?.Logger ?? PageRangeLog.CreateLogger(null, PageRangeLogEvents.AllocationCategory);
         _pageSize = SharedRegion.PageSize;
         DataSize = pages.ByteCount;
@@ -505,7 +505,7 @@ internal sealed partial class BufferAllocator
     }
 
     /// <summary>Exits the lock it was given, if any, once.</summary>
-    private ref struct Guard(MonitorLock? entered)
+    private ref struct Guard(ThinLock? entered)
     {
         public void Dispose() => entered?.Exit();
     }

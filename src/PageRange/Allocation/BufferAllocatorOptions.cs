@@ -22,5 +22,5 @@ internal sealed class BufferAllocatorOptions
     /// <remarks>
     /// The shared lock takes the allocator lock's place in the lock order (before every lock of the page range).
     /// </remarks>
-    internal MonitorLock? SharedLock { get; init; }
+    internal ThinLock? SharedLock { get; init; }
 }

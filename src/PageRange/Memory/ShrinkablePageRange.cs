@@ -63,10 +63,10 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     private readonly PageInfo[]?[] _chunks;
 
     /// <summary>Held while backing a page and while reclaiming one (the seed's <c>mm_lock</c>).</summary>
-    private readonly MonitorLock _mmLock = new();
+    private readonly ThinLock _mmLock = new();
 
     /// <summary>Protects <see cref="PageInfo.Backed"/> of this range's pages (the seed's spinlock).</summary>
-    private readonly MonitorLock _lock = new();
+    private readonly ThinLock _lock = new();
 
     private int _highWaterMark;
     private bool _disposed;
@@ -379,10 +379,10 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     }
 
     /// <summary>The mm lock, for the shrinker's try-lock.</summary>
-    internal MonitorLock MmLock => _mmLock;
+    internal ThinLock MmLock => _mmLock;
 
     /// <summary>The range lock, for the shrinker's try-lock.</summary>
-    internal MonitorLock RangeLock => _lock;
+    internal ThinLock RangeLock => _lock;
 
     /// <summary>
     /// Takes every page off the LRU under the mm lock, so that afterwards the shrinker never touches this range, and

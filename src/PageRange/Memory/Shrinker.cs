@@ -49,7 +49,7 @@ public sealed partial class Shrinker
     public static Shrinker Shared { get; } = new();
 
     /// <summary>Protects the LRU links; the last lock of the lock order.</summary>
-    internal MonitorLock LruLock { get; } = new();
+    internal ThinLock LruLock { get; } = new();
 
     /// <summary>Pages the shrinker has looked at in <see cref="Scan"/>.</summary>
     public long PagesScanned => Interlocked.Read(ref _pagesScanned);

@@ -43,7 +43,7 @@ public sealed partial class PageRangeConnection
     private void ReleaseUndelivered()
     {
         List<(IncomingSlot Slot, int Generation)> undelivered = [];
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             _inboundClosing = true;
             // A receiver may take it concurrently (outside the lock): whoever exchanges it out has it.
@@ -79,7 +79,7 @@ public sealed partial class PageRangeConnection
             Release(slot, generation);
         }
         bool disposeInbound;
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             disposeInbound = _liveTransactions == 0;
         }

@@ -52,7 +52,7 @@ public sealed partial class PageRangeConnection : IMetricsSource
     private void AppendInboundBuffers(StringBuilder text)
     {
         CultureInfo invariant = CultureInfo.InvariantCulture;
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             text.AppendLine(invariant, $"  buffers: {_liveTransactions}");
             foreach (IncomingSlot slot in _incomingSlots)

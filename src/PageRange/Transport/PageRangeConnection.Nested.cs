@@ -114,7 +114,7 @@ public sealed partial class PageRangeConnection
         while (true)
         {
             IncomingSlot? slot;
-            lock (_slotLock)
+            using (_slotLock.EnterScope())
             {
                 if (!call.NestedInbox.TryDequeue(out slot))
                 {

@@ -101,7 +101,7 @@ public sealed partial class PageRangeConnection
                 return true;
             }
         }
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             if (_incomingReady.TryDequeue(out IncomingSlot? slot))
             {
@@ -174,7 +174,7 @@ public sealed partial class PageRangeConnection
     internal CancellationToken GetCallCancellationToken(IncomingSlot slot)
     {
         CancellationTokenSource source;
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             source = slot.Cancellation ??= new CancellationTokenSource();
         }
@@ -200,7 +200,7 @@ public sealed partial class PageRangeConnection
     private void OnCancelRequested(ulong transactionId)
     {
         CancellationTokenSource? source = null;
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             // Indexed by id: a flood of cancel frames costs one lookup each, not a scan of every slot.
             if (_liveCallsById.TryGetValue(transactionId, out IncomingSlot? slot))
@@ -244,7 +244,7 @@ public sealed partial class PageRangeConnection
         bool disposeInbound;
         bool releasedOneway = false;
         ProtocolViolationException? violation = null;
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             if (slot.Generation != generation)
             {
@@ -629,7 +629,7 @@ public sealed partial class PageRangeConnection
         {
             return;
         }
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             if (!_inboundClosing)
             {
@@ -657,7 +657,7 @@ public sealed partial class PageRangeConnection
                 continue;
             }
             int start = i;
-            lock (_slotLock)
+            using (_slotLock.EnterScope())
             {
                 // An async receiver already waiting gets what is routed (it was woken for it): this receiver then
                 // dequeues under its own lock, as before, if anything is left.
@@ -707,7 +707,7 @@ public sealed partial class PageRangeConnection
             RejectTooDeep(slot);
             return;
         }
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             RouteUnsynchronized(slot);
         }
@@ -758,7 +758,7 @@ public sealed partial class PageRangeConnection
             copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(record.PayloadLength, 1));
             _inbound.GetPayload(record).CopyTo(copy);
         }
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             return AcquireIncomingUnsynchronized(record, metadata, copy);
         }

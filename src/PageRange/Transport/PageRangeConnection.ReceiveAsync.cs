@@ -68,7 +68,7 @@ public sealed partial class PageRangeConnection
     /// <returns>The waiter to await, or null if the caller should look again instead.</returns>
     private ReceiveWaiter? RegisterReceiveWaiter()
     {
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             if (_readyCount > 0 || _handoff is not null || _drainedAfterDeath)
             {
@@ -84,7 +84,7 @@ public sealed partial class PageRangeConnection
     /// <summary>Completes <paramref name="waiter"/> if it still waits (whoever takes it out of the list completes it).</summary>
     private void CompleteReceiveWaiter(ReceiveWaiter waiter, bool ready)
     {
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             if (!_receiveWaiters.Remove(waiter))
             {
@@ -97,7 +97,7 @@ public sealed partial class PageRangeConnection
     /// <summary>Wakes every waiting receiver so it looks again (the connection ended, or its last transaction was routed).</summary>
     private void WakeAllReceiveWaiters()
     {
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             foreach (ReceiveWaiter waiter in _receiveWaiters)
             {
@@ -109,7 +109,7 @@ public sealed partial class PageRangeConnection
 
     private void ReturnReceiveWaiter(ReceiveWaiter waiter)
     {
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             _receiveWaiterPool.Push(waiter);
         }

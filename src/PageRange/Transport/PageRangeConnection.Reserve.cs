@@ -298,7 +298,7 @@ public sealed partial class PageRangeConnection
     private void AbandonReply(Reservation reservation)
     {
         IncomingSlot call = reservation.Call!;
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             if (call.Generation == reservation.CallGeneration)
             {

@@ -314,7 +314,7 @@ public sealed partial class PageRangeConnection
             ArmCall(call, isAsync, chainId);
             return call;
         }
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             if (_freeCallCount > 0)
             {
@@ -366,7 +366,7 @@ public sealed partial class PageRangeConnection
             // exchange publishes the fields reset above to whoever takes it.
             return;
         }
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             UnregisterChainWaiterUnsynchronized(call);
             _freeCalls[_freeCallCount++] = call.Index;

@@ -14,7 +14,7 @@ public sealed partial class PageRangeConnection
     {
         get
         {
-            lock (_slotLock)
+            using (_slotLock.EnterScope())
             {
                 return _liveTransactions;
             }
@@ -29,7 +29,7 @@ public sealed partial class PageRangeConnection
     {
         get
         {
-            lock (_slotLock)
+            using (_slotLock.EnterScope())
             {
                 return _lockedDequeues;
             }
@@ -41,7 +41,7 @@ public sealed partial class PageRangeConnection
     {
         get
         {
-            lock (_slotLock)
+            using (_slotLock.EnterScope())
             {
                 return _lockedRents;
             }
@@ -67,7 +67,7 @@ public sealed partial class PageRangeConnection
     /// <summary>Runs <paramref name="whileHeld"/> holding the slot lock: lets a test make a caller block on it.</summary>
     internal void HoldSlotLockForTest(Action whileHeld)
     {
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             whileHeld();
         }

@@ -42,7 +42,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly long _parkTimeoutTicks;
     private readonly ILogger _logger;
 
-    private readonly MonitorLock _slotLock;
+    private readonly ThinLock _slotLock;
     private readonly object _gate = new();
 
     private readonly IncomingSlot[] _incomingSlots;
@@ -330,7 +330,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private void CancelHandlers()
     {
         List<CancellationTokenSource>? sources = null;
-        lock (_slotLock)
+        using (_slotLock.EnterScope())
         {
             foreach (IncomingSlot slot in _incomingSlots)
             {

@@ -131,7 +131,7 @@ public sealed class BufferAllocatorSharedLockTests
             Allocator = new BufferAllocator(Pages, new BufferAllocatorOptions { SharedLock = Lock });
         }
 
-        internal MonitorLock Lock { get; } = new();
+        internal ThinLock Lock { get; } = new();
 
         internal Shrinker Shrinker { get; } = new();
 

@@ -190,7 +190,7 @@ public sealed class BufferSlabTests
             Slabs = new BufferSlabs(Allocator);
         }
 
-        internal MonitorLock Lock { get; } = new();
+        internal ThinLock Lock { get; } = new();
 
         internal Shrinker Shrinker { get; } = new();
 

@@ -47,7 +47,7 @@ public sealed class ShrinkerTests
     public void Scan_RangeLockHeldByAnotherThread_SkipsAndCountsSkipped() =>
         AssertSkipsWhileHeld(range => range.RangeLock);
 
-    private static void AssertSkipsWhileHeld(Func<ShrinkablePageRange, MonitorLock> which)
+    private static void AssertSkipsWhileHeld(Func<ShrinkablePageRange, ThinLock> which)
     {
         var shrinker = new Shrinker();
         using var region = SharedRegion.Create("skip", 6 * s_page);
@@ -62,7 +62,7 @@ public sealed class ShrinkerTests
         using var release = new ManualResetEventSlim();
         var holder = new Thread(() =>
         {
-            MonitorLock gate = which(busy);
+            ThinLock gate = which(busy);
             gate.Enter();
             try
             {

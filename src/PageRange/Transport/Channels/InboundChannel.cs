@@ -46,8 +46,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     private readonly Doorbell _freeDoorbell;
     private readonly RegionMemoryManager _memory;
     private readonly int* _freeParked;
-    private readonly MonitorLock _receiveLock = new();
-    private readonly MonitorLock _freeLock = new();
+    private readonly ThinLock _receiveLock = new();
+    private readonly ThinLock _freeLock = new();
     private int _disposed;
 
     /// <summary>Set by <see cref="WakeReader"/>: waits return at once from then on.</summary>
@@ -348,7 +348,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// The lock that serialises frees (and that <see cref="Dispose"/> takes before unmapping): an owner that frees
     /// under a lock of its own uses this one as that lock and calls <see cref="FreeUnderLock(in TransactionRecord)"/>.
     /// </summary>
-    internal MonitorLock FreeLock => _freeLock;
+    internal ThinLock FreeLock => _freeLock;
 
     /// <summary>Gives a received transaction's buffer back to the writer (binder's <c>BC_FREE_BUFFER</c>) and wakes it if it is parked.</summary>
     /// <exception cref="ProtocolViolationException">The free ring is full: the writer let more buffers live than

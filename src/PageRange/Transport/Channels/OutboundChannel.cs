@@ -46,7 +46,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private readonly RingConsumer<FreeRecordLayout> _freeRing;
     private readonly Doorbell _txDoorbell;
     private readonly Doorbell _freeDoorbell;
-    private readonly MonitorLock _lock = new();
+    private readonly ThinLock _lock = new();
     private int _liveBuffers;
     private long _outOfRangeFrees;
     private long _slotUndeliveredFrees;

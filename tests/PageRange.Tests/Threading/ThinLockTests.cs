@@ -1,0 +1,209 @@
+using PageRange.Tests.Infrastructure;
+using PageRange.Threading;
+
+namespace PageRange.Tests.Threading;
+
+/// <summary>
+/// The message path's lock: exclusive (raced by threads that spin and park on it), re-entrant, released only by its
+/// holder, and blocking on it allocates nothing (System.Threading.Lock's first block does).
+/// </summary>
+public sealed class ThinLockTests
+{
+    [Fact]
+    public void Enter_HeldByAnotherThread_BlocksUntilExitAndAllocatesNothingOnTheBlockedThread()
+    {
+        var gate = new ThinLock();
+        const int Rounds = 3;
+        long[] allocated = new long[Rounds];
+        int held = 0;
+        int trying = 0;
+        int entered = 0;
+        var waiter = new Thread(() =>
+        {
+            for (int i = 1; i <= Rounds; i++)
+            {
+                int round = i;
+                if (!Poll.SpinUntil(() => Volatile.Read(ref held) == round))
+                {
+                    return;
+                }
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                Volatile.Write(ref trying, i);
+                gate.Enter();
+                gate.Exit();
+                allocated[i - 1] = GC.GetAllocatedBytesForCurrentThread() - before;
+                Volatile.Write(ref entered, i);
+            }
+        })
+        { IsBackground = true, Name = "waiter" };
+
+        int seenBlocked = 0;
+        waiter.Start();
+        for (int i = 1; i <= Rounds; i++)
+        {
+            gate.Enter();
+            try
+            {
+                Volatile.Write(ref held, i);
+                int round = i;
+                // Held until the waiter blocks in the kernel on it (a waiter still spinning is Running).
+                if (Poll.SpinUntil(() => Volatile.Read(ref trying) == round && (waiter.ThreadState & ThreadState.WaitSleepJoin) != 0))
+                {
+                    seenBlocked++;
+                }
+                Assert.Equal(i - 1, Volatile.Read(ref entered));
+            }
+            finally
+            {
+                gate.Exit();
+            }
+            int done = i;
+            Assert.True(Poll.SpinUntil(() => Volatile.Read(ref entered) == done), "the waiter never got the lock");
+        }
+
+        Assert.True(waiter.Join(TestTimeouts.Long));
+        Assert.Equal(Rounds, seenBlocked);
+        Assert.All(allocated, bytes => Assert.Equal(0, bytes));
+    }
+
+    [Fact]
+    public void TryEnterAndScope_AnotherThreadHolds_FailsThenSucceedsAfterTheScopeEnds()
+    {
+        var gate = new ThinLock();
+        bool taken = true;
+        using (gate.EnterScope())
+        {
+            Assert.True(gate.IsHeldByCurrentThread);
+            // Re-entrant on the holding thread, like Monitor.
+            Assert.True(gate.TryEnter());
+            gate.Exit();
+            var other = new Thread(() => taken = gate.TryEnter());
+            other.Start();
+            Assert.True(other.Join(TestTimeouts.Long));
+            Assert.False(taken);
+        }
+        Assert.False(gate.IsHeldByCurrentThread);
+        var after = new Thread(() =>
+        {
+            taken = gate.TryEnter();
+            if (taken)
+            {
+                gate.Exit();
+            }
+        });
+        after.Start();
+        Assert.True(after.Join(TestTimeouts.Long));
+        Assert.True(taken);
+    }
+
+    [Fact]
+    public void Enter_RacingThreadsWithLongHolds_ExcludeEachOtherAndParkedThreadsAreWoken()
+    {
+        var gate = new ThinLock();
+        const int Threads = 4;
+        const int Rounds = 20_000;
+        long counter = 0;
+        int inside = 0;
+        int overlaps = 0;
+        var threads = new Thread[Threads];
+        for (int t = 0; t < Threads; t++)
+        {
+            int id = t;
+            threads[t] = new Thread(() =>
+            {
+                for (int i = 0; i < Rounds; i++)
+                {
+                    gate.Enter();
+                    try
+                    {
+                        if (Interlocked.Increment(ref inside) != 1)
+                        {
+                            Interlocked.Increment(ref overlaps);
+                        }
+                        // A plain read-modify-write: a second thread inside would lose increments.
+                        long seen = counter;
+                        if (i % 2_000 == id)
+                        {
+                            // Long enough for the others to finish spinning and park (and be woken by the release).
+                            Thread.Sleep(2);
+                        }
+                        counter = seen + 1;
+                        Interlocked.Decrement(ref inside);
+                    }
+                    finally
+                    {
+                        gate.Exit();
+                    }
+                }
+            })
+            { IsBackground = true, Name = $"racer {t}" };
+        }
+        foreach (Thread thread in threads)
+        {
+            thread.Start();
+        }
+        foreach (Thread thread in threads)
+        {
+            // A lost wake leaves a parked thread asleep for ever (the park has no timeout): the join times out.
+            Assert.True(thread.Join(TestTimeouts.Long), "a thread never got the lock: a wake was lost");
+        }
+
+        Assert.Equal(0, overlaps);
+        Assert.Equal((long)Threads * Rounds, counter);
+        Assert.True(gate.Parks > 0, "no thread ever parked: the test did not reach the park path");
+        Assert.False(gate.IsHeldByCurrentThread);
+        Assert.True(gate.TryEnter());
+        gate.Exit();
+    }
+
+    [Fact]
+    public void Exit_ByAThreadThatDoesNotHoldIt_ThrowsAndLeavesTheHolderHoldingIt()
+    {
+        var gate = new ThinLock();
+        Assert.Throws<SynchronizationLockException>(gate.Exit);
+        gate.Enter();
+        Exception? error = null;
+        var other = new Thread(() => error = Record.Exception(gate.Exit));
+        other.Start();
+        Assert.True(other.Join(TestTimeouts.Long));
+        Assert.IsType<SynchronizationLockException>(error);
+        Assert.True(gate.IsHeldByCurrentThread);
+        bool taken = true;
+        var after = new Thread(() => taken = gate.TryEnter());
+        after.Start();
+        Assert.True(after.Join(TestTimeouts.Long));
+        Assert.False(taken);
+        gate.Exit();
+        Assert.False(gate.IsHeldByCurrentThread);
+    }
+
+    [Fact]
+    public void Enter_Twice_NeedsTwoExitsBeforeAnotherThreadGetsIt()
+    {
+        var gate = new ThinLock();
+        gate.Enter();
+        gate.Enter();
+        gate.Exit();
+        Assert.True(gate.IsHeldByCurrentThread);
+        Assert.False(TryEnterOnAnotherThread(gate));
+        gate.Exit();
+        Assert.False(gate.IsHeldByCurrentThread);
+        Assert.True(TryEnterOnAnotherThread(gate));
+    }
+
+    private static bool TryEnterOnAnotherThread(ThinLock gate)
+    {
+        bool taken = false;
+        var other = new Thread(() =>
+        {
+            taken = gate.TryEnter();
+            if (taken)
+            {
+                gate.Exit();
+            }
+        });
+        other.Start();
+        Assert.True(other.Join(TestTimeouts.Long));
+        return taken;
+    }
+}
