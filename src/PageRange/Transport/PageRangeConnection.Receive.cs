@@ -330,8 +330,11 @@ public sealed partial class PageRangeConnection
             _inbound.Dispose();
         }
         // Followers wait for a transaction ready, their call's reply, the role, or the drain after a death: a free changes
-        // none of these unless it released a backlogged oneway (or closed the connection), so only then are they told.
-        if (releasedOneway || disposeInbound || violation is not null)
+        // none of these unless it released a backlogged oneway (or closed the connection), so only then are they told,
+        // and for a released oneway only if there is a follower at all: a stream's single receiver then makes no locked
+        // increment per message. A follower that arrives meanwhile misses nothing: it counts itself before it looks,
+        // and before it parks it takes the slot lock, under which the oneway was released (see WaitAsFollower).
+        if ((releasedOneway && Volatile.Read(ref _followers) != 0) || disposeInbound || violation is not null)
         {
             NotifyFollowers();
         }
@@ -470,6 +473,21 @@ public sealed partial class PageRangeConnection
     /// <summary>Waits while another thread holds the reader role: spin, then park on the gate until something changes.</summary>
     private void WaitAsFollower(PendingCall? call, long deadline, CancellationToken cancellationToken)
     {
+        // Counted before the generation is read and anything is looked at: a free that releases a oneway tells the
+        // followers only while this count is not zero (Release).
+        Interlocked.Increment(ref _followers);
+        try
+        {
+            WaitAsCountedFollower(call, deadline, cancellationToken);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _followers);
+        }
+    }
+
+    private void WaitAsCountedFollower(PendingCall? call, long deadline, CancellationToken cancellationToken)
+    {
         int generation = Volatile.Read(ref _generation);
         long spinUntil = _options.WaitStrategy == WaitStrategy.BusySpin
             ? Stopwatch.GetTimestamp() + (long)(_options.ParkTimeout.TotalSeconds * Stopwatch.Frequency)
@@ -495,6 +513,13 @@ public sealed partial class PageRangeConnection
             {
                 spinner.SpinOnce(sleep1Threshold: -1);
             }
+        }
+        // Before parking, the slot lock once (empty): a free that released a oneway without telling us (it read our count
+        // as zero) did so under this lock, so either its release comes before ours here and its stores are visible to the
+        // checks below, or our count (stored before this) is visible to its read after its own lock, and it tells us.
+        // Spinning needs no such step: its checks see those stores as soon as they leave the releaser's store buffer.
+        using (_slotLock.EnterScope())
+        {
         }
         lock (_gate)
         {

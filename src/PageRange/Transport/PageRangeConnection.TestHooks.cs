@@ -64,6 +64,9 @@ public sealed partial class PageRangeConnection
     /// <summary>Gives back the role <see cref="TryHoldReaderRoleForTest"/> took.</summary>
     internal void ReleaseReaderRoleForTest() => ReleaseReaderRole();
 
+    /// <summary>Threads waiting while another holds the reader role (spinning or parked), and those of them parked.</summary>
+    internal (int Waiting, int Parked) FollowersForTest => (Volatile.Read(ref _followers), Volatile.Read(ref _parkedFollowers));
+
     /// <summary>Runs <paramref name="whileHeld"/> holding the slot lock: lets a test make a caller block on it.</summary>
     internal void HoldSlotLockForTest(Action whileHeld)
     {

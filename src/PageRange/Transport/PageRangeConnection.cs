@@ -72,6 +72,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private int _readerRole;
     private int _generation;
     private int _parkedFollowers;
+    // Threads in WaitAsFollower, spinning or parked: with none, a free that releases the next oneway tells nobody (a
+    // locked increment of _generation per oneway saved; see Release and WaitAsFollower for why no wake is lost).
+    private int _followers;
     private int _asyncInterest;
     private volatile Exception? _deathCause;
 

@@ -5,7 +5,9 @@ namespace PageRange.Tests.Transport;
 
 /// <summary>
 /// Waits that used to end only by a park timeout, or never: a call pending when the connection is disposed after the
-/// peer's death was noticed but not drained, and a receiver holding the reader role when a backlogged oneway is released.
+/// peer's death was noticed but not drained, and a receiver holding the reader role when a backlogged oneway is released;
+/// and a receiver waiting as a follower (another thread holds the role) when a free releases the next oneway, which
+/// tells followers only while one is counted.
 /// </summary>
 public sealed class ConnectionWakeupTests
 {
@@ -80,5 +82,109 @@ public sealed class ConnectionWakeupTests
         Assert.Equal("second"u8.ToArray(), payload);
         // Generous, but well under the 10 s park timeout that the receiver waited out before the fix.
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the released oneway took {clock.Elapsed} to reach the parked receiver");
+    }
+
+    [Fact]
+    public async Task Receive_FollowerParkedWhenBackloggedOnewayReleased_GetsItWellBeforeParkTimeout()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(LongParkOptions());
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        pair.Client.SendOneway(1, "first"u8);
+        pair.Client.SendOneway(2, "second"u8);
+        Transaction first = pair.Server.Receive(bound.Token);
+        Assert.Equal(1u, first.Code);
+        // The second oneway is routed (in the backlog) and nobody may read the ring: a receiver can only follow.
+        Assert.True(pair.Server.TryHoldReaderRoleForTest(), "the reader role was taken");
+        try
+        {
+            Task<uint> second = ReceiveCodeOnItsOwnThread(pair.Server, bound.Token);
+            await WaitUntilAsync(() => pair.Server.FollowersForTest.Parked == 1, second);
+
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            first.Dispose();
+            Assert.Equal(2u, await second.WaitAsync(TestTimeouts.Long));
+            clock.Stop();
+            // Generous, but well under the 10 s park timeout a follower nobody told would wait out.
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the released oneway took {clock.Elapsed} to reach the parked follower");
+            Assert.Equal((0, 0), pair.Server.FollowersForTest);
+        }
+        finally
+        {
+            pair.Server.ReleaseReaderRoleForTest();
+        }
+    }
+
+    [Fact]
+    public async Task Receive_FollowerArrivingWhileTheFreeReleasesTheNextOneway_NeverWaitsForTheParkTimeout()
+    {
+        // Races the free that releases a oneway (and reads the follower count) against a receiver that is just becoming
+        // a follower and parks at once (Park): without the slot-lock step before its park, a count the free read as
+        // zero and a release the follower did not see would leave it asleep for the 10 s park timeout.
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(LongParkOptions());
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        const int rounds = 300;
+        var slowest = TimeSpan.Zero;
+        for (int round = 0; round < rounds; round++)
+        {
+            pair.Client.SendOneway(1, "first"u8);
+            pair.Client.SendOneway(2, "second"u8);
+            Transaction first = pair.Server.Receive(bound.Token);
+            Assert.Equal(1u, first.Code);
+            Assert.True(pair.Server.TryHoldReaderRoleForTest(), "the reader role was taken");
+            try
+            {
+                using var go = new Barrier(2);
+                Task<uint> second = Task.Factory.StartNew(
+                    () =>
+                    {
+                        go.SignalAndWait(bound.Token);
+                        using Transaction transaction = pair.Server.Receive(bound.Token);
+                        return transaction.Code;
+                    },
+                    CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                go.SignalAndWait(bound.Token);
+                // Spread the free over the receiver's way in: before it counts itself, while it looks, as it parks.
+                Thread.SpinWait(round % 50 * 20);
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                first.Dispose();
+                Assert.Equal(2u, await second.WaitAsync(TestTimeouts.Long));
+                if (clock.Elapsed > slowest)
+                {
+                    slowest = clock.Elapsed;
+                }
+            }
+            finally
+            {
+                pair.Server.ReleaseReaderRoleForTest();
+            }
+        }
+        Assert.True(slowest < TimeSpan.FromSeconds(5), $"a released oneway took {slowest} to reach its receiver");
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+    }
+
+    private static PageRangeOptions LongParkOptions()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.ParkTimeout = TimeSpan.FromSeconds(10);
+        options.WaitStrategy = WaitStrategy.Park;
+        return options;
+    }
+
+    private static Task<uint> ReceiveCodeOnItsOwnThread(PageRangeConnection connection, CancellationToken cancellationToken) =>
+        Task.Factory.StartNew(
+            () =>
+            {
+                using Transaction transaction = connection.Receive(cancellationToken);
+                return transaction.Code;
+            },
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    private static async Task WaitUntilAsync(Func<bool> condition, Task mustNotEnd)
+    {
+        while (!condition())
+        {
+            Assert.False(mustNotEnd.IsCompleted, "the receiver returned before the oneway was released");
+            await Task.Delay(10).WaitAsync(TestTimeouts.Long);
+        }
     }
 }
