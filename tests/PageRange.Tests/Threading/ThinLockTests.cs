@@ -83,17 +83,7 @@ public sealed class ThinLockTests
             Assert.False(taken);
         }
         Assert.False(gate.IsHeldByCurrentThread);
-        var after = new Thread(() =>
-        {
-            taken = gate.TryEnter();
-            if (taken)
-            {
-                gate.Exit();
-            }
-        });
-        after.Start();
-        Assert.True(after.Join(TestTimeouts.Long));
-        Assert.True(taken);
+        Assert.True(TryEnterOnAnotherThread(gate));
     }
 
     [Fact]

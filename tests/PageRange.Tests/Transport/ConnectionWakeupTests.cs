@@ -89,12 +89,7 @@ public sealed class ConnectionWakeupTests
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(LongParkOptions());
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
-        pair.Client.SendOneway(1, "first"u8);
-        pair.Client.SendOneway(2, "second"u8);
-        Transaction first = pair.Server.Receive(bound.Token);
-        Assert.Equal(1u, first.Code);
-        // The second oneway is routed (in the backlog) and nobody may read the ring: a receiver can only follow.
-        Assert.True(pair.Server.TryHoldReaderRoleForTest(), "the reader role was taken");
+        Transaction first = ReceiveFirstOfTwoAndHoldTheReaderRole(pair, bound.Token);
         try
         {
             Task<uint> second = ReceiveCodeOnItsOwnThread(pair.Server, bound.Token);
@@ -126,11 +121,7 @@ public sealed class ConnectionWakeupTests
         var slowest = TimeSpan.Zero;
         for (int round = 0; round < rounds; round++)
         {
-            pair.Client.SendOneway(1, "first"u8);
-            pair.Client.SendOneway(2, "second"u8);
-            Transaction first = pair.Server.Receive(bound.Token);
-            Assert.Equal(1u, first.Code);
-            Assert.True(pair.Server.TryHoldReaderRoleForTest(), "the reader role was taken");
+            Transaction first = ReceiveFirstOfTwoAndHoldTheReaderRole(pair, bound.Token);
             try
             {
                 using var go = new Barrier(2);
@@ -160,6 +151,20 @@ public sealed class ConnectionWakeupTests
         }
         Assert.True(slowest < TimeSpan.FromSeconds(5), $"a released oneway took {slowest} to reach its receiver");
         Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+    }
+
+    /// <summary>
+    /// Sends two oneways and receives the first; then holds the reader role, so that the second stays routed in the
+    /// backlog, nobody reads the ring, and a receiver can only wait as a follower. The caller releases the role.
+    /// </summary>
+    private static Transaction ReceiveFirstOfTwoAndHoldTheReaderRole(ConnectionPair pair, CancellationToken cancellationToken)
+    {
+        pair.Client.SendOneway(1, "first"u8);
+        pair.Client.SendOneway(2, "second"u8);
+        Transaction first = pair.Server.Receive(cancellationToken);
+        Assert.Equal(1u, first.Code);
+        Assert.True(pair.Server.TryHoldReaderRoleForTest(), "the reader role was taken");
+        return first;
     }
 
     private static PageRangeOptions LongParkOptions()
