@@ -188,8 +188,7 @@ public sealed partial class Shrinker
                             // Let the ranges' UseRange and StopUsingRange in between: they may be what keeps us skipping.
                             skippedInBatch = 0;
                             Interlocked.Increment(ref _skipBatchReleases);
-                            LruLock.Exit();
-                            LruLock.Enter();
+                            LruLock.YieldToWaiters();
                         }
                         break;
                     case FreePageResult.Freed:

@@ -31,14 +31,22 @@ namespace PageRange.Threading;
 /// about to sleep.
 /// </para>
 /// <para>
-/// Unfair, as <see cref="Monitor"/>'s thin lock: a thread that releases and takes the lock again at once usually wins
-/// over a waiter. A parked waiter is pulsed at every release while it waits, so it gets its turns, if not the first.
+/// Unfair, without <see cref="Monitor"/>'s protection against starving a waiter: a thread that releases and takes the
+/// lock again at once wins over a parked waiter, which is pulsed at every release but finds the lock taken again. The
+/// message path holds it for short sections between other work, so waiters get in; a holder that releases only to let
+/// others in (the shrinker's long scan) calls <see cref="YieldToWaiters"/>.
 /// </para>
 /// </remarks>
 internal sealed class ThinLock
 {
     /// <summary>Compare-exchange attempts, with <see cref="SpinWait"/> between them, before a waiter parks.</summary>
     private const int SpinsBeforePark = 64;
+
+    /// <summary>A parked waiter looks again at least this often even if no pulse came (a backstop, never the mechanism).</summary>
+    private const int ParkBackstopMilliseconds = 100;
+
+    /// <summary>How long <see cref="YieldToWaiters"/> gives a parked waiter to wake and take the lock.</summary>
+    private static readonly long s_yieldTicks = System.Diagnostics.Stopwatch.Frequency / 1000;
 
     // The holder's managed thread id (never 0), or 0 when free.
     private int _owner;
@@ -104,6 +112,31 @@ internal sealed class ThinLock
         }
     }
 
+    /// <summary>
+    /// For a holder that releases the lock only to let waiters in (a long scan): releases it, lets a parked waiter take
+    /// it (at most a millisecond while the lock stays free and someone is parked), then takes it back.
+    /// </summary>
+    /// <remarks>
+    /// An <see cref="Exit"/> followed by <see cref="Enter"/> would not do it: the lock is unfair, and the holder takes
+    /// it back within nanoseconds, before a woken waiter runs. Does nothing but that pair when nobody is parked.
+    /// </remarks>
+    /// <exception cref="SynchronizationLockException">The current thread does not hold the lock.</exception>
+    internal void YieldToWaiters()
+    {
+        Exit();
+        if (Volatile.Read(ref _parked) != 0)
+        {
+            // At most a millisecond, while the lock stays free: the pulsed waiter needs a wake-up and a core.
+            long until = System.Diagnostics.Stopwatch.GetTimestamp() + s_yieldTicks;
+            var spinner = default(SpinWait);
+            while (Volatile.Read(ref _owner) == 0 && Volatile.Read(ref _parked) != 0 && System.Diagnostics.Stopwatch.GetTimestamp() < until)
+            {
+                spinner.SpinOnce(sleep1Threshold: -1);
+            }
+        }
+        Enter();
+    }
+
     /// <summary>Takes the lock until the returned scope is disposed (<c>using (x.EnterScope())</c>).</summary>
     internal Scope EnterScope()
     {
@@ -139,9 +172,17 @@ internal sealed class ThinLock
                 Interlocked.MemoryBarrierProcessWide();
                 while (!TryAcquire(self))
                 {
-                    // A releaser pulses under _parking, which Wait gives up only once we wait: no pulse is lost.
-                    Monitor.Wait(_parking);
+                    // A releaser pulses under _parking, which Wait gives up only once we wait: no pulse is lost. The
+                    // timeout is a backstop only (a thread that sleeps anyway pays nothing for it).
+                    Monitor.Wait(_parking, ParkBackstopMilliseconds);
                 }
+            }
+            catch
+            {
+                // An interrupted wait (Thread.Interrupt) may have taken the pulse of a release: pass it on (we hold
+                // _parking again here), or another parked waiter could sleep while the lock is free.
+                Monitor.Pulse(_parking);
+                throw;
             }
             finally
             {

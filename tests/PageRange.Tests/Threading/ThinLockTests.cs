@@ -196,4 +196,59 @@ public sealed class ThinLockTests
         Assert.True(other.Join(TestTimeouts.Long));
         return taken;
     }
+
+    [Fact]
+    public void YieldToWaiters_AThreadParkedOnIt_LetsItInBeforeTakingItBack()
+    {
+        var gate = new ThinLock();
+        int entered = 0;
+        gate.Enter();
+        var waiter = new Thread(() =>
+        {
+            gate.Enter();
+            Volatile.Write(ref entered, 1);
+            gate.Exit();
+        })
+        { IsBackground = true, Name = "waiter" };
+        waiter.Start();
+        Assert.True(Poll.SpinUntil(() => gate.Parks == 1), "the waiter never parked");
+        // A plain Exit and Enter would take the lock back before the pulsed waiter runs; a loaded machine may also delay
+        // its wake past one yield's millisecond, hence a few tries.
+        for (int i = 0; i < 100 && Volatile.Read(ref entered) == 0; i++)
+        {
+            gate.YieldToWaiters();
+        }
+        Assert.Equal(1, Volatile.Read(ref entered));
+        Assert.True(gate.IsHeldByCurrentThread);
+        gate.Exit();
+        Assert.True(waiter.Join(TestTimeouts.Long));
+    }
+
+    [Fact]
+    public void Enter_ParkedWaiterInterrupted_ThrowsAndTheOtherParkedWaiterStillGetsTheLock()
+    {
+        var gate = new ThinLock();
+        Exception? interrupted = null;
+        int secondEntered = 0;
+        gate.Enter();
+        var first = new Thread(() => interrupted = Record.Exception(gate.Enter)) { IsBackground = true, Name = "interrupted" };
+        var second = new Thread(() =>
+        {
+            gate.Enter();
+            Volatile.Write(ref secondEntered, 1);
+            gate.Exit();
+        })
+        { IsBackground = true, Name = "second" };
+        first.Start();
+        second.Start();
+        Assert.True(Poll.SpinUntil(() => gate.Parks == 2), "the waiters never parked");
+        first.Interrupt();
+        Assert.True(first.Join(TestTimeouts.Long));
+        Assert.IsType<ThreadInterruptedException>(interrupted);
+        gate.Exit();
+        Assert.True(second.Join(TestTimeouts.Long), "the second waiter never got the lock");
+        Assert.Equal(1, Volatile.Read(ref secondEntered));
+        Assert.True(gate.TryEnter());
+        gate.Exit();
+    }
 }

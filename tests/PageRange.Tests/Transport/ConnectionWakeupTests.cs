@@ -192,4 +192,104 @@ public sealed class ConnectionWakeupTests
             await Task.Delay(10).WaitAsync(TestTimeouts.Long);
         }
     }
+
+    [Fact]
+    public async Task Receive_FreeOnAnotherThreadRacingTheReceiversWait_NeverWaitsForTheParkTimeout()
+    {
+        // One thread frees the first of two backlogged oneways while another calls Receive for the second, released
+        // together by a spinning barrier: the free hands the second over and nudges a reader that holds the role, the
+        // receiver takes the role and looks. A free that read the role as free while the receiver's look missed the
+        // handoff (the release's store still in the store buffer), or a nudge wiped by the clear of an earlier one,
+        // left the receiver parked for the whole park timeout: found by review, about 1 round in 3,000 before the fixes.
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.ParkTimeout = TimeSpan.FromSeconds(2);
+        options.WaitStrategy = WaitStrategy.Park;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        const int rounds = 300_000;
+        var race = new SpinRendezvous();
+        Transaction first = default;
+        int stop = 0;
+        var freer = new Thread(() =>
+        {
+            var random = new Random(7);
+            for (int i = 0; i < rounds && Volatile.Read(ref stop) == 0; i++)
+            {
+                race.Arrive(2 * i + 1);
+                Thread.SpinWait(random.Next(16));
+                first.Dispose();
+                race.Arrive(2 * i + 2);
+            }
+        })
+        { IsBackground = true, Name = "freer" };
+        freer.Start();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var random = new Random(3);
+        var slowest = TimeSpan.Zero;
+        int done = 0;
+        try
+        {
+            for (; done < rounds; done++)
+            {
+                pair.Client.SendOneway(1, "first"u8);
+                pair.Client.SendOneway(2, "second"u8);
+                first = pair.Server.Receive();
+                Assert.Equal(1u, first.Code);
+                race.Arrive(2 * done + 1);
+                Thread.SpinWait(random.Next(16));
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                using (Transaction second = pair.Server.Receive())
+                {
+                    Assert.Equal(2u, second.Code);
+                }
+                TimeSpan took = System.Diagnostics.Stopwatch.GetElapsedTime(start);
+                slowest = took > slowest ? took : slowest;
+                bool last = done + 1 == rounds || clock.Elapsed > TimeSpan.FromSeconds(15) || slowest > TimeSpan.FromSeconds(1);
+                if (last)
+                {
+                    Volatile.Write(ref stop, 1);
+                }
+                race.Arrive(2 * done + 2);
+                if (last)
+                {
+                    done++;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref stop, 1);
+            Assert.True(freer.Join(TestTimeouts.Long), "the freer never finished");
+        }
+        Assert.True(done >= 1_000, $"only {done} rounds in 15 s");
+        // Well under the 2 s park timeout: a lost nudge waits it out.
+        Assert.True(slowest < TimeSpan.FromSeconds(1), $"a second oneway took {slowest} to reach its receiver (round {done} of {rounds})");
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+    }
+
+    /// <summary>Two threads meet at numbered phases, spinning (a blocking barrier's wake-up would spread the race out).</summary>
+    private sealed class SpinRendezvous
+    {
+        private int _arrived;
+        private int _phase;
+
+        public void Arrive(int phase)
+        {
+            if (Interlocked.Increment(ref _arrived) == 2)
+            {
+                _arrived = 0;
+                Volatile.Write(ref _phase, phase);
+                return;
+            }
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (Volatile.Read(ref _phase) != phase)
+            {
+                Thread.SpinWait(1);
+                if (clock.Elapsed > TestTimeouts.Long)
+                {
+                    throw new TimeoutException($"the other thread never reached phase {phase}");
+                }
+            }
+        }
+    }
 }

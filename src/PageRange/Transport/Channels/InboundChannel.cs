@@ -505,8 +505,11 @@ internal sealed unsafe class InboundChannel : IDisposable
         finally
         {
             // Cleared after the wait, never before: a nudge that lands between the caller's last check and this wait
-            // must still cut it short. A stale nudge costs one early return, and the caller looks again.
-            Volatile.Write(ref _nudged, 0);
+            // must still cut it short. A stale nudge costs one early return, and the caller looks again. An exchange,
+            // a full fence: the clear may wipe a nudge that landed just now, and the caller's next look (the handoff,
+            // the ready count) must then see what that nudge announced; after a plain store that load could pass the
+            // clear and read the old value, and the caller would park with no nudge pending (found by review).
+            Interlocked.Exchange(ref _nudged, 0);
         }
         ThrowIfDisposed();
         return ready;
@@ -534,8 +537,8 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
         finally
         {
-            // As in WaitForTransaction: cleared after the wait, never before.
-            Volatile.Write(ref _nudged, 0);
+            // As in WaitForTransaction: cleared after the wait, never before, with a full fence.
+            Interlocked.Exchange(ref _nudged, 0);
         }
         ThrowIfDisposed();
         return ready;
