@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using PageRange.Tests.Infrastructure;
 using PageRange.Threading;
 
@@ -181,6 +182,21 @@ public sealed class ThinLockTests
         Assert.True(TryEnterOnAnotherThread(gate));
     }
 
+    /// <summary>Starts a thread that takes the lock, marks that it did, and leaves it.</summary>
+    private static (Thread Thread, StrongBox<int> Entered) StartEnterer(ThinLock gate, string name)
+    {
+        var entered = new StrongBox<int>();
+        var thread = new Thread(() =>
+        {
+            gate.Enter();
+            Volatile.Write(ref entered.Value, 1);
+            gate.Exit();
+        })
+        { IsBackground = true, Name = name };
+        thread.Start();
+        return (thread, entered);
+    }
+
     private static bool TryEnterOnAnotherThread(ThinLock gate)
     {
         bool taken = false;
@@ -201,24 +217,16 @@ public sealed class ThinLockTests
     public void YieldToWaiters_AThreadParkedOnIt_LetsItInBeforeTakingItBack()
     {
         var gate = new ThinLock();
-        int entered = 0;
         gate.Enter();
-        var waiter = new Thread(() =>
-        {
-            gate.Enter();
-            Volatile.Write(ref entered, 1);
-            gate.Exit();
-        })
-        { IsBackground = true, Name = "waiter" };
-        waiter.Start();
+        (Thread waiter, StrongBox<int> entered) = StartEnterer(gate, "waiter");
         Assert.True(Poll.SpinUntil(() => gate.Parks == 1), "the waiter never parked");
         // A plain Exit and Enter would take the lock back before the pulsed waiter runs; a loaded machine may also delay
         // its wake past one yield's millisecond, hence a few tries.
-        for (int i = 0; i < 100 && Volatile.Read(ref entered) == 0; i++)
+        for (int i = 0; i < 100 && Volatile.Read(ref entered.Value) == 0; i++)
         {
             gate.YieldToWaiters();
         }
-        Assert.Equal(1, Volatile.Read(ref entered));
+        Assert.Equal(1, Volatile.Read(ref entered.Value));
         Assert.True(gate.IsHeldByCurrentThread);
         gate.Exit();
         Assert.True(waiter.Join(TestTimeouts.Long));
@@ -229,25 +237,17 @@ public sealed class ThinLockTests
     {
         var gate = new ThinLock();
         Exception? interrupted = null;
-        int secondEntered = 0;
         gate.Enter();
         var first = new Thread(() => interrupted = Record.Exception(gate.Enter)) { IsBackground = true, Name = "interrupted" };
-        var second = new Thread(() =>
-        {
-            gate.Enter();
-            Volatile.Write(ref secondEntered, 1);
-            gate.Exit();
-        })
-        { IsBackground = true, Name = "second" };
         first.Start();
-        second.Start();
+        (Thread second, StrongBox<int> secondEntered) = StartEnterer(gate, "second");
         Assert.True(Poll.SpinUntil(() => gate.Parks == 2), "the waiters never parked");
         first.Interrupt();
         Assert.True(first.Join(TestTimeouts.Long));
         Assert.IsType<ThreadInterruptedException>(interrupted);
         gate.Exit();
         Assert.True(second.Join(TestTimeouts.Long), "the second waiter never got the lock");
-        Assert.Equal(1, Volatile.Read(ref secondEntered));
+        Assert.Equal(1, Volatile.Read(ref secondEntered.Value));
         Assert.True(gate.TryEnter());
         gate.Exit();
     }

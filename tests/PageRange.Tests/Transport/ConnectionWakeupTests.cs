@@ -46,10 +46,7 @@ public sealed class ConnectionWakeupTests
     [Fact]
     public async Task Receive_ReaderParkedWhenBackloggedOnewayReleased_GetsItWellBeforeParkTimeout()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        options.ParkTimeout = TimeSpan.FromSeconds(10);
-        options.WaitStrategy = WaitStrategy.Park;
-        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(ParkOnlyOptions(TimeSpan.FromSeconds(10)));
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
 
         pair.Client.SendOneway(1, "first"u8);
@@ -167,10 +164,13 @@ public sealed class ConnectionWakeupTests
         return first;
     }
 
-    private static PageRangeOptions LongParkOptions()
+    private static PageRangeOptions LongParkOptions() => ParkOnlyOptions(TimeSpan.FromSeconds(10));
+
+    /// <summary>Waits that park at once, for <paramref name="parkTimeout"/> at most: a lost wake shows as that long a stall.</summary>
+    private static PageRangeOptions ParkOnlyOptions(TimeSpan parkTimeout)
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
-        options.ParkTimeout = TimeSpan.FromSeconds(10);
+        options.ParkTimeout = parkTimeout;
         options.WaitStrategy = WaitStrategy.Park;
         return options;
     }
@@ -201,10 +201,7 @@ public sealed class ConnectionWakeupTests
         // receiver takes the role and looks. A free that read the role as free while the receiver's look missed the
         // handoff (the release's store still in the store buffer), or a nudge wiped by the clear of an earlier one,
         // left the receiver parked for the whole park timeout: found by review, about 1 round in 3,000 before the fixes.
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        options.ParkTimeout = TimeSpan.FromSeconds(2);
-        options.WaitStrategy = WaitStrategy.Park;
-        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(ParkOnlyOptions(TimeSpan.FromSeconds(2)));
         const int rounds = 300_000;
         var race = new SpinRendezvous();
         Transaction first = default;
