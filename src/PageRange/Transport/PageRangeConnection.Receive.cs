@@ -365,16 +365,9 @@ public sealed partial class PageRangeConnection
                 }
                 if (call is null)
                 {
-                    // A free that releases a oneway into the handoff does so under the slot lock, then reads the reader
-                    // role to decide whether to nudge: with the lock's release a plain store, nothing orders that read
-                    // after our role's compare-exchange, so it could see no reader while our first look missed the
-                    // handoff, and we would park until the park timeout. The slot lock once (empty): either the free's
-                    // section came first and our looks below see the handoff, or ours came first and the free's read,
-                    // after its own acquisition, sees the role taken and nudges (found by review: 1 round in ~3,000 of a
-                    // race stalled for the park timeout).
-                    using (_slotLock.EnterScope())
-                    {
-                    }
+                    // Release reads the reader role (whether to nudge) after freeing under the slot lock; we took the
+                    // role just now (found by review: without this, 1 round in ~3,000 of a race waited out the park timeout).
+                    SynchronizeWithReleases();
                 }
                 // Look, then read the ring or wait: a load of the ring's tail (the wait's own first check) says whether
                 // there is anything, so no pass is made just to find the ring empty (the receive lock, the tail's
@@ -527,13 +520,10 @@ public sealed partial class PageRangeConnection
                 spinner.SpinOnce(sleep1Threshold: -1);
             }
         }
-        // Before parking, the slot lock once (empty): a free that released a oneway without telling us (it read our count
-        // as zero) did so under this lock, so either its release comes before ours here and its stores are visible to the
-        // checks below, or our count (stored before this) is visible to its read after its own lock, and it tells us.
-        // Spinning needs no such step: its checks see those stores as soon as they leave the releaser's store buffer.
-        using (_slotLock.EnterScope())
-        {
-        }
+        // Release reads the follower count (whether to tell us) after freeing under the slot lock; we counted ourselves on
+        // entry. Spinning needs no such step: its checks see the release's stores as soon as they leave the releaser's
+        // store buffer; parking does.
+        SynchronizeWithReleases();
         lock (_gate)
         {
             // Full fence: pairs with the one in NotifyFollowers (Dekker): either it sees us parked and pulses, or we
@@ -551,6 +541,23 @@ public sealed partial class PageRangeConnection
             {
                 Interlocked.Decrement(ref _parkedFollowers);
             }
+        }
+    }
+
+    /// <summary>
+    /// The slot lock once, empty: for a waiter that has just stored something <see cref="Release"/> reads after its lock
+    /// (the reader role, the follower count) to decide whether to wake it, before the waiter's looks and its park.
+    /// </summary>
+    /// <remarks>
+    /// A release frees and hands the next oneway over under the slot lock, leaves it with a plain store, then reads our
+    /// word: nothing orders that read after our store, so each side could miss the other's (Dekker), and we would park
+    /// until the park timeout. With this section, either the release's section came first and our looks see what it
+    /// handed over, or ours came first and the release's read, after its own acquisition, sees our word and wakes us.
+    /// </remarks>
+    private void SynchronizeWithReleases()
+    {
+        using (_slotLock.EnterScope())
+        {
         }
     }
 
