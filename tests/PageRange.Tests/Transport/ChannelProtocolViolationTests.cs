@@ -92,7 +92,7 @@ public sealed class ChannelProtocolViolationTests
         using var pair = new ChannelPair(Options);
         Assert.True(pair.Outbound.TrySend(1, 0, flags, [1, 2, 3], new RecordContext(chain, depth, status)));
         TransactionRecord record = pair.ReceiveOne();
-        Assert.Equal(new RecordContext(chain, depth, status), record.Context);
+        Assert.Equal(new ReceivedContext(chain, depth, status), record.Context);
         Assert.Equal(flags, record.Flags);
     }
 

@@ -952,7 +952,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             return false;
         }
         record = new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags,
-            new RecordContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status), (int)raw.MetadataLength);
+            new ReceivedContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status), (int)raw.MetadataLength);
         return true;
     }
 

@@ -6,13 +6,14 @@ namespace PageRange.Transport;
 /// <param name="Length">The buffer's length in bytes: metadata block and payload.</param>
 /// <param name="Code">What the transaction asks for (binder's <c>code</c>).</param>
 /// <param name="Flags">Valid flags: exactly one kind.</param>
-/// <param name="Context">The chain of a two-way call, or the status of an error reply.</param>
+/// <param name="Context">The chain of a two-way call, or the status of an error reply (no metadata: see
+/// <see cref="ReceivedContext"/>).</param>
 /// <param name="MetadataLength">How many bytes at the start of the buffer are the metadata block, not payload; at most
 /// <paramref name="Length"/>.</param>
 /// <param name="Pack">For a oneway message taken from a pack (see <see cref="PackLayout"/>): the receiving channel's
 /// private marker of that pack (its table index plus one), which its free counts; zero for a record of its own.</param>
 internal readonly record struct TransactionRecord(
-    ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags, RecordContext Context = default, int MetadataLength = 0,
+    ulong TransactionId, long Offset, int Length, uint Code, TransactionFlags Flags, ReceivedContext Context = default, int MetadataLength = 0,
     int Pack = 0)
 {
     /// <summary>Where the payload starts in the data area: after the metadata block.</summary>
@@ -24,3 +25,13 @@ internal readonly record struct TransactionRecord(
     /// <summary>Whether no reply is expected.</summary>
     internal bool IsOneway => Flags.IsOneway();
 }
+
+/// <summary>
+/// <see cref="RecordContext"/> as received: the chain and status, without the sender's metadata memory. Blittable, so a
+/// <see cref="TransactionRecord"/> holds no object reference and copying one (into the pump's batch, into a slot) is a
+/// plain copy: with the reference every copy into the heap went through the runtime's write-barrier helper, per message.
+/// </summary>
+/// <param name="ChainId">The chain a two-way call belongs to; zero on other records.</param>
+/// <param name="Depth">How deep in its chain the call is; zero on other records.</param>
+/// <param name="Status">The <see cref="CallStatus"/> of an error reply; <see cref="CallStatus.Ok"/> on other records.</param>
+internal readonly record struct ReceivedContext(ulong ChainId, uint Depth, CallStatus Status);
