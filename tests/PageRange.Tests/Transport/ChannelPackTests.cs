@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 
@@ -281,6 +282,71 @@ public sealed class ChannelPackTests
         pair.Outbound.DrainFrees();
         SendOneway(pair, 2000, 8);
         Assert.Equal(PackLayout.MaxLivePacks + 1, pair.Outbound.PacksOpened);
+    }
+
+    [Fact]
+    public async Task TrySend_WriterAtItsLivePackLimit_WaitsForTheReceiversPackFreeAndKeepsPacking()
+    {
+        // A stream that outruns its receiver: the message past the limit waits for a pack to come back instead of going
+        // as a record of its own (which costs the receiver more and let it fall further behind).
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(packWait: TestTimeouts.Long));
+        for (ulong i = 0; i < InboundChannel.MaxPackedLive; i++)
+        {
+            SendOneway(pair, i, 8);
+        }
+        Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.PacksOpened);
+        var receivedFirst = new List<TransactionRecord>();
+        Task receiver = Task.Run(async () =>
+        {
+            await Task.Delay(200);
+            receivedFirst.AddRange(ReceiveAll(pair));
+        });
+
+        var clock = Stopwatch.StartNew();
+        SendOneway(pair, (ulong)InboundChannel.MaxPackedLive, 8);
+        clock.Stop();
+        await receiver.WaitAsync(TestTimeouts.Long);
+
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(150), $"the send returned after {clock.Elapsed.TotalMilliseconds} ms, before any pack came back");
+        Assert.Equal(1, pair.Outbound.PackWaits);
+        Assert.Equal(PackLayout.MaxLivePacks + 1, pair.Outbound.PacksOpened);
+        Assert.Equal(InboundChannel.MaxPackedLive + 1, pair.Outbound.PackedSent);
+        List<TransactionRecord> all = [.. receivedFirst, .. ReceiveAll(pair)];
+        Assert.Equal(Enumerable.Range(0, InboundChannel.MaxPackedLive + 1).Select(i => (ulong)i), all.Select(r => r.TransactionId));
+    }
+
+    [Fact]
+    public void TrySend_ReceiverHoldsEveryPack_WriterWaitsOnceThenSendsRecordsUntilAPackComesBack()
+    {
+        // A receiver that holds its messages frees no pack: the sender gives up once and does not wait per message; once a
+        // pack comes back, the next time every pack is in use is worth a wait again.
+        TimeSpan wait = TimeSpan.FromMilliseconds(300);
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(packWait: wait));
+        const int extra = 20;
+        ulong id = 0;
+        for (int round = 1; round <= 2; round++)
+        {
+            for (int i = 0; i < InboundChannel.MaxPackedLive; i++)
+            {
+                SendOneway(pair, id++, 8);
+            }
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < extra; i++)
+            {
+                SendOneway(pair, id++, 8);
+            }
+            clock.Stop();
+
+            Assert.Equal(round, pair.Outbound.PackWaits);
+            Assert.Equal(round * InboundChannel.MaxPackedLive, pair.Outbound.PackedSent);
+            Assert.True(clock.Elapsed >= wait * 0.8, $"round {round}: {extra} sends past the limit took {clock.Elapsed.TotalMilliseconds} ms, no wait");
+            // One wait, not one per message (that would be 20 x 300 ms).
+            Assert.True(clock.Elapsed < wait * 10, $"round {round}: {extra} sends past the limit took {clock.Elapsed.TotalMilliseconds} ms");
+            ulong first = id - (ulong)(InboundChannel.MaxPackedLive + extra);
+            Assert.Equal(Enumerable.Range(0, InboundChannel.MaxPackedLive + extra).Select(i => first + (ulong)i), ReceiveAll(pair).Select(r => r.TransactionId));
+            // Every pack was sealed (the first record past the limit seals the open one), consumed and freed: back.
+            AssertEveryPackFreedBack(pair);
+        }
     }
 
     [Fact]

@@ -30,9 +30,11 @@ internal sealed class ChannelPair : IDisposable
 
     /// <param name="pack">Whether small oneways share packs (the default); off for tests about one record (and one buffer
     /// or slab slot) per message.</param>
-    internal static ChannelOptions SmallOptions(int pages = 64, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, bool pack = true) => new()
+    internal static ChannelOptions SmallOptions(
+        int pages = 64, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, bool pack = true, TimeSpan? packWait = null) => new()
     {
         PackSmallOneways = pack,
+        PackWait = packWait ?? ChannelOptions.Default.PackWait,
         RegionSize = (long)pages * SharedRegion.PageSize,
         TxRingCapacity = rings,
         FreeRingCapacity = rings,

@@ -50,6 +50,13 @@ internal sealed class ChannelOptions
     internal bool PackSmallOneways { get; init; } = true;
 
     /// <summary>
+    /// How long a writer whose every live pack is in use (<see cref="PackLayout.MaxLivePacks"/>) waits for the receiver
+    /// to free one before it sends a small oneway as a record of its own. Defaults to 5 µs: about the time a receiver
+    /// that keeps up takes to finish a pack's messages. Longer in tests that must see the wait.
+    /// </summary>
+    internal TimeSpan PackWait { get; init; } = TimeSpan.FromMicroseconds(5);
+
+    /// <summary>
     /// Whether this side uses the asymmetric doorbell fence where the kernel allows it (see <see cref="ParkBarrier"/>):
     /// its receiving threads issue the barrier before they park if they busy-spin as a rule (and its region says so),
     /// and its writer publishes without a fence to a receiver whose region says so. Off: the symmetric fences of <see cref="Doorbell"/>, for
