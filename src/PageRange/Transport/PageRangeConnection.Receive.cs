@@ -823,8 +823,17 @@ public sealed partial class PageRangeConnection
         slot.Replied = 0;
         slot.CancelRequested = false;
         slot.Cancellation = null;
-        slot.PayloadCopy = copy;
-        slot.Metadata = metadata;
+        // A free slot holds neither (Release clears both): stored only when there is one, since storing a reference into
+        // the heap, even a null one held in a variable, goes through the runtime's write barrier, per message here.
+        Debug.Assert(slot.PayloadCopy is null && slot.Metadata is null, "A free slot keeps no copy or metadata.");
+        if (copy is not null)
+        {
+            slot.PayloadCopy = copy;
+        }
+        if (metadata is not null)
+        {
+            slot.Metadata = metadata;
+        }
         // Odd: live.
         slot.Generation++;
         _liveTransactions++;

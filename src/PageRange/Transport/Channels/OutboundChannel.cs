@@ -70,7 +70,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private int _livePackCount;
     private long _packsOpened;
     private long _packedSent;
-    // PackWait in Stopwatch ticks; set when a wait for a pack gave up, cleared when a pack comes back (see WaitForLivePackUnsynchronized).
+    // PackWait in Stopwatch ticks; set when a wait for a pack gave up, cleared when a pack comes back (see KeepWaitingForLivePackUnsynchronized).
     private readonly long _packWaitTicks;
     private bool _packWaitGaveUp;
     private long _packWaits;
@@ -134,7 +134,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _callSlabs = new BufferSlabs(_allocator, oneway: false);
             // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
             _packing = options.PackSmallOneways && _allocator.OnewayQuota >= 4L * PackLayout.Capacity;
-            _packWaitTicks = (long)(options.PackWait.TotalSeconds * Stopwatch.Frequency);
+            _packWaitTicks = options.WaitStrategy == WaitStrategy.Park ? 0 : (long)(options.PackWait.TotalSeconds * Stopwatch.Frequency);
         }
         catch
         {
@@ -207,7 +207,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Oneway messages sent as entries of a pack so far.</summary>
     internal long PackedSent => Interlocked.Read(ref _packedSent);
 
-    /// <summary>Waits for a live pack to come back so far (see <see cref="WaitForLivePackUnsynchronized"/>).</summary>
+    /// <summary>Waits for a live pack to come back so far (see <see cref="KeepWaitingForLivePackUnsynchronized"/>).</summary>
     internal long PackWaits => Interlocked.Read(ref _packWaits);
 
     /// <summary>The offset of the pack small oneways are appended to now, or -1; for tests (read under no lock: a hint).</summary>
@@ -240,33 +240,58 @@ internal sealed unsafe class OutboundChannel : IDisposable
         bool oneway = flags.IsOneway();
         bool clearOnFree = (flags & TransactionFlags.ClearOnFree) != 0;
         bool packable = _packing && flags == TransactionFlags.Oneway && payload.Length <= PackLayout.MaxPayload && context.Metadata.IsEmpty;
-        _lock.Enter();
-        try
+        for (long waitStart = 0; ; )
         {
-            ThrowIfDisposed();
-            transactionId = IdUnsynchronized(transactionId);
-            if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < PackLayout.MaxLivePacks || WaitForLivePackUnsynchronized()))
+            if (waitStart != 0)
             {
-                return TrySendPackedUnsynchronized(transactionId, code, payload);
+                // Waiting for a live pack (below): a pause between looks, with the lock released, so calls, replies and
+                // other senders of this channel go on meanwhile (packs never hold up a call).
+                for (int i = 0; i < 8; i++)
+                {
+                    Doorbell.PausePoll();
+                }
             }
-            // Any other record comes after every message of the open pack: seal it first, so the receiver, which
-            // finishes a pack before it looks at the ring again, keeps the order.
-            SealPackUnsynchronized();
-            // The metadata block (if any) goes first in the same buffer: one reservation, one publish, one free.
-            ReadOnlySpan<byte> metadata = context.Metadata.Span;
-            int length = checked(metadata.Length + payload.Length);
-            if (!TryReserveUnsynchronized(length, oneway, clearOnFree, out long offset))
+            _lock.Enter();
+            try
             {
-                return false;
+                ThrowIfDisposed();
+                if (packable && !HasRoomInOpenPack(payload.Length) && _livePackCount >= PackLayout.MaxLivePacks
+                    && KeepWaitingForLivePackUnsynchronized(ref waitStart))
+                {
+                    continue;
+                }
+                return TrySendUnsynchronized(transactionId, code, flags, payload, context, packable, oneway, clearOnFree);
             }
-            CopyPayloadStores stores = new(metadata, payload, _pages.GetSpan(offset, length));
-            PublishUnsynchronized(ref stores, offset, length, transactionId, code, flags, context);
-            return true;
+            finally
+            {
+                _lock.Exit();
+            }
         }
-        finally
+    }
+
+    /// <summary><see cref="TrySend"/> under the lock, once any wait for a live pack is over.</summary>
+    private bool TrySendUnsynchronized(
+        ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context, bool packable, bool oneway,
+        bool clearOnFree)
+    {
+        transactionId = IdUnsynchronized(transactionId);
+        if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < PackLayout.MaxLivePacks))
         {
-            _lock.Exit();
+            return TrySendPackedUnsynchronized(transactionId, code, payload);
         }
+        // Any other record comes after every message of the open pack: seal it first, so the receiver, which
+        // finishes a pack before it looks at the ring again, keeps the order.
+        SealPackUnsynchronized();
+        // The metadata block (if any) goes first in the same buffer: one reservation, one publish, one free.
+        ReadOnlySpan<byte> metadata = context.Metadata.Span;
+        int length = checked(metadata.Length + payload.Length);
+        if (!TryReserveUnsynchronized(length, oneway, clearOnFree, out long offset))
+        {
+            return false;
+        }
+        CopyPayloadStores stores = new(metadata, payload, _pages.GetSpan(offset, length));
+        PublishUnsynchronized(ref stores, offset, length, transactionId, code, flags, context);
+        return true;
     }
 
     /// <summary>
@@ -669,10 +694,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>
-    /// Every pack this writer may keep live is in use and the open one (if any) is full: waits up to
-    /// <see cref="ChannelOptions.PackWait"/>, reading the receiver's frees, for a pack to come back.
+    /// Every pack this writer may keep live is in use and the open one (if any) is full: whether to look again after a
+    /// pause (the caller releases the lock meanwhile) for the receiver to free one, for up to
+    /// <see cref="ChannelOptions.PackWait"/>, instead of sending the message as a record of its own now.
     /// </summary>
-    /// <returns>Whether a pack came back (the message is packed); otherwise it goes as a record of its own.</returns>
+    /// <param name="waitStart">When this send began waiting (Stopwatch ticks); zero before its first look.</param>
+    /// <returns><see langword="true"/> to look again; <see langword="false"/> to send now: packed if a pack came back,
+    /// as a record of its own if the wait gave up or is off.</returns>
     /// <remarks>
     /// A stream that outruns its receiver reaches the limit at once and stays there; without the wait, every message sent
     /// until the receiver's next pack free went as a record of its own, which costs the receiver more per message than a
@@ -681,36 +709,32 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// and a message sent sooner would only wait in its backlog. A receiver that holds its messages (a handler keeping
     /// one while it waits for a call behind the packs: see <see cref="PackLayout.MaxLivePacks"/>) frees nothing: the
     /// wait gives up once and is not tried again until a pack comes back, so such a sender loses one wait, not one per
-    /// message. Under the send lock, as every other use of the frees; a dispose is noticed between polls.
+    /// message. Off (zero) for <see cref="WaitStrategy.Park"/>, whose user asked for no spinning.
     /// </remarks>
-    private bool WaitForLivePackUnsynchronized()
+    private bool KeepWaitingForLivePackUnsynchronized(ref long waitStart)
     {
         if (_packWaitGaveUp || _packWaitTicks <= 0)
         {
             return false;
         }
-        _packWaits++;
-        long start = Stopwatch.GetTimestamp();
-        for (int polls = 1; ; polls++)
+        DrainFreesUnsynchronized();
+        if (_livePackCount < PackLayout.MaxLivePacks)
         {
-            DrainFreesUnsynchronized();
-            if (_livePackCount < PackLayout.MaxLivePacks)
-            {
-                return true;
-            }
-            // The clock every 8 polls: a read of the kvm clock costs more than a poll.
-            if ((polls & 7) == 0 && Stopwatch.GetTimestamp() - start >= _packWaitTicks)
-            {
-                _packWaitGaveUp = true;
-                return false;
-            }
-            // A few pauses between looks at the free ring's tail: a line the receiver writes when it frees a pack.
-            for (int i = 0; i < 8; i++)
-            {
-                Doorbell.PausePoll();
-            }
-            ThrowIfDisposed();
+            return false;
         }
+        long now = Stopwatch.GetTimestamp();
+        if (waitStart == 0)
+        {
+            waitStart = now;
+            _packWaits++;
+            return true;
+        }
+        if (now - waitStart < _packWaitTicks)
+        {
+            return true;
+        }
+        _packWaitGaveUp = true;
+        return false;
     }
 
     /// <summary>Writes one entry (header and payload) at <paramref name="target"/>, inside the open pack.</summary>

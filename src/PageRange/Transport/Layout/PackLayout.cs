@@ -54,7 +54,8 @@ internal static class PackLayout
     /// <see cref="MaxEntries"/>, the most packed messages a receiver can ever hold undelivered or unfreed from an honest
     /// writer. The receiver keeps that many slots, so it always takes a pack whole and reaches the records behind it: a
     /// call published after a pack is never held up by oneways a slow handler has not taken yet (binder routes calls
-    /// past a node's queued oneways). With the packs used up, a small oneway goes as a record of its own.
+    /// past a node's queued oneways). With the packs used up, a small oneway waits briefly for the receiver to free one
+    /// (<see cref="ChannelOptions.PackWait"/>, with the send lock released between looks), then goes as a record of its own.
     /// </summary>
     internal const int MaxLivePacks = 4;
 
