@@ -5,6 +5,7 @@
 
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
 using PageRange.Allocation;
 using PageRange.Diagnostics;
 using PageRange.Memory;
@@ -70,7 +71,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private int _livePackCount;
     private long _packsOpened;
     private long _packedSent;
-    // PackWait in Stopwatch ticks; set when a wait for a pack gave up, cleared when a pack comes back (see KeepWaitingForLivePackUnsynchronized).
+    // PackWait in Stopwatch ticks; set when a wait for a pack gave up, cleared when a pack comes back (see WaitForLivePackUnsynchronized).
     private readonly long _packWaitTicks;
     private bool _packWaitGaveUp;
     private long _packWaits;
@@ -207,7 +208,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Oneway messages sent as entries of a pack so far.</summary>
     internal long PackedSent => Interlocked.Read(ref _packedSent);
 
-    /// <summary>Waits for a live pack to come back so far (see <see cref="KeepWaitingForLivePackUnsynchronized"/>).</summary>
+    /// <summary>Waits for a live pack to come back so far (see <see cref="WaitForLivePackUnsynchronized"/>).</summary>
     internal long PackWaits => Interlocked.Read(ref _packWaits);
 
     /// <summary>The offset of the pack small oneways are appended to now, or -1; for tests (read under no lock: a hint).</summary>
@@ -240,58 +241,37 @@ internal sealed unsafe class OutboundChannel : IDisposable
         bool oneway = flags.IsOneway();
         bool clearOnFree = (flags & TransactionFlags.ClearOnFree) != 0;
         bool packable = _packing && flags == TransactionFlags.Oneway && payload.Length <= PackLayout.MaxPayload && context.Metadata.IsEmpty;
-        for (long waitStart = 0; ; )
+        _lock.Enter();
+        try
         {
-            if (waitStart != 0)
+            ThrowIfDisposed();
+            if (packable && !HasRoomInOpenPack(payload.Length) && _livePackCount >= PackLayout.MaxLivePacks)
             {
-                // Waiting for a live pack (below): a pause between looks, with the lock released, so calls, replies and
-                // other senders of this channel go on meanwhile (packs never hold up a call).
-                for (int i = 0; i < 8; i++)
-                {
-                    Doorbell.PausePoll();
-                }
+                WaitForLivePackUnsynchronized(payload.Length);
             }
-            _lock.Enter();
-            try
+            transactionId = IdUnsynchronized(transactionId);
+            if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < PackLayout.MaxLivePacks))
             {
-                ThrowIfDisposed();
-                if (packable && !HasRoomInOpenPack(payload.Length) && _livePackCount >= PackLayout.MaxLivePacks
-                    && KeepWaitingForLivePackUnsynchronized(ref waitStart))
-                {
-                    continue;
-                }
-                return TrySendUnsynchronized(transactionId, code, flags, payload, context, packable, oneway, clearOnFree);
+                return TrySendPackedUnsynchronized(transactionId, code, payload);
             }
-            finally
+            // Any other record comes after every message of the open pack: seal it first, so the receiver, which
+            // finishes a pack before it looks at the ring again, keeps the order.
+            SealPackUnsynchronized();
+            // The metadata block (if any) goes first in the same buffer: one reservation, one publish, one free.
+            ReadOnlySpan<byte> metadata = context.Metadata.Span;
+            int length = checked(metadata.Length + payload.Length);
+            if (!TryReserveUnsynchronized(length, oneway, clearOnFree, out long offset))
             {
-                _lock.Exit();
+                return false;
             }
+            CopyPayloadStores stores = new(metadata, payload, _pages.GetSpan(offset, length));
+            PublishUnsynchronized(ref stores, offset, length, transactionId, code, flags, context);
+            return true;
         }
-    }
-
-    /// <summary><see cref="TrySend"/> under the lock, once any wait for a live pack is over.</summary>
-    private bool TrySendUnsynchronized(
-        ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context, bool packable, bool oneway,
-        bool clearOnFree)
-    {
-        transactionId = IdUnsynchronized(transactionId);
-        if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < PackLayout.MaxLivePacks))
+        finally
         {
-            return TrySendPackedUnsynchronized(transactionId, code, payload);
+            _lock.Exit();
         }
-        // Any other record comes after every message of the open pack: seal it first, so the receiver, which
-        // finishes a pack before it looks at the ring again, keeps the order.
-        SealPackUnsynchronized();
-        // The metadata block (if any) goes first in the same buffer: one reservation, one publish, one free.
-        ReadOnlySpan<byte> metadata = context.Metadata.Span;
-        int length = checked(metadata.Length + payload.Length);
-        if (!TryReserveUnsynchronized(length, oneway, clearOnFree, out long offset))
-        {
-            return false;
-        }
-        CopyPayloadStores stores = new(metadata, payload, _pages.GetSpan(offset, length));
-        PublishUnsynchronized(ref stores, offset, length, transactionId, code, flags, context);
-        return true;
     }
 
     /// <summary>
@@ -694,47 +674,56 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>
-    /// Every pack this writer may keep live is in use and the open one (if any) is full: whether to look again after a
-    /// pause (the caller releases the lock meanwhile) for the receiver to free one, for up to
-    /// <see cref="ChannelOptions.PackWait"/>, instead of sending the message as a record of its own now.
+    /// Every pack this writer may keep live is in use and the open one (if any) has no room for <paramref name="payloadLength"/>
+    /// bytes: waits up to <see cref="ChannelOptions.PackWait"/> for the receiver to free one, draining frees, with the lock
+    /// released between looks; returns with the lock held, a pack back (the message is packed) or the wait over (it goes as
+    /// a record of its own).
     /// </summary>
-    /// <param name="waitStart">When this send began waiting (Stopwatch ticks); zero before its first look.</param>
-    /// <returns><see langword="true"/> to look again; <see langword="false"/> to send now: packed if a pack came back,
-    /// as a record of its own if the wait gave up or is off.</returns>
     /// <remarks>
     /// A stream that outruns its receiver reaches the limit at once and stays there; without the wait, every message sent
     /// until the receiver's next pack free went as a record of its own, which costs the receiver more per message than a
     /// packed one (a ring record, a slab slot, a free record), so the receiver fell further behind: 44-49% of a 64 B
     /// stream's messages went unpacked with close vCPUs. Waiting is flow control: the receiver is the bottleneck then,
-    /// and a message sent sooner would only wait in its backlog. A receiver that holds its messages (a handler keeping
-    /// one while it waits for a call behind the packs: see <see cref="PackLayout.MaxLivePacks"/>) frees nothing: the
-    /// wait gives up once and is not tried again until a pack comes back, so such a sender loses one wait, not one per
-    /// message. Off (zero) for <see cref="WaitStrategy.Park"/>, whose user asked for no spinning.
+    /// and a message sent sooner would only wait in its backlog. The lock is released between looks, so calls, replies
+    /// and other senders go on meanwhile (packs never hold up a call). A receiver that holds its messages (a handler
+    /// keeping one while it waits for a call behind the packs: see <see cref="PackLayout.MaxLivePacks"/>) frees nothing:
+    /// the wait gives up once and is not tried again until a pack comes back, so such a sender loses one wait, not one
+    /// per message. Off for <see cref="WaitStrategy.Park"/>, whose user asked for no spinning. Out of line: the stream's
+    /// sends never come here while a pack has room.
     /// </remarks>
-    private bool KeepWaitingForLivePackUnsynchronized(ref long waitStart)
+    /// <exception cref="ObjectDisposedException">The channel was disposed meanwhile (the lock is held).</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote an invalid free ring tail or a forged free.</exception>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WaitForLivePackUnsynchronized(int payloadLength)
     {
         if (_packWaitGaveUp || _packWaitTicks <= 0)
         {
-            return false;
+            return;
         }
-        DrainFreesUnsynchronized();
-        if (_livePackCount < PackLayout.MaxLivePacks)
+        _packWaits++;
+        long start = Stopwatch.GetTimestamp();
+        while (true)
         {
-            return false;
+            DrainFreesUnsynchronized();
+            // Another sender may have opened a pack while we did not hold the lock.
+            if (_livePackCount < PackLayout.MaxLivePacks || HasRoomInOpenPack(payloadLength))
+            {
+                return;
+            }
+            if (Stopwatch.GetTimestamp() - start >= _packWaitTicks)
+            {
+                _packWaitGaveUp = true;
+                return;
+            }
+            // Nothing between the exit and the enter throws, so the caller's finally always finds the lock ours.
+            _lock.Exit();
+            for (int i = 0; i < 8; i++)
+            {
+                Doorbell.PausePoll();
+            }
+            _lock.Enter();
+            ThrowIfDisposed();
         }
-        long now = Stopwatch.GetTimestamp();
-        if (waitStart == 0)
-        {
-            waitStart = now;
-            _packWaits++;
-            return true;
-        }
-        if (now - waitStart < _packWaitTicks)
-        {
-            return true;
-        }
-        _packWaitGaveUp = true;
-        return false;
     }
 
     /// <summary>Writes one entry (header and payload) at <paramref name="target"/>, inside the open pack.</summary>
