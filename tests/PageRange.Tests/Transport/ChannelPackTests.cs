@@ -304,7 +304,10 @@ public sealed class ChannelPackTests
         Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.PacksOpened);
 
         Task send = Task.Factory.StartNew(() => SendOneway(pair, id, 8), TaskCreationOptions.LongRunning);
-        // Nothing frees a pack until the receiver runs below: the send can only be waiting (or have gone unpacked).
+        // Nothing frees a pack until the receiver runs below: once the send began its wait it can only go on waiting (or,
+        // without the wait, it would have gone unpacked already). Polled, not a fixed delay: a slow machine may start the
+        // send's thread late.
+        await Poll.WaitUntilAsync(() => pair.Outbound.PackWaits != 0 || send.IsCompleted, "the send past the limit began its wait");
         await Task.Delay(100);
         Assert.False(send.IsCompleted, "the send past the limit returned before any pack came back");
         Assert.Equal(1, pair.Outbound.PackWaits);
@@ -325,10 +328,8 @@ public sealed class ChannelPackTests
         ulong id = 0;
         FillEveryLivePack(pair, ref id);
         Task oneway = Task.Factory.StartNew(() => SendOneway(pair, id, 8), TaskCreationOptions.LongRunning);
-        while (pair.Outbound.PackWaits == 0)
-        {
-            await Task.Delay(1);
-        }
+        await Poll.WaitUntilAsync(() => pair.Outbound.PackWaits != 0 || oneway.IsCompleted, "the oneway past the limit began its wait");
+        Assert.False(oneway.IsCompleted, "the oneway past the limit did not wait for a pack");
 
         byte[] request = PayloadFor(1000, 8);
         Task<bool> call = Task.Run(() => pair.Outbound.TrySend(1000, ChannelPair.Checksum(request), TransactionFlags.TwoWay, request, new RecordContext(1, 0, CallStatus.Ok)));

@@ -217,6 +217,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>
     /// Copies <paramref name="payload"/> into a new buffer in the peer's region and publishes it, if there is room now.
     /// </summary>
+    /// <remarks>
+    /// Does not wait for room, with one exception: a small oneway that finds every live pack in use may wait up to
+    /// <see cref="ChannelOptions.PackWait"/> (5 µs) for the receiver to free one (see <see cref="WaitForLivePackUnsynchronized"/>).
+    /// </remarks>
     /// <param name="transactionId">The id the receiver sees; a reply carries the id of its call; <see cref="TransactionIds.AssignedOnSend"/>
     /// gives a oneway message a new id under the lock.</param>
     /// <param name="code">What the transaction asks for.</param>
