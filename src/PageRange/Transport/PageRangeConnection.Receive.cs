@@ -11,8 +11,8 @@ public sealed partial class PageRangeConnection
     private int _readyCount;
 
     // The oneway a free just released from the backlog (binder's next oneway) while nothing else was ready: in front of
-    // the ready queue, taken by whichever receiver comes first with one exchange instead of a slot lock. Set under the
-    // slot lock (Release), only while the ready queue is empty and no async receiver waits; not in _readyCount.
+    // the ready queue, taken by whichever receiver comes first, without the ready queue. Set and taken under the slot
+    // lock (Release, TryTakeHandoff), only while the ready queue is empty and no async receiver waits; not in _readyCount.
     private IncomingSlot? _handoff;
     private int _liveTransactions;
     private volatile bool _drainedAfterDeath;
@@ -123,12 +123,20 @@ public sealed partial class PageRangeConnection
     /// <summary>Takes the oneway a free released into <see cref="_handoff"/>, if it is still there.</summary>
     private bool TryTakeHandoff(out Transaction transaction)
     {
-        // A load first: the exchange (a locked operation) only when there is something to take.
-        if (Volatile.Read(ref _handoff) is not null && Interlocked.Exchange(ref _handoff, null) is { } slot)
+        // A load first: the lock only when there is something to take. Under the slot lock, not with an exchange: a
+        // stream's receiving thread holds that lock's bias (ThinLock), so this costs no locked instruction there.
+        if (Volatile.Read(ref _handoff) is not null)
         {
-            // Ours alone now: its generation changes only when it is freed.
-            transaction = new Transaction(this, slot, slot.Generation);
-            return true;
+            using (_slotLock.EnterScope())
+            {
+                if (_handoff is { } slot)
+                {
+                    _handoff = null;
+                    // Ours alone now: its generation changes only when it is freed.
+                    transaction = new Transaction(this, slot, slot.Generation);
+                    return true;
+                }
+            }
         }
         transaction = default;
         return false;

@@ -1,0 +1,301 @@
+using PageRange.Tests.Infrastructure;
+using PageRange.Threading;
+
+namespace PageRange.Tests.Threading;
+
+/// <summary>
+/// The lock's bias: a thread that takes it <see cref="ThinLock.BiasAfter"/> times in a row gets it without a locked
+/// instruction; any other thread revokes that (a process-wide barrier) and waits for the bias owner to leave; the bias
+/// comes back only to its owner; mutual exclusion holds throughout, raced by threads on both paths.
+/// </summary>
+public sealed class ThinLockBiasTests
+{
+    [Fact]
+    public void Enter_ByOneThreadBiasAfterTimes_BiasesItAndKeepsItReentrantAndReleasedOnlyByItsHolder()
+    {
+        var gate = new ThinLock();
+        for (int i = 0; i < ThinLock.BiasAfter - 1; i++)
+        {
+            gate.Enter();
+            gate.Exit();
+        }
+        Assert.False(gate.IsBiasedToCurrentThread);
+
+        gate.Enter();
+        Assert.True(gate.IsBiasedToCurrentThread);
+        Assert.True(gate.IsHeldByCurrentThread);
+        using (gate.EnterScope())
+        {
+            Assert.True(gate.IsHeldByCurrentThread);
+        }
+        Assert.True(gate.IsHeldByCurrentThread);
+        gate.Exit();
+        Assert.False(gate.IsHeldByCurrentThread);
+        Assert.Throws<SynchronizationLockException>(gate.Exit);
+        Assert.Equal(0, gate.Revocations);
+    }
+
+    [Fact]
+    public void Enter_ByAnotherThreadWhileTheBiasOwnerIsInside_RevokesAndWaitsUntilItLeaves()
+    {
+        ThinLock gate = BiasedToCurrentThread();
+        int entered = 0;
+        var other = new Thread(() =>
+        {
+            gate.Enter();
+            Volatile.Write(ref entered, 1);
+            gate.Exit();
+        })
+        { IsBackground = true, Name = "revoker" };
+
+        gate.Enter();
+        other.Start();
+        // The other thread revokes the bias (the count is written before its barrier), then waits for us.
+        Assert.True(Poll.SpinUntil(() => gate.Revocations == 1), "the other thread never revoked the bias");
+        Thread.Sleep(50);
+        Assert.Equal(0, Volatile.Read(ref entered));
+        Assert.True(gate.IsHeldByCurrentThread);
+        gate.Exit();
+        Assert.True(other.Join(TestTimeouts.Long));
+        Assert.Equal(1, Volatile.Read(ref entered));
+
+        // Revoked: the former bias owner now takes the owner word as anyone else, until it earns the bias back.
+        gate.Enter();
+        Assert.False(gate.IsBiasedToCurrentThread);
+        gate.Exit();
+        for (int i = 0; i < ThinLock.BiasAfter; i++)
+        {
+            gate.Enter();
+            gate.Exit();
+        }
+        Assert.True(gate.IsBiasedToCurrentThread);
+    }
+
+    [Fact]
+    public void TryEnterAndExit_ByAnotherThreadWhileTheBiasOwnerIsInside_FailAndLeaveTheOwnerInside()
+    {
+        ThinLock gate = BiasedToCurrentThread();
+        using (gate.EnterScope())
+        {
+            bool? tried = null;
+            Exception? exitError = null;
+            var other = new Thread(() =>
+            {
+                try
+                {
+                    gate.Exit();
+                }
+                catch (SynchronizationLockException error)
+                {
+                    exitError = error;
+                }
+                tried = gate.TryEnter();
+            })
+            { IsBackground = true, Name = "intruder" };
+            other.Start();
+            Assert.True(other.Join(TestTimeouts.Long));
+            Assert.IsType<SynchronizationLockException>(exitError);
+            Assert.False(tried);
+            // The try revoked the bias all the same, and we are still inside.
+            Assert.Equal(1, gate.Revocations);
+            Assert.True(gate.IsHeldByCurrentThread);
+        }
+
+        bool taken = false;
+        var later = new Thread(() =>
+        {
+            taken = gate.TryEnter();
+            if (taken)
+            {
+                gate.Exit();
+            }
+        })
+        { IsBackground = true, Name = "later" };
+        later.Start();
+        Assert.True(later.Join(TestTimeouts.Long));
+        Assert.True(taken);
+    }
+
+    [Fact]
+    public void Enter_AnotherThreadTakingItManyTimesAfterARevocation_IsNeverBiasedToIt()
+    {
+        ThinLock gate = BiasedToCurrentThread();
+        bool everBiased = false;
+        var other = new Thread(() =>
+        {
+            for (int i = 0; i < 4 * ThinLock.BiasAfter; i++)
+            {
+                gate.Enter();
+                everBiased |= gate.IsBiasedToCurrentThread;
+                gate.Exit();
+            }
+        })
+        { IsBackground = true, Name = "other" };
+        other.Start();
+        Assert.True(other.Join(TestTimeouts.Long));
+        Assert.False(everBiased);
+        Assert.Equal(1, gate.Revocations);
+    }
+
+    [Fact]
+    public void Enter_TwoThreadsTakingItInTurn_NeverBiasesIt()
+    {
+        var gate = new ThinLock();
+        int turn = 0;
+        bool everBiased = false;
+        var threads = new Thread[2];
+        for (int t = 0; t < threads.Length; t++)
+        {
+            int me = t;
+            threads[t] = new Thread(() =>
+            {
+                for (int i = 0; i < 2 * ThinLock.BiasAfter; i++)
+                {
+                    if (!Poll.SpinUntil(() => Volatile.Read(ref turn) % 2 == me))
+                    {
+                        return;
+                    }
+                    gate.Enter();
+                    everBiased |= gate.IsBiasedToCurrentThread;
+                    gate.Exit();
+                    Interlocked.Increment(ref turn);
+                }
+            })
+            { IsBackground = true, Name = $"turn-{t}" };
+            threads[t].Start();
+        }
+        foreach (Thread thread in threads)
+        {
+            Assert.True(thread.Join(TestTimeouts.Long));
+        }
+        Assert.Equal(4 * ThinLock.BiasAfter, Volatile.Read(ref turn));
+        Assert.False(everBiased);
+        Assert.Equal(0, gate.Revocations);
+    }
+
+    /// <summary>
+    /// The race the bias must survive: its owner entering and leaving by plain stores (scopes, re-entry) while other
+    /// threads take the owner word, revoke, spin, park and try; each section does a non-atomic read-pause-write of a
+    /// shared counter, so two threads inside at once lose an increment. Bursts of the owner alone let it earn the bias
+    /// back between the others' raids.
+    /// </summary>
+    [Fact]
+    public void Enter_BiasOwnerRacedByThreadsThatRevokeSpinParkAndTry_NoTwoThreadsAreEverInside()
+    {
+        var gate = new ThinLock();
+        long counter = 0;
+        long expected = 0;
+        int inside = 0;
+        int overlaps = 0;
+        int stop = 0;
+        int ownerBiasedEntries = 0;
+
+        void Section()
+        {
+            if (Interlocked.Increment(ref inside) != 1)
+            {
+                Interlocked.Increment(ref overlaps);
+            }
+            long seen = Volatile.Read(ref counter);
+            Thread.SpinWait(20);
+            Volatile.Write(ref counter, seen + 1);
+            Interlocked.Decrement(ref inside);
+        }
+
+        var owner = new Thread(() =>
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (clock.ElapsedMilliseconds < 3000)
+            {
+                for (int i = 0; i < 3 * ThinLock.BiasAfter; i++)
+                {
+                    using (gate.EnterScope())
+                    {
+                        if (gate.IsBiasedToCurrentThread)
+                        {
+                            ownerBiasedEntries++;
+                        }
+                        Section();
+                        if ((i & 7) == 0)
+                        {
+                            gate.Enter();
+                            Section();
+                            gate.Exit();
+                        }
+                    }
+                    Interlocked.Add(ref expected, (i & 7) == 0 ? 2 : 1);
+                }
+            }
+            Volatile.Write(ref stop, 1);
+        })
+        { IsBackground = true, Name = "bias-owner" };
+
+        var raiders = new Thread[3];
+        for (int r = 0; r < raiders.Length; r++)
+        {
+            int me = r;
+            raiders[r] = new Thread(() =>
+            {
+                var random = new Random(me);
+                while (Volatile.Read(ref stop) == 0)
+                {
+                    // Quiet spells, so the owner earns the bias back before the next raid; now and then one longer
+                    // than the lock's 50 ms, after which a revocation no longer doubles what the owner must earn.
+                    Thread.Sleep(random.Next(10) == 0 ? 60 : random.Next(0, 3));
+                    int burst = random.Next(1, 20);
+                    for (int i = 0; i < burst; i++)
+                    {
+                        if (me == 2)
+                        {
+                            if (gate.TryEnter())
+                            {
+                                Section();
+                                gate.Exit();
+                                Interlocked.Increment(ref expected);
+                            }
+                        }
+                        else
+                        {
+                            using (gate.EnterScope())
+                            {
+                                Section();
+                            }
+                            Interlocked.Increment(ref expected);
+                        }
+                    }
+                }
+            })
+            { IsBackground = true, Name = $"raider-{r}" };
+        }
+
+        owner.Start();
+        foreach (Thread raider in raiders)
+        {
+            raider.Start();
+        }
+        Assert.True(owner.Join(TestTimeouts.Long));
+        foreach (Thread raider in raiders)
+        {
+            Assert.True(raider.Join(TestTimeouts.Long));
+        }
+
+        Assert.Equal(0, Volatile.Read(ref overlaps));
+        Assert.Equal(Volatile.Read(ref expected), Volatile.Read(ref counter));
+        // Both paths were raced: the owner entered by its bias, and the raiders revoked it time and again.
+        Assert.True(ownerBiasedEntries > 0, "the owner never held the bias");
+        Assert.True(gate.Revocations > 1, $"only {gate.Revocations} revocations");
+    }
+
+    /// <summary>A lock biased to the calling thread.</summary>
+    private static ThinLock BiasedToCurrentThread()
+    {
+        var gate = new ThinLock();
+        for (int i = 0; i < ThinLock.BiasAfter; i++)
+        {
+            gate.Enter();
+            gate.Exit();
+        }
+        Assert.True(gate.IsBiasedToCurrentThread);
+        return gate;
+    }
+}
