@@ -70,6 +70,12 @@ internal sealed class ThinLock
     /// costs at most one system call per 16 M acquisitions).</summary>
     private const int MaxBiasDoublings = 14;
 
+    /// <summary>A streak earns the bias only at this rate or faster (acquisitions per millisecond), clocked from its
+    /// <see cref="StreakClockedFrom"/>th acquisition, with <see cref="ClockSlackMilliseconds"/> for the clock's ticks.</summary>
+    private const int MinBiasedRatePerMillisecond = 10;
+    private const int StreakClockedFrom = 64;
+    private const int ClockSlackMilliseconds = 16;
+
     /// <summary>A revocation this long after the previous one does not double <see cref="BiasAfter"/>: a connection's
     /// housekeeping takes its locks once per park timeout (100 ms by default) from its own thread, and that must not
     /// cost the stream its bias for good.</summary>
@@ -87,6 +93,9 @@ internal sealed class ThinLock
     // The thread that took the owner word last and how many times in a row it did (written under the owner word).
     private int _streakThread;
     private int _streak;
+    private long _streakClockedAtTicks;
+    // Entries by the bias (written by the bias owner only, without a locked instruction), for BiasOwnerActiveSince.
+    private int _biasEntries;
     private int _revocations;
     // Revocations each within RevocationsQuietAfterMilliseconds of the one before (written under the owner word).
     private int _recentRevocations;
@@ -133,6 +142,19 @@ internal sealed class ThinLock
 
     /// <summary>Whether the lock is biased to the current thread now (it enters without a locked instruction), for tests.</summary>
     internal bool IsBiasedToCurrentThread => _biasOwner == CurrentThreadId && Volatile.Read(ref _biasRevoked) == 0;
+
+    /// <summary>
+    /// Whether the lock is biased to a thread that entered it by its bias since the caller's last look
+    /// (<paramref name="seenEntries"/>, updated): for a housekeeping thread whose work the bias owner does itself while
+    /// it is active, so that it need not revoke the bias (a process-wide barrier) to do it.
+    /// </summary>
+    internal bool BiasOwnerActiveSince(ref int seenEntries)
+    {
+        int entries = Volatile.Read(ref _biasEntries);
+        bool active = _biasOwner != 0 && Volatile.Read(ref _biasRevoked) == 0 && entries != seenEntries;
+        seenEntries = entries;
+        return active;
+    }
 
     /// <summary>How many times another thread revoked the bias (each a process-wide barrier), for tests.</summary>
     internal int Revocations => Volatile.Read(ref _revocations);
@@ -194,6 +216,7 @@ internal sealed class ThinLock
         Volatile.Write(ref _biasHeld, 1);
         if (Volatile.Read(ref _biasRevoked) == 0)
         {
+            _biasEntries++;
             return true;
         }
         Volatile.Write(ref _biasHeld, 0);
@@ -278,9 +301,23 @@ internal sealed class ThinLock
             _streakThread = self;
             _streak = 0;
         }
-        if (++_streak >= BiasAfter << _recentRevocations && Volatile.Read(ref _parked) == 0)
+        if (++_streak == StreakClockedFrom)
         {
-            BiasToCurrentThread(self);
+            // Clocked from here, not from the first: short streaks (threads taking turns) never read the clock.
+            _streakClockedAtTicks = Environment.TickCount64;
+        }
+        else if (_streak >= BiasAfter << _recentRevocations && Volatile.Read(ref _parked) == 0)
+        {
+            if (Environment.TickCount64 - _streakClockedAtTicks <= (_streak - StreakClockedFrom) / MinBiasedRatePerMillisecond + ClockSlackMilliseconds)
+            {
+                BiasToCurrentThread(self);
+            }
+            else
+            {
+                // A slow streak (a connection's housekeeping thread, once per park timeout): the bias owner is fixed once
+                // chosen, so it must be the thread that uses the lock hard, not one that happened to use it alone.
+                _streak = 0;
+            }
         }
         return true;
     }

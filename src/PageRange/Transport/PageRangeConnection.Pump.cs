@@ -17,7 +17,11 @@ public sealed partial class PageRangeConnection
             {
                 bool housekeeping = Environment.TickCount64 - _lastHousekeeping >= (long)_options.ParkTimeout.TotalMilliseconds;
                 bool drainDeath = _peerDead && !_drainedAfterDeath;
-                if ((housekeeping || drainDeath || Volatile.Read(ref _asyncInterest) > 0) && !_violated && TryTakeReaderRole())
+                // A housekeeping pass does not read a ring that a receiving thread reads itself (the thread the receive
+                // lock is biased to entered it since the last pass): taking the lock would revoke that thread's bias.
+                bool readRing = drainDeath || Volatile.Read(ref _asyncInterest) > 0
+                    || (housekeeping && !_inbound.ReceiveLock.BiasOwnerActiveSince(ref _receiveLockEntriesSeen));
+                if (readRing && !_violated && TryTakeReaderRole())
                 {
                     try
                     {
@@ -67,13 +71,27 @@ public sealed partial class PageRangeConnection
 
     private long _lastHousekeeping;
 
+    // What the biased locks' owners had done at the last housekeeping pass (ThinLock.BiasOwnerActiveSince): while a
+    // stream's own threads use the connection, they do its housekeeping themselves, and this thread leaves their locks
+    // alone (taking one would revoke its bias, a process-wide barrier). A pass after they stop does it.
+    private int _receiveLockEntriesSeen;
+    private int _slotLockEntriesSeen;
+    private int _sendLockEntriesSeen;
+
+    // Housekeeping passes made, for tests.
+    private int _housekeepingPasses;
+
     private void Housekeeping()
     {
         _lastHousekeeping = Environment.TickCount64;
+        Volatile.Write(ref _housekeepingPasses, _housekeepingPasses + 1);
         // The backstop for frees held back for a batch whose receiver then stopped receiving (a ready transaction
         // nobody takes): the writer gets them within a park timeout, as it gets a lost wake's.
-        PublishHeldFrees();
-        if (!_peerDead)
+        if (!_slotLock.BiasOwnerActiveSince(ref _slotLockEntriesSeen))
+        {
+            PublishHeldFrees();
+        }
+        if (!_peerDead && !_outbound.SendLock.BiasOwnerActiveSince(ref _sendLockEntriesSeen))
         {
             try
             {

@@ -1,3 +1,5 @@
+using PageRange.Threading;
+
 namespace PageRange.Transport;
 
 /// <summary>Read-only views and seams for tests and the TestHost; nothing here is used by the library itself.</summary>
@@ -75,4 +77,10 @@ public sealed partial class PageRangeConnection
             whileHeld();
         }
     }
+
+    /// <summary>The slot lock (the inbound free lock), for tests of its bias.</summary>
+    internal ThinLock SlotLockForTest => _slotLock;
+
+    /// <summary>Housekeeping passes the background thread made so far.</summary>
+    internal int HousekeepingPassesForTest => Volatile.Read(ref _housekeepingPasses);
 }

@@ -350,6 +350,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// </summary>
     internal ThinLock FreeLock => _freeLock;
 
+    /// <summary>The lock every ring read holds (<see cref="TryReceiveBatch"/>): a connection's housekeeping looks whether
+    /// the thread it is biased to still reads (see <see cref="ThinLock.BiasOwnerActiveSince"/>).</summary>
+    internal ThinLock ReceiveLock => _receiveLock;
+
     /// <summary>Gives a received transaction's buffer back to the writer (binder's <c>BC_FREE_BUFFER</c>) and wakes it if it is parked.</summary>
     /// <exception cref="ProtocolViolationException">The free ring is full: the writer let more buffers live than
     /// the ring holds, or this buffer was freed twice.</exception>

@@ -470,6 +470,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
     }
 
+    /// <summary>The send lock (shared with the allocator): a connection's housekeeping looks whether the thread it is
+    /// biased to still sends (see <see cref="ThinLock.BiasOwnerActiveSince"/>).</summary>
+    internal ThinLock SendLock => _lock;
+
     /// <summary>
     /// <see cref="DrainFrees"/>, then gives the slab being filled back to the allocator if no slot of it is live, so
     /// its pages become Available and the shrinker can reclaim them: for the connection's housekeeping of an idle

@@ -1,0 +1,103 @@
+using System.Diagnostics;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// A oneway stream's threads hold their locks' bias (no locked instruction per message), and the connection's own
+/// housekeeping thread, which takes the same locks once per park timeout, leaves them alone while the stream flows
+/// instead of revoking the bias (a process-wide barrier) every pass.
+/// </summary>
+public sealed class ConnectionLockBiasTests
+{
+    [Fact]
+    public async Task OnewayStream_OverManyHousekeepingPasses_KeepsTheSendersAndReceiversLocksBiased()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = WaitStrategy.SpinThenPark;
+        options.ParkTimeout = TimeSpan.FromMilliseconds(20);
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        PageRangeConnection client = pair.Client;
+        PageRangeConnection server = pair.Server;
+
+        const int StreamMilliseconds = 1500;
+        long sent = 0;
+        long received = 0;
+        bool senderBiased = false;
+        bool receiverBiased = false;
+        int stop = 0;
+        Exception? failure = null;
+        var sender = new Thread(() =>
+        {
+            try
+            {
+                byte[] payload = new byte[64];
+                var clock = Stopwatch.StartNew();
+                while (clock.ElapsedMilliseconds < StreamMilliseconds)
+                {
+                    client.SendOneway(7, payload);
+                    sent++;
+                }
+                senderBiased = client.Outbound.SendLock.IsBiasedToCurrentThread;
+                // The last one tells the receiver to stop.
+                client.SendOneway(8, payload);
+            }
+            catch (Exception error)
+            {
+                failure = error;
+            }
+        })
+        { IsBackground = true, Name = "stream-sender" };
+        var receiver = new Thread(() =>
+        {
+            try
+            {
+                while (true)
+                {
+                    using Transaction transaction = server.Receive();
+                    if (transaction.Code == 8)
+                    {
+                        break;
+                    }
+                    received++;
+                }
+                receiverBiased = server.SlotLockForTest.IsBiasedToCurrentThread && server.Inbound.ReceiveLock.IsBiasedToCurrentThread;
+            }
+            catch (Exception error)
+            {
+                failure = error;
+            }
+            finally
+            {
+                Volatile.Write(ref stop, 1);
+            }
+        })
+        { IsBackground = true, Name = "stream-receiver" };
+        receiver.Start();
+        sender.Start();
+        Assert.True(sender.Join(TestTimeouts.Long));
+        Assert.True(receiver.Join(TestTimeouts.Long));
+
+        Assert.Null(failure);
+        Assert.Equal(1, Volatile.Read(ref stop));
+        Assert.Equal(sent, received);
+        // Dozens of housekeeping passes ran on each side beside the stream (every 20 ms for 1.5 s); a pass that took
+        // the locks would revoke a bias each time it had come back (a dozen and more per lock). A pass revokes only
+        // after a whole park timeout in which the stream's thread did not run (a loaded machine can hold it off that
+        // long now and then), so a few are allowed.
+        int serverPasses = server.HousekeepingPassesForTest;
+        int clientPasses = client.HousekeepingPassesForTest;
+        Assert.True(serverPasses >= 10 && clientPasses >= 10, $"only {serverPasses} and {clientPasses} housekeeping passes");
+        Assert.True(senderBiased, "the sender's send lock was not biased to it at the end");
+        Assert.True(receiverBiased, "the receiver's slot and receive locks were not biased to it at the end");
+        Assert.InRange(client.Outbound.SendLock.Revocations, 0, 3);
+        Assert.InRange(server.SlotLockForTest.Revocations, 0, 3);
+        Assert.InRange(server.Inbound.ReceiveLock.Revocations, 0, 3);
+
+        // Once the stream stops, housekeeping does the work again: the idle writer's frees are drained (taking the
+        // send lock and revoking its bias), so the sender's region gets its buffers back within a few passes.
+        int sendLockRevocations = client.Outbound.SendLock.Revocations;
+        await Poll.WaitUntilAsync(() => client.Outbound.SendLock.Revocations == sendLockRevocations + 1, "housekeeping took the idle sender's lock");
+    }
+}
