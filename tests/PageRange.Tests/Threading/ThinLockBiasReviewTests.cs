@@ -86,6 +86,95 @@ public sealed class ThinLockBiasReviewTests
         gate.Exit();
     }
 
+    /// <summary>
+    /// The Dekker race itself, as often as possible: each round a fresh lock (no revocation history) is biased to one
+    /// thread, which then enters and leaves it by its bias in a tight loop while another thread takes it once, revoking
+    /// the bias at a random moment of that loop. Two threads inside at once lose an increment of a plain counter.
+    /// The existing stress test revokes a handful of times per run (the doubling threshold keeps the owner from
+    /// earning the bias back); this one revokes once per round, thousands of times.
+    /// </summary>
+    [Fact]
+    public void Enter_RevocationRacingTheBiasOwnersTightLoop_ManyFreshLocks_NoTwoThreadsAreEverInside()
+    {
+        const int Rounds = 4000;
+        ThinLock? current = null;
+        int round = 0;
+        int raided = 0;
+        int unrevoked = 0;
+        long counter = 0;
+        long expected = 0;
+        int ownerBiasedEntries = 0;
+
+        void Section()
+        {
+            long seen = Volatile.Read(ref counter);
+            Thread.SpinWait(2);
+            Volatile.Write(ref counter, seen + 1);
+        }
+
+        var owner = new Thread(() =>
+        {
+            for (int r = 1; r <= Rounds; r++)
+            {
+                var gate = new ThinLock();
+                for (int i = 0; i < ThinLock.BiasAfter; i++)
+                {
+                    gate.Enter();
+                    gate.Exit();
+                }
+                Volatile.Write(ref current, gate);
+                Volatile.Write(ref round, r);
+                long mine = 0;
+                while (Volatile.Read(ref raided) != r)
+                {
+                    using (gate.EnterScope())
+                    {
+                        if (gate.IsBiasedToCurrentThread)
+                        {
+                            ownerBiasedEntries++;
+                        }
+                        Section();
+                    }
+                    mine++;
+                }
+                Interlocked.Add(ref expected, mine);
+            }
+        })
+        { IsBackground = true, Name = "bias-owner" };
+
+        var raider = new Thread(() =>
+        {
+            var random = new Random(7);
+            for (int r = 1; r <= Rounds; r++)
+            {
+                while (Volatile.Read(ref round) != r)
+                {
+                    Thread.SpinWait(1);
+                }
+                ThinLock gate = Volatile.Read(ref current)!;
+                Thread.SpinWait(random.Next(0, 64));
+                gate.Enter();
+                Section();
+                gate.Exit();
+                Interlocked.Increment(ref expected);
+                if (gate.Revocations != 1)
+                {
+                    Interlocked.Increment(ref unrevoked);
+                }
+                Volatile.Write(ref raided, r);
+            }
+        })
+        { IsBackground = true, Name = "raider" };
+
+        owner.Start();
+        raider.Start();
+        Assert.True(owner.Join(TestTimeouts.Long));
+        Assert.True(raider.Join(TestTimeouts.Long));
+        Assert.Equal(0, unrevoked);
+        Assert.Equal(Volatile.Read(ref expected), Volatile.Read(ref counter));
+        Assert.True(ownerBiasedEntries > Rounds, $"the owner entered by its bias only {ownerBiasedEntries} times");
+    }
+
     private static bool TryEnterOnAnotherThread(ThinLock gate)
     {
         bool taken = false;
