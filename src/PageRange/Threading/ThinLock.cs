@@ -340,10 +340,20 @@ internal sealed class ThinLock
     private void WaitForBiasOwnerToLeave()
     {
         // Its sections are short; if it was preempted inside, SpinWait yields and then sleeps rather than burn the core.
-        var spinner = default(SpinWait);
-        while (Volatile.Read(ref _biasHeld) != 0)
+        try
         {
-            spinner.SpinOnce();
+            var spinner = default(SpinWait);
+            while (Volatile.Read(ref _biasHeld) != 0)
+            {
+                spinner.SpinOnce();
+            }
+        }
+        catch
+        {
+            // Its sleeps are interruptible (Thread.Interrupt): the caller leaves Enter by the exception, holding nothing,
+            // so the owner word we took must go back (and a parked waiter be told), or the lock stays taken for good.
+            ReleaseOwnerWord();
+            throw;
         }
     }
 
@@ -484,7 +494,10 @@ internal sealed class ThinLock
         /// <summary>Releases the lock.</summary>
         public void Dispose()
         {
-            if (_biased)
+            // Entered by the bias, so this thread is the bias owner, the only writer of _biasHeld: a plain load tells
+            // whether it still holds by the bias. It may not: YieldToWaiters inside the scope can give the bias up to a
+            // revoker and take the lock back by the owner word, which Exit then releases.
+            if (_biased && _owner._biasHeld != 0)
             {
                 _owner.ExitBiased();
             }
