@@ -94,8 +94,6 @@ internal sealed class ThinLock
     private int _streakThread;
     private int _streak;
     private long _streakClockedAtTicks;
-    // Entries by the bias (written by the bias owner only, without a locked instruction), for BiasOwnerActiveSince.
-    private int _biasEntries;
     private int _revocations;
     // Revocations each within RevocationsQuietAfterMilliseconds of the one before (written under the owner word).
     private int _recentRevocations;
@@ -142,19 +140,6 @@ internal sealed class ThinLock
 
     /// <summary>Whether the lock is biased to the current thread now (it enters without a locked instruction), for tests.</summary>
     internal bool IsBiasedToCurrentThread => _biasOwner == CurrentThreadId && Volatile.Read(ref _biasRevoked) == 0;
-
-    /// <summary>
-    /// Whether the lock is biased to a thread that entered it by its bias since the caller's last look
-    /// (<paramref name="seenEntries"/>, updated): for a housekeeping thread whose work the bias owner does itself while
-    /// it is active, so that it need not revoke the bias (a process-wide barrier) to do it.
-    /// </summary>
-    internal bool BiasOwnerActiveSince(ref int seenEntries)
-    {
-        int entries = Volatile.Read(ref _biasEntries);
-        bool active = _biasOwner != 0 && Volatile.Read(ref _biasRevoked) == 0 && entries != seenEntries;
-        seenEntries = entries;
-        return active;
-    }
 
     /// <summary>How many times another thread revoked the bias (each a process-wide barrier), for tests.</summary>
     internal int Revocations => Volatile.Read(ref _revocations);
@@ -216,7 +201,6 @@ internal sealed class ThinLock
         Volatile.Write(ref _biasHeld, 1);
         if (Volatile.Read(ref _biasRevoked) == 0)
         {
-            _biasEntries++;
             return true;
         }
         Volatile.Write(ref _biasHeld, 0);

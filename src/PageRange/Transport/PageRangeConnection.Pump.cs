@@ -17,10 +17,10 @@ public sealed partial class PageRangeConnection
             {
                 bool housekeeping = Environment.TickCount64 - _lastHousekeeping >= (long)_options.ParkTimeout.TotalMilliseconds;
                 bool drainDeath = _peerDead && !_drainedAfterDeath;
-                // A housekeeping pass does not read a ring that a receiving thread reads itself (the thread the receive
-                // lock is biased to entered it since the last pass): taking the lock would revoke that thread's bias.
+                // A housekeeping pass reads only a ring nobody read since the last pass: a receiving thread that reads it
+                // needs no backstop, and taking its lock would revoke that thread's bias (ThinLock), a process-wide barrier.
                 bool readRing = drainDeath || Volatile.Read(ref _asyncInterest) > 0
-                    || (housekeeping && !_inbound.ReceiveLock.BiasOwnerActiveSince(ref _receiveLockEntriesSeen));
+                    || (housekeeping && _inbound.Received == _receivedAtLastPass);
                 if (readRing && !_violated && TryTakeReaderRole())
                 {
                     try
@@ -51,6 +51,7 @@ public sealed partial class PageRangeConnection
                 if (housekeeping)
                 {
                     Housekeeping();
+                    _receivedAtLastPass = _inbound.Received;
                 }
             }
             catch (ProtocolViolationException)
@@ -71,12 +72,13 @@ public sealed partial class PageRangeConnection
 
     private long _lastHousekeeping;
 
-    // What the biased locks' owners had done at the last housekeeping pass (ThinLock.BiasOwnerActiveSince): while a
-    // stream's own threads use the connection, they do its housekeeping themselves, and this thread leaves their locks
-    // alone (taking one would revoke its bias, a process-wide barrier). A pass after they stop does it.
-    private int _receiveLockEntriesSeen;
-    private int _slotLockEntriesSeen;
-    private int _sendLockEntriesSeen;
+    // Where the rings stood at the last housekeeping pass. A pass does the backstops only for what did not move since:
+    // while a stream flows, its own threads read the ring, publish the frees and drain the peer's, and this thread
+    // leaves their locks alone (taking one would revoke the bias its stream's thread holds, a process-wide barrier,
+    // each pass). The first pass after they stop does it.
+    private ulong _receivedAtLastPass;
+    private ulong _freedAtLastPass;
+    private ulong _sentAtLastPass;
 
     // Housekeeping passes made, for tests.
     private int _housekeepingPasses;
@@ -87,11 +89,16 @@ public sealed partial class PageRangeConnection
         Volatile.Write(ref _housekeepingPasses, _housekeepingPasses + 1);
         // The backstop for frees held back for a batch whose receiver then stopped receiving (a ready transaction
         // nobody takes): the writer gets them within a park timeout, as it gets a lost wake's.
-        if (!_slotLock.BiasOwnerActiveSince(ref _slotLockEntriesSeen))
+        ulong freed = _inbound.Freed;
+        if (freed == _freedAtLastPass)
         {
             PublishHeldFrees();
         }
-        if (!_peerDead && !_outbound.SendLock.BiasOwnerActiveSince(ref _sendLockEntriesSeen))
+        _freedAtLastPass = freed;
+        ulong sent = _outbound.Sent + (ulong)_outbound.PackedSent;
+        bool writerIdle = sent == _sentAtLastPass;
+        _sentAtLastPass = sent;
+        if (!_peerDead && writerIdle)
         {
             try
             {

@@ -208,42 +208,6 @@ public sealed class ThinLockBiasTests
         Assert.Equal(0, biased.Revocations);
     }
 
-    [Fact]
-    public void BiasOwnerActiveSince_TellsWhetherTheBiasOwnerEnteredSinceTheLastLookWithoutRevokingIt()
-    {
-        ThinLock gate = BiasedToCurrentThread();
-        int seen = 0;
-        bool[] looks = new bool[3];
-        void LookFromAnotherThread(int index)
-        {
-            int copy = seen;
-            var looker = new Thread(() => looks[index] = gate.BiasOwnerActiveSince(ref copy)) { IsBackground = true };
-            looker.Start();
-            Assert.True(looker.Join(TestTimeouts.Long));
-            seen = copy;
-        }
-
-        using (gate.EnterScope())
-        {
-        }
-        LookFromAnotherThread(0);
-        LookFromAnotherThread(1);
-        gate.Enter();
-        gate.Exit();
-        LookFromAnotherThread(2);
-
-        Assert.Equal([true, false, true], looks);
-        Assert.True(gate.IsBiasedToCurrentThread);
-        Assert.Equal(0, gate.Revocations);
-
-        // A lock biased to nobody, or revoked, has no active bias owner.
-        var plain = new ThinLock();
-        plain.Enter();
-        plain.Exit();
-        int plainSeen = 0;
-        Assert.False(plain.BiasOwnerActiveSince(ref plainSeen));
-    }
-
     /// <summary>
     /// The race the bias must survive: its owner entering and leaving by plain stores (scopes, re-entry) while other
     /// threads take the owner word, revoke, spin, park and try; each section does a non-atomic read-pause-write of a

@@ -19,12 +19,15 @@ public sealed class ThinLockTests
         int held = 0;
         int trying = 0;
         int entered = 0;
+        int warmedUp = 0;
         var waiter = new Thread(() =>
         {
             // The thread's first use of any ThinLock reads its id once into a thread static, whose per-thread storage
-            // the runtime allocates then (272 bytes, once per thread): not what blocking costs, so it comes first.
+            // the runtime allocates then (272 bytes, once per thread): not what blocking costs, so it comes first,
+            // before the main thread takes the lock.
             gate.Enter();
             gate.Exit();
+            Volatile.Write(ref warmedUp, 1);
             for (int i = 1; i <= Rounds; i++)
             {
                 int round = i;
@@ -44,6 +47,7 @@ public sealed class ThinLockTests
 
         int seenBlocked = 0;
         waiter.Start();
+        Assert.True(Poll.SpinUntil(() => Volatile.Read(ref warmedUp) == 1), "the waiter never started");
         for (int i = 1; i <= Rounds; i++)
         {
             gate.Enter();

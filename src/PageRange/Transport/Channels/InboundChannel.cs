@@ -350,8 +350,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// </summary>
     internal ThinLock FreeLock => _freeLock;
 
-    /// <summary>The lock every ring read holds (<see cref="TryReceiveBatch"/>): a connection's housekeeping looks whether
-    /// the thread it is biased to still reads (see <see cref="ThinLock.BiasOwnerActiveSince"/>).</summary>
+    /// <summary>The lock every ring read holds (<see cref="TryReceiveBatch"/>), for tests of its bias.</summary>
     internal ThinLock ReceiveLock => _receiveLock;
 
     /// <summary>Gives a received transaction's buffer back to the writer (binder's <c>BC_FREE_BUFFER</c>) and wakes it if it is parked.</summary>

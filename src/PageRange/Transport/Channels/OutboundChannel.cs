@@ -470,8 +470,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
     }
 
-    /// <summary>The send lock (shared with the allocator): a connection's housekeeping looks whether the thread it is
-    /// biased to still sends (see <see cref="ThinLock.BiasOwnerActiveSince"/>).</summary>
+    /// <summary>The send lock (shared with the allocator), for tests of its bias.</summary>
     internal ThinLock SendLock => _lock;
 
     /// <summary>
