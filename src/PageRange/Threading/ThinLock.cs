@@ -63,6 +63,14 @@ internal sealed class ThinLock
     /// <summary>How long <see cref="YieldToWaiters"/> gives a parked waiter to wake and take the lock.</summary>
     private static readonly long s_yieldTicks = System.Diagnostics.Stopwatch.Frequency / 1000;
 
+    /// <summary>
+    /// Whether locks are ever biased: on x64 only. The revocation's process-wide barrier is a barrier on every core only
+    /// when the runtime makes it with membarrier, or with the page-protection trick on x64, whose TLB shootdown interrupts
+    /// every core; on arm64 that trick flushes TLBs without interrupting other cores, and whether the runtime had
+    /// membarrier is not ours to see, so there the lock stays the plain one.
+    /// </summary>
+    internal static readonly bool CanBias = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
+
     /// <summary>Acquisitions in a row by one thread, with nobody parked, before the lock is biased to it.</summary>
     internal const int BiasAfter = 1024;
 
@@ -197,7 +205,10 @@ internal sealed class ThinLock
         }
         // The store, then the load: a revoker sets _biasRevoked, then runs a process-wide barrier, then reads _biasHeld.
         // Whatever this core reorders, after that barrier either our store is visible to the revoker (it waits for our
-        // exit) or our load comes after its store (we see the revocation). Volatile keeps the JIT from reordering them.
+        // exit) or our load comes after its store (we see the revocation). The processor may run the load first; the
+        // JIT does not: it keeps volatile accesses in program order among themselves (the memory model only promises
+        // release and acquire, which alone would let it; RyuJIT's x64 code here is the store, then the compare, as the
+        // review of this change read in its disassembly).
         Volatile.Write(ref _biasHeld, 1);
         if (Volatile.Read(ref _biasRevoked) == 0)
         {
@@ -284,6 +295,10 @@ internal sealed class ThinLock
         {
             _streakThread = self;
             _streak = 0;
+        }
+        if (!CanBias)
+        {
+            return true;
         }
         if (++_streak == StreakClockedFrom)
         {

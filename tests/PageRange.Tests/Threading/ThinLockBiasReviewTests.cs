@@ -4,8 +4,9 @@ using PageRange.Threading;
 namespace PageRange.Tests.Threading;
 
 /// <summary>
-/// Review probes of the biased <see cref="ThinLock"/> (1d914c7): ways a hold leaks when a step between taking the owner
-/// word and holding the lock is interrupted, or when a scope's hold changes kind under it.
+/// The biased <see cref="ThinLock"/> where a review found holds could leak (a step between taking the owner word and
+/// holding the lock interrupted, a scope's hold changing kind under it), and a revocation raced against the bias
+/// owner's tight loop on many fresh locks (it fails without the revocation's process-wide barrier).
 /// </summary>
 public sealed class ThinLockBiasReviewTests
 {
@@ -13,7 +14,7 @@ public sealed class ThinLockBiasReviewTests
     /// A scope entered by the bias remembers that; <see cref="ThinLock.YieldToWaiters"/> inside it lets a revoker in and
     /// takes the lock back by the owner word. The scope's exit must then release the owner word, not the bias.
     /// </summary>
-    [Fact]
+    [BiasFact]
     public void Dispose_BiasedScopeWhoseHoldYieldToWaitersTurnedIntoTheOwnerWord_ReleasesTheLock()
     {
         ThinLock gate = BiasedToCurrentThread();
@@ -46,7 +47,7 @@ public sealed class ThinLockBiasReviewTests
     /// sleeps, which <see cref="Thread.Interrupt"/> breaks). It throws out of <see cref="ThinLock.Enter"/>, holding
     /// nothing as far as its caller knows: the owner word must not stay taken.
     /// </summary>
-    [Fact]
+    [BiasFact]
     public void Enter_RevokerInterruptedWhileWaitingForTheBiasOwner_ThrowsAndLeavesTheLockFree()
     {
         ThinLock gate = BiasedToCurrentThread();
@@ -90,7 +91,7 @@ public sealed class ThinLockBiasReviewTests
     /// The existing stress test revokes a handful of times per run (the doubling threshold keeps the owner from
     /// earning the bias back); this one revokes once per round, thousands of times.
     /// </summary>
-    [Fact]
+    [BiasFact]
     public void Enter_RevocationRacingTheBiasOwnersTightLoop_ManyFreshLocks_NoTwoThreadsAreEverInside()
     {
         const int Rounds = 4000;

@@ -10,7 +10,7 @@ namespace PageRange.Tests.Threading;
 /// </summary>
 public sealed class ThinLockBiasTests
 {
-    [Fact]
+    [BiasFact]
     public void Enter_ByOneThreadBiasAfterTimes_BiasesItAndKeepsItReentrantAndReleasedOnlyByItsHolder()
     {
         var gate = new ThinLock();
@@ -35,7 +35,7 @@ public sealed class ThinLockBiasTests
         Assert.Equal(0, gate.Revocations);
     }
 
-    [Fact]
+    [BiasFact]
     public void Enter_ByAnotherThreadWhileTheBiasOwnerIsInside_RevokesAndWaitsUntilItLeaves()
     {
         ThinLock gate = BiasedToCurrentThread();
@@ -71,7 +71,7 @@ public sealed class ThinLockBiasTests
         Assert.True(gate.IsBiasedToCurrentThread);
     }
 
-    [Fact]
+    [BiasFact]
     public void TryEnterAndExit_ByAnotherThreadWhileTheBiasOwnerIsInside_FailAndLeaveTheOwnerInside()
     {
         ThinLock gate = BiasedToCurrentThread();
@@ -116,7 +116,7 @@ public sealed class ThinLockBiasTests
         Assert.True(taken);
     }
 
-    [Fact]
+    [BiasFact]
     public void Enter_AnotherThreadTakingItManyTimesAfterARevocation_IsNeverBiasedToIt()
     {
         ThinLock gate = BiasedToCurrentThread();
@@ -137,7 +137,7 @@ public sealed class ThinLockBiasTests
         Assert.Equal(1, gate.Revocations);
     }
 
-    [Fact]
+    [BiasFact]
     public void Enter_TwoThreadsTakingItInTurn_NeverBiasesIt()
     {
         var gate = new ThinLock();
@@ -173,7 +173,7 @@ public sealed class ThinLockBiasTests
         Assert.Equal(0, gate.Revocations);
     }
 
-    [Fact]
+    [BiasFact]
     public void Enter_BiasAfterTimesInARowButSlowly_DoesNotBiasItAndLeavesItForAThreadThatUsesItHard()
     {
         var gate = new ThinLock();
@@ -214,7 +214,7 @@ public sealed class ThinLockBiasTests
     /// shared counter, so two threads inside at once lose an increment. Bursts of the owner alone let it earn the bias
     /// back between the others' raids.
     /// </summary>
-    [Fact]
+    [BiasFact]
     public void Enter_BiasOwnerRacedByThreadsThatRevokeSpinParkAndTry_NoTwoThreadsAreEverInside()
     {
         var gate = new ThinLock();

@@ -11,7 +11,7 @@ namespace PageRange.Tests.Transport;
 /// </summary>
 public sealed class ConnectionLockBiasTests
 {
-    [Fact]
+    [BiasFact]
     public async Task OnewayStream_OverManyHousekeepingPasses_KeepsTheSendersAndReceiversLocksBiased()
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
