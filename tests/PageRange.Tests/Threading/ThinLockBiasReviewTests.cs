@@ -1,5 +1,7 @@
+using System.Runtime.CompilerServices;
 using PageRange.Tests.Infrastructure;
 using PageRange.Threading;
+using static PageRange.Tests.Threading.ThinLockThreads;
 
 namespace PageRange.Tests.Threading;
 
@@ -18,22 +20,14 @@ public sealed class ThinLockBiasReviewTests
     public void Dispose_BiasedScopeWhoseHoldYieldToWaitersTurnedIntoTheOwnerWord_ReleasesTheLock()
     {
         ThinLock gate = BiasedToCurrentThread();
-        int entered = 0;
-        var revoker = new Thread(() =>
-        {
-            gate.Enter();
-            Volatile.Write(ref entered, 1);
-            gate.Exit();
-        })
-        { IsBackground = true, Name = "revoker" };
-
+        Thread revoker;
         using (gate.EnterScope())
         {
-            revoker.Start();
+            (revoker, StrongBox<int> entered) = StartEnterer(gate, "revoker");
             // The revoker holds the owner word and waits for our bias hold to end.
             Assert.True(Poll.SpinUntil(() => gate.Revocations == 1), "the other thread never revoked the bias");
             gate.YieldToWaiters();
-            Assert.Equal(1, Volatile.Read(ref entered));
+            Assert.Equal(1, Volatile.Read(ref entered.Value));
             Assert.True(gate.IsHeldByCurrentThread);
         }
         Assert.True(revoker.Join(TestTimeouts.Long));
@@ -171,34 +165,5 @@ public sealed class ThinLockBiasReviewTests
         Assert.Equal(0, unrevoked);
         Assert.Equal(Volatile.Read(ref expected), Volatile.Read(ref counter));
         Assert.True(ownerBiasedEntries > Rounds, $"the owner entered by its bias only {ownerBiasedEntries} times");
-    }
-
-    private static bool TryEnterOnAnotherThread(ThinLock gate)
-    {
-        bool taken = false;
-        var other = new Thread(() =>
-        {
-            taken = gate.TryEnter();
-            if (taken)
-            {
-                gate.Exit();
-            }
-        })
-        { IsBackground = true, Name = "try" };
-        other.Start();
-        Assert.True(other.Join(TestTimeouts.Long));
-        return taken;
-    }
-
-    private static ThinLock BiasedToCurrentThread()
-    {
-        var gate = new ThinLock();
-        for (int i = 0; i < ThinLock.BiasAfter; i++)
-        {
-            gate.Enter();
-            gate.Exit();
-        }
-        Assert.True(gate.IsBiasedToCurrentThread);
-        return gate;
     }
 }

@@ -1,5 +1,7 @@
+using System.Runtime.CompilerServices;
 using PageRange.Tests.Infrastructure;
 using PageRange.Threading;
+using static PageRange.Tests.Threading.ThinLockThreads;
 
 namespace PageRange.Tests.Threading;
 
@@ -39,25 +41,16 @@ public sealed class ThinLockBiasTests
     public void Enter_ByAnotherThreadWhileTheBiasOwnerIsInside_RevokesAndWaitsUntilItLeaves()
     {
         ThinLock gate = BiasedToCurrentThread();
-        int entered = 0;
-        var other = new Thread(() =>
-        {
-            gate.Enter();
-            Volatile.Write(ref entered, 1);
-            gate.Exit();
-        })
-        { IsBackground = true, Name = "revoker" };
-
         gate.Enter();
-        other.Start();
+        (Thread other, StrongBox<int> entered) = StartEnterer(gate, "revoker");
         // The other thread revokes the bias (the count is written before its barrier), then waits for us.
         Assert.True(Poll.SpinUntil(() => gate.Revocations == 1), "the other thread never revoked the bias");
         Thread.Sleep(50);
-        Assert.Equal(0, Volatile.Read(ref entered));
+        Assert.Equal(0, Volatile.Read(ref entered.Value));
         Assert.True(gate.IsHeldByCurrentThread);
         gate.Exit();
         Assert.True(other.Join(TestTimeouts.Long));
-        Assert.Equal(1, Volatile.Read(ref entered));
+        Assert.Equal(1, Volatile.Read(ref entered.Value));
 
         // Revoked: the former bias owner now takes the owner word as anyone else, until it earns the bias back.
         gate.Enter();
@@ -101,19 +94,7 @@ public sealed class ThinLockBiasTests
             Assert.True(gate.IsHeldByCurrentThread);
         }
 
-        bool taken = false;
-        var later = new Thread(() =>
-        {
-            taken = gate.TryEnter();
-            if (taken)
-            {
-                gate.Exit();
-            }
-        })
-        { IsBackground = true, Name = "later" };
-        later.Start();
-        Assert.True(later.Join(TestTimeouts.Long));
-        Assert.True(taken);
+        Assert.True(TryEnterOnAnotherThread(gate));
     }
 
     [BiasFact]
@@ -319,18 +300,5 @@ public sealed class ThinLockBiasTests
         // Both paths were raced: the owner entered by its bias, and the raiders revoked it time and again.
         Assert.True(ownerBiasedEntries > 0, "the owner never held the bias");
         Assert.True(gate.Revocations > 1, $"only {gate.Revocations} revocations");
-    }
-
-    /// <summary>A lock biased to the calling thread.</summary>
-    private static ThinLock BiasedToCurrentThread()
-    {
-        var gate = new ThinLock();
-        for (int i = 0; i < ThinLock.BiasAfter; i++)
-        {
-            gate.Enter();
-            gate.Exit();
-        }
-        Assert.True(gate.IsBiasedToCurrentThread);
-        return gate;
     }
 }

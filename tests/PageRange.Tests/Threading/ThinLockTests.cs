@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using PageRange.Tests.Infrastructure;
 using PageRange.Threading;
+using static PageRange.Tests.Threading.ThinLockThreads;
 
 namespace PageRange.Tests.Threading;
 
@@ -188,37 +189,6 @@ public sealed class ThinLockTests
         gate.Exit();
         Assert.False(gate.IsHeldByCurrentThread);
         Assert.True(TryEnterOnAnotherThread(gate));
-    }
-
-    /// <summary>Starts a thread that takes the lock, marks that it did, and leaves it.</summary>
-    private static (Thread Thread, StrongBox<int> Entered) StartEnterer(ThinLock gate, string name)
-    {
-        var entered = new StrongBox<int>();
-        var thread = new Thread(() =>
-        {
-            gate.Enter();
-            Volatile.Write(ref entered.Value, 1);
-            gate.Exit();
-        })
-        { IsBackground = true, Name = name };
-        thread.Start();
-        return (thread, entered);
-    }
-
-    private static bool TryEnterOnAnotherThread(ThinLock gate)
-    {
-        bool taken = false;
-        var other = new Thread(() =>
-        {
-            taken = gate.TryEnter();
-            if (taken)
-            {
-                gate.Exit();
-            }
-        });
-        other.Start();
-        Assert.True(other.Join(TestTimeouts.Long));
-        return taken;
     }
 
     [Fact]
