@@ -46,9 +46,10 @@ public sealed partial class PageRangeConnection
         using (_slotLock.EnterScope())
         {
             _inboundClosing = true;
-            // A receiver may take it concurrently (outside the lock): whoever exchanges it out has it.
-            if (Interlocked.Exchange(ref _handoff, null) is { } handedOff)
+            // Set and taken only under this lock (Release, TryTakeHandoff): what is here now is nobody's yet.
+            if (_handoff is { } handedOff)
             {
+                _handoff = null;
                 undelivered.Add((handedOff, handedOff.Generation));
             }
             while (_incomingReady.TryDequeue(out IncomingSlot? slot))

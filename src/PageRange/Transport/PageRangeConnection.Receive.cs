@@ -297,8 +297,9 @@ public sealed partial class PageRangeConnection
                     if (_incomingReady.Count == 0 && _receiveWaiters.Count == 0 && !_inboundClosing)
                     {
                         // Nothing ready ahead of it and no async receiver to wake: the next receiver (often this thread,
-                        // back from freeing) takes it with an exchange instead of a second slot lock. Release: the
-                        // slot's fields written above and at its routing are visible to the taker.
+                        // back from freeing) takes it without the ready queue (TryTakeHandoff, under this lock, which a
+                        // stream's receiving thread holds the bias of). The slot's fields written above and at its
+                        // routing are visible to the taker through the lock.
                         Debug.Assert(_handoff is null, "Only one oneway is released at a time.");
                         Volatile.Write(ref _handoff, next);
                     }
