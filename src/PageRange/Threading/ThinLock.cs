@@ -35,15 +35,18 @@ namespace PageRange.Threading;
 /// Biased to the one thread that uses it (a stream's sending thread, its receiving thread): a locked instruction costs
 /// 6-8 ns here, and the one-process probe of a 64 B oneway stream spent a third of its time on three of them per message
 /// (the send lock, the slot lock of the free, the handoff's exchange). After <see cref="BiasAfter"/> acquisitions in a
-/// row by one thread with nobody waiting, the lock is biased to it: that thread then enters with a plain store
+/// row by one thread, at 10 or more a millisecond, with nobody parked, the lock is biased to it (on x64 only, see
+/// <see cref="CanBias"/>): that thread then enters with a plain store
 /// (<c>_biasHeld</c>, which only it writes) and a load of <c>_biasRevoked</c>, and leaves with a plain store. Any other
 /// thread first takes the owner word, then revokes the bias: it sets <c>_biasRevoked</c>, runs
 /// <see cref="Interlocked.MemoryBarrierProcessWide"/> (a full barrier on every thread of the process: afterwards either
 /// the bias owner's store of <c>_biasHeld</c> is visible to the revoker, which waits for it to leave, or the bias
 /// owner's load comes after the barrier and sees the revocation, and it takes the owner word as anyone else), and waits
-/// until the bias owner is out. The bias owner is fixed once chosen (so no thread can act on a stale choice); a revoked
-/// bias comes back only to it, after twice as many acquisitions in a row as the last time, so a lock shared by threads
-/// pays the system call a bounded number of times and then behaves as the plain lock.
+/// until the bias owner is out. The bias owner is fixed once chosen (so no thread can act on a stale choice), and the
+/// rate keeps a thread that takes an idle lock now and then (a connection's housekeeping) from becoming it. A revoked
+/// bias comes back only to its owner, after another fast streak, twice as long for each revocation that came within
+/// 50 ms of the one before (up to 16 M acquisitions): a lock that threads share pays the system call a bounded number
+/// of times and then behaves as the plain lock.
 /// </para>
 /// <para>
 /// Unfair, without <see cref="Monitor"/>'s protection against starving a waiter: a thread that releases and takes the
