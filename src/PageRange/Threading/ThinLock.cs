@@ -163,6 +163,12 @@ internal sealed class ThinLock
         {
             return;
         }
+        EnterByOwnerWord(self);
+    }
+
+    /// <summary>Takes the owner word (spinning, then parking, while another thread holds it), re-entrantly.</summary>
+    private void EnterByOwnerWord(int self)
+    {
         if (Interlocked.CompareExchange(ref _owner, self, 0) == 0)
         {
             OwnerWordTaken(self, waitForBiasOwner: true);
@@ -294,14 +300,14 @@ internal sealed class ThinLock
             _streakThread = 0;
             return true;
         }
+        if (!CanBias)
+        {
+            return true;
+        }
         if (_streakThread != self)
         {
             _streakThread = self;
             _streak = 0;
-        }
-        if (!CanBias)
-        {
-            return true;
         }
         if (++_streak == StreakClockedFrom)
         {
@@ -406,14 +412,7 @@ internal sealed class ThinLock
             // The scope remembers how it entered: its exit then needs neither the thread's id nor the owner word.
             return new Scope(this, biased: true);
         }
-        if (Interlocked.CompareExchange(ref _owner, self, 0) == 0)
-        {
-            OwnerWordTaken(self, waitForBiasOwner: true);
-        }
-        else
-        {
-            EnterContended(self);
-        }
+        EnterByOwnerWord(self);
         return new Scope(this, biased: false);
     }
 
