@@ -126,6 +126,7 @@ internal sealed class ThinLock
     /// <summary>The current thread's managed thread id (never 0).</summary>
     private static int CurrentThreadId
     {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get
         {
             int id = t_threadId;
@@ -156,6 +157,7 @@ internal sealed class ThinLock
     internal int Revocations => Volatile.Read(ref _revocations);
 
     /// <summary>Takes the lock, blocking while another thread holds it; re-entrant.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Enter()
     {
         int self = CurrentThreadId;
@@ -204,6 +206,7 @@ internal sealed class ThinLock
 
     /// <summary>The bias owner's entry: a plain store and a load, no locked instruction.</summary>
     /// <returns>Whether it entered; <see langword="false"/> when the bias is revoked (take the owner word instead).</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool TryEnterBiased()
     {
         if (_biasHeld != 0)
@@ -229,6 +232,7 @@ internal sealed class ThinLock
 
     /// <summary>Releases the lock once.</summary>
     /// <exception cref="SynchronizationLockException">The current thread does not hold the lock.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Exit()
     {
         int self = CurrentThreadId;
@@ -251,6 +255,7 @@ internal sealed class ThinLock
     }
 
     /// <summary>Releases a hold the bias owner took by its bias (<see cref="TryEnterBiased"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void ExitBiased()
     {
         Debug.Assert(_biasOwner == CurrentThreadId && _biasHeld != 0, "Only the bias owner, inside by its bias, leaves by it.");

@@ -111,6 +111,7 @@ internal sealed unsafe class Doorbell
     /// <see cref="ParkBarrier"/> before they park (it orders both sides' stores before their loads instead).
     /// </summary>
     /// <returns>Whether a wake was issued.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool RingAfterPackEntry()
     {
         if (!_ringWithoutFence)
@@ -120,6 +121,7 @@ internal sealed unsafe class Doorbell
         return WakeIfParked();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool WakeIfParked()
     {
         // SAFETY: _parked points at a word of the mapping the owner keeps alive.
@@ -163,6 +165,7 @@ internal sealed unsafe class Doorbell
     internal bool ParksWithBarrier => _parkWithBarrier;
 
     /// <summary>Bumps the sequence and wakes every parked waiter, whatever the parked count says.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     internal void WakeAll()
     {
         // SAFETY: _sequence points at a 4-byte aligned word of the mapping the owner keeps alive.

@@ -249,7 +249,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
         try
         {
             ThrowIfDisposed();
-            if (packable && !HasRoomInOpenPack(payload.Length) && _livePackCount >= PackLayout.MaxLivePacks)
+            if (packable && HasRoomInOpenPack(payload.Length))
+            {
+                // A stream's message: straight-line code, forced inline (see AppendToOpenPackUnsynchronized).
+                AppendToOpenPackUnsynchronized(IdUnsynchronized(transactionId), code, payload);
+                return true;
+            }
+            if (packable && _livePackCount >= PackLayout.MaxLivePacks)
             {
                 WaitForLivePackUnsynchronized(payload.Length);
             }
@@ -600,25 +606,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// Appends a small oneway message to the open pack, or seals it and opens a new one with this message first.
     /// </summary>
     /// <returns><see langword="false"/> if a new pack was needed and the region has no room for it now.</returns>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private bool TrySendPackedUnsynchronized(ulong transactionId, uint code, ReadOnlySpan<byte> payload)
     {
         int entrySize = PackLayout.EntrySize(payload.Length);
         if (HasRoomInOpenPack(payload.Length))
         {
-            uint committed = _packCommitted;
-            WriteEntry(_packBase + PackLayout.HeaderSize + committed, transactionId, code, payload);
-            _packCommitted = committed + (uint)entrySize;
-            _packEntries++;
-            // Release: the entry's bytes are visible to a receiver that sees the new Committed (its acquire load).
-            // SAFETY: _packBase points at the open pack, Used and live (the peer cannot free an open pack: such a free
-            // is a violation, see DrainFreesUnsynchronized) and mapped until Dispose, which takes the lock we hold.
-            Volatile.Write(ref *(uint*)_packBase, _packCommitted);
-            // As a publish: wake the receiver only if it is parked (one load of the parked word otherwise), with no fence
-            // if the receiver pays for it (see ParkBarrier): only here, per packed message. A record's publish keeps its
-            // fence: without it the busy-spin round trip measured no better (1.03-1.25 against 1.02-1.21 µs, far vCPUs).
-            _txDoorbell.RingAfterPackEntry();
-            _packedSent++;
-            TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
+            AppendToOpenPackUnsynchronized(transactionId, code, payload);
             return true;
         }
         SealPackUnsynchronized();
@@ -653,14 +647,42 @@ internal sealed unsafe class OutboundChannel : IDisposable
         return true;
     }
 
+    /// <summary>Appends a small oneway message to the open pack, which has room for it (<see cref="HasRoomInOpenPack"/>).</summary>
+    /// <remarks>
+    /// Forced inline, with everything it calls, so a stream's per-message code does not depend on the traffic the JIT
+    /// profiled first: a process that made calls before it streamed had its send path compiled from a profile in which
+    /// this branch never ran, so the JIT left it out of line, calls and all (the same stream 6-9 M messages/s after a
+    /// ping-pong against 11-13 M without one, far vCPUs, 2026-12-03; see benchmarks/README.md).
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void AppendToOpenPackUnsynchronized(ulong transactionId, uint code, ReadOnlySpan<byte> payload)
+    {
+        uint committed = _packCommitted;
+        WriteEntry(_packBase + PackLayout.HeaderSize + committed, transactionId, code, payload);
+        _packCommitted = committed + (uint)PackLayout.EntrySize(payload.Length);
+        _packEntries++;
+        // Release: the entry's bytes are visible to a receiver that sees the new Committed (its acquire load).
+        // SAFETY: _packBase points at the open pack, Used and live (the peer cannot free an open pack: such a free
+        // is a violation, see DrainFreesUnsynchronized) and mapped until Dispose, which takes the lock we hold.
+        Volatile.Write(ref *(uint*)_packBase, _packCommitted);
+        // As a publish: wake the receiver only if it is parked (one load of the parked word otherwise), with no fence
+        // if the receiver pays for it (see ParkBarrier): only here, per packed message. A record's publish keeps its
+        // fence: without it the busy-spin round trip measured no better (1.03-1.25 against 1.02-1.21 µs, far vCPUs).
+        _txDoorbell.RingAfterPackEntry();
+        _packedSent++;
+        TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
+    }
+
     /// <summary>
     /// <paramref name="transactionId"/>, or a new oneway id if it is <see cref="TransactionIds.AssignedOnSend"/>: under the
     /// lock, so a plain increment, and ids increase in the order the messages are published.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong IdUnsynchronized(ulong transactionId) =>
         transactionId != TransactionIds.AssignedOnSend ? transactionId : TransactionIds.Oneway(++_onewaySequence);
 
     /// <summary>Whether a message of <paramref name="payloadLength"/> bytes fits in the open pack (its bytes and its entry count).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool HasRoomInOpenPack(int payloadLength) =>
         _packOffset >= 0 && _packEntries < PackLayout.MaxEntries
         && PackLayout.HeaderSize + _packCommitted + (uint)PackLayout.EntrySize(payloadLength) <= PackLayout.Capacity;
@@ -734,6 +756,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>Writes one entry (header and payload) at <paramref name="target"/>, inside the open pack.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void WriteEntry(byte* target, ulong transactionId, uint code, ReadOnlySpan<byte> payload)
     {
         // SAFETY: the caller checked that the entry (EntrySize(payload.Length) bytes) fits before the pack's capacity,
