@@ -124,7 +124,13 @@ internal sealed class StreamHostTransport(string transport, FrameChannel channel
         return Checksum.Of(reply);
     }
 
-    public void SendOneway(BenchPayload payload) => channel.Write(payload.OnewayFrame);
+    public void SendOneways(BenchPayload payload, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            channel.Write(payload.OnewayFrame);
+        }
+    }
 
     public StopReport Stop()
     {

@@ -192,10 +192,7 @@ internal sealed class CrossProcessHost : IDisposable
             int batch = Math.Clamp((1 << 20) / Math.Max(payload.Size, 1), 1, 256);
             while (Stopwatch.GetTimestamp() < deadline)
             {
-                for (int i = 0; i < batch; i++)
-                {
-                    transport.SendOneway(payload);
-                }
+                transport.SendOneways(payload, batch);
                 messages += batch;
             }
         }

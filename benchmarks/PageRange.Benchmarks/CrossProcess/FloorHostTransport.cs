@@ -18,7 +18,13 @@ internal sealed class FloorHostTransport(FloorChannel channel) : IHostTransport
         return checksum;
     }
 
-    public void SendOneway(BenchPayload payload) => channel.Outbound.Send(BenchCodes.Oneway, payload.Data);
+    public void SendOneways(BenchPayload payload, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            channel.Outbound.Send(BenchCodes.Oneway, payload.Data);
+        }
+    }
 
     public StopReport Stop()
     {

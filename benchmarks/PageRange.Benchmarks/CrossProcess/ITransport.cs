@@ -12,8 +12,13 @@ internal interface IHostTransport : IDisposable
     /// <summary>Sends <paramref name="payload"/>, waits for the peer's echo, and returns the checksum of the reply (touching every byte).</summary>
     ulong RoundTrip(BenchPayload payload);
 
-    /// <summary>Sends <paramref name="payload"/> without waiting for the peer.</summary>
-    void SendOneway(BenchPayload payload);
+    /// <summary>Sends <paramref name="payload"/> <paramref name="count"/> times without waiting for the peer.</summary>
+    /// <remarks>
+    /// The loop is the transport's own, so one interface call covers a batch: a per-message interface call in the
+    /// harness's loop was compiled from whichever workload ran first (after a ping-pong, its loop for oneways had no
+    /// profile, so no guarded devirtualization: a stub dispatch per message for every transport).
+    /// </remarks>
+    void SendOneways(BenchPayload payload, int count);
 
     /// <summary>Ends the peer's serve session once it has handled everything sent before, and returns what it saw.</summary>
     StopReport Stop();

@@ -122,10 +122,7 @@ internal static class MemoryOverTime
         var clock = Stopwatch.StartNew();
         do
         {
-            for (int i = 0; i < fill; i++)
-            {
-                transport.SendOneway(payload);
-            }
+            transport.SendOneways(payload, fill);
             host.Peer.Serve(0);
             StopReport report = transport.Stop();
             if (report.Messages != fill)

@@ -22,15 +22,21 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
         return Checksum.Of(transaction.Payload);
     }
 
-    public void SendOneway(BenchPayload payload)
+    public void SendOneways(BenchPayload payload, int count)
     {
         if (messagePack)
         {
-            connection.SendOneway(payload.Message, BenchCodes.Oneway);
+            for (int i = 0; i < count; i++)
+            {
+                connection.SendOneway(payload.Message, BenchCodes.Oneway);
+            }
         }
         else
         {
-            connection.SendOneway(BenchCodes.Oneway, payload.Data);
+            for (int i = 0; i < count; i++)
+            {
+                connection.SendOneway(BenchCodes.Oneway, payload.Data);
+            }
         }
     }
 
