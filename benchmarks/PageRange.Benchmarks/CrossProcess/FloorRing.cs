@@ -60,11 +60,9 @@ internal sealed class FloorRing
         long offset = _head % _capacity;
         bool skip = offset + stride > _capacity;
         long end = _head + (skip ? _capacity - offset : 0) + stride;
-        var spin = new FloorSpin();
-        while (end - _seenTail > _capacity)
+        if (end - _seenTail > _capacity)
         {
-            _seenTail = Volatile.Read(ref Word(_tailOffset));
-            spin.Once();
+            WaitForRoom(end);
         }
         if (skip)
         {
@@ -82,13 +80,11 @@ internal sealed class FloorRing
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ReadOnlySpan<byte> Receive(out uint code)
     {
-        var spin = new FloorSpin();
         while (true)
         {
-            while (_seenHead == _tail)
+            if (_seenHead == _tail)
             {
-                _seenHead = Volatile.Read(ref Word(_headOffset));
-                spin.Once();
+                WaitForMessage();
             }
             long offset = _tail % _capacity;
             Span<byte> header = _region.GetSpan(_ring + offset, HeaderSize);
@@ -106,6 +102,30 @@ internal sealed class FloorRing
             }
             _pendingStride = (int)Stride(length);
             return _region.GetSpan(_ring + offset + HeaderSize, length);
+        }
+    }
+
+    /// <summary>Spins until the consumer's tail leaves room for a message ending at <paramref name="end"/>.</summary>
+    /// <remarks>Out of line: its own method, so its loop is compiled from its own profile, whatever the workload.</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WaitForRoom(long end)
+    {
+        var spin = new FloorSpin();
+        while (end - (_seenTail = Volatile.Read(ref Word(_tailOffset))) > _capacity)
+        {
+            spin.Once();
+        }
+    }
+
+    /// <summary>Spins until the producer's head moves past our tail.</summary>
+    /// <remarks>Out of line, as <see cref="WaitForRoom"/>; it leaves as soon as a look finds the head moved (no pause after it).</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void WaitForMessage()
+    {
+        var spin = new FloorSpin();
+        while ((_seenHead = Volatile.Read(ref Word(_headOffset))) == _tail)
+        {
+            spin.Once();
         }
     }
 
