@@ -13,8 +13,9 @@ namespace PageRange.Benchmarks.CrossProcess;
 /// spins on the head, reads in place, and publishes its tail. What the machine can do with the same copies.
 /// </summary>
 /// <remarks>
-/// Its methods are forced inline: the floor's code must not depend on which workload the JIT profiled first (after a
-/// ping-pong, the oneway floor measured 11-20 M messages/s against 17-24 M without one, 2026-12-03).
+/// The floor's code must not depend on which workload the JIT profiled first (after a ping-pong, the oneway floor
+/// measured 11-20 M messages/s against 17-24 M without one, 2026-12-03): the per-message code is forced inline, and
+/// each wait is a method of its own, so its loop is compiled from its own profile.
 /// Layout: the head and the tail each own a cache line at <c>control</c> and <c>control + 64</c>; the ring is
 /// <c>capacity</c> bytes at <c>ring</c>. A message at position <c>p</c> (counted from the start, never wrapped) lives
 /// at <c>p % capacity</c>: a little-endian length and code, then the payload, padded to 64 bytes. A message that would
