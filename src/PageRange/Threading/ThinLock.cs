@@ -409,6 +409,7 @@ internal sealed class ThinLock
     }
 
     /// <summary>Takes the lock until the returned scope is disposed (<c>using (x.EnterScope())</c>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal Scope EnterScope()
     {
         int self = CurrentThreadId;
@@ -491,6 +492,7 @@ internal sealed class ThinLock
         private readonly ThinLock _owner;
         private readonly bool _biased;
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         internal Scope(ThinLock owner, bool biased)
         {
             _owner = owner;
@@ -498,6 +500,7 @@ internal sealed class ThinLock
         }
 
         /// <summary>Releases the lock.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Dispose()
         {
             // Entered by the bias, so this thread is the bias owner, the only writer of _biasHeld: a plain load tells
