@@ -36,17 +36,20 @@ namespace PageRange.Threading;
 /// 6-8 ns here, and the one-process probe of a 64 B oneway stream spent a third of its time on three of them per message
 /// (the send lock, the slot lock of the free, the handoff's exchange). After <see cref="BiasAfter"/> acquisitions in a
 /// row by one thread, at 10 or more a millisecond, with nobody parked, the lock is biased to it (on x64 only, see
-/// <see cref="CanBias"/>): that thread then enters with a plain store
-/// (<c>_biasHeld</c>, which only it writes) and a load of <c>_biasRevoked</c>, and leaves with a plain store. Any other
-/// thread first takes the owner word, then revokes the bias: it sets <c>_biasRevoked</c>, runs
+/// <see cref="CanBias"/>): a <see cref="BiasGrant"/> names that thread, which then enters with a plain store (the
+/// grant's <c>Held</c>, which only it writes) and a load of the grant's <c>Revoked</c>, and leaves with a plain store.
+/// Any other thread first takes the owner word, then revokes the grant: it sets <c>Revoked</c>, runs
 /// <see cref="Interlocked.MemoryBarrierProcessWide"/> (a full barrier on every thread of the process: afterwards either
-/// the bias owner's store of <c>_biasHeld</c> is visible to the revoker, which waits for it to leave, or the bias
-/// owner's load comes after the barrier and sees the revocation, and it takes the owner word as anyone else), and waits
-/// until the bias owner is out. The bias owner is fixed once chosen (so no thread can act on a stale choice), and the
-/// rate keeps a thread that takes an idle lock now and then (a connection's housekeeping) from becoming it. A revoked
-/// bias comes back only to its owner, after another fast streak, twice as long for each revocation that came within
-/// 50 ms of the one before (up to 16 M acquisitions): a lock that threads share pays the system call a bounded number
-/// of times and then behaves as the plain lock.
+/// the bias owner's store of <c>Held</c> is visible to the revoker, which waits for it to leave, or the bias owner's
+/// load comes after the barrier and sees the revocation, and it takes the owner word as anyone else), and waits until the
+/// bias owner is out. A later bias goes to whichever thread earns it next: the same one takes its grant up again; another
+/// one (a stream that moved to another thread) gets a new grant, and the old grant stays revoked. That is what makes the
+/// move safe: the old owner may have read its grant just before the revocation and be about to store its <c>Held</c> (a
+/// preempted fast path); on its own grant, which stays revoked, that store can only make it fail, never clobber the new
+/// owner's flag. The rate keeps a thread that takes an idle lock now and then (a connection's housekeeping) from earning
+/// a bias; each fast streak earns it, twice as long a streak for each revocation that came within 50 ms of the one
+/// before (up to 16 M acquisitions): a lock that threads share pays the system call a bounded number of times and then
+/// behaves as the plain lock.
 /// </para>
 /// <para>
 /// Unfair, without <see cref="Monitor"/>'s protection against starving a waiter: a thread that releases and takes the
@@ -94,13 +97,9 @@ internal sealed class ThinLock
 
     // The holder's managed thread id (never 0), or 0 when free. Not set by the bias owner's own entries.
     private int _owner;
-    // The thread the lock is biased to, or 0 while it has never been: written once, under the owner word.
-    private int _biasOwner;
-    // 1 while the bias owner is inside by its bias (and, for a moment, while it looks at _biasRevoked): written by the
-    // bias owner only; read by revokers.
-    private int _biasHeld;
-    // 1 while the bias is revoked: set by a revoker holding the owner word, cleared by the bias owner holding it.
-    private int _biasRevoked;
+    // The current bias, live or revoked (the first one is a placeholder no thread holds): replaced only by a thread
+    // holding the owner word.
+    private BiasGrant _bias = new();
     // The thread that took the owner word last and how many times in a row it did (written under the owner word).
     private int _streakThread;
     private int _streak;
@@ -143,7 +142,7 @@ internal sealed class ThinLock
         get
         {
             int self = CurrentThreadId;
-            return Volatile.Read(ref _owner) == self || (_biasOwner == self && Volatile.Read(ref _biasHeld) != 0);
+            return Volatile.Read(ref _owner) == self || (Volatile.Read(ref _bias) is var grant && grant.Owner == self && Volatile.Read(ref grant.Held) != 0);
         }
     }
 
@@ -151,7 +150,8 @@ internal sealed class ThinLock
     internal long Parks => Interlocked.Read(ref _parks);
 
     /// <summary>Whether the lock is biased to the current thread now (it enters without a locked instruction), for tests.</summary>
-    internal bool IsBiasedToCurrentThread => _biasOwner == CurrentThreadId && Volatile.Read(ref _biasRevoked) == 0;
+    internal bool IsBiasedToCurrentThread =>
+        Volatile.Read(ref _bias) is var grant && grant.Owner == CurrentThreadId && Volatile.Read(ref grant.Revoked) == 0;
 
     /// <summary>How many times another thread revoked the bias (each a process-wide barrier), for tests.</summary>
     internal int Revocations => Volatile.Read(ref _revocations);
@@ -161,7 +161,7 @@ internal sealed class ThinLock
     internal void Enter()
     {
         int self = CurrentThreadId;
-        if (_biasOwner == self && TryEnterBiased())
+        if (_bias is var grant && grant.Owner == self && TryEnterBiased(grant))
         {
             return;
         }
@@ -186,7 +186,7 @@ internal sealed class ThinLock
     internal bool TryEnter()
     {
         int self = CurrentThreadId;
-        if (_biasOwner == self && TryEnterBiased())
+        if (_bias is var grant && grant.Owner == self && TryEnterBiased(grant))
         {
             return true;
         }
@@ -207,26 +207,27 @@ internal sealed class ThinLock
     /// <summary>The bias owner's entry: a plain store and a load, no locked instruction.</summary>
     /// <returns>Whether it entered; <see langword="false"/> when the bias is revoked (take the owner word instead).</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool TryEnterBiased()
+    private bool TryEnterBiased(BiasGrant grant)
     {
-        if (_biasHeld != 0)
+        if (grant.Held != 0)
         {
-            // Only this thread writes _biasHeld: it is inside already.
+            // Only this thread writes Held: it is inside already.
             _recursion++;
             return true;
         }
-        // The store, then the load: a revoker sets _biasRevoked, then runs a process-wide barrier, then reads _biasHeld.
+        // The store, then the load: a revoker sets Revoked, then runs a process-wide barrier, then reads Held.
         // Whatever this core reorders, after that barrier either our store is visible to the revoker (it waits for our
         // exit) or our load comes after its store (we see the revocation). The processor may run the load first; the
         // JIT does not: it keeps volatile accesses in program order among themselves (the memory model only promises
         // release and acquire, which alone would let it; RyuJIT's x64 code here is the store, then the compare, as the
         // review of this change read in its disassembly).
-        Volatile.Write(ref _biasHeld, 1);
-        if (Volatile.Read(ref _biasRevoked) == 0)
+        Volatile.Write(ref grant.Held, 1);
+        if (Volatile.Read(ref grant.Revoked) == 0)
         {
             return true;
         }
-        Volatile.Write(ref _biasHeld, 0);
+        // Revoked for good: this store touches only this grant, which no thread can hold any more.
+        Volatile.Write(ref grant.Held, 0);
         return false;
     }
 
@@ -236,10 +237,11 @@ internal sealed class ThinLock
     internal void Exit()
     {
         int self = CurrentThreadId;
-        if (_biasOwner == self && _biasHeld != 0)
+        if (_bias is var grant && grant.Owner == self && grant.Held != 0)
         {
-            // Inside by the bias (the owner word is not ours: the bias owner never holds both at once).
-            ExitBiased();
+            // Inside by the bias (the owner word is not ours: the bias owner never holds both at once). The grant is
+            // still the current one: it is dropped only after its owner is seen out.
+            ExitBiased(grant);
             return;
         }
         if (_owner != self)
@@ -256,16 +258,16 @@ internal sealed class ThinLock
 
     /// <summary>Releases a hold the bias owner took by its bias (<see cref="TryEnterBiased"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void ExitBiased()
+    private void ExitBiased(BiasGrant grant)
     {
-        Debug.Assert(_biasOwner == CurrentThreadId && _biasHeld != 0, "Only the bias owner, inside by its bias, leaves by it.");
+        Debug.Assert(grant.Owner == CurrentThreadId && grant.Held != 0, "Only the bias owner, inside by its bias, leaves by it.");
         if (_recursion != 0)
         {
             _recursion--;
             return;
         }
         // Release: what we wrote inside is visible to a revoker, which reads this before it goes in.
-        Volatile.Write(ref _biasHeld, 0);
+        Volatile.Write(ref grant.Held, 0);
     }
 
     private void ReleaseOwnerWord()
@@ -279,32 +281,32 @@ internal sealed class ThinLock
     }
 
     /// <summary>
-    /// Runs once the current thread took the owner word (not re-entrantly): waits out the bias owner if the lock is biased
-    /// to another thread (revoking the bias first), or counts the acquisition towards a bias to this thread.
+    /// Runs once the current thread took the owner word (not re-entrantly): ends the current bias, if any (revoking it and
+    /// waiting out its owner if that is another thread), and counts the acquisition towards a bias to this thread.
     /// </summary>
     /// <returns>Whether the caller holds the lock; <see langword="false"/> only without <paramref name="waitForBiasOwner"/>,
     /// when the bias owner was inside (the owner word is then released again).</returns>
     private bool OwnerWordTaken(int self, bool waitForBiasOwner)
     {
-        int biasOwner = _biasOwner;
-        if (biasOwner != 0 && biasOwner != self)
+        // Our own grant can be here only revoked (a live one lets us in by the bias) and we are not inside by it.
+        BiasGrant grant = _bias;
+        if (grant.Owner != self)
         {
-            if (Volatile.Read(ref _biasRevoked) == 0)
+            if (Volatile.Read(ref grant.Revoked) == 0)
             {
-                RevokeBias();
+                RevokeBias(grant);
             }
-            if (Volatile.Read(ref _biasHeld) != 0)
+            if (Volatile.Read(ref grant.Held) != 0)
             {
                 if (!waitForBiasOwner)
                 {
                     ReleaseOwnerWord();
                     return false;
                 }
-                WaitForBiasOwnerToLeave();
+                WaitForBiasOwnerToLeave(grant);
             }
-            _streakThread = 0;
-            return true;
         }
+        Debug.Assert(grant.Revoked != 0 && grant.Held == 0, "The owner word is held only while no bias is live.");
         if (!CanBias)
         {
             return true;
@@ -327,8 +329,8 @@ internal sealed class ThinLock
             }
             else
             {
-                // A slow streak (a connection's housekeeping thread, once per park timeout): the bias owner is fixed once
-                // chosen, so it must be the thread that uses the lock hard, not one that happened to use it alone.
+                // A slow streak (a connection's housekeeping thread, once per park timeout): the bias must go to the thread
+                // that uses the lock hard, not to one that happened to use it alone (its revocation would cost the system call).
                 _streak = 0;
             }
         }
@@ -336,9 +338,9 @@ internal sealed class ThinLock
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void RevokeBias()
+    private void RevokeBias(BiasGrant grant)
     {
-        Volatile.Write(ref _biasRevoked, 1);
+        Volatile.Write(ref grant.Revoked, 1);
         Volatile.Write(ref _revocations, _revocations + 1);
         long now = Environment.TickCount64;
         _recentRevocations = now - _lastRevocationTicks < RevocationsQuietAfterMilliseconds
@@ -350,13 +352,13 @@ internal sealed class ThinLock
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void WaitForBiasOwnerToLeave()
+    private void WaitForBiasOwnerToLeave(BiasGrant grant)
     {
         // Its sections are short; if it was preempted inside, SpinWait yields and then sleeps rather than burn the core.
         try
         {
             var spinner = default(SpinWait);
-            while (Volatile.Read(ref _biasHeld) != 0)
+            while (Volatile.Read(ref grant.Held) != 0)
             {
                 spinner.SpinOnce();
             }
@@ -374,12 +376,23 @@ internal sealed class ThinLock
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void BiasToCurrentThread(int self)
     {
-        // Only this thread ever becomes the bias owner once one is chosen: no thread can act on a stale choice.
-        _biasOwner = self;
         _streak = 0;
-        // Inside by the bias from here on; the owner word goes last, so whoever takes it next sees all three stores.
-        Volatile.Write(ref _biasHeld, 1);
-        Volatile.Write(ref _biasRevoked, 0);
+        BiasGrant grant = _bias;
+        if (grant.Owner == self || grant.Owner == 0)
+        {
+            // Our own revoked grant (only our own fast path could read it as ours, and we are here), or the placeholder
+            // no thread ever held: taken up again, so a thread that earns its bias back allocates nothing.
+            grant.Owner = self;
+            Volatile.Write(ref grant.Held, 1);
+            Volatile.Write(ref grant.Revoked, 0);
+        }
+        else
+        {
+            // The bias moves to another thread: a new grant (32 bytes, once per move), never the old owner's, whose fast
+            // path may have read it and be about to store its Held (see the remarks).
+            Volatile.Write(ref _bias, new BiasGrant { Owner = self, Held = 1, Revoked = 0 });
+        }
+        // Inside by the bias from here on; the owner word goes last, so whoever takes it next sees the grant.
         ReleaseOwnerWord();
     }
 
@@ -413,13 +426,13 @@ internal sealed class ThinLock
     internal Scope EnterScope()
     {
         int self = CurrentThreadId;
-        if (_biasOwner == self && TryEnterBiased())
+        if (_bias is var grant && grant.Owner == self && TryEnterBiased(grant))
         {
             // The scope remembers how it entered: its exit then needs neither the thread's id nor the owner word.
-            return new Scope(this, biased: true);
+            return new Scope(this, grant);
         }
         EnterByOwnerWord(self);
-        return new Scope(this, biased: false);
+        return new Scope(this, grant: null);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -486,29 +499,47 @@ internal sealed class ThinLock
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static void ThrowNotHeld() => throw new SynchronizationLockException("The lock is not held by the current thread.");
 
+    /// <summary>
+    /// The lock's bias to one thread (see the remarks): revoked for good once revoked, unless that same thread earns the
+    /// bias back (then it is taken up again); a bias to another thread is a new grant.
+    /// </summary>
+    internal sealed class BiasGrant
+    {
+        // The thread the lock is biased to (0: the placeholder no thread held): written under the owner word, before the
+        // grant is live.
+        public int Owner;
+
+        // 1 while the owner is inside by this grant (and, for a moment, while it looks at Revoked): written by the owner only.
+        public int Held;
+
+        // 1 while revoked (so is the placeholder): set by a thread holding the owner word; cleared only when the grant's
+        // own thread earns it back.
+        public int Revoked = 1;
+    }
+
     /// <summary>A held lock, released by <see cref="Dispose"/>.</summary>
     internal readonly ref struct Scope
     {
         private readonly ThinLock _owner;
-        private readonly bool _biased;
+        private readonly BiasGrant? _grant;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        internal Scope(ThinLock owner, bool biased)
+        internal Scope(ThinLock owner, BiasGrant? grant)
         {
             _owner = owner;
-            _biased = biased;
+            _grant = grant;
         }
 
         /// <summary>Releases the lock.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Dispose()
         {
-            // Entered by the bias, so this thread is the bias owner, the only writer of _biasHeld: a plain load tells
-            // whether it still holds by the bias. It may not: YieldToWaiters inside the scope can give the bias up to a
-            // revoker and take the lock back by the owner word, which Exit then releases.
-            if (_biased && _owner._biasHeld != 0)
+            // Entered by this grant, so this thread is its owner, the only writer of its Held: a plain load tells whether
+            // it still holds by it. It may not: YieldToWaiters inside the scope can give the bias up to a revoker and take
+            // the lock back by the owner word (or by a newer grant), which Exit then releases.
+            if (_grant is { } grant && grant.Held != 0)
             {
-                _owner.ExitBiased();
+                _owner.ExitBiased(grant);
             }
             else
             {
