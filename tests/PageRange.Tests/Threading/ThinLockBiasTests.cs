@@ -140,25 +140,10 @@ public sealed class ThinLockBiasTests
     public void Enter_StreamMovingBetweenThreads_BiasMovesWithItAndNoTwoThreadsAreEverInside()
     {
         var gate = new ThinLock();
-        long counter = 0;
-        long expected = 0;
-        int inside = 0;
-        int overlaps = 0;
+        var probe = new ExclusionProbe(pause: 5);
         int stop = 0;
         int turn = 0;
         var biasedEntries = new int[3];
-
-        void Section()
-        {
-            if (Interlocked.Increment(ref inside) != 1)
-            {
-                Interlocked.Increment(ref overlaps);
-            }
-            long seen = Volatile.Read(ref counter);
-            Thread.SpinWait(5);
-            Volatile.Write(ref counter, seen + 1);
-            Interlocked.Decrement(ref inside);
-        }
 
         var streamers = new Thread[biasedEntries.Length];
         for (int t = 0; t < streamers.Length; t++)
@@ -183,15 +168,15 @@ public sealed class ThinLockBiasTests
                             {
                                 biasedEntries[me]++;
                             }
-                            Section();
+                            probe.Section();
                             if ((i & 15) == 0)
                             {
                                 gate.Enter();
-                                Section();
+                                probe.Section();
                                 gate.Exit();
                             }
                         }
-                        Interlocked.Add(ref expected, (i & 15) == 0 ? 2 : 1);
+                        probe.Expect((i & 15) == 0 ? 2 : 1);
                     }
                 }
             })
@@ -215,8 +200,7 @@ public sealed class ThinLockBiasTests
             Assert.True(streamer.Join(TestTimeouts.Long));
         }
 
-        Assert.Equal(0, Volatile.Read(ref overlaps));
-        Assert.Equal(Volatile.Read(ref expected), Volatile.Read(ref counter));
+        probe.AssertExclusive();
         // The bias moved: every streamer entered by it in some turn, and it was revoked time and again.
         Assert.All(biasedEntries, entries => Assert.True(entries > 0, $"a streamer never held the bias: {string.Join(", ", biasedEntries)}"));
         Assert.True(gate.Revocations >= streamers.Length, $"{gate.Revocations} revocations");
@@ -303,24 +287,9 @@ public sealed class ThinLockBiasTests
     public void Enter_BiasOwnerRacedByThreadsThatRevokeSpinParkAndTry_NoTwoThreadsAreEverInside()
     {
         var gate = new ThinLock();
-        long counter = 0;
-        long expected = 0;
-        int inside = 0;
-        int overlaps = 0;
+        var probe = new ExclusionProbe(pause: 20);
         int stop = 0;
         int ownerBiasedEntries = 0;
-
-        void Section()
-        {
-            if (Interlocked.Increment(ref inside) != 1)
-            {
-                Interlocked.Increment(ref overlaps);
-            }
-            long seen = Volatile.Read(ref counter);
-            Thread.SpinWait(20);
-            Volatile.Write(ref counter, seen + 1);
-            Interlocked.Decrement(ref inside);
-        }
 
         var owner = new Thread(() =>
         {
@@ -335,15 +304,15 @@ public sealed class ThinLockBiasTests
                         {
                             ownerBiasedEntries++;
                         }
-                        Section();
+                        probe.Section();
                         if ((i & 7) == 0)
                         {
                             gate.Enter();
-                            Section();
+                            probe.Section();
                             gate.Exit();
                         }
                     }
-                    Interlocked.Add(ref expected, (i & 7) == 0 ? 2 : 1);
+                    probe.Expect((i & 7) == 0 ? 2 : 1);
                 }
             }
             Volatile.Write(ref stop, 1);
@@ -369,18 +338,18 @@ public sealed class ThinLockBiasTests
                         {
                             if (gate.TryEnter())
                             {
-                                Section();
+                                probe.Section();
                                 gate.Exit();
-                                Interlocked.Increment(ref expected);
+                                probe.Expect(1);
                             }
                         }
                         else
                         {
                             using (gate.EnterScope())
                             {
-                                Section();
+                                probe.Section();
                             }
-                            Interlocked.Increment(ref expected);
+                            probe.Expect(1);
                         }
                     }
                 }
@@ -399,8 +368,7 @@ public sealed class ThinLockBiasTests
             Assert.True(raider.Join(TestTimeouts.Long));
         }
 
-        Assert.Equal(0, Volatile.Read(ref overlaps));
-        Assert.Equal(Volatile.Read(ref expected), Volatile.Read(ref counter));
+        probe.AssertExclusive();
         // Both paths were raced: the owner entered by its bias, and the raiders revoked it time and again.
         Assert.True(ownerBiasedEntries > 0, "the owner never held the bias");
         Assert.True(gate.Revocations > 1, $"only {gate.Revocations} revocations");

@@ -53,3 +53,38 @@ internal static class ThinLockThreads
         return gate;
     }
 }
+
+/// <summary>
+/// What a race test runs inside the lock: a non-atomic read-pause-write of a shared counter (two threads inside at once
+/// lose an increment) and a count of threads inside (an overlap is seen directly); the test counts what it expects.
+/// </summary>
+internal sealed class ExclusionProbe(int pause)
+{
+    private long _counter;
+    private long _expected;
+    private int _inside;
+    private int _overlaps;
+
+    /// <summary>One section: call it with the lock held.</summary>
+    public void Section()
+    {
+        if (Interlocked.Increment(ref _inside) != 1)
+        {
+            Interlocked.Increment(ref _overlaps);
+        }
+        long seen = Volatile.Read(ref _counter);
+        Thread.SpinWait(pause);
+        Volatile.Write(ref _counter, seen + 1);
+        Interlocked.Decrement(ref _inside);
+    }
+
+    /// <summary>Counts <paramref name="sections"/> sections the test ran.</summary>
+    public void Expect(long sections) => Interlocked.Add(ref _expected, sections);
+
+    /// <summary>No two threads were ever inside, and no section was lost.</summary>
+    public void AssertExclusive()
+    {
+        Assert.Equal(0, Volatile.Read(ref _overlaps));
+        Assert.Equal(Volatile.Read(ref _expected), Volatile.Read(ref _counter));
+    }
+}
