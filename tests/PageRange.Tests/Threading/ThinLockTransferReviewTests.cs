@@ -183,7 +183,7 @@ public sealed class ThinLockTransferReviewTests(ITestOutputHelper output)
         Volatile.Write(ref stop, 1);
         bool joined = workers.All(worker => worker.Join(TimeSpan.FromSeconds(10)));
         Assert.True(hog.Join(TestTimeouts.Long));
-        Assert.True(joined, "a worker never got the lock: a Held left set on a grant, or a lock left held");
+        Assert.True(joined, $"a worker never got the lock: a Held left set on a grant, or a lock left held (first failure: {failure})");
         Assert.Null(failure);
         retired.Add(current);
         foreach (Round round in retired)
