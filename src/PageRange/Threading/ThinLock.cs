@@ -288,6 +288,11 @@ internal sealed class ThinLock
     /// when the bias owner was inside (the owner word is then released again).</returns>
     private bool OwnerWordTaken(int self, bool waitForBiasOwner)
     {
+        if (!CanBias)
+        {
+            // No grant is ever live: nothing to revoke, no streak to count.
+            return true;
+        }
         // Our own grant can be here only revoked (a live one lets us in by the bias) and we are not inside by it.
         BiasGrant grant = _bias;
         if (grant.Owner != self)
@@ -306,11 +311,8 @@ internal sealed class ThinLock
                 WaitForBiasOwnerToLeave(grant);
             }
         }
-        Debug.Assert(grant.Revoked != 0 && grant.Held == 0, "The owner word is held only while no bias is live.");
-        if (!CanBias)
-        {
-            return true;
-        }
+        // Another owner's Held may read 1 for a moment here: its stale fast path on this revoked grant, about to fail.
+        Debug.Assert(grant.Revoked != 0 && (grant.Owner != self || grant.Held == 0), "The owner word is held only while no bias is live.");
         if (_streakThread != self)
         {
             _streakThread = self;

@@ -131,10 +131,10 @@ public sealed class ThinLockBiasTests
     }
 
     /// <summary>
-    /// A stream that moves from thread to thread (each turn a few milliseconds): each streamer earns the bias in turn, so
-    /// the old owner, still in its loop, is revoked while it may be on its fast path, and its stale entries must fail on
-    /// its old grant without touching the new one. Each section does a non-atomic
-    /// read-pause-write of a shared counter, so two threads inside at once lose an increment.
+    /// A stream that moves from thread to thread (each turn 60 ms): each streamer earns the bias in turn and the old owner,
+    /// still in its loop for a moment, is revoked; sections stay exclusive (an <see cref="ExclusionProbe"/>). The old
+    /// owner's stale fast path across a move is provoked by
+    /// <c>ThinLockTransferReviewTests.Enter_BiasOwnerPreemptedOnItsFastPathWhileTheOtherThreadEarnsTheBias_NoTwoThreadsAreEverInside</c>.
     /// </summary>
     [BiasFact]
     public void Enter_StreamMovingBetweenThreads_BiasMovesWithItAndNoTwoThreadsAreEverInside()
