@@ -226,7 +226,7 @@ internal sealed class ThinLock
         {
             return true;
         }
-        // Revoked for good: this store touches only this grant, which no thread can hold any more.
+        // Revoked: this store touches only our own grant, which no other thread ever holds (a move makes a new one).
         Volatile.Write(ref grant.Held, 0);
         return false;
     }
@@ -240,7 +240,7 @@ internal sealed class ThinLock
         if (_bias is var grant && grant.Owner == self && grant.Held != 0)
         {
             // Inside by the bias (the owner word is not ours: the bias owner never holds both at once). The grant is
-            // still the current one: it is dropped only after its owner is seen out.
+            // still the current one: it is replaced only after its owner is seen out.
             ExitBiased(grant);
             return;
         }
