@@ -65,6 +65,35 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
         Assert.False(bell.SpinBudget.ParksAtOnce);
     }
 
+    [Fact]
+    public void Wait_AnsweredWithinThirtyOneLooks_IsAnsweredWhilePollingAsBusySpinDoes()
+    {
+        // 31 looks with a pause between them and no clock read (the pause-only spin reads it every 32nd look), so this
+        // holds whatever the machine's speed or a preemption: the answer is found before SpinOnce's first round.
+        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        var counter = new Counter();
+        var soon = new ReadyAfterChecks(counter, 30);
+        Assert.True(Wait(bell, ref soon, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
+        Assert.Equal(31, counter.Checks);
+        Assert.Equal(1, bell.AnsweredWhilePausing);
+        Assert.Equal(0, bell.SpunPastPauses);
+        Assert.Equal(0, bell.Parks);
+    }
+
+    [Fact]
+    public void Wait_NotAnsweredWithinThePauseOnlySpin_SpinsOnWithSpinOnceThenParks()
+    {
+        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        var counter = new Counter();
+        var never = new ReadyAfterChecks(counter, int.MaxValue);
+        // 20 ms: past the pause-only 2 µs, past the 1 ms cap, into a park that times out.
+        Assert.False(Wait(bell, ref never, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(20)));
+        Assert.Equal(0, bell.AnsweredWhilePausing);
+        Assert.Equal(1, bell.SpunPastPauses);
+        Assert.True(bell.Parks > 0);
+        Assert.True(counter.Checks > 32, $"only {counter.Checks} looks: the pause-only spin reads the clock every 32nd");
+    }
+
     [Theory]
     [InlineData(WaitStrategy.BusySpin)]
     [InlineData(WaitStrategy.Park)]
