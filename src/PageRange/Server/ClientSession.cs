@@ -27,6 +27,11 @@ internal sealed class ClientSession : IDisposable
 
     private readonly bool _dedicatedThread;
 
+    // The inline run in progress on the receiving thread (its start, 0 if none), and the rescue receiving meanwhile.
+    private long _inlineSince;
+    private int _rescuing;
+    private CancellationTokenSource? _rescue;
+
     internal ClientSession(PageRangeServer server, PageRangeConnection connection, ClientInfo info, bool dedicatedThread)
     {
         _server = server;
@@ -117,6 +122,105 @@ internal sealed class ClientSession : IDisposable
     internal bool StoppedReading => Volatile.Read(ref _stoppedReading) != 0;
 
     internal void OnDispatched() => Interlocked.Increment(ref _inFlight);
+
+    /// <summary>When the handler running inline on this session's receiving thread started (<see cref="System.Diagnostics.Stopwatch"/> ticks), 0 if none.</summary>
+    internal long InlineSince => Volatile.Read(ref _inlineSince);
+
+    /// <summary>Whether a rescue receives for this session now.</summary>
+    internal bool Rescuing => Volatile.Read(ref _rescuing) != 0;
+
+    /// <summary>Announces an inline run (a full fence: see <see cref="PageRangeServer"/>'s watch).</summary>
+    internal void BeginInline(long startedTicks) => Interlocked.Exchange(ref _inlineSince, startedTicks);
+
+    /// <summary>Ends an inline run, and the rescue that received meanwhile, if any.</summary>
+    /// <remarks>
+    /// The exchange is a full fence before the read of <c>_rescuing</c>; <see cref="TryStartRescue"/> sets that flag with
+    /// a fence before it reads <c>_inlineSince</c>: either we see the rescue (and cancel it, or it cancels itself when it
+    /// finds its source not yet published), or it sees the run ended and cancels itself.
+    /// </remarks>
+    internal void EndInline()
+    {
+        Interlocked.Exchange(ref _inlineSince, 0);
+        if (Volatile.Read(ref _rescuing) != 0)
+        {
+            CancelRescue(Volatile.Read(ref _rescue));
+        }
+    }
+
+    /// <summary>
+    /// Starts another receiver for this session, on the thread pool, while its receiving thread runs a handler that
+    /// lasts: the client's next calls are received and handed to the workers until the run ends.
+    /// </summary>
+    /// <returns>Whether a rescue was started (none while one runs, or once the session ended).</returns>
+    internal bool TryStartRescue()
+    {
+        if (Interlocked.CompareExchange(ref _rescuing, 1, 0) != 0)
+        {
+            return false;
+        }
+        CancellationTokenSource rescue;
+        try
+        {
+            rescue = CancellationTokenSource.CreateLinkedTokenSource(_stopReceiving.Token);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The session ended: nothing to receive.
+            Volatile.Write(ref _rescuing, 0);
+            return false;
+        }
+        // A fence before the look at the run: see EndInline.
+        Interlocked.Exchange(ref _rescue, rescue);
+        if (Volatile.Read(ref _inlineSince) == 0)
+        {
+            // The run ended meanwhile; its EndInline may have found no source to cancel yet.
+            CancelRescue(rescue);
+        }
+        _ = Task.Run(() => RescueLoopAsync(rescue));
+        return true;
+    }
+
+    private static void CancelRescue(CancellationTokenSource? rescue)
+    {
+        if (rescue is null)
+        {
+            return;
+        }
+        try
+        {
+            // Asynchronously: the rescue's receive completes on the pool, not inside the session thread's EndInline.
+            _ = rescue.CancelAsync();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The rescue ended on its own (the session's end) and disposed it.
+        }
+    }
+
+    private async Task RescueLoopAsync(CancellationTokenSource rescue)
+    {
+        try
+        {
+            while (!rescue.IsCancellationRequested)
+            {
+                Transaction transaction = await Connection.ReceiveAsync(rescue.Token).ConfigureAwait(false);
+                Interlocked.Increment(ref _calls);
+                // To the pool: this receiver must stay free to receive while the session thread is held.
+                _server.Dispatch(this, transaction, mayRunInline: false);
+            }
+        }
+#pragma warning disable CA1031 // The session's own receive loop sees and reports the end (a death, a violation, a stop).
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
+        finally
+        {
+            Interlocked.Exchange(ref _rescue, null);
+            rescue.Dispose();
+            Volatile.Write(ref _rescuing, 0);
+        }
+    }
 
     internal void OnCompleted() => Interlocked.Decrement(ref _inFlight);
 

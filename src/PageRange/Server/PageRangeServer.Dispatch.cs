@@ -8,8 +8,15 @@ namespace PageRange.Server;
 /// <summary>Dispatch: from a session's receive loop to the pool, from a worker to the handler, and the error replies.</summary>
 public sealed partial class PageRangeServer
 {
-    /// <summary>Hands a received transaction to the pool; while stopping, answers it at once instead.</summary>
-    internal void Dispatch(ClientSession session, Transaction transaction)
+    /// <summary>
+    /// Runs a received transaction's handler on this thread if it has been fast (<see cref="PageRangeServerOptions.RunFastHandlersInline"/>),
+    /// else hands it to the pool; while stopping, answers it at once instead.
+    /// </summary>
+    /// <param name="session">The client it came from.</param>
+    /// <param name="transaction">The transaction, live.</param>
+    /// <param name="mayRunInline">Whether this thread may run the handler: <see langword="false"/> for a rescue's
+    /// receiver, which stands in for a session thread held by an inline run and must stay free to receive.</param>
+    internal void Dispatch(ClientSession session, Transaction transaction, bool mayRunInline = true)
     {
         if (_stopping)
         {
@@ -24,7 +31,36 @@ public sealed partial class PageRangeServer
         }
         Interlocked.Increment(ref _inFlight);
         session.OnDispatched();
+        if (mayRunInline && _options.RunFastHandlersInline && _registry.TryGet(transaction.Code, out ServerHandler? handler)
+            && handler!.Timing.RunsInline)
+        {
+            RunInline(session, transaction, handler);
+            return;
+        }
         _pool.Enqueue(new ServerWorkItem(session, transaction));
+    }
+
+    /// <summary>
+    /// Runs the handler on the receiving thread (binder's looper runs what it read): no hand-off to a worker, whose
+    /// wake-up costs tens of microseconds on a VM. The server's watch rescues a run that lasts (see
+    /// <see cref="WatchInlineRuns"/>), so the client's next calls are received meanwhile.
+    /// </summary>
+    private void RunInline(ClientSession session, Transaction transaction, ServerHandler handler)
+    {
+        long started = Stopwatch.GetTimestamp();
+        session.BeginInline(started);
+        WatchInlineRuns();
+        try
+        {
+            // Never throws (see Run): the handler's synchronous part runs here; an asynchronous rest where it resumes.
+            _ = DispatchAsync(session, transaction);
+        }
+        finally
+        {
+            long elapsed = Stopwatch.GetTimestamp() - started;
+            session.EndInline();
+            handler.Timing.Record(elapsed, inline: true);
+        }
     }
 
     /// <summary>
@@ -41,8 +77,13 @@ public sealed partial class PageRangeServer
     /// <summary>A worker runs one item: the handler, inline; an asynchronous handler's rest runs where it resumes.</summary>
     private void Run(ServerWorkItem item)
     {
+        // Timed up to the handler's return or first real await (read before: the run frees the transaction), so the
+        // handler may run inline once its runs are fast (HandlerTiming).
+        ServerHandler? handler = null;
+        long started = _options.RunFastHandlersInline && _registry.TryGet(item.Transaction.Code, out handler) ? Stopwatch.GetTimestamp() : 0;
         // DispatchAsync never throws: whatever happens ends in a reply (or a report) and the transaction's release.
         _ = DispatchAsync(item.Session, item.Transaction);
+        handler?.Timing.Record(Stopwatch.GetTimestamp() - started, inline: false);
     }
 
     private async Task DispatchAsync(ClientSession session, Transaction transaction)

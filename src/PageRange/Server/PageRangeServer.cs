@@ -235,6 +235,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         }
         await Task.WhenAll(sessions.Select(static session => session.Completion)).ConfigureAwait(false);
 
+        StopWatch();
         _pool.Stop();
         await Task.WhenAny(_pool.Completion, Task.Delay(_options.ConnectionOptions.ParkTimeout * 20, CancellationToken.None)).ConfigureAwait(false);
         _pool.Dispose();

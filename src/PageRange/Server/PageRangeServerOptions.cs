@@ -129,6 +129,21 @@ public sealed class PageRangeServerOptions
     /// <remarks>Defaults to <see langword="true"/>.</remarks>
     public bool StartShrinkerMonitor { get; set; } = true;
 
+    /// <summary>
+    /// Whether a handler that has been answering quickly runs on the thread that received its call (binder's looper runs
+    /// the transaction it read), instead of being handed to a worker: no thread hand-off, so a call takes about the
+    /// connection's round trip (about 1 µs) instead of a worker's wake-up (tens of microseconds).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see langword="true"/>. A handler runs inline only after its last runs (at least 4 in a row) each
+    /// finished, or reached their first real <c>await</c>, within 100 µs; one that then takes longer goes back to the
+    /// workers for a doubling number of runs. While a handler runs inline its client's next calls wait for it; if it
+    /// runs for more than 2 ms, another thread takes over receiving that client's calls until it ends (a handler that
+    /// waits for its own client's next call cannot deadlock). Inline runs are not counted in <see cref="MaxThreads"/>:
+    /// turn this off to run every handler on the worker pool.
+    /// </remarks>
+    public bool RunFastHandlersInline { get; set; } = true;
+
     /// <summary>The monitor's thresholds when <see cref="StartShrinkerMonitor"/> is on; null for the defaults.</summary>
     public ShrinkerOptions? ShrinkerOptions { get; set; }
 
