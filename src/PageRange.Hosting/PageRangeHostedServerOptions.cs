@@ -41,6 +41,9 @@ public sealed class PageRangeHostedServerOptions
     /// <summary><see cref="PageRangeServerOptions.StartShrinkerMonitor"/>.</summary>
     public bool? StartShrinkerMonitor { get; set; }
 
+    /// <summary><see cref="PageRangeServerOptions.RunFastHandlersInline"/>.</summary>
+    public bool? RunFastHandlersInline { get; set; }
+
     /// <summary>The settings of every client connection (<see cref="PageRangeServerOptions.ConnectionOptions"/>).</summary>
     public PageRangeConnectionSettings ConnectionOptions { get; } = new();
 
@@ -126,6 +129,10 @@ public sealed class PageRangeHostedServerOptions
         if (StartShrinkerMonitor is { } monitor)
         {
             options.StartShrinkerMonitor = monitor;
+        }
+        if (RunFastHandlersInline is { } inline)
+        {
+            options.RunFastHandlersInline = inline;
         }
         ConnectionOptions.ApplyTo(options.ConnectionOptions);
         ConfigureServerOptions?.Invoke(options);

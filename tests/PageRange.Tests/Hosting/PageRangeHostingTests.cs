@@ -313,6 +313,7 @@ public sealed class PageRangeHostingTests
         var settings = new PageRangeHostedServerOptions
         {
             MinThreads = 6, MaxThreads = 8, MaxClients = 3, IncludeExceptionDetails = true, ReplyRoomTimeout = TimeSpan.FromSeconds(2),
+            RunFastHandlersInline = false,
         };
         settings.ConnectionOptions.RegionSize = 1L << 20;
         settings.ConnectionOptions.CallTimeout = TimeSpan.FromSeconds(3);
@@ -320,6 +321,8 @@ public sealed class PageRangeHostingTests
         PageRangeServerOptions options = settings.CreateServerOptions(loggerFactory: null);
         Assert.Equal((6, 8, 3, true), (options.MinThreads, options.MaxThreads, options.MaxClients, options.IncludeExceptionDetails));
         Assert.Equal(TimeSpan.FromSeconds(2), options.ReplyRoomTimeout);
+        Assert.False(options.RunFastHandlersInline);
+        Assert.True(new PageRangeHostedServerOptions().CreateServerOptions(loggerFactory: null).RunFastHandlersInline);
         Assert.Equal(1L << 20, options.ConnectionOptions.RegionSize);
         Assert.Equal(TimeSpan.FromSeconds(3), options.ConnectionOptions.CallTimeout);
         Assert.Contains(1234u, options.ConnectionOptions.AllowedUids);
@@ -337,6 +340,7 @@ public sealed class PageRangeHostingTests
             ["Servers:calc:MaxThreads"] = "3",
             ["Servers:calc:IdleThreadTimeout"] = "00:00:02",
             ["Servers:calc:IncludeExceptionDetails"] = "true",
+            ["Servers:calc:RunFastHandlersInline"] = "false",
             ["Servers:calc:ConnectionOptions:RegionSize"] = "131072",
             ["Servers:calc:ConnectionOptions:WaitStrategy"] = "Park",
             ["Servers:calc:ConnectionOptions:AllowedUids:0"] = "1234",
@@ -353,6 +357,7 @@ public sealed class PageRangeHostingTests
 
         PageRangeHostedServerOptions server = provider.GetRequiredService<IOptionsMonitor<PageRangeHostedServerOptions>>().Get("calc");
         Assert.Equal(("calc-v2", 3, TimeSpan.FromSeconds(2), true), (server.ListenName, server.MaxThreads, server.IdleThreadTimeout, server.IncludeExceptionDetails));
+        Assert.False(server.RunFastHandlersInline);
         Assert.Equal((131072L, WaitStrategy.Park), (server.ConnectionOptions.RegionSize, server.ConnectionOptions.WaitStrategy));
         Assert.Equal([1234u, 5678u], server.ConnectionOptions.AllowedUids);
         Assert.Null(server.MinThreads);
