@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -55,7 +56,7 @@ public sealed partial class PageRangeServer
         text.Append(CultureInfo.InvariantCulture,
             $"server '{Name}' pid {Environment.ProcessId} uid {Interop.GetEffectiveUserId()}: {sessions.Length} clients, {_registry.Count} codes served, {Volatile.Read(ref _inFlight)} calls in flight{(_stopping ? ", stopping" : "")}\n");
         text.Append(CultureInfo.InvariantCulture,
-            $"pool: {_pool.ThreadCount} threads (min {_options.MinThreads}, max {_options.MaxThreads}, peak {_pool.PeakThreadCount}, spawned {_pool.SpawnedCount}), {_pool.QueueLength} queued\n");
+            $"pool: {_pool.ThreadCount} threads (min {_options.MinThreads}, max {_options.MaxThreads}, peak {_pool.PeakThreadCount}, spawned {_pool.SpawnedCount}), {_pool.QueueLength} queued; fast handlers inline {(_options.RunFastHandlersInline ? "on" : "off")}, {InlineRescues} rescues\n");
         foreach (ClientSession session in sessions)
         {
             ClientInfo client = session.Info;
@@ -63,10 +64,22 @@ public sealed partial class PageRangeServer
                 $"\nclient {client.Id}: pid {client.Pid} uid {client.Uid} gid {client.Gid}, connected {session.Connected.TotalSeconds:F1} s, {session.Calls} calls\n");
             // What holds a session that does not end: its receive loop (a faulted one never reports the end), handlers.
             text.Append(CultureInfo.InvariantCulture,
-                $"  session: {session.InFlight} in handlers{(session.StoppedReading ? ", stopped reading" : "")}, receive loop {session.Completion.Status}\n");
+                $"  session: {session.InFlight} in handlers{(session.StoppedReading ? ", stopped reading" : "")}{InlineState(session)}, receive loop {session.Completion.Status}\n");
             text.Append(DumpConnection(session.Connection));
         }
         return text.ToString();
+    }
+
+    /// <summary>A handler running inline on the session's thread (and for how long), and whether a rescue receives meanwhile.</summary>
+    private static string InlineState(ClientSession session)
+    {
+        long since = session.InlineSince;
+        if (since == 0)
+        {
+            return "";
+        }
+        double milliseconds = (Stopwatch.GetTimestamp() - since) * 1000.0 / Stopwatch.Frequency;
+        return string.Create(CultureInfo.InvariantCulture, $", a handler inline for {milliseconds:F1} ms{(session.Rescuing ? " (rescued)" : "")}");
     }
 
     private static string DumpConnection(PageRangeConnection connection)

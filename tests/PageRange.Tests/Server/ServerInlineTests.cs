@@ -107,6 +107,14 @@ public sealed class ServerInlineTests
             Assert.True(await waiting.WaitAsync(TestTimeouts.Long), "the waiting handler never started");
             Assert.True(waiterThread.TryDequeue(out string? thread));
             heldInline = thread!.StartsWith(SessionThread, StringComparison.Ordinal);
+            if (heldInline)
+            {
+                // The watch finds the run held past StuckAfter and starts a rescue; the dump says so.
+                Assert.True(SpinWait.SpinUntil(() => server.InlineRescues >= 1, TestTimeouts.Long), "no rescue started");
+                string dump = server.DumpState();
+                Assert.Contains("a handler inline for", dump, StringComparison.Ordinal);
+                Assert.Contains("(rescued)", dump, StringComparison.Ordinal);
+            }
 
             using (Transaction releasing = await client.CallAsync(Release, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long))
             {
