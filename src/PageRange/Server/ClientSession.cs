@@ -3,9 +3,11 @@ using PageRange.Transport;
 namespace PageRange.Server;
 
 /// <summary>
-/// One client's connection inside a server: receives its transactions and hands each to the worker pool. Two-way calls
-/// are handed on as they arrive (so they run concurrently); the connection releases the next oneway message only when
-/// the previous one is disposed, which the dispatcher does when its handler returns (binder's oneway rule).
+/// One client's connection inside a server: receives its transactions and hands each to the worker pool, or runs a fast
+/// handler itself when nothing else of the client waits (<see cref="PageRangeServerOptions.RunFastHandlersInline"/>; a
+/// run held past <see cref="PageRangeServer.StuckAfter"/> gets a rescue receiving meanwhile). Two-way calls are handed
+/// on as they arrive (so they run concurrently); the connection releases the next oneway message only when the previous
+/// one is disposed, which the dispatcher does when its handler returns (binder's oneway rule).
 /// </summary>
 /// <remarks>
 /// The receiving runs on a thread of the session's own that reads the connection's ring itself (a blocking
@@ -30,6 +32,10 @@ internal sealed class ClientSession : IDisposable
     // The inline run in progress on the receiving thread (its start, 0 if none), and the rescue receiving meanwhile.
     private long _inlineSince;
     private int _rescuing;
+    private const int RescueNone = 0;
+    private const int RescueRunning = 1;
+    // The client cannot be received from any more (its end, a stop): no rescue is started again.
+    private const int RescueOver = 2;
     private CancellationTokenSource? _rescue;
 
     internal ClientSession(PageRangeServer server, PageRangeConnection connection, ClientInfo info, bool dedicatedThread)
@@ -127,7 +133,7 @@ internal sealed class ClientSession : IDisposable
     internal long InlineSince => Volatile.Read(ref _inlineSince);
 
     /// <summary>Whether a rescue receives for this session now.</summary>
-    internal bool Rescuing => Volatile.Read(ref _rescuing) != 0;
+    internal bool Rescuing => Volatile.Read(ref _rescuing) == RescueRunning;
 
     /// <summary>Announces an inline run (a full fence: see <see cref="PageRangeServer"/>'s watch).</summary>
     internal void BeginInline(long startedTicks) => Interlocked.Exchange(ref _inlineSince, startedTicks);
@@ -141,7 +147,7 @@ internal sealed class ClientSession : IDisposable
     internal void EndInline()
     {
         Interlocked.Exchange(ref _inlineSince, 0);
-        if (Volatile.Read(ref _rescuing) != 0)
+        if (Volatile.Read(ref _rescuing) == RescueRunning)
         {
             CancelRescue(Volatile.Read(ref _rescue));
         }
@@ -152,26 +158,34 @@ internal sealed class ClientSession : IDisposable
     /// lasts: the client's next calls are received and handed to the workers until the run ends.
     /// </summary>
     /// <returns>Whether a rescue was started (none while one runs, or once the session ended).</returns>
-    internal bool TryStartRescue()
+    /// <param name="stuckSince">The start of the run the watch found held (a later run gets no rescue from that look).</param>
+    internal bool TryStartRescue(long stuckSince)
     {
-        if (Interlocked.CompareExchange(ref _rescuing, 1, 0) != 0)
+        if (Interlocked.CompareExchange(ref _rescuing, RescueRunning, RescueNone) != RescueNone)
         {
+            // One at a time; none once the client cannot be received from any more (RescueOver).
             return false;
         }
         CancellationTokenSource rescue;
         try
         {
+            if (_stopReceiving.IsCancellationRequested)
+            {
+                // Stopping: the server closes a held session's client itself; nothing more is received.
+                Volatile.Write(ref _rescuing, RescueOver);
+                return false;
+            }
             rescue = CancellationTokenSource.CreateLinkedTokenSource(_stopReceiving.Token);
         }
         catch (ObjectDisposedException)
         {
             // The session ended: nothing to receive.
-            Volatile.Write(ref _rescuing, 0);
+            Volatile.Write(ref _rescuing, RescueOver);
             return false;
         }
         // A fence before the look at the run: see EndInline.
         Interlocked.Exchange(ref _rescue, rescue);
-        if (Volatile.Read(ref _inlineSince) == 0)
+        if (Volatile.Read(ref _inlineSince) != stuckSince)
         {
             // The run ended meanwhile; its EndInline may have found no source to cancel yet.
             CancelRescue(rescue);
@@ -199,6 +213,7 @@ internal sealed class ClientSession : IDisposable
 
     private async Task RescueLoopAsync(CancellationTokenSource rescue)
     {
+        bool over = false;
         try
         {
             while (!rescue.IsCancellationRequested)
@@ -209,16 +224,23 @@ internal sealed class ClientSession : IDisposable
                 _server.Dispatch(this, transaction, mayRunInline: false);
             }
         }
-#pragma warning disable CA1031 // The session's own receive loop sees and reports the end (a death, a violation, a stop).
+        catch (OperationCanceledException) when (rescue.IsCancellationRequested)
+        {
+            // The run ended (or the server stops): the session thread receives again.
+            over = _stopReceiving.IsCancellationRequested;
+        }
+#pragma warning disable CA1031 // The session's own receive loop sees and reports the end (a death, a violation) once its handler returns.
         catch (Exception)
 #pragma warning restore CA1031
         {
+            // Nothing more can be received from this client: no rescue again (one per watch tick would fail the same way).
+            over = true;
         }
         finally
         {
             Interlocked.Exchange(ref _rescue, null);
             rescue.Dispose();
-            Volatile.Write(ref _rescuing, 0);
+            Volatile.Write(ref _rescuing, over ? RescueOver : RescueNone);
         }
     }
 
@@ -264,7 +286,9 @@ internal sealed class ClientSession : IDisposable
             {
                 Transaction transaction = await Connection.ReceiveAsync(_stopReceiving.Token).ConfigureAwait(false);
                 Interlocked.Increment(ref _calls);
-                _server.Dispatch(this, transaction);
+                // Not inline: this loop runs on the thread pool, which a held handler would take from the watch, the
+                // rescues and every other busy-spin session (see the remarks above).
+                _server.Dispatch(this, transaction, mayRunInline: false);
             }
         }
         catch (Exception error) when (Ended(error, out reason, out cause))

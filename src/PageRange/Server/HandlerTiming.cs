@@ -9,7 +9,8 @@ namespace PageRange.Server;
 /// <remarks>
 /// A run within <see cref="FastBound"/> is fast. After <see cref="FastRunsBeforeInline"/> fast runs in a row the handler
 /// runs inline; a run that was not fast ends the streak, and one that was inline doubles the streak needed next time (up
-/// to 2^10 times), so a handler that now and then blocks stops holding up its client's other calls. Plain fields,
+/// to 2^10 times), so a handler that now and then blocks stops holding up its client's other calls; a streak twice as
+/// long as the one needed forgets one doubling. Plain fields,
 /// updated by whichever threads run the handler without synchronisation: a lost update only skews a heuristic whose
 /// worst case is a run on the other path, and an inline run that blocks is rescued by the server's watch.
 /// </remarks>
@@ -43,6 +44,11 @@ internal sealed class HandlerTiming
             if (_fastStreak < int.MaxValue)
             {
                 _fastStreak++;
+            }
+            if (_slowInlineRuns > 0 && _fastStreak >= FastRunsBeforeInline << (_slowInlineRuns + 1))
+            {
+                // Fast for twice as long as it had to wait: one slow run (a preemption, a GC pause) is forgotten.
+                _slowInlineRuns--;
             }
             return;
         }

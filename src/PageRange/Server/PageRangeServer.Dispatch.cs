@@ -31,8 +31,10 @@ public sealed partial class PageRangeServer
         }
         Interlocked.Increment(ref _inFlight);
         session.OnDispatched();
-        if (mayRunInline && _options.RunFastHandlersInline && _registry.TryGet(transaction.Code, out ServerHandler? handler)
-            && handler!.Timing.RunsInline)
+        // Only when nothing else of this client is ready: calls its threads sent at once still run side by side on the
+        // workers, and this thread receives the next of them at once.
+        if (mayRunInline && _options.RunFastHandlersInline && !session.Connection.HasReadyTransactions
+            && _registry.TryGet(transaction.Code, out ServerHandler? handler) && handler!.Timing.RunsInline)
         {
             RunInline(session, transaction, handler);
             return;
@@ -49,9 +51,9 @@ public sealed partial class PageRangeServer
     {
         long started = Stopwatch.GetTimestamp();
         session.BeginInline(started);
-        WatchInlineRuns();
         try
         {
+            WatchInlineRuns();
             // Never throws (see Run): the handler's synchronous part runs here; an asynchronous rest where it resumes.
             _ = DispatchAsync(session, transaction);
         }

@@ -26,7 +26,7 @@ public sealed partial class PageRangeServer
     private int _idleWatchTicks;
     private long _inlineRescues;
     // Sessions found stuck in one tick, rescued after the sessions lock is left; touched only by the tick (_watchTicking).
-    private readonly List<ClientSession> _stuck = [];
+    private readonly List<(ClientSession Session, long Since)> _stuck = [];
 
     /// <summary>Rescues started for inline runs that lasted (each a receiver standing in for a held session thread), for tests.</summary>
     internal long InlineRescues => Interlocked.Read(ref _inlineRescues);
@@ -122,7 +122,7 @@ public sealed partial class PageRangeServer
                 running = true;
                 if (now - since > s_stuckAfterTicks && !session.Rescuing)
                 {
-                    _stuck.Add(session);
+                    _stuck.Add((session, since));
                 }
             }
         }
@@ -130,9 +130,9 @@ public sealed partial class PageRangeServer
         {
             _idleWatchTicks = 0;
         }
-        foreach (ClientSession session in _stuck)
+        foreach ((ClientSession session, long since) in _stuck)
         {
-            if (session.TryStartRescue())
+            if (session.TryStartRescue(since))
             {
                 Interlocked.Increment(ref _inlineRescues);
             }

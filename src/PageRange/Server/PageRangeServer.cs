@@ -16,7 +16,8 @@ namespace PageRange.Server;
 /// <remarks>
 /// <para>
 /// Two-way calls of one client run concurrently on the pool; its oneway messages run one at a time, in the order
-/// sent (binder's rule). A handler learns its caller from <see cref="CallContext"/> (<c>SO_PEERCRED</c>), fails a call
+/// sent (binder's rule). A handler that has been fast runs on the thread that received its call when nothing else of
+/// that client waits (<see cref="PageRangeServerOptions.RunFastHandlersInline"/>). A handler learns its caller from <see cref="CallContext"/> (<c>SO_PEERCRED</c>), fails a call
 /// with <see cref="PageRangeStatusException"/>, and sees cancellation (the caller gave up, or the server is stopping)
 /// through <see cref="CallContext.CancellationToken"/>. An unmapped code gets <see cref="CallStatus.Unimplemented"/>. A
 /// <see cref="RemoteCallException"/> a handler lets through (a call it made failed) fails the call with that status.
@@ -124,7 +125,8 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     /// <summary>The worker pool's live threads.</summary>
     public int ThreadCount => _pool.ThreadCount;
 
-    /// <summary>The most worker threads alive at once so far (never more than <see cref="PageRangeServerOptions.MaxThreads"/>).</summary>
+    /// <summary>The most worker threads alive at once so far (never more than <see cref="PageRangeServerOptions.MaxThreads"/>;
+    /// handlers run inline on the clients' receiving threads are not counted).</summary>
     public int PeakThreadCount => _pool.PeakThreadCount;
 
     /// <summary>Calls and oneway messages being handled or waiting for a worker now, for every client together.</summary>
@@ -229,13 +231,19 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         {
             sessions = [.. _sessions.Values];
         }
+        // No inline run starts any more (_stopping): the watch's last rescues are not needed either.
+        StopWatch();
         foreach (ClientSession session in sessions)
         {
             session.StopReceiving();
         }
-        await Task.WhenAll(sessions.Select(static session => session.Completion)).ConfigureAwait(false);
+        // A session whose thread runs a handler inline that ignores its token ends only when that handler returns: its
+        // client is closed now instead (as a worker's stuck handler's client is, by its session's end), and the stop does
+        // not wait for that thread. No inline run starts any more (_stopping), so one not seen here ends its loop itself.
+        await Task.WhenAll(sessions.Select(session => session.InlineSince != 0
+            ? session.Connection.CloseAsync(StoppingReason).AsTask()
+            : session.Completion)).ConfigureAwait(false);
 
-        StopWatch();
         _pool.Stop();
         await Task.WhenAny(_pool.Completion, Task.Delay(_options.ConnectionOptions.ParkTimeout * 20, CancellationToken.None)).ConfigureAwait(false);
         _pool.Dispose();

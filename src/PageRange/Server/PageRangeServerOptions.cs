@@ -136,11 +136,15 @@ public sealed class PageRangeServerOptions
     /// </summary>
     /// <remarks>
     /// Defaults to <see langword="true"/>. A handler runs inline only after its last runs (at least 4 in a row) each
-    /// finished, or reached their first real <c>await</c>, within 100 µs; one that then takes longer goes back to the
-    /// workers for a doubling number of runs. While a handler runs inline its client's next calls wait for it; if it
-    /// runs for more than 2 ms, another thread takes over receiving that client's calls until it ends (a handler that
-    /// waits for its own client's next call cannot deadlock). Inline runs are not counted in <see cref="MaxThreads"/>:
-    /// turn this off to run every handler on the worker pool.
+    /// finished, or reached their first real <c>await</c>, within 100 µs, and only while nothing else of that client is
+    /// waiting (calls its threads send at once still run side by side on the workers); one that then takes longer goes
+    /// back to the workers for a doubling number of runs. While a handler runs inline its client's next calls wait for
+    /// it; if it runs for more than 2 ms, another thread takes over receiving that client's calls until it ends (a
+    /// handler that waits for its own client's next call cannot deadlock), and a stop closes that client without
+    /// waiting for it. A client's end (death, violation) is reported once such a handler returns. Only sessions that
+    /// receive on a thread of their own run handlers inline (not those of <see cref="WaitStrategy.BusySpin"/>
+    /// connections, which receive on the thread pool). Inline runs are not counted in <see cref="MaxThreads"/>: turn
+    /// this off to run every handler on the worker pool.
     /// </remarks>
     public bool RunFastHandlersInline { get; set; } = true;
 

@@ -209,6 +209,9 @@ public sealed partial class PageRangeConnection
         }
     }
 
+    /// <summary>Whether a received transaction waits to be taken (a hint: another receiver may take it meanwhile).</summary>
+    internal bool HasReadyTransactions => Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null;
+
     /// <summary>Whether incoming payloads are copied out of the shared region before anyone reads them.</summary>
     internal bool CopiesIncomingPayloads => _copyPayloads;
 
