@@ -71,25 +71,55 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
         // 31 looks with a pause between them and no clock read (the pause-only spin reads it every 32nd look), so this
         // holds whatever the machine's speed or a preemption: the answer is found before SpinOnce's first round.
         Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        // Recent waits that ended quickly (a few looks: well within the pause-only 2 µs, unless preempted) come first.
+        for (int i = 0; i < 4; i++)
+        {
+            var quick = new ReadyAfterChecks(new Counter(), 2);
+            Assert.True(Wait(bell, ref quick, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
+        }
+        Assert.True(bell.QuickWaits >= Doorbell.QuickWaitsBeforePausing, $"only {bell.QuickWaits} quick waits");
+        long answeredBefore = bell.AnsweredWhilePausing;
         var counter = new Counter();
         var soon = new ReadyAfterChecks(counter, 30);
         Assert.True(Wait(bell, ref soon, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
         Assert.Equal(31, counter.Checks);
-        Assert.Equal(1, bell.AnsweredWhilePausing);
+        Assert.Equal(answeredBefore + 1, bell.AnsweredWhilePausing);
         Assert.Equal(0, bell.SpunPastPauses);
         Assert.Equal(0, bell.Parks);
+    }
+
+    [Fact]
+    public void Wait_AfterWaitsThatTookLongerThanThePauseOnlySpin_DoesNotPollAsBusySpinFirst()
+    {
+        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        for (int i = 0; i < 4; i++)
+        {
+            var never = new ReadyAfterChecks(new Counter(), int.MaxValue);
+            // 3 ms each: far longer than the pause-only 2 µs (an answer that comes through a thread's wake-up, say).
+            Assert.False(Wait(bell, ref never, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(3)));
+        }
+        Assert.Equal(0, bell.QuickWaits);
+        var soon = new ReadyAfterChecks(new Counter(), 30);
+        Assert.True(Wait(bell, ref soon, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
+        // Answered in SpinOnce's rounds, which yield now and then, not in pauses that keep the core.
+        Assert.Equal(0, bell.AnsweredWhilePausing);
     }
 
     [Fact]
     public void Wait_NotAnsweredWithinThePauseOnlySpin_SpinsOnWithSpinOnceThenParks()
     {
         Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset);
+        for (int i = 0; i < 4; i++)
+        {
+            var quick = new ReadyAfterChecks(new Counter(), 2);
+            Assert.True(Wait(bell, ref quick, WaitStrategy.SpinThenPark, TimeSpan.FromSeconds(10)));
+        }
+        long pastBefore = bell.SpunPastPauses;
         var counter = new Counter();
         var never = new ReadyAfterChecks(counter, int.MaxValue);
         // 20 ms: past the pause-only 2 µs, past the 1 ms cap, into a park that times out.
         Assert.False(Wait(bell, ref never, WaitStrategy.SpinThenPark, TimeSpan.FromMilliseconds(20)));
-        Assert.Equal(0, bell.AnsweredWhilePausing);
-        Assert.Equal(1, bell.SpunPastPauses);
+        Assert.Equal(pastBefore + 1, bell.SpunPastPauses);
         Assert.True(bell.Parks > 0);
         Assert.True(counter.Checks > 32, $"only {counter.Checks} looks: the pause-only spin reads the clock every 32nd");
     }

@@ -60,6 +60,7 @@ internal sealed unsafe class Doorbell
 
     // Learned from this side's waits on this doorbell; local, never shared with the peer (see SpinBudget).
     private SpinBudget _spinBudget;
+    private int _quickWaits;
     private long _answeredWhilePausing;
     private long _spunPastPauses;
 
@@ -291,13 +292,15 @@ internal sealed unsafe class Doorbell
             if (budget > 0)
             {
                 long spinEnd = deadline - start <= budget ? deadline : start + budget;
-                // First as busy-spin polls (a pause between looks, the clock every 32): a peer that answers while
-                // traffic flows is noticed within a pause, not within SpinOnce's growing spins and its clock read per
-                // round (round trip 1.23-1.47 -> 1.01-1.09 µs, level with busy-spin's, on the Ice Lake VM). Only for
-                // PauseOnlySpin: past it, SpinOnce yields now and then, so a peer sharing our core still gets it.
-                long pauseEnd = Math.Min(spinEnd, start + s_pauseOnlySpinTicks);
+                // First as busy-spin polls (a pause between looks, the clock every 32), while recent waits ended within
+                // PauseOnlySpin: a peer that answers while traffic flows is noticed within a pause, not within SpinOnce's
+                // growing spins and its clock read per round (round trip 1.23-1.47 -> 1.01-1.09 µs, level with busy-spin's,
+                // on the Ice Lake VM). Not while waits take longer (a thread-pool hop, a peer sharing our core): a spin
+                // that never yields would only keep the core from whoever the answer waits for. Past PauseOnlySpin,
+                // SpinOnce yields now and then as before.
+                long pauseEnd = _quickWaits >= QuickWaitsBeforePausing ? Math.Min(spinEnd, start + s_pauseOnlySpinTicks) : start;
                 int polls = 0;
-                while (true)
+                while (pauseEnd > start)
                 {
                     if (condition.IsReady)
                     {
@@ -311,7 +314,10 @@ internal sealed unsafe class Doorbell
                     }
                     PausePoll();
                 }
-                _spunPastPauses++;
+                if (pauseEnd > start)
+                {
+                    _spunPastPauses++;
+                }
                 SpinWait spinner = default;
                 while (true)
                 {
@@ -334,13 +340,17 @@ internal sealed unsafe class Doorbell
         {
             // Every end counts, a park's too: its length includes the peer's wake of us, which is how a waiter parking at
             // once sees the peer speed up again. A wait cut short by its deadline or a cancellation is a lower bound.
-            _spinBudget.Record(Stopwatch.GetTimestamp() - start, capTicks);
+            long waited = Stopwatch.GetTimestamp() - start;
+            _spinBudget.Record(waited, capTicks);
+            // Plain, like the budget: several waiters may race on it, and a lost update only skews a heuristic.
+            _quickWaits = waited <= s_pauseOnlySpinTicks ? Math.Min(_quickWaits + 1, MaxQuickWaits) : Math.Max(_quickWaits - 1, 0);
         }
     }
 
     /// <summary>
     /// How long a <see cref="WaitStrategy.SpinThenPark"/> spin polls as busy-spin does before it spins with
-    /// <see cref="SpinWait.SpinOnce(int)"/> (which yields now and then): a round trip's wait while traffic flows, with room.
+    /// <see cref="SpinWait.SpinOnce(int)"/> (which yields now and then): a round trip's wait while traffic flows, with room;
+    /// only while recent waits ended within it (<see cref="QuickWaitsBeforePausing"/>).
     /// </summary>
     /// <remarks>
     /// Not longer: an earlier pause-only 5 µs (2026-12-02, a slower library, a loaded machine) kept the core from a peer
@@ -350,6 +360,14 @@ internal sealed unsafe class Doorbell
     internal static readonly TimeSpan PauseOnlySpin = TimeSpan.FromMicroseconds(2);
 
     private static readonly long s_pauseOnlySpinTicks = ToStopwatchTicks(PauseOnlySpin);
+
+    /// <summary>Recent spin-then-park waits that ended within <see cref="PauseOnlySpin"/> (net of those that did not) from which a wait polls as busy-spin first.</summary>
+    internal const int QuickWaitsBeforePausing = 2;
+
+    private const int MaxQuickWaits = 4;
+
+    /// <summary>Recent waits that ended within <see cref="PauseOnlySpin"/>, net of those that did not (0 to 4), for tests.</summary>
+    internal int QuickWaits => _quickWaits;
 
     /// <summary>Spin-then-park waits answered while polling as busy-spin, for tests (plain counts: a hint under races).</summary>
     internal long AnsweredWhilePausing => _answeredWhilePausing;
