@@ -9,7 +9,7 @@ namespace PageRange.Benchmarks;
 /// <c>cross-process</c> runs the two-process harness, <c>memory</c> the memory-over-time workload, <c>soak</c> the
 /// reliability soak (random sizes, mixes and peer kills; not in CI), <c>server</c> the server workload (many client
 /// processes against one server, beside a Unix-socket server), <c>grpc</c> gRPC over PageRange beside gRPC over a Unix
-/// socket, <c>micro</c> (or any argument that is not a
+/// socket, <c>stream-probe</c> a oneway stream's send and receive work per message on one thread, <c>micro</c> (or any argument that is not a
 /// command, such as <c>--filter</c>) goes to BenchmarkDotNet's own command line; <c>--peer</c> is the second process
 /// the harness starts. Each command has <c>--help</c>; a bad argument is one line on stderr and exit code 2.
 /// </summary>
@@ -37,7 +37,7 @@ internal static class Program
             case [MicroCommandName, ..]:
                 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args[1..]);
                 return 0;
-            case [CrossProcessOptions.CommandName or MemoryCommandName or SoakCommand.CommandName or Server.ServerBenchmark.CommandName or Grpc.GrpcBenchmark.CommandName or "--help" or "-h" or "-?" or "--version", ..]:
+            case [CrossProcessOptions.CommandName or MemoryCommandName or SoakCommand.CommandName or Server.ServerBenchmark.CommandName or Grpc.GrpcBenchmark.CommandName or Probe.StreamProbe.CommandName or "--help" or "-h" or "-?" or "--version", ..]:
                 return await InvokeAsync(args);
             default:
                 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
@@ -47,13 +47,14 @@ internal static class Program
 
     private static async Task<int> InvokeAsync(string[] args)
     {
-        var root = new RootCommand("PageRange's benchmarks: the two-process harness, memory over time, the soak, the server workload, gRPC over PageRange, and BenchmarkDotNet's micro benchmarks.")
+        var root = new RootCommand("PageRange's benchmarks: the two-process harness, memory over time, the soak, the server workload, gRPC over PageRange, a stream's work per message, and BenchmarkDotNet's micro benchmarks.")
         {
             CrossProcessOptions.CreateCommand(options => CrossProcessCommand.RunAsync(options, args[1..])),
             MemoryCommand(),
             SoakCommand.CreateCommand(),
             Server.ServerBenchmark.CreateCommand(args[1..]),
             Grpc.GrpcBenchmark.CreateCommand(args[1..]),
+            Probe.StreamProbe.CreateCommand(),
             MicroCommand(),
         };
         ParseResult parse = root.Parse(args);

@@ -17,9 +17,9 @@ internal static class DotnetRun
 
     /// <summary>
     /// Runs the benchmark harness with <paramref name="arguments"/>, waits up to <paramref name="timeout"/> (killing it and
-    /// what it started after that), writes its output to the test's log, and asserts it exited with 0.
+    /// what it started after that), writes its output to the test's log, asserts it exited with 0, and returns its standard output.
     /// </summary>
-    internal static async Task RunBenchmarksAsync(ITestOutputHelper output, TimeSpan timeout, params string[] arguments)
+    internal static async Task<string> RunBenchmarksAsync(ITestOutputHelper output, TimeSpan timeout, params string[] arguments)
     {
         var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(BenchmarksAssembly);
@@ -41,9 +41,11 @@ internal static class DotnetRun
                 process.Kill(entireProcessTree: true);
             }
         }
-        output.WriteLine(await stdout);
+        string standardOutput = await stdout;
+        output.WriteLine(standardOutput);
         output.WriteLine(await stderr);
         Assert.Equal(0, process.ExitCode);
+        return standardOutput;
     }
 
     /// <summary>Runs <c>dotnet</c> with <paramref name="arguments"/> and waits for it, within <see cref="TestTimeouts.Long"/>.</summary>

@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Diagnostics;
+using PageRange.Benchmarks.CrossProcess;
+using PageRange.Transport;
+
+namespace PageRange.Benchmarks.Probe;
+
+/// <summary>
+/// <c>stream-probe</c>: a oneway stream's send and receive work per message, each side timed on its own, in one process
+/// and on one thread (a connection to a listener of this process): a batch of small oneways is sent, then received,
+/// read and disposed, again and again. Every line the receiver reads is in this core's cache, so the figures are the
+/// library's instructions per message, without the cache-line transfers of two processes; a cross-process stream is
+/// bounded by the slower side plus those transfers. Also reports the bytes this thread allocated per message.
+/// </summary>
+internal static class StreamProbe
+{
+    internal const string CommandName = "stream-probe";
+
+    private static readonly Option<int> s_batch = OptionRules.Positive(new Option<int>("--batch")
+    {
+        Description = "Oneway messages sent, then received, per batch (packs of small messages form within a batch).",
+        DefaultValueFactory = _ => 150,
+        HelpName = "n",
+    });
+
+    private static readonly Option<int> s_batches = OptionRules.Positive(new Option<int>("--batches")
+    {
+        Description = "Batches per round.",
+        DefaultValueFactory = _ => 20_000,
+        HelpName = "n",
+    });
+
+    private static readonly Option<int> s_rounds = OptionRules.Positive(new Option<int>("--rounds")
+    {
+        Description = "Rounds, each reported on its own line (the first ones include the JIT's work).",
+        DefaultValueFactory = _ => 6,
+        HelpName = "n",
+    });
+
+    private static readonly Option<int> s_size = OptionRules.Positive(new Option<int>("--size")
+    {
+        Description = "Bytes of each message's payload.",
+        DefaultValueFactory = _ => 64,
+        HelpName = "bytes",
+    });
+
+    public static Command CreateCommand()
+    {
+        var command = new Command(CommandName,
+            "A oneway stream's send and receive work per message, each timed on its own, on one thread of one process (no " +
+            "cache-line transfers), and the bytes allocated per message. Not a timed test.")
+        {
+            s_batch, s_batches, s_rounds, s_size,
+        };
+        command.SetAction((parse, _) => RunAsync(parse.GetValue(s_batch), parse.GetValue(s_batches), parse.GetValue(s_rounds), parse.GetValue(s_size)));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size)
+    {
+        string name = $"bench-stream-probe-{Environment.ProcessId}";
+        // Busy-spin: nothing here ever waits (each receive finds its message ready), so the strategy only decides that
+        // no send takes the parked-reader path.
+        var options = new PageRangeOptions { WaitStrategy = WaitStrategy.BusySpin };
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        ValueTask<PageRangeConnection> accept = listener.AcceptAsync();
+        await using PageRangeConnection sender = await PageRangeConnection.ConnectAsync(name, options).ConfigureAwait(false);
+        await using PageRangeConnection receiver = await accept.ConfigureAwait(false);
+        byte[] payload = new byte[size];
+        Console.WriteLine($"stream-probe: {size} B oneways, batches of {batch}, {batches:N0} batches per round, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
+        ulong sum = 0;
+        for (int round = 1; round <= rounds; round++)
+        {
+            long sendTicks = 0;
+            long receiveTicks = 0;
+            long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+            for (int b = 0; b < batches; b++)
+            {
+                long started = Stopwatch.GetTimestamp();
+                for (int i = 0; i < batch; i++)
+                {
+                    sender.SendOneway(BenchCodes.Oneway, payload);
+                }
+                long sent = Stopwatch.GetTimestamp();
+                for (int i = 0; i < batch; i++)
+                {
+                    using Transaction transaction = receiver.Receive();
+                    sum += Checksum.Of(transaction.Payload);
+                }
+                long received = Stopwatch.GetTimestamp();
+                sendTicks += sent - started;
+                receiveTicks += received - sent;
+            }
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+            double messages = (double)batch * batches;
+            Console.WriteLine(
+                $"round {round}: send {sendTicks * 1e9 / Stopwatch.Frequency / messages:F1} ns, receive (with reading the payload and disposing) " +
+                $"{receiveTicks * 1e9 / Stopwatch.Frequency / messages:F1} ns per message; allocated {allocated / messages:F3} B per message");
+        }
+        // Keeps the reads of the payloads from being optimized away.
+        GC.KeepAlive(sum);
+        return 0;
+    }
+}

@@ -1,0 +1,29 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Tools;
+
+namespace PageRange.Tests.Benchmarks;
+
+/// <summary>The benchmarks' <c>stream-probe</c>: a line per round with the send and receive work per message, and a steady state that allocates nothing.</summary>
+[Collection(CrossProcessCollection.Name)]
+public sealed partial class StreamProbeSmokeTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task StreamProbe_ReportsEachRound_TheLastAllocatesNothing()
+    {
+        string text = await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(180), "stream-probe", "--batches", "2000", "--rounds", "3");
+        MatchCollection rounds = RoundLine().Matches(text);
+        Assert.Equal(3, rounds.Count);
+        foreach (Match round in rounds)
+        {
+            Assert.True(double.Parse(round.Groups["send"].Value, CultureInfo.InvariantCulture) > 0);
+            Assert.True(double.Parse(round.Groups["receive"].Value, CultureInfo.InvariantCulture) > 0);
+        }
+        // Send, receive, read in place and dispose: no allocation per message once the JIT's first round is over.
+        Assert.Equal(0.0, double.Parse(rounds[^1].Groups["allocated"].Value, CultureInfo.InvariantCulture));
+    }
+
+    [GeneratedRegex(@"round \d+: send (?<send>[\d.]+) ns, receive \(with reading the payload and disposing\) (?<receive>[\d.]+) ns per message; allocated (?<allocated>[\d.]+) B per message")]
+    private static partial Regex RoundLine();
+}
