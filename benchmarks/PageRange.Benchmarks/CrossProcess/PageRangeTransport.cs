@@ -3,11 +3,17 @@ using PageRange.Transport;
 
 namespace PageRange.Benchmarks.CrossProcess;
 
-/// <summary>PageRange, measuring side: raw bytes (<c>Call</c>, <c>SendOneway</c>) or typed MessagePack messages.</summary>
-internal sealed class PageRangeHostTransport(PageRangeConnection connection, PageRangeListener listener, bool messagePack, WaitStrategy wait)
+/// <summary>
+/// PageRange, measuring side: raw bytes (<c>Call</c>, <c>SendOneway</c>) or typed MessagePack messages. Its kind names
+/// the peer's way of receiving too: <c>pagerange-raw</c> and <c>pagerange-msgpack</c> receive one transaction per
+/// <c>Receive</c>, <c>pagerange-batch</c> (raw bytes) with <c>ReceiveBatch</c>.
+/// </summary>
+internal sealed class PageRangeHostTransport(PageRangeConnection connection, PageRangeListener listener, string kind, WaitStrategy wait)
     : IHostTransport
 {
-    public string Transport => messagePack ? "pagerange-msgpack" : "pagerange-raw";
+    private readonly bool messagePack = kind == "pagerange-msgpack";
+
+    public string Transport => kind;
 
     public string Mode => WaitStrategyNames.Of(wait);
 
@@ -64,11 +70,24 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
     }
 }
 
-/// <summary>PageRange, answering side: replies with the payload read in place (raw) or the deserialized message re-sent (MessagePack).</summary>
-internal sealed class PageRangePeerTransport(PageRangeConnection connection, bool messagePack) : IPeerTransport
+/// <summary>
+/// PageRange, answering side: replies with the payload read in place (raw) or the deserialized message re-sent
+/// (MessagePack); receives one transaction per <c>Receive</c>, or (raw) hands every ready one to a handler with
+/// <c>ReceiveBatch</c>.
+/// </summary>
+internal sealed class PageRangePeerTransport(PageRangeConnection connection, bool messagePack, bool receiveBatch) : IPeerTransport
 {
     public void Serve()
     {
+        if (receiveBatch)
+        {
+            var state = new BatchServe(connection);
+            while (!state.Stopped)
+            {
+                connection.ReceiveBatch(BatchServe.Handle, state);
+            }
+            return;
+        }
         var tally = new ServeTally();
         Span<byte> report = stackalloc byte[StopReport.Size];
         while (true)
@@ -104,6 +123,39 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
     }
 
     public void Dispose() => connection.Dispose();
+
+    /// <summary>The batch receiver's handler and state: what <see cref="Serve"/> does per transaction, for raw bytes.</summary>
+    private sealed class BatchServe(PageRangeConnection connection)
+    {
+        internal static readonly TransactionHandler<BatchServe> Handle = static (state, in transaction) => state.Serve(transaction);
+
+        private ServeTally _tally;
+
+        internal bool Stopped { get; private set; }
+
+        private void Serve(in Transaction transaction)
+        {
+            switch (transaction.Code)
+            {
+                case BenchCodes.Ping:
+                    _tally.AddEcho(transaction.Length);
+                    ReplyDelay.Apply();
+                    transaction.Reply(transaction.Payload);
+                    break;
+                case BenchCodes.Oneway:
+                    _tally.Add(transaction.Payload);
+                    break;
+                case BenchCodes.Stop:
+                    Span<byte> report = stackalloc byte[StopReport.Size];
+                    _tally.Report.WriteTo(report);
+                    connection.SendOneway(BenchCodes.Stop, report);
+                    Stopped = true;
+                    break;
+                default:
+                    throw new InvalidOperationException($"Unknown code {transaction.Code}.");
+            }
+        }
+    }
 }
 
 /// <summary>The spelling of wait strategies on the command line and in the results.</summary>

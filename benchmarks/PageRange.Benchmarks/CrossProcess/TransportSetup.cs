@@ -16,6 +16,7 @@ internal static class TransportSetup
     [
         "floor",
         "pagerange-raw:busy-spin", "pagerange-raw:spin-then-park", "pagerange-raw:park",
+        "pagerange-batch:busy-spin", "pagerange-batch:spin-then-park", "pagerange-batch:park",
         "pagerange-msgpack:busy-spin", "pagerange-msgpack:spin-then-park", "pagerange-msgpack:park",
         "unix-socket", "anon-pipe", "named-pipe", "tcp",
     ];
@@ -46,16 +47,15 @@ internal static class TransportSetup
         string kind = parts[0];
         switch (kind)
         {
-            case "pagerange-raw" or "pagerange-msgpack":
+            case "pagerange-raw" or "pagerange-batch" or "pagerange-msgpack":
             {
                 WaitStrategy wait = WaitStrategyNames.Parse(parts.Length > 1 ? parts[1] : "spin-then-park");
                 string name = $"bench-{runId}-{index}";
                 PageRangeListener listener = PageRangeListener.Listen(name, PageRangeOptionsFor(wait, regionSize));
-                bool messagePack = kind == "pagerange-msgpack";
                 return new Pending($"{kind}:{WaitStrategyNames.Of(wait)}:{name}", async cancellationToken =>
                 {
                     PageRangeConnection connection = await listener.AcceptAsync(cancellationToken);
-                    return new PageRangeHostTransport(connection, listener, messagePack, wait);
+                    return new PageRangeHostTransport(connection, listener, kind, wait);
                 });
             }
             case "floor":
@@ -132,11 +132,11 @@ internal static class TransportSetup
         (string kind, string mode, string address) = (parts[0], parts[1], parts[2]);
         switch (kind)
         {
-            case "pagerange-raw" or "pagerange-msgpack":
+            case "pagerange-raw" or "pagerange-batch" or "pagerange-msgpack":
             {
                 PageRangeOptions options = PageRangeOptionsFor(WaitStrategyNames.Parse(mode), regionSize);
                 PageRangeConnection connection = PageRangeConnection.ConnectAsync(address, options).AsTask().GetAwaiter().GetResult();
-                return new PageRangePeerTransport(connection, kind == "pagerange-msgpack");
+                return new PageRangePeerTransport(connection, messagePack: kind == "pagerange-msgpack", receiveBatch: kind == "pagerange-batch");
             }
             case "floor":
                 return new FloorPeerTransport(FloorChannel.OpenPeer(address, regionSize));

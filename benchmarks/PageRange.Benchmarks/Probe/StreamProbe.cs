@@ -44,19 +44,28 @@ internal static class StreamProbe
         HelpName = "bytes",
     });
 
+    private static readonly Option<string> s_receive = new("--receive")
+    {
+        Description = "How the messages are received: 'single' (Receive, one transaction per call) or 'batch' (ReceiveBatch with a handler).",
+        DefaultValueFactory = _ => "single",
+        HelpName = "single|batch",
+    };
+
     public static Command CreateCommand()
     {
         var command = new Command(CommandName,
             "A oneway stream's send and receive work per message, each timed on its own, on one thread of one process (no " +
             "cache-line transfers), and the bytes allocated per message. Not a timed test.")
         {
-            s_batch, s_batches, s_rounds, s_size,
+            s_batch, s_batches, s_rounds, s_size, s_receive,
         };
-        command.SetAction((parse, _) => RunAsync(parse.GetValue(s_batch), parse.GetValue(s_batches), parse.GetValue(s_rounds), parse.GetValue(s_size)));
+        s_receive.AcceptOnlyFromAmong("single", "batch");
+        command.SetAction((parse, _) => RunAsync(
+            parse.GetValue(s_batch), parse.GetValue(s_batches), parse.GetValue(s_rounds), parse.GetValue(s_size), parse.GetValue(s_receive) == "batch"));
         return command;
     }
 
-    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size)
+    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size, bool receiveBatch)
     {
         string name = $"bench-stream-probe-{Environment.ProcessId}";
         // Busy-spin: nothing here ever waits (each receive finds its message ready), so the strategy only decides that
@@ -67,8 +76,10 @@ internal static class StreamProbe
         await using PageRangeConnection sender = await PageRangeConnection.ConnectAsync(name, options).ConfigureAwait(false);
         await using PageRangeConnection receiver = await accept.ConfigureAwait(false);
         byte[] payload = new byte[size];
-        Console.WriteLine($"stream-probe: {size} B oneways, batches of {batch}, {batches:N0} batches per round, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
+        Console.WriteLine($"stream-probe: {size} B oneways, batches of {batch}, {batches:N0} batches per round, received with " +
+            $"{(receiveBatch ? "ReceiveBatch" : "Receive")}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
         ulong sum = 0;
+        var tally = new Tally();
         for (int round = 1; round <= rounds; round++)
         {
             long sendTicks = 0;
@@ -82,10 +93,21 @@ internal static class StreamProbe
                     sender.SendOneway(BenchCodes.Oneway, payload);
                 }
                 long sent = Stopwatch.GetTimestamp();
-                for (int i = 0; i < batch; i++)
+                if (receiveBatch)
                 {
-                    using Transaction transaction = receiver.Receive();
-                    sum += Checksum.Of(transaction.Payload);
+                    tally.Count = 0;
+                    while (tally.Count < batch)
+                    {
+                        receiver.ReceiveBatch(Tally.Add, tally, Math.Min(batch - tally.Count, PageRangeConnection.MaxReceiveBatch));
+                    }
+                }
+                else
+                {
+                    for (int i = 0; i < batch; i++)
+                    {
+                        using Transaction transaction = receiver.Receive();
+                        sum += Checksum.Of(transaction.Payload);
+                    }
                 }
                 long received = Stopwatch.GetTimestamp();
                 sendTicks += sent - started;
@@ -98,7 +120,20 @@ internal static class StreamProbe
                 $"{receiveTicks * 1e9 / Stopwatch.Frequency / messages:F1} ns per message; allocated {allocated / messages:F3} B per message");
         }
         // Keeps the reads of the payloads from being optimized away.
-        GC.KeepAlive(sum);
+        GC.KeepAlive(sum + tally.Sum);
         return 0;
+    }
+
+    /// <summary>The batch receiver's state: the messages handled in this batch and their checksum.</summary>
+    private sealed class Tally
+    {
+        internal static readonly TransactionHandler<Tally> Add = static (tally, in transaction) =>
+        {
+            tally.Sum += Checksum.Of(transaction.Payload);
+            tally.Count++;
+        };
+
+        internal ulong Sum;
+        internal int Count;
     }
 }

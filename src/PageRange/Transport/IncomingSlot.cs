@@ -31,6 +31,12 @@ internal sealed class IncomingSlot
     /// <summary>The transaction's metadata block, copied once and parsed; null when it carried none.</summary>
     internal CallMetadata? Metadata;
 
+    /// <summary>
+    /// A oneway delivered by a <see cref="PageRangeConnection.ReceiveBatch"/> lane: its release leaves the oneway
+    /// bookkeeping (releasing the next oneway) to the lane's end. Written under the slot lock.
+    /// </summary>
+    internal bool InLane;
+
     /// <summary>Set when the caller cancelled before the handler asked for the token.</summary>
     internal volatile bool CancelRequested;
 }

@@ -300,72 +300,100 @@ public sealed partial class PageRangeConnection
             {
                 return;
             }
-            // Even: free. Stale copies of the Transaction now fail their generation check.
-            slot.Generation = generation + 1;
-            cancellation = slot.Cancellation;
-            slot.Cancellation = null;
-            slot.Metadata = null;
-            if (slot.PayloadCopy is { } copy)
+            // A lane's oneway (ReceiveBatch) leaves the oneway bookkeeping to the lane's end: the messages behind it in
+            // the lane are delivered by the lane, not released from the backlog.
+            bool onewayInLane = slot.InLane;
+            bool oneway = (slot.Record.Flags & TransactionFlags.Oneway) != 0;
+            // The receiver is behind when another transaction is ready, or this oneway releases the next (or the lane
+            // goes on): its loop comes straight back, so this free may wait for a batch (published by a later free, or
+            // before the receiver waits: PumpAvailable publishes whenever it finds the ring empty). Otherwise (the
+            // receiver caught up, a free from a handler thread with nothing queued) it is published now.
+            bool receiverBehind = _readyCount > 0 || _handoff is not null || onewayInLane || (oneway && _onewayBacklog.Count > 0);
+            cancellation = FreeSlotUnderLock(slot, generation, receiverBehind, ref violation);
+            if (oneway && !onewayInLane)
             {
-                // After the generation moved on: no handle can reach the copy any more.
-                slot.PayloadCopy = null;
-                System.Buffers.ArrayPool<byte>.Shared.Return(copy);
+                releasedOneway = ReleaseNextOnewayUnderLock();
             }
-            if (!_inboundClosing)
-            {
-                try
-                {
-                    // The receiver is behind when another transaction is ready, or this oneway releases the next: its
-                    // loop comes straight back, so this free may wait for a batch (published by a later free, or
-                    // before the receiver waits: PumpAvailable publishes whenever it finds the ring empty). Otherwise
-                    // (the receiver caught up, a free from a handler thread with nothing queued) it is published now.
-                    bool receiverBehind = _readyCount > 0 || _handoff is not null
-                        || ((slot.Record.Flags & TransactionFlags.Oneway) != 0 && _onewayBacklog.Count > 0);
-                    // _slotLock is the inbound channel's free lock (see the constructor): held here, so no second lock.
-                    _inbound.FreeUnderLock(slot.Record, deferPublish: receiverBehind);
-                }
-                catch (ProtocolViolationException error)
-                {
-                    // The free ring is full or its head is corrupt: the writer broke the protocol. Every later free
-                    // would be lost, so the connection closes (after we leave the lock).
-                    violation = error;
-                }
-            }
-            if ((slot.Record.Flags & TransactionFlags.Oneway) != 0)
-            {
-                // binder: the next oneway transaction is released when the previous one's buffer is freed.
-                if (_onewayBacklog.TryDequeue(out IncomingSlot? next))
-                {
-                    if (_incomingReady.Count == 0 && _receiveWaiters.Count == 0 && !_inboundClosing)
-                    {
-                        // Nothing ready ahead of it and no async receiver to wake: the next receiver (often this thread,
-                        // back from freeing) takes it without the ready queue (TryTakeHandoff, under this lock, which a
-                        // stream's receiving thread holds the bias of). The slot's fields written above and at its
-                        // routing are visible to the taker through the lock.
-                        Debug.Assert(_handoff is null, "Only one oneway is released at a time.");
-                        Volatile.Write(ref _handoff, next);
-                    }
-                    else
-                    {
-                        EnqueueReadyUnsynchronized(next);
-                    }
-                    releasedOneway = true;
-                }
-                else
-                {
-                    _onewayInProgress = false;
-                }
-            }
-            if ((slot.Record.Flags & TransactionFlags.TwoWay) != 0
-                && _liveCallsById.TryGetValue(slot.Record.TransactionId, out IncomingSlot? indexed) && ReferenceEquals(indexed, slot))
-            {
-                _liveCallsById.Remove(slot.Record.TransactionId);
-            }
-            _freeIncoming[_freeIncomingCount++] = slot.Index;
-            _liveTransactions--;
             disposeInbound = _inboundClosing && _liveTransactions == 0;
         }
         cancellation?.Dispose();
+        AfterRelease(releasedOneway, disposeInbound, violation);
+    }
+
+    /// <summary>
+    /// Frees a live slot's buffer and gives the slot back (the part of <see cref="Release"/> under the slot lock, without
+    /// the oneway bookkeeping); the caller holds the slot lock and has checked <paramref name="generation"/>.
+    /// </summary>
+    /// <returns>The slot's cancellation source, if it had one, for the caller to dispose after it leaves the lock.</returns>
+    private CancellationTokenSource? FreeSlotUnderLock(IncomingSlot slot, int generation, bool deferPublish, ref ProtocolViolationException? violation)
+    {
+        Debug.Assert(slot.Generation == generation, "Only a live slot of this generation is freed.");
+        // Even: free. Stale copies of the Transaction now fail their generation check.
+        slot.Generation = generation + 1;
+        slot.InLane = false;
+        CancellationTokenSource? cancellation = slot.Cancellation;
+        slot.Cancellation = null;
+        slot.Metadata = null;
+        if (slot.PayloadCopy is { } copy)
+        {
+            // After the generation moved on: no handle can reach the copy any more.
+            slot.PayloadCopy = null;
+            System.Buffers.ArrayPool<byte>.Shared.Return(copy);
+        }
+        if (!_inboundClosing)
+        {
+            try
+            {
+                // _slotLock is the inbound channel's free lock (see the constructor): held here, so no second lock.
+                _inbound.FreeUnderLock(slot.Record, deferPublish);
+            }
+            catch (ProtocolViolationException error)
+            {
+                // The free ring is full or its head is corrupt: the writer broke the protocol. Every later free would
+                // be lost, so the connection closes (after the caller leaves the lock).
+                violation ??= error;
+            }
+        }
+        if ((slot.Record.Flags & TransactionFlags.TwoWay) != 0
+            && _liveCallsById.TryGetValue(slot.Record.TransactionId, out IncomingSlot? indexed) && ReferenceEquals(indexed, slot))
+        {
+            _liveCallsById.Remove(slot.Record.TransactionId);
+        }
+        _freeIncoming[_freeIncomingCount++] = slot.Index;
+        _liveTransactions--;
+        return cancellation;
+    }
+
+    /// <summary>
+    /// A oneway's buffer was freed: releases the next backlogged oneway (binder: the next oneway transaction is released
+    /// when the previous one's buffer is freed), or marks that no oneway is in progress. The caller holds the slot lock.
+    /// </summary>
+    /// <returns>Whether a backlogged oneway was released.</returns>
+    private bool ReleaseNextOnewayUnderLock()
+    {
+        if (!_onewayBacklog.TryDequeue(out IncomingSlot? next))
+        {
+            _onewayInProgress = false;
+            return false;
+        }
+        if (_incomingReady.Count == 0 && _receiveWaiters.Count == 0 && !_inboundClosing)
+        {
+            // Nothing ready ahead of it and no async receiver to wake: the next receiver (often this thread, back from
+            // freeing) takes it without the ready queue (TryTakeHandoff, under this lock, which a stream's receiving
+            // thread holds the bias of). The slot's fields written at its routing are visible to the taker through the lock.
+            Debug.Assert(_handoff is null, "Only one oneway is released at a time.");
+            Volatile.Write(ref _handoff, next);
+        }
+        else
+        {
+            EnqueueReadyUnsynchronized(next);
+        }
+        return true;
+    }
+
+    /// <summary>What a release does after it leaves the slot lock: closes on a violation, nudges, disposes, notifies.</summary>
+    private void AfterRelease(bool releasedOneway, bool disposeInbound, ProtocolViolationException? violation)
+    {
         if (violation is not null)
         {
             CloseForViolation(violation);
@@ -397,7 +425,16 @@ public sealed partial class PageRangeConnection
     /// </summary>
     /// <returns>With no call: the transaction this thread's own pump routed and took for it (delivered: the caller
     /// returns it), or null (the caller looks in the ready queue). With a call: always null.</returns>
-    private Transaction? WaitForProgress(PendingCall? call, long deadline, CancellationToken cancellationToken)
+    private Transaction? WaitForProgress(PendingCall? call, long deadline, CancellationToken cancellationToken) =>
+        WaitForProgress(call, deadline, returnWhenReadable: false, cancellationToken);
+
+    /// <inheritdoc cref="WaitForProgress(PendingCall?, long, CancellationToken)"/>
+    /// <param name="call">The call waited for; null for a receiver.</param>
+    /// <param name="deadline">A <see cref="Stopwatch"/> timestamp.</param>
+    /// <param name="returnWhenReadable">For a receiver that reads the ring itself (a <see cref="ReceiveBatch"/> lane):
+    /// return (null) as soon as the ring has records, without routing them; after a death the ring is drained as usual.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    private Transaction? WaitForProgress(PendingCall? call, long deadline, bool returnWhenReadable, CancellationToken cancellationToken)
     {
         if (TryTakeReaderRole())
         {
@@ -432,6 +469,11 @@ public sealed partial class PageRangeConnection
                     bool dead = _peerDead;
                     if (pump || dead || _inbound.TransactionMaybeReady)
                     {
+                        if (returnWhenReadable && !dead && _inbound.RecordsMaybeReady)
+                        {
+                            // The caller's lane takes the records (the role's release below tells the followers).
+                            return null;
+                        }
                         pump = false;
                         int routed = call is null ? PumpAvailable(notify: false, ref taken) : PumpAvailable(notify: false);
                         if (taken.IsLive)

@@ -559,6 +559,13 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal bool TransactionMaybeReady => new TransactionReady(this).IsReady;
 
     /// <summary>
+    /// Whether the ring (or the current pack) may hold records to receive now: <see cref="TransactionMaybeReady"/> without
+    /// the flags that cut a wait short (a nudge, the peer's release, a dispose), for a reader that reads the ring at once
+    /// if so and otherwise does something else than wait. A hint; the caller holds a reading reference.
+    /// </summary>
+    internal bool RecordsMaybeReady => Volatile.Read(ref _disposed) == 0 && ReceiveMaybeReady;
+
+    /// <summary>
     /// Takes a reference that keeps the ring's shared words mapped until <see cref="ExitReading"/>, for a reader that looks
     /// at the ring (<see cref="TransactionMaybeReady"/>) and waits on it (<see cref="WaitForTransactionUntil"/>) in a loop
     /// outside the receive lock: one reference round trip per loop instead of one per look. <see cref="Dispose"/> run

@@ -1,0 +1,325 @@
+using System.Diagnostics;
+
+namespace PageRange.Transport;
+
+/// <summary>Handles one transaction of <see cref="PageRangeConnection.ReceiveBatch"/>, on the receiving thread.</summary>
+/// <typeparam name="TState">What the caller passed along, so that the handler need not capture it (a static lambda allocates nothing).</typeparam>
+/// <param name="state">The caller's state.</param>
+/// <param name="transaction">The transaction: valid until the handler returns, when it is disposed for the handler.</param>
+public delegate void TransactionHandler<in TState>(TState state, in Transaction transaction);
+
+/// <summary>
+/// Receiving in batches: every transaction ready is handed to one handler on the receiving thread, in order. A run of
+/// plain oneway messages taken off the ring together goes through a lane: one slot lock to take the run and one to free
+/// it, no ready queue, no hand-off between messages, instead of two slot locks and two queue passes per message.
+/// </summary>
+/// <remarks>
+/// binder's rule for oneways holds as the handler sees them: they are handled one at a time, in order, since the lane
+/// keeps the connection's oneway in progress from its first message to its end, so oneways routed meanwhile (by
+/// another thread that took the reader role) wait in the backlog, and the lane's end releases the next of them. What
+/// changes is only when the buffers go back: together, at the lane's end (binder frees each before the next is
+/// released); the writer sees them a batch later.
+/// </remarks>
+public sealed partial class PageRangeConnection
+{
+    /// <summary>The default and the largest <c>maxTransactions</c> of <see cref="ReceiveBatch"/>.</summary>
+    public const int MaxReceiveBatch = 256;
+
+    // The lane's slots and the generation each was delivered with: used only by the thread running the lane, and only
+    // one lane runs at a time (it starts only while no oneway is in progress, and keeps one in progress until it ends).
+    private readonly IncomingSlot[] _lane = new IncomingSlot[InboundChannel.ReceiveBatch];
+    private readonly int[] _laneGenerations = new int[InboundChannel.ReceiveBatch];
+    private readonly CancellationTokenSource?[] _laneCancellations = new CancellationTokenSource?[InboundChannel.ReceiveBatch];
+    private long _laneRuns;
+    private long _laneMessages;
+
+    /// <summary>
+    /// Waits for the next incoming transaction, then hands it and every transaction ready behind it (at most
+    /// <paramref name="maxTransactions"/>) to <paramref name="handler"/> on this thread, in order, disposing each when
+    /// the handler returns.
+    /// </summary>
+    /// <typeparam name="TState">The type of <paramref name="state"/>.</typeparam>
+    /// <param name="handler">Handles one transaction; it may reply to a call (a call it does not reply to gets the
+    /// error reply of a disposed call), and it may dispose the transaction itself. It runs on this thread, so a slow
+    /// handler delays the transactions behind it in the batch (hand slow work to another thread).</param>
+    /// <param name="state">Passed to every call of <paramref name="handler"/>.</param>
+    /// <param name="maxTransactions">The most transactions handled before this returns (1 to <see cref="MaxReceiveBatch"/>).</param>
+    /// <param name="cancellationToken">Cancels the wait for the first transaction; a batch once started is handled whole.</param>
+    /// <returns>How many transactions the handler was given (at least 1).</returns>
+    /// <remarks>
+    /// <para>
+    /// The fast way to drain a stream: oneway messages that arrive together (small ones share a pack) are handled with
+    /// a fraction of <see cref="Receive"/>'s work per message, and nothing is allocated. Oneways are handled one at a
+    /// time and in order, as with <see cref="Receive"/>; their buffers go back to the writer together when the batch's
+    /// run of them ends, not one by one.
+    /// </para>
+    /// <para>
+    /// If the handler throws, the transaction it was given is disposed, the exception propagates, and the transactions
+    /// not yet handled stay ready for the next receive, in order: nothing is lost.
+    /// </para>
+    /// </remarks>
+    /// <exception cref="ArgumentNullException"><paramref name="handler"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxTransactions"/> is out of range.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone and everything it published has been delivered.</exception>
+    /// <exception cref="ProtocolViolationException">The peer wrote something invalid; the connection is closed.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled before a transaction arrived.</exception>
+    /// <exception cref="ObjectDisposedException">This connection was disposed.</exception>
+    public int ReceiveBatch<TState>(TransactionHandler<TState> handler, TState state, int maxTransactions = MaxReceiveBatch, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxTransactions, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxTransactions, MaxReceiveBatch);
+        ThrowIfDisposed();
+        // One reading reference for the whole call: the lane's looks at the ring's tail (a load each) need the ring
+        // mapped, and a close on another thread may dispose the channel meanwhile (the looks then see the dispose).
+        bool reading = _inbound.TryEnterReading();
+        int handled = 0;
+        try
+        {
+            while (handled < maxTransactions)
+            {
+                int run = reading ? TryRunLane(handler, state, maxTransactions - handled) : 0;
+                if (run > 0)
+                {
+                    handled += run;
+                    continue;
+                }
+                Transaction transaction;
+                bool maybeSomething = Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null
+                    || _violated || _drainedAfterDeath || !reading || _inbound.RecordsMaybeReady;
+                if (!maybeSomething || !TryReceive(out transaction))
+                {
+                    if (handled > 0)
+                    {
+                        // What was ready is handled; the caller comes back for more.
+                        break;
+                    }
+                    WaitForFirst(cancellationToken, out transaction);
+                    if (!transaction.IsLive)
+                    {
+                        // The ring has records (the lane above takes them) or something became ready: look again.
+                        continue;
+                    }
+                }
+                try
+                {
+                    handled++;
+                    handler(state, transaction);
+                }
+                finally
+                {
+                    transaction.Dispose();
+                }
+            }
+        }
+        finally
+        {
+            // The lane holds its frees back for a batch (it comes straight back for more); the caller may now do
+            // something else for a while, and a writer waiting for room must not wait on frees we hold.
+            PublishHeldFrees();
+            if (reading)
+            {
+                _inbound.ExitReading();
+            }
+        }
+        return handled;
+    }
+
+    /// <summary>
+    /// <see cref="ReceiveBatch"/>'s wait for its first transaction, as <see cref="Receive"/> waits, except that records
+    /// arriving in the ring are left there for the lane: returns when something is ready or readable.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <param name="taken">A transaction delivered to this receiver by the wait's own pump (after a death, say), or default.</param>
+    private void WaitForFirst(CancellationToken cancellationToken, out Transaction taken)
+    {
+        taken = default;
+        if (_drainedAfterDeath)
+        {
+            throw NewPeerDied();
+        }
+        if (_violated && Volatile.Read(ref _readyCount) == 0)
+        {
+            // TryReceive found nothing ready: the violation is the answer, as Receive gives it.
+            throw NewPeerDied();
+        }
+        ThrowIfDisposed();
+        cancellationToken.ThrowIfCancellationRequested();
+        if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: true, cancellationToken) is { } delivered)
+        {
+            taken = delivered;
+            return;
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        if (_drainedAfterDeath && Volatile.Read(ref _readyCount) == 0 && Volatile.Read(ref _handoff) is null)
+        {
+            throw NewPeerDied();
+        }
+    }
+
+    /// <summary>Lanes run by <see cref="ReceiveBatch"/> so far, and the oneways they delivered, for tests and the dump.</summary>
+    internal (long Runs, long Messages) LaneCounts => (Volatile.Read(ref _laneRuns), Volatile.Read(ref _laneMessages));
+
+    /// <summary>
+    /// Takes a batch off the ring, if the connection is idle enough for a lane (nothing ready, no oneway in progress, no
+    /// async receiver waiting) and the ring has records; runs the batch's leading plain oneways through the lane and
+    /// routes the rest as usual.
+    /// </summary>
+    /// <returns>How many transactions the lane handed to <paramref name="handler"/> (0: no lane ran).</returns>
+    private int TryRunLane<TState>(TransactionHandler<TState> handler, TState state, int max)
+    {
+        // Lock-free looks first (the caller holds a reading reference, so the ring's tail may be read): a lane needs
+        // records in the ring and nothing ready ahead of them; a receiver that is behind takes its ready ones as usual.
+        if (_copyPayloads || _violated || _drainedAfterDeath || Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null
+            || Volatile.Read(ref _onewayInProgress) || !_inbound.RecordsMaybeReady || !TryTakeReaderRole())
+        {
+            return 0;
+        }
+        int laneCount = 0;
+        try
+        {
+            Span<TransactionRecord> batch = _pumpBatch.AsSpan(0, Math.Min(_pumpBatch.Length, max));
+            int count = _inbound.TryReceiveBatch(batch);
+            if (count == 0)
+            {
+                return 0;
+            }
+            using (_slotLock.EnterScope())
+            {
+                if (!_onewayInProgress && _incomingReady.Count == 0 && _handoff is null && _receiveWaiters.Count == 0 && !_inboundClosing
+                    && (batch[0].Flags & TransactionFlags.Oneway) != 0 && IsPlain(batch[0]))
+                {
+                    Debug.Assert(_onewayBacklog.Count == 0, "No oneway waits in the backlog while none is in progress.");
+                    // From now until the lane's end, oneways routed by anyone wait in the backlog.
+                    _onewayInProgress = true;
+                    try
+                    {
+                        while (laneCount < count && (batch[laneCount].Flags & TransactionFlags.Oneway) != 0 && IsPlain(batch[laneCount]))
+                        {
+                            // Throws (a violation) only for a peer with more buffers live than its rings allow: the
+                            // lane's slots taken before it are delivered and freed as usual.
+                            IncomingSlot slot = AcquireIncomingUnsynchronized(batch[laneCount], metadata: null, copy: null);
+                            slot.InLane = true;
+                            _lane[laneCount] = slot;
+                            _laneGenerations[laneCount] = slot.Generation;
+                            laneCount++;
+                        }
+                    }
+                    finally
+                    {
+                        if (laneCount == 0)
+                        {
+                            _onewayInProgress = false;
+                        }
+                    }
+                }
+            }
+            if (laneCount < count)
+            {
+                // The rest of the batch (a call, a reply, a oneway with metadata...) is routed as the pump routes: after
+                // the lane's oneways were marked in progress, so a oneway among the rest waits behind them.
+                Transaction none = default;
+                RouteBatch(batch[laneCount..count], take: false, ref none);
+            }
+        }
+        catch (ProtocolViolationException violation)
+        {
+            CloseForViolation(violation);
+            if (laneCount == 0)
+            {
+                throw;
+            }
+            // The lane's oneways came before the bad record: they are delivered; the next receive reports the violation.
+        }
+        catch (ObjectDisposedException) when (RingReleasedByPeer && laneCount == 0)
+        {
+            // The peer's end released the ring under this pass: the caller's usual receive reports the end.
+            MarkDrainedAfterDeath();
+            return 0;
+        }
+        finally
+        {
+            // The handlers run without the role: one that makes a call of its own reads its reply as the reader.
+            ReleaseReaderRole();
+        }
+        if (laneCount == 0)
+        {
+            return 0;
+        }
+        int delivered = 0;
+        try
+        {
+            while (delivered < laneCount)
+            {
+                var transaction = new Transaction(this, _lane[delivered], _laneGenerations[delivered]);
+                delivered++;
+                handler(state, transaction);
+            }
+        }
+        finally
+        {
+            EndLane(laneCount, delivered);
+        }
+        return laneCount;
+    }
+
+    /// <summary>
+    /// Frees the lane's delivered oneways under one slot lock, puts the undelivered ones (a handler threw) back in front
+    /// of the backlog, and releases the next oneway as a free of the last one would.
+    /// </summary>
+    private void EndLane(int laneCount, int delivered)
+    {
+        bool releasedOneway;
+        bool disposeInbound;
+        ProtocolViolationException? violation = null;
+        int cancellations = 0;
+        using (_slotLock.EnterScope())
+        {
+            for (int i = 0; i < delivered; i++)
+            {
+                IncomingSlot slot = _lane[i];
+                // A handler that disposed its transaction freed it already (the slot may even hold another one now).
+                if (slot.Generation == _laneGenerations[i])
+                {
+                    if (FreeSlotUnderLock(slot, _laneGenerations[i], deferPublish: true, ref violation) is { } cancellation)
+                    {
+                        _laneCancellations[cancellations++] = cancellation;
+                    }
+                }
+            }
+            if (delivered < laneCount)
+            {
+                RequeueUndeliveredUnderLock(laneCount, delivered);
+            }
+            releasedOneway = ReleaseNextOnewayUnderLock();
+            disposeInbound = _inboundClosing && _liveTransactions == 0;
+            _laneRuns++;
+            _laneMessages += delivered;
+        }
+        for (int i = 0; i < cancellations; i++)
+        {
+            _laneCancellations[i]!.Dispose();
+            _laneCancellations[i] = null;
+        }
+        AfterRelease(releasedOneway, disposeInbound, violation);
+    }
+
+    /// <summary>
+    /// A handler threw: the lane's oneways it did not reach go back, in order, in front of the oneways that were routed
+    /// to the backlog meanwhile, as ordinary backlogged oneways. The caller holds the slot lock.
+    /// </summary>
+    private void RequeueUndeliveredUnderLock(int laneCount, int delivered)
+    {
+        int routedMeanwhile = _onewayBacklog.Count;
+        for (int i = delivered; i < laneCount; i++)
+        {
+            _lane[i].InLane = false;
+            _onewayBacklog.Enqueue(_lane[i]);
+        }
+        // Rotate the ones routed meanwhile behind them (a rare path: a handler's exception).
+        for (int i = 0; i < routedMeanwhile; i++)
+        {
+            _onewayBacklog.Enqueue(_onewayBacklog.Dequeue());
+        }
+    }
+}

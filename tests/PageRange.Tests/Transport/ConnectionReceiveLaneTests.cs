@@ -1,0 +1,465 @@
+using System.Buffers.Binary;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// <see cref="PageRangeConnection.ReceiveBatch"/>: every ready transaction handed to one handler, in order; a run of
+/// plain oneways goes through the lane (one slot lock to take it, one to free it). binder's rule holds as the handler
+/// sees it (oneways one at a time, in order, also with two receiving threads), a handler's exception loses nothing,
+/// a handler may make calls of its own, and every buffer goes back to the writer.
+/// </summary>
+public sealed class ConnectionReceiveLaneTests
+{
+    private const uint Stop = 0xFFFF;
+
+    [Fact]
+    public async Task ReceiveBatch_OnewayStream_HandledInOrderThroughTheLaneAndEveryBufferGoesBack()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 5_000;
+        Task sending = Task.Run(() => SendNumbered(pair.Client, 0, count));
+        var seen = new Sequence();
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+        while (seen.Count < count)
+        {
+            int handled = pair.Server.ReceiveBatch(Sequence.Check, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            Assert.InRange(handled, 1, PageRangeConnection.MaxReceiveBatch);
+        }
+        await sending.WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal(count, seen.Count);
+        Assert.Null(seen.Error);
+        (long runs, long messages) = pair.Server.LaneCounts;
+        Assert.True(runs > 0 && messages > 0, $"no lane ran ({runs} runs, {messages} messages)");
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0 && pair.Server.Inbound.PackedLive == 0, "every buffer and pack went back to the writer");
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_WhileALaneOnewayIsHandled_NoOtherOnewayIsReceivable()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 100;
+        SendNumbered(pair.Client, 0, count);
+        var state = (Seen: new Sequence(), Connection: pair.Server, Overlaps: new int[1]);
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+        while (state.Seen.Count < count)
+        {
+            pair.Server.ReceiveBatch(static (state, in transaction) =>
+            {
+                Sequence.Check(state.Seen, transaction);
+                // binder: the next oneway is released only when this one is done; a receive now must find nothing.
+                if (state.Connection.TryReceive(out Transaction other))
+                {
+                    state.Overlaps[0]++;
+                    other.Dispose();
+                }
+            }, state, PageRangeConnection.MaxReceiveBatch, bound.Token);
+        }
+
+        Assert.Equal(0, state.Overlaps[0]);
+        Assert.Null(state.Seen.Error);
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0, "every buffer went back to the writer");
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_CallsAmongOneways_CallsAnsweredAndOnewaysInOrder()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 600;
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        Task<int> calling = Task.Run(() =>
+        {
+            int answered = 0;
+            byte[] payload = new byte[8];
+            for (int i = 0; i < count; i++)
+            {
+                BinaryPrimitives.WriteInt64LittleEndian(payload, i);
+                if (i % 7 == 0)
+                {
+                    using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
+                    Assert.Equal(i + 1, BinaryPrimitives.ReadInt64LittleEndian(reply.Payload));
+                    answered++;
+                }
+                else
+                {
+                    pair.Client.SendOneway(2, payload);
+                }
+            }
+            pair.Client.SendOneway(Stop, []);
+            return answered;
+        });
+        var state = new MixedTally();
+
+        while (!state.Stopped)
+        {
+            pair.Server.ReceiveBatch(static (state, in transaction) =>
+            {
+                if (transaction.Code == Stop)
+                {
+                    state.Stopped = true;
+                    return;
+                }
+                long number = BinaryPrimitives.ReadInt64LittleEndian(transaction.Payload);
+                if (transaction.IsTwoWay)
+                {
+                    Span<byte> reply = stackalloc byte[8];
+                    BinaryPrimitives.WriteInt64LittleEndian(reply, number + 1);
+                    transaction.Reply(reply);
+                    return;
+                }
+                // Oneways come in the order sent, calls or no calls between them.
+                Assert.True(number > state.LastOneway, $"oneway {number} after {state.LastOneway}");
+                state.LastOneway = number;
+                state.Oneways++;
+            }, state, PageRangeConnection.MaxReceiveBatch, bound.Token);
+        }
+
+        Assert.Equal((count + 6) / 7, await calling.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(count - ((count + 6) / 7), state.Oneways);
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0, "every buffer went back to the writer");
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_HandlerThrows_ExceptionPropagatesAndTheRestComesInOrder()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 60;
+        const int failAt = 10;
+        SendNumbered(pair.Client, 0, count);
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        var seen = new Sequence();
+
+        var thrown = Assert.Throws<InvalidOperationException>((Action)(() =>
+        {
+            while (true)
+            {
+                pair.Server.ReceiveBatch(static (seen, in transaction) =>
+                {
+                    Sequence.Check(seen, transaction);
+                    if (seen.Count == failAt + 1)
+                    {
+                        throw new InvalidOperationException("handler failed");
+                    }
+                }, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            }
+        }));
+        Assert.Equal("handler failed", thrown.Message);
+        Assert.Equal(failAt + 1, seen.Count);
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "the failure was not in a lane");
+
+        // The rest, in order, half by Receive and half by ReceiveBatch: nothing lost, nothing twice.
+        for (int i = 0; i < 5; i++)
+        {
+            using Transaction transaction = pair.Server.Receive(bound.Token);
+            Sequence.Check(seen, transaction);
+        }
+        while (seen.Count < count)
+        {
+            pair.Server.ReceiveBatch(Sequence.Check, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+        }
+        Assert.Null(seen.Error);
+        Assert.False(pair.Server.TryReceive(out _));
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0, "every buffer went back to the writer");
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_TransactionKeptOrDisposedByTheHandler_DisposedOnceAndStaleAfterwards()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 40;
+        SendNumbered(pair.Client, 0, count);
+        var kept = new List<Transaction>();
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+        while (kept.Count < count)
+        {
+            pair.Server.ReceiveBatch(static (kept, in transaction) =>
+            {
+                kept.Add(transaction);
+                if (kept.Count % 2 == 0)
+                {
+                    // Disposed by the handler, then again by ReceiveBatch: the second is ignored.
+                    transaction.Dispose();
+                }
+            }, kept, PageRangeConnection.MaxReceiveBatch, bound.Token);
+        }
+
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+        foreach (Transaction stale in kept)
+        {
+            Assert.False(stale.IsLive);
+            Assert.Throws<ObjectDisposedException>(() => stale.Payload.Length);
+            stale.Dispose();
+        }
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0 && pair.Server.Inbound.PackedLive == 0, "every buffer went back to the writer");
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_TwoReceivingThreads_OnewaysNeverOverlapAndStayInOrder()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 30_000;
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        var state = new SharedTally();
+        Thread[] receivers = new Thread[2];
+        for (int r = 0; r < receivers.Length; r++)
+        {
+            int seed = r;
+            receivers[r] = new Thread(() =>
+            {
+                var random = new Random(seed);
+                try
+                {
+                    while (!state.Stopped)
+                    {
+                        pair.Server.ReceiveBatch(SharedTally.Handle, state, random.Next(1, PageRangeConnection.MaxReceiveBatch + 1), bound.Token);
+                    }
+                }
+                catch (OperationCanceledException) when (state.Stopped || bound.IsCancellationRequested)
+                {
+                    // The other receiver took the stop; this one's wait was cancelled below.
+                }
+            }) { IsBackground = true, Name = $"lane receiver {r}" };
+            receivers[r].Start();
+        }
+
+        SendNumbered(pair.Client, 0, count);
+        pair.Client.SendOneway(Stop, []);
+        Assert.True(SpinWait.SpinUntil(() => state.Stopped, TestTimeouts.Long), $"only {state.Handled} handled");
+        bound.Cancel();
+        foreach (Thread receiver in receivers)
+        {
+            Assert.True(receiver.Join(TestTimeouts.Long), "a receiver did not end");
+        }
+
+        Assert.Equal(0, state.Overlaps);
+        Assert.Equal(count, state.Handled);
+        Assert.Null(state.Error);
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0, "every buffer went back to the writer");
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_HandlerCallsThePeer_TheReplyArrivesWhileTheLaneRuns()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        using var stop = new CancellationTokenSource();
+        // The client answers the server's calls on a thread of its own.
+        Thread echo = ConnectionPair.StartEchoThread(pair.Client, stop.Token);
+        try
+        {
+            const int count = 50;
+            SendNumbered(pair.Client, 0, count);
+            var state = (Seen: new Sequence(), Connection: pair.Server);
+            using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+            while (state.Seen.Count < count)
+            {
+                pair.Server.ReceiveBatch(static (state, in transaction) =>
+                {
+                    Sequence.Check(state.Seen, transaction);
+                    // The handler holds no reader role: its call reads its own reply off the ring.
+                    using Transaction reply = state.Connection.Call(3, transaction.Payload, TestTimeouts.Long);
+                    Assert.True(reply.Payload.SequenceEqual(transaction.Payload));
+                }, state, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            }
+
+            Assert.Null(state.Seen.Error);
+            Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+        }
+        finally
+        {
+            stop.Cancel();
+            pair.Client.Dispose();
+            echo.Join(TestTimeouts.Long);
+        }
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_PeerDisposesAfterAStream_EverythingDeliveredThenPeerDied()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 300;
+        SendNumbered(pair.Client, 0, count);
+        await pair.Client.DisposeAsync();
+        var seen = new Sequence();
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+        Assert.Throws<PeerDiedException>((Action)(() =>
+        {
+            while (true)
+            {
+                pair.Server.ReceiveBatch(Sequence.Check, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            }
+        }));
+
+        Assert.Equal(count, seen.Count);
+        Assert.Null(seen.Error);
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_CancelledWhileWaiting_ThrowsAndTheNextBatchGetsEverything()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        var seen = new Sequence();
+        using (var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+        {
+            Assert.ThrowsAny<OperationCanceledException>(() => pair.Server.ReceiveBatch(Sequence.Check, seen, 8, soon.Token));
+        }
+        Assert.Equal(0, seen.Count);
+
+        SendNumbered(pair.Client, 0, 3);
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        while (seen.Count < 3)
+        {
+            pair.Server.ReceiveBatch(Sequence.Check, seen, 8, bound.Token);
+        }
+        Assert.Null(seen.Error);
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_MaxTransactions_NeverExceeded()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        SendNumbered(pair.Client, 0, 50);
+        var seen = new Sequence();
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+        while (seen.Count < 50)
+        {
+            int before = seen.Count;
+            int handled = pair.Server.ReceiveBatch(Sequence.Check, seen, 3, bound.Token);
+            Assert.InRange(handled, 1, 3);
+            Assert.Equal(before + handled, seen.Count);
+        }
+        Assert.Null(seen.Error);
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_BadArguments_TypedErrors()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        Assert.Throws<ArgumentNullException>(() => pair.Server.ReceiveBatch<object?>(null!, null));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pair.Server.ReceiveBatch(static (object? _, in Transaction _) => { }, null, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pair.Server.ReceiveBatch(static (object? _, in Transaction _) => { }, null, PageRangeConnection.MaxReceiveBatch + 1));
+        pair.Server.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => pair.Server.ReceiveBatch(static (object? _, in Transaction _) => { }, null));
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_SteadyStream_AllocatesNothing()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = WaitStrategy.BusySpin;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        var seen = new Sequence();
+        byte[] payload = new byte[64];
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        int next = 0;
+
+        long allocated = 0;
+        for (int round = 0; round < 3; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int batch = 0; batch < 200; batch++)
+            {
+                for (int i = 0; i < 40; i++)
+                {
+                    BinaryPrimitives.WriteInt64LittleEndian(payload, next++);
+                    pair.Client.SendOneway(7, payload);
+                }
+                while (seen.Count < next)
+                {
+                    pair.Server.ReceiveBatch(Sequence.Check, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+                }
+            }
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        Assert.Null(seen.Error);
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+        // The last round, after the JIT and the pools settled: sends and batch receives on this thread allocate nothing.
+        Assert.Equal(0, allocated);
+    }
+
+    /// <summary>Sends oneways numbered <paramref name="first"/> on (code 7, the number in the first 8 bytes).</summary>
+    internal static void SendNumbered(PageRangeConnection sender, int first, int count)
+    {
+        Span<byte> payload = stackalloc byte[16];
+        for (int i = first; i < first + count; i++)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(payload, i);
+            sender.SendOneway(7, payload);
+        }
+    }
+
+    /// <summary>Numbered oneways seen by one receiving thread: each must be the one after the last.</summary>
+    internal sealed class Sequence
+    {
+        internal static readonly TransactionHandler<Sequence> Check = static (seen, in transaction) =>
+        {
+            long number = BinaryPrimitives.ReadInt64LittleEndian(transaction.Payload);
+            if (number != seen.Count && seen.Error is null)
+            {
+                seen.Error = $"oneway {number} came as number {seen.Count}";
+            }
+            seen.Count++;
+        };
+
+        internal int Count;
+        internal string? Error;
+    }
+
+    private sealed class MixedTally
+    {
+        internal bool Stopped;
+        internal long LastOneway = -1;
+        internal int Oneways;
+    }
+
+    /// <summary>Numbered oneways seen by two receiving threads: never two at once, each the one after the last.</summary>
+    private sealed class SharedTally
+    {
+        internal static readonly TransactionHandler<SharedTally> Handle = static (state, in transaction) =>
+        {
+            if (Interlocked.Increment(ref state._inside) != 1)
+            {
+                Interlocked.Increment(ref state.Overlaps);
+            }
+            try
+            {
+                if (transaction.Code == Stop)
+                {
+                    Volatile.Write(ref state.Stopped, true);
+                    return;
+                }
+                long number = BinaryPrimitives.ReadInt64LittleEndian(transaction.Payload);
+                if (number != state.Handled && state.Error is null)
+                {
+                    state.Error = $"oneway {number} came as number {state.Handled}";
+                }
+                // A little work, so that the other receiver has time to try to take the next oneway meanwhile.
+                Thread.SpinWait(20);
+                state.Handled++;
+            }
+            finally
+            {
+                Interlocked.Decrement(ref state._inside);
+            }
+        };
+
+        private int _inside;
+        internal int Overlaps;
+        internal int Handled;
+        internal string? Error;
+        internal bool Stopped;
+    }
+}
