@@ -23,10 +23,11 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
         Assert.StartsWith("# machine: ", lines[0], StringComparison.Ordinal);
         Assert.Equal("transport,mode,workload,size_bytes,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,bytes_per_s,cpu_ns_per_msg,floor_ratio", lines[1]);
         string[][] rows = lines.Skip(2).Select(line => line.Split(',')).ToArray();
-        // Eleven transports (the floor, six PageRange variants, four baselines) times two ping-pong and two oneway sizes.
-        Assert.Equal(44, rows.Length);
+        // Thirteen transports (the floor, eight PageRange variants, four baselines) times two ping-pong and two oneway sizes.
+        Assert.Equal(52, rows.Length);
         Assert.All(rows, row => Assert.True(double.Parse(row[8], CultureInfo.InvariantCulture) > 0, string.Join(',', row)));
         Assert.Contains(rows, row => row[0] == "unix-socket" && row[2] == "pingpong" && row[3] == "64");
+        Assert.Contains(rows, row => row[0] == "pagerange-batch" && row[1] == "spin-then-park" && row[2] == "oneway" && row[3] == "64");
         Assert.Contains(rows, row => row[0] == "pagerange-msgpack" && row[1] == "park" && row[2] == "oneway" && row[3] == "65536");
         // The floor is measured in the run, and every row carries its ratio to it (the floor's own is 1).
         Assert.Equal(4, rows.Count(row => row[0] == "floor"));

@@ -44,7 +44,7 @@ public sealed class ConnectionReceiveLaneTests
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
         const int count = 100;
-        SendNumbered(pair.Client, 0, count);
+        SendWhileNobodyReads(pair, count);
         var state = (Seen: new Sequence(), Connection: pair.Server, Overlaps: new int[1]);
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
 
@@ -132,7 +132,7 @@ public sealed class ConnectionReceiveLaneTests
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
         const int count = 60;
         const int failAt = 10;
-        SendNumbered(pair.Client, 0, count);
+        SendWhileNobodyReads(pair, count);
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
         var seen = new Sequence();
 
@@ -174,7 +174,7 @@ public sealed class ConnectionReceiveLaneTests
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
         const int count = 40;
-        SendNumbered(pair.Client, 0, count);
+        SendWhileNobodyReads(pair, count);
         var kept = new List<Transaction>();
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
 
@@ -257,7 +257,7 @@ public sealed class ConnectionReceiveLaneTests
         try
         {
             const int count = 50;
-            SendNumbered(pair.Client, 0, count);
+            SendWhileNobodyReads(pair, count);
             var state = (Seen: new Sequence(), Connection: pair.Server);
             using var bound = new CancellationTokenSource(TestTimeouts.Long);
 
@@ -388,6 +388,24 @@ public sealed class ConnectionReceiveLaneTests
         Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
         // The last round, after the JIT and the pools settled: sends and batch receives on this thread allocate nothing.
         Assert.Equal(0, allocated);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="count"/> numbered oneways while the server's reader role is held, so that no other reader
+    /// (the connection's housekeeping pass, which reads a ring nobody read for a park timeout) routes them before the
+    /// test's batch receive looks: the records are all in the ring for its lane.
+    /// </summary>
+    private static void SendWhileNobodyReads(ConnectionPair pair, int count)
+    {
+        Assert.True(SpinWait.SpinUntil(pair.Server.TryHoldReaderRoleForTest, TestTimeouts.Short), "the reader role was taken");
+        try
+        {
+            SendNumbered(pair.Client, 0, count);
+        }
+        finally
+        {
+            pair.Server.ReleaseReaderRoleForTest();
+        }
     }
 
     /// <summary>Sends oneways numbered <paramref name="first"/> on (code 7, the number in the first 8 bytes).</summary>
