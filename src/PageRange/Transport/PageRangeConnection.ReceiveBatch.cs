@@ -27,7 +27,8 @@ public sealed partial class PageRangeConnection
 
     // The lane's slots and the generation each was delivered with: used only by the thread running the lane, and only
     // one lane runs at a time (it starts only while no oneway is in progress, and keeps one in progress until it ends).
-    private readonly IncomingSlot[] _lane = new IncomingSlot[InboundChannel.ReceiveBatch];
+    // Slot indices, not references: a reference stored into an array goes through the GC's write barrier, per message.
+    private readonly int[] _lane = new int[InboundChannel.ReceiveBatch];
     private readonly int[] _laneGenerations = new int[InboundChannel.ReceiveBatch];
     private readonly CancellationTokenSource?[] _laneCancellations = new CancellationTokenSource?[InboundChannel.ReceiveBatch];
     private long _laneRuns;
@@ -200,7 +201,7 @@ public sealed partial class PageRangeConnection
                             // lane's slots taken before it are delivered and freed as usual.
                             IncomingSlot slot = AcquireIncomingUnsynchronized(batch[laneCount], metadata: null, copy: null);
                             slot.InLane = true;
-                            _lane[laneCount] = slot;
+                            _lane[laneCount] = slot.Index;
                             _laneGenerations[laneCount] = slot.Generation;
                             laneCount++;
                         }
@@ -251,7 +252,7 @@ public sealed partial class PageRangeConnection
         {
             while (delivered < laneCount)
             {
-                var transaction = new Transaction(this, _lane[delivered], _laneGenerations[delivered]);
+                var transaction = new Transaction(this, _incomingSlots[_lane[delivered]], _laneGenerations[delivered]);
                 delivered++;
                 handler(state, transaction);
             }
@@ -277,7 +278,7 @@ public sealed partial class PageRangeConnection
         {
             for (int i = 0; i < delivered; i++)
             {
-                IncomingSlot slot = _lane[i];
+                IncomingSlot slot = _incomingSlots[_lane[i]];
                 // A handler that disposed its transaction freed it already (the slot may even hold another one now).
                 if (slot.Generation == _laneGenerations[i])
                 {
@@ -313,8 +314,9 @@ public sealed partial class PageRangeConnection
         int routedMeanwhile = _onewayBacklog.Count;
         for (int i = delivered; i < laneCount; i++)
         {
-            _lane[i].InLane = false;
-            _onewayBacklog.Enqueue(_lane[i]);
+            IncomingSlot slot = _incomingSlots[_lane[i]];
+            slot.InLane = false;
+            _onewayBacklog.Enqueue(slot);
         }
         // Rotate the ones routed meanwhile behind them (a rare path: a handler's exception).
         for (int i = 0; i < routedMeanwhile; i++)

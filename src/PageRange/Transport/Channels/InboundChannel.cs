@@ -966,6 +966,9 @@ internal sealed unsafe class InboundChannel : IDisposable
         return true;
     }
 
+    // Inlined: every payload access makes this check (a record's copy in a slot is ours, but the check costs a few
+    // compares, and a call per access showed in a stream's profile).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private void CheckInDataArea(in TransactionRecord record)
     {
         if (record.Offset < 0 || record.Length < 0 || record.Offset > _layout.DataSize - record.Length
