@@ -10,6 +10,8 @@ public sealed partial class PageRangeConnection
     private int _regionFullWaiters;
     private long _regionFullSince;
     private long _regionFullSends;
+    // Every send that found the region full, never reset (the count above is per episode): for tests.
+    private long _regionFullSendsEver;
 
     /// <summary>Logs why the connection ended; a Dispose of our own is not an event.</summary>
     private void LogDeath(Exception? cause)
@@ -101,6 +103,7 @@ public sealed partial class PageRangeConnection
     private void EnterRegionFull(long bytes)
     {
         Interlocked.Increment(ref _regionFullSends);
+        Interlocked.Increment(ref _regionFullSendsEver);
         if (Interlocked.Increment(ref _regionFullWaiters) == 1)
         {
             Volatile.Write(ref _regionFullSince, Stopwatch.GetTimestamp());

@@ -209,10 +209,11 @@ public sealed partial class PageRangeConnection
             {
                 return buffer;
             }
-            using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+            // As SendSlow: no linked source for a caller without a token of its own.
+            using CancellationTokenSource? linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token) : null;
             try
             {
-                return _outbound.Reserve(maxSize, oneway, clearOnFree: false, timeout, linked.Token);
+                return _outbound.Reserve(maxSize, oneway, clearOnFree: false, timeout, linked?.Token ?? _closed.Token);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
             {

@@ -236,10 +236,12 @@ public sealed partial class PageRangeConnection
     {
         PageRangeMetrics.RecordRegionFullWait();
         EnterRegionFull(payload.Length);
-        using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
+        // A caller without a token of its own (a plain SendOneway) waits on the connection's close alone: no linked
+        // source, so a sender that keeps finding the region full (a stream faster than its receiver) allocates nothing.
+        using CancellationTokenSource? linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token) : null;
         try
         {
-            _outbound.Send(id, code, flags, payload, RoomTimeout(flags), linked.Token, context);
+            _outbound.Send(id, code, flags, payload, RoomTimeout(flags), linked?.Token ?? _closed.Token, context);
         }
         catch (RegionFullException full)
         {

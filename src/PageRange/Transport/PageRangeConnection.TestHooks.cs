@@ -8,6 +8,9 @@ public sealed partial class PageRangeConnection
     /// <summary>The channel this side receives in (our region).</summary>
     internal InboundChannel Inbound => _inbound;
 
+    /// <summary>Sends that found the peer's region full and waited for room, since the connection opened.</summary>
+    internal long RegionFullSendsForTest => Interlocked.Read(ref _regionFullSendsEver);
+
     /// <summary>The channel this side writes into (the peer's region).</summary>
     internal OutboundChannel Outbound => _outbound;
 

@@ -390,6 +390,52 @@ public sealed class ConnectionReceiveLaneTests
         Assert.Equal(0, allocated);
     }
 
+    [Fact]
+    public async Task SendOneway_RegionKeptFullByASlowBatchReceiver_SenderWaitsForRoomAndAllocatesNothing()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        // A small region: the sender outruns the slow receiver and waits for room again and again.
+        options.RegionSize = 256 << 10;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        const int count = 20_000;
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        var seen = new Sequence();
+        Task receiving = Task.Factory.StartNew(() =>
+        {
+            while (seen.Count < count)
+            {
+                pair.Server.ReceiveBatch(static (seen, in transaction) =>
+                {
+                    Sequence.Check(seen, transaction);
+                    // Slower than the sender, so that the region fills.
+                    Thread.SpinWait(200);
+                }, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            }
+        }, TaskCreationOptions.LongRunning);
+
+        byte[] payload = new byte[1024];
+        long allocated = 0;
+        long waitsBefore = 0;
+        for (int half = 0; half < 2; half++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            waitsBefore = pair.Client.RegionFullSendsForTest;
+            for (int i = half * (count / 2); i < (half + 1) * (count / 2); i++)
+            {
+                BinaryPrimitives.WriteInt64LittleEndian(payload, i);
+                pair.Client.SendOneway(7, payload);
+            }
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        long waits = pair.Client.RegionFullSendsForTest - waitsBefore;
+        await receiving.WaitAsync(TestTimeouts.Long);
+
+        Assert.Null(seen.Error);
+        Assert.True(waits > 0, "the sender never found the region full: nothing was tested");
+        // The second half, warmed up: each wait for room (a plain SendOneway, no token of its own) allocates nothing.
+        Assert.Equal(0, allocated);
+    }
+
     /// <summary>
     /// Sends <paramref name="count"/> numbered oneways while the server's reader role is held, so that no other reader
     /// (the connection's housekeeping pass, which reads a ring nobody read for a park timeout) routes them before the
