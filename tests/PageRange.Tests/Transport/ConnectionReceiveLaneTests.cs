@@ -40,6 +40,39 @@ public sealed class ConnectionReceiveLaneTests
     }
 
     [Fact]
+    public async Task ReceiveBatch_PackedAndUnpackedOnewaysInOneRun_InOrderAndEveryBufferAndPackGoesBack()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 400;
+        byte[] small = new byte[16];
+        // Too large for a pack's entry: a buffer and a free of its own, between the packed ones.
+        byte[] large = new byte[PackLayout.MaxPayload + 8];
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        Task sending = Task.Run(() =>
+        {
+            for (int i = 0; i < count; i++)
+            {
+                byte[] payload = i % 5 == 4 ? large : small;
+                BinaryPrimitives.WriteInt64LittleEndian(payload, i);
+                pair.Client.SendOneway(7, payload);
+            }
+        });
+        var seen = new Sequence();
+
+        while (seen.Count < count)
+        {
+            pair.Server.ReceiveBatch(Sequence.Check, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+        }
+        await sending.WaitAsync(TestTimeouts.Long);
+
+        Assert.Null(seen.Error);
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+        Assert.True(pair.Server.Inbound.PacksReceived > 0, "no pack was sent: the runs of packed messages were not tested");
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0 && pair.Server.Inbound.PackedLive == 0, "every buffer and pack went back to the writer");
+    }
+
+    [Fact]
     public async Task ReceiveBatch_WhileALaneOnewayIsHandled_NoOtherOnewayIsReceivable()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
