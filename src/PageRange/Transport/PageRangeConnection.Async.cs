@@ -129,6 +129,7 @@ public sealed partial class PageRangeConnection
         ulong id, uint code, TransactionFlags flags, ReadOnlyMemory<byte> payload, RecordContext context, CancellationToken cancellationToken)
     {
         PageRangeMetrics.RecordRegionFullWait();
+        FreeLaneBeforeBlocking();
         long started = Stopwatch.GetTimestamp();
         EnterRegionFull(payload.Length);
         try

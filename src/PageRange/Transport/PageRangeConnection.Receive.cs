@@ -42,6 +42,7 @@ public sealed partial class PageRangeConnection
                 // (the reader role taken and given back, the receive lock, the slot lock, all to find nothing) is saved.
                 ThrowIfDisposed();
                 cancellationToken.ThrowIfCancellationRequested();
+                ThrowIfWaitingInOwnLane();
                 if (WaitForProgress(call: null, long.MaxValue, cancellationToken) is { } taken)
                 {
                     // Our own pump routed it and took it under the same slot lock: no second lock to dequeue it.

@@ -38,6 +38,7 @@ public sealed partial class PageRangeConnection
                     throw NewPeerDied();
                 }
                 cancellationToken.ThrowIfCancellationRequested();
+                ThrowIfWaitingInOwnLane();
                 ReceiveWaiter? waiter = RegisterReceiveWaiter();
                 if (waiter is null)
                 {

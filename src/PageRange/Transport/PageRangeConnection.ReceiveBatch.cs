@@ -33,6 +33,12 @@ public sealed partial class PageRangeConnection
     private readonly CancellationTokenSource?[] _laneCancellations = new CancellationTokenSource?[InboundChannel.ReceiveBatch];
     private long _laneRuns;
     private long _laneMessages;
+    // The thread running the lane (0: none), how many of the lane's messages it has been given so far, and how many of
+    // the first ones it freed already because it was about to block (FreeLaneBeforeBlocking). Written by that thread;
+    // the id is read by others only to find that they are not it.
+    private int _laneThreadId;
+    private int _laneDelivered;
+    private int _laneFreedUpTo;
 
     /// <summary>
     /// Waits for the next incoming transaction, then hands it and every transaction ready behind it (at most
@@ -55,8 +61,18 @@ public sealed partial class PageRangeConnection
     /// run of them ends, not one by one.
     /// </para>
     /// <para>
+    /// The lane takes plain oneways up to 2 KiB (packed ones included); larger ones are handled one at a time as
+    /// <see cref="Receive"/> hands them out, their buffers freed one by one. A handler that blocks on the peer (a
+    /// <c>Call</c>, a send waiting for room) first gives back the run's oneways it has finished, so a peer that needs
+    /// that room before it answers is not kept waiting. A handler must not wait for a transaction on its own connection
+    /// (<see cref="Receive"/>, <see cref="ReceiveAsync"/>, a nested <c>ReceiveBatch</c>): the next oneway is the lane's
+    /// to deliver after the handler returns, so such a wait fails with <see cref="InvalidOperationException"/>;
+    /// <see cref="TryReceive"/> does not wait.
+    /// </para>
+    /// <para>
     /// If the handler throws, the transaction it was given is disposed, the exception propagates, and the transactions
-    /// not yet handled stay ready for the next receive, in order: nothing is lost.
+    /// not yet handled stay ready for the next receive, in order: nothing is lost. After some were handled, the
+    /// peer's end or violation is reported by the next call, not this one (it returns what it handled).
     /// </para>
     /// </remarks>
     /// <exception cref="ArgumentNullException"><paramref name="handler"/> is null.</exception>
@@ -65,6 +81,7 @@ public sealed partial class PageRangeConnection
     /// <exception cref="ProtocolViolationException">The peer wrote something invalid; the connection is closed.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled before a transaction arrived.</exception>
     /// <exception cref="ObjectDisposedException">This connection was disposed.</exception>
+    /// <exception cref="InvalidOperationException">Called, and it had to wait, from a handler of a batch of this connection.</exception>
     public int ReceiveBatch<TState>(TransactionHandler<TState> handler, TState state, int maxTransactions = MaxReceiveBatch, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(handler);
@@ -84,6 +101,11 @@ public sealed partial class PageRangeConnection
                 {
                     handled += run;
                     continue;
+                }
+                if (handled > 0 && (_violated || _drainedAfterDeath))
+                {
+                    // What was handled stays handled: the next call reports the end (a lane's run before a bad record).
+                    break;
                 }
                 Transaction transaction;
                 bool maybeSomething = Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null
@@ -146,6 +168,7 @@ public sealed partial class PageRangeConnection
         }
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
+        ThrowIfWaitingInOwnLane();
         if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: true, cancellationToken) is { } delivered)
         {
             taken = delivered;
@@ -188,14 +211,14 @@ public sealed partial class PageRangeConnection
             using (_slotLock.EnterScope())
             {
                 if (!_onewayInProgress && _incomingReady.Count == 0 && _handoff is null && _receiveWaiters.Count == 0 && !_inboundClosing
-                    && (batch[0].Flags & TransactionFlags.Oneway) != 0 && IsPlain(batch[0]))
+                    && IsLaneMessage(batch[0]))
                 {
                     Debug.Assert(_onewayBacklog.Count == 0, "No oneway waits in the backlog while none is in progress.");
                     // From now until the lane's end, oneways routed by anyone wait in the backlog.
                     _onewayInProgress = true;
                     try
                     {
-                        while (laneCount < count && (batch[laneCount].Flags & TransactionFlags.Oneway) != 0 && IsPlain(batch[laneCount]))
+                        while (laneCount < count && IsLaneMessage(batch[laneCount]))
                         {
                             // Throws (a violation) only for a peer with more buffers live than its rings allow: the
                             // lane's slots taken before it are delivered and freed as usual.
@@ -220,7 +243,18 @@ public sealed partial class PageRangeConnection
                 // The rest of the batch (a call, a reply, a oneway with metadata...) is routed as the pump routes: after
                 // the lane's oneways were marked in progress, so a oneway among the rest waits behind them.
                 Transaction none = default;
-                RouteBatch(batch[laneCount..count], take: false, ref none);
+                try
+                {
+                    RouteBatch(batch[laneCount..count], take: false, ref none);
+                }
+                catch (Exception error) when (laneCount > 0 && error is not ProtocolViolationException)
+                {
+                    // Nothing reachable throws here today; if something did, the lane's oneways must not be stranded
+                    // (taken, in progress, never delivered): they go to the backlog, in order, for the next receive.
+                    EndLane(laneCount, delivered: 0);
+                    laneCount = 0;
+                    throw;
+                }
             }
         }
         catch (ProtocolViolationException violation)
@@ -248,17 +282,22 @@ public sealed partial class PageRangeConnection
             return 0;
         }
         int delivered = 0;
+        _laneFreedUpTo = 0;
+        _laneDelivered = 0;
+        Volatile.Write(ref _laneThreadId, Environment.CurrentManagedThreadId);
         try
         {
             while (delivered < laneCount)
             {
                 var transaction = new Transaction(this, _incomingSlots[_lane[delivered]], _laneGenerations[delivered]);
                 delivered++;
+                _laneDelivered = delivered;
                 handler(state, transaction);
             }
         }
         finally
         {
+            Volatile.Write(ref _laneThreadId, 0);
             EndLane(laneCount, delivered);
         }
         return laneCount;
@@ -276,7 +315,9 @@ public sealed partial class PageRangeConnection
         int cancellations = 0;
         using (_slotLock.EnterScope())
         {
-            for (int i = 0; i < delivered; i++)
+            // Those below _laneFreedUpTo went before a block of the handler's (their generations moved on: skipped
+            // below anyway); a lane that ends without a handler (a routing failure) frees none.
+            for (int i = Math.Min(_laneFreedUpTo, delivered); i < delivered; i++)
             {
                 IncomingSlot slot = _incomingSlots[_lane[i]];
                 // A handler that disposed its transaction freed it already (the slot may even hold another one now).
@@ -290,7 +331,22 @@ public sealed partial class PageRangeConnection
             }
             if (delivered < laneCount)
             {
-                RequeueUndeliveredUnderLock(laneCount, delivered);
+                if (_inboundClosing)
+                {
+                    // The connection closed under the lane (its undelivered transactions were released already): these
+                    // are released the same way, so that the region goes once the last live one is freed.
+                    for (int i = delivered; i < laneCount; i++)
+                    {
+                        if (FreeSlotUnderLock(_incomingSlots[_lane[i]], _laneGenerations[i], deferPublish: true, ref violation) is { } cancellation)
+                        {
+                            _laneCancellations[cancellations++] = cancellation;
+                        }
+                    }
+                }
+                else
+                {
+                    RequeueUndeliveredUnderLock(laneCount, delivered);
+                }
             }
             releasedOneway = ReleaseNextOnewayUnderLock();
             disposeInbound = _inboundClosing && _liveTransactions == 0;
@@ -304,6 +360,70 @@ public sealed partial class PageRangeConnection
         }
         AfterRelease(releasedOneway, disposeInbound, violation);
     }
+
+    /// <summary>
+    /// Called before this thread blocks (for a call's reply, or for room in the peer's region): if it is running a lane
+    /// of this connection, the lane's messages it has finished go back to the writer now, not at the lane's end. The peer
+    /// may need that room before it can answer (binder frees each oneway before the next is released; a lane holds its
+    /// run's buffers until the run ends, which must not make a handler that waits on the peer wait for ever).
+    /// </summary>
+    private void FreeLaneBeforeBlocking()
+    {
+        // A load first: only a thread of a running lane reads its id (a call into the runtime).
+        if (Volatile.Read(ref _laneThreadId) == 0 || Volatile.Read(ref _laneThreadId) != Environment.CurrentManagedThreadId)
+        {
+            return;
+        }
+        // The message being handled (the last delivered) stays live: its handler is the one about to block.
+        int upTo = _laneDelivered - 1;
+        ProtocolViolationException? violation = null;
+        bool disposeInbound;
+        int cancellations = 0;
+        using (_slotLock.EnterScope())
+        {
+            for (int i = _laneFreedUpTo; i < upTo; i++)
+            {
+                IncomingSlot slot = _incomingSlots[_lane[i]];
+                if (slot.Generation == _laneGenerations[i]
+                    && FreeSlotUnderLock(slot, _laneGenerations[i], deferPublish: true, ref violation) is { } cancellation)
+                {
+                    _laneCancellations[cancellations++] = cancellation;
+                }
+            }
+            _laneFreedUpTo = Math.Max(_laneFreedUpTo, upTo);
+            if (!_inboundClosing)
+            {
+                // Held frees too: the writer gets all of it before we block.
+                _inbound.PublishFreesUnderLock();
+            }
+            disposeInbound = _inboundClosing && _liveTransactions == 0;
+        }
+        for (int i = 0; i < cancellations; i++)
+        {
+            _laneCancellations[i]!.Dispose();
+            _laneCancellations[i] = null;
+        }
+        AfterRelease(releasedOneway: false, disposeInbound, violation);
+    }
+
+    /// <summary>
+    /// A handler of a lane that waits for a transaction on its own connection would wait for ever when what it waits for
+    /// is the next oneway: the lane holds it, to deliver after this handler returns. Refused, with a typed error.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This thread is running a lane's handler on this connection.</exception>
+    private void ThrowIfWaitingInOwnLane()
+    {
+        if (Volatile.Read(ref _laneThreadId) != 0 && Volatile.Read(ref _laneThreadId) == Environment.CurrentManagedThreadId)
+        {
+            throw new InvalidOperationException(
+                "A ReceiveBatch handler cannot wait for a transaction on its own connection: the oneways behind the one it " +
+                "handles are delivered by that ReceiveBatch after the handler returns. TryReceive does not wait.");
+        }
+    }
+
+    /// <summary>Whether a record may ride a lane: a plain oneway small enough that holding its buffer to the run's end costs the writer little.</summary>
+    private bool IsLaneMessage(in TransactionRecord record) =>
+        (record.Flags & TransactionFlags.Oneway) != 0 && record.Length <= InboundChannel.FreeBatchMaxLength && IsPlain(record);
 
     /// <summary>
     /// A handler threw: the lane's oneways it did not reach go back, in order, in front of the oneways that were routed

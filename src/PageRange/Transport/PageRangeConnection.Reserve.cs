@@ -209,6 +209,7 @@ public sealed partial class PageRangeConnection
             {
                 return buffer;
             }
+            FreeLaneBeforeBlocking();
             // As SendSlow: no linked source for a caller without a token of its own.
             using CancellationTokenSource? linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token) : null;
             try

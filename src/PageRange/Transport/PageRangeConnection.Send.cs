@@ -235,6 +235,7 @@ public sealed partial class PageRangeConnection
     private void SendSlow(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken, in RecordContext context)
     {
         PageRangeMetrics.RecordRegionFullWait();
+        FreeLaneBeforeBlocking();
         EnterRegionFull(payload.Length);
         // A caller without a token of its own (a plain SendOneway) waits on the connection's close alone: no linked
         // source, so a sender that keeps finding the region full (a stream faster than its receiver) allocates nothing.
@@ -404,6 +405,8 @@ public sealed partial class PageRangeConnection
                 }
                 break;
             }
+            // A lane's handler calling its peer: the run's finished oneways go back first (the peer may need the room).
+            FreeLaneBeforeBlocking();
             WaitForProgress(call, deadline, cancellationToken);
             waited = true;
         }

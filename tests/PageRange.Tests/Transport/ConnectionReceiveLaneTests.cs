@@ -317,6 +317,166 @@ public sealed class ConnectionReceiveLaneTests
     }
 
     [Fact]
+    public async Task ReceiveBatch_HandlerCallsThePeer_TheRunsFinishedOnewaysAreFreedBeforeItWaits()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        using var stop = new CancellationTokenSource();
+        Thread echo = ConnectionPair.StartEchoThread(pair.Client, stop.Token);
+        try
+        {
+            const int count = 20;
+            const int callAt = 6;
+            SendWhileNobodyReads(pair, count);
+            var state = (Connection: pair.Server, Seen: new Sequence(), LiveBefore: new int[1], LiveAfter: new int[1]);
+            using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+            while (state.Seen.Count < count)
+            {
+                pair.Server.ReceiveBatch(static (state, in transaction) =>
+                {
+                    if (state.Seen.Count == callAt)
+                    {
+                        state.LiveBefore[0] = state.Connection.LiveIncomingTransactions;
+                        // The peer may need the room the run's finished oneways hold before it can answer (its only
+                        // thread sending to us): they go back before this call waits, as Receive would have freed them.
+                        using (Transaction reply = state.Connection.Call(3, transaction.Payload, TestTimeouts.Long))
+                        {
+                            Assert.True(reply.Payload.SequenceEqual(transaction.Payload));
+                        }
+                        state.LiveAfter[0] = state.Connection.LiveIncomingTransactions;
+                    }
+                    Sequence.Check(state.Seen, transaction);
+                }, state, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            }
+
+            Assert.Null(state.Seen.Error);
+            Assert.Equal(new LaneTally(1, count), new LaneTally(pair.Server.LaneCounts.Runs, pair.Server.LaneCounts.Messages));
+            // The whole run was live when the call started; the six oneways handled before it went back during it.
+            Assert.Equal(count, state.LiveBefore[0]);
+            Assert.Equal(count - callAt, state.LiveAfter[0]);
+            Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+            await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0 && pair.Server.Inbound.PackedLive == 0, "every buffer went back to the writer");
+        }
+        finally
+        {
+            stop.Cancel();
+            pair.Client.Dispose();
+            echo.Join(TestTimeouts.Long);
+        }
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_HandlerWaitsForTheNextTransactionOnItsOwnConnection_TypedErrorNotAHang()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        SendWhileNobodyReads(pair, 10);
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        var state = (Connection: pair.Server, Errors: new List<Exception>(), Seen: new Sequence());
+
+        while (state.Seen.Count < 10)
+        {
+            pair.Server.ReceiveBatch(static (state, in transaction) =>
+            {
+                Sequence.Check(state.Seen, transaction);
+                if (state.Seen.Count == 1)
+                {
+                    transaction.Dispose();
+                    // The next oneway is the lane's to deliver after this handler returns: waiting for it here would
+                    // wait for ever, so each blocking receive refuses; TryReceive only finds nothing.
+                    using var soon = new CancellationTokenSource(TestTimeouts.Short);
+                    state.Errors.Add(Assert.Throws<InvalidOperationException>(() => state.Connection.Receive(soon.Token)));
+                    state.Errors.Add(Assert.ThrowsAny<InvalidOperationException>(() => state.Connection.ReceiveAsync(soon.Token).AsTask().GetAwaiter().GetResult()));
+                    state.Errors.Add(Assert.Throws<InvalidOperationException>(() => state.Connection.ReceiveBatch(Sequence.Check, new Sequence(), 1, soon.Token)));
+                    Assert.False(state.Connection.TryReceive(out _));
+                }
+            }, state, PageRangeConnection.MaxReceiveBatch, bound.Token);
+        }
+
+        Assert.Null(state.Seen.Error);
+        Assert.Equal(3, state.Errors.Count);
+        Assert.All(state.Errors, error => Assert.Contains("ReceiveBatch handler", error.Message, StringComparison.Ordinal));
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ReceiveBatch_ConnectionDisposedUnderALaneThenTheHandlerThrows_EveryTransactionFreedAndTheRegionGoes(bool disposeOnAnotherThread)
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        SendWhileNobodyReads(pair, 20);
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        var state = (Connection: pair.Server, OtherThread: disposeOnAnotherThread, Seen: new int[1]);
+
+        Exception? thrown = Record.Exception(() => pair.Server.ReceiveBatch(static (state, in transaction) =>
+        {
+            state.Seen[0]++;
+            if (state.OtherThread)
+            {
+                PageRangeConnection connection = state.Connection;
+                Task.Run(connection.Dispose).Wait();
+            }
+            else
+            {
+                state.Connection.Dispose();
+            }
+            // A handler that uses the closed connection fails.
+            state.Connection.SendOneway(1, [1]);
+        }, state, PageRangeConnection.MaxReceiveBatch, bound.Token));
+
+        Assert.IsType<ObjectDisposedException>(thrown);
+        Assert.Equal(1, state.Seen[0]);
+        Assert.True(pair.Server.LaneCounts.Runs > 0, "no lane ran");
+        // The lane's undelivered oneways were released as the close released everything else: the region goes.
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        await WaitUntilAsync(() => !TryRead(pair.Server.Inbound), "the closed connection's region was released");
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_OnewaysLargerThanASmallFree_HandledOneAtATimeWithoutALane()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        Assert.True(SpinWait.SpinUntil(pair.Server.TryHoldReaderRoleForTest, TestTimeouts.Short), "the reader role was taken");
+        try
+        {
+            byte[] payload = new byte[InboundChannel.FreeBatchMaxLength + 8];
+            for (int i = 0; i < 10; i++)
+            {
+                BinaryPrimitives.WriteInt64LittleEndian(payload, i);
+                pair.Client.SendOneway(7, payload);
+            }
+        }
+        finally
+        {
+            pair.Server.ReleaseReaderRoleForTest();
+        }
+        var seen = new Sequence();
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+
+        while (seen.Count < 10)
+        {
+            pair.Server.ReceiveBatch(Sequence.Check, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+        }
+
+        Assert.Null(seen.Error);
+        // A lane holds its run's buffers to the run's end: only for small ones, whose room the writer hardly misses.
+        Assert.Equal(0, pair.Server.LaneCounts.Messages);
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0, "every buffer went back to the writer");
+    }
+
+    private static bool TryRead(InboundChannel inbound)
+    {
+        if (!inbound.TryEnterReading())
+        {
+            return false;
+        }
+        inbound.ExitReading();
+        return true;
+    }
+
+    private readonly record struct LaneTally(long Runs, long Messages);
+
+    [Fact]
     public async Task ReceiveBatch_PeerDisposesAfterAStream_EverythingDeliveredThenPeerDied()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
