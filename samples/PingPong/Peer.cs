@@ -27,7 +27,8 @@ internal static class Peer
         try
         {
             // ReceiveBatch hands every transaction ready to the handler on this thread, in order, and disposes each
-            // when it returns: the stream's oneways go through its lane (a fraction of Receive's work per message).
+            // when it returns; a stream of small oneways (up to 2 KiB) goes through its lane, a fraction of Receive's
+            // work per message (this sample's 4 KiB stream is handled one at a time, as Receive would).
             while (!state.Quit)
             {
                 connection.ReceiveBatch(PeerState.Handle, state);
