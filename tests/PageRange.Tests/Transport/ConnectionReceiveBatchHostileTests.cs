@@ -29,26 +29,7 @@ public sealed class ConnectionReceiveBatchHostileTests(ITestOutputHelper output)
         output.WriteLine($"connected: {connected}");
 
         const int Good = 5;
-        // Nobody reads the victim's ring while the batch is laid out: all of it is there when the reader looks.
-        Assert.True(victim.TryHoldReaderRoleForTest(), "the reader role was taken");
-        try
-        {
-            for (int i = 0; i < Good + 1; i++)
-            {
-                // Larger than a pack's entry may be: one record each, as the head counted below.
-                Assert.True(attacker.Outbound.TrySend((ulong)i + 1, 7, TransactionFlags.Oneway, new byte[PackLayout.MaxPayload + 8]));
-            }
-            // The last record gets a reserved word set, in the victim's region as the attacker maps it.
-            long slot = attacker.Outbound.Layout.TxRingOffset + ((long)Good * TransactionRecordLayout.Size);
-            Span<byte> record = attacker.Handshake.PeerRegion.GetSpan(slot, TransactionRecordLayout.Size);
-            TransactionRecordLayout forged = MemoryMarshal.Read<TransactionRecordLayout>(record);
-            forged.Reserved1 = 1;
-            MemoryMarshal.Write(record, in forged);
-        }
-        finally
-        {
-            victim.ReleaseReaderRoleForTest();
-        }
+        LayOutGoodOnewaysThenAForgedOne(attacker, victim, Good);
 
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
         await Assert.ThrowsAnyAsync<PageRangeException>(async () =>
@@ -74,5 +55,33 @@ public sealed class ConnectionReceiveBatchHostileTests(ITestOutputHelper output)
         using Transaction honest = await honestServer.ReceiveAsync(bound.Token).AsTask().WaitAsync(TestTimeouts.Long);
         Assert.Equal(9u, honest.Code);
         Assert.Equal([1, 2, 3], honest.Payload.ToArray());
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="good"/> oneways of code 7 (one record each, too large for a pack) and one more whose
+    /// record the attacker then forges (a reserved word set), while the victim's reader role is held: all of it is in the
+    /// ring when the victim's reader first looks.
+    /// </summary>
+    internal static void LayOutGoodOnewaysThenAForgedOne(RawPeer attacker, PageRangeConnection victim, int good)
+    {
+        Assert.True(victim.TryHoldReaderRoleForTest(), "the reader role was taken");
+        try
+        {
+            for (int i = 0; i < good + 1; i++)
+            {
+                // Larger than a pack's entry may be: one record each, as the head counted by the tests.
+                Assert.True(attacker.Outbound.TrySend((ulong)i + 1, 7, TransactionFlags.Oneway, new byte[PackLayout.MaxPayload + 8]));
+            }
+            // The last record gets a reserved word set, in the victim's region as the attacker maps it.
+            long slot = attacker.Outbound.Layout.TxRingOffset + ((long)good * TransactionRecordLayout.Size);
+            Span<byte> record = attacker.Handshake.PeerRegion.GetSpan(slot, TransactionRecordLayout.Size);
+            TransactionRecordLayout forged = MemoryMarshal.Read<TransactionRecordLayout>(record);
+            forged.Reserved1 = 1;
+            MemoryMarshal.Write(record, in forged);
+        }
+        finally
+        {
+            victim.ReleaseReaderRoleForTest();
+        }
     }
 }

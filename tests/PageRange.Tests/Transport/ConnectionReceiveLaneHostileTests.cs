@@ -28,25 +28,8 @@ public sealed class ConnectionReceiveLaneHostileTests(ITestOutputHelper output)
         output.WriteLine($"connected: {connected}");
 
         const int Good = 6;
-        // Nobody reads the victim's ring while the batch is laid out: all of it is there when the lane looks.
-        Assert.True(victim.TryHoldReaderRoleForTest(), "the reader role was taken");
-        try
-        {
-            for (int i = 0; i < Good + 1; i++)
-            {
-                Assert.True(attacker.Outbound.TrySend((ulong)i + 1, 7, TransactionFlags.Oneway, new byte[PackLayout.MaxPayload + 8]));
-            }
-            // The last record gets a reserved word set, in the victim's region as the attacker maps it.
-            long slot = attacker.Outbound.Layout.TxRingOffset + ((long)Good * TransactionRecordLayout.Size);
-            Span<byte> record = attacker.Handshake.PeerRegion.GetSpan(slot, TransactionRecordLayout.Size);
-            TransactionRecordLayout forged = MemoryMarshal.Read<TransactionRecordLayout>(record);
-            forged.Reserved1 = 1;
-            MemoryMarshal.Write(record, in forged);
-        }
-        finally
-        {
-            victim.ReleaseReaderRoleForTest();
-        }
+        // All of it is in the ring when the lane first looks.
+        ConnectionReceiveBatchHostileTests.LayOutGoodOnewaysThenAForgedOne(attacker, victim, Good);
 
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
         var handled = new int[1];

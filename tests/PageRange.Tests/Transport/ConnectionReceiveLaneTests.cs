@@ -436,20 +436,7 @@ public sealed class ConnectionReceiveLaneTests
     public async Task ReceiveBatch_OnewaysLargerThanASmallFree_HandledOneAtATimeWithoutALane()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
-        Assert.True(SpinWait.SpinUntil(pair.Server.TryHoldReaderRoleForTest, TestTimeouts.Short), "the reader role was taken");
-        try
-        {
-            byte[] payload = new byte[InboundChannel.FreeBatchMaxLength + 8];
-            for (int i = 0; i < 10; i++)
-            {
-                BinaryPrimitives.WriteInt64LittleEndian(payload, i);
-                pair.Client.SendOneway(7, payload);
-            }
-        }
-        finally
-        {
-            pair.Server.ReleaseReaderRoleForTest();
-        }
+        SendWhileNobodyReads(pair, 10, InboundChannel.FreeBatchMaxLength + 8);
         var seen = new Sequence();
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
 
@@ -634,12 +621,12 @@ public sealed class ConnectionReceiveLaneTests
     /// (the connection's housekeeping pass, which reads a ring nobody read for a park timeout) routes them before the
     /// test's batch receive looks: the records are all in the ring for its lane.
     /// </summary>
-    private static void SendWhileNobodyReads(ConnectionPair pair, int count)
+    private static void SendWhileNobodyReads(ConnectionPair pair, int count, int size = 16)
     {
         Assert.True(SpinWait.SpinUntil(pair.Server.TryHoldReaderRoleForTest, TestTimeouts.Short), "the reader role was taken");
         try
         {
-            SendNumbered(pair.Client, 0, count);
+            SendNumbered(pair.Client, 0, count, size);
         }
         finally
         {
@@ -647,10 +634,10 @@ public sealed class ConnectionReceiveLaneTests
         }
     }
 
-    /// <summary>Sends oneways numbered <paramref name="first"/> on (code 7, the number in the first 8 bytes).</summary>
-    internal static void SendNumbered(PageRangeConnection sender, int first, int count)
+    /// <summary>Sends oneways numbered <paramref name="first"/> on (code 7, <paramref name="size"/> bytes, the number in the first 8).</summary>
+    internal static void SendNumbered(PageRangeConnection sender, int first, int count, int size = 16)
     {
-        Span<byte> payload = stackalloc byte[16];
+        byte[] payload = new byte[size];
         for (int i = first; i < first + count; i++)
         {
             BinaryPrimitives.WriteInt64LittleEndian(payload, i);
