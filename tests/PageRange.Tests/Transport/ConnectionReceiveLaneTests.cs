@@ -616,6 +616,102 @@ public sealed class ConnectionReceiveLaneTests
         Assert.Equal(0, allocated);
     }
 
+    [Fact]
+    public async Task ReceiveBatchAsync_OnewayStreamWithWaitsBetween_InOrderNothingLost()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 3_000;
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        // Bursts with pauses: some batches find records ready (handled at once), some wait for the first.
+        Task sending = Task.Run(async () =>
+        {
+            for (int first = 0; first < count; first += 100)
+            {
+                SendNumbered(pair.Client, first, 100);
+                await Task.Delay(2);
+            }
+        });
+        var seen = new Sequence();
+        int calls = 0;
+
+        while (seen.Count < count)
+        {
+            int handled = await pair.Server.ReceiveBatchAsync(Sequence.Check, seen, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            Assert.InRange(handled, 1, PageRangeConnection.MaxReceiveBatch);
+            calls++;
+        }
+        await sending.WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal(count, seen.Count);
+        Assert.Null(seen.Error);
+        Assert.True(calls < count, $"{calls} calls for {count} oneways: never more than one per batch");
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0 && pair.Server.Inbound.PackedLive == 0, "every buffer went back to the writer");
+    }
+
+    [Fact]
+    public async Task ReceiveBatchAsync_NothingReady_CompletesWhenAOnewayArrivesAndCancelsCleanly()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        var seen = new Sequence();
+        using (var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(100)))
+        {
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pair.Server.ReceiveBatchAsync(Sequence.Check, seen, 8, soon.Token).AsTask());
+        }
+
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        ValueTask<int> waiting = pair.Server.ReceiveBatchAsync(Sequence.Check, seen, 8, bound.Token);
+        Assert.False(waiting.IsCompleted, "completed with nothing sent");
+        SendNumbered(pair.Client, 0, 3);
+        int handled = await waiting.AsTask().WaitAsync(TestTimeouts.Long);
+        while (seen.Count < 3)
+        {
+            handled += await pair.Server.ReceiveBatchAsync(Sequence.Check, seen, 8, bound.Token);
+        }
+
+        Assert.Equal(3, handled);
+        Assert.Null(seen.Error);
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => pair.Server.ReceiveBatchAsync(Sequence.Check, seen, 0).AsTask());
+    }
+
+    [Fact]
+    public async Task ReceiveBatchAsync_BatchFoundReady_CompletesSynchronouslyAndAllocatesNothing()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.WaitStrategy = WaitStrategy.BusySpin;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        var seen = new Sequence();
+        byte[] payload = new byte[64];
+        int next = 0;
+        int synchronous = 0;
+        long allocated = 0;
+        for (int round = 0; round < 3; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int batch = 0; batch < 200; batch++)
+            {
+                for (int i = 0; i < 40; i++)
+                {
+                    BinaryPrimitives.WriteInt64LittleEndian(payload, next++);
+                    pair.Client.SendOneway(7, payload);
+                }
+                while (seen.Count < next)
+                {
+                    ValueTask<int> handled = pair.Server.ReceiveBatchAsync(Sequence.Check, seen);
+                    // Records were there: the batch ran on this thread, the task is done (the await does not yield).
+                    Assert.True(handled.IsCompletedSuccessfully);
+                    synchronous += await handled;
+                }
+            }
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        Assert.Null(seen.Error);
+        Assert.Equal(next, synchronous);
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+        Assert.Equal(0, allocated);
+    }
+
     /// <summary>
     /// Sends <paramref name="count"/> numbered oneways while the server's reader role is held, so that no other reader
     /// (the connection's housekeeping pass, which reads a ring nobody read for a park timeout) routes them before the
