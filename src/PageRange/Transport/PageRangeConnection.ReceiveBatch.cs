@@ -372,31 +372,14 @@ public sealed partial class PageRangeConnection
         {
             // Those below _laneFreedUpTo went before a block of the handler's (their generations moved on: skipped
             // below anyway); a lane that ends without a handler (a routing failure) frees none.
-            for (int i = Math.Min(_laneFreedUpTo, delivered); i < delivered; i++)
-            {
-                IncomingSlot slot = _incomingSlots[_lane[i]];
-                // A handler that disposed its transaction freed it already (the slot may even hold another one now).
-                if (slot.Generation == _laneGenerations[i])
-                {
-                    if (FreeSlotUnderLock(slot, _laneGenerations[i], deferPublish: true, ref violation) is { } cancellation)
-                    {
-                        _laneCancellations[cancellations++] = cancellation;
-                    }
-                }
-            }
+            FreeLaneSlotsUnderLock(Math.Min(_laneFreedUpTo, delivered), delivered, ref cancellations, ref violation);
             if (delivered < laneCount)
             {
                 if (_inboundClosing)
                 {
                     // The connection closed under the lane (its undelivered transactions were released already): these
                     // are released the same way, so that the region goes once the last live one is freed.
-                    for (int i = delivered; i < laneCount; i++)
-                    {
-                        if (FreeSlotUnderLock(_incomingSlots[_lane[i]], _laneGenerations[i], deferPublish: true, ref violation) is { } cancellation)
-                        {
-                            _laneCancellations[cancellations++] = cancellation;
-                        }
-                    }
+                    FreeLaneSlotsUnderLock(delivered, laneCount, ref cancellations, ref violation);
                 }
                 else
                 {
@@ -408,12 +391,37 @@ public sealed partial class PageRangeConnection
             _laneRuns++;
             _laneMessages += delivered;
         }
+        DisposeLaneCancellations(cancellations);
+        AfterRelease(releasedOneway, disposeInbound, violation);
+    }
+
+    /// <summary>
+    /// Frees the lane's slots <paramref name="from"/> to <paramref name="to"/> (exclusive) that are still live with the
+    /// generation they were delivered with; the caller holds the slot lock. A handler that disposed its transaction
+    /// freed it already (the slot may even hold another one now): skipped. Cancellation sources are kept for
+    /// <see cref="DisposeLaneCancellations"/>, after the lock.
+    /// </summary>
+    private void FreeLaneSlotsUnderLock(int from, int to, ref int cancellations, ref ProtocolViolationException? violation)
+    {
+        for (int i = from; i < to; i++)
+        {
+            IncomingSlot slot = _incomingSlots[_lane[i]];
+            if (slot.Generation == _laneGenerations[i]
+                && FreeSlotUnderLock(slot, _laneGenerations[i], deferPublish: true, ref violation) is { } cancellation)
+            {
+                _laneCancellations[cancellations++] = cancellation;
+            }
+        }
+    }
+
+    /// <summary>Disposes the cancellation sources <see cref="FreeLaneSlotsUnderLock"/> kept, outside the slot lock.</summary>
+    private void DisposeLaneCancellations(int cancellations)
+    {
         for (int i = 0; i < cancellations; i++)
         {
             _laneCancellations[i]!.Dispose();
             _laneCancellations[i] = null;
         }
-        AfterRelease(releasedOneway, disposeInbound, violation);
     }
 
     /// <summary>
@@ -436,15 +444,7 @@ public sealed partial class PageRangeConnection
         int cancellations = 0;
         using (_slotLock.EnterScope())
         {
-            for (int i = _laneFreedUpTo; i < upTo; i++)
-            {
-                IncomingSlot slot = _incomingSlots[_lane[i]];
-                if (slot.Generation == _laneGenerations[i]
-                    && FreeSlotUnderLock(slot, _laneGenerations[i], deferPublish: true, ref violation) is { } cancellation)
-                {
-                    _laneCancellations[cancellations++] = cancellation;
-                }
-            }
+            FreeLaneSlotsUnderLock(_laneFreedUpTo, upTo, ref cancellations, ref violation);
             _laneFreedUpTo = Math.Max(_laneFreedUpTo, upTo);
             if (!_inboundClosing)
             {
@@ -453,11 +453,7 @@ public sealed partial class PageRangeConnection
             }
             disposeInbound = _inboundClosing && _liveTransactions == 0;
         }
-        for (int i = 0; i < cancellations; i++)
-        {
-            _laneCancellations[i]!.Dispose();
-            _laneCancellations[i] = null;
-        }
+        DisposeLaneCancellations(cancellations);
         AfterRelease(releasedOneway: false, disposeInbound, violation);
     }
 
