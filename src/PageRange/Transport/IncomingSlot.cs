@@ -7,9 +7,20 @@ namespace PageRange.Transport;
 /// </summary>
 internal sealed class IncomingSlot
 {
-    internal IncomingSlot(int index) => Index = index;
+    internal IncomingSlot(int index, bool isLaneSlot = false)
+    {
+        Index = index;
+        IsLaneSlot = isLaneSlot;
+    }
 
     internal int Index { get; }
+
+    /// <summary>
+    /// The connection's one slot for the oneways a <see cref="PageRangeConnection.ReceiveBatch"/> lane delivers: reused
+    /// for each of them in turn (its generation moves on between them), never in the free list; their buffers are freed
+    /// by the lane from its own copies of their records, not by a release of this slot.
+    /// </summary>
+    internal bool IsLaneSlot { get; }
 
     /// <summary>Odd while the slot holds a live transaction, even while it is free.</summary>
     internal int Generation;
@@ -30,12 +41,6 @@ internal sealed class IncomingSlot
 
     /// <summary>The transaction's metadata block, copied once and parsed; null when it carried none.</summary>
     internal CallMetadata? Metadata;
-
-    /// <summary>
-    /// A oneway delivered by a <see cref="PageRangeConnection.ReceiveBatch"/> lane: its release leaves the oneway
-    /// bookkeeping (releasing the next oneway) to the lane's end. Written under the slot lock.
-    /// </summary>
-    internal bool InLane;
 
     /// <summary>Set when the caller cancelled before the handler asked for the token.</summary>
     internal volatile bool CancelRequested;

@@ -271,6 +271,13 @@ public sealed partial class PageRangeConnection
     /// <summary>Frees a delivered transaction's buffer (binder's <c>BC_FREE_BUFFER</c>); ignores a second call.</summary>
     internal void Release(IncomingSlot slot, int generation)
     {
+        if (slot.IsLaneSlot)
+        {
+            // A lane's oneway ends here for its handle (stale copies fail from now on); its buffer goes back with the
+            // lane's run (see ReceiveBatch). An exchange: another thread holding a copy may dispose it as the lane ends it.
+            Interlocked.CompareExchange(ref slot.Generation, generation + 1, generation);
+            return;
+        }
         // The generation first: a stale handle must not read the record of the slot's next transaction.
         if (Volatile.Read(ref slot.Generation) == generation && (slot.Record.Flags & TransactionFlags.TwoWay) != 0
             && Volatile.Read(ref slot.Replied) == 0 && !_peerDead && Volatile.Read(ref _disposed) == 0)
@@ -301,17 +308,14 @@ public sealed partial class PageRangeConnection
             {
                 return;
             }
-            // A lane's oneway (ReceiveBatch) leaves the oneway bookkeeping to the lane's end: the messages behind it in
-            // the lane are delivered by the lane, not released from the backlog.
-            bool onewayInLane = slot.InLane;
             bool oneway = (slot.Record.Flags & TransactionFlags.Oneway) != 0;
             // The receiver is behind when another transaction is ready, or this oneway releases the next (or the lane
             // goes on): its loop comes straight back, so this free may wait for a batch (published by a later free, or
             // before the receiver waits: PumpAvailable publishes whenever it finds the ring empty). Otherwise (the
             // receiver caught up, a free from a handler thread with nothing queued) it is published now.
-            bool receiverBehind = _readyCount > 0 || _handoff is not null || onewayInLane || (oneway && _onewayBacklog.Count > 0);
+            bool receiverBehind = _readyCount > 0 || _handoff is not null || (oneway && _onewayBacklog.Count > 0);
             cancellation = FreeSlotUnderLock(slot, generation, receiverBehind, ref violation);
-            if (oneway && !onewayInLane)
+            if (oneway)
             {
                 releasedOneway = ReleaseNextOnewayUnderLock();
             }
@@ -331,7 +335,6 @@ public sealed partial class PageRangeConnection
         Debug.Assert(slot.Generation == generation, "Only a live slot of this generation is freed.");
         // Even: free. Stale copies of the Transaction now fail their generation check.
         slot.Generation = generation + 1;
-        slot.InLane = false;
         CancellationTokenSource? cancellation = slot.Cancellation;
         slot.Cancellation = null;
         slot.Metadata = null;
@@ -910,7 +913,7 @@ public sealed partial class PageRangeConnection
         if (_freeIncomingCount == 0)
         {
             throw new ProtocolViolationException(
-                $"The peer published more than {_incomingSlots.Length} live buffers, beyond what its free ring allows.");
+                $"The peer published more than {_freeIncoming.Length} live buffers, beyond what its free ring allows.");
         }
         IncomingSlot slot = _incomingSlots[_freeIncoming[--_freeIncomingCount]];
         slot.Record = record;

@@ -11,7 +11,10 @@ public delegate void TransactionHandler<in TState>(TState state, in Transaction 
 /// <summary>
 /// Receiving in batches: every transaction ready is handed to one handler on the receiving thread, in order. A run of
 /// plain oneway messages taken off the ring together goes through a lane: one slot lock to take the run and one to free
-/// it, no ready queue, no hand-off between messages, instead of two slot locks and two queue passes per message.
+/// it, no ready queue, no hand-off between messages, and no slot of their own: each is handed out through the
+/// connection's one lane slot in turn (its generation moves on between them, so a copy kept past its handler is stale),
+/// and the lane frees their buffers from its own copies of their records. Instead of, per message, two slot locks, two
+/// queue passes, and a slot taken and given back.
 /// </summary>
 /// <remarks>
 /// binder's rule for oneways holds as the handler sees them: they are handled one at a time, in order, since the lane
@@ -25,12 +28,10 @@ public sealed partial class PageRangeConnection
     /// <summary>The default and the largest <c>maxTransactions</c> of <see cref="ReceiveBatch"/>.</summary>
     public const int MaxReceiveBatch = 256;
 
-    // The lane's slots and the generation each was delivered with: used only by the thread running the lane, and only
-    // one lane runs at a time (it starts only while no oneway is in progress, and keeps one in progress until it ends).
-    // Slot indices, not references: a reference stored into an array goes through the GC's write barrier, per message.
-    private readonly int[] _lane = new int[InboundChannel.ReceiveBatch];
-    private readonly int[] _laneGenerations = new int[InboundChannel.ReceiveBatch];
-    private readonly CancellationTokenSource?[] _laneCancellations = new CancellationTokenSource?[InboundChannel.ReceiveBatch];
+    // The lane's records (its own copies, validated by the channel), used only by the thread running the lane: only one
+    // lane runs at a time (it starts only while no oneway is in progress, looked at again once the reader role is
+    // taken, and keeps one in progress until it ends). Each is delivered through the one lane slot in turn.
+    private readonly TransactionRecord[] _laneRecords = new TransactionRecord[InboundChannel.ReceiveBatch];
     private long _laneRuns;
     private long _laneMessages;
     // The thread running the lane (0: none), how many of the lane's messages it has been given so far, and how many of
@@ -47,7 +48,8 @@ public sealed partial class PageRangeConnection
     /// </summary>
     /// <typeparam name="TState">The type of <paramref name="state"/>.</typeparam>
     /// <param name="handler">Handles one transaction; it may reply to a call (a call it does not reply to gets the
-    /// error reply of a disposed call), and it may dispose the transaction itself. It runs on this thread, so a slow
+    /// error reply of a disposed call), and it may dispose the transaction itself (a lane's oneway then ends for its
+    /// handle; its buffer goes back with the run). It runs on this thread, so a slow
     /// handler delays the transactions behind it in the batch (hand slow work to another thread).</param>
     /// <param name="state">Passed to every call of <paramref name="handler"/>.</param>
     /// <param name="maxTransactions">The most transactions handled before this returns (1 to <see cref="MaxReceiveBatch"/>).</param>
@@ -257,7 +259,13 @@ public sealed partial class PageRangeConnection
         int laneCount = 0;
         try
         {
-            Span<TransactionRecord> batch = _pumpBatch.AsSpan(0, Math.Min(_pumpBatch.Length, max));
+            // Again, with the role: a lane that started after the look above set it before it released the role, and
+            // its records must not be overwritten.
+            if (Volatile.Read(ref _onewayInProgress))
+            {
+                return 0;
+            }
+            Span<TransactionRecord> batch = _laneRecords.AsSpan(0, Math.Min(_laneRecords.Length, max));
             int count = _inbound.TryReceiveBatch(batch);
             if (count == 0)
             {
@@ -269,28 +277,14 @@ public sealed partial class PageRangeConnection
                     && IsLaneMessage(batch[0]))
                 {
                     Debug.Assert(_onewayBacklog.Count == 0, "No oneway waits in the backlog while none is in progress.");
-                    // From now until the lane's end, oneways routed by anyone wait in the backlog.
+                    while (laneCount < count && IsLaneMessage(batch[laneCount]))
+                    {
+                        laneCount++;
+                    }
+                    // From now until the lane's end, oneways routed by anyone wait in the backlog. Live as delivered
+                    // transactions are (a close unmaps the region only once none is), without a slot each.
                     _onewayInProgress = true;
-                    try
-                    {
-                        while (laneCount < count && IsLaneMessage(batch[laneCount]))
-                        {
-                            // Throws (a violation) only for a peer with more buffers live than its rings allow: the
-                            // lane's slots taken before it are delivered and freed as usual.
-                            IncomingSlot slot = AcquireIncomingUnsynchronized(batch[laneCount], metadata: null, copy: null);
-                            slot.InLane = true;
-                            _lane[laneCount] = slot.Index;
-                            _laneGenerations[laneCount] = slot.Generation;
-                            laneCount++;
-                        }
-                    }
-                    finally
-                    {
-                        if (laneCount == 0)
-                        {
-                            _onewayInProgress = false;
-                        }
-                    }
+                    _liveTransactions += laneCount;
                 }
             }
             if (laneCount < count)
@@ -340,18 +334,35 @@ public sealed partial class PageRangeConnection
         _laneFreedUpTo = 0;
         _laneDelivered = 0;
         Volatile.Write(ref _laneThreadId, Environment.CurrentManagedThreadId);
+        IncomingSlot lane = _laneSlot;
         try
         {
             while (delivered < laneCount)
             {
-                var transaction = new Transaction(this, _incomingSlots[_lane[delivered]], _laneGenerations[delivered]);
+                lane.Record = _laneRecords[delivered];
+                // Odd: live. Release: a copy handed to another thread reads the record it was given.
+                int generation = lane.Generation + 1;
+                Volatile.Write(ref lane.Generation, generation);
                 delivered++;
                 _laneDelivered = delivered;
-                handler(state, transaction);
+                handler(state, new Transaction(this, lane, generation));
+                // Ended for the handle (if the handler did not dispose it): a stale copy fails its generation check from
+                // now on. The same store as a concurrent Release's exchange, so either order leaves it ended.
+                Volatile.Write(ref lane.Generation, generation + 1);
+                if (lane.Cancellation is not null)
+                {
+                    DisposeLaneCancellation();
+                }
             }
         }
         finally
         {
+            if ((lane.Generation & 1) != 0)
+            {
+                // The handler threw: its transaction ends with it.
+                Volatile.Write(ref lane.Generation, lane.Generation + 1);
+                DisposeLaneCancellation();
+            }
             Volatile.Write(ref _laneThreadId, 0);
             EndLane(laneCount, delivered);
         }
@@ -367,23 +378,22 @@ public sealed partial class PageRangeConnection
         bool releasedOneway;
         bool disposeInbound;
         ProtocolViolationException? violation = null;
-        int cancellations = 0;
         using (_slotLock.EnterScope())
         {
-            // Those below _laneFreedUpTo went before a block of the handler's (their generations moved on: skipped
-            // below anyway); a lane that ends without a handler (a routing failure) frees none.
-            FreeLaneSlotsUnderLock(Math.Min(_laneFreedUpTo, delivered), delivered, ref cancellations, ref violation);
+            // Those below _laneFreedUpTo went before a block of the handler's; a lane that ends without a handler (a
+            // routing failure) frees none.
+            FreeLaneRecordsUnderLock(Math.Min(_laneFreedUpTo, delivered), delivered, ref violation);
             if (delivered < laneCount)
             {
                 if (_inboundClosing)
                 {
                     // The connection closed under the lane (its undelivered transactions were released already): these
                     // are released the same way, so that the region goes once the last live one is freed.
-                    FreeLaneSlotsUnderLock(delivered, laneCount, ref cancellations, ref violation);
+                    FreeLaneRecordsUnderLock(delivered, laneCount, ref violation);
                 }
                 else
                 {
-                    RequeueUndeliveredUnderLock(laneCount, delivered);
+                    RequeueUndeliveredUnderLock(laneCount, delivered, ref violation);
                 }
             }
             releasedOneway = ReleaseNextOnewayUnderLock();
@@ -391,37 +401,50 @@ public sealed partial class PageRangeConnection
             _laneRuns++;
             _laneMessages += delivered;
         }
-        DisposeLaneCancellations(cancellations);
         AfterRelease(releasedOneway, disposeInbound, violation);
     }
 
     /// <summary>
-    /// Frees the lane's slots <paramref name="from"/> to <paramref name="to"/> (exclusive) that are still live with the
-    /// generation they were delivered with; the caller holds the slot lock. A handler that disposed its transaction
-    /// freed it already (the slot may even hold another one now): skipped. Cancellation sources are kept for
-    /// <see cref="DisposeLaneCancellations"/>, after the lock.
+    /// Frees the buffers of the lane's records <paramref name="from"/> to <paramref name="to"/> (exclusive); the caller
+    /// holds the slot lock (the inbound channel's free lock). Held for a batch: the lane's owner publishes them before it
+    /// waits (or the free that ends a pack does).
     /// </summary>
-    private void FreeLaneSlotsUnderLock(int from, int to, ref int cancellations, ref ProtocolViolationException? violation)
+    private void FreeLaneRecordsUnderLock(int from, int to, ref ProtocolViolationException? violation)
     {
-        for (int i = from; i < to; i++)
+        if (from >= to)
         {
-            IncomingSlot slot = _incomingSlots[_lane[i]];
-            if (slot.Generation == _laneGenerations[i]
-                && FreeSlotUnderLock(slot, _laneGenerations[i], deferPublish: true, ref violation) is { } cancellation)
+            return;
+        }
+        _liveTransactions -= to - from;
+        if (_inboundClosing)
+        {
+            // As FreeSlotUnderLock: a closing connection writes no frees (the writer is gone, or its ring is).
+            return;
+        }
+        try
+        {
+            for (int i = from; i < to; i++)
             {
-                _laneCancellations[cancellations++] = cancellation;
+                _inbound.FreeUnderLock(_laneRecords[i], deferPublish: true);
             }
+        }
+        catch (ProtocolViolationException error)
+        {
+            // The free ring is full or its head is corrupt: the writer broke the protocol; the connection closes.
+            violation ??= error;
         }
     }
 
-    /// <summary>Disposes the cancellation sources <see cref="FreeLaneSlotsUnderLock"/> kept, outside the slot lock.</summary>
-    private void DisposeLaneCancellations(int cancellations)
+    /// <summary>Disposes the cancellation source a lane's handler asked for (<see cref="Transaction.CallCancelled"/>), if any.</summary>
+    private void DisposeLaneCancellation()
     {
-        for (int i = 0; i < cancellations; i++)
+        CancellationTokenSource? source;
+        using (_slotLock.EnterScope())
         {
-            _laneCancellations[i]!.Dispose();
-            _laneCancellations[i] = null;
+            source = _laneSlot.Cancellation;
+            _laneSlot.Cancellation = null;
         }
+        source?.Dispose();
     }
 
     /// <summary>
@@ -441,10 +464,9 @@ public sealed partial class PageRangeConnection
         int upTo = _laneDelivered - 1;
         ProtocolViolationException? violation = null;
         bool disposeInbound;
-        int cancellations = 0;
         using (_slotLock.EnterScope())
         {
-            FreeLaneSlotsUnderLock(_laneFreedUpTo, upTo, ref cancellations, ref violation);
+            FreeLaneRecordsUnderLock(_laneFreedUpTo, upTo, ref violation);
             _laneFreedUpTo = Math.Max(_laneFreedUpTo, upTo);
             if (!_inboundClosing)
             {
@@ -453,7 +475,6 @@ public sealed partial class PageRangeConnection
             }
             disposeInbound = _inboundClosing && _liveTransactions == 0;
         }
-        DisposeLaneCancellations(cancellations);
         AfterRelease(releasedOneway: false, disposeInbound, violation);
     }
 
@@ -478,16 +499,27 @@ public sealed partial class PageRangeConnection
 
     /// <summary>
     /// A handler threw: the lane's oneways it did not reach go back, in order, in front of the oneways that were routed
-    /// to the backlog meanwhile, as ordinary backlogged oneways. The caller holds the slot lock.
+    /// to the backlog meanwhile, as ordinary backlogged oneways, each in a slot of its own now. The caller holds the slot
+    /// lock.
     /// </summary>
-    private void RequeueUndeliveredUnderLock(int laneCount, int delivered)
+    private void RequeueUndeliveredUnderLock(int laneCount, int delivered, ref ProtocolViolationException? violation)
     {
         int routedMeanwhile = _onewayBacklog.Count;
+        // Live already (counted when the lane took them): a slot each counts them again.
+        _liveTransactions -= laneCount - delivered;
         for (int i = delivered; i < laneCount; i++)
         {
-            IncomingSlot slot = _incomingSlots[_lane[i]];
-            slot.InLane = false;
-            _onewayBacklog.Enqueue(slot);
+            if (_freeIncomingCount == 0)
+            {
+                // Only a peer with more buffers live than its rings allow leaves no slot: the rest are freed, and the
+                // connection closes for the violation.
+                violation ??= new ProtocolViolationException(
+                    $"The peer published more than {_freeIncoming.Length} live buffers, beyond what its free ring allows.");
+                _liveTransactions += laneCount - i;
+                FreeLaneRecordsUnderLock(i, laneCount, ref violation);
+                break;
+            }
+            _onewayBacklog.Enqueue(AcquireIncomingUnsynchronized(_laneRecords[i], metadata: null, copy: null));
         }
         // Rotate the ones routed meanwhile behind them (a rare path: a handler's exception).
         for (int i = 0; i < routedMeanwhile; i++)

@@ -47,6 +47,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
 
     private readonly IncomingSlot[] _incomingSlots;
     private readonly int[] _freeIncoming;
+    private readonly IncomingSlot _laneSlot;
     private int _freeIncomingCount;
 
     private readonly PendingCall[] _calls;
@@ -115,14 +116,17 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
 
         // One incoming slot per buffer the peer may have live in our region: the writer never has more than the
         // rings allow, so a slot is always there when a record arrives.
+        // One more, the lane's (see ReceiveBatch), last and never in the free list: in the array so that what looks at
+        // every live slot (a close cancelling handlers' tokens, the dump) sees a lane's transaction too.
         int slots = inbound.MaxLiveTransactions;
-        _incomingSlots = new IncomingSlot[slots];
+        _incomingSlots = new IncomingSlot[slots + 1];
         _freeIncoming = new int[slots];
         for (int i = 0; i < slots; i++)
         {
             _incomingSlots[i] = new IncomingSlot(i);
             _freeIncoming[i] = slots - 1 - i;
         }
+        _laneSlot = _incomingSlots[slots] = new IncomingSlot(slots, isLaneSlot: true);
         _freeIncomingCount = slots;
         _copyPayloads = options.CopyIncomingPayloads switch
         {

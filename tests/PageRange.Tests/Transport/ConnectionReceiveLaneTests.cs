@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 using static PageRange.Tests.Infrastructure.Poll;
@@ -231,6 +232,75 @@ public sealed class ConnectionReceiveLaneTests
             Assert.Throws<ObjectDisposedException>(() => stale.Payload.Length);
             stale.Dispose();
         }
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0 && pair.Server.Inbound.PackedLive == 0, "every buffer went back to the writer");
+    }
+
+    [Fact]
+    public async Task ReceiveBatch_StaleCopiesDisposedOnAnotherThreadWhileTheNextIsHandled_NeverEndTheLiveOne()
+    {
+        // A lane delivers its oneways through one slot in turn: a copy of an earlier one, disposed on another thread while
+        // a later one is handled, must end nothing (its generation is gone), and a handler's own copy disposed there ends
+        // only its own message.
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int count = 3_000;
+        Task sending = Task.Run(() => SendNumbered(pair.Client, 0, count));
+        var state = new StaleDisposals();
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        Task disposing = Task.Run(() =>
+        {
+            while (!state.Done)
+            {
+                Volatile.Read(ref state.Copy)?.Value.Dispose();
+            }
+        });
+        try
+        {
+            while (state.Seen < count && state.Error is null)
+            {
+                pair.Server.ReceiveBatch(static (state, in transaction) =>
+                {
+                    if (!transaction.IsLive)
+                    {
+                        state.Error ??= $"oneway {state.Seen} was ended before its handler ran (by a stale copy's dispose)";
+                    }
+                    long number = BinaryPrimitives.ReadInt64LittleEndian(transaction.Payload);
+                    if (number != state.Seen)
+                    {
+                        state.Error ??= $"oneway {number} came as number {state.Seen}";
+                    }
+                    if (state.Seen % 7 == 0)
+                    {
+                        // A oneway's token: not cancelled while the peer lives; its source goes when the message does.
+                        if (transaction.CallCancelled.IsCancellationRequested)
+                        {
+                            state.Error ??= $"oneway {number}'s token was cancelled";
+                        }
+                    }
+                    // The previous message's copy, disposed here as well (the same slot, an older generation).
+                    Volatile.Read(ref state.Copy)?.Value.Dispose();
+                    // Long enough for the other thread's disposals of the previous copy to land during this handler.
+                    Thread.SpinWait(100);
+                    if (!transaction.IsLive)
+                    {
+                        state.Error ??= $"oneway {number} was ended during its handler (by a stale copy's dispose)";
+                    }
+                    state.Seen++;
+                    // The other thread disposes this copy from now on, during this handler and during the next ones.
+                    Volatile.Write(ref state.Copy, new StrongBox<Transaction>(transaction));
+                }, state, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            }
+        }
+        finally
+        {
+            state.Done = true;
+            await disposing.WaitAsync(TestTimeouts.Long);
+        }
+        await sending.WaitAsync(TestTimeouts.Long);
+
+        Assert.Null(state.Error);
+        Assert.Equal(count, state.Seen);
+        Assert.True(pair.Server.LaneCounts.Messages > count / 2, $"the lane delivered {pair.Server.LaneCounts.Messages} of {count}");
         Assert.Equal(0, pair.Server.LiveIncomingTransactions);
         await WaitUntilAsync(() => pair.Client.Outbound.LiveBuffers == 0 && pair.Server.Inbound.PackedLive == 0, "every buffer went back to the writer");
     }
@@ -756,6 +826,14 @@ public sealed class ConnectionReceiveLaneTests
 
         internal int Count;
         internal string? Error;
+    }
+
+    private sealed class StaleDisposals
+    {
+        internal int Seen;
+        internal string? Error;
+        internal StrongBox<Transaction>? Copy;
+        internal volatile bool Done;
     }
 
     private sealed class MixedTally
