@@ -18,8 +18,16 @@ public sealed partial class PageRangeConnection
     /// <exception cref="MessageTooLargeException">The payload is larger than the peer's oneway quota and can never fit.</exception>
     /// <exception cref="RegionFullException">The peer's region (or its oneway quota) stayed full for <see cref="PageRangeOptions.RegionFullTimeout"/>.</exception>
     /// <exception cref="PeerDiedException">The peer is gone.</exception>
-    public void SendOneway(uint code, ReadOnlySpan<byte> payload) =>
+    public void SendOneway(uint code, ReadOnlySpan<byte> payload)
+    {
+        // A stream's message goes straight into the open pack when it can (OutboundChannel.TryAppendToOpenPack);
+        // anything else, and any error, takes the full path.
+        if (Volatile.Read(ref _disposed) == 0 && !_peerDead && _outbound.TryAppendToOpenPack(code, payload))
+        {
+            return;
+        }
         SendCore(NextOnewayId(), code, TransactionFlags.Oneway, payload, CancellationToken.None);
+    }
 
     /// <summary>Calls the peer and waits on this thread for its reply (binder-style).</summary>
     /// <param name="code">The method or opcode, for the receiver.</param>
