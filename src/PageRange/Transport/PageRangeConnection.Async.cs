@@ -34,6 +34,10 @@ public sealed partial class PageRangeConnection
     /// <exception cref="PeerDiedException">The peer is gone.</exception>
     public ValueTask SendOnewayAsync(uint code, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
     {
+        if (TryAppendOneway(code, payload.Span))
+        {
+            return ValueTask.CompletedTask;
+        }
         ulong id = NextOnewayId();
         return TrySendNow(id, code, TransactionFlags.Oneway, payload.Span, default)
             ? ValueTask.CompletedTask

@@ -20,14 +20,19 @@ public sealed partial class PageRangeConnection
     /// <exception cref="PeerDiedException">The peer is gone.</exception>
     public void SendOneway(uint code, ReadOnlySpan<byte> payload)
     {
-        // A stream's message goes straight into the open pack when it can (OutboundChannel.TryAppendToOpenPack);
-        // anything else, and any error, takes the full path.
-        if (Volatile.Read(ref _disposed) == 0 && !_peerDead && _outbound.TryAppendToOpenPack(code, payload))
+        if (!TryAppendOneway(code, payload))
         {
-            return;
+            SendCore(NextOnewayId(), code, TransactionFlags.Oneway, payload, CancellationToken.None);
         }
-        SendCore(NextOnewayId(), code, TransactionFlags.Oneway, payload, CancellationToken.None);
     }
+
+    /// <summary>
+    /// A stream's oneway straight into the open pack, if it can go there now (<see cref="OutboundChannel.TryAppendToOpenPack"/>);
+    /// otherwise nothing is sent and the caller takes the full path, which also reports any error.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryAppendOneway(uint code, ReadOnlySpan<byte> payload) =>
+        Volatile.Read(ref _disposed) == 0 && !_peerDead && _outbound.TryAppendToOpenPack(code, payload);
 
     /// <summary>Calls the peer and waits on this thread for its reply (binder-style).</summary>
     /// <param name="code">The method or opcode, for the receiver.</param>

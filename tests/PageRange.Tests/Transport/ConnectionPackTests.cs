@@ -35,6 +35,33 @@ public sealed class ConnectionPackTests
         }
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task SendOneway_PackOpenWithRoom_AfterThePeersEndOrOwnDispose_TypedErrorAndNothingAppended(bool disposeOwnEnd)
+    {
+        // A stream's oneway goes straight into the open pack (no general path): the checks it skips must still hold.
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        pair.Client.SendOneway(1, new byte[16]);
+        Assert.True(pair.Client.Outbound.OpenPackOffset >= 0, "the first small oneway opened a pack");
+        long packedBefore = pair.Client.Outbound.PackedSent;
+
+        if (disposeOwnEnd)
+        {
+            pair.Client.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => pair.Client.SendOneway(2, new byte[16]));
+            await Assert.ThrowsAsync<ObjectDisposedException>(() => pair.Client.SendOnewayAsync(2, new byte[16]).AsTask());
+        }
+        else
+        {
+            pair.Server.Dispose();
+            await WaitUntilAsync(() => !pair.Client.IsPeerAlive, "the client saw its peer's end");
+            Assert.Throws<PeerDiedException>(() => pair.Client.SendOneway(2, new byte[16]));
+            await Assert.ThrowsAsync<PeerDiedException>(() => pair.Client.SendOnewayAsync(2, new byte[16]).AsTask());
+        }
+        Assert.Equal(packedBefore, pair.Client.Outbound.PackedSent);
+    }
+
     [Fact]
     public async Task Call_BehindPacksOfOnewaysAHandlerHolds_DeliveredToAnotherReceiverAtOnce()
     {

@@ -664,26 +664,31 @@ public sealed class ConnectionReceiveLaneTests
         }, TaskCreationOptions.LongRunning);
 
         byte[] payload = new byte[1024];
-        long allocated = 0;
-        long waitsBefore = 0;
-        for (int half = 0; half < 2; half++)
+        const int parts = 4;
+        long[] allocated = new long[parts];
+        long[] waits = new long[parts];
+        for (int part = 0; part < parts; part++)
         {
             long before = GC.GetAllocatedBytesForCurrentThread();
-            waitsBefore = pair.Client.RegionFullSendsForTest;
-            for (int i = half * (count / 2); i < (half + 1) * (count / 2); i++)
+            long waitsBefore = pair.Client.RegionFullSendsForTest;
+            for (int i = part * (count / parts); i < (part + 1) * (count / parts); i++)
             {
                 BinaryPrimitives.WriteInt64LittleEndian(payload, i);
                 pair.Client.SendOneway(7, payload);
             }
-            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            allocated[part] = GC.GetAllocatedBytesForCurrentThread() - before;
+            waits[part] = pair.Client.RegionFullSendsForTest - waitsBefore;
         }
-        long waits = pair.Client.RegionFullSendsForTest - waitsBefore;
         await receiving.WaitAsync(TestTimeouts.Long);
 
         Assert.Null(seen.Error);
-        Assert.True(waits > 0, "the sender never found the region full: nothing was tested");
-        // The second half, warmed up: each wait for room (a plain SendOneway, no token of its own) allocates nothing.
-        Assert.Equal(0, allocated);
+        string report = $"allocated {string.Join(", ", allocated)} B with {string.Join(", ", waits)} waits for room per part";
+        // Warmed up (the first part excluded), each wait for room (a plain SendOneway, no token of its own) allocates
+        // nothing: a part that waited allocated 0 B. Not every part: another thread taking the send lock (the shared
+        // shrinker's scan, say) revokes its bias, and the sender's next bias is one 32 B grant, whenever it comes.
+        Assert.True(waits.Skip(1).Sum() > 0, $"the sender never found the region full: nothing was tested ({report})");
+        Assert.True(Enumerable.Range(1, parts - 1).Any(part => waits[part] > 0 && allocated[part] == 0), report);
+        Assert.True(allocated.Skip(1).All(bytes => bytes <= 64), report);
     }
 
     [Fact]
