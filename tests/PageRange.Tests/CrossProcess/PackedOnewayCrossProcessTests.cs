@@ -34,6 +34,50 @@ public sealed class PackedOnewayCrossProcessTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task ReceiveBatch_PackedStreamFromHost_EveryByteInOrderThroughTheLaneAndEveryBufferBack()
+    {
+        // A real second process's stream drained by ReceiveBatch: its messages (12 B to 1 KiB, packed and not) ride the
+        // lane, one slot in turn; every one in order with its bytes, and every buffer and pack goes back to the
+        // host's writer (it could not finish 30,000 messages in our region otherwise, and nothing stays live here).
+        await using TransportHost host = await TransportHost.StartAsync(output);
+        host.Process.WriteLine($"send-stream {Count}");
+        var state = new StreamCheck();
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        await Task.Factory.StartNew(() =>
+        {
+            while (state.Next < Count && state.Error is null)
+            {
+                host.Connection.ReceiveBatch(static (state, in transaction) =>
+                {
+                    ulong? sequence = transaction.IsOneway ? StreamMessage.Check(transaction.Payload) : null;
+                    if (sequence != state.Next)
+                    {
+                        state.Error ??= $"message {state.Next}: got {(sequence is { } got ? got.ToString(System.Globalization.CultureInfo.InvariantCulture) : "a bad payload")}";
+                    }
+                    state.Next++;
+                }, state, PageRangeConnection.MaxReceiveBatch, bound.Token);
+            }
+        }, bound.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default).WaitAsync(TestTimeouts.Long);
+
+        Assert.Null(state.Error);
+        Assert.Equal((ulong)Count, state.Next);
+        Assert.Equal($"{Count}", host.Process.ReadUntil("sent: "));
+        (long runs, long messages) = host.Connection.LaneCounts;
+        InboundChannel inbound = host.Connection.Inbound;
+        output.WriteLine($"{messages} of {Count} messages through {runs} lanes; {inbound.Delivered} in {inbound.Received} records, {inbound.PacksReceived} packs");
+        Assert.True(messages > Count / 2, $"the lane took {messages} of {Count}");
+        Assert.Equal(0, host.Connection.LiveIncomingTransactions);
+        Assert.Equal(0, inbound.PackedLive);
+        Assert.Equal(inbound.Received, inbound.Freed);
+    }
+
+    private sealed class StreamCheck
+    {
+        internal ulong Next;
+        internal string? Error;
+    }
+
+    [Fact]
     public async Task SendOneway_PackedStreamToHost_EveryByteInOrderAndPacked()
     {
         await using TransportHost host = await TransportHost.StartAsync(output, null, "--receivers", "2");
