@@ -16,15 +16,19 @@ public sealed class FaultKillTests(ITestOutputHelper output)
 {
     private const int SenderKills = 12;
 
-    [Fact]
-    public async Task SenderKilledMidStream_ReceiverGetsWholeTransactionsThenPeerDied_AndReleasesItsRegion()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task SenderKilledMidStream_ReceiverGetsWholeTransactionsThenPeerDied_AndReleasesItsRegion(bool receiveBatch)
     {
-        var random = new Random(20240611);
+        // receiveBatch: drained by ReceiveBatch, whose lane holds a run of oneways without a slot each: a death under it
+        // must still deliver every whole transaction once, and the region must still go when the last one is freed.
+        var random = new Random(receiveBatch ? 20261203 : 20240611);
         FaultResources baseline = await FaultResources.SettledAsync();
         for (int iteration = 0; iteration < SenderKills; iteration++)
         {
             int killAfter = random.Next(1, 600);
-            (int received, ulong last, TimeSpan deathSeenAfter) = await KillSenderOnceAsync(random.Next(), killAfter);
+            (int received, ulong last, TimeSpan deathSeenAfter) = await KillSenderOnceAsync(random.Next(), killAfter, receiveBatch);
             output.WriteLine($"iteration {iteration}: killed after {killAfter} received; {received} whole transactions (seq 1..{last}); death seen {deathSeenAfter.TotalMilliseconds:F0} ms after the kill");
         }
         FaultResources after = await FaultResources.SettledAsync();
@@ -34,7 +38,7 @@ public sealed class FaultKillTests(ITestOutputHelper output)
         Assert.Equal(baseline.MemfdMappings, after.MemfdMappings);
     }
 
-    private async Task<(int Received, ulong Last, TimeSpan DeathSeenAfter)> KillSenderOnceAsync(int seed, int killAfter)
+    private async Task<(int Received, ulong Last, TimeSpan DeathSeenAfter)> KillSenderOnceAsync(int seed, int killAfter, bool receiveBatch)
     {
         string name = ControlHandshakeTests.UniqueName();
         var options = new PageRangeOptions { RegionSize = 2L << 20 };
@@ -45,45 +49,57 @@ public sealed class FaultKillTests(ITestOutputHelper output)
         ulong last = 0;
         Stopwatch? sinceKill = null;
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        void Handle(in Transaction transaction)
+        {
+            Assert.True(FaultPayload.TryVerify(transaction.Payload, out ulong seq),
+                $"transaction {seen.Count + 1} (length {transaction.Length}) is partial or corrupt");
+            Assert.True(seen.Add(seq), $"seq {seq} delivered twice");
+            last = Math.Max(last, seq);
+            if (transaction.IsTwoWay)
+            {
+                try
+                {
+                    transaction.Reply([1]);
+                }
+                catch (PeerDiedException)
+                {
+                    // Killed before we answered.
+                }
+            }
+            if (seen.Count == killAfter)
+            {
+                host.Kill();
+                sinceKill = Stopwatch.StartNew();
+            }
+        }
+
         await using (receiver)
         {
             while (true)
             {
-                Transaction transaction;
                 try
                 {
-                    transaction = receiver.Receive(bound.Token);
+                    if (receiveBatch)
+                    {
+                        receiver.ReceiveBatch(static (handle, in transaction) => handle(transaction), (TransactionHandle)Handle, PageRangeConnection.MaxReceiveBatch, bound.Token);
+                        continue;
+                    }
+                    using Transaction transaction = receiver.Receive(bound.Token);
+                    Handle(transaction);
                 }
                 catch (PeerDiedException)
                 {
                     break;
                 }
-                using (transaction)
-                {
-                    Assert.True(FaultPayload.TryVerify(transaction.Payload, out ulong seq),
-                        $"transaction {seen.Count + 1} (length {transaction.Length}) is partial or corrupt");
-                    Assert.True(seen.Add(seq), $"seq {seq} delivered twice");
-                    last = Math.Max(last, seq);
-                    if (transaction.IsTwoWay)
-                    {
-                        try
-                        {
-                            transaction.Reply([1]);
-                        }
-                        catch (PeerDiedException)
-                        {
-                            // Killed before we answered.
-                        }
-                    }
-                }
-                if (seen.Count == killAfter)
-                {
-                    host.Kill();
-                    sinceKill = Stopwatch.StartNew();
-                }
             }
             Assert.NotNull(sinceKill);
             Assert.False(receiver.IsPeerAlive);
+            if (receiveBatch)
+            {
+                // Most of the stream is oneways under 2 KiB: the lane took some of every run.
+                output.WriteLine($"lanes: {receiver.LaneCounts}");
+                Assert.True(receiver.LaneCounts.Messages > 0, "no lane ran");
+            }
             Assert.True(sinceKill.Elapsed < TestTimeouts.Short, $"the death was noticed only after {sinceKill.Elapsed}");
             // The sender publishes in order, and everything published is delivered: exactly 1..last, no gap.
             Assert.Equal(seen.Count, (int)last);
@@ -92,6 +108,8 @@ public sealed class FaultKillTests(ITestOutputHelper output)
         Assert.Equal((0, 0), FaultResources.Naming($"pagerange:{name}"));
         return (seen.Count, last, sinceKill.Elapsed);
     }
+
+    private delegate void TransactionHandle(in Transaction transaction);
 
     [Fact]
     public async Task ReceiverKilled_PendingCallsAndABlockedSendFailFastWithPeerDied()
