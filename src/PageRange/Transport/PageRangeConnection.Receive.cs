@@ -216,17 +216,24 @@ public sealed partial class PageRangeConnection
     /// <summary>Whether incoming payloads are copied out of the shared region before anyone reads them.</summary>
     internal bool CopiesIncomingPayloads => _copyPayloads;
 
-    internal ReadOnlySpan<byte> GetPayload(IncomingSlot slot) =>
-        slot.PayloadCopy is { } copy ? copy.AsSpan(0, slot.Record.PayloadLength) : _inbound.GetPayload(slot.Record);
+    /// <summary>The payload of <paramref name="record"/> (a live transaction's, copied once): its private copy, or in place.</summary>
+    internal ReadOnlySpan<byte> GetPayload(TransactionRecord record, byte[]? copy) =>
+        copy is not null ? copy.AsSpan(0, record.PayloadLength) : _inbound.GetPayload(record);
 
-    internal ReadOnlyMemory<byte> GetPayloadMemory(IncomingSlot slot) =>
-        slot.PayloadCopy is { } copy ? copy.AsMemory(0, slot.Record.PayloadLength) : _inbound.GetPayloadMemory(slot.Record);
+    /// <inheritdoc cref="GetPayload(TransactionRecord, byte[])"/>
+    internal ReadOnlyMemory<byte> GetPayloadMemory(TransactionRecord record, byte[]? copy) =>
+        copy is not null ? copy.AsMemory(0, record.PayloadLength) : _inbound.GetPayloadMemory(record);
 
-    internal CancellationToken GetCallCancellationToken(IncomingSlot slot)
+    internal CancellationToken GetCallCancellationToken(IncomingSlot slot, int generation)
     {
         CancellationTokenSource source;
         using (_slotLock.EnterScope())
         {
+            // Under the lock, again: a stale handle must not give its source to the slot's next transaction.
+            if (slot.Generation != generation)
+            {
+                ThrowHelper.ThrowObjectDisposed(default(Transaction));
+            }
             source = slot.Cancellation ??= new CancellationTokenSource();
         }
         if (slot.CancelRequested || _peerDead)

@@ -28,10 +28,13 @@ public sealed partial class PageRangeConnection
     /// <summary>The default and the largest <c>maxTransactions</c> of <see cref="ReceiveBatch"/>.</summary>
     public const int MaxReceiveBatch = 256;
 
-    // The lane's records (its own copies, validated by the channel), used only by the thread running the lane: only one
-    // lane runs at a time (it starts only while no oneway is in progress, looked at again once the reader role is
-    // taken, and keeps one in progress until it ends). Each is delivered through the one lane slot in turn.
+    // The lane's records (its own copies, validated by the channel, made when it is admitted under the slot lock), used
+    // only by the thread running the lane: only one lane runs at a time (_laneRunning). Each is delivered through the one
+    // lane slot in turn.
     private readonly TransactionRecord[] _laneRecords = new TransactionRecord[InboundChannel.ReceiveBatch];
+    // A lane is admitted (under the slot lock) until its end: no second lane may start meanwhile, even when a close has
+    // released the backlog and with it the oneway in progress.
+    private bool _laneRunning;
     private long _laneRuns;
     private long _laneMessages;
     // The thread running the lane (0: none), how many of the lane's messages it has been given so far, and how many of
@@ -251,21 +254,18 @@ public sealed partial class PageRangeConnection
     {
         // Lock-free looks first (the caller holds a reading reference, so the ring's tail may be read): a lane needs
         // records in the ring and nothing ready ahead of them; a receiver that is behind takes its ready ones as usual.
-        if (_copyPayloads || _violated || _drainedAfterDeath || Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null
-            || Volatile.Read(ref _onewayInProgress) || !_inbound.RecordsMaybeReady || !TryTakeReaderRole())
+        if (_copyPayloads || _violated || _drainedAfterDeath || Volatile.Read(ref _disposed) != 0 || _peerDead
+            || Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null
+            || Volatile.Read(ref _onewayInProgress) || Volatile.Read(ref _laneRunning) || !_inbound.RecordsMaybeReady || !TryTakeReaderRole())
         {
             return 0;
         }
         int laneCount = 0;
         try
         {
-            // Again, with the role: a lane that started after the look above set it before it released the role, and
-            // its records must not be overwritten.
-            if (Volatile.Read(ref _onewayInProgress))
-            {
-                return 0;
-            }
-            Span<TransactionRecord> batch = _laneRecords.AsSpan(0, Math.Min(_laneRecords.Length, max));
+            // The pump's batch (the reader role is ours): the lane's own copies are made below, only once it is admitted
+            // under the slot lock, so nothing here can overwrite the records of a lane running on another thread.
+            Span<TransactionRecord> batch = _pumpBatch.AsSpan(0, Math.Min(_pumpBatch.Length, max));
             int count = _inbound.TryReceiveBatch(batch);
             if (count == 0)
             {
@@ -273,17 +273,21 @@ public sealed partial class PageRangeConnection
             }
             using (_slotLock.EnterScope())
             {
-                if (!_onewayInProgress && _incomingReady.Count == 0 && _handoff is null && _receiveWaiters.Count == 0 && !_inboundClosing
-                    && IsLaneMessage(batch[0]))
+                // _laneRunning as well as the oneway in progress: a close releases the backlog's oneways, which may
+                // clear the second while a lane still runs.
+                if (!_laneRunning && !_onewayInProgress && _incomingReady.Count == 0 && _handoff is null && _receiveWaiters.Count == 0
+                    && !_inboundClosing && IsLaneMessage(batch[0]))
                 {
                     Debug.Assert(_onewayBacklog.Count == 0, "No oneway waits in the backlog while none is in progress.");
                     while (laneCount < count && IsLaneMessage(batch[laneCount]))
                     {
+                        _laneRecords[laneCount] = batch[laneCount];
                         laneCount++;
                     }
                     // From now until the lane's end, oneways routed by anyone wait in the backlog. Live as delivered
                     // transactions are (a close unmaps the region only once none is), without a slot each.
                     _onewayInProgress = true;
+                    _laneRunning = true;
                     _liveTransactions += laneCount;
                 }
             }
@@ -349,6 +353,11 @@ public sealed partial class PageRangeConnection
                 // Ended for the handle (if the handler did not dispose it): a stale copy fails its generation check from
                 // now on. The same store as a concurrent Release's exchange, so either order leaves it ended.
                 Volatile.Write(ref lane.Generation, generation + 1);
+                if (!Transaction.MemoryStaysInOrder)
+                {
+                    // The end must be visible before the next record's stores (a stale handle's reader checks it after them).
+                    Interlocked.MemoryBarrier();
+                }
                 if (lane.Cancellation is not null)
                 {
                     DisposeLaneCancellation();
@@ -361,6 +370,10 @@ public sealed partial class PageRangeConnection
             {
                 // The handler threw: its transaction ends with it.
                 Volatile.Write(ref lane.Generation, lane.Generation + 1);
+            }
+            if (lane.Cancellation is not null)
+            {
+                // A handler that threw (after disposing its transaction, perhaps) leaves its source too.
                 DisposeLaneCancellation();
             }
             Volatile.Write(ref _laneThreadId, 0);
@@ -398,6 +411,7 @@ public sealed partial class PageRangeConnection
             }
             releasedOneway = ReleaseNextOnewayUnderLock();
             disposeInbound = _inboundClosing && _liveTransactions == 0;
+            _laneRunning = false;
             _laneRuns++;
             _laneMessages += delivered;
         }

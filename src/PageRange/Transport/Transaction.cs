@@ -25,13 +25,13 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     }
 
     /// <summary>The method or opcode the sender chose (binder's <c>code</c>).</summary>
-    public uint Code => Slot.Record.Code;
+    public uint Code => Record.Code;
 
     /// <summary>How the transaction was sent.</summary>
-    public TransactionFlags Flags => Slot.Record.Flags;
+    public TransactionFlags Flags => Record.Flags;
 
     /// <summary>The transaction id; a reply carries the id of the call it answers.</summary>
-    public ulong Id => Slot.Record.TransactionId;
+    public ulong Id => Record.TransactionId;
 
     /// <summary>Whether the sender expects no reply.</summary>
     public bool IsOneway => (Flags & TransactionFlags.Oneway) != 0;
@@ -46,28 +46,42 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     /// once (as the deserializers do), or set <see cref="PageRangeOptions.CopyIncomingPayloads"/> so that every payload
     /// is copied once into private pooled memory before anyone sees it (the default for peers of another uid).
     /// </remarks>
-    public ReadOnlySpan<byte> Payload => _connection!.GetPayload(Slot);
+    public ReadOnlySpan<byte> Payload
+    {
+        get
+        {
+            TransactionRecord record = ReadRecord(out byte[]? copy);
+            return _connection!.GetPayload(record, copy);
+        }
+    }
 
     /// <summary>The payload as memory, in place in the receive region. Valid until the transaction is disposed.</summary>
     /// <remarks>The same bytes as <see cref="Payload"/>, with the same caveat: see there.</remarks>
-    public ReadOnlyMemory<byte> Memory => _connection!.GetPayloadMemory(Slot);
+    public ReadOnlyMemory<byte> Memory
+    {
+        get
+        {
+            TransactionRecord record = ReadRecord(out byte[]? copy);
+            return _connection!.GetPayloadMemory(record, copy);
+        }
+    }
 
     /// <summary>The payload's length in bytes (the metadata block not counted).</summary>
-    public int Length => Slot.Record.PayloadLength;
+    public int Length => Record.PayloadLength;
 
     /// <summary>The caller's deadline (<see cref="PageRangeCallOptions.Deadline"/>), UTC; <c>null</c> when it set none.</summary>
     /// <remarks>Advice from the peer: after it, the caller no longer waits for the reply. The clocks agree (one machine).</remarks>
-    public DateTimeOffset? Deadline => Slot.Metadata?.Deadline;
+    public DateTimeOffset? Deadline => ReadMetadata()?.Deadline;
 
     /// <summary>The caller's key/values (<see cref="PageRangeCallOptions.Metadata"/>), in the order sent; empty when none.</summary>
     /// <remarks>Copied and validated on receipt (bounded, printable ASCII keys, valid UTF-8 values); still peer text.</remarks>
-    public IReadOnlyList<KeyValuePair<string, string>> Metadata => Slot.Metadata?.Pairs ?? [];
+    public IReadOnlyList<KeyValuePair<string, string>> Metadata => ReadMetadata()?.Pairs ?? [];
 
     /// <summary>The caller's W3C trace context; <c>default</c> when it carried none.</summary>
-    internal System.Diagnostics.ActivityContext TraceContext => Slot.Metadata?.TraceContext ?? default;
+    internal System.Diagnostics.ActivityContext TraceContext => ReadMetadata()?.TraceContext ?? default;
 
     /// <summary>Cancelled when the caller of this two-way call cancels it or gives up waiting.</summary>
-    public CancellationToken CallCancelled => _connection!.GetCallCancellationToken(Slot);
+    public CancellationToken CallCancelled => _connection!.GetCallCancellationToken(Slot, _generation);
 
     /// <summary>Sends <paramref name="payload"/> as the reply to this call, into the caller's region.</summary>
     /// <exception cref="InvalidOperationException">This is not a two-way call, or it was already replied to.</exception>
@@ -124,7 +138,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     {
         get
         {
-            TransactionRecord record = Slot.Record;
+            TransactionRecord record = Record;
             return (record.Flags & TransactionFlags.TwoWay) != 0
                 ? new CallChain(record.Context.ChainId, record.Context.Depth + 1)
                 : default;
@@ -132,10 +146,10 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     }
 
     /// <summary>The chain this two-way call belongs to; 0 for other transactions.</summary>
-    internal ulong ChainId => Slot.Record.Context.ChainId;
+    internal ulong ChainId => Record.Context.ChainId;
 
     /// <summary>How deep in its chain this two-way call is; 0 for the call that started it and for other transactions.</summary>
-    internal int Depth => (int)Slot.Record.Context.Depth;
+    internal int Depth => (int)Record.Context.Depth;
 
     /// <summary>
     /// Reserves the reply to this call in the caller's region, to write it in place and publish it with
@@ -193,6 +207,53 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
 
     /// <summary>The connection the transaction arrived on.</summary>
     internal PageRangeConnection Connection => _connection ?? throw new ObjectDisposedException(nameof(Transaction));
+
+    /// <summary>This transaction's record, copied once from its slot and checked to be this generation's after the copy.</summary>
+    private TransactionRecord Record => ReadRecord(out _);
+
+    /// <summary>
+    /// The record (and private payload copy, if any) of this transaction, read as a seqlock reader reads: the generation
+    /// checked, the fields copied, the generation checked again. A stale copy of the handle on another thread, racing the
+    /// slot's reuse (a lane's next oneway reuses its slot within nanoseconds), then fails with
+    /// <see cref="ObjectDisposedException"/> instead of returning a later transaction's fields or a mix of two.
+    /// </summary>
+    private TransactionRecord ReadRecord(out byte[]? copy)
+    {
+        IncomingSlot slot = Slot;
+        TransactionRecord record = slot.Record;
+        copy = slot.PayloadCopy;
+        if (!MemoryStaysInOrder)
+        {
+            // Elsewhere loads may pass loads: the copies above must be done before the generation is read again.
+            Interlocked.MemoryBarrier();
+        }
+        if (Volatile.Read(ref slot.Generation) != _generation)
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
+        return record;
+    }
+
+    /// <summary>This transaction's parsed metadata (null: none), read as <see cref="ReadRecord"/> reads the record.</summary>
+    private CallMetadata? ReadMetadata()
+    {
+        IncomingSlot slot = Slot;
+        CallMetadata? metadata = slot.Metadata;
+        if (!MemoryStaysInOrder)
+        {
+            Interlocked.MemoryBarrier();
+        }
+        if (Volatile.Read(ref slot.Generation) != _generation)
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
+        return metadata;
+    }
+
+    // x86-64 does not reorder loads with loads nor stores with stores, and the JIT does not move a load past a volatile
+    // one: a seqlock's reader and writer need no fence there. Elsewhere they take one.
+    internal static readonly bool MemoryStaysInOrder =
+        System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
 
     internal IncomingSlot Slot
     {

@@ -311,7 +311,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <remarks>Valid until the transaction is freed or the channel is disposed; the memory is read-only.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    internal ReadOnlySpan<byte> GetPayload(in TransactionRecord record)
+    /// <remarks>By value: the checks and the span read one copy, even when the caller's record is a slot's, which the slot's
+    /// next transaction may overwrite meanwhile (a stale handle on another thread).</remarks>
+    internal ReadOnlySpan<byte> GetPayload(TransactionRecord record)
     {
         ThrowIfDisposed();
         CheckInDataArea(record);
@@ -324,7 +326,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <remarks>The peer can still write these bytes: copy them once before parsing.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    internal ReadOnlySpan<byte> GetMetadata(in TransactionRecord record)
+    internal ReadOnlySpan<byte> GetMetadata(TransactionRecord record)
     {
         ThrowIfDisposed();
         CheckInDataArea(record);
@@ -337,7 +339,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <remarks>Valid until the transaction is freed or the channel is disposed.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    internal ReadOnlyMemory<byte> GetPayloadMemory(in TransactionRecord record)
+    internal ReadOnlyMemory<byte> GetPayloadMemory(TransactionRecord record)
     {
         ThrowIfDisposed();
         CheckInDataArea(record);
