@@ -50,7 +50,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     {
         get
         {
-            TransactionRecord record = ReadRecord(out byte[]? copy);
+            TransactionRecord record = ReadRecord(out byte[]? copy, out _);
             return _connection!.GetPayload(record, copy);
         }
     }
@@ -61,7 +61,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     {
         get
         {
-            TransactionRecord record = ReadRecord(out byte[]? copy);
+            TransactionRecord record = ReadRecord(out byte[]? copy, out _);
             return _connection!.GetPayloadMemory(record, copy);
         }
     }
@@ -71,14 +71,14 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
 
     /// <summary>The caller's deadline (<see cref="PageRangeCallOptions.Deadline"/>), UTC; <c>null</c> when it set none.</summary>
     /// <remarks>Advice from the peer: after it, the caller no longer waits for the reply. The clocks agree (one machine).</remarks>
-    public DateTimeOffset? Deadline => ReadMetadata()?.Deadline;
+    public DateTimeOffset? Deadline => ParsedMetadata?.Deadline;
 
     /// <summary>The caller's key/values (<see cref="PageRangeCallOptions.Metadata"/>), in the order sent; empty when none.</summary>
     /// <remarks>Copied and validated on receipt (bounded, printable ASCII keys, valid UTF-8 values); still peer text.</remarks>
-    public IReadOnlyList<KeyValuePair<string, string>> Metadata => ReadMetadata()?.Pairs ?? [];
+    public IReadOnlyList<KeyValuePair<string, string>> Metadata => ParsedMetadata?.Pairs ?? [];
 
     /// <summary>The caller's W3C trace context; <c>default</c> when it carried none.</summary>
-    internal System.Diagnostics.ActivityContext TraceContext => ReadMetadata()?.TraceContext ?? default;
+    internal System.Diagnostics.ActivityContext TraceContext => ParsedMetadata?.TraceContext ?? default;
 
     /// <summary>Cancelled when the caller of this two-way call cancels it or gives up waiting.</summary>
     public CancellationToken CallCancelled => _connection!.GetCallCancellationToken(Slot, _generation);
@@ -209,19 +209,20 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     internal PageRangeConnection Connection => _connection ?? throw new ObjectDisposedException(nameof(Transaction));
 
     /// <summary>This transaction's record, copied once from its slot and checked to be this generation's after the copy.</summary>
-    private TransactionRecord Record => ReadRecord(out _);
+    private TransactionRecord Record => ReadRecord(out _, out _);
 
     /// <summary>
-    /// The record (and private payload copy, if any) of this transaction, read as a seqlock reader reads: the generation
-    /// checked, the fields copied, the generation checked again. A stale copy of the handle on another thread, racing the
+    /// The record (and private payload copy and parsed metadata, if any) of this transaction, read as a seqlock reader
+    /// reads: the generation checked, the fields copied, the generation checked again. A stale copy of the handle on another thread, racing the
     /// slot's reuse (a lane's next oneway reuses its slot within nanoseconds), then fails with
     /// <see cref="ObjectDisposedException"/> instead of returning a later transaction's fields or a mix of two.
     /// </summary>
-    private TransactionRecord ReadRecord(out byte[]? copy)
+    private TransactionRecord ReadRecord(out byte[]? copy, out CallMetadata? metadata)
     {
         IncomingSlot slot = Slot;
         TransactionRecord record = slot.Record;
         copy = slot.PayloadCopy;
+        metadata = slot.Metadata;
         if (!MemoryStaysInOrder)
         {
             // Elsewhere loads may pass loads: the copies above must be done before the generation is read again.
@@ -234,20 +235,14 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
         return record;
     }
 
-    /// <summary>This transaction's parsed metadata (null: none), read as <see cref="ReadRecord"/> reads the record.</summary>
-    private CallMetadata? ReadMetadata()
+    /// <summary>This transaction's parsed metadata (null: none), read with its record (<see cref="ReadRecord"/>).</summary>
+    private CallMetadata? ParsedMetadata
     {
-        IncomingSlot slot = Slot;
-        CallMetadata? metadata = slot.Metadata;
-        if (!MemoryStaysInOrder)
+        get
         {
-            Interlocked.MemoryBarrier();
+            ReadRecord(out _, out CallMetadata? metadata);
+            return metadata;
         }
-        if (Volatile.Read(ref slot.Generation) != _generation)
-        {
-            ThrowHelper.ThrowObjectDisposed(this);
-        }
-        return metadata;
     }
 
     // x86-64 does not reorder loads with loads nor stores with stores, and the JIT does not move a load past a volatile
