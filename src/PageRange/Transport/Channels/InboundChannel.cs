@@ -274,6 +274,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                     break;
                 }
                 records[count++] = record;
+                PrefetchBuffer(record);
                 _txRing.AdvanceUnpublished();
                 advanced = true;
                 TransportMetrics.OnReceived(record.Flags, record.Length);
@@ -304,6 +305,23 @@ internal sealed unsafe class InboundChannel : IDisposable
         finally
         {
             _receiveLock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Asks for the first line of a validated record's buffer now: the peer wrote it (it is in the peer's cache), and the
+    /// handler reads it only after this batch is routed and handed out (hundreds of instructions later, beyond what the
+    /// core runs ahead). Fetched meanwhile, its transfer overlaps that work instead of following it: one line transfer
+    /// fewer on a call's critical path per direction. A hint only: nothing is read from it here.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private void PrefetchBuffer(in TransactionRecord record)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            // SAFETY: a prefetch never faults and reads nothing into the program; the address lies inside the mapped data
+            // area anyway (the record was validated against it).
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(_data + record.Offset);
         }
     }
 
