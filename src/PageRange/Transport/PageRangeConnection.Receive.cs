@@ -216,13 +216,13 @@ public sealed partial class PageRangeConnection
     /// <summary>Whether incoming payloads are copied out of the shared region before anyone reads them.</summary>
     internal bool CopiesIncomingPayloads => _copyPayloads;
 
-    /// <summary>The payload of <paramref name="record"/> (a live transaction's, copied once): its private copy, or in place.</summary>
-    internal ReadOnlySpan<byte> GetPayload(TransactionRecord record, byte[]? copy) =>
-        copy is not null ? copy.AsSpan(0, record.PayloadLength) : _inbound.GetPayload(record);
+    /// <summary>A live transaction's payload, from its bounds and private copy (copied once from its slot): the copy, or in place.</summary>
+    internal ReadOnlySpan<byte> GetPayload(long payloadOffset, int payloadLength, byte[]? copy) =>
+        copy is not null ? copy.AsSpan(0, payloadLength) : _inbound.GetPayload(payloadOffset, payloadLength);
 
-    /// <inheritdoc cref="GetPayload(TransactionRecord, byte[])"/>
-    internal ReadOnlyMemory<byte> GetPayloadMemory(TransactionRecord record, byte[]? copy) =>
-        copy is not null ? copy.AsMemory(0, record.PayloadLength) : _inbound.GetPayloadMemory(record);
+    /// <inheritdoc cref="GetPayload(long, int, byte[])"/>
+    internal ReadOnlyMemory<byte> GetPayloadMemory(long payloadOffset, int payloadLength, byte[]? copy) =>
+        copy is not null ? copy.AsMemory(0, payloadLength) : _inbound.GetPayloadMemory(payloadOffset, payloadLength);
 
     internal CancellationToken GetCallCancellationToken(IncomingSlot slot, int generation)
     {

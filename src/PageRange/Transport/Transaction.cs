@@ -25,13 +25,40 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     }
 
     /// <summary>The method or opcode the sender chose (binder's <c>code</c>).</summary>
-    public uint Code => Record.Code;
+    public uint Code
+    {
+        get
+        {
+            IncomingSlot slot = ReadSlot;
+            uint code = slot.Record.Code;
+            EndRead(slot);
+            return code;
+        }
+    }
 
     /// <summary>How the transaction was sent.</summary>
-    public TransactionFlags Flags => Record.Flags;
+    public TransactionFlags Flags
+    {
+        get
+        {
+            IncomingSlot slot = ReadSlot;
+            TransactionFlags flags = slot.Record.Flags;
+            EndRead(slot);
+            return flags;
+        }
+    }
 
     /// <summary>The transaction id; a reply carries the id of the call it answers.</summary>
-    public ulong Id => Record.TransactionId;
+    public ulong Id
+    {
+        get
+        {
+            IncomingSlot slot = ReadSlot;
+            ulong id = slot.Record.TransactionId;
+            EndRead(slot);
+            return id;
+        }
+    }
 
     /// <summary>Whether the sender expects no reply.</summary>
     public bool IsOneway => (Flags & TransactionFlags.Oneway) != 0;
@@ -50,8 +77,14 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     {
         get
         {
-            TransactionRecord record = ReadRecord(out byte[]? copy, out _);
-            return _connection!.GetPayload(record, copy);
+            // Just the fields the span needs, as a seqlock reader (EndRead), not the whole record: a stream's handler
+            // reads this per message.
+            IncomingSlot slot = ReadSlot;
+            long offset = slot.Record.PayloadOffset;
+            int length = slot.Record.PayloadLength;
+            byte[]? copy = slot.PayloadCopy;
+            EndRead(slot);
+            return _connection!.GetPayload(offset, length, copy);
         }
     }
 
@@ -61,13 +94,26 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     {
         get
         {
-            TransactionRecord record = ReadRecord(out byte[]? copy, out _);
-            return _connection!.GetPayloadMemory(record, copy);
+            IncomingSlot slot = ReadSlot;
+            long offset = slot.Record.PayloadOffset;
+            int length = slot.Record.PayloadLength;
+            byte[]? copy = slot.PayloadCopy;
+            EndRead(slot);
+            return _connection!.GetPayloadMemory(offset, length, copy);
         }
     }
 
     /// <summary>The payload's length in bytes (the metadata block not counted).</summary>
-    public int Length => Record.PayloadLength;
+    public int Length
+    {
+        get
+        {
+            IncomingSlot slot = ReadSlot;
+            int length = slot.Record.PayloadLength;
+            EndRead(slot);
+            return length;
+        }
+    }
 
     /// <summary>The caller's deadline (<see cref="PageRangeCallOptions.Deadline"/>), UTC; <c>null</c> when it set none.</summary>
     /// <remarks>Advice from the peer: after it, the caller no longer waits for the reply. The clocks agree (one machine).</remarks>
@@ -213,26 +259,38 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
 
     /// <summary>
     /// The record (and private payload copy and parsed metadata, if any) of this transaction, read as a seqlock reader
-    /// reads: the generation checked, the fields copied, the generation checked again. A stale copy of the handle on another thread, racing the
-    /// slot's reuse (a lane's next oneway reuses its slot within nanoseconds), then fails with
+    /// reads: the fields copied, then the generation checked (<see cref="EndRead"/>). A stale copy of the handle on
+    /// another thread, racing the slot's reuse (a lane's next oneway reuses its slot within nanoseconds), then fails with
     /// <see cref="ObjectDisposedException"/> instead of returning a later transaction's fields or a mix of two.
     /// </summary>
     private TransactionRecord ReadRecord(out byte[]? copy, out CallMetadata? metadata)
     {
-        IncomingSlot slot = Slot;
+        IncomingSlot slot = ReadSlot;
         TransactionRecord record = slot.Record;
         copy = slot.PayloadCopy;
         metadata = slot.Metadata;
+        EndRead(slot);
+        return record;
+    }
+
+    /// <summary>
+    /// A seqlock reader's check: the fields just copied from <paramref name="slot"/> are this transaction's if the
+    /// generation is still this handle's after the copies. One look suffices (none before the copies): the slot's writer
+    /// ends a generation (a store) before it stores the next transaction's fields, and the generation is loaded after the
+    /// copies, so a copy that saw any later field sees the end too. A handle made before this generation never matches.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private void EndRead(IncomingSlot slot)
+    {
         if (!MemoryStaysInOrder)
         {
-            // Elsewhere loads may pass loads: the copies above must be done before the generation is read again.
+            // Elsewhere loads may pass loads: the copies must be done before the generation is read again.
             Interlocked.MemoryBarrier();
         }
         if (Volatile.Read(ref slot.Generation) != _generation)
         {
             ThrowHelper.ThrowObjectDisposed(this);
         }
-        return record;
     }
 
     /// <summary>This transaction's parsed metadata (null: none), read with its record (<see cref="ReadRecord"/>).</summary>
@@ -249,6 +307,23 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     // one: a seqlock's reader and writer need no fence there. Elsewhere they take one.
     internal static readonly bool MemoryStaysInOrder =
         System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
+
+    /// <summary>
+    /// The slot to copy fields from, for <see cref="EndRead"/> to confirm: its generation is checked once, after the
+    /// copies (in order with them: a later transaction's fields are stored only after this one's end), not before too.
+    /// </summary>
+    private IncomingSlot ReadSlot
+    {
+        get
+        {
+            IncomingSlot? slot = _slot;
+            if (slot is null)
+            {
+                ThrowHelper.ThrowObjectDisposed(this);
+            }
+            return slot;
+        }
+    }
 
     internal IncomingSlot Slot
     {

@@ -340,6 +340,20 @@ internal sealed unsafe class InboundChannel : IDisposable
         return new ReadOnlySpan<byte>(_data + record.PayloadOffset, record.PayloadLength);
     }
 
+    /// <summary>
+    /// The payload at <paramref name="payloadOffset"/> of <paramref name="payloadLength"/> bytes, in place: a record's
+    /// payload bounds, copied by the caller (a transaction handle reads just these two, not its whole record).
+    /// </summary>
+    /// <inheritdoc cref="GetPayload(TransactionRecord)"/>
+    internal ReadOnlySpan<byte> GetPayload(long payloadOffset, int payloadLength)
+    {
+        ThrowIfDisposed();
+        CheckPayloadInDataArea(payloadOffset, payloadLength);
+        // SAFETY: [payloadOffset, payloadOffset+payloadLength) lies inside the data area (checked above), mapped until
+        // Dispose.
+        return new ReadOnlySpan<byte>(_data + payloadOffset, payloadLength);
+    }
+
     /// <summary>The metadata block at the start of a received transaction's buffer, in place (empty when it has none).</summary>
     /// <remarks>The peer can still write these bytes: copy them once before parsing.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
@@ -362,6 +376,15 @@ internal sealed unsafe class InboundChannel : IDisposable
         ThrowIfDisposed();
         CheckInDataArea(record);
         return _memory.Memory.Slice((int)record.PayloadOffset, record.PayloadLength);
+    }
+
+    /// <summary>The payload at <paramref name="payloadOffset"/> of <paramref name="payloadLength"/> bytes as memory, in place (the bounds copied by the caller).</summary>
+    /// <inheritdoc cref="GetPayloadMemory(TransactionRecord)"/>
+    internal ReadOnlyMemory<byte> GetPayloadMemory(long payloadOffset, int payloadLength)
+    {
+        ThrowIfDisposed();
+        CheckPayloadInDataArea(payloadOffset, payloadLength);
+        return _memory.Memory.Slice((int)payloadOffset, payloadLength);
     }
 
     /// <summary>
@@ -989,6 +1012,14 @@ internal sealed unsafe class InboundChannel : IDisposable
     // Inlined: every payload access makes this check (a record's copy in a slot is ours, but the check costs a few
     // compares, and a call per access showed in a stream's profile).
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private void CheckPayloadInDataArea(long payloadOffset, int payloadLength)
+    {
+        if (payloadOffset < 0 || payloadLength < 0 || payloadOffset > _layout.DataSize - payloadLength)
+        {
+            ThrowHelper.ThrowOutOfRange(payloadOffset, payloadLength, _layout.DataSize);
+        }
+    }
+
     private void CheckInDataArea(in TransactionRecord record)
     {
         if (record.Offset < 0 || record.Length < 0 || record.Offset > _layout.DataSize - record.Length
