@@ -28,10 +28,12 @@ public sealed partial class PageRangeConnection
     /// <summary>The default and the largest <c>maxTransactions</c> of <see cref="ReceiveBatch"/>.</summary>
     public const int MaxReceiveBatch = 256;
 
-    // The lane's records (its own copies, validated by the channel, made when it is admitted under the slot lock), used
-    // only by the thread running the lane: only one lane runs at a time (_laneRunning). Each is delivered through the one
-    // lane slot in turn.
-    private readonly TransactionRecord[] _laneRecords = new TransactionRecord[InboundChannel.ReceiveBatch];
+    // The lane's records (validated by the channel), used only by the thread running the lane: only one lane runs at a
+    // time (_laneRunning). Each is delivered through the one lane slot in turn. A lane reads the ring into the spare
+    // array (under the reader role, which no two threads hold at once) and, once admitted under the slot lock, swaps the
+    // two: the records are its own without a copy, and a later reader, while this lane runs, reads into the other array.
+    private TransactionRecord[] _laneRecords = new TransactionRecord[InboundChannel.ReceiveBatch];
+    private TransactionRecord[] _laneRecordsSpare = new TransactionRecord[InboundChannel.ReceiveBatch];
     // A lane is admitted (under the slot lock) until its end: no second lane may start meanwhile, even when a close has
     // released the backlog and with it the oneway in progress.
     private bool _laneRunning;
@@ -263,9 +265,10 @@ public sealed partial class PageRangeConnection
         int laneCount = 0;
         try
         {
-            // The pump's batch (the reader role is ours): the lane's own copies are made below, only once it is admitted
-            // under the slot lock, so nothing here can overwrite the records of a lane running on another thread.
-            Span<TransactionRecord> batch = _pumpBatch.AsSpan(0, Math.Min(_pumpBatch.Length, max));
+            // The spare array (the reader role is ours, and only a reader swaps it, when its lane is admitted): never the
+            // array of a lane running on another thread.
+            TransactionRecord[] spare = _laneRecordsSpare;
+            Span<TransactionRecord> batch = spare.AsSpan(0, Math.Min(spare.Length, max));
             int count = _inbound.TryReceiveBatch(batch);
             if (count == 0)
             {
@@ -281,9 +284,11 @@ public sealed partial class PageRangeConnection
                     Debug.Assert(_onewayBacklog.Count == 0, "No oneway waits in the backlog while none is in progress.");
                     while (laneCount < count && IsLaneMessage(batch[laneCount]))
                     {
-                        _laneRecords[laneCount] = batch[laneCount];
                         laneCount++;
                     }
+                    // The last lane has ended (_laneRunning was false): its array is free to be the next spare.
+                    _laneRecordsSpare = _laneRecords;
+                    _laneRecords = spare;
                     // From now until the lane's end, oneways routed by anyone wait in the backlog. Live as delivered
                     // transactions are (a close unmaps the region only once none is), without a slot each.
                     _onewayInProgress = true;

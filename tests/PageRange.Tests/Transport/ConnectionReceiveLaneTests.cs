@@ -309,7 +309,10 @@ public sealed class ConnectionReceiveLaneTests
     public async Task ReceiveBatch_TwoReceivingThreads_OnewaysNeverOverlapAndStayInOrder()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
-        const int count = 30_000;
+        // Enough for the narrow race of a reader that checked for a running lane just before another thread admitted
+        // one, and read the ring after it: reading into the running lane's records gave 'oneway 35337 came as number
+        // 35305' within 400,000 (about a second), not within 30,000.
+        const int count = 400_000;
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
         var state = new SharedTally();
         Thread[] receivers = new Thread[2];
