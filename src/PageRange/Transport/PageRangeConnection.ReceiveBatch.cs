@@ -258,7 +258,12 @@ public sealed partial class PageRangeConnection
         // records in the ring and nothing ready ahead of them; a receiver that is behind takes its ready ones as usual.
         if (_copyPayloads || _violated || _drainedAfterDeath || Volatile.Read(ref _disposed) != 0 || _peerDead
             || Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null
-            || Volatile.Read(ref _onewayInProgress) || Volatile.Read(ref _laneRunning) || !_inbound.RecordsMaybeReady || !TryTakeReaderRole())
+            || Volatile.Read(ref _onewayInProgress) || Volatile.Read(ref _laneRunning) || !_inbound.RecordsMaybeReady)
+        {
+            return 0;
+        }
+        LaneChecksPassedForTest?.Invoke();
+        if (!TryTakeReaderRole())
         {
             return 0;
         }
@@ -349,6 +354,7 @@ public sealed partial class PageRangeConnection
             while (delivered < laneCount)
             {
                 lane.Record = _laneRecords[delivered];
+                LaneRecordStoredForTest?.Invoke();
                 // Odd: live. Release: a copy handed to another thread reads the record it was given.
                 int generation = lane.Generation + 1;
                 Volatile.Write(ref lane.Generation, generation);

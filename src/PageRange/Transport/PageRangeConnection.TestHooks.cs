@@ -56,6 +56,15 @@ public sealed partial class PageRangeConnection
     /// <summary>Runs after each record the reader routes: lets a test play a peer that publishes as fast as we consume.</summary>
     internal Action? RecordRoutedForTest { get; set; }
 
+    /// <summary>Called by a lane's attempt after its lock-free checks passed, before it takes the reader role.</summary>
+    internal Action? LaneChecksPassedForTest { get; set; }
+
+    /// <summary>
+    /// Called by the lane after it stored a message's record in the lane slot and before it makes the slot's generation
+    /// live: a test reads a stale handle of the message before there, which must fail, not return this one's fields.
+    /// </summary>
+    internal Action? LaneRecordStoredForTest { get; set; }
+
     /// <summary>Sends a cancel frame for <paramref name="callId"/> over the control socket, as a caller giving up would.</summary>
     internal ValueTask SendCancelForTest(ulong callId) => _control.SendCancelAsync(callId);
 

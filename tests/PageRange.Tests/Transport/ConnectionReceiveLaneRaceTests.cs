@@ -157,6 +157,56 @@ public sealed class ConnectionReceiveLaneRaceTests
         Assert.Null(state.Error);
     }
 
+    [Fact]
+    public async Task LaneStaleCopy_ReadWhileTheNextRecordIsInTheSlot_ThrowsNotTheNextPayload()
+    {
+        // The lane ends a message's generation before it stores the next record in the slot: a stale handle read between
+        // the next record's store and its generation (the hook) sees the end. Ending it only with the next message's
+        // generation would let the stale handle read the next message's payload there: deterministic, one thread.
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        SendHoldingTheRole(pair, () => ConnectionReceiveLaneTests.SendNumbered(pair.Client, 0, 3));
+        var state = new StaleAtStore();
+        pair.Server.LaneRecordStoredForTest = () =>
+        {
+            if (state.Kept is not { } stale)
+            {
+                return;
+            }
+            try
+            {
+                state.Outcomes.Add($"read {BinaryPrimitives.ReadInt64LittleEndian(stale.Payload)} (code {stale.Code})");
+            }
+            catch (ObjectDisposedException)
+            {
+                state.Outcomes.Add("disposed");
+            }
+        };
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        int handled = 0;
+        while (handled < 3)
+        {
+            handled += pair.Server.ReceiveBatch(static (state, in transaction) =>
+            {
+                // Kept past the handler, never disposed by it: the lane ends it.
+                state.Kept = transaction;
+                state.Numbers.Add(BinaryPrimitives.ReadInt64LittleEndian(transaction.Payload));
+            }, state, PageRangeConnection.MaxReceiveBatch, bound.Token);
+        }
+
+        Assert.Equal([0L, 1L, 2L], state.Numbers);
+        Assert.True(pair.Server.LaneCounts.Messages > 0, "no lane ran");
+        // One look per message after the first one handled in a lane; every one must see the kept handle ended.
+        Assert.NotEmpty(state.Outcomes);
+        Assert.All(state.Outcomes, outcome => Assert.Equal("disposed", outcome));
+    }
+
+    private sealed class StaleAtStore
+    {
+        internal Transaction? Kept;
+        internal List<long> Numbers { get; } = [];
+        internal List<string> Outcomes { get; } = [];
+    }
+
     private sealed class StaleReads
     {
         internal int Seen;

@@ -1020,6 +1020,8 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
     }
 
+    // Inlined too: the payload copy, the metadata block and the channel's own tests check a whole record.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private void CheckInDataArea(in TransactionRecord record)
     {
         if (record.Offset < 0 || record.Length < 0 || record.Offset > _layout.DataSize - record.Length
