@@ -309,15 +309,17 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
         System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
 
     /// <summary>
-    /// The slot to copy fields from, for <see cref="EndRead"/> to confirm: its generation is checked once, after the
-    /// copies (in order with them: a later transaction's fields are stored only after this one's end), not before too.
+    /// The slot to copy fields from, for <see cref="EndRead"/> to confirm: on x64 its generation is checked once, after
+    /// the copies (in order with them: a later transaction's fields are stored only after this one's end). Elsewhere it is
+    /// also checked before them, with acquire: loads may pass loads there, so a handle that reached this thread without a
+    /// barrier (a race in the caller's code) could otherwise copy an older use of the slot and pass the check after.
     /// </summary>
     private IncomingSlot ReadSlot
     {
         get
         {
             IncomingSlot? slot = _slot;
-            if (slot is null)
+            if (slot is null || (!MemoryStaysInOrder && Volatile.Read(ref slot.Generation) != _generation))
             {
                 ThrowHelper.ThrowObjectDisposed(this);
             }
