@@ -329,22 +329,19 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <remarks>Valid until the transaction is freed or the channel is disposed; the memory is read-only.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    /// <remarks>By value: the checks and the span read one copy, even when the caller's record is a slot's, which the slot's
-    /// next transaction may overwrite meanwhile (a stale handle on another thread).</remarks>
-    internal ReadOnlySpan<byte> GetPayload(TransactionRecord record)
+    /// <remarks>The caller's own copy of the record (a transaction handle passes just its payload's bounds, copied once).</remarks>
+    internal ReadOnlySpan<byte> GetPayload(in TransactionRecord record)
     {
-        ThrowIfDisposed();
+        // The whole record checked (metadata within the buffer), then its payload's bounds as any caller's.
         CheckInDataArea(record);
-        // SAFETY: [Offset, Offset+Length) lies inside the data area (checked above), mapped until Dispose; the payload
-        // is its tail after MetadataLength bytes, and MetadataLength <= Length was validated with the record.
-        return new ReadOnlySpan<byte>(_data + record.PayloadOffset, record.PayloadLength);
+        return GetPayload(record.PayloadOffset, record.PayloadLength);
     }
 
     /// <summary>
     /// The payload at <paramref name="payloadOffset"/> of <paramref name="payloadLength"/> bytes, in place: a record's
     /// payload bounds, copied by the caller (a transaction handle reads just these two, not its whole record).
     /// </summary>
-    /// <inheritdoc cref="GetPayload(TransactionRecord)"/>
+    /// <inheritdoc cref="GetPayload(in TransactionRecord)"/>
     internal ReadOnlySpan<byte> GetPayload(long payloadOffset, int payloadLength)
     {
         ThrowIfDisposed();
@@ -371,15 +368,14 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <remarks>Valid until the transaction is freed or the channel is disposed.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    internal ReadOnlyMemory<byte> GetPayloadMemory(TransactionRecord record)
+    internal ReadOnlyMemory<byte> GetPayloadMemory(in TransactionRecord record)
     {
-        ThrowIfDisposed();
         CheckInDataArea(record);
-        return _memory.Memory.Slice((int)record.PayloadOffset, record.PayloadLength);
+        return GetPayloadMemory(record.PayloadOffset, record.PayloadLength);
     }
 
     /// <summary>The payload at <paramref name="payloadOffset"/> of <paramref name="payloadLength"/> bytes as memory, in place (the bounds copied by the caller).</summary>
-    /// <inheritdoc cref="GetPayloadMemory(TransactionRecord)"/>
+    /// <inheritdoc cref="GetPayloadMemory(in TransactionRecord)"/>
     internal ReadOnlyMemory<byte> GetPayloadMemory(long payloadOffset, int payloadLength)
     {
         ThrowIfDisposed();
