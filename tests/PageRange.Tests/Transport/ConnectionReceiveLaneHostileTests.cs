@@ -20,7 +20,12 @@ public sealed class ConnectionReceiveLaneHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task ReceiveBatch_ForgedRecordAfterGoodOnewaysInOneBatch_GoodOnesHandledThenOnlyThatConnectionCloses()
     {
-        await using RawAttack attack = await RawAttack.StartAsync();
+        // The background reader's housekeeping pass reads a ring nobody read since its last pass: one between the layout
+        // below and the lane's first look would route the good oneways itself, and no lane would run (the clean-clone CI
+        // caught it once with the tests' 50 ms). At the longest park timeout, no pass falls inside the test.
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.ParkTimeout = TimeSpan.FromSeconds(10);
+        await using RawAttack attack = await RawAttack.StartAsync(options);
         (RawPeer attacker, PageRangeConnection victim) = attack;
         (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
         string victimRegion = attack.RegionName;
