@@ -18,6 +18,7 @@ internal static class Program
             return args[0] switch
             {
                 "echo-args" => EchoArgs(args),
+                "idle" => Idle(),
                 "map-region" => MemoryScenarios.MapRegion(args),
                 "control-listen" => ControlScenarios.Listen(args),
                 "control-connect" => ControlScenarios.Connect(args),
@@ -55,6 +56,16 @@ internal static class Program
     private static int EchoArgs(string[] args)
     {
         Console.WriteLine($"args: {string.Join(' ', args[1..])}");
+        return 0;
+    }
+
+    /// <summary>Says it runs, then waits for stdin to close (or to be killed).</summary>
+    private static int Idle()
+    {
+        Console.WriteLine($"idle: {Environment.ProcessId}");
+        while (Console.In.ReadLine() is not null)
+        {
+        }
         return 0;
     }
 

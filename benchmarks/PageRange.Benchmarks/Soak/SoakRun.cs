@@ -223,6 +223,9 @@ internal sealed class SoakRun(SoakSettings settings)
         // Under the app host the process path is the benchmark itself; under `dotnet X.dll` it is dotnet.
         string processPath = Environment.ProcessPath ?? "dotnet";
         var start = new ProcessStartInfo(processPath) { UseShellExecute = false };
+        // The soak kills its peers with SIGKILL: without a diagnostic server, each leaves no runtime IPC socket and
+        // debugger pipes behind in the temp directory (removed only on a clean exit).
+        start.Environment["DOTNET_EnableDiagnostics"] = "0";
         if (Path.GetFileNameWithoutExtension(processPath) == "dotnet")
         {
             start.ArgumentList.Add(typeof(SoakCommand).Assembly.Location);

@@ -34,6 +34,10 @@ internal sealed class TestHostProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        // No diagnostic server in the host: the runtime makes its IPC socket and debugger pipes in the temp directory
+        // (dotnet-diagnostic-<pid>-*, clr-debug-pipe-<pid>-*) and removes them only on a clean exit, so every host a
+        // test kills left three files behind (about 230 per suite run). The variable reaches the host's own children.
+        startInfo.Environment["DOTNET_EnableDiagnostics"] = "0";
         string hostAssembly = HostAssemblyPath;
         if (!OperatingSystem.IsWindows() && arguments.Contains("--uid", StringComparer.Ordinal))
         {

@@ -15,6 +15,28 @@ public sealed class TestHostProcessTests(ITestOutputHelper output)
 
     [Fact]
     [UnsupportedOSPlatform("windows")]
+    public void Start_KilledHost_LeavesNoRuntimeFilesInTheTempDirectory()
+    {
+        // The runtime's diagnostic server makes dotnet-diagnostic-<pid>-* and clr-debug-pipe-<pid>-* in the temp
+        // directory while the process lives and removes them only on a clean exit: hosts the tests kill would leave them.
+        string temp = Environment.GetEnvironmentVariable("TMPDIR") is { Length: > 0 } tmpdir ? tmpdir : "/tmp";
+        int pid;
+        using (var host = TestHostProcess.Start(output, "idle"))
+        {
+            pid = host.Id;
+            Assert.Equal(pid.ToString(System.Globalization.CultureInfo.InvariantCulture), host.ReadUntil("idle: "));
+            Assert.Empty(RuntimeFilesOf(temp, pid));
+            host.Kill();
+            Assert.NotEqual(0, host.WaitForExit());
+        }
+        Assert.Empty(RuntimeFilesOf(temp, pid));
+    }
+
+    private static string[] RuntimeFilesOf(string directory, int pid) =>
+        [.. Directory.EnumerateFiles(directory, $"dotnet-diagnostic-{pid}-*"), .. Directory.EnumerateFiles(directory, $"clr-debug-pipe-{pid}-*")];
+
+    [Fact]
+    [UnsupportedOSPlatform("windows")]
     public void StagedTestHost_EveryUidCanReachAndReadIt()
     {
         string assembly = StagedTestHost.AssemblyPath;
