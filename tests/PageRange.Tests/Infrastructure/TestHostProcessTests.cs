@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Runtime.Versioning;
 
 namespace PageRange.Tests.Infrastructure;
@@ -17,23 +18,34 @@ public sealed class TestHostProcessTests(ITestOutputHelper output)
     [UnsupportedOSPlatform("windows")]
     public void Start_KilledHost_LeavesNoRuntimeFilesInTheTempDirectory()
     {
-        // The runtime's diagnostic server makes dotnet-diagnostic-<pid>-* and clr-debug-pipe-<pid>-* in the temp
-        // directory while the process lives and removes them only on a clean exit: hosts the tests kill would leave them.
+        // The runtime's diagnostic server makes dotnet-diagnostic-<pid>-<key>-* and clr-debug-pipe-<pid>-<key>-* in the
+        // temp directory while the process lives and removes them only on a clean exit: hosts the tests kill would leave
+        // them. The key (the process's start time) tells this host's files from those an earlier process with the same
+        // pid left behind: pids wrap at 32768 here, and the CI once matched such stale files by pid alone.
         string temp = Environment.GetEnvironmentVariable("TMPDIR") is { Length: > 0 } tmpdir ? tmpdir : "/tmp";
-        int pid;
+        string prefix;
         using (var host = TestHostProcess.Start(output, "idle"))
         {
-            pid = host.Id;
-            Assert.Equal(pid.ToString(System.Globalization.CultureInfo.InvariantCulture), host.ReadUntil("idle: "));
-            Assert.Empty(RuntimeFilesOf(temp, pid));
+            Assert.Equal(host.Id.ToString(CultureInfo.InvariantCulture), host.ReadUntil("idle: "));
+            prefix = $"{host.Id}-{StartTimeOf(host.Id)}-";
+            Assert.Empty(RuntimeFilesOf(temp, prefix));
             host.Kill();
             Assert.NotEqual(0, host.WaitForExit());
         }
-        Assert.Empty(RuntimeFilesOf(temp, pid));
+        Assert.Empty(RuntimeFilesOf(temp, prefix));
     }
 
-    private static string[] RuntimeFilesOf(string directory, int pid) =>
-        [.. Directory.EnumerateFiles(directory, $"dotnet-diagnostic-{pid}-*"), .. Directory.EnumerateFiles(directory, $"clr-debug-pipe-{pid}-*")];
+    private static string[] RuntimeFilesOf(string directory, string prefix) =>
+        [.. Directory.EnumerateFiles(directory, $"dotnet-diagnostic-{prefix}*"), .. Directory.EnumerateFiles(directory, $"clr-debug-pipe-{prefix}*")];
+
+    /// <summary>Field 22 of <c>/proc/PID/stat</c>, the start time the runtime puts in its file names.</summary>
+    private static ulong StartTimeOf(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        // The command name (field 2) may hold spaces and parentheses: count the fields after its closing one.
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return ulong.Parse(fields[22 - 3], CultureInfo.InvariantCulture);
+    }
 
     [Fact]
     [UnsupportedOSPlatform("windows")]
