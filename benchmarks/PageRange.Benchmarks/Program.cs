@@ -37,7 +37,7 @@ internal static class Program
             case [MicroCommandName, ..]:
                 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args[1..]);
                 return 0;
-            case [CrossProcessOptions.CommandName or MemoryCommandName or SoakCommand.CommandName or Server.ServerBenchmark.CommandName or Grpc.GrpcBenchmark.CommandName or Probe.StreamProbe.CommandName or "--help" or "-h" or "-?" or "--version", ..]:
+            case [CrossProcessOptions.CommandName or MemoryCommandName or SoakCommand.CommandName or Server.ServerBenchmark.CommandName or Grpc.GrpcBenchmark.CommandName or Probe.StreamProbe.CommandName or Probe.CallProbe.CommandName or "--help" or "-h" or "-?" or "--version", ..]:
                 return await InvokeAsync(args);
             default:
                 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
@@ -47,7 +47,7 @@ internal static class Program
 
     private static async Task<int> InvokeAsync(string[] args)
     {
-        var root = new RootCommand("PageRange's benchmarks: the two-process harness, memory over time, the soak, the server workload, gRPC over PageRange, a stream's work per message, and BenchmarkDotNet's micro benchmarks.")
+        var root = new RootCommand("PageRange's benchmarks: the two-process harness, memory over time, the soak, the server workload, gRPC over PageRange, a stream's work per message, a call's work per round trip, and BenchmarkDotNet's micro benchmarks.")
         {
             CrossProcessOptions.CreateCommand(options => CrossProcessCommand.RunAsync(options, args[1..])),
             MemoryCommand(),
@@ -55,6 +55,7 @@ internal static class Program
             Server.ServerBenchmark.CreateCommand(args[1..]),
             Grpc.GrpcBenchmark.CreateCommand(args[1..]),
             Probe.StreamProbe.CreateCommand(),
+            Probe.CallProbe.CreateCommand(),
             MicroCommand(),
         };
         ParseResult parse = root.Parse(args);

@@ -53,6 +53,27 @@ public sealed partial class PageRangeConnection
         }
     }
 
+    /// <summary>
+    /// The first half of a synchronous <see cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?, CancellationToken)"/>: rents
+    /// the pending call and sends the request. <see cref="FinishCall"/> is the second half. Lets the benchmarks' call
+    /// probe time each half, with the peer's side run in between on the same thread.
+    /// </summary>
+    internal PendingCall SendCallForProbe(uint code, ReadOnlySpan<byte> payload)
+    {
+        RecordContext context = ContextFor(default);
+        PendingCall call = RentCall(isAsync: false, context.ChainId);
+        try
+        {
+            SendCore(call.Id, code, TransactionFlags.TwoWay, payload, CancellationToken.None, context);
+        }
+        catch
+        {
+            ReturnCall(call, taken: false);
+            throw;
+        }
+        return call;
+    }
+
     /// <summary>Runs after each record the reader routes: lets a test play a peer that publishes as fast as we consume.</summary>
     internal Action? RecordRoutedForTest { get; set; }
 

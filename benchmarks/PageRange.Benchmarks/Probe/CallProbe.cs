@@ -1,0 +1,120 @@
+using System.CommandLine;
+using System.Diagnostics;
+using PageRange.Benchmarks.CrossProcess;
+using PageRange.Transport;
+
+namespace PageRange.Benchmarks.Probe;
+
+/// <summary>
+/// <c>call-probe</c>: a synchronous call's work per round trip, phase by phase, in one process and on one thread (a
+/// connection to a listener of this process): the client sends the request, the server receives it and replies, the
+/// client takes the reply, reads it and disposes it. Every line each phase reads is in this core's cache, so the figures
+/// are the library's own instructions per round trip, without the cache-line transfers of two processes; a
+/// cross-process round trip is their sum plus those transfers and the waits. Also reports the bytes allocated.
+/// </summary>
+internal static class CallProbe
+{
+    internal const string CommandName = "call-probe";
+
+    private static readonly Option<int> s_calls = OptionRules.Positive(new Option<int>("--calls")
+    {
+        Description = "Round trips per round.",
+        DefaultValueFactory = _ => 1_000_000,
+        HelpName = "n",
+    });
+
+    private static readonly Option<int> s_rounds = OptionRules.Positive(new Option<int>("--rounds")
+    {
+        Description = "Rounds, each reported on its own line (the first ones include the JIT's work).",
+        DefaultValueFactory = _ => 6,
+        HelpName = "n",
+    });
+
+    private static readonly Option<int> s_size = OptionRules.Positive(new Option<int>("--size")
+    {
+        Description = "Bytes of the request's and of the reply's payload.",
+        DefaultValueFactory = _ => 64,
+        HelpName = "bytes",
+    });
+
+    public static Command CreateCommand()
+    {
+        var command = new Command(CommandName,
+            "A synchronous call's work per round trip, phase by phase (client send, server receive, server reply and " +
+            "dispose, client take, read and dispose), on one thread of one process (no cache-line transfers), and the " +
+            "bytes allocated per round trip. Not a timed test.")
+        {
+            s_calls, s_rounds, s_size,
+        };
+        command.SetAction((parse, _) => RunAsync(parse.GetValue(s_calls), parse.GetValue(s_rounds), parse.GetValue(s_size)));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(int calls, int rounds, int size)
+    {
+        string name = $"bench-call-probe-{Environment.ProcessId}";
+        // Busy-spin: nothing here ever waits (each receive finds its transaction ready), so the strategy only decides
+        // that no send takes the parked-reader path.
+        var options = new PageRangeOptions { WaitStrategy = WaitStrategy.BusySpin };
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        ValueTask<PageRangeConnection> accept = listener.AcceptAsync();
+        await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).ConfigureAwait(false);
+        await using PageRangeConnection server = await accept.ConfigureAwait(false);
+        byte[] payload = new byte[size];
+        Console.WriteLine($"call-probe: {size} B requests and replies, {calls:N0} calls per round, pid {Environment.ProcessId}, " +
+            $"{Environment.ProcessorCount} cores");
+        Console.WriteLine($"clock: {TimestampCost():F1} ns per Stopwatch.GetTimestamp (one is taken per phase, included below)");
+        ulong sum = 0;
+        for (int round = 1; round <= rounds; round++)
+        {
+            long send = 0, receive = 0, reply = 0, take = 0;
+            long allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+            long t0 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < calls; i++)
+            {
+                PendingCall call = client.SendCallForProbe(BenchCodes.Ping, payload);
+                long t1 = Stopwatch.GetTimestamp();
+                Transaction request = server.Receive();
+                long t2 = Stopwatch.GetTimestamp();
+                using (request)
+                {
+                    request.Reply(request.Payload);
+                }
+                long t3 = Stopwatch.GetTimestamp();
+                using (Transaction answer = client.FinishCall(call, timeout: null, CancellationToken.None))
+                {
+                    sum += Checksum.Of(answer.Payload);
+                }
+                long t4 = Stopwatch.GetTimestamp();
+                send += t1 - t0;
+                receive += t2 - t1;
+                reply += t3 - t2;
+                take += t4 - t3;
+                t0 = t4;
+            }
+            long allocated = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore;
+            double perCall = 1e9 / Stopwatch.Frequency / calls;
+            Console.WriteLine(
+                $"round {round}: client send {send * perCall:F1} ns, server receive {receive * perCall:F1} ns, server reply+dispose " +
+                $"{reply * perCall:F1} ns, client take+read+dispose {take * perCall:F1} ns; round trip {(send + receive + reply + take) * perCall:F1} ns; " +
+                $"allocated {allocated / (double)calls:F3} B per call");
+        }
+        // Keeps the reads of the replies from being optimized away.
+        GC.KeepAlive(sum);
+        return 0;
+    }
+
+    private static double TimestampCost()
+    {
+        const int Count = 1_000_000;
+        long sink = 0;
+        long started = Stopwatch.GetTimestamp();
+        for (int i = 0; i < Count; i++)
+        {
+            sink += Stopwatch.GetTimestamp();
+        }
+        long elapsed = Stopwatch.GetTimestamp() - started;
+        GC.KeepAlive(sink);
+        return elapsed * 1e9 / Stopwatch.Frequency / Count;
+    }
+}
