@@ -62,7 +62,8 @@ public sealed partial class PageRangeConnection
         ValidateCallTimeout(timeout);
         if (options is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved)
         {
-            return CallCore(code, payload, TransactionFlags.TwoWay, ContextFor(chain), timeout, cancellationToken);
+            RecordContext context = ContextFor(chain, out ulong sequence);
+            return CallCore(code, payload, TransactionFlags.TwoWay, context, sequence, timeout, cancellationToken);
         }
         return CallObserved(code, payload, chain, options, timeout, cancellationToken);
     }
@@ -86,7 +87,8 @@ public sealed partial class PageRangeConnection
         ValidateCallTimeout(timeout);
         if (options is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved)
         {
-            return CallAsyncCore(code, payload, TransactionFlags.TwoWay, ContextFor(chain), timeout, cancellationToken);
+            RecordContext context = ContextFor(chain, out ulong sequence);
+            return CallAsyncCore(code, payload, TransactionFlags.TwoWay, context, sequence, timeout, cancellationToken);
         }
         return CallObservedAsync(code, payload, chain, options, timeout, cancellationToken);
     }
@@ -159,10 +161,10 @@ public sealed partial class PageRangeConnection
         byte[]? block = null;
         try
         {
-            RecordContext context = ContextFor(chain);
+            RecordContext context = ContextFor(chain, out ulong sequence);
             block = RentMetadataBlock(options, activity, out int blockLength);
             Transaction reply = CallCore(code, payload, FlagsFor(TransactionFlags.TwoWay, options), context with { Metadata = block.AsMemory(0, blockLength) },
-                limit, cancellationToken);
+                sequence, limit, cancellationToken);
             PageRangeMetrics.RecordClientCall(CallStatus.Ok, started, payload.Length, reply.Length);
             return reply;
         }
@@ -189,10 +191,10 @@ public sealed partial class PageRangeConnection
         byte[]? block = null;
         try
         {
-            RecordContext context = ContextFor(chain);
+            RecordContext context = ContextFor(chain, out ulong sequence);
             block = RentMetadataBlock(options, activity, out int blockLength);
             Transaction reply = await CallAsyncCore(code, payload, FlagsFor(TransactionFlags.TwoWay, options),
-                context with { Metadata = block.AsMemory(0, blockLength) }, limit, cancellationToken).ConfigureAwait(false);
+                context with { Metadata = block.AsMemory(0, blockLength) }, sequence, limit, cancellationToken).ConfigureAwait(false);
             PageRangeMetrics.RecordClientCall(CallStatus.Ok, started, payload.Length, reply.Length);
             return reply;
         }

@@ -76,11 +76,15 @@ public sealed partial class PageRangeConnection
     public Transaction Call(uint code, ReadOnlySpan<byte> payload, CallChain chain, TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
         Call(code, payload, chain, options: null, timeout, cancellationToken);
 
-    /// <summary>Sends a two-way call (in <paramref name="context"/>'s chain, with its metadata) and waits for the reply.</summary>
+    /// <summary>
+    /// Sends a two-way call (in <paramref name="context"/>'s chain, with its metadata, and with the call sequence number
+    /// <see cref="ContextFor"/> drew with it, or 0) and waits for the reply.
+    /// </summary>
     private Transaction CallCore(
-        uint code, ReadOnlySpan<byte> payload, TransactionFlags flags, in RecordContext context, TimeSpan? timeout, CancellationToken cancellationToken)
+        uint code, ReadOnlySpan<byte> payload, TransactionFlags flags, in RecordContext context, ulong sequence, TimeSpan? timeout,
+        CancellationToken cancellationToken)
     {
-        PendingCall call = RentCall(isAsync: false, context.ChainId);
+        PendingCall call = RentCall(isAsync: false, context.ChainId, sequence);
         try
         {
             SendCore(call.Id, code, flags, payload, cancellationToken, context);
@@ -106,9 +110,10 @@ public sealed partial class PageRangeConnection
 
     /// <summary>Sends a two-way call (in <paramref name="context"/>'s chain, with its metadata) and completes with the reply.</summary>
     private ValueTask<Transaction> CallAsyncCore(
-        uint code, ReadOnlyMemory<byte> payload, TransactionFlags flags, RecordContext context, TimeSpan? timeout, CancellationToken cancellationToken)
+        uint code, ReadOnlyMemory<byte> payload, TransactionFlags flags, RecordContext context, ulong sequence, TimeSpan? timeout,
+        CancellationToken cancellationToken)
     {
-        PendingCall call = RentCall(isAsync: true, context.ChainId);
+        PendingCall call = RentCall(isAsync: true, context.ChainId, sequence);
         bool sent;
         try
         {
@@ -300,13 +305,19 @@ public sealed partial class PageRangeConnection
     private static ulong NextOnewayId() => TransactionIds.AssignedOnSend;
 
     /// <summary>The record context of a call in <paramref name="chain"/>: a new chain if none, else checked against the depth limit.</summary>
-    private RecordContext ContextFor(CallChain chain)
+    /// <param name="chain">The chain the call is made in; none starts a new one.</param>
+    /// <param name="sequence">For a new chain, the call sequence number drawn for its id, which the call's own id takes
+    /// too (<see cref="RentCall"/>): one locked increment per call instead of two. Otherwise 0.</param>
+    private RecordContext ContextFor(CallChain chain, out ulong sequence)
     {
         if (chain.IsNone)
         {
-            // Our side's bit keeps the chains we start apart from those the peer starts.
-            return new RecordContext(_chainSide | (Interlocked.Increment(ref _chainSequence) & ~ChainSideBit), 0, CallStatus.Ok);
+            // Our side's bit keeps the chains we start apart from those the peer starts. Drawn from the call sequence:
+            // unique among our chains as among our calls.
+            sequence = Interlocked.Increment(ref _callSequence);
+            return new RecordContext(_chainSide | (sequence & ~ChainSideBit), 0, CallStatus.Ok);
         }
+        sequence = 0;
         if (chain.DepthValue > (uint)_options.MaxCallDepth)
         {
             throw new PageRangeStatusException(CallStatus.ResourceExhausted,
@@ -319,7 +330,10 @@ public sealed partial class PageRangeConnection
     // Calls that rented their pending-call slot under the slot lock (not the spare), counted under it, for tests.
     private long _lockedRents;
 
-    private PendingCall RentCall(bool isAsync, ulong chainId)
+    /// <param name="isAsync">Whether the caller awaits the reply rather than waiting on its thread.</param>
+    /// <param name="chainId">The call's chain.</param>
+    /// <param name="sequence">The call sequence number <see cref="ContextFor"/> drew for a new chain, or 0: draw one.</param>
+    private PendingCall RentCall(bool isAsync, ulong chainId, ulong sequence)
     {
         ThrowIfDisposed();
         PendingCall? call;
@@ -327,7 +341,7 @@ public sealed partial class PageRangeConnection
         {
             // Nothing to register for a chain (no nested-call handler, or an async caller, which never runs nested
             // calls): the spare slot, taken with one exchange, needs no slot lock.
-            ArmCall(call, isAsync, chainId);
+            ArmCall(call, isAsync, chainId, sequence);
             return call;
         }
         using (_slotLock.EnterScope())
@@ -342,16 +356,16 @@ public sealed partial class PageRangeConnection
                     $"More than {_calls.Length} calls are outstanding on this connection; raise PageRangeOptions.MaxConcurrentCalls.");
             }
             _lockedRents++;
-            ArmCall(call, isAsync, chainId);
+            ArmCall(call, isAsync, chainId, sequence);
             // Before the call is sent: the peer's nested call may come back before this thread starts waiting.
             RegisterChainWaiterUnsynchronized(call);
         }
         return call;
     }
 
-    private void ArmCall(PendingCall call, bool isAsync, ulong chainId)
+    private void ArmCall(PendingCall call, bool isAsync, ulong chainId, ulong sequence)
     {
-        ulong id = TransactionIds.Call(Interlocked.Increment(ref _callSequence), call.Index);
+        ulong id = TransactionIds.Call(sequence != 0 ? sequence : Interlocked.Increment(ref _callSequence), call.Index);
         call.Arm(id, isAsync, chainId);
     }
 

@@ -60,8 +60,8 @@ public sealed partial class PageRangeConnection
     /// </summary>
     internal PendingCall SendCallForProbe(uint code, ReadOnlySpan<byte> payload)
     {
-        RecordContext context = ContextFor(default);
-        PendingCall call = RentCall(isAsync: false, context.ChainId);
+        RecordContext context = ContextFor(default, out ulong sequence);
+        PendingCall call = RentCall(isAsync: false, context.ChainId, sequence);
         try
         {
             SendCore(call.Id, code, TransactionFlags.TwoWay, payload, CancellationToken.None, context);
