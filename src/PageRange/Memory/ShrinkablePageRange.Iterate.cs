@@ -29,8 +29,9 @@ internal sealed unsafe partial class ShrinkablePageRange
             ThrowHelper.ThrowOutOfRange(offset, size, ByteCount);
         }
 
-        int first = (int)(offset / _pageSize);
-        int last = (int)((offset + size - 1) / _pageSize);
+        // Both non-negative (checked above): the shifts are the divisions by the page size.
+        int first = (int)(offset >> _pageShift);
+        int last = (int)((offset + size - 1) >> _pageShift);
         _lock.Enter();
         try
         {

@@ -7,6 +7,7 @@
 // The shrinker walks the LRU holding the LRU lock, so it only *tries* the other two and skips on contention.
 
 using System.Diagnostics;
+using System.Numerics;
 using PageRange.Threading;
 
 namespace PageRange.Memory;
@@ -54,6 +55,10 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     private readonly SharedRegion _region;
     private readonly long _dataOffset;
     private readonly int _pageSize;
+
+    // log2 of the page size (a power of two, as every page size the kernel has): Iterate, on every send's copy, finds
+    // its pages with a shift instead of two 64-bit divisions (about 5% of Iterate's time each in the call probe).
+    private readonly int _pageShift;
     private readonly int _pageCount;
 
     /// <summary>
@@ -82,6 +87,11 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(pageCount);
         ArgumentOutOfRangeException.ThrowIfNegative(dataOffset);
         _pageSize = SharedRegion.PageSize;
+        if (!BitOperations.IsPow2(_pageSize))
+        {
+            throw new PlatformNotSupportedException($"The page size {_pageSize} is not a power of two.");
+        }
+        _pageShift = BitOperations.Log2((uint)_pageSize);
         if (dataOffset % _pageSize != 0)
         {
             throw new ArgumentException("The data offset must be a multiple of the page size.", nameof(dataOffset));
