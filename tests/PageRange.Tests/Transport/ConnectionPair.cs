@@ -27,16 +27,47 @@ internal sealed class ConnectionPair : IAsyncDisposable
         ParkTimeout = TimeSpan.FromMilliseconds(50),
     };
 
-    public static async Task<ConnectionPair> CreateAsync(PageRangeOptions? options = null)
+    /// <summary>Connects a new pair through a listener of its own.</summary>
+    /// <param name="options">The client's options, and the server's unless <paramref name="serverOptions"/> is given.</param>
+    /// <param name="serverOptions">The accepted end's own options (its park timeout, say).</param>
+    public static async Task<ConnectionPair> CreateAsync(PageRangeOptions? options = null, PageRangeOptions? serverOptions = null)
     {
         options ??= DefaultOptions();
         string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        await using PageRangeListener listener = PageRangeListener.Listen(name, serverOptions ?? options);
         using var timeout = new CancellationTokenSource(TestTimeouts.Long);
         Task<PageRangeConnection> accepting = listener.AcceptAsync(timeout.Token).AsTask();
         PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options, timeout.Token).AsTask().WaitAsync(TestTimeouts.Long);
         PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
         return new ConnectionPair(server, client);
+    }
+
+    /// <summary>
+    /// A pair whose server makes no housekeeping pass while the test runs: the pass reads a ring nobody read since the
+    /// last one, so one between a test's layout of records and its receiver's first look would route them itself, and
+    /// what only the receiver's own look does (a lane) would not happen (the clean-clone CI caught it once with the
+    /// tests' 50 ms: ConnectionReceiveLaneHostileTests). The server parks for the longest timeout the tests use, and its
+    /// first pass, made when its background thread starts, is over before this returns (a loaded machine may start
+    /// that thread late). The client keeps the short park timeout: its housekeeping gives the writer back the freed
+    /// buffers the tests wait for.
+    /// </summary>
+    /// <param name="serverParkTimeout">The server's park timeout, 10 s unless given: a test that needs the server's own
+    /// pass to end (its check waits for it) takes a shorter one, still far longer than the test's start takes.</param>
+    public static async Task<ConnectionPair> CreateWithQuietServerAsync(TimeSpan? serverParkTimeout = null)
+    {
+        PageRangeOptions serverOptions = DefaultOptions();
+        serverOptions.ParkTimeout = serverParkTimeout ?? TimeSpan.FromSeconds(10);
+        ConnectionPair pair = await CreateAsync(DefaultOptions(), serverOptions);
+        try
+        {
+            await Poll.WaitUntilAsync(() => pair.Server.HousekeepingPassesForTest > 0, "the server's first housekeeping pass");
+        }
+        catch
+        {
+            await pair.DisposeAsync();
+            throw;
+        }
+        return pair;
     }
 
     /// <summary>

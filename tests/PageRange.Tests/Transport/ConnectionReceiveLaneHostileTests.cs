@@ -22,11 +22,13 @@ public sealed class ConnectionReceiveLaneHostileTests(ITestOutputHelper output)
     {
         // The background reader's housekeeping pass reads a ring nobody read since its last pass: one between the layout
         // below and the lane's first look would route the good oneways itself, and no lane would run (the clean-clone CI
-        // caught it once with the tests' 50 ms). At the longest park timeout, no pass falls inside the test.
+        // caught it once with the tests' 50 ms). At the longest park timeout, and once the victim's first pass (made when
+        // its background thread starts, late on a loaded machine) is over, no pass falls inside the test.
         PageRangeOptions options = ConnectionPair.DefaultOptions();
         options.ParkTimeout = TimeSpan.FromSeconds(10);
         await using RawAttack attack = await RawAttack.StartAsync(options);
         (RawPeer attacker, PageRangeConnection victim) = attack;
+        await WaitUntilAsync(() => victim.HousekeepingPassesForTest > 0, "the victim's first housekeeping pass");
         (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
         string victimRegion = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
