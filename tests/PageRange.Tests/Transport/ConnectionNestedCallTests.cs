@@ -149,6 +149,42 @@ public sealed class ConnectionNestedCallTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Call_NewChainsFromManyThreadsAndEveryCallPath_AllDistinct()
+    {
+        // A call that starts a chain takes the chain's id and its own id from one draw of the call sequence: calls racing
+        // from four threads through each path that starts a chain (Call, CallAsync, a reserved call, a call with
+        // options) must still each start a chain of its own, all with our side's bit clear.
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        var chains = new ConcurrentQueue<ulong>();
+        using var stop = new CancellationTokenSource();
+        Thread server = StartServing(pair.Server, call => { chains.Enqueue(call.ChainId); call.Reply([]); }, stop.Token);
+        const int Threads = 4;
+        const int CallsPerPath = 50;
+        var options = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow + TestTimeouts.Long };
+        Task[] callers = [.. Enumerable.Range(0, Threads).Select(_ => Task.Run(async () =>
+        {
+            for (int i = 0; i < CallsPerPath; i++)
+            {
+                pair.Client.Call(1, [1], TestTimeouts.Long).Dispose();
+                (await pair.Client.CallAsync(1, new byte[] { 2 }, TestTimeouts.Long)).Dispose();
+                ReservedBuffer reserved = pair.Client.Reserve(8);
+                reserved.Span[0] = 3;
+                reserved.CommitCall(1, 1, TestTimeouts.Long).Dispose();
+                pair.Client.Call(1, [4], options, TestTimeouts.Long).Dispose();
+            }
+        }))];
+        await Task.WhenAll(callers).WaitAsync(TestTimeouts.Long);
+
+        await stop.CancelAsync();
+        Assert.True(server.Join(TestTimeouts.Long));
+        ulong[] ids = [.. chains];
+        Assert.Equal(Threads * CallsPerPath * 4, ids.Length);
+        Assert.Equal(ids.Length, ids.Distinct().Count());
+        Assert.All(ids, id => Assert.Equal(0UL, id >> 63));
+        Assert.DoesNotContain(0UL, ids);
+    }
+
+    [Fact]
     public async Task Call_IncomingDeeperThanLimit_ErrorReplyAndNeverReachesAHandler()
     {
         PageRangeOptions serverOptions = ConnectionPair.DefaultOptions();
