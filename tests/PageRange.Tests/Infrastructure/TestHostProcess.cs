@@ -38,6 +38,11 @@ internal sealed class TestHostProcess : IDisposable
         // (dotnet-diagnostic-<pid>-*, clr-debug-pipe-<pid>-*) and removes them only on a clean exit, so every host a
         // test kills left three files behind (about 230 per suite run). The variable reaches the host's own children.
         startInfo.Environment["DOTNET_EnableDiagnostics"] = "0";
+        // The same gen0 budget (16 MiB) on every machine: the runtime sizes it from the L3 cache, 4/5 of it, so on a
+        // Xeon with 260 MiB of L3 a host collected only every ~200 MiB of garbage, and a test that bounds a host's memory
+        // (a 100 MiB gRPC stream to a slow reader) saw the stream's read messages, not yet collected, as growth (+85 MiB
+        // against +28 MiB with this budget).
+        startInfo.Environment["DOTNET_GCgen0size"] = "0x1000000";
         string hostAssembly = HostAssemblyPath;
         if (!OperatingSystem.IsWindows() && arguments.Contains("--uid", StringComparer.Ordinal))
         {
