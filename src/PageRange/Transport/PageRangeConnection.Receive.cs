@@ -409,7 +409,7 @@ public sealed partial class PageRangeConnection
         {
             CloseForViolation(violation);
         }
-        if (releasedOneway && !disposeInbound && Volatile.Read(ref _readerRole) != 0)
+        if (releasedOneway && !disposeInbound && _inbound.ReaderRoleHeld)
         {
             // A receiver holding the reader role parks on the ring's doorbell, and nothing arrives in the ring for
             // this oneway: without the nudge it would find it only after a whole park timeout.
@@ -451,14 +451,12 @@ public sealed partial class PageRangeConnection
         {
             // A receiver (no call) lets its pump take the first transaction it makes ready, under the routing lock.
             Transaction taken = default;
-            bool reading = false;
             try
             {
-                // One reference on the ring's region for the whole loop: its looks at the tail and its waits read shared
-                // words outside the receive lock, and a violation's close on another thread may dispose the channel
-                // meanwhile; the reference keeps them mapped (the looks see the dispose instead of faulting).
-                reading = _inbound.TryEnterReading();
-                if (!reading)
+                // The loop's looks at the tail and its waits read shared words outside the receive lock, and a violation's
+                // close on another thread may dispose the channel meanwhile: the role keeps them mapped until its release
+                // (the looks see the dispose instead of faulting), once it is found open here, after the role's CAS.
+                if (!_inbound.OpenToReaderRole)
                 {
                     ThrowHelper.ThrowObjectDisposed(_inbound);
                 }
@@ -545,10 +543,6 @@ public sealed partial class PageRangeConnection
             }
             finally
             {
-                if (reading)
-                {
-                    _inbound.ExitReading();
-                }
                 ReleaseReaderRole();
             }
         }
@@ -667,11 +661,12 @@ public sealed partial class PageRangeConnection
 
     // Not the death itself: the reader still drains what the peer published before it; followers wait for that drain.
     private bool Changed(PendingCall? call, int generation) =>
-        IsSatisfied(call) || _drainedAfterDeath || Volatile.Read(ref _readerRole) == 0 || Volatile.Read(ref _generation) != generation;
+        IsSatisfied(call) || _drainedAfterDeath || !_inbound.ReaderRoleHeld || Volatile.Read(ref _generation) != generation;
 
     /// <summary>Tells waiting threads that something happened (a record routed, the reader role released).</summary>
     private void NotifyFollowers()
     {
+        // Always a locked increment, never a plain one: ReleaseReaderRole counts on it as a full fence.
         Interlocked.Increment(ref _generation);
         if (Volatile.Read(ref _parkedFollowers) > 0)
         {
@@ -682,12 +677,16 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    private bool TryTakeReaderRole() => Interlocked.CompareExchange(ref _readerRole, 1, 0) == 0;
+    /// <summary>Takes the reader role (kept by the inbound channel: it also keeps the ring mapped for its holder).</summary>
+    private bool TryTakeReaderRole() => _inbound.TryTakeReaderRole();
 
     private void ReleaseReaderRole(bool wakePump = true)
     {
-        Volatile.Write(ref _readerRole, 0);
+        _inbound.ReleaseReaderRole();
+        // Its locked increment is also the full fence the channel needs between the role's release and its look at a
+        // dispose that came while the role was held (InboundChannel.TryTakeReaderRole).
         NotifyFollowers();
+        _inbound.AfterReaderRoleReleased();
         // Async callers or receivers wait on the pump: without this it would find the role free only after a park timeout.
         if (wakePump && Volatile.Read(ref _asyncInterest) > 0)
         {

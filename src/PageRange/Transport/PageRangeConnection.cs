@@ -4,8 +4,8 @@
 //                  inbound channel's free lock (InboundChannel.FreeLock), so Release publishes a free without a second
 //                  lock, and nothing takes the inbound receive lock while holding it
 //  3. _gate        the condition variable followers park on (Monitor); nothing is taken while holding it
-// The reader role (_readerRole) is not a lock anyone blocks on: it is taken with a compare-exchange, and only
-// its holder consumes the inbound ring or parks on its doorbell.
+// The reader role (InboundChannel.TryTakeReaderRole) is not a lock anyone blocks on: it is taken with a compare-
+// exchange, and only its holder consumes the inbound ring or parks on its doorbell; it also keeps the ring mapped.
 
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
@@ -70,7 +70,6 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly CancellationTokenSource _closed = new();
     private readonly CancellationTokenRegistration _peerDiedRegistration;
 
-    private int _readerRole;
     private int _generation;
     private int _parkedFollowers;
     // Threads in WaitAsFollower, spinning or parked: with none, a free that releases the next oneway tells nobody (a
