@@ -23,19 +23,9 @@ internal static class CallProbe
         HelpName = "n",
     });
 
-    private static readonly Option<int> s_rounds = OptionRules.Positive(new Option<int>("--rounds")
-    {
-        Description = "Rounds, each reported on its own line (the first ones include the JIT's work).",
-        DefaultValueFactory = _ => 6,
-        HelpName = "n",
-    });
+    private static readonly Option<int> s_rounds = ProbeSetup.RoundsOption();
 
-    private static readonly Option<int> s_size = OptionRules.Positive(new Option<int>("--size")
-    {
-        Description = "Bytes of the request's and of the reply's payload.",
-        DefaultValueFactory = _ => 64,
-        HelpName = "bytes",
-    });
+    private static readonly Option<int> s_size = ProbeSetup.SizeOption("Bytes of the request's and of the reply's payload.");
 
     public static Command CreateCommand()
     {
@@ -52,14 +42,9 @@ internal static class CallProbe
 
     private static async Task<int> RunAsync(int calls, int rounds, int size)
     {
-        string name = $"bench-call-probe-{Environment.ProcessId}";
-        // Busy-spin: nothing here ever waits (each receive finds its transaction ready), so the strategy only decides
-        // that no send takes the parked-reader path.
-        var options = new PageRangeOptions { WaitStrategy = WaitStrategy.BusySpin };
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        ValueTask<PageRangeConnection> accept = listener.AcceptAsync();
-        await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, options).ConfigureAwait(false);
-        await using PageRangeConnection server = await accept.ConfigureAwait(false);
+        await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName).ConfigureAwait(false);
+        PageRangeConnection client = setup.Client;
+        PageRangeConnection server = setup.Server;
         byte[] payload = new byte[size];
         Console.WriteLine($"call-probe: {size} B requests and replies, {calls:N0} calls per round, pid {Environment.ProcessId}, " +
             $"{Environment.ProcessorCount} cores");

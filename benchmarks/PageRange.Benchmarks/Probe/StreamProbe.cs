@@ -30,19 +30,9 @@ internal static class StreamProbe
         HelpName = "n",
     });
 
-    private static readonly Option<int> s_rounds = OptionRules.Positive(new Option<int>("--rounds")
-    {
-        Description = "Rounds, each reported on its own line (the first ones include the JIT's work).",
-        DefaultValueFactory = _ => 6,
-        HelpName = "n",
-    });
+    private static readonly Option<int> s_rounds = ProbeSetup.RoundsOption();
 
-    private static readonly Option<int> s_size = OptionRules.Positive(new Option<int>("--size")
-    {
-        Description = "Bytes of each message's payload.",
-        DefaultValueFactory = _ => 64,
-        HelpName = "bytes",
-    });
+    private static readonly Option<int> s_size = ProbeSetup.SizeOption("Bytes of each message's payload.");
 
     private static readonly Option<string> s_receive = new("--receive")
     {
@@ -67,14 +57,9 @@ internal static class StreamProbe
 
     private static async Task<int> RunAsync(int batch, int batches, int rounds, int size, bool receiveBatch)
     {
-        string name = $"bench-stream-probe-{Environment.ProcessId}";
-        // Busy-spin: nothing here ever waits (each receive finds its message ready), so the strategy only decides that
-        // no send takes the parked-reader path.
-        var options = new PageRangeOptions { WaitStrategy = WaitStrategy.BusySpin };
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        ValueTask<PageRangeConnection> accept = listener.AcceptAsync();
-        await using PageRangeConnection sender = await PageRangeConnection.ConnectAsync(name, options).ConfigureAwait(false);
-        await using PageRangeConnection receiver = await accept.ConfigureAwait(false);
+        await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName).ConfigureAwait(false);
+        PageRangeConnection sender = setup.Client;
+        PageRangeConnection receiver = setup.Server;
         byte[] payload = new byte[size];
         Console.WriteLine($"stream-probe: {size} B oneways, batches of {batch}, {batches:N0} batches per round, received with " +
             $"{(receiveBatch ? "ReceiveBatch" : "Receive")}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
