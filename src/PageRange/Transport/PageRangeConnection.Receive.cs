@@ -683,10 +683,17 @@ public sealed partial class PageRangeConnection
     private void ReleaseReaderRole(bool wakePump = true)
     {
         _inbound.ReleaseReaderRole();
-        // Its locked increment is also the full fence the channel needs between the role's release and its look at a
-        // dispose that came while the role was held (InboundChannel.TryTakeReaderRole).
-        NotifyFollowers();
-        _inbound.AfterReaderRoleReleased();
+        try
+        {
+            // Its locked increment (first) is also the full fence the channel needs between the role's release and its
+            // look at a dispose that came while the role was held (InboundChannel.TryTakeReaderRole).
+            NotifyFollowers();
+        }
+        finally
+        {
+            // Even if the pulse under the gate threw (an interrupted thread): a dispose's unmap may be ours to make.
+            _inbound.AfterReaderRoleReleased();
+        }
         // Async callers or receivers wait on the pump: without this it would find the role free only after a park timeout.
         if (wakePump && Volatile.Read(ref _asyncInterest) > 0)
         {

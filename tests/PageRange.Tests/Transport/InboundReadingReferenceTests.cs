@@ -78,14 +78,41 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Dispose_BetweenTheRoleHandoffAndThePreviousHoldersLook_KeepsTheNextHoldersRingMapped()
+    {
+        // From the review: H1 stores 0 (the first half of its release); H2 takes the role and finds the ring open; the
+        // dispose sees H2 holding it and leaves the unmap to the role; only then does H1 look for a dispose.
+        string name = $"handoff-{Guid.NewGuid():N}"[..30];
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
+        InboundChannel inbound = pair.Inbound;
+        int mapped = Mappings(name);
+
+        Assert.True(inbound.TryTakeReaderRole());
+        inbound.ReleaseReaderRole();
+        Interlocked.MemoryBarrier();
+        Assert.True(inbound.TryTakeReaderRole());
+        Assert.True(inbound.OpenToReaderRole);
+        inbound.Dispose();
+        inbound.AfterReaderRoleReleased();
+
+        Assert.True(Mappings(name) == mapped, "the second holder found the ring open: it stays mapped until that holder's release");
+        Assert.True(inbound.TransactionMaybeReady, "the second holder's look sees the dispose");
+        ReleaseRole(inbound);
+        Assert.True(Mappings(name) < mapped, "the second holder's release unmaps");
+    }
+
+    [Fact]
     public void ReaderRole_TakenAndReleasedWhileAnotherThreadDisposes_TheRoleReferenceGivenBackExactlyOnce()
     {
-        // Each round: a thread takes and releases the role in a loop, looking at the ring's tail whenever it finds the
-        // ring open (a read of an unmapped page would end the process); this thread disposes the channel at a random
-        // moment. A reading reference held across the race tells a double release (it would unmap under the reference)
-        // from a missing one (the mapping would outlive the reference's exit).
+        // Each round: two threads take and release the role in a loop (so it also changes hands), looking at the ring's
+        // tail whenever they find the ring open (a read of an unmapped page would end the process); this thread disposes
+        // the channel at a random moment. A holder that found the ring open checks, before it releases, that the role's
+        // reference is still there (an early release would unmap under it). A reading reference held across the race
+        // tells a double release (it would unmap under the reference) from a missing one (the mapping would outlive the
+        // reference's exit).
         var random = new Random(4242);
         int heldAtDispose = 0;
+        int early = 0;
         for (int round = 0; round < 200; round++)
         {
             string name = $"role-{Guid.NewGuid():N}"[..30];
@@ -95,22 +122,32 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
             Assert.True(inbound.TryEnterReading());
             using var stop = new ManualResetEventSlim();
             int looks = 0;
-            var reader = new Thread(() =>
+            void TakeAndRelease()
             {
                 while (!stop.IsSet)
                 {
                     if (inbound.TryTakeReaderRole())
                     {
-                        if (inbound.OpenToReaderRole && !inbound.TransactionMaybeReady)
+                        if (inbound.OpenToReaderRole)
                         {
-                            looks++;
+                            if (!inbound.TransactionMaybeReady)
+                            {
+                                Interlocked.Increment(ref looks);
+                            }
+                            if (inbound.ReaderRoleReferenceGivenBack)
+                            {
+                                Interlocked.Increment(ref early);
+                            }
                         }
                         ReleaseRole(inbound);
                     }
                 }
-            })
-            { IsBackground = true, Name = "role taker" };
-            reader.Start();
+            }
+            Thread[] takers = [new(TakeAndRelease) { IsBackground = true, Name = "role taker 1" }, new(TakeAndRelease) { IsBackground = true, Name = "role taker 2" }];
+            foreach (Thread taker in takers)
+            {
+                taker.Start();
+            }
             Thread.SpinWait(random.Next(0, 50_000));
             inbound.Dispose();
             if (inbound.ReaderRoleHeld)
@@ -118,8 +155,9 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
                 heldAtDispose++;
             }
             stop.Set();
-            Assert.True(reader.Join(TestTimeouts.Long), "the role taker stopped");
+            Assert.All(takers, taker => Assert.True(taker.Join(TestTimeouts.Long), "a role taker stopped"));
 
+            Assert.Equal(0, Volatile.Read(ref early));
             Assert.Equal(mapped, Mappings(name));
             inbound.ExitReading();
             Assert.True(Mappings(name) < mapped, $"round {round}: the receiving side unmapped once every reference was given back ({looks} looks)");
@@ -172,6 +210,99 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
             await Poll.WaitUntilAsync(() => Mappings(regionName) == 0, "the victim's and attacker's regions unmapped");
         }
         output.WriteLine($"{violations} rounds, each a ProtocolViolationException and no mapping left");
+    }
+
+    [Fact]
+    public async Task ReceiveAndTryReceive_RolePassedAmongThreeThreadsWhenAViolationCloses_EachEndsWithATypedErrorAndNothingLeftMapped()
+    {
+        // From the review: the role changing hands while the channel is disposed. Busy-spin; one thread waits in Receive
+        // (cancelled every few hundred microseconds, so it takes the role again and again), two call TryReceive in a loop
+        // (each call takes the role for a pass when nothing is ready); a violation closes the connection at a random moment.
+        var random = new Random(777);
+        var seen = new Dictionary<string, int>();
+        for (int round = 0; round < 20; round++)
+        {
+            PageRangeOptions options = ConnectionPair.DefaultOptions();
+            options.WaitStrategy = WaitStrategy.BusySpin;
+            string regionName;
+            var errors = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+            await using (RawAttack attack = await RawAttack.StartAsync(options))
+            {
+                regionName = attack.RegionName;
+                PageRangeConnection victim = attack.Victim;
+                using var bound = new CancellationTokenSource(TestTimeouts.Long);
+                var waiter = new Thread(() =>
+                {
+                    try
+                    {
+                        while (!bound.IsCancellationRequested)
+                        {
+                            using var shortWait = CancellationTokenSource.CreateLinkedTokenSource(bound.Token);
+                            shortWait.CancelAfter(TimeSpan.FromMilliseconds(0.3));
+                            try
+                            {
+                                using Transaction unexpected = victim.Receive(shortWait.Token);
+                                errors.Enqueue(new InvalidOperationException($"Receive returned transaction {unexpected.Id}."));
+                                return;
+                            }
+                            catch (OperationCanceledException) when (!bound.IsCancellationRequested)
+                            {
+                                // Again: the role is taken anew.
+                            }
+                        }
+                        errors.Enqueue(new TimeoutException("the waiter never saw the violation"));
+                    }
+#pragma warning disable CA1031 // Whatever Receive throws is the test's answer.
+                    catch (Exception thrown)
+#pragma warning restore CA1031
+                    {
+                        errors.Enqueue(thrown);
+                    }
+                })
+                { IsBackground = true, Name = "receiver" };
+                Thread[] pollers = [.. Enumerable.Range(0, 2).Select(i => new Thread(() =>
+                {
+                    try
+                    {
+                        while (!bound.IsCancellationRequested)
+                        {
+                            if (victim.TryReceive(out Transaction unexpected))
+                            {
+                                unexpected.Dispose();
+                                errors.Enqueue(new InvalidOperationException("TryReceive returned a transaction."));
+                                return;
+                            }
+                        }
+                        errors.Enqueue(new TimeoutException("a poller never saw the violation"));
+                    }
+#pragma warning disable CA1031 // Whatever TryReceive throws is the test's answer.
+                    catch (Exception thrown)
+#pragma warning restore CA1031
+                    {
+                        errors.Enqueue(thrown);
+                    }
+                })
+                { IsBackground = true, Name = $"poller {i}" })];
+                waiter.Start();
+                foreach (Thread poller in pollers)
+                {
+                    poller.Start();
+                }
+                Thread.SpinWait(random.Next(0, 400_000));
+                victim.ClosePeerViolation(new ProtocolViolationException("a malformed frame above the transport"));
+                Assert.True(waiter.Join(TestTimeouts.Long), "the receiver ended");
+                Assert.All(pollers, poller => Assert.True(poller.Join(TestTimeouts.Long), "a poller ended"));
+            }
+            Assert.Equal(3, errors.Count);
+            // Each learns the end as a typed error: the violation itself, or the connection's end after it.
+            Assert.All(errors, error => Assert.True(error is PageRangeException or ObjectDisposedException, $"round {round}: {error}"));
+            foreach (Exception error in errors)
+            {
+                seen[error.GetType().Name] = seen.GetValueOrDefault(error.GetType().Name) + 1;
+            }
+            await Poll.WaitUntilAsync(() => Mappings(regionName) == 0, "the victim's and attacker's regions unmapped");
+        }
+        output.WriteLine($"20 rounds; the threads' errors: {string.Join(", ", seen.Select(pair => $"{pair.Key} {pair.Value}"))}");
     }
 
     /// <summary>The role's release as the connection makes it: the store, a full fence, the look at a dispose.</summary>

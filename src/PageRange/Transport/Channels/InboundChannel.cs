@@ -653,9 +653,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// release (<see cref="ReleaseReaderRole"/>, then a full fence, then <see cref="AfterReaderRoleReleased"/>) sees the
     /// other's store gives it back, and the claim makes sure only one does. Dekker, each side with a full fence between
     /// its store and its load: Dispose sets the disposed flag (an exchange) and then reads the role; the holder releases
-    /// the role, fences, and then reads the flag. So either Dispose sees the role free (and unmaps, the last reference
-    /// allowing), or the holder sees the dispose after its release (and unmaps); both may, never neither. A thread that
-    /// takes the role after Dispose saw it free reads the flag after its compare-exchange (a full fence) and sees the
+    /// the role, fences, and then reads the flag and the role. So either Dispose sees the role free (and unmaps, the last
+    /// reference allowing), or the holder sees the dispose after its release (and unmaps, unless another thread holds
+    /// the role by then: that one's release looks in turn); both may, never neither. A thread that takes the role after
+    /// Dispose, or a releaser, saw it free reads the flag after its compare-exchange (a full fence) and sees the
     /// dispose: it does not read the ring.
     /// </para>
     /// <para>
@@ -687,11 +688,18 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// </summary>
     internal void AfterReaderRoleReleased()
     {
-        if (Volatile.Read(ref _disposed) != 0)
+        // Only while the role is still free: a thread that took it since our store may have found the ring open (before
+        // the dispose) and be reading it; its own release gives the reference back (found by review: without this look,
+        // the previous holder's late check unmapped the ring under the next holder).
+        if (Volatile.Read(ref _disposed) != 0 && !ReaderRoleHeld)
         {
             ReleaseReaderRoleReference();
         }
     }
+
+    /// <summary>Whether the reader role's reference on the region was given back (for tests: never while a holder that
+    /// found the ring open still holds the role).</summary>
+    internal bool ReaderRoleReferenceGivenBack => Volatile.Read(ref _readerRoleReferenceReleased) != 0;
 
     private void ReleaseReaderRoleReference()
     {
