@@ -102,6 +102,32 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Dispose_WhileHeld_ThenTheRoleGoesToALateTakerBeforeTheReleasersLook_TheLateTakersReleaseUnmaps()
+    {
+        // From the second review: H1 holds the role (open); the dispose leaves the unmap to the role; H1 stores 0; H2 takes
+        // the role (after the dispose: closed); H1's look sees the role held and leaves it to H2; H2's release unmaps.
+        string name = $"late-{Guid.NewGuid():N}"[..30];
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
+        InboundChannel inbound = pair.Inbound;
+        int mapped = Mappings(name);
+
+        Assert.True(inbound.TryTakeReaderRole());
+        Assert.True(inbound.OpenToReaderRole);
+        inbound.Dispose();
+        Assert.Equal(mapped, Mappings(name));
+        inbound.ReleaseReaderRole();
+        Interlocked.MemoryBarrier();
+        Assert.True(inbound.TryTakeReaderRole());
+        Assert.False(inbound.OpenToReaderRole, "a taker after the dispose finds the ring closed");
+        inbound.AfterReaderRoleReleased();
+        Assert.False(inbound.ReaderRoleReferenceGivenBack, "the first holder leaves the reference to the holder it saw");
+        Assert.Equal(mapped, Mappings(name));
+        ReleaseRole(inbound);
+        Assert.True(inbound.ReaderRoleReferenceGivenBack);
+        Assert.True(Mappings(name) < mapped, "the late taker's release gives the role's reference back: nothing leaks");
+    }
+
+    [Fact]
     public void ReaderRole_TakenAndReleasedWhileAnotherThreadDisposes_TheRoleReferenceGivenBackExactlyOnce()
     {
         // Each round: two threads take and release the role in a loop (so it also changes hands), looking at the ring's

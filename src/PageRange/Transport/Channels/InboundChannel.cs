@@ -91,9 +91,6 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     private InboundChannel(SharedRegion region, RegionLayout layout, ChannelOptions options)
     {
-        // Two references: the channel's own (Dispose gives it back) and the reader role's (TryTakeReaderRole).
-        region.AddRef();
-        region.AddRef();
         _region = region;
         _layout = layout;
         _options = options;
@@ -105,16 +102,21 @@ internal sealed unsafe class InboundChannel : IDisposable
         _txDoorbell = Doorbell.Over(
             region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, parkWithBarrier: ParksWithBarrier(options));
         _freeDoorbell = Doorbell.Over(region, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
-        // SAFETY: the data area lies inside the mapping (the layout was computed for its size), which the reference
-        // taken above keeps alive until Dispose releases it after every operation has left.
+        // SAFETY: the data area lies inside the mapping (the layout was computed for its size), which the creator's
+        // reference keeps alive now and ours (taken at the end of this constructor) until Dispose releases it after every
+        // operation has left.
         _data = region.BasePointer + layout.DataOffset;
         _memory = new RegionMemoryManager(_data, checked((int)layout.DataSize), this);
-        // SAFETY: GetSpan checks that the word lies inside the mapping, which the reference taken above keeps alive;
+        // SAFETY: GetSpan checks that the word lies inside the mapping, which the references kept alive as above;
         // the word is the writer's (it counts its parked threads), read only as a hint, never as an index or size.
         fixed (byte* parked = region.GetSpan(RegionHeaderLayout.FreeDoorbellParkedOffset, sizeof(int)))
         {
             _freeParked = (int*)parked;
         }
+        // Last, so that a constructor that throws leaves no reference behind (the creator gives back only its own): the
+        // channel's own (Dispose gives it back) and the reader role's (TryTakeReaderRole).
+        region.AddRef();
+        region.AddRef();
     }
 
     /// <summary>Frees written to the ring before their tail is published, at most (see <see cref="FreeUnderLock(in TransactionRecord, bool)"/>).</summary>
@@ -645,7 +647,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>
     /// Takes the connection's reader role: the right to consume the ring and park on its doorbell, one thread at a time.
     /// The role also keeps the ring mapped, without a reference of its own per holder: after taking it, the holder reads
-    /// <see cref="OpenToReaderRole"/> once and, if open, may look at the ring's shared words until it releases the role.
+    /// the disposed flag once before any look at the ring's shared words (<see cref="OpenToReaderRole"/>, or the
+    /// disposed check of <see cref="TryReceiveBatch"/> under the receive lock) and, if open, may look at them until it
+    /// releases the role. A look outside the receive lock before that check would break the protocol.
     /// </summary>
     /// <remarks>
     /// <para>
