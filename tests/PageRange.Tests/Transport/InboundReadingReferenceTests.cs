@@ -17,9 +17,7 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
     [Fact]
     public void Dispose_WhileAReaderHoldsItsReference_UnmapsOnlyWhenTheReaderLeaves()
     {
-        string name = $"reading-{Guid.NewGuid():N}"[..30];
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
-        int mapped = Mappings(name);
+        using ChannelPair pair = NewPair("reading", out string name, out int mapped);
         Assert.True(mapped > 0);
 
         Assert.True(pair.Inbound.TryEnterReading());
@@ -36,9 +34,7 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
     [Fact]
     public void Dispose_WhileAThreadHoldsTheReaderRole_UnmapsOnlyWhenTheRoleIsReleased()
     {
-        string name = $"role-{Guid.NewGuid():N}"[..30];
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
-        int mapped = Mappings(name);
+        using ChannelPair pair = NewPair("role", out string name, out int mapped);
         Assert.True(mapped > 0);
 
         Assert.True(pair.Inbound.TryTakeReaderRole());
@@ -61,9 +57,7 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
     [Fact]
     public void Dispose_WithTheReaderRoleFree_UnmapsAtOnceAndTheNextHolderFindsItClosed()
     {
-        string name = $"role-{Guid.NewGuid():N}"[..30];
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
-        int mapped = Mappings(name);
+        using ChannelPair pair = NewPair("role", out string name, out int mapped);
 
         // A holder that came and went before the dispose leaves nothing behind.
         Assert.True(pair.Inbound.TryTakeReaderRole());
@@ -82,10 +76,8 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
     {
         // From the review: H1 stores 0 (the first half of its release); H2 takes the role and finds the ring open; the
         // dispose sees H2 holding it and leaves the unmap to the role; only then does H1 look for a dispose.
-        string name = $"handoff-{Guid.NewGuid():N}"[..30];
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
+        using ChannelPair pair = NewPair("handoff", out string name, out int mapped);
         InboundChannel inbound = pair.Inbound;
-        int mapped = Mappings(name);
 
         Assert.True(inbound.TryTakeReaderRole());
         inbound.ReleaseReaderRole();
@@ -106,10 +98,8 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
     {
         // From the second review: H1 holds the role (open); the dispose leaves the unmap to the role; H1 stores 0; H2 takes
         // the role (after the dispose: closed); H1's look sees the role held and leaves it to H2; H2's release unmaps.
-        string name = $"late-{Guid.NewGuid():N}"[..30];
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
+        using ChannelPair pair = NewPair("late", out string name, out int mapped);
         InboundChannel inbound = pair.Inbound;
-        int mapped = Mappings(name);
 
         Assert.True(inbound.TryTakeReaderRole());
         Assert.True(inbound.OpenToReaderRole);
@@ -141,10 +131,8 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
         int early = 0;
         for (int round = 0; round < 200; round++)
         {
-            string name = $"role-{Guid.NewGuid():N}"[..30];
-            using var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
+            using ChannelPair pair = NewPair("role", out string name, out int mapped);
             InboundChannel inbound = pair.Inbound;
-            int mapped = Mappings(name);
             Assert.True(inbound.TryEnterReading());
             using var stop = new ManualResetEventSlim();
             int looks = 0;
@@ -329,6 +317,15 @@ public sealed class InboundReadingReferenceTests(ITestOutputHelper output)
             await Poll.WaitUntilAsync(() => Mappings(regionName) == 0, "the victim's and attacker's regions unmapped");
         }
         output.WriteLine($"20 rounds; the threads' errors: {string.Join(", ", seen.Select(pair => $"{pair.Key} {pair.Value}"))}");
+    }
+
+    /// <summary>A channel pair over a region named for this test alone, and how many mappings of that name there are.</summary>
+    private static ChannelPair NewPair(string prefix, out string name, out int mapped)
+    {
+        name = $"{prefix}-{Guid.NewGuid():N}"[..30];
+        var pair = new ChannelPair(ChannelPair.SmallOptions(), name);
+        mapped = Mappings(name);
+        return pair;
     }
 
     /// <summary>The role's release as the connection makes it: the store, a full fence, the look at a dispose.</summary>
