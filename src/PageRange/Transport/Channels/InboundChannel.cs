@@ -107,7 +107,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         // operation has left.
         _data = region.BasePointer + layout.DataOffset;
         _memory = new RegionMemoryManager(_data, checked((int)layout.DataSize), this);
-        // SAFETY: GetSpan checks that the word lies inside the mapping, which the references kept alive as above;
+        // SAFETY: GetSpan checks that the word lies inside the mapping, kept alive by the references named above;
         // the word is the writer's (it counts its parked threads), read only as a hint, never as an index or size.
         fixed (byte* parked = region.GetSpan(RegionHeaderLayout.FreeDoorbellParkedOffset, sizeof(int)))
         {
