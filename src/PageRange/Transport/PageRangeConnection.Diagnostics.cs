@@ -55,9 +55,9 @@ public sealed partial class PageRangeConnection : IMetricsSource
         using (_slotLock.EnterScope())
         {
             text.AppendLine(invariant, $"  buffers: {_liveTransactions}");
-            foreach (IncomingSlot slot in _incomingSlots)
+            foreach (IncomingSlot? slot in _incomingSlots)
             {
-                if ((slot.Generation & 1) == 0)
+                if (slot is null || (slot.Generation & 1) == 0)
                 {
                     continue;
                 }

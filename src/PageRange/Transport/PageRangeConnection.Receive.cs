@@ -928,7 +928,9 @@ public sealed partial class PageRangeConnection
             throw new ProtocolViolationException(
                 $"The peer published more than {_freeIncoming.Length} live buffers, beyond what its free ring allows.");
         }
-        IncomingSlot slot = _incomingSlots[_freeIncoming[--_freeIncomingCount]];
+        int index = _freeIncoming[--_freeIncomingCount];
+        // Allocates only the first time this index is taken: the steady state reuses the same few slots.
+        IncomingSlot slot = _incomingSlots[index] ??= new IncomingSlot(index);
         slot.Record = record;
         slot.Replied = 0;
         slot.CancelRequested = false;

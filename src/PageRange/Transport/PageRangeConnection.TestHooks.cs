@@ -14,6 +14,18 @@ public sealed partial class PageRangeConnection
     /// <summary>The channel this side writes into (the peer's region).</summary>
     internal OutboundChannel Outbound => _outbound;
 
+    /// <summary>Incoming slots made so far (each is made the first time it is taken), and how many could be (the lane's included).</summary>
+    internal (int Made, int Capacity) IncomingSlotsForTest
+    {
+        get
+        {
+            using (_slotLock.EnterScope())
+            {
+                return (_incomingSlots.Count(slot => slot is not null), _incomingSlots.Length);
+            }
+        }
+    }
+
     /// <summary>Transactions the peer published that we read and have not freed yet (ready, held or backlogged).</summary>
     internal int LiveIncomingTransactions
     {

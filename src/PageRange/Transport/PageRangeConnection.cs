@@ -45,7 +45,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly ThinLock _slotLock;
     private readonly object _gate = new();
 
-    private readonly IncomingSlot[] _incomingSlots;
+    // Made on first use (see the constructor): null until then.
+    private readonly IncomingSlot?[] _incomingSlots;
     private readonly int[] _freeIncoming;
     private readonly IncomingSlot _laneSlot;
     private int _freeIncomingCount;
@@ -114,15 +115,16 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);
 
         // One incoming slot per buffer the peer may have live in our region: the writer never has more than the
-        // rings allow, so a slot is always there when a record arrives.
+        // rings allow, so a slot is always there when a record arrives. Each is made the first time it is taken (the
+        // free list hands out the lowest indices first and takes them back last in, first out): a connection pays for
+        // the slots its traffic uses, not for the 1,000 and more its peer's packs could fill (PackLayout.MaxLivePacks).
         // One more, the lane's (see ReceiveBatch), last and never in the free list: in the array so that what looks at
         // every live slot (a close cancelling handlers' tokens, the dump) sees a lane's transaction too.
         int slots = inbound.MaxLiveTransactions;
-        _incomingSlots = new IncomingSlot[slots + 1];
+        _incomingSlots = new IncomingSlot?[slots + 1];
         _freeIncoming = new int[slots];
         for (int i = 0; i < slots; i++)
         {
-            _incomingSlots[i] = new IncomingSlot(i);
             _freeIncoming[i] = slots - 1 - i;
         }
         _laneSlot = _incomingSlots[slots] = new IncomingSlot(slots, isLaneSlot: true);
@@ -338,9 +340,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         List<CancellationTokenSource>? sources = null;
         using (_slotLock.EnterScope())
         {
-            foreach (IncomingSlot slot in _incomingSlots)
+            foreach (IncomingSlot? slot in _incomingSlots)
             {
-                if ((slot.Generation & 1) == 1 && slot.Cancellation is { } source)
+                if (slot is not null && (slot.Generation & 1) == 1 && slot.Cancellation is { } source)
                 {
                     (sources ??= []).Add(source);
                 }

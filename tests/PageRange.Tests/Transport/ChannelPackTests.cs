@@ -57,6 +57,31 @@ public sealed class ChannelPackTests
         Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload));
     }
 
+    [Theory]
+    [InlineData(0, 0)]
+    [InlineData(4L * PackLayout.Capacity - 1, 0)]
+    [InlineData(4L * PackLayout.Capacity, 4)]
+    [InlineData(20L * PackLayout.Capacity - 1, 4)]
+    [InlineData(20L * PackLayout.Capacity, 5)]
+    [InlineData(64L * PackLayout.Capacity, 16)]
+    [InlineData(1L << 30, 16)]
+    public void LivePacksFor_AQuarterOfTheOnewayQuotaBetweenFourAndSixteen_NoneBelowFour(long quota, int packs) =>
+        Assert.Equal(packs, PackLayout.LivePacksFor(quota));
+
+    [Theory]
+    [InlineData(8, 0)]
+    [InlineData(32, PackLayout.MinLivePacks)]
+    [InlineData(512, PackLayout.MaxLivePacks)]
+    public void MaxLivePacks_FollowsTheRegionsOnewayQuota(int pages, int packs)
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: pages));
+        Assert.Equal(packs, pair.Outbound.MaxLivePacks);
+        // The receiver holds every packed message the most packing writer may keep live, whatever this writer's limit.
+        Assert.Equal(PackLayout.MaxLivePacks * PackLayout.MaxEntries, InboundChannel.MaxPackedLive);
+        SendOneway(pair, 1, 8);
+        Assert.Equal(packs == 0 ? 0 : 1, pair.Outbound.PacksOpened);
+    }
+
     [Fact]
     public void TrySend_SmallOneways_OneRecordOnePackAllDeliveredInOrder()
     {
@@ -103,7 +128,9 @@ public sealed class ChannelPackTests
     [Fact]
     public void TrySend_PacksInterleavedWithCallsLargeOnewaysAndZeroCopy_DeliveredInSendOrder()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        // A region whose oneway quota allows the writer the fewest live packs (four), so the limit is reached below.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 32));
+        Assert.Equal(PackLayout.MinLivePacks, pair.Outbound.MaxLivePacks);
         ulong id = 0;
         var kinds = new List<TransactionFlags>();
         for (int round = 0; round < 6; round++)
@@ -134,16 +161,16 @@ public sealed class ChannelPackTests
             }
         }
         // Each call, large or zero-copy oneway sealed the pack before it: a new pack after each, until the writer's
-        // MaxLivePacks are live (nothing is freed before the end); the last two rounds' small oneways (7 + 8) then go
+        // four packs are live (nothing is freed before the end); the last two rounds' small oneways (7 + 8) then go
         // as records of their own.
-        Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.PacksOpened);
+        Assert.Equal(PackLayout.MinLivePacks, pair.Outbound.PacksOpened);
 
         List<TransactionRecord> received = ReceiveAll(pair);
         Assert.Equal(Enumerable.Range(0, (int)id).Select(i => (ulong)i), received.Select(r => r.TransactionId));
         Assert.Equal(kinds, received.Select(r => r.Flags));
         // Each pack was sealed by the record after it, so all four are finished and freed, with the six records of
         // their own and the fifteen small ones.
-        Assert.Equal(PackLayout.MaxLivePacks, pair.Inbound.PacksReceived);
+        Assert.Equal(PackLayout.MinLivePacks, pair.Inbound.PacksReceived);
         Assert.Equal(25UL, pair.Inbound.Freed);
         pair.Outbound.DrainFrees();
         Assert.Equal(0, pair.Outbound.LiveBuffers);
@@ -253,14 +280,16 @@ public sealed class ChannelPackTests
     public void TrySend_WriterAtItsLivePackLimit_SmallOnewaysGoAsRecordsAndTheReceiverTakesEverythingWithoutAFree()
     {
         // The writer keeps at most MaxLivePacks packs of MaxEntries live, so the receiver's MaxPackedLive slots always
-        // hold them whole: it never stops inside a pack, and the call behind reaches it with nothing freed.
-        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        // hold them whole: it never stops inside a pack, and the call behind reaches it with nothing freed. A region
+        // whose oneway quota gives the writer the most packs it may ever keep.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 512));
+        Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.MaxLivePacks);
         const int extra = 8;
         for (ulong i = 0; i < InboundChannel.MaxPackedLive + extra; i++)
         {
             SendOneway(pair, i, 8);
         }
-        Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.PacksOpened);
+        Assert.Equal(pair.Outbound.MaxLivePacks, pair.Outbound.PacksOpened);
         Assert.Equal(InboundChannel.MaxPackedLive, pair.Outbound.PackedSent);
         Assert.True(pair.Outbound.TrySend(1000, 0, TransactionFlags.TwoWay, new byte[8], new RecordContext(1, 0, CallStatus.Ok)));
 
@@ -281,13 +310,17 @@ public sealed class ChannelPackTests
         }
         pair.Outbound.DrainFrees();
         SendOneway(pair, 2000, 8);
-        Assert.Equal(PackLayout.MaxLivePacks + 1, pair.Outbound.PacksOpened);
+        Assert.Equal(pair.Outbound.MaxLivePacks + 1, pair.Outbound.PacksOpened);
     }
+
+    /// <summary>The most packed messages the pair's writer keeps live: its live packs of <see cref="PackLayout.MaxEntries"/>.</summary>
+    private static int PackedLimit(ChannelPair pair) => pair.Outbound.MaxLivePacks * PackLayout.MaxEntries;
 
     /// <summary>Sends small oneways until every pack the writer may keep live is full: the next one meets the limit.</summary>
     private static void FillEveryLivePack(ChannelPair pair, ref ulong id)
     {
-        for (int i = 0; i < InboundChannel.MaxPackedLive; i++)
+        Assert.True(pair.Outbound.MaxLivePacks >= PackLayout.MinLivePacks);
+        for (int i = 0; i < PackedLimit(pair); i++)
         {
             SendOneway(pair, id++, 8);
         }
@@ -301,7 +334,7 @@ public sealed class ChannelPackTests
         using var pair = new ChannelPair(ChannelPair.SmallOptions(packWait: TestTimeouts.Long));
         ulong id = 0;
         FillEveryLivePack(pair, ref id);
-        Assert.Equal(PackLayout.MaxLivePacks, pair.Outbound.PacksOpened);
+        Assert.Equal(pair.Outbound.MaxLivePacks, pair.Outbound.PacksOpened);
 
         Task send = Task.Factory.StartNew(() => SendOneway(pair, id, 8), TaskCreationOptions.LongRunning);
         // Nothing frees a pack until the receiver runs below: once the send began its wait it can only go on waiting (or,
@@ -314,10 +347,10 @@ public sealed class ChannelPackTests
         List<TransactionRecord> first = ReceiveAll(pair);
         await send.WaitAsync(TestTimeouts.Long);
 
-        Assert.Equal(PackLayout.MaxLivePacks + 1, pair.Outbound.PacksOpened);
-        Assert.Equal(InboundChannel.MaxPackedLive + 1, pair.Outbound.PackedSent);
+        Assert.Equal(pair.Outbound.MaxLivePacks + 1, pair.Outbound.PacksOpened);
+        Assert.Equal(PackedLimit(pair) + 1, pair.Outbound.PackedSent);
         List<TransactionRecord> all = [.. first, .. ReceiveAll(pair)];
-        Assert.Equal(Enumerable.Range(0, InboundChannel.MaxPackedLive + 1).Select(i => (ulong)i), all.Select(r => r.TransactionId));
+        Assert.Equal(Enumerable.Range(0, PackedLimit(pair) + 1).Select(i => (ulong)i), all.Select(r => r.TransactionId));
     }
 
     [Fact]
@@ -343,9 +376,9 @@ public sealed class ChannelPackTests
         await oneway.WaitAsync(TestTimeouts.Long);
         List<TransactionRecord> all = [.. first, .. ReceiveAll(pair)];
         Assert.Equal(
-            Enumerable.Range(0, InboundChannel.MaxPackedLive).Select(i => (ulong)i).Append(1000UL).Append((ulong)InboundChannel.MaxPackedLive),
+            Enumerable.Range(0, PackedLimit(pair)).Select(i => (ulong)i).Append(1000UL).Append((ulong)PackedLimit(pair)),
             all.Select(r => r.TransactionId));
-        Assert.Equal(InboundChannel.MaxPackedLive + 1, pair.Outbound.PackedSent);
+        Assert.Equal(PackedLimit(pair) + 1, pair.Outbound.PackedSent);
     }
 
     [Fact]
@@ -370,9 +403,9 @@ public sealed class ChannelPackTests
             // One wait (not one per message), which lasted its whole budget; the messages went as records of their own.
             Assert.Equal(round, pair.Outbound.PackWaits);
             Assert.True(clock.Elapsed >= wait, $"round {round}: {extra} sends past the limit took {clock.Elapsed.TotalMilliseconds} ms");
-            Assert.Equal(round * InboundChannel.MaxPackedLive, pair.Outbound.PackedSent);
-            ulong first = id - (ulong)(InboundChannel.MaxPackedLive + extra);
-            Assert.Equal(Enumerable.Range(0, InboundChannel.MaxPackedLive + extra).Select(i => first + (ulong)i), ReceiveAll(pair).Select(r => r.TransactionId));
+            Assert.Equal(round * PackedLimit(pair), pair.Outbound.PackedSent);
+            ulong first = id - (ulong)(PackedLimit(pair) + extra);
+            Assert.Equal(Enumerable.Range(0, PackedLimit(pair) + extra).Select(i => first + (ulong)i), ReceiveAll(pair).Select(r => r.TransactionId));
             // Every pack was sealed (the first record past the limit seals the open one), consumed and freed: back.
             AssertEveryPackFreedBack(pair);
         }
@@ -387,7 +420,7 @@ public sealed class ChannelPackTests
         FillEveryLivePack(pair, ref id);
         SendOneway(pair, id, 8);
         Assert.Equal(0, pair.Outbound.PackWaits);
-        Assert.Equal(InboundChannel.MaxPackedLive, pair.Outbound.PackedSent);
+        Assert.Equal(PackedLimit(pair), pair.Outbound.PackedSent);
     }
 
     [Fact]

@@ -66,20 +66,22 @@ public sealed class ConnectionPackTests
     public async Task Call_BehindPacksOfOnewaysAHandlerHolds_DeliveredToAnotherReceiverAtOnce()
     {
         // binder routes a call past a node's queued oneways. Here the first oneway's handler holds it until the call
-        // behind 250 oneways (four full packs, then records of their own) is answered by another thread: the receiver
-        // must take every pack whole to reach the call (it stopped after 32 packed messages before the writer's
-        // promise of at most four live packs, and this hung until the timeout).
-        // Rings of 512: the idle housekeeping may seal a pack early on a loaded machine, so more of the 250 may go as
+        // behind every pack the writer may keep live, full, and 50 oneways more (records of their own) is answered by
+        // another thread: the receiver must take every pack whole to reach the call (it stopped after 32 packed
+        // messages before the writer's promise of at most so many live packs, and this hung until the timeout).
+        // Rings of 1024: the idle housekeeping may seal a pack early on a loaded machine, so more of the oneways may go as
         // records of their own than the default 64 live buffers hold before the server receives anything.
         PageRangeOptions options = ConnectionPair.DefaultOptions();
-        options.TransactionRingCapacity = 512;
-        options.FreeRingCapacity = 512;
+        options.TransactionRingCapacity = 1024;
+        options.FreeRingCapacity = 1024;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
-        const int onewaysBefore = 250;
+        int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / PackLayout.EntrySize(64);
+        int onewaysBefore = pair.Client.Outbound.MaxLivePacks * perPack + 50;
         for (int i = 0; i < onewaysBefore; i++)
         {
             pair.Client.SendOneway((uint)i, new byte[64]);
         }
+        Assert.Equal(PackLayout.MaxLivePacks, pair.Client.Outbound.MaxLivePacks);
         Assert.True(pair.Client.Outbound.PacksOpened >= PackLayout.MaxLivePacks);
 
         using var answered = new ManualResetEventSlim();
@@ -161,6 +163,48 @@ public sealed class ConnectionPackTests
             Assert.True(pair.Server.Inbound.PackedLive <= InboundChannel.MaxPackedLive);
         }
         await sender.WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task IncomingSlots_MadeTheFirstTimeEachIsTakenAndReused()
+    {
+        // A connection keeps a slot for every packed message its peer may hold live (over a thousand): it makes them as
+        // its traffic needs them, not up front.
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        (int made, int capacity) = pair.Server.IncomingSlotsForTest;
+        Assert.Equal(1, made);
+        Assert.True(capacity > InboundChannel.MaxPackedLive, $"{capacity} slots");
+
+        using var timeout = new CancellationTokenSource(TestTimeouts.Long);
+        // Calls, not oneways: a connection hands out its oneways one at a time, each after the one before was freed.
+        const int held = 20;
+        var calls = new List<Task>();
+        for (int i = 0; i < held; i++)
+        {
+            calls.Add(pair.Client.CallAsync((uint)i, new byte[64], TestTimeouts.Long).AsTask().ContinueWith(call => call.Result.Dispose(), TaskScheduler.Default));
+        }
+        var holding = new List<Transaction>();
+        for (int i = 0; i < held; i++)
+        {
+            holding.Add(pair.Server.Receive(timeout.Token));
+        }
+        int madeWhileHolding = pair.Server.IncomingSlotsForTest.Made;
+        Assert.InRange(madeWhileHolding, held + 1, held + 1 + InboundChannel.ReceiveBatch);
+        holding.ForEach(transaction =>
+        {
+            transaction.Reply([]);
+            transaction.Dispose();
+        });
+        await Task.WhenAll(calls).WaitAsync(TestTimeouts.Long);
+
+        // One at a time from now on: the slots made already are taken again, none is made.
+        for (int i = 0; i < 1_000; i++)
+        {
+            pair.Client.SendOneway((uint)i, new byte[64]);
+            using Transaction transaction = pair.Server.Receive(timeout.Token);
+            Assert.Equal((uint)i, transaction.Code);
+        }
+        Assert.Equal(madeWhileHolding, pair.Server.IncomingSlotsForTest.Made);
     }
 
     [Fact]

@@ -68,7 +68,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private byte* _packBase;
     private uint _packCommitted;
     private int _packEntries;
-    // Packs live (the open one and sealed ones not yet freed back), at most PackLayout.MaxLivePacks: their offsets.
+    // Packs live (the open one and sealed ones not yet freed back), at most _maxLivePacks: their offsets.
+    private readonly int _maxLivePacks;
     private readonly long[] _livePacks = new long[PackLayout.MaxLivePacks];
     private int _livePackCount;
     private long _packsOpened;
@@ -136,7 +137,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _slabs = new BufferSlabs(_allocator);
             _callSlabs = new BufferSlabs(_allocator, oneway: false);
             // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
-            _packing = options.PackSmallOneways && _allocator.OnewayQuota >= 4L * PackLayout.Capacity;
+            _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
+            _packing = _maxLivePacks > 0;
             _packingPlain = _packing && !options.ClearBuffersOnFree;
             _packWaitTicks = options.WaitStrategy == WaitStrategy.Park ? 0 : (long)(options.PackWait.TotalSeconds * Stopwatch.Frequency);
         }
@@ -205,6 +207,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Whether a packed message's publish makes no fence (the receiver's readers issue the park barrier; see <see cref="ParkBarrier"/>).</summary>
     internal bool RingsWithoutFence => _txDoorbell.RingsWithoutFence;
 
+    /// <summary>The most packs this writer keeps live (<see cref="PackLayout.LivePacksFor"/>); 0 when it does not pack.</summary>
+    internal int MaxLivePacks => _maxLivePacks;
+
     /// <summary>Packs opened so far (each published by one record).</summary>
     internal long PacksOpened => Interlocked.Read(ref _packsOpened);
 
@@ -258,12 +263,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 AppendToOpenPackUnsynchronized(IdUnsynchronized(transactionId), code, payload);
                 return true;
             }
-            if (packable && _livePackCount >= PackLayout.MaxLivePacks)
+            if (packable && _livePackCount >= _maxLivePacks)
             {
                 WaitForLivePackUnsynchronized(payload.Length);
             }
             transactionId = IdUnsynchronized(transactionId);
-            if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < PackLayout.MaxLivePacks))
+            if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < _maxLivePacks))
             {
                 return TrySendPackedUnsynchronized(transactionId, code, payload);
             }
@@ -772,7 +777,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             DrainFreesUnsynchronized();
             // Another sender may have opened a pack while we did not hold the lock.
-            if (_livePackCount < PackLayout.MaxLivePacks || HasRoomInOpenPack(payloadLength))
+            if (_livePackCount < _maxLivePacks || HasRoomInOpenPack(payloadLength))
             {
                 return;
             }

@@ -56,8 +56,27 @@ internal static class PackLayout
     /// call published after a pack is never held up by oneways a slow handler has not taken yet (binder routes calls
     /// past a node's queued oneways). With the packs used up, a small oneway waits briefly for the receiver to free one
     /// (<see cref="ChannelOptions.PackWait"/>, with the send lock released between looks), then goes as a record of its own.
+    /// A writer keeps fewer when its oneway quota is small (<see cref="LivePacksFor"/>).
     /// </summary>
-    internal const int MaxLivePacks = 4;
+    /// <remarks>
+    /// 16, not the 4 of protocol version 4: a stream's writer at its limit waits for a pack to come back, and a pack
+    /// comes back only after the receiver took it whole and freed its messages, so with 4 the writer ran at most a few
+    /// packs ahead and waited for one in 77-85% of the packs it opened; with 16, in 42%. A 64 B oneway stream measured
+    /// 15.2-19.2 M messages/s with 4 and 17.9-21.8 M with 16 in alternated runs (32: no better again); see
+    /// benchmarks/README.md, "More packs live" (session 2026-12-04 12:08).
+    /// </remarks>
+    internal const int MaxLivePacks = 16;
+
+    /// <summary>The fewest packs a writer that packs at all keeps live: a region whose oneway quota holds fewer does not pack.</summary>
+    internal const int MinLivePacks = 4;
+
+    /// <summary>
+    /// The packs a writer with <paramref name="onewayQuota"/> bytes of oneway quota keeps live at most: a quarter of the
+    /// quota in packs, between <see cref="MinLivePacks"/> (0 below: no packing) and <see cref="MaxLivePacks"/>, so a
+    /// stream's packs never take most of a small region's quota from the oneways that need a buffer of their own.
+    /// </summary>
+    internal static int LivePacksFor(long onewayQuota) =>
+        onewayQuota < (long)MinLivePacks * Capacity ? 0 : (int)Math.Clamp(onewayQuota / (4L * Capacity), MinLivePacks, MaxLivePacks);
 
     /// <summary>The capacity the writer gives each pack (a page: its pages are backed once and reused).</summary>
     internal const int Capacity = 4096;
