@@ -1,9 +1,10 @@
 namespace PageRange.Transport;
 
 /// <summary>
-/// The connection-side state of one delivered transaction, from receipt until its buffer is freed. Slots are
-/// preallocated (one per buffer the peer may have live in our region) and reused; <see cref="Generation"/> changes
-/// on every reuse, so a stale <see cref="Transaction"/> copy is detected instead of touching someone else's buffer.
+/// The connection-side state of one delivered transaction, from receipt until its buffer is freed. There is a slot for
+/// every buffer and packed message the peer may have live in our region, each made the first time it is taken and
+/// reused from then on; <see cref="Generation"/> changes on every reuse, so a stale <see cref="Transaction"/> copy is
+/// detected instead of touching someone else's buffer.
 /// </summary>
 internal sealed class IncomingSlot
 {

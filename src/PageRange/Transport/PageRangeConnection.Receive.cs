@@ -928,9 +928,16 @@ public sealed partial class PageRangeConnection
             throw new ProtocolViolationException(
                 $"The peer published more than {_freeIncoming.Length} live buffers, beyond what its free ring allows.");
         }
-        int index = _freeIncoming[--_freeIncomingCount];
-        // Allocates only the first time this index is taken: the steady state reuses the same few slots.
-        IncomingSlot slot = _incomingSlots[index] ??= new IncomingSlot(index);
+        int index = _freeIncoming[_freeIncomingCount - 1];
+        IncomingSlot? slot = _incomingSlots[index];
+        if (slot is null)
+        {
+            // Only the first time this index is taken: the steady state reuses the same few slots. Made before the index
+            // leaves the free list, so an allocation that fails loses no slot.
+            slot = _incomingSlots[index] = new IncomingSlot(index);
+            _incomingSlotsMade++;
+        }
+        _freeIncomingCount--;
         slot.Record = record;
         slot.Replied = 0;
         slot.CancelRequested = false;

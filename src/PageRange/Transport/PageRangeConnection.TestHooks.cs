@@ -14,14 +14,17 @@ public sealed partial class PageRangeConnection
     /// <summary>The channel this side writes into (the peer's region).</summary>
     internal OutboundChannel Outbound => _outbound;
 
-    /// <summary>Incoming slots made so far (each is made the first time it is taken), and how many could be (the lane's included).</summary>
+    /// <summary>
+    /// Incoming slots made so far (each is made the first time it is taken; the lane's, made with the connection,
+    /// counts too), and how many there could be.
+    /// </summary>
     internal (int Made, int Capacity) IncomingSlotsForTest
     {
         get
         {
             using (_slotLock.EnterScope())
             {
-                return (_incomingSlots.Count(slot => slot is not null), _incomingSlots.Length);
+                return (_incomingSlotsMade + 1, _incomingSlots.Length);
             }
         }
     }

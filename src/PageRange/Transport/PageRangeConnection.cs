@@ -45,8 +45,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly ThinLock _slotLock;
     private readonly object _gate = new();
 
-    // Made on first use (see the constructor): null until then.
+    // Made on first use (see the constructor): null until then. How many were made, under the slot lock.
     private readonly IncomingSlot?[] _incomingSlots;
+    private int _incomingSlotsMade;
     private readonly int[] _freeIncoming;
     private readonly IncomingSlot _laneSlot;
     private int _freeIncomingCount;
@@ -136,7 +137,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             // A peer of another uid does not share our trust; one of our own uid could write our memory anyway.
             _ => handshake.PeerCredentials.Uid != Interop.GetEffectiveUserId(),
         };
-        _liveCallsById = new Dictionary<ulong, IncomingSlot>(slots);
+        // Two-way calls only, which come as records of their own (never packed): at most the rings' live buffers.
+        _liveCallsById = new Dictionary<ulong, IncomingSlot>(inbound.MaxLiveBuffers);
         _onewayBacklog = new Queue<IncomingSlot>(slots);
         _incomingReady = new Queue<IncomingSlot>(slots);
 

@@ -72,8 +72,9 @@ internal static class PackLayout
 
     /// <summary>
     /// The packs a writer with <paramref name="onewayQuota"/> bytes of oneway quota keeps live at most: a quarter of the
-    /// quota in packs, between <see cref="MinLivePacks"/> (0 below: no packing) and <see cref="MaxLivePacks"/>, so a
-    /// stream's packs never take most of a small region's quota from the oneways that need a buffer of their own.
+    /// quota in packs, between <see cref="MinLivePacks"/> (0 below: no packing) and <see cref="MaxLivePacks"/>. Beyond the
+    /// four every packing writer had before, a stream's packs take at most a quarter of the quota from the oneways that
+    /// need a buffer of their own (the four alone may take more of a small region's quota, up to all of it, as before).
     /// </summary>
     internal static int LivePacksFor(long onewayQuota) =>
         onewayQuota < (long)MinLivePacks * Capacity ? 0 : (int)Math.Clamp(onewayQuota / (4L * Capacity), MinLivePacks, MaxLivePacks);
