@@ -106,6 +106,22 @@ internal sealed partial class BufferAllocator
     /// <inheritdoc cref="Free(long, ulong)"/>
     internal FreeResult FreeUnderLock(long offset, ulong deliveredBefore) => FreeCore(offset, deliveredBefore, callerHoldsLock: true);
 
+    /// <summary>
+    /// Whether <see cref="FreeUnderLock"/> would free the buffer at <paramref name="offset"/> now (a live buffer starts
+    /// there and its record is below <paramref name="deliveredBefore"/>), without freeing it: for an owner that honours a
+    /// free now and gives the buffer back later (a writer's resting packs). Counts and logs nothing.
+    /// </summary>
+    /// <remarks>Safety: the caller holds the shared lock (asserted in Debug builds).</remarks>
+    /// <inheritdoc cref="Free(long, ulong)"/>
+    internal bool IsFreeableUnderLock(long offset, ulong deliveredBefore)
+    {
+        using (EnterUnlessHeld(callerHoldsLock: true))
+        {
+            int index = FindLiveUnsynchronized(offset);
+            return index != Nil && LiveUnsynchronized(index).State == ExtentState.Allocated && LiveUnsynchronized(index).Sequence < deliveredBefore;
+        }
+    }
+
     private FreeResult FreeCore(long offset, ulong deliveredBefore, bool callerHoldsLock)
     {
         ExtentState found;

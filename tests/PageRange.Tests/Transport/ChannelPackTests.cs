@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using PageRange.Memory;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 
@@ -80,6 +81,97 @@ public sealed class ChannelPackTests
         Assert.Equal(PackLayout.MaxLivePacks * PackLayout.MaxEntries, InboundChannel.MaxPackedLive);
         SendOneway(pair, 1, 8);
         Assert.Equal(packs == 0 ? 0 : 1, pair.Outbound.PacksOpened);
+    }
+
+    [Theory]
+    [InlineData(0, 0, 0)]
+    [InlineData(1L << 30, 0, 0)]
+    [InlineData(20L * PackLayout.Capacity, 5, 0)]
+    [InlineData(24L * PackLayout.Capacity, 5, 1)]
+    [InlineData(128L * PackLayout.Capacity, 16, 16)]
+    [InlineData(1L << 30, 16, PackLayout.MaxRestingPacks)]
+    public void RestingPacksFor_WhatIsLeftOfAQuarterOfTheQuota_AtMost48(long quota, int livePacks, int resting) =>
+        Assert.Equal(resting, PackLayout.RestingPacksFor(quota, livePacks));
+
+    /// <summary>A stream of full packs, each received and freed before the next round: every pack's free is drained.</summary>
+    private static HashSet<long> StreamPacks(ChannelPair pair, ref ulong id, int rounds)
+    {
+        int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / PackLayout.EntrySize(64);
+        var offsets = new HashSet<long>();
+        for (int round = 0; round < rounds; round++)
+        {
+            for (int i = 0; i < perPack; i++)
+            {
+                SendOneway(pair, id++, 64);
+                offsets.Add(pair.Outbound.OpenPackOffset);
+            }
+            ReceiveAll(pair);
+            pair.Outbound.DrainFrees();
+        }
+        return offsets;
+    }
+
+    [Fact]
+    public void Free_PacksRestBeforeTheAllocatorGetsThemBack_AStreamRotatesThroughManyBuffers()
+    {
+        // The allocator places a pack in the smallest free range: without the rest, a stream whose receiver keeps up
+        // reuses one or two buffers whose lines are still in the other core's cache (see PackLayout.RestingPacksFor).
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        Assert.Equal(PackLayout.MaxRestingPacks, pair.Outbound.MaxRestingPacks);
+        ulong id = 0;
+        HashSet<long> offsets = StreamPacks(pair, ref id, rounds: 3 * PackLayout.MaxRestingPacks);
+        Assert.True(offsets.Count > PackLayout.MaxRestingPacks, $"{offsets.Count} buffers used by {pair.Outbound.PacksOpened} packs");
+        // Freed as far as the protocol goes (no live buffer, nothing owed on the free ring), reserved until the rest ends.
+        Assert.Equal(PackLayout.MaxRestingPacks, pair.Outbound.RestingPacks);
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+        Assert.Equal(PackLayout.MaxRestingPacks + 1, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+
+        // An idle writer gives its resting packs back, and the packs freed after that (the one it seals now) too.
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        Assert.Equal(0, pair.Outbound.RestingPacks);
+        ReceiveAll(pair);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.RestingPacks);
+        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+        Assert.Equal(0, pair.Outbound.Pages.GetStats().Used);
+
+        // A pack opened again: the next pack freed rests again.
+        StreamPacks(pair, ref id, rounds: 2);
+        Assert.Equal(1, pair.Outbound.RestingPacks);
+    }
+
+    [Fact]
+    public void TrySend_RegionFullButForRestingPacks_TheyGoBackAndTheMessageFits()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        ulong id = 0;
+        StreamPacks(pair, ref id, rounds: 2 * PackLayout.MaxRestingPacks);
+        Assert.Equal(PackLayout.MaxRestingPacks, pair.Outbound.RestingPacks);
+        // Every byte of the oneway quota but the open pack's (and a page for padding): it fits only once the rest ends.
+        int size = checked((int)(pair.Outbound.MaxOnewayMessageSize - PackLayout.Capacity - SharedRegion.PageSize));
+        byte[] large = PayloadFor(id, size);
+        Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(large), TransactionFlags.Oneway, large));
+        Assert.Equal(0, pair.Outbound.RestingPacks);
+        Assert.Contains(id, ReceiveAll(pair).Select(record => record.TransactionId));
+    }
+
+    [Fact]
+    public void Drain_FreeOfASealedPackNotYetReceived_IgnoredAndThePackDoesNotRest()
+    {
+        // Binder's delivery rule holds for a resting pack as for any buffer: a free of a pack whose record the receiver
+        // has not taken is ignored, so the pack stays live and reserved, and is not counted freed.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        SendOneway(pair, 0, 64);
+        long pack = pair.Outbound.OpenPackOffset;
+        // A call seals the pack; nothing has been received yet.
+        byte[] call = PayloadFor(1, 8);
+        Assert.True(pair.Outbound.TrySend(1, ChannelPair.Checksum(call), TransactionFlags.TwoWay, call, new RecordContext(1, 0, CallStatus.Ok)));
+        long freedBefore = pair.Outbound.BuffersFreed;
+        pair.Inbound.Free(new TransactionRecord(0, pack, PackLayout.Capacity, 0, TransactionFlags.Oneway));
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.RestingPacks);
+        Assert.Equal(freedBefore, pair.Outbound.BuffersFreed);
+        Assert.Equal(2, pair.Outbound.LiveBuffers);
     }
 
     [Fact]

@@ -71,6 +71,14 @@ internal sealed unsafe class OutboundChannel : IDisposable
     // Packs live (the open one and sealed ones not yet freed back), at most _maxLivePacks: their offsets.
     private readonly int _maxLivePacks;
     private readonly long[] _livePacks = new long[PackLayout.MaxLivePacks];
+    // Packs the receiver freed that stay reserved for a while (see PackLayout.RestingPacksFor), oldest first: a ring of
+    // _restingCount offsets from _restingFirst, at most _maxRestingPacks.
+    private readonly int _maxRestingPacks;
+    private readonly long[] _restingPacks = new long[PackLayout.MaxRestingPacks];
+    private int _restingFirst;
+    private int _restingCount;
+    // Set by an idle writer's housekeeping, cleared when a pack opens: packs freed meanwhile go straight back.
+    private bool _packsIdle;
     private int _livePackCount;
     private long _packsOpened;
     private long _packedSent;
@@ -139,6 +147,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
             _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
             _packing = _maxLivePacks > 0;
+            _maxRestingPacks = PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks);
             _packingPlain = _packing && !options.ClearBuffersOnFree;
             _packWaitTicks = options.WaitStrategy == WaitStrategy.Park ? 0 : (long)(options.PackWait.TotalSeconds * Stopwatch.Frequency);
         }
@@ -209,6 +218,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>The most packs this writer keeps live (<see cref="PackLayout.LivePacksFor"/>); 0 when it does not pack.</summary>
     internal int MaxLivePacks => _maxLivePacks;
+
+    /// <summary>The most packs this writer keeps reserved after their free (<see cref="PackLayout.RestingPacksFor"/>).</summary>
+    internal int MaxRestingPacks => _maxRestingPacks;
+
+    /// <summary>Packs freed by the receiver and still reserved (a hint from any thread; exact under the send lock).</summary>
+    internal int RestingPacks => Volatile.Read(ref _restingCount);
 
     /// <summary>Packs opened so far (each published by one record).</summary>
     internal long PacksOpened => Interlocked.Read(ref _packsOpened);
@@ -539,6 +554,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // can become Available. The next small oneway opens another.
             SealPackUnsynchronized();
             int drained = DrainFreesUnsynchronized();
+            // An idle stream needs no rotation: its resting packs' pages become Available too, and so do those of the
+            // packs the receiver frees from now on (the one just sealed, say) until a pack opens again.
+            ReleaseRestingPacksUnsynchronized();
+            _packsIdle = true;
             _slabs.ReleaseIdle();
             _callSlabs.ReleaseIdle();
             return drained;
@@ -594,7 +613,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
                 $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
-                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, open pack at {_packOffset} with {_packCommitted} bytes\n" +
+                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting, open pack at {_packOffset} with {_packCommitted} bytes\n" +
                 $"  slabs of small calls and replies: {_callSlabs.SlabsInUse} in use, {_callSlabs.SlabsOpened} opened, {_callSlabs.SlabsReleased} given back\n{_allocator.DumpState()}");
         }
         finally
@@ -683,6 +702,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _packCommitted = (uint)entrySize;
         _packEntries = 1;
         _livePacks[_livePackCount++] = offset;
+        _packsIdle = false;
         _packsOpened++;
         _packedSent++;
         TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
@@ -728,6 +748,59 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private bool HasRoomInOpenPack(int payloadLength) =>
         _packOffset >= 0 && _packEntries < PackLayout.MaxEntries
         && PackLayout.HeaderSize + _packCommitted + (uint)PackLayout.EntrySize(payloadLength) <= PackLayout.Capacity;
+
+    /// <summary>Whether <paramref name="offset"/> is a live pack's (open, or sealed and not yet freed back).</summary>
+    private bool IsLivePack(long offset)
+    {
+        for (int i = 0; i < _livePackCount; i++)
+        {
+            if (_livePacks[i] == offset)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Keeps a freed pack reserved, giving the oldest resting one back to the allocator if there are already enough.</summary>
+    /// <param name="offset">The pack whose free was just honoured.</param>
+    /// <param name="delivered">The transaction ring's head loaded for this drain: every resting pack's record is below it.</param>
+    private void RestPackUnsynchronized(long offset, ulong delivered)
+    {
+        if (_restingCount == _maxRestingPacks)
+        {
+            ReleaseOldestRestingPackUnsynchronized(delivered);
+        }
+        int at = _restingFirst + _restingCount;
+        _restingPacks[at >= _maxRestingPacks ? at - _maxRestingPacks : at] = offset;
+        Volatile.Write(ref _restingCount, _restingCount + 1);
+    }
+
+    /// <summary>Gives every resting pack back to the allocator.</summary>
+    /// <returns>How many went back.</returns>
+    private int ReleaseRestingPacksUnsynchronized()
+    {
+        int released = _restingCount;
+        if (released != 0)
+        {
+            ulong delivered = _txRing.LoadHead();
+            while (_restingCount != 0)
+            {
+                ReleaseOldestRestingPackUnsynchronized(delivered);
+            }
+        }
+        return released;
+    }
+
+    private void ReleaseOldestRestingPackUnsynchronized(ulong delivered)
+    {
+        long offset = _restingPacks[_restingFirst];
+        _restingFirst = _restingFirst + 1 == _maxRestingPacks ? 0 : _restingFirst + 1;
+        Volatile.Write(ref _restingCount, _restingCount - 1);
+        // Freeable: it was when it came to rest (IsFreeableUnderLock), and the head only grows. Counted freed then.
+        FreeResult result = _allocator.FreeUnderLock(offset, delivered);
+        Debug.Assert(result == FreeResult.Freed, "A resting pack was freeable when it came to rest.");
+    }
 
     /// <summary>Forgets a live pack whose free was just honoured: a pack may be opened in its place.</summary>
     private void ForgetLivePack(long offset)
@@ -845,12 +918,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             DrainFreesUnsynchronized();
         }
-        if (!TryReserveAfterDrain(size, oneway, clearOnFree, allowSlab, out offset))
+        if (!TryReserveAfterDrain(size, oneway, clearOnFree, allowSlab, out offset)
+            && (DrainFreesUnsynchronized() == 0 || !TryReserveAfterDrain(size, oneway, clearOnFree, allowSlab, out offset))
+            // Resting packs hold room only while nothing else needs it.
+            && (ReleaseRestingPacksUnsynchronized() == 0 || !TryReserveAfterDrain(size, oneway, clearOnFree, allowSlab, out offset)))
         {
-            if (DrainFreesUnsynchronized() == 0 || !TryReserveAfterDrain(size, oneway, clearOnFree, allowSlab, out offset))
-            {
-                return false;
-            }
+            return false;
         }
         _liveBuffers++;
         _bytesSinceDrain += size;
@@ -998,6 +1071,15 @@ internal sealed unsafe class OutboundChannel : IDisposable
             else if (TryFindSlab((long)offset, out BufferSlab? slab, out BufferSlabs? owner))
             {
                 FreeSlotUnsynchronized(owner, slab, (long)offset, delivered);
+            }
+            else if (_maxRestingPacks > 0 && !_packsIdle && _livePackCount != 0 && IsLivePack((long)offset) && _allocator.IsFreeableUnderLock((long)offset, delivered))
+            {
+                // The pack's free honoured as any buffer's (the same checks, above and in IsFreeableUnderLock), but its
+                // buffer rests before the allocator gets it back (see PackLayout.RestingPacksFor).
+                _liveBuffers--;
+                Volatile.Write(ref _buffersFreed, _buffersFreed + 1);
+                ForgetLivePack((long)offset);
+                RestPackUnsynchronized((long)offset, delivered);
             }
             else if (_allocator.FreeUnderLock((long)offset, delivered) == FreeResult.Freed)
             {
