@@ -209,6 +209,24 @@ internal sealed partial class BufferAllocator
     }
 
     /// <summary>
+    /// Grows the pool now, if needed, so that <paramref name="extents"/> extents fit without growing it later: for an
+    /// owner that knows its steady state needs that many (a writer's live and resting packs, and the free ranges between
+    /// them), so the pool's growth does not happen on a hot path after warm-up. Call without the lock.
+    /// </summary>
+    internal void EnsurePoolCapacity(int extents)
+    {
+        int capacity;
+        using (_lock.EnterScope())
+        {
+            capacity = _extents.Length;
+        }
+        if (capacity < extents)
+        {
+            GrowPool(capacity, extents - capacity);
+        }
+    }
+
+    /// <summary>
     /// Grows the pool to hold at least <paramref name="needed"/> spare extents. Called without the lock: the new
     /// array is allocated first, and installed only if nobody grew the pool since we saw <paramref name="seenCapacity"/>.
     /// </summary>

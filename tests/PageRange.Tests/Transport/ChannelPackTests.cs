@@ -156,7 +156,7 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
-    public void Drain_FreeOfASealedPackNotYetReceived_IgnoredAndThePackDoesNotRest()
+    public void Drain_FreeOfASealedPackNotYetReceived_IgnoredAndAPackSealedByARecordNeverRests()
     {
         // Binder's delivery rule holds for a resting pack as for any buffer: a free of a pack whose record the receiver
         // has not taken is ignored, so the pack stays live and reserved, and is not counted freed.
@@ -172,6 +172,13 @@ public sealed class ChannelPackTests
         Assert.Equal(0, pair.Outbound.RestingPacks);
         Assert.Equal(freedBefore, pair.Outbound.BuffersFreed);
         Assert.Equal(2, pair.Outbound.LiveBuffers);
+
+        // Received and freed for real, the pack goes straight back: the call sealed it, no stream filled it.
+        ReceiveAll(pair);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.RestingPacks);
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
     }
 
     [Fact]

@@ -71,6 +71,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     // Packs live (the open one and sealed ones not yet freed back), at most _maxLivePacks: their offsets.
     private readonly int _maxLivePacks;
     private readonly long[] _livePacks = new long[PackLayout.MaxLivePacks];
+    // Per live pack: sealed because the stream filled it (see RestingPacksFor: only those rest).
+    private readonly bool[] _livePackFull = new bool[PackLayout.MaxLivePacks];
     // Packs the receiver freed that stay reserved for a while (see PackLayout.RestingPacksFor), oldest first: a ring of
     // _restingCount offsets from _restingFirst, at most _maxRestingPacks.
     private readonly int _maxRestingPacks;
@@ -148,6 +150,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
             _packing = _maxLivePacks > 0;
             _maxRestingPacks = PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks);
+            // A stream's packs, live and resting, each an extent with (at worst) a free range beside it, and room for the
+            // rest of the traffic: grown here, not on a stream's sends once it has run long enough to rotate.
+            _allocator.EnsurePoolCapacity(2 * (_maxLivePacks + _maxRestingPacks) + 64);
             _packingPlain = _packing && !options.ClearBuffersOnFree;
             _packWaitTicks = options.WaitStrategy == WaitStrategy.Park ? 0 : (long)(options.PackWait.TotalSeconds * Stopwatch.Frequency);
         }
@@ -676,6 +681,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
             AppendToOpenPackUnsynchronized(transactionId, code, payload);
             return true;
         }
+        // Sealed because a stream filled it (not by a record of another kind, or an idle writer): it may rest once freed.
+        MarkOpenPackFullUnsynchronized();
         SealPackUnsynchronized();
         if (!TryReserveUnsynchronized(PackLayout.Capacity, oneway: true, clearOnFree: false, out long offset, allowSlab: false))
         {
@@ -701,6 +708,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _packBase = packBase;
         _packCommitted = (uint)entrySize;
         _packEntries = 1;
+        _livePackFull[_livePackCount] = false;
         _livePacks[_livePackCount++] = offset;
         _packsIdle = false;
         _packsOpened++;
@@ -749,17 +757,30 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _packOffset >= 0 && _packEntries < PackLayout.MaxEntries
         && PackLayout.HeaderSize + _packCommitted + (uint)PackLayout.EntrySize(payloadLength) <= PackLayout.Capacity;
 
-    /// <summary>Whether <paramref name="offset"/> is a live pack's (open, or sealed and not yet freed back).</summary>
-    private bool IsLivePack(long offset)
+    /// <summary>Whether <paramref name="offset"/> is a live pack's (sealed and not yet freed back) that a stream filled.</summary>
+    private bool IsFullLivePack(long offset)
     {
         for (int i = 0; i < _livePackCount; i++)
         {
             if (_livePacks[i] == offset)
             {
-                return true;
+                return _livePackFull[i];
             }
         }
         return false;
+    }
+
+    /// <summary>Marks the open pack as filled by its stream (it has no room for the next message).</summary>
+    private void MarkOpenPackFullUnsynchronized()
+    {
+        for (int i = 0; i < _livePackCount; i++)
+        {
+            if (_livePacks[i] == _packOffset)
+            {
+                _livePackFull[i] = true;
+                return;
+            }
+        }
     }
 
     /// <summary>Keeps a freed pack reserved, giving the oldest resting one back to the allocator if there are already enough.</summary>
@@ -810,6 +831,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             if (_livePacks[i] == offset)
             {
                 _livePacks[i] = _livePacks[--_livePackCount];
+                _livePackFull[i] = _livePackFull[_livePackCount];
                 // The receiver frees packs again: the next time every pack is in use is worth a wait again.
                 _packWaitGaveUp = false;
                 return;
@@ -1072,7 +1094,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             {
                 FreeSlotUnsynchronized(owner, slab, (long)offset, delivered);
             }
-            else if (_maxRestingPacks > 0 && !_packsIdle && _livePackCount != 0 && IsLivePack((long)offset) && _allocator.IsFreeableUnderLock((long)offset, delivered))
+            else if (_maxRestingPacks > 0 && !_packsIdle && _livePackCount != 0 && IsFullLivePack((long)offset) && _allocator.IsFreeableUnderLock((long)offset, delivered))
             {
                 // The pack's free honoured as any buffer's (the same checks, above and in IsFreeableUnderLock), but its
                 // buffer rests before the allocator gets it back (see PackLayout.RestingPacksFor).

@@ -78,12 +78,14 @@ internal static class PackLayout
     /// live packs keeps resting at most: what is left of a quarter of the quota, at most <see cref="MaxRestingPacks"/>.
     /// </summary>
     /// <remarks>
-    /// <para id="resting">Resting: a pack the receiver freed goes back to the allocator only once that many newer packs
-    /// were freed after it, and the allocator places a new pack in the smallest free range, so without the rest a
-    /// stream reuses the same few buffers, whose lines are still in the other core's cache each time the writer writes
-    /// one and the reader reads it. With 16 buffers (64 KiB) a 64 B stream ran as the floor does with a ring of that size
-    /// (17-22 M messages/s) and not as with the floor's usual 8 MiB ring (14-47 M, median 25); with 64 buffers (48 resting)
-    /// 19.4-26.1 M against 15.6-21.1 M without (session 2026-12-04 12:08, benchmarks/README.md "More packs live").</para>
+    /// <para id="resting">Resting: a pack that a stream filled (sealed because the next message had no room in it, not
+    /// by a record of another kind or an idle writer's seal) goes back to the allocator, once the receiver freed it,
+    /// only after that many newer ones came to rest. The allocator places a new pack in the smallest free range, so
+    /// without the rest a stream reuses the same few buffers, whose lines are still in the other core's cache each time
+    /// the writer writes one and the reader reads it: with 16 buffers (64 KiB) a 64 B stream ran as the floor does with
+    /// a ring of that size (17-22 M messages/s), not as with the floor's usual 8 MiB ring (14-47 M, median 25); with 64
+    /// buffers (48 resting) 25.3-27.3 M against 19.9-23.3 M in 4 alternated pairs (session 2026-12-04 12:08,
+    /// benchmarks/README.md "Packs that rest").</para>
     /// A resting pack is freed as far as the protocol goes (the receiver gave it back, the free ring holds nothing for
     /// it) but stays reserved in the region: its pages stay Used, which costs a streaming connection at most 192 KiB
     /// more resident memory. They go back when the region has no room for a reservation, and when the writer is idle.
