@@ -141,6 +141,90 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    public void Drain_ASecondFreeOfARestingPack_IgnoredAndTheRestEndsWithEveryBufferBack()
+    {
+        // A hostile receiver frees a pack again while it rests. Honoured, the buffer would go back to the allocator while
+        // still in the rest, and the rest's end would free the buffer placed there since (here: the next pack).
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        ulong id = 0;
+        StreamPacks(pair, ref id, rounds: 2);
+        Assert.Equal(1, pair.Outbound.RestingPacks);
+        var allocatorStats = pair.Outbound.Allocator.GetStats();
+        long freedBefore = pair.Outbound.BuffersFreed;
+        long resting = PacksOffsets(pair).First();
+
+        pair.Inbound.Free(new TransactionRecord(0, resting, PackLayout.Capacity, 0, TransactionFlags.Oneway));
+        pair.Outbound.DrainFrees();
+        Assert.Equal(1, pair.Outbound.RestingPackFreesIgnored);
+        Assert.Equal(freedBefore, pair.Outbound.BuffersFreed);
+        Assert.Equal(allocatorStats.AllocatedBuffers, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+        Assert.Equal(1, pair.Outbound.RestingPacks);
+
+        // The stream goes on past the rest's end; then an idle pass: every buffer back, none freed twice.
+        StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 4);
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        ReceiveAll(pair);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+    }
+
+    [Fact]
+    public void Drain_ASecondFreeOfARestingPack_NeverFreesTheLivePackPlacedThereSince()
+    {
+        // From the review: honoured, the second free let the allocator place a later pack at the resting offset, and
+        // the rest's end then freed that live pack.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        ulong id = 0;
+        StreamPacks(pair, ref id, rounds: 2);
+        long resting = PacksOffsets(pair).Single();
+        pair.Inbound.Free(new TransactionRecord(0, resting, PackLayout.Capacity, 0, TransactionFlags.Oneway));
+        pair.Outbound.DrainFrees();
+        for (int round = 0; round < 2 * PackLayout.MaxRestingPacks && pair.Outbound.OpenPackOffset != resting; round++)
+        {
+            StreamPacks(pair, ref id, rounds: 1);
+        }
+        // The rest ended and the buffer went back once: a pack may be placed there again, and live.
+        long live = pair.Outbound.OpenPackOffset;
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        Assert.True(pair.Outbound.Allocator.GetStats().AllocatedBuffers >= 1, $"the live pack at {live} was handed back to the allocator");
+        ReceiveAll(pair);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.LiveBuffers);
+        Assert.Equal(0, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+    }
+
+    [Fact]
+    public void Drain_FreeOfAFullPackNotYetReceived_IgnoredAndItDoesNotRest()
+    {
+        // The delivery rule for a pack that would rest: a stream filled it (the next message opened another), and the
+        // receiver frees it before it took its record.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / PackLayout.EntrySize(64);
+        SendOneway(pair, 0, 64);
+        long full = pair.Outbound.OpenPackOffset;
+        for (ulong i = 1; i <= (ulong)perPack; i++)
+        {
+            SendOneway(pair, i, 64);
+        }
+        Assert.NotEqual(full, pair.Outbound.OpenPackOffset);
+        long freedBefore = pair.Outbound.BuffersFreed;
+        pair.Inbound.Free(new TransactionRecord(0, full, PackLayout.Capacity, 0, TransactionFlags.Oneway));
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.RestingPacks);
+        Assert.Equal(freedBefore, pair.Outbound.BuffersFreed);
+        Assert.Equal(2, pair.Outbound.LiveBuffers);
+
+        // Received and freed for real, it rests.
+        ReceiveAll(pair);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(1, pair.Outbound.RestingPacks);
+    }
+
+    /// <summary>The offsets of the writer's resting packs, oldest first (read through the channel's dump-free test view).</summary>
+    private static IEnumerable<long> PacksOffsets(ChannelPair pair) => pair.Outbound.RestingPackOffsetsForTest;
+
+    [Fact]
     public void TrySend_RegionFullButForRestingPacks_TheyGoBackAndTheMessageFits()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));

@@ -81,6 +81,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private int _restingCount;
     // Set by an idle writer's housekeeping, cleared when a pack opens: packs freed meanwhile go straight back.
     private bool _packsIdle;
+    // Frees that named a resting pack (already freed once): ignored.
+    private long _restingPackFreesIgnored;
     private int _livePackCount;
     private long _packsOpened;
     private long _packedSent;
@@ -226,6 +228,32 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>The most packs this writer keeps reserved after their free (<see cref="PackLayout.RestingPacksFor"/>).</summary>
     internal int MaxRestingPacks => _maxRestingPacks;
+
+    /// <summary>The resting packs' offsets, oldest first, for tests.</summary>
+    internal long[] RestingPackOffsetsForTest
+    {
+        get
+        {
+            _lock.Enter();
+            try
+            {
+                var offsets = new long[_restingCount];
+                for (int i = 0; i < offsets.Length; i++)
+                {
+                    int at = _restingFirst + i;
+                    offsets[i] = _restingPacks[at >= _maxRestingPacks ? at - _maxRestingPacks : at];
+                }
+                return offsets;
+            }
+            finally
+            {
+                _lock.Exit();
+            }
+        }
+    }
+
+    /// <summary>Frees that named a pack resting after its first free, ignored (see <see cref="DrainFrees"/>).</summary>
+    internal long RestingPackFreesIgnored => Interlocked.Read(ref _restingPackFreesIgnored);
 
     /// <summary>Packs freed by the receiver and still reserved (a hint from any thread; exact under the send lock).</summary>
     internal int RestingPacks => Volatile.Read(ref _restingCount);
@@ -618,7 +646,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
                 $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
-                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting, open pack at {_packOffset} with {_packCommitted} bytes\n" +
+                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting ({_restingPackFreesIgnored} second frees ignored), open pack at {_packOffset} with {_packCommitted} bytes\n" +
                 $"  slabs of small calls and replies: {_callSlabs.SlabsInUse} in use, {_callSlabs.SlabsOpened} opened, {_callSlabs.SlabsReleased} given back\n{_allocator.DumpState()}");
         }
         finally
@@ -765,6 +793,19 @@ internal sealed unsafe class OutboundChannel : IDisposable
             if (_livePacks[i] == offset)
             {
                 return _livePackFull[i];
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Whether <paramref name="offset"/> is a resting pack's.</summary>
+    private bool IsRestingPack(long offset)
+    {
+        for (int i = 0, at = _restingFirst; i < _restingCount; i++, at = at + 1 == _maxRestingPacks ? 0 : at + 1)
+        {
+            if (_restingPacks[at] == offset)
+            {
+                return true;
             }
         }
         return false;
@@ -1102,6 +1143,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 Volatile.Write(ref _buffersFreed, _buffersFreed + 1);
                 ForgetLivePack((long)offset);
                 RestPackUnsynchronized((long)offset, delivered);
+            }
+            else if (_restingCount != 0 && IsRestingPack((long)offset))
+            {
+                // A second free of a pack whose free was honoured already (a receiver frees a pack once): ignored, as
+                // binder ignores a stray free. Honoured, it would give the buffer back while it rests, and the rest's
+                // end would then free whatever buffer the allocator had placed there since.
+                _restingPackFreesIgnored++;
             }
             else if (_allocator.FreeUnderLock((long)offset, delivered) == FreeResult.Freed)
             {
