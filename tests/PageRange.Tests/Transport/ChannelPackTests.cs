@@ -140,6 +140,7 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    [Trait("Category", "Hostile")]
     public void Drain_ASecondFreeOfARestingPack_IgnoredAndTheRestEndsWithEveryBufferBack()
     {
         // A hostile receiver frees a pack again while it rests. Honoured, the buffer would go back to the allocator while
@@ -175,6 +176,7 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    [Trait("Category", "Hostile")]
     public void Drain_ASecondFreeOfARestingPack_NeverFreesTheLivePackPlacedThereSince()
     {
         // From the review: honoured, the second free let the allocator place a later pack at the resting offset, and
@@ -197,6 +199,7 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    [Trait("Category", "Hostile")]
     public void Drain_FreeOfAFullPackNotYetReceived_IgnoredAndItDoesNotRest()
     {
         // The delivery rule for a pack that would rest: a stream filled it (the next message opened another), and the
@@ -250,6 +253,7 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    [Trait("Category", "Hostile")]
     public void Drain_FreeOfASealedPackNotYetReceived_IgnoredAndAPackSealedByARecordNeverRests()
     {
         // Binder's delivery rule holds for a resting pack as for any buffer: a free of a pack whose record the receiver
