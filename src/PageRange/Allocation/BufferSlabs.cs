@@ -123,6 +123,9 @@ internal sealed class BufferSlabs
         return true;
     }
 
+    /// <summary>The slab being filled, if its buffer holds <paramref name="offset"/>; otherwise <see langword="null"/>.</summary>
+    internal BufferSlab? FindFilling(long offset) => _filling is { } filling && filling.Contains(offset) ? filling : null;
+
     /// <summary>The slab whose buffer holds <paramref name="offset"/>, or <see langword="null"/>.</summary>
     internal BufferSlab? Find(long offset)
     {

@@ -1071,6 +1071,20 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>The slab (oneway or call) whose buffer holds <paramref name="offset"/>, and its set; or <see langword="null"/>.</summary>
     private bool TryFindSlab(long offset, [NotNullWhen(true)] out BufferSlab? slab, [NotNullWhen(true)] out BufferSlabs? owner)
     {
+        // The slabs being filled first: almost every slot sent or freed is in one of them, and a call or reply found in
+        // the call slabs' would otherwise come after a look at every oneway slab (8 compares per publish and per free).
+        if (_slabs.FindFilling(offset) is { } filling)
+        {
+            owner = _slabs;
+            slab = filling;
+            return true;
+        }
+        if (_callSlabs.FindFilling(offset) is { } callFilling)
+        {
+            owner = _callSlabs;
+            slab = callFilling;
+            return true;
+        }
         owner = _slabs;
         slab = _slabs.Find(offset);
         if (slab is null)
