@@ -242,8 +242,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         // Still a lock although the connection's reader role already keeps out other receivers: Dispose waits on this
         // lock, not on the role, before it unmaps the ring, so without it a close could unmap the ring under us. Taken
         // once per batch, its cost is shared by the batch.
-        _receiveLock.Enter();
-        try
+        using (_receiveLock.EnterScope())
         {
             ThrowIfDisposed();
             int count = 0;
@@ -311,10 +310,6 @@ internal sealed unsafe class InboundChannel : IDisposable
                 _emptyReceivePasses++;
             }
             return count;
-        }
-        finally
-        {
-            _receiveLock.Exit();
         }
     }
 
@@ -408,14 +403,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal void Free(in TransactionRecord record)
     {
-        _freeLock.Enter();
-        try
+        using (_freeLock.EnterScope())
         {
             FreeUnderLock(record);
-        }
-        finally
-        {
-            _freeLock.Exit();
         }
     }
 
@@ -1023,8 +1013,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         ref PackState pack = ref _packs[_packIndex];
         Volatile.Write(ref _packOffset, -1);
         // The free lock after the receive lock: the order Dispose takes them in; nobody takes them the other way.
-        _freeLock.Enter();
-        try
+        using (_freeLock.EnterScope())
         {
             pack.Finished = true;
             if (pack.Freed == pack.Taken)
@@ -1037,10 +1026,6 @@ internal sealed unsafe class InboundChannel : IDisposable
                 }
                 WritePackFreeAndReleaseUnderLock(ref pack);
             }
-        }
-        finally
-        {
-            _freeLock.Exit();
         }
     }
 

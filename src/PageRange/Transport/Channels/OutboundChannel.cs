@@ -178,15 +178,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     {
         // The send lock (the allocator's) keeps the slab count and the allocator's count of one moment; it comes before
         // the page range's lock GetStats takes, as everywhere.
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             BufferAllocatorStats stats = _allocator.GetStats();
             return stats with { ReservedBuffers = stats.ReservedBuffers - _slabs.SlabsInUse - _callSlabs.SlabsInUse };
-        }
-        finally
-        {
-            _lock.Exit();
         }
     }
 
@@ -234,8 +229,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     {
         get
         {
-            _lock.Enter();
-            try
+            using (_lock.EnterScope())
             {
                 var offsets = new long[_restingCount];
                 for (int i = 0; i < offsets.Length; i++)
@@ -244,10 +238,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
                     offsets[i] = _restingPacks[at >= _maxRestingPacks ? at - _maxRestingPacks : at];
                 }
                 return offsets;
-            }
-            finally
-            {
-                _lock.Exit();
             }
         }
     }
@@ -301,8 +291,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         bool oneway = flags.IsOneway();
         bool clearOnFree = (flags & TransactionFlags.ClearOnFree) != 0;
         bool packable = _packing && flags == TransactionFlags.Oneway && payload.Length <= PackLayout.MaxPayload && context.Metadata.IsEmpty;
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             ThrowIfDisposed();
             if (packable && HasRoomInOpenPack(payload.Length))
@@ -334,10 +323,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
             PublishUnsynchronized(ref stores, offset, length, transactionId, code, flags, context);
             return true;
         }
-        finally
-        {
-            _lock.Exit();
-        }
     }
 
     /// <summary>
@@ -358,8 +343,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             return false;
         }
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             if (Volatile.Read(ref _disposed) != 0 || !HasRoomInOpenPack(payload.Length))
             {
@@ -367,10 +351,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
             }
             AppendToOpenPackUnsynchronized(TransactionIds.Oneway(++_onewaySequence), code, payload);
             return true;
-        }
-        finally
-        {
-            _lock.Exit();
         }
     }
 
@@ -434,8 +414,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
         clearOnFree |= _options.ClearBuffersOnFree;
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             ThrowIfDisposed();
             if (!TryReserveUnsynchronized(maxSize, oneway, clearOnFree, out long offset))
@@ -445,10 +424,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
             }
             buffer = new PendingBuffer(this, offset, maxSize, oneway, clearOnFree);
             return true;
-        }
-        finally
-        {
-            _lock.Exit();
         }
     }
 
@@ -513,8 +488,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             throw new ArgumentException(
                 $"The flags ({flags}) disagree with the reservation (oneway {buffer.Oneway}, clear on free {buffer.ClearOnFree}).", nameof(flags));
         }
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             ThrowIfDisposed();
             // As in TrySend: a record after the open pack's messages seals it first.
@@ -522,10 +496,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
             InPlaceStores<TransactionRecordLayout> stores = default;
             PublishUnsynchronized(ref stores, buffer.Offset, actualSize, IdUnsynchronized(transactionId), code, flags, context);
             buffer.Complete();
-        }
-        finally
-        {
-            _lock.Exit();
         }
     }
 
@@ -535,16 +505,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
     internal void Abort(ref PendingBuffer buffer)
     {
         CheckPending(buffer);
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             ThrowIfDisposed();
             AbortUnsynchronized(buffer.Offset);
             buffer.Complete();
-        }
-        finally
-        {
-            _lock.Exit();
         }
     }
 
@@ -554,15 +519,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal int DrainFrees()
     {
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             ThrowIfDisposed();
             return DrainFreesUnsynchronized();
-        }
-        finally
-        {
-            _lock.Exit();
         }
     }
 
@@ -579,8 +539,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal int DrainFreesAndReleaseIdleSlab()
     {
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             ThrowIfDisposed();
             // An idle stream's pack is sealed, so the receiver, once it has taken its messages, frees it and its pages
@@ -594,10 +553,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _slabs.ReleaseIdle();
             _callSlabs.ReleaseIdle();
             return drained;
-        }
-        finally
-        {
-            _lock.Exit();
         }
     }
 
@@ -629,8 +584,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>The allocator's binder-style dump plus ring positions, for the connection's state dump.</summary>
     internal string DumpState()
     {
-        _lock.Enter();
-        try
+        using (_lock.EnterScope())
         {
             if (Volatile.Read(ref _disposed) != 0)
             {
@@ -648,10 +602,6 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
                 $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting ({_restingPackFreesIgnored} second frees ignored), open pack at {_packOffset} with {_packCommitted} bytes\n" +
                 $"  slabs of small calls and replies: {_callSlabs.SlabsInUse} in use, {_callSlabs.SlabsOpened} opened, {_callSlabs.SlabsReleased} given back\n{_allocator.DumpState()}");
-        }
-        finally
-        {
-            _lock.Exit();
         }
     }
 
