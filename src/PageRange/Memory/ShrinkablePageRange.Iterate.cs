@@ -32,8 +32,9 @@ internal sealed unsafe partial class ShrinkablePageRange
         // Both non-negative (checked above): the shifts are the divisions by the page size.
         int first = (int)(offset >> _pageShift);
         int last = (int)((offset + size - 1) >> _pageShift);
-        _lock.Enter();
-        try
+        // A scope, not Enter and Exit: the exit of a holder the lock is biased to (the sending thread) then reads no
+        // thread id, on every send's copy.
+        using (_lock.EnterScope())
         {
             ThrowIfDisposedUnsynchronized();
             for (int i = first; i <= last; i++)
@@ -43,10 +44,6 @@ internal sealed unsafe partial class ShrinkablePageRange
                     ThrowHelper.ThrowPageNotInUse(i);
                 }
             }
-        }
-        finally
-        {
-            _lock.Exit();
         }
         // SAFETY: [offset, offset+size) lies within the pages (checked above), which lie within the region's mapping
         // (checked by the constructor); the mapping stays alive while this range holds its reference (until Dispose).

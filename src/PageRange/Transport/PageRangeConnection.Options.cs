@@ -62,8 +62,7 @@ public sealed partial class PageRangeConnection
         ValidateCallTimeout(timeout);
         if (options is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved)
         {
-            RecordContext context = ContextFor(chain, out ulong sequence);
-            return CallCore(code, payload, TransactionFlags.TwoWay, context, sequence, timeout, cancellationToken);
+            return CallCore(code, payload, TransactionFlags.TwoWay, ContextFor(chain), timeout, cancellationToken);
         }
         return CallObserved(code, payload, chain, options, timeout, cancellationToken);
     }
@@ -87,8 +86,7 @@ public sealed partial class PageRangeConnection
         ValidateCallTimeout(timeout);
         if (options is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved)
         {
-            RecordContext context = ContextFor(chain, out ulong sequence);
-            return CallAsyncCore(code, payload, TransactionFlags.TwoWay, context, sequence, timeout, cancellationToken);
+            return CallAsyncCore(code, payload, TransactionFlags.TwoWay, ContextFor(chain), timeout, cancellationToken);
         }
         return CallObservedAsync(code, payload, chain, options, timeout, cancellationToken);
     }
@@ -161,10 +159,10 @@ public sealed partial class PageRangeConnection
         byte[]? block = null;
         try
         {
-            RecordContext context = ContextFor(chain, out ulong sequence);
+            RecordContext context = ContextFor(chain);
             block = RentMetadataBlock(options, activity, out int blockLength);
             Transaction reply = CallCore(code, payload, FlagsFor(TransactionFlags.TwoWay, options), context with { Metadata = block.AsMemory(0, blockLength) },
-                sequence, limit, cancellationToken);
+                limit, cancellationToken);
             PageRangeMetrics.RecordClientCall(CallStatus.Ok, started, payload.Length, reply.Length);
             return reply;
         }
@@ -191,10 +189,10 @@ public sealed partial class PageRangeConnection
         byte[]? block = null;
         try
         {
-            RecordContext context = ContextFor(chain, out ulong sequence);
+            RecordContext context = ContextFor(chain);
             block = RentMetadataBlock(options, activity, out int blockLength);
             Transaction reply = await CallAsyncCore(code, payload, FlagsFor(TransactionFlags.TwoWay, options),
-                context with { Metadata = block.AsMemory(0, blockLength) }, sequence, limit, cancellationToken).ConfigureAwait(false);
+                context with { Metadata = block.AsMemory(0, blockLength) }, limit, cancellationToken).ConfigureAwait(false);
             PageRangeMetrics.RecordClientCall(CallStatus.Ok, started, payload.Length, reply.Length);
             return reply;
         }

@@ -148,8 +148,8 @@ public sealed partial class PageRangeConnection
         RecordContext context;
         try
         {
-            context = ContextFor(chain, out ulong sequence) with { Metadata = metadata };
-            call = RentCall(isAsync, context.ChainId, sequence);
+            context = ContextFor(chain) with { Metadata = metadata };
+            call = RentCall(isAsync, ref context);
         }
         catch
         {

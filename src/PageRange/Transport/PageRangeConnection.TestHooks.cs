@@ -75,8 +75,8 @@ public sealed partial class PageRangeConnection
     /// </summary>
     internal PendingCall SendCallForProbe(uint code, ReadOnlySpan<byte> payload)
     {
-        RecordContext context = ContextFor(default, out ulong sequence);
-        PendingCall call = RentCall(isAsync: false, context.ChainId, sequence);
+        RecordContext context = ContextFor(default);
+        PendingCall call = RentCall(isAsync: false, ref context);
         try
         {
             SendCore(call.Id, code, TransactionFlags.TwoWay, payload, CancellationToken.None, context);

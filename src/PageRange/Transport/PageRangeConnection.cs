@@ -59,8 +59,6 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     // One free pending-call slot kept out of _freeCalls: a call without a chain to register takes and gives it back with
     // one exchange each instead of the slot lock (RentCall, ReturnCall). Counts as free with the stack.
     private PendingCall? _spareCall;
-    // Drawn once per call, for its id and, when it starts a chain, for the chain's id (ContextFor).
-    private ulong _callSequence;
     private readonly ulong _chainSide;
     private readonly bool _copyPayloads;
 

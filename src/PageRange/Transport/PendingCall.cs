@@ -29,6 +29,9 @@ internal sealed class PendingCall : IValueTaskSource<Transaction>
     /// <summary>The id of the call using this slot, 0 while free. Written only by the slot's owner.</summary>
     internal ulong Id;
 
+    /// <summary>How many calls rented this slot: the sequence number in the id of the latest (written only by its renter).</summary>
+    internal ulong Sequence;
+
     internal bool IsAsync;
 
     /// <summary>The chain the call was made in: a nested call of that chain from the peer may be routed to this call's thread.</summary>

@@ -36,6 +36,53 @@ public sealed class ConnectionTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Call_ReplyArrivingAfterItsCallTimedOut_NeverAnswersTheNextCallOfTheSameSlotAndIsFreed()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        using var late = new ManualResetEventSlim();
+        ulong firstId = 0, secondId = 0;
+        Exception? failure = null;
+        var handler = new Thread(() =>
+        {
+            try
+            {
+                using (Transaction first = pair.Server.Receive())
+                {
+                    firstId = first.Id;
+                    // Answered only once its caller gave up and made its next call.
+                    Assert.True(late.Wait(TestTimeouts.Long));
+                    first.Reply([0xAA]);
+                }
+                using Transaction second = pair.Server.Receive();
+                secondId = second.Id;
+                second.Reply([0xBB]);
+            }
+            catch (Exception error)
+            {
+                failure = error;
+            }
+        })
+        { IsBackground = true };
+        handler.Start();
+
+        Assert.Throws<TimeoutException>(() => pair.Client.Call(1, [1], TimeSpan.FromMilliseconds(100)));
+        // The next call is sent before the late reply: it takes the same pending-call slot (the spare one) under a new id.
+        late.Set();
+        using (Transaction reply = pair.Client.Call(1, [2], TestTimeouts.Long))
+        {
+            Assert.Equal([0xBB], reply.Payload.ToArray());
+        }
+        Assert.True(handler.Join(TestTimeouts.Long));
+        Assert.Null(failure);
+        // Same slot (the index bits), different calls: the slot's own sequence told them apart.
+        Assert.Equal(firstId & TransactionIds.PendingCallIndexMask, secondId & TransactionIds.PendingCallIndexMask);
+        Assert.NotEqual(firstId, secondId);
+        // The late reply was freed by the reader that found nobody waiting for it: nothing of ours is left live.
+        Assert.True(SpinWait.SpinUntil(() => pair.Server.Outbound.LiveBuffers == 0, TestTimeouts.Long),
+            $"{pair.Server.Outbound.LiveBuffers} buffers of the server's replies still live");
+    }
+
+    [Fact]
     public async Task Call_SteadyState_AllocatesNothingOnTheCallingThread()
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
