@@ -1,4 +1,5 @@
 using PageRange.Allocation;
+using PageRange.Memory;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 
@@ -120,6 +121,57 @@ public sealed class ChannelSlabTests
         Assert.Equal(0, pair.Outbound.Slabs.SlabsInUse);
         pair.Shrinker.Scan(long.MaxValue);
         Assert.Equal(header, pair.Inbound.Region.ResidentBytes);
+    }
+
+    [Fact]
+    public void Send_SlotsOfSlabs_TheirPagesStayUsedThroughShrinkerScansIdleReleasesAndReopens()
+    {
+        // A slot's bytes are written without the range's look at its page states (GetSpanOfUsedPages): the slab keeps
+        // its pages Used while it is open. Checked here in the build the tests run, through everything that moves pages:
+        // frees, idle releases of the slab being filled, slabs drained and reopened, the shrinker reclaiming what was
+        // given back.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 64, rings: 64, pack: false));
+        var held = new Queue<TransactionRecord>();
+        byte[] buffer = new byte[BufferSlab.SlotSize];
+        int slotsSeen = 0;
+        for (ulong id = 1; id <= 6_000; id++)
+        {
+            TransactionFlags flags = (id % 3) switch { 0 => TransactionFlags.Oneway, 1 => TransactionFlags.TwoWay, _ => TransactionFlags.Reply };
+            Span<byte> payload = buffer.AsSpan(0, (int)(id * 37 % BufferSlab.SlotSize) + 1);
+            ChannelPair.Fill(payload, id);
+            Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), flags, payload));
+            TransactionRecord record = pair.ReceiveOne();
+            Assert.Equal(id, record.TransactionId);
+            if (pair.Outbound.Slabs.FindFilling(record.Offset) is not null || pair.Outbound.CallSlabs.FindFilling(record.Offset) is not null)
+            {
+                slotsSeen++;
+            }
+            for (long page = record.Offset / SharedRegion.PageSize; page <= (record.Offset + record.Length - 1) / SharedRegion.PageSize; page++)
+            {
+                Assert.Equal(PageState.Used, pair.Outbound.Pages.GetPageState((int)page));
+            }
+            Assert.Equal(ChannelPair.Checksum(payload), record.Code);
+            Assert.True(pair.Inbound.GetPayload(record).SequenceEqual(payload));
+            // A receiver that is sometimes behind: slabs fill up, drain and are given back with their last free.
+            held.Enqueue(record);
+            while (held.Count > (int)(id % 97 % 40))
+            {
+                pair.Inbound.Free(held.Dequeue());
+            }
+            if (id % 250 == 0)
+            {
+                while (held.Count > 0)
+                {
+                    pair.Inbound.Free(held.Dequeue());
+                }
+                // Idle: the empty slabs go back and the shrinker takes every page nothing uses.
+                pair.Outbound.DrainFreesAndReleaseIdleSlab();
+                pair.Shrinker.Scan(long.MaxValue);
+            }
+        }
+        Assert.True(slotsSeen > 5_000, $"{slotsSeen} messages took a slot of a slab being filled");
+        Assert.True(pair.Outbound.Slabs.SlabsOpened > 10 && pair.Outbound.CallSlabs.SlabsOpened > 10,
+            $"slabs opened: {pair.Outbound.Slabs.SlabsOpened} oneway, {pair.Outbound.CallSlabs.SlabsOpened} call");
     }
 
     [Fact]

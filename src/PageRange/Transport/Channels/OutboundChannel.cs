@@ -319,7 +319,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             {
                 return false;
             }
-            CopyPayloadStores stores = new(metadata, payload, _pages.GetSpan(offset, length));
+            CopyPayloadStores stores = new(metadata, payload, SpanOfReservationUnsynchronized(offset, length));
             PublishUnsynchronized(ref stores, offset, length, transactionId, code, flags, context);
             return true;
         }
@@ -1017,6 +1017,16 @@ internal sealed unsafe class OutboundChannel : IDisposable
             TransportMetrics.OnSent(flags, length);
         }
     }
+
+    /// <summary>
+    /// The bytes of a buffer just reserved, to copy a message into: a slot of a slab being filled without the range's
+    /// look at its page states (its slab keeps them Used, see <see cref="ShrinkablePageRange.GetSpanOfUsedPages"/>),
+    /// any other buffer with it. The caller holds the send lock.
+    /// </summary>
+    private Span<byte> SpanOfReservationUnsynchronized(long offset, int length) =>
+        _slabs.FindFilling(offset) is not null || _callSlabs.FindFilling(offset) is not null
+            ? _pages.GetSpanOfUsedPages(offset, length)
+            : _pages.GetSpan(offset, length);
 
     /// <summary>The slab (oneway or call) whose buffer holds <paramref name="offset"/>, and its set; or <see langword="null"/>.</summary>
     private bool TryFindSlab(long offset, [NotNullWhen(true)] out BufferSlab? slab, [NotNullWhen(true)] out BufferSlabs? owner)
