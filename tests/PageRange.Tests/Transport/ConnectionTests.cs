@@ -39,22 +39,23 @@ public sealed class ConnectionTests(ITestOutputHelper output)
     public async Task Call_ReplyArrivingAfterItsCallTimedOut_NeverAnswersTheNextCallOfTheSameSlotAndIsFreed()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
-        using var late = new ManualResetEventSlim();
-        ulong firstId = 0, secondId = 0;
+        ulong firstId = 0, secondId = 0, firstChain = 0, secondChain = 0;
         Exception? failure = null;
         var handler = new Thread(() =>
         {
             try
             {
-                using (Transaction first = pair.Server.Receive())
-                {
-                    firstId = first.Id;
-                    // Answered only once its caller gave up and made its next call.
-                    Assert.True(late.Wait(TestTimeouts.Long));
-                    first.Reply([0xAA]);
-                }
+                Transaction first = pair.Server.Receive();
+                firstId = first.Id;
+                firstChain = first.NestedChain.Id;
+                // The caller gave up on the first call and made its next one: received before the first is answered, so
+                // the late reply lands while the same pending-call slot waits for the second call's.
                 using Transaction second = pair.Server.Receive();
                 secondId = second.Id;
+                secondChain = second.NestedChain.Id;
+                first.Reply([0xAA]);
+                first.Dispose();
+                Thread.Sleep(50);
                 second.Reply([0xBB]);
             }
             catch (Exception error)
@@ -66,18 +67,20 @@ public sealed class ConnectionTests(ITestOutputHelper output)
         handler.Start();
 
         Assert.Throws<TimeoutException>(() => pair.Client.Call(1, [1], TimeSpan.FromMilliseconds(100)));
-        // The next call is sent before the late reply: it takes the same pending-call slot (the spare one) under a new id.
-        late.Set();
         using (Transaction reply = pair.Client.Call(1, [2], TestTimeouts.Long))
         {
             Assert.Equal([0xBB], reply.Payload.ToArray());
         }
         Assert.True(handler.Join(TestTimeouts.Long));
         Assert.Null(failure);
-        // Same slot (the index bits), different calls: the slot's own sequence told them apart.
+        // Same slot (the index bits), different calls: the slot's own sequence told them apart. Each call started a
+        // chain of its own, named after it.
         Assert.Equal(firstId & TransactionIds.PendingCallIndexMask, secondId & TransactionIds.PendingCallIndexMask);
         Assert.NotEqual(firstId, secondId);
-        // The late reply was freed by the reader that found nobody waiting for it: nothing of ours is left live.
+        Assert.NotEqual(0UL, firstChain);
+        Assert.NotEqual(0UL, secondChain);
+        Assert.NotEqual(firstChain, secondChain);
+        // The late reply was freed by the reader that found nobody waiting for it: nothing of the server's is left live.
         Assert.True(SpinWait.SpinUntil(() => pair.Server.Outbound.LiveBuffers == 0, TestTimeouts.Long),
             $"{pair.Server.Outbound.LiveBuffers} buffers of the server's replies still live");
     }

@@ -872,7 +872,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 _packWaitGaveUp = true;
                 return;
             }
-            // Nothing between the exit and the enter throws, so the caller's finally always finds the lock ours.
+            // Nothing between the exit and the enter throws, so the caller's scope always finds the lock ours (but for an
+            // interrupted park inside Enter, Thread.Interrupt: the scope's exit then throws SynchronizationLockException).
             _lock.Exit();
             for (int i = 0; i < 8; i++)
             {
