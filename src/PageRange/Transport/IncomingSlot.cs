@@ -45,4 +45,7 @@ internal sealed class IncomingSlot
 
     /// <summary>Set when the caller cancelled before the handler asked for the token.</summary>
     internal volatile bool CancelRequested;
+
+    /// <summary>The next slot of this one's chain in the <see cref="LiveCallIndex"/> (its index plus one; 0: none).</summary>
+    internal int NextById;
 }

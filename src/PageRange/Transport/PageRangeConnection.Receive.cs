@@ -7,7 +7,7 @@ namespace PageRange.Transport;
 public sealed partial class PageRangeConnection
 {
     private readonly Queue<IncomingSlot> _incomingReady;
-    private readonly Dictionary<ulong, IncomingSlot> _liveCallsById;
+    private readonly LiveCallIndex _liveCallsById;
     private int _readyCount;
 
     // The oneway a free just released from the backlog (binder's next oneway) while nothing else was ready: in front of
@@ -261,7 +261,7 @@ public sealed partial class PageRangeConnection
         using (_slotLock.EnterScope())
         {
             // Indexed by id: a flood of cancel frames costs one lookup each, not a scan of every slot.
-            if (_liveCallsById.TryGetValue(transactionId, out IncomingSlot? slot))
+            if (_liveCallsById.Find(transactionId) is { } slot)
             {
                 slot.CancelRequested = true;
                 source = slot.Cancellation;
@@ -365,10 +365,9 @@ public sealed partial class PageRangeConnection
                 violation ??= error;
             }
         }
-        if ((slot.Record.Flags & TransactionFlags.TwoWay) != 0
-            && _liveCallsById.TryGetValue(slot.Record.TransactionId, out IncomingSlot? indexed) && ReferenceEquals(indexed, slot))
+        if ((slot.Record.Flags & TransactionFlags.TwoWay) != 0)
         {
-            _liveCallsById.Remove(slot.Record.TransactionId);
+            _liveCallsById.Remove(slot);
         }
         _freeIncoming[_freeIncomingCount++] = slot.Index;
         _liveTransactions--;
@@ -958,8 +957,8 @@ public sealed partial class PageRangeConnection
         _liveTransactions++;
         if ((record.Flags & TransactionFlags.TwoWay) != 0)
         {
-            // A peer that reuses an id only makes its own earlier call uncancellable.
-            _liveCallsById[record.TransactionId] = slot;
+            // A peer that reuses an id only makes its own earlier call uncancellable (the newest is found first).
+            _liveCallsById.Add(slot);
         }
         return slot;
     }

@@ -129,6 +129,18 @@ public sealed partial class PageRangeConnection
     /// <summary>The slot lock (the inbound free lock), for tests of its bias.</summary>
     internal ThinLock SlotLockForTest => _slotLock;
 
+    /// <summary>The live incoming calls the cancel index holds now.</summary>
+    internal int LiveCallsIndexedForTest
+    {
+        get
+        {
+            using (_slotLock.EnterScope())
+            {
+                return _liveCallsById.Count;
+            }
+        }
+    }
+
     /// <summary>Housekeeping passes the background thread made so far.</summary>
     internal int HousekeepingPassesForTest => Volatile.Read(ref _housekeepingPasses);
 }

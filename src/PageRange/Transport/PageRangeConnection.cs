@@ -136,7 +136,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             _ => handshake.PeerCredentials.Uid != Interop.GetEffectiveUserId(),
         };
         // Two-way calls only, which come as records of their own (never packed): at most the rings' live buffers.
-        _liveCallsById = new Dictionary<ulong, IncomingSlot>(inbound.MaxLiveBuffers);
+        _liveCallsById = new LiveCallIndex(_incomingSlots, inbound.MaxLiveBuffers);
         _onewayBacklog = new Queue<IncomingSlot>(slots);
         _incomingReady = new Queue<IncomingSlot>(slots);
 

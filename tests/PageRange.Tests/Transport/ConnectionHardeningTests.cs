@@ -181,6 +181,48 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Cancel_PeerReusesOneIdForManyLiveCalls_TheNewestLiveOneIsCancelledAndEveryCallIsFreed()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const ulong Id = (5UL << TransactionIds.PendingCallIndexBits) | 3;
+        const int Count = 12;
+        for (int i = 0; i < Count; i++)
+        {
+            // The client's transport used as a raw peer: a dozen live calls under one id, none of them its own calls.
+            Assert.True(pair.Client.Outbound.TrySend(Id, (uint)i, TransactionFlags.TwoWay, [(byte)i], new RecordContext(9, 0, CallStatus.Ok)));
+        }
+        var held = new List<Transaction>();
+        for (int i = 0; i < Count; i++)
+        {
+            held.Add(pair.Server.Receive());
+        }
+        Assert.Equal(Count, pair.Server.LiveCallsIndexedForTest);
+        CancellationToken[] tokens = [.. held.Select(t => t.CallCancelled)];
+
+        await pair.Client.SendCancelForTest(Id).AsTask().WaitAsync(TestTimeouts.Long);
+        await WaitUntilAsync(() => tokens[^1].IsCancellationRequested, "the cancel reached the newest call of the id");
+        Assert.Equal(1, tokens.Count(t => t.IsCancellationRequested));
+        // The newest answered and freed: the id's next cancel reaches the newest call still live.
+        held[^1].Reply([1]);
+        held[^1].Dispose();
+        await pair.Client.SendCancelForTest(Id).AsTask().WaitAsync(TestTimeouts.Long);
+        await WaitUntilAsync(() => tokens[^2].IsCancellationRequested, "the second cancel reached the next newest call");
+        Assert.Equal(2, tokens.Count(t => t.IsCancellationRequested));
+
+        foreach (Transaction call in held.Take(Count - 1))
+        {
+            call.Reply([2]);
+            call.Dispose();
+        }
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        Assert.Equal(0, pair.Server.LiveCallsIndexedForTest);
+        // The replies went to no call of the client's: it freed them, and both ends are still up.
+        Assert.True(pair.Server.IsPeerAlive);
+        Assert.True(pair.Client.IsPeerAlive);
+        await WaitUntilAsync(() => pair.Server.Outbound.LiveBuffers == 0, "the client freed the stray replies");
+    }
+
+    [Fact]
     public async Task CancelFlood_UnknownIds_IgnoredAndTheRealCancelStillLands()
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
