@@ -46,6 +46,12 @@ internal sealed class IncomingSlot
     /// <summary>Set when the caller cancelled before the handler asked for the token.</summary>
     internal volatile bool CancelRequested;
 
-    /// <summary>The next slot of this one's chain in the <see cref="LiveCallIndex"/> (its index plus one; 0: none).</summary>
+    /// <summary>The next (older) slot of this one's chain in the <see cref="LiveCallIndex"/> (its index plus one; 0: none).</summary>
     internal int NextById;
+
+    /// <summary>The previous (newer) slot of this one's chain in the <see cref="LiveCallIndex"/> (its index plus one; 0: the head).</summary>
+    internal int PreviousById;
+
+    /// <summary>Whether the <see cref="LiveCallIndex"/> holds this slot now.</summary>
+    internal bool IndexedById;
 }

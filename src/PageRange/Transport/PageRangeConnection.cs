@@ -135,8 +135,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             // A peer of another uid does not share our trust; one of our own uid could write our memory anyway.
             _ => handshake.PeerCredentials.Uid != Interop.GetEffectiveUserId(),
         };
-        // Two-way calls only, which come as records of their own (never packed): at most the rings' live buffers.
-        _liveCallsById = new LiveCallIndex(_incomingSlots, inbound.MaxLiveBuffers);
+        // Two-way calls only, records of their own (never packed): an honest peer has at most its rings' live buffers
+        // of them, one that breaks its limits a call in every slot, so as many chains as slots (rounded up).
+        _liveCallsById = new LiveCallIndex(_incomingSlots, _incomingSlots.Length);
         _onewayBacklog = new Queue<IncomingSlot>(slots);
         _incomingReady = new Queue<IncomingSlot>(slots);
 
