@@ -231,9 +231,8 @@ public sealed partial class PageRangeConnection
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfWaitingInOwnLane();
-        if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: true, cancellationToken) is { } delivered)
+        if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: true, cancellationToken, ref taken))
         {
-            taken = delivered;
             return;
         }
         cancellationToken.ThrowIfCancellationRequested();
