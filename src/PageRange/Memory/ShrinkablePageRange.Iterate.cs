@@ -70,6 +70,13 @@ internal sealed unsafe partial class ShrinkablePageRange
         {
             ThrowHelper.ThrowOutOfRange(offset, size, ByteCount);
         }
+        // A plain read of the flag Dispose sets under the range lock: the caller's lock keeps every other thread's
+        // Dispose out, but not this thread's own, re-entrant one (a callback under that lock that disposes the
+        // connection), which must meet an ObjectDisposedException here rather than an unmapped page (found by review).
+        if (Volatile.Read(ref _disposed))
+        {
+            ThrowHelper.ThrowObjectDisposed(this);
+        }
         Debug.Assert(size == 0 || AllUsedForDebug(offset, size), "The caller promised the pages are Used.");
         // SAFETY: [offset, offset+size) lies within the pages (checked above), which lie within the region's mapping
         // (checked by the constructor); the caller keeps the range undisposed (its lock) and the pages Used.

@@ -304,6 +304,8 @@ public sealed class ShrinkablePageRangeTests : IDisposable
 
         Assert.Throws<ObjectDisposedException>(() => other.UseRange(0, 1));
         Assert.Throws<ObjectDisposedException>(() => other.Read<int>(0));
+        // The unlocked view of a slab's Used pages too (a callback that disposed the connection under the send lock).
+        Assert.Throws<ObjectDisposedException>(() => other.GetSpanOfUsedPages(0, 64).Length);
         other.StopUsingRange(0, 4);
         Assert.Equal(0, _shrinker.Count());
         Assert.Equal(0, other.GetStats().ResidentBytes);
