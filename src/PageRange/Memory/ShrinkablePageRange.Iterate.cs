@@ -48,7 +48,7 @@ internal sealed unsafe partial class ShrinkablePageRange
         }
         // SAFETY: [offset, offset+size) lies within the pages (checked above), which lie within the region's mapping
         // (checked by the constructor); the mapping stays alive while this range holds its reference (until Dispose).
-        return new Span<byte>(_region.BasePointer + _dataOffset + offset, (int)size);
+        return new Span<byte>(_data + offset, (int)size);
     }
 
     /// <summary>A writable view of Used bytes, for callers that fill a buffer in place (zero-copy send).</summary>
@@ -80,7 +80,7 @@ internal sealed unsafe partial class ShrinkablePageRange
         Debug.Assert(size == 0 || AllUsedForDebug(offset, size), "The caller promised the pages are Used.");
         // SAFETY: [offset, offset+size) lies within the pages (checked above), which lie within the region's mapping
         // (checked by the constructor); the caller keeps the range undisposed (its lock) and the pages Used.
-        return new Span<byte>(_region.BasePointer + _dataOffset + offset, size);
+        return new Span<byte>(_data + offset, size);
     }
 
     private bool AllUsedForDebug(long offset, long size)

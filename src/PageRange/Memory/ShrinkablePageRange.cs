@@ -54,6 +54,10 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     private readonly Shrinker _shrinker;
     private readonly SharedRegion _region;
     private readonly long _dataOffset;
+    // The first page's address in the mapping, which the range's reference on the region keeps alive until its own
+    // Dispose: one load per view of the pages instead of two dependent ones (the region, then its base), which were
+    // ~6 ns of every small send in the call probe's profile.
+    private readonly byte* _data;
     private readonly int _pageSize;
 
     // log2 of the page size (a power of two, as every page size the kernel has): Iterate, on every send's copy, finds
@@ -104,6 +108,8 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
         _shrinker = shrinker ?? Shrinker.Shared;
         _region = region;
         _dataOffset = dataOffset;
+        // SAFETY: dataOffset + the pages lie within the region's mapping (checked above); only an address is formed here.
+        _data = region.BasePointer + dataOffset;
         _pageCount = pageCount;
         _chunks = new PageInfo[]?[(pageCount + ChunkMask) >> ChunkShift];
         region.AddRef();
