@@ -969,7 +969,7 @@ public sealed partial class PageRangeConnection
         if ((record.Flags & TransactionFlags.TwoWay) != 0)
         {
             // A peer that reuses an id only makes its own earlier call uncancellable (the newest is found first).
-            _liveCallsById.Add(slot);
+            _liveCallsById.Add(slot, record.TransactionId);
         }
         return slot;
     }

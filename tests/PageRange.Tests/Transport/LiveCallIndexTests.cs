@@ -17,9 +17,9 @@ public sealed class LiveCallIndexTests
         Live(slots[0]!, 42);
         Live(slots[1]!, 42);
         Live(slots[2]!, 7);
-        index.Add(slots[0]!);
-        index.Add(slots[1]!);
-        index.Add(slots[2]!);
+        index.Add(slots[0]!, slots[0]!.Record.TransactionId);
+        index.Add(slots[1]!, slots[1]!.Record.TransactionId);
+        index.Add(slots[2]!, slots[2]!.Record.TransactionId);
         Assert.Equal(3, index.Count);
         Assert.Same(slots[1], index.Find(42));
         Assert.Same(slots[2], index.Find(7));
@@ -47,7 +47,7 @@ public sealed class LiveCallIndexTests
         foreach (IncomingSlot? slot in slots)
         {
             Live(slot!, 42);
-            index.Add(slot!);
+            index.Add(slot!, slot!.Record.TransactionId);
         }
         for (int i = 0; i < Count; i++)
         {
@@ -89,7 +89,7 @@ public sealed class LiveCallIndexTests
                     _ => random,
                 };
                 Live(slot, id);
-                index.Add(slot);
+                index.Add(slot, slot.Record.TransactionId);
                 live.Add(slot);
             }
             else if (kind == 2 && live.Count > 0)
