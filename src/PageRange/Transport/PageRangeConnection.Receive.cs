@@ -968,7 +968,8 @@ public sealed partial class PageRangeConnection
         _liveTransactions++;
         if ((record.Flags & TransactionFlags.TwoWay) != 0)
         {
-            // A peer that reuses an id only makes its own earlier call uncancellable (the newest is found first).
+            // A peer that reuses an id only makes its own earlier calls uncancellable while a newer one of that id is live
+            // (the newest is found first).
             _liveCallsById.Add(slot, record.TransactionId);
         }
         return slot;
