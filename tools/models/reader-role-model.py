@@ -1,69 +1,196 @@
-# Exhaustive model of the reader role's hold on the inbound ring (InboundChannel.TryTakeReaderRole and its release,
-# after d24c37b), written by the second review of session 2026-12-04 10:11. Every interleaving of one Dispose and
-# T takers, each taking and releasing the role ITER times, under sequential consistency (every store-then-load pair in
-# the protocol is separated by a full fence: the role's CAS, Dispose's exchange, the release's locked increment).
-# It reports states where a holder that found the ring open still holds the role after the role's reference was given
-# back (violations), and end states where it was never given back (leaks).
+# Exhaustive models of the reader role's protocols (InboundChannel.TryTakeReaderRole, its release, Dispose, and the
+# connection's followers), under x86-TSO: a plain store waits in its thread's store buffer (a FIFO, flushed at any
+# moment) and the thread's own later loads see it first; a locked instruction (compare-exchange, exchange, increment)
+# drains the buffer and acts on memory; Interlocked.MemoryBarrierProcessWide drains every thread's buffer.
 #
-#   python3 tools/models/reader-role-model.py 3 3     # 0 violations, 0 leaks (~295k states)
+# 1. The ring's hold (written by the second review of session 2026-12-04 10:11 under sequential consistency; made a
+#    TSO model in session 2026-12-04 16:56, when the release lost its locked instruction). Every interleaving of one
+#    Dispose and T takers, each taking and releasing the role ITER times. It reports states where a holder that found
+#    the ring open still holds the role after the role's reference was given back (violations), and end states where
+#    it was never given back (leaks).
 #
-# With the release's look at the role removed (the bug the first review found: `if d==1 and r==0` -> `if d==1`),
-# it reports violations. A model of the protocol, not of the code: the tests in InboundReadingReferenceTests pin the
-# interleavings it found on the real channel.
+#      python3 tools/models/reader-role-model.py hold 3 3 plain barrier   # the code on x64: 0 violations, 0 leaks
+#      python3 tools/models/reader-role-model.py hold 3 3 fenced none     # the code elsewhere: 0, 0
+#      python3 tools/models/reader-role-model.py hold 3 3 plain none      # a plain release, no barrier: 1 leak
 #
-# Taker pcs: 0 CAS, 1 read D (the open check), 2 hold, 3 store R=0, 4 read D, 5 read R, 6 claim if D set and R free.
-# Dispose pcs: 0 exchange D, 1 read R, 2 claim if R was free, 3 done.
+#    Taker pcs: 0 CAS, 1 read D (the open check), 2 hold, 3 release R=0 (plain: buffered; fenced: a store and a full
+#    fence), 4 read D, 5 read R, 6 claim if D set and R free. Dispose pcs: 0 exchange D, 1 the process-wide barrier (or
+#    nothing), 2 read R, 3 claim if R was free. With the release's look at R removed (`--no-role-look`: the bug the first
+#    review found) it reports violations.
+#
+# 2. A follower's park (PageRangeConnection.WaitAsCountedFollower; the pump's wait is the same shape). One releaser
+#    stores R=0 (plain), then reads the fencing mode M and the follower count, and tells the followers (a locked
+#    increment of the generation, then a pulse under the gate if one is parked) if either is not 0. Each follower counts
+#    itself (a locked increment), then, unless M is 2, switches M from 0 to 1 (a compare-exchange), issues the
+#    process-wide barrier and stores M=2; then it counts itself parked (a locked increment, under the gate), reads the
+#    generation and R, and parks if the role is held and nothing changed. It reports end states where a follower is
+#    parked and nobody will pulse it (a lost wake: it would wait out the park timeout). A follower that finds M at 2
+#    skips the barrier: some follower's barrier came after every release that read M as 0 (they skip the fence), and
+#    every later release fences.
+#
+#      python3 tools/models/reader-role-model.py park 3 barrier   # the code on x64: 0 lost wakes
+#      python3 tools/models/reader-role-model.py park 3 none      # no barrier before the first park: lost wakes
+#
+# A model of the protocol, not of the code: the tests in InboundReadingReferenceTests and ConnectionWakeupTests pin
+# the interleavings on the real channel and connection.
 import sys
-from functools import lru_cache
-T = int(sys.argv[1]); ITER = int(sys.argv[2])
-violations=set(); leaks=set()
-seen=set()
-def claim(s):
-    D,R,C,refs,pcs,locs,disp,dloc=s
-    if C: return s, False
-    return (D,R,1,refs-1,pcs,locs,disp,dloc), True
-def bad(s):
-    D,R,C,refs,pcs,locs,disp,dloc=s
-    # a holder that found open (locs open flag) holding (pc in 2..3) while role ref gone
-    for i,(pc,it) in enumerate(pcs):
-        op,d,r=locs[i]
-        if pc in (2,3) and op and C: return True
-    return False
-sys.setrecursionlimit(100000)
-stack=[(0,0,0,1,tuple((0,0) for _ in range(T)),tuple((0,0,0) for _ in range(T)),0,0)]
-while stack:
-    s=stack.pop()
-    if s in seen: continue
-    seen.add(s)
-    if bad(s): violations.add(s); continue
-    D,R,C,refs,pcs,locs,disp,dloc=s
-    moves=[]
-    # dispose
-    if disp==0: moves.append((1,R,C,refs,pcs,locs,1,dloc))
-    elif disp==1: moves.append((D,R,C,refs,pcs,locs,2,R))
-    elif disp==2:
-        ns=(D,R,C,refs,pcs,locs,3,dloc)
-        if dloc==0: ns,_=claim(ns)
-        moves.append(ns)
-    for i,(pc,it) in enumerate(pcs):
-        if it>=ITER: continue
-        op,d,r=locs[i]
-        def up(pc2,it2,loc2,D2=D,R2=R,C2=C,refs2=refs):
-            p=list(pcs);p[i]=(pc2,it2);l=list(locs);l[i]=loc2
-            return (D2,R2,C2,refs2,tuple(p),tuple(l),disp,dloc)
-        if pc==0:
-            if R==0: moves.append(up(1,it,(0,0,0),R2=1))
-            else: moves.append(up(0,it+1,(0,0,0)))  # failed take: this iteration gives up
-        elif pc==1: moves.append(up(2,it,(1 if D==0 else 0,0,0)))
-        elif pc==2: moves.append(up(3,it,locs[i]))
-        elif pc==3: moves.append(up(4,it,(0,0,0),R2=0))
-        elif pc==4: moves.append(up(5,it,(0,D,0)))
-        elif pc==5: moves.append(up(6,it,(0,d,R)))
-        elif pc==6:
-            ns=up(0,it+1,(0,0,0))
-            if d==1 and r==0: ns,_=claim(ns)
-            moves.append(ns)
-    if not moves:
-        if C!=1: leaks.add(s)
-    stack.extend(moves)
-print("states",len(seen),"violations",len(violations),"leaks",len(leaks))
+
+
+def hold(T, ITER, plain, barrier, role_look=True):
+    # state: D, R (memory), C (claimed), pcs, locs (open, d, r) per taker, buffered R=0 per taker, Dispose pc, its r
+    start = (0, 0, 0, tuple((0, 0) for _ in range(T)), tuple((0, 0, 0) for _ in range(T)), tuple(0 for _ in range(T)), 0, 0)
+    seen, violations, leaks, stack = set(), 0, 0, [start]
+    while stack:
+        s = stack.pop()
+        if s in seen:
+            continue
+        seen.add(s)
+        D, R, C, pcs, locs, bufs, disp, dloc = s
+        if any(pc in (2, 3) and locs[i][0] and C for i, (pc, it) in enumerate(pcs)):
+            violations += 1
+            continue
+        moves = []
+        for i in range(T):
+            if bufs[i]:
+                b = list(bufs); b[i] = 0
+                moves.append((D, 0, C, pcs, locs, tuple(b), disp, dloc))
+        if disp == 0:
+            moves.append((1, R, C, pcs, locs, bufs, 1, dloc))
+        elif disp == 1:
+            if barrier:
+                moves.append((D, 0 if any(bufs) else R, C, pcs, locs, tuple(0 for _ in bufs), 2, dloc))
+            else:
+                moves.append((D, R, C, pcs, locs, bufs, 2, dloc))
+        elif disp == 2:
+            moves.append((D, R, C, pcs, locs, bufs, 3, R))
+        elif disp == 3:
+            moves.append((D, R, 1 if dloc == 0 else C, pcs, locs, bufs, 4, dloc))
+        for i, (pc, it) in enumerate(pcs):
+            if it >= ITER:
+                continue
+            def up(pc2, it2, loc2, R2=R, C2=C, buf2=None):
+                p = list(pcs); p[i] = (pc2, it2); l = list(locs); l[i] = loc2; b = list(bufs)
+                if buf2 is not None:
+                    b[i] = buf2
+                return (D, R2, C2, tuple(p), tuple(l), tuple(b), disp, dloc)
+            op, d, r = locs[i]
+            if pc == 0:
+                if bufs[i]:
+                    continue  # a locked instruction drains the thread's own buffer first (a flush move)
+                moves.append(up(1, it, (0, 0, 0), R2=1) if R == 0 else up(0, it + 1, (0, 0, 0)))
+            elif pc == 1:
+                moves.append(up(2, it, (1 if D == 0 else 0, 0, 0)))
+            elif pc == 2:
+                moves.append(up(3, it, locs[i]))
+            elif pc == 3:
+                moves.append(up(4, it, (0, 0, 0), buf2=1) if plain else up(4, it, (0, 0, 0), R2=0))
+            elif pc == 4:
+                moves.append(up(5, it, (0, D, 0)))
+            elif pc == 5:
+                moves.append(up(6, it, (0, d, 0 if bufs[i] else R)))
+            elif pc == 6:
+                ns = up(0, it + 1, (0, 0, 0))
+                if d == 1 and (r == 0 or not role_look) and not ns[2]:
+                    ns = ns[:2] + (1,) + ns[3:]
+                moves.append(ns)
+        if not moves and C != 1:
+            leaks += 1
+        stack.extend(moves)
+    print("states", len(seen), "violations", violations, "leaks", leaks)
+
+
+def park(followers, followers_barrier=True):
+    """Model 2: one release of the role against FOLLOWERS threads that count themselves and park (see the header)."""
+    def rd(mem,buf,var):
+        for v,x in reversed(buf):
+            if v==var: return x
+        return mem[var]
+    VARS=['R','M','F','P','G']
+    def key(mem): return tuple(mem[v] for v in VARS)
+    # thread state: (pc, locals tuple, buffer tuple)
+    start_mem={'R':1,'M':0,'F':0,'P':0,'G':0}
+    # releaser pcs: 0 store R=0; 1 load M -> m; 2 load F -> f; 3 if m or f: drain+G+=1 (locked), load P->p, goto 4 else done(9); 4 if p: wake all -> done
+    # follower pcs: 0 F+=1 (locked); 1 load M -> m; 2 if m!=2: CAS M 0->1 (locked); 3 barrier (drain all); 4 store M=2 (buffered) ; (if m==2 skip to 5) 5 P+=1 (locked); 6 load G->g, load R->r; 7 if r==0 or g!=0: done(not parked) else parked(8); 8 parked (woken -> done)
+    def step(state):
+        mem,thr=state
+        mem=dict(zip(VARS,mem)); out=[]
+        # flushes
+        for i,(pc,loc,buf) in enumerate(thr):
+            if buf:
+                m2=dict(mem); v,x=buf[0]; m2[v]=x
+                t=list(thr); t[i]=(pc,loc,buf[1:]); out.append((key(m2),tuple(t)))
+        for i,(pc,loc,buf) in enumerate(thr):
+            def put(pc2,loc2,buf2=buf,m2=mem,thr2=None):
+                t=list(thr if thr2 is None else thr2); t[i]=(pc2,loc2,buf2); out.append((key(m2),tuple(t)))
+            if i==0:
+                if pc==0: put(1,loc,buf+(('R',0),))
+                elif pc==1: put(2,(rd(mem,buf,'M'),))
+                elif pc==2: put(3,loc+(rd(mem,buf,'F'),))
+                elif pc==3:
+                    if buf: continue
+                    m,f=loc
+                    if m or f:
+                        m2=dict(mem); m2['G']+=1
+                        put(4,(m2['P'],),m2=m2)
+                    else: put(9,())
+                elif pc==4:
+                    (p,)=loc
+                    if p:
+                        if any(tt[0] in (6,7) for tt in thr[1:]): continue  # the gate: a follower checking holds it
+                        t=list(thr)
+                        for j in range(1,len(t)):
+                            if t[j][0]==8: t[j]=(9,(),t[j][2])
+                        put(9,(),thr2=t)
+                    else: put(9,())
+            else:
+                if pc==0:
+                    if buf: continue
+                    m2=dict(mem); m2['F']+=1; put(1,(),m2=m2)
+                elif pc==1:
+                    m=rd(mem,buf,'M')
+                    if not followers_barrier: put(5,())
+                    else: put(2 if m!=2 else 5,())
+                elif pc==2:
+                    if buf: continue
+                    m2=dict(mem)
+                    if m2['M']==0: m2['M']=1
+                    put(3,(),m2=m2)
+                elif pc==3:
+                    m2=dict(mem); t=list(thr)
+                    for j in range(len(t)):
+                        for v,x in t[j][2]: m2[v]=x
+                        t[j]=(t[j][0],t[j][1],())
+                    t[i]=(4,(),())
+                    out.append((key(m2),tuple(t)))
+                elif pc==4: put(5,(),buf+(('M',2),))
+                elif pc==5:
+                    if buf: continue
+                    m2=dict(mem); m2['P']+=1; put(6,(),m2=m2)
+                elif pc==6: put(7,(rd(mem,buf,'G'),rd(mem,buf,'R')))
+                elif pc==7:
+                    g,r=loc
+                    put(9 if (r==0 or g!=0) else 8,())
+        return out
+
+    init = (key(start_mem), tuple([(0, (), ())] + [(0, (), ()) for _ in range(followers)]))
+    seen, stack, lost = set(), [init], 0
+    while stack:
+        s = stack.pop()
+        if s in seen:
+            continue
+        seen.add(s)
+        nxt = step(s)
+        if not nxt and any(t[0] == 8 for t in s[1][1:]):
+            lost += 1
+        stack.extend(nxt)
+    print("states", len(seen), "lost wakes", lost)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args[:1] == ["hold"] and len(args) >= 5:
+        hold(int(args[1]), int(args[2]), args[3] == "plain", args[4] == "barrier", "--no-role-look" not in args)
+    elif args[:1] == ["park"] and len(args) == 3:
+        park(int(args[1]), args[2] == "barrier")
+    else:
+        sys.exit("usage: reader-role-model.py hold T ITER plain|fenced barrier|none [--no-role-look] | park FOLLOWERS barrier|none")

@@ -70,12 +70,10 @@ internal sealed class ThinLock
     private static readonly long s_yieldTicks = System.Diagnostics.Stopwatch.Frequency / 1000;
 
     /// <summary>
-    /// Whether locks are ever biased: on x64 only. The revocation's process-wide barrier is a barrier on every core only
-    /// when the runtime makes it with membarrier, or with the page-protection trick on x64, whose TLB shootdown interrupts
-    /// every core; on arm64 that trick flushes TLBs without interrupting other cores, and whether the runtime had
-    /// membarrier is not ours to see, so there the lock stays the plain one.
+    /// Whether locks are ever biased: where the revocation's process-wide barrier is a barrier on every core
+    /// (<see cref="ProcessWideBarrier.ReachesEveryCore"/>: x64); elsewhere the lock stays the plain one.
     /// </summary>
-    internal static readonly bool CanBias = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64;
+    internal static readonly bool CanBias = ProcessWideBarrier.ReachesEveryCore;
 
     /// <summary>Acquisitions in a row by one thread, with nobody parked, before the lock is biased to it.</summary>
     internal const int BiasAfter = 1024;

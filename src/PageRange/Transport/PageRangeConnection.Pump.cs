@@ -13,6 +13,7 @@ public sealed partial class PageRangeConnection
         while (Volatile.Read(ref _disposed) == 0)
         {
             bool busy = false;
+            bool roleHeldByAnother = false;
             try
             {
                 bool housekeeping = Environment.TickCount64 - _lastHousekeeping >= (long)_options.ParkTimeout.TotalMilliseconds;
@@ -21,7 +22,11 @@ public sealed partial class PageRangeConnection
                 // needs no backstop, and taking its lock would revoke that thread's bias (ThinLock), a process-wide barrier.
                 bool readRing = drainDeath || Volatile.Read(ref _asyncInterest) > 0
                     || (housekeeping && _inbound.Received == _receivedAtLastPass);
-                if (readRing && !_violated && TryTakeReaderRole())
+                if (readRing && !_violated && !TryTakeReaderRole())
+                {
+                    roleHeldByAnother = true;
+                }
+                else if (readRing && !_violated)
                 {
                     try
                     {
@@ -61,6 +66,18 @@ public sealed partial class PageRangeConnection
             catch (ObjectDisposedException)
             {
                 return;
+            }
+            if (!busy && roleHeldByAnother && Volatile.Read(ref _asyncInterest) > 0 && Volatile.Read(ref _roleReleases) != RoleReleasesFenced)
+            {
+                // An async caller or receiver counted itself and woke us, and the role was held: its holder's plain release
+                // (a store, then a look at the count, with no fence between) may have looked before the count and we
+                // before its store. After the switch (see SwitchRoleReleasesToFenced) either we see the role free now, or
+                // its holder's look sees the count and wakes us when it lets go; later releases fence.
+                SwitchRoleReleasesToFenced();
+                if (!_inbound.ReaderRoleHeld)
+                {
+                    continue;
+                }
             }
             if (!busy)
             {

@@ -630,8 +630,17 @@ public sealed partial class PageRangeConnection
         }
         // Release reads the follower count (whether to tell us) after freeing under the slot lock; we counted ourselves on
         // entry. Spinning needs no such step: its checks see the release's stores as soon as they leave the releaser's
-        // store buffer; parking does.
-        SynchronizeWithReleases();
+        // store buffer; parking does: the slot lock once, or, the first time a thread parks behind the role, the
+        // process-wide barrier, which also covers the role's plain releases until then (SwitchRoleReleasesToFenced).
+        Interlocked.Increment(ref _followerParks);
+        if (Volatile.Read(ref _roleReleases) != RoleReleasesFenced)
+        {
+            SwitchRoleReleasesToFenced();
+        }
+        else
+        {
+            SynchronizeWithReleases();
+        }
         lock (_gate)
         {
             // Full fence: pairs with the one in NotifyFollowers (Dekker): either it sees us parked and pulses, or we
@@ -651,6 +660,33 @@ public sealed partial class PageRangeConnection
             }
         }
     }
+
+    /// <summary>
+    /// Makes every later release of the reader role fenced (<see cref="ReleaseReaderRole"/>), for a thread about to wait
+    /// for the role's release (a follower about to park, the background reader): a connection whose role is contended
+    /// pays this system call once, its single reader thread never.
+    /// </summary>
+    /// <remarks>
+    /// A plain release stores the role free and then reads the mode and the follower count with no fence between, so it
+    /// and a waiter that counted itself and then looks at the role could each miss the other's write (Dekker), and the
+    /// waiter would sleep out its park timeout. The process-wide barrier is a full fence on the releaser's core too: if
+    /// its reads came before that fence, so did its store, which our looks after the barrier then see; otherwise its
+    /// reads see our count (and the mode no longer plain), and it tells us. A waiter that finds the mode fenced already
+    /// skips the barrier: the one that set it made its barrier after every release that read the mode as plain, and
+    /// every later release fences. The exhaustive model is <c>tools/models/reader-role-model.py park</c>. The barrier
+    /// also does what <see cref="SynchronizeWithReleases"/> does (it is a fence on the freeing thread's core as well).
+    /// </remarks>
+    private void SwitchRoleReleasesToFenced()
+    {
+        Interlocked.CompareExchange(ref _roleReleases, RoleReleasesSwitching, RoleReleasesPlain);
+        Interlocked.MemoryBarrierProcessWide();
+        Volatile.Write(ref _roleReleases, RoleReleasesFenced);
+    }
+
+    // The values of _roleReleases.
+    private const int RoleReleasesPlain = 0;
+    private const int RoleReleasesSwitching = 1;
+    private const int RoleReleasesFenced = 2;
 
     /// <summary>
     /// The slot lock once, empty: for a waiter that has just stored something <see cref="Release"/> reads after its lock
@@ -676,7 +712,8 @@ public sealed partial class PageRangeConnection
     /// <summary>Tells waiting threads that something happened (a record routed, the reader role released).</summary>
     private void NotifyFollowers()
     {
-        // Always a locked increment, never a plain one: ReleaseReaderRole counts on it as a full fence.
+        // Always a locked increment, never a plain one: a parking follower's Dekker with it, and ReleaseReaderRole once
+        // its releases are fenced, count on it as a full fence.
         Interlocked.Increment(ref _generation);
         if (Volatile.Read(ref _parkedFollowers) > 0)
         {
@@ -695,9 +732,16 @@ public sealed partial class PageRangeConnection
         _inbound.ReleaseReaderRole();
         try
         {
-            // Its locked increment (first) is also the full fence the channel needs between the role's release and its
-            // look at a dispose that came while the role was held (InboundChannel.TryTakeReaderRole).
-            NotifyFollowers();
+            // Until a thread first parks behind the role, the release is a plain store and no locked instruction (one
+            // per pass, two per synchronous round trip, each on its critical path): followers see the role free by
+            // themselves, a spinner at its next look, the first one about to park after its process-wide barrier
+            // (SwitchRoleReleasesToFenced), and Dispose's barrier stands in for the channel's fence. From then on, and
+            // where that barrier does not reach every core, the notice's locked increment is the fence (for parked
+            // followers, and for the channel's look at a dispose: InboundChannel.TryTakeReaderRole).
+            if (Volatile.Read(ref _roleReleases) != RoleReleasesPlain || Volatile.Read(ref _followers) != 0)
+            {
+                NotifyFollowers();
+            }
         }
         finally
         {

@@ -117,6 +117,24 @@ public sealed partial class PageRangeConnection
     /// <summary>Threads waiting while another holds the reader role (spinning or parked), and those of them parked.</summary>
     internal (int Waiting, int Parked) FollowersForTest => (Volatile.Read(ref _followers), Volatile.Read(ref _parkedFollowers));
 
+    /// <summary>How many times a follower went to park, for tests.</summary>
+    internal long FollowerParksForTest => Interlocked.Read(ref _followerParks);
+
+    /// <summary>Whether releases of the reader role are fenced now (a thread parked behind it once), for tests.</summary>
+    internal bool RoleReleasesFencedForTest => Volatile.Read(ref _roleReleases) == RoleReleasesFenced;
+
+    /// <summary>
+    /// Makes releases of the reader role plain again, as on a new connection, so that a test races the switch many times
+    /// on one connection. Only while no thread waits for the role (the switch's guarantee is for waiters that come after).
+    /// </summary>
+    internal void MakeRoleReleasesPlainForTest()
+    {
+        if (!InboundChannel.RoleReleaseNeedsFence)
+        {
+            Volatile.Write(ref _roleReleases, RoleReleasesPlain);
+        }
+    }
+
     /// <summary>Runs <paramref name="whileHeld"/> holding the slot lock: lets a test make a caller block on it.</summary>
     internal void HoldSlotLockForTest(Action whileHeld)
     {

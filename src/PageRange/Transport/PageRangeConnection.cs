@@ -75,6 +75,12 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     // Threads in WaitAsFollower, spinning or parked: with none, a free that releases the next oneway tells nobody (a
     // locked increment of _generation per oneway saved; see Release and WaitAsFollower for why no wake is lost).
     private int _followers;
+    // Followers that went to park (WaitAsCountedFollower), for tests.
+    private long _followerParks;
+    // How the reader role is released (ReleaseReaderRole): RoleReleasesPlain (a plain store, no notice unless a follower is
+    // counted) until the first thread parks behind the role, RoleReleasesFenced (the notice, a locked increment, every
+    // time) from then on. See SwitchRoleReleasesToFenced.
+    private int _roleReleases = InboundChannel.RoleReleaseNeedsFence ? RoleReleasesFenced : RoleReleasesPlain;
     private int _asyncInterest;
     private volatile Exception? _deathCause;
 

@@ -264,29 +264,124 @@ public sealed class ConnectionWakeupTests
         Assert.Equal(0, pair.Server.LiveIncomingTransactions);
     }
 
-    /// <summary>Two threads meet at numbered phases, spinning (a blocking barrier's wake-up would spread the race out).</summary>
-    private sealed class SpinRendezvous
+    [Fact]
+    public async Task ReaderRole_ReleasedPlainUntilAThreadParksBehindIt_FencedFromThen()
     {
-        private int _arrived;
-        private int _phase;
-
-        public void Arrive(int phase)
-        {
-            if (Interlocked.Increment(ref _arrived) == 2)
+        // A connection used by one thread on each side never has a thread waiting for the role: its releases stay plain
+        // stores (no locked instruction). The first thread that parks behind the role makes them fenced, for good.
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(LongParkOptions());
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        // The background readers' first housekeeping pass takes the role for a moment (the next comes after the 10 s
+        // park timeout): a caller finding it held then would park behind it.
+        await Poll.WaitUntilAsync(() => pair.Client.HousekeepingPassesForTest > 0 && pair.Server.HousekeepingPassesForTest > 0, "the first housekeeping passes ran");
+        Task serving = Task.Factory.StartNew(
+            () =>
             {
-                _arrived = 0;
-                Volatile.Write(ref _phase, phase);
-                return;
-            }
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (Volatile.Read(ref _phase) != phase)
-            {
-                Thread.SpinWait(1);
-                if (clock.Elapsed > TestTimeouts.Long)
+                for (int i = 0; i < 2_000; i++)
                 {
-                    throw new TimeoutException($"the other thread never reached phase {phase}");
+                    using Transaction call = pair.Server.Receive(bound.Token);
+                    call.Reply(call.Payload);
+                }
+            },
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        for (int i = 0; i < 2_000; i++)
+        {
+            using Transaction reply = pair.Client.Call(1, "ping"u8);
+        }
+        await serving.WaitAsync(TestTimeouts.Long);
+        Assert.False(pair.Client.RoleReleasesFencedForTest, "one calling thread: the client's releases stayed plain");
+        Assert.False(pair.Server.RoleReleasesFencedForTest, "one receiving thread: the server's releases stayed plain");
+
+        Transaction first = ReceiveFirstOfTwoAndHoldTheReaderRole(pair, bound.Token);
+        try
+        {
+            Task<uint> second = ReceiveCodeOnItsOwnThread(pair.Server, bound.Token);
+            await WaitUntilAsync(() => pair.Server.FollowersForTest.Parked == 1, second);
+            Assert.True(pair.Server.RoleReleasesFencedForTest, "a thread parked behind the role: releases are fenced");
+            first.Dispose();
+            Assert.Equal(2u, await second.WaitAsync(TestTimeouts.Long));
+        }
+        finally
+        {
+            pair.Server.ReleaseReaderRoleForTest();
+        }
+        Assert.True(pair.Server.RoleReleasesFencedForTest, "fenced for good");
+        Assert.False(pair.Client.RoleReleasesFencedForTest);
+    }
+
+    [Fact]
+    public async Task Receive_FollowerArrivingWhileTheRoleIsReleased_NeverWaitsForTheParkTimeout()
+    {
+        // One thread releases the reader role (a plain store, then a look at the follower count, no fence between) while
+        // another calls Receive for a oneway waiting in the ring, released together by a spinning barrier: the receiver
+        // finds the role held, counts itself, and parks at once (Park). A release that read the count as zero while the
+        // receiver's look still saw the role held (the release's store in the store buffer) would leave it asleep for
+        // the 2 s park timeout; the process-wide barrier of the first park behind the role closes that window (after it
+        // releases are fenced, so each round makes them plain again: every round races the switch).
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(ParkOnlyOptions(TimeSpan.FromSeconds(2)));
+        const int rounds = 400_000;
+        var race = new SpinRendezvous();
+        int stop = 0;
+        var releaser = new Thread(() =>
+        {
+            var random = new Random(11);
+            for (int i = 0; i < rounds && Volatile.Read(ref stop) == 0; i++)
+            {
+                race.Arrive(2 * i + 1);
+                Thread.SpinWait(random.Next(32));
+                pair.Server.ReleaseReaderRoleForTest();
+                race.Arrive(2 * i + 2);
+            }
+        })
+        { IsBackground = true, Name = "role releaser" };
+        releaser.Start();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var random = new Random(5);
+        var slowest = TimeSpan.Zero;
+        long parkedBefore = pair.Server.FollowerParksForTest;
+        int done = 0;
+        try
+        {
+            for (; done < rounds; done++)
+            {
+                pair.Client.SendOneway(1, "next"u8);
+                // The background reader takes the role now and then (its housekeeping): wait for it to let go.
+                while (!pair.Server.TryHoldReaderRoleForTest())
+                {
+                    Thread.Yield();
+                }
+                pair.Server.MakeRoleReleasesPlainForTest();
+                race.Arrive(2 * done + 1);
+                Thread.SpinWait(random.Next(32));
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                using (Transaction next = pair.Server.Receive())
+                {
+                    Assert.Equal(1u, next.Code);
+                }
+                TimeSpan took = System.Diagnostics.Stopwatch.GetElapsedTime(start);
+                slowest = took > slowest ? took : slowest;
+                bool last = done + 1 == rounds || clock.Elapsed > TimeSpan.FromSeconds(15) || slowest > TimeSpan.FromSeconds(1);
+                if (last)
+                {
+                    Volatile.Write(ref stop, 1);
+                }
+                race.Arrive(2 * done + 2);
+                if (last)
+                {
+                    done++;
+                    break;
                 }
             }
         }
+        finally
+        {
+            Volatile.Write(ref stop, 1);
+            Assert.True(releaser.Join(TestTimeouts.Long), "the releaser never finished");
+        }
+        Assert.True(done >= 1_000, $"only {done} rounds in 15 s");
+        Assert.True(pair.Server.FollowerParksForTest > parkedBefore, "no receiver ever parked as a follower: the race did not happen");
+        // Well under the 2 s park timeout: a lost wake waits it out.
+        Assert.True(slowest < TimeSpan.FromSeconds(1), $"a oneway took {slowest} to reach its receiver (round {done} of {rounds})");
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
     }
 }

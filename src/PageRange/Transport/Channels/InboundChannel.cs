@@ -644,14 +644,19 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <remarks>
     /// <para>
     /// The role's reference on the region was taken at construction; whichever of <see cref="Dispose"/> and the role's
-    /// release (<see cref="ReleaseReaderRole"/>, then a full fence, then <see cref="AfterReaderRoleReleased"/>) sees the
-    /// other's store gives it back, and the claim makes sure only one does. Dekker, each side with a full fence between
-    /// its store and its load: Dispose sets the disposed flag (an exchange) and then reads the role; the holder releases
-    /// the role, fences, and then reads the flag and the role. So either Dispose sees the role free (and unmaps, the last
-    /// reference allowing), or the holder sees the dispose after its release (and unmaps, unless another thread holds
-    /// the role by then: that one's release looks in turn); both may, never neither. A thread that takes the role after
-    /// Dispose, or a releaser, saw it free reads the flag after its compare-exchange (a full fence) and sees the
-    /// dispose: it does not read the ring.
+    /// release (<see cref="ReleaseReaderRole"/>, then the caller's full fence where <see cref="RoleReleaseNeedsFence"/>,
+    /// then <see cref="AfterReaderRoleReleased"/>) sees the other's store gives it back, and the claim makes sure only
+    /// one does. Dekker: Dispose sets the disposed flag (an exchange), issues the process-wide barrier where it reaches
+    /// every core, and then reads the role; the holder releases the role with a plain store and then reads the flag and
+    /// the role. The barrier stands in for a fence between the release's store and its load (the frequent side: a
+    /// synchronous round trip releases the role twice, and the locked instruction was ~7 ns each on its critical path):
+    /// if the releaser's load of the flag came before the barrier's fence on its core, so did its store, which the
+    /// barrier then made visible to Dispose's load; otherwise its load comes after the flag's exchange and sees it. So
+    /// either Dispose sees the role free (and unmaps, the last reference allowing), or the holder sees the dispose after
+    /// its release (and unmaps, unless another thread holds the role by then: that one's release looks in turn); both
+    /// may, never neither. A thread that takes the role after Dispose, or a releaser, saw it free reads the flag after its
+    /// compare-exchange (a full fence) and sees the dispose: it does not read the ring. The exhaustive model of both
+    /// forms under x86-TSO is <c>tools/models/reader-role-model.py hold</c>.
     /// </para>
     /// <para>
     /// It saves the reader two locked instructions per pass (the reference's compare-exchange and decrement): a
@@ -671,13 +676,20 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal bool OpenToReaderRole => Volatile.Read(ref _disposed) == 0;
 
     /// <summary>
-    /// The first half of the role's release: the store. The caller then makes a full fence (the connection's notice to
-    /// its followers, a locked increment) and calls <see cref="AfterReaderRoleReleased"/>.
+    /// The first half of the role's release: a plain store. Where <see cref="RoleReleaseNeedsFence"/>, the caller then
+    /// makes a full fence (the connection's notice to its followers, a locked increment); then it calls
+    /// <see cref="AfterReaderRoleReleased"/>.
     /// </summary>
     internal void ReleaseReaderRole() => Volatile.Write(ref _readerRole, 0);
 
     /// <summary>
-    /// The second half of the role's release, after the caller's full fence: if the channel was disposed while the role
+    /// Whether a release of the role needs a full fence between its store and <see cref="AfterReaderRoleReleased"/>:
+    /// only where <see cref="Dispose"/>'s process-wide barrier does not reach every core (see <see cref="TryTakeReaderRole"/>).
+    /// </summary>
+    internal static bool RoleReleaseNeedsFence => !ProcessWideBarrier.ReachesEveryCore;
+
+    /// <summary>
+    /// The second half of the role's release, after the caller's fence if it needs one: if the channel was disposed while the role
     /// was held, the unmap Dispose left to the role happens now (see <see cref="TryTakeReaderRole"/>).
     /// </summary>
     internal void AfterReaderRoleReleased()
@@ -811,8 +823,13 @@ internal sealed unsafe class InboundChannel : IDisposable
         _freeLock.Enter();
         _freeLock.Exit();
         _receiveLock.Exit();
-        // After the exchange above (a full fence): a holder of the reader role gives the role's reference back itself
-        // when it releases the role (TryTakeReaderRole).
+        // After the exchange above (a full fence) and, where it reaches every core, the process-wide barrier, which
+        // stands in for the fence a plain release of the role does not make: a holder of the reader role gives the role's
+        // reference back itself when it releases the role (TryTakeReaderRole).
+        if (ProcessWideBarrier.ReachesEveryCore)
+        {
+            Interlocked.MemoryBarrierProcessWide();
+        }
         if (!ReaderRoleHeld)
         {
             ReleaseReaderRoleReference();
