@@ -18,7 +18,7 @@
 #    nothing), 2 read R, 3 claim if R was free. With the release's look at R removed (`--no-role-look`: the bug the first
 #    review found) it reports violations.
 #
-# 2. A follower's park (PageRangeConnection.WaitAsCountedFollower; the pump's wait is the same shape). One releaser
+# 2. A follower's park (PageRangeConnection.WaitAsCountedFollower). One releaser
 #    stores R=0 (plain), then reads the fencing mode M and the follower count, and tells the followers (a locked
 #    increment of the generation, then a pulse under the gate if one is parked) if either is not 0. Each follower counts
 #    itself (a locked increment), then, unless M is 2, switches M from 0 to 1 (a compare-exchange), issues the
@@ -30,6 +30,16 @@
 #
 #      python3 tools/models/reader-role-model.py park 3 barrier   # the code on x64: 0 lost wakes
 #      python3 tools/models/reader-role-model.py park 3 none      # no barrier before the first park: lost wakes
+#
+# 3. The background reader's wait for an async caller (PageRangeConnection.PumpLoop; written by the review of session
+#    2026-12-04 16:56, which found the hole it shows). One plain release (H), a follower S that switches the mode, an
+#    async caller A that counts itself and sets the pump's event, and the pump P, which tries the role (a
+#    compare-exchange), then reads the mode, switches it if not fenced, and looks at the role again before it waits
+#    ("look"), or, as first written, only when it switched ("no-look"). It reports end states where the pump waits on
+#    its event, nobody will set it, and the role is free.
+#
+#      python3 tools/models/reader-role-model.py pump look      # the code: 0
+#      python3 tools/models/reader-role-model.py pump no-look   # 1
 #
 # A model of the protocol, not of the code: the tests in InboundReadingReferenceTests and ConnectionWakeupTests pin
 # the interleavings on the real channel and connection.
@@ -186,11 +196,104 @@ def park(followers, followers_barrier=True):
     print("states", len(seen), "lost wakes", lost)
 
 
+def pump(RECHECK):
+    """Model 3: the background reader's wait for an async caller (see the header)."""
+    VARS = ['R', 'M', 'F', 'G', 'A', 'W']
+    def rd(mem, buf, v):
+        for var, x in reversed(buf):
+            if var == v: return x
+        return mem[v]
+    start_mem = dict(R=1, M=0, F=0, G=0, A=0, W=0)
+    # H: 0 W R=0 buf; 1 m=M; 2 f=F; 3 if m|f: locked G++ ; 4 a=A; 5 if a: locked W=1; 9 done
+    # S: 0 locked F++; 1 m=M; 2 if m!=2: locked CAS M 0->1 else done; 3 barrier; 4 M=2 buf; 9 done
+    # A: 0 locked A++; 1 locked W=1; 9 done
+    # P: 0 wait W==1 (blocked otherwise); 1 locked W=0 (Reset); 2 locked CAS R -> ok: 9(success) else 3; 3 m=M;
+    #    4 if m!=2: locked CAS M; 5 barrier; 6 M=2 buf; 7 r=R: if r==0 -> 9 success else 0 (wait)
+    #    (with m==2: without RECHECK -> 0 (wait); with RECHECK -> 7)
+    def key(mem): return tuple(mem[v] for v in VARS)
+    def step(state):
+        memt, thr = state
+        mem = dict(zip(VARS, memt)); out = []
+        for i, (pc, loc, buf) in enumerate(thr):
+            if buf:
+                m2 = dict(mem); v, x = buf[0]; m2[v] = x
+                t = list(thr); t[i] = (pc, loc, buf[1:]); out.append((key(m2), tuple(t)))
+        def barrier(i, pc2):
+            m2 = dict(mem); t = list(thr)
+            for j in range(len(t)):
+                for v, x in t[j][2]: m2[v] = x
+                t[j] = (t[j][0], t[j][1], ())
+            t[i] = (pc2, t[i][1], ())
+            out.append((key(m2), tuple(t)))
+        for i, (pc, loc, buf) in enumerate(thr):
+            def put(pc2, loc2=loc, buf2=buf, m2=mem):
+                t = list(thr); t[i] = (pc2, loc2, buf2); out.append((key(m2), tuple(t)))
+            def locked(fn, pc2, loc2=loc):
+                if buf: return
+                m2 = dict(mem); r = fn(m2); put(pc2 if not callable(pc2) else pc2(r), loc2, (), m2)
+            if pc == 9: continue
+            if i == 0:  # H
+                if pc == 0: put(1, loc, buf + (('R', 0),))
+                elif pc == 1: put(2, (rd(mem, buf, 'M'),))
+                elif pc == 2: put(3, loc + (rd(mem, buf, 'F'),))
+                elif pc == 3:
+                    if loc[0] or loc[1]: locked(lambda m: m.__setitem__('G', m['G'] + 1), 4)
+                    else: put(4)
+                elif pc == 4: put(5, (rd(mem, buf, 'A'),))
+                elif pc == 5:
+                    if loc[0]: locked(lambda m: m.__setitem__('W', 1), 9)
+                    else: put(9)
+            elif i == 1:  # S
+                if pc == 0: locked(lambda m: m.__setitem__('F', m['F'] + 1), 1)
+                elif pc == 1: put(2 if rd(mem, buf, 'M') != 2 else 9)
+                elif pc == 2: locked(lambda m: m.__setitem__('M', 1) if m['M'] == 0 else None, 3)
+                elif pc == 3: barrier(i, 4)
+                elif pc == 4: put(9, loc, buf + (('M', 2),))
+            elif i == 2:  # A
+                if pc == 0: locked(lambda m: m.__setitem__('A', m['A'] + 1), 1)
+                elif pc == 1: locked(lambda m: m.__setitem__('W', 1), 9)
+            else:  # P
+                if pc == 0:
+                    if rd(mem, buf, 'W') == 1: put(1)
+                elif pc == 1: locked(lambda m: m.__setitem__('W', 0), 2)
+                elif pc == 2:
+                    if buf: continue
+                    m2 = dict(mem)
+                    if m2['R'] == 0:
+                        m2['R'] = 1; put(9, ('took',), (), m2)
+                    else: put(3, loc, (), m2)
+                elif pc == 3:
+                    m = rd(mem, buf, 'M')
+                    put(4 if m != 2 else (7 if RECHECK else 0))
+                elif pc == 4: locked(lambda m: m.__setitem__('M', 1) if m['M'] == 0 else None, 5)
+                elif pc == 5: barrier(i, 6)
+                elif pc == 6: put(7, loc, buf + (('M', 2),))
+                elif pc == 7:
+                    put(1 if False else (2 if rd(mem, buf, 'R') == 0 else 0))  # 'continue' re-runs the loop (CAS)
+        return out
+    init = (key(start_mem), tuple((0, (), ()) for _ in range(4)))
+    seen, stack, lost, ex = set(), [init], 0, None
+    while stack:
+        s = stack.pop()
+        if s in seen: continue
+        seen.add(s)
+        n = step(s)
+        if not n:
+            mem = dict(zip(VARS, s[0]))
+            if s[1][3][0] == 0 and mem['R'] == 0 and mem['W'] == 0:
+                lost += 1
+        stack.extend(n)
+    print("states", len(seen), "pump asleep with the role free:", lost)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["hold"] and len(args) >= 5:
         hold(int(args[1]), int(args[2]), args[3] == "plain", args[4] == "barrier", "--no-role-look" not in args)
     elif args[:1] == ["park"] and len(args) == 3:
         park(int(args[1]), args[2] == "barrier")
+    elif args[:1] == ["pump"] and len(args) == 2:
+        pump(args[1] == "look")
     else:
-        sys.exit("usage: reader-role-model.py hold T ITER plain|fenced barrier|none [--no-role-look] | park FOLLOWERS barrier|none")
+        sys.exit("usage: reader-role-model.py hold T ITER plain|fenced barrier|none [--no-role-look] | park FOLLOWERS barrier|none"
+                 " | pump look|no-look")

@@ -67,13 +67,19 @@ public sealed partial class PageRangeConnection
             {
                 return;
             }
-            if (!busy && roleHeldByAnother && Volatile.Read(ref _asyncInterest) > 0 && Volatile.Read(ref _roleReleases) != RoleReleasesFenced)
+            if (!busy && roleHeldByAnother && Volatile.Read(ref _asyncInterest) > 0)
             {
                 // An async caller or receiver counted itself and woke us, and the role was held: its holder's plain release
                 // (a store, then a look at the count, with no fence between) may have looked before the count and we
-                // before its store. After the switch (see SwitchRoleReleasesToFenced) either we see the role free now, or
-                // its holder's look sees the count and wakes us when it lets go; later releases fence.
-                SwitchRoleReleasesToFenced();
+                // before its store. After the switch (see SwitchRoleReleasesToFenced; made by us or by a follower), a look
+                // at the role either sees it free, or its holder's look sees the count and wakes us when it lets go. The
+                // look comes after the mode's read even when the mode is fenced already: our only look before was the
+                // failed compare-exchange, which came before it (found by review: a follower's switch in between, and we
+                // slept out a park timeout on a free role).
+                if (Volatile.Read(ref _roleReleases) != RoleReleasesFenced)
+                {
+                    SwitchRoleReleasesToFenced();
+                }
                 if (!_inbound.ReaderRoleHeld)
                 {
                     continue;

@@ -423,7 +423,8 @@ public sealed partial class PageRangeConnection
         // none of these unless it released a backlogged oneway (or closed the connection), so only then are they told,
         // and for a released oneway only if there is a follower at all: a stream's single receiver then makes no locked
         // increment per message. A follower that arrives meanwhile misses nothing: it counts itself before it looks,
-        // and before it parks it takes the slot lock, under which the oneway was released (see WaitAsFollower).
+        // and before it parks it takes the slot lock, under which the oneway was released, or issues the process-wide
+        // barrier, which orders this free's stores as well (see WaitAsCountedFollower).
         if ((releasedOneway && Volatile.Read(ref _followers) != 0) || disposeInbound || violation is not null)
         {
             NotifyFollowers();
@@ -451,10 +452,10 @@ public sealed partial class PageRangeConnection
     /// return (false) as soon as the ring has records, without routing them; after a death the ring is drained as usual.</param>
     /// <param name="cancellationToken">Cancels the wait.</param>
     /// <param name="taken">The caller's own variable, default on entry: the pump writes the transaction it takes straight
-    /// into it, before the role's release (a locked instruction) drains those stores. Returned as a
-    /// <see cref="Nullable{T}"/> instead, it was copied into the caller's frame with four plain stores after that release,
-    /// and the caller's 16-byte load of it right after could not be forwarded from them (~4 ns per receive in the call
-    /// probe's profile, on a round trip's critical path).</param>
+    /// into it, before the role's release. Returned as a <see cref="Nullable{T}"/> instead, it was copied into the
+    /// caller's frame with four plain stores after that release (then a locked instruction), and the caller's 16-byte
+    /// load of it right after could not be forwarded from them (~4 ns per receive in the call probe's profile, on a round
+    /// trip's critical path).</param>
     private bool WaitForProgress(PendingCall? call, long deadline, bool returnWhenReadable, CancellationToken cancellationToken, ref Transaction taken)
     {
         if (TryTakeReaderRole())
@@ -632,7 +633,6 @@ public sealed partial class PageRangeConnection
         // entry. Spinning needs no such step: its checks see the release's stores as soon as they leave the releaser's
         // store buffer; parking does: the slot lock once, or, the first time a thread parks behind the role, the
         // process-wide barrier, which also covers the role's plain releases until then (SwitchRoleReleasesToFenced).
-        Interlocked.Increment(ref _followerParks);
         if (Volatile.Read(ref _roleReleases) != RoleReleasesFenced)
         {
             SwitchRoleReleasesToFenced();
@@ -646,6 +646,8 @@ public sealed partial class PageRangeConnection
             // Full fence: pairs with the one in NotifyFollowers (Dekker): either it sees us parked and pulses, or we
             // see its new generation in Changed below. A plain increment could be reordered after that load.
             Interlocked.Increment(ref _parkedFollowers);
+            // Written under the gate only (for tests).
+            Volatile.Write(ref _followerParks, _followerParks + 1);
             try
             {
                 // A cancellation is noticed within a park timeout: the token does not pulse the gate.
@@ -672,8 +674,9 @@ public sealed partial class PageRangeConnection
     /// waiter would sleep out its park timeout. The process-wide barrier is a full fence on the releaser's core too: if
     /// its reads came before that fence, so did its store, which our looks after the barrier then see; otherwise its
     /// reads see our count (and the mode no longer plain), and it tells us. A waiter that finds the mode fenced already
-    /// skips the barrier: the one that set it made its barrier after every release that read the mode as plain, and
-    /// every later release fences. The exhaustive model is <c>tools/models/reader-role-model.py park</c>. The barrier
+    /// skips the barrier, provided it looks at the role after it read the mode (a follower's look under the gate, the
+    /// background reader's look after this): the one that set it made its barrier after every release that read the
+    /// mode as plain, and every later release fences. The exhaustive model is <c>tools/models/reader-role-model.py park</c>. The barrier
     /// also does what <see cref="SynchronizeWithReleases"/> does (it is a fence on the freeing thread's core as well).
     /// </remarks>
     private void SwitchRoleReleasesToFenced()

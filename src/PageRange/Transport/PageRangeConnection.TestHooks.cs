@@ -120,6 +120,9 @@ public sealed partial class PageRangeConnection
     /// <summary>How many times a follower went to park, for tests.</summary>
     internal long FollowerParksForTest => Interlocked.Read(ref _followerParks);
 
+    /// <summary>Notices to the followers so far (each a locked increment of the generation), for tests.</summary>
+    internal int FollowerNoticesForTest => Volatile.Read(ref _generation);
+
     /// <summary>Whether releases of the reader role are fenced now (a thread parked behind it once), for tests.</summary>
     internal bool RoleReleasesFencedForTest => Volatile.Read(ref _roleReleases) == RoleReleasesFenced;
 

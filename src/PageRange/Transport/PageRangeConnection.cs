@@ -78,8 +78,10 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     // Followers that went to park (WaitAsCountedFollower), for tests.
     private long _followerParks;
     // How the reader role is released (ReleaseReaderRole): RoleReleasesPlain (a plain store, no notice unless a follower is
-    // counted) until the first thread parks behind the role, RoleReleasesFenced (the notice, a locked increment, every
-    // time) from then on. See SwitchRoleReleasesToFenced.
+    // counted) until the first thread waits for the role's release (a follower about to park, the background reader for
+    // an async caller), RoleReleasesFenced (the notice, a locked increment, every time) from then on, with
+    // RoleReleasesSwitching between (fenced too). Fenced from the start where the process-wide barrier does not reach
+    // every core. See SwitchRoleReleasesToFenced.
     private int _roleReleases = InboundChannel.RoleReleaseNeedsFence ? RoleReleasesFenced : RoleReleasesPlain;
     private int _asyncInterest;
     private volatile Exception? _deathCause;

@@ -677,7 +677,8 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>
     /// The first half of the role's release: a plain store. Where <see cref="RoleReleaseNeedsFence"/>, the caller then
-    /// makes a full fence (the connection's notice to its followers, a locked increment); then it calls
+    /// makes a full fence (the connection does, with its notice to its followers, a locked increment, and also where it
+    /// is not needed here: once a thread waited for the role, or while a follower is counted); then it calls
     /// <see cref="AfterReaderRoleReleased"/>.
     /// </summary>
     internal void ReleaseReaderRole() => Volatile.Write(ref _readerRole, 0);
