@@ -37,7 +37,7 @@ internal static class Program
             case [MicroCommandName, ..]:
                 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args[1..]);
                 return 0;
-            case [CrossProcessOptions.CommandName or MemoryCommandName or SoakCommand.CommandName or Server.ServerBenchmark.CommandName or Grpc.GrpcBenchmark.CommandName or Probe.StreamProbe.CommandName or Probe.CallProbe.CommandName or "--help" or "-h" or "-?" or "--version", ..]:
+            case [CrossProcessOptions.CommandName or MemoryCommandName or SoakCommand.CommandName or Server.ServerBenchmark.CommandName or Grpc.GrpcBenchmark.CommandName or Probe.StreamProbe.CommandName or Probe.CallProbe.CommandName or Probe.CallersProbe.CommandName or "--help" or "-h" or "-?" or "--version", ..]:
                 return await InvokeAsync(args);
             default:
                 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
@@ -56,6 +56,7 @@ internal static class Program
             Grpc.GrpcBenchmark.CreateCommand(args[1..]),
             Probe.StreamProbe.CreateCommand(),
             Probe.CallProbe.CreateCommand(),
+            Probe.CallersProbe.CreateCommand(),
             MicroCommand(),
         };
         ParseResult parse = root.Parse(args);

@@ -40,10 +40,12 @@ internal sealed class ProbeSetup : IAsyncDisposable
     });
 
     /// <summary>Listens on a name of this process (<paramref name="probe"/> and the process id) and connects to it.</summary>
-    internal static async Task<ProbeSetup> ConnectAsync(string probe)
+    /// <param name="probe">The probe's command name.</param>
+    /// <param name="wait">How both ends wait (busy-spin unless a probe measures the waits themselves).</param>
+    internal static async Task<ProbeSetup> ConnectAsync(string probe, WaitStrategy wait = WaitStrategy.BusySpin)
     {
         string name = $"bench-{probe}-{Environment.ProcessId}";
-        var options = new PageRangeOptions { WaitStrategy = WaitStrategy.BusySpin };
+        var options = new PageRangeOptions { WaitStrategy = wait };
         PageRangeListener listener = PageRangeListener.Listen(name, options);
         try
         {
