@@ -59,6 +59,7 @@ internal static class CallersProbe
         PageRangeConnection server = setup.Server;
         Console.WriteLine($"callers-probe: {callers} calling threads, 64 B calls, {wait}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
         using var stop = new CancellationTokenSource();
+        using var callersStop = new CancellationTokenSource();
         var answering = new Thread(() => Answer(server, stop.Token)) { IsBackground = true, Name = "answering" };
         answering.Start();
         long[] counts = new long[callers * 16];
@@ -66,7 +67,7 @@ internal static class CallersProbe
         for (int i = 0; i < callers; i++)
         {
             int slot = i * 16;
-            threads[i] = new Thread(() => Call(client, counts, slot, stop.Token)) { IsBackground = true, Name = $"caller {slot / 16}" };
+            threads[i] = new Thread(() => Call(client, counts, slot, callersStop.Token)) { IsBackground = true, Name = $"caller {slot / 16}" };
             threads[i].Start();
         }
         try
@@ -85,13 +86,16 @@ internal static class CallersProbe
         }
         finally
         {
-            await stop.CancelAsync().ConfigureAwait(false);
+            // The callers first, while the answering thread still answers (calls wait for their replies without a
+            // timeout, as binder's); then the answering thread, parked in Receive or not.
+            await callersStop.CancelAsync().ConfigureAwait(false);
             foreach (Thread thread in threads)
             {
                 thread.Join();
             }
+            await stop.CancelAsync().ConfigureAwait(false);
+            answering.Join();
         }
-        // The answering thread may be parked in Receive: disposing the connections (ProbeSetup) ends it.
         return 0;
     }
 
