@@ -28,6 +28,12 @@ internal sealed class Measurement(string transport, string mode, Workload worklo
     /// <summary>Round-trip times in nanoseconds (ping-pong only); up to 10 s, 3 significant digits.</summary>
     public LongHistogram? Histogram { get; } = workload == Workload.PingPong ? new LongHistogram(10_000_000_000L, 3) : null;
 
+    /// <summary>
+    /// The p50 round trip of each measured slice, in the order they ran (ping-pong only): slice i of every transport ran
+    /// in round i, next to each other, so a transport's slices can be read against the floor's of the same rounds.
+    /// </summary>
+    public List<double> SliceMedians { get; } = [];
+
     public long Messages { get; private set; }
 
     public TimeSpan Elapsed { get; private set; }

@@ -45,6 +45,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
         AppendTargets(text);
         AppendFloorTargets(text);
         AppendPingPong(text);
+        AppendSlicePairs(text);
         AppendOneway(text);
         AppendRatios(text);
         return text.ToString();
@@ -65,6 +66,57 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
             }
             text.Append('\n');
         }
+    }
+
+    /// <summary>
+    /// Each PageRange ping-pong slice against the floor's slice of the same round (run next to it): on VMs whose vCPUs
+    /// move between close and far placements within a run, the run's p50s mix placements, and a ratio of p50s may compare
+    /// a close floor with a far PageRange. Slices are grouped by the floor's slice: within 1.5× of its fastest slice of
+    /// the run (the placement at its best), or slower.
+    /// </summary>
+    private void AppendSlicePairs(StringBuilder text)
+    {
+        List<(Measurement Floor, Measurement PageRange)> pairs = results
+            .Where(m => m.IsPageRange && m.Workload == Workload.PingPong)
+            .Select(m => (Floor: results.FirstOrDefault(f => f.IsFloor && f.Workload == Workload.PingPong && f.Size == m.Size), PageRange: m))
+            .Where(p => p.Floor is not null && p.Floor.SliceMedians.Count >= 2 && p.Floor.SliceMedians.Count == p.PageRange.SliceMedians.Count)
+            .Select(p => (p.Floor!, p.PageRange))
+            .ToList();
+        if (pairs.Count == 0)
+        {
+            return;
+        }
+        text.Append("## Round trip against the floor, slice by slice\n\n");
+        text.Append("Each measured slice's p50 ÷ the floor's slice of the same round (the two ran back to back). Slices are grouped by the floor's own: ");
+        text.Append("within 1.5× of its fastest slice of the run (the vCPUs' placement at its best), or slower. Medians of the ratios, and of the p50s.\n\n");
+        text.Append("| size | transport | mode | floor at its fastest: slices | ratio | floor µs | p50 µs | floor slower: slices | ratio | floor µs | p50 µs |\n");
+        text.Append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        foreach ((Measurement floor, Measurement pageRange) in pairs)
+        {
+            double fastest = floor.SliceMedians.Min();
+            var fast = new List<(double Floor, double PageRange)>();
+            var slow = new List<(double Floor, double PageRange)>();
+            for (int i = 0; i < floor.SliceMedians.Count; i++)
+            {
+                (floor.SliceMedians[i] <= 1.5 * fastest ? fast : slow).Add((floor.SliceMedians[i], pageRange.SliceMedians[i]));
+            }
+            text.Append(s_invariant, $"| {SizeName(pageRange.Size)} | {pageRange.Transport} | {pageRange.Mode} | {Group(fast)} | {Group(slow)} |\n");
+        }
+        text.Append('\n');
+
+        static string Group(List<(double Floor, double PageRange)> slices) => slices.Count == 0
+            ? "0 | | |"
+            : string.Create(s_invariant,
+                $"{slices.Count} | {Median(slices.Select(s => s.PageRange / s.Floor)):G3}× | {Micros(Median(slices.Select(s => s.Floor)))} | {Micros(Median(slices.Select(s => s.PageRange)))}");
+    }
+
+    /// <summary>The median of <paramref name="values"/> (the mean of the middle two for an even count).</summary>
+    public static double Median(IEnumerable<double> values)
+    {
+        double[] sorted = values.Order().ToArray();
+        return sorted.Length == 0 ? double.NaN
+            : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2]
+            : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     private void AppendOneway(StringBuilder text)

@@ -55,6 +55,24 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task CrossProcess_FourRounds_ReadsEachRoundTripSliceAgainstTheFloorsOfItsRound()
+    {
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--rounds", "4", "--slice-ms", "50", "--warmup-ms", "50", "--jit-settle-ms", "0",
+            "--transports", "pagerange-raw:busy-spin", "--pingpong-sizes", "64", "--oneway-sizes", "none", "--no-charts", "--out", _directory);
+
+        string markdown = await File.ReadAllTextAsync(Path.Combine(_directory, "results.md"));
+        Assert.Contains("## Round trip against the floor, slice by slice", markdown, StringComparison.Ordinal);
+        string row = Assert.Single(markdown.Split('\n'), line => line.StartsWith("| 64 B | pagerange-raw | busy-spin |", StringComparison.Ordinal));
+        string[] cells = row.Split('|').Select(cell => cell.Trim()).ToArray();
+        // Every round's slice is in one group or the other; the floor's fastest slice is always in the first.
+        int fast = int.Parse(cells[4], CultureInfo.InvariantCulture);
+        int slow = int.Parse(cells[8], CultureInfo.InvariantCulture);
+        Assert.Equal(4, fast + slow);
+        Assert.True(fast >= 1, row);
+        Assert.True(double.Parse(cells[5].TrimEnd('×'), CultureInfo.InvariantCulture) > 0, row);
+    }
+
+    [Fact]
     public async Task CrossProcess_JitSettleZero_MeasuresRightAfterTheWarmup()
     {
         await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--jit-settle-ms", "0", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "none", "--no-charts", "--out", _directory);
