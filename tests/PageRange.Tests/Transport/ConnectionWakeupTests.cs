@@ -202,65 +202,25 @@ public sealed class ConnectionWakeupTests
         // handoff (the release's store still in the store buffer), or a nudge wiped by the clear of an earlier one,
         // left the receiver parked for the whole park timeout: found by review, about 1 round in 3,000 before the fixes.
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(ParkOnlyOptions(TimeSpan.FromSeconds(2)));
-        const int rounds = 300_000;
-        var race = new SpinRendezvous();
         Transaction first = default;
-        int stop = 0;
-        var freer = new Thread(() =>
-        {
-            var random = new Random(7);
-            for (int i = 0; i < rounds && Volatile.Read(ref stop) == 0; i++)
-            {
-                race.Arrive(2 * i + 1);
-                Thread.SpinWait(random.Next(16));
-                first.Dispose();
-                race.Arrive(2 * i + 2);
-            }
-        })
-        { IsBackground = true, Name = "freer" };
-        freer.Start();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var random = new Random(3);
-        var slowest = TimeSpan.Zero;
-        int done = 0;
-        try
-        {
-            for (; done < rounds; done++)
+        (int done, TimeSpan slowest) = RaceRounds(
+            rounds: 300_000, spread: 16, racerSeed: 7, seed: 3, racerName: "freer",
+            prepare: () =>
             {
                 pair.Client.SendOneway(1, "first"u8);
                 pair.Client.SendOneway(2, "second"u8);
                 first = pair.Server.Receive();
                 Assert.Equal(1u, first.Code);
-                race.Arrive(2 * done + 1);
-                Thread.SpinWait(random.Next(16));
-                long start = System.Diagnostics.Stopwatch.GetTimestamp();
-                using (Transaction second = pair.Server.Receive())
-                {
-                    Assert.Equal(2u, second.Code);
-                }
-                TimeSpan took = System.Diagnostics.Stopwatch.GetElapsedTime(start);
-                slowest = took > slowest ? took : slowest;
-                bool last = done + 1 == rounds || clock.Elapsed > TimeSpan.FromSeconds(15) || slowest > TimeSpan.FromSeconds(1);
-                if (last)
-                {
-                    Volatile.Write(ref stop, 1);
-                }
-                race.Arrive(2 * done + 2);
-                if (last)
-                {
-                    done++;
-                    break;
-                }
-            }
-        }
-        finally
-        {
-            Volatile.Write(ref stop, 1);
-            Assert.True(freer.Join(TestTimeouts.Long), "the freer never finished");
-        }
+            },
+            racerStep: () => first.Dispose(),
+            timedStep: () =>
+            {
+                using Transaction second = pair.Server.Receive();
+                Assert.Equal(2u, second.Code);
+            });
         Assert.True(done >= 1_000, $"only {done} rounds in 15 s");
         // Well under the 2 s park timeout: a lost nudge waits it out.
-        Assert.True(slowest < TimeSpan.FromSeconds(1), $"a second oneway took {slowest} to reach its receiver (round {done} of {rounds})");
+        Assert.True(slowest < TimeSpan.FromSeconds(1), $"a second oneway took {slowest} to reach its receiver (round {done})");
         Assert.Equal(0, pair.Server.LiveIncomingTransactions);
     }
 
@@ -336,40 +296,10 @@ public sealed class ConnectionWakeupTests
         // the 2 s park timeout; the process-wide barrier of the first park behind the role closes that window (after it
         // releases are fenced, so each round makes them plain again: every round races the switch).
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(ParkOnlyOptions(TimeSpan.FromSeconds(2)));
-        const int rounds = 400_000;
-        var race = new SpinRendezvous();
-        int stop = 0;
-        Exception? releaserError = null;
-        var releaser = new Thread(() =>
-        {
-            try
-            {
-                var random = new Random(11);
-                for (int i = 0; i < rounds && Volatile.Read(ref stop) == 0; i++)
-                {
-                    race.Arrive(2 * i + 1);
-                    Thread.SpinWait(random.Next(32));
-                    pair.Server.ReleaseReaderRoleForTest();
-                    race.Arrive(2 * i + 2);
-                }
-            }
-            catch (TimeoutException error)
-            {
-                // This thread's rendezvous gave up (the test failed in the middle of a round): reported by the test, not
-                // thrown on a raw thread, which would end the test process.
-                releaserError = error;
-            }
-        })
-        { IsBackground = true, Name = "role releaser" };
-        releaser.Start();
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var random = new Random(5);
-        var slowest = TimeSpan.Zero;
         long parkedBefore = pair.Server.FollowerParksForTest;
-        int done = 0;
-        try
-        {
-            for (; done < rounds; done++)
+        (int done, TimeSpan slowest) = RaceRounds(
+            rounds: 400_000, spread: 32, racerSeed: 11, seed: 5, racerName: "role releaser",
+            prepare: () =>
             {
                 pair.Client.SendOneway(1, "next"u8);
                 // The background reader takes the role now and then (its housekeeping): wait for it to let go.
@@ -378,13 +308,68 @@ public sealed class ConnectionWakeupTests
                     Thread.Yield();
                 }
                 pair.Server.MakeRoleReleasesPlainForTest();
-                race.Arrive(2 * done + 1);
-                Thread.SpinWait(random.Next(32));
-                long start = System.Diagnostics.Stopwatch.GetTimestamp();
-                using (Transaction next = pair.Server.Receive())
+            },
+            racerStep: pair.Server.ReleaseReaderRoleForTest,
+            timedStep: () =>
+            {
+                using Transaction next = pair.Server.Receive();
+                Assert.Equal(1u, next.Code);
+            });
+        Assert.True(done >= 1_000, $"only {done} rounds in 15 s");
+        Assert.True(pair.Server.FollowerParksForTest > parkedBefore, "no receiver ever parked as a follower: the race did not happen");
+        // Well under the 2 s park timeout: a lost wake waits it out.
+        Assert.True(slowest < TimeSpan.FromSeconds(1), $"a oneway took {slowest} to reach its receiver (round {done})");
+        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+    }
+
+    /// <summary>
+    /// Races <paramref name="racerStep"/>, on a thread of its own, against <paramref name="timedStep"/> on this one, round
+    /// after round: each round <paramref name="prepare"/>s, then both threads meet at a spinning rendezvous, each spins a
+    /// random 0 to <paramref name="spread"/> iterations (so the steps land at every offset of each other), and runs its
+    /// step. Stops after <paramref name="rounds"/> rounds, 15 s, or a timed step slower than 1 s (a lost wake).
+    /// </summary>
+    /// <returns>The rounds run and the slowest timed step.</returns>
+    private static (int Done, TimeSpan Slowest) RaceRounds(
+        int rounds, int spread, int racerSeed, int seed, string racerName, Action prepare, Action racerStep, Action timedStep)
+    {
+        var race = new SpinRendezvous();
+        int stop = 0;
+        Exception? racerError = null;
+        var racer = new Thread(() =>
+        {
+            try
+            {
+                var random = new Random(racerSeed);
+                for (int i = 0; i < rounds && Volatile.Read(ref stop) == 0; i++)
                 {
-                    Assert.Equal(1u, next.Code);
+                    race.Arrive(2 * i + 1);
+                    Thread.SpinWait(random.Next(spread));
+                    racerStep();
+                    race.Arrive(2 * i + 2);
                 }
+            }
+            catch (Exception error)
+            {
+                // Reported by the test, not thrown on a raw thread, which would end the test process (a rendezvous
+                // that gave up because the test failed in the middle of a round, or the step's own failure).
+                racerError = error;
+            }
+        })
+        { IsBackground = true, Name = racerName };
+        racer.Start();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var spreadOfOurs = new Random(seed);
+        var slowest = TimeSpan.Zero;
+        int done = 0;
+        try
+        {
+            for (; done < rounds; done++)
+            {
+                prepare();
+                race.Arrive(2 * done + 1);
+                Thread.SpinWait(spreadOfOurs.Next(spread));
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                timedStep();
                 TimeSpan took = System.Diagnostics.Stopwatch.GetElapsedTime(start);
                 slowest = took > slowest ? took : slowest;
                 bool last = done + 1 == rounds || clock.Elapsed > TimeSpan.FromSeconds(15) || slowest > TimeSpan.FromSeconds(1);
@@ -403,13 +388,9 @@ public sealed class ConnectionWakeupTests
         finally
         {
             Volatile.Write(ref stop, 1);
-            Assert.True(releaser.Join(TestTimeouts.Long + TestTimeouts.Long), "the releaser never finished");
+            Assert.True(racer.Join(TestTimeouts.Long + TestTimeouts.Long), $"the {racerName} never finished");
         }
-        Assert.Null(releaserError);
-        Assert.True(done >= 1_000, $"only {done} rounds in 15 s");
-        Assert.True(pair.Server.FollowerParksForTest > parkedBefore, "no receiver ever parked as a follower: the race did not happen");
-        // Well under the 2 s park timeout: a lost wake waits it out.
-        Assert.True(slowest < TimeSpan.FromSeconds(1), $"a oneway took {slowest} to reach its receiver (round {done} of {rounds})");
-        Assert.Equal(0, pair.Server.LiveIncomingTransactions);
+        Assert.Null(racerError);
+        return (done, slowest);
     }
 }
