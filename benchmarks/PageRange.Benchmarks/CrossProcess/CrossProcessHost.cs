@@ -169,15 +169,17 @@ internal sealed class CrossProcessHost : IDisposable
                 Verify(transport.RoundTrip(payload), payload, transport);
             }
         }
+        // The slice's own round trips (ping-pong), added to the measurement's after the slice's clock and CPU are read:
+        // its p50 is the slice's, for the slice-by-slice comparison with the floor (the vCPUs' placement changes between
+        // slices on these VMs). Cleared before the clock starts, and used in warm-up slices too, so that the JIT compiles
+        // this code before the measured rounds.
+        _slice.Reset();
         TimeSpan cpuBefore = CpuTime();
         var compiler = CompilerThreadsCpu.Start(Environment.ProcessId, Peer.Id);
         long start = Stopwatch.GetTimestamp();
         long deadline = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
         if (workload == Workload.PingPong)
         {
-            // The slice's own histogram, added to the measurement's after it: its p50 is the slice's, for the
-            // slice-by-slice comparison with the floor (the vCPUs' placement changes between slices on these VMs).
-            _slice.Reset();
             long now;
             do
             {
@@ -189,11 +191,6 @@ internal sealed class CrossProcessHost : IDisposable
                 messages++;
             }
             while (now < deadline);
-            if (measurement is not null)
-            {
-                measurement.Histogram!.Add(_slice);
-                measurement.SliceMedians.Add(_slice.GetValueAtPercentile(50));
-            }
         }
         else
         {
@@ -217,10 +214,30 @@ internal sealed class CrossProcessHost : IDisposable
                 $"{transport.Transport} ({transport.Mode}): the peer saw {report.Messages} messages and {report.Bytes} bytes of {expected}, or a wrong checksum.");
         }
         measurement?.Add(messages, Stopwatch.GetElapsedTime(start, end), cpu);
+        if (workload == Workload.PingPong)
+        {
+            LongHistogram whole = measurement?.Histogram ?? _warmup;
+            whole.Add(_slice);
+            double median = _slice.GetValueAtPercentile(50);
+            if (measurement is null)
+            {
+                _warmup.Reset();
+                return;
+            }
+            measurement.SliceMedians.Add(median);
+            if (_slice.TotalCount != messages || whole.TotalCount != measurement.Messages)
+            {
+                throw new InvalidOperationException(
+                    $"{transport.Transport} ({transport.Mode}): {_slice.TotalCount} round trips recorded in the slice of {messages}, {whole.TotalCount} in all of {measurement.Messages}.");
+            }
+        }
     }
 
     // One slice's round trips (ping-pong), reset before each slice: as the measurements' histograms, up to 10 s.
     private readonly LongHistogram _slice = new(10_000_000_000L, 3);
+
+    // Where an unmeasured slice's round trips go (warm-up, JIT settling), through the same calls as a measured one's.
+    private readonly LongHistogram _warmup = new(10_000_000_000L, 3);
 
     /// <summary>CPU time of both processes so far, to the nanosecond (<see cref="ProcessCpuClock"/>).</summary>
     public TimeSpan CpuTime() => ProcessCpuClock.Of(Environment.ProcessId) + Peer.CpuTime;

@@ -30,7 +30,7 @@ internal sealed class Measurement(string transport, string mode, Workload worklo
 
     /// <summary>
     /// The p50 round trip of each measured slice, in the order they ran (ping-pong only): slice i of every transport ran
-    /// in round i, next to each other, so a transport's slices can be read against the floor's of the same rounds.
+    /// in round i, so a transport's slices can be read against the floor's of the same rounds.
     /// </summary>
     public List<double> SliceMedians { get; } = [];
 

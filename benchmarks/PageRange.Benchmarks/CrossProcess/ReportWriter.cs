@@ -69,7 +69,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
     }
 
     /// <summary>
-    /// Each PageRange ping-pong slice against the floor's slice of the same round (run next to it): on VMs whose vCPUs
+    /// Each PageRange ping-pong slice against the floor's slice of the same round: on VMs whose vCPUs
     /// move between close and far placements within a run, the run's p50s mix placements, and a ratio of p50s may compare
     /// a close floor with a far PageRange. Slices are grouped by the floor's slice: within 1.5× of its fastest slice of
     /// the run (the placement at its best), or slower.
@@ -87,7 +87,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
             return;
         }
         text.Append("## Round trip against the floor, slice by slice\n\n");
-        text.Append("Each measured slice's p50 ÷ the floor's slice of the same round (the two ran back to back). Slices are grouped by the floor's own: ");
+        text.Append("Each measured slice's p50 ÷ the floor's slice of the same round (every transport runs one slice per round; with two transports they run back to back). Slices are grouped by the floor's own: ");
         text.Append("within 1.5× of its fastest slice of the run (the vCPUs' placement at its best), or slower. Medians of the ratios, and of the p50s.\n\n");
         text.Append("| size | transport | mode | floor at its fastest: slices | ratio | floor µs | p50 µs | floor slower: slices | ratio | floor µs | p50 µs |\n");
         text.Append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
@@ -111,7 +111,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
     }
 
     /// <summary>The median of <paramref name="values"/> (the mean of the middle two for an even count).</summary>
-    public static double Median(IEnumerable<double> values)
+    private static double Median(IEnumerable<double> values)
     {
         double[] sorted = values.Order().ToArray();
         return sorted.Length == 0 ? double.NaN

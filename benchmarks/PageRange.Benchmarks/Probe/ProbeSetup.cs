@@ -5,8 +5,9 @@ namespace PageRange.Benchmarks.Probe;
 
 /// <summary>
 /// What the one-process probes share: their <c>--rounds</c> and <c>--size</c> options, and a connection to a listener of
-/// this process (busy-spin: nothing in a probe ever waits, each receive finds its transaction ready, so the strategy only
-/// decides that no send takes the parked-reader path).
+/// this process (busy-spin by default: in the one-thread probes nothing ever waits, each receive finds its transaction
+/// ready, so the strategy only decides that no send takes the parked-reader path; <c>callers-probe</c>, whose threads do
+/// wait, chooses its own).
 /// </summary>
 internal sealed class ProbeSetup : IAsyncDisposable
 {

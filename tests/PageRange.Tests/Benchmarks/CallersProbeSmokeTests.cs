@@ -22,7 +22,16 @@ public sealed partial class CallersProbeSmokeTests(ITestOutputHelper output)
             Assert.True(double.Parse(round.Groups["calls"].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 0, round.Value);
             Assert.True(double.Parse(round.Groups["cpu"].Value, CultureInfo.InvariantCulture) > 0, round.Value);
         }
+        // Every thread made calls: none was starved behind the reader role (or left waiting out park timeouts).
+        Match perThread = PerThreadLine().Match(text);
+        Assert.True(perThread.Success, text);
+        long[] counts = perThread.Groups["counts"].Value.Split(", ").Select(count => long.Parse(count, CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(3, counts.Length);
+        Assert.All(counts, count => Assert.True(count > 0, perThread.Value));
     }
+
+    [GeneratedRegex(@"calls per thread: (?<counts>\d+(, \d+)*)")]
+    private static partial Regex PerThreadLine();
 
     [GeneratedRegex(@"round \d+: (?<calls>[\d,]+) calls/s, (?<cpu>[\d.]+) ns CPU per call")]
     private static partial Regex RoundLine();
