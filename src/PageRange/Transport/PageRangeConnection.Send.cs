@@ -335,7 +335,7 @@ public sealed partial class PageRangeConnection
         if ((_nestedHandler is null || isAsync) && (call = TryTakeSpareCall()) is not null)
         {
             // Nothing to register for a chain (no nested-call handler, or an async caller, which never runs nested
-            // calls): the spare slot, taken with one exchange, needs no slot lock.
+            // calls): the spare slot, taken under a short pass of the slot lock.
             ArmCall(call, isAsync, ref context);
             return call;
         }
@@ -378,8 +378,35 @@ public sealed partial class PageRangeConnection
     /// <summary>Takes the spare pending-call slot (the one a call gave back last), if there is one.</summary>
     private PendingCall? TryTakeSpareCall()
     {
-        // A load first: the exchange only when there is something to take.
-        return Volatile.Read(ref _spareCall) is null ? null : Interlocked.Exchange(ref _spareCall, null);
+        // A load first: the lock only when there is something to take. Under the slot lock, not an exchange: a lone
+        // caller's thread holds the lock's bias (it routes its replies and frees them under it), so a pass is a few plain
+        // stores and no locked instruction; the exchange here and the compare-exchange in ReturnCall were two per call,
+        // on a round trip's critical path between the reply's arrival and the next request's publish (the call probe's
+        // take phase: -5 ns, session 2026-12-04 16:56).
+        if (Volatile.Read(ref _spareCall) is null)
+        {
+            return null;
+        }
+        using (_slotLock.EnterScope())
+        {
+            PendingCall? spare = _spareCall;
+            _spareCall = null;
+            return spare;
+        }
+    }
+
+    /// <summary>Keeps <paramref name="call"/> as the spare slot, if there is none yet.</summary>
+    private bool TryReturnSpare(PendingCall call)
+    {
+        using (_slotLock.EnterScope())
+        {
+            if (_spareCall is not null)
+            {
+                return false;
+            }
+            _spareCall = call;
+            return true;
+        }
     }
 
     private void ReturnCall(PendingCall call, bool taken)
@@ -396,10 +423,10 @@ public sealed partial class PageRangeConnection
         call.Reply = default;
         call.Id = 0;
         // Set and cleared only by this call's own thread (RentCall, the unregistration below), so read without the lock.
-        if (!call.IsChainWaiter && Interlocked.CompareExchange(ref _spareCall, call, null) is null)
+        if (!call.IsChainWaiter && TryReturnSpare(call))
         {
-            // The next call (often this thread's) takes it back with one exchange: no slot lock either way. The
-            // exchange publishes the fields reset above to whoever takes it.
+            // The next call (often this thread's) takes it back under the slot lock, which publishes the fields reset
+            // above to whoever takes it.
             return;
         }
         using (_slotLock.EnterScope())

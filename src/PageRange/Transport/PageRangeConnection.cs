@@ -56,8 +56,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private readonly int[] _freeCalls;
     private int _freeCallCount;
 
-    // One free pending-call slot kept out of _freeCalls: a call without a chain to register takes and gives it back with
-    // one exchange each instead of the slot lock (RentCall, ReturnCall). Counts as free with the stack.
+    // One free pending-call slot kept out of _freeCalls, taken and given back under the slot lock by a call without a
+    // chain to register (RentCall, ReturnCall): no chain bookkeeping, and the lock is biased to a lone caller's thread.
+    // Counts as free with the stack.
     private PendingCall? _spareCall;
     private readonly ulong _chainSide;
     private readonly bool _copyPayloads;

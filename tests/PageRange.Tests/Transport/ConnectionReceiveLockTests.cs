@@ -339,12 +339,13 @@ public sealed class ConnectionReceiveLockTests
 
 /// <summary>
 /// A call that has no chain to register (no nested-call handler, or async) takes its pending-call slot from the spare
-/// and gives it back there with one exchange each, instead of the slot lock twice; the limit on outstanding calls holds.
+/// and gives it back there (a short pass of the slot lock each, biased to a lone caller), not through the stack and its
+/// chain bookkeeping; the limit on outstanding calls holds.
 /// </summary>
 public sealed class ConnectionPendingCallSpareTests
 {
     [Fact]
-    public async Task Call_RoundTrips_RentAndReturnThePendingCallWithoutTheSlotLock()
+    public async Task Call_RoundTrips_RentAndReturnThePendingCallThroughTheSpare()
     {
         const int calls = 2000;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
@@ -367,8 +368,8 @@ public sealed class ConnectionPendingCallSpareTests
             {
                 using Transaction reply = await pair.Client.CallAsync(1, payload, TestTimeouts.Long);
             }
-            // Before: every call rented under the slot lock (and returned under it again). Now one after another they
-            // pass the spare between them.
+            // Before the spare: every call rented from the stack (and returned to it). Now one after another they pass
+            // the spare between them.
             Assert.Equal(0, pair.Client.LockedCallRents - before);
         }
         finally
