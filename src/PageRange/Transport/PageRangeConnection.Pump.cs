@@ -22,11 +22,12 @@ public sealed partial class PageRangeConnection
                 // needs no backstop, and taking its lock would revoke that thread's bias (ThinLock), a process-wide barrier.
                 bool readRing = drainDeath || Volatile.Read(ref _asyncInterest) > 0
                     || (housekeeping && _inbound.Received == _receivedAtLastPass);
-                if (readRing && !_violated && !TryTakeReaderRole())
-                {
-                    roleHeldByAnother = true;
-                }
-                else if (readRing && !_violated)
+                // The violation flag read once: read again for the branch below, a violation in between would leave the
+                // role taken and never released (found by the final reread).
+                bool tryRing = readRing && !_violated;
+                bool tookRole = tryRing && TryTakeReaderRole();
+                roleHeldByAnother = tryRing && !tookRole;
+                if (tookRole)
                 {
                     try
                     {

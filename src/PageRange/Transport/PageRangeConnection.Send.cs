@@ -345,10 +345,15 @@ public sealed partial class PageRangeConnection
             {
                 call = _calls[_freeCalls[--_freeCallCount]];
             }
-            else if ((call = TryTakeSpareCall()) is null)
+            else if ((call = _spareCall) is null)
             {
                 throw new InvalidOperationException(
                     $"More than {_calls.Length} calls are outstanding on this connection; raise PageRangeOptions.MaxConcurrentCalls.");
+            }
+            else
+            {
+                // Under the lock already: no second pass through it (TryTakeSpareCall's).
+                _spareCall = null;
             }
             _lockedRents++;
             ArmCall(call, isAsync, ref context);
