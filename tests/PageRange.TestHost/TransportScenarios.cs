@@ -16,7 +16,7 @@ namespace PageRange.TestHost;
 /// </list>
 /// It prints <c>connected: &lt;peer pid&gt; &lt;MaxMessageSize&gt; &lt;MaxOnewayMessageSize&gt;</c> (or <c>refused: ...</c>),
 /// serves the codes of <see cref="Codes"/> on its receiving threads and answers stdin commands, one line each:
-/// <c>pause</c>, <c>resume</c>, <c>stats</c>, <c>fence</c> (whether its writer publishes without a fence), <c>send-stream N</c> (0: until it fails), <c>corrupt bad-record|bad-tail|bad-free-tail</c>,
+/// <c>pause</c>, <c>resume</c>, <c>stats</c>, <c>fence</c> (whether its writer publishes without a fence), <c>free-fence</c> (whether it frees without one), <c>send-stream N</c> (0: until it fails), <c>corrupt bad-record|bad-tail|bad-free-tail</c>,
 /// <c>live</c>, <c>scan</c>, <c>quit</c>.
 /// </summary>
 internal static class TransportScenarios
@@ -145,6 +145,9 @@ internal static class TransportScenarios
                         break;
                     case "fence":
                         Console.WriteLine($"fence: {(connection.Outbound.RingsWithoutFence ? "none" : "full")}");
+                        break;
+                    case "free-fence":
+                        Console.WriteLine($"free-fence: {(connection.Inbound.FreesRingWithoutFence ? "none" : "full")}");
                         break;
                     case "stats":
                         Console.WriteLine($"stats: {Interlocked.Read(ref _streamReceived)} {Interlocked.Read(ref _streamNext)} {Interlocked.Read(ref _streamErrors)}");

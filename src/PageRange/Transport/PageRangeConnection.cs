@@ -121,6 +121,12 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             AllocationLogger = options.LoggerFactory is null ? null : PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.AllocationCategory),
         };
         _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);
+        // The peer's writer parks with the barrier when it waits for room in our region (its header says so): our frees
+        // then go without a fence. Before any transaction arrives, so before the first free.
+        if (_outbound.PeerParksWithBarrier)
+        {
+            _inbound.PublishFreesWithoutFence();
+        }
 
         // One incoming slot per buffer the peer may have live in our region: the writer never has more than the
         // rings allow, so a slot is always there when a record arrives. Each is made the first time it is taken (the

@@ -24,8 +24,12 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
     {
         await using TransportHost host = await TransportHost.StartAsync(output, null, "--wait", hostWait);
         Assert.Equal(fenceFree, host.Connection.Outbound.RingsWithoutFence);
-        // The host's writer: our receiver spins then parks as a rule, so it promised nothing and the host fences.
+        // The host's writer parks with the barrier when it waits for room in our region only if it busy-spins: then we
+        // free without a fence.
+        Assert.Equal(fenceFree, host.Connection.Inbound.FreesRingWithoutFence);
+        // The host's writer and its frees: we spin then park as a rule, so we promised nothing and the host fences both.
         Assert.Equal("full", host.Command("fence", "fence: "));
+        Assert.Equal("full", host.Command("free-fence", "free-fence: "));
         byte[] request = new byte[64];
         for (int i = 0; i < 300; i++)
         {
@@ -43,7 +47,10 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
         await using TransportHost host = await TransportHost.StartAsync(output, options, "--wait", "Park");
         PageRangeConnection connection = host.Connection;
         Assert.True(connection.Inbound.ReadersParkWithBarrier);
+        Assert.True(connection.Outbound.RoomWaitsParkWithBarrier);
         Assert.Equal("none", host.Command("fence", "fence: "));
+        // We busy-spin, so our waits for room in the host's region park with the barrier, and the host frees without a fence.
+        Assert.Equal("none", host.Command("free-fence", "free-fence: "));
         host.Process.WriteLine($"send-stream {Count}");
         var worst = TimeSpan.Zero;
         var total = Stopwatch.StartNew();

@@ -6,9 +6,10 @@ using PageRange.Transport;
 namespace PageRange.Tests.Transport;
 
 /// <summary>
-/// The asymmetric doorbell fence (<see cref="ParkBarrier"/>): a receiver whose threads issue a global expedited
-/// membarrier before they park says so in its region header, and only then does a writer publish without a fence.
-/// Both sides with real memfds and mappings; a lost wake shows as a wait as long as the (long) park timeout.
+/// The asymmetric doorbell fence (<see cref="ParkBarrier"/>): a side whose threads issue a global expedited membarrier
+/// before they park says so in its region header, and only then does its peer publish without a fence: records into
+/// that region (its readers park with the barrier), frees into its own (that side's writer, waiting for room, parks with
+/// it). Both sides with real memfds and mappings; a lost wake shows as a wait as long as the (long) park timeout.
 /// </summary>
 public sealed class ParkBarrierTests
 {
@@ -16,15 +17,19 @@ public sealed class ParkBarrierTests
 
     // A busy-spinning receiver announces the barrier; the tests park it explicitly (WaitStrategy.Park per wait), as the
     // rare waits of such a receiver that do not follow its strategy do.
-    private static ChannelOptions Options(bool useBarrier = true, int rings = 64, WaitStrategy strategy = WaitStrategy.BusySpin) => new()
+    private static ChannelOptions Options(
+        bool useBarrier = true, int rings = 64, WaitStrategy strategy = WaitStrategy.BusySpin, TimeSpan? parkTimeout = null) => new()
     {
         UseParkBarrier = useBarrier,
         RegionSize = 64L * SharedRegion.PageSize,
         TxRingCapacity = rings,
         FreeRingCapacity = rings,
         WaitStrategy = strategy,
-        ParkTimeout = s_longPark,
+        ParkTimeout = parkTimeout ?? s_longPark,
     };
+
+    // Larger than a pack entry: a record (and a buffer) of its own, the kind that needs a free.
+    private static readonly byte[] s_recordPayload = new byte[PackLayout.MaxPayload + 8];
 
     /// <summary>A second writer over <paramref name="receiver"/>'s region (its own mapping, which it owns), with its own options.</summary>
     private static OutboundChannel WriterFor(InboundChannel receiver, ChannelOptions options) =>
@@ -51,6 +56,27 @@ public sealed class ParkBarrierTests
     }
 
     [Fact]
+    public void Writer_ThatBusySpins_ParksWithTheBarrierWhenItWaitsForRoom_SoItsReceiverMayFreeWithoutAFence()
+    {
+        using var pair = new ChannelPair(Options());
+        Assert.True(pair.Outbound.PeerParksWithBarrier);
+        Assert.True(pair.Outbound.RoomWaitsParkWithBarrier);
+        // Frees keep their fence until the receiver hears the writer's promise (a connection: from the writer's header).
+        Assert.False(pair.Inbound.FreesRingWithoutFence);
+        Assert.True(pair.Inbound.PublishFreesWithoutFence());
+        Assert.True(pair.Inbound.FreesRingWithoutFence);
+    }
+
+    [Fact]
+    public void Receiver_WithTheBarrierOff_FencesItsFreesWhateverTheWriterPromises()
+    {
+        using var pair = new ChannelPair(Options(useBarrier: false));
+        Assert.False(pair.Outbound.RoomWaitsParkWithBarrier);
+        Assert.False(pair.Inbound.PublishFreesWithoutFence());
+        Assert.False(pair.Inbound.FreesRingWithoutFence);
+    }
+
+    [Fact]
     public void Region_OfAReceiverWithoutTheBarrier_SaysNothing_AndAWriterThatWouldSkipItFences()
     {
         var receiverOptions = Options(useBarrier: false);
@@ -71,6 +97,7 @@ public sealed class ParkBarrierTests
         Assert.Equal(0u, pair.ReadHeader<uint>(12));
         Assert.False(pair.Inbound.ReadersParkWithBarrier);
         Assert.False(pair.Outbound.RingsWithoutFence);
+        Assert.False(pair.Outbound.RoomWaitsParkWithBarrier);
     }
 
     /// <summary>
@@ -128,8 +155,7 @@ public sealed class ParkBarrierTests
     public async Task Park_IssuesOneBarrierPerPark_AndAFenceFreePublishWakesTheReader()
     {
         using var pair = new ChannelPair(Options());
-        // A first message opens a pack (a record, published with its fence); the one after it is an entry of that pack,
-        // published without a fence.
+        // A first message opens a pack (a record); the one after it is an entry of that pack. Both go without a fence.
         Assert.True(pair.Outbound.TrySend(TransactionIds.AssignedOnSend, 6, TransactionFlags.Oneway, [0]));
         pair.Inbound.Free(pair.ReceiveOne());
         Assert.Equal(1, pair.Outbound.PacksOpened);
@@ -206,5 +232,131 @@ public sealed class ParkBarrierTests
         await reader.WaitAsync(TimeSpan.FromSeconds(120));
         Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst} to be taken: a lost wake (the park timeout is 10 s; a loaded machine has delayed one by 3 s)");
         Assert.True(pair.Inbound.ReaderParks > Rounds / 10, $"only {pair.Inbound.ReaderParks} parks in {Rounds} rounds: the race was barely run");
+    }
+    /// <summary>
+    /// The free ring's race: the receiver frees without a fence at the moment the writer, out of room, parks for it (the
+    /// async senders' room wait, which parks at once, with the barrier when the writer promised it). Each round the ring
+    /// is full, the writer waits, the receiver takes and frees one after a random short pause: before the writer parks,
+    /// while it parks, or after. A lost wake would cost one round the whole 10 s park timeout.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task RoomWaitAndFree_Racing_NoWakeIsLost(bool useBarrier)
+    {
+        const int Rounds = 3_000;
+        const int Ring = 4;
+        using var pair = new ChannelPair(Options(useBarrier, rings: Ring));
+        Assert.Equal(useBarrier, pair.Inbound.PublishFreesWithoutFence());
+        Assert.Equal(useBarrier, pair.Outbound.RoomWaitsParkWithBarrier);
+        uint sent = 0;
+        while (pair.Outbound.TrySend(TransactionIds.AssignedOnSend, sent, TransactionFlags.Oneway, s_recordPayload))
+        {
+            sent++;
+        }
+        Assert.Equal((uint)Ring, sent);
+
+        long asked = 0;
+        Task reader = Task.Run(() =>
+        {
+            var random = new Random(54321);
+            for (int i = 0; i < Rounds; i++)
+            {
+                var waited = Stopwatch.StartNew();
+                while (Volatile.Read(ref asked) <= i)
+                {
+                    Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"round {i}: the writer never asked");
+                    Thread.SpinWait(8);
+                }
+                // 0-50 µs: the free lands before the writer parks, while it parks, or after.
+                long pauseEnd = Stopwatch.GetTimestamp() + (random.Next(0, 50) * Stopwatch.Frequency / 1_000_000);
+                while (Stopwatch.GetTimestamp() < pauseEnd)
+                {
+                    Thread.SpinWait(1);
+                }
+                Assert.True(pair.Inbound.TryReceive(out TransactionRecord record), $"round {i}: the full ring had no record");
+                Assert.Equal((uint)i, record.Code);
+                pair.Inbound.Free(record);
+            }
+        });
+        var worst = TimeSpan.Zero;
+        for (int i = 0; i < Rounds && !reader.IsCompleted; i++)
+        {
+            Assert.False(pair.Outbound.TrySend(TransactionIds.AssignedOnSend, sent, TransactionFlags.Oneway, s_recordPayload), "the ring was not full");
+            long freedBefore = pair.Outbound.BuffersFreed;
+            Volatile.Write(ref asked, i + 1);
+            var waited = Stopwatch.StartNew();
+            pair.Outbound.WaitForFrees(freedBefore, TimeSpan.FromSeconds(40));
+            worst = waited.Elapsed > worst ? waited.Elapsed : worst;
+            Assert.True(pair.Outbound.TrySend(TransactionIds.AssignedOnSend, sent, TransactionFlags.Oneway, s_recordPayload), $"round {i}: no room after the wait");
+            sent++;
+        }
+        await reader.WaitAsync(TimeSpan.FromSeconds(120));
+        Assert.True(worst < TimeSpan.FromSeconds(9), $"a wait for room took {worst}: a lost wake (the park timeout is 10 s; a loaded machine has delayed one by 3 s)");
+        Assert.True(pair.Outbound.RoomWaitParks > Rounds / 10, $"only {pair.Outbound.RoomWaitParks} parks in {Rounds} rounds: the race was barely run");
+        // One barrier before each park's re-check (which may find the free and not park at all); none without the promise.
+        if (useBarrier)
+        {
+            Assert.InRange(pair.Outbound.RoomWaitParkBarriers, pair.Outbound.RoomWaitParks, long.MaxValue);
+        }
+        else
+        {
+            Assert.Equal(0, pair.Outbound.RoomWaitParkBarriers);
+        }
+    }
+
+    /// <summary>
+    /// A writer that announces the barrier (so the receiver frees without a fence) and parks without it when it waits for
+    /// room: only its own waits are at risk (its park timeout, short here, ends each); the receiver's frees all reach it,
+    /// in order, and the receiver's ring, region and memory are as with an honest writer.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public async Task Writer_AnnouncesTheBarrierAndParksWithoutIt_OnlyItsOwnRoomWaitsAreAtRisk()
+    {
+        const int Rounds = 300;
+        const int Ring = 4;
+        using InboundChannel victim = InboundChannel.Create("park-barrier-room-liar", Options(rings: Ring));
+        // The liar's word, as a connection takes it from the liar's region header.
+        Assert.True(victim.PublishFreesWithoutFence());
+        using OutboundChannel liar = WriterFor(victim, Options(useBarrier: false, rings: Ring, parkTimeout: TimeSpan.FromMilliseconds(50)));
+        Assert.False(liar.RoomWaitsParkWithBarrier);
+        long residentBefore = victim.Region.ResidentBytes;
+
+        uint sent = 0;
+        Task reader = Task.Run(() =>
+        {
+            for (int i = 0; i < Rounds + Ring; i++)
+            {
+                TransactionRecord record;
+                var waited = Stopwatch.StartNew();
+                while (!victim.TryReceive(out record))
+                {
+                    Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"message {i} never came");
+                    Thread.SpinWait(64);
+                }
+                Assert.Equal((uint)i, record.Code);
+                Thread.SpinWait(i % 64 * 20);
+                victim.Free(record);
+            }
+        });
+        for (int i = 0; i < Rounds + Ring; i++)
+        {
+            while (!liar.TrySend(TransactionIds.AssignedOnSend, sent, TransactionFlags.Oneway, s_recordPayload))
+            {
+                var waited = Stopwatch.StartNew();
+                liar.WaitForFrees(liar.BuffersFreed, TimeSpan.FromSeconds(30));
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(20), $"the liar's wait took {waited.Elapsed}: more than its park timeout");
+            }
+            sent++;
+        }
+        await reader.WaitAsync(TimeSpan.FromSeconds(120));
+        Assert.True(liar.RoomWaitParks > 0, "the liar never parked: its waits were not run");
+        Assert.Equal((ulong)(Rounds + Ring), victim.Freed);
+        liar.DrainFrees();
+        Assert.Equal(0, liar.IgnoredFrees);
+        Assert.Equal(0, liar.LiveBuffers);
+        // The victim's region backs no more than the bytes this traffic wrote into it (and the page of a buffer's end).
+        Assert.InRange(victim.Region.ResidentBytes, 0, residentBefore + ((Rounds + Ring) * (long)s_recordPayload.Length) + SharedRegion.PageSize);
     }
 }

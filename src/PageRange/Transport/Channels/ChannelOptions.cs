@@ -64,6 +64,21 @@ internal sealed class ChannelOptions
     /// </summary>
     internal bool UseParkBarrier { get; init; } = true;
 
+    /// <summary>
+    /// Whether this side's threads issue a <see cref="ParkBarrier"/> before every park on a doorbell: its readers' on its
+    /// own region's transaction ring, its writer's (waiting for room) on the peer region's free ring. Its region's header
+    /// says so (<see cref="RegionHeaderLayout.ParkBarrierFlag"/>), and the peer then publishes records and frees to it
+    /// without a fence.
+    /// </summary>
+    /// <remarks>
+    /// Only for a side that busy-spins, which parks only in the rare waits that do not follow its strategy (and a writer
+    /// parks only when the peer's region is full): a side that parks as a rule would pay the membarrier (an
+    /// inter-processor interrupt, 2-10 µs) in every park, and with a fast peer that tripled spin-then-park's p99 round
+    /// trip when this was tried for every strategy (benchmarks/README.md, "The fence moved to the parker"). Its peer keeps
+    /// the fence.
+    /// </remarks>
+    internal bool ParksWithBarrier => UseParkBarrier && WaitStrategy == WaitStrategy.BusySpin && ParkBarrier.CanIssue;
+
     /// <summary>Checks every value and computes the layout.</summary>
     /// <exception cref="ArgumentException">A value is out of range.</exception>
     internal RegionLayout Validate()

@@ -53,7 +53,9 @@ internal sealed unsafe class Doorbell
     private readonly int* _parked;
     // Producer side: ring without the fence (the consumers issue a ParkBarrier before they park). Consumer side: issue
     // it. Each is set only when the other side's half is known to be there (see ParkBarrier).
-    private readonly bool _ringWithoutFence;
+    // Not readonly: a ring's producer learns after construction that its consumer parks with the barrier
+    // (RingWithoutFenceFromNow), before its first publish.
+    private bool _ringWithoutFence;
     private readonly bool _parkWithBarrier;
     private long _parks;
     private long _parkBarriers;
@@ -79,7 +81,7 @@ internal sealed unsafe class Doorbell
     /// <param name="region">The region; the caller keeps it mapped (holds a reference) while the doorbell is used.</param>
     /// <param name="sequenceOffset">Byte offset of the sequence (futex) word, 4-byte aligned.</param>
     /// <param name="parkedOffset">Byte offset of the parked count, 4-byte aligned.</param>
-    /// <param name="ringWithoutFence">Producer side: <see cref="RingAfterPackEntry"/> makes no fence, because every
+    /// <param name="ringWithoutFence">Producer side: <see cref="RingAfterPublish"/> makes no fence, because every
     /// consumer issues a <see cref="ParkBarrier"/> before it parks and this process is registered for it.</param>
     /// <param name="parkWithBarrier">Consumer side: issue a <see cref="ParkBarrier"/> before every park, so producers
     /// may ring without a fence.</param>
@@ -110,12 +112,13 @@ internal sealed unsafe class Doorbell
     }
 
     /// <summary>
-    /// <see cref="Ring"/> after a packed message's <c>Committed</c> store: without the fence when the consumers issue a
-    /// <see cref="ParkBarrier"/> before they park (it orders both sides' stores before their loads instead).
+    /// <see cref="Ring"/> after a publish (a record's tail, a packed message's <c>Committed</c>, a batch of frees' tail):
+    /// without the fence when the consumers issue a <see cref="ParkBarrier"/> before they park (it orders both sides'
+    /// stores before their loads instead).
     /// </summary>
     /// <returns>Whether a wake was issued.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal bool RingAfterPackEntry()
+    internal bool RingAfterPublish()
     {
         if (!_ringWithoutFence)
         {
@@ -161,8 +164,15 @@ internal sealed unsafe class Doorbell
     /// <summary>Barriers issued before parking (consumer side, with <c>parkWithBarrier</c>).</summary>
     internal long ParkBarriers => Interlocked.Read(ref _parkBarriers);
 
-    /// <summary>Whether <see cref="RingAfterPackEntry"/> makes no fence (producer side).</summary>
+    /// <summary>Whether <see cref="RingAfterPublish"/> makes no fence (producer side).</summary>
     internal bool RingsWithoutFence => _ringWithoutFence;
+
+    /// <summary>
+    /// Producer side: <see cref="RingAfterPublish"/> makes no fence from now on, as with <c>ringWithoutFence</c> at
+    /// construction; for a producer that learns only later that its consumers issue the barrier. Call it before the
+    /// first publish: a publish that still reads the old setting only fences needlessly.
+    /// </summary>
+    internal void RingWithoutFenceFromNow() => _ringWithoutFence = true;
 
     /// <summary>Whether parks issue a <see cref="ParkBarrier"/> first (consumer side).</summary>
     internal bool ParksWithBarrier => _parkWithBarrier;

@@ -100,7 +100,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             region, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, layout.FreeRingOffset, layout.FreeRingCapacity, "free");
         // As the header says (Create): our readers pay for the writer's fence when they park.
         _txDoorbell = Doorbell.Over(
-            region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, parkWithBarrier: ParksWithBarrier(options));
+            region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, parkWithBarrier: options.ParksWithBarrier);
         _freeDoorbell = Doorbell.Over(region, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
         // SAFETY: the data area lies inside the mapping (the layout was computed for its size), which the creator's
         // reference keeps alive now and ours (taken at the end of this constructor) until Dispose releases it after every
@@ -175,16 +175,6 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Frees published so far (not counting those held back for a batch).</summary>
     internal ulong Freed => _freeRing.PublishedTail;
 
-    /// <summary>Whether this side's readers issue a <see cref="ParkBarrier"/> before they park (and the region says so).</summary>
-    /// <remarks>
-    /// Only for a busy-spinning receiver, which parks only in the rare waits that do not follow its strategy: a receiver
-    /// that parks as a rule would pay the membarrier (an inter-processor interrupt, 2-10 µs) in every park, and with a
-    /// fast peer that tripled spin-then-park's p99 round trip when this was tried for every strategy (benchmarks/README.md,
-    /// "The fence moved to the parker"). Its writer keeps the fence.
-    /// </remarks>
-    private static bool ParksWithBarrier(ChannelOptions options) =>
-        options.UseParkBarrier && options.WaitStrategy == WaitStrategy.BusySpin && ParkBarrier.CanIssue;
-
     /// <summary>Creates the region, writes its header, backs the header pages and maps the data area read-only.</summary>
     /// <param name="name">The memfd's name, shown in <c>/proc/&lt;pid&gt;/fd</c>.</param>
     /// <param name="options">Size, ring capacities and waits.</param>
@@ -202,7 +192,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             region.Allocate(0, layout.HeaderBytes);
             // SAFETY: the header structure lies in the first page, backed and mapped read-write above; nobody else
             // has the descriptor yet.
-            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader(ParksWithBarrier(options) ? RegionHeaderLayout.ParkBarrierFlag : 0);
+            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader(options.ParksWithBarrier ? RegionHeaderLayout.ParkBarrierFlag : 0);
             region.ProtectReadOnly(layout.DataOffset, layout.DataSize);
             return new InboundChannel(region, layout, options);
         }
@@ -517,8 +507,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         if (_freeRing.PublishTail())
         {
-            // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
-            _freeDoorbell.Ring();
+            // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped. Without a fence
+            // once the writer promised to pay for it when it parks (PublishFreesWithoutFence).
+            _freeDoorbell.RingAfterPublish();
         }
     }
 
@@ -727,6 +718,31 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Whether our readers issue the park barrier (and the region's header says so).</summary>
     internal bool ReadersParkWithBarrier => _txDoorbell.ParksWithBarrier;
+
+    /// <summary>Whether frees are published without a fence (see <see cref="PublishFreesWithoutFence"/>).</summary>
+    internal bool FreesRingWithoutFence => _freeDoorbell.RingsWithoutFence;
+
+    /// <summary>
+    /// From now on, publishes frees without the doorbell's fence: the writer promised (its own region's
+    /// <see cref="RegionHeaderLayout.ParkBarrierFlag"/>) to issue a <see cref="ParkBarrier"/> before it parks waiting for
+    /// room, which pays for both sides' fences as a receiver's park does for a writer's publish. Only if this process is
+    /// registered for the barrier (else it would not reach our threads) and the options use it; otherwise nothing changes.
+    /// </summary>
+    /// <remarks>
+    /// Called once, before the first free (a connection calls it while it is made, before any transaction arrives); a
+    /// thread that still saw the old setting only fences needlessly. The writer's word is trusted only as far as its own
+    /// wakes go: if it parks without the barrier, its wait for room may last until its park timeout; ours never depend on it.
+    /// </remarks>
+    /// <returns>Whether frees now go without the fence.</returns>
+    internal bool PublishFreesWithoutFence()
+    {
+        if (!_options.UseParkBarrier || !ParkBarrier.Registered)
+        {
+            return false;
+        }
+        _freeDoorbell.RingWithoutFenceFromNow();
+        return true;
+    }
 
     /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;

@@ -140,10 +140,14 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 peerRegion, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, _layout.FreeRingOffset, _layout.FreeRingCapacity, "free");
             // A receiver whose region says its readers issue the park barrier, and a process the barrier reaches: no
             // fence per publish (see ParkBarrier). The flag is read from our private copy of the header, once.
-            bool ringWithoutFence = options.UseParkBarrier && (header.Flags & RegionHeaderLayout.ParkBarrierFlag) != 0 && ParkBarrier.Registered;
+            PeerParksWithBarrier = (header.Flags & RegionHeaderLayout.ParkBarrierFlag) != 0;
+            bool ringWithoutFence = options.UseParkBarrier && PeerParksWithBarrier && ParkBarrier.Registered;
             _txDoorbell = Doorbell.Over(
                 peerRegion, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, ringWithoutFence: ringWithoutFence);
-            _freeDoorbell = Doorbell.Over(peerRegion, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
+            // Our waits for room park with the barrier as our readers do (our own region's header says so, for the peer's
+            // frees; see ChannelOptions.ParksWithBarrier).
+            _freeDoorbell = Doorbell.Over(
+                peerRegion, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset, parkWithBarrier: options.ParksWithBarrier);
             _pages = new ShrinkablePageRange(peerRegion, _layout.DataOffset, checked((int)(_layout.DataSize / SharedRegion.PageSize)), shrinker);
             _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger, SharedLock = _lock });
             _slabs = new BufferSlabs(_allocator);
@@ -215,8 +219,24 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Records published so far on the transaction ring (a pack's record counts once, however many messages it carries).</summary>
     internal ulong Sent => _txRing.Tail;
 
-    /// <summary>Whether a packed message's publish makes no fence (the receiver's readers issue the park barrier; see <see cref="ParkBarrier"/>).</summary>
+    /// <summary>Whether a publish (a record's or a packed message's) makes no fence (the receiver's readers issue the park barrier; see <see cref="ParkBarrier"/>).</summary>
     internal bool RingsWithoutFence => _txDoorbell.RingsWithoutFence;
+
+    /// <summary>
+    /// Whether the peer's region header says its threads issue the park barrier (<see cref="RegionHeaderLayout.ParkBarrierFlag"/>),
+    /// read once from our private copy of it: its readers, so we publish without a fence; its writer waiting for room in
+    /// our region, so our frees may go without one (<see cref="InboundChannel.PublishFreesWithoutFence"/>).
+    /// </summary>
+    internal bool PeerParksWithBarrier { get; }
+
+    /// <summary>Whether our waits for room issue the park barrier before they park (<see cref="ChannelOptions.ParksWithBarrier"/>).</summary>
+    internal bool RoomWaitsParkWithBarrier => _freeDoorbell.ParksWithBarrier;
+
+    /// <summary>Parks of our waits for room so far (futex waits on the peer region's free doorbell), for tests.</summary>
+    internal long RoomWaitParks => _freeDoorbell.Parks;
+
+    /// <summary>Park barriers our waits for room issued, for tests.</summary>
+    internal long RoomWaitParkBarriers => _freeDoorbell.ParkBarriers;
 
     /// <summary>The most packs this writer keeps live (<see cref="PackLayout.LivePacksFor"/>); 0 when it does not pack.</summary>
     internal int MaxLivePacks => _maxLivePacks;
@@ -714,9 +734,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // is a violation, see DrainFreesUnsynchronized) and mapped until Dispose, which takes the lock we hold.
         Volatile.Write(ref *(uint*)_packBase, _packCommitted);
         // As a publish: wake the receiver only if it is parked (one load of the parked word otherwise), with no fence
-        // if the receiver pays for it (see ParkBarrier): only here, per packed message. A record's publish keeps its
-        // fence: without it the busy-spin round trip measured no better (1.03-1.25 against 1.02-1.21 µs, far vCPUs).
-        _txDoorbell.RingAfterPackEntry();
+        // if the receiver pays for it (see ParkBarrier).
+        _txDoorbell.RingAfterPublish();
         _packedSent++;
         TransportMetrics.OnSent(TransactionFlags.Oneway, payload.Length);
     }
@@ -1011,8 +1030,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
         };
         bool published = _txRing.TryPublish(ref stores, in record);
         Debug.Assert(published, "FreeSlots said a slot is free, and only this thread (holding the lock) publishes.");
-        // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped.
-        _txDoorbell.Ring();
+        // Inside the lock: Dispose takes it before unmapping, so the doorbell's words are still mapped. No fence if the
+        // receiver pays for it when it parks (see ParkBarrier): with far vCPUs the round trip measured no better
+        // without (the fence waits for lines the other core has, after the tail is out), but it is a tenth of a call's
+        // own work in the one-thread probe, which is what the round trip is made of when both vCPUs share a core.
+        _txDoorbell.RingAfterPublish();
         if (countSent)
         {
             TransportMetrics.OnSent(flags, length);

@@ -29,7 +29,7 @@ namespace PageRange.Transport;
 internal static class ControlHandshake
 {
     /// <summary>The protocol this build speaks. A peer announcing another version is refused.</summary>
-    public const int ProtocolVersion = 5;
+    public const int ProtocolVersion = 6;
 
     private const string Listener = "the listener";
     private const string Connector = "the connecting process";

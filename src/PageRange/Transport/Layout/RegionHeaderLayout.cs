@@ -36,8 +36,10 @@ internal struct RegionHeaderLayout
     internal const uint CurrentVersion = 4;
 
     /// <summary>
-    /// <see cref="Flags"/>: the receiver's threads issue a <see cref="ParkBarrier"/> before they park on the transaction
-    /// ring's doorbell, so the writer may publish without a fence (if its own process is registered for the barrier).
+    /// <see cref="Flags"/>: the region owner's threads issue a <see cref="ParkBarrier"/> before every park on a doorbell:
+    /// its readers on this region's transaction ring, so the writer may publish without a fence; its writer, waiting for
+    /// room, on the free ring of the peer's region, so the peer may publish its frees without one (each side only if its
+    /// own process is registered for the barrier). Protocol version 6: before it, the flag promised the readers' half only.
     /// </summary>
     internal const uint ParkBarrierFlag = 1;
 
