@@ -6,10 +6,10 @@ using PageRange.Transport;
 namespace PageRange.Tests.CrossProcess;
 
 /// <summary>
-/// The asymmetric doorbell fence between two real processes (<see cref="ParkBarrier"/>): a writer publishes without a
-/// fence only to a busy-spinning receiver, whose rare parks issue a global expedited membarrier that reaches the
-/// writer's process because it registered. Our reader parks on every wait here with a 10 s park timeout (the longest
-/// allowed), so a lost wake would show as a message 10 s late.
+/// The asymmetric doorbell fence between two real processes (<see cref="ParkBarrier"/>): a side publishes without a
+/// fence (records to the peer, frees of the peer's buffers) only to a busy-spinning peer, whose rare parks issue a
+/// global expedited membarrier that reaches the publisher's process because it registered. Our reader parks on every
+/// wait here with a 10 s park timeout (the longest allowed), so a lost wake would show as a message 10 s late.
 /// </summary>
 [Collection(CrossProcessCollection.Name)]
 public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)

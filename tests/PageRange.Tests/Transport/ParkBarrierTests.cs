@@ -18,7 +18,7 @@ public sealed class ParkBarrierTests
     // A busy-spinning receiver announces the barrier; the tests park it explicitly (WaitStrategy.Park per wait), as the
     // rare waits of such a receiver that do not follow its strategy do.
     private static ChannelOptions Options(
-        bool useBarrier = true, int rings = 64, WaitStrategy strategy = WaitStrategy.BusySpin, TimeSpan? parkTimeout = null) => new()
+        bool useBarrier = true, int rings = 64, WaitStrategy strategy = WaitStrategy.BusySpin, TimeSpan? parkTimeout = null, TimeSpan? spin = null) => new()
     {
         UseParkBarrier = useBarrier,
         RegionSize = 64L * SharedRegion.PageSize,
@@ -26,6 +26,7 @@ public sealed class ParkBarrierTests
         FreeRingCapacity = rings,
         WaitStrategy = strategy,
         ParkTimeout = parkTimeout ?? s_longPark,
+        SpinDuration = spin ?? new ChannelOptions().SpinDuration,
     };
 
     // Larger than a pack entry: a record (and a buffer) of its own, the kind that needs a free.
@@ -235,7 +236,7 @@ public sealed class ParkBarrierTests
     }
     /// <summary>
     /// The free ring's race: the receiver frees without a fence at the moment the writer, out of room, parks for it (the
-    /// async senders' room wait, which parks at once, with the barrier when the writer promised it). Each round the ring
+    /// async senders' room wait; with no spin it parks at once, with the barrier when the writer promised it). Each round the ring
     /// is full, the writer waits, the receiver takes and frees one after a random short pause: before the writer parks,
     /// while it parks, or after. A lost wake would cost one round the whole 10 s park timeout.
     /// </summary>
@@ -246,7 +247,7 @@ public sealed class ParkBarrierTests
     {
         const int Rounds = 3_000;
         const int Ring = 4;
-        using var pair = new ChannelPair(Options(useBarrier, rings: Ring));
+        using var pair = new ChannelPair(Options(useBarrier, rings: Ring, spin: TimeSpan.Zero));
         Assert.Equal(useBarrier, pair.Inbound.PublishFreesWithoutFence());
         Assert.Equal(useBarrier, pair.Outbound.RoomWaitsParkWithBarrier);
         uint sent = 0;
@@ -288,6 +289,11 @@ public sealed class ParkBarrierTests
             var waited = Stopwatch.StartNew();
             pair.Outbound.WaitForFrees(freedBefore, TimeSpan.FromSeconds(40));
             worst = waited.Elapsed > worst ? waited.Elapsed : worst;
+            if (reader.IsCompleted)
+            {
+                // The reader failed (or ended early): its own error says why.
+                await reader;
+            }
             Assert.True(pair.Outbound.TrySend(TransactionIds.AssignedOnSend, sent, TransactionFlags.Oneway, s_recordPayload), $"round {i}: no room after the wait");
             sent++;
         }
@@ -319,7 +325,7 @@ public sealed class ParkBarrierTests
         using InboundChannel victim = InboundChannel.Create("park-barrier-room-liar", Options(rings: Ring));
         // The liar's word, as a connection takes it from the liar's region header.
         Assert.True(victim.PublishFreesWithoutFence());
-        using OutboundChannel liar = WriterFor(victim, Options(useBarrier: false, rings: Ring, parkTimeout: TimeSpan.FromMilliseconds(50)));
+        using OutboundChannel liar = WriterFor(victim, Options(useBarrier: false, rings: Ring, parkTimeout: TimeSpan.FromMilliseconds(50), spin: TimeSpan.Zero));
         Assert.False(liar.RoomWaitsParkWithBarrier);
         long residentBefore = victim.Region.ResidentBytes;
 

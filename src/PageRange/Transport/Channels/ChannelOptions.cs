@@ -58,9 +58,10 @@ internal sealed class ChannelOptions
 
     /// <summary>
     /// Whether this side uses the asymmetric doorbell fence where the kernel allows it (see <see cref="ParkBarrier"/>):
-    /// its receiving threads issue the barrier before they park if they busy-spin as a rule (and its region says so),
-    /// and its writer publishes without a fence to a receiver whose region says so. Off: the symmetric fences of <see cref="Doorbell"/>, for
-    /// tests of either protocol and of a peer without the barrier.
+    /// its threads issue the barrier before they park if they busy-spin as a rule (<see cref="ParksWithBarrier"/>; its
+    /// region says so), its writer publishes without a fence to a receiver whose region says so, and its receiver frees
+    /// without one for a writer whose region says so. Off: the symmetric fences of <see cref="Doorbell"/>, for tests of
+    /// either protocol and of a peer without the barrier.
     /// </summary>
     internal bool UseParkBarrier { get; init; } = true;
 

@@ -23,8 +23,10 @@ namespace PageRange.Transport;
 /// <para>
 /// Where both sides can (<see cref="ParkBarrier"/>), the producer's fence moves to the consumer: the consumer issues a
 /// global expedited membarrier after its increment, which orders every registered producer thread's stores before its
-/// loads at that moment, and the producer rings after a packed message with a plain load (no fence per message, which on
-/// x86 waited for the message's stores to reach lines the consumer was reading).
+/// loads at that moment, and the producer rings after its publish (a record, a packed message, a batch of frees) with a
+/// plain load (no fence per message, which on x86 waited for the message's stores to reach lines the consumer was
+/// reading). Should the barrier ever fail after the kernel offered it, the consumer parks all the same (counted in
+/// <see cref="ParkBarrierFailures"/>): its park timeout then bounds a wake the producer's missing fence could lose.
 /// </para>
 /// <para>
 /// The peer can write anything into both words. That can only cost wake-ups (spurious ones, or missed ones that the
@@ -59,6 +61,7 @@ internal sealed unsafe class Doorbell
     private readonly bool _parkWithBarrier;
     private long _parks;
     private long _parkBarriers;
+    private long _parkBarrierFailures;
 
     // Learned from this side's waits on this doorbell; local, never shared with the peer (see SpinBudget).
     private SpinBudget _spinBudget;
@@ -163,6 +166,9 @@ internal sealed unsafe class Doorbell
 
     /// <summary>Barriers issued before parking (consumer side, with <c>parkWithBarrier</c>).</summary>
     internal long ParkBarriers => Interlocked.Read(ref _parkBarriers);
+
+    /// <summary>Barriers the kernel refused (the wait parked without it; see the remarks).</summary>
+    internal long ParkBarrierFailures => Interlocked.Read(ref _parkBarrierFailures);
 
     /// <summary>Whether <see cref="RingAfterPublish"/> makes no fence (producer side).</summary>
     internal bool RingsWithoutFence => _ringWithoutFence;
@@ -436,8 +442,7 @@ internal sealed unsafe class Doorbell
                 {
                     // The producer's half of the fence, for producers that ring without one (see ParkBarrier): after
                     // this, a publish is either visible to the re-check below or its producer sees us parked.
-                    ParkBarrier.Issue();
-                    Interlocked.Increment(ref _parkBarriers);
+                    IssueParkBarrier();
                 }
                 // Load the sequence before re-checking the condition: a wake issued after the check bumps it, and
                 // futex_wait then returns at once instead of sleeping through it.
@@ -467,6 +472,22 @@ internal sealed unsafe class Doorbell
                 fruitlessWakes = 0;
                 backOffTicks = s_firstBackOffTicks;
             }
+        }
+    }
+
+    private void IssueParkBarrier()
+    {
+        try
+        {
+            ParkBarrier.Issue();
+            Interlocked.Increment(ref _parkBarriers);
+        }
+        catch (SystemCallException)
+        {
+            // The kernel offered the command when the process started (ParkBarrier.CanIssue tried it) and refuses it now:
+            // not expected. Throwing would end a receive, or the room watcher's thread and with it the process; parking
+            // without it risks only this wait, which the park timeout ends.
+            Interlocked.Increment(ref _parkBarrierFailures);
         }
     }
 

@@ -98,7 +98,8 @@ internal sealed unsafe class InboundChannel : IDisposable
             region, RegionHeaderLayout.TxTailOffset, RegionHeaderLayout.TxHeadOffset, layout.TxRingOffset, layout.TxRingCapacity, "transaction");
         _freeRing = RingProducer<FreeRecordLayout>.Over(
             region, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, layout.FreeRingOffset, layout.FreeRingCapacity, "free");
-        // As the header says (Create): our readers pay for the writer's fence when they park.
+        // As the header says (Create): our readers pay for the writer's fence when they park (and our writer, waiting for
+        // room in the peer's region, for the peer's free fence: OutboundChannel).
         _txDoorbell = Doorbell.Over(
             region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, parkWithBarrier: options.ParksWithBarrier);
         _freeDoorbell = Doorbell.Over(region, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);

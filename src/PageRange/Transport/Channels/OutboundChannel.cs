@@ -586,16 +586,24 @@ internal sealed unsafe class OutboundChannel : IDisposable
     internal long BuffersFreed => Volatile.Read(ref _buffersFreed);
 
     /// <summary>
-    /// Parks (never busy-spins) until the peer publishes a free, another sender drains one (so <see cref="BuffersFreed"/>
-    /// differs from <paramref name="freedBefore"/>), the channel is disposed, or <paramref name="timeout"/> passes: for
-    /// the one thread that completes asynchronous senders waiting for room.
+    /// Waits until the peer publishes a free, another sender drains one (so <see cref="BuffersFreed"/> differs from
+    /// <paramref name="freedBefore"/>), the channel is disposed, or <paramref name="timeout"/> passes: for the one thread
+    /// that completes asynchronous senders waiting for room. It never busy-spins: it parks at once, or, on a side that
+    /// busy-spins, spins then parks (<see cref="WaitStrategy.SpinThenPark"/>).
     /// </summary>
+    /// <remarks>
+    /// A busy-spinning side's parks here issue the park barrier (<see cref="ChannelOptions.ParksWithBarrier"/>): an
+    /// inter-processor interrupt, which lands on the peer's receiving core too. Spinning first spares it while the
+    /// receiver frees as fast as an async stream fills the region; once it is slower, the learned spin parks at once,
+    /// where the barrier is a small part of a wait for a slow peer.
+    /// </remarks>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal void WaitForFrees(long freedBefore, TimeSpan timeout)
     {
         ThrowIfDisposed();
         FreesReady condition = new(this, freedBefore);
-        _freeDoorbell.Wait(ref condition, WaitStrategy.Park, _options.SpinDuration, _options.ParkTimeout, Doorbell.DeadlineAfter(timeout), CancellationToken.None);
+        WaitStrategy strategy = _options.WaitStrategy == WaitStrategy.BusySpin ? WaitStrategy.SpinThenPark : WaitStrategy.Park;
+        _freeDoorbell.Wait(ref condition, strategy, _options.SpinDuration, _options.ParkTimeout, Doorbell.DeadlineAfter(timeout), CancellationToken.None);
     }
 
     /// <summary>Wakes senders parked waiting for frees, e.g. when the peer died, so they re-check.</summary>
@@ -930,8 +938,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         Volatile.Write(ref *(uint*)_packBase, _packCommitted | PackLayout.SealedBit);
         Volatile.Write(ref _packOffset, -1);
         _packBase = null;
-        // A parked receiver that has taken every entry waits for the seal to finish the pack (and free it).
-        _txDoorbell.Ring();
+        // A parked receiver that has taken every entry waits for the seal to finish the pack (and free it). As a publish.
+        _txDoorbell.RingAfterPublish();
     }
 
     private bool TryReserveUnsynchronized(int size, bool oneway, bool clearOnFree, out long offset, bool allowSlab = true)

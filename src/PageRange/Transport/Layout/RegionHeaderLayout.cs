@@ -61,7 +61,7 @@ internal struct RegionHeaderLayout
     /// <summary><see cref="CurrentVersion"/>.</summary>
     [FieldOffset(8)] public uint Version;
 
-    /// <summary>What the receiver's side does, as bits: <see cref="ParkBarrierFlag"/>; no other bit is known.</summary>
+    /// <summary>What the region owner's side does, as bits: <see cref="ParkBarrierFlag"/>; no other bit is known.</summary>
     [FieldOffset(12)] public uint Flags;
 
     /// <summary>The region's size in bytes, as sealed into the memfd.</summary>
