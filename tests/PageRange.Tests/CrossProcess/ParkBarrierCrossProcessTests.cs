@@ -76,4 +76,57 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
         Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst}: a lost wake (the park timeout is 10 s)");
         Assert.True(connection.Inbound.ReaderParkBarriers > 0, "our reader never parked: the barrier was not run");
     }
+    /// <summary>
+    /// The free ring's half between two real processes: our async stream fills the host's small region while the host
+    /// is paused (five times), so our room watcher waits for room, parking with the barrier (we busy-spin; no spin first
+    /// here), and the host, resumed, frees without a fence: it read our
+    /// promise from our region's header, frees without a fence; its process registered for the barrier when it read it.
+    /// A lost wake would show as a send 10 s late (our park timeout).
+    /// </summary>
+    [Fact]
+    public async Task AsyncStream_IntoAFullHostRegion_OurRoomWaitsParkWithTheBarrier_AndTheHostsFenceFreeFreesWakeThem()
+    {
+        const int Count = 20_000;
+        // No spin before the room watcher parks (it spins then parks for a busy-spinning side): every wait for room parks.
+        var options = new PageRangeOptions { WaitStrategy = WaitStrategy.BusySpin, ParkTimeout = s_longPark, SpinDuration = TimeSpan.Zero };
+        await using TransportHost host = await TransportHost.StartAsync(output, options, "--wait", "Park", "--region-size", "262144");
+        PageRangeConnection connection = host.Connection;
+        Assert.True(connection.Outbound.RoomWaitsParkWithBarrier);
+        Assert.Equal("none", host.Command("free-fence", "free-fence: "));
+        var worst = TimeSpan.Zero;
+        // The host keeps up with a stream by itself: paused, its region fills and our sends wait for room until it
+        // resumes and frees.
+        host.Command("pause", "paused: ");
+        Task sending = Task.Run(async () =>
+        {
+            byte[] buffer = new byte[StreamMessage.MaxLength];
+            for (ulong sequence = 0; sequence < Count; sequence++)
+            {
+                int length = StreamMessage.LengthOf(sequence);
+                StreamMessage.Write(buffer.AsSpan(0, length), sequence);
+                var sent = Stopwatch.StartNew();
+                await connection.SendOnewayAsync(TransportHost.Codes.Stream, buffer.AsMemory(0, length));
+                worst = sent.Elapsed > worst ? sent.Elapsed : worst;
+            }
+        });
+        for (int cycle = 0; cycle < 5; cycle++)
+        {
+            await Task.Delay(100);
+            host.Command("resume", "resumed: ");
+            if (cycle < 4)
+            {
+                await Task.Delay(20);
+                host.Command("pause", "paused: ");
+            }
+        }
+        await sending.WaitAsync(TimeSpan.FromSeconds(120));
+        (long received, _, long errors) = await host.WaitForStreamAsync(Count);
+        Assert.Equal(Count, received);
+        Assert.Equal(0, errors);
+        long parks = connection.Outbound.RoomWaitParks;
+        output.WriteLine($"slowest send {worst.TotalMilliseconds:F2} ms, {parks} room-wait parks, {connection.Outbound.RoomWaitParkBarriers} barriers");
+        Assert.True(worst < TimeSpan.FromSeconds(9), $"a send waited {worst} for room: a lost wake (the park timeout is 10 s)");
+        Assert.True(parks > 0, "our room watcher never parked: the host kept up, the barrier was not run");
+        Assert.InRange(connection.Outbound.RoomWaitParkBarriers, parks, long.MaxValue);
+    }
 }
