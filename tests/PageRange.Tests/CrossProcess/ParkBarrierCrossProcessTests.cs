@@ -88,7 +88,12 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
     {
         const int Count = 20_000;
         // No spin before the room watcher parks (it spins then parks for a busy-spinning side): every wait for room parks.
-        var options = new PageRangeOptions { WaitStrategy = WaitStrategy.BusySpin, ParkTimeout = s_longPark, SpinDuration = TimeSpan.Zero };
+        // And no region-full timeout (5 s by default): a send waits for room for as long as it takes, so a lost wake would
+        // show as a send as late as the park timeout instead of as a RegionFullException.
+        var options = new PageRangeOptions
+        {
+            WaitStrategy = WaitStrategy.BusySpin, ParkTimeout = s_longPark, SpinDuration = TimeSpan.Zero, RegionFullTimeout = Timeout.InfiniteTimeSpan,
+        };
         await using TransportHost host = await TransportHost.StartAsync(output, options, "--wait", "Park", "--region-size", "262144");
         PageRangeConnection connection = host.Connection;
         Assert.True(connection.Outbound.RoomWaitsParkWithBarrier);

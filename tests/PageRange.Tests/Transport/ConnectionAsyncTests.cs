@@ -145,6 +145,69 @@ public sealed class ConnectionAsyncTests(ITestOutputHelper output)
         Assert.Equal(0, pair.Client.RoomWaiters);
     }
 
+    /// <summary>
+    /// Disposing a connection whose room watcher is parked waiting for frees (an async sender waits for room the peer
+    /// never frees) ends the watcher's wait at once: the connection's dispose waits for that thread, and before the wait
+    /// looked at the writer's wake it parked again after every wake until its park timeout (10 s here).
+    /// </summary>
+    [Theory]
+    [InlineData(WaitStrategy.SpinThenPark)]
+    [InlineData(WaitStrategy.BusySpin)]
+    public async Task Dispose_WhileTheRoomWatcherWaits_EndsItsWaitAtOnce(WaitStrategy strategy)
+    {
+        PageRangeOptions options = SmallRings(Timeout.InfiniteTimeSpan);
+        options.ParkTimeout = TimeSpan.FromSeconds(10);
+        options.WaitStrategy = strategy;
+        ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        try
+        {
+            for (int i = 0; i < 16; i++)
+            {
+                await pair.Client.SendOnewayAsync(1, new byte[Unpacked]).AsTask().WaitAsync(TestTimeouts.Long);
+            }
+            Task waiting = pair.Client.SendOnewayAsync(1, new byte[Unpacked]).AsTask();
+            await WaitUntilAsync(() => pair.Client.RoomWaiters == 1, "the oneway waits for room");
+            await WaitUntilAsync(() => pair.Client.Outbound.RoomWaitParks > 0, "the room watcher parks");
+
+            var disposing = Stopwatch.StartNew();
+            pair.Client.Dispose();
+            output.WriteLine($"dispose took {disposing.Elapsed.TotalMilliseconds:F1} ms");
+            Assert.True(disposing.Elapsed < TimeSpan.FromSeconds(5), $"dispose took {disposing.Elapsed}: the room watcher slept through its wake");
+            await Assert.ThrowsAnyAsync<Exception>(() => waiting.WaitAsync(TestTimeouts.Long));
+        }
+        finally
+        {
+            await pair.DisposeAsync();
+        }
+    }
+
+    /// <summary>
+    /// A busy-spinning side's room watcher spins before it parks, but never for longer than a sixteenth of the park
+    /// timeout, whatever the spin option says: with a spin as long as its waits (which end at the park timeout) it would
+    /// spin through every wait of a peer that stopped freeing and never learn to park.
+    /// </summary>
+    [Fact]
+    public async Task RoomWatcher_OfABusySpinningSide_WithASpinLongerThanItsWaits_StillParks()
+    {
+        PageRangeOptions options = SmallRings(Timeout.InfiniteTimeSpan);
+        options.WaitStrategy = WaitStrategy.BusySpin;
+        options.SpinDuration = TimeSpan.FromSeconds(1);
+        options.ParkTimeout = TimeSpan.FromMilliseconds(20);
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
+        for (int i = 0; i < 16; i++)
+        {
+            await pair.Client.SendOnewayAsync(1, new byte[Unpacked]).AsTask().WaitAsync(TestTimeouts.Long);
+        }
+        Task waiting = pair.Client.SendOnewayAsync(1, new byte[Unpacked]).AsTask();
+        await WaitUntilAsync(() => pair.Client.RoomWaiters == 1, "the oneway waits for room");
+        await WaitUntilAsync(() => pair.Client.Outbound.RoomWaitParks > 0, "the room watcher parks");
+        // The peer frees: the waiting oneway goes.
+        using (Transaction first = await pair.Server.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long))
+        {
+        }
+        await waiting.WaitAsync(TestTimeouts.Long);
+    }
+
     [Fact]
     public async Task SendOnewayAsync_RegionFreesLater_CompletesInOrder()
     {

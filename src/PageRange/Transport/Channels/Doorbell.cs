@@ -25,8 +25,8 @@ namespace PageRange.Transport;
 /// global expedited membarrier after its increment, which orders every registered producer thread's stores before its
 /// loads at that moment, and the producer rings after its publish (a record, a packed message, a batch of frees) with a
 /// plain load (no fence per message, which on x86 waited for the message's stores to reach lines the consumer was
-/// reading). Should the barrier ever fail after the kernel offered it, the consumer parks all the same (counted in
-/// <see cref="ParkBarrierFailures"/>): its park timeout then bounds a wake the producer's missing fence could lose.
+/// reading). Should the barrier ever fail after the kernel offered it, the consumer parks all the same, for at most a
+/// millisecond (counted in <see cref="ParkBarrierFailures"/>): that bounds a wake the producer's missing fence could lose.
 /// </para>
 /// <para>
 /// The peer can write anything into both words. That can only cost wake-ups (spurious ones, or missed ones that the
@@ -438,11 +438,13 @@ internal sealed unsafe class Doorbell
             bool woken;
             try
             {
-                if (_parkWithBarrier)
+                long thisParkTicks = parkTicks;
+                // The producer's half of the fence, for producers that ring without one (see ParkBarrier): after this, a
+                // publish is either visible to the re-check below or its producer sees us parked. Refused (not expected),
+                // a wake may be lost: this park is then a short one.
+                if (_parkWithBarrier && !IssueParkBarrier())
                 {
-                    // The producer's half of the fence, for producers that ring without one (see ParkBarrier): after
-                    // this, a publish is either visible to the re-check below or its producer sees us parked.
-                    IssueParkBarrier();
+                    thisParkTicks = Math.Min(parkTicks, s_parkAfterBarrierFailureTicks);
                 }
                 // Load the sequence before re-checking the condition: a wake issued after the check bumps it, and
                 // futex_wait then returns at once instead of sleeping through it.
@@ -452,7 +454,7 @@ internal sealed unsafe class Doorbell
                     return true;
                 }
                 Interlocked.Increment(ref _parks);
-                woken = Interop.FutexWait(_sequence, sequence, FromStopwatchTicks(Math.Min(parkTicks, remaining)));
+                woken = Interop.FutexWait(_sequence, sequence, FromStopwatchTicks(Math.Min(thisParkTicks, remaining)));
             }
             finally
             {
@@ -475,19 +477,25 @@ internal sealed unsafe class Doorbell
         }
     }
 
-    private void IssueParkBarrier()
+    /// <summary>How long a park lasts at most after the park barrier was refused (a wake may have been lost).</summary>
+    private static readonly long s_parkAfterBarrierFailureTicks = ToStopwatchTicks(TimeSpan.FromMilliseconds(1));
+
+    /// <returns>Whether the barrier was issued.</returns>
+    private bool IssueParkBarrier()
     {
         try
         {
             ParkBarrier.Issue();
             Interlocked.Increment(ref _parkBarriers);
+            return true;
         }
         catch (SystemCallException)
         {
             // The kernel offered the command when the process started (ParkBarrier.CanIssue tried it) and refuses it now:
             // not expected. Throwing would end a receive, or the room watcher's thread and with it the process; parking
-            // without it risks only this wait, which the park timeout ends.
+            // without it risks only this wait, which the caller keeps short.
             Interlocked.Increment(ref _parkBarrierFailures);
+            return false;
         }
     }
 

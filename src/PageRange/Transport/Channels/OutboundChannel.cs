@@ -52,6 +52,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private long _outOfRangeFrees;
     private long _slotUndeliveredFrees;
     private long _buffersFreed;
+    // Calls of WakeWriter: a wait for frees that began before one ends (FreesReady).
+    private int _writerWakes;
     private long _bytesSinceDrain;
     private int _sendsSinceDrain;
     private bool _eagerDrain;
@@ -595,7 +597,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// A busy-spinning side's parks here issue the park barrier (<see cref="ChannelOptions.ParksWithBarrier"/>): an
     /// inter-processor interrupt, which lands on the peer's receiving core too. Spinning first spares it while the
     /// receiver frees as fast as an async stream fills the region; once it is slower, the learned spin parks at once,
-    /// where the barrier is a small part of a wait for a slow peer.
+    /// where the barrier is a small part of a wait for a slow peer. The spin is at most a sixteenth of the park timeout:
+    /// the budget learns to park at once only from waits longer than 8 spins, and the caller's waits end at the park
+    /// timeout, so a spin as long as that (the options allow it) would spin through every wait of a stalled peer.
     /// </remarks>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal void WaitForFrees(long freedBefore, TimeSpan timeout)
@@ -603,11 +607,22 @@ internal sealed unsafe class OutboundChannel : IDisposable
         ThrowIfDisposed();
         FreesReady condition = new(this, freedBefore);
         WaitStrategy strategy = _options.WaitStrategy == WaitStrategy.BusySpin ? WaitStrategy.SpinThenPark : WaitStrategy.Park;
-        _freeDoorbell.Wait(ref condition, strategy, _options.SpinDuration, _options.ParkTimeout, Doorbell.DeadlineAfter(timeout), CancellationToken.None);
+        TimeSpan spin = TimeSpan.FromTicks(Math.Min(_options.SpinDuration.Ticks, _options.ParkTimeout.Ticks / 16));
+        _freeDoorbell.Wait(ref condition, strategy, spin, _options.ParkTimeout, Doorbell.DeadlineAfter(timeout), CancellationToken.None);
     }
 
-    /// <summary>Wakes senders parked waiting for frees, e.g. when the peer died, so they re-check.</summary>
-    internal void WakeWriter() => _freeDoorbell.WakeAllIfOpen();
+    /// <summary>
+    /// Ends the waits of senders waiting for frees, e.g. when the peer died or the connection closes, so they re-check:
+    /// a wait that began before this call returns even though no free came (before, a woken waiter found no free and
+    /// parked again until its park timeout, which held up the connection's dispose waiting for its room watcher).
+    /// </summary>
+    internal void WakeWriter()
+    {
+        // Before the futex wake: a waiter woken by it, or one about to park (its parked increment and our increment
+        // are both locked instructions), sees the count moved.
+        Interlocked.Increment(ref _writerWakes);
+        _freeDoorbell.WakeAllIfOpen();
+    }
 
     /// <summary>The allocator's binder-style dump plus ring positions, for the connection's state dump.</summary>
     internal string DumpState()
@@ -1241,12 +1256,18 @@ internal sealed unsafe class OutboundChannel : IDisposable
             $"No room for a {size}-byte {(flags.IsOneway() ? "oneway " : "")}transaction in the peer's region within {timeout}: " +
             $"{LiveBuffers} buffers live (limit {_layout.MaxLiveBuffers}), {_allocator.GetStats()}.");
 
-    /// <summary>Ready when the peer published a free, another sender drained one, or the channel is disposed.</summary>
+    /// <summary>
+    /// Ready when the peer published a free, another sender drained one, the channel is disposed, or
+    /// <see cref="WakeWriter"/> was called since the condition was made.
+    /// </summary>
     private readonly struct FreesReady(OutboundChannel channel, long freedBefore) : IWaitCondition
     {
+        private readonly int _wakesBefore = Volatile.Read(ref channel._writerWakes);
+
         public bool IsReady =>
             Volatile.Read(ref channel._disposed) != 0
             || Volatile.Read(ref channel._buffersFreed) != freedBefore
-            || channel._freeRing.HasData;
+            || channel._freeRing.HasData
+            || Volatile.Read(ref channel._writerWakes) != _wakesBefore;
     }
 }
