@@ -55,6 +55,30 @@ public sealed class DumpStateTests(ITestOutputHelper output)
         pair.Server.Receive().Dispose();
     }
 
+    /// <summary>Each direction says whether its publishes or frees go without the doorbell's fence, and its park barriers.</summary>
+    [Theory]
+    [InlineData(WaitStrategy.BusySpin, true)]
+    [InlineData(WaitStrategy.SpinThenPark, false)]
+    public async Task DumpState_SaysWhichDoorbellsRingWithoutAFence(WaitStrategy strategy, bool fenceFree)
+    {
+        var options = new PageRangeOptions { WaitStrategy = strategy };
+        await using LoopbackPair pair = await LoopbackPair.OpenAsync(options, options);
+        string client = pair.Client.DumpState();
+        output.WriteLine(client);
+        string outbound = Section(client, "outbound");
+        string inbound = Section(client, "inbound");
+        if (fenceFree)
+        {
+            Assert.Contains("fences: publishes without a fence (the peer's readers park with the barrier); waits for room park with the park barrier: 0 parks, 0 barriers, 0 refused", outbound, StringComparison.Ordinal);
+            Assert.Contains("fences: frees without a fence (the peer's writer parks with the barrier); readers park with the park barrier:", inbound, StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.Contains("fences: publishes with a fence; waits for room park without the park barrier: 0 parks, 0 barriers, 0 refused", outbound, StringComparison.Ordinal);
+            Assert.Contains("fences: frees with a fence; readers park without the park barrier:", inbound, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task DumpState_AfterDispose_StillAnswers()
     {

@@ -820,7 +820,9 @@ internal sealed unsafe class InboundChannel : IDisposable
                 $"  transactions received: {Received}, frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
                 $"  ring positions: tx head {_txRing.Head} (ours) tail {shared.TxTail} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
-                $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n");
+                $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
+                $"  fences: frees {(FreesRingWithoutFence ? "without a fence (the peer's writer parks with the barrier)" : "with a fence")}; " +
+                $"readers park {(ReadersParkWithBarrier ? "with" : "without")} the park barrier: {ReaderParks} parks, {ReaderParkBarriers} barriers, {_txDoorbell.ParkBarrierFailures} refused\n");
         }
         finally
         {

@@ -642,6 +642,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"  ring positions: tx tail {_txRing.Tail} (ours) head {shared.TxHead} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
+                $"  fences: publishes {(RingsWithoutFence ? "without a fence (the peer's readers park with the barrier)" : "with a fence")}; " +
+                $"waits for room park {(RoomWaitsParkWithBarrier ? "with" : "without")} the park barrier: {RoomWaitParks} parks, {RoomWaitParkBarriers} barriers, {_freeDoorbell.ParkBarrierFailures} refused\n" +
                 $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
                 $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting ({_restingPackFreesIgnored} second frees ignored), open pack at {_packOffset} with {_packCommitted} bytes\n" +
                 $"  slabs of small calls and replies: {_callSlabs.SlabsInUse} in use, {_callSlabs.SlabsOpened} opened, {_callSlabs.SlabsReleased} given back\n{_allocator.DumpState()}");
