@@ -140,8 +140,10 @@ internal static class TransportScenarios
                     case "resume":
                         _pause = new CancellationTokenSource();
                         _paused = false;
-                        _resumed.Set();
+                        // The answer first: a receiver let go by the Set may print at once (receiver-ended, when the
+                        // connection closed meanwhile), and a test reading up to "resumed: " would skip that line.
                         Console.WriteLine("resumed: ok");
+                        _resumed.Set();
                         break;
                     case "fence":
                         Console.WriteLine($"fence: {(connection.Outbound.RingsWithoutFence ? "none" : "full")}");
