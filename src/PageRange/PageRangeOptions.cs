@@ -83,6 +83,7 @@ public sealed class PageRangeOptions
         _parkTimeout = values._parkTimeout;
         _maxConcurrentCalls = values._maxConcurrentCalls;
         ClearBuffersOnFree = values.ClearBuffersOnFree;
+        InlineSmallPayloads = values.InlineSmallPayloads;
         LoggerFactory = values.LoggerFactory;
         WaitStrategy = values.WaitStrategy;
         AllowAnyUid = values.AllowAnyUid;
@@ -257,6 +258,13 @@ public sealed class PageRangeOptions
     /// factory a connection brings also becomes <see cref="Memory.Shrinker.Shared"/>'s, if it had none.
     /// </remarks>
     public ILoggerFactory? LoggerFactory { get; set; }
+
+    /// <summary>
+    /// Whether this side's small calls, replies and error replies carry their payload inline in the peer's transaction
+    /// ring (see <see cref="Transport.InlineLayout"/>); defaults to true. Internal: off only in tests of the buffer path's
+    /// small sends (an error reply that must find room in the caller's region, say) and in benchmarks that compare both.
+    /// </summary>
+    internal bool InlineSmallPayloads { get; set; } = true;
 
     /// <summary>How many two-way calls this side may have waiting for replies at once, over all threads.</summary>
     /// <remarks>Defaults to 1024. From 1 to 65535.</remarks>

@@ -27,6 +27,11 @@ internal static class CallProbe
 
     private static readonly Option<int> s_size = ProbeSetup.SizeOption("Bytes of the request's and of the reply's payload.");
 
+    private static readonly Option<bool> s_noInline = new("--no-inline")
+    {
+        Description = "Send small payloads in buffers, not inline in the ring (the path before protocol version 7), to compare both in one build.",
+    };
+
     public static Command CreateCommand()
     {
         var command = new Command(CommandName,
@@ -34,19 +39,19 @@ internal static class CallProbe
             "dispose, client take, read and dispose), on one thread of one process (no cache-line transfers), and the " +
             "bytes allocated per round trip. Not a timed test.")
         {
-            s_calls, s_rounds, s_size,
+            s_calls, s_rounds, s_size, s_noInline,
         };
-        command.SetAction((parse, _) => RunAsync(parse.GetValue(s_calls), parse.GetValue(s_rounds), parse.GetValue(s_size)));
+        command.SetAction((parse, _) => RunAsync(parse.GetValue(s_calls), parse.GetValue(s_rounds), parse.GetValue(s_size), !parse.GetValue(s_noInline)));
         return command;
     }
 
-    private static async Task<int> RunAsync(int calls, int rounds, int size)
+    private static async Task<int> RunAsync(int calls, int rounds, int size, bool inline)
     {
-        await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName).ConfigureAwait(false);
+        await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName, inline: inline).ConfigureAwait(false);
         PageRangeConnection client = setup.Client;
         PageRangeConnection server = setup.Server;
         byte[] payload = new byte[size];
-        Console.WriteLine($"call-probe: {size} B requests and replies, {calls:N0} calls per round, pid {Environment.ProcessId}, " +
+        Console.WriteLine($"call-probe: {size} B requests and replies{(inline ? "" : ", no payload inline")}, {calls:N0} calls per round, pid {Environment.ProcessId}, " +
             $"{Environment.ProcessorCount} cores");
         Console.WriteLine($"clock: {TimestampCost():F1} ns per Stopwatch.GetTimestamp (one is taken per phase, included below)");
         ulong sum = 0;

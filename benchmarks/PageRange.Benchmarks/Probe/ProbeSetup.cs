@@ -43,10 +43,11 @@ internal sealed class ProbeSetup : IAsyncDisposable
     /// <summary>Listens on a name of this process (<paramref name="probe"/> and the process id) and connects to it.</summary>
     /// <param name="probe">The probe's command name.</param>
     /// <param name="wait">How both ends wait (busy-spin unless a probe measures the waits themselves).</param>
-    internal static async Task<ProbeSetup> ConnectAsync(string probe, WaitStrategy wait = WaitStrategy.BusySpin)
+    /// <param name="inline">Whether small calls and replies carry their payload inline in the ring (the default).</param>
+    internal static async Task<ProbeSetup> ConnectAsync(string probe, WaitStrategy wait = WaitStrategy.BusySpin, bool inline = true)
     {
         string name = $"bench-{probe}-{Environment.ProcessId}";
-        var options = new PageRangeOptions { WaitStrategy = wait };
+        var options = new PageRangeOptions { WaitStrategy = wait, InlineSmallPayloads = inline };
         PageRangeListener listener = PageRangeListener.Listen(name, options);
         try
         {

@@ -40,6 +40,18 @@ internal sealed class IncomingSlot
     /// </summary>
     internal byte[]? PayloadCopy;
 
+    /// <summary>
+    /// The payload of an inline transaction (see <see cref="InlineLayout"/>), copied here as it was routed; made the first
+    /// time the slot holds one and kept for the slot's later ones. Meaningful only while <see cref="Record"/> is inline.
+    /// </summary>
+    internal byte[]? InlinePayload;
+
+    /// <summary>
+    /// The private bytes of this slot's payload, if it has some: an inline transaction's, or the copy of a buffer's;
+    /// null when the payload is read in place.
+    /// </summary>
+    internal byte[]? PrivatePayload => Record.Inline ? InlinePayload : PayloadCopy;
+
     /// <summary>The transaction's metadata block, copied once and parsed; null when it carried none.</summary>
     internal CallMetadata? Metadata;
 

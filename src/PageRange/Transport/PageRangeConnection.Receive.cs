@@ -963,7 +963,8 @@ public sealed partial class PageRangeConnection
         // Parsed before a slot is taken: a bad block closes the connection (the pump's caller) with nothing to undo.
         CallMetadata? metadata = record.MetadataLength == 0 ? null : ReadMetadata(record);
         byte[]? copy = null;
-        if (_copyPayloads)
+        // An inline payload is private already (copied out of the ring as its slot is taken).
+        if (_copyPayloads && !record.Inline)
         {
             // Copied once, here, before any receiver, handler or deserializer can see the transaction: the sender can
             // change the shared bytes later, but not these.
@@ -1009,6 +1010,12 @@ public sealed partial class PageRangeConnection
         if (metadata is not null)
         {
             slot.Metadata = metadata;
+        }
+        if (record.Inline)
+        {
+            // Out of the channel's staging (reused by the next batch) into the slot's own bytes, once: the handler's
+            // reads are private from here on. The array is made the first time this slot carries an inline payload.
+            _inbound.CopyInlinePayload(record, slot.InlinePayload ??= new byte[InlineLayout.MaxPayload]);
         }
         // Odd: live.
         slot.Generation++;

@@ -118,6 +118,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             SpinDuration = options.SpinDuration,
             ParkTimeout = options.ParkTimeout,
             ClearBuffersOnFree = options.ClearBuffersOnFree,
+            InlineSmallPayloads = options.InlineSmallPayloads,
             AllocationLogger = options.LoggerFactory is null ? null : PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.AllocationCategory),
         };
         _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);

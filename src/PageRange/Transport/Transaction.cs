@@ -82,7 +82,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
             IncomingSlot slot = ReadSlot;
             long offset = slot.Record.PayloadOffset;
             int length = slot.Record.PayloadLength;
-            byte[]? copy = slot.PayloadCopy;
+            byte[]? copy = slot.PrivatePayload;
             EndRead(slot);
             return _connection!.GetPayload(offset, length, copy);
         }
@@ -97,7 +97,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
             IncomingSlot slot = ReadSlot;
             long offset = slot.Record.PayloadOffset;
             int length = slot.Record.PayloadLength;
-            byte[]? copy = slot.PayloadCopy;
+            byte[]? copy = slot.PrivatePayload;
             EndRead(slot);
             return _connection!.GetPayloadMemory(offset, length, copy);
         }
@@ -267,7 +267,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
     {
         IncomingSlot slot = ReadSlot;
         TransactionRecord record = slot.Record;
-        copy = slot.PayloadCopy;
+        copy = slot.PrivatePayload;
         metadata = slot.Metadata;
         EndRead(slot);
         return record;

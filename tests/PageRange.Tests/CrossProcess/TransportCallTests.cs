@@ -21,7 +21,9 @@ public sealed class TransportCallTests(ITestOutputHelper output)
         // The largest that fits: the host's whole data area for the request, ours for the reply (the same size here).
         long largest = Math.Min(connection.MaxMessageSize, host.HostMaxMessageSize);
         Assert.True(largest > 1 << 20, $"the largest message ({largest}) should exceed 1 MiB");
-        int[] sizes = [0, 1, 4095, 4096, 4097, 1 << 20, (int)largest];
+        // Around the inline limit (InlineLayout: 192 B, whole 64-byte ring slots) and far beyond it.
+        int[] sizes = [0, 1, 63, 64, 65, 128, 191, 192, 193, 256, 4095, 4096, 4097, 1 << 20, (int)largest];
+        int inline = sizes.Count(size => size <= InlineLayout.MaxPayload);
         var random = new Random(42);
 
         foreach (int size in sizes)
@@ -33,6 +35,10 @@ public sealed class TransportCallTests(ITestOutputHelper output)
             Assert.True(payload.AsSpan().SequenceEqual(reply.Payload), $"the echo of {size} bytes differs");
             Assert.True(reply.Memory.Span.SequenceEqual(payload), $"the echo's memory of {size} bytes differs");
         }
+
+        // Requests and echoes up to the limit went inline both ways, between two processes; nothing larger did.
+        Assert.Equal(inline, connection.Outbound.InlineSent);
+        Assert.Equal(inline, connection.Inbound.InlineReceived);
 
         // One byte more than the largest can never fit: refused at once, before anything is sent.
         Assert.Throws<MessageTooLargeException>(() => connection.Call(TransportHost.Codes.Echo, new byte[largest + 1], TestTimeouts.Long));

@@ -31,7 +31,9 @@ public sealed class DumpStateTests(ITestOutputHelper output)
         Assert.Matches(@"pages: 6:0:\d+", clientOut);
         Assert.Contains("pages high watermark: 6", clientOut, StringComparison.Ordinal);
         Assert.Contains("ring positions: tx tail 2 (ours) head 2 (peer's) of 64, free head 0 (ours) tail 0 (peer's) of 64", clientOut, StringComparison.Ordinal);
-        Assert.Contains("transactions published: 2, live buffers: 2", clientOut, StringComparison.Ordinal);
+        Assert.Contains("ring slots published: 2, live buffers: 2", clientOut, StringComparison.Ordinal);
+        // 64-slot rings keep 8 slots beyond the live limit (56) for payloads carried inline; oneways never are.
+        Assert.Contains("payloads inline: 0 sent, 0 of the live ones (on, while at most 8 ring slots wait)", clientOut, StringComparison.Ordinal);
 
         // The server receives in that region: one oneway delivered, the next waits behind it (binder's oneway order).
         string serverIn = Section(server, "inbound");
@@ -39,7 +41,7 @@ public sealed class DumpStateTests(ITestOutputHelper output)
         Assert.Matches($@"buffer: 0 size {3 * s_page} id \d+ code 5 oneway delivered", serverIn);
         Assert.Matches($@"buffer: {3 * s_page} size {3 * s_page} id \d+ code 6 oneway backlog", serverIn);
         Assert.Contains("pages high watermark: 6", serverIn, StringComparison.Ordinal);
-        Assert.Contains("transactions received: 2, frees published: 0", serverIn, StringComparison.Ordinal);
+        Assert.Contains("transactions received: 2 (0 with their payload inline), frees published: 0", serverIn, StringComparison.Ordinal);
         Assert.Contains("ring positions: tx head 2 (ours) tail 2 (peer's) of 64, free tail 0 (ours) head 0 (peer's) of 64", serverIn, StringComparison.Ordinal);
         Assert.Matches(@"resident \d+ bytes \(\d+ pages, \d+ of them header\)", serverIn);
 

@@ -180,13 +180,15 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_ForgesAFreeInsideACallSlab_OnlyThatConnectionClosesAndItsCallsFail()
     {
+        // Larger than a payload carried inline, within a slab's slot.
+        const int SlabPayload = InlineLayout.MaxPayload + 8;
         await using RawAttack attack = await RawAttack.StartAsync();
         (RawPeer attacker, PageRangeConnection victim) = attack;
         (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
 
-        // The victim calls into the attacker's region twice: slots of one call slab.
-        Task<Transaction> firstCall = victim.CallAsync(1, new byte[64]).AsTask();
-        Task<Transaction> secondCall = victim.CallAsync(1, new byte[64]).AsTask();
+        // The victim calls into the attacker's region twice: slots of one call slab (payloads too large to go inline).
+        Task<Transaction> firstCall = victim.CallAsync(1, new byte[SlabPayload]).AsTask();
+        Task<Transaction> secondCall = victim.CallAsync(1, new byte[SlabPayload]).AsTask();
         Assert.True(attacker.Inbound.TryReceive(out TransactionRecord first));
         Assert.True(attacker.Inbound.TryReceive(out TransactionRecord second));
         Assert.True((first.Flags & TransactionFlags.TwoWay) != 0);
@@ -208,9 +210,9 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
             using Transaction call = honestServer.Receive();
             call.Reply(call.Payload);
         });
-        using (Transaction reply = honestClient.Call(3, new byte[64]))
+        using (Transaction reply = honestClient.Call(3, new byte[SlabPayload]))
         {
-            Assert.Equal(64, reply.Payload.Length);
+            Assert.Equal(SlabPayload, reply.Payload.Length);
         }
         await serving.WaitAsync(TestTimeouts.Long);
         Assert.Equal(1, honestClient.Outbound.CallSlabs.SlabsOpened);

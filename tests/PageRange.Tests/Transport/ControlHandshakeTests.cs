@@ -92,7 +92,7 @@ public sealed class ControlHandshakeTests
         Task<HandshakeResult> accept = Task.Run(async () =>
         {
             Socket socket = await listener.AcceptSocketAsync(CancellationToken.None);
-            HelloMessage hello = ControlHandshake.CreateHello(s_options, listenerRegion) with { ProtocolVersion = 7 };
+            HelloMessage hello = ControlHandshake.CreateHello(s_options, listenerRegion) with { ProtocolVersion = ControlHandshake.ProtocolVersion + 1 };
             return await ControlHandshake.AcceptCoreAsync(socket, name, s_options, hello, listenerRegion.Handle, CancellationToken.None);
         });
 
@@ -101,7 +101,7 @@ public sealed class ControlHandshakeTests
         var theirs = await Assert.ThrowsAsync<ConnectionRefusedException>(() => accept.WaitAsync(TestTimeouts.Long));
 
         Assert.False(ours.RefusedByPeer);
-        Assert.Contains($"the listener speaks PageRange protocol version 7, and the connecting process speaks version {ControlHandshake.ProtocolVersion}", ours.Message, StringComparison.Ordinal);
+        Assert.Contains($"the listener speaks PageRange protocol version {ControlHandshake.ProtocolVersion + 1}, and the connecting process speaks version {ControlHandshake.ProtocolVersion}", ours.Message, StringComparison.Ordinal);
         Assert.True(theirs.RefusedByPeer);
         Assert.DoesNotContain("version", theirs.Message, StringComparison.Ordinal);
     }

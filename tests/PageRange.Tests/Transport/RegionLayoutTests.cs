@@ -132,7 +132,9 @@ public sealed class RegionLayoutTests
         Assert.Equal((headerEnd + s_page - 1) / s_page * s_page, layout.DataOffset);
         Assert.Equal(layout.DataOffset, layout.HeaderBytes);
         Assert.Equal((4L << 20) - layout.DataOffset, layout.DataSize);
-        Assert.Equal(1024, layout.MaxLiveBuffers);
+        // An eighth of the transaction ring is kept for payloads carried inline (protocol version 7).
+        Assert.Equal(128, layout.InlineSurplus);
+        Assert.Equal(1024 - 128, layout.MaxLiveBuffers);
     }
 
     [Fact]
@@ -144,6 +146,7 @@ public sealed class RegionLayoutTests
         Assert.Equal(0, layout.TxRingOffset % 64);
         Assert.Equal(0, layout.FreeRingOffset % 64);
         Assert.Equal(2, layout.MaxLiveBuffers);
+        Assert.Equal(0, layout.InlineSurplus);
     }
 
     [Theory]

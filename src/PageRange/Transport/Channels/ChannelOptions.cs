@@ -50,6 +50,14 @@ internal sealed class ChannelOptions
     internal bool PackSmallOneways { get; init; } = true;
 
     /// <summary>
+    /// Carry a small call, reply or error reply (no metadata, not clear-on-free, at most <see cref="InlineLayout.MaxPayload"/>
+    /// bytes) in the transaction ring's slots after its record instead of in a buffer (see <see cref="InlineLayout"/>).
+    /// A writer-side choice (every receiver of this protocol version reads them); off by default for the channel's own
+    /// tests, which read payloads by their buffer's offset; a connection turns it on.
+    /// </summary>
+    internal bool InlineSmallPayloads { get; init; }
+
+    /// <summary>
     /// How long a writer whose every live pack is in use (<see cref="PackLayout.MaxLivePacks"/>) waits for the receiver
     /// to free one before it sends a small oneway as a record of its own. Defaults to 5 µs: about the time a receiver
     /// that keeps up takes to finish a pack's messages. Longer in tests that must see the wait.

@@ -12,6 +12,7 @@
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using PageRange.Diagnostics;
 using PageRange.Memory;
 using PageRange.Threading;
@@ -61,6 +62,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Set by <see cref="NudgeReader"/>: the current (or next) wait returns once, then it is cleared.</summary>
     private int _nudged;
     private long _highWaterMark;
+    // The payloads of inline records (see InlineLayout) of the batch being taken, by position; made at the first one.
+    private byte[]? _inlineStaging;
     private long _emptyReceivePasses;
 
     // The current pack (see PackLayout), under the receive lock: its offset (-1: none; also read by waiters as a hint),
@@ -76,6 +79,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     private int _packPending;
     private int _packSearch;
     private long _packsReceived;
+    private long _inlineReceived;
     private ulong _delivered;
     // Every pack still owed a free (InUse): the current one, and finished ones with messages not yet freed. Each pack
     // counts the messages taken from it (Taken: the receive lock, while it is current) and those freed (Freed: the free
@@ -156,6 +160,9 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Packs taken off the ring so far.</summary>
     internal long PacksReceived => Interlocked.Read(ref _packsReceived);
+
+    /// <summary>How many transactions arrived with their payload inline (see <see cref="InlineLayout"/>).</summary>
+    internal long InlineReceived => Volatile.Read(ref _inlineReceived);
 
     /// <summary>Messages taken from packs and not yet freed (at most <see cref="MaxPackedLive"/>).</summary>
     internal int PackedLive => PackedLiveAtMost;
@@ -265,6 +272,28 @@ internal sealed unsafe class InboundChannel : IDisposable
                     OpenPack(raw);
                     continue;
                 }
+                if ((raw.Flags & InlineLayout.RecordFlag) != 0)
+                {
+                    // Its payload is copied into the staging slot of its position in the batch: at most a batch's worth.
+                    if (count >= ReceiveBatch)
+                    {
+                        break;
+                    }
+                    if (!TryTakeInline(raw, count, out TransactionRecord inline))
+                    {
+                        if (count == 0)
+                        {
+                            ThrowBadInlineRecord(raw);
+                        }
+                        break;
+                    }
+                    records[count++] = inline;
+                    advanced = true;
+                    // Under the receive lock: a plain increment.
+                    Volatile.Write(ref _inlineReceived, _inlineReceived + 1);
+                    TransportMetrics.OnReceived(inline.Flags, inline.Length);
+                    continue;
+                }
                 if (!TryValidate(raw, out TransactionRecord record))
                 {
                     if (count == 0)
@@ -321,6 +350,63 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
     }
 
+    /// <summary>
+    /// Validates an inline record (see <see cref="InlineLayout"/>) at the head, copies its payload out of the ring into
+    /// the staging slot of batch position <paramref name="position"/>, and advances the head past both (unpublished).
+    /// </summary>
+    /// <returns><see langword="false"/> (nothing consumed) if the record is invalid or its payload was not published with it.</returns>
+    private bool TryTakeInline(in TransactionRecordLayout raw, int position, out TransactionRecord record)
+    {
+        TransactionFlags flags = (TransactionFlags)(raw.Flags & ~InlineLayout.RecordFlag);
+        // Each check reads only the private copy, as TryValidate's.
+        if (!InlineLayout.IsInlineKind(flags)
+            || raw.BufferOffset != 0
+            || raw.Length > InlineLayout.MaxPayload
+            || raw.MetadataLength != 0
+            || raw.Status > TransactionRecordLayout.MaxStatus
+            || (raw.Status != 0 && flags != TransactionFlags.ErrorReply)
+            || raw.Depth > TransactionRecordLayout.MaxDepth
+            || (flags != TransactionFlags.TwoWay && (raw.ChainId != 0 || raw.Depth != 0))
+            || raw.Reserved0 != 0
+            || raw.Reserved1 != 0)
+        {
+            record = default;
+            return false;
+        }
+        int length = (int)raw.Length;
+        _inlineStaging ??= new byte[ReceiveBatch * InlineLayout.MaxPayload];
+        int offset = position * InlineLayout.MaxPayload;
+        if (!_txRing.TryTakeInline(InlineLayout.PayloadSlots(length), _inlineStaging.AsSpan(offset, InlineLayout.MaxPayload)))
+        {
+            record = default;
+            return false;
+        }
+        record = new TransactionRecord(raw.TransactionId, offset, length, raw.Code, flags,
+            new ReceivedContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status), Pack: TransactionRecord.InlinePack);
+        return true;
+    }
+
+    /// <summary>
+    /// Copies the payload of an inline transaction taken by the last batch (see <see cref="InlineLayout"/>) into
+    /// <paramref name="destination"/>, its private home from now on. Only the reader that took the batch calls this,
+    /// before it takes the next one (the staging slots are reused by every batch).
+    /// </summary>
+    internal void CopyInlinePayload(in TransactionRecord record, Span<byte> destination)
+    {
+        Debug.Assert(record.Inline && _inlineStaging is not null, "Only an inline record's payload is staged.");
+        Debug.Assert(destination.Length >= InlineLayout.MaxPayload, "The destination holds whole slots.");
+        // Whole 64-byte lines of constant size (unrolled into vector moves, no call), as the ring's were staged.
+        // SAFETY (the refs): the record is this channel's own making (TryTakeInline): its offset is a staging position's
+        // start and its length at most InlineLayout.MaxPayload, so the lines read lie inside that position's
+        // MaxPayload bytes; the destination holds MaxPayload bytes (asserted; the connection's slot arrays are that size).
+        ref byte source = ref _inlineStaging![(int)record.Offset];
+        ref byte target = ref MemoryMarshal.GetReference(destination);
+        for (int line = 0; line < record.Length; line += TransactionRecordLayout.Size)
+        {
+            Unsafe.CopyBlockUnaligned(ref Unsafe.Add(ref target, line), ref Unsafe.Add(ref source, line), TransactionRecordLayout.Size);
+        }
+    }
+
     /// <summary>The payload of a received transaction, in place.</summary>
     /// <remarks>Valid until the transaction is freed or the channel is disposed; the memory is read-only.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The record does not lie inside the data area.</exception>
@@ -328,6 +414,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <remarks>The caller's own copy of the record (a transaction handle passes just its payload's bounds, copied once).</remarks>
     internal ReadOnlySpan<byte> GetPayload(in TransactionRecord record)
     {
+        if (record.Inline)
+        {
+            // Staged, private: valid until the next batch (the connection copies it into the transaction's slot first).
+            ThrowIfDisposed();
+            return _inlineStaging.AsSpan((int)record.Offset, record.Length);
+        }
         // The whole record checked (metadata within the buffer), then its payload's bounds as any caller's.
         CheckInDataArea(record);
         return GetPayload(record.PayloadOffset, record.PayloadLength);
@@ -425,12 +517,17 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         Debug.Assert(_freeLock.IsHeldByCurrentThread, "FreeUnderLock without the free lock held.");
         ThrowIfDisposed();
-        if (record.Pack != 0)
+        if (record.Pack > 0)
         {
             FreePackedUnderLock(record, deferPublish);
             return;
         }
-        FreeRecordLayout free = new() { BufferOffset = (ulong)record.Offset, TransactionId = record.TransactionId };
+        // An inline transaction has no buffer: its free only gives the writer's live count back (see InlineLayout).
+        FreeRecordLayout free = new()
+        {
+            BufferOffset = record.Inline ? InlineLayout.FreeOffset : (ulong)record.Offset,
+            TransactionId = record.TransactionId,
+        };
         if (!_freeRing.TryWriteUnpublished(in free))
         {
             ThrowFreeRingFull();
@@ -817,7 +914,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                 $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset} ({_layout.DataSize / pageSize} pages)\n" +
                 $"  resident {resident} bytes ({resident / pageSize} pages, {_layout.HeaderBytes / pageSize} of them header)\n" +
                 $"  pages high watermark: {(highWaterMark + pageSize - 1) / pageSize} (highest payload byte received: {highWaterMark})\n" +
-                $"  transactions received: {Received}, frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
+                $"  transactions received: {Received} ({InlineReceived} with their payload inline), frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
                 $"  ring positions: tx head {_txRing.Head} (ours) tail {shared.TxTail} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
@@ -1161,6 +1258,15 @@ internal sealed unsafe class InboundChannel : IDisposable
             $"Oneway/TwoWay/Reply/ErrorReply, a status up to {TransactionRecordLayout.MaxStatus} only on ErrorReply, a chain only on " +
             $"TwoWay, depth up to {TransactionRecordLayout.MaxDepth}, metadata only on TwoWay/Oneway, within the length, a multiple of 8 " +
             $"and at most {CallMetadataBlock.MaxLength} bytes, reserved words zero).");
+
+    [DoesNotReturn]
+    private static void ThrowBadInlineRecord(in TransactionRecordLayout raw) =>
+        throw new ProtocolViolationException(
+            $"The peer published an invalid inline record: id {raw.TransactionId}, offset {raw.BufferOffset}, length {raw.Length}, " +
+            $"code {raw.Code}, flags 0x{raw.Flags:x}, status {raw.Status}, chain {raw.ChainId} depth {raw.Depth}, metadata {raw.MetadataLength}, " +
+            $"reserved {raw.Reserved0}/{raw.Reserved1} (an inline record is exactly one of TwoWay/Reply/ErrorReply plus the inline bit, " +
+            $"offset 0, at most {InlineLayout.MaxPayload} bytes, no metadata, a status up to {TransactionRecordLayout.MaxStatus} only on " +
+            $"ErrorReply, a chain only on TwoWay, reserved words zero, and its payload published in the ring slots after it with it).");
 
     [DoesNotReturn]
     private static void ThrowBadPackRecord(in TransactionRecordLayout raw, long dataSize) =>

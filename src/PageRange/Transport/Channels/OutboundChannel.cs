@@ -49,6 +49,14 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private readonly Doorbell _freeDoorbell;
     private readonly ThinLock _lock = new();
     private int _liveBuffers;
+    // The inline transactions (see InlineLayout) among _liveBuffers: their frees are honoured only up to this many.
+    private int _inlineLive;
+    private long _inlineSent;
+    private readonly bool _inline;
+    // The layout's live limit, computed once (it is read per send).
+    private readonly int _maxLiveBuffers;
+    // The slots the transaction ring may hold unconsumed after an inline publish (see TryPublishInlineUnsynchronized).
+    private readonly int _maxUnconsumedForInline;
     private long _outOfRangeFrees;
     private long _slotUndeliveredFrees;
     private long _buffersFreed;
@@ -155,6 +163,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _slabs = new BufferSlabs(_allocator);
             _callSlabs = new BufferSlabs(_allocator, oneway: false);
             // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
+            _inline = options.InlineSmallPayloads;
+            _maxLiveBuffers = _layout.MaxLiveBuffers;
+            _maxUnconsumedForInline = _layout.TxRingCapacity - _maxLiveBuffers;
             _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
             _packing = _maxLivePacks > 0;
             _maxRestingPacks = PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks);
@@ -202,6 +213,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>Buffers reserved or delivered and not yet freed (at most <see cref="RegionLayout.MaxLiveBuffers"/>).</summary>
     internal int LiveBuffers => Volatile.Read(ref _liveBuffers);
+
+    /// <summary>The inline transactions (see <see cref="InlineLayout"/>) among <see cref="LiveBuffers"/>.</summary>
+    internal int InlineLive => Volatile.Read(ref _inlineLive);
+
+    /// <summary>How many transactions this channel sent inline.</summary>
+    internal long InlineSent => Volatile.Read(ref _inlineSent);
 
     /// <summary>Frees the peer pushed that matched no live delivered buffer (binder logs and ignores them).</summary>
     internal long IgnoredFrees => Interlocked.Read(ref _outOfRangeFrees) + Interlocked.Read(ref _slotUndeliveredFrees) + _allocator.IgnoredFrees;
@@ -334,6 +351,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // Any other record comes after every message of the open pack: seal it first, so the receiver, which
             // finishes a pack before it looks at the ring again, keeps the order.
             SealPackUnsynchronized();
+            if (_inline && payload.Length <= InlineLayout.MaxPayload && context.Metadata.IsEmpty && InlineLayout.IsInlineKind(flags)
+                && TryPublishInlineUnsynchronized(transactionId, code, flags, payload, context))
+            {
+                return true;
+            }
             // The metadata block (if any) goes first in the same buffer: one reservation, one publish, one free.
             ReadOnlySpan<byte> metadata = context.Metadata.Span;
             int length = checked(metadata.Length + payload.Length);
@@ -638,7 +660,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
             RegionHeaderLayout shared = *(RegionHeaderLayout*)_region.BasePointer;
             return string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}\n" +
-                $"  transactions published: {Sent}, live buffers: {LiveBuffers} (limit {_layout.MaxLiveBuffers}), ignored frees: {IgnoredFrees} ({UndeliveredFrees} of buffers still on the ring)\n" +
+                $"  ring slots published: {Sent}, live buffers: {LiveBuffers} (limit {_layout.MaxLiveBuffers}), ignored frees: {IgnoredFrees} ({UndeliveredFrees} of buffers still on the ring)\n" +
+                $"  payloads inline: {_inlineSent} sent, {_inlineLive} of the live ones ({(_inline ? $"on, while at most {_maxUnconsumedForInline} ring slots wait" : "off")})\n" +
                 $"  ring positions: tx tail {_txRing.Tail} (ours) head {shared.TxHead} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
@@ -991,7 +1014,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     private bool TryReserveAfterDrain(int size, bool oneway, bool clearOnFree, bool allowSlab, out long offset)
     {
-        if (_liveBuffers >= _layout.MaxLiveBuffers)
+        if (_liveBuffers >= _maxLiveBuffers)
         {
             offset = 0;
             return false;
@@ -1005,6 +1028,55 @@ internal sealed unsafe class OutboundChannel : IDisposable
             return true;
         }
         return _allocator.TryReserveUnderLock(size, oneway, clearOnFree, s_pid, out offset);
+    }
+
+    /// <summary>
+    /// Publishes a small call, reply or error reply with its payload inline (see <see cref="InlineLayout"/>): no buffer,
+    /// one live transaction counted until its free comes back. <see langword="false"/> (nothing sent) when the live
+    /// limit is reached or the ring has not the room to keep a slot for every buffer that may still go live; the caller
+    /// then takes the buffer path, which reports the region full if it is.
+    /// </summary>
+    private bool TryPublishInlineUnsynchronized(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context)
+    {
+        // The frees are read lazily as for a small buffer (TryReserveUnsynchronized): inline transactions come back as
+        // frees too, and a stream of them must not let the free ring fill before we look.
+        if (_eagerDrain || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
+        {
+            DrainFreesUnsynchronized();
+        }
+        int maxLive = _maxLiveBuffers;
+        if (_liveBuffers >= maxLive && (DrainFreesUnsynchronized() == 0 || _liveBuffers >= maxLive))
+        {
+            return false;
+        }
+        TransactionRecordLayout record = new()
+        {
+            TransactionId = transactionId,
+            Length = (uint)payload.Length,
+            Code = code,
+            Flags = (uint)flags | InlineLayout.RecordFlag,
+            Status = (uint)context.Status,
+            ChainId = context.ChainId,
+            Depth = context.Depth,
+        };
+        // A buffer's record must always find a slot (a full ring means a receiver that freed what it had not received,
+        // PublishUnsynchronized), and every transaction consumed but not yet freed may be freed before the slots of
+        // those still on the ring come back: so the slots waiting on the ring may be at most the ring's surplus over
+        // the live limit. Then the payload slots on the ring never exceed the surplus, and with at most MaxLiveBuffers
+        // - 1 other records on it a buffer's record still fits. The default rings (2,048 slots, 256 live) leave 1,792;
+        // rings as large as the live limit leave none, and nothing is sent inline.
+        if (!_txRing.TryPublishInline(in record, payload, maxUnconsumed: _maxUnconsumedForInline))
+        {
+            return false;
+        }
+        _liveBuffers++;
+        _inlineLive++;
+        _sendsSinceDrain++;
+        Volatile.Write(ref _inlineSent, _inlineSent + 1);
+        // As a buffer's publish (PublishUnsynchronized): inside the lock, no fence to a receiver that pays for it.
+        _txDoorbell.RingAfterPublish();
+        TransportMetrics.OnSent(flags, payload.Length);
+        return true;
     }
 
     /// <summary>Commits the reserved buffer at <paramref name="offset"/> and publishes its record: payload, record, tail.</summary>
@@ -1141,7 +1213,17 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // The record is a private copy now: hand the slot back before acting on it.
             _freeRing.Advance();
             ulong offset = free.BufferOffset;
-            if (offset >= (ulong)_layout.DataSize)
+            if (offset == InlineLayout.FreeOffset && _inlineLive > 0)
+            {
+                // An inline transaction's free (see InlineLayout): no buffer, one live transaction fewer. Beyond the
+                // inline ones live it is a stray free, ignored below as any unknown offset. Which one it was does not
+                // matter: none holds memory, and a receiver that frees one it has not received only lets us send it more
+                // than its own slots hold, which is its violation to report.
+                _inlineLive--;
+                _liveBuffers--;
+                Volatile.Write(ref _buffersFreed, _buffersFreed + 1);
+            }
+            else if (offset >= (ulong)_layout.DataSize)
             {
                 _outOfRangeFrees++;
             }

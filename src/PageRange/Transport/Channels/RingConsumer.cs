@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using PageRange.Memory;
 
@@ -85,6 +87,43 @@ internal sealed unsafe class RingConsumer<TRecord>
         {
             record = *slot;
         }
+        return true;
+    }
+
+    /// <summary>
+    /// Copies the payload of the record at the head (see <see cref="InlineLayout"/>) out of the <paramref name="slots"/>
+    /// slots after it into <paramref name="destination"/> (whole slots, so at least that many times 64 bytes; the bytes
+    /// past the payload's end in its last slot are copied too, and are nobody's), if the tail covers them, and
+    /// advances the head past the record and its payload, unpublished.
+    /// </summary>
+    /// <returns><see langword="false"/> (nothing advanced) if the tail does not cover the payload: the writer published
+    /// a record without its payload.</returns>
+    /// <exception cref="ProtocolViolationException">The peer stored an invalid tail.</exception>
+    internal bool TryTakeInline(int slots, Span<byte> destination)
+    {
+        Debug.Assert(sizeof(TRecord) == TransactionRecordLayout.Size && destination.Length >= slots * TransactionRecordLayout.Size);
+        ulong need = (ulong)(1 + slots);
+        if (_tail - _head < need)
+        {
+            LoadTail();
+            if (_tail - _head < need)
+            {
+                return false;
+            }
+        }
+        ref byte target = ref MemoryMarshal.GetReference(destination);
+        for (int i = 0; i < slots; i++)
+        {
+            // SAFETY: the index is masked into the ring, which the owner keeps mapped; the slot is published (below the
+            // tail checked above) and 64 bytes long; the destination holds whole slots (asserted). The producer may be
+            // misbehaving and writing it right now: it is copied once, into private memory, and nothing is decided from
+            // its bytes here. Whole slots, a constant size the JIT copies with a few vector moves instead of a call.
+            Unsafe.CopyBlockUnaligned(
+                ref Unsafe.Add(ref target, i * TransactionRecordLayout.Size),
+                ref *(byte*)(_ring.Slots + ((_head + 1 + (ulong)i) & _ring.Mask)),
+                TransactionRecordLayout.Size);
+        }
+        Volatile.Write(ref _head, _head + need);
         return true;
     }
 

@@ -1,4 +1,7 @@
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using PageRange.Memory;
 
 namespace PageRange.Transport;
@@ -89,6 +92,59 @@ internal sealed unsafe class RingProducer<TRecord>
         // The tail stored covers the records written unpublished before this one too.
         Volatile.Write(ref _tail, tail + 1);
         Volatile.Write(ref _publishedTail, tail + 1);
+        return true;
+    }
+
+    /// <summary>
+    /// Publishes <paramref name="record"/> followed by <paramref name="payload"/> in the next slots (see
+    /// <see cref="InlineLayout"/>), under one tail store, if the ring then holds at most <paramref name="maxUnconsumed"/>
+    /// slots the consumer has not taken.
+    /// </summary>
+    /// <param name="record">The record, stored in the first slot after the payload's slots are written.</param>
+    /// <param name="payload">At most <see cref="InlineLayout.MaxPayload"/> bytes, copied into the following slots.</param>
+    /// <param name="maxUnconsumed">The most slots that may wait unconsumed after this publish (the writer keeps the rest
+    /// for the records of the buffers it may still make live).</param>
+    /// <returns><see langword="false"/> (nothing written) if the ring lacks the room.</returns>
+    /// <exception cref="ProtocolViolationException">The peer stored an invalid head.</exception>
+    internal bool TryPublishInline(in TRecord record, ReadOnlySpan<byte> payload, int maxUnconsumed)
+    {
+        Debug.Assert(sizeof(TRecord) == TransactionRecordLayout.Size && payload.Length <= InlineLayout.MaxPayload);
+        int payloadSlots = InlineLayout.PayloadSlots(payload.Length);
+        ulong need = (ulong)(1 + payloadSlots);
+        // The last head we saw first (no shared load; it only overstates what waits); the shared head only when that
+        // view says the room is short.
+        if (_tail - _head + need > (ulong)maxUnconsumed && _tail - LoadHead() + need > (ulong)maxUnconsumed)
+        {
+            return false;
+        }
+        ulong tail = _tail;
+        ref byte source = ref MemoryMarshal.GetReference(payload);
+        for (int i = 0; i < payloadSlots; i++)
+        {
+            int start = i * TransactionRecordLayout.Size;
+            // SAFETY: the index is masked into the ring, which the owner keeps mapped; the slot is free (the room was
+            // checked above against the consumer's head), so the consumer is not reading it; at most a slot's 64 bytes
+            // are written, and read from within the payload.
+            byte* slot = (byte*)(_ring.Slots + ((tail + 1 + (ulong)i) & _ring.Mask));
+            if (payload.Length - start >= TransactionRecordLayout.Size)
+            {
+                // A whole slot: a constant size, which the JIT copies with a few vector moves instead of a call.
+                Unsafe.CopyBlockUnaligned(ref *slot, ref Unsafe.Add(ref source, start), TransactionRecordLayout.Size);
+            }
+            else
+            {
+                payload[start..].CopyTo(new Span<byte>(slot, TransactionRecordLayout.Size));
+            }
+        }
+        // SAFETY: as above: a free slot inside the mapped ring.
+        _ring.Slots[tail & _ring.Mask] = record;
+        ulong end = tail + 1 + (ulong)payloadSlots;
+        // Release: pairs with the acquire load of the tail in RingConsumer.LoadTail: the payload and the record stored
+        // above are visible to a consumer that sees the new tail.
+        // SAFETY: _ring.Tail points at the ring's tail word in the mapping the owner keeps alive.
+        Volatile.Write(ref *_ring.Tail, end);
+        Volatile.Write(ref _tail, end);
+        Volatile.Write(ref _publishedTail, end);
         return true;
     }
 

@@ -29,7 +29,8 @@ namespace PageRange.Transport;
 internal static class ControlHandshake
 {
     /// <summary>The protocol this build speaks. A peer announcing another version is refused.</summary>
-    public const int ProtocolVersion = 6;
+    /// <remarks>7: small calls and replies may carry their payload inline in the transaction ring (<see cref="InlineLayout"/>).</remarks>
+    public const int ProtocolVersion = 7;
 
     private const string Listener = "the listener";
     private const string Connector = "the connecting process";

@@ -36,10 +36,21 @@ internal readonly record struct RegionLayout(
     internal long HeaderBytes => DataOffset;
 
     /// <summary>
-    /// The number of buffers a writer may have live at once: no more than either ring holds, so a receiver's free
-    /// always finds a slot and a commit always finds a transaction slot.
+    /// The number of buffers (and inline transactions) a writer may have live at once: no more than either ring holds,
+    /// so a receiver's free always finds a slot and a commit always finds a transaction slot, and on a transaction ring
+    /// of <see cref="MinInlineRing"/> slots or more an eighth of it less (<see cref="InlineSurplus"/>).
     /// </summary>
-    internal int MaxLiveBuffers => Math.Min(TxRingCapacity, FreeRingCapacity);
+    internal int MaxLiveBuffers => Math.Min(TxRingCapacity - InlineSurplus, FreeRingCapacity);
+
+    /// <summary>
+    /// The transaction ring's slots kept beyond the live limit for the payloads carried inline (see
+    /// <see cref="InlineLayout"/>): an eighth of a ring of <see cref="MinInlineRing"/> slots or more (128 of the default
+    /// 1,024; 8 of 64), none on a smaller one. Protocol version 7: before it the live limit was the smaller ring's capacity.
+    /// </summary>
+    internal int InlineSurplus => TxRingCapacity >= MinInlineRing ? TxRingCapacity / 8 : 0;
+
+    /// <summary>The smallest transaction ring that keeps slots for inline payloads (<see cref="InlineSurplus"/>).</summary>
+    internal const int MinInlineRing = 64;
 
     /// <summary>Lays out a region of <paramref name="regionSize"/> bytes with rings of the given capacities.</summary>
     /// <exception cref="ArgumentException">A size is not page-aligned or out of range, a capacity is not a power of
