@@ -8,6 +8,7 @@
 # usage: benchmarks/scripts/profile-probe.sh BUILD_DIR OUT_DIR [METHODS]
 #   BUILD_DIR  a build of the benchmarks (dotnet build benchmarks/PageRange.Benchmarks -c Release -o BUILD_DIR)
 #   METHODS    DOTNET_JitDisasm's list (default: the call path's hot methods)
+#   PROBE_ARGS (environment) more call-probe options, e.g. "--size 256" or "--no-inline"
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 build=$(cd "$1" && pwd)
@@ -16,7 +17,7 @@ out=$(cd "$2" && pwd)
 methods=${3:-"PublishUnsynchronized TryReceiveBatch PumpAvailable SendCore FreeSlotUnderLock WaitForProgress SendCallForProbe Route Release DrainFreesUnsynchronized Iterate SendReply Receive FinishCall"}
 cd "$out"
 DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 DOTNET_JitDisasm="$methods" DOTNET_JitDisasmWithCodeBytes=1 \
-    DOTNET_JitStdOutFile="$out/disasm.txt" "$build/PageRange.Benchmarks" call-probe --rounds 8 --calls 3000000 > probe.log 2>&1 &
+    DOTNET_JitStdOutFile="$out/disasm.txt" "$build/PageRange.Benchmarks" call-probe --rounds 8 --calls 3000000 ${PROBE_ARGS:-} > probe.log 2>&1 &
 probe=$!
 trap 'kill $probe 2>/dev/null || true' EXIT
 sleep 5

@@ -523,12 +523,8 @@ internal sealed unsafe class InboundChannel : IDisposable
             return;
         }
         // An inline transaction has no buffer: its free only gives the writer's live count back (see InlineLayout).
-        FreeRecordLayout free = new()
-        {
-            BufferOffset = record.Inline ? InlineLayout.FreeOffset : (ulong)record.Offset,
-            TransactionId = record.TransactionId,
-        };
-        if (!_freeRing.TryWriteUnpublished(in free))
+        // The record's two words (FreeRecordLayout: BufferOffset, TransactionId) from registers, not built on the stack.
+        if (!_freeRing.TryWriteUnpublished(record.Inline ? InlineLayout.FreeOffset : (ulong)record.Offset, record.TransactionId))
         {
             ThrowFreeRingFull();
         }

@@ -40,7 +40,7 @@ internal sealed unsafe class RingProducer<TRecord>
     /// <summary>Records published so far: the tail last stored to shared memory.</summary>
     internal ulong PublishedTail => Volatile.Read(ref _publishedTail);
 
-    /// <summary>Records written by <see cref="TryWriteUnpublished"/> whose tail is not stored yet; any thread may read it as a hint.</summary>
+    /// <summary>Records written by <see cref="TryWriteUnpublished(in TRecord)"/> whose tail is not stored yet; any thread may read it as a hint.</summary>
     internal int Unpublished => (int)(Volatile.Read(ref _tail) - Volatile.Read(ref _publishedTail));
 
     /// <summary>Loads the consumer's head once, validates it and returns how many slots are free now.</summary>
@@ -145,6 +145,31 @@ internal sealed unsafe class RingProducer<TRecord>
         Volatile.Write(ref *_ring.Tail, end);
         Volatile.Write(ref _tail, end);
         Volatile.Write(ref _publishedTail, end);
+        return true;
+    }
+
+    /// <summary>
+    /// <see cref="TryWriteUnpublished(in TRecord)"/> for a record of two 8-byte words (a free record), stored straight
+    /// from registers.
+    /// </summary>
+    /// <remarks>
+    /// A record built on the stack and copied as one 16-byte load waits for the two 8-byte stores that built it (a load
+    /// spanning two stores is not forwarded from them): ~5 ns per free in the call probe, on the round trip's path.
+    /// </remarks>
+    internal bool TryWriteUnpublished(ulong first, ulong second)
+    {
+        Debug.Assert(sizeof(TRecord) == 2 * sizeof(ulong), "A record of two words.");
+        if (!HasFreeSlot())
+        {
+            return false;
+        }
+        ulong tail = _tail;
+        // SAFETY: as in TryWriteUnpublished(in TRecord): the slot lies within the ring and is free; the record is two
+        // words long (asserted).
+        ulong* slot = (ulong*)(_ring.Slots + (tail & _ring.Mask));
+        slot[0] = first;
+        slot[1] = second;
+        Volatile.Write(ref _tail, tail + 1);
         return true;
     }
 
