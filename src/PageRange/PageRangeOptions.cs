@@ -118,7 +118,12 @@ public sealed class PageRangeOptions
     }
 
     /// <summary>How many transaction records the ring of this side's region holds: transactions published and not yet received.</summary>
-    /// <remarks>Defaults to 1024. A power of two from 16 to 65536.</remarks>
+    /// <remarks>
+    /// Defaults to 1024. A power of two from 16 to 65536. A ring of 64 records or more keeps an eighth of its slots for
+    /// the payloads of small calls and replies, which travel in the ring after their record: the peer may have at most
+    /// seven eighths of it (896 of the default 1024), and at most <see cref="FreeRingCapacity"/>, transactions live in
+    /// this region at once.
+    /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds or not a power of two.</exception>
     public int TransactionRingCapacity
     {
@@ -128,7 +133,8 @@ public sealed class PageRangeOptions
 
     /// <summary>
     /// How many free records the free ring of this side's region holds. It also bounds how many buffers the peer may
-    /// have live in this region at once, so a free never has to wait for room.
+    /// have live in this region at once, so a free never has to wait for room (as does
+    /// <see cref="TransactionRingCapacity"/>: the smaller bound applies).
     /// </summary>
     /// <remarks>Defaults to 4096. A power of two from 16 to 65536.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds or not a power of two.</exception>

@@ -64,7 +64,7 @@ public sealed partial class PageRangeConnection : IMetricsSource
                 TransactionRecord record = slot.Record;
                 string where = _incomingReady.Contains(slot) || ReferenceEquals(Volatile.Read(ref _handoff), slot) ? "ready" : _onewayBacklog.Contains(slot) ? "backlog" : "delivered";
                 text.AppendLine(invariant,
-                    $"  buffer: {record.Offset} size {record.Length} id {record.TransactionId} code {record.Code} {TransportMetrics.KindOf(record.Flags) switch
+                    $"  buffer: {(record.Inline ? "inline" : record.Offset)} size {record.Length} id {record.TransactionId} code {record.Code} {TransportMetrics.KindOf(record.Flags) switch
                     {
                         TransactionKind.Oneway => "oneway",
                         TransactionKind.Call => "call",

@@ -995,6 +995,12 @@ public sealed partial class PageRangeConnection
             slot = _incomingSlots[index] = new IncomingSlot(index);
             _incomingSlotsMade++;
         }
+        if (record.Inline && slot.InlinePayload is null)
+        {
+            // The first inline payload this slot holds gets its array, kept for its later ones; made, as the slot is,
+            // before the index leaves the free list.
+            slot.InlinePayload = new byte[InlineLayout.MaxPayload];
+        }
         _freeIncomingCount--;
         slot.Record = record;
         slot.Replied = 0;
@@ -1014,8 +1020,8 @@ public sealed partial class PageRangeConnection
         if (record.Inline)
         {
             // Out of the channel's staging (reused by the next batch) into the slot's own bytes, once: the handler's
-            // reads are private from here on. The array is made the first time this slot carries an inline payload.
-            _inbound.CopyInlinePayload(record, slot.InlinePayload ??= new byte[InlineLayout.MaxPayload]);
+            // reads are private from here on.
+            _inbound.CopyInlinePayload(record, slot.InlinePayload!);
         }
         // Odd: live.
         slot.Generation++;

@@ -120,8 +120,8 @@ public sealed class FaultAllocationTests(ITestOutputHelper output)
         {
             using Transaction call = pair.Server.Receive();
             Assert.Throws<BackingAllocationException>(() => call.Reply(new byte[3 * SharedRegion.PageSize]));
-            // Disposing the call unanswered must still tell the caller (binder's BR_FAILED_REPLY). The error reply needs
-            // a buffer of its own, so let its page be backed.
+            // Disposing the call unanswered must still tell the caller (binder's BR_FAILED_REPLY). A short error reply
+            // goes inline in the ring and needs no page; one that did not would need its page backed, so let it be.
             pair.Server.Outbound.Region.AllocationFaultInjector = null;
         });
 

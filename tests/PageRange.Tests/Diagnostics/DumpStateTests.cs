@@ -41,7 +41,7 @@ public sealed class DumpStateTests(ITestOutputHelper output)
         Assert.Matches($@"buffer: 0 size {3 * s_page} id \d+ code 5 oneway delivered", serverIn);
         Assert.Matches($@"buffer: {3 * s_page} size {3 * s_page} id \d+ code 6 oneway backlog", serverIn);
         Assert.Contains("pages high watermark: 6", serverIn, StringComparison.Ordinal);
-        Assert.Contains("transactions received: 2 (0 with their payload inline), frees published: 0", serverIn, StringComparison.Ordinal);
+        Assert.Contains("ring slots taken: 2 (0 transactions with their payload inline), frees published: 0", serverIn, StringComparison.Ordinal);
         Assert.Contains("ring positions: tx head 2 (ours) tail 2 (peer's) of 64, free tail 0 (ours) head 0 (peer's) of 64", serverIn, StringComparison.Ordinal);
         Assert.Matches(@"resident \d+ bytes \(\d+ pages, \d+ of them header\)", serverIn);
 

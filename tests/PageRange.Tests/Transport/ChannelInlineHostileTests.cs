@@ -116,6 +116,44 @@ public sealed class ChannelInlineHostileTests
     }
 
     [Fact]
+    public void DrainFrees_InlineFreesForRecordsStillOnTheRing_OnlyLetTheWriterSendMoreItsRingNeverOverflows()
+    {
+        // A receiver that frees the inline transactions it has not taken: the writer counts fewer live than the ring
+        // holds, but each such free stands for a record and payload slot still on the ring, so filling the live limit
+        // with buffers afterwards still fits (no "ring is full" against an honest writer's bookkeeping).
+        using var pair = new ChannelPair(Options);
+        int maxLive = pair.Outbound.Layout.MaxLiveBuffers;
+        int sent = 0;
+        while (pair.Outbound.TrySend((ulong)sent, 0, TransactionFlags.Reply, new byte[64]) && pair.Outbound.InlineLive == sent + 1)
+        {
+            sent++;
+        }
+        // The last send went as a buffer (the surplus was used up) or not at all.
+        Assert.InRange(sent, 1, pair.Outbound.Layout.TxRingCapacity - maxLive);
+        var peer = new RawReceiverPeer(pair);
+        for (int i = 0; i < sent; i++)
+        {
+            peer.PublishFree(InlineLayout.FreeOffset, (ulong)i);
+        }
+        pair.Outbound.DrainFrees();
+        Assert.Equal(0, pair.Outbound.InlineLive);
+        for (int i = 0; pair.Outbound.TrySend(1000 + (ulong)i, 0, TransactionFlags.Reply, new byte[300]); i++)
+        {
+        }
+        Assert.Equal(maxLive, pair.Outbound.LiveBuffers);
+        // Everything the writer published is on the ring, in order, and readable.
+        var batch = new TransactionRecord[1];
+        int received = 0;
+        while (pair.Inbound.TryReceiveBatch(batch) == 1)
+        {
+            received++;
+        }
+        // The inline ones the receiver pretended to free, and a live limit's worth of buffers (the first may be the one
+        // that ended the inline run).
+        Assert.Equal(sent + maxLive, received);
+    }
+
+    [Fact]
     public void DrainFrees_InlineFreesForTransactionsNeverSent_AreIgnoredAndTheLiveCountStaysRight()
     {
         // The writer is the victim here: a receiver that frees inline transactions it never had. Honouring more than

@@ -110,7 +110,7 @@ public sealed class ChannelInlineTests
     [Theory]
     [InlineData(32, 64)]
     [InlineData(64, 16)]
-    public void TrySend_RingNoLargerThanTheLiveLimit_SendsNothingInline(int txRing, int freeRing)
+    public void TrySend_InlineOnlyWhenTheRingHasSlotsBeyondTheLiveLimit(int txRing, int freeRing)
     {
         // 32 slots keep no surplus; 64 slots with a 16-slot free ring have a live limit of 16 and surplus enough, so
         // they do send inline: the rule is the surplus, not the ring's size alone.

@@ -66,8 +66,9 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
     public async Task Call_ManyThreadsMixedSizesAgainstHandlersThatHoldCalls_AllAnsweredNoViolation(WaitStrategy wait)
     {
         // 64-slot rings (live limit 56, 8 slots for inline payloads): four callers race small and large calls against
-        // two handlers that sometimes hold a call while they take the next, so consumed-but-unfreed transactions, inline
-        // records waiting on the ring and buffers at the live limit all meet.
+        // two handlers that sometimes hold up to a dozen calls while they take the next, so consumed-but-unfreed
+        // transactions, inline records waiting on the ring and buffers mix (the live limit and the full ring are the
+        // channel tests': synchronous callers cannot reach them here without a handler that frees on its own).
         PageRangeOptions options = ConnectionPair.DefaultOptions();
         options.WaitStrategy = wait;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);

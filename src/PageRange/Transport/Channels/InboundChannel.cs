@@ -62,8 +62,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Set by <see cref="NudgeReader"/>: the current (or next) wait returns once, then it is cleared.</summary>
     private int _nudged;
     private long _highWaterMark;
-    // The payloads of inline records (see InlineLayout) of the batch being taken, by position; made at the first one.
-    private byte[]? _inlineStaging;
+    // The payloads of inline records (see InlineLayout) of the batch being taken, by position. Made with the channel,
+    // not at the first inline record: an allocation that failed in the middle of a batch would lose the records taken.
+    private readonly byte[] _inlineStaging = new byte[ReceiveBatch * InlineLayout.MaxPayload];
     private long _emptyReceivePasses;
 
     // The current pack (see PackLayout), under the receive lock: its offset (-1: none; also read by waiters as a hint),
@@ -152,7 +153,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>The options the region was created with.</summary>
     internal ChannelOptions Options => _options;
 
-    /// <summary>Records taken off the transaction ring so far (a pack's record counts once).</summary>
+    /// <summary>
+    /// Ring slots taken off the transaction ring so far: a record each (a pack's record counts once), and the payload
+    /// slots after an inline record (see <see cref="InlineLayout"/>).
+    /// </summary>
     internal ulong Received => _txRing.Head;
 
     /// <summary>Transactions handed out so far: records of their own and messages taken from packs.</summary>
@@ -374,7 +378,6 @@ internal sealed unsafe class InboundChannel : IDisposable
             return false;
         }
         int length = (int)raw.Length;
-        _inlineStaging ??= new byte[ReceiveBatch * InlineLayout.MaxPayload];
         int offset = position * InlineLayout.MaxPayload;
         if (!_txRing.TryTakeInline(InlineLayout.PayloadSlots(length), _inlineStaging.AsSpan(offset, InlineLayout.MaxPayload)))
         {
@@ -393,13 +396,13 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// </summary>
     internal void CopyInlinePayload(in TransactionRecord record, Span<byte> destination)
     {
-        Debug.Assert(record.Inline && _inlineStaging is not null, "Only an inline record's payload is staged.");
+        Debug.Assert(record.Inline, "Only an inline record's payload is staged.");
         Debug.Assert(destination.Length >= InlineLayout.MaxPayload, "The destination holds whole slots.");
         // Whole 64-byte lines of constant size (unrolled into vector moves, no call), as the ring's were staged.
         // SAFETY (the refs): the record is this channel's own making (TryTakeInline): its offset is a staging position's
         // start and its length at most InlineLayout.MaxPayload, so the lines read lie inside that position's
         // MaxPayload bytes; the destination holds MaxPayload bytes (asserted; the connection's slot arrays are that size).
-        ref byte source = ref _inlineStaging![(int)record.Offset];
+        ref byte source = ref _inlineStaging[(int)record.Offset];
         ref byte target = ref MemoryMarshal.GetReference(destination);
         for (int line = 0; line < record.Length; line += TransactionRecordLayout.Size)
         {
@@ -446,6 +449,11 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal ReadOnlySpan<byte> GetMetadata(TransactionRecord record)
     {
         ThrowIfDisposed();
+        if (record.Inline)
+        {
+            // An inline record carries no metadata (validated): its offset is not one in the data area.
+            return [];
+        }
         CheckInDataArea(record);
         // SAFETY: [Offset, Offset+MetadataLength) lies inside [Offset, Offset+Length), inside the data area (checked
         // above), mapped until Dispose.
@@ -458,6 +466,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal ReadOnlyMemory<byte> GetPayloadMemory(in TransactionRecord record)
     {
+        if (record.Inline)
+        {
+            // Staged, private: valid until the next batch, as GetPayload's.
+            ThrowIfDisposed();
+            return _inlineStaging.AsMemory((int)record.Offset, record.Length);
+        }
         CheckInDataArea(record);
         return GetPayloadMemory(record.PayloadOffset, record.PayloadLength);
     }
@@ -910,7 +924,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                 $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset} ({_layout.DataSize / pageSize} pages)\n" +
                 $"  resident {resident} bytes ({resident / pageSize} pages, {_layout.HeaderBytes / pageSize} of them header)\n" +
                 $"  pages high watermark: {(highWaterMark + pageSize - 1) / pageSize} (highest payload byte received: {highWaterMark})\n" +
-                $"  transactions received: {Received} ({InlineReceived} with their payload inline), frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
+                $"  ring slots taken: {Received} ({InlineReceived} transactions with their payload inline), frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
                 $"  ring positions: tx head {_txRing.Head} (ours) tail {shared.TxTail} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +

@@ -163,9 +163,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _slabs = new BufferSlabs(_allocator);
             _callSlabs = new BufferSlabs(_allocator, oneway: false);
             // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
-            _inline = options.InlineSmallPayloads;
             _maxLiveBuffers = _layout.MaxLiveBuffers;
             _maxUnconsumedForInline = _layout.TxRingCapacity - _maxLiveBuffers;
+            // A ring without two slots beyond the live limit never has room for a record and its payload: no look at
+            // the shared head per small send to learn it.
+            _inline = options.InlineSmallPayloads && _maxUnconsumedForInline >= 2;
             _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
             _packing = _maxLivePacks > 0;
             _maxRestingPacks = PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks);
@@ -235,7 +237,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <summary>Whether every buffer sent through this channel is zeroed when freed (<see cref="ChannelOptions.ClearBuffersOnFree"/>).</summary>
     internal bool ClearBuffersOnFree => _options.ClearBuffersOnFree;
 
-    /// <summary>Records published so far on the transaction ring (a pack's record counts once, however many messages it carries).</summary>
+    /// <summary>
+    /// Ring slots published so far on the transaction ring: a record each (a pack's record counts once, however many
+    /// messages it carries), and the payload slots after an inline record (see <see cref="InlineLayout"/>).
+    /// </summary>
     internal ulong Sent => _txRing.Tail;
 
     /// <summary>Whether a publish (a record's or a packed message's) makes no fence (the receiver's readers issue the park barrier; see <see cref="ParkBarrier"/>).</summary>
@@ -1063,8 +1068,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // PublishUnsynchronized), and every transaction consumed but not yet freed may be freed before the slots of
         // those still on the ring come back: so the slots waiting on the ring may be at most the ring's surplus over
         // the live limit. Then the payload slots on the ring never exceed the surplus, and with at most MaxLiveBuffers
-        // - 1 other records on it a buffer's record still fits. The default rings (2,048 slots, 256 live) leave 1,792;
-        // rings as large as the live limit leave none, and nothing is sent inline.
+        // - 1 other records on it a buffer's record still fits. The default 1,024-slot ring keeps 128 (live limit 896,
+        // RegionLayout.InlineSurplus). A receiver that frees inline transactions it has not taken only makes us count
+        // fewer live than it holds: the bound still holds (each such free stands for a record with a payload slot on
+        // the ring), and its own slots are what overflow.
         if (!_txRing.TryPublishInline(in record, payload, maxUnconsumed: _maxUnconsumedForInline))
         {
             return false;
