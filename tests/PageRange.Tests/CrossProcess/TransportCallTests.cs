@@ -21,8 +21,8 @@ public sealed class TransportCallTests(ITestOutputHelper output)
         // The largest that fits: the host's whole data area for the request, ours for the reply (the same size here).
         long largest = Math.Min(connection.MaxMessageSize, host.HostMaxMessageSize);
         Assert.True(largest > 1 << 20, $"the largest message ({largest}) should exceed 1 MiB");
-        // Around the inline limit (InlineLayout: 192 B, whole 64-byte ring slots) and far beyond it.
-        int[] sizes = [0, 1, 63, 64, 65, 128, 191, 192, 193, 256, 4095, 4096, 4097, 1 << 20, (int)largest];
+        // Around the inline limit (InlineLayout.MaxPayload: one 64-byte ring slot) and far beyond it.
+        int[] sizes = [0, 1, 63, 64, 65, 128, 192, 256, 4095, 4096, 4097, 1 << 20, (int)largest];
         int inline = sizes.Count(size => size <= InlineLayout.MaxPayload);
         var random = new Random(42);
 

@@ -40,8 +40,8 @@ public sealed class ChannelInlineTests
         const int Count = 1_000;
         for (int i = 0; i < Count; i++)
         {
-            // Every size 0..192 several times: records of 1 to 4 slots, so they start and end at every place of the
-            // 64-slot ring, their payload split by its end too.
+            // Every size up to the limit (0..64) many times: records of 1 or 2 slots, so they start at every place of
+            // the 64-slot ring, a payload split from its record by the ring's end too.
             int size = i % (InlineLayout.MaxPayload + 1);
             byte[] payload = new byte[size];
             random.NextBytes(payload);

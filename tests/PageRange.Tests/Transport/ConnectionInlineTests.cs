@@ -113,7 +113,7 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
                 var random = new Random(100 + c);
                 for (int i = 0; i < 1_500; i++)
                 {
-                    byte[] payload = new byte[random.Next(4) == 0 ? random.Next(193, 1000) : random.Next(0, 193)];
+                    byte[] payload = new byte[random.Next(4) == 0 ? random.Next(InlineLayout.MaxPayload + 1, 1000) : random.Next(0, InlineLayout.MaxPayload + 1)];
                     random.NextBytes(payload);
                     using Transaction reply = pair.Client.Call(1, payload, TestTimeouts.Long);
                     Assert.True(payload.AsSpan().SequenceEqual(reply.Payload), $"caller {c} call {i}");
@@ -161,7 +161,7 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
     public async Task Receive_TheWriterRewritesTheRingAfterTheCallWasTaken_TheHandlersPayloadDoesNotChange()
     {
         await using ConnectionPair pair = await ConnectionPair.CreateAsync();
-        byte[] request = [.. Enumerable.Range(0, 180).Select(i => (byte)i)];
+        byte[] request = [.. Enumerable.Range(0, InlineLayout.MaxPayload).Select(i => (byte)(i + 1))];
         Task<Transaction> calling = pair.Client.CallAsync(1, request, TestTimeouts.Long).AsTask();
         using (Transaction call = pair.Server.Receive())
         {

@@ -9,7 +9,7 @@ namespace PageRange.Transport;
 /// ring slot t      record: Flags = TwoWay | Reply | ErrorReply (exactly one, no modifier) | <see cref="RecordFlag"/>,
 ///                  BufferOffset 0, Length = payload bytes (0..<see cref="MaxPayload"/>), MetadataLength 0,
 ///                  the other fields as any record of that kind
-/// ring slot t+1..  the payload, 64 bytes per slot (<see cref="PayloadSlots"/>: 0 to 3 slots; the last one's tail unspecified)
+/// ring slot t+1    the payload, if any (<see cref="PayloadSlots"/>: 0 or 1 slot; the bytes past its length unspecified)
 /// tail             t + 1 + PayloadSlots(Length), stored once (release) after the record and its payload
 /// </code>
 /// <para>
@@ -39,8 +39,14 @@ internal static class InlineLayout
     /// <summary>The wire-only flag bit that marks a record as carrying its payload inline; never a <see cref="TransactionFlags"/> member.</summary>
     internal const uint RecordFlag = 1u << 30;
 
-    /// <summary>The largest payload carried inline: three ring slots.</summary>
-    internal const int MaxPayload = 3 * TransactionRecordLayout.Size;
+    /// <summary>The largest payload carried inline: one ring slot.</summary>
+    /// <remarks>
+    /// One slot, not more, by measurement (session 2026-12-04 21:22, benchmarks/README.md "Small payloads inline in
+    /// the ring"): across processes with far vCPUs a 64 B payload inline made the round trip ~10% shorter, but 100 B
+    /// (two payload slots) was level with a buffer and 160 B (three) 5-15% slower, and a 64 B MessagePack call (70 B on
+    /// the wire) 0.1 µs slower; the code takes payloads of any number of slots, the limit is this constant.
+    /// </remarks>
+    internal const int MaxPayload = TransactionRecordLayout.Size;
 
     /// <summary>The free ring's offset for an inline transaction's free: beyond every data area, no buffer.</summary>
     internal const ulong FreeOffset = ulong.MaxValue;
