@@ -1,5 +1,6 @@
 using CsCheck;
 using PageRange.Tests.Infrastructure;
+using static PageRange.Tests.Infrastructure.Poll;
 using PageRange.Transport;
 
 namespace PageRange.Tests.Transport;
@@ -198,15 +199,5 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
         Assert.Equal(0, pair.Client.Outbound.InlineSent);
         Assert.Equal(0, pair.Server.Outbound.InlineSent);
         Assert.True(pair.Client.Outbound.CallSlabs.SlabsOpened > 0);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what)
-    {
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(clock.Elapsed < TestTimeouts.Long, $"timed out waiting until {what}");
-            await Task.Delay(10);
-        }
     }
 }
