@@ -71,7 +71,7 @@ public sealed class ChannelInlineHostileTests
     [InlineData(1, 64)]
     public void TryReceive_TailCoversTheRecordButNotItsPayload_Throws(int publishedSlots, int payloadLength)
     {
-        // The writer published the record (and part of its payload), and the rest later or never: refused, not read.
+        // The writer published the record and its payload later or never: refused, not read.
         using var pair = new ChannelPair(Options);
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Reply, new byte[payloadLength]));
         pair.WriteHeader(RegionHeaderLayout.TxTailOffset, (ulong)publishedSlots);
@@ -106,8 +106,8 @@ public sealed class ChannelInlineHostileTests
         byte[] payload = Enumerable.Range(0, InlineLayout.MaxPayload).Select(i => (byte)i).ToArray();
         Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Reply, payload));
         TransactionRecord record = pair.ReceiveOne();
-        // The writer scribbles over the slots it published (the head is past them: they are its again).
-        for (int slot = 1; slot <= 3; slot++)
+        // The writer scribbles over the record's slot and its payload's (the head is past them: they are its again).
+        for (int slot = 0; slot <= 1; slot++)
         {
             pair.Header.Slice(pair.Inbound.Layout.TxRingOffset + (slot * TransactionRecordLayout.Size), TransactionRecordLayout.Size).Fill(0xEE);
         }

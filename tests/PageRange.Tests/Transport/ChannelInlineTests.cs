@@ -108,21 +108,22 @@ public sealed class ChannelInlineTests
     }
 
     [Theory]
-    [InlineData(32, 64)]
-    [InlineData(64, 16)]
-    public void TrySend_InlineOnlyWhenTheRingHasSlotsBeyondTheLiveLimit(int txRing, int freeRing)
+    [InlineData(32, 64, 0)]
+    [InlineData(32, 16, 4)]
+    [InlineData(64, 64, 4)]
+    [InlineData(64, 16, 4)]
+    public void TrySend_InlineOnlyWhenTheRingHasSlotsBeyondTheLiveLimit(int txRing, int freeRing, int inline)
     {
-        // 32 slots keep no surplus; 64 slots with a 16-slot free ring have a live limit of 16 and surplus enough, so
-        // they do send inline: the rule is the surplus, not the ring's size alone.
+        // A 32-slot ring keeps no eighth for inline payloads: with a larger free ring its live limit is the ring, no
+        // surplus, nothing inline; with a 16-slot free ring the live limit is 16 and the surplus 16. A 64-slot ring keeps
+        // 8 (live limit 56), or has 48 beyond a 16-slot free ring's limit.
         using var pair = new ChannelPair(Options(txRing, freeRing));
-        RegionLayout layout = pair.Outbound.Layout;
         for (int i = 0; i < 4; i++)
         {
             Assert.True(pair.Outbound.TrySend((ulong)i, 0, TransactionFlags.Reply, new byte[64]));
             pair.Inbound.Free(pair.ReceiveOne());
         }
-        bool surplus = layout.TxRingCapacity - layout.MaxLiveBuffers >= 2;
-        Assert.Equal(surplus ? 4 : 0, pair.Outbound.InlineSent);
+        Assert.Equal(inline, pair.Outbound.InlineSent);
     }
 
     [Fact]
@@ -134,20 +135,21 @@ public sealed class ChannelInlineTests
         using var pair = new ChannelPair(Options());
         int maxLive = pair.Outbound.Layout.MaxLiveBuffers;
         var held = new List<TransactionRecord>();
-        for (int i = 0; i < maxLive - 8; i++)
+        for (int i = 0; i < maxLive - 12; i++)
         {
             Assert.True(pair.Outbound.TrySend((ulong)i, 0, TransactionFlags.Reply, new byte[300]));
             held.Add(pair.ReceiveOne());
         }
-        // Inline while the waiting slots stay within the surplus (8): then buffers.
+        // Inline while the waiting slots stay within the surplus (8, two slots each: four), then buffers. Without the
+        // rule all twelve would go inline and the buffers below would find the ring full.
         var waiting = new List<byte[]>();
-        for (int i = 0; i < 6; i++)
+        for (int i = 0; i < 12; i++)
         {
             byte[] payload = [(byte)i, .. new byte[63]];
             Assert.True(pair.Outbound.TrySend(1000 + (ulong)i, 0, TransactionFlags.Reply, payload));
             waiting.Add(payload);
         }
-        Assert.InRange(pair.Outbound.InlineSent, 1, 4);
+        Assert.Equal(4, pair.Outbound.InlineSent);
         foreach (TransactionRecord record in held)
         {
             pair.Inbound.Free(record);
@@ -190,9 +192,12 @@ public sealed class ChannelInlineTests
             Assert.True(pair.Outbound.TrySend((ulong)i, 0, TransactionFlags.Reply, new byte[8]), $"send {i}");
             records.Add(pair.ReceiveOne());
         }
+        // Each was taken at once, so nothing waited on the ring: all of them went inline.
+        Assert.Equal(maxLive, pair.Outbound.InlineSent);
         Assert.False(pair.Outbound.TrySend(500, 0, TransactionFlags.Reply, new byte[8]));
         pair.Inbound.Free(records[0]);
         Assert.True(pair.Outbound.TrySend(501, 0, TransactionFlags.Reply, new byte[8]));
         Assert.Equal(maxLive, pair.Outbound.LiveBuffers);
+        Assert.Equal(maxLive + 1, pair.Outbound.InlineSent);
     }
 }

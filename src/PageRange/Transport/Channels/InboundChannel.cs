@@ -402,11 +402,14 @@ internal sealed unsafe class InboundChannel : IDisposable
         // SAFETY (the refs): the record is this channel's own making (TryTakeInline): its offset is a staging position's
         // start and its length at most InlineLayout.MaxPayload, so the lines read lie inside that position's
         // MaxPayload bytes; the destination holds MaxPayload bytes (asserted; the connection's slot arrays are that size).
-        ref byte source = ref _inlineStaging[(int)record.Offset];
-        ref byte target = ref MemoryMarshal.GetReference(destination);
-        for (int line = 0; line < record.Length; line += TransactionRecordLayout.Size)
+        int lines = InlineLayout.PayloadSlots(record.Length);
+        // Sliced, so a length or offset out of place fails here in every build, not only the assertions'.
+        ref byte source = ref MemoryMarshal.GetReference(_inlineStaging.AsSpan((int)record.Offset, lines * TransactionRecordLayout.Size));
+        ref byte target = ref MemoryMarshal.GetReference(destination[..(lines * TransactionRecordLayout.Size)]);
+        for (int line = 0; line < lines; line++)
         {
-            Unsafe.CopyBlockUnaligned(ref Unsafe.Add(ref target, line), ref Unsafe.Add(ref source, line), TransactionRecordLayout.Size);
+            int at = line * TransactionRecordLayout.Size;
+            Unsafe.CopyBlockUnaligned(ref Unsafe.Add(ref target, at), ref Unsafe.Add(ref source, at), TransactionRecordLayout.Size);
         }
     }
 
@@ -852,7 +855,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         return true;
     }
 
-    /// <summary>The most buffers the writer may have live in this region (the smaller ring capacity).</summary>
+    /// <summary>The most buffers (and inline transactions) the writer may have live in this region (see <see cref="RegionLayout.MaxLiveBuffers"/>).</summary>
     internal int MaxLiveBuffers => _layout.MaxLiveBuffers;
 
     /// <summary>

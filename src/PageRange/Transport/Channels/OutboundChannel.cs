@@ -1093,7 +1093,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         where TStores : IPublishStores<TransactionRecordLayout>, allows ref struct
     {
         // An honest receiver consumes a record before it frees the buffer, so records waiting on the ring are live
-        // buffers, fewer than MaxLiveBuffers <= capacity: a slot is free. If none is, the peer freed buffers it had
+        // buffers, fewer than MaxLiveBuffers, and inline payload slots waiting there are at most the ring's surplus over
+        // MaxLiveBuffers (TryPublishInlineUnsynchronized): a slot is free. If none is, the peer freed buffers it had
         // not received. Check before committing, so the buffer can still be aborted.
         bool hasSlot;
         try

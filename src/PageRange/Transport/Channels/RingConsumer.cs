@@ -111,7 +111,8 @@ internal sealed unsafe class RingConsumer<TRecord>
                 return false;
             }
         }
-        ref byte target = ref MemoryMarshal.GetReference(destination);
+        // Sliced, so a destination too short fails here in every build, not only the assertion's.
+        ref byte target = ref MemoryMarshal.GetReference(destination[..(slots * TransactionRecordLayout.Size)]);
         for (int i = 0; i < slots; i++)
         {
             // SAFETY: the index is masked into the ring, which the owner keeps mapped; the slot is published (below the

@@ -23,7 +23,8 @@ namespace PageRange.Transport;
 /// The receiver validates the record as any other (the inline bit, the kind, a length within <see cref="MaxPayload"/>,
 /// a zero offset and no metadata) and requires the payload slots to be published with it (the tail it loaded covers
 /// them; a writer that publishes the record first and its payload later is violating the protocol). It copies the
-/// payload once, as the batch is taken, into private memory (the connection's incoming slot for that transaction):
+/// payload out as the batch is taken, into private memory (a staging area, then the connection's incoming slot for
+/// that transaction, the one copy the handler reads):
 /// the ring slots are the writer's again as soon as the head passes them, so nothing is read from shared memory after
 /// the batch, and a payload carried inline is private, as if copied, whatever <see cref="PageRangeOptions.CopyIncomingPayloads"/> says.
 /// </para>
@@ -43,7 +44,7 @@ internal static class InlineLayout
     /// <remarks>
     /// One slot, not more, by measurement (session 2026-12-04 21:22, benchmarks/README.md "Small payloads inline in
     /// the ring"): across processes with far vCPUs a 64 B payload inline made the round trip ~10% shorter, but 100 B
-    /// (two payload slots) was level with a buffer and 160 B (three) 5-15% slower, and a 64 B MessagePack call (70 B on
+    /// (two payload slots) was level with a buffer and 160 B (three) 6-17% slower, and a 64 B MessagePack call (70 B on
     /// the wire) 0.1 µs slower; the code takes payloads of any number of slots, the limit is this constant.
     /// </remarks>
     internal const int MaxPayload = TransactionRecordLayout.Size;
