@@ -162,12 +162,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
             _allocator = new BufferAllocator(_pages, new BufferAllocatorOptions { Logger = options.AllocationLogger, SharedLock = _lock });
             _slabs = new BufferSlabs(_allocator);
             _callSlabs = new BufferSlabs(_allocator, oneway: false);
-            // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
             _maxLiveBuffers = _layout.MaxLiveBuffers;
             _maxUnconsumedForInline = _layout.TxRingCapacity - _maxLiveBuffers;
             // A ring without two slots beyond the live limit never has room for a record and its payload: no look at
             // the shared head per small send to learn it.
             _inline = options.InlineSmallPayloads && _maxUnconsumedForInline >= 2;
+            // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
             _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
             _packing = _maxLivePacks > 0;
             _maxRestingPacks = PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks);
