@@ -367,10 +367,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             || raw.BufferOffset != 0
             || raw.Length > InlineLayout.MaxPayload
             || raw.MetadataLength != 0
-            || raw.Status > TransactionRecordLayout.MaxStatus
-            || (raw.Status != 0 && flags != TransactionFlags.ErrorReply)
-            || raw.Depth > TransactionRecordLayout.MaxDepth
-            || (flags != TransactionFlags.TwoWay && (raw.ChainId != 0 || raw.Depth != 0))
+            || !HasValidContext(raw, flags)
             || raw.Reserved0 != 0
             || raw.Reserved1 != 0)
         {
@@ -1212,8 +1209,6 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         ulong dataSize = (ulong)_layout.DataSize;
         TransactionFlags flags = (TransactionFlags)raw.Flags;
-        bool twoWay = (flags & TransactionFlags.TwoWay) != 0;
-        bool errorReply = (flags & TransactionFlags.ErrorReply) != 0;
         // Each check reads only the private copy. Length <= dataSize - offset after offset <= dataSize cannot overflow.
         // A status only on an error reply, a chain only on a two-way call: anything else is a peer that does not speak
         // this version, and trusting half of its record would be worse than closing.
@@ -1221,10 +1216,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             || raw.Length > dataSize - raw.BufferOffset
             || (raw.BufferOffset & 7) != 0
             || !flags.IsValid()
-            || raw.Status > TransactionRecordLayout.MaxStatus
-            || (raw.Status != 0 && !errorReply)
-            || raw.Depth > TransactionRecordLayout.MaxDepth
-            || (!twoWay && (raw.ChainId != 0 || raw.Depth != 0))
+            || !HasValidContext(raw, flags)
             || raw.MetadataLength > raw.Length
             || raw.MetadataLength > CallMetadataBlock.MaxLength
             || (raw.MetadataLength & 7) != 0
@@ -1239,6 +1231,18 @@ internal sealed unsafe class InboundChannel : IDisposable
             new ReceivedContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status), (int)raw.MetadataLength);
         return true;
     }
+
+    /// <summary>
+    /// The record's status, chain and depth (from the caller's private copy), as every kind of record has them: a status
+    /// only on an error reply and at most <see cref="TransactionRecordLayout.MaxStatus"/>, a chain only on a two-way
+    /// call, a depth within <see cref="TransactionRecordLayout.MaxDepth"/>. Shared by buffer and inline records.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static bool HasValidContext(in TransactionRecordLayout raw, TransactionFlags flags) =>
+        raw.Status <= TransactionRecordLayout.MaxStatus
+        && (raw.Status == 0 || (flags & TransactionFlags.ErrorReply) != 0)
+        && raw.Depth <= TransactionRecordLayout.MaxDepth
+        && ((flags & TransactionFlags.TwoWay) != 0 || (raw.ChainId == 0 && raw.Depth == 0));
 
     // Inlined: every payload access makes this check (a record's copy in a slot is ours, but the check costs a few
     // compares, and a call per access showed in a stream's profile).
