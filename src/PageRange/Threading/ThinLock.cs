@@ -121,7 +121,7 @@ internal sealed class ThinLock
     private static int t_threadId;
 
     /// <summary>The current thread's managed thread id (never 0).</summary>
-    private static int CurrentThreadId
+    internal static int CurrentThreadId
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get
@@ -423,9 +423,18 @@ internal sealed class ThinLock
 
     /// <summary>Takes the lock until the returned scope is disposed (<c>using (x.EnterScope())</c>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal Scope EnterScope()
+    internal Scope EnterScope() => EnterScope(ThreadToken.Current);
+
+    /// <summary>
+    /// <see cref="EnterScope()"/> for a caller that read its thread's id once (<see cref="ThreadToken.Current"/>) for the
+    /// several lock passes of one operation: each read is a call on Linux (see <see cref="ThreadToken"/>).
+    /// </summary>
+    /// <param name="thread">The current thread's token; another thread's would let two threads in.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal Scope EnterScope(ThreadToken thread)
     {
-        int self = CurrentThreadId;
+        int self = thread.Id;
+        Debug.Assert(self == CurrentThreadId, "A thread token used on another thread than the one that read it.");
         if (_bias is var grant && grant.Owner == self && TryEnterBiased(grant))
         {
             // The scope remembers how it entered: its exit then needs neither the thread's id nor the owner word.

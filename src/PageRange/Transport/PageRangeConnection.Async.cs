@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -98,7 +99,7 @@ public sealed partial class PageRangeConnection
         }
         catch
         {
-            ReturnCall(call, taken: false);
+            ReturnCall(call, taken: false, ThreadToken.Current);
             throw;
         }
         return await FinishCallAsync(call, timeout, cancellationToken).ConfigureAwait(false);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -44,7 +45,7 @@ public sealed partial class PageRangeConnection
                 cancellationToken.ThrowIfCancellationRequested();
                 ThrowIfWaitingInOwnLane();
                 Transaction taken = default;
-                if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: false, cancellationToken, ref taken))
+                if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: false, ThreadToken.Current, cancellationToken, ref taken))
                 {
                     // Our own pump routed it and took it under the same slot lock: no second lock to dequeue it.
                     return taken;
@@ -436,13 +437,13 @@ public sealed partial class PageRangeConnection
     /// peer died, or the deadline passed. Reads the ring itself when no other thread is reading it.
     /// </summary>
     /// <remarks>For a caller waiting for <paramref name="call"/>'s reply, which nothing is delivered to directly.</remarks>
-    private void WaitForProgress(PendingCall call, long deadline, CancellationToken cancellationToken)
+    private void WaitForProgress(PendingCall call, long deadline, ThreadToken thread, CancellationToken cancellationToken)
     {
         Transaction none = default;
-        WaitForProgress(call, deadline, returnWhenReadable: false, cancellationToken, ref none);
+        WaitForProgress(call, deadline, returnWhenReadable: false, thread, cancellationToken, ref none);
     }
 
-    /// <inheritdoc cref="WaitForProgress(PendingCall, long, CancellationToken)"/>
+    /// <inheritdoc cref="WaitForProgress(PendingCall, long, ThreadToken, CancellationToken)"/>
     /// <returns>With no call: whether this thread's own pump routed a transaction and took it for the caller, into
     /// <paramref name="taken"/> (delivered: the caller returns it); otherwise the caller looks in the ready queue. With a
     /// call: always <see langword="false"/>.</returns>
@@ -456,7 +457,8 @@ public sealed partial class PageRangeConnection
     /// caller's frame with four plain stores after that release (then a locked instruction), and the caller's 16-byte
     /// load of it right after could not be forwarded from them (~4 ns per receive in the call probe's profile, on a round
     /// trip's critical path).</param>
-    private bool WaitForProgress(PendingCall? call, long deadline, bool returnWhenReadable, CancellationToken cancellationToken, ref Transaction taken)
+    /// <param name="thread">The current thread's token, read once by the caller for all the wait's lock passes.</param>
+    private bool WaitForProgress(PendingCall? call, long deadline, bool returnWhenReadable, ThreadToken thread, CancellationToken cancellationToken, ref Transaction taken)
     {
         if (TryTakeReaderRole())
         {
@@ -475,7 +477,7 @@ public sealed partial class PageRangeConnection
                 {
                     // Release reads the reader role (whether to nudge) after freeing under the slot lock; we took the
                     // role just now (found by review: without this, 1 round in ~3,000 of a race waited out the park timeout).
-                    SynchronizeWithReleases();
+                    SynchronizeWithReleases(thread);
                 }
                 // Look, then read the ring or wait: a load of the ring's tail (the wait's own first check) says whether
                 // there is anything, so no pass is made just to find the ring empty (the receive lock, the tail's
@@ -495,7 +497,8 @@ public sealed partial class PageRangeConnection
                             return false;
                         }
                         pump = false;
-                        int routed = call is null ? PumpAvailable(notify: false, ref taken) : PumpAvailable(notify: false);
+                        // A receiver (no call) takes the first transaction made ready; a caller leaves `taken` alone.
+                        int routed = PumpAvailable(notify: false, ref taken, take: call is null, thread);
                         if (taken.IsLive)
                         {
                             // Delivered to this receiver; the role's release below tells the followers of the rest.
@@ -526,7 +529,7 @@ public sealed partial class PageRangeConnection
                     {
                         // The frees held for a batch go before we wait (PumpAvailable does this when it finds the ring
                         // empty): a writer waiting for room must never wait on frees we hold while we wait for it.
-                        PublishHeldFrees();
+                        PublishHeldFrees(thread);
                     }
                     long now = Stopwatch.GetTimestamp();
                     if (now >= deadline)
@@ -639,7 +642,7 @@ public sealed partial class PageRangeConnection
         }
         else
         {
-            SynchronizeWithReleases();
+            SynchronizeWithReleases(ThreadToken.Current);
         }
         lock (_gate)
         {
@@ -701,9 +704,9 @@ public sealed partial class PageRangeConnection
     /// until the park timeout. With this section, either the release's section came first and our looks see what it
     /// handed over, or ours came first and the release's read, after its own acquisition, sees our word and wakes us.
     /// </remarks>
-    private void SynchronizeWithReleases()
+    private void SynchronizeWithReleases(ThreadToken thread)
     {
-        using (_slotLock.EnterScope())
+        using (_slotLock.EnterScope(thread))
         {
         }
     }
@@ -769,16 +772,20 @@ public sealed partial class PageRangeConnection
     private int PumpAvailable(bool notify = true)
     {
         Transaction none = default;
-        return PumpAvailable(notify, ref none, take: false);
+        return PumpAvailable(notify, ref none, take: false, ThreadToken.Current);
     }
 
     /// <summary>
     /// <see cref="PumpAvailable(bool)"/> for a receiver: the first transaction made ready is dequeued for it under the
     /// same slot lock that routed it (delivered to <paramref name="taken"/>), and the pass ends there.
     /// </summary>
-    private int PumpAvailable(bool notify, ref Transaction taken) => PumpAvailable(notify, ref taken, take: true);
+    private int PumpAvailable(bool notify, ref Transaction taken) => PumpAvailable(notify, ref taken, take: true, ThreadToken.Current);
 
-    private int PumpAvailable(bool notify, ref Transaction taken, bool take)
+    /// <param name="notify">Whether to tell the followers of what was routed.</param>
+    /// <param name="taken">With <paramref name="take"/>: the receiver's variable, default on entry.</param>
+    /// <param name="take">Whether the first transaction made ready is taken for the receiver pumping.</param>
+    /// <param name="thread">The current thread's token, read once by the caller for all the pass's lock passes.</param>
+    private int PumpAvailable(bool notify, ref Transaction taken, bool take, ThreadToken thread)
     {
         int routed = 0;
         int limit = _inbound.Layout.TxRingCapacity;
@@ -789,15 +796,15 @@ public sealed partial class PageRangeConnection
                 // One receive lock and one head store per batch (TryReceiveBatch), one slot lock per run of calls and
                 // oneways (RouteBatch), instead of one receive lock and two slot locks per record.
                 Span<TransactionRecord> batch = _pumpBatch.AsSpan(0, Math.Min(_pumpBatch.Length, limit - routed));
-                int count = _inbound.TryReceiveBatch(batch);
+                int count = _inbound.TryReceiveBatch(batch, thread);
                 if (count == 0)
                 {
                     // The ring is empty: the receiver may wait next, so the frees held for a batch go now. A writer
                     // waiting for room must never wait on frees we hold while we wait for it.
-                    PublishHeldFrees();
+                    PublishHeldFrees(thread);
                     break;
                 }
-                RouteBatch(batch[..count], take, ref taken);
+                RouteBatch(batch[..count], take, ref taken, thread);
                 routed += count;
                 if (taken.IsLive)
                 {
@@ -806,7 +813,7 @@ public sealed partial class PageRangeConnection
                     // held frees go as below when the ring was found empty, and stay held while it is busy.
                     if (count < batch.Length)
                     {
-                        PublishHeldFrees();
+                        PublishHeldFrees(thread);
                     }
                     break;
                 }
@@ -816,7 +823,7 @@ public sealed partial class PageRangeConnection
                     // the next had found nothing, without that next pass's receive lock (one per pump that routes).
                     // A record published since is seen by the caller's next look at the ring. A bad record also ends a
                     // batch early; the next pass, at the caller's next look (the tail says there is more), throws.
-                    PublishHeldFrees();
+                    PublishHeldFrees(thread);
                     break;
                 }
             }
@@ -834,14 +841,18 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Publishes the frees held back for a batch (see <see cref="Release"/>), if any.</summary>
-    private void PublishHeldFrees()
+    private void PublishHeldFrees() => PublishHeldFrees(ThreadToken.Current);
+
+    /// <inheritdoc cref="PublishHeldFrees()"/>
+    /// <param name="thread">The current thread's token, read once by the caller for all its lock passes.</param>
+    private void PublishHeldFrees(ThreadToken thread)
     {
         // A lock-free look first: in a stream whose receiver keeps up nothing is held, and this costs one load.
         if (_inbound.UnpublishedFrees == 0)
         {
             return;
         }
-        using (_slotLock.EnterScope())
+        using (_slotLock.EnterScope(thread))
         {
             if (!_inboundClosing)
             {
@@ -856,20 +867,20 @@ public sealed partial class PageRangeConnection
     /// With <paramref name="take"/>, a batch that ends with such a run also dequeues the first ready transaction for
     /// the receiver pumping, under that run's lock (<paramref name="taken"/>); the queue's order is kept.
     /// </summary>
-    private void RouteBatch(ReadOnlySpan<TransactionRecord> batch, bool take, ref Transaction taken)
+    private void RouteBatch(ReadOnlySpan<TransactionRecord> batch, bool take, ref Transaction taken, ThreadToken thread)
     {
         int i = 0;
         while (i < batch.Length)
         {
             if (!IsPlain(batch[i]))
             {
-                Route(batch[i]);
+                Route(batch[i], thread);
                 i++;
                 RecordRoutedForTest?.Invoke();
                 continue;
             }
             int start = i;
-            using (_slotLock.EnterScope())
+            using (_slotLock.EnterScope(thread))
             {
                 // An async receiver already waiting gets what is routed (it was woken for it): this receiver then
                 // dequeues under its own lock, as before, if anything is left.
@@ -900,9 +911,9 @@ public sealed partial class PageRangeConnection
         && ((record.Flags & TransactionFlags.Oneway) != 0
             || ((record.Flags & TransactionFlags.TwoWay) != 0 && record.Context.Depth <= (uint)_options.MaxCallDepth));
 
-    private void Route(in TransactionRecord record)
+    private void Route(in TransactionRecord record, ThreadToken thread)
     {
-        IncomingSlot slot = AcquireIncoming(record);
+        IncomingSlot slot = AcquireIncoming(record, thread);
         var transaction = new Transaction(this, slot, slot.Generation);
         if ((record.Flags & (TransactionFlags.Reply | TransactionFlags.ErrorReply)) != 0)
         {
@@ -919,7 +930,7 @@ public sealed partial class PageRangeConnection
             RejectTooDeep(slot);
             return;
         }
-        using (_slotLock.EnterScope())
+        using (_slotLock.EnterScope(thread))
         {
             RouteUnsynchronized(slot);
         }
@@ -958,7 +969,7 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    private IncomingSlot AcquireIncoming(in TransactionRecord record)
+    private IncomingSlot AcquireIncoming(in TransactionRecord record, ThreadToken thread)
     {
         // Parsed before a slot is taken: a bad block closes the connection (the pump's caller) with nothing to undo.
         CallMetadata? metadata = record.MetadataLength == 0 ? null : ReadMetadata(record);
@@ -971,7 +982,7 @@ public sealed partial class PageRangeConnection
             copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(record.PayloadLength, 1));
             _inbound.GetPayload(record).CopyTo(copy);
         }
-        using (_slotLock.EnterScope())
+        using (_slotLock.EnterScope(thread))
         {
             return AcquireIncomingUnsynchronized(record, metadata, copy);
         }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -231,7 +232,7 @@ public sealed partial class PageRangeConnection
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfWaitingInOwnLane();
-        if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: true, cancellationToken, ref taken))
+        if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: true, ThreadToken.Current, cancellationToken, ref taken))
         {
             return;
         }
@@ -307,7 +308,7 @@ public sealed partial class PageRangeConnection
                 Transaction none = default;
                 try
                 {
-                    RouteBatch(batch[laneCount..count], take: false, ref none);
+                    RouteBatch(batch[laneCount..count], take: false, ref none, ThreadToken.Current);
                 }
                 catch (Exception error) when (laneCount > 0 && error is not ProtocolViolationException)
                 {

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -149,7 +150,7 @@ public sealed partial class PageRangeConnection
         try
         {
             context = ContextFor(chain) with { Metadata = metadata };
-            call = RentCall(isAsync, ref context);
+            call = RentCall(isAsync, ref context, ThreadToken.Current);
         }
         catch
         {
@@ -162,7 +163,7 @@ public sealed partial class PageRangeConnection
         }
         catch
         {
-            ReturnCall(call, taken: false);
+            ReturnCall(call, taken: false, ThreadToken.Current);
             throw;
         }
         return call;
@@ -196,7 +197,7 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    /// <summary>Waits for room as <see cref="SendCore"/> does, and reserves instead of copying.</summary>
+    /// <summary>Waits for room as <see cref="SendCore(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, CancellationToken, in RecordContext)"/> does, and reserves instead of copying.</summary>
     private PendingBuffer ReserveCore(int maxSize, bool oneway, TimeSpan timeout, CancellationToken cancellationToken)
     {
         if (_peerDead)

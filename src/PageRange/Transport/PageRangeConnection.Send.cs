@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using PageRange.Diagnostics;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -83,17 +84,19 @@ public sealed partial class PageRangeConnection
         uint code, ReadOnlySpan<byte> payload, TransactionFlags flags, RecordContext context, TimeSpan? timeout,
         CancellationToken cancellationToken)
     {
-        PendingCall call = RentCall(isAsync: false, ref context);
+        // Read once for the call's every lock pass: the rent, the send, the wait's routing, the return.
+        ThreadToken thread = ThreadToken.Current;
+        PendingCall call = RentCall(isAsync: false, ref context, thread);
         try
         {
-            SendCore(call.Id, code, flags, payload, cancellationToken, context);
+            SendCore(thread, call.Id, code, flags, payload, cancellationToken, context);
         }
         catch
         {
-            ReturnCall(call, taken: false);
+            ReturnCall(call, taken: false, thread);
             throw;
         }
-        return FinishCall(call, timeout, cancellationToken);
+        return FinishCall(call, timeout, thread, cancellationToken);
     }
 
     /// <summary>Calls the peer and completes when its reply arrives.</summary>
@@ -112,7 +115,8 @@ public sealed partial class PageRangeConnection
         uint code, ReadOnlyMemory<byte> payload, TransactionFlags flags, RecordContext context, TimeSpan? timeout,
         CancellationToken cancellationToken)
     {
-        PendingCall call = RentCall(isAsync: true, ref context);
+        ThreadToken thread = ThreadToken.Current;
+        PendingCall call = RentCall(isAsync: true, ref context, thread);
         bool sent;
         try
         {
@@ -120,7 +124,7 @@ public sealed partial class PageRangeConnection
         }
         catch
         {
-            ReturnCall(call, taken: false);
+            ReturnCall(call, taken: false, thread);
             throw;
         }
         // While the peer's region is full the request waits for room asynchronously: no thread is blocked.
@@ -128,19 +132,27 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Waits on this thread for the reply to <paramref name="call"/>, already sent, and gives the slot back.</summary>
-    internal Transaction FinishCall(PendingCall call, TimeSpan? timeout, CancellationToken cancellationToken)
+    internal Transaction FinishCall(PendingCall call, TimeSpan? timeout, CancellationToken cancellationToken) =>
+        FinishCall(call, timeout, ThreadToken.Current, cancellationToken);
+
+    /// <inheritdoc cref="FinishCall(PendingCall, TimeSpan?, CancellationToken)"/>
+    /// <param name="call">The call, sent already.</param>
+    /// <param name="timeout">How long to wait; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <param name="thread">The current thread's token, read once by the caller for all the call's lock passes.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    internal Transaction FinishCall(PendingCall call, TimeSpan? timeout, ThreadToken thread, CancellationToken cancellationToken)
     {
         bool taken = false;
         try
         {
-            WaitForReply(call, timeout ?? _options.CallTimeout, cancellationToken);
+            WaitForReply(call, timeout ?? _options.CallTimeout, thread, cancellationToken);
             Transaction reply = TakeReply(call);
             taken = true;
             return reply;
         }
         finally
         {
-            ReturnCall(call, taken);
+            ReturnCall(call, taken, thread);
         }
     }
 
@@ -192,7 +204,8 @@ public sealed partial class PageRangeConnection
         finally
         {
             Interlocked.Decrement(ref _asyncInterest);
-            ReturnCall(call, taken);
+            // After an await: possibly another thread than the one that rented the call.
+            ReturnCall(call, taken, ThreadToken.Current);
         }
     }
 
@@ -210,7 +223,7 @@ public sealed partial class PageRangeConnection
         TransactionFlags flags = status == CallStatus.Ok ? TransactionFlags.Reply : TransactionFlags.ErrorReply;
         try
         {
-            SendCore(slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None, RecordContext.ForError(status));
+            SendCore(ThreadToken.Current, slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None, RecordContext.ForError(status));
         }
         catch
         {
@@ -222,7 +235,11 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Reserve, copy once, publish, wake the peer if it is parked; waits for frees while the region is full.</summary>
-    private void SendCore(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken, in RecordContext context = default)
+    private void SendCore(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken, in RecordContext context = default) =>
+        SendCore(ThreadToken.Current, id, code, flags, payload, cancellationToken, context);
+
+    /// <inheritdoc cref="SendCore(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, CancellationToken, in RecordContext)"/>
+    private void SendCore(ThreadToken thread, ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken, in RecordContext context)
     {
         ThrowIfDisposed();
         if (_peerDead)
@@ -231,7 +248,7 @@ public sealed partial class PageRangeConnection
         }
         try
         {
-            if (_outbound.TrySend(id, code, flags, payload, context))
+            if (_outbound.TrySend(thread, id, code, flags, payload, context))
             {
                 return;
             }
@@ -328,18 +345,19 @@ public sealed partial class PageRangeConnection
 
     /// <param name="isAsync">Whether the caller awaits the reply rather than waiting on its thread.</param>
     /// <param name="context">The call's context from <see cref="ContextFor"/>; a new chain's (chain id 0) gets its id here.</param>
-    private PendingCall RentCall(bool isAsync, ref RecordContext context)
+    /// <param name="thread">The current thread's token, read once by the caller for all the call's lock passes.</param>
+    private PendingCall RentCall(bool isAsync, ref RecordContext context, ThreadToken thread)
     {
         ThrowIfDisposed();
         PendingCall? call;
-        if ((_nestedHandler is null || isAsync) && (call = TryTakeSpareCall()) is not null)
+        if ((_nestedHandler is null || isAsync) && (call = TryTakeSpareCall(thread)) is not null)
         {
             // Nothing to register for a chain (no nested-call handler, or an async caller, which never runs nested
             // calls): the spare slot, taken under a short pass of the slot lock.
             ArmCall(call, isAsync, ref context);
             return call;
         }
-        using (_slotLock.EnterScope())
+        using (_slotLock.EnterScope(thread))
         {
             if (_freeCallCount > 0)
             {
@@ -381,7 +399,7 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Takes the spare pending-call slot (the one a call gave back last), if there is one.</summary>
-    private PendingCall? TryTakeSpareCall()
+    private PendingCall? TryTakeSpareCall(ThreadToken thread)
     {
         // A load first: the lock only when there is something to take. Under the slot lock, not an exchange: a lone
         // caller's thread holds the lock's bias (it routes its replies and frees them under it), so a pass is a few plain
@@ -392,7 +410,7 @@ public sealed partial class PageRangeConnection
         {
             return null;
         }
-        using (_slotLock.EnterScope())
+        using (_slotLock.EnterScope(thread))
         {
             PendingCall? spare = _spareCall;
             _spareCall = null;
@@ -401,9 +419,9 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Keeps <paramref name="call"/> as the spare slot, if there is none yet.</summary>
-    private bool TryReturnSpare(PendingCall call)
+    private bool TryReturnSpare(PendingCall call, ThreadToken thread)
     {
-        using (_slotLock.EnterScope())
+        using (_slotLock.EnterScope(thread))
         {
             if (_spareCall is not null)
             {
@@ -414,7 +432,7 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    private void ReturnCall(PendingCall call, bool taken)
+    private void ReturnCall(PendingCall call, bool taken, ThreadToken thread)
     {
         // A call abandoned by timeout, cancellation or an exception is marked done, so a reply that arrives later finds
         // no one waiting and is freed by the reader.
@@ -428,20 +446,20 @@ public sealed partial class PageRangeConnection
         call.Reply = default;
         call.Id = 0;
         // Set and cleared only by this call's own thread (RentCall, the unregistration below), so read without the lock.
-        if (!call.IsChainWaiter && TryReturnSpare(call))
+        if (!call.IsChainWaiter && TryReturnSpare(call, thread))
         {
             // The next call (often this thread's) takes it back under the slot lock, which publishes the fields reset
             // above to whoever takes it.
             return;
         }
-        using (_slotLock.EnterScope())
+        using (_slotLock.EnterScope(thread))
         {
             UnregisterChainWaiterUnsynchronized(call);
             _freeCalls[_freeCallCount++] = call.Index;
         }
     }
 
-    private void WaitForReply(PendingCall call, TimeSpan timeout, CancellationToken cancellationToken)
+    private void WaitForReply(PendingCall call, TimeSpan timeout, ThreadToken thread, CancellationToken cancellationToken)
     {
         long deadline = Doorbell.DeadlineAfter(timeout);
         // The clock is read by WaitForProgress before it waits; here only once a wait came back without the reply.
@@ -472,7 +490,7 @@ public sealed partial class PageRangeConnection
             }
             // A lane's handler calling its peer: the run's finished oneways go back first (the peer may need the room).
             FreeLaneBeforeBlocking();
-            WaitForProgress(call, deadline, cancellationToken);
+            WaitForProgress(call, deadline, thread, cancellationToken);
             waited = true;
         }
     }

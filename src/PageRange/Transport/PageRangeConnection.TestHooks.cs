@@ -70,20 +70,22 @@ public sealed partial class PageRangeConnection
 
     /// <summary>
     /// The first half of a synchronous <see cref="Call(uint, ReadOnlySpan{byte}, TimeSpan?, CancellationToken)"/>: rents
-    /// the pending call and sends the request. <see cref="FinishCall"/> is the second half. Lets the benchmarks' call
+    /// the pending call and sends the request. <see cref="FinishCall(PendingCall, TimeSpan?, CancellationToken)"/> is the second half. Lets the benchmarks' call
     /// probe time each half, with the peer's side run in between on the same thread.
     /// </summary>
     internal PendingCall SendCallForProbe(uint code, ReadOnlySpan<byte> payload)
     {
         RecordContext context = ContextFor(default);
-        PendingCall call = RentCall(isAsync: false, ref context);
+        // Read once for the rent and the send, as CallCore does (the probe's FinishCall reads it again).
+        ThreadToken thread = ThreadToken.Current;
+        PendingCall call = RentCall(isAsync: false, ref context, thread);
         try
         {
-            SendCore(call.Id, code, TransactionFlags.TwoWay, payload, CancellationToken.None, context);
+            SendCore(thread, call.Id, code, TransactionFlags.TwoWay, payload, CancellationToken.None, context);
         }
         catch
         {
-            ReturnCall(call, taken: false);
+            ReturnCall(call, taken: false, thread);
             throw;
         }
         return call;

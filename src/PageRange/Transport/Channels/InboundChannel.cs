@@ -131,7 +131,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>The largest buffer whose free may wait for a batch: a slab slot or a small buffer (the writer's lazy drain bound).</summary>
     internal const int FreeBatchMaxLength = 2048;
 
-    /// <summary>The most records <see cref="TryReceiveBatch"/> takes in one pass that a caller should ask for.</summary>
+    /// <summary>The most records <see cref="TryReceiveBatch(Span{TransactionRecord})"/> takes in one pass that a caller should ask for.</summary>
     internal const int ReceiveBatch = 32;
 
     /// <summary>
@@ -239,12 +239,17 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// </remarks>
     /// <exception cref="ProtocolViolationException">The first record, or the ring's tail, is invalid.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
-    internal int TryReceiveBatch(Span<TransactionRecord> records)
+    internal int TryReceiveBatch(Span<TransactionRecord> records) => TryReceiveBatch(records, ThreadToken.Current);
+
+    /// <inheritdoc cref="TryReceiveBatch(Span{TransactionRecord})"/>
+    /// <param name="records">Where the records go.</param>
+    /// <param name="thread">The current thread's token, read once by the caller for all its lock passes.</param>
+    internal int TryReceiveBatch(Span<TransactionRecord> records, ThreadToken thread)
     {
         // Still a lock although the connection's reader role already keeps out other receivers: Dispose waits on this
         // lock, not on the role, before it unmaps the ring, so without it a close could unmap the ring under us. Taken
         // once per batch, its cost is shared by the batch.
-        using (_receiveLock.EnterScope())
+        using (_receiveLock.EnterScope(thread))
         {
             ThrowIfDisposed();
             int count = 0;
@@ -491,7 +496,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// </summary>
     internal ThinLock FreeLock => _freeLock;
 
-    /// <summary>The lock every ring read holds (<see cref="TryReceiveBatch"/>), for tests of its bias.</summary>
+    /// <summary>The lock every ring read holds (<see cref="TryReceiveBatch(Span{TransactionRecord})"/>), for tests of its bias.</summary>
     internal ThinLock ReceiveLock => _receiveLock;
 
     /// <summary>Gives a received transaction's buffer back to the writer (binder's <c>BC_FREE_BUFFER</c>) and wakes it if it is parked.</summary>
@@ -737,7 +742,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// Takes the connection's reader role: the right to consume the ring and park on its doorbell, one thread at a time.
     /// The role also keeps the ring mapped, without a reference of its own per holder: after taking it, the holder reads
     /// the disposed flag once before any look at the ring's shared words (<see cref="OpenToReaderRole"/>, or the
-    /// disposed check of <see cref="TryReceiveBatch"/> under the receive lock) and, if open, may look at them until it
+    /// disposed check of <see cref="TryReceiveBatch(Span{TransactionRecord})"/> under the receive lock) and, if open, may look at them until it
     /// releases the role. A look outside the receive lock before that check would break the protocol.
     /// </summary>
     /// <remarks>
@@ -815,7 +820,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
     }
 
-    /// <summary>Batch receives (<see cref="TryReceiveBatch"/>) that found the ring empty, for tests.</summary>
+    /// <summary>Batch receives (<see cref="TryReceiveBatch(Span{TransactionRecord})"/>) that found the ring empty, for tests.</summary>
     internal long EmptyReceivePasses => Volatile.Read(ref _emptyReceivePasses);
 
     /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>

@@ -26,7 +26,7 @@ namespace PageRange.Transport;
 /// not yet freed) at once, so the receiver's free always finds a slot on the free ring.
 /// </para>
 /// <para>
-/// Hot path (<see cref="TrySend"/> with space available, pages already backed): reserve, copy, publish, wake the
+/// Hot path (<see cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext)"/> with space available, pages already backed): reserve, copy, publish, wake the
 /// receiver if it is parked: no system call and no heap allocation. Frees behind small messages are drained in
 /// batches (see <see cref="LazyDrainBuffers"/>), and always before a send finds the region full.
 /// Thread safety: every member may be called from any thread; sends are serialised by one lock.
@@ -325,7 +325,17 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <exception cref="BackingAllocationException">The kernel had no memory for a page of the buffer.</exception>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     /// <param name="context">The call chain of a two-way call, the status of an error reply; default otherwise.</param>
-    internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context = default)
+    internal bool TrySend(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context = default) =>
+        TrySend(ThreadToken.Current, transactionId, code, flags, payload, context);
+
+    /// <inheritdoc cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext)"/>
+    /// <param name="thread">The current thread's token, read once by the caller for all its lock passes.</param>
+    /// <param name="transactionId">The transaction's id.</param>
+    /// <param name="code">The method or opcode.</param>
+    /// <param name="flags">The transaction's flags.</param>
+    /// <param name="payload">The bytes to send.</param>
+    /// <param name="context">The call's chain, depth, status and metadata.</param>
+    internal bool TrySend(ThreadToken thread, ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context)
     {
         ValidateFlags(flags);
         if (_options.ClearBuffersOnFree)
@@ -335,7 +345,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         bool oneway = flags.IsOneway();
         bool clearOnFree = (flags & TransactionFlags.ClearOnFree) != 0;
         bool packable = _packing && flags == TransactionFlags.Oneway && payload.Length <= PackLayout.MaxPayload && context.Metadata.IsEmpty;
-        using (_lock.EnterScope())
+        using (_lock.EnterScope(thread))
         {
             ThrowIfDisposed();
             if (packable && HasRoomInOpenPack(payload.Length))
@@ -378,10 +388,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// A stream's send: a small plain oneway appended to the open pack under the send lock, with nothing else looked at;
     /// <see langword="false"/> (nothing sent) when that is not possible now (no open pack or no room in it, a payload too
     /// large for a pack, packing off or buffers cleared on free, the channel disposed), and the caller takes
-    /// <see cref="TrySend"/>'s full path.
+    /// <see cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext)"/>'s full path.
     /// </summary>
     /// <remarks>
-    /// What <see cref="TrySend"/> would do for such a message, without its checks that cannot fail for it (the flags are
+    /// What <see cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext)"/> would do for such a message, without its checks that cannot fail for it (the flags are
     /// a constant's, there is no metadata) or whose answer is fixed per channel (clear-on-free): the general path's frame
     /// and checks were a third of a 64 B oneway's send across processes once the receiver kept up (2026-12-03 18:30).
     /// </remarks>
@@ -404,7 +414,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>
-    /// <see cref="TrySend"/> in a loop: while the region is full, drains frees and waits on the free ring's doorbell,
+    /// <see cref="TrySend(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, in RecordContext)"/> in a loop: while the region is full, drains frees and waits on the free ring's doorbell,
     /// until the payload fits or <paramref name="timeout"/> passes.
     /// </summary>
     /// <param name="transactionId">The id the receiver sees.</param>
