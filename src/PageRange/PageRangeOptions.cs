@@ -96,7 +96,10 @@ public sealed class PageRangeOptions
     /// The size in bytes of the region this side receives transactions in (its memory budget for the peer).
     /// </summary>
     /// <remarks>
-    /// Defaults to 4 MiB. A multiple of the page size, from 64 KiB to 1 GiB. Pages are backed only while buffers cover
+    /// Defaults to 4 MiB. A multiple of the page size, from 64 KiB to 1 GiB, and at least a page larger than the header
+    /// pages of its rings (132 KiB with the default rings, so at least 136 KiB with them; 64 KiB fits rings of 512
+    /// transactions and 1024 frees): <see cref="Transport.PageRangeListener.Listen"/> and <see cref="Transport.PageRangeConnection.ConnectAsync"/>
+    /// check the combination. Pages are backed only while buffers cover
     /// them, so a generous region costs nothing at rest. The largest two-way message is the region's data area; the
     /// largest oneway message is half of it.
     /// </remarks>
@@ -291,6 +294,27 @@ public sealed class PageRangeOptions
 
     /// <summary>A copy that later changes to this instance do not reach.</summary>
     internal PageRangeOptions Clone() => new(this, new HashSet<uint>(AllowedUids));
+
+    /// <summary>
+    /// Throws unless <see cref="RegionSize"/> leaves at least one data page after the header pages its rings need
+    /// (<see cref="TransactionRingCapacity"/>, <see cref="FreeRingCapacity"/>): each setter checks only its own value, so
+    /// a combination is checked where it is used, before anything is created (a listener would otherwise fail at
+    /// every accept, a connection after its socket was made).
+    /// </summary>
+    /// <exception cref="ArgumentException">The region is too small for its rings; the message names the three options and
+    /// the smallest region that fits them.</exception>
+    internal void ThrowIfRegionTooSmallForRings()
+    {
+        long headerBytes = Transport.RegionLayout.HeaderBytesFor(TransactionRingCapacity, FreeRingCapacity);
+        if (RegionSize <= headerBytes)
+        {
+            throw new ArgumentException(
+                $"PageRangeOptions.RegionSize ({RegionSize} bytes) leaves no data page after the {headerBytes} header bytes " +
+                $"of its rings (TransactionRingCapacity {TransactionRingCapacity}, FreeRingCapacity {FreeRingCapacity}): make it " +
+                $"at least {headerBytes + SharedRegion.PageSize} bytes, or the rings smaller.",
+                "options");
+        }
+    }
 
     /// <summary>The description of who may connect, for refusal messages.</summary>
     internal string DescribeAllowedUids(uint ownUid) =>

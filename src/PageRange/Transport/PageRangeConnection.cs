@@ -214,7 +214,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     /// <param name="options">This side's options; null for the defaults.</param>
     /// <param name="cancellationToken">Cancels connecting.</param>
     /// <returns>The connection.</returns>
-    /// <exception cref="ArgumentException">The name is empty, too long or contains a NUL.</exception>
+    /// <exception cref="ArgumentException">The name is empty, too long or contains a NUL, or the options' region is too
+    /// small for its rings (<see cref="PageRangeOptions.RegionSize"/>).</exception>
     /// <exception cref="PageRangeException">Nobody listens on <paramref name="name"/>.</exception>
     /// <exception cref="ConnectionRefusedException">Either side refused the other (uid, version, region); the message says why.</exception>
     /// <exception cref="TimeoutException">Connecting took longer than <see cref="PageRangeOptions.ConnectTimeout"/>.</exception>
@@ -224,6 +225,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     {
         ControlHandshake.ValidateName(name);
         options = (options ?? new PageRangeOptions()).Clone();
+        options.ThrowIfRegionTooSmallForRings();
         InboundChannel inbound = CreateInbound(name, options);
         HandshakeResult handshake;
         try

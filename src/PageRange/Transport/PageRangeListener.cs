@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Memory;
+using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -107,13 +108,15 @@ public sealed class PageRangeListener : IAsyncDisposable
     /// same <see cref="PageRangeOptions.Namespace"/>.</param>
     /// <param name="options">The options of every connection accepted here; null for the defaults. Copied.</param>
     /// <returns>The listener.</returns>
-    /// <exception cref="ArgumentException">The name is empty, too long or contains a NUL.</exception>
+    /// <exception cref="ArgumentException">The name is empty, too long or contains a NUL, or the options' region is too
+    /// small for its rings (<see cref="PageRangeOptions.RegionSize"/>).</exception>
     /// <exception cref="PageRangeException">Another listener already has the name, or the private directory is not this
     /// uid's alone (another user created it, or its mode lets others in).</exception>
     /// <exception cref="PlatformNotSupportedException">Not on Linux.</exception>
     public static PageRangeListener Listen(string name, PageRangeOptions? options = null)
     {
         options = (options ?? new PageRangeOptions()).Clone();
+        options.ThrowIfRegionTooSmallForRings();
         ControlHandshake.ValidateName(name);
         Interop.EnsureLinux();
         (Socket socket, IDisposable? ownedPath) = ListenerEndPoint.Bind(name, options.Namespace, Backlog);

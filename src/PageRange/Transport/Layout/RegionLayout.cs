@@ -52,6 +52,16 @@ internal readonly record struct RegionLayout(
     /// <summary>The smallest transaction ring that keeps slots for inline payloads (<see cref="InlineSurplus"/>).</summary>
     internal const int MinInlineRing = 64;
 
+    /// <summary>
+    /// The header pages' size, in bytes, of a region whose rings hold <paramref name="txRingCapacity"/> and
+    /// <paramref name="freeRingCapacity"/> records: a region must be larger by at least one page (its data area).
+    /// </summary>
+    internal static long HeaderBytesFor(int txRingCapacity, int freeRingCapacity) =>
+        AlignUp(FreeRingOffsetFor(txRingCapacity) + (freeRingCapacity * FreeRecordLayout.Size), SharedRegion.PageSize);
+
+    private static int FreeRingOffsetFor(int txRingCapacity) =>
+        AlignUp(RegionHeaderLayout.Size + (txRingCapacity * TransactionRecordLayout.Size), CacheLine);
+
     /// <summary>Lays out a region of <paramref name="regionSize"/> bytes with rings of the given capacities.</summary>
     /// <exception cref="ArgumentException">A size is not page-aligned or out of range, a capacity is not a power of
     /// two in [<see cref="MinRingCapacity"/>, <see cref="MaxRingCapacity"/>], or no data page is left.</exception>
@@ -68,9 +78,8 @@ internal readonly record struct RegionLayout(
         ValidateCapacity(freeRingCapacity, nameof(freeRingCapacity));
 
         int txRingOffset = RegionHeaderLayout.Size;
-        int freeRingOffset = AlignUp(txRingOffset + (txRingCapacity * TransactionRecordLayout.Size), CacheLine);
-        int headerEnd = freeRingOffset + (freeRingCapacity * FreeRecordLayout.Size);
-        long dataOffset = AlignUp(headerEnd, pageSize);
+        int freeRingOffset = FreeRingOffsetFor(txRingCapacity);
+        long dataOffset = HeaderBytesFor(txRingCapacity, freeRingCapacity);
         if (dataOffset >= regionSize)
         {
             throw new ArgumentException(
