@@ -8,7 +8,8 @@ namespace PageRange.Hosting;
 /// <remarks>The names and rules are those of <see cref="PageRangeOptions"/>; see there what each one does.</remarks>
 public sealed class PageRangeConnectionSettings
 {
-    /// <summary><see cref="PageRangeOptions.RegionSize"/>: bytes, a page multiple from 64 KiB to 1 GiB.</summary>
+    /// <summary><see cref="PageRangeOptions.RegionSize"/>: bytes, a page multiple from 64 KiB to 1 GiB, and at least a page
+    /// more than the header pages of its rings (136 KiB with the default rings; see <see cref="PageRangeOptions.Validate"/>).</summary>
     public long? RegionSize { get; set; }
 
     /// <summary><see cref="PageRangeOptions.TransactionRingCapacity"/>: a power of two from 16 to 65536.</summary>
@@ -62,6 +63,7 @@ public sealed class PageRangeConnectionSettings
     /// <param name="errors">Where the messages go.</param>
     internal void Validate(string prefix, List<string> errors)
     {
+        int before = errors.Count;
         var check = new SettingsCheck(prefix, errors);
         check.RegionSize(nameof(RegionSize), RegionSize);
         check.RingCapacity(nameof(TransactionRingCapacity), TransactionRingCapacity);
@@ -77,6 +79,21 @@ public sealed class PageRangeConnectionSettings
         check.Range(nameof(SpinDuration), SpinDuration, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         check.Defined(nameof(WaitStrategy), WaitStrategy);
         check.RegionSize(nameof(MaxPeerRegionSize), MaxPeerRegionSize);
+        if (errors.Count == before)
+        {
+            // Each setting is within its own rules; together the region must also fit its rings, or every connection
+            // would fail (a client would retry for ever): reported here, at start-up, as the others are.
+            var combined = new PageRangeOptions();
+            ApplyTo(combined);
+            try
+            {
+                combined.Validate();
+            }
+            catch (ArgumentException error)
+            {
+                errors.Add($"{prefix}{error.Message.Split(" (Parameter", 2)[0]}");
+            }
+        }
     }
 
     /// <summary>Sets what is set here on <paramref name="options"/>; what is null keeps its value there.</summary>

@@ -296,22 +296,26 @@ public sealed class PageRangeOptions
     internal PageRangeOptions Clone() => new(this, new HashSet<uint>(AllowedUids));
 
     /// <summary>
-    /// Throws unless <see cref="RegionSize"/> leaves at least one data page after the header pages its rings need
-    /// (<see cref="TransactionRingCapacity"/>, <see cref="FreeRingCapacity"/>): each setter checks only its own value, so
-    /// a combination is checked where it is used, before anything is created (a listener would otherwise fail at
-    /// every accept, a connection after its socket was made).
+    /// Checks the settings together, where each setter checked only its own value: throws unless
+    /// <see cref="RegionSize"/> leaves at least one data page after the header pages of its rings
+    /// (<see cref="TransactionRingCapacity"/>, <see cref="FreeRingCapacity"/>).
     /// </summary>
-    /// <exception cref="ArgumentException">The region is too small for its rings; the message names the three options and
+    /// <remarks>
+    /// <see cref="Transport.PageRangeListener.Listen"/> and <see cref="Transport.PageRangeConnection.ConnectAsync"/> call
+    /// it before they make anything (without it a listener would fail at every accept, a connection after its socket);
+    /// call it to fail earlier, where the options are made.
+    /// </remarks>
+    /// <exception cref="ArgumentException">The region is too small for its rings; the message names the three settings and
     /// the smallest region that fits them.</exception>
-    internal void ThrowIfRegionTooSmallForRings()
+    public void Validate()
     {
         long headerBytes = Transport.RegionLayout.HeaderBytesFor(TransactionRingCapacity, FreeRingCapacity);
         if (RegionSize <= headerBytes)
         {
             throw new ArgumentException(
-                $"PageRangeOptions.RegionSize ({RegionSize} bytes) leaves no data page after the {headerBytes} header bytes " +
-                $"of its rings (TransactionRingCapacity {TransactionRingCapacity}, FreeRingCapacity {FreeRingCapacity}): make it " +
-                $"at least {headerBytes + SharedRegion.PageSize} bytes, or the rings smaller.",
+                $"RegionSize ({RegionSize} bytes) leaves no data page after the {headerBytes} header bytes of the rings " +
+                $"(TransactionRingCapacity {TransactionRingCapacity}, FreeRingCapacity {FreeRingCapacity}): make it at least " +
+                $"{headerBytes + SharedRegion.PageSize} bytes, or the rings smaller.",
                 "options");
         }
     }

@@ -435,6 +435,11 @@ internal sealed class ThinLock
     {
         int self = thread.Id;
         Debug.Assert(self == CurrentThreadId, "A thread token used on another thread than the one that read it.");
+        if (self == 0)
+        {
+            // default(ThreadToken): id 0 is the free owner word's value, so it would "take" the lock without holding it.
+            ThrowDefaultToken();
+        }
         if (_bias is var grant && grant.Owner == self && TryEnterBiased(grant))
         {
             // The scope remembers how it entered: its exit then needs neither the thread's id nor the owner word.
@@ -443,6 +448,11 @@ internal sealed class ThinLock
         EnterByOwnerWord(self);
         return new Scope(this, grant: null);
     }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowDefaultToken() =>
+        throw new InvalidOperationException("A default ThreadToken; only ThreadToken.Current makes one.");
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void EnterContended(int self)

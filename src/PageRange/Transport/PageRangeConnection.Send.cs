@@ -84,7 +84,8 @@ public sealed partial class PageRangeConnection
         uint code, ReadOnlySpan<byte> payload, TransactionFlags flags, RecordContext context, TimeSpan? timeout,
         CancellationToken cancellationToken)
     {
-        // Read once for the call's every lock pass: the rent, the send, the wait's routing, the return.
+        // Read once for the lock passes of the rent, the send, the wait's routing and the return (a lock left by its
+        // owner word, a nested call and the reply's dispose still read it themselves).
         ThreadToken thread = ThreadToken.Current;
         PendingCall call = RentCall(isAsync: false, ref context, thread);
         try

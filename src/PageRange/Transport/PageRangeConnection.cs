@@ -225,7 +225,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     {
         ControlHandshake.ValidateName(name);
         options = (options ?? new PageRangeOptions()).Clone();
-        options.ThrowIfRegionTooSmallForRings();
+        options.Validate();
         InboundChannel inbound = CreateInbound(name, options);
         HandshakeResult handshake;
         try

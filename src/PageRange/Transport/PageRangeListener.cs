@@ -4,7 +4,6 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 using PageRange.Memory;
-using PageRange.Threading;
 
 namespace PageRange.Transport;
 
@@ -115,9 +114,9 @@ public sealed class PageRangeListener : IAsyncDisposable
     /// <exception cref="PlatformNotSupportedException">Not on Linux.</exception>
     public static PageRangeListener Listen(string name, PageRangeOptions? options = null)
     {
-        options = (options ?? new PageRangeOptions()).Clone();
-        options.ThrowIfRegionTooSmallForRings();
         ControlHandshake.ValidateName(name);
+        options = (options ?? new PageRangeOptions()).Clone();
+        options.Validate();
         Interop.EnsureLinux();
         (Socket socket, IDisposable? ownedPath) = ListenerEndPoint.Bind(name, options.Namespace, Backlog);
         return new PageRangeListener(socket, name, options, ownedPath);

@@ -206,6 +206,25 @@ public sealed class PageRangeHostingTests
     }
 
     [Fact]
+    public async Task ServerAndClientOptions_RegionTooSmallForItsRings_StartFailsNamingIt()
+    {
+        // Each setting is within its own rules (64 KiB, the default rings); together they leave no data page.
+        string name = ControlHandshakeTests.UniqueName();
+        using IHost server = HostingTestHost.Build(services => services.AddPageRangeServer(
+            name, options => options.ConnectionOptions.RegionSize = PageRangeOptions.MinRegionSize, _ => { }));
+        using IHost client = HostingTestHost.Build(services => services.AddPageRangeClient(
+            "small", options => options.ConnectionOptions.RegionSize = PageRangeOptions.MinRegionSize));
+
+        OptionsValidationException serverError = await Assert.ThrowsAsync<OptionsValidationException>(() => server.StartAsync().WaitAsync(TestTimeouts.Long));
+        OptionsValidationException clientError = await Assert.ThrowsAsync<OptionsValidationException>(() => client.StartAsync().WaitAsync(TestTimeouts.Long));
+
+        string expected = $"ConnectionOptions.RegionSize ({PageRangeOptions.MinRegionSize} bytes) leaves no data page after the";
+        Assert.StartsWith($"PageRange server '{name}': {expected}", Assert.Single(serverError.Failures), StringComparison.Ordinal);
+        Assert.StartsWith($"PageRange client 'small': {expected}", Assert.Single(clientError.Failures), StringComparison.Ordinal);
+        Assert.DoesNotContain("(Parameter", Assert.Single(clientError.Failures), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ServerOptions_CallbackSetsABadValue_StartFailsNamingTheServer()
     {
         string name = ControlHandshakeTests.UniqueName();
@@ -341,7 +360,7 @@ public sealed class PageRangeHostingTests
             ["Servers:calc:IdleThreadTimeout"] = "00:00:02",
             ["Servers:calc:IncludeExceptionDetails"] = "true",
             ["Servers:calc:RunFastHandlersInline"] = "false",
-            ["Servers:calc:ConnectionOptions:RegionSize"] = "131072",
+            ["Servers:calc:ConnectionOptions:RegionSize"] = "262144",
             ["Servers:calc:ConnectionOptions:WaitStrategy"] = "Park",
             ["Servers:calc:ConnectionOptions:AllowedUids:0"] = "1234",
             ["Servers:calc:ConnectionOptions:AllowedUids:1"] = "5678",
@@ -358,7 +377,7 @@ public sealed class PageRangeHostingTests
         PageRangeHostedServerOptions server = provider.GetRequiredService<IOptionsMonitor<PageRangeHostedServerOptions>>().Get("calc");
         Assert.Equal(("calc-v2", 3, TimeSpan.FromSeconds(2), true), (server.ListenName, server.MaxThreads, server.IdleThreadTimeout, server.IncludeExceptionDetails));
         Assert.False(server.RunFastHandlersInline);
-        Assert.Equal((131072L, WaitStrategy.Park), (server.ConnectionOptions.RegionSize, server.ConnectionOptions.WaitStrategy));
+        Assert.Equal((262144L, WaitStrategy.Park), (server.ConnectionOptions.RegionSize, server.ConnectionOptions.WaitStrategy));
         Assert.Equal([1234u, 5678u], server.ConnectionOptions.AllowedUids);
         Assert.Null(server.MinThreads);
 
