@@ -10,7 +10,27 @@ namespace PageRange.Tests.Transport;
 [Collection(CrossProcessCollection.Name)]
 public sealed class ConnectionAllocationTests(ITestOutputHelper output)
 {
-    [Fact]
+    // The async tests count every thread's allocations, so the runtime's own one-offs land in them too: about 750 KB once,
+    // at a random moment of the first seconds (seen in 3 of 8 runs of the class alone, 150-200 bytes per call averaged
+    // over 5,000 calls). Per-window figures and their median: a cost per call shows in every window, a one-off in one.
+    private const int Windows = 5;
+    private const int CallsPerWindow = 1_000;
+
+    private static long MedianPerCall(long[] marks)
+    {
+        long[] perCall = new long[marks.Length - 1];
+        for (int i = 0; i < perCall.Length; i++)
+        {
+            perCall[i] = (marks[i + 1] - marks[i]) / CallsPerWindow;
+        }
+        Array.Sort(perCall);
+        return perCall[perCall.Length / 2];
+    }
+
+    private static string Describe(long[] marks) =>
+        string.Join(", ", Enumerable.Range(0, marks.Length - 1).Select(i => (marks[i + 1] - marks[i]) / CallsPerWindow));
+
+    [OptimizedBuildFact]
     public async Task CallAsync_NoTimeoutNoToken_AllocatesNothingPerCall()
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
@@ -23,14 +43,18 @@ public sealed class ConnectionAllocationTests(ITestOutputHelper output)
         {
             using Transaction reply = await pair.Client.CallAsync(1, payload);
         }
-        const int Calls = 5_000;
-        long before = GC.GetTotalAllocatedBytes(precise: true);
-        for (int i = 0; i < Calls; i++)
+        long[] marks = new long[Windows + 1];
+        marks[0] = GC.GetTotalAllocatedBytes(precise: true);
+        for (int window = 1; window <= Windows; window++)
         {
-            using Transaction reply = await pair.Client.CallAsync(1, payload);
+            for (int i = 0; i < CallsPerWindow; i++)
+            {
+                using Transaction reply = await pair.Client.CallAsync(1, payload);
+            }
+            marks[window] = GC.GetTotalAllocatedBytes(precise: true);
         }
-        long perCall = (GC.GetTotalAllocatedBytes(precise: true) - before) / Calls;
-        output.WriteLine($"{perCall} bytes per async call, all threads of the process");
+        long perCall = MedianPerCall(marks);
+        output.WriteLine($"{perCall} bytes per async call (median of {Windows} windows: {Describe(marks)}), all threads of the process");
         await stop.CancelAsync();
         // No timer, no linked token source, no registration, a pooled state machine: 0 bytes measured. The bound leaves
         // room for runtime noise; a timeout source with its timer alone is over 150 bytes.
@@ -38,15 +62,15 @@ public sealed class ConnectionAllocationTests(ITestOutputHelper output)
         Assert.True(echo.Join(TestTimeouts.Long));
     }
 
-    [Fact]
+    [OptimizedBuildFact]
     public async Task ReceiveAsync_WaitingForEachCall_AllocatesNothingPerWait()
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
         options.WaitStrategy = WaitStrategy.SpinThenPark;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         const int Warmup = 2_000;
-        const int Calls = 5_000;
-        long before = 0;
+        const int Calls = Windows * CallsPerWindow;
+        long[] marks = new long[Windows + 1];
         bool measuring = false;
         using var warm = new ManualResetEventSlim(false);
         using var go = new ManualResetEventSlim(false);
@@ -72,15 +96,20 @@ public sealed class ConnectionAllocationTests(ITestOutputHelper output)
             if (i == Warmup)
             {
                 Assert.True(warm.Wait(TestTimeouts.Long));
-                before = GC.GetTotalAllocatedBytes(precise: true);
+                marks[0] = GC.GetTotalAllocatedBytes(precise: true);
                 measuring = true;
                 go.Set();
+            }
+            else if (i > Warmup && (i - Warmup) % CallsPerWindow == 0)
+            {
+                marks[(i - Warmup) / CallsPerWindow] = GC.GetTotalAllocatedBytes(precise: true);
             }
             using Transaction call = await pair.Server.ReceiveAsync();
             call.Reply(call.Payload);
         }
-        long perWait = (GC.GetTotalAllocatedBytes(precise: true) - before) / Calls;
-        output.WriteLine($"{perWait} bytes per waiting ReceiveAsync (and the sync call that fed it), all threads of the process");
+        marks[Windows] = GC.GetTotalAllocatedBytes(precise: true);
+        long perWait = MedianPerCall(marks);
+        output.WriteLine($"{perWait} bytes per waiting ReceiveAsync and the sync call that fed it (median of {Windows} windows: {Describe(marks)}), all threads of the process");
         Assert.True(measuring);
         Assert.True(caller.Join(TestTimeouts.Long));
         // A SemaphoreSlim.WaitAsync with a timeout, as before, is well over 128 bytes per wait.
