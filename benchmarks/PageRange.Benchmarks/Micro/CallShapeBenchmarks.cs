@@ -1,0 +1,84 @@
+using BenchmarkDotNet.Attributes;
+using PageRange.Memory;
+using PageRange.Transport;
+
+namespace PageRange.Benchmarks.Micro;
+
+/// <summary>
+/// The data plane of one synchronous round trip and nothing else: a two-way call and its reply, each sent (inline up
+/// to <see cref="InlineLayout.MaxPayload"/> bytes), received, copied out (inline) or read in place, and freed, by one
+/// thread over one channel (the cost is the same as two), set up as a busy-spinning connection's are (records and frees
+/// published without a fence). The call probe's round trip is this plus the connection layer (pending calls, the reader
+/// role, routing, the slot table, transactions): the difference is what that layer costs.
+/// </summary>
+[MemoryDiagnoser]
+public class CallShapeBenchmarks
+{
+    private const int OperationsPerInvoke = 1024;
+
+    private InboundChannel _inbound = null!;
+    private OutboundChannel _outbound = null!;
+    private byte[] _payload = null!;
+    private readonly byte[] _copy = new byte[InlineLayout.MaxPayload];
+    private ulong _id;
+
+    /// <summary>The payload size in bytes: 64 travels inline, 256 in a slab slot.</summary>
+    [Params(64, 256)]
+    public int PayloadSize { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var options = new ChannelOptions
+        {
+            RegionSize = 4L << 20, TxRingCapacity = 1024, FreeRingCapacity = 4096, WaitStrategy = WaitStrategy.BusySpin,
+        };
+        _inbound = InboundChannel.Create("bench-call-shape", options);
+        SharedRegion view = SharedRegion.Open(Interop.Dup(_inbound.Region.Handle), _inbound.Region.Size, _inbound.Region.Size);
+        _outbound = new OutboundChannel(view, options, new Shrinker());
+        // As a busy-spinning connection does (PageRangeConnection's constructor): no fence after a free's publish.
+        _inbound.PublishFreesWithoutFence();
+        _payload = new byte[PayloadSize];
+        Random.Shared.NextBytes(_payload);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _outbound.Dispose();
+        _inbound.Dispose();
+    }
+
+    /// <summary>One round trip: the call's direction, then the reply's.</summary>
+    [Benchmark(OperationsPerInvoke = OperationsPerInvoke)]
+    public int RoundTrip()
+    {
+        int sum = 0;
+        for (int i = 0; i < OperationsPerInvoke; i++)
+        {
+            sum += OneDirection(TransactionFlags.TwoWay, new RecordContext(ChainId: 7, Depth: 1, CallStatus.Ok));
+            sum += OneDirection(TransactionFlags.Reply, default);
+        }
+        return sum;
+    }
+
+    private int OneDirection(TransactionFlags flags, in RecordContext context)
+    {
+        if (!_outbound.TrySend(_id++, 1, flags, _payload, context) || !_inbound.TryReceive(out TransactionRecord record))
+        {
+            throw new InvalidOperationException("The channel should never be full here.");
+        }
+        int last;
+        if (record.Inline)
+        {
+            _inbound.CopyInlinePayload(record, _copy);
+            last = _copy[record.Length - 1];
+        }
+        else
+        {
+            last = _inbound.GetPayload(record)[^1];
+        }
+        _inbound.Free(record);
+        return last;
+    }
+}
