@@ -1,5 +1,4 @@
 using BenchmarkDotNet.Attributes;
-using PageRange.Memory;
 using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Micro;
@@ -34,8 +33,7 @@ public class CallShapeBenchmarks
             RegionSize = 4L << 20, TxRingCapacity = 1024, FreeRingCapacity = 4096, WaitStrategy = WaitStrategy.BusySpin,
         };
         _inbound = InboundChannel.Create("bench-call-shape", options);
-        SharedRegion view = SharedRegion.Open(Interop.Dup(_inbound.Region.Handle), _inbound.Region.Size, _inbound.Region.Size);
-        _outbound = new OutboundChannel(view, options, new Shrinker());
+        _outbound = LoopbackChannel.WriterFor(_inbound, options);
         // As a busy-spinning connection does (PageRangeConnection's constructor): no fence after a free's publish.
         _inbound.PublishFreesWithoutFence();
         _payload = new byte[PayloadSize];

@@ -1,5 +1,4 @@
 using BenchmarkDotNet.Attributes;
-using PageRange.Memory;
 using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Micro;
@@ -28,9 +27,7 @@ public class ChannelBenchmarks
     {
         var options = new ChannelOptions { RegionSize = 4L << 20, TxRingCapacity = 1024, FreeRingCapacity = 1024 };
         _inbound = InboundChannel.Create("bench", options);
-        SharedRegion view = SharedRegion.Open(Interop.Dup(_inbound.Region.Handle), _inbound.Region.Size, _inbound.Region.Size);
-        // A private shrinker that never scans, so freed pages stay backed as they would between shrinker runs.
-        _outbound = new OutboundChannel(view, options, new Shrinker());
+        _outbound = LoopbackChannel.WriterFor(_inbound, options);
         _payload = new byte[PayloadSize];
         Random.Shared.NextBytes(_payload);
     }

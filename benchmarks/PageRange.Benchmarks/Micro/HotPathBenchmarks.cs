@@ -1,6 +1,5 @@
 using BenchmarkDotNet.Attributes;
 using PageRange.Benchmarks.CrossProcess;
-using PageRange.Memory;
 using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Micro;
@@ -162,9 +161,7 @@ public class HotPathBenchmarks
         _payload = NewPayload(PayloadSize);
         var options = new ChannelOptions { RegionSize = 4L << 20, TxRingCapacity = 1024, FreeRingCapacity = 1024, WaitStrategy = wait };
         _inbound = InboundChannel.Create("bench-hotpath", options);
-        SharedRegion view = SharedRegion.Open(Interop.Dup(_inbound.Region.Handle), _inbound.Region.Size, _inbound.Region.Size);
-        // A private shrinker that never scans: freed pages stay backed, as between two runs of the real one.
-        _outbound = new OutboundChannel(view, options, new Shrinker());
+        _outbound = LoopbackChannel.WriterFor(_inbound, options);
     }
 
     private void ReaderLoop()

@@ -2,7 +2,6 @@ using System.Buffers;
 using BenchmarkDotNet.Attributes;
 using MessagePack;
 using PageRange.Benchmarks.CrossProcess;
-using PageRange.Memory;
 using PageRange.Serialization;
 using PageRange.Transport;
 
@@ -49,8 +48,7 @@ public class SerializationBenchmarks
     {
         var options = new ChannelOptions { RegionSize = 4L << 20, TxRingCapacity = 1024, FreeRingCapacity = 1024 };
         _inbound = InboundChannel.Create("bench-serialization", options);
-        SharedRegion view = SharedRegion.Open(Interop.Dup(_inbound.Region.Handle), _inbound.Region.Size, _inbound.Region.Size);
-        _outbound = new OutboundChannel(view, options, new Shrinker());
+        _outbound = LoopbackChannel.WriterFor(_inbound, options);
     }
 
     [GlobalSetup(Targets = [nameof(ConnectionTypedCall), nameof(ConnectionTypedOneway), nameof(BlobMessageCall)])]
