@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using PageRange.Threading;
 using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Micro;
@@ -19,6 +20,7 @@ public class CallShapeBenchmarks
     private OutboundChannel _outbound = null!;
     private byte[] _payload = null!;
     private readonly byte[] _copy = new byte[InlineLayout.MaxPayload];
+    private readonly TransactionRecord[] _batch = new TransactionRecord[InboundChannel.ReceiveBatch];
     private ulong _id;
 
     /// <summary>The payload size in bytes: 64 travels inline, 256 in a slab slot.</summary>
@@ -71,18 +73,21 @@ public class CallShapeBenchmarks
         int sum = 0;
         for (int i = 0; i < OperationsPerInvoke; i++)
         {
-            sum += OneDirection(TransactionFlags.TwoWay, new RecordContext(ChainId: 7, Depth: 1, CallStatus.Ok));
-            sum += OneDirection(TransactionFlags.Reply, default);
+            // As a connection does: the thread's id read once per operation, not once per lock pass.
+            sum += OneDirection(TransactionFlags.TwoWay, new RecordContext(ChainId: 7, Depth: 1, CallStatus.Ok), ThreadToken.Current);
+            sum += OneDirection(TransactionFlags.Reply, default, ThreadToken.Current);
         }
         return sum;
     }
 
-    private int OneDirection(TransactionFlags flags, in RecordContext context)
+    private int OneDirection(TransactionFlags flags, in RecordContext context, ThreadToken thread)
     {
-        if (!_outbound.TrySend(_id++, 1, flags, _payload, context) || !_inbound.TryReceive(out TransactionRecord record))
+        // The connection's calls: the send with the caller's token, the receive as its pump takes a batch.
+        if (!_outbound.TrySend(thread, _id++, 1, flags, _payload, context) || _inbound.TryReceiveBatch(_batch, thread) != 1)
         {
             throw new InvalidOperationException("The channel should never be full here.");
         }
+        ref TransactionRecord record = ref _batch[0];
         int last;
         if (record.Inline)
         {
@@ -93,7 +98,11 @@ public class CallShapeBenchmarks
         {
             last = _inbound.GetPayload(record)[^1];
         }
-        _inbound.Free(record);
+        // As a transaction's dispose frees: under the lock the connection shares with its slot table.
+        using (_inbound.FreeLock.EnterScope())
+        {
+            _inbound.FreeUnderLock(record);
+        }
         return last;
     }
 }
