@@ -84,6 +84,7 @@ public sealed class PageRangeOptions
         _maxConcurrentCalls = values._maxConcurrentCalls;
         ClearBuffersOnFree = values.ClearBuffersOnFree;
         InlineSmallPayloads = values.InlineSmallPayloads;
+        DirectReplies = values.DirectReplies;
         LoggerFactory = values.LoggerFactory;
         WaitStrategy = values.WaitStrategy;
         AllowAnyUid = values.AllowAnyUid;
@@ -274,6 +275,13 @@ public sealed class PageRangeOptions
     /// small sends (an error reply that must find room in the caller's region, say) and in benchmarks that compare both.
     /// </summary>
     internal bool InlineSmallPayloads { get; set; } = true;
+
+    /// <summary>
+    /// Whether this side's synchronous calls ask the peer for a direct reply (see <see cref="Transport.DirectReplyLayout"/>):
+    /// a small reply written into two lines of our region header instead of the transaction ring, one call at a time;
+    /// defaults to true. Internal: off only in tests of the ring's reply path and in benchmarks that compare both.
+    /// </summary>
+    internal bool DirectReplies { get; set; } = true;
 
     /// <summary>How many two-way calls this side may have waiting for replies at once, over all threads.</summary>
     /// <remarks>Defaults to 1024. From 1 to 65535.</remarks>

@@ -57,7 +57,7 @@ public sealed partial class PageRangeConnection
         {
             throw new InvalidOperationException($"Call {record.TransactionId} was already replied to.");
         }
-        TransactionFlags flags = status == CallStatus.Ok ? TransactionFlags.Reply : TransactionFlags.ErrorReply;
+        TransactionFlags flags = ReplyFlags(record, status);
         try
         {
             if (TrySendNow(record.TransactionId, record.Code, flags, payload.Span, RecordContext.ForError(status)))

@@ -87,14 +87,14 @@ public sealed partial class PageRangeConnection
         // Read once for the lock passes of the rent, the send, the wait's routing and the return (a lock left by its
         // owner word, a nested call and the reply's dispose still read it themselves).
         ThreadToken thread = ThreadToken.Current;
-        PendingCall call = RentCall(isAsync: false, ref context, thread);
+        PendingCall call = RentCall(isAsync: false, ref context, thread, directReply: true);
         try
         {
-            SendCore(thread, call.Id, code, flags, payload, cancellationToken, context);
+            SendCore(thread, call.Id, code, call.DirectReply ? flags | TransactionFlagsExtensions.DirectReplyRequested : flags, payload, cancellationToken, context);
         }
         catch
         {
-            ReturnCall(call, taken: false, thread);
+            ReturnUnsentCall(call, thread);
             throw;
         }
         return FinishCall(call, timeout, thread, cancellationToken);
@@ -221,7 +221,7 @@ public sealed partial class PageRangeConnection
         {
             throw new InvalidOperationException($"Call {slot.Record.TransactionId} was already replied to.");
         }
-        TransactionFlags flags = status == CallStatus.Ok ? TransactionFlags.Reply : TransactionFlags.ErrorReply;
+        TransactionFlags flags = ReplyFlags(slot.Record, status);
         try
         {
             SendCore(ThreadToken.Current, slot.Record.TransactionId, slot.Record.Code, flags, payload, CancellationToken.None, RecordContext.ForError(status));
@@ -234,6 +234,15 @@ public sealed partial class PageRangeConnection
             throw;
         }
     }
+
+    /// <summary>
+    /// A reply's flags for <paramref name="status"/>, with the internal direct-reply bit if the call asked for a direct
+    /// reply (<see cref="DirectReplyLayout"/>): the outbound channel writes it into the caller's lines if it fits, else
+    /// on the ring.
+    /// </summary>
+    private static TransactionFlags ReplyFlags(in TransactionRecord call, CallStatus status) =>
+        (status == CallStatus.Ok ? TransactionFlags.Reply : TransactionFlags.ErrorReply)
+        | (call.Flags & TransactionFlagsExtensions.DirectReplyRequested);
 
     /// <summary>Reserve, copy once, publish, wake the peer if it is parked; waits for frees while the region is full.</summary>
     private void SendCore(ulong id, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CancellationToken cancellationToken, in RecordContext context = default) =>
@@ -347,16 +356,36 @@ public sealed partial class PageRangeConnection
     /// <param name="isAsync">Whether the caller awaits the reply rather than waiting on its thread.</param>
     /// <param name="context">The call's context from <see cref="ContextFor"/>; a new chain's (chain id 0) gets its id here.</param>
     /// <param name="thread">The current thread's token, read once by the caller for all the call's lock passes.</param>
-    private PendingCall RentCall(bool isAsync, ref RecordContext context, ThreadToken thread)
+    /// <param name="directReply">Whether the call may ask for a direct reply (<see cref="DirectReplyLayout"/>): a
+    /// synchronous call whose caller sends it with <see cref="TransactionFlagsExtensions.DirectReplyRequested"/> if it
+    /// does (<see cref="PendingCall.DirectReply"/>). It asks if no other call does.</param>
+    private PendingCall RentCall(bool isAsync, ref RecordContext context, ThreadToken thread, bool directReply = false)
     {
         ThrowIfDisposed();
         PendingCall? call;
-        if ((_nestedHandler is null || isAsync) && (call = TryTakeSpareCall(thread)) is not null)
+        // A load first: the lock only when there is something to take.
+        if ((_nestedHandler is null || isAsync) && Volatile.Read(ref _spareCall) is not null)
         {
             // Nothing to register for a chain (no nested-call handler, or an async caller, which never runs nested
-            // calls): the spare slot, taken under a short pass of the slot lock.
-            ArmCall(call, isAsync, ref context);
-            return call;
+            // calls): the spare slot, taken under a short pass of the slot lock. Under the slot lock, not an exchange: a
+            // lone caller's thread holds the lock's bias (it routes its replies and frees them under it), so a pass is a
+            // few plain stores and no locked instruction; the exchange here and the compare-exchange in ReturnCall were
+            // two per call, on a round trip's critical path between the reply's arrival and the next request's publish
+            // (the call probe's take phase: -5 ns, session 2026-12-04 16:56). Armed, and the direct reply asked for, in
+            // the same pass.
+            using (_slotLock.EnterScope(thread))
+            {
+                if ((call = _spareCall) is not null)
+                {
+                    _spareCall = null;
+                    ArmCall(call, isAsync, ref context);
+                    if (directReply)
+                    {
+                        TryAskForDirectReplyUnsynchronized(call);
+                    }
+                    return call;
+                }
+            }
         }
         using (_slotLock.EnterScope(thread))
         {
@@ -376,6 +405,10 @@ public sealed partial class PageRangeConnection
             }
             _lockedRents++;
             ArmCall(call, isAsync, ref context);
+            if (directReply)
+            {
+                TryAskForDirectReplyUnsynchronized(call);
+            }
             // Before the call is sent: the peer's nested call may come back before this thread starts waiting.
             RegisterChainWaiterUnsynchronized(call);
         }
@@ -399,24 +432,30 @@ public sealed partial class PageRangeConnection
         call.Arm(id, isAsync, context.ChainId);
     }
 
-    /// <summary>Takes the spare pending-call slot (the one a call gave back last), if there is one.</summary>
-    private PendingCall? TryTakeSpareCall(ThreadToken thread)
+    /// <summary>
+    /// Lets <paramref name="call"/> ask for a direct reply (<see cref="DirectReplyLayout"/>) if no other call does: the
+    /// inbound channel then expects its id, before it is sent. The caller holds the slot lock, which keeps two calls
+    /// from asking at once; the expectation ends when the reader takes the reply, or when the call learns that it
+    /// came another way (<see cref="ReturnCall"/>, <see cref="ReturnUnsentCall"/>, <see cref="Route"/>).
+    /// </summary>
+    private void TryAskForDirectReplyUnsynchronized(PendingCall call)
     {
-        // A load first: the lock only when there is something to take. Under the slot lock, not an exchange: a lone
-        // caller's thread holds the lock's bias (it routes its replies and frees them under it), so a pass is a few plain
-        // stores and no locked instruction; the exchange here and the compare-exchange in ReturnCall were two per call,
-        // on a round trip's critical path between the reply's arrival and the next request's publish (the call probe's
-        // take phase: -5 ns, session 2026-12-04 16:56).
-        if (Volatile.Read(ref _spareCall) is null)
+        if (_directReplies && _inbound.ExpectedDirectReply == 0)
         {
-            return null;
+            _inbound.ExpectDirectReply(call.Id);
+            call.DirectReply = true;
         }
-        using (_slotLock.EnterScope(thread))
+    }
+
+    /// <summary>Gives back a call whose request was never sent: no reply of any kind will come.</summary>
+    private void ReturnUnsentCall(PendingCall call, ThreadToken thread)
+    {
+        if (call.DirectReply)
         {
-            PendingCall? spare = _spareCall;
-            _spareCall = null;
-            return spare;
+            call.DirectReply = false;
+            _inbound.StopExpectingDirectReply(call.Id);
         }
+        ReturnCall(call, taken: false, thread);
     }
 
     /// <summary>Keeps <paramref name="call"/> as the spare slot, if there is none yet.</summary>
@@ -435,6 +474,19 @@ public sealed partial class PageRangeConnection
 
     private void ReturnCall(PendingCall call, bool taken, ThreadToken thread)
     {
+        if (call.DirectReply)
+        {
+            call.DirectReply = false;
+            // Answered (a reply or error reply, taken from the lines or the ring, or the peer's failure on the control
+            // socket): nothing more will be written for this call, so the lines are free for the next. A call that ended
+            // unanswered (a timeout, a cancellation, the peer's death) leaves the expectation for its late reply, which
+            // the reader takes (and frees: nobody waits) before another call may ask. The reader cleared it already if
+            // the reply came directly: a load, no locked instruction, then.
+            if (call.IsCompleted && call.Error is null or RemoteCallException && _inbound.ExpectedDirectReply == call.Id)
+            {
+                _inbound.StopExpectingDirectReply(call.Id);
+            }
+        }
         // A call abandoned by timeout, cancellation or an exception is marked done, so a reply that arrives later finds
         // no one waiting and is freed by the reader.
         call.Abandon(s_abandoned);

@@ -78,14 +78,15 @@ public sealed partial class PageRangeConnection
         RecordContext context = ContextFor(default);
         // Read once for the rent and the send, as CallCore does (the probe's FinishCall reads it again).
         ThreadToken thread = ThreadToken.Current;
-        PendingCall call = RentCall(isAsync: false, ref context, thread);
+        PendingCall call = RentCall(isAsync: false, ref context, thread, directReply: true);
         try
         {
-            SendCore(thread, call.Id, code, TransactionFlags.TwoWay, payload, CancellationToken.None, context);
+            SendCore(thread, call.Id, code, call.DirectReply ? TransactionFlags.TwoWay | TransactionFlagsExtensions.DirectReplyRequested : TransactionFlags.TwoWay,
+                payload, CancellationToken.None, context);
         }
         catch
         {
-            ReturnCall(call, taken: false, thread);
+            ReturnUnsentCall(call, thread);
             throw;
         }
         return call;

@@ -62,6 +62,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private PendingCall? _spareCall;
     private readonly ulong _chainSide;
     private readonly bool _copyPayloads;
+    // Whether synchronous calls ask for direct replies (PageRangeOptions.DirectReplies).
+    private readonly bool _directReplies;
 
     private readonly Queue<IncomingSlot> _onewayBacklog;
     private bool _onewayInProgress;
@@ -144,6 +146,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         }
         _laneSlot = _incomingSlots[slots] = new IncomingSlot(slots, isLaneSlot: true);
         _freeIncomingCount = slots;
+        _directReplies = options.DirectReplies;
         _copyPayloads = options.CopyIncomingPayloads switch
         {
             IncomingPayloadCopy.Always => true,

@@ -34,6 +34,12 @@ internal sealed class PendingCall : IValueTaskSource<Transaction>
 
     internal bool IsAsync;
 
+    /// <summary>
+    /// Whether the current call asked for a direct reply (<see cref="DirectReplyLayout"/>), whose id the inbound channel
+    /// then expects; read and written only by the call's own thread (set under the slot lock).
+    /// </summary>
+    internal bool DirectReply;
+
     /// <summary>The chain the call was made in: a nested call of that chain from the peer may be routed to this call's thread.</summary>
     internal ulong ChainId;
 

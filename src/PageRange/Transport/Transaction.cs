@@ -42,7 +42,7 @@ public readonly struct Transaction : IDisposable, IEquatable<Transaction>
         get
         {
             IncomingSlot slot = ReadSlot;
-            TransactionFlags flags = slot.Record.Flags;
+            TransactionFlags flags = slot.Record.Flags & ~TransactionFlagsExtensions.DirectReplyRequested;
             EndRead(slot);
             return flags;
         }

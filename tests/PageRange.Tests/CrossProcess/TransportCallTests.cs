@@ -36,9 +36,11 @@ public sealed class TransportCallTests(ITestOutputHelper output)
             Assert.True(reply.Memory.Span.SequenceEqual(payload), $"the echo's memory of {size} bytes differs");
         }
 
-        // Requests and echoes up to the limit went inline both ways, between two processes; nothing larger did.
+        // Requests up to the limit went inline, and their echoes were written directly into our lines (DirectReplyLayout,
+        // the same limit), between two processes; nothing larger did either.
         Assert.Equal(inline, connection.Outbound.InlineSent);
-        Assert.Equal(inline, connection.Inbound.InlineReceived);
+        Assert.Equal(inline, connection.Inbound.DirectRepliesReceived);
+        Assert.Equal(0, connection.Inbound.InlineReceived);
 
         // One byte more than the largest can never fit: refused at once, before anything is sent.
         Assert.Throws<MessageTooLargeException>(() => connection.Call(TransportHost.Codes.Echo, new byte[largest + 1], TestTimeouts.Long));

@@ -130,8 +130,9 @@ public sealed class ConnectionErrorReplyTests
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
         options.RegionFullTimeout = TimeSpan.FromMilliseconds(50);
-        // The error reply must need a buffer: carried inline in the ring it needs no page.
+        // The error reply must need a buffer: carried inline in the ring or written directly it needs no page.
         options.InlineSmallPayloads = false;
+        options.DirectReplies = false;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         pair.Server.Outbound.Region.AllocationFaultInjector = _ => true;
         Thread handler = Serve(pair.Server, _ => { });

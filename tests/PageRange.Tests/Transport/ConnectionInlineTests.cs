@@ -36,11 +36,14 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
                     calls++;
                 }
             }, iter: 100, threads: 1);
-            // Every small request and every small echo went inline; nothing larger did.
+            // Every small request went inline and every small echo was written directly into the caller's lines
+            // (DirectReplyLayout, the same limit); nothing larger did either.
             Assert.Equal(small, pair.Client.Outbound.InlineSent);
             Assert.Equal(small, pair.Server.Inbound.InlineReceived);
-            Assert.Equal(small, pair.Server.Outbound.InlineSent);
-            Assert.Equal(small, pair.Client.Inbound.InlineReceived);
+            Assert.Equal(small, pair.Server.Outbound.DirectRepliesSent);
+            Assert.Equal(small, pair.Client.Inbound.DirectRepliesReceived);
+            Assert.Equal(0, pair.Server.Outbound.InlineSent);
+            Assert.Equal(0, pair.Client.Inbound.InlineReceived);
             output.WriteLine($"{calls} calls, {small} of them inline both ways");
         }
         finally
@@ -140,8 +143,11 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
     public async Task Call_NoPageOfTheCallersRegionCanBeBacked_TheErrorReplyStillArrivesInline()
     {
         // What needed the control socket's fallback when every error reply needed a buffer (ConnectionTests'
-        // Call_ErrorReplyCannotBePlaced...): a short one goes in the ring, which needs no page.
-        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        // Call_ErrorReplyCannotBePlaced...): a short one goes in the ring, which needs no page. (Not written directly into
+        // the caller's lines, which needs none either: ConnectionDirectReplyTests.)
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.DirectReplies = false;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         pair.Server.Outbound.Region.AllocationFaultInjector = _ => true;
         var handler = new Thread(() =>
         {

@@ -14,8 +14,10 @@ public sealed class ConnectionTests(ITestOutputHelper output)
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
         options.RegionFullTimeout = TimeSpan.FromMilliseconds(50);
-        // The error reply must need a buffer: carried inline in the ring it needs no page (the test below).
+        // The error reply must need a buffer: carried inline in the ring (the test below) or written directly into the
+        // caller's lines (ConnectionDirectReplyTests) it needs no page.
         options.InlineSmallPayloads = false;
+        options.DirectReplies = false;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         // Every page of the caller's region that the callee would back for a reply fails to back: no reply, not even
         // an error reply, can be placed there.

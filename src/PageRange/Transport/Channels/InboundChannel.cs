@@ -66,6 +66,11 @@ internal sealed unsafe class InboundChannel : IDisposable
     // not at the first inline record: an allocation that failed in the middle of a batch would lose the records taken.
     private readonly byte[] _inlineStaging = new byte[ReceiveBatch * InlineLayout.MaxPayload];
     private long _emptyReceivePasses;
+    // Our direct reply lines (DirectReplyLayout), which the peer writes; and the id of the call whose reply may come
+    // there (0: none), set by the call's owner, cleared by the reader that takes it (see ExpectDirectReply).
+    private readonly TransactionRecordLayout* _directReply;
+    private ulong _expectedDirectReply;
+    private long _directRepliesReceived;
 
     // The current pack (see PackLayout), under the receive lock: its offset (-1: none; also read by waiters as a hint),
     // capacity, table index, the Committed word as last validated, and the bytes of entries consumed (from the header).
@@ -112,6 +117,8 @@ internal sealed unsafe class InboundChannel : IDisposable
         // reference keeps alive now and ours (taken at the end of this constructor) until Dispose releases it after every
         // operation has left.
         _data = region.BasePointer + layout.DataOffset;
+        // SAFETY: as the data area's: the two lines lie inside the mapping, before the transaction ring (the layout's).
+        _directReply = (TransactionRecordLayout*)(region.BasePointer + DirectReplyLayout.Offset);
         _memory = new RegionMemoryManager(_data, checked((int)layout.DataSize), this);
         // SAFETY: GetSpan checks that the word lies inside the mapping, kept alive by the references named above;
         // the word is the writer's (it counts its parked threads), read only as a hint, never as an index or size.
@@ -161,6 +168,30 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Transactions handed out so far: records of their own and messages taken from packs.</summary>
     internal ulong Delivered => Volatile.Read(ref _delivered);
+
+    /// <summary>Replies taken from the direct reply lines so far (see <see cref="DirectReplyLayout"/>).</summary>
+    internal long DirectRepliesReceived => Volatile.Read(ref _directRepliesReceived);
+
+    /// <summary>The id of the call whose direct reply the reader looks for; 0 when none.</summary>
+    internal ulong ExpectedDirectReply => Volatile.Read(ref _expectedDirectReply);
+
+    /// <summary>
+    /// Makes the reader look for call <paramref name="callId"/>'s reply in the direct reply lines (and its waits return
+    /// when it is there), before the call is sent. The caller makes sure no other id is expected
+    /// (<see cref="ExpectedDirectReply"/> is 0) and that no other thread sets one meanwhile (the connection's slot lock).
+    /// </summary>
+    internal void ExpectDirectReply(ulong callId)
+    {
+        Debug.Assert(callId != 0 && ExpectedDirectReply == 0, "One direct reply expected at a time.");
+        Volatile.Write(ref _expectedDirectReply, callId);
+    }
+
+    /// <summary>
+    /// Stops looking for call <paramref name="callId"/>'s direct reply, if it is still the one expected: its reply came
+    /// another way (the ring, the control socket), or it was never sent. A compare-exchange: the reader may have taken the
+    /// reply meanwhile and another call be expected already.
+    /// </summary>
+    internal void StopExpectingDirectReply(ulong callId) => Interlocked.CompareExchange(ref _expectedDirectReply, 0, callId);
 
     /// <summary>Packs taken off the ring so far.</summary>
     internal long PacksReceived => Interlocked.Read(ref _packsReceived);
@@ -253,6 +284,13 @@ internal sealed unsafe class InboundChannel : IDisposable
         {
             ThrowIfDisposed();
             int count = 0;
+            // A reply written directly is taken first: it was published with no place in the ring's order, and the call
+            // waiting for it is what a synchronous round trip waits for.
+            if (records.Length > 0 && Volatile.Read(ref _expectedDirectReply) != 0 && TryTakeDirectReply(position: 0, out records[0]))
+            {
+                count = 1;
+                TransportMetrics.OnReceived(records[0].Flags, records[0].Length);
+            }
             bool advanced = false;
             long highWaterMark = _highWaterMark;
             while (count < records.Length)
@@ -360,15 +398,66 @@ internal sealed unsafe class InboundChannel : IDisposable
     }
 
     /// <summary>
+    /// Takes the expected call's reply from the direct reply lines (see <see cref="DirectReplyLayout"/>), if the record
+    /// line holds that id: the record copied once and validated from the copy, the payload line copied into the staging
+    /// slot of batch position <paramref name="position"/>, the expectation cleared. Under the receive lock.
+    /// </summary>
+    /// <returns><see langword="false"/> (nothing taken) when the lines do not hold the expected reply.</returns>
+    /// <exception cref="ProtocolViolationException">The record with the expected id is not a valid direct reply.</exception>
+    private bool TryTakeDirectReply(int position, out TransactionRecord record)
+    {
+        ulong expected = Volatile.Read(ref _expectedDirectReply);
+        // SAFETY: _directReply points at two lines inside the mapping, which the caller's receive lock (after its disposed
+        // check) keeps mapped: Dispose takes that lock before it unmaps.
+        if (expected == 0 || Volatile.Read(ref _directReply->TransactionId) != expected)
+        {
+            record = default;
+            return false;
+        }
+        // One copy, then only the copy is read: the peer may write the lines again at any moment.
+        TransactionRecordLayout raw = *_directReply;
+        TransactionFlags flags = (TransactionFlags)raw.Flags;
+        if (raw.TransactionId != expected)
+        {
+            // Rewritten between the look and the copy: not the reply looked for (an honest writer writes it once).
+            record = default;
+            return false;
+        }
+        if (flags is not (TransactionFlags.Reply or TransactionFlags.ErrorReply)
+            || raw.BufferOffset != 0
+            || raw.Length > DirectReplyLayout.MaxPayload
+            || raw.MetadataLength != 0
+            || !HasValidContext(raw, flags)
+            || raw.Reserved0 != 0
+            || raw.Reserved1 != 0)
+        {
+            ThrowBadDirectReply(raw);
+        }
+        int offset = position * InlineLayout.MaxPayload;
+        // A whole line of constant size (a vector copy); the bytes past the length are the writer's leftovers, never read.
+        new ReadOnlySpan<byte>((byte*)_directReply + TransactionRecordLayout.Size, DirectReplyLayout.MaxPayload)
+            .CopyTo(_inlineStaging.AsSpan(offset, DirectReplyLayout.MaxPayload));
+        // Taken: the next call may ask for the lines again. Only the reader clears it this way (the owner's
+        // StopExpectingDirectReply compares first).
+        Volatile.Write(ref _expectedDirectReply, 0);
+        Volatile.Write(ref _directRepliesReceived, _directRepliesReceived + 1);
+        record = new TransactionRecord(raw.TransactionId, offset, (int)raw.Length, raw.Code, flags,
+            new ReceivedContext(0, 0, (CallStatus)raw.Status), Pack: TransactionRecord.InlinePack);
+        return true;
+    }
+
+    /// <summary>
     /// Validates an inline record (see <see cref="InlineLayout"/>) at the head, copies its payload out of the ring into
     /// the staging slot of batch position <paramref name="position"/>, and advances the head past both (unpublished).
     /// </summary>
     /// <returns><see langword="false"/> (nothing consumed) if the record is invalid or its payload was not published with it.</returns>
     private bool TryTakeInline(in TransactionRecordLayout raw, int position, out TransactionRecord record)
     {
-        TransactionFlags flags = (TransactionFlags)(raw.Flags & ~InlineLayout.RecordFlag);
+        TransactionFlags direct = DirectRequestOf(raw);
+        TransactionFlags flags = (TransactionFlags)(raw.Flags & ~InlineLayout.RecordFlag) & ~direct;
         // Each check reads only the private copy, as TryValidate's.
         if (!InlineLayout.IsInlineKind(flags)
+            || (direct != 0 && flags != TransactionFlags.TwoWay)
             || raw.BufferOffset != 0
             || raw.Length > InlineLayout.MaxPayload
             || raw.MetadataLength != 0
@@ -386,10 +475,17 @@ internal sealed unsafe class InboundChannel : IDisposable
             record = default;
             return false;
         }
-        record = new TransactionRecord(raw.TransactionId, offset, length, raw.Code, flags,
+        record = new TransactionRecord(raw.TransactionId, offset, length, raw.Code, flags | direct,
             new ReceivedContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status), Pack: TransactionRecord.InlinePack);
         return true;
     }
+
+    /// <summary>
+    /// A record's <see cref="DirectReplyLayout.RequestFlag"/>, as the internal <see cref="TransactionFlagsExtensions.DirectReplyRequested"/>
+    /// (kept in the received record's flags, masked from what a handler sees); the caller checks it comes on a two-way call only.
+    /// </summary>
+    private static TransactionFlags DirectRequestOf(in TransactionRecordLayout raw) =>
+        (raw.Flags & DirectReplyLayout.RequestFlag) != 0 ? TransactionFlagsExtensions.DirectReplyRequested : 0;
 
     /// <summary>
     /// Copies the payload of an inline transaction taken by the last batch (see <see cref="InlineLayout"/>) into
@@ -1192,6 +1288,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         get
         {
+            ulong expected = Volatile.Read(ref _expectedDirectReply);
+            // SAFETY: as the ring's tail below: the caller holds the role (found open) or a reading reference.
+            if (expected != 0 && Volatile.Read(ref _directReply->TransactionId) == expected)
+            {
+                return true;
+            }
             long offset = Volatile.Read(ref _packOffset);
             if (offset < 0)
             {
@@ -1213,7 +1315,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     private bool TryValidate(in TransactionRecordLayout raw, out TransactionRecord record)
     {
         ulong dataSize = (ulong)_layout.DataSize;
-        TransactionFlags flags = (TransactionFlags)raw.Flags;
+        TransactionFlags direct = DirectRequestOf(raw);
+        TransactionFlags flags = (TransactionFlags)raw.Flags & ~direct;
         // Each check reads only the private copy. Length <= dataSize - offset after offset <= dataSize cannot overflow.
         // A status only on an error reply, a chain only on a two-way call: anything else is a peer that does not speak
         // this version, and trusting half of its record would be worse than closing.
@@ -1227,12 +1330,13 @@ internal sealed unsafe class InboundChannel : IDisposable
             || (raw.MetadataLength & 7) != 0
             || (raw.MetadataLength != 0 && (flags & (TransactionFlags.TwoWay | TransactionFlags.Oneway)) == 0)
             || raw.Reserved0 != 0
-            || raw.Reserved1 != 0)
+            || raw.Reserved1 != 0
+            || (direct != 0 && (flags & TransactionFlags.TwoWay) == 0))
         {
             record = default;
             return false;
         }
-        record = new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags,
+        record = new TransactionRecord(raw.TransactionId, (long)raw.BufferOffset, (int)raw.Length, raw.Code, flags | direct,
             new ReceivedContext(raw.ChainId, raw.Depth, (CallStatus)raw.Status), (int)raw.MetadataLength);
         return true;
     }
@@ -1280,6 +1384,15 @@ internal sealed unsafe class InboundChannel : IDisposable
             $"Oneway/TwoWay/Reply/ErrorReply, a status up to {TransactionRecordLayout.MaxStatus} only on ErrorReply, a chain only on " +
             $"TwoWay, depth up to {TransactionRecordLayout.MaxDepth}, metadata only on TwoWay/Oneway, within the length, a multiple of 8 " +
             $"and at most {CallMetadataBlock.MaxLength} bytes, reserved words zero).");
+
+    [DoesNotReturn]
+    private static void ThrowBadDirectReply(in TransactionRecordLayout raw) =>
+        throw new ProtocolViolationException(
+            $"The peer wrote an invalid direct reply: id {raw.TransactionId}, offset {raw.BufferOffset}, length {raw.Length}, " +
+            $"code {raw.Code}, flags 0x{raw.Flags:x}, status {raw.Status}, chain {raw.ChainId} depth {raw.Depth}, metadata {raw.MetadataLength}, " +
+            $"reserved {raw.Reserved0}/{raw.Reserved1} (a direct reply is exactly Reply or ErrorReply, offset 0, at most " +
+            $"{DirectReplyLayout.MaxPayload} bytes, no metadata, no chain, a status up to {TransactionRecordLayout.MaxStatus} only on " +
+            $"ErrorReply, reserved words zero).");
 
     [DoesNotReturn]
     private static void ThrowBadInlineRecord(in TransactionRecordLayout raw) =>

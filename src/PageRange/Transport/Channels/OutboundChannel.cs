@@ -52,6 +52,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     // The inline transactions (see InlineLayout) among _liveBuffers: their frees are honoured only up to this many.
     private int _inlineLive;
     private long _inlineSent;
+    // The peer's direct reply lines (DirectReplyLayout), written under the send lock.
+    private readonly TransactionRecordLayout* _directReply;
+    private long _directRepliesSent;
     private readonly bool _inline;
     // The layout's live limit, computed once (it is read per send).
     private readonly int _maxLiveBuffers;
@@ -148,6 +151,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 peerRegion, RegionHeaderLayout.TxTailOffset, RegionHeaderLayout.TxHeadOffset, _layout.TxRingOffset, _layout.TxRingCapacity, "transaction");
             _freeRing = RingConsumer<FreeRecordLayout>.Over(
                 peerRegion, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, _layout.FreeRingOffset, _layout.FreeRingCapacity, "free");
+            // SAFETY: GetSpan checks that both lines lie inside the mapping (before the transaction ring: the layout was
+            // validated), which our reference keeps alive until Dispose, which takes the send lock first; every write
+            // through the pointer is made under that lock after a disposed check.
+            fixed (byte* lines = peerRegion.GetSpan(DirectReplyLayout.Offset, DirectReplyLayout.Size))
+            {
+                _directReply = (TransactionRecordLayout*)lines;
+            }
             // A receiver whose region says its readers issue the park barrier, and a process the barrier reaches: no
             // fence per publish (see ParkBarrier). The flag is read from our private copy of the header, once.
             PeerParksWithBarrier = (header.Flags & RegionHeaderLayout.ParkBarrierFlag) != 0;
@@ -188,6 +198,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>The data area's allocator, for stats.</summary>
     internal BufferAllocator Allocator => _allocator;
+
+    /// <summary>Replies and error replies written directly into the peer's lines (see <see cref="DirectReplyLayout"/>).</summary>
+    internal long DirectRepliesSent => Volatile.Read(ref _directRepliesSent);
 
     /// <summary>
     /// The allocator's stats with the open slabs left out of <see cref="BufferAllocatorStats.ReservedBuffers"/>: a slab
@@ -337,6 +350,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <param name="context">The call's chain, depth, status and metadata.</param>
     internal bool TrySend(ThreadToken thread, ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context)
     {
+        // The internal direct-reply bit (see DirectReplyLayout): on a two-way call it asks for a direct reply (the wire
+        // bit), on a reply it says where to write it if it fits; never part of the flags validated or counted.
+        TransactionFlags direct = flags & TransactionFlagsExtensions.DirectReplyRequested;
+        flags &= ~TransactionFlagsExtensions.DirectReplyRequested;
         ValidateFlags(flags);
         if (_options.ClearBuffersOnFree)
         {
@@ -366,8 +383,16 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // Any other record comes after every message of the open pack: seal it first, so the receiver, which
             // finishes a pack before it looks at the ring again, keeps the order.
             SealPackUnsynchronized();
+            if (direct != 0 && payload.Length <= DirectReplyLayout.MaxPayload && context.Metadata.IsEmpty
+                && flags is TransactionFlags.Reply or TransactionFlags.ErrorReply
+                && TryPublishDirectReplyUnsynchronized(transactionId, code, flags, payload, context.Status))
+            {
+                return true;
+            }
+            // A call's record carries the request's bit on the wire; a reply's is dropped (it goes on the ring).
+            TransactionFlags wire = (flags & TransactionFlags.TwoWay) != 0 ? flags | direct : flags;
             if (_inline && payload.Length <= InlineLayout.MaxPayload && context.Metadata.IsEmpty && InlineLayout.IsInlineKind(flags)
-                && TryPublishInlineUnsynchronized(transactionId, code, flags, payload, context))
+                && TryPublishInlineUnsynchronized(transactionId, code, wire, payload, context))
             {
                 return true;
             }
@@ -379,7 +404,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 return false;
             }
             CopyPayloadStores stores = new(metadata, payload, SpanOfReservationUnsynchronized(offset, length));
-            PublishUnsynchronized(ref stores, offset, length, transactionId, code, flags, context);
+            PublishUnsynchronized(ref stores, offset, length, transactionId, code, wire, context);
             return true;
         }
     }
@@ -1091,6 +1116,62 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _sendsSinceDrain++;
         Volatile.Write(ref _inlineSent, _inlineSent + 1);
         // As a buffer's publish (PublishUnsynchronized): inside the lock, no fence to a receiver that pays for it.
+        _txDoorbell.RingAfterPublish();
+        TransportMetrics.OnSent(flags, payload.Length);
+        return true;
+    }
+
+    /// <summary>
+    /// Writes a reply or error reply of at most <see cref="DirectReplyLayout.MaxPayload"/> bytes into the peer's direct
+    /// reply lines (see <see cref="DirectReplyLayout"/>), for a call that asked for it: the payload line, the record's
+    /// fields, then its id (a release store), which the waiting reader looks for. Counted live as an inline transaction
+    /// until its free comes back. <see langword="false"/> (nothing written) at the live limit; the caller then takes the
+    /// ring, which waits for room.
+    /// </summary>
+    private bool TryPublishDirectReplyUnsynchronized(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CallStatus status)
+    {
+        // The frees are read lazily as for an inline send (TryPublishInlineUnsynchronized): a direct reply comes back as
+        // an inline free.
+        if (_eagerDrain || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
+        {
+            DrainFreesUnsynchronized();
+        }
+        int maxLive = _maxLiveBuffers;
+        if (_liveBuffers >= maxLive && (DrainFreesUnsynchronized() == 0 || _liveBuffers >= maxLive))
+        {
+            return false;
+        }
+        // SAFETY: _directReply points at the two lines of the mapping the constructor found inside it; the caller holds
+        // the send lock and checked the channel is not disposed, and Dispose takes that lock before it unmaps. The
+        // payload is at most one line (MaxPayload), written into the second.
+        TransactionRecordLayout* record = _directReply;
+        byte* line = (byte*)record + TransactionRecordLayout.Size;
+        if (payload.Length == DirectReplyLayout.MaxPayload)
+        {
+            // A whole line: a constant size, which the JIT copies with vector moves instead of a call.
+            Unsafe.CopyBlockUnaligned(ref *line, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(payload), DirectReplyLayout.MaxPayload);
+        }
+        else
+        {
+            payload.CopyTo(new Span<byte>(line, DirectReplyLayout.MaxPayload));
+        }
+        record->BufferOffset = 0;
+        record->Length = (uint)payload.Length;
+        record->Code = code;
+        record->Flags = (uint)flags;
+        record->Status = (uint)status;
+        record->ChainId = 0;
+        record->Depth = 0;
+        record->MetadataLength = 0;
+        record->Reserved0 = 0;
+        record->Reserved1 = 0;
+        // Release: the payload and the fields above are visible to whoever sees this id.
+        Volatile.Write(ref record->TransactionId, transactionId);
+        _liveBuffers++;
+        _inlineLive++;
+        _sendsSinceDrain++;
+        Volatile.Write(ref _directRepliesSent, _directRepliesSent + 1);
+        // As a record's publish: the reader waits for it on the ring's doorbell.
         _txDoorbell.RingAfterPublish();
         TransportMetrics.OnSent(flags, payload.Length);
         return true;

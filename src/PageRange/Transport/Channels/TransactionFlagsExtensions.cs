@@ -6,6 +6,12 @@ internal static class TransactionFlagsExtensions
     private const TransactionFlags KindMask =
         TransactionFlags.Oneway | TransactionFlags.TwoWay | TransactionFlags.Reply | TransactionFlags.ErrorReply;
 
+    /// <summary>
+    /// On a received two-way call: its caller waits for a direct reply (<see cref="DirectReplyLayout.RequestFlag"/>, the same
+    /// bit). Internal: never valid on a send, masked from <see cref="Transaction.Flags"/>.
+    /// </summary>
+    internal const TransactionFlags DirectReplyRequested = (TransactionFlags)DirectReplyLayout.RequestFlag;
+
     private const TransactionFlags KnownMask = KindMask | TransactionFlags.ClearOnFree | TransactionFlags.Cancel;
 
     /// <summary>No unknown bit, and exactly one kind bit.</summary>

@@ -7,6 +7,7 @@ namespace PageRange.Transport;
 /// <remarks>
 /// <code>
 /// 0                 RegionHeaderLayout (576 bytes)
+/// 576               DirectReplyLayout (128 bytes: a direct reply's record and payload lines)  writer -> receiver
 /// TxRingOffset      TxRingCapacity   x TransactionRecordLayout (64 bytes)   writer -> receiver
 /// FreeRingOffset    FreeRingCapacity x FreeRecordLayout (16 bytes)          receiver -> writer
 /// DataOffset        data area, page-aligned, to the end of the region
@@ -31,6 +32,9 @@ internal readonly record struct RegionLayout(
     internal const int MaxRingCapacity = 1 << 16;
 
     private const int CacheLine = 64;
+
+    /// <summary>Where every region's transaction ring starts: after the header and the direct reply's lines (protocol version 8).</summary>
+    private const int TxRingOffsetValue = RegionHeaderLayout.Size + DirectReplyLayout.Size;
 
     /// <summary>Header pages in bytes (the same as <see cref="DataOffset"/>).</summary>
     internal long HeaderBytes => DataOffset;
@@ -60,7 +64,7 @@ internal readonly record struct RegionLayout(
         AlignUp(FreeRingOffsetFor(txRingCapacity) + (freeRingCapacity * FreeRecordLayout.Size), SharedRegion.PageSize);
 
     private static int FreeRingOffsetFor(int txRingCapacity) =>
-        AlignUp(RegionHeaderLayout.Size + (txRingCapacity * TransactionRecordLayout.Size), CacheLine);
+        AlignUp(TxRingOffsetValue + (txRingCapacity * TransactionRecordLayout.Size), CacheLine);
 
     /// <summary>Lays out a region of <paramref name="regionSize"/> bytes with rings of the given capacities.</summary>
     /// <exception cref="ArgumentException">A size is not page-aligned or out of range, a capacity is not a power of
@@ -77,7 +81,7 @@ internal readonly record struct RegionLayout(
         ValidateCapacity(txRingCapacity, nameof(txRingCapacity));
         ValidateCapacity(freeRingCapacity, nameof(freeRingCapacity));
 
-        int txRingOffset = RegionHeaderLayout.Size;
+        int txRingOffset = TxRingOffsetValue;
         int freeRingOffset = FreeRingOffsetFor(txRingCapacity);
         long dataOffset = HeaderBytesFor(txRingCapacity, freeRingCapacity);
         if (dataOffset >= regionSize)

@@ -1,0 +1,177 @@
+using PageRange.Memory;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// A peer that abuses direct replies (<see cref="DirectReplyLayout"/>): as a writer, lines the receiver must refuse once
+/// it expects them, lines it never asked for, lines rewritten after the take; the request's bit on records that are not
+/// calls. The victim refuses with <see cref="ProtocolViolationException"/> or ignores what it did not ask for, never reads
+/// outside its copy, and its expectation ends only with the reply it expected.
+/// </summary>
+[Trait("Category", "Hostile")]
+public sealed class ChannelDirectReplyHostileTests
+{
+    private static readonly int s_page = SharedRegion.PageSize;
+
+    private static ChannelOptions Options => new()
+    {
+        RegionSize = 64L * s_page,
+        TxRingCapacity = 64,
+        FreeRingCapacity = 64,
+        PackSmallOneways = false,
+        InlineSmallPayloads = true,
+    };
+
+    private delegate void Spoil(ref TransactionRecordLayout record);
+
+    private static (string What, Spoil Spoil)[] BadDirectReplies() =>
+    [
+        ("a call", (ref r) => r.Flags = (uint)TransactionFlags.TwoWay),
+        ("a oneway", (ref r) => r.Flags = (uint)TransactionFlags.Oneway),
+        ("no kind", (ref r) => r.Flags = 0),
+        ("two kinds", (ref r) => r.Flags |= (uint)TransactionFlags.ErrorReply),
+        ("clear-on-free", (ref r) => r.Flags |= (uint)TransactionFlags.ClearOnFree),
+        ("the inline bit", (ref r) => r.Flags |= InlineLayout.RecordFlag),
+        ("the request's bit", (ref r) => r.Flags |= DirectReplyLayout.RequestFlag),
+        ("longer than a line", (ref r) => r.Length = DirectReplyLayout.MaxPayload + 1),
+        ("a huge length", (ref r) => r.Length = uint.MaxValue),
+        ("a buffer offset", (ref r) => r.BufferOffset = 64),
+        ("metadata", (ref r) => r.MetadataLength = 8),
+        ("a status on a reply", (ref r) => r.Status = 2),
+        ("a status past the last", (ref r) => (r.Flags, r.Status) = ((uint)TransactionFlags.ErrorReply, 99)),
+        ("a chain", (ref r) => r.ChainId = 7),
+        ("a depth", (ref r) => r.Depth = 1),
+        ("reserved0 set", (ref r) => r.Reserved0 = 1),
+        ("reserved1 set", (ref r) => r.Reserved1 = 1),
+    ];
+
+    [Fact]
+    public void TryReceive_InvalidDirectReplyWithTheExpectedId_ThrowsEveryTimeAndDeliversNothing()
+    {
+        foreach ((string what, Spoil spoil) in BadDirectReplies())
+        {
+            using var pair = new ChannelPair(Options);
+            pair.Inbound.ExpectDirectReply(5);
+            Assert.True(pair.Outbound.TrySend(5, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, new byte[64]));
+            Assert.Equal(1, pair.Outbound.DirectRepliesSent);
+            TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(DirectReplyLayout.Offset);
+            spoil(ref record);
+            pair.WriteHeader(DirectReplyLayout.Offset, record);
+
+            ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+            Assert.True(error.Message.Contains("invalid direct reply", StringComparison.Ordinal), $"{what}: {error.Message}");
+            Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+            Assert.Equal(0, pair.Inbound.DirectRepliesReceived);
+            Assert.Equal(5UL, pair.Inbound.ExpectedDirectReply);
+        }
+    }
+
+    [Fact]
+    public void TryReceive_LinesWithAnotherIdOrNoneExpected_AreNotLookedAt()
+    {
+        using var pair = new ChannelPair(Options);
+        // Nothing expected: a reply written there, even a broken one, is never read.
+        Assert.True(pair.Outbound.TrySend(5, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, [1, 2]));
+        TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(DirectReplyLayout.Offset);
+        record.Length = uint.MaxValue;
+        pair.WriteHeader(DirectReplyLayout.Offset, record);
+        Assert.False(pair.Inbound.TryReceive(out _));
+        // Another id expected: the same.
+        pair.Inbound.ExpectDirectReply(6);
+        Assert.False(pair.Inbound.TryReceive(out _));
+        Assert.Equal(0, pair.Inbound.DirectRepliesReceived);
+        Assert.Equal(6UL, pair.Inbound.ExpectedDirectReply);
+        // The expected one, written honestly, is taken once, with every byte, and ends the expectation.
+        Assert.True(pair.Outbound.TrySend(6, 3, TransactionFlags.ErrorReply | TransactionFlagsExtensions.DirectReplyRequested, [7, 8, 9], RecordContext.ForError(CallStatus.Internal)));
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord taken));
+        Assert.Equal((6UL, 3u, TransactionFlags.ErrorReply, CallStatus.Internal), (taken.TransactionId, taken.Code, taken.Flags, taken.Context.Status));
+        Assert.True(taken.Inline);
+        Assert.Equal([7, 8, 9], pair.Inbound.GetPayload(taken).ToArray());
+        Assert.Equal(0UL, pair.Inbound.ExpectedDirectReply);
+        // The lines still hold it: not taken again (a writer that writes it twice changes nothing).
+        Assert.False(pair.Inbound.TryReceive(out _));
+        pair.WriteHeader(DirectReplyLayout.Offset, pair.ReadHeader<TransactionRecordLayout>(DirectReplyLayout.Offset));
+        Assert.False(pair.Inbound.TryReceive(out _));
+        Assert.Equal(1, pair.Inbound.DirectRepliesReceived);
+    }
+
+    [Fact]
+    public void TryReceive_LinesRewrittenAfterTheTake_TheTakenBytesStay()
+    {
+        using var pair = new ChannelPair(Options);
+        byte[] payload = [.. Enumerable.Range(0, DirectReplyLayout.MaxPayload).Select(i => (byte)(i + 1))];
+        pair.Inbound.ExpectDirectReply(9);
+        Assert.True(pair.Outbound.TrySend(9, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, payload));
+        var batch = new TransactionRecord[4];
+        Assert.Equal(1, pair.Inbound.TryReceiveBatch(batch));
+        pair.Inbound.Region.GetSpan(DirectReplyLayout.Offset, DirectReplyLayout.Size).Fill(0xEE);
+        Assert.Equal(payload, pair.Inbound.GetPayload(batch[0]).ToArray());
+        byte[] copy = new byte[InlineLayout.MaxPayload];
+        pair.Inbound.CopyInlinePayload(batch[0], copy);
+        Assert.Equal(payload, copy);
+    }
+
+    [Fact]
+    public void TrySend_DirectReplyTooLargeForTheLines_GoesOnTheRingWithoutTheRequestsBit()
+    {
+        using var pair = new ChannelPair(Options);
+        pair.Inbound.ExpectDirectReply(4);
+        Assert.True(pair.Outbound.TrySend(4, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, new byte[DirectReplyLayout.MaxPayload + 1]));
+        Assert.Equal(0, pair.Outbound.DirectRepliesSent);
+        TransactionRecordLayout onRing = pair.ReadHeader<TransactionRecordLayout>(pair.Inbound.Layout.TxRingOffset);
+        Assert.Equal((uint)TransactionFlags.Reply, onRing.Flags);
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord taken));
+        Assert.Equal(TransactionFlags.Reply, taken.Flags);
+        // The channel does not end the expectation for a ring reply: its owner does (the connection's routing).
+        Assert.Equal(4UL, pair.Inbound.ExpectedDirectReply);
+    }
+
+    [Theory]
+    [InlineData(TransactionFlags.Oneway, 16, false)]
+    [InlineData(TransactionFlags.Oneway, 200, false)]
+    [InlineData(TransactionFlags.Reply, 16, false)]
+    [InlineData(TransactionFlags.Reply, 200, false)]
+    [InlineData(TransactionFlags.ErrorReply, 16, false)]
+    [InlineData(TransactionFlags.TwoWay, 16, true)]
+    [InlineData(TransactionFlags.TwoWay, 200, true)]
+    public void TryReceive_RequestsBitOnlyOnACall(TransactionFlags kind, int length, bool valid)
+    {
+        using var pair = new ChannelPair(Options);
+        Assert.True(pair.Outbound.TrySend(1, 0, kind, new byte[length]));
+        int slot = pair.Inbound.Layout.TxRingOffset;
+        TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(slot);
+        record.Flags |= DirectReplyLayout.RequestFlag;
+        pair.WriteHeader(slot, record);
+
+        if (valid)
+        {
+            Assert.True(pair.Inbound.TryReceive(out TransactionRecord taken));
+            Assert.Equal(kind | TransactionFlagsExtensions.DirectReplyRequested, taken.Flags);
+            Assert.Equal(length <= InlineLayout.MaxPayload, taken.Inline);
+        }
+        else
+        {
+            Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
+            Assert.Equal(0UL, pair.Inbound.Received);
+        }
+    }
+
+    [Fact]
+    public void TrySend_CallAskingForADirectReply_CarriesTheRequestsBitOnTheWire()
+    {
+        using var pair = new ChannelPair(Options);
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.TwoWay | TransactionFlagsExtensions.DirectReplyRequested, new byte[16]));
+        Assert.True(pair.Outbound.TrySend(2, 0, TransactionFlags.TwoWay | TransactionFlagsExtensions.DirectReplyRequested, new byte[200]));
+        // Inline: the record, then its payload slot, then the buffer record.
+        TransactionRecordLayout inline = pair.ReadHeader<TransactionRecordLayout>(pair.Inbound.Layout.TxRingOffset);
+        TransactionRecordLayout buffered = pair.ReadHeader<TransactionRecordLayout>(pair.Inbound.Layout.TxRingOffset + (2 * TransactionRecordLayout.Size));
+        Assert.Equal((uint)TransactionFlags.TwoWay | InlineLayout.RecordFlag | DirectReplyLayout.RequestFlag, inline.Flags);
+        Assert.Equal((uint)TransactionFlags.TwoWay | DirectReplyLayout.RequestFlag, buffered.Flags);
+        // A oneway with the internal bit is sent without it (it means nothing there).
+        Assert.True(pair.Outbound.TrySend(3, 0, TransactionFlags.Oneway | TransactionFlagsExtensions.DirectReplyRequested, new byte[16]));
+        var batch = new TransactionRecord[4];
+        Assert.Equal(3, pair.Inbound.TryReceiveBatch(batch));
+        Assert.Equal(TransactionFlags.Oneway, batch[2].Flags);
+    }
+}

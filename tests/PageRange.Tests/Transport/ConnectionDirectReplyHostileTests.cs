@@ -1,0 +1,171 @@
+using System.Runtime.InteropServices;
+using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+using static PageRange.Tests.Infrastructure.Poll;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// A raw peer that answers the victim's call through the direct reply lines (<see cref="DirectReplyLayout"/>) as no
+/// honest peer would: a broken reply with the expected id (only that connection closes, the waiting call fails with a
+/// typed error, the victim lets go of its descriptors and mappings, a neighbour on the same listener carries on); the
+/// same call answered in the lines and on the ring (one answer reaches the caller, the other is freed, nothing is
+/// refused); lines written for calls that never asked. In the non-parallel collection: descriptors and mappings are
+/// counted over the whole process.
+/// </summary>
+[Collection(CrossProcessCollection.Name)]
+[Trait("Category", "Hostile")]
+public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task RawPeer_BrokenDirectReplyWithTheExpectedId_OnlyThatConnectionClosesAndLetsGoOfEverything()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
+        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
+        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        string victimView = $"pagerange:{name}";
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(victimView);
+        output.WriteLine($"connected: {connected}");
+
+        Task<Exception?> calling = Task.Run(Exception? () => Record.Exception(() => victim.Call(1, [1, 2, 3], TestTimeouts.Long).Dispose()));
+        TransactionRecord request = await ReceiveRequestAsync(attacker);
+        Assert.NotEqual(0, (int)(request.Flags & TransactionFlagsExtensions.DirectReplyRequested));
+        // A reply of 65 bytes in a line of 64, with the id the victim waits for.
+        attacker.Scribble(DirectReplyLayout.PayloadOffset, new byte[64]);
+        WriteRecord(attacker, new TransactionRecordLayout { Flags = (uint)TransactionFlags.Reply, Length = DirectReplyLayout.MaxPayload + 1, TransactionId = request.TransactionId });
+
+        Exception? error = await calling.WaitAsync(TestTimeouts.Long);
+        Assert.True(error is PageRangeException, $"the call failed with a typed error: {error}");
+        output.WriteLine(error!.Message);
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim closed the connection");
+        await WaitUntilAsync(() => FaultResources.Naming(victimView).Descriptors < connected.Descriptors, "the victim closed its descriptors");
+        await WaitUntilAsync(() => FaultResources.Naming(victimView).Mappings < connected.Mappings, "the victim unmapped its views");
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+
+        // The neighbour's calls, direct replies and all, are untouched.
+        using var stop = new CancellationTokenSource();
+        Thread echo = ConnectionPair.StartEchoThread(honestServer, stop.Token);
+        try
+        {
+            using Transaction reply = honestClient.Call(2, [4, 5], TestTimeouts.Long);
+            Assert.Equal([4, 5], reply.Payload.ToArray());
+            Assert.Equal(1, honestClient.Inbound.DirectRepliesReceived);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            Assert.True(echo.Join(TestTimeouts.Long));
+        }
+    }
+
+    [Fact]
+    public async Task RawPeer_AnswersInTheLinesAndOnTheRing_TheCallerGetsOneBothAreFreedTheConnectionGoesOn()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+
+        for (int round = 0; round < 3; round++)
+        {
+            Task<byte[]> calling = Task.Run(() =>
+            {
+                using Transaction reply = victim.Call(1, [(byte)round], TestTimeouts.Long);
+                return reply.Payload.ToArray();
+            });
+            TransactionRecord request = await ReceiveRequestAsync(attacker);
+            // On the ring first (honestly sent, without the bit), then the same id in the lines.
+            Assert.True(attacker.Outbound.TrySend(request.TransactionId, 0, TransactionFlags.Reply, [1, (byte)round]));
+            Assert.True(attacker.Outbound.TrySend(request.TransactionId, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, [2, (byte)round]));
+            byte[] answer = await calling.WaitAsync(TestTimeouts.Long);
+            Assert.Equal(round, answer[1]);
+            attacker.Inbound.Free(request);
+        }
+
+        // The victim freed every answer it took: the second of a round was freed at once (nobody waiting), unless it was
+        // the lines' and the ring's had ended the expectation first, in which case the lines were never read. What stays
+        // live is the attacker's own count of lines it wrote unasked.
+        long unread = 3 - victim.Inbound.DirectRepliesReceived;
+        output.WriteLine($"{victim.Inbound.DirectRepliesReceived} of 3 rounds answered from the lines");
+        await WaitUntilAsync(() =>
+        {
+            attacker.Outbound.DrainFrees();
+            return attacker.Outbound.LiveBuffers == unread;
+        }, "every answer the victim took freed");
+        Assert.Equal(0, attacker.Outbound.IgnoredFrees);
+        Assert.True(victim.IsPeerAlive);
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+        Assert.Equal(0UL, victim.Inbound.ExpectedDirectReply);
+        // A call that does not ask (an async one) never reads the lines, whatever the peer writes there.
+        Task<Transaction> asyncCall = victim.CallAsync(3, new byte[] { 9 }, TestTimeouts.Long).AsTask();
+        TransactionRecord asyncRequest = await ReceiveRequestAsync(attacker);
+        Assert.Equal(0, (int)(asyncRequest.Flags & TransactionFlagsExtensions.DirectReplyRequested));
+        Assert.True(attacker.Outbound.TrySend(asyncRequest.TransactionId, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, [7]));
+        await Task.Delay(100);
+        Assert.False(asyncCall.IsCompleted);
+        Assert.True(attacker.Outbound.TrySend(asyncRequest.TransactionId, 0, TransactionFlags.Reply, [8]));
+        using (Transaction reply = await asyncCall.WaitAsync(TestTimeouts.Long))
+        {
+            Assert.Equal([8], reply.Payload.ToArray());
+        }
+        Assert.True(victim.IsPeerAlive);
+    }
+
+    [Fact]
+    public async Task RawPeer_FailsTheCallOverTheControlSocket_TheLinesAreFreeForTheNextCall()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+
+        Task<Exception?> calling = Task.Run(Exception? () => Record.Exception(() => victim.Call(1, [1], TestTimeouts.Long).Dispose()));
+        TransactionRecord request = await ReceiveRequestAsync(attacker);
+        Assert.NotEqual(0, (int)(request.Flags & TransactionFlagsExtensions.DirectReplyRequested));
+        // Not in the lines, not on the ring: the peer says over the control socket that it could not reply at all.
+        await attacker.Handshake.Control.SendFailedReplyAsync(request.TransactionId);
+        var failed = Assert.IsType<RemoteCallException>(await calling.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(CallStatus.ResourceExhausted, failed.Status);
+        // Nothing will be written for that call: the next one asks for the lines again.
+        Assert.Equal(0UL, victim.Inbound.ExpectedDirectReply);
+        attacker.Inbound.Free(request);
+
+        Task<byte[]> next = Task.Run(() =>
+        {
+            using Transaction reply = victim.Call(2, [2], TestTimeouts.Long);
+            return reply.Payload.ToArray();
+        });
+        TransactionRecord second = await ReceiveRequestAsync(attacker);
+        Assert.NotEqual(0, (int)(second.Flags & TransactionFlagsExtensions.DirectReplyRequested));
+        Assert.True(attacker.Outbound.TrySend(second.TransactionId, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, [3]));
+        Assert.Equal([3], await next.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(1, victim.Inbound.DirectRepliesReceived);
+        Assert.True(victim.IsPeerAlive);
+    }
+
+    private static async Task<TransactionRecord> ReceiveRequestAsync(Diagnostics.RawPeer attacker)
+    {
+        TransactionRecord request = default;
+        await WaitUntilAsync(() => attacker.Inbound.TryReceive(out request), "the victim's call arrived");
+        Assert.Equal(TransactionFlags.TwoWay, request.Flags & ~TransactionFlagsExtensions.DirectReplyRequested);
+        return request;
+    }
+
+    private static void WriteRecord(Diagnostics.RawPeer attacker, TransactionRecordLayout record)
+    {
+        Span<byte> line = stackalloc byte[TransactionRecordLayout.Size];
+        MemoryMarshal.Write(line, in record);
+        attacker.Scribble(DirectReplyLayout.Offset, line);
+    }
+}
