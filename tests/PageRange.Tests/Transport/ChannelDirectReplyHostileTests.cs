@@ -84,8 +84,11 @@ public sealed class ChannelDirectReplyHostileTests
         Assert.Equal(6UL, pair.Inbound.ExpectedDirectReply);
         // The expected one, written honestly, is taken once, with every byte, and ends the expectation.
         Assert.True(pair.Outbound.TrySend(6, 3, TransactionFlags.ErrorReply | TransactionFlagsExtensions.DirectReplyRequested, [7, 8, 9], RecordContext.ForError(CallStatus.Internal)));
+        ulong receivedBefore = pair.Inbound.Received;
         Assert.True(pair.Inbound.TryReceive(out TransactionRecord taken));
         Assert.Equal((6UL, 3u, TransactionFlags.ErrorReply, CallStatus.Internal), (taken.TransactionId, taken.Code, taken.Flags, taken.Context.Status));
+        // Counted as received (the connection's housekeeping reads the ring only when nothing was since its last pass).
+        Assert.Equal(receivedBefore + 1, pair.Inbound.Received);
         Assert.True(taken.Inline);
         Assert.Equal([7, 8, 9], pair.Inbound.GetPayload(taken).ToArray());
         Assert.Equal(0UL, pair.Inbound.ExpectedDirectReply);

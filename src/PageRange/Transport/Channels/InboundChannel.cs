@@ -162,9 +162,11 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>
     /// Ring slots taken off the transaction ring so far: a record each (a pack's record counts once), and the payload
-    /// slots after an inline record (see <see cref="InlineLayout"/>).
+    /// slots after an inline record (see <see cref="InlineLayout"/>); and replies taken from the direct reply lines (see
+    /// <see cref="DirectReplyLayout"/>): what the connection's housekeeping compares to learn whether a reader read since
+    /// its last pass (a caller whose replies all come directly never moves the ring's head).
     /// </summary>
-    internal ulong Received => _txRing.Head;
+    internal ulong Received => _txRing.Head + (ulong)Volatile.Read(ref _directRepliesReceived);
 
     /// <summary>Transactions handed out so far: records of their own and messages taken from packs.</summary>
     internal ulong Delivered => Volatile.Read(ref _delivered);
