@@ -85,6 +85,7 @@ public sealed class PageRangeOptions
         ClearBuffersOnFree = values.ClearBuffersOnFree;
         InlineSmallPayloads = values.InlineSmallPayloads;
         DirectReplies = values.DirectReplies;
+        DirectCalls = values.DirectCalls;
         LoggerFactory = values.LoggerFactory;
         WaitStrategy = values.WaitStrategy;
         AllowAnyUid = values.AllowAnyUid;
@@ -282,6 +283,13 @@ public sealed class PageRangeOptions
     /// defaults to true. Internal: off only in tests of the ring's reply path and in benchmarks that compare both.
     /// </summary>
     internal bool DirectReplies { get; set; } = true;
+
+    /// <summary>
+    /// Whether this side's small synchronous calls are written into two lines of the peer's region header (see
+    /// <see cref="Transport.DirectCallLayout"/>) instead of its transaction ring, one call at a time; defaults to true.
+    /// Internal: off only in tests of the ring's call path and in benchmarks that compare both.
+    /// </summary>
+    internal bool DirectCalls { get; set; } = true;
 
     /// <summary>How many two-way calls this side may have waiting for replies at once, over all threads.</summary>
     /// <remarks>Defaults to 1024. From 1 to 65535.</remarks>

@@ -119,7 +119,9 @@ public sealed partial class PageRangeConnection
             PublishHeldFrees();
         }
         _freedAtLastPass = freed;
-        ulong sent = _outbound.Sent + (ulong)_outbound.PackedSent;
+        // Records, packed messages, and what went into the peer's direct lines, which move neither (found by review: a
+        // server whose replies all went directly looked idle, and each pass took its replying thread's send lock).
+        ulong sent = _outbound.Sent + (ulong)_outbound.PackedSent + (ulong)_outbound.DirectRepliesSent + (ulong)_outbound.DirectCallsSent;
         bool writerIdle = sent == _sentAtLastPass;
         _sentAtLastPass = sent;
         if (!_peerDead && writerIdle)

@@ -249,11 +249,35 @@ public sealed partial class PageRangeConnection
     private void OnFailedReply(ulong callId)
     {
         int index = (int)(callId & TransactionIds.PendingCallIndexMask);
+        // Nothing will be written for the call any more: if it asked for a direct reply, the expectation ends (found by
+        // review: after a timeout it stayed for good, and no later call could ask); if it ended unanswered while holding
+        // the direct call lines, they are free (an answered call frees them itself).
+        _inbound.StopExpectingDirectReply(callId);
+        bool completed = index < _calls.Length && _calls[index].TryComplete(callId, default, new RemoteCallException(CallStatus.ResourceExhausted,
+            $"The peer failed call {callId} and had no room in this side's region for its error reply."));
+        if (!completed)
+        {
+            FreeDirectCallLinesAfterLateAnswer(callId, ThreadToken.Current);
+        }
         if (index < _calls.Length)
         {
-            _calls[index].TryComplete(callId, default, new RemoteCallException(CallStatus.ResourceExhausted,
-                $"The peer failed call {callId} and had no room in this side's region for its error reply."));
             NotifyFollowers();
+        }
+    }
+
+    /// <summary>
+    /// A late answer to call <paramref name="callId"/> (nobody waits for it) arrived: if the call held the direct call
+    /// lines (<see cref="DirectCallLayout"/>), the peer took it, so they are free. An answered call frees them itself
+    /// (<see cref="ReturnCall"/>).
+    /// </summary>
+    private void FreeDirectCallLinesAfterLateAnswer(ulong callId, ThreadToken thread)
+    {
+        if (Volatile.Read(ref _directCallLinesUser) == callId)
+        {
+            using (_slotLock.EnterScope(thread))
+            {
+                FreeDirectCallLinesUnsynchronized(callId);
+            }
         }
     }
 
@@ -927,6 +951,8 @@ public sealed partial class PageRangeConnection
             int index = (int)(record.TransactionId & TransactionIds.PendingCallIndexMask);
             if (index >= _calls.Length || !_calls[index].TryComplete(record.TransactionId, transaction, null))
             {
+                // Nobody waits (the call ended unanswered): if it held the direct call lines, they are free now.
+                FreeDirectCallLinesAfterLateAnswer(record.TransactionId, thread);
                 // A reply to a call that timed out or was cancelled: nobody will dispose it, so free it now.
                 transaction.Dispose();
             }

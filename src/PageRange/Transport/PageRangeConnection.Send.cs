@@ -90,7 +90,7 @@ public sealed partial class PageRangeConnection
         PendingCall call = RentCall(isAsync: false, ref context, thread, directReply: true);
         try
         {
-            SendCore(thread, call.Id, code, call.DirectReply ? flags | TransactionFlagsExtensions.DirectReplyRequested : flags, payload, cancellationToken, context);
+            SendCore(thread, call.Id, code, DirectFlagsFor(call, flags), payload, cancellationToken, context);
         }
         catch
         {
@@ -381,7 +381,7 @@ public sealed partial class PageRangeConnection
                     ArmCall(call, isAsync, ref context);
                     if (directReply)
                     {
-                        TryAskForDirectReplyUnsynchronized(call);
+                        TryUseDirectLinesUnsynchronized(call);
                     }
                     return call;
                 }
@@ -407,7 +407,7 @@ public sealed partial class PageRangeConnection
             ArmCall(call, isAsync, ref context);
             if (directReply)
             {
-                TryAskForDirectReplyUnsynchronized(call);
+                TryUseDirectLinesUnsynchronized(call);
             }
             // Before the call is sent: the peer's nested call may come back before this thread starts waiting.
             RegisterChainWaiterUnsynchronized(call);
@@ -433,19 +433,34 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>
-    /// Lets <paramref name="call"/> ask for a direct reply (<see cref="DirectReplyLayout"/>) if no other call does: the
-    /// inbound channel then expects its id, before it is sent. The caller holds the slot lock, which keeps two calls
-    /// from asking at once; the expectation ends when the reader takes the reply, or when the call learns that it
-    /// came another way (<see cref="ReturnCall"/>, <see cref="ReturnUnsentCall"/>, <see cref="Route"/>).
+    /// Lets <paramref name="call"/> use the direct lines no other call uses: ask for a direct reply
+    /// (<see cref="DirectReplyLayout"/>: the inbound channel then expects its id, before it is sent) and be written into
+    /// the peer's direct call lines (<see cref="DirectCallLayout"/>). The caller holds the slot lock, which keeps two
+    /// calls from taking either at once. The reply's expectation ends when the reader takes the reply, or when the call
+    /// learns that it came another way (<see cref="ReturnCall"/>, <see cref="ReturnUnsentCall"/>, <see cref="Route"/>,
+    /// <see cref="OnFailedReply"/>); the call lines are free again once the call was answered (<see cref="ReturnCall"/>),
+    /// never sent, or, if it ended unanswered, once its late answer arrives (<see cref="Route"/>, <see cref="OnFailedReply"/>):
+    /// an answer means the peer took the call.
     /// </summary>
-    private void TryAskForDirectReplyUnsynchronized(PendingCall call)
+    private void TryUseDirectLinesUnsynchronized(PendingCall call)
     {
         if (_directReplies && _inbound.ExpectedDirectReply == 0)
         {
             _inbound.ExpectDirectReply(call.Id);
             call.DirectReply = true;
         }
+        if (_directCalls && _directCallLinesUser == 0)
+        {
+            _directCallLinesUser = call.Id;
+            call.DirectCall = true;
+        }
     }
+
+    /// <summary>The flags a synchronous call is sent with: the internal bits for the direct lines it may use.</summary>
+    private static TransactionFlags DirectFlagsFor(PendingCall call, TransactionFlags flags) =>
+        flags
+        | (call.DirectReply ? TransactionFlagsExtensions.DirectReplyRequested : 0)
+        | (call.DirectCall ? TransactionFlagsExtensions.DirectCall : 0);
 
     /// <summary>Gives back a call whose request was never sent: no reply of any kind will come.</summary>
     private void ReturnUnsentCall(PendingCall call, ThreadToken thread)
@@ -455,14 +470,22 @@ public sealed partial class PageRangeConnection
             call.DirectReply = false;
             _inbound.StopExpectingDirectReply(call.Id);
         }
-        ReturnCall(call, taken: false, thread);
+        ReturnCall(call, taken: false, thread, sent: false);
     }
 
     /// <summary>Keeps <paramref name="call"/> as the spare slot, if there is none yet.</summary>
-    private bool TryReturnSpare(PendingCall call, ThreadToken thread)
+    /// <param name="call">The call given back.</param>
+    /// <param name="freeDirectCallLines">Also free the direct call lines call <paramref name="callId"/> used, in the same pass.</param>
+    /// <param name="callId">The id <paramref name="call"/> had.</param>
+    /// <param name="thread">The current thread's token.</param>
+    private bool TryReturnSpare(PendingCall call, bool freeDirectCallLines, ulong callId, ThreadToken thread)
     {
         using (_slotLock.EnterScope(thread))
         {
+            if (freeDirectCallLines)
+            {
+                FreeDirectCallLinesUnsynchronized(callId);
+            }
             if (_spareCall is not null)
             {
                 return false;
@@ -472,8 +495,28 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    private void ReturnCall(PendingCall call, bool taken, ThreadToken thread)
+    /// <summary>Frees the direct call lines if call <paramref name="callId"/> holds them; the caller holds the slot lock.</summary>
+    private void FreeDirectCallLinesUnsynchronized(ulong callId)
     {
+        if (_directCallLinesUser == callId)
+        {
+            _directCallLinesUser = 0;
+        }
+    }
+
+    /// <param name="call">The call given back.</param>
+    /// <param name="taken">Whether its reply was handed to the caller.</param>
+    /// <param name="thread">The current thread's token.</param>
+    /// <param name="sent">Whether its request was sent (<see cref="ReturnUnsentCall"/>: it was not).</param>
+    private void ReturnCall(PendingCall call, bool taken, ThreadToken thread, bool sent = true)
+    {
+        // Answered: a reply or error reply (from the lines or the ring), or the peer's failure on the control socket.
+        // Read before Abandon completes an unanswered call.
+        bool answered = call.IsCompleted && call.Error is null or RemoteCallException;
+        // The peer took the call before it answered, so the call lines are free; a call never sent never wrote them. One
+        // that ended unanswered keeps them until its late answer arrives (Route, OnFailedReply).
+        bool freeDirectCallLines = call.DirectCall && (answered || !sent);
+        call.DirectCall = false;
         if (call.DirectReply)
         {
             call.DirectReply = false;
@@ -482,7 +525,7 @@ public sealed partial class PageRangeConnection
             // unanswered (a timeout, a cancellation, the peer's death) leaves the expectation for its late reply, which
             // the reader takes (and frees: nobody waits) before another call may ask. The reader cleared it already if
             // the reply came directly: a load, no locked instruction, then.
-            if (call.IsCompleted && call.Error is null or RemoteCallException && _inbound.ExpectedDirectReply == call.Id)
+            if (answered && _inbound.ExpectedDirectReply == call.Id)
             {
                 _inbound.StopExpectingDirectReply(call.Id);
             }
@@ -496,10 +539,11 @@ public sealed partial class PageRangeConnection
             // free it, or our region would stay mapped for a transaction nobody holds.
             call.Reply.Dispose();
         }
+        ulong id = call.Id;
         call.Reply = default;
         call.Id = 0;
         // Set and cleared only by this call's own thread (RentCall, the unregistration below), so read without the lock.
-        if (!call.IsChainWaiter && TryReturnSpare(call, thread))
+        if (!call.IsChainWaiter && TryReturnSpare(call, freeDirectCallLines, id, thread))
         {
             // The next call (often this thread's) takes it back under the slot lock, which publishes the fields reset
             // above to whoever takes it.
@@ -507,6 +551,10 @@ public sealed partial class PageRangeConnection
         }
         using (_slotLock.EnterScope(thread))
         {
+            if (freeDirectCallLines)
+            {
+                FreeDirectCallLinesUnsynchronized(id);
+            }
             UnregisterChainWaiterUnsynchronized(call);
             _freeCalls[_freeCallCount++] = call.Index;
         }

@@ -81,8 +81,7 @@ public sealed partial class PageRangeConnection
         PendingCall call = RentCall(isAsync: false, ref context, thread, directReply: true);
         try
         {
-            SendCore(thread, call.Id, code, call.DirectReply ? TransactionFlags.TwoWay | TransactionFlagsExtensions.DirectReplyRequested : TransactionFlags.TwoWay,
-                payload, CancellationToken.None, context);
+            SendCore(thread, call.Id, code, DirectFlagsFor(call, TransactionFlags.TwoWay), payload, CancellationToken.None, context);
         }
         catch
         {

@@ -62,8 +62,13 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
     private PendingCall? _spareCall;
     private readonly ulong _chainSide;
     private readonly bool _copyPayloads;
-    // Whether synchronous calls ask for direct replies (PageRangeOptions.DirectReplies).
+    // Whether synchronous calls ask for direct replies (PageRangeOptions.DirectReplies), and are written into the peer's
+    // direct call lines (PageRangeOptions.DirectCalls).
     private readonly bool _directReplies;
+    private readonly bool _directCalls;
+
+    // The id of the call that holds the peer's direct call lines (DirectCallLayout); 0 while they are free. Under the slot lock.
+    private ulong _directCallLinesUser;
 
     private readonly Queue<IncomingSlot> _onewayBacklog;
     private bool _onewayInProgress;
@@ -147,6 +152,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _laneSlot = _incomingSlots[slots] = new IncomingSlot(slots, isLaneSlot: true);
         _freeIncomingCount = slots;
         _directReplies = options.DirectReplies;
+        _directCalls = options.DirectCalls;
         _copyPayloads = options.CopyIncomingPayloads switch
         {
             IncomingPayloadCopy.Always => true,

@@ -40,6 +40,12 @@ internal sealed class PendingCall : IValueTaskSource<Transaction>
     /// </summary>
     internal bool DirectReply;
 
+    /// <summary>
+    /// Whether the current call may be written into the peer's direct call lines (<see cref="DirectCallLayout"/>), which
+    /// it then holds until it is answered; read and written only by the call's own thread (set under the slot lock).
+    /// </summary>
+    internal bool DirectCall;
+
     /// <summary>The chain the call was made in: a nested call of that chain from the peer may be routed to this call's thread.</summary>
     internal ulong ChainId;
 

@@ -36,10 +36,12 @@ public sealed class TransportCallTests(ITestOutputHelper output)
             Assert.True(reply.Memory.Span.SequenceEqual(payload), $"the echo's memory of {size} bytes differs");
         }
 
-        // Requests up to the limit went inline, and their echoes were written directly into our lines (DirectReplyLayout,
-        // the same limit), between two processes; nothing larger did either.
-        Assert.Equal(inline, connection.Outbound.InlineSent);
+        // Requests up to the limit were written into the host's direct call lines and their echoes into our direct reply
+        // lines (DirectCallLayout, DirectReplyLayout: the inline limit), between two processes; nothing larger was, and
+        // nothing went inline in the ring.
+        Assert.Equal(inline, connection.Outbound.DirectCallsSent);
         Assert.Equal(inline, connection.Inbound.DirectRepliesReceived);
+        Assert.Equal(0, connection.Outbound.InlineSent);
         Assert.Equal(0, connection.Inbound.InlineReceived);
 
         // One byte more than the largest can never fit: refused at once, before anything is sent.

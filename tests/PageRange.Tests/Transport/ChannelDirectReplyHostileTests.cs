@@ -43,7 +43,7 @@ public sealed class ChannelDirectReplyHostileTests
         ("a chain", (ref r) => r.ChainId = 7),
         ("a depth", (ref r) => r.Depth = 1),
         ("reserved0 set", (ref r) => r.Reserved0 = 1),
-        ("reserved1 set", (ref r) => r.Reserved1 = 1),
+        ("a ring position never published", (ref r) => r.Reserved1 = 1),
     ];
 
     [Fact]
@@ -97,6 +97,32 @@ public sealed class ChannelDirectReplyHostileTests
         pair.WriteHeader(DirectReplyLayout.Offset, pair.ReadHeader<TransactionRecordLayout>(DirectReplyLayout.Offset));
         Assert.False(pair.Inbound.TryReceive(out _));
         Assert.Equal(1, pair.Inbound.DirectRepliesReceived);
+    }
+
+    [Fact]
+    public void TryReceiveBatch_DirectReplyGoesWhereTheRingsOrderPutsIt_NeitherBeforeEarlierRecordsNorAfterLaterOnes()
+    {
+        using var pair = new ChannelPair(Options);
+        pair.Inbound.ExpectDirectReply(7);
+        Assert.True(pair.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[16]));
+        Assert.True(pair.Outbound.TrySend(7, 2, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, [1]));
+        Assert.True(pair.Outbound.TrySend(3, 3, TransactionFlags.Oneway, new byte[16]));
+        Assert.Equal(1, pair.Outbound.DirectRepliesSent);
+        var batch = new TransactionRecord[8];
+        Assert.Equal(3, pair.Inbound.TryReceiveBatch(batch));
+        Assert.Equal([1u, 2u, 3u], batch[..3].Select(r => r.Code).ToArray());
+        // Taken one at a time, the same order.
+        using var single = new ChannelPair(Options);
+        single.Inbound.ExpectDirectReply(7);
+        Assert.True(single.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[16]));
+        Assert.True(single.Outbound.TrySend(7, 2, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, [1]));
+        Assert.True(single.Outbound.TrySend(3, 3, TransactionFlags.Oneway, new byte[16]));
+        var codes = new List<uint>();
+        while (single.Inbound.TryReceive(out TransactionRecord record))
+        {
+            codes.Add(record.Code);
+        }
+        Assert.Equal([1u, 2u, 3u], codes);
     }
 
     [Fact]

@@ -154,6 +154,90 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
         Assert.True(victim.IsPeerAlive);
     }
 
+    [Fact]
+    public async Task RawPeer_FailsATimedOutCallOverTheControlSocket_BothDirectLinesAreFreeForTheNextCall()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+
+        Assert.Throws<TimeoutException>(() => victim.Call(1, [1], TimeSpan.FromMilliseconds(100)).Dispose());
+        TransactionRecord request = await ReceiveRequestAsync(attacker);
+        Assert.Equal(1, attacker.Inbound.DirectCallsReceived);
+        // Unanswered: the reply's expectation and the call lines stay with it (a late answer may still come).
+        Assert.Equal(request.TransactionId, victim.Inbound.ExpectedDirectReply);
+        // The late answer is the peer's failure notice (found by review: it ended neither before).
+        await attacker.Handshake.Control.SendFailedReplyAsync(request.TransactionId);
+        await WaitUntilAsync(() => victim.Inbound.ExpectedDirectReply == 0, "the failure notice ended the expectation");
+        attacker.Inbound.Free(request);
+
+        Task<byte[]> next = Task.Run(() =>
+        {
+            using Transaction reply = victim.Call(2, [2], TestTimeouts.Long);
+            return reply.Payload.ToArray();
+        });
+        TransactionRecord second = await ReceiveRequestAsync(attacker);
+        // Both lines again: the call came through the direct call lines and asks for a direct reply.
+        Assert.Equal(2, attacker.Inbound.DirectCallsReceived);
+        Assert.NotEqual(0, (int)(second.Flags & TransactionFlagsExtensions.DirectReplyRequested));
+        Assert.True(attacker.Outbound.TrySend(second.TransactionId, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, [3]));
+        Assert.Equal([3], await next.WaitAsync(TestTimeouts.Long));
+        Assert.True(victim.IsPeerAlive);
+    }
+
+    [Fact]
+    public async Task RawPeer_WritesABrokenDirectCall_OnlyThatConnectionClosesAndLetsGoOfEverything()
+    {
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
+        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
+        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
+        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        string victimView = $"pagerange:{name}";
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(victimView);
+
+        // One honest direct call first, then one whose sequence skips ahead.
+        Assert.True(attacker.Outbound.TrySend(1, 5, TransactionFlags.TwoWay | TransactionFlagsExtensions.DirectCall, [1]));
+        using (Transaction first = await victim.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long))
+        {
+            Assert.Equal(5u, first.Code);
+            Assert.Equal(TransactionFlags.TwoWay, first.Flags);
+        }
+        WriteRecord(attacker, DirectCallLayout.Offset, new TransactionRecordLayout { TransactionId = 2, Code = 6, Flags = (uint)TransactionFlags.TwoWay, Reserved0 = 3 });
+        // The doorbell, so a parked receiver looks now rather than after its park timeout.
+        attacker.Outbound.RingDoorbellForTest();
+
+        await Assert.ThrowsAnyAsync<PageRangeException>(async () =>
+        {
+            using Transaction second = await victim.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        });
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim closed the connection");
+        await WaitUntilAsync(() => FaultResources.Naming(victimView).Descriptors < connected.Descriptors, "the victim closed its descriptors");
+        await WaitUntilAsync(() => FaultResources.Naming(victimView).Mappings < connected.Mappings, "the victim unmapped its views");
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+
+        using var stop = new CancellationTokenSource();
+        Thread echo = ConnectionPair.StartEchoThread(honestServer, stop.Token);
+        try
+        {
+            using Transaction reply = honestClient.Call(2, [4, 5], TestTimeouts.Long);
+            Assert.Equal([4, 5], reply.Payload.ToArray());
+            Assert.Equal(1, honestServer.Inbound.DirectCallsReceived);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            Assert.True(echo.Join(TestTimeouts.Long));
+        }
+    }
+
     private static async Task<TransactionRecord> ReceiveRequestAsync(Diagnostics.RawPeer attacker)
     {
         TransactionRecord request = default;
@@ -162,10 +246,13 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
         return request;
     }
 
-    private static void WriteRecord(Diagnostics.RawPeer attacker, TransactionRecordLayout record)
+    private static void WriteRecord(Diagnostics.RawPeer attacker, TransactionRecordLayout record) =>
+        WriteRecord(attacker, DirectReplyLayout.Offset, record);
+
+    private static void WriteRecord(Diagnostics.RawPeer attacker, int offset, TransactionRecordLayout record)
     {
         Span<byte> line = stackalloc byte[TransactionRecordLayout.Size];
         MemoryMarshal.Write(line, in record);
-        attacker.Scribble(DirectReplyLayout.Offset, line);
+        attacker.Scribble(offset, line);
     }
 }

@@ -41,7 +41,11 @@ public sealed class ConnectionDirectReplyTests(ITestOutputHelper output)
             }
             Assert.Equal(direct, pair.Server.Outbound.DirectRepliesSent);
             Assert.Equal(0, pair.Client.Inbound.InlineReceived);
-            output.WriteLine($"{direct} of 301 replies direct ({wait})");
+            // The requests as well, into the server's direct call lines (DirectCallLayout, the same limit).
+            Assert.Equal(direct, pair.Client.Outbound.DirectCallsSent);
+            Assert.Equal(direct, pair.Server.Inbound.DirectCallsReceived);
+            Assert.Equal(0, pair.Server.Inbound.InlineReceived);
+            output.WriteLine($"{direct} of 301 calls and replies direct ({wait})");
         }
         finally
         {
@@ -117,6 +121,8 @@ public sealed class ConnectionDirectReplyTests(ITestOutputHelper output)
         Assert.True(held.Wait(TestTimeouts.Long));
         ulong abandoned = pair.Client.Inbound.ExpectedDirectReply;
         Assert.NotEqual(0UL, abandoned);
+        // The call went into the server's direct call lines, which it holds until it is answered.
+        Assert.Equal(1, pair.Client.Outbound.DirectCallsSent);
         // While the late reply may still come into the lines, other calls do not ask for them: answered on the ring.
         for (int i = 0; i < 3; i++)
         {
@@ -125,6 +131,7 @@ public sealed class ConnectionDirectReplyTests(ITestOutputHelper output)
         }
         Assert.Equal(0, pair.Client.Inbound.DirectRepliesReceived);
         Assert.Equal(abandoned, pair.Client.Inbound.ExpectedDirectReply);
+        Assert.Equal(1, pair.Client.Outbound.DirectCallsSent);
 
         release.Set();
         // The late reply is taken by whoever reads next (here the background reader's housekeeping), freed, and the
@@ -138,6 +145,8 @@ public sealed class ConnectionDirectReplyTests(ITestOutputHelper output)
             Assert.Equal([(byte)i, 1], reply.Payload.ToArray());
         }
         Assert.Equal(lateDirect + 3, pair.Client.Inbound.DirectRepliesReceived);
+        // The late answer freed the call lines too.
+        Assert.Equal(4, pair.Client.Outbound.DirectCallsSent);
         Assert.True(handler.Join(TestTimeouts.Long));
         Assert.Null(handlerError());
         await AssertEverythingFreedAsync(pair);

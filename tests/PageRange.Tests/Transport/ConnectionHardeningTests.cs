@@ -159,7 +159,8 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         using var stop = new CancellationTokenSource();
         Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
-        // Up to the inline limit and past it: a payload inline in the ring is private already, a buffer's is copied.
+        // Up to the inline limit and past it: a payload inline in the ring or in the direct lines (DirectCallLayout,
+        // DirectReplyLayout) is private already, a buffer's is copied.
         for (int i = 0; i < 100; i++)
         {
             int size = i * 4;
@@ -167,7 +168,8 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
             using Transaction reply = pair.Client.Call(1, request, TestTimeouts.Long);
             Assert.Equal(request, reply.Payload.ToArray());
         }
-        Assert.InRange(pair.Client.Outbound.InlineSent, 1, 99);
+        Assert.InRange(pair.Client.Outbound.InlineSent + pair.Client.Outbound.DirectCallsSent, 1, 99);
+        Assert.InRange(pair.Client.Inbound.InlineReceived + pair.Client.Inbound.DirectRepliesReceived, 1, 99);
         await stop.CancelAsync();
         Assert.True(echo.Join(TestTimeouts.Long));
         Assert.Equal(0, pair.Server.LiveIncomingTransactions);

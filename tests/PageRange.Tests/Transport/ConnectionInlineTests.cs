@@ -15,7 +15,12 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
     [Fact]
     public async Task Call_RandomSizesAroundTheInlineLimit_EveryByteRoundTripsAndTheSmallOnesGoInline()
     {
-        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        // The ring's inline path: without the direct lines (DirectCallLayout, DirectReplyLayout), which take a
+        // synchronous call's small request and reply first (ConnectionDirectReplyTests).
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.DirectCalls = false;
+        options.DirectReplies = false;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         using var stop = new CancellationTokenSource();
         Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);
         try
@@ -36,14 +41,11 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
                     calls++;
                 }
             }, iter: 100, threads: 1);
-            // Every small request went inline and every small echo was written directly into the caller's lines
-            // (DirectReplyLayout, the same limit); nothing larger did either.
+            // Every small request and every small echo went inline; nothing larger did.
             Assert.Equal(small, pair.Client.Outbound.InlineSent);
             Assert.Equal(small, pair.Server.Inbound.InlineReceived);
-            Assert.Equal(small, pair.Server.Outbound.DirectRepliesSent);
-            Assert.Equal(small, pair.Client.Inbound.DirectRepliesReceived);
-            Assert.Equal(0, pair.Server.Outbound.InlineSent);
-            Assert.Equal(0, pair.Client.Inbound.InlineReceived);
+            Assert.Equal(small, pair.Server.Outbound.InlineSent);
+            Assert.Equal(small, pair.Client.Inbound.InlineReceived);
             output.WriteLine($"{calls} calls, {small} of them inline both ways");
         }
         finally
@@ -189,6 +191,9 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
     {
         PageRangeOptions options = ConnectionPair.DefaultOptions();
         options.InlineSmallPayloads = false;
+        // Nor in the direct lines, which need no buffer either.
+        options.DirectCalls = false;
+        options.DirectReplies = false;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         using var stop = new CancellationTokenSource();
         Thread echo = ConnectionPair.StartEchoThread(pair.Server, stop.Token);

@@ -252,6 +252,8 @@ public sealed class ConnectionNestedCallTests(ITestOutputHelper output)
         Assert.Equal(CallStatus.ResourceExhausted, asyncError.Status);
         Assert.Contains("call depth limit 3 exceeded", error.Message, StringComparison.Ordinal);
         Assert.Equal(sentBefore, pair.Client.Outbound.Sent);
+        // Nor into the peer's direct call lines (DirectCallLayout), where a small synchronous call goes.
+        Assert.Equal(0, pair.Client.Outbound.DirectCallsSent);
     }
 
     [Fact]

@@ -71,6 +71,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     private readonly TransactionRecordLayout* _directReply;
     private ulong _expectedDirectReply;
     private long _directRepliesReceived;
+    // Our direct call lines (DirectCallLayout), which the peer writes; and the sequence of the last call taken from them
+    // (written under the receive lock, read by waiters' looks without it).
+    private readonly TransactionRecordLayout* _directCall;
+    private ulong _directCallsTaken;
 
     // The current pack (see PackLayout), under the receive lock: its offset (-1: none; also read by waiters as a hint),
     // capacity, table index, the Committed word as last validated, and the bytes of entries consumed (from the header).
@@ -119,6 +123,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         _data = region.BasePointer + layout.DataOffset;
         // SAFETY: as the data area's: the two lines lie inside the mapping, before the transaction ring (the layout's).
         _directReply = (TransactionRecordLayout*)(region.BasePointer + DirectReplyLayout.Offset);
+        _directCall = (TransactionRecordLayout*)(region.BasePointer + DirectCallLayout.Offset);
         _memory = new RegionMemoryManager(_data, checked((int)layout.DataSize), this);
         // SAFETY: GetSpan checks that the word lies inside the mapping, kept alive by the references named above;
         // the word is the writer's (it counts its parked threads), read only as a hint, never as an index or size.
@@ -166,7 +171,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <see cref="DirectReplyLayout"/>): what the connection's housekeeping compares to learn whether a reader read since
     /// its last pass (a caller whose replies all come directly never moves the ring's head).
     /// </summary>
-    internal ulong Received => _txRing.Head + (ulong)Volatile.Read(ref _directRepliesReceived);
+    internal ulong Received => _txRing.Head + (ulong)Volatile.Read(ref _directRepliesReceived) + Volatile.Read(ref _directCallsTaken);
+
+    /// <summary>Calls taken from the direct call lines so far (see <see cref="DirectCallLayout"/>).</summary>
+    internal long DirectCallsReceived => (long)Volatile.Read(ref _directCallsTaken);
 
     /// <summary>Transactions handed out so far: records of their own and messages taken from packs.</summary>
     internal ulong Delivered => Volatile.Read(ref _delivered);
@@ -286,13 +294,6 @@ internal sealed unsafe class InboundChannel : IDisposable
         {
             ThrowIfDisposed();
             int count = 0;
-            // A reply written directly is taken first: it was published with no place in the ring's order, and the call
-            // waiting for it is what a synchronous round trip waits for.
-            if (records.Length > 0 && Volatile.Read(ref _expectedDirectReply) != 0 && TryTakeDirectReply(position: 0, out records[0]))
-            {
-                count = 1;
-                TransportMetrics.OnReceived(records[0].Flags, records[0].Length);
-            }
             bool advanced = false;
             long highWaterMark = _highWaterMark;
             while (count < records.Length)
@@ -302,7 +303,38 @@ internal sealed unsafe class InboundChannel : IDisposable
                     // The pack has no more to give now (or a bad word or entry ends the batch): its later records wait.
                     break;
                 }
-                if (count == records.Length || !_txRing.TryPeek(out TransactionRecordLayout raw))
+                if (count == records.Length)
+                {
+                    break;
+                }
+                if (_packOffset < 0 && count < ReceiveBatch)
+                {
+                    // A reply or call written into the direct lines goes where the ring's order puts it: before the ring
+                    // record at the position it names (the writer's tail when it wrote it), after every record published
+                    // before it, whatever came after (DirectReplyLayout, DirectCallLayout). A pack the writer filled before
+                    // it was sealed first, and is finished above before this looks.
+                    DirectTake take = TryTakeDirect(count, out records[count], out TransactionRecordLayout bad, out bool badIsCall);
+                    if (take == DirectTake.Taken)
+                    {
+                        TransportMetrics.OnReceived(records[count].Flags, records[count].Length);
+                        count++;
+                        continue;
+                    }
+                    if (take == DirectTake.Invalid)
+                    {
+                        // As a bad ring record: it ends the batch, and the next pass, whose first it is, throws.
+                        if (count == 0)
+                        {
+                            if (badIsCall)
+                            {
+                                ThrowBadDirectCall(bad, _directCallsTaken, _txRing.Head);
+                            }
+                            ThrowBadDirectReply(bad, _txRing.Head);
+                        }
+                        break;
+                    }
+                }
+                if (!_txRing.TryPeek(out TransactionRecordLayout raw))
                 {
                     break;
                 }
@@ -404,11 +436,14 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// line holds that id: the record copied once and validated from the copy, the payload line copied into the staging
     /// slot of batch position <paramref name="position"/>, the expectation cleared. Under the receive lock.
     /// </summary>
-    /// <returns><see langword="false"/> (nothing taken) when the lines do not hold the expected reply.</returns>
-    /// <exception cref="ProtocolViolationException">The record with the expected id is not a valid direct reply.</exception>
-    private bool TryTakeDirectReply(int position, out TransactionRecord record)
+    /// <returns><see langword="false"/> (nothing taken) when the lines do not hold the expected reply, or hold an invalid
+    /// record with its id (<paramref name="invalid"/>; <paramref name="bad"/> is the copy).</returns>
+    private bool TryTakeDirectReply(int position, ulong head, out TransactionRecord record, out bool invalid, out TransactionRecordLayout bad)
     {
+        invalid = false;
+        bad = default;
         ulong expected = Volatile.Read(ref _expectedDirectReply);
+        Debug.Assert(position < ReceiveBatch, "A staging slot per batch position.");
         // SAFETY: _directReply points at two lines inside the mapping, which the caller's receive lock (after its disposed
         // check) keeps mapped: Dispose takes that lock before it unmaps.
         if (expected == 0 || Volatile.Read(ref _directReply->TransactionId) != expected)
@@ -431,9 +466,12 @@ internal sealed unsafe class InboundChannel : IDisposable
             || raw.MetadataLength != 0
             || !HasValidContext(raw, flags)
             || raw.Reserved0 != 0
-            || raw.Reserved1 != 0)
+            || raw.Reserved1 > head)
         {
-            ThrowBadDirectReply(raw);
+            record = default;
+            invalid = true;
+            bad = raw;
+            return false;
         }
         int offset = position * InlineLayout.MaxPayload;
         // A whole line of constant size (a vector copy); the bytes past the length are the writer's leftovers, never read.
@@ -445,6 +483,125 @@ internal sealed unsafe class InboundChannel : IDisposable
         Volatile.Write(ref _directRepliesReceived, _directRepliesReceived + 1);
         record = new TransactionRecord(raw.TransactionId, offset, (int)raw.Length, raw.Code, flags,
             new ReceivedContext(0, 0, (CallStatus)raw.Status), Pack: TransactionRecord.InlinePack);
+        return true;
+    }
+
+    private enum DirectTake
+    {
+        /// <summary>Nothing in the direct lines to take now (none, or its place is after ring records not yet taken).</summary>
+        None,
+
+        /// <summary>A direct reply or call was taken.</summary>
+        Taken,
+
+        /// <summary>The lines hold an invalid one (a violation).</summary>
+        Invalid,
+    }
+
+    /// <summary>
+    /// Takes the direct reply expected, or else the next direct call, if one is there and its place in the ring's order
+    /// has come: its position (the record's <c>Reserved1</c>, the writer's tail when it wrote it) is at most our head. A
+    /// position past the head while the ring is empty, as loaded after the lines (acquire), names a record never published:
+    /// invalid. Under the receive lock, with no pack current.
+    /// </summary>
+    private DirectTake TryTakeDirect(int position, out TransactionRecord record, out TransactionRecordLayout bad, out bool badIsCall)
+    {
+        record = default;
+        bad = default;
+        badIsCall = false;
+        ulong head = _txRing.Head;
+        if (DirectReplyArrived)
+        {
+            // SAFETY: as DirectReplyArrived's: the receive lock, after the disposed check.
+            if (Volatile.Read(ref _directReply->Reserved1) <= head)
+            {
+                if (TryTakeDirectReply(position, head, out record, out bool invalid, out bad))
+                {
+                    return DirectTake.Taken;
+                }
+                if (invalid)
+                {
+                    return DirectTake.Invalid;
+                }
+            }
+            else if (!_txRing.HasData)
+            {
+                bad = *_directReply;
+                return DirectTake.Invalid;
+            }
+        }
+        if (DirectCallPublished)
+        {
+            // SAFETY: as DirectCallPublished's.
+            if (Volatile.Read(ref _directCall->Reserved1) <= head)
+            {
+                if (TryTakeDirectCall(position, head, out record, out bad))
+                {
+                    return DirectTake.Taken;
+                }
+                badIsCall = true;
+                return DirectTake.Invalid;
+            }
+            if (!_txRing.HasData)
+            {
+                bad = *_directCall;
+                badIsCall = true;
+                return DirectTake.Invalid;
+            }
+        }
+        return DirectTake.None;
+    }
+
+    /// <summary>Whether the direct reply lines hold the reply expected (see <see cref="DirectReplyLayout"/>): a hint, validated when taken.</summary>
+    /// <remarks>The caller holds the reader role (found open), a reading reference, or the receive lock after the disposed check.</remarks>
+    private bool DirectReplyArrived
+    {
+        get
+        {
+            ulong expected = Volatile.Read(ref _expectedDirectReply);
+            // SAFETY: _directReply points at two lines inside the mapping, kept mapped by what the caller holds (remarks).
+            return expected != 0 && Volatile.Read(ref _directReply->TransactionId) == expected;
+        }
+    }
+
+    /// <summary>Whether the peer wrote a direct call since the last one taken (see <see cref="DirectCallLayout"/>): a hint, validated when taken.</summary>
+    /// <remarks>The caller holds the reader role (found open), a reading reference, or the receive lock after the disposed check.</remarks>
+    private bool DirectCallPublished =>
+        // SAFETY: _directCall points at two lines inside the mapping, kept mapped by what the caller holds (remarks).
+        Volatile.Read(ref _directCall->Reserved0) != Volatile.Read(ref _directCallsTaken);
+
+    /// <summary>
+    /// Takes the next call from the direct call lines (see <see cref="DirectCallLayout"/>): the record copied once and
+    /// validated from the copy (the sequence exactly one past the last taken), the payload line copied into the staging
+    /// slot of batch position <paramref name="position"/>. Under the receive lock, after <see cref="DirectCallPublished"/>.
+    /// </summary>
+    /// <returns><see langword="false"/> (nothing taken) if the copy is not a valid direct call: <paramref name="bad"/> is it.</returns>
+    private bool TryTakeDirectCall(int position, ulong head, out TransactionRecord record, out TransactionRecordLayout bad)
+    {
+        // SAFETY: as DirectCallPublished's: the caller holds the receive lock after its disposed check.
+        TransactionRecordLayout raw = *_directCall;
+        ulong next = _directCallsTaken + 1;
+        TransactionFlags direct = DirectRequestOf(raw);
+        TransactionFlags flags = (TransactionFlags)raw.Flags & ~direct;
+        if (raw.Reserved0 != next
+            || flags != TransactionFlags.TwoWay
+            || raw.BufferOffset != 0
+            || raw.Length > DirectCallLayout.MaxPayload
+            || raw.MetadataLength != 0
+            || !HasValidContext(raw, flags)
+            || raw.Reserved1 > head)
+        {
+            record = default;
+            bad = raw;
+            return false;
+        }
+        int offset = position * InlineLayout.MaxPayload;
+        new ReadOnlySpan<byte>((byte*)_directCall + TransactionRecordLayout.Size, DirectCallLayout.MaxPayload)
+            .CopyTo(_inlineStaging.AsSpan(offset, DirectCallLayout.MaxPayload));
+        Volatile.Write(ref _directCallsTaken, next);
+        record = new TransactionRecord(raw.TransactionId, offset, (int)raw.Length, raw.Code, flags | direct,
+            new ReceivedContext(raw.ChainId, raw.Depth, CallStatus.Ok), Pack: TransactionRecord.InlinePack);
+        bad = default;
         return true;
     }
 
@@ -1290,16 +1447,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         get
         {
-            ulong expected = Volatile.Read(ref _expectedDirectReply);
-            // SAFETY: as the ring's tail below: the caller holds the role (found open) or a reading reference.
-            if (expected != 0 && Volatile.Read(ref _directReply->TransactionId) == expected)
-            {
-                return true;
-            }
             long offset = Volatile.Read(ref _packOffset);
             if (offset < 0)
             {
-                return _txRing.HasData;
+                // A direct reply or call counts as the ring's next record (DirectReplyLayout, DirectCallLayout): it waits
+                // behind a current pack as they do.
+                return _txRing.HasData || DirectReplyArrived || DirectCallPublished;
             }
             // SAFETY: offset is a validated pack offset inside the data area (set only after validation); the data
             // area stays mapped while the waiter holds its reference on the region. A torn or stale view costs one
@@ -1309,7 +1462,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             {
                 return PackedLiveAtMost < MaxPackedLive;
             }
-            return word != _packSeen || _txRing.HasData;
+            return word != _packSeen || _txRing.HasData || DirectReplyArrived || DirectCallPublished;
         }
     }
 
@@ -1388,13 +1541,22 @@ internal sealed unsafe class InboundChannel : IDisposable
             $"and at most {CallMetadataBlock.MaxLength} bytes, reserved words zero).");
 
     [DoesNotReturn]
-    private static void ThrowBadDirectReply(in TransactionRecordLayout raw) =>
+    private static void ThrowBadDirectCall(in TransactionRecordLayout raw, ulong taken, ulong head) =>
         throw new ProtocolViolationException(
-            $"The peer wrote an invalid direct reply: id {raw.TransactionId}, offset {raw.BufferOffset}, length {raw.Length}, " +
-            $"code {raw.Code}, flags 0x{raw.Flags:x}, status {raw.Status}, chain {raw.ChainId} depth {raw.Depth}, metadata {raw.MetadataLength}, " +
-            $"reserved {raw.Reserved0}/{raw.Reserved1} (a direct reply is exactly Reply or ErrorReply, offset 0, at most " +
-            $"{DirectReplyLayout.MaxPayload} bytes, no metadata, no chain, a status up to {TransactionRecordLayout.MaxStatus} only on " +
-            $"ErrorReply, reserved words zero).");
+            $"The peer wrote an invalid direct call: sequence {raw.Reserved0} after {taken}, ring position {raw.Reserved1} (head {head}), " +
+            $"id {raw.TransactionId}, offset {raw.BufferOffset}, length {raw.Length}, code {raw.Code}, flags 0x{raw.Flags:x}, status {raw.Status}, " +
+            $"chain {raw.ChainId} depth {raw.Depth}, metadata {raw.MetadataLength} (a direct call is sequence {taken + 1}, at a ring position " +
+            $"already published, exactly TwoWay (and the direct reply's request bit), offset 0, at most {DirectCallLayout.MaxPayload} bytes, " +
+            $"no metadata, no status, a depth up to {TransactionRecordLayout.MaxDepth}).");
+
+    [DoesNotReturn]
+    private static void ThrowBadDirectReply(in TransactionRecordLayout raw, ulong head) =>
+        throw new ProtocolViolationException(
+            $"The peer wrote an invalid direct reply: id {raw.TransactionId}, ring position {raw.Reserved1} (head {head}), offset {raw.BufferOffset}, " +
+            $"length {raw.Length}, code {raw.Code}, flags 0x{raw.Flags:x}, status {raw.Status}, chain {raw.ChainId} depth {raw.Depth}, " +
+            $"metadata {raw.MetadataLength}, reserved0 {raw.Reserved0} (a direct reply is exactly Reply or ErrorReply, at a ring position " +
+            $"already published, offset 0, at most {DirectReplyLayout.MaxPayload} bytes, no metadata, no chain, a status up to " +
+            $"{TransactionRecordLayout.MaxStatus} only on ErrorReply, reserved0 zero).");
 
     [DoesNotReturn]
     private static void ThrowBadInlineRecord(in TransactionRecordLayout raw) =>

@@ -55,6 +55,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     // The peer's direct reply lines (DirectReplyLayout), written under the send lock.
     private readonly TransactionRecordLayout* _directReply;
     private long _directRepliesSent;
+    // The peer's direct call lines (DirectCallLayout) and the last sequence written there, under the send lock.
+    private readonly TransactionRecordLayout* _directCall;
+    private ulong _directCallSequence;
     private readonly bool _inline;
     // The layout's live limit, computed once (it is read per send).
     private readonly int _maxLiveBuffers;
@@ -158,6 +161,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
             {
                 _directReply = (TransactionRecordLayout*)lines;
             }
+            fixed (byte* lines = peerRegion.GetSpan(DirectCallLayout.Offset, DirectCallLayout.Size))
+            {
+                _directCall = (TransactionRecordLayout*)lines;
+            }
             // A receiver whose region says its readers issue the park barrier, and a process the barrier reaches: no
             // fence per publish (see ParkBarrier). The flag is read from our private copy of the header, once.
             PeerParksWithBarrier = (header.Flags & RegionHeaderLayout.ParkBarrierFlag) != 0;
@@ -201,6 +208,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>Replies and error replies written directly into the peer's lines (see <see cref="DirectReplyLayout"/>).</summary>
     internal long DirectRepliesSent => Volatile.Read(ref _directRepliesSent);
+
+    /// <summary>Rings the peer's transaction doorbell as a publish does, for tests that write its region by hand.</summary>
+    internal void RingDoorbellForTest() => _txDoorbell.Ring();
+
+    /// <summary>Calls written directly into the peer's lines (see <see cref="DirectCallLayout"/>).</summary>
+    internal long DirectCallsSent => (long)Volatile.Read(ref _directCallSequence);
 
     /// <summary>
     /// The allocator's stats with the open slabs left out of <see cref="BufferAllocatorStats.ReservedBuffers"/>: a slab
@@ -353,7 +366,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // The internal direct-reply bit (see DirectReplyLayout): on a two-way call it asks for a direct reply (the wire
         // bit), on a reply it says where to write it if it fits; never part of the flags validated or counted.
         TransactionFlags direct = flags & TransactionFlagsExtensions.DirectReplyRequested;
-        flags &= ~TransactionFlagsExtensions.DirectReplyRequested;
+        // And the direct-call bit: write a small call into the peer's direct call lines (see DirectCallLayout).
+        bool directCall = (flags & TransactionFlagsExtensions.DirectCall) != 0;
+        flags &= ~(TransactionFlagsExtensions.DirectReplyRequested | TransactionFlagsExtensions.DirectCall);
         ValidateFlags(flags);
         if (_options.ClearBuffersOnFree)
         {
@@ -391,6 +406,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
             }
             // A call's record carries the request's bit on the wire; a reply's is dropped (it goes on the ring).
             TransactionFlags wire = (flags & TransactionFlags.TwoWay) != 0 ? flags | direct : flags;
+            if (directCall && flags == TransactionFlags.TwoWay && payload.Length <= DirectCallLayout.MaxPayload && context.Metadata.IsEmpty
+                && TryPublishDirectCallUnsynchronized(transactionId, code, wire, payload, context))
+            {
+                return true;
+            }
             if (_inline && payload.Length <= InlineLayout.MaxPayload && context.Metadata.IsEmpty && InlineLayout.IsInlineKind(flags)
                 && TryPublishInlineUnsynchronized(transactionId, code, wire, payload, context))
             {
@@ -1164,7 +1184,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         record->Depth = 0;
         record->MetadataLength = 0;
         record->Reserved0 = 0;
-        record->Reserved1 = 0;
+        // Its place in the ring's order: after every record published so far (see DirectReplyLayout).
+        record->Reserved1 = _txRing.Tail;
         // Release: the payload and the fields above are visible to whoever sees this id.
         Volatile.Write(ref record->TransactionId, transactionId);
         _liveBuffers++;
@@ -1174,6 +1195,58 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // As a record's publish: the reader waits for it on the ring's doorbell.
         _txDoorbell.RingAfterPublish();
         TransportMetrics.OnSent(flags, payload.Length);
+        return true;
+    }
+
+    /// <summary>
+    /// Writes a call of at most <see cref="DirectCallLayout.MaxPayload"/> bytes into the peer's direct call lines (see
+    /// <see cref="DirectCallLayout"/>), which the caller (the connection) guarantees are free: the payload line, the
+    /// record's fields, then its sequence (a release store), which the receiver looks for. Counted live as an inline
+    /// transaction until its free comes back. <see langword="false"/> (nothing written) at the live limit; the caller
+    /// then takes the ring, which waits for room.
+    /// </summary>
+    private bool TryPublishDirectCallUnsynchronized(ulong transactionId, uint code, TransactionFlags wire, ReadOnlySpan<byte> payload, in RecordContext context)
+    {
+        if (_eagerDrain || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
+        {
+            DrainFreesUnsynchronized();
+        }
+        int maxLive = _maxLiveBuffers;
+        if (_liveBuffers >= maxLive && (DrainFreesUnsynchronized() == 0 || _liveBuffers >= maxLive))
+        {
+            return false;
+        }
+        // SAFETY: as in TryPublishDirectReplyUnsynchronized: two lines of the mapping the constructor found inside it,
+        // written under the send lock after the disposed check, at most one line of payload into the second.
+        TransactionRecordLayout* record = _directCall;
+        byte* line = (byte*)record + TransactionRecordLayout.Size;
+        if (payload.Length == DirectCallLayout.MaxPayload)
+        {
+            Unsafe.CopyBlockUnaligned(ref *line, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(payload), DirectCallLayout.MaxPayload);
+        }
+        else
+        {
+            payload.CopyTo(new Span<byte>(line, DirectCallLayout.MaxPayload));
+        }
+        record->TransactionId = transactionId;
+        record->BufferOffset = 0;
+        record->Length = (uint)payload.Length;
+        record->Code = code;
+        record->Flags = (uint)wire;
+        record->Status = 0;
+        record->ChainId = context.ChainId;
+        record->Depth = context.Depth;
+        record->MetadataLength = 0;
+        // Its place in the ring's order: after every record published so far (see DirectCallLayout).
+        record->Reserved1 = _txRing.Tail;
+        // Release: the payload and the fields above are visible to whoever sees this sequence.
+        Volatile.Write(ref record->Reserved0, _directCallSequence + 1);
+        Volatile.Write(ref _directCallSequence, _directCallSequence + 1);
+        _liveBuffers++;
+        _inlineLive++;
+        _sendsSinceDrain++;
+        _txDoorbell.RingAfterPublish();
+        TransportMetrics.OnSent(wire, payload.Length);
         return true;
     }
 

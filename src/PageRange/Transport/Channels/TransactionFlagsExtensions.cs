@@ -12,6 +12,12 @@ internal static class TransactionFlagsExtensions
     /// </summary>
     internal const TransactionFlags DirectReplyRequested = (TransactionFlags)DirectReplyLayout.RequestFlag;
 
+    /// <summary>
+    /// On a two-way call being sent: write it into the callee's direct call lines if it fits (<see cref="DirectCallLayout"/>).
+    /// Internal: never on the wire (the lines say it), never valid on a received record.
+    /// </summary>
+    internal const TransactionFlags DirectCall = (TransactionFlags)(1u << 28);
+
     private const TransactionFlags KnownMask = KindMask | TransactionFlags.ClearOnFree | TransactionFlags.Cancel;
 
     /// <summary>No unknown bit, and exactly one kind bit.</summary>

@@ -6,7 +6,8 @@ namespace PageRange.Transport;
 /// </summary>
 /// <remarks>
 /// <code>
-/// region offset <see cref="Offset"/>        record: a <see cref="TransactionRecordLayout"/>, TransactionId stored last (release)
+/// region offset <see cref="Offset"/>        record: a <see cref="TransactionRecordLayout"/>, Reserved1 = its ring position,
+///                                          TransactionId stored last (release)
 /// region offset <see cref="Offset"/> + 64   payload: Length bytes (the bytes past it unspecified)
 /// </code>
 /// <para>
@@ -18,12 +19,20 @@ namespace PageRange.Transport;
 /// until the caller's free with <see cref="InlineLayout.FreeOffset"/> comes back.
 /// </para>
 /// <para>
+/// Its place in the ring's order is <c>Reserved1</c>, the writer's tail when it wrote it: the reader takes it before the
+/// ring record at that position, after every record published before it (a oneway the callee sent before its reply is
+/// routed before the reply completes the call, as on the ring), and whatever the writer publishes later cannot hold it
+/// back. A position the reader has not reached while the ring is empty (loaded after the id) names a record never
+/// published: a protocol violation.
+/// </para>
+/// <para>
 /// What it saves per round trip: the caller's pass over the ring for its reply (the ring's tail, the record's and
 /// payload's ring slots, the head's store, which the writer later loads) and one line the reply's writer touches.
 /// The caller's reader takes the reply as the first record of a batch, when the record's id is the one it waits for;
 /// anything else in the lines (a stale reply, a forged one) is not looked at. The taken copy is validated as a ring
 /// record is (exactly Reply or ErrorReply, no other bit, offset 0, a length within <see cref="MaxPayload"/>, no
-/// metadata, no chain, a status only on an error reply, reserved words zero); an invalid one is a protocol violation.
+/// metadata, no chain, a status only on an error reply, <c>Reserved0</c> zero, a position reached); an invalid one is a
+/// protocol violation.
 /// </para>
 /// </remarks>
 internal static class DirectReplyLayout
