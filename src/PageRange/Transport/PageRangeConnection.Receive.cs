@@ -941,17 +941,16 @@ public sealed partial class PageRangeConnection
         var transaction = new Transaction(this, slot, slot.Generation);
         if ((record.Flags & (TransactionFlags.Reply | TransactionFlags.ErrorReply)) != 0)
         {
-            if (record.TransactionId == _inbound.ExpectedDirectReply)
-            {
-                // The reply to the call that asked for a direct one came on the ring (too large for the lines, or the
-                // peer's live limit): nothing will be written to the lines for it. Before the completion, so the call's
-                // own look at the expectation when it returns finds it ended already.
-                _inbound.StopExpectingDirectReply(record.TransactionId);
-            }
             int index = (int)(record.TransactionId & TransactionIds.PendingCallIndexMask);
             if (index >= _calls.Length || !_calls[index].TryComplete(record.TransactionId, transaction, null))
             {
-                // Nobody waits (the call ended unanswered): if it held the direct call lines, they are free now.
+                // Nobody waits (the call ended unanswered): if it asked for a direct reply and this one came on the ring
+                // (too large for the lines, or the peer's live limit), nothing will be written to the lines for it any
+                // more; if it held the direct call lines, they are free now. An answered call does both itself (ReturnCall).
+                if (_inbound.ExpectedDirectReply == record.TransactionId)
+                {
+                    _inbound.StopExpectingDirectReply(record.TransactionId);
+                }
                 FreeDirectCallLinesAfterLateAnswer(record.TransactionId, thread);
                 // A reply to a call that timed out or was cancelled: nobody will dispose it, so free it now.
                 transaction.Dispose();

@@ -87,7 +87,7 @@ public sealed partial class PageRangeConnection
         // Read once for the lock passes of the rent, the send, the wait's routing and the return (a lock left by its
         // owner word, a nested call and the reply's dispose still read it themselves).
         ThreadToken thread = ThreadToken.Current;
-        PendingCall call = RentCall(isAsync: false, ref context, thread, directReply: true);
+        PendingCall call = RentCall(isAsync: false, ref context, thread, DirectLinesFor(payload.Length));
         try
         {
             SendCore(thread, call.Id, code, DirectFlagsFor(call, flags), payload, cancellationToken, context);
@@ -356,10 +356,9 @@ public sealed partial class PageRangeConnection
     /// <param name="isAsync">Whether the caller awaits the reply rather than waiting on its thread.</param>
     /// <param name="context">The call's context from <see cref="ContextFor"/>; a new chain's (chain id 0) gets its id here.</param>
     /// <param name="thread">The current thread's token, read once by the caller for all the call's lock passes.</param>
-    /// <param name="directReply">Whether the call may ask for a direct reply (<see cref="DirectReplyLayout"/>): a
-    /// synchronous call whose caller sends it with <see cref="TransactionFlagsExtensions.DirectReplyRequested"/> if it
-    /// does (<see cref="PendingCall.DirectReply"/>). It asks if no other call does.</param>
-    private PendingCall RentCall(bool isAsync, ref RecordContext context, ThreadToken thread, bool directReply = false)
+    /// <param name="directLines">Which direct lines the call may use (<see cref="DirectLinesFor"/>): a synchronous call
+    /// whose caller sends it with <see cref="DirectFlagsFor"/>'s flags. It uses those no other call uses.</param>
+    private PendingCall RentCall(bool isAsync, ref RecordContext context, ThreadToken thread, DirectLines directLines = DirectLines.None)
     {
         ThrowIfDisposed();
         PendingCall? call;
@@ -379,9 +378,9 @@ public sealed partial class PageRangeConnection
                 {
                     _spareCall = null;
                     ArmCall(call, isAsync, ref context);
-                    if (directReply)
+                    if (directLines != DirectLines.None)
                     {
-                        TryUseDirectLinesUnsynchronized(call);
+                        TryUseDirectLinesUnsynchronized(call, directLines);
                     }
                     return call;
                 }
@@ -405,9 +404,9 @@ public sealed partial class PageRangeConnection
             }
             _lockedRents++;
             ArmCall(call, isAsync, ref context);
-            if (directReply)
+            if (directLines != DirectLines.None)
             {
-                TryUseDirectLinesUnsynchronized(call);
+                TryUseDirectLinesUnsynchronized(call, directLines);
             }
             // Before the call is sent: the peer's nested call may come back before this thread starts waiting.
             RegisterChainWaiterUnsynchronized(call);
@@ -442,19 +441,40 @@ public sealed partial class PageRangeConnection
     /// never sent, or, if it ended unanswered, once its late answer arrives (<see cref="Route"/>, <see cref="OnFailedReply"/>):
     /// an answer means the peer took the call.
     /// </summary>
-    private void TryUseDirectLinesUnsynchronized(PendingCall call)
+    private void TryUseDirectLinesUnsynchronized(PendingCall call, DirectLines lines)
     {
         if (_directReplies && _inbound.ExpectedDirectReply == 0)
         {
             _inbound.ExpectDirectReply(call.Id);
             call.DirectReply = true;
         }
-        if (_directCalls && _directCallLinesUser == 0)
+        if (lines == DirectLines.ReplyAndCall && _directCalls && _directCallLinesUser == 0)
         {
             _directCallLinesUser = call.Id;
             call.DirectCall = true;
         }
     }
+
+    /// <summary>Which direct lines a synchronous call may use.</summary>
+    internal enum DirectLines
+    {
+        /// <summary>None (an asynchronous call, a reserved one).</summary>
+        None,
+
+        /// <summary>The direct reply lines only: the request is too large for the peer's call lines.</summary>
+        Reply,
+
+        /// <summary>Both: the request fits the peer's call lines (<see cref="DirectCallLayout.MaxPayload"/>).</summary>
+        ReplyAndCall,
+    }
+
+    /// <summary>
+    /// The direct lines a synchronous call of <paramref name="requestLength"/> bytes may use: always the reply's (its
+    /// size is not known yet), the peer's call lines only if the request fits them (a larger one would hold them for
+    /// nothing).
+    /// </summary>
+    private static DirectLines DirectLinesFor(int requestLength) =>
+        requestLength <= DirectCallLayout.MaxPayload ? DirectLines.ReplyAndCall : DirectLines.Reply;
 
     /// <summary>The flags a synchronous call is sent with: the internal bits for the direct lines it may use.</summary>
     private static TransactionFlags DirectFlagsFor(PendingCall call, TransactionFlags flags) =>
@@ -476,15 +496,20 @@ public sealed partial class PageRangeConnection
     /// <summary>Keeps <paramref name="call"/> as the spare slot, if there is none yet.</summary>
     /// <param name="call">The call given back.</param>
     /// <param name="freeDirectCallLines">Also free the direct call lines call <paramref name="callId"/> used, in the same pass.</param>
+    /// <param name="stopExpectingReply">Also end the direct reply's expectation of call <paramref name="callId"/>, if it is still there.</param>
     /// <param name="callId">The id <paramref name="call"/> had.</param>
     /// <param name="thread">The current thread's token.</param>
-    private bool TryReturnSpare(PendingCall call, bool freeDirectCallLines, ulong callId, ThreadToken thread)
+    private bool TryReturnSpare(PendingCall call, bool freeDirectCallLines, bool stopExpectingReply, ulong callId, ThreadToken thread)
     {
         using (_slotLock.EnterScope(thread))
         {
             if (freeDirectCallLines)
             {
                 FreeDirectCallLinesUnsynchronized(callId);
+            }
+            if (stopExpectingReply)
+            {
+                _inbound.StopExpectingDirectReplyUnsynchronized(callId);
             }
             if (_spareCall is not null)
             {
@@ -510,29 +535,24 @@ public sealed partial class PageRangeConnection
     /// <param name="sent">Whether its request was sent (<see cref="ReturnUnsentCall"/>: it was not).</param>
     private void ReturnCall(PendingCall call, bool taken, ThreadToken thread, bool sent = true)
     {
+        // A call abandoned by timeout, cancellation or an exception is marked done, so a reply that arrives later finds
+        // no one waiting and is freed by the reader.
+        call.Abandon(s_abandoned);
         // Answered: a reply or error reply (from the lines or the ring), or the peer's failure on the control socket.
-        // Read before Abandon completes an unanswered call.
-        bool answered = call.IsCompleted && call.Error is null or RemoteCallException;
+        // Read after Abandon, which either completed the call unanswered or found it answered (found by review: read
+        // before it, a reply that came in between left the call lines held for good).
+        bool answered = call.Error is null or RemoteCallException;
         // The peer took the call before it answered, so the call lines are free; a call never sent never wrote them. One
         // that ended unanswered keeps them until its late answer arrives (Route, OnFailedReply).
         bool freeDirectCallLines = call.DirectCall && (answered || !sent);
         call.DirectCall = false;
-        if (call.DirectReply)
-        {
-            call.DirectReply = false;
-            // Answered (a reply or error reply, taken from the lines or the ring, or the peer's failure on the control
-            // socket): nothing more will be written for this call, so the lines are free for the next. A call that ended
-            // unanswered (a timeout, a cancellation, the peer's death) leaves the expectation for its late reply, which
-            // the reader takes (and frees: nobody waits) before another call may ask. The reader cleared it already if
-            // the reply came directly: a load, no locked instruction, then.
-            if (answered && _inbound.ExpectedDirectReply == call.Id)
-            {
-                _inbound.StopExpectingDirectReply(call.Id);
-            }
-        }
-        // A call abandoned by timeout, cancellation or an exception is marked done, so a reply that arrives later finds
-        // no one waiting and is freed by the reader.
-        call.Abandon(s_abandoned);
+        // Answered (a reply or error reply, taken from the lines or the ring, or the peer's failure on the control
+        // socket): nothing more will be written for this call, so the reply lines are free for the next; the reader
+        // cleared the expectation already if the reply came directly. A call that ended unanswered (a timeout, a
+        // cancellation, the peer's death) leaves it for its late reply, which the reader takes (and frees: nobody waits)
+        // before another call may ask. Cleared under the slot lock's pass below, without a locked instruction of its own.
+        bool stopExpectingReply = call.DirectReply && answered;
+        call.DirectReply = false;
         if (!taken && call.Reply.IsLive)
         {
             // The reply arrived, but the caller left by an exception (the reader failed right after routing it):
@@ -543,7 +563,7 @@ public sealed partial class PageRangeConnection
         call.Reply = default;
         call.Id = 0;
         // Set and cleared only by this call's own thread (RentCall, the unregistration below), so read without the lock.
-        if (!call.IsChainWaiter && TryReturnSpare(call, freeDirectCallLines, id, thread))
+        if (!call.IsChainWaiter && TryReturnSpare(call, freeDirectCallLines, stopExpectingReply, id, thread))
         {
             // The next call (often this thread's) takes it back under the slot lock, which publishes the fields reset
             // above to whoever takes it.
@@ -554,6 +574,10 @@ public sealed partial class PageRangeConnection
             if (freeDirectCallLines)
             {
                 FreeDirectCallLinesUnsynchronized(id);
+            }
+            if (stopExpectingReply)
+            {
+                _inbound.StopExpectingDirectReplyUnsynchronized(id);
             }
             UnregisterChainWaiterUnsynchronized(call);
             _freeCalls[_freeCallCount++] = call.Index;

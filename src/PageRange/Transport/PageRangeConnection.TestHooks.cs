@@ -78,7 +78,7 @@ public sealed partial class PageRangeConnection
         RecordContext context = ContextFor(default);
         // Read once for the rent and the send, as CallCore does (the probe's FinishCall reads it again).
         ThreadToken thread = ThreadToken.Current;
-        PendingCall call = RentCall(isAsync: false, ref context, thread, directReply: true);
+        PendingCall call = RentCall(isAsync: false, ref context, thread, DirectLinesFor(payload.Length));
         try
         {
             SendCore(thread, call.Id, code, DirectFlagsFor(call, TransactionFlags.TwoWay), payload, CancellationToken.None, context);

@@ -140,6 +140,38 @@ public sealed class ChannelDirectCallHostileTests
     }
 
     [Fact]
+    public void TryReceiveBatch_DirectCallWhileThePackBeforeItIsUnsealed_TheEntriesThenAViolation()
+    {
+        // An honest writer seals its open pack before it writes a direct call (as before any later record): a call in
+        // the lines behind an unsealed pack would otherwise keep every waiter looking (the lines say "more") for nothing.
+        var packing = new ChannelOptions
+        {
+            RegionSize = 64L * s_page,
+            TxRingCapacity = 64,
+            FreeRingCapacity = 64,
+            PackSmallOneways = true,
+            InlineSmallPayloads = true,
+        };
+        using var pair = new ChannelPair(packing);
+        Assert.True(pair.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[16]));
+        Assert.True(pair.Outbound.TrySend(2, 2, TransactionFlags.Oneway, new byte[16]));
+        Assert.True(pair.Outbound.OpenPackOffset >= 0);
+        // The call written by hand, the pack left open.
+        pair.WriteHeader(DirectCallLayout.Offset + TransactionRecordLayout.Size, 0UL);
+        pair.WriteHeader(DirectCallLayout.Offset, new TransactionRecordLayout
+        {
+            TransactionId = 3, Code = 3, Flags = (uint)TransactionFlags.TwoWay, Reserved0 = 1, Reserved1 = pair.Outbound.Sent,
+        });
+
+        var batch = new TransactionRecord[8];
+        Assert.Equal(2, pair.Inbound.TryReceiveBatch(batch));
+        Assert.Equal([1u, 2u], batch[..2].Select(r => r.Code).ToArray());
+        ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceiveBatch(batch));
+        Assert.Contains("not sealed", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, pair.Inbound.DirectCallsReceived);
+    }
+
+    [Fact]
     public void TryReceive_LinesRewrittenAfterTheTake_TheTakenBytesStayAndTheOldSequenceIsNotNew()
     {
         using var pair = new ChannelPair(Options);

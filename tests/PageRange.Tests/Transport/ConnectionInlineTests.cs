@@ -67,16 +67,21 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(WaitStrategy.SpinThenPark)]
-    [InlineData(WaitStrategy.Park)]
-    public async Task Call_ManyThreadsMixedSizesAgainstHandlersThatHoldCalls_AllAnsweredNoViolation(WaitStrategy wait)
+    [InlineData(WaitStrategy.SpinThenPark, false)]
+    [InlineData(WaitStrategy.Park, false)]
+    [InlineData(WaitStrategy.SpinThenPark, true)]
+    [InlineData(WaitStrategy.Park, true)]
+    public async Task Call_ManyThreadsMixedSizesAgainstHandlersThatHoldCalls_AllAnsweredNoViolation(WaitStrategy wait, bool direct)
     {
         // 64-slot rings (live limit 56, 8 slots for inline payloads): four callers race small and large calls against
         // two handlers that sometimes hold up to a dozen calls while they take the next, so consumed-but-unfreed
         // transactions, inline records waiting on the ring and buffers mix (the live limit and the full ring are the
         // channel tests': synchronous callers cannot reach them here without a handler that frees on its own).
+        // With direct lines (DirectCallLayout, DirectReplyLayout) one small call at a time goes through them instead.
         PageRangeOptions options = ConnectionPair.DefaultOptions();
         options.WaitStrategy = wait;
+        options.DirectCalls = direct;
+        options.DirectReplies = direct;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         using var stop = new CancellationTokenSource();
         var handlers = Enumerable.Range(0, 2).Select(h => new Thread(() =>
@@ -136,9 +141,16 @@ public sealed class ConnectionInlineTests(ITestOutputHelper output)
             }
         }
         Assert.True(pair.Client.IsPeerAlive && pair.Server.IsPeerAlive, "no side saw a violation");
-        Assert.True(pair.Client.Outbound.InlineSent > 1_000, $"{pair.Client.Outbound.InlineSent} requests inline");
-        Assert.True(pair.Server.Outbound.InlineSent > 1_000, $"{pair.Server.Outbound.InlineSent} replies inline");
-        output.WriteLine($"{pair.Client.Outbound.InlineSent} requests and {pair.Server.Outbound.InlineSent} replies of 6,000 inline");
+        long requests = pair.Client.Outbound.InlineSent + pair.Client.Outbound.DirectCallsSent;
+        long replies = pair.Server.Outbound.InlineSent + pair.Server.Outbound.DirectRepliesSent;
+        Assert.True(requests > 1_000, $"{requests} requests inline or direct");
+        Assert.True(replies > 1_000, $"{replies} replies inline or direct");
+        Assert.Equal(direct, pair.Client.Outbound.DirectCallsSent > 0);
+        Assert.Equal(direct, pair.Server.Outbound.DirectRepliesSent > 0);
+        // Every call was answered: the reply lines are expected by nobody.
+        Assert.Equal(0UL, pair.Client.Inbound.ExpectedDirectReply);
+        output.WriteLine($"{pair.Client.Outbound.InlineSent} requests and {pair.Server.Outbound.InlineSent} replies of 6,000 inline, " +
+            $"{pair.Client.Outbound.DirectCallsSent} and {pair.Server.Outbound.DirectRepliesSent} direct");
     }
 
     [Fact]

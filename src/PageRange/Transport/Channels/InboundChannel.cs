@@ -203,6 +203,20 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// </summary>
     internal void StopExpectingDirectReply(ulong callId) => Interlocked.CompareExchange(ref _expectedDirectReply, 0, callId);
 
+    /// <summary>
+    /// <see cref="StopExpectingDirectReply"/> for the call's owner holding the connection's slot lock, under which
+    /// expectations begin (<see cref="ExpectDirectReply"/>): a load and a store, no locked instruction. The reader's own
+    /// clear (it took the reply) can only meet it if the peer answered the call twice (directly and another way): a
+    /// hostile peer, whose connection's next expectation may then be lost (that call times out).
+    /// </summary>
+    internal void StopExpectingDirectReplyUnsynchronized(ulong callId)
+    {
+        if (Volatile.Read(ref _expectedDirectReply) == callId)
+        {
+            Volatile.Write(ref _expectedDirectReply, 0);
+        }
+    }
+
     /// <summary>Packs taken off the ring so far.</summary>
     internal long PacksReceived => Interlocked.Read(ref _packsReceived);
 
@@ -307,6 +321,11 @@ internal sealed unsafe class InboundChannel : IDisposable
                 {
                     break;
                 }
+                // The ring's tail is loaded first (when the last view of it shows nothing more): the lines are looked at
+                // after it, so a direct reply or call written before the record this reveals is seen now (the writer
+                // stored its id or sequence before that record's tail; found by review: looked at the other way round,
+                // a reply written just before a oneway could miss this pass and come after the oneway).
+                bool peeked = _txRing.TryPeek(out TransactionRecordLayout raw);
                 if (_packOffset < 0 && count < ReceiveBatch)
                 {
                     // A reply or call written into the direct lines goes where the ring's order puts it: before the ring
@@ -334,7 +353,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                         break;
                     }
                 }
-                if (!_txRing.TryPeek(out TransactionRecordLayout raw))
+                if (!peeked)
                 {
                     break;
                 }
@@ -477,8 +496,9 @@ internal sealed unsafe class InboundChannel : IDisposable
         // A whole line of constant size (a vector copy); the bytes past the length are the writer's leftovers, never read.
         new ReadOnlySpan<byte>((byte*)_directReply + TransactionRecordLayout.Size, DirectReplyLayout.MaxPayload)
             .CopyTo(_inlineStaging.AsSpan(offset, DirectReplyLayout.MaxPayload));
-        // Taken: the next call may ask for the lines again. Only the reader clears it this way (the owner's
-        // StopExpectingDirectReply compares first).
+        // Taken: the next call may ask for the lines again. A plain store: only a peer that answered the call twice
+        // (directly and another way, whose other answer let the owner end the expectation and another call begin one)
+        // could make it wipe a newer expectation, and only its own connection's call then times out.
         Volatile.Write(ref _expectedDirectReply, 0);
         Volatile.Write(ref _directRepliesReceived, _directRepliesReceived + 1);
         record = new TransactionRecord(raw.TransactionId, offset, (int)raw.Length, raw.Code, flags,
@@ -510,7 +530,15 @@ internal sealed unsafe class InboundChannel : IDisposable
         bad = default;
         badIsCall = false;
         ulong head = _txRing.Head;
-        if (DirectReplyArrived)
+        bool reply = DirectReplyArrived;
+        // Both there: the one with the earlier place in the ring's order first (the same place: the reply first; they were
+        // written by different threads of the peer then, which gives them no order).
+        // SAFETY: as DirectReplyArrived's and DirectCallPublished's: the receive lock, after the disposed check.
+        if (reply && DirectCallPublished && Volatile.Read(ref _directCall->Reserved1) < Volatile.Read(ref _directReply->Reserved1))
+        {
+            reply = false;
+        }
+        if (reply)
         {
             // SAFETY: as DirectReplyArrived's: the receive lock, after the disposed check.
             if (Volatile.Read(ref _directReply->Reserved1) <= head)
@@ -1367,7 +1395,9 @@ internal sealed unsafe class InboundChannel : IDisposable
             // Every committed entry taken, not sealed: an honest writer seals before it publishes anything later, so
             // with a later record on the ring the word (loaded again after the tail, whose acquire makes the seal
             // visible) must say sealed by now. Without this check a writer could make us spin on the pack for nothing.
-            if (count == records.Length || !_txRing.TryPeek(out _))
+            // A direct reply or call counts as a later record (DirectReplyLayout, DirectCallLayout): the writer seals first
+            // there too.
+            if (count == records.Length || (!_txRing.TryPeek(out _) && !DirectReplyArrived && !DirectCallPublished))
             {
                 return false;
             }
@@ -1375,7 +1405,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             uint again = Volatile.Read(ref *(uint*)(_data + _packOffset));
             if ((again & PackLayout.SealedBit) == 0)
             {
-                return PackViolation(count, $"a later record is published while it is not sealed (Committed 0x{again:x8})");
+                return PackViolation(count, $"a later record (on the ring or in the direct lines) is published while it is not sealed (Committed 0x{again:x8})");
             }
             // Sealed now, perhaps with more entries: validate and take them as any.
         }
