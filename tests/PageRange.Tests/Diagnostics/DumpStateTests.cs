@@ -34,6 +34,7 @@ public sealed class DumpStateTests(ITestOutputHelper output)
         Assert.Contains("ring slots published: 2, live buffers: 2", clientOut, StringComparison.Ordinal);
         // 64-slot rings keep 8 slots beyond the live limit (56) for payloads carried inline; oneways never are.
         Assert.Contains("payloads inline: 0 sent, 0 of the live ones (on, while at most 8 ring slots wait)", clientOut, StringComparison.Ordinal);
+        Assert.Contains("direct lines: 0 replies, 0 calls written", clientOut, StringComparison.Ordinal);
 
         // The server receives in that region: one oneway delivered, the next waits behind it (binder's oneway order).
         string serverIn = Section(server, "inbound");
@@ -42,6 +43,7 @@ public sealed class DumpStateTests(ITestOutputHelper output)
         Assert.Matches($@"buffer: {3 * s_page} size {3 * s_page} id \d+ code 6 oneway backlog", serverIn);
         Assert.Contains("pages high watermark: 6", serverIn, StringComparison.Ordinal);
         Assert.Contains("ring slots taken: 2 (0 transactions with their payload inline), frees published: 0", serverIn, StringComparison.Ordinal);
+        Assert.Contains("direct lines: 0 replies taken (expecting call 0), 0 calls taken", serverIn, StringComparison.Ordinal);
         Assert.Contains("ring positions: tx head 2 (ours) tail 2 (peer's) of 64, free tail 0 (ours) head 0 (peer's) of 64", serverIn, StringComparison.Ordinal);
         Assert.Matches(@"resident \d+ bytes \(\d+ pages, \d+ of them header\)", serverIn);
 

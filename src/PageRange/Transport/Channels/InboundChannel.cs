@@ -1212,7 +1212,8 @@ internal sealed unsafe class InboundChannel : IDisposable
                 $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset} ({_layout.DataSize / pageSize} pages)\n" +
                 $"  resident {resident} bytes ({resident / pageSize} pages, {_layout.HeaderBytes / pageSize} of them header)\n" +
                 $"  pages high watermark: {(highWaterMark + pageSize - 1) / pageSize} (highest payload byte received: {highWaterMark})\n" +
-                $"  ring slots taken: {Received} ({InlineReceived} transactions with their payload inline), frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
+                $"  ring slots taken: {_txRing.Head} ({InlineReceived} transactions with their payload inline), frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
+                $"  direct lines: {DirectRepliesReceived} replies taken (expecting call {ExpectedDirectReply}), {DirectCallsReceived} calls taken\n" +
                 $"  ring positions: tx head {_txRing.Head} (ours) tail {shared.TxTail} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +

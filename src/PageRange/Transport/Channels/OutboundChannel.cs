@@ -722,6 +722,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"  region {_region.Size} bytes, data area {_layout.DataSize} bytes at {_layout.DataOffset}\n" +
                 $"  ring slots published: {Sent}, live buffers: {LiveBuffers} (limit {_layout.MaxLiveBuffers}), ignored frees: {IgnoredFrees} ({UndeliveredFrees} of buffers still on the ring)\n" +
                 $"  payloads inline: {_inlineSent} sent, {_inlineLive} of the live ones ({(_inline ? $"on, while at most {_maxUnconsumedForInline} ring slots wait" : "off")})\n" +
+                $"  direct lines: {_directRepliesSent} replies, {_directCallSequence} calls written\n" +
                 $"  ring positions: tx tail {_txRing.Tail} (ours) head {shared.TxHead} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
