@@ -492,10 +492,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             bad = raw;
             return false;
         }
-        int offset = position * InlineLayout.MaxPayload;
-        // A whole line of constant size (a vector copy); the bytes past the length are the writer's leftovers, never read.
-        new ReadOnlySpan<byte>((byte*)_directReply + TransactionRecordLayout.Size, DirectReplyLayout.MaxPayload)
-            .CopyTo(_inlineStaging.AsSpan(offset, DirectReplyLayout.MaxPayload));
+        int offset = StagePayloadLine(_directReply, position);
         // Taken: the next call may ask for the lines again. A plain store: only a peer that answered the call twice
         // (directly and another way, whose other answer let the owner end the expectation and another call begin one)
         // could make it wipe a newer expectation, and only its own connection's call then times out.
@@ -504,6 +501,21 @@ internal sealed unsafe class InboundChannel : IDisposable
         record = new TransactionRecord(raw.TransactionId, offset, (int)raw.Length, raw.Code, flags,
             new ReceivedContext(0, 0, (CallStatus)raw.Status), Pack: TransactionRecord.InlinePack);
         return true;
+    }
+
+    /// <summary>
+    /// Copies the payload line after a direct line pair's <paramref name="record"/> line into the staging slot of batch
+    /// position <paramref name="position"/> (a whole line: the bytes past the record's length are the writer's leftovers,
+    /// never read); returns the slot's offset in the staging area. Under the receive lock after the disposed check.
+    /// </summary>
+    private int StagePayloadLine(TransactionRecordLayout* record, int position)
+    {
+        int offset = position * InlineLayout.MaxPayload;
+        // SAFETY: record is one of the two line pairs inside the mapping, kept mapped by the receive lock the caller holds;
+        // one line is read, into a staging slot of exactly one line (sliced).
+        new ReadOnlySpan<byte>((byte*)record + TransactionRecordLayout.Size, TransactionRecordLayout.Size)
+            .CopyTo(_inlineStaging.AsSpan(offset, TransactionRecordLayout.Size));
+        return offset;
     }
 
     private enum DirectTake
@@ -623,9 +635,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             bad = raw;
             return false;
         }
-        int offset = position * InlineLayout.MaxPayload;
-        new ReadOnlySpan<byte>((byte*)_directCall + TransactionRecordLayout.Size, DirectCallLayout.MaxPayload)
-            .CopyTo(_inlineStaging.AsSpan(offset, DirectCallLayout.MaxPayload));
+        int offset = StagePayloadLine(_directCall, position);
         Volatile.Write(ref _directCallsTaken, next);
         record = new TransactionRecord(raw.TransactionId, offset, (int)raw.Length, raw.Code, flags | direct,
             new ReceivedContext(raw.ChainId, raw.Depth, CallStatus.Ok), Pack: TransactionRecord.InlinePack);

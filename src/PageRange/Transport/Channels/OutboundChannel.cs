@@ -1099,14 +1099,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// </summary>
     private bool TryPublishInlineUnsynchronized(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, in RecordContext context)
     {
-        // The frees are read lazily as for a small buffer (TryReserveUnsynchronized): inline transactions come back as
-        // frees too, and a stream of them must not let the free ring fill before we look.
-        if (_eagerDrain || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
-        {
-            DrainFreesUnsynchronized();
-        }
-        int maxLive = _maxLiveBuffers;
-        if (_liveBuffers >= maxLive && (DrainFreesUnsynchronized() == 0 || _liveBuffers >= maxLive))
+        if (!HasRoomForInlineUnsynchronized())
         {
             return false;
         }
@@ -1143,6 +1136,44 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>
+    /// Whether one more inline transaction (in the ring or a direct line pair) may go live now: the frees read lazily, as
+    /// for a small buffer (<see cref="TryReserveUnsynchronized"/>: inline transactions come back as frees too, and a stream
+    /// of them must not let the free ring fill before we look), and once more at the live limit.
+    /// </summary>
+    private bool HasRoomForInlineUnsynchronized()
+    {
+        if (_eagerDrain || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
+        {
+            DrainFreesUnsynchronized();
+        }
+        int maxLive = _maxLiveBuffers;
+        return _liveBuffers < maxLive || (DrainFreesUnsynchronized() != 0 && _liveBuffers < maxLive);
+    }
+
+    /// <summary>
+    /// Copies a payload of at most one line into the payload line after a direct line pair's <paramref name="record"/>
+    /// line (<see cref="DirectReplyLayout"/>, <see cref="DirectCallLayout"/>). The caller holds the send lock after its
+    /// disposed check, so the lines are mapped.
+    /// </summary>
+    private static void WritePayloadLine(TransactionRecordLayout* record, ReadOnlySpan<byte> payload)
+    {
+        Debug.Assert(payload.Length <= TransactionRecordLayout.Size, "At most one line of payload.");
+        // SAFETY: record is one of the two line pairs the constructor found inside the mapping (kept mapped by the caller's
+        // send lock, see the remarks); the payload line follows it and the copy is at most its 64 bytes (sliced, so a longer
+        // payload fails here in every build).
+        byte* line = (byte*)record + TransactionRecordLayout.Size;
+        if (payload.Length == TransactionRecordLayout.Size)
+        {
+            // A whole line: a constant size, which the JIT copies with vector moves instead of a call.
+            Unsafe.CopyBlockUnaligned(ref *line, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(payload), TransactionRecordLayout.Size);
+        }
+        else
+        {
+            payload.CopyTo(new Span<byte>(line, TransactionRecordLayout.Size));
+        }
+    }
+
+    /// <summary>
     /// Writes a reply or error reply of at most <see cref="DirectReplyLayout.MaxPayload"/> bytes into the peer's direct
     /// reply lines (see <see cref="DirectReplyLayout"/>), for a call that asked for it: the payload line, the record's
     /// fields, then its id (a release store), which the waiting reader looks for. Counted live as an inline transaction
@@ -1151,14 +1182,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// </summary>
     private bool TryPublishDirectReplyUnsynchronized(ulong transactionId, uint code, TransactionFlags flags, ReadOnlySpan<byte> payload, CallStatus status)
     {
-        // The frees are read lazily as for an inline send (TryPublishInlineUnsynchronized): a direct reply comes back as
-        // an inline free.
-        if (_eagerDrain || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
-        {
-            DrainFreesUnsynchronized();
-        }
-        int maxLive = _maxLiveBuffers;
-        if (_liveBuffers >= maxLive && (DrainFreesUnsynchronized() == 0 || _liveBuffers >= maxLive))
+        if (!HasRoomForInlineUnsynchronized())
         {
             return false;
         }
@@ -1166,16 +1190,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // the send lock and checked the channel is not disposed, and Dispose takes that lock before it unmaps. The
         // payload is at most one line (MaxPayload), written into the second.
         TransactionRecordLayout* record = _directReply;
-        byte* line = (byte*)record + TransactionRecordLayout.Size;
-        if (payload.Length == DirectReplyLayout.MaxPayload)
-        {
-            // A whole line: a constant size, which the JIT copies with vector moves instead of a call.
-            Unsafe.CopyBlockUnaligned(ref *line, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(payload), DirectReplyLayout.MaxPayload);
-        }
-        else
-        {
-            payload.CopyTo(new Span<byte>(line, DirectReplyLayout.MaxPayload));
-        }
+        WritePayloadLine(record, payload);
         record->BufferOffset = 0;
         record->Length = (uint)payload.Length;
         record->Code = code;
@@ -1208,27 +1223,14 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// </summary>
     private bool TryPublishDirectCallUnsynchronized(ulong transactionId, uint code, TransactionFlags wire, ReadOnlySpan<byte> payload, in RecordContext context)
     {
-        if (_eagerDrain || (_liveBuffers >= LazyDrainBuffers && _sendsSinceDrain >= LazyDrainBuffers) || _bytesSinceDrain >= LazyDrainBytes)
-        {
-            DrainFreesUnsynchronized();
-        }
-        int maxLive = _maxLiveBuffers;
-        if (_liveBuffers >= maxLive && (DrainFreesUnsynchronized() == 0 || _liveBuffers >= maxLive))
+        if (!HasRoomForInlineUnsynchronized())
         {
             return false;
         }
         // SAFETY: as in TryPublishDirectReplyUnsynchronized: two lines of the mapping the constructor found inside it,
         // written under the send lock after the disposed check, at most one line of payload into the second.
         TransactionRecordLayout* record = _directCall;
-        byte* line = (byte*)record + TransactionRecordLayout.Size;
-        if (payload.Length == DirectCallLayout.MaxPayload)
-        {
-            Unsafe.CopyBlockUnaligned(ref *line, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(payload), DirectCallLayout.MaxPayload);
-        }
-        else
-        {
-            payload.CopyTo(new Span<byte>(line, DirectCallLayout.MaxPayload));
-        }
+        WritePayloadLine(record, payload);
         record->TransactionId = transactionId;
         record->BufferOffset = 0;
         record->Length = (uint)payload.Length;
