@@ -1042,7 +1042,7 @@ public sealed partial class PageRangeConnection
         {
             // The first inline payload this slot holds gets its array, kept for its later ones; made, as the slot is,
             // before the index leaves the free list.
-            slot.InlinePayload = new byte[InlineLayout.MaxPayload];
+            slot.InlinePayload = new byte[InlineLayout.MaxStagedPayload];
         }
         _freeIncomingCount--;
         slot.Record = record;

@@ -21,9 +21,9 @@ public sealed class TransportCallTests(ITestOutputHelper output)
         // The largest that fits: the host's whole data area for the request, ours for the reply (the same size here).
         long largest = Math.Min(connection.MaxMessageSize, host.HostMaxMessageSize);
         Assert.True(largest > 1 << 20, $"the largest message ({largest}) should exceed 1 MiB");
-        // Around the inline limit (InlineLayout.MaxPayload: one 64-byte ring slot) and far beyond it.
-        int[] sizes = [0, 1, 63, 64, 65, 128, 192, 256, 4095, 4096, 4097, 1 << 20, (int)largest];
-        int inline = sizes.Count(size => size <= InlineLayout.MaxPayload);
+        // Around the direct lines' limits (one payload line, two: DirectCallLayout.MaxPayload) and far beyond them.
+        int[] sizes = [0, 1, 63, 64, 65, 127, 128, 129, 192, 256, 4095, 4096, 4097, 1 << 20, (int)largest];
+        int direct = sizes.Count(size => size <= DirectCallLayout.MaxPayload);
         var random = new Random(42);
 
         foreach (int size in sizes)
@@ -37,10 +37,10 @@ public sealed class TransportCallTests(ITestOutputHelper output)
         }
 
         // Requests up to the limit were written into the host's direct call lines and their echoes into our direct reply
-        // lines (DirectCallLayout, DirectReplyLayout: the inline limit), between two processes; nothing larger was, and
+        // lines (DirectCallLayout, DirectReplyLayout: two payload lines), between two processes; nothing larger was, and
         // nothing went inline in the ring.
-        Assert.Equal(inline, connection.Outbound.DirectCallsSent);
-        Assert.Equal(inline, connection.Inbound.DirectRepliesReceived);
+        Assert.Equal(direct, connection.Outbound.DirectCallsSent);
+        Assert.Equal(direct, connection.Inbound.DirectRepliesReceived);
         Assert.Equal(0, connection.Outbound.InlineSent);
         Assert.Equal(0, connection.Inbound.InlineReceived);
 

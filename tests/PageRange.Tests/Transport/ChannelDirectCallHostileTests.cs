@@ -38,7 +38,7 @@ public sealed class ChannelDirectCallHostileTests
         ("a cancel", (ref r) => r.Flags |= (uint)TransactionFlags.Cancel),
         ("the inline bit", (ref r) => r.Flags |= InlineLayout.RecordFlag),
         ("the pack bit", (ref r) => r.Flags |= PackLayout.RecordFlag),
-        ("longer than a line", (ref r) => r.Length = DirectCallLayout.MaxPayload + 1),
+        ("longer than the payload lines", (ref r) => r.Length = DirectCallLayout.MaxPayload + 1),
         ("a huge length", (ref r) => r.Length = uint.MaxValue),
         ("a buffer offset", (ref r) => r.BufferOffset = 64),
         ("metadata", (ref r) => r.MetadataLength = 8),

@@ -34,7 +34,7 @@ public sealed class ChannelDirectReplyHostileTests
         ("clear-on-free", (ref r) => r.Flags |= (uint)TransactionFlags.ClearOnFree),
         ("the inline bit", (ref r) => r.Flags |= InlineLayout.RecordFlag),
         ("the request's bit", (ref r) => r.Flags |= DirectReplyLayout.RequestFlag),
-        ("longer than a line", (ref r) => r.Length = DirectReplyLayout.MaxPayload + 1),
+        ("longer than the payload lines", (ref r) => r.Length = DirectReplyLayout.MaxPayload + 1),
         ("a huge length", (ref r) => r.Length = uint.MaxValue),
         ("a buffer offset", (ref r) => r.BufferOffset = 64),
         ("metadata", (ref r) => r.MetadataLength = 8),
@@ -136,7 +136,7 @@ public sealed class ChannelDirectReplyHostileTests
         Assert.Equal(1, pair.Inbound.TryReceiveBatch(batch));
         pair.Inbound.Region.GetSpan(DirectReplyLayout.Offset, DirectReplyLayout.Size).Fill(0xEE);
         Assert.Equal(payload, pair.Inbound.GetPayload(batch[0]).ToArray());
-        byte[] copy = new byte[InlineLayout.MaxPayload];
+        byte[] copy = new byte[InlineLayout.MaxStagedPayload];
         pair.Inbound.CopyInlinePayload(batch[0], copy);
         Assert.Equal(payload, copy);
     }

@@ -180,8 +180,9 @@ public sealed class ChannelSlabHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_ForgesAFreeInsideACallSlab_OnlyThatConnectionClosesAndItsCallsFail()
     {
-        // Larger than a payload carried inline, within a slab's slot.
-        const int SlabPayload = InlineLayout.MaxPayload + 8;
+        // Larger than a payload carried inline or in the direct call lines (the neighbour's synchronous call below), within
+        // a slab's slot.
+        const int SlabPayload = DirectCallLayout.MaxPayload + 8;
         await using RawAttack attack = await RawAttack.StartAsync();
         (RawPeer attacker, PageRangeConnection victim) = attack;
         (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();

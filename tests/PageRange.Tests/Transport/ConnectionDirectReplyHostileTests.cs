@@ -37,7 +37,7 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
         Task<Exception?> calling = Task.Run(Exception? () => Record.Exception(() => victim.Call(1, [1, 2, 3], TestTimeouts.Long).Dispose()));
         TransactionRecord request = await ReceiveRequestAsync(attacker);
         Assert.NotEqual(0, (int)(request.Flags & TransactionFlagsExtensions.DirectReplyRequested));
-        // A reply of 65 bytes in a line of 64, with the id the victim waits for.
+        // A reply one byte longer than the payload lines, with the id the victim waits for.
         attacker.Scribble(DirectReplyLayout.PayloadOffset, new byte[64]);
         WriteRecord(attacker, new TransactionRecordLayout { Flags = (uint)TransactionFlags.Reply, Length = DirectReplyLayout.MaxPayload + 1, TransactionId = request.TransactionId });
 

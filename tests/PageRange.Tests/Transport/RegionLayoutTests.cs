@@ -126,12 +126,12 @@ public sealed class RegionLayoutTests
     public void Compute_Defaults_LaysOutRingsThenPageAlignedData()
     {
         RegionLayout layout = RegionLayout.Compute(4L << 20, 1024, 1024);
-        // The header (576 bytes), then the direct reply's and the direct call's two lines each (protocol version 8), then
-        // the rings.
+        // The header (576 bytes), then the direct reply's and the direct call's lines, a record line and two payload lines
+        // each (protocol version 9), then the rings.
         Assert.Equal(576, DirectReplyLayout.Offset);
-        Assert.Equal(576 + 128, DirectCallLayout.Offset);
-        Assert.Equal(576 + 256, layout.TxRingOffset);
-        Assert.Equal(576 + 256 + (1024 * 64), layout.FreeRingOffset);
+        Assert.Equal(576 + 192, DirectCallLayout.Offset);
+        Assert.Equal(576 + 384, layout.TxRingOffset);
+        Assert.Equal(576 + 384 + (1024 * 64), layout.FreeRingOffset);
         long headerEnd = layout.FreeRingOffset + (1024 * 16);
         Assert.Equal((headerEnd + s_page - 1) / s_page * s_page, layout.DataOffset);
         Assert.Equal(layout.DataOffset, layout.HeaderBytes);

@@ -64,7 +64,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     private long _highWaterMark;
     // The payloads of inline records (see InlineLayout) of the batch being taken, by position. Made with the channel,
     // not at the first inline record: an allocation that failed in the middle of a batch would lose the records taken.
-    private readonly byte[] _inlineStaging = new byte[ReceiveBatch * InlineLayout.MaxPayload];
+    private readonly byte[] _inlineStaging = new byte[ReceiveBatch * InlineLayout.MaxStagedPayload];
     private long _emptyReceivePasses;
     // Our direct reply lines (DirectReplyLayout), which the peer writes; and the id of the call whose reply may come
     // there (0: none), set by the call's owner, cleared by the reader that takes it (see ExpectDirectReply).
@@ -492,7 +492,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             bad = raw;
             return false;
         }
-        int offset = StagePayloadLine(_directReply, position);
+        int offset = StagePayloadLines(_directReply, (int)raw.Length, position);
         // Taken: the next call may ask for the lines again. A plain store: only a peer that answered the call twice
         // (directly and another way, whose other answer let the owner end the expectation and another call begin one)
         // could make it wipe a newer expectation, and only its own connection's call then times out.
@@ -504,17 +504,29 @@ internal sealed unsafe class InboundChannel : IDisposable
     }
 
     /// <summary>
-    /// Copies the payload line after a direct line pair's <paramref name="record"/> line into the staging slot of batch
-    /// position <paramref name="position"/> (a whole line: the bytes past the record's length are the writer's leftovers,
-    /// never read); returns the slot's offset in the staging area. Under the receive lock after the disposed check.
+    /// Copies the payload lines that <paramref name="length"/> bytes cover, after a direct line set's
+    /// <paramref name="record"/> line, into the staging slot of batch position <paramref name="position"/> (whole lines:
+    /// the bytes past the length are the writer's leftovers, never read; a line past them is not touched, so a one-line
+    /// payload pulls one line); returns the slot's offset in the staging area. Under the receive lock after the disposed
+    /// check, with <paramref name="length"/> from the validated copy (at most <see cref="DirectReplyLayout.MaxPayload"/>).
     /// </summary>
-    private int StagePayloadLine(TransactionRecordLayout* record, int position)
+    private int StagePayloadLines(TransactionRecordLayout* record, int length, int position)
     {
-        int offset = position * InlineLayout.MaxPayload;
-        // SAFETY: record is one of the two line pairs inside the mapping, kept mapped by the receive lock the caller holds;
-        // one line is read, into a staging slot of exactly one line (sliced).
-        new ReadOnlySpan<byte>((byte*)record + TransactionRecordLayout.Size, TransactionRecordLayout.Size)
-            .CopyTo(_inlineStaging.AsSpan(offset, TransactionRecordLayout.Size));
+        int offset = position * InlineLayout.MaxStagedPayload;
+        // At least one line (an empty payload's line is copied too: a constant-size copy, no branch on the length).
+        int lines = Math.Max(1, InlineLayout.PayloadSlots(length));
+        // Sliced to whole lines inside the staging slot, so more lines than the payload lines fail here in every build.
+        ref byte target = ref MemoryMarshal.GetReference(_inlineStaging.AsSpan(offset, InlineLayout.MaxStagedPayload)[..(lines * TransactionRecordLayout.Size)]);
+        Debug.Assert(lines <= DirectReplyLayout.PayloadLines, "The length was validated against the payload lines.");
+        // SAFETY: record is the record line of one of the two direct line sets inside the mapping, kept mapped by the
+        // receive lock the caller holds; the lines read follow it, at most DirectReplyLayout.PayloadLines of them (the
+        // length was validated against MaxPayload, and the staging slice above holds that many lines at most).
+        byte* source = (byte*)record + TransactionRecordLayout.Size;
+        for (int line = 0; line < lines; line++)
+        {
+            // Whole 64-byte lines of constant size: vector moves, no call.
+            Unsafe.CopyBlockUnaligned(ref Unsafe.Add(ref target, line * TransactionRecordLayout.Size), ref *(source + (line * TransactionRecordLayout.Size)), TransactionRecordLayout.Size);
+        }
         return offset;
     }
 
@@ -635,7 +647,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             bad = raw;
             return false;
         }
-        int offset = StagePayloadLine(_directCall, position);
+        int offset = StagePayloadLines(_directCall, (int)raw.Length, position);
         Volatile.Write(ref _directCallsTaken, next);
         record = new TransactionRecord(raw.TransactionId, offset, (int)raw.Length, raw.Code, flags | direct,
             new ReceivedContext(raw.ChainId, raw.Depth, CallStatus.Ok), Pack: TransactionRecord.InlinePack);
@@ -666,7 +678,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             return false;
         }
         int length = (int)raw.Length;
-        int offset = position * InlineLayout.MaxPayload;
+        int offset = position * InlineLayout.MaxStagedPayload;
         if (!_txRing.TryTakeInline(InlineLayout.PayloadSlots(length), _inlineStaging.AsSpan(offset, InlineLayout.MaxPayload)))
         {
             record = default;
@@ -692,11 +704,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal void CopyInlinePayload(in TransactionRecord record, Span<byte> destination)
     {
         Debug.Assert(record.Inline, "Only an inline record's payload is staged.");
-        Debug.Assert(destination.Length >= InlineLayout.MaxPayload, "The destination holds whole slots.");
+        Debug.Assert(destination.Length >= InlineLayout.MaxStagedPayload, "The destination holds whole slots.");
         // Whole 64-byte lines of constant size (unrolled into vector moves, no call), as the ring's were staged.
-        // SAFETY (the refs): the record is this channel's own making (TryTakeInline): its offset is a staging position's
-        // start and its length at most InlineLayout.MaxPayload, so the lines read lie inside that position's
-        // MaxPayload bytes; the destination holds MaxPayload bytes (asserted; the connection's slot arrays are that size).
+        // SAFETY (the refs): the record is this channel's own making (TryTakeInline, TryTakeDirectReply, TryTakeDirectCall):
+        // its offset is a staging position's start and its length at most InlineLayout.MaxStagedPayload, so the lines read
+        // lie inside that position's MaxStagedPayload bytes; the destination holds MaxStagedPayload bytes (asserted; the
+        // connection's slot arrays are that size).
         int lines = InlineLayout.PayloadSlots(record.Length);
         // Sliced, so a length or offset out of place fails here in every build, not only the assertions'.
         ref byte source = ref MemoryMarshal.GetReference(_inlineStaging.AsSpan((int)record.Offset, lines * TransactionRecordLayout.Size));

@@ -1151,25 +1151,25 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>
-    /// Copies a payload of at most one line into the payload line after a direct line pair's <paramref name="record"/>
-    /// line (<see cref="DirectReplyLayout"/>, <see cref="DirectCallLayout"/>). The caller holds the send lock after its
-    /// disposed check, so the lines are mapped.
+    /// Copies a payload of at most <see cref="DirectReplyLayout.MaxPayload"/> bytes into the payload lines after a direct
+    /// line pair's <paramref name="record"/> line (<see cref="DirectReplyLayout"/>, <see cref="DirectCallLayout"/>). The
+    /// caller holds the send lock after its disposed check, so the lines are mapped.
     /// </summary>
-    private static void WritePayloadLine(TransactionRecordLayout* record, ReadOnlySpan<byte> payload)
+    private static void WritePayloadLines(TransactionRecordLayout* record, ReadOnlySpan<byte> payload)
     {
-        Debug.Assert(payload.Length <= TransactionRecordLayout.Size, "At most one line of payload.");
-        // SAFETY: record is one of the two line pairs the constructor found inside the mapping (kept mapped by the caller's
-        // send lock, see the remarks); the payload line follows it and the copy is at most its 64 bytes (sliced, so a longer
-        // payload fails here in every build).
-        byte* line = (byte*)record + TransactionRecordLayout.Size;
+        Debug.Assert(payload.Length <= DirectReplyLayout.MaxPayload, "At most the payload lines.");
+        // SAFETY: record is the record line of one of the two direct line sets the constructor found inside the mapping
+        // (kept mapped by the caller's send lock, see the remarks); the payload lines follow it and the copy is at most
+        // their MaxPayload bytes (the destination span is that long, so a longer payload fails here in every build).
+        byte* lines = (byte*)record + TransactionRecordLayout.Size;
         if (payload.Length == TransactionRecordLayout.Size)
         {
             // A whole line: a constant size, which the JIT copies with vector moves instead of a call.
-            Unsafe.CopyBlockUnaligned(ref *line, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(payload), TransactionRecordLayout.Size);
+            Unsafe.CopyBlockUnaligned(ref *lines, ref System.Runtime.InteropServices.MemoryMarshal.GetReference(payload), TransactionRecordLayout.Size);
         }
         else
         {
-            payload.CopyTo(new Span<byte>(line, TransactionRecordLayout.Size));
+            payload.CopyTo(new Span<byte>(lines, DirectReplyLayout.MaxPayload));
         }
     }
 
@@ -1188,9 +1188,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         // SAFETY: _directReply points at the two lines of the mapping the constructor found inside it; the caller holds
         // the send lock and checked the channel is not disposed, and Dispose takes that lock before it unmaps. The
-        // payload is at most one line (MaxPayload), written into the second.
+        // payload is at most MaxPayload bytes, written into the payload lines after the record's.
         TransactionRecordLayout* record = _directReply;
-        WritePayloadLine(record, payload);
+        WritePayloadLines(record, payload);
         record->BufferOffset = 0;
         record->Length = (uint)payload.Length;
         record->Code = code;
@@ -1227,10 +1227,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             return false;
         }
-        // SAFETY: as in TryPublishDirectReplyUnsynchronized: two lines of the mapping the constructor found inside it,
-        // written under the send lock after the disposed check, at most one line of payload into the second.
+        // SAFETY: as in TryPublishDirectReplyUnsynchronized: lines of the mapping the constructor found inside it,
+        // written under the send lock after the disposed check, at most MaxPayload bytes into the payload lines.
         TransactionRecordLayout* record = _directCall;
-        WritePayloadLine(record, payload);
+        WritePayloadLines(record, payload);
         record->TransactionId = transactionId;
         record->BufferOffset = 0;
         record->Length = (uint)payload.Length;

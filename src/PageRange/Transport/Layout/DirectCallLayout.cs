@@ -1,14 +1,17 @@
 namespace PageRange.Transport;
 
 /// <summary>
-/// A direct call: a small two-way call written into two lines of the callee's region header instead of the transaction
-/// ring (issue 12: a round trip's own work; protocol version 8), the mirror of <see cref="DirectReplyLayout"/>.
+/// A direct call: a small two-way call written into lines of the callee's region header instead of the transaction ring
+/// (issue 12: a round trip's own work; protocol version 8; two payload lines since version 9), the mirror of
+/// <see cref="DirectReplyLayout"/>.
 /// </summary>
 /// <remarks>
 /// <code>
 /// region offset <see cref="Offset"/>        record: a <see cref="TransactionRecordLayout"/>, Reserved1 = its ring position,
 ///                                          Reserved0 = the sequence, stored last (release)
-/// region offset <see cref="Offset"/> + 64   payload: Length bytes (the bytes past it unspecified)
+/// region offset <see cref="Offset"/> + 64   payload: Length bytes, up to <see cref="DirectReplyLayout.PayloadLines"/>
+///                                          lines (the bytes past it unspecified; the reader reads only the lines
+///                                          Length covers)
 /// </code>
 /// <para>
 /// The writer numbers its direct calls 1, 2, 3... in <c>Reserved0</c>; the receiver takes call n + 1 after call n, and a
@@ -33,12 +36,12 @@ internal static class DirectCallLayout
     /// <summary>Where the record line starts: right after the direct reply's lines.</summary>
     internal const int Offset = DirectReplyLayout.Offset + DirectReplyLayout.Size;
 
-    /// <summary>Where the payload line starts.</summary>
+    /// <summary>Where the payload lines start.</summary>
     internal const int PayloadOffset = Offset + TransactionRecordLayout.Size;
 
-    /// <summary>Both lines, in bytes.</summary>
-    internal const int Size = 2 * TransactionRecordLayout.Size;
+    /// <summary>The record line and the payload lines (as many as a direct reply's), in bytes.</summary>
+    internal const int Size = DirectReplyLayout.Size;
 
-    /// <summary>The largest call written directly: one line.</summary>
-    internal const int MaxPayload = TransactionRecordLayout.Size;
+    /// <summary>The largest call written directly: the payload lines.</summary>
+    internal const int MaxPayload = DirectReplyLayout.MaxPayload;
 }

@@ -1,18 +1,19 @@
 namespace PageRange.Transport;
 
 /// <summary>
-/// A direct reply: the reply to a call flagged for it is written into two lines of the caller's region header instead
-/// of the transaction ring (issue 12: a round trip's own work; protocol version 8).
+/// A direct reply: the reply to a call flagged for it is written into lines of the caller's region header instead of
+/// the transaction ring (issue 12: a round trip's own work; protocol version 8; two payload lines since version 9).
 /// </summary>
 /// <remarks>
 /// <code>
 /// region offset <see cref="Offset"/>        record: a <see cref="TransactionRecordLayout"/>, Reserved1 = its ring position,
 ///                                          TransactionId stored last (release)
-/// region offset <see cref="Offset"/> + 64   payload: Length bytes (the bytes past it unspecified)
+/// region offset <see cref="Offset"/> + 64   payload: Length bytes, up to <see cref="PayloadLines"/> lines (the bytes
+///                                          past it unspecified; the reader reads only the lines Length covers)
 /// </code>
 /// <para>
 /// The caller asks for it with <see cref="RequestFlag"/> on its two-way record (buffer or inline) and says, by that
-/// flag, that the two lines are free: a caller flags at most one call at a time, and only once the previous flagged
+/// flag, that the lines are free: a caller flags at most one call at a time, and only once the previous flagged
 /// call's reply was taken from the lines (or came another way). The callee writes a reply or error reply of at most
 /// <see cref="MaxPayload"/> bytes there, every other reply (larger, with no room) on the ring as before; a reply there
 /// is an inline transaction in every other respect (<see cref="InlineLayout"/>): no buffer, counted live by the writer
@@ -40,14 +41,21 @@ internal static class DirectReplyLayout
     /// <summary>Where the record line starts: right after <see cref="RegionHeaderLayout"/>.</summary>
     internal const int Offset = RegionHeaderLayout.Size;
 
-    /// <summary>Where the payload line starts.</summary>
+    /// <summary>Where the payload lines start.</summary>
     internal const int PayloadOffset = Offset + TransactionRecordLayout.Size;
 
-    /// <summary>Both lines, in bytes.</summary>
-    internal const int Size = 2 * TransactionRecordLayout.Size;
+    /// <summary>
+    /// The payload lines: two, so that a 64-byte message with a serializer's few bytes of framing (a MessagePack
+    /// call's 64 B payload is 70 B on the wire) comes here too (protocol version 9; one line in version 8). A payload
+    /// of one line touches one: the reader copies only the lines the length covers.
+    /// </summary>
+    internal const int PayloadLines = 2;
 
-    /// <summary>The largest reply written directly: one line.</summary>
-    internal const int MaxPayload = TransactionRecordLayout.Size;
+    /// <summary>The record line and the payload lines, in bytes.</summary>
+    internal const int Size = (1 + PayloadLines) * TransactionRecordLayout.Size;
+
+    /// <summary>The largest reply written directly: the payload lines.</summary>
+    internal const int MaxPayload = PayloadLines * TransactionRecordLayout.Size;
 
     /// <summary>The wire-only flag bit of a two-way record whose caller waits for a direct reply; never a public <see cref="TransactionFlags"/> member.</summary>
     internal const uint RequestFlag = 1u << 29;

@@ -49,6 +49,13 @@ internal static class InlineLayout
     /// </remarks>
     internal const int MaxPayload = TransactionRecordLayout.Size;
 
+    /// <summary>
+    /// The largest payload a reader stages for an inline transaction: a direct line pair's
+    /// (<see cref="DirectReplyLayout.MaxPayload"/>, two lines), at least a ring slot's (<see cref="MaxPayload"/>). The
+    /// staging area has this much per batch position and each incoming slot's private copy this much.
+    /// </summary>
+    internal const int MaxStagedPayload = DirectReplyLayout.MaxPayload > MaxPayload ? DirectReplyLayout.MaxPayload : MaxPayload;
+
     /// <summary>The free ring's offset for an inline transaction's free: beyond every data area, no buffer.</summary>
     internal const ulong FreeOffset = ulong.MaxValue;
 

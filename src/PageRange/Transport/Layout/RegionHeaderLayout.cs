@@ -32,8 +32,11 @@ internal struct RegionHeaderLayout
     /// <summary>"PGRANGE1" read as a little-endian u64: marks a region written by this library.</summary>
     internal const ulong ExpectedMagic = 0x3145474E41524750;
 
-    /// <summary>The layout version this code reads and writes (5: the direct reply's lines follow the header, <see cref="DirectReplyLayout"/>).</summary>
-    internal const uint CurrentVersion = 5;
+    /// <summary>
+    /// The layout version this code reads and writes (5: the direct reply's and call's lines follow the header,
+    /// <see cref="DirectReplyLayout"/>; 6: two payload lines each, the transaction ring at 960).
+    /// </summary>
+    internal const uint CurrentVersion = 6;
 
     /// <summary>
     /// <see cref="Flags"/>: the region owner's threads issue a <see cref="ParkBarrier"/> before every park on a doorbell:

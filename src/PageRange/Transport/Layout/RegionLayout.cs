@@ -7,8 +7,8 @@ namespace PageRange.Transport;
 /// <remarks>
 /// <code>
 /// 0                 RegionHeaderLayout (576 bytes)
-/// 576               DirectReplyLayout (128 bytes: a direct reply's record and payload lines)  writer -> receiver
-/// 704               DirectCallLayout (128 bytes: a direct call's record and payload lines)    writer -> receiver
+/// 576               DirectReplyLayout (192 bytes: a direct reply's record and payload lines)  writer -> receiver
+/// 768               DirectCallLayout (192 bytes: a direct call's record and payload lines)    writer -> receiver
 /// TxRingOffset      TxRingCapacity   x TransactionRecordLayout (64 bytes)   writer -> receiver
 /// FreeRingOffset    FreeRingCapacity x FreeRecordLayout (16 bytes)          receiver -> writer
 /// DataOffset        data area, page-aligned, to the end of the region
@@ -34,7 +34,7 @@ internal readonly record struct RegionLayout(
 
     private const int CacheLine = 64;
 
-    /// <summary>Where every region's transaction ring starts: after the header and the direct reply's and call's lines (protocol version 8).</summary>
+    /// <summary>Where every region's transaction ring starts: after the header and the direct reply's and call's lines (protocol version 8; 960 since version 9).</summary>
     private const int TxRingOffsetValue = DirectCallLayout.Offset + DirectCallLayout.Size;
 
     /// <summary>Header pages in bytes (the same as <see cref="DataOffset"/>).</summary>
