@@ -1,6 +1,9 @@
+using System.Buffers;
 using System.CommandLine;
 using System.Diagnostics;
+using MessagePack;
 using PageRange.Benchmarks.CrossProcess;
+using PageRange.Serialization;
 using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Probe;
@@ -32,6 +35,12 @@ internal static class CallProbe
         Description = "Send small payloads in buffers, not inline in the ring (the path before protocol version 7), to compare both in one build.",
     };
 
+    private static readonly Option<bool> s_typed = new("--typed")
+    {
+        Description = "Typed calls: the cross-process benchmark's MessagePack message (a sequence number and --size bytes), serialized, " +
+            "deserialized in place by the server and replied to as PageRangeMessagePack's Call and Reply do.",
+    };
+
     public static Command CreateCommand()
     {
         var command = new Command(CommandName,
@@ -39,19 +48,21 @@ internal static class CallProbe
             "dispose, client take, read and dispose), on one thread of one process (no cache-line transfers), and the " +
             "bytes allocated per round trip. Not a timed test.")
         {
-            s_calls, s_rounds, s_size, s_noInline,
+            s_calls, s_rounds, s_size, s_noInline, s_typed,
         };
-        command.SetAction((parse, _) => RunAsync(parse.GetValue(s_calls), parse.GetValue(s_rounds), parse.GetValue(s_size), !parse.GetValue(s_noInline)));
+        command.SetAction((parse, _) => RunAsync(parse.GetValue(s_calls), parse.GetValue(s_rounds), parse.GetValue(s_size), !parse.GetValue(s_noInline), parse.GetValue(s_typed)));
         return command;
     }
 
-    private static async Task<int> RunAsync(int calls, int rounds, int size, bool inline)
+    private static async Task<int> RunAsync(int calls, int rounds, int size, bool inline, bool typed)
     {
         await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName, inline: inline).ConfigureAwait(false);
         PageRangeConnection client = setup.Client;
         PageRangeConnection server = setup.Server;
         byte[] payload = new byte[size];
-        Console.WriteLine($"call-probe: {size} B requests and replies{(inline ? "" : ", no payload inline")}, {calls:N0} calls per round, pid {Environment.ProcessId}, " +
+        var message = new BenchMessage { Data = payload };
+        var parcel = new ArrayBufferWriter<byte>(4096);
+        Console.WriteLine($"call-probe: {size} B requests and replies{(inline ? "" : ", no payload inline")}{(typed ? ", typed (MessagePack)" : "")}, {calls:N0} calls per round, pid {Environment.ProcessId}, " +
             $"{Environment.ProcessorCount} cores");
         Console.WriteLine($"clock: {TimestampCost():F1} ns per Stopwatch.GetTimestamp (one is taken per phase, included below)");
         ulong sum = 0;
@@ -62,18 +73,41 @@ internal static class CallProbe
             long t0 = Stopwatch.GetTimestamp();
             for (int i = 0; i < calls; i++)
             {
-                PendingCall call = client.SendCallForProbe(BenchCodes.Ping, payload);
+                PendingCall call;
+                if (typed)
+                {
+                    // As PageRangeMessagePack.Call's small message: serialized into a reused parcel, sent by copy.
+                    message.Seq = i;
+                    parcel.ResetWrittenCount();
+                    MessagePackSerializer.Serialize(parcel, message, PageRangeMessagePack.DefaultOptions);
+                    call = client.SendCallForProbe(BenchCodes.Ping, parcel.WrittenSpan);
+                }
+                else
+                {
+                    call = client.SendCallForProbe(BenchCodes.Ping, payload);
+                }
                 long t1 = Stopwatch.GetTimestamp();
                 Transaction request = server.Receive();
                 long t2 = Stopwatch.GetTimestamp();
                 using (request)
                 {
-                    request.Reply(request.Payload);
+                    if (typed)
+                    {
+                        // As the cross-process peer: deserialized in place, replied to with the typed reply.
+                        request.Reply(request.Deserialize<BenchMessage>());
+                    }
+                    else
+                    {
+                        request.Reply(request.Payload);
+                    }
                 }
                 long t3 = Stopwatch.GetTimestamp();
                 using (Transaction answer = client.FinishCall(call, timeout: null, CancellationToken.None))
                 {
-                    sum += Checksum.Of(answer.Payload);
+                    // As PageRangeMessagePack.Call: the reply deserialized with its bytes copied (it is freed on return).
+                    sum += typed
+                        ? Checksum.Of(PageRangeMessagePack.DeserializeCore<BenchMessage>(answer, options: null, sliceInPlace: false).Data.Span)
+                        : Checksum.Of(answer.Payload);
                 }
                 long t4 = Stopwatch.GetTimestamp();
                 send += t1 - t0;
