@@ -279,13 +279,13 @@ public sealed class PageRangeOptions
 
     /// <summary>
     /// Whether this side's synchronous calls ask the peer for a direct reply (see <see cref="Transport.DirectReplyLayout"/>):
-    /// a small reply written into two lines of our region header instead of the transaction ring, one call at a time;
+    /// a small reply (up to 128 bytes) written into lines of our region header instead of the transaction ring, one call at a time;
     /// defaults to true. Internal: off only in tests of the ring's reply path and in benchmarks that compare both.
     /// </summary>
     internal bool DirectReplies { get; set; } = true;
 
     /// <summary>
-    /// Whether this side's small synchronous calls are written into two lines of the peer's region header (see
+    /// Whether this side's small synchronous calls (up to 128 bytes) are written into lines of the peer's region header (see
     /// <see cref="Transport.DirectCallLayout"/>) instead of its transaction ring, one call at a time; defaults to true.
     /// Internal: off only in tests of the ring's call path and in benchmarks that compare both.
     /// </summary>

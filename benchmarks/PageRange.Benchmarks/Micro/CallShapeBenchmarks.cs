@@ -19,7 +19,7 @@ public class CallShapeBenchmarks
     private InboundChannel _inbound = null!;
     private OutboundChannel _outbound = null!;
     private byte[] _payload = null!;
-    private readonly byte[] _copy = new byte[InlineLayout.MaxPayload];
+    private readonly byte[] _copy = new byte[InlineLayout.MaxStagedPayload];
     private readonly TransactionRecord[] _batch = new TransactionRecord[InboundChannel.ReceiveBatch];
     private ulong _id;
 

@@ -105,6 +105,37 @@ public sealed class ChannelDirectCallHostileTests
     }
 
     [Fact]
+    public void TryReceiveBatch_TwoLinePayloadsInBothLineSetsAfterAnInlineOne_OneBatch_EachKeepsItsOwnBytes()
+    {
+        using var pair = new ChannelPair(Options);
+        byte[] inline = [.. Enumerable.Range(0, InlineLayout.MaxPayload).Select(i => (byte)(i + 1))];
+        byte[] call = [.. Enumerable.Range(0, DirectCallLayout.MaxPayload).Select(i => (byte)(i + 101))];
+        byte[] reply = [.. Enumerable.Range(0, DirectReplyLayout.MaxPayload).Select(i => (byte)(255 - i))];
+        pair.Inbound.ExpectDirectReply(30);
+        Assert.True(pair.Outbound.TrySend(10, 1, TransactionFlags.TwoWay, inline));
+        Assert.True(pair.Outbound.TrySend(20, 2, DirectCall, call));
+        Assert.True(pair.Outbound.TrySend(30, 3, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, reply));
+        Assert.Equal(1, pair.Outbound.DirectCallsSent);
+        Assert.Equal(1, pair.Outbound.DirectRepliesSent);
+
+        // Staged side by side (the ring's payload at position 0, both line sets' two lines at 1 and 2): a staging slot
+        // narrower than two lines would let one overwrite the next.
+        var batch = new TransactionRecord[8];
+        Assert.Equal(3, pair.Inbound.TryReceiveBatch(batch));
+        // Both direct ones name the position after the inline call; at the same position the reply goes first.
+        Assert.Equal([1u, 3u, 2u], batch[..3].Select(r => r.Code).ToArray());
+        byte[][] expected = [inline, reply, call];
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.True(batch[i].Inline);
+            Assert.Equal(expected[i], pair.Inbound.GetPayload(batch[i]).ToArray());
+            byte[] copy = new byte[InlineLayout.MaxStagedPayload];
+            pair.Inbound.CopyInlinePayload(batch[i], copy);
+            Assert.Equal(expected[i], copy[..expected[i].Length]);
+        }
+    }
+
+    [Fact]
     public void TryReceive_InvalidDirectCall_ThrowsEveryTimeAndDeliversNothing()
     {
         foreach ((string what, Spoil spoil) in BadDirectCalls())

@@ -142,6 +142,30 @@ public sealed class ChannelDirectReplyHostileTests
     }
 
     [Fact]
+    public void TryReceive_OneLineReplyWithBytesInTheSecondLine_OnlyItsLineIsCopied()
+    {
+        using var pair = new ChannelPair(Options);
+        // A two-line reply first: its second line's bytes stay in the lines and in staging slot 0.
+        pair.Inbound.ExpectDirectReply(1);
+        Assert.True(pair.Outbound.TrySend(1, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, new byte[DirectReplyLayout.MaxPayload]));
+        Assert.True(pair.Inbound.TryReceive(out _));
+        byte[] small = [.. Enumerable.Range(0, 40).Select(i => (byte)(i + 7))];
+        pair.Inbound.ExpectDirectReply(2);
+        Assert.True(pair.Outbound.TrySend(2, 0, TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested, small));
+        // The writer's leftovers past the length: what a peer may leave there.
+        pair.Inbound.Region.GetSpan(DirectReplyLayout.PayloadOffset + small.Length, DirectReplyLayout.MaxPayload - small.Length).Fill(0xEE);
+
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord taken));
+        Assert.Equal(small, pair.Inbound.GetPayload(taken).ToArray());
+        byte[] copy = new byte[InlineLayout.MaxStagedPayload];
+        copy.AsSpan().Fill(0xAA);
+        pair.Inbound.CopyInlinePayload(taken, copy);
+        Assert.Equal(small, copy[..small.Length]);
+        // One line copied: nothing of the second line (nor of the staging slot past it) reaches the copy.
+        Assert.All(copy[TransactionRecordLayout.Size..], b => Assert.Equal(0xAA, b));
+    }
+
+    [Fact]
     public void TrySend_DirectReplyTooLargeForTheLines_GoesOnTheRingWithoutTheRequestsBit()
     {
         using var pair = new ChannelPair(Options);

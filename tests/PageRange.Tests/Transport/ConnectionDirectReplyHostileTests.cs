@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 using static PageRange.Tests.Infrastructure.Poll;
@@ -21,16 +22,10 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_BrokenDirectReplyWithTheExpectedId_OnlyThatConnectionClosesAndLetsGoOfEverything()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
-        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
-        string victimView = $"pagerange:{name}";
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimView = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimView);
         output.WriteLine($"connected: {connected}");
 
@@ -38,7 +33,7 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
         TransactionRecord request = await ReceiveRequestAsync(attacker);
         Assert.NotEqual(0, (int)(request.Flags & TransactionFlagsExtensions.DirectReplyRequested));
         // A reply one byte longer than the payload lines, with the id the victim waits for.
-        attacker.Scribble(DirectReplyLayout.PayloadOffset, new byte[64]);
+        attacker.Scribble(DirectReplyLayout.PayloadOffset, new byte[DirectReplyLayout.MaxPayload]);
         WriteRecord(attacker, new TransactionRecordLayout { Flags = (uint)TransactionFlags.Reply, Length = DirectReplyLayout.MaxPayload + 1, TransactionId = request.TransactionId });
 
         Exception? error = await calling.WaitAsync(TestTimeouts.Long);
@@ -50,12 +45,8 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_AnswersInTheLinesAndOnTheRing_TheCallerGetsOneBothAreFreedTheConnectionGoesOn()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
 
         for (int round = 0; round < 3; round++)
         {
@@ -105,12 +96,8 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_FailsTheCallOverTheControlSocket_TheLinesAreFreeForTheNextCall()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
 
         Task<Exception?> calling = Task.Run(Exception? () => Record.Exception(() => victim.Call(1, [1], TestTimeouts.Long).Dispose()));
         TransactionRecord request = await ReceiveRequestAsync(attacker);
@@ -139,12 +126,8 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_FailsATimedOutCallOverTheControlSocket_BothDirectLinesAreFreeForTheNextCall()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
 
         Assert.Throws<TimeoutException>(() => victim.Call(1, [1], TimeSpan.FromMilliseconds(100)).Dispose());
         TransactionRecord request = await ReceiveRequestAsync(attacker);
@@ -173,16 +156,10 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_WritesABrokenDirectCall_OnlyThatConnectionClosesAndLetsGoOfEverything()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
-        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
-        string victimView = $"pagerange:{name}";
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimView = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimView);
 
         // One honest direct call first, then one whose sequence skips ahead.
@@ -201,6 +178,36 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
             using Transaction second = await victim.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
         });
         await AssertOnlyTheVictimClosedAsync(victim, victimView, connected, honestClient, honestServer);
+    }
+
+    [Fact]
+    public async Task RawPeer_RewritesATwoLineDirectCallWhileTheHandlerHoldsIt_TheHandlerKeepsTheBytesItWasGiven()
+    {
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        byte[] payload = [.. Enumerable.Range(0, DirectCallLayout.MaxPayload).Select(i => (byte)(i + 9))];
+        Assert.True(attacker.Outbound.TrySend(1, 5, TransactionFlags.TwoWay | TransactionFlagsExtensions.DirectCall, payload));
+        attacker.Outbound.RingDoorbellForTest();
+
+        using (Transaction call = await victim.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long))
+        {
+            Assert.Equal(1, victim.Inbound.DirectCallsReceived);
+            ReadOnlyMemory<byte> memory = call.Memory;
+            // Both payload lines written over while the handler holds the call: it reads its private copy.
+            attacker.Scribble(DirectCallLayout.PayloadOffset, Enumerable.Repeat((byte)0xEE, DirectCallLayout.MaxPayload).ToArray());
+            Assert.Equal(payload, call.Payload.ToArray());
+            Assert.Equal(payload, memory.ToArray());
+            call.Reply(call.Payload);
+        }
+
+        TransactionRecord reply = default;
+        await WaitUntilAsync(() => attacker.Inbound.TryReceive(out reply), "the victim's reply arrived");
+        Assert.Equal(TransactionFlags.Reply, reply.Flags);
+        Assert.Equal(payload, attacker.Inbound.GetPayload(reply).ToArray());
+        // The rewrite left the sequence the victim took last: not a new call, nothing refused.
+        Assert.True(victim.IsPeerAlive);
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+        Assert.Equal(1, victim.Inbound.DirectCallsReceived);
     }
 
     /// <summary>
@@ -231,7 +238,7 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<TransactionRecord> ReceiveRequestAsync(Diagnostics.RawPeer attacker)
+    private static async Task<TransactionRecord> ReceiveRequestAsync(RawPeer attacker)
     {
         TransactionRecord request = default;
         await WaitUntilAsync(() => attacker.Inbound.TryReceive(out request), "the victim's call arrived");
@@ -239,10 +246,10 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
         return request;
     }
 
-    private static void WriteRecord(Diagnostics.RawPeer attacker, TransactionRecordLayout record) =>
+    private static void WriteRecord(RawPeer attacker, TransactionRecordLayout record) =>
         WriteRecord(attacker, DirectReplyLayout.Offset, record);
 
-    private static void WriteRecord(Diagnostics.RawPeer attacker, int offset, TransactionRecordLayout record)
+    private static void WriteRecord(RawPeer attacker, int offset, TransactionRecordLayout record)
     {
         Span<byte> line = stackalloc byte[TransactionRecordLayout.Size];
         MemoryMarshal.Write(line, in record);

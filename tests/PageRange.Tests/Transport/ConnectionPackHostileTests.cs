@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using PageRange.Tests.CrossProcess;
+using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 using static PageRange.Tests.Infrastructure.Poll;
@@ -19,16 +20,10 @@ public sealed class ConnectionPackHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task Receive_PackEntryLongerThanTheBoundAfterGoodOnes_OnlyThatConnectionClosesNothingAfterItDelivered()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
-        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
-        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
-        string victimRegion = $"pagerange:{name}";
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimRegion = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
         output.WriteLine($"connected: {connected}");
 
@@ -80,16 +75,10 @@ public sealed class ConnectionPackHostileTests(ITestOutputHelper output)
     [Fact]
     public async Task RawPeer_FreesTheVictimsOpenPack_OnlyThatConnectionClosesAndLetsGoOfEverything()
     {
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        string name = ControlHandshakeTests.UniqueName();
-        await using PageRangeListener listener = PageRangeListener.Listen(name, options);
-        Task<PageRangeConnection> acceptingHonest = listener.AcceptAsync().AsTask();
-        await using PageRangeConnection honestClient = await PageRangeConnection.ConnectAsync(name, options).AsTask().WaitAsync(TestTimeouts.Long);
-        await using PageRangeConnection honestServer = await acceptingHonest.WaitAsync(TestTimeouts.Long);
-        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
-        await using Diagnostics.RawPeer attacker = await Diagnostics.RawPeer.ConnectAsync(name, options);
-        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
-        string victimView = $"pagerange:{name}";
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimView = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimView);
 
         // The victim sends small oneways into the attacker's region: one open pack.

@@ -121,7 +121,8 @@ internal sealed unsafe class InboundChannel : IDisposable
         // reference keeps alive now and ours (taken at the end of this constructor) until Dispose releases it after every
         // operation has left.
         _data = region.BasePointer + layout.DataOffset;
-        // SAFETY: as the data area's: the two lines lie inside the mapping, before the transaction ring (the layout's).
+        // SAFETY: as the data area's: both direct line sets (a record line and its payload lines each) lie inside the
+        // mapping, before the transaction ring (the layout's).
         _directReply = (TransactionRecordLayout*)(region.BasePointer + DirectReplyLayout.Offset);
         _directCall = (TransactionRecordLayout*)(region.BasePointer + DirectCallLayout.Offset);
         _memory = new RegionMemoryManager(_data, checked((int)layout.DataSize), this);
@@ -452,7 +453,7 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>
     /// Takes the expected call's reply from the direct reply lines (see <see cref="DirectReplyLayout"/>), if the record
-    /// line holds that id: the record copied once and validated from the copy, the payload line copied into the staging
+    /// line holds that id: the record copied once and validated from the copy, the payload lines it covers copied into the staging
     /// slot of batch position <paramref name="position"/>, the expectation cleared. Under the receive lock.
     /// </summary>
     /// <returns><see langword="false"/> (nothing taken) when the lines do not hold the expected reply, or hold an invalid
@@ -463,7 +464,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         bad = default;
         ulong expected = Volatile.Read(ref _expectedDirectReply);
         Debug.Assert(position < ReceiveBatch, "A staging slot per batch position.");
-        // SAFETY: _directReply points at two lines inside the mapping, which the caller's receive lock (after its disposed
+        // SAFETY: _directReply points at the reply's line set inside the mapping, which the caller's receive lock (after its disposed
         // check) keeps mapped: Dispose takes that lock before it unmaps.
         if (expected == 0 || Volatile.Read(ref _directReply->TransactionId) != expected)
         {
@@ -515,17 +516,18 @@ internal sealed unsafe class InboundChannel : IDisposable
         int offset = position * InlineLayout.MaxStagedPayload;
         // At least one line (an empty payload's line is copied too: a constant-size copy, no branch on the length).
         int lines = Math.Max(1, InlineLayout.PayloadSlots(length));
-        // Sliced to whole lines inside the staging slot, so more lines than the payload lines fail here in every build.
-        ref byte target = ref MemoryMarshal.GetReference(_inlineStaging.AsSpan(offset, InlineLayout.MaxStagedPayload)[..(lines * TransactionRecordLayout.Size)]);
-        Debug.Assert(lines <= DirectReplyLayout.PayloadLines, "The length was validated against the payload lines.");
+        int bytes = lines * TransactionRecordLayout.Size;
+        // Both sides sliced to whole lines: the source within the payload lines, the target within the staging slot, so
+        // more lines than either holds fail here in every build (the length was validated against the lines already).
+        ref byte target = ref MemoryMarshal.GetReference(_inlineStaging.AsSpan(offset, InlineLayout.MaxStagedPayload)[..bytes]);
         // SAFETY: record is the record line of one of the two direct line sets inside the mapping, kept mapped by the
-        // receive lock the caller holds; the lines read follow it, at most DirectReplyLayout.PayloadLines of them (the
-        // length was validated against MaxPayload, and the staging slice above holds that many lines at most).
-        byte* source = (byte*)record + TransactionRecordLayout.Size;
-        for (int line = 0; line < lines; line++)
+        // receive lock the caller holds; its payload lines follow it (DirectReplyLayout.MaxPayload bytes, the same for a
+        // call's), and the span over them is sliced to the lines read.
+        ref byte source = ref MemoryMarshal.GetReference(new ReadOnlySpan<byte>((byte*)record + TransactionRecordLayout.Size, DirectReplyLayout.MaxPayload)[..bytes]);
+        for (int at = 0; at < bytes; at += TransactionRecordLayout.Size)
         {
             // Whole 64-byte lines of constant size: vector moves, no call.
-            Unsafe.CopyBlockUnaligned(ref Unsafe.Add(ref target, line * TransactionRecordLayout.Size), ref *(source + (line * TransactionRecordLayout.Size)), TransactionRecordLayout.Size);
+            Unsafe.CopyBlockUnaligned(ref Unsafe.Add(ref target, at), ref Unsafe.Add(ref source, at), TransactionRecordLayout.Size);
         }
         return offset;
     }
@@ -611,7 +613,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         get
         {
             ulong expected = Volatile.Read(ref _expectedDirectReply);
-            // SAFETY: _directReply points at two lines inside the mapping, kept mapped by what the caller holds (remarks).
+            // SAFETY: _directReply points at the reply's line set inside the mapping, kept mapped by what the caller holds (remarks).
             return expected != 0 && Volatile.Read(ref _directReply->TransactionId) == expected;
         }
     }
@@ -619,12 +621,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Whether the peer wrote a direct call since the last one taken (see <see cref="DirectCallLayout"/>): a hint, validated when taken.</summary>
     /// <remarks>The caller holds the reader role (found open), a reading reference, or the receive lock after the disposed check.</remarks>
     private bool DirectCallPublished =>
-        // SAFETY: _directCall points at two lines inside the mapping, kept mapped by what the caller holds (remarks).
+        // SAFETY: _directCall points at the call's line set inside the mapping, kept mapped by what the caller holds (remarks).
         Volatile.Read(ref _directCall->Reserved0) != Volatile.Read(ref _directCallsTaken);
 
     /// <summary>
     /// Takes the next call from the direct call lines (see <see cref="DirectCallLayout"/>): the record copied once and
-    /// validated from the copy (the sequence exactly one past the last taken), the payload line copied into the staging
+    /// validated from the copy (the sequence exactly one past the last taken), the payload lines it covers copied into the staging
     /// slot of batch position <paramref name="position"/>. Under the receive lock, after <see cref="DirectCallPublished"/>.
     /// </summary>
     /// <returns><see langword="false"/> (nothing taken) if the copy is not a valid direct call: <paramref name="bad"/> is it.</returns>

@@ -154,7 +154,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 peerRegion, RegionHeaderLayout.TxTailOffset, RegionHeaderLayout.TxHeadOffset, _layout.TxRingOffset, _layout.TxRingCapacity, "transaction");
             _freeRing = RingConsumer<FreeRecordLayout>.Over(
                 peerRegion, RegionHeaderLayout.FreeTailOffset, RegionHeaderLayout.FreeHeadOffset, _layout.FreeRingOffset, _layout.FreeRingCapacity, "free");
-            // SAFETY: GetSpan checks that both lines lie inside the mapping (before the transaction ring: the layout was
+            // SAFETY: GetSpan checks that each direct line set lies inside the mapping (before the transaction ring: the layout was
             // validated), which our reference keeps alive until Dispose, which takes the send lock first; every write
             // through the pointer is made under that lock after a disposed check.
             fixed (byte* lines = peerRegion.GetSpan(DirectReplyLayout.Offset, DirectReplyLayout.Size))
@@ -1136,7 +1136,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>
-    /// Whether one more inline transaction (in the ring or a direct line pair) may go live now: the frees read lazily, as
+    /// Whether one more inline transaction (in the ring or a direct line set) may go live now: the frees read lazily, as
     /// for a small buffer (<see cref="TryReserveUnsynchronized"/>: inline transactions come back as frees too, and a stream
     /// of them must not let the free ring fill before we look), and once more at the live limit.
     /// </summary>
@@ -1152,7 +1152,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>
     /// Copies a payload of at most <see cref="DirectReplyLayout.MaxPayload"/> bytes into the payload lines after a direct
-    /// line pair's <paramref name="record"/> line (<see cref="DirectReplyLayout"/>, <see cref="DirectCallLayout"/>). The
+    /// line set's <paramref name="record"/> line (<see cref="DirectReplyLayout"/>, <see cref="DirectCallLayout"/>). The
     /// caller holds the send lock after its disposed check, so the lines are mapped.
     /// </summary>
     private static void WritePayloadLines(TransactionRecordLayout* record, ReadOnlySpan<byte> payload)
@@ -1175,7 +1175,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>
     /// Writes a reply or error reply of at most <see cref="DirectReplyLayout.MaxPayload"/> bytes into the peer's direct
-    /// reply lines (see <see cref="DirectReplyLayout"/>), for a call that asked for it: the payload line, the record's
+    /// reply lines (see <see cref="DirectReplyLayout"/>), for a call that asked for it: the payload lines, the record's
     /// fields, then its id (a release store), which the waiting reader looks for. Counted live as an inline transaction
     /// until its free comes back. <see langword="false"/> (nothing written) at the live limit; the caller then takes the
     /// ring, which waits for room.
@@ -1186,7 +1186,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             return false;
         }
-        // SAFETY: _directReply points at the two lines of the mapping the constructor found inside it; the caller holds
+        // SAFETY: _directReply points at the reply's line set, which the constructor found inside the mapping; the caller holds
         // the send lock and checked the channel is not disposed, and Dispose takes that lock before it unmaps. The
         // payload is at most MaxPayload bytes, written into the payload lines after the record's.
         TransactionRecordLayout* record = _directReply;
@@ -1216,7 +1216,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>
     /// Writes a call of at most <see cref="DirectCallLayout.MaxPayload"/> bytes into the peer's direct call lines (see
-    /// <see cref="DirectCallLayout"/>), which the caller (the connection) guarantees are free: the payload line, the
+    /// <see cref="DirectCallLayout"/>), which the caller (the connection) guarantees are free: the payload lines, the
     /// record's fields, then its sequence (a release store), which the receiver looks for. Counted live as an inline
     /// transaction until its free comes back. <see langword="false"/> (nothing written) at the live limit; the caller
     /// then takes the ring, which waits for room.

@@ -50,7 +50,7 @@ internal static class InlineLayout
     internal const int MaxPayload = TransactionRecordLayout.Size;
 
     /// <summary>
-    /// The largest payload a reader stages for an inline transaction: a direct line pair's
+    /// The largest payload a reader stages for an inline transaction: a direct line set's
     /// (<see cref="DirectReplyLayout.MaxPayload"/>, two lines), at least a ring slot's (<see cref="MaxPayload"/>). The
     /// staging area has this much per batch position and each incoming slot's private copy this much.
     /// </summary>
