@@ -232,7 +232,7 @@ public sealed partial class PageRangeConnection
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfWaitingInOwnLane();
-        if (WaitForProgress(call: null, long.MaxValue, returnWhenReadable: true, ThreadToken.Current, cancellationToken, ref taken))
+        if (WaitForProgress<ReceiverWait>(call: null, long.MaxValue, returnWhenReadable: true, ThreadToken.Current, cancellationToken, ref taken))
         {
             return;
         }

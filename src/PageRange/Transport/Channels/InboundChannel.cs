@@ -71,6 +71,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     private readonly TransactionRecordLayout* _directReply;
     private ulong _expectedDirectReply;
     private long _directRepliesReceived;
+    private long _directRepliesTakenAlone;
     // Our direct call lines (DirectCallLayout), which the peer writes; and the sequence of the last call taken from them
     // (written under the receive lock, read by waiters' looks without it).
     private readonly TransactionRecordLayout* _directCall;
@@ -182,6 +183,9 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Replies taken from the direct reply lines so far (see <see cref="DirectReplyLayout"/>).</summary>
     internal long DirectRepliesReceived => Volatile.Read(ref _directRepliesReceived);
+
+    /// <summary>Of <see cref="DirectRepliesReceived"/>, those taken alone by their caller (<see cref="TryTakeDirectReplyAlone"/>), not by a batch.</summary>
+    internal long DirectRepliesTakenAlone => Volatile.Read(ref _directRepliesTakenAlone);
 
     /// <summary>The id of the call whose direct reply the reader looks for; 0 when none.</summary>
     internal ulong ExpectedDirectReply => Volatile.Read(ref _expectedDirectReply);
@@ -530,6 +534,42 @@ internal sealed unsafe class InboundChannel : IDisposable
             Unsafe.CopyBlockUnaligned(ref Unsafe.Add(ref target, at), ref Unsafe.Add(ref source, at), TransactionRecordLayout.Size);
         }
         return offset;
+    }
+
+    /// <summary>
+    /// Takes the expected direct reply (see <see cref="DirectReplyLayout"/>) and nothing else, when nothing may come before
+    /// it: no pack is current, the ring is empty (its tail, loaded first, is the head: every record published before the
+    /// reply was taken), and the reply's position is reached. For a synchronous caller holding the reader role, instead of
+    /// a batch (<see cref="TryReceiveBatch(Span{TransactionRecord}, ThreadToken)"/>), which takes it the same way (staged
+    /// at batch position 0) but looks at the ring twice and at both line sets to find it.
+    /// </summary>
+    /// <returns><see langword="false"/> (nothing taken) in every other case, an invalid reply included: the batch, whose
+    /// first it then is, refuses it.</returns>
+    /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
+    internal bool TryTakeDirectReplyAlone(out TransactionRecord record, ThreadToken thread)
+    {
+        using (_receiveLock.EnterScope(thread))
+        {
+            ThrowIfDisposed();
+            record = default;
+            // The tail before the lines, as the batch loads them: a reply written before a ring record that this load
+            // misses has a position past the head, and is left to the batch after that record.
+            if (_packOffset >= 0 || _txRing.HasData || !DirectReplyArrived)
+            {
+                return false;
+            }
+            ulong head = _txRing.Head;
+            // SAFETY: as DirectReplyArrived's: the receive lock, after the disposed check.
+            if (Volatile.Read(ref _directReply->Reserved1) > head || !TryTakeDirectReply(0, head, out record, out _, out _))
+            {
+                return false;
+            }
+            // Under the receive lock: plain increments, as the batch's.
+            Volatile.Write(ref _delivered, _delivered + 1);
+            Volatile.Write(ref _directRepliesTakenAlone, _directRepliesTakenAlone + 1);
+            TransportMetrics.OnReceived(record.Flags, record.Length);
+            return true;
+        }
     }
 
     private enum DirectTake
