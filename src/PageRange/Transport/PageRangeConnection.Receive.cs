@@ -485,6 +485,7 @@ public sealed partial class PageRangeConnection
     private bool WaitForProgress<TWaiter>(PendingCall? call, long deadline, bool returnWhenReadable, ThreadToken thread, CancellationToken cancellationToken, ref Transaction taken)
         where TWaiter : struct, IProgressWaiter
     {
+        Debug.Assert(TWaiter.ForACall == call is not null, "A caller's wait has its call, a receiver's none.");
         if (TryTakeReaderRole())
         {
             // A receiver (no call) lets its pump take the first transaction it makes ready, under the routing lock.
@@ -606,8 +607,8 @@ public sealed partial class PageRangeConnection
     /// </summary>
     /// <returns>Whether the reply was taken (the caller's call is then complete).</returns>
     /// <remarks>
-    /// The caller's whole take of a direct reply, in the one-thread call probe: 108-120 ns against 128-143 through the
-    /// pass (benchmarks/README.md, "A caller takes its direct reply itself").
+    /// The caller's whole take of a direct reply (routing, reading, disposing), in the one-thread call probe: 115-117 ns
+    /// against 132-134 through the pass (benchmarks/README.md, "A caller takes its direct reply itself").
     /// </remarks>
     private bool TryTakeDirectReplyAlone(ThreadToken thread)
     {
@@ -633,10 +634,10 @@ public sealed partial class PageRangeConnection
 
     /// <summary>
     /// Who waits in <see cref="WaitForProgress{TWaiter}"/>: a synchronous caller (<see cref="CallerWait"/>) or a receiver
-    /// (<see cref="ReceiverWait"/>). A struct type argument makes the JIT compile the method once for each, with the
-    /// other's branches folded away, so each has its own code and profile: a process that both calls and receives does
-    /// not lay one out for the other's traffic (measured: the caller's direct take in the shared method made the
-    /// receiver's pass 5-25 ns slower in the call probe).
+    /// (<see cref="ReceiverWait"/>). A struct type argument makes the JIT compile the method once for each (the caller's
+    /// direct take is folded away from the receiver's copy), so each has its own code and profile: a process that both
+    /// calls and receives does not lay one out for the other's traffic (measured: the caller's direct take in the shared
+    /// method left the call probe's round trip no shorter, the receiver's pass 5-25 ns slower).
     /// </summary>
     private interface IProgressWaiter
     {

@@ -1,4 +1,5 @@
 using PageRange.Memory;
+using PageRange.Threading;
 using PageRange.Transport;
 
 namespace PageRange.Tests.Transport;
@@ -123,6 +124,98 @@ public sealed class ChannelDirectReplyHostileTests
             codes.Add(record.Code);
         }
         Assert.Equal([1u, 2u, 3u], codes);
+    }
+
+    private const TransactionFlags DirectReply = TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested;
+
+    [Fact]
+    public void TryTakeDirectReplyAlone_OnlyTheExpectedReplyWithNothingBeforeIt_TakenWithItsBytes()
+    {
+        using var pair = new ChannelPair(Options);
+        ThreadToken thread = ThreadToken.Current;
+        Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+        pair.Inbound.ExpectDirectReply(7);
+        Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+        byte[] payload = [.. Enumerable.Range(0, DirectReplyLayout.MaxPayload).Select(i => (byte)(i + 2))];
+        Assert.True(pair.Outbound.TrySend(7, 4, DirectReply, payload));
+
+        Assert.True(pair.Inbound.TryTakeDirectReplyAlone(out TransactionRecord taken, thread));
+        Assert.Equal((7UL, 4u, TransactionFlags.Reply), (taken.TransactionId, taken.Code, taken.Flags & ~TransactionFlagsExtensions.DirectReplyRequested));
+        Assert.Equal(payload, pair.Inbound.GetPayload(taken).ToArray());
+        Assert.Equal(0UL, pair.Inbound.ExpectedDirectReply);
+        Assert.Equal((1L, 1L, 1UL), (pair.Inbound.DirectRepliesTakenAlone, pair.Inbound.DirectRepliesReceived, pair.Inbound.Received));
+        // Taken once: the lines still hold it, but nothing is expected any more.
+        Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+        Assert.Equal(0, pair.Inbound.TryReceiveBatch(new TransactionRecord[4]));
+    }
+
+    [Fact]
+    public void TryTakeDirectReplyAlone_SomethingMayComeFirst_DeclinesAndTheBatchKeepsTheOrder()
+    {
+        ThreadToken thread = ThreadToken.Current;
+        var batch = new TransactionRecord[8];
+
+        // A ring record published before the reply.
+        using (var pair = new ChannelPair(Options))
+        {
+            pair.Inbound.ExpectDirectReply(7);
+            Assert.True(pair.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[16]));
+            Assert.True(pair.Outbound.TrySend(7, 2, DirectReply, [1]));
+            Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+            Assert.Equal(7UL, pair.Inbound.ExpectedDirectReply);
+            Assert.Equal(2, pair.Inbound.TryReceiveBatch(batch));
+            Assert.Equal([1u, 2u], batch[..2].Select(r => r.Code).ToArray());
+        }
+
+        // A direct call in its lines, at an earlier position: the batch takes (here: refuses) it first, and nothing after
+        // a refused record is delivered. An honest writer cannot leave one behind a ring record the reader took; a peer
+        // can write one there.
+        using (var pair = new ChannelPair(Options))
+        {
+            pair.Inbound.ExpectDirectReply(7);
+            Assert.True(pair.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[16]));
+            Assert.Equal(1, pair.Inbound.TryReceiveBatch(batch));
+            Assert.True(pair.Outbound.TrySend(7, 3, DirectReply, [1]));
+            pair.WriteHeader(DirectCallLayout.Offset, new TransactionRecordLayout { TransactionId = 5, Code = 2, Flags = (uint)TransactionFlags.Oneway, Reserved0 = 1, Reserved1 = 0 });
+            Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+            Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceiveBatch(batch));
+            Assert.Equal(0L, pair.Inbound.DirectRepliesReceived);
+        }
+
+        // A pack still current: its entries are taken before anything published after its record.
+        using (var pair = new ChannelPair(new ChannelOptions
+        {
+            RegionSize = 64L * s_page,
+            TxRingCapacity = 64,
+            FreeRingCapacity = 64,
+            PackSmallOneways = true,
+            InlineSmallPayloads = true,
+        }))
+        {
+            pair.Inbound.ExpectDirectReply(7);
+            Assert.True(pair.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[16]));
+            Assert.Equal(1, pair.Inbound.TryReceiveBatch(batch.AsSpan(0, 1)));
+            Assert.True(pair.Outbound.TrySend(2, 2, TransactionFlags.Oneway, new byte[16]));
+            // Seals the pack (the reply goes after its entries), which the reader has not finished.
+            Assert.True(pair.Outbound.TrySend(7, 3, DirectReply, [1]));
+            Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+            Assert.Equal(7UL, pair.Inbound.ExpectedDirectReply);
+            Assert.Equal(2, pair.Inbound.TryReceiveBatch(batch));
+            Assert.Equal([2u, 3u], batch[..2].Select(r => r.Code).ToArray());
+        }
+
+        // A position the ring never reached, with the ring empty: declined, and the batch refuses it.
+        using (var pair = new ChannelPair(Options))
+        {
+            pair.Inbound.ExpectDirectReply(7);
+            Assert.True(pair.Outbound.TrySend(7, 3, DirectReply, [1]));
+            TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(DirectReplyLayout.Offset);
+            record.Reserved1 = 5;
+            pair.WriteHeader(DirectReplyLayout.Offset, record);
+            Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+            Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceiveBatch(batch));
+            Assert.Equal(0L, pair.Inbound.DirectRepliesTakenAlone);
+        }
     }
 
     [Fact]

@@ -45,6 +45,7 @@ public sealed class ConnectionDirectReplyTests(ITestOutputHelper output)
             long alone = pair.Client.Inbound.DirectRepliesTakenAlone;
             output.WriteLine($"{alone} of {direct} direct replies taken by their caller alone");
             Assert.True(alone > direct / 2, $"{alone} of {direct} direct replies taken alone");
+            Assert.Equal(0, pair.Client.Inbound.InlineReceived);
             // The requests as well, into the server's direct call lines (DirectCallLayout, the same limit).
             Assert.Equal(direct, pair.Client.Outbound.DirectCallsSent);
             Assert.Equal(direct, pair.Server.Inbound.DirectCallsReceived);

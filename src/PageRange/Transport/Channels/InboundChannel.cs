@@ -538,29 +538,36 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>
     /// Takes the expected direct reply (see <see cref="DirectReplyLayout"/>) and nothing else, when nothing may come before
-    /// it: no pack is current, the ring is empty (its tail, loaded first, is the head: every record published before the
-    /// reply was taken), and the reply's position is reached. For a synchronous caller holding the reader role, instead of
-    /// a batch (<see cref="TryReceiveBatch(Span{TransactionRecord}, ThreadToken)"/>), which takes it the same way (staged
-    /// at batch position 0) but looks at the ring twice and at both line sets to find it.
+    /// it: no pack is current, the ring holds nothing to consume (its tail, loaded first, is the head, and no record of the
+    /// last validated load is left: every record published before the reply was taken), no direct call waits (the batch
+    /// orders the two, and refuses an invalid one), and the reply's position is reached. For a synchronous caller holding
+    /// the reader role, instead of a batch (<see cref="TryReceiveBatch(Span{TransactionRecord}, ThreadToken)"/>), which
+    /// takes it the same way (staged at batch position 0) but looks at the ring twice and at both line sets to find it.
     /// </summary>
     /// <returns><see langword="false"/> (nothing taken) in every other case, an invalid reply included: the batch, whose
     /// first it then is, refuses it.</returns>
     /// <exception cref="ObjectDisposedException">The channel was disposed.</exception>
     internal bool TryTakeDirectReplyAlone(out TransactionRecord record, ThreadToken thread)
     {
+        record = default;
+        // A look without the lock first (the caller's reader role keeps the words mapped, and only the role's holder
+        // moves the pack and the ring's cached tail): a pass that finds ring records declines without a second lock.
+        if (!NothingBeforeTheDirectReply)
+        {
+            return false;
+        }
         using (_receiveLock.EnterScope(thread))
         {
             ThrowIfDisposed();
-            record = default;
-            // The tail before the lines, as the batch loads them: a reply written before a ring record that this load
-            // misses has a position past the head, and is left to the batch after that record.
-            if (_packOffset >= 0 || _txRing.HasData || !DirectReplyArrived)
+            // Again under the lock, the ring's tail before the lines, as the batch loads them: a reply written before a
+            // ring record this load misses has a position past the head, and is left to the batch after that record.
+            if (!NothingBeforeTheDirectReply)
             {
                 return false;
             }
-            ulong head = _txRing.Head;
-            // SAFETY: as DirectReplyArrived's: the receive lock, after the disposed check.
-            if (Volatile.Read(ref _directReply->Reserved1) > head || !TryTakeDirectReply(0, head, out record, out _, out _))
+            // Its position is checked on the copy: one past the head, with the ring empty, names a record never published,
+            // invalid, and left to the batch to refuse.
+            if (!TryTakeDirectReply(0, _txRing.Head, out record, out _, out _))
             {
                 return false;
             }
@@ -571,6 +578,12 @@ internal sealed unsafe class InboundChannel : IDisposable
             return true;
         }
     }
+
+    /// <summary>
+    /// Whether the expected direct reply is in the lines and nothing else may come before it (no pack current, nothing on
+    /// the ring to consume, loaded first, no direct call published): a hint for <see cref="TryTakeDirectReplyAlone"/>.
+    /// </summary>
+    private bool NothingBeforeTheDirectReply => _packOffset < 0 && !_txRing.HasUnconsumed && DirectReplyArrived && !DirectCallPublished;
 
     private enum DirectTake
     {

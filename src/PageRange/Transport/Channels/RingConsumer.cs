@@ -46,6 +46,12 @@ internal sealed unsafe class RingConsumer<TRecord>
     // SAFETY: _ring.Tail points into the mapping the owner keeps alive; an aligned 8-byte load is atomic.
     internal bool HasData => Volatile.Read(ref *_ring.Tail) != Volatile.Read(ref _head);
 
+    /// <summary>
+    /// Whether records are left to consume: known from the last validated load of the tail, or published since (the
+    /// producer's tail differs from our head: a hint, validated by the next <see cref="TryPeek"/>).
+    /// </summary>
+    internal bool HasUnconsumed => _tail != _head || HasData;
+
     /// <summary>Loads the producer's tail, validates it and returns how many records are ready.</summary>
     /// <exception cref="ProtocolViolationException">The tail went backwards or more than a ring ahead.</exception>
     internal int Count()
