@@ -550,8 +550,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal bool TryTakeDirectReplyAlone(out TransactionRecord record, ThreadToken thread)
     {
         record = default;
-        // A look without the lock first (the caller's reader role keeps the words mapped, and only the role's holder
-        // moves the pack and the ring's cached tail): a pass that finds ring records declines without a second lock.
+        // Looked at before the lock: the caller's reader role keeps the words mapped, and only the role's holder moves the
+        // pack, the head and the ring's cached tail, so what the look found stays true but for what the peer writes: a
+        // record or direct call published since takes a place after the head, so after the reply, which is at or before
+        // it; a rewrite of the lines is caught by the take's copy (the id, then every field). The ring's tail is loaded
+        // before the lines, as the batch loads them: a reply written before a ring record the load misses has a position
+        // past the head, and is left to the batch after that record.
         if (!NothingBeforeTheDirectReply)
         {
             return false;
@@ -559,12 +563,6 @@ internal sealed unsafe class InboundChannel : IDisposable
         using (_receiveLock.EnterScope(thread))
         {
             ThrowIfDisposed();
-            // Again under the lock, the ring's tail before the lines, as the batch loads them: a reply written before a
-            // ring record this load misses has a position past the head, and is left to the batch after that record.
-            if (!NothingBeforeTheDirectReply)
-            {
-                return false;
-            }
             // Its position is checked on the copy: one past the head, with the ring empty, names a record never published,
             // invalid, and left to the batch to refuse.
             if (!TryTakeDirectReply(0, _txRing.Head, out record, out _, out _))
