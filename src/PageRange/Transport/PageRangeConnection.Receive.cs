@@ -607,8 +607,8 @@ public sealed partial class PageRangeConnection
     /// </summary>
     /// <returns>Whether the reply was taken (the caller's call is then complete).</returns>
     /// <remarks>
-    /// The caller's whole take of a direct reply (routing, reading, disposing), in the one-thread call probe: 115-117 ns
-    /// against 132-134 through the pass (benchmarks/README.md, "A caller takes its direct reply itself").
+    /// The caller's whole take of a direct reply (routing, reading, disposing), in the one-thread call probe: 108-127 ns
+    /// against 128-152 through the pass (benchmarks/README.md, "A caller takes its direct reply itself").
     /// </remarks>
     private bool TryTakeDirectReplyAlone(ThreadToken thread)
     {
