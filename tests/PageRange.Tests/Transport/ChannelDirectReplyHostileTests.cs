@@ -219,6 +219,60 @@ public sealed class ChannelDirectReplyHostileTests
     }
 
     [Fact]
+    public void TryTakeDirectReplyAlone_PeerWritesBetweenTheLookAndTheTake_TheOrderIsTheBatchsOrTheReplyIsRefused()
+    {
+        ThreadToken thread = ThreadToken.Current;
+        var batch = new TransactionRecord[8];
+
+        // A ring record and a direct call published after the look: both after the reply, which was written first (at the
+        // same position as the call: the batch takes the reply first too).
+        using (var pair = new ChannelPair(Options))
+        {
+            pair.Inbound.ExpectDirectReply(7);
+            Assert.True(pair.Outbound.TrySend(7, 1, DirectReply, [1]));
+            pair.Inbound.DirectReplyLookedAtForTest = () =>
+            {
+                Assert.True(pair.Outbound.TrySend(5, 2, TransactionFlags.TwoWay | TransactionFlagsExtensions.DirectCall, [2]));
+                Assert.True(pair.Outbound.TrySend(1, 3, TransactionFlags.Oneway, new byte[16]));
+            };
+            Assert.True(pair.Inbound.TryTakeDirectReplyAlone(out TransactionRecord reply, thread));
+            Assert.Equal(1u, reply.Code);
+            Assert.Equal(2, pair.Inbound.TryReceiveBatch(batch));
+            Assert.Equal([2u, 3u], batch[..2].Select(r => r.Code).ToArray());
+        }
+
+        // The lines rewritten after the look: the take's copy is what counts. Another id: not taken, nothing refused.
+        using (var pair = new ChannelPair(Options))
+        {
+            pair.Inbound.ExpectDirectReply(7);
+            Assert.True(pair.Outbound.TrySend(7, 1, DirectReply, [1]));
+            pair.Inbound.DirectReplyLookedAtForTest = () => Rewrite(pair, (ref r) => r.TransactionId = 8);
+            Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+            Assert.Equal(7UL, pair.Inbound.ExpectedDirectReply);
+            Assert.Equal(0, pair.Inbound.TryReceiveBatch(batch));
+        }
+
+        // The expected id with a broken field, or a position the ring never reached: not taken, and the batch refuses it.
+        foreach (Spoil spoil in new Spoil[] { (ref r) => r.Length = DirectReplyLayout.MaxPayload + 1, (ref r) => r.Reserved1 = 3 })
+        {
+            using var pair = new ChannelPair(Options);
+            pair.Inbound.ExpectDirectReply(7);
+            Assert.True(pair.Outbound.TrySend(7, 1, DirectReply, [1]));
+            pair.Inbound.DirectReplyLookedAtForTest = () => Rewrite(pair, spoil);
+            Assert.False(pair.Inbound.TryTakeDirectReplyAlone(out _, thread));
+            Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceiveBatch(batch));
+            Assert.Equal(0L, pair.Inbound.DirectRepliesReceived);
+        }
+
+        static void Rewrite(ChannelPair pair, Spoil spoil)
+        {
+            TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(DirectReplyLayout.Offset);
+            spoil(ref record);
+            pair.WriteHeader(DirectReplyLayout.Offset, record);
+        }
+    }
+
+    [Fact]
     public void TryReceive_LinesRewrittenAfterTheTake_TheTakenBytesStay()
     {
         using var pair = new ChannelPair(Options);

@@ -554,17 +554,18 @@ internal sealed unsafe class InboundChannel : IDisposable
         // pack, the head and the ring's cached tail, so what the look found stays true but for what the peer writes: a
         // record or direct call published since takes a place after the head, so after the reply, which is at or before
         // it; a rewrite of the lines is caught by the take's copy (the id, then every field). The ring's tail is loaded
-        // before the lines, as the batch loads them: a reply written before a ring record the load misses has a position
-        // past the head, and is left to the batch after that record.
+        // before the lines, as the batch loads them: a reply written after a ring record the load misses has a position
+        // past the head, which the take's copy declines.
         if (!NothingBeforeTheDirectReply)
         {
             return false;
         }
+        DirectReplyLookedAtForTest?.Invoke();
         using (_receiveLock.EnterScope(thread))
         {
             ThrowIfDisposed();
-            // Its position is checked on the copy: one past the head, with the ring empty, names a record never published,
-            // invalid, and left to the batch to refuse.
+            // Its position is checked on the copy: past the head, it is declined, and the batch takes the records before
+            // it, or refuses it if none was published.
             if (!TryTakeDirectReply(0, _txRing.Head, out record, out _, out _))
             {
                 return false;
@@ -576,6 +577,12 @@ internal sealed unsafe class InboundChannel : IDisposable
             return true;
         }
     }
+
+    /// <summary>
+    /// Runs between <see cref="TryTakeDirectReplyAlone"/>'s look and its take: lets a test write, as the peer may, in that
+    /// window.
+    /// </summary>
+    internal Action? DirectReplyLookedAtForTest { get; set; }
 
     /// <summary>
     /// Whether the expected direct reply is in the lines and nothing else may come before it (no pack current, nothing on
