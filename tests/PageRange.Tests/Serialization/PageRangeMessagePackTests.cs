@@ -238,7 +238,7 @@ public sealed class PageRangeMessagePackTests
             Blob reply = pair.Client.Call<Blob, Blob>(new Blob(data), timeout: TestTimeouts.Long);
             Assert.Equal(data.Reverse(), reply.Data);
         }
-        // A 64-byte message is 70 bytes on the wire, more than one line: the second payload line (protocol version 9)
+        // A 64-byte message is 67 bytes on the wire, more than one line: the second payload line (protocol version 9)
         // takes it and a 100-byte one; a larger one goes on the ring.
         long direct = wire <= DirectCallLayout.MaxPayload ? Calls : 0;
         Assert.Equal(dataBytes <= 100, direct == Calls);

@@ -289,7 +289,7 @@ public sealed class ChannelDirectReplyHostileTests
     }
 
     [Fact]
-    public void TryReceive_OneLineReplyWithBytesInTheSecondLine_OnlyItsLineIsCopied()
+    public void TryReceive_OneLineReplyWithBytesInTheSecondLine_NothingPastItsLengthReachesTheTransactionsCopy()
     {
         using var pair = new ChannelPair(Options);
         // A two-line reply first: its second line's bytes stay in the lines and in staging slot 0.

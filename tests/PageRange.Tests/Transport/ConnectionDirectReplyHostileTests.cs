@@ -212,7 +212,7 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
 
     /// <summary>
     /// The victim closed the connection and let go of its descriptors and mappings, holds no transaction, and the
-    /// neighbour on the same listener still calls, through both direct line pairs.
+    /// neighbour on the same listener still calls, through both direct line sets.
     /// </summary>
     private static async Task AssertOnlyTheVictimClosedAsync(
         PageRangeConnection victim, string victimView, (int Descriptors, int Mappings) connected, PageRangeConnection honestClient, PageRangeConnection honestServer)
