@@ -1,4 +1,3 @@
-using PageRange.Memory;
 using PageRange.Transport;
 
 namespace PageRange.Tests.Transport;
@@ -12,16 +11,7 @@ namespace PageRange.Tests.Transport;
 [Trait("Category", "Hostile")]
 public sealed class ChannelDirectCallHostileTests
 {
-    private static readonly int s_page = SharedRegion.PageSize;
-
-    private static ChannelOptions Options => new()
-    {
-        RegionSize = 64L * s_page,
-        TxRingCapacity = 64,
-        FreeRingCapacity = 64,
-        PackSmallOneways = false,
-        InlineSmallPayloads = true,
-    };
+    private static ChannelOptions Options => ChannelPair.SmallOptions(pack: false, inline: true);
 
     private const TransactionFlags DirectCall = TransactionFlags.TwoWay | TransactionFlagsExtensions.DirectCall;
 
@@ -175,15 +165,7 @@ public sealed class ChannelDirectCallHostileTests
     {
         // An honest writer seals its open pack before it writes a direct call (as before any later record): a call in
         // the lines behind an unsealed pack would otherwise keep every waiter looking (the lines say "more") for nothing.
-        var packing = new ChannelOptions
-        {
-            RegionSize = 64L * s_page,
-            TxRingCapacity = 64,
-            FreeRingCapacity = 64,
-            PackSmallOneways = true,
-            InlineSmallPayloads = true,
-        };
-        using var pair = new ChannelPair(packing);
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(inline: true));
         Assert.True(pair.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[16]));
         Assert.True(pair.Outbound.TrySend(2, 2, TransactionFlags.Oneway, new byte[16]));
         Assert.True(pair.Outbound.OpenPackOffset >= 0);

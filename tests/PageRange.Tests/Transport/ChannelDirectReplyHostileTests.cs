@@ -1,4 +1,3 @@
-using PageRange.Memory;
 using PageRange.Threading;
 using PageRange.Transport;
 
@@ -13,16 +12,7 @@ namespace PageRange.Tests.Transport;
 [Trait("Category", "Hostile")]
 public sealed class ChannelDirectReplyHostileTests
 {
-    private static readonly int s_page = SharedRegion.PageSize;
-
-    private static ChannelOptions Options => new()
-    {
-        RegionSize = 64L * s_page,
-        TxRingCapacity = 64,
-        FreeRingCapacity = 64,
-        PackSmallOneways = false,
-        InlineSmallPayloads = true,
-    };
+    private static ChannelOptions Options => ChannelPair.SmallOptions(pack: false, inline: true);
 
     private delegate void Spoil(ref TransactionRecordLayout record);
 
@@ -183,14 +173,7 @@ public sealed class ChannelDirectReplyHostileTests
         }
 
         // A pack still current: its entries are taken before anything published after its record.
-        using (var pair = new ChannelPair(new ChannelOptions
-        {
-            RegionSize = 64L * s_page,
-            TxRingCapacity = 64,
-            FreeRingCapacity = 64,
-            PackSmallOneways = true,
-            InlineSmallPayloads = true,
-        }))
+        using (var pair = new ChannelPair(ChannelPair.SmallOptions(inline: true)))
         {
             pair.Inbound.ExpectDirectReply(7);
             Assert.True(pair.Outbound.TrySend(1, 1, TransactionFlags.Oneway, new byte[16]));

@@ -1,4 +1,3 @@
-using PageRange.Memory;
 using PageRange.Transport;
 
 namespace PageRange.Tests.Transport;
@@ -12,16 +11,7 @@ namespace PageRange.Tests.Transport;
 [Trait("Category", "Hostile")]
 public sealed class ChannelInlineHostileTests
 {
-    private static readonly int s_page = SharedRegion.PageSize;
-
-    private static ChannelOptions Options => new()
-    {
-        RegionSize = 64L * s_page,
-        TxRingCapacity = 64,
-        FreeRingCapacity = 64,
-        PackSmallOneways = false,
-        InlineSmallPayloads = true,
-    };
+    private static ChannelOptions Options => ChannelPair.SmallOptions(pack: false, inline: true);
 
     private delegate void Spoil(ref TransactionRecordLayout record);
 

@@ -30,10 +30,13 @@ internal sealed class ChannelPair : IDisposable
 
     /// <param name="pack">Whether small oneways share packs (the default); off for tests about one record (and one buffer
     /// or slab slot) per message.</param>
+    /// <param name="inline">Whether small calls and replies carry their payload inline in the ring (off: the channel's default).</param>
     internal static ChannelOptions SmallOptions(
-        int pages = 64, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, bool pack = true, TimeSpan? packWait = null) => new()
+        int pages = 64, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, bool pack = true, TimeSpan? packWait = null,
+        bool inline = false) => new()
     {
         PackSmallOneways = pack,
+        InlineSmallPayloads = inline,
         PackWait = packWait ?? ChannelOptions.Default.PackWait,
         RegionSize = (long)pages * SharedRegion.PageSize,
         TxRingCapacity = rings,
