@@ -47,20 +47,21 @@ internal static class Host
             }
             await using PageRangeConnection connection = await accept;
             var results = new List<Result>();
+            var jit = new JitSettle(() => PeerCompiledMethods(connection), options.JitSettle);
             await AnsiConsole.Progress()
                 .AutoClear(false)
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
                 .StartAsync(async context =>
                 {
-                    results.Add(SyncPingPong(connection, options, context.AddTask("sync Call<Ping, Pong>", maxValue: options.Count)));
+                    results.Add(await SyncPingPong(connection, options, jit, context.AddTask("sync Call<Ping, Pong>", maxValue: options.Count)));
                     if (options.Socket)
                     {
-                        results.Add(SocketPingPong.Run(name, options, context.AddTask("sync over a Unix socket", maxValue: options.Count)));
+                        results.Add(await SocketPingPong.RunAsync(name, options, jit, context.AddTask("sync over a Unix socket", maxValue: options.Count)));
                     }
-                    results.Add(await AsyncPingPong(connection, options, context.AddTask("await CallAsync<Ping, Pong>", maxValue: options.Count)));
-                    results.Add(OnewayStream(connection, options, context.AddTask($"oneway stream of {options.StreamSize} B", maxValue: options.Duration.TotalMilliseconds)));
+                    results.Add(await AsyncPingPong(connection, options, jit, context.AddTask("await CallAsync<Ping, Pong>", maxValue: options.Count)));
+                    results.Add(await OnewayStream(connection, options, jit, context.AddTask($"oneway stream of {options.StreamSize} B", maxValue: options.Duration.TotalMilliseconds)));
                 });
-            PrintTable(results, options, connection);
+            PrintTable(results, options, connection, jit);
             if (options.Dump)
             {
                 Console.WriteLine(connection.DumpState());
@@ -145,75 +146,124 @@ internal static class Host
         return Process.Start(start) ?? throw new InvalidOperationException("The peer process could not be started.");
     }
 
-    private static Result SyncPingPong(PageRangeConnection connection, SampleOptions options, ProgressTask progress)
+    /// <summary>Asks the peer how many methods its JIT has compiled so far (the warm-up's end needs both processes quiet).</summary>
+    private static long PeerCompiledMethods(PageRangeConnection connection)
     {
-        var histogram = new LongHistogram(TimeStamp.Hours(1), 3);
+        using Transaction answer = connection.Call(Codes.CompiledMethods, []);
+        return answer.Deserialize<JitReport>().CompiledMethods;
+    }
+
+    private static async Task<Result> SyncPingPong(PageRangeConnection connection, SampleOptions options, JitSettle jit, ProgressTask progress)
+    {
         var ping = new Ping(0, new byte[options.Size]);
-        for (int i = 0; i < options.Warmup; i++)
+        var histogram = new LongHistogram(TimeStamp.Hours(1), 3);
+        SyncRoundTrips(connection, ping, histogram, options.Warmup, long.MaxValue, progress: null);
+        // The warm-up runs the measuring loop itself: code it leaves cold would be recompiled during the measurement.
+        await jit.RunAsync(SyncPhase, progress, duration =>
         {
-            connection.Call<Ping, Pong>(ping with { Seq = i }, Codes.Ping);
-        }
+            SyncRoundTrips(connection, ping, histogram, long.MaxValue, JitSettle.DeadlineAfter(duration), progress);
+            return Task.CompletedTask;
+        });
+        histogram.Reset();
         var total = Stopwatch.StartNew();
-        for (long i = 0; i < options.Count; i++)
-        {
-            long start = Stopwatch.GetTimestamp();
-            Pong pong = connection.Call<Ping, Pong>(ping with { Seq = i }, Codes.Ping);
-            histogram.RecordValue(Stopwatch.GetTimestamp() - start);
-            if (pong.Seq != i)
-            {
-                throw new InvalidOperationException($"Pong {pong.Seq} answered ping {i}.");
-            }
-            if ((i & 1023) == 0)
-            {
-                progress.Value = i;
-            }
-        }
-        progress.Value = options.Count;
+        SyncRoundTrips(connection, ping, histogram, options.Count, long.MaxValue, progress);
         return Result.ForLatency(SyncPhase, histogram, options.Count, total.Elapsed);
     }
 
-    private static async Task<Result> AsyncPingPong(PageRangeConnection connection, SampleOptions options, ProgressTask progress)
+    /// <summary>Round trips until <paramref name="count"/> or the <paramref name="deadline"/> (a <see cref="Stopwatch"/> timestamp), each recorded.</summary>
+    private static void SyncRoundTrips(PageRangeConnection connection, Ping ping, LongHistogram histogram, long count, long deadline, ProgressTask? progress)
     {
-        var histogram = new LongHistogram(TimeStamp.Hours(1), 3);
-        var ping = new Ping(0, new byte[options.Size]);
-        for (int i = 0; i < options.Warmup; i++)
-        {
-            await connection.CallAsync<Ping, Pong>(ping with { Seq = i }, Codes.Ping);
-        }
-        var total = Stopwatch.StartNew();
-        for (long i = 0; i < options.Count; i++)
+        for (long i = 0; i < count; i++)
         {
             long start = Stopwatch.GetTimestamp();
-            Pong pong = await connection.CallAsync<Ping, Pong>(ping with { Seq = i }, Codes.Ping);
-            histogram.RecordValue(Stopwatch.GetTimestamp() - start);
-            if (pong.Seq != i)
+            if (start >= deadline)
             {
-                throw new InvalidOperationException($"Pong {pong.Seq} answered ping {i}.");
+                return;
             }
+            Pong pong = connection.Call<Ping, Pong>(ping with { Seq = i }, Codes.Ping);
+            histogram.RecordValue(Stopwatch.GetTimestamp() - start);
+            Check(pong, i);
             if ((i & 1023) == 0)
             {
-                progress.Value = i;
+                progress?.Value = i;
             }
         }
-        progress.Value = options.Count;
-        return Result.ForLatency("await CallAsync", histogram, options.Count, total.Elapsed);
+        progress?.Value = count;
     }
 
-    private static Result OnewayStream(PageRangeConnection connection, SampleOptions options, ProgressTask progress)
+    private static async Task<Result> AsyncPingPong(PageRangeConnection connection, SampleOptions options, JitSettle jit, ProgressTask progress)
     {
+        const string Phase = "await CallAsync";
+        var ping = new Ping(0, new byte[options.Size]);
+        var histogram = new LongHistogram(TimeStamp.Hours(1), 3);
+        await AsyncRoundTrips(connection, ping, histogram, options.Warmup, long.MaxValue, progress: null);
+        await jit.RunAsync(Phase, progress, duration =>
+            AsyncRoundTrips(connection, ping, histogram, long.MaxValue, JitSettle.DeadlineAfter(duration), progress));
+        histogram.Reset();
+        var total = Stopwatch.StartNew();
+        await AsyncRoundTrips(connection, ping, histogram, options.Count, long.MaxValue, progress);
+        return Result.ForLatency(Phase, histogram, options.Count, total.Elapsed);
+    }
+
+    /// <inheritdoc cref="SyncRoundTrips"/>
+    private static async Task AsyncRoundTrips(PageRangeConnection connection, Ping ping, LongHistogram histogram, long count, long deadline, ProgressTask? progress)
+    {
+        for (long i = 0; i < count; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            if (start >= deadline)
+            {
+                return;
+            }
+            Pong pong = await connection.CallAsync<Ping, Pong>(ping with { Seq = i }, Codes.Ping);
+            histogram.RecordValue(Stopwatch.GetTimestamp() - start);
+            Check(pong, i);
+            if ((i & 1023) == 0)
+            {
+                progress?.Value = i;
+            }
+        }
+        progress?.Value = count;
+    }
+
+    private static void Check(Pong pong, long seq)
+    {
+        if (pong.Seq != seq)
+        {
+            throw new InvalidOperationException($"Pong {pong.Seq} answered ping {seq}.");
+        }
+    }
+
+    private static async Task<Result> OnewayStream(PageRangeConnection connection, SampleOptions options, JitSettle jit, ProgressTask progress)
+    {
+        string phase = $"oneway {options.StreamSize} B";
         byte[] payload = new byte[options.StreamSize];
         Random.Shared.NextBytes(payload);
+        await jit.RunAsync(phase, progress, duration =>
+        {
+            Stream(connection, payload, duration, progress);
+            return Task.CompletedTask;
+        });
+        (long sent, StreamReport report, TimeSpan elapsed) = Stream(connection, payload, options.Duration, progress);
+        progress.Value = progress.MaxValue;
+        return Result.ForThroughput(phase, sent, report.Bytes, elapsed);
+    }
+
+    /// <summary>Sends oneways of <paramref name="payload"/> for <paramref name="duration"/>, then checks the peer's count of them.</summary>
+    private static (long Sent, StreamReport Report, TimeSpan Elapsed) Stream(
+        PageRangeConnection connection, byte[] payload, TimeSpan duration, ProgressTask? progress)
+    {
         ulong checksum = Checksum.Of(payload);
         long sent = 0;
         var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < options.Duration)
+        while (clock.Elapsed < duration)
         {
             for (int i = 0; i < 256; i++)
             {
                 connection.SendOneway(Codes.Stream, payload);
             }
             sent += 256;
-            progress.Value = clock.Elapsed.TotalMilliseconds;
+            progress?.Value = clock.Elapsed.TotalMilliseconds;
         }
         // The end marker is oneway too: oneway messages are delivered in order, while a call could overtake the ones
         // still queued. The peer answers with a oneway report.
@@ -224,15 +274,14 @@ internal static class Host
             report = answer.Deserialize<StreamReport>();
         }
         TimeSpan elapsed = clock.Elapsed;
-        progress.Value = progress.MaxValue;
         if (report.Messages != sent || report.Checksum != checksum * (ulong)sent)
         {
             throw new InvalidOperationException($"The peer received {report.Messages} of {sent} messages, or their checksum differs.");
         }
-        return Result.ForThroughput($"oneway {options.StreamSize} B", sent, report.Bytes, elapsed);
+        return (sent, report, elapsed);
     }
 
-    private static void PrintTable(List<Result> results, SampleOptions options, PageRangeConnection connection)
+    private static void PrintTable(List<Result> results, SampleOptions options, PageRangeConnection connection, JitSettle jit)
     {
         var table = new Table().Title($"PageRange ping-pong, pid {Environment.ProcessId} <-> pid {connection.PeerPid}, wait: {options.WaitStrategy}");
         table.AddColumns("phase", "messages", "p50", "p99", "p99.9", "max", "messages/s", "GB/s");
@@ -245,6 +294,10 @@ internal static class Host
         foreach (Result result in results)
         {
             Console.WriteLine(result.Summary());
+        }
+        foreach (JitSettle.Settled phase in jit.Phases)
+        {
+            Console.WriteLine(phase.Summary());
         }
         if (results.Find(r => r.Phase == SyncPhase) is { } pageRange && results.Find(r => r.Phase == SocketPingPong.Phase) is { } socket)
         {

@@ -14,6 +14,10 @@ public sealed record Pong([property: Key(0)] long Seq);
 [MessagePackObject]
 public sealed record StreamReport([property: Key(0)] long Messages, [property: Key(1)] long Bytes, [property: Key(2)] ulong Checksum);
 
+/// <summary>The peer's answer to <see cref="Codes.CompiledMethods"/>: how many methods its JIT has compiled so far.</summary>
+[MessagePackObject]
+public sealed record JitReport([property: Key(0)] long CompiledMethods);
+
 /// <summary>The codes the sample uses.</summary>
 internal static class Codes
 {
@@ -21,4 +25,5 @@ internal static class Codes
     public const uint Stream = 2;
     public const uint StreamEnd = 3;
     public const uint Quit = 4;
+    public const uint CompiledMethods = 5;
 }

@@ -1,3 +1,4 @@
+using System.Runtime;
 using PageRange;
 using PageRange.Serialization;
 using PageRange.Transport;
@@ -72,6 +73,11 @@ internal static class Peer
                     break;
                 case Codes.StreamEnd:
                     connection.SendOneway(new StreamReport(_messages, _bytes, _checksum), Codes.StreamEnd);
+                    // Each stream counts on its own: the warm-up's short streams, then the measured one.
+                    (_messages, _bytes, _checksum) = (0, 0, 0);
+                    break;
+                case Codes.CompiledMethods:
+                    transaction.Reply(new JitReport(JitInfo.GetCompiledMethodCount()));
                     break;
                 case Codes.Quit:
                     Quit = true;

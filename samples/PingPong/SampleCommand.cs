@@ -49,6 +49,12 @@ internal static class SampleCommand
         HelpName = "busy-spin|spin-then-park|park",
     };
 
+    private static readonly Option<double> s_jitSettle = NotNegative(new Option<double>("--jit-settle")
+    {
+        Description = "At most this many seconds per phase of warm-up rounds with pauses, until neither process's JIT compiles anything more (0: skip).",
+        DefaultValueFactory = _ => s_defaults.JitSettle.TotalSeconds,
+    });
+
     private static readonly Option<bool> s_dump = new("--dump")
     {
         Description = "Print both regions' state (buffers, pages, rings) after the run.",
@@ -79,7 +85,7 @@ internal static class SampleCommand
             "synchronous and async round trips of small MessagePack messages and a oneway stream, then the same sync " +
             "round trip over a Unix domain socket, and prints the ratio.")
         {
-            s_count, s_size, s_streamSize, s_duration, s_wait, s_dump, s_noSocket, s_peer, s_peerExitAfter,
+            s_count, s_size, s_streamSize, s_duration, s_wait, s_jitSettle, s_dump, s_noSocket, s_peer, s_peerExitAfter,
         };
         root.SetAction((parse, _) => run(Bind(parse)));
         return root;
@@ -109,6 +115,7 @@ internal static class SampleCommand
             StreamSize = parse.GetValue(s_streamSize),
             Duration = TimeSpan.FromSeconds(parse.GetValue(s_duration)),
             WaitStrategy = parse.GetValue(s_wait),
+            JitSettle = TimeSpan.FromSeconds(parse.GetValue(s_jitSettle)),
             Dump = parse.GetValue(s_dump),
             Socket = !parse.GetValue(s_noSocket),
             PeerName = parse.GetValue(s_peer),

@@ -19,6 +19,9 @@ internal sealed record SampleOptions
 
     public bool Dump { get; init; }
 
+    /// <summary>The longest each phase's JIT warm-up may take (<see cref="PingPong.JitSettle"/>); zero skips it.</summary>
+    public TimeSpan JitSettle { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Whether the sync phase also runs over a Unix domain socket, for the ratio.</summary>
     public bool Socket { get; init; } = true;
 

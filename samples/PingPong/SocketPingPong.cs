@@ -13,21 +13,35 @@ internal static class SocketPingPong
 {
     public const string Phase = "sync Unix socket";
 
-    public static Result Run(string name, SampleOptions options, ProgressTask progress)
+    public static async Task<Result> RunAsync(string name, SampleOptions options, JitSettle jit, ProgressTask progress)
     {
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         socket.Connect(SocketPeer.EndPointFor(name));
         var framing = new SocketFraming(socket);
         var histogram = new LongHistogram(TimeStamp.Hours(1), 3);
         var ping = new Ping(0, new byte[options.Size]);
-        for (int i = 0; i < options.Warmup; i++)
+        RoundTrips(framing, ping, histogram, options.Warmup, long.MaxValue, progress: null);
+        await jit.RunAsync(Phase, progress, duration =>
         {
-            RoundTrip(framing, ping with { Seq = i });
-        }
+            RoundTrips(framing, ping, histogram, long.MaxValue, JitSettle.DeadlineAfter(duration), progress);
+            return Task.CompletedTask;
+        });
+        histogram.Reset();
         var total = Stopwatch.StartNew();
-        for (long i = 0; i < options.Count; i++)
+        RoundTrips(framing, ping, histogram, options.Count, long.MaxValue, progress);
+        return Result.ForLatency(Phase, histogram, options.Count, total.Elapsed);
+    }
+
+    /// <summary>Round trips until <paramref name="count"/> or the <paramref name="deadline"/> (a <see cref="Stopwatch"/> timestamp), each recorded.</summary>
+    private static void RoundTrips(SocketFraming framing, Ping ping, LongHistogram histogram, long count, long deadline, ProgressTask? progress)
+    {
+        for (long i = 0; i < count; i++)
         {
             long start = Stopwatch.GetTimestamp();
+            if (start >= deadline)
+            {
+                return;
+            }
             Pong pong = RoundTrip(framing, ping with { Seq = i });
             histogram.RecordValue(Stopwatch.GetTimestamp() - start);
             if (pong.Seq != i)
@@ -36,11 +50,10 @@ internal static class SocketPingPong
             }
             if ((i & 255) == 0)
             {
-                progress.Value = i;
+                progress?.Value = i;
             }
         }
-        progress.Value = options.Count;
-        return Result.ForLatency(Phase, histogram, options.Count, total.Elapsed);
+        progress?.Value = count;
     }
 
     private static Pong RoundTrip(SocketFraming framing, Ping ping)

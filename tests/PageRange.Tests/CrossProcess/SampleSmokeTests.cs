@@ -24,6 +24,12 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
         Assert.Matches(ThroughputLine(), stdout);
         Assert.Matches(SocketLatencyLine(), stdout);
         Assert.Matches(RatioLine(), stdout);
+        // Each phase was warmed up until neither process's JIT compiled more (the oneway phase's warm-up streams are
+        // checked message by message like the measured one, so the peer's count starts afresh for each).
+        foreach (string phase in new[] { "sync Call", "sync Unix socket", "await CallAsync", "oneway 4096 B" })
+        {
+            Assert.Matches($@"(?m)^jit: {phase} (settled|still compiling) after \d+ rounds in \d+\.\d s$", stdout);
+        }
         // The table is laid out for 120 columns when redirected, so no phase name is wrapped.
         Assert.Matches("│ await CallAsync +│", stdout);
         Assert.Matches("│ sync Unix socket +│", stdout);
@@ -32,11 +38,12 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
     [Fact]
     public void Sample_NoSocket_SkipsTheSocketPhaseAndTheRatio()
     {
-        (int exitCode, string stdout, string stderr) = RunSample("--count", "200", "--duration", "0.2", "--no-socket");
+        (int exitCode, string stdout, string stderr) = RunSample("--count", "200", "--duration", "0.2", "--no-socket", "--jit-settle", "0");
 
         Assert.Equal(0, exitCode);
         Assert.Equal("", stderr);
         Assert.Matches(LatencyLine(), stdout);
+        Assert.Contains("jit: sync Call not settled (--jit-settle 0)", stdout, StringComparison.Ordinal);
         Assert.DoesNotMatch(SocketLatencyLine(), stdout);
         Assert.DoesNotMatch(RatioLine(), stdout);
     }
@@ -46,6 +53,7 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
     [InlineData(new[] { "--count", "0" }, "error: --count takes a whole number above zero, not '0'. See --help.")]
     [InlineData(new[] { "--size", "-1" }, "error: --size takes a whole number of zero or more, not '-1'. See --help.")]
     [InlineData(new[] { "--duration", "soon" }, "error: --duration takes a number above zero, not 'soon'. See --help.")]
+    [InlineData(new[] { "--jit-settle", "-1" }, "error: --jit-settle takes a number of zero or more, not '-1'. See --help.")]
     [InlineData(new[] { "--wait", "sometimes" }, "error: 'sometimes' is not a wait strategy for --wait: use busy-spin, spin-then-park or park. See --help.")]
     [InlineData(new[] { "--colour", "blue" }, "error: Unrecognized command or argument '--colour'. See --help.")]
     public void Sample_BadArgument_OneLineOnStderrAndExitCode2(string[] arguments, string expected)
@@ -64,7 +72,7 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
 
         Assert.Equal(0, exitCode);
         Assert.Equal("", stderr);
-        foreach (string option in new[] { "--count", "--size", "--stream-size", "--duration", "--wait", "--dump", "--no-socket" })
+        foreach (string option in new[] { "--count", "--size", "--stream-size", "--duration", "--wait", "--jit-settle", "--dump", "--no-socket" })
         {
             Assert.Contains(option, stdout, StringComparison.Ordinal);
         }
@@ -84,7 +92,7 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
     [Fact]
     public void Sample_PeerDiesMidRun_OneSentenceErrorAndNonZeroExit()
     {
-        (int exitCode, string stdout, string stderr) = RunSample("--count", "1000", "--duration", "0.5", "--peer-exit-after", "300");
+        (int exitCode, string stdout, string stderr) = RunSample("--count", "1000", "--duration", "0.5", "--peer-exit-after", "300", "--jit-settle", "0");
 
         Assert.NotEqual(0, exitCode);
         Assert.Matches(PeerDiedLine(), stderr.Trim());
