@@ -160,6 +160,60 @@ public sealed class PageRangeMessagePackTests
     }
 
     [Fact]
+    public async Task DefaultOptions_WritesAndReadsWhatMessagePackSerializerDoes_OtherOptionsGoThroughIt()
+    {
+        // The default options' formatter is looked up once and used directly (PageRangeMessagePack.DefaultFormatter):
+        // the bytes on the wire are MessagePackSerializer's, and what it writes reads back alike. Options of the user's
+        // own (here with LZ4 compression, which only MessagePackSerializer applies) still go through it.
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        MessagePackSerializerOptions compressed = PageRangeMessagePack.DefaultOptions.WithCompression(MessagePackCompression.Lz4BlockArray);
+        for (int id = 0; id < 3; id++)
+        {
+            Order order = Order.Sample(id, 30, 200);
+            pair.Client.SendOneway(order, OrderCode);
+            using (Transaction received = pair.Server.Receive())
+            {
+                Assert.Equal(MessagePackSerializer.Serialize(order, PageRangeMessagePack.DefaultOptions), received.Payload.ToArray());
+                AssertSame(Order.Sample(id, 30, 200), received.Deserialize<Order>());
+            }
+            pair.Client.SendOneway(order, OrderCode, compressed);
+            using (Transaction received = pair.Server.Receive())
+            {
+                Assert.Equal(MessagePackSerializer.Serialize(order, compressed), received.Payload.ToArray());
+                Assert.NotEqual(MessagePackSerializer.Serialize(order, PageRangeMessagePack.DefaultOptions), received.Payload.ToArray());
+                AssertSame(Order.Sample(id, 30, 200), received.Deserialize<Order>(compressed));
+                Assert.Throws<InvalidMessageException>(() => received.Deserialize<Order>());
+            }
+        }
+    }
+
+    [Fact]
+    public async Task DefaultOptions_TypeWithoutAFormatter_FailsAlikeEveryTimeAndTheConnectionKeepsWorking()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        // A type the resolver has no formatter for: the lookup's failure is not cached, each use fails the same way.
+        for (int attempt = 0; attempt < 2; attempt++)
+        {
+            var error = Assert.Throws<MessagePackSerializationException>(() => pair.Client.SendOneway(new NotAMessage(attempt), OrderCode));
+            Assert.Contains(typeof(NotAMessage).FullName!, error.Message, StringComparison.Ordinal);
+            Assert.NotNull(error.InnerException);
+            pair.Client.SendOneway(GarbageCode, [0x91, 0x01]);
+            using Transaction received = pair.Server.Receive();
+            var invalid = Assert.Throws<InvalidMessageException>(() => received.Deserialize<NotAMessage>());
+            Assert.IsType<MessagePackSerializationException>(invalid.InnerException);
+        }
+        pair.Client.SendOneway(new Blob([4, 5]), OrderCode);
+        using Transaction blob = pair.Server.Receive();
+        Assert.Equal([4, 5], blob.Deserialize<Blob>().Data);
+    }
+
+    /// <summary>Not annotated for MessagePack: the standard resolver has no formatter for it.</summary>
+    private sealed class NotAMessage(int value)
+    {
+        public int Value { get; } = value;
+    }
+
+    [Fact]
     public async Task Deserialize_MalformedPayload_ThrowsInvalidMessageAndTheConnectionKeepsWorking()
     {
         await using ConnectedPair pair = await ConnectedPair.CreateAsync();
