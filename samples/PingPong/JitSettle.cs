@@ -5,17 +5,19 @@ using System.Runtime;
 namespace PingPong;
 
 /// <summary>
-/// Warms a phase up until neither process's JIT compiles anything more, so that the phase measures the code the runtime
-/// settles on, not its first tiers.
+/// Warms a phase up until neither process's JIT compiles more than a few methods a round, so that the phase measures the
+/// code the runtime settles on, not its first tiers.
 /// </summary>
 /// <remarks>
 /// .NET first compiles a method quickly, then recompiles the ones called often, in the background, on a thread that needs
 /// a core. While both processes spin on the two cores of a small machine that thread barely runs: 100,000 round trips
 /// measured from a cold start took 3 µs each at p50 where the settled code takes 1 µs (2-core VM, 2026-12-05). Each round
-/// runs the phase's own calls for <see cref="RoundLength"/>, then pauses for <see cref="Pause"/> with both processes idle,
-/// longer than the runtime's call-counting delay (100 ms), so the background compiler runs with the cores free. Two quiet
-/// rounds in a row (<see cref="QuietMethods"/>) after the first <see cref="MinRounds"/> end it; so does the limit. The benchmark harness settles the same
-/// way (benchmarks/README).
+/// runs the phase's own calls for <see cref="RoundLength"/>, then pauses for <see cref="Pause"/>, longer than the runtime's
+/// call-counting delay (100 ms), so the background compiler runs with a core free (both free but under
+/// <c>--wait busy-spin</c>, whose peer keeps spinning for the next call). Two quiet rounds in a row (at most
+/// <see cref="QuietMethods"/> methods compiled by either process), the earliest the 7th and 8th (at least
+/// <see cref="MinRounds"/> rounds), end it; so does the limit, looked at before each round (a phase may run over it by a
+/// round, a pause and the pre-roll). The benchmark harness settles the same way (benchmarks/README).
 /// </remarks>
 internal sealed class JitSettle(Func<long> peerCompiledMethods, TimeSpan limit)
 {
@@ -38,7 +40,7 @@ internal sealed class JitSettle(Func<long> peerCompiledMethods, TimeSpan limit)
     public static long DeadlineAfter(TimeSpan duration) => Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
 
     /// <summary>
-    /// The fewest rounds: the first ones can compile nothing while the runtime still counts calls (two quiet rounds came
+    /// The fewest rounds (the 7th and 8th are the first that can count as quiet): the first ones can compile nothing while the runtime still counts calls (two quiet rounds came
     /// before the main burst of recompilations, rounds 4-6, in a run on the 2-core VM).
     /// </summary>
     public const int MinRounds = 8;
@@ -57,8 +59,8 @@ internal sealed class JitSettle(Func<long> peerCompiledMethods, TimeSpan limit)
     public IReadOnlyList<Settled> Phases => _settled;
 
     /// <summary>
-    /// Runs rounds of <paramref name="round"/> until two in a row compile nothing in either process, or the limit passes
-    /// (zero skips it); says so on the phase's progress line meanwhile.
+    /// Runs rounds of <paramref name="round"/> until two in a row are quiet in both processes, or the limit passes (zero
+    /// skips it); says so on the phase's progress line meanwhile, whose bar runs without a value until the phase itself.
     /// </summary>
     /// <param name="phase">The phase's name, for the report.</param>
     /// <param name="progress">The phase's progress line.</param>
@@ -67,6 +69,7 @@ internal sealed class JitSettle(Func<long> peerCompiledMethods, TimeSpan limit)
     {
         string description = progress.Description;
         progress.Description = $"{description} (JIT warm-up)";
+        progress.IsIndeterminate = true;
         try
         {
             _settled.Add(await SettleAsync(phase, round));
@@ -74,6 +77,8 @@ internal sealed class JitSettle(Func<long> peerCompiledMethods, TimeSpan limit)
         finally
         {
             progress.Description = description;
+            progress.IsIndeterminate = false;
+            progress.Value = 0;
         }
     }
 
@@ -102,7 +107,7 @@ internal sealed class JitSettle(Func<long> peerCompiledMethods, TimeSpan limit)
     /// <summary>How a phase's warm-up ended.</summary>
     public sealed record Settled(string Phase, int Rounds, TimeSpan Elapsed, bool Quiet)
     {
-        /// <summary>"jit: sync Call settled after 6 rounds in 1.1 s", or that it did not within the limit, or that it was skipped.</summary>
+        /// <summary>"jit: sync Call settled after 9 rounds in 1.6 s", or that it did not within the limit, or that it was skipped.</summary>
         public string Summary() => Rounds == 0
             ? $"jit: {Phase} not settled (--jit-settle 0)"
             : string.Create(CultureInfo.InvariantCulture, $"jit: {Phase} {(Quiet ? "settled" : "still compiling")} after {Rounds} rounds in {Elapsed.TotalSeconds:F1} s");

@@ -51,7 +51,7 @@ internal static class SampleCommand
 
     private static readonly Option<double> s_jitSettle = NotNegative(new Option<double>("--jit-settle")
     {
-        Description = "At most this many seconds per phase of warm-up rounds with pauses, until neither process's JIT compiles anything more (0: skip).",
+        Description = "About this many seconds at most per phase of warm-up rounds with pauses, until neither process's JIT compiles more than a few methods a round (0: skip).",
         DefaultValueFactory = _ => s_defaults.JitSettle.TotalSeconds,
     });
 
@@ -151,6 +151,8 @@ internal static class SampleCommand
         where T : struct, INumber<T> =>
         Number(option, value => value >= T.Zero, "of zero or more");
 
+    private const double MaxSeconds = 86_400;
+
     private static Option<T> Number<T>(Option<T> option, Func<T, bool> allowed, string rule)
         where T : struct, INumber<T>
     {
@@ -159,12 +161,17 @@ internal static class SampleCommand
         option.CustomParser = result =>
         {
             string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
-            if (T.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out T value) && allowed(value))
+            // Seconds (the double options) at most a day: the sample turns them into a TimeSpan, which overflows far above
+            // that (infinity parses too).
+            bool seconds = typeof(T) == typeof(double);
+            if (T.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out T value) && allowed(value)
+                && (!seconds || double.CreateChecked(value) <= MaxSeconds))
             {
                 return value;
             }
-            string kind = typeof(T) == typeof(double) ? "a number" : "a whole number";
-            result.AddError($"{option.Name} takes {kind} {rule}, not '{text}'");
+            string kind = seconds ? "a number" : "a whole number";
+            string most = seconds ? " up to 86400" : "";
+            result.AddError($"{option.Name} takes {kind} {rule}{most}, not '{text}'");
             return default;
         };
         return option;

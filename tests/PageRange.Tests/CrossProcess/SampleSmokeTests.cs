@@ -16,7 +16,8 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
     [Fact]
     public void Sample_TinyRun_ExitsZeroAndPrintsLatencyAndThroughput()
     {
-        (int exitCode, string stdout, string stderr) = RunSample("--count", "200", "--duration", "0.5");
+        // A warm-up of at most about a second a phase: enough to see it run and end, short on a busy CI machine.
+        (int exitCode, string stdout, string stderr) = RunSample("--count", "200", "--duration", "0.5", "--jit-settle", "1");
 
         Assert.Equal(0, exitCode);
         Assert.Equal("", stderr);
@@ -24,8 +25,8 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
         Assert.Matches(ThroughputLine(), stdout);
         Assert.Matches(SocketLatencyLine(), stdout);
         Assert.Matches(RatioLine(), stdout);
-        // Each phase was warmed up until neither process's JIT compiled more (the oneway phase's warm-up streams are
-        // checked message by message like the measured one, so the peer's count starts afresh for each).
+        // Each phase was warmed up (settled, or still compiling when its second ran out); the oneway phase's warm-up
+        // streams are checked message by message like the measured one, so the peer's count starts afresh for each.
         foreach (string phase in new[] { "sync Call", "sync Unix socket", "await CallAsync", "oneway 4096 B" })
         {
             Assert.Matches($@"(?m)^jit: {phase} (settled|still compiling) after \d+ rounds in \d+\.\d s$", stdout);
@@ -52,8 +53,10 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
     [InlineData(new[] { "--count", "abc" }, "error: --count takes a whole number above zero, not 'abc'. See --help.")]
     [InlineData(new[] { "--count", "0" }, "error: --count takes a whole number above zero, not '0'. See --help.")]
     [InlineData(new[] { "--size", "-1" }, "error: --size takes a whole number of zero or more, not '-1'. See --help.")]
-    [InlineData(new[] { "--duration", "soon" }, "error: --duration takes a number above zero, not 'soon'. See --help.")]
-    [InlineData(new[] { "--jit-settle", "-1" }, "error: --jit-settle takes a number of zero or more, not '-1'. See --help.")]
+    [InlineData(new[] { "--duration", "soon" }, "error: --duration takes a number above zero up to 86400, not 'soon'. See --help.")]
+    [InlineData(new[] { "--duration", "Infinity" }, "error: --duration takes a number above zero up to 86400, not 'Infinity'. See --help.")]
+    [InlineData(new[] { "--jit-settle", "-1" }, "error: --jit-settle takes a number of zero or more up to 86400, not '-1'. See --help.")]
+    [InlineData(new[] { "--jit-settle", "1e300" }, "error: --jit-settle takes a number of zero or more up to 86400, not '1e300'. See --help.")]
     [InlineData(new[] { "--wait", "sometimes" }, "error: 'sometimes' is not a wait strategy for --wait: use busy-spin, spin-then-park or park. See --help.")]
     [InlineData(new[] { "--colour", "blue" }, "error: Unrecognized command or argument '--colour'. See --help.")]
     public void Sample_BadArgument_OneLineOnStderrAndExitCode2(string[] arguments, string expected)
@@ -87,6 +90,19 @@ public sealed partial class SampleSmokeTests(ITestOutputHelper output)
 
         Assert.NotEqual(0, exitCode);
         Assert.Equal("error: the peer process exited before connecting (exit code 17).", stderr.Trim());
+    }
+
+    [Fact]
+    public void Sample_PeerDiesDuringTheWarmUp_OneSentenceErrorAndNonZeroExit()
+    {
+        // 2,000 warm-up calls, then the JIT warm-up's first round, in which the peer dies (its compiled-method count
+        // is asked by a call too).
+        (int exitCode, string stdout, string stderr) = RunSample("--count", "3000", "--duration", "0.5", "--peer-exit-after", "2100");
+
+        Assert.NotEqual(0, exitCode);
+        Assert.Matches(PeerDiedLine(), stderr.Trim());
+        Assert.DoesNotMatch(LatencyLine(), stdout);
+        Assert.DoesNotContain("jit:", stdout, StringComparison.Ordinal);
     }
 
     [Fact]
