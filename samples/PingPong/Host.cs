@@ -17,6 +17,8 @@ internal static class Host
 {
     private const string SyncPhase = "sync Call";
 
+    private const string AsyncPhase = "await CallAsync";
+
     public static async Task<int> RunAsync(SampleOptions options)
     {
         string name = $"pingpong-{Environment.ProcessId}";
@@ -193,16 +195,15 @@ internal static class Host
 
     private static async Task<Result> AsyncPingPong(PageRangeConnection connection, SampleOptions options, JitSettle jit, ProgressTask progress)
     {
-        const string Phase = "await CallAsync";
         var ping = new Ping(0, new byte[options.Size]);
         var histogram = new LongHistogram(TimeStamp.Hours(1), 3);
         await AsyncRoundTrips(connection, ping, histogram, options.Warmup, long.MaxValue, progress: null);
-        await jit.RunAsync(Phase, progress, duration =>
+        await jit.RunAsync(AsyncPhase, progress, duration =>
             AsyncRoundTrips(connection, ping, histogram, long.MaxValue, JitSettle.DeadlineAfter(duration), progress));
         histogram.Reset();
         var total = Stopwatch.StartNew();
         await AsyncRoundTrips(connection, ping, histogram, options.Count, long.MaxValue, progress);
-        return Result.ForLatency(Phase, histogram, options.Count, total.Elapsed);
+        return Result.ForLatency(AsyncPhase, histogram, options.Count, total.Elapsed);
     }
 
     /// <inheritdoc cref="SyncRoundTrips"/>
