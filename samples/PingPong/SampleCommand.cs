@@ -170,7 +170,7 @@ internal static class SampleCommand
                 return value;
             }
             string kind = seconds ? "a number" : "a whole number";
-            string most = seconds ? " up to 86400" : "";
+            string most = seconds ? string.Create(CultureInfo.InvariantCulture, $" up to {MaxSeconds}") : "";
             result.AddError($"{option.Name} takes {kind} {rule}{most}, not '{text}'");
             return default;
         };
