@@ -53,7 +53,8 @@ internal sealed class CrossProcessHost : IDisposable
         var pending = transports.Select((transport, index) => TransportSetup.CreateHost(transport, runId, index, _options.RegionSize)).ToList();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         List<Task<IHostTransport>> accepts = pending.Select(p => p.AcceptAsync(timeout.Token)).ToList();
-        _peer = PeerProcess.Start(_options.RegionSize, pending.Select(p => p.PeerSpec), _options.PinPeerToCpu, _options.ReplyDelay);
+        string? stateDirectory = _options.DumpState ? _options.ResolveOutputDirectory() : null;
+        _peer = PeerProcess.Start(_options.RegionSize, pending.Select(p => p.PeerSpec), _options.PinPeerToCpu, _options.ReplyDelay, stateDirectory);
         foreach (TransportSetup.Pending p in pending)
         {
             p.AfterPeerStarted();
@@ -254,6 +255,16 @@ internal sealed class CrossProcessHost : IDisposable
 
     public void Dispose()
     {
+        if (_options.DumpState)
+        {
+            // Before the peer quits: its end is still connected, so the state shows the run's end, not a close.
+            string directory = _options.ResolveOutputDirectory();
+            foreach (PageRangeHostTransport transport in _transports.OfType<PageRangeHostTransport>())
+            {
+                File.WriteAllText(CrossProcessOptions.StateFile(directory, transport.Transport, transport.Mode, "host"), transport.Connection.DumpState());
+            }
+        }
+        // The peer writes its own on quit (PageRangePeerTransport.Dispose).
         _peer?.Quit();
         foreach (IHostTransport transport in _transports)
         {

@@ -90,6 +90,12 @@ internal sealed class CrossProcessOptions
         Description = "Write no charts.",
     };
 
+    private static readonly Option<bool> s_dumpState = new("--dump-state")
+    {
+        Description = "At the end, write each PageRange connection's state as both processes see it (rings, packs, allocator, " +
+            "counters over the whole run) to state-<transport>-<mode>-host.txt and -peer.txt beside results.md.",
+    };
+
     public bool Quick { get; private init; }
 
     public int Rounds { get; private init; } = 3;
@@ -123,6 +129,16 @@ internal sealed class CrossProcessOptions
 
     public bool Charts { get; private init; } = true;
 
+    /// <summary>Write each PageRange connection's <c>DumpState</c> from both processes at the end (see <see cref="StateFile"/>).</summary>
+    public bool DumpState { get; private init; }
+
+    /// <summary>
+    /// The file a PageRange connection's state goes to in <paramref name="directory"/>: <c>state-KIND-MODE-SIDE.txt</c>
+    /// (<paramref name="side"/> is <c>host</c> or <c>peer</c>).
+    /// </summary>
+    public static string StateFile(string directory, string kind, string mode, string side) =>
+        Path.Combine(directory, $"state-{kind}-{mode}-{side}.txt");
+
     /// <summary>How long the peer waits before each ping-pong reply: a slow peer, to see what each wait strategy costs then.</summary>
     public TimeSpan ReplyDelay { get; private init; }
 
@@ -133,7 +149,7 @@ internal sealed class CrossProcessOptions
             "Ping-pong and oneway streams between two processes over PageRange and the usual .NET transports (Unix socket, " +
             "pipes, TCP), interleaved in one run; writes results.md, results.csv and the charts.")
         {
-            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_jitSettleMs, s_transports, s_pingPongSizes, s_onewaySizes, s_regionSize, s_pinPeer, s_replyDelayUs, s_out, s_noCharts,
+            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_jitSettleMs, s_transports, s_pingPongSizes, s_onewaySizes, s_regionSize, s_pinPeer, s_replyDelayUs, s_out, s_noCharts, s_dumpState,
         };
         command.SetAction((parse, _) => run(Bind(parse)));
         return command;
@@ -172,6 +188,7 @@ internal sealed class CrossProcessOptions
             PinPeerToCpu = parse.GetValue(s_pinPeer),
             OutputDirectory = parse.GetValue(s_out),
             Charts = !parse.GetValue(s_noCharts),
+            DumpState = parse.GetValue(s_dumpState),
             ReplyDelay = TimeSpan.FromMicroseconds(parse.GetValue(s_replyDelayUs)),
         };
     }

@@ -73,9 +73,9 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
 /// <summary>
 /// PageRange, answering side: replies with the payload read in place (raw) or the deserialized message re-sent
 /// (MessagePack); receives one transaction per <c>Receive</c>, or (raw) hands every ready one to a handler with
-/// <c>ReceiveBatch</c>.
+/// <c>ReceiveBatch</c>. With a <paramref name="stateFile"/>, writes the connection's state there when it is disposed (<c>--dump-state</c>).
 /// </summary>
-internal sealed class PageRangePeerTransport(PageRangeConnection connection, bool messagePack, bool receiveBatch) : IPeerTransport
+internal sealed class PageRangePeerTransport(PageRangeConnection connection, bool messagePack, bool receiveBatch, string? stateFile = null) : IPeerTransport
 {
     public void Serve()
     {
@@ -122,7 +122,14 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
         }
     }
 
-    public void Dispose() => connection.Dispose();
+    public void Dispose()
+    {
+        if (stateFile is not null)
+        {
+            File.WriteAllText(stateFile, connection.DumpState());
+        }
+        connection.Dispose();
+    }
 
     /// <summary>The batch receiver's handler and state: what <see cref="Serve"/> does per transaction, for raw bytes.</summary>
     private sealed class BatchServe(PageRangeConnection connection)

@@ -6,6 +6,9 @@ namespace PageRange.Benchmarks.CrossProcess;
 /// <summary>The peer, from the host's side: started as this same executable with <c>--peer</c>, commanded over its standard input.</summary>
 internal sealed class PeerProcess : IDisposable
 {
+    /// <summary>The environment variable that tells the peer where to write its connections' state (<c>--dump-state</c>).</summary>
+    public const string StateDirectoryVariable = "PAGERANGE_BENCH_STATE_DIR";
+
     private readonly Process _process;
 
     private PeerProcess(Process process) => _process = process;
@@ -17,7 +20,8 @@ internal sealed class PeerProcess : IDisposable
     /// <param name="specs">The transports to connect.</param>
     /// <param name="pinToCpu">The core to pin the peer to, if any.</param>
     /// <param name="replyDelay">How long the peer waits before each ping-pong reply (<see cref="ReplyDelay"/>).</param>
-    public static PeerProcess Start(long regionSize, IEnumerable<string> specs, int? pinToCpu = null, TimeSpan replyDelay = default)
+    /// <param name="stateDirectory">Where the peer writes each PageRange connection's state when it quits (<c>--dump-state</c>), if anywhere.</param>
+    public static PeerProcess Start(long regionSize, IEnumerable<string> specs, int? pinToCpu = null, TimeSpan replyDelay = default, string? stateDirectory = null)
     {
         // Under `dotnet run` the process path is the app host; under `dotnet PageRange.Benchmarks.dll` it is dotnet itself.
         string processPath = Environment.ProcessPath ?? "dotnet";
@@ -28,6 +32,10 @@ internal sealed class PeerProcess : IDisposable
             RedirectStandardOutput = true,
         };
         start.Environment[ReplyDelay.EnvironmentVariable] = ((long)replyDelay.TotalMicroseconds).ToString(CultureInfo.InvariantCulture);
+        if (stateDirectory is not null)
+        {
+            start.Environment[StateDirectoryVariable] = stateDirectory;
+        }
         if (pinToCpu is { } cpu)
         {
             start.ArgumentList.Add("-c");

@@ -137,7 +137,10 @@ internal static class TransportSetup
             {
                 PageRangeOptions options = PageRangeOptionsFor(WaitStrategyNames.Parse(mode), regionSize);
                 PageRangeConnection connection = PageRangeConnection.ConnectAsync(address, options).AsTask().GetAwaiter().GetResult();
-                return new PageRangePeerTransport(connection, messagePack: kind == "pagerange-msgpack", receiveBatch: kind == "pagerange-batch");
+                string? stateFile = Environment.GetEnvironmentVariable(PeerProcess.StateDirectoryVariable) is { Length: > 0 } stateDirectory
+                    ? CrossProcessOptions.StateFile(stateDirectory, kind, mode, "peer")
+                    : null;
+                return new PageRangePeerTransport(connection, messagePack: kind == "pagerange-msgpack", receiveBatch: kind == "pagerange-batch", stateFile);
             }
             case "floor":
                 return new FloorPeerTransport(FloorChannel.OpenPeer(address, regionSize));

@@ -515,7 +515,7 @@ public sealed partial class PageRangeConnection
                     // Read the death before draining: the peer published everything before it died, so a drain that
                     // starts after we saw the death and finds the ring empty has delivered everything.
                     bool dead = _peerDead;
-                    if (pump || dead || _inbound.TransactionMaybeReady)
+                    if (pump || dead || _inbound.TransactionMaybeReadyPaced)
                     {
                         if (returnWhenReadable && !dead && _inbound.RecordsMaybeReady)
                         {

@@ -159,7 +159,9 @@ public sealed partial class PageRangeConnection
         {
             while (handled < maxTransactions)
             {
-                int run = reading ? TryRunLane(handler, state, maxTransactions - handled) : 0;
+                // Paced looks (InboundChannel.PackPollInterval) only where a "no" costs a spin of a few polls: a caller that
+                // may not wait goes off to an asynchronous wait on a "no", so it looks every time.
+                int run = reading ? TryRunLane(handler, state, maxTransactions - handled, paced: mayWait) : 0;
                 if (run > 0)
                 {
                     handled += run;
@@ -172,7 +174,7 @@ public sealed partial class PageRangeConnection
                 }
                 Transaction transaction;
                 bool maybeSomething = Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null
-                    || _violated || _drainedAfterDeath || !reading || _inbound.RecordsMaybeReady;
+                    || _violated || _drainedAfterDeath || !reading || (mayWait ? _inbound.RecordsMaybeReadyPaced : _inbound.RecordsMaybeReady);
                 if (!maybeSomething || !TryReceive(out transaction))
                 {
                     if (handled > 0 || !mayWait)
@@ -252,13 +254,17 @@ public sealed partial class PageRangeConnection
     /// routes the rest as usual.
     /// </summary>
     /// <returns>How many transactions the lane handed to <paramref name="handler"/> (0: no lane ran).</returns>
-    private int TryRunLane<TState>(TransactionHandler<TState> handler, TState state, int max)
+    /// <param name="handler">The batch's handler.</param>
+    /// <param name="state">The handler's state.</param>
+    /// <param name="max">The most transactions to hand out.</param>
+    /// <param name="paced">Look at a current pack's word as a repeated look does (<see cref="InboundChannel.RecordsMaybeReadyPaced"/>).</param>
+    private int TryRunLane<TState>(TransactionHandler<TState> handler, TState state, int max, bool paced)
     {
         // Lock-free looks first (the caller holds a reading reference, so the ring's tail may be read): a lane needs
         // records in the ring and nothing ready ahead of them; a receiver that is behind takes its ready ones as usual.
         if (_copyPayloads || _violated || _drainedAfterDeath || Volatile.Read(ref _disposed) != 0 || _peerDead
             || Volatile.Read(ref _readyCount) != 0 || Volatile.Read(ref _handoff) is not null
-            || Volatile.Read(ref _onewayInProgress) || Volatile.Read(ref _laneRunning) || !_inbound.RecordsMaybeReady)
+            || Volatile.Read(ref _onewayInProgress) || Volatile.Read(ref _laneRunning) || !(paced ? _inbound.RecordsMaybeReadyPaced : _inbound.RecordsMaybeReady))
         {
             return 0;
         }

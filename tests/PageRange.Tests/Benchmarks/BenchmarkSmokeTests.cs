@@ -88,6 +88,37 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task CrossProcess_DumpState_BothProcessesWriteTheirViewOfTheStreamsPacks()
+    {
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--jit-settle-ms", "0",
+            "--transports", "pagerange-batch:spin-then-park,unix-socket", "--pingpong-sizes", "none", "--oneway-sizes", "64", "--no-charts", "--dump-state", "--out", _directory);
+
+        // One file per PageRange connection and side; none for the socket or the floor.
+        Assert.Equal(
+            ["state-pagerange-batch-spin-then-park-host.txt", "state-pagerange-batch-spin-then-park-peer.txt"],
+            Directory.GetFiles(_directory, "state-*").Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        string host = await File.ReadAllTextAsync(Path.Combine(_directory, "state-pagerange-batch-spin-then-park-host.txt"));
+        string peer = await File.ReadAllTextAsync(Path.Combine(_directory, "state-pagerange-batch-spin-then-park-peer.txt"));
+        // The host sent the 64 B stream in packs (its outbound's line); the peer took exactly those messages from exactly
+        // those packs (its inbound's line), with at least one look at a Committed word per pack, and freed them all.
+        (long opened, long packed) = Numbers(host, @"packs of small oneways: (\d+) opened, (\d+) messages packed");
+        (long taken, long messages) = Numbers(peer, @"packs of small oneways: (\d+) taken, (\d+) messages from them");
+        Assert.True(packed > opened && opened > 0, host);
+        Assert.Equal((opened, packed), (taken, messages));
+        (long looks, long notFreed) = Numbers(peer, @"messages from them in (\d+) looks at a Committed word, (\d+) not yet freed");
+        Assert.InRange(looks, taken, messages + taken);
+        Assert.Equal(0, notFreed);
+    }
+
+    /// <summary>The two numbers the first match of <paramref name="pattern"/> in a state dump captures.</summary>
+    private static (long, long) Numbers(string state, string pattern)
+    {
+        System.Text.RegularExpressions.Match match = System.Text.RegularExpressions.Regex.Match(state, pattern);
+        Assert.True(match.Success, $"'{pattern}' not in:\n{state}");
+        return (long.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture), long.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
     public async Task MemoryQuick_SecondBurstReusesLruPages_ScanReturnsThemToTheKernel()
     {
         await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "memory", "--quick", "--out", _directory);

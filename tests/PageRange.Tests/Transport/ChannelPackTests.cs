@@ -615,18 +615,74 @@ public sealed class ChannelPackTests
         Assert.Equal(PackedLimit(pair), pair.Outbound.PackedSent);
     }
 
-    [Fact]
-    public async Task TrySend_AppendToOpenPack_WakesAWaitingReceiver()
+    [Theory]
+    [InlineData(WaitStrategy.Park)]
+    [InlineData(WaitStrategy.SpinThenPark)]
+    [InlineData(WaitStrategy.BusySpin)]
+    public async Task TrySend_AppendToOpenPack_WakesAWaitingReceiver(WaitStrategy strategy)
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.Park));
+        // Parked, spinning or polling only now and then (PackPollInterval): the append ends the wait.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: strategy));
         SendOneway(pair, 0, 16);
         Assert.Single(ReceiveAll(pair));
         Assert.False(pair.Inbound.TransactionMaybeReady);
-        var waiter = Task.Run(() => pair.Inbound.WaitForTransaction(TestTimeouts.Long, default));
+        var waiter = Task.Factory.StartNew(() => pair.Inbound.WaitForTransaction(TestTimeouts.Long, default), TaskCreationOptions.LongRunning);
         await Task.Delay(50);
+        long packs = pair.Outbound.PacksOpened;
         SendOneway(pair, 1, 16);
+        Assert.Equal(packs, pair.Outbound.PacksOpened);
         Assert.True(await waiter.WaitAsync(TestTimeouts.Long));
         Assert.Equal(1UL, Assert.Single(ReceiveAll(pair)).TransactionId);
+    }
+
+    [Fact]
+    public void WaitForTransaction_PollingWhileAPackIsCurrent_LooksAtItsCommittedWordOnceInFourPolls()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
+        Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(5), default));
+        // No pack current: every poll looks (the ring's tail and the direct lines, written only when something comes).
+        Assert.Equal((0, 0), (pair.Inbound.PackWaitPolls, pair.Inbound.PackWaitLooks));
+
+        SendOneway(pair, 0, 64);
+        Assert.Single(ReceiveAll(pair));
+        Assert.True(pair.Outbound.OpenPackOffset >= 0);
+        Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(20), default));
+
+        // The open pack's word, which the writer stores for every message, is read once every PackPollInterval polls.
+        long polls = pair.Inbound.PackWaitPolls;
+        Assert.True(polls >= 100, $"{polls} polls in 20 ms");
+        Assert.Equal(4, InboundChannel.PackPollInterval);
+        Assert.Equal(polls / InboundChannel.PackPollInterval, pair.Inbound.PackWaitLooks);
+    }
+
+    [Fact]
+    public void RecordsMaybeReadyPaced_AfterALookThatFoundMore_LooksEveryTimeUntilAPassTakesIt()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
+        SendOneway(pair, 0, 64);
+        Assert.Single(ReceiveAll(pair));
+        SendOneway(pair, 1, 64);
+
+        // The pass took everything: three looks are left out, the fourth reads the word and finds the new message.
+        int leftOut = 0;
+        while (!pair.Inbound.RecordsMaybeReadyPaced)
+        {
+            leftOut++;
+        }
+        Assert.Equal(InboundChannel.PackPollInterval - 1, leftOut);
+        // Found: every look says so until a pass takes it (a lane's gate after a wait must not be turned away).
+        for (int i = 0; i < 2 * InboundChannel.PackPollInterval; i++)
+        {
+            Assert.True(pair.Inbound.RecordsMaybeReadyPaced, $"look {i} after the one that found it");
+        }
+        Assert.True(pair.Inbound.TransactionMaybeReady);
+        Assert.Equal(1UL, Assert.Single(ReceiveAll(pair)).TransactionId);
+        // Taken: paced again, and a read finds nothing.
+        for (int i = 0; i < 2 * InboundChannel.PackPollInterval; i++)
+        {
+            Assert.False(pair.Inbound.RecordsMaybeReadyPaced);
+        }
+        Assert.False(pair.Inbound.TransactionMaybeReady);
     }
 
     [Fact]

@@ -133,5 +133,7 @@ public sealed class DoorbellHostileTests : IDisposable
     private readonly struct WordEquals(SharedRegion region, int offset, int value) : IWaitCondition
     {
         public bool IsReady => Read(region, offset) == value;
+
+        public bool PollReady() => IsReady;
     }
 }

@@ -153,5 +153,7 @@ public sealed class DoorbellSpinBudgetTests : IDisposable
     private readonly struct ReadyAfterChecks(Counter counter, int after) : IWaitCondition
     {
         public bool IsReady => ++counter.Checks > after;
+
+        public bool PollReady() => IsReady;
     }
 }

@@ -168,5 +168,7 @@ public sealed class DoorbellTests : IDisposable
     private readonly struct WordEquals(SharedRegion region, int offset, int value) : IWaitCondition
     {
         public bool IsReady => Read(region, offset) == value;
+
+        public bool PollReady() => IsReady;
     }
 }

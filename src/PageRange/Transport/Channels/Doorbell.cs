@@ -258,7 +258,7 @@ internal sealed unsafe class Doorbell
         ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,
         CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition =>
-        condition.IsReady || SpinThenPark(ref condition, strategy, spinDuration, parkTimeout, deadline, cancellationToken);
+        condition.PollReady() || SpinThenPark(ref condition, strategy, spinDuration, parkTimeout, deadline, cancellationToken);
 
     private bool SpinThenPark<TCondition>(
         ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,
@@ -273,7 +273,7 @@ internal sealed unsafe class Doorbell
         {
             long spinEnd = deadline;
             int polls = 0;
-            while (!condition.IsReady)
+            while (!condition.PollReady())
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 // The clock every 32 polls (about 1 µs), not every poll: a read of the kvm clock (29-40 ns) costs more
@@ -318,7 +318,7 @@ internal sealed unsafe class Doorbell
                 int polls = 0;
                 while (pauseEnd > start)
                 {
-                    if (condition.IsReady)
+                    if (condition.PollReady())
                     {
                         _answeredWhilePausing++;
                         return true;

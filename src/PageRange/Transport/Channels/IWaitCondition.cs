@@ -5,6 +5,14 @@ internal interface IWaitCondition
 {
     /// <summary>Whether the waiter may stop waiting. Cheap, side-effect free, safe to call repeatedly.</summary>
     bool IsReady { get; }
+
+    /// <summary>
+    /// <see cref="IsReady"/> for a loop that polls between pauses (busy-spin's, spin-then-park's first phase): it may
+    /// leave out, now and then, a look that costs the peer, and answer from its own words instead. The look before a
+    /// park is always <see cref="IsReady"/>, so nothing published is slept through.
+    /// </summary>
+    /// <returns>Whether the waiter may stop waiting (<see langword="false"/> may only mean "not looked this time").</returns>
+    bool PollReady();
 }
 
 /// <summary>Ready when the ring's producer has published past the consumer's head.</summary>
@@ -14,4 +22,7 @@ internal readonly struct RingHasData<TRecord>(RingConsumer<TRecord> ring) : IWai
 {
     /// <inheritdoc/>
     public bool IsReady => ring.HasData;
+
+    /// <inheritdoc/>
+    public bool PollReady() => IsReady;
 }

@@ -90,6 +90,13 @@ internal sealed unsafe class InboundChannel : IDisposable
     private int _packPending;
     private int _packSearch;
     private long _packsReceived;
+    // Loads of a pack's Committed word (TakePackEntries): under the receive lock.
+    private long _packLooks;
+    // The receiver's paced looks while a pack was current, the reads of its Committed word among them, and the looks left
+    // out since the last read that found nothing (ReceiveMaybeReadyPaced).
+    private long _packWaitPolls;
+    private long _packWaitLooks;
+    private int _packPollsSkipped;
     private long _inlineReceived;
     private ulong _delivered;
     // Every pack still owed a free (InUse): the current one, and finished ones with messages not yet freed. Each pack
@@ -147,6 +154,25 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>The most records <see cref="TryReceiveBatch(Span{TransactionRecord})"/> takes in one pass that a caller should ask for.</summary>
     internal const int ReceiveBatch = 32;
+
+    /// <summary>
+    /// While a pack is current and the receiver has taken all it holds, the receiver's repeated looks for more (its
+    /// loop between waits, a wait's polls: <see cref="ReceiveMaybeReadyPaced"/>) read the pack's Committed word only
+    /// once in this many; a look that finds more is made every time until a pass takes it. The look before a park,
+    /// and a pass's own reads, are made each time.
+    /// </summary>
+    /// <remarks>
+    /// The writer stores that word for every message it appends, so each read that comes between two of its stores takes
+    /// the line from the writer's core and makes its next store wait for the line to come back, with every store behind
+    /// it. A receiver that keeps up with a stream (<c>ReceiveBatch</c>) looks between its takes: reading the word at every
+    /// look it read it 0.43 times per message (3.4-4.4 M looks from waits and 1.3-2.1 M from takes for 9-11 M messages).
+    /// 64 B with far vCPUs on the EPYC guest, 5 alternated runs: 12.2-13.2 M messages/s (median 12.5) before, 15.4-16.9 M
+    /// (median 16.2) with one read in 4 looks, the floor 19-27 M; every 8 was no better than 4 in an earlier trial
+    /// (benchmarks/README.md, "The oneway stream's receiver looks less often", session 2026-12-05 08:29). It delays a
+    /// message appended to the open pack while the receiver waits by at most three polls (a pause each, 20-40 ns), and a
+    /// call or reply behind the pack by as much.
+    /// </remarks>
+    internal const int PackPollInterval = 4;
 
     /// <summary>
     /// The most messages taken from packs and not yet freed: a pack's messages are not buffers of their own, so the
@@ -224,6 +250,12 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Packs taken off the ring so far.</summary>
     internal long PacksReceived => Interlocked.Read(ref _packsReceived);
+
+    /// <summary>The receiver's paced looks while a pack was current (<see cref="ReceiveMaybeReadyPaced"/>; a hint under races).</summary>
+    internal long PackWaitPolls => Volatile.Read(ref _packWaitPolls);
+
+    /// <summary>The reads of the current pack's Committed word among <see cref="PackWaitPolls"/>: one in <see cref="PackPollInterval"/> while nothing comes.</summary>
+    internal long PackWaitLooks => Volatile.Read(ref _packWaitLooks);
 
     /// <summary>How many transactions arrived with their payload inline (see <see cref="InlineLayout"/>).</summary>
     internal long InlineReceived => Volatile.Read(ref _inlineReceived);
@@ -1085,12 +1117,24 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal bool TransactionMaybeReady => new TransactionReady(this).IsReady;
 
     /// <summary>
+    /// <see cref="TransactionMaybeReady"/> for a look that is repeated while nothing comes (a receiver's loop between its
+    /// waits): a current pack's Committed word only once in <see cref="PackPollInterval"/> looks (<see cref="ReceiveMaybeReadyPaced"/>).
+    /// </summary>
+    internal bool TransactionMaybeReadyPaced => new TransactionReady(this).PollReady();
+
+    /// <summary>
     /// Whether the ring (or the current pack) may hold records to receive now: <see cref="TransactionMaybeReady"/> without
     /// the flags that cut a wait short (a nudge, the peer's release, a dispose), for a reader that reads the ring at once
     /// if so and otherwise does something else than wait. A hint; the caller holds the reader role (found open) or a
     /// reading reference.
     /// </summary>
     internal bool RecordsMaybeReady => Volatile.Read(ref _disposed) == 0 && ReceiveMaybeReady;
+
+    /// <summary>
+    /// <see cref="RecordsMaybeReady"/> for a look that is repeated while nothing comes (a receiver's loop between its
+    /// waits): a current pack's Committed word only once in <see cref="PackPollInterval"/> looks (<see cref="ReceiveMaybeReadyPaced"/>).
+    /// </summary>
+    internal bool RecordsMaybeReadyPaced => Volatile.Read(ref _disposed) == 0 && ReceiveMaybeReadyPaced;
 
     /// <summary>
     /// Takes a reference that keeps the ring's shared words mapped until <see cref="ExitReading"/>, for a reader that looks
@@ -1297,6 +1341,8 @@ internal sealed unsafe class InboundChannel : IDisposable
                 $"  pages high watermark: {(highWaterMark + pageSize - 1) / pageSize} (highest payload byte received: {highWaterMark})\n" +
                 $"  ring slots taken: {_txRing.Head} ({InlineReceived} transactions with their payload inline), frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
                 $"  direct lines: {DirectRepliesReceived} replies taken (expecting call {ExpectedDirectReply}), {DirectCallsReceived} calls taken\n" +
+                $"  packs of small oneways: {PacksReceived} taken, {Volatile.Read(ref _packedTaken)} messages from them in {Volatile.Read(ref _packLooks)} looks at a Committed word, {PackedLiveAtMost} not yet freed; " +
+                $"paced looks at it {Volatile.Read(ref _packWaitLooks)} of {Volatile.Read(ref _packWaitPolls)}\n" +
                 $"  ring positions: tx head {_txRing.Head} (ours) tail {shared.TxTail} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
@@ -1426,6 +1472,9 @@ internal sealed unsafe class InboundChannel : IDisposable
             // writer's release store of Committed, so the entries it covers are visible. The peer may change the word
             // at any time: it is loaded once into a local and only the local is used.
             uint word = Volatile.Read(ref *(uint*)(_data + _packOffset));
+            // Under the receive lock: a plain increment. Messages per look tell how close behind the writer a stream's
+            // receiver reads (the dump; benchmarks/README.md, "The oneway stream's receiver looks less often").
+            _packLooks++;
             uint bytes = word & PackLayout.CommittedMask;
             bool sealed_ = (word & PackLayout.SealedBit) != 0;
             uint seenBytes = _packSeen & PackLayout.CommittedMask;
@@ -1483,6 +1532,11 @@ internal sealed unsafe class InboundChannel : IDisposable
             // there too.
             if (count == records.Length || (!_txRing.TryPeek(out _) && !DirectReplyArrived && !DirectCallPublished))
             {
+                if (_packConsumed == end)
+                {
+                    // Everything committed taken: the receiver's next looks while nothing comes are paced (ReceiveMaybeReadyPaced).
+                    _packPollsSkipped = 0;
+                }
                 return false;
             }
             // SAFETY: as above.
@@ -1544,6 +1598,39 @@ internal sealed unsafe class InboundChannel : IDisposable
                 }
                 WritePackFreeAndReleaseUnderLock(ref pack);
             }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="ReceiveMaybeReady"/> for a look the receiver repeats while nothing comes: with a current pack whose
+    /// committed entries were all taken, its Committed word is read once in <see cref="PackPollInterval"/> looks (the
+    /// others answer no), and at every look from one that found something until a pass takes everything again.
+    /// </summary>
+    private bool ReceiveMaybeReadyPaced
+    {
+        get
+        {
+            if (Volatile.Read(ref _packOffset) < 0)
+            {
+                return ReceiveMaybeReady;
+            }
+            // Plain counts, from the receiving thread in practice (the reader role's, a reading reference's): hints under
+            // races, as the look itself is.
+            _packWaitPolls++;
+            if (_packPollsSkipped < PackPollInterval - 1)
+            {
+                _packPollsSkipped++;
+                return false;
+            }
+            _packWaitLooks++;
+            bool ready = ReceiveMaybeReady;
+            if (!ready)
+            {
+                // Nothing new: the next looks are left out again. Something: every look is made until a pass takes it
+                // all (TakePackEntries starts the count again), so the pass that follows a wait is never turned away.
+                _packPollsSkipped = 0;
+            }
+            return ready;
         }
     }
 
@@ -1698,9 +1785,13 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Ready when a transaction is published or the channel is disposed.</summary>
     private readonly struct TransactionReady(InboundChannel channel) : IWaitCondition
     {
-        public bool IsReady =>
-            Volatile.Read(ref channel._disposed) != 0 || Volatile.Read(ref channel._released) != 0
-            || Volatile.Read(ref channel._nudged) != 0 || channel.ReceiveMaybeReady;
+        public readonly bool IsReady => Flagged || channel.ReceiveMaybeReady;
+
+        /// <summary>As <see cref="IsReady"/>, but a current pack's Committed word is looked at only now and then (<see cref="ReceiveMaybeReadyPaced"/>).</summary>
+        public readonly bool PollReady() => Flagged || channel.ReceiveMaybeReadyPaced;
+
+        private readonly bool Flagged =>
+            Volatile.Read(ref channel._disposed) != 0 || Volatile.Read(ref channel._released) != 0 || Volatile.Read(ref channel._nudged) != 0;
     }
 
     /// <summary>One pack owed a free: its offset and its messages' counts (see <see cref="_packs"/>).</summary>

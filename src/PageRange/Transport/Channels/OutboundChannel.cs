@@ -1528,5 +1528,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             || Volatile.Read(ref channel._buffersFreed) != freedBefore
             || channel._freeRing.HasData
             || Volatile.Read(ref channel._writerWakes) != _wakesBefore;
+
+        public bool PollReady() => IsReady;
     }
 }
