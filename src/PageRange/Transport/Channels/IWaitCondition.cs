@@ -7,9 +7,10 @@ internal interface IWaitCondition
     bool IsReady { get; }
 
     /// <summary>
-    /// <see cref="IsReady"/> for a loop that polls between pauses (busy-spin's, spin-then-park's first phase): it may
-    /// leave out, now and then, a look that costs the peer, and answer from its own words instead. The look before a
-    /// park is always <see cref="IsReady"/>, so nothing published is slept through.
+    /// <see cref="IsReady"/> for a wait's first look and the looks of a loop that polls between pauses (busy-spin's,
+    /// spin-then-park's first phase): it may leave out, now and then, a look that costs the peer, and answer from its own
+    /// words instead. The looks around a park, and a spin's last, are always <see cref="IsReady"/>, so nothing published
+    /// is slept through.
     /// </summary>
     /// <returns>Whether the waiter may stop waiting (<see langword="false"/> may only mean "not looked this time").</returns>
     bool PollReady();

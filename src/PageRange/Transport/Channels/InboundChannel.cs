@@ -93,7 +93,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     // Loads of a pack's Committed word (TakePackEntries): under the receive lock.
     private long _packLooks;
     // The receiver's paced looks while a pack was current, the reads of its Committed word among them, and the looks left
-    // out since the last read that found nothing (ReceiveMaybeReadyPaced).
+    // out since the last read that found nothing (ReceiveMaybeReadyPaced; set back to 0 by a pass that took everything, to
+    // "read next time" by a wait that ended ready).
     private long _packWaitPolls;
     private long _packWaitLooks;
     private int _packPollsSkipped;
@@ -165,9 +166,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// The writer stores that word for every message it appends, so each read that comes between two of its stores takes
     /// the line from the writer's core and makes its next store wait for the line to come back, with every store behind
     /// it. A receiver that keeps up with a stream (<c>ReceiveBatch</c>) looks between its takes: reading the word at every
-    /// look it read it 0.43 times per message (3.4-4.4 M looks from waits and 1.3-2.1 M from takes for 9-11 M messages).
-    /// 64 B with far vCPUs on the EPYC guest, 5 alternated runs: 12.2-13.2 M messages/s (median 12.5) before, 15.4-16.9 M
-    /// (median 16.2) with one read in 4 looks, the floor 19-27 M; every 8 was no better than 4 in an earlier trial
+    /// look it read it 0.43 times per message (3.4 M looks from waits and 1.4 M from takes for 10.9 M messages). 64 B
+    /// with far vCPUs on the EPYC guest, 5 alternated runs: 12.2-13.2 M messages/s (median 12.5) before, 15.4-16.9 M
+    /// (median 16.2) with one read in 4 looks, the floor 19-27 M (4 more pairs of the final form: 11.2-15.3 M against
+    /// 10.6-12.1 M, better in 3, level in 1); every 8 was no better than 4 in an earlier trial
     /// (benchmarks/README.md, "The oneway stream's receiver looks less often", session 2026-12-05 08:29). It delays a
     /// message appended to the open pack while the receiver waits by at most three polls (a pause each, 20-40 ns), and a
     /// call or reply behind the pack by as much.
@@ -1045,6 +1047,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         try
         {
             ready = _txDoorbell.Wait(ref condition, strategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+            ReadAtNextPacedLook(ready);
         }
         finally
         {
@@ -1079,6 +1082,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         try
         {
             ready = _txDoorbell.WaitReferenced(ref condition, _options.WaitStrategy, _options.SpinDuration, _options.ParkTimeout, deadline, cancellationToken);
+            ReadAtNextPacedLook(ready);
         }
         finally
         {
@@ -1087,6 +1091,19 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
         ThrowIfDisposed();
         return ready;
+    }
+
+    /// <summary>
+    /// After a wait that ended ready, the next paced look reads (<see cref="ReceiveMaybeReadyPaced"/>): a wait may end on
+    /// an exact look (a park's, the spin's last), and the pass that follows it must not be turned away.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void ReadAtNextPacedLook(bool ready)
+    {
+        if (ready)
+        {
+            _packPollsSkipped = PackPollInterval - 1;
+        }
     }
 
     /// <summary>Clears a nudge after a wait, with an exchange (a full fence) only when there is one to clear.</summary>
@@ -1541,6 +1558,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             }
             // SAFETY: as above.
             uint again = Volatile.Read(ref *(uint*)(_data + _packOffset));
+            _packLooks++;
             if ((again & PackLayout.SealedBit) == 0)
             {
                 return PackViolation(count, $"a later record (on the ring or in the direct lines) is published while it is not sealed (Committed 0x{again:x8})");
@@ -1627,7 +1645,8 @@ internal sealed unsafe class InboundChannel : IDisposable
             if (!ready)
             {
                 // Nothing new: the next looks are left out again. Something: every look is made until a pass takes it
-                // all (TakePackEntries starts the count again), so the pass that follows a wait is never turned away.
+                // all (TakePackEntries starts the count again); a wait that ends ready on an exact look says so too
+                // (ReadAtNextPacedLook), so the pass that follows a wait is not turned away.
                 _packPollsSkipped = 0;
             }
             return ready;
