@@ -119,6 +119,65 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task MicroDry_EveryBenchmarkOfEveryClass_RunsToAMean()
+    {
+        // BenchmarkDotNet's dry job in this process: every case once, seconds in all. It measures nothing worth reading
+        // (one cold iteration); it proves each benchmark still sets up, runs and cleans up, which a full run takes an
+        // hour to find out. A case that throws is reported with a mean of NA, and the run still exits with 0.
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(300), "micro", "--filter", "*", "--job", "dry", "--inProcess", "--memory", "--artifacts", _directory);
+
+        string micro = Path.Combine(RepositoryPaths.Root, "benchmarks", "PageRange.Benchmarks", "Micro");
+        var classes = Directory.GetFiles(micro, "*.cs")
+            .Select(file => (Class: Path.GetFileNameWithoutExtension(file), Methods: BenchmarkMethods(File.ReadAllText(file))))
+            .Where(source => source.Methods.Length > 0)
+            .ToList();
+        Assert.True(classes.Count >= 6, string.Join(", ", classes.Select(c => c.Class)));
+        foreach ((string name, string[] methods) in classes)
+        {
+            string csv = Path.Combine(_directory, "results", $"PageRange.Benchmarks.Micro.{name}-report.csv");
+            Assert.True(File.Exists(csv), $"no report for {name}");
+            string[] lines = await File.ReadAllLinesAsync(csv);
+            string[] header = CsvFields(lines[0]);
+            int method = Array.IndexOf(header, "Method");
+            int mean = Array.IndexOf(header, "Mean");
+            string[][] rows = lines.Skip(1).Select(CsvFields).ToArray();
+            Assert.Equal(methods.Order(StringComparer.Ordinal), rows.Select(row => row[method]).Distinct().Order(StringComparer.Ordinal));
+            Assert.All(rows, row => Assert.True(row[mean].EndsWith('s') && row[mean] != "NA", $"{name}.{row[method]}: mean '{row[mean]}'"));
+        }
+    }
+
+    /// <summary>A CSV line's fields: commas inside double quotes (a value BenchmarkDotNet quoted) belong to the field.</summary>
+    private static string[] CsvFields(string line)
+    {
+        var fields = new List<string>();
+        var field = new System.Text.StringBuilder();
+        bool quoted = false;
+        foreach (char c in line)
+        {
+            if (c == '"')
+            {
+                quoted = !quoted;
+            }
+            else if (c == ',' && !quoted)
+            {
+                fields.Add(field.ToString());
+                field.Clear();
+            }
+            else
+            {
+                field.Append(c);
+            }
+        }
+        fields.Add(field.ToString());
+        return [.. fields];
+    }
+
+    /// <summary>The names of the methods marked <c>[Benchmark]</c> in a benchmark class's source.</summary>
+    private static string[] BenchmarkMethods(string source) =>
+        System.Text.RegularExpressions.Regex.Matches(source, @"\[Benchmark\b[^\]]*\]\s*public\s+[\w<>\[\]?]+\s+(\w+)\s*\(")
+            .Select(match => match.Groups[1].Value).ToArray();
+
+    [Fact]
     public async Task MemoryQuick_SecondBurstReusesLruPages_ScanReturnsThemToTheKernel()
     {
         await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "memory", "--quick", "--out", _directory);
