@@ -621,53 +621,88 @@ public sealed class ChannelPackTests
     [InlineData(WaitStrategy.BusySpin)]
     public async Task TrySend_AppendToOpenPack_WakesAWaitingReceiver(WaitStrategy strategy)
     {
-        // Parked, spinning or polling only now and then (PackPollInterval): the append ends the wait.
+        // Parked, spinning or polling only now and then (PackPollInterval, after a stream's take): the append ends the wait.
         using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: strategy));
-        SendOneway(pair, 0, 16);
-        Assert.Single(ReceiveAll(pair));
+        TakeAsAStream(pair, 0);
         Assert.False(pair.Inbound.TransactionMaybeReady);
         var waiter = Task.Factory.StartNew(() => pair.Inbound.WaitForTransaction(TestTimeouts.Long, default), TaskCreationOptions.LongRunning);
         await Task.Delay(50);
         long packs = pair.Outbound.PacksOpened;
-        SendOneway(pair, 1, 16);
+        SendOneway(pair, 2, 16);
         Assert.Equal(packs, pair.Outbound.PacksOpened);
         // Well before the wait's own timeout (TestTimeouts.Long), at which a busy-spin wait looks exactly anyway.
         Assert.True(await waiter.WaitAsync(TestTimeouts.Short));
         // However the wait ended (a paced look that found it, a park's exact look), the next paced look reads: the pass
         // after a wait is not turned away.
         Assert.True(pair.Inbound.RecordsMaybeReadyPaced);
-        Assert.Equal(1UL, Assert.Single(ReceiveAll(pair)).TransactionId);
+        Assert.Equal(2UL, Assert.Single(ReceiveAll(pair)).TransactionId);
+    }
+
+    /// <summary>Makes the receiver see a stream: a message taken, and the next found at the first look after it.</summary>
+    private static void TakeAsAStream(ChannelPair pair, ulong first)
+    {
+        SendOneway(pair, first, 64);
+        Assert.Single(ReceiveAll(pair));
+        SendOneway(pair, first + 1, 64);
+        Assert.True(pair.Inbound.RecordsMaybeReadyPaced);
+        Assert.Equal(first + 1, Assert.Single(ReceiveAll(pair)).TransactionId);
     }
 
     [Fact]
-    public void WaitForTransaction_PollingWhileAPackIsCurrent_LooksAtItsCommittedWordOnceInFourPolls()
+    public void WaitForTransaction_PollingAfterAStreamsTake_LooksAtItsCommittedWordOnceInFourPolls()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
         Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(5), default));
         // No pack current: every poll looks (the ring's tail and the direct lines, written only when something comes).
         Assert.Equal((0, 0), (pair.Inbound.PackWaitPolls, pair.Inbound.PackWaitLooks));
 
-        SendOneway(pair, 0, 64);
-        Assert.Single(ReceiveAll(pair));
+        TakeAsAStream(pair, 0);
         Assert.True(pair.Outbound.OpenPackOffset >= 0);
+        (long polls, long looks) = (pair.Inbound.PackWaitPolls, pair.Inbound.PackWaitLooks);
         Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(20), default));
 
-        // The open pack's word, which the writer stores for every message, is read once every PackPollInterval polls.
-        long polls = pair.Inbound.PackWaitPolls;
+        // The open pack's word, which the writer stores for every message it appends, is read once every PackPollInterval polls.
+        polls = pair.Inbound.PackWaitPolls - polls;
         Assert.True(polls >= 8, $"{polls} polls in 20 ms");
         Assert.Equal(4, InboundChannel.PackPollInterval);
-        Assert.Equal(polls / InboundChannel.PackPollInterval, pair.Inbound.PackWaitLooks);
+        Assert.Equal(polls / InboundChannel.PackPollInterval, pair.Inbound.PackWaitLooks - looks);
+    }
+
+    [Fact]
+    public void WaitForTransaction_AfterAMessageThatCameLate_LooksAtEveryPoll()
+    {
+        // A writer that sends now and then: once a message came long after the last take, the next is looked for at every poll.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
+        TakeAsAStream(pair, 0);
+        Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(5), default));
+        Assert.True(pair.Inbound.PackWaitPolls > InboundChannel.PackStreamPolls);
+        SendOneway(pair, 2, 64);
+        int looks = 0;
+        while (looks < 100 && !pair.Inbound.RecordsMaybeReadyPaced)
+        {
+            looks++;
+        }
+        Assert.InRange(looks, 0, InboundChannel.PackPollInterval - 1);
+        Assert.Single(ReceiveAll(pair));
+
+        (long pollsBefore, long looksBefore) = (pair.Inbound.PackWaitPolls, pair.Inbound.PackWaitLooks);
+        Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(20), default));
+        long polls = pair.Inbound.PackWaitPolls - pollsBefore;
+        Assert.True(polls >= 8, $"{polls} polls in 20 ms");
+        Assert.Equal(polls, pair.Inbound.PackWaitLooks - looksBefore);
+        SendOneway(pair, 3, 64);
+        Assert.True(pair.Inbound.RecordsMaybeReadyPaced);
     }
 
     [Fact]
     public void RecordsMaybeReadyPaced_AfterALookThatFoundMore_LooksEveryTimeUntilAPassTakesIt()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
-        SendOneway(pair, 0, 64);
-        Assert.Single(ReceiveAll(pair));
-        SendOneway(pair, 1, 64);
+        TakeAsAStream(pair, 0);
+        SendOneway(pair, 2, 64);
+        SendOneway(pair, 3, 64);
 
-        // The pass took everything: three looks are left out, the fourth reads the word and finds the new message.
+        // The pass took a stream's everything: three looks are left out, the fourth reads the word and finds more.
         int leftOut = 0;
         while (leftOut < 100 && !pair.Inbound.RecordsMaybeReadyPaced)
         {
@@ -680,12 +715,14 @@ public sealed class ChannelPackTests
             Assert.True(pair.Inbound.RecordsMaybeReadyPaced, $"look {i} after the one that found it");
         }
         Assert.True(pair.Inbound.TransactionMaybeReady);
-        Assert.Equal(1UL, Assert.Single(ReceiveAll(pair)).TransactionId);
-        // Taken: paced again, and a read finds nothing.
+        Assert.Equal([2UL, 3UL], ReceiveAll(pair).Select(record => record.TransactionId));
+        // Taken, found within a few looks (still a stream): paced, one read in four looks, and the read finds nothing.
+        long reads = pair.Inbound.PackWaitLooks;
         for (int i = 0; i < 2 * InboundChannel.PackPollInterval; i++)
         {
             Assert.False(pair.Inbound.RecordsMaybeReadyPaced);
         }
+        Assert.Equal(reads + 2, pair.Inbound.PackWaitLooks);
         Assert.False(pair.Inbound.TransactionMaybeReady);
     }
 

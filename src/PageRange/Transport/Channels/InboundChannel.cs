@@ -98,6 +98,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     private long _packWaitPolls;
     private long _packWaitLooks;
     private int _packPollsSkipped;
+    // Messages taken from packs since a pass last took everything committed (TakePackEntries): under the receive lock.
+    private int _packedSinceDrain;
+    // The receiver's repeated looks since a pass last took everything committed, and whether they are paced: set by the
+    // last read that found more, from how soon it came (ReceiveMaybeReadyPaced).
+    private int _packPollsSinceTake;
+    private bool _packPaced;
     private long _inlineReceived;
     private ulong _delivered;
     // Every pack still owed a free (InUse): the current one, and finished ones with messages not yet freed. Each pack
@@ -157,10 +163,11 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal const int ReceiveBatch = 32;
 
     /// <summary>
-    /// While a pack is current and the receiver has taken all it holds, the receiver's repeated looks for more (its
-    /// loop between waits, a wait's polls: <see cref="ReceiveMaybeReadyPaced"/>) read the pack's Committed word only
-    /// once in this many; a look that finds more is made every time until a pass takes it. The look before a park,
-    /// and a pass's own reads, are made each time.
+    /// While a pack is current, the receiver has taken all it holds, and the writer streams (the last time the receiver
+    /// found more, it came within <see cref="PackStreamPolls"/> looks), the receiver's repeated looks for more (its loop
+    /// between waits, a wait's polls: <see cref="ReceiveMaybeReadyPaced"/>) read the pack's Committed word only once in
+    /// this many; a look that finds more is made every time until a pass takes it. The look before a park, a pass's own
+    /// reads, and every look while the writer sends now and then are made each time.
     /// </summary>
     /// <remarks>
     /// The writer stores that word for every message it appends, so each read that comes between two of its stores takes
@@ -170,11 +177,19 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// with far vCPUs on the EPYC guest, 5 alternated runs: 12.2-13.2 M messages/s (median 12.5) before, 15.4-16.9 M
     /// (median 16.2) with one read in 4 looks, the floor 19-27 M (4 more pairs of the final form: 11.2-15.3 M against
     /// 10.6-12.1 M, better in 3, level in 1); every 8 was no better than 4 in an earlier trial
-    /// (benchmarks/README.md, "The oneway stream's receiver looks less often", session 2026-12-05 08:29). It delays a
-    /// message appended to the open pack while the receiver waits by at most three polls (a pause each, 20-40 ns), and a
-    /// call or reply behind the pack by as much.
+    /// (benchmarks/README.md, "The oneway stream's receiver looks less often", session 2026-12-05 08:29). Within a
+    /// stream it delays a message appended to the open pack while the receiver waits by at most three polls (a pause
+    /// each, 20-40 ns), and a call or reply behind the pack by as much; a writer that sends now and then (more than
+    /// <see cref="PackStreamPolls"/> looks apart) has its next message seen as before.
     /// </remarks>
     internal const int PackPollInterval = 4;
+
+    /// <summary>
+    /// The most looks after a take within which more must come for the receiver to pace its looks
+    /// (<see cref="PackPollInterval"/>): 64 polls, 1.3-2.6 µs at a pause each. A writer that sends less often than that
+    /// is not a stream, and its next message is seen at the first poll after it lands.
+    /// </summary>
+    internal const int PackStreamPolls = 64;
 
     /// <summary>
     /// The most messages taken from packs and not yet freed: a pack's messages are not buffers of their own, so the
@@ -1534,6 +1549,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                 _packConsumed += PackLayout.EntrySize((int)entry.Length);
                 _packEntries++;
                 _packPending++;
+                _packedSinceDrain++;
                 TransportMetrics.OnReceived(TransactionFlags.Oneway, (int)entry.Length);
                 highWaterMark = Math.Max(highWaterMark, payloadOffset + entry.Length);
             }
@@ -1549,10 +1565,14 @@ internal sealed unsafe class InboundChannel : IDisposable
             // there too.
             if (count == records.Length || (!_txRing.TryPeek(out _) && !DirectReplyArrived && !DirectCallPublished))
             {
-                if (_packConsumed == end)
+                if (_packConsumed == end && _packedSinceDrain > 0)
                 {
-                    // Everything committed taken: the receiver's next looks while nothing comes are paced (ReceiveMaybeReadyPaced).
+                    // Everything committed taken, some of it now: the receiver's next looks while nothing comes start
+                    // again (ReceiveMaybeReadyPaced: paced while the writer streams). A pass that finds nothing new
+                    // leaves them as they were.
                     _packPollsSkipped = 0;
+                    _packPollsSinceTake = 0;
+                    _packedSinceDrain = 0;
                 }
                 return false;
             }
@@ -1621,8 +1641,9 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>
     /// <see cref="ReceiveMaybeReady"/> for a look the receiver repeats while nothing comes: with a current pack whose
-    /// committed entries were all taken, its Committed word is read once in <see cref="PackPollInterval"/> looks (the
-    /// others answer no), and at every look from one that found something until a pass takes everything again.
+    /// committed entries were all taken, while the writer streams, its Committed word is read once in
+    /// <see cref="PackPollInterval"/> looks (the others answer no), and at every look from one that found something
+    /// until a pass takes everything again.
     /// </summary>
     private bool ReceiveMaybeReadyPaced
     {
@@ -1635,14 +1656,25 @@ internal sealed unsafe class InboundChannel : IDisposable
             // Plain counts, from the receiving thread in practice (the reader role's, a reading reference's): hints under
             // races, as the look itself is.
             _packWaitPolls++;
-            if (_packPollsSkipped < PackPollInterval - 1)
+            if (_packPollsSinceTake < int.MaxValue)
+            {
+                _packPollsSinceTake++;
+            }
+            if (_packPaced && _packPollsSkipped < PackPollInterval - 1)
             {
                 _packPollsSkipped++;
                 return false;
             }
             _packWaitLooks++;
             bool ready = ReceiveMaybeReady;
-            if (!ready)
+            if (ready)
+            {
+                // More came within a few looks of the last take: a stream, whose writer stores the word again and
+                // again (paced from now on). After a long wait: a writer that sends now and then, whose next message
+                // should be seen at once (unpaced).
+                _packPaced = _packPollsSinceTake <= PackStreamPolls;
+            }
+            else
             {
                 // Nothing new: the next looks are left out again. Something: every look is made until a pass takes it
                 // all (TakePackEntries starts the count again); a wait that ends ready on an exact look says so too
