@@ -695,6 +695,18 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    public void RecordsMaybeReadyPaced_ParkStrategy_ReadsAtEveryLook()
+    {
+        // A parking receiver does not poll: a look left out would only send it round its wait loop.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.Park));
+        TakeAsAStream(pair, 0);
+        SendOneway(pair, 2, 64);
+        Assert.True(pair.Inbound.RecordsMaybeReadyPaced);
+        Assert.Single(ReceiveAll(pair));
+        Assert.Equal((0, 0), (pair.Inbound.PackWaitPolls, pair.Inbound.PackWaitLooks));
+    }
+
+    [Fact]
     public void RecordsMaybeReadyPaced_AfterALookThatFoundMore_LooksEveryTimeUntilAPassTakesIt()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));

@@ -40,6 +40,17 @@ public sealed class DoorbellTests : IDisposable
         Assert.True(bell.Wait(ref ready, WaitStrategy.Park, TimeSpan.Zero, s_noBackstop, Doorbell.DeadlineAfter(TimeSpan.Zero), default));
     }
 
+    [Fact]
+    public void Wait_ParkAndAPollThatLeavesTheLookOut_ReturnsAtOnceWithoutTheParksFence()
+    {
+        // A poll may answer no without looking (PollReady); a park's first look is exact, so a ready condition never
+        // costs the park's fence (with the park barrier, a system call).
+        Doorbell bell = Doorbell.Over(_region, SequenceOffset, ParkedOffset, parkWithBarrier: true);
+        var ready = new ReadyButPollSaysNo();
+        Assert.True(bell.Wait(ref ready, WaitStrategy.Park, TimeSpan.Zero, s_noBackstop, Doorbell.DeadlineAfter(TestTimeouts.Short), default));
+        Assert.Equal((0, 0, 0), (bell.Parks, bell.ParkBarriers, bell.ParkBarrierFailures));
+    }
+
     [Theory]
     [InlineData(WaitStrategy.BusySpin)]
     [InlineData(WaitStrategy.SpinThenPark)]
@@ -170,5 +181,13 @@ public sealed class DoorbellTests : IDisposable
         public bool IsReady => Read(region, offset) == value;
 
         public bool PollReady() => IsReady;
+    }
+
+    /// <summary>Ready, but its poll leaves the look out: what a paced look answers.</summary>
+    private readonly struct ReadyButPollSaysNo : IWaitCondition
+    {
+        public bool IsReady => true;
+
+        public bool PollReady() => false;
     }
 }

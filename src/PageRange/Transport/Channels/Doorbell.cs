@@ -258,7 +258,10 @@ internal sealed unsafe class Doorbell
         ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,
         CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition =>
-        condition.PollReady() || SpinThenPark(ref condition, strategy, spinDuration, parkTimeout, deadline, cancellationToken);
+        // The first look is a poll only where polls follow it: a "no" in front of a park would cost the park's fence (a
+        // system call with the park barrier) to find what an exact look finds at once.
+        (strategy == WaitStrategy.BusySpin ? condition.PollReady() : condition.IsReady)
+        || SpinThenPark(ref condition, strategy, spinDuration, parkTimeout, deadline, cancellationToken);
 
     private bool SpinThenPark<TCondition>(
         ref TCondition condition, WaitStrategy strategy, TimeSpan spinDuration, TimeSpan parkTimeout, long deadline,

@@ -7,10 +7,10 @@ internal interface IWaitCondition
     bool IsReady { get; }
 
     /// <summary>
-    /// <see cref="IsReady"/> for a wait's first look and the looks of a loop that polls between pauses (busy-spin's,
+    /// <see cref="IsReady"/> for the looks of a loop that polls between pauses (busy-spin's, and its wait's first look;
     /// spin-then-park's first phase): it may leave out, now and then, a look that costs the peer, and answer from its own
-    /// words instead. The looks around a park, and a spin's last, are always <see cref="IsReady"/>, so nothing published
-    /// is slept through.
+    /// words instead. The looks around a park, a park's first look, and a spin's last are always <see cref="IsReady"/>,
+    /// so nothing published is slept through and no park is entered on a look left out.
     /// </summary>
     /// <returns>Whether the waiter may stop waiting (<see langword="false"/> may only mean "not looked this time").</returns>
     bool PollReady();

@@ -1649,8 +1649,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         get
         {
-            if (Volatile.Read(ref _packOffset) < 0)
+            if (Volatile.Read(ref _packOffset) < 0 || _options.WaitStrategy == WaitStrategy.Park)
             {
+                // No pack, or a receiver that does not poll (a look left out would only send it through its wait loop
+                // to the park's exact look): every look reads.
                 return ReceiveMaybeReady;
             }
             // Plain counts, from the receiving thread in practice (the reader role's, a reading reference's): hints under
