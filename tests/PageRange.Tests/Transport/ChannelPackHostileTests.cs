@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
 
 namespace PageRange.Tests.Transport;
@@ -92,6 +93,28 @@ public sealed class ChannelPackHostileTests
         Assert.True(pair.Inbound.TryReceive(out TransactionRecord second));
         Assert.Equal((0UL, 1UL), (first.TransactionId, second.TransactionId));
         WriteWord(pair, pack, (uint)s_entry64);
+        AssertViolationEveryTime(pair, "Committed");
+    }
+
+    [Fact]
+    public void WaitForTransaction_CommittedRewrittenWhileAStreamsReceiverPacesItsLooks_SeenWithinFourPollsAndAViolation()
+    {
+        // Pacing leaves reads of the word out, never its validation: a word forged backwards while the receiver waits
+        // with paced looks ends the wait at the next read, and the pass that follows refuses it.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
+        long pack = SendPacked(pair, 2);
+        var batch = new TransactionRecord[8];
+        Assert.Equal(2, pair.Inbound.TryReceiveBatch(batch));
+        // More at the first look after the take: the receiver paces its looks from now on.
+        Assert.True(pair.Outbound.TrySend(2, 3, TransactionFlags.Oneway, new byte[64]));
+        Assert.True(pair.Inbound.RecordsMaybeReadyPaced);
+        Assert.Equal(1, pair.Inbound.TryReceiveBatch(batch));
+
+        WriteWord(pair, pack, (uint)s_entry64);
+        (long polls, long looks) = (pair.Inbound.PackWaitPolls, pair.Inbound.PackWaitLooks);
+        Assert.True(pair.Inbound.WaitForTransaction(TestTimeouts.Short, default));
+        Assert.InRange(pair.Inbound.PackWaitPolls - polls, 1, InboundChannel.PackPollInterval);
+        Assert.Equal(looks + 1, pair.Inbound.PackWaitLooks);
         AssertViolationEveryTime(pair, "Committed");
     }
 
