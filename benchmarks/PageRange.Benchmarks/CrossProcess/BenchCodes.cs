@@ -11,4 +11,7 @@ internal static class BenchCodes
 
     /// <summary>Ends a serve session: the peer replies with a <see cref="StopReport"/> and goes back to its command line.</summary>
     public const uint Stop = 3;
+
+    /// <summary>A oneway echo: the peer sends the payload back as a oneway message of the same code.</summary>
+    public const uint OnewayPing = 4;
 }

@@ -76,7 +76,10 @@ internal sealed class CrossProcessHost : IDisposable
     public List<Measurement> RunAll(Action<string> progress)
     {
         var results = new List<Measurement>();
-        foreach ((Workload workload, IReadOnlyList<int> sizes) in new[] { (Workload.PingPong, _options.PingPongSizes), (Workload.Oneway, _options.OnewaySizes) })
+        foreach ((Workload workload, IReadOnlyList<int> sizes) in new[]
+        {
+            (Workload.PingPong, _options.PingPongSizes), (Workload.Oneway, _options.OnewaySizes), (Workload.OnewayEcho, _options.OnewayEchoSizes),
+        })
         {
             foreach (int size in sizes)
             {
@@ -163,14 +166,16 @@ internal sealed class CrossProcessHost : IDisposable
         long messages = 0;
         // A few unrecorded round trips wake the peer's thread and warm this transport's cache lines after the switch.
         const int PreRoll = 16;
-        if (workload == Workload.PingPong)
+        bool roundTrips = workload.IsRoundTrip();
+        bool echo = workload == Workload.OnewayEcho;
+        if (roundTrips)
         {
             for (int i = 0; i < PreRoll; i++)
             {
-                Verify(transport.RoundTrip(payload), payload, transport);
+                Verify(echo ? transport.OnewayRoundTrip(payload) : transport.RoundTrip(payload), payload, transport);
             }
         }
-        // The slice's own round trips (ping-pong), added to the measurement's after the slice's clock and CPU are read:
+        // The slice's own round trips (ping-pong, oneway echo), added to the measurement's after the slice's clock and CPU are read:
         // its p50 is the slice's, for the slice-by-slice comparison with the floor (the vCPUs' placement changes between
         // slices on these VMs). Cleared before the clock starts, and used in warm-up slices too, so that the JIT compiles
         // this code before the measured rounds.
@@ -179,13 +184,13 @@ internal sealed class CrossProcessHost : IDisposable
         var compiler = CompilerThreadsCpu.Start(Environment.ProcessId, Peer.Id);
         long start = Stopwatch.GetTimestamp();
         long deadline = start + (long)(duration.TotalSeconds * Stopwatch.Frequency);
-        if (workload == Workload.PingPong)
+        if (roundTrips)
         {
             long now;
             do
             {
                 long before = Stopwatch.GetTimestamp();
-                ulong checksum = transport.RoundTrip(payload);
+                ulong checksum = echo ? transport.OnewayRoundTrip(payload) : transport.RoundTrip(payload);
                 now = Stopwatch.GetTimestamp();
                 _slice.RecordValue(ToNanoseconds(now - before));
                 Verify(checksum, payload, transport);
@@ -207,7 +212,7 @@ internal sealed class CrossProcessHost : IDisposable
         long end = Stopwatch.GetTimestamp();
         // Without the JIT's tier-up, which belongs to the run's start, not to this slice's messages.
         TimeSpan cpu = CpuTime() - cpuBefore - compiler.Elapsed();
-        long expected = workload == Workload.PingPong ? messages + PreRoll : messages;
+        long expected = roundTrips ? messages + PreRoll : messages;
         if (report.Messages != expected || report.Bytes != expected * payload.Size
             || (workload == Workload.Oneway && report.Checksum != unchecked(payload.Checksum * (ulong)messages)))
         {
@@ -215,7 +220,7 @@ internal sealed class CrossProcessHost : IDisposable
                 $"{transport.Transport} ({transport.Mode}): the peer saw {report.Messages} messages and {report.Bytes} bytes of {expected}, or a wrong checksum.");
         }
         measurement?.Add(messages, Stopwatch.GetElapsedTime(start, end), cpu);
-        if (workload == Workload.PingPong)
+        if (roundTrips)
         {
             LongHistogram whole = measurement?.Histogram ?? _warmup;
             whole.Add(_slice);
@@ -234,7 +239,7 @@ internal sealed class CrossProcessHost : IDisposable
         }
     }
 
-    // One slice's round trips (ping-pong), reset before each slice: as the measurements' histograms, up to 10 s.
+    // One slice's round trips (ping-pong, oneway echo), reset before each slice: as the measurements' histograms, up to 10 s.
     private readonly LongHistogram _slice = new(10_000_000_000L, 3);
 
     // Where an unmeasured slice's round trips go (warm-up, JIT settling), through the same calls as a measured one's.

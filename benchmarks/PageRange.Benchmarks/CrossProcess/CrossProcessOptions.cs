@@ -57,6 +57,12 @@ internal sealed class CrossProcessOptions
         HelpName = "64,4096,...|none",
     });
 
+    private static readonly Option<int[]> s_onewayEchoSizes = OptionRules.Sizes(new Option<int[]>("--oneway-echo-sizes")
+    {
+        Description = "Message sizes of the oneway echoes (a oneway out, the peer's oneway echo back, timed as a round trip: the latency of a oneway sent now and then), in bytes; none skips them.",
+        HelpName = "64,...|none",
+    });
+
     private static readonly Option<long> s_regionSize = new("--region-size")
     {
         Description = "Bytes of each PageRange region: a page multiple from 64 KiB to 1 GiB.",
@@ -116,6 +122,9 @@ internal sealed class CrossProcessOptions
 
     public IReadOnlyList<int> OnewaySizes { get; private init; } = [64, 4 << 10, 64 << 10, 1 << 20];
 
+    /// <summary>The oneway echoes: 64 B, the size that a oneway stream packs (also with <c>--quick</c>).</summary>
+    public IReadOnlyList<int> OnewayEchoSizes { get; private init; } = [64];
+
     /// <summary>Each PageRange region: 8 MiB, so a 1 MiB oneway stream has several messages in flight (the quota is half).</summary>
     public long RegionSize { get; private init; } = 8L << 20;
 
@@ -149,7 +158,7 @@ internal sealed class CrossProcessOptions
             "Ping-pong and oneway streams between two processes over PageRange and the usual .NET transports (Unix socket, " +
             "pipes, TCP), interleaved in one run; writes results.md, results.csv and the charts.")
         {
-            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_jitSettleMs, s_transports, s_pingPongSizes, s_onewaySizes, s_regionSize, s_pinPeer, s_replyDelayUs, s_out, s_noCharts, s_dumpState,
+            s_quick, s_rounds, s_sliceMs, s_warmupMs, s_jitSettleMs, s_transports, s_pingPongSizes, s_onewaySizes, s_onewayEchoSizes, s_regionSize, s_pinPeer, s_replyDelayUs, s_out, s_noCharts, s_dumpState,
         };
         command.SetAction((parse, _) => run(Bind(parse)));
         return command;
@@ -184,6 +193,7 @@ internal sealed class CrossProcessOptions
             Transports = parse.IsGiven(s_transports) ? parse.GetValue(s_transports)! : defaults.Transports,
             PingPongSizes = parse.IsGiven(s_pingPongSizes) ? parse.GetValue(s_pingPongSizes)! : quick ? [64, 16 << 10] : defaults.PingPongSizes,
             OnewaySizes = parse.IsGiven(s_onewaySizes) ? parse.GetValue(s_onewaySizes)! : quick ? [64, 64 << 10] : defaults.OnewaySizes,
+            OnewayEchoSizes = parse.IsGiven(s_onewayEchoSizes) ? parse.GetValue(s_onewayEchoSizes)! : defaults.OnewayEchoSizes,
             RegionSize = parse.GetValue(s_regionSize),
             PinPeerToCpu = parse.GetValue(s_pinPeer),
             OutputDirectory = parse.GetValue(s_out),

@@ -12,6 +12,13 @@ internal interface IHostTransport : IDisposable
     /// <summary>Sends <paramref name="payload"/>, waits for the peer's echo, and returns the checksum of the reply (touching every byte).</summary>
     ulong RoundTrip(BenchPayload payload);
 
+    /// <summary>
+    /// Sends <paramref name="payload"/> as a oneway message, waits for the peer's oneway echo of it, and returns the
+    /// checksum of the echo. A transport without oneway messages of its own (a byte stream, the floor's rings) sends
+    /// exactly what <see cref="RoundTrip"/> sends.
+    /// </summary>
+    ulong OnewayRoundTrip(BenchPayload payload);
+
     /// <summary>Sends <paramref name="payload"/> <paramref name="count"/> times without waiting for the peer.</summary>
     /// <remarks>
     /// The loop is the transport's own, so one interface call covers a batch: a per-message interface call in the

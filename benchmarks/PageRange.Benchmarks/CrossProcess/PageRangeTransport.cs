@@ -28,6 +28,24 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
         return Checksum.Of(transaction.Payload);
     }
 
+    public ulong OnewayRoundTrip(BenchPayload payload)
+    {
+        if (messagePack)
+        {
+            connection.SendOneway(payload.Message, BenchCodes.OnewayPing);
+        }
+        else
+        {
+            connection.SendOneway(BenchCodes.OnewayPing, payload.Data);
+        }
+        using Transaction echo = connection.Receive();
+        if (echo.Code != BenchCodes.OnewayPing)
+        {
+            throw new InvalidOperationException($"Expected the peer's oneway echo, got code {echo.Code}.");
+        }
+        return messagePack ? Checksum.Of(echo.Deserialize<BenchMessage>().Data.Span) : Checksum.Of(echo.Payload);
+    }
+
     public void SendOneways(BenchPayload payload, int count)
     {
         if (messagePack)
@@ -72,7 +90,7 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
 
 /// <summary>
 /// PageRange, answering side: replies with the payload read in place (raw) or the deserialized message re-sent
-/// (MessagePack); receives one transaction per <c>Receive</c>, or (raw) hands every ready one to a handler with
+/// (MessagePack), and echoes a oneway ping the same way as a oneway message; receives one transaction per <c>Receive</c>, or (raw) hands every ready one to a handler with
 /// <c>ReceiveBatch</c>. With a <paramref name="stateFile"/>, writes the connection's state there when it is disposed (<c>--dump-state</c>).
 /// </summary>
 internal sealed class PageRangePeerTransport(PageRangeConnection connection, bool messagePack, bool receiveBatch, string? stateFile = null) : IPeerTransport
@@ -105,6 +123,17 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
                     tally.AddEcho(transaction.Length);
                     ReplyDelay.Apply();
                     transaction.Reply(transaction.Payload);
+                    break;
+                case BenchCodes.OnewayPing when messagePack:
+                    BenchMessage onewayPing = transaction.Deserialize<BenchMessage>();
+                    tally.AddEcho(onewayPing.Data.Length);
+                    ReplyDelay.Apply();
+                    connection.SendOneway(onewayPing, BenchCodes.OnewayPing);
+                    break;
+                case BenchCodes.OnewayPing:
+                    tally.AddEcho(transaction.Length);
+                    ReplyDelay.Apply();
+                    connection.SendOneway(BenchCodes.OnewayPing, transaction.Payload);
                     break;
                 case BenchCodes.Oneway when messagePack:
                     tally.Add(transaction.Deserialize<BenchMessage>().Data.Span);
@@ -148,6 +177,11 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
                     _tally.AddEcho(transaction.Length);
                     ReplyDelay.Apply();
                     transaction.Reply(transaction.Payload);
+                    break;
+                case BenchCodes.OnewayPing:
+                    _tally.AddEcho(transaction.Length);
+                    ReplyDelay.Apply();
+                    connection.SendOneway(BenchCodes.OnewayPing, transaction.Payload);
                     break;
                 case BenchCodes.Oneway:
                     _tally.Add(transaction.Payload);

@@ -20,7 +20,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
             string Ns(double value) => double.IsNaN(value) ? "" : value.ToString("F0", s_invariant);
             double floorRatio = FloorRatio(m);
             text.Append(s_invariant,
-                $"{m.Transport},{m.Mode},{(m.Workload == Workload.PingPong ? "pingpong" : "oneway")},{m.Size},{Ns(m.Percentile(50))},{Ns(m.Percentile(99))},{Ns(m.Percentile(99.9))},{Ns(m.Max)},{m.MessagesPerSecond:F0},{m.BytesPerSecond:F0},{m.CpuNanosecondsPerMessage:F0},{(double.IsNaN(floorRatio) ? "" : floorRatio.ToString("G4", s_invariant))}\n");
+                $"{m.Transport},{m.Mode},{m.Workload.CsvName()},{m.Size},{Ns(m.Percentile(50))},{Ns(m.Percentile(99))},{Ns(m.Percentile(99.9))},{Ns(m.Max)},{m.MessagesPerSecond:F0},{m.BytesPerSecond:F0},{m.CpuNanosecondsPerMessage:F0},{(double.IsNaN(floorRatio) ? "" : floorRatio.ToString("G4", s_invariant))}\n");
         }
         return text.ToString();
     }
@@ -33,7 +33,8 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
         text.Append(s_invariant, $"- Command: `{command}`\n");
         text.Append(s_invariant, $"- Run: {runDescription}\n");
         text.Append(s_invariant, $"- Load: {loadDescription}\n\n");
-        text.Append("Latencies are round trips measured by the calling process (request out, the same bytes echoed back, every byte of the reply checksummed). ");
+        text.Append("Latencies are round trips measured by the calling process (request out, the same bytes echoed back, every byte of the reply checksummed); ");
+        text.Append("a oneway echo's request and echo are both oneway messages (on a byte stream and on the floor, the same bytes as a ping-pong's). ");
         text.Append("Oneway rates count messages the receiver has checksummed, up to its final stop reply. ");
         text.Append("CPU is user + system time of both processes over the measured windows, per message (per round trip for ping-pong), without the runtime's tiered-compilation threads (the JIT's tier-up runs on for seconds into a run and would land in whichever slice it overlaps). ");
         text.Append("The floor is the same two processes busy-spinning on a bare shared-memory ring with the same copies and nothing else; ");
@@ -47,14 +48,21 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
         AppendPingPong(text);
         AppendSlicePairs(text);
         AppendOneway(text);
+        AppendRoundTrips(text, Workload.OnewayEcho, "## Oneway echo: a oneway out, the peer's oneway back\n\n");
         AppendRatios(text);
         return text.ToString();
     }
 
-    private void AppendPingPong(StringBuilder text)
+    private void AppendPingPong(StringBuilder text) => AppendRoundTrips(text, Workload.PingPong, "## Ping-pong round trip\n\n");
+
+    private void AppendRoundTrips(StringBuilder text, Workload workload, string title)
     {
-        text.Append("## Ping-pong round trip\n\n");
-        foreach (IGrouping<int, Measurement> group in results.Where(m => m.Workload == Workload.PingPong).GroupBy(m => m.Size))
+        if (!results.Any(m => m.Workload == workload))
+        {
+            return;
+        }
+        text.Append(title);
+        foreach (IGrouping<int, Measurement> group in results.Where(m => m.Workload == workload).GroupBy(m => m.Size))
         {
             text.Append(s_invariant, $"### {SizeName(group.Key)}\n\n");
             text.Append("| transport | mode | p50 µs | p99 µs | p99.9 µs | max µs | round trips/s | CPU µs per round trip | round trips | p50 ÷ floor's |\n");
@@ -141,8 +149,8 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
     {
         text.Append("## Ratios to PageRange\n\n");
         text.Append("Each cell is how many times better the PageRange variant of its row is than the baseline of its column: ");
-        text.Append("baseline p50 ÷ PageRange p50 for ping-pong, PageRange GB/s ÷ baseline GB/s for oneway. Above 1, PageRange is ahead.\n\n");
-        foreach (Workload workload in new[] { Workload.PingPong, Workload.Oneway })
+        text.Append("baseline p50 ÷ PageRange p50 for ping-pong and oneway echo, PageRange GB/s ÷ baseline GB/s for oneway. Above 1, PageRange is ahead.\n\n");
+        foreach (Workload workload in new[] { Workload.PingPong, Workload.Oneway, Workload.OnewayEcho })
         {
             List<Measurement> ofWorkload = results.Where(m => m.Workload == workload).ToList();
             string[] baselines = ofWorkload.Where(m => !m.IsPageRange && !m.IsFloor).Select(m => m.Transport).Distinct().ToArray();
@@ -150,7 +158,12 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
             {
                 continue;
             }
-            text.Append(workload == Workload.PingPong ? "### Ping-pong p50 latency\n\n" : "### Oneway throughput\n\n");
+            text.Append(workload switch
+            {
+                Workload.PingPong => "### Ping-pong p50 latency\n\n",
+                Workload.Oneway => "### Oneway throughput\n\n",
+                _ => "### Oneway echo p50 latency\n\n",
+            });
             text.Append("| size | PageRange | ").Append(string.Join(" | ", baselines)).Append(" |\n");
             text.Append("|---|---|").Append(string.Concat(baselines.Select(_ => "--:|"))).Append('\n');
             foreach (IGrouping<int, Measurement> group in ofWorkload.GroupBy(m => m.Size))
@@ -181,7 +194,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
         {
             return double.NaN;
         }
-        return m.Workload == Workload.PingPong
+        return m.Workload.IsRoundTrip()
             ? m.Percentile(50) / floor.Percentile(50)
             : floor.MessagesPerSecond / m.MessagesPerSecond;
     }
@@ -189,7 +202,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
     private string FloorCell(Measurement m) => FloorRatio(m) is var ratio && double.IsNaN(ratio) ? "" : string.Create(s_invariant, $"{ratio:G3}×");
 
     /// <summary>How many times better <paramref name="pageRange"/> is than <paramref name="baseline"/>.</summary>
-    public static double Ratio(Measurement pageRange, Measurement baseline) => pageRange.Workload == Workload.PingPong
+    public static double Ratio(Measurement pageRange, Measurement baseline) => pageRange.Workload.IsRoundTrip()
         ? baseline.Percentile(50) / pageRange.Percentile(50)
         : pageRange.BytesPerSecond / baseline.BytesPerSecond;
 

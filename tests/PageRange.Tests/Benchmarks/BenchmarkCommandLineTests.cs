@@ -11,7 +11,7 @@ public sealed class BenchmarkCommandLineTests(ITestOutputHelper output)
     private static readonly string s_benchmarks = DotnetRun.BuiltAssembly("benchmarks/PageRange.Benchmarks", "PageRange.Benchmarks.dll");
 
     [Theory]
-    [InlineData("cross-process", "--quick", "--rounds", "--slice-ms", "--warmup-ms", "--jit-settle-ms", "--transports", "--pingpong-sizes", "--oneway-sizes", "--region-size", "--pin-peer", "--reply-delay-us", "--out", "--no-charts", "--dump-state")]
+    [InlineData("cross-process", "--quick", "--rounds", "--slice-ms", "--warmup-ms", "--jit-settle-ms", "--transports", "--pingpong-sizes", "--oneway-sizes", "--oneway-echo-sizes", "--region-size", "--pin-peer", "--reply-delay-us", "--out", "--no-charts", "--dump-state")]
     [InlineData("memory", "--quick", "--out")]
     [InlineData("soak", "--duration", "--seed", "--senders", "--life", "--sample")]
     [InlineData("server", "--clients", "--size", "--warmup", "--measure", "--threads", "--out", "--quick")]

@@ -23,19 +23,25 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
         Assert.StartsWith("# machine: ", lines[0], StringComparison.Ordinal);
         Assert.Equal("transport,mode,workload,size_bytes,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,bytes_per_s,cpu_ns_per_msg,floor_ratio", lines[1]);
         string[][] rows = lines.Skip(2).Select(line => line.Split(',')).ToArray();
-        // Thirteen transports (the floor, eight PageRange variants, four baselines) times two ping-pong and two oneway sizes.
-        Assert.Equal(52, rows.Length);
+        // Thirteen transports (the floor, eight PageRange variants, four baselines) times two ping-pong sizes, two oneway
+        // sizes and one oneway echo size.
+        Assert.Equal(65, rows.Length);
         Assert.All(rows, row => Assert.True(double.Parse(row[8], CultureInfo.InvariantCulture) > 0, string.Join(',', row)));
         Assert.Contains(rows, row => row[0] == "unix-socket" && row[2] == "pingpong" && row[3] == "64");
         Assert.Contains(rows, row => row[0] == "pagerange-batch" && row[1] == "spin-then-park" && row[2] == "oneway" && row[3] == "64");
         Assert.Contains(rows, row => row[0] == "pagerange-msgpack" && row[1] == "park" && row[2] == "oneway" && row[3] == "65536");
+        // A oneway echo is timed as a round trip: a p50 for every transport, including the receivers in batches and the typed one.
+        Assert.Equal(13, rows.Count(row => row[2] == "oneway-echo" && row[3] == "64" && double.Parse(row[4], CultureInfo.InvariantCulture) > 0));
+        Assert.Contains(rows, row => row[0] == "pagerange-batch" && row[1] == "busy-spin" && row[2] == "oneway-echo");
+        Assert.Contains(rows, row => row[0] == "pagerange-msgpack" && row[1] == "park" && row[2] == "oneway-echo");
         // The floor is measured in the run, and every row carries its ratio to it (the floor's own is 1).
-        Assert.Equal(4, rows.Count(row => row[0] == "floor"));
+        Assert.Equal(5, rows.Count(row => row[0] == "floor"));
         Assert.All(rows, row => Assert.True(double.Parse(row[11], CultureInfo.InvariantCulture) > 0, string.Join(',', row)));
         Assert.All(rows.Where(row => row[0] == "floor"), row => Assert.Equal(1.0, double.Parse(row[11], CultureInfo.InvariantCulture)));
         string markdown = await File.ReadAllTextAsync(Path.Combine(_directory, "results.md"));
         Assert.Contains("## Targets (issue 6)", markdown, StringComparison.Ordinal);
         Assert.Contains("## Targets (issue 12, against this run's floor)", markdown, StringComparison.Ordinal);
+        Assert.Contains("## Oneway echo: a oneway out, the peer's oneway back", markdown, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(_directory, "roundtrip.png")));
         Assert.True(File.Exists(Path.Combine(_directory, "throughput.png")));
     }
@@ -43,7 +49,7 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task CrossProcessQuick_TransportsWithoutFloor_MeasuresTheFloorAnyway()
     {
-        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "64", "--no-charts", "--out", _directory);
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "64", "--oneway-echo-sizes", "none", "--no-charts", "--out", _directory);
 
         string[] rows = (await File.ReadAllLinesAsync(Path.Combine(_directory, "results.csv"))).Skip(2).ToArray();
         Assert.Equal(4, rows.Length);
@@ -60,7 +66,7 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
         // With JIT settling (unmeasured slices, which must not be counted) and the harness's own check that every round
         // trip of a slice is in its histogram once (the run fails otherwise).
         await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--rounds", "4", "--slice-ms", "50", "--warmup-ms", "50", "--jit-settle-ms", "500",
-            "--transports", "pagerange-raw:busy-spin", "--pingpong-sizes", "64", "--oneway-sizes", "none", "--no-charts", "--out", _directory);
+            "--transports", "pagerange-raw:busy-spin", "--pingpong-sizes", "64", "--oneway-sizes", "none", "--oneway-echo-sizes", "none", "--no-charts", "--out", _directory);
 
         string markdown = await File.ReadAllTextAsync(Path.Combine(_directory, "results.md"));
         Assert.Contains("## Round trip against the floor, slice by slice", markdown, StringComparison.Ordinal);
@@ -80,7 +86,7 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task CrossProcess_JitSettleZero_MeasuresRightAfterTheWarmup()
     {
-        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--jit-settle-ms", "0", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "none", "--no-charts", "--out", _directory);
+        await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--jit-settle-ms", "0", "--transports", "unix-socket", "--pingpong-sizes", "64", "--oneway-sizes", "none", "--oneway-echo-sizes", "none", "--no-charts", "--out", _directory);
 
         string markdown = await File.ReadAllTextAsync(Path.Combine(_directory, "results.md"));
         Assert.Contains("after a 60 ms warm-up, PageRange regions", markdown, StringComparison.Ordinal);
@@ -91,7 +97,7 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
     public async Task CrossProcess_DumpState_BothProcessesWriteTheirViewOfTheStreamsPacks()
     {
         await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(120), "cross-process", "--quick", "--jit-settle-ms", "0",
-            "--transports", "pagerange-batch:spin-then-park,unix-socket", "--pingpong-sizes", "none", "--oneway-sizes", "64", "--no-charts", "--dump-state", "--out", _directory);
+            "--transports", "pagerange-batch:spin-then-park,unix-socket", "--pingpong-sizes", "none", "--oneway-sizes", "64", "--oneway-echo-sizes", "none", "--no-charts", "--dump-state", "--out", _directory);
 
         // One file per PageRange connection and side; none for the socket or the floor.
         Assert.Equal(
