@@ -118,6 +118,44 @@ public sealed class ChannelPackHostileTests
         AssertViolationEveryTime(pair, "Committed");
     }
 
+    [Theory]
+    [InlineData(ulong.MaxValue)]
+    [InlineData((ulong)long.MaxValue)]
+    [InlineData(1UL)]
+    [InlineData(0UL)]
+    [InlineData(PackLayout.HeaderSize)]
+    public void TryReceive_ForgedNextPackHint_OnlyAFetchNotARecord_EveryMessageDeliveredInOrder(ulong hint)
+    {
+        // The hint in a sealed pack's header only says where to prefetch: whatever it says (outside the data area, in the
+        // middle of a line, at the ring's own pack, nothing), the next pack is the one its record names, and nothing is
+        // refused or skipped.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / s_entry64;
+        long full = SendPacked(pair, perPack);
+        Assert.True(pair.Outbound.TrySend((ulong)perPack, 3, TransactionFlags.Oneway, new byte[64]));
+        long next = pair.Outbound.OpenPackOffset;
+        Assert.NotEqual(full, next);
+        Assert.Equal(next, MemoryMarshal.Read<long>(PackBytes(pair, full)[PackLayout.NextPackHintOffset..]));
+        MemoryMarshal.Write(PackBytes(pair, full)[PackLayout.NextPackHintOffset..], in hint);
+
+        var ids = new List<ulong>();
+        var batch = new TransactionRecord[8];
+        int taken;
+        while ((taken = pair.Inbound.TryReceiveBatch(batch)) > 0)
+        {
+            foreach (TransactionRecord record in batch.AsSpan(0, taken))
+            {
+                ids.Add(record.TransactionId);
+                pair.Inbound.Free(record);
+            }
+        }
+        Assert.Equal(Enumerable.Range(0, perPack + 1).Select(i => (ulong)i), ids);
+        Assert.Equal(2, pair.Inbound.PacksReceived);
+        // The first pack went back whole; the second stays open.
+        pair.Outbound.DrainFrees();
+        Assert.Equal(1, pair.Outbound.LiveBuffers);
+    }
+
     [Fact]
     public void TryReceive_CommittedGrowsAfterTheSeal_Violation()
     {

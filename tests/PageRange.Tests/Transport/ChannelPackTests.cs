@@ -318,6 +318,37 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    public void TrySend_AStreamFillsAPack_ItsSealNamesTheNextPackAndOnlyThatSealDoes()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        for (int i = 0; i < s_perPack; i++)
+        {
+            SendOneway(pair, (ulong)i, 64);
+        }
+        long full = pair.Outbound.OpenPackOffset;
+        Assert.Equal(0L, NextPackHint(pair, full));
+
+        // The next message has no room: the full pack is sealed naming the pack it opens, whose first entry is written.
+        SendOneway(pair, (ulong)s_perPack, 64);
+        long next = pair.Outbound.OpenPackOffset;
+        Assert.NotEqual(full, next);
+        Assert.Equal((uint)(s_perPack * PackLayout.EntrySize(64)) | PackLayout.SealedBit,
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(pair.Outbound.Pages.GetSpan(full, 4)));
+        Assert.Equal(next, NextPackHint(pair, full));
+        Assert.Equal((uint)PackLayout.EntrySize(64), System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(pair.Outbound.Pages.GetSpan(next, 4)));
+
+        // A pack sealed by a record of another kind names none: nothing follows it at once.
+        SendOneway(pair, 1000, PackLayout.MaxPayload + 1);
+        Assert.Equal(0L, NextPackHint(pair, next));
+
+        List<TransactionRecord> received = ReceiveAll(pair);
+        Assert.Equal(Enumerable.Range(0, s_perPack + 1).Select(i => (ulong)i).Append(1000UL), received.Select(r => r.TransactionId));
+    }
+
+    private static long NextPackHint(ChannelPair pair, long pack) =>
+        System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(pair.Outbound.Pages.GetSpan(pack + PackLayout.NextPackHintOffset, sizeof(long)));
+
+    [Fact]
     public void TrySend_PacksInterleavedWithCallsLargeOnewaysAndZeroCopy_DeliveredInSendOrder()
     {
         // A region whose oneway quota allows the writer the fewest live packs (four), so the limit is reached below.

@@ -1555,6 +1555,7 @@ internal sealed unsafe class InboundChannel : IDisposable
             }
             if (sealed_)
             {
+                PrefetchNextPack();
                 FinishPack(advanced);
                 return true;
             }
@@ -1584,6 +1585,33 @@ internal sealed unsafe class InboundChannel : IDisposable
                 return PackViolation(count, $"a later record (on the ring or in the direct lines) is published while it is not sealed (Committed 0x{again:x8})");
             }
             // Sealed now, perhaps with more entries: validate and take them as any.
+        }
+    }
+
+    /// <summary>
+    /// Asks for the first lines of the pack the sealed current one names (<see cref="PackLayout.NextPackHintOffset"/>): the
+    /// writer wrote them before the seal, and without the hint they would come one after the other behind the ring's
+    /// tail and the next record (each a line the other core wrote just before). A hint only: nothing is read from the
+    /// next pack here, and its record is validated as any when the pass reaches it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void PrefetchNextPack()
+    {
+        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            return;
+        }
+        // SAFETY: the current pack's record was validated (its header line lies inside the mapped data area, which stays
+        // mapped while we hold the receive lock). The peer may write the hint at any time: loaded once into a local.
+        ulong next = Volatile.Read(ref *(ulong*)(_data + _packOffset + PackLayout.NextPackHintOffset));
+        // Clamped into the data area (a prefetch never faults, but a forged hint should not even fetch outside it).
+        if (next != 0 && next <= (ulong)(_layout.DataSize - PackLayout.NextPackPrefetchBytes))
+        {
+            for (int line = 0; line < PackLayout.NextPackPrefetchBytes; line += 64)
+            {
+                // SAFETY: inside the data area (checked above); a prefetch reads nothing into the program.
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_data + next + line);
+            }
         }
     }
 

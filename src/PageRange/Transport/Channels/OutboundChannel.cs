@@ -790,9 +790,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         // Sealed because a stream filled it (not by a record of another kind, or an idle writer): it may rest once freed.
         MarkOpenPackFullUnsynchronized();
-        SealPackUnsynchronized();
+        // The next pack is reserved and written before the full one is sealed, so the seal can name it (NextPack): a
+        // receiver that sees the seal fetches the new pack's first lines at once, and they are written by then (our
+        // stores become visible in order). The reservation's drain still runs with the full pack open, as the seal's
+        // does, so a free naming it is still caught as forged.
         if (!TryReserveUnsynchronized(PackLayout.Capacity, oneway: true, clearOnFree: false, out long offset, allowSlab: false))
         {
+            SealPackUnsynchronized();
             return false;
         }
         Span<byte> pack = _pages.GetSpan(offset, PackLayout.Capacity);
@@ -808,6 +812,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         pack[..PackLayout.HeaderSize].Clear();
         WriteEntry(packBase + PackLayout.HeaderSize, transactionId, code, payload);
         *(uint*)packBase = (uint)entrySize;
+        SealPackUnsynchronized(nextPack: offset);
         InPlaceStores<TransactionRecordLayout> stores = default;
         PublishUnsynchronized(
             ref stores, offset, PackLayout.Capacity, 0, 0, (TransactionFlags)((uint)TransactionFlags.Oneway | PackLayout.RecordFlag), default, countSent: false);
@@ -1023,7 +1028,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     }
 
     /// <summary>Seals the open pack, if any: no more entries; the next small oneway opens a new one.</summary>
-    private void SealPackUnsynchronized()
+    /// <param name="nextPack">The pack opened next, already written and not yet published, named in the sealed one's
+    /// header as a hint (<see cref="PackLayout.NextPackHintOffset"/>); -1 when none follows at once.</param>
+    private void SealPackUnsynchronized(long nextPack = -1)
     {
         if (_packOffset < 0)
         {
@@ -1033,6 +1040,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
         // frees a pack only once it saw the seal. Drained now (once per pack), a forged one is caught here; after the
         // seal the writer could not tell it from an honest one.
         DrainFreesUnsynchronized();
+        if (nextPack >= 0)
+        {
+            // A plain store on the seal's line: the release below publishes it with the seal.
+            // SAFETY: as below: the open pack is Used, live and mapped while we hold the lock; 8 bytes inside its header line.
+            *(long*)(_packBase + PackLayout.NextPackHintOffset) = nextPack;
+        }
         // Release: every entry is visible before the seal. Before any later record is published (the caller's), so
         // a receiver that sees that record sees the seal.
         // SAFETY: as in TrySendPackedUnsynchronized: the open pack is Used, live and mapped while we hold the lock.

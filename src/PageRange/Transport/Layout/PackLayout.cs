@@ -11,7 +11,10 @@ namespace PageRange.Transport;
 /// <code>
 /// pack buffer (BufferOffset of its record, Length = capacity; written only by the writer):
 ///   0 Committed u32   bytes of entries written so far (a multiple of 8); top bit = Sealed: no more entries will come
-///   4 .. 63           zero (the header has its own line: the writer stores Committed once per entry)
+///   4                 zero
+///   8 NextPack u64    a hint, written before the seal of a pack that a stream filled: the offset of the pack the writer
+///                     opens next (its first entry already written), else zero; the receiver only prefetches there
+///  16 .. 63           zero (the header has its own line: the writer stores Committed once per entry)
 ///  64 entry 0: 0 Length u32 | 4 Code u32 | 8 TransactionId u64 | 16 payload (Length bytes), padded to 8 bytes
 ///     entry 1 ...     up to 64 + Committed
 ///
@@ -33,6 +36,21 @@ internal static class PackLayout
 
     /// <summary>The header line before the first entry.</summary>
     internal const int HeaderSize = 64;
+
+    /// <summary>
+    /// Where the header holds the NextPack hint (see the layout above): a sealed pack names the next one, so the receiver
+    /// that sees the seal asks for the next pack's first lines at once, beside the ring's tail and the record it reads
+    /// next, instead of one after the other.
+    /// </summary>
+    /// <remarks>
+    /// Only ever an address to prefetch: never validated as a record is, never read through, so a forged one costs the
+    /// receiver nothing but a wasted fetch (a prefetch never faults, and the receiver clamps it into the data area).
+    /// The pack that follows is still published by its record, which the receiver validates as before.
+    /// </remarks>
+    internal const int NextPackHintOffset = 8;
+
+    /// <summary>The lines of the next pack the receiver prefetches from the hint: the header and the first entry's two.</summary>
+    internal const int NextPackPrefetchBytes = 192;
 
     /// <summary>Length, code and id before each entry's payload.</summary>
     internal const int EntryHeaderSize = 16;
