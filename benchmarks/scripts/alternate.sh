@@ -18,8 +18,8 @@ workload=$2
 shift 2
 out_root=${ALTERNATE_OUT:-alternate-out}
 case "$workload" in
-    rtt) args=(--transports floor,pagerange-raw:busy-spin --pingpong-sizes 64 --oneway-sizes none); row=pagerange-raw; column=4 ;;
-    oneway) args=(--transports floor,pagerange-batch:busy-spin --pingpong-sizes none --oneway-sizes 64); row=pagerange-batch; column=4 ;;
+    rtt) args=(--transports floor,pagerange-raw:busy-spin --pingpong-sizes 64 --oneway-sizes none --oneway-echo-sizes none); row=pagerange-raw; column=4 ;;
+    oneway) args=(--transports floor,pagerange-batch:busy-spin --pingpong-sizes none --oneway-sizes 64 --oneway-echo-sizes none); row=pagerange-batch; column=4 ;;
     probe) ;;
     *) echo "unknown workload '$workload' (rtt, oneway or probe)" >&2; exit 2 ;;
 esac

@@ -16,7 +16,7 @@ command -v strace >/dev/null || { echo "strace is not installed (apt-get install
 [ -x "$exe" ] || dotnet build "$root/benchmarks/PageRange.Benchmarks" -c Release >/dev/null
 out=$(mktemp -d)
 slice_ms=$(( (window + 4) * 1000 ))
-"$exe" cross-process --transports "$transport" --pingpong-sizes none --oneway-sizes "$size" --rounds 1 \
+"$exe" cross-process --transports "$transport" --pingpong-sizes none --oneway-sizes "$size" --oneway-echo-sizes none --rounds 1 \
     --warmup-ms 500 --slice-ms "$slice_ms" --no-charts --out "$out" > "$out/run.log" 2>&1 &
 host=$!
 # Wait for the stream to start, then a little more for it to settle.

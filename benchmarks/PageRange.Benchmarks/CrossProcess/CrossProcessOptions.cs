@@ -155,7 +155,7 @@ internal sealed class CrossProcessOptions
     public static Command CreateCommand(Func<CrossProcessOptions, Task<int>> run)
     {
         var command = new Command(CommandName,
-            "Ping-pong and oneway streams between two processes over PageRange and the usual .NET transports (Unix socket, " +
+            "Ping-pong, oneway streams and oneway echoes between two processes over PageRange and the usual .NET transports (Unix socket, " +
             "pipes, TCP), interleaved in one run; writes results.md, results.csv and the charts.")
         {
             s_quick, s_rounds, s_sliceMs, s_warmupMs, s_jitSettleMs, s_transports, s_pingPongSizes, s_onewaySizes, s_onewayEchoSizes, s_regionSize, s_pinPeer, s_replyDelayUs, s_out, s_noCharts, s_dumpState,

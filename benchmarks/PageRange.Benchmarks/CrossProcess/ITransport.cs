@@ -1,6 +1,6 @@
 namespace PageRange.Benchmarks.CrossProcess;
 
-/// <summary>The measuring side of one transport: the same three operations for every transport, so the workloads are identical.</summary>
+/// <summary>The measuring side of one transport: the same four operations for every transport, so the workloads are identical.</summary>
 internal interface IHostTransport : IDisposable
 {
     /// <summary>The transport, as the CSV names it: <c>pagerange-raw</c>, <c>unix-socket</c>, ...</summary>

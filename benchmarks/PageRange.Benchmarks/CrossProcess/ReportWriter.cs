@@ -36,7 +36,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
         text.Append("Latencies are round trips measured by the calling process (request out, the same bytes echoed back, every byte of the reply checksummed); ");
         text.Append("a oneway echo's request and echo are both oneway messages (on a byte stream and on the floor, the same bytes as a ping-pong's). ");
         text.Append("Oneway rates count messages the receiver has checksummed, up to its final stop reply. ");
-        text.Append("CPU is user + system time of both processes over the measured windows, per message (per round trip for ping-pong), without the runtime's tiered-compilation threads (the JIT's tier-up runs on for seconds into a run and would land in whichever slice it overlaps). ");
+        text.Append("CPU is user + system time of both processes over the measured windows, per message (per round trip for ping-pong and oneway echo), without the runtime's tiered-compilation threads (the JIT's tier-up runs on for seconds into a run and would land in whichever slice it overlaps). ");
         text.Append("The floor is the same two processes busy-spinning on a bare shared-memory ring with the same copies and nothing else; ");
         text.Append("the last column of each table is how many times the floor of the same run a transport is (1.0× is what this machine can do at that moment).\n\n");
         foreach (string chart in charts)

@@ -118,24 +118,32 @@ public sealed class ChannelPackHostileTests
         AssertViolationEveryTime(pair, "Committed");
     }
 
+    /// <summary>A forged hint, as an offset from the data area's end when <paramref name="fromEnd"/> (a boundary case).</summary>
     [Theory]
-    [InlineData(ulong.MaxValue)]
-    [InlineData((ulong)long.MaxValue)]
-    [InlineData(1UL)]
-    [InlineData(0UL)]
-    [InlineData(PackLayout.HeaderSize)]
-    public void TryReceive_ForgedNextPackHint_OnlyAFetchNotARecord_EveryMessageDeliveredInOrder(ulong hint)
+    [InlineData(ulong.MaxValue, false, 0, 1)]
+    [InlineData((ulong)long.MaxValue, false, 0, 1)]
+    [InlineData(0x8000_0000_0000_0001UL, false, 0, 1)]
+    [InlineData(1UL, false, 1, 0)]
+    [InlineData(0UL, false, 0, 0)]
+    [InlineData((ulong)PackLayout.HeaderSize, false, 0, 1)]
+    [InlineData((ulong)PackLayout.NextPackPrefetchBytes - 1, true, 1, 0)]
+    [InlineData((ulong)PackLayout.NextPackPrefetchBytes - 9, true, 0, 1)]
+    public void TryReceive_ForgedNextPackHint_OnlyAFetchInsideTheDataArea_EveryMessageDeliveredInOrder(ulong hint, bool fromEnd, long prefetched, long refused)
     {
-        // The hint in a sealed pack's header only says where to prefetch: whatever it says (outside the data area, in the
-        // middle of a line, at the ring's own pack, nothing), the next pack is the one its record names, and nothing is
-        // refused or skipped.
+        // The hint in a sealed pack's header only says where to prefetch: whatever it says (outside the data area, past
+        // its last three lines, without the low bit, nothing), the next pack is the one its record names, nothing is
+        // refused or skipped, and a hint that names nothing inside the data area is not even fetched.
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / s_entry64;
         long full = SendPacked(pair, perPack);
         Assert.True(pair.Outbound.TrySend((ulong)perPack, 3, TransactionFlags.Oneway, new byte[64]));
         long next = pair.Outbound.OpenPackOffset;
         Assert.NotEqual(full, next);
-        Assert.Equal(next, MemoryMarshal.Read<long>(PackBytes(pair, full)[PackLayout.NextPackHintOffset..]));
+        Assert.Equal(PackLayout.NextPackHint(next), MemoryMarshal.Read<ulong>(PackBytes(pair, full)[PackLayout.NextPackHintOffset..]));
+        if (fromEnd)
+        {
+            hint = (ulong)pair.Outbound.Pages.ByteCount - hint;
+        }
         MemoryMarshal.Write(PackBytes(pair, full)[PackLayout.NextPackHintOffset..], in hint);
 
         var ids = new List<ulong>();
@@ -151,6 +159,10 @@ public sealed class ChannelPackHostileTests
         }
         Assert.Equal(Enumerable.Range(0, perPack + 1).Select(i => (ulong)i), ids);
         Assert.Equal(2, pair.Inbound.PacksReceived);
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            Assert.Equal((prefetched, refused), (pair.Inbound.NextPackPrefetches, pair.Inbound.NextPackHintsRefused));
+        }
         // The first pack went back whole; the second stays open.
         pair.Outbound.DrainFrees();
         Assert.Equal(1, pair.Outbound.LiveBuffers);
@@ -270,6 +282,25 @@ public sealed class ChannelPackHostileTests
         peer.PublishFree((ulong)(pack + within));
         ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Outbound.DrainFrees());
         Assert.Contains("still open", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TrySend_ReceiverFreesAFullPackBeforeItsSeal_TheNextPacksReservationCatchesItAndNothingStaysReserved()
+    {
+        // The writer reserves the next pack before it seals the full one: the reservation's drain runs with the full pack
+        // still open, so a free naming it is refused there, and the new reservation is not left behind.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        var peer = new RawReceiverPeer(pair);
+        int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / s_entry64;
+        long full = SendPacked(pair, perPack);
+        int allocated = pair.Outbound.Allocator.GetStats().AllocatedBuffers;
+        peer.AdvanceTxHead(1);
+        peer.PublishFree((ulong)full);
+
+        ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(
+            () => pair.Outbound.TrySend((ulong)perPack, 3, TransactionFlags.Oneway, new byte[64]));
+        Assert.Contains("still open", error.Message, StringComparison.Ordinal);
+        Assert.Equal(allocated, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
     }
 
     [Fact]

@@ -326,7 +326,7 @@ public sealed class ChannelPackTests
             SendOneway(pair, (ulong)i, 64);
         }
         long full = pair.Outbound.OpenPackOffset;
-        Assert.Equal(0L, NextPackHint(pair, full));
+        Assert.Equal(0UL, NextPackHint(pair, full));
 
         // The next message has no room: the full pack is sealed naming the pack it opens, whose first entry is written.
         SendOneway(pair, (ulong)s_perPack, 64);
@@ -334,19 +334,45 @@ public sealed class ChannelPackTests
         Assert.NotEqual(full, next);
         Assert.Equal((uint)(s_perPack * PackLayout.EntrySize(64)) | PackLayout.SealedBit,
             System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(pair.Outbound.Pages.GetSpan(full, 4)));
-        Assert.Equal(next, NextPackHint(pair, full));
+        Assert.Equal(PackLayout.NextPackHint(next), NextPackHint(pair, full));
         Assert.Equal((uint)PackLayout.EntrySize(64), System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(pair.Outbound.Pages.GetSpan(next, 4)));
 
         // A pack sealed by a record of another kind names none: nothing follows it at once.
         SendOneway(pair, 1000, PackLayout.MaxPayload + 1);
-        Assert.Equal(0L, NextPackHint(pair, next));
+        Assert.Equal(0UL, NextPackHint(pair, next));
 
         List<TransactionRecord> received = ReceiveAll(pair);
         Assert.Equal(Enumerable.Range(0, s_perPack + 1).Select(i => (ulong)i).Append(1000UL), received.Select(r => r.TransactionId));
+        // The receiver prefetched at the first seal only: the second named nothing.
+        Assert.Equal((1L, 0L), (pair.Inbound.NextPackPrefetches, pair.Inbound.NextPackHintsRefused));
     }
 
-    private static long NextPackHint(ChannelPair pair, long pack) =>
-        System.Buffers.Binary.BinaryPrimitives.ReadInt64LittleEndian(pair.Outbound.Pages.GetSpan(pack + PackLayout.NextPackHintOffset, sizeof(long)));
+    [Fact]
+    public void TrySend_AStreamFillsAPackWithTheRegionFull_ThePackIsSealedNamingNothingAndNothingStaysReserved()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        // All of the oneway quota but one pack's room, in one message the receiver has not taken: one pack fits, a second
+        // does not.
+        int size = checked((int)(pair.Outbound.MaxOnewayMessageSize - PackLayout.Capacity - 8));
+        Assert.True(pair.Outbound.TrySend(5000, 1, TransactionFlags.Oneway, new byte[size]));
+        for (int i = 0; i < s_perPack; i++)
+        {
+            SendOneway(pair, (ulong)i, 64);
+        }
+        long full = pair.Outbound.OpenPackOffset;
+        Assert.True(full >= 0);
+        int allocated = pair.Outbound.Allocator.GetStats().AllocatedBuffers;
+
+        Assert.False(pair.Outbound.TrySend((ulong)s_perPack, 3, TransactionFlags.Oneway, new byte[64]));
+        Assert.Equal(-1, pair.Outbound.OpenPackOffset);
+        Assert.Equal((uint)PackLayout.SealedBit,
+            System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(pair.Outbound.Pages.GetSpan(full, 4)) & PackLayout.SealedBit);
+        Assert.Equal(0UL, NextPackHint(pair, full));
+        Assert.Equal(allocated, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+    }
+
+    private static ulong NextPackHint(ChannelPair pair, long pack) =>
+        System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(pair.Outbound.Pages.GetSpan(pack + PackLayout.NextPackHintOffset, sizeof(ulong)));
 
     [Fact]
     public void TrySend_PacksInterleavedWithCallsLargeOnewaysAndZeroCopy_DeliveredInSendOrder()

@@ -92,6 +92,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     private long _packsReceived;
     // Loads of a pack's Committed word (TakePackEntries): under the receive lock.
     private long _packLooks;
+    // Seals whose NextPack hint was prefetched, and seals with a hint that was not (outside the data area): under the
+    // receive lock.
+    private long _nextPackPrefetches;
+    private long _nextPackHintsRefused;
     // The receiver's paced looks while a pack was current, the reads of its Committed word among them, and the looks left
     // out since the last read that found nothing (ReceiveMaybeReadyPaced; set back to 0 by a pass that took everything, to
     // "read next time" by a wait that ended ready).
@@ -267,6 +271,12 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>Packs taken off the ring so far.</summary>
     internal long PacksReceived => Interlocked.Read(ref _packsReceived);
+
+    /// <summary>Sealed packs whose NextPack hint the receiver prefetched (<see cref="PackLayout.NextPackHintOffset"/>).</summary>
+    internal long NextPackPrefetches => Volatile.Read(ref _nextPackPrefetches);
+
+    /// <summary>Sealed packs with a NextPack hint that named nothing inside the data area, so nothing was prefetched.</summary>
+    internal long NextPackHintsRefused => Volatile.Read(ref _nextPackHintsRefused);
 
     /// <summary>The receiver's paced looks while a pack was current (<see cref="ReceiveMaybeReadyPaced"/>; a hint under races).</summary>
     internal long PackWaitPolls => Volatile.Read(ref _packWaitPolls);
@@ -1374,7 +1384,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                 $"  ring slots taken: {_txRing.Head} ({InlineReceived} transactions with their payload inline), frees published: {Freed} (held for a batch: {UnpublishedFrees})\n" +
                 $"  direct lines: {DirectRepliesReceived} replies taken (expecting call {ExpectedDirectReply}), {DirectCallsReceived} calls taken\n" +
                 $"  packs of small oneways: {PacksReceived} taken, {Volatile.Read(ref _packedTaken)} messages from them in {Volatile.Read(ref _packLooks)} looks at a Committed word, {PackedLiveAtMost} not yet freed; " +
-                $"paced looks at it {Volatile.Read(ref _packWaitLooks)} of {Volatile.Read(ref _packWaitPolls)}\n" +
+                $"paced looks at it {Volatile.Read(ref _packWaitLooks)} of {Volatile.Read(ref _packWaitPolls)}; next packs prefetched at the seal {NextPackPrefetches} ({NextPackHintsRefused} hints refused)\n" +
                 $"  ring positions: tx head {_txRing.Head} (ours) tail {shared.TxTail} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
@@ -1603,16 +1613,25 @@ internal sealed unsafe class InboundChannel : IDisposable
         }
         // SAFETY: the current pack's record was validated (its header line lies inside the mapped data area, which stays
         // mapped while we hold the receive lock). The peer may write the hint at any time: loaded once into a local.
-        ulong next = Volatile.Read(ref *(ulong*)(_data + _packOffset + PackLayout.NextPackHintOffset));
-        // Clamped into the data area (a prefetch never faults, but a forged hint should not even fetch outside it).
-        if (next != 0 && next <= (ulong)(_layout.DataSize - PackLayout.NextPackPrefetchBytes))
+        ulong hint = Volatile.Read(ref *(ulong*)(_data + _packOffset + PackLayout.NextPackHintOffset));
+        if (hint == 0)
         {
-            for (int line = 0; line < PackLayout.NextPackPrefetchBytes; line += 64)
-            {
-                // SAFETY: inside the data area (checked above); a prefetch reads nothing into the program.
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_data + next + line);
-            }
+            // None: sealed by another record, an idle writer, or with no room for a next pack.
+            return;
         }
+        ulong next = hint & ~7UL;
+        // Clamped into the data area (a prefetch never faults, but a forged hint should not even fetch outside it).
+        if ((hint & 1) == 0 || next > (ulong)(_layout.DataSize - PackLayout.NextPackPrefetchBytes))
+        {
+            _nextPackHintsRefused++;
+            return;
+        }
+        for (int line = 0; line < PackLayout.NextPackPrefetchBytes; line += 64)
+        {
+            // SAFETY: inside the data area (checked above); a prefetch reads nothing into the program.
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(_data + next + (uint)line);
+        }
+        _nextPackPrefetches++;
     }
 
     /// <summary>A bad pack word or entry: throws if nothing is in the batch yet, else ends the batch (the next call throws).</summary>

@@ -788,13 +788,26 @@ internal sealed unsafe class OutboundChannel : IDisposable
             AppendToOpenPackUnsynchronized(transactionId, code, payload);
             return true;
         }
+        long offset;
         // Sealed because a stream filled it (not by a record of another kind, or an idle writer): it may rest once freed.
         MarkOpenPackFullUnsynchronized();
         // The next pack is reserved and written before the full one is sealed, so the seal can name it (NextPack): a
         // receiver that sees the seal fetches the new pack's first lines at once, and they are written by then (our
         // stores become visible in order). The reservation's drain still runs with the full pack open, as the seal's
         // does, so a free naming it is still caught as forged.
-        if (!TryReserveUnsynchronized(PackLayout.Capacity, oneway: true, clearOnFree: false, out long offset, allowSlab: false))
+        bool reserved;
+        try
+        {
+            reserved = TryReserveUnsynchronized(PackLayout.Capacity, oneway: true, clearOnFree: false, out offset, allowSlab: false);
+        }
+        catch
+        {
+            // Pages that could not be backed, or a violation the drain found: the full pack is sealed all the same, as
+            // it was before the reservation moved ahead of the seal, so the receiver can finish it and free it.
+            SealPackUnsynchronized();
+            throw;
+        }
+        if (!reserved)
         {
             SealPackUnsynchronized();
             return false;
@@ -812,7 +825,16 @@ internal sealed unsafe class OutboundChannel : IDisposable
         pack[..PackLayout.HeaderSize].Clear();
         WriteEntry(packBase + PackLayout.HeaderSize, transactionId, code, payload);
         *(uint*)packBase = (uint)entrySize;
-        SealPackUnsynchronized(nextPack: offset);
+        try
+        {
+            SealPackUnsynchronized(nextPack: offset);
+        }
+        catch
+        {
+            // A violation the seal's drain found: the new pack was never published; give its reservation back.
+            AbortUnsynchronized(offset);
+            throw;
+        }
         InPlaceStores<TransactionRecordLayout> stores = default;
         PublishUnsynchronized(
             ref stores, offset, PackLayout.Capacity, 0, 0, (TransactionFlags)((uint)TransactionFlags.Oneway | PackLayout.RecordFlag), default, countSent: false);
@@ -1044,7 +1066,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             // A plain store on the seal's line: the release below publishes it with the seal.
             // SAFETY: as below: the open pack is Used, live and mapped while we hold the lock; 8 bytes inside its header line.
-            *(long*)(_packBase + PackLayout.NextPackHintOffset) = nextPack;
+            *(ulong*)(_packBase + PackLayout.NextPackHintOffset) = PackLayout.NextPackHint(nextPack);
         }
         // Release: every entry is visible before the seal. Before any later record is published (the caller's), so
         // a receiver that sees that record sees the seal.

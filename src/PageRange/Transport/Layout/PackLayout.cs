@@ -13,7 +13,8 @@ namespace PageRange.Transport;
 ///   0 Committed u32   bytes of entries written so far (a multiple of 8); top bit = Sealed: no more entries will come
 ///   4                 zero
 ///   8 NextPack u64    a hint, written before the seal of a pack that a stream filled: the offset of the pack the writer
-///                     opens next (its first entry already written), else zero; the receiver only prefetches there
+///                     opens next (its first entry already written) with the low bit set (<see cref="NextPackHint"/>),
+///                     else zero (another seal, or no room for a next pack); the receiver only prefetches there
 ///  16 .. 63           zero (the header has its own line: the writer stores Committed once per entry)
 ///  64 entry 0: 0 Length u32 | 4 Code u32 | 8 TransactionId u64 | 16 payload (Length bytes), padded to 8 bytes
 ///     entry 1 ...     up to 64 + Committed
@@ -49,7 +50,16 @@ internal static class PackLayout
     /// </remarks>
     internal const int NextPackHintOffset = 8;
 
-    /// <summary>The lines of the next pack the receiver prefetches from the hint: the header and the first entry's two.</summary>
+    /// <summary>
+    /// The NextPack hint for a pack at <paramref name="offset"/>: the offset with its low bit set (packs are 8-aligned), so
+    /// a pack at offset 0 is named too and zero stays "none".
+    /// </summary>
+    internal static ulong NextPackHint(long offset) => (ulong)offset | 1;
+
+    /// <summary>
+    /// The bytes of the next pack the receiver prefetches from the hint, three lines: the header and the first entry's
+    /// (two lines for a payload of up to 112 bytes; a larger one's rest comes when it is read).
+    /// </summary>
     internal const int NextPackPrefetchBytes = 192;
 
     /// <summary>Length, code and id before each entry's payload.</summary>
