@@ -110,12 +110,33 @@ public sealed class ChannelPackTests
         return offsets;
     }
 
+    [Theory]
+    [InlineData(true, PackLayout.MaxRestingPacks)]
+    [InlineData(false, 0)]
+    [InlineData(null, -1)]
+    public void MaxRestingPacks_OnOffOrThisMachinesRule(bool? rest, int expected)
+    {
+        // Off, a freed pack goes straight back to the allocator (faster on the AMD EPYC guest); on, it stays reserved while
+        // newer ones come to rest (faster on the Xeon guest); by default the machine's rule decides
+        // (PackLayout.PacksRestOnThisMachine).
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: rest));
+        Assert.Equal(expected >= 0 ? expected : PackLayout.PacksRestOnThisMachine ? PackLayout.MaxRestingPacks : 0, pair.Outbound.MaxRestingPacks);
+        if (rest == false)
+        {
+            ulong id = 0;
+            StreamPacks(pair, ref id, rounds: 8);
+            // Every freed pack went straight back: only the open one is reserved.
+            Assert.Equal(0, pair.Outbound.RestingPacks);
+            Assert.Equal(1, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+        }
+    }
+
     [Fact]
     public void Free_PacksRestBeforeTheAllocatorGetsThemBack_AStreamRotatesThroughManyBuffers()
     {
         // The allocator places a pack in the smallest free range: without the rest, a stream whose receiver keeps up
         // reuses one or two buffers whose lines are still in the other core's cache (see PackLayout.RestingPacksFor).
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
         Assert.Equal(PackLayout.MaxRestingPacks, pair.Outbound.MaxRestingPacks);
         ulong id = 0;
         HashSet<long> offsets = StreamPacks(pair, ref id, rounds: 3 * PackLayout.MaxRestingPacks);
@@ -145,7 +166,7 @@ public sealed class ChannelPackTests
     {
         // A hostile receiver frees a pack again while it rests. Honoured, the buffer would go back to the allocator while
         // still in the rest, and the rest's end would free the buffer placed there since (here: the next pack).
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
         ulong id = 0;
         StreamPacks(pair, ref id, rounds: 2);
         Assert.Equal(1, pair.Outbound.RestingPacks);
@@ -181,7 +202,7 @@ public sealed class ChannelPackTests
     {
         // From the review: honoured, the second free let the allocator place a later pack at the resting offset, and
         // the rest's end then freed that live pack.
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
         ulong id = 0;
         StreamPacks(pair, ref id, rounds: 2);
         long resting = PacksOffsets(pair).Single();
@@ -204,7 +225,7 @@ public sealed class ChannelPackTests
     {
         // The delivery rule for a pack that would rest: a stream filled it (the next message opened another), and the
         // receiver frees it before it took its record.
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
         SendOneway(pair, 0, 64);
         long full = pair.Outbound.OpenPackOffset;
         for (ulong i = 1; i <= (ulong)s_perPack; i++)
@@ -240,7 +261,7 @@ public sealed class ChannelPackTests
     [Fact]
     public void TrySend_RegionFullButForRestingPacks_TheyGoBackAndTheMessageFits()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
         ulong id = 0;
         StreamPacks(pair, ref id, rounds: 2 * PackLayout.MaxRestingPacks);
         Assert.Equal(PackLayout.MaxRestingPacks, pair.Outbound.RestingPacks);
@@ -258,7 +279,7 @@ public sealed class ChannelPackTests
     {
         // Binder's delivery rule holds for a resting pack as for any buffer: a free of a pack whose record the receiver
         // has not taken is ignored, so the pack stays live and reserved, and is not counted freed.
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600));
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
         SendOneway(pair, 0, 64);
         long pack = pair.Outbound.OpenPackOffset;
         // A call seals the pack; nothing has been received yet.

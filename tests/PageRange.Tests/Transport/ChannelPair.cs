@@ -33,9 +33,10 @@ internal sealed class ChannelPair : IDisposable
     /// <param name="inline">Whether small calls and replies carry their payload inline in the ring (off: the channel's default).</param>
     internal static ChannelOptions SmallOptions(
         int pages = 64, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, bool pack = true, TimeSpan? packWait = null,
-        bool inline = false) => new()
+        bool inline = false, bool? rest = null) => new()
     {
         PackSmallOneways = pack,
+        RestFullPacks = rest,
         InlineSmallPayloads = inline,
         PackWait = packWait ?? ChannelOptions.Default.PackWait,
         RegionSize = (long)pages * SharedRegion.PageSize,

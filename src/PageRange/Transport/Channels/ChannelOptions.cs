@@ -50,6 +50,13 @@ internal sealed class ChannelOptions
     internal bool PackSmallOneways { get; init; } = true;
 
     /// <summary>
+    /// Whether packs a stream filled rest after their free before the allocator gets them back
+    /// (<see cref="PackLayout.RestingPacksFor"/>): <see langword="null"/> (the default) takes this machine's rule
+    /// (<see cref="PackLayout.PacksRestOnThisMachine"/>); tests of the rest turn it on explicitly.
+    /// </summary>
+    internal bool? RestFullPacks { get; init; }
+
+    /// <summary>
     /// Carry a small call, reply or error reply (no metadata, not clear-on-free, at most <see cref="InlineLayout.MaxPayload"/>
     /// bytes) in the transaction ring's slots after its record instead of in a buffer (see <see cref="InlineLayout"/>).
     /// A writer-side choice (every receiver of this protocol version reads them); off by default for the channel's own

@@ -187,7 +187,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
             _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
             _packing = _maxLivePacks > 0;
-            _maxRestingPacks = PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks);
+            _maxRestingPacks = options.RestFullPacks ?? PackLayout.PacksRestOnThisMachine
+                ? PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks)
+                : 0;
             // A stream's packs, live and resting, each an extent with (at worst) a free range beside it, and room for the
             // rest of the traffic: grown here, not on a stream's sends once it has run long enough to rotate.
             _allocator.EnsurePoolCapacity(2 * (_maxLivePacks + _maxRestingPacks) + 64);

@@ -121,6 +121,31 @@ internal static class PackLayout
     internal static int RestingPacksFor(long onewayQuota, int livePacks) =>
         livePacks == 0 ? 0 : (int)Math.Clamp(onewayQuota / (4L * Capacity) - livePacks, 0, MaxRestingPacks);
 
+    /// <summary>
+    /// Whether a stream's full packs rest after their free on this machine (<see cref="RestingPacksFor"/>): on every
+    /// processor but AMD's, where a freed pack goes straight back to the allocator.
+    /// </summary>
+    /// <remarks>
+    /// Measured on one machine of each, and they disagree. The Xeon model 207 guest: 64 B stream 23.4-26.1 M messages/s
+    /// with packs resting against 16.7-22.5 M without, the stream reusing one or two buffers (session 2026-12-04 12:08).
+    /// The AMD EPYC guest (family 26): 15.1-16.6 M without, steadily, against 10.3-15.4 M with them (any of 8, 16 or 48
+    /// resting; 6 rounds), and with close vCPUs 56.7 against 46.0 M (session 2026-12-05 11:08; benchmarks/README.md,
+    /// "Resting packs cost this EPYC guest what they gained the Xeon"). Which feature of the caches decides is not known;
+    /// the vendor is the one difference between the two machines at hand, so it decides until a better rule is found.
+    /// </remarks>
+    internal static bool PacksRestOnThisMachine { get; } = !IsAmdProcessor();
+
+    private static bool IsAmdProcessor()
+    {
+        if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported)
+        {
+            return false;
+        }
+        // CPUID leaf 0: the vendor string in EBX, EDX, ECX ("Auth" "enti" "cAMD").
+        (_, int ebx, int ecx, int edx) = System.Runtime.Intrinsics.X86.X86Base.CpuId(0, 0);
+        return ebx == 0x68747541 && edx == 0x69746E65 && ecx == 0x444D4163;
+    }
+
     /// <summary>The fewest packs a writer that packs at all keeps live: a region whose oneway quota holds fewer does not pack.</summary>
     internal const int MinLivePacks = 4;
 
