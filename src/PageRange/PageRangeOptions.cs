@@ -86,6 +86,7 @@ public sealed class PageRangeOptions
         InlineSmallPayloads = values.InlineSmallPayloads;
         DirectReplies = values.DirectReplies;
         DirectCalls = values.DirectCalls;
+        RestFullPacks = values.RestFullPacks;
         LoggerFactory = values.LoggerFactory;
         WaitStrategy = values.WaitStrategy;
         AllowAnyUid = values.AllowAnyUid;
@@ -290,6 +291,12 @@ public sealed class PageRangeOptions
     /// Internal: off only in tests of the ring's call path and in benchmarks that compare both.
     /// </summary>
     internal bool DirectCalls { get; set; } = true;
+
+    /// <summary>
+    /// Whether this side's full packs of small oneways rest after their free (see <see cref="Transport.PackLayout.PacksRestOnThisMachine"/>);
+    /// <see langword="null"/> (the default) takes this machine's rule. Internal: set only by tests that run both ways.
+    /// </summary>
+    internal bool? RestFullPacks { get; set; }
 
     /// <summary>How many two-way calls this side may have waiting for replies at once, over all threads.</summary>
     /// <remarks>Defaults to 1024. From 1 to 65535.</remarks>

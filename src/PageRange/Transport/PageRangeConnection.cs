@@ -126,6 +126,7 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
             ParkTimeout = options.ParkTimeout,
             ClearBuffersOnFree = options.ClearBuffersOnFree,
             InlineSmallPayloads = options.InlineSmallPayloads,
+            RestFullPacks = options.RestFullPacks,
             AllocationLogger = options.LoggerFactory is null ? null : PageRangeLog.CreateLogger(options.LoggerFactory, PageRangeLogEvents.AllocationCategory),
         };
         _outbound = new OutboundChannel(handshake.PeerRegion, outboundOptions);

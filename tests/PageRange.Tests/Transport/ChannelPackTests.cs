@@ -187,6 +187,41 @@ public sealed class ChannelPackTests
         AssertEveryBufferBackAfterTheLastPack(pair);
     }
 
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public void Drain_ASecondFreeOfAPackAlreadyBackWithoutRest_IgnoredAndEveryBufferBackAtTheEnd()
+    {
+        // Without resting packs (AMD processors) a freed pack goes straight back to the allocator; a hostile receiver's
+        // second free of it names a free range, which is a stray free: ignored, and nothing live is touched.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: false));
+        ulong id = 0;
+        HashSet<long> offsets = StreamPacks(pair, ref id, rounds: 2);
+        long open = pair.Outbound.OpenPackOffset;
+        long back = Assert.Single(offsets, offset => offset != open);
+        Assert.Equal((1, 1), (pair.Outbound.LiveBuffers, pair.Outbound.Allocator.GetStats().AllocatedBuffers));
+        long freedBefore = pair.Outbound.BuffersFreed;
+
+        pair.Inbound.Free(new TransactionRecord(0, back, PackLayout.Capacity, 0, TransactionFlags.Oneway));
+        pair.Outbound.DrainFrees();
+        Assert.Equal(freedBefore, pair.Outbound.BuffersFreed);
+        Assert.Equal((1, 1), (pair.Outbound.LiveBuffers, pair.Outbound.Allocator.GetStats().AllocatedBuffers));
+        Assert.Equal(open, pair.Outbound.OpenPackOffset);
+
+        StreamPacks(pair, ref id, rounds: 8);
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        AssertEveryBufferBackAfterTheLastPack(pair);
+    }
+
+    [Fact]
+    public void PacksRestOnThisMachine_EveryProcessorButAmds()
+    {
+        // The vendor as the kernel reports it, against the library's CPUID read.
+        string? vendor = File.Exists("/proc/cpuinfo")
+            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(line => line.StartsWith("vendor_id", StringComparison.Ordinal))?.Split(':')[1].Trim()
+            : null;
+        Assert.Equal(vendor != "AuthenticAMD", PackLayout.PacksRestOnThisMachine);
+    }
+
     /// <summary>The receiver takes and frees the last (sealed) pack: nothing is live or reserved after the writer reads the free.</summary>
     private static void AssertEveryBufferBackAfterTheLastPack(ChannelPair pair)
     {

@@ -125,10 +125,15 @@ public sealed class PackStressTests
         Assert.Equal(pair.Inbound.Layout.HeaderBytes, pair.Inbound.Region.ResidentBytes);
     }
 
-    [Fact]
-    public async Task Connection_SendersCallsHandlerThreadsAndTheShrinker_OnewaysInOrderAndNothingLeftLive()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Connection_SendersCallsHandlerThreadsAndTheShrinker_OnewaysInOrderAndNothingLeftLive(bool rest)
     {
-        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        // Both ways on every machine: full packs rest (the writer's default but on AMD processors) or go straight back.
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.RestFullPacks = rest;
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);
         const int perSender = 3_000;
         using var stop = new CancellationTokenSource();
         long[] next = new long[Senders];

@@ -187,7 +187,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
             _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
             _packing = _maxLivePacks > 0;
-            _maxRestingPacks = options.RestFullPacks ?? PackLayout.PacksRestOnThisMachine
+            _maxRestingPacks = (options.RestFullPacks ?? PackLayout.PacksRestOnThisMachine)
                 ? PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks)
                 : 0;
             // A stream's packs, live and resting, each an extent with (at worst) a free range beside it, and room for the
@@ -731,7 +731,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"  fences: publishes {(RingsWithoutFence ? "without a fence (the peer's readers park with the barrier)" : "with a fence")}; " +
                 $"waits for room park {(RoomWaitsParkWithBarrier ? "with" : "without")} the park barrier: {RoomWaitParks} parks, {RoomWaitParkBarriers} barriers, {_freeDoorbell.ParkBarrierFailures} refused\n" +
                 $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
-                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting ({_restingPackFreesIgnored} second frees ignored), open pack at {_packOffset} with {_packCommitted} bytes\n" +
+                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting of {_maxRestingPacks} ({_restingPackFreesIgnored} second frees ignored), open pack at {_packOffset} with {_packCommitted} bytes\n" +
                 $"  slabs of small calls and replies: {_callSlabs.SlabsInUse} in use, {_callSlabs.SlabsOpened} opened, {_callSlabs.SlabsReleased} given back\n{_allocator.DumpState()}");
         }
     }

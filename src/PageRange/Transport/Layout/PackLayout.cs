@@ -97,13 +97,15 @@ internal static class PackLayout
 
     /// <summary>
     /// The most packs a writer keeps after their free, before it gives them back to its allocator (see
-    /// <see cref="RestingPacksFor"/>): with <see cref="MaxLivePacks"/>, a stream's packs rotate through 64 buffers (256 KiB).
+    /// <see cref="RestingPacksFor"/>): with <see cref="MaxLivePacks"/>, a stream's packs rotate through 64 buffers (256 KiB),
+    /// where packs rest at all (<see cref="PacksRestOnThisMachine"/>).
     /// </summary>
     internal const int MaxRestingPacks = 48;
 
     /// <summary>
     /// The packs a writer with <paramref name="onewayQuota"/> bytes of oneway quota and <paramref name="livePacks"/>
-    /// live packs keeps resting at most: what is left of a quarter of the quota, at most <see cref="MaxRestingPacks"/>.
+    /// live packs keeps resting at most: what is left of a quarter of the quota, at most <see cref="MaxRestingPacks"/>;
+    /// where packs rest at all (<see cref="PacksRestOnThisMachine"/>, or the channel's option): elsewhere the writer keeps none.
     /// </summary>
     /// <remarks>
     /// <para id="resting">Resting: a pack that a stream filled (sealed because the next message had no room in it, not
@@ -126,12 +128,15 @@ internal static class PackLayout
     /// processor but AMD's, where a freed pack goes straight back to the allocator.
     /// </summary>
     /// <remarks>
-    /// Measured on one machine of each, and they disagree. The Xeon model 207 guest: 64 B stream 23.4-26.1 M messages/s
-    /// with packs resting against 16.7-22.5 M without, the stream reusing one or two buffers (session 2026-12-04 12:08).
-    /// The AMD EPYC guest (family 26): 15.1-16.6 M without, steadily, against 10.3-15.4 M with them (any of 8, 16 or 48
-    /// resting; 6 rounds), and with close vCPUs 56.7 against 46.0 M (session 2026-12-05 11:08; benchmarks/README.md,
-    /// "Resting packs cost this EPYC guest what they gained the Xeon"). Which feature of the caches decides is not known;
-    /// the vendor is the one difference between the two machines at hand, so it decides until a better rule is found.
+    /// Measured on one machine of each, and they disagree. The Xeon model 207 guest: a 64 B stream's medians 23.4 and
+    /// 26.1 M messages/s with packs resting against 16.7 and 22.5 M without (+16-40%; session 2026-12-04 12:08). The AMD
+    /// EPYC guest (family 26): 15.1-16.6 M without, steadily, against 10.3-15.4 M with 48 resting and 10.3-16.5 M with 8
+    /// or 16 (6 rounds), with close vCPUs 56.7 against 46.0 M; the committed rule 15.5-18.9 M against 13.8-15.2 M in 6
+    /// alternated pairs (session 2026-12-05 11:08; benchmarks/README.md, "Resting packs cost this EPYC guest what they
+    /// gained the Xeon"). Which feature of the caches decides is not known; the vendor is the one difference between the
+    /// two machines at hand, so it decides until a better rule is found. Not measured: other AMD generations, Hygon
+    /// (which reports its own vendor and gets packs resting), ARM64 (no CPUID here: packs rest). An emulator reports the
+    /// vendor of the processor it models. Speed only: either way every message arrives.
     /// </remarks>
     internal static bool PacksRestOnThisMachine { get; } = !IsAmdProcessor();
 
