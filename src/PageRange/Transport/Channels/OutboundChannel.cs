@@ -804,8 +804,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         catch
         {
-            // Pages that could not be backed, or a violation the drain found: the full pack is sealed all the same, as
-            // it was before the reservation moved ahead of the seal, so the receiver can finish it and free it.
+            // Pages that could not be backed: the full pack is sealed all the same, as it was before the reservation
+            // moved ahead of the seal, so the receiver can finish it and free it. A violation the drain found ends the
+            // connection anyway (the seal's own drain may report it again).
             SealPackUnsynchronized();
             throw;
         }
