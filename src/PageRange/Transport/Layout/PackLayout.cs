@@ -133,8 +133,10 @@ internal static class PackLayout
     /// EPYC guest (family 26): 15.1-16.6 M without, steadily, against 10.3-15.4 M with 48 resting and 10.3-16.5 M with 8
     /// or 16 (6 rounds), with close vCPUs 56.7 against 46.0 M; the committed rule 15.5-18.9 M against 13.8-15.2 M in 6
     /// alternated pairs (session 2026-12-05 11:08; benchmarks/README.md, "Resting packs cost this EPYC guest what they
-    /// gained the Xeon"). Which feature of the caches decides is not known; the vendor is the one difference between the
-    /// two machines at hand, so it decides until a better rule is found. Not measured: other AMD generations, Hygon
+    /// gained the Xeon"). On the EPYC guest, without the rest the allocator spread a stream's packs over the whole region
+    /// (702-2,034 distinct buffers), with it they stayed in 213-378 buffers of its first 400 KiB; the Xeon's stream
+    /// without the rest had reused one or two. So the rule to find is about where a stream's packs lie, not the vendor;
+    /// the vendor is the one difference between the two machines at hand, so it decides until that rule is found. Not measured: other AMD generations, Hygon
     /// (which reports its own vendor and gets packs resting), ARM64 (no CPUID here: packs rest). An emulator reports the
     /// vendor of the processor it models. Speed only: either way every message arrives.
     /// </remarks>
