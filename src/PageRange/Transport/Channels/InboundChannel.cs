@@ -102,8 +102,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     private long _packWaitPolls;
     private long _packWaitLooks;
     private int _packPollsSkipped;
-    // Messages taken from packs since a pass last took everything committed (TakePackEntries): under the receive lock.
-    private int _packedSinceDrain;
+    // Whether a message was taken from a pack since a pass last took everything committed (TakePackEntries): under the
+    // receive lock.
+    private bool _packedSinceDrain;
     // The receiver's repeated looks since a pass last took everything committed, and whether they are paced: set by the
     // last read that found more, from how soon it came (ReceiveMaybeReadyPaced).
     private int _packPollsSinceTake;
@@ -1559,7 +1560,7 @@ internal sealed unsafe class InboundChannel : IDisposable
                 _packConsumed += PackLayout.EntrySize((int)entry.Length);
                 _packEntries++;
                 _packPending++;
-                _packedSinceDrain++;
+                _packedSinceDrain = true;
                 TransportMetrics.OnReceived(TransactionFlags.Oneway, (int)entry.Length);
                 highWaterMark = Math.Max(highWaterMark, payloadOffset + entry.Length);
             }
@@ -1576,14 +1577,14 @@ internal sealed unsafe class InboundChannel : IDisposable
             // there too.
             if (count == records.Length || (!_txRing.TryPeek(out _) && !DirectReplyArrived && !DirectCallPublished))
             {
-                if (_packConsumed == end && _packedSinceDrain > 0)
+                if (_packConsumed == end && _packedSinceDrain)
                 {
                     // Everything committed taken, some of it now: the receiver's next looks while nothing comes start
                     // again (ReceiveMaybeReadyPaced: paced while the writer streams). A pass that finds nothing new
                     // leaves them as they were.
                     _packPollsSkipped = 0;
                     _packPollsSinceTake = 0;
-                    _packedSinceDrain = 0;
+                    _packedSinceDrain = false;
                 }
                 return false;
             }
