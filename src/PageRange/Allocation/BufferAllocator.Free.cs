@@ -122,6 +122,39 @@ internal sealed partial class BufferAllocator
         }
     }
 
+    /// <summary>
+    /// Reserves again, where it lies, an Allocated buffer of <paramref name="size"/> bytes whose free the owner honoured
+    /// without giving it back (<see cref="IsFreeableUnderLock"/>; a writer's resting pack): it becomes Reserved, as a
+    /// new reservation, without a free and a placement, and its pages stay Used and its oneway charge stays.
+    /// </summary>
+    /// <remarks>Safety: the caller holds the shared lock (asserted in Debug builds).</remarks>
+    /// <param name="offset">The buffer's offset.</param>
+    /// <param name="size">The size it was reserved with.</param>
+    /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, it is not Allocated, or
+    /// its size is not <paramref name="size"/>'s.</exception>
+    internal void RecycleUnderLock(long offset, long size)
+    {
+        ExtentState found;
+        using (EnterUnlessHeld(callerHoldsLock: true))
+        {
+            int index = FindLiveUnsynchronized(offset);
+            found = index == Nil ? ExtentState.Free : LiveUnsynchronized(index).State;
+            if (found == ExtentState.Allocated)
+            {
+                ref Extent buffer = ref LiveUnsynchronized(index);
+                if (buffer.Size != PadSize(size))
+                {
+                    throw new InvalidOperationException($"Cannot recycle the buffer at offset {offset}: it holds {buffer.Size} bytes, not {PadSize(size)}.");
+                }
+                // A new reservation's state: the next Commit gives it the ring position of its new record.
+                buffer.State = ExtentState.Reserved;
+                buffer.Sequence = 0;
+                return;
+            }
+        }
+        ThrowNotInState(offset, found, "recycle", ExtentState.Allocated);
+    }
+
     private FreeResult FreeCore(long offset, ulong deliveredBefore, bool callerHoldsLock)
     {
         ExtentState found;

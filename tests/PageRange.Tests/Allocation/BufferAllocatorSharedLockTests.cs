@@ -121,6 +121,59 @@ public sealed class BufferAllocatorSharedLockTests
         await owner.WaitAsync(TestTimeouts.Long);
     }
 
+    [Theory]
+    [InlineData(10)]
+    [InlineData(2)]
+    public void RecycleUnderLock_AnAllocatedBuffer_ReservedAgainWhereItLies_NothingElseChanges(int buffers)
+    {
+        // In array mode (2 buffers) and tree mode (10): a writer's resting pack opened again without a free and a placement.
+        using var owner = new SharedLockAllocator(40);
+        long[] offsets = new long[buffers];
+        using (owner.Lock.EnterScope())
+        {
+            for (int i = 0; i < buffers; i++)
+            {
+                Assert.True(owner.Allocator.TryReserveUnderLock(s_page, oneway: true, clearOnFree: false, senderPid: 7, out offsets[i]));
+                owner.Allocator.CommitUnderLock(offsets[i], (ulong)i);
+            }
+        }
+        long recycled = offsets[buffers / 2];
+        var before = owner.Allocator.GetStats();
+        PageState[] pagesBefore = owner.PageStates();
+        using (owner.Lock.EnterScope())
+        {
+            Assert.True(owner.Allocator.IsFreeableUnderLock(recycled, deliveredBefore: (ulong)buffers));
+            owner.Allocator.RecycleUnderLock(recycled, s_page);
+            // Reserved again: not freeable, and a second recycle refused, until it is delivered once more.
+            Assert.False(owner.Allocator.IsFreeableUnderLock(recycled, deliveredBefore: ulong.MaxValue));
+            Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(recycled, s_page));
+            owner.Allocator.CommitUnderLock(recycled, 100);
+            Assert.Equal(FreeResult.Undelivered, owner.Allocator.FreeUnderLock(recycled, deliveredBefore: 100));
+        }
+        var after = owner.Allocator.GetStats();
+        Assert.Equal(
+            (before.AllocatedBuffers, before.FreeRanges, before.FreeBytes, before.FreeOnewaySpace),
+            (after.AllocatedBuffers, after.FreeRanges, after.FreeBytes, after.FreeOnewaySpace));
+        Assert.Equal(pagesBefore, owner.PageStates());
+        Assert.Equal(FreeResult.Freed, owner.Allocator.Free(recycled, deliveredBefore: 101));
+    }
+
+    [Fact]
+    public void RecycleUnderLock_NoBufferThere_NotAllocated_OrAnotherSize_Refused()
+    {
+        using var owner = new SharedLockAllocator(16);
+        using (owner.Lock.EnterScope())
+        {
+            Assert.True(owner.Allocator.TryReserveUnderLock(s_page, oneway: true, clearOnFree: false, senderPid: 7, out long reserved));
+            Assert.True(owner.Allocator.TryReserveUnderLock(s_page, oneway: true, clearOnFree: false, senderPid: 7, out long allocated));
+            owner.Allocator.CommitUnderLock(allocated, 0);
+            Assert.Contains("no buffer starts", Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(allocated + 8, s_page)).Message, StringComparison.Ordinal);
+            Assert.Contains("Reserved", Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(reserved, s_page)).Message, StringComparison.Ordinal);
+            Assert.Contains("bytes", Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(allocated, s_page / 2)).Message, StringComparison.Ordinal);
+            Assert.True(owner.Allocator.IsFreeableUnderLock(allocated, deliveredBefore: 1));
+        }
+    }
+
     /// <summary>A real region and page range, and an allocator that uses <see cref="Lock"/> as its lock.</summary>
     private sealed class SharedLockAllocator : IDisposable
     {

@@ -51,8 +51,9 @@ internal sealed class ChannelOptions
 
     /// <summary>
     /// Whether packs a stream filled rest after their free before the allocator gets them back
-    /// (<see cref="PackLayout.RestingPacksFor"/>): <see langword="null"/> (the default) takes this machine's rule
-    /// (<see cref="PackLayout.PacksRestOnThisMachine"/>); tests of the rest turn it on explicitly.
+    /// (<see cref="PackLayout.RestingPacksFor"/>): <see langword="true"/> up to <see cref="PackLayout.MaxRestingPacks"/>,
+    /// <see langword="false"/> none, <see langword="null"/> (the default) this machine's count
+    /// (<see cref="PackLayout.RestingPacksOnThisMachine"/>); tests of the rest turn it on or off explicitly.
     /// </summary>
     internal bool? RestFullPacks { get; init; }
 

@@ -90,7 +90,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     // Per live pack: sealed because the stream filled it (see RestingPacksFor: only those rest).
     private readonly bool[] _livePackFull = new bool[PackLayout.MaxLivePacks];
     // Packs the receiver freed that stay reserved for a while (see PackLayout.RestingPacksFor), oldest first: a ring of
-    // _restingCount offsets from _restingFirst, at most _maxRestingPacks.
+    // _restingCount offsets from _restingFirst, at most _maxRestingPacks. While it is full, the oldest is the next pack.
     private readonly int _maxRestingPacks;
     private readonly long[] _restingPacks = new long[PackLayout.MaxRestingPacks];
     private int _restingFirst;
@@ -99,6 +99,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private bool _packsIdle;
     // Frees that named a resting pack (already freed once): ignored.
     private long _restingPackFreesIgnored;
+    // Packs opened in a resting pack's buffer instead of a new reservation.
+    private long _packsRecycled;
     private int _livePackCount;
     private long _packsOpened;
     private long _packedSent;
@@ -187,9 +189,10 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // A region too small for a few packs in its oneway quota sends every oneway in a buffer of its own.
             _maxLivePacks = options.PackSmallOneways ? PackLayout.LivePacksFor(_allocator.OnewayQuota) : 0;
             _packing = _maxLivePacks > 0;
-            _maxRestingPacks = (options.RestFullPacks ?? PackLayout.PacksRestOnThisMachine)
-                ? PackLayout.RestingPacksFor(_allocator.OnewayQuota, _maxLivePacks)
-                : 0;
+            _maxRestingPacks = PackLayout.RestingPacksFor(
+                _allocator.OnewayQuota,
+                _maxLivePacks,
+                options.RestFullPacks switch { true => PackLayout.MaxRestingPacks, false => 0, null => PackLayout.RestingPacksOnThisMachine });
             // A stream's packs, live and resting, each an extent with (at worst) a free range beside it, and room for the
             // rest of the traffic: grown here, not on a stream's sends once it has run long enough to rotate.
             _allocator.EnsurePoolCapacity(2 * (_maxLivePacks + _maxRestingPacks) + 64);
@@ -319,6 +322,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>Packs freed by the receiver and still reserved (a hint from any thread; exact under the send lock).</summary>
     internal int RestingPacks => Volatile.Read(ref _restingCount);
+
+    /// <summary>Packs opened in a resting pack's buffer, reserved again where it lies (see <see cref="TryRecycleRestingPackUnsynchronized"/>).</summary>
+    internal long PacksRecycled => Interlocked.Read(ref _packsRecycled);
 
     /// <summary>Packs opened so far (each published by one record).</summary>
     internal long PacksOpened => Interlocked.Read(ref _packsOpened);
@@ -731,7 +737,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"  fences: publishes {(RingsWithoutFence ? "without a fence (the peer's readers park with the barrier)" : "with a fence")}; " +
                 $"waits for room park {(RoomWaitsParkWithBarrier ? "with" : "without")} the park barrier: {RoomWaitParks} parks, {RoomWaitParkBarriers} barriers, {_freeDoorbell.ParkBarrierFailures} refused\n" +
                 $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
-                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting of {_maxRestingPacks} ({_restingPackFreesIgnored} second frees ignored), open pack at {_packOffset} with {_packCommitted} bytes\n" +
+                $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting of {_maxRestingPacks} ({_packsRecycled} recycled, {_restingPackFreesIgnored} second frees ignored), open pack at {_packOffset} with {_packCommitted} bytes\n" +
                 $"  slabs of small calls and replies: {_callSlabs.SlabsInUse} in use, {_callSlabs.SlabsOpened} opened, {_callSlabs.SlabsReleased} given back\n{_allocator.DumpState()}");
         }
     }
@@ -800,7 +806,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         bool reserved;
         try
         {
-            reserved = TryReserveUnsynchronized(PackLayout.Capacity, oneway: true, clearOnFree: false, out offset, allowSlab: false);
+            reserved = TryRecycleRestingPackUnsynchronized(out offset)
+                || TryReserveUnsynchronized(PackLayout.Capacity, oneway: true, clearOnFree: false, out offset, allowSlab: false);
         }
         catch
         {
@@ -944,6 +951,32 @@ internal sealed unsafe class OutboundChannel : IDisposable
         int at = _restingFirst + _restingCount;
         _restingPacks[at >= _maxRestingPacks ? at - _maxRestingPacks : at] = offset;
         Volatile.Write(ref _restingCount, _restingCount + 1);
+    }
+
+    /// <summary>
+    /// Takes the oldest resting pack as the next one while the rest is full: the buffer is reserved again where it
+    /// lies (<see cref="BufferAllocator.RecycleUnderLock"/>), so a stream's turnover makes no reservation and no free, and
+    /// no page changes state. A rest not yet full grows from new reservations instead, so a stream rotates through its
+    /// live packs and all the resting ones (see <see cref="PackLayout.RestingPacksFor"/>).
+    /// </summary>
+    /// <returns><see langword="false"/> (nothing taken) if the rest is not full or the live-buffer limit is reached.</returns>
+    private bool TryRecycleRestingPackUnsynchronized(out long offset)
+    {
+        if (_maxRestingPacks == 0 || _restingCount < _maxRestingPacks || _liveBuffers >= _maxLiveBuffers)
+        {
+            offset = 0;
+            return false;
+        }
+        offset = _restingPacks[_restingFirst];
+        _restingFirst = _restingFirst + 1 == _maxRestingPacks ? 0 : _restingFirst + 1;
+        Volatile.Write(ref _restingCount, _restingCount - 1);
+        _allocator.RecycleUnderLock(offset, PackLayout.Capacity);
+        // As a reservation (TryReserveUnsynchronized): one more live buffer, toward the next lazy drain.
+        _liveBuffers++;
+        _bytesSinceDrain += PackLayout.Capacity;
+        _sendsSinceDrain++;
+        _packsRecycled++;
+        return true;
     }
 
     /// <summary>Gives every resting pack back to the allocator.</summary>

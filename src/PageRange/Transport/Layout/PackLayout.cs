@@ -98,49 +98,53 @@ internal static class PackLayout
     /// <summary>
     /// The most packs a writer keeps after their free, before it gives them back to its allocator (see
     /// <see cref="RestingPacksFor"/>): with <see cref="MaxLivePacks"/>, a stream's packs rotate through 64 buffers (256 KiB),
-    /// where packs rest at all (<see cref="PacksRestOnThisMachine"/>).
+    /// where that many rest (<see cref="RestingPacksOnThisMachine"/>).
     /// </summary>
     internal const int MaxRestingPacks = 48;
 
+    /// <summary>The packs that rest on an AMD processor (<see cref="RestingPacksOnThisMachine"/>).</summary>
+    internal const int FewRestingPacks = 4;
+
     /// <summary>
     /// The packs a writer with <paramref name="onewayQuota"/> bytes of oneway quota and <paramref name="livePacks"/>
-    /// live packs keeps resting at most: what is left of a quarter of the quota, at most <see cref="MaxRestingPacks"/>;
-    /// where packs rest at all (<see cref="PacksRestOnThisMachine"/>, or the channel's option): elsewhere the writer keeps none.
+    /// live packs keeps resting at most: what is left of a quarter of the quota, at most <paramref name="mostResting"/>
+    /// (<see cref="RestingPacksOnThisMachine"/> unless the channel's option says otherwise).
     /// </summary>
     /// <remarks>
     /// <para id="resting">Resting: a pack that a stream filled (sealed because the next message had no room in it, not
     /// by a record of another kind or an idle writer's seal) goes back to the allocator, once the receiver freed it,
-    /// only after that many newer ones came to rest. The allocator places a new pack in the smallest free range, so
-    /// without the rest a stream reuses the same few buffers, whose lines are still in the other core's cache each time
-    /// the writer writes one and the reader reads it: with 16 buffers (64 KiB) a 64 B stream ran as the floor does with
-    /// a ring of that size (17-22 M messages/s), not as with the floor's usual 8 MiB ring (14-47 M, median 25); with 64
-    /// buffers (48 resting) 25.3-27.3 M against 19.9-23.3 M in 4 alternated pairs (session 2026-12-04 12:08,
-    /// benchmarks/README.md "Packs that rest").</para>
+    /// only after that many newer ones came to rest. While the rest is full the writer opens its next pack in the oldest
+    /// resting one (recycled: no reservation, no free, no page changing state), so a stream rotates through its live and
+    /// resting packs. Without the rest, the allocator's best fit hands a stream the pack freed last, whose lines are still
+    /// in the other core's cache: on the Xeon guest a 64 B stream then ran as the floor does with a ring of 64 KiB (17-22 M
+    /// messages/s), not as with its usual 8 MiB ring (14-47 M, median 25); with 48 resting 25.3-27.3 M against
+    /// 19.9-23.3 M in 4 alternated pairs (session 2026-12-04 12:08, benchmarks/README.md "Packs that rest").</para>
     /// A resting pack is freed as far as the protocol goes (the receiver gave it back, the free ring holds nothing for
     /// it) but stays reserved in the region: its pages stay Used, which costs a streaming connection at most 192 KiB
     /// more resident memory. They go back when the region has no room for a reservation, and when the writer is idle.
     /// </remarks>
-    internal static int RestingPacksFor(long onewayQuota, int livePacks) =>
-        livePacks == 0 ? 0 : (int)Math.Clamp(onewayQuota / (4L * Capacity) - livePacks, 0, MaxRestingPacks);
+    internal static int RestingPacksFor(long onewayQuota, int livePacks, int mostResting = MaxRestingPacks) =>
+        livePacks == 0 ? 0 : (int)Math.Clamp(onewayQuota / (4L * Capacity) - livePacks, 0, Math.Clamp(mostResting, 0, MaxRestingPacks));
 
     /// <summary>
-    /// Whether a stream's full packs rest after their free on this machine (<see cref="RestingPacksFor"/>): on every
-    /// processor but AMD's, where a freed pack goes straight back to the allocator.
+    /// The most packs a stream's writer keeps resting on this machine (<see cref="RestingPacksFor"/>): a few on AMD
+    /// processors (<see cref="FewRestingPacks"/>), <see cref="MaxRestingPacks"/> on every other.
     /// </summary>
     /// <remarks>
-    /// Measured on one machine of each, and they disagree. The Xeon model 207 guest: a 64 B stream's medians 23.4 and
-    /// 26.1 M messages/s with packs resting against 16.7 and 22.5 M without (+16-40%; session 2026-12-04 12:08). The AMD
-    /// EPYC guest (family 26): 15.1-16.6 M without, steadily, against 10.3-15.4 M with 48 resting and 10.3-16.5 M with 8
-    /// or 16 (6 rounds), with close vCPUs 56.7 against 46.0 M; the committed rule 15.5-18.9 M against 13.8-15.2 M in 6
-    /// alternated pairs (session 2026-12-05 11:08; benchmarks/README.md, "Resting packs cost this EPYC guest what they
-    /// gained the Xeon"). On the EPYC guest, without the rest the allocator spread a stream's packs over the whole region
-    /// (702-2,034 distinct buffers), with it they stayed in 213-378 buffers of its first 400 KiB; the Xeon's stream
-    /// without the rest had reused one or two. So the rule to find is about where a stream's packs lie, not the vendor;
-    /// the vendor is the one difference between the two machines at hand, so it decides until that rule is found. Not measured: other AMD generations, Hygon
-    /// (which reports its own vendor and gets packs resting), ARM64 (no CPUID here: packs rest). An emulator reports the
-    /// vendor of the processor it models. Speed only: either way every message arrives.
+    /// The two machines at hand disagree on how far apart a buffer's uses should be. The Xeon model 207 guest: a 64 B
+    /// stream's medians 23.4 and 26.1 M messages/s with 48 resting against 16.7 and 22.5 M without (+16-40%; session
+    /// 2026-12-04 12:08). The AMD EPYC guest (family 26): 15.5-18.9 M without against 13.8-15.2 M with 48 resting in 6
+    /// alternated pairs (session 2026-12-05 11:08). What differs is the reuse distance, counted per pack opened (session
+    /// 2026-12-05 13:29, benchmarks/README.md "Recycled packs"): without the rest 98% of the EPYC's packs reused the buffer
+    /// freed 17 packs before (best fit hands back the one freed last), with 48 resting 33-64 before, and a stream placed
+    /// in turn through the whole 8 MiB region (reused 1,025-4,096 packs later) ran at 14.6-16.7 M against 16.9-19.0 M.
+    /// So the EPYC wants a buffer back soon, the Xeon later; with <see cref="FewRestingPacks"/> and recycling the EPYC's
+    /// stream ran at 15.9-17.0 M against 14.4-14.8 M without the rest, 4 of 4 far rounds. Not measured: other AMD
+    /// generations, Hygon (which reports its own vendor and gets <see cref="MaxRestingPacks"/>), ARM64 (no CPUID here:
+    /// <see cref="MaxRestingPacks"/>). An emulator reports the vendor of the processor it models. Speed only: either way
+    /// every message arrives.
     /// </remarks>
-    internal static bool PacksRestOnThisMachine { get; } = !IsAmdProcessor();
+    internal static int RestingPacksOnThisMachine { get; } = IsAmdProcessor() ? FewRestingPacks : MaxRestingPacks;
 
     private static bool IsAmdProcessor()
     {
