@@ -138,8 +138,9 @@ internal static class PackLayout
     /// 2026-12-05 13:29, benchmarks/README.md "Recycled packs"): without the rest 98% of the EPYC's packs reused the buffer
     /// freed 17 packs before (best fit hands back the one freed last), with 48 resting 33-64 before, and a stream placed
     /// in turn through the whole 8 MiB region (reused 1,025-4,096 packs later) ran at 14.6-16.7 M against 16.9-19.0 M.
-    /// So the EPYC wants a buffer back soon, the Xeon later; with <see cref="FewRestingPacks"/> and recycling the EPYC's
-    /// stream ran at 15.9-17.0 M against 14.4-14.8 M without the rest, 4 of 4 far rounds. Not measured: other AMD
+    /// So the EPYC wants a buffer back soon, the Xeon later. With <see cref="FewRestingPacks"/> and recycling, the EPYC's
+    /// stream against main (no rest): medians 17.5 and 17.7 M against 16.9 and 17.1 M in 9 alternated far pairs, better
+    /// in 7; its turnover (a new pack's reservation, the seal, the publish) 630-655 ns against 835-947. Not measured: other AMD
     /// generations, Hygon (which reports its own vendor and gets <see cref="MaxRestingPacks"/>), ARM64 (no CPUID here:
     /// <see cref="MaxRestingPacks"/>). An emulator reports the vendor of the processor it models. Speed only: either way
     /// every message arrives.
