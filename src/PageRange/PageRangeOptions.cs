@@ -293,8 +293,9 @@ public sealed class PageRangeOptions
     internal bool DirectCalls { get; set; } = true;
 
     /// <summary>
-    /// Whether this side's full packs of small oneways rest after their free (see <see cref="Transport.PackLayout.RestingPacksOnThisMachine"/>);
-    /// <see langword="null"/> (the default) takes this machine's count. Internal: set only by tests that run both ways.
+    /// Whether this side's full packs of small oneways rest after their free (see <see cref="Transport.PackLayout.RestingPacksOnThisMachine"/>):
+    /// <see langword="true"/> up to <see cref="Transport.PackLayout.MaxRestingPacks"/> on every machine, <see langword="false"/>
+    /// none; <see langword="null"/> (the default) takes this machine's count. Internal: set only by tests that run both ways.
     /// </summary>
     internal bool? RestFullPacks { get; set; }
 

@@ -130,8 +130,8 @@ internal sealed partial class BufferAllocator
     /// <remarks>Safety: the caller holds the shared lock (asserted in Debug builds).</remarks>
     /// <param name="offset">The buffer's offset.</param>
     /// <param name="size">The size it was reserved with.</param>
-    /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, it is not Allocated, or
-    /// its size is not <paramref name="size"/>'s.</exception>
+    /// <exception cref="InvalidOperationException">No buffer starts at <paramref name="offset"/>, it is not Allocated, its
+    /// size is not <paramref name="size"/>'s, or it is not a oneway buffer or one cleared on free.</exception>
     internal void RecycleUnderLock(long offset, long size)
     {
         ExtentState found;
@@ -142,9 +142,11 @@ internal sealed partial class BufferAllocator
             if (found == ExtentState.Allocated)
             {
                 ref Extent buffer = ref LiveUnsynchronized(index);
-                if (buffer.Size != PadSize(size))
+                // What a writer's pack was reserved as: a buffer of another kind is not one, whatever its owner thinks.
+                if (buffer.Size != PadSize(size) || !buffer.Oneway || buffer.ClearOnFree)
                 {
-                    throw new InvalidOperationException($"Cannot recycle the buffer at offset {offset}: it holds {buffer.Size} bytes, not {PadSize(size)}.");
+                    throw new InvalidOperationException(
+                        $"Cannot recycle the buffer at offset {offset}: it holds {buffer.Size} bytes ({(buffer.Oneway ? "oneway" : "not oneway")}{(buffer.ClearOnFree ? ", cleared on free" : "")}), not a oneway buffer of {PadSize(size)}.");
                 }
                 // A new reservation's state: the next Commit gives it the ring position of its new record.
                 buffer.State = ExtentState.Reserved;

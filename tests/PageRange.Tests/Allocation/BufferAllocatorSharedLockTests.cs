@@ -159,7 +159,7 @@ public sealed class BufferAllocatorSharedLockTests
     }
 
     [Fact]
-    public void RecycleUnderLock_NoBufferThere_NotAllocated_OrAnotherSize_Refused()
+    public void RecycleUnderLock_NoBufferThere_NotAllocated_AnotherSize_OrNotAPacksKind_Refused()
     {
         using var owner = new SharedLockAllocator(16);
         using (owner.Lock.EnterScope())
@@ -170,6 +170,13 @@ public sealed class BufferAllocatorSharedLockTests
             Assert.Contains("no buffer starts", Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(allocated + 8, s_page)).Message, StringComparison.Ordinal);
             Assert.Contains("Reserved", Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(reserved, s_page)).Message, StringComparison.Ordinal);
             Assert.Contains("bytes", Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(allocated, s_page / 2)).Message, StringComparison.Ordinal);
+            // Not what a pack is reserved as: a call's buffer, or a oneway one cleared on free.
+            Assert.True(owner.Allocator.TryReserveUnderLock(s_page, oneway: false, clearOnFree: false, senderPid: 7, out long call));
+            Assert.True(owner.Allocator.TryReserveUnderLock(s_page, oneway: true, clearOnFree: true, senderPid: 7, out long cleared));
+            owner.Allocator.CommitUnderLock(call, 1);
+            owner.Allocator.CommitUnderLock(cleared, 2);
+            Assert.Contains("not oneway", Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(call, s_page)).Message, StringComparison.Ordinal);
+            Assert.Contains("cleared on free", Assert.Throws<InvalidOperationException>(() => owner.Allocator.RecycleUnderLock(cleared, s_page)).Message, StringComparison.Ordinal);
             Assert.True(owner.Allocator.IsFreeableUnderLock(allocated, deliveredBefore: 1));
         }
     }

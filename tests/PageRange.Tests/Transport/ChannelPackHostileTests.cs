@@ -301,6 +301,7 @@ public sealed class ChannelPackHostileTests
             () => pair.Outbound.TrySend((ulong)perPack, 3, TransactionFlags.Oneway, new byte[64]));
         Assert.Contains("still open", error.Message, StringComparison.Ordinal);
         Assert.Equal(allocated, pair.Outbound.Allocator.GetStats().AllocatedBuffers);
+        Assert.Equal(0, pair.Outbound.Allocator.GetStats().ReservedBuffers);
     }
 
     [Fact]

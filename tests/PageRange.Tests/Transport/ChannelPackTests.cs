@@ -191,7 +191,7 @@ public sealed class ChannelPackTests
     [Trait("Category", "Hostile")]
     public void Drain_ASecondFreeOfAPackAlreadyBackWithoutRest_IgnoredAndEveryBufferBackAtTheEnd()
     {
-        // Without resting packs (AMD processors) a freed pack goes straight back to the allocator; a hostile receiver's
+        // Without resting packs (the option off) a freed pack goes straight back to the allocator; a hostile receiver's
         // second free of it names a free range, which is a stray free: ignored, and nothing live is touched.
         using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: false));
         ulong id = 0;
@@ -247,7 +247,8 @@ public sealed class ChannelPackTests
         {
             StreamPacks(pair, ref id, rounds: 1);
         }
-        // The rest ended and the buffer went back once: a pack may be placed there again, and live.
+        // The buffer came back once and rested: recycled as the open pack now, and live.
+        Assert.Equal(resting, pair.Outbound.OpenPackOffset);
         long live = pair.Outbound.OpenPackOffset;
         pair.Outbound.DrainFreesAndReleaseIdleSlab();
         Assert.True(pair.Outbound.Allocator.GetStats().AllocatedBuffers >= 1, $"the live pack at {live} was handed back to the allocator");
@@ -311,6 +312,67 @@ public sealed class ChannelPackTests
         pair.Outbound.DrainFreesAndReleaseIdleSlab();
         AssertEveryBufferBackAfterTheLastPack(pair);
         Assert.Equal(0, pair.Outbound.Pages.GetStats().Used);
+    }
+
+    [Fact]
+    public void Drain_TwoPackFreesWithTheRestFull_TheOldestGoesBackToTheAllocator_TheNextPackIsANewReservation()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
+        ulong id = 0;
+        StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 1);
+        long[] resting = PacksOffsets(pair).ToArray();
+        // Two packs sealed before the receiver frees either: the first recycled, the second a new reservation (the
+        // rest is one short by then).
+        for (int i = 0; i <= s_perPack; i++)
+        {
+            SendOneway(pair, id++, 64);
+        }
+        Assert.Equal(1, pair.Outbound.PacksRecycled);
+        long reserved = pair.Outbound.OpenPackOffset;
+        Assert.DoesNotContain(reserved, resting);
+        Assert.Equal(s_perPack + 1, ReceiveAll(pair).Count);
+        var before = pair.Outbound.Allocator.GetStats();
+
+        // One drain, both frees: the rest fills again with the first, and the second sends the oldest back.
+        pair.Outbound.DrainFrees();
+        Assert.Equal(PackLayout.MaxRestingPacks, pair.Outbound.RestingPacks);
+        Assert.DoesNotContain(resting[1], PacksOffsets(pair));
+        var after = pair.Outbound.Allocator.GetStats();
+        Assert.Equal(before.AllocatedBuffers - 1, after.AllocatedBuffers);
+        Assert.Equal(before.FreeOnewaySpace + PackLayout.Capacity, after.FreeOnewaySpace);
+        Assert.Equal(PackLayout.MaxRestingPacks + 1, after.AllocatedBuffers);
+
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        AssertEveryBufferBackAfterTheLastPack(pair);
+    }
+
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public void TrySend_AForgedFreeOfTheFullPackWhenTheNextIsRecycled_RefusedAndTheRecycledPackGoesBack()
+    {
+        // The seal's drain catches a free of the full pack, which is still open; the recycled pack, reserved and written
+        // but never published, goes back to the allocator as a new reservation would.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
+        ulong id = 0;
+        StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 1);
+        long full = pair.Outbound.OpenPackOffset;
+        long oldest = PacksOffsets(pair).First();
+        var before = pair.Outbound.Allocator.GetStats();
+        int liveBefore = pair.Outbound.LiveBuffers;
+        pair.Inbound.Free(new TransactionRecord(0, full, PackLayout.Capacity, 0, TransactionFlags.Oneway));
+
+        byte[] payload = PayloadFor(id, 64);
+        ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(
+            () => pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload));
+        Assert.Contains("still open", error.Message, StringComparison.Ordinal);
+        Assert.Equal(1, pair.Outbound.PacksRecycled);
+        Assert.Equal(PackLayout.MaxRestingPacks - 1, pair.Outbound.RestingPacks);
+        Assert.DoesNotContain(oldest, PacksOffsets(pair));
+        var after = pair.Outbound.Allocator.GetStats();
+        Assert.Equal(before.AllocatedBuffers - 1, after.AllocatedBuffers);
+        Assert.Equal(0, after.ReservedBuffers);
+        Assert.Equal(before.FreeOnewaySpace + PackLayout.Capacity, after.FreeOnewaySpace);
+        Assert.Equal(liveBefore, pair.Outbound.LiveBuffers);
     }
 
     [Fact]

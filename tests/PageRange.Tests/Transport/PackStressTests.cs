@@ -130,7 +130,8 @@ public sealed class PackStressTests
     [InlineData(false)]
     public async Task Connection_SendersCallsHandlerThreadsAndTheShrinker_OnewaysInOrderAndNothingLeftLive(bool rest)
     {
-        // Both ways on every machine: full packs rest (the writer's default but on AMD processors) or go straight back.
+        // Both ways on every machine: 48 full packs rest and are recycled (the default but on AMD processors, where 4 rest),
+        // or none rests and each goes straight back.
         PageRangeOptions options = ConnectionPair.DefaultOptions();
         options.RestFullPacks = rest;
         await using ConnectionPair pair = await ConnectionPair.CreateAsync(options);

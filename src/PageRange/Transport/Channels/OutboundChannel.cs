@@ -801,8 +801,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         MarkOpenPackFullUnsynchronized();
         // The next pack is reserved and written before the full one is sealed, so the seal can name it (NextPack): a
         // receiver that sees the seal fetches the new pack's first lines at once, and they are written by then (our
-        // stores become visible in order). The reservation's drain still runs with the full pack open, as the seal's
-        // does, so a free naming it is still caught as forged.
+        // stores become visible in order). The reservation's drain (a recycled pack makes none) and the seal's run with
+        // the full pack still open, so a free naming it is still caught as forged.
         bool reserved;
         try
         {
@@ -968,9 +968,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
             return false;
         }
         offset = _restingPacks[_restingFirst];
+        // Reserved again first: if the allocator refuses (its state and the rest disagree), the pack is still resting,
+        // and given back with the rest.
+        _allocator.RecycleUnderLock(offset, PackLayout.Capacity);
         _restingFirst = _restingFirst + 1 == _maxRestingPacks ? 0 : _restingFirst + 1;
         Volatile.Write(ref _restingCount, _restingCount - 1);
-        _allocator.RecycleUnderLock(offset, PackLayout.Capacity);
         // As a reservation (TryReserveUnsynchronized): one more live buffer, toward the next lazy drain.
         _liveBuffers++;
         _bytesSinceDrain += PackLayout.Capacity;
