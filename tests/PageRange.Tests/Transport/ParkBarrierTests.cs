@@ -185,14 +185,23 @@ public sealed class ParkBarrierTests
     /// writer publishing after a random short pause while the reader, parking on every wait with a 10 s park timeout (the longest allowed), alternates
     /// between finding the message and parking for it. A lost wake would cost one round the whole park timeout.
     /// </summary>
+    /// <remarks>
+    /// With every barrier refused (the kernel offered it at start and refuses it now), the writer still publishes without
+    /// a fence, so a wake may be lost: each such park lasts a millisecond at most, and no round waits long.
+    /// </remarks>
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public async Task ParkAndPublish_Racing_NoWakeIsLost(bool useBarrier)
+    [InlineData(true, false)]
+    [InlineData(false, false)]
+    [InlineData(true, true)]
+    public async Task ParkAndPublish_Racing_NoWakeIsLost(bool useBarrier, bool barriersRefused)
     {
         const int Rounds = 4_000;
         using var pair = new ChannelPair(Options(useBarrier, rings: 256));
         Assert.Equal(useBarrier, pair.Outbound.RingsWithoutFence);
+        if (barriersRefused)
+        {
+            pair.Inbound.RefuseReaderParkBarriersForTest(int.MaxValue);
+        }
         long taken = 0;
         Task reader = Task.Run(() =>
         {
@@ -233,6 +242,46 @@ public sealed class ParkBarrierTests
         await reader.WaitAsync(TimeSpan.FromSeconds(120));
         Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst} to be taken: a lost wake (the park timeout is 10 s; a loaded machine has delayed one by 3 s)");
         Assert.True(pair.Inbound.ReaderParks > Rounds / 10, $"only {pair.Inbound.ReaderParks} parks in {Rounds} rounds: the race was barely run");
+        if (barriersRefused)
+        {
+            // Every park came after a refused barrier (a re-check after one may find the message and not park).
+            Assert.Equal(0, pair.Inbound.ReaderParkBarriers);
+            Assert.InRange(pair.Inbound.ReaderParkBarrierFailures, pair.Inbound.ReaderParks, long.MaxValue);
+        }
+        else
+        {
+            Assert.Equal(0, pair.Inbound.ReaderParkBarrierFailures);
+        }
+    }
+
+    [Fact]
+    public async Task Park_TheKernelRefusesTheBarrier_EachSuchParkLastsAMillisecondAtMost_ThenTheBarrierIsBack()
+    {
+        // A machine that offered the barrier at start never refuses it: the path only a test reaches.
+        const int Refused = 5;
+        using var pair = new ChannelPair(Options());
+        pair.Inbound.RefuseReaderParkBarriersForTest(Refused);
+        Task<bool> waiting = Task.Run(() => WaitParked(pair));
+        var refusing = Stopwatch.StartNew();
+        while ((pair.Inbound.ReaderParkBarrierFailures < Refused || pair.Inbound.ReaderParkBarriers == 0) && refusing.Elapsed < TestTimeouts.Long)
+        {
+            Thread.Sleep(1);
+        }
+        // Each refused park is cut to a millisecond (the park timeout is 10 s): five of them in under 9 s even on a slow
+        // machine, and the next park issues the barrier again.
+        Assert.Equal(Refused, pair.Inbound.ReaderParkBarrierFailures);
+        Assert.True(refusing.Elapsed < TimeSpan.FromSeconds(9), $"{Refused} refused parks took {refusing.Elapsed}");
+        Assert.True(pair.Inbound.ReaderParkBarriers >= 1, "no park issued the barrier after the refusals");
+        Assert.Equal(pair.Inbound.ReaderParks, pair.Inbound.ReaderParkBarriers + pair.Inbound.ReaderParkBarrierFailures);
+        Assert.False(waiting.IsCompleted, "the wait ended without a message");
+
+        // The barrier is back, so the fence-free publish wakes the parked reader.
+        var woken = Stopwatch.StartNew();
+        Assert.True(pair.Outbound.TrySend(TransactionIds.AssignedOnSend, 7, TransactionFlags.Oneway, [1, 2, 3]));
+        Assert.True(await waiting.WaitAsync(TestTimeouts.Long), "the publish did not wake the parked reader");
+        Assert.True(woken.Elapsed < TimeSpan.FromSeconds(9), $"woken after {woken.Elapsed}");
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord record));
+        Assert.Equal(7u, record.Code);
     }
     /// <summary>
     /// The free ring's race: the receiver frees without a fence at the moment the writer, out of room, parks for it (the

@@ -62,6 +62,8 @@ internal sealed unsafe class Doorbell
     private long _parks;
     private long _parkBarriers;
     private long _parkBarrierFailures;
+    // Barriers still to refuse as the kernel would (RefuseParkBarriersForTest): 0 outside the tests of that path.
+    private int _parkBarriersToRefuse;
 
     // Learned from this side's waits on this doorbell; local, never shared with the peer (see SpinBudget).
     private SpinBudget _spinBudget;
@@ -169,6 +171,13 @@ internal sealed unsafe class Doorbell
 
     /// <summary>Barriers the kernel refused (the wait parked without it; see the remarks).</summary>
     internal long ParkBarrierFailures => Interlocked.Read(ref _parkBarrierFailures);
+
+    /// <summary>
+    /// Makes the next <paramref name="count"/> park barriers of this doorbell fail as a refusing kernel's would (a
+    /// <see cref="SystemCallException"/> from the call), for the tests of the path a machine that offers the barrier
+    /// never takes.
+    /// </summary>
+    internal void RefuseParkBarriersForTest(int count) => Volatile.Write(ref _parkBarriersToRefuse, count);
 
     /// <summary>Whether <see cref="RingAfterPublish"/> makes no fence (producer side).</summary>
     internal bool RingsWithoutFence => _ringWithoutFence;
@@ -488,6 +497,10 @@ internal sealed unsafe class Doorbell
     {
         try
         {
+            if (Volatile.Read(ref _parkBarriersToRefuse) > 0 && Interlocked.Decrement(ref _parkBarriersToRefuse) >= 0)
+            {
+                throw new SystemCallException("membarrier", 1, "membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) refused for a test (EPERM)");
+            }
             ParkBarrier.Issue();
             Interlocked.Increment(ref _parkBarriers);
             return true;

@@ -1282,6 +1282,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Park barriers our readers issued (each before a park; see <see cref="ParkBarrier"/>).</summary>
     internal long ReaderParkBarriers => _txDoorbell.ParkBarriers;
 
+    /// <summary>Park barriers our readers' parks issued and the kernel refused (they parked a millisecond at most).</summary>
+    internal long ReaderParkBarrierFailures => _txDoorbell.ParkBarrierFailures;
+
+    /// <summary>Makes our readers' next <paramref name="count"/> park barriers fail (<see cref="Doorbell.RefuseParkBarriersForTest"/>).</summary>
+    internal void RefuseReaderParkBarriersForTest(int count) => _txDoorbell.RefuseParkBarriersForTest(count);
+
     /// <summary>Whether our readers issue the park barrier (and the region's header says so).</summary>
     internal bool ReadersParkWithBarrier => _txDoorbell.ParksWithBarrier;
 
