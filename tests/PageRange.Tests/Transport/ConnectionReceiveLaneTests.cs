@@ -557,7 +557,7 @@ public sealed class ConnectionReceiveLaneTests
         var seen = new Sequence();
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
 
-        Assert.Throws<PeerDiedException>((Action)(() =>
+        PeerDiedException died = Assert.Throws<PeerDiedException>((Action)(() =>
         {
             while (true)
             {
@@ -565,7 +565,7 @@ public sealed class ConnectionReceiveLaneTests
             }
         }));
 
-        Assert.Equal(count, seen.Count);
+        Assert.True(count == seen.Count, $"{seen.Count} of {count} delivered before: {died}");
         Assert.Null(seen.Error);
     }
 
