@@ -116,10 +116,11 @@ internal static class PackLayout
     /// is full the writer opens its next pack in the oldest resting one (recycled: no reservation, no free, no page
     /// changing state), so a stream rotates through its live and resting packs; a pack freed while the rest is full
     /// sends the oldest back to the allocator (when one drain takes two frees or more, so the next pack is a new
-    /// reservation: 21-27% of a stream's packs on the EPYC guest). Without the rest, the allocator's best fit hands a stream the pack freed last, whose lines are still
-    /// in the other core's cache: on the Xeon guest a 64 B stream then ran as the floor does with a ring of 64 KiB (17-22 M
-    /// messages/s), not as with its usual 8 MiB ring (14-47 M, median 25); with 48 resting 25.3-27.3 M against
-    /// 19.9-23.3 M in 4 alternated pairs (session 2026-12-04 12:08, benchmarks/README.md "Packs that rest").</para>
+    /// reservation: 21-27% of a stream's packs on the EPYC guest). Without the rest, the allocator's best fit hands a
+    /// stream the pack freed last, whose lines are still in the other core's cache: on the Xeon guest a 64 B stream then
+    /// ran as the floor does with a ring of 64 KiB (17-22 M messages/s), not as with its usual 8 MiB ring (14-47 M, median
+    /// 25); with 48 resting 25.3-27.3 M against 19.9-23.3 M in 4 alternated pairs (session 2026-12-04 12:08,
+    /// benchmarks/README.md "Packs that rest").</para>
     /// A resting pack is freed as far as the protocol goes (the receiver gave it back, the free ring holds nothing for
     /// it) but stays reserved in the region: its pages stay Used, which costs a streaming connection at most 192 KiB
     /// more resident memory. They go back when the region has no room for a reservation, and when the writer is idle.
