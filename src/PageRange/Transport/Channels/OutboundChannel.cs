@@ -973,10 +973,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _allocator.RecycleUnderLock(offset, PackLayout.Capacity);
         _restingFirst = _restingFirst + 1 == _maxRestingPacks ? 0 : _restingFirst + 1;
         Volatile.Write(ref _restingCount, _restingCount - 1);
-        // As a reservation (TryReserveUnsynchronized): one more live buffer, toward the next lazy drain.
-        _liveBuffers++;
-        _bytesSinceDrain += PackLayout.Capacity;
-        _sendsSinceDrain++;
+        CountReservationUnsynchronized(PackLayout.Capacity);
         _packsRecycled++;
         return true;
     }
@@ -1140,10 +1137,16 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             return false;
         }
+        CountReservationUnsynchronized(size);
+        return true;
+    }
+
+    /// <summary>A buffer reserved (or a resting pack reserved again): one more live buffer, toward the next lazy drain.</summary>
+    private void CountReservationUnsynchronized(int size)
+    {
         _liveBuffers++;
         _bytesSinceDrain += size;
         _sendsSinceDrain++;
-        return true;
     }
 
     private bool TryReserveAfterDrain(int size, bool oneway, bool clearOnFree, bool allowSlab, out long offset)
