@@ -126,6 +126,11 @@ public sealed class ConnectionReceiveLaneRaceTests
                 try
                 {
                     long number = BinaryPrimitives.ReadInt64LittleEndian(copy.Item1.Payload);
+                    // Checked again after the read: a thread preempted between the check and the read may read a buffer
+                    // freed and reused since (a pack the writer recycled), which only a check after the read tells
+                    // apart. A copy that reads the next record while its generation is still live fails both checks.
+                    Interlocked.MemoryBarrier();
+                    _ = copy.Item1.Payload.Length;
                     if (number != copy.Item2)
                     {
                         state.Error ??= $"a copy of oneway {copy.Item2} read oneway {number}'s payload";
