@@ -287,8 +287,9 @@ public sealed class ChannelPackHostileTests
     [Fact]
     public void TrySend_ReceiverFreesAFullPackBeforeItsSeal_TheNextPacksReservationCatchesItAndNothingStaysReserved()
     {
-        // The writer reserves the next pack before it seals the full one: the reservation's drain runs with the full pack
-        // still open, so a free naming it is refused there, and the new reservation is not left behind.
+        // The writer reserves the next pack before it seals the full one: the reservation's drain (a pack is larger than
+        // LazyDrainMaxMessage, so every reservation of one reads the frees) runs with the full pack still open, so a free
+        // naming it is refused there, and the new reservation is not left behind.
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         var peer = new RawReceiverPeer(pair);
         int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / s_entry64;

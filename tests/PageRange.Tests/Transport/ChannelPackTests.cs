@@ -318,6 +318,8 @@ public sealed class ChannelPackTests
     public void Drain_TwoPackFreesWithTheRestFull_TheOldestGoesBackToTheAllocator_TheNextPackIsANewReservation()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
+        // Frees read at every seal: a rest one short is not full (see Send_BetweenTwoReadsOfTheFrees_... for the default).
+        pair.Outbound.LazyDrainPacksForTest = 1;
         ulong id = 0;
         StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 1);
         long[] resting = PacksOffsets(pair).ToArray();
@@ -350,9 +352,10 @@ public sealed class ChannelPackTests
     [Trait("Category", "Hostile")]
     public void TrySend_AForgedFreeOfTheFullPackWhenTheNextIsRecycled_RefusedAndTheRecycledPackGoesBack()
     {
-        // The seal's drain catches a free of the full pack, which is still open; the recycled pack, reserved and written
-        // but never published, goes back to the allocator as a new reservation would.
+        // A seal that reads the frees (here every one) catches a free of the full pack, which is still open; the recycled
+        // pack, reserved and written but never published, goes back to the allocator as a new reservation would.
         using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
+        pair.Outbound.LazyDrainPacksForTest = 1;
         ulong id = 0;
         StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 1);
         long full = pair.Outbound.OpenPackOffset;
@@ -376,13 +379,117 @@ public sealed class ChannelPackTests
     }
 
     [Fact]
+    public void Send_BetweenTwoReadsOfTheFrees_EveryPackIsRecycled_AndEveryFourthSealReadsThem()
+    {
+        // The rest fills when the writer reads its frees, and the packs opened until its next read take from it: each
+        // turnover recycles while the rest is full but for the packs opened since, and the LazyDrainPacks-th seal reads.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
+        ulong id = 0;
+        StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 1);
+        Assert.Equal(PackLayout.MaxRestingPacks, pair.Outbound.RestingPacks);
+        for (int turnover = 1; turnover <= OutboundChannel.LazyDrainPacks; turnover++)
+        {
+            long freedBefore = pair.Outbound.BuffersFreed;
+            for (int i = 0; i < s_perPack; i++)
+            {
+                SendOneway(pair, id++, 64);
+            }
+            Assert.Equal(s_perPack, ReceiveAll(pair).Count);
+            Assert.Equal(turnover, pair.Outbound.PacksRecycled);
+            if (turnover < OutboundChannel.LazyDrainPacks)
+            {
+                // Not read: the packs the receiver finished stay live, and the rest gives one to each new pack.
+                Assert.Equal(freedBefore, pair.Outbound.BuffersFreed);
+                Assert.Equal(PackLayout.MaxRestingPacks - turnover, pair.Outbound.RestingPacks);
+            }
+            else
+            {
+                // Read by this seal: every pack finished before it (all but the one it sealed) comes to rest.
+                Assert.Equal(freedBefore + turnover - 1, pair.Outbound.BuffersFreed);
+                Assert.Equal(PackLayout.MaxRestingPacks - 1, pair.Outbound.RestingPacks);
+            }
+        }
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        AssertEveryBufferBackAfterTheLastPack(pair);
+    }
+
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public void TrySend_AFreeOfTheFullPackBeforeASealThatDoesNotReadTheFrees_HonouredAfterIt_TheStreamGoesOn()
+    {
+        // Read after the seal, an early free of the full pack cannot be told from an honest one: it is honoured, which
+        // costs the writer nothing (it writes nothing more into a sealed pack); the receiver's own free of the pack, when
+        // it finishes it, is then a second free of a resting pack, ignored, and every message still arrives.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
+        ulong id = 0;
+        StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 1);
+        long full = pair.Outbound.OpenPackOffset;
+        int liveBefore = pair.Outbound.LiveBuffers;
+        pair.Inbound.Free(new TransactionRecord(0, full, PackLayout.Capacity, 0, TransactionFlags.Oneway));
+
+        // The first seal since the last read of the frees: it reads none, and the next pack is the oldest resting one.
+        SendOneway(pair, id++, 64);
+        Assert.Equal(1, pair.Outbound.PacksRecycled);
+        Assert.NotEqual(full, pair.Outbound.OpenPackOffset);
+        Assert.Equal(liveBefore + 1, pair.Outbound.LiveBuffers);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(liveBefore, pair.Outbound.LiveBuffers);
+        Assert.Contains(full, PacksOffsets(pair));
+
+        for (int i = 1; i < 3 * s_perPack; i++)
+        {
+            SendOneway(pair, id++, 64);
+        }
+        List<TransactionRecord> received = ReceiveAll(pair);
+        Assert.Equal(3 * s_perPack, received.Count);
+        pair.Outbound.DrainFrees();
+        Assert.Equal(1, pair.Outbound.RestingPackFreesIgnored);
+        pair.Outbound.DrainFreesAndReleaseIdleSlab();
+        AssertEveryBufferBackAfterTheLastPack(pair);
+    }
+
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public void TrySend_AFreeOfTheFullPackBeforeTheSealThatReadsTheFrees_RefusedAndTheRecycledPackGoesBack()
+    {
+        // The LazyDrainPacks-th seal since the last read of the frees reads them while the full pack is still open: a free
+        // naming it is forged, and the pack recycled for the next, written but never published, goes back.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
+        ulong id = 0;
+        StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 1);
+        for (int i = 0; i < (OutboundChannel.LazyDrainPacks - 1) * s_perPack; i++)
+        {
+            SendOneway(pair, id++, 64);
+        }
+        ReceiveAll(pair);
+        Assert.Equal(OutboundChannel.LazyDrainPacks - 1, pair.Outbound.PacksRecycled);
+        long full = pair.Outbound.OpenPackOffset;
+        int liveBefore = pair.Outbound.LiveBuffers;
+        var before = pair.Outbound.Allocator.GetStats();
+        pair.Inbound.Free(new TransactionRecord(0, full, PackLayout.Capacity, 0, TransactionFlags.Oneway));
+
+        byte[] payload = PayloadFor(id, 64);
+        ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(
+            () => pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload));
+        Assert.Contains("still open", error.Message, StringComparison.Ordinal);
+        Assert.Equal(OutboundChannel.LazyDrainPacks, pair.Outbound.PacksRecycled);
+        var after = pair.Outbound.Allocator.GetStats();
+        Assert.Equal(0, after.ReservedBuffers);
+        // The frees before the forged one were honoured: the packs the receiver finished came to rest.
+        Assert.Equal(liveBefore - (OutboundChannel.LazyDrainPacks - 1), pair.Outbound.LiveBuffers);
+        Assert.Equal(before.AllocatedBuffers - 1, after.AllocatedBuffers);
+    }
+
+    [Fact]
     [Trait("Category", "Hostile")]
     public void Drain_AStaleFreeOfARecycledPack_IgnoredUntilItsNewRecordIsTaken_RefusedWhileItIsOpen()
     {
         // A hostile receiver frees a buffer again after the writer recycled it as a new pack: before the receiver took
         // the new pack's record it is an undelivered free (binder's rule, as for any buffer), and while the pack is open
-        // a forged one; the messages in it arrive whole either way.
+        // a forged one; the messages in it arrive whole either way. Frees read at every seal, so the rest one short after
+        // the recycled pack is not full.
         using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 600, rest: true));
+        pair.Outbound.LazyDrainPacksForTest = 1;
         ulong id = 0;
         StreamPacks(pair, ref id, rounds: PackLayout.MaxRestingPacks + 1);
         long oldest = PacksOffsets(pair).First();

@@ -113,10 +113,11 @@ internal static class PackLayout
     /// <remarks>
     /// <para id="resting">Resting: a pack that a stream filled (sealed because the next message had no room in it, not
     /// by a record of another kind or an idle writer's seal) stays reserved once the receiver freed it. While the rest
-    /// is full the writer opens its next pack in the oldest resting one (recycled: no reservation, no free, no page
-    /// changing state), so a stream rotates through its live and resting packs; a pack freed while the rest is full
-    /// sends the oldest back to the allocator (when one drain takes two frees or more, so the next pack is a new
-    /// reservation: 21-27% of a stream's packs on the EPYC guest). Without the rest, the allocator's best fit hands a
+    /// is full, but for the packs opened since the writer last read its frees (it reads them at every 4th pack, see
+    /// <see cref="OutboundChannel.LazyDrainPacks"/>), the writer opens its next pack in the oldest resting one (recycled:
+    /// no reservation, no free, no page changing state), so a stream rotates through its live and resting packs; a pack
+    /// freed while the rest is full sends the oldest back to the allocator, and a rest below that grows from new
+    /// reservations. Without the rest, the allocator's best fit hands a
     /// stream the pack freed last, whose lines are still in the other core's cache: on the Xeon guest a 64 B stream then
     /// ran as the floor does with a ring of 64 KiB (17-22 M messages/s), not as with its usual 8 MiB ring (14-47 M, median
     /// 25); with 48 resting 25.3-27.3 M against 19.9-23.3 M in 4 alternated pairs (session 2026-12-04 12:08,
