@@ -129,8 +129,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// Every drain reads the free ring's tail and the transaction ring's head, two lines the receiver writes, so each
     /// costs two cache-line transfers even when it finds one free. Drained at every seal, that was the largest step of a
     /// stream's turnover (about 260 ns of 630 on the EPYC guest); at every 4th it reads about 4 frees at once. A 64 B
-    /// stream, far vCPUs, 10 alternated pairs: median 19.2 M messages/s against 17.7 M, better in 7 (every 8th: no better
-    /// again); see benchmarks/README.md, "Frees read every 4th pack".
+    /// stream, far vCPUs: better in 24 of 38 alternated pairs against reading at every seal, a few per cent in the
+    /// medians (every 8th: no better again); see benchmarks/README.md, "Frees read every 4th pack".
     /// </remarks>
     internal const int LazyDrainPacks = 4;
 
@@ -989,9 +989,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     /// <remarks>
     /// The frees are read at every <see cref="LazyDrainPacks"/>-th pack, so the rest fills at a read and the packs opened
     /// until the next take from it; recycling only from a full rest, as when the frees were read at every seal, recycled
-    /// one pack in four. A 64 B stream on the EPYC guest (4 resting, far vCPUs) measured median 19.5 against 17.4-17.9 M
-    /// messages/s that way, better in 8 of 8 alternated pairs (session 2026-12-05 16:00, benchmarks/README.md "Frees read
-    /// every 4th pack").
+    /// one pack in four. A 64 B stream on the EPYC guest (4 resting, far vCPUs) recycling from one resting measured median
+    /// 19.5 against 17.4-17.9 M messages/s that way, better in 8 of 8 alternated pairs; this rule recycles 92-96% of the
+    /// packs there (session 2026-12-05 16:00, benchmarks/README.md "Frees read every 4th pack").
     /// </remarks>
     /// <returns><see langword="false"/> (nothing taken) if too few rest or the live-buffer limit is reached.</returns>
     private bool TryRecycleRestingPackUnsynchronized(out long offset)
