@@ -151,7 +151,9 @@ public sealed class ServerInlineTests
             await WarmUpUntilInlineAsync(client, threads);
             threads.Clear();
             Task<Transaction> stuck = client.CallAsync(Echo, new byte[] { WaitForRelease }).AsTask();
-            await PageRangeServerTests.WaitUntilAsync(() => server.InFlightCalls == 1);
+            // The call counts in flight before its handler runs: wait for the handler's own mark too (a clean-clone run
+            // once peeked between the two).
+            await PageRangeServerTests.WaitUntilAsync(() => server.InFlightCalls == 1 && !threads.IsEmpty);
             Assert.True(threads.TryPeek(out string? thread));
             // Held on the session's thread (a worker's stuck run is PageRangeServerTests' case).
             Assert.StartsWith(SessionThread, thread, StringComparison.Ordinal);
