@@ -76,12 +76,54 @@ public sealed class ChannelPackHostileTests
     }
 
     [Fact]
-    public void TryReceive_CommittedTooFewBytesForAnEntryHeader_Violation()
+    public void TryReceive_CommittedCoversAnEntrysHeaderButNotItsPayload_Violation()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         long pack = SendPacked(pair, 1);
-        WriteWord(pair, pack, 8);
-        AssertViolationEveryTime(pair, "too few");
+        WriteWord(pair, pack, PackLayout.EntryHeaderSize);
+        AssertViolationEveryTime(pair, "length");
+    }
+
+    [Theory]
+    [InlineData(PackLayout.LongForm, 0, "length")]
+    [InlineData(2, 64, "form")]
+    [InlineData(ushort.MaxValue, 0, "form")]
+    public void TryReceive_AnEntrysFormUnknownOrItsIdOutsideCommitted_Violation(int form, int length, string contains)
+    {
+        // A long entry's id takes 8 bytes after the header: an empty one covering only the header leaves it outside
+        // Committed. Any form but 0 and 1 is a violation.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 1);
+        var entry = new PackEntryLayout { Length = (ushort)length, Form = (ushort)form, Code = 3 };
+        MemoryMarshal.Write(PackBytes(pair, pack)[PackLayout.HeaderSize..], in entry);
+        WriteWord(pair, pack, (uint)(length == 0 ? PackLayout.EntryHeaderSize : s_entry64));
+        AssertViolationEveryTime(pair, contains);
+    }
+
+    [Fact]
+    public void TryReceive_AForgedFirstIdOrLongEntryId_OnlyTheIdsChange_EveryPayloadDeliveredInOrder()
+    {
+        // Ids are only numbers to the receiver: a writer that rewrites the pack's FirstId or a long entry's id changes
+        // what the records say, nothing else.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        Assert.True(pair.Outbound.TrySend(0, 3, TransactionFlags.Oneway, new byte[64]));
+        Assert.True(pair.Outbound.TrySend(1, 3, TransactionFlags.Oneway, new byte[64]));
+        Assert.True(pair.Outbound.TrySend(7, 3, TransactionFlags.Oneway, new byte[64]));
+        long pack = pair.Outbound.OpenPackOffset;
+        Span<byte> bytes = PackBytes(pair, pack);
+        MemoryMarshal.Write(bytes[PackLayout.FirstIdOffset..], ulong.MaxValue);
+        // The third entry is long (7 does not follow 1): its id sits after its header.
+        MemoryMarshal.Write(bytes[(PackLayout.HeaderSize + (2 * s_entry64) + PackLayout.EntryHeaderSize)..], 12345UL);
+
+        var ids = new List<ulong>();
+        while (pair.Inbound.TryReceive(out TransactionRecord record))
+        {
+            Assert.Equal(64, record.Length);
+            ids.Add(record.TransactionId);
+            pair.Inbound.Free(record);
+        }
+        // FirstId all ones is a oneway id's shape: the short entry after it steps by 2^16 (wrapping).
+        Assert.Equal(new[] { ulong.MaxValue, unchecked(ulong.MaxValue + PackLayout.IdStep(ulong.MaxValue)), 12345UL }, ids);
     }
 
     [Fact]
@@ -179,7 +221,7 @@ public sealed class ChannelPackHostileTests
         // One message taken: the receiver saw the sealed word.
         Assert.True(pair.Inbound.TryReceive(out _));
         // A fourth, well-formed entry appended after the seal.
-        var entry = new PackEntryLayout { Length = 64, Code = 3, TransactionId = 99 };
+        var entry = new PackEntryLayout { Length = 64, Form = PackLayout.ShortForm, Code = 3 };
         MemoryMarshal.Write(PackBytes(pair, pack)[(PackLayout.HeaderSize + (3 * s_entry64))..], in entry);
         WriteWord(pair, pack, (uint)(4 * s_entry64) | PackLayout.SealedBit);
         AssertViolationEveryTime(pair, "Committed");
@@ -187,18 +229,18 @@ public sealed class ChannelPackHostileTests
 
     [Theory]
     [InlineData(PackLayout.MaxPayload + 1, "length")]
-    [InlineData(uint.MaxValue, "length")]
-    [InlineData(128u, "length")]
-    public void TryReceive_EntryLongerThanTheBoundOrThanCommitted_Violation(uint length, string contains)
+    [InlineData(ushort.MaxValue, "length")]
+    [InlineData(128, "length")]
+    public void TryReceive_EntryLongerThanTheBoundOrThanCommitted_Violation(int length, string contains)
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         long pack = SendPacked(pair, 1);
-        var entry = new PackEntryLayout { Length = length, Code = 3, TransactionId = 0 };
+        var entry = new PackEntryLayout { Length = (ushort)length, Form = PackLayout.ShortForm, Code = 3 };
         MemoryMarshal.Write(PackBytes(pair, pack)[PackLayout.HeaderSize..], in entry);
         // Committed stays one 64-byte entry; 257 also exceeds the bound with Committed covering it.
         if (length == PackLayout.MaxPayload + 1)
         {
-            WriteWord(pair, pack, (uint)PackLayout.EntrySize((int)length));
+            WriteWord(pair, pack, (uint)PackLayout.EntrySize(length));
         }
         AssertViolationEveryTime(pair, contains);
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using PageRange.Memory;
 using PageRange.Tests.Infrastructure;
 using PageRange.Transport;
@@ -81,6 +82,40 @@ public sealed class ChannelPackTests
         Assert.Equal(PackLayout.MaxLivePacks * PackLayout.MaxEntries, InboundChannel.MaxPackedLive);
         SendOneway(pair, 1, 8);
         Assert.Equal(packs == 0 ? 0 : 1, pair.Outbound.PacksOpened);
+    }
+
+    [Fact]
+    public void TrySend_IdsThatFollowEachOtherGoInShortEntries_AnyOtherInALongOne_EveryIdArrives()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        // Ids the channel gives (a oneway id's shape steps by 2^16), then ids a sender counts by one, then ids that jump.
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.True(pair.Outbound.TrySend(TransactionIds.AssignedOnSend, 3, TransactionFlags.Oneway, new byte[64]));
+        }
+        long assigned = pair.Outbound.OpenPackOffset;
+        Assert.Equal((uint)(3 * PackLayout.EntrySize(64)), MemoryMarshal.Read<uint>(pair.Outbound.Pages.GetSpan(assigned, 8)));
+        ulong[] own = [40, 41, 42, 100, 7, 8];
+        // A call between seals the pack: the counted ids open a pack of their own.
+        Assert.True(pair.Outbound.TrySend(1, 5, TransactionFlags.TwoWay, new byte[8], new RecordContext(1, 0, CallStatus.Ok)));
+        foreach (ulong id in own)
+        {
+            Assert.True(pair.Outbound.TrySend(id, 3, TransactionFlags.Oneway, new byte[64]));
+        }
+        long counted = pair.Outbound.OpenPackOffset;
+        // 40, 41, 42 short; 100 and 7 long (they follow nothing); 8 long too (the short one next would be 45).
+        int bytes = (3 * PackLayout.EntrySize(64)) + (3 * PackLayout.EntrySize(64, longForm: true));
+        Assert.Equal((uint)bytes, MemoryMarshal.Read<uint>(pair.Outbound.Pages.GetSpan(counted, 8)));
+
+        var ids = new List<ulong>();
+        while (pair.Inbound.TryReceive(out TransactionRecord record))
+        {
+            ids.Add(record.TransactionId);
+            pair.Inbound.Free(record);
+        }
+        Assert.Equal(
+            new[] { TransactionIds.Oneway(1), TransactionIds.Oneway(2), TransactionIds.Oneway(3), 1UL }.Concat(own),
+            ids);
     }
 
     [Theory]

@@ -86,6 +86,9 @@ internal sealed unsafe class InboundChannel : IDisposable
     private int _packConsumed;
     // Entries taken from the current pack: at most PackLayout.MaxEntries.
     private int _packEntries;
+    // The current pack's FirstId (PackLayout), copied once when the pack is taken: a short entry's id follows from it.
+    private ulong _packFirstId;
+    private ulong _packIdStep;
     // Messages handed out from the current pack in this batch, not yet added to its Taken and _packedTaken.
     private int _packPending;
     private int _packSearch;
@@ -1493,6 +1496,11 @@ internal sealed unsafe class InboundChannel : IDisposable
         pack.InUse = 1;
         _packIndex = index;
         _packCapacity = (int)raw.Length;
+        // SAFETY: the record was validated (the pack lies inside the data area, which is mapped until Dispose, and its
+        // capacity covers the header line). Written before the record was published (whose acquire we have made): read
+        // once into our copy; any value is an id.
+        _packFirstId = *(ulong*)(_data + raw.BufferOffset + PackLayout.FirstIdOffset);
+        _packIdStep = PackLayout.IdStep(_packFirstId);
         _packSeen = 0;
         _packEntries = 0;
         // Entries start after the header line; consumed counts from the pack's first byte.
@@ -1548,26 +1556,31 @@ internal sealed unsafe class InboundChannel : IDisposable
                     return PackViolation(count, $"it holds more than {PackLayout.MaxEntries} entries");
                 }
                 int left = end - _packConsumed;
-                if (left < PackLayout.EntryHeaderSize)
-                {
-                    return PackViolation(count, $"{left} committed bytes at {_packConsumed} are too few for an entry header");
-                }
-                // SAFETY: [_packConsumed, _packConsumed + 16) lies inside the committed bytes, inside the pack (checked
+                // Both multiples of 8 (Committed checked above, entries padded): an entry header always fits.
+                Debug.Assert(left >= PackLayout.EntryHeaderSize, "Committed and every entry are multiples of 8 bytes.");
+                // SAFETY: [_packConsumed, _packConsumed + 8) lies inside the committed bytes, inside the pack (checked
                 // above), inside the mapped data area; copied once, and only the copy is used.
                 PackEntryLayout entry = *(PackEntryLayout*)(_data + _packOffset + _packConsumed);
-                if (entry.Length > PackLayout.MaxPayload || PackLayout.EntrySize((int)entry.Length) > left)
+                bool longForm = entry.Form == PackLayout.LongForm;
+                int entrySize = PackLayout.EntrySize(entry.Length, longForm);
+                if (entry.Length > PackLayout.MaxPayload || entry.Form > PackLayout.LongForm || entrySize > left)
                 {
-                    return PackViolation(count, $"the entry at {_packConsumed} has length {entry.Length} (at most {PackLayout.MaxPayload}, " +
-                        $"inside the {bytes} committed bytes with its header and padding)");
+                    return PackViolation(count, $"the entry at {_packConsumed} has length {entry.Length} and form {entry.Form} (at most " +
+                        $"{PackLayout.MaxPayload}, form 0 or 1, inside the {bytes} committed bytes with its header and padding)");
                 }
-                long payloadOffset = _packOffset + _packConsumed + PackLayout.EntryHeaderSize;
-                records[count++] = new TransactionRecord(entry.TransactionId, payloadOffset, (int)entry.Length, entry.Code, TransactionFlags.Oneway,
+                // SAFETY: a long entry's id lies at [8, 16) of the entry, inside the committed bytes (entrySize <= left);
+                // read once into a local. A short entry's follows from the pack's FirstId.
+                ulong id = longForm
+                    ? *(ulong*)(_data + _packOffset + _packConsumed + PackLayout.EntryHeaderSize)
+                    : unchecked(_packFirstId + ((ulong)_packEntries * _packIdStep));
+                long payloadOffset = _packOffset + _packConsumed + (longForm ? PackLayout.LongEntryHeaderSize : PackLayout.EntryHeaderSize);
+                records[count++] = new TransactionRecord(id, payloadOffset, entry.Length, entry.Code, TransactionFlags.Oneway,
                     Pack: _packIndex + 1);
-                _packConsumed += PackLayout.EntrySize((int)entry.Length);
+                _packConsumed += entrySize;
                 _packEntries++;
                 _packPending++;
                 _packedSinceDrain = true;
-                TransportMetrics.OnReceived(TransactionFlags.Oneway, (int)entry.Length);
+                TransportMetrics.OnReceived(TransactionFlags.Oneway, entry.Length);
                 highWaterMark = Math.Max(highWaterMark, payloadOffset + entry.Length);
             }
             if (sealed_)

@@ -87,6 +87,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private byte* _packBase;
     private uint _packCommitted;
     private int _packEntries;
+    // The id whose entry is short next: the open pack's FirstId + _packEntries * _packIdStep (PackLayout.IdStep).
+    private ulong _packNextId;
+    private ulong _packIdStep;
     // Packs live (the open one and sealed ones not yet freed back), at most _maxLivePacks: their offsets.
     private readonly int _maxLivePacks;
     private readonly long[] _livePacks = new long[PackLayout.MaxLivePacks];
@@ -414,18 +417,23 @@ internal sealed unsafe class OutboundChannel : IDisposable
         using (_lock.EnterScope(thread))
         {
             ThrowIfDisposed();
-            if (packable && HasRoomInOpenPack(payload.Length))
+            if (packable)
             {
-                // A stream's message: straight-line code, forced inline (see AppendToOpenPackUnsynchronized).
-                AppendToOpenPackUnsynchronized(IdUnsynchronized(transactionId), code, payload);
-                return true;
-            }
-            if (packable && _livePackCount >= _maxLivePacks)
-            {
-                WaitForLivePackUnsynchronized(payload.Length);
+                // The id first: whether the entry is short depends on it (PackLayout.IdStep).
+                transactionId = IdUnsynchronized(transactionId);
+                if (HasRoomInOpenPack(EntrySizeInOpenPack(transactionId, payload.Length)))
+                {
+                    // A stream's message: straight-line code, forced inline (see AppendToOpenPackUnsynchronized).
+                    AppendToOpenPackUnsynchronized(transactionId, code, payload);
+                    return true;
+                }
+                if (_livePackCount >= _maxLivePacks)
+                {
+                    WaitForLivePackUnsynchronized(payload.Length);
+                }
             }
             transactionId = IdUnsynchronized(transactionId);
-            if (packable && (HasRoomInOpenPack(payload.Length) || _livePackCount < _maxLivePacks))
+            if (packable && (HasRoomInOpenPack(EntrySizeInOpenPack(transactionId, payload.Length)) || _livePackCount < _maxLivePacks))
             {
                 return TrySendPackedUnsynchronized(transactionId, code, payload);
             }
@@ -483,11 +491,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         using (_lock.EnterScope())
         {
-            if (Volatile.Read(ref _disposed) != 0 || !HasRoomInOpenPack(payload.Length))
+            ulong id = TransactionIds.Oneway(_onewaySequence + 1);
+            if (Volatile.Read(ref _disposed) != 0 || !HasRoomInOpenPack(EntrySizeInOpenPack(id, payload.Length)))
             {
                 return false;
             }
-            AppendToOpenPackUnsynchronized(TransactionIds.Oneway(++_onewaySequence), code, payload);
+            _onewaySequence++;
+            AppendToOpenPackUnsynchronized(id, code, payload);
             return true;
         }
     }
@@ -816,8 +826,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
     [MethodImpl(MethodImplOptions.NoInlining)]
     private bool TrySendPackedUnsynchronized(ulong transactionId, uint code, ReadOnlySpan<byte> payload)
     {
-        int entrySize = PackLayout.EntrySize(payload.Length);
-        if (HasRoomInOpenPack(payload.Length))
+        if (HasRoomInOpenPack(EntrySizeInOpenPack(transactionId, payload.Length)))
         {
             AppendToOpenPackUnsynchronized(transactionId, code, payload);
             return true;
@@ -856,10 +865,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             packBase = first;
         }
-        // The header line: Committed and the rest zero (a reused buffer holds old bytes). Plain stores: the record's
-        // release store of the tail publishes them with the first entry.
+        // The header line: Committed, FirstId and the rest zero (a reused buffer holds old bytes). Plain stores: the
+        // record's release store of the tail publishes them with the first entry, which is short (its id is FirstId).
         pack[..PackLayout.HeaderSize].Clear();
-        WriteEntry(packBase + PackLayout.HeaderSize, transactionId, code, payload);
+        int entrySize = PackLayout.EntrySize(payload.Length);
+        *(ulong*)(packBase + PackLayout.FirstIdOffset) = transactionId;
+        WriteEntry(packBase + PackLayout.HeaderSize, transactionId, code, payload, longForm: false);
         *(uint*)packBase = (uint)entrySize;
         try
         {
@@ -878,6 +889,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         _packBase = packBase;
         _packCommitted = (uint)entrySize;
         _packEntries = 1;
+        _packIdStep = PackLayout.IdStep(transactionId);
+        _packNextId = unchecked(transactionId + _packIdStep);
         _livePackFull[_livePackCount] = false;
         _livePacks[_livePackCount++] = offset;
         _packsIdle = false;
@@ -898,9 +911,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private void AppendToOpenPackUnsynchronized(ulong transactionId, uint code, ReadOnlySpan<byte> payload)
     {
         uint committed = _packCommitted;
-        WriteEntry(_packBase + PackLayout.HeaderSize + committed, transactionId, code, payload);
-        _packCommitted = committed + (uint)PackLayout.EntrySize(payload.Length);
+        bool longForm = transactionId != _packNextId;
+        WriteEntry(_packBase + PackLayout.HeaderSize + committed, transactionId, code, payload, longForm);
+        _packCommitted = committed + (uint)PackLayout.EntrySize(payload.Length, longForm);
         _packEntries++;
+        _packNextId = unchecked(_packNextId + _packIdStep);
         // Release: the entry's bytes are visible to a receiver that sees the new Committed (its acquire load).
         // SAFETY: _packBase points at the open pack, Used and live (the peer cannot free an open pack: such a free
         // is a violation, see DrainFreesUnsynchronized) and mapped until Dispose, which takes the lock we hold.
@@ -920,11 +935,19 @@ internal sealed unsafe class OutboundChannel : IDisposable
     private ulong IdUnsynchronized(ulong transactionId) =>
         transactionId != TransactionIds.AssignedOnSend ? transactionId : TransactionIds.Oneway(++_onewaySequence);
 
-    /// <summary>Whether a message of <paramref name="payloadLength"/> bytes fits in the open pack (its bytes and its entry count).</summary>
+    /// <summary>Whether an entry of <paramref name="entrySize"/> bytes fits in the open pack (its bytes and its entry count).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool HasRoomInOpenPack(int payloadLength) =>
+    private bool HasRoomInOpenPack(int entrySize) =>
         _packOffset >= 0 && _packEntries < PackLayout.MaxEntries
-        && PackLayout.HeaderSize + _packCommitted + (uint)PackLayout.EntrySize(payloadLength) <= PackLayout.Capacity;
+        && PackLayout.HeaderSize + _packCommitted + (uint)entrySize <= PackLayout.Capacity;
+
+    /// <summary>
+    /// The bytes the entry of a message with <paramref name="transactionId"/> and <paramref name="payloadLength"/> bytes
+    /// takes in the open pack: short if its id is the one that follows (see <see cref="PackLayout.IdStep"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int EntrySizeInOpenPack(ulong transactionId, int payloadLength) =>
+        PackLayout.EntrySize(payloadLength, transactionId != _packNextId);
 
     /// <summary>Whether <paramref name="offset"/> is a live pack's (sealed and not yet freed back) that a stream filled.</summary>
     private bool IsFullLivePack(long offset)
@@ -1087,7 +1110,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
         {
             DrainFreesUnsynchronized();
             // Another sender may have opened a pack while we did not hold the lock.
-            if (_livePackCount < _maxLivePacks || HasRoomInOpenPack(payloadLength))
+            // Room for a long entry: whatever its id, the message then fits.
+            if (_livePackCount < _maxLivePacks || HasRoomInOpenPack(PackLayout.EntrySize(payloadLength, longForm: true)))
             {
                 return;
             }
@@ -1110,12 +1134,23 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>Writes one entry (header and payload) at <paramref name="target"/>, inside the open pack.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void WriteEntry(byte* target, ulong transactionId, uint code, ReadOnlySpan<byte> payload)
+    private static void WriteEntry(byte* target, ulong transactionId, uint code, ReadOnlySpan<byte> payload, bool longForm)
     {
-        // SAFETY: the caller checked that the entry (EntrySize(payload.Length) bytes) fits before the pack's capacity,
-        // and the pack is Used and mapped (see TrySendPackedUnsynchronized).
-        *(PackEntryLayout*)target = new PackEntryLayout { Length = (uint)payload.Length, Code = code, TransactionId = transactionId };
-        payload.CopyTo(new Span<byte>(target + PackLayout.EntryHeaderSize, payload.Length));
+        // SAFETY: the caller checked that the entry (EntrySize(payload.Length, longForm) bytes) fits before the pack's
+        // capacity, and the pack is Used and mapped (see TrySendPackedUnsynchronized). The length is at most MaxPayload.
+        *(PackEntryLayout*)target = new PackEntryLayout
+        {
+            Length = (ushort)payload.Length,
+            Form = longForm ? PackLayout.LongForm : PackLayout.ShortForm,
+            Code = code,
+        };
+        int header = PackLayout.EntryHeaderSize;
+        if (longForm)
+        {
+            *(ulong*)(target + PackLayout.EntryHeaderSize) = transactionId;
+            header = PackLayout.LongEntryHeaderSize;
+        }
+        payload.CopyTo(new Span<byte>(target + header, payload.Length));
     }
 
     /// <summary>Seals the open pack, if any: no more entries; the next small oneway opens a new one.</summary>

@@ -15,8 +15,12 @@ namespace PageRange.Transport;
 ///   8 NextPack u64    a hint, written before the seal of a pack that a stream filled: the offset of the pack the writer
 ///                     opens next (its first entry already written) with the low bit set (<see cref="NextPackHint"/>),
 ///                     else zero (another seal, or no room for a next pack); the receiver only prefetches there
-///  16 .. 63           zero (the header has its own line: the writer stores Committed once per entry)
-///  64 entry 0: 0 Length u32 | 4 Code u32 | 8 TransactionId u64 | 16 payload (Length bytes), padded to 8 bytes
+///  16 FirstId u64     the transaction id of entry 0, written before the pack's record is published
+///  24 .. 63           zero (the header has its own line: the writer stores Committed once per entry)
+///  64 entry 0: 0 Length u16 | 2 Form u16 | 4 Code u32 | then by Form:
+///       Form 0 (short): 8 payload; the id is FirstId + index * IdStep(FirstId) (index: the entry's place, from 0)
+///       Form 1 (long):  8 TransactionId u64 | 16 payload
+///     each padded to 8 bytes
 ///     entry 1 ...     up to 64 + Committed
 ///
 /// pack record (transaction ring): Flags = Oneway | <see cref="RecordFlag"/>, BufferOffset = the pack (8-aligned),
@@ -26,8 +30,9 @@ namespace PageRange.Transport;
 /// publishes any later record, so the receiver, which takes entries in order and moves on to the ring only once the
 /// pack is sealed and consumed, keeps the order of every message. The receiver loads Committed once per look into a
 /// local and validates it (within the capacity, a multiple of 8, never below what it saw, never changing once
-/// sealed), and copies each entry header once before using it (Length at most <see cref="MaxPayload"/>, the entry
-/// inside Committed). The pack's one free goes back once the pack is sealed and consumed and every message taken
+/// sealed), and copies each entry header once before using it (Length at most <see cref="MaxPayload"/>, Form 0 or 1, the
+/// entry inside Committed). A stream's oneway ids follow each other (<see cref="IdStep"/>), so its entries are short:
+/// 72 bytes for a 64-byte payload instead of 80 (protocol version 10; see <see cref="EntryHeaderSize"/>). The pack's one free goes back once the pack is sealed and consumed and every message taken
 /// from it was freed.
 /// </remarks>
 internal static class PackLayout
@@ -62,8 +67,35 @@ internal static class PackLayout
     /// </summary>
     internal const int NextPackPrefetchBytes = 192;
 
-    /// <summary>Length, code and id before each entry's payload.</summary>
-    internal const int EntryHeaderSize = 16;
+    /// <summary>Length, form and code before a short entry's payload.</summary>
+    /// <remarks>
+    /// 8 bytes, not the 16 of protocol version 9, whose entries all carried their id: a 64 B stream's message takes 72
+    /// bytes (1.125 lines) instead of 80, and a pack holds 56 of them instead of 50. A scratch build with 8-byte headers
+    /// against one with 16, far vCPUs: medians 19.2-19.9 against 17.4-18.6 M messages/s, better in 8 of 14 alternated
+    /// pairs and level in one (session 2026-12-05 16:00, benchmarks/README.md "Short entry headers").
+    /// </remarks>
+    internal const int EntryHeaderSize = 8;
+
+    /// <summary>Length, form, code and id before a long entry's payload.</summary>
+    internal const int LongEntryHeaderSize = 16;
+
+    /// <summary>An entry whose id follows from the pack's FirstId and its index (see the layout).</summary>
+    internal const ushort ShortForm = 0;
+
+    /// <summary>An entry that carries its id.</summary>
+    internal const ushort LongForm = 1;
+
+    /// <summary>Where the header holds the id of the pack's first entry.</summary>
+    internal const int FirstIdOffset = 16;
+
+    /// <summary>
+    /// The step between the ids of a pack's short entries, from its FirstId: a oneway id's (<see cref="TransactionIds.Oneway"/>,
+    /// every index bit set) steps by one sequence, 2^16; any other id by one. So a stream whose ids the channel gives
+    /// (<see cref="TransactionIds.AssignedOnSend"/>), or a sender that counts its own, writes only short entries; any
+    /// other id goes in a long entry.
+    /// </summary>
+    internal static ulong IdStep(ulong firstId) =>
+        (firstId & TransactionIds.PendingCallIndexMask) == TransactionIds.PendingCallIndexMask ? 1UL << TransactionIds.PendingCallIndexBits : 1;
 
     /// <summary>Set in Committed once the writer will append nothing more.</summary>
     internal const uint SealedBit = 1u << 31;
@@ -176,26 +208,29 @@ internal static class PackLayout
     /// <summary>The capacity the writer gives each pack (a page: its pages are backed once and reused).</summary>
     internal const int Capacity = 4096;
 
-    /// <summary>The smallest capacity a receiver accepts: a header and one empty entry.</summary>
+    /// <summary>The smallest capacity a receiver accepts: a header and one empty short entry.</summary>
     internal const int MinCapacity = HeaderSize + EntryHeaderSize;
 
     /// <summary>The largest capacity a receiver accepts.</summary>
     internal const int MaxCapacity = 64 << 10;
 
     /// <summary>The bytes an entry with <paramref name="payloadLength"/> bytes of payload takes, padded to 8.</summary>
-    internal static int EntrySize(int payloadLength) => (EntryHeaderSize + payloadLength + 7) & ~7;
+    /// <param name="payloadLength">The payload's length.</param>
+    /// <param name="longForm">Whether the entry carries its id (<see cref="LongForm"/>).</param>
+    internal static int EntrySize(int payloadLength, bool longForm = false) =>
+        ((longForm ? LongEntryHeaderSize : EntryHeaderSize) + payloadLength + 7) & ~7;
 }
 
-/// <summary>The header of one entry in a pack (see <see cref="PackLayout"/>).</summary>
+/// <summary>The header every entry in a pack starts with (see <see cref="PackLayout"/>); a long entry's id follows it.</summary>
 [StructLayout(LayoutKind.Explicit, Size = PackLayout.EntryHeaderSize)]
 internal struct PackEntryLayout
 {
     /// <summary>The payload's length in bytes, at most <see cref="PackLayout.MaxPayload"/>.</summary>
-    [FieldOffset(0)] public uint Length;
+    [FieldOffset(0)] public ushort Length;
+
+    /// <summary><see cref="PackLayout.ShortForm"/> or <see cref="PackLayout.LongForm"/>.</summary>
+    [FieldOffset(2)] public ushort Form;
 
     /// <summary>What the message asks for (binder's <c>code</c>).</summary>
     [FieldOffset(4)] public uint Code;
-
-    /// <summary>The sender's id for the message.</summary>
-    [FieldOffset(8)] public ulong TransactionId;
 }
