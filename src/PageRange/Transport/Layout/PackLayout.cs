@@ -70,9 +70,10 @@ internal static class PackLayout
     /// <summary>Length, form and code before a short entry's payload.</summary>
     /// <remarks>
     /// 8 bytes, not the 16 of protocol version 9, whose entries all carried their id: a 64 B stream's message takes 72
-    /// bytes (1.125 lines) instead of 80, and a pack holds 56 of them instead of 50. A scratch build with 8-byte headers
-    /// against one with 16, far vCPUs: medians 19.2-19.9 against 17.4-18.6 M messages/s, better in 8 of 14 alternated
-    /// pairs and level in one (session 2026-12-05 16:00, benchmarks/README.md "Short entry headers").
+    /// bytes (1.125 lines) instead of 80, and a pack holds 56 of them instead of 50. Far vCPUs on the EPYC guest: a scratch
+    /// build with 8-byte headers against 16, medians 19.2-19.9 against 17.4-18.6 M messages/s, better in 8 of 14
+    /// alternated pairs; this layout against 16-byte headers, 18.5 against 15.9 M, better in 5 of 8 (session 2026-12-05
+    /// 16:00, benchmarks/README.md "Short entry headers").
     /// </remarks>
     internal const int EntryHeaderSize = 8;
 
