@@ -419,12 +419,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
             ThrowIfDisposed();
             if (packable)
             {
-                // The id first: whether the entry is short depends on it (PackLayout.IdStep).
-                transactionId = IdUnsynchronized(transactionId);
-                if (HasRoomInOpenPack(EntrySizeInOpenPack(transactionId, payload.Length)))
+                // Whether the entry is short depends on the id (PackLayout.IdStep): the one it gets if it goes now. Given
+                // only then, so ids still increase in the order messages are published when this one waits below.
+                if (HasRoomInOpenPack(EntrySizeInOpenPack(NextIdUnsynchronized(transactionId), payload.Length)))
                 {
                     // A stream's message: straight-line code, forced inline (see AppendToOpenPackUnsynchronized).
-                    AppendToOpenPackUnsynchronized(transactionId, code, payload);
+                    AppendToOpenPackUnsynchronized(IdUnsynchronized(transactionId), code, payload);
                     return true;
                 }
                 if (_livePackCount >= _maxLivePacks)
@@ -491,13 +491,12 @@ internal sealed unsafe class OutboundChannel : IDisposable
         }
         using (_lock.EnterScope())
         {
-            ulong id = TransactionIds.Oneway(_onewaySequence + 1);
-            if (Volatile.Read(ref _disposed) != 0 || !HasRoomInOpenPack(EntrySizeInOpenPack(id, payload.Length)))
+            if (Volatile.Read(ref _disposed) != 0
+                || !HasRoomInOpenPack(EntrySizeInOpenPack(NextIdUnsynchronized(TransactionIds.AssignedOnSend), payload.Length)))
             {
                 return false;
             }
-            _onewaySequence++;
-            AppendToOpenPackUnsynchronized(id, code, payload);
+            AppendToOpenPackUnsynchronized(TransactionIds.Oneway(++_onewaySequence), code, payload);
             return true;
         }
     }
@@ -934,6 +933,11 @@ internal sealed unsafe class OutboundChannel : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ulong IdUnsynchronized(ulong transactionId) =>
         transactionId != TransactionIds.AssignedOnSend ? transactionId : TransactionIds.Oneway(++_onewaySequence);
+
+    /// <summary>The id <see cref="IdUnsynchronized"/> would give now, without giving it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ulong NextIdUnsynchronized(ulong transactionId) =>
+        transactionId != TransactionIds.AssignedOnSend ? transactionId : TransactionIds.Oneway(_onewaySequence + 1);
 
     /// <summary>Whether an entry of <paramref name="entrySize"/> bytes fits in the open pack (its bytes and its entry count).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -31,8 +31,9 @@ internal static class ControlHandshake
     /// <summary>The protocol this build speaks. A peer announcing another version is refused.</summary>
     /// <remarks>7: small calls and replies may carry their payload inline in the transaction ring (<see cref="InlineLayout"/>).
     /// 8: a small reply may be written directly into two lines of the caller's region header (<see cref="DirectReplyLayout"/>),
-    /// a small call into two lines of the callee's (<see cref="DirectCallLayout"/>). 9: two payload lines each (up to 128 bytes). 10: a pack's entries whose ids follow each other
-    /// leave the id out (an 8-byte entry header, <see cref="PackLayout.EntryHeaderSize"/>).</remarks>
+    /// a small call into two lines of the callee's (<see cref="DirectCallLayout"/>). 9: two payload lines each (up to 128 bytes).
+    /// 10: a pack's entries whose ids follow each other leave the id out (an 8-byte entry header,
+    /// <see cref="PackLayout.EntryHeaderSize"/>).</remarks>
     public const int ProtocolVersion = 10;
 
     private const string Listener = "the listener";

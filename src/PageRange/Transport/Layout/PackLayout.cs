@@ -29,11 +29,11 @@ namespace PageRange.Transport;
 /// The writer appends an entry, then release-stores Committed; it seals the pack (stores Committed | Sealed) before it
 /// publishes any later record, so the receiver, which takes entries in order and moves on to the ring only once the
 /// pack is sealed and consumed, keeps the order of every message. The receiver loads Committed once per look into a
-/// local and validates it (within the capacity, a multiple of 8, never below what it saw, never changing once
-/// sealed), and copies each entry header once before using it (Length at most <see cref="MaxPayload"/>, Form 0 or 1, the
-/// entry inside Committed). A stream's oneway ids follow each other (<see cref="IdStep"/>), so its entries are short:
-/// 72 bytes for a 64-byte payload instead of 80 (protocol version 10; see <see cref="EntryHeaderSize"/>). The pack's one free goes back once the pack is sealed and consumed and every message taken
-/// from it was freed.
+/// local and validates it (within the capacity, a multiple of 8, never below what it saw, never changing once sealed),
+/// and copies each entry header once before using it (Length at most <see cref="MaxPayload"/>, Form 0 or 1, the entry
+/// inside Committed). A stream's oneway ids follow each other (<see cref="IdStep"/>), so its entries are short: 72
+/// bytes for a 64-byte payload instead of 80 (protocol version 10; see <see cref="EntryHeaderSize"/>). The pack's one
+/// free goes back once the pack is sealed and consumed and every message taken from it was freed.
 /// </remarks>
 internal static class PackLayout
 {
@@ -90,13 +90,15 @@ internal static class PackLayout
     internal const int FirstIdOffset = 16;
 
     /// <summary>
-    /// The step between the ids of a pack's short entries, from its FirstId: a oneway id's (<see cref="TransactionIds.Oneway"/>,
-    /// every index bit set) steps by one sequence, 2^16; any other id by one. So a stream whose ids the channel gives
+    /// The step between the ids of a pack's short entries, from its FirstId: a oneway id's
+    /// (<see cref="TransactionIds.Oneway"/>, every index bit set) steps by one sequence, 2^16; any other id by one. So a stream whose ids the channel gives
     /// (<see cref="TransactionIds.AssignedOnSend"/>), or a sender that counts its own, writes only short entries; any
     /// other id goes in a long entry.
     /// </summary>
     internal static ulong IdStep(ulong firstId) =>
-        (firstId & TransactionIds.PendingCallIndexMask) == TransactionIds.PendingCallIndexMask ? 1UL << TransactionIds.PendingCallIndexBits : 1;
+        (firstId & TransactionIds.PendingCallIndexMask) == TransactionIds.PendingCallIndexMask
+            ? 1UL << TransactionIds.PendingCallIndexBits
+            : 1;
 
     /// <summary>Set in Committed once the writer will append nothing more.</summary>
     internal const uint SealedBit = 1u << 31;
