@@ -96,6 +96,17 @@ internal sealed class ChannelOptions
     /// </remarks>
     internal bool ParksWithBarrier => UseParkBarrier && WaitStrategy == WaitStrategy.BusySpin && ParkBarrier.CanIssue;
 
+    /// <summary>
+    /// Whether this side's readers decide park by park whether to issue a <see cref="ParkBarrier"/> (spin-then-park: see
+    /// <see cref="AdaptiveBarrier"/>), and announce it in its region (<see cref="RegionHeaderLayout.AdaptiveParkBarrierFlag"/>,
+    /// <see cref="RegionHeaderLayout.TxBarrierMode"/>), so the writer publishes without a fence while they do.
+    /// </summary>
+    /// <remarks>
+    /// Readers only: a writer waits for room rarely, and keeps its symmetric fence for frees. Not for park, whose every
+    /// wait parks: the count of waits that ended in the spin, which the choice is made from, would always be 0.
+    /// </remarks>
+    internal bool ParksWithAdaptiveBarrier => UseParkBarrier && WaitStrategy == WaitStrategy.SpinThenPark && ParkBarrier.CanIssue;
+
     /// <summary>Checks every value and computes the layout.</summary>
     /// <exception cref="ArgumentException">A value is out of range.</exception>
     internal RegionLayout Validate()

@@ -29,6 +29,27 @@ namespace PageRange.Transport;
 /// millisecond (counted in <see cref="ParkBarrierFailures"/>): that bounds a wake the producer's missing fence could lose.
 /// </para>
 /// <para>
+/// A consumer that parks as a rule (spin-then-park) would pay the barrier, a system call and an interrupt of every core,
+/// in every park, which costs a round trip whose peer makes it park at each call far more than the fence it saves. So
+/// such a consumer decides park by park (<see cref="AdaptiveBarrier"/>): while many of its waits end in the spin between
+/// two parks (a stream, or calls answered within the spin) it issues the barrier, and announces it in a mode word beside
+/// the parked count; while it parks at nearly every wait it does not, and the producer fences again. The producer
+/// loads the mode word after its publish and fences unless it reads "on". Why no wake is lost across a switch, where
+/// S is the producer's publish, M its load of the mode, L its load of parked, and the consumer's state is private:
+/// <list type="bullet">
+/// <item>Off: the consumer sets its state to "turning off" (every park in that state still issues the barrier), stores
+/// the mode word 0, issues one barrier, and only then sets "off". A producer that read "on" (M before the barrier's
+/// point in its program order, so S, before M, too) published before the barrier returned, and a consumer that parks
+/// without the barrier afterwards sees S in its re-check. A producer that read 0 fenced: the symmetric protocol.</item>
+/// <item>On: the consumer sets its state to "on" and then stores the mode word 1 (release). A parker that read "off"
+/// after its increment of parked (a full fence) did so before that state store; a producer that read the mode 1
+/// (acquire) then loads parked after that, and sees the increment: it wakes the parker.</item>
+/// </list>
+/// One thread switches at a time (a try-lock), so a switch never completes another's. A consumer's decision reads only
+/// its private state, never the shared word: a peer that writes the word changes only whether its own publishes fence,
+/// which risks only wakes of the peer's own messages (as a missing ring would).
+/// </para>
+/// <para>
 /// The peer can write anything into both words. That can only cost wake-ups (spurious ones, or missed ones that the
 /// futex timeout backstops); neither word is ever used as an index or a size, so neither needs validation. A peer that
 /// flips the sequence word (or calls <c>FUTEX_WAKE</c> on it) without publishing anything would turn a parked thread
@@ -59,6 +80,20 @@ internal sealed unsafe class Doorbell
     // (RingWithoutFenceFromNow), before its first publish.
     private bool _ringWithoutFence;
     private readonly bool _parkWithBarrier;
+    // The consumer's announcement of its adaptive barrier (AdaptiveBarrier), beside the parked count; null when neither
+    // side of this doorbell uses it. Producer side: read after each publish (_ringWithoutFenceWhileAnnounced). Consumer
+    // side: written only, on a switch.
+    private readonly int* _barrierMode;
+    private readonly bool _ringWithoutFenceWhileAnnounced;
+    private readonly bool _adaptiveBarrier;
+    // Consumer side: Off, On or TurningOff (private: see the remarks); the try-lock of a switch; the waits since the last
+    // park (plain: several waiters may race on it, and a lost update only skews the heuristic).
+    private int _barrierState;
+    private int _switchingBarrier;
+    private int _waitsSincePark;
+    private long _barrierSwitches;
+    private int _barrierOnAfterWaits = AdaptiveBarrier.OnAfterWaits;
+    private int _barrierOffBelowWaits = AdaptiveBarrier.OffBelowWaits;
     private long _parks;
     private long _parkBarriers;
     private long _parkBarrierFailures;
@@ -73,13 +108,25 @@ internal sealed unsafe class Doorbell
 
     /// <summary>Creates a doorbell over two 4-byte aligned words of <paramref name="region"/>.</summary>
     /// <remarks>Safety: both words lie in the region's mapping, which stays mapped while a reference on it is held.</remarks>
-    private Doorbell(SharedRegion region, int* sequence, int* parked, bool ringWithoutFence, bool parkWithBarrier)
+    private Doorbell(
+        SharedRegion region, int* sequence, int* parked, bool ringWithoutFence, bool parkWithBarrier, int* barrierMode,
+        bool ringWithoutFenceWhileAnnounced, bool adaptiveBarrier)
     {
         _region = region;
         _sequence = sequence;
         _parked = parked;
         _ringWithoutFence = ringWithoutFence;
         _parkWithBarrier = parkWithBarrier;
+        _barrierMode = barrierMode;
+        _ringWithoutFenceWhileAnnounced = ringWithoutFenceWhileAnnounced;
+        _adaptiveBarrier = adaptiveBarrier;
+        if (adaptiveBarrier)
+        {
+            // Starts on: a consumer that never parks costs nothing with it, and the producer's first messages go without
+            // the fence. SAFETY: _barrierMode points at a word of the mapping (Over checked it); the owner keeps it alive.
+            _barrierState = AdaptiveBarrier.On;
+            Volatile.Write(ref *_barrierMode, 1);
+        }
     }
 
     /// <summary>Creates a doorbell over two words of <paramref name="region"/>.</summary>
@@ -90,19 +137,34 @@ internal sealed unsafe class Doorbell
     /// consumer issues a <see cref="ParkBarrier"/> before it parks and this process is registered for it.</param>
     /// <param name="parkWithBarrier">Consumer side: issue a <see cref="ParkBarrier"/> before every park, so producers
     /// may ring without a fence.</param>
-    /// <exception cref="ArgumentException">A word lies outside the region or is misaligned.</exception>
-    internal static Doorbell Over(SharedRegion region, long sequenceOffset, long parkedOffset, bool ringWithoutFence = false, bool parkWithBarrier = false)
+    /// <param name="barrierModeOffset">Byte offset of the consumer's barrier mode word (see the remarks), 4-byte aligned;
+    /// -1 when neither of the next two is set.</param>
+    /// <param name="ringWithoutFenceWhileAnnounced">Producer side: <see cref="RingAfterPublish"/> makes no fence while the
+    /// mode word says the consumer issues the barrier (this process is registered for it).</param>
+    /// <param name="adaptiveBarrier">Consumer side: decide park by park whether to issue the barrier, and announce it in
+    /// the mode word (<see cref="AdaptiveBarrier"/>).</param>
+    /// <exception cref="ArgumentException">A word lies outside the region or is misaligned, or a mode word is needed and missing.</exception>
+    internal static Doorbell Over(
+        SharedRegion region, long sequenceOffset, long parkedOffset, bool ringWithoutFence = false, bool parkWithBarrier = false,
+        long barrierModeOffset = -1, bool ringWithoutFenceWhileAnnounced = false, bool adaptiveBarrier = false)
     {
         ArgumentNullException.ThrowIfNull(region);
         if (sequenceOffset % 4 != 0 || parkedOffset % 4 != 0)
         {
             throw new ArgumentException("A futex word must be 4-byte aligned.", nameof(sequenceOffset));
         }
+        bool needsMode = ringWithoutFenceWhileAnnounced || adaptiveBarrier;
+        if (needsMode != (barrierModeOffset >= 0) || (needsMode && barrierModeOffset % 4 != 0))
+        {
+            throw new ArgumentException("A barrier mode word (4-byte aligned) is given exactly when a side follows or announces it.", nameof(barrierModeOffset));
+        }
         // SAFETY: each GetSpan checks that its bytes lie inside the mapping; the caller keeps it alive.
         fixed (byte* sequence = region.GetSpan(sequenceOffset, sizeof(int)))
         fixed (byte* parked = region.GetSpan(parkedOffset, sizeof(int)))
+        fixed (byte* mode = needsMode ? region.GetSpan(barrierModeOffset, sizeof(int)) : default)
         {
-            return new Doorbell(region, (int*)sequence, (int*)parked, ringWithoutFence, parkWithBarrier);
+            return new Doorbell(
+                region, (int*)sequence, (int*)parked, ringWithoutFence, parkWithBarrier, (int*)mode, ringWithoutFenceWhileAnnounced, adaptiveBarrier);
         }
     }
 
@@ -125,7 +187,10 @@ internal sealed unsafe class Doorbell
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal bool RingAfterPublish()
     {
-        if (!_ringWithoutFence)
+        // The mode word is loaded after the publish's store, in program order (both accesses volatile, through pointers
+        // the JIT cannot tell apart), and before the parked count (acquire): the remarks' order. SAFETY: _barrierMode
+        // points at a word of the mapping the owner keeps alive (set whenever _ringWithoutFenceWhileAnnounced is).
+        if (!_ringWithoutFence && !(_ringWithoutFenceWhileAnnounced && Volatile.Read(ref *_barrierMode) != 0))
         {
             Interlocked.MemoryBarrier();
         }
@@ -189,8 +254,30 @@ internal sealed unsafe class Doorbell
     /// </summary>
     internal void RingWithoutFenceFromNow() => _ringWithoutFence = true;
 
-    /// <summary>Whether parks issue a <see cref="ParkBarrier"/> first (consumer side).</summary>
+    /// <summary>Whether parks issue a <see cref="ParkBarrier"/> first (consumer side), always.</summary>
     internal bool ParksWithBarrier => _parkWithBarrier;
+
+    /// <summary>Whether this consumer decides park by park whether to issue the barrier (<see cref="AdaptiveBarrier"/>).</summary>
+    internal bool ParksWithAdaptiveBarrier => _adaptiveBarrier;
+
+    /// <summary>Whether <see cref="RingAfterPublish"/> skips its fence while the consumer announces the barrier (producer side).</summary>
+    internal bool RingsWithoutFenceWhileAnnounced => _ringWithoutFenceWhileAnnounced;
+
+    /// <summary>Consumer side: whether the next park issues the barrier (on, or still turning off).</summary>
+    internal bool AdaptiveBarrierOn => _adaptiveBarrier && Volatile.Read(ref _barrierState) != AdaptiveBarrier.Off;
+
+    /// <summary>Consumer side: switches of the adaptive barrier so far (on or off).</summary>
+    internal long BarrierSwitches => Interlocked.Read(ref _barrierSwitches);
+
+    /// <summary>
+    /// Consumer side: the waits between two parks at or above which the barrier turns on, and below which it turns off
+    /// (<see cref="AdaptiveBarrier"/>'s defaults otherwise), for tests that make it switch at will.
+    /// </summary>
+    internal void SetBarrierThresholdsForTest(int onAfterWaits, int offBelowWaits)
+    {
+        _barrierOnAfterWaits = onAfterWaits;
+        _barrierOffBelowWaits = offBelowWaits;
+    }
 
     /// <summary>Bumps the sequence and wakes every parked waiter, whatever the parked count says.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
@@ -277,6 +364,11 @@ internal sealed unsafe class Doorbell
         CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition
     {
+        if (_adaptiveBarrier)
+        {
+            // A wait the first look did not end: what the barrier's choice counts (see AdaptiveBarrier).
+            _waitsSincePark++;
+        }
         if (strategy == WaitStrategy.SpinThenPark)
         {
             return LearnedSpinThenPark(ref condition, ToStopwatchTicks(spinDuration), parkTimeout, deadline, cancellationToken);
@@ -413,6 +505,10 @@ internal sealed unsafe class Doorbell
         using CancellationTokenRegistration registration = cancellationToken.CanBeCanceled
             ? cancellationToken.UnsafeRegister(static state => ((Doorbell)state!).WakeForCancellation(), this)
             : default;
+        if (_adaptiveBarrier)
+        {
+            ChooseBarrier();
+        }
         long parkTicks = ToStopwatchTicks(parkTimeout);
         int fruitlessWakes = 0;
         long backOffTicks = s_firstBackOffTicks;
@@ -454,7 +550,8 @@ internal sealed unsafe class Doorbell
                 // The producer's half of the fence, for producers that ring without one (see ParkBarrier): after this, a
                 // publish is either visible to the re-check below or its producer sees us parked. Refused (not expected),
                 // a wake may be lost: this park is then a short one.
-                if (_parkWithBarrier && !IssueParkBarrier())
+                // The adaptive state is read after the increment (a full fence): see the remarks' "on" case.
+                if ((_parkWithBarrier || (_adaptiveBarrier && Volatile.Read(ref _barrierState) != AdaptiveBarrier.Off)) && !IssueParkBarrier())
                 {
                     thisParkTicks = Math.Min(parkTicks, s_parkAfterBarrierFailureTicks);
                 }
@@ -486,6 +583,57 @@ internal sealed unsafe class Doorbell
                 fruitlessWakes = 0;
                 backOffTicks = s_firstBackOffTicks;
             }
+        }
+    }
+
+    /// <summary>
+    /// Before a park of an adaptive consumer: turns the barrier on after a stretch of waits that ended in the spin, off
+    /// after a park that followed too few of them, and completes a switch off whose barrier was refused (see the remarks).
+    /// </summary>
+    private void ChooseBarrier()
+    {
+        int waits = _waitsSincePark;
+        _waitsSincePark = 0;
+        if (Interlocked.CompareExchange(ref _switchingBarrier, 1, 0) != 0)
+        {
+            // Another waiter is switching: this park follows whatever state it leaves (read after the increment).
+            return;
+        }
+        try
+        {
+            switch (_barrierState)
+            {
+                case AdaptiveBarrier.Off when waits >= _barrierOnAfterWaits:
+                    // The state first, then the word (release): see the remarks' "on" case.
+                    Volatile.Write(ref _barrierState, AdaptiveBarrier.On);
+                    // SAFETY: _barrierMode points at a word of the mapping the wait's reference keeps alive.
+                    Volatile.Write(ref *_barrierMode, 1);
+                    Interlocked.Increment(ref _barrierSwitches);
+                    break;
+                case AdaptiveBarrier.On when waits < _barrierOffBelowWaits:
+                    Volatile.Write(ref _barrierState, AdaptiveBarrier.TurningOff);
+                    // SAFETY: as above.
+                    Volatile.Write(ref *_barrierMode, 0);
+                    Interlocked.Increment(ref _barrierSwitches);
+                    CompleteTurningOff();
+                    break;
+                case AdaptiveBarrier.TurningOff:
+                    CompleteTurningOff();
+                    break;
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _switchingBarrier, 0);
+        }
+    }
+
+    /// <summary>The barrier after the mode word's 0: every producer that read "on" has published by its end. Refused, the state stays "turning off" (each park still issues it) and the next park tries again.</summary>
+    private void CompleteTurningOff()
+    {
+        if (IssueParkBarrier())
+        {
+            Volatile.Write(ref _barrierState, AdaptiveBarrier.Off);
         }
     }
 

@@ -138,7 +138,9 @@ internal sealed unsafe class InboundChannel : IDisposable
         // As the header says (Create): our readers pay for the writer's fence when they park (and our writer, waiting for
         // room in the peer's region, for the peer's free fence: OutboundChannel).
         _txDoorbell = Doorbell.Over(
-            region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, parkWithBarrier: options.ParksWithBarrier);
+            region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, parkWithBarrier: options.ParksWithBarrier,
+            barrierModeOffset: options.ParksWithAdaptiveBarrier ? RegionHeaderLayout.TxBarrierModeOffset : -1,
+            adaptiveBarrier: options.ParksWithAdaptiveBarrier);
         _freeDoorbell = Doorbell.Over(region, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
         // SAFETY: the data area lies inside the mapping (the layout was computed for its size), which the creator's
         // reference keeps alive now and ours (taken at the end of this constructor) until Dispose releases it after every
@@ -327,7 +329,9 @@ internal sealed unsafe class InboundChannel : IDisposable
             region.Allocate(0, layout.HeaderBytes);
             // SAFETY: the header structure lies in the first page, backed and mapped read-write above; nobody else
             // has the descriptor yet.
-            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader(options.ParksWithBarrier ? RegionHeaderLayout.ParkBarrierFlag : 0);
+            *(RegionHeaderLayout*)region.BasePointer = layout.ToHeader(
+                (options.ParksWithBarrier ? RegionHeaderLayout.ParkBarrierFlag : 0)
+                | (options.ParksWithAdaptiveBarrier ? RegionHeaderLayout.AdaptiveParkBarrierFlag : 0));
             region.ProtectReadOnly(layout.DataOffset, layout.DataSize);
             return new InboundChannel(region, layout, options);
         }
@@ -1282,6 +1286,19 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Futex waits of readers on the transaction doorbell so far: lets a test see that a reader is parked.</summary>
     internal long ReaderParks => _txDoorbell.Parks;
 
+    /// <summary>Whether our readers decide park by park whether to issue the park barrier (<see cref="AdaptiveBarrier"/>).</summary>
+    internal bool ReadersParkWithAdaptiveBarrier => _txDoorbell.ParksWithAdaptiveBarrier;
+
+    /// <summary>Whether our readers' next park issues the adaptive barrier.</summary>
+    internal bool ReadersAdaptiveBarrierOn => _txDoorbell.AdaptiveBarrierOn;
+
+    /// <summary>Switches of our readers' adaptive barrier so far.</summary>
+    internal long ReaderBarrierSwitches => _txDoorbell.BarrierSwitches;
+
+    /// <summary>Sets our readers' adaptive barrier thresholds (<see cref="Doorbell.SetBarrierThresholdsForTest"/>).</summary>
+    internal void SetReaderBarrierThresholdsForTest(int onAfterWaits, int offBelowWaits) =>
+        _txDoorbell.SetBarrierThresholdsForTest(onAfterWaits, offBelowWaits);
+
     /// <summary>Park barriers our readers issued (each before a park; see <see cref="ParkBarrier"/>).</summary>
     internal long ReaderParkBarriers => _txDoorbell.ParkBarriers;
 
@@ -1399,7 +1416,8 @@ internal sealed unsafe class InboundChannel : IDisposable
                 $"free tail {_freeRing.Tail} (ours) head {shared.FreeHead} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
                 $"  fences: frees {(FreesRingWithoutFence ? "without a fence (the peer's writer parks with the barrier)" : "with a fence")}; " +
-                $"readers park {(ReadersParkWithBarrier ? "with" : "without")} the park barrier: {ReaderParks} parks, {ReaderParkBarriers} barriers, {_txDoorbell.ParkBarrierFailures} refused\n");
+                $"readers park {(ReadersParkWithBarrier ? "with" : ReadersParkWithAdaptiveBarrier ? (ReadersAdaptiveBarrierOn ? "with (adaptive, now on)" : "without (adaptive, now off)") : "without")} the park barrier: " +
+                $"{ReaderParks} parks, {ReaderParkBarriers} barriers, {_txDoorbell.ParkBarrierFailures} refused, {ReaderBarrierSwitches} switches\n");
         }
         finally
         {

@@ -190,8 +190,13 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // fence per publish (see ParkBarrier). The flag is read from our private copy of the header, once.
             PeerParksWithBarrier = (header.Flags & RegionHeaderLayout.ParkBarrierFlag) != 0;
             bool ringWithoutFence = options.UseParkBarrier && PeerParksWithBarrier && ParkBarrier.Registered;
+            // A receiver that issues the barrier only while it says so (spin-then-park): no fence while its mode word
+            // says it does (see Doorbell's remarks).
+            bool followBarrierMode = !ringWithoutFence && options.UseParkBarrier && ParkBarrier.Registered
+                && (header.Flags & RegionHeaderLayout.AdaptiveParkBarrierFlag) != 0;
             _txDoorbell = Doorbell.Over(
-                peerRegion, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, ringWithoutFence: ringWithoutFence);
+                peerRegion, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, ringWithoutFence: ringWithoutFence,
+                barrierModeOffset: followBarrierMode ? RegionHeaderLayout.TxBarrierModeOffset : -1, ringWithoutFenceWhileAnnounced: followBarrierMode);
             // Our waits for room park with the barrier as our readers do (our own region's header says so, for the peer's
             // frees; see ChannelOptions.ParksWithBarrier).
             _freeDoorbell = Doorbell.Over(
@@ -305,6 +310,9 @@ internal sealed unsafe class OutboundChannel : IDisposable
 
     /// <summary>Whether a publish (a record's or a packed message's) makes no fence (the receiver's readers issue the park barrier; see <see cref="ParkBarrier"/>).</summary>
     internal bool RingsWithoutFence => _txDoorbell.RingsWithoutFence;
+
+    /// <summary>Whether a publish makes no fence while the receiver's readers announce the adaptive barrier (<see cref="AdaptiveBarrier"/>).</summary>
+    internal bool RingsWithoutFenceWhileAnnounced => _txDoorbell.RingsWithoutFenceWhileAnnounced;
 
     /// <summary>
     /// Whether the peer's region header says its threads issue the park barrier (<see cref="RegionHeaderLayout.ParkBarrierFlag"/>),
@@ -769,7 +777,7 @@ internal sealed unsafe class OutboundChannel : IDisposable
                 $"  ring positions: tx tail {_txRing.Tail} (ours) head {shared.TxHead} (peer's) of {_layout.TxRingCapacity}, " +
                 $"free head {_freeRing.Head} (ours) tail {shared.FreeTail} (peer's) of {_layout.FreeRingCapacity}, " +
                 $"parked readers {shared.TxDoorbellParked}, parked writers {shared.FreeDoorbellParked}\n" +
-                $"  fences: publishes {(RingsWithoutFence ? "without a fence (the peer's readers park with the barrier)" : "with a fence")}; " +
+                $"  fences: publishes {(RingsWithoutFence ? "without a fence (the peer's readers park with the barrier)" : RingsWithoutFenceWhileAnnounced ? "without a fence while the peer's readers say they park with the barrier" : "with a fence")}; " +
                 $"waits for room park {(RoomWaitsParkWithBarrier ? "with" : "without")} the park barrier: {RoomWaitParks} parks, {RoomWaitParkBarriers} barriers, {_freeDoorbell.ParkBarrierFailures} refused\n" +
                 $"  slabs of small oneways: {_slabs.SlabsInUse} in use, {_slabs.SlabsOpened} opened, {_slabs.SlabsReleased} given back\n" +
                 $"  packs of small oneways: {_packsOpened} opened, {_packedSent} messages packed, {_packWaits} waits for a live pack, {_restingCount} resting of {_maxRestingPacks} ({_packsRecycled} recycled, {_restingPackFreesIgnored} second frees ignored), open pack at {_packOffset} with {_packCommitted} bytes\n" +

@@ -33,8 +33,9 @@ internal static class ControlHandshake
     /// 8: a small reply may be written directly into two lines of the caller's region header (<see cref="DirectReplyLayout"/>),
     /// a small call into two lines of the callee's (<see cref="DirectCallLayout"/>). 9: two payload lines each (up to 128 bytes).
     /// 10: a pack's entries whose ids follow each other leave the id out (an 8-byte entry header,
-    /// <see cref="PackLayout.EntryHeaderSize"/>).</remarks>
-    public const int ProtocolVersion = 10;
+    /// <see cref="PackLayout.EntryHeaderSize"/>). 11: a spin-then-park receiver announces park by park whether its readers
+    /// issue the park barrier (<see cref="RegionHeaderLayout.AdaptiveParkBarrierFlag"/>).</remarks>
+    public const int ProtocolVersion = 11;
 
     private const string Listener = "the listener";
     private const string Connector = "the connecting process";

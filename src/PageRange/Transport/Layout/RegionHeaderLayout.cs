@@ -12,6 +12,7 @@ namespace PageRange.Transport;
 /// 128 TxHead u64                (line 2: written by the receiver, its consumer)
 /// 192 TxDoorbellSequence i32    (line 3: bumped by the writer to wake a parked receiver; the futex word)
 /// 256 TxDoorbellParked i32      (line 4: receiver threads parked on the transaction ring)
+/// 260 TxBarrierMode i32         (line 4: whether the receiver's readers issue the park barrier now; AdaptiveParkBarrierFlag)
 /// 320 FreeTail u64              (line 5: written by the receiver, the free ring's producer)
 /// 384 FreeHead u64              (line 6: written by the writer, its consumer)
 /// 448 FreeDoorbellSequence i32  (line 7: bumped by the receiver to wake a parked writer; the futex word)
@@ -34,9 +35,10 @@ internal struct RegionHeaderLayout
 
     /// <summary>
     /// The layout version this code reads and writes (5: the direct reply's and call's lines follow the header,
-    /// <see cref="DirectReplyLayout"/>; 6: two payload lines each, the transaction ring at 960).
+    /// <see cref="DirectReplyLayout"/>; 6: two payload lines each, the transaction ring at 960; 7: the readers' barrier
+    /// mode, <see cref="TxBarrierMode"/>).
     /// </summary>
-    internal const uint CurrentVersion = 6;
+    internal const uint CurrentVersion = 7;
 
     /// <summary>
     /// <see cref="Flags"/>: the region owner's threads issue a <see cref="ParkBarrier"/> before every park on a doorbell:
@@ -46,13 +48,22 @@ internal struct RegionHeaderLayout
     /// </summary>
     internal const uint ParkBarrierFlag = 1;
 
+    /// <summary>
+    /// <see cref="Flags"/>: the region owner's readers decide park by park whether they issue a <see cref="ParkBarrier"/>,
+    /// and say so in <see cref="TxBarrierMode"/>, which the writer reads after each publish: non-zero, it may ring
+    /// without a fence (if its own process is registered for the barrier). A spin-then-park receiver's (see
+    /// <see cref="Doorbell"/>'s remarks for the protocol, and <see cref="ChannelOptions.ParksWithAdaptiveBarrier"/>).
+    /// </summary>
+    internal const uint AdaptiveParkBarrierFlag = 2;
+
     /// <summary>Every <see cref="Flags"/> bit this version knows; any other set is a protocol violation.</summary>
-    internal const uint KnownFlags = ParkBarrierFlag;
+    internal const uint KnownFlags = ParkBarrierFlag | AdaptiveParkBarrierFlag;
 
     internal const int TxTailOffset = 64;
     internal const int TxHeadOffset = 128;
     internal const int TxDoorbellSequenceOffset = 192;
     internal const int TxDoorbellParkedOffset = 256;
+    internal const int TxBarrierModeOffset = 260;
     internal const int FreeTailOffset = 320;
     internal const int FreeHeadOffset = 384;
     internal const int FreeDoorbellSequenceOffset = 448;
@@ -64,7 +75,7 @@ internal struct RegionHeaderLayout
     /// <summary><see cref="CurrentVersion"/>.</summary>
     [FieldOffset(8)] public uint Version;
 
-    /// <summary>What the region owner's side does, as bits: <see cref="ParkBarrierFlag"/>; no other bit is known.</summary>
+    /// <summary>What the region owner's side does, as bits: <see cref="ParkBarrierFlag"/>, <see cref="AdaptiveParkBarrierFlag"/>; no other bit is known.</summary>
     [FieldOffset(12)] public uint Flags;
 
     /// <summary>The region's size in bytes, as sealed into the memfd.</summary>
@@ -105,6 +116,12 @@ internal struct RegionHeaderLayout
 
     /// <summary>How many receiver threads are parked (or about to park) on <see cref="TxDoorbellSequence"/>.</summary>
     [FieldOffset(TxDoorbellParkedOffset)] public int TxDoorbellParked;
+
+    /// <summary>
+    /// Under <see cref="AdaptiveParkBarrierFlag"/>: non-zero while the receiver's readers issue the park barrier before
+    /// they park. Beside the parked count, which the writer loads after every publish anyway: the same line.
+    /// </summary>
+    [FieldOffset(TxBarrierModeOffset)] public int TxBarrierMode;
 
     /// <summary>Frees published so far (producer: the receiver).</summary>
     [FieldOffset(FreeTailOffset)] public ulong FreeTail;

@@ -1,0 +1,239 @@
+using System.Diagnostics;
+using PageRange.Memory;
+using PageRange.Tests.Infrastructure;
+using PageRange.Transport;
+
+namespace PageRange.Tests.Transport;
+
+/// <summary>
+/// The adaptive park barrier (<see cref="AdaptiveBarrier"/>, <see cref="Doorbell"/>'s remarks): a spin-then-park
+/// receiver issues the barrier before its parks only while many of its waits end in the spin, says so in its region's
+/// mode word, and its writer skips the publish's fence only while that word says "on". Real memfds and mappings; a lost
+/// wake shows as a wait as long as the (long) park timeout.
+/// </summary>
+public sealed class AdaptiveParkBarrierTests
+{
+    private static readonly TimeSpan s_longPark = TimeSpan.FromSeconds(10);
+
+    private static ChannelOptions Options(
+        bool useBarrier = true, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, TimeSpan? spin = null, TimeSpan? park = null) => new()
+    {
+        UseParkBarrier = useBarrier,
+        RegionSize = 64L * SharedRegion.PageSize,
+        TxRingCapacity = rings,
+        FreeRingCapacity = rings,
+        WaitStrategy = strategy,
+        ParkTimeout = park ?? s_longPark,
+        SpinDuration = spin ?? TimeSpan.FromMicroseconds(20),
+    };
+
+    private static OutboundChannel WriterFor(InboundChannel receiver, ChannelOptions options) =>
+        new(SharedRegion.Open(Interop.Dup(receiver.Region.Handle), receiver.Region.Size, writableBytes: receiver.Region.Size), options, new Shrinker());
+
+    private static int ModeWord(ChannelPair pair) => pair.ReadHeader<int>(RegionHeaderLayout.TxBarrierModeOffset);
+
+    [Fact]
+    public void Region_OfASpinThenParkReceiver_AnnouncesTheAdaptiveBarrier_On_AndItsWriterFollowsTheWord()
+    {
+        using var pair = new ChannelPair(Options());
+        Assert.Equal(RegionHeaderLayout.AdaptiveParkBarrierFlag, pair.ReadHeader<uint>(12));
+        Assert.True(pair.Inbound.ReadersParkWithAdaptiveBarrier);
+        Assert.False(pair.Inbound.ReadersParkWithBarrier);
+        // It starts on: a receiver that never parks costs nothing with it.
+        Assert.True(pair.Inbound.ReadersAdaptiveBarrierOn);
+        Assert.Equal(1, ModeWord(pair));
+        Assert.True(pair.Outbound.RingsWithoutFenceWhileAnnounced);
+        Assert.False(pair.Outbound.RingsWithoutFence);
+    }
+
+    [Theory]
+    [InlineData(WaitStrategy.Park)]
+    [InlineData(WaitStrategy.BusySpin)]
+    public void Region_OfAnotherStrategy_DoesNotAnnounceIt_NorDoesAWriterFollowAnyWord(WaitStrategy strategy)
+    {
+        using var pair = new ChannelPair(Options(strategy: strategy));
+        Assert.Equal(0u, pair.ReadHeader<uint>(12) & RegionHeaderLayout.AdaptiveParkBarrierFlag);
+        Assert.False(pair.Inbound.ReadersParkWithAdaptiveBarrier);
+        Assert.False(pair.Outbound.RingsWithoutFenceWhileAnnounced);
+        Assert.Equal(0, ModeWord(pair));
+    }
+
+    [Fact]
+    public void Receiver_WithTheBarrierOff_AnnouncesNothing_AndAWriterWithItOff_FollowsNothing()
+    {
+        using (var off = new ChannelPair(Options(useBarrier: false)))
+        {
+            Assert.Equal(0u, off.ReadHeader<uint>(12));
+            Assert.False(off.Inbound.ReadersParkWithAdaptiveBarrier);
+            Assert.False(off.Outbound.RingsWithoutFenceWhileAnnounced);
+        }
+        using var pair = new ChannelPair(Options());
+        using OutboundChannel writer = WriterFor(pair.Inbound, Options(useBarrier: false));
+        Assert.False(writer.RingsWithoutFenceWhileAnnounced);
+        Assert.False(writer.RingsWithoutFence);
+    }
+
+    /// <summary>
+    /// The choice, with the real thresholds: a park right after one wait (a peer that makes the reader park at every
+    /// wait) turns the barrier off with one barrier, and that park goes without it; after a stretch of waits that ended
+    /// in the spin, the next park turns it on and issues it.
+    /// </summary>
+    [Fact]
+    public async Task Barrier_OffAfterAParkAtEveryWait_OnAfterAStretchOfWaitsEndingInTheSpin()
+    {
+        // A long spin, so a wait whose message comes within a millisecond ends in it.
+        using var pair = new ChannelPair(Options(spin: TimeSpan.FromMilliseconds(200)));
+        Assert.True(pair.Inbound.ReadersAdaptiveBarrierOn);
+
+        // One wait, and a park right after it (a wait of the park strategy counts as a wait too; a spin-then-park wait
+        // with nothing coming would spin to its 5 ms deadline and never park).
+        Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(5), WaitStrategy.Park, CancellationToken.None));
+        Assert.False(pair.Inbound.ReadersAdaptiveBarrierOn);
+        Assert.Equal(0, ModeWord(pair));
+        Assert.Equal(1, pair.Inbound.ReaderBarrierSwitches);
+        // The switch's own barrier, none for the park itself.
+        Assert.Equal(1, pair.Inbound.ReaderParkBarriers);
+        Assert.Equal(1, pair.Inbound.ReaderParks);
+
+        // Waits that end in the spin: each message comes a little after the reader began to wait.
+        const int Waits = AdaptiveBarrier.OnAfterWaits + 4;
+        for (int i = 0; i < Waits; i++)
+        {
+            Task<bool> waiting = Task.Run(() => pair.Inbound.WaitForTransaction(TestTimeouts.Long, CancellationToken.None));
+            Thread.Sleep(1);
+            Assert.True(pair.Outbound.TrySend(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i]));
+            Assert.True(await waiting.WaitAsync(TestTimeouts.Long));
+            Assert.True(pair.Inbound.TryReceive(out TransactionRecord record));
+            Assert.Equal((uint)i, record.Code);
+            pair.Inbound.Free(record);
+        }
+        Assert.Equal(1, pair.Inbound.ReaderParks);
+        Assert.False(pair.Inbound.ReadersAdaptiveBarrierOn);
+
+        // The next park follows that stretch: on, and it issues the barrier.
+        Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(5), WaitStrategy.Park, CancellationToken.None));
+        Assert.True(pair.Inbound.ReadersAdaptiveBarrierOn);
+        Assert.Equal(1, ModeWord(pair));
+        Assert.Equal(2, pair.Inbound.ReaderBarrierSwitches);
+        Assert.Equal(2, pair.Inbound.ReaderParks);
+        Assert.Equal(2, pair.Inbound.ReaderParkBarriers);
+    }
+
+    /// <summary>
+    /// The race the switches must not open: a writer publishing after a random short pause, without a fence whenever the
+    /// mode word says "on", while the reader's barrier switches at nearly every park (thresholds of two waits: on after
+    /// two waits, off after one), and the reader's waits end now in the spin, now in a park. A lost wake would cost one
+    /// round the whole 10 s park timeout.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task SwitchesParksAndPublishes_Racing_NoWakeIsLost(bool barriersRefused)
+    {
+        const int Rounds = 20_000;
+        using var pair = new ChannelPair(Options(rings: 256, spin: TimeSpan.FromMicroseconds(15)));
+        pair.Inbound.SetReaderBarrierThresholdsForTest(onAfterWaits: 2, offBelowWaits: 2);
+        Assert.True(pair.Outbound.RingsWithoutFenceWhileAnnounced);
+        if (barriersRefused)
+        {
+            // Every barrier refused, a switch off never completes: each park is then a short one (1 ms at most).
+            pair.Inbound.RefuseReaderParkBarriersForTest(int.MaxValue);
+        }
+        long taken = 0;
+        Task reader = Task.Run(() =>
+        {
+            for (int i = 0; i < Rounds; i++)
+            {
+                TransactionRecord record;
+                var waited = Stopwatch.StartNew();
+                while (!pair.Inbound.TryReceive(out record))
+                {
+                    Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"round {i}: no message within 60 s");
+                    // Every third wait parks at once, the others spin first: both kinds of wait and park.
+                    WaitStrategy strategy = i % 3 == 0 ? WaitStrategy.Park : WaitStrategy.SpinThenPark;
+                    pair.Inbound.WaitForTransaction(TimeSpan.FromSeconds(60), strategy, CancellationToken.None);
+                }
+                Assert.Equal((uint)i, record.Code);
+                pair.Inbound.Free(record);
+                Volatile.Write(ref taken, i + 1);
+            }
+        });
+        var random = new Random(4242);
+        var worst = TimeSpan.Zero;
+        for (int i = 0; i < Rounds && !reader.IsCompleted; i++)
+        {
+            // 0-40 µs: the publish lands before the reader waits, while it spins, while it switches or parks, or after.
+            long pauseEnd = Stopwatch.GetTimestamp() + (random.Next(0, 40) * Stopwatch.Frequency / 1_000_000);
+            while (Stopwatch.GetTimestamp() < pauseEnd)
+            {
+                Thread.SpinWait(1);
+            }
+            var sent = Stopwatch.StartNew();
+            pair.Outbound.Send(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i], TestTimeouts.Long, CancellationToken.None);
+            while (Volatile.Read(ref taken) <= i && !reader.IsCompleted && sent.Elapsed < TimeSpan.FromSeconds(40))
+            {
+                Thread.SpinWait(8);
+            }
+            worst = sent.Elapsed > worst ? sent.Elapsed : worst;
+        }
+        await reader.WaitAsync(TimeSpan.FromSeconds(180));
+        Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst} to be taken: a lost wake (the park timeout is 10 s)");
+        Assert.True(pair.Inbound.ReaderParks > Rounds / 10, $"only {pair.Inbound.ReaderParks} parks in {Rounds} rounds: the race was barely run");
+        if (barriersRefused)
+        {
+            Assert.Equal(0, pair.Inbound.ReaderParkBarriers);
+            Assert.True(pair.Inbound.ReaderParkBarrierFailures > 0);
+            // Stuck turning off (the switch's barrier refused): it never announces "on" again, so the writer fences.
+            Assert.Equal(0, ModeWord(pair));
+        }
+        else
+        {
+            Assert.True(pair.Inbound.ReaderBarrierSwitches > Rounds / 20, $"only {pair.Inbound.ReaderBarrierSwitches} switches in {Rounds} rounds: the race was barely run");
+            Assert.Equal(0, pair.Inbound.ReaderParkBarrierFailures);
+        }
+    }
+
+    /// <summary>
+    /// A receiver that announces "on" in its mode word and never issues the barrier: the writer skips its fence on the
+    /// liar's word, so only the liar's own wakes are at risk (its park timeout still ends every park); the writer's
+    /// sends, its state and its buffers are as with an honest peer.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public async Task Receiver_AnnouncesOnAndParksWithoutTheBarrier_OnlyItsOwnWakesAreAtRisk()
+    {
+        // The liar parks as a rule and issues no barrier, with a short park timeout so a lost wake costs it little.
+        ChannelOptions liarOptions = Options(useBarrier: false, strategy: WaitStrategy.Park, park: TimeSpan.FromMilliseconds(20));
+        using InboundChannel liar = InboundChannel.Create("adaptive-barrier-liar", liarOptions);
+        liar.Region.GetSpan(12, sizeof(uint))[0] = (byte)RegionHeaderLayout.AdaptiveParkBarrierFlag;
+        liar.Region.GetSpan(RegionHeaderLayout.TxBarrierModeOffset, sizeof(int))[0] = 0xff;
+        using OutboundChannel writer = WriterFor(liar, Options());
+        Assert.True(writer.RingsWithoutFenceWhileAnnounced);
+
+        const int Messages = 300;
+        Task reading = Task.Run(() =>
+        {
+            for (int i = 0; i < Messages; i++)
+            {
+                TransactionRecord record;
+                while (!liar.TryReceive(out record))
+                {
+                    liar.WaitForTransaction(TimeSpan.FromSeconds(60), WaitStrategy.Park, CancellationToken.None);
+                }
+                Assert.Equal((uint)i, record.Code);
+                liar.Free(record);
+            }
+        });
+        for (int i = 0; i < Messages; i++)
+        {
+            writer.Send(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i], TestTimeouts.Long, CancellationToken.None);
+            // The liar flips its word now and then: the writer reads it per publish, and either reading is harmless.
+            liar.Region.GetSpan(RegionHeaderLayout.TxBarrierModeOffset, sizeof(int))[0] = (byte)(i % 3 == 0 ? 0 : 1);
+            Thread.SpinWait(i % 64 * 20);
+        }
+        await reading.WaitAsync(TimeSpan.FromSeconds(120));
+        writer.DrainFrees();
+        Assert.Equal(0, writer.IgnoredFrees);
+        Assert.InRange(writer.LiveBuffers, 0, 1);
+    }
+}
