@@ -74,29 +74,37 @@ public sealed class AdaptiveParkBarrierTests
     }
 
     /// <summary>
-    /// The choice, with the real thresholds: a park right after one wait (a peer that makes the reader park at every
-    /// wait) turns the barrier off with one barrier, and that park goes without it; after a stretch of waits that ended
-    /// in the spin, the next park turns it on and issues it.
+    /// The choice, with the real thresholds: parks right after one wait each (a peer that makes the reader park at every
+    /// wait) keep the barrier for <see cref="AdaptiveBarrier.OffAfterParks"/> - 1 of them, then the next turns it off
+    /// with one barrier and goes without it; after a stretch of waits that ended in the spin, the next park turns it on
+    /// and issues it.
     /// </summary>
     [Fact]
-    public async Task Barrier_OffAfterAParkAtEveryWait_OnAfterAStretchOfWaitsEndingInTheSpin()
+    public async Task Barrier_OffAfterParksAtEveryWait_OnAfterAStretchOfWaitsEndingInTheSpin()
     {
         // A long spin, so a wait whose message comes within a millisecond ends in it.
         using var pair = new ChannelPair(Options(spin: TimeSpan.FromMilliseconds(200)));
         Assert.True(pair.Inbound.ReadersAdaptiveBarrierOn);
 
-        // One wait, and a park right after it (a wait of the park strategy counts as a wait too; a spin-then-park wait
-        // with nothing coming would spin to its 5 ms deadline and never park).
+        // One wait, and a park right after it, a few times (a wait of the park strategy counts as a wait too; a
+        // spin-then-park wait with nothing coming would spin to its 5 ms deadline and never park).
+        for (int park = 1; park < AdaptiveBarrier.OffAfterParks; park++)
+        {
+            Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(5), WaitStrategy.Park, CancellationToken.None));
+            Assert.True(pair.Inbound.ReadersAdaptiveBarrierOn);
+            Assert.Equal(park, pair.Inbound.ReaderParkBarriers);
+        }
+        Assert.Equal(0, pair.Inbound.ReaderBarrierSwitches);
         Assert.False(pair.Inbound.WaitForTransaction(TimeSpan.FromMilliseconds(5), WaitStrategy.Park, CancellationToken.None));
         Assert.False(pair.Inbound.ReadersAdaptiveBarrierOn);
         Assert.Equal(0, ModeWord(pair));
         Assert.Equal(1, pair.Inbound.ReaderBarrierSwitches);
         // The switch's own barrier, none for the park itself.
-        Assert.Equal(1, pair.Inbound.ReaderParkBarriers);
-        Assert.Equal(1, pair.Inbound.ReaderParks);
+        Assert.Equal(AdaptiveBarrier.OffAfterParks, pair.Inbound.ReaderParkBarriers);
+        Assert.Equal(AdaptiveBarrier.OffAfterParks, pair.Inbound.ReaderParks);
 
         // Waits that end in the spin: each message comes a little after the reader began to wait.
-        const int Waits = AdaptiveBarrier.OnAfterWaits + 4;
+        const int Waits = AdaptiveBarrier.OnAfter + 4;
         for (int i = 0; i < Waits; i++)
         {
             Task<bool> waiting = Task.Run(() => pair.Inbound.WaitForTransaction(TestTimeouts.Long, CancellationToken.None));
@@ -107,7 +115,7 @@ public sealed class AdaptiveParkBarrierTests
             Assert.Equal((uint)i, record.Code);
             pair.Inbound.Free(record);
         }
-        Assert.Equal(1, pair.Inbound.ReaderParks);
+        Assert.Equal(AdaptiveBarrier.OffAfterParks, pair.Inbound.ReaderParks);
         Assert.False(pair.Inbound.ReadersAdaptiveBarrierOn);
 
         // The next park follows that stretch: on, and it issues the barrier.
@@ -115,13 +123,13 @@ public sealed class AdaptiveParkBarrierTests
         Assert.True(pair.Inbound.ReadersAdaptiveBarrierOn);
         Assert.Equal(1, ModeWord(pair));
         Assert.Equal(2, pair.Inbound.ReaderBarrierSwitches);
-        Assert.Equal(2, pair.Inbound.ReaderParks);
-        Assert.Equal(2, pair.Inbound.ReaderParkBarriers);
+        Assert.Equal(AdaptiveBarrier.OffAfterParks + 1, pair.Inbound.ReaderParks);
+        Assert.Equal(AdaptiveBarrier.OffAfterParks + 1, pair.Inbound.ReaderParkBarriers);
     }
 
     /// <summary>
     /// The race the switches must not open: a writer publishing after a random short pause, without a fence whenever the
-    /// mode word says "on", while the reader's barrier switches at nearly every park (thresholds of two waits: on after
+    /// mode word says "on", while the reader's barrier switches at nearly every park (thresholds of two: on after
     /// two waits, off after one), and the reader's waits end now in the spin, now in a park. A lost wake would cost one
     /// round the whole 10 s park timeout.
     /// </summary>
@@ -132,7 +140,7 @@ public sealed class AdaptiveParkBarrierTests
     {
         const int Rounds = 20_000;
         using var pair = new ChannelPair(Options(rings: 256, spin: TimeSpan.FromMicroseconds(15)));
-        pair.Inbound.SetReaderBarrierThresholdsForTest(onAfterWaits: 2, offBelowWaits: 2);
+        pair.Inbound.SetReaderBarrierThresholdsForTest(onAfter: 2, offBelow: 2);
         Assert.True(pair.Outbound.RingsWithoutFenceWhileAnnounced);
         if (barriersRefused)
         {

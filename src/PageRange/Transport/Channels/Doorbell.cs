@@ -31,9 +31,10 @@ namespace PageRange.Transport;
 /// <para>
 /// A consumer that parks as a rule (spin-then-park) would pay the barrier, a system call and an interrupt of every core,
 /// in every park, which costs a round trip whose peer makes it park at each call far more than the fence it saves. So
-/// such a consumer decides park by park (<see cref="AdaptiveBarrier"/>): while many of its waits end in the spin between
-/// two parks (a stream, or calls answered within the spin) it issues the barrier, and announces it in a mode word beside
-/// the parked count; while it parks at nearly every wait it does not, and the producer fences again. The producer
+/// such a consumer decides park by park (<see cref="AdaptiveBarrier"/>): while it takes many records or ends many waits
+/// in the spin between two parks (a stream, or calls answered within the spin) it issues the barrier, and announces it
+/// in a mode word beside the parked count; while it parks at nearly every record it does not, and the producer fences
+/// again. The producer
 /// loads the mode word after its publish and fences unless it reads "on". Why no wake is lost across a switch, where
 /// S is the producer's publish, M its load of the mode, L its load of parked, and the consumer's state is private:
 /// <list type="bullet">
@@ -91,9 +92,15 @@ internal sealed unsafe class Doorbell
     private int _barrierState;
     private int _switchingBarrier;
     private int _waitsSincePark;
+    // Consumer side: the ring position the choice counts progress by (records taken), and its value at the last park.
+    private readonly Func<ulong>? _progress;
+    private ulong _progressAtLastPark;
     private long _barrierSwitches;
-    private int _barrierOnAfterWaits = AdaptiveBarrier.OnAfterWaits;
-    private int _barrierOffBelowWaits = AdaptiveBarrier.OffBelowWaits;
+    private int _barrierOnAfter = AdaptiveBarrier.OnAfter;
+    private int _barrierOffBelow = AdaptiveBarrier.OffBelow;
+    private int _barrierOffAfterParks = AdaptiveBarrier.OffAfterParks;
+    // Parks in a row that followed less than _barrierOffBelow (under the switch's try-lock).
+    private int _quietParks;
     private long _parks;
     private long _parkBarriers;
     private long _parkBarrierFailures;
@@ -110,8 +117,9 @@ internal sealed unsafe class Doorbell
     /// <remarks>Safety: both words lie in the region's mapping, which stays mapped while a reference on it is held.</remarks>
     private Doorbell(
         SharedRegion region, int* sequence, int* parked, bool ringWithoutFence, bool parkWithBarrier, int* barrierMode,
-        bool ringWithoutFenceWhileAnnounced, bool adaptiveBarrier)
+        bool ringWithoutFenceWhileAnnounced, bool adaptiveBarrier, Func<ulong>? progress)
     {
+        _progress = progress;
         _region = region;
         _sequence = sequence;
         _parked = parked;
@@ -143,10 +151,12 @@ internal sealed unsafe class Doorbell
     /// mode word says the consumer issues the barrier (this process is registered for it).</param>
     /// <param name="adaptiveBarrier">Consumer side: decide park by park whether to issue the barrier, and announce it in
     /// the mode word (<see cref="AdaptiveBarrier"/>).</param>
+    /// <param name="progress">Consumer side, with <paramref name="adaptiveBarrier"/>: how many records the consumers
+    /// have taken so far (read once per park; a racy read is fine, it only feeds the choice).</param>
     /// <exception cref="ArgumentException">A word lies outside the region or is misaligned, or a mode word is needed and missing.</exception>
     internal static Doorbell Over(
         SharedRegion region, long sequenceOffset, long parkedOffset, bool ringWithoutFence = false, bool parkWithBarrier = false,
-        long barrierModeOffset = -1, bool ringWithoutFenceWhileAnnounced = false, bool adaptiveBarrier = false)
+        long barrierModeOffset = -1, bool ringWithoutFenceWhileAnnounced = false, bool adaptiveBarrier = false, Func<ulong>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(region);
         if (sequenceOffset % 4 != 0 || parkedOffset % 4 != 0)
@@ -164,7 +174,7 @@ internal sealed unsafe class Doorbell
         fixed (byte* mode = needsMode ? region.GetSpan(barrierModeOffset, sizeof(int)) : default)
         {
             return new Doorbell(
-                region, (int*)sequence, (int*)parked, ringWithoutFence, parkWithBarrier, (int*)mode, ringWithoutFenceWhileAnnounced, adaptiveBarrier);
+                region, (int*)sequence, (int*)parked, ringWithoutFence, parkWithBarrier, (int*)mode, ringWithoutFenceWhileAnnounced, adaptiveBarrier, progress);
         }
     }
 
@@ -270,13 +280,14 @@ internal sealed unsafe class Doorbell
     internal long BarrierSwitches => Interlocked.Read(ref _barrierSwitches);
 
     /// <summary>
-    /// Consumer side: the waits between two parks at or above which the barrier turns on, and below which it turns off
-    /// (<see cref="AdaptiveBarrier"/>'s defaults otherwise), for tests that make it switch at will.
+    /// Consumer side: the waits and records between two parks at or above which the barrier turns on, and below which
+    /// it turns off (<see cref="AdaptiveBarrier"/>'s defaults otherwise), for tests that make it switch at will.
     /// </summary>
-    internal void SetBarrierThresholdsForTest(int onAfterWaits, int offBelowWaits)
+    internal void SetBarrierThresholdsForTest(int onAfter, int offBelow, int offAfterParks = 1)
     {
-        _barrierOnAfterWaits = onAfterWaits;
-        _barrierOffBelowWaits = offBelowWaits;
+        _barrierOnAfter = onAfter;
+        _barrierOffBelow = offBelow;
+        _barrierOffAfterParks = offAfterParks;
     }
 
     /// <summary>Bumps the sequence and wakes every parked waiter, whatever the parked count says.</summary>
@@ -587,13 +598,18 @@ internal sealed unsafe class Doorbell
     }
 
     /// <summary>
-    /// Before a park of an adaptive consumer: turns the barrier on after a stretch of waits that ended in the spin, off
-    /// after a park that followed too few of them, and completes a switch off whose barrier was refused (see the remarks).
+    /// Before a park of an adaptive consumer: turns the barrier on after a stretch of work (waits that ended in the spin,
+    /// records taken), off after a few parks in a row that followed too little, and completes a switch off whose barrier
+    /// was refused (see the remarks).
     /// </summary>
     private void ChooseBarrier()
     {
-        int waits = _waitsSincePark;
+        // Waits that ended before a park, and records taken: a stream whose reader is behind takes hundreds of records
+        // (packs) between parks but rarely waits; calls answered within the spin wait once per call.
+        ulong progress = _progress?.Invoke() ?? 0;
+        long done = _waitsSincePark + (long)Math.Min(progress - _progressAtLastPark, int.MaxValue);
         _waitsSincePark = 0;
+        _progressAtLastPark = progress;
         if (Interlocked.CompareExchange(ref _switchingBarrier, 1, 0) != 0)
         {
             // Another waiter is switching: this park follows whatever state it leaves (read after the increment).
@@ -601,16 +617,17 @@ internal sealed unsafe class Doorbell
         }
         try
         {
+            _quietParks = done < _barrierOffBelow ? _quietParks + 1 : 0;
             switch (_barrierState)
             {
-                case AdaptiveBarrier.Off when waits >= _barrierOnAfterWaits:
+                case AdaptiveBarrier.Off when done >= _barrierOnAfter:
                     // The state first, then the word (release): see the remarks' "on" case.
                     Volatile.Write(ref _barrierState, AdaptiveBarrier.On);
                     // SAFETY: _barrierMode points at a word of the mapping the wait's reference keeps alive.
                     Volatile.Write(ref *_barrierMode, 1);
                     Interlocked.Increment(ref _barrierSwitches);
                     break;
-                case AdaptiveBarrier.On when waits < _barrierOffBelowWaits:
+                case AdaptiveBarrier.On when _quietParks >= _barrierOffAfterParks:
                     Volatile.Write(ref _barrierState, AdaptiveBarrier.TurningOff);
                     // SAFETY: as above.
                     Volatile.Write(ref *_barrierMode, 0);

@@ -140,7 +140,7 @@ internal sealed unsafe class InboundChannel : IDisposable
         _txDoorbell = Doorbell.Over(
             region, RegionHeaderLayout.TxDoorbellSequenceOffset, RegionHeaderLayout.TxDoorbellParkedOffset, parkWithBarrier: options.ParksWithBarrier,
             barrierModeOffset: options.ParksWithAdaptiveBarrier ? RegionHeaderLayout.TxBarrierModeOffset : -1,
-            adaptiveBarrier: options.ParksWithAdaptiveBarrier);
+            adaptiveBarrier: options.ParksWithAdaptiveBarrier, progress: options.ParksWithAdaptiveBarrier ? () => _txRing.Head : null);
         _freeDoorbell = Doorbell.Over(region, RegionHeaderLayout.FreeDoorbellSequenceOffset, RegionHeaderLayout.FreeDoorbellParkedOffset);
         // SAFETY: the data area lies inside the mapping (the layout was computed for its size), which the creator's
         // reference keeps alive now and ours (taken at the end of this constructor) until Dispose releases it after every
@@ -1296,8 +1296,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal long ReaderBarrierSwitches => _txDoorbell.BarrierSwitches;
 
     /// <summary>Sets our readers' adaptive barrier thresholds (<see cref="Doorbell.SetBarrierThresholdsForTest"/>).</summary>
-    internal void SetReaderBarrierThresholdsForTest(int onAfterWaits, int offBelowWaits) =>
-        _txDoorbell.SetBarrierThresholdsForTest(onAfterWaits, offBelowWaits);
+    internal void SetReaderBarrierThresholdsForTest(int onAfter, int offBelow) =>
+        _txDoorbell.SetBarrierThresholdsForTest(onAfter, offBelow);
 
     /// <summary>Park barriers our readers issued (each before a park; see <see cref="ParkBarrier"/>).</summary>
     internal long ReaderParkBarriers => _txDoorbell.ParkBarriers;
