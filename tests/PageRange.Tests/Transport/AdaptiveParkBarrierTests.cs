@@ -6,9 +6,10 @@ using PageRange.Transport;
 namespace PageRange.Tests.Transport;
 
 /// <summary>
-/// The adaptive park barrier (<see cref="AdaptiveBarrier"/>, <see cref="Doorbell"/>'s remarks): a spin-then-park
-/// receiver issues the barrier before its parks only while many of its waits end in the spin, says so in its region's
-/// mode word, and its writer skips the publish's fence only while that word says "on". Real memfds and mappings; a lost
+/// The adaptive park barrier (<see cref="AdaptiveBarrier"/>, <see cref="Doorbell"/>'s remarks): a spin-then-park or park
+/// receiver issues the barrier before its parks only while it does much work between them (waits that end in the spin,
+/// records taken), says so in its region's mode word, and its writer skips the publish's fence only while that word
+/// says "on". Real memfds and mappings; a lost
 /// wake shows as a wait as long as the (long) park timeout.
 /// </summary>
 public sealed class AdaptiveParkBarrierTests
@@ -32,10 +33,12 @@ public sealed class AdaptiveParkBarrierTests
 
     private static int ModeWord(ChannelPair pair) => pair.ReadHeader<int>(RegionHeaderLayout.TxBarrierModeOffset);
 
-    [Fact]
-    public void Region_OfASpinThenParkReceiver_AnnouncesTheAdaptiveBarrier_On_AndItsWriterFollowsTheWord()
+    [Theory]
+    [InlineData(WaitStrategy.SpinThenPark)]
+    [InlineData(WaitStrategy.Park)]
+    public void Region_OfAReceiverThatParks_AnnouncesTheAdaptiveBarrier_On_AndItsWriterFollowsTheWord(WaitStrategy strategy)
     {
-        using var pair = new ChannelPair(Options());
+        using var pair = new ChannelPair(Options(strategy: strategy));
         Assert.Equal(RegionHeaderLayout.AdaptiveParkBarrierFlag, pair.ReadHeader<uint>(12));
         Assert.True(pair.Inbound.ReadersParkWithAdaptiveBarrier);
         Assert.False(pair.Inbound.ReadersParkWithBarrier);
@@ -46,12 +49,11 @@ public sealed class AdaptiveParkBarrierTests
         Assert.False(pair.Outbound.RingsWithoutFence);
     }
 
-    [Theory]
-    [InlineData(WaitStrategy.Park)]
-    [InlineData(WaitStrategy.BusySpin)]
-    public void Region_OfAnotherStrategy_DoesNotAnnounceIt_NorDoesAWriterFollowAnyWord(WaitStrategy strategy)
+    /// <summary>Busy-spin promises the barrier at every park instead (<see cref="ParkBarrierTests"/>).</summary>
+    [Fact]
+    public void Region_OfABusySpinningReceiver_DoesNotAnnounceIt_NorDoesAWriterFollowAnyWord()
     {
-        using var pair = new ChannelPair(Options(strategy: strategy));
+        using var pair = new ChannelPair(Options(strategy: WaitStrategy.BusySpin));
         Assert.Equal(0u, pair.ReadHeader<uint>(12) & RegionHeaderLayout.AdaptiveParkBarrierFlag);
         Assert.False(pair.Inbound.ReadersParkWithAdaptiveBarrier);
         Assert.False(pair.Outbound.RingsWithoutFenceWhileAnnounced);

@@ -102,10 +102,10 @@ internal sealed class ChannelOptions
     /// <see cref="RegionHeaderLayout.TxBarrierMode"/>), so the writer publishes without a fence while they do.
     /// </summary>
     /// <remarks>
-    /// Readers only: a writer waits for room rarely, and keeps its symmetric fence for frees. Not for park, whose every
-    /// wait parks: the count of waits that ended in the spin, which the choice is made from, would always be 0.
+    /// Readers only: a writer waits for room rarely, and keeps its symmetric fence for frees. Park too: its every wait
+    /// parks, but a stream's reader takes many records between two parks, which the choice counts.
     /// </remarks>
-    internal bool ParksWithAdaptiveBarrier => UseParkBarrier && WaitStrategy == WaitStrategy.SpinThenPark && ParkBarrier.CanIssue;
+    internal bool ParksWithAdaptiveBarrier => UseParkBarrier && WaitStrategy != WaitStrategy.BusySpin && ParkBarrier.CanIssue;
 
     /// <summary>Checks every value and computes the layout.</summary>
     /// <exception cref="ArgumentException">A value is out of range.</exception>

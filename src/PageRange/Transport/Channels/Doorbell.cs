@@ -29,8 +29,8 @@ namespace PageRange.Transport;
 /// millisecond (counted in <see cref="ParkBarrierFailures"/>): that bounds a wake the producer's missing fence could lose.
 /// </para>
 /// <para>
-/// A consumer that parks as a rule (spin-then-park) would pay the barrier, a system call and an interrupt of every core,
-/// in every park, which costs a round trip whose peer makes it park at each call far more than the fence it saves. So
+/// A consumer that parks as a rule (spin-then-park, park) would pay the barrier, a system call and an interrupt of
+/// every core, in every park, which costs a round trip whose peer makes it park at each call far more than the fence it saves. So
 /// such a consumer decides park by park (<see cref="AdaptiveBarrier"/>): while it takes many records or ends many waits
 /// in the spin between two parks (a stream, or calls answered within the spin) it issues the barrier, and announces it
 /// in a mode word beside the parked count; while it parks at nearly every record it does not, and the producer fences

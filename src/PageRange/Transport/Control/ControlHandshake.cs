@@ -33,7 +33,7 @@ internal static class ControlHandshake
     /// 8: a small reply may be written directly into two lines of the caller's region header (<see cref="DirectReplyLayout"/>),
     /// a small call into two lines of the callee's (<see cref="DirectCallLayout"/>). 9: two payload lines each (up to 128 bytes).
     /// 10: a pack's entries whose ids follow each other leave the id out (an 8-byte entry header,
-    /// <see cref="PackLayout.EntryHeaderSize"/>). 11: a spin-then-park receiver announces park by park whether its readers
+    /// <see cref="PackLayout.EntryHeaderSize"/>). 11: a receiver that parks as a rule announces park by park whether its readers
     /// issue the park barrier (<see cref="RegionHeaderLayout.AdaptiveParkBarrierFlag"/>).</remarks>
     public const int ProtocolVersion = 11;
 

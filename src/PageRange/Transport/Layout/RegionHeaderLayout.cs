@@ -51,7 +51,7 @@ internal struct RegionHeaderLayout
     /// <summary>
     /// <see cref="Flags"/>: the region owner's readers decide park by park whether they issue a <see cref="ParkBarrier"/>,
     /// and say so in <see cref="TxBarrierMode"/>, which the writer reads after each publish: non-zero, it may ring
-    /// without a fence (if its own process is registered for the barrier). A spin-then-park receiver's (see
+    /// without a fence (if its own process is registered for the barrier). A spin-then-park or park receiver's (see
     /// <see cref="Doorbell"/>'s remarks for the protocol, and <see cref="ChannelOptions.ParksWithAdaptiveBarrier"/>).
     /// </summary>
     internal const uint AdaptiveParkBarrierFlag = 2;
