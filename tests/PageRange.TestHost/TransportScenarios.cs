@@ -146,7 +146,7 @@ internal static class TransportScenarios
                         _resumed.Set();
                         break;
                     case "fence":
-                        Console.WriteLine($"fence: {(connection.Outbound.RingsWithoutFence ? "none" : "full")}");
+                        Console.WriteLine($"fence: {(connection.Outbound.RingsWithoutFence ? "none" : connection.Outbound.RingsWithoutFenceWhileAnnounced ? "while-announced" : "full")}");
                         break;
                     case "free-fence":
                         Console.WriteLine($"free-fence: {(connection.Inbound.FreesRingWithoutFence ? "none" : "full")}");

@@ -27,8 +27,9 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
         // The host's writer parks with the barrier when it waits for room in our region only if it busy-spins: then we
         // free without a fence.
         Assert.Equal(fenceFree, host.Connection.Inbound.FreesRingWithoutFence);
-        // The host's writer and its frees: we spin then park as a rule, so we promised nothing and the host fences both.
-        Assert.Equal("full", host.Command("fence", "fence: "));
+        // The host's writer: we spin then park as a rule, so we promised the barrier only while our mode word says so
+        // (the adaptive barrier), and the host fences unless it does. Its frees: our writer promised nothing.
+        Assert.Equal("while-announced", host.Command("fence", "fence: "));
         Assert.Equal("full", host.Command("free-fence", "free-fence: "));
         byte[] request = new byte[64];
         for (int i = 0; i < 300; i++)
@@ -76,6 +77,51 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
         Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst}: a lost wake (the park timeout is 10 s)");
         Assert.True(connection.Inbound.ReaderParkBarriers > 0, "our reader never parked: the barrier was not run");
     }
+    /// <summary>
+    /// The adaptive barrier between two real processes: the host's writer streams to our spin-then-park reader, which
+    /// parks on every other wait and switches its barrier at nearly every park (test thresholds); the host's writer
+    /// skips its fence whenever our mode word says "on" (its process registered for the barrier when it read our
+    /// header). A lost wake would show as a message 10 s late (our park timeout).
+    /// </summary>
+    [Fact]
+    public async Task Stream_FromAHostWriterFollowingOurBarrierMode_ToOurReaderSwitchingIt_EveryMessageInOrderAndPrompt()
+    {
+        const int Count = 20_000;
+        var options = new PageRangeOptions { WaitStrategy = WaitStrategy.SpinThenPark, ParkTimeout = s_longPark };
+        await using TransportHost host = await TransportHost.StartAsync(output, options, "--wait", "Park");
+        PageRangeConnection connection = host.Connection;
+        Assert.True(connection.Inbound.ReadersParkWithAdaptiveBarrier);
+        Assert.Equal("while-announced", host.Command("fence", "fence: "));
+        // Every park flips it: off whatever the work before it (nothing is below int.MaxValue), on after two waits or
+        // records (a stream's reader takes more than that between two parks).
+        connection.Inbound.SetReaderBarrierThresholdsForTest(onAfter: 2, offBelow: int.MaxValue);
+        host.Process.WriteLine($"send-stream {Count}");
+        var worst = TimeSpan.Zero;
+        var total = Stopwatch.StartNew();
+        for (ulong expected = 0; expected < Count; expected++)
+        {
+            var wait = Stopwatch.StartNew();
+            Transaction transaction;
+            while (!connection.TryReceive(out transaction))
+            {
+                Assert.True(total.Elapsed < TimeSpan.FromSeconds(120), $"message {expected} never came");
+                // Every other wait parks at once, the others spin first: both end in parks and in the spin.
+                WaitStrategy strategy = expected % 2 == 0 ? WaitStrategy.Park : WaitStrategy.SpinThenPark;
+                connection.Inbound.WaitForTransaction(TimeSpan.FromSeconds(30), strategy, CancellationToken.None);
+            }
+            using (transaction)
+            {
+                Assert.Equal(expected, StreamMessage.Check(transaction.Payload));
+            }
+            worst = wait.Elapsed > worst ? wait.Elapsed : worst;
+        }
+        Assert.Equal($"{Count}", host.Process.ReadUntil("sent: "));
+        output.WriteLine($"slowest receive {worst.TotalMilliseconds:F2} ms, {connection.Inbound.ReaderParks} parks, " +
+            $"{connection.Inbound.ReaderParkBarriers} barriers, {connection.Inbound.ReaderBarrierSwitches} switches");
+        Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst}: a lost wake (the park timeout is 10 s)");
+        Assert.True(connection.Inbound.ReaderBarrierSwitches > 10, "the barrier barely switched: the race was not run");
+    }
+
     /// <summary>
     /// The free ring's half between two real processes: our async stream fills the host's small region while the host
     /// is paused (five times), so our room watcher waits for room, parking with the barrier (we busy-spin; no spin first
