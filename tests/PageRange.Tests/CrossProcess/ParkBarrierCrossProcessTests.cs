@@ -16,6 +16,35 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan s_longPark = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Has the host stream <paramref name="count"/> messages to us and takes them, waiting as <paramref name="strategyOf"/>
+    /// says (by the message awaited) whenever none is there; checks each in order, and returns the longest one waited.
+    /// </summary>
+    private static TimeSpan ReceiveHostStream(TransportHost host, int count, Func<ulong, WaitStrategy> strategyOf)
+    {
+        PageRangeConnection connection = host.Connection;
+        host.Process.WriteLine($"send-stream {count}");
+        var worst = TimeSpan.Zero;
+        var total = Stopwatch.StartNew();
+        for (ulong expected = 0; expected < (ulong)count; expected++)
+        {
+            var wait = Stopwatch.StartNew();
+            Transaction transaction;
+            while (!connection.TryReceive(out transaction))
+            {
+                Assert.True(total.Elapsed < TimeSpan.FromSeconds(120), $"message {expected} never came");
+                connection.Inbound.WaitForTransaction(TimeSpan.FromSeconds(30), strategyOf(expected), CancellationToken.None);
+            }
+            using (transaction)
+            {
+                Assert.Equal(expected, StreamMessage.Check(transaction.Payload));
+            }
+            worst = wait.Elapsed > worst ? wait.Elapsed : worst;
+        }
+        Assert.Equal($"{count}", host.Process.ReadUntil("sent: "));
+        return worst;
+    }
+
     [Theory]
     [InlineData("BusySpin", true)]
     [InlineData("SpinThenPark", false)]
@@ -52,26 +81,8 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
         Assert.Equal("none", host.Command("fence", "fence: "));
         // We busy-spin, so our waits for room in the host's region park with the barrier, and the host frees without a fence.
         Assert.Equal("none", host.Command("free-fence", "free-fence: "));
-        host.Process.WriteLine($"send-stream {Count}");
-        var worst = TimeSpan.Zero;
-        var total = Stopwatch.StartNew();
-        for (ulong expected = 0; expected < Count; expected++)
-        {
-            var wait = Stopwatch.StartNew();
-            Transaction transaction;
-            while (!connection.TryReceive(out transaction))
-            {
-                Assert.True(total.Elapsed < TimeSpan.FromSeconds(120), $"message {expected} never came");
-                // Park, not the busy spin the options say: the wait the barrier is for.
-                connection.Inbound.WaitForTransaction(TimeSpan.FromSeconds(30), WaitStrategy.Park, CancellationToken.None);
-            }
-            using (transaction)
-            {
-                Assert.Equal(expected, StreamMessage.Check(transaction.Payload));
-            }
-            worst = wait.Elapsed > worst ? wait.Elapsed : worst;
-        }
-        Assert.Equal($"{Count}", host.Process.ReadUntil("sent: "));
+        // Park, not the busy spin the options say: the wait the barrier is for.
+        TimeSpan worst = ReceiveHostStream(host, Count, _ => WaitStrategy.Park);
         output.WriteLine($"slowest receive {worst.TotalMilliseconds:F2} ms, {connection.Inbound.ReaderParks} parks, " +
             $"{connection.Inbound.ReaderParkBarriers} barriers");
         Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst}: a lost wake (the park timeout is 10 s)");
@@ -95,27 +106,8 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
         // Every park flips it: off whatever the work before it (nothing is below int.MaxValue), on after two waits or
         // records (a stream's reader takes more than that between two parks).
         connection.Inbound.SetReaderBarrierThresholdsForTest(onAfter: 2, offBelow: int.MaxValue);
-        host.Process.WriteLine($"send-stream {Count}");
-        var worst = TimeSpan.Zero;
-        var total = Stopwatch.StartNew();
-        for (ulong expected = 0; expected < Count; expected++)
-        {
-            var wait = Stopwatch.StartNew();
-            Transaction transaction;
-            while (!connection.TryReceive(out transaction))
-            {
-                Assert.True(total.Elapsed < TimeSpan.FromSeconds(120), $"message {expected} never came");
-                // Every other wait parks at once, the others spin first: both end in parks and in the spin.
-                WaitStrategy strategy = expected % 2 == 0 ? WaitStrategy.Park : WaitStrategy.SpinThenPark;
-                connection.Inbound.WaitForTransaction(TimeSpan.FromSeconds(30), strategy, CancellationToken.None);
-            }
-            using (transaction)
-            {
-                Assert.Equal(expected, StreamMessage.Check(transaction.Payload));
-            }
-            worst = wait.Elapsed > worst ? wait.Elapsed : worst;
-        }
-        Assert.Equal($"{Count}", host.Process.ReadUntil("sent: "));
+        // Every other wait parks at once, the others spin first: both end in parks and in the spin.
+        TimeSpan worst = ReceiveHostStream(host, Count, expected => expected % 2 == 0 ? WaitStrategy.Park : WaitStrategy.SpinThenPark);
         output.WriteLine($"slowest receive {worst.TotalMilliseconds:F2} ms, {connection.Inbound.ReaderParks} parks, " +
             $"{connection.Inbound.ReaderParkBarriers} barriers, {connection.Inbound.ReaderBarrierSwitches} switches");
         Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst}: a lost wake (the park timeout is 10 s)");

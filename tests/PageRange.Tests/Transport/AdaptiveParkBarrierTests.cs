@@ -146,44 +146,11 @@ public sealed class AdaptiveParkBarrierTests
             // Every barrier refused, a switch off never completes: each park is then a short one (1 ms at most).
             pair.Inbound.RefuseReaderParkBarriersForTest(int.MaxValue);
         }
-        long taken = 0;
-        Task reader = Task.Run(() =>
-        {
-            for (int i = 0; i < Rounds; i++)
-            {
-                TransactionRecord record;
-                var waited = Stopwatch.StartNew();
-                while (!pair.Inbound.TryReceive(out record))
-                {
-                    Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"round {i}: no message within 60 s");
-                    // Every third wait parks at once, the others spin first: both kinds of wait and park.
-                    WaitStrategy strategy = i % 3 == 0 ? WaitStrategy.Park : WaitStrategy.SpinThenPark;
-                    pair.Inbound.WaitForTransaction(TimeSpan.FromSeconds(60), strategy, CancellationToken.None);
-                }
-                Assert.Equal((uint)i, record.Code);
-                pair.Inbound.Free(record);
-                Volatile.Write(ref taken, i + 1);
-            }
-        });
-        var random = new Random(4242);
-        var worst = TimeSpan.Zero;
-        for (int i = 0; i < Rounds && !reader.IsCompleted; i++)
-        {
-            // 0-40 µs: the publish lands before the reader waits, while it spins, while it switches or parks, or after.
-            long pauseEnd = Stopwatch.GetTimestamp() + (random.Next(0, 40) * Stopwatch.Frequency / 1_000_000);
-            while (Stopwatch.GetTimestamp() < pauseEnd)
-            {
-                Thread.SpinWait(1);
-            }
-            var sent = Stopwatch.StartNew();
-            pair.Outbound.Send(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i], TestTimeouts.Long, CancellationToken.None);
-            while (Volatile.Read(ref taken) <= i && !reader.IsCompleted && sent.Elapsed < TimeSpan.FromSeconds(40))
-            {
-                Thread.SpinWait(8);
-            }
-            worst = sent.Elapsed > worst ? sent.Elapsed : worst;
-        }
-        await reader.WaitAsync(TimeSpan.FromSeconds(180));
+        // 0-40 µs: the publish lands before the reader waits, while it spins, while it switches or parks, or after.
+        // Every third round's waits park at once, the others spin first: both kinds of wait and park.
+        TimeSpan worst = await WakeRace.RunAsync(
+            pair, Rounds, maxPauseMicroseconds: 40, seed: 4242,
+            wait: i => pair.Inbound.WaitForTransaction(TimeSpan.FromSeconds(60), i % 3 == 0 ? WaitStrategy.Park : WaitStrategy.SpinThenPark, CancellationToken.None));
         Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst} to be taken: a lost wake (the park timeout is 10 s)");
         Assert.True(pair.Inbound.ReaderParks > Rounds / 10, $"only {pair.Inbound.ReaderParks} parks in {Rounds} rounds: the race was barely run");
         if (barriersRefused)

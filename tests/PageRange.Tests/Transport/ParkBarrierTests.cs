@@ -203,44 +203,8 @@ public sealed class ParkBarrierTests
         {
             pair.Inbound.RefuseReaderParkBarriersForTest(int.MaxValue);
         }
-        long taken = 0;
-        Task reader = Task.Run(() =>
-        {
-            for (int i = 0; i < Rounds; i++)
-            {
-                // The wait may end with nothing to take (an open pack with no new entry wakes it too): look, then wait.
-                TransactionRecord record;
-                var waited = Stopwatch.StartNew();
-                while (!pair.Inbound.TryReceive(out record))
-                {
-                    Assert.True(waited.Elapsed < TimeSpan.FromSeconds(60), $"round {i}: no message within 60 s");
-                    WaitParked(pair);
-                }
-                Assert.Equal((uint)i, record.Code);
-                pair.Inbound.Free(record);
-                Volatile.Write(ref taken, i + 1);
-            }
-        });
-        var random = new Random(12345);
-        var worst = TimeSpan.Zero;
-        for (int i = 0; i < Rounds && !reader.IsCompleted; i++)
-        {
-            // 0-50 µs: the publish lands before the reader parks, while it parks, or after.
-            long pauseEnd = Stopwatch.GetTimestamp() + (random.Next(0, 50) * Stopwatch.Frequency / 1_000_000);
-            while (Stopwatch.GetTimestamp() < pauseEnd)
-            {
-                Thread.SpinWait(1);
-            }
-            var sent = Stopwatch.StartNew();
-            pair.Outbound.Send(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i], TestTimeouts.Long, CancellationToken.None);
-            // One message in flight per round, so each round is at most one wake.
-            while (Volatile.Read(ref taken) <= i && !reader.IsCompleted && sent.Elapsed < TimeSpan.FromSeconds(40))
-            {
-                Thread.SpinWait(8);
-            }
-            worst = sent.Elapsed > worst ? sent.Elapsed : worst;
-        }
-        await reader.WaitAsync(TimeSpan.FromSeconds(120));
+        // 0-50 µs: the publish lands before the reader parks, while it parks, or after.
+        TimeSpan worst = await WakeRace.RunAsync(pair, Rounds, maxPauseMicroseconds: 50, seed: 12345, wait: _ => WaitParked(pair));
         Assert.True(worst < TimeSpan.FromSeconds(9), $"a message waited {worst} to be taken: a lost wake (the park timeout is 10 s; a loaded machine has delayed one by 3 s)");
         Assert.True(pair.Inbound.ReaderParks > Rounds / 10, $"only {pair.Inbound.ReaderParks} parks in {Rounds} rounds: the race was barely run");
         if (barriersRefused)

@@ -97,8 +97,8 @@ internal sealed class ChannelOptions
     internal bool ParksWithBarrier => UseParkBarrier && WaitStrategy == WaitStrategy.BusySpin && ParkBarrier.CanIssue;
 
     /// <summary>
-    /// Whether this side's readers decide park by park whether to issue a <see cref="ParkBarrier"/> (spin-then-park: see
-    /// <see cref="AdaptiveBarrier"/>), and announce it in its region (<see cref="RegionHeaderLayout.AdaptiveParkBarrierFlag"/>,
+    /// Whether this side's readers decide park by park whether to issue a <see cref="ParkBarrier"/> (spin-then-park and
+    /// park: see <see cref="AdaptiveBarrier"/>), and announce it in its region (<see cref="RegionHeaderLayout.AdaptiveParkBarrierFlag"/>,
     /// <see cref="RegionHeaderLayout.TxBarrierMode"/>), so the writer publishes without a fence while they do.
     /// </summary>
     /// <remarks>

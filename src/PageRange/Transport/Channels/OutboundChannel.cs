@@ -190,8 +190,8 @@ internal sealed unsafe class OutboundChannel : IDisposable
             // fence per publish (see ParkBarrier). The flag is read from our private copy of the header, once.
             PeerParksWithBarrier = (header.Flags & RegionHeaderLayout.ParkBarrierFlag) != 0;
             bool ringWithoutFence = options.UseParkBarrier && PeerParksWithBarrier && ParkBarrier.Registered;
-            // A receiver that issues the barrier only while it says so (spin-then-park): no fence while its mode word
-            // says it does (see Doorbell's remarks).
+            // A receiver that issues the barrier only while it says so (one that parks as a rule): no fence while its
+            // mode word says it does (see Doorbell's remarks).
             bool followBarrierMode = !ringWithoutFence && options.UseParkBarrier && ParkBarrier.Registered
                 && (header.Flags & RegionHeaderLayout.AdaptiveParkBarrierFlag) != 0;
             _txDoorbell = Doorbell.Over(
