@@ -14,22 +14,12 @@ namespace PageRange.Tests.Transport;
 /// </summary>
 public sealed class AdaptiveParkBarrierTests
 {
-    private static readonly TimeSpan s_longPark = TimeSpan.FromSeconds(10);
-
+    // Spin-then-park with a short spin unless said, over ParkBarrierTests' options (a 10 s park timeout).
     private static ChannelOptions Options(
-        bool useBarrier = true, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, TimeSpan? spin = null, TimeSpan? park = null) => new()
-    {
-        UseParkBarrier = useBarrier,
-        RegionSize = 64L * SharedRegion.PageSize,
-        TxRingCapacity = rings,
-        FreeRingCapacity = rings,
-        WaitStrategy = strategy,
-        ParkTimeout = park ?? s_longPark,
-        SpinDuration = spin ?? TimeSpan.FromMicroseconds(20),
-    };
+        bool useBarrier = true, int rings = 64, WaitStrategy strategy = WaitStrategy.SpinThenPark, TimeSpan? spin = null, TimeSpan? park = null) =>
+        ParkBarrierTests.Options(useBarrier, rings, strategy, park, spin ?? TimeSpan.FromMicroseconds(20));
 
-    private static OutboundChannel WriterFor(InboundChannel receiver, ChannelOptions options) =>
-        new(SharedRegion.Open(Interop.Dup(receiver.Region.Handle), receiver.Region.Size, writableBytes: receiver.Region.Size), options, new Shrinker());
+    private static OutboundChannel WriterFor(InboundChannel receiver, ChannelOptions options) => ParkBarrierTests.WriterFor(receiver, options);
 
     private static int ModeWord(ChannelPair pair) => pair.ReadHeader<int>(RegionHeaderLayout.TxBarrierModeOffset);
 
@@ -184,30 +174,8 @@ public sealed class AdaptiveParkBarrierTests
         using OutboundChannel writer = WriterFor(liar, Options());
         Assert.True(writer.RingsWithoutFenceWhileAnnounced);
 
-        const int Messages = 300;
-        Task reading = Task.Run(() =>
-        {
-            for (int i = 0; i < Messages; i++)
-            {
-                TransactionRecord record;
-                while (!liar.TryReceive(out record))
-                {
-                    liar.WaitForTransaction(TimeSpan.FromSeconds(60), WaitStrategy.Park, CancellationToken.None);
-                }
-                Assert.Equal((uint)i, record.Code);
-                liar.Free(record);
-            }
-        });
-        for (int i = 0; i < Messages; i++)
-        {
-            writer.Send(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i], TestTimeouts.Long, CancellationToken.None);
-            // The liar flips its word now and then: the writer reads it per publish, and either reading is harmless.
-            liar.Region.GetSpan(RegionHeaderLayout.TxBarrierModeOffset, sizeof(int))[0] = (byte)(i % 3 == 0 ? 0 : 1);
-            Thread.SpinWait(i % 64 * 20);
-        }
-        await reading.WaitAsync(TimeSpan.FromSeconds(120));
-        writer.DrainFrees();
-        Assert.Equal(0, writer.IgnoredFrees);
-        Assert.InRange(writer.LiveBuffers, 0, 1);
+        // The liar flips its word now and then: the writer reads it per publish, and either reading is harmless.
+        await ParkBarrierTests.StreamToALiarAsync(
+            liar, writer, afterSend: i => liar.Region.GetSpan(RegionHeaderLayout.TxBarrierModeOffset, sizeof(int))[0] = (byte)(i % 3 == 0 ? 0 : 1));
     }
 }

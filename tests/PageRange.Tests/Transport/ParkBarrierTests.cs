@@ -17,7 +17,7 @@ public sealed class ParkBarrierTests
 
     // A busy-spinning receiver announces the barrier; the tests park it explicitly (WaitStrategy.Park per wait), as the
     // rare waits of such a receiver that do not follow its strategy do.
-    private static ChannelOptions Options(
+    internal static ChannelOptions Options(
         bool useBarrier = true, int rings = 64, WaitStrategy strategy = WaitStrategy.BusySpin, TimeSpan? parkTimeout = null, TimeSpan? spin = null) => new()
     {
         UseParkBarrier = useBarrier,
@@ -33,7 +33,7 @@ public sealed class ParkBarrierTests
     private static readonly byte[] s_recordPayload = new byte[PackLayout.MaxPayload + 8];
 
     /// <summary>A second writer over <paramref name="receiver"/>'s region (its own mapping, which it owns), with its own options.</summary>
-    private static OutboundChannel WriterFor(InboundChannel receiver, ChannelOptions options) =>
+    internal static OutboundChannel WriterFor(InboundChannel receiver, ChannelOptions options) =>
         new(SharedRegion.Open(Interop.Dup(receiver.Region.Handle), receiver.Region.Size, writableBytes: receiver.Region.Size), options, new Shrinker());
 
     private static bool WaitParked(ChannelPair pair) =>
@@ -119,6 +119,17 @@ public sealed class ParkBarrierTests
         using OutboundChannel writer = WriterFor(liar, Options());
         Assert.True(writer.RingsWithoutFence);
 
+        await StreamToALiarAsync(liar, writer);
+    }
+
+    /// <summary>
+    /// Sends 300 small oneways, now and then a little apart, from <paramref name="writer"/> to <paramref name="liar"/>
+    /// (which parks on every wait, with whatever barrier it does or does not issue), and checks the writer's side: every
+    /// message taken in order and freed back, no free refused, only the open pack (or nothing) still live.
+    /// </summary>
+    /// <param name="afterSend">Runs after each send (its index): the liar's next move.</param>
+    internal static async Task StreamToALiarAsync(InboundChannel liar, OutboundChannel writer, Action<int>? afterSend = null)
+    {
         const int Messages = 300;
         Task reading = Task.Run(() =>
         {
@@ -136,6 +147,7 @@ public sealed class ParkBarrierTests
         for (int i = 0; i < Messages; i++)
         {
             writer.Send(TransactionIds.AssignedOnSend, (uint)i, TransactionFlags.Oneway, [(byte)i], TestTimeouts.Long, CancellationToken.None);
+            afterSend?.Invoke(i);
             Thread.SpinWait(i % 64 * 20);
         }
         await reading.WaitAsync(TimeSpan.FromSeconds(120));
