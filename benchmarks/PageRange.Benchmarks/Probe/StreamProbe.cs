@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using PageRange.Benchmarks.CrossProcess;
+using PageRange.Serialization;
 using PageRange.Transport;
 
 namespace PageRange.Benchmarks.Probe;
@@ -41,28 +42,42 @@ internal static class StreamProbe
         HelpName = "single|batch",
     };
 
+    private static readonly Option<bool> s_typed = new("--typed")
+    {
+        Description = "Send and receive the MessagePack message of the cross-process msgpack mode (a class with a sequence number and the payload as ReadOnlyMemory<byte>, read in place) instead of raw bytes; with 'single' receives only.",
+    };
+
     public static Command CreateCommand()
     {
         var command = new Command(CommandName,
             "A oneway stream's send and receive work per message, each timed on its own, on one thread of one process (no " +
             "cache-line transfers), and the bytes allocated per message. Not a timed test.")
         {
-            s_batch, s_batches, s_rounds, s_size, s_receive,
+            s_batch, s_batches, s_rounds, s_size, s_receive, s_typed,
         };
         s_receive.AcceptOnlyFromAmong("single", "batch");
         command.SetAction((parse, _) => RunAsync(
-            parse.GetValue(s_batch), parse.GetValue(s_batches), parse.GetValue(s_rounds), parse.GetValue(s_size), parse.GetValue(s_receive) == "batch"));
+            parse.GetValue(s_batch), parse.GetValue(s_batches), parse.GetValue(s_rounds), parse.GetValue(s_size), parse.GetValue(s_receive) == "batch",
+            parse.GetValue(s_typed)));
         return command;
     }
 
-    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size, bool receiveBatch)
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("AOT", "IL3050", Justification = "A benchmark, never trimmed or compiled ahead of time.")]
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "A benchmark, never trimmed.")]
+    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size, bool receiveBatch, bool typed)
     {
+        if (typed && receiveBatch)
+        {
+            Console.Error.WriteLine("stream-probe: --typed receives one message at a time ('single').");
+            return 1;
+        }
         await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName).ConfigureAwait(false);
         PageRangeConnection sender = setup.Client;
         PageRangeConnection receiver = setup.Server;
         byte[] payload = new byte[size];
+        var message = new BenchMessage { Data = payload };
         Console.WriteLine($"stream-probe: {size} B oneways, batches of {batch}, {batches:N0} batches per round, received with " +
-            $"{(receiveBatch ? "ReceiveBatch" : "Receive")}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
+            $"{(receiveBatch ? "ReceiveBatch" : "Receive")}{(typed ? ", typed (MessagePack)" : "")}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
         ulong sum = 0;
         var tally = new Tally();
         for (int round = 1; round <= rounds; round++)
@@ -75,7 +90,14 @@ internal static class StreamProbe
                 long started = Stopwatch.GetTimestamp();
                 for (int i = 0; i < batch; i++)
                 {
-                    sender.SendOneway(BenchCodes.Oneway, payload);
+                    if (typed)
+                    {
+                        sender.SendOneway(message, BenchCodes.Oneway);
+                    }
+                    else
+                    {
+                        sender.SendOneway(BenchCodes.Oneway, payload);
+                    }
                 }
                 long sent = Stopwatch.GetTimestamp();
                 if (receiveBatch)
@@ -91,7 +113,7 @@ internal static class StreamProbe
                     for (int i = 0; i < batch; i++)
                     {
                         using Transaction transaction = receiver.Receive();
-                        sum += Checksum.Of(transaction.Payload);
+                        sum += typed ? Checksum.Of(transaction.Deserialize<BenchMessage>().Data.Span) : Checksum.Of(transaction.Payload);
                     }
                 }
                 long received = Stopwatch.GetTimestamp();
