@@ -103,9 +103,8 @@ public sealed class ParkBarrierCrossProcessTests(ITestOutputHelper output)
         PageRangeConnection connection = host.Connection;
         Assert.True(connection.Inbound.ReadersParkWithAdaptiveBarrier);
         Assert.Equal("while-announced", host.Command("fence", "fence: "));
-        // Every park flips it: off whatever the work before it (nothing is below int.MaxValue), on after two waits or
-        // records (a stream's reader takes more than that between two parks).
-        connection.Inbound.SetReaderBarrierThresholdsForTest(onAfter: 2, offBelow: int.MaxValue);
+        // Every park attempt flips it: off whatever the records before it (nothing is below int.MaxValue), on after none.
+        connection.Inbound.SetReaderBarrierThresholdsForTest(onAfter: 0, offBelow: int.MaxValue);
         // Every other wait parks at once, the others spin first: both end in parks and in the spin.
         TimeSpan worst = ReceiveHostStream(host, Count, expected => expected % 2 == 0 ? WaitStrategy.Park : WaitStrategy.SpinThenPark);
         output.WriteLine($"slowest receive {worst.TotalMilliseconds:F2} ms, {connection.Inbound.ReaderParks} parks, " +

@@ -31,10 +31,9 @@ namespace PageRange.Transport;
 /// <para>
 /// A consumer that parks as a rule (spin-then-park, park) would pay the barrier, a system call and an interrupt of
 /// every core, in every park, which costs a round trip whose peer makes it park at each call far more than the fence it saves. So
-/// such a consumer decides park by park (<see cref="AdaptiveBarrier"/>): while it takes many records or ends many waits
-/// in the spin between two parks (a stream, or calls answered within the spin) it issues the barrier, and announces it
-/// in a mode word beside the parked count; while it parks at nearly every record it does not, and the producer fences
-/// again. The producer
+/// such a consumer decides park by park (<see cref="AdaptiveBarrier"/>): while it takes many records between two parks
+/// (a stream) it issues the barrier, and announces it in a mode word beside the parked count; otherwise (calls, a
+/// trickle) it does not, and the producer fences again. The producer
 /// loads the mode word after its publish and fences unless it reads "on". Why no wake is lost across a switch, where
 /// S is the producer's publish, M its load of the mode, L its load of parked, and the consumer's state is private:
 /// <list type="bullet">
@@ -87,11 +86,9 @@ internal sealed unsafe class Doorbell
     private readonly int* _barrierMode;
     private readonly bool _ringWithoutFenceWhileAnnounced;
     private readonly bool _adaptiveBarrier;
-    // Consumer side: Off, On or TurningOff (private: see the remarks); the try-lock of a switch; the waits since the last
-    // park (plain: several waiters may race on it, and a lost update only skews the heuristic).
+    // Consumer side: Off, On or TurningOff (private: see the remarks); the try-lock of a switch.
     private int _barrierState;
     private int _switchingBarrier;
-    private int _waitsSincePark;
     // Consumer side: the ring position the choice counts progress by (records taken), and its value at the last park.
     private readonly Func<ulong>? _progress;
     private ulong _progressAtLastPark;
@@ -280,8 +277,7 @@ internal sealed unsafe class Doorbell
     internal long BarrierSwitches => Interlocked.Read(ref _barrierSwitches);
 
     /// <summary>
-    /// Consumer side: the waits and records between two parks at or above which the barrier turns on, and below which
-    /// it turns off (<see cref="AdaptiveBarrier"/>'s defaults otherwise), for tests that make it switch at will.
+    /// Consumer side: the records between two parks at or above which the barrier turns on, and below which it turns off (<see cref="AdaptiveBarrier"/>'s defaults otherwise), for tests that make it switch at will.
     /// </summary>
     internal void SetBarrierThresholdsForTest(int onAfter, int offBelow, int offAfterParks = 1)
     {
@@ -375,11 +371,6 @@ internal sealed unsafe class Doorbell
         CancellationToken cancellationToken)
         where TCondition : struct, IWaitCondition
     {
-        if (_adaptiveBarrier)
-        {
-            // A wait the first look did not end: what the barrier's choice counts (see AdaptiveBarrier).
-            _waitsSincePark++;
-        }
         if (strategy == WaitStrategy.SpinThenPark)
         {
             return LearnedSpinThenPark(ref condition, ToStopwatchTicks(spinDuration), parkTimeout, deadline, cancellationToken);
@@ -598,17 +589,16 @@ internal sealed unsafe class Doorbell
     }
 
     /// <summary>
-    /// Before a park of an adaptive consumer: turns the barrier on after a stretch of work (waits that ended in the spin,
-    /// records taken), off after a few parks in a row that followed too little, and completes a switch off whose barrier
-    /// was refused (see the remarks).
+    /// Before a park of an adaptive consumer: turns the barrier on after a stretch of records taken, off after a few
+    /// parks in a row that followed too few, and completes a switch off whose barrier was refused (see the remarks).
     /// </summary>
     private void ChooseBarrier()
     {
-        // Waits that ended before a park, and records taken: a stream whose reader is behind takes hundreds of records
-        // (packs) between parks but rarely waits; calls answered within the spin wait once per call.
+        // Records taken since the last park (plain: several waiters may race on the mark, and a lost update only skews
+        // the choice): a stream's reader takes hundreds of packs between parks; calls take one record each, or none
+        // (a small call comes through the direct lines).
         ulong progress = _progress?.Invoke() ?? 0;
-        long done = _waitsSincePark + (long)Math.Min(progress - _progressAtLastPark, int.MaxValue);
-        _waitsSincePark = 0;
+        long done = (long)Math.Min(progress - _progressAtLastPark, int.MaxValue);
         _progressAtLastPark = progress;
         if (Interlocked.CompareExchange(ref _switchingBarrier, 1, 0) != 0)
         {
