@@ -165,6 +165,11 @@ internal sealed unsafe class Doorbell
         {
             throw new ArgumentException("A barrier mode word (4-byte aligned) is given exactly when a side follows or announces it.", nameof(barrierModeOffset));
         }
+        if (adaptiveBarrier != (progress is not null))
+        {
+            // Without it the choice would count nothing: once off, the barrier would never turn on again.
+            throw new ArgumentException("A consumer's progress is given exactly when it chooses its barrier.", nameof(progress));
+        }
         // SAFETY: each GetSpan checks that its bytes lie inside the mapping; the caller keeps it alive.
         fixed (byte* sequence = region.GetSpan(sequenceOffset, sizeof(int)))
         fixed (byte* parked = region.GetSpan(parkedOffset, sizeof(int)))
@@ -597,7 +602,7 @@ internal sealed unsafe class Doorbell
         // Records taken since the last park (plain: several waiters may race on the mark, and a lost update only skews
         // the choice): a stream's reader takes hundreds of packs between parks; calls take one record each, or none
         // (a small call comes through the direct lines).
-        ulong progress = _progress?.Invoke() ?? 0;
+        ulong progress = _progress!.Invoke();
         long done = (long)Math.Min(progress - _progressAtLastPark, int.MaxValue);
         _progressAtLastPark = progress;
         if (Interlocked.CompareExchange(ref _switchingBarrier, 1, 0) != 0)
