@@ -4,7 +4,7 @@ namespace PageRange.Benchmarks.CrossProcess;
 
 /// <summary>
 /// One message size, prepared once: the bytes, their checksum, the framed copies the stream baselines send, and the
-/// typed message of the MessagePack mode. Every transport sends from a prepared buffer, so none pays for building it.
+/// typed message of the MessagePack mode, and (at 64 B) the same bytes as the struct mode's message. Every transport sends from a prepared buffer, so none pays for building it.
 /// </summary>
 internal sealed class BenchPayload
 {
@@ -19,6 +19,7 @@ internal sealed class BenchPayload
         PingFrame = Frame(BenchCodes.Ping, Data);
         OnewayFrame = Frame(BenchCodes.Oneway, Data);
         Message = new BenchMessage { Data = Data };
+        Struct = size == BenchStruct.Size ? BenchStruct.From(Data) : default;
     }
 
     public int Size => Data.Length;
@@ -32,6 +33,9 @@ internal sealed class BenchPayload
     public byte[] OnewayFrame { get; }
 
     public BenchMessage Message { get; }
+
+    /// <summary>The payload's bytes as the struct mode's message (64 B only: <see cref="BenchStruct.Size"/>).</summary>
+    public BenchStruct Struct { get; }
 
     public static byte[] Frame(uint code, ReadOnlySpan<byte> payload)
     {

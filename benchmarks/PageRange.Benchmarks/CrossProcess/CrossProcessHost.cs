@@ -99,21 +99,23 @@ internal sealed class CrossProcessHost : IDisposable
     /// <summary>One workload and size over every transport: a warm-up each, then the rounds, the order rotated each round.</summary>
     public Measurement[] RunInterleaved(Workload workload, BenchPayload payload)
     {
-        var measurements = _transports.Select(t => new Measurement(t.Transport, t.Mode, workload, payload.Size)).ToArray();
-        for (int i = 0; i < _transports.Count; i++)
+        // The transports that send this size (a struct has one), by their index in _transports.
+        int[] carriers = Enumerable.Range(0, _transports.Count).Where(i => _transports[i].Carries(payload.Size)).ToArray();
+        var measurements = carriers.Select(i => new Measurement(_transports[i].Transport, _transports[i].Mode, workload, payload.Size)).ToArray();
+        foreach (int i in carriers)
         {
             RunSlice(i, workload, payload, _options.Warmup, measurement: null);
         }
         if (_options.JitSettle > TimeSpan.Zero)
         {
-            _settles.Add(SettleJit(workload, payload));
+            _settles.Add(SettleJit(workload, payload, carriers));
         }
         for (int round = 0; round < _options.Rounds; round++)
         {
-            for (int k = 0; k < _transports.Count; k++)
+            for (int k = 0; k < carriers.Length; k++)
             {
-                int i = (k + round) % _transports.Count;
-                RunSlice(i, workload, payload, _options.Slice, measurements[i]);
+                int j = (k + round) % carriers.Length;
+                RunSlice(carriers[j], workload, payload, _options.Slice, measurements[j]);
             }
         }
         return measurements;
@@ -135,7 +137,7 @@ internal sealed class CrossProcessHost : IDisposable
     /// millisecond (a peer's first compilation of a method runs on its serving thread, which the next rounds' tier-up
     /// then shows).
     /// </remarks>
-    private JitSettle SettleJit(Workload workload, BenchPayload payload)
+    private JitSettle SettleJit(Workload workload, BenchPayload payload, int[] carriers)
     {
         long start = Stopwatch.GetTimestamp();
         int rounds = 0;
@@ -145,7 +147,7 @@ internal sealed class CrossProcessHost : IDisposable
         {
             long methods = JitInfo.GetCompiledMethodCount();
             var compiler = CompilerThreadsCpu.Start(Environment.ProcessId, Peer.Id);
-            for (int i = 0; i < _transports.Count; i++)
+            foreach (int i in carriers)
             {
                 RunSlice(i, workload, payload, s_settleSlice, measurement: null);
             }

@@ -29,6 +29,9 @@ internal interface IHostTransport : IDisposable
 
     /// <summary>Ends the peer's serve session once it has handled everything sent before, and returns what it saw.</summary>
     StopReport Stop();
+
+    /// <summary>Whether this transport sends messages of <paramref name="size"/> bytes: a struct has one size; the others send any.</summary>
+    bool Carries(int size) => true;
 }
 
 /// <summary>The answering side of one transport.</summary>

@@ -4,21 +4,29 @@ using PageRange.Transport;
 namespace PageRange.Benchmarks.CrossProcess;
 
 /// <summary>
-/// PageRange, measuring side: raw bytes (<c>Call</c>, <c>SendOneway</c>) or typed MessagePack messages. Its kind names
-/// the peer's way of receiving too: <c>pagerange-raw</c> and <c>pagerange-msgpack</c> receive one transaction per
-/// <c>Receive</c>, <c>pagerange-batch</c> (raw bytes) with <c>ReceiveBatch</c>.
+/// PageRange, measuring side: raw bytes (<c>Call</c>, <c>SendOneway</c>), typed MessagePack messages, or a 64-byte
+/// struct (<c>CallStruct</c>, <c>SendOnewayStruct</c>; that size only). Its kind names the peer's way of receiving too:
+/// <c>pagerange-raw</c>, <c>pagerange-msgpack</c> and <c>pagerange-struct</c> receive one transaction per <c>Receive</c>,
+/// <c>pagerange-batch</c> (raw bytes) with <c>ReceiveBatch</c>.
 /// </summary>
 internal sealed class PageRangeHostTransport(PageRangeConnection connection, PageRangeListener listener, string kind, WaitStrategy wait)
     : IHostTransport
 {
     private readonly bool messagePack = kind == "pagerange-msgpack";
+    private readonly bool asStruct = kind == "pagerange-struct";
 
     public string Transport => kind;
 
     public string Mode => WaitStrategyNames.Of(wait);
 
+    public bool Carries(int size) => !asStruct || size == BenchStruct.Size;
+
     public ulong RoundTrip(BenchPayload payload)
     {
+        if (asStruct)
+        {
+            return connection.CallStruct<BenchStruct, BenchStruct>(BenchCodes.Ping, payload.Struct).Checksum();
+        }
         if (messagePack)
         {
             BenchMessage reply = connection.Call<BenchMessage, BenchMessage>(payload.Message, BenchCodes.Ping);
@@ -30,7 +38,11 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
 
     public ulong OnewayRoundTrip(BenchPayload payload)
     {
-        if (messagePack)
+        if (asStruct)
+        {
+            connection.SendOnewayStruct(BenchCodes.OnewayPing, payload.Struct);
+        }
+        else if (messagePack)
         {
             connection.SendOneway(payload.Message, BenchCodes.OnewayPing);
         }
@@ -43,12 +55,22 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
         {
             throw new InvalidOperationException($"Expected the peer's oneway echo, got code {echo.Code}.");
         }
-        return messagePack ? Checksum.Of(echo.Deserialize<BenchMessage>().Data.Span) : Checksum.Of(echo.Payload);
+        return asStruct ? echo.ReadStruct<BenchStruct>().Checksum()
+            : messagePack ? Checksum.Of(echo.Deserialize<BenchMessage>().Data.Span)
+            : Checksum.Of(echo.Payload);
     }
 
     public void SendOneways(BenchPayload payload, int count)
     {
-        if (messagePack)
+        if (asStruct)
+        {
+            BenchStruct message = payload.Struct;
+            for (int i = 0; i < count; i++)
+            {
+                connection.SendOnewayStruct(BenchCodes.Oneway, in message);
+            }
+        }
+        else if (messagePack)
         {
             for (int i = 0; i < count; i++)
             {
@@ -89,11 +111,12 @@ internal sealed class PageRangeHostTransport(PageRangeConnection connection, Pag
 }
 
 /// <summary>
-/// PageRange, answering side: replies with the payload read in place (raw) or the deserialized message re-sent
-/// (MessagePack), and echoes a oneway ping the same way as a oneway message; receives one transaction per <c>Receive</c>, or (raw) hands every ready one to a handler with
+/// PageRange, answering side: replies with the payload read in place (raw), the deserialized message re-sent
+/// (MessagePack) or the struct read out and sent back (struct), and echoes a oneway ping the same way as a oneway message; receives one transaction per <c>Receive</c>, or (raw) hands every ready one to a handler with
 /// <c>ReceiveBatch</c>. With a <paramref name="stateFile"/>, writes the connection's state there when it is disposed (<c>--dump-state</c>).
 /// </summary>
-internal sealed class PageRangePeerTransport(PageRangeConnection connection, bool messagePack, bool receiveBatch, string? stateFile = null) : IPeerTransport
+internal sealed class PageRangePeerTransport(
+    PageRangeConnection connection, bool messagePack, bool receiveBatch, bool asStruct = false, string? stateFile = null) : IPeerTransport
 {
     public void Serve()
     {
@@ -113,6 +136,12 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
             using Transaction transaction = connection.Receive();
             switch (transaction.Code)
             {
+                case BenchCodes.Ping when asStruct:
+                    BenchStruct structPing = transaction.ReadStruct<BenchStruct>();
+                    tally.AddEcho(BenchStruct.Size);
+                    ReplyDelay.Apply();
+                    transaction.ReplyStruct(structPing);
+                    break;
                 case BenchCodes.Ping when messagePack:
                     BenchMessage ping = transaction.Deserialize<BenchMessage>();
                     tally.AddEcho(ping.Data.Length);
@@ -124,6 +153,12 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
                     ReplyDelay.Apply();
                     transaction.Reply(transaction.Payload);
                     break;
+                case BenchCodes.OnewayPing when asStruct:
+                    BenchStruct structOnewayPing = transaction.ReadStruct<BenchStruct>();
+                    tally.AddEcho(BenchStruct.Size);
+                    ReplyDelay.Apply();
+                    connection.SendOnewayStruct(BenchCodes.OnewayPing, structOnewayPing);
+                    break;
                 case BenchCodes.OnewayPing when messagePack:
                     BenchMessage onewayPing = transaction.Deserialize<BenchMessage>();
                     tally.AddEcho(onewayPing.Data.Length);
@@ -134,6 +169,10 @@ internal sealed class PageRangePeerTransport(PageRangeConnection connection, boo
                     tally.AddEcho(transaction.Length);
                     ReplyDelay.Apply();
                     connection.SendOneway(BenchCodes.OnewayPing, transaction.Payload);
+                    break;
+                case BenchCodes.Oneway when asStruct:
+                    BenchStruct structOneway = transaction.ReadStruct<BenchStruct>();
+                    tally.Add(BenchStruct.BytesOf(in structOneway));
                     break;
                 case BenchCodes.Oneway when messagePack:
                     tally.Add(transaction.Deserialize<BenchMessage>().Data.Span);

@@ -19,6 +19,8 @@ internal static class TransportSetup
         // The peer receives with ReceiveBatch: its oneway lane; park left out (a batch receiver is one that keeps up).
         "pagerange-batch:busy-spin", "pagerange-batch:spin-then-park",
         "pagerange-msgpack:busy-spin", "pagerange-msgpack:spin-then-park", "pagerange-msgpack:park",
+        // A 64-byte struct (SendOnewayStruct, ReadStruct): measured at 64 B only.
+        "pagerange-struct:busy-spin", "pagerange-struct:spin-then-park", "pagerange-struct:park",
         "unix-socket", "anon-pipe", "named-pipe", "tcp",
     ];
 
@@ -48,7 +50,7 @@ internal static class TransportSetup
         string kind = parts[0];
         switch (kind)
         {
-            case "pagerange-raw" or "pagerange-batch" or "pagerange-msgpack":
+            case "pagerange-raw" or "pagerange-batch" or "pagerange-msgpack" or "pagerange-struct":
             {
                 WaitStrategy wait = WaitStrategyNames.Parse(parts.Length > 1 ? parts[1] : "spin-then-park");
                 string name = $"bench-{runId}-{index}";
@@ -133,14 +135,15 @@ internal static class TransportSetup
         (string kind, string mode, string address) = (parts[0], parts[1], parts[2]);
         switch (kind)
         {
-            case "pagerange-raw" or "pagerange-batch" or "pagerange-msgpack":
+            case "pagerange-raw" or "pagerange-batch" or "pagerange-msgpack" or "pagerange-struct":
             {
                 PageRangeOptions options = PageRangeOptionsFor(WaitStrategyNames.Parse(mode), regionSize);
                 PageRangeConnection connection = PageRangeConnection.ConnectAsync(address, options).AsTask().GetAwaiter().GetResult();
                 string? stateFile = Environment.GetEnvironmentVariable(PeerProcess.StateDirectoryVariable) is { Length: > 0 } stateDirectory
                     ? CrossProcessOptions.StateFile(stateDirectory, kind, mode, "peer")
                     : null;
-                return new PageRangePeerTransport(connection, messagePack: kind == "pagerange-msgpack", receiveBatch: kind == "pagerange-batch", stateFile);
+                return new PageRangePeerTransport(
+                    connection, messagePack: kind == "pagerange-msgpack", receiveBatch: kind == "pagerange-batch", asStruct: kind == "pagerange-struct", stateFile);
             }
             case "floor":
                 return new FloorPeerTransport(FloorChannel.OpenPeer(address, regionSize));

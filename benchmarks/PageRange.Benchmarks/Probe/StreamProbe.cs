@@ -47,28 +47,38 @@ internal static class StreamProbe
         Description = "Send and receive the MessagePack message of the cross-process msgpack mode (a class with a sequence number and the payload as ReadOnlyMemory<byte>, read in place) instead of raw bytes; with 'single' receives only.",
     };
 
+    private static readonly Option<bool> s_struct = new("--struct")
+    {
+        Description = "Send and receive a 64-byte unmanaged struct (a sequence number and 56 bytes) with SendOnewayStruct and ReadStruct instead of raw bytes; with 'single' receives and the default size only.",
+    };
+
     public static Command CreateCommand()
     {
         var command = new Command(CommandName,
             "A oneway stream's send and receive work per message, each timed on its own, on one thread of one process (no " +
             "cache-line transfers), and the bytes allocated per message. Not a timed test.")
         {
-            s_batch, s_batches, s_rounds, s_size, s_receive, s_typed,
+            s_batch, s_batches, s_rounds, s_size, s_receive, s_typed, s_struct,
         };
         s_receive.AcceptOnlyFromAmong("single", "batch");
         command.SetAction((parse, _) => RunAsync(
             parse.GetValue(s_batch), parse.GetValue(s_batches), parse.GetValue(s_rounds), parse.GetValue(s_size), parse.GetValue(s_receive) == "batch",
-            parse.GetValue(s_typed)));
+            parse.GetValue(s_typed), parse.GetValue(s_struct)));
         return command;
     }
 
     [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("AOT", "IL3050", Justification = "A benchmark, never trimmed or compiled ahead of time.")]
     [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "A benchmark, never trimmed.")]
-    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size, bool receiveBatch, bool typed)
+    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size, bool receiveBatch, bool typed, bool asStruct)
     {
-        if (typed && receiveBatch)
+        if ((typed || asStruct) && receiveBatch)
         {
-            Console.Error.WriteLine("stream-probe: --typed receives one message at a time ('single').");
+            Console.Error.WriteLine("stream-probe: --typed and --struct receive one message at a time ('single').");
+            return 1;
+        }
+        if (asStruct && (typed || size != BenchStruct.Size))
+        {
+            Console.Error.WriteLine($"stream-probe: --struct sends its {BenchStruct.Size}-byte struct, alone (no --typed, no other --size).");
             return 1;
         }
         await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName).ConfigureAwait(false);
@@ -77,7 +87,7 @@ internal static class StreamProbe
         byte[] payload = new byte[size];
         var message = new BenchMessage { Data = payload };
         Console.WriteLine($"stream-probe: {size} B oneways, batches of {batch}, {batches:N0} batches per round, received with " +
-            $"{(receiveBatch ? "ReceiveBatch" : "Receive")}{(typed ? ", typed (MessagePack)" : "")}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
+            $"{(receiveBatch ? "ReceiveBatch" : "Receive")}{(typed ? ", typed (MessagePack)" : asStruct ? ", as a struct (SendOnewayStruct, ReadStruct)" : "")}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
         ulong sum = 0;
         var tally = new Tally();
         for (int round = 1; round <= rounds; round++)
@@ -93,6 +103,10 @@ internal static class StreamProbe
                     if (typed)
                     {
                         sender.SendOneway(message, BenchCodes.Oneway);
+                    }
+                    else if (asStruct)
+                    {
+                        sender.SendOnewayStruct(BenchCodes.Oneway, new BenchStruct(i));
                     }
                     else
                     {
@@ -113,7 +127,9 @@ internal static class StreamProbe
                     for (int i = 0; i < batch; i++)
                     {
                         using Transaction transaction = receiver.Receive();
-                        sum += typed ? Checksum.Of(transaction.Deserialize<BenchMessage>().Data.Span) : Checksum.Of(transaction.Payload);
+                        sum += typed ? Checksum.Of(transaction.Deserialize<BenchMessage>().Data.Span)
+                            : asStruct ? transaction.ReadStruct<BenchStruct>().Checksum()
+                            : Checksum.Of(transaction.Payload);
                     }
                 }
                 long received = Stopwatch.GetTimestamp();

@@ -24,14 +24,16 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("transport,mode,workload,size_bytes,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_s,bytes_per_s,cpu_ns_per_msg,floor_ratio", lines[1]);
         string[][] rows = lines.Skip(2).Select(line => line.Split(',')).ToArray();
         // Thirteen transports (the floor, eight PageRange variants, four baselines) times two ping-pong sizes, two oneway
-        // sizes and one oneway echo size.
-        Assert.Equal(65, rows.Length);
+        // sizes and one oneway echo size, and the three struct variants at 64 B only (a struct has one size).
+        Assert.Equal(65 + 9, rows.Length);
+        Assert.Equal(9, rows.Count(row => row[0] == "pagerange-struct" && row[3] == "64"));
+        Assert.DoesNotContain(rows, row => row[0] == "pagerange-struct" && row[3] != "64");
         Assert.All(rows, row => Assert.True(double.Parse(row[8], CultureInfo.InvariantCulture) > 0, string.Join(',', row)));
         Assert.Contains(rows, row => row[0] == "unix-socket" && row[2] == "pingpong" && row[3] == "64");
         Assert.Contains(rows, row => row[0] == "pagerange-batch" && row[1] == "spin-then-park" && row[2] == "oneway" && row[3] == "64");
         Assert.Contains(rows, row => row[0] == "pagerange-msgpack" && row[1] == "park" && row[2] == "oneway" && row[3] == "65536");
         // A oneway echo is timed as a round trip: a p50 for every transport, including the receivers in batches and the typed one.
-        Assert.Equal(13, rows.Count(row => row[2] == "oneway-echo" && row[3] == "64" && double.Parse(row[4], CultureInfo.InvariantCulture) > 0));
+        Assert.Equal(16, rows.Count(row => row[2] == "oneway-echo" && row[3] == "64" && double.Parse(row[4], CultureInfo.InvariantCulture) > 0));
         Assert.Contains(rows, row => row[0] == "pagerange-batch" && row[1] == "busy-spin" && row[2] == "oneway-echo");
         Assert.Contains(rows, row => row[0] == "pagerange-msgpack" && row[1] == "park" && row[2] == "oneway-echo");
         // The floor is measured in the run, and every row carries its ratio to it (the floor's own is 1).

@@ -24,6 +24,17 @@ public sealed partial class StreamProbeSmokeTests(ITestOutputHelper output)
         Assert.Equal(0.0, double.Parse(rounds[^1].Groups["allocated"].Value, CultureInfo.InvariantCulture));
     }
 
+    [Fact]
+    public async Task StreamProbe_Struct_ReportsEachRound_TheLastAllocatesNothing()
+    {
+        string text = await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(180), "stream-probe", "--struct", "--batches", "2000", "--rounds", "3");
+        Assert.Contains("as a struct (SendOnewayStruct, ReadStruct)", text, StringComparison.Ordinal);
+        MatchCollection rounds = RoundLine().Matches(text);
+        Assert.Equal(3, rounds.Count);
+        // SendOnewayStruct and ReadStruct copy the struct and nothing else: no allocation per message either.
+        Assert.Equal(0.0, double.Parse(rounds[^1].Groups["allocated"].Value, CultureInfo.InvariantCulture));
+    }
+
     [GeneratedRegex(@"round \d+: send (?<send>[\d.]+) ns, receive \(with reading the payload and disposing\) (?<receive>[\d.]+) ns per message; allocated (?<allocated>[\d.]+) B per message")]
     private static partial Regex RoundLine();
 }
