@@ -227,6 +227,84 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>Calls the server with a struct's bytes and completes with its reply, read as a <typeparamref name="TResponse"/> (<see cref="PageRangeStructs"/>).</summary>
+    /// <typeparam name="TRequest">The request type: an unmanaged struct the server defines alike.</typeparam>
+    /// <typeparam name="TResponse">The response type: an unmanaged struct the server defines alike.</typeparam>
+    /// <param name="code">The method or opcode.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="timeout">How long to wait for the reply.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>A copy of the reply.</returns>
+    /// <exception cref="ServerUnavailableException">No connection now, or it was lost during the call (which may have run).</exception>
+    /// <remarks>The other exceptions are those of <see cref="PageRangeStructs.CallStructAsync{TRequest, TResponse}(PageRangeConnection, uint, TRequest, TimeSpan?, CancellationToken)"/>.</remarks>
+    public async ValueTask<TResponse> CallStructAsync<TRequest, TResponse>(
+        uint code, TRequest request, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        where TRequest : unmanaged
+        where TResponse : unmanaged
+    {
+        ClientConnection holder = await EnterAsync(cancellationToken).ConfigureAwait(false);
+        PageRangeConnection connection = holder.Connection;
+        try
+        {
+            return await connection.CallStructAsync<TRequest, TResponse>(code, request, timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception error) when (IsConnectionLoss(connection, error))
+        {
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
+        }
+    }
+
+    /// <summary>Calls the server with a struct's bytes and waits on this thread for its reply, read as a <typeparamref name="TResponse"/>.</summary>
+    /// <inheritdoc cref="CallStructAsync{TRequest, TResponse}(uint, TRequest, TimeSpan?, CancellationToken)"/>
+    public TResponse CallStruct<TRequest, TResponse>(
+        uint code, in TRequest request, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+        where TRequest : unmanaged
+        where TResponse : unmanaged
+    {
+        ClientConnection holder = Enter(cancellationToken);
+        PageRangeConnection connection = holder.Connection;
+        try
+        {
+            return connection.CallStruct<TRequest, TResponse>(code, in request, timeout, cancellationToken);
+        }
+        catch (Exception error) when (IsConnectionLoss(connection, error))
+        {
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
+        }
+    }
+
+    /// <summary>Sends a struct's bytes to the server, oneway (<see cref="PageRangeStructs"/>).</summary>
+    /// <typeparam name="T">The message type: an unmanaged struct the server defines alike.</typeparam>
+    /// <param name="code">The method or opcode.</param>
+    /// <param name="message">The message.</param>
+    /// <exception cref="ServerUnavailableException">No connection now, or it was lost while sending.</exception>
+    public void SendOnewayStruct<T>(uint code, in T message)
+        where T : unmanaged
+    {
+        ClientConnection holder = Enter(CancellationToken.None);
+        PageRangeConnection connection = holder.Connection;
+        try
+        {
+            connection.SendOnewayStruct(code, in message);
+        }
+        catch (Exception error) when (IsConnectionLoss(connection, error))
+        {
+            throw Lost(holder, error);
+        }
+        finally
+        {
+            Exit(holder);
+        }
+    }
+
     /// <summary>Closes the connection (the server sees this client leave) and fails later uses with <see cref="ObjectDisposedException"/>.</summary>
     /// <remarks>Waits for the calls still in progress on a connection that died to be failed by it, then for every connection to close.</remarks>
     public async ValueTask DisposeAsync()

@@ -10,7 +10,8 @@ namespace PageRange.Server;
 /// A code has one handler. A raw handler gets the <see cref="Transaction"/> (payload in place, valid until the handler
 /// returns) and replies itself; if it returns without replying to a two-way call, the caller gets an error reply. A
 /// typed handler gets the deserialized request and returns the response, which the server serializes into the caller's
-/// region. A handler fails a call with <see cref="PageRangeStatusException"/>; any other exception becomes
+/// region; a struct handler (<see cref="MapStruct{TRequest, TResponse}(uint, Func{TRequest, CallContext, TResponse})"/>)
+/// the same with an unmanaged struct's bytes and no serializer. A handler fails a call with <see cref="PageRangeStatusException"/>; any other exception becomes
 /// <see cref="CallStatus.Internal"/>.
 /// </remarks>
 public sealed class PageRangeServerBuilder
@@ -114,6 +115,66 @@ public sealed class PageRangeServerBuilder
         }, OnewayOnly: true));
     }
 
+    /// <summary>Maps <paramref name="code"/> to a handler of fixed-layout struct messages: request in, response out, no serializer.</summary>
+    /// <typeparam name="TRequest">The request type: an unmanaged struct the clients define alike (<see cref="PageRangeStructs"/>).</typeparam>
+    /// <typeparam name="TResponse">The response type: an unmanaged struct the clients define alike.</typeparam>
+    /// <param name="code">The code.</param>
+    /// <param name="handler">Runs on a worker thread with a copy of the request (<see cref="PageRangeStructs.ReadStruct{T}(Transaction)"/>).</param>
+    /// <returns>This builder.</returns>
+    /// <remarks>A request that is not <typeparamref name="TRequest"/>'s size fails the call with <see cref="CallStatus.InvalidArgument"/>.
+    /// A oneway message with this code runs the handler and drops the response.</remarks>
+    /// <exception cref="ArgumentException"><paramref name="code"/> is mapped already.</exception>
+    public PageRangeServerBuilder MapStruct<TRequest, TResponse>(uint code, Func<TRequest, CallContext, TResponse> handler)
+        where TRequest : unmanaged
+        where TResponse : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return Add(new ServerHandler(code, (transaction, context) =>
+        {
+            TResponse response = handler(ReadStructRequest<TRequest>(transaction), context);
+            if (transaction.IsTwoWay)
+            {
+                transaction.ReplyStruct(response);
+            }
+            return ValueTask.CompletedTask;
+        }, OnewayOnly: false));
+    }
+
+    /// <summary>Maps <paramref name="code"/> to an asynchronous handler of fixed-layout struct messages.</summary>
+    /// <inheritdoc cref="MapStruct{TRequest, TResponse}(uint, Func{TRequest, CallContext, TResponse})"/>
+    public PageRangeServerBuilder MapStruct<TRequest, TResponse>(uint code, Func<TRequest, CallContext, ValueTask<TResponse>> handler)
+        where TRequest : unmanaged
+        where TResponse : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return Add(new ServerHandler(code, async (transaction, context) =>
+        {
+            TResponse response = await handler(ReadStructRequest<TRequest>(transaction), context).ConfigureAwait(false);
+            if (transaction.IsTwoWay)
+            {
+                transaction.ReplyStruct(response);
+            }
+        }, OnewayOnly: false));
+    }
+
+    /// <summary>Maps <paramref name="code"/> to a handler of oneway struct messages: one client's run one at a time, in order.</summary>
+    /// <typeparam name="T">The message type: an unmanaged struct the clients define alike (<see cref="PageRangeStructs"/>).</typeparam>
+    /// <param name="code">The code.</param>
+    /// <param name="handler">Runs on a worker thread with a copy of the message.</param>
+    /// <returns>This builder.</returns>
+    /// <remarks>A two-way call with this code fails with <see cref="CallStatus.FailedPrecondition"/>: it takes oneway messages only.</remarks>
+    /// <exception cref="ArgumentException"><paramref name="code"/> is mapped already.</exception>
+    public PageRangeServerBuilder MapOnewayStruct<T>(uint code, Action<T, CallContext> handler)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return Add(new ServerHandler(code, (transaction, context) =>
+        {
+            handler(ReadStructRequest<T>(transaction), context);
+            return ValueTask.CompletedTask;
+        }, OnewayOnly: true));
+    }
+
     internal HandlerRegistry Build() => new(_handlers.Values);
 
     /// <summary>Maps a code the server reserves for itself (<see cref="PageRangeServer.DiagnosticsCode"/>).</summary>
@@ -130,6 +191,19 @@ public sealed class PageRangeServerBuilder
             throw new ArgumentException($"Code {handler.Code} already has a handler.", nameof(handler));
         }
         return this;
+    }
+
+    private static T ReadStructRequest<T>(Transaction transaction)
+        where T : unmanaged
+    {
+        try
+        {
+            return transaction.ReadStruct<T>();
+        }
+        catch (InvalidMessageException error)
+        {
+            throw new PageRangeStatusException(CallStatus.InvalidArgument, $"The request is not a {typeof(T).Name}: it takes {System.Runtime.CompilerServices.Unsafe.SizeOf<T>()} bytes.", error);
+        }
     }
 
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]

@@ -116,6 +116,34 @@ public sealed class PageRangeClientTests
         Assert.Throws<ObjectDisposedException>(() => client.Call(Echo, []));
     }
 
+    [Fact]
+    public async Task StructCalls_ThroughTheClient_RoundTripAndFailClearlyWithoutAServer()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        var oneways = new System.Collections.Concurrent.ConcurrentQueue<long>();
+        PageRangeServer server = PageRangeServer.Start(name, ServerOptions(), builder => builder
+            .Map(Echo, (Transaction tx, CallContext _) => tx.Reply([1]))
+            .MapStruct<long, double>(2, (value, _) => value / 2.0)
+            .MapOnewayStruct<long>(3, (value, _) => oneways.Enqueue(value)));
+        using IHost host = BuildClientHost(name, TimeSpan.FromMilliseconds(50));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+        Assert.Equal(1, await CallUntilConnectedAsync(client));
+
+        Assert.Equal(21.5, client.CallStruct<long, double>(2, 43L, TestTimeouts.Long));
+        Assert.Equal(-3.0, await client.CallStructAsync<long, double>(2, -6L, TestTimeouts.Long));
+        client.SendOnewayStruct(3, 99L);
+        await HostingTestHost.WaitUntilAsync(() => oneways.Contains(99L), "the server to handle the oneway struct");
+
+        await server.StopAsync().WaitAsync(TestTimeouts.Long);
+        await server.DisposeAsync();
+        await Assert.ThrowsAsync<ServerUnavailableException>(
+            () => client.CallStructAsync<long, double>(2, 1L, TestTimeouts.Long).AsTask().WaitAsync(TestTimeouts.Long));
+        Assert.Throws<ServerUnavailableException>(() => client.CallStruct<long, double>(2, 1L, TestTimeouts.Long));
+        Assert.Throws<ServerUnavailableException>(() => client.SendOnewayStruct(3, 1L));
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+    }
+
     [Theory]
     [InlineData(1, 100)]
     [InlineData(2, 200)]

@@ -244,10 +244,17 @@ public sealed class PageRangeStructsTests
             }
         }
         Stream(200);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Stream(200);
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(0, allocated);
-        Assert.Equal(400L * (Batch * (Batch - 1) / 2), checksum);
+        // Up to three windows of 20,000 messages, until one allocates nothing: a one-off of the runtime's (a method's
+        // first compilation at a higher tier, seen as 32 B in one window with the other test classes running in
+        // parallel) lands in one window; a cost per message shows in every one (24 B at least, 480 KB per window).
+        var windows = new List<long>();
+        for (int window = 0; window < 3 && (windows.Count == 0 || windows[^1] != 0); window++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            Stream(200);
+            windows.Add(GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.True(windows[^1] == 0, $"allocated per window of 20,000: {string.Join(", ", windows)} B");
+        Assert.Equal((200L + 200 * windows.Count) * (Batch * (Batch - 1) / 2), checksum);
     }
 }
