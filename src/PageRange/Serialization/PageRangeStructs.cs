@@ -122,6 +122,60 @@ public static class PageRangeStructs
         }
     }
 
+    /// <summary>
+    /// Calls the peer in <paramref name="chain"/> with <paramref name="request"/>'s bytes (a nested call: when the peer calls
+    /// back in the same chain, this thread runs that call) and waits for its reply, read as a <typeparamref name="TReply"/>.
+    /// </summary>
+    /// <typeparam name="TRequest">The request type: an unmanaged struct both processes define alike.</typeparam>
+    /// <typeparam name="TReply">The reply type: an unmanaged struct both processes define alike.</typeparam>
+    /// <param name="connection">The connection.</param>
+    /// <param name="code">The method or opcode, for the receiver.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="chain">The chain of the incoming call this one is made for (<see cref="Transaction.NestedChain"/>).</param>
+    /// <param name="timeout">How long to wait for the reply; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>A copy of the reply (its buffer is freed before this returns).</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="connection"/> is null.</exception>
+    /// <exception cref="InvalidMessageException">The reply is not <typeparamref name="TReply"/>'s size; it was freed, and the connection is unaffected.</exception>
+    /// <exception cref="RemoteCallException">The peer's handler failed or disposed the call without replying.</exception>
+    /// <exception cref="PeerDiedException">The peer is gone.</exception>
+    public static TReply CallStruct<TRequest, TReply>(
+        this PageRangeConnection connection, uint code, in TRequest request, CallChain chain, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+        where TRequest : unmanaged
+        where TReply : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        using Transaction reply = connection.Call(code, BytesOf(in request), chain, timeout, cancellationToken);
+        return reply.ReadStruct<TReply>();
+    }
+
+    /// <summary>Calls the peer in <paramref name="chain"/> with <paramref name="request"/>'s bytes and completes with its reply.</summary>
+    /// <remarks>An asynchronous caller does not run the peer's nested calls itself: they go to the receivers.</remarks>
+    /// <inheritdoc cref="CallStruct{TRequest, TReply}(PageRangeConnection, uint, in TRequest, CallChain, TimeSpan?, CancellationToken)"/>
+    public static async ValueTask<TReply> CallStructAsync<TRequest, TReply>(
+        this PageRangeConnection connection, uint code, TRequest request, CallChain chain, TimeSpan? timeout = null,
+        CancellationToken cancellationToken = default)
+        where TRequest : unmanaged
+        where TReply : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        byte[] rented = RentCopy(in request);
+        Transaction reply;
+        try
+        {
+            reply = await connection.CallAsync(code, rented.AsMemory(0, Unsafe.SizeOf<TRequest>()), chain, timeout, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+        using (reply)
+        {
+            return reply.ReadStruct<TReply>();
+        }
+    }
+
     /// <summary>Sends <paramref name="message"/>'s bytes as the reply to this call.</summary>
     /// <typeparam name="T">The reply type: an unmanaged struct both processes define alike.</typeparam>
     /// <param name="transaction">The incoming two-way call.</param>

@@ -163,6 +163,28 @@ public sealed class CallContext
         return CallTypedAsync<TResponse>(CallAsync(code, bytes, timeout), options);
     }
 
+    /// <summary>Calls back into the client with a struct's bytes and waits on this thread for its reply, read as a <typeparamref name="TResponse"/> (a nested call).</summary>
+    /// <typeparam name="TRequest">The request type: an unmanaged struct the client defines alike (<see cref="PageRangeStructs"/>).</typeparam>
+    /// <typeparam name="TResponse">The reply type: an unmanaged struct the client defines alike.</typeparam>
+    /// <param name="code">The code for the client's handler.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="timeout">How long to wait.</param>
+    /// <returns>A copy of the reply.</returns>
+    /// <exception cref="InvalidMessageException">The reply is not <typeparamref name="TResponse"/>'s size.</exception>
+    /// <exception cref="PeerDiedException">The client is gone.</exception>
+    /// <exception cref="RemoteCallException">The client's handler failed the call.</exception>
+    public TResponse CallStruct<TRequest, TResponse>(uint code, in TRequest request, TimeSpan? timeout = null)
+        where TRequest : unmanaged
+        where TResponse : unmanaged =>
+        Connection.CallStruct<TRequest, TResponse>(code, in request, NestedChain, timeout, CancellationToken);
+
+    /// <summary>Calls back into the client with a struct's bytes and completes with its reply, read as a <typeparamref name="TResponse"/>.</summary>
+    /// <inheritdoc cref="CallStruct{TRequest, TResponse}(uint, in TRequest, TimeSpan?)"/>
+    public ValueTask<TResponse> CallStructAsync<TRequest, TResponse>(uint code, TRequest request, TimeSpan? timeout = null)
+        where TRequest : unmanaged
+        where TResponse : unmanaged =>
+        Connection.CallStructAsync<TRequest, TResponse>(code, request, NestedChain, timeout, CancellationToken);
+
     /// <summary>Calls back into the client with per-call options and waits on this thread for its reply (a nested call).</summary>
     /// <param name="code">The code for the client's handler.</param>
     /// <param name="payload">The request bytes.</param>

@@ -79,6 +79,49 @@ public sealed class ServerStructTests
         Assert.Equal(Enumerable.Range(0, Count).Select(i => (long)i), seen);
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 4)]
+    public async Task MapStruct_NestedCallsBothWays_ChainOfEightCompletes(bool asyncServer, int maxThreads)
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        PageRangeServerOptions options = ServerTestOptions.InProcess(maxThreads);
+        options.MinThreads = 1;
+        await using var server = PageRangeServer.Start(name, options, builder =>
+        {
+            // The server's side: n below 8 calls the client back with n + 1, in the incoming call's chain.
+            if (asyncServer)
+            {
+                builder.MapStruct<long, long>(1, async (n, ctx) => n >= 8 ? n : await ctx.CallStructAsync<long, long>(2, n + 1, TestTimeouts.Long));
+            }
+            else
+            {
+                builder.MapStruct<long, long>(1, (n, ctx) => n >= 8 ? n : ctx.CallStruct<long, long>(2, n + 1, TestTimeouts.Long));
+            }
+        });
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
+        var threads = new ConcurrentQueue<int>();
+        // The client's side: runs on the thread waiting in its own call, and calls the server again in the chain.
+        client.SetNestedCallHandler(tx =>
+        {
+            using (tx)
+            {
+                threads.Enqueue(Environment.CurrentManagedThreadId);
+                long n = tx.ReadStruct<long>();
+                tx.ReplyStruct(client.CallStruct<long, long>(1, n + 1, tx.NestedChain, TestTimeouts.Long));
+            }
+        });
+
+        (long result, int caller) = await Task.Factory.StartNew(
+            () => (client.CallStruct<long, long>(1, 0L, TestTimeouts.Long), Environment.CurrentManagedThreadId),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal(8, result);
+        // 0 -> server -> 1 -> client -> 2 -> ... -> 8: the client ran 1, 3, 5 and 7, each on the thread of its first call.
+        Assert.Equal(4, threads.Count);
+        Assert.All(threads, thread => Assert.Equal(caller, thread));
+    }
+
     [Fact]
     [Trait("Category", "Hostile")]
     public async Task MapStruct_ClientSendsTheWrongSize_InvalidArgumentAndTheServerKeepsServing()
