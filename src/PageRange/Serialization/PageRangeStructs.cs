@@ -90,37 +90,17 @@ public static class PageRangeStructs
     public static TReply CallStruct<TRequest, TReply>(
         this PageRangeConnection connection, uint code, in TRequest request, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
         where TRequest : unmanaged
-        where TReply : unmanaged
-    {
-        ArgumentNullException.ThrowIfNull(connection);
-        using Transaction reply = connection.Call(code, BytesOf(in request), timeout, cancellationToken);
-        return reply.ReadStruct<TReply>();
-    }
+        where TReply : unmanaged =>
+        CallStruct<TRequest, TReply>(connection, code, in request, default(CallChain), timeout, cancellationToken);
 
     /// <summary>Calls the peer with <paramref name="request"/>'s bytes and completes with its reply, read as a <typeparamref name="TReply"/>.</summary>
     /// <remarks>While the peer's region is full the request waits for room asynchronously: no thread is blocked.</remarks>
     /// <inheritdoc cref="CallStruct{TRequest, TReply}(PageRangeConnection, uint, in TRequest, TimeSpan?, CancellationToken)"/>
-    public static async ValueTask<TReply> CallStructAsync<TRequest, TReply>(
+    public static ValueTask<TReply> CallStructAsync<TRequest, TReply>(
         this PageRangeConnection connection, uint code, TRequest request, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
         where TRequest : unmanaged
-        where TReply : unmanaged
-    {
-        ArgumentNullException.ThrowIfNull(connection);
-        byte[] rented = RentCopy(in request);
-        Transaction reply;
-        try
-        {
-            reply = await connection.CallAsync(code, rented.AsMemory(0, Unsafe.SizeOf<TRequest>()), timeout, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rented);
-        }
-        using (reply)
-        {
-            return reply.ReadStruct<TReply>();
-        }
-    }
+        where TReply : unmanaged =>
+        CallStructAsync<TRequest, TReply>(connection, code, request, default(CallChain), timeout, cancellationToken);
 
     /// <summary>
     /// Calls the peer in <paramref name="chain"/> with <paramref name="request"/>'s bytes (a nested call: when the peer calls
