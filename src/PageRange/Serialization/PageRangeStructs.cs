@@ -13,7 +13,7 @@ namespace PageRange.Serialization;
 /// <remarks>
 /// <para>
 /// For the small messages a hot path sends again and again (a quote, a tick, a sample, a command), where a serializer's
-/// work is most of the message's cost: a 64-byte MessagePack message takes about four times the CPU of 64 raw bytes
+/// work is most of the message's cost: a 64-byte MessagePack message takes three to four times the CPU of 64 raw bytes
 /// (benchmarks/README.md, "Small typed messages"). Both processes must use the same definition of the struct (the same
 /// assembly): the bytes are sent as they lie in memory, padding included, so give the struct an explicit layout
 /// (<see cref="StructLayoutAttribute"/>, <c>Pack = 1</c>, or padding fields of its own) if a stale byte of padding must not
