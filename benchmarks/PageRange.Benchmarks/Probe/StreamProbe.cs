@@ -52,28 +52,33 @@ internal static class StreamProbe
         Description = "Send and receive a 64-byte unmanaged struct (a sequence number and 56 bytes) with SendOnewayStruct and ReadStruct instead of raw bytes; with 'single' receives and the default size only.",
     };
 
+    private static readonly Option<bool> s_twoThreads = new("--two-threads")
+    {
+        Description = "Send on this thread while a second thread receives (one transaction per Receive), as two processes do but in one: each round reports the stream's messages per second, so a cost that only shows across cores can be probed without a second process.",
+    };
+
     public static Command CreateCommand()
     {
         var command = new Command(CommandName,
             "A oneway stream's send and receive work per message, each timed on its own, on one thread of one process (no " +
             "cache-line transfers), and the bytes allocated per message. Not a timed test.")
         {
-            s_batch, s_batches, s_rounds, s_size, s_receive, s_typed, s_struct,
+            s_batch, s_batches, s_rounds, s_size, s_receive, s_typed, s_struct, s_twoThreads,
         };
         s_receive.AcceptOnlyFromAmong("single", "batch");
         command.SetAction((parse, _) => RunAsync(
             parse.GetValue(s_batch), parse.GetValue(s_batches), parse.GetValue(s_rounds), parse.GetValue(s_size), parse.GetValue(s_receive) == "batch",
-            parse.GetValue(s_typed), parse.GetValue(s_struct)));
+            parse.GetValue(s_typed), parse.GetValue(s_struct), parse.GetValue(s_twoThreads)));
         return command;
     }
 
     [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("AOT", "IL3050", Justification = "A benchmark, never trimmed or compiled ahead of time.")]
     [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "A benchmark, never trimmed.")]
-    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size, bool receiveBatch, bool typed, bool asStruct)
+    private static async Task<int> RunAsync(int batch, int batches, int rounds, int size, bool receiveBatch, bool typed, bool asStruct, bool twoThreads)
     {
-        if ((typed || asStruct) && receiveBatch)
+        if ((typed || asStruct || twoThreads) && receiveBatch)
         {
-            Console.Error.WriteLine("stream-probe: --typed and --struct receive one message at a time ('single').");
+            Console.Error.WriteLine("stream-probe: --typed, --struct and --two-threads receive one message at a time ('single').");
             return 1;
         }
         if (asStruct && (typed || size != BenchStruct.Size))
@@ -81,13 +86,23 @@ internal static class StreamProbe
             Console.Error.WriteLine($"stream-probe: --struct sends its {BenchStruct.Size}-byte struct, alone (no --typed, no other --size).");
             return 1;
         }
-        await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName).ConfigureAwait(false);
+        // Two threads wait for each other: spin-then-park, so a receiver that catches up does not hold a core.
+        await using ProbeSetup setup = await ProbeSetup.ConnectAsync(CommandName, twoThreads ? WaitStrategy.SpinThenPark : WaitStrategy.BusySpin).ConfigureAwait(false);
         PageRangeConnection sender = setup.Client;
         PageRangeConnection receiver = setup.Server;
         byte[] payload = new byte[size];
         var message = new BenchMessage { Data = payload };
         Console.WriteLine($"stream-probe: {size} B oneways, batches of {batch}, {batches:N0} batches per round, received with " +
-            $"{(receiveBatch ? "ReceiveBatch" : "Receive")}{(typed ? ", typed (MessagePack)" : asStruct ? ", as a struct (SendOnewayStruct, ReadStruct)" : "")}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
+            $"{(receiveBatch ? "ReceiveBatch" : "Receive")}{(typed ? ", typed (MessagePack)" : asStruct ? ", as a struct (SendOnewayStruct, ReadStruct)" : "")}" +
+            $"{(twoThreads ? ", on a second thread" : "")}, pid {Environment.ProcessId}, {Environment.ProcessorCount} cores");
+        if (twoThreads)
+        {
+            for (int round = 1; round <= rounds; round++)
+            {
+                TwoThreadRound(sender, receiver, (long)batch * batches, typed, asStruct, message, payload, round);
+            }
+            return 0;
+        }
         ulong sum = 0;
         var tally = new Tally();
         for (int round = 1; round <= rounds; round++)
@@ -145,6 +160,66 @@ internal static class StreamProbe
         // Keeps the reads of the payloads from being optimized away.
         GC.KeepAlive(sum + tally.Sum);
         return 0;
+    }
+
+    /// <summary>
+    /// One round of <paramref name="messages"/> oneways sent on this thread while a second thread receives, reads and
+    /// disposes them; prints the stream's rate and the bytes both threads allocated per message.
+    /// </summary>
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("AOT", "IL3050", Justification = "A benchmark, never trimmed or compiled ahead of time.")]
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "A benchmark, never trimmed.")]
+    private static void TwoThreadRound(
+        PageRangeConnection sender, PageRangeConnection receiver, long messages, bool typed, bool asStruct, BenchMessage message, byte[] payload, int round)
+    {
+        ulong sum = 0;
+        Exception? failure = null;
+        var receiving = new Thread(() =>
+        {
+            try
+            {
+                for (long i = 0; i < messages; i++)
+                {
+                    using Transaction transaction = receiver.Receive();
+                    sum += typed ? Checksum.Of(transaction.Deserialize<BenchMessage>().Data.Span)
+                        : asStruct ? transaction.ReadStruct<BenchStruct>().Checksum()
+                        : Checksum.Of(transaction.Payload);
+                }
+            }
+            catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
+            {
+                failure = error;
+            }
+        })
+        { Name = "stream-probe receiver", IsBackground = true };
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        long started = Stopwatch.GetTimestamp();
+        receiving.Start();
+        for (long i = 0; i < messages; i++)
+        {
+            if (typed)
+            {
+                sender.SendOneway(message, BenchCodes.Oneway);
+            }
+            else if (asStruct)
+            {
+                sender.SendOnewayStruct(BenchCodes.Oneway, new BenchStruct(i));
+            }
+            else
+            {
+                sender.SendOneway(BenchCodes.Oneway, payload);
+            }
+        }
+        receiving.Join();
+        double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+        if (failure is not null)
+        {
+            throw new InvalidOperationException("The receiving thread failed.", failure);
+        }
+        Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"round {round}: {messages / seconds / 1e6:F2} M messages/s, sent here and received on a second thread; allocated {(double)allocated / messages:F3} B per message (both threads)"));
+        // Keeps the reads of the payloads from being optimized away.
+        GC.KeepAlive(sum);
     }
 
     /// <summary>The batch receiver's state: the messages handled in this batch and their checksum.</summary>

@@ -35,6 +35,21 @@ public sealed partial class StreamProbeSmokeTests(ITestOutputHelper output)
         Assert.Equal(0.0, double.Parse(rounds[^1].Groups["allocated"].Value, CultureInfo.InvariantCulture));
     }
 
+    [Fact]
+    public async Task StreamProbe_TwoThreads_ReportsEachRoundsRate()
+    {
+        string text = await DotnetRun.RunBenchmarksAsync(output, TimeSpan.FromSeconds(180), "stream-probe", "--two-threads", "--batches", "2000", "--rounds", "2");
+        Assert.Contains("on a second thread", text, StringComparison.Ordinal);
+        MatchCollection rounds = TwoThreadLine().Matches(text);
+        Assert.Equal(2, rounds.Count);
+        Assert.All(rounds, round => Assert.True(double.Parse(round.Groups["rate"].Value, CultureInfo.InvariantCulture) > 0));
+        // Both threads' bytes, the runtime's own threads too: no per-message allocation (one would be 24 B or more).
+        Assert.True(double.Parse(rounds[^1].Groups["allocated"].Value, CultureInfo.InvariantCulture) < 1);
+    }
+
+    [GeneratedRegex(@"round \d+: (?<rate>[\d.]+) M messages/s, sent here and received on a second thread; allocated (?<allocated>[\d.]+) B per message \(both threads\)")]
+    private static partial Regex TwoThreadLine();
+
     [GeneratedRegex(@"round \d+: send (?<send>[\d.]+) ns, receive \(with reading the payload and disposing\) (?<receive>[\d.]+) ns per message; allocated (?<allocated>[\d.]+) B per message")]
     private static partial Regex RoundLine();
 }
