@@ -115,18 +115,7 @@ internal static class StreamProbe
                 long started = Stopwatch.GetTimestamp();
                 for (int i = 0; i < batch; i++)
                 {
-                    if (typed)
-                    {
-                        sender.SendOneway(message, BenchCodes.Oneway);
-                    }
-                    else if (asStruct)
-                    {
-                        sender.SendOnewayStruct(BenchCodes.Oneway, new BenchStruct(i));
-                    }
-                    else
-                    {
-                        sender.SendOneway(BenchCodes.Oneway, payload);
-                    }
+                    SendOne(sender, typed, asStruct, message, payload, i);
                 }
                 long sent = Stopwatch.GetTimestamp();
                 if (receiveBatch)
@@ -142,9 +131,7 @@ internal static class StreamProbe
                     for (int i = 0; i < batch; i++)
                     {
                         using Transaction transaction = receiver.Receive();
-                        sum += typed ? Checksum.Of(transaction.Deserialize<BenchMessage>().Data.Span)
-                            : asStruct ? transaction.ReadStruct<BenchStruct>().Checksum()
-                            : Checksum.Of(transaction.Payload);
+                        sum += ReadOne(transaction, typed, asStruct);
                     }
                 }
                 long received = Stopwatch.GetTimestamp();
@@ -180,9 +167,7 @@ internal static class StreamProbe
                 for (long i = 0; i < messages; i++)
                 {
                     using Transaction transaction = receiver.Receive();
-                    sum += typed ? Checksum.Of(transaction.Deserialize<BenchMessage>().Data.Span)
-                        : asStruct ? transaction.ReadStruct<BenchStruct>().Checksum()
-                        : Checksum.Of(transaction.Payload);
+                    sum += ReadOne(transaction, typed, asStruct);
                 }
             }
             catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
@@ -196,18 +181,7 @@ internal static class StreamProbe
         receiving.Start();
         for (long i = 0; i < messages; i++)
         {
-            if (typed)
-            {
-                sender.SendOneway(message, BenchCodes.Oneway);
-            }
-            else if (asStruct)
-            {
-                sender.SendOnewayStruct(BenchCodes.Oneway, new BenchStruct(i));
-            }
-            else
-            {
-                sender.SendOneway(BenchCodes.Oneway, payload);
-            }
+            SendOne(sender, typed, asStruct, message, payload, i);
         }
         receiving.Join();
         double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
@@ -221,6 +195,35 @@ internal static class StreamProbe
         // Keeps the reads of the payloads from being optimized away.
         GC.KeepAlive(sum);
     }
+
+    /// <summary>Sends the probe's message number <paramref name="sequence"/>: typed, a struct, or raw bytes.</summary>
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("AOT", "IL3050", Justification = "A benchmark, never trimmed or compiled ahead of time.")]
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "A benchmark, never trimmed.")]
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static void SendOne(PageRangeConnection sender, bool typed, bool asStruct, BenchMessage message, byte[] payload, long sequence)
+    {
+        if (typed)
+        {
+            sender.SendOneway(message, BenchCodes.Oneway);
+        }
+        else if (asStruct)
+        {
+            sender.SendOnewayStruct(BenchCodes.Oneway, new BenchStruct(sequence));
+        }
+        else
+        {
+            sender.SendOneway(BenchCodes.Oneway, payload);
+        }
+    }
+
+    /// <summary>Reads a received message as it was sent and returns the checksum of its bytes.</summary>
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("AOT", "IL3050", Justification = "A benchmark, never trimmed or compiled ahead of time.")]
+    [System.Diagnostics.CodeAnalysis.UnconditionalSuppressMessage("Trimming", "IL2026", Justification = "A benchmark, never trimmed.")]
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static ulong ReadOne(in Transaction transaction, bool typed, bool asStruct) =>
+        typed ? Checksum.Of(transaction.Deserialize<BenchMessage>().Data.Span)
+        : asStruct ? transaction.ReadStruct<BenchStruct>().Checksum()
+        : Checksum.Of(transaction.Payload);
 
     /// <summary>The batch receiver's state: the messages handled in this batch and their checksum.</summary>
     private sealed class Tally
