@@ -210,6 +210,7 @@ public sealed class PageRangeStructsTests
         await Assert.ThrowsAsync<ArgumentNullException>("connection", () => none!.SendOnewayStructAsync(QuoteCode, Quote.Sample(1)).AsTask());
         await Assert.ThrowsAsync<ArgumentNullException>("connection", () => none!.CallStructAsync<Quote, Fill>(QuoteCode, Quote.Sample(1)).AsTask());
         Assert.Throws<ObjectDisposedException>(() => default(Transaction).ReadStruct<Quote>());
+        Assert.Throws<ObjectDisposedException>(() => default(Transaction).ReplyStruct(new Fill()));
 
         await using ConnectedPair pair = await ConnectedPair.CreateAsync();
         pair.Client.SendOnewayStruct(QuoteCode, Quote.Sample(1));
