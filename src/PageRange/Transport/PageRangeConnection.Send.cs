@@ -548,9 +548,9 @@ public sealed partial class PageRangeConnection
         call.DirectCall = false;
         // Answered (a reply or error reply, taken from the lines or the ring, or the peer's failure on the control
         // socket): nothing more will be written for this call, so the reply lines are free for the next; the reader
-        // cleared the expectation already if the reply came directly. A call that ended unanswered (a timeout, a
-        // cancellation, the peer's death) leaves it for its late reply, which the reader takes (and frees: nobody waits)
-        // before another call may ask. Cleared under the slot lock's pass below, without a locked instruction of its own.
+        // ended the expectation already if the reply came directly (with a word of its own: see InboundChannel). A call
+        // that ended unanswered (a timeout, a cancellation, the peer's death) leaves it for its late reply, which the
+        // reader takes (and frees: nobody waits) before another call may ask. Cleared under the slot lock's pass below, without a locked instruction of its own.
         bool stopExpectingReply = call.DirectReply && answered;
         call.DirectReply = false;
         if (!taken && call.Reply.IsLive)

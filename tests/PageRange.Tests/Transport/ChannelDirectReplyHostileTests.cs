@@ -91,6 +91,64 @@ public sealed class ChannelDirectReplyHostileTests
     }
 
     [Fact]
+    public void TryReceive_AnsweredTwiceAndTheNextCallExpectsWhileTheReplyIsTaken_TheNextCallsExpectationStands()
+    {
+        // A peer that answers call 5 in the lines and another way: the other answer lets the call's owner end the
+        // expectation and the next call (6) begin one while the reader is taking the lines' copy. Before the fix the
+        // reader's clear wiped 6's expectation, and call 6, answered honestly in the lines, timed out.
+        using var pair = new ChannelPair(Options);
+        pair.Inbound.ExpectDirectReply(5);
+        Assert.True(pair.Outbound.TrySend(5, 1, DirectReply, [1, 2, 3]));
+        int raced = 0;
+        pair.Inbound.DirectReplyTakingForTest = () =>
+        {
+            raced++;
+            pair.Inbound.StopExpectingDirectReply(5);
+            pair.Inbound.ExpectDirectReply(6);
+        };
+
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord first));
+        pair.Inbound.DirectReplyTakingForTest = null;
+        Assert.Equal((1, 5UL), (raced, first.TransactionId));
+        Assert.Equal(6UL, pair.Inbound.ExpectedDirectReply);
+        pair.Inbound.Free(first);
+        Assert.Equal(1, pair.Outbound.DrainFrees());
+
+        // Call 6's reply, in the lines: taken, and only now is nothing expected.
+        Assert.True(pair.Outbound.TrySend(6, 2, DirectReply, [4, 5]));
+        Assert.True(pair.Inbound.TryReceive(out TransactionRecord second));
+        Assert.Equal((6UL, 2u), (second.TransactionId, second.Code));
+        Assert.Equal([4, 5], pair.Inbound.GetPayload(second).ToArray());
+        Assert.Equal(0UL, pair.Inbound.ExpectedDirectReply);
+        Assert.Equal(2, pair.Inbound.DirectRepliesReceived);
+    }
+
+    [Fact]
+    public void TryTakeDirectReplyAlone_AnsweredTwiceAndTheNextCallExpectsWhileTheReplyIsTaken_TheNextCallsExpectationStands()
+    {
+        // The same race on the synchronous caller's own take.
+        using var pair = new ChannelPair(Options);
+        ThreadToken thread = ThreadToken.Current;
+        pair.Inbound.ExpectDirectReply(5);
+        Assert.True(pair.Outbound.TrySend(5, 1, DirectReply, [1]));
+        pair.Inbound.DirectReplyTakingForTest = () =>
+        {
+            pair.Inbound.StopExpectingDirectReply(5);
+            pair.Inbound.ExpectDirectReply(6);
+        };
+        Assert.True(pair.Inbound.TryTakeDirectReplyAlone(out TransactionRecord first, thread));
+        pair.Inbound.DirectReplyTakingForTest = null;
+        Assert.Equal(5UL, first.TransactionId);
+        Assert.Equal(6UL, pair.Inbound.ExpectedDirectReply);
+        pair.Inbound.Free(first);
+        Assert.Equal(1, pair.Outbound.DrainFrees());
+        Assert.True(pair.Outbound.TrySend(6, 2, DirectReply, [2]));
+        Assert.True(pair.Inbound.TryTakeDirectReplyAlone(out TransactionRecord second, thread));
+        Assert.Equal(6UL, second.TransactionId);
+        Assert.Equal(0UL, pair.Inbound.ExpectedDirectReply);
+    }
+
+    [Fact]
     public void TryReceiveBatch_DirectReplyGoesWhereTheRingsOrderPutsIt_NeitherBeforeEarlierRecordsNorAfterLaterOnes()
     {
         using var pair = new ChannelPair(Options);

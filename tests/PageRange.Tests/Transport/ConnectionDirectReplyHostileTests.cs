@@ -94,6 +94,86 @@ public sealed class ConnectionDirectReplyHostileTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task RawPeer_AnswersEveryCallTwiceWhileFourThreadsCall_EveryCallGetsItsOwnAnswerAndNoneTimesOut()
+    {
+        // Every call answered twice, by the lines and the ring in turn, while four threads call: each gets its own answer,
+        // none waits for its timeout, and both answers go back. The window in which a reader that cleared the owner's word
+        // wiped the next call's expectation is a few instructions wide; ChannelDirectReplyHostileTests opens it on purpose.
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        const int Threads = 4;
+        const int CallsPerThread = 300;
+        using var stop = new CancellationTokenSource();
+        long answeredInTheLines = 0;
+        Task answering = Task.Run(() =>
+        {
+            long answered = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                attacker.Outbound.DrainFrees();
+                if (!attacker.Inbound.TryReceive(out TransactionRecord request))
+                {
+                    Thread.Yield();
+                    continue;
+                }
+                byte[] echo = attacker.Inbound.GetPayload(request).ToArray();
+                bool asked = (request.Flags & TransactionFlagsExtensions.DirectReplyRequested) != 0;
+                // The order alternates: the lines first or the ring first.
+                bool linesFirst = (answered++ & 1) == 0;
+                if (asked && linesFirst)
+                {
+                    Send(TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested);
+                }
+                Send(TransactionFlags.Reply);
+                if (asked && !linesFirst)
+                {
+                    Send(TransactionFlags.Reply | TransactionFlagsExtensions.DirectReplyRequested);
+                }
+                attacker.Inbound.Free(request);
+
+                void Send(TransactionFlags flags)
+                {
+                    while (!attacker.Outbound.TrySend(request.TransactionId, 0, flags, echo))
+                    {
+                        // The victim frees the answers it took (and the second ones nobody waits for) as it goes.
+                        attacker.Outbound.DrainFrees();
+                        Thread.Yield();
+                    }
+                    if ((flags & TransactionFlagsExtensions.DirectReplyRequested) != 0)
+                    {
+                        Interlocked.Increment(ref answeredInTheLines);
+                    }
+                }
+            }
+        });
+        try
+        {
+            Task[] callers = [.. Enumerable.Range(0, Threads).Select(thread => Task.Run(() =>
+            {
+                for (int i = 0; i < CallsPerThread; i++)
+                {
+                    byte[] request = [(byte)thread, (byte)i, (byte)(i >> 8)];
+                    using Transaction reply = victim.Call(1, request, TestTimeouts.Long);
+                    Assert.Equal(request, reply.Payload.ToArray());
+                }
+            }))];
+            await Task.WhenAll(callers).WaitAsync(TestTimeouts.Long);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await answering.WaitAsync(TestTimeouts.Long);
+        }
+
+        output.WriteLine($"{Interlocked.Read(ref answeredInTheLines)} answers written in the lines, {victim.Inbound.DirectRepliesReceived} taken from them");
+        Assert.True(victim.Inbound.DirectRepliesReceived > 0, "some answers came through the lines");
+        Assert.True(victim.IsPeerAlive);
+        Assert.Equal(0UL, victim.Inbound.ExpectedDirectReply);
+        // Every answer the victim took went back, the second ones of each call too.
+        await WaitUntilAsync(() => victim.LiveIncomingTransactions == 0, "every answer freed");
+    }
+
+    [Fact]
     public async Task RawPeer_FailsTheCallOverTheControlSocket_TheLinesAreFreeForTheNextCall()
     {
         await using RawAttack attack = await RawAttack.StartAsync();

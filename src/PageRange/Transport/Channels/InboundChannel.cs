@@ -66,10 +66,14 @@ internal sealed unsafe class InboundChannel : IDisposable
     // not at the first inline record: an allocation that failed in the middle of a batch would lose the records taken.
     private readonly byte[] _inlineStaging = new byte[ReceiveBatch * InlineLayout.MaxStagedPayload];
     private long _emptyReceivePasses;
-    // Our direct reply lines (DirectReplyLayout), which the peer writes; and the id of the call whose reply may come
-    // there (0: none), set by the call's owner, cleared by the reader that takes it (see ExpectDirectReply).
+    // Our direct reply lines (DirectReplyLayout), which the peer writes; the id of the call whose reply may come there
+    // (0: none), set and cleared only by the call's owner (see ExpectDirectReply); and the id of the last reply the reader
+    // took from them, written only by the reader: an expectation ends when the two are equal. The reader never writes the
+    // owner's word, so a peer that answers a call twice cannot make it wipe the next call's expectation (it did when the
+    // reader cleared the word with a plain store; a compare-exchange there cost the take 6-8 ns).
     private readonly TransactionRecordLayout* _directReply;
     private ulong _expectedDirectReply;
+    private ulong _takenDirectReply;
     private long _directRepliesReceived;
     private long _directRepliesTakenAlone;
     // Our direct call lines (DirectCallLayout), which the peer writes; and the sequence of the last call taken from them
@@ -240,8 +244,15 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>Of <see cref="DirectRepliesReceived"/>, those taken alone by their caller (<see cref="TryTakeDirectReplyAlone"/>), not by a batch.</summary>
     internal long DirectRepliesTakenAlone => Volatile.Read(ref _directRepliesTakenAlone);
 
-    /// <summary>The id of the call whose direct reply the reader looks for; 0 when none.</summary>
-    internal ulong ExpectedDirectReply => Volatile.Read(ref _expectedDirectReply);
+    /// <summary>The id of the call whose direct reply the reader looks for; 0 when none (none set, or its reply taken).</summary>
+    internal ulong ExpectedDirectReply
+    {
+        get
+        {
+            ulong expected = Volatile.Read(ref _expectedDirectReply);
+            return expected == Volatile.Read(ref _takenDirectReply) ? 0 : expected;
+        }
+    }
 
     /// <summary>
     /// Makes the reader look for call <paramref name="callId"/>'s reply in the direct reply lines (and its waits return
@@ -263,9 +274,8 @@ internal sealed unsafe class InboundChannel : IDisposable
 
     /// <summary>
     /// <see cref="StopExpectingDirectReply"/> for the call's owner holding the connection's slot lock, under which
-    /// expectations begin (<see cref="ExpectDirectReply"/>): a load and a store, no locked instruction. The reader's own
-    /// clear (it took the reply) can only meet it if the peer answered the call twice (directly and another way): a
-    /// hostile peer, whose connection's next expectation may then be lost (that call times out).
+    /// expectations begin (<see cref="ExpectDirectReply"/>): a load and a store, no locked instruction. No other call can
+    /// begin an expectation between the two (the lock), and the reader never writes this word.
     /// </summary>
     internal void StopExpectingDirectReplyUnsynchronized(ulong callId)
     {
@@ -525,7 +535,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// <summary>
     /// Takes the expected call's reply from the direct reply lines (see <see cref="DirectReplyLayout"/>), if the record
     /// line holds that id: the record copied once and validated from the copy, the payload lines it covers copied into the staging
-    /// slot of batch position <paramref name="position"/>, the expectation cleared. Under the receive lock.
+    /// slot of batch position <paramref name="position"/>, its expectation ended. Under the receive lock.
     /// </summary>
     /// <returns><see langword="false"/> (nothing taken) when the lines do not hold the expected reply, or hold an invalid
     /// record with its id (<paramref name="invalid"/>; <paramref name="bad"/> is the copy).</returns>
@@ -533,7 +543,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         invalid = false;
         bad = default;
-        ulong expected = Volatile.Read(ref _expectedDirectReply);
+        ulong expected = ExpectedDirectReply;
         Debug.Assert(position < ReceiveBatch, "A staging slot per batch position.");
         // SAFETY: _directReply points at the reply's line set inside the mapping, which the caller's receive lock (after its disposed
         // check) keeps mapped: Dispose takes that lock before it unmaps.
@@ -565,10 +575,11 @@ internal sealed unsafe class InboundChannel : IDisposable
             return false;
         }
         int offset = StagePayloadLines(_directReply, (int)raw.Length, position);
-        // Taken: the next call may ask for the lines again. A plain store: only a peer that answered the call twice
-        // (directly and another way, whose other answer let the owner end the expectation and another call begin one)
-        // could make it wipe a newer expectation, and only its own connection's call then times out.
-        Volatile.Write(ref _expectedDirectReply, 0);
+        DirectReplyTakingForTest?.Invoke();
+        // Taken: this call's expectation ends, and the next call may ask for the lines again. If the peer answered the
+        // call another way too, its owner may have ended the expectation and another call begun one meanwhile: that one
+        // has another id, so it stands (a plain store of the reader's own word; under the receive lock).
+        Volatile.Write(ref _takenDirectReply, expected);
         Volatile.Write(ref _directRepliesReceived, _directRepliesReceived + 1);
         record = new TransactionRecord(raw.TransactionId, offset, (int)raw.Length, raw.Code, flags,
             new ReceivedContext(0, 0, (CallStatus)raw.Status), Pack: TransactionRecord.InlinePack);
@@ -650,6 +661,12 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// window.
     /// </summary>
     internal Action? DirectReplyLookedAtForTest { get; set; }
+
+    /// <summary>
+    /// Runs after a direct reply was copied and validated, before its expectation ends: lets a test end the expectation and
+    /// begin another, as the call's owner may when the peer answered the call another way too.
+    /// </summary>
+    internal Action? DirectReplyTakingForTest { get; set; }
 
     /// <summary>
     /// Whether the expected direct reply is in the lines and nothing else may come before it (no pack current, nothing on
@@ -737,7 +754,7 @@ internal sealed unsafe class InboundChannel : IDisposable
     {
         get
         {
-            ulong expected = Volatile.Read(ref _expectedDirectReply);
+            ulong expected = ExpectedDirectReply;
             // SAFETY: _directReply points at the reply's line set inside the mapping, kept mapped by what the caller holds (remarks).
             return expected != 0 && Volatile.Read(ref _directReply->TransactionId) == expected;
         }
