@@ -45,6 +45,9 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     private readonly Dictionary<uint, int> _clientsPerUid = [];
     private readonly CancellationTokenSource _callsCancelled = new();
     private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Completed by the first token of any StopAsync caller that fires: the grace period for calls in flight is over. So
+    // a DisposeAsync (or a stop with a shorter budget) during a graceful stop ends it, instead of waiting for it.
+    private readonly TaskCompletionSource _graceOver = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private TaskCompletionSource? _drained;
     private long _nextClientId;
     private int _inFlight;
@@ -173,9 +176,12 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     /// whose <see cref="PeerDiedException.PeerReason"/> is "the server is shutting down".
     /// </summary>
     /// <param name="cancellationToken">Ends the grace period for calls in flight; already cancelled, they are cancelled at once.</param>
-    /// <returns>Completes when every client is closed. A second call waits for the first.</returns>
+    /// <returns>Completes when every client is closed. A second call waits for the first, and its token ends the first's
+    /// grace period too (a <see cref="DisposeAsync"/> during a graceful stop cancels the calls still in flight).</returns>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
+        using CancellationTokenRegistration endsGrace = cancellationToken.Register(
+            static state => ((TaskCompletionSource)state!).TrySetResult(), _graceOver);
         if (Interlocked.Exchange(ref _stopStarted, 1) != 0)
         {
             await _stopped.Task.ConfigureAwait(false);
@@ -183,7 +189,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         }
         try
         {
-            await StopCoreAsync(cancellationToken).ConfigureAwait(false);
+            await StopCoreAsync().ConfigureAwait(false);
         }
         finally
         {
@@ -199,7 +205,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         await StopAsync(now.Token).ConfigureAwait(false);
     }
 
-    private async Task StopCoreAsync(CancellationToken cancellationToken)
+    private async Task StopCoreAsync()
     {
         TaskCompletionSource drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_sessionsLock)
@@ -213,12 +219,9 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         }
         await _accept.StopAsync().ConfigureAwait(false);
 
-        // The grace period: calls in flight finish on their own until the token fires.
-        try
-        {
-            await drained.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
+        // The grace period: calls in flight finish on their own until a stop's token fires.
+        await Task.WhenAny(drained.Task, _graceOver.Task).ConfigureAwait(false);
+        if (!drained.Task.IsCompleted)
         {
             await _callsCancelled.CancelAsync().ConfigureAwait(false);
             // Handlers that honour their token end now; one that ignores it keeps its worker, but does not hold the

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using PageRange.Serialization;
 using PageRange.Server;
@@ -354,6 +355,33 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         await server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
         await Assert.ThrowsAnyAsync<PageRangeException>(() => stuck.WaitAsync(TestTimeouts.Long));
         never.Set();
+    }
+
+    [Fact]
+    public async Task DisposeAsync_DuringAGracefulStop_CancelsTheCallsInFlightAndReturns()
+    {
+        // A stop with no deadline waits for its calls; a dispose meanwhile must not wait with it (it waited for the
+        // first stop, so for a handler that waits for its token, for ever).
+        string name = ControlHandshakeTests.UniqueName();
+        PageRangeServer server = PageRangeServer.Start(name, Options(), builder => builder.Map(1, (_, context) =>
+        {
+            context.CancellationToken.WaitHandle.WaitOne(TestTimeouts.Long);
+        }));
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
+        Task<Transaction> waiting = client.CallAsync(1, ReadOnlyMemory<byte>.Empty).AsTask();
+        await WaitUntilAsync(() => server.InFlightCalls == 1);
+        Task graceful = server.StopAsync();
+        await Task.Delay(200);
+        Assert.False(graceful.IsCompleted, "the graceful stop waits for the call in flight");
+
+        var disposing = Stopwatch.StartNew();
+        await server.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        // The handler returns once its token fires, far sooner than its own bound (TestTimeouts.Long).
+        Assert.True(disposing.Elapsed < TestTimeouts.Long / 2, $"the dispose took {disposing.Elapsed}");
+        Assert.True(graceful.IsCompleted, "the first stop ended with the dispose");
+        await graceful;
+        Assert.Equal(0, server.InFlightCalls);
+        await Assert.ThrowsAnyAsync<PageRangeException>(() => waiting.WaitAsync(TestTimeouts.Long));
     }
 
     [Fact]
