@@ -162,11 +162,29 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         }
         HandlerRegistry registry = builder.Build();
         PageRangeListener listener = PageRangeListener.Listen(name, copy.ConnectionOptions);
-        var server = new PageRangeServer(name, copy, registry, listener);
-        self.Value = server;
-        server._pool.Start();
-        server._accept.Start();
-        return server;
+        PageRangeServer? server = null;
+        try
+        {
+            server = new PageRangeServer(name, copy, registry, listener);
+            self.Value = server;
+            server._pool.Start();
+            server._accept.Start();
+            return server;
+        }
+        catch
+        {
+            // The name is bound: give it back, or a retry in this process would find it taken until the listener's
+            // finalizer ran (found by review: a start that threw kept it).
+            if (server is null)
+            {
+                listener.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+            else
+            {
+                server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            }
+            throw;
+        }
     }
 
     /// <summary>

@@ -166,10 +166,12 @@ public sealed class PageRangeServerOptions
         return copy;
     }
 
-    /// <summary>Checks what one property setter cannot: the thread bounds against each other.</summary>
+    /// <summary>Checks what one property setter cannot: the thread bounds against each other, and the shrinker's options
+    /// (checked before the name is bound: the monitor starts with the server).</summary>
     internal void Validate()
     {
         ArgumentNullException.ThrowIfNull(ConnectionOptions, nameof(ConnectionOptions));
+        ShrinkerOptions?.Validate();
         if (MinThreads > MaxThreads)
         {
             throw new ArgumentOutOfRangeException(nameof(MinThreads), MinThreads, $"MinThreads ({MinThreads}) is more than MaxThreads ({MaxThreads}).");

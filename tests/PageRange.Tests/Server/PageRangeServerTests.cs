@@ -398,6 +398,23 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         Assert.Throws<PageRangeException>(() => PageRangeServer.Start(name, Options(), _ => { }));
     }
 
+    [Fact]
+    public async Task Start_InvalidShrinkerOptions_ThrowsBeforeTheNameIsTaken()
+    {
+        // The shrinker's options are checked with the server's, before the name is bound: a start that threw kept the
+        // name bound, and a retry with good options failed with "another listener has the name".
+        string name = ControlHandshakeTests.UniqueName();
+        PageRangeServerOptions bad = Options();
+        bad.StartShrinkerMonitor = true;
+        bad.ShrinkerOptions = new ShrinkerOptions { PollingPeriod = TimeSpan.Zero };
+        ArgumentOutOfRangeException error = Assert.Throws<ArgumentOutOfRangeException>(() => PageRangeServer.Start(name, bad, _ => { }));
+        Assert.Equal(nameof(ShrinkerOptions.PollingPeriod), error.ParamName);
+        await using PageRangeServer server = PageRangeServer.Start(name, Options(), builder => builder.Map(1, (tx, _) => tx.Reply([7])));
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
+        using Transaction reply = client.Call(1, [], TestTimeouts.Long);
+        Assert.Equal([7], reply.Payload.ToArray());
+    }
+
     internal static async Task WaitUntilAsync(Func<bool> condition)
     {
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
