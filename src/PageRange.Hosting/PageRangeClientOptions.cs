@@ -57,6 +57,20 @@ public sealed class PageRangeClientOptions
         {
             errors.Add($"{prefix}ServerName must not be empty (leave it unset to connect to '{clientName}').");
         }
+        else
+        {
+            // Checked here, at start-up: a name no listener can have (too long, a NUL) failed every attempt to connect
+            // with an ArgumentException, which the client took for an unreachable server and retried for ever.
+            try
+            {
+                PageRange.Transport.ControlHandshake.ValidateName(ServerName ?? clientName);
+            }
+            catch (ArgumentException error)
+            {
+                string shown = (ServerName ?? clientName).Replace("\0", "\\0", StringComparison.Ordinal);
+                errors.Add($"{prefix}{(ServerName is null ? "its name (also its server's)" : "ServerName")} '{shown}' cannot be a server's name: {error.Message}");
+            }
+        }
         ConnectionOptions.Validate($"{prefix}{nameof(ConnectionOptions)}.", errors);
         if (errors.Count == 0)
         {

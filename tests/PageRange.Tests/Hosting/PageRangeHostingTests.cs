@@ -253,6 +253,25 @@ public sealed class PageRangeHostingTests
     }
 
     [Fact]
+    public async Task ClientOptions_NameNoServerCanHave_StartFailsNamingIt()
+    {
+        // A name no listener can have was taken for an unreachable server and retried for ever.
+        using (IHost host = HostingTestHost.Build(services => services.AddPageRangeClient("nul", options => options.ServerName = "a\0b")))
+        {
+            OptionsValidationException error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WaitAsync(TestTimeouts.Long));
+            Assert.Equal("PageRange client 'nul': ServerName 'a\\0b' cannot be a server's name: A PageRange name cannot contain a NUL character. (Parameter 'name')",
+                Assert.Single(error.Failures));
+        }
+        string tooLong = new('n', 98);
+        using (IHost host = HostingTestHost.Build(services => services.AddPageRangeClient(tooLong)))
+        {
+            OptionsValidationException error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WaitAsync(TestTimeouts.Long));
+            Assert.Equal($"PageRange client '{tooLong}': its name (also its server's) '{tooLong}' cannot be a server's name: A PageRange name is at most 97 bytes of UTF-8. (Parameter 'name')",
+                Assert.Single(error.Failures));
+        }
+    }
+
+    [Fact]
     public async Task ServerOptions_FromConfiguration_AreApplied()
     {
         string name = ControlHandshakeTests.UniqueName();
