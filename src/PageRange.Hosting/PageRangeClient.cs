@@ -446,8 +446,10 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     /// <summary>One attempt to connect; on failure it schedules the next one. Started under the lock, runs outside it.</summary>
     private async Task<ClientConnection> ConnectAsync()
     {
-        // Leave the caller's lock before the handshake's first system call.
-        await Task.Yield();
+        // Leave the caller's lock before the handshake's first system call, for the thread pool: never for the caller's
+        // context, whose thread a synchronous first use blocks until the connect ends (Task.Yield resumed there, and on a
+        // UI thread that never ran: found by review).
+        await Task.CompletedTask.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         PageRangeConnection connection;
         try
         {

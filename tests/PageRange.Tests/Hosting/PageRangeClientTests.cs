@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -58,6 +59,65 @@ public sealed class PageRangeClientTests
         Assert.Equal(first.RetryAt, second.RetryAt);
         Assert.Throws<ServerUnavailableException>(() => client.SendOneway(Echo, []));
         Assert.False(client.IsConnected);
+    }
+
+    [Fact]
+    public async Task Call_FirstUseOnAThreadWithASingleThreadedContext_ConnectsWithoutDeadlock()
+    {
+        // A UI thread's context runs what is posted to it only when that thread pumps: a first synchronous call there,
+        // which blocks the thread on the connect, deadlocked while the connect resumed on the caller's context.
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeServer server = StartServer(name, 5);
+        using IHost host = BuildClientHost(name, TimeSpan.FromMilliseconds(50));
+        await host.StartAsync().WaitAsync(TestTimeouts.Long);
+        PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+
+        byte answer = 0;
+        Exception? failure = null;
+        var context = new NeverPumpedContext();
+        var uiThread = new Thread(() =>
+        {
+            SynchronizationContext.SetSynchronizationContext(context);
+            try
+            {
+                using Transaction reply = client.Call(Echo, [], TestTimeouts.Long);
+                answer = reply.Payload[0];
+            }
+            catch (Exception error)
+            {
+                failure = error;
+            }
+        })
+        { IsBackground = true, Name = "never-pumped UI thread" };
+        uiThread.Start();
+        if (!uiThread.Join(TestTimeouts.Long))
+        {
+            // Deadlocked: run what was posted elsewhere, so the call and the host can end, then fail.
+            context.RunPostedElsewhere();
+            Assert.Fail("the first call on the UI thread deadlocked on its own context");
+        }
+        Assert.Null(failure);
+        Assert.Equal(5, answer);
+        await host.StopAsync().WaitAsync(TestTimeouts.Long);
+    }
+
+    /// <summary>A context whose thread never pumps: what is posted to it waits, as on a UI thread blocked in a call.</summary>
+    private sealed class NeverPumpedContext : SynchronizationContext
+    {
+        private readonly ConcurrentQueue<(SendOrPostCallback Callback, object? State)> _posted = new();
+
+        public override void Post(SendOrPostCallback d, object? state) => _posted.Enqueue((d, state));
+
+        /// <summary>Runs what was posted on the calling thread (a failed test's way out of the deadlock).</summary>
+        public void RunPostedElsewhere()
+        {
+            while (_posted.TryDequeue(out (SendOrPostCallback Callback, object? State) posted))
+            {
+                posted.Callback(posted.State);
+            }
+        }
+
+        public override void Send(SendOrPostCallback d, object? state) => throw new NotSupportedException();
     }
 
     [Fact]
