@@ -37,14 +37,18 @@ internal static class GrpcFrames
         connection.SendOneway(GrpcWire.FrameCode, frame);
     }
 
-    /// <summary>Reads a credit frame's body.</summary>
+    /// <summary>
+    /// Reads a credit frame's body. The bytes may exceed <see cref="GrpcWire.WindowBytes"/>: a reader that read one
+    /// message larger than the window grants its size back. Whether a grant fits is the writer's
+    /// <see cref="GrpcCreditGate.TryGrant"/> to judge (never more than the window in hand).
+    /// </summary>
     /// <exception cref="ProtocolViolationException">Malformed.</exception>
     internal static (int Messages, int Bytes) ReadCredit(ReadOnlySpan<byte> body)
     {
         var reader = new GrpcReader(body);
         uint messages = reader.ReadUInt32();
         uint bytes = reader.ReadUInt32();
-        if (reader.Remaining != 0 || messages > GrpcWire.WindowMessages || bytes > GrpcWire.WindowBytes)
+        if (reader.Remaining != 0 || messages > GrpcWire.WindowMessages || bytes > int.MaxValue)
         {
             throw GrpcReader.Violation($"a credit frame of {body.Length} bytes grants {messages} messages and {bytes} bytes.");
         }

@@ -194,6 +194,61 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Streams_MessagesLargerThanTheWindow_SeveralInARowBothWaysOnOneConnection()
+    {
+        // Half again the byte window: each one is sent alone, and its reader grants all of it back at once.
+        const int Size = GrpcWire.WindowBytes * 3 / 2;
+        const int Messages = 3;
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
+        GrpcClientConnection connection = await grpc.ConnectionAsync();
+
+        using (AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Count = Messages, Number = Size }))
+        {
+            int read = 0;
+            while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))
+            {
+                Assert.Equal(read, call.ResponseStream.Current.Number);
+                Assert.Equal(Size, call.ResponseStream.Current.Data.Length);
+                read++;
+            }
+            Assert.Equal(Messages, read);
+            Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+        }
+        ByteString data = ByteString.CopyFrom(new byte[Size]);
+        using (AsyncClientStreamingCall<CoreMessage, CoreMessage> call = client.ClientStream())
+        {
+            for (int i = 0; i < Messages; i++)
+            {
+                await call.RequestStream.WriteAsync(new CoreMessage { Data = data }).WaitAsync(TestTimeouts.Long);
+            }
+            await call.RequestStream.CompleteAsync().WaitAsync(TestTimeouts.Long);
+            CoreMessage reply = await call.ResponseAsync.WaitAsync(TestTimeouts.Long);
+            Assert.Equal((long)Messages * Size, reply.Number);
+        }
+
+        // Neither side took a grant for a protocol violation: the same connection serves the next call.
+        Assert.Equal(2, (await client.UnaryAsync(new CoreMessage { Number = 1 }).ResponseAsync.WaitAsync(TestTimeouts.Long)).Number);
+        Assert.Same(connection, await grpc.ConnectionAsync());
+        Assert.True(connection.IsAlive);
+    }
+
+    [Fact]
+    public void CreditGate_OneMessageLargerThanTheWindow_ItsGrantIsTakenButNotAByteMore()
+    {
+        var gate = new GrpcCreditGate(GrpcWire.WindowMessages, GrpcWire.WindowBytes);
+        Assert.True(gate.TryTake());
+        gate.Consume(GrpcWire.WindowBytes * 3 / 2);
+        // The byte credit is below zero: the writer waits.
+        Assert.False(gate.TryTake());
+
+        Assert.False(gate.TryGrant(1, (GrpcWire.WindowBytes * 3 / 2) + 1));
+        Assert.False(gate.TryGrant(1, -1));
+        Assert.True(gate.TryGrant(1, GrpcWire.WindowBytes * 3 / 2));
+        Assert.True(gate.TryTake());
+    }
+
+    [Fact]
     public async Task CreditGate_WaitsForAGrant_AndRefusesAGrantPastTheWindow()
     {
         var gate = new GrpcCreditGate(0, 0);

@@ -184,8 +184,11 @@ public sealed class GrpcWireTests
         byte[] pastWindow = new byte[8];
         BinaryPrimitives.WriteUInt32LittleEndian(pastWindow, GrpcWire.WindowMessages + 1);
         Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadCredit(pastWindow));
-        Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadCredit([0, 0, 0, 0, 1, 0, 0x10, 0]));
+        // More bytes than an int holds: no message is that large.
+        Assert.Throws<ProtocolViolationException>(() => GrpcFrames.ReadCredit([0, 0, 0, 0, 0, 0, 0, 0x80]));
         Assert.Equal((3, 4), GrpcFrames.ReadCredit([3, 0, 0, 0, 4, 0, 0, 0]));
+        // A reader that read one message larger than the window grants its size back (the writer's gate judges it).
+        Assert.Equal((1, GrpcWire.WindowBytes + 1), GrpcFrames.ReadCredit([1, 0, 0, 0, 1, 0, 0x10, 0]));
     }
 
     [Fact]
