@@ -11,7 +11,8 @@ namespace PageRange.Grpc;
 internal static class GrpcMetadataCodec
 {
     /// <summary>The block's size in bytes.</summary>
-    /// <exception cref="RpcException"><see cref="StatusCode.ResourceExhausted"/>: over the limits.</exception>
+    /// <exception cref="RpcException"><see cref="StatusCode.ResourceExhausted"/>: over the limits;
+    /// <see cref="StatusCode.Internal"/>: a text value with a character the peer refuses (see <see cref="CheckPrintable"/>).</exception>
     internal static int GetSize(Metadata? metadata)
     {
         if (metadata is null || metadata.Count == 0)
@@ -25,7 +26,7 @@ internal static class GrpcMetadataCodec
         int size = 2;
         foreach (Metadata.Entry entry in metadata)
         {
-            size += 4 + entry.Key.Length + (entry.IsBinary ? entry.ValueBytes.Length : Encoding.ASCII.GetByteCount(entry.Value));
+            size += 4 + entry.Key.Length + (entry.IsBinary ? entry.ValueBytes.Length : CheckPrintable(entry));
             if (size > GrpcWire.MaxMetadataBytes)
             {
                 throw TooLarge($"more than {GrpcWire.MaxMetadataBytes} bytes");
@@ -34,7 +35,7 @@ internal static class GrpcMetadataCodec
         return size;
     }
 
-    /// <summary>Writes the block, of <see cref="GetSize"/> bytes.</summary>
+    /// <summary>Writes the block, of <see cref="GetSize"/> bytes (call that first: it checks the values).</summary>
     internal static void Write(ref GrpcWriter writer, Metadata? metadata)
     {
         if (metadata is null)
@@ -55,7 +56,8 @@ internal static class GrpcMetadataCodec
             }
             else
             {
-                writer.WriteUInt16((ushort)Encoding.ASCII.GetByteCount(entry.Value));
+                // GetSize checked the value: one printable ASCII byte per char.
+                writer.WriteUInt16((ushort)entry.Value.Length);
                 writer.WriteAscii(entry.Value);
             }
         }
@@ -104,6 +106,25 @@ internal static class GrpcMetadataCodec
             }
         }
         return Encoding.ASCII.GetString(bytes);
+    }
+
+    /// <summary>
+    /// A text value's length in bytes, once every char is printable ASCII (0x20 to 0x7E), the only bytes
+    /// <see cref="Read"/> accepts: a value the peer would refuse as a protocol violation (closing the whole connection)
+    /// fails this call here, before anything is sent, as grpc-dotnet's client refuses non-ASCII header values.
+    /// </summary>
+    private static int CheckPrintable(Metadata.Entry entry)
+    {
+        string value = entry.Value;
+        foreach (char c in value)
+        {
+            if (c is < (char)0x20 or > (char)0x7E)
+            {
+                throw new RpcException(new Status(StatusCode.Internal,
+                    $"gRPC over PageRange: the metadata value of '{entry.Key}' holds the character U+{(int)c:X4}; a text value may hold only printable ASCII (0x20 to 0x7E): use a key ending in '{Metadata.BinaryHeaderSuffix}' for other bytes."));
+            }
+        }
+        return value.Length;
     }
 
     private static RpcException TooLarge(string what) =>

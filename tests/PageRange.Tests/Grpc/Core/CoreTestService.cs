@@ -40,6 +40,9 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
                 throw new RpcException(new Status(StatusCode.NotFound, "not here"), new Metadata { { "why", "because" } });
             case "throw":
                 throw new InvalidOperationException("boom");
+            case "bad-trailer":
+                // As a handler that puts an exception's text in a trailer: a newline no peer accepts in metadata.
+                throw new RpcException(new Status(StatusCode.Aborted, "with details"), new Metadata { { "error-details", "line one\nline two" } });
             case "wait":
                 await WaitForCancellationAsync(context).ConfigureAwait(false);
                 return request;

@@ -151,6 +151,45 @@ public sealed class GrpcUnaryTests
     }
 
     [Fact]
+    public async Task Metadata_RequestHeaderNotPrintableAscii_InternalLocallyAndTheConnectionServesTheNextCall()
+    {
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
+        GrpcClientConnection connection = await grpc.ConnectionAsync();
+
+        RpcException asyncError = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage(), new Metadata { { "x-name", "caf\u00E9" } }).ResponseAsync.WaitAsync(TestTimeouts.Long));
+        RpcException blockingError = Assert.Throws<RpcException>(() => client.Unary(new CoreMessage(), new Metadata { { "x-text", "line one\nline two" } }));
+        using AsyncServerStreamingCall<CoreMessage> stream = client.ServerStream(new CoreMessage { Count = 1 }, new Metadata { { "x-tab", "a\tb" } });
+        RpcException streamError = await Assert.ThrowsAsync<RpcException>(() => stream.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal([StatusCode.Internal, StatusCode.Internal, StatusCode.Internal], new[] { asyncError.StatusCode, blockingError.StatusCode, streamError.StatusCode });
+        Assert.Contains("'x-name'", asyncError.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("'x-text'", blockingError.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("'x-tab'", streamError.Status.Detail, StringComparison.Ordinal);
+        // Nothing went out: the server closed nothing, and the same connection serves the next call.
+        Assert.Equal(2, (await client.UnaryAsync(new CoreMessage { Number = 1 }).ResponseAsync.WaitAsync(TestTimeouts.Long)).Number);
+        Assert.Same(connection, await grpc.ConnectionAsync());
+        Assert.True(connection.IsAlive);
+    }
+
+    [Fact]
+    public async Task Metadata_HandlerTrailerNotPrintableAscii_ClientGetsInternalAndTheConnectionServesTheNextCall()
+    {
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
+        GrpcClientConnection connection = await grpc.ConnectionAsync();
+
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage { Text = "bad-trailer" }).ResponseAsync.WaitAsync(TestTimeouts.Long));
+
+        // The trailers could not be sent: the status says which one, and the call alone ends.
+        Assert.Equal(StatusCode.Internal, error.StatusCode);
+        Assert.Contains("'error-details'", error.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(2, (await client.UnaryAsync(new CoreMessage { Number = 1 }).ResponseAsync.WaitAsync(TestTimeouts.Long)).Number);
+        Assert.Same(connection, await grpc.ConnectionAsync());
+        Assert.True(connection.IsAlive);
+    }
+
+    [Fact]
     public async Task AsyncUnary_NoServer_Unavailable()
     {
         await using PageRangeCallInvoker channel = PageRangeGrpcChannel.Create(ControlHandshakeTests.UniqueName());

@@ -111,6 +111,25 @@ public sealed class GrpcWireTests
         }
     }
 
+    [Theory]
+    [InlineData("line one\nline two")]
+    [InlineData("tab\there")]
+    [InlineData("caf\u00E9")]
+    [InlineData("\U0001F600")]
+    [InlineData("del\u007F")]
+    public void Metadata_TextValueNotPrintableAscii_RefusedAsInternalBeforeAnythingIsWritten(string value)
+    {
+        var metadata = new Metadata { { "ok", "printable ~" }, { "x-bad", value } };
+
+        RpcException error = Assert.Throws<RpcException>(() => GrpcMetadataCodec.GetSize(metadata));
+
+        Assert.Equal(StatusCode.Internal, error.StatusCode);
+        Assert.Contains("'x-bad'", error.Status.Detail, StringComparison.Ordinal);
+        // The same bytes in a binary value go as they are.
+        var binary = new Metadata { { "x-bad-bin", Encoding.UTF8.GetBytes(value) } };
+        Assert.Equal(2 + 4 + "x-bad-bin".Length + Encoding.UTF8.GetByteCount(value), GrpcMetadataCodec.GetSize(binary));
+    }
+
     [Fact]
     public void RequestHead_RoundTrip_AndEveryTruncationIsAViolation()
     {
