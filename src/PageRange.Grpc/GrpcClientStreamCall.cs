@@ -293,6 +293,9 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         try
         {
             GrpcClientConnection connection = await _invoker.GetConnectionAsync(_callToken).ConfigureAwait(false);
+            // A token cancelled already opens nothing: the transport would publish the opening call and only then cancel
+            // it, and the handler might run.
+            _callToken.ThrowIfCancellationRequested();
             _connection = connection;
             _inbox = new GrpcInbox<TResponse>((messages, bytes) => GrpcFrames.SendCredit(connection.Connection, _streamId, messages, bytes));
             _streamId = connection.Register(this);

@@ -19,6 +19,9 @@ internal static class GrpcClientUnary
         {
             ValueTask<GrpcClientConnection> connecting = invoker.GetConnectionAsync(options.CancellationToken);
             GrpcClientConnection connection = connecting.IsCompletedSuccessfully ? connecting.Result : connecting.AsTask().GetAwaiter().GetResult();
+            // A token cancelled already sends nothing: the transport would publish the request and only then cancel it,
+            // and the handler might run.
+            options.CancellationToken.ThrowIfCancellationRequested();
             PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(options);
             uint code = GrpcWire.MethodCode(method.FullName);
             using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request);
@@ -67,6 +70,8 @@ internal static class GrpcClientUnary
         try
         {
             GrpcClientConnection connection = await invoker.GetConnectionAsync(cancel.Token).ConfigureAwait(false);
+            // A token cancelled already sends nothing (see Blocking).
+            cancel.Token.ThrowIfCancellationRequested();
             PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(options);
             uint code = GrpcWire.MethodCode(method.FullName);
             using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request);

@@ -151,6 +151,43 @@ public sealed class GrpcUnaryTests
     }
 
     [Fact]
+    public async Task Calls_TokenCancelledBeforehand_CancelledAndNothingReachesTheServer()
+    {
+        await using PageRangeListener listener = PageRangeListener.Listen(ControlHandshakeTests.UniqueName(), GrpcTestServer.ConnectionOptions());
+        // A raw server: the first request it receives is the first one the client published.
+        Task<string> firstRequest = Task.Run(async () =>
+        {
+            await using PageRangeConnection connection = await listener.AcceptAsync();
+            using Transaction call = await connection.ReceiveAsync();
+            GrpcRequestHead head = GrpcRequestHead.Read(call.Payload, out int length);
+            CoreMessage request = CoreMessage.Parser.ParseFrom(call.Payload[length..]);
+            var reply = new GrpcReplyHead(StatusCode.OK, "", 0, HasMessage: true, null, []);
+            byte[] message = request.ToByteArray();
+            byte[] bytes = new byte[reply.GetSize() + message.Length];
+            reply.Write(bytes);
+            message.CopyTo(bytes, reply.GetSize());
+            call.Reply(bytes);
+            return $"{head.Kind} {request.Text}";
+        });
+        await using PageRangeCallInvoker channel = PageRangeGrpcChannel.Create(listener.Name, new PageRangeGrpcChannelOptions { ConnectionOptions = GrpcTestServer.ConnectionOptions() });
+        var client = new CoreTest.CoreTestClient(channel);
+        // Connected first: a cancelled token would otherwise stop the calls before any connection exists.
+        await channel.GetConnectionAsync(CancellationToken.None).AsTask().WaitAsync(TestTimeouts.Long);
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+
+        RpcException asyncError = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(new CoreMessage { Text = "async" }, cancellationToken: cancelled.Token).ResponseAsync.WaitAsync(TestTimeouts.Long));
+        RpcException blockingError = Assert.Throws<RpcException>(() => client.Unary(new CoreMessage { Text = "blocking" }, cancellationToken: cancelled.Token));
+        using AsyncServerStreamingCall<CoreMessage> stream = client.ServerStream(new CoreMessage { Text = "stream" }, cancellationToken: cancelled.Token);
+        RpcException streamError = await Assert.ThrowsAsync<RpcException>(() => stream.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+        CoreMessage after = await client.UnaryAsync(new CoreMessage { Text = "after" }).ResponseAsync.WaitAsync(TestTimeouts.Long);
+
+        Assert.Equal([StatusCode.Cancelled, StatusCode.Cancelled, StatusCode.Cancelled], new[] { asyncError.StatusCode, blockingError.StatusCode, streamError.StatusCode });
+        Assert.Equal("after", after.Text);
+        Assert.Equal($"{GrpcCallKind.Unary} after", await firstRequest.WaitAsync(TestTimeouts.Long));
+    }
+
+    [Fact]
     public async Task Metadata_RequestHeaderNotPrintableAscii_InternalLocallyAndTheConnectionServesTheNextCall()
     {
         await using GrpcTestClient grpc = GrpcTestClient.Start();
