@@ -176,7 +176,17 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
 
     private void WriteTaken(TRequest message)
     {
-        int size = _frames!.Write(_method.RequestMarshaller, message);
+        int size;
+        try
+        {
+            size = _frames!.Write(_method.RequestMarshaller, message);
+        }
+        catch
+        {
+            // Nothing was sent: the credit is still ours.
+            _gate.Return();
+            throw;
+        }
         _gate.Consume(size);
     }
 

@@ -110,6 +110,19 @@ internal sealed class GrpcCreditGate
         }
     }
 
+    /// <summary>Gives back a message credit taken for a message that was not sent (it did not serialize or fit).</summary>
+    internal void Return()
+    {
+        TaskCompletionSource? waiter;
+        lock (_lock)
+        {
+            _messages++;
+            waiter = _waiter;
+            _waiter = null;
+        }
+        waiter?.TrySetResult();
+    }
+
     /// <summary>Adds the reader's grant.</summary>
     /// <returns>False if it goes past the window: the peer broke the protocol.</returns>
     internal bool TryGrant(int messages, int bytes)

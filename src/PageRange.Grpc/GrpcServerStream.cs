@@ -107,7 +107,17 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
     private void WriteTaken(TResponse message)
     {
         Context?.MarkHeadersSent();
-        int size = _frames.Write(_method.ResponseMarshaller, message);
+        int size;
+        try
+        {
+            size = _frames.Write(_method.ResponseMarshaller, message);
+        }
+        catch
+        {
+            // Nothing was sent: the credit is still ours.
+            _gate.Return();
+            throw;
+        }
         _gate.Consume(size);
         Interlocked.Increment(ref _sent);
     }

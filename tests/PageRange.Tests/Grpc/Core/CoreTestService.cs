@@ -90,6 +90,24 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
         {
             await context.WriteResponseHeadersAsync(new Metadata { { "stream-h", "s1" } }).ConfigureAwait(false);
         }
+        if (request.Text == "too-large-first")
+        {
+            // Messages that never fit the client's region (4 MiB in these tests), more than the window of them: each
+            // write fails, alone.
+            var tooLarge = new CoreMessage { Data = ByteString.CopyFrom(new byte[8 << 20]) };
+            for (int i = 0; i < 2 * PageRange.Grpc.GrpcWire.WindowMessages; i++)
+            {
+                try
+                {
+                    await responseStream.WriteAsync(tooLarge).ConfigureAwait(false);
+                    throw new InvalidOperationException("a message of 8 MiB was written.");
+                }
+                catch (RpcException error) when (error.StatusCode == StatusCode.ResourceExhausted)
+                {
+                    // Refused, as it should be: the next one.
+                }
+            }
+        }
         byte[] data = new byte[request.Number];
         for (int i = 0; i < request.Count; i++)
         {

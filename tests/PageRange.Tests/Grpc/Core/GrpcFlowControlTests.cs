@@ -249,6 +249,47 @@ public sealed class GrpcFlowControlTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task ServerStream_WritesFailingPastTheWindow_EachGivesItsCreditBackAndTheNextGoesThrough()
+    {
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
+
+        // The handler first fails twice the window's writes (each message too large for the client's region).
+        using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Text = "too-large-first", Count = 2, Number = 16 });
+
+        int read = 0;
+        while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))
+        {
+            Assert.Equal(read, call.ResponseStream.Current.Number);
+            read++;
+        }
+        Assert.Equal(2, read);
+        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+    }
+
+    [Fact]
+    public async Task ClientStream_WritesFailingPastTheWindow_EachGivesItsCreditBackAndTheNextGoesThrough()
+    {
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        // The service's own method, with a request marshaller that fails on some messages.
+        var method = new Method<CoreMessage, CoreMessage>(MethodType.ClientStreaming, "pagerange.grpc.coretest.CoreTest", "ClientStream",
+            Marshallers.Create<CoreMessage>(static message => message.Text == "poison" ? throw new InvalidOperationException("poison") : message.ToByteArray(), CoreMessage.Parser.ParseFrom),
+            Marshallers.Create<CoreMessage>(static message => message.ToByteArray(), CoreMessage.Parser.ParseFrom));
+
+        using AsyncClientStreamingCall<CoreMessage, CoreMessage> call = grpc.Channel.AsyncClientStreamingCall(method, null, new CallOptions());
+        for (int i = 0; i < 2 * GrpcWire.WindowMessages; i++)
+        {
+            RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.RequestStream.WriteAsync(new CoreMessage { Text = "poison" }).WaitAsync(TestTimeouts.Long));
+            Assert.Equal(StatusCode.Internal, error.StatusCode);
+        }
+        await call.RequestStream.WriteAsync(new CoreMessage { Data = ByteString.CopyFromUtf8("good") }).WaitAsync(TestTimeouts.Long);
+        await call.RequestStream.CompleteAsync().WaitAsync(TestTimeouts.Long);
+
+        CoreMessage reply = await call.ResponseAsync.WaitAsync(TestTimeouts.Long);
+        Assert.Equal((4, 1), (reply.Number, reply.Count));
+    }
+
+    [Fact]
     public async Task CreditGate_WaitsForAGrant_AndRefusesAGrantPastTheWindow()
     {
         var gate = new GrpcCreditGate(0, 0);
