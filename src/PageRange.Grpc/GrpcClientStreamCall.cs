@@ -349,6 +349,12 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             Unregister();
             throw rpc;
         }
+        finally
+        {
+            // The call is over: its source lets go of the caller's token now, not only when the application disposes
+            // the call (Dispose cancels it only while the call runs, and disposing it twice is harmless).
+            _cancel.Dispose();
+        }
     }
 
     private TResponse OnReply(GrpcClientConnection connection, Transaction reply)
