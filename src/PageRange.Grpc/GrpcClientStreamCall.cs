@@ -360,6 +360,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     private TResponse OnReply(GrpcClientConnection connection, Transaction reply)
     {
         GrpcReplyHead head = GrpcClientErrors.ReadReply(connection.Connection, reply.Payload, out int length);
+        CheckMessagesSent(connection, head.MessagesSent);
         var status = new Status(head.Code, head.Detail);
         TResponse? response = null;
         if (head.Code == StatusCode.OK && _method.Type == MethodType.ClientStreaming)
@@ -388,6 +389,30 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             }
         }
         return failure is not null ? throw failure : response!;
+    }
+
+    /// <summary>
+    /// Refuses a reply that announces more messages than the server could have sent: it writes only under the credits
+    /// this side granted, the window and then one per message read, so at most the window past those that arrived (and
+    /// the one being delivered right now, which the application may read before it is counted). The reads would wait
+    /// for the missing ones until the deadline; a malformed reply ends the connection as a protocol violation instead.
+    /// </summary>
+    /// <exception cref="RpcException"><see cref="StatusCode.Internal"/>: the server broke the protocol.</exception>
+    private void CheckMessagesSent(GrpcClientConnection connection, uint messagesSent)
+    {
+        uint received;
+        lock (_lock)
+        {
+            received = _received;
+        }
+        if (messagesSent <= (ulong)received + 1 + GrpcWire.WindowMessages)
+        {
+            return;
+        }
+        ProtocolViolationException violation = GrpcReader.Violation(
+            $"the reply of stream {_streamId} announces {messagesSent} messages; {received} arrived and the window allows {GrpcWire.WindowMessages} more.");
+        connection.Connection.ClosePeerViolation(violation);
+        throw new RpcException(new Status(StatusCode.Internal, violation.Message, violation));
     }
 
     /// <summary>Every announced message arrived: reads end after them, with the error status if there is one.</summary>

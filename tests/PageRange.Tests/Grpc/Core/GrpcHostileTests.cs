@@ -5,6 +5,7 @@ using PageRange.Server;
 using PageRange.Tests.CrossProcess;
 using PageRange.Tests.Grpc.Core.Protos;
 using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Transport;
 using PageRange.Transport;
 
 namespace PageRange.Tests.Grpc.Core;
@@ -116,6 +117,44 @@ public sealed class GrpcHostileTests
         await AssertServesAsync(server);
         // The victim let go of everything of that connection: no descriptor or mapping of its regions is left.
         await GrpcRawPeer.AssertRegionsGoneAsync(server.Name);
+    }
+
+    [Fact]
+    public async Task ReplyAnnouncesMoreMessagesThanTheWindowAllows_ReadFailsAsViolationNotAtTheDeadline()
+    {
+        await using PageRangeListener listener = PageRangeListener.Listen(ControlHandshakeTests.UniqueName(), GrpcTestServer.ConnectionOptions());
+        // A raw server that answers a server stream at once, claiming it sent 2^32 - 1 messages (it sent none).
+        Task<bool> serve = Task.Run(async () =>
+        {
+            await using PageRangeConnection connection = await listener.AcceptAsync();
+            using (Transaction call = await connection.ReceiveAsync())
+            {
+                var head = new GrpcReplyHead(StatusCode.OK, "", uint.MaxValue, HasMessage: false, null, []);
+                byte[] reply = new byte[head.GetSize()];
+                head.Write(reply);
+                call.Reply(reply);
+            }
+            try
+            {
+                await Task.Delay(Timeout.Infinite, connection.PeerDied);
+            }
+            catch (OperationCanceledException)
+            {
+                // The client let the connection go.
+            }
+            return connection.IsPeerAlive;
+        });
+        await using PageRangeCallInvoker channel = PageRangeGrpcChannel.Create(listener.Name, new PageRangeGrpcChannelOptions { ConnectionOptions = GrpcTestServer.ConnectionOptions() });
+        var client = new CoreTest.CoreTestClient(channel);
+
+        // No deadline: without the check the read would wait for ever.
+        using AsyncServerStreamingCall<CoreMessage> call = client.ServerStream(new CoreMessage { Count = 1 });
+        RpcException error = await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long));
+
+        Assert.Equal(StatusCode.Internal, error.StatusCode);
+        Assert.Equal(StatusCode.Internal, call.GetStatus().StatusCode);
+        // The client closed that connection as the server's protocol violation.
+        Assert.False(await serve.WaitAsync(TestTimeouts.Long));
     }
 
     [Fact]
