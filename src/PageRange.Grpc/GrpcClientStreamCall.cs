@@ -51,6 +51,23 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
 
     internal Task<TResponse> SingleResponseAsync => _run!;
 
+    /// <summary>Whether the call's linked source was disposed, letting go of the caller's token (tests look).</summary>
+    internal bool CancelSourceDisposed
+    {
+        get
+        {
+            try
+            {
+                _ = _cancel.Token;
+                return false;
+            }
+            catch (ObjectDisposedException)
+            {
+                return true;
+            }
+        }
+    }
+
     /// <inheritdoc/>
     public TResponse Current => _inbox?.Current ?? throw new InvalidOperationException("No message: call MoveNext first.");
 

@@ -1,5 +1,6 @@
 using Google.Protobuf;
 using Grpc.Core;
+using PageRange.Grpc;
 using PageRange.Tests.Grpc.Core.Protos;
 using PageRange.Tests.Infrastructure;
 
@@ -85,6 +86,25 @@ public sealed class GrpcStreamingTests
             }
             await Task.Delay(10);
         }
+    }
+
+    [Fact]
+    public async Task ServerStream_EndsNotDisposed_LetsGoOfTheCallersToken()
+    {
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        // A token that outlives the call, as an application's shutdown token does.
+        using var lifetime = new CancellationTokenSource();
+        AsyncServerStreamingCall<CoreMessage> call = grpc.Client.ServerStream(new CoreMessage { Count = 2, Number = 16 }, cancellationToken: lifetime.Token);
+        while (await call.ResponseStream.MoveNext(CancellationToken.None).WaitAsync(TestTimeouts.Long))
+        {
+        }
+        var stream = (GrpcClientStreamCall<CoreMessage, CoreMessage>)call.ResponseStream;
+        await stream.SingleResponseAsync.WaitAsync(TestTimeouts.Long);
+
+        // Ended, and not disposed by the application: the call's linked source is gone from the caller's token anyway.
+        Assert.Equal(StatusCode.OK, call.GetStatus().StatusCode);
+        Assert.True(stream.CancelSourceDisposed);
+        call.Dispose();
     }
 
     [Fact]
