@@ -10,8 +10,10 @@ namespace PageRange.Hosting;
 
 /// <summary>
 /// A named connection to a PageRange server that connects on first use and again after the server went away (died,
-/// restarted, shut down), with a capped exponential backoff between failed attempts. While it has no connection, a
-/// use fails at once with <see cref="ServerUnavailableException"/>, which names the server and the next attempt.
+/// restarted, shut down), with a capped exponential backoff between failed attempts. A use that finds no connection
+/// starts an attempt (or joins the one in progress) and waits for it, up to the connection's connect timeout; during the
+/// backoff after a failed attempt, a use fails at once. Either way the failure is a <see cref="ServerUnavailableException"/>,
+/// which names the server and the next attempt.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -306,7 +308,12 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
     }
 
     /// <summary>Closes the connection (the server sees this client leave) and fails later uses with <see cref="ObjectDisposedException"/>.</summary>
-    /// <remarks>Waits for the calls still in progress on a connection that died to be failed by it, then for every connection to close.</remarks>
+    /// <remarks>
+    /// Waits for an attempt to connect in progress to end, then closes the connection if it is alive (calls in progress
+    /// on it fail at once) or if nothing is in progress on it. A connection that died with calls still in progress is
+    /// closed by the last of them, once its reader failed them; the dispose then waits for the connections already let
+    /// go of to close, not for that one.
+    /// </remarks>
     public async ValueTask DisposeAsync()
     {
         ClientConnection? current;

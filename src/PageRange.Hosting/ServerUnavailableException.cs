@@ -6,8 +6,10 @@ namespace PageRange.Hosting;
 /// <see cref="RetryAt"/> say when.
 /// </summary>
 /// <remarks>
-/// Thrown at once, never after a wait. A call that was in flight when the connection was lost fails with this too,
-/// with the <see cref="PeerDiedException"/> as <see cref="Exception.InnerException"/>: the server may have run it.
+/// Thrown at once during the backoff after a failed attempt; a use that started an attempt (or joined one) throws it when
+/// that attempt fails, within the connection's connect timeout. A call that was in flight when the connection was lost
+/// fails with this too, with the <see cref="PeerDiedException"/> as <see cref="Exception.InnerException"/>: the server
+/// may have run it.
 /// </remarks>
 public sealed class ServerUnavailableException : PageRangeException
 {

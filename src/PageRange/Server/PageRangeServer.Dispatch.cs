@@ -18,6 +18,11 @@ public sealed partial class PageRangeServer
     /// receiver, which stands in for a session thread held by an inline run and must stay free to receive.</param>
     internal void Dispatch(ClientSession session, Transaction transaction, bool mayRunInline = true)
     {
+        // Counted before the stop is looked at (a locked increment, then the load): a stop either finds this call in
+        // flight (it waits for it, and cancels it when its grace period ends) or this call finds the stop. Looked at
+        // first, a call could start after a stop found none in flight, and run with no grace period and no cancellation
+        // while the stop waited for its session (found by review).
+        Interlocked.Increment(ref _inFlight);
         if (_stopping)
         {
             using (transaction)
@@ -27,9 +32,12 @@ public sealed partial class PageRangeServer
                     ServerReplies.ReplyError(transaction, CallStatus.Unavailable, "The server is shutting down and takes no new calls.");
                 }
             }
+            if (Interlocked.Decrement(ref _inFlight) == 0)
+            {
+                Volatile.Read(ref _drained)?.TrySetResult();
+            }
             return;
         }
-        Interlocked.Increment(ref _inFlight);
         session.OnDispatched();
         // Only when nothing else of this client is ready: calls its threads sent at once still run side by side on the
         // workers, and this thread receives the next of them at once.
@@ -96,10 +104,12 @@ public sealed partial class PageRangeServer
         // Observed only when someone listens: otherwise neither the clock nor the tracer is touched.
         long started = PageRangeMetrics.ServerCallObserved ? Stopwatch.GetTimestamp() : 0;
         int requestBytes = started != 0 ? transaction.Length : 0;
-        Activity? activity = PageRangeTracing.StartServer(code, Name, transaction.TraceContext);
+        Activity? activity = null;
         CallStatus outcome = CallStatus.Ok;
         try
         {
+            // In the try: a listener that throws fails the call, and the transaction is still released below.
+            activity = PageRangeTracing.StartServer(code, Name, transaction.TraceContext);
             if (session.StoppedReading)
             {
                 // Its connection is being closed: the work of a call whose reply it would not read is wasted.
@@ -172,26 +182,34 @@ public sealed partial class PageRangeServer
         }
         finally
         {
-            if (activity is not null)
+            try
             {
-                if (outcome != CallStatus.Ok)
+                if (activity is not null)
                 {
-                    PageRangeTracing.SetError(activity, outcome, $"The call ended with status {outcome}.");
+                    if (outcome != CallStatus.Ok)
+                    {
+                        PageRangeTracing.SetError(activity, outcome, $"The call ended with status {outcome}.");
+                    }
+                    activity.Dispose();
                 }
-                activity.Dispose();
+                if (started != 0)
+                {
+                    PageRangeMetrics.RecordServerCall(outcome, started, requestBytes);
+                }
             }
-            if (started != 0)
+            finally
             {
-                PageRangeMetrics.RecordServerCall(outcome, started, requestBytes);
-            }
-            context?.End();
-            // Frees the buffer; for a oneway message it releases the client's next one (binder's rule). A two-way
-            // call nobody replied to gets an error reply from the connection.
-            transaction.Dispose();
-            session.OnCompleted();
-            if (Interlocked.Decrement(ref _inFlight) == 0 && _stopping)
-            {
-                Volatile.Read(ref _drained)?.TrySetResult();
+                // Whatever a telemetry listener does above (found by review: one that threw left the buffer and the
+                // in-flight count held, so the caller waited and every later stop waited out its grace period).
+                context?.End();
+                // Frees the buffer; for a oneway message it releases the client's next one (binder's rule). A two-way
+                // call nobody replied to gets an error reply from the connection.
+                transaction.Dispose();
+                session.OnCompleted();
+                if (Interlocked.Decrement(ref _inFlight) == 0 && _stopping)
+                {
+                    Volatile.Read(ref _drained)?.TrySetResult();
+                }
             }
         }
     }

@@ -228,9 +228,13 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         TaskCompletionSource drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_sessionsLock)
         {
-            _stopping = true;
+            // The signal first: a dispatch that sees the stop (a volatile load) sees the signal too.
             _drained = drained;
+            _stopping = true;
         }
+        // A full fence between the store of _stopping and the load of the count, as Dispatch has between its increment
+        // and its load of _stopping: one of the two sees the other (the lock's exit is only a release).
+        Interlocked.MemoryBarrier();
         if (Volatile.Read(ref _inFlight) == 0)
         {
             drained.TrySetResult();

@@ -17,6 +17,47 @@ namespace PageRange.Tests.Diagnostics;
 public sealed class TracingTests(ITestOutputHelper output)
 {
     [Fact]
+    public async Task ServerCall_ListenerThrowsAsTheServerSpanStops_TheCallIsStillReleased()
+    {
+        // A broken listener: what it throws as the server's span ends must not keep the call's buffer and its place in
+        // flight (found by review: the release came after the span's end, so the call stayed in flight for good and a
+        // stop waited out its grace period).
+        string name = ControlHandshakeTests.UniqueName();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == PageRangeTracing.SourceName,
+            Sample = static (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                if (activity.Kind == ActivityKind.Server && (string?)activity.GetTagItem("server.address") == name)
+                {
+                    throw new InvalidOperationException("a broken listener");
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        PageRangeServer server = PageRangeServer.Start(name, builder => builder.Map(3, (call, _) => call.Reply(call.Payload)));
+        try
+        {
+            using var timeout = new CancellationTokenSource(TestTimeouts.Long);
+            await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, ConnectionPair.DefaultOptions(), timeout.Token)
+                .AsTask().WaitAsync(TestTimeouts.Long);
+            for (int i = 0; i < 3; i++)
+            {
+                using Transaction reply = client.Call(3, [(byte)i], TestTimeouts.Long);
+                Assert.Equal([(byte)i], reply.Payload.ToArray());
+            }
+            await Poll.WaitUntilAsync(() => server.InFlightCalls == 0, "every call released");
+            // Nothing in flight: a stop with no deadline ends at once.
+            await server.StopAsync().WaitAsync(TestTimeouts.Long);
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task ServerCall_WithListener_ClientAndServerSpansShareOneTrace()
     {
         using var collector = new TracingActivityCollector();
