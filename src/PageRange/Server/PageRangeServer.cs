@@ -410,6 +410,9 @@ public sealed partial class PageRangeServer : IAsyncDisposable
 
     private void OnAcceptFailed(Exception error) => OnHandshakeFailed(this, new HandshakeFailedEventArgs(error));
 
+    /// <summary>The server's listener (tests reach its hooks).</summary>
+    internal PageRangeListener ListenerForTest => _listener;
+
     private void Raise<T>(EventHandler<T>? handler, T args)
         where T : EventArgs
     {

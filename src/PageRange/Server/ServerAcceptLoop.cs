@@ -59,6 +59,12 @@ internal sealed class ServerAcceptLoop : IDisposable
                 // The listener reports a failed handshake through its event and goes on; what reaches here failed before
                 // or after a handshake for a reason of this process (descriptors, memory): report it, back off, go on.
                 _failed(error);
+                if (_listener.StoppedAccepting)
+                {
+                    // For good: every later accept fails the same way at once. Reported once; retried every 100 ms it
+                    // was reported ten times a second for the server's life (found by review).
+                    return;
+                }
                 try
                 {
                     await Task.Delay(s_retryDelay, stop).ConfigureAwait(false);

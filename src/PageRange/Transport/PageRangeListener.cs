@@ -283,6 +283,15 @@ public sealed class PageRangeListener : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Whether the listener stopped accepting for good (its accept loop failed for a reason of this process, not of a
+    /// client's): every <see cref="AcceptAsync"/> fails from now on.
+    /// </summary>
+    internal bool StoppedAccepting => _completed.Reader.Completion.IsFaulted;
+
+    /// <summary>Makes <see cref="AcceptAsync"/> fail for good with <paramref name="error"/>, as the accept loop's failure does.</summary>
+    internal void StopAcceptingForTest(Exception error) => _completed.Writer.TryComplete(error);
+
     private void StartHandshake(Socket socket)
     {
         Task handshake = HandshakeAsync(socket);

@@ -415,6 +415,26 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
         Assert.Equal([7], reply.Payload.ToArray());
     }
 
+    [Fact]
+    public async Task ListenerStopsAcceptingForGood_ReportedOnceNotEveryTenthOfASecond()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeServer server = PageRangeServer.Start(name, Options(), builder => builder.Map(1, (tx, _) => tx.Reply([])));
+        int reports = 0;
+        server.HandshakeFailed += (_, e) =>
+        {
+            if (e.Exception.Message.Contains("stopped accepting", StringComparison.Ordinal))
+            {
+                Interlocked.Increment(ref reports);
+            }
+        };
+        server.ListenerForTest.StopAcceptingForTest(new InvalidOperationException("the accept loop broke"));
+        await WaitUntilAsync(() => Volatile.Read(ref reports) > 0);
+        // The loop retried every 100 ms, reporting each time.
+        await Task.Delay(1000);
+        Assert.Equal(1, Volatile.Read(ref reports));
+    }
+
     internal static async Task WaitUntilAsync(Func<bool> condition)
     {
         using var bound = new CancellationTokenSource(TestTimeouts.Long);
