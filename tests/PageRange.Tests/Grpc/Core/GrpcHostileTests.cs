@@ -124,26 +124,10 @@ public sealed class GrpcHostileTests
     {
         await using PageRangeListener listener = PageRangeListener.Listen(ControlHandshakeTests.UniqueName(), GrpcTestServer.ConnectionOptions());
         // A raw server that answers a server stream at once, claiming it sent 2^32 - 1 messages (it sent none).
-        Task<bool> serve = Task.Run(async () =>
-        {
-            await using PageRangeConnection connection = await listener.AcceptAsync();
-            using (Transaction call = await connection.ReceiveAsync())
-            {
-                var head = new GrpcReplyHead(StatusCode.OK, "", uint.MaxValue, HasMessage: false, null, []);
-                byte[] reply = new byte[head.GetSize()];
-                head.Write(reply);
-                call.Reply(reply);
-            }
-            try
-            {
-                await Task.Delay(Timeout.Infinite, connection.PeerDied);
-            }
-            catch (OperationCanceledException)
-            {
-                // The client let the connection go.
-            }
-            return connection.IsPeerAlive;
-        });
+        var head = new GrpcReplyHead(StatusCode.OK, "", uint.MaxValue, HasMessage: false, null, []);
+        byte[] reply = new byte[head.GetSize()];
+        head.Write(reply);
+        Task<bool> serve = GrpcRawPeer.AnswerFirstCallAsync(listener, reply);
         await using PageRangeCallInvoker channel = PageRangeGrpcChannel.Create(listener.Name, new PageRangeGrpcChannelOptions { ConnectionOptions = GrpcTestServer.ConnectionOptions() });
         var client = new CoreTest.CoreTestClient(channel);
 

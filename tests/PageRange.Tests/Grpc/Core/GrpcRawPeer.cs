@@ -12,6 +12,29 @@ internal static class GrpcRawPeer
     public static Task<PageRangeConnection> ConnectAsync(GrpcTestServer server) =>
         PageRangeConnection.ConnectAsync(server.Name, GrpcTestServer.ConnectionOptions()).AsTask().WaitAsync(TestTimeouts.Long);
 
+    /// <summary>
+    /// A raw server on <paramref name="listener"/>: accepts one client, answers its first call with <paramref name="reply"/>
+    /// as it is (a gRPC reply made by hand), then waits until the client lets the connection go.
+    /// </summary>
+    /// <returns>Whether the client was still alive when the connection ended (false: the client closed it).</returns>
+    public static Task<bool> AnswerFirstCallAsync(PageRangeListener listener, byte[] reply) => Task.Run(async () =>
+    {
+        await using PageRangeConnection connection = await listener.AcceptAsync();
+        using (Transaction call = await connection.ReceiveAsync())
+        {
+            call.Reply(reply);
+        }
+        try
+        {
+            await Task.Delay(Timeout.Infinite, connection.PeerDied);
+        }
+        catch (OperationCanceledException)
+        {
+            // The client let the connection go.
+        }
+        return connection.IsPeerAlive;
+    });
+
     /// <summary>The next client the server lets go, with why.</summary>
     public static Task<ClientDisconnectedEventArgs> NextDisconnect(PageRangeServer server)
     {

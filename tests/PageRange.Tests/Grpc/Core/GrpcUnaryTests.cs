@@ -356,23 +356,8 @@ public sealed class GrpcUnaryTests
     public async Task Reply_MalformedFromARawServer_InternalAndTheClientClosesThatConnection()
     {
         await using PageRangeListener listener = PageRangeListener.Listen(ControlHandshakeTests.UniqueName(), GrpcTestServer.ConnectionOptions());
-        Task<bool> serve = Task.Run(async () =>
-        {
-            await using PageRangeConnection connection = await listener.AcceptAsync();
-            using (Transaction call = await connection.ReceiveAsync())
-            {
-                // Status code 99 does not exist.
-                call.Reply([99, 0, 0, 0, 0, 0]);
-            }
-            try
-            {
-                await Task.Delay(Timeout.Infinite, connection.PeerDied);
-            }
-            catch (OperationCanceledException)
-            {
-            }
-            return connection.IsPeerAlive;
-        });
+        // Status code 99 does not exist.
+        Task<bool> serve = GrpcRawPeer.AnswerFirstCallAsync(listener, [99, 0, 0, 0, 0, 0]);
         await using PageRangeCallInvoker channel = PageRangeGrpcChannel.Create(listener.Name, new PageRangeGrpcChannelOptions { ConnectionOptions = GrpcTestServer.ConnectionOptions() });
         var client = new CoreTest.CoreTestClient(channel);
 
