@@ -336,7 +336,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             // As a unary request: straight into the server's region (after a deadline's metadata block) unless someone
             // traces or measures client calls.
             bool zeroCopy = !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
-            using GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection.Connection, transport) : GrpcSerializationContext.ForArray();
+            using GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection.Connection, transport, _callToken) : GrpcSerializationContext.ForArray();
             if (hasRequest)
             {
                 serializer.Serialize(_method.RequestMarshaller, request, headLength);

@@ -24,7 +24,7 @@ internal static class GrpcClientUnary
             options.CancellationToken.ThrowIfCancellationRequested();
             PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(options);
             uint code = GrpcWire.MethodCode(method.FullName);
-            using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request);
+            using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request, options.CancellationToken);
             using Transaction reply = !serializer.IsReserved
                 ? connection.Connection.Call(code, serializer.Written.Span, default(CallChain), transport, invoker.Options.CallTimeout, options.CancellationToken)
                 : transport is null
@@ -74,7 +74,7 @@ internal static class GrpcClientUnary
             cancel.Token.ThrowIfCancellationRequested();
             PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(options);
             uint code = GrpcWire.MethodCode(method.FullName);
-            using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request);
+            using GrpcSerializationContext serializer = Serialize(connection.Connection, transport, method, host, options, request, cancel.Token);
             using Transaction reply = !serializer.IsReserved
                 ? await connection.Connection.CallAsync(code, serializer.Written, default(CallChain), transport, invoker.Options.CallTimeout, cancel.Token).ConfigureAwait(false)
                 : transport is null
@@ -100,14 +100,15 @@ internal static class GrpcClientUnary
     /// copies (its observed path starts the activity whose context the block carries).
     /// </summary>
     private static GrpcSerializationContext Serialize<TRequest, TResponse>(
-        PageRangeConnection connection, PageRangeCallOptions? transport, Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request)
+        PageRangeConnection connection, PageRangeCallOptions? transport, Method<TRequest, TResponse> method, string? host, CallOptions options, TRequest request,
+        CancellationToken cancellationToken)
     {
         var head = new GrpcRequestHead(GrpcCallKind.Unary, 0, method.FullName, host, HasMessage: true, options.Headers ?? []);
         int headLength = head.GetSize();
         // A deadline's metadata block goes in front of the request in the same reservation; a call someone traces or
         // measures goes through the transport's copying path, which observes it.
         bool zeroCopy = !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved;
-        GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection, transport) : GrpcSerializationContext.ForArray();
+        GrpcSerializationContext serializer = zeroCopy ? GrpcSerializationContext.ForCall(connection, transport, cancellationToken) : GrpcSerializationContext.ForArray();
         try
         {
             serializer.Serialize(method.RequestMarshaller, request, headLength);

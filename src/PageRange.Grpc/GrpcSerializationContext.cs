@@ -16,6 +16,7 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
     private readonly PageRangeConnection? _connection;
     private readonly Transaction _call;
     private readonly PageRangeCallOptions? _options;
+    private readonly CancellationToken _cancellationToken;
     private int _head;
     private ReservedBuffer _reserved;
     private bool _hasReserved;
@@ -23,21 +24,24 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
     private int _arrayWritten;
     private bool _completed;
 
-    private GrpcSerializationContext(GrpcSerializationTarget target, PageRangeConnection? connection, Transaction call, PageRangeCallOptions? options = null)
+    private GrpcSerializationContext(
+        GrpcSerializationTarget target, PageRangeConnection? connection, Transaction call, PageRangeCallOptions? options = null, CancellationToken cancellationToken = default)
     {
         _target = target;
         _connection = connection;
         _call = call;
         _options = options;
+        _cancellationToken = cancellationToken;
     }
 
     /// <summary>Into a pooled array (for a request sent with per-call options, which the transport copies).</summary>
     internal static GrpcSerializationContext ForArray() => new(GrpcSerializationTarget.Array, null, default);
 
     /// <summary>Into a call reservation in <paramref name="connection"/>'s peer region, after the metadata block of
-    /// <paramref name="options"/> (a deadline) when given.</summary>
-    internal static GrpcSerializationContext ForCall(PageRangeConnection connection, PageRangeCallOptions? options = null) =>
-        new(GrpcSerializationTarget.Call, connection, default, options);
+    /// <paramref name="options"/> (a deadline) when given; waiting for room ends with <paramref name="cancellationToken"/>
+    /// or the deadline (a <see cref="TimeoutException"/>).</summary>
+    internal static GrpcSerializationContext ForCall(PageRangeConnection connection, PageRangeCallOptions? options = null, CancellationToken cancellationToken = default) =>
+        new(GrpcSerializationTarget.Call, connection, default, options, cancellationToken);
 
     /// <summary>Where the head starts in <see cref="Reserved"/>: after the transport's metadata block, if any.</summary>
     internal int HeadOffset { get; private set; }
@@ -77,7 +81,8 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
                 Complete();
             }
         }
-        catch (Exception error) when (error is not (RpcException or PageRangeException or OperationCanceledException or ObjectDisposedException))
+        // What the reservation throws passes as it is (a TimeoutException: the deadline passed while it waited for room).
+        catch (Exception error) when (error is not (RpcException or PageRangeException or OperationCanceledException or ObjectDisposedException or TimeoutException))
         {
             throw new RpcException(new Status(StatusCode.Internal, "Error starting gRPC call: the message could not be serialized.", error));
         }
@@ -233,11 +238,11 @@ internal sealed class GrpcSerializationContext : SerializationContext, IBufferWr
                 _reserved = _connection!.Reserve(total, oneway: true);
                 break;
             case GrpcSerializationTarget.Call when _options is not null:
-                _reserved = _connection!.ReserveCall(total, _options, out int metadataLength);
+                _reserved = _connection!.ReserveCall(total, _options, out int metadataLength, _cancellationToken);
                 HeadOffset = metadataLength;
                 break;
             case GrpcSerializationTarget.Call:
-                _reserved = _connection!.Reserve(total, oneway: false);
+                _reserved = _connection!.Reserve(total, oneway: false, _cancellationToken);
                 break;
             default:
                 _reserved = _call.ReserveReply(total);

@@ -25,6 +25,8 @@ public sealed partial class PageRangeConnection
     /// <param name="metadataLength">The block's bytes: the payload starts there.</param>
     /// <param name="cancellationToken">Cancels waiting for room.</param>
     /// <exception cref="ArgumentException"><paramref name="options"/> asks for <see cref="PageRangeCallOptions.ClearOnFree"/>.</exception>
+    /// <exception cref="TimeoutException">The deadline passed while the call waited for room in the peer's region (before
+    /// <see cref="PageRangeOptions.RegionFullTimeout"/>, which is a <see cref="RegionFullException"/>).</exception>
     internal ReservedBuffer ReserveCall(int maxPayload, PageRangeCallOptions options, out int metadataLength, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxPayload);
@@ -34,7 +36,29 @@ public sealed partial class PageRangeConnection
             throw new ArgumentException("A reserved call's buffer is cleared as the connection says; send a ClearOnFree call with Call.", nameof(options));
         }
         metadataLength = options.HasBlockContent ? CallMetadataBlock.GetLength(options, default, null) : 0;
-        var reserved = new ReservedBuffer(RentReservation(checked(metadataLength + maxPayload), ReservationKind.Call, _options.RegionFullTimeout, cancellationToken));
+        // A call with a deadline waits for room no longer than the deadline allows: its caller (a gRPC call with a 100 ms
+        // deadline) waited the region's whole timeout and then failed as exhausted, not as late (found by review).
+        TimeSpan roomWait = _options.RegionFullTimeout;
+        bool deadlineBounds = false;
+        if (options.Deadline is { } deadline)
+        {
+            TimeSpan left = deadline - DateTimeOffset.UtcNow;
+            if (left < roomWait)
+            {
+                roomWait = left > TimeSpan.Zero ? left : TimeSpan.Zero;
+                deadlineBounds = true;
+            }
+        }
+        Reservation reservation;
+        try
+        {
+            reservation = RentReservation(checked(metadataLength + maxPayload), ReservationKind.Call, roomWait, cancellationToken);
+        }
+        catch (RegionFullException full) when (deadlineBounds)
+        {
+            throw new TimeoutException($"The call's deadline passed while it waited for room in the peer's region: {full.Message}", full);
+        }
+        var reserved = new ReservedBuffer(reservation);
         if (metadataLength > 0)
         {
             CallMetadataBlock.Write(reserved.Span[..metadataLength], options, default, null);

@@ -135,6 +135,30 @@ public sealed class GrpcUnaryTests
     }
 
     [Fact]
+    public async Task AsyncUnary_ServerRegionFullPastTheDeadline_DeadlineExceededNotTheRegionsTimeout()
+    {
+        // The server's region (256 KiB, about 120 KiB of data) is held by a first call's large request while its handler
+        // waits; a second large request finds no room. Its deadline ends that wait: it waited the region's whole timeout
+        // (30 s in these tests) and failed as ResourceExhausted.
+        await using GrpcTestClient grpc = GrpcTestClient.Start(regionSize: 256 * 1024);
+        var client = grpc.Client;
+        ByteString large = ByteString.CopyFrom(new byte[80 * 1024]);
+        using var release = new CancellationTokenSource();
+        AsyncUnaryCall<CoreMessage> holding = client.UnaryAsync(new CoreMessage { Text = "wait", Data = large }, cancellationToken: release.Token);
+        await Poll.WaitUntilAsync(() => grpc.Server.Server.InFlightCalls == 1, "the first call's handler holds its request");
+
+        RpcException late = await Assert.ThrowsAsync<RpcException>(() => client.UnaryAsync(
+            new CoreMessage { Text = "late", Data = large }, deadline: DateTime.UtcNow.AddMilliseconds(300)).ResponseAsync.WaitAsync(TestTimeouts.Long));
+        Assert.True(late.StatusCode == StatusCode.DeadlineExceeded, $"{late.StatusCode}: {late.Status.Detail}");
+
+        await release.CancelAsync();
+        await Assert.ThrowsAsync<RpcException>(() => holding.ResponseAsync.WaitAsync(TestTimeouts.Long));
+        // The room is back, and the connection serves the next large call.
+        CoreMessage echoed = await client.UnaryAsync(new CoreMessage { Number = 4, Data = large }).ResponseAsync.WaitAsync(TestTimeouts.Long);
+        Assert.Equal((5, large.Length), (echoed.Number, echoed.Data.Length));
+    }
+
+    [Fact]
     public async Task AsyncUnary_ClientCancels_ClientGetsCancelledAndServerTokenFires()
     {
         await using GrpcTestClient grpc = GrpcTestClient.Start();
