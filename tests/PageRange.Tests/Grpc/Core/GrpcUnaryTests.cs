@@ -137,10 +137,20 @@ public sealed class GrpcUnaryTests
     [Fact]
     public async Task AsyncUnary_ServerRegionFullPastTheDeadline_DeadlineExceededNotTheRegionsTimeout()
     {
-        // The server's region (256 KiB, about 120 KiB of data) is held by a first call's large request while its handler
-        // waits; a second large request finds no room. Its deadline ends that wait: it waited the region's whole timeout
-        // (30 s in these tests) and failed as ResourceExhausted.
-        await using GrpcTestClient grpc = GrpcTestClient.Start(regionSize: 256 * 1024);
+        await using GrpcTestClient grpc = GrpcTestClient.Start(regionSize: RegionFullTestSize);
+        await AssertDeadlineEndsTheWaitForRoomAsync(grpc);
+    }
+
+    /// <summary>The server region of <see cref="AssertDeadlineEndsTheWaitForRoomAsync"/>'s clients: 256 KiB, about 120 KiB of data.</summary>
+    internal const long RegionFullTestSize = 256 * 1024;
+
+    /// <summary>
+    /// The server's region is held by a first call's large request while its handler waits; a second large request finds
+    /// no room. Its 300 ms deadline ends that wait: it waited the region's whole timeout (30 s in these tests) and failed
+    /// as ResourceExhausted. Then the first call goes, and the room is back for the next large call.
+    /// </summary>
+    internal static async Task AssertDeadlineEndsTheWaitForRoomAsync(GrpcTestClient grpc)
+    {
         var client = grpc.Client;
         ByteString large = ByteString.CopyFrom(new byte[80 * 1024]);
         using var release = new CancellationTokenSource();
@@ -153,7 +163,6 @@ public sealed class GrpcUnaryTests
 
         await release.CancelAsync();
         await Assert.ThrowsAsync<RpcException>(() => holding.ResponseAsync.WaitAsync(TestTimeouts.Long));
-        // The room is back, and the connection serves the next large call.
         CoreMessage echoed = await client.UnaryAsync(new CoreMessage { Number = 4, Data = large }).ResponseAsync.WaitAsync(TestTimeouts.Long);
         Assert.Equal((5, large.Length), (echoed.Number, echoed.Data.Length));
     }
