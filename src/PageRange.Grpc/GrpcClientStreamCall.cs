@@ -191,21 +191,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
     }
 
-    private void WriteTaken(TRequest message)
-    {
-        int size;
-        try
-        {
-            size = _frames!.Write(_method.RequestMarshaller, message);
-        }
-        catch
-        {
-            // Nothing was sent: the credit is still ours.
-            _gate.Return();
-            throw;
-        }
-        _gate.Consume(size);
-    }
+    private void WriteTaken(TRequest message) => _frames!.WriteWithCredit(_gate, _method.RequestMarshaller, message);
 
     /// <inheritdoc/>
     public async Task CompleteAsync()

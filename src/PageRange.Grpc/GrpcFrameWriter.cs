@@ -58,13 +58,35 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     internal int FramesSent { get; private set; }
 
     /// <summary>
+    /// <see cref="Write"/> for a message whose message credit the caller took from <paramref name="gate"/>: charges the
+    /// message's bytes on success, gives the credit back if nothing was sent.
+    /// </summary>
+    /// <exception cref="RpcException">As <see cref="Write"/>.</exception>
+    /// <exception cref="PageRangeException">As <see cref="Write"/>.</exception>
+    internal void WriteWithCredit<T>(GrpcCreditGate gate, Marshaller<T> marshaller, T message)
+    {
+        int size;
+        try
+        {
+            size = Write(marshaller, message);
+        }
+        catch
+        {
+            // Nothing was sent: the message credit taken for it is still the writer's (256 failed writes left it none).
+            gate.Return();
+            throw;
+        }
+        gate.Consume(size);
+    }
+
+    /// <summary>
     /// Serializes <paramref name="message"/> into the open frame (opening one if needed) and queues its flush.
     /// </summary>
     /// <returns>The message's bytes (what the byte credit is charged).</returns>
     /// <exception cref="RpcException">The marshaller failed (<see cref="StatusCode.Internal"/>) or the message does not fit
     /// the peer's region (<see cref="StatusCode.ResourceExhausted"/>).</exception>
     /// <exception cref="PageRangeException">The peer is gone, or its region stayed full.</exception>
-    internal int Write<T>(Marshaller<T> marshaller, T message)
+    private int Write<T>(Marshaller<T> marshaller, T message)
     {
         bool queue;
         int size;

@@ -107,18 +107,7 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
     private void WriteTaken(TResponse message)
     {
         Context?.MarkHeadersSent();
-        int size;
-        try
-        {
-            size = _frames.Write(_method.ResponseMarshaller, message);
-        }
-        catch
-        {
-            // Nothing was sent: the credit is still ours.
-            _gate.Return();
-            throw;
-        }
-        _gate.Consume(size);
+        _frames.WriteWithCredit(_gate, _method.ResponseMarshaller, message);
         Interlocked.Increment(ref _sent);
     }
 
