@@ -110,13 +110,15 @@ internal sealed class GrpcCreditGate
         }
     }
 
-    /// <summary>Gives back a message credit taken for a message that was not sent (it did not serialize or fit).</summary>
-    internal void Return()
+    /// <summary>Gives back a message credit taken for a message that was not sent (it did not serialize or fit), and the
+    /// <paramref name="bytes"/> charged for it, if any.</summary>
+    internal void Return(int bytes = 0)
     {
         TaskCompletionSource? waiter;
         lock (_lock)
         {
             _messages++;
+            _bytes += bytes;
             waiter = _waiter;
             _waiter = null;
         }

@@ -58,25 +58,24 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     internal int FramesSent { get; private set; }
 
     /// <summary>
-    /// <see cref="Write"/> for a message whose message credit the caller took from <paramref name="gate"/>: charges the
-    /// message's bytes on success, gives the credit back if nothing was sent.
+    /// <see cref="Write"/> for a message whose message credit the caller took from <paramref name="gate"/>: its bytes are
+    /// charged before its frame can go; if nothing was sent, the credit (and any charge) goes back.
     /// </summary>
     /// <exception cref="RpcException">As <see cref="Write"/>.</exception>
     /// <exception cref="PageRangeException">As <see cref="Write"/>.</exception>
     internal void WriteWithCredit<T>(GrpcCreditGate gate, Marshaller<T> marshaller, T message)
     {
-        int size;
+        int charged = 0;
         try
         {
-            size = Write(marshaller, message);
+            Write(marshaller, message, gate, ref charged);
         }
         catch
         {
             // Nothing was sent: the message credit taken for it is still the writer's (256 failed writes left it none).
-            gate.Return();
+            gate.Return(charged);
             throw;
         }
-        gate.Consume(size);
     }
 
     /// <summary>
@@ -86,7 +85,7 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     /// <exception cref="RpcException">The marshaller failed (<see cref="StatusCode.Internal"/>) or the message does not fit
     /// the peer's region (<see cref="StatusCode.ResourceExhausted"/>).</exception>
     /// <exception cref="PageRangeException">The peer is gone, or its region stayed full.</exception>
-    private int Write<T>(Marshaller<T> marshaller, T message)
+    private int Write<T>(Marshaller<T> marshaller, T message, GrpcCreditGate gate, ref int charged)
     {
         bool queue;
         int size;
@@ -124,6 +123,11 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
                 throw;
             }
             size = _written;
+            // Charged before the frame can go (the commit below, or the queued flush): once it is out, the reader may read
+            // it and grant its bytes back at once, and a grant that came before the charge went past the window and
+            // closed the connection as a violation (seen with a 1.5 MiB message in a clean-clone run).
+            gate.Consume(size);
+            charged = size;
             BinaryPrimitives.WriteUInt32LittleEndian(_frame.Span[(_messageStart - LengthPrefix)..], (uint)size);
             _end = _messageStart + size;
             _count++;
