@@ -328,17 +328,35 @@ public sealed partial class PageRangeServer : IAsyncDisposable
             await connection.CloseAsync(RefusedReason).ConfigureAwait(false);
             return;
         }
-        // binder's transaction stack: a worker waiting in a call back into this client runs the client's calls of the
-        // same chain itself, so A -> B -> A -> B needs one thread on each side.
-        connection.SetNestedCallHandler(transaction => RunNested(session, transaction));
-        // A client that stops reading its replies must not hold the workers every client shares: a reply waits for room
-        // at most ReplyRoomTimeout, then the client is closed.
-        connection.SetReplyRoomLimit(_options.ReplyRoomTimeout, _ => OnStoppedReading(session));
         PageRangeMetrics.RecordServerClients(1);
         PageRangeLog.ClientConnected(_logger, Name, session.Info.Pid, session.Info.Uid);
         Raise(ClientConnected, new ClientConnectedEventArgs(session.Info));
-        session.Start();
+        try
+        {
+            // binder's transaction stack: a worker waiting in a call back into this client runs the client's calls of the
+            // same chain itself, so A -> B -> A -> B needs one thread on each side.
+            connection.SetNestedCallHandler(transaction => RunNested(session, transaction));
+            // A client that stops reading its replies must not hold the workers every client shares: a reply waits for
+            // room at most ReplyRoomTimeout, then the client is closed.
+            connection.SetReplyRoomLimit(_options.ReplyRoomTimeout, _ => OnStoppedReading(session));
+            SessionStartingForTest?.Invoke();
+            session.Start();
+        }
+#pragma warning disable CA1031 // A session that could not start (no thread at a pid or memory limit) ends alone: the accept loop goes on.
+        catch (Exception error)
+#pragma warning restore CA1031
+        {
+            // It was counted and announced: it ends as any session does (closed, forgotten, reported), or it stayed
+            // counted against MaxClients for the server's life, and the error ended the accept loop.
+            PageRangeLog.HandshakeFailed(_logger, error, Name, session.Info.Pid, "the client's session could not start");
+            session.Dispose();
+            await OnSessionEndedAsync(session, ClientDisconnectReason.Failed, error).ConfigureAwait(false);
+        }
     }
+
+    /// <summary>Runs just before an admitted client's session starts: a test throws from it, as a thread start at a pid
+    /// limit does.</summary>
+    internal Action? SessionStartingForTest { get; set; }
 
     private void OnStoppedReading(ClientSession session)
     {

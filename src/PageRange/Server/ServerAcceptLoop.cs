@@ -75,7 +75,17 @@ internal sealed class ServerAcceptLoop : IDisposable
                 }
                 continue;
             }
-            await _admit(connection).ConfigureAwait(false);
+            try
+            {
+                await _admit(connection).ConfigureAwait(false);
+            }
+#pragma warning disable CA1031 // One client's admission that failed must not end the accept loop: every later client would be refused.
+            catch (Exception error)
+#pragma warning restore CA1031
+            {
+                _failed(error);
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
 }

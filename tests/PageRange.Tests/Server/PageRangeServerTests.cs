@@ -247,6 +247,39 @@ public sealed class PageRangeServerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task SessionThatCannotStart_EndsAlone_NotCountedAgainstMaxClients_TheNextClientIsServed()
+    {
+        // A session's start can fail (a thread start at a pid or memory limit): that client stayed counted for the
+        // server's life, its connection open, and the error ended the accept loop, so every later client waited.
+        string name = ControlHandshakeTests.UniqueName();
+        PageRangeServerOptions options = Options();
+        options.MaxClients = 1;
+        var disconnected = new TaskCompletionSource<ClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = PageRangeServer.Start(name, options, builder => builder.Map(1, (tx, _) => tx.Reply([1])));
+        server.ClientDisconnected += (_, e) => disconnected.TrySetResult(e);
+        int starts = 0;
+        server.SessionStartingForTest = () =>
+        {
+            if (Interlocked.Increment(ref starts) == 1)
+            {
+                throw new InvalidOperationException("Thread failed to start: the pid limit.");
+            }
+        };
+        await using PageRangeConnection first = await ServerTestOptions.ConnectAsync(name);
+        ClientDisconnectedEventArgs ended = await disconnected.Task.WaitAsync(TestTimeouts.Long);
+        output.WriteLine(ended.ToString());
+        Assert.Equal(ClientDisconnectReason.Failed, ended.Reason);
+        Assert.IsType<InvalidOperationException>(ended.Exception);
+        await WaitUntilAsync(() => server.ClientCount == 0);
+        await Assert.ThrowsAnyAsync<PageRangeException>(() => first.CallAsync(1, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
+
+        await using PageRangeConnection second = await ServerTestOptions.ConnectAsync(name);
+        using Transaction ok = await second.CallAsync(1, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long);
+        Assert.Equal(1, ok.Payload[0]);
+        Assert.Equal(1, server.ClientCount);
+    }
+
+    [Fact]
     public async Task ClientDisposes_ServerRaisesConnectedThenDisconnectedPeerClosed()
     {
         string name = ControlHandshakeTests.UniqueName();
