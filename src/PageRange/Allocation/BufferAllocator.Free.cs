@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
 using PageRange.Diagnostics;
 
 namespace PageRange.Allocation;
@@ -157,11 +159,45 @@ internal sealed partial class BufferAllocator
         ThrowNotInState(offset, found, "recycle", ExtentState.Allocated);
     }
 
+    /// <summary>At most this many ignored frees are logged per <see cref="IgnoredFreeLogInterval"/>; the rest are counted.</summary>
+    internal const int IgnoredFreeLogBurst = 10;
+
+    /// <summary>The window of <see cref="IgnoredFreeLogBurst"/> (binder's default printk rate limit: 10 lines per 5 s).</summary>
+    internal TimeSpan IgnoredFreeLogInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Whether this ignored free gets a log line, and how many went unlogged before it.</summary>
+    /// <remarks>Safety: the caller holds the lock.</remarks>
+    private bool ShouldLogIgnoredFreeUnsynchronized(out long notLoggedBefore)
+    {
+        notLoggedBefore = 0;
+        if (!_logger.IsEnabled(LogLevel.Warning))
+        {
+            return false;
+        }
+        long now = Environment.TickCount64;
+        if (_ignoredFreeLogWindowStart == long.MinValue || now - _ignoredFreeLogWindowStart >= (long)IgnoredFreeLogInterval.TotalMilliseconds)
+        {
+            _ignoredFreeLogWindowStart = now;
+            _ignoredFreeLinesInWindow = 0;
+        }
+        if (_ignoredFreeLinesInWindow >= IgnoredFreeLogBurst)
+        {
+            _ignoredFreesNotLogged++;
+            return false;
+        }
+        _ignoredFreeLinesInWindow++;
+        notLoggedBefore = _ignoredFreesNotLogged;
+        _ignoredFreesNotLogged = 0;
+        return true;
+    }
+
     private FreeResult FreeCore(long offset, ulong deliveredBefore, bool callerHoldsLock)
     {
         ExtentState found;
         bool undelivered = false;
         long clearSize = 0;
+        bool log = false;
+        long notLoggedBefore = 0;
         using (EnterUnlessHeld(callerHoldsLock))
         {
             int index = FindLiveUnsynchronized(offset);
@@ -180,17 +216,26 @@ internal sealed partial class BufferAllocator
             {
                 _ignoredFrees++;
             }
+            if (found != ExtentState.Allocated || undelivered)
+            {
+                log = ShouldLogIgnoredFreeUnsynchronized(out notLoggedBefore);
+            }
         }
 
         if (found != ExtentState.Allocated || undelivered)
         {
-            PageRangeLog.IgnoredFree(_logger, offset, found switch
+            if (log)
             {
-                ExtentState.Allocated => "its record is still on the transaction ring",
-                ExtentState.Reserved => "the buffer was never delivered",
-                ExtentState.Freeing => "the buffer is already being freed",
-                _ => "no buffer starts there (unknown or already freed)",
-            });
+                string reason = found switch
+                {
+                    ExtentState.Allocated => "its record is still on the transaction ring",
+                    ExtentState.Reserved => "the buffer was never delivered",
+                    ExtentState.Freeing => "the buffer is already being freed",
+                    _ => "no buffer starts there (unknown or already freed)",
+                };
+                PageRangeLog.IgnoredFree(_logger, offset, notLoggedBefore == 0 ? reason
+                    : string.Create(CultureInfo.InvariantCulture, $"{reason}; {notLoggedBefore} more ignored frees were not logged before this one"));
+            }
             return undelivered ? FreeResult.Undelivered : FreeResult.Ignored;
         }
         if (clearSize > 0)

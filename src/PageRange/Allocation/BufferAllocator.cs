@@ -82,6 +82,11 @@ internal sealed partial class BufferAllocator
     /// <summary>C's <c>oneway_spam_detected</c>: set by the report, cleared by a oneway reservation that leaves enough quota.</summary>
     private bool _onewaySpamDetected;
     private long _ignoredFrees;
+    // The ignored frees' log lines, rate-limited as binder's are (binder_user_error: pr_info_ratelimited): a peer that
+    // publishes bogus frees by the ring-full would otherwise write a line each, under the send lock, into the user's log.
+    private long _ignoredFreeLogWindowStart = long.MinValue;
+    private int _ignoredFreeLinesInWindow;
+    private long _ignoredFreesNotLogged;
     private long _undeliveredFrees;
     private long _failedReservations;
     private long _onewaySpamReports;

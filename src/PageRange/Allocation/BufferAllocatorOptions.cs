@@ -11,7 +11,9 @@ internal sealed class BufferAllocatorOptions
     /// space" with the allocated/free summary when <see cref="BufferAllocator.Reserve"/> finds no room, oneway-spam
     /// suspects, aborts of delivered buffers.
     /// </summary>
-    /// <remarks>Written outside the allocator's lock, on the thread that hit the event. Defaults to no logging.</remarks>
+    /// <remarks>Written on the thread that hit the event, outside the allocator's own lock but inside a
+    /// <see cref="SharedLock"/> (the owner's send lock), which is why ignored frees, which a peer can cause at will, are
+    /// rate-limited. Defaults to no logging.</remarks>
     internal ILogger? Logger { get; init; }
 
     /// <summary>

@@ -420,13 +420,16 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
     /// <param name="keepUsedPages">Keep the pages of live buffers; false punches every page this range backed.</param>
     internal void Dispose(bool keepUsedPages)
     {
+        // Made before the locks, as everything this class allocates (a collection under them stalls every thread
+        // spinning for them): a close that keeps pages is rare, and its array is one byte a page.
+        bool[]? keep = keepUsedPages ? new bool[_pageCount] : null;
+        bool keptAny = false;
         // Taking the mm lock waits for a shrinker that is punching one of our pages right now (it holds the lock
         // across the punch), so the region is still mapped and open while it does.
         _mmLock.Enter();
         try
         {
             int highWaterMark;
-            bool[]? keep = null;
             _lock.Enter();
             try
             {
@@ -447,9 +450,10 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
                         if (page.Backed)
                         {
                             // Used = backed and not on the LRU: read before LruDel makes every page look Used.
-                            if (keepUsedPages && !page.IsQueued)
+                            if (keep is not null && !page.IsQueued)
                             {
-                                (keep ??= new bool[_pageCount])[page.Index] = true;
+                                keep[page.Index] = true;
+                                keptAny = true;
                             }
                             _shrinker.LruDel(page);
                         }
@@ -460,7 +464,7 @@ internal sealed unsafe partial class ShrinkablePageRange : IDisposable
             {
                 _lock.Exit();
             }
-            if (keep is null)
+            if (!keptAny || keep is null)
             {
                 PunchAllOnDispose(highWaterMark);
             }

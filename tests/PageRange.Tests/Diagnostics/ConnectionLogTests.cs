@@ -16,7 +16,7 @@ namespace PageRange.Tests.Diagnostics;
 /// </summary>
 [SuppressMessage("Trimming", "IL2026", Justification = "Tests run on the JIT.")]
 [SuppressMessage("AOT", "IL3050", Justification = "Tests run on the JIT.")]
-public sealed class ConnectionLogTests
+public sealed class ConnectionLogTests(ITestOutputHelper output)
 {
     private static readonly int s_page = SharedRegion.PageSize;
 
@@ -69,6 +69,36 @@ public sealed class ConnectionLogTests
         {
             await Task.Delay(20, deadline.Token);
         }
+    }
+
+    [Fact]
+    [Trait("Category", "Hostile")]
+    public async Task RawPeer_FloodsTheFreeRingWithForgedFrees_AFewLinesLogged_TheConnectionServes()
+    {
+        using var capture = new LogCapture();
+        string name = ControlHandshakeTests.UniqueName();
+        await using PageRangeListener listener = PageRangeListener.Listen(name, SmallRegion(capture.Factory));
+        Task<PageRangeConnection> accepting = listener.AcceptAsync().AsTask();
+        await using RawPeer peer = await RawPeer.ConnectAsync(name, SmallRegion());
+        await using PageRangeConnection victim = await accepting.WaitAsync(TestTimeouts.Long);
+
+        // Rounds of a ring-full of frees of buffers the victim never sent, each round drained by a send of the victim's.
+        int forged = 0;
+        for (int round = 0; round < 8; round++)
+        {
+            for (int i = 0; i < 60; i++)
+            {
+                peer.Inbound.Free(new TransactionRecord(7, (long)(1 + (i % 8)) * s_page, 8, 0, TransactionFlags.Oneway));
+                forged++;
+            }
+            victim.SendOneway(1, new byte[OutboundChannel.LazyDrainMaxMessage + 1]);
+        }
+        Assert.Equal(forged, victim.Outbound.IgnoredFrees);
+        int lines = capture.WithId(PageRangeLogEvents.IgnoredFree).Length;
+        output.WriteLine($"{forged} forged frees, {lines} lines");
+        Assert.InRange(lines, 1, PageRange.Allocation.BufferAllocator.IgnoredFreeLogBurst);
+        Assert.True(victim.IsPeerAlive);
+        Assert.Empty(capture.WithId(PageRangeLogEvents.ProtocolViolation));
     }
 
     private static int OwnMemfds(string name) =>

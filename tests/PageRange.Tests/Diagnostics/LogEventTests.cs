@@ -57,6 +57,30 @@ public sealed class LogEventTests
     }
 
     [Fact]
+    public void Allocator_IgnoredFrees_RateLimited_TheNextLineSaysHowManyWentUnlogged()
+    {
+        // A peer can publish bogus frees by the ring-full: each was a Warning line, under the send lock (binder
+        // rate-limits the same message).
+        using var harness = new AllocatorHarness(10);
+        for (int i = 1; i <= 1000; i++)
+        {
+            harness.Allocator.Free(8L * i);
+        }
+        Assert.Equal(1000, harness.Allocator.IgnoredFrees);
+        LogEntry[] lines = [.. harness.LogEntries.Where(entry => entry.EventId.Id == PageRangeLogEvents.IgnoredFree)];
+        Assert.Equal(PageRange.Allocation.BufferAllocator.IgnoredFreeLogBurst, lines.Length);
+        Assert.All(lines, line => Assert.DoesNotContain("not logged", line.Message, StringComparison.Ordinal));
+
+        // The window over (made instant here), the next line counts those that went unlogged.
+        harness.Allocator.IgnoredFreeLogInterval = TimeSpan.Zero;
+        harness.Allocator.Free(8);
+        LogEntry next = harness.LogEntries.Last(entry => entry.EventId.Id == PageRangeLogEvents.IgnoredFree);
+        Assert.Equal(
+            $"free of offset 8 ignored: no buffer starts there (unknown or already freed); {1000 - PageRange.Allocation.BufferAllocator.IgnoredFreeLogBurst} more ignored frees were not logged before this one",
+            next.Message);
+    }
+
+    [Fact]
     public void Allocator_IgnoredFreeAndOnewaySpam_LoggedWithTheirIdsAndCategory()
     {
         using var harness = new AllocatorHarness(10);
