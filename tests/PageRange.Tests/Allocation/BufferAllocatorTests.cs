@@ -522,16 +522,19 @@ public sealed class BufferAllocatorTests
         void Worker(int seed)
         {
             var random = new Random(seed);
-            var mine = new List<long>();
+            var mine = new List<(long Offset, int Size)>();
             for (int i = 0; i < 3000 && !stop.IsCancellationRequested; i++)
             {
                 if (mine.Count < 20 && random.Next(3) != 0)
                 {
-                    if (allocator.TryReserve(random.Next(0, 3 * s_page), random.Next(2) == 0, random.Next(4) == 0, seed, out long offset))
+                    int size = random.Next(0, 3 * s_page);
+                    if (allocator.TryReserve(size, random.Next(2) == 0, random.Next(4) == 0, seed, out long offset))
                     {
-                        harness.Pages.GetSpan(offset, 8).Fill((byte)seed);
+                        // Every byte: a page released too early (the buffer's last, or one it shares with a neighbour)
+                        // and punched by the scanner meanwhile reads back as zeros.
+                        harness.Pages.GetSpan(offset, size).Fill((byte)seed);
                         allocator.Commit(offset);
-                        mine.Add(offset);
+                        mine.Add((offset, size));
                     }
                     else
                     {
@@ -541,13 +544,18 @@ public sealed class BufferAllocatorTests
                 else if (mine.Count > 0)
                 {
                     int index = random.Next(mine.Count);
-                    // Another thread never frees our buffer, so our pattern is still there.
-                    Assert.Equal((byte)seed, harness.Pages.GetSpan(mine[index], 8)[0]);
-                    Assert.True(allocator.Free(mine[index]));
+                    (long offset, int size) = mine[index];
+                    // Another thread never frees our buffer, so our pattern is still there, and every page under it Used.
+                    Assert.True(harness.Pages.GetSpan(offset, size).IndexOfAnyExcept((byte)seed) < 0, $"buffer {offset}+{size} lost bytes");
+                    for (long page = offset / s_page; size > 0 && page <= (offset + size - 1) / s_page; page++)
+                    {
+                        Assert.Equal(PageState.Used, harness.Pages.GetPageState((int)page));
+                    }
+                    Assert.True(allocator.Free(offset));
                     mine.RemoveAt(index);
                 }
             }
-            foreach (long offset in mine)
+            foreach ((long offset, _) in mine)
             {
                 Assert.True(allocator.Free(offset));
             }

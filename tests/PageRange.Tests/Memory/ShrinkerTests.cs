@@ -154,6 +154,79 @@ public sealed class ShrinkerTests
     }
 
     [Fact]
+    public async Task UseRange_OfAPageBeingPunched_WaitsForThePunch_ThenThePageIsBackedAndKeepsItsBytes()
+    {
+        // The mm lock's first purpose (the seed's use_page_slow takes it): a use of a page the shrinker took must not
+        // back it while the punch is still to come, or the punch would zero a page a live buffer now covers.
+        var shrinker = new Shrinker();
+        using var region = SharedRegion.Create("punch-vs-use", 4 * s_page);
+        using var range = new ShrinkablePageRange(region, 0, 4, shrinker);
+        range.UseRange(0, 1);
+        range.StopUsingRange(0, 1);
+        using var punching = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        region.PunchFaultInjector = _ =>
+        {
+            punching.Set();
+            Assert.True(release.Wait(TestTimeouts.Long));
+            return false;
+        };
+        Task<long> scan = Task.Factory.StartNew(() => shrinker.Scan(1), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Assert.True(punching.Wait(TestTimeouts.Long));
+        Task use = Task.Factory.StartNew(() => range.UseRange(0, 1), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+        Assert.NotSame(use, await Task.WhenAny(use, Task.Delay(300)));
+        release.Set();
+        Assert.Equal(1, await scan.WaitAsync(TestTimeouts.Long));
+        await use.WaitAsync(TestTimeouts.Long);
+        region.PunchFaultInjector = null;
+
+        Assert.Equal(PageState.Used, range.GetPageState(0));
+        region.GetSpan(0, s_page).Fill(0x5A);
+        Assert.Equal(s_page, region.ResidentBytes);
+        Assert.Equal(0, shrinker.Scan(4));
+        Assert.True(region.GetSpan(0, s_page).IndexOfAnyExcept((byte)0x5A) < 0);
+        Assert.Equal(0, shrinker.PunchFailures);
+    }
+
+    [Fact]
+    public async Task Dispose_WhileAPunchIsInFlight_WaitsForIt_AndTheRegionOutlivesThePunch()
+    {
+        // The mm lock's second purpose: the owner let go of the region first, so the range's Dispose closes the memfd;
+        // were it not to wait, the punch in flight would hit a closed descriptor (a failed punch, or another file's).
+        var shrinker = new Shrinker();
+        var region = SharedRegion.Create("punch-vs-dispose", 4 * s_page);
+        var range = new ShrinkablePageRange(region, 0, 4, shrinker);
+        range.UseRange(0, 2);
+        range.StopUsingRange(0, 2);
+        using var punching = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        int punches = 0;
+        region.PunchFaultInjector = _ =>
+        {
+            // Only the shrinker's punch is held; the dispose's own punches go through.
+            if (Interlocked.Increment(ref punches) == 1)
+            {
+                punching.Set();
+                Assert.True(release.Wait(TestTimeouts.Long));
+            }
+            return false;
+        };
+        Task<long> scan = Task.Factory.StartNew(() => shrinker.Scan(1), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Assert.True(punching.Wait(TestTimeouts.Long));
+        region.Dispose();
+        Task dispose = Task.Factory.StartNew(range.Dispose, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+        Assert.NotSame(dispose, await Task.WhenAny(dispose, Task.Delay(300)));
+        release.Set();
+        Assert.Equal(1, await scan.WaitAsync(TestTimeouts.Long));
+        await dispose.WaitAsync(TestTimeouts.Long);
+        Assert.Equal(0, shrinker.PunchFailures);
+        Assert.False(shrinker.WalkLru().ContainsKey(range));
+        Assert.Equal(0, shrinker.Count());
+    }
+
+    [Fact]
     public void Dispose_RacingTheShrinker_IsSafe()
     {
         var shrinker = new Shrinker();
