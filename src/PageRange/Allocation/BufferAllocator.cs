@@ -1,6 +1,9 @@
 // Lock order: the allocator lock comes before every lock of the page range (mm lock -> range lock -> LRU lock).
 // StopUsingRange runs while the allocator lock is held; UseRange runs after it is released, because backing a page
-// is a system call that may block and binder, too, installs pages after dropping its allocator lock.
+// is a system call that may block and binder, too, installs pages after dropping its allocator lock. With a
+// BufferAllocatorOptions.SharedLock (a connection's send lock) there is no lock of ours to drop: the owner holds its lock
+// across the backing, so a send that must back a page keeps other sends of that connection (and the draining of its
+// frees) waiting meanwhile; the page range's own locks are still not held across anything but the backing itself.
 
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
@@ -306,7 +309,8 @@ internal sealed partial class BufferAllocator
             return false;
         }
 
-        // Back the pages outside the lock, as binder does. The reservation is already recorded, so a neighbour freed
+        // Back the pages outside the allocator's lock, as binder does (a shared lock stays held: see the top of this
+        // file). The reservation is already recorded, so a neighbour freed
         // meanwhile sees it and keeps a shared page Used, and nothing else can be placed over these bytes.
         int firstPage = (int)(offset / _pageSize);
         int endPage = (int)((offset + padded + _pageSize - 1) / _pageSize);
