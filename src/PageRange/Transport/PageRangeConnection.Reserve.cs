@@ -46,6 +46,18 @@ public sealed partial class PageRangeConnection
         return new ReservedBuffer(RentReservation(maxSize, oneway ? ReservationKind.Oneway : ReservationKind.Call, _options.RegionFullTimeout, cancellationToken));
     }
 
+    /// <summary>
+    /// <see cref="Reserve"/> for a oneway message that belongs to a call with a deadline (a gRPC stream's frame): the wait
+    /// for room ends at <paramref name="deadline"/> too, if that comes before <see cref="PageRangeOptions.RegionFullTimeout"/>.
+    /// </summary>
+    /// <exception cref="TimeoutException">The deadline passed while it waited for room.</exception>
+    /// <exception cref="OperationCanceledException">The token was cancelled while it waited for room.</exception>
+    internal ReservedBuffer ReserveOneway(int maxSize, DateTimeOffset? deadline, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
+        return new ReservedBuffer(RentReservation(maxSize, ReservationKind.Oneway, _options.RegionFullTimeout, cancellationToken, deadline));
+    }
+
     /// <summary>Reserves the reply to the incoming call in <paramref name="call"/>; see <see cref="Transaction.ReserveReply"/>.</summary>
     internal ReservedBuffer ReserveReply(IncomingSlot call, int callGeneration, int maxSize, CancellationToken cancellationToken)
     {
@@ -58,7 +70,10 @@ public sealed partial class PageRangeConnection
     /// <param name="kind">Oneway or call (replies go through <see cref="RentReplyReservation"/>).</param>
     /// <param name="timeout">How long to wait for room.</param>
     /// <param name="cancellationToken">Cancels the wait.</param>
-    internal Reservation RentReservation(int maxSize, ReservationKind kind, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <param name="deadline">Ends the wait sooner than <paramref name="timeout"/>, as a <see cref="TimeoutException"/>; see
+    /// <see cref="ReserveCore"/>.</param>
+    /// <exception cref="TimeoutException">The deadline passed while it waited for room.</exception>
+    internal Reservation RentReservation(int maxSize, ReservationKind kind, TimeSpan timeout, CancellationToken cancellationToken, DateTimeOffset? deadline = null)
     {
         ThrowIfDisposed();
         // The reference keeps the peer's region mapped while the reservation's spans are in use, even across Dispose.
@@ -69,7 +84,7 @@ public sealed partial class PageRangeConnection
         }
         try
         {
-            PendingBuffer buffer = ReserveCore(maxSize, kind == ReservationKind.Oneway, timeout, cancellationToken);
+            PendingBuffer buffer = ReserveCore(maxSize, kind == ReservationKind.Oneway, timeout, deadline, cancellationToken);
             Reservation reservation = TakeReservation();
             reservation.Buffer = buffer;
             reservation.Kind = kind;
@@ -198,7 +213,11 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>Waits for room as <see cref="SendCore(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, CancellationToken, in RecordContext)"/> does, and reserves instead of copying.</summary>
-    private PendingBuffer ReserveCore(int maxSize, bool oneway, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <remarks>A <paramref name="deadline"/> before the end of <paramref name="timeout"/> ends the wait for room there, as
+    /// a <see cref="TimeoutException"/>: a caller with a deadline (a gRPC call, its stream's writes) waited the whole
+    /// timeout and failed as the region being full, not as late. The clock is read only once there is no room.</remarks>
+    /// <exception cref="TimeoutException">The deadline passed while it waited.</exception>
+    private PendingBuffer ReserveCore(int maxSize, bool oneway, TimeSpan timeout, DateTimeOffset? deadline, CancellationToken cancellationToken)
     {
         if (_peerDead)
         {
@@ -211,6 +230,7 @@ public sealed partial class PageRangeConnection
                 return buffer;
             }
             FreeLaneBeforeBlocking();
+            bool deadlineBounds = ShortenToDeadline(deadline, ref timeout);
             // As SendSlow: no linked source for a caller without a token of its own.
             using CancellationTokenSource? linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token) : null;
             try
@@ -220,6 +240,10 @@ public sealed partial class PageRangeConnection
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
             {
                 throw NewPeerDied();
+            }
+            catch (RegionFullException full) when (deadlineBounds)
+            {
+                throw new TimeoutException($"The deadline {deadline:O} passed while waiting for room in the peer's region: {full.Message}", full);
             }
         }
         catch (ProtocolViolationException violation)
@@ -231,6 +255,23 @@ public sealed partial class PageRangeConnection
         {
             throw NewPeerDied();
         }
+    }
+
+    /// <summary>Shortens a wait for room to what is left before <paramref name="deadline"/>, if that is sooner.</summary>
+    /// <returns>Whether the deadline is what ends the wait now.</returns>
+    private static bool ShortenToDeadline(DateTimeOffset? deadline, ref TimeSpan timeout)
+    {
+        if (deadline is not { } due)
+        {
+            return false;
+        }
+        TimeSpan left = due - DateTimeOffset.UtcNow;
+        if (timeout != Timeout.InfiniteTimeSpan && left >= timeout)
+        {
+            return false;
+        }
+        timeout = left > TimeSpan.Zero ? left : TimeSpan.Zero;
+        return true;
     }
 
     private static int CheckCommit(Reservation reservation, ReservationKind kind, int? length)

@@ -38,26 +38,8 @@ public sealed partial class PageRangeConnection
         metadataLength = options.HasBlockContent ? CallMetadataBlock.GetLength(options, default, null) : 0;
         // A call with a deadline waits for room no longer than the deadline allows: its caller (a gRPC call with a 100 ms
         // deadline) waited the region's whole timeout and then failed as exhausted, not as late (found by review).
-        TimeSpan roomWait = _options.RegionFullTimeout;
-        bool deadlineBounds = false;
-        if (options.Deadline is { } deadline)
-        {
-            TimeSpan left = deadline - DateTimeOffset.UtcNow;
-            if (left < roomWait)
-            {
-                roomWait = left > TimeSpan.Zero ? left : TimeSpan.Zero;
-                deadlineBounds = true;
-            }
-        }
-        Reservation reservation;
-        try
-        {
-            reservation = RentReservation(checked(metadataLength + maxPayload), ReservationKind.Call, roomWait, cancellationToken);
-        }
-        catch (RegionFullException full) when (deadlineBounds)
-        {
-            throw new TimeoutException($"The call's deadline passed while it waited for room in the peer's region: {full.Message}", full);
-        }
+        Reservation reservation = RentReservation(
+            checked(metadataLength + maxPayload), ReservationKind.Call, _options.RegionFullTimeout, cancellationToken, options.Deadline);
         var reserved = new ReservedBuffer(reservation);
         if (metadataLength > 0)
         {
