@@ -156,8 +156,9 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         {
             return Task.FromException(error);
         }
-        catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
+        catch (Exception error) when (error is PageRangeException or ObjectDisposedException or TimeoutException or OperationCanceledException)
         {
+            // Timeout and cancellation: the deadline passed or the call was cancelled while the message waited for room.
             return Task.FromException(GrpcClientErrors.ToRpc(error));
         }
         return WriteSlowAsync(message, cancellationToken);
@@ -185,7 +186,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         {
             WriteTaken(message);
         }
-        catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
+        catch (Exception error) when (error is PageRangeException or ObjectDisposedException or TimeoutException or OperationCanceledException)
         {
             throw GrpcClientErrors.ToRpc(error);
         }
@@ -312,12 +313,14 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
             _connection = connection;
             _inbox = new GrpcInbox<TResponse>((messages, bytes) => GrpcFrames.SendCredit(connection.Connection, _streamId, messages, bytes));
             _streamId = connection.Register(this);
-            _frames = new GrpcFrameWriter(connection.Connection, _streamId);
+            PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(_options);
+            // The call's token does not fire at its deadline (the transport bounds the call's waits by it instead): the
+            // writer's waits for room are bounded by both.
+            _frames = new GrpcFrameWriter(connection.Connection, _streamId, transport?.Deadline, _callToken);
             _opened.TrySetResult(connection);
 
             var head = new GrpcRequestHead(GrpcCallKind.Stream, _streamId, _method.FullName, _host, hasRequest, _options.Headers ?? []);
             int headLength = head.GetSize();
-            PageRangeCallOptions? transport = GrpcClientErrors.TransportOptions(_options);
             uint code = GrpcWire.MethodCode(_method.FullName);
             // As a unary request: straight into the server's region (after a deadline's metadata block) unless someone
             // traces or measures client calls.

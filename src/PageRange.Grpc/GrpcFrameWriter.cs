@@ -15,7 +15,9 @@ namespace PageRange.Grpc;
 /// <remarks>
 /// One writer at a time (gRPC allows no concurrent writes on a stream); the queued flush is the only other thread, and
 /// <see cref="_lock"/> keeps it out while a message is being serialized. Frames are committed in the order they were
-/// opened: a frame is committed before the next one is reserved, under the lock.
+/// opened: a frame is committed before the next one is reserved, under the lock. A frame that finds the peer's region full
+/// waits for room under the lock, but no longer than the call: until its deadline or its token, not the connection's
+/// whole <see cref="PageRangeOptions.RegionFullTimeout"/>.
 /// </remarks>
 internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte>
 {
@@ -34,6 +36,8 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     private readonly Lock _lock = new();
     private readonly PageRangeConnection _connection;
     private readonly ulong _streamId;
+    private readonly DateTimeOffset? _deadline;
+    private readonly CancellationToken _callCancelled;
     private ReservedBuffer _frame;
     private bool _open;
     private int _count;
@@ -48,10 +52,17 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     private byte[]? _array;
     private bool _completed;
 
-    internal GrpcFrameWriter(PageRangeConnection connection, ulong streamId)
+    /// <param name="connection">The connection the frames go out on.</param>
+    /// <param name="streamId">The stream's id, in each frame's head.</param>
+    /// <param name="deadline">The call's deadline, if it has one and <paramref name="callCancelled"/> does not fire at it
+    /// (the client's: its token is the caller's).</param>
+    /// <param name="callCancelled">Fires when the call is cancelled (on the server, at its deadline too).</param>
+    internal GrpcFrameWriter(PageRangeConnection connection, ulong streamId, DateTimeOffset? deadline, CancellationToken callCancelled)
     {
         _connection = connection;
         _streamId = streamId;
+        _deadline = deadline;
+        _callCancelled = callCancelled;
     }
 
     /// <summary>Frames committed so far (tests look).</summary>
@@ -63,6 +74,8 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     /// </summary>
     /// <exception cref="RpcException">As <see cref="Write"/>.</exception>
     /// <exception cref="PageRangeException">As <see cref="Write"/>.</exception>
+    /// <exception cref="TimeoutException">As <see cref="Write"/>.</exception>
+    /// <exception cref="OperationCanceledException">As <see cref="Write"/>.</exception>
     internal void WriteWithCredit<T>(GrpcCreditGate gate, Marshaller<T> marshaller, T message)
     {
         int charged = 0;
@@ -85,6 +98,8 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     /// <exception cref="RpcException">The marshaller failed (<see cref="StatusCode.Internal"/>) or the message does not fit
     /// the peer's region (<see cref="StatusCode.ResourceExhausted"/>).</exception>
     /// <exception cref="PageRangeException">The peer is gone, or its region stayed full.</exception>
+    /// <exception cref="TimeoutException">The call's deadline passed while the frame waited for room.</exception>
+    /// <exception cref="OperationCanceledException">The call was cancelled while the frame waited for room.</exception>
     private int Write<T>(Marshaller<T> marshaller, T message, GrpcCreditGate gate, ref int charged)
     {
         bool queue;
@@ -107,7 +122,7 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
                     throw new InvalidOperationException($"The marshaller announced {_announced} bytes and wrote {_written}.");
                 }
             }
-            catch (Exception error) when (error is not (RpcException or PageRangeException or OperationCanceledException or ObjectDisposedException))
+            catch (Exception error) when (error is not (RpcException or PageRangeException or OperationCanceledException or TimeoutException or ObjectDisposedException))
             {
                 DropPartial();
                 throw new RpcException(new Status(StatusCode.Internal, "Error starting gRPC call: the message could not be serialized.", error));
@@ -293,7 +308,8 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
         if (!_open)
         {
             int needed = checked(BatchHeadLength + LengthPrefix + length);
-            _frame = _connection.Reserve(Math.Max(needed, FrameCapacity > needed + LengthPrefix ? FrameCapacity : needed), oneway: true);
+            // Waits under the lock while the peer's region is full, so only until the call ends: its deadline or its token.
+            _frame = _connection.ReserveOneway(Math.Max(needed, FrameCapacity > needed + LengthPrefix ? FrameCapacity : needed), _deadline, _callCancelled);
             _open = true;
             _count = 0;
             _end = BatchHeadLength;

@@ -29,7 +29,8 @@ internal sealed class GrpcServerStream<TRequest, TResponse> : IGrpcServerStream,
         _readsRequests = readsRequests;
         _callCancelled = callCancelled;
         _inbox = new GrpcInbox<TRequest>((messages, bytes) => GrpcFrames.SendCredit(connection, streamId, messages, bytes));
-        _frames = new GrpcFrameWriter(connection, streamId);
+        // The call's token fires at its deadline too: the writer's waits for room end there.
+        _frames = new GrpcFrameWriter(connection, streamId, null, callCancelled);
     }
 
     /// <summary>Frames of messages sent (tests look).</summary>

@@ -15,6 +15,9 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
     /// <summary>Completes when a handler saw its cancellation token fire.</summary>
     public TaskCompletionSource<StatusCode> Cancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>Completes with what the server-streaming handler's first failed write threw.</summary>
+    public TaskCompletionSource<Exception> ServerWriteFailed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>Instances made so far in this process (per-call mapping makes one per call).</summary>
     public static int Instances => Volatile.Read(ref s_instances);
 
@@ -111,7 +114,15 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
         byte[] data = new byte[request.Number];
         for (int i = 0; i < request.Count; i++)
         {
-            await responseStream.WriteAsync(new CoreMessage { Number = i, Data = ByteString.CopyFrom(data) }).ConfigureAwait(false);
+            try
+            {
+                await responseStream.WriteAsync(new CoreMessage { Number = i, Data = ByteString.CopyFrom(data) }).ConfigureAwait(false);
+            }
+            catch (Exception error)
+            {
+                ServerWriteFailed.TrySetResult(error);
+                throw;
+            }
             Interlocked.Increment(ref _serverMessagesWritten);
         }
         context.ResponseTrailers.Add("sent", request.Count.ToString(System.Globalization.CultureInfo.InvariantCulture));
