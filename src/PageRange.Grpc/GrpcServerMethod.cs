@@ -72,19 +72,14 @@ internal sealed class GrpcServerMethod<TRequest, TResponse> : IGrpcServerMethod
             return;
         }
 
-        // Only a call with a deadline needs a source of its own (its timer); the others use the call's token as it is.
-        using CancellationTokenSource? cancel = call.Deadline is null ? null : CancellationTokenSource.CreateLinkedTokenSource(call.CancellationToken);
-        if (call.Deadline is { } deadline)
+        if (call.Deadline is { } deadline && deadline <= DateTimeOffset.UtcNow)
         {
-            TimeSpan left = deadline - DateTimeOffset.UtcNow;
-            if (left <= TimeSpan.Zero)
-            {
-                Reply(transaction, new Status(StatusCode.DeadlineExceeded, "Deadline Exceeded"), [], null, null, 0);
-                return;
-            }
-            cancel!.CancelAfter(left > TimeSpan.FromDays(20) ? TimeSpan.FromDays(20) : left);
+            Reply(transaction, new Status(StatusCode.DeadlineExceeded, "Deadline Exceeded"), [], null, null, 0);
+            return;
         }
-        CancellationToken token = cancel?.Token ?? call.CancellationToken;
+        // The transport's token fires at the deadline too. A timer of our own here capped it at 20 days: a deadline
+        // further off ended the call then, early; the transport's treats a deadline beyond what a timer holds as none.
+        CancellationToken token = call.CancellationToken;
 
         if (_method.Type == MethodType.Unary)
         {

@@ -80,7 +80,8 @@ public sealed class CallContext
             if (Deadline is { } deadline)
             {
                 // The caller stops caring at its deadline, whether or not its cancel arrives (a oneway sends none): past
-                // it, the handler's work is wasted. CancelAfter takes at most about 49 days; a later deadline is as none.
+                // it, the handler's work is wasted. The timer is armed only below int.MaxValue ms (about 24.8 days); a
+                // later deadline is as none.
                 TimeSpan left = deadline - DateTimeOffset.UtcNow;
                 if (left <= TimeSpan.Zero)
                 {

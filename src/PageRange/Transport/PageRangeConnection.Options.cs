@@ -8,6 +8,9 @@ namespace PageRange.Transport;
 /// <summary>Calls and oneway messages with per-call options, tracing and call metrics.</summary>
 public sealed partial class PageRangeConnection
 {
+    /// <summary>The longest wait a call's timer takes (a call's timeout is validated against it too).</summary>
+    private static readonly TimeSpan s_longestTimer = TimeSpan.FromMilliseconds(int.MaxValue - 1);
+
     /// <summary>Calls the peer with per-call <paramref name="options"/> and waits on this thread for its reply.</summary>
     /// <param name="code">The method or opcode, for the receiver.</param>
     /// <param name="payload">The request bytes; may be empty.</param>
@@ -265,8 +268,9 @@ public sealed partial class PageRangeConnection
         PageRangeMetrics.RecordClientCall(status, started, requestBytes, responseBytes: -1);
     }
 
-    /// <summary>The call's wait limit: its timeout, shortened to the deadline; a deadline already past fails now.</summary>
-    private TimeSpan? LimitByDeadline(PageRangeCallOptions? options, TimeSpan? timeout)
+    /// <summary>The call's wait limit: its timeout, shortened to the deadline; a deadline already past fails now, and one
+    /// further off than <see cref="s_longestTimer"/> is as none.</summary>
+    internal TimeSpan? LimitByDeadline(PageRangeCallOptions? options, TimeSpan? timeout)
     {
         if (options?.Deadline is not { } deadline)
         {
@@ -277,14 +281,14 @@ public sealed partial class PageRangeConnection
         {
             throw new TimeoutException($"The call's deadline {deadline:O} has passed; nothing was sent.");
         }
-        TimeSpan limit = timeout ?? _options.CallTimeout;
-        if (limit == Timeout.InfiniteTimeSpan || left < limit)
+        if (left >= s_longestTimer)
         {
-            limit = left;
+            // Further off than a timer holds (about 24.8 days), the deadline bounds nothing, as on the server (CallContext):
+            // capped to the longest timer, it ended the call there, early and as late.
+            return timeout;
         }
-        // A timer holds about 49 days at most.
-        TimeSpan most = TimeSpan.FromMilliseconds(int.MaxValue - 1);
-        return limit > most ? most : limit;
+        TimeSpan limit = timeout ?? _options.CallTimeout;
+        return limit == Timeout.InfiniteTimeSpan || left < limit ? left : limit;
     }
 
     private static TransactionFlags FlagsFor(TransactionFlags kind, PageRangeCallOptions? options) =>

@@ -620,7 +620,7 @@ public sealed partial class PageRangeConnection
         }
     }
 
-    /// <summary>A call timeout is positive (or infinite) and fits a timer: about 49 days at most.</summary>
+    /// <summary>A call timeout is positive (or infinite) and fits a timer: about 24.8 days (int.MaxValue ms) at most.</summary>
     private static void ValidateCallTimeout(TimeSpan? timeout)
     {
         if (timeout is { } value && value != Timeout.InfiniteTimeSpan)

@@ -90,6 +90,24 @@ public sealed class ConnectionMetadataTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task LimitByDeadline_DeadlineFurtherThanATimerHolds_BoundsNothing()
+    {
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        // About 24.8 days is the longest timer: a deadline 30 days out ended the call there (early, as late) when the
+        // limit was capped to it. It now bounds nothing, as the server's CallContext arms no timer for it.
+        var far = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddDays(30) };
+        Assert.Equal(Timeout.InfiniteTimeSpan, pair.Client.LimitByDeadline(far, Timeout.InfiniteTimeSpan));
+        Assert.Null(pair.Client.LimitByDeadline(far, null));
+        Assert.Equal(TimeSpan.FromMinutes(10), pair.Client.LimitByDeadline(far, TimeSpan.FromMinutes(10)));
+
+        // A deadline a timer holds still bounds the wait.
+        var near = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddDays(20) };
+        TimeSpan? limit = pair.Client.LimitByDeadline(near, Timeout.InfiniteTimeSpan);
+        Assert.InRange(limit!.Value, TimeSpan.FromDays(20) - TestTimeouts.Long, TimeSpan.FromDays(20));
+        Assert.Equal(TimeSpan.FromMinutes(10), pair.Client.LimitByDeadline(near, TimeSpan.FromMinutes(10)));
+    }
+
+    [Fact]
     public void Options_BadMetadata_ThrowArgumentException()
     {
         Assert.Throws<ArgumentException>(() => new PageRangeCallOptions

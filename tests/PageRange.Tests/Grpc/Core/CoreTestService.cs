@@ -78,6 +78,14 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
                 {
                     return new CoreMessage { Text = error.Message };
                 }
+            case "deadline-token":
+                // Whether the handler's token is the transport's own (its deadline timer, and no other), and its state.
+                var transport = ((PageRange.Grpc.PageRangeServerCallContext)context).Transport;
+                return new CoreMessage
+                {
+                    Text = string.Join('|', context.CancellationToken == transport.CancellationToken, context.CancellationToken.IsCancellationRequested,
+                        context.Deadline.ToString("O")),
+                };
             case "status":
                 context.Status = new Status(StatusCode.FailedPrecondition, "set, not thrown");
                 return request;

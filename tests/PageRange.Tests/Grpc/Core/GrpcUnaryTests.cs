@@ -134,6 +134,25 @@ public sealed class GrpcUnaryTests
         Assert.Equal(StatusCode.DeadlineExceeded, await grpc.Service.Cancelled.Task.WaitAsync(TestTimeouts.Long));
     }
 
+    [Theory]
+    [InlineData(30)]
+    [InlineData(3650)]
+    public async Task AsyncUnary_DeadlineFurtherThanATimerHolds_HandlerSeesItWithTheTransportsTokenUncancelled(int days)
+    {
+        await using GrpcTestClient grpc = GrpcTestClient.Start();
+        var client = grpc.Client;
+        DateTime deadline = DateTime.UtcNow.AddDays(days);
+
+        CoreMessage reply = await client.UnaryAsync(new CoreMessage { Text = "deadline-token" }, deadline: deadline).ResponseAsync.WaitAsync(TestTimeouts.Long);
+
+        // The handler's token is the transport's: its timer fires at a deadline a timer holds, and it treats one further
+        // off as none. The gRPC layer's own timer, capped at 20 days, ended such a call on day 20.
+        string[] parts = reply.Text.Split('|');
+        Assert.Equal(("True", "False"), (parts[0], parts[1]));
+        DateTime seen = DateTime.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.RoundtripKind);
+        Assert.True(Math.Abs((seen - deadline).TotalMilliseconds) < 5, $"deadline {deadline:O} seen as {seen:O}");
+    }
+
     [Fact]
     public async Task AsyncUnary_ServerRegionFullPastTheDeadline_DeadlineExceededNotTheRegionsTimeout()
     {
