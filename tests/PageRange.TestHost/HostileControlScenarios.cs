@@ -29,6 +29,13 @@ internal static class HostileControlScenarios
         }
 
         var startInfo = new ProcessStartInfo("unshare") { RedirectStandardOutput = true, UseShellExecute = false };
+        if (Interop.GetEffectiveUserId() != 0)
+        {
+            // Only root may make a pid namespace alone; anyone may within a user namespace of their own, where they are
+            // root over their own uid only (which the listener still sees as theirs).
+            startInfo.ArgumentList.Add("--user");
+            startInfo.ArgumentList.Add("--map-root-user");
+        }
         foreach (string argument in new[] { "--pid", "--fork", Environment.ProcessPath!, typeof(HostileControlScenarios).Assembly.Location, args[0], name, "--inner" })
         {
             startInfo.ArgumentList.Add(argument);

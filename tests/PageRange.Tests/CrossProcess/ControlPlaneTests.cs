@@ -75,7 +75,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
         Assert.Equal(0, host.WaitForExit());
     }
 
-    [Fact]
+    [RootFact]
     public async Task Accept_DifferentUid_RefusedByDefault()
     {
         string name = ControlHandshakeTests.UniqueName();
@@ -98,7 +98,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
         Assert.Equal(0, host.WaitForExit());
     }
 
-    [Fact]
+    [RootFact]
     public async Task Accept_DifferentUid_AllowedByOptions()
     {
         string name = ControlHandshakeTests.UniqueName();
@@ -121,7 +121,7 @@ public sealed class ControlPlaneTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
+    [RootFact]
     public async Task Connect_ListenerWithDifferentUid_RefusedByDefault()
     {
         string name = ControlHandshakeTests.UniqueName();

@@ -126,7 +126,7 @@ public sealed class TransportLifecycleTests(ITestOutputHelper output)
         Assert.Equal(100_000, again.Length);
     }
 
-    [Fact]
+    [RootFact]
     public async Task Accept_DifferentUid_RefusedByDefaultAndListenerKeepsAccepting()
     {
         string name = ControlHandshakeTests.UniqueName();
@@ -158,7 +158,7 @@ public sealed class TransportLifecycleTests(ITestOutputHelper output)
         Assert.Equal("welcome"u8.ToArray(), reply.Payload.ToArray());
     }
 
-    [Fact]
+    [RootFact]
     public async Task Connect_ListenerWithDifferentUid_RefusedByDefault()
     {
         string name = ControlHandshakeTests.UniqueName();

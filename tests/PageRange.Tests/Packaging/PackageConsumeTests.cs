@@ -287,6 +287,9 @@ public sealed class PackageConsumeTests(ITestOutputHelper output) : IDisposable
         {
             start.Environment.Remove(variable);
         }
+        // A packages folder set for the user (NUGET_PACKAGES) would win over the temporary nuget.config's, and the
+        // consumer would restore into it: the folder is the config's fallback instead (WriteNuGetConfig).
+        start.Environment.Remove("NUGET_PACKAGES");
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["DOTNET_NOLOGO"] = "1";
         start.Environment["DOTNET_CLI_UI_LANGUAGE"] = "en";
