@@ -33,7 +33,8 @@ internal sealed class PageInfo
     /// <summary>The next entry of the LRU, or <see langword="null"/> when not queued.</summary>
     internal PageInfo? Next;
 
-    /// <summary><see cref="Environment.TickCount64"/> when the page was last queued on the LRU, for idle-age reclaim.</summary>
+    /// <summary><see cref="Environment.TickCount64"/> when the page was last queued on the LRU (a rotation keeps it), for
+    /// idle-age reclaim.</summary>
     internal long QueuedAt;
 
     /// <summary>The number of the last <see cref="Shrinker.Scan"/> that visited this page: one scan visits a page once.</summary>

@@ -173,7 +173,9 @@ public sealed partial class Shrinker
                 }
                 if (page.QueuedAt > olderThanTicks)
                 {
-                    // The LRU is ordered by queueing time (rotation re-stamps), so everything after this page is younger.
+                    // The LRU is in queueing order but for pages a scan skipped and rotated, which keep their stamp (a
+                    // skip is no use): such a page behind this one is older, and comes up once the pages before it
+                    // age, which is sooner than a re-stamped page would have.
                     break;
                 }
                 walked++;
@@ -321,7 +323,8 @@ public sealed partial class Shrinker
         _count--;
     }
 
-    /// <summary>Moves a queued page to the tail (the kernel's <c>LRU_ROTATE</c>) and re-stamps its queueing time.</summary>
+    /// <summary>Moves a queued page to the tail (the kernel's <c>LRU_ROTATE</c>); it keeps its queueing time, so a skip does
+    /// not restart its idle age (a page idle for ten minutes and skipped once waited a whole idle age again).</summary>
     /// <remarks>
     /// The page's <see cref="PageInfo.Next"/> never passes through <see langword="null"/> here: readers that hold only
     /// the page's range lock (Iterate, GetStats) read <see cref="PageInfo.IsQueued"/>, and a rotation must not make an
@@ -330,7 +333,6 @@ public sealed partial class Shrinker
     private void RotateToTailUnsynchronized(PageInfo page)
     {
         Debug.Assert(LruLock.IsHeldByCurrentThread, "LRU links change only under the LRU lock.");
-        page.QueuedAt = Environment.TickCount64;
         if (page.Next == _head)
         {
             return;

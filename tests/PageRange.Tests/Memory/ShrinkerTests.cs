@@ -154,6 +154,44 @@ public sealed class ShrinkerTests
     }
 
     [Fact]
+    public async Task ScanIdle_APageSkippedOnce_KeepsItsIdleAge()
+    {
+        // A skip (its range busy at that instant) re-stamped the page, so a page idle for ten minutes waited a whole
+        // idle age again, and again at each skip (found by review).
+        var shrinker = new Shrinker();
+        using var region = SharedRegion.Create("idle-skip", 4 * s_page);
+        using var busy = new ShrinkablePageRange(region, 0, 2, shrinker);
+        using var other = new ShrinkablePageRange(region, 2 * s_page, 2, shrinker);
+        busy.UseRange(0, 1);
+        busy.StopUsingRange(0, 1);
+        long queuedAt = Environment.TickCount64;
+        // Waiting for the clock is the point of the test, not a cover for a race.
+        Assert.True(SpinWait.SpinUntil(() => Environment.TickCount64 >= queuedAt + 800, TestTimeouts.Short));
+
+        using var held = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        Task holder = Task.Factory.StartNew(() =>
+        {
+            busy.MmLock.Enter();
+            held.Set();
+            release.Wait(TestTimeouts.Long);
+            busy.MmLock.Exit();
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Assert.True(held.Wait(TestTimeouts.Long));
+        Assert.Equal(0, shrinker.Scan(1));
+        Assert.Equal(1, shrinker.PagesSkipped);
+        release.Set();
+        await holder.WaitAsync(TestTimeouts.Long);
+        other.UseRange(0, 1);
+        other.StopUsingRange(0, 1);
+
+        // Idle for 800 ms or more, skipped a moment ago: an idle age of 400 ms takes it (and not the page just queued).
+        Assert.Equal(1, shrinker.ScanIdle(TimeSpan.FromMilliseconds(400)));
+        Assert.Equal(PageState.Free, busy.GetPageState(0));
+        Assert.Equal(PageState.Available, other.GetPageState(0));
+    }
+
+    [Fact]
     public async Task UseRange_OfAPageBeingPunched_WaitsForThePunch_ThenThePageIsBackedAndKeepsItsBytes()
     {
         // The mm lock's first purpose (the seed's use_page_slow takes it): a use of a page the shrinker took must not
