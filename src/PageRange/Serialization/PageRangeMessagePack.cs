@@ -19,6 +19,9 @@ namespace PageRange.Serialization;
 /// ~1.5 µs reserved; 64 KiB 7 µs against 5 µs; 1 MiB 56 µs against 35 µs). Above it the message is serialized straight
 /// into a buffer reserved in the receiver's region and never copied. A message that outgrows its reservation is
 /// finished in the Parcel, the reservation is given back, and the message is sent with one copy; the estimate grows.
+/// The estimate is reserved only if it fits the peer's region now: otherwise the message is serialized into the Parcel
+/// and waits for room for its real size, so a small message after a large one of its type never waits for (or fails
+/// on) the room the large one needed, and the estimate shrinks back.
 /// </para>
 /// <para>
 /// The default options (<see cref="DefaultOptions"/>) treat every payload as untrusted data from another process
@@ -86,20 +89,16 @@ public static partial class PageRangeMessagePack
     {
         ArgumentNullException.ThrowIfNull(connection);
         int estimate = Estimate<T>(connection.MaxOnewayMessageSize);
-        if (estimate < ZeroCopyThreshold)
-        {
-            connection.SendOneway(code, Serialize(message, options).WrittenSpan);
-            return;
-        }
-        Reservation reservation = connection.Reserve(estimate, oneway: true).Reservation;
-        if (SerializeInto(reservation, message, options))
+        // Reserved only if the estimate fits now: it is the last message's size, and after a large one a small one must
+        // not wait for (or fail on) room it does not need. The copying path waits for the real size, and corrects the estimate.
+        if (estimate >= ZeroCopyThreshold
+            && connection.TryRentReservation(estimate, ReservationKind.Oneway) is { } reservation
+            && SerializeInto(reservation, message, options))
         {
             connection.CommitOneway(reservation, code, length: null);
+            return;
         }
-        else
-        {
-            connection.SendOneway(code, TakeSpilledParcel().WrittenSpan);
-        }
+        connection.SendOneway(code, ParcelFor(message, options, estimate).WrittenSpan);
     }
 
     /// <summary>Calls the peer with a typed request and waits on this thread for its typed reply.</summary>
@@ -177,8 +176,9 @@ public static partial class PageRangeMessagePack
         TimeSpan? timeout, CancellationToken cancellationToken)
     {
         int estimate = Estimate<TRequest>(connection.MaxMessageSize);
+        // Reserved only if the estimate fits now, as in SendOneway.
         return estimate >= ZeroCopyThreshold
-            && connection.Reserve(estimate, oneway: false, cancellationToken).Reservation is var reservation
+            && connection.TryRentReservation(estimate, ReservationKind.Call) is { } reservation
             && SerializeInto(reservation, request, options)
             ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken, chain)
             : connection.Call(code, ParcelFor(request, options, estimate).WrittenSpan, chain, timeout, cancellationToken);
@@ -331,13 +331,6 @@ public static partial class PageRangeMessagePack
         return Serialize(message, options);
     }
 
-    /// <summary>The parcel after a spill, clearing the mark so a later send does not take it for its own message.</summary>
-    private static ArrayBufferWriter<byte> TakeSpilledParcel()
-    {
-        t_spilled = false;
-        return t_parcel!;
-    }
-
     /// <summary>A pooled copy of the parcel, which is per thread and cannot cross an await.</summary>
     private static byte[] RentCopy(ArrayBufferWriter<byte> parcel, out int length)
     {
@@ -429,22 +422,19 @@ public static partial class PageRangeMessagePack
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static void Reply<T>(this Transaction transaction, T message, MessagePackSerializerOptions? options = null)
     {
-        int estimate = Estimate<T>(transaction.Connection.MaxMessageSize);
-        if (estimate < ZeroCopyThreshold)
+        PageRangeConnection connection = transaction.Connection;
+        int estimate = Estimate<T>(connection.MaxMessageSize);
+        // Reserved only if the estimate fits now, as in SendOneway: waiting for room a small reply does not need would
+        // run into the reply-room limit, and the caller would be closed as a client that stopped reading.
+        if (estimate >= ZeroCopyThreshold
+            && connection.TryRentReplyReservation(transaction.Slot, transaction.Generation, estimate) is { } reservation
+            && SerializeInto(reservation, message, options))
         {
-            transaction.Reply(Serialize(message, options).WrittenSpan);
+            connection.CommitReply(reservation, length: null);
             return;
         }
-        Reservation reservation = transaction.ReserveReply(estimate).Reservation;
-        if (SerializeInto(reservation, message, options))
-        {
-            reservation.Connection.CommitReply(reservation, length: null);
-        }
-        else
-        {
-            // The aborted reservation gave the call back its "not replied" state, so the plain reply goes through.
-            transaction.Reply(TakeSpilledParcel().WrittenSpan);
-        }
+        // A reservation not made, or aborted after a spill, leaves the call "not replied", so the plain reply goes through.
+        transaction.Reply(ParcelFor(message, options, estimate).WrittenSpan);
     }
 
     /// <summary>

@@ -58,6 +58,18 @@ public sealed record OrderLine([property: Key(0)] string Sku, [property: Key(1)]
 [MessagePackObject]
 public sealed record Blob([property: Key(0)] byte[] Data);
 
+// One type per test of the size estimate: a type's estimate is shared by the whole process, so a test that relies on
+// what its last message was needs a type no other test sends.
+
+[MessagePackObject]
+public sealed record OnewaySizedBlob([property: Key(0)] byte[] Data);
+
+[MessagePackObject]
+public sealed record CallSizedBlob([property: Key(0)] byte[] Data);
+
+[MessagePackObject]
+public sealed record ReplySizedBlob([property: Key(0)] byte[] Data);
+
 /// <summary>A struct with a blob read in place: deserializing it from a transaction the caller keeps allocates nothing.</summary>
 [MessagePackObject]
 public readonly record struct Frame([property: Key(0)] long Seq, [property: Key(1)] ReadOnlyMemory<byte> Data);

@@ -2,7 +2,9 @@ using System.Buffers;
 using System.Runtime.InteropServices;
 using MessagePack;
 using PageRange.Serialization;
+using PageRange.Server;
 using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Transport;
 using PageRange.Transport;
 
 namespace PageRange.Tests.Serialization;
@@ -309,6 +311,109 @@ public sealed class PageRangeMessagePackTests
         Assert.Equal(direct, pair.Client.Inbound.DirectRepliesReceived);
         await pair.DisposeAsync();
         await server.WaitAsync(TestTimeouts.Long);
+    }
+
+    /// <summary>The region-full timeout of the tests after a large message: long, so that waiting for it fails visibly.</summary>
+    private static readonly TimeSpan s_longRegionFull = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task SendOneway_SmallAfterLarge_PeerRegionPartlyHeld_GoesAtOnce()
+    {
+        // 8 MiB: a oneway quota of about 4 MiB, of which the held 3 MiB message leaves less than its estimate (3.4 MiB).
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync(new PageRangeOptions { RegionSize = 8 << 20, RegionFullTimeout = s_longRegionFull });
+        pair.Client.SendOneway(new OnewaySizedBlob(new byte[3 << 20]), OrderCode);
+        Transaction held = pair.Server.Receive();
+
+        await Task.Run(() =>
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                pair.Client.SendOneway(new OnewaySizedBlob([1, 2, (byte)i]), OrderCode);
+            }
+        }).WaitAsync(TestTimeouts.Short);
+        // Oneways are delivered one at a time (binder's order): the small ones come once the large one is freed.
+        held.Dispose();
+        using var bound = new CancellationTokenSource(TestTimeouts.Short);
+        for (int i = 0; i < 3; i++)
+        {
+            using Transaction small = pair.Server.Receive(bound.Token);
+            Assert.Equal([1, 2, (byte)i], small.Deserialize<OnewaySizedBlob>().Data);
+        }
+    }
+
+    [Fact]
+    public async Task Call_SmallAfterLarge_PeerRegionPartlyHeld_GoesAtOnce()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync(new PageRangeOptions { RegionFullTimeout = s_longRegionFull });
+        Transaction held = default;
+        Task server = Task.Factory.StartNew(() =>
+        {
+            while (true)
+            {
+                Transaction call;
+                try
+                {
+                    call = pair.Server.Receive();
+                }
+                catch (Exception error) when (error is PeerDiedException or ObjectDisposedException)
+                {
+                    return;
+                }
+                int length = call.Deserialize<CallSizedBlob>().Data.Length;
+                call.Reply(length);
+                if (length > 1 << 20)
+                {
+                    // Kept: the request's 3 MiB stays in the 4 MiB region, which leaves less than its estimate (3.4 MiB).
+                    held = call;
+                }
+                else
+                {
+                    call.Dispose();
+                }
+            }
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        Assert.Equal(3 << 20, pair.Client.Call<CallSizedBlob, int>(new CallSizedBlob(new byte[3 << 20]), OrderCode, timeout: TestTimeouts.Long));
+
+        await Task.Run(() =>
+        {
+            for (int i = 1; i <= 3; i++)
+            {
+                Assert.Equal(i, pair.Client.Call<CallSizedBlob, int>(new CallSizedBlob(new byte[i]), OrderCode, timeout: TestTimeouts.Long));
+            }
+        }).WaitAsync(TestTimeouts.Short);
+        Assert.True(held.IsLive);
+        await pair.DisposeAsync();
+        await server.WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task Reply_SmallAfterLarge_ClientRegionPartlyHeld_GoesAtOnceAndTheClientStaysConnected()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        var disconnected = new TaskCompletionSource<ClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var options = new PageRangeServerOptions
+        {
+            MaxThreads = 2,
+            StartShrinkerMonitor = false,
+            // Long: a reply that waited for room would end only by the reply limit, closing the client.
+            ConnectionOptions = new PageRangeOptions { RegionFullTimeout = s_longRegionFull },
+        };
+        await using var server = PageRangeServer.Start(name, options, builder => builder.Map<int, ReplySizedBlob>(
+            OrderCode, (size, _) => new ReplySizedBlob(new byte[size])));
+        server.ClientDisconnected += (_, e) => disconnected.TrySetResult(e);
+        await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, new PageRangeOptions { RegionFullTimeout = s_longRegionFull })
+            .AsTask().WaitAsync(TestTimeouts.Long);
+
+        // Kept: the reply's 3 MiB stays in the client's 4 MiB region, which leaves less than the estimate (3.4 MiB).
+        using Transaction held = await Task.Run(() => client.CallForReply(3 << 20, OrderCode, timeout: TestTimeouts.Long)).WaitAsync(TestTimeouts.Long);
+        Assert.Equal(3 << 20, held.Deserialize<ReplySizedBlob>().Data.Length);
+        for (int size = 1; size <= 3; size++)
+        {
+            ReplySizedBlob reply = await client.CallAsync<int, ReplySizedBlob>(size, OrderCode, timeout: TestTimeouts.Long).AsTask().WaitAsync(TestTimeouts.Long);
+            Assert.Equal(size, reply.Data.Length);
+        }
+        Assert.False(disconnected.Task.IsCompleted);
+        Assert.Equal(1, server.ClientCount);
     }
 
     /// <summary>The server's handler: replies with the order, its id raised by 1000, through the typed reply.</summary>
