@@ -175,6 +175,8 @@ public static partial class PageRangeMessagePack
         PageRangeConnection connection, TRequest request, CallChain chain, uint code, MessagePackSerializerOptions? options,
         TimeSpan? timeout, CancellationToken cancellationToken)
     {
+        // Checked first, as the copying path's Call does: a reserved call checked only at its commit would leave the reservation behind.
+        PageRangeConnection.ValidateCallTimeout(timeout);
         int estimate = Estimate<TRequest>(connection.MaxMessageSize);
         // Reserved only if the estimate fits now, as in SendOneway.
         return estimate >= ZeroCopyThreshold
@@ -207,6 +209,8 @@ public static partial class PageRangeMessagePack
         TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        // Checked first, as in CallCore.
+        PageRangeConnection.ValidateCallTimeout(timeout);
         int estimate = Estimate<TRequest>(connection.MaxMessageSize);
         Transaction reply;
         if (estimate >= ZeroCopyThreshold

@@ -147,13 +147,24 @@ public sealed partial class PageRangeConnection
         Publish(reservation, reservation.ReplyId, reservation.ReplyCode, TransactionFlags.Reply, size);
     }
 
+    /// <summary>Publishes a reserved call and waits for its reply.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The timeout is not a call timeout (<see cref="ValidateCallTimeout"/>): nothing
+    /// was published, and the reservation is still the caller's.</exception>
     internal Transaction CommitCall(
-        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken, CallChain chain = default) =>
-        FinishCall(PublishCall(reservation, code, length, isAsync: false, chain), timeout, cancellationToken);
+        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken, CallChain chain = default)
+    {
+        ValidateCallTimeout(timeout);
+        return FinishCall(PublishCall(reservation, code, length, isAsync: false, chain), timeout, cancellationToken);
+    }
 
+    /// <summary>Publishes a reserved call and completes with its reply.</summary>
+    /// <inheritdoc cref="CommitCall(Reservation, uint, int?, TimeSpan?, CancellationToken, CallChain)"/>
     internal ValueTask<Transaction> CommitCallAsync(
-        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken, CallChain chain = default) =>
-        FinishCallAsync(PublishCall(reservation, code, length, isAsync: true, chain), timeout, cancellationToken);
+        Reservation reservation, uint code, int? length, TimeSpan? timeout, CancellationToken cancellationToken, CallChain chain = default)
+    {
+        ValidateCallTimeout(timeout);
+        return FinishCallAsync(PublishCall(reservation, code, length, isAsync: true, chain), timeout, cancellationToken);
+    }
 
     /// <summary>Publishes a reserved call in <paramref name="chain"/> under a freshly rented pending-call slot; on failure gives both back.</summary>
     /// <remarks>A <c>metadata</c> block, if given, is already written at the buffer's start: only its length is used.</remarks>

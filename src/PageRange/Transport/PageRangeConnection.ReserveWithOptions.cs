@@ -59,6 +59,7 @@ public sealed partial class PageRangeConnection
     /// <exception cref="TimeoutException">The deadline passed before it was sent (the reservation is the caller's to dispose).</exception>
     internal Transaction CommitCall(ReservedBuffer reserved, uint code, int metadataLength, PageRangeCallOptions options, TimeSpan? timeout, CancellationToken cancellationToken)
     {
+        ValidateCallTimeout(timeout);
         TimeSpan? limit = LimitByDeadline(options, timeout);
         return FinishCall(PublishCall(reserved.Reservation, code, null, isAsync: false, default, InPlaceMetadata(metadataLength)), limit, cancellationToken);
     }
@@ -67,6 +68,7 @@ public sealed partial class PageRangeConnection
     internal ValueTask<Transaction> CommitCallAsync(
         ReservedBuffer reserved, uint code, int metadataLength, PageRangeCallOptions options, TimeSpan? timeout, CancellationToken cancellationToken)
     {
+        ValidateCallTimeout(timeout);
         TimeSpan? limit = LimitByDeadline(options, timeout);
         return FinishCallAsync(PublishCall(reserved.Reservation, code, null, isAsync: true, default, InPlaceMetadata(metadataLength)), limit, cancellationToken);
     }

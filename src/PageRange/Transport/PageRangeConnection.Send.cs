@@ -621,7 +621,8 @@ public sealed partial class PageRangeConnection
     }
 
     /// <summary>A call timeout is positive (or infinite) and fits a timer: about 24.8 days (int.MaxValue ms) at most.</summary>
-    private static void ValidateCallTimeout(TimeSpan? timeout)
+    /// <remarks>Checked before anything is published: a call the peer received must have a wait that can end in its reply.</remarks>
+    internal static void ValidateCallTimeout(TimeSpan? timeout)
     {
         if (timeout is { } value && value != Timeout.InfiniteTimeSpan)
         {

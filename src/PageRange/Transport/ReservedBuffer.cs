@@ -72,7 +72,9 @@ public readonly struct ReservedBuffer : IBufferWriter<byte>, IDisposable, IEquat
     /// <param name="timeout">How long to wait for the reply; defaults to <see cref="PageRangeOptions.CallTimeout"/>.</param>
     /// <param name="cancellationToken">Cancels the wait.</param>
     /// <returns>The reply, read in place from our region. Dispose it.</returns>
-    /// <exception cref="ArgumentOutOfRangeException">The length is negative or larger than <see cref="MaxSize"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The length is negative or larger than <see cref="MaxSize"/>, or the timeout is
+    /// zero, negative (other than <see cref="Timeout.InfiniteTimeSpan"/>) or longer than about 49 days; nothing was sent and the
+    /// buffer is still reserved.</exception>
     /// <exception cref="InvalidOperationException">The buffer was reserved for a oneway message or a reply.</exception>
     /// <exception cref="TimeoutException">No reply within the timeout.</exception>
     /// <exception cref="OperationCanceledException">The token was cancelled.</exception>

@@ -416,6 +416,28 @@ public sealed class PageRangeMessagePackTests
         Assert.Equal(1, server.ClientCount);
     }
 
+    [Theory]
+    [MemberData(nameof(ReservedBufferTests.InvalidCallTimeouts), MemberType = typeof(ReservedBufferTests))]
+    public async Task Call_InvalidTimeout_ThrowsOnBothPathsAndThePeerReceivesNothing(TimeSpan timeout)
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        // The copying path (a small message), then the reserved one: a 2000-byte message sets the estimate above the threshold.
+        Assert.Throws<ArgumentOutOfRangeException>(() => pair.Client.Call<Blob, int>(new Blob([1]), OrderCode, timeout: timeout));
+        pair.Client.SendOneway(new TimeoutSizedBlob(new byte[2000]), OrderCode);
+        pair.Server.Receive().Dispose();
+        TimeoutSizedBlob request = new(new byte[2000]);
+        // On a worker, bounded: a call published with such a timeout may wait for ever.
+        await Task.Run(async () =>
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => pair.Client.Call<TimeoutSizedBlob, int>(request, OrderCode, timeout: timeout));
+            Assert.Throws<ArgumentOutOfRangeException>(() => pair.Client.CallForReply(request, OrderCode, timeout: timeout));
+            await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await pair.Client.CallAsync<TimeoutSizedBlob, int>(request, OrderCode, timeout: timeout));
+
+            Assert.False(pair.Server.TryReceive(out _));
+            Assert.Equal(0, pair.Client.OutboundStats.ReservedBuffers);
+        }).WaitAsync(TestTimeouts.Short);
+    }
+
     /// <summary>The server's handler: replies with the order, its id raised by 1000, through the typed reply.</summary>
     private static void EchoOrder(Transaction call)
     {

@@ -75,6 +75,37 @@ public sealed class ReservedBufferTests
         Assert.Equal(2 * s_page, received.Length);
     }
 
+    /// <summary>Timeouts no call accepts: zero, negative but not infinite, longer than a timer holds.</summary>
+    public static TheoryData<TimeSpan> InvalidCallTimeouts() => new()
+    {
+        TimeSpan.Zero,
+        TimeSpan.FromMilliseconds(-2),
+        TimeSpan.FromSeconds(-5),
+        TimeSpan.FromDays(50),
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidCallTimeouts))]
+    public async Task CommitCall_InvalidTimeout_ThrowsAsCallDoesAndThePeerReceivesNothing(TimeSpan timeout)
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        // On a worker, bounded: a call published with such a timeout may wait for ever.
+        await Task.Run(async () =>
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => pair.Client.Call(1, new byte[100], timeout));
+
+            using ReservedBuffer buffer = pair.Client.Reserve(100);
+            buffer.Advance(100);
+            var error = Assert.Throws<ArgumentOutOfRangeException>(() => buffer.CommitCall(1, timeout: timeout));
+            Assert.Equal("timeout", error.ParamName);
+            await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await buffer.CommitCallAsync(1, timeout: timeout));
+            Assert.True(buffer.IsPending);
+
+            Assert.False(pair.Server.TryReceive(out _));
+            Assert.Equal(1, pair.Client.OutboundLiveBuffers);
+        }).WaitAsync(TestTimeouts.Short);
+    }
+
     [Fact]
     public async Task Advance_PastTheReservation_Throws()
     {
