@@ -21,7 +21,9 @@ namespace PageRange.Serialization;
 /// finished in the Parcel, the reservation is given back, and the message is sent with one copy; the estimate grows.
 /// The estimate is reserved only if it fits the peer's region now: otherwise the message is serialized into the Parcel
 /// and waits for room for its real size, so a small message after a large one of its type never waits for (or fails
-/// on) the room the large one needed, and the estimate shrinks back.
+/// on) the room the large one needed, and the estimate shrinks back. While calls are traced or measured (an activity
+/// listener on <see cref="Diagnostics.PageRangeTracing.SourceName"/>, or the client-call metrics) every typed call is
+/// copied: the client span, the trace context sent with the call and the call metrics are on the copying path.
 /// </para>
 /// <para>
 /// The default options (<see cref="DefaultOptions"/>) treat every payload as untrusted data from another process
@@ -178,8 +180,10 @@ public static partial class PageRangeMessagePack
         // Checked first, as the copying path's Call does: a reserved call checked only at its commit would leave the reservation behind.
         PageRangeConnection.ValidateCallTimeout(timeout);
         int estimate = Estimate<TRequest>(connection.MaxMessageSize);
-        // Reserved only if the estimate fits now, as in SendOneway.
+        // Reserved only if the estimate fits now, as in SendOneway; and only if calls are not observed: the client span,
+        // the trace context sent with the call and the call metrics are all on the copying path.
         return estimate >= ZeroCopyThreshold
+            && !PageRangeConnection.CallsObserved
             && connection.TryRentReservation(estimate, ReservationKind.Call) is { } reservation
             && SerializeInto(reservation, request, options)
             ? connection.CommitCall(reservation, code, length: null, timeout, cancellationToken, chain)
@@ -213,7 +217,9 @@ public static partial class PageRangeMessagePack
         PageRangeConnection.ValidateCallTimeout(timeout);
         int estimate = Estimate<TRequest>(connection.MaxMessageSize);
         Transaction reply;
+        // As in CallCore: reserved only if the estimate fits now and calls are not observed.
         if (estimate >= ZeroCopyThreshold
+            && !PageRangeConnection.CallsObserved
             && connection.TryRentReservation(estimate, ReservationKind.Call) is { } reservation
             && SerializeInto(reservation, request, options))
         {

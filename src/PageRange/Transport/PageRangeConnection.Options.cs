@@ -63,7 +63,7 @@ public sealed partial class PageRangeConnection
         CancellationToken cancellationToken = default)
     {
         ValidateCallTimeout(timeout);
-        if (options is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved)
+        if (options is null && !CallsObserved)
         {
             return CallCore(code, payload, TransactionFlags.TwoWay, ContextFor(chain), timeout, cancellationToken);
         }
@@ -87,7 +87,7 @@ public sealed partial class PageRangeConnection
         CancellationToken cancellationToken = default)
     {
         ValidateCallTimeout(timeout);
-        if (options is null && !PageRangeTracing.Source.HasListeners() && !PageRangeMetrics.ClientCallObserved)
+        if (options is null && !CallsObserved)
         {
             return CallAsyncCore(code, payload, TransactionFlags.TwoWay, ContextFor(chain), timeout, cancellationToken);
         }
@@ -152,6 +152,12 @@ public sealed partial class PageRangeConnection
             ReturnMetadataBlock(block);
         }
     }
+
+    /// <summary>
+    /// Whether calls are traced (the activity source has listeners) or measured (client-call metrics are on): then a call
+    /// goes through <see cref="CallObserved"/>, which a call committed straight from a reservation would bypass.
+    /// </summary>
+    internal static bool CallsObserved => PageRangeTracing.Source.HasListeners() || PageRangeMetrics.ClientCallObserved;
 
     private Transaction CallObserved(
         uint code, ReadOnlySpan<byte> payload, CallChain chain, PageRangeCallOptions? options, TimeSpan? timeout, CancellationToken cancellationToken)

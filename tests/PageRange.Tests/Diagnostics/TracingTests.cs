@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using PageRange.Diagnostics;
+using PageRange.Serialization;
 using PageRange.Server;
 using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Serialization;
 using PageRange.Tests.Transport;
 using PageRange.Transport;
 using Xunit.Abstractions;
@@ -103,6 +105,38 @@ public sealed class TracingTests(ITestOutputHelper output)
         Assert.Equal(failedClient.TraceId, failedServer.TraceId);
         // The caller's flow is untouched by the async call's activity.
         Assert.Null(Activity.Current);
+    }
+
+    [Fact]
+    public async Task TypedCall_AboveTheZeroCopyThreshold_WithListener_HasAClientSpanAndSendsItsTraceContext()
+    {
+        // A typed call whose estimate reaches the zero-copy threshold was committed straight from a reservation, past the
+        // observed path: no client span, no trace context for the server, no metrics (found by review).
+        using var collector = new TracingActivityCollector();
+        await using ConnectionPair pair = await ConnectionPair.CreateAsync();
+        const int Calls = 3;
+        Task<ActivityTraceId[]> serving = Task.Run(() =>
+        {
+            var traces = new ActivityTraceId[Calls];
+            for (int i = 0; i < Calls; i++)
+            {
+                using Transaction call = pair.Server.Receive();
+                traces[i] = call.TraceContext.TraceId;
+                call.Reply(call.Deserialize<TracedSizedBlob>().Data.Length);
+            }
+            return traces;
+        });
+        // The first sets the estimate (2 KiB and more): the others would be reserved.
+        var request = new TracedSizedBlob(new byte[2000]);
+        Assert.Equal(2000, pair.Client.Call<TracedSizedBlob, int>(request, timeout: TestTimeouts.Long));
+        Assert.Equal(2000, pair.Client.Call<TracedSizedBlob, int>(request, timeout: TestTimeouts.Long));
+        Assert.Equal(2000, await pair.Client.CallAsync<TracedSizedBlob, int>(request, timeout: TestTimeouts.Long).AsTask().WaitAsync(TestTimeouts.Long));
+
+        ActivityTraceId[] serverTraces = await serving.WaitAsync(TestTimeouts.Long);
+        Activity[] clientSpans = [.. (await WaitForSpansAsync(collector, Calls)).Where(a => a.Kind == ActivityKind.Client)];
+        Assert.Equal(Calls, clientSpans.Length);
+        Assert.All(serverTraces, trace => Assert.NotEqual(default, trace));
+        Assert.Equal(clientSpans.Select(a => a.TraceId.ToHexString()).Order(), serverTraces.Select(t => t.ToHexString()).Order());
     }
 
     [Fact]
