@@ -58,12 +58,19 @@ public static partial class PageRangeMessagePack
     /// <summary>The estimated size from which typed sends serialize straight into the peer's region: 1 KiB.</summary>
     public const int ZeroCopyThreshold = 1024;
 
+    /// <summary>The largest parcel a thread keeps between messages: 1 MiB.</summary>
+    /// <remarks>
+    /// A parcel grows to the largest message copied through it; kept at that size, one large message would hold its
+    /// memory for the thread's life (a pool thread's, a server worker's). A larger one serves its message and is dropped.
+    /// </remarks>
+    internal const int ParcelKeepLimit = 1 << 20;
+
     [ThreadStatic]
     private static ArrayBufferWriter<byte>? t_parcel;
 
-    /// <summary>Set when the last <see cref="SerializeInto"/> on this thread spilled: the parcel holds that message.</summary>
+    /// <summary>Set when the last <see cref="SerializeInto"/> on this thread spilled: the parcel that holds that message.</summary>
     [ThreadStatic]
-    private static bool t_spilled;
+    private static ArrayBufferWriter<byte>? t_spilled;
 
     /// <summary>Standard resolvers with <see cref="MessagePackSecurity.UntrustedData"/>.</summary>
     /// <remarks>
@@ -333,10 +340,10 @@ public static partial class PageRangeMessagePack
     {
         // A spill leaves the whole message in the parcel with its length; a reservation that was never made leaves
         // whatever the last send put there, so serialize then. SerializeInto marks which happened.
-        if (estimate >= ZeroCopyThreshold && t_spilled)
+        if (estimate >= ZeroCopyThreshold && t_spilled is { } spilled)
         {
-            t_spilled = false;
-            return t_parcel!;
+            t_spilled = null;
+            return spilled;
         }
         return Serialize(message, options);
     }
@@ -449,13 +456,14 @@ public static partial class PageRangeMessagePack
 
     /// <summary>
     /// Serializes into the reservation. Returns <see langword="true"/> if the message fit (commit the reservation);
-    /// otherwise the reservation was aborted and the whole message is in <see cref="t_parcel"/>.
+    /// otherwise the reservation was aborted and the whole message is in the parcel <see cref="t_spilled"/> names.
     /// </summary>
     [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     private static bool SerializeInto<T>(Reservation reservation, T message, MessagePackSerializerOptions? options)
     {
-        reservation.Spill = t_parcel ??= new ArrayBufferWriter<byte>(4096);
+        ArrayBufferWriter<byte> parcel = t_parcel ??= new ArrayBufferWriter<byte>(4096);
+        reservation.Spill = parcel;
         try
         {
             SerializeMessage(reservation, message, options ?? DefaultOptions);
@@ -463,6 +471,7 @@ public static partial class PageRangeMessagePack
         catch
         {
             reservation.Connection.AbortReservation(reservation);
+            ForgetLargeParcel(parcel);
             throw;
         }
         SizeEstimate<T>.Update(reservation.Length);
@@ -471,7 +480,8 @@ public static partial class PageRangeMessagePack
             return true;
         }
         reservation.Connection.AbortReservation(reservation);
-        t_spilled = true;
+        t_spilled = parcel;
+        ForgetLargeParcel(parcel);
         return false;
     }
 
@@ -482,9 +492,28 @@ public static partial class PageRangeMessagePack
     {
         ArrayBufferWriter<byte> parcel = t_parcel ??= new ArrayBufferWriter<byte>(4096);
         parcel.ResetWrittenCount();
-        SerializeMessage(parcel, message, options ?? DefaultOptions);
+        try
+        {
+            SerializeMessage(parcel, message, options ?? DefaultOptions);
+        }
+        finally
+        {
+            ForgetLargeParcel(parcel);
+        }
         SizeEstimate<T>.Update(parcel.WrittenCount);
         return parcel;
+    }
+
+    /// <summary>
+    /// Lets go of <paramref name="parcel"/>, the thread's, if a message grew it past <see cref="ParcelKeepLimit"/>: the
+    /// caller still sends this message from it, and the thread's next copied message starts a small one.
+    /// </summary>
+    private static void ForgetLargeParcel(ArrayBufferWriter<byte> parcel)
+    {
+        if (parcel.Capacity > ParcelKeepLimit)
+        {
+            t_parcel = null;
+        }
     }
 
     /// <summary>

@@ -76,6 +76,9 @@ public sealed record TimeoutSizedBlob([property: Key(0)] byte[] Data);
 [MessagePackObject]
 public sealed record TracedSizedBlob([property: Key(0)] byte[] Data);
 
+[MessagePackObject]
+public sealed record ParcelSizedBlob([property: Key(0)] byte[] Data);
+
 /// <summary>A struct with a blob read in place: deserializing it from a transaction the caller keeps allocates nothing.</summary>
 [MessagePackObject]
 public readonly record struct Frame([property: Key(0)] long Seq, [property: Key(1)] ReadOnlyMemory<byte> Data);

@@ -438,6 +438,34 @@ public sealed class PageRangeMessagePackTests
         }).WaitAsync(TestTimeouts.Short);
     }
 
+    [Fact]
+    public async Task Parcel_AfterALargeMessage_IsNotKeptByTheThread()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync(new PageRangeOptions { RegionSize = 8 << 20 });
+        void SendAndReceive(int size)
+        {
+            pair.Client.SendOneway(new ParcelSizedBlob(new byte[size]), OrderCode);
+            using Transaction received = pair.Server.Receive();
+            Assert.Equal(size, received.Deserialize<ParcelSizedBlob>().Data.Length);
+        }
+
+        // On a thread of its own: the parcel is per thread, and nothing else may send on this one meanwhile.
+        await Task.Factory.StartNew(() =>
+        {
+            // Copied (no estimate yet): serialized into the parcel, which grows to 4 MiB for it.
+            SendAndReceive(3 << 20);
+            Assert.InRange(PageRangeMessagePack.ParcelCapacityForTest, 0, PageRangeMessagePack.ParcelKeepLimit);
+            // A small one is copied and its parcel kept.
+            SendAndReceive(10);
+            Assert.InRange(PageRangeMessagePack.ParcelCapacityForTest, 1, PageRangeMessagePack.ParcelKeepLimit);
+            // Spilled: 2000 bytes set a 2 KiB estimate, then 3 MiB outgrows its reservation into the parcel.
+            SendAndReceive(2000);
+            SendAndReceive(3 << 20);
+            Assert.InRange(PageRangeMessagePack.ParcelCapacityForTest, 0, PageRangeMessagePack.ParcelKeepLimit);
+            SendAndReceive(10);
+        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).WaitAsync(TestTimeouts.Long);
+    }
+
     /// <summary>The server's handler: replies with the order, its id raised by 1000, through the typed reply.</summary>
     private static void EchoOrder(Transaction call)
     {
