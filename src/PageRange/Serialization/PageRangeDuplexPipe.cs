@@ -60,9 +60,11 @@ internal sealed class PageRangeDuplexPipe : IDuplexPipe
                     ValueTask<ReadResult> read = reader.ReadAsync();
                     result = read.IsCompleted ? read.Result : read.AsTask().GetAwaiter().GetResult();
                 }
-                catch (Exception writerError) when (writerError is not (PageRangeException or ObjectDisposedException))
+                catch (Exception writerError)
                 {
-                    // The application completed its writer with an error: tell the peer why the stream ends.
+                    // The application completed its writer with an error: tell the peer why the stream ends. Whatever its
+                    // type: a read of the pipe throws nothing else, and a relay passes on the PageRangeException (or
+                    // ObjectDisposedException) that ended its other side.
                     byte[] message = Encoding.UTF8.GetBytes($"{writerError.GetType().Name}: {writerError.Message}");
                     _connection.SendOneway(PageRangeStreams.AbortCode, message.AsSpan(0, Math.Min(message.Length, _chunkSize)));
                     return;

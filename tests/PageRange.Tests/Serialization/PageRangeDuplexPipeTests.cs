@@ -70,6 +70,32 @@ public sealed class PageRangeDuplexPipeTests
         Assert.Contains("The peer aborted the stream: InvalidDataException: the source went bad", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(nameof(PageRangeException))]
+    [InlineData(nameof(PeerDiedException))]
+    [InlineData(nameof(ObjectDisposedException))]
+    public async Task Output_CompletedWithAConnectionError_PeerReaderSeesTheAbort(string errorType)
+    {
+        // A relay whose other side failed completes this side's output with that failure: the peer must hear of it
+        // (these types were left out, and the peer waited for ever).
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe client = pair.Client.AsDuplexPipe();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        await client.Output.WriteAsync(new byte[100]);
+        const string Why = "the upstream connection failed";
+        Exception upstream = errorType switch
+        {
+            nameof(PageRangeException) => new PageRangeException(Why),
+            nameof(PeerDiedException) => new PeerDiedException(Why),
+            _ => new ObjectDisposedException("upstream", Why),
+        };
+        await client.Output.CompleteAsync(upstream);
+
+        var error = await Assert.ThrowsAsync<PageRangeException>(async () => await ReadToEndAsync(server.Input).WaitAsync(TestTimeouts.Long));
+        Assert.Contains($"The peer aborted the stream: {errorType}: ", error.Message, StringComparison.Ordinal);
+        Assert.Contains(Why, error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task PeerGone_ReaderGetsTheBytesSentThenPeerDied_AndTheWriterFails()
     {
