@@ -66,20 +66,20 @@ internal sealed class PageRangeDuplexPipe : IDuplexPipe
                     // type: a read of the pipe throws nothing else, and a relay passes on the PageRangeException (or
                     // ObjectDisposedException) that ended its other side.
                     byte[] message = Encoding.UTF8.GetBytes($"{writerError.GetType().Name}: {writerError.Message}");
-                    _connection.SendOneway(PageRangeStreams.AbortCode, message.AsSpan(0, Math.Min(message.Length, _chunkSize)));
+                    Send(PageRangeStreams.AbortCode, new ReadOnlySequence<byte>(message, 0, Math.Min(message.Length, _chunkSize)));
                     return;
                 }
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 while (!buffer.IsEmpty)
                 {
                     int length = (int)Math.Min(buffer.Length, _chunkSize);
-                    SendChunk(buffer.Slice(0, length));
+                    Send(PageRangeStreams.DataCode, buffer.Slice(0, length));
                     buffer = buffer.Slice(length);
                 }
                 reader.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted)
                 {
-                    _connection.SendOneway(PageRangeStreams.EndCode, []);
+                    Send(PageRangeStreams.EndCode, ReadOnlySequence<byte>.Empty);
                     return;
                 }
                 if (result.IsCanceled && !_connection.IsPeerAlive)
@@ -99,21 +99,26 @@ internal sealed class PageRangeDuplexPipe : IDuplexPipe
         }
     }
 
-    private void SendChunk(in ReadOnlySequence<byte> chunk)
+    /// <summary>Sends one message of the stream: a chunk of data, the end, or the abort.</summary>
+    /// <remarks>
+    /// A stream waits for its reader as long as the reader takes, so no region-full timeout; the connection's death or
+    /// dispose still ends the wait. The end and the abort wait alike: behind a slow reader's full region they would
+    /// otherwise fail after the timeout, unsent, and the peer would never learn that the stream ended.
+    /// </remarks>
+    private void Send(uint code, in ReadOnlySequence<byte> payload)
     {
-        int length = (int)chunk.Length;
-        // A stream waits for its reader as long as the reader takes, so no region-full timeout; death still ends it.
+        int length = (int)payload.Length;
         Reservation reservation = _connection.RentReservation(length, ReservationKind.Oneway, Timeout.InfiniteTimeSpan, CancellationToken.None);
         try
         {
-            chunk.CopyTo(reservation.Span);
+            payload.CopyTo(reservation.Span);
         }
         catch
         {
             _connection.AbortReservation(reservation);
             throw;
         }
-        _connection.CommitOneway(reservation, PageRangeStreams.DataCode, length);
+        _connection.CommitOneway(reservation, code, length);
     }
 
     private async Task ReceiveLoopAsync()

@@ -49,7 +49,8 @@ public static class PageRangeStreams
     /// <para>
     /// <b>Completion.</b> Completing <see cref="IDuplexPipe.Output"/> sends an end-of-stream message once the bytes before
     /// it are sent; the peer's <see cref="IDuplexPipe.Input"/> completes when it arrives. Completing it with an exception
-    /// sends an abort instead, and the peer's reader throws a <see cref="PageRangeException"/> carrying the message. If
+    /// sends an abort instead, and the peer's reader throws a <see cref="PageRangeException"/> carrying the message. Both
+    /// wait for room in the peer's region as data does, without the region-full timeout. If
     /// the peer dies first, the reader throws <see cref="PeerDiedException"/> after the bytes already sent, and the
     /// writer's next flush throws it too. Completing <see cref="IDuplexPipe.Input"/> stops receiving.
     /// </para>

@@ -163,6 +163,47 @@ public sealed class PageRangeDuplexPipeTests
         Assert.True(received.AsSpan().SequenceEqual(data));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task SlowReader_RegionFullPastTheTimeoutAsTheStreamEnds_TheEndOrAbortStillArrives(bool abort)
+    {
+        // The end and the abort were sent with the region-full timeout while data waits for ever: behind a reader that
+        // paused with the region full they failed, unsent, and the reader never saw the stream end.
+        const int Chunk = 4096;
+        PageRangeOptions options = ConnectedPair.SmallOptions();
+        options.RegionFullTimeout = TimeSpan.FromMilliseconds(500);
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync(options);
+        IDuplexPipe client = pair.Client.AsDuplexPipe(Chunk);
+        IDuplexPipe server = pair.Server.AsDuplexPipe(Chunk);
+        // The server's application reads nothing yet: its pipe takes two chunks, then the oneway quota fills. Exactly as
+        // many chunks as fit, so all are sent and less than a chunk (or a pack of small messages) is left for the end.
+        int chunks = 2 + (int)(pair.Client.MaxOnewayMessageSize / Chunk);
+        byte[] data = ReservedBufferTests.Pattern(chunks * Chunk, 5);
+        for (int at = 0; at < data.Length; at += Chunk)
+        {
+            await client.Output.WriteAsync(data.AsMemory(at, Chunk)).AsTask().WaitAsync(TestTimeouts.Long);
+        }
+        await Poll.WaitUntilAsync(() => pair.Client.OutboundStats.FreeOnewaySpace < Chunk, "the oneway quota full");
+        Task completing = abort
+            ? client.Output.CompleteAsync(new InvalidDataException(new string('x', 2 * Chunk))).AsTask()
+            : client.Output.CompleteAsync().AsTask();
+        await completing.WaitAsync(TestTimeouts.Long);
+
+        // The reader pauses well past the region-full timeout, then reads to the end.
+        await Task.Delay(4 * options.RegionFullTimeout);
+        if (abort)
+        {
+            var error = await Assert.ThrowsAsync<PageRangeException>(async () => await ReadToEndAsync(server.Input).WaitAsync(TestTimeouts.Long));
+            Assert.Contains("The peer aborted the stream: InvalidDataException: xxx", error.Message, StringComparison.Ordinal);
+        }
+        else
+        {
+            byte[] received = await ReadToEndAsync(server.Input).WaitAsync(TestTimeouts.Long);
+            Assert.True(received.AsSpan().SequenceEqual(data));
+        }
+    }
+
     [Fact]
     public async Task ForeignTransaction_CompletesTheInputWithInvalidMessage()
     {
