@@ -140,8 +140,9 @@ internal sealed class PageRangeDuplexPipe : IDuplexPipe
                             await writer.CompleteAsync().ConfigureAwait(false);
                             return;
                         case PageRangeStreams.AbortCode when transaction.IsOneway:
+                            // The peer's text, bounded and without control characters, as an error reply's (TakeReply).
                             await writer.CompleteAsync(new PageRangeException(
-                                $"The peer aborted the stream: {Encoding.UTF8.GetString(transaction.Payload)}")).ConfigureAwait(false);
+                                $"The peer aborted the stream: {PeerText.Sanitize(transaction.Payload)}")).ConfigureAwait(false);
                             return;
                         default:
                             await writer.CompleteAsync(new InvalidMessageException(

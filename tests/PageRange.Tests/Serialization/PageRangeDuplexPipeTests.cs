@@ -97,6 +97,28 @@ public sealed class PageRangeDuplexPipeTests
     }
 
     [Fact]
+    [Trait("Category", "Hostile")]
+    public async Task Abort_HostilePeerSendsAMegabyteOfControlCharacters_TheReaderGetsABoundedCleanMessage()
+    {
+        // 4 MiB: a oneway quota that takes the 1 MiB abort.
+        PageRangeOptions options = ConnectedPair.SmallOptions();
+        options.RegionSize = 4 << 20;
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync(options);
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        byte[] hostile = System.Text.Encoding.UTF8.GetBytes(
+            string.Concat(Enumerable.Repeat("\n\r\u001b[31mFATAL forged log line\u0007\u202E\u0085", (1 << 20) / 32)));
+        Assert.InRange(hostile.Length, 1 << 20, 2 << 20);
+        // A raw peer: no pipe of its own, only the abort message.
+        pair.Client.SendOneway(PageRangeStreams.AbortCode, hostile);
+
+        var error = await Assert.ThrowsAsync<PageRangeException>(async () => await ReadToEndAsync(server.Input).WaitAsync(TestTimeouts.Long));
+        Assert.StartsWith("The peer aborted the stream: ", error.Message, StringComparison.Ordinal);
+        Assert.InRange(error.Message.Length, 1, "The peer aborted the stream: ".Length + PeerText.MaxLength + 1);
+        Assert.DoesNotContain(error.Message, c => char.IsControl(c) || c == '\u202E');
+        Assert.Contains("FATAL forged log line", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task PeerGone_ReaderGetsTheBytesSentThenPeerDied_AndTheWriterFails()
     {
         await using ConnectedPair pair = await ConnectedPair.CreateAsync();
