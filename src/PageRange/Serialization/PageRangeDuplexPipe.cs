@@ -126,47 +126,102 @@ internal sealed class PageRangeDuplexPipe : IDuplexPipe
         PipeWriter writer = _input.Writer;
         try
         {
-            while (true)
-            {
-                Transaction transaction = await _connection.ReceiveAsync().ConfigureAwait(false);
-                using (transaction)
-                {
-                    switch (transaction.Code)
-                    {
-                        case PageRangeStreams.DataCode when transaction.IsOneway:
-                            writer.Write(transaction.Payload);
-                            break;
-                        case PageRangeStreams.EndCode when transaction.IsOneway:
-                            await writer.CompleteAsync().ConfigureAwait(false);
-                            return;
-                        case PageRangeStreams.AbortCode when transaction.IsOneway:
-                            // The peer's text, bounded and without control characters, as an error reply's (TakeReply).
-                            await writer.CompleteAsync(new PageRangeException(
-                                $"The peer aborted the stream: {PeerText.Sanitize(transaction.Payload)}")).ConfigureAwait(false);
-                            return;
-                        default:
-                            await writer.CompleteAsync(new InvalidMessageException(
-                                $"Transaction {transaction.Id} (code {transaction.Code}, {transaction.Flags}) is not part of the stream: " +
-                                "a connection is dedicated to its duplex pipe.")).ConfigureAwait(false);
-                            return;
-                    }
-                }
-                FlushResult flushed = await writer.FlushAsync().ConfigureAwait(false);
-                if (flushed.IsCompleted)
-                {
-                    // The application completed its reader: it wants no more.
-                    return;
-                }
-            }
+            await ReceiveStreamAsync(writer).ConfigureAwait(false);
         }
         catch (ObjectDisposedException closed)
         {
             await writer.CompleteAsync(new PeerDiedException($"The connection closed before the stream ended ({closed.Message}).", closed)).ConfigureAwait(false);
+            return;
         }
         catch (Exception error)
         {
             // Whatever ended receiving ends the application's reads, with the reason.
             await writer.CompleteAsync(error).ConfigureAwait(false);
+            return;
+        }
+        await DiscardAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Copies the peer's data into the input until the input is complete: the end, the abort, a transaction that is not
+    /// part of the stream, or the application completed its reader. Throws what ended the connection.
+    /// </summary>
+    private async Task ReceiveStreamAsync(PipeWriter writer)
+    {
+        while (true)
+        {
+            Transaction transaction = await _connection.ReceiveAsync().ConfigureAwait(false);
+            using (transaction)
+            {
+                switch (transaction.Code)
+                {
+                    case PageRangeStreams.DataCode when transaction.IsOneway:
+                        writer.Write(transaction.Payload);
+                        break;
+                    case PageRangeStreams.EndCode when transaction.IsOneway:
+                        await writer.CompleteAsync().ConfigureAwait(false);
+                        return;
+                    case PageRangeStreams.AbortCode when transaction.IsOneway:
+                        // The peer's text, bounded and without control characters, as an error reply's (TakeReply).
+                        await writer.CompleteAsync(new PageRangeException(
+                            $"The peer aborted the stream: {PeerText.Sanitize(transaction.Payload)}")).ConfigureAwait(false);
+                        return;
+                    default:
+                        string notPartOfTheStream =
+                            $"Transaction {transaction.Id} (code {transaction.Code}, {transaction.Flags}) is not part of the stream: " +
+                            "a connection is dedicated to its duplex pipe.";
+                        Refuse(transaction, notPartOfTheStream);
+                        await writer.CompleteAsync(new InvalidMessageException(notPartOfTheStream)).ConfigureAwait(false);
+                        return;
+                }
+            }
+            FlushResult flushed = await writer.FlushAsync().ConfigureAwait(false);
+            if (flushed.IsCompleted)
+            {
+                // The application completed its reader: it wants no more.
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes every transaction that arrives after the input is complete, until the connection ends: the connection is
+    /// still the pipe's and nothing else receives, so otherwise the peer's data would fill our region and stall its
+    /// writer for ever, and its calls would never be answered. Oneway messages (data included) are freed unread;
+    /// two-way calls get an error reply.
+    /// </summary>
+    private async Task DiscardAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                using Transaction transaction = await _connection.ReceiveAsync().ConfigureAwait(false);
+                Refuse(transaction, $"Transaction {transaction.Id} (code {transaction.Code}) arrived after the stream's input ended: " +
+                    "a connection is dedicated to its duplex pipe.");
+            }
+        }
+        catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
+        {
+            // The connection ended (the peer died or broke the protocol, or it was closed): nothing more arrives.
+        }
+    }
+
+    /// <summary>Fails a two-way call the pipe does not take with <see cref="CallStatus.FailedPrecondition"/>; a oneway message needs no answer.</summary>
+    private static void Refuse(Transaction transaction, string why)
+    {
+        if (!transaction.IsTwoWay)
+        {
+            return;
+        }
+        try
+        {
+            transaction.ReplyError(CallStatus.FailedPrecondition, why);
+        }
+        catch (PageRangeException)
+        {
+            // No room for the reply, or the caller is gone: disposing the call still tells a live caller (binder's
+            // failed reply, over the control socket).
         }
     }
 }

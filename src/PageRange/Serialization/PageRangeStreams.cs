@@ -35,8 +35,11 @@ public static class PageRangeStreams
     /// <see cref="PageRangeConnection.Receive"/> (or its async forms) while the pipe is in use; both sides of a
     /// connection should use the pipe. A transaction that is not part of the stream completes
     /// <see cref="IDuplexPipe.Input"/> with an <see cref="InvalidMessageException"/> (a two-way call gets an error
-    /// reply). Calls and oneway sends <em>from</em> this side still work, but the peer's pipe will reject them. A
-    /// connection has at most one pipe.
+    /// reply, <see cref="CallStatus.FailedPrecondition"/>). Once the input is complete (by the end, the abort, such a
+    /// transaction, or the application), the pipe still takes every transaction until the connection ends, so the peer
+    /// never waits on a region nobody empties: oneway messages, data included, are freed unread, and two-way calls get
+    /// that error reply. Calls and oneway sends <em>from</em> this side still work, but the peer's pipe will reject
+    /// them. A connection has at most one pipe.
     /// </para>
     /// <para>
     /// <b>Back-pressure.</b> Written bytes are sent in oneway messages of at most <paramref name="chunkSize"/> bytes,
@@ -52,7 +55,7 @@ public static class PageRangeStreams
     /// sends an abort instead, and the peer's reader throws a <see cref="PageRangeException"/> carrying the message. Both
     /// wait for room in the peer's region as data does, without the region-full timeout. If
     /// the peer dies first, the reader throws <see cref="PeerDiedException"/> after the bytes already sent, and the
-    /// writer's next flush throws it too. Completing <see cref="IDuplexPipe.Input"/> stops receiving.
+    /// writer's next flush throws it too. Completing <see cref="IDuplexPipe.Input"/> drops whatever arrives later.
     /// </para>
     /// <para>
     /// <b>Cancellation.</b> <see cref="PipeReader.CancelPendingRead"/> and <see cref="PipeWriter.CancelPendingFlush"/> work

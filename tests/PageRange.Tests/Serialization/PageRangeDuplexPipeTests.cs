@@ -237,6 +237,49 @@ public sealed class PageRangeDuplexPipeTests
         Assert.Throws<InvalidOperationException>(() => pair.Server.AsDuplexPipe());
     }
 
+    [Fact]
+    public async Task InputEndedByAForeignTransaction_LaterCallsAreRefusedAndOnewaysFreed()
+    {
+        // Once the input ended nothing received any more: the peer's calls waited out their timeout and its oneways
+        // filled the region until its sends failed.
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        Task<Transaction> foreign = pair.Client.CallAsync(5, new byte[] { 1, 2, 3 }, TestTimeouts.Long).AsTask();
+        await Assert.ThrowsAsync<InvalidMessageException>(async () => await server.Input.ReadAsync().AsTask().WaitAsync(TestTimeouts.Long));
+        Assert.Equal(CallStatus.FailedPrecondition, (await Assert.ThrowsAsync<RemoteCallException>(() => foreign.WaitAsync(TestTimeouts.Long))).Status);
+
+        for (int i = 0; i < 3; i++)
+        {
+            RemoteCallException refused = await Assert.ThrowsAsync<RemoteCallException>(
+                () => pair.Client.CallAsync(7, new byte[10], TestTimeouts.Long).AsTask().WaitAsync(TestTimeouts.Long));
+            Assert.Equal(CallStatus.FailedPrecondition, refused.Status);
+            Assert.Contains("arrived after the stream's input ended", refused.Message, StringComparison.Ordinal);
+        }
+        // Four times what the 256 KiB region holds.
+        await Task.Run(() =>
+        {
+            for (int i = 0; i < 64; i++)
+            {
+                pair.Client.SendOneway(PageRangeStreams.DataCode, new byte[16 << 10]);
+            }
+        }).WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task InputCompletedByTheApplication_ThePeersWriterDoesNotStall()
+    {
+        await using ConnectedPair pair = await ConnectedPair.CreateAsync();
+        IDuplexPipe client = pair.Client.AsDuplexPipe();
+        IDuplexPipe server = pair.Server.AsDuplexPipe();
+        await server.Input.CompleteAsync();
+
+        // Sixteen times what the 256 KiB region holds: dropped as it arrives.
+        await WriteAsync(client.Output, ReservedBufferTests.Pattern(4 << 20, 9), 64 << 10).WaitAsync(TestTimeouts.Long);
+        RemoteCallException refused = await Assert.ThrowsAsync<RemoteCallException>(
+            () => pair.Client.CallAsync(7, new byte[10], TestTimeouts.Long).AsTask().WaitAsync(TestTimeouts.Long));
+        Assert.Equal(CallStatus.FailedPrecondition, refused.Status);
+    }
+
     internal static async Task WriteAsync(PipeWriter writer, byte[] data, int step)
     {
         for (int at = 0; at < data.Length; at += step)
