@@ -294,13 +294,8 @@ public static partial class PageRangeMessagePack
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static ValueTask ReplyAsync<T>(this Transaction transaction, T message, MessagePackSerializerOptions? options = null, CancellationToken cancellationToken = default)
     {
-        PageRangeConnection connection = transaction.Connection;
-        int estimate = Estimate<T>(connection.MaxMessageSize);
-        if (estimate >= ZeroCopyThreshold
-            && connection.TryRentReplyReservation(transaction.Slot, transaction.Generation, estimate) is { } reservation
-            && SerializeInto(reservation, message, options))
+        if (TryReplyInPlace(transaction, message, options, out int estimate))
         {
-            connection.CommitReply(reservation, length: null);
             return ValueTask.CompletedTask;
         }
         return ReplyCopyAsync(transaction, RentCopy(ParcelFor(message, options, estimate), out int length), length, cancellationToken);
@@ -439,19 +434,34 @@ public static partial class PageRangeMessagePack
     [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
     public static void Reply<T>(this Transaction transaction, T message, MessagePackSerializerOptions? options = null)
     {
+        if (TryReplyInPlace(transaction, message, options, out int estimate))
+        {
+            return;
+        }
+        // A reservation not made, or aborted after a spill, leaves the call "not replied", so the plain reply goes through.
+        transaction.Reply(ParcelFor(message, options, estimate).WrittenSpan);
+    }
+
+    /// <summary>
+    /// Replies by serializing straight into the caller's region, if the type's size estimate is worth it and fits there
+    /// now; otherwise (or after a spill) nothing is sent and the caller copies.
+    /// </summary>
+    /// <remarks>Reserved only if the estimate fits now, as in SendOneway: waiting for room a small reply does not need
+    /// would run into the reply-room limit, and the caller would be closed as a client that stopped reading.</remarks>
+    [RequiresDynamicCode("MessagePack's default resolver generates code at run time.")]
+    [RequiresUnreferencedCode("MessagePack's default resolver reflects over the message type.")]
+    private static bool TryReplyInPlace<T>(Transaction transaction, T message, MessagePackSerializerOptions? options, out int estimate)
+    {
         PageRangeConnection connection = transaction.Connection;
-        int estimate = Estimate<T>(connection.MaxMessageSize);
-        // Reserved only if the estimate fits now, as in SendOneway: waiting for room a small reply does not need would
-        // run into the reply-room limit, and the caller would be closed as a client that stopped reading.
+        estimate = Estimate<T>(connection.MaxMessageSize);
         if (estimate >= ZeroCopyThreshold
             && connection.TryRentReplyReservation(transaction.Slot, transaction.Generation, estimate) is { } reservation
             && SerializeInto(reservation, message, options))
         {
             connection.CommitReply(reservation, length: null);
-            return;
+            return true;
         }
-        // A reservation not made, or aborted after a spill, leaves the call "not replied", so the plain reply goes through.
-        transaction.Reply(ParcelFor(message, options, estimate).WrittenSpan);
+        return false;
     }
 
     /// <summary>
