@@ -66,6 +66,45 @@ public sealed class ChannelPackHostileTests
         Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceive(out _));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TryReceive_EmptyPack_Violation(bool sealed_)
+    {
+        // An honest writer commits a pack's first entry before it publishes the pack's record.
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        long pack = SendPacked(pair, 1);
+        WriteWord(pair, pack, sealed_ ? PackLayout.SealedBit : 0);
+        AssertViolationEveryTime(pair, "Committed");
+    }
+
+    [Fact]
+    public void TryReceiveBatch_EveryRingSlotNamesOneEmptySealedPack_ViolationAtTheFirst()
+    {
+        // A pack record that hands out nothing kept the batch going: a peer republishing such records as fast as the
+        // receiver finished them held one batch (the receive lock, the reader role) for ever. Here the ring holds as many
+        // as it can: the old receiver took them all and returned 0, without a word.
+        var options = ChannelPair.SmallOptions();
+        using var pair = new ChannelPair(options);
+        long pack = SendPacked(pair, 1);
+        WriteWord(pair, pack, PackLayout.SealedBit);
+        int ring = pair.Inbound.Layout.TxRingOffset;
+        TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(ring);
+        Assert.NotEqual(0u, record.Flags & PackLayout.RecordFlag);
+        for (int slot = 1; slot < options.TxRingCapacity; slot++)
+        {
+            pair.WriteHeader(ring + (slot * TransactionRecordLayout.Size), record);
+        }
+        pair.WriteHeader(RegionHeaderLayout.TxTailOffset, (ulong)options.TxRingCapacity);
+
+        var batch = new TransactionRecord[8];
+        ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceiveBatch(batch));
+        Assert.Contains("an entry at least", error.Message, StringComparison.Ordinal);
+        Assert.Throws<ProtocolViolationException>(() => pair.Inbound.TryReceiveBatch(batch));
+        // The first pack record only (the old receiver consumed every slot).
+        Assert.True(pair.Inbound.Received <= 1, $"{pair.Inbound.Received} records consumed");
+    }
+
     [Fact]
     public void TryReceive_CommittedNotAMultipleOf8_Violation()
     {

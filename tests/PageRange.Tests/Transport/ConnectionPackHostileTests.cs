@@ -73,6 +73,48 @@ public sealed class ConnectionPackHostileTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Receive_PackSealedEmpty_OnlyThatConnectionClosesAndLetsGoOfEverything()
+    {
+        // A pack that hands out nothing: republished as fast as the victim finished it, it kept one receive pass going
+        // for ever (the receive lock and the reader role held, a call's timeout never checked, a dispose waiting). One
+        // is a violation now; before, the victim finished it silently and the connection went on.
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimRegion = attack.RegionName;
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
+
+        Assert.True(victim.TryHoldReaderRoleForTest(), "the reader role was taken");
+        try
+        {
+            Assert.True(attacker.Outbound.TrySend(1, 5, TransactionFlags.Oneway, new byte[64]));
+            long pack = attacker.Outbound.OpenPackOffset;
+            Assert.True(pack >= 0);
+            Span<byte> word = attacker.Handshake.PeerRegion.GetSpan(attacker.Outbound.Layout.DataOffset + pack, sizeof(uint));
+            MemoryMarshal.Write(word, PackLayout.SealedBit);
+        }
+        finally
+        {
+            victim.ReleaseReaderRoleForTest();
+        }
+
+        using var bound = new CancellationTokenSource(TestTimeouts.Long);
+        PageRangeException error = await Assert.ThrowsAnyAsync<PageRangeException>(async () =>
+        {
+            using Transaction transaction = await victim.ReceiveAsync(bound.Token).AsTask().WaitAsync(TestTimeouts.Long);
+        });
+        output.WriteLine(error.Message);
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim noticed the violation");
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Descriptors <= connected.Descriptors - 2, "the victim closed both regions' descriptors");
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Mappings < connected.Mappings, "the victim unmapped its region");
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+
+        honestClient.SendOneway(9, [1, 2, 3]);
+        using Transaction honest = await honestServer.ReceiveAsync(bound.Token).AsTask().WaitAsync(TestTimeouts.Long);
+        Assert.Equal(9u, honest.Code);
+    }
+
+    [Fact]
     public async Task RawPeer_FreesTheVictimsOpenPack_OnlyThatConnectionClosesAndLetsGoOfEverything()
     {
         await using RawAttack attack = await RawAttack.StartAsync();

@@ -1570,13 +1570,18 @@ internal sealed unsafe class InboundChannel : IDisposable
             uint bytes = word & PackLayout.CommittedMask;
             bool sealed_ = (word & PackLayout.SealedBit) != 0;
             uint seenBytes = _packSeen & PackLayout.CommittedMask;
-            if (bytes > (uint)(_packCapacity - PackLayout.HeaderSize)
+            // Never 0: an honest writer commits a pack's first entry before it publishes the pack's record, whose acquire
+            // made it visible. An empty pack would be the one record that hands out nothing, so a peer publishing empty
+            // sealed packs as fast as we finish them (each finish stores our head) kept one batch going for ever, with
+            // the receive lock and the reader role held (found by review).
+            if (bytes == 0
+                || bytes > (uint)(_packCapacity - PackLayout.HeaderSize)
                 || (bytes & 7) != 0
                 || bytes < seenBytes
                 || ((_packSeen & PackLayout.SealedBit) != 0 && word != _packSeen))
             {
                 return PackViolation(count, $"its Committed word is 0x{word:x8} (capacity {_packCapacity} bytes, a {PackLayout.HeaderSize}-byte header, " +
-                    $"a multiple of 8, never below the 0x{_packSeen:x8} seen before, never changing once sealed)");
+                    $"an entry at least, a multiple of 8, never below the 0x{_packSeen:x8} seen before, never changing once sealed)");
             }
             _packSeen = word;
             int end = PackLayout.HeaderSize + (int)bytes;

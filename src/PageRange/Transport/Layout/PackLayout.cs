@@ -26,10 +26,12 @@ namespace PageRange.Transport;
 /// pack record (transaction ring): Flags = Oneway | <see cref="RecordFlag"/>, BufferOffset = the pack (8-aligned),
 ///   Length = its capacity (<see cref="MinCapacity"/>..<see cref="MaxCapacity"/>, a multiple of 8), every other field zero.
 /// </code>
-/// The writer appends an entry, then release-stores Committed; it seals the pack (stores Committed | Sealed) before it
+/// The writer writes the first entry and its Committed before it publishes the pack's record (a pack is never empty);
+/// it appends an entry, then release-stores Committed; it seals the pack (stores Committed | Sealed) before it
 /// publishes any later record, so the receiver, which takes entries in order and moves on to the ring only once the
 /// pack is sealed and consumed, keeps the order of every message. The receiver loads Committed once per look into a
-/// local and validates it (within the capacity, a multiple of 8, never below what it saw, never changing once sealed),
+/// local and validates it (an entry at least, within the capacity, a multiple of 8, never below what it saw, never
+/// changing once sealed),
 /// and copies each entry header once before using it (Length at most <see cref="MaxPayload"/>, Form 0 or 1, the entry
 /// inside Committed). A stream's oneway ids follow each other (<see cref="IdStep"/>), so its entries are short: 72
 /// bytes for a 64-byte payload instead of 80 (protocol version 10; see <see cref="EntryHeaderSize"/>). The pack's one
