@@ -19,6 +19,11 @@ public sealed partial class PageRangeConnection
     private volatile bool _drainedAfterDeath;
     private volatile bool _violated;
     private bool _inboundClosing;
+    // Payload bytes copied out of live transactions (CopyIncomingPayloads), under the slot lock: an honest writer's live
+    // buffers are disjoint parts of our data area, so they never add up to more than it. A peer naming one range again
+    // and again would otherwise make us copy our region's worth once per incoming slot (found by review: gigabytes
+    // from a 4 MiB region, with the defaults).
+    private long _copiedBytesLive;
 
     // The reader role's batch: records taken off the ring in one pass (PumpAvailable), used only by the role's holder.
     private readonly TransactionRecord[] _pumpBatch = new TransactionRecord[InboundChannel.ReceiveBatch];
@@ -375,6 +380,7 @@ public sealed partial class PageRangeConnection
         {
             // After the generation moved on: no handle can reach the copy any more.
             slot.PayloadCopy = null;
+            _copiedBytesLive -= slot.Record.PayloadLength;
             System.Buffers.ArrayPool<byte>.Shared.Return(copy);
         }
         if (!_inboundClosing)
@@ -1080,20 +1086,35 @@ public sealed partial class PageRangeConnection
             copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(record.PayloadLength, 1));
             _inbound.GetPayload(record).CopyTo(copy);
         }
-        using (_slotLock.EnterScope(thread))
+        try
         {
-            return AcquireIncomingUnsynchronized(record, metadata, copy);
+            using (_slotLock.EnterScope(thread))
+            {
+                return AcquireIncomingUnsynchronized(record, metadata, copy);
+            }
+        }
+        catch when (copy is not null)
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(copy);
+            throw;
         }
     }
 
     /// <summary>Takes a free incoming slot for <paramref name="record"/>; the caller holds the slot lock.</summary>
-    /// <exception cref="ProtocolViolationException">The peer has more buffers live than its free ring allows.</exception>
+    /// <exception cref="ProtocolViolationException">The peer has more buffers live than its free ring allows, or (copied)
+    /// more payload bytes live than our data area holds.</exception>
     private IncomingSlot AcquireIncomingUnsynchronized(in TransactionRecord record, CallMetadata? metadata, byte[]? copy)
     {
         if (_freeIncomingCount == 0)
         {
             throw new ProtocolViolationException(
                 $"The peer published more than {_freeIncoming.Length} live buffers, beyond what its free ring allows.");
+        }
+        if (copy is not null && _copiedBytesLive + record.PayloadLength > _inbound.Layout.DataSize)
+        {
+            throw new ProtocolViolationException(
+                $"The peer's live buffers add up to more than the {_inbound.Layout.DataSize} bytes of the data area they lie in " +
+                $"({_copiedBytesLive} bytes live, then {record.PayloadLength} more at offset {record.Offset}): they overlap.");
         }
         int index = _freeIncoming[_freeIncomingCount - 1];
         IncomingSlot? slot = _incomingSlots[index];
@@ -1121,6 +1142,7 @@ public sealed partial class PageRangeConnection
         if (copy is not null)
         {
             slot.PayloadCopy = copy;
+            _copiedBytesLive += record.PayloadLength;
         }
         if (metadata is not null)
         {

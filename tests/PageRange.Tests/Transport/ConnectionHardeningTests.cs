@@ -176,6 +176,61 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Payload_Copied_RecordsNamingOneRangeAgain_ViolationOnceTheyAddUpToMoreThanTheDataArea()
+    {
+        // Each record names a valid range on its own; together they add up to more than the data area, which an honest
+        // writer's live (disjoint) buffers never do. Copied, each would have been a new array of the range's size: one
+        // region's worth per incoming slot (gigabytes with the default sizes).
+        PageRangeOptions options = ConnectionPair.DefaultOptions();
+        options.CopyIncomingPayloads = IncomingPayloadCopy.Always;
+        await using RawAttack attack = await RawAttack.StartAsync(options);
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimRegion = attack.RegionName;
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
+        Assert.True(victim.CopiesIncomingPayloads);
+        const int Length = 300 * 1024;
+        const int Copies = 6;
+        Assert.True(Copies * (long)Length > victim.Inbound.Layout.DataSize);
+
+        Assert.True(victim.TryHoldReaderRoleForTest(), "the reader role was taken");
+        try
+        {
+            Assert.True(attacker.Outbound.TrySend(1, 5, TransactionFlags.Oneway, new byte[Length]));
+            RegionLayout layout = attacker.Outbound.Layout;
+            ulong sent = attacker.Outbound.Sent;
+            Span<byte> ring = attacker.Handshake.PeerRegion.GetSpan(layout.TxRingOffset, layout.TxRingCapacity * TransactionRecordLayout.Size);
+            int first = (int)((sent - 1) % (ulong)layout.TxRingCapacity) * TransactionRecordLayout.Size;
+            TransactionRecordLayout record = System.Runtime.InteropServices.MemoryMarshal.Read<TransactionRecordLayout>(ring[first..]);
+            Assert.Equal((uint)Length, record.Length);
+            for (int i = 0; i < Copies - 1; i++)
+            {
+                int at = (int)((sent + (ulong)i) % (ulong)layout.TxRingCapacity) * TransactionRecordLayout.Size;
+                System.Runtime.InteropServices.MemoryMarshal.Write(ring[at..], in record);
+            }
+            ulong tail = sent + Copies - 1;
+            System.Runtime.InteropServices.MemoryMarshal.Write(attacker.Handshake.PeerRegion.GetSpan(RegionHeaderLayout.TxTailOffset, 8), in tail);
+        }
+        finally
+        {
+            victim.ReleaseReaderRoleForTest();
+        }
+
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim noticed the violation");
+        // The copies made before it go back with the transactions nobody received.
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Descriptors <= connected.Descriptors - 2, "the victim closed both regions' descriptors");
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Mappings < connected.Mappings, "the victim unmapped its region");
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+        PageRangeException error = Assert.ThrowsAny<PageRangeException>(() => victim.TryReceive(out _));
+        output.WriteLine(error.ToString());
+        Assert.Contains("add up to more than", error.ToString(), StringComparison.Ordinal);
+
+        honestClient.SendOneway(9, [1, 2, 3]);
+        using Transaction honest = await honestServer.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        Assert.Equal(9u, honest.Code);
+    }
+
+    [Fact]
     public void CopyIncomingPayloads_Undefined_Throws()
     {
         var options = new PageRangeOptions();
