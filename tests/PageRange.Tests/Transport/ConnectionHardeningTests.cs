@@ -231,6 +231,55 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Receive_PeerPublishesMoreLiveBuffersThanItsFreeRingAllows_OnlyThatConnectionCloses()
+    {
+        // Nobody receives: every record the victim routes holds an incoming slot. An honest writer stops at its live
+        // limit; this one replays one valid record as fast as the victim takes them, past every slot the victim has.
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
+        string victimRegion = attack.RegionName;
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
+
+        Assert.True(attacker.Outbound.TrySend(1, 5, TransactionFlags.Oneway, new byte[1024]));
+        RegionLayout layout = attacker.Outbound.Layout;
+        Span<byte> header = attacker.Handshake.PeerRegion.GetSpan(0, layout.TxRingOffset + (layout.TxRingCapacity * TransactionRecordLayout.Size));
+        ulong tail = attacker.Outbound.Sent;
+        TransactionRecordLayout record = System.Runtime.InteropServices.MemoryMarshal.Read<TransactionRecordLayout>(
+            header[(layout.TxRingOffset + ((int)((tail - 1) % (ulong)layout.TxRingCapacity) * TransactionRecordLayout.Size))..]);
+        Assert.Equal(1024u, record.Length);
+        Assert.Equal(0u, record.Flags & PackLayout.RecordFlag);
+
+        var clock = Stopwatch.StartNew();
+        long forged = 0;
+        while (!victim.PeerDied.IsCancellationRequested)
+        {
+            Assert.True(clock.Elapsed < TestTimeouts.Long, $"no violation after {forged} forged records");
+            ulong head = Volatile.Read(ref System.Runtime.InteropServices.MemoryMarshal.AsRef<ulong>(header[RegionHeaderLayout.TxHeadOffset..]));
+            if (tail - head >= (ulong)layout.TxRingCapacity)
+            {
+                Thread.Yield();
+                continue;
+            }
+            System.Runtime.InteropServices.MemoryMarshal.Write(header[(layout.TxRingOffset + ((int)(tail % (ulong)layout.TxRingCapacity) * TransactionRecordLayout.Size))..], in record);
+            tail++;
+            Volatile.Write(ref System.Runtime.InteropServices.MemoryMarshal.AsRef<ulong>(header[RegionHeaderLayout.TxTailOffset..]), tail);
+            forged++;
+        }
+        output.WriteLine($"{forged} records forged before the victim closed");
+
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Descriptors <= connected.Descriptors - 2, "the victim closed both regions' descriptors");
+        await WaitUntilAsync(() => FaultResources.Naming(victimRegion).Mappings < connected.Mappings, "the victim unmapped its region");
+        Assert.Equal(0, victim.LiveIncomingTransactions);
+        PageRangeException error = Assert.ThrowsAny<PageRangeException>(() => victim.TryReceive(out _));
+        Assert.Contains("live buffers, beyond what its free ring allows", error.ToString(), StringComparison.Ordinal);
+
+        honestClient.SendOneway(9, [1, 2, 3]);
+        using Transaction honest = await honestServer.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        Assert.Equal(9u, honest.Code);
+    }
+
+    [Fact]
     public void CopyIncomingPayloads_Undefined_Throws()
     {
         var options = new PageRangeOptions();
