@@ -106,6 +106,65 @@ public sealed class ChannelPackHostileTests
     }
 
     [Fact]
+    public async Task TryReceive_PacksFinishedWhileTheWriterNeverReadsTheirFrees_ViolationWhenTheFreeRingIsFull()
+    {
+        // Each pack's entry is taken and freed while the pack is open; the seal is seen by the next pass, whose
+        // FinishPack writes the pack's free. A writer that forges pack records and never reads those frees fills the free
+        // ring: the free written inside the receive pass (under the receive and free locks) is the violation.
+        var options = ChannelPair.SmallOptions();
+        using var pair = new ChannelPair(options);
+        long packA = SendPacked(pair, 1);
+        int ring = pair.Inbound.Layout.TxRingOffset;
+        TransactionRecordLayout record = pair.ReadHeader<TransactionRecordLayout>(ring);
+        Assert.Equal((ulong)packA, record.BufferOffset);
+        // A second pack, a copy of the first (header and one entry), 2 packs further on.
+        long packB = packA + (2 * PackLayout.Capacity);
+        Assert.True(packB + PackLayout.Capacity <= pair.Inbound.Layout.DataSize);
+        // Not a buffer of the writer's allocator: written through the raw mapping, as a forger would.
+        Span<byte> RawPack(long pack) => pair.Outbound.Region.GetSpan(pair.Outbound.Layout.DataOffset + pack, PackLayout.Capacity);
+        void RawWord(long pack, uint word) => MemoryMarshal.Write(RawPack(pack), in word);
+        RawPack(packA).CopyTo(RawPack(packB));
+        uint open = (uint)s_entry64;
+
+        ProtocolViolationException? error = null;
+        ulong passes = 0;
+        for (ulong i = 0; i < (ulong)(options.FreeRingCapacity + 4); i++)
+        {
+            // Finishes the pack before (its free written in this pass), then takes the open pack's entry.
+            TransactionRecord message = default;
+            error = Record.Exception(() => Assert.True(pair.Inbound.TryReceive(out message))) as ProtocolViolationException;
+            if (error is not null)
+            {
+                break;
+            }
+            passes++;
+            // Freed while its pack is open: the pack's free waits for the seal.
+            pair.Inbound.Free(message);
+            long current = i % 2 == 0 ? packA : packB;
+            long next = i % 2 == 0 ? packB : packA;
+            RawWord(current, PackLayout.SealedBit | open);
+            RawWord(next, open);
+            record.BufferOffset = (ulong)next;
+            pair.WriteHeader(ring + ((int)((i + 1) % (ulong)options.TxRingCapacity) * TransactionRecordLayout.Size), record);
+            pair.WriteHeader(RegionHeaderLayout.TxTailOffset, i + 2);
+        }
+        Assert.NotNull(error);
+        Assert.Contains("free ring", error.Message, StringComparison.Ordinal);
+        // The first pass finished no pack; each later one finished one and wrote its free, until the ring was full.
+        Assert.Equal((ulong)options.FreeRingCapacity + 1, passes);
+        // The throw let go of the receive and free locks (a connection closes on it: its pump never reads again): another
+        // thread's pass and free get through.
+        Task other = Task.Run(() =>
+        {
+            if (pair.Inbound.TryReceive(out TransactionRecord late))
+            {
+                pair.Inbound.Free(late);
+            }
+        });
+        await other.WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
     public void TryReceive_CommittedNotAMultipleOf8_Violation()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
