@@ -163,32 +163,17 @@ internal sealed partial class BufferAllocator
     internal const int IgnoredFreeLogBurst = 10;
 
     /// <summary>The window of <see cref="IgnoredFreeLogBurst"/> (binder's default printk rate limit: 10 lines per 5 s).</summary>
-    internal TimeSpan IgnoredFreeLogInterval { get; set; } = TimeSpan.FromSeconds(5);
+    internal TimeSpan IgnoredFreeLogInterval
+    {
+        get => _ignoredFreeLog.Interval;
+        set => _ignoredFreeLog.Interval = value;
+    }
 
     /// <summary>Whether this ignored free gets a log line, and how many went unlogged before it.</summary>
-    /// <remarks>Safety: the caller holds the lock.</remarks>
     private bool ShouldLogIgnoredFreeUnsynchronized(out long notLoggedBefore)
     {
         notLoggedBefore = 0;
-        if (!_logger.IsEnabled(LogLevel.Warning))
-        {
-            return false;
-        }
-        long now = Environment.TickCount64;
-        if (_ignoredFreeLogWindowStart == long.MinValue || now - _ignoredFreeLogWindowStart >= (long)IgnoredFreeLogInterval.TotalMilliseconds)
-        {
-            _ignoredFreeLogWindowStart = now;
-            _ignoredFreeLinesInWindow = 0;
-        }
-        if (_ignoredFreeLinesInWindow >= IgnoredFreeLogBurst)
-        {
-            _ignoredFreesNotLogged++;
-            return false;
-        }
-        _ignoredFreeLinesInWindow++;
-        notLoggedBefore = _ignoredFreesNotLogged;
-        _ignoredFreesNotLogged = 0;
-        return true;
+        return _logger.IsEnabled(LogLevel.Warning) && _ignoredFreeLog.TryTake(out notLoggedBefore);
     }
 
     private FreeResult FreeCore(long offset, ulong deliveredBefore, bool callerHoldsLock)

@@ -87,9 +87,7 @@ internal sealed partial class BufferAllocator
     private long _ignoredFrees;
     // The ignored frees' log lines, rate-limited as binder's are (binder_user_error: pr_info_ratelimited): a peer that
     // publishes bogus frees by the ring-full would otherwise write a line each, under the send lock, into the user's log.
-    private long _ignoredFreeLogWindowStart = long.MinValue;
-    private int _ignoredFreeLinesInWindow;
-    private long _ignoredFreesNotLogged;
+    private readonly LogRateLimit _ignoredFreeLog = new(IgnoredFreeLogBurst, TimeSpan.FromSeconds(5));
     private long _undeliveredFrees;
     private long _failedReservations;
     private long _onewaySpamReports;

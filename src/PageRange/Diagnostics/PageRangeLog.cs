@@ -86,6 +86,10 @@ internal static partial class PageRangeLog
         Message = "Client pid {PeerPid} on '{Name}' stopped reading its replies (no room for a reply within {TimeoutMilliseconds} ms); its connection is closed")]
     internal static partial void ClientStoppedReading(ILogger logger, string name, int peerPid, double timeoutMilliseconds);
 
+    [LoggerMessage(EventId = PageRangeLogEvents.WorkerThreadStartFailed, Level = LogLevel.Warning,
+        Message = "A worker thread of '{Name}' could not be started ({ThreadCount} running; {NotLoggedBefore} more failures were not logged before this one); the calls queued wait for the workers there are")]
+    internal static partial void WorkerThreadStartFailed(ILogger logger, Exception exception, string name, int threadCount, long notLoggedBefore);
+
     [LoggerMessage(EventId = PageRangeLogEvents.HandlerFailed, Level = LogLevel.Error,
         Message = "The handler of code {Code} failed on a call from pid {PeerPid} on '{Name}'")]
     internal static partial void HandlerFailed(ILogger logger, Exception exception, string name, int peerPid, uint code);

@@ -77,4 +77,8 @@ public static class PageRangeLogEvents
 
     /// <summary>303, Warning: a client stopped reading its replies (a reply found no room in time); its connection is closed.</summary>
     public const int ClientStoppedReading = 303;
+
+    /// <summary>304, Warning: a server's worker thread could not be started (the process's thread or pid limit); the
+    /// work waits for the workers there are. At most 10 lines per 5 s; the next line counts those left out.</summary>
+    public const int WorkerThreadStartFailed = 304;
 }

@@ -35,6 +35,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
 
     private readonly PageRangeServerOptions _options;
     private readonly ILogger _logger;
+    private readonly LogRateLimit _workerStartFailedLog = new(10, TimeSpan.FromSeconds(5));
     private readonly HandlerRegistry _registry;
     private readonly ServerWorkerPool _pool;
     private readonly ServerAcceptLoop _accept;
@@ -62,7 +63,7 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         _registry = registry;
         _listener = listener;
         _listener.HandshakeFailed += OnHandshakeFailed;
-        _pool = new ServerWorkerPool(name, options.MinThreads, options.MaxThreads, options.IdleThreadTimeout, Run);
+        _pool = new ServerWorkerPool(name, options.MinThreads, options.MaxThreads, options.IdleThreadTimeout, Run, OnWorkerStartFailed);
         _accept = new ServerAcceptLoop(listener, AdmitAsync, OnAcceptFailed);
         // Refuse over a limit before the handshake maps anything; AdmitAsync checks again once the handshake is done,
         // exactly, because two clients may pass this early check at the same time.
@@ -274,6 +275,15 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         _pool.Dispose();
         _monitor?.Dispose();
         _listener.HandshakeFailed -= OnHandshakeFailed;
+    }
+
+    /// <summary>A worker could not start (a thread or pid limit, which clients opening connections can help reach): logged, rate-limited.</summary>
+    private void OnWorkerStartFailed(Exception error)
+    {
+        if (_logger.IsEnabled(LogLevel.Warning) && _workerStartFailedLog.TryTake(out long notLoggedBefore))
+        {
+            PageRangeLog.WorkerThreadStartFailed(_logger, error, Name, _pool.ThreadCount, notLoggedBefore);
+        }
     }
 
     /// <summary>The listener's admission hook: refuses a peer at once if a limit is reached now.</summary>

@@ -30,14 +30,24 @@ internal sealed class ServerWorkerPool : IDisposable
     private int _spawned;
     private volatile bool _stopping;
 
-    internal ServerWorkerPool(string name, int min, int max, TimeSpan idleTimeout, Action<ServerWorkItem> run)
+    private readonly Action<Exception>? _spawnFailed;
+    private int _spawnFailures;
+
+    internal ServerWorkerPool(string name, int min, int max, TimeSpan idleTimeout, Action<ServerWorkItem> run, Action<Exception>? spawnFailed = null)
     {
         _name = name;
         _min = min;
         _max = max;
         _idleTimeout = idleTimeout;
         _run = run;
+        _spawnFailed = spawnFailed;
     }
+
+    /// <summary>Worker threads that could not be started (a thread or pid limit), each given back to the count.</summary>
+    internal int SpawnFailureCount => Volatile.Read(ref _spawnFailures);
+
+    /// <summary>Throws in place of the next thread starts while set (tests: a pid limit reached).</summary>
+    internal Func<Exception?>? StartFaultForTest { get; set; }
 
     /// <summary>Live worker threads.</summary>
     internal int ThreadCount => Volatile.Read(ref _threads);
@@ -54,11 +64,18 @@ internal sealed class ServerWorkerPool : IDisposable
     /// <summary>Completes when every worker has exited after <see cref="Stop"/>.</summary>
     internal Task Completion => _allExited.Task;
 
+    /// <summary>Starts the minimum of workers.</summary>
+    /// <exception cref="OutOfMemoryException">A worker could not be started (the process's thread or pid limit): the
+    /// server cannot serve, so its start fails; the workers started so far exit.</exception>
     internal void Start()
     {
         for (int i = 0; i < _min; i++)
         {
-            TrySpawn();
+            if (TrySpawn() is { } failure)
+            {
+                Stop();
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            }
         }
     }
 
@@ -72,7 +89,8 @@ internal sealed class ServerWorkerPool : IDisposable
         // idle until it takes its item, so comparing with the queue, not with zero, is what sees a busy pool.)
         if (Volatile.Read(ref _pending) > Volatile.Read(ref _idle))
         {
-            TrySpawn();
+            // Never throws: a worker that cannot start is reported, and the item waits for the workers there are.
+            _ = TrySpawn();
         }
     }
 
@@ -97,14 +115,16 @@ internal sealed class ServerWorkerPool : IDisposable
         }
     }
 
-    private void TrySpawn()
+    /// <summary>Starts a worker if the pool may grow.</summary>
+    /// <returns>Why a worker could not be started (given back to the count, reported), or <see langword="null"/>.</returns>
+    private Exception? TrySpawn()
     {
         while (true)
         {
             int threads = Volatile.Read(ref _threads);
             if (threads >= _max || _stopping)
             {
-                return;
+                return null;
             }
             if (Interlocked.CompareExchange(ref _threads, threads + 1, threads) == threads)
             {
@@ -112,14 +132,37 @@ internal sealed class ServerWorkerPool : IDisposable
             }
         }
         int spawned = Interlocked.Increment(ref _spawned);
+        try
+        {
+            if (StartFaultForTest?.Invoke() is { } fault)
+            {
+                throw fault;
+            }
+            var thread = new Thread(WorkerLoop)
+            {
+                IsBackground = true,
+                Name = $"PageRange server {_name} #{spawned}",
+            };
+            thread.Start();
+        }
+        catch (Exception error)
+        {
+            // A thread or pid limit (the runtime throws OutOfMemoryException when the thread cannot be created). The count
+            // taken above is given back: a phantom worker would keep the pool from ever growing again, and the work
+            // already queued waits for the workers there are. Thrown out of Enqueue, it ended the session of whichever
+            // client's call happened to ask for the spawn (found by review).
+            Interlocked.Decrement(ref _spawned);
+            Interlocked.Increment(ref _spawnFailures);
+            if (Interlocked.Decrement(ref _threads) == 0 && _stopping)
+            {
+                _allExited.TrySetResult();
+            }
+            _spawnFailed?.Invoke(error);
+            return error;
+        }
         UpdatePeak();
         PageRangeMetrics.RecordServerThreads(1);
-        var thread = new Thread(WorkerLoop)
-        {
-            IsBackground = true,
-            Name = $"PageRange server {_name} #{spawned}",
-        };
-        thread.Start();
+        return null;
     }
 
     private void UpdatePeak()

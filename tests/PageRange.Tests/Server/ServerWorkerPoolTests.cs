@@ -43,6 +43,75 @@ public sealed class ServerWorkerPoolTests
     }
 
     [Fact]
+    public async Task AWorkerThatCannotStart_EnqueueDoesNotThrow_TheCountIsGivenBack_ThePoolGrowsLater()
+    {
+        // A thread or pid limit: the runtime throws OutOfMemoryException when it cannot create a thread. Thrown out of
+        // Enqueue, it ended the session of the client whose call asked for the spawn; counted, the phantom workers kept
+        // the pool from ever growing again.
+        using var release = new ManualResetEventSlim();
+        int ran = 0;
+        var failures = new List<Exception>();
+        var pool = new ServerWorkerPool("test", 1, 4, TimeSpan.FromSeconds(30), _ =>
+        {
+            release.Wait();
+            Interlocked.Increment(ref ran);
+        }, error =>
+        {
+            lock (failures)
+            {
+                failures.Add(error);
+            }
+        });
+        pool.Start();
+        try
+        {
+            Assert.Equal(1, pool.ThreadCount);
+            pool.StartFaultForTest = () => new InvalidOperationException("test: the thread limit");
+            for (int i = 0; i < 4; i++)
+            {
+                pool.Enqueue(default);
+            }
+            Assert.Equal(1, pool.ThreadCount);
+            Assert.True(pool.SpawnFailureCount >= 3, $"{pool.SpawnFailureCount} spawns failed");
+            lock (failures)
+            {
+                Assert.Equal(pool.SpawnFailureCount, failures.Count);
+                Assert.All(failures, error => Assert.IsType<InvalidOperationException>(error));
+            }
+
+            // The limit is gone: the next item spawns workers up to the maximum, and everything queued runs.
+            pool.StartFaultForTest = null;
+            pool.Enqueue(default);
+            await WaitUntilAsync(() => pool.ThreadCount > 1);
+            release.Set();
+            await WaitUntilAsync(() => Volatile.Read(ref ran) == 5);
+            Assert.InRange(pool.ThreadCount, 2, 4);
+        }
+        finally
+        {
+            release.Set();
+            pool.Stop();
+            await pool.Completion.WaitAsync(TestTimeouts.Long);
+            pool.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Start_AMinimumWorkerCannotStart_ThrowsAndTheStartedOnesExit()
+    {
+        int starts = 0;
+        var pool = new ServerWorkerPool("test", 3, 4, TimeSpan.FromSeconds(30), _ => { })
+        {
+            StartFaultForTest = () => ++starts == 2 ? new InvalidOperationException("test: the thread limit") : null,
+        };
+        Assert.Throws<InvalidOperationException>(pool.Start);
+        await pool.Completion.WaitAsync(TestTimeouts.Long);
+        Assert.Equal(0, pool.ThreadCount);
+        Assert.Equal(1, pool.SpawnFailureCount);
+        pool.Dispose();
+    }
+
+    [Fact]
     public async Task BlockedWork_GrowsToTheMaximum_IdleWorkersRetireToTheMinimum_StopEndsThemAll()
     {
         using var release = new ManualResetEventSlim();
