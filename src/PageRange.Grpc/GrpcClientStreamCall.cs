@@ -68,6 +68,9 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
     }
 
+    /// <summary>Message credits the writer holds now (tests look).</summary>
+    internal int CreditsHeld => _gate.Messages;
+
     /// <inheritdoc/>
     public TResponse Current => _inbox?.Current ?? throw new InvalidOperationException("No message: call MoveNext first.");
 
@@ -136,7 +139,10 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     public Task WriteAsync(TRequest message) => WriteAsync(message, CancellationToken.None);
 
     /// <inheritdoc/>
-    /// <remarks>Completes once the message is serialized into the stream's open frame (see <see cref="GrpcFrameWriter"/>).</remarks>
+    /// <remarks>
+    /// Completes once the message is serialized into the stream's open frame (see <see cref="GrpcFrameWriter"/>). As
+    /// grpc-dotnet's: once the call is over, the write fails with the call's status (a write waiting for room too).
+    /// </remarks>
     public Task WriteAsync(TRequest message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
@@ -158,8 +164,9 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
         catch (Exception error) when (error is PageRangeException or ObjectDisposedException or TimeoutException or OperationCanceledException)
         {
-            // Timeout and cancellation: the deadline passed or the call was cancelled while the message waited for room.
-            return Task.FromException(GrpcClientErrors.ToRpc(error));
+            // Timeout and cancellation: the deadline passed, or the call ended or was cancelled, while the message
+            // waited for room.
+            return Task.FromException(WriteFailed(error));
         }
         return WriteSlowAsync(message, cancellationToken);
     }
@@ -176,11 +183,11 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
         catch (OperationCanceledException error) when (!cancellationToken.IsCancellationRequested)
         {
-            throw GrpcClientErrors.ToRpc(error);
+            throw WriteFailed(error);
         }
         catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
         {
-            throw GrpcClientErrors.ToRpc(error);
+            throw WriteFailed(error);
         }
         try
         {
@@ -188,11 +195,23 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
         catch (Exception error) when (error is PageRangeException or ObjectDisposedException or TimeoutException or OperationCanceledException)
         {
-            throw GrpcClientErrors.ToRpc(error);
+            throw WriteFailed(error);
         }
     }
 
     private void WriteTaken(TRequest message) => _frames!.WriteWithCredit(_gate, _method.RequestMarshaller, message);
+
+    /// <summary>The exception a write that failed with <paramref name="error"/> ends with.</summary>
+    private RpcException WriteFailed(Exception error)
+    {
+        if (_result.IsComplete)
+        {
+            // As grpc-dotnet: a write of a call that is over fails with the call's status, whatever ended its wait (the
+            // call's end cancels the call's token, to wake a write waiting for room).
+            return new RpcException(_result.GetStatus(), _result.GetTrailers());
+        }
+        return GrpcClientErrors.ToRpc(error);
+    }
 
     /// <inheritdoc/>
     public async Task CompleteAsync()
@@ -357,8 +376,19 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
         finally
         {
-            // The call is over: its source lets go of the caller's token now, not only when the application disposes
-            // the call (Dispose cancels it only while the call runs, and disposing it twice is harmless).
+            try
+            {
+                // The call is over (its status recorded): a write waiting for room in the server's region watches this
+                // token under the writer's lock, which Dispose needs too; cancelled, it fails with the call's status. The
+                // transport's call let go of the token already, so the server's handler sees no cancel.
+                _cancel.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The application disposed the call once its status was out.
+            }
+            // Its source lets go of the caller's token now, not only when the application disposes the call (Dispose
+            // cancels it only while the call runs, and disposing it twice is harmless).
             _cancel.Dispose();
         }
     }
@@ -382,7 +412,8 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
         _result.Complete(status, head.Trailers, head.ResponseHeaders);
         RpcException? failure = status.StatusCode == StatusCode.OK ? null : new RpcException(status, head.Trailers);
-        _gate.Fail(failure ?? (Exception)new InvalidOperationException("Can't write the message because the call is complete."));
+        // As grpc-dotnet: writes after the end fail with the call's status, OK too.
+        _gate.Fail(failure ?? new RpcException(status, head.Trailers));
         lock (_lock)
         {
             _expected = head.MessagesSent;

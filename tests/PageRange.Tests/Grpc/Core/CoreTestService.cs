@@ -164,6 +164,16 @@ internal sealed class CoreTestService : CoreTest.CoreTestBase
             {
                 throw new RpcException(new Status(StatusCode.ResourceExhausted, "enough"));
             }
+            if (message.Text == "return")
+            {
+                // Done before the client is: OK, with what was read so far.
+                return new CoreMessage { Number = bytes, Count = count };
+            }
+            if (message.Text == "abort")
+            {
+                // A status no failed write of the client's could make up (a region full for good is ResourceExhausted).
+                throw new RpcException(new Status(StatusCode.Aborted, "the handler ended the call"), new Metadata { { "why", "aborted" } });
+            }
         }
         return new CoreMessage { Number = bytes, Count = count };
     }

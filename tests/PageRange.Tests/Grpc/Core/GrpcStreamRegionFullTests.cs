@@ -76,6 +76,47 @@ public sealed class GrpcStreamRegionFullTests
         await AssertTheRoomComesBackAsync(grpc, connection, holding, release);
     }
 
+    [Theory]
+    [InlineData("abort", StatusCode.Aborted)]
+    [InlineData("return", StatusCode.OK)]
+    public async Task ClientStreamWrite_ServerRegionFullAndTheServerEndsTheCall_EndsWithTheCallsStatusAndDisposeDoesNotWait(string end, StatusCode expected)
+    {
+        await using GrpcTestClient grpc = GrpcTestClient.Start(regionSize: GrpcUnaryTests.RegionFullTestSize);
+        GrpcClientConnection connection = await grpc.ConnectionAsync();
+        using var release = new CancellationTokenSource();
+        AsyncUnaryCall<CoreMessage> holding = await HoldTheServersRegionAsync(grpc, release.Token);
+
+        // The handler reads the first message, waits here while the client's next write finds no room, then ends the
+        // call (with an error status, or OK before the client is done): no deadline, no cancel by the client.
+        using var handlerGoesOn = new ManualResetEventSlim();
+        grpc.Service.OnClientMessageRead = () => handlerGoesOn.Wait(TestTimeouts.Long);
+        using AsyncClientStreamingCall<CoreMessage, CoreMessage> call = grpc.Client.ClientStream();
+        var stream = (GrpcClientStreamCall<CoreMessage, CoreMessage>)call.RequestStream;
+        await WriteFirstMessageAsync(grpc, call, end);
+        int credits = stream.CreditsHeld;
+        long failedBefore = connection.Connection.OutboundStats.FailedReservations;
+        Task write = Task.Run(() => call.RequestStream.WriteAsync(new CoreMessage { Data = s_large }));
+        await Poll.WaitUntilAsync(() => connection.Connection.OutboundStats.FailedReservations > failedBefore || write.IsCompleted, "the write found no room");
+        Assert.False(write.IsCompleted, $"the write ended while the region was full: {write.Exception}");
+        var clock = Stopwatch.StartNew();
+        handlerGoesOn.Set();
+
+        // The call's end, as the application sees it.
+        await Record.ExceptionAsync(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(expected, call.GetStatus().StatusCode);
+        // Dispose takes the writer's lock, which the waiting write held until the region's timeout.
+        await Task.Run(call.Dispose).WaitAsync(GrpcFrameWriterTests.WellBeforeTheRegionsTimeout);
+        RpcException ended = await Assert.ThrowsAsync<RpcException>(() => write.WaitAsync(GrpcFrameWriterTests.WellBeforeTheRegionsTimeout));
+
+        // As grpc-dotnet: the call's status, OK too.
+        Assert.True(ended.StatusCode == expected, $"{ended.StatusCode}: {ended.Status.Detail}");
+        Assert.Equal(call.GetStatus().Detail, ended.Status.Detail);
+        Assert.Equal(call.GetTrailers().GetValue("why"), ended.Trailers.GetValue("why"));
+        Assert.True(clock.Elapsed < GrpcFrameWriterTests.WellBeforeTheRegionsTimeout, $"the write took {clock.Elapsed}");
+        Assert.Equal(credits, stream.CreditsHeld);
+        await AssertTheRoomComesBackAsync(grpc, connection, holding, release);
+    }
+
     [Fact]
     public async Task ServerStreamWrite_ClientRegionFullPastTheDeadline_TheHandlersWriteEndsAtTheDeadline()
     {
@@ -145,9 +186,9 @@ public sealed class GrpcStreamRegionFullTests
     }
 
     /// <summary>Writes a small message and waits until the server read it: the stream is open and has its credit.</summary>
-    private static async Task WriteFirstMessageAsync(GrpcTestClient grpc, AsyncClientStreamingCall<CoreMessage, CoreMessage> call)
+    private static async Task WriteFirstMessageAsync(GrpcTestClient grpc, AsyncClientStreamingCall<CoreMessage, CoreMessage> call, string text = "first")
     {
-        await call.RequestStream.WriteAsync(new CoreMessage { Text = "first" }).WaitAsync(TestTimeouts.Long);
+        await call.RequestStream.WriteAsync(new CoreMessage { Text = text }).WaitAsync(TestTimeouts.Long);
         await Poll.WaitUntilAsync(() => grpc.Service.ClientMessagesRead == 1, "the server read the first message");
         GrpcClientConnection connection = await grpc.ConnectionAsync();
         PageRange.Allocation.BufferAllocatorStats room = connection.Connection.OutboundStats;
