@@ -141,7 +141,9 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
     /// <inheritdoc/>
     /// <remarks>
     /// Completes once the message is serialized into the stream's open frame (see <see cref="GrpcFrameWriter"/>). As
-    /// grpc-dotnet's: once the call is over, the write fails with the call's status (a write waiting for room too).
+    /// grpc-dotnet's: once the call is over, the write fails with the call's status (a write waiting for room too), and
+    /// cancelling <paramref name="cancellationToken"/> fails the write with <see cref="StatusCode.Cancelled"/> and
+    /// cancels the call.
     /// </remarks>
     public Task WriteAsync(TRequest message, CancellationToken cancellationToken)
     {
@@ -154,7 +156,7 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         {
             if (_opened.Task.IsCompletedSuccessfully && !cancellationToken.IsCancellationRequested && !_callToken.IsCancellationRequested && _gate.TryTake())
             {
-                WriteTaken(message);
+                WriteTaken(message, cancellationToken);
                 return Task.CompletedTask;
             }
         }
@@ -164,51 +166,57 @@ internal sealed class GrpcClientStreamCall<TRequest, TResponse> : IGrpcClientStr
         }
         catch (Exception error) when (error is PageRangeException or ObjectDisposedException or TimeoutException or OperationCanceledException)
         {
-            // Timeout and cancellation: the deadline passed, or the call ended or was cancelled, while the message
-            // waited for room.
-            return Task.FromException(WriteFailed(error));
+            // Timeout and cancellation: the deadline passed, or the call ended or was cancelled, or the write was
+            // cancelled, while the message waited for room.
+            return Task.FromException(WriteFailed(error, cancellationToken));
         }
         return WriteSlowAsync(message, cancellationToken);
     }
 
     private async Task WriteSlowAsync(TRequest message, CancellationToken cancellationToken)
     {
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _callToken);
         try
         {
+            // A write cancelled before it starts sends nothing, even with credit and room at hand.
+            cancellationToken.ThrowIfCancellationRequested();
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _callToken);
             await _opened.Task.WaitAsync(linked.Token).ConfigureAwait(false);
             // The server grants credit as it reads: what this stream holds must reach it first.
             _frames!.Flush();
             await _gate.TakeAsync(linked.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException error) when (!cancellationToken.IsCancellationRequested)
+        catch (Exception error) when (error is PageRangeException or ObjectDisposedException or OperationCanceledException)
         {
-            throw WriteFailed(error);
-        }
-        catch (Exception error) when (error is PageRangeException or ObjectDisposedException)
-        {
-            throw WriteFailed(error);
+            throw WriteFailed(error, cancellationToken);
         }
         try
         {
-            WriteTaken(message);
+            WriteTaken(message, cancellationToken);
         }
         catch (Exception error) when (error is PageRangeException or ObjectDisposedException or TimeoutException or OperationCanceledException)
         {
-            throw WriteFailed(error);
+            throw WriteFailed(error, cancellationToken);
         }
     }
 
-    private void WriteTaken(TRequest message) => _frames!.WriteWithCredit(_gate, _method.RequestMarshaller, message);
+    private void WriteTaken(TRequest message, CancellationToken cancellationToken) =>
+        _frames!.WriteWithCredit(_gate, _method.RequestMarshaller, message, cancellationToken);
 
     /// <summary>The exception a write that failed with <paramref name="error"/> ends with.</summary>
-    private RpcException WriteFailed(Exception error)
+    private RpcException WriteFailed(Exception error, CancellationToken cancellationToken)
     {
         if (_result.IsComplete)
         {
             // As grpc-dotnet: a write of a call that is over fails with the call's status, whatever ended its wait (the
             // call's end cancels the call's token, to wake a write waiting for room).
             return new RpcException(_result.GetStatus(), _result.GetTrailers());
+        }
+        if (error is OperationCanceledException && cancellationToken.IsCancellationRequested)
+        {
+            // As grpc-dotnet: cancelling a write cancels the call (nothing of the message was sent, but the application
+            // gave up on the stream), as cancelling a read does.
+            Dispose();
+            return new RpcException(new Status(StatusCode.Cancelled, "Call canceled by the client.", error));
         }
         return GrpcClientErrors.ToRpc(error);
     }

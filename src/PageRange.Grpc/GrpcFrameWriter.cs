@@ -16,8 +16,8 @@ namespace PageRange.Grpc;
 /// One writer at a time (gRPC allows no concurrent writes on a stream); the queued flush is the only other thread, and
 /// <see cref="_lock"/> keeps it out while a message is being serialized. Frames are committed in the order they were
 /// opened: a frame is committed before the next one is reserved, under the lock. A frame that finds the peer's region full
-/// waits for room under the lock, but no longer than the call: until its deadline or its token, not the connection's
-/// whole <see cref="PageRangeOptions.RegionFullTimeout"/>.
+/// waits for room under the lock, but no longer than the call: until its deadline or its token (or the write's own token),
+/// not the connection's whole <see cref="PageRangeOptions.RegionFullTimeout"/>.
 /// </remarks>
 internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte>
 {
@@ -38,6 +38,7 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     private readonly ulong _streamId;
     private readonly DateTimeOffset? _deadline;
     private readonly CancellationToken _callCancelled;
+    private CancellationToken _writeCancelled;
     private ReservedBuffer _frame;
     private bool _open;
     private int _count;
@@ -76,12 +77,12 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     /// <exception cref="PageRangeException">As <see cref="Write"/>.</exception>
     /// <exception cref="TimeoutException">As <see cref="Write"/>.</exception>
     /// <exception cref="OperationCanceledException">As <see cref="Write"/>.</exception>
-    internal void WriteWithCredit<T>(GrpcCreditGate gate, Marshaller<T> marshaller, T message)
+    internal void WriteWithCredit<T>(GrpcCreditGate gate, Marshaller<T> marshaller, T message, CancellationToken cancellationToken = default)
     {
         int charged = 0;
         try
         {
-            Write(marshaller, message, gate, ref charged);
+            Write(marshaller, message, gate, cancellationToken, ref charged);
         }
         catch
         {
@@ -99,8 +100,9 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     /// the peer's region (<see cref="StatusCode.ResourceExhausted"/>).</exception>
     /// <exception cref="PageRangeException">The peer is gone, or its region stayed full.</exception>
     /// <exception cref="TimeoutException">The call's deadline passed while the frame waited for room.</exception>
-    /// <exception cref="OperationCanceledException">The call was cancelled while the frame waited for room.</exception>
-    private int Write<T>(Marshaller<T> marshaller, T message, GrpcCreditGate gate, ref int charged)
+    /// <exception cref="OperationCanceledException">The call, or this write (<paramref name="cancellationToken"/>), was
+    /// cancelled while the frame waited for room.</exception>
+    private int Write<T>(Marshaller<T> marshaller, T message, GrpcCreditGate gate, CancellationToken cancellationToken, ref int charged)
     {
         bool queue;
         int size;
@@ -110,6 +112,8 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
             _announced = -1;
             _written = 0;
             _completed = false;
+            // For Place, which the marshaller calls back: the write's token ends a wait for room as the call's does.
+            _writeCancelled = cancellationToken;
             try
             {
                 marshaller.ContextualSerializer(message, this);
@@ -136,6 +140,10 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
             {
                 DropPartial();
                 throw;
+            }
+            finally
+            {
+                _writeCancelled = default;
             }
             size = _written;
             // Charged before the frame can go (the commit below, or the queued flush): once it is out, the reader may read
@@ -308,8 +316,9 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
         if (!_open)
         {
             int needed = checked(BatchHeadLength + LengthPrefix + length);
-            // Waits under the lock while the peer's region is full, so only until the call ends: its deadline or its token.
-            _frame = _connection.ReserveOneway(Math.Max(needed, FrameCapacity > needed + LengthPrefix ? FrameCapacity : needed), _deadline, _callCancelled);
+            // Waits under the lock while the peer's region is full, so only until the call ends (its deadline or its token)
+            // or the write is cancelled. The transport links the tokens only if it has to wait.
+            _frame = _connection.ReserveOneway(Math.Max(needed, FrameCapacity > needed + LengthPrefix ? FrameCapacity : needed), _deadline, _callCancelled, _writeCancelled);
             _open = true;
             _count = 0;
             _end = BatchHeadLength;

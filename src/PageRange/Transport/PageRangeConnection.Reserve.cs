@@ -48,14 +48,15 @@ public sealed partial class PageRangeConnection
 
     /// <summary>
     /// <see cref="Reserve"/> for a oneway message that belongs to a call with a deadline (a gRPC stream's frame): the wait
-    /// for room ends at <paramref name="deadline"/> too, if that comes before <see cref="PageRangeOptions.RegionFullTimeout"/>.
+    /// for room ends at <paramref name="deadline"/> too, if that comes before <see cref="PageRangeOptions.RegionFullTimeout"/>,
+    /// and when either token is cancelled (the call's, and the write's own).
     /// </summary>
     /// <exception cref="TimeoutException">The deadline passed while it waited for room.</exception>
-    /// <exception cref="OperationCanceledException">The token was cancelled while it waited for room.</exception>
-    internal ReservedBuffer ReserveOneway(int maxSize, DateTimeOffset? deadline, CancellationToken cancellationToken)
+    /// <exception cref="OperationCanceledException">A token was cancelled while it waited for room.</exception>
+    internal ReservedBuffer ReserveOneway(int maxSize, DateTimeOffset? deadline, CancellationToken cancellationToken, CancellationToken alsoCancelledBy = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxSize);
-        return new ReservedBuffer(RentReservation(maxSize, ReservationKind.Oneway, _options.RegionFullTimeout, cancellationToken, deadline));
+        return new ReservedBuffer(RentReservationCore(maxSize, ReservationKind.Oneway, _options.RegionFullTimeout, deadline, cancellationToken, alsoCancelledBy));
     }
 
     /// <summary>Reserves the reply to the incoming call in <paramref name="call"/>; see <see cref="Transaction.ReserveReply"/>.</summary>
@@ -73,7 +74,12 @@ public sealed partial class PageRangeConnection
     /// <param name="deadline">Ends the wait sooner than <paramref name="timeout"/>, as a <see cref="TimeoutException"/>; see
     /// <see cref="ReserveCore"/>.</param>
     /// <exception cref="TimeoutException">The deadline passed while it waited for room.</exception>
-    internal Reservation RentReservation(int maxSize, ReservationKind kind, TimeSpan timeout, CancellationToken cancellationToken, DateTimeOffset? deadline = null)
+    internal Reservation RentReservation(int maxSize, ReservationKind kind, TimeSpan timeout, CancellationToken cancellationToken, DateTimeOffset? deadline = null) =>
+        RentReservationCore(maxSize, kind, timeout, deadline, cancellationToken, alsoCancelledBy: default);
+
+    /// <summary><see cref="RentReservation"/> with a second token that cancels the wait (see <see cref="ReserveCore"/>).</summary>
+    private Reservation RentReservationCore(
+        int maxSize, ReservationKind kind, TimeSpan timeout, DateTimeOffset? deadline, CancellationToken cancellationToken, CancellationToken alsoCancelledBy)
     {
         ThrowIfDisposed();
         // The reference keeps the peer's region mapped while the reservation's spans are in use, even across Dispose.
@@ -84,7 +90,7 @@ public sealed partial class PageRangeConnection
         }
         try
         {
-            PendingBuffer buffer = ReserveCore(maxSize, kind == ReservationKind.Oneway, timeout, deadline, cancellationToken);
+            PendingBuffer buffer = ReserveCore(maxSize, kind == ReservationKind.Oneway, timeout, deadline, cancellationToken, alsoCancelledBy);
             Reservation reservation = TakeReservation();
             reservation.Buffer = buffer;
             reservation.Kind = kind;
@@ -226,9 +232,12 @@ public sealed partial class PageRangeConnection
     /// <summary>Waits for room as <see cref="SendCore(ulong, uint, TransactionFlags, ReadOnlySpan{byte}, CancellationToken, in RecordContext)"/> does, and reserves instead of copying.</summary>
     /// <remarks>A <paramref name="deadline"/> before the end of <paramref name="timeout"/> ends the wait for room there, as
     /// a <see cref="TimeoutException"/>: a caller with a deadline (a gRPC call, its stream's writes) waited the whole
-    /// timeout and failed as the region being full, not as late. The clock is read only once there is no room.</remarks>
+    /// timeout and failed as the region being full, not as late. The clock is read only once there is no room. So is
+    /// <paramref name="alsoCancelledBy"/> linked (a gRPC write's own token beside its call's): a reservation that finds
+    /// room at once registers nothing.</remarks>
     /// <exception cref="TimeoutException">The deadline passed while it waited.</exception>
-    private PendingBuffer ReserveCore(int maxSize, bool oneway, TimeSpan timeout, DateTimeOffset? deadline, CancellationToken cancellationToken)
+    private PendingBuffer ReserveCore(
+        int maxSize, bool oneway, TimeSpan timeout, DateTimeOffset? deadline, CancellationToken cancellationToken, CancellationToken alsoCancelledBy)
     {
         if (_peerDead)
         {
@@ -243,12 +252,16 @@ public sealed partial class PageRangeConnection
             FreeLaneBeforeBlocking();
             bool deadlineBounds = ShortenToDeadline(deadline, ref timeout);
             // As SendSlow: no linked source for a caller without a token of its own.
-            using CancellationTokenSource? linked = cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token) : null;
+            using CancellationTokenSource? linked = !alsoCancelledBy.CanBeCanceled
+                ? cancellationToken.CanBeCanceled ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token) : null
+                : cancellationToken.CanBeCanceled
+                    ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, alsoCancelledBy, _closed.Token)
+                    : CancellationTokenSource.CreateLinkedTokenSource(alsoCancelledBy, _closed.Token);
             try
             {
                 return _outbound.Reserve(maxSize, oneway, clearOnFree: false, timeout, linked?.Token ?? _closed.Token);
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _peerDead)
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && !alsoCancelledBy.IsCancellationRequested && _peerDead)
             {
                 throw NewPeerDied();
             }

@@ -118,6 +118,37 @@ public sealed class GrpcStreamRegionFullTests
     }
 
     [Fact]
+    public async Task ClientStreamWrite_ServerRegionFullAndTheWritesTokenCancelled_CancelledAndTheCallCancelled()
+    {
+        await using GrpcTestClient grpc = GrpcTestClient.Start(regionSize: GrpcUnaryTests.RegionFullTestSize);
+        GrpcClientConnection connection = await grpc.ConnectionAsync();
+        using var release = new CancellationTokenSource();
+        AsyncUnaryCall<CoreMessage> holding = await HoldTheServersRegionAsync(grpc, release.Token);
+
+        // No deadline and no token on the call: only the write's own token can end its wait for room.
+        using AsyncClientStreamingCall<CoreMessage, CoreMessage> call = grpc.Client.ClientStream();
+        var stream = (GrpcClientStreamCall<CoreMessage, CoreMessage>)call.RequestStream;
+        await WriteFirstMessageAsync(grpc, call);
+        int credits = stream.CreditsHeld;
+        using var cancelTheWrite = new CancellationTokenSource();
+        long failedBefore = connection.Connection.OutboundStats.FailedReservations;
+        Task write = Task.Run(() => call.RequestStream.WriteAsync(new CoreMessage { Data = s_large }, cancelTheWrite.Token));
+        await Poll.WaitUntilAsync(() => connection.Connection.OutboundStats.FailedReservations > failedBefore || write.IsCompleted, "the write found no room");
+        Assert.False(write.IsCompleted, $"the write ended while the region was full: {write.Exception}");
+        var clock = Stopwatch.StartNew();
+        await cancelTheWrite.CancelAsync();
+        RpcException cancelled = await Assert.ThrowsAsync<RpcException>(() => write.WaitAsync(GrpcFrameWriterTests.WellBeforeTheRegionsTimeout));
+
+        Assert.True(cancelled.StatusCode == StatusCode.Cancelled, $"{cancelled.StatusCode}: {cancelled.Status.Detail}");
+        Assert.True(clock.Elapsed < GrpcFrameWriterTests.WellBeforeTheRegionsTimeout, $"the write took {clock.Elapsed}");
+        Assert.Equal(credits, stream.CreditsHeld);
+        // As grpc-dotnet: the call is cancelled with the write.
+        RpcException status = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync.WaitAsync(TestTimeouts.Long));
+        Assert.Equal(StatusCode.Cancelled, status.StatusCode);
+        await AssertTheRoomComesBackAsync(grpc, connection, holding, release);
+    }
+
+    [Fact]
     public async Task ServerStreamWrite_ClientRegionFullPastTheDeadline_TheHandlersWriteEndsAtTheDeadline()
     {
         await using GrpcTestClient grpc = GrpcTestClient.Start(regionSize: GrpcUnaryTests.RegionFullTestSize);
