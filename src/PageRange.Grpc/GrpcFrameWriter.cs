@@ -57,7 +57,8 @@ internal sealed class GrpcFrameWriter : SerializationContext, IBufferWriter<byte
     /// <param name="streamId">The stream's id, in each frame's head.</param>
     /// <param name="deadline">The call's deadline, if it has one and <paramref name="callCancelled"/> does not fire at it
     /// (the client's: its token is the caller's).</param>
-    /// <param name="callCancelled">Fires when the call is cancelled (on the server, at its deadline too).</param>
+    /// <param name="callCancelled">Fires when the call is cancelled (on the server, at its deadline too; on the client, once
+    /// the call is over too).</param>
     internal GrpcFrameWriter(PageRangeConnection connection, ulong streamId, DateTimeOffset? deadline, CancellationToken callCancelled)
     {
         _connection = connection;
