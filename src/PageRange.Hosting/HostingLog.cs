@@ -28,4 +28,8 @@ internal static partial class HostingLog
     [LoggerMessage(EventId = PageRangeHostingLogEvents.ClientConnectFailed, Level = LogLevel.Warning,
         Message = "PageRange client '{ClientName}' could not connect to server '{ServerName}' ({FailedAttempts} failed in a row); next attempt in {RetryDelayMilliseconds} ms: {Error}")]
     public static partial void ClientConnectFailed(ILogger logger, string clientName, string serverName, int failedAttempts, long retryDelayMilliseconds, string error);
+
+    [LoggerMessage(EventId = PageRangeHostingLogEvents.ClientConnectionLostEarly, Level = LogLevel.Warning,
+        Message = "PageRange client '{ClientName}' lost its connection to server '{ServerName}' {ConnectedMilliseconds} ms after connecting, counted as a failed attempt ({FailedAttempts} failed in a row); next attempt in {RetryDelayMilliseconds} ms: {Reason}")]
+    public static partial void ClientConnectionLostEarly(ILogger logger, string clientName, string serverName, long connectedMilliseconds, int failedAttempts, long retryDelayMilliseconds, string reason);
 }

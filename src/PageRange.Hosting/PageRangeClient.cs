@@ -1,5 +1,6 @@
 // Locks: _lock only; never held while connecting, disposing a connection or logging.
 
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using MessagePack;
 using Microsoft.Extensions.Logging;
@@ -10,7 +11,8 @@ namespace PageRange.Hosting;
 
 /// <summary>
 /// A named connection to a PageRange server that connects on first use and again after the server went away (died,
-/// restarted, shut down), with a capped exponential backoff between failed attempts. A use that finds no connection
+/// restarted, shut down), with a capped exponential backoff between failed attempts (a connection lost soon after it was
+/// made counts as one: <see cref="PageRangeClientOptions.HealthyConnectionTime"/>). A use that finds no connection
 /// starts an attempt (or joins the one in progress) and waits for it, up to the connection's connect timeout; during the
 /// backoff after a failed attempt, a use fails at once. Either way the failure is a <see cref="ServerUnavailableException"/>,
 /// which names the server and the next attempt.
@@ -392,9 +394,11 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
 
     private async ValueTask<ClientConnection> EnterSlowAsync(CancellationToken cancellationToken)
     {
-        Task<ClientConnection> attempt;
+        Task<ClientConnection>? attempt = null;
+        ServerUnavailableException? refused = null;
         bool started = false;
         ClientConnection? dead = null;
+        Loss deadLoss = default;
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -406,27 +410,34 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
             if (_connection is not null)
             {
                 // Dead, and its death notification has not run yet: let go of it here, or the new connection would
-                // replace it unclosed. (Failed attempts are 0 while a connection is set, so the throw below cannot
-                // skip this.)
+                // replace it unclosed. A short-lived one starts a backoff, which the check below then honours.
                 dead = _connection;
-                _connection = null;
-                _lastError = null;
+                deadLoss = LetGoUnsynchronized(dead, cause: null);
             }
-            if (_connecting is null)
+            if (_connecting is null && _failedAttempts > 0 && _time.GetTimestamp() < _nextAttemptTimestamp)
             {
-                if (_failedAttempts > 0 && _time.GetTimestamp() < _nextAttemptTimestamp)
-                {
-                    throw UnavailableUnsynchronized(_lastError, "the last attempt to connect failed");
-                }
-                _connecting = ConnectAsync();
-                started = true;
+                refused = UnavailableUnsynchronized(_lastError, dead is null ? "the last attempt to connect failed" : "the connection was lost soon after it was made");
             }
-            attempt = _connecting;
+            else
+            {
+                if (_connecting is null)
+                {
+                    _connecting = ConnectAsync();
+                    started = true;
+                }
+                attempt = _connecting;
+            }
         }
         if (dead is not null)
         {
-            Retire(dead, cause: null);
+            // Before a refusal is thrown: the dead connection is ours to release either way.
+            Retire(dead, cause: null, deadLoss);
         }
+        if (refused is not null)
+        {
+            throw refused;
+        }
+        Debug.Assert(attempt is not null, "no refusal, so an attempt was started or joined");
         if (started)
         {
             // Observed here once: every waiter may have given up (cancelled) before the attempt failed.
@@ -469,19 +480,20 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
             lock (_lock)
             {
                 failures = ++_failedAttempts;
-                delay = ReconnectBackoff.Delay(failures, _settings.ReconnectDelay, _settings.MaxReconnectDelay, _settings.ReconnectJitter, Random.Shared.NextDouble());
-                _nextAttemptTimestamp = _time.GetTimestamp() + (long)(delay.TotalSeconds * _time.TimestampFrequency);
-                _nextAttemptAt = _time.GetUtcNow() + delay;
+                delay = ScheduleNextAttemptUnsynchronized();
                 _lastError = error;
                 _connecting = null;
             }
             HostingLog.ClientConnectFailed(_logger, Name, ServerName, failures, (long)delay.TotalMilliseconds, error.Message);
             throw;
         }
-        var holder = new ClientConnection(connection);
+        ClientConnection holder;
         bool disposed;
         lock (_lock)
         {
+            // The count is 0 while a connection is set (the backoff check in EnterSlowAsync relies on it); the holder
+            // keeps it, for a loss that comes too soon to count as a success.
+            holder = new ClientConnection(connection, _time.GetTimestamp(), _failedAttempts);
             disposed = _disposed;
             if (!disposed)
             {
@@ -506,28 +518,76 @@ public sealed class PageRangeClient : IAsyncDisposable, IDisposable
         return holder;
     }
 
-    /// <summary>Lets go of a dead connection (once) so the next use connects again.</summary>
+    /// <summary>Lets go of a dead connection (once) so the next use connects again, after the backoff if it was short-lived.</summary>
     private void OnConnectionLost(ClientConnection holder, Exception? cause)
     {
+        Loss loss;
         lock (_lock)
         {
             if (!ReferenceEquals(_connection, holder))
             {
                 return;
             }
-            _connection = null;
-            _failedAttempts = 0;
-            _lastError = cause;
+            loss = LetGoUnsynchronized(holder, cause);
         }
-        Retire(holder, cause);
+        Retire(holder, cause, loss);
+    }
+
+    /// <summary>
+    /// Clears the current connection, <paramref name="holder"/>, which died. One that lasted
+    /// <see cref="PageRangeClientOptions.HealthyConnectionTime"/> resets the count of failed attempts; one lost sooner
+    /// counts as the next failed attempt after those before it, and schedules the next attempt.
+    /// </summary>
+    /// <remarks>
+    /// Resetting on every completed handshake (as gRPC does once the server's preface arrives) left a server that admits
+    /// a client and drops it at once with a client that reconnected on every use: a loop of handshakes and log lines.
+    /// Kubernetes resets its restart backoff only after a container ran a while, for the same reason.
+    /// </remarks>
+    private Loss LetGoUnsynchronized(ClientConnection holder, Exception? cause)
+    {
+        _connection = null;
+        _lastError = cause;
+        // Measured to when the loss is seen, never before the death: a late look errs towards a success, and even then
+        // the handshakes were at least that far apart.
+        TimeSpan lasted = _time.GetElapsedTime(holder.ConnectedTimestamp);
+        if (lasted >= _settings.HealthyConnectionTime)
+        {
+            _failedAttempts = 0;
+            return new Loss(lasted, 0, TimeSpan.Zero);
+        }
+        _failedAttempts = holder.FailedAttemptsBefore + 1;
+        // The uses refused during the backoff name this as their cause, as they name a failed attempt's error.
+        _lastError = cause ?? new PeerDiedException(
+            $"The server (pid {holder.Connection.PeerPid}) closed the connection {lasted.TotalMilliseconds:0} ms after it was made.");
+        return new Loss(lasted, _failedAttempts, ScheduleNextAttemptUnsynchronized());
+    }
+
+    /// <summary>Sets when the next attempt is due, after <see cref="_failedAttempts"/> failures in a row; returns the wait.</summary>
+    private TimeSpan ScheduleNextAttemptUnsynchronized()
+    {
+        TimeSpan delay = ReconnectBackoff.Delay(_failedAttempts, _settings.ReconnectDelay, _settings.MaxReconnectDelay, _settings.ReconnectJitter, Random.Shared.NextDouble());
+        _nextAttemptTimestamp = _time.GetTimestamp() + (long)(delay.TotalSeconds * _time.TimestampFrequency);
+        _nextAttemptAt = _time.GetUtcNow() + delay;
+        return delay;
     }
 
     /// <summary>Logs the loss of a connection no longer current and drops the client's reference to it.</summary>
-    private void Retire(ClientConnection holder, Exception? cause)
+    private void Retire(ClientConnection holder, Exception? cause, Loss loss)
     {
-        HostingLog.ClientConnectionLost(_logger, Name, ServerName, cause?.Message ?? "the server closed the connection or exited");
+        string reason = cause?.Message ?? "the server closed the connection or exited";
+        if (loss.FailedAttempts > 0)
+        {
+            HostingLog.ClientConnectionLostEarly(_logger, Name, ServerName, (long)loss.Lasted.TotalMilliseconds, loss.FailedAttempts, (long)loss.RetryDelay.TotalMilliseconds, reason);
+        }
+        else
+        {
+            HostingLog.ClientConnectionLost(_logger, Name, ServerName, reason);
+        }
         Exit(holder);
     }
+
+    /// <summary>How a lost connection was counted: how long it lasted and, if too short, the failures in a row and the wait.</summary>
+    private readonly record struct Loss(TimeSpan Lasted, int FailedAttempts, TimeSpan RetryDelay);
 
     /// <summary>Closes a connection nobody uses any more, off the caller's thread.</summary>
     private void Close(ClientConnection holder)

@@ -7,9 +7,10 @@ namespace PageRange.Hosting;
 /// named options (the client's name), bound from configuration or set in code, and checked when the host starts.
 /// </summary>
 /// <remarks>
-/// After the connection is lost, the next use tries to connect again at once; each failed attempt doubles the wait
-/// before the next one, from <see cref="ReconnectDelay"/> up to <see cref="MaxReconnectDelay"/>, spread by
-/// <see cref="ReconnectJitter"/>. Uses during a wait fail at once with <see cref="ServerUnavailableException"/>.
+/// After a connection that lasted <see cref="HealthyConnectionTime"/> is lost, the next use tries to connect again at
+/// once; each failed attempt doubles the wait before the next one, from <see cref="ReconnectDelay"/> up to
+/// <see cref="MaxReconnectDelay"/>, spread by <see cref="ReconnectJitter"/>. A connection lost sooner counts as a failed
+/// attempt. Uses during a wait fail at once with <see cref="ServerUnavailableException"/>.
 /// </remarks>
 public sealed class PageRangeClientOptions
 {
@@ -30,6 +31,19 @@ public sealed class PageRangeClientOptions
     /// </summary>
     /// <remarks>Defaults to 0.2. From 0 (no spread) to 1.</remarks>
     public double ReconnectJitter { get; set; } = 0.2;
+
+    /// <summary>
+    /// How long a connection must last for its loss to reset the backoff. A connection lost sooner counts as one more
+    /// failed attempt, so that a server that admits the client and drops it at once (crashing as it starts, failing the
+    /// session, closing at its limits) is retried after the backoff instead of in a loop of handshakes.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to 10 seconds, the default <see cref="MaxReconnectDelay"/>: while it is at least that, however soon the
+    /// server drops each connection, the client starts a handshake at most about once per <see cref="MaxReconnectDelay"/>
+    /// once the backoff reached its cap. Zero counts every connection whose handshake completed as a success. From zero
+    /// to one hour.
+    /// </remarks>
+    public TimeSpan HealthyConnectionTime { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The settings of the connection (this side's region, timeouts, allowed uids).</summary>
     public PageRangeConnectionSettings ConnectionOptions { get; } = new();
@@ -53,6 +67,7 @@ public sealed class PageRangeClientOptions
             errors.Add($"{prefix}MaxReconnectDelay ({MaxReconnectDelay}) must not be less than ReconnectDelay ({ReconnectDelay}).");
         }
         check.Range(nameof(ReconnectJitter), ReconnectJitter, 0.0, 1.0);
+        check.Range(nameof(HealthyConnectionTime), HealthyConnectionTime, TimeSpan.Zero, TimeSpan.FromHours(1));
         if (ServerName is { Length: 0 })
         {
             errors.Add($"{prefix}ServerName must not be empty (leave it unset to connect to '{clientName}').");

@@ -18,9 +18,15 @@ public static class PageRangeHostingLogEvents
     /// <summary>410, Information: a client connected to its server.</summary>
     public const int ClientConnected = 410;
 
-    /// <summary>411, Warning: a client lost its connection; it connects again on its next use.</summary>
+    /// <summary>411, Warning: a client lost a connection that had lasted; it connects again on its next use.</summary>
     public const int ClientConnectionLost = 411;
 
     /// <summary>412, Warning: a client's attempt to connect failed; when it tries again.</summary>
     public const int ClientConnectFailed = 412;
+
+    /// <summary>
+    /// 413, Warning: a client lost its connection sooner than <see cref="PageRangeClientOptions.HealthyConnectionTime"/>
+    /// after connecting (the server admits it, then drops it): counted as a failed attempt; when it tries again.
+    /// </summary>
+    public const int ClientConnectionLostEarly = 413;
 }

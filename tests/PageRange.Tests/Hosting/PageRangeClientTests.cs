@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using PageRange.Hosting;
 using PageRange.Server;
+using PageRange.Tests.Diagnostics;
 using PageRange.Tests.Infrastructure;
 using PageRange.Tests.Transport;
 using PageRange.Transport;
@@ -202,6 +203,138 @@ public sealed class PageRangeClientTests
         Assert.Throws<ServerUnavailableException>(() => client.CallStruct<long, double>(2, 1L, TestTimeouts.Long));
         Assert.Throws<ServerUnavailableException>(() => client.SendOnewayStruct(3, 1L));
         await host.StopAsync().WaitAsync(TestTimeouts.Long);
+    }
+
+    [Fact]
+    public async Task Call_ServerDropsEachConnectionAtOnce_BacksOffBetweenHandshakesUntilOneLasts()
+    {
+        // A raw listener stands for a server that admits a client and drops it at once (crash loop, a session failing at
+        // start). The client's clock only moves when the test moves it, so what is checked is the schedule, not speed.
+        string name = ControlHandshakeTests.UniqueName();
+        var clock = new ManualClock();
+        using var logs = new LogCapture();
+        int handshakes = 0;
+        bool keep = false;
+        var kept = new ConcurrentQueue<PageRangeConnection>();
+        PageRangeListener listener = PageRangeListener.Listen(name, new PageRangeOptions { RegionSize = 1L << 20 });
+        Task accepting = Task.Run(async () =>
+        {
+            while (true)
+            {
+                PageRangeConnection accepted;
+                try
+                {
+                    accepted = await listener.AcceptAsync();
+                }
+                catch (ObjectDisposedException)
+                {
+                    return;
+                }
+                Interlocked.Increment(ref handshakes);
+                if (Volatile.Read(ref keep))
+                {
+                    kept.Enqueue(accepted);
+                }
+                else
+                {
+                    await accepted.DisposeAsync();
+                }
+            }
+        });
+        try
+        {
+            using IHost host = HostingTestHost.Build(services => services
+                .AddSingleton<TimeProvider>(clock)
+                .AddPageRangeClient(name, options =>
+                {
+                    options.ReconnectDelay = TimeSpan.FromSeconds(1);
+                    options.MaxReconnectDelay = TimeSpan.FromSeconds(8);
+                    options.ReconnectJitter = 0;
+                    options.HealthyConnectionTime = TimeSpan.FromSeconds(10);
+                    options.ConnectionOptions.RegionSize = 1L << 20;
+                }), logs);
+            await host.StartAsync().WaitAsync(TestTimeouts.Long);
+            PageRangeClient client = host.Services.GetRequiredKeyedService<PageRangeClient>(name);
+
+            // Each call connects or is refused, and fails: the server never answers. Only the first one may connect;
+            // the rest fall in the backoff that the dropped connection started (they reconnected every time before).
+            ServerUnavailableException last = await FailCallsAsync(client, 20);
+            Assert.Equal(1, Volatile.Read(ref handshakes));
+            Assert.Equal(1, last.FailedAttempts);
+            Assert.Equal(clock.GetUtcNow() + TimeSpan.FromSeconds(1), last.RetryAt);
+            Assert.Contains("after it was made", last.Message, StringComparison.Ordinal);
+
+            // Once the wait is over one use connects, is dropped again, and the wait doubles.
+            clock.Advance(TimeSpan.FromSeconds(1));
+            last = await FailCallsAsync(client, 5);
+            Assert.Equal((2, 2), (Volatile.Read(ref handshakes), last.FailedAttempts));
+            clock.Advance(TimeSpan.FromSeconds(1));
+            await FailCallsAsync(client, 5);
+            Assert.Equal(2, Volatile.Read(ref handshakes));
+            clock.Advance(TimeSpan.FromSeconds(1));
+            last = await FailCallsAsync(client, 5);
+            Assert.Equal((3, 3), (Volatile.Read(ref handshakes), last.FailedAttempts));
+
+            // A connection that lasts HealthyConnectionTime is a success: its loss lets the next use connect at once,
+            // and the count starts again from there.
+            Volatile.Write(ref keep, true);
+            clock.Advance(TimeSpan.FromSeconds(4));
+            await client.GetConnectionAsync().AsTask().WaitAsync(TestTimeouts.Long);
+            // The client's handshake ends before the listener hands the connection over: wait for that side too.
+            await HostingTestHost.WaitUntilAsync(() => !kept.IsEmpty, "the listener to keep the connection");
+            Assert.Equal(4, Volatile.Read(ref handshakes));
+            clock.Advance(TimeSpan.FromSeconds(10));
+            Volatile.Write(ref keep, false);
+            Assert.True(kept.TryDequeue(out PageRangeConnection? lasting));
+            await lasting.DisposeAsync();
+            await HostingTestHost.WaitUntilAsync(() => !client.IsConnected, "the client to see the lasting connection end");
+            last = await FailCallsAsync(client, 1);
+            Assert.Equal((5, 1), (Volatile.Read(ref handshakes), last.FailedAttempts));
+
+            // One line per loss: the early ones say when the next attempt is, the lasting one is a plain loss.
+            await HostingTestHost.WaitUntilAsync(
+                () => logs.WithId(PageRangeHostingLogEvents.ClientConnectionLostEarly).Length == 4 && logs.WithId(PageRangeHostingLogEvents.ClientConnectionLost).Length == 1,
+                "the client to log four early losses and one plain one");
+            Assert.Contains("counted as a failed attempt (3 failed in a row); next attempt in 4000 ms",
+                logs.WithId(PageRangeHostingLogEvents.ClientConnectionLostEarly)[2].Message, StringComparison.Ordinal);
+            await host.StopAsync().WaitAsync(TestTimeouts.Long);
+        }
+        finally
+        {
+            await listener.DisposeAsync();
+            await accepting.WaitAsync(TestTimeouts.Long);
+            while (kept.TryDequeue(out PageRangeConnection? left))
+            {
+                await left.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>Makes <paramref name="count"/> calls that must each fail as unavailable; returns the last failure.</summary>
+    private static async Task<ServerUnavailableException> FailCallsAsync(PageRangeClient client, int count)
+    {
+        ServerUnavailableException? last = null;
+        for (int i = 0; i < count; i++)
+        {
+            last = await Assert.ThrowsAsync<ServerUnavailableException>(
+                () => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty, TestTimeouts.Long).AsTask().WaitAsync(TestTimeouts.Long));
+        }
+        return last!;
+    }
+
+    /// <summary>A clock that stands still until the test moves it.</summary>
+    private sealed class ManualClock : TimeProvider
+    {
+        private static readonly DateTimeOffset s_start = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        private long _ticks = TimeSpan.TicksPerHour;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => Volatile.Read(ref _ticks);
+
+        public override DateTimeOffset GetUtcNow() => s_start + TimeSpan.FromTicks(GetTimestamp());
+
+        public void Advance(TimeSpan by) => Interlocked.Add(ref _ticks, by.Ticks);
     }
 
     [Theory]

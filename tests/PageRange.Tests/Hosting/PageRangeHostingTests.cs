@@ -243,12 +243,14 @@ public sealed class PageRangeHostingTests
             options.ReconnectJitter = 2;
             options.ReconnectDelay = TimeSpan.FromSeconds(5);
             options.MaxReconnectDelay = TimeSpan.FromSeconds(1);
+            options.HealthyConnectionTime = TimeSpan.FromSeconds(-1);
             options.ConnectionOptions.ReceiveThreads = 0;
         }));
 
         OptionsValidationException error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WaitAsync(TestTimeouts.Long));
         Assert.Contains("PageRange client 'backoff': ReconnectJitter (2) must be between 0 and 1.", error.Failures);
         Assert.Contains("PageRange client 'backoff': MaxReconnectDelay (00:00:01) must not be less than ReconnectDelay (00:00:05).", error.Failures);
+        Assert.Contains("PageRange client 'backoff': HealthyConnectionTime (-00:00:01) must be between 00:00:00 and 01:00:00.", error.Failures);
         Assert.Contains("PageRange client 'backoff': ConnectionOptions.ReceiveThreads (0) must be between 1 and 256.", error.Failures);
     }
 
@@ -313,15 +315,19 @@ public sealed class PageRangeHostingTests
         {
         }
         await host.StopAsync().WaitAsync(TestTimeouts.Long);
-        // The client sees the server stop: it logs the loss, then a failed attempt when used again.
-        await Assert.ThrowsAsync<ServerUnavailableException>(() => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
+        // The client sees the server stop: it logs the loss (early: the connection lasted less than HealthyConnectionTime,
+        // so it counts as a failed attempt), then, used again once that backoff is over, a failed attempt.
+        ServerUnavailableException lost = await Assert.ThrowsAsync<ServerUnavailableException>(() => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
+        TimeSpan backoff = lost.RetryAt - DateTimeOffset.UtcNow;
+        await Task.Delay((backoff > TimeSpan.Zero ? backoff : TimeSpan.Zero) + TimeSpan.FromMilliseconds(50));
         await Assert.ThrowsAsync<ServerUnavailableException>(() => client.CallAsync(Echo, ReadOnlyMemory<byte>.Empty).AsTask().WaitAsync(TestTimeouts.Long));
 
         Assert.Contains($"'{name}'", Assert.Single(logs.WithId(PageRangeHostingLogEvents.ServerStarted)).Message, StringComparison.Ordinal);
         Assert.Single(logs.WithId(PageRangeHostingLogEvents.ServerStopping));
         Assert.Single(logs.WithId(PageRangeHostingLogEvents.ServerStopped));
         Assert.Single(logs.WithId(PageRangeHostingLogEvents.ClientConnected));
-        await HostingTestHost.WaitUntilAsync(() => logs.WithId(PageRangeHostingLogEvents.ClientConnectionLost).Length == 1, "the client to log the lost connection");
+        await HostingTestHost.WaitUntilAsync(() => logs.WithId(PageRangeHostingLogEvents.ClientConnectionLostEarly).Length == 1, "the client to log the lost connection");
+        Assert.Empty(logs.WithId(PageRangeHostingLogEvents.ClientConnectionLost));
         Assert.NotEmpty(logs.WithId(PageRangeHostingLogEvents.ClientConnectFailed));
         Assert.All(logs.Entries.Where(entry => entry.EventId.Id is >= 400 and < 500), entry => Assert.Equal(PageRangeHostingLogEvents.Category, entry.Category));
     }
