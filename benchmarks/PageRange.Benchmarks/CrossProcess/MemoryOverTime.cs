@@ -57,17 +57,20 @@ internal static class MemoryOverTime
         // The peer's last frees reach the writer at its next send or within a park timeout; take them now, so the scan
         // sees every page the burst left Available instead of racing the connection's housekeeping.
         outbound.DrainFrees();
-        // A scan skips a page whose lock is busy (the seed's try-lock: the connection's housekeeping may be draining
-        // frees at that moment); a second pass takes what the first had to leave.
+        // A scan skips a page whose range is busy (the seed's try-lock: the connection's housekeeping may be draining
+        // frees at that moment, and on a loaded machine its thread may be descheduled holding the lock); a pass that
+        // had to skip is retried after a moment. (Stopping at a pass that freed nothing stopped at one that skipped
+        // every page, since the region is one range.)
         long scanned = 0;
-        for (int pass = 0; pass < 3; pass++)
+        for (int pass = 0; pass < 10; pass++)
         {
-            long freed = Shrinker.Shared.Scan(Shrinker.Shared.Count());
-            scanned += freed;
-            if (freed == 0)
+            long skippedBefore = Shrinker.Shared.PagesSkipped;
+            scanned += Shrinker.Shared.Scan(Shrinker.Shared.Count());
+            if (Shrinker.Shared.PagesSkipped == skippedBefore)
             {
                 break;
             }
+            Thread.Sleep(10);
         }
         Thread.Sleep(idle / 2);
         sampler.Phase("burst 3: pages backed and faulted in again");
@@ -254,15 +257,24 @@ internal static class MemoryOverTime
     internal sealed record Sample(double Seconds, string Phase, PageRangeStats Stats, long LruPages, ProcessRss HostRss, ProcessRss PeerRss, long HostMinorFaults, long PagesFreed);
 
     /// <summary>Samples on its own thread every <see cref="Period"/>, labelling each sample with the current phase.</summary>
+    /// <remarks>
+    /// A sample is taken and added under one lock, which <see cref="Phase"/> takes to change the phase and take the
+    /// phase's first sample: so a sample's label is the phase its numbers were read in, the list is in time order, and
+    /// each phase's first sample is the state at its start (the end of the phase before), even when a loaded machine
+    /// leaves the sampling thread no time to sample within a phase. (The label was read apart from the numbers: a
+    /// sampler descheduled between them labelled the next phase's numbers with the last phase.)
+    /// </remarks>
     private sealed class Sampler(OutboundChannel outbound, int peerPid) : IDisposable
     {
         public static readonly TimeSpan Period = TimeSpan.FromMilliseconds(25);
 
         private readonly Stopwatch _clock = new();
         private readonly ManualResetEventSlim _stop = new();
+        private readonly Lock _sampling = new();
         private Thread? _thread;
-        private volatile string _phase = "";
+        private string _phase = "";
 
+        /// <summary>The samples in time order; read once <see cref="Stop"/> returned.</summary>
         public List<Sample> Samples { get; } = [];
 
         public void Start()
@@ -274,8 +286,11 @@ internal static class MemoryOverTime
 
         public void Phase(string phase)
         {
-            _phase = phase;
-            TakeSample();
+            lock (_sampling)
+            {
+                _phase = phase;
+                TakeSampleLocked();
+            }
         }
 
         public void Stop()
@@ -288,20 +303,17 @@ internal static class MemoryOverTime
         {
             while (!_stop.Wait(Period))
             {
-                TakeSample();
+                lock (_sampling)
+                {
+                    TakeSampleLocked();
+                }
             }
         }
 
-        private void TakeSample()
-        {
-            var sample = new Sample(
+        private void TakeSampleLocked() =>
+            Samples.Add(new Sample(
                 _clock.Elapsed.TotalSeconds, _phase, outbound.Pages.GetStats(), Shrinker.Shared.Count(),
-                ProcessRss.Of("/proc/self/status"), ProcessRss.Of($"/proc/{peerPid}/status"), MinorFaults(), Shrinker.Shared.PagesFreed);
-            lock (Samples)
-            {
-                Samples.Add(sample);
-            }
-        }
+                ProcessRss.Of("/proc/self/status"), ProcessRss.Of($"/proc/{peerPid}/status"), MinorFaults(), Shrinker.Shared.PagesFreed));
 
         /// <summary>minflt, the 10th field of <c>/proc/self/stat</c> (counted after the command's closing parenthesis).</summary>
         private static long MinorFaults()

@@ -198,15 +198,26 @@ public sealed class BenchmarkSmokeTests(ITestOutputHelper output) : IDisposable
             string[] after = quoted[2].Split(',');
             return (Phase: quoted[1], Free: int.Parse(after[3], CultureInfo.InvariantCulture), Resident: long.Parse(after[4], CultureInfo.InvariantCulture));
         }).ToList();
-        var burst1 = samples.Where(s => s.Phase.StartsWith("burst 1", StringComparison.Ordinal)).ToList();
-        var burst2 = samples.Where(s => s.Phase.StartsWith("burst 2", StringComparison.Ordinal)).ToList();
-        var scan = samples.Where(s => s.Phase.StartsWith("explicit", StringComparison.Ordinal)).ToList();
-        Assert.NotEmpty(burst2);
-        // Burst 1 backed pages; burst 2 backed none (no page left Free): it took them all from the LRU.
-        Assert.True(burst1[^1].Free < burst1[0].Free, "burst 1 backed no page");
-        Assert.All(burst2, s => Assert.Equal(burst2[0].Free, s.Free));
-        // The explicit scan punched them: the memfd's resident bytes fell by the burst's footprint.
-        Assert.True(scan[^1].Resident < burst2[^1].Resident / 4, $"resident {scan[^1].Resident} after the scan, {burst2[^1].Resident} before");
+        // The sampler takes each phase's first sample as the phase begins, in the same order as the others: the first
+        // sample of the phase after a phase is the state at its end, there even when the loaded machine left the
+        // sampling thread no time to sample during a phase.
+        (string Phase, int Free, long Resident) Start(string phase) => samples.First(s => s.Phase.StartsWith(phase, StringComparison.Ordinal));
+        (string Phase, int Free, long Resident) End(string phase) => samples[samples.FindLastIndex(s => s.Phase.StartsWith(phase, StringComparison.Ordinal)) + 1];
+
+        // Burst 1 backed pages, which stay backed (Available, on the LRU) after it.
+        int backed1 = Start("burst 1").Free - End("burst 1").Free;
+        Assert.True(backed1 > 0, "burst 1 backed no page");
+        // Burst 2 took its pages from the LRU: it backed almost none. Not none: one round of a burst may need a page or
+        // two more than another (where the allocator places the messages), and a burst that a loaded machine cut to a
+        // round or two can end before its largest round, leaving burst 2 to back those (seen: 1 page, under load).
+        // A burst 2 that did not reuse the LRU backs all of burst 1's pages again.
+        int backed2 = Start("burst 2").Free - samples.Where(s => s.Phase.StartsWith("burst 2", StringComparison.Ordinal)).Append(End("burst 2")).Min(s => s.Free);
+        Assert.True(backed2 * 10 < backed1, $"burst 2 backed {backed2} pages, burst 1 {backed1}: the LRU's pages were not reused");
+        // The explicit scan punched them: the memfd's resident bytes fell by the burst's footprint, from the phase's start
+        // to its end (before burst 3 sends anything).
+        long before = Start("explicit").Resident;
+        long after = End("explicit").Resident;
+        Assert.True(after < before / 4, $"resident {after} after the scan, {before} before");
     }
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
