@@ -1,6 +1,6 @@
 // Lock order (shared with ShrinkablePageRange): mm lock -> range lock -> LRU lock.
 // Scan holds the LRU lock while it walks, the reverse of that order, so it only *tries* a range's mm lock and
-// range lock and skips the page when either is taken.
+// range lock and skips the page when either is taken, by another thread or by its own.
 
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
@@ -229,11 +229,13 @@ public sealed partial class Shrinker
         // The back-pointer never changes, and a queued page's range is not disposed: Dispose dequeues every page
         // under the LRU lock, which we hold.
         ShrinkablePageRange range = page.Range!;
-        if (!range.MmLock.TryEnter())
+        // Not re-entrant tries, as the seed's try_lock: a scan run by a thread inside one of this range's sections (a
+        // caller holding its mm lock or range lock) skips the page rather than change the range under that section.
+        if (!range.MmLock.TryEnterNonRecursive())
         {
             return FreePageResult.Skipped;
         }
-        if (!range.RangeLock.TryEnter())
+        if (!range.RangeLock.TryEnterNonRecursive())
         {
             range.MmLock.Exit();
             return FreePageResult.Skipped;

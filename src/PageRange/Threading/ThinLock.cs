@@ -6,7 +6,8 @@ namespace PageRange.Threading;
 /// <summary>
 /// The message path's lock: one word holding the owner's managed thread id, taken with a compare-exchange and released
 /// with a plain store; a thread that finds it held spins, then parks. Shaped like <see cref="Lock"/> (<c>Enter</c>,
-/// <c>TryEnter</c>, <c>Exit</c>, <c>EnterScope</c>, <c>IsHeldByCurrentThread</c>); re-entrant, as <see cref="Monitor"/>.
+/// <c>TryEnter</c>, <c>Exit</c>, <c>EnterScope</c>, <c>IsHeldByCurrentThread</c>); re-entrant, as <see cref="Monitor"/>
+/// (but for <see cref="TryEnterNonRecursive"/>, the shrinker's try).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -200,6 +201,31 @@ internal sealed class ThinLock
             return true;
         }
         return false;
+    }
+
+    /// <summary>
+    /// Takes the lock if no thread holds it, the current one included: the seed's <c>try_lock</c>, which fails on a mutex
+    /// its own thread holds. For a caller that takes locks against their order (the shrinker) and must not walk into a
+    /// section its own thread is in the middle of, whose state that section expects to change only by its own hand.
+    /// </summary>
+    /// <returns>Whether the lock was taken (once: one <see cref="Exit"/> releases it).</returns>
+    internal bool TryEnterNonRecursive()
+    {
+        int self = CurrentThreadId;
+        if (_bias is var grant && grant.Owner == self)
+        {
+            if (grant.Held != 0)
+            {
+                // Inside by the bias already (only this thread writes Held).
+                return false;
+            }
+            if (TryEnterBiased(grant))
+            {
+                return true;
+            }
+        }
+        // 0: free. Anyone else's id, ours included: held, so no recursion.
+        return Interlocked.CompareExchange(ref _owner, self, 0) == 0 && OwnerWordTaken(self, waitForBiasOwner: false);
     }
 
     /// <summary>The bias owner's entry: a plain store and a load, no locked instruction.</summary>

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using PageRange.Memory;
 using PageRange.Tests.Infrastructure;
+using PageRange.Tests.Threading;
 using PageRange.Threading;
 
 namespace PageRange.Tests.Memory;
@@ -96,6 +97,49 @@ public sealed class ShrinkerTests
         Assert.Equal(3, shrinker.Scan(100));
         Assert.Equal(0, region.ResidentBytes);
         Assert.Equal(3, shrinker.PagesSkipped);
+    }
+
+    [Fact]
+    public void Scan_MmLockHeldByTheScanningThread_SkipsAsForAnotherThread() =>
+        AssertSkipsWhileHeldByTheScanningThread(range => range.MmLock);
+
+    [Fact]
+    public void Scan_RangeLockHeldByTheScanningThread_SkipsAsForAnotherThread() =>
+        AssertSkipsWhileHeldByTheScanningThread(range => range.RangeLock);
+
+    /// <summary>
+    /// The seed's try_lock fails on a mutex its own thread holds: a scan from inside a range's section must not free that
+    /// range's pages under it (the ThinLock's re-entrant TryEnter let it, and punched them).
+    /// </summary>
+    private static void AssertSkipsWhileHeldByTheScanningThread(Func<ShrinkablePageRange, ThinLock> which)
+    {
+        var shrinker = new Shrinker();
+        using var region = SharedRegion.Create("skip-own", 6 * s_page);
+        using var busy = new ShrinkablePageRange(region, 0, 3, shrinker);
+        using var idle = new ShrinkablePageRange(region, 3 * s_page, 3, shrinker);
+        busy.UseRange(0, 3);
+        busy.StopUsingRange(0, 3);
+        idle.UseRange(0, 1);
+        idle.StopUsingRange(0, 1);
+
+        ThinLock gate = which(busy);
+        gate.Enter();
+        try
+        {
+            Assert.Equal(1, shrinker.Scan(100));
+            Assert.Equal(3, shrinker.PagesSkipped);
+            Assert.Equal(3, shrinker.Count());
+            Assert.Equal(3 * s_page, region.ResidentBytes);
+        }
+        finally
+        {
+            gate.Exit();
+        }
+        // The scan left the lock as it found it: held once, released by that one exit.
+        Assert.False(gate.IsHeldByCurrentThread);
+        Assert.True(ThinLockThreads.TryEnterOnAnotherThread(gate));
+        Assert.Equal(3, shrinker.Scan(100));
+        Assert.Equal(0, region.ResidentBytes);
     }
 
     [Fact]

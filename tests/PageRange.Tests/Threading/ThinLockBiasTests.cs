@@ -39,6 +39,23 @@ public sealed class ThinLockBiasTests
     }
 
     [BiasFact]
+    public void TryEnterNonRecursive_ByTheBiasOwner_TakesItByTheBiasOnceAndFailsWhileInside()
+    {
+        ThinLock gate = BiasedToCurrentThread();
+        Assert.True(gate.TryEnterNonRecursive());
+        Assert.True(gate.IsBiasedToCurrentThread);
+        Assert.False(gate.TryEnterNonRecursive());
+        gate.Exit();
+        Assert.False(gate.IsHeldByCurrentThread);
+
+        gate.Enter();
+        Assert.False(gate.TryEnterNonRecursive());
+        gate.Exit();
+        Assert.False(gate.IsHeldByCurrentThread);
+        Assert.Equal(0, gate.Revocations);
+    }
+
+    [BiasFact]
     public void Enter_ByAnotherThreadWhileTheBiasOwnerIsInside_RevokesAndWaitsUntilItLeaves()
     {
         ThinLock gate = BiasedToCurrentThread();

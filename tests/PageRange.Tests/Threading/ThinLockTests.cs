@@ -80,6 +80,25 @@ public sealed class ThinLockTests
     }
 
     [Fact]
+    public void TryEnterNonRecursive_HeldByThisThread_FailsAndAFreeLockIsTakenOnce()
+    {
+        var gate = new ThinLock();
+        Assert.True(gate.TryEnterNonRecursive());
+        // Held by this thread: no second hold (TryEnter would take one), and still refused to others.
+        Assert.False(gate.TryEnterNonRecursive());
+        Assert.False(TryEnterOnAnotherThread(gate));
+        gate.Exit();
+        Assert.False(gate.IsHeldByCurrentThread);
+        Assert.True(TryEnterOnAnotherThread(gate));
+
+        using (gate.EnterScope())
+        {
+            Assert.False(gate.TryEnterNonRecursive());
+        }
+        Assert.False(gate.IsHeldByCurrentThread);
+    }
+
+    [Fact]
     public void TryEnterAndScope_AnotherThreadHolds_FailsThenSucceedsAfterTheScopeEnds()
     {
         var gate = new ThinLock();
