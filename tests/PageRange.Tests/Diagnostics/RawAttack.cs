@@ -1,3 +1,4 @@
+using PageRange.Tests.CrossProcess;
 using PageRange.Tests.Infrastructure;
 using PageRange.Tests.Transport;
 using PageRange.Transport;
@@ -79,6 +80,25 @@ internal sealed class RawAttack(string name, PageRangeOptions options, PageRange
         PageRangeConnection server = await accepting.WaitAsync(TestTimeouts.Long);
         _neighbours.Add(server);
         return (client, server);
+    }
+
+    /// <summary>
+    /// What a hostile test checks once the victim broke off: it noticed, closed both regions' descriptors, unmapped its
+    /// region, holds no transaction, and the first neighbour (<see cref="ConnectNeighbourAsync"/>) still carries a oneway.
+    /// </summary>
+    /// <param name="connected">The descriptors and mappings named after <see cref="RegionName"/> while all were connected.</param>
+    public async Task AssertOnlyTheVictimClosedAsync((int Descriptors, int Mappings) connected)
+    {
+        await Poll.WaitUntilAsync(() => Victim.PeerDied.IsCancellationRequested, "the victim noticed the violation");
+        await Poll.WaitUntilAsync(() => FaultResources.Naming(RegionName).Descriptors <= connected.Descriptors - 2, "the victim closed both regions' descriptors");
+        await Poll.WaitUntilAsync(() => FaultResources.Naming(RegionName).Mappings < connected.Mappings, "the victim unmapped its region");
+        Assert.Equal(0, Victim.LiveIncomingTransactions);
+        Assert.True(_neighbours.Count >= 2, "a neighbour to check");
+        (PageRangeConnection client, PageRangeConnection server) = (_neighbours[0], _neighbours[1]);
+        client.SendOneway(9, [1, 2, 3]);
+        using Transaction honest = await server.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        Assert.Equal(9u, honest.Code);
+        Assert.Equal([1, 2, 3], honest.Payload.ToArray());
     }
 
     public async ValueTask DisposeAsync()
