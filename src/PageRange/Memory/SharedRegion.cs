@@ -258,15 +258,6 @@ public sealed unsafe partial class SharedRegion : IDisposable
         return false;
     }
 
-    /// <summary>
-    /// Whether the last reference punches the whole file out before it closes the descriptor: set for a region this
-    /// process created and handed to a peer (a connection's own region). The peer may keep its descriptor for as long as
-    /// it likes; without this, the pages we backed (the header and rings: about 130 KiB with the default rings, up to
-    /// about 5 MiB with the largest) stayed allocated, charged to us, for each connection it opened and dropped (found by
-    /// review). Whatever the peer writes after this is backed, and charged, as its own.
-    /// </summary>
-    internal bool PunchOnLastRelease { get; set; }
-
     /// <summary>Gives back a reference taken with <see cref="AddRef"/>; the last one closes the descriptor and unmaps.</summary>
     internal void ReleaseRef()
     {
@@ -274,18 +265,6 @@ public sealed unsafe partial class SharedRegion : IDisposable
         Debug.Assert(count >= 0, "More references released than taken.");
         if (count == 0)
         {
-            if (PunchOnLastRelease)
-            {
-                try
-                {
-                    // Nobody of ours reads it any more (no reference is left): the whole file, the peer's pages too.
-                    Interop.PunchHole(_fd, 0, Size);
-                }
-                catch (SystemCallException)
-                {
-                    // The descriptor still closes; the kernel frees the pages once the peer closes its own.
-                }
-            }
             _mapping.Dispose();
             _fd.Dispose();
         }

@@ -332,8 +332,6 @@ internal sealed unsafe class InboundChannel : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         RegionLayout layout = options.Validate();
         SharedRegion region = SharedRegion.Create(name, layout.RegionSize);
-        // Ours, handed to the peer: emptied when we let go of it, whether or not the peer keeps its descriptor.
-        region.PunchOnLastRelease = true;
         try
         {
             // Back the header pages now: fallocate reports a lack of memory here, as an exception, rather than as a
