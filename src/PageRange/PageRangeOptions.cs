@@ -439,14 +439,16 @@ public sealed class PageRangeOptions
 
     // Hardening of the control plane and the listener (issue 11): every option of that work is in this block.
 
-    private TimeSpan _helloTimeout = TimeSpan.FromSeconds(5);
+    private TimeSpan _helloTimeout = DefaultHelloTimeout;
 
     /// <summary>
     /// The longest a listener waits, after accepting a socket, for the connecting process's first frame (its hello).
     /// Each handshake has its own deadline, so a silent client costs only its own slot, never another client's time.
     /// </summary>
     /// <remarks>Defaults to 5 seconds; <see cref="ConnectTimeout"/> still bounds the whole handshake when it is shorter.
-    /// Positive, or <see cref="Timeout.InfiniteTimeSpan"/>.</remarks>
+    /// Positive, or <see cref="Timeout.InfiniteTimeSpan"/>. Once the hello came, the listener waits this long again (5
+    /// seconds if this is infinite) for the peer's answer to its own hello, whatever <see cref="ConnectTimeout"/> says:
+    /// a peer that stops there holds one of the listener's regions.</remarks>
     /// <exception cref="ArgumentOutOfRangeException">The value is zero or negative and not infinite.</exception>
     public TimeSpan HelloTimeout
     {
@@ -459,6 +461,65 @@ public sealed class PageRangeOptions
         _helloTimeout == Timeout.InfiniteTimeSpan ? _connectTimeout
         : _connectTimeout == Timeout.InfiniteTimeSpan ? _helloTimeout
         : _helloTimeout < _connectTimeout ? _helloTimeout : _connectTimeout;
+
+    /// <summary>
+    /// The deadline for the rest of a listener's handshake once the hello came: the connecting process has one round
+    /// trip left (read our hello, map our region, answer Ready), no more work than its hello took, so the hello's bound
+    /// fits; and a peer that stalls here holds a region of ours besides its socket, so the bound is finite even when
+    /// <see cref="HelloTimeout"/> and <see cref="ConnectTimeout"/> are infinite (then it is the default hello timeout).
+    /// <see cref="ConnectTimeout"/>'s remainder still applies when it is shorter.
+    /// </summary>
+    internal TimeSpan HandshakeRestTimeout =>
+        _helloTimeout == Timeout.InfiniteTimeSpan ? DefaultHelloTimeout : _helloTimeout;
+
+    /// <summary>The default <see cref="HelloTimeout"/>: 5 seconds.</summary>
+    internal static readonly TimeSpan DefaultHelloTimeout = TimeSpan.FromSeconds(5);
+
+    private int _maxHandshakesPerUid = 32;
+
+    /// <summary>
+    /// The most handshakes a listener runs at once with processes of one uid (<c>SO_PEERCRED</c>). A listener runs at most
+    /// 64 handshakes at once in all; without a share, the processes of one allowed uid could hold every one of them
+    /// (silent, or never finishing) and keep every other client waiting.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to 32, half of the 64, so one uid cannot take every slot while an honest burst of one uid still has
+    /// plenty. From 1 to 64 (64: no share). A connection beyond the share is refused at once (the socket is closed; the
+    /// listener's <c>HandshakeFailed</c> event gets a <see cref="ConnectionRefusedException"/> that names this option).
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public int MaxHandshakesPerUid
+    {
+        get => _maxHandshakesPerUid;
+        set => _maxHandshakesPerUid = CheckHandshakeShare(value);
+    }
+
+    private int _maxHandshakesPerProcess = 16;
+
+    /// <summary>
+    /// The most handshakes a listener runs at once with one process (its pid, from <c>SO_PEERCRED</c>): by default every
+    /// client runs as the listener's own uid, so the share of <see cref="MaxHandshakesPerUid"/> alone would not keep one
+    /// stuck or hostile process from holding that uid's slots; this keeps it from holding more than its own few.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to 16, a quarter of the listener's 64 handshakes. From 1 to 64 (64: no share). A peer in a pid namespace
+    /// the listener cannot see has pid 0; such peers are bounded by <see cref="MaxHandshakesPerUid"/> only. A connection
+    /// beyond the share is refused at once, as for <see cref="MaxHandshakesPerUid"/>. A client that opens more
+    /// connections than this at once to one listener should raise it, or be refused the extra ones.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
+    public int MaxHandshakesPerProcess
+    {
+        get => _maxHandshakesPerProcess;
+        set => _maxHandshakesPerProcess = CheckHandshakeShare(value);
+    }
+
+    private static int CheckHandshakeShare(int value)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(value, Transport.PageRangeListener.MaxConcurrentHandshakes);
+        return value;
+    }
 
     private long _maxPeerRegionSize = MaxRegionSize;
 
@@ -534,5 +595,7 @@ public sealed class PageRangeOptions
         _controlSendTimeout = values._controlSendTimeout;
         _helloTimeout = values._helloTimeout;
         _maxPeerRegionSize = values._maxPeerRegionSize;
+        _maxHandshakesPerUid = values._maxHandshakesPerUid;
+        _maxHandshakesPerProcess = values._maxHandshakesPerProcess;
     }
 }

@@ -35,7 +35,11 @@ namespace PageRange.Transport;
 /// <para>
 /// Bounded work: at most <see cref="MaxConcurrentHandshakes"/> handshakes run at once and at most
 /// <see cref="MaxCompletedWaiting"/> completed ones wait for <see cref="AcceptAsync"/>; beyond that the listener stops
-/// taking new sockets (they wait in the kernel's backlog) until one is done.
+/// taking new sockets (they wait in the kernel's backlog) until one is done. So that one peer cannot hold them all, the
+/// processes of one uid run at most <see cref="PageRangeOptions.MaxHandshakesPerUid"/> of them and one process at most
+/// <see cref="PageRangeOptions.MaxHandshakesPerProcess"/>; a connection beyond its share is refused at once. After its
+/// hello a peer has <see cref="PageRangeOptions.HelloTimeout"/> again (5 seconds if that is infinite) to answer the
+/// listener's, even with an infinite <see cref="PageRangeOptions.ConnectTimeout"/>.
 /// </para>
 /// <para>Thread safety: every member may be called from any thread.</para>
 /// </remarks>
@@ -61,6 +65,11 @@ public sealed class PageRangeListener : IAsyncDisposable
     private readonly Channel<CompletedHandshake> _completed = Channel.CreateBounded<CompletedHandshake>(
         new BoundedChannelOptions(MaxCompletedWaiting) { FullMode = BoundedChannelFullMode.Wait });
     private readonly ConcurrentDictionary<Task, bool> _handshakes = new();
+    // The handshakes in progress per peer uid and per peer pid (PageRangeOptions.MaxHandshakesPerUid and
+    // MaxHandshakesPerProcess), under _sharesLock; an entry goes when its count reaches zero.
+    private readonly Lock _sharesLock = new();
+    private readonly Dictionary<uint, int> _handshakesPerUid = [];
+    private readonly Dictionary<int, int> _handshakesPerPid = [];
     private readonly Lock _startLock = new();
     private readonly IDisposable? _ownedPath;
     private Task _acceptLoop = Task.CompletedTask;
@@ -310,12 +319,13 @@ public sealed class PageRangeListener : IAsyncDisposable
         OwnFactory factory = _factory!;
         IDisposable? own = null;
         Interop.PeerCredentials? peer = null;
+        bool shareTaken = false;
         try
         {
             ControlChannel channel = new(socket, Name, _options.ControlSendTimeout);
             peer = channel.PeerCredentials;
             HandshakeResult handshake = await ControlHandshake.AcceptChannelAsync(
-                channel, _options, OfferOwn, Admit, stopping).ConfigureAwait(false);
+                channel, _options, OfferOwn, AdmitWithinShare, stopping).ConfigureAwait(false);
             try
             {
                 await _completed.Writer.WriteAsync(new CompletedHandshake(handshake, own!), stopping).ConfigureAwait(false);
@@ -336,7 +346,23 @@ public sealed class PageRangeListener : IAsyncDisposable
         }
         finally
         {
+            if (shareTaken)
+            {
+                ReturnShare(peer!.Value);
+            }
             _handshakeSlots.Release();
+        }
+
+        // Runs right after the uid check, before anything is read from the peer: a peer over its share is refused (and
+        // its socket closed) at once, so it holds its slot only for that.
+        string? AdmitWithinShare(Interop.PeerCredentials credentials)
+        {
+            if (TryTakeShare(credentials) is { } refusal)
+            {
+                return refusal;
+            }
+            shareTaken = true;
+            return Admit?.Invoke(credentials);
         }
 
         (HelloMessage, SafeMemfdHandle) OfferOwn()
@@ -344,6 +370,71 @@ public sealed class PageRangeListener : IAsyncDisposable
             own = factory.Create();
             SharedRegion region = factory.RegionOf(own);
             return (ControlHandshake.CreateHello(_options, region), region.Handle);
+        }
+    }
+
+    /// <summary>
+    /// Counts a handshake of <paramref name="peer"/> against its uid's and its process's shares, or says why it is
+    /// refused: one of them is full. Pid 0 (a peer in a pid namespace this process cannot see) has no process share:
+    /// every such peer has it, so only the uid's share bounds them.
+    /// </summary>
+    private string? TryTakeShare(Interop.PeerCredentials peer)
+    {
+        lock (_sharesLock)
+        {
+            _handshakesPerUid.TryGetValue(peer.Uid, out int ofUid);
+            if (ofUid >= _options.MaxHandshakesPerUid)
+            {
+                return $"uid {peer.Uid} has {ofUid} handshakes in progress, its share of the listener's {MaxConcurrentHandshakes} (PageRangeOptions.MaxHandshakesPerUid is {_options.MaxHandshakesPerUid})";
+            }
+            int ofPid = 0;
+            if (peer.Pid != 0)
+            {
+                _handshakesPerPid.TryGetValue(peer.Pid, out ofPid);
+                if (ofPid >= _options.MaxHandshakesPerProcess)
+                {
+                    return $"pid {peer.Pid} has {ofPid} handshakes in progress, its share of the listener's {MaxConcurrentHandshakes} (PageRangeOptions.MaxHandshakesPerProcess is {_options.MaxHandshakesPerProcess})";
+                }
+                _handshakesPerPid[peer.Pid] = ofPid + 1;
+            }
+            _handshakesPerUid[peer.Uid] = ofUid + 1;
+            return null;
+        }
+    }
+
+    /// <summary>Gives back what <see cref="TryTakeShare"/> took, once the handshake's slot is given back.</summary>
+    private void ReturnShare(Interop.PeerCredentials peer)
+    {
+        lock (_sharesLock)
+        {
+            Decrement(_handshakesPerUid, peer.Uid);
+            if (peer.Pid != 0)
+            {
+                Decrement(_handshakesPerPid, peer.Pid);
+            }
+        }
+
+        static void Decrement<TKey>(Dictionary<TKey, int> counts, TKey key)
+            where TKey : notnull
+        {
+            int left = counts[key] - 1;
+            if (left == 0)
+            {
+                counts.Remove(key);
+            }
+            else
+            {
+                counts[key] = left;
+            }
+        }
+    }
+
+    /// <summary>The handshakes in progress of <paramref name="uid"/> and of <paramref name="pid"/>, for tests.</summary>
+    internal (int OfUid, int OfPid) HandshakesInProgressForTest(uint uid, int pid)
+    {
+        lock (_sharesLock)
+        {
+            return (_handshakesPerUid.GetValueOrDefault(uid), _handshakesPerPid.GetValueOrDefault(pid));
         }
     }
 

@@ -210,8 +210,8 @@ internal static class ControlHandshake
     /// <param name="cancellationToken">Cancels the handshake.</param>
     /// <exception cref="ConnectionRefusedException">Either side refused the other.</exception>
     /// <exception cref="PeerDiedException">The peer closed the socket during the handshake.</exception>
-    /// <exception cref="TimeoutException">The peer sent no hello within the hello timeout, or did not finish within
-    /// <see cref="PageRangeOptions.ConnectTimeout"/>.</exception>
+    /// <exception cref="TimeoutException">The peer sent no hello within the hello timeout, did not answer ours within
+    /// <see cref="PageRangeOptions.HandshakeRestTimeout"/>, or did not finish within <see cref="PageRangeOptions.ConnectTimeout"/>.</exception>
     internal static async ValueTask<HandshakeResult> AcceptChannelAsync(
         ControlChannel channel, PageRangeOptions options, Func<(HelloMessage Hello, SafeMemfdHandle Descriptor)> offerOwn,
         Func<Interop.PeerCredentials, string?>? admit, CancellationToken cancellationToken)
@@ -221,6 +221,8 @@ internal static class ControlHandshake
         timeout.CancelAfter(helloTimeout);
         long started = Stopwatch.GetTimestamp();
         bool helloArrived = false;
+        TimeSpan restTimeout = Timeout.InfiniteTimeSpan;
+        bool restBoundIsConnectTimeout = false;
         try
         {
             await RefuseUnlessUidAllowedAsync(channel, options, Connector, Listener, timeout.Token).ConfigureAwait(false);
@@ -231,10 +233,21 @@ internal static class ControlHandshake
 
             ControlMessage? first = await ReadOrRefuseAsync(channel, timeout.Token).ConfigureAwait(false);
             helloArrived = true;
-            // The first frame came in time; from here the whole handshake's deadline applies.
-            timeout.CancelAfter(options.ConnectTimeout == Timeout.InfiniteTimeSpan
-                ? Timeout.InfiniteTimeSpan
-                : TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, (options.ConnectTimeout - Stopwatch.GetElapsedTime(started)).Ticks)));
+            // The first frame came in time. The rest is one round trip, bounded on its own and always finite (see
+            // PageRangeOptions.HandshakeRestTimeout): with only ConnectTimeout, which may be infinite, a peer that sent a
+            // valid hello and never Ready held its slot and a region of ours for good. The whole handshake's deadline
+            // still applies when it comes first.
+            restTimeout = options.HandshakeRestTimeout;
+            if (options.ConnectTimeout != Timeout.InfiniteTimeSpan)
+            {
+                TimeSpan left = TimeSpan.FromTicks(Math.Max(TimeSpan.TicksPerMillisecond, (options.ConnectTimeout - Stopwatch.GetElapsedTime(started)).Ticks));
+                if (left < restTimeout)
+                {
+                    restTimeout = left;
+                    restBoundIsConnectTimeout = true;
+                }
+            }
+            timeout.CancelAfter(restTimeout);
             HelloMessage peerHello = first switch
             {
                 HelloMessage hello => hello,
@@ -273,7 +286,9 @@ internal static class ControlHandshake
         {
             await channel.DisposeAsync().ConfigureAwait(false);
             throw new TimeoutException(helloArrived
-                ? $"The peer (pid {channel.PeerCredentials.Pid}) did not finish the handshake on '{channel.Name}' within {options.ConnectTimeout}."
+                ? restBoundIsConnectTimeout
+                    ? $"The peer (pid {channel.PeerCredentials.Pid}) did not finish the handshake on '{channel.Name}' within {options.ConnectTimeout}."
+                    : $"The peer (pid {channel.PeerCredentials.Pid}) did not finish the handshake on '{channel.Name}': it did not answer the listener's hello within {restTimeout}."
                 : $"The peer (pid {channel.PeerCredentials.Pid}) did not finish the handshake on '{channel.Name}': it sent no hello within {helloTimeout}.");
         }
         catch
