@@ -18,13 +18,16 @@ internal static partial class PageRangeLog
     internal static ILogger CreateLogger(ILoggerFactory? factory, string category) =>
         factory?.CreateLogger(category) ?? NullLogger.Instance;
 
+    /// <remarks>Rate-limited on a listener and a server (<see cref="LogRateLimit"/>): <paramref name="notLoggedBefore"/> counts
+    /// the refused and failed handshakes of the same listener or server whose lines were left out since the last one.</remarks>
     [LoggerMessage(EventId = PageRangeLogEvents.HandshakeRefused, Level = LogLevel.Warning,
-        Message = "Handshake on '{Name}' with pid {PeerPid} (uid {PeerUid}) refused: {Reason}")]
-    internal static partial void HandshakeRefused(ILogger logger, string name, int peerPid, uint peerUid, string reason);
+        Message = "Handshake on '{Name}' with pid {PeerPid} (uid {PeerUid}) refused: {Reason} ({NotLoggedBefore} more failed or refused handshakes were not logged before this one)")]
+    internal static partial void HandshakeRefused(ILogger logger, string name, int peerPid, uint peerUid, string reason, long notLoggedBefore);
 
+    /// <remarks>Rate-limited as <see cref="HandshakeRefused"/> is, with the same count.</remarks>
     [LoggerMessage(EventId = PageRangeLogEvents.HandshakeFailed, Level = LogLevel.Warning,
-        Message = "Handshake on '{Name}' with pid {PeerPid} failed: {Reason}")]
-    internal static partial void HandshakeFailed(ILogger logger, Exception? exception, string name, int peerPid, string reason);
+        Message = "Handshake on '{Name}' with pid {PeerPid} failed: {Reason} ({NotLoggedBefore} more failed or refused handshakes were not logged before this one)")]
+    internal static partial void HandshakeFailed(ILogger logger, Exception? exception, string name, int peerPid, string reason, long notLoggedBefore);
 
     [LoggerMessage(EventId = PageRangeLogEvents.PeerDied, Level = LogLevel.Information,
         Message = "Peer pid {PeerPid} on '{Name}' is gone; {PendingCalls} pending calls failed")]

@@ -36,6 +36,9 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     private readonly PageRangeServerOptions _options;
     private readonly ILogger _logger;
     private readonly LogRateLimit _workerStartFailedLog = new(10, TimeSpan.FromSeconds(5));
+    // The server's own handshake lines (a limit refused a client after its handshake, a session that could not start):
+    // clients can cause them in a loop. The listener limits its lines apart; ClientRefused and the metrics see every one.
+    private readonly LogRateLimit _handshakeLog = new(10, TimeSpan.FromSeconds(5));
     private readonly HandlerRegistry _registry;
     private readonly ServerWorkerPool _pool;
     private readonly ServerAcceptLoop _accept;
@@ -332,7 +335,10 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         {
             PageRangeMetrics.RecordServerClientRefused();
             // The limit goes to the server's log (as the listener logs an early refusal), never to the refused peer.
-            PageRangeLog.HandshakeRefused(_logger, Name, connection.PeerPid, connection.PeerUid, refusal!);
+            if (_logger.IsEnabled(LogLevel.Warning) && _handshakeLog.TryTake(out long notLoggedBefore))
+            {
+                PageRangeLog.HandshakeRefused(_logger, Name, connection.PeerPid, connection.PeerUid, refusal!, notLoggedBefore);
+            }
             Raise(ClientRefused, new ClientRefusedEventArgs(connection.PeerPid, connection.PeerUid, connection.PeerGid, refusal!));
             // The refused peer learns only that it was refused; the limit is the server's business.
             await connection.CloseAsync(RefusedReason).ConfigureAwait(false);
@@ -358,7 +364,10 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         {
             // It was counted and announced: it ends as any session does (closed, forgotten, reported), or it stayed
             // counted against MaxClients for the server's life, and the error ended the accept loop.
-            PageRangeLog.HandshakeFailed(_logger, error, Name, session.Info.Pid, "the client's session could not start");
+            if (_logger.IsEnabled(LogLevel.Warning) && _handshakeLog.TryTake(out long notLoggedBefore))
+            {
+                PageRangeLog.HandshakeFailed(_logger, error, Name, session.Info.Pid, "the client's session could not start", notLoggedBefore);
+            }
             session.Dispose();
             await OnSessionEndedAsync(session, ClientDisconnectReason.Failed, error).ConfigureAwait(false);
         }
@@ -437,6 +446,9 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     }
 
     private void OnAcceptFailed(Exception error) => OnHandshakeFailed(this, new HandshakeFailedEventArgs(error));
+
+    /// <summary>The rate limit of the server's own handshake lines; tests shorten its window.</summary>
+    internal LogRateLimit HandshakeLogForTest => _handshakeLog;
 
     /// <summary>The server's listener (tests reach its hooks).</summary>
     internal PageRangeListener ListenerForTest => _listener;

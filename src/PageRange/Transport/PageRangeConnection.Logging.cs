@@ -59,26 +59,33 @@ public sealed partial class PageRangeConnection
     /// Logs a handshake that did not complete, on either side: refused (by us or by the peer) or failed (timeout, hang-up,
     /// malformed frame). A connect that found nobody listening or was cancelled by its caller is no event.
     /// </summary>
-    /// <remarks>The connecting side has no credentials of the peer yet (<paramref name="peer"/> null): it logs pid and uid 0.</remarks>
-    internal static void LogHandshakeFailure(ILogger logger, string name, Exception error, Interop.PeerCredentials? peer)
+    /// <remarks>
+    /// The connecting side has no credentials of the peer yet (<paramref name="peer"/> null): it logs pid and uid 0. A
+    /// listener passes its <paramref name="rateLimit"/>, since any allowed process can make it fail handshakes in a loop;
+    /// the connecting side passes none: it fails only the connects its own process makes.
+    /// </remarks>
+    internal static void LogHandshakeFailure(ILogger logger, string name, Exception error, Interop.PeerCredentials? peer, LogRateLimit? rateLimit = null)
     {
-        if (!logger.IsEnabled(LogLevel.Warning))
+        if (!logger.IsEnabled(LogLevel.Warning)
+            || error is not (ConnectionRefusedException or TimeoutException or ProtocolViolationException or PeerDiedException
+                or SystemCallException or IOException or System.Net.Sockets.SocketException))
+        {
+            return;
+        }
+        long notLoggedBefore = 0;
+        if (rateLimit is not null && !rateLimit.TryTake(out notLoggedBefore))
         {
             return;
         }
         int pid = peer?.Pid ?? 0;
-        switch (error)
+        if (error is ConnectionRefusedException refused)
         {
-            case ConnectionRefusedException refused:
-                // A refusal may quote the peer's reason: peer text.
-                PageRangeLog.HandshakeRefused(logger, name, pid, peer?.Uid ?? 0, PeerText.Sanitize(refused.Message));
-                return;
-            case TimeoutException or ProtocolViolationException or PeerDiedException or SystemCallException or IOException
-                or System.Net.Sockets.SocketException:
-                PageRangeLog.HandshakeFailed(logger, error, name, pid, PeerText.Sanitize(error.Message));
-                return;
-            default:
-                return;
+            // A refusal may quote the peer's reason: peer text.
+            PageRangeLog.HandshakeRefused(logger, name, pid, peer?.Uid ?? 0, PeerText.Sanitize(refused.Message), notLoggedBefore);
+        }
+        else
+        {
+            PageRangeLog.HandshakeFailed(logger, error, name, pid, PeerText.Sanitize(error.Message), notLoggedBefore);
         }
     }
 

@@ -41,6 +41,10 @@ namespace PageRange.Transport;
 /// hello a peer has <see cref="PageRangeOptions.HelloTimeout"/> again (5 seconds if that is infinite) to answer the
 /// listener's, even with an infinite <see cref="PageRangeOptions.ConnectTimeout"/>.
 /// </para>
+/// <para>
+/// The log lines of failed and refused handshakes are rate-limited (at most 10 per 5 seconds per listener; the next
+/// line says how many were left out); <see cref="HandshakeFailed"/> (and a server's handshake metric) sees every one.
+/// </para>
 /// <para>Thread safety: every member may be called from any thread.</para>
 /// </remarks>
 public sealed class PageRangeListener : IAsyncDisposable
@@ -70,6 +74,9 @@ public sealed class PageRangeListener : IAsyncDisposable
     private readonly Lock _sharesLock = new();
     private readonly Dictionary<uint, int> _handshakesPerUid = [];
     private readonly Dictionary<int, int> _handshakesPerPid = [];
+    // Every failed or refused handshake is a line a peer can cause at will (connect and close in a loop): per listener,
+    // so one listener's flood does not hide another's lines. The event and the metrics still see every one.
+    private readonly LogRateLimit _handshakeLog = new(10, TimeSpan.FromSeconds(5));
     private readonly Lock _startLock = new();
     private readonly IDisposable? _ownedPath;
     private Task _acceptLoop = Task.CompletedTask;
@@ -438,9 +445,12 @@ public sealed class PageRangeListener : IAsyncDisposable
         }
     }
 
+    /// <summary>The rate limit of this listener's handshake lines; tests shorten its window.</summary>
+    internal LogRateLimit HandshakeLogForTest => _handshakeLog;
+
     private void RaiseHandshakeFailed(Exception error, Interop.PeerCredentials? peer)
     {
-        PageRangeConnection.LogHandshakeFailure(_logger, Name, error, peer);
+        PageRangeConnection.LogHandshakeFailure(_logger, Name, error, peer, _handshakeLog);
         EventHandler<HandshakeFailedEventArgs>? handlers = HandshakeFailed;
         if (handlers is null)
         {
