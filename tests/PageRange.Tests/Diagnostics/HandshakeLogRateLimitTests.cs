@@ -83,6 +83,36 @@ public sealed class HandshakeLogRateLimitTests(ITestOutputHelper output)
         await PageRangeServerTests.WaitUntilAsync(() => server.ClientCount == 1);
     }
 
+    [Fact]
+    public async Task Server_LoopOfSessionsThatCannotStart_ItsOwnLinesLimited_NextLineCountsTheRest_EveryClientReported()
+    {
+        using var capture = new LogCapture();
+        string name = ControlHandshakeTests.UniqueName();
+        var options = new PageRangeServerOptions { MaxThreads = 2, StartShrinkerMonitor = false, ConnectionOptions = Options(capture) };
+        await using var server = PageRangeServer.Start(name, options, builder => builder.Map(1, static (_, _) => { }));
+        server.HandshakeLogForTest.Interval = TimeSpan.FromHours(1);
+        // The server's own line: a client whose handshake passed but whose session could not start (a pid limit).
+        server.SessionStartingForTest = static () => throw new InvalidOperationException("Thread failed to start: the pid limit.");
+        int ended = 0;
+        server.ClientDisconnected += (_, _) => Interlocked.Increment(ref ended);
+
+        for (int i = 0; i < Attempts; i++)
+        {
+            await using PageRangeConnection client = await PageRangeConnection.ConnectAsync(name, Options(capture)).AsTask().WaitAsync(TestTimeouts.Long);
+            await PageRangeServerTests.WaitUntilAsync(() => Volatile.Read(ref ended) == i + 1);
+        }
+        LogEntry[] ownLines() => [.. HandshakeLines(capture).Where(line => line.Category == PageRangeLogEvents.ServerCategory)];
+        Assert.Equal(server.HandshakeLogForTest.Burst, ownLines().Length);
+
+        server.HandshakeLogForTest.Interval = TimeSpan.Zero;
+        await using (PageRangeConnection last = await PageRangeConnection.ConnectAsync(name, Options(capture)).AsTask().WaitAsync(TestTimeouts.Long))
+        {
+            await PageRangeServerTests.WaitUntilAsync(() => Volatile.Read(ref ended) == Attempts + 1);
+        }
+        Assert.Equal(server.HandshakeLogForTest.Burst + 1, ownLines().Length);
+        Assert.EndsWith($"({Attempts - server.HandshakeLogForTest.Burst} more failed or refused handshakes were not logged before this one)", ownLines()[^1].Message, StringComparison.Ordinal);
+    }
+
     private static LogEntry[] HandshakeLines(LogCapture capture) =>
         [.. capture.Entries.Where(entry => entry.EventId.Id is PageRangeLogEvents.HandshakeRefused or PageRangeLogEvents.HandshakeFailed)];
 
