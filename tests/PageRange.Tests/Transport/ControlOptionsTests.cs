@@ -97,4 +97,36 @@ public sealed class ControlOptionsTests
         Assert.Equal([7u], copy.AllowedUids);
         Assert.Equal(0, PageRangeOptions.MinRegionSize % SharedRegion.PageSize);
     }
+
+    [Fact]
+    public void HandshakeShares_DefaultsBoundsAndClone()
+    {
+        var options = new PageRangeOptions();
+        Assert.Equal(32, options.MaxHandshakesPerUid);
+        Assert.Equal(16, options.MaxHandshakesPerProcess);
+
+        foreach (int bad in new[] { 0, -1, PageRange.Transport.PageRangeListener.MaxConcurrentHandshakes + 1 })
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => options.MaxHandshakesPerUid = bad);
+            Assert.Throws<ArgumentOutOfRangeException>(() => options.MaxHandshakesPerProcess = bad);
+        }
+        Assert.Equal(32, options.MaxHandshakesPerUid);
+        Assert.Equal(16, options.MaxHandshakesPerProcess);
+
+        options.MaxHandshakesPerUid = 1;
+        options.MaxHandshakesPerProcess = PageRange.Transport.PageRangeListener.MaxConcurrentHandshakes;
+        PageRangeOptions copy = options.Clone();
+        Assert.Equal(1, copy.MaxHandshakesPerUid);
+        Assert.Equal(64, copy.MaxHandshakesPerProcess);
+    }
+
+    [Fact]
+    public void HandshakeRestTimeout_AlwaysFinite_TheHelloTimeoutOrItsDefault()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(5), new PageRangeOptions { ConnectTimeout = Timeout.InfiniteTimeSpan }.HandshakeRestTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(2), new PageRangeOptions { HelloTimeout = TimeSpan.FromSeconds(2) }.HandshakeRestTimeout);
+        Assert.Equal(
+            TimeSpan.FromSeconds(5),
+            new PageRangeOptions { HelloTimeout = Timeout.InfiniteTimeSpan, ConnectTimeout = Timeout.InfiniteTimeSpan }.HandshakeRestTimeout);
+    }
 }
