@@ -1,3 +1,4 @@
+// Locks: _startLock and _sharesLock, never nested and never held while calling out.
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Threading.Channels;
