@@ -1077,15 +1077,27 @@ public sealed partial class PageRangeConnection
     {
         // Parsed before a slot is taken: a bad block closes the connection (the pump's caller) with nothing to undo.
         CallMetadata? metadata = record.MetadataLength == 0 ? null : ReadMetadata(record);
-        byte[]? copy = null;
         // An inline payload is private already (copied out of the ring as its slot is taken).
         if (_copyPayloads && !record.Inline)
         {
-            // Copied once, here, before any receiver, handler or deserializer can see the transaction: the sender can
-            // change the shared bytes later, but not these.
-            copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(record.PayloadLength, 1));
-            _inbound.GetPayload(record).CopyTo(copy);
+            return AcquireIncomingCopied(record, metadata, thread);
         }
+        using (_slotLock.EnterScope(thread))
+        {
+            return AcquireIncomingUnsynchronized(record, metadata, copy: null);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="AcquireIncoming"/> for a payload that is copied: once, here, before any receiver, handler or
+    /// deserializer can see the transaction (the sender can change the shared bytes later, but not these). A method of its
+    /// own, so the usual path has no handler for the copy's return.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private IncomingSlot AcquireIncomingCopied(in TransactionRecord record, CallMetadata? metadata, ThreadToken thread)
+    {
+        byte[] copy = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(record.PayloadLength, 1));
+        _inbound.GetPayload(record).CopyTo(copy);
         try
         {
             using (_slotLock.EnterScope(thread))
@@ -1093,8 +1105,9 @@ public sealed partial class PageRangeConnection
                 return AcquireIncomingUnsynchronized(record, metadata, copy);
             }
         }
-        catch when (copy is not null)
+        catch
         {
+            // Refused (a violation): the copy goes back to the pool.
             System.Buffers.ArrayPool<byte>.Shared.Return(copy);
             throw;
         }
