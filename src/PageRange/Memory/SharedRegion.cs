@@ -258,6 +258,17 @@ public sealed unsafe partial class SharedRegion : IDisposable
         return false;
     }
 
+    /// <summary>
+    /// Whether the last reference punches the whole file out before it closes the descriptor. For a connection's own
+    /// region, which the peer also maps and may keep for as long as it likes: the pages we backed (header and rings, about
+    /// 130 KiB with the default rings, up to about 5 MiB with the largest) would otherwise stay allocated, charged to us,
+    /// for each connection a client opened, kept the descriptor of and dropped (found by review). Set only when the peer
+    /// reads nothing more from it: it ended first, broke the protocol, or never completed the handshake. After our own
+    /// close an honest peer still reads the header (ring indices, free ring) until it notices the end, and zeros there
+    /// would be a protocol violation to it, not our death (seen in CI when the punch was unconditional).
+    /// </summary>
+    internal bool PunchOnLastRelease { get; set; }
+
     /// <summary>Gives back a reference taken with <see cref="AddRef"/>; the last one closes the descriptor and unmaps.</summary>
     internal void ReleaseRef()
     {
@@ -265,6 +276,18 @@ public sealed unsafe partial class SharedRegion : IDisposable
         Debug.Assert(count >= 0, "More references released than taken.");
         if (count == 0)
         {
+            if (PunchOnLastRelease)
+            {
+                try
+                {
+                    // Nobody of ours reads it any more (no reference is left): the whole file, the peer's pages too.
+                    Interop.PunchHole(_fd, 0, Size);
+                }
+                catch (SystemCallException)
+                {
+                    // The descriptor still closes; the kernel frees the pages once the peer closes its own.
+                }
+            }
             _mapping.Dispose();
             _fd.Dispose();
         }

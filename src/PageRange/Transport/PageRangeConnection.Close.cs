@@ -22,6 +22,8 @@ public sealed partial class PageRangeConnection
             _ = Task.Run(async () =>
             {
                 await _control.DisposeAsync().ConfigureAwait(false);
+                // A peer that broke the protocol gets nothing more from our region, its pages included.
+                PunchOwnRegionIfThePeerIsDone(peerMayStillRead: false);
                 ReleaseUndelivered();
                 _outbound.Dispose();
             }).ContinueWith(

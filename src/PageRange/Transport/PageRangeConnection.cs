@@ -108,6 +108,8 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         _handshake = handshake;
         _control = handshake.Control;
         _inbound = inbound;
+        // The peer maps it now: it is emptied at our end only if the peer reads nothing more (see PunchOwnRegionIfThePeerIsDone).
+        inbound.Region.PunchOnLastRelease = false;
         _slotLock = inbound.FreeLock;
         _options = options;
         // In Stopwatch ticks, once: the reader's wait slices are computed from it without a conversion per wait.
@@ -440,6 +442,19 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         await DisposeAsync().ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Marks our own region to be punched out when its last reference goes (<see cref="SharedRegion.PunchOnLastRelease"/>)
+    /// unless the peer may still read it: a peer that ended first or broke the protocol reads nothing more, and one that
+    /// keeps its descriptor must not keep our pages with it.
+    /// </summary>
+    private void PunchOwnRegionIfThePeerIsDone(bool peerMayStillRead)
+    {
+        if (!peerMayStillRead)
+        {
+            _inbound.Region.PunchOnLastRelease = true;
+        }
+    }
+
     /// <summary>Closes the connection: the peer sees it as our end; pending calls fail; regions are unmapped.</summary>
     /// <remarks>Our region stays mapped until every transaction we still hold is disposed, so their payloads stay readable.</remarks>
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
@@ -464,7 +479,9 @@ public sealed partial class PageRangeConnection : IDisposable, IAsyncDisposable
         StopRoomWatcher();
         // Our own close is graceful: the peer may still read the transactions we published (a reply, a last oneway), so
         // their pages stay until it frees or closes. A peer that died or broke the protocol reads nothing more.
-        _outbound.Dispose(keepLiveBuffers: _deathCause is ObjectDisposedException || (_closingGracefully && _deathCause is PeerDiedException));
+        bool peerMayStillRead = _deathCause is ObjectDisposedException || (_closingGracefully && _deathCause is PeerDiedException);
+        _outbound.Dispose(keepLiveBuffers: peerMayStillRead);
+        PunchOwnRegionIfThePeerIsDone(peerMayStillRead);
         // Transactions routed to us that nobody received are freed now, so the region goes at once instead of when the
         // GC finalizes it; the ones the application holds keep it mapped until they are disposed. InboundChannel.Dispose
         // waits for a receive in progress, so a reader still holding the role is safe.

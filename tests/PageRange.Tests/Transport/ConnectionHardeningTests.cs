@@ -265,6 +265,46 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task PeerLeavesButKeepsOurRegionsDescriptor_EveryPageWeBackedGoesBack()
+    {
+        // A client that connects, keeps the server's memfd and drops the connection, again and again, held about 130 KiB
+        // of the server's memory (its header and rings, backed and charged to the server) per connection, for as long as
+        // it kept the descriptors. The attacker's own descriptor and mapping of the victim's region see what is left.
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        PageRange.Memory.SharedRegion kept = attacker.Handshake.PeerRegion;
+        long header = victim.Inbound.Layout.HeaderBytes;
+        Assert.True(kept.ResidentBytes >= header, $"{kept.ResidentBytes} bytes backed, the header is {header}");
+
+        await attacker.Handshake.Control.DisposeAsync();
+        await WaitUntilAsync(() => victim.PeerDied.IsCancellationRequested, "the victim noticed the end");
+        await victim.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        await WaitUntilAsync(() => kept.ResidentBytes == 0, "every page of the victim's region went back to the kernel");
+        // Anything the peer writes now is backed as its own.
+        Assert.Equal(0, kept.GetSpan(0, 8)[0]);
+    }
+
+    [Fact]
+    public async Task OurCloseFirst_ThePeerStillReadsOurHeaderUntilItNoticesTheEnd()
+    {
+        // Closed by us first, an honest peer may still read our ring indices and free ring before it sees the end: zeros
+        // there would be a protocol violation to it, not our death. So our pages stay until its descriptor goes.
+        await using RawAttack attack = await RawAttack.StartAsync();
+        (RawPeer attacker, PageRangeConnection victim) = attack;
+        PageRange.Memory.SharedRegion kept = attacker.Handshake.PeerRegion;
+        long header = victim.Inbound.Layout.HeaderBytes;
+        (int Descriptors, int Mappings) connected = FaultResources.Naming(attack.RegionName);
+
+        await victim.DisposeAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        // The victim let go of its region (its last reference, where a punch would run)...
+        await WaitUntilAsync(() => FaultResources.Naming(attack.RegionName).Descriptors <= connected.Descriptors - 2, "the victim closed both regions' descriptors");
+        // ...and the header the peer reads is still there.
+        Assert.True(kept.ResidentBytes >= header, $"{kept.ResidentBytes} bytes backed after our close, the header is {header}");
+        RegionHeaderLayout read = System.Runtime.InteropServices.MemoryMarshal.Read<RegionHeaderLayout>(kept.GetSpan(0, System.Runtime.CompilerServices.Unsafe.SizeOf<RegionHeaderLayout>()));
+        Assert.Equal((uint)attack.Options.FreeRingCapacity, read.FreeRingCapacity);
+    }
+
+    [Fact]
     public void CopyIncomingPayloads_Undefined_Throws()
     {
         var options = new PageRangeOptions();

@@ -332,6 +332,9 @@ internal sealed unsafe class InboundChannel : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         RegionLayout layout = options.Validate();
         SharedRegion region = SharedRegion.Create(name, layout.RegionSize);
+        // Emptied when we let go of it if no connection was made over it (a handshake that failed); a connection decides
+        // at its end (PageRangeConnection.PunchOwnRegionIfThePeerIsDone).
+        region.PunchOnLastRelease = true;
         try
         {
             // Back the header pages now: fallocate reports a lack of memory here, as an exception, rather than as a
