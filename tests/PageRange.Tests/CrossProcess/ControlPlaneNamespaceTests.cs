@@ -106,10 +106,19 @@ public sealed class ControlPlaneNamespaceTests(ITestOutputHelper output)
 
     [Theory]
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-    [InlineData("foreign-owner", "belongs to uid 65534")]
     [InlineData("open-mode", "has mode 755")]
     [InlineData("symlink", "is not a directory")]
-    public async Task Private_DirectoryNotThisUidsAlone_RefusedOnBothSides(string kind, string reason)
+    public Task Private_DirectoryNotThisUidsAlone_RefusedOnBothSides(string kind, string reason) =>
+        AssertPrivateDirectoryRefusedAsync(kind, reason);
+
+    /// <summary>Only root can give a directory to another uid (as nobody, 65534 is this uid: the directory would be ours).</summary>
+    [RootFact("Gives a directory to another uid")]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public Task Private_DirectoryOfAnotherUid_RefusedOnBothSides() =>
+        AssertPrivateDirectoryRefusedAsync("foreign-owner", "belongs to uid 65534");
+
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    private static async Task AssertPrivateDirectoryRefusedAsync(string kind, string reason)
     {
         string runtime = Directory.CreateTempSubdirectory("pagerange-xdg-").FullName;
         string? saved = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");

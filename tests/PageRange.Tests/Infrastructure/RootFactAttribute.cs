@@ -1,18 +1,20 @@
 namespace PageRange.Tests.Infrastructure;
 
 /// <summary>
-/// A test whose second process runs as another uid (the TestHost's <c>--uid</c>: setgroups, setgid, setuid), which only
-/// root may do: skipped, saying so, when the tests run as anyone else (the uid the kernel reports for a peer cannot be
-/// another without one; CI runs as root and runs them).
+/// A test that needs root: by default one whose second process runs as another uid (the TestHost's <c>--uid</c>:
+/// setgroups, setgid, setuid), or, as <paramref name="needs"/> says, one that gives a file to another uid. Skipped,
+/// saying so, when the tests run as anyone else (CI runs as root and runs them).
 /// </summary>
+/// <param name="needs">What the test does that only root may.</param>
 [AttributeUsage(AttributeTargets.Method)]
-public sealed class RootFactAttribute : FactAttribute
+public sealed class RootFactAttribute(string needs = "Runs a process as another uid") : FactAttribute
 {
-    public RootFactAttribute()
+    /// <inheritdoc/>
+    public override string? Skip
     {
-        if (Interop.GetEffectiveUserId() != 0)
-        {
-            Skip = $"Runs a process as another uid, which needs root; these tests run as uid {Interop.GetEffectiveUserId()}.";
-        }
+        get => base.Skip ?? (Interop.GetEffectiveUserId() != 0
+            ? $"{needs}, which needs root; these tests run as uid {Interop.GetEffectiveUserId()}."
+            : null);
+        set => base.Skip = value;
     }
 }
