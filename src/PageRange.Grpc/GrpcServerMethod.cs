@@ -166,9 +166,9 @@ internal sealed class GrpcServerMethod<TRequest, TResponse> : IGrpcServerMethod
                 }
                 return rpc.Status;
             // What fired the token, as noted when it fired, not the clock now: a cancel shortly before the deadline, read
-            // after it on a slow machine, is a cancel; a client's cancel sent at its deadline, arriving before our own
-            // timer fires, is the deadline's (CallContext.EndedByDeadline).
-            case OperationCanceledException when call.EndedByDeadline:
+            // after it on a slow machine, is a cancel. (A client that gives up at its deadline and whose cancel arrives
+            // before the server's timer fires gets Cancelled here; it reads no reply, and reports DeadlineExceeded itself.)
+            case OperationCanceledException when call.DeadlineTimerFired:
                 return new Status(StatusCode.DeadlineExceeded, "Deadline Exceeded");
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
                 return new Status(StatusCode.Cancelled, call.CancellationToken.IsCancellationRequested ? "The call was cancelled." : "The call was cancelled by the handler.");

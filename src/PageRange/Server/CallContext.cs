@@ -19,7 +19,7 @@ public sealed class CallContext
     private CancellationTokenSource? _linked;
     private int _disposed;
     private CancellationToken _callCancelled;
-    private bool _endedByDeadline;
+    private bool _deadlineTimerFired;
 
     internal CallContext(ClientInfo client, PageRangeConnection connection, Transaction transaction, CancellationToken serverStopping)
     {
@@ -110,14 +110,12 @@ public sealed class CallContext
     }
 
     /// <summary>
-    /// Whether the deadline ended the call: <see cref="CancellationToken"/> fired from the deadline's timer (neither the
-    /// caller's cancel nor the server's stop had fired when it did; either may follow), or from the caller's cancel sent
-    /// at its deadline (see <see cref="OnCancelled"/>). Decided when the token fires: the timer counts whole
-    /// milliseconds of a coarse clock and can fire a little before <see cref="Deadline"/> by the wall clock, so comparing
-    /// the deadline with the time later misreads that moment; and a cancel read after the deadline passed is still a
-    /// cancel.
+    /// Whether <see cref="CancellationToken"/> fired from the deadline's timer: neither the caller's cancel nor the
+    /// server's stop had fired when it did (either may follow). The timer counts whole milliseconds of a coarse clock and
+    /// can fire a little before <see cref="Deadline"/> by the wall clock, so comparing the deadline with the time alone
+    /// misreads that moment; and a cancel read after the deadline passed is still a cancel.
     /// </summary>
-    internal bool EndedByDeadline => Volatile.Read(ref _endedByDeadline);
+    internal bool DeadlineTimerFired => Volatile.Read(ref _deadlineTimerFired);
 
     /// <summary>Calls back into the client and waits on this thread for its reply (a nested call).</summary>
     /// <param name="code">The code for the client's handler.</param>
@@ -260,31 +258,15 @@ public sealed class CallContext
         return PageRangeMessagePack.DeserializeCore<TResponse>(reply, options, sliceInPlace: false);
     }
 
-    /// <summary>
-    /// The token fired: by the deadline if the others (which cancel it through their own callbacks, after they are set)
-    /// are not cancelled yet, or if the caller's cancel came at its deadline by our clock.
-    /// </summary>
-    /// <remarks>
-    /// The caller gives up at its deadline too, and its cancel may arrive before our own timer fires (which on a loaded
-    /// machine fires late): that cancel is the deadline's. A cancel well before the deadline stays a cancel however late
-    /// the handler's exception is read (the clock is read here, when the token fires, not then). The clocks of the two
-    /// processes are the same machine's.
-    /// </remarks>
+    /// <summary>The token fired: by the deadline's timer if the others, which cancel it through their own callbacks after
+    /// they are set, are not cancelled yet.</summary>
     private void OnCancelled()
     {
-        if (_serverStopping.IsCancellationRequested)
+        if (!_callCancelled.IsCancellationRequested && !_serverStopping.IsCancellationRequested)
         {
-            return;
-        }
-        if (!_callCancelled.IsCancellationRequested
-            || (Deadline is { } deadline && DateTimeOffset.UtcNow >= deadline - CallerGivesUpAtItsDeadlineSlack))
-        {
-            Volatile.Write(ref _endedByDeadline, true);
+            Volatile.Write(ref _deadlineTimerFired, true);
         }
     }
-
-    /// <summary>How close to the deadline a caller's cancel counts as the deadline's (the timer's coarse clock, the cancel's trip).</summary>
-    private static readonly TimeSpan CallerGivesUpAtItsDeadlineSlack = TimeSpan.FromMilliseconds(50);
 
     /// <summary>Ends the context when the handler has returned.</summary>
     internal void End()

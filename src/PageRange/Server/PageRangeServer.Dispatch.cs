@@ -149,7 +149,7 @@ public sealed partial class PageRangeServer
             outcome = CallStatus.Cancelled;
             Fail(session, transaction, CallStatus.Cancelled, "The call was cancelled: the server is shutting down.");
         }
-        catch (OperationCanceledException) when (context is { Deadline: { } deadline } && (deadline <= DateTimeOffset.UtcNow || context.EndedByDeadline))
+        catch (OperationCanceledException) when (context is { Deadline: { } deadline } && (deadline <= DateTimeOffset.UtcNow || context.DeadlineTimerFired))
         {
             // The handler honoured the caller's deadline (CallContext.CancellationToken fired at it). A caller that gave
             // up already reads no reply, so none is sent then.
