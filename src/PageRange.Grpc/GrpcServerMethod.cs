@@ -13,6 +13,8 @@ internal sealed class GrpcServerMethod<TRequest, TResponse> : IGrpcServerMethod
     where TRequest : class
     where TResponse : class
 {
+    private static readonly TimeSpan DeadlineSlack = TimeSpan.FromMilliseconds(50);
+
     private readonly Method<TRequest, TResponse> _method;
     private readonly UnaryServerMethod<TRequest, TResponse>? _unary;
     private readonly ClientStreamingServerMethod<TRequest, TResponse>? _clientStreaming;
@@ -155,7 +157,7 @@ internal sealed class GrpcServerMethod<TRequest, TResponse> : IGrpcServerMethod
     }
 
     /// <summary>The status a handler's exception ends the call with (as grpc-dotnet maps them).</summary>
-    internal static Status StatusOf(Exception error, PageRangeServerCallContext context, CallContext call)
+    private static Status StatusOf(Exception error, PageRangeServerCallContext context, CallContext call)
     {
         switch (error)
         {
@@ -165,10 +167,8 @@ internal sealed class GrpcServerMethod<TRequest, TResponse> : IGrpcServerMethod
                     context.ResponseTrailers.Add(entry);
                 }
                 return rpc.Status;
-            // What fired the token, as noted when it fired, not the clock now: a cancel shortly before the deadline, read
-            // after it on a slow machine, is a cancel. (A client that gives up at its deadline and whose cancel arrives
-            // before the server's timer fires gets Cancelled here; it reads no reply, and reports DeadlineExceeded itself.)
-            case OperationCanceledException when call.DeadlineTimerFired:
+            // The client gives up at the deadline too: its cancel may arrive a hair before the server's own timer.
+            case OperationCanceledException when context.Deadline != DateTime.MaxValue && DateTime.UtcNow >= context.Deadline - DeadlineSlack:
                 return new Status(StatusCode.DeadlineExceeded, "Deadline Exceeded");
             case OperationCanceledException when context.CancellationToken.IsCancellationRequested:
                 return new Status(StatusCode.Cancelled, call.CancellationToken.IsCancellationRequested ? "The call was cancelled." : "The call was cancelled by the handler.");

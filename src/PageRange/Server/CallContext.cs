@@ -18,8 +18,6 @@ public sealed class CallContext
     private readonly CancellationToken _serverStopping;
     private CancellationTokenSource? _linked;
     private int _disposed;
-    private CancellationToken _callCancelled;
-    private bool _deadlineTimerFired;
 
     internal CallContext(ClientInfo client, PageRangeConnection connection, Transaction transaction, CancellationToken serverStopping)
     {
@@ -78,15 +76,9 @@ public sealed class CallContext
                 return linked.Token;
             }
             // Built on first use only: most handlers never look, and a linked source costs an allocation and a registration.
-            CancellationToken callCancelled = _transaction.CallCancelled;
-            var created = CancellationTokenSource.CreateLinkedTokenSource(callCancelled, _serverStopping);
+            var created = CancellationTokenSource.CreateLinkedTokenSource(_transaction.CallCancelled, _serverStopping);
             if (Deadline is { } deadline)
             {
-                // What fired first, noted when it fires: a cancel or a stop that comes later (the caller gives up at its
-                // deadline too) does not make the deadline look like a cancel, nor the clock a cancel look like the deadline.
-                // (The token, not the transaction, for the callback: it may run once the transaction is gone.)
-                _callCancelled = callCancelled;
-                created.Token.UnsafeRegister(static state => ((CallContext)state!).OnCancelled(), this);
                 // The caller stops caring at its deadline, whether or not its cancel arrives (a oneway sends none): past
                 // it, the handler's work is wasted. The timer is armed only below int.MaxValue ms (about 24.8 days); a
                 // later deadline is as none.
@@ -111,11 +103,14 @@ public sealed class CallContext
 
     /// <summary>
     /// Whether <see cref="CancellationToken"/> fired from the deadline's timer: neither the caller's cancel nor the
-    /// server's stop had fired when it did (either may follow). The timer counts whole milliseconds of a coarse clock and
-    /// can fire a little before <see cref="Deadline"/> by the wall clock, so comparing the deadline with the time alone
-    /// misreads that moment; and a cancel read after the deadline passed is still a cancel.
+    /// server's stop did it. The timer counts whole milliseconds of a coarse clock and can fire a little before
+    /// <see cref="Deadline"/> by the wall clock, so comparing the deadline with the time alone misreads that moment.
     /// </summary>
-    internal bool DeadlineTimerFired => Volatile.Read(ref _deadlineTimerFired);
+    internal bool DeadlineTimerFired =>
+        Deadline is not null
+        && Volatile.Read(ref _linked) is { IsCancellationRequested: true }
+        && !_serverStopping.IsCancellationRequested
+        && !_transaction.CallCancelled.IsCancellationRequested;
 
     /// <summary>Calls back into the client and waits on this thread for its reply (a nested call).</summary>
     /// <param name="code">The code for the client's handler.</param>
@@ -256,16 +251,6 @@ public sealed class CallContext
         using Transaction reply = await call.ConfigureAwait(false);
         // The reply is freed on return: byte memory members must be copies, not slices of it.
         return PageRangeMessagePack.DeserializeCore<TResponse>(reply, options, sliceInPlace: false);
-    }
-
-    /// <summary>The token fired: by the deadline's timer if the others, which cancel it through their own callbacks after
-    /// they are set, are not cancelled yet.</summary>
-    private void OnCancelled()
-    {
-        if (!_callCancelled.IsCancellationRequested && !_serverStopping.IsCancellationRequested)
-        {
-            Volatile.Write(ref _deadlineTimerFired, true);
-        }
     }
 
     /// <summary>Ends the context when the handler has returned.</summary>
