@@ -48,17 +48,28 @@ public sealed class ShrinkerTests
     public void Scan_RangeLockHeldByAnotherThread_SkipsAndCountsSkipped() =>
         AssertSkipsWhileHeld(range => range.RangeLock);
 
-    private static void AssertSkipsWhileHeld(Func<ShrinkablePageRange, ThinLock> which)
+    /// <summary>
+    /// Runs <paramref name="test"/> on a region of two ranges of one shrinker whose pages wait on its LRU: three of the
+    /// busy range's, one of the idle range's.
+    /// </summary>
+    private static void WithBusyAndIdleRanges(string name, Action<Shrinker, SharedRegion, ShrinkablePageRange> test)
     {
         var shrinker = new Shrinker();
-        using var region = SharedRegion.Create("skip", 6 * s_page);
+        using var region = SharedRegion.Create(name, 6 * s_page);
         using var busy = new ShrinkablePageRange(region, 0, 3, shrinker);
         using var idle = new ShrinkablePageRange(region, 3 * s_page, 3, shrinker);
         busy.UseRange(0, 3);
         busy.StopUsingRange(0, 3);
         idle.UseRange(0, 1);
         idle.StopUsingRange(0, 1);
+        test(shrinker, region, busy);
+    }
 
+    private static void AssertSkipsWhileHeld(Func<ShrinkablePageRange, ThinLock> which) =>
+        WithBusyAndIdleRanges("skip", (shrinker, region, busy) => AssertSkipsWhileHeld(which, shrinker, region, busy));
+
+    private static void AssertSkipsWhileHeld(Func<ShrinkablePageRange, ThinLock> which, Shrinker shrinker, SharedRegion region, ShrinkablePageRange busy)
+    {
         using var held = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
         var holder = new Thread(() =>
@@ -111,17 +122,11 @@ public sealed class ShrinkerTests
     /// The seed's try_lock fails on a mutex its own thread holds: a scan from inside a range's section must not free that
     /// range's pages under it (the ThinLock's re-entrant TryEnter let it, and punched them).
     /// </summary>
-    private static void AssertSkipsWhileHeldByTheScanningThread(Func<ShrinkablePageRange, ThinLock> which)
-    {
-        var shrinker = new Shrinker();
-        using var region = SharedRegion.Create("skip-own", 6 * s_page);
-        using var busy = new ShrinkablePageRange(region, 0, 3, shrinker);
-        using var idle = new ShrinkablePageRange(region, 3 * s_page, 3, shrinker);
-        busy.UseRange(0, 3);
-        busy.StopUsingRange(0, 3);
-        idle.UseRange(0, 1);
-        idle.StopUsingRange(0, 1);
+    private static void AssertSkipsWhileHeldByTheScanningThread(Func<ShrinkablePageRange, ThinLock> which) =>
+        WithBusyAndIdleRanges("skip-own", (shrinker, region, busy) => AssertSkipsWhileHeldByTheScanningThread(which, shrinker, region, busy));
 
+    private static void AssertSkipsWhileHeldByTheScanningThread(Func<ShrinkablePageRange, ThinLock> which, Shrinker shrinker, SharedRegion region, ShrinkablePageRange busy)
+    {
         ThinLock gate = which(busy);
         gate.Enter();
         try

@@ -56,10 +56,7 @@ public sealed class GrpcStreamRegionFullTests
         using var cancel = new CancellationTokenSource();
         using AsyncClientStreamingCall<CoreMessage, CoreMessage> call = grpc.Client.ClientStream(cancellationToken: cancel.Token);
         await WriteFirstMessageAsync(grpc, call);
-        long failedBefore = connection.Connection.OutboundStats.FailedReservations;
-        Task write = Task.Run(() => call.RequestStream.WriteAsync(new CoreMessage { Data = s_large }));
-        await Poll.WaitUntilAsync(() => connection.Connection.OutboundStats.FailedReservations > failedBefore || write.IsCompleted, "the write found no room");
-        Assert.False(write.IsCompleted, $"the write ended while the region was full: {write.Exception}");
+        Task write = await StartAWriteThatWaitsForRoomAsync(connection, () => call.RequestStream.WriteAsync(new CoreMessage { Data = s_large }));
         var clock = Stopwatch.StartNew();
         if (disposeTheCall)
         {
@@ -94,10 +91,7 @@ public sealed class GrpcStreamRegionFullTests
         var stream = (GrpcClientStreamCall<CoreMessage, CoreMessage>)call.RequestStream;
         await WriteFirstMessageAsync(grpc, call, end);
         int credits = stream.CreditsHeld;
-        long failedBefore = connection.Connection.OutboundStats.FailedReservations;
-        Task write = Task.Run(() => call.RequestStream.WriteAsync(new CoreMessage { Data = s_large }));
-        await Poll.WaitUntilAsync(() => connection.Connection.OutboundStats.FailedReservations > failedBefore || write.IsCompleted, "the write found no room");
-        Assert.False(write.IsCompleted, $"the write ended while the region was full: {write.Exception}");
+        Task write = await StartAWriteThatWaitsForRoomAsync(connection, () => call.RequestStream.WriteAsync(new CoreMessage { Data = s_large }));
         var clock = Stopwatch.StartNew();
         handlerGoesOn.Set();
 
@@ -131,10 +125,7 @@ public sealed class GrpcStreamRegionFullTests
         await WriteFirstMessageAsync(grpc, call);
         int credits = stream.CreditsHeld;
         using var cancelTheWrite = new CancellationTokenSource();
-        long failedBefore = connection.Connection.OutboundStats.FailedReservations;
-        Task write = Task.Run(() => call.RequestStream.WriteAsync(new CoreMessage { Data = s_large }, cancelTheWrite.Token));
-        await Poll.WaitUntilAsync(() => connection.Connection.OutboundStats.FailedReservations > failedBefore || write.IsCompleted, "the write found no room");
-        Assert.False(write.IsCompleted, $"the write ended while the region was full: {write.Exception}");
+        Task write = await StartAWriteThatWaitsForRoomAsync(connection, () => call.RequestStream.WriteAsync(new CoreMessage { Data = s_large }, cancelTheWrite.Token));
         var clock = Stopwatch.StartNew();
         await cancelTheWrite.CancelAsync();
         RpcException cancelled = await Assert.ThrowsAsync<RpcException>(() => write.WaitAsync(GrpcFrameWriterTests.WellBeforeTheRegionsTimeout));
@@ -214,6 +205,16 @@ public sealed class GrpcStreamRegionFullTests
         AsyncUnaryCall<CoreMessage> holding = grpc.Client.UnaryAsync(new CoreMessage { Text = "wait", Data = s_holding }, cancellationToken: release);
         await Poll.WaitUntilAsync(() => grpc.Server.Server.InFlightCalls == 1, "the holding call's handler holds its request");
         return holding;
+    }
+
+    /// <summary>Starts <paramref name="write"/> on the thread pool and returns once it waits for room in the server's full region.</summary>
+    private static async Task<Task> StartAWriteThatWaitsForRoomAsync(GrpcClientConnection connection, Func<Task> write)
+    {
+        long failedBefore = connection.Connection.OutboundStats.FailedReservations;
+        Task writing = Task.Run(write);
+        await Poll.WaitUntilAsync(() => connection.Connection.OutboundStats.FailedReservations > failedBefore || writing.IsCompleted, "the write found no room");
+        Assert.False(writing.IsCompleted, $"the write ended while the region was full: {writing.Exception}");
+        return writing;
     }
 
     /// <summary>Writes a small message and waits until the server read it: the stream is open and has its credit.</summary>
