@@ -29,6 +29,12 @@ public sealed class PageRangeHostedServerOptions
     /// <summary><see cref="PageRangeServerOptions.MaxThreads"/>: from 1 to 1024.</summary>
     public int? MaxThreads { get; set; }
 
+    /// <summary><see cref="PageRangeServerOptions.MaxConcurrentCallsPerClient"/>: from 1 to 65535.</summary>
+    public int? MaxConcurrentCallsPerClient { get; set; }
+
+    /// <summary><see cref="PageRangeServerOptions.MaxQueuedCallsPerClient"/>: from 0 to 65535.</summary>
+    public int? MaxQueuedCallsPerClient { get; set; }
+
     /// <summary><see cref="PageRangeServerOptions.IdleThreadTimeout"/>: from 1 millisecond to one hour.</summary>
     public TimeSpan? IdleThreadTimeout { get; set; }
 
@@ -65,6 +71,8 @@ public sealed class PageRangeHostedServerOptions
         check.Range(nameof(MaxClientsPerUid), MaxClientsPerUid, 1, int.MaxValue);
         check.Range(nameof(MinThreads), MinThreads, 1, PageRangeServerOptions.MaxPoolThreads);
         check.Range(nameof(MaxThreads), MaxThreads, 1, PageRangeServerOptions.MaxPoolThreads);
+        check.Range(nameof(MaxConcurrentCallsPerClient), MaxConcurrentCallsPerClient, 1, 65535);
+        check.Range(nameof(MaxQueuedCallsPerClient), MaxQueuedCallsPerClient, 0, 65535);
         check.Range(nameof(IdleThreadTimeout), IdleThreadTimeout, TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1));
         check.Range(nameof(ReplyRoomTimeout), ReplyRoomTimeout, TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1));
         if (ListenName is { Length: 0 })
@@ -113,6 +121,14 @@ public sealed class PageRangeHostedServerOptions
         if (MinThreads is { } minThreads)
         {
             options.MinThreads = minThreads;
+        }
+        if (MaxConcurrentCallsPerClient is { } maxCalls)
+        {
+            options.MaxConcurrentCallsPerClient = maxCalls;
+        }
+        if (MaxQueuedCallsPerClient is { } maxQueued)
+        {
+            options.MaxQueuedCallsPerClient = maxQueued;
         }
         if (IdleThreadTimeout is { } idle)
         {

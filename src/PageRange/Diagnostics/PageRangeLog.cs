@@ -93,6 +93,14 @@ internal static partial class PageRangeLog
         Message = "A worker thread of '{Name}' could not be started ({ThreadCount} running; {NotLoggedBefore} more failures were not logged before this one); the calls queued wait for the workers there are")]
     internal static partial void WorkerThreadStartFailed(ILogger logger, Exception exception, string name, int threadCount, long notLoggedBefore);
 
+    [LoggerMessage(EventId = PageRangeLogEvents.ClientCallsQueued, Level = LogLevel.Information,
+        Message = "Client pid {PeerPid} on '{Name}' has {Limit} calls running (MaxConcurrentCallsPerClient): its next calls wait for them ({Queued} waiting; {NotLoggedBefore} more such lines were not logged before this one)")]
+    internal static partial void ClientCallsQueued(ILogger logger, string name, int peerPid, int limit, int queued, long notLoggedBefore);
+
+    [LoggerMessage(EventId = PageRangeLogEvents.ClientCallRefused, Level = LogLevel.Warning,
+        Message = "A call (code {Code}) of client pid {PeerPid} on '{Name}' was refused: {Limit} calls running and {QueueLimit} waiting already (MaxConcurrentCallsPerClient, MaxQueuedCallsPerClient; {NotLoggedBefore} more refusals were not logged before this one)")]
+    internal static partial void ClientCallRefused(ILogger logger, string name, int peerPid, uint code, int limit, int queueLimit, long notLoggedBefore);
+
     [LoggerMessage(EventId = PageRangeLogEvents.HandlerFailed, Level = LogLevel.Error,
         Message = "The handler of code {Code} failed on a call from pid {PeerPid} on '{Name}'")]
     internal static partial void HandlerFailed(ILogger logger, Exception exception, string name, int peerPid, uint code);

@@ -81,4 +81,12 @@ public static class PageRangeLogEvents
     /// <summary>304, Warning: a server's worker thread could not be started (the process's thread or pid limit); the
     /// work waits for the workers there are. At most 10 lines per 5 s; the next line counts those left out.</summary>
     public const int WorkerThreadStartFailed = 304;
+
+    /// <summary>305, Information: a client reached <c>MaxConcurrentCallsPerClient</c>; its next calls wait in its own
+    /// queue until its earlier calls end. At most 10 lines per 5 s; the next line counts those left out.</summary>
+    public const int ClientCallsQueued = 305;
+
+    /// <summary>306, Warning: a client's call was refused (<c>ResourceExhausted</c>): its queue held
+    /// <c>MaxQueuedCallsPerClient</c> calls already. At most 10 lines per 5 s; the next line counts those left out.</summary>
+    public const int ClientCallRefused = 306;
 }

@@ -133,6 +133,9 @@ public static class PageRangeMetrics
     internal static readonly Counter<long> ServerCallsFailed = s_meter.CreateCounter<long>(
         "pagerange.server.call.failed", "{call}", "Calls a server answered with an error status, by status.");
 
+    internal static readonly Counter<long> ServerCallsQueued = s_meter.CreateCounter<long>(
+        "pagerange.server.call.queued", "{call}", "Calls that waited in their client's queue (MaxConcurrentCallsPerClient reached).");
+
     internal static readonly UpDownCounter<long> ServerThreads = s_meter.CreateUpDownCounter<long>(
         "pagerange.server.thread.count", "{thread}", "Worker threads of this process's servers.");
 
@@ -149,6 +152,9 @@ public static class PageRangeMetrics
 
     /// <summary>Counts a failed handshake with a server.</summary>
     internal static void RecordServerHandshakeFailed() => ServerHandshakesFailed.Add(1);
+
+    /// <summary>Counts a call that waits in its client's queue (the client reached MaxConcurrentCallsPerClient).</summary>
+    internal static void RecordServerCallQueued() => ServerCallsQueued.Add(1);
 
     /// <summary>Counts a call a server failed, tagged with its status.</summary>
     internal static void RecordServerCallFailed(CallStatus status)

@@ -38,15 +38,19 @@ internal sealed class ClientSession : IDisposable
     private const int RescueOver = 2;
     private CancellationTokenSource? _rescue;
 
-    internal ClientSession(PageRangeServer server, PageRangeConnection connection, ClientInfo info, bool dedicatedThread)
+    internal ClientSession(PageRangeServer server, PageRangeConnection connection, ClientInfo info, bool dedicatedThread, ClientCallLimiter callLimit)
     {
         _server = server;
+        CallLimit = callLimit;
         _dedicatedThread = dedicatedThread;
         Connection = connection;
         Info = info;
     }
 
     internal ClientInfo Info { get; }
+
+    /// <summary>This client's running two-way calls and those waiting for one of them to end.</summary>
+    internal ClientCallLimiter CallLimit { get; }
 
     internal PageRangeConnection Connection { get; }
 

@@ -39,15 +39,146 @@ public sealed partial class PageRangeServer
             return;
         }
         session.OnDispatched();
+        bool holdsSlot = false;
+        if (transaction.IsTwoWay)
+        {
+            // The fast path: below the client's limit with nothing of it queued, one compare-exchange.
+            holdsSlot = session.CallLimit.TryTakeSlot();
+            if (!holdsSlot && !TryAdmitAtLimit(session, transaction, out holdsSlot))
+            {
+                // Queued (it runs when one of its client's calls ends) or answered already; never waited for here: this
+                // thread goes on receiving the client's messages, which its running calls may be waiting for.
+                return;
+            }
+        }
         // Only when nothing else of this client is ready: calls its threads sent at once still run side by side on the
         // workers, and this thread receives the next of them at once.
         if (mayRunInline && _options.RunFastHandlersInline && !session.Connection.HasReadyTransactions
             && _registry.TryGet(transaction.Code, out ServerHandler? handler) && handler!.Timing.RunsInline)
         {
-            RunInline(session, transaction, handler);
+            RunInline(session, transaction, handler, holdsSlot);
             return;
         }
-        _pool.Enqueue(new ServerWorkItem(session, transaction));
+        _pool.Enqueue(new ServerWorkItem(session, transaction, holdsSlot));
+    }
+
+    /// <summary>
+    /// A two-way call found its client at <see cref="PageRangeServerOptions.MaxConcurrentCallsPerClient"/>: a nested
+    /// call the client makes in a chain we are calling it in runs uncounted (the calls waiting for it hold the slots);
+    /// any other waits in the client's queue, or is refused when that is full.
+    /// </summary>
+    /// <returns>Whether the call runs now (<paramref name="holdsSlot"/> says whether it counts against the limit); if
+    /// not, it was queued or answered.</returns>
+    private bool TryAdmitAtLimit(ClientSession session, Transaction transaction, out bool holdsSlot)
+    {
+        holdsSlot = false;
+        // Only a chain one of our calls waits in: a client cannot skip the limit by marking its calls nested.
+        if (transaction.Depth > 0 && session.Connection.HasCallWaitingInChain(transaction.ChainId))
+        {
+            return true;
+        }
+        ClientCallLimiter limit = session.CallLimit;
+        switch (limit.Admit(transaction))
+        {
+            case ClientCallLimiter.Admission.Run:
+                holdsSlot = true;
+                return true;
+            case ClientCallLimiter.Admission.Queued:
+                PageRangeMetrics.RecordServerCallQueued();
+                if (_logger.IsEnabled(LogLevel.Information) && _callQueuedLog.TryTake(out long notLoggedBefore))
+                {
+                    PageRangeLog.ClientCallsQueued(_logger, Name, session.Info.Pid, limit.Limit, limit.Queued, notLoggedBefore);
+                }
+                // A slot may have come back between the look that found none and the queueing (see ClientCallLimiter).
+                RunQueuedCalls(session);
+                return false;
+            case ClientCallLimiter.Admission.Refused:
+                if (_logger.IsEnabled(LogLevel.Warning) && _callRefusedLog.TryTake(out notLoggedBefore))
+                {
+                    PageRangeLog.ClientCallRefused(_logger, Name, session.Info.Pid, transaction.Code, limit.Limit, limit.QueueLimit, notLoggedBefore);
+                }
+                Fail(session, transaction, CallStatus.ResourceExhausted,
+                    $"Server '{Name}' refused the call (code {transaction.Code}): this client has {limit.Limit} calls running and " +
+                    $"{limit.QueueLimit} waiting, its most (MaxConcurrentCallsPerClient, MaxQueuedCallsPerClient).");
+                EndUnrun(session, transaction);
+                return false;
+            default:
+                // The session ended under a rescue's receive: nobody reads a reply.
+                EndUnrun(session, transaction);
+                return false;
+        }
+    }
+
+    /// <summary>Hands the client's queued calls the slots free now, oldest first (after a call ended, or one queued).</summary>
+    private void RunQueuedCalls(ClientSession session)
+    {
+        ClientCallLimiter limit = session.CallLimit;
+        while (limit.TryTakeQueued(out Transaction transaction))
+        {
+            if (!TryRunQueued(session, transaction))
+            {
+                // Answered without running: its slot goes to the next. (No recursion: a loop, however long the queue.)
+                _ = limit.Release();
+            }
+        }
+    }
+
+    /// <summary>Hands a queued call that took a slot to the pool, unless it should not run any more.</summary>
+    /// <returns>Whether it went to the pool; if not, it was answered and ended, and its slot is the caller's to give back.</returns>
+    private bool TryRunQueued(ClientSession session, Transaction transaction)
+    {
+        if (_stopping)
+        {
+            Fail(session, transaction, CallStatus.Unavailable, "The server is shutting down and takes no new calls.");
+        }
+        else if (IsCallCancelled(transaction))
+        {
+            // The caller gave up while it waited: nobody reads a reply.
+            PageRangeMetrics.RecordServerCallFailed(CallStatus.Cancelled);
+        }
+        else if (transaction.Deadline is { } deadline && deadline <= DateTimeOffset.UtcNow)
+        {
+            Fail(session, transaction, CallStatus.DeadlineExceeded,
+                $"The deadline of the call (code {transaction.Code}) passed while it waited for this client's earlier calls (MaxConcurrentCallsPerClient).");
+        }
+        else
+        {
+            // Never inline: this is a worker ending another call, or the receiving thread, which must go on receiving.
+            _pool.Enqueue(new ServerWorkItem(session, transaction, HoldsCallSlot: true));
+            return true;
+        }
+        EndUnrun(session, transaction);
+        return false;
+    }
+
+    /// <summary>
+    /// Answers every call queued for <paramref name="session"/> without running it: the server stops
+    /// (<see cref="CallStatus.Unavailable"/>), or the session ended (<paramref name="close"/>; nothing is queued again).
+    /// </summary>
+    private void DropQueuedCalls(ClientSession session, bool close)
+    {
+        foreach (Transaction transaction in session.CallLimit.TakeAllQueued(close))
+        {
+            // Not to a client that stopped reading its replies: each reply would wait out ReplyRoomTimeout.
+            if (session.Connection.IsPeerAlive && !session.StoppedReading)
+            {
+                Fail(session, transaction, CallStatus.Unavailable, _stopping
+                    ? "The server is shutting down and takes no new calls."
+                    : "The client's session on the server ended before the call ran.");
+            }
+            EndUnrun(session, transaction);
+        }
+    }
+
+    /// <summary>Ends a call that was counted in (<see cref="Dispatch"/>) and never ran: frees it, counts it out.</summary>
+    private void EndUnrun(ClientSession session, Transaction transaction)
+    {
+        transaction.Dispose();
+        session.OnCompleted();
+        if (Interlocked.Decrement(ref _inFlight) == 0 && _stopping)
+        {
+            Volatile.Read(ref _drained)?.TrySetResult();
+        }
     }
 
     /// <summary>
@@ -55,7 +186,7 @@ public sealed partial class PageRangeServer
     /// wake-up costs tens of microseconds on a VM. The server's watch rescues a run that lasts (see
     /// <see cref="WatchInlineRuns"/>), so the client's next calls are received meanwhile.
     /// </summary>
-    private void RunInline(ClientSession session, Transaction transaction, ServerHandler handler)
+    private void RunInline(ClientSession session, Transaction transaction, ServerHandler handler, bool holdsSlot)
     {
         long started = Stopwatch.GetTimestamp();
         session.BeginInline(started);
@@ -63,7 +194,7 @@ public sealed partial class PageRangeServer
         {
             WatchInlineRuns();
             // Never throws (see Run): the handler's synchronous part runs here; an asynchronous rest where it resumes.
-            _ = DispatchAsync(session, transaction);
+            _ = DispatchAsync(session, transaction, holdsSlot);
         }
         finally
         {
@@ -81,7 +212,8 @@ public sealed partial class PageRangeServer
     {
         Interlocked.Increment(ref _inFlight);
         session.OnDispatched();
-        DispatchAsync(session, transaction).GetAwaiter().GetResult();
+        // Not counted against the client's limit: the calls waiting for it (this thread's among them) hold the slots.
+        DispatchAsync(session, transaction, holdsSlot: false).GetAwaiter().GetResult();
     }
 
     /// <summary>A worker runs one item: the handler, inline; an asynchronous handler's rest runs where it resumes.</summary>
@@ -92,11 +224,14 @@ public sealed partial class PageRangeServer
         ServerHandler? handler = null;
         long started = _options.RunFastHandlersInline && _registry.TryGet(item.Transaction.Code, out handler) ? Stopwatch.GetTimestamp() : 0;
         // DispatchAsync never throws: whatever happens ends in a reply (or a report) and the transaction's release.
-        _ = DispatchAsync(item.Session, item.Transaction);
+        _ = DispatchAsync(item.Session, item.Transaction, item.HoldsCallSlot);
         handler?.Timing.Record(Stopwatch.GetTimestamp() - started, inline: false);
     }
 
-    private async Task DispatchAsync(ClientSession session, Transaction transaction)
+    /// <param name="session">The client it came from.</param>
+    /// <param name="transaction">The transaction, live.</param>
+    /// <param name="holdsSlot">Whether it holds one of its client's call slots, given back (once) when it ends.</param>
+    private async Task DispatchAsync(ClientSession session, Transaction transaction, bool holdsSlot)
     {
         CallContext? context = null;
         uint code = transaction.Code;
@@ -209,6 +344,12 @@ public sealed partial class PageRangeServer
                 if (Interlocked.Decrement(ref _inFlight) == 0 && _stopping)
                 {
                     Volatile.Read(ref _drained)?.TrySetResult();
+                }
+                // After the reply went (the dispose above), and last: the slot goes to the client's oldest queued call,
+                // if any (a queued call is counted in flight, so the count above did not reach zero under it).
+                if (holdsSlot && session.CallLimit.Release())
+                {
+                    RunQueuedCalls(session);
                 }
             }
         }

@@ -39,6 +39,10 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     // The server's own handshake lines (a limit refused a client after its handshake, a session that could not start):
     // clients can cause them in a loop. The listener limits its lines apart; ClientRefused and the metrics see every one.
     private readonly LogRateLimit _handshakeLog = new(10, TimeSpan.FromSeconds(5));
+    // A client reaching MaxConcurrentCallsPerClient (its calls queue), or its queue's bound (a call is refused): a client
+    // causes either at will, so each is limited apart (a queue line must not hide a refusal).
+    private readonly LogRateLimit _callQueuedLog = new(10, TimeSpan.FromSeconds(5));
+    private readonly LogRateLimit _callRefusedLog = new(10, TimeSpan.FromSeconds(5));
     private readonly HandlerRegistry _registry;
     private readonly ServerWorkerPool _pool;
     private readonly ServerAcceptLoop _accept;
@@ -243,6 +247,17 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         {
             drained.TrySetResult();
         }
+        // Calls queued behind their client's limit have not started: answered now, as new calls are, rather than run in
+        // the grace period (a call that takes a slot from here on is answered so too: TryRunQueued sees the stop).
+        ClientSession[] queuing;
+        lock (_sessionsLock)
+        {
+            queuing = [.. _sessions.Values.Where(static session => session.CallLimit.Queued != 0)];
+        }
+        foreach (ClientSession session in queuing)
+        {
+            DropQueuedCalls(session, close: false);
+        }
         await _accept.StopAsync().ConfigureAwait(false);
 
         // The grace period: calls in flight finish on their own until a stop's token fires.
@@ -326,7 +341,8 @@ public sealed partial class PageRangeServer : IAsyncDisposable
             {
                 _clientsPerUid.TryGetValue(connection.PeerUid, out int ofUid);
                 var info = new ClientInfo(++_nextClientId, connection.PeerPid, connection.PeerUid, connection.PeerGid, DateTimeOffset.UtcNow);
-                session = new ClientSession(this, connection, info, dedicatedThread: _options.ConnectionOptions.WaitStrategy != WaitStrategy.BusySpin);
+                session = new ClientSession(this, connection, info, dedicatedThread: _options.ConnectionOptions.WaitStrategy != WaitStrategy.BusySpin,
+                    new ClientCallLimiter(_options.MaxConcurrentCallsPerClient, _options.MaxQueuedCallsPerClient));
                 _sessions.Add(info.Id, session);
                 _clientsPerUid[connection.PeerUid] = ofUid + 1;
             }
@@ -388,6 +404,9 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     /// <summary>A session's receive loop ended: close its connection, forget it, report it.</summary>
     internal async Task OnSessionEndedAsync(ClientSession session, ClientDisconnectReason reason, Exception? cause)
     {
+        // Its queued calls will never run: answered while the connection is still open (if the client is alive), freed,
+        // counted out; nothing is queued again (a rescue's late receive finds the session closed).
+        DropQueuedCalls(session, close: true);
         try
         {
             if (reason is ClientDisconnectReason.ServerStopping or ClientDisconnectReason.StoppedReading)

@@ -15,6 +15,14 @@ public sealed class PageRangeServerOptions
     private int _maxThreads = Math.Max(4, Environment.ProcessorCount * 2);
     private TimeSpan _idleThreadTimeout = TimeSpan.FromSeconds(10);
     private TimeSpan _replyRoomTimeout = TimeSpan.FromMilliseconds(250);
+    private int _maxConcurrentCallsPerClient = DefaultMaxConcurrentCallsPerClient;
+    private int _maxQueuedCallsPerClient = DefaultMaxQueuedCallsPerClient;
+
+    /// <summary>The default of <see cref="MaxConcurrentCallsPerClient"/>: 100.</summary>
+    public const int DefaultMaxConcurrentCallsPerClient = 100;
+
+    /// <summary>The default of <see cref="MaxQueuedCallsPerClient"/>: 1024.</summary>
+    public const int DefaultMaxQueuedCallsPerClient = 1024;
 
     /// <summary>The options of every client connection (region size, rings, timeouts, allowed uids).</summary>
     /// <remarks>Defaults to <see cref="PageRangeOptions"/>'s defaults.</remarks>
@@ -111,6 +119,68 @@ public sealed class PageRangeServerOptions
             ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.FromMilliseconds(1));
             ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromHours(1));
             _replyRoomTimeout = value;
+        }
+    }
+
+    /// <summary>
+    /// How many two-way calls of one client may be running at once (handed to the workers, run inline, or waiting for a
+    /// worker), counted from their dispatch until their reply is sent or they end otherwise. A client's new calls beyond
+    /// this wait in that client's own queue (<see cref="MaxQueuedCallsPerClient"/>), not in the worker pool's queue that
+    /// every client shares, so another client's call waits behind at most this many of one client's calls; each queued
+    /// call is handed to the workers when one of its client's calls ends (in the order they arrived).
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Defaults to 100 (<see cref="DefaultMaxConcurrentCallsPerClient"/>), HTTP/2's recommended least
+    /// <c>SETTINGS_MAX_CONCURRENT_STREAMS</c> and Kestrel's and gRPC's per-connection stream limit: a client written for
+    /// those expects that many calls at once to run without waiting. From 1 to 65535.
+    /// </para>
+    /// <para>
+    /// The session keeps receiving the client's transactions whatever the count: oneway messages (gRPC stream frames
+    /// among them) are dispatched as always, so a call that waits for its client's later messages cannot hold up
+    /// those messages. Nested calls the client makes in a chain the server is calling it in (binder's transaction
+    /// stack) are not counted and never queued, so a handler calling back into a client at its limit cannot
+    /// deadlock. Handlers that block their worker thread keep other clients waiting only while one client holds every
+    /// worker: set this below <see cref="MaxThreads"/> for no single client to be able to.
+    /// </para>
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is less than 1 or more than 65535.</exception>
+    public int MaxConcurrentCallsPerClient
+    {
+        get => _maxConcurrentCallsPerClient;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, 65535);
+            _maxConcurrentCallsPerClient = value;
+        }
+    }
+
+    /// <summary>
+    /// How many two-way calls of one client may wait in its queue while it has
+    /// <see cref="MaxConcurrentCallsPerClient"/> running. One more is refused at once with
+    /// <see cref="CallStatus.ResourceExhausted"/> (the caller gets a <see cref="RemoteCallException"/>); the client's
+    /// connection and its other calls go on.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to 1024 (<see cref="DefaultMaxQueuedCallsPerClient"/>), the default of the client's own
+    /// <see cref="PageRangeOptions.MaxConcurrentCalls"/>: a client that keeps to its default never has a call refused,
+    /// while one that does not (nothing makes a client obey its own options) is bounded by the server. A queued call
+    /// costs the server a queue entry; its request stays in the client's region (the client's own budget). From 0 (no
+    /// queue: a call beyond <see cref="MaxConcurrentCallsPerClient"/> is refused at once) to 65535. A queued call
+    /// whose caller cancelled it, or whose deadline passed, is answered (<see cref="CallStatus.DeadlineExceeded"/>)
+    /// instead of run when its turn comes; a server that stops answers its queued calls with
+    /// <see cref="CallStatus.Unavailable"/>.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The value is negative or more than 65535.</exception>
+    public int MaxQueuedCallsPerClient
+    {
+        get => _maxQueuedCallsPerClient;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, 65535);
+            _maxQueuedCallsPerClient = value;
         }
     }
 

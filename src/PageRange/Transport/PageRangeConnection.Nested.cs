@@ -25,6 +25,30 @@ public sealed partial class PageRangeConnection
     /// transaction is disposed anyway, so the caller gets an error reply.</param>
     internal void SetNestedCallHandler(Action<Transaction>? handler) => _nestedHandler = handler;
 
+    /// <summary>
+    /// Whether a call of ours in chain <paramref name="chainId"/> waits for its reply now: an incoming call of that chain
+    /// is then one the peer makes on behalf of it (a nested call we are waiting through), not a new call of the peer's.
+    /// </summary>
+    /// <remarks>Lock-free and racy by nature (a call may complete meanwhile): a hint for the server's per-client count,
+    /// which must not hold up a nested call behind the calls waiting for it. Walks every call slot: call it only on a
+    /// slow path.</remarks>
+    internal bool HasCallWaitingInChain(ulong chainId)
+    {
+        if (chainId == 0)
+        {
+            return false;
+        }
+        foreach (PendingCall call in _calls)
+        {
+            // The acquire load of the id (IsCompleted) before the chain: Arm writes the chain before it publishes the id.
+            if (!call.IsCompleted && call.ChainId == chainId)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary>Registers a synchronous call as the newest waiter of its chain. Caller holds <see cref="_slotLock"/>.</summary>
     private void RegisterChainWaiterUnsynchronized(PendingCall call)
     {
