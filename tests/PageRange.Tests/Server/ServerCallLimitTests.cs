@@ -108,7 +108,8 @@ public sealed class ServerCallLimitTests
             {
                 calls.Add(a.CallAsync(Slow, Encode(i), TestTimeouts.Long).AsTask());
             }
-            await Poll.WaitUntilAsync(() => service.Entered == limit && server.InFlightCalls == limit + extra, "A's calls are in");
+            // At least: without the limit more of A's calls run (one per worker), and B's call is what must tell.
+            await Poll.WaitUntilAsync(() => service.Entered >= limit && server.InFlightCalls == limit + extra, "A's calls are in");
 
             // B's call: served while A's handlers still hold their workers (without the limit, A's calls fill the four
             // workers and the pool's queue, and B's waits behind them until the gate opens).
@@ -185,7 +186,9 @@ public sealed class ServerCallLimitTests
             .Map(Release, (tx, ctx) => For(Decode(tx.Payload)).TrySetResult()));
         await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
         Task<Transaction>[] waiting = [.. Enumerable.Range(0, calls).Select(i => client.CallAsync(Slow, Encode(i), TestTimeouts.Long).AsTask())];
-        await Poll.WaitUntilAsync(() => Volatile.Read(ref entered) == limit && server.InFlightCalls == calls, "the limit is reached");
+        // Not waiting for the queued calls to be counted in: a server that stopped receiving at the limit (the rejected
+        // design) would fail that wait rather than the one below, which is the deadlock itself.
+        await Poll.WaitUntilAsync(() => Volatile.Read(ref entered) == limit, "the limit is reached");
 
         // The calls running wait for these, which arrive behind the queued calls: the session must go on receiving.
         for (int i = 0; i < calls; i++)

@@ -22,9 +22,10 @@ internal sealed class GrpcTestClient(GrpcTestServer server, PageRangeCallInvoker
     public CoreTest.CoreTestClient Client { get; } = new(channel);
 
     /// <summary>Starts a server as <see cref="GrpcTestServer.Start"/> does and opens a channel to it with the same region size.</summary>
-    public static GrpcTestClient Start(Action<PageRangeServerBuilder, CoreTestService>? configure = null, long regionSize = 4L << 20)
+    public static GrpcTestClient Start(Action<PageRangeServerBuilder, CoreTestService>? configure = null, long regionSize = 4L << 20,
+        Action<PageRangeServerOptions>? configureOptions = null)
     {
-        GrpcTestServer server = GrpcTestServer.Start(configure, regionSize);
+        GrpcTestServer server = GrpcTestServer.Start(configure, regionSize, configureOptions);
         try
         {
             return new GrpcTestClient(server, server.Channel(regionSize));

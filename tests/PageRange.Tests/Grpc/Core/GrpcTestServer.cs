@@ -26,7 +26,8 @@ internal sealed class GrpcTestServer : IAsyncDisposable
         RegionFullTimeout = TimeSpan.FromSeconds(30),
     };
 
-    public static GrpcTestServer Start(Action<PageRangeServerBuilder, CoreTestService>? configure = null, long regionSize = 4L << 20)
+    public static GrpcTestServer Start(Action<PageRangeServerBuilder, CoreTestService>? configure = null, long regionSize = 4L << 20,
+        Action<PageRangeServerOptions>? configureOptions = null)
     {
         var service = new CoreTestService();
         var options = new PageRangeServerOptions
@@ -35,6 +36,7 @@ internal sealed class GrpcTestServer : IAsyncDisposable
             StartShrinkerMonitor = false,
             ConnectionOptions = ConnectionOptions(regionSize),
         };
+        configureOptions?.Invoke(options);
         PageRangeServer server = PageRangeServer.Start(ControlHandshakeTests.UniqueName(), options, builder =>
         {
             if (configure is null)
