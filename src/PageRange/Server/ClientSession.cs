@@ -6,8 +6,10 @@ namespace PageRange.Server;
 /// One client's connection inside a server: receives its transactions and hands each to the worker pool, or runs a fast
 /// handler itself when nothing else of the client waits (<see cref="PageRangeServerOptions.RunFastHandlersInline"/>; a
 /// run held past <see cref="PageRangeServer.StuckAfter"/> gets a rescue receiving meanwhile). Two-way calls are handed
-/// on as they arrive (so they run concurrently); the connection releases the next oneway message only when the previous
-/// one is disposed, which the dispatcher does when its handler returns (binder's oneway rule).
+/// on as they arrive (so they run concurrently), up to <see cref="PageRangeServerOptions.MaxConcurrentCallsPerClient"/>
+/// at once; the next wait in <see cref="CallLimit"/>'s queue while the session goes on receiving. The connection releases
+/// the next oneway message only when the previous one is disposed, which the dispatcher does when its handler returns
+/// (binder's oneway rule).
 /// </summary>
 /// <remarks>
 /// The receiving runs on a thread of the session's own that reads the connection's ring itself (a blocking

@@ -15,8 +15,9 @@ namespace PageRange.Server;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Two-way calls of one client run concurrently on the pool; its oneway messages run one at a time, in the order
-/// sent (binder's rule). A handler that has been fast runs on the thread that received its call when nothing else of
+/// Two-way calls of one client run concurrently on the pool, at most
+/// <see cref="PageRangeServerOptions.MaxConcurrentCallsPerClient"/> at once (the next wait in that client's own queue);
+/// its oneway messages run one at a time, in the order sent (binder's rule). A handler that has been fast runs on the thread that received its call when nothing else of
 /// that client waits (<see cref="PageRangeServerOptions.RunFastHandlersInline"/>). A handler learns its caller from <see cref="CallContext"/> (<c>SO_PEERCRED</c>), fails a call
 /// with <see cref="PageRangeStatusException"/>, and sees cancellation (the caller gave up, or the server is stopping)
 /// through <see cref="CallContext.CancellationToken"/>. An unmapped code gets <see cref="CallStatus.Unimplemented"/>. A

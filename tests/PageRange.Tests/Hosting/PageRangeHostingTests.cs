@@ -181,6 +181,32 @@ public sealed class PageRangeHostingTests
     }
 
     [Fact]
+    public async Task ServerOptions_CallLimitsOutOfRange_StartFailsNamingEach()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using IHost host = HostingTestHost.Build(services => services
+            .AddPageRangeServer(name, options =>
+            {
+                options.MaxConcurrentCallsPerClient = 0;
+                options.MaxQueuedCallsPerClient = -1;
+            }, server => server.Map(Echo, (Transaction tx, CallContext _) => tx.Reply([]))));
+
+        OptionsValidationException error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync().WaitAsync(TestTimeouts.Long));
+        Assert.Contains($"PageRange server '{name}': MaxConcurrentCallsPerClient (0) must be between 1 and 65535.", error.Message, StringComparison.Ordinal);
+        Assert.Contains($"PageRange server '{name}': MaxQueuedCallsPerClient (-1) must be between 0 and 65535.", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ServerOptions_CallLimits_ReachTheServer()
+    {
+        var settings = new PageRangeHostedServerOptions { MaxConcurrentCallsPerClient = 8, MaxQueuedCallsPerClient = 0 };
+        Assert.Empty(settings.Validate("calc"));
+        PageRangeServerOptions options = settings.CreateServerOptions(loggerFactory: null);
+        Assert.Equal(8, options.MaxConcurrentCallsPerClient);
+        Assert.Equal(0, options.MaxQueuedCallsPerClient);
+    }
+
+    [Fact]
     public async Task ServerOptions_BadValuesInConfiguration_StartFailsNamingEachSetting()
     {
         string name = ControlHandshakeTests.UniqueName();

@@ -382,10 +382,14 @@ public sealed class ServerCallLimitTests
         try
         {
             await Poll.WaitUntilAsync(() => service.Entered == 1, "the slot is taken");
-            var options = new PageRangeCallOptions { Deadline = DateTimeOffset.UtcNow.AddMilliseconds(200) };
+            DateTimeOffset deadline = DateTimeOffset.UtcNow.AddMilliseconds(200);
+            var options = new PageRangeCallOptions { Deadline = deadline };
             await Assert.ThrowsAnyAsync<Exception>(() => client.CallAsync(Slow, Encode(1), options, TestTimeouts.Long).AsTask().WaitAsync(TestTimeouts.Long));
             // The caller gave up at its deadline; the server still holds the call in the queue until the slot comes back.
             Assert.Equal(2, server.InFlightCalls);
+            // The caller's timer may fire a little before the deadline by the wall clock, and its cancel may not have
+            // reached the server yet: the slot comes back only once the deadline has passed for the server too.
+            await Poll.WaitUntilAsync(() => DateTimeOffset.UtcNow > deadline, "the deadline passed");
         }
         finally
         {
