@@ -24,7 +24,7 @@ public sealed partial class PageRangeConnection
                     || (housekeeping && _inbound.Received == _receivedAtLastPass);
                 // The violation flag read once: read again for the branch below, a violation in between would leave the
                 // role taken and never released (found by the final reread).
-                bool tryRing = readRing && !_violated;
+                bool tryRing = readRing && !_violated && !Volatile.Read(ref _pumpSkipsRingForTest);
                 bool tookRole = tryRing && TryTakeReaderRole();
                 roleHeldByAnother = tryRing && !tookRole;
                 if (tookRole)
@@ -106,6 +106,9 @@ public sealed partial class PageRangeConnection
 
     // Housekeeping passes made, for tests.
     private int _housekeepingPasses;
+
+    // Set by a test (PumpSkipsRingForTest) that lays out records for a receiver's own first look: no pass reads the ring.
+    private bool _pumpSkipsRingForTest;
 
     private void Housekeeping()
     {

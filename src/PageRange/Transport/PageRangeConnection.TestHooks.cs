@@ -166,4 +166,18 @@ public sealed partial class PageRangeConnection
 
     /// <summary>Housekeeping passes the background thread made so far.</summary>
     internal int HousekeepingPassesForTest => Volatile.Read(ref _housekeepingPasses);
+
+    /// <summary>
+    /// While set, the background reader's passes never read the inbound ring (their housekeeping still runs): records a
+    /// test lays out stay in the ring for the receiver it runs, whatever the park timeout and however slow the machine.
+    /// </summary>
+    /// <remarks>
+    /// A pass already past its look at this when it is set may still read the ring once; a test that needs the role
+    /// free afterwards waits for a housekeeping pass (<see cref="HousekeepingPassesForTest"/>), made after that read.
+    /// </remarks>
+    internal bool PumpSkipsRingForTest
+    {
+        get => Volatile.Read(ref _pumpSkipsRingForTest);
+        set => Volatile.Write(ref _pumpSkipsRingForTest, value);
+    }
 }

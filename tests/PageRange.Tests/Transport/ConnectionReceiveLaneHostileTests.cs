@@ -21,14 +21,16 @@ public sealed class ConnectionReceiveLaneHostileTests(ITestOutputHelper output)
     public async Task ReceiveBatch_ForgedRecordAfterGoodOnewaysInOneBatch_GoodOnesHandledThenOnlyThatConnectionCloses()
     {
         // The background reader's housekeeping pass reads a ring nobody read since its last pass: one between the layout
-        // below and the lane's first look would route the good oneways itself, and no lane would run (the clean-clone CI
-        // caught it once with the tests' 50 ms). At the longest park timeout, and once the victim's first pass (made when
-        // its background thread starts, late on a loaded machine) is over, no pass falls inside the test.
-        PageRangeOptions options = ConnectionPair.DefaultOptions();
-        options.ParkTimeout = TimeSpan.FromSeconds(10);
-        await using RawAttack attack = await RawAttack.StartAsync(options);
+        // below and the lane's first look would route the good oneways itself and meet the forged record, and no lane
+        // would run (the good ones then go unhandled with the rest of the connection, or are handled out of the ready
+        // queue). A long park timeout only made that pass rare (CI still met one: 0 of 6 handled). So the victim's
+        // passes leave its ring alone from here on, and the test waits for a pass made after that was set: a pass that
+        // looked before (its first, say) has let the reader role go by then.
+        await using RawAttack attack = await RawAttack.StartAsync();
         (RawPeer attacker, PageRangeConnection victim) = attack;
-        await WaitUntilAsync(() => victim.HousekeepingPassesForTest > 0, "the victim's first housekeeping pass");
+        int passes = victim.HousekeepingPassesForTest;
+        victim.PumpSkipsRingForTest = true;
+        await WaitUntilAsync(() => victim.HousekeepingPassesForTest > passes, "a housekeeping pass that leaves the ring alone");
         (PageRangeConnection honestClient, PageRangeConnection honestServer) = await attack.ConnectNeighbourAsync();
         string victimRegion = attack.RegionName;
         (int Descriptors, int Mappings) connected = FaultResources.Naming(victimRegion);
