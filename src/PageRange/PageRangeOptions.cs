@@ -485,7 +485,8 @@ public sealed class PageRangeOptions
     /// <remarks>
     /// Defaults to 32, half of the 64, so one uid cannot take every slot while an honest burst of one uid still has
     /// plenty. From 1 to 64 (64: no share). A connection beyond the share is refused at once (the socket is closed; the
-    /// listener's <c>HandshakeFailed</c> event gets a <see cref="ConnectionRefusedException"/> that names this option).
+    /// listener's <c>HandshakeFailed</c> event gets a <see cref="ConnectionRefusedException"/> that names this option, and
+    /// a server's <c>ClientRefused</c> event a reason that does).
     /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">The value is out of bounds.</exception>
     public int MaxHandshakesPerUid

@@ -125,7 +125,7 @@ public static class PageRangeMetrics
         "pagerange.server.client.disconnected", "{client}", "Clients whose connection ended, by reason.");
 
     internal static readonly Counter<long> ServerClientsRefused = s_meter.CreateCounter<long>(
-        "pagerange.server.client.refused", "{client}", "Clients a server's limits refused after their handshake.");
+        "pagerange.server.client.refused", "{client}", "Clients a server's limits, or its listener's handshake shares, refused.");
 
     internal static readonly Counter<long> ServerHandshakesFailed = s_meter.CreateCounter<long>(
         "pagerange.server.handshake.failed", "{handshake}", "Processes whose handshake with a server failed.");

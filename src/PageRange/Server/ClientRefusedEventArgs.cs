@@ -1,8 +1,10 @@
 namespace PageRange.Server;
 
 /// <summary>
-/// A client completed its handshake but a limit refused it (<see cref="PageRangeServerOptions.MaxClients"/>,
-/// <see cref="PageRangeServerOptions.MaxClientsPerUid"/>). The client is told only that it was refused; the reason is here.
+/// A limit refused a client, before or after its handshake: the server's (<see cref="PageRangeServerOptions.MaxClients"/>,
+/// <see cref="PageRangeServerOptions.MaxClientsPerUid"/>) or its listener's share of the handshakes in progress
+/// (<see cref="PageRangeOptions.MaxHandshakesPerUid"/>, <see cref="PageRangeOptions.MaxHandshakesPerProcess"/>). The client
+/// is told only that it was refused; the reason is here.
 /// </summary>
 public sealed class ClientRefusedEventArgs : EventArgs
 {

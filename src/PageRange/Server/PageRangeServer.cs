@@ -76,6 +76,9 @@ public sealed partial class PageRangeServer : IAsyncDisposable
         // Refuse over a limit before the handshake maps anything; AdmitAsync checks again once the handshake is done,
         // exactly, because two clients may pass this early check at the same time.
         _listener.Admit = AdmitEarly;
+        // The listener's own limits (a uid's or a process's share of its handshakes) refuse before AdmitEarly is asked:
+        // the same event and metric for them, so a subscriber sees every refusal, whichever limit made it.
+        _listener.ShareRefused = OnShareRefused;
         if (options.StartShrinkerMonitor && Shrinker.Shared.Monitor is null)
         {
             try
@@ -96,8 +99,11 @@ public sealed partial class PageRangeServer : IAsyncDisposable
     public event EventHandler<ClientDisconnectedEventArgs>? ClientDisconnected;
 
     /// <summary>
-    /// Raised when a limit refused a client; the reason names the limit. Refused before its handshake (the usual
-    /// case), the client also shows in <see cref="HandshakeFailed"/>; the client itself learns only that it was refused.
+    /// Raised when a limit refused a client; the reason names the limit: the server's
+    /// (<see cref="PageRangeServerOptions.MaxClients"/>, <see cref="PageRangeServerOptions.MaxClientsPerUid"/>, a stop)
+    /// or its listener's share of the handshakes in progress (<see cref="PageRangeOptions.MaxHandshakesPerUid"/>,
+    /// <see cref="PageRangeOptions.MaxHandshakesPerProcess"/>). Refused before its handshake (the usual case), the client
+    /// also shows in <see cref="HandshakeFailed"/>; the client itself learns only that it was refused.
     /// </summary>
     public event EventHandler<ClientRefusedEventArgs>? ClientRefused;
 
@@ -319,6 +325,13 @@ public sealed partial class PageRangeServer : IAsyncDisposable
             Raise(ClientRefused, new ClientRefusedEventArgs(peer.Pid, peer.Uid, peer.Gid, refusal));
         }
         return refusal;
+    }
+
+    /// <summary>The listener refused a peer beyond its uid's or its process's share of the handshakes.</summary>
+    private void OnShareRefused(Interop.PeerCredentials peer, string refusal)
+    {
+        PageRangeMetrics.RecordServerClientRefused();
+        Raise(ClientRefused, new ClientRefusedEventArgs(peer.Pid, peer.Uid, peer.Gid, refusal));
     }
 
     private string? CheckLimitsUnsynchronized(uint uid)

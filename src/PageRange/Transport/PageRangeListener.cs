@@ -118,6 +118,18 @@ public sealed class PageRangeListener : IAsyncDisposable
     /// </remarks>
     internal Func<Interop.PeerCredentials, string?>? Admit { get; set; }
 
+    /// <summary>
+    /// Called on a handshake's task when the listener itself refused a peer for being beyond its uid's or its process's
+    /// share (<see cref="PageRangeOptions.MaxHandshakesPerUid"/>, <see cref="PageRangeOptions.MaxHandshakesPerProcess"/>),
+    /// with the reason, which names the option; <see cref="Admit"/> is not called for that peer. The refusal then shows
+    /// in <see cref="HandshakeFailed"/> too, as one <see cref="Admit"/> made does.
+    /// </summary>
+    /// <remarks>
+    /// Lets a server raise its refusal event for every refusal, whichever limit made it. May be called concurrently from
+    /// several handshakes, so it must be thread-safe; an exception it throws fails only that handshake, which is refused anyway.
+    /// </remarks>
+    internal Action<Interop.PeerCredentials, string>? ShareRefused { get; set; }
+
     /// <summary>Starts listening on <paramref name="name"/>.</summary>
     /// <param name="name">The name: 1 to 97 bytes of UTF-8, no NUL; with <see cref="PageRangeNamespace.Private"/> also no
     /// '/', not "." or "..", and short enough for the socket file's path. Processes connect with the same name and the
@@ -367,6 +379,7 @@ public sealed class PageRangeListener : IAsyncDisposable
         {
             if (TryTakeShare(credentials) is { } refusal)
             {
+                ShareRefused?.Invoke(credentials, refusal);
                 return refusal;
             }
             shareTaken = true;
