@@ -51,6 +51,12 @@ public sealed class PageRangeConnectionSettings
     /// <summary><see cref="PageRangeOptions.MaxPeerRegionSize"/>: bytes, a page multiple from 64 KiB to 1 GiB.</summary>
     public long? MaxPeerRegionSize { get; set; }
 
+    /// <summary><see cref="PageRangeOptions.MaxHandshakesPerUid"/>: from 1 to 64 (a listener's; a client never uses it).</summary>
+    public int? MaxHandshakesPerUid { get; set; }
+
+    /// <summary><see cref="PageRangeOptions.MaxHandshakesPerProcess"/>: from 1 to 64 (a listener's; a client never uses it).</summary>
+    public int? MaxHandshakesPerProcess { get; set; }
+
     /// <summary><see cref="PageRangeOptions.AllowAnyUid"/>.</summary>
     public bool? AllowAnyUid { get; set; }
 
@@ -79,6 +85,8 @@ public sealed class PageRangeConnectionSettings
         check.Range(nameof(SpinDuration), SpinDuration, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         check.Defined(nameof(WaitStrategy), WaitStrategy);
         check.RegionSize(nameof(MaxPeerRegionSize), MaxPeerRegionSize);
+        check.Range(nameof(MaxHandshakesPerUid), MaxHandshakesPerUid, 1, Transport.PageRangeListener.MaxConcurrentHandshakes);
+        check.Range(nameof(MaxHandshakesPerProcess), MaxHandshakesPerProcess, 1, Transport.PageRangeListener.MaxConcurrentHandshakes);
         if (errors.Count == before)
         {
             // Each setting is within its own rules; together the region must also fit its rings, or every connection
@@ -155,6 +163,14 @@ public sealed class PageRangeConnectionSettings
         if (MaxPeerRegionSize is { } maxPeerRegionSize)
         {
             options.MaxPeerRegionSize = maxPeerRegionSize;
+        }
+        if (MaxHandshakesPerUid is { } maxHandshakesPerUid)
+        {
+            options.MaxHandshakesPerUid = maxHandshakesPerUid;
+        }
+        if (MaxHandshakesPerProcess is { } maxHandshakesPerProcess)
+        {
+            options.MaxHandshakesPerProcess = maxHandshakesPerProcess;
         }
         if (AllowAnyUid is { } allowAnyUid)
         {

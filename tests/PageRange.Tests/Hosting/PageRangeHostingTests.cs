@@ -217,6 +217,8 @@ public sealed class PageRangeHostingTests
             ["ConnectionOptions:RegionSize"] = "100000",
             ["ConnectionOptions:TransactionRingCapacity"] = "100",
             ["ConnectionOptions:CallTimeout"] = "00:00:00",
+            ["ConnectionOptions:MaxHandshakesPerUid"] = "0",
+            ["ConnectionOptions:MaxHandshakesPerProcess"] = "65",
             ["ReplyRoomTimeout"] = "00:00:00",
         }).Build();
         using IHost host = HostingTestHost.Build(services => services.AddPageRangeServer(name, configuration, _ => { }));
@@ -227,8 +229,10 @@ public sealed class PageRangeHostingTests
         Assert.Contains(error.Failures, failure => failure.StartsWith($"{prefix}ConnectionOptions.RegionSize (100000) must be a multiple of the page size", StringComparison.Ordinal));
         Assert.Contains($"{prefix}ConnectionOptions.TransactionRingCapacity (100) must be a power of two between 16 and 65536.", error.Failures);
         Assert.Contains(error.Failures, failure => failure.StartsWith($"{prefix}ConnectionOptions.CallTimeout (00:00:00) must be positive", StringComparison.Ordinal));
+        Assert.Contains($"{prefix}ConnectionOptions.MaxHandshakesPerUid (0) must be between 1 and 64.", error.Failures);
+        Assert.Contains($"{prefix}ConnectionOptions.MaxHandshakesPerProcess (65) must be between 1 and 64.", error.Failures);
         Assert.Contains(error.Failures, failure => failure.StartsWith($"{prefix}ReplyRoomTimeout (00:00:00)", StringComparison.Ordinal));
-        Assert.Equal(5, error.Failures.Count());
+        Assert.Equal(7, error.Failures.Count());
     }
 
     [Fact]
@@ -388,6 +392,8 @@ public sealed class PageRangeHostingTests
         settings.ConnectionOptions.RegionSize = 1L << 20;
         settings.ConnectionOptions.CallTimeout = TimeSpan.FromSeconds(3);
         settings.ConnectionOptions.AllowedUids.Add(1234);
+        settings.ConnectionOptions.MaxHandshakesPerUid = 8;
+        settings.ConnectionOptions.MaxHandshakesPerProcess = 2;
         PageRangeServerOptions options = settings.CreateServerOptions(loggerFactory: null);
         Assert.Equal((6, 8, 3, true), (options.MinThreads, options.MaxThreads, options.MaxClients, options.IncludeExceptionDetails));
         Assert.Equal(TimeSpan.FromSeconds(2), options.ReplyRoomTimeout);
@@ -396,9 +402,12 @@ public sealed class PageRangeHostingTests
         Assert.Equal(1L << 20, options.ConnectionOptions.RegionSize);
         Assert.Equal(TimeSpan.FromSeconds(3), options.ConnectionOptions.CallTimeout);
         Assert.Contains(1234u, options.ConnectionOptions.AllowedUids);
+        Assert.Equal((8, 2), (options.ConnectionOptions.MaxHandshakesPerUid, options.ConnectionOptions.MaxHandshakesPerProcess));
         // Unset settings keep the library's defaults.
         Assert.Equal(new PageRangeServerOptions().MaxClientsPerUid, options.MaxClientsPerUid);
         Assert.Equal(new PageRangeOptions().ReceiveThreads, options.ConnectionOptions.ReceiveThreads);
+        PageRangeOptions unset = new PageRangeHostedServerOptions().CreateServerOptions(loggerFactory: null).ConnectionOptions;
+        Assert.Equal((new PageRangeOptions().MaxHandshakesPerUid, new PageRangeOptions().MaxHandshakesPerProcess), (unset.MaxHandshakesPerUid, unset.MaxHandshakesPerProcess));
     }
 
     [Fact]
@@ -413,6 +422,7 @@ public sealed class PageRangeHostingTests
             ["Servers:calc:RunFastHandlersInline"] = "false",
             ["Servers:calc:ConnectionOptions:RegionSize"] = "262144",
             ["Servers:calc:ConnectionOptions:WaitStrategy"] = "Park",
+            ["Servers:calc:ConnectionOptions:MaxHandshakesPerProcess"] = "4",
             ["Servers:calc:ConnectionOptions:AllowedUids:0"] = "1234",
             ["Servers:calc:ConnectionOptions:AllowedUids:1"] = "5678",
             ["Clients:calc:ServerName"] = "calc-v2",
@@ -430,6 +440,8 @@ public sealed class PageRangeHostingTests
         Assert.False(server.RunFastHandlersInline);
         Assert.Equal((262144L, WaitStrategy.Park), (server.ConnectionOptions.RegionSize, server.ConnectionOptions.WaitStrategy));
         Assert.Equal([1234u, 5678u], server.ConnectionOptions.AllowedUids);
+        Assert.Equal(4, server.ConnectionOptions.MaxHandshakesPerProcess);
+        Assert.Null(server.ConnectionOptions.MaxHandshakesPerUid);
         Assert.Null(server.MinThreads);
 
         PageRangeClientOptions client = provider.GetRequiredService<IOptionsMonitor<PageRangeClientOptions>>().Get("calc");
