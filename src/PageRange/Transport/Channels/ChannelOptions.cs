@@ -58,6 +58,27 @@ internal sealed class ChannelOptions
     internal bool? RestFullPacks { get; init; }
 
     /// <summary>
+    /// Whether a busy-spinning receiver may trail a stream of small oneways by a pack (<see cref="TrailsStreams"/>).
+    /// Defaults to true; off in tests that look at an open pack's entries as the writer appends them.
+    /// </summary>
+    internal bool TrailStreams { get; init; } = true;
+
+    /// <summary>
+    /// Whether this side's receiver trails a stream by a pack: when it kept catching up with a stream's writer (it took
+    /// the pack the stream just filled in a few reads of its Committed word), it takes the next pack whole once the writer
+    /// seals it, instead of entry by entry as they are appended, and looks only at the ring's tail meanwhile (once per
+    /// pack the writer stores it). Busy-spin only: a receiver that parks would be woken by every append for nothing.
+    /// </summary>
+    /// <remarks>
+    /// The writer stores the pack's Committed word and the entries' lines for every message; a receiver that reads them
+    /// while they are written takes each line from the writer's core, and the writer's next store waits for it to come
+    /// back. Trailing by a pack, the writer fills a pack no one reads, as the floor's writer runs ahead of its reader. The
+    /// cost: a stream that stops inside a pack has its last messages seen after <see cref="InboundChannel.StreamTrailLooks"/>
+    /// polls (or the writer's idle seal, if sooner). See benchmarks/README.md, "A receiver that trails a stream".
+    /// </remarks>
+    internal bool TrailsStreams => TrailStreams && WaitStrategy == WaitStrategy.BusySpin;
+
+    /// <summary>
     /// Carry a small call, reply or error reply (no metadata, not clear-on-free, at most <see cref="InlineLayout.MaxPayload"/>
     /// bytes) in the transaction ring's slots after its record instead of in a buffer (see <see cref="InlineLayout"/>).
     /// A writer-side choice (every receiver of this protocol version reads them); off by default for the channel's own
