@@ -64,17 +64,18 @@ internal sealed class ChannelOptions
     internal bool TrailStreams { get; init; } = true;
 
     /// <summary>
-    /// Whether this side's receiver trails a stream by a pack: when it kept catching up with a stream's writer (it took
-    /// the pack the stream just filled in a few reads of its Committed word), it takes the next pack whole once the writer
-    /// seals it, instead of entry by entry as they are appended, and looks only at the ring's tail meanwhile (once per
-    /// pack the writer stores it). Busy-spin only: a receiver that parks would be woken by every append for nothing.
+    /// Whether this side's receiver trails a stream by a pack: when it kept catching up with a stream's writer (it caught
+    /// up at most <see cref="InboundChannel.StreamTrailMaxCatchUps"/> times in the pack the stream just filled), its waits
+    /// on the next pack look only at the ring's tail, which the writer stores once per pack, for the pack's seal, instead
+    /// of at the pack's Committed word, which it stores for every message; a receive pass still takes whatever is
+    /// committed. Busy-spin only: a receiver that parks is woken by the appends anyway.
     /// </summary>
     /// <remarks>
-    /// The writer stores the pack's Committed word and the entries' lines for every message; a receiver that reads them
-    /// while they are written takes each line from the writer's core, and the writer's next store waits for it to come
-    /// back. Trailing by a pack, the writer fills a pack no one reads, as the floor's writer runs ahead of its reader. The
-    /// cost: a stream that stops inside a pack has its last messages seen after <see cref="InboundChannel.StreamTrailLooks"/>
-    /// polls (or the writer's idle seal, if sooner). See benchmarks/README.md, "A receiver that trails a stream".
+    /// A receiver that reads the Committed word and the entries' lines while the writer stores them takes each line from
+    /// the writer's core, and the writer's next store waits for it to come back. Trailing, the writer fills most of a pack
+    /// that no one reads meanwhile, as the floor's writer runs ahead of its reader. The cost: a stream that stops inside
+    /// a pack has its last messages seen by a waiting receiver after <see cref="InboundChannel.StreamTrailLooks"/> polls
+    /// (5-10 µs), or at the writer's idle seal if sooner. See benchmarks/README.md, "A receiver that trails a stream".
     /// </remarks>
     internal bool TrailsStreams => TrailStreams && WaitStrategy == WaitStrategy.BusySpin;
 

@@ -118,9 +118,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     private bool _packPaced;
     // Whether the receiver trails the writer's stream by a pack (ChannelOptions.TrailsStreams): set when the receiver
     // caught up with the writer at most StreamTrailMaxCatchUps times in a pack the stream filled, cleared when a pack is
-    // sealed otherwise or the writer pauses. The turn-aways of the current pack while trailing, and the times a pass took
-    // everything the current pack's word covered before its seal: under the receive lock (a waiter's polls count too,
-    // as hints).
+    // sealed otherwise or the writer pauses (StreamTrailLooks). The polls of the current pack while trailing (a waiter's,
+    // as hints), and the times a pass took everything the current pack's word covered before its seal (the receive lock).
     private readonly bool _trailsStreams;
     private bool _packTrail;
     private int _packTrailLooks;
@@ -227,10 +226,10 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal const int StreamTrailMaxCatchUps = 8;
 
     /// <summary>
-    /// How many looks (a wait's polls, passes) a trailing receiver waits for the open pack's seal before it takes what is
-    /// there and stops trailing: 256 polls, 5-10 µs at a pause each, far more than a stream takes to fill a pack (56
-    /// messages of 64 B at 20 M messages/s: 2.8 µs). The last messages of a stream that stops inside a pack are seen that
-    /// much later.
+    /// How many polls a trailing receiver's waits look for the open pack's seal before they look at its Committed word
+    /// again and it stops trailing: 256 polls, 5-10 µs at a pause each, more than a stream takes to fill a pack (56
+    /// messages of 64 B at 20 M messages/s: 2.8 µs). A waiting receiver sees the last messages of a stream that stops
+    /// inside a pack that much later; a receive pass takes whatever is committed at any time.
     /// </summary>
     internal const int StreamTrailLooks = 256;
 
@@ -1601,17 +1600,6 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// an entry is invalid, or a later record is published while the pack is not sealed.</exception>
     private bool TakePackEntries(Span<TransactionRecord> records, ref int count, ref bool advanced, ref long highWaterMark)
     {
-        if (_packTrail && !TrailedPackSealed())
-        {
-            // Trailing a stream: the open pack is taken whole once the writer seals it (a later record says so), not
-            // entry by entry as the writer appends (see ChannelOptions.TrailsStreams).
-            if (++_packTrailLooks < StreamTrailLooks)
-            {
-                return false;
-            }
-            // The writer paused inside the pack: take what is there, and look as before until a stream runs again.
-            StopTrailing();
-        }
         while (true)
         {
             // SAFETY: the pack's record was validated (its offset and capacity lie inside the data area, 8-aligned),
@@ -1762,12 +1750,6 @@ internal sealed unsafe class InboundChannel : IDisposable
         return true;
     }
 
-    /// <summary>
-    /// Whether the writer published anything after the trailed current pack: an honest writer sealed the pack first, so
-    /// it is taken whole now (a dishonest one is caught by <see cref="TakePackEntries"/>'s checks as before).
-    /// </summary>
-    private bool TrailedPackSealed() => _txRing.TryPeek(out _) || DirectReplyArrived || DirectCallPublished;
-
     /// <summary>The writer paused inside a trailed pack: the receiver reads the pack's word again, from this look on.</summary>
     private void StopTrailing()
     {
@@ -1847,7 +1829,8 @@ internal sealed unsafe class InboundChannel : IDisposable
             }
             if (_packTrail)
             {
-                // Trailing: only a later record (the seal) is news; the pack's word is not read while the writer streams.
+                // Trailing: only a later record (the seal) is news to a waiter; the pack's word is not read while the
+                // writer streams.
                 if (_txRing.HasData || DirectReplyArrived || DirectCallPublished)
                 {
                     return true;
