@@ -13,6 +13,10 @@ public enum WaitStrategy
     /// A receiver that busy-spins also spares its peer's writer a full fence per small oneway message: its rare parks (waits that do
     /// not follow the strategy) issue a process-wide memory barrier instead, where the kernel offers one
     /// (<c>membarrier</c>, Linux 4.16+). For a stream of small oneway messages that is about twice the rate.
+    /// A receiver that keeps up with such a stream trails it by a pack: while it waits, it looks for the writer's next
+    /// pack rather than at each message appended to the current one, so the writer fills packs no one reads meanwhile.
+    /// A receive call still takes every message already sent; only a waiting receiver sees the last messages of a stream
+    /// that stops inside a pack later, by at most a few microseconds.
     /// </remarks>
     BusySpin,
 
