@@ -143,6 +143,11 @@ public sealed class PageRangeServerOptions
     /// deadlock. Handlers that block their worker thread keep other clients waiting only while one client holds every
     /// worker: set this below <see cref="MaxThreads"/> for no single client to be able to.
     /// </para>
+    /// <para>
+    /// A call beyond the limit waits without a signal to its client: a client that keeps this many long-lived calls
+    /// open (server-streaming subscriptions, long polls) has its next calls wait until one of them ends, or until their
+    /// deadline. Raise the limit for such clients, or give their calls deadlines.
+    /// </para>
     /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException">The value is less than 1 or more than 65535.</exception>
     public int MaxConcurrentCallsPerClient

@@ -1830,10 +1830,12 @@ internal sealed unsafe class InboundChannel : IDisposable
             if (_packTrail)
             {
                 // Trailing: only a later record (the seal) is news to a waiter; the pack's word is not read while the
-                // writer streams.
+                // writer streams. With news, the exact look decides: it answers no at the cap on packed messages (a pass
+                // could take nothing, and a waiter answered yes would loop through passes until a message is freed;
+                // found by review).
                 if (_txRing.HasData || DirectReplyArrived || DirectCallPublished)
                 {
-                    return true;
+                    return ReceiveMaybeReady;
                 }
                 if (++_packTrailLooks < StreamTrailLooks)
                 {
