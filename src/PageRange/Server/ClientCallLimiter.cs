@@ -30,6 +30,8 @@ internal sealed class ClientCallLimiter
     private readonly Queue<Transaction> _queue = new();
     private int _running;
     private int _queued;
+    // Nested calls running beside the limit (TryTakeNested): at most _limit.
+    private int _nested;
     private bool _closed;
 
     internal ClientCallLimiter(int limit, int queueLimit)
@@ -68,6 +70,26 @@ internal sealed class ClientCallLimiter
 
     /// <summary>Takes a slot if one is free and no call is queued (the queued go first).</summary>
     internal bool TryTakeSlot() => Volatile.Read(ref _queued) == 0 && TryTakeSlotCore();
+
+    /// <summary>Nested calls running beside the limit now.</summary>
+    internal int Nested => Volatile.Read(ref _nested);
+
+    /// <summary>
+    /// Lets a nested call of a chain the server is calling the client in run beside the limit, if fewer than the limit
+    /// do already; the caller gives it back with <see cref="ReleaseNested"/>.
+    /// </summary>
+    internal bool TryTakeNested()
+    {
+        if (Interlocked.Increment(ref _nested) <= _limit)
+        {
+            return true;
+        }
+        Interlocked.Decrement(ref _nested);
+        return false;
+    }
+
+    /// <summary>Gives back what <see cref="TryTakeNested"/> took.</summary>
+    internal void ReleaseNested() => Interlocked.Decrement(ref _nested);
 
     /// <summary>At the limit (<see cref="TryTakeSlot"/> failed): runs, queues or refuses <paramref name="transaction"/>.</summary>
     internal Admission Admit(Transaction transaction)

@@ -39,12 +39,12 @@ public sealed partial class PageRangeServer
             return;
         }
         session.OnDispatched();
-        bool holdsSlot = false;
+        CallSlot slot = CallSlot.None;
         if (transaction.IsTwoWay)
         {
             // The fast path: below the client's limit with nothing of it queued, one compare-exchange.
-            holdsSlot = session.CallLimit.TryTakeSlot();
-            if (!holdsSlot && !TryAdmitAtLimit(session, transaction, out holdsSlot))
+            slot = session.CallLimit.TryTakeSlot() ? CallSlot.Held : CallSlot.None;
+            if (slot == CallSlot.None && !TryAdmitAtLimit(session, transaction, out slot))
             {
                 // Queued (it runs when one of its client's calls ends) or answered already; never waited for here: this
                 // thread goes on receiving the client's messages, which its running calls may be waiting for.
@@ -56,32 +56,37 @@ public sealed partial class PageRangeServer
         if (mayRunInline && _options.RunFastHandlersInline && !session.Connection.HasReadyTransactions
             && _registry.TryGet(transaction.Code, out ServerHandler? handler) && handler!.Timing.RunsInline)
         {
-            RunInline(session, transaction, handler, holdsSlot);
+            RunInline(session, transaction, handler, slot);
             return;
         }
-        _pool.Enqueue(new ServerWorkItem(session, transaction, holdsSlot));
+        _pool.Enqueue(new ServerWorkItem(session, transaction, slot));
     }
 
     /// <summary>
     /// A two-way call found its client at <see cref="PageRangeServerOptions.MaxConcurrentCallsPerClient"/>: a nested
-    /// call the client makes in a chain we are calling it in runs uncounted (the calls waiting for it hold the slots);
-    /// any other waits in the client's queue, or is refused when that is full.
+    /// call the client makes in a chain we are calling it in runs beside the limit (the calls waiting for it hold the
+    /// slots), as many at once as the limit itself; any other waits in the client's queue, or is refused when that is
+    /// full.
     /// </summary>
-    /// <returns>Whether the call runs now (<paramref name="holdsSlot"/> says whether it counts against the limit); if
+    /// <returns>Whether the call runs now (<paramref name="slot"/> says what it holds of the limit); if
     /// not, it was queued or answered.</returns>
-    private bool TryAdmitAtLimit(ClientSession session, Transaction transaction, out bool holdsSlot)
+    private bool TryAdmitAtLimit(ClientSession session, Transaction transaction, out CallSlot slot)
     {
-        holdsSlot = false;
-        // Only a chain one of our calls waits in: a client cannot skip the limit by marking its calls nested.
-        if (transaction.Depth > 0 && session.Connection.HasCallWaitingInChain(transaction.ChainId))
+        slot = CallSlot.None;
+        ClientCallLimiter limit = session.CallLimit;
+        // Only a chain one of our calls waits in: a client cannot skip the limit by marking its calls nested. And only
+        // as many as the limit: a client that learnt the chain from our call's record and leaves that call unanswered
+        // could otherwise send any number of calls "nested" in it while we wait (found by review); an honest chain has
+        // one nested call at a time per call of ours waiting in it.
+        if (transaction.Depth > 0 && session.Connection.HasCallWaitingInChain(transaction.ChainId) && limit.TryTakeNested())
         {
+            slot = CallSlot.Nested;
             return true;
         }
-        ClientCallLimiter limit = session.CallLimit;
         switch (limit.Admit(transaction))
         {
             case ClientCallLimiter.Admission.Run:
-                holdsSlot = true;
+                slot = CallSlot.Held;
                 return true;
             case ClientCallLimiter.Admission.Queued:
                 PageRangeMetrics.RecordServerCallQueued();
@@ -144,7 +149,7 @@ public sealed partial class PageRangeServer
         else
         {
             // Never inline: this is a worker ending another call, or the receiving thread, which must go on receiving.
-            _pool.Enqueue(new ServerWorkItem(session, transaction, HoldsCallSlot: true));
+            _pool.Enqueue(new ServerWorkItem(session, transaction, CallSlot.Held));
             return true;
         }
         EndUnrun(session, transaction);
@@ -186,7 +191,7 @@ public sealed partial class PageRangeServer
     /// wake-up costs tens of microseconds on a VM. The server's watch rescues a run that lasts (see
     /// <see cref="WatchInlineRuns"/>), so the client's next calls are received meanwhile.
     /// </summary>
-    private void RunInline(ClientSession session, Transaction transaction, ServerHandler handler, bool holdsSlot)
+    private void RunInline(ClientSession session, Transaction transaction, ServerHandler handler, CallSlot slot)
     {
         long started = Stopwatch.GetTimestamp();
         session.BeginInline(started);
@@ -194,7 +199,7 @@ public sealed partial class PageRangeServer
         {
             WatchInlineRuns();
             // Never throws (see Run): the handler's synchronous part runs here; an asynchronous rest where it resumes.
-            _ = DispatchAsync(session, transaction, holdsSlot);
+            _ = DispatchAsync(session, transaction, slot);
         }
         finally
         {
@@ -213,7 +218,7 @@ public sealed partial class PageRangeServer
         Interlocked.Increment(ref _inFlight);
         session.OnDispatched();
         // Not counted against the client's limit: the calls waiting for it (this thread's among them) hold the slots.
-        DispatchAsync(session, transaction, holdsSlot: false).GetAwaiter().GetResult();
+        DispatchAsync(session, transaction, CallSlot.None).GetAwaiter().GetResult();
     }
 
     /// <summary>A worker runs one item: the handler, inline; an asynchronous handler's rest runs where it resumes.</summary>
@@ -224,14 +229,14 @@ public sealed partial class PageRangeServer
         ServerHandler? handler = null;
         long started = _options.RunFastHandlersInline && _registry.TryGet(item.Transaction.Code, out handler) ? Stopwatch.GetTimestamp() : 0;
         // DispatchAsync never throws: whatever happens ends in a reply (or a report) and the transaction's release.
-        _ = DispatchAsync(item.Session, item.Transaction, item.HoldsCallSlot);
+        _ = DispatchAsync(item.Session, item.Transaction, item.Slot);
         handler?.Timing.Record(Stopwatch.GetTimestamp() - started, inline: false);
     }
 
     /// <param name="session">The client it came from.</param>
     /// <param name="transaction">The transaction, live.</param>
-    /// <param name="holdsSlot">Whether it holds one of its client's call slots, given back (once) when it ends.</param>
-    private async Task DispatchAsync(ClientSession session, Transaction transaction, bool holdsSlot)
+    /// <param name="slot">What it holds of its client's call limit, given back (once) when it ends.</param>
+    private async Task DispatchAsync(ClientSession session, Transaction transaction, CallSlot slot)
     {
         CallContext? context = null;
         uint code = transaction.Code;
@@ -347,9 +352,13 @@ public sealed partial class PageRangeServer
                 }
                 // After the reply went (the dispose above), and last: the slot goes to the client's oldest queued call,
                 // if any (a queued call is counted in flight, so the count above did not reach zero under it).
-                if (holdsSlot && session.CallLimit.Release())
+                if (slot == CallSlot.Held && session.CallLimit.Release())
                 {
                     RunQueuedCalls(session);
+                }
+                else if (slot == CallSlot.Nested)
+                {
+                    session.CallLimit.ReleaseNested();
                 }
             }
         }

@@ -139,8 +139,8 @@ public sealed class PageRangeServerOptions
     /// The session keeps receiving the client's transactions whatever the count: oneway messages (gRPC stream frames
     /// among them) are dispatched as always, so a call that waits for its client's later messages cannot hold up
     /// those messages. Nested calls the client makes in a chain the server is calling it in (binder's transaction
-    /// stack) are not counted and never queued, so a handler calling back into a client at its limit cannot
-    /// deadlock. Handlers that block their worker thread keep other clients waiting only while one client holds every
+    /// stack) run beside the limit and are never queued, so a handler calling back into a client at its limit cannot
+    /// deadlock; at most this many such calls run at once (beyond, they count as any call). Handlers that block their worker thread keep other clients waiting only while one client holds every
     /// worker: set this below <see cref="MaxThreads"/> for no single client to be able to.
     /// </para>
     /// <para>

@@ -307,6 +307,74 @@ public sealed class ServerCallLimitTests
     }
 
     [Fact]
+    public async Task Nested_AClientThatLeavesTheServersCallUnansweredAndSendsManyCallsInItsChain_NoMoreThanTheLimitRunBesideIt()
+    {
+        string name = ControlHandshakeTests.UniqueName();
+        using var gate = new ManualResetEventSlim(false);
+        int running = 0;
+        int peak = 0;
+        await using var server = PageRangeServer.Start(name, Options(limit: 1, queue: 0), builder => builder
+            .Map(Slow, async (Transaction tx, CallContext ctx) =>
+            {
+                using Transaction back = await ctx.CallAsync(Back, tx.Payload.ToArray(), TestTimeouts.Long).ConfigureAwait(false);
+                tx.Reply(back.Payload);
+            })
+            .Map(Inner, (tx, ctx) =>
+            {
+                int now = Interlocked.Increment(ref running);
+                int seen;
+                while (now > (seen = Volatile.Read(ref peak)) && Interlocked.CompareExchange(ref peak, now, seen) != seen)
+                {
+                }
+                try
+                {
+                    Assert.True(gate.Wait(TestTimeouts.Long), "the gate never opened");
+                    tx.Reply(tx.Payload);
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref running);
+                }
+            }));
+        await using PageRangeConnection client = await ServerTestOptions.ConnectAsync(name);
+        // The outer call holds the one slot and waits in its chain for the client's answer, which does not come yet.
+        Task<Transaction> outer = client.CallAsync(Slow, Encode(1), TestTimeouts.Long).AsTask();
+        using Transaction callback = await client.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long);
+        // The client sends three calls "nested" in that chain: one runs beside the limit, as an honest chain's would;
+        // the others count as any call (the slot is taken, no queue): refused.
+        Task<Transaction>[] nested = [.. Enumerable.Range(0, 3).Select(i => client.CallAsync(Inner, Encode(i), callback.NestedChain, TestTimeouts.Long).AsTask())];
+        try
+        {
+            await Poll.WaitUntilAsync(() => nested.Count(static task => task.IsFaulted) == 2, "two of the nested calls refused");
+            foreach (Task<Transaction> refused in nested.Where(static task => task.IsFaulted))
+            {
+                RemoteCallException error = await Assert.ThrowsAsync<RemoteCallException>(() => refused);
+                Assert.Equal(CallStatus.ResourceExhausted, error.Status);
+            }
+            await Poll.WaitUntilAsync(() => Volatile.Read(ref running) == 1, "one nested call runs");
+        }
+        finally
+        {
+            gate.Set();
+            callback.Reply(callback.Payload);
+        }
+        (await nested.Single(static task => !task.IsFaulted).WaitAsync(TestTimeouts.Long)).Dispose();
+        (await outer.WaitAsync(TestTimeouts.Long)).Dispose();
+        Assert.Equal(1, Volatile.Read(ref peak));
+        await Poll.WaitUntilAsync(() => server.InFlightCalls == 0, "every call is counted out");
+
+        // Given back: the next chain's nested call runs beside the limit again.
+        Task<Transaction> again = client.CallAsync(Slow, Encode(2), TestTimeouts.Long).AsTask();
+        using (Transaction second = await client.ReceiveAsync().AsTask().WaitAsync(TestTimeouts.Long))
+        {
+            using Transaction inner = await client.CallAsync(Inner, Encode(7), second.NestedChain, TestTimeouts.Long).AsTask().WaitAsync(TestTimeouts.Long);
+            Assert.Equal(7, Decode(inner.Payload));
+            second.Reply(second.Payload);
+        }
+        (await again.WaitAsync(TestTimeouts.Long)).Dispose();
+    }
+
+    [Fact]
     public async Task Nested_ACallMarkedNestedInAChainTheServerIsNotCallingIn_IsCounted()
     {
         string name = ControlHandshakeTests.UniqueName();
