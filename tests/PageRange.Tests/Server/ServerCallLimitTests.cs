@@ -47,6 +47,15 @@ public sealed class ServerCallLimitTests
 
     private static int Decode(ReadOnlySpan<byte> bytes) => BinaryPrimitives.ReadInt32LittleEndian(bytes);
 
+    /// <summary>Raises <paramref name="peak"/> to <paramref name="now"/> if that is more (several threads at once).</summary>
+    private static void RaisePeak(ref int peak, int now)
+    {
+        int seen;
+        while (now > (seen = Volatile.Read(ref peak)) && Interlocked.CompareExchange(ref peak, now, seen) != seen)
+        {
+        }
+    }
+
     /// <summary>Handlers that block a worker on a gate (Slow), and answer at once (Fast); counts entries and the most at once.</summary>
     private sealed class GatedService : IDisposable
     {
@@ -68,10 +77,7 @@ public sealed class ServerCallLimitTests
                 int running = Interlocked.Increment(ref _running);
                 Interlocked.Increment(ref _entered);
                 Order.Enqueue(Decode(tx.Payload));
-                int peak;
-                while (running > (peak = Volatile.Read(ref _peak)) && Interlocked.CompareExchange(ref _peak, running, peak) != peak)
-                {
-                }
+                RaisePeak(ref _peak, running);
                 try
                 {
                     Assert.True(Gate.Wait(TestTimeouts.Long), "the gate never opened");
@@ -321,11 +327,7 @@ public sealed class ServerCallLimitTests
             })
             .Map(Inner, (tx, ctx) =>
             {
-                int now = Interlocked.Increment(ref running);
-                int seen;
-                while (now > (seen = Volatile.Read(ref peak)) && Interlocked.CompareExchange(ref peak, now, seen) != seen)
-                {
-                }
+                RaisePeak(ref peak, Interlocked.Increment(ref running));
                 try
                 {
                     Assert.True(gate.Wait(TestTimeouts.Long), "the gate never opened");

@@ -14,13 +14,6 @@ public sealed class ChannelPackTests
 {
     private static readonly int s_perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / PackLayout.EntrySize(64);
 
-    private static byte[] PayloadFor(ulong id, int size)
-    {
-        byte[] payload = new byte[size];
-        ChannelPair.Fill(payload, id);
-        return payload;
-    }
-
     /// <summary>Receives everything the ring and the current pack give now, checking each payload against its id.</summary>
     private static List<TransactionRecord> ReceiveAll(ChannelPair pair, bool free = true)
     {
@@ -33,7 +26,7 @@ public sealed class ChannelPackTests
             {
                 ReadOnlySpan<byte> payload = pair.Inbound.GetPayload(record);
                 Assert.Equal(ChannelPair.Checksum(payload), record.Code);
-                Assert.True(payload.SequenceEqual(PayloadFor(record.TransactionId, payload.Length)), $"payload of {record.TransactionId}");
+                Assert.True(payload.SequenceEqual(ChannelPair.PayloadFor(record.TransactionId, payload.Length)), $"payload of {record.TransactionId}");
                 received.Add(record);
                 if (free)
                 {
@@ -55,7 +48,7 @@ public sealed class ChannelPackTests
 
     private static void SendOneway(ChannelPair pair, ulong id, int size)
     {
-        byte[] payload = PayloadFor(id, size);
+        byte[] payload = ChannelPair.PayloadFor(id, size);
         Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload));
     }
 
@@ -399,7 +392,7 @@ public sealed class ChannelPackTests
         int liveBefore = pair.Outbound.LiveBuffers;
         pair.Inbound.Free(new TransactionRecord(0, full, PackLayout.Capacity, 0, TransactionFlags.Oneway));
 
-        byte[] payload = PayloadFor(id, 64);
+        byte[] payload = ChannelPair.PayloadFor(id, 64);
         ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(
             () => pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload));
         Assert.Contains("still open", error.Message, StringComparison.Ordinal);
@@ -503,7 +496,7 @@ public sealed class ChannelPackTests
         var before = pair.Outbound.Allocator.GetStats();
         pair.Inbound.Free(new TransactionRecord(0, full, PackLayout.Capacity, 0, TransactionFlags.Oneway));
 
-        byte[] payload = PayloadFor(id, 64);
+        byte[] payload = ChannelPair.PayloadFor(id, 64);
         ProtocolViolationException error = Assert.Throws<ProtocolViolationException>(
             () => pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload));
         Assert.Contains("still open", error.Message, StringComparison.Ordinal);
@@ -587,7 +580,7 @@ public sealed class ChannelPackTests
         Assert.Equal(PackLayout.MaxRestingPacks, pair.Outbound.RestingPacks);
         // Every byte of the oneway quota but the open pack's (and a page for padding): it fits only once the rest ends.
         int size = checked((int)(pair.Outbound.MaxOnewayMessageSize - PackLayout.Capacity - SharedRegion.PageSize));
-        byte[] large = PayloadFor(id, size);
+        byte[] large = ChannelPair.PayloadFor(id, size);
         Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(large), TransactionFlags.Oneway, large));
         Assert.Equal(0, pair.Outbound.RestingPacks);
         Assert.Contains(id, ReceiveAll(pair).Select(record => record.TransactionId));
@@ -603,7 +596,7 @@ public sealed class ChannelPackTests
         SendOneway(pair, 0, 64);
         long pack = pair.Outbound.OpenPackOffset;
         // A call seals the pack; nothing has been received yet.
-        byte[] call = PayloadFor(1, 8);
+        byte[] call = ChannelPair.PayloadFor(1, 8);
         Assert.True(pair.Outbound.TrySend(1, ChannelPair.Checksum(call), TransactionFlags.TwoWay, call, new RecordContext(1, 0, CallStatus.Ok)));
         AssertFreeBeforeItsRecordWasTakenIgnored(pair, pack);
 
@@ -733,7 +726,7 @@ public sealed class ChannelPackTests
             switch (round % 3)
             {
                 case 0:
-                    byte[] call = PayloadFor(id, 40);
+                    byte[] call = ChannelPair.PayloadFor(id, 40);
                     Assert.True(pair.Outbound.TrySend(id++, ChannelPair.Checksum(call), TransactionFlags.TwoWay, call, new RecordContext(7, 0, CallStatus.Ok)));
                     kinds.Add(TransactionFlags.TwoWay);
                     break;
@@ -743,7 +736,7 @@ public sealed class ChannelPackTests
                     break;
                 default:
                     Assert.True(pair.Outbound.TryReserve(64, oneway: true, out PendingBuffer buffer));
-                    byte[] zeroCopy = PayloadFor(id, 64);
+                    byte[] zeroCopy = ChannelPair.PayloadFor(id, 64);
                     zeroCopy.CopyTo(buffer.Span);
                     pair.Outbound.Commit(ref buffer, 64, id++, ChannelPair.Checksum(zeroCopy), TransactionFlags.Oneway);
                     kinds.Add(TransactionFlags.Oneway);
@@ -954,7 +947,7 @@ public sealed class ChannelPackTests
         await Poll.WaitUntilAsync(() => pair.Outbound.PackWaits != 0 || oneway.IsCompleted, "the oneway past the limit began its wait");
         Assert.False(oneway.IsCompleted, "the oneway past the limit did not wait for a pack");
 
-        byte[] request = PayloadFor(1000, 8);
+        byte[] request = ChannelPair.PayloadFor(1000, 8);
         Task<bool> call = Task.Run(() => pair.Outbound.TrySend(1000, ChannelPair.Checksum(request), TransactionFlags.TwoWay, request, new RecordContext(1, 0, CallStatus.Ok)));
         // Held behind the wait, the call would return only when the oneway's minute-long wait gave up.
         Assert.True(await call.WaitAsync(TimeSpan.FromSeconds(20)));
@@ -1146,7 +1139,7 @@ public sealed class ChannelPackTests
         Assert.Equal(0, pair.Outbound.PacksOpened);
 
         using var packing = new ChannelPair(ChannelPair.SmallOptions());
-        byte[] small = PayloadFor(2, 8);
+        byte[] small = ChannelPair.PayloadFor(2, 8);
         Assert.True(packing.Outbound.TrySend(2, ChannelPair.Checksum(small), TransactionFlags.Oneway | TransactionFlags.ClearOnFree, small));
         SendOneway(packing, 3, PackLayout.MaxPayload + 8);
         Assert.True(packing.Outbound.TrySend(4, 0, TransactionFlags.Oneway, small, new RecordContext(0, 0, CallStatus.Ok, new byte[16])));

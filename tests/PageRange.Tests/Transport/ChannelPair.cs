@@ -76,6 +76,14 @@ internal sealed class ChannelPair : IDisposable
         }
     }
 
+    /// <summary>A payload of <paramref name="size"/> bytes filled for <paramref name="id"/> (<see cref="Fill"/>).</summary>
+    internal static byte[] PayloadFor(ulong id, int size)
+    {
+        byte[] payload = new byte[size];
+        Fill(payload, id);
+        return payload;
+    }
+
     /// <summary>The checksum a test sends as the transaction's code.</summary>
     internal static uint Checksum(ReadOnlySpan<byte> payload)
     {

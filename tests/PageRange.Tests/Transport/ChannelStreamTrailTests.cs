@@ -13,16 +13,9 @@ public sealed class ChannelStreamTrailTests
 {
     private static readonly int s_perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / PackLayout.EntrySize(64);
 
-    private static byte[] PayloadFor(ulong id, int size)
-    {
-        byte[] payload = new byte[size];
-        ChannelPair.Fill(payload, id);
-        return payload;
-    }
-
     private static void SendOneway(ChannelPair pair, ulong id, int size = 64)
     {
-        byte[] payload = PayloadFor(id, size);
+        byte[] payload = ChannelPair.PayloadFor(id, size);
         Assert.True(pair.Outbound.TrySend(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload));
     }
 
@@ -47,7 +40,7 @@ public sealed class ChannelStreamTrailTests
             {
                 ReadOnlySpan<byte> payload = pair.Inbound.GetPayload(record);
                 Assert.Equal(ChannelPair.Checksum(payload), record.Code);
-                Assert.True(payload.SequenceEqual(PayloadFor(record.TransactionId, payload.Length)), $"payload of {record.TransactionId}");
+                Assert.True(payload.SequenceEqual(ChannelPair.PayloadFor(record.TransactionId, payload.Length)), $"payload of {record.TransactionId}");
                 received.Add(record.TransactionId);
                 pair.Inbound.Free(record);
             }
@@ -81,6 +74,19 @@ public sealed class ChannelStreamTrailTests
         // The turnover: the full pack is sealed naming the next, whose first entry is this message.
         SendOneway(pair, next);
         return next + 1;
+    }
+
+    /// <summary>
+    /// A busy-spinning pair whose receiver trails the stream: the first pack taken in chunks, turned over, and the pass
+    /// that finished it took the next pack's first message. <paramref name="next"/> is the id the next message should have.
+    /// </summary>
+    private static ChannelPair TrailingPair(out ulong next)
+    {
+        var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
+        next = StreamOnePackTakenInChunks(pair);
+        Assert.Equal(Ids(next - 1, next), ReceiveAll(pair));
+        Assert.True(pair.Inbound.TrailingStream);
+        return pair;
     }
 
     [Fact]
@@ -129,10 +135,7 @@ public sealed class ChannelStreamTrailTests
     [Fact]
     public void RecordsMaybeReadyPaced_TheStreamPausesInsideATrailedPack_FoundAfterStreamTrailLooks_ThenNoLongerTrailed()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
-        ulong next = StreamOnePackTakenInChunks(pair);
-        Assert.Equal(Ids(next - 1, next), ReceiveAll(pair));
-        Assert.True(pair.Inbound.TrailingStream);
+        using ChannelPair pair = TrailingPair(out ulong next);
         SendOneways(pair, next, next + 3);
 
         // The writer stops: the polls wait for a seal that does not come, then give up and find the three messages.
@@ -160,10 +163,7 @@ public sealed class ChannelStreamTrailTests
     [Fact]
     public void WaitForTransaction_TheStreamStopsInsideATrailedPack_ABusySpinWaitStillEndsWithTheMessages()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
-        ulong next = StreamOnePackTakenInChunks(pair);
-        Assert.Equal(Ids(next - 1, next), ReceiveAll(pair));
-        Assert.True(pair.Inbound.TrailingStream);
+        using ChannelPair pair = TrailingPair(out ulong next);
         SendOneway(pair, next);
 
         // The wait's polls give the trail up long before its own timeout, at which a busy-spin wait would look exactly.
@@ -183,7 +183,7 @@ public sealed class ChannelStreamTrailTests
             var random = new Random(7);
             for (ulong id = 0; id < Messages; id++)
             {
-                byte[] payload = PayloadFor(id, 8 + random.Next(57));
+                byte[] payload = ChannelPair.PayloadFor(id, 8 + random.Next(57));
                 pair.Outbound.Send(id, ChannelPair.Checksum(payload), TransactionFlags.Oneway, payload, TestTimeouts.Long, default);
                 // Pauses inside packs now and then, so trails are given up as well as kept.
                 if (random.Next(5_000) == 0)
@@ -271,10 +271,7 @@ public sealed class ChannelStreamTrailTests
     [Fact]
     public void Receive_ALaterRecordWhileATrailedPackIsNotSealed_ViolationAsBefore()
     {
-        using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
-        ulong next = StreamOnePackTakenInChunks(pair);
-        Assert.Equal(Ids(next - 1, next), ReceiveAll(pair));
-        Assert.True(pair.Inbound.TrailingStream);
+        using ChannelPair pair = TrailingPair(out ulong next);
         SendOneway(pair, next);
         Assert.False(pair.Inbound.RecordsMaybeReadyPaced);
         long pack = pair.Outbound.OpenPackOffset;

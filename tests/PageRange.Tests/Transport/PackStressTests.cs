@@ -16,13 +16,6 @@ public sealed class PackStressTests
 {
     private const int Senders = 3;
 
-    private static byte[] PayloadFor(ulong id, int size)
-    {
-        byte[] payload = new byte[size];
-        ChannelPair.Fill(payload, id);
-        return payload;
-    }
-
     [Fact]
     public async Task Channel_SendersReceiverFreerHousekeepingAndShrinker_AllDeliveredInOrderAndEveryPackFreed()
     {
@@ -43,7 +36,7 @@ public sealed class PackStressTests
                 int roll = random.Next(100);
                 int size = roll < 3 ? 600 + random.Next(3000) : random.Next(PackLayout.MaxPayload + 1);
                 TransactionFlags flags = roll is >= 3 and < 6 ? TransactionFlags.TwoWay : TransactionFlags.Oneway;
-                byte[] payload = PayloadFor(id, size);
+                byte[] payload = ChannelPair.PayloadFor(id, size);
                 RecordContext context = flags == TransactionFlags.TwoWay ? new RecordContext(1, 0, CallStatus.Ok) : default;
                 pair.Outbound.Send(id, ChannelPair.Checksum(payload), flags, payload, TestTimeouts.Long, default, context);
             }
@@ -65,7 +58,7 @@ public sealed class PackStressTests
                     ReadOnlySpan<byte> payload = pair.Inbound.GetPayload(record);
                     int sender = (int)(record.TransactionId >> 32);
                     long seq = (uint)record.TransactionId;
-                    if (ChannelPair.Checksum(payload) != record.Code || !payload.SequenceEqual(PayloadFor(record.TransactionId, payload.Length))
+                    if (ChannelPair.Checksum(payload) != record.Code || !payload.SequenceEqual(ChannelPair.PayloadFor(record.TransactionId, payload.Length))
                         || seq != next[sender])
                     {
                         Interlocked.Increment(ref errors);
