@@ -1668,8 +1668,8 @@ internal sealed unsafe class InboundChannel : IDisposable
             }
             if (sealed_)
             {
-                // A stream's turnover (the seal names the next pack) whose pack took few looks: the receiver keeps up
-                // with the writer, so it trails the next pack instead of reading it as it is written.
+                // A stream's turnover (the seal names the next pack) in whose pack the receiver caught up with the writer
+                // only a few times: it keeps up, so its waits trail the next pack instead of reading it as it is written.
                 bool turnover = PrefetchNextPack();
                 if (_packTrail)
                 {
@@ -1719,13 +1719,11 @@ internal sealed unsafe class InboundChannel : IDisposable
     /// tail and the next record (each a line the other core wrote just before). A hint only: nothing is read from the
     /// next pack here, and its record is validated as any when the pass reaches it.
     /// </summary>
+    /// <returns>Whether the seal names a next pack inside the data area: a stream's turnover (the trail follows it),
+    /// whether or not this processor can prefetch.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool PrefetchNextPack()
     {
-        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported)
-        {
-            return false;
-        }
         // SAFETY: the current pack's record was validated (its header line lies inside the mapped data area, which stays
         // mapped while we hold the receive lock). The peer may write the hint at any time: loaded once into a local.
         ulong hint = Volatile.Read(ref *(ulong*)(_data + _packOffset + PackLayout.NextPackHintOffset));
@@ -1741,12 +1739,16 @@ internal sealed unsafe class InboundChannel : IDisposable
             _nextPackHintsRefused++;
             return false;
         }
-        for (int line = 0; line < PackLayout.NextPackPrefetchBytes; line += 64)
+        // Without the instruction, no prefetch; the answer (a stream's turnover, which the trail follows) is the same.
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {
-            // SAFETY: inside the data area (checked above); a prefetch reads nothing into the program.
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0(_data + next + (uint)line);
+            for (int line = 0; line < PackLayout.NextPackPrefetchBytes; line += 64)
+            {
+                // SAFETY: inside the data area (checked above); a prefetch reads nothing into the program.
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(_data + next + (uint)line);
+            }
+            _nextPackPrefetches++;
         }
-        _nextPackPrefetches++;
         return true;
     }
 
