@@ -63,6 +63,32 @@ internal sealed class ChannelPair : IDisposable
         return record;
     }
 
+    /// <summary>
+    /// Receives everything the ring and the current pack give now, checking each payload against its id
+    /// (<see cref="PayloadFor"/>, its code the <see cref="Checksum"/>), and frees each unless <paramref name="free"/> is false.
+    /// </summary>
+    internal List<TransactionRecord> ReceiveAllChecked(bool free = true)
+    {
+        var received = new List<TransactionRecord>();
+        var batch = new TransactionRecord[InboundChannel.ReceiveBatch];
+        int taken;
+        while ((taken = Inbound.TryReceiveBatch(batch)) > 0)
+        {
+            foreach (TransactionRecord record in batch.AsSpan(0, taken))
+            {
+                ReadOnlySpan<byte> payload = Inbound.GetPayload(record);
+                Assert.Equal(Checksum(payload), record.Code);
+                Assert.True(payload.SequenceEqual(PayloadFor(record.TransactionId, payload.Length)), $"payload of {record.TransactionId}");
+                received.Add(record);
+                if (free)
+                {
+                    Inbound.Free(record);
+                }
+            }
+        }
+        return received;
+    }
+
     /// <summary>Deterministic payload bytes for a transaction id.</summary>
     internal static void Fill(Span<byte> payload, ulong id)
     {
