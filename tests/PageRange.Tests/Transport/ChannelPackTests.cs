@@ -43,6 +43,41 @@ public sealed class ChannelPackTests
     public void LivePacksFor_AQuarterOfTheOnewayQuotaBetweenFourAndSixteen_NoneBelowFour(long quota, int packs) =>
         Assert.Equal(packs, PackLayout.LivePacksFor(quota));
 
+    [Fact]
+    public void OpeningAPack_ClaimsEachWholeLinePastItsFirstEntry_AndChangesNothingElse()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions());
+        // Old bytes everywhere, as a buffer that was a pack before holds them.
+        const byte old = 0xA5;
+        pair.Outbound.Region.GetSpan(pair.Inbound.Layout.DataOffset, (int)pair.Inbound.Layout.DataSize).Fill(old);
+        SendOneway(pair, 1, 64);
+        long pack = pair.Outbound.OpenPackOffset;
+        byte[] bytes = pair.Outbound.Pages.GetSpan(pack, PackLayout.Capacity).ToArray();
+
+        // One zero word at the start of every cache line (of the mapping, page-aligned) that lies wholly past the entry.
+        int entryEnd = PackLayout.HeaderSize + PackLayout.EntrySize(64);
+        int claimed = 0;
+        for (int at = entryEnd; at < PackLayout.Capacity; at++)
+        {
+            bool lineStart = (pair.Inbound.Layout.DataOffset + pack + at) % 64 == 0 && at + sizeof(ulong) <= PackLayout.Capacity;
+            if (lineStart)
+            {
+                Assert.Equal(0UL, MemoryMarshal.Read<ulong>(bytes.AsSpan(at)));
+                claimed++;
+                at += sizeof(ulong) - 1;
+            }
+            else
+            {
+                Assert.True(bytes[at] == old, $"byte {at} of the pack changed to {bytes[at]:x2}");
+            }
+        }
+        Assert.InRange(claimed, (PackLayout.Capacity - entryEnd) / 64, (PackLayout.Capacity - entryEnd + 63) / 64);
+        // The entry and the header are the message's: it arrives whole.
+        Assert.Equal((uint)PackLayout.EntrySize(64), MemoryMarshal.Read<uint>(bytes));
+        TransactionRecord received = Assert.Single(ReceiveAll(pair));
+        Assert.Equal(1UL, received.TransactionId);
+    }
+
     [Theory]
     [InlineData(8, 0)]
     [InlineData(32, PackLayout.MinLivePacks)]
