@@ -222,6 +222,10 @@ internal sealed class CrossProcessHost : IDisposable
                 $"{transport.Transport} ({transport.Mode}): the peer saw {report.Messages} messages and {report.Bytes} bytes of {expected}, or a wrong checksum.");
         }
         measurement?.Add(messages, Stopwatch.GetElapsedTime(start, end), cpu);
+        if (workload == Workload.Oneway)
+        {
+            measurement?.SliceRates.Add(messages / Stopwatch.GetElapsedTime(start, end).TotalSeconds);
+        }
         if (roundTrips)
         {
             LongHistogram whole = measurement?.Histogram ?? _warmup;

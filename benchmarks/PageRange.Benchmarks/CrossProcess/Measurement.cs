@@ -57,6 +57,12 @@ internal sealed class Measurement(string transport, string mode, Workload worklo
     /// </summary>
     public List<double> SliceMedians { get; } = [];
 
+    /// <summary>
+    /// The messages per second of each measured slice, in the order they ran (oneway streams only), to be read against the
+    /// floor's slices of the same rounds as <see cref="SliceMedians"/> are.
+    /// </summary>
+    public List<double> SliceRates { get; } = [];
+
     public long Messages { get; private set; }
 
     public TimeSpan Elapsed { get; private set; }

@@ -47,6 +47,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
         AppendFloorTargets(text);
         AppendPingPong(text);
         AppendSlicePairs(text);
+        AppendOnewaySlicePairs(text);
         AppendOneway(text);
         AppendRoundTrips(text, Workload.OnewayEcho, "## Oneway echo: a oneway out, the peer's oneway back\n\n");
         AppendRatios(text);
@@ -116,6 +117,47 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
             ? "0 | | |"
             : string.Create(s_invariant,
                 $"{slices.Count} | {Median(slices.Select(s => s.PageRange / s.Floor)):G3}× | {Micros(Median(slices.Select(s => s.Floor)))} | {Micros(Median(slices.Select(s => s.PageRange)))}");
+    }
+
+    /// <summary>
+    /// The oneway streams slice by slice against the floor's slice of the same round, grouped as the round trips are (the
+    /// vCPUs' placement changes between slices on these VMs, and a run's two placements differ up to 5× in the floor).
+    /// </summary>
+    private void AppendOnewaySlicePairs(StringBuilder text)
+    {
+        List<(Measurement Floor, Measurement PageRange)> pairs = results
+            .Where(m => m.IsPageRange && m.Workload == Workload.Oneway)
+            .Select(m => (Floor: results.FirstOrDefault(f => f.IsFloor && f.Workload == Workload.Oneway && f.Size == m.Size), PageRange: m))
+            .Where(p => p.Floor is not null && p.Floor.SliceRates.Count >= 2 && p.Floor.SliceRates.Count == p.PageRange.SliceRates.Count)
+            .Select(p => (p.Floor!, p.PageRange))
+            .ToList();
+        if (pairs.Count == 0)
+        {
+            return;
+        }
+        text.Append("## Oneway against the floor, slice by slice\n\n");
+        text.Append("Each measured slice's messages/s ÷ the floor's slice of the same round (above 1, faster than the floor). Slices are grouped by the floor's own: ");
+        text.Append("within 1.5× of its fastest slice of the run, or slower. Medians of the ratios and of the rates (M messages/s), then every slice as PageRange/floor.\n\n");
+        text.Append("| size | transport | mode | floor at its fastest: slices | ratio | floor | PageRange | floor slower: slices | ratio | floor | PageRange | each slice |\n");
+        text.Append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
+        foreach ((Measurement floor, Measurement pageRange) in pairs)
+        {
+            double fastest = floor.SliceRates.Max();
+            var fast = new List<(double Floor, double PageRange)>();
+            var slow = new List<(double Floor, double PageRange)>();
+            for (int i = 0; i < floor.SliceRates.Count; i++)
+            {
+                (floor.SliceRates[i] * 1.5 >= fastest ? fast : slow).Add((floor.SliceRates[i], pageRange.SliceRates[i]));
+            }
+            string each = string.Join(", ", floor.SliceRates.Select((f, i) => string.Create(s_invariant, $"{pageRange.SliceRates[i] / 1e6:F1}/{f / 1e6:F1}")));
+            text.Append(s_invariant, $"| {SizeName(pageRange.Size)} | {pageRange.Transport} | {pageRange.Mode} | {Group(fast)} | {Group(slow)} | {each} |\n");
+        }
+        text.Append('\n');
+
+        static string Group(List<(double Floor, double PageRange)> slices) => slices.Count == 0
+            ? "0 | | |"
+            : string.Create(s_invariant,
+                $"{slices.Count} | {Median(slices.Select(s => s.PageRange / s.Floor)):G3}× | {Median(slices.Select(s => s.Floor)) / 1e6:F1} | {Median(slices.Select(s => s.PageRange)) / 1e6:F1}");
     }
 
     /// <summary>The median of <paramref name="values"/> (the mean of the middle two for an even count).</summary>
