@@ -31,7 +31,7 @@ public sealed class ChannelHostileTests(ITestOutputHelper output)
 
     /// <summary>Fills every live-buffer slot with an undelivered oneway buffer and returns their offsets.</summary>
     /// <remarks>
-    /// The buffers are larger than a slab's slot, so each is a buffer of its own: a stray free of those is ignored
+    /// The buffers are larger than a slab's slot and a pack's entry, so each is a buffer of its own: a stray free of those is ignored
     /// (binder's rule), where one inside a slab is a violation (<see cref="ChannelSlabHostileTests"/>).
     /// </remarks>
     private static ulong[] FillLiveBuffers(ChannelPair pair, RawReceiverPeer peer)
@@ -39,7 +39,7 @@ public sealed class ChannelHostileTests(ITestOutputHelper output)
         int live = pair.Inbound.MaxLiveBuffers;
         for (int i = 0; i < live; i++)
         {
-            Assert.True(pair.Outbound.TrySend((ulong)i, 0, TransactionFlags.Oneway, new byte[BufferSlab.SlotSize + 8]));
+            Assert.True(pair.Outbound.TrySend((ulong)i, 0, TransactionFlags.Oneway, new byte[PackLayout.MaxPayload + 8]));
         }
         Assert.False(pair.Outbound.TrySend(999, 0, TransactionFlags.Oneway, new byte[8]));
         // Offsets of live (but undelivered) buffers, plus offsets no buffer starts at: every free is valid and ignored.

@@ -44,6 +44,26 @@ public sealed class ChannelPackTests
         Assert.Equal(packs, PackLayout.LivePacksFor(quota));
 
     [Fact]
+    public void TrySend_OnewaysOfUpToOneKiB_ThreeShareAPack_AndArriveWhole()
+    {
+        using var pair = new ChannelPair(ChannelPair.SmallOptions(pages: 128));
+        int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / PackLayout.EntrySize(PackLayout.MaxPayload);
+        Assert.Equal((1024, 3), (PackLayout.MaxPayload, perPack));
+        for (ulong id = 1; id <= 6; id++)
+        {
+            SendOneway(pair, id, PackLayout.MaxPayload);
+        }
+        Assert.Equal((2L, 6L), (pair.Outbound.PacksOpened, pair.Outbound.PackedSent));
+        SendOneway(pair, 7, PackLayout.MaxPayload + 1);
+        Assert.Equal(6L, pair.Outbound.PackedSent);
+
+        List<TransactionRecord> received = ReceiveAll(pair);
+        Assert.Equal([1UL, 2, 3, 4, 5, 6, 7], received.Select(r => r.TransactionId));
+        Assert.Equal(Enumerable.Repeat(PackLayout.MaxPayload, 6).Append(PackLayout.MaxPayload + 1), received.Select(r => (int)r.Length));
+        AssertEveryPackFreedBack(pair);
+    }
+
+    [Fact]
     public void OpeningAPack_ClaimsEachWholeLinePastItsFirstEntry_AndChangesNothingElse()
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
@@ -746,7 +766,7 @@ public sealed class ChannelPackTests
                     kinds.Add(TransactionFlags.TwoWay);
                     break;
                 case 1:
-                    SendOneway(pair, id++, 1024);
+                    SendOneway(pair, id++, PackLayout.MaxPayload + 1);
                     kinds.Add(TransactionFlags.Oneway);
                     break;
                 default:

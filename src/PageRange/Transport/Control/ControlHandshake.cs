@@ -34,8 +34,9 @@ internal static class ControlHandshake
     /// a small call into two lines of the callee's (<see cref="DirectCallLayout"/>). 9: two payload lines each (up to 128 bytes).
     /// 10: a pack's entries whose ids follow each other leave the id out (an 8-byte entry header,
     /// <see cref="PackLayout.EntryHeaderSize"/>). 11: a receiver that parks as a rule announces park by park whether its readers
-    /// issue the park barrier (<see cref="RegionHeaderLayout.AdaptiveParkBarrierFlag"/>).</remarks>
-    public const int ProtocolVersion = 11;
+    /// issue the park barrier (<see cref="RegionHeaderLayout.AdaptiveParkBarrierFlag"/>).
+    /// 12: a pack's entry carries up to 1 KiB (<see cref="PackLayout.MaxPayload"/>; 256 bytes before).</remarks>
+    public const int ProtocolVersion = 12;
 
     private const string Listener = "the listener";
     private const string Connector = "the connecting process";
