@@ -211,14 +211,18 @@ public sealed class ChannelStreamTrailTests
         Assert.Equal(0, pair.Outbound.LiveBuffers);
     }
 
-    [Fact]
-    public void Receive_MessagesTakenOneByOne_NeverTrails_TheNextPacksFirstMessageComesAtOnce()
+    [Theory]
+    [InlineData(64)]
+    [InlineData(PackLayout.MaxPayload)]
+    public void Receive_MessagesTakenOneByOne_NeverTrails_TheNextPacksFirstMessageComesAtOnce(int size)
     {
-        // A writer that sends now and then, each message taken before the next (an echo): a catch-up per message.
+        // A writer that sends now and then, each message taken before the next (an echo): a catch-up per message, which
+        // at 1 KiB (three to a pack) is fewer than StreamTrailMaxCatchUps per pack too.
         using var pair = new ChannelPair(ChannelPair.SmallOptions(strategy: WaitStrategy.BusySpin));
-        for (ulong id = 0; id <= (ulong)s_perPack + 3; id++)
+        int perPack = (PackLayout.Capacity - PackLayout.HeaderSize) / PackLayout.EntrySize(size);
+        for (ulong id = 0; id <= (ulong)(3 * perPack) + 3; id++)
         {
-            SendOneway(pair, id);
+            SendOneway(pair, id, size);
             Assert.Equal([id], ReceiveAll(pair));
             Assert.False(pair.Inbound.TrailingStream);
         }
