@@ -232,13 +232,14 @@ public sealed class ConnectionHardeningTests(ITestOutputHelper output)
         await attack.ConnectNeighbourAsync();
         (int Descriptors, int Mappings) connected = FaultResources.Naming(attack.RegionName);
 
-        Assert.True(attacker.Outbound.TrySend(1, 5, TransactionFlags.Oneway, new byte[1024]));
+        // Larger than a pack's entry: a record and a buffer of its own, which the attacker then replays.
+        Assert.True(attacker.Outbound.TrySend(1, 5, TransactionFlags.Oneway, new byte[PackLayout.MaxPayload + 1]));
         RegionLayout layout = attacker.Outbound.Layout;
         Span<byte> header = attacker.Handshake.PeerRegion.GetSpan(0, layout.TxRingOffset + (layout.TxRingCapacity * TransactionRecordLayout.Size));
         ulong tail = attacker.Outbound.Sent;
         TransactionRecordLayout record = System.Runtime.InteropServices.MemoryMarshal.Read<TransactionRecordLayout>(
             header[(layout.TxRingOffset + ((int)((tail - 1) % (ulong)layout.TxRingCapacity) * TransactionRecordLayout.Size))..]);
-        Assert.Equal(1024u, record.Length);
+        Assert.Equal((uint)PackLayout.MaxPayload + 1, record.Length);
         Assert.Equal(0u, record.Flags & PackLayout.RecordFlag);
 
         var clock = Stopwatch.StartNew();
