@@ -36,7 +36,7 @@ public sealed class PackedOnewayCrossProcessTests(ITestOutputHelper output)
     [Fact]
     public async Task ReceiveBatch_PackedStreamFromHost_EveryByteInOrderThroughTheLaneAndEveryBufferBack()
     {
-        // A real second process's stream drained by ReceiveBatch: its messages (12 B to 2 KiB, packed and not) ride the
+        // A real second process's stream drained by ReceiveBatch: its messages (12 B to 1,992 B, packed and not) ride the
         // lane, one slot in turn; every one in order with its bytes, and every buffer and pack goes back to the
         // host's writer (it could not finish 30,000 messages in our region otherwise, and nothing stays live here).
         await using TransportHost host = await TransportHost.StartAsync(output);

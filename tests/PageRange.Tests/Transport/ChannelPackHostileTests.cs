@@ -335,7 +335,7 @@ public sealed class ChannelPackHostileTests
         long pack = SendPacked(pair, 1);
         var entry = new PackEntryLayout { Length = (ushort)length, Form = PackLayout.ShortForm, Code = 3 };
         MemoryMarshal.Write(PackBytes(pair, pack)[PackLayout.HeaderSize..], in entry);
-        // Committed stays one 64-byte entry; 257 also exceeds the bound with Committed covering it.
+        // Committed stays one 64-byte entry; MaxPayload + 1 also exceeds the bound with Committed covering it.
         if (length == PackLayout.MaxPayload + 1)
         {
             WriteWord(pair, pack, (uint)PackLayout.EntrySize(length));

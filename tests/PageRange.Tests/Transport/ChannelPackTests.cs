@@ -63,23 +63,36 @@ public sealed class ChannelPackTests
         AssertEveryPackFreedBack(pair);
     }
 
-    [Fact]
-    public void OpeningAPack_ClaimsEachWholeLinePastItsFirstEntry_AndChangesNothingElse()
+    [Theory]
+    [InlineData(64, false)]
+    [InlineData(0, true)]
+    [InlineData(56, true)]
+    [InlineData(PackLayout.MaxPayload, true)]
+    public void OpeningAPack_ClaimsEachWholeLinePastItsFirstEntry_AndChangesNothingElse(int payload, bool misaligned)
     {
         using var pair = new ChannelPair(ChannelPair.SmallOptions());
         // Old bytes everywhere, as a buffer that was a pack before holds them.
         const byte old = 0xA5;
-        pair.Outbound.Region.GetSpan(pair.Inbound.Layout.DataOffset, (int)pair.Inbound.Layout.DataSize).Fill(old);
-        SendOneway(pair, 1, 64);
+        long dataOffset = pair.Inbound.Layout.DataOffset;
+        pair.Outbound.Region.GetSpan(dataOffset, (int)pair.Inbound.Layout.DataSize).Fill(old);
+        if (misaligned)
+        {
+            // A buffer of its own first (too large for a pack), so the pack starts 8 bytes past a cache line.
+            SendOneway(pair, 0, PackLayout.MaxPayload + 8);
+        }
+        SendOneway(pair, 1, payload);
         long pack = pair.Outbound.OpenPackOffset;
-        byte[] bytes = pair.Outbound.Pages.GetSpan(pack, PackLayout.Capacity).ToArray();
+        Assert.Equal(misaligned, (dataOffset + pack) % 64 != 0);
+        Assert.True(pack + PackLayout.Capacity + 64 <= pair.Inbound.Layout.DataSize);
+        // The pack and the line after it (nothing may be written past the pack's end).
+        byte[] bytes = pair.Outbound.Region.GetSpan(dataOffset + pack, PackLayout.Capacity + 64).ToArray();
 
         // One zero word at the start of every cache line (of the mapping, page-aligned) that lies wholly past the entry.
-        int entryEnd = PackLayout.HeaderSize + PackLayout.EntrySize(64);
+        int entryEnd = PackLayout.HeaderSize + PackLayout.EntrySize(payload);
         int claimed = 0;
-        for (int at = entryEnd; at < PackLayout.Capacity; at++)
+        for (int at = entryEnd; at < bytes.Length; at++)
         {
-            bool lineStart = (pair.Inbound.Layout.DataOffset + pack + at) % 64 == 0 && at + sizeof(ulong) <= PackLayout.Capacity;
+            bool lineStart = (dataOffset + pack + at) % 64 == 0 && at + sizeof(ulong) <= PackLayout.Capacity;
             if (lineStart)
             {
                 Assert.Equal(0UL, MemoryMarshal.Read<ulong>(bytes.AsSpan(at)));
@@ -91,11 +104,11 @@ public sealed class ChannelPackTests
                 Assert.True(bytes[at] == old, $"byte {at} of the pack changed to {bytes[at]:x2}");
             }
         }
-        Assert.InRange(claimed, (PackLayout.Capacity - entryEnd) / 64, (PackLayout.Capacity - entryEnd + 63) / 64);
+        Assert.InRange(claimed, ((PackLayout.Capacity - entryEnd) / 64) - 1, (PackLayout.Capacity - entryEnd + 63) / 64);
         // The entry and the header are the message's: it arrives whole.
-        Assert.Equal((uint)PackLayout.EntrySize(64), MemoryMarshal.Read<uint>(bytes));
-        TransactionRecord received = Assert.Single(ReceiveAll(pair));
-        Assert.Equal(1UL, received.TransactionId);
+        Assert.Equal((uint)PackLayout.EntrySize(payload), MemoryMarshal.Read<uint>(bytes));
+        List<TransactionRecord> received = ReceiveAll(pair);
+        Assert.Equal(misaligned ? [0UL, 1UL] : [1UL], received.Select(r => r.TransactionId));
     }
 
     [Theory]

@@ -65,7 +65,8 @@ internal sealed class ChannelOptions
 
     /// <summary>
     /// Whether this side's receiver trails a stream by a pack: when it kept catching up with a stream's writer (it caught
-    /// up at most <see cref="InboundChannel.StreamTrailMaxCatchUps"/> times in the pack the stream just filled), its waits
+    /// up at most <see cref="InboundChannel.StreamTrailMaxCatchUps"/> times in the pack the stream just filled, and took at
+    /// least <see cref="InboundChannel.StreamTrailMinMessagesPerCatchUp"/> of its messages per catch-up on average), its waits
     /// on the next pack look only at the ring's tail, which the writer stores once per pack, for the pack's seal, instead
     /// of at the pack's Committed word, which it stores for every message; a receive pass still takes whatever is
     /// committed. Busy-spin only: a receiver that parks is woken by the appends anyway.

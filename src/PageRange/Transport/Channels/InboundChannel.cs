@@ -117,7 +117,8 @@ internal sealed unsafe class InboundChannel : IDisposable
     private int _packPollsSinceTake;
     private bool _packPaced;
     // Whether the receiver trails the writer's stream by a pack (ChannelOptions.TrailsStreams): set when the receiver
-    // caught up with the writer at most StreamTrailMaxCatchUps times in a pack the stream filled, cleared when a pack is
+    // caught up with the writer at most StreamTrailMaxCatchUps times in a pack the stream filled (and at most once per
+    // StreamTrailMinMessagesPerCatchUp of its messages), cleared when a pack is
     // sealed otherwise or the writer pauses (StreamTrailLooks). The polls of the current pack while trailing (a waiter's,
     // as hints), and the times a pass took everything the current pack's word covered before its seal (the receive lock).
     private readonly bool _trailsStreams;
@@ -226,11 +227,13 @@ internal sealed unsafe class InboundChannel : IDisposable
     internal const int StreamTrailMaxCatchUps = 8;
 
     /// <summary>
-    /// The fewest messages per catch-up, on average over the pack, for a receiver to trail the stream: 4. A pack of 1 KiB
-    /// messages holds three, so an echo of them catches up fewer than <see cref="StreamTrailMaxCatchUps"/> times per pack
-    /// too; trailed, each of its messages waited for the trail to be given up (a 1 KiB echo's p99 8-10 µs instead of 2-3).
+    /// The fewest messages per catch-up, on average over the pack, for a receiver to trail the stream: 2. A pack of 1 KiB
+    /// messages holds three, so an echo of them (a catch-up or more per message) catches up fewer than
+    /// <see cref="StreamTrailMaxCatchUps"/> times per pack too; trailed, each of its messages waited for the trail to be
+    /// given up (a 1 KiB echo's p99 8-10 µs instead of 2-3). Two, not more, so that a receiver keeping up with a stream
+    /// of 256 B messages (15 to a pack) still trails it with up to 7 catch-ups.
     /// </summary>
-    internal const int StreamTrailMinMessagesPerCatchUp = 4;
+    internal const int StreamTrailMinMessagesPerCatchUp = 2;
 
     /// <summary>
     /// How many polls a trailing receiver's waits look for the open pack's seal before they look at its Committed word
