@@ -85,12 +85,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
     /// </summary>
     private void AppendSlicePairs(StringBuilder text)
     {
-        List<(Measurement Floor, Measurement PageRange)> pairs = results
-            .Where(m => m.IsPageRange && m.Workload == Workload.PingPong)
-            .Select(m => (Floor: results.FirstOrDefault(f => f.IsFloor && f.Workload == Workload.PingPong && f.Size == m.Size), PageRange: m))
-            .Where(p => p.Floor is not null && p.Floor.SliceMedians.Count >= 2 && p.Floor.SliceMedians.Count == p.PageRange.SliceMedians.Count)
-            .Select(p => (p.Floor!, p.PageRange))
-            .ToList();
+        List<(Measurement Floor, Measurement PageRange)> pairs = SlicePairs(Workload.PingPong, m => m.SliceMedians);
         if (pairs.Count == 0)
         {
             return;
@@ -102,13 +97,8 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
         text.Append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         foreach ((Measurement floor, Measurement pageRange) in pairs)
         {
-            double fastest = floor.SliceMedians.Min();
-            var fast = new List<(double Floor, double PageRange)>();
-            var slow = new List<(double Floor, double PageRange)>();
-            for (int i = 0; i < floor.SliceMedians.Count; i++)
-            {
-                (floor.SliceMedians[i] <= 1.5 * fastest ? fast : slow).Add((floor.SliceMedians[i], pageRange.SliceMedians[i]));
-            }
+            (List<(double Floor, double PageRange)> fast, List<(double Floor, double PageRange)> slow) =
+                SplitByTheFloor(floor.SliceMedians, pageRange.SliceMedians, lowerIsFaster: true);
             text.Append(s_invariant, $"| {SizeName(pageRange.Size)} | {pageRange.Transport} | {pageRange.Mode} | {Group(fast)} | {Group(slow)} |\n");
         }
         text.Append('\n');
@@ -125,12 +115,7 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
     /// </summary>
     private void AppendOnewaySlicePairs(StringBuilder text)
     {
-        List<(Measurement Floor, Measurement PageRange)> pairs = results
-            .Where(m => m.IsPageRange && m.Workload == Workload.Oneway)
-            .Select(m => (Floor: results.FirstOrDefault(f => f.IsFloor && f.Workload == Workload.Oneway && f.Size == m.Size), PageRange: m))
-            .Where(p => p.Floor is not null && p.Floor.SliceRates.Count >= 2 && p.Floor.SliceRates.Count == p.PageRange.SliceRates.Count)
-            .Select(p => (p.Floor!, p.PageRange))
-            .ToList();
+        List<(Measurement Floor, Measurement PageRange)> pairs = SlicePairs(Workload.Oneway, m => m.SliceRates);
         if (pairs.Count == 0)
         {
             return;
@@ -142,13 +127,8 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
         text.Append("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
         foreach ((Measurement floor, Measurement pageRange) in pairs)
         {
-            double fastest = floor.SliceRates.Max();
-            var fast = new List<(double Floor, double PageRange)>();
-            var slow = new List<(double Floor, double PageRange)>();
-            for (int i = 0; i < floor.SliceRates.Count; i++)
-            {
-                (floor.SliceRates[i] * 1.5 >= fastest ? fast : slow).Add((floor.SliceRates[i], pageRange.SliceRates[i]));
-            }
+            (List<(double Floor, double PageRange)> fast, List<(double Floor, double PageRange)> slow) =
+                SplitByTheFloor(floor.SliceRates, pageRange.SliceRates, lowerIsFaster: false);
             string each = string.Join(", ", floor.SliceRates.Select((f, i) => string.Create(s_invariant, $"{pageRange.SliceRates[i] / 1e6:F1}/{f / 1e6:F1}")));
             text.Append(s_invariant, $"| {SizeName(pageRange.Size)} | {pageRange.Transport} | {pageRange.Mode} | {Group(fast)} | {Group(slow)} | {each} |\n");
         }
@@ -158,6 +138,35 @@ internal sealed class ReportWriter(IReadOnlyList<Measurement> results, MachineIn
             ? "0 | | |"
             : string.Create(s_invariant,
                 $"{slices.Count} | {Median(slices.Select(s => s.PageRange / s.Floor)):G3}× | {Median(slices.Select(s => s.Floor)) / 1e6:F1} | {Median(slices.Select(s => s.PageRange)) / 1e6:F1}");
+    }
+
+    /// <summary>
+    /// Each PageRange measurement of <paramref name="workload"/> with the floor's of the same size, where both have the same
+    /// number of measured slices (at least two): slice i of each ran in round i.
+    /// </summary>
+    private List<(Measurement Floor, Measurement PageRange)> SlicePairs(Workload workload, Func<Measurement, List<double>> slices) => results
+        .Where(m => m.IsPageRange && m.Workload == workload)
+        .Select(m => (Floor: results.FirstOrDefault(f => f.IsFloor && f.Workload == workload && f.Size == m.Size), PageRange: m))
+        .Where(p => p.Floor is not null && slices(p.Floor).Count >= 2 && slices(p.Floor).Count == slices(p.PageRange).Count)
+        .Select(p => (p.Floor!, p.PageRange))
+        .ToList();
+
+    /// <summary>
+    /// The slices of the same rounds in two groups by the floor's own: within 1.5× of its fastest slice of the run (the
+    /// vCPUs' placement at its best), or slower. A round trip is faster when lower, a rate when higher.
+    /// </summary>
+    private static (List<(double Floor, double PageRange)> Fast, List<(double Floor, double PageRange)> Slow) SplitByTheFloor(
+        List<double> floor, List<double> pageRange, bool lowerIsFaster)
+    {
+        double fastest = lowerIsFaster ? floor.Min() : floor.Max();
+        var fast = new List<(double Floor, double PageRange)>();
+        var slow = new List<(double Floor, double PageRange)>();
+        for (int i = 0; i < floor.Count; i++)
+        {
+            bool nearFastest = lowerIsFaster ? floor[i] <= 1.5 * fastest : floor[i] * 1.5 >= fastest;
+            (nearFastest ? fast : slow).Add((floor[i], pageRange[i]));
+        }
+        return (fast, slow);
     }
 
     /// <summary>The median of <paramref name="values"/> (the mean of the middle two for an even count).</summary>
